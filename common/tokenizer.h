@@ -1,0 +1,59 @@
+// Tokenizer: the llama2.c / SentencePiece-BPE vocabulary (pieces with merge scores).
+//
+// Encode follows run.c (and SentencePiece's BPE): optional BOS, a dummy-prefix space
+// when the text is non-empty, one piece per UTF-8 character (bytes without a piece fall
+// back to the <0xNN> byte pieces, id byte+3), then repeatedly merge the adjacent pair
+// whose merged piece has the highest score (leftmost on ties) until no merge exists.
+// Decode maps ids back to bytes: <0xNN> pieces become the raw byte, and the leading space
+// of the first piece after BOS is dropped.
+//
+// Thread-safety: immutable after construction; all methods are const.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+
+namespace flover {
+
+class Tokenizer {
+ public:
+  // Reads a llama2.c tokenizer file (tok512.bin): int32 max_token_length, then for each
+  // id: float32 score, int32 length, `length` bytes. The vocabulary size is the count of
+  // entries in the file. Errors (missing, truncated, negative lengths) name the file.
+  static Result<Tokenizer> LoadLlama2c(const std::string& path);
+
+  // Builds from pieces and scores (e.g. a GGUF file's tokenizer.ggml.tokens/scores).
+  // SentencePiece's "▁" (U+2581) in pieces is turned into a space.
+  static Result<Tokenizer> FromPieces(std::vector<std::string> pieces, std::vector<float> scores,
+                                      int bos_id = 1, int eos_id = 2);
+
+  int vocab_size() const { return static_cast<int>(pieces_.size()); }
+  int bos_id() const { return bos_id_; }
+  int eos_id() const { return eos_id_; }
+
+  std::vector<int> Encode(std::string_view text, bool add_bos = true) const;
+
+  // Text of `token` when it follows `prev_token` (run.c's decode): drops the leading
+  // space after BOS and turns "<0xNN>" into the byte NN. Ids out of range give "".
+  std::string DecodeToken(int prev_token, int token) const;
+  // Text of a generated continuation; `prev_token` is the token before tokens[0].
+  std::string Decode(const std::vector<int>& tokens, int prev_token) const;
+
+  const std::string& piece(int id) const { return pieces_[id]; }
+
+ private:
+  Tokenizer() = default;
+  int Lookup(std::string_view piece) const;  // -1 if absent
+
+  std::vector<std::string> pieces_;
+  std::vector<float> scores_;
+  std::unordered_map<std::string, int> ids_;  // piece -> id (first id wins)
+  int bos_id_ = 1;
+  int eos_id_ = 2;
+};
+
+}  // namespace flover

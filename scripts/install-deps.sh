@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package Flover needs to build, test and run (Debian 12, as root).
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates curl python3
+  libopenblas-openmp-dev            # CPU GEMM (OpenMP build: shares one thread pool with our loops)
+  libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev   # CLI, JSON output, logging
+  libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler   # daemons and wire format (issue #3)
+  libyaml-cpp-dev libboost-dev libgloo-dev                   # config, HTTP, CPU collectives
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all packages present"
+fi

@@ -1,0 +1,23 @@
+// Where tests find the real model files: $FLOVER_MODELS_DIR, else the CMake variable
+// FLOVER_MODELS_DIR (default ../shared/models next to the source tree). Tests that need
+// a model FAIL with this path in the message when it is missing: never skip silently.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace flover::testing {
+
+inline std::string ModelsDir() {
+  if (const char* env = std::getenv("FLOVER_MODELS_DIR"); env && *env) return env;
+  return FLOVER_MODELS_DIR;
+}
+
+inline std::string ModelPath(const std::string& relative) { return ModelsDir() + "/" + relative; }
+
+inline std::string Stories260kBin() { return ModelPath("stories260K/stories260K.bin"); }
+inline std::string Stories260kGguf() { return ModelPath("stories260K/stories260K.gguf"); }
+inline std::string Tok512Bin() { return ModelPath("stories260K/tok512.bin"); }
+
+}  // namespace flover::testing

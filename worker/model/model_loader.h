@@ -1,0 +1,29 @@
+// Loading a model from what a user names on the command line or in a config:
+//   - "dummy:<preset>"  seeded random weights of a named shape (dummy_model.h);
+//   - "*.gguf"          GGUF v3, llama architecture, F32/F16 tensors (gguf_loader.h);
+//   - anything else     a llama2.c checkpoint (llama2c_loader.h).
+// Every failure (missing, truncated, inconsistent, unsupported) is a Status naming the
+// file and what is wrong; a returned model is complete and Validate()d.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "common/tokenizer.h"
+#include "worker/model/model_weights.h"
+
+namespace flover {
+
+struct LoadedModel {
+  ModelWeights weights;
+  // A vocabulary embedded in the model file (GGUF), if any.
+  std::optional<Tokenizer> tokenizer;
+  std::string description;  // "llama2.c stories260K.bin", "dummy:stories15m (seed 0)"
+};
+
+Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_seed = 0);
+
+}  // namespace flover
