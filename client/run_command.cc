@@ -1,1 +1,221 @@
-// placeholder: being written
+#include "client/run_command.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "common/tokenizer.h"
+#include "worker/engine/engine.h"
+#include "worker/model/model_loader.h"
+
+namespace flover {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct PromptInput {
+  std::string text;         // as given (empty for --prompt-ids)
+  std::vector<int> tokens;  // what the engine runs
+};
+
+struct Output {
+  uint64_t request_id = 0;
+  std::vector<int> generated;
+  FinishReason finish = FinishReason::kNone;
+  bool streamed_header = false;
+};
+
+int Fail(const Status& status) {
+  std::fprintf(stderr, "flover run: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+// The tokenizer the user named, else one embedded in the model, else a llama2.c
+// tokenizer file beside the model (tokenizer.bin, or the only tok*.bin).
+Result<std::optional<Tokenizer>> ResolveTokenizer(const RunOptions& o, std::optional<Tokenizer> embedded) {
+  if (!o.tokenizer.empty()) {
+    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(o.tokenizer));
+    return std::optional<Tokenizer>(std::move(t));
+  }
+  if (embedded) return embedded;
+  if (o.model.rfind("dummy:", 0) == 0) return std::optional<Tokenizer>();
+  const fs::path dir = fs::path(o.model).parent_path().empty() ? fs::path(".") : fs::path(o.model).parent_path();
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "tokenizer.bin" || (name.rfind("tok", 0) == 0 && entry.path().extension() == ".bin"))
+      found.push_back(entry.path());
+  }
+  if (found.size() != 1) return std::optional<Tokenizer>();
+  FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(found[0].string()));
+  return std::optional<Tokenizer>(std::move(t));
+}
+
+Result<std::vector<int>> ParseIds(const std::string& text) {
+  std::vector<int> ids;
+  std::string item;
+  std::stringstream ss(text);
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      ids.push_back(std::stoi(item, &used));
+      if (used != item.size() && item.find_first_not_of(" ", used) != std::string::npos) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      return InvalidArgument("--prompt-ids: '" + item + "' is not a token id (expected e.g. 1,301,295)");
+    }
+  }
+  return ids;
+}
+
+Result<std::vector<PromptInput>> CollectPrompts(const RunOptions& o, const std::optional<Tokenizer>& tokenizer) {
+  std::vector<std::string> texts = o.prompts;
+  if (!o.prompts_file.empty()) {
+    std::ifstream in(o.prompts_file);
+    if (!in) return NotFound("cannot open prompts file " + o.prompts_file);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) texts.push_back(line);
+    }
+  }
+  std::vector<PromptInput> prompts;
+  for (const std::string& text : texts) {
+    if (!tokenizer)
+      return InvalidArgument("model " + o.model + " has no tokenizer: pass --tokenizer FILE or use --prompt-ids");
+    prompts.push_back({text, tokenizer->Encode(text, /*add_bos=*/true)});
+  }
+  for (const std::string& ids : o.prompt_ids) {
+    FLOVER_ASSIGN_OR_RETURN(std::vector<int> tokens, ParseIds(ids));
+    prompts.push_back({"", std::move(tokens)});
+  }
+  if (prompts.empty()) return InvalidArgument("no prompts: use --prompt, --prompts-file or --prompt-ids");
+  return prompts;
+}
+
+std::string Decode(const std::optional<Tokenizer>& tokenizer, const PromptInput& p, const std::vector<int>& generated) {
+  if (!tokenizer) return "";
+  return tokenizer->Decode(generated, p.tokens.empty() ? tokenizer->bos_id() : p.tokens.back());
+}
+
+}  // namespace
+
+int RunCommand(const RunOptions& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  const auto t_load = std::chrono::steady_clock::now();
+  Result<LoadedModel> model = LoadModel(o.model, o.dummy_seed);
+  if (!model.ok()) return Fail(model.status());
+  Result<std::optional<Tokenizer>> tokenizer = ResolveTokenizer(o, std::move(model->tokenizer));
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  if (*tokenizer && tokenizer->value().vocab_size() != model->weights.spec.vocab_size)
+    return Fail(InvalidArgument("tokenizer has " + std::to_string(tokenizer->value().vocab_size()) +
+                                " tokens but the model's vocabulary has " +
+                                std::to_string(model->weights.spec.vocab_size)));
+  Result<std::vector<PromptInput>> prompts = CollectPrompts(o, *tokenizer);
+  if (!prompts.ok()) return Fail(prompts.status());
+
+  EngineConfig config;
+  config.kv.block_size = o.block_size;
+  config.kv.memory_bytes = static_cast<int64_t>(o.kv_cache_mib * 1024 * 1024);
+  config.max_step_tokens = o.max_step_tokens;
+  config.max_running = o.max_running;
+  const std::string description = model->description;
+  Result<std::unique_ptr<Engine>> created = Engine::Create(std::move(model->weights), config);
+  if (!created.ok()) return Fail(created.status());
+  Engine& engine = **created;
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  std::fprintf(stderr, "flover run: %s (%s), %d KV blocks of %d tokens, %d threads, loaded in %.2f s\n",
+               description.c_str(), engine.spec().ToString().c_str(), engine.n_blocks(), engine.block_size(),
+               omp_get_max_threads(), load_s);
+
+  const std::vector<PromptInput>& inputs = *prompts;
+  std::vector<Output> outputs(inputs.size());
+  std::unordered_map<uint64_t, size_t> index_of;
+  const bool stream = !o.json && inputs.size() == 1;
+  size_t n_admitted = 0, n_done = 0;
+  int64_t n_steps = 0, n_fused_entries = 0, n_prompt_tokens = 0, n_generated = 0;
+  std::vector<EngineEvent> events;
+  const auto t_start = std::chrono::steady_clock::now();
+
+  while (n_done < inputs.size()) {
+    // Admission: everything at once, or one prompt every `stagger` steps.
+    while (n_admitted < inputs.size() && (o.stagger == 0 || n_steps >= static_cast<int64_t>(n_admitted) * o.stagger)) {
+      const PromptInput& p = inputs[n_admitted];
+      RequestParams request{p.tokens, o.sampling, o.stop};
+      request.sampling.seed = o.sampling.seed + n_admitted;
+      Result<uint64_t> id = engine.Add(std::move(request));
+      if (!id.ok()) {
+        std::fprintf(stderr, "flover run: prompt %zu rejected: %s\n", n_admitted, id.status().ToString().c_str());
+        outputs[n_admitted].finish = FinishReason::kError;
+        ++n_done;
+      } else {
+        outputs[n_admitted].request_id = *id;
+        index_of[*id] = n_admitted;
+        n_prompt_tokens += static_cast<int64_t>(p.tokens.size());
+      }
+      ++n_admitted;
+      if (o.stagger != 0) break;
+    }
+    events.clear();
+    StepStats stats;
+    engine.Step(&events, &stats);
+    ++n_steps;
+    n_fused_entries += stats.n_entries;
+    for (const EngineEvent& e : events) {
+      const size_t i = index_of.at(e.request_id);
+      Output& out = outputs[i];
+      if (e.token >= 0) {
+        out.generated.push_back(e.token);
+        ++n_generated;
+        if (stream && *tokenizer) {
+          const int prev = out.generated.size() > 1 ? out.generated[out.generated.size() - 2] : inputs[i].tokens.back();
+          if (!out.streamed_header) std::fputs(inputs[i].text.c_str(), stdout), out.streamed_header = true;
+          std::fputs(tokenizer->value().DecodeToken(prev, e.token).c_str(), stdout);
+          std::fflush(stdout);
+        }
+      }
+      if (e.finish != FinishReason::kNone) {
+        out.finish = e.finish;
+        ++n_done;
+        if (!o.json && !stream) {
+          std::printf("--- [%zu] %s\n%s%s\n", i, FinishReasonName(e.finish), inputs[i].text.c_str(),
+                      Decode(*tokenizer, inputs[i], out.generated).c_str());
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  if (stream) std::printf("\n");
+
+  if (o.json) {
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      nlohmann::json j;
+      j["prompt"] = inputs[i].text;
+      j["text"] = Decode(*tokenizer, inputs[i], outputs[i].generated);
+      j["tokens"] = outputs[i].generated;
+      j["finish_reason"] = FinishReasonName(outputs[i].finish);
+      j["prompt_tokens"] = inputs[i].tokens.size();
+      j["completion_tokens"] = outputs[i].generated.size();
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+    std::cout.flush();
+  }
+  std::fprintf(stderr,
+               "flover run: %zu requests, %lld prompt + %lld generated tokens in %.3f s: %.1f generated tokens/s, "
+               "%lld steps, %.1f requests per step\n",
+               inputs.size(), static_cast<long long>(n_prompt_tokens), static_cast<long long>(n_generated), seconds,
+               seconds > 0 ? n_generated / seconds : 0.0, static_cast<long long>(n_steps),
+               n_steps > 0 ? static_cast<double>(n_fused_entries) / n_steps : 0.0);
+  for (const Output& out : outputs)
+    if (out.finish == FinishReason::kError) return 1;
+  return 0;
+}
+
+}  // namespace flover

@@ -10,6 +10,8 @@
 // Thread-safety: immutable after construction; all methods are const.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -23,11 +25,14 @@ class Tokenizer {
  public:
   // Reads a llama2.c tokenizer file (tok512.bin): int32 max_token_length, then for each
   // id: float32 score, int32 length, `length` bytes. The vocabulary size is the count of
-  // entries in the file. Errors (missing, truncated, negative lengths) name the file.
+  // entries in the file. Errors name the file: NotFound when it does not exist, IoError
+  // when it cannot be read, Corruption when it is truncated (including a partial last
+  // entry), has a negative length, or has fewer than 3 entries (unk, BOS = 1, EOS = 2).
   static Result<Tokenizer> LoadLlama2c(const std::string& path);
 
   // Builds from pieces and scores (e.g. a GGUF file's tokenizer.ggml.tokens/scores).
-  // SentencePiece's "▁" (U+2581) in pieces is turned into a space.
+  // SentencePiece's "▁" (U+2581) in pieces is turned into a space. InvalidArgument when
+  // the sizes differ or bos_id/eos_id is not an id of the vocabulary.
   static Result<Tokenizer> FromPieces(std::vector<std::string> pieces, std::vector<float> scores,
                                       int bos_id = 1, int eos_id = 2);
 
@@ -35,6 +40,9 @@ class Tokenizer {
   int bos_id() const { return bos_id_; }
   int eos_id() const { return eos_id_; }
 
+  // Token ids of `text` (no EOS). BOS takes no part in merges, so Encode(t, true) is
+  // {bos_id()} followed by Encode(t, false). Bytes without a piece give ids byte + 3,
+  // which REQUIRES a llama2c-style vocabulary (ids 3..258 are <0x00>..<0xFF>).
   std::vector<int> Encode(std::string_view text, bool add_bos = true) const;
 
   // Text of `token` when it follows `prev_token` (run.c's decode): drops the leading
@@ -46,12 +54,21 @@ class Tokenizer {
   const std::string& piece(int id) const { return pieces_[id]; }
 
  private:
+  // Hashes std::string and std::string_view alike, so lookups need no temporary string.
+  struct PieceHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
   Tokenizer() = default;
+  // REQUIRES: pieces_.size() == scores_.size(). Fills ids_.
+  void BuildIndex();
   int Lookup(std::string_view piece) const;  // -1 if absent
 
+  // Constant after construction.
   std::vector<std::string> pieces_;
-  std::vector<float> scores_;
-  std::unordered_map<std::string, int> ids_;  // piece -> id (first id wins)
+  std::vector<float> scores_;                                           // [vocab_size]
+  std::unordered_map<std::string, int, PieceHash, std::equal_to<>> ids_;  // piece -> id (first id wins)
   int bos_id_ = 1;
   int eos_id_ = 2;
 };

@@ -1,1 +1,204 @@
-// placeholder: being written
+#include "worker/model/gguf_loader.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "worker/model/gguf_reader.h"
+
+namespace flover {
+namespace {
+
+std::string Shape(const std::vector<uint64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+// An integer metadata value as an int; `fallback` when the key is absent (nullopt: the
+// key is required).
+Result<int> GetInt(const GgufReader& r, const std::string& key, std::optional<int> fallback = std::nullopt) {
+  const GgufValue* v = r.Find(key);
+  if (v == nullptr) {
+    if (fallback) return *fallback;
+    return Corruption("metadata " + key + " is missing");
+  }
+  if (!v->is_integer())
+    return Corruption("metadata " + key + " must be an integer, got " + GgufValueTypeName(v->type));
+  const bool is_unsigned = v->type == GgufValueType::kUint8 || v->type == GgufValueType::kUint16 ||
+                           v->type == GgufValueType::kUint32 || v->type == GgufValueType::kUint64;
+  if (is_unsigned ? v->u > static_cast<uint64_t>(INT_MAX) : (v->i < INT_MIN || v->i > INT_MAX))
+    return Corruption("metadata " + key + " = " + (is_unsigned ? std::to_string(v->u) : std::to_string(v->i)) +
+                      " is out of range");
+  return static_cast<int>(is_unsigned ? static_cast<int64_t>(v->u) : v->i);
+}
+
+Result<float> GetFloat(const GgufReader& r, const std::string& key, std::optional<float> fallback = std::nullopt) {
+  const GgufValue* v = r.Find(key);
+  if (v == nullptr) {
+    if (fallback) return *fallback;
+    return Corruption("metadata " + key + " is missing");
+  }
+  if (!v->is_float()) return Corruption("metadata " + key + " must be a float, got " + GgufValueTypeName(v->type));
+  return static_cast<float>(v->f);
+}
+
+Result<std::string> GetString(const GgufReader& r, const std::string& key) {
+  const GgufValue* v = r.Find(key);
+  if (v == nullptr) return Corruption("metadata " + key + " is missing");
+  if (v->type != GgufValueType::kString)
+    return Corruption("metadata " + key + " must be a string, got " + GgufValueTypeName(v->type));
+  return v->str;
+}
+
+// Missing trailing dimensions count as 1 on either side.
+bool ShapeMatches(const std::vector<uint64_t>& actual, const std::vector<uint64_t>& expected) {
+  const size_t n = std::max(actual.size(), expected.size());
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t a = i < actual.size() ? actual[i] : 1;
+    const uint64_t e = i < expected.size() ? expected[i] : 1;
+    if (a != e) return false;
+  }
+  return true;
+}
+
+// Reads tensor `name` into `out` as fp32. `expected` is in ggml order (ne0 = columns),
+// `meaning` names the dims for the message ("[dim, q_dim]").
+Status LoadTensor(GgufReader& r, const std::string& name, const std::vector<uint64_t>& expected,
+                  const char* meaning, std::vector<float>* out) {
+  const GgufTensorInfo* info = r.FindTensor(name);
+  if (info == nullptr) return Corruption("tensor " + name + " is missing");
+  if (info->ggml_type != kGgmlTypeF32 && info->ggml_type != kGgmlTypeF16)
+    return InvalidArgument("tensor " + name + " has type " + GgmlTypeName(info->ggml_type) +
+                           "; only F32 and F16 tensors are supported (convert the model with --outtype f16 or f32)");
+  if (!ShapeMatches(info->ne, expected))
+    return Corruption("tensor " + name + " has shape " + Shape(info->ne) + ", expected " + Shape(expected) + " " +
+                      meaning + " (ggml order, ne0 first)");
+  FLOVER_CHECK(info->n_bytes.has_value()) << name;
+  out->assign(info->n_elements, 0.0f);
+  if (info->ggml_type == kGgmlTypeF32) return r.ReadTensorData(*info, out->data());
+  std::vector<uint16_t> half(info->n_elements);
+  FLOVER_RETURN_IF_ERROR(r.ReadTensorData(*info, half.data()));
+  ConvertHalfToFloat(half.data(), out->data(), half.size());
+  return Status::Ok();
+}
+
+Result<ModelSpec> ReadSpec(const GgufReader& r) {
+  FLOVER_ASSIGN_OR_RETURN(std::string arch, GetString(r, "general.architecture"));
+  if (arch != "llama")
+    return InvalidArgument("architecture is \"" + arch + "\"; only \"llama\" is supported");
+  ModelSpec spec;
+  FLOVER_ASSIGN_OR_RETURN(spec.dim, GetInt(r, "llama.embedding_length"));
+  FLOVER_ASSIGN_OR_RETURN(spec.hidden_dim, GetInt(r, "llama.feed_forward_length"));
+  FLOVER_ASSIGN_OR_RETURN(spec.n_layers, GetInt(r, "llama.block_count"));
+  FLOVER_ASSIGN_OR_RETURN(spec.n_heads, GetInt(r, "llama.attention.head_count"));
+  FLOVER_ASSIGN_OR_RETURN(spec.n_kv_heads, GetInt(r, "llama.attention.head_count_kv", spec.n_heads));
+  FLOVER_ASSIGN_OR_RETURN(spec.max_seq_len, GetInt(r, "llama.context_length"));
+  FLOVER_ASSIGN_OR_RETURN(spec.norm_eps, GetFloat(r, "llama.attention.layer_norm_rms_epsilon"));
+  FLOVER_ASSIGN_OR_RETURN(spec.rope_theta, GetFloat(r, "llama.rope.freq_base", 10000.0f));
+  FLOVER_ASSIGN_OR_RETURN(spec.bos_id, GetInt(r, "tokenizer.ggml.bos_token_id", 1));
+  FLOVER_ASSIGN_OR_RETURN(spec.eos_id, GetInt(r, "tokenizer.ggml.eos_token_id", 2));
+
+  // The vocabulary size is the embedding's row count.
+  const GgufTensorInfo* emb = r.FindTensor("token_embd.weight");
+  if (emb == nullptr) return Corruption("tensor token_embd.weight is missing");
+  if (emb->ne.size() != 2 || emb->ne[0] != static_cast<uint64_t>(spec.dim) || emb->ne[1] == 0 ||
+      emb->ne[1] > static_cast<uint64_t>(INT_MAX))
+    return Corruption("tensor token_embd.weight has shape " + Shape(emb->ne) + ", expected [" +
+                      std::to_string(spec.dim) + ", vocab] (embedding_length " + std::to_string(spec.dim) + ")");
+  spec.vocab_size = static_cast<int>(emb->ne[1]);
+  FLOVER_ASSIGN_OR_RETURN(int declared_vocab, GetInt(r, "llama.vocab_size", spec.vocab_size));
+  if (declared_vocab != spec.vocab_size)
+    return Corruption("llama.vocab_size is " + std::to_string(declared_vocab) + " but token_embd.weight has " +
+                      std::to_string(spec.vocab_size) + " rows");
+
+  Status valid = spec.Validate();
+  if (!valid.ok()) return Corruption("metadata describes an invalid model (" + valid.message() + ")");
+  FLOVER_ASSIGN_OR_RETURN(int rope_dims, GetInt(r, "llama.rope.dimension_count", spec.head_dim()));
+  if (rope_dims != spec.head_dim())
+    return InvalidArgument("llama.rope.dimension_count is " + std::to_string(rope_dims) +
+                           " but head_dim is " + std::to_string(spec.head_dim()) +
+                           "; partial rotary embeddings are not supported");
+  return spec;
+}
+
+Result<std::optional<Tokenizer>> ReadVocab(const GgufReader& r, const ModelSpec& spec) {
+  const GgufValue* tokens = r.Find("tokenizer.ggml.tokens");
+  if (tokens == nullptr) return std::optional<Tokenizer>();
+  if (const GgufValue* model = r.Find("tokenizer.ggml.model")) {
+    if (model->type != GgufValueType::kString)
+      return Corruption("metadata tokenizer.ggml.model must be a string");
+    if (model->str != "llama")
+      return InvalidArgument("tokenizer.ggml.model is \"" + model->str +
+                             "\"; only SentencePiece (\"llama\") vocabularies are supported");
+  }
+  if (tokens->type != GgufValueType::kArray || tokens->array_type != GgufValueType::kString)
+    return Corruption("metadata tokenizer.ggml.tokens must be an array of strings");
+  if (tokens->strings.size() != static_cast<size_t>(spec.vocab_size))
+    return Corruption("tokenizer.ggml.tokens has " + std::to_string(tokens->strings.size()) +
+                      " tokens but token_embd.weight has " + std::to_string(spec.vocab_size) + " rows");
+  std::vector<float> scores(tokens->strings.size(), 0.0f);
+  if (const GgufValue* s = r.Find("tokenizer.ggml.scores")) {
+    FLOVER_ASSIGN_OR_RETURN(scores, r.FloatArray("tokenizer.ggml.scores", *s));
+    if (scores.size() != tokens->strings.size())
+      return Corruption("tokenizer.ggml.scores has " + std::to_string(scores.size()) + " entries for " +
+                        std::to_string(tokens->strings.size()) + " tokens");
+  }
+  Result<Tokenizer> tok = Tokenizer::FromPieces(tokens->strings, std::move(scores), spec.bos_id, spec.eos_id);
+  if (!tok.ok()) return tok.status().WithContext("embedded vocabulary");
+  return std::optional<Tokenizer>(std::move(tok).value());
+}
+
+Result<GgufModel> Load(GgufReader& r) {
+  GgufModel model;
+  FLOVER_ASSIGN_OR_RETURN(model.weights.spec, ReadSpec(r));
+  ModelWeights& w = model.weights;
+  ModelSpec& spec = w.spec;
+  const uint64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
+
+  FLOVER_RETURN_IF_ERROR(LoadTensor(r, "token_embd.weight", {d, v}, "[dim, vocab]", &w.token_embedding));
+  w.layers.resize(spec.n_layers);
+  for (int l = 0; l < spec.n_layers; ++l) {
+    LayerWeights& L = w.layers[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_norm.weight", {d}, "[dim]", &L.attn_norm));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_q.weight", {d, q}, "[dim, n_heads*head_dim]", &L.wq));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_k.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", &L.wk));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_v.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", &L.wv));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_output.weight", {q, d}, "[n_heads*head_dim, dim]", &L.wo));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_norm.weight", {d}, "[dim]", &L.ffn_norm));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_gate.weight", {d, h}, "[dim, hidden]", &L.w1));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_down.weight", {h, d}, "[hidden, dim]", &L.w2));
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_up.weight", {d, h}, "[dim, hidden]", &L.w3));
+  }
+  FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output_norm.weight", {d}, "[dim]", &w.final_norm));
+
+  spec.shared_classifier = true;
+  if (r.FindTensor("output.weight") != nullptr) {
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output.weight", {d, v}, "[dim, vocab]", &w.classifier));
+    // Converters often write the tied embedding out again; share it instead of keeping
+    // a second copy.
+    if (std::memcmp(w.classifier.data(), w.token_embedding.data(), w.classifier.size() * sizeof(float)) == 0) {
+      std::vector<float>().swap(w.classifier);
+    } else {
+      spec.shared_classifier = false;
+    }
+  }
+
+  FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadVocab(r, spec));
+  FLOVER_RETURN_IF_ERROR(w.Validate());
+  return model;
+}
+
+}  // namespace
+
+Result<GgufModel> LoadGgufModel(const std::string& path) {
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> reader, GgufReader::Open(path));
+  Result<GgufModel> model = Load(*reader);
+  if (!model.ok()) return model.status().WithContext(path);
+  return model;
+}
+
+}  // namespace flover

@@ -1,0 +1,35 @@
+// `flover run`: serves prompts with the in-process engine (no daemons), all fused in
+// one engine, optionally admitting one new prompt every `stagger` steps so requests join
+// a running batch. Prints stories (or one JSON object per prompt with --json) on stdout
+// and a timing summary on stderr.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/request_params.h"
+
+namespace flover {
+
+struct RunOptions {
+  std::string model;                   // path or dummy:<preset>
+  std::string tokenizer;               // llama2.c tokenizer .bin; found beside the model if empty
+  std::vector<std::string> prompts;
+  std::string prompts_file;            // one prompt per line
+  std::vector<std::string> prompt_ids; // "1,301,295" per prompt: token ids in, no tokenizer needed
+  SamplingParams sampling;
+  StopParams stop;
+  int stagger = 0;                     // steps between admissions; 0 = all at once
+  bool json = false;
+  int threads = 0;                     // 0 = OpenMP default
+  int block_size = 16;
+  double kv_cache_mib = 1024;
+  int max_step_tokens = 512;
+  int max_running = 256;
+  uint64_t dummy_seed = 0;
+};
+
+// Returns the process exit code; errors are printed to stderr.
+int RunCommand(const RunOptions& options);
+
+}  // namespace flover

@@ -1,0 +1,48 @@
+#include "common/request_params.h"
+
+#include <cmath>
+
+namespace flover {
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "unknown";
+}
+
+Status ValidateRequest(const RequestParams& request, const ModelSpec& spec) {
+  const int n_prompt = static_cast<int>(request.prompt.size());
+  if (n_prompt == 0) return InvalidArgument("prompt is empty");
+  if (n_prompt > spec.max_seq_len)
+    return InvalidArgument("prompt has " + std::to_string(n_prompt) + " tokens; this model allows " +
+                           std::to_string(spec.max_seq_len));
+  for (int i = 0; i < n_prompt; ++i) {
+    const int id = request.prompt[i];
+    if (id < 0 || id >= spec.vocab_size)
+      return InvalidArgument("prompt token " + std::to_string(i) + " has id " + std::to_string(id) +
+                             ", outside the vocabulary [0, " + std::to_string(spec.vocab_size) + ")");
+  }
+  const SamplingParams& s = request.sampling;
+  if (!std::isfinite(s.temperature) || s.temperature < 0.0f)
+    return InvalidArgument("temperature must be a finite value >= 0, got " + std::to_string(s.temperature));
+  if (s.top_k < 0) return InvalidArgument("top_k must be >= 0 (0 = off), got " + std::to_string(s.top_k));
+  if (!std::isfinite(s.top_p) || s.top_p <= 0.0f || s.top_p > 1.0f)
+    return InvalidArgument("top_p must be in (0, 1], got " + std::to_string(s.top_p));
+  if (!std::isfinite(s.repetition_penalty) || s.repetition_penalty <= 0.0f)
+    return InvalidArgument("repetition_penalty must be > 0, got " + std::to_string(s.repetition_penalty));
+  const StopParams& stop = request.stop;
+  if (stop.max_tokens < 1) return InvalidArgument("max_tokens must be >= 1, got " + std::to_string(stop.max_tokens));
+  for (int id : stop.stop_token_ids) {
+    if (id < 0 || id >= spec.vocab_size)
+      return InvalidArgument("stop token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                             std::to_string(spec.vocab_size) + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace flover

@@ -1,0 +1,482 @@
+#include "worker/model/gguf_reader.h"
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace flover {
+namespace {
+
+constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
+constexpr uint32_t kMaxDims = 4;             // GGML_MAX_DIMS
+
+// Smallest encoding of one kv pair (empty key, 1-byte value) and of one tensor info
+// (empty name, 0 dims): bounds for the header counts before reserving anything.
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
+constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 4 + 8;
+
+// Bytes per element of fixed-size scalar value types; 0 for string/array.
+uint64_t ScalarSize(GgufValueType t) {
+  switch (t) {
+    case GgufValueType::kUint8:
+    case GgufValueType::kInt8:
+    case GgufValueType::kBool: return 1;
+    case GgufValueType::kUint16:
+    case GgufValueType::kInt16: return 2;
+    case GgufValueType::kUint32:
+    case GgufValueType::kInt32:
+    case GgufValueType::kFloat32: return 4;
+    case GgufValueType::kUint64:
+    case GgufValueType::kInt64:
+    case GgufValueType::kFloat64: return 8;
+    case GgufValueType::kString:
+    case GgufValueType::kArray: return 0;
+  }
+  return 0;
+}
+
+bool ValidValueType(uint32_t t) { return t <= static_cast<uint32_t>(GgufValueType::kFloat64); }
+
+struct GgmlTypeTraits {
+  const char* name;
+  uint64_t block_size;  // elements per block
+  uint64_t type_size;   // bytes per block; 0 = unknown/removed
+};
+
+// From ggml.c's type_traits (ids are stable; 4, 5 and 31-33 were removed).
+GgmlTypeTraits GgmlTraits(uint32_t type) {
+  switch (type) {
+    case 0: return {"F32", 1, 4};
+    case 1: return {"F16", 1, 2};
+    case 2: return {"Q4_0", 32, 18};
+    case 3: return {"Q4_1", 32, 20};
+    case 6: return {"Q5_0", 32, 22};
+    case 7: return {"Q5_1", 32, 24};
+    case 8: return {"Q8_0", 32, 34};
+    case 9: return {"Q8_1", 32, 36};
+    case 10: return {"Q2_K", 256, 84};
+    case 11: return {"Q3_K", 256, 110};
+    case 12: return {"Q4_K", 256, 144};
+    case 13: return {"Q5_K", 256, 176};
+    case 14: return {"Q6_K", 256, 210};
+    case 15: return {"Q8_K", 256, 292};
+    case 16: return {"IQ2_XXS", 256, 66};
+    case 17: return {"IQ2_XS", 256, 74};
+    case 18: return {"IQ3_XXS", 256, 98};
+    case 19: return {"IQ1_S", 256, 50};
+    case 20: return {"IQ4_NL", 32, 18};
+    case 21: return {"IQ3_S", 256, 110};
+    case 22: return {"IQ2_S", 256, 82};
+    case 23: return {"IQ4_XS", 256, 136};
+    case 24: return {"I8", 1, 1};
+    case 25: return {"I16", 1, 2};
+    case 26: return {"I32", 1, 4};
+    case 27: return {"I64", 1, 8};
+    case 28: return {"F64", 1, 8};
+    case 29: return {"IQ1_M", 256, 56};
+    case 30: return {"BF16", 1, 2};
+    case 34: return {"TQ1_0", 256, 54};
+    case 35: return {"TQ2_0", 256, 66};
+    default: return {nullptr, 1, 0};
+  }
+}
+
+// Sequential, bounds-checked reads of the header region. Every read either succeeds or
+// returns a Status; `remaining()` is what a length may claim at most.
+class Cursor {
+ public:
+  Cursor(std::FILE* f, uint64_t file_size) : f_(f), size_(file_size) {}
+
+  uint64_t pos() const { return pos_; }
+  uint64_t remaining() const { return size_ - pos_; }
+
+  Status Bytes(void* dst, uint64_t n, const char* what) {
+    if (n > remaining())
+      return Corruption("file ends inside the header while reading " + std::string(what) + " at byte " +
+                        std::to_string(pos_) + " (needs " + std::to_string(n) + " bytes, " +
+                        std::to_string(remaining()) + " left)");
+    if (n > 0 && std::fread(dst, 1, n, f_) != n)
+      return IoError("read failed at byte " + std::to_string(pos_) + ": " + std::strerror(errno));
+    pos_ += n;
+    return Status::Ok();
+  }
+
+  template <typename T>
+  Status Pod(T* v, const char* what) {
+    unsigned char buf[sizeof(T)];
+    FLOVER_RETURN_IF_ERROR(Bytes(buf, sizeof(T), what));
+    std::memcpy(v, buf, sizeof(T));  // the file is little-endian, as is every supported host
+    return Status::Ok();
+  }
+
+  Status String(std::string* s, const char* what) {
+    uint64_t n = 0;
+    FLOVER_RETURN_IF_ERROR(Pod(&n, what));
+    if (n > remaining())
+      return Corruption(std::string(what) + " at byte " + std::to_string(pos_ - 8) + " claims a length of " +
+                        std::to_string(n) + " bytes, but only " + std::to_string(remaining()) +
+                        " bytes are left in the file");
+    s->resize(n);
+    return Bytes(s->data(), n, what);
+  }
+
+ private:
+  std::FILE* f_;
+  uint64_t size_;
+  uint64_t pos_ = 0;
+};
+
+Status ReadScalar(Cursor& c, GgufValueType t, GgufValue* v, const std::string& key) {
+  const char* what = "a metadata value";
+  switch (t) {
+    case GgufValueType::kUint8: { uint8_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
+    case GgufValueType::kInt8: { int8_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
+    case GgufValueType::kUint16: { uint16_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
+    case GgufValueType::kInt16: { int16_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
+    case GgufValueType::kUint32: { uint32_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
+    case GgufValueType::kInt32: { int32_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
+    case GgufValueType::kUint64: { uint64_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = static_cast<int64_t>(x); return Status::Ok(); }
+    case GgufValueType::kInt64: { int64_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
+    case GgufValueType::kFloat32: { float x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->f = x; return Status::Ok(); }
+    case GgufValueType::kFloat64: { double x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->f = x; return Status::Ok(); }
+    case GgufValueType::kBool: {
+      uint8_t x;
+      FLOVER_RETURN_IF_ERROR(c.Pod(&x, what));
+      if (x > 1) return Corruption("metadata " + key + " is a bool with byte value " + std::to_string(x));
+      v->i = x;
+      return Status::Ok();
+    }
+    case GgufValueType::kString: return c.String(&v->str, "a metadata string");
+    case GgufValueType::kArray: break;
+  }
+  return Internal("ReadScalar called for an array");
+}
+
+Status ReadValue(Cursor& c, GgufValueType t, GgufValue* v, const std::string& key) {
+  v->type = t;
+  if (t != GgufValueType::kArray) return ReadScalar(c, t, v, key).WithContext("metadata " + key);
+
+  uint32_t at = 0;
+  FLOVER_RETURN_IF_ERROR(c.Pod(&at, "an array element type"));
+  if (!ValidValueType(at))
+    return Corruption("metadata " + key + " is an array of unknown value type " + std::to_string(at));
+  v->array_type = static_cast<GgufValueType>(at);
+  if (v->array_type == GgufValueType::kArray)
+    return InvalidArgument("metadata " + key + " is an array of arrays, which is not supported");
+  FLOVER_RETURN_IF_ERROR(c.Pod(&v->array_size, "an array length"));
+  const uint64_t n = v->array_size;
+  // Each element takes at least its scalar size, or 8 bytes (the length) for a string.
+  const uint64_t min_elem = v->array_type == GgufValueType::kString ? 8 : ScalarSize(v->array_type);
+  if (n > c.remaining() / min_elem)
+    return Corruption("metadata " + key + " claims " + std::to_string(n) + " " + GgufValueTypeName(v->array_type) +
+                      " elements (at least " + std::to_string(min_elem) + " bytes each), but only " +
+                      std::to_string(c.remaining()) + " bytes are left in the file");
+  if (v->array_type == GgufValueType::kString) {
+    v->strings.resize(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      Status s = c.String(&v->strings[i], "an array string");
+      if (!s.ok()) return s.WithContext("metadata " + key + "[" + std::to_string(i) + "]");
+    }
+    return Status::Ok();
+  }
+  v->data.resize(n * min_elem);
+  return c.Bytes(v->data.data(), v->data.size(), "an array").WithContext("metadata " + key);
+}
+
+std::string Shape(const std::vector<uint64_t>& ne) {
+  std::string s = "[";
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+const char* GgufValueTypeName(GgufValueType type) {
+  switch (type) {
+    case GgufValueType::kUint8: return "uint8";
+    case GgufValueType::kInt8: return "int8";
+    case GgufValueType::kUint16: return "uint16";
+    case GgufValueType::kInt16: return "int16";
+    case GgufValueType::kUint32: return "uint32";
+    case GgufValueType::kInt32: return "int32";
+    case GgufValueType::kFloat32: return "float32";
+    case GgufValueType::kBool: return "bool";
+    case GgufValueType::kString: return "string";
+    case GgufValueType::kArray: return "array";
+    case GgufValueType::kUint64: return "uint64";
+    case GgufValueType::kInt64: return "int64";
+    case GgufValueType::kFloat64: return "float64";
+  }
+  return "unknown";
+}
+
+std::string GgmlTypeName(uint32_t ggml_type) {
+  const GgmlTypeTraits t = GgmlTraits(ggml_type);
+  if (t.name == nullptr) return "type " + std::to_string(ggml_type);
+  return std::string(t.name) + " (" + std::to_string(ggml_type) + ")";
+}
+
+bool GgufValue::is_integer() const {
+  switch (type) {
+    case GgufValueType::kUint8:
+    case GgufValueType::kInt8:
+    case GgufValueType::kUint16:
+    case GgufValueType::kInt16:
+    case GgufValueType::kUint32:
+    case GgufValueType::kInt32:
+    case GgufValueType::kUint64:
+    case GgufValueType::kInt64: return true;
+    default: return false;
+  }
+}
+
+Result<std::unique_ptr<GgufReader>> GgufReader::Open(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) return NotFound(path + ": no such file");
+  if (std::filesystem::is_directory(status)) return InvalidArgument(path + ": is a directory, not a GGUF file");
+  std::unique_ptr<GgufReader> r(new GgufReader());
+  r->path_ = path;
+  r->file_ = std::fopen(path.c_str(), "rb");
+  if (r->file_ == nullptr) return IoError(path + ": cannot open: " + std::strerror(errno));
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return IoError(path + ": cannot get the file size: " + ec.message());
+  r->file_size_ = size;
+  Status s = r->Parse();
+  if (!s.ok()) return s.WithContext(path);
+  return r;
+}
+
+GgufReader::~GgufReader() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+Status GgufReader::Parse() {
+  Cursor c(file_, file_size_);
+  if (file_size_ < 4)
+    return InvalidArgument("not a GGUF file: it has " + std::to_string(file_size_) + " bytes, too few for the magic");
+  uint32_t magic = 0;
+  FLOVER_RETURN_IF_ERROR(c.Pod(&magic, "the magic"));
+  if (magic != kGgufMagic) {
+    unsigned char m[4];
+    std::memcpy(m, &magic, 4);
+    std::string shown;
+    for (unsigned char ch : m) {
+      if (ch >= 32 && ch < 127) {
+        shown += static_cast<char>(ch);
+      } else {
+        static const char kHex[] = "0123456789abcdef";
+        shown += std::string("\\x") + kHex[ch >> 4] + kHex[ch & 15];
+      }
+    }
+    return InvalidArgument("not a GGUF file: the first 4 bytes are \"" + shown + "\", expected \"GGUF\"");
+  }
+  FLOVER_RETURN_IF_ERROR(c.Pod(&version_, "the version"));
+  if (version_ != 2 && version_ != 3) {
+    if ((version_ & 0xFFFF) == 0 && version_ != 0)
+      return InvalidArgument("GGUF version field is " + std::to_string(version_) +
+                             ": this looks like a big-endian GGUF file, which is not supported");
+    return InvalidArgument("unsupported GGUF version " + std::to_string(version_) + " (supported: 2 and 3)");
+  }
+  uint64_t n_tensors = 0, n_kv = 0;
+  FLOVER_RETURN_IF_ERROR(c.Pod(&n_tensors, "the tensor count"));
+  FLOVER_RETURN_IF_ERROR(c.Pod(&n_kv, "the metadata count"));
+  if (n_kv > c.remaining() / kMinKvBytes)
+    return Corruption("header claims " + std::to_string(n_kv) + " metadata entries, more than the " +
+                      std::to_string(c.remaining()) + " bytes left in the file can hold");
+  if (n_tensors > c.remaining() / kMinTensorInfoBytes)
+    return Corruption("header claims " + std::to_string(n_tensors) + " tensors, more than the " +
+                      std::to_string(c.remaining()) + " bytes left in the file can hold");
+
+  for (uint64_t k = 0; k < n_kv; ++k) {
+    std::string key;
+    FLOVER_RETURN_IF_ERROR(c.String(&key, "a metadata key"));
+    uint32_t type = 0;
+    FLOVER_RETURN_IF_ERROR(c.Pod(&type, "a metadata type"));
+    if (!ValidValueType(type))
+      return Corruption("metadata " + key + " has unknown value type " + std::to_string(type));
+    GgufValue value;
+    FLOVER_RETURN_IF_ERROR(ReadValue(c, static_cast<GgufValueType>(type), &value, key));
+    if (!metadata_.emplace(key, std::move(value)).second)
+      return Corruption("metadata key " + key + " appears twice");
+  }
+
+  if (const GgufValue* a = Find("general.alignment")) {
+    if (!a->is_integer() || a->i <= 0 || (a->u & (a->u - 1)) != 0 || a->u > (uint64_t{1} << 30))
+      return Corruption("general.alignment must be a positive power-of-two integer, got type " +
+                        std::string(GgufValueTypeName(a->type)) + " value " + std::to_string(a->i));
+    alignment_ = a->u;
+  }
+
+  tensors_.reserve(n_tensors);
+  for (uint64_t t = 0; t < n_tensors; ++t) {
+    GgufTensorInfo info;
+    FLOVER_RETURN_IF_ERROR(c.String(&info.name, "a tensor name"));
+    uint32_t n_dims = 0;
+    FLOVER_RETURN_IF_ERROR(c.Pod(&n_dims, "a tensor's dimension count"));
+    if (n_dims > kMaxDims)
+      return Corruption("tensor " + info.name + " has " + std::to_string(n_dims) + " dimensions (at most " +
+                        std::to_string(kMaxDims) + ")");
+    info.ne.resize(n_dims);
+    info.n_elements = 1;
+    for (uint32_t d = 0; d < n_dims; ++d) {
+      FLOVER_RETURN_IF_ERROR(c.Pod(&info.ne[d], "a tensor dimension"));
+      if (info.ne[d] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+          (info.ne[d] != 0 && info.n_elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / info.ne[d]))
+        return Corruption("tensor " + info.name + " has absurd dimensions " + Shape(info.ne));
+      info.n_elements *= info.ne[d];
+    }
+    FLOVER_RETURN_IF_ERROR(c.Pod(&info.ggml_type, "a tensor type"));
+    FLOVER_RETURN_IF_ERROR(c.Pod(&info.offset, "a tensor offset"));
+    if (info.offset % alignment_ != 0)
+      return Corruption("tensor " + info.name + " has offset " + std::to_string(info.offset) +
+                        ", not a multiple of the alignment " + std::to_string(alignment_));
+    const GgmlTypeTraits tr = GgmlTraits(info.ggml_type);
+    if (tr.type_size != 0) {
+      if (info.ne.empty() ? false : info.ne[0] % tr.block_size != 0)
+        return Corruption("tensor " + info.name + " of type " + GgmlTypeName(info.ggml_type) + " has ne[0]=" +
+                          std::to_string(info.ne[0]) + ", not a multiple of its block size " +
+                          std::to_string(tr.block_size));
+      const uint64_t blocks = info.n_elements / tr.block_size;
+      if (blocks > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / tr.type_size)
+        return Corruption("tensor " + info.name + " has absurd dimensions " + Shape(info.ne));
+      info.n_bytes = blocks * tr.type_size;
+    }
+    if (!tensor_index_.emplace(info.name, tensors_.size()).second)
+      return Corruption("tensor " + info.name + " appears twice");
+    tensors_.push_back(std::move(info));
+  }
+
+  // The data section starts at the next multiple of the alignment (it may be empty when
+  // there are no tensors, so allow it to coincide with the end of the file).
+  data_offset_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
+  if (!tensors_.empty() && data_offset_ > file_size_)
+    return Corruption("file ends (" + std::to_string(file_size_) + " bytes) before the data section at byte " +
+                      std::to_string(data_offset_));
+  for (const GgufTensorInfo& info : tensors_) {
+    if (!info.n_bytes) continue;
+    const uint64_t room = file_size_ - std::min(file_size_, data_offset_);
+    if (info.offset > room || *info.n_bytes > room - info.offset)
+      return Corruption("tensor " + info.name + " " + Shape(info.ne) + " " + GgmlTypeName(info.ggml_type) +
+                        " needs bytes " + std::to_string(data_offset_ + info.offset) + ".." +
+                        std::to_string(data_offset_ + info.offset + *info.n_bytes) +
+                        " but the file has only " + std::to_string(file_size_) + " bytes (truncated?)");
+  }
+  return Status::Ok();
+}
+
+const GgufValue* GgufReader::Find(const std::string& key) const {
+  auto it = metadata_.find(key);
+  return it == metadata_.end() ? nullptr : &it->second;
+}
+
+const GgufTensorInfo* GgufReader::FindTensor(const std::string& name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+Result<std::vector<float>> GgufReader::FloatArray(const std::string& key, const GgufValue& value) const {
+  if (value.type != GgufValueType::kArray ||
+      (value.array_type != GgufValueType::kFloat32 && value.array_type != GgufValueType::kFloat64))
+    return InvalidArgument("metadata " + key + " must be an array of floats, got " +
+                           (value.type == GgufValueType::kArray
+                                ? std::string("an array of ") + GgufValueTypeName(value.array_type)
+                                : std::string(GgufValueTypeName(value.type))));
+  std::vector<float> out(value.array_size);
+  for (uint64_t i = 0; i < value.array_size; ++i) {
+    if (value.array_type == GgufValueType::kFloat32) {
+      std::memcpy(&out[i], value.data.data() + 4 * i, 4);
+    } else {
+      double d;
+      std::memcpy(&d, value.data.data() + 8 * i, 8);
+      out[i] = static_cast<float>(d);
+    }
+  }
+  return out;
+}
+
+Status GgufReader::ReadTensorData(const GgufTensorInfo& info, void* dst) {
+  FLOVER_CHECK(info.n_bytes.has_value()) << "tensor " << info.name;
+  const uint64_t pos = data_offset_ + info.offset;
+  if (pos > static_cast<uint64_t>(std::numeric_limits<long>::max()) ||
+      std::fseek(file_, static_cast<long>(pos), SEEK_SET) != 0)
+    return IoError("cannot seek to tensor " + info.name + " at byte " + std::to_string(pos) + ": " +
+                   std::strerror(errno));
+  const size_t n = *info.n_bytes;
+  if (n > 0 && std::fread(dst, 1, n, file_) != n) {
+    if (std::feof(file_))
+      return Corruption("file ended while reading tensor " + info.name + " (did it shrink?)");
+    return IoError("cannot read tensor " + info.name + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1Fu;
+  uint32_t mant = h & 0x3FFu;
+  uint32_t bits;
+  if (exp == 0x1F) {  // inf / NaN: keep the payload, set the quiet bit as hardware does
+    bits = sign | 0x7F800000u | (mant << 13) | (mant != 0 ? 0x00400000u : 0u);
+  } else if (exp != 0) {  // normal: rebias 15 -> 127
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant == 0) {  // ±0
+    bits = sign;
+  } else {  // subnormal: mant * 2^-24, normalise into a float32 normal
+    uint32_t shifts = 0;
+    while ((mant & 0x400u) == 0) {
+      mant <<= 1;
+      ++shifts;
+    }
+    // value = (mant / 2^10) * 2^(-14 - shifts), with mant now in [2^10, 2^11).
+    bits = sign | ((127 - 14 - shifts) << 23) | ((mant & 0x3FFu) << 13);
+  }
+  return std::bit_cast<float>(bits);
+}
+
+namespace {
+
+#if defined(__x86_64__)
+__attribute__((target("avx,f16c"))) void ConvertHalfToFloatF16c(const uint16_t* src, float* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
+}
+
+bool HasF16c() {
+  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  return has;
+}
+#endif
+
+}  // namespace
+
+void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n) {
+  constexpr size_t kChunk = size_t{1} << 16;
+  const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static) if (n_chunks > 4)
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const size_t begin = static_cast<size_t>(c) * kChunk;
+    const size_t len = std::min(kChunk, n - begin);
+#if defined(__x86_64__)
+    if (HasF16c()) {
+      ConvertHalfToFloatF16c(src + begin, dst + begin, len);
+      continue;
+    }
+#endif
+    for (size_t i = 0; i < len; ++i) dst[begin + i] = HalfToFloat(src[begin + i]);
+  }
+}
+
+}  // namespace flover
