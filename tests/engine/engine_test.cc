@@ -1,1 +1,331 @@
-// placeholder: being written
+// End-to-end tests of the in-process engine on the real stories260K checkpoint:
+// token-exact against the reference, batch invariance, chunked prefill, preemption,
+// cancellation, stop conditions and admission errors.
+#include "worker/engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <sstream>
+
+#include "common/tokenizer.h"
+#include "tests/engine/reference_model.h"
+#include "tests/test_paths.h"
+#include "worker/model/model_loader.h"
+
+namespace flover {
+namespace {
+
+ModelWeights LoadStories() {
+  Result<LoadedModel> m = LoadModel(testing::Stories260kBin());
+  EXPECT_TRUE(m.ok()) << "stories260K is needed (FLOVER_MODELS_DIR=" << testing::ModelsDir()
+                      << "): " << m.status().ToString();
+  if (!m.ok()) return {};
+  return std::move(m->weights);
+}
+
+Tokenizer LoadTok() {
+  Result<Tokenizer> t = Tokenizer::LoadLlama2c(testing::Tok512Bin());
+  EXPECT_TRUE(t.ok()) << t.status().ToString();
+  return std::move(t).value();
+}
+
+std::vector<int> ParseIds(const std::string& s) {
+  std::vector<int> ids;
+  std::istringstream in(s);
+  for (int id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+std::unique_ptr<Engine> MakeEngine(const EngineConfig& config = {}) {
+  ModelWeights w = LoadStories();
+  if (w.layers.empty()) return nullptr;
+  Result<std::unique_ptr<Engine>> e = Engine::Create(std::move(w), config);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
+struct Outcome {
+  std::vector<int> tokens;
+  FinishReason finish = FinishReason::kNone;
+};
+
+// Submits request i at step i * stagger (all at once when 0) and steps until all finish.
+std::vector<Outcome> RunAll(Engine& engine, const std::vector<RequestParams>& requests, int stagger,
+                            int* max_fused = nullptr, int* preemptions = nullptr) {
+  std::vector<Outcome> out(requests.size());
+  std::map<uint64_t, size_t> index;
+  size_t admitted = 0, done = 0;
+  std::vector<EngineEvent> events;
+  for (int step = 0; done < requests.size(); ++step) {
+    FLOVER_CHECK(step < 100000) << "engine did not finish";
+    while (admitted < requests.size() && (stagger == 0 || step >= static_cast<int>(admitted) * stagger)) {
+      Result<uint64_t> id = engine.Add(requests[admitted]);
+      FLOVER_CHECK(id.ok()) << id.status().ToString();
+      index[*id] = admitted++;
+      if (stagger) break;
+    }
+    events.clear();
+    StepStats stats;
+    engine.Step(&events, &stats);
+    if (max_fused) *max_fused = std::max(*max_fused, stats.n_entries);
+    if (preemptions) *preemptions += stats.n_preempted;
+    for (const EngineEvent& e : events) {
+      Outcome& o = out[index.at(e.request_id)];
+      EXPECT_EQ(o.finish, FinishReason::kNone) << "event after finish";
+      if (e.token >= 0) o.tokens.push_back(e.token);
+      if (e.finish != FinishReason::kNone) {
+        o.finish = e.finish;
+        ++done;
+      }
+    }
+  }
+  return out;
+}
+
+// The three prompts of ../shared/models/stories260K/README.md: run.c -t 0 -n 64.
+struct ReadmeCase {
+  const char* prompt;
+  const char* prompt_ids;
+  const char* generated_ids;
+};
+const ReadmeCase kReadme[] = {
+    {"Sara", "1 301 295 412",
+     "269 368 302 382 276 337 299 322 265 282 295 433 426 342 397 355 267 337 335 265 315 267 422 419 269 352 379 261 "
+     "420 277 264 265 282 295 433 426 342 394 261 370 268 414 444 269 261 262 423 388 268 414 444 426 342 391 266 267 "
+     "337 335 265 268 414"},
+    {"The cat sat on the mat.", "1 291 280 294 262 294 353 265 284 294 426",
+     "291 280 294 286 399 393 426 291 280 294 286 399 393 426 291 280 294 286 399 393 426 291 280 294 269 265 280 294 "
+     "337 266 267 428 316 386 426 342 381 261 370 268 414 444 426 342 397 355 267 337 267 428 316 386 426 13"},
+    {"Ben had a red car", "1 368 302 381 261 352 266 280 295",
+     "395 410 462 362 422 426 410 462 362 422 401 396 267 337 335 311 267 422 419 426 385 328 432 358 394 261 370 432 "
+     "352 266 280 295 426 338 391 266 267 337 335 312 432 398 358 279 292 297 309 409 416 327 263 415 294 267 400 426"},
+};
+
+TEST(EngineTest, GreedyMatchesRunCForReadmePrompts) {
+  auto engine = MakeEngine();
+  ASSERT_NE(engine, nullptr);
+  Tokenizer tok = LoadTok();
+  std::vector<RequestParams> requests;
+  for (const ReadmeCase& c : kReadme) {
+    RequestParams r;
+    r.prompt = tok.Encode(c.prompt);
+    ASSERT_EQ(r.prompt, ParseIds(c.prompt_ids)) << c.prompt;
+    r.stop.max_tokens = 64 - static_cast<int>(r.prompt.size()) + 1;  // run.c -n 64 counts positions
+    requests.push_back(r);
+  }
+  std::vector<Outcome> out = RunAll(*engine, requests, /*stagger=*/0);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(out[i].tokens, ParseIds(kReadme[i].generated_ids)) << kReadme[i].prompt;
+    EXPECT_EQ(out[i].finish, FinishReason::kLength);
+  }
+}
+
+// Many more prompts, checked against the plain-loop reference forward pass.
+const char* kPrompts[] = {
+    "Once upon a time",  "Lily",        "The dog ran",          "Tom and Tim went to the park",
+    "One day, a little", "She was sad", "The sun was shining.", "Max found a big red ball",
+    "The bird",          "Mom said",    "A frog",               "He liked to play with his toys",
+    "The little girl",   "Sam had",     "It was a rainy day",   "They",
+};
+
+std::vector<RequestParams> StoryRequests(const Tokenizer& tok, int max_tokens, const SamplingParams& sampling = {}) {
+  std::vector<RequestParams> requests;
+  uint64_t seed = 100;
+  for (const char* p : kPrompts) {
+    RequestParams r;
+    r.prompt = tok.Encode(p);
+    r.sampling = sampling;
+    r.sampling.seed = seed++;
+    r.stop.max_tokens = max_tokens;
+    requests.push_back(r);
+  }
+  return requests;
+}
+
+TEST(EngineTest, GreedyMatchesReferenceForwardPass) {
+  ModelWeights w = LoadStories();
+  ASSERT_FALSE(w.layers.empty());
+  Tokenizer tok = LoadTok();
+  std::vector<RequestParams> requests = StoryRequests(tok, 200);
+  std::vector<std::vector<int>> expected;
+  for (const RequestParams& r : requests) {
+    testing::ReferenceModel ref(w);
+    expected.push_back(ref.Greedy(r.prompt, static_cast<int>(r.prompt.size()) - 1 + 200));
+  }
+  auto engine = Engine::Create(std::move(w), {});
+  ASSERT_TRUE(engine.ok());
+  std::vector<Outcome> out = RunAll(**engine, requests, /*stagger=*/2);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(out[i].tokens, expected[i]) << kPrompts[i];
+}
+
+// Each prompt alone vs fused with 15 others arriving at staggered steps, under several
+// step budgets (small budgets split prompts into prefill chunks fused with decodes).
+void ExpectBatchInvariant(const SamplingParams& sampling) {
+  Tokenizer tok = LoadTok();
+  std::vector<RequestParams> requests = StoryRequests(tok, 120, sampling);
+  std::vector<std::vector<int>> alone;
+  auto engine = MakeEngine();
+  ASSERT_NE(engine, nullptr);
+  for (const RequestParams& r : requests) alone.push_back(RunAll(*engine, {r}, 0)[0].tokens);
+  EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks());
+
+  for (int budget : {512, 7, 3}) {
+    EngineConfig config;
+    config.max_step_tokens = budget;
+    auto fused_engine = MakeEngine(config);
+    ASSERT_NE(fused_engine, nullptr);
+    int max_fused = 0;
+    std::vector<Outcome> fused = RunAll(*fused_engine, requests, /*stagger=*/3, &max_fused);
+    EXPECT_GE(max_fused, budget >= 16 ? 10 : 3) << "requests were not fused";
+    for (size_t i = 0; i < requests.size(); ++i)
+      EXPECT_EQ(fused[i].tokens, alone[i]) << kPrompts[i] << " budget " << budget;
+    EXPECT_EQ(fused_engine->n_free_blocks(), fused_engine->n_blocks()) << "blocks leaked";
+  }
+}
+
+TEST(EngineTest, GreedyIsBatchInvariant) { ExpectBatchInvariant(SamplingParams{}); }
+
+TEST(EngineTest, SeededSamplingIsBatchInvariant) {
+  SamplingParams s;
+  s.temperature = 0.9f;
+  s.top_p = 0.9f;
+  s.top_k = 40;
+  s.repetition_penalty = 1.1f;
+  ExpectBatchInvariant(s);
+}
+
+TEST(EngineTest, DifferentSeedsGiveDifferentSamples) {
+  auto engine = MakeEngine();
+  ASSERT_NE(engine, nullptr);
+  Tokenizer tok = LoadTok();
+  RequestParams a;
+  a.prompt = tok.Encode("Once upon a time");
+  a.sampling.temperature = 1.0f;
+  a.stop.max_tokens = 40;
+  a.stop.ignore_eos = true;
+  RequestParams b = a;
+  b.sampling.seed = 12345;
+  std::vector<Outcome> out = RunAll(*engine, {a, b, a}, 0);
+  EXPECT_NE(out[0].tokens, out[1].tokens);
+  EXPECT_EQ(out[0].tokens, out[2].tokens);
+}
+
+TEST(EngineTest, PreemptionRecomputesAndLosesNothing) {
+  Tokenizer tok = LoadTok();
+  std::vector<RequestParams> requests = StoryRequests(tok, 150);
+  for (auto& r : requests) r.stop.ignore_eos = true;
+  auto big = MakeEngine();
+  ASSERT_NE(big, nullptr);
+  std::vector<Outcome> expected = RunAll(*big, requests, 0);
+
+  EngineConfig small;
+  small.kv.block_size = 8;
+  small.kv.max_blocks = 60;  // 480 slots for 16 requests of up to ~160 tokens
+  auto engine = MakeEngine(small);
+  ASSERT_NE(engine, nullptr);
+  int preemptions = 0;
+  std::vector<Outcome> out = RunAll(*engine, requests, 1, nullptr, &preemptions);
+  EXPECT_GT(preemptions, 0) << "the pool was meant to run out";
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(out[i].tokens, expected[i].tokens) << kPrompts[i];
+    EXPECT_EQ(out[i].tokens.size(), 150u);
+  }
+  EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks());
+}
+
+TEST(EngineTest, CancelFreesBlocksAndReportsOnce) {
+  auto engine = MakeEngine();
+  ASSERT_NE(engine, nullptr);
+  Tokenizer tok = LoadTok();
+  RequestParams r;
+  r.prompt = tok.Encode("Once upon a time");
+  r.stop.max_tokens = 100;
+  r.stop.ignore_eos = true;
+  uint64_t keep = *engine->Add(r);
+  uint64_t victim = *engine->Add(r);
+  std::vector<EngineEvent> events;
+  for (int i = 0; i < 5; ++i) engine->Step(&events);
+  ASSERT_TRUE(engine->Cancel(victim).ok());
+  EXPECT_EQ(engine->Cancel(victim).code(), StatusCode::kNotFound);
+  events.clear();
+  engine->Step(&events);
+  int cancelled = 0, kept = 0;
+  for (const EngineEvent& e : events) {
+    if (e.request_id == victim) {
+      EXPECT_EQ(e.finish, FinishReason::kCancelled);
+      ++cancelled;
+    }
+    if (e.request_id == keep) ++kept;
+  }
+  EXPECT_EQ(cancelled, 1);
+  EXPECT_EQ(kept, 1);
+  EXPECT_EQ(engine->n_running(), 1);
+  while (engine->has_work()) engine->Step(&events);
+  EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks());
+}
+
+TEST(EngineTest, StopTokenAndContextLimit) {
+  auto engine = MakeEngine();
+  ASSERT_NE(engine, nullptr);
+  Tokenizer tok = LoadTok();
+  RequestParams r;
+  r.prompt = ParseIds(kReadme[0].prompt_ids);
+  r.stop.max_tokens = 61;
+  std::vector<int> full = RunAll(*engine, {r}, 0)[0].tokens;
+  ASSERT_EQ(full.size(), 61u);
+  // Stop at the first occurrence of the 10th generated token, which is not emitted.
+  r.stop.stop_token_ids = {full[9]};
+  Outcome stopped = RunAll(*engine, {r}, 0)[0];
+  const size_t first = std::find(full.begin(), full.end(), full[9]) - full.begin();
+  EXPECT_EQ(stopped.finish, FinishReason::kStop);
+  EXPECT_EQ(stopped.tokens, std::vector<int>(full.begin(), full.begin() + first));
+
+  // A prompt 10 tokens short of the context generates until the context is full.
+  RequestParams longr;
+  longr.prompt.assign(engine->spec().max_seq_len - 10, 300);
+  longr.prompt[0] = 1;
+  longr.stop.max_tokens = 1000;
+  longr.stop.ignore_eos = true;
+  Outcome o = RunAll(*engine, {longr}, 0)[0];
+  EXPECT_EQ(o.finish, FinishReason::kLength);
+  EXPECT_EQ(o.tokens.size(), 11u);  // positions 502..511 computed, the last one's successor emitted
+}
+
+TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
+  EngineConfig config;
+  config.kv.max_blocks = 4;  // 64 slots
+  auto engine = MakeEngine(config);
+  ASSERT_NE(engine, nullptr);
+  auto error = [&](RequestParams r) { return engine->Add(std::move(r)).status(); };
+  RequestParams ok;
+  ok.prompt = {1, 301};
+  ok.stop.max_tokens = 10;
+
+  RequestParams r = ok;
+  r.prompt.clear();
+  EXPECT_EQ(error(r).code(), StatusCode::kInvalidArgument);
+  r = ok;
+  r.prompt = {1, 512};
+  EXPECT_NE(error(r).message().find("outside the vocabulary"), std::string::npos) << error(r).message();
+  r = ok;
+  r.stop.max_tokens = 0;
+  EXPECT_NE(error(r).message().find("max_tokens"), std::string::npos);
+  r = ok;
+  r.sampling.temperature = -1;
+  EXPECT_NE(error(r).message().find("temperature"), std::string::npos);
+  r = ok;
+  r.sampling.top_p = 1.5f;
+  EXPECT_NE(error(r).message().find("top_p"), std::string::npos);
+  r = ok;
+  r.prompt.assign(600, 300);
+  EXPECT_NE(error(r).message().find("this model allows 512"), std::string::npos) << error(r).message();
+  r = ok;
+  r.stop.max_tokens = 100;  // 2 + 100 > 64 slots
+  EXPECT_EQ(error(r).code(), StatusCode::kResourceExhausted);
+  EXPECT_FALSE(engine->has_work()) << "rejected requests must not be queued";
+  EXPECT_TRUE(engine->Add(ok).ok());
+}
+
+}  // namespace
+}  // namespace flover
