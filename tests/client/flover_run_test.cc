@@ -1,0 +1,93 @@
+// Runs the real `flover run` binary and checks its JSON output and its errors.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <vector>
+
+#include "tests/test_paths.h"
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;  // stdout; stderr goes to a file read into err
+  std::string err;
+};
+
+Run Flover(const std::string& args) {
+  const std::string err_file = ::testing::TempDir() + "/flover_run_stderr.txt";
+  const std::string cmd = std::string(FLOVER_BIN) + " " + args + " 2>" + err_file;
+  Run r{-1, "", ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (FILE* e = fopen(err_file.c_str(), "r")) {
+    for (size_t n; (n = fread(buf.data(), 1, buf.size(), e)) > 0;) r.err.append(buf.data(), n);
+    fclose(e);
+  }
+  return r;
+}
+
+std::string Model() { return flover::testing::Stories260kBin(); }
+std::string Tok() { return flover::testing::Tok512Bin(); }
+
+TEST(FloverRunTest, JsonOutputMatchesTheReference) {
+  Run r = Flover("run --model " + Model() + " --tokenizer " + Tok() +
+                 " --prompt Sara --prompt 'Ben had a red car' --max-tokens 61 --stagger 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::vector<nlohmann::json> objs;
+  for (std::string line; std::getline(lines, line);) objs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(objs.size(), 2u) << r.out;
+  EXPECT_EQ(objs[0]["prompt"], "Sara");
+  EXPECT_EQ(objs[0]["prompt_tokens"], 4);
+  EXPECT_EQ(objs[0]["completion_tokens"], 61);
+  EXPECT_EQ(objs[0]["finish_reason"], "length");
+  const std::vector<int> first = objs[0]["tokens"].get<std::vector<int>>();
+  ASSERT_EQ(first.size(), 61u);
+  EXPECT_EQ(std::vector<int>(first.begin(), first.begin() + 8), (std::vector<int>{269, 368, 302, 382, 276, 337, 299, 322}));
+  EXPECT_EQ(objs[0]["text"].get<std::string>().rfind(" and Ben were playing in the park.", 0), 0u) << objs[0]["text"];
+  EXPECT_EQ(objs[1]["prompt"], "Ben had a red car");
+  EXPECT_EQ(objs[1]["text"].get<std::string>().rfind(" named Kitty. Kitty loved to play", 0), 0u) << objs[1]["text"];
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+}
+
+TEST(FloverRunTest, TokenIdsInWithoutTokenizer) {
+  Run r = Flover("run --model dummy:tiny --prompt-ids 1,5,6 --max-tokens 5 --ignore-eos --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].size(), 5u);
+  EXPECT_EQ(j["prompt_tokens"], 3);
+}
+
+TEST(FloverRunTest, ClearErrors) {
+  Run missing = Flover("run --model /nonexistent/model.bin --prompt hi");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("/nonexistent/model.bin"), std::string::npos) << missing.err;
+
+  Run bad_ids = Flover("run --model dummy:tiny --prompt-ids 1,x");
+  EXPECT_NE(bad_ids.exit_code, 0);
+  EXPECT_NE(bad_ids.err.find("not a token id"), std::string::npos) << bad_ids.err;
+
+  Run no_tok = Flover("run --model dummy:tiny --prompt hello");
+  EXPECT_NE(no_tok.exit_code, 0);
+  EXPECT_NE(no_tok.err.find("no tokenizer"), std::string::npos) << no_tok.err;
+
+  Run out_of_vocab = Flover("run --model dummy:tiny --prompt-ids 1,99999");
+  EXPECT_NE(out_of_vocab.exit_code, 0);
+  EXPECT_NE(out_of_vocab.err.find("outside the vocabulary"), std::string::npos) << out_of_vocab.err;
+
+  Run bad_temp = Flover("run --model " + Model() + " --tokenizer " + Tok() + " --prompt hi --temperature -2");
+  EXPECT_NE(bad_temp.exit_code, 0);
+  EXPECT_NE(bad_temp.err.find("temperature"), std::string::npos) << bad_temp.err;
+}
+
+}  // namespace
