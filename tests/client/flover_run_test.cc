@@ -13,16 +13,16 @@
 
 namespace {
 
-struct Run {
+struct CliRun {
   int exit_code;
   std::string out;  // stdout; stderr goes to a file read into err
   std::string err;
 };
 
-Run Flover(const std::string& args) {
+CliRun Flover(const std::string& args) {
   const std::string err_file = ::testing::TempDir() + "/flover_run_stderr.txt";
   const std::string cmd = std::string(FLOVER_BIN) + " " + args + " 2>" + err_file;
-  Run r{-1, "", ""};
+  CliRun r{-1, "", ""};
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
@@ -40,7 +40,7 @@ std::string Model() { return flover::testing::Stories260kBin(); }
 std::string Tok() { return flover::testing::Tok512Bin(); }
 
 TEST(FloverRunTest, JsonOutputMatchesTheReference) {
-  Run r = Flover("run --model " + Model() + " --tokenizer " + Tok() +
+  CliRun r = Flover("run --model " + Model() + " --tokenizer " + Tok() +
                  " --prompt Sara --prompt 'Ben had a red car' --max-tokens 61 --stagger 3 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::istringstream lines(r.out);
@@ -61,7 +61,7 @@ TEST(FloverRunTest, JsonOutputMatchesTheReference) {
 }
 
 TEST(FloverRunTest, TokenIdsInWithoutTokenizer) {
-  Run r = Flover("run --model dummy:tiny --prompt-ids 1,5,6 --max-tokens 5 --ignore-eos --json");
+  CliRun r = Flover("run --model dummy:tiny --prompt-ids 1,5,6 --max-tokens 5 --ignore-eos --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["tokens"].size(), 5u);
@@ -69,23 +69,23 @@ TEST(FloverRunTest, TokenIdsInWithoutTokenizer) {
 }
 
 TEST(FloverRunTest, ClearErrors) {
-  Run missing = Flover("run --model /nonexistent/model.bin --prompt hi");
+  CliRun missing = Flover("run --model /nonexistent/model.bin --prompt hi");
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("/nonexistent/model.bin"), std::string::npos) << missing.err;
 
-  Run bad_ids = Flover("run --model dummy:tiny --prompt-ids 1,x");
+  CliRun bad_ids = Flover("run --model dummy:tiny --prompt-ids 1,x");
   EXPECT_NE(bad_ids.exit_code, 0);
   EXPECT_NE(bad_ids.err.find("not a token id"), std::string::npos) << bad_ids.err;
 
-  Run no_tok = Flover("run --model dummy:tiny --prompt hello");
+  CliRun no_tok = Flover("run --model dummy:tiny --prompt hello");
   EXPECT_NE(no_tok.exit_code, 0);
   EXPECT_NE(no_tok.err.find("no tokenizer"), std::string::npos) << no_tok.err;
 
-  Run out_of_vocab = Flover("run --model dummy:tiny --prompt-ids 1,99999");
+  CliRun out_of_vocab = Flover("run --model dummy:tiny --prompt-ids 1,99999");
   EXPECT_NE(out_of_vocab.exit_code, 0);
   EXPECT_NE(out_of_vocab.err.find("outside the vocabulary"), std::string::npos) << out_of_vocab.err;
 
-  Run bad_temp = Flover("run --model " + Model() + " --tokenizer " + Tok() + " --prompt hi --temperature -2");
+  CliRun bad_temp = Flover("run --model " + Model() + " --tokenizer " + Tok() + " --prompt hi --temperature -2");
   EXPECT_NE(bad_temp.exit_code, 0);
   EXPECT_NE(bad_temp.err.find("temperature"), std::string::npos) << bad_temp.err;
 }

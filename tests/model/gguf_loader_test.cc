@@ -1,1 +1,490 @@
-// placeholder: being written
+#include "worker/model/gguf_loader.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "tests/model/gguf_writer.h"
+#include "tests/model/test_model_files.h"
+#include "tests/test_paths.h"
+#include "worker/model/gguf_reader.h"
+#include "worker/model/llama2c_loader.h"
+#include "worker/model/model_loader.h"
+
+namespace flover {
+namespace {
+
+using ::flover::testing::ExpectSameWeights;
+using ::flover::testing::FloatToHalf;
+using ::flover::testing::GgufWriter;
+using ::flover::testing::LlamaGguf;
+using ::flover::testing::RandomWeights;
+using ::flover::testing::ScratchDir;
+using ::flover::testing::SmallSpec;
+using ::testing::HasSubstr;
+
+std::string U32(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
+std::string U64(uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); }
+
+// binary16 -> binary32 straight from the definition, independent of the loader's bit
+// manipulation.
+float ReferenceHalf(uint16_t h) {
+  const int sign = (h & 0x8000) ? -1 : 1;
+  const int exp = (h >> 10) & 0x1F;
+  const int mant = h & 0x3FF;
+  if (exp == 0x1F) return mant ? std::nanf("") : sign * INFINITY;
+  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -24);
+  return sign * std::ldexp(static_cast<float>(mant + 1024), exp - 25);
+}
+
+ModelWeights RoundedToHalf(ModelWeights w) {
+  auto round = [](std::vector<float>& t) {
+    for (float& x : t) x = ReferenceHalf(FloatToHalf(x));
+  };
+  round(w.token_embedding);
+  for (LayerWeights& l : w.layers) {
+    for (auto* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w1, &l.w2, &l.w3}) round(*t);
+  }
+  round(w.final_norm);
+  round(w.classifier);
+  return w;
+}
+
+// Writes `g` to a file in `dir` and loads it.
+Result<GgufModel> WriteAndLoad(const ScratchDir& dir, const GgufWriter& g, const std::string& name = "m.gguf") {
+  const std::string path = dir.Path(name);
+  EXPECT_TRUE(g.WriteFile(path));
+  return LoadGgufModel(path);
+}
+
+// Expects a failure with `code` whose message names the file and contains `needle`.
+void ExpectError(const ScratchDir& dir, const GgufWriter& g, StatusCode code, const std::string& needle) {
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  ASSERT_FALSE(m.ok()) << "loaded although it should fail with " << needle;
+  EXPECT_EQ(m.status().code(), code) << m.status().ToString();
+  EXPECT_THAT(m.status().message(), HasSubstr(dir.Path("m.gguf")));
+  EXPECT_THAT(m.status().message(), HasSubstr(needle));
+}
+
+TEST(HalfToFloatTest, MatchesTheDefinitionForAllInputs) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t h = 0; h < 65536; ++h) all[h] = static_cast<uint16_t>(h);
+  std::vector<float> bulk(all.size());
+  ConvertHalfToFloat(all.data(), bulk.data(), all.size());
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float scalar = HalfToFloat(static_cast<uint16_t>(h));
+    const float ref = ReferenceHalf(static_cast<uint16_t>(h));
+    if (std::isnan(ref)) {
+      ASSERT_TRUE(std::isnan(scalar)) << std::hex << h;
+    } else {
+      ASSERT_EQ(std::bit_cast<uint32_t>(scalar), std::bit_cast<uint32_t>(ref)) << std::hex << h;
+    }
+    // The bulk (possibly F16C) path gives the same bits, NaNs included.
+    ASSERT_EQ(std::bit_cast<uint32_t>(bulk[h]), std::bit_cast<uint32_t>(scalar)) << std::hex << h;
+  }
+  EXPECT_EQ(HalfToFloat(0x3C00), 1.0f);
+  EXPECT_EQ(HalfToFloat(0x7BFF), 65504.0f);
+  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(std::bit_cast<uint32_t>(HalfToFloat(0x8000)), 0x80000000u);
+  EXPECT_EQ(HalfToFloat(0xFC00), -INFINITY);
+}
+
+TEST(HalfToFloatTest, TestWriterRoundsToNearestEven) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF)) continue;  // NaN
+    ASSERT_EQ(FloatToHalf(ReferenceHalf(static_cast<uint16_t>(h))), h) << std::hex << h;
+  }
+  EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie -> even
+  EXPECT_EQ(FloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie -> even (up)
+  EXPECT_EQ(FloatToHalf(65520.0f), 0x7C00);
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000);             // tie -> even (0)
+  EXPECT_EQ(FloatToHalf(std::ldexp(3.0f, -26)), 0x0001);
+}
+
+TEST(GgufLoaderTest, Stories260kGgufEqualsTheBin) {
+  const std::string gguf_path = ::flover::testing::Stories260kGguf();
+  const std::string bin_path = ::flover::testing::Stories260kBin();
+  ASSERT_TRUE(std::filesystem::exists(gguf_path)) << "missing test model " << gguf_path;
+  ASSERT_TRUE(std::filesystem::exists(bin_path)) << "missing test model " << bin_path;
+  Result<GgufModel> gguf = LoadGgufModel(gguf_path);
+  ASSERT_TRUE(gguf.ok()) << gguf.status().ToString();
+  Result<ModelWeights> bin = LoadLlama2cCheckpoint(bin_path);
+  ASSERT_TRUE(bin.ok()) << bin.status().ToString();
+
+  // output.weight is an explicit copy of token_embd: loaded as shared.
+  EXPECT_TRUE(gguf->weights.spec.shared_classifier);
+  ExpectSameWeights(*bin, gguf->weights);
+
+  ASSERT_TRUE(gguf->tokenizer.has_value());
+  const Tokenizer& tok = *gguf->tokenizer;
+  EXPECT_EQ(tok.vocab_size(), 512);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  EXPECT_EQ(tok.piece(0), "<unk>");
+  EXPECT_EQ(tok.piece(3), "<0x00>");
+  // README: "Sara" encodes to 1 301 295 412 with tok512 (same pieces and scores).
+  EXPECT_EQ(tok.Encode("Sara"), (std::vector<int>{1, 301, 295, 412}));
+}
+
+TEST(GgufLoaderTest, ReaderSeesTheReadmeLayout) {
+  Result<std::unique_ptr<GgufReader>> r = GgufReader::Open(::flover::testing::Stories260kGguf());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)->version(), 3u);
+  EXPECT_EQ((*r)->tensors().size(), 48u);
+  EXPECT_EQ((*r)->alignment(), 32u);
+  const GgufValue* tokens = (*r)->Find("tokenizer.ggml.tokens");
+  ASSERT_NE(tokens, nullptr);
+  EXPECT_EQ(tokens->strings.size(), 512u);
+  const GgufTensorInfo* emb = (*r)->FindTensor("token_embd.weight");
+  ASSERT_NE(emb, nullptr);
+  EXPECT_EQ(emb->ne, (std::vector<uint64_t>{64, 512}));
+  EXPECT_EQ(emb->ggml_type, kGgmlTypeF32);
+}
+
+TEST(GgufLoaderTest, F32RoundTripWithSeparateOutput) {
+  ScratchDir dir;
+  const ModelWeights w = RandomWeights(SmallSpec(/*shared_classifier=*/false), 3);
+  Result<GgufModel> m = WriteAndLoad(dir, LlamaGguf(w));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->weights.spec.shared_classifier);
+  ExpectSameWeights(w, m->weights);
+  ASSERT_TRUE(m->tokenizer.has_value());
+  EXPECT_EQ(m->tokenizer->vocab_size(), w.spec.vocab_size);
+}
+
+TEST(GgufLoaderTest, F16RoundTripEqualsHalfRoundedValues) {
+  ScratchDir dir;
+  for (bool shared : {true, false}) {
+    const ModelWeights w = RandomWeights(SmallSpec(shared), 4);
+    Result<GgufModel> m = WriteAndLoad(dir, LlamaGguf(w, /*f16=*/true));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ExpectSameWeights(RoundedToHalf(w), m->weights);
+    // Rounding did change values, so the comparison above is not vacuous.
+    EXPECT_NE(m->weights.layers[0].wq, w.layers[0].wq);
+  }
+}
+
+TEST(GgufLoaderTest, OutputEqualToEmbeddingIsShared) {
+  ScratchDir dir;
+  const ModelWeights w = RandomWeights(SmallSpec(true), 5);
+  GgufWriter g = LlamaGguf(w);
+  g.AddTensorF32("output.weight", {16, 40}, w.token_embedding);
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->weights.spec.shared_classifier);
+  EXPECT_TRUE(m->weights.classifier.empty());
+  ExpectSameWeights(w, m->weights);
+}
+
+TEST(GgufLoaderTest, VersionTwoAlignment64AndNoVocabLoad) {
+  ScratchDir dir;
+  ModelWeights w = RandomWeights(SmallSpec(), 6);
+  GgufWriter g = LlamaGguf(w);
+  g.SetVersion(2);
+  g.SetAlignment(64);
+  for (const char* k : {"tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
+                        "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                        "llama.rope.freq_base", "llama.attention.head_count_kv"})
+    g.RemoveKey(k);
+  // head_count_kv defaults to head_count: make the file a multi-head-attention model.
+  w.spec.n_kv_heads = w.spec.n_heads;
+  for (LayerWeights& l : w.layers) {
+    l.wk.resize(w.spec.dim * w.spec.dim, 0.25f);
+    l.wv.resize(w.spec.dim * w.spec.dim, -0.5f);
+  }
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    g.RemoveTensor(p + "attn_k.weight");
+    g.RemoveTensor(p + "attn_v.weight");
+    g.AddTensorF32(p + "attn_k.weight", {16, 16}, w.layers[l].wk);
+    g.AddTensorF32(p + "attn_v.weight", {16, 16}, w.layers[l].wv);
+  }
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->tokenizer.has_value());
+  EXPECT_EQ(m->weights.spec.rope_theta, 10000.0f);
+  ExpectSameWeights(w, m->weights);
+}
+
+TEST(GgufLoaderTest, RopeThetaAndEpsilonComeFromMetadata) {
+  ScratchDir dir;
+  ModelWeights w = RandomWeights(SmallSpec(), 6);
+  w.spec.rope_theta = 500000.0f;
+  w.spec.norm_eps = 1e-6f;
+  Result<GgufModel> m = WriteAndLoad(dir, LlamaGguf(w));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->weights.spec.rope_theta, 500000.0f);
+  EXPECT_EQ(m->weights.spec.norm_eps, 1e-6f);
+}
+
+TEST(GgufLoaderTest, MissingFileIsNotFound) {
+  Result<GgufModel> m = LoadGgufModel("/nonexistent/x.gguf");
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(m.status().message(), HasSubstr("/nonexistent/x.gguf"));
+}
+
+TEST(GgufLoaderTest, EmptyFileIsRejected) {
+  ScratchDir dir;
+  ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), ""));
+  Result<GgufModel> m = LoadGgufModel(dir.Path("m.gguf"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr(dir.Path("m.gguf")));
+  EXPECT_THAT(m.status().message(), HasSubstr("0 bytes"));
+}
+
+TEST(GgufLoaderTest, WrongMagic) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetMagic("GGML");
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "not a GGUF file");
+}
+
+TEST(GgufLoaderTest, WrongVersion) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetVersion(7);
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "version 7");
+  g.SetVersion(1);
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "version 1");
+  g.SetVersion(0x03000000);
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "big-endian");
+}
+
+TEST(GgufLoaderTest, TruncatedTensorData) {
+  ScratchDir dir;
+  const std::string bytes = LlamaGguf(RandomWeights(SmallSpec(), 1)).Serialize();
+  ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), bytes.substr(0, bytes.size() - 10)));
+  Result<GgufModel> m = LoadGgufModel(dir.Path("m.gguf"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(m.status().message(), HasSubstr("blk.1.ffn_norm.weight"));  // the last tensor
+  EXPECT_THAT(m.status().message(), HasSubstr("truncated"));
+}
+
+TEST(GgufLoaderTest, EveryTruncationIsAnErrorNotACrash) {
+  ScratchDir dir;
+  const std::string bytes = LlamaGguf(RandomWeights(SmallSpec(), 1)).Serialize();
+  for (size_t len = 0; len < bytes.size(); len += 37) {
+    ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), bytes.substr(0, len)));
+    Result<GgufModel> m = LoadGgufModel(dir.Path("m.gguf"));
+    ASSERT_FALSE(m.ok()) << "length " << len;
+    EXPECT_THAT(m.status().message(), HasSubstr(dir.Path("m.gguf")));
+  }
+}
+
+TEST(GgufLoaderTest, RandomHeaderCorruptionNeverCrashes) {
+  ScratchDir dir;
+  const std::string good = LlamaGguf(RandomWeights(SmallSpec(), 1)).Serialize();
+  uint64_t state = 12345;
+  auto next = [&]() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return state >> 33;
+  };
+  const size_t header_end = 2048;  // metadata and tensor infos of the small model
+  ASSERT_GT(good.size(), header_end);
+  int n_failed = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    std::string bytes = good;
+    const int n_flips = 1 + static_cast<int>(next() % 4);
+    for (int f = 0; f < n_flips; ++f) bytes[next() % header_end] = static_cast<char>(next());
+    ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), bytes));
+    Result<GgufModel> m = LoadGgufModel(dir.Path("m.gguf"));  // must return, not crash or throw
+    if (!m.ok()) {
+      ++n_failed;
+      EXPECT_THAT(m.status().message(), HasSubstr(dir.Path("m.gguf")));
+    }
+  }
+  EXPECT_GT(n_failed, 0);
+}
+
+TEST(GgufLoaderTest, AbsurdStringLength) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetRaw("general.name", 8, U64(uint64_t{1} << 62));
+  ExpectError(dir, g, StatusCode::kCorruption, "claims a length of 4611686018427387904 bytes");
+}
+
+TEST(GgufLoaderTest, AbsurdArrayCounts) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetRaw("tokenizer.ggml.scores", 9, U32(6) + U64(uint64_t{1} << 60));
+  ExpectError(dir, g, StatusCode::kCorruption, "tokenizer.ggml.scores claims 1152921504606846976 float32");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetRaw("tokenizer.ggml.tokens", 9, U32(8) + U64(~uint64_t{0}));
+  ExpectError(dir, g, StatusCode::kCorruption, "tokenizer.ggml.tokens claims");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetRaw("nested", 9, U32(9) + U64(1));
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "array of arrays");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetRaw("weird", 13, "");
+  ExpectError(dir, g, StatusCode::kCorruption, "unknown value type 13");
+}
+
+TEST(GgufLoaderTest, AbsurdHeaderCounts) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.ForgeTensorCount(uint64_t{1} << 55);
+  ExpectError(dir, g, StatusCode::kCorruption, "tensors");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.ForgeKvCount(~uint64_t{0});
+  ExpectError(dir, g, StatusCode::kCorruption, "metadata entries");
+}
+
+TEST(GgufLoaderTest, AbsurdTensorDimensions) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorRaw("huge", {uint64_t{1} << 40, uint64_t{1} << 20}, 0, "");
+  ExpectError(dir, g, StatusCode::kCorruption, "huge");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorRaw("overflow", {uint64_t{1} << 40, uint64_t{1} << 40}, 0, "");
+  ExpectError(dir, g, StatusCode::kCorruption, "absurd dimensions");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorRaw("five_dims", {1, 1, 1, 1, 1}, 0, std::string(4, '\0'));
+  ExpectError(dir, g, StatusCode::kCorruption, "5 dimensions");
+}
+
+TEST(GgufLoaderTest, UnsupportedTensorType) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveTensor("blk.0.attn_q.weight");
+  g.AddTensorRaw("blk.0.attn_q.weight", {16, 16}, /*BF16=*/30, std::string(16 * 16 * 2, '\0'));
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "tensor blk.0.attn_q.weight has type BF16 (30)");
+  // A type id ggml does not know.
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveTensor("blk.1.ffn_up.weight");
+  g.AddTensorRaw("blk.1.ffn_up.weight", {16, 40}, 99, std::string(16, '\0'));
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "tensor blk.1.ffn_up.weight has type unknown (99)");
+}
+
+TEST(GgufLoaderTest, QuantizedTensorSizesAreChecked) {
+  ScratchDir dir;
+  // Q8_0 packs 32 values in 34 bytes: ne0 = 16 cannot be stored.
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorRaw("extra", {16, 2}, /*Q8_0=*/8, std::string(34, '\0'));
+  ExpectError(dir, g, StatusCode::kCorruption, "not a multiple of its block size 32");
+  // An unused quantized tensor of a valid size does not stop the model from loading.
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorRaw("extra", {64, 2}, /*Q8_0=*/8, std::string(4 * 34, '\0'));
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  // ...but one whose bytes run past the end of the file does.
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorRaw("extra", {64, 2}, /*Q8_0=*/8, std::string(3 * 34, '\0'));
+  ExpectError(dir, g, StatusCode::kCorruption, "tensor extra [64, 2] Q8_0 (8) needs bytes");
+}
+
+TEST(GgufLoaderTest, MissingTensor) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveTensor("blk.1.ffn_up.weight");
+  ExpectError(dir, g, StatusCode::kCorruption, "tensor blk.1.ffn_up.weight is missing");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveTensor("token_embd.weight");
+  ExpectError(dir, g, StatusCode::kCorruption, "token_embd.weight is missing");
+}
+
+TEST(GgufLoaderTest, WrongTensorShape) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveTensor("blk.0.attn_k.weight");
+  // [q_dim=16, dim=16] where [dim=16, kv_dim=8] belongs.
+  g.AddTensorF32("blk.0.attn_k.weight", {16, 16}, std::vector<float>(256, 0.0f));
+  ExpectError(dir, g, StatusCode::kCorruption, "tensor blk.0.attn_k.weight has shape [16, 16], expected [16, 8]");
+  // Transposed down projection.
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveTensor("blk.1.ffn_down.weight");
+  g.AddTensorF32("blk.1.ffn_down.weight", {16, 40}, std::vector<float>(640, 0.0f));
+  ExpectError(dir, g, StatusCode::kCorruption, "expected [40, 16]");
+}
+
+TEST(GgufLoaderTest, ArchitectureMustBeLlama) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetString("general.architecture", "gpt2");
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "\"gpt2\"");
+  g.RemoveKey("general.architecture");
+  ExpectError(dir, g, StatusCode::kCorruption, "general.architecture is missing");
+}
+
+TEST(GgufLoaderTest, BadMetadata) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.RemoveKey("llama.embedding_length");
+  ExpectError(dir, g, StatusCode::kCorruption, "llama.embedding_length is missing");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetString("llama.block_count", "two");
+  ExpectError(dir, g, StatusCode::kCorruption, "llama.block_count must be an integer");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetUint64("llama.context_length", uint64_t{1} << 40);
+  ExpectError(dir, g, StatusCode::kCorruption, "out of range");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetUint32("llama.block_count", 1 << 28);  // must fail on the first missing layer, not allocate
+  ExpectError(dir, g, StatusCode::kCorruption, "tensor blk.2.attn_norm.weight is missing");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetUint32("llama.attention.head_count", 3);
+  ExpectError(dir, g, StatusCode::kCorruption, "n_heads=3");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetUint32("llama.rope.dimension_count", 2);
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "partial rotary");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetUint32("llama.vocab_size", 41);
+  ExpectError(dir, g, StatusCode::kCorruption, "llama.vocab_size is 41");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetUint32("tokenizer.ggml.bos_token_id", 40);
+  ExpectError(dir, g, StatusCode::kCorruption, "bos_id");
+}
+
+TEST(GgufLoaderTest, BadVocabulary) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetStringArray("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>"});
+  ExpectError(dir, g, StatusCode::kCorruption, "tokenizer.ggml.tokens has 3 tokens");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetFloat32Array("tokenizer.ggml.scores", {1.0f});
+  ExpectError(dir, g, StatusCode::kCorruption, "tokenizer.ggml.scores has 1 entries");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetInt32Array("tokenizer.ggml.scores", std::vector<int32_t>(40, 0));
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "array of floats");
+  g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.SetString("tokenizer.ggml.model", "gpt2");
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "tokenizer.ggml.model is \"gpt2\"");
+}
+
+TEST(GgufLoaderTest, DuplicateKeysAndTensorsAreCorruption) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
+  g.AddTensorF32("output_norm.weight", {16}, std::vector<float>(16, 1.0f));
+  ExpectError(dir, g, StatusCode::kCorruption, "tensor output_norm.weight appears twice");
+}
+
+TEST(ModelLoaderTest, DispatchesGgufByExtensionAndByMagic) {
+  const std::string src = ::flover::testing::Stories260kGguf();
+  Result<LoadedModel> m = LoadModel(src);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->tokenizer.has_value());
+  EXPECT_THAT(m->description, HasSubstr("GGUF"));
+
+  ScratchDir dir;
+  const std::string disguised = dir.Path("model.bin");
+  ASSERT_TRUE(::flover::testing::WriteBytes(disguised, ::flover::testing::ReadBytes(src)));
+  Result<LoadedModel> d = LoadModel(disguised);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->weights.spec.ToString(), m->weights.spec.ToString());
+  EXPECT_TRUE(d->tokenizer.has_value());
+
+  // A .gguf name on a file that is not GGUF gives the GGUF error, naming the file.
+  const std::string fake = dir.Path("fake.gguf");
+  ASSERT_TRUE(::flover::testing::WriteBytes(fake, ::flover::testing::ReadBytes(::flover::testing::Stories260kBin())));
+  Result<LoadedModel> f = LoadModel(fake);
+  ASSERT_FALSE(f.ok());
+  EXPECT_THAT(f.status().message(), HasSubstr(fake));
+  EXPECT_THAT(f.status().message(), HasSubstr("not a GGUF file"));
+}
+
+}  // namespace
+}  // namespace flover

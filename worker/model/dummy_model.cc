@@ -1,1 +1,181 @@
-// placeholder: being written
+#include "worker/model/dummy_model.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <utility>
+
+namespace flover {
+namespace {
+
+struct Preset {
+  const char* name;
+  ModelSpec spec;
+};
+
+ModelSpec Shape(int dim, int hidden, int layers, int heads, int kv_heads, int vocab, int seq, bool shared) {
+  ModelSpec s;
+  s.dim = dim;
+  s.hidden_dim = hidden;
+  s.n_layers = layers;
+  s.n_heads = heads;
+  s.n_kv_heads = kv_heads;
+  s.vocab_size = vocab;
+  s.max_seq_len = seq;
+  s.shared_classifier = shared;
+  return s;
+}
+
+// The tinyllamas checkpoints tie the classifier to the embedding; LLaMA-7B/13B do not.
+const std::vector<Preset>& Presets() {
+  static const std::vector<Preset> kPresets = {
+      {"tiny", Shape(64, 172, 5, 8, 4, 512, 512, true)},  // stories260K's shape
+      {"stories260k", Shape(64, 172, 5, 8, 4, 512, 512, true)},
+      {"stories15m", Shape(288, 768, 6, 6, 6, 32000, 256, true)},
+      {"stories110m", Shape(768, 2048, 12, 12, 12, 32000, 1024, true)},
+      {"llama-110m", Shape(768, 2048, 12, 12, 12, 32000, 1024, true)},
+      {"llama-7b", Shape(4096, 11008, 32, 32, 32, 32000, 4096, false)},
+      {"llama-13b", Shape(5120, 13824, 40, 40, 40, 32000, 4096, false)},
+  };
+  return kPresets;
+}
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Fills `t` with values uniform in [-scale, scale]: element i of tensor number
+// `tensor_id` is a pure function of (seed, tensor_id, i), so any thread split gives the
+// same bytes.
+void FillUniform(std::vector<float>& t, uint64_t seed, uint64_t tensor_id, float scale) {
+  const uint64_t key = SplitMix64(SplitMix64(seed) ^ (tensor_id * 0xD1B54A32D192ED03ull));
+  const int64_t n = static_cast<int64_t>(t.size());
+  float* data = t.data();
+  constexpr float kInv2p24 = 1.0f / 16777216.0f;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = SplitMix64(key + static_cast<uint64_t>(i));
+    // 24 random bits -> [0, 1) exactly representable, then to [-1, 1).
+    const float u = static_cast<float>(r >> 40) * kInv2p24;
+    data[i] = (2.0f * u - 1.0f) * scale;
+  }
+}
+
+float Scale(int64_t in_features) { return std::sqrt(3.0f / static_cast<float>(in_features)); }
+
+std::string Gigabytes(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f GB", static_cast<double>(bytes) / 1e9);
+  return buf;
+}
+
+// A cgroup limit minus its usage, when a limit is set.
+std::optional<int64_t> CgroupRoom() {
+  auto read = [](const char* path) -> std::optional<int64_t> {
+    std::ifstream f(path);
+    std::string s;
+    if (!(f >> s) || s == "max") return std::nullopt;
+    try {
+      return static_cast<int64_t>(std::stoll(s));
+    } catch (...) {
+      return std::nullopt;
+    }
+  };
+  for (auto [limit_path, usage_path] : {std::pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+                                        std::pair{"/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                                  "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    const std::optional<int64_t> limit = read(limit_path), usage = read(usage_path);
+    if (limit && usage && *limit < (int64_t{1} << 60)) return std::max<int64_t>(0, *limit - *usage);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ModelSpec> DummyPreset(const std::string& preset) {
+  for (const Preset& p : Presets())
+    if (preset == p.name) return p.spec;
+  return std::nullopt;
+}
+
+std::vector<std::string> DummyPresetNames() {
+  std::vector<std::string> names;
+  for (const Preset& p : Presets()) names.push_back(p.name);
+  return names;
+}
+
+int64_t AvailableMemoryBytes() {
+  int64_t available = -1;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") {
+      available = kb * 1024;
+      break;
+    }
+  }
+  if (available < 0) {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    available = pages > 0 && page > 0 ? int64_t{pages} * page : std::numeric_limits<int64_t>::max();
+  }
+  if (const std::optional<int64_t> room = CgroupRoom()) available = std::min(available, *room);
+  return available;
+}
+
+Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes) {
+  const int64_t bytes = spec.n_params() * static_cast<int64_t>(sizeof(float));
+  if (static_cast<double>(bytes) > 0.9 * static_cast<double>(available_bytes))
+    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of fp32 weights; this machine has " +
+                             Gigabytes(available_bytes) + " available");
+  return Status::Ok();
+}
+
+Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed) {
+  const std::optional<ModelSpec> spec = DummyPreset(preset);
+  if (!spec) {
+    std::string names;
+    for (const std::string& n : DummyPresetNames()) names += (names.empty() ? "" : ", ") + n;
+    return InvalidArgument("dummy:" + preset + ": unknown preset; known presets: " + names);
+  }
+  FLOVER_RETURN_IF_ERROR(CheckDummyWeightsFit(preset, *spec, AvailableMemoryBytes()));
+
+  ModelWeights w;
+  w.spec = *spec;
+  const int64_t d = spec->dim, h = spec->hidden_dim, q = spec->q_dim(), kv = spec->kv_dim(), v = spec->vocab_size;
+  uint64_t tensor_id = 0;
+  auto random = [&](std::vector<float>& t, int64_t n, float scale) {
+    t.resize(n);
+    FillUniform(t, seed, tensor_id++, scale);
+  };
+  random(w.token_embedding, v * d, 1.0f);
+  w.layers.resize(spec->n_layers);
+  for (LayerWeights& l : w.layers) {
+    l.attn_norm.assign(d, 1.0f);
+    random(l.wq, q * d, Scale(d));
+    random(l.wk, kv * d, Scale(d));
+    random(l.wv, kv * d, Scale(d));
+    random(l.wo, d * q, Scale(q));
+    l.ffn_norm.assign(d, 1.0f);
+    random(l.w1, h * d, Scale(d));
+    random(l.w2, d * h, Scale(h));
+    random(l.w3, h * d, Scale(d));
+  }
+  w.final_norm.assign(d, 1.0f);
+  if (!spec->shared_classifier) random(w.classifier, v * d, Scale(d));
+
+  FLOVER_RETURN_IF_ERROR(w.Validate());
+  return w;
+}
+
+}  // namespace flover

@@ -1,7 +1,14 @@
 // Seeded random weights of a named shape, for benchmarks (as serving benchmarks run
-// with dummy weights). The same preset and seed always give the same weights.
-// Presets: tiny, stories260k, stories15m, stories110m / llama-110m, llama-7b, llama-13b
-// (and any later additions, listed by DummyPresetNames()).
+// with dummy weights). The same preset and seed always give the same weights, whatever
+// the number of OpenMP threads: element i of each tensor is a counter-based hash of
+// (seed, tensor number, i). Matrices are uniform in [-a, a] with a = sqrt(3 / in_features)
+// (unit-variance preserving), the embedding uniform in [-1, 1], norm weights 1.
+// Presets: tiny (= stories260k's shape), stories260k, stories15m, stories110m /
+// llama-110m, llama-7b, llama-13b (and any later additions, listed by
+// DummyPresetNames()). The tinyllamas shapes share the classifier with the embedding;
+// llama-7b/13b have a separate one, like the real checkpoints.
+//
+// Thread-safety: free functions without shared state.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +27,14 @@ std::vector<std::string> DummyPresetNames();
 
 // Fails with ResourceExhausted, before allocating, when the fp32 weights would not fit in
 // this machine's memory (the message gives the bytes needed and available).
+// The message names the preset ("dummy:<preset>").
 Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed);
+
+// Memory this process may still allocate: MemAvailable (or free pages), capped by a
+// cgroup memory limit when one is set.
+int64_t AvailableMemoryBytes();
+// ResourceExhausted when `spec`'s fp32 weights exceed 90% of `available_bytes`:
+// "dummy:llama-13b needs 52.1 GB of fp32 weights; this machine has 23.4 GB available".
+Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes);
 
 }  // namespace flover

@@ -64,10 +64,10 @@ bool ShapeMatches(const std::vector<uint64_t>& actual, const std::vector<uint64_
   return true;
 }
 
-// Reads tensor `name` into `out` as fp32. `expected` is in ggml order (ne0 = columns),
-// `meaning` names the dims for the message ("[dim, q_dim]").
-Status LoadTensor(GgufReader& r, const std::string& name, const std::vector<uint64_t>& expected,
-                  const char* meaning, std::vector<float>* out) {
+// The tensor `name`, checked to exist, to be F32/F16 and to have the shape `expected`
+// (ggml order, ne0 = columns); `meaning` names the dims for the message ("[dim, q_dim]").
+Result<const GgufTensorInfo*> CheckTensor(const GgufReader& r, const std::string& name,
+                                          const std::vector<uint64_t>& expected, const char* meaning) {
   const GgufTensorInfo* info = r.FindTensor(name);
   if (info == nullptr) return Corruption("tensor " + name + " is missing");
   if (info->ggml_type != kGgmlTypeF32 && info->ggml_type != kGgmlTypeF16)
@@ -76,13 +76,45 @@ Status LoadTensor(GgufReader& r, const std::string& name, const std::vector<uint
   if (!ShapeMatches(info->ne, expected))
     return Corruption("tensor " + name + " has shape " + Shape(info->ne) + ", expected " + Shape(expected) + " " +
                       meaning + " (ggml order, ne0 first)");
-  FLOVER_CHECK(info->n_bytes.has_value()) << name;
+  FLOVER_CHECK(info->n_bytes.has_value()) << name;  // the reader sizes F32/F16 tensors
+  return info;
+}
+
+// Reads tensor `name` into `out` as fp32, after CheckTensor.
+Status LoadTensor(GgufReader& r, const std::string& name, const std::vector<uint64_t>& expected,
+                  const char* meaning, std::vector<float>* out) {
+  FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* info, CheckTensor(r, name, expected, meaning));
   out->assign(info->n_elements, 0.0f);
   if (info->ggml_type == kGgmlTypeF32) return r.ReadTensorData(*info, out->data());
   std::vector<uint16_t> half(info->n_elements);
   FLOVER_RETURN_IF_ERROR(r.ReadTensorData(*info, half.data()));
   ConvertHalfToFloat(half.data(), out->data(), half.size());
   return Status::Ok();
+}
+
+// Calls fn(name, expected ggml shape, meaning, destination) for every required tensor
+// (all but output.weight), in the order of the ModelWeights members, and stops at the
+// first error. The destination is nullptr when `w` is (a checking pass); otherwise
+// w->layers must already have spec.n_layers entries.
+template <typename Fn>
+Status ForEachTensor(const ModelSpec& spec, ModelWeights* w, Fn&& fn) {
+  const uint64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
+  auto model = [&](std::vector<float> ModelWeights::*m) { return w ? &(w->*m) : nullptr; };
+  FLOVER_RETURN_IF_ERROR(fn("token_embd.weight", {d, v}, "[dim, vocab]", model(&ModelWeights::token_embedding)));
+  for (int l = 0; l < spec.n_layers; ++l) {
+    auto layer = [&](std::vector<float> LayerWeights::*m) { return w ? &(w->layers[l].*m) : nullptr; };
+    const std::string p = "blk." + std::to_string(l) + ".";
+    FLOVER_RETURN_IF_ERROR(fn(p + "attn_norm.weight", {d}, "[dim]", layer(&LayerWeights::attn_norm)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "attn_q.weight", {d, q}, "[dim, n_heads*head_dim]", layer(&LayerWeights::wq)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "attn_k.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", layer(&LayerWeights::wk)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "attn_v.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", layer(&LayerWeights::wv)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "attn_output.weight", {q, d}, "[n_heads*head_dim, dim]", layer(&LayerWeights::wo)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_norm.weight", {d}, "[dim]", layer(&LayerWeights::ffn_norm)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_gate.weight", {d, h}, "[dim, hidden]", layer(&LayerWeights::w1)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_down.weight", {h, d}, "[hidden, dim]", layer(&LayerWeights::w2)));
+    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_up.weight", {d, h}, "[dim, hidden]", layer(&LayerWeights::w3)));
+  }
+  return fn("output_norm.weight", {d}, "[dim]", model(&ModelWeights::final_norm));
 }
 
 Result<ModelSpec> ReadSpec(const GgufReader& r) {
@@ -153,30 +185,29 @@ Result<std::optional<Tokenizer>> ReadVocab(const GgufReader& r, const ModelSpec&
 
 Result<GgufModel> Load(GgufReader& r) {
   GgufModel model;
-  FLOVER_ASSIGN_OR_RETURN(model.weights.spec, ReadSpec(r));
   ModelWeights& w = model.weights;
+  FLOVER_ASSIGN_OR_RETURN(w.spec, ReadSpec(r));
   ModelSpec& spec = w.spec;
-  const uint64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
+  const uint64_t d = spec.dim, v = spec.vocab_size;
 
-  FLOVER_RETURN_IF_ERROR(LoadTensor(r, "token_embd.weight", {d, v}, "[dim, vocab]", &w.token_embedding));
+  // Check every tensor before allocating anything: metadata can claim any number of
+  // layers, but tensors that exist, have the right shapes and lie inside the file bound
+  // what the loading pass allocates by the file size.
+  FLOVER_RETURN_IF_ERROR(ForEachTensor(
+      spec, nullptr, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, std::vector<float>*) {
+        return CheckTensor(r, name, ne, meaning).status();
+      }));
+  const bool has_output = r.FindTensor("output.weight") != nullptr;
+  if (has_output) FLOVER_RETURN_IF_ERROR(CheckTensor(r, "output.weight", {d, v}, "[dim, vocab]").status());
+  FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadVocab(r, spec));
+
   w.layers.resize(spec.n_layers);
-  for (int l = 0; l < spec.n_layers; ++l) {
-    LayerWeights& L = w.layers[l];
-    const std::string p = "blk." + std::to_string(l) + ".";
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_norm.weight", {d}, "[dim]", &L.attn_norm));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_q.weight", {d, q}, "[dim, n_heads*head_dim]", &L.wq));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_k.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", &L.wk));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_v.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", &L.wv));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "attn_output.weight", {q, d}, "[n_heads*head_dim, dim]", &L.wo));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_norm.weight", {d}, "[dim]", &L.ffn_norm));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_gate.weight", {d, h}, "[dim, hidden]", &L.w1));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_down.weight", {h, d}, "[hidden, dim]", &L.w2));
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, p + "ffn_up.weight", {d, h}, "[dim, hidden]", &L.w3));
-  }
-  FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output_norm.weight", {d}, "[dim]", &w.final_norm));
-
+  FLOVER_RETURN_IF_ERROR(ForEachTensor(
+      spec, &w, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, std::vector<float>* dst) {
+        return LoadTensor(r, name, ne, meaning, dst);
+      }));
   spec.shared_classifier = true;
-  if (r.FindTensor("output.weight") != nullptr) {
+  if (has_output) {
     FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output.weight", {d, v}, "[dim, vocab]", &w.classifier));
     // Converters often write the tied embedding out again; share it instead of keeping
     // a second copy.
@@ -186,8 +217,6 @@ Result<GgufModel> Load(GgufReader& r) {
       spec.shared_classifier = false;
     }
   }
-
-  FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadVocab(r, spec));
   FLOVER_RETURN_IF_ERROR(w.Validate());
   return model;
 }

@@ -1,11 +1,22 @@
-// GGUF v3 files with `general.architecture = llama` and F32 or F16 tensors.
+// GGUF v3 (and v2) files with `general.architecture = llama` and F32 or F16 tensors.
 // Reads metadata (llama.embedding_length, feed_forward_length, block_count,
-// attention.head_count[_kv], context_length, attention.layer_norm_rms_epsilon,
-// rope.freq_base, vocab size), the tensors token_embd, blk.N.{attn_norm, attn_q, attn_k,
+// attention.head_count[_kv] (kv defaults to head_count), context_length,
+// attention.layer_norm_rms_epsilon, rope.freq_base (default 10000); the vocabulary size is
+// token_embd's row count), the tensors token_embd, blk.N.{attn_norm, attn_q, attn_k,
 // attn_v, attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up}, output_norm, [output],
 // converting F16 to fp32, and the embedded vocabulary (tokenizer.ggml.tokens/scores,
-// bos/eos ids) when present. An `output` tensor equal in bytes to token_embd is loaded as
-// a shared classifier.
+// bos/eos ids, which also set spec.bos_id/eos_id) when present. An `output` tensor absent
+// or equal in bytes to token_embd gives a shared classifier.
+//
+// Tensors are used as stored: GGUF matrices are ne = [in, out], i.e. row-major
+// [out, in] as ModelWeights wants, and llama.cpp's converters already permute Q/K so
+// that the `llama` architecture rotates adjacent pairs in RoPE, as llama2.c does.
+//
+// Errors name the file: NotFound (missing), InvalidArgument (not GGUF, unsupported
+// version, architecture, tensor type, non-SentencePiece vocabulary or partial RoPE),
+// Corruption (malformed, truncated, missing key or tensor, wrong shape). Every tensor is
+// checked (presence, type, shape, bytes inside the file) before any weight memory is
+// allocated, so a hostile file cannot make the loader allocate more than ~2x its size.
 #pragma once
 
 #include <optional>

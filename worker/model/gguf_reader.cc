@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <system_error>
+#include <type_traits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -134,24 +135,42 @@ class Cursor {
   uint64_t pos_ = 0;
 };
 
-Status ReadScalar(Cursor& c, GgufValueType t, GgufValue* v, const std::string& key) {
-  const char* what = "a metadata value";
+template <typename T>
+Status ReadInt(Cursor& c, GgufValue* v) {
+  T x = 0;
+  FLOVER_RETURN_IF_ERROR(c.Pod(&x, "a metadata value"));
+  if constexpr (std::is_signed_v<T>) {
+    v->i = x;
+  } else {
+    v->u = x;
+    v->i = static_cast<int64_t>(x);  // wraps for uint64 values above INT64_MAX; use `u`
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status ReadFloat(Cursor& c, GgufValue* v) {
+  T x = 0;
+  FLOVER_RETURN_IF_ERROR(c.Pod(&x, "a metadata value"));
+  v->f = x;
+  return Status::Ok();
+}
+
+Status ReadScalar(Cursor& c, GgufValueType t, GgufValue* v) {
   switch (t) {
-    case GgufValueType::kUint8: { uint8_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case GgufValueType::kInt8: { int8_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
-    case GgufValueType::kUint16: { uint16_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case GgufValueType::kInt16: { int16_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
-    case GgufValueType::kUint32: { uint32_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = x; return Status::Ok(); }
-    case GgufValueType::kInt32: { int32_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
-    case GgufValueType::kUint64: { uint64_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->u = x; v->i = static_cast<int64_t>(x); return Status::Ok(); }
-    case GgufValueType::kInt64: { int64_t x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->i = x; return Status::Ok(); }
-    case GgufValueType::kFloat32: { float x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->f = x; return Status::Ok(); }
-    case GgufValueType::kFloat64: { double x; FLOVER_RETURN_IF_ERROR(c.Pod(&x, what)); v->f = x; return Status::Ok(); }
+    case GgufValueType::kUint8: return ReadInt<uint8_t>(c, v);
+    case GgufValueType::kInt8: return ReadInt<int8_t>(c, v);
+    case GgufValueType::kUint16: return ReadInt<uint16_t>(c, v);
+    case GgufValueType::kInt16: return ReadInt<int16_t>(c, v);
+    case GgufValueType::kUint32: return ReadInt<uint32_t>(c, v);
+    case GgufValueType::kInt32: return ReadInt<int32_t>(c, v);
+    case GgufValueType::kUint64: return ReadInt<uint64_t>(c, v);
+    case GgufValueType::kInt64: return ReadInt<int64_t>(c, v);
+    case GgufValueType::kFloat32: return ReadFloat<float>(c, v);
+    case GgufValueType::kFloat64: return ReadFloat<double>(c, v);
     case GgufValueType::kBool: {
-      uint8_t x;
-      FLOVER_RETURN_IF_ERROR(c.Pod(&x, what));
-      if (x > 1) return Corruption("metadata " + key + " is a bool with byte value " + std::to_string(x));
-      v->i = x;
+      FLOVER_RETURN_IF_ERROR(ReadInt<uint8_t>(c, v));
+      if (v->u > 1) return Corruption("a bool with byte value " + std::to_string(v->u));
       return Status::Ok();
     }
     case GgufValueType::kString: return c.String(&v->str, "a metadata string");
@@ -162,7 +181,7 @@ Status ReadScalar(Cursor& c, GgufValueType t, GgufValue* v, const std::string& k
 
 Status ReadValue(Cursor& c, GgufValueType t, GgufValue* v, const std::string& key) {
   v->type = t;
-  if (t != GgufValueType::kArray) return ReadScalar(c, t, v, key).WithContext("metadata " + key);
+  if (t != GgufValueType::kArray) return ReadScalar(c, t, v).WithContext("metadata " + key);
 
   uint32_t at = 0;
   FLOVER_RETURN_IF_ERROR(c.Pod(&at, "an array element type"));
@@ -220,7 +239,7 @@ const char* GgufValueTypeName(GgufValueType type) {
 
 std::string GgmlTypeName(uint32_t ggml_type) {
   const GgmlTypeTraits t = GgmlTraits(ggml_type);
-  if (t.name == nullptr) return "type " + std::to_string(ggml_type);
+  if (t.name == nullptr) return "unknown (" + std::to_string(ggml_type) + ")";
   return std::string(t.name) + " (" + std::to_string(ggml_type) + ")";
 }
 

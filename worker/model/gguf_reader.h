@@ -51,7 +51,7 @@ const char* GgufValueTypeName(GgufValueType type);
 // ggml tensor types this project can load, plus a name table for messages.
 inline constexpr uint32_t kGgmlTypeF32 = 0;
 inline constexpr uint32_t kGgmlTypeF16 = 1;
-// "F32", "Q4_0", ...; "type 99" for unknown ids.
+// "F32 (0)", "Q4_0 (2)", ...; "unknown (99)" for ids ggml does not define.
 std::string GgmlTypeName(uint32_t ggml_type);
 
 // One metadata value. Scalars are widened into `i` (signed and bool), `u` (unsigned) or

@@ -3,7 +3,11 @@
 // a negative vocab_size means a separate classifier follows), then float32 arrays in
 // run.c's order: token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3,
 // rms_final, freq_cis_real/imag (skipped), [wcls].
-// The file size must match the header exactly; otherwise Corruption naming the file.
+// The file size must match the header exactly, checked before anything is allocated;
+// otherwise Corruption naming the file and both sizes. A header that fails
+// ModelSpec::Validate() is Corruption too; a version-1/2 export ("ak42") is
+// InvalidArgument; a missing file NotFound. The spec gets max_seq_len = seq_len,
+// norm_eps 1e-5, rope_theta 10000, bos 1, eos 2 (run.c's constants).
 #pragma once
 
 #include <string>

@@ -1,6 +1,7 @@
 // Loading a model from what a user names on the command line or in a config:
 //   - "dummy:<preset>"  seeded random weights of a named shape (dummy_model.h);
-//   - "*.gguf"          GGUF v3, llama architecture, F32/F16 tensors (gguf_loader.h);
+//   - "*.gguf", or any file starting with "GGUF"
+//                       GGUF v3, llama architecture, F32/F16 tensors (gguf_loader.h);
 //   - anything else     a llama2.c checkpoint (llama2c_loader.h).
 // Every failure (missing, truncated, inconsistent, unsupported) is a Status naming the
 // file and what is wrong; a returned model is complete and Validate()d.
