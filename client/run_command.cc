@@ -100,7 +100,14 @@ Result<std::vector<PromptInput>> CollectPrompts(const RunOptions& o, const std::
 }
 
 std::string Decode(const std::optional<Tokenizer>& tokenizer, const PromptInput& p, const std::vector<int>& generated) {
-  if (!tokenizer) return "";
+  if (!tokenizer) {  // no vocabulary: show the ids
+    std::string ids;
+    for (int id : generated) {
+      if (!ids.empty()) ids += ' ';
+      ids += std::to_string(id);
+    }
+    return "[" + ids + "]";
+  }
   return tokenizer->Decode(generated, p.tokens.empty() ? tokenizer->bos_id() : p.tokens.back());
 }
 
@@ -137,7 +144,7 @@ int RunCommand(const RunOptions& o) {
   const std::vector<PromptInput>& inputs = *prompts;
   std::vector<Output> outputs(inputs.size());
   std::unordered_map<uint64_t, size_t> index_of;
-  const bool stream = !o.json && inputs.size() == 1;
+  const bool stream = !o.json && inputs.size() == 1 && tokenizer->has_value();
   size_t n_admitted = 0, n_done = 0;
   int64_t n_steps = 0, n_fused_entries = 0, n_prompt_tokens = 0, n_generated = 0;
   std::vector<EngineEvent> events;
@@ -173,7 +180,7 @@ int RunCommand(const RunOptions& o) {
       if (e.token >= 0) {
         out.generated.push_back(e.token);
         ++n_generated;
-        if (stream && *tokenizer) {
+        if (stream) {
           const int prev = out.generated.size() > 1 ? out.generated[out.generated.size() - 2] : inputs[i].tokens.back();
           if (!out.streamed_header) std::fputs(inputs[i].text.c_str(), stdout), out.streamed_header = true;
           std::fputs(tokenizer->value().DecodeToken(prev, e.token).c_str(), stdout);
@@ -193,12 +200,13 @@ int RunCommand(const RunOptions& o) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   if (stream) std::printf("\n");
+  std::fflush(stdout);
 
   if (o.json) {
     for (size_t i = 0; i < inputs.size(); ++i) {
       nlohmann::json j;
       j["prompt"] = inputs[i].text;
-      j["text"] = Decode(*tokenizer, inputs[i], outputs[i].generated);
+      j["text"] = *tokenizer ? Decode(*tokenizer, inputs[i], outputs[i].generated) : "";
       j["tokens"] = outputs[i].generated;
       j["finish_reason"] = FinishReasonName(outputs[i].finish);
       j["prompt_tokens"] = inputs[i].tokens.size();

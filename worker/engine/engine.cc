@@ -29,7 +29,13 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelWeights weights, const Engin
     return InvalidArgument("max_step_tokens must be >= 1, got " + std::to_string(config.max_step_tokens));
   if (config.max_running < 1)
     return InvalidArgument("max_running must be >= 1, got " + std::to_string(config.max_running));
-  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv, KvCache::Create(weights.spec, config.kv));
+  // Never more blocks than max_running full-context sequences can use.
+  KvCacheConfig kv_config = config.kv;
+  const int64_t useful = static_cast<int64_t>(config.max_running) *
+                         BlockAllocator::BlocksFor(weights.spec.max_seq_len, std::max(1, kv_config.block_size));
+  if (kv_config.max_blocks <= 0 || kv_config.max_blocks > useful)
+    kv_config.max_blocks = static_cast<int>(std::min<int64_t>(useful, 1 << 30));
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv, KvCache::Create(weights.spec, kv_config));
   return std::unique_ptr<Engine>(new Engine(std::move(weights), std::move(kv), config));
 }
 
