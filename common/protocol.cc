@@ -1,0 +1,160 @@
+#include "common/protocol.h"
+
+#include <google/protobuf/unknown_field_set.h>
+
+namespace flover {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+Status ParseEnvelope(std::string_view bytes, Message* message, bool reject_unknown_fields, const char* what) {
+  if (!message->ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return Corruption(std::string("malformed ") + what + " (" + std::to_string(bytes.size()) + " bytes)");
+  const FieldDescriptor* version_field = message->GetDescriptor()->FindFieldByName("protocol_version");
+  if (version_field) {
+    const uint32_t version = message->GetReflection()->GetUInt32(*message, version_field);
+    if (version != kProtocolVersion)
+      return InvalidArgument(std::string(what) + " has protocol version " + std::to_string(version) +
+                             "; this build speaks version " + std::to_string(kProtocolVersion));
+  }
+  std::string path;
+  if (reject_unknown_fields && HasUnknownFields(*message, &path))
+    return InvalidArgument(std::string(what) + " has unknown fields" + (path.empty() ? "" : " in " + path) +
+                           " (newer client or malformed message)");
+  return Status::Ok();
+}
+
+bool HasUnknownFields(const Message& message, std::string* path) {
+  const Reflection* r = message.GetReflection();
+  if (!r->GetUnknownFields(message).empty()) return true;
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(message, &fields);
+  for (const FieldDescriptor* f : fields) {
+    if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    const int n = f->is_repeated() ? r->FieldSize(message, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const Message& child = f->is_repeated() ? r->GetRepeatedMessage(message, f, i) : r->GetMessage(message, f);
+      std::string sub;
+      if (HasUnknownFields(child, &sub)) {
+        if (path) *path = f->name() + (sub.empty() ? "" : "." + sub);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+Status PlanSequence::Accept(uint64_t seq) {
+  if (seq != last_ + 1) {
+    std::string msg = "plan " + std::to_string(seq) + " arrived after plan " + std::to_string(last_);
+    if (seq <= last_) {
+      msg += " (duplicate or reordered)";
+    } else {
+      msg += ": ";
+      msg += std::to_string(seq - last_ - 1);
+      msg += " plan(s) lost, from plan ";
+      msg += std::to_string(last_ + 1);
+    }
+    return Unavailable(msg);
+  }
+  last_ = seq;
+  return Status::Ok();
+}
+
+SamplingParams FromProto(const proto::SamplingParams& p) {
+  SamplingParams s;
+  s.temperature = p.temperature();
+  s.top_k = p.top_k();
+  s.top_p = p.top_p() == 0.0f ? 1.0f : p.top_p();
+  s.repetition_penalty = p.repetition_penalty() == 0.0f ? 1.0f : p.repetition_penalty();
+  s.seed = p.seed();
+  return s;
+}
+
+proto::SamplingParams ToProto(const SamplingParams& s) {
+  proto::SamplingParams p;
+  p.set_temperature(s.temperature);
+  p.set_top_k(s.top_k);
+  p.set_top_p(s.top_p);
+  p.set_repetition_penalty(s.repetition_penalty);
+  p.set_seed(s.seed);
+  return p;
+}
+
+StopParams FromProto(const proto::StopParams& p) {
+  StopParams s;
+  s.max_tokens = p.max_tokens();
+  s.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  s.ignore_eos = p.ignore_eos();
+  return s;
+}
+
+proto::StopParams ToProto(const StopParams& s) {
+  proto::StopParams p;
+  p.set_max_tokens(s.max_tokens);
+  for (int id : s.stop_token_ids) p.add_stop_token_ids(id);
+  p.set_ignore_eos(s.ignore_eos);
+  return p;
+}
+
+FinishReason FromProto(proto::FinishReason r) {
+  switch (r) {
+    case proto::FINISH_STOP: return FinishReason::kStop;
+    case proto::FINISH_LENGTH: return FinishReason::kLength;
+    case proto::FINISH_CANCELLED: return FinishReason::kCancelled;
+    case proto::FINISH_ERROR: return FinishReason::kError;
+    default: return FinishReason::kNone;
+  }
+}
+
+proto::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return proto::FINISH_STOP;
+    case FinishReason::kLength: return proto::FINISH_LENGTH;
+    case FinishReason::kCancelled: return proto::FINISH_CANCELLED;
+    case FinishReason::kError: return proto::FINISH_ERROR;
+    case FinishReason::kNone: break;
+  }
+  return proto::FINISH_NONE;
+}
+
+ModelSpec FromProto(const proto::ModelInfo& m) {
+  ModelSpec s;
+  s.dim = m.dim();
+  s.hidden_dim = m.hidden_dim();
+  s.n_layers = m.n_layers();
+  s.n_heads = m.n_heads();
+  s.n_kv_heads = m.n_kv_heads();
+  s.vocab_size = m.vocab_size();
+  s.max_seq_len = m.max_seq_len();
+  s.bos_id = m.bos_id();
+  s.eos_id = m.eos_id();
+  return s;
+}
+
+proto::ModelInfo ToProto(const ModelSpec& spec, const std::string& description) {
+  proto::ModelInfo m;
+  m.set_dim(spec.dim);
+  m.set_hidden_dim(spec.hidden_dim);
+  m.set_n_layers(spec.n_layers);
+  m.set_n_heads(spec.n_heads);
+  m.set_n_kv_heads(spec.n_kv_heads);
+  m.set_vocab_size(spec.vocab_size);
+  m.set_max_seq_len(spec.max_seq_len);
+  m.set_bos_id(spec.bos_id);
+  m.set_eos_id(spec.eos_id);
+  m.set_description(description);
+  return m;
+}
+
+proto::ServerMessage ErrorReply(const std::string& client_request_id, const Status& status) {
+  proto::ServerMessage m;
+  proto::Error* e = m.mutable_error();
+  e->set_client_request_id(client_request_id);
+  e->set_code(StatusCodeName(status.code()));
+  e->set_message(status.message());
+  return m;
+}
+
+}  // namespace flover
