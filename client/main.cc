@@ -2,7 +2,11 @@
 // the work lives in *_command.cc.
 #include <CLI/CLI.hpp>
 
+#include "client/flags.h"
+#include "client/generate_command.h"
 #include "client/run_command.h"
+#include "client/status_command.h"
+#include "client/up_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Flover: temporal-fusion LLM serving runtime"};
@@ -15,16 +19,9 @@ int main(int argc, char** argv) {
   auto* prompt = run_cmd->add_option("--prompt", run.prompts, "Prompt text (repeatable)");
   auto* file = run_cmd->add_option("--prompts-file", run.prompts_file, "File with one prompt per line")
                    ->check(CLI::ExistingFile);
-  auto* ids = run_cmd->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,301,295 (repeatable)");
+  run_cmd->add_option("--prompt-ids", run.prompt_ids, "Prompt as token ids, e.g. 1,301,295 (repeatable)");
   prompt->excludes(file);
-  run_cmd->add_option("--max-tokens", run.stop.max_tokens, "Tokens to generate per prompt")->capture_default_str();
-  run_cmd->add_option("--temperature", run.sampling.temperature, "0 = greedy")->capture_default_str();
-  run_cmd->add_option("--top-k", run.sampling.top_k, "0 = off")->capture_default_str();
-  run_cmd->add_option("--top-p", run.sampling.top_p, "1 = off")->capture_default_str();
-  run_cmd->add_option("--repetition-penalty", run.sampling.repetition_penalty, "1 = off")->capture_default_str();
-  run_cmd->add_option("--seed", run.sampling.seed, "RNG seed; prompt i uses seed + i")->capture_default_str();
-  run_cmd->add_option("--stop-token", run.stop.stop_token_ids, "Extra stop token id (repeatable)");
-  run_cmd->add_flag("--ignore-eos", run.stop.ignore_eos, "Generate exactly --max-tokens tokens");
+  flover::AddRequestFlags(run_cmd, &run.sampling, &run.stop);
   run_cmd->add_option("--stagger", run.stagger, "Admit one prompt every N steps (0 = all at once)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   run_cmd->add_flag("--json", run.json, "One JSON object per prompt on stdout");
@@ -34,9 +31,36 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--max-step-tokens", run.max_step_tokens, "Tokens per fused step")->capture_default_str();
   run_cmd->add_option("--max-running", run.max_running, "Requests per fused step")->capture_default_str();
   run_cmd->add_option("--dummy-seed", run.dummy_seed, "Seed of dummy:<preset> weights")->capture_default_str();
-  (void)ids;
+
+  flover::UpOptions up;
+  CLI::App* up_cmd = app.add_subcommand("up", "Start the cluster of a YAML file on this host");
+  up_cmd->add_option("--config", up.config, "Cluster YAML file")->required();
+  up_cmd->add_option("--exec", up.exec, "Run this shell command once ready ($FLOVER_ENDPOINT set), then stop");
+  up_cmd->add_option("--ready-timeout", up.ready_timeout_s, "Seconds to wait for every replica")->capture_default_str();
+  up_cmd->add_option("--bin-dir", up.bin_dir, "Folder with flover-coordinator and flover-worker");
+
+  flover::GenerateOptions gen;
+  CLI::App* gen_cmd = app.add_subcommand("generate", "Submit prompts to a running cluster");
+  gen_cmd->add_option("--endpoint", gen.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
+      ->capture_default_str();
+  gen_cmd->add_option("--prompt", gen.prompts, "Prompt text (repeatable)");
+  gen_cmd->add_option("--prompt-ids", gen.prompt_ids, "Prompt as token ids, e.g. 1,301,295 (repeatable)");
+  flover::AddRequestFlags(gen_cmd, &gen.sampling, &gen.stop);
+  gen_cmd->add_flag("--stream", gen.stream, "Stream tokens as they are generated");
+  gen_cmd->add_flag("--json", gen.json, "One JSON object per prompt on stdout");
+  gen_cmd->add_option("--timeout", gen.timeout_s, "Give up after this many silent seconds")->capture_default_str();
+
+  flover::StatusOptions status;
+  CLI::App* status_cmd = app.add_subcommand("status", "Show a running cluster");
+  status_cmd->add_option("--endpoint", status.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
+      ->capture_default_str();
+  status_cmd->add_flag("--json", status.json, "Print the status as JSON");
+  status_cmd->add_option("--wait-ready", status.wait_ready_s, "Wait up to S seconds for every replica to be ready");
 
   CLI11_PARSE(app, argc, argv);
   if (run_cmd->parsed()) return flover::RunCommand(run);
+  if (up_cmd->parsed()) return flover::UpCommand(up);
+  if (gen_cmd->parsed()) return flover::GenerateCommand(gen);
+  if (status_cmd->parsed()) return flover::StatusCommand(status);
   return 1;
 }

@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
+#include "client/completion_output.h"
 #include "common/tokenizer.h"
 #include "worker/engine/engine.h"
 #include "worker/model/model_loader.h"
@@ -59,22 +59,6 @@ Result<std::optional<Tokenizer>> ResolveTokenizer(const RunOptions& o, std::opti
   return std::optional<Tokenizer>(std::move(t));
 }
 
-Result<std::vector<int>> ParseIds(const std::string& text) {
-  std::vector<int> ids;
-  std::string item;
-  std::stringstream ss(text);
-  while (std::getline(ss, item, ',')) {
-    try {
-      size_t used = 0;
-      ids.push_back(std::stoi(item, &used));
-      if (used != item.size() && item.find_first_not_of(" ", used) != std::string::npos) throw std::invalid_argument("");
-    } catch (const std::exception&) {
-      return InvalidArgument("--prompt-ids: '" + item + "' is not a token id (expected e.g. 1,301,295)");
-    }
-  }
-  return ids;
-}
-
 Result<std::vector<PromptInput>> CollectPrompts(const RunOptions& o, const std::optional<Tokenizer>& tokenizer) {
   std::vector<std::string> texts = o.prompts;
   if (!o.prompts_file.empty()) {
@@ -92,7 +76,9 @@ Result<std::vector<PromptInput>> CollectPrompts(const RunOptions& o, const std::
     prompts.push_back({text, tokenizer->Encode(text, /*add_bos=*/true)});
   }
   for (const std::string& ids : o.prompt_ids) {
-    FLOVER_ASSIGN_OR_RETURN(std::vector<int> tokens, ParseIds(ids));
+    std::vector<int> tokens;
+    if (!ParseTokenIds(ids, &tokens))
+      return InvalidArgument("--prompt-ids: '" + ids + "' is not a list of token ids (expected e.g. 1,301,295)");
     prompts.push_back({"", std::move(tokens)});
   }
   if (prompts.empty()) return InvalidArgument("no prompts: use --prompt, --prompts-file or --prompt-ids");
@@ -204,14 +190,10 @@ int RunCommand(const RunOptions& o) {
 
   if (o.json) {
     for (size_t i = 0; i < inputs.size(); ++i) {
-      nlohmann::json j;
-      j["prompt"] = inputs[i].text;
-      j["text"] = *tokenizer ? Decode(*tokenizer, inputs[i], outputs[i].generated) : "";
-      j["tokens"] = outputs[i].generated;
-      j["finish_reason"] = FinishReasonName(outputs[i].finish);
-      j["prompt_tokens"] = inputs[i].tokens.size();
-      j["completion_tokens"] = outputs[i].generated.size();
-      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      const std::string text = *tokenizer ? Decode(*tokenizer, inputs[i], outputs[i].generated) : "";
+      std::cout << CompletionJson(inputs[i].text, text, outputs[i].generated, FinishReasonName(outputs[i].finish),
+                                  inputs[i].tokens.size())
+                << "\n";
     }
     std::cout.flush();
   }

@@ -75,7 +75,7 @@ TEST(FloverRunTest, ClearErrors) {
 
   CliRun bad_ids = Flover("run --model dummy:tiny --prompt-ids 1,x");
   EXPECT_NE(bad_ids.exit_code, 0);
-  EXPECT_NE(bad_ids.err.find("not a token id"), std::string::npos) << bad_ids.err;
+  EXPECT_NE(bad_ids.err.find("is not a list of token ids"), std::string::npos) << bad_ids.err;
 
   CliRun no_tok = Flover("run --model dummy:tiny --prompt hello");
   EXPECT_NE(no_tok.exit_code, 0);

@@ -1,0 +1,84 @@
+#include "client/client.h"
+
+#include "common/protocol.h"
+
+namespace flover {
+
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
+  std::unique_ptr<Client> c(new Client());
+  try {
+    c->socket_.set(zmq::sockopt::linger, 0);
+    c->socket_.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return InvalidArgument("cannot connect to " + endpoint + ": " + e.what());
+  }
+  return c;
+}
+
+Status Client::SendRaw(const std::string& bytes) {
+  try {
+    socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    return Unavailable(std::string("send failed: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+Status Client::Send(const proto::ClientMessage& message) { return SendRaw(Serialize(message)); }
+
+Status Client::Submit(const std::string& client_request_id, const std::string& text,
+                      const std::vector<int>& token_ids, const SamplingParams& sampling, const StopParams& stop,
+                      bool stream) {
+  proto::ClientMessage m;
+  proto::SubmitRequest* s = m.mutable_submit();
+  s->set_client_request_id(client_request_id);
+  if (!text.empty() || token_ids.empty()) {
+    s->set_text(text);
+  } else {
+    for (int id : token_ids) s->mutable_token_ids()->add_ids(id);
+  }
+  *s->mutable_sampling() = ToProto(sampling);
+  *s->mutable_stop() = ToProto(stop);
+  s->set_stream(stream);
+  return Send(m);
+}
+
+Status Client::Cancel(const std::string& client_request_id) {
+  proto::ClientMessage m;
+  m.mutable_cancel()->set_client_request_id(client_request_id);
+  return Send(m);
+}
+
+Status Client::RequestStatus() {
+  proto::ClientMessage m;
+  m.mutable_status();
+  return Send(m);
+}
+
+Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::milliseconds timeout) {
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  try {
+    if (zmq::poll(items, 1, timeout) == 0) return std::optional<proto::ServerMessage>();
+    zmq::message_t msg;
+    if (!socket_.recv(msg, zmq::recv_flags::none)) return std::optional<proto::ServerMessage>();
+    FLOVER_ASSIGN_OR_RETURN(proto::ServerMessage reply, Parse<proto::ServerMessage>(msg.to_string_view()));
+    return std::optional<proto::ServerMessage>(std::move(reply));
+  } catch (const zmq::error_t& e) {
+    return Unavailable(std::string("receive failed: ") + e.what());
+  }
+}
+
+Result<proto::ClusterStatus> Client::FetchStatus(std::chrono::milliseconds timeout) {
+  FLOVER_RETURN_IF_ERROR(RequestStatus());
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    FLOVER_ASSIGN_OR_RETURN(std::optional<proto::ServerMessage> m, Receive(left));
+    if (!m) break;
+    if (m->has_status()) return m->status();
+    if (m->has_error()) return Unavailable("status: " + m->error().message());
+  }
+  return Unavailable("no status reply within " + std::to_string(timeout.count()) + " ms");
+}
+
+}  // namespace flover

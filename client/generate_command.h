@@ -1,0 +1,27 @@
+// `flover generate`: submits prompts to a running cluster (its client endpoint), all at
+// once over one connection, and prints the completions: streamed text for one prompt,
+// one story per prompt otherwise, or one JSON object per prompt (--json), in prompt
+// order, with the same shape as `flover run --json`. Ctrl-C cancels what is in flight.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/request_params.h"
+
+namespace flover {
+
+struct GenerateOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::vector<std::string> prompts;
+  std::vector<std::string> prompt_ids;
+  SamplingParams sampling;
+  StopParams stop;
+  bool stream = false;
+  bool json = false;
+  double timeout_s = 60;  // give up when the coordinator is silent this long
+};
+
+int GenerateCommand(const GenerateOptions& options);
+
+}  // namespace flover

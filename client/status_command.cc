@@ -1,0 +1,73 @@
+#include "client/status_command.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "client/client.h"
+
+namespace flover {
+namespace {
+
+bool AllReady(const proto::ClusterStatus& s) {
+  if (s.replicas_size() == 0) return false;
+  for (const auto& r : s.replicas())
+    if (r.state() != "ready") return false;
+  return true;
+}
+
+void Print(const proto::ClusterStatus& s) {
+  std::printf("cluster %s: %s, up %.0f s, %d queued, %llu completed\n", s.name().c_str(),
+              s.model().description().c_str(), s.uptime_seconds(), s.queued(),
+              static_cast<unsigned long long>(s.completed()));
+  for (const auto& r : s.replicas()) {
+    std::printf("  replica %d: %-9s running %d, waiting %d, KV blocks %d/%d, %.1f steps/s, %.1f tokens/s%s%s\n",
+                r.replica(), r.state().c_str(), r.running(), r.waiting(), r.kv_blocks_used(), r.kv_blocks_total(),
+                r.steps_per_second(), r.tokens_per_second(), r.error().empty() ? "" : " - ", r.error().c_str());
+    for (const auto& w : r.workers())
+      std::printf("    rank %d: %-10s %s pid %d %s, heartbeat %.1f s ago\n", w.rank(), w.state().c_str(),
+                  w.host().c_str(), w.pid(), w.device().c_str(), w.last_heartbeat_age_s());
+  }
+}
+
+}  // namespace
+
+int StatusCommand(const StatusOptions& o) {
+  Result<std::unique_ptr<Client>> client = Client::Connect(o.endpoint);
+  if (!client.ok()) {
+    std::fprintf(stderr, "flover status: %s\n", client.status().ToString().c_str());
+    return 1;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.wait_ready_s);
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  for (;;) {
+    Result<proto::ClusterStatus> status = (*client)->FetchStatus(timeout);
+    const bool waiting = o.wait_ready_s > 0;
+    if (status.ok() && (!waiting || AllReady(*status))) {
+      if (o.json) {
+        std::string out;
+        google::protobuf::util::JsonPrintOptions options;
+        options.always_print_primitive_fields = true;
+        (void)google::protobuf::util::MessageToJsonString(*status, &out, options);
+        std::printf("%s\n", out.c_str());
+      } else {
+        Print(*status);
+      }
+      return 0;
+    }
+    if (!waiting || std::chrono::steady_clock::now() >= deadline) {
+      if (!status.ok()) {
+        std::fprintf(stderr, "flover status: %s: %s\n", o.endpoint.c_str(), status.status().ToString().c_str());
+      } else {
+        Print(*status);
+        std::fprintf(stderr, "flover status: not every replica is ready after %.0f s\n", o.wait_ready_s);
+      }
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace flover

@@ -1,0 +1,19 @@
+// `flover status`: prints a cluster's replicas, workers, in-flight requests, KV-block
+// use and step rate (or the ClusterStatus as JSON). With --wait-ready S it polls until
+// every replica is ready (exit 0) or S seconds pass (exit 1).
+#pragma once
+
+#include <string>
+
+namespace flover {
+
+struct StatusOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  bool json = false;
+  double wait_ready_s = 0;
+  double timeout_s = 5;
+};
+
+int StatusCommand(const StatusOptions& options);
+
+}  // namespace flover
