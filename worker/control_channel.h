@@ -1,0 +1,46 @@
+// ControlChannel: the worker's DEALER connection to the coordinator's control endpoint
+// (protocol.md). Sends WorkerMessages, receives CoordinatorMessages, and tracks when the
+// coordinator was last heard from (any message counts as a heartbeat).
+//
+// It is also the worker's rendezvous KvStore: Set/Get become StoreSet/StoreGet requests
+// answered by the coordinator's store (Gloo keys now, the NCCL unique id later).
+//
+// Thread-safety: none; the socket belongs to the worker's main thread.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <zmq.hpp>
+
+#include "common/status.h"
+#include "flover.pb.h"
+#include "worker/comm/kv_store.h"
+
+namespace flover {
+
+class ControlChannel final : public KvStore {
+ public:
+  ControlChannel(zmq::context_t& context, const std::string& endpoint);
+
+  Status Send(const proto::WorkerMessage& message);
+  // The next message within `timeout`, nullopt if none. Malformed messages are errors.
+  Result<std::optional<proto::CoordinatorMessage>> Receive(std::chrono::milliseconds timeout);
+
+  std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
+  zmq::socket_t& socket() { return socket_; }
+
+  // KvStore.
+  Status Set(const std::string& key, const std::vector<char>& value) override;
+  Result<std::vector<char>> Get(const std::string& key, std::chrono::milliseconds timeout) override;
+
+  // A Shutdown received while waiting inside Get (rendezvous) is remembered here.
+  bool shutdown_requested() const { return shutdown_requested_; }
+
+ private:
+  zmq::socket_t socket_;
+  std::chrono::steady_clock::time_point last_heard_;
+  bool shutdown_requested_ = false;
+};
+
+}  // namespace flover

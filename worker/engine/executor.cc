@@ -1,0 +1,123 @@
+#include "worker/engine/executor.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "common/block_allocator.h"
+
+namespace flover {
+
+Executor::Executor(Decoder* decoder, const KvCache* kv)
+    : decoder_(decoder), kv_(kv), samplers_(std::max(1, omp_get_max_threads())) {}
+
+Status Executor::Join(uint64_t request_id, RequestParams request) {
+  if (sequences_.count(request_id))
+    return InvalidArgument("request " + std::to_string(request_id) + " joined twice");
+  FLOVER_RETURN_IF_ERROR(ValidateRequest(request, spec()));
+  auto seq = std::make_unique<Sequence>();
+  seq->id = request_id;
+  seq->arrival = request_id;
+  seq->sampling = request.sampling;
+  seq->stop = std::move(request.stop);
+  seq->n_prompt = static_cast<int>(request.prompt.size());
+  seq->tokens = std::move(request.prompt);
+  sequences_.emplace(request_id, std::move(seq));
+  return Status::Ok();
+}
+
+std::vector<int> Executor::Leave(uint64_t request_id) {
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) return {};
+  std::vector<int> blocks = std::move(it->second->block_table);
+  sequences_.erase(it);
+  return blocks;
+}
+
+std::vector<int> Executor::Reset(uint64_t request_id) {
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) return {};
+  Sequence& seq = *it->second;
+  seq.n_computed = 0;
+  std::vector<int> blocks = std::move(seq.block_table);
+  seq.block_table.clear();
+  return blocks;
+}
+
+const Sequence* Executor::Find(uint64_t request_id) const {
+  auto it = sequences_.find(request_id);
+  return it == sequences_.end() ? nullptr : it->second.get();
+}
+
+Status Executor::Check(const ExecEntry& e, const Sequence& seq) const {
+  const std::string who = "request " + std::to_string(e.request_id) + ": ";
+  if (seq.finish != FinishReason::kNone) return InvalidArgument(who + "already finished");
+  if (e.start_pos != seq.n_computed)
+    return InvalidArgument(who + "entry starts at position " + std::to_string(e.start_pos) + " but " +
+                           std::to_string(seq.n_computed) + " tokens are computed");
+  if (e.n_tokens < 1 || e.n_tokens > seq.n_uncomputed())
+    return InvalidArgument(who + "entry computes " + std::to_string(e.n_tokens) + " tokens; " +
+                           std::to_string(seq.n_uncomputed()) + " are uncomputed");
+  for (int b : e.new_blocks)
+    if (b < 0 || b >= kv_->n_blocks())
+      return InvalidArgument(who + "block " + std::to_string(b) + " outside the pool of " +
+                             std::to_string(kv_->n_blocks()));
+  const int covered = static_cast<int>(seq.block_table.size() + e.new_blocks.size()) * kv_->block_size();
+  if (covered < e.start_pos + e.n_tokens)
+    return InvalidArgument(who + "block table covers " + std::to_string(covered) + " positions, the entry needs " +
+                           std::to_string(e.start_pos + e.n_tokens));
+  return Status::Ok();
+}
+
+Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>* outputs) {
+  // Validate everything before touching any state.
+  stepping_.assign(entries.size(), nullptr);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto it = sequences_.find(entries[i].request_id);
+    if (it == sequences_.end()) continue;  // stale: finished or left meanwhile
+    Sequence* seq = it->second.get();
+    if (std::find(stepping_.begin(), stepping_.begin() + i, seq) != stepping_.begin() + i)
+      return InvalidArgument("request " + std::to_string(seq->id) + " listed twice in one step");
+    FLOVER_RETURN_IF_ERROR(Check(entries[i], *seq));
+    stepping_[i] = seq;
+  }
+
+  entries_.clear();
+  sampled_.clear();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Sequence* seq = stepping_[i];
+    if (!seq) continue;
+    const ExecEntry& e = entries[i];
+    seq->block_table.insert(seq->block_table.end(), e.new_blocks.begin(), e.new_blocks.end());
+    const bool last_chunk = e.start_pos + e.n_tokens == static_cast<int>(seq->tokens.size());
+    entries_.push_back(StepEntry{seq->tokens.data() + e.start_pos, e.n_tokens, e.start_pos,
+                                 seq->block_table.data(), last_chunk});
+    if (last_chunk) sampled_.push_back(seq);
+  }
+  if (entries_.empty()) return Status::Ok();
+
+  const int vocab = spec().vocab_size;
+  const int n_logits = static_cast<int>(sampled_.size());
+  if (logits_.size() < static_cast<size_t>(n_logits) * vocab) logits_.resize(static_cast<size_t>(n_logits) * vocab);
+  FLOVER_RETURN_IF_ERROR(decoder_->Forward(entries_, *kv_, logits_.data()));
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (stepping_[i]) stepping_[i]->n_computed += entries[i].n_tokens;
+
+  next_tokens_.resize(n_logits);
+#pragma omp parallel for schedule(dynamic, 1) if (n_logits > 1)
+  for (int j = 0; j < n_logits; ++j) {
+    Sequence* seq = sampled_[j];
+    next_tokens_[j] = samplers_[omp_get_thread_num()].Sample(
+        std::span<float>(logits_.data() + static_cast<size_t>(j) * vocab, vocab), seq->sampling, seq->tokens,
+        static_cast<uint64_t>(seq->n_generated()));
+  }
+  for (int j = 0; j < n_logits; ++j) {
+    Sequence* seq = sampled_[j];
+    const FinishReason reason = seq->Append(next_tokens_[j], spec());
+    seq->finish = reason;
+    outputs->push_back(ExecOutput{seq->id, reason == FinishReason::kStop ? -1 : next_tokens_[j], reason});
+  }
+  return Status::Ok();
+}
+
+}  // namespace flover

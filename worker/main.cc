@@ -1,0 +1,54 @@
+// flover-worker: one tensor-parallel rank of one replica. Parses flags and runs a
+// WorkerDaemon (worker_daemon.h).
+//
+//   flover-worker --coordinator tcp://127.0.0.1:5556 --replica 0 --rank 1
+//   flover-worker --config configs/local.yaml --replica 0 --rank 1   (control endpoint from the file)
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+
+#include "common/cluster_config.h"
+#include "worker/worker_daemon.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"flover-worker: one tensor-parallel shard of a Flover replica"};
+  flover::WorkerOptions options;
+  std::string config_path;
+  auto* coord = app.add_option("--coordinator", options.coordinator, "Coordinator control endpoint");
+  app.add_option("--config", config_path, "Cluster YAML (for the control endpoint)")->excludes(coord);
+  app.add_option("--replica", options.replica, "Replica index")->required()->check(CLI::NonNegativeNumber);
+  app.add_option("--rank", options.rank, "Tensor-parallel rank")->required()->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", options.threads, "Compute threads (default: config, else all cores)");
+  app.add_option("--host", options.host, "Address the collectives listen on")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  if (!config_path.empty()) {
+    flover::Result<flover::ClusterConfig> config = flover::LoadClusterConfig(config_path);
+    if (!config.ok()) {
+      spdlog::error("{}", config.status().ToString());
+      return flover::kExitStartup;
+    }
+    options.coordinator = config->endpoints.control;
+  }
+  if (options.coordinator.empty() || options.coordinator.find(":*") != std::string::npos) {
+    spdlog::error("flover-worker needs the coordinator's control endpoint: --coordinator tcp://HOST:PORT");
+    return flover::kExitStartup;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  flover::Result<std::unique_ptr<flover::WorkerDaemon>> worker = flover::WorkerDaemon::Start(options);
+  if (!worker.ok()) {
+    spdlog::error("worker {}/{}: {}", options.replica, options.rank, worker.status().ToString());
+    return flover::kExitStartup;
+  }
+  return (*worker)->Run(g_stop);
+}

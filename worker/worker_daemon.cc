@@ -1,0 +1,224 @@
+#include "worker/worker_daemon.h"
+
+#include <omp.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <zmq_addon.hpp>
+
+#include "worker/comm/gloo_communicator.h"
+#include "worker/model/model_loader.h"
+#include "worker/model/shard.h"
+
+namespace flover {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+WorkerDaemon::WorkerDaemon(const WorkerOptions& options) : options_(options) {}
+
+WorkerDaemon::~WorkerDaemon() = default;
+
+std::string WorkerDaemon::Name() const {
+  return "worker " + std::to_string(options_.replica) + "/" + std::to_string(options_.rank);
+}
+
+Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options) {
+  std::unique_ptr<WorkerDaemon> w(new WorkerDaemon(options));
+  try {
+    w->control_ = std::make_unique<ControlChannel>(w->context_, options.coordinator);
+  } catch (const zmq::error_t& e) {
+    return InvalidArgument("cannot connect to coordinator " + options.coordinator + ": " + e.what());
+  }
+  FLOVER_RETURN_IF_ERROR(w->Register());
+  if (Status s = w->Load(); !s.ok()) {
+    w->ReportFailure("startup failed: " + s.ToString());  // so the coordinator can say why
+    return s;
+  }
+  return w;
+}
+
+Status WorkerDaemon::Register() {
+  proto::WorkerMessage m;
+  proto::RegisterWorker* r = m.mutable_register_();
+  r->set_replica(options_.replica);
+  r->set_rank(options_.rank);
+  r->set_host(options_.host);
+  r->set_pid(static_cast<int32_t>(getpid()));
+  r->set_device("cpu");
+  FLOVER_RETURN_IF_ERROR(control_->Send(m));
+  const auto deadline = Clock::now() + options_.register_timeout;
+  proto::RegisterReply reply;
+  for (;;) {
+    if (Clock::now() > deadline)
+      return Unavailable("no answer from the coordinator at " + options_.coordinator + " within " +
+                         std::to_string(options_.register_timeout.count() / 1000) + " s");
+    FLOVER_ASSIGN_OR_RETURN(std::optional<proto::CoordinatorMessage> msg, control_->Receive(200ms));
+    if (msg && msg->has_register_reply()) {
+      reply = msg->register_reply();
+      break;
+    }
+  }
+  if (!reply.accepted()) return InvalidArgument("the coordinator refused " + Name() + ": " + reply.error());
+  FLOVER_ASSIGN_OR_RETURN(config_, ParseClusterConfig(reply.config_yaml(), "coordinator config", ""));
+  plan_topic_ = reply.plan_topic();
+
+  plans_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
+  plans_->set(zmq::sockopt::rcvhwm, 0);  // never drop plans on our side
+  plans_->set(zmq::sockopt::subscribe, plan_topic_);
+  plans_->connect(reply.plans_endpoint());
+  if (options_.rank == 0) {
+    results_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::push);
+    results_->set(zmq::sockopt::linger, 1000);
+    results_->connect(reply.results_endpoint());
+  }
+  spdlog::info("{}: registered with {} (cluster '{}', TP {})", Name(), options_.coordinator, config_.name,
+               config_.tensor_parallel);
+  return Status::Ok();
+}
+
+Status WorkerDaemon::Load() {
+  const WorkerConfig* wc = config_.FindWorker(options_.replica, options_.rank);
+  const int threads = options_.threads > 0 ? options_.threads : (wc && wc->threads > 0 ? wc->threads : 0);
+  if (threads > 0) omp_set_num_threads(threads);
+
+  const auto t0 = Clock::now();
+  FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed));
+  const ModelSpec spec = model.weights.spec;
+  FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
+  const int world = config_.tensor_parallel;
+  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(spec, world).WithContext(config_.source));
+  const ShardInfo shard{options_.rank, world};
+  ModelWeights weights = std::move(model.weights);
+  if (world > 1) {
+    FLOVER_ASSIGN_OR_RETURN(weights, ShardWeights(std::move(weights), shard.rank, shard.world));
+    FLOVER_ASSIGN_OR_RETURN(comm_, GlooCommunicator::Create(shard.rank, world, *control_,
+                                                            "replica/" + std::to_string(options_.replica) + "/gloo",
+                                                            options_.host));
+  } else {
+    comm_ = std::make_unique<LocalCommunicator>();
+  }
+  KvCacheConfig kv_config;
+  kv_config.block_size = config_.kv_cache.block_size;
+  kv_config.memory_bytes = static_cast<int64_t>(config_.kv_cache.memory_mib * 1024 * 1024);
+  FLOVER_ASSIGN_OR_RETURN(kv_, KvCache::Create(spec, kv_config, world));
+  decoder_ = std::make_unique<Decoder>(std::move(weights), shard, comm_.get());
+  executor_ = std::make_unique<Executor>(decoder_.get(), kv_.get());
+
+  proto::WorkerMessage ready;
+  proto::WorkerReady* r = ready.mutable_ready();
+  r->set_replica(options_.replica);
+  r->set_rank(options_.rank);
+  *r->mutable_model() = ToProto(spec, model.description);
+  r->set_kv_blocks(kv_->n_blocks());
+  FLOVER_RETURN_IF_ERROR(control_->Send(ready));
+  spdlog::info("{}: ready in {:.2f} s: {} ({}), {} KV blocks of {} tokens, {} threads", Name(),
+               std::chrono::duration<double>(Clock::now() - t0).count(), model.description, spec.ToString(),
+               kv_->n_blocks(), kv_->block_size(), omp_get_max_threads());
+  return Status::Ok();
+}
+
+Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan) {
+  FLOVER_RETURN_IF_ERROR(plan_sequence_.Accept(plan.seq()).WithContext("replica " + std::to_string(plan.replica())));
+  const auto t0 = Clock::now();
+  for (uint64_t id : plan.leaves()) executor_->Leave(id);
+  for (uint64_t id : plan.resets()) executor_->Reset(id);
+  for (const proto::JoinRequest& j : plan.joins()) {
+    RequestParams request{std::vector<int>(j.prompt().begin(), j.prompt().end()), FromProto(j.sampling()),
+                          FromProto(j.stop())};
+    FLOVER_RETURN_IF_ERROR(executor_->Join(j.request_id(), std::move(request)));
+  }
+  entries_.clear();
+  for (const proto::PlanEntry& e : plan.entries())
+    entries_.push_back(ExecEntry{e.request_id(), e.start_pos(), e.n_tokens(),
+                                 std::span<const int>(e.new_blocks().data(), e.new_blocks().size())});
+  outputs_.clear();
+  FLOVER_RETURN_IF_ERROR(executor_->Run(entries_, &outputs_));
+  for (const ExecOutput& o : outputs_)
+    if (o.finish != FinishReason::kNone) executor_->Leave(o.request_id);
+
+  if (results_) {
+    proto::WorkerMessage m;
+    proto::StepResult* r = m.mutable_step_result();
+    r->set_replica(plan.replica());
+    r->set_seq(plan.seq());
+    for (const ExecOutput& o : outputs_) {
+      proto::TokenOutput* t = r->add_outputs();
+      t->set_request_id(o.request_id);
+      t->set_token(o.token);
+      t->set_finish(ToProto(o.finish));
+    }
+    r->set_step_seconds(std::chrono::duration<double>(Clock::now() - t0).count());
+    results_->send(zmq::buffer(Serialize(m)), zmq::send_flags::none);
+  }
+  return Status::Ok();
+}
+
+void WorkerDaemon::ReportFailure(const std::string& message) {
+  spdlog::error("{}: {}", Name(), message);
+  proto::WorkerMessage m;
+  proto::WorkerFailure* f = m.mutable_failure();
+  f->set_replica(options_.replica);
+  f->set_rank(options_.rank);
+  f->set_message(message);
+  (void)control_->Send(m);
+}
+
+int WorkerDaemon::Run(const std::atomic<bool>& stop) {
+  const auto interval = std::chrono::milliseconds(config_.heartbeat.interval_ms);
+  const auto timeout = std::chrono::milliseconds(config_.heartbeat.timeout_ms);
+  auto next_heartbeat = Clock::now();
+  try {
+    while (!stop.load()) {
+      const auto now = Clock::now();
+      if (now >= next_heartbeat) {
+        proto::WorkerMessage hb;
+        hb.mutable_heartbeat()->set_replica(options_.replica);
+        hb.mutable_heartbeat()->set_rank(options_.rank);
+        hb.mutable_heartbeat()->set_last_plan_seq(plan_sequence_.last());
+        (void)control_->Send(hb);
+        next_heartbeat = now + interval;
+      }
+      if (now - control_->last_heard() > timeout) {
+        spdlog::error("{}: no word from the coordinator for {} ms; exiting", Name(), timeout.count());
+        return kExitOrphaned;
+      }
+      zmq::pollitem_t items[] = {{control_->socket().handle(), 0, ZMQ_POLLIN, 0},
+                                 {plans_->handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::min<std::chrono::milliseconds>(interval, 100ms));
+      if (items[0].revents & ZMQ_POLLIN) {
+        Result<std::optional<proto::CoordinatorMessage>> msg = control_->Receive(0ms);
+        if (!msg.ok()) {
+          spdlog::warn("{}: ignoring control message: {}", Name(), msg.status().ToString());
+        } else if (*msg && (*msg)->has_shutdown()) {
+          spdlog::info("{}: shutdown: {}", Name(), (*msg)->shutdown().reason());
+          return kExitOk;
+        }
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::vector<zmq::message_t> frames;
+        if (!zmq::recv_multipart(*plans_, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
+        if (frames.size() != 2) {
+          ReportFailure("plan with " + std::to_string(frames.size()) + " frames (expected topic + body)");
+          return kExitFailure;
+        }
+        Result<proto::CoordinatorMessage> msg = Parse<proto::CoordinatorMessage>(frames[1].to_string_view());
+        if (!msg.ok() || !msg->has_plan()) {
+          ReportFailure("unreadable plan: " + (msg.ok() ? std::string("not a plan") : msg.status().ToString()));
+          return kExitFailure;
+        }
+        if (Status s = ExecutePlan(msg->plan()); !s.ok()) {
+          ReportFailure("plan " + std::to_string(msg->plan().seq()) + " failed: " + s.ToString());
+          return kExitFailure;
+        }
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    spdlog::error("{}: ZeroMQ error: {}", Name(), e.what());
+    return kExitFailure;
+  }
+  spdlog::info("{}: stopping on signal", Name());
+  return kExitOk;
+}
+
+}  // namespace flover

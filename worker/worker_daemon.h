@@ -1,0 +1,82 @@
+// WorkerDaemon: one tensor-parallel rank of one replica (protocol.md, "Worker life
+// cycle"). Registers with the coordinator, receives the cluster config, loads and shards
+// the model, connects the collectives through the coordinator's rendezvous store, then
+// executes the replica's step plans: every rank runs the same fused forward pass and
+// samples the same tokens; rank 0 pushes the StepResults.
+//
+// It stops loudly rather than diverge: a lost plan (sequence gap), an inconsistent plan,
+// or a failed collective makes it report WorkerFailure and exit non-zero.
+//
+// Thread-safety: all sockets belong to the thread that calls Start and Run.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+
+#include "common/cluster_config.h"
+#include "common/protocol.h"
+#include "common/status.h"
+#include "worker/comm/communicator.h"
+#include "worker/control_channel.h"
+#include "worker/engine/decoder.h"
+#include "worker/engine/executor.h"
+#include "worker/engine/kv_cache.h"
+
+namespace flover {
+
+struct WorkerOptions {
+  std::string coordinator;  // control endpoint
+  int replica = 0;
+  int rank = 0;
+  int threads = 0;          // 0: the config's, else OpenMP's default
+  std::string host = "127.0.0.1";  // address the collectives bind
+  std::chrono::milliseconds register_timeout{30000};
+};
+
+// Exit codes of flover-worker.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitStartup = 2;   // registration, config, model or rendezvous failed
+inline constexpr int kExitFailure = 3;   // a plan or a collective failed; WorkerFailure was sent
+inline constexpr int kExitOrphaned = 4;  // the coordinator went silent
+
+class WorkerDaemon {
+ public:
+  // Registers, loads, connects; returns once WorkerReady has been sent.
+  static Result<std::unique_ptr<WorkerDaemon>> Start(const WorkerOptions& options);
+
+  // Executes plans until Shutdown, `stop`, or a failure. Returns an exit code.
+  int Run(const std::atomic<bool>& stop);
+
+  ~WorkerDaemon();
+
+ private:
+  explicit WorkerDaemon(const WorkerOptions& options);
+  Status Register();
+  Status Load();
+  Status ExecutePlan(const proto::StepPlan& plan);
+  void ReportFailure(const std::string& message);
+  std::string Name() const;
+
+  WorkerOptions options_;
+  zmq::context_t context_;
+  std::unique_ptr<ControlChannel> control_;
+  std::unique_ptr<zmq::socket_t> plans_;    // SUB
+  std::unique_ptr<zmq::socket_t> results_;  // PUSH (rank 0)
+  ClusterConfig config_;
+  std::string plan_topic_;
+
+  std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<Decoder> decoder_;
+  std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<Executor> executor_;
+  PlanSequence plan_sequence_;
+
+  // Per-plan scratch.
+  std::vector<ExecEntry> entries_;
+  std::vector<ExecOutput> outputs_;
+};
+
+}  // namespace flover
