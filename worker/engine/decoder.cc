@@ -33,13 +33,22 @@ void GrowTo(std::vector<T>& v, size_t n) {
 
 }  // namespace
 
-Decoder::Decoder(ModelWeights weights)
+Decoder::Decoder(ModelWeights weights, ShardInfo shard, Communicator* comm)
     : spec_(weights.spec),
+      shard_(shard),
+      local_(ShardDimsFor(weights.spec, shard)),
+      comm_(shard.world > 1 ? comm : nullptr),
       token_embedding_(std::move(weights.token_embedding)),
       classifier_(std::move(weights.classifier)),
       final_norm_(std::move(weights.final_norm)),
       rope_(weights.spec.head_dim(), weights.spec.max_seq_len, weights.spec.rope_theta) {
   FLOVER_CHECK(spec_.Validate().ok()) << spec_.ToString();
+  if (shard_.world > 1) {
+    FLOVER_CHECK(comm_ != nullptr) << "tensor parallel size " << shard_.world << " needs a communicator";
+    FLOVER_CHECK(comm_->rank() == shard_.rank && comm_->world_size() == shard_.world)
+        << "communicator is rank " << comm_->rank() << "/" << comm_->world_size() << ", shard is " << shard_.rank
+        << "/" << shard_.world;
+  }
   layers_.reserve(weights.layers.size());
   for (LayerWeights& l : weights.layers) {
     Layer out;
@@ -59,16 +68,23 @@ void Decoder::EnsureScratch(int n, int n_logits) {
   GrowTo(positions_, rows);
   GrowTo(x_, rows * spec_.dim);
   GrowTo(xb_, rows * spec_.dim);
-  GrowTo(qkv_, rows * (spec_.q_dim() + 2 * spec_.kv_dim()));
-  GrowTo(att_, rows * spec_.q_dim());
-  GrowTo(gate_up_, rows * 2 * spec_.hidden_dim);
-  GrowTo(hidden_, rows * spec_.hidden_dim);
+  GrowTo(qkv_, rows * (local_.q_dim + 2 * local_.kv_dim));
+  GrowTo(att_, rows * local_.q_dim);
+  GrowTo(gate_up_, rows * 2 * local_.hidden_dim);
+  GrowTo(hidden_, rows * local_.hidden_dim);
   GrowTo(final_, static_cast<size_t>(n_logits) * spec_.dim);
+  if (shard_.world > 1) {
+    GrowTo(proj_, rows * spec_.dim);
+    GrowTo(logits_part_, static_cast<size_t>(n_logits) * local_.vocab_per_rank);
+    GrowTo(logits_all_, static_cast<size_t>(shard_.world) * n_logits * local_.vocab_per_rank);
+  }
 }
 
-void Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, float* logits) {
-  const int dim = spec_.dim, q_dim = spec_.q_dim(), kv_dim = spec_.kv_dim(), hidden = spec_.hidden_dim;
+Status Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, float* logits) {
+  const int dim = spec_.dim, q_dim = local_.q_dim, kv_dim = local_.kv_dim, hidden = local_.hidden_dim;
   const int qkv_stride = q_dim + 2 * kv_dim;
+  FLOVER_CHECK(kv.layer(0).n_kv_heads == local_.n_kv_heads)
+      << "KV cache has " << kv.layer(0).n_kv_heads << " kv heads, this shard " << local_.n_kv_heads;
 
   // Flatten the entries into rows.
   entry_offset_.assign(1, 0);
@@ -80,7 +96,7 @@ void Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, flo
     n_logits += e.want_logits ? 1 : 0;
     entry_offset_.push_back(n);
   }
-  if (n == 0) return;
+  if (n == 0) return Status::Ok();
   EnsureScratch(n, n_logits);
   for (size_t i = 0; i < entries.size(); ++i) {
     const StepEntry& e = entries[i];
@@ -101,21 +117,21 @@ void Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, flo
     // Attention block: x += Wo · attn(rope(Wq·h), rope(Wk·h), Wv·h), h = rmsnorm(x).
     cpu::RmsNorm(x_.data(), layer.attn_norm.data(), xb_.data(), n, dim, spec_.norm_eps);
     cpu::Matmul(xb_.data(), layer.wqkv.data(), qkv_.data(), n, dim, qkv_stride);
-    cpu::ApplyRope(qkv_.data(), n, qkv_stride, spec_.n_heads, spec_.head_dim(), positions_.data(), rope_);
-    cpu::ApplyRope(qkv_.data() + q_dim, n, qkv_stride, spec_.n_kv_heads, spec_.head_dim(), positions_.data(), rope_);
+    cpu::ApplyRope(qkv_.data(), n, qkv_stride, local_.n_heads, spec_.head_dim(), positions_.data(), rope_);
+    cpu::ApplyRope(qkv_.data() + q_dim, n, qkv_stride, local_.n_kv_heads, spec_.head_dim(), positions_.data(), rope_);
     for (size_t i = 0; i < entries.size(); ++i) {
       const float* rows = qkv_.data() + static_cast<size_t>(entry_offset_[i]) * qkv_stride;
       cpu::WriteKv(kv_layer, entries[i].block_table, entries[i].start_pos, entries[i].n_tokens, rows + q_dim,
                    rows + q_dim + kv_dim, qkv_stride);
     }
     Attention(entries, kv_layer);
-    cpu::Matmul(att_.data(), layer.wo.data(), x_.data(), n, q_dim, dim, /*accumulate=*/true);
+    FLOVER_RETURN_IF_ERROR(AddProjection(att_.data(), layer.wo, n, q_dim));
 
     // Feed-forward block: x += W2 · (silu(W1·h) * W3·h), h = rmsnorm(x).
     cpu::RmsNorm(x_.data(), layer.ffn_norm.data(), xb_.data(), n, dim, spec_.norm_eps);
     cpu::Matmul(xb_.data(), layer.w13.data(), gate_up_.data(), n, dim, 2 * hidden);
     cpu::SiluMul(gate_up_.data(), hidden_.data(), n, hidden);
-    cpu::Matmul(hidden_.data(), layer.w2.data(), x_.data(), n, hidden, dim, /*accumulate=*/true);
+    FLOVER_RETURN_IF_ERROR(AddProjection(hidden_.data(), layer.w2, n, hidden));
   }
 
   // LM head over the last token of each entry that wants logits.
@@ -127,14 +143,52 @@ void Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, flo
                  dim, spec_.norm_eps);
     ++j;
   }
-  if (n_logits > 0) {
-    const float* head = spec_.shared_classifier ? token_embedding_.data() : classifier_.data();
-    cpu::Matmul(final_.data(), head, logits, n_logits, dim, spec_.vocab_size);
+  if (n_logits == 0) return Status::Ok();
+  return LmHead(n_logits, logits);
+}
+
+Status Decoder::AddProjection(const float* in, const std::vector<float>& w, int n, int in_dim) {
+  const int dim = spec_.dim;
+  if (shard_.world == 1) {
+    cpu::Matmul(in, w.data(), x_.data(), n, in_dim, dim, /*accumulate=*/true);
+    return Status::Ok();
   }
+  cpu::Matmul(in, w.data(), proj_.data(), n, in_dim, dim);
+  const size_t count = static_cast<size_t>(n) * dim;
+  FLOVER_RETURN_IF_ERROR(comm_->AllReduceSum(proj_.data(), count));
+  float* x = x_.data();
+  const float* p = proj_.data();
+#pragma omp parallel for schedule(static) if (count > (size_t{1} << 16))
+  for (size_t i = 0; i < count; ++i) x[i] += p[i];
+  return Status::Ok();
+}
+
+Status Decoder::LmHead(int n_logits, float* logits) {
+  const int dim = spec_.dim, vocab = spec_.vocab_size;
+  if (shard_.world == 1) {
+    const float* head = spec_.shared_classifier ? token_embedding_.data() : classifier_.data();
+    cpu::Matmul(final_.data(), head, logits, n_logits, dim, vocab);
+    return Status::Ok();
+  }
+  // Each rank's vocabulary slice, gathered rank-major, then re-laid out per row without
+  // the last rank's padding.
+  const int per_rank = local_.vocab_per_rank;
+  cpu::Matmul(final_.data(), classifier_.data(), logits_part_.data(), n_logits, dim, per_rank);
+  const size_t part = static_cast<size_t>(n_logits) * per_rank;
+  FLOVER_RETURN_IF_ERROR(comm_->AllGather(logits_part_.data(), part, logits_all_.data()));
+  for (int r = 0; r < shard_.world; ++r) {
+    const int begin = r * per_rank;
+    const int width = std::min(per_rank, vocab - begin);
+    if (width <= 0) continue;
+    for (int j = 0; j < n_logits; ++j)
+      std::memcpy(logits + static_cast<size_t>(j) * vocab + begin,
+                  logits_all_.data() + r * part + static_cast<size_t>(j) * per_rank, sizeof(float) * width);
+  }
+  return Status::Ok();
 }
 
 void Decoder::Attention(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv) {
-  const int q_dim = spec_.q_dim(), qkv_stride = q_dim + 2 * spec_.kv_dim(), n_heads = spec_.n_heads;
+  const int q_dim = local_.q_dim, qkv_stride = q_dim + 2 * local_.kv_dim, n_heads = local_.n_heads;
   const int n_items = static_cast<int>(entries.size()) * n_heads;
   // One work item per (entry, head); long prefill chunks and short decodes balance
   // through dynamic scheduling.

@@ -10,6 +10,13 @@
 // invariant GEMM, per-row norms, per-sequence attention), so a request's logits are
 // bit-identical whether it runs alone or fused with others.
 //
+// Tensor parallelism (Megatron): a decoder may hold one rank's shard (shard.h). It then
+// computes its heads and its slice of the feed-forward width; the partial outputs of
+// the Wo and W2 GEMMs are summed over the group (all-reduce) before they join the
+// residual stream, and each rank's vocabulary slice of the logits is gathered
+// (all-gather), so every rank ends the pass with the same residual stream and the same
+// full logits. Every rank of the group must run Forward with the same entries.
+//
 // Thread-safety: Forward is not reentrant (it uses the decoder's scratch buffers); it
 // parallelises internally with OpenMP.
 #pragma once
@@ -19,8 +26,11 @@
 
 #include "common/model_spec.h"
 #include "kernels/cpu/rope.h"
+#include "common/status.h"
+#include "worker/comm/communicator.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
 
 namespace flover {
 
@@ -34,18 +44,29 @@ struct StepEntry {
 
 class Decoder {
  public:
-  // Takes the weights, packs Q|K|V and gate|up into single matrices (one GEMM each) and
-  // frees the originals. REQUIRES: weights.Validate() is OK.
-  explicit Decoder(ModelWeights weights);
+  // Takes the weights (the full model, or rank shard.rank's shard of it), packs Q|K|V
+  // and gate|up into single matrices (one GEMM each) and frees the originals.
+  // `comm` is the group's communicator, not owned; it must outlive the decoder. It may
+  // be null when shard.world == 1.
+  // REQUIRES: ValidateShard(weights, shard) is OK; when shard.world > 1, comm is not null
+  // and has comm->rank() == shard.rank, comm->world_size() == shard.world.
+  explicit Decoder(ModelWeights weights, ShardInfo shard = {}, Communicator* comm = nullptr);
 
-  const ModelSpec& spec() const { return spec_; }
+  const ModelSpec& spec() const { return spec_; }    // the FULL model's shape
+  const ShardInfo& shard() const { return shard_; }
+  const ShardDims& local() const { return local_; }  // this rank's sizes
 
   // Runs one fused pass. logits: [number of entries with want_logits, vocab_size], in
-  // entry order. REQUIRES: token ids in range; positions < spec().max_seq_len; block
-  // tables cover every position written; entries of one sequence do not repeat.
-  void Forward(std::span<const StepEntry> entries, const KvCache& kv, float* logits);
+  // entry order, the full vocabulary on every rank. The only errors are the
+  // communicator's (Unavailable); the KV slots of the step may then be half written,
+  // which is harmless: they are rewritten when the step is run again.
+  // REQUIRES: token ids in range; positions < spec().max_seq_len; block tables cover
+  // every position written; entries of one sequence do not repeat; kv was created for
+  // this shard (KvCache::Create with tensor_parallel = shard().world).
+  Status Forward(std::span<const StepEntry> entries, const KvCache& kv, float* logits);
 
  private:
+  // Sizes below are local (ShardDims): q_dim, kv_dim, hidden_dim of this rank.
   struct Layer {
     std::vector<float> attn_norm;  // [dim]
     std::vector<float> wqkv;       // [q_dim + 2 * kv_dim, dim]
@@ -57,11 +78,21 @@ class Decoder {
 
   void EnsureScratch(int n_tokens, int n_logits);
   void Attention(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv);
+  // x += in · wᵀ for a row-split w ([dim, in_dim]): with one rank straight into x_, else
+  // into proj_, summed over the group, then added to x_.
+  Status AddProjection(const float* in, const std::vector<float>& w, int n, int in_dim);
+  // logits = final_ · headᵀ over the full vocabulary (gathered from every rank's slice).
+  Status LmHead(int n_logits, float* logits);
 
   // Constant after construction.
   ModelSpec spec_;
+  ShardInfo shard_;
+  ShardDims local_;
+  Communicator* comm_;                  // null when shard_.world == 1
   std::vector<float> token_embedding_;  // [vocab, dim]
-  std::vector<float> classifier_;       // [vocab, dim]; empty when shared with the embedding
+  // One rank: [vocab, dim], empty when shared with the embedding. Several ranks: this
+  // rank's rows [vocab_per_rank, dim] (shard.h).
+  std::vector<float> classifier_;
   std::vector<float> final_norm_;       // [dim]
   std::vector<Layer> layers_;
   cpu::RopeTable rope_;
@@ -77,6 +108,10 @@ class Decoder {
   std::vector<float> gate_up_;    // [n, 2 * hidden_dim]
   std::vector<float> hidden_;     // [n, hidden_dim]
   std::vector<float> final_;      // [n_logits, dim]
+  // Tensor parallel only.
+  std::vector<float> proj_;          // [n, dim] partial Wo / W2 output of this rank
+  std::vector<float> logits_part_;   // [n_logits, vocab_per_rank]
+  std::vector<float> logits_all_;    // [world, n_logits, vocab_per_rank]
 };
 
 }  // namespace flover

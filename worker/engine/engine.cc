@@ -23,8 +23,15 @@ void Erase(Container& c, const Sequence* seq) {
 
 }  // namespace
 
-Result<std::unique_ptr<Engine>> Engine::Create(ModelWeights weights, const EngineConfig& config) {
-  FLOVER_RETURN_IF_ERROR(weights.Validate());
+Result<std::unique_ptr<Engine>> Engine::Create(ModelWeights weights, const EngineConfig& config, ShardInfo shard,
+                                               Communicator* comm) {
+  FLOVER_RETURN_IF_ERROR(ValidateShard(weights, shard));
+  if (shard.world > 1 && comm == nullptr)
+    return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
+  if (comm && (comm->rank() != shard.rank || comm->world_size() != shard.world))
+    return InvalidArgument("communicator is rank " + std::to_string(comm->rank()) + " of " +
+                           std::to_string(comm->world_size()) + ", the shard is rank " + std::to_string(shard.rank) +
+                           " of " + std::to_string(shard.world));
   if (config.max_step_tokens < 1)
     return InvalidArgument("max_step_tokens must be >= 1, got " + std::to_string(config.max_step_tokens));
   if (config.max_running < 1)
@@ -35,13 +42,14 @@ Result<std::unique_ptr<Engine>> Engine::Create(ModelWeights weights, const Engin
                          BlockAllocator::BlocksFor(weights.spec.max_seq_len, std::max(1, kv_config.block_size));
   if (kv_config.max_blocks <= 0 || kv_config.max_blocks > useful)
     kv_config.max_blocks = static_cast<int>(std::min<int64_t>(useful, 1 << 30));
-  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv, KvCache::Create(weights.spec, kv_config));
-  return std::unique_ptr<Engine>(new Engine(std::move(weights), std::move(kv), config));
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv, KvCache::Create(weights.spec, kv_config, shard.world));
+  return std::unique_ptr<Engine>(new Engine(std::move(weights), std::move(kv), config, shard, comm));
 }
 
-Engine::Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineConfig& config)
+Engine::Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineConfig& config, ShardInfo shard,
+               Communicator* comm)
     : config_(config),
-      decoder_(std::move(weights)),
+      decoder_(std::move(weights), shard, comm),
       kv_(std::move(kv)),
       allocator_(kv_->n_blocks()),
       samplers_(std::max(1, omp_get_max_threads())) {}
@@ -159,6 +167,11 @@ void Engine::Finish(Sequence* seq, FinishReason reason) {
 }
 
 void Engine::Step(std::vector<EngineEvent>* events, StepStats* stats) {
+  const Status s = RunStep(events, stats);
+  FLOVER_CHECK(s.ok()) << s.ToString();
+}
+
+Status Engine::RunStep(std::vector<EngineEvent>* events, StepStats* stats) {
   StepStats local;
   if (!stats) stats = &local;
   *stats = StepStats{};
@@ -166,7 +179,7 @@ void Engine::Step(std::vector<EngineEvent>* events, StepStats* stats) {
   pending_events_.clear();
 
   Schedule(stats);
-  if (scheduled_.empty()) return;
+  if (scheduled_.empty()) return Status::Ok();
 
   entries_.clear();
   sampled_.clear();
@@ -188,7 +201,7 @@ void Engine::Step(std::vector<EngineEvent>* events, StepStats* stats) {
   const int vocab = spec().vocab_size;
   const int n_logits = static_cast<int>(sampled_.size());
   if (logits_.size() < static_cast<size_t>(n_logits) * vocab) logits_.resize(static_cast<size_t>(n_logits) * vocab);
-  decoder_.Forward(entries_, *kv_, logits_.data());
+  FLOVER_RETURN_IF_ERROR(decoder_.Forward(entries_, *kv_, logits_.data()));
   for (const Scheduled& s : scheduled_) s.seq->n_computed += s.n_tokens;
 
   next_tokens_.resize(n_logits);
@@ -206,6 +219,7 @@ void Engine::Step(std::vector<EngineEvent>* events, StepStats* stats) {
     events->push_back(EngineEvent{seq->id, reason == FinishReason::kStop ? -1 : next_tokens_[j], reason});
     if (reason != FinishReason::kNone) Finish(seq, reason);
   }
+  return Status::Ok();
 }
 
 }  // namespace flover

@@ -8,6 +8,12 @@
 // freed and it is re-queued ahead of newer arrivals, to be recomputed later from prompt
 // + generated tokens. Callers still see every token exactly once, in order.
 //
+// Tensor parallelism: an engine may run one rank's shard of the model (shard.h) with the
+// group's Communicator. Every rank runs its own engine, fed the same Add/Cancel calls
+// in the same order and stepped in lockstep; since all ranks compute the same full
+// logits, they schedule, sample and finish identically, and every rank reports the same
+// events.
+//
 // Thread-safety: not thread-safe; drive it from one thread. Step() parallelises
 // internally (OpenMP).
 #pragma once
@@ -52,8 +58,13 @@ struct StepStats {
 
 class Engine {
  public:
-  // Fails when the weights are inconsistent or the KV budget holds no block.
-  static Result<std::unique_ptr<Engine>> Create(ModelWeights weights, const EngineConfig& config);
+  // Fails when the weights are inconsistent (ValidateShard), the KV budget holds no
+  // block, or `comm` does not match `shard`. `weights` is the full model when
+  // shard.world == 1 (comm may then be null), else rank shard.rank's shard
+  // (ShardWeights) and comm the group's communicator with that rank and world size.
+  // comm is not owned and must outlive the engine.
+  static Result<std::unique_ptr<Engine>> Create(ModelWeights weights, const EngineConfig& config,
+                                                ShardInfo shard = {}, Communicator* comm = nullptr);
 
   const ModelSpec& spec() const { return decoder_.spec(); }
 
@@ -67,6 +78,14 @@ class Engine {
   Status Cancel(uint64_t request_id);
 
   // Runs one fused step (if there is work) and appends what happened to `events`.
+  // Fails only on communicator errors (tensor parallelism; Unavailable). The step then
+  // has not advanced any request (cancellations already appended to `events` stand), so
+  // the engine stays consistent, but its communicator is broken: the group has to be
+  // rebuilt.
+  Status RunStep(std::vector<EngineEvent>* events, StepStats* stats = nullptr);
+
+  // RunStep for callers without a communicator that can fail (one rank, or
+  // LocalCommunicator): aborts through FLOVER_CHECK if the step fails.
   void Step(std::vector<EngineEvent>* events, StepStats* stats = nullptr);
 
   bool has_work() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
@@ -82,7 +101,8 @@ class Engine {
     int n_tokens;
   };
 
-  Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineConfig& config);
+  Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineConfig& config, ShardInfo shard,
+         Communicator* comm);
 
   // Builds this step's batch into scheduled_; may preempt.
   void Schedule(StepStats* stats);

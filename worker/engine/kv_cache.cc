@@ -5,9 +5,14 @@
 
 namespace flover {
 
-Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelSpec& spec, const KvCacheConfig& config) {
+Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelSpec& spec, const KvCacheConfig& config,
+                                                 int tensor_parallel) {
   if (config.block_size < 1) return InvalidArgument("kv block_size must be >= 1, got " + std::to_string(config.block_size));
-  const int64_t per_block = spec.kv_bytes_per_token(sizeof(float)) * config.block_size;
+  if (tensor_parallel < 1 || spec.n_kv_heads % tensor_parallel != 0)
+    return InvalidArgument("tensor parallel size " + std::to_string(tensor_parallel) + " does not divide n_kv_heads=" +
+                           std::to_string(spec.n_kv_heads));
+  const int n_kv_heads = spec.n_kv_heads / tensor_parallel;
+  const int64_t per_block = spec.kv_bytes_per_token(sizeof(float)) / tensor_parallel * config.block_size;
   int64_t n_blocks = config.memory_bytes / per_block;
   if (config.max_blocks > 0) n_blocks = std::min<int64_t>(n_blocks, config.max_blocks);
   if (n_blocks < 1)
@@ -16,22 +21,23 @@ Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelSpec& spec, const Kv
                            " tokens needs " + std::to_string(per_block) + " bytes");
   if (n_blocks > (int64_t{1} << 30)) n_blocks = int64_t{1} << 30;
   try {
-    return std::unique_ptr<KvCache>(new KvCache(spec, config.block_size, static_cast<int>(n_blocks)));
+    return std::unique_ptr<KvCache>(
+        new KvCache(spec.n_layers, n_kv_heads, spec.head_dim(), config.block_size, static_cast<int>(n_blocks)));
   } catch (const std::bad_alloc&) {
     return ResourceExhausted("cannot allocate a KV cache of " + std::to_string(n_blocks * per_block) + " bytes");
   }
 }
 
-KvCache::KvCache(const ModelSpec& spec, int block_size, int n_blocks)
-    : n_layers_(spec.n_layers),
-      n_kv_heads_(spec.n_kv_heads),
-      head_dim_(spec.head_dim()),
+KvCache::KvCache(int n_layers, int n_kv_heads, int head_dim, int block_size, int n_blocks)
+    : n_layers_(n_layers),
+      n_kv_heads_(n_kv_heads),
+      head_dim_(head_dim),
       block_size_(block_size),
       n_blocks_(n_blocks),
-      bytes_per_block_(spec.kv_bytes_per_token(sizeof(float)) * block_size),
-      floats_per_layer_pool_(static_cast<int64_t>(n_blocks) * spec.n_kv_heads * block_size * spec.head_dim()),
+      bytes_per_block_(int64_t{2} * n_layers * n_kv_heads * head_dim * int64_t{sizeof(float)} * block_size),
+      floats_per_layer_pool_(static_cast<int64_t>(n_blocks) * n_kv_heads * block_size * head_dim),
       // Not zeroed: a slot is always written before it is read, and untouched pages cost nothing.
-      memory_(new float[static_cast<size_t>(floats_per_layer_pool_) * 2 * spec.n_layers]) {}
+      memory_(new float[static_cast<size_t>(floats_per_layer_pool_) * 2 * n_layers]) {}
 
 cpu::PagedKvLayer KvCache::layer(int layer) const {
   FLOVER_CHECK(layer >= 0 && layer < n_layers_) << "layer " << layer;

@@ -26,8 +26,12 @@ struct KvCacheConfig {
 class KvCache {
  public:
   // Sizes the pool from the budget: n_blocks = memory_bytes / bytes_per_block (capped by
-  // max_blocks). InvalidArgument if the budget holds no block, or if block_size < 1.
-  static Result<std::unique_ptr<KvCache>> Create(const ModelSpec& spec, const KvCacheConfig& config);
+  // max_blocks). With tensor_parallel = T > 1 the cache holds one rank's kv heads
+  // (spec.n_kv_heads / T) and the budget is this rank's, so every rank of a group gets
+  // the same number of blocks. InvalidArgument if the budget holds no block, if
+  // block_size < 1, or if T does not divide n_kv_heads.
+  static Result<std::unique_ptr<KvCache>> Create(const ModelSpec& spec, const KvCacheConfig& config,
+                                                 int tensor_parallel = 1);
 
   int n_blocks() const { return n_blocks_; }
   int block_size() const { return block_size_; }
@@ -38,10 +42,10 @@ class KvCache {
   cpu::PagedKvLayer layer(int layer) const;
 
  private:
-  KvCache(const ModelSpec& spec, int block_size, int n_blocks);
+  KvCache(int n_layers, int n_kv_heads, int head_dim, int block_size, int n_blocks);
 
   int n_layers_;
-  int n_kv_heads_;
+  int n_kv_heads_;                    // of this shard
   int head_dim_;
   int block_size_;
   int n_blocks_;

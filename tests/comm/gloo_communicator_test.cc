@@ -1,0 +1,157 @@
+// GlooCommunicator between threads of one process (each rank its own communicator and
+// TCP connections over loopback), and LocalCommunicator. The multi-process case is in
+// gloo_process_test.cc.
+#include "worker/comm/gloo_communicator.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "tests/comm/tp_group.h"
+
+namespace flover {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::RunGroup;
+
+TEST(LocalCommunicatorTest, IsAGroupOfOne) {
+  LocalCommunicator comm;
+  EXPECT_EQ(comm.rank(), 0);
+  EXPECT_EQ(comm.world_size(), 1);
+  std::vector<float> data = {1.5f, -2.0f};
+  ASSERT_TRUE(comm.AllReduceSum(data.data(), data.size()).ok());
+  EXPECT_EQ(data, (std::vector<float>{1.5f, -2.0f}));
+  std::vector<float> out(2);
+  ASSERT_TRUE(comm.AllGather(data.data(), data.size(), out.data()).ok());
+  EXPECT_EQ(out, data);
+  EXPECT_TRUE(comm.Barrier().ok());
+}
+
+// Rank r's value i is an integer, so every sum is exact whatever the order.
+float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 1000 + static_cast<int>(i % 997)); }
+
+void ExpectExactCollectives(int world) {
+  // Sizes: one float, a decode step of a 768-wide model, and one over the direct-path
+  // limit (Gloo's ring all-reduce when world > 2); then small again (no shrinking).
+  const std::vector<size_t> sizes = {1, 768, 100000, 5};
+  RunGroup(world, [&](int rank, Communicator& comm) {
+    EXPECT_EQ(comm.rank(), rank);
+    EXPECT_EQ(comm.world_size(), world);
+    for (size_t n : sizes) {
+      std::vector<float> data(n);
+      for (size_t i = 0; i < n; ++i) data[i] = Value(rank, i);
+      Status s = comm.AllReduceSum(data.data(), n);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      for (size_t i = 0; i < n; ++i) {
+        float expected = 0.0f;
+        for (int r = 0; r < world; ++r) expected += Value(r, i);
+        ASSERT_EQ(data[i], expected) << "n=" << n << " i=" << i << " rank " << rank;
+      }
+
+      std::vector<float> in(n), out(n * world, -1.0f);
+      for (size_t i = 0; i < n; ++i) in[i] = Value(rank, i) + 0.25f;
+      s = comm.AllGather(in.data(), n, out.data());
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      for (int r = 0; r < world; ++r)
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(out[r * n + i], Value(r, i) + 0.25f) << "n=" << n << " from rank " << r << " on rank " << rank;
+      ASSERT_TRUE(comm.Barrier().ok());
+    }
+  });
+}
+
+TEST(GlooCommunicatorTest, TwoRanksAllReduceAndAllGatherExactly) { ExpectExactCollectives(2); }
+TEST(GlooCommunicatorTest, ThreeRanksAllReduceAndAllGatherExactly) { ExpectExactCollectives(3); }
+
+// With arbitrary floats the sum depends on the order of additions; every rank must
+// still get the same bits (replicated state stays identical across ranks).
+TEST(GlooCommunicatorTest, AllReduceIsBitIdenticalOnEveryRank) {
+  constexpr int kWorld = 3;
+  for (size_t n : {size_t{768}, size_t{200000}}) {
+    std::vector<std::vector<float>> results(kWorld);
+    RunGroup(kWorld, [&](int rank, Communicator& comm) {
+      std::mt19937 rng(1234 + rank);
+      std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+      std::vector<float> data(n);
+      for (float& v : data) v = dist(rng);
+      ASSERT_TRUE(comm.AllReduceSum(data.data(), n).ok());
+      results[rank] = std::move(data);
+    });
+    for (int r = 1; r < kWorld; ++r) {
+      ASSERT_EQ(results[r].size(), n);
+      EXPECT_EQ(std::memcmp(results[r].data(), results[0].data(), n * sizeof(float)), 0) << "n=" << n << " rank " << r;
+    }
+  }
+}
+
+TEST(GlooCommunicatorTest, RejectsBadRankOrWorld) {
+  InMemoryKvStore store;
+  EXPECT_EQ(GlooCommunicator::Create(2, 2, store, "bad").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(GlooCommunicator::Create(-1, 2, store, "bad").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(GlooCommunicator::Create(0, 0, store, "bad").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(GlooCommunicatorTest, GroupOfOneNeedsNoPeer) {
+  InMemoryKvStore store;
+  Result<std::unique_ptr<Communicator>> comm = GlooCommunicator::Create(0, 1, store, testing::NewGroupName());
+  ASSERT_TRUE(comm.ok()) << comm.status().ToString();
+  std::vector<float> data = {3.0f}, out(1);
+  EXPECT_TRUE((*comm)->AllReduceSum(data.data(), 1).ok());
+  EXPECT_EQ(data[0], 3.0f);
+  EXPECT_TRUE((*comm)->AllGather(data.data(), 1, out.data()).ok());
+  EXPECT_EQ(out[0], 3.0f);
+  EXPECT_TRUE((*comm)->Barrier().ok());
+}
+
+TEST(GlooCommunicatorTest, PeerThatNeverShowsUpTimesOut) {
+  InMemoryKvStore store;
+  const auto start = std::chrono::steady_clock::now();
+  Result<std::unique_ptr<Communicator>> comm =
+      GlooCommunicator::Create(0, 2, store, testing::NewGroupName(), "127.0.0.1", milliseconds(300));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(comm.ok());
+  EXPECT_EQ(comm.status().code(), StatusCode::kUnavailable) << comm.status().ToString();
+  EXPECT_NE(comm.status().message().find("rank 0/2"), std::string::npos) << comm.status().ToString();
+  EXPECT_LT(elapsed, std::chrono::seconds(10));
+}
+
+// Rank 1 joins, then leaves (its communicator is destroyed) before the collective:
+// rank 0 gets Unavailable within its timeout, and stays broken.
+TEST(GlooCommunicatorTest, PeerThatLeavesGivesUnavailableNotAHang) {
+  InMemoryKvStore store;
+  const std::string prefix = testing::NewGroupName();
+  std::mutex mu;
+  std::unique_ptr<Communicator> rank1;
+  std::thread peer([&] {
+    Result<std::unique_ptr<Communicator>> c =
+        GlooCommunicator::Create(1, 2, store, prefix, "127.0.0.1", milliseconds(2000));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    std::lock_guard<std::mutex> lock(mu);
+    rank1 = std::move(c).value();
+  });
+  Result<std::unique_ptr<Communicator>> rank0 =
+      GlooCommunicator::Create(0, 2, store, prefix, "127.0.0.1", milliseconds(2000));
+  peer.join();
+  ASSERT_TRUE(rank0.ok()) << rank0.status().ToString();
+  rank1.reset();  // closes rank 1's connections
+
+  std::vector<float> data(768, 1.0f);
+  const auto start = std::chrono::steady_clock::now();
+  Status s = (*rank0)->AllReduceSum(data.data(), data.size());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("all-reduce of 768 floats"), std::string::npos) << s.ToString();
+  // Broken for good: later calls fail at once with the same error.
+  Status again = (*rank0)->AllGather(data.data(), 1, data.data() + 1);
+  EXPECT_EQ(again.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(again.message(), s.message());
+}
+
+}  // namespace
+}  // namespace flover

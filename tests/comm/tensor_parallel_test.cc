@@ -1,0 +1,290 @@
+// Tensor-parallel invariance: a model split over T ranks (threads of this process, each
+// with its own shard, KV cache and GlooCommunicator over loopback) computes the same
+// logits as the whole model on one rank, up to float rounding, and the same greedy
+// tokens. Every rank ends each step with bit-identical logits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "tests/comm/tp_group.h"
+#include "tests/comm/tp_models.h"
+#include "tests/test_paths.h"
+#include "worker/engine/decoder.h"
+#include "worker/engine/engine.h"
+#include "worker/model/model_loader.h"
+#include "worker/model/shard.h"
+
+namespace flover {
+namespace {
+
+using testing::RunGroup;
+
+ModelWeights LoadStories() {
+  Result<LoadedModel> m = LoadModel(testing::Stories260kBin());
+  EXPECT_TRUE(m.ok()) << "stories260K is needed (FLOVER_MODELS_DIR=" << testing::ModelsDir()
+                      << "): " << m.status().ToString();
+  if (!m.ok()) return {};
+  return std::move(m->weights);
+}
+
+double NormalisedError(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-30));
+}
+
+int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
+
+// Several sequences decoded together through one decoder: a fused prefill of all
+// prompts, then `n_decode` steps of one token each. With `extend`, each step appends the
+// argmax to its sequence (greedy); otherwise the sequences already hold their tokens.
+// Returns the logits of every step, [n_sequences, vocab] each.
+std::vector<std::vector<float>> RunDecoder(Decoder& decoder, std::vector<std::vector<int>>& seqs,
+                                           const std::vector<int>& n_prompt, int n_decode, bool extend) {
+  const ModelSpec& spec = decoder.spec();
+  const int vocab = spec.vocab_size, block_size = 16;
+  const int blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
+  Result<std::unique_ptr<KvCache>> kv = KvCache::Create(
+      spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * static_cast<int>(seqs.size())},
+      decoder.shard().world);
+  EXPECT_TRUE(kv.ok()) << kv.status().ToString();
+  if (!kv.ok()) return {};
+  std::vector<std::vector<int>> tables(seqs.size());
+  for (size_t s = 0; s < seqs.size(); ++s)
+    for (int b = 0; b < blocks_per_seq; ++b) tables[s].push_back(static_cast<int>(s) * blocks_per_seq + b);
+
+  std::vector<std::vector<float>> out;
+  for (int step = 0; step <= n_decode; ++step) {
+    std::vector<StepEntry> entries;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const int start = step == 0 ? 0 : n_prompt[s] + step - 1;
+      const int n = step == 0 ? n_prompt[s] : 1;
+      entries.push_back(StepEntry{seqs[s].data() + start, n, start, tables[s].data(), true});
+    }
+    std::vector<float> logits(seqs.size() * vocab, std::nanf(""));
+    const Status status = decoder.Forward(entries, **kv, logits.data());
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    if (!status.ok()) return out;
+    if (extend)
+      for (size_t s = 0; s < seqs.size(); ++s) seqs[s].push_back(Argmax(&logits[s * vocab], vocab));
+    out.push_back(std::move(logits));
+  }
+  return out;
+}
+
+// Runs the sequences on one rank (extending them greedily), then on `world` ranks fed
+// the same tokens; checks every step's logits against one rank and across ranks.
+void ExpectSameLogits(const ModelWeights& full, int world, std::vector<std::vector<int>> prompts, int n_decode,
+                      double tolerance = 1e-5) {
+  std::vector<int> n_prompt;
+  for (const auto& p : prompts) n_prompt.push_back(static_cast<int>(p.size()));
+  Decoder single(full);
+  std::vector<std::vector<int>> seqs = prompts;
+  const std::vector<std::vector<float>> want = RunDecoder(single, seqs, n_prompt, n_decode, /*extend=*/true);
+  ASSERT_EQ(want.size(), static_cast<size_t>(n_decode + 1));
+
+  std::vector<std::vector<std::vector<float>>> got(world);
+  RunGroup(world, [&](int rank, Communicator& comm) {
+    Result<ModelWeights> shard = ShardWeights(full, rank, world);
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    Decoder decoder(std::move(shard).value(), ShardInfo{rank, world}, &comm);
+    EXPECT_EQ(decoder.local().n_heads, full.spec.n_heads / world);
+    std::vector<std::vector<int>> fixed = seqs;
+    got[rank] = RunDecoder(decoder, fixed, n_prompt, n_decode, /*extend=*/false);
+  });
+  for (int rank = 0; rank < world; ++rank) {
+    ASSERT_EQ(got[rank].size(), want.size()) << "rank " << rank;
+    for (size_t step = 0; step < want.size(); ++step) {
+      EXPECT_LT(NormalisedError(got[rank][step], want[step]), tolerance) << "step " << step << " rank " << rank;
+      EXPECT_EQ(std::memcmp(got[rank][step].data(), got[0][step].data(), want[step].size() * sizeof(float)), 0)
+          << "ranks disagree at step " << step << " rank " << rank;
+    }
+  }
+}
+
+TEST(TensorParallelDecoderTest, SmallModelSharedClassifierTp2) {
+  ExpectSameLogits(testing::RandomWeights(testing::SmallTpSpec(true), 11), 2, {{1, 5, 7, 3}, {2, 9}}, 12);
+}
+
+TEST(TensorParallelDecoderTest, SmallModelSeparateClassifierTp4) {
+  ExpectSameLogits(testing::RandomWeights(testing::SmallTpSpec(false), 12), 4, {{4, 4, 10}, {0}, {6, 8, 1, 2, 3}}, 12);
+}
+
+TEST(TensorParallelDecoderTest, Stories260kTp2LogitsMatchOneRank) {
+  ModelWeights w = LoadStories();
+  ASSERT_FALSE(w.layers.empty());
+  ExpectSameLogits(w, 2, {{1, 301, 295, 412}, {1, 291, 280, 294, 262, 294, 353, 265, 284, 294, 426},
+                          {1, 368, 302, 381, 261, 352, 266, 280, 295}}, 30);
+}
+
+TEST(TensorParallelDecoderTest, Stories260kTp4LogitsMatchOneRank) {
+  ModelWeights w = LoadStories();
+  ASSERT_FALSE(w.layers.empty());
+  ExpectSameLogits(w, 4, {{1, 301, 295, 412}, {1, 368, 302, 381, 261, 352, 266, 280, 295}}, 20);
+}
+
+// ---- engine ------------------------------------------------------------------------
+
+std::vector<int> ParseIds(const std::string& s) {
+  std::vector<int> ids;
+  std::istringstream in(s);
+  for (int id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+// The README prompts of ../shared/models/stories260K (run.c -t 0 -n 64).
+struct ReadmeCase {
+  const char* prompt_ids;
+  const char* generated_ids;
+};
+const ReadmeCase kReadme[] = {
+    {"1 301 295 412",
+     "269 368 302 382 276 337 299 322 265 282 295 433 426 342 397 355 267 337 335 265 315 267 422 419 269 352 379 261 "
+     "420 277 264 265 282 295 433 426 342 394 261 370 268 414 444 269 261 262 423 388 268 414 444 426 342 391 266 267 "
+     "337 335 265 268 414"},
+    {"1 291 280 294 262 294 353 265 284 294 426",
+     "291 280 294 286 399 393 426 291 280 294 286 399 393 426 291 280 294 286 399 393 426 291 280 294 269 265 280 294 "
+     "337 266 267 428 316 386 426 342 381 261 370 268 414 444 426 342 397 355 267 337 267 428 316 386 426 13"},
+    {"1 368 302 381 261 352 266 280 295",
+     "395 410 462 362 422 426 410 462 362 422 401 396 267 337 335 311 267 422 419 426 385 328 432 358 394 261 370 432 "
+     "352 266 280 295 426 338 391 266 267 337 335 312 432 398 358 279 292 297 309 409 416 327 263 415 294 267 400 426"},
+};
+
+struct Outcome {
+  std::vector<int> tokens;
+  FinishReason finish = FinishReason::kNone;
+  bool operator==(const Outcome&) const = default;
+};
+
+// Adds every request, then steps until the engine is idle; all ranks do the same.
+std::vector<Outcome> RunEngine(Engine& engine, const std::vector<RequestParams>& requests) {
+  std::map<uint64_t, size_t> index;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    Result<uint64_t> id = engine.Add(requests[i]);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    if (id.ok()) index[*id] = i;
+  }
+  std::vector<Outcome> out(requests.size());
+  std::vector<EngineEvent> events;
+  for (int step = 0; engine.has_work() && step < 10000; ++step) {
+    events.clear();
+    const Status s = engine.RunStep(&events);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (!s.ok()) break;
+    for (const EngineEvent& e : events) {
+      Outcome& o = out[index.at(e.request_id)];
+      if (e.token >= 0) o.tokens.push_back(e.token);
+      if (e.finish != FinishReason::kNone) o.finish = e.finish;
+    }
+  }
+  return out;
+}
+
+std::vector<RequestParams> ReadmeRequests(const SamplingParams& sampling = {}) {
+  std::vector<RequestParams> requests;
+  uint64_t seed = 7;
+  for (const ReadmeCase& c : kReadme) {
+    RequestParams r;
+    r.prompt = ParseIds(c.prompt_ids);
+    r.stop.max_tokens = 64 - static_cast<int>(r.prompt.size()) + 1;  // run.c -n 64 counts positions
+    r.sampling = sampling;
+    r.sampling.seed = seed++;
+    requests.push_back(r);
+  }
+  return requests;
+}
+
+std::vector<std::vector<Outcome>> RunTensorParallelEngines(const ModelWeights& full, int world,
+                                                           const EngineConfig& config,
+                                                           const std::vector<RequestParams>& requests) {
+  std::vector<std::vector<Outcome>> out(world);
+  RunGroup(world, [&](int rank, Communicator& comm) {
+    Result<ModelWeights> shard = ShardWeights(full, rank, world);
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    Result<std::unique_ptr<Engine>> engine =
+        Engine::Create(std::move(shard).value(), config, ShardInfo{rank, world}, &comm);
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    out[rank] = RunEngine(**engine, requests);
+  });
+  return out;
+}
+
+void ExpectReadmeTokens(int world, const EngineConfig& config) {
+  ModelWeights full = LoadStories();
+  ASSERT_FALSE(full.layers.empty());
+  const std::vector<RequestParams> requests = ReadmeRequests();
+  std::vector<std::vector<Outcome>> out = RunTensorParallelEngines(full, world, config, requests);
+  for (int rank = 0; rank < world; ++rank) {
+    ASSERT_EQ(out[rank].size(), requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(out[rank][i].tokens, ParseIds(kReadme[i].generated_ids)) << "prompt " << i << " rank " << rank;
+      EXPECT_EQ(out[rank][i].finish, FinishReason::kLength);
+    }
+  }
+}
+
+TEST(TensorParallelEngineTest, Tp2GreedyMatchesRunCForReadmePrompts) { ExpectReadmeTokens(2, {}); }
+
+TEST(TensorParallelEngineTest, Tp4GreedyMatchesRunCForReadmePrompts) { ExpectReadmeTokens(4, {}); }
+
+// A small step budget splits the prompts into prefill chunks fused with decodes.
+TEST(TensorParallelEngineTest, Tp2GreedyMatchesWithChunkedPrefill) {
+  EngineConfig config;
+  config.max_step_tokens = 5;
+  ExpectReadmeTokens(2, config);
+}
+
+// Seeded sampling: every rank samples from the same logits with the request's RNG, so
+// the ranks agree token for token.
+TEST(TensorParallelEngineTest, RanksAgreeOnSeededSamples) {
+  ModelWeights full = LoadStories();
+  ASSERT_FALSE(full.layers.empty());
+  SamplingParams sampling;
+  sampling.temperature = 0.9f;
+  sampling.top_p = 0.9f;
+  const std::vector<RequestParams> requests = ReadmeRequests(sampling);
+  std::vector<std::vector<Outcome>> out = RunTensorParallelEngines(full, 2, {}, requests);
+  ASSERT_EQ(out[0].size(), requests.size());
+  EXPECT_EQ(out[0], out[1]);
+  for (const Outcome& o : out[0]) EXPECT_TRUE(o.finish == FinishReason::kLength || o.finish == FinishReason::kStop);
+}
+
+TEST(TensorParallelEngineTest, CreateRejectsInconsistentShardsAndCommunicators) {
+  const ModelWeights full = testing::RandomWeights(testing::SmallTpSpec(true), 5);
+  Result<ModelWeights> half = ShardWeights(full, 1, 2);
+  ASSERT_TRUE(half.ok());
+  // A shard without a communicator.
+  EXPECT_EQ(Engine::Create(*half, {}, ShardInfo{1, 2}).status().code(), StatusCode::kInvalidArgument);
+  // A communicator of another rank.
+  LocalCommunicator local;
+  EXPECT_EQ(Engine::Create(*half, {}, ShardInfo{1, 2}, &local).status().code(), StatusCode::kInvalidArgument);
+  // The whole model declared as a shard, and a shard declared as the whole model.
+  EXPECT_EQ(Engine::Create(full, {}, ShardInfo{0, 2}, &local).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(Engine::Create(*half, {}).status().code(), StatusCode::kCorruption);
+  // A size that does not divide the heads.
+  EXPECT_EQ(Engine::Create(full, {}, ShardInfo{0, 3}, &local).status().ToString(),
+            "InvalidArgument: tensor parallel size 3 does not divide n_heads=8");
+  // One rank with a LocalCommunicator is fine.
+  EXPECT_TRUE(Engine::Create(full, {}, ShardInfo{}, &local).ok());
+}
+
+TEST(TensorParallelKvCacheTest, HoldsTheLocalKvHeads) {
+  const ModelSpec spec = testing::SmallTpSpec(true);  // 4 kv heads of 4, 2 layers
+  auto whole = KvCache::Create(spec, KvCacheConfig{16, 1 << 20, 0});
+  auto half = KvCache::Create(spec, KvCacheConfig{16, 1 << 20, 0}, 2);
+  ASSERT_TRUE(whole.ok() && half.ok());
+  EXPECT_EQ((*whole)->layer(0).n_kv_heads, 4);
+  EXPECT_EQ((*half)->layer(0).n_kv_heads, 2);
+  EXPECT_EQ((*half)->bytes_per_block() * 2, (*whole)->bytes_per_block());
+  EXPECT_EQ((*half)->n_blocks(), 2 * (*whole)->n_blocks()) << "the budget is per rank";
+  EXPECT_EQ(KvCache::Create(spec, KvCacheConfig{16, 1 << 20, 0}, 3).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace flover

@@ -1,0 +1,41 @@
+// RunGroup: runs one function per rank of an in-process tensor-parallel group, each on
+// its own thread with its own GlooCommunicator (TCP over loopback), the ranks meeting
+// through one InMemoryKvStore. Returns when every rank's function has returned.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker/comm/gloo_communicator.h"
+#include "worker/comm/kv_store.h"
+
+namespace flover::testing {
+
+inline std::string NewGroupName() {
+  static std::atomic<int> counter{0};
+  return "group" + std::to_string(counter++);
+}
+
+// fn(int rank, Communicator& comm) runs on rank's thread; gtest assertions work there.
+template <typename Fn>
+void RunGroup(int world, Fn fn, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  InMemoryKvStore store;
+  const std::string prefix = NewGroupName();
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < world; ++rank) {
+    threads.emplace_back([&, rank] {
+      Result<std::unique_ptr<Communicator>> comm =
+          GlooCommunicator::Create(rank, world, store, prefix, "127.0.0.1", timeout);
+      ASSERT_TRUE(comm.ok()) << comm.status().ToString();
+      fn(rank, **comm);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace flover::testing

@@ -1,0 +1,58 @@
+// Tensor-parallel (Megatron-style) sharding of a model's weights over `world` ranks.
+//
+// Rank r of T holds:
+//   wq, wk, wv   rows of its heads: query heads [r*H/T, (r+1)*H/T) and kv heads
+//                [r*KV/T, (r+1)*KV/T). Both split contiguously with KV % T == 0, so the
+//                query heads of a grouped-query kv group stay on that kv head's rank.
+//   w1, w3       rows [r*F/T, (r+1)*F/T) of the feed-forward width F = hidden_dim
+//   wo, w2       the matching input columns (each rank computes a partial sum of the
+//                full output, completed by an all-reduce)
+//   LM head      vocabulary rows [r*Vr, (r+1)*Vr), Vr = ceil(vocab/T), in `classifier`
+//                (also when the spec shares it with the embedding), the last rank
+//                padded with zero rows up to Vr (completed by an all-gather)
+//   token_embedding, attn_norm, ffn_norm, final_norm   replicated, in full
+// A shard's ModelWeights keeps the FULL model's spec; ShardDims gives the local sizes.
+// With world == 1 a shard is the full model, unchanged.
+//
+// Thread-safety: free functions without shared state.
+#pragma once
+
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "worker/model/model_weights.h"
+
+namespace flover {
+
+// Which part of a tensor-parallel group a set of weights (or a decoder) is.
+struct ShardInfo {
+  int rank = 0;
+  int world = 1;
+};
+
+// Local sizes of one rank's shard.
+struct ShardDims {
+  int n_heads = 0;         // query heads
+  int n_kv_heads = 0;
+  int q_dim = 0;           // n_heads * head_dim
+  int kv_dim = 0;          // n_kv_heads * head_dim
+  int hidden_dim = 0;      // feed-forward width
+  int vocab_per_rank = 0;  // LM head rows (ceil(vocab / world); with padding on the last rank)
+  int vocab_begin = 0;     // first vocabulary id of this rank's LM head rows
+};
+
+// REQUIRES: CheckTensorParallel(spec, shard.world) is OK and 0 <= shard.rank < world.
+ShardDims ShardDimsFor(const ModelSpec& spec, const ShardInfo& shard);
+
+// InvalidArgument unless world >= 1 and world divides n_heads, n_kv_heads and
+// hidden_dim ("tensor parallel size 3 does not divide n_heads=8").
+Status CheckTensorParallel(const ModelSpec& spec, int world);
+
+// Rank `rank`'s shard of `full` (which must Validate()). InvalidArgument for a bad
+// rank/world (CheckTensorParallel). Frees `full`'s tensors as it goes.
+Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world);
+
+// Checks every tensor of a shard against the local sizes, like ModelWeights::Validate
+// for a full model (which it is when world == 1).
+Status ValidateShard(const ModelWeights& weights, const ShardInfo& shard);
+
+}  // namespace flover
