@@ -157,7 +157,7 @@ int RunCommand(const RunOptions& o) {
     }
     events.clear();
     StepStats stats;
-    engine.Step(&events, &stats);
+    if (Status s = engine.Step(&events, &stats); !s.ok()) return Fail(s);
     ++n_steps;
     n_fused_entries += stats.n_entries;
     for (const EngineEvent& e : events) {

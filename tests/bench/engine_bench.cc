@@ -89,15 +89,15 @@ Measurement MeasureDecode(flover::Engine& engine, int concurrency, int prompt_le
   std::vector<flover::EngineEvent> events;
   flover::StepStats stats;
   // Warm-up: prefill and first decode steps.
-  for (int i = 0; i < 3; ++i) engine.Step(&events, &stats);
+  for (int i = 0; i < 3; ++i) FLOVER_CHECK(engine.Step(&events, &stats).ok());
   int decoded = 0;
   const auto t0 = Clock::now();
   for (int i = 0; i < steps; ++i) {
-    engine.Step(&events, &stats);
+    FLOVER_CHECK(engine.Step(&events, &stats).ok());
     decoded += stats.n_decode;
   }
   const double s = Seconds(t0, Clock::now());
-  while (engine.has_work()) engine.Step(&events, &stats);
+  while (engine.has_work()) FLOVER_CHECK(engine.Step(&events, &stats).ok());
   return {1000.0 * s / steps, decoded / s};
 }
 

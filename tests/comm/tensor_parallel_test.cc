@@ -174,7 +174,7 @@ std::vector<Outcome> RunEngine(Engine& engine, const std::vector<RequestParams>&
   std::vector<EngineEvent> events;
   for (int step = 0; engine.has_work() && step < 10000; ++step) {
     events.clear();
-    const Status s = engine.RunStep(&events);
+    const Status s = engine.Step(&events);
     EXPECT_TRUE(s.ok()) << s.ToString();
     if (!s.ok()) break;
     for (const EngineEvent& e : events) {

@@ -67,7 +67,7 @@ std::vector<Outcome> RunAll(Engine& engine, const std::vector<RequestParams>& re
     }
     events.clear();
     StepStats stats;
-    engine.Step(&events, &stats);
+    FLOVER_CHECK(engine.Step(&events, &stats).ok());
     if (max_fused) *max_fused = std::max(*max_fused, stats.n_entries);
     if (preemptions) *preemptions += stats.n_preempted;
     for (const EngineEvent& e : events) {
@@ -245,11 +245,11 @@ TEST(EngineTest, CancelFreesBlocksAndReportsOnce) {
   uint64_t keep = *engine->Add(r);
   uint64_t victim = *engine->Add(r);
   std::vector<EngineEvent> events;
-  for (int i = 0; i < 5; ++i) engine->Step(&events);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(engine->Step(&events).ok());
   ASSERT_TRUE(engine->Cancel(victim).ok());
   EXPECT_EQ(engine->Cancel(victim).code(), StatusCode::kNotFound);
   events.clear();
-  engine->Step(&events);
+  ASSERT_TRUE(engine->Step(&events).ok());
   int cancelled = 0, kept = 0;
   for (const EngineEvent& e : events) {
     if (e.request_id == victim) {
@@ -261,7 +261,7 @@ TEST(EngineTest, CancelFreesBlocksAndReportsOnce) {
   EXPECT_EQ(cancelled, 1);
   EXPECT_EQ(kept, 1);
   EXPECT_EQ(engine->n_running(), 1);
-  while (engine->has_work()) engine->Step(&events);
+  while (engine->has_work()) ASSERT_TRUE(engine->Step(&events).ok());
   EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks());
 }
 

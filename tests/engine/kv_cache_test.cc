@@ -44,7 +44,9 @@ TEST(KvCacheTest, LayerViewsAreDisjointAndShaped) {
     EXPECT_EQ(layer.n_kv_heads, 4);
     EXPECT_EQ(layer.head_dim, 8);
     EXPECT_EQ(layer.v, layer.k + pool);
-    if (prev_end) EXPECT_EQ(layer.k, prev_end);
+    if (prev_end) {
+      EXPECT_EQ(layer.k, prev_end);
+    }
     prev_end = layer.v + pool;
     // Every slot is writable (ASan/valgrind would flag an out-of-bounds view).
     layer.k[0] = 1.0f;

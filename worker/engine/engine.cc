@@ -7,17 +7,9 @@
 namespace flover {
 namespace {
 
-// Inserts seq keeping the container sorted by ascending arrival.
 template <typename Container>
-void InsertByArrival(Container& c, Sequence* seq) {
-  auto it = std::upper_bound(c.begin(), c.end(), seq,
-                             [](const Sequence* a, const Sequence* b) { return a->arrival < b->arrival; });
-  c.insert(it, seq);
-}
-
-template <typename Container>
-void Erase(Container& c, const Sequence* seq) {
-  auto it = std::find(c.begin(), c.end(), seq);
+void Erase(Container& c, uint64_t id) {
+  auto it = std::find(c.begin(), c.end(), id);
   if (it != c.end()) c.erase(it);
 }
 
@@ -51,8 +43,8 @@ Engine::Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineCo
     : config_(config),
       decoder_(std::move(weights), shard, comm),
       kv_(std::move(kv)),
-      allocator_(kv_->n_blocks()),
-      samplers_(std::max(1, omp_get_max_threads())) {}
+      executor_(&decoder_, kv_.get()),
+      allocator_(kv_->n_blocks()) {}
 
 Result<uint64_t> Engine::Add(RequestParams request) {
   FLOVER_RETURN_IF_ERROR(ValidateRequest(request, spec()));
@@ -66,112 +58,94 @@ Result<uint64_t> Engine::Add(RequestParams request) {
                              " KV slots (prompt " + std::to_string(n_prompt) + " + max_tokens " +
                              std::to_string(request.stop.max_tokens) + "), more than the whole KV cache holds (" +
                              std::to_string(capacity) + ")");
-  auto seq = std::make_unique<Sequence>();
-  seq->id = next_id_++;
-  seq->arrival = seq->id;
-  seq->sampling = request.sampling;
-  seq->stop = std::move(request.stop);
-  seq->tokens = std::move(request.prompt);
-  seq->n_prompt = n_prompt;
-  waiting_.push_back(seq.get());
-  const uint64_t id = seq->id;
-  sequences_.emplace(id, std::move(seq));
+  const uint64_t id = next_id_++;
+  FLOVER_RETURN_IF_ERROR(executor_.Join(id, std::move(request)));
+  waiting_.push_back(id);
   return id;
 }
 
 Status Engine::Cancel(uint64_t request_id) {
-  auto it = sequences_.find(request_id);
-  if (it == sequences_.end()) return NotFound("request " + std::to_string(request_id) + " is not running or queued");
-  Release(it->second.get());
-  sequences_.erase(it);
+  if (!executor_.Find(request_id))
+    return NotFound("request " + std::to_string(request_id) + " is not running or queued");
+  Release(request_id, executor_.Leave(request_id));
   pending_events_.push_back(EngineEvent{request_id, -1, FinishReason::kCancelled});
   return Status::Ok();
 }
 
-bool Engine::Reserve(Sequence* seq, int n_tokens) {
-  const int need = BlockAllocator::BlocksFor(n_tokens, kv_->block_size()) - static_cast<int>(seq->block_table.size());
+bool Engine::Reserve(Scheduled& s) {
+  const Sequence& q = seq(s.id);
+  const int have = static_cast<int>(q.block_table.size() + s.new_blocks.size());
+  const int need = BlockAllocator::BlocksFor(q.n_computed + s.n_tokens, kv_->block_size()) - have;
   if (need <= 0) return true;
   std::optional<std::vector<int>> blocks = allocator_.Allocate(need);
   if (!blocks) return false;
-  seq->block_table.insert(seq->block_table.end(), blocks->begin(), blocks->end());
+  s.new_blocks.insert(s.new_blocks.end(), blocks->begin(), blocks->end());
   return true;
 }
 
-void Engine::Release(Sequence* seq) {
-  allocator_.Free(seq->block_table);
-  seq->block_table.clear();
-  Erase(running_, seq);
-  Erase(waiting_, seq);
-  auto it = std::find_if(scheduled_.begin(), scheduled_.end(), [seq](const Scheduled& s) { return s.seq == seq; });
-  if (it != scheduled_.end()) scheduled_.erase(it);
+void Engine::Release(uint64_t id, std::vector<int> blocks) {
+  Erase(running_, id);
+  Erase(waiting_, id);
+  auto it = std::find_if(scheduled_.begin(), scheduled_.end(), [id](const Scheduled& s) { return s.id == id; });
+  if (it != scheduled_.end()) {
+    blocks.insert(blocks.end(), it->new_blocks.begin(), it->new_blocks.end());
+    scheduled_.erase(it);
+  }
+  allocator_.Free(blocks);
 }
 
-bool Engine::PreemptYoungest(const Sequence* keep, StepStats* stats) {
-  if (running_.empty()) return false;
-  Sequence* victim = running_.back();  // youngest
-  if (victim == keep && running_.size() == 1) return false;
-  Release(victim);
-  victim->n_computed = 0;  // recomputed from prompt + generated tokens when re-admitted
-  InsertByArrival(waiting_, victim);
-  if (stats) ++stats->n_preempted;
-  return true;
+uint64_t Engine::PreemptYoungest(StepStats* stats) {
+  const uint64_t victim = running_.back();
+  Release(victim, executor_.Reset(victim));  // recomputed from prompt + generated tokens later
+  waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), victim), victim);
+  ++stats->n_preempted;
+  return victim;
 }
 
 void Engine::Schedule(StepStats* stats) {
   scheduled_.clear();
-  int budget = config_.max_step_tokens;
-  auto used = [this] {
-    int n = 0;
-    for (const Scheduled& s : scheduled_) n += s.n_tokens;
-    return n;
+  auto budget_left = [this] {
+    int used = 0;
+    for (const Scheduled& s : scheduled_) used += s.n_tokens;
+    return config_.max_step_tokens - used;
   };
 
   // Running requests, oldest first: decodes, then the rest of partly prefilled prompts.
+  // When blocks run out, the youngest running request yields (possibly this one).
   for (bool decode_pass : {true, false}) {
-    const std::vector<Sequence*> snapshot = running_;
-    for (Sequence* seq : snapshot) {
-      if (std::find(running_.begin(), running_.end(), seq) == running_.end()) continue;  // preempted meanwhile
-      if ((seq->n_uncomputed() == 1) != decode_pass) continue;
-      budget = config_.max_step_tokens - used();
+    const std::vector<uint64_t> snapshot = running_;
+    for (uint64_t id : snapshot) {
+      if (std::find(running_.begin(), running_.end(), id) == running_.end()) continue;  // preempted meanwhile
+      if ((seq(id).n_uncomputed() == 1) != decode_pass) continue;
+      const int budget = budget_left();
       if (budget <= 0) break;
-      const int n = std::min(seq->n_uncomputed(), budget);
+      Scheduled s{id, std::min(seq(id).n_uncomputed(), budget), {}};
       bool preempted_self = false;
-      while (!Reserve(seq, seq->n_computed + n)) {
-        if (running_.back() == seq) {  // seq is the youngest: it yields, not an older one
-          preempted_self = PreemptYoungest(nullptr, stats);
+      while (!Reserve(s)) {
+        if (PreemptYoungest(stats) == id) {
+          allocator_.Free(s.new_blocks);
+          preempted_self = true;
           break;
         }
-        PreemptYoungest(seq, stats);
       }
-      if (!preempted_self) scheduled_.push_back({seq, n});
+      if (!preempted_self) scheduled_.push_back(std::move(s));
     }
   }
 
   // Waiting requests join in arrival order while the budget and the KV pool allow.
   while (!waiting_.empty() && static_cast<int>(running_.size()) < config_.max_running) {
-    budget = config_.max_step_tokens - used();
+    const int budget = budget_left();
     if (budget <= 0) break;
-    Sequence* seq = waiting_.front();
-    const int n = std::min(seq->n_uncomputed(), budget);
-    if (!Reserve(seq, seq->n_computed + n)) break;  // wait for blocks; FCFS, no overtaking
+    const uint64_t id = waiting_.front();
+    Scheduled s{id, std::min(seq(id).n_uncomputed(), budget), {}};
+    if (!Reserve(s)) break;  // wait for blocks; FCFS, no overtaking
     waiting_.pop_front();
-    InsertByArrival(running_, seq);
-    scheduled_.push_back({seq, n});
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), id), id);
+    scheduled_.push_back(std::move(s));
   }
 }
 
-void Engine::Finish(Sequence* seq, FinishReason reason) {
-  seq->finish = reason;
-  Release(seq);
-  sequences_.erase(seq->id);
-}
-
-void Engine::Step(std::vector<EngineEvent>* events, StepStats* stats) {
-  const Status s = RunStep(events, stats);
-  FLOVER_CHECK(s.ok()) << s.ToString();
-}
-
-Status Engine::RunStep(std::vector<EngineEvent>* events, StepStats* stats) {
+Status Engine::Step(std::vector<EngineEvent>* events, StepStats* stats) {
   StepStats local;
   if (!stats) stats = &local;
   *stats = StepStats{};
@@ -182,42 +156,27 @@ Status Engine::RunStep(std::vector<EngineEvent>* events, StepStats* stats) {
   if (scheduled_.empty()) return Status::Ok();
 
   entries_.clear();
-  sampled_.clear();
   for (const Scheduled& s : scheduled_) {
-    Sequence* seq = s.seq;
-    const bool last_chunk = seq->n_computed + s.n_tokens == static_cast<int>(seq->tokens.size());
-    entries_.push_back(StepEntry{seq->tokens.data() + seq->n_computed, s.n_tokens, seq->n_computed,
-                                 seq->block_table.data(), last_chunk});
-    if (last_chunk) sampled_.push_back(seq);
+    const Sequence& q = seq(s.id);
+    entries_.push_back(ExecEntry{s.id, q.n_computed, s.n_tokens, s.new_blocks});
     ++stats->n_entries;
     stats->n_tokens += s.n_tokens;
-    if (seq->n_computed >= seq->n_prompt && s.n_tokens == 1) {
+    if (q.n_computed >= q.n_prompt && s.n_tokens == 1) {
       ++stats->n_decode;
     } else {
       stats->n_prefill_tokens += s.n_tokens;
     }
   }
-
-  const int vocab = spec().vocab_size;
-  const int n_logits = static_cast<int>(sampled_.size());
-  if (logits_.size() < static_cast<size_t>(n_logits) * vocab) logits_.resize(static_cast<size_t>(n_logits) * vocab);
-  FLOVER_RETURN_IF_ERROR(decoder_.Forward(entries_, *kv_, logits_.data()));
-  for (const Scheduled& s : scheduled_) s.seq->n_computed += s.n_tokens;
-
-  next_tokens_.resize(n_logits);
-#pragma omp parallel for schedule(dynamic, 1) if (n_logits > 1)
-  for (int j = 0; j < n_logits; ++j) {
-    Sequence* seq = sampled_[j];
-    next_tokens_[j] = samplers_[omp_get_thread_num()].Sample(
-        std::span<float>(logits_.data() + static_cast<size_t>(j) * vocab, vocab), seq->sampling, seq->tokens,
-        static_cast<uint64_t>(seq->n_generated()));
+  outputs_.clear();
+  if (Status s = executor_.Run(entries_, &outputs_); !s.ok()) {
+    for (Scheduled& sc : scheduled_) allocator_.Free(sc.new_blocks);  // nothing advanced
+    scheduled_.clear();
+    return s;
   }
-
-  for (int j = 0; j < n_logits; ++j) {
-    Sequence* seq = sampled_[j];
-    const FinishReason reason = seq->Append(next_tokens_[j], spec());
-    events->push_back(EngineEvent{seq->id, reason == FinishReason::kStop ? -1 : next_tokens_[j], reason});
-    if (reason != FinishReason::kNone) Finish(seq, reason);
+  scheduled_.clear();  // the executor holds the new blocks now
+  for (const ExecOutput& o : outputs_) {
+    events->push_back(EngineEvent{o.request_id, o.token, o.finish});
+    if (o.finish != FinishReason::kNone) Release(o.request_id, executor_.Leave(o.request_id));
   }
   return Status::Ok();
 }

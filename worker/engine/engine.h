@@ -1,5 +1,7 @@
-// Engine: the in-process executor. Owns a Decoder, a paged KvCache, a BlockAllocator
-// and the state of every request, and runs temporal fusion: each Step() is ONE forward
+// Engine: the in-process server. Owns a Decoder, a paged KvCache and an Executor (which
+// holds every request's token state and runs fused steps), plus the scheduling half that
+// the coordinator does in a cluster: a BlockAllocator, the running and waiting queues.
+// It runs temporal fusion: each Step() is ONE forward
 // pass over every running request (decode tokens first, then prefill chunks of joining
 // requests under a per-step token budget). Requests join at the next step after Add()
 // and leave the step they finish, freeing their KV blocks at once.
@@ -29,8 +31,7 @@
 #include "common/status.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/kv_cache.h"
-#include "worker/engine/sampler.h"
-#include "worker/engine/sequence.h"
+#include "worker/engine/executor.h"
 
 namespace flover {
 
@@ -78,15 +79,9 @@ class Engine {
   Status Cancel(uint64_t request_id);
 
   // Runs one fused step (if there is work) and appends what happened to `events`.
-  // Fails only on communicator errors (tensor parallelism; Unavailable). The step then
-  // has not advanced any request (cancellations already appended to `events` stand), so
-  // the engine stays consistent, but its communicator is broken: the group has to be
-  // rebuilt.
-  Status RunStep(std::vector<EngineEvent>* events, StepStats* stats = nullptr);
-
-  // RunStep for callers without a communicator that can fail (one rank, or
-  // LocalCommunicator): aborts through FLOVER_CHECK if the step fails.
-  void Step(std::vector<EngineEvent>* events, StepStats* stats = nullptr);
+  // Fails only on communicator errors (tensor parallelism; Unavailable); the engine's
+  // communicator is then broken and the group has to be rebuilt.
+  Status Step(std::vector<EngineEvent>* events, StepStats* stats = nullptr);
 
   bool has_work() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
   int n_running() const { return static_cast<int>(running_.size()); }
@@ -97,41 +92,42 @@ class Engine {
 
  private:
   struct Scheduled {
-    Sequence* seq;
+    uint64_t id;
     int n_tokens;
+    std::vector<int> new_blocks;  // allocated this step, handed to the executor
   };
 
   Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineConfig& config, ShardInfo shard,
          Communicator* comm);
 
+  const Sequence& seq(uint64_t id) const { return *executor_.Find(id); }
   // Builds this step's batch into scheduled_; may preempt.
   void Schedule(StepStats* stats);
-  // Grows seq's block table to hold n_tokens tokens. False if blocks ran out.
-  bool Reserve(Sequence* seq, int n_tokens);
-  // Frees the youngest running sequence other than `keep` and re-queues it. False if none.
-  bool PreemptYoungest(const Sequence* keep, StepStats* stats);
-  void Release(Sequence* seq);  // frees blocks, drops from running_/waiting_/scheduled_
-  void Finish(Sequence* seq, FinishReason reason);
+  // Allocates blocks so that `s` covers its request's next s.n_tokens tokens. False if
+  // blocks ran out (nothing allocated).
+  bool Reserve(Scheduled& s);
+  // Preempts the youngest running request: frees its blocks (also those reserved this
+  // step), re-queues it for recompute. Returns its id.
+  uint64_t PreemptYoungest(StepStats* stats);
+  // Drops `id` from the queues and this step's schedule; frees its blocks.
+  void Release(uint64_t id, std::vector<int> blocks);
 
   // Constant after construction.
   EngineConfig config_;
   Decoder decoder_;
   std::unique_ptr<KvCache> kv_;
 
+  Executor executor_;
   BlockAllocator allocator_;
-  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> sequences_;
-  std::vector<Sequence*> running_;  // ascending arrival
-  std::deque<Sequence*> waiting_;   // ascending arrival
+  std::vector<uint64_t> running_;  // ascending arrival (= id)
+  std::deque<uint64_t> waiting_;   // ascending arrival
   std::vector<EngineEvent> pending_events_;  // cancellations, reported at the next step
   uint64_t next_id_ = 1;
 
   // Per-step scratch.
   std::vector<Scheduled> scheduled_;
-  std::vector<StepEntry> entries_;
-  std::vector<float> logits_;           // [n_logits, vocab]
-  std::vector<Sequence*> sampled_;      // sequences whose logits are in logits_, in order
-  std::vector<int> next_tokens_;
-  std::vector<Sampler> samplers_;       // one per OpenMP thread
+  std::vector<ExecEntry> entries_;
+  std::vector<ExecOutput> outputs_;
 };
 
 }  // namespace flover

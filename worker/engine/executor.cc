@@ -99,7 +99,11 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
   const int vocab = spec().vocab_size;
   const int n_logits = static_cast<int>(sampled_.size());
   if (logits_.size() < static_cast<size_t>(n_logits) * vocab) logits_.resize(static_cast<size_t>(n_logits) * vocab);
-  FLOVER_RETURN_IF_ERROR(decoder_->Forward(entries_, *kv_, logits_.data()));
+  if (Status s = decoder_->Forward(entries_, *kv_, logits_.data()); !s.ok()) {
+    for (size_t i = 0; i < entries.size(); ++i)  // undo: the step did not happen
+      if (stepping_[i]) stepping_[i]->block_table.resize(stepping_[i]->block_table.size() - entries[i].new_blocks.size());
+    return s;
+  }
   for (size_t i = 0; i < entries.size(); ++i)
     if (stepping_[i]) stepping_[i]->n_computed += entries[i].n_tokens;
 
