@@ -1,0 +1,64 @@
+#include "coordinator/admission.h"
+
+#include <algorithm>
+#include <string>
+
+#include "common/protocol.h"
+
+namespace flover {
+
+Result<proto::ClientMessage> ParseClientMessage(std::string_view bytes) {
+  FLOVER_ASSIGN_OR_RETURN(proto::ClientMessage message,
+                          Parse<proto::ClientMessage>(bytes, /*reject_unknown_fields=*/true));
+  if (message.body_case() == proto::ClientMessage::BODY_NOT_SET)
+    return InvalidArgument("ClientMessage has no body: send submit, cancel or status");
+  return message;
+}
+
+int64_t MaxKvPositions(const RequestParams& request, const ModelSpec& model) {
+  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
+  return std::min<int64_t>(n_prompt + request.stop.max_tokens - 1, model.max_seq_len);
+}
+
+Status CheckAgainstModel(const RequestParams& request, const ModelSpec& model, int64_t kv_capacity_tokens) {
+  FLOVER_RETURN_IF_ERROR(ValidateRequest(request, model));
+  const int64_t positions = MaxKvPositions(request, model);
+  if (positions > kv_capacity_tokens)
+    return ResourceExhausted("request needs up to " + std::to_string(positions) + " KV slots (prompt " +
+                             std::to_string(request.prompt.size()) + " + max_tokens " +
+                             std::to_string(request.stop.max_tokens) + "), more than a replica's whole KV cache holds (" +
+                             std::to_string(kv_capacity_tokens) + ")");
+  return Status::Ok();
+}
+
+Result<RequestParams> Admit(const proto::SubmitRequest& submit, const AdmissionContext& context) {
+  const std::string& id = submit.client_request_id();
+  if (id.empty()) return InvalidArgument("client_request_id is empty: every request needs an id unique per connection");
+  if (context.id_in_flight)
+    return InvalidArgument("client_request_id '" + id + "' is already in flight on this connection");
+
+  RequestParams request;
+  switch (submit.prompt_case()) {
+    case proto::SubmitRequest::kText:
+      if (!context.tokenizer) return InvalidArgument("this cluster has no tokenizer: send token ids");
+      request.prompt = context.tokenizer->Encode(submit.text(), /*add_bos=*/true);
+      break;
+    case proto::SubmitRequest::kTokenIds:
+      request.prompt.assign(submit.token_ids().ids().begin(), submit.token_ids().ids().end());
+      break;
+    case proto::SubmitRequest::PROMPT_NOT_SET:
+      return InvalidArgument("submit has no prompt: set text or token_ids");
+  }
+  request.sampling = FromProto(submit.sampling());
+  request.stop = FromProto(submit.stop());
+
+  if (context.model) FLOVER_RETURN_IF_ERROR(CheckAgainstModel(request, *context.model, context.kv_capacity_tokens));
+
+  if (context.n_queued >= context.max_queued)
+    return ResourceExhausted("overloaded: " + std::to_string(context.n_queued) +
+                             " requests are already waiting (scheduler.max_queued = " +
+                             std::to_string(context.max_queued) + "); retry later");
+  return request;
+}
+
+}  // namespace flover

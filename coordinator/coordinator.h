@@ -1,0 +1,175 @@
+// Coordinator: the event loop of flover-coordinator (see common/proto/protocol.md).
+//
+// One thread, the one in Run(), owns every socket:
+//   client  ROUTER  ClientMessage in, ServerMessage out (submit, cancel, status)
+//   control ROUTER  WorkerMessage in, CoordinatorMessage out (register, ready, store,
+//                   heartbeats, failures)
+//   plans   PUB     [replica/<i>/][CoordinatorMessage{plan}]
+//   results PULL    WorkerMessage{step_result} from rank 0 of each replica
+// and polls them with a timeout no longer than the heartbeat interval (and 100 ms, so
+// that Stop() is noticed quickly).
+//
+// What it does:
+//  * Admission (admission.h): bad requests get an Error at once and never reach a
+//    worker. Requests submitted while no replica is ready yet (but some is starting)
+//    are queued, bounded by scheduler.max_queued, and fail with Unavailable if no
+//    replica becomes ready within the startup timeout; when every replica is unhealthy
+//    submissions fail at once with Unavailable "no healthy replica".
+//  * Routing: each request goes to the ready replica with the fewest running + waiting
+//    requests (ties: lowest index) and stays there.
+//  * Policies: `fused` (temporal fusion, scheduler.h); `sequential` is the same with
+//    max_running 1; `instances` is scheduled like `fused` (the workers run each entry
+//    in its own pass). `dynamic` is refused by Create() for now.
+//  * Steps: for each ready replica with work and fewer than scheduler.pipeline_depth
+//    plans in flight, Scheduler::Schedule() -> publish; each StepResult ->
+//    Scheduler::Apply() -> TokenEvent (stream) and Done to the clients.
+//  * Health (Paranoid Pirate): Heartbeat to every live worker each interval_ms; a
+//    worker silent for timeout_ms (before ready: the startup timeout,
+//    max(timeout_ms, 120 s)), a WorkerFailure, a StepResult with an error, or a plan
+//    without a result for timeout_ms makes its replica unhealthy: its live workers get
+//    Shutdown, its requests get Error{Unavailable, "replica i is unhealthy: ..."}.
+//    Workers registering again restart the replica (plans count from seq 1 again).
+//  * Stop: every live worker gets Shutdown, every request in flight gets Error
+//    {Unavailable}, sockets close.
+// No exception escapes the loop: ZeroMQ errors are logged; malformed client messages
+// get an Error, malformed worker messages are logged and ignored.
+//
+// Thread-safety: Create() on any thread, then Run() on exactly one thread (the handover
+// of the sockets is ordered by the thread start). Stop() from any thread or a signal
+// handler. endpoints() is constant after Create().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/cluster_config.h"
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "common/tokenizer.h"
+#include "coordinator/rendezvous_store.h"
+#include "coordinator/replica.h"
+#include "coordinator/request_table.h"
+#include "flover.pb.h"
+
+namespace flover {
+
+class Coordinator {
+ public:
+  // Loads the tokenizer named by config.model.tokenizer (llama2.c format; none when
+  // empty) and binds every endpoint of config.endpoints. Errors: those of the tokenizer
+  // file (NotFound, Corruption, ...), InvalidArgument for an empty endpoint or a bad
+  // layout, Unavailable when an endpoint cannot be bound (address in use, ...).
+  static Result<std::unique_ptr<Coordinator>> Create(ClusterConfig config);
+  ~Coordinator();
+
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // The endpoints as bound: "*" ports resolved (ZMQ_LAST_ENDPOINT), a wildcard host
+  // ("tcp://*:5555", bound as 0.0.0.0) replaced by this machine's host name. These are
+  // what clients and workers connect to, what RegisterReply and the config YAML sent
+  // to workers carry, and what the endpoints file holds.
+  const EndpointsConfig& endpoints() const { return endpoints_; }
+
+  // Runs the event loop until Stop(), then shuts down (see above). Call at most once.
+  void Run();
+
+  // Asks Run() to return. Thread-safe and async-signal-safe.
+  void Stop() { stop_.store(true, std::memory_order_relaxed); }
+
+ private:
+  Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenizer);
+  Status BindAll();
+
+  // ---- the loop
+  void PollOnce();
+  void DrainClient();
+  void DrainControl();
+  void DrainResults();
+  void Tick(Clock::time_point now);
+  std::chrono::milliseconds PollTimeout(Clock::time_point now) const;
+  void ShutdownAll(const std::string& reason);
+  void CloseSockets();
+
+  // ---- client API
+  void HandleClient(const std::string& identity, const std::string& payload, Clock::time_point now);
+  void HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit, Clock::time_point now);
+  void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
+  proto::ClusterStatus BuildStatus(Clock::time_point now) const;
+  // Sends the request to the least-loaded ready replica (Accepted), or fails it.
+  // REQUIRES: the request is in requests_ and some replica is ready.
+  void Assign(uint64_t id, RequestParams params);
+  void AdmitQueued();
+  void ExpireQueued(Clock::time_point now);
+  void FailQueued(const Status& status);
+  void Deliver(const RequestEvent& event, Clock::time_point now);
+  // Sends Done / Error for a request and removes it from requests_.
+  void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
+  void Fail(uint64_t id, const Status& status);
+
+  // ---- workers
+  void HandleControl(const std::string& identity, const std::string& payload, Clock::time_point now);
+  void HandleRegister(const std::string& identity, const proto::RegisterWorker& reg, Clock::time_point now);
+  void HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready);
+  void HandleStepResult(const proto::StepResult& result, Clock::time_point now);
+  void TryMakeReady(Replica& replica);
+  void MarkUnhealthy(Replica& replica, const std::string& reason);
+  void CheckHealth(Clock::time_point now);
+  void SendHeartbeats(Clock::time_point now);
+  void RunSteps(Clock::time_point now);
+  WorkerSlot* FindWorker(const std::string& identity);
+
+  // ---- helpers
+  bool AnyReady() const;
+  bool AnyStarting() const;
+  int NQueued() const;  // queued_ + waiting in every ready replica
+  // kv_capacity_tokens_ = the smallest pool of the ready replicas (unchanged when none
+  // is ready: the last known one).
+  void RefreshKvCapacity();
+  std::string UnhealthySummary() const;
+  void SendToClient(const std::string& identity, const proto::ServerMessage& message);
+  void SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message);
+  const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
+
+  // Constant after construction.
+  const ClusterConfig config_;
+  const std::optional<Tokenizer> tokenizer_;
+  const Clock::duration heartbeat_interval_;
+  const Clock::duration heartbeat_timeout_;
+  const Clock::duration startup_timeout_;
+  // Constant after Create().
+  EndpointsConfig endpoints_;
+  std::string config_yaml_;  // ToYaml(config_ with endpoints_), sent in RegisterReply
+
+  std::atomic<bool> stop_{false};
+
+  // Owned by the Run() thread.
+  zmq::context_t context_;
+  zmq::socket_t client_;
+  zmq::socket_t control_;
+  zmq::socket_t plans_;
+  zmq::socket_t results_;
+
+  std::vector<Replica> replicas_;
+  std::map<std::string, std::pair<int, int>> worker_by_identity_;  // live workers: (replica, rank)
+  RendezvousStore store_;
+  RequestTable requests_;
+  std::deque<uint64_t> queued_;  // waiting for a ready replica, in submission order
+  std::optional<proto::ModelInfo> model_;  // from the first replica that became ready
+  ModelSpec spec_;                         // FromProto(*model_)
+  int64_t kv_capacity_tokens_ = 0;  // KV slots; 0 until a replica was ready
+  uint64_t next_request_id_ = 1;
+  uint64_t completed_ = 0;
+  Clock::time_point started_{};
+  Clock::time_point next_heartbeat_{};
+};
+
+}  // namespace flover

@@ -1,0 +1,84 @@
+// flover-coordinator: admission, scheduling and the client API of one cluster.
+//
+//   flover-coordinator --config FILE [--endpoints-file PATH] [--log-level info]
+//
+// Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag or
+// config (message on stderr), 1 when an endpoint cannot be bound or the endpoints file
+// cannot be written.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "common/cluster_config.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/endpoints_file.h"
+
+namespace {
+
+// Set before the handlers are installed; lock-free, so reading it is async-signal-safe.
+std::atomic<flover::Coordinator*> g_coordinator{nullptr};
+static_assert(std::atomic<flover::Coordinator*>::is_always_lock_free);
+
+extern "C" void OnSignal(int) {
+  if (flover::Coordinator* c = g_coordinator.load()) c->Stop();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"flover-coordinator: admits requests, schedules token steps and streams results"};
+  std::string config_path;
+  std::string endpoints_file;
+  std::string log_level = "info";
+  app.add_option("--config", config_path, "cluster YAML file (configs/*.yaml)")->required();
+  app.add_option("--endpoints-file", endpoints_file,
+                 "write the bound endpoints (ports resolved) here as JSON once listening");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  auto logger = spdlog::stderr_color_mt("flover-coordinator");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  flover::Result<flover::ClusterConfig> config = flover::LoadClusterConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "flover-coordinator: %s\n", config.status().ToString().c_str());
+    return 2;
+  }
+  flover::Result<std::unique_ptr<flover::Coordinator>> coordinator =
+      flover::Coordinator::Create(std::move(config).value());
+  if (!coordinator.ok()) {
+    std::fprintf(stderr, "flover-coordinator: %s\n", coordinator.status().ToString().c_str());
+    return coordinator.status().code() == flover::StatusCode::kUnavailable ? 1 : 2;
+  }
+  // Handlers first: whoever reads the endpoints file may signal us right away.
+  g_coordinator = coordinator->get();
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+
+  if (!endpoints_file.empty()) {
+    if (flover::Status s = flover::WriteEndpointsFile(endpoints_file, (*coordinator)->endpoints()); !s.ok()) {
+      std::fprintf(stderr, "flover-coordinator: %s\n", s.ToString().c_str());
+      g_coordinator = nullptr;
+      return 1;
+    }
+  }
+
+  (*coordinator)->Run();
+  g_coordinator = nullptr;
+  return 0;
+}

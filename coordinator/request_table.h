@@ -1,0 +1,66 @@
+// RequestTable: the client side of every request in flight: who asked (connection and
+// client_request_id), where it runs, what it produced so far and when. The scheduler
+// holds the KV side of the same requests under the same cluster-wide id.
+//
+// A request is in the table from Accepted (or from submission, while it waits for a
+// ready replica) until its Done or Error is sent. (client, client_request_id) is unique
+// among the requests in the table.
+//
+// Thread-safety: none; owned by the coordinator's event loop.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/request_params.h"
+
+namespace flover {
+
+struct TrackedRequest {
+  using Clock = std::chrono::steady_clock;
+
+  uint64_t id = 0;                // cluster-wide
+  std::string client;             // ROUTER identity of the client connection
+  std::string client_request_id;  // chosen by the client
+  bool stream = false;
+  int priority = 0;
+  int replica = -1;  // -1: queued until a replica is ready
+  // While queued: what the scheduler will run, and whether the model checks are done.
+  RequestParams params;
+  bool model_checked = false;
+  Clock::time_point queue_deadline{};
+
+  int prompt_tokens = 0;
+  int last_prompt_token = -1;  // decodes the first generated token
+  std::vector<int> tokens;     // generated so far
+  std::string text;            // their decoded text
+  Clock::time_point submitted{};
+  std::optional<Clock::time_point> first_step;
+  std::optional<Clock::time_point> first_token;
+};
+
+class RequestTable {
+ public:
+  // REQUIRES: r.id and (r.client, r.client_request_id) not in the table.
+  TrackedRequest& Add(TrackedRequest r);
+  // nullptr when absent.
+  TrackedRequest* Find(uint64_t id);
+  TrackedRequest* FindByClient(const std::string& client, const std::string& client_request_id);
+  // REQUIRES: id in the table.
+  void Remove(uint64_t id);
+
+  int size() const { return static_cast<int>(by_id_.size()); }
+  // Ids in ascending order (= submission order).
+  std::vector<uint64_t> ids() const;
+
+ private:
+  std::map<uint64_t, TrackedRequest> by_id_;
+  std::map<std::pair<std::string, std::string>, uint64_t> by_client_;
+};
+
+}  // namespace flover

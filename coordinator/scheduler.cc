@@ -1,0 +1,234 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <string>
+
+#include "common/protocol.h"
+
+namespace flover {
+namespace {
+
+bool OlderThan(const SchedRequest* a, const SchedRequest* b) { return a->arrival < b->arrival; }
+
+bool JoinsBefore(const SchedRequest* a, const SchedRequest* b) {
+  return a->priority != b->priority ? a->priority < b->priority : a->arrival < b->arrival;
+}
+
+template <typename Container>
+void Erase(Container& c, const SchedRequest* r) {
+  auto it = std::find(c.begin(), c.end(), r);
+  if (it != c.end()) c.erase(it);
+}
+
+}  // namespace
+
+Scheduler::Scheduler(const SchedulerConfig& config) : config_(config), allocator_(config.n_blocks) {
+  FLOVER_CHECK(config.n_blocks >= 1) << "n_blocks=" << config.n_blocks;
+  FLOVER_CHECK(config.block_size >= 1) << "block_size=" << config.block_size;
+  FLOVER_CHECK(config.max_step_tokens >= 1) << "max_step_tokens=" << config.max_step_tokens;
+  FLOVER_CHECK(config.max_running >= 1) << "max_running=" << config.max_running;
+  FLOVER_CHECK(config.max_seq_len >= 1) << "max_seq_len=" << config.max_seq_len;
+  FLOVER_CHECK(config.pipeline_depth >= 1) << "pipeline_depth=" << config.pipeline_depth;
+}
+
+void Scheduler::Add(uint64_t id, RequestParams params, int priority) {
+  FLOVER_CHECK(!requests_.contains(id)) << "request " << id << " added twice";
+  auto r = std::make_unique<SchedRequest>();
+  r->id = id;
+  r->arrival = next_arrival_++;
+  r->priority = priority;
+  r->params = std::move(params);
+  InsertWaiting(r.get());
+  requests_.emplace(id, std::move(r));
+}
+
+bool Scheduler::Cancel(uint64_t id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  SchedRequest* r = it->second.get();
+  Release(r);
+  if (r->known) {
+    leaves_.push_back(id);
+    resets_.erase(std::remove(resets_.begin(), resets_.end(), id), resets_.end());
+  }
+  requests_.erase(it);
+  return true;
+}
+
+const SchedRequest* Scheduler::Find(uint64_t id) const {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
+}
+
+int Scheduler::Schedulable(const SchedRequest& r) const {
+  const int left = r.n_tokens() - r.n_computed;
+  if (left <= 0) return 0;
+  if (r.n_pending > 0) {
+    // The pending sample may end the request: wait for its result.
+    const int n_generated = static_cast<int>(r.generated.size()) + r.n_pending;
+    if (n_generated >= r.params.stop.max_tokens || r.n_tokens() - 1 >= config_.max_seq_len) return 0;
+  }
+  return left;
+}
+
+bool Scheduler::Reserve(SchedRequest* r, int n_tokens) {
+  const int need = BlockAllocator::BlocksFor(n_tokens, config_.block_size) - static_cast<int>(r->block_table.size());
+  if (need <= 0) return true;
+  std::optional<std::vector<int>> blocks = allocator_.Allocate(need);
+  if (!blocks) return false;
+  r->block_table.insert(r->block_table.end(), blocks->begin(), blocks->end());
+  return true;
+}
+
+void Scheduler::Release(SchedRequest* r) {
+  allocator_.Free(r->block_table);
+  r->block_table.clear();
+  Erase(running_, r);
+  Erase(waiting_, r);
+}
+
+void Scheduler::InsertWaiting(SchedRequest* r) {
+  waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), r, JoinsBefore), r);
+}
+
+void Scheduler::Preempt(SchedRequest* victim, std::vector<Pick>* picks) {
+  Release(victim);
+  picks->erase(std::remove_if(picks->begin(), picks->end(), [victim](const Pick& p) { return p.request == victim; }),
+               picks->end());
+  victim->n_computed = 0;
+  InsertWaiting(victim);
+  if (victim->known) resets_.push_back(victim->id);
+}
+
+std::optional<proto::StepPlan> Scheduler::Schedule() {
+  FLOVER_CHECK(can_schedule()) << "plans in flight=" << in_flight_.size();
+  std::vector<Pick> picks;
+  auto used = [&picks] {
+    int n = 0;
+    for (const Pick& p : picks) n += p.n_tokens;
+    return n;
+  };
+
+  // Running requests, oldest first: decodes, then the rest of partly computed prompts.
+  for (const bool decode_pass : {true, false}) {
+    const std::vector<SchedRequest*> snapshot = running_;
+    for (SchedRequest* r : snapshot) {
+      if (std::find(running_.begin(), running_.end(), r) == running_.end()) continue;  // preempted meanwhile
+      const int left = Schedulable(*r);
+      if (left == 0 || (left == 1) != decode_pass) continue;
+      const int budget = config_.max_step_tokens - used();
+      if (budget <= 0) break;
+      const int n = std::min(left, budget);
+      const size_t first_new = r->block_table.size();
+      bool preempted_self = false;
+      while (!Reserve(r, r->n_computed + n)) {
+        // The youngest yields; when that is r itself, r waits for blocks.
+        SchedRequest* victim = running_.back();
+        Preempt(victim, &picks);
+        if (victim == r) {
+          preempted_self = true;
+          break;
+        }
+      }
+      if (!preempted_self) picks.push_back({r, n, first_new, false});
+    }
+  }
+
+  // Waiting requests join in order while the batch, the budget and the pool allow.
+  while (!waiting_.empty() && static_cast<int>(running_.size()) < config_.max_running) {
+    const int budget = config_.max_step_tokens - used();
+    if (budget <= 0) break;
+    SchedRequest* r = waiting_.front();
+    const int left = Schedulable(*r);
+    if (left == 0) break;  // its pending sample may finish it; no overtaking meanwhile
+    const int n = std::min(left, budget);
+    const size_t first_new = r->block_table.size();
+    if (!Reserve(r, r->n_computed + n)) break;  // wait for blocks; FCFS, no overtaking
+    waiting_.pop_front();
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), r, OlderThan), r);
+    picks.push_back({r, n, first_new, !r->known});
+  }
+
+  if (picks.empty()) return std::nullopt;
+
+  proto::StepPlan plan;
+  plan.set_replica(config_.replica);
+  plan.set_seq(++last_seq_);
+  for (uint64_t id : leaves_) plan.add_leaves(id);
+  for (uint64_t id : resets_) plan.add_resets(id);
+  leaves_.clear();
+  resets_.clear();
+  int n_step_tokens = 0;
+  for (const Pick& p : picks) {
+    SchedRequest* r = p.request;
+    if (p.join) {
+      proto::JoinRequest* join = plan.add_joins();
+      join->set_request_id(r->id);
+      join->mutable_prompt()->Add(r->params.prompt.begin(), r->params.prompt.end());
+      *join->mutable_sampling() = ToProto(r->params.sampling);
+      *join->mutable_stop() = ToProto(r->params.stop);
+      r->known = true;
+    }
+    proto::PlanEntry* entry = plan.add_entries();
+    entry->set_request_id(r->id);
+    entry->set_start_pos(r->n_computed);
+    entry->set_n_tokens(p.n_tokens);
+    for (size_t i = p.first_new_block; i < r->block_table.size(); ++i) entry->add_new_blocks(r->block_table[i]);
+    r->n_computed += p.n_tokens;
+    if (r->n_computed == r->n_tokens()) ++r->n_pending;
+    n_step_tokens += p.n_tokens;
+  }
+  in_flight_.push_back({plan.seq(), n_step_tokens});
+  return plan;
+}
+
+Result<AppliedStep> Scheduler::Apply(const proto::StepResult& result) {
+  if (in_flight_.empty())
+    return InvalidArgument("result of plan " + std::to_string(result.seq()) + " arrived with no plan in flight");
+  if (result.seq() != in_flight_.front().seq)
+    return InvalidArgument("result of plan " + std::to_string(result.seq()) + " arrived; expected plan " +
+                           std::to_string(in_flight_.front().seq));
+  AppliedStep applied;
+  applied.seq = result.seq();
+  applied.n_step_tokens = in_flight_.front().n_tokens;
+  in_flight_.pop_front();
+  for (const proto::TokenOutput& out : result.outputs()) {
+    auto it = requests_.find(out.request_id());
+    if (it == requests_.end()) {
+      ++applied.n_stale;
+      continue;
+    }
+    SchedRequest* r = it->second.get();
+    if (r->n_pending > 0) --r->n_pending;
+    if (out.token() >= 0) {
+      r->generated.push_back(out.token());
+      ++applied.n_generated;
+    }
+    const FinishReason finish = FromProto(out.finish());
+    applied.events.push_back({r->id, out.token() >= 0 ? out.token() : -1, finish});
+    if (finish != FinishReason::kNone) {
+      Release(r);
+      requests_.erase(it);
+    }
+  }
+  return applied;
+}
+
+std::vector<uint64_t> Scheduler::TakeAll() {
+  std::vector<SchedRequest*> all(running_.begin(), running_.end());
+  all.insert(all.end(), waiting_.begin(), waiting_.end());
+  std::sort(all.begin(), all.end(), OlderThan);
+  std::vector<uint64_t> ids;
+  ids.reserve(all.size());
+  for (SchedRequest* r : all) {
+    ids.push_back(r->id);
+    Release(r);
+  }
+  requests_.clear();
+  leaves_.clear();
+  resets_.clear();
+  in_flight_.clear();
+  return ids;
+}
+
+}  // namespace flover

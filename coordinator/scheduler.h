@@ -1,0 +1,168 @@
+// Scheduler: the temporal-fusion step scheduler of ONE replica, data in and data out.
+//
+// Schedule() turns the state (running and waiting requests, the replica's KV block pool)
+// into the next StepPlan; Apply() consumes the StepResult of a plan. No sockets, clocks
+// or threads: the coordinator calls both from its event loop, tests drive them with a
+// fake executor.
+//
+// Each request mirrors the workers' progress with one number that catches up:
+//   n_tokens()  = prompt + generated + pending (samples expected from plans in flight)
+//   n_computed  = tokens whose KV is computed, or being computed by a plan in flight
+// A plan entry covers [n_computed, n_computed + n); when it reaches n_tokens() the
+// workers sample a token, so chunked prefill and decode are the same code path.
+//
+// One step (policy "fused"): running requests with exactly one token left decode, oldest
+// first; then running requests with more left get prefill chunks, oldest first; then
+// waiting requests join in (priority, arrival) order, no overtaking, while max_running,
+// the step's token budget (max_step_tokens) and the KV pool allow: a request joins when
+// the blocks of its first chunk can be allocated. The first plan that runs a request
+// carries its JoinRequest. When a running request needs a block and none is free, the
+// youngest running request is preempted (it may be the requester itself): its blocks
+// are freed, it goes back to waiting ahead of younger arrivals, its id is sent in the
+// next plan's `resets`, and it later recomputes prompt + generated tokens from 0.
+//
+// Up to pipeline_depth plans may be in flight. A request with a pending sample is
+// assumed to get its token and decodes the next one in the next plan (unless that
+// sample may be its last: max_tokens or the context reached); if it finishes instead,
+// the entry is stale and the workers skip it. Results must arrive in plan order.
+//
+// Invariants: a request is in exactly one of running_ / waiting_; each block is owned
+// by at most one request; sum of block-table sizes == allocator_.n_used().
+//
+// Thread-safety: none; owned by the coordinator's event loop.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "common/block_allocator.h"
+#include "common/request_params.h"
+#include "common/status.h"
+#include "flover.pb.h"
+
+namespace flover {
+
+struct SchedulerConfig {
+  int replica = 0;            // copied into every plan
+  int n_blocks = 0;           // the replica's KV pool, >= 1
+  int block_size = 16;        // tokens per block, >= 1
+  int max_step_tokens = 512;  // tokens computed per step, >= 1
+  int max_running = 64;       // requests in the running batch, >= 1
+  int max_seq_len = 0;        // the model's context length, >= 1
+  int pipeline_depth = 1;     // plans in flight ahead of results, >= 1
+};
+
+// One request as the scheduler sees it.
+struct SchedRequest {
+  uint64_t id = 0;
+  uint64_t arrival = 0;  // Add() order; lower = older
+  int priority = 0;      // lower joins first
+  RequestParams params;
+  std::vector<int> generated;  // tokens reported by StepResults
+  int n_pending = 0;           // samples expected from plans in flight
+  int n_computed = 0;
+  std::vector<int> block_table;
+  bool known = false;  // the workers got its JoinRequest
+
+  int n_prompt() const { return static_cast<int>(params.prompt.size()); }
+  int n_tokens() const { return n_prompt() + static_cast<int>(generated.size()) + n_pending; }
+};
+
+// What a StepResult did to one request.
+struct RequestEvent {
+  uint64_t request_id = 0;
+  int token = -1;  // -1: no token (the request stopped on a stop token)
+  FinishReason finish = FinishReason::kNone;
+};
+
+struct AppliedStep {
+  uint64_t seq = 0;
+  std::vector<RequestEvent> events;  // in output order; stale outputs left out
+  int n_stale = 0;                   // outputs for requests no longer here
+  int n_step_tokens = 0;             // tokens the plan computed
+  int n_generated = 0;               // tokens generated (events with token >= 0)
+};
+
+class Scheduler {
+ public:
+  // REQUIRES: every field of `config` in its documented range.
+  explicit Scheduler(const SchedulerConfig& config);
+
+  const SchedulerConfig& config() const { return config_; }
+
+  // Queues a request; it joins at a later Schedule(). REQUIRES: id not known here, and
+  // the request fits the pool (admission checked min(prompt + max_tokens - 1,
+  // max_seq_len) <= n_blocks * block_size).
+  void Add(uint64_t id, RequestParams params, int priority = 0);
+
+  // Forgets a queued or running request now and frees its blocks; when the workers know
+  // it, it is listed in the next plan's `leaves`. False if the id is unknown (finished,
+  // cancelled or never added).
+  bool Cancel(uint64_t id);
+
+  // True while fewer than pipeline_depth plans are in flight.
+  bool can_schedule() const { return static_cast<int>(in_flight_.size()) < config_.pipeline_depth; }
+
+  // The next plan, or nullopt when no request can make progress now (then nothing is in
+  // flight for it; leaves and resets wait for the next plan). REQUIRES: can_schedule().
+  std::optional<proto::StepPlan> Schedule();
+
+  // Consumes the result of the oldest plan in flight: appends tokens, retires finished
+  // requests (their blocks are free at once). InvalidArgument (and no change) if
+  // result.seq is not that plan's. Does not look at result.error (the caller does).
+  Result<AppliedStep> Apply(const proto::StepResult& result);
+
+  // Forgets everything (the replica failed) and returns the ids of every request,
+  // oldest first. Plans in flight are forgotten too.
+  std::vector<uint64_t> TakeAll();
+
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  const SchedRequest* Find(uint64_t id) const;
+  int n_running() const { return static_cast<int>(running_.size()); }
+  int n_waiting() const { return static_cast<int>(waiting_.size()); }
+  int n_requests() const { return static_cast<int>(requests_.size()); }
+  int n_blocks() const { return allocator_.n_blocks(); }
+  int n_used_blocks() const { return allocator_.n_used(); }
+  int n_in_flight() const { return static_cast<int>(in_flight_.size()); }
+  uint64_t last_seq() const { return last_seq_; }
+
+ private:
+  struct Pick {
+    SchedRequest* request;
+    int n_tokens;
+    size_t first_new_block;  // block_table[first_new_block..] were allocated this step
+    bool join;               // send its JoinRequest
+  };
+  struct InFlightPlan {
+    uint64_t seq;
+    int n_tokens;
+  };
+
+  // Tokens of `r` that can be computed now; 0 while its pending sample may be its last.
+  int Schedulable(const SchedRequest& r) const;
+  // Grows r's block table to hold n_tokens tokens. False (no change) if blocks ran out.
+  bool Reserve(SchedRequest* r, int n_tokens);
+  // Frees the blocks of a running request and sends it back to waiting.
+  void Preempt(SchedRequest* victim, std::vector<Pick>* picks);
+  void InsertWaiting(SchedRequest* r);
+  void Release(SchedRequest* r);  // frees blocks, drops from running_ / waiting_
+
+  // Constant after construction.
+  const SchedulerConfig config_;
+
+  BlockAllocator allocator_;
+  std::unordered_map<uint64_t, std::unique_ptr<SchedRequest>> requests_;
+  std::vector<SchedRequest*> running_;  // ascending arrival
+  std::deque<SchedRequest*> waiting_;   // ascending (priority, arrival)
+  std::vector<uint64_t> leaves_;        // for the next plan
+  std::vector<uint64_t> resets_;        // for the next plan
+  std::deque<InFlightPlan> in_flight_;  // ascending seq
+  uint64_t next_arrival_ = 1;
+  uint64_t last_seq_ = 0;
+};
+
+}  // namespace flover

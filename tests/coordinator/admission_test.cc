@@ -1,0 +1,217 @@
+#include "coordinator/admission.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include <google/protobuf/unknown_field_set.h>
+
+#include "common/protocol.h"
+
+namespace flover {
+namespace {
+
+ModelSpec Model() {
+  ModelSpec m;
+  m.dim = 64;
+  m.hidden_dim = 172;
+  m.n_layers = 2;
+  m.n_heads = 8;
+  m.n_kv_heads = 4;
+  m.vocab_size = 32;
+  m.max_seq_len = 16;
+  return m;
+}
+
+// "hi" -> {BOS, " hi"} through two merges.
+Tokenizer SmallTokenizer() {
+  Result<Tokenizer> t = Tokenizer::FromPieces({"<unk>", "<s>", "</s>", " ", "h", "i", " h", " hi"},
+                                              {0, 0, 0, 0, 0, 0, 1, 2});
+  FLOVER_CHECK(t.ok()) << t.status().ToString();
+  return std::move(t).value();
+}
+
+proto::SubmitRequest Submit(const std::string& id, std::vector<int> ids, int max_tokens = 4) {
+  proto::SubmitRequest s;
+  s.set_client_request_id(id);
+  s.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+  s.mutable_stop()->set_max_tokens(max_tokens);
+  return s;
+}
+
+class AdmissionTest : public ::testing::Test {
+ protected:
+  AdmissionTest() : tokenizer_(SmallTokenizer()), model_(Model()) {
+    context_.tokenizer = &tokenizer_;
+    context_.model = &model_;
+    context_.kv_capacity_tokens = 64;
+    context_.max_queued = 8;
+  }
+
+  Status AdmitStatus(const proto::SubmitRequest& s) { return Admit(s, context_).status(); }
+
+  Tokenizer tokenizer_;
+  ModelSpec model_;
+  AdmissionContext context_;
+};
+
+TEST_F(AdmissionTest, TokenIdsAreUsedAsGiven) {
+  proto::SubmitRequest s = Submit("a", {1, 5, 7});
+  s.mutable_sampling()->set_temperature(0.5f);
+  s.mutable_sampling()->set_seed(42);
+  s.mutable_stop()->add_stop_token_ids(9);
+  Result<RequestParams> r = Admit(s, context_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->prompt, (std::vector<int>{1, 5, 7}));
+  EXPECT_EQ(r->sampling.temperature, 0.5f);
+  EXPECT_EQ(r->sampling.seed, 42u);
+  EXPECT_EQ(r->sampling.top_p, 1.0f);  // proto 0 reads as off
+  EXPECT_EQ(r->stop.max_tokens, 4);
+  EXPECT_EQ(r->stop.stop_token_ids, (std::vector<int>{9}));
+}
+
+TEST_F(AdmissionTest, TextIsTokenizedWithBos) {
+  proto::SubmitRequest s = Submit("a", {});
+  s.set_text("hi");
+  Result<RequestParams> r = Admit(s, context_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->prompt, (std::vector<int>{1, 7}));
+}
+
+TEST_F(AdmissionTest, TextWithoutTokenizerIsRefused) {
+  context_.tokenizer = nullptr;
+  proto::SubmitRequest s = Submit("a", {});
+  s.set_text("hi");
+  const Status st = AdmitStatus(s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(), "this cluster has no tokenizer: send token ids");
+}
+
+TEST_F(AdmissionTest, ClientRequestIdMustBeGivenAndFreshOnTheConnection) {
+  Status st = AdmitStatus(Submit("", {1, 2}));
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("client_request_id is empty"), std::string::npos) << st.message();
+  context_.id_in_flight = true;
+  st = AdmitStatus(Submit("dup", {1, 2}));
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("'dup' is already in flight"), std::string::npos) << st.message();
+}
+
+TEST_F(AdmissionTest, MissingPromptIsRefused) {
+  proto::SubmitRequest s;
+  s.set_client_request_id("a");
+  s.mutable_stop()->set_max_tokens(1);
+  const Status st = AdmitStatus(s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("no prompt"), std::string::npos) << st.message();
+}
+
+TEST_F(AdmissionTest, ModelChecksNameTheProblem) {
+  struct Case {
+    proto::SubmitRequest submit;
+    std::string expected;
+  };
+  std::vector<Case> cases;
+  cases.push_back({Submit("a", {}), "prompt is empty"});
+  cases.push_back({Submit("a", std::vector<int>(17, 3)), "prompt has 17 tokens; this model allows 16"});
+  cases.push_back({Submit("a", {1, 32}), "outside the vocabulary [0, 32)"});
+  cases.push_back({Submit("a", {1, -1}), "has id -1"});
+  cases.push_back({Submit("a", {1, 2}, /*max_tokens=*/0), "max_tokens must be >= 1"});
+  cases.push_back({Submit("a", {1, 2}, -5), "max_tokens must be >= 1"});
+  proto::SubmitRequest hot = Submit("a", {1, 2});
+  hot.mutable_sampling()->set_temperature(-1.0f);
+  cases.push_back({hot, "temperature"});
+  proto::SubmitRequest top_p = Submit("a", {1, 2});
+  top_p.mutable_sampling()->set_top_p(1.5f);
+  cases.push_back({top_p, "top_p"});
+  proto::SubmitRequest stop = Submit("a", {1, 2});
+  stop.mutable_stop()->add_stop_token_ids(99);
+  cases.push_back({stop, "stop token id 99"});
+  for (const Case& c : cases) {
+    const Status st = AdmitStatus(c.submit);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_NE(st.message().find(c.expected), std::string::npos) << st.message();
+  }
+}
+
+TEST_F(AdmissionTest, RequestLargerThanTheSmallestKvPoolIsResourceExhausted) {
+  context_.kv_capacity_tokens = 8;
+  // prompt 4 + max_tokens 5 - 1 = 8 positions: fits exactly.
+  EXPECT_TRUE(Admit(Submit("a", {1, 2, 3, 4}, 5), context_).ok());
+  const Status st = AdmitStatus(Submit("a", {1, 2, 3, 4}, 6));
+  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("needs up to 9 KV slots"), std::string::npos) << st.message();
+  // Capped by the context: max_seq_len 16 positions at most.
+  context_.kv_capacity_tokens = 16;
+  EXPECT_TRUE(Admit(Submit("a", {1, 2}, 1000), context_).ok());
+}
+
+TEST_F(AdmissionTest, FullQueueIsOverloaded) {
+  context_.n_queued = 8;
+  const Status st = AdmitStatus(Submit("a", {1, 2}));
+  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("overloaded"), std::string::npos) << st.message();
+  context_.n_queued = 7;
+  EXPECT_TRUE(Admit(Submit("a", {1, 2}), context_).ok());
+}
+
+TEST_F(AdmissionTest, InvalidInputWinsOverAFullQueue) {
+  context_.n_queued = 100;
+  EXPECT_EQ(AdmitStatus(Submit("a", {1, 99})).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(AdmissionTest, ModelChecksWaitUntilTheModelIsKnown) {
+  context_.model = nullptr;
+  Result<RequestParams> r = Admit(Submit("a", {1, 99}), context_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Status st = CheckAgainstModel(*r, model_, 64);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("outside the vocabulary"), std::string::npos);
+}
+
+TEST(MaxKvPositionsTest, PromptPlusMaxTokensMinusOneCappedByContext) {
+  RequestParams r;
+  r.prompt = {1, 2, 3};
+  r.stop.max_tokens = 4;
+  ModelSpec m = Model();
+  EXPECT_EQ(MaxKvPositions(r, m), 6);
+  r.stop.max_tokens = 100;
+  EXPECT_EQ(MaxKvPositions(r, m), 16);
+}
+
+// ---------------------------------------------------------------- wire parsing
+
+TEST(ParseClientMessageTest, AcceptsAWellFormedSubmit) {
+  proto::ClientMessage m;
+  *m.mutable_submit() = Submit("a", {1, 2});
+  Result<proto::ClientMessage> parsed = ParseClientMessage(Serialize(m));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->submit().client_request_id(), "a");
+}
+
+TEST(ParseClientMessageTest, RejectsGarbageWrongVersionEmptyBodyAndUnknownFields) {
+  EXPECT_FALSE(ParseClientMessage(std::string("\xff\xff\xff\xff", 4)).ok());
+
+  proto::ClientMessage m;
+  m.mutable_status();
+  std::string bytes = m.SerializeAsString();  // protocol_version 0
+  Status st = ParseClientMessage(bytes).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("protocol version 0"), std::string::npos) << st.message();
+
+  st = ParseClientMessage(Serialize(proto::ClientMessage())).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("no body"), std::string::npos) << st.message();
+
+  proto::ClientMessage nested;
+  *nested.mutable_submit() = Submit("a", {1, 2});
+  proto::SamplingParams* sampling = nested.mutable_submit()->mutable_sampling();
+  sampling->GetReflection()->MutableUnknownFields(sampling)->AddVarint(99, 1);
+  st = ParseClientMessage(Serialize(nested)).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("unknown fields in submit.sampling"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace flover

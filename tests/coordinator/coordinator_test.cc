@@ -1,0 +1,988 @@
+// Protocol-level tests of the coordinator alone: the real Coordinator runs in a thread
+// on tcp://127.0.0.1:* endpoints; scripted fake workers (DEALER + SUB + PUSH) and
+// clients (DEALER) speak flover.proto to it over real ZeroMQ sockets.
+#include "coordinator/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/protocol.h"
+#include "tests/test_paths.h"
+
+namespace flover {
+namespace {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr milliseconds kWait = 3000ms;      // upper bound for something that must happen
+constexpr milliseconds kQuiet = 250ms;      // how long "nothing happens" is watched
+constexpr milliseconds kBeatEvery = 40ms;   // fake workers' heartbeat period
+constexpr milliseconds kSubscribe = 150ms;  // lets a SUB subscription reach the PUB
+
+struct Options {
+  int replicas = 1;
+  int tensor = 1;
+  int timeout_ms = 1000;
+  int max_queued = 16;
+  int max_step_tokens = 16;
+  std::string tokenizer;
+};
+
+ClusterConfig TestConfig(const Options& o) {
+  std::string yaml =
+      "cluster: {name: coordinator-test}\n"
+      "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*', plans: 'tcp://127.0.0.1:*',"
+      " results: 'tcp://127.0.0.1:*'}\n"
+      "model: {path: 'dummy:test'" +
+      (o.tokenizer.empty() ? std::string() : ", tokenizer: '" + o.tokenizer + "'") +
+      "}\n"
+      "parallel: {replicas: " +
+      std::to_string(o.replicas) + ", tensor: " + std::to_string(o.tensor) +
+      "}\n"
+      "kv_cache: {block_size: 4}\n"
+      "scheduler: {max_step_tokens: " +
+      std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
+      "}\n"
+      "heartbeat: {interval_ms: 50, timeout_ms: " +
+      std::to_string(o.timeout_ms) + "}\n";
+  Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
+  FLOVER_CHECK(config.ok()) << config.status().ToString();
+  return std::move(config).value();
+}
+
+proto::ModelInfo TestModel(int vocab = 512) {
+  proto::ModelInfo m;
+  m.set_dim(64);
+  m.set_hidden_dim(172);
+  m.set_n_layers(2);
+  m.set_n_heads(8);
+  m.set_n_kv_heads(4);
+  m.set_vocab_size(vocab);
+  m.set_max_seq_len(64);
+  m.set_bos_id(1);
+  m.set_eos_id(2);
+  m.set_description("fake");
+  return m;
+}
+
+template <typename M>
+std::optional<M> RecvOn(zmq::socket_t& socket, milliseconds timeout) {
+  std::array<zmq::pollitem_t, 1> items = {{{socket.handle(), 0, ZMQ_POLLIN, 0}}};
+  zmq::poll(items, timeout);
+  if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+  zmq::message_t message;
+  if (!socket.recv(message, zmq::recv_flags::dontwait)) return std::nullopt;
+  Result<M> parsed = Parse<M>(message.to_string_view());
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  if (!parsed.ok()) return std::nullopt;
+  return std::move(parsed).value();
+}
+
+// A scripted worker: control DEALER, plans SUB, results PUSH.
+class FakeWorker {
+ public:
+  FakeWorker(zmq::context_t& context, const EndpointsConfig& endpoints, int replica, int rank)
+      : context_(context), replica_(replica), rank_(rank), control_(context, zmq::socket_type::dealer) {
+    control_.set(zmq::sockopt::linger, 0);
+    control_.connect(endpoints.control);
+  }
+
+  int replica() const { return replica_; }
+  int rank() const { return rank_; }
+  int pid() const { return 1000 + 10 * replica_ + rank_; }
+  int heartbeats_received() const { return heartbeats_received_; }
+
+  void Send(proto::WorkerMessage m) { control_.send(zmq::buffer(Serialize(std::move(m))), zmq::send_flags::none); }
+  void SendRaw(const std::string& bytes) { control_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+
+  void SendRegister(int replica, int rank) {
+    proto::WorkerMessage m;
+    proto::RegisterWorker* r = m.mutable_register_();
+    r->set_replica(replica);
+    r->set_rank(rank);
+    r->set_host("127.0.0.1");
+    r->set_pid(pid());
+    r->set_device("cpu");
+    Send(m);
+  }
+
+  void Beat() {
+    proto::WorkerMessage m;
+    m.mutable_heartbeat()->set_replica(replica_);
+    m.mutable_heartbeat()->set_rank(rank_);
+    Send(m);
+  }
+
+  // The next message other than a heartbeat.
+  std::optional<proto::CoordinatorMessage> RecvControl(milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (SteadyClock::now() < deadline) {
+      const auto left = std::chrono::ceil<milliseconds>(deadline - SteadyClock::now());
+      std::optional<proto::CoordinatorMessage> m = RecvOn<proto::CoordinatorMessage>(control_, left);
+      if (!m) return std::nullopt;
+      if (m->has_heartbeat()) {
+        ++heartbeats_received_;
+        continue;
+      }
+      return m;
+    }
+    return std::nullopt;
+  }
+
+  proto::RegisterReply Register() {
+    SendRegister(replica_, rank_);
+    std::optional<proto::CoordinatorMessage> m = RecvControl(kWait);
+    EXPECT_TRUE(m && m->has_register_reply());
+    return m && m->has_register_reply() ? m->register_reply() : proto::RegisterReply();
+  }
+
+  // Register, connect SUB/PUSH, report ready.
+  void Start(const proto::ModelInfo& model = TestModel(), int kv_blocks = 16) {
+    const proto::RegisterReply reply = Register();
+    ASSERT_TRUE(reply.accepted()) << reply.error();
+    Connect(reply);
+    Ready(model, kv_blocks);
+  }
+
+  void Connect(const proto::RegisterReply& reply) {
+    sub_ = zmq::socket_t(context_, zmq::socket_type::sub);
+    sub_.set(zmq::sockopt::linger, 0);
+    sub_.set(zmq::sockopt::subscribe, reply.plan_topic());
+    sub_.connect(reply.plans_endpoint());
+    push_ = zmq::socket_t(context_, zmq::socket_type::push);
+    push_.set(zmq::sockopt::linger, 0);
+    push_.connect(reply.results_endpoint());
+    std::this_thread::sleep_for(kSubscribe);
+  }
+
+  void Ready(const proto::ModelInfo& model, int kv_blocks) {
+    proto::WorkerMessage m;
+    m.mutable_ready()->set_replica(replica_);
+    m.mutable_ready()->set_rank(rank_);
+    *m.mutable_ready()->mutable_model() = model;
+    m.mutable_ready()->set_kv_blocks(kv_blocks);
+    Send(m);
+  }
+
+  std::optional<proto::StepPlan> TryPlan(milliseconds timeout) {
+    std::array<zmq::pollitem_t, 1> items = {{{sub_.handle(), 0, ZMQ_POLLIN, 0}}};
+    zmq::poll(items, timeout);
+    if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(sub_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return std::nullopt;
+    EXPECT_EQ(parts.size(), 2u);
+    EXPECT_EQ(parts.front().to_string(), "replica/" + std::to_string(replica_) + "/");
+    Result<proto::CoordinatorMessage> m = Parse<proto::CoordinatorMessage>(parts.back().to_string_view());
+    EXPECT_TRUE(m.ok() && m->has_plan());
+    if (!m.ok() || !m->has_plan()) return std::nullopt;
+    return m->plan();
+  }
+
+  void Push(proto::StepResult result) {
+    result.set_replica(replica_);
+    proto::WorkerMessage m;
+    *m.mutable_step_result() = std::move(result);
+    push_.send(zmq::buffer(Serialize(m)), zmq::send_flags::none);
+  }
+
+  // Pushes the result of `plan` with the given (request id, token, finish) outputs.
+  void Answer(const proto::StepPlan& plan, const std::vector<std::tuple<uint64_t, int, proto::FinishReason>>& outs) {
+    proto::StepResult r;
+    r.set_seq(plan.seq());
+    r.set_step_seconds(0.001);
+    for (const auto& [id, token, finish] : outs) {
+      proto::TokenOutput* o = r.add_outputs();
+      o->set_request_id(id);
+      o->set_token(token);
+      o->set_finish(finish);
+    }
+    Push(r);
+  }
+
+ private:
+  zmq::context_t& context_;
+  const int replica_;
+  const int rank_;
+  zmq::socket_t control_;
+  zmq::socket_t sub_;
+  zmq::socket_t push_;
+  int heartbeats_received_ = 0;
+};
+
+class FakeClient {
+ public:
+  FakeClient(zmq::context_t& context, const EndpointsConfig& endpoints) : socket_(context, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoints.client);
+  }
+
+  void Send(proto::ClientMessage m) { SendRaw(Serialize(std::move(m))); }
+  void SendRaw(const std::string& bytes) { socket_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+
+  void Submit(const std::string& id, std::vector<int> prompt, int max_tokens, bool stream = true) {
+    proto::ClientMessage m;
+    proto::SubmitRequest* s = m.mutable_submit();
+    s->set_client_request_id(id);
+    s->mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+    s->mutable_stop()->set_max_tokens(max_tokens);
+    s->set_stream(stream);
+    Send(m);
+  }
+
+  void Cancel(const std::string& id) {
+    proto::ClientMessage m;
+    m.mutable_cancel()->set_client_request_id(id);
+    Send(m);
+  }
+
+  std::optional<proto::ServerMessage> TryRecv(milliseconds timeout) {
+    return RecvOn<proto::ServerMessage>(socket_, timeout);
+  }
+
+ private:
+  zmq::socket_t socket_;
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void Start(const Options& options = Options()) {
+    Result<std::unique_ptr<Coordinator>> c = Coordinator::Create(TestConfig(options));
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    coordinator_ = std::move(c).value();
+    endpoints_ = coordinator_->endpoints();
+    thread_ = std::thread([this] { coordinator_->Run(); });
+  }
+
+  void TearDown() override { StopCoordinator(); }
+
+  void StopCoordinator() {
+    if (!thread_.joinable()) return;
+    coordinator_->Stop();
+    thread_.join();
+  }
+
+  FakeWorker& AddWorker(int replica = 0, int rank = 0) {
+    workers_.push_back(std::make_unique<FakeWorker>(context_, endpoints_, replica, rank));
+    alive_.push_back(workers_.back().get());
+    return *workers_.back();
+  }
+  FakeClient& AddClient() {
+    clients_.push_back(std::make_unique<FakeClient>(context_, endpoints_));
+    return *clients_.back();
+  }
+  void Silence(FakeWorker& w) { std::erase(alive_, &w); }
+
+  // Heartbeats of the live fake workers, at most every kBeatEvery.
+  void KeepAlive() {
+    if (SteadyClock::now() - last_beat_ < kBeatEvery) return;
+    last_beat_ = SteadyClock::now();
+    for (FakeWorker* w : alive_) w->Beat();
+  }
+
+  // Waits for `poll` to yield a value, heartbeating meanwhile.
+  template <typename T>
+  std::optional<T> WaitFor(const std::function<std::optional<T>(milliseconds)>& poll, milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (SteadyClock::now() < deadline) {
+      KeepAlive();
+      if (std::optional<T> v = poll(10ms)) return v;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<proto::StepPlan> ExpectPlan(FakeWorker& w, milliseconds timeout = kWait) {
+    return WaitFor<proto::StepPlan>([&](milliseconds t) { return w.TryPlan(t); }, timeout);
+  }
+  std::optional<proto::ServerMessage> ExpectReply(FakeClient& c, milliseconds timeout = kWait) {
+    return WaitFor<proto::ServerMessage>([&](milliseconds t) { return c.TryRecv(t); }, timeout);
+  }
+
+  proto::ServerMessage Reply(FakeClient& c) {
+    std::optional<proto::ServerMessage> m = ExpectReply(c);
+    EXPECT_TRUE(m.has_value()) << "no reply from the coordinator";
+    return m.value_or(proto::ServerMessage());
+  }
+
+  proto::ClusterStatus GetStatus(FakeClient& c) {
+    proto::ClientMessage m;
+    m.mutable_status();
+    c.Send(m);
+    proto::ServerMessage reply = Reply(c);
+    EXPECT_TRUE(reply.has_status()) << reply.DebugString();
+    return reply.status();
+  }
+
+  // Polls status until replica `i` is in `state`.
+  bool WaitReplicaState(FakeClient& c, int i, const std::string& state) {
+    const auto deadline = SteadyClock::now() + kWait;
+    while (SteadyClock::now() < deadline) {
+      const proto::ClusterStatus s = GetStatus(c);
+      if (s.replicas_size() > i && s.replicas(i).state() == state) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  uint64_t ExpectAccepted(FakeClient& c, const std::string& id, int replica = 0) {
+    proto::ServerMessage m = Reply(c);
+    EXPECT_TRUE(m.has_accepted()) << m.DebugString();
+    EXPECT_EQ(m.accepted().client_request_id(), id);
+    EXPECT_EQ(m.accepted().replica(), replica);
+    return m.accepted().request_id();
+  }
+
+  zmq::context_t context_;
+  std::unique_ptr<Coordinator> coordinator_;
+  EndpointsConfig endpoints_;
+  std::thread thread_;
+  std::vector<std::unique_ptr<FakeWorker>> workers_;
+  std::vector<FakeWorker*> alive_;
+  std::vector<std::unique_ptr<FakeClient>> clients_;
+  SteadyClock::time_point last_beat_{};
+};
+
+TEST_F(CoordinatorTest, EndpointsAreResolved) {
+  Start();
+  for (const std::string* e : {&endpoints_.client, &endpoints_.control, &endpoints_.plans, &endpoints_.results}) {
+    EXPECT_EQ(e->rfind("tcp://127.0.0.1:", 0), 0u) << *e;
+    EXPECT_EQ(e->find('*'), std::string::npos) << *e;
+  }
+}
+
+TEST_F(CoordinatorTest, RegisterReplyCarriesConfigEndpointsAndTopic) {
+  Start();
+  FakeWorker& w = AddWorker();
+  const proto::RegisterReply reply = w.Register();
+  ASSERT_TRUE(reply.accepted()) << reply.error();
+  EXPECT_EQ(reply.plans_endpoint(), endpoints_.plans);
+  EXPECT_EQ(reply.results_endpoint(), endpoints_.results);
+  EXPECT_EQ(reply.plan_topic(), "replica/0/");
+  Result<ClusterConfig> config = ParseClusterConfig(reply.config_yaml(), "register reply", "");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->name, "coordinator-test");
+  EXPECT_EQ(config->endpoints, endpoints_);  // resolved, not "*"
+  EXPECT_EQ(config->kv_cache.block_size, 4);
+  // The coordinator heartbeats registered workers.
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(w.RecvControl(50ms).has_value());
+  EXPECT_GE(w.heartbeats_received(), 2);
+}
+
+TEST_F(CoordinatorTest, RegistrationRejectsOutOfRangeAndDuplicateLiveRanks) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.SendRegister(/*replica=*/3, /*rank=*/0);
+  std::optional<proto::CoordinatorMessage> m = w.RecvControl(kWait);
+  ASSERT_TRUE(m && m->has_register_reply());
+  EXPECT_FALSE(m->register_reply().accepted());
+  EXPECT_NE(m->register_reply().error().find("not part of this cluster"), std::string::npos)
+      << m->register_reply().error();
+  w.SendRegister(0, /*rank=*/1);
+  m = w.RecvControl(kWait);
+  ASSERT_TRUE(m && m->has_register_reply());
+  EXPECT_FALSE(m->register_reply().accepted());
+
+  ASSERT_TRUE(w.Register().accepted());
+  FakeWorker& twin = AddWorker();
+  const proto::RegisterReply reply = twin.Register();
+  EXPECT_FALSE(reply.accepted());
+  EXPECT_NE(reply.error().find("already live"), std::string::npos) << reply.error();
+}
+
+TEST_F(CoordinatorTest, SubmitStreamsTokensThenDoneWithPlansInSequence) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+
+  c.Submit("r1", {1, 5, 7}, /*max_tokens=*/3);
+  const uint64_t id = ExpectAccepted(c, "r1");
+
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->seq(), 1u);
+  EXPECT_EQ(plan->replica(), 0);
+  ASSERT_EQ(plan->joins_size(), 1);
+  EXPECT_EQ(plan->joins(0).request_id(), id);
+  EXPECT_EQ(std::vector<int>(plan->joins(0).prompt().begin(), plan->joins(0).prompt().end()),
+            (std::vector<int>{1, 5, 7}));
+  EXPECT_EQ(plan->joins(0).stop().max_tokens(), 3);
+  ASSERT_EQ(plan->entries_size(), 1);
+  EXPECT_EQ(plan->entries(0).start_pos(), 0);
+  EXPECT_EQ(plan->entries(0).n_tokens(), 3);
+  EXPECT_EQ(plan->entries(0).new_blocks_size(), 1);
+  w.Answer(*plan, {{id, 20, proto::FINISH_NONE}});
+
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->seq(), 2u);
+  EXPECT_EQ(plan->joins_size(), 0);
+  ASSERT_EQ(plan->entries_size(), 1);
+  EXPECT_EQ(plan->entries(0).start_pos(), 3);
+  EXPECT_EQ(plan->entries(0).n_tokens(), 1);
+  EXPECT_EQ(plan->entries(0).new_blocks_size(), 0);  // position 3 is still in block 1
+  w.Answer(*plan, {{id, 21, proto::FINISH_NONE}});
+
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->seq(), 3u);
+  EXPECT_EQ(plan->entries(0).start_pos(), 4);
+  EXPECT_EQ(plan->entries(0).new_blocks_size(), 1);  // position 4 opens block 2
+  w.Answer(*plan, {{id, 22, proto::FINISH_LENGTH}});
+
+  std::vector<int> streamed;
+  for (int i = 0; i < 3; ++i) {
+    proto::ServerMessage m = Reply(c);
+    ASSERT_TRUE(m.has_token()) << m.DebugString();
+    EXPECT_EQ(m.token().client_request_id(), "r1");
+    streamed.insert(streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
+  }
+  EXPECT_EQ(streamed, (std::vector<int>{20, 21, 22}));
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().client_request_id(), "r1");
+  EXPECT_EQ(m.done().finish_reason(), proto::FINISH_LENGTH);
+  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{20, 21, 22}));
+  EXPECT_EQ(m.done().prompt_tokens(), 3);
+  EXPECT_EQ(m.done().completion_tokens(), 3);
+  EXPECT_GE(m.done().total_seconds(), m.done().first_token_seconds());
+  EXPECT_GT(m.done().first_token_seconds(), 0.0);
+
+  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value());  // nothing left to run
+  const proto::ClusterStatus s = GetStatus(c);
+  EXPECT_EQ(s.completed(), 1u);
+  EXPECT_EQ(s.replicas(0).steps(), 3u);
+  EXPECT_EQ(s.replicas(0).kv_blocks_used(), 0);
+}
+
+TEST_F(CoordinatorTest, WithoutStreamOnlyDoneArrives) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("q", {1, 2}, 2, /*stream=*/false);
+  const uint64_t id = ExpectAccepted(c, "q");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{id, 30, proto::FINISH_NONE}});
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{id, -1, proto::FINISH_STOP}});
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().finish_reason(), proto::FINISH_STOP);
+  EXPECT_EQ(m.done().completion_tokens(), 1);
+}
+
+TEST_F(CoordinatorTest, TextPromptsAreTokenizedAndTokensDecoded) {
+  Options o;
+  o.tokenizer = testing::Tok512Bin();
+  Start(o);
+  Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  FakeWorker& w = AddWorker();
+  w.Start(TestModel(tokenizer->vocab_size()));
+  FakeClient& c = AddClient();
+  proto::ClientMessage submit;
+  submit.mutable_submit()->set_client_request_id("t");
+  submit.mutable_submit()->set_text("Once upon a time");
+  const std::vector<int> out = tokenizer->Encode("there was", false);  // " there", " was", ...
+  ASSERT_GE(out.size(), 2u);
+  submit.mutable_submit()->mutable_stop()->set_max_tokens(static_cast<int>(out.size()));
+  submit.mutable_submit()->set_stream(true);
+  c.Send(submit);
+  const std::vector<int> prompt = tokenizer->Encode("Once upon a time", true);
+  proto::ServerMessage accepted = Reply(c);
+  ASSERT_TRUE(accepted.has_accepted()) << accepted.DebugString();
+  EXPECT_EQ(accepted.accepted().prompt_tokens(), static_cast<int>(prompt.size()));
+  const uint64_t id = accepted.accepted().request_id();
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->joins_size(), 1);
+  EXPECT_EQ(std::vector<int>(plan->joins(0).prompt().begin(), plan->joins(0).prompt().end()), prompt);
+  w.Answer(*plan, {{id, out[0], proto::FINISH_NONE}});
+  for (size_t i = 1; i < out.size(); ++i) {
+    plan = ExpectPlan(w);
+    ASSERT_TRUE(plan.has_value());
+    w.Answer(*plan, {{id, out[i], i + 1 == out.size() ? proto::FINISH_LENGTH : proto::FINISH_NONE}});
+  }
+  int prev = prompt.back();
+  for (int token : out) {
+    proto::ServerMessage m = Reply(c);
+    ASSERT_TRUE(m.has_token()) << m.DebugString();
+    EXPECT_EQ(m.token().text(), tokenizer->DecodeToken(prev, token));
+    prev = token;
+  }
+  proto::ServerMessage done = Reply(c);
+  ASSERT_TRUE(done.has_done()) << done.DebugString();
+  EXPECT_EQ(done.done().text(), " there was");
+}
+
+TEST_F(CoordinatorTest, BadRequestsGetErrorsAndNeverReachAWorker) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+
+  c.Submit("big-id", {1, 9999}, 4);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "big-id");
+  EXPECT_EQ(m.error().code(), "InvalidArgument");
+  EXPECT_NE(m.error().message().find("outside the vocabulary"), std::string::npos) << m.error().message();
+
+  c.Submit("zero", {1, 2}, 0);
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error());
+  EXPECT_EQ(m.error().client_request_id(), "zero");
+  EXPECT_NE(m.error().message().find("max_tokens"), std::string::npos);
+
+  c.Submit("long", std::vector<int>(65, 3), 1);
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error());
+  EXPECT_NE(m.error().message().find("prompt has 65 tokens"), std::string::npos) << m.error().message();
+
+  proto::ClientMessage text;
+  text.mutable_submit()->set_client_request_id("text");
+  text.mutable_submit()->set_text("hello");
+  text.mutable_submit()->mutable_stop()->set_max_tokens(1);
+  c.Send(text);
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error());
+  EXPECT_EQ(m.error().message(), "this cluster has no tokenizer: send token ids");
+
+  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value());
+  EXPECT_EQ(GetStatus(c).completed(), 0u);
+}
+
+TEST_F(CoordinatorTest, RequestLargerThanTheKvPoolIsResourceExhausted) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start(TestModel(), /*kv_blocks=*/2);  // 8 token slots
+  FakeClient& c = AddClient();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("x", {1, 2, 3, 4, 5}, 5);  // 9 positions
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "ResourceExhausted");
+  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value());
+}
+
+TEST_F(CoordinatorTest, MalformedClientMessagesGetErrorsWithoutId) {
+  Start();
+  FakeClient& c = AddClient();
+  c.SendRaw(std::string("\xff\xff\xff\xff\x0f", 5));
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "");
+
+  proto::ClientMessage unknown;
+  unknown.mutable_submit()->set_client_request_id("u");
+  unknown.mutable_submit()->mutable_token_ids()->add_ids(1);
+  unknown.mutable_submit()->mutable_stop()->set_max_tokens(1);
+  proto::SubmitRequest* submit = unknown.mutable_submit();
+  submit->GetReflection()->MutableUnknownFields(submit)->AddVarint(42, 7);
+  c.Send(unknown);
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "InvalidArgument");
+  EXPECT_NE(m.error().message().find("unknown fields"), std::string::npos) << m.error().message();
+
+  proto::ClientMessage old;
+  old.mutable_status();
+  c.SendRaw(old.SerializeAsString());  // protocol_version 0
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error());
+  EXPECT_NE(m.error().message().find("protocol version"), std::string::npos);
+
+  // Still serving.
+  EXPECT_EQ(GetStatus(c).name(), "coordinator-test");
+}
+
+TEST_F(CoordinatorTest, MalformedWorkerMessagesAreIgnored) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.SendRaw("garbage");
+  proto::WorkerMessage ready;  // ready before registering
+  ready.mutable_ready()->set_kv_blocks(4);
+  w.Send(ready);
+  FakeClient& c = AddClient();
+  const proto::ClusterStatus s = GetStatus(c);
+  EXPECT_EQ(s.replicas(0).state(), "starting");
+  EXPECT_EQ(s.replicas(0).workers(0).state(), "absent");
+  w.Start();
+  EXPECT_TRUE(WaitReplicaState(c, 0, "ready"));
+}
+
+TEST_F(CoordinatorTest, StatusDescribesReplicasWorkersAndLoad) {
+  Start();
+  FakeClient& c = AddClient();
+  FakeWorker& w = AddWorker();
+  w.Start(TestModel(), 12);
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("s", {1, 2, 3, 4, 5}, 10);
+  ExpectAccepted(c, "s");
+  ASSERT_TRUE(ExpectPlan(w).has_value());  // in flight, unanswered
+  const proto::ClusterStatus s = GetStatus(c);
+  EXPECT_EQ(s.name(), "coordinator-test");
+  EXPECT_EQ(s.model().vocab_size(), 512);
+  ASSERT_EQ(s.replicas_size(), 1);
+  const proto::ReplicaStatus& r = s.replicas(0);
+  EXPECT_EQ(r.state(), "ready");
+  EXPECT_EQ(r.running(), 1);
+  EXPECT_EQ(r.waiting(), 0);
+  EXPECT_EQ(r.kv_blocks_total(), 12);
+  EXPECT_EQ(r.kv_blocks_used(), 2);
+  ASSERT_EQ(r.workers_size(), 1);
+  EXPECT_EQ(r.workers(0).state(), "ready");
+  EXPECT_EQ(r.workers(0).pid(), w.pid());
+  EXPECT_EQ(r.workers(0).device(), "cpu");
+  EXPECT_LT(r.workers(0).last_heartbeat_age_s(), 1.0);
+  EXPECT_GT(s.uptime_seconds(), 0.0);
+}
+
+TEST_F(CoordinatorTest, CancelSendsDoneAndTheNextPlanCarriesTheLeave) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("a", {1, 2, 3}, 50);
+  const uint64_t a = ExpectAccepted(c, "a");
+  std::optional<proto::StepPlan> p1 = ExpectPlan(w);
+  ASSERT_TRUE(p1.has_value());
+  w.Answer(*p1, {{a, 40, proto::FINISH_NONE}});
+  std::optional<proto::StepPlan> p2 = ExpectPlan(w);
+  ASSERT_TRUE(p2.has_value());
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_token());
+
+  // Cancel while plan 2 is in flight: Done at once; plan 2's output is stale.
+  c.Cancel("a");
+  m = Reply(c);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().finish_reason(), proto::FINISH_CANCELLED);
+  EXPECT_EQ(m.done().completion_tokens(), 1);
+  w.Answer(*p2, {{a, 41, proto::FINISH_NONE}});
+  EXPECT_FALSE(ExpectReply(c, kQuiet).has_value());  // no token after Done
+  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value());   // nothing to run
+
+  c.Submit("b", {1, 2}, 1);
+  const uint64_t b = ExpectAccepted(c, "b");
+  std::optional<proto::StepPlan> p3 = ExpectPlan(w);
+  ASSERT_TRUE(p3.has_value());
+  EXPECT_EQ(p3->seq(), 3u);
+  ASSERT_EQ(p3->leaves_size(), 1);
+  EXPECT_EQ(p3->leaves(0), a);
+  ASSERT_EQ(p3->joins_size(), 1);
+  EXPECT_EQ(p3->joins(0).request_id(), b);
+
+  c.Cancel("nope");
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error());
+  EXPECT_EQ(m.error().code(), "NotFound");
+  EXPECT_EQ(m.error().client_request_id(), "nope");
+}
+
+TEST_F(CoordinatorTest, DuplicateClientRequestIdInFlightIsRejected) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  FakeClient& other = AddClient();
+  c.Submit("same", {1, 2}, 5);
+  ExpectAccepted(c, "same");
+  c.Submit("same", {1, 2}, 5);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_NE(m.error().message().find("already in flight"), std::string::npos);
+  other.Submit("same", {1, 2}, 5);  // another connection may reuse it
+  ExpectAccepted(other, "same");
+}
+
+TEST_F(CoordinatorTest, SubmissionsBeforeAnyReplicaIsReadyWaitThenRun) {
+  Start();
+  FakeClient& c = AddClient();
+  c.Submit("early", {1, 2}, 1);
+  EXPECT_FALSE(ExpectReply(c, kQuiet).has_value());
+  EXPECT_EQ(GetStatus(c).queued(), 1);
+  FakeWorker& w = AddWorker();
+  w.Start();
+  const uint64_t id = ExpectAccepted(c, "early");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->joins(0).request_id(), id);
+}
+
+TEST_F(CoordinatorTest, QueueBoundGivesOverloaded) {
+  Options o;
+  o.max_queued = 2;
+  Start(o);
+  FakeClient& c = AddClient();
+  c.Submit("q1", {1}, 1);
+  c.Submit("q2", {1}, 1);
+  c.Submit("q3", {1}, 1);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "q3");
+  EXPECT_EQ(m.error().code(), "ResourceExhausted");
+  EXPECT_NE(m.error().message().find("overloaded"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, SilentWorkerFailsItsRequestsNoClientHangs) {
+  Options o;
+  o.timeout_ms = 300;
+  Start(o);
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("r", {1, 2, 3}, 10);
+  const uint64_t id = ExpectAccepted(c, "r");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{id, 7, proto::FINISH_NONE}});
+  Silence(w);  // no heartbeat, no result from now on
+  ASSERT_TRUE(Reply(c).has_token());
+
+  const auto t0 = SteadyClock::now();
+  std::optional<proto::ServerMessage> m = ExpectReply(c, kWait);
+  ASSERT_TRUE(m.has_value()) << "client left hanging";
+  EXPECT_LT(SteadyClock::now() - t0, 2s);
+  ASSERT_TRUE(m->has_error()) << m->DebugString();
+  EXPECT_EQ(m->error().client_request_id(), "r");
+  EXPECT_EQ(m->error().code(), "Unavailable");
+  // Silence and the missing result of plan 2 are noticed at about the same time.
+  const std::string& why = m->error().message();
+  EXPECT_EQ(why.rfind("replica 0 is unhealthy: ", 0), 0u) << why;
+  EXPECT_TRUE(why.find("missed heartbeats") != std::string::npos ||
+              why.find("step 2 got no result") != std::string::npos)
+      << why;
+  std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
+  ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+}
+
+TEST_F(CoordinatorTest, SilentWorkerMakesTheReplicaUnhealthy) {
+  Options o;
+  o.timeout_ms = 300;
+  Start(o);
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  Silence(w);
+  ASSERT_TRUE(WaitReplicaState(c, 0, "unhealthy"));
+  const proto::ClusterStatus s = GetStatus(c);
+  EXPECT_EQ(s.replicas(0).workers(0).state(), "dead");
+  const std::string& why = s.replicas(0).error();
+  EXPECT_EQ(why.rfind("replica 0 is unhealthy: worker 0/0 (pid " + std::to_string(w.pid()) +
+                          ") missed heartbeats for 0.",
+                      0),
+            0u)
+      << why;
+  // The worker is told to stop; later submissions fail at once.
+  std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
+  ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+  EXPECT_EQ(shutdown->shutdown().reason(), why);
+  c.Submit("later", {1, 2}, 1);
+  std::optional<proto::ServerMessage> m = ExpectReply(c);
+  ASSERT_TRUE(m && m->has_error());
+  EXPECT_EQ(m->error().code(), "Unavailable");
+  EXPECT_NE(m->error().message().find("no healthy replica: " + why), std::string::npos) << m->error().message();
+}
+
+TEST_F(CoordinatorTest, StepWithoutResultMakesTheReplicaUnhealthy) {
+  Options o;
+  o.timeout_ms = 300;
+  Start(o);
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("r", {1, 2, 3}, 10);
+  ExpectAccepted(c, "r");
+  ASSERT_TRUE(ExpectPlan(w).has_value());  // heartbeats go on; the result never comes
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: step 1 got no result within 0.3 s"), std::string::npos)
+      << m.error().message();
+}
+
+TEST_F(CoordinatorTest, WorkerFailureAndStepErrorsFailTheReplicaWithTheReason) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("r", {1, 2}, 10);
+  ExpectAccepted(c, "r");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  proto::StepResult failed;
+  failed.set_seq(plan->seq());
+  failed.set_error("all-reduce timed out");
+  w.Push(failed);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: step 1 failed: all-reduce timed out"),
+            std::string::npos)
+      << m.error().message();
+
+  // A restarted worker brings the replica back; plans count from 1 again.
+  std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
+  ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+  Silence(w);
+  FakeWorker& again = AddWorker();
+  again.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("r2", {1, 2}, 10);
+  ExpectAccepted(c, "r2");
+  plan = ExpectPlan(again);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->seq(), 1u);
+
+  proto::WorkerMessage failure;
+  failure.mutable_failure()->set_replica(0);
+  failure.mutable_failure()->set_rank(0);
+  failure.mutable_failure()->set_message("plan 3 arrived after plan 1");
+  again.Send(failure);
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "r2");
+  EXPECT_NE(m.error().message().find("failed: plan 3 arrived after plan 1"), std::string::npos)
+      << m.error().message();
+}
+
+TEST_F(CoordinatorTest, ReplicaBecomesReadyOnlyWhenAllRanksAgree) {
+  Options o;
+  o.tensor = 2;
+  Start(o);
+  FakeClient& c = AddClient();
+  FakeWorker& r0 = AddWorker(0, 0);
+  FakeWorker& r1 = AddWorker(0, 1);
+  r0.Start(TestModel(), 10);
+  EXPECT_EQ(GetStatus(c).replicas(0).state(), "starting");
+  r1.Start(TestModel(), 8);
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  EXPECT_EQ(GetStatus(c).replicas(0).kv_blocks_total(), 8);  // the smallest pool
+  // Only rank 0 pushes results, but both receive every plan.
+  c.Submit("tp", {1, 2}, 1);
+  const uint64_t id = ExpectAccepted(c, "tp");
+  std::optional<proto::StepPlan> p0 = ExpectPlan(r0);
+  std::optional<proto::StepPlan> p1 = ExpectPlan(r1);
+  ASSERT_TRUE(p0 && p1);
+  EXPECT_EQ(p0->SerializeAsString(), p1->SerializeAsString());
+  r0.Answer(*p0, {{id, 9, proto::FINISH_LENGTH}});
+  ASSERT_TRUE(Reply(c).has_token());
+  ASSERT_TRUE(Reply(c).has_done());
+}
+
+TEST_F(CoordinatorTest, RanksThatDisagreeOnTheModelMakeTheReplicaUnhealthy) {
+  Options o;
+  o.tensor = 2;
+  Start(o);
+  FakeClient& c = AddClient();
+  AddWorker(0, 0).Start(TestModel(512));
+  AddWorker(0, 1).Start(TestModel(256));
+  ASSERT_TRUE(WaitReplicaState(c, 0, "unhealthy"));
+  EXPECT_NE(GetStatus(c).replicas(0).error().find("ranks disagree on the model"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndSurviveTheOtherFailing) {
+  Options o;
+  o.replicas = 2;
+  Start(o);
+  FakeClient& c = AddClient();
+  FakeWorker& w0 = AddWorker(0, 0);
+  FakeWorker& w1 = AddWorker(1, 0);
+  w0.Start();
+  w1.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 1, "ready"));
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("a", {1, 2}, 10);
+  const uint64_t a = ExpectAccepted(c, "a", /*replica=*/0);
+  c.Submit("b", {1, 2}, 10);
+  const uint64_t b = ExpectAccepted(c, "b", /*replica=*/1);  // least loaded
+  std::optional<proto::StepPlan> p0 = ExpectPlan(w0);
+  std::optional<proto::StepPlan> p1 = ExpectPlan(w1);
+  ASSERT_TRUE(p0 && p1);
+  EXPECT_EQ(p0->entries(0).request_id(), a);
+  EXPECT_EQ(p1->entries(0).request_id(), b);
+
+  proto::WorkerMessage failure;
+  failure.mutable_failure()->set_message("GPU fell off the bus");
+  w0.Send(failure);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "a");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy"), std::string::npos);
+
+  // b goes on; new requests go to replica 1.
+  w1.Answer(*p1, {{b, 5, proto::FINISH_LENGTH}});
+  ASSERT_TRUE(Reply(c).has_token());
+  ASSERT_TRUE(Reply(c).has_done());
+  c.Submit("c", {1, 2}, 10);
+  ExpectAccepted(c, "c", /*replica=*/1);
+}
+
+TEST_F(CoordinatorTest, RendezvousStoreRelaysValuesBetweenRanks) {
+  Options o;
+  o.tensor = 2;
+  Start(o);
+  FakeWorker& r0 = AddWorker(0, 0);
+  FakeWorker& r1 = AddWorker(0, 1);
+  ASSERT_TRUE(r0.Register().accepted());
+  ASSERT_TRUE(r1.Register().accepted());
+
+  proto::WorkerMessage get;
+  get.mutable_store_get()->set_key("gloo/0");
+  get.mutable_store_get()->set_timeout_ms(2000);
+  r1.Send(get);
+  EXPECT_FALSE(r1.RecvControl(100ms).has_value());  // waits for the key
+
+  proto::WorkerMessage set;
+  set.mutable_store_set()->set_key("gloo/0");
+  set.mutable_store_set()->set_value(std::string("addr\0port", 9));
+  r0.Send(set);
+  std::optional<proto::CoordinatorMessage> v = r1.RecvControl(kWait);
+  ASSERT_TRUE(v && v->has_store_value());
+  EXPECT_TRUE(v->store_value().found());
+  EXPECT_EQ(v->store_value().value(), std::string("addr\0port", 9));
+
+  get.mutable_store_get()->set_key("missing");
+  get.mutable_store_get()->set_timeout_ms(50);
+  r0.Send(get);
+  v = r0.RecvControl(kWait);
+  ASSERT_TRUE(v && v->has_store_value());
+  EXPECT_FALSE(v->store_value().found());
+  EXPECT_EQ(v->store_value().key(), "missing");
+}
+
+TEST_F(CoordinatorTest, StopShutsWorkersDownAndFailsRequestsInFlight) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("r", {1, 2}, 10);
+  ExpectAccepted(c, "r");
+  ASSERT_TRUE(ExpectPlan(w).has_value());
+  StopCoordinator();
+  std::optional<proto::ServerMessage> m = c.TryRecv(kWait);
+  ASSERT_TRUE(m && m->has_error());
+  EXPECT_EQ(m->error().code(), "Unavailable");
+  std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
+  ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+}
+
+}  // namespace
+}  // namespace flover

@@ -1,0 +1,366 @@
+// Multi-process tests: the real flover-coordinator and flover-worker daemons on
+// 127.0.0.1 with random free ports, real ZeroMQ sockets, real Gloo collectives and the
+// real stories260K model. Every test stops its processes; none can hang (all waits
+// are bounded).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/protocol.h"
+#include "common/tokenizer.h"
+#include "tests/integration/test_cluster.h"
+#include "tests/test_paths.h"
+#include "worker/engine/engine.h"
+#include "worker/model/model_loader.h"
+
+namespace flover {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TestCluster;
+using testing::TestClusterOptions;
+
+struct Outcome {
+  bool accepted = false;
+  int replica = -1;
+  std::vector<int> streamed;
+  std::vector<int> tokens;
+  std::string text;
+  std::string finish;  // "", stop, length, cancelled, error
+  std::string error_code;
+  std::string error;
+};
+
+// Reads replies until every id in `ids` is done or errored, or `timeout` passes.
+std::map<std::string, Outcome> Collect(Client& client, const std::vector<std::string>& ids,
+                                       std::chrono::seconds timeout = 60s) {
+  std::map<std::string, Outcome> out;
+  std::set<std::string> open(ids.begin(), ids.end());
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!open.empty() && std::chrono::steady_clock::now() < deadline) {
+    Result<std::optional<proto::ServerMessage>> r = client.Receive(200ms);
+    if (!r.ok() || !*r) continue;
+    const proto::ServerMessage& m = **r;
+    if (m.has_accepted()) {
+      Outcome& o = out[m.accepted().client_request_id()];
+      o.accepted = true;
+      o.replica = m.accepted().replica();
+    } else if (m.has_token()) {
+      Outcome& o = out[m.token().client_request_id()];
+      o.streamed.insert(o.streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
+    } else if (m.has_done()) {
+      Outcome& o = out[m.done().client_request_id()];
+      o.tokens.assign(m.done().tokens().begin(), m.done().tokens().end());
+      o.text = m.done().text();
+      o.finish = FinishReasonName(FromProto(m.done().finish_reason()));
+      open.erase(m.done().client_request_id());
+    } else if (m.has_error()) {
+      Outcome& o = out[m.error().client_request_id()];
+      o.finish = "error";
+      o.error_code = m.error().code();
+      o.error = m.error().message();
+      open.erase(m.error().client_request_id());
+    }
+  }
+  for (const std::string& id : open) ADD_FAILURE() << "request " << id << " did not finish within the timeout";
+  return out;
+}
+
+std::vector<int> Ids(const std::string& s) {
+  std::vector<int> ids;
+  std::istringstream in(s);
+  for (int id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+TestClusterOptions Stories(int replicas = 1, int tp = 2) {
+  TestClusterOptions o;
+  o.model = testing::Stories260kBin();
+  o.tokenizer = testing::Tok512Bin();
+  o.replicas = replicas;
+  o.tensor_parallel = tp;
+  return o;
+}
+
+// The in-process engine's greedy tokens for `prompts` (the TP=1 reference).
+std::vector<std::vector<int>> EngineGreedy(const std::vector<std::vector<int>>& prompts, int max_tokens) {
+  Result<LoadedModel> m = LoadModel(testing::Stories260kBin());
+  FLOVER_CHECK(m.ok()) << m.status().ToString();
+  auto engine = Engine::Create(std::move(m->weights), {});
+  FLOVER_CHECK(engine.ok());
+  std::vector<std::vector<int>> out;
+  for (const auto& p : prompts) {
+    RequestParams r;
+    r.prompt = p;
+    r.stop.max_tokens = max_tokens;
+    FLOVER_CHECK((*engine)->Add(r).ok());
+    std::vector<int> tokens;
+    std::vector<EngineEvent> events;
+    while ((*engine)->has_work()) {
+      events.clear();
+      FLOVER_CHECK((*engine)->Step(&events).ok());
+      for (const EngineEvent& e : events)
+        if (e.token >= 0) tokens.push_back(e.token);
+    }
+    out.push_back(tokens);
+  }
+  return out;
+}
+
+const char* kReadmeGenerated[] = {
+    "269 368 302 382 276 337 299 322 265 282 295 433 426 342 397 355 267 337 335 265 315 267 422 419 269 352 379 261 "
+    "420 277 264 265 282 295 433 426 342 394 261 370 268 414 444 269 261 262 423 388 268 414 444 426 342 391 266 267 "
+    "337 335 265 268 414",
+    "291 280 294 286 399 393 426 291 280 294 286 399 393 426 291 280 294 286 399 393 426 291 280 294 269 265 280 294 "
+    "337 266 267 428 316 386 426 342 381 261 370 268 414 444 426 342 397 355 267 337 267 428 316 386 426 13",
+    "395 410 462 362 422 426 410 462 362 422 401 396 267 337 335 311 267 422 419 426 385 328 432 358 394 261 370 432 "
+    "352 266 280 295 426 338 391 266 267 337 335 312 432 398 358 279 292 297 309 409 416 327 263 415 294 267 400 426",
+};
+const char* kReadmePrompts[] = {"Sara", "The cat sat on the mat.", "Ben had a red car"};
+
+TEST(ClusterTest, TensorParallelGreedyMatchesEngineAndReference) {
+  auto cluster = TestCluster::Start(Stories(1, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+
+  // The README prompts (run.c -n 64) as text, then more prompts as token ids, arriving
+  // at staggered times so that requests join a running batch.
+  Result<Tokenizer> tok = Tokenizer::LoadLlama2c(testing::Tok512Bin());
+  ASSERT_TRUE(tok.ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    StopParams stop;
+    stop.max_tokens = 64 - static_cast<int>(tok->Encode(kReadmePrompts[i]).size()) + 1;
+    ASSERT_TRUE((*client)->Submit("readme" + std::to_string(i), kReadmePrompts[i], {}, {}, stop, true).ok());
+    ids.push_back("readme" + std::to_string(i));
+    std::this_thread::sleep_for(15ms);
+  }
+  const std::vector<std::string> more = {"Once upon a time", "Lily", "The dog ran", "Tom and Tim went to the park",
+                                         "One day, a little", "She was sad"};
+  std::vector<std::vector<int>> more_ids;
+  for (size_t i = 0; i < more.size(); ++i) {
+    more_ids.push_back(tok->Encode(more[i]));
+    StopParams stop;
+    stop.max_tokens = 120;
+    ASSERT_TRUE((*client)->Submit("more" + std::to_string(i), "", more_ids.back(), {}, stop, i % 2 == 0).ok());
+    ids.push_back("more" + std::to_string(i));
+    std::this_thread::sleep_for(10ms);
+  }
+  std::map<std::string, Outcome> out = Collect(**client, ids);
+  for (int i = 0; i < 3; ++i) {
+    const Outcome& o = out["readme" + std::to_string(i)];
+    EXPECT_EQ(o.finish, "length") << o.error;
+    EXPECT_EQ(o.tokens, Ids(kReadmeGenerated[i])) << kReadmePrompts[i];
+    EXPECT_EQ(o.streamed, o.tokens) << "streamed tokens arrive exactly once, in order";
+  }
+  EXPECT_EQ(out["readme0"].text.rfind(" and Ben were playing in the park.", 0), 0u) << out["readme0"].text;
+  std::vector<std::vector<int>> expected = EngineGreedy(more_ids, 120);
+  for (size_t i = 0; i < more.size(); ++i) EXPECT_EQ(out["more" + std::to_string(i)].tokens, expected[i]) << more[i];
+}
+
+TEST(ClusterTest, TwoReplicasSpreadRequestsAndAllComplete) {
+  auto cluster = TestCluster::Start(Stories(2, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    StopParams stop;
+    stop.max_tokens = 60;
+    stop.ignore_eos = true;
+    ASSERT_TRUE((*client)->Submit("r" + std::to_string(i), "Once upon a time", {}, {}, stop, false).ok());
+    ids.push_back("r" + std::to_string(i));
+  }
+  std::map<std::string, Outcome> out = Collect(**client, ids);
+  std::set<int> replicas;
+  for (const std::string& id : ids) {
+    EXPECT_EQ(out[id].finish, "length") << id << ": " << out[id].error;
+    EXPECT_EQ(out[id].tokens.size(), 60u);
+    EXPECT_EQ(out[id].tokens, out["r0"].tokens) << "same greedy request, same tokens on every replica";
+    replicas.insert(out[id].replica);
+  }
+  EXPECT_EQ(replicas, (std::set<int>{0, 1}));
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(status->replicas_size(), 2);
+  for (const auto& r : status->replicas()) EXPECT_EQ(r.kv_blocks_used(), 0) << "finished requests free their blocks";
+}
+
+TEST(ClusterTest, CancelMidStreamAndBadRequestsDoNotDisturbOthers) {
+  auto cluster = TestCluster::Start(Stories(1, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+
+  StopParams good_stop;
+  good_stop.max_tokens = 61;
+  ASSERT_TRUE((*client)->Submit("good", "", Ids("1 301 295 412"), {}, good_stop, true).ok());
+  StopParams long_stop;
+  long_stop.max_tokens = 400;
+  long_stop.ignore_eos = true;
+  ASSERT_TRUE((*client)->Submit("victim", "Once upon a time", {}, {}, long_stop, true).ok());
+
+  // Bad requests of every kind, while the good ones run.
+  StopParams zero;
+  zero.max_tokens = 0;
+  ASSERT_TRUE((*client)->Submit("bad-max", "hi", {}, {}, zero, false).ok());
+  ASSERT_TRUE((*client)->Submit("bad-id", "", {1, 512}, {}, good_stop, false).ok());
+  ASSERT_TRUE((*client)->Submit("bad-long", "", std::vector<int>(600, 300), {}, good_stop, false).ok());
+  SamplingParams hot;
+  hot.temperature = -1;
+  ASSERT_TRUE((*client)->Submit("bad-temp", "hi", {}, hot, good_stop, false).ok());
+  proto::ClientMessage unknown;
+  unknown.mutable_submit()->set_client_request_id("bad-field");
+  unknown.mutable_submit()->set_text("hi");
+  unknown.mutable_submit()->mutable_stop()->set_max_tokens(5);
+  unknown.mutable_submit()->GetReflection()->MutableUnknownFields(unknown.mutable_submit())->AddVarint(77, 1);
+  ASSERT_TRUE((*client)->SendRaw(Serialize(unknown)).ok());
+  ASSERT_TRUE((*client)->SendRaw("this is not a protobuf \xff\xff\xff").ok());
+
+  // Cancel the victim after a few streamed tokens.
+  std::map<std::string, Outcome> out;
+  std::set<std::string> open = {"good", "victim", "bad-max", "bad-id", "bad-long", "bad-temp", "bad-field"};
+  bool cancelled = false, garbage_error = false;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while ((!open.empty() || !garbage_error) && std::chrono::steady_clock::now() < deadline) {
+    auto r = (*client)->Receive(200ms);
+    if (!r.ok() || !*r) continue;
+    const proto::ServerMessage& m = **r;
+    if (m.has_token() && m.token().client_request_id() == "victim") {
+      auto& o = out["victim"];
+      o.streamed.insert(o.streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
+      if (o.streamed.size() >= 5 && !cancelled) {
+        ASSERT_TRUE((*client)->Cancel("victim").ok());
+        cancelled = true;
+      }
+    } else if (m.has_done()) {
+      auto& o = out[m.done().client_request_id()];
+      o.tokens.assign(m.done().tokens().begin(), m.done().tokens().end());
+      o.finish = FinishReasonName(FromProto(m.done().finish_reason()));
+      open.erase(m.done().client_request_id());
+    } else if (m.has_error()) {
+      if (m.error().client_request_id().empty()) {
+        garbage_error = true;
+        continue;
+      }
+      auto& o = out[m.error().client_request_id()];
+      o.finish = "error";
+      o.error_code = m.error().code();
+      o.error = m.error().message();
+      open.erase(m.error().client_request_id());
+    }
+  }
+  EXPECT_TRUE(open.empty()) << "unfinished requests remain";
+  EXPECT_TRUE(garbage_error) << "an unreadable message gets an Error reply";
+  EXPECT_EQ(out["good"].finish, "length");
+  EXPECT_EQ(out["good"].tokens, Ids(kReadmeGenerated[0])) << "bad requests must not disturb others";
+  EXPECT_EQ(out["victim"].finish, "cancelled");
+  EXPECT_LT(out["victim"].tokens.size(), 400u);
+  for (const char* bad : {"bad-max", "bad-id", "bad-long", "bad-temp", "bad-field"}) {
+    EXPECT_EQ(out[bad].finish, "error") << bad;
+    EXPECT_EQ(out[bad].error_code, "InvalidArgument") << bad << ": " << out[bad].error;
+  }
+  EXPECT_NE(out["bad-id"].error.find("outside the vocabulary"), std::string::npos) << out["bad-id"].error;
+  EXPECT_NE(out["bad-long"].error.find("allows 512"), std::string::npos) << out["bad-long"].error;
+  EXPECT_NE(out["bad-max"].error.find("max_tokens"), std::string::npos) << out["bad-max"].error;
+
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->replicas(0).kv_blocks_used(), 0) << "the cancelled request's blocks are freed";
+  EXPECT_EQ(status->replicas(0).state(), "ready");
+}
+
+TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
+  auto cluster = TestCluster::Start(Stories(1, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  StopParams stop;
+  stop.max_tokens = 450;
+  stop.ignore_eos = true;
+  ASSERT_TRUE((*client)->Submit("doomed", "Once upon a time", {}, {}, stop, true).ok());
+  // Let it run, then kill rank 1 hard.
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+    auto r = (*client)->Receive(100ms);
+    if (r.ok() && *r && (*r)->has_token()) break;
+  }
+  (*cluster)->worker(0, 1)->Signal(SIGKILL);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::map<std::string, Outcome> out = Collect(**client, {"doomed"}, 30s);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(out["doomed"].finish, "error");
+  EXPECT_EQ(out["doomed"].error_code, "Unavailable") << out["doomed"].error;
+  EXPECT_NE(out["doomed"].error.find("replica 0"), std::string::npos) << out["doomed"].error;
+  EXPECT_LT(seconds, 15.0) << "the failure must be reported within a few heartbeat timeouts";
+
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->replicas(0).state(), "unhealthy");
+  // New requests get a clear error, not a hang.
+  StopParams small;
+  small.max_tokens = 5;
+  ASSERT_TRUE((*client)->Submit("after", "hi", {}, {}, small, false).ok());
+  std::map<std::string, Outcome> after = Collect(**client, {"after"}, 10s);
+  EXPECT_EQ(after["after"].finish, "error");
+  EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
+}
+
+bool ProcessAlive(int pid) {
+  if (kill(pid, 0) != 0) return false;
+  // A zombie is not alive (its parent has not reaped it yet).
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t close = content.rfind(')');
+  return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
+}
+
+TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
+  // flover up with the stories260K cluster (TP 2), a generate command against it, then
+  // teardown. The shell command records the cluster's pids (children of flover up).
+  const std::string dir = ::testing::TempDir();
+  const std::string config = dir + "/up.yaml";
+  {
+    std::ofstream yaml(config);
+    yaml << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
+         << "model:\n  path: " << testing::Stories260kBin() << "\n  tokenizer: " << testing::Tok512Bin() << "\n"
+         << "parallel:\n  replicas: 1\n  tensor: 2\n"
+         << "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n"
+         << "kv_cache:\n  memory_mib: 16\n";
+  }
+  const std::string out_file = dir + "/up_out.json", pid_file = dir + "/up_pids.txt";
+  const std::string exec = testing::FloverBinary() +
+                           " generate --prompt Sara --max-tokens 61 --json > " + out_file +
+                           " && pgrep -P $PPID > " + pid_file;
+  const std::string cmd = testing::FloverBinary() + " up --config " + config + " --exec '" + exec + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string log;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) log.append(buf, n);
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << log;
+  EXPECT_NE(log.find("ready"), std::string::npos) << log;
+
+  std::ifstream out(out_file);
+  std::string line;
+  ASSERT_TRUE(std::getline(out, line)) << log;
+  EXPECT_NE(line.find("\"finish_reason\":\"length\""), std::string::npos) << line;
+  EXPECT_NE(line.find(" and Ben were playing in the park."), std::string::npos) << line;
+
+  std::ifstream pids(pid_file);
+  std::vector<int> children;
+  for (int pid; pids >> pid;) children.push_back(pid);
+  EXPECT_GE(children.size(), 3u) << "coordinator + 2 workers (+ the shell) were children of flover up";
+  for (int pid : children) EXPECT_FALSE(ProcessAlive(pid)) << "process " << pid << " survived flover up";
+}
+
+}  // namespace
+}  // namespace flover

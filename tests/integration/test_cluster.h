@@ -1,0 +1,71 @@
+// TestCluster: a real Flover cluster for multi-process tests: writes a YAML config with
+// random free ports ("tcp://127.0.0.1:*"), starts the real flover-coordinator and
+// flover-worker daemons as child processes, waits until every replica is ready, and
+// stops everything (no process left) when destroyed.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/child_process.h"
+#include "client/client.h"
+#include "common/status.h"
+
+namespace flover::testing {
+
+struct TestClusterOptions {
+  std::string model;          // path or dummy:<preset>
+  std::string tokenizer;      // optional
+  int replicas = 1;
+  int tensor_parallel = 2;
+  int heartbeat_interval_ms = 100;
+  int heartbeat_timeout_ms = 1500;
+  int max_step_tokens = 512;
+  int block_size = 16;
+  double kv_memory_mib = 16;
+  int pipeline_depth = 1;
+};
+
+class TestCluster {
+ public:
+  static Result<std::unique_ptr<TestCluster>> Start(const TestClusterOptions& options,
+                                                    std::chrono::seconds ready_timeout = std::chrono::seconds(60));
+  ~TestCluster();
+
+  const std::string& client_endpoint() const { return client_endpoint_; }
+  const std::string& control_endpoint() const { return control_endpoint_; }
+  const std::string& config_path() const { return config_path_; }
+  // Worker (replica, rank); nullptr if absent.
+  ChildProcess* worker(int replica, int rank);
+  ChildProcess& coordinator() { return *coordinator_; }
+  std::vector<int> pids() const;
+
+  Result<std::unique_ptr<Client>> Connect() const { return Client::Connect(client_endpoint_); }
+
+  // Stops the coordinator (which shuts the workers down) and waits for every process.
+  void Stop();
+
+ private:
+  TestCluster() = default;
+
+  std::string dir_;
+  std::string config_path_;
+  std::string client_endpoint_;
+  std::string control_endpoint_;
+  std::unique_ptr<ChildProcess> coordinator_;
+  struct Worker {
+    int replica;
+    int rank;
+    std::unique_ptr<ChildProcess> process;
+  };
+  std::vector<Worker> workers_;
+};
+
+// Paths of the daemons built with the tests (compile definitions from CMake).
+std::string CoordinatorBinary();
+std::string WorkerBinary();
+std::string FloverBinary();
+
+}  // namespace flover::testing
