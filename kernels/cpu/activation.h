@@ -1,6 +1,7 @@
 // SwiGLU activation: out[r, j] = silu(gate[r, j]) * up[r, j], silu(v) = v / (1 + exp(-v)),
 // computed as run.c does. The fused gate/up GEMM writes rows [gate (hidden) | up (hidden)].
-// Thread-safety: reentrant; single-threaded.
+// Thread-safety: reentrant. Large inputs are split over OpenMP threads by rows; the op
+// is elementwise, so results do not depend on the thread count.
 #pragma once
 
 namespace flover::cpu {

@@ -4,7 +4,9 @@
 // operations whatever `n` is and whichever rows share the call, so a request's logits do
 // not depend on what else is in its step. (BLAS libraries switch kernels and blocking
 // with the matrix shape, which changes rounding; that is why this is not plain sgemm.)
-// The kernel (AVX-512, AVX2+FMA or portable) is chosen once per process from the CPU.
+// The kernel (AVX-512, AVX2+FMA or portable) is chosen once per process from the CPU;
+// FLOVER_MATMUL_KERNEL=avx512|avx2|generic forces one the CPU supports. The AVX-512 and
+// AVX2 kernels give identical bits; the portable one rounds differently (no FMA).
 //
 // Multi-threaded with OpenMP over `out`; call from outside any parallel region.
 // Thread-safety: reentrant.

@@ -6,6 +6,7 @@
 // Thread-safety: RopeTable is immutable after construction.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 namespace flover::cpu {

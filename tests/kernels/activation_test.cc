@@ -1,1 +1,77 @@
-// placeholder: being written
+#include "kernels/cpu/activation.h"
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace flover::cpu {
+namespace {
+
+std::vector<float> Random(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-8.0f, 8.0f);
+  std::vector<float> v(size);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// run.c's SwiGLU on one row (hb = gate, hb2 = up).
+std::vector<float> RunCSiluMul(const float* hb, const float* hb2, int hidden_dim) {
+  std::vector<float> out(hidden_dim);
+  for (int i = 0; i < hidden_dim; i++) {
+    float val = hb[i];
+    val *= (1.0f / (1.0f + expf(-val)));
+    val *= hb2[i];
+    out[i] = val;
+  }
+  return out;
+}
+
+TEST(SiluMulTest, MatchesRunCBitForBit) {
+  for (int hidden : {1, 172, 2048}) {
+    for (int n_rows : {1, 3, 40}) {  // 40 x 2048 is large enough to run on several threads
+      const auto gate_up = Random(static_cast<size_t>(n_rows) * 2 * hidden, hidden + n_rows);
+      std::vector<float> out(static_cast<size_t>(n_rows) * hidden);
+      SiluMul(gate_up.data(), out.data(), n_rows, hidden);
+      for (int r = 0; r < n_rows; ++r) {
+        const float* row = &gate_up[static_cast<size_t>(r) * 2 * hidden];
+        const auto expected = RunCSiluMul(row, row + hidden, hidden);
+        ASSERT_EQ(std::vector<float>(out.begin() + static_cast<long>(r) * hidden,
+                                     out.begin() + static_cast<long>(r + 1) * hidden),
+                  expected)
+            << "hidden=" << hidden << " row=" << r;
+      }
+    }
+  }
+}
+
+TEST(SiluMulTest, IsGateTimesSigmoidOfGateTimesUp) {
+  constexpr int kHidden = 64;
+  const auto gate_up = Random(2 * kHidden, 5);
+  std::vector<float> out(kHidden);
+  SiluMul(gate_up.data(), out.data(), 1, kHidden);
+  for (int j = 0; j < kHidden; ++j) {
+    const double g = gate_up[j], u = gate_up[kHidden + j];
+    const double ref = g / (1.0 + std::exp(-g)) * u;
+    EXPECT_NEAR(out[j], ref, 1e-5 * (1.0 + std::fabs(ref))) << j;
+  }
+}
+
+TEST(SiluMulTest, SameBitsOnOneOrManyThreads) {
+  constexpr int kRows = 33, kHidden = 2048;
+  const auto gate_up = Random(static_cast<size_t>(kRows) * 2 * kHidden, 6);
+  std::vector<float> one(static_cast<size_t>(kRows) * kHidden), two(one.size());
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  SiluMul(gate_up.data(), one.data(), kRows, kHidden);
+  omp_set_num_threads(2);
+  SiluMul(gate_up.data(), two.data(), kRows, kHidden);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(one, two);
+}
+
+}  // namespace
+}  // namespace flover::cpu
