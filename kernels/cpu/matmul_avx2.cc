@@ -114,10 +114,8 @@ void Tile(const float* __restrict x, long x_stride, const float* __restrict w, f
   }
 }
 
-using TileFn = void (*)(const float*, long, const float*, float*, int, int, bool, long, long, int);
-
 // kTiles[R - 1][C - 1] = Tile<R, C>: edge tiles run the same per-element arithmetic.
-constexpr TileFn kTiles[kTileRows][kTileCols] = {
+constexpr MatmulTileFn kTiles[kTileRows][kTileCols] = {
     {Tile<1, 1>, Tile<1, 2>, Tile<1, 3>, Tile<1, 4>},
     {Tile<2, 1>, Tile<2, 2>, Tile<2, 3>, Tile<2, 4>},
     {Tile<3, 1>, Tile<3, 2>, Tile<3, 3>, Tile<3, 4>},
@@ -127,29 +125,7 @@ constexpr TileFn kTiles[kTileRows][kTileCols] = {
 
 void MatmulRangeAvx2(const float* x, int x_stride, const float* w, float* y, int n, int in, int out, int o_begin,
                      int o_end, bool accumulate) {
-  // Same blocking and prefetching as MatmulRangeAvx512.
-  long row_block = kRowBlockBytes / (4L * x_stride) / kTileRows * kTileRows;
-  if (row_block < kTileRows) row_block = kTileRows;
-  const long full_steps = in / 16;
-  const long tile_lines = (kTileCols * static_cast<long>(in) + 15) / 16;
-  for (long r0 = 0; r0 < n; r0 += row_block) {
-    const long r1 = r0 + row_block < n ? r0 + row_block : n;
-    const long row_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
-    const long slots = row_tiles * full_steps;
-    const int pf_per_step = slots > 0 ? static_cast<int>((tile_lines + slots - 1) / slots) : 0;
-    for (long o = o_begin; o < o_end; o += kTileCols) {
-      const long c = o_end - o < kTileCols ? o_end - o : kTileCols;
-      const float* wo = w + o * in;
-      long pf = c * in;
-      const long pf_end = (o_end - o) * in;
-      for (long r = r0; r < r1; r += kTileRows) {
-        const long rr = r1 - r < kTileRows ? r1 - r : kTileRows;
-        kTiles[rr - 1][c - 1](x + r * x_stride, x_stride, wo, y + r * out + o, in, out, accumulate, pf, pf_end,
-                              pf_per_step);
-        pf += pf_per_step * full_steps * 16;
-      }
-    }
-  }
+  MatmulRangeTiled(kTiles, kRowBlockBytes, x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
 }
 
 }  // namespace flover::cpu::internal

@@ -35,6 +35,51 @@ void MatmulRangeAvx2(const float* x, int x_stride, const float* w, float* y, int
 void MatmulRangeAvx512(const float* x, int x_stride, const float* w, float* y, int n, int in, int out, int o_begin,
                        int o_end, bool accumulate);
 
+// A register tile of the SIMD kernels: y[r, c] (+)= dot(x[r], w[c]) for the tile's R x
+// rows and C w rows (x rows x_stride floats apart, w rows `in`, y rows `out`). Each full
+// 16-float step over k also prefetches `pf_per_step` cache lines of w, from w + pf_begin
+// on but not at or beyond w + pf_end.
+using MatmulTileFn = void (*)(const float* x, long x_stride, const float* w, float* y, int in, int out,
+                              bool accumulate, long pf_begin, long pf_end, int pf_per_step);
+
+// The blocking and prefetching driver of the SIMD kernels (MatmulRangeFn's contract):
+// tiles[R - 1][C - 1] computes an R x C tile, for R <= kTileRows and C <= kTileCols.
+// Rows of x are processed in blocks of about row_block_bytes, which stay in L2. Within a
+// block, each tile of kTileCols w rows is read from memory once and reused from cache by
+// every row tile, and while they run they prefetch the next w tile (contiguous in
+// memory), spread evenly over the block's row tiles: the hardware prefetcher alone
+// restarts on every short w row and leaves bandwidth unused. It uses no intrinsics.
+template <int kTileRows, int kTileCols>
+__attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFn (&tiles)[kTileRows][kTileCols],
+                                                            long row_block_bytes, const float* x, int x_stride,
+                                                            const float* w, float* y, int n, int in, int out,
+                                                            int o_begin, int o_end, bool accumulate) {
+  long row_block = row_block_bytes / (4L * x_stride) / kTileRows * kTileRows;
+  if (row_block < kTileRows) row_block = kTileRows;
+  const long full_steps = in / 16;  // steps over k that prefetch (not the masked tail)
+  const long tile_lines = (kTileCols * static_cast<long>(in) + 15) / 16;
+  for (long r0 = 0; r0 < n; r0 += row_block) {
+    const long r1 = r0 + row_block < n ? r0 + row_block : n;
+    const long row_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
+    // Lines each step prefetches so that the block's row tiles cover the next w tile.
+    const long slots = row_tiles * full_steps;
+    const int pf_per_step = slots > 0 ? static_cast<int>((tile_lines + slots - 1) / slots) : 0;
+    for (long o = o_begin; o < o_end; o += kTileCols) {
+      const long c = o_end - o < kTileCols ? o_end - o : kTileCols;
+      const float* wo = w + o * in;
+      // Offsets from wo: the next tile starts at c * in; nothing past this range's end.
+      long pf = c * in;
+      const long pf_end = (o_end - o) * in;
+      for (long r = r0; r < r1; r += kTileRows) {
+        const long rr = r1 - r < kTileRows ? r1 - r : kTileRows;
+        tiles[rr - 1][c - 1](x + r * x_stride, x_stride, wo, y + r * out + o, in, out, accumulate, pf, pf_end,
+                             pf_per_step);
+        pf += pf_per_step * full_steps * 16;
+      }
+    }
+  }
+}
+
 // A kernel and how Matmul splits `out` between threads for it.
 struct MatmulKernel {
   const char* name = nullptr;  // "avx512", "avx2", "generic"
