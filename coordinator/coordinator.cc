@@ -520,6 +520,7 @@ proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
     rs->set_steps_per_second(r.rate().steps_per_second(now));
     rs->set_tokens_per_second(r.rate().tokens_per_second(now));
     rs->set_steps(r.steps());
+    rs->set_tokens_generated(r.tokens_generated());
     rs->set_error(r.error());
   }
   s.set_queued(NQueued());

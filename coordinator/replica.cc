@@ -103,6 +103,7 @@ void Replica::OnPlanPublished(uint64_t seq, Clock::time_point now) { published_.
 void Replica::OnResult(uint64_t seq, Clock::time_point now, int n_generated) {
   while (!published_.empty() && published_.front().first <= seq) published_.pop_front();
   ++steps_;
+  tokens_generated_ += n_generated;
   rate_.Add(now, n_generated);
 }
 

@@ -110,6 +110,7 @@ class Replica {
   uint64_t last_plan_seq() const { return scheduler_ ? scheduler_->last_seq() : 0; }
 
   uint64_t steps() const { return steps_; }
+  uint64_t tokens_generated() const { return tokens_generated_; }
   const StepRate& rate() const { return rate_; }
 
  private:
@@ -123,6 +124,7 @@ class Replica {
   proto::ModelInfo model_;
   std::deque<std::pair<uint64_t, Clock::time_point>> published_;  // plans in flight: seq, when
   uint64_t steps_ = 0;  // results applied, over every incarnation
+  uint64_t tokens_generated_ = 0;
   StepRate rate_;
 };
 
