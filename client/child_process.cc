@@ -1,5 +1,7 @@
 #include "client/child_process.h"
 
+#include <fcntl.h>
+
 #include <csignal>
 #include <cstring>
 #include <sys/prctl.h>
@@ -18,18 +20,27 @@ std::string DescribeWaitStatus(int status) {
 
 }  // namespace
 
-Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, const std::string& name) {
+Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, const std::string& name,
+                                         const std::string& output_file) {
   if (argv.empty()) return InvalidArgument("no program to start for " + name);
   if (access(argv[0].c_str(), X_OK) != 0) return NotFound(name + ": cannot execute " + argv[0]);
+  int output_fd = -1;  // opened here: only async-signal-safe calls between fork and exec
+  if (!output_file.empty()) {
+    output_fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (output_fd < 0) return IoError(name + ": cannot open " + output_file + ": " + std::strerror(errno));
+  }
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   const pid_t parent = getpid();
   const pid_t pid = fork();
-  if (pid < 0) return IoError(name + ": fork failed: " + std::strerror(errno));
+  const int fork_errno = errno;
+  if (pid != 0 && output_fd >= 0) close(output_fd);  // the child has its copy
+  if (pid < 0) return IoError(name + ": fork failed: " + std::strerror(fork_errno));
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127);  // the parent died before prctl
+    if (output_fd >= 0 && (dup2(output_fd, STDOUT_FILENO) < 0 || dup2(output_fd, STDERR_FILENO) < 0)) _exit(127);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     execv(args[0], args.data());

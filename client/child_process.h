@@ -1,6 +1,6 @@
-// ChildProcess: a program started by `flover up` (fork + exec), tied to its parent: it
+// ChildProcess: a program started by LocalCluster (fork + exec), tied to its parent: it
 // gets SIGTERM if the parent dies (PR_SET_PDEATHSIG), and the destructor terminates
-// and reaps it, so no orphan survives `flover up` however it ends.
+// and reaps it, so no orphan survives `flover up` or `flover bench` however they end.
 // Thread-safety: none.
 #pragma once
 
@@ -17,8 +17,10 @@ namespace flover {
 
 class ChildProcess {
  public:
-  // argv[0] is the program path. The child inherits stdout/stderr.
-  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const std::string& name);
+  // argv[0] is the program path. The child inherits stdout/stderr, or, when
+  // `output_file` is set, writes both to that file (created, appended to).
+  static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const std::string& name,
+                                    const std::string& output_file = "");
 
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;

@@ -93,13 +93,11 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config) {
     return InvalidArgument(fmt::format("{}: kv_cache.block_size, scheduler.max_step_tokens, max_running, max_queued "
                                        "and pipeline_depth must be >= 1",
                                        config.source));
-  // `fused` is temporal fusion; `sequential` is the same scheduler with one request at a
-  // time; `instances` schedules like `fused` and the workers run each entry in its own
-  // pass. `dynamic` (batch windows) is not implemented here yet.
-  if (sched.policy != "fused" && sched.policy != "sequential" && sched.policy != "instances")
-    return InvalidArgument(fmt::format("{}: scheduler.policy: '{}' is not implemented by flover-coordinator yet "
-                                       "(fused, sequential and instances are)",
+  if (!SchedulerPolicyFromName(sched.policy))
+    return InvalidArgument(fmt::format("{}: scheduler.policy: '{}' is not one of fused, dynamic, instances, sequential",
                                        config.source, sched.policy));
+  if (sched.batch_window_ms < 0 || sched.max_batch < 1)
+    return InvalidArgument(fmt::format("{}: scheduler.batch_window_ms must be >= 0 and max_batch >= 1", config.source));
   std::optional<Tokenizer> tokenizer;
   if (!config.model.tokenizer.empty()) {
     FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
@@ -203,6 +201,13 @@ std::chrono::milliseconds Coordinator::PollTimeout(Clock::time_point now) const 
   timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), next_heartbeat_ - now));
   if (const auto deadline = store_.next_deadline())
     timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), *deadline - now));
+  // Wake up when a dynamic batch window closes (a replica with its pipeline full is
+  // woken by the result instead). A window that closed already was served by the last
+  // Tick(): at least 1 ms then, never a hot loop.
+  for (const Replica& replica : replicas_)
+    if (const Scheduler* s = replica.scheduler(); s && s->can_schedule())
+      if (const auto deadline = s->batch_deadline())
+        timeout = std::min(timeout, std::max<Clock::duration>(std::chrono::milliseconds(1), *deadline - now));
   // Round up so that a deadline 0.4 ms away does not spin.
   return std::chrono::ceil<std::chrono::milliseconds>(timeout);
 }
@@ -386,7 +391,7 @@ void Coordinator::Assign(uint64_t id, RequestParams params) {
   }
   t->replica = best->index();
   t->model_checked = true;
-  best->scheduler()->Add(id, std::move(params), t->priority);
+  best->scheduler()->Add(id, std::move(params), t->priority, t->submitted);
   proto::ServerMessage reply;
   proto::Accepted* accepted = reply.mutable_accepted();
   accepted->set_client_request_id(t->client_request_id);
@@ -702,12 +707,16 @@ void Coordinator::TryMakeReady(Replica& replica) {
   sc.replica = replica.index();
   sc.block_size = config_.kv_cache.block_size;
   sc.max_step_tokens = config_.scheduler.max_step_tokens;
-  sc.max_running = config_.scheduler.policy == "sequential" ? 1 : config_.scheduler.max_running;
+  sc.max_running = config_.scheduler.max_running;
   sc.max_seq_len = spec.max_seq_len;
   sc.pipeline_depth = config_.scheduler.pipeline_depth;
-  // Never more blocks than max_running full contexts can use (bounds the allocator).
+  sc.policy = *SchedulerPolicyFromName(config_.scheduler.policy);  // checked by Create()
+  sc.batch_window = std::chrono::milliseconds(config_.scheduler.batch_window_ms);
+  sc.max_batch = config_.scheduler.max_batch;
+  // Never more blocks than the requests that may run at once can use (bounds the
+  // allocator).
   const int64_t useful =
-      static_cast<int64_t>(sc.max_running) * BlockAllocator::BlocksFor(spec.max_seq_len, sc.block_size);
+      static_cast<int64_t>(sc.running_limit()) * BlockAllocator::BlocksFor(spec.max_seq_len, sc.block_size);
   sc.n_blocks = static_cast<int>(std::min<int64_t>(kv_blocks, useful));
   replica.MakeReady(sc, model);
   RefreshKvCapacity();
@@ -807,7 +816,7 @@ void Coordinator::RunSteps(Clock::time_point now) {
     Scheduler* scheduler = replica.scheduler();
     if (!scheduler) continue;
     while (scheduler->can_schedule() && scheduler->has_work()) {
-      std::optional<proto::StepPlan> plan = scheduler->Schedule();
+      std::optional<proto::StepPlan> plan = scheduler->Schedule(now);
       if (!plan) break;
       for (const proto::PlanEntry& entry : plan->entries())
         if (TrackedRequest* t = requests_.Find(entry.request_id()); t && !t->first_step) t->first_step = now;

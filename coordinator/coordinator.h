@@ -17,9 +17,10 @@
 //    submissions fail at once with Unavailable "no healthy replica".
 //  * Routing: each request goes to the ready replica with the fewest running + waiting
 //    requests (ties: lowest index) and stays there.
-//  * Policies: `fused` (temporal fusion, scheduler.h); `sequential` is the same with
-//    max_running 1; `instances` is scheduled like `fused` (the workers run each entry
-//    in its own pass). `dynamic` is refused by Create() for now.
+//  * Policies (scheduler.policy; scheduler.h says what each does): the scheduler of each
+//    replica runs the configured one. The loop passes it the time, and its poll timeout
+//    also ends when a `dynamic` batch window closes, so a batch forms on time without
+//    any other event.
 //  * Steps: for each ready replica with work and fewer than scheduler.pipeline_depth
 //    plans in flight, Scheduler::Schedule() -> publish; each StepResult ->
 //    Scheduler::Apply() -> TokenEvent (stream) and Done to the clients.

@@ -25,8 +25,6 @@
 
 namespace flover {
 
-using Clock = std::chrono::steady_clock;
-
 enum class WorkerState { kAbsent, kRegistered, kReady, kDead };
 const char* WorkerStateName(WorkerState state);  // "absent", "registered", "ready", "dead"
 

@@ -22,20 +22,52 @@ void Erase(Container& c, const SchedRequest* r) {
 
 }  // namespace
 
-Scheduler::Scheduler(const SchedulerConfig& config) : config_(config), allocator_(config.n_blocks) {
+const char* SchedulerPolicyName(SchedulerPolicy policy) {
+  switch (policy) {
+    case SchedulerPolicy::kFused: return "fused";
+    case SchedulerPolicy::kDynamic: return "dynamic";
+    case SchedulerPolicy::kInstances: return "instances";
+    case SchedulerPolicy::kSequential: return "sequential";
+  }
+  return "unknown";
+}
+
+std::optional<SchedulerPolicy> SchedulerPolicyFromName(std::string_view name) {
+  for (SchedulerPolicy p :
+       {SchedulerPolicy::kFused, SchedulerPolicy::kDynamic, SchedulerPolicy::kInstances, SchedulerPolicy::kSequential})
+    if (name == SchedulerPolicyName(p)) return p;
+  return std::nullopt;
+}
+
+int SchedulerConfig::running_limit() const {
+  switch (policy) {
+    case SchedulerPolicy::kSequential: return 1;
+    case SchedulerPolicy::kDynamic: return std::min(max_running, max_batch);
+    case SchedulerPolicy::kFused:
+    case SchedulerPolicy::kInstances: break;
+  }
+  return max_running;
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config)
+    : config_(config), running_limit_(config.running_limit()), allocator_(config.n_blocks) {
   FLOVER_CHECK(config.n_blocks >= 1) << "n_blocks=" << config.n_blocks;
   FLOVER_CHECK(config.block_size >= 1) << "block_size=" << config.block_size;
   FLOVER_CHECK(config.max_step_tokens >= 1) << "max_step_tokens=" << config.max_step_tokens;
   FLOVER_CHECK(config.max_running >= 1) << "max_running=" << config.max_running;
   FLOVER_CHECK(config.max_seq_len >= 1) << "max_seq_len=" << config.max_seq_len;
   FLOVER_CHECK(config.pipeline_depth >= 1) << "pipeline_depth=" << config.pipeline_depth;
+  FLOVER_CHECK(config.batch_window >= Clock::duration::zero())
+      << "batch_window=" << std::chrono::duration<double, std::milli>(config.batch_window).count() << " ms";
+  FLOVER_CHECK(config.max_batch >= 1) << "max_batch=" << config.max_batch;
 }
 
-void Scheduler::Add(uint64_t id, RequestParams params, int priority) {
+void Scheduler::Add(uint64_t id, RequestParams params, int priority, Clock::time_point arrived) {
   FLOVER_CHECK(!requests_.contains(id)) << "request " << id << " added twice";
   auto r = std::make_unique<SchedRequest>();
   r->id = id;
   r->arrival = next_arrival_++;
+  r->arrived = arrived;
   r->priority = priority;
   r->params = std::move(params);
   InsertWaiting(r.get());
@@ -46,7 +78,7 @@ bool Scheduler::Cancel(uint64_t id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return false;
   SchedRequest* r = it->second.get();
-  Release(r);
+  Forget(r);
   if (r->known) {
     leaves_.push_back(id);
     resets_.erase(std::remove(resets_.begin(), resets_.end(), id), resets_.end());
@@ -87,6 +119,14 @@ void Scheduler::Release(SchedRequest* r) {
   Erase(waiting_, r);
 }
 
+void Scheduler::Forget(SchedRequest* r) {
+  Release(r);
+  if (r->in_batch) {
+    r->in_batch = false;
+    --n_batch_;
+  }
+}
+
 void Scheduler::InsertWaiting(SchedRequest* r) {
   waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), r, JoinsBefore), r);
 }
@@ -100,8 +140,36 @@ void Scheduler::Preempt(SchedRequest* victim, std::vector<Pick>* picks) {
   if (victim->known) resets_.push_back(victim->id);
 }
 
-std::optional<proto::StepPlan> Scheduler::Schedule() {
+std::optional<Clock::time_point> Scheduler::batch_deadline() const {
+  if (config_.policy != SchedulerPolicy::kDynamic || n_batch_ > 0 || waiting_.empty()) return std::nullopt;
+  const SchedRequest* oldest = *std::min_element(waiting_.begin(), waiting_.end(),
+                                                 [](const SchedRequest* a, const SchedRequest* b) {
+                                                   return a->arrived < b->arrived;
+                                                 });
+  // A full batch waits no longer.
+  if (n_waiting() >= running_limit_) return oldest->arrived;
+  return oldest->arrived + config_.batch_window;
+}
+
+void Scheduler::FormBatch(Clock::time_point now) {
+  FLOVER_CHECK(n_batch_ == 0) << "a batch of " << n_batch_ << " runs";
+  const std::optional<Clock::time_point> closes = batch_deadline();
+  if (!closes || now < *closes) return;
+  int n_free = allocator_.n_free();
+  for (SchedRequest* r : waiting_) {
+    if (n_batch_ == running_limit_) break;
+    const int need = BlockAllocator::BlocksFor(r->n_tokens(), config_.block_size);
+    if (n_batch_ > 0 && need > n_free) break;  // in join order: no overtaking
+    n_free -= need;
+    r->in_batch = true;
+    ++n_batch_;
+  }
+}
+
+std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
   FLOVER_CHECK(can_schedule()) << "plans in flight=" << in_flight_.size();
+  const bool dynamic = config_.policy == SchedulerPolicy::kDynamic;
+  if (dynamic && n_batch_ == 0) FormBatch(now);
   std::vector<Pick> picks;
   auto used = [&picks] {
     int n = 0;
@@ -134,17 +202,22 @@ std::optional<proto::StepPlan> Scheduler::Schedule() {
     }
   }
 
-  // Waiting requests join in order while the batch, the budget and the pool allow.
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < config_.max_running) {
+  // Waiting requests join in order while the running limit, the budget and the pool
+  // allow. Under dynamic only members of the current batch may join.
+  for (auto it = waiting_.begin(); it != waiting_.end() && n_running() < running_limit_;) {
+    SchedRequest* r = *it;
+    if (dynamic && !r->in_batch) {  // waits for the next batch
+      ++it;
+      continue;
+    }
     const int budget = config_.max_step_tokens - used();
     if (budget <= 0) break;
-    SchedRequest* r = waiting_.front();
     const int left = Schedulable(*r);
     if (left == 0) break;  // its pending sample may finish it; no overtaking meanwhile
     const int n = std::min(left, budget);
     const size_t first_new = r->block_table.size();
     if (!Reserve(r, r->n_computed + n)) break;  // wait for blocks; FCFS, no overtaking
-    waiting_.pop_front();
+    it = waiting_.erase(it);
     running_.insert(std::upper_bound(running_.begin(), running_.end(), r, OlderThan), r);
     picks.push_back({r, n, first_new, !r->known});
   }
@@ -154,6 +227,7 @@ std::optional<proto::StepPlan> Scheduler::Schedule() {
   proto::StepPlan plan;
   plan.set_replica(config_.replica);
   plan.set_seq(++last_seq_);
+  plan.set_separate_passes(config_.policy == SchedulerPolicy::kInstances);
   for (uint64_t id : leaves_) plan.add_leaves(id);
   for (uint64_t id : resets_) plan.add_resets(id);
   leaves_.clear();
@@ -207,7 +281,7 @@ Result<AppliedStep> Scheduler::Apply(const proto::StepResult& result) {
     const FinishReason finish = FromProto(out.finish());
     applied.events.push_back({r->id, out.token() >= 0 ? out.token() : -1, finish});
     if (finish != FinishReason::kNone) {
-      Release(r);
+      Forget(r);
       requests_.erase(it);
     }
   }
@@ -225,6 +299,7 @@ std::vector<uint64_t> Scheduler::TakeAll() {
     Release(r);
   }
   requests_.clear();
+  n_batch_ = 0;
   leaves_.clear();
   resets_.clear();
   in_flight_.clear();

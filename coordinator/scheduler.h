@@ -1,9 +1,10 @@
-// Scheduler: the temporal-fusion step scheduler of ONE replica, data in and data out.
+// Scheduler: the step scheduler of ONE replica, data in and data out.
 //
-// Schedule() turns the state (running and waiting requests, the replica's KV block pool)
-// into the next StepPlan; Apply() consumes the StepResult of a plan. No sockets, clocks
-// or threads: the coordinator calls both from its event loop, tests drive them with a
-// fake executor.
+// Schedule() turns the state (running and waiting requests, the replica's KV block pool,
+// the current time) into the next StepPlan; Apply() consumes the StepResult of a plan.
+// No sockets or threads, and it never reads a clock: the coordinator passes the time in
+// and calls both from its event loop; tests drive them with a fake executor and made-up
+// times.
 //
 // Each request mirrors the workers' progress with one number that catches up:
 //   n_tokens()  = prompt + generated + pending (samples expected from plans in flight)
@@ -11,15 +12,35 @@
 // A plan entry covers [n_computed, n_computed + n); when it reaches n_tokens() the
 // workers sample a token, so chunked prefill and decode are the same code path.
 //
-// One step (policy "fused"): running requests with exactly one token left decode, oldest
-// first; then running requests with more left get prefill chunks, oldest first; then
-// waiting requests join in (priority, arrival) order, no overtaking, while max_running,
-// the step's token budget (max_step_tokens) and the KV pool allow: a request joins when
-// the blocks of its first chunk can be allocated. The first plan that runs a request
-// carries its JoinRequest. When a running request needs a block and none is free, the
-// youngest running request is preempted (it may be the requester itself): its blocks
-// are freed, it goes back to waiting ahead of younger arrivals, its id is sent in the
-// next plan's `resets`, and it later recomputes prompt + generated tokens from 0.
+// One step (temporal fusion): running requests with exactly one token left decode,
+// oldest first; then running requests with more left get prefill chunks, oldest first;
+// then waiting requests join in (priority, arrival) order, no overtaking, while the
+// running limit, the step's token budget (max_step_tokens) and the KV pool allow: a
+// request joins when the blocks of its first chunk can be allocated. The first plan
+// that runs a request carries its JoinRequest. When a running request needs a block and
+// none is free, the youngest running request is preempted (it may be the requester
+// itself): its blocks are freed, it goes back to waiting ahead of younger arrivals, its
+// id is sent in the next plan's `resets`, and it later recomputes prompt + generated
+// tokens from 0.
+//
+// Policies (scheduler.policy; the paper's comparisons). All of them build their steps as
+// above, so a request's tokens are the same under every policy; they differ in who may
+// join and in how the workers run a step:
+//   fused       the above: requests join the running batch at any step.
+//   sequential  one request at a time (running limit 1): FCFS among equal priorities,
+//               each runs to completion (or cancellation) before the next joins.
+//   dynamic     FasterTransformer-style dynamic batching. While no batch runs, the
+//               window is open: a batch forms when `batch_window` has passed since the
+//               oldest waiting request arrived, or at once when running_limit() requests
+//               wait. The batch takes waiting requests in join order, at most
+//               running_limit() = min(max_running, max_batch) of them, while the blocks
+//               of their current tokens fit the free pool (the first always does). Its
+//               members then run fused, step by step, until ALL of them have finished
+//               or been cancelled; only members join (or rejoin after a preemption)
+//               meanwhile; requests arriving meanwhile wait for the next batch.
+//   instances   FasterTransformer's concurrent model instances: scheduled like fused,
+//               but every plan has `separate_passes`, so the workers run each entry in
+//               its own forward pass (no weight reads shared between requests).
 //
 // Up to pipeline_depth plans may be in flight. A request with a pending sample is
 // assumed to get its token and decodes the next one in the next plan (unless that
@@ -27,15 +48,19 @@
 // the entry is stale and the workers skip it. Results must arrive in plan order.
 //
 // Invariants: a request is in exactly one of running_ / waiting_; each block is owned
-// by at most one request; sum of block-table sizes == allocator_.n_used().
+// by at most one request; sum of block-table sizes == allocator_.n_used(); at most
+// running_limit() requests run; under dynamic every running request is a member of the
+// current batch and n_batch_ counts the members (running or waiting).
 //
 // Thread-safety: none; owned by the coordinator's event loop.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -46,6 +71,15 @@
 
 namespace flover {
 
+using Clock = std::chrono::steady_clock;
+
+enum class SchedulerPolicy { kFused, kDynamic, kInstances, kSequential };
+
+// "fused", "dynamic", "instances", "sequential" (the names of scheduler.policy).
+const char* SchedulerPolicyName(SchedulerPolicy policy);
+// The policy of that name; nullopt for any other.
+std::optional<SchedulerPolicy> SchedulerPolicyFromName(std::string_view name);
+
 struct SchedulerConfig {
   int replica = 0;            // copied into every plan
   int n_blocks = 0;           // the replica's KV pool, >= 1
@@ -54,19 +88,28 @@ struct SchedulerConfig {
   int max_running = 64;       // requests in the running batch, >= 1
   int max_seq_len = 0;        // the model's context length, >= 1
   int pipeline_depth = 1;     // plans in flight ahead of results, >= 1
+  SchedulerPolicy policy = SchedulerPolicy::kFused;
+  Clock::duration batch_window = std::chrono::milliseconds(10);  // dynamic: >= 0
+  int max_batch = 32;                                            // dynamic: >= 1
+
+  // How many requests may run at once under the policy: 1 (sequential),
+  // min(max_running, max_batch) (dynamic) or max_running.
+  int running_limit() const;
 };
 
 // One request as the scheduler sees it.
 struct SchedRequest {
   uint64_t id = 0;
   uint64_t arrival = 0;  // Add() order; lower = older
+  Clock::time_point arrived{};  // as given to Add()
   int priority = 0;      // lower joins first
   RequestParams params;
   std::vector<int> generated;  // tokens reported by StepResults
   int n_pending = 0;           // samples expected from plans in flight
   int n_computed = 0;
   std::vector<int> block_table;
-  bool known = false;  // the workers got its JoinRequest
+  bool known = false;     // the workers got its JoinRequest
+  bool in_batch = false;  // dynamic: a member of the current batch
 
   int n_prompt() const { return static_cast<int>(params.prompt.size()); }
   int n_tokens() const { return n_prompt() + static_cast<int>(generated.size()) + n_pending; }
@@ -94,10 +137,13 @@ class Scheduler {
 
   const SchedulerConfig& config() const { return config_; }
 
-  // Queues a request; it joins at a later Schedule(). REQUIRES: id not known here, and
-  // the request fits the pool (admission checked min(prompt + max_tokens - 1,
-  // max_seq_len) <= n_blocks * block_size).
-  void Add(uint64_t id, RequestParams params, int priority = 0);
+  // Queues a request that arrived at `arrived` (opens or joins the batch window under
+  // dynamic); it joins at a later Schedule(). REQUIRES: id not known here, and the
+  // request fits the pool (admission checked min(prompt + max_tokens - 1, max_seq_len)
+  // <= n_blocks * block_size).
+  // Times: only dynamic reads them; callers of the other policies may leave them out
+  // (the clock's epoch), dynamic's callers must pass real ones consistently.
+  void Add(uint64_t id, RequestParams params, int priority = 0, Clock::time_point arrived = {});
 
   // Forgets a queued or running request now and frees its blocks; when the workers know
   // it, it is listed in the next plan's `leaves`. False if the id is unknown (finished,
@@ -107,9 +153,17 @@ class Scheduler {
   // True while fewer than pipeline_depth plans are in flight.
   bool can_schedule() const { return static_cast<int>(in_flight_.size()) < config_.pipeline_depth; }
 
-  // The next plan, or nullopt when no request can make progress now (then nothing is in
-  // flight for it; leaves and resets wait for the next plan). REQUIRES: can_schedule().
-  std::optional<proto::StepPlan> Schedule();
+  // The next plan at time `now`, or nullopt when no request can make progress now (then
+  // nothing is in flight for it; leaves and resets wait for the next plan). Under
+  // dynamic, forms the next batch first when none runs and its window has closed by
+  // `now`. REQUIRES: can_schedule().
+  std::optional<proto::StepPlan> Schedule(Clock::time_point now = {});
+
+  // Under dynamic, while no batch runs and requests wait: when the window closes, i.e.
+  // the earliest `now` at which Schedule() forms a batch of the requests waiting now
+  // (in the past when it is due already). nullopt otherwise: no other policy waits for
+  // time, and a running batch ends with a result, not at a time.
+  std::optional<Clock::time_point> batch_deadline() const;
 
   // Consumes the result of the oldest plan in flight: appends tokens, retires finished
   // requests (their blocks are free at once). InvalidArgument (and no change) if
@@ -128,6 +182,7 @@ class Scheduler {
   int n_blocks() const { return allocator_.n_blocks(); }
   int n_used_blocks() const { return allocator_.n_used(); }
   int n_in_flight() const { return static_cast<int>(in_flight_.size()); }
+  int n_batch() const { return n_batch_; }  // dynamic: members of the current batch
   uint64_t last_seq() const { return last_seq_; }
 
  private:
@@ -150,9 +205,14 @@ class Scheduler {
   void Preempt(SchedRequest* victim, std::vector<Pick>* picks);
   void InsertWaiting(SchedRequest* r);
   void Release(SchedRequest* r);  // frees blocks, drops from running_ / waiting_
+  void Forget(SchedRequest* r);   // Release, leaves the batch; the caller erases it
+  // Dynamic: makes waiting requests the members of a new batch if the window has closed.
+  // REQUIRES: n_batch_ == 0.
+  void FormBatch(Clock::time_point now);
 
   // Constant after construction.
   const SchedulerConfig config_;
+  const int running_limit_;  // config_.running_limit()
 
   BlockAllocator allocator_;
   std::unordered_map<uint64_t, std::unique_ptr<SchedRequest>> requests_;
@@ -161,6 +221,7 @@ class Scheduler {
   std::vector<uint64_t> leaves_;        // for the next plan
   std::vector<uint64_t> resets_;        // for the next plan
   std::deque<InFlightPlan> in_flight_;  // ascending seq
+  int n_batch_ = 0;                     // dynamic: members of the current batch
   uint64_t next_arrival_ = 1;
   uint64_t last_seq_ = 0;
 };

@@ -10,6 +10,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev   # CLI, JSON output, logging
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler   # daemons and wire format (issue #3)
   libyaml-cpp-dev libboost-dev libgloo-dev                   # config, HTTP, CPU collectives
+  gnuplot-nox                                                # flover bench --plot
 )
 
 missing=()

@@ -133,7 +133,7 @@ Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan) {
     entries_.push_back(ExecEntry{e.request_id(), e.start_pos(), e.n_tokens(),
                                  std::span<const int>(e.new_blocks().data(), e.new_blocks().size())});
   outputs_.clear();
-  FLOVER_RETURN_IF_ERROR(executor_->Run(entries_, &outputs_));
+  FLOVER_RETURN_IF_ERROR(executor_->Run(entries_, &outputs_, plan.separate_passes()));
   for (const ExecOutput& o : outputs_)
     if (o.finish != FinishReason::kNone) executor_->Leave(o.request_id);
 

@@ -20,7 +20,9 @@ struct CliRun {
 };
 
 CliRun Flover(const std::string& args) {
-  const std::string err_file = ::testing::TempDir() + "/flover_run_stderr.txt";
+  // One file per test: ctest runs the tests of this file in parallel.
+  const std::string err_file = ::testing::TempDir() + "/flover_run_stderr_" +
+                               ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".txt";
   const std::string cmd = std::string(FLOVER_BIN) + " " + args + " 2>" + err_file;
   CliRun r{-1, "", ""};
   FILE* p = popen(cmd.c_str(), "r");

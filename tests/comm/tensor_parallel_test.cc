@@ -14,6 +14,7 @@
 #include "tests/test_paths.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/executor.h"
 #include "worker/model/model_loader.h"
 #include "worker/model/shard.h"
 
@@ -253,6 +254,116 @@ TEST(TensorParallelEngineTest, RanksAgreeOnSeededSamples) {
   ASSERT_EQ(out[0].size(), requests.size());
   EXPECT_EQ(out[0], out[1]);
   for (const Outcome& o : out[0]) EXPECT_TRUE(o.finish == FinishReason::kLength || o.finish == FinishReason::kStop);
+}
+
+// ---- executor: separate passes (policy instances) -----------------------------------
+
+// Counts the all-reduces of the passes that run through it (a fixed number per pass).
+class CountingCommunicator final : public Communicator {
+ public:
+  explicit CountingCommunicator(Communicator* inner) : inner_(inner) {}
+  int rank() const override { return inner_->rank(); }
+  int world_size() const override { return inner_->world_size(); }
+  Status AllReduceSum(float* data, size_t n) override {
+    ++n_all_reduce;
+    return inner_->AllReduceSum(data, n);
+  }
+  Status AllGather(const float* in, size_t n, float* out) override { return inner_->AllGather(in, n, out); }
+  Status Barrier() override { return inner_->Barrier(); }
+
+  int n_all_reduce = 0;
+
+ private:
+  Communicator* inner_;
+};
+
+struct ExecutorRun {
+  std::vector<Outcome> out;
+  int n_steps = 0;
+  int n_entries = 0;  // summed over steps
+  int n_all_reduce = 0;
+};
+
+// Drives an Executor as a worker would: request i joins at step i with its whole prompt
+// (and every block it will need), then decodes one token per step until it finishes.
+ExecutorRun RunExecutor(Decoder& decoder, CountingCommunicator& comm, const std::vector<RequestParams>& requests,
+                        bool separate_passes) {
+  const ModelSpec& spec = decoder.spec();
+  const int block_size = 16, blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
+  const int n = static_cast<int>(requests.size());
+  Result<std::unique_ptr<KvCache>> kv =
+      KvCache::Create(spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * n}, decoder.shard().world);
+  EXPECT_TRUE(kv.ok()) << kv.status().ToString();
+  if (!kv.ok()) return {};
+  Executor executor(&decoder, kv->get());
+  std::vector<std::vector<int>> blocks(n);
+  for (int i = 0; i < n; ++i)
+    for (int b = 0; b < blocks_per_seq; ++b) blocks[i].push_back(i * blocks_per_seq + b);
+
+  ExecutorRun run;
+  run.out.resize(n);
+  const int all_reduce_before = comm.n_all_reduce;
+  std::vector<ExecOutput> outputs;
+  for (int step = 0; step < 1000; ++step) {
+    std::vector<ExecEntry> entries;
+    for (int i = 0; i < n; ++i) {
+      const uint64_t id = static_cast<uint64_t>(i + 1);
+      if (i == step) {
+        EXPECT_TRUE(executor.Join(id, requests[i]).ok());
+        entries.push_back(ExecEntry{id, 0, static_cast<int>(requests[i].prompt.size()), blocks[i]});
+      } else if (const Sequence* seq = executor.Find(id); seq && seq->finish == FinishReason::kNone) {
+        entries.push_back(ExecEntry{id, seq->n_computed, 1, {}});
+      }
+    }
+    if (entries.empty()) break;
+    outputs.clear();
+    const Status status = executor.Run(entries, &outputs, separate_passes);
+    EXPECT_TRUE(status.ok()) << status.ToString();
+    if (!status.ok()) break;
+    ++run.n_steps;
+    run.n_entries += static_cast<int>(entries.size());
+    for (const ExecOutput& o : outputs) {
+      Outcome& outcome = run.out[o.request_id - 1];
+      if (o.token >= 0) outcome.tokens.push_back(o.token);
+      outcome.finish = o.finish;
+    }
+  }
+  run.n_all_reduce = comm.n_all_reduce - all_reduce_before;
+  return run;
+}
+
+// StepPlan.separate_passes: the same entries run one pass each give the tokens of the
+// fused pass on every rank, and the collectives show one pass per entry.
+TEST(TensorParallelExecutorTest, SeparatePassesGiveTheFusedTokensWithOnePassPerEntry) {
+  ModelWeights full = LoadStories();
+  ASSERT_FALSE(full.layers.empty());
+  const std::vector<RequestParams> requests = ReadmeRequests();
+  std::vector<ExecutorRun> fused(2), separate(2);
+  RunGroup(2, [&](int rank, Communicator& comm) {
+    Result<ModelWeights> shard = ShardWeights(full, rank, 2);
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    CountingCommunicator counting(&comm);
+    Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &counting);
+    fused[rank] = RunExecutor(decoder, counting, requests, /*separate_passes=*/false);
+    separate[rank] = RunExecutor(decoder, counting, requests, /*separate_passes=*/true);
+  });
+  for (int rank = 0; rank < 2; ++rank) {
+    SCOPED_TRACE("rank " + std::to_string(rank));
+    ASSERT_EQ(fused[rank].out.size(), requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(fused[rank].out[i].tokens, ParseIds(kReadme[i].generated_ids)) << "prompt " << i;
+      EXPECT_EQ(fused[rank].out[i].finish, FinishReason::kLength);
+    }
+    EXPECT_EQ(separate[rank].out, fused[rank].out);
+    EXPECT_EQ(separate[rank].n_steps, fused[rank].n_steps);
+    EXPECT_EQ(separate[rank].n_entries, fused[rank].n_entries);
+    ASSERT_GT(fused[rank].n_steps, 0);
+    const int per_pass = fused[rank].n_all_reduce / fused[rank].n_steps;
+    EXPECT_EQ(per_pass, 2 * full.spec.n_layers);  // after attention and after the MLP
+    EXPECT_EQ(fused[rank].n_all_reduce, per_pass * fused[rank].n_steps);
+    EXPECT_EQ(separate[rank].n_all_reduce, per_pass * separate[rank].n_entries);
+    EXPECT_GT(separate[rank].n_entries, separate[rank].n_steps) << "some steps must hold several entries";
+  }
 }
 
 TEST(TensorParallelEngineTest, CreateRejectsInconsistentShardsAndCommunicators) {

@@ -163,6 +163,7 @@ TEST(ProtocolTest, ControlPlaneMessagesRoundTrip) {
   e->set_start_pos(0);
   e->set_n_tokens(2);
   e->add_new_blocks(17);
+  p->set_separate_passes(true);
   ExpectRoundTrip(plan);
 }
 

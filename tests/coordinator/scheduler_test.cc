@@ -2,17 +2,23 @@
 // Apply() round with the expected plan (entries, joins, resets, leaves) and the requests
 // that finished. The fake executor plays the worker's side of the contract and checks
 // every plan against its own state (start positions, block tables, plan sequence).
+// Policies that depend on time (dynamic) are tested with timed tables: each row says
+// when it runs, which requests arrive and which are cancelled before Schedule(), and
+// when the batch window closes afterwards.
 #include "coordinator/scheduler.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
 
 #include "common/block_allocator.h"
+#include "common/cluster_config.h"
 #include "common/protocol.h"
 
 namespace flover {
@@ -127,6 +133,7 @@ class FakeExecutor {
 
 using Entries = std::vector<std::pair<uint64_t, int>>;  // (request id, n_tokens) in plan order
 using Ids = std::vector<uint64_t>;
+using std::chrono::milliseconds;
 
 struct Step {
   Entries scheduled;
@@ -135,6 +142,33 @@ struct Step {
   Ids finished;
   Ids left = {};  // leaves
 };
+
+struct Arrival {
+  uint64_t id;
+  int n_prompt;
+  int max_tokens;
+};
+
+// One row of a timed table: at at_ms, `arrive` are added and `cancel` cancelled, then
+// Schedule(at_ms) must return the plan described (none when `scheduled` is empty),
+// which is executed and applied; afterwards batch_deadline() must be deadline_ms (-1:
+// none).
+struct TimedStep {
+  int at_ms;
+  std::vector<Arrival> arrive = {};
+  Ids cancel = {};
+  Entries scheduled = {};
+  Ids joined = {};
+  Ids preempted = {};
+  Ids finished = {};
+  Ids left = {};
+  int deadline_ms = -1;
+};
+
+// Far from the clock's epoch, which the time parameters default to: a test that
+// forgot to pass a time would show.
+const Clock::time_point kT0 = Clock::time_point{} + std::chrono::hours(1);
+Clock::time_point At(int ms) { return kT0 + milliseconds(ms); }
 
 RequestParams Prompt(int n, int max_tokens) {
   RequestParams r;
@@ -156,15 +190,16 @@ class SchedulerTest : public ::testing::Test {
     executor_ = std::make_unique<FakeExecutor>(config.block_size, config.n_blocks, config.max_seq_len);
   }
 
-  // Runs one round and checks it against `step`. Returns the applied events.
-  std::vector<RequestEvent> RunStep(const Step& step, int index) {
+  // Runs one round at `now` and checks it against `step`. Returns the applied events.
+  std::vector<RequestEvent> RunStep(const Step& step, int index, Clock::time_point now = kT0) {
     SCOPED_TRACE("step " + std::to_string(index + 1));
-    std::optional<proto::StepPlan> plan = scheduler_->Schedule();
+    std::optional<proto::StepPlan> plan = scheduler_->Schedule(now);
     if (!plan) {
       ADD_FAILURE() << "no plan";
       return {};
     }
     EXPECT_EQ(plan->seq(), static_cast<uint64_t>(++seq_));
+    EXPECT_EQ(plan->separate_passes(), config_.policy == SchedulerPolicy::kInstances);
     Entries scheduled;
     for (const proto::PlanEntry& e : plan->entries()) scheduled.emplace_back(e.request_id(), e.n_tokens());
     Ids joined;
@@ -192,6 +227,32 @@ class SchedulerTest : public ::testing::Test {
     for (size_t i = 0; i < steps.size(); ++i) RunStep(steps[i], static_cast<int>(i));
   }
 
+  void RunTimedTable(const std::vector<TimedStep>& rows) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const TimedStep& row = rows[i];
+      SCOPED_TRACE("row " + std::to_string(i + 1) + " at " + std::to_string(row.at_ms) + " ms");
+      for (const Arrival& a : row.arrive) scheduler_->Add(a.id, Prompt(a.n_prompt, a.max_tokens), 0, At(row.at_ms));
+      for (uint64_t id : row.cancel) EXPECT_TRUE(scheduler_->Cancel(id)) << "cancel " << id;
+      if (row.scheduled.empty()) {
+        if (std::optional<proto::StepPlan> plan = scheduler_->Schedule(At(row.at_ms))) {
+          ADD_FAILURE() << "unexpected plan with " << plan->entries_size() << " entries";
+          ++seq_;  // run it, so that the following rows report their own differences
+          EXPECT_TRUE(scheduler_->Apply(executor_->Execute(*plan)).ok());
+        }
+      } else {
+        RunStep({row.scheduled, row.joined, row.preempted, row.finished, row.left}, static_cast<int>(i),
+                At(row.at_ms));
+      }
+      const std::optional<Clock::time_point> deadline = scheduler_->batch_deadline();
+      if (row.deadline_ms < 0) {
+        EXPECT_FALSE(deadline.has_value()) << "the window closes at "
+                                           << std::chrono::duration_cast<milliseconds>(*deadline - kT0).count();
+      } else {
+        EXPECT_EQ(deadline, std::optional<Clock::time_point>(At(row.deadline_ms)));
+      }
+    }
+  }
+
   void CheckBlockAccounting() {
     int used = 0;
     for (uint64_t id = 1; id <= 64; ++id)
@@ -206,7 +267,8 @@ class SchedulerTest : public ::testing::Test {
   int seq_ = 0;
 };
 
-SchedulerConfig Config(int block_size, int n_blocks, int max_step_tokens, int max_running, int depth = 1) {
+SchedulerConfig Config(int block_size, int n_blocks, int max_step_tokens, int max_running, int depth = 1,
+                       SchedulerPolicy policy = SchedulerPolicy::kFused) {
   SchedulerConfig c;
   c.replica = 0;
   c.block_size = block_size;
@@ -215,6 +277,14 @@ SchedulerConfig Config(int block_size, int n_blocks, int max_step_tokens, int ma
   c.max_running = max_running;
   c.max_seq_len = 64;
   c.pipeline_depth = depth;
+  c.policy = policy;
+  return c;
+}
+
+SchedulerConfig Dynamic(SchedulerConfig c, int window_ms, int max_batch) {
+  c.policy = SchedulerPolicy::kDynamic;
+  c.batch_window = milliseconds(window_ms);
+  c.max_batch = max_batch;
   return c;
 }
 
@@ -470,6 +540,191 @@ TEST_F(SchedulerTest, TakeAllEmptiesTheSchedulerOldestFirst) {
   EXPECT_EQ(scheduler_->n_used_blocks(), 0);
   EXPECT_EQ(scheduler_->n_in_flight(), 0);
   EXPECT_TRUE(scheduler_->can_schedule());
+}
+
+
+// ---------------------------------------------------------------- policies
+
+TEST(SchedulerPolicyTest, NamesMatchTheConfigAndLimitTheRunningBatch) {
+  for (const std::string& name : SchedulerPolicyNames()) {
+    std::optional<SchedulerPolicy> policy = SchedulerPolicyFromName(name);
+    ASSERT_TRUE(policy.has_value()) << name;
+    EXPECT_EQ(SchedulerPolicyName(*policy), name);
+  }
+  EXPECT_FALSE(SchedulerPolicyFromName("fast").has_value());
+  SchedulerConfig c = Config(4, 8, 16, /*max_running=*/6);
+  c.max_batch = 4;
+  EXPECT_EQ(c.running_limit(), 6);
+  c.policy = SchedulerPolicy::kInstances;
+  EXPECT_EQ(c.running_limit(), 6);
+  c.policy = SchedulerPolicy::kSequential;
+  EXPECT_EQ(c.running_limit(), 1);
+  c.policy = SchedulerPolicy::kDynamic;
+  EXPECT_EQ(c.running_limit(), 4);
+  c.max_batch = 9;
+  EXPECT_EQ(c.running_limit(), 6);
+}
+
+TEST_F(SchedulerTest, DynamicWindowClosesByTimeAndLateArrivalsWaitForTheNextBatch) {
+  Init(Dynamic(Config(4, 16, 32, 8), /*window_ms=*/10, /*max_batch=*/4));
+  RunTimedTable({
+      {.at_ms = 0, .arrive = {{1, 3, 2}}, .deadline_ms = 10},  // the window opens
+      {.at_ms = 4, .arrive = {{2, 3, 3}}, .deadline_ms = 10},  // it counts from the oldest
+      {.at_ms = 9, .deadline_ms = 10},
+      {.at_ms = 10, .scheduled = {{1, 3}, {2, 3}}, .joined = {1, 2}},  // closed: the batch runs
+      // 3 arrives while the batch runs: it waits, although the batch has room.
+      {.at_ms = 11, .arrive = {{3, 2, 2}}, .scheduled = {{1, 1}, {2, 1}}, .finished = {1}},
+      {.at_ms = 12, .scheduled = {{2, 1}}, .finished = {2}, .deadline_ms = 21},  // batch done: 3's window
+      {.at_ms = 20, .deadline_ms = 21},
+      {.at_ms = 21, .scheduled = {{3, 2}}, .joined = {3}},
+      {.at_ms = 22, .scheduled = {{3, 1}}, .finished = {3}},
+  });
+  EXPECT_FALSE(scheduler_->has_work());
+  EXPECT_EQ(scheduler_->n_batch(), 0);
+  EXPECT_EQ(scheduler_->n_used_blocks(), 0);
+}
+
+TEST_F(SchedulerTest, DynamicWindowClosesEarlyWhenMaxBatchRequestsWait) {
+  Init(Dynamic(Config(4, 16, 32, 8), /*window_ms=*/1000, /*max_batch=*/2));
+  RunTimedTable({
+      {.at_ms = 0, .arrive = {{1, 2, 1}}, .deadline_ms = 1000},
+      // 3 wait: a batch of 2 forms at once; 3 waits for the next one.
+      {.at_ms = 5, .arrive = {{2, 2, 1}, {3, 2, 1}}, .scheduled = {{1, 2}, {2, 2}}, .joined = {1, 2},
+       .finished = {1, 2}, .deadline_ms = 1005},
+      {.at_ms = 6, .deadline_ms = 1005},
+      // A second waiting request fills the next batch: it forms without waiting.
+      {.at_ms = 7, .arrive = {{4, 2, 2}}, .scheduled = {{3, 2}, {4, 2}}, .joined = {3, 4}, .finished = {3}},
+      {.at_ms = 8, .scheduled = {{4, 1}}, .finished = {4}},
+  });
+}
+
+TEST_F(SchedulerTest, DynamicBatchIsBoundedByMaxRunning) {
+  Init(Dynamic(Config(4, 16, 32, /*max_running=*/2), /*window_ms=*/0, /*max_batch=*/8));
+  RunTimedTable({
+      {.at_ms = 0, .arrive = {{1, 2, 2}, {2, 2, 1}, {3, 2, 1}}, .scheduled = {{1, 2}, {2, 2}}, .joined = {1, 2},
+       .finished = {2}},
+      {.at_ms = 1, .scheduled = {{1, 1}}, .finished = {1}, .deadline_ms = 0},  // 3 never joined batch 1
+      {.at_ms = 2, .scheduled = {{3, 2}}, .joined = {3}, .finished = {3}},
+  });
+}
+
+TEST_F(SchedulerTest, DynamicBatchIsBoundedByTheKvPool) {
+  // 4 blocks of 4 tokens: two 6-token prompts take them all.
+  Init(Dynamic(Config(4, /*n_blocks=*/4, 32, 8), /*window_ms=*/0, /*max_batch=*/8));
+  RunTimedTable({
+      {.at_ms = 0, .arrive = {{1, 6, 2}, {2, 6, 2}, {3, 2, 1}}, .scheduled = {{1, 6}, {2, 6}}, .joined = {1, 2}},
+      {.at_ms = 1, .scheduled = {{1, 1}, {2, 1}}, .finished = {1, 2}, .deadline_ms = 0},
+      {.at_ms = 2, .scheduled = {{3, 2}}, .joined = {3}, .finished = {3}},
+  });
+}
+
+TEST_F(SchedulerTest, DynamicPreemptedMemberRejoinsBeforeTheNextBatch) {
+  // As PreemptsTheYoungestWhenBlocksRunOutAndRecomputesIt, with a late arrival (3) that
+  // would fit beside the rejoining member but must wait until the batch is done.
+  Init(Dynamic(Config(4, /*n_blocks=*/4, 16, 4), /*window_ms=*/0, /*max_batch=*/4));
+  RunTimedTable({
+      {.at_ms = 0, .arrive = {{1, 7, 6}, {2, 4, 6}}, .scheduled = {{1, 7}, {2, 4}}, .joined = {1, 2}},
+      {.at_ms = 1, .arrive = {{3, 2, 1}}, .scheduled = {{1, 1}, {2, 1}}},
+      {.at_ms = 2, .scheduled = {{1, 1}}, .preempted = {2}},
+      {.at_ms = 3, .scheduled = {{1, 1}}},
+      {.at_ms = 4, .scheduled = {{1, 1}}},
+      {.at_ms = 5, .scheduled = {{1, 1}}, .finished = {1}},
+      {.at_ms = 6, .scheduled = {{2, 6}}},  // 2 rejoins alone
+      {.at_ms = 7, .scheduled = {{2, 1}}},
+      {.at_ms = 8, .scheduled = {{2, 1}}},
+      {.at_ms = 9, .scheduled = {{2, 1}}, .finished = {2}, .deadline_ms = 1},
+      {.at_ms = 10, .scheduled = {{3, 2}}, .joined = {3}, .finished = {3}},
+  });
+  EXPECT_EQ(tokens_[2], (std::vector<int>{100, 101, 102, 103, 104, 105}));
+}
+
+TEST_F(SchedulerTest, DynamicCancelledMembersLeaveTheBatch) {
+  Init(Dynamic(Config(4, 16, 32, 8), /*window_ms=*/0, /*max_batch=*/4));
+  RunTimedTable({
+      {.at_ms = 0, .arrive = {{1, 3, 10}, {2, 3, 10}}, .scheduled = {{1, 3}, {2, 3}}, .joined = {1, 2}},
+      {.at_ms = 1, .arrive = {{3, 2, 1}}, .scheduled = {{1, 1}, {2, 1}}},
+      {.at_ms = 2, .cancel = {1}, .scheduled = {{2, 1}}, .left = {1}},
+      // The last member is cancelled: the batch is over and 3's window has closed.
+      {.at_ms = 3, .cancel = {2}, .scheduled = {{3, 2}}, .joined = {3}, .finished = {3}, .left = {2}},
+  });
+  EXPECT_EQ(scheduler_->n_batch(), 0);
+  EXPECT_EQ(scheduler_->n_used_blocks(), 0);
+}
+
+TEST_F(SchedulerTest, DynamicTakeAllEndsTheBatch) {
+  Init(Dynamic(Config(4, 16, 32, 8), /*window_ms=*/5, /*max_batch=*/4));
+  scheduler_->Add(1, Prompt(3, 10), 0, At(0));
+  RunStep({{{1, 3}}, {1}, {}, {}}, 0, At(5));
+  EXPECT_EQ(scheduler_->n_batch(), 1);
+  EXPECT_EQ(scheduler_->TakeAll(), (Ids{1}));
+  EXPECT_EQ(scheduler_->n_batch(), 0);
+  scheduler_->Add(2, Prompt(3, 10), 0, At(10));
+  EXPECT_EQ(scheduler_->batch_deadline(), std::optional<Clock::time_point>(At(15)));
+}
+
+TEST_F(SchedulerTest, SequentialRunsOneRequestAtATimeFcfs) {
+  Init(Config(4, 16, 32, /*max_running=*/8, 1, SchedulerPolicy::kSequential));
+  scheduler_->Add(1, Prompt(3, 2));
+  scheduler_->Add(2, Prompt(2, 2));
+  RunStep({{{1, 3}}, {1}, {}, {}}, 0);
+  scheduler_->Add(3, Prompt(2, 1));
+  RunTable({
+      {{{1, 1}}, {}, {}, {1}},  // 2 and 3 wait although max_running is 8
+      {{{2, 2}}, {2}, {}, {}},
+      {{{2, 1}}, {}, {}, {2}},
+      {{{3, 2}}, {3}, {}, {3}},
+  });
+  EXPECT_FALSE(scheduler_->has_work());
+}
+
+TEST_F(SchedulerTest, SequentialWithPipelineWaitsForTheLastResultBeforeTheNextJoins) {
+  Init(Config(4, 16, 32, 8, /*depth=*/2, SchedulerPolicy::kSequential));
+  scheduler_->Add(1, Prompt(3, 10));
+  scheduler_->Add(2, Prompt(2, 1));
+  executor_->Script(1, {50, kEos});
+  std::optional<proto::StepPlan> p1 = scheduler_->Schedule();
+  std::optional<proto::StepPlan> p2 = scheduler_->Schedule();  // decodes ahead; 2 does not join
+  ASSERT_TRUE(p1 && p2);
+  ASSERT_EQ(p2->entries_size(), 1);
+  EXPECT_EQ(p2->entries(0).request_id(), 1u);
+  ASSERT_TRUE(scheduler_->Apply(executor_->Execute(*p1)).ok());
+  std::optional<proto::StepPlan> p3 = scheduler_->Schedule();
+  ASSERT_TRUE(p3.has_value());
+  ASSERT_EQ(p3->entries_size(), 1);
+  EXPECT_EQ(p3->entries(0).request_id(), 1u);
+  EXPECT_EQ(p3->joins_size(), 0);
+  Result<AppliedStep> a2 = scheduler_->Apply(executor_->Execute(*p2));  // 1 stops on EOS
+  ASSERT_TRUE(a2.ok());
+  ASSERT_EQ(a2->events.size(), 1u);
+  EXPECT_EQ(a2->events[0].finish, FinishReason::kStop);
+  std::optional<proto::StepPlan> p4 = scheduler_->Schedule();  // now 2 joins
+  ASSERT_TRUE(p4.has_value());
+  ASSERT_EQ(p4->entries_size(), 1);
+  EXPECT_EQ(p4->entries(0).request_id(), 2u);
+  ASSERT_TRUE(scheduler_->Apply(executor_->Execute(*p3)).ok());  // stale entry of 1
+  EXPECT_EQ(executor_->n_stale_entries(), 1);
+  Result<AppliedStep> a4 = scheduler_->Apply(executor_->Execute(*p4));
+  ASSERT_TRUE(a4.ok());
+  ASSERT_EQ(a4->events.size(), 1u);
+  EXPECT_EQ(a4->events[0].finish, FinishReason::kLength);
+  EXPECT_FALSE(scheduler_->has_work());
+}
+
+TEST_F(SchedulerTest, InstancesSchedulesLikeFusedAndAsksForSeparatePasses) {
+  // The table of DecodesFirstThenPrefillChunksThenJoins; RunStep checks that every
+  // plan has separate_passes.
+  Init(Config(4, 8, 8, 4, 1, SchedulerPolicy::kInstances));
+  scheduler_->Add(1, Prompt(3, 5));
+  RunStep({{{1, 3}}, {1}, {}, {}}, 0);
+  scheduler_->Add(2, Prompt(12, 2));
+  RunTable({
+      {{{1, 1}, {2, 7}}, {2}, {}, {}},
+      {{{1, 1}, {2, 5}}, {}, {}, {}},
+      {{{1, 1}, {2, 1}}, {}, {}, {2}},
+      {{{1, 1}}, {}, {}, {1}},
+  });
+  EXPECT_EQ(tokens_[1].size(), 5u);
+  EXPECT_EQ(tokens_[2].size(), 2u);
 }
 
 }  // namespace

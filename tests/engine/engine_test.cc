@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <map>
 #include <sstream>
 
@@ -193,6 +195,28 @@ TEST(EngineTest, SeededSamplingIsBatchInvariant) {
   s.top_k = 40;
   s.repetition_penalty = 1.1f;
   ExpectBatchInvariant(s);
+}
+
+// Tests run single-threaded (ctest runs two at a time on two cores); this one checks
+// that the engine's multi-threaded paths (GEMM, attention, SwiGLU, sampling) give the
+// same tokens as one thread.
+TEST(EngineTest, ThreadCountDoesNotChangeTokens) {
+  Tokenizer tok = LoadTok();
+  SamplingParams sampled;
+  sampled.temperature = 0.8f;
+  sampled.top_p = 0.95f;
+  std::vector<RequestParams> requests = StoryRequests(tok, 60);
+  for (RequestParams& r : StoryRequests(tok, 60, sampled)) requests.push_back(r);
+  const int saved = omp_get_max_threads();
+  std::vector<std::vector<Outcome>> runs;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    auto engine = MakeEngine();
+    ASSERT_NE(engine, nullptr);
+    runs.push_back(RunAll(*engine, requests, /*stagger=*/1));
+  }
+  omp_set_num_threads(saved);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(runs[0][i].tokens, runs[1][i].tokens) << i;
 }
 
 TEST(EngineTest, DifferentSeedsGiveDifferentSamples) {

@@ -16,13 +16,12 @@
 #include "common/tokenizer.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/test_paths.h"
-#include "worker/engine/engine.h"
-#include "worker/model/model_loader.h"
 
 namespace flover {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::EngineGreedy;
 using testing::TestCluster;
 using testing::TestClusterOptions;
 
@@ -86,31 +85,6 @@ TestClusterOptions Stories(int replicas = 1, int tp = 2) {
   o.replicas = replicas;
   o.tensor_parallel = tp;
   return o;
-}
-
-// The in-process engine's greedy tokens for `prompts` (the TP=1 reference).
-std::vector<std::vector<int>> EngineGreedy(const std::vector<std::vector<int>>& prompts, int max_tokens) {
-  Result<LoadedModel> m = LoadModel(testing::Stories260kBin());
-  FLOVER_CHECK(m.ok()) << m.status().ToString();
-  auto engine = Engine::Create(std::move(m->weights), {});
-  FLOVER_CHECK(engine.ok());
-  std::vector<std::vector<int>> out;
-  for (const auto& p : prompts) {
-    RequestParams r;
-    r.prompt = p;
-    r.stop.max_tokens = max_tokens;
-    FLOVER_CHECK((*engine)->Add(r).ok());
-    std::vector<int> tokens;
-    std::vector<EngineEvent> events;
-    while ((*engine)->has_work()) {
-      events.clear();
-      FLOVER_CHECK((*engine)->Step(&events).ok());
-      for (const EngineEvent& e : events)
-        if (e.token >= 0) tokens.push_back(e.token);
-    }
-    out.push_back(tokens);
-  }
-  return out;
 }
 
 const char* kReadmeGenerated[] = {

@@ -1,11 +1,16 @@
 #include "tests/integration/test_cluster.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
+
+#include "tests/test_paths.h"
+#include "worker/engine/engine.h"
+#include "worker/model/model_loader.h"
 
 namespace flover::testing {
 
@@ -32,8 +37,9 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
     if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
     yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel << "\n"
          << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
-         << "scheduler:\n  max_step_tokens: " << o.max_step_tokens << "\n  pipeline_depth: " << o.pipeline_depth
-         << "\n"
+         << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
+         << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
+         << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch << "\n"
          << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
          << "\n";
   }
@@ -95,6 +101,49 @@ std::vector<int> TestCluster::pids() const {
 void TestCluster::Stop() {
   if (coordinator_) coordinator_->Stop(5000ms);
   for (Worker& w : workers_) w.process->Stop(5000ms);
+}
+
+std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& requests) {
+  // One thread: stories260K is tiny, and OpenMP threads spinning at barriers next to
+  // another test process on the same cores slow both down by orders of magnitude.
+  struct ScopedOmpThreads {
+    const int saved = omp_get_max_threads();
+    ScopedOmpThreads() { omp_set_num_threads(1); }
+    ~ScopedOmpThreads() { omp_set_num_threads(saved); }
+  } one_thread;
+  Result<LoadedModel> m = LoadModel(Stories260kBin());
+  FLOVER_CHECK(m.ok()) << m.status().ToString();
+  Result<std::unique_ptr<Engine>> engine = Engine::Create(std::move(m->weights), {});
+  FLOVER_CHECK(engine.ok()) << engine.status().ToString();
+  std::vector<EngineResult> out;
+  std::vector<EngineEvent> events;
+  for (const RequestParams& r : requests) {
+    Result<uint64_t> id = (*engine)->Add(r);
+    FLOVER_CHECK(id.ok()) << id.status().ToString();
+    EngineResult result;
+    while ((*engine)->has_work()) {
+      events.clear();
+      const Status s = (*engine)->Step(&events);
+      FLOVER_CHECK(s.ok()) << s.ToString();
+      for (const EngineEvent& e : events) {
+        if (e.token >= 0) result.tokens.push_back(e.token);
+        if (e.finish != FinishReason::kNone) result.finish = e.finish;
+      }
+    }
+    out.push_back(std::move(result));
+  }
+  return out;
+}
+
+std::vector<std::vector<int>> EngineGreedy(const std::vector<std::vector<int>>& prompts, int max_tokens) {
+  std::vector<RequestParams> requests(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    requests[i].prompt = prompts[i];
+    requests[i].stop.max_tokens = max_tokens;
+  }
+  std::vector<std::vector<int>> out;
+  for (EngineResult& r : EngineGreedy(requests)) out.push_back(std::move(r.tokens));
+  return out;
 }
 
 TestCluster::~TestCluster() {

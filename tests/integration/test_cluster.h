@@ -2,6 +2,9 @@
 // random free ports ("tcp://127.0.0.1:*"), starts the real flover-coordinator and
 // flover-worker daemons as child processes, waits until every replica is ready, and
 // stops everything (no process left) when destroyed.
+//
+// EngineGreedy: the reference the clusters are checked against, the in-process engine
+// (TP 1) running each request alone.
 #pragma once
 
 #include <chrono>
@@ -11,6 +14,7 @@
 
 #include "client/child_process.h"
 #include "client/client.h"
+#include "common/request_params.h"
 #include "common/status.h"
 
 namespace flover::testing {
@@ -26,6 +30,10 @@ struct TestClusterOptions {
   int block_size = 16;
   double kv_memory_mib = 16;
   int pipeline_depth = 1;
+  std::string policy = "fused";  // scheduler.policy
+  int max_running = 64;
+  int batch_window_ms = 10;      // policy dynamic
+  int max_batch = 32;            // policy dynamic
 };
 
 class TestCluster {
@@ -62,6 +70,18 @@ class TestCluster {
   };
   std::vector<Worker> workers_;
 };
+
+struct EngineResult {
+  std::vector<int> tokens;
+  FinishReason finish = FinishReason::kNone;
+};
+
+// The in-process engine's tokens for each request of stories260K (Stories260kBin()),
+// each run alone to its end, on one OpenMP thread. Aborts if the model cannot be loaded
+// or a request is bad.
+std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& requests);
+// The same for greedy prompts that stop at max_tokens (or EOS/BOS): the tokens only.
+std::vector<std::vector<int>> EngineGreedy(const std::vector<std::vector<int>>& prompts, int max_tokens);
 
 // Paths of the daemons built with the tests (compile definitions from CMake).
 std::string CoordinatorBinary();

@@ -69,7 +69,21 @@ Status Executor::Check(const ExecEntry& e, const Sequence& seq) const {
   return Status::Ok();
 }
 
-Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>* outputs) {
+Status Executor::Forward(bool separate_passes) {
+  if (!separate_passes) return decoder_->Forward(entries_, *kv_, logits_.data());
+  // One pass per entry, in order; each writes its logits row (if any) where the fused
+  // pass would have.
+  const size_t vocab = static_cast<size_t>(spec().vocab_size);
+  size_t row = 0;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    FLOVER_RETURN_IF_ERROR(
+        decoder_->Forward(std::span<const StepEntry>(&entries_[i], 1), *kv_, logits_.data() + row * vocab));
+    if (entries_[i].want_logits) ++row;
+  }
+  return Status::Ok();
+}
+
+Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>* outputs, bool separate_passes) {
   // Validate everything before touching any state.
   stepping_.assign(entries.size(), nullptr);
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -99,7 +113,7 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
   const int vocab = spec().vocab_size;
   const int n_logits = static_cast<int>(sampled_.size());
   if (logits_.size() < static_cast<size_t>(n_logits) * vocab) logits_.resize(static_cast<size_t>(n_logits) * vocab);
-  if (Status s = decoder_->Forward(entries_, *kv_, logits_.data()); !s.ok()) {
+  if (Status s = Forward(separate_passes); !s.ok()) {
     for (size_t i = 0; i < entries.size(); ++i)  // undo: the step did not happen
       if (stepping_[i]) stepping_[i]->block_table.resize(stepping_[i]->block_table.size() - entries[i].new_blocks.size());
     return s;

@@ -2,8 +2,8 @@
 // worker daemon. It holds every request's token state (a Sequence: tokens, KV progress,
 // block table, sampling and stop parameters) and runs what it is told: "compute n tokens
 // of request r from position p, with these blocks appended to its table", for many
-// requests in ONE forward pass, then samples and applies stop conditions for each
-// request whose tokens are all computed.
+// requests in ONE forward pass (or, for policy `instances`, one pass per request), then
+// samples and applies stop conditions for each request whose tokens are all computed.
 //
 // Which tokens and which blocks is decided outside (Engine's scheduler, or the
 // coordinator's plan), so every rank of a tensor-parallel group executing the same
@@ -66,10 +66,17 @@ class Executor {
   // run) for an entry that does not fit its request: start_pos != progress, n_tokens
   // beyond the uncomputed tokens, block ids outside the pool, a table that does not
   // cover the positions, a request listed twice. Communicator failures: Unavailable.
-  Status Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>* outputs);
+  // With `separate_passes` (StepPlan.separate_passes, policy `instances`) each entry
+  // runs in its own forward pass, in entry order, instead of one pass for all; the
+  // validation, sampling, outputs and errors are the same, and so are the tokens (the
+  // forward pass is batch-invariant). Every rank of a tensor-parallel group must pass
+  // the same value, so that their collectives stay matched.
+  Status Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>* outputs, bool separate_passes = false);
 
  private:
   Status Check(const ExecEntry& e, const Sequence& seq) const;
+  // The forward pass(es) over entries_ into logits_ ([entries with want_logits, vocab]).
+  Status Forward(bool separate_passes);
 
   Decoder* decoder_;
   const KvCache* kv_;

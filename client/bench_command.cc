@@ -1,0 +1,220 @@
+#include "client/bench_command.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "client/bench_report.h"
+#include "client/bench_runner.h"
+#include "client/local_cluster.h"
+#include "common/cluster_config.h"
+
+namespace flover {
+namespace {
+
+namespace fs = std::filesystem;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void OnInterrupt(int) { g_interrupted = 1; }
+
+constexpr char kDefaultEndpoint[] = "tcp://127.0.0.1:5555";
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "flover bench: %s\n", message.c_str());
+  return 2;
+}
+
+// The workload flags as a spec (vocab_size is left to the cluster).
+Status BuildWorkload(const BenchOptions& o, WorkloadSpec* w) {
+  w->n_requests = o.requests;
+  w->seed = o.seed;
+  w->prompt_len = o.prompt_len;
+  w->prompt_text = o.prompt;
+  FLOVER_RETURN_IF_ERROR(ParseOutputLen(o.output_len, &w->output_min, &w->output_max));
+  if (int(o.interval_ms.has_value()) + int(o.rate.has_value()) + int(o.mean_interval_ms.has_value()) > 1)
+    return InvalidArgument("give one of --interval-ms, --rate and --mean-interval-ms");
+  if (o.rate) {
+    if (!(*o.rate > 0)) return InvalidArgument("--rate: " + std::to_string(*o.rate) + " requests/s must be > 0");
+    w->arrival = ArrivalProcess::kPoisson;
+    w->interval_ms = 1000.0 / *o.rate;
+  } else if (o.mean_interval_ms) {
+    if (!(*o.mean_interval_ms > 0))
+      return InvalidArgument("--mean-interval-ms: " + std::to_string(*o.mean_interval_ms) + " must be > 0");
+    w->arrival = ArrivalProcess::kPoisson;
+    w->interval_ms = *o.mean_interval_ms;
+  } else {
+    w->arrival = ArrivalProcess::kFixedInterval;
+    w->interval_ms = o.interval_ms.value_or(0);
+  }
+  return ValidateWorkload(*w);  // vocab_size 0: checked once the cluster says
+}
+
+// "tcp://host:5555" -> "tcp://host:*"; other transports unchanged.
+std::string AnyPort(const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) return endpoint;
+  const size_t colon = endpoint.rfind(':');
+  if (colon == std::string::npos || colon < 6) return endpoint;
+  return endpoint.substr(0, colon + 1) + "*";
+}
+
+std::string AbsolutePath(const std::string& path) {
+  if (path.empty() || path.rfind("dummy:", 0) == 0) return path;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
+// The config every policy's cluster starts from.
+Result<ClusterConfig> BaseConfig(const BenchOptions& o) {
+  FLOVER_ASSIGN_OR_RETURN(ClusterConfig config, LoadClusterConfig(o.config));
+  for (const WorkerConfig& w : config.workers)
+    if (!IsLocalHost(w.host))
+      return InvalidArgument(o.config + ": worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank) +
+                             " runs on " + w.host +
+                             "; flover bench --config starts clusters on this host only (start a multi-host "
+                             "cluster with flover up and use flover bench --endpoint)");
+  if (!o.model.empty()) {
+    config.model.path = AbsolutePath(o.model);
+    config.model.tokenizer = AbsolutePath(o.tokenizer);  // the config's tokenizer belongs to its model
+  } else if (!o.tokenizer.empty()) {
+    config.model.tokenizer = AbsolutePath(o.tokenizer);
+  }
+  config.endpoints.client = AnyPort(config.endpoints.client);
+  config.endpoints.control = AnyPort(config.endpoints.control);
+  config.endpoints.plans = AnyPort(config.endpoints.plans);
+  config.endpoints.results = AnyPort(config.endpoints.results);
+  return config;
+}
+
+BenchRunOptions RunOptions(const BenchOptions& o, const WorkloadSpec& workload, const std::string& label,
+                           double ready_timeout_s) {
+  BenchRunOptions r;
+  r.label = label;
+  r.workload = workload;
+  r.ignore_eos = o.ignore_eos;
+  r.ready_timeout_s = ready_timeout_s;
+  r.silence_timeout_s = o.timeout_s;
+  r.interrupted = [] { return g_interrupted != 0; };
+  return r;
+}
+
+// Starts a cluster from `config` under `policy`, runs the workload on it, stops it.
+BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::string& policy,
+                   const WorkloadSpec& workload, const fs::path& dir) {
+  const std::string prefix = "flover bench [" + policy + "]: ";
+  config.scheduler.policy = policy;
+  const fs::path config_path = dir / (policy + ".yaml");
+  BenchRun failed;
+  failed.policy = policy;
+  failed.workload = workload;
+  failed.ignore_eos = o.ignore_eos;
+  {
+    std::ofstream out(config_path);
+    out << ToYaml(config);
+    if (!out) {
+      failed.error = "cannot write " + config_path.string();
+      return failed;
+    }
+  }
+  std::fprintf(stderr, "%sstarting a cluster (%s)\n", prefix.c_str(), config.model.path.c_str());
+  LocalClusterOptions options;
+  options.bin_dir = o.bin_dir;
+  options.ready_timeout_s = o.ready_timeout_s.value_or(300);
+  options.capture_logs = true;  // keeps the daemons' logs off the table and the progress bar
+  options.progress = [&](const std::string& line) { std::fprintf(stderr, "%s%s\n", prefix.c_str(), line.c_str()); };
+  options.interrupted = [] { return g_interrupted != 0; };
+  Result<std::unique_ptr<LocalCluster>> cluster = LocalCluster::Start(config_path.string(), options);
+  if (!cluster.ok()) {
+    failed.error = cluster.status().ToString();
+    return failed;
+  }
+  BenchRun run = RunBenchmark((*cluster)->client_endpoint(), RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300)));
+  if (run.error.empty()) {
+    if (std::optional<std::string> exit = (*cluster)->CoordinatorExit()) run.error = "Unavailable: " + *exit;
+  }
+  (*cluster)->Stop();
+  return run;
+}
+
+}  // namespace
+
+int BenchCommand(const BenchOptions& o) {
+  if (!o.endpoint.empty() && !o.config.empty()) return Usage("give --endpoint or --config, not both");
+  WorkloadSpec workload;
+  if (Status s = BuildWorkload(o, &workload); !s.ok()) return Usage(s.message());
+  if (o.config.empty()) {
+    if (!o.policies.empty()) return Usage("--policies needs --config (a running cluster has its own policy)");
+    if (!o.model.empty() || !o.tokenizer.empty()) return Usage("--model and --tokenizer need --config");
+  }
+  std::optional<ClusterConfig> base;
+  std::vector<std::string> policies = o.policies;
+  if (!o.config.empty()) {
+    Result<ClusterConfig> config = BaseConfig(o);
+    if (!config.ok()) return Usage(config.status().ToString());
+    base.emplace(std::move(config).value());
+    if (policies.empty()) policies.push_back(base->scheduler.policy);
+    const std::vector<std::string>& known = SchedulerPolicyNames();
+    for (const std::string& p : policies) {
+      if (std::find(known.begin(), known.end(), p) != known.end()) continue;
+      std::string names;
+      for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
+      return Usage("--policies: unknown policy '" + p + "' (known: " + names + ")");
+    }
+  }
+  if (!o.plot.empty()) {
+    if (Result<std::string> gnuplot = FindGnuplot(); !gnuplot.ok()) return Usage(gnuplot.status().message());
+  }
+
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
+  std::vector<BenchRun> runs;
+  if (base) {
+    char dir_template[] = "/tmp/flover-bench-XXXXXX";
+    if (!mkdtemp(dir_template)) return Usage("cannot create a temporary folder in /tmp");
+    const fs::path dir(dir_template);
+    for (const std::string& policy : policies) {
+      runs.push_back(RunPolicy(o, *base, policy, workload, dir));
+      if (!runs.back().error.empty())
+        std::fprintf(stderr, "flover bench [%s]: FAILED: %s\n", policy.c_str(), runs.back().error.c_str());
+      if (g_interrupted) break;
+    }
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  } else {
+    const std::string endpoint = o.endpoint.empty() ? kDefaultEndpoint : o.endpoint;
+    runs.push_back(RunBenchmark(endpoint, RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30))));
+    if (!runs.back().error.empty())
+      std::fprintf(stderr, "flover bench [%s]: FAILED: %s\n", o.label.c_str(), runs.back().error.c_str());
+  }
+
+  std::cout << FormatResultsTable(runs) << std::flush;
+  int exit_code = 0;
+  for (const BenchRun& r : runs)
+    if (!r.error.empty() || r.metrics.n_completed == 0) exit_code = 1;
+  if (!o.json.empty()) {
+    nlohmann::json all = nlohmann::json::array();
+    for (const BenchRun& r : runs) all.push_back(RunToJson(r));
+    std::ofstream out(o.json);
+    out << all.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (!out) {
+      std::fprintf(stderr, "flover bench: cannot write --json %s\n", o.json.c_str());
+      exit_code = 1;
+    }
+  }
+  if (!o.plot.empty()) {
+    if (Status s = WritePlot(runs, o.plot); !s.ok()) {
+      std::fprintf(stderr, "flover bench: --plot %s: %s\n", o.plot.c_str(), s.ToString().c_str());
+      exit_code = 1;
+    } else {
+      std::fprintf(stderr, "flover bench: wrote %s\n", o.plot.c_str());
+    }
+  }
+  return g_interrupted ? 130 : exit_code;
+}
+
+}  // namespace flover

@@ -1,0 +1,91 @@
+#include "client/bench_metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "common/check.h"
+
+namespace flover {
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const double rank = std::clamp(p, 0.0, 100.0) / 100.0 * static_cast<double>(values.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(rank));
+  const size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (rank - static_cast<double>(lo)) * (values[hi] - values[lo]);
+}
+
+LatencyStats Summarize(const std::vector<double>& values) {
+  LatencyStats s;
+  s.n = values.size();
+  if (values.empty()) return s;
+  s.mean = std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
+  s.p50 = Percentile(values, 50);
+  s.p90 = Percentile(values, 90);
+  s.p99 = Percentile(values, 99);
+  return s;
+}
+
+BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double single_latency_s,
+                            const StepCounters& before, const StepCounters& after) {
+  BenchMetrics m;
+  m.n_requests = static_cast<int>(requests.size());
+  m.single_latency_s = single_latency_s;
+  std::vector<double> ttft, tpot, itl, e2e;
+  std::optional<double> first_submit, last_done;
+  for (const RequestTimeline& r : requests) {
+    first_submit = std::min(first_submit.value_or(r.submit_s), r.submit_s);
+    if (!r.completed()) {
+      ++m.n_failed;
+      continue;
+    }
+    ++m.n_completed;
+    m.output_tokens += r.output_tokens;
+    last_done = std::max(last_done.value_or(*r.done_s), *r.done_s);
+    const double latency = *r.done_s - r.submit_s;
+    e2e.push_back(latency);
+    const double first_token = r.first_token_s().value_or(*r.done_s) - r.submit_s;
+    ttft.push_back(first_token);
+    if (r.output_tokens >= 2) tpot.push_back((latency - first_token) / (r.output_tokens - 1));
+    for (size_t i = 1; i < r.tokens.size(); ++i) {
+      const int k = std::max(1, r.tokens[i].n_tokens);
+      const double gap = (r.tokens[i].t_s - r.tokens[i - 1].t_s) / k;
+      for (int j = 0; j < k; ++j) itl.push_back(gap);
+    }
+  }
+  if (first_submit && last_done) m.overall_latency_s = *last_done - *first_submit;
+  m.ttft = Summarize(ttft);
+  m.tpot = Summarize(tpot);
+  m.itl = Summarize(itl);
+  m.e2e = Summarize(e2e);
+  m.avg_latency_s = m.e2e.mean;
+  if (single_latency_s > 0 && m.n_completed > 0) m.avg_over_single = m.avg_latency_s / single_latency_s;
+  if (m.overall_latency_s > 0) {
+    m.request_throughput = m.n_completed / m.overall_latency_s;
+    m.output_tokens_per_s = static_cast<double>(m.output_tokens) / m.overall_latency_s;
+  }
+  if (after.steps > before.steps && after.tokens_generated >= before.tokens_generated)
+    m.avg_requests_per_step = static_cast<double>(after.tokens_generated - before.tokens_generated) /
+                              static_cast<double>(after.steps - before.steps);
+  return m;
+}
+
+std::vector<std::pair<double, double>> ThroughputOverTime(const std::vector<RequestTimeline>& requests,
+                                                          double bin_s) {
+  FLOVER_CHECK(bin_s > 0) << bin_s;
+  double last = 0;
+  for (const RequestTimeline& r : requests)
+    for (const TokenArrival& t : r.tokens) last = std::max(last, t.t_s);
+  const size_t n_bins = static_cast<size_t>(std::floor(last / bin_s)) + 1;
+  std::vector<double> counts(n_bins, 0.0);
+  for (const RequestTimeline& r : requests)
+    for (const TokenArrival& t : r.tokens)
+      counts[std::min(n_bins - 1, static_cast<size_t>(std::max(0.0, t.t_s) / bin_s))] += t.n_tokens;
+  std::vector<std::pair<double, double>> series;
+  for (size_t i = 0; i < n_bins; ++i) series.emplace_back(static_cast<double>(i) * bin_s, counts[i] / bin_s);
+  return series;
+}
+
+}  // namespace flover

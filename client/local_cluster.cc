@@ -1,0 +1,203 @@
+#include "client/local_cluster.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "client/client.h"
+
+namespace flover {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// The daemon `name`: in bin_dir, beside this executable, or in the build tree layout.
+std::string FindBinary(const std::string& bin_dir, const std::string& name, const std::string& subdir) {
+  std::vector<fs::path> candidates;
+  if (!bin_dir.empty()) candidates.push_back(fs::path(bin_dir) / name);
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  candidates.push_back(self / name);
+  candidates.push_back(self.parent_path() / subdir / name);
+  for (const fs::path& p : candidates)
+    if (access(p.c_str(), X_OK) == 0) return p.string();
+  return "";
+}
+
+bool AllReady(const proto::ClusterStatus& s, int* n_ready, int* n_workers) {
+  *n_ready = *n_workers = 0;
+  bool all = s.replicas_size() > 0;
+  for (const auto& r : s.replicas()) {
+    all = all && r.state() == "ready";
+    for (const auto& w : r.workers()) {
+      ++*n_workers;
+      if (w.state() == "ready") ++*n_ready;
+    }
+  }
+  return all;
+}
+
+// The last `n` non-empty lines of a file, joined with "\n  ".
+std::string TailOf(const std::string& path, size_t n) {
+  std::ifstream in(path);
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    lines.push_back(line);
+    if (lines.size() > n) lines.pop_front();
+  }
+  std::string out;
+  for (const std::string& l : lines) out += "\n  " + l;
+  return out;
+}
+
+}  // namespace
+
+bool IsLocalHost(const std::string& host) {
+  if (host == "127.0.0.1" || host == "localhost" || host == "::1" || host.empty()) return true;
+  char name[256] = {};
+  gethostname(name, sizeof(name) - 1);
+  return host == name;
+}
+
+Result<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::string& config_path,
+                                                          const LocalClusterOptions& options) {
+  std::unique_ptr<LocalCluster> cluster(new LocalCluster());
+  Status s = cluster->StartDaemons(config_path, options);
+  if (!s.ok()) return s;  // the destructor stops what did start
+  return cluster;
+}
+
+LocalCluster::~LocalCluster() { Stop(); }
+
+std::string LocalCluster::LogFile(const std::string& name) const {
+  if (!capture_logs_) return "";
+  std::string file = name;
+  for (char& c : file)
+    if (c == ' ' || c == '/') c = '-';
+  return (fs::path(run_dir_) / (file + ".log")).string();
+}
+
+std::string LocalCluster::Describe(ChildProcess& child, const std::string& what, const std::string& exit) const {
+  std::string message = child.name() + " " + what + " (" + exit + ")";
+  if (capture_logs_) message += ":" + TailOf(LogFile(child.name()), 5);
+  return message;
+}
+
+Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClusterOptions& o) {
+  FLOVER_ASSIGN_OR_RETURN(config_, LoadClusterConfig(config_path));
+  const std::string coordinator_bin = FindBinary(o.bin_dir, "flover-coordinator", "coordinator");
+  const std::string worker_bin = FindBinary(o.bin_dir, "flover-worker", "worker");
+  if (coordinator_bin.empty() || worker_bin.empty())
+    return NotFound("cannot find flover-coordinator and flover-worker beside flover (use --bin-dir)");
+  auto progress = [&](const std::string& line) {
+    if (o.progress) o.progress(line);
+  };
+  auto interrupted = [&] { return o.interrupted && o.interrupted(); };
+
+  char dir_template[] = "/tmp/flover-cluster-XXXXXX";
+  if (!mkdtemp(dir_template)) return IoError("cannot create a temporary folder in /tmp");
+  run_dir_ = dir_template;
+  capture_logs_ = o.capture_logs;
+  const std::string endpoints_file = (fs::path(run_dir_) / "endpoints.json").string();
+
+  FLOVER_ASSIGN_OR_RETURN(ChildProcess coordinator,
+                          ChildProcess::Spawn({coordinator_bin, "--config", config_path, "--endpoints-file",
+                                               endpoints_file},
+                                              "flover-coordinator", LogFile("flover-coordinator")));
+  coordinator_.emplace(std::move(coordinator));
+
+  // The coordinator writes its bound endpoints (ports of "*" resolved) once listening.
+  nlohmann::json endpoints;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;; std::this_thread::sleep_for(20ms)) {
+    if (auto exit = coordinator_->PollExit())
+      return Unavailable(Describe(*coordinator_, "stopped at start-up", *exit));
+    if (interrupted()) return Cancelled("interrupted while starting");
+    if (std::chrono::steady_clock::now() > deadline)
+      return Unavailable("flover-coordinator did not start listening in 30 s");
+    std::ifstream in(endpoints_file);
+    if (in) {
+      endpoints = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+      if (endpoints.is_object() && endpoints.contains("control") && endpoints.contains("client")) break;
+    }
+  }
+  control_endpoint_ = endpoints["control"];
+  client_endpoint_ = endpoints["client"];
+
+  for (const WorkerConfig& w : config_.workers) {
+    const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);
+    if (!IsLocalHost(w.host)) {
+      progress(name + " runs on " + w.host + ": start it there with flover-worker --coordinator " +
+               control_endpoint_ + " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank));
+      continue;
+    }
+    std::vector<std::string> argv = {worker_bin, "--coordinator", control_endpoint_, "--replica",
+                                     std::to_string(w.replica), "--rank", std::to_string(w.rank)};
+    if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
+    FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
+    workers_.push_back(std::move(child));
+    worker_reported_.push_back(false);
+  }
+
+  // Wait until every replica is ready, reporting progress.
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(client_endpoint_));
+  int last_ready = -1;
+  const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.ready_timeout_s);
+  for (;;) {
+    if (interrupted()) return Cancelled("interrupted while starting");
+    if (auto exit = coordinator_->PollExit()) return Unavailable(Describe(*coordinator_, "stopped", *exit));
+    for (ChildProcess& w : workers_)
+      if (auto exit = w.PollExit()) return Unavailable(Describe(w, "stopped while starting", *exit));
+    if (std::chrono::steady_clock::now() > ready_deadline)
+      return Unavailable("the cluster was not ready after " + std::to_string(static_cast<int>(o.ready_timeout_s)) +
+                         " s");
+    Result<proto::ClusterStatus> status = client->FetchStatus(1000ms);
+    if (!status.ok()) continue;
+    int n_ready = 0, n_workers = 0;
+    const bool ready = AllReady(*status, &n_ready, &n_workers);
+    if (n_ready != last_ready) {
+      progress(std::to_string(n_ready) + "/" + std::to_string(n_workers) + " workers ready");
+      last_ready = n_ready;
+    }
+    if (ready) return Status::Ok();
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+std::optional<std::string> LocalCluster::CoordinatorExit() {
+  if (!coordinator_) return std::nullopt;
+  std::optional<std::string> exit = coordinator_->PollExit();
+  if (!exit) return std::nullopt;
+  return Describe(*coordinator_, "stopped", *exit);
+}
+
+std::vector<std::string> LocalCluster::NewlyStoppedWorkers() {
+  std::vector<std::string> stopped;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (worker_reported_[i]) continue;
+    if (std::optional<std::string> exit = workers_[i].PollExit()) {
+      stopped.push_back(Describe(workers_[i], "stopped", *exit));
+      worker_reported_[i] = true;
+    }
+  }
+  return stopped;
+}
+
+void LocalCluster::Stop() {
+  if (coordinator_) coordinator_->Stop(5000ms);  // sends Shutdown to the workers
+  for (ChildProcess& w : workers_) w.Stop(5000ms);
+  if (!run_dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(run_dir_, ec);
+    run_dir_.clear();
+  }
+}
+
+}  // namespace flover

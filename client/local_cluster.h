@@ -1,0 +1,79 @@
+// LocalCluster: a whole Flover cluster started on this host from a YAML file, as child
+// processes: flover-coordinator, then every worker of the file whose host is local. It
+// is what `flover up` and `flover bench --config` run.
+//
+// Start() returns once every replica reports "ready" (progress lines go to
+// options.progress), or an error naming the daemon that stopped, the timeout or the
+// interruption; on error everything it started is already stopped. Stop() (also run by
+// the destructor) stops the coordinator, which shuts its workers down, then any worker
+// left, so no process survives. Children also get SIGTERM when this process dies.
+//
+// Thread-safety: none; one thread owns a LocalCluster.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/child_process.h"
+#include "common/cluster_config.h"
+#include "common/status.h"
+
+namespace flover {
+
+struct LocalClusterOptions {
+  std::string bin_dir;           // flover-coordinator / flover-worker; default: found beside flover
+  double ready_timeout_s = 300;  // loading big models takes a while
+  // false: the daemons write to this process's stdout/stderr. true: each daemon's output
+  // goes to a file in the cluster's temporary folder, and errors quote its last lines.
+  bool capture_logs = false;
+  std::function<void(const std::string&)> progress;  // "1/2 workers ready"; may be empty
+  std::function<bool()> interrupted;                 // polled while starting; may be empty
+};
+
+class LocalCluster {
+ public:
+  static Result<std::unique_ptr<LocalCluster>> Start(const std::string& config_path,
+                                                     const LocalClusterOptions& options);
+  ~LocalCluster();
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+
+  const ClusterConfig& config() const { return config_; }
+  const std::string& client_endpoint() const { return client_endpoint_; }    // ports resolved
+  const std::string& control_endpoint() const { return control_endpoint_; }  // ports resolved
+
+  // "flover-coordinator stopped (exit 1)" once the coordinator has exited, else nullopt.
+  std::optional<std::string> CoordinatorExit();
+  // One "flover-worker 0/1 stopped (signal Killed)" per worker that exited since the
+  // last call.
+  std::vector<std::string> NewlyStoppedWorkers();
+
+  // Stops the coordinator (it sends Shutdown to the workers), then every worker left.
+  // Safe to call twice.
+  void Stop();
+
+ private:
+  LocalCluster() = default;
+  Status StartDaemons(const std::string& config_path, const LocalClusterOptions& options);
+  // Where a daemon's output goes ("" = inherited).
+  std::string LogFile(const std::string& name) const;
+  // "name stopped ... (exit 2)" plus the last lines of its log when captured.
+  std::string Describe(ChildProcess& child, const std::string& what, const std::string& exit) const;
+
+  ClusterConfig config_;
+  std::string run_dir_;  // temporary: endpoints file, logs; removed by Stop()
+  bool capture_logs_ = false;
+  std::string client_endpoint_;
+  std::string control_endpoint_;
+  std::optional<ChildProcess> coordinator_;
+  std::vector<ChildProcess> workers_;
+  std::vector<bool> worker_reported_;  // exit already returned by NewlyStoppedWorkers
+};
+
+// True for 127.0.0.1, localhost, ::1, "" and this machine's host name.
+bool IsLocalHost(const std::string& host);
+
+}  // namespace flover
