@@ -131,13 +131,17 @@ void Scheduler::InsertWaiting(SchedRequest* r) {
   waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), r, JoinsBefore), r);
 }
 
-void Scheduler::Preempt(SchedRequest* victim, std::vector<Pick>* picks) {
+int Scheduler::Preempt(SchedRequest* victim, std::vector<Pick>* picks) {
   Release(victim);
+  int freed_tokens = 0;
+  for (const Pick& p : *picks)
+    if (p.request == victim) freed_tokens += p.n_tokens;
   picks->erase(std::remove_if(picks->begin(), picks->end(), [victim](const Pick& p) { return p.request == victim; }),
                picks->end());
   victim->n_computed = 0;
   InsertWaiting(victim);
   if (victim->known) resets_.push_back(victim->id);
+  return freed_tokens;
 }
 
 std::optional<Clock::time_point> Scheduler::batch_deadline() const {
@@ -171,20 +175,18 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
   const bool dynamic = config_.policy == SchedulerPolicy::kDynamic;
   if (dynamic && n_batch_ == 0) FormBatch(now);
   std::vector<Pick> picks;
-  auto used = [&picks] {
-    int n = 0;
-    for (const Pick& p : picks) n += p.n_tokens;
-    return n;
-  };
+  int used = 0;  // tokens picked so far (kept, not recounted: this runs for every request)
 
   // Running requests, oldest first: decodes, then the rest of partly computed prompts.
+  // Preemption always takes running_.back(), and nothing joins running_ in these
+  // passes, so running_ stays a prefix of the snapshot: index >= size means preempted.
   for (const bool decode_pass : {true, false}) {
     const std::vector<SchedRequest*> snapshot = running_;
-    for (SchedRequest* r : snapshot) {
-      if (std::find(running_.begin(), running_.end(), r) == running_.end()) continue;  // preempted meanwhile
+    for (size_t i = 0; i < snapshot.size() && i < running_.size(); ++i) {
+      SchedRequest* r = snapshot[i];
       const int left = Schedulable(*r);
       if (left == 0 || (left == 1) != decode_pass) continue;
-      const int budget = config_.max_step_tokens - used();
+      const int budget = config_.max_step_tokens - used;
       if (budget <= 0) break;
       const int n = std::min(left, budget);
       const size_t first_new = r->block_table.size();
@@ -192,13 +194,16 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
       while (!Reserve(r, r->n_computed + n)) {
         // The youngest yields; when that is r itself, r waits for blocks.
         SchedRequest* victim = running_.back();
-        Preempt(victim, &picks);
+        used -= Preempt(victim, &picks);
         if (victim == r) {
           preempted_self = true;
           break;
         }
       }
-      if (!preempted_self) picks.push_back({r, n, first_new, false});
+      if (!preempted_self) {
+        picks.push_back({r, n, first_new, false});
+        used += n;
+      }
     }
   }
 
@@ -210,7 +215,7 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
       ++it;
       continue;
     }
-    const int budget = config_.max_step_tokens - used();
+    const int budget = config_.max_step_tokens - used;
     if (budget <= 0) break;
     const int left = Schedulable(*r);
     if (left == 0) break;  // its pending sample may finish it; no overtaking meanwhile
@@ -220,6 +225,7 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
     it = waiting_.erase(it);
     running_.insert(std::upper_bound(running_.begin(), running_.end(), r, OlderThan), r);
     picks.push_back({r, n, first_new, !r->known});
+    used += n;
   }
 
   if (picks.empty()) return std::nullopt;

@@ -201,8 +201,9 @@ class Scheduler {
   int Schedulable(const SchedRequest& r) const;
   // Grows r's block table to hold n_tokens tokens. False (no change) if blocks ran out.
   bool Reserve(SchedRequest* r, int n_tokens);
-  // Frees the blocks of a running request and sends it back to waiting.
-  void Preempt(SchedRequest* victim, std::vector<Pick>* picks);
+  // Frees the blocks of a running request and sends it back to waiting; drops its
+  // picks of this step and returns how many tokens they had.
+  int Preempt(SchedRequest* victim, std::vector<Pick>* picks);
   void InsertWaiting(SchedRequest* r);
   void Release(SchedRequest* r);  // frees blocks, drops from running_ / waiting_
   void Forget(SchedRequest* r);   // Release, leaves the batch; the caller erases it
