@@ -23,7 +23,7 @@ struct Expected {
 constexpr Expected kPresets[] = {
     {"tiny", 64, 172, 5, 8, 4, 512, 512, true},
     {"stories260k", 64, 172, 5, 8, 4, 512, 512, true},
-    {"stories15m", 288, 768, 6, 6, 6, 32000, 256, true},
+    {"stories15m", 288, 768, 6, 6, 6, 32000, 1024, true},
     {"stories110m", 768, 2048, 12, 12, 12, 32000, 1024, true},
     {"llama-110m", 768, 2048, 12, 12, 12, 32000, 1024, true},
     {"llama-7b", 4096, 11008, 32, 32, 32, 32000, 4096, false},
