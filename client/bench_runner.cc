@@ -61,13 +61,6 @@ class ProgressBar {
   Clock::time_point last_draw_;
 };
 
-bool AllReady(const proto::ClusterStatus& s) {
-  if (s.replicas_size() == 0) return false;
-  for (const auto& r : s.replicas())
-    if (r.state() != "ready") return false;
-  return true;
-}
-
 StepCounters Counters(const proto::ClusterStatus& s) {
   StepCounters c;
   for (const auto& r : s.replicas()) {
@@ -215,7 +208,7 @@ Result<proto::ClusterStatus> WaitReady(Client& client, const std::string& endpoi
   for (;;) {
     if (interrupted && interrupted()) return Cancelled("interrupted");
     Result<proto::ClusterStatus> status = client.FetchStatus(1000ms);
-    if (status.ok() && AllReady(*status)) return status;
+    if (status.ok() && AllReplicasReady(*status)) return status;
     last = status.ok() ? Unavailable("not every replica is ready") : status.status();
     if (Clock::now() > deadline)
       return Unavailable(endpoint + ": the cluster is not ready after " +

@@ -4,6 +4,13 @@
 
 namespace flover {
 
+bool AllReplicasReady(const proto::ClusterStatus& status) {
+  if (status.replicas_size() == 0) return false;
+  for (const auto& r : status.replicas())
+    if (r.state() != "ready") return false;
+  return true;
+}
+
 Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
   std::unique_ptr<Client> c(new Client());
   try {

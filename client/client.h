@@ -18,6 +18,9 @@
 
 namespace flover {
 
+// True when the cluster has replicas and every one of them is ready.
+bool AllReplicasReady(const proto::ClusterStatus& status);
+
 class Client {
  public:
   static Result<std::unique_ptr<Client>> Connect(const std::string& endpoint);

@@ -31,17 +31,15 @@ std::string FindBinary(const std::string& bin_dir, const std::string& name, cons
   return "";
 }
 
-bool AllReady(const proto::ClusterStatus& s, int* n_ready, int* n_workers) {
+// Workers ready and workers known, for progress messages.
+void CountReadyWorkers(const proto::ClusterStatus& s, int* n_ready, int* n_workers) {
   *n_ready = *n_workers = 0;
-  bool all = s.replicas_size() > 0;
   for (const auto& r : s.replicas()) {
-    all = all && r.state() == "ready";
     for (const auto& w : r.workers()) {
       ++*n_workers;
       if (w.state() == "ready") ++*n_ready;
     }
   }
-  return all;
 }
 
 // The last `n` non-empty lines of a file, joined with "\n  ".
@@ -161,7 +159,8 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
     Result<proto::ClusterStatus> status = client->FetchStatus(1000ms);
     if (!status.ok()) continue;
     int n_ready = 0, n_workers = 0;
-    const bool ready = AllReady(*status, &n_ready, &n_workers);
+    CountReadyWorkers(*status, &n_ready, &n_workers);
+    const bool ready = AllReplicasReady(*status);
     if (n_ready != last_ready) {
       progress(std::to_string(n_ready) + "/" + std::to_string(n_workers) + " workers ready");
       last_ready = n_ready;

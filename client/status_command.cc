@@ -11,13 +11,6 @@
 namespace flover {
 namespace {
 
-bool AllReady(const proto::ClusterStatus& s) {
-  if (s.replicas_size() == 0) return false;
-  for (const auto& r : s.replicas())
-    if (r.state() != "ready") return false;
-  return true;
-}
-
 void Print(const proto::ClusterStatus& s) {
   std::printf("cluster %s: %s, up %.0f s, %d queued, %llu completed\n", s.name().c_str(),
               s.model().description().c_str(), s.uptime_seconds(), s.queued(),
@@ -45,7 +38,7 @@ int StatusCommand(const StatusOptions& o) {
   for (;;) {
     Result<proto::ClusterStatus> status = (*client)->FetchStatus(timeout);
     const bool waiting = o.wait_ready_s > 0;
-    if (status.ok() && (!waiting || AllReady(*status))) {
+    if (status.ok() && (!waiting || AllReplicasReady(*status))) {
       if (o.json) {
         std::string out;
         google::protobuf::util::JsonPrintOptions options;
