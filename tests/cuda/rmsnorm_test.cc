@@ -1,0 +1,277 @@
+// RmsNorm / AddRmsNorm (kernels/cuda/rmsnorm.h) against cpu::RmsNorm, for every storage
+// dtype, plus the launcher's operand checks (which run without a GPU).
+#include "kernels/cuda/rmsnorm.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/matrix.h"
+#include "tests/cuda/gpu_test.h"
+
+namespace flover::cuda {
+namespace {
+
+using testing::Decode;
+using testing::Encode;
+using testing::NormalisedError;
+using testing::Tolerance;
+
+constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+constexpr unsigned char kPad = 0xA5;  // bytes between rows, which no launcher may write
+constexpr float kEps = 1e-5f;
+
+struct Shape {
+  int n;
+  int dim;
+  int pad;  // extra elements per row (stride = dim + pad)
+};
+constexpr Shape kShapes[] = {{1, 288, 0}, {37, 288, 0}, {1, 4096, 0}, {37, 4096, 0}, {5, 7, 3}, {37, 288, 5}};
+
+std::string Describe(DType dtype, const Shape& s) {
+  return std::string(DTypeName(dtype)) + " n=" + std::to_string(s.n) + " dim=" + std::to_string(s.dim) +
+         " pad=" + std::to_string(s.pad);
+}
+
+// Rows of different magnitudes (1e-2 .. 1e2), one of them all zeros, so the per-row
+// scale and the eps path are both exercised.
+std::vector<float> RandomRows(int n, int dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> v(static_cast<size_t>(n) * dim);
+  for (int r = 0; r < n; ++r) {
+    const float scale = r == 1 ? 0.0f : std::pow(10.0f, static_cast<float>(r % 5) - 2.0f);
+    for (int j = 0; j < dim; ++j) v[static_cast<size_t>(r) * dim + j] = u(rng) * scale;
+  }
+  return v;
+}
+
+std::vector<float> RandomWeight(int dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.5f, 1.5f);
+  std::vector<float> w(dim);
+  for (float& x : w) x = u(rng);
+  return w;
+}
+
+// Host bytes of a [rows, cols] matrix of `dtype` with row stride `stride`, padding kPad.
+std::vector<unsigned char> ToStrided(const std::vector<float>& dense, int rows, int cols, int64_t stride, DType dtype) {
+  const size_t es = DTypeSize(dtype);
+  std::vector<unsigned char> out(static_cast<size_t>(rows) * stride * es, kPad);
+  for (int r = 0; r < rows; ++r) {
+    const std::vector<unsigned char> row =
+        Encode(std::span<const float>(dense.data() + static_cast<size_t>(r) * cols, cols), dtype);
+    std::copy(row.begin(), row.end(), out.begin() + static_cast<size_t>(r) * stride * es);
+  }
+  return out;
+}
+
+std::vector<float> FromStrided(const std::vector<unsigned char>& bytes, int rows, int cols, int64_t stride,
+                               DType dtype) {
+  const size_t es = DTypeSize(dtype);
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(rows) * cols);
+  for (int r = 0; r < rows; ++r) {
+    const std::vector<float> row =
+        Decode(std::span<const unsigned char>(bytes.data() + static_cast<size_t>(r) * stride * es, cols * es), dtype);
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
+// Number of padding bytes that are no longer kPad.
+int64_t PaddingWritten(const std::vector<unsigned char>& bytes, int rows, int cols, int64_t stride, DType dtype) {
+  const size_t es = DTypeSize(dtype);
+  int64_t written = 0;
+  for (int r = 0; r < rows; ++r)
+    for (size_t b = static_cast<size_t>(cols) * es; b < static_cast<size_t>(stride) * es; ++b)
+      written += bytes[static_cast<size_t>(r) * stride * es + b] != kPad;
+  return written;
+}
+
+int64_t CountDifferent(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  int64_t different = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) different += got[i] != want[i];
+  return different;
+}
+
+int64_t CountNaN(const std::vector<float>& v) {
+  return std::count_if(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+}
+
+Result<DeviceBuffer> Upload(const void* host, size_t bytes, cudaStream_t stream) {
+  FLOVER_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
+  FLOVER_RETURN_IF_ERROR(CopyToDevice(buffer.data(), host, bytes, stream));
+  return buffer;
+}
+
+TEST(CudaRmsNorm, MatchesCpuReference) {
+  FLOVER_REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  FLOVER_ASSERT_OK(stream);
+  for (DType dtype : kDTypes) {
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(Describe(dtype, s));
+      const int64_t stride = s.dim + s.pad;
+      const std::vector<float> x = RandomRows(s.n, s.dim, 1 + s.n * 7 + s.dim);
+      const std::vector<float> weight = RandomWeight(s.dim, 2 + s.dim);
+      std::vector<float> want(x.size());
+      cpu::RmsNorm(x.data(), weight.data(), want.data(), s.n, s.dim, kEps);
+
+      const std::vector<unsigned char> x_bytes = ToStrided(x, s.n, s.dim, stride, DType::kF32);
+      std::vector<unsigned char> out_bytes = ToStrided(std::vector<float>(x.size()), s.n, s.dim, stride, dtype);
+      Result<DeviceBuffer> d_x = Upload(x_bytes.data(), x_bytes.size(), stream->get());
+      FLOVER_ASSERT_OK(d_x);
+      Result<DeviceBuffer> d_w = Upload(weight.data(), weight.size() * sizeof(float), stream->get());
+      FLOVER_ASSERT_OK(d_w);
+      Result<DeviceBuffer> d_out = Upload(out_bytes.data(), out_bytes.size(), stream->get());
+      FLOVER_ASSERT_OK(d_out);
+
+      FLOVER_ASSERT_OK(RmsNorm(Matrix(d_x->data(), DType::kF32, s.n, s.dim, stride), d_w->as<float>(),
+                               Matrix(d_out->data(), dtype, s.n, s.dim, stride), kEps, stream->get()));
+      FLOVER_ASSERT_OK(stream->Synchronize());
+      FLOVER_ASSERT_OK(CopyToHost(out_bytes.data(), d_out->data(), out_bytes.size(), stream->get()));
+
+      const std::vector<float> got = FromStrided(out_bytes, s.n, s.dim, stride, dtype);
+      EXPECT_LE(NormalisedError(got, want), Tolerance(dtype));
+      EXPECT_EQ(CountNaN(got), 0);  // NormalisedError does not see NaNs
+      if (s.n > 1) {
+        for (int j = 0; j < s.dim; ++j) EXPECT_EQ(got[s.dim + j], 0.0f) << "zero row, column " << j;
+      }
+      EXPECT_EQ(PaddingWritten(out_bytes, s.n, s.dim, stride, dtype), 0);
+    }
+  }
+}
+
+TEST(CudaRmsNorm, InPlaceOnFp32) {
+  FLOVER_REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  FLOVER_ASSERT_OK(stream);
+  const int n = 37, dim = 288;
+  const std::vector<float> x = RandomRows(n, dim, 11);
+  const std::vector<float> weight = RandomWeight(dim, 12);
+  std::vector<float> want(x.size());
+  cpu::RmsNorm(x.data(), weight.data(), want.data(), n, dim, kEps);
+  Result<DeviceBuffer> d_x = Upload(x.data(), x.size() * sizeof(float), stream->get());
+  FLOVER_ASSERT_OK(d_x);
+  Result<DeviceBuffer> d_w = Upload(weight.data(), weight.size() * sizeof(float), stream->get());
+  FLOVER_ASSERT_OK(d_w);
+  const MatrixView view = Matrix(d_x->data(), DType::kF32, n, dim);
+  FLOVER_ASSERT_OK(RmsNorm(view, d_w->as<float>(), view, kEps, stream->get()));
+  std::vector<float> got(x.size());
+  FLOVER_ASSERT_OK(CopyToHost(got.data(), d_x->data(), got.size() * sizeof(float), stream->get()));
+  EXPECT_LE(NormalisedError(got, want), Tolerance(DType::kF32));
+  EXPECT_EQ(CountNaN(got), 0);
+}
+
+TEST(CudaAddRmsNorm, UpdatesTheResidualAndMatchesCpuReference) {
+  FLOVER_REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  FLOVER_ASSERT_OK(stream);
+  for (DType dtype : kDTypes) {
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(Describe(dtype, s));
+      const int64_t stride = s.dim + s.pad;
+      const std::vector<float> x = RandomRows(s.n, s.dim, 21 + s.n + s.dim);
+      const std::vector<float> delta = RandomRows(s.n, s.dim, 22 + s.n + s.dim);
+      const std::vector<float> weight = RandomWeight(s.dim, 23 + s.dim);
+      std::vector<float> want_x(x.size()), want(x.size());
+      for (size_t i = 0; i < x.size(); ++i) want_x[i] = x[i] + delta[i];
+      cpu::RmsNorm(want_x.data(), weight.data(), want.data(), s.n, s.dim, kEps);
+
+      std::vector<unsigned char> x_bytes = ToStrided(x, s.n, s.dim, stride, DType::kF32);
+      // delta dense, to mix strides within one call.
+      std::vector<unsigned char> out_bytes = ToStrided(std::vector<float>(x.size()), s.n, s.dim, stride, dtype);
+      Result<DeviceBuffer> d_x = Upload(x_bytes.data(), x_bytes.size(), stream->get());
+      FLOVER_ASSERT_OK(d_x);
+      Result<DeviceBuffer> d_delta = Upload(delta.data(), delta.size() * sizeof(float), stream->get());
+      FLOVER_ASSERT_OK(d_delta);
+      Result<DeviceBuffer> d_w = Upload(weight.data(), weight.size() * sizeof(float), stream->get());
+      FLOVER_ASSERT_OK(d_w);
+      Result<DeviceBuffer> d_out = Upload(out_bytes.data(), out_bytes.size(), stream->get());
+      FLOVER_ASSERT_OK(d_out);
+
+      FLOVER_ASSERT_OK(AddRmsNorm(Matrix(d_x->data(), DType::kF32, s.n, s.dim, stride),
+                                  Matrix(d_delta->data(), DType::kF32, s.n, s.dim), d_w->as<float>(),
+                                  Matrix(d_out->data(), dtype, s.n, s.dim, stride), kEps, stream->get()));
+      FLOVER_ASSERT_OK(stream->Synchronize());
+      FLOVER_ASSERT_OK(CopyToHost(x_bytes.data(), d_x->data(), x_bytes.size(), stream->get()));
+      FLOVER_ASSERT_OK(CopyToHost(out_bytes.data(), d_out->data(), out_bytes.size(), stream->get()));
+
+      // One IEEE addition per element on both sides: the residual is bit-identical.
+      EXPECT_EQ(CountDifferent(FromStrided(x_bytes, s.n, s.dim, stride, DType::kF32), want_x), 0);
+      EXPECT_EQ(PaddingWritten(x_bytes, s.n, s.dim, stride, DType::kF32), 0);
+      const std::vector<float> got = FromStrided(out_bytes, s.n, s.dim, stride, dtype);
+      EXPECT_LE(NormalisedError(got, want), Tolerance(dtype));
+      EXPECT_EQ(CountNaN(got), 0);
+      EXPECT_EQ(PaddingWritten(out_bytes, s.n, s.dim, stride, dtype), 0);
+    }
+  }
+}
+
+// The checks below run on any machine: every call fails its operand checks and returns
+// InvalidArgument before any CUDA call, so the fake host pointers are never used.
+void ExpectInvalid(const Status& s, const std::string& needle) {
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
+}
+
+TEST(CudaRmsNormChecks, RejectsBadOperandsBeforeLaunching) {
+  float fake[4] = {};
+  const float* w = fake;
+  const MatrixView x = Matrix(fake, DType::kF32, 3, 288);
+  const MatrixView out = Matrix(fake + 1, DType::kF16, 3, 288);
+  ExpectInvalid(RmsNorm(Matrix(fake, DType::kF16, 3, 288), w, out, kEps, nullptr),
+                "RmsNorm: x is fp16 [3, 288], expected fp32 [3, 288]");
+  ExpectInvalid(RmsNorm(x, w, Matrix(fake + 1, DType::kF16, 3, 289), kEps, nullptr),
+                "RmsNorm: out is fp16 [3, 289], expected fp16 [3, 288]");
+  ExpectInvalid(RmsNorm(x, w, Matrix(fake + 1, DType::kBF16, 4, 288), kEps, nullptr), "out is bf16 [4, 288]");
+  ExpectInvalid(RmsNorm(Matrix(fake, DType::kF32, 3, 288, 100), w, out, kEps, nullptr), "x has stride 100 < 288");
+  ExpectInvalid(RmsNorm(x, w, Matrix(fake + 1, DType::kF16, 3, 288, 287), kEps, nullptr), "out has stride 287");
+  ExpectInvalid(RmsNorm(Matrix(nullptr, DType::kF32, 3, 288), w, out, kEps, nullptr), "x is null");
+  ExpectInvalid(RmsNorm(x, w, Matrix(nullptr, DType::kF16, 3, 288), kEps, nullptr), "out is null");
+  ExpectInvalid(RmsNorm(x, nullptr, out, kEps, nullptr), "weight is null");
+  ExpectInvalid(RmsNorm(x, w, out, -1e-5f, nullptr), "eps");
+  ExpectInvalid(RmsNorm(x, w, out, std::numeric_limits<float>::quiet_NaN(), nullptr), "eps");
+  ExpectInvalid(RmsNorm(x, w, Matrix(fake, DType::kF16, 3, 288), kEps, nullptr), "aliases");
+}
+
+TEST(CudaRmsNormChecks, AddRmsNormRejectsBadOperandsBeforeLaunching) {
+  float fake[4] = {};
+  const float* w = fake;
+  const MatrixView x = Matrix(fake, DType::kF32, 3, 288);
+  const MatrixView delta = Matrix(fake + 1, DType::kF32, 3, 288);
+  const MatrixView out = Matrix(fake + 2, DType::kBF16, 3, 288);
+  ExpectInvalid(AddRmsNorm(x, Matrix(fake + 1, DType::kF16, 3, 288), w, out, kEps, nullptr),
+                "AddRmsNorm: delta is fp16 [3, 288], expected fp32 [3, 288]");
+  ExpectInvalid(AddRmsNorm(x, Matrix(fake + 1, DType::kF32, 2, 288), w, out, kEps, nullptr), "delta is fp32 [2, 288]");
+  ExpectInvalid(AddRmsNorm(Matrix(fake, DType::kBF16, 3, 288), delta, w, out, kEps, nullptr), "x is bf16");
+  ExpectInvalid(AddRmsNorm(x, delta, w, Matrix(fake + 2, DType::kBF16, 3, 200), kEps, nullptr), "out is bf16 [3, 200]");
+  ExpectInvalid(AddRmsNorm(x, Matrix(fake + 1, DType::kF32, 3, 288, 10), w, out, kEps, nullptr), "delta has stride 10");
+  ExpectInvalid(AddRmsNorm(x, Matrix(nullptr, DType::kF32, 3, 288), w, out, kEps, nullptr), "delta is null");
+  ExpectInvalid(AddRmsNorm(x, delta, nullptr, out, kEps, nullptr), "weight is null");
+  ExpectInvalid(AddRmsNorm(x, x, w, out, kEps, nullptr), "delta aliases");
+  ExpectInvalid(AddRmsNorm(x, delta, w, out, -std::numeric_limits<float>::infinity(), nullptr), "eps");
+}
+
+TEST(CudaRmsNormChecks, EmptyIsANoOp) {
+  // Nothing to do: OK without a device, even with null pointers.
+  EXPECT_TRUE(RmsNorm(Matrix(nullptr, DType::kF32, 0, 288), nullptr, Matrix(nullptr, DType::kF16, 0, 288), kEps,
+                      nullptr)
+                  .ok());
+  EXPECT_TRUE(AddRmsNorm(Matrix(nullptr, DType::kF32, 0, 288), Matrix(nullptr, DType::kF32, 0, 288), nullptr,
+                         Matrix(nullptr, DType::kF16, 0, 288), kEps, nullptr)
+                  .ok());
+}
+
+}  // namespace
+}  // namespace flover::cuda
