@@ -446,9 +446,11 @@ class ConfigReader {
   }
 
   Status ReadHeartbeat(const YAML::Node& root, HeartbeatSettings* h) {
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "heartbeat", {"interval_ms", "timeout_ms"}));
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "heartbeat", {"interval_ms", "timeout_ms", "step_timeout_ms"}));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "heartbeat", "interval_ms", &h->interval_ms));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "heartbeat", "timeout_ms", &h->timeout_ms));
+    FLOVER_RETURN_IF_ERROR(ReadInt(node, "heartbeat", "step_timeout_ms", &h->step_timeout_ms));
+    FLOVER_RETURN_IF_ERROR(AtLeast("heartbeat.step_timeout_ms", h->step_timeout_ms, 1));
     FLOVER_RETURN_IF_ERROR(AtLeast("heartbeat.interval_ms", h->interval_ms, 1));
     if (h->timeout_ms <= h->interval_ms) {
       return Error("heartbeat.timeout_ms", std::to_string(h->timeout_ms) + " must be greater than heartbeat.interval_ms (" +
@@ -601,6 +603,7 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "heartbeat" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "interval_ms" << YAML::Value << config.heartbeat.interval_ms;
   out << YAML::Key << "timeout_ms" << YAML::Value << config.heartbeat.timeout_ms;
+  out << YAML::Key << "step_timeout_ms" << YAML::Value << config.heartbeat.step_timeout_ms;
   out << YAML::EndMap;
 
   out << YAML::EndMap;

@@ -11,7 +11,7 @@
 //   kv_cache:  {block_size, memory_mib}
 //   scheduler: {policy, max_step_tokens, max_running, max_queued, pipeline_depth,
 //               batch_window_ms, max_batch}
-//   heartbeat: {interval_ms, timeout_ms}
+//   heartbeat: {interval_ms, timeout_ms, step_timeout_ms}
 //
 // Loading rules (see configs/local.yaml for a commented example):
 //  * Every error is a Status whose message names the file and the key path:
@@ -93,6 +93,10 @@ struct SchedulerSettings {
 struct HeartbeatSettings {
   int interval_ms = 500;
   int timeout_ms = 5000;  // a worker silent this long is dead; > interval_ms
+  // A step whose result is this late marks the replica unhealthy although its workers
+  // still heartbeat (a hung collective, a wedged device). Long enough for the slowest
+  // legitimate step: a full-context prefill chunk, or a `instances` step under load.
+  int step_timeout_ms = 60000;
 
   bool operator==(const HeartbeatSettings&) const = default;
 };

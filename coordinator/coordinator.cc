@@ -114,6 +114,7 @@ Coordinator::Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenize
       heartbeat_interval_(std::chrono::milliseconds(std::max(1, config_.heartbeat.interval_ms))),
       heartbeat_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.timeout_ms))),
       startup_timeout_(std::max<Clock::duration>(heartbeat_timeout_, kMinStartupTimeout)),
+      step_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.step_timeout_ms))),
       context_(1),
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
@@ -789,9 +790,9 @@ void Coordinator::CheckHealth(Clock::time_point now) {
       }
     }
     if (replica.state() != Replica::State::kReady) continue;
-    if (const auto oldest = replica.oldest_in_flight(); oldest && now - oldest->second > heartbeat_timeout_)
-      MarkUnhealthy(replica, fmt::format("step {} got no result within {:.1f} s", oldest->first,
-                                         Seconds(heartbeat_timeout_)));
+    if (const auto oldest = replica.oldest_in_flight(); oldest && now - oldest->second > step_timeout_)
+      MarkUnhealthy(replica, fmt::format("step {} got no result within {:.1f} s (heartbeat.step_timeout_ms)",
+                                         oldest->first, Seconds(step_timeout_)));
   }
 }
 

@@ -27,7 +27,7 @@
 //  * Health (Paranoid Pirate): Heartbeat to every live worker each interval_ms; a
 //    worker silent for timeout_ms (before ready: the startup timeout,
 //    max(timeout_ms, 120 s)), a WorkerFailure, a StepResult with an error, or a plan
-//    without a result for timeout_ms makes its replica unhealthy: its live workers get
+//    without a result for step_timeout_ms makes its replica unhealthy: its live workers get
 //    Shutdown, its requests get Error{Unavailable, "replica i is unhealthy: ..."}.
 //    Workers registering again restart the replica (plans count from seq 1 again).
 //  * Stop: every live worker gets Shutdown, every request in flight gets Error
@@ -146,6 +146,7 @@ class Coordinator {
   const Clock::duration heartbeat_interval_;
   const Clock::duration heartbeat_timeout_;
   const Clock::duration startup_timeout_;
+  const Clock::duration step_timeout_;
   // Constant after Create().
   EndpointsConfig endpoints_;
   std::string config_yaml_;  // ToYaml(config_ with endpoints_), sent in RegisterReply

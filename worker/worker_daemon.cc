@@ -4,6 +4,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdlib>
+#include <string_view>
+
 #include <zmq_addon.hpp>
 
 #include "worker/comm/gloo_communicator.h"
@@ -81,6 +85,7 @@ Status WorkerDaemon::Load() {
   const WorkerConfig* wc = config_.FindWorker(options_.replica, options_.rank);
   const int threads = options_.threads > 0 ? options_.threads : (wc && wc->threads > 0 ? wc->threads : 0);
   if (threads > 0) omp_set_num_threads(threads);
+  compute_threads_ = omp_get_max_threads();
 
   const auto t0 = Clock::now();
   FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed));
@@ -118,8 +123,9 @@ Status WorkerDaemon::Load() {
   return Status::Ok();
 }
 
-Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan) {
+Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan, std::string* result) {
   FLOVER_RETURN_IF_ERROR(plan_sequence_.Accept(plan.seq()).WithContext("replica " + std::to_string(plan.replica())));
+  last_plan_seq_.store(plan_sequence_.last(), std::memory_order_relaxed);
   const auto t0 = Clock::now();
   for (uint64_t id : plan.leaves()) executor_->Leave(id);
   for (uint64_t id : plan.resets()) executor_->Reset(id);
@@ -137,7 +143,7 @@ Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan) {
   for (const ExecOutput& o : outputs_)
     if (o.finish != FinishReason::kNone) executor_->Leave(o.request_id);
 
-  if (results_) {
+  if (options_.rank == 0) {
     proto::WorkerMessage m;
     proto::StepResult* r = m.mutable_step_result();
     r->set_replica(plan.replica());
@@ -149,9 +155,62 @@ Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan) {
       t->set_finish(ToProto(o.finish));
     }
     r->set_step_seconds(std::chrono::duration<double>(Clock::now() - t0).count());
-    results_->send(zmq::buffer(Serialize(m)), zmq::send_flags::none);
+    *result = Serialize(m);
   }
   return Status::Ok();
+}
+
+// Pipe protocol. I/O -> compute: one frame, a StepPlan's CoordinatorMessage bytes, or an
+// empty frame for "stop". Compute -> I/O: two frames, kind ("result" | "failure") and
+// payload (serialized WorkerMessage | message text). Rank > 0 sends only failures.
+namespace {
+constexpr std::string_view kPipeResult = "result";
+constexpr std::string_view kPipeFailure = "failure";
+}  // namespace
+
+void WorkerDaemon::ComputeLoop(zmq::socket_t pipe) {
+  auto send = [&](std::string_view kind, std::string_view payload) {
+    std::array<zmq::const_buffer, 2> frames = {zmq::buffer(kind), zmq::buffer(payload)};
+    (void)zmq::send_multipart(pipe, frames);
+  };
+  omp_set_num_threads(compute_threads_);  // OpenMP's thread count is per calling thread
+  std::string result;
+  try {
+    for (;;) {
+      zmq::message_t frame;
+      if (!pipe.recv(frame, zmq::recv_flags::none) || frame.size() == 0) break;  // stop
+      Result<proto::CoordinatorMessage> msg = Parse<proto::CoordinatorMessage>(frame.to_string_view());
+      if (!msg.ok() || !msg->has_plan()) {
+        send(kPipeFailure, "unreadable plan: " + (msg.ok() ? std::string("not a plan") : msg.status().ToString()));
+        break;
+      }
+      result.clear();
+      if (Status s = ExecutePlan(msg->plan(), &result); !s.ok()) {
+        send(kPipeFailure, "plan " + std::to_string(msg->plan().seq()) + " failed: " + s.ToString());
+        break;
+      }
+      if (!result.empty()) send(kPipeResult, result);
+    }
+  } catch (const zmq::error_t& e) {
+    spdlog::error("{}: compute thread: ZeroMQ error: {}", Name(), e.what());  // context closed
+  }
+  compute_exited_ = true;
+}
+
+bool WorkerDaemon::StopCompute(zmq::socket_t& pipe) {
+  if (!compute_thread_.joinable()) return true;
+  (void)pipe.send(zmq::message_t(), zmq::send_flags::dontwait);
+  // A step in flight finishes first; one blocked in a collective whose peer died ends
+  // with the collective's timeout, or never: do not wait for that.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(config_.heartbeat.timeout_ms, 1000));
+  while (!compute_exited_ && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  if (!compute_exited_) {
+    spdlog::error("{}: the compute thread did not stop (stuck in a step); exiting without it", Name());
+    compute_thread_.detach();
+    return false;
+  }
+  compute_thread_.join();
+  return true;
 }
 
 void WorkerDaemon::ReportFailure(const std::string& message) {
@@ -168,6 +227,22 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
   const auto interval = std::chrono::milliseconds(config_.heartbeat.interval_ms);
   const auto timeout = std::chrono::milliseconds(config_.heartbeat.timeout_ms);
   auto next_heartbeat = Clock::now();
+  const std::string pipe_endpoint = "inproc://compute";
+  zmq::socket_t pipe(context_, zmq::socket_type::pair);
+  pipe.set(zmq::sockopt::linger, 0);
+  pipe.bind(pipe_endpoint);
+  {
+    zmq::socket_t compute_end(context_, zmq::socket_type::pair);
+    compute_end.set(zmq::sockopt::linger, 0);
+    compute_end.connect(pipe_endpoint);
+    compute_thread_ = std::thread(&WorkerDaemon::ComputeLoop, this, std::move(compute_end));
+  }
+  // The exit code once the compute thread is stopped; a thread stuck in a step makes
+  // the process exit at once (the caller must not destroy state that thread uses).
+  auto finish = [&](int code) {
+    if (!StopCompute(pipe)) std::_Exit(code);
+    return code;
+  };
   try {
     while (!stop.load()) {
       const auto now = Clock::now();
@@ -175,50 +250,55 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
         proto::WorkerMessage hb;
         hb.mutable_heartbeat()->set_replica(options_.replica);
         hb.mutable_heartbeat()->set_rank(options_.rank);
-        hb.mutable_heartbeat()->set_last_plan_seq(plan_sequence_.last());
+        hb.mutable_heartbeat()->set_last_plan_seq(last_plan_seq_.load(std::memory_order_relaxed));
         (void)control_->Send(hb);
         next_heartbeat = now + interval;
       }
-      if (now - control_->last_heard() > timeout) {
-        spdlog::error("{}: no word from the coordinator for {} ms; exiting", Name(), timeout.count());
-        return kExitOrphaned;
-      }
       zmq::pollitem_t items[] = {{control_->socket().handle(), 0, ZMQ_POLLIN, 0},
-                                 {plans_->handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::min<std::chrono::milliseconds>(interval, 100ms));
+                                 {plans_->handle(), 0, ZMQ_POLLIN, 0},
+                                 {pipe.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 3, std::min<std::chrono::milliseconds>(interval, 100ms));
       if (items[0].revents & ZMQ_POLLIN) {
         Result<std::optional<proto::CoordinatorMessage>> msg = control_->Receive(0ms);
         if (!msg.ok()) {
           spdlog::warn("{}: ignoring control message: {}", Name(), msg.status().ToString());
         } else if (*msg && (*msg)->has_shutdown()) {
           spdlog::info("{}: shutdown: {}", Name(), (*msg)->shutdown().reason());
-          return kExitOk;
+          return finish(kExitOk);
         }
+      }
+      // After reading the control socket: what queued up while we were loading counts.
+      if (!(items[0].revents & ZMQ_POLLIN) && Clock::now() - control_->last_heard() > timeout) {
+        spdlog::error("{}: no word from the coordinator for {} ms; exiting", Name(), timeout.count());
+        return finish(kExitOrphaned);
       }
       if (items[1].revents & ZMQ_POLLIN) {
         std::vector<zmq::message_t> frames;
-        if (!zmq::recv_multipart(*plans_, std::back_inserter(frames), zmq::recv_flags::dontwait)) continue;
-        if (frames.size() != 2) {
-          ReportFailure("plan with " + std::to_string(frames.size()) + " frames (expected topic + body)");
-          return kExitFailure;
+        if (zmq::recv_multipart(*plans_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+          if (frames.size() != 2 || frames[1].size() == 0) {
+            ReportFailure("plan with " + std::to_string(frames.size()) + " frames (expected topic + body)");
+            return finish(kExitFailure);
+          }
+          pipe.send(frames[1], zmq::send_flags::none);
         }
-        Result<proto::CoordinatorMessage> msg = Parse<proto::CoordinatorMessage>(frames[1].to_string_view());
-        if (!msg.ok() || !msg->has_plan()) {
-          ReportFailure("unreadable plan: " + (msg.ok() ? std::string("not a plan") : msg.status().ToString()));
-          return kExitFailure;
-        }
-        if (Status s = ExecutePlan(msg->plan()); !s.ok()) {
-          ReportFailure("plan " + std::to_string(msg->plan().seq()) + " failed: " + s.ToString());
-          return kExitFailure;
+      }
+      if (items[2].revents & ZMQ_POLLIN) {
+        std::vector<zmq::message_t> frames;
+        if (zmq::recv_multipart(pipe, std::back_inserter(frames), zmq::recv_flags::dontwait) && frames.size() == 2) {
+          if (frames[0].to_string_view() == kPipeFailure) {
+            ReportFailure(frames[1].to_string());
+            return finish(kExitFailure);
+          }
+          if (results_) results_->send(frames[1], zmq::send_flags::none);
         }
       }
     }
   } catch (const zmq::error_t& e) {
     spdlog::error("{}: ZeroMQ error: {}", Name(), e.what());
-    return kExitFailure;
+    return finish(kExitFailure);
   }
   spdlog::info("{}: stopping on signal", Name());
-  return kExitOk;
+  return finish(kExitOk);
 }
 
 }  // namespace flover

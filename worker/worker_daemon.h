@@ -7,13 +7,21 @@
 // It stops loudly rather than diverge: a lost plan (sequence gap), an inconsistent plan,
 // or a failed collective makes it report WorkerFailure and exit non-zero.
 //
-// Thread-safety: all sockets belong to the thread that calls Start and Run.
+// Two threads (the zguide's pattern): the I/O thread (the caller of Start and Run) owns
+// every TCP socket; it heartbeats, watches the coordinator, and hands plans to the
+// compute thread over an inproc PAIR pipe, which returns serialized StepResults (or a
+// failure). So a step of any length never silences the heartbeats: the coordinator
+// tells a slow step (heartbeat.step_timeout_ms) from a dead worker (timeout_ms).
+//
+// Thread-safety: each socket belongs to one thread; the model state (executor, KV
+// cache, communicator) to the compute thread while Run runs.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <zmq.hpp>
 
 #include "common/cluster_config.h"
@@ -56,7 +64,13 @@ class WorkerDaemon {
   explicit WorkerDaemon(const WorkerOptions& options);
   Status Register();
   Status Load();
-  Status ExecutePlan(const proto::StepPlan& plan);
+  // Compute thread: executes plans received on `pipe` until told to stop.
+  void ComputeLoop(zmq::socket_t pipe);
+  // Runs one plan; on rank 0 `result` gets the serialized StepResult.
+  Status ExecutePlan(const proto::StepPlan& plan, std::string* result);
+  // Tells the compute thread to stop and joins it; false if it did not stop in time (it
+  // is stuck in a collective whose peer is gone).
+  bool StopCompute(zmq::socket_t& pipe);
   void ReportFailure(const std::string& message);
   std::string Name() const;
 
@@ -72,9 +86,13 @@ class WorkerDaemon {
   std::unique_ptr<Decoder> decoder_;
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<Executor> executor_;
-  PlanSequence plan_sequence_;
+  PlanSequence plan_sequence_;                    // compute thread
+  std::atomic<uint64_t> last_plan_seq_{0};        // published for heartbeats
+  std::thread compute_thread_;
+  int compute_threads_ = 1;                       // OpenMP threads of the compute thread
+  std::atomic<bool> compute_exited_{false};
 
-  // Per-plan scratch.
+  // Per-plan scratch (compute thread).
   std::vector<ExecEntry> entries_;
   std::vector<ExecOutput> outputs_;
 };

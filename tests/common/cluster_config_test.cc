@@ -96,6 +96,7 @@ TEST(ClusterConfigFiles, LocalYaml) {
   EXPECT_EQ(config->scheduler, SchedulerSettings{});
   EXPECT_EQ(config->heartbeat.interval_ms, 500);
   EXPECT_EQ(config->heartbeat.timeout_ms, 5000);
+  EXPECT_EQ(config->heartbeat.step_timeout_ms, 60000);
 }
 
 TEST(ClusterConfigFiles, LocalReplicasYaml) {
@@ -298,6 +299,7 @@ TEST(ClusterConfigErrors, Numbers) {
   ExpectError(With("scheduler: {pipeline_depth: 0}\n"), {"x.yaml: scheduler.pipeline_depth: must be in 1..8, got 0"});
   ExpectError(With("scheduler: {pipeline_depth: 9}\n"), {"x.yaml: scheduler.pipeline_depth: must be in 1..8, got 9"});
   ExpectError(With("heartbeat: {interval_ms: 0}\n"), {"x.yaml: heartbeat.interval_ms: must be >= 1"});
+  ExpectError(With("heartbeat: {step_timeout_ms: 0}\n"), {"x.yaml: heartbeat.step_timeout_ms: must be >= 1"});
   ExpectError(With("heartbeat: {interval_ms: 500, timeout_ms: 500}\n"),
               {"x.yaml: heartbeat.timeout_ms: 500 must be greater than heartbeat.interval_ms (500)"});
   // Accepted edge values.

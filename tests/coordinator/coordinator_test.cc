@@ -34,6 +34,7 @@ struct Options {
   int replicas = 1;
   int tensor = 1;
   int timeout_ms = 1000;
+  int step_timeout_ms = 60000;
   int max_queued = 16;
   int max_step_tokens = 16;
   std::string tokenizer;
@@ -55,7 +56,7 @@ ClusterConfig TestConfig(const Options& o) {
       std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
       "}\n"
       "heartbeat: {interval_ms: 50, timeout_ms: " +
-      std::to_string(o.timeout_ms) + "}\n";
+      std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
   FLOVER_CHECK(config.ok()) << config.status().ToString();
   return std::move(config).value();
@@ -804,7 +805,8 @@ TEST_F(CoordinatorTest, SilentWorkerMakesTheReplicaUnhealthy) {
 
 TEST_F(CoordinatorTest, StepWithoutResultMakesTheReplicaUnhealthy) {
   Options o;
-  o.timeout_ms = 300;
+  o.timeout_ms = 1000;
+  o.step_timeout_ms = 300;
   Start(o);
   FakeWorker& w = AddWorker();
   w.Start();
@@ -817,6 +819,31 @@ TEST_F(CoordinatorTest, StepWithoutResultMakesTheReplicaUnhealthy) {
   EXPECT_EQ(m.error().code(), "Unavailable");
   EXPECT_NE(m.error().message().find("replica 0 is unhealthy: step 1 got no result within 0.3 s"), std::string::npos)
       << m.error().message();
+}
+
+TEST_F(CoordinatorTest, SlowStepOfAHeartbeatingWorkerIsNotAFailure) {
+  Options o;
+  o.timeout_ms = 300;
+  o.step_timeout_ms = 5000;
+  Start(o);
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  c.Submit("r", {1, 2, 3}, 2);
+  const uint64_t id = ExpectAccepted(c, "r");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  // A step longer than timeout_ms, while the worker heartbeats.
+  for (const auto until = SteadyClock::now() + 800ms; SteadyClock::now() < until;) {
+    KeepAlive();
+    std::this_thread::sleep_for(10ms);
+  }
+  w.Answer(*plan, {{id, 7, proto::FINISH_NONE}});
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  ASSERT_EQ(m.token().tokens_size(), 1);
+  EXPECT_EQ(m.token().tokens(0), 7);
+  EXPECT_EQ(GetStatus(c).replicas(0).state(), "ready");
 }
 
 TEST_F(CoordinatorTest, WorkerFailureAndStepErrorsFailTheReplicaWithTheReason) {

@@ -139,6 +139,38 @@ TEST(ClusterTest, TensorParallelGreedyMatchesEngineAndReference) {
   for (size_t i = 0; i < more.size(); ++i) EXPECT_EQ(out["more" + std::to_string(i)].tokens, expected[i]) << more[i];
 }
 
+// A worker computes on its own thread and heartbeats meanwhile, so one step much longer
+// than heartbeat.timeout_ms (here a 1020-token prefill chunk) is not taken for a death.
+TEST(ClusterTest, StepLongerThanTheHeartbeatTimeoutIsNotAFailure) {
+  TestClusterOptions o;
+  o.model = "dummy:stories15m";
+  o.tensor_parallel = 1;
+  o.heartbeat_interval_ms = 10;
+  o.heartbeat_timeout_ms = 80;
+  o.max_step_tokens = 1024;
+  o.kv_memory_mib = 32;
+  auto cluster = TestCluster::Start(o);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  std::vector<int> prompt(1020);
+  for (int i = 0; i < 1020; ++i) prompt[i] = 100 + (i * 37) % 20000;
+  StopParams stop;
+  stop.max_tokens = 2;
+  stop.ignore_eos = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*client)->Submit("long", "", prompt, {}, stop, false).ok());
+  std::map<std::string, Outcome> out = Collect(**client, {"long"});
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(out["long"].finish, "length") << out["long"].error_code << ": " << out["long"].error;
+  EXPECT_EQ(out["long"].tokens.size(), 2u);
+  // The premise: the prefill step took longer than the heartbeat timeout.
+  EXPECT_GT(elapsed, 2 * std::chrono::milliseconds(o.heartbeat_timeout_ms));
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->replicas(0).state(), "ready") << status->replicas(0).error();
+}
+
 TEST(ClusterTest, TwoReplicasSpreadRequestsAndAllComplete) {
   auto cluster = TestCluster::Start(Stories(2, 2));
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();

@@ -41,7 +41,7 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
          << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
          << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch << "\n"
          << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
-         << "\n";
+         << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n";
   }
   const std::string endpoints_file = c->dir_ + "/endpoints.json";
   FLOVER_ASSIGN_OR_RETURN(ChildProcess coordinator,

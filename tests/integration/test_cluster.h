@@ -26,6 +26,7 @@ struct TestClusterOptions {
   int tensor_parallel = 2;
   int heartbeat_interval_ms = 100;
   int heartbeat_timeout_ms = 1500;
+  int step_timeout_ms = 60000;
   int max_step_tokens = 512;
   int block_size = 16;
   double kv_memory_mib = 16;
