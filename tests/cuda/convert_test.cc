@@ -4,6 +4,7 @@
 // fp16/bf16 the CPU values rounded). Plus the launchers' argument checks (which run
 // without a GPU).
 #include "kernels/cuda/convert.h"
+#include "worker/model/dummy_model.h"
 
 #include <gtest/gtest.h>
 
@@ -25,27 +26,10 @@ using testing::Encode;
 
 constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
 
-// A copy of worker/model/dummy_model.cc's generator (file-local there; this test links
-// only the kernel libraries). DummyGeneratorGolden pins it to values printed by the real
-// MakeDummyWeights, so the copy cannot drift unnoticed from the generator of today.
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-float DummyValue(uint64_t seed, uint64_t tensor_id, float scale, uint64_t i) {
-  const uint64_t key = SplitMix64(SplitMix64(seed) ^ (tensor_id * 0xD1B54A32D192ED03ull));
-  constexpr float kInv2p24 = 1.0f / 16777216.0f;
-  const uint64_t r = SplitMix64(key + i);
-  const float u = static_cast<float>(r >> 40) * kInv2p24;
-  return (2.0f * u - 1.0f) * scale;
-}
-
 std::vector<float> DummyTensor(uint64_t seed, uint64_t tensor_id, float scale, int64_t n) {
+  const uint64_t key = DummyWeightKey(seed, tensor_id);
   std::vector<float> t(n);
-  for (int64_t i = 0; i < n; ++i) t[i] = DummyValue(seed, tensor_id, scale, static_cast<uint64_t>(i));
+  for (int64_t i = 0; i < n; ++i) t[i] = DummyWeightValue(key, static_cast<uint64_t>(i), scale);
   return t;
 }
 
@@ -80,7 +64,7 @@ TEST(DummyGeneratorGolden, MatchesMakeDummyWeights) {
       {0x5EED, 34, Scale(172), 0, 0x3d6e491a}, {0x5EED, 34, Scale(172), 11007, 0xbce0ea1f},
   };
   for (const Golden& g : kGolden) {
-    EXPECT_EQ(Bits(DummyValue(g.seed, g.tensor_id, g.scale, g.index)), g.bits)
+    EXPECT_EQ(Bits(DummyWeightValue(DummyWeightKey(g.seed, g.tensor_id), g.index, g.scale)), g.bits)
         << "seed " << g.seed << " tensor " << g.tensor_id << " index " << g.index;
   }
 }
@@ -218,7 +202,7 @@ TEST(CudaFillUniform, IndexesBeyond32Bits) {
     SCOPED_TRACE("elements from " + std::to_string(start));
     std::vector<float> want(kWindow);
     for (int64_t i = 0; i < kWindow; ++i)
-      want[i] = DummyValue(seed, tensor_id, scale, static_cast<uint64_t>(start + i));
+      want[i] = DummyWeightValue(DummyWeightKey(seed, tensor_id), static_cast<uint64_t>(start + i), scale);
     const std::vector<unsigned char> want_bytes = Encode(want, DType::kBF16);
     std::vector<unsigned char> got(want_bytes.size());
     FLOVER_ASSERT_OK(CopyToHost(got.data(), d_dst->as<unsigned char>() + start * 2, got.size(), stream->get()));

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -80,11 +81,13 @@ inline std::vector<float> RoundTrip(std::span<const float> values, DType dtype) 
 }
 
 // max |got - want| / max(max |want|, 1e-6): one number per comparison, independent of
-// the tensor's scale.
+// the tensor's scale. Infinite when a NaN appears in one but not the other.
 inline double NormalisedError(std::span<const float> got, std::span<const float> want) {
   EXPECT_EQ(got.size(), want.size());
   double max_diff = 0.0, max_ref = 0.0;
   for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    if (std::isnan(got[i]) != std::isnan(want[i])) return std::numeric_limits<double>::infinity();
+    if (std::isnan(got[i])) continue;
     max_diff = std::max(max_diff, std::abs(static_cast<double>(got[i]) - want[i]));
     max_ref = std::max(max_ref, std::abs(static_cast<double>(want[i])));
   }

@@ -79,6 +79,18 @@ TEST(SamplerTest, TopKAndTopPRestrictTheSupport) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(SampleOnce(Logits(probs), tiny_p, i), 1);
 }
 
+TEST(SamplerTest, TopPBelowEveryProbabilityKeepsTheMostLikelyToken) {
+  // A flat distribution over 1000 tokens with p < 1/1000: the cutoff (1-p)/(V-1) lies
+  // above every probability, and the nucleus is the single top token (lowest id).
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 1e-4f;
+  std::vector<float> flat(1000, 0.5f);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(SampleOnce(flat, p, i), 0);
+  flat[417] = 0.5001f;
+  EXPECT_EQ(SampleOnce(flat, p, 0), 417);
+}
+
 TEST(SamplerTest, LowTemperatureApproachesGreedy) {
   SamplingParams p;
   p.temperature = 1e-3f;

@@ -58,6 +58,12 @@ int Sampler::Sample(std::span<float> logits, const SamplingParams& params, std::
   for (int id = 0; id < vocab; ++id) {
     if (logits[id] >= cutoff) candidates_.emplace_back(logits[id], id);
   }
+  if (candidates_.empty()) {
+    // p below every probability (e.g. p < 1/vocab on a flat distribution): the nucleus
+    // is the single most likely token.
+    const int best = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return best;
+  }
   auto more_likely = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   };

@@ -49,28 +49,13 @@ const std::vector<Preset>& Presets() {
   return kPresets;
 }
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Fills `t` with values uniform in [-scale, scale]: element i of tensor number
-// `tensor_id` is a pure function of (seed, tensor_id, i), so any thread split gives the
-// same bytes.
+// Fills `t` with tensor number `tensor_id`; any thread split gives the same bytes.
 void FillUniform(std::vector<float>& t, uint64_t seed, uint64_t tensor_id, float scale) {
-  const uint64_t key = SplitMix64(SplitMix64(seed) ^ (tensor_id * 0xD1B54A32D192ED03ull));
+  const uint64_t key = DummyWeightKey(seed, tensor_id);
   const int64_t n = static_cast<int64_t>(t.size());
   float* data = t.data();
-  constexpr float kInv2p24 = 1.0f / 16777216.0f;
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t r = SplitMix64(key + static_cast<uint64_t>(i));
-    // 24 random bits -> [0, 1) exactly representable, then to [-1, 1).
-    const float u = static_cast<float>(r >> 40) * kInv2p24;
-    data[i] = (2.0f * u - 1.0f) * scale;
-  }
+  for (int64_t i = 0; i < n; ++i) data[i] = DummyWeightValue(key, static_cast<uint64_t>(i), scale);
 }
 
 float Scale(int64_t in_features) { return std::sqrt(3.0f / static_cast<float>(in_features)); }
@@ -143,6 +128,24 @@ Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, in
     return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of fp32 weights; this machine has " +
                              Gigabytes(available_bytes) + " available");
   return Status::Ok();
+}
+
+static uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint64_t DummyWeightKey(uint64_t seed, uint64_t tensor_id) {
+  return SplitMix64(SplitMix64(seed) ^ (tensor_id * 0xD1B54A32D192ED03ull));
+}
+
+float DummyWeightValue(uint64_t key, uint64_t i, float scale) {
+  constexpr float kInv2p24 = 1.0f / 16777216.0f;
+  // 24 random bits -> [0, 1) exactly representable, then to [-1, 1).
+  const float u = static_cast<float>(SplitMix64(key + i) >> 40) * kInv2p24;
+  return (2.0f * u - 1.0f) * scale;
 }
 
 Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed) {

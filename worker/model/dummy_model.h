@@ -30,6 +30,13 @@ std::vector<std::string> DummyPresetNames();
 // The message names the preset ("dummy:<preset>").
 Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed);
 
+// The generator of every dummy tensor: element i of tensor number `tensor_id` is
+// DummyWeightValue(DummyWeightKey(seed, tensor_id), i, scale), uniform in [-scale, scale)
+// with 24 random bits, a pure function of its arguments. The CUDA backend generates the
+// same values on the device (kernels/cuda/convert.h).
+uint64_t DummyWeightKey(uint64_t seed, uint64_t tensor_id);
+float DummyWeightValue(uint64_t key, uint64_t i, float scale);
+
 // Memory this process may still allocate: MemAvailable (or free pages), capped by a
 // cgroup memory limit when one is set.
 int64_t AvailableMemoryBytes();
