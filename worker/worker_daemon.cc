@@ -108,7 +108,8 @@ Status WorkerDaemon::Load() {
   kv_config.memory_bytes = static_cast<int64_t>(config_.kv_cache.memory_mib * 1024 * 1024);
   FLOVER_ASSIGN_OR_RETURN(kv_, KvCache::Create(spec, kv_config, world));
   decoder_ = std::make_unique<Decoder>(std::move(weights), shard, comm_.get());
-  executor_ = std::make_unique<Executor>(decoder_.get(), kv_.get());
+  backend_ = std::make_unique<CpuBackend>(decoder_.get(), kv_.get());
+  executor_ = std::make_unique<Executor>(backend_.get());
 
   proto::WorkerMessage ready;
   proto::WorkerReady* r = ready.mutable_ready();

@@ -29,6 +29,7 @@
 #include "common/status.h"
 #include "worker/comm/communicator.h"
 #include "worker/control_channel.h"
+#include "worker/engine/cpu_backend.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/executor.h"
 #include "worker/engine/kv_cache.h"
@@ -85,6 +86,7 @@ class WorkerDaemon {
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<Decoder> decoder_;
   std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<ForwardBackend> backend_;
   std::unique_ptr<Executor> executor_;
   PlanSequence plan_sequence_;                    // compute thread
   std::atomic<uint64_t> last_plan_seq_{0};        // published for heartbeats

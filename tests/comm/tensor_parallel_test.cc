@@ -14,6 +14,7 @@
 #include "tests/test_paths.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/cpu_backend.h"
 #include "worker/engine/executor.h"
 #include "worker/model/model_loader.h"
 #include "worker/model/shard.h"
@@ -295,7 +296,8 @@ ExecutorRun RunExecutor(Decoder& decoder, CountingCommunicator& comm, const std:
       KvCache::Create(spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * n}, decoder.shard().world);
   EXPECT_TRUE(kv.ok()) << kv.status().ToString();
   if (!kv.ok()) return {};
-  Executor executor(&decoder, kv->get());
+  CpuBackend backend(&decoder, kv->get());
+  Executor executor(&backend);
   std::vector<std::vector<int>> blocks(n);
   for (int i = 0; i < n; ++i)
     for (int b = 0; b < blocks_per_seq; ++b) blocks[i].push_back(i * blocks_per_seq + b);

@@ -43,7 +43,8 @@ Engine::Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineCo
     : config_(config),
       decoder_(std::move(weights), shard, comm),
       kv_(std::move(kv)),
-      executor_(&decoder_, kv_.get()),
+      backend_(&decoder_, kv_.get()),
+      executor_(&backend_),
       allocator_(kv_->n_blocks()) {}
 
 Result<uint64_t> Engine::Add(RequestParams request) {

@@ -31,6 +31,7 @@
 #include "common/status.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/kv_cache.h"
+#include "worker/engine/cpu_backend.h"
 #include "worker/engine/executor.h"
 
 namespace flover {
@@ -116,7 +117,7 @@ class Engine {
   EngineConfig config_;
   Decoder decoder_;
   std::unique_ptr<KvCache> kv_;
-
+  CpuBackend backend_;
   Executor executor_;
   BlockAllocator allocator_;
   std::vector<uint64_t> running_;  // ascending arrival (= id)

@@ -1,15 +1,12 @@
 #include "worker/engine/executor.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include "common/block_allocator.h"
 
 namespace flover {
 
-Executor::Executor(Decoder* decoder, const KvCache* kv)
-    : decoder_(decoder), kv_(kv), samplers_(std::max(1, omp_get_max_threads())) {}
+Executor::Executor(ForwardBackend* backend) : backend_(backend) {}
 
 Status Executor::Join(uint64_t request_id, RequestParams request) {
   if (sequences_.count(request_id))
@@ -59,27 +56,13 @@ Status Executor::Check(const ExecEntry& e, const Sequence& seq) const {
     return InvalidArgument(who + "entry computes " + std::to_string(e.n_tokens) + " tokens; " +
                            std::to_string(seq.n_uncomputed()) + " are uncomputed");
   for (int b : e.new_blocks)
-    if (b < 0 || b >= kv_->n_blocks())
+    if (b < 0 || b >= backend_->kv_blocks())
       return InvalidArgument(who + "block " + std::to_string(b) + " outside the pool of " +
-                             std::to_string(kv_->n_blocks()));
-  const int covered = static_cast<int>(seq.block_table.size() + e.new_blocks.size()) * kv_->block_size();
+                             std::to_string(backend_->kv_blocks()));
+  const int covered = static_cast<int>(seq.block_table.size() + e.new_blocks.size()) * backend_->kv_block_size();
   if (covered < e.start_pos + e.n_tokens)
     return InvalidArgument(who + "block table covers " + std::to_string(covered) + " positions, the entry needs " +
                            std::to_string(e.start_pos + e.n_tokens));
-  return Status::Ok();
-}
-
-Status Executor::Forward(bool separate_passes) {
-  if (!separate_passes) return decoder_->Forward(entries_, *kv_, logits_.data());
-  // One pass per entry, in order; each writes its logits row (if any) where the fused
-  // pass would have.
-  const size_t vocab = static_cast<size_t>(spec().vocab_size);
-  size_t row = 0;
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    FLOVER_RETURN_IF_ERROR(
-        decoder_->Forward(std::span<const StepEntry>(&entries_[i], 1), *kv_, logits_.data() + row * vocab));
-    if (entries_[i].want_logits) ++row;
-  }
   return Status::Ok();
 }
 
@@ -110,10 +93,12 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
   }
   if (entries_.empty()) return Status::Ok();
 
-  const int vocab = spec().vocab_size;
   const int n_logits = static_cast<int>(sampled_.size());
-  if (logits_.size() < static_cast<size_t>(n_logits) * vocab) logits_.resize(static_cast<size_t>(n_logits) * vocab);
-  if (Status s = Forward(separate_passes); !s.ok()) {
+  rows_.clear();
+  for (Sequence* seq : sampled_)
+    rows_.push_back(SampleRow{&seq->sampling, seq->tokens, static_cast<uint64_t>(seq->n_generated())});
+  next_tokens_.resize(n_logits);
+  if (Status s = backend_->Step(entries_, separate_passes, rows_, next_tokens_); !s.ok()) {
     for (size_t i = 0; i < entries.size(); ++i)  // undo: the step did not happen
       if (stepping_[i]) stepping_[i]->block_table.resize(stepping_[i]->block_table.size() - entries[i].new_blocks.size());
     return s;
@@ -121,14 +106,6 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
   for (size_t i = 0; i < entries.size(); ++i)
     if (stepping_[i]) stepping_[i]->n_computed += entries[i].n_tokens;
 
-  next_tokens_.resize(n_logits);
-#pragma omp parallel for schedule(dynamic, 1) if (n_logits > 1)
-  for (int j = 0; j < n_logits; ++j) {
-    Sequence* seq = sampled_[j];
-    next_tokens_[j] = samplers_[omp_get_thread_num()].Sample(
-        std::span<float>(logits_.data() + static_cast<size_t>(j) * vocab, vocab), seq->sampling, seq->tokens,
-        static_cast<uint64_t>(seq->n_generated()));
-  }
   for (int j = 0; j < n_logits; ++j) {
     Sequence* seq = sampled_[j];
     const FinishReason reason = seq->Append(next_tokens_[j], spec());

@@ -21,9 +21,7 @@
 
 #include "common/request_params.h"
 #include "common/status.h"
-#include "worker/engine/decoder.h"
-#include "worker/engine/kv_cache.h"
-#include "worker/engine/sampler.h"
+#include "worker/engine/forward_backend.h"
 #include "worker/engine/sequence.h"
 
 namespace flover {
@@ -43,10 +41,10 @@ struct ExecOutput {
 
 class Executor {
  public:
-  // `decoder` and `kv` must outlive the executor.
-  Executor(Decoder* decoder, const KvCache* kv);
+  // `backend` (the device: CPU or CUDA) must outlive the executor.
+  explicit Executor(ForwardBackend* backend);
 
-  const ModelSpec& spec() const { return decoder_->spec(); }
+  const ModelSpec& spec() const { return backend_->spec(); }
 
   // Takes a new request. InvalidArgument if the id is already held or the request is
   // invalid for this model (ValidateRequest).
@@ -75,20 +73,16 @@ class Executor {
 
  private:
   Status Check(const ExecEntry& e, const Sequence& seq) const;
-  // The forward pass(es) over entries_ into logits_ ([entries with want_logits, vocab]).
-  Status Forward(bool separate_passes);
 
-  Decoder* decoder_;
-  const KvCache* kv_;
+  ForwardBackend* backend_;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> sequences_;
 
   // Per-step scratch, reused.
   std::vector<Sequence*> stepping_;   // per entry (nullptr = stale)
   std::vector<StepEntry> entries_;
   std::vector<Sequence*> sampled_;
-  std::vector<float> logits_;
+  std::vector<SampleRow> rows_;
   std::vector<int> next_tokens_;
-  std::vector<Sampler> samplers_;     // one per OpenMP thread
 };
 
 }  // namespace flover

@@ -1,0 +1,45 @@
+#include "worker/engine/cpu_backend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "common/check.h"
+
+namespace flover {
+
+CpuBackend::CpuBackend(Decoder* decoder, const KvCache* kv)
+    : decoder_(decoder), kv_(kv), samplers_(std::max(1, omp_get_max_threads())) {}
+
+Status CpuBackend::Forward(std::span<const StepEntry> entries, bool separate_passes) {
+  if (!separate_passes) return decoder_->Forward(entries, *kv_, logits_.data());
+  // One pass per entry, in order; each writes its logits row (if any) where the fused
+  // pass would have.
+  const size_t vocab = static_cast<size_t>(spec().vocab_size);
+  size_t row = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    FLOVER_RETURN_IF_ERROR(decoder_->Forward(entries.subspan(i, 1), *kv_, logits_.data() + row * vocab));
+    if (entries[i].want_logits) ++row;
+  }
+  return Status::Ok();
+}
+
+Status CpuBackend::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
+                        std::span<int> tokens) {
+  FLOVER_CHECK(rows.size() == tokens.size());
+  const int vocab = spec().vocab_size;
+  const int n_rows = static_cast<int>(rows.size());
+  if (logits_.size() < static_cast<size_t>(n_rows) * vocab) logits_.resize(static_cast<size_t>(n_rows) * vocab);
+  FLOVER_RETURN_IF_ERROR(Forward(entries, separate_passes));
+  // Samplers are sized at construction; a caller may have raised the thread count since.
+  if (samplers_.size() < static_cast<size_t>(omp_get_max_threads())) samplers_.resize(omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic, 1) if (n_rows > 1)
+  for (int j = 0; j < n_rows; ++j) {
+    tokens[j] = samplers_[omp_get_thread_num()].Sample(
+        std::span<float>(logits_.data() + static_cast<size_t>(j) * vocab, vocab), *rows[j].params, rows[j].history,
+        rows[j].draw_index);
+  }
+  return Status::Ok();
+}
+
+}  // namespace flover
