@@ -168,6 +168,7 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadModel(root, &config.model));
     FLOVER_RETURN_IF_ERROR(ReadParallel(root, &config));
     FLOVER_RETURN_IF_ERROR(ReadWorkers(root, &config));
+    FLOVER_RETURN_IF_ERROR(CheckDevices(config));
     FLOVER_RETURN_IF_ERROR(ReadKvCache(root, &config.kv_cache));
     FLOVER_RETURN_IF_ERROR(ReadScheduler(root, &config.scheduler));
     FLOVER_RETURN_IF_ERROR(ReadHeartbeat(root, &config.heartbeat));
@@ -314,11 +315,14 @@ class ConfigReader {
   }
 
   Status ReadModel(const YAML::Node& root, ModelConfig* model) {
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "model", {"path", "tokenizer", "dummy_seed"}));
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "model", {"path", "tokenizer", "dummy_seed", "dtype"}));
     FLOVER_RETURN_IF_ERROR(Required(node, "model", "path"));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "path", &model->path));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "tokenizer", &model->tokenizer));
     FLOVER_RETURN_IF_ERROR(ReadUint64(node, "model", "dummy_seed", &model->dummy_seed));
+    FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "dtype", &model->dtype));
+    if (model->dtype != "auto" && !ParseDType(model->dtype).ok())
+      return Error("model.dtype", "'" + model->dtype + "' is not auto, fp32, fp16 or bf16");
     if (model->path.empty()) return Error("model.path", "must not be empty");
     if (model->path == "dummy:") return Error("model.path", "'dummy:' names no preset (e.g. dummy:llama-7b)");
     model->path = ResolvePath(base_dir_, model->path);
@@ -401,6 +405,22 @@ class ConfigReader {
       return std::tie(a.replica, a.rank) < std::tie(b.replica, b.rank);
     });
     config->workers = std::move(workers);
+    return Status::Ok();
+  }
+
+  Status CheckDevices(const ClusterConfig& config) const {
+    // The ranks of a replica run collectives together: Gloo between CPU ranks, NCCL
+    // between GPUs; they cannot mix. The CPU backend stores fp32 only.
+    for (const WorkerConfig& w : config.workers) {
+      const WorkerConfig& first = config.workers[static_cast<size_t>(w.replica) * config.tensor_parallel];
+      if ((w.device == "cpu") != (first.device == "cpu"))
+        return Error("workers", "replica " + std::to_string(w.replica) + " mixes devices " + first.device + " and " +
+                                    w.device + "; the ranks of a replica are all cpu or all cuda");
+      if (w.device == "cpu" && (config.model.dtype == "fp16" || config.model.dtype == "bf16"))
+        return Error("model.dtype", config.model.dtype + " needs CUDA workers; replica " + std::to_string(w.replica) +
+                                        " rank " + std::to_string(w.rank) +
+                                        " runs on cpu, which computes in fp32 (use dtype auto or fp32)");
+    }
     return Status::Ok();
   }
 
@@ -530,6 +550,12 @@ Result<ClusterConfig> LoadClusterConfig(const std::string& path) {
   }
 }
 
+DType WorkerDType(const ModelConfig& model, const std::string& device) {
+  if (model.dtype == "auto") return device == "cpu" ? DType::kF32 : DType::kF16;
+  Result<DType> dtype = ParseDType(model.dtype);
+  return dtype.ok() ? *dtype : DType::kF32;
+}
+
 Status ValidateAgainstModel(const ClusterConfig& config, const ModelSpec& spec) {
   if (Status status = spec.Validate(); !status.ok()) {
     return status.WithContext(config.source + ": model '" + config.model.path + "'");
@@ -565,6 +591,7 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "path" << YAML::Value << str(config.model.path);
   if (!config.model.tokenizer.empty()) out << YAML::Key << "tokenizer" << YAML::Value << str(config.model.tokenizer);
   out << YAML::Key << "dummy_seed" << YAML::Value << std::to_string(config.model.dummy_seed);
+  out << YAML::Key << "dtype" << YAML::Value << str(config.model.dtype);
   out << YAML::EndMap;
 
   out << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;

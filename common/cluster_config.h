@@ -5,7 +5,7 @@
 //
 //   cluster:   {name}
 //   endpoints: {client, control, plans, results}      ZeroMQ endpoints the coordinator binds
-//   model:     {path, tokenizer, dummy_seed}
+//   model:     {path, tokenizer, dummy_seed, dtype}
 //   parallel:  {replicas, tensor}
 //   workers:   [{replica, rank, host, device, threads}, ...]   (optional)
 //   kv_cache:  {block_size, memory_mib}
@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.h"
 #include "common/model_spec.h"
 #include "common/status.h"
 
@@ -67,6 +68,9 @@ struct ModelConfig {
   std::string path;       // weights file/folder (absolute after loading) or "dummy:<preset>"
   std::string tokenizer;  // empty = none (token ids only)
   uint64_t dummy_seed = 0;
+  // Storage type of weights and KV cache: "auto" (fp32 on CPU workers, fp16 on CUDA
+  // workers), "fp32", "fp16" or "bf16" (CUDA only; the CPU backend is fp32).
+  std::string dtype = "auto";
 
   bool operator==(const ModelConfig&) const = default;
 };
@@ -137,6 +141,10 @@ Result<ClusterConfig> ParseClusterConfig(const std::string& yaml_text, const std
 // Checks that need the model: query heads and kv heads divisible by tensor_parallel.
 // "configs/x.yaml: parallel.tensor: 3 does not divide heads=8".
 Status ValidateAgainstModel(const ClusterConfig& config, const ModelSpec& spec);
+
+// The storage type a worker on `device` ("cpu" or "cuda:N") uses for model.dtype.
+// REQUIRES: the config was loaded (so the combination is valid).
+DType WorkerDType(const ModelConfig& model, const std::string& device);
 
 // Writes `config` as YAML that ParseClusterConfig reads back into an equal config
 // (every field written explicitly, workers included; '$' escaped as "$$").

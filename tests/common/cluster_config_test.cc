@@ -208,15 +208,55 @@ parallel: {replicas: 2, tensor: 2}
 workers:
   - {replica: 1, rank: 1, host: b, device: "cuda:1"}
   - {replica: 0, rank: 1, host: a, device: "cuda:1"}
-  - {replica: 1, rank: 0, host: b}
+  - {replica: 1, rank: 0, host: b, device: cuda:0}
   - {replica: 0, rank: 0, host: a, device: cuda:0, threads: 4}
 )"));
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   ASSERT_EQ(config->workers.size(), 4u);
   EXPECT_EQ(config->workers[0], (WorkerConfig{.replica = 0, .rank = 0, .host = "a", .device = "cuda:0", .threads = 4}));
   EXPECT_EQ(config->workers[1], (WorkerConfig{.replica = 0, .rank = 1, .host = "a", .device = "cuda:1"}));
-  EXPECT_EQ(config->workers[2], (WorkerConfig{.replica = 1, .rank = 0, .host = "b", .device = "cpu"}));
+  EXPECT_EQ(config->workers[2], (WorkerConfig{.replica = 1, .rank = 0, .host = "b", .device = "cuda:0"}));
   EXPECT_EQ(config->workers[3], (WorkerConfig{.replica = 1, .rank = 1, .host = "b", .device = "cuda:1"}));
+}
+
+TEST(ClusterConfigDevices, DTypeDefaultsPerDeviceAndCpuIsFp32Only) {
+  Result<ClusterConfig> config = Parse(With("parallel: {tensor: 2}\n"));
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->model.dtype, "auto");
+  EXPECT_EQ(WorkerDType(config->model, "cpu"), DType::kF32);
+  EXPECT_EQ(WorkerDType(config->model, "cuda:0"), DType::kF16);
+  ModelConfig bf16;
+  bf16.dtype = "bf16";
+  EXPECT_EQ(WorkerDType(bf16, "cuda:3"), DType::kBF16);
+
+  Result<ClusterConfig> gpu = Parse(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny, dtype: bf16}
+workers: [{replica: 0, rank: 0, device: cuda:0}]
+)");
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  EXPECT_EQ(gpu->model.dtype, "bf16");
+  Result<ClusterConfig> again = ParseClusterConfig(ToYaml(*gpu), "again.yaml", "");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->model.dtype, "bf16");
+
+  ExpectError(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny, dtype: fp8}
+)",
+              {"x.yaml: model.dtype: 'fp8' is not auto, fp32, fp16 or bf16"});
+  ExpectError(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny, dtype: fp16}
+)",
+              {"x.yaml: model.dtype: fp16 needs CUDA workers; replica 0 rank 0 runs on cpu"});
+  ExpectError(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny}
+parallel: {tensor: 2}
+workers: [{replica: 0, rank: 0, device: cuda:0}, {replica: 0, rank: 1}]
+)",
+              {"x.yaml: workers: replica 0 mixes devices cuda:0 and cpu"});
 }
 
 TEST(ClusterConfigDefaults, EmptySectionsKeepDefaults) {
@@ -492,17 +532,18 @@ TEST(ClusterConfigToYaml, RoundTripsEveryField) {
   config.name = "odd: name # with $HOME and ${X} and 'quotes'";
   config.endpoints = {.client = "ipc:///tmp/c", .control = "tcp://*:7000", .plans = "inproc://plans",
                       .results = "tcp://[::1]:7001"};
-  config.model = {.path = "/models/a b/m.gguf", .tokenizer = "/models/tok.bin", .dummy_seed = 18446744073709551615ull};
+  config.model = {.path = "/models/a b/m.gguf", .tokenizer = "/models/tok.bin", .dummy_seed = 18446744073709551615ull,
+                  .dtype = "fp32"};
   config.replicas = 2;
   config.tensor_parallel = 2;
   config.workers = {{.replica = 0, .rank = 0, .host = "node-a", .device = "cuda:0", .threads = 0},
                     {.replica = 0, .rank = 1, .host = "node-a", .device = "cuda:1", .threads = 2},
                     {.replica = 1, .rank = 0, .host = "node-b", .device = "cpu", .threads = 3},
-                    {.replica = 1, .rank = 1, .host = "node-b", .device = "cuda:12", .threads = 0}};
+                    {.replica = 1, .rank = 1, .host = "node-b", .device = "cpu", .threads = 0}};
   config.kv_cache = {.block_size = 32, .memory_mib = 0.1};
   config.scheduler = {.policy = "dynamic", .max_step_tokens = 100, .max_running = 7, .max_queued = 9,
                       .pipeline_depth = 3, .batch_window_ms = 0, .max_batch = 5};
-  config.heartbeat = {.interval_ms = 20, .timeout_ms = 21};
+  config.heartbeat = {.interval_ms = 20, .timeout_ms = 21, .step_timeout_ms = 22};
 
   const std::string yaml = ToYaml(config);
   Result<ClusterConfig> again = ParseClusterConfig(yaml, "derived.yaml", "/somewhere");
