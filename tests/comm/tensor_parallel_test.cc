@@ -47,8 +47,11 @@ int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, 
 // prompts, then `n_decode` steps of one token each. With `extend`, each step appends the
 // argmax to its sequence (greedy); otherwise the sequences already hold their tokens.
 // Returns the logits of every step, [n_sequences, vocab] each.
+// With `argmax`, each step also runs ForwardArgmax over the same entries and appends its
+// tokens ([n_sequences] per step).
 std::vector<std::vector<float>> RunDecoder(Decoder& decoder, std::vector<std::vector<int>>& seqs,
-                                           const std::vector<int>& n_prompt, int n_decode, bool extend) {
+                                           const std::vector<int>& n_prompt, int n_decode, bool extend,
+                                           std::vector<std::vector<int>>* argmax = nullptr) {
   const ModelSpec& spec = decoder.spec();
   const int vocab = spec.vocab_size, block_size = 16;
   const int blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
@@ -73,6 +76,12 @@ std::vector<std::vector<float>> RunDecoder(Decoder& decoder, std::vector<std::ve
     const Status status = decoder.Forward(entries, **kv, logits.data());
     EXPECT_TRUE(status.ok()) << status.ToString();
     if (!status.ok()) return out;
+    if (argmax) {
+      std::vector<int> tokens(seqs.size(), -1);
+      const Status again = decoder.ForwardArgmax(entries, **kv, tokens.data());  // rewrites the same KV
+      EXPECT_TRUE(again.ok()) << again.ToString();
+      argmax->push_back(std::move(tokens));
+    }
     if (extend)
       for (size_t s = 0; s < seqs.size(); ++s) seqs[s].push_back(Argmax(&logits[s * vocab], vocab));
     out.push_back(std::move(logits));
@@ -92,13 +101,14 @@ void ExpectSameLogits(const ModelWeights& full, int world, std::vector<std::vect
   ASSERT_EQ(want.size(), static_cast<size_t>(n_decode + 1));
 
   std::vector<std::vector<std::vector<float>>> got(world);
+  std::vector<std::vector<std::vector<int>>> argmax(world);
   RunGroup(world, [&](int rank, Communicator& comm) {
     Result<ModelWeights> shard = ShardWeights(full, rank, world);
     ASSERT_TRUE(shard.ok()) << shard.status().ToString();
     Decoder decoder(std::move(shard).value(), ShardInfo{rank, world}, &comm);
     EXPECT_EQ(decoder.local().n_heads, full.spec.n_heads / world);
     std::vector<std::vector<int>> fixed = seqs;
-    got[rank] = RunDecoder(decoder, fixed, n_prompt, n_decode, /*extend=*/false);
+    got[rank] = RunDecoder(decoder, fixed, n_prompt, n_decode, /*extend=*/false, &argmax[rank]);
   });
   for (int rank = 0; rank < world; ++rank) {
     ASSERT_EQ(got[rank].size(), want.size()) << "rank " << rank;
@@ -106,6 +116,12 @@ void ExpectSameLogits(const ModelWeights& full, int world, std::vector<std::vect
       EXPECT_LT(NormalisedError(got[rank][step], want[step]), tolerance) << "step " << step << " rank " << rank;
       EXPECT_EQ(std::memcmp(got[rank][step].data(), got[0][step].data(), want[step].size() * sizeof(float)), 0)
           << "ranks disagree at step " << step << " rank " << rank;
+      // The distributed argmax equals the argmax of the gathered logits.
+      ASSERT_EQ(argmax[rank].size(), want.size());
+      const int vocab = full.spec.vocab_size;
+      for (size_t s = 0; s < prompts.size(); ++s)
+        EXPECT_EQ(argmax[rank][step][s], Argmax(&got[rank][step][s * vocab], vocab))
+            << "step " << step << " sequence " << s << " rank " << rank;
     }
   }
 }
@@ -116,6 +132,32 @@ TEST(TensorParallelDecoderTest, SmallModelSharedClassifierTp2) {
 
 TEST(TensorParallelDecoderTest, SmallModelSeparateClassifierTp4) {
   ExpectSameLogits(testing::RandomWeights(testing::SmallTpSpec(false), 12), 4, {{4, 4, 10}, {0}, {6, 8, 1, 2, 3}}, 12);
+}
+
+// Classifier rows duplicated across the ranks' vocabulary slices make exact ties between
+// ranks: the distributed argmax must keep the lowest id, as the full-row argmax does.
+TEST(TensorParallelDecoderTest, DistributedArgmaxBreaksTiesTowardsTheLowestId) {
+  ModelWeights w = testing::RandomWeights(testing::SmallTpSpec(false), 13);
+  const int dim = w.spec.dim, vocab = w.spec.vocab_size;  // 11 over 2 ranks: slices of 6 and 5
+  for (int v = 6; v < vocab; ++v)  // rows 6..10 (rank 1) = rows 0..4 (rank 0)
+    std::copy_n(w.classifier.begin() + (v - 6) * dim, dim, w.classifier.begin() + v * dim);
+  std::copy_n(w.classifier.begin(), dim, w.classifier.begin() + 5 * dim);  // row 5 = row 0
+  std::vector<int> prompt = {3, 1, 4, 1, 5};
+  std::vector<std::vector<int>> tokens(2);
+  RunGroup(2, [&](int rank, Communicator& comm) {
+    Result<ModelWeights> shard = ShardWeights(w, rank, 2);
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &comm);
+    std::vector<std::vector<int>> seqs = {prompt};
+    std::vector<std::vector<int>> argmax;
+    const std::vector<std::vector<float>> logits = RunDecoder(decoder, seqs, {5}, 8, /*extend=*/true, &argmax);
+    for (size_t step = 0; step < logits.size(); ++step) {
+      const int best = Argmax(logits[step].data(), vocab);
+      ASSERT_LT(best, 5) << "the maximum appears in both slices; the lower id wins";
+      EXPECT_EQ(logits[step][best], logits[step][best + 6]) << "a tie across ranks";
+      EXPECT_EQ(argmax[step][0], best) << "step " << step;
+    }
+  });
 }
 
 TEST(TensorParallelDecoderTest, Stories260kTp2LogitsMatchOneRank) {

@@ -11,14 +11,17 @@ namespace flover {
 CpuBackend::CpuBackend(Decoder* decoder, const KvCache* kv)
     : decoder_(decoder), kv_(kv), samplers_(std::max(1, omp_get_max_threads())) {}
 
-Status CpuBackend::Forward(std::span<const StepEntry> entries, bool separate_passes) {
-  if (!separate_passes) return decoder_->Forward(entries, *kv_, logits_.data());
-  // One pass per entry, in order; each writes its logits row (if any) where the fused
+Status CpuBackend::Forward(std::span<const StepEntry> entries, bool separate_passes, int* argmax) {
+  auto pass = [&](std::span<const StepEntry> some, size_t row) {
+    return argmax ? decoder_->ForwardArgmax(some, *kv_, argmax + row)
+                  : decoder_->Forward(some, *kv_, logits_.data() + row * spec().vocab_size);
+  };
+  if (!separate_passes) return pass(entries, 0);
+  // One pass per entry, in order; each writes its output row (if any) where the fused
   // pass would have.
-  const size_t vocab = static_cast<size_t>(spec().vocab_size);
   size_t row = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
-    FLOVER_RETURN_IF_ERROR(decoder_->Forward(entries.subspan(i, 1), *kv_, logits_.data() + row * vocab));
+    FLOVER_RETURN_IF_ERROR(pass(entries.subspan(i, 1), row));
     if (entries[i].want_logits) ++row;
   }
   return Status::Ok();
@@ -27,10 +30,17 @@ Status CpuBackend::Forward(std::span<const StepEntry> entries, bool separate_pas
 Status CpuBackend::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
                         std::span<int> tokens) {
   FLOVER_CHECK(rows.size() == tokens.size());
+  // Greedy rows without a penalty need only each row's argmax: with tensor parallelism
+  // that saves gathering the full logits (world x rows x vocab/world floats per step).
+  const bool argmax_only =
+      decoder_->shard().world > 1 && std::all_of(rows.begin(), rows.end(), [](const SampleRow& r) {
+        return r.params->greedy() && r.params->repetition_penalty == 1.0f;
+      });
+  if (argmax_only) return Forward(entries, separate_passes, tokens.data());
   const int vocab = spec().vocab_size;
   const int n_rows = static_cast<int>(rows.size());
   if (logits_.size() < static_cast<size_t>(n_rows) * vocab) logits_.resize(static_cast<size_t>(n_rows) * vocab);
-  FLOVER_RETURN_IF_ERROR(Forward(entries, separate_passes));
+  FLOVER_RETURN_IF_ERROR(Forward(entries, separate_passes, nullptr));
   // Samplers are sized at construction; a caller may have raised the thread count since.
   if (samplers_.size() < static_cast<size_t>(omp_get_max_threads())) samplers_.resize(omp_get_max_threads());
 #pragma omp parallel for schedule(dynamic, 1) if (n_rows > 1)

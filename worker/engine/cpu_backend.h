@@ -1,5 +1,7 @@
 // CpuBackend: the ForwardBackend of the CPU engine: the Decoder over a host KvCache,
-// logits in host memory, sampling with one Sampler per OpenMP thread.
+// logits in host memory, sampling with one Sampler per OpenMP thread. A tensor-parallel
+// step whose rows are all greedy (no repetition penalty) gathers only each rank's
+// (max, id) per row (Decoder::ForwardArgmax), not the full logits.
 #pragma once
 
 #include <vector>
@@ -24,7 +26,8 @@ class CpuBackend final : public ForwardBackend {
               std::span<int> tokens) override;
 
  private:
-  Status Forward(std::span<const StepEntry> entries, bool separate_passes);
+  // The pass(es) into logits_, or, with `argmax`, only each row's greedy token.
+  Status Forward(std::span<const StepEntry> entries, bool separate_passes, int* argmax);
 
   Decoder* decoder_;
   const KvCache* kv_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
@@ -81,6 +82,14 @@ void Decoder::EnsureScratch(int n, int n_logits) {
 }
 
 Status Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, float* logits) {
+  return Run(entries, kv, logits, nullptr);
+}
+
+Status Decoder::ForwardArgmax(std::span<const StepEntry> entries, const KvCache& kv, int* tokens) {
+  return Run(entries, kv, nullptr, tokens);
+}
+
+Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float* logits, int* tokens) {
   const int dim = spec_.dim, q_dim = local_.q_dim, kv_dim = local_.kv_dim, hidden = local_.hidden_dim;
   const int qkv_stride = q_dim + 2 * kv_dim;
   FLOVER_CHECK(kv.layer(0).n_kv_heads == local_.n_kv_heads)
@@ -144,7 +153,7 @@ Status Decoder::Forward(std::span<const StepEntry> entries, const KvCache& kv, f
     ++j;
   }
   if (n_logits == 0) return Status::Ok();
-  return LmHead(n_logits, logits);
+  return tokens ? LmHeadArgmax(n_logits, tokens) : LmHead(n_logits, logits);
 }
 
 Status Decoder::AddProjection(const float* in, const std::vector<float>& w, int n, int in_dim) {
@@ -183,6 +192,49 @@ Status Decoder::LmHead(int n_logits, float* logits) {
     for (int j = 0; j < n_logits; ++j)
       std::memcpy(logits + static_cast<size_t>(j) * vocab + begin,
                   logits_all_.data() + r * part + static_cast<size_t>(j) * per_rank, sizeof(float) * width);
+  }
+  return Status::Ok();
+}
+
+Status Decoder::LmHeadArgmax(int n_logits, int* tokens) {
+  const int vocab = spec_.vocab_size;
+  if (shard_.world == 1) {
+    GrowTo(logits_all_, static_cast<size_t>(n_logits) * vocab);
+    FLOVER_RETURN_IF_ERROR(LmHead(n_logits, logits_all_.data()));
+    for (int j = 0; j < n_logits; ++j) {
+      const float* row = logits_all_.data() + static_cast<size_t>(j) * vocab;
+      tokens[j] = static_cast<int>(std::max_element(row, row + vocab) - row);
+    }
+    return Status::Ok();
+  }
+  // This rank's slice [begin, begin + width) of the vocabulary (the last rank's may be
+  // narrower: padding), reduced to (max, global id) per row.
+  const int per_rank = local_.vocab_per_rank, begin = shard_.rank * per_rank;
+  const int width = std::max(0, std::min(per_rank, vocab - begin));
+  cpu::Matmul(final_.data(), classifier_.data(), logits_part_.data(), n_logits, spec_.dim, per_rank);
+  GrowTo(best_, static_cast<size_t>(n_logits) * 2);
+  GrowTo(best_all_, static_cast<size_t>(shard_.world) * n_logits * 2);
+  for (int j = 0; j < n_logits; ++j) {
+    const float* row = logits_part_.data() + static_cast<size_t>(j) * per_rank;
+    const int local = width > 0 ? static_cast<int>(std::max_element(row, row + width) - row) : 0;
+    const int32_t id = begin + local;
+    best_[2 * j] = width > 0 ? row[local] : -std::numeric_limits<float>::infinity();
+    std::memcpy(&best_[2 * j + 1], &id, sizeof(id));  // the id's bits travel unchanged
+  }
+  FLOVER_RETURN_IF_ERROR(comm_->AllGather(best_.data(), static_cast<size_t>(n_logits) * 2, best_all_.data()));
+  // Ranks hold increasing ids, so keeping the first maximum in rank order keeps the
+  // lowest id among equal maxima, as a full-row argmax would.
+  for (int j = 0; j < n_logits; ++j) {
+    float best = 0.0f;
+    int32_t id = -1;
+    for (int r = 0; r < shard_.world; ++r) {
+      const float* pair = best_all_.data() + (static_cast<size_t>(r) * n_logits + j) * 2;
+      if (id < 0 || pair[0] > best) {
+        best = pair[0];
+        std::memcpy(&id, &pair[1], sizeof(id));
+      }
+    }
+    tokens[j] = id;
   }
   return Status::Ok();
 }

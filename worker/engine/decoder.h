@@ -65,7 +65,15 @@ class Decoder {
   // this shard (KvCache::Create with tensor_parallel = shard().world).
   Status Forward(std::span<const StepEntry> entries, const KvCache& kv, float* logits);
 
+  // The same pass, but only the greedy token of each entry with want_logits (argmax,
+  // lowest id among equal maxima: Sampler's greedy choice) is returned, in entry order.
+  // With tensor parallelism each rank reduces its vocabulary slice to (max, id) and only
+  // those pairs are gathered — 2 values per row instead of vocab_size.
+  Status ForwardArgmax(std::span<const StepEntry> entries, const KvCache& kv, int* tokens);
+
  private:
+  // The pass up to the final norm; then LmHead (logits) or LmHeadArgmax (tokens).
+  Status Run(std::span<const StepEntry> entries, const KvCache& kv, float* logits, int* tokens);
   // Sizes below are local (ShardDims): q_dim, kv_dim, hidden_dim of this rank.
   struct Layer {
     std::vector<float> attn_norm;  // [dim]
@@ -83,6 +91,7 @@ class Decoder {
   Status AddProjection(const float* in, const std::vector<float>& w, int n, int in_dim);
   // logits = final_ · headᵀ over the full vocabulary (gathered from every rank's slice).
   Status LmHead(int n_logits, float* logits);
+  Status LmHeadArgmax(int n_logits, int* tokens);
 
   // Constant after construction.
   ModelSpec spec_;
@@ -112,6 +121,8 @@ class Decoder {
   std::vector<float> proj_;          // [n, dim] partial Wo / W2 output of this rank
   std::vector<float> logits_part_;   // [n_logits, vocab_per_rank]
   std::vector<float> logits_all_;    // [world, n_logits, vocab_per_rank]
+  std::vector<float> best_;          // [n_logits, 2]: (max, id bits) of this rank's slice
+  std::vector<float> best_all_;      // [world, n_logits, 2]
 };
 
 }  // namespace flover

@@ -1,0 +1,161 @@
+#include "worker/engine/cuda/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda/cuda_status.h"
+#include "worker/comm/nccl_communicator.h"
+#include "worker/model/dummy_model.h"
+#include "worker/model/model_loader.h"
+
+namespace flover {
+namespace {
+
+constexpr const char kDummyPrefix[] = "dummy:";
+
+Status CheckGroup(const ShardInfo& shard, Communicator* comm, int device) {
+  if (shard.world < 1 || shard.rank < 0 || shard.rank >= shard.world)
+    return InvalidArgument("tensor parallel rank " + std::to_string(shard.rank) + " of a group of " +
+                           std::to_string(shard.world) + " is invalid");
+  if (shard.world == 1) return Status::Ok();
+  if (comm == nullptr)
+    return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
+  if (comm->rank() != shard.rank || comm->world_size() != shard.world)
+    return InvalidArgument("communicator is rank " + std::to_string(comm->rank()) + "/" +
+                           std::to_string(comm->world_size()) + ", shard is " + std::to_string(shard.rank) + "/" +
+                           std::to_string(shard.world));
+  const auto* nccl = dynamic_cast<const NcclCommunicator*>(comm);
+  if (nccl == nullptr)
+    return InvalidArgument(
+        "tensor parallelism on the CUDA backend needs an NcclCommunicator (collectives on device memory, on the "
+        "compute stream); a host-memory communicator (Gloo, local) cannot serve it");
+  if (nccl->device() != device)
+    return InvalidArgument("the NcclCommunicator runs on CUDA device " + std::to_string(nccl->device()) +
+                           ", the backend is configured for device " + std::to_string(device));
+  return Status::Ok();
+}
+
+// Unavailable without a GPU; InvalidArgument for a device index beyond the visible ones.
+Status CheckDevice(int device) {
+  const int count = cuda::DeviceCount();
+  if (count == 0)
+    return Unavailable(
+        "no CUDA GPU is visible to this process (cudaGetDeviceCount found none, or no driver): the CUDA backend "
+        "needs one; run on the CPU backend instead");
+  if (device >= count)
+    return InvalidArgument("CUDA device " + std::to_string(device) + " does not exist; this machine has " +
+                           std::to_string(count) + " visible GPU(s)");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateCudaBackendConfig(const CudaBackendConfig& c) {
+  if (c.device < 0) return InvalidArgument("CUDA device index must be >= 0, got " + std::to_string(c.device));
+  if (c.dtype != DType::kF32 && c.dtype != DType::kF16 && c.dtype != DType::kBF16)
+    return InvalidArgument("CUDA backend dtype must be fp32, fp16 or bf16, got enum value " +
+                           std::to_string(static_cast<int>(c.dtype)));
+  if (c.kv_memory_bytes <= 0)
+    return InvalidArgument("KV memory budget must be > 0 bytes, got " + std::to_string(c.kv_memory_bytes));
+  if (c.kv_block_size < 1)
+    return InvalidArgument("kv block_size must be >= 1, got " + std::to_string(c.kv_block_size));
+  if (c.max_blocks < 0)
+    return InvalidArgument("kv max_blocks must be >= 0 (0 = no cap), got " + std::to_string(c.max_blocks));
+  if (c.max_step_tokens < 1)
+    return InvalidArgument("max_step_tokens must be >= 1, got " + std::to_string(c.max_step_tokens));
+  if (c.max_rows < 1) return InvalidArgument("max_rows must be >= 1, got " + std::to_string(c.max_rows));
+  return Status::Ok();
+}
+
+CudaBackend::~CudaBackend() = default;
+
+Status CudaBackend::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
+                         std::span<int> tokens) {
+  return decoder_->Step(entries, separate_passes, rows, tokens);
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(const std::string& what, const ModelSpec& spec,
+                                                        ShardInfo shard, Communicator* comm,
+                                                        const CudaBackendConfig& config,
+                                                        const WeightMaker& make_weights) {
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(config.device));
+  std::unique_ptr<CudaBackend> backend(new CudaBackend());
+  backend->config_ = config;
+  cudaStream_t stream = nullptr;
+  if (shard.world > 1) {
+    stream = dynamic_cast<NcclCommunicator*>(comm)->stream();  // CheckGroup made sure
+  } else {
+    FLOVER_ASSIGN_OR_RETURN(cuda::Stream own, cuda::Stream::Create());
+    backend->own_stream_ = std::move(own);
+    stream = backend->own_stream_->get();
+  }
+  FLOVER_ASSIGN_OR_RETURN(DeviceWeights weights, make_weights(stream));
+  const DeviceKvCacheConfig kv_config{config.dtype, config.kv_block_size, config.kv_memory_bytes, config.max_blocks};
+  FLOVER_ASSIGN_OR_RETURN(backend->kv_, DeviceKvCache::Create(spec, kv_config, shard.world));
+  FLOVER_ASSIGN_OR_RETURN(backend->decoder_,
+                          CudaDecoder::Create(std::move(weights), backend->kv_.get(), comm, stream,
+                                              CudaDecoderConfig{config.max_step_tokens, config.max_rows}));
+  FLOVER_ASSIGN_OR_RETURN(const std::string gpu, cuda::DeviceDescription(config.device));
+  backend->description_ = gpu + ", " + DTypeName(config.dtype) + ", " + what + ", " +
+                          std::to_string(backend->kv_->n_blocks()) + " KV blocks of " +
+                          std::to_string(backend->kv_->block_size()) +
+                          (shard.world > 1 ? ", tensor parallel rank " + std::to_string(shard.rank) + "/" +
+                                                 std::to_string(shard.world)
+                                           : std::string());
+  return backend;
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::FromHostWeights(ModelWeights weights, const std::string& what,
+                                                                  ShardInfo shard, Communicator* comm,
+                                                                  const CudaBackendConfig& config) {
+  FLOVER_RETURN_IF_ERROR(weights.Validate());
+  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(weights.spec, shard.world));
+  const ModelSpec spec = weights.spec;
+  if (shard.world > 1) {
+    FLOVER_ASSIGN_OR_RETURN(weights, ShardWeights(std::move(weights), shard.rank, shard.world));
+  }
+  return Build(what, spec, shard, comm, config, [&](cudaStream_t stream) {
+    return UploadWeights(weights, shard, config.dtype, stream);
+  });
+}
+
+Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_path, uint64_t dummy_seed,
+                                                       ShardInfo shard, Communicator* comm,
+                                                       const CudaBackendConfig& config) {
+  FLOVER_RETURN_IF_ERROR(ValidateCudaBackendConfig(config));
+  FLOVER_RETURN_IF_ERROR(CheckGroup(shard, comm, config.device));
+  if (model_path.rfind(kDummyPrefix, 0) == 0) {
+    const std::string preset = model_path.substr(sizeof(kDummyPrefix) - 1);
+    const std::optional<ModelSpec> spec = DummyPreset(preset);
+    if (!spec) {
+      std::string names;
+      for (const std::string& name : DummyPresetNames()) names += (names.empty() ? "" : ", ") + name;
+      return InvalidArgument(model_path + ": unknown preset; known presets: " + names);
+    }
+    FLOVER_RETURN_IF_ERROR(CheckTensorParallel(*spec, shard.world));
+    FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
+    const std::string what = model_path + " (seed " + std::to_string(dummy_seed) + ", generated on the device)";
+    return CudaBackend::Build(what, *spec, shard, comm, config, [&](cudaStream_t stream) {
+      return GenerateDummyWeights(*spec, dummy_seed, shard, config.dtype, stream);
+    });
+  }
+  // Fail fast without a GPU, before reading a possibly large file.
+  FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
+  FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_path, dummy_seed));
+  return CudaBackend::FromHostWeights(std::move(loaded.weights), loaded.description, shard, comm, config);
+}
+
+Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard, Communicator* comm,
+                                                       const CudaBackendConfig& config) {
+  FLOVER_RETURN_IF_ERROR(ValidateCudaBackendConfig(config));
+  FLOVER_RETURN_IF_ERROR(CheckGroup(shard, comm, config.device));
+  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(weights.spec, shard.world));
+  FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
+  const std::string what = "host weights (" + weights.spec.ToString() + ")";
+  return CudaBackend::FromHostWeights(std::move(weights), what, shard, comm, config);
+}
+
+}  // namespace flover

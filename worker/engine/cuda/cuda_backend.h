@@ -1,0 +1,119 @@
+// CudaBackend: the ForwardBackend of a CUDA GPU. Weights (converted once to fp32, fp16
+// or bf16), the paged KV cache, the logits and sampling stay on the device; a step
+// uploads one small descriptor and reads back only the sampled tokens (cuda_decoder.h).
+//
+// Created by CreateCudaBackend from a model file or "dummy:<preset>" (dummy weights are
+// generated on the device: a 7B model takes seconds and no host copy). With tensor
+// parallelism (shard.world > 1) every rank creates its backend on its own GPU with an
+// NcclCommunicator (worker/comm/nccl_communicator.h): the backend enqueues its kernels
+// on the communicator's stream, so collectives and kernels are ordered without host
+// waits. With world 1 the backend owns its stream and ignores `comm`.
+//
+// Thread-safety: one thread drives a backend (the CUDA device is made current in Step).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/status.h"
+#include "kernels/cuda/device.h"
+#include "worker/comm/communicator.h"
+#include "worker/engine/cuda/cuda_decoder.h"
+#include "worker/engine/cuda/device_kv_cache.h"
+#include "worker/engine/forward_backend.h"
+#include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
+
+namespace flover {
+
+struct CudaBackendConfig {
+  int device = 0;                           // CUDA device index
+  DType dtype = DType::kF16;                // weights and KV cache (norm weights stay fp32)
+  int64_t kv_memory_bytes = int64_t{1} << 30;  // KV budget of this rank, K+V of all layers
+  int kv_block_size = 16;                   // token slots per KV block
+  int max_blocks = 0;                       // if > 0, at most this many KV blocks
+  int max_step_tokens = 512;                // tokens per step (scratch is sized for it)
+  int max_rows = 64;                        // sampled tokens per step (logits rows)
+};
+
+// OK or InvalidArgument naming the field; needs no GPU.
+Status ValidateCudaBackendConfig(const CudaBackendConfig& config);
+
+class CudaBackend final : public ForwardBackend {
+ public:
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  const ModelSpec& spec() const override { return decoder_->spec(); }
+  int kv_blocks() const override { return kv_->n_blocks(); }
+  int kv_block_size() const override { return kv_->block_size(); }
+
+  // ForwardBackend::Step; InvalidArgument, before anything runs, for a step beyond
+  // max_step_tokens or max_rows (CudaDecoder::Step).
+  Status Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
+              std::span<int> tokens) override;
+
+  const CudaBackendConfig& config() const { return config_; }
+  const ShardInfo& shard() const { return decoder_->shard(); }
+  // "NVIDIA H200 (sm_90, 139.8 GiB), fp16, dummy:llama-7b (seed 0), 2048 KV blocks of 16"
+  const std::string& description() const { return description_; }
+  int64_t kv_bytes() const { return kv_->bytes(); }
+  // Bytes the last step copied to the device (its descriptor).
+  size_t last_step_upload_bytes() const { return decoder_->last_step_upload_bytes(); }
+  // The logits rows of the last step that sampled, fp32 [rows, vocab] (for tests).
+  Status CopyLastLogits(std::vector<float>* logits) const { return decoder_->CopyLastLogits(logits); }
+
+ private:
+  friend Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_path, uint64_t dummy_seed,
+                                                                ShardInfo shard, Communicator* comm,
+                                                                const CudaBackendConfig& config);
+  friend Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard,
+                                                                Communicator* comm, const CudaBackendConfig& config);
+  using WeightMaker = std::function<Result<DeviceWeights>(cudaStream_t)>;
+  // Makes the device current, takes the stream, makes the weights, the KV cache and
+  // the decoder. REQUIRES: the arguments were checked (config, group, device).
+  static Result<std::unique_ptr<CudaBackend>> Build(const std::string& what, const ModelSpec& spec, ShardInfo shard,
+                                                    Communicator* comm, const CudaBackendConfig& config,
+                                                    const WeightMaker& make_weights);
+  // Shards (world > 1) and uploads full host weights, then Build.
+  static Result<std::unique_ptr<CudaBackend>> FromHostWeights(ModelWeights weights, const std::string& what,
+                                                              ShardInfo shard, Communicator* comm,
+                                                              const CudaBackendConfig& config);
+  CudaBackend() = default;
+
+  // Destroyed in reverse order: the decoder (whose cuBLAS handle is bound to the
+  // stream) and the KV cache before the stream.
+  CudaBackendConfig config_;
+  std::string description_;
+  std::optional<cuda::Stream> own_stream_;  // world 1; with TP the communicator's stream is used
+  std::unique_ptr<DeviceKvCache> kv_;
+  std::unique_ptr<CudaDecoder> decoder_;
+};
+
+// Creates the backend for `model_path` ("dummy:<preset>", generated on the device with
+// `dummy_seed`, or a model file for LoadModel), as rank shard.rank of shard.world.
+// Errors, each with a message naming the cause:
+//   InvalidArgument - a bad config (ValidateCudaBackendConfig), rank/world, an unknown
+//                     dummy preset, a world that does not divide the heads or hidden
+//                     width, world > 1 without an NcclCommunicator of this rank on
+//                     config.device, a device index beyond the visible GPUs;
+//   Unavailable     - no CUDA GPU visible (checked before any file is read);
+//   ResourceExhausted - the weights, KV budget or scratch do not fit the device;
+//   the loader's errors for a model file.
+// Argument checks come first and need no GPU.
+Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_path, uint64_t dummy_seed,
+                                                       ShardInfo shard, Communicator* comm,
+                                                       const CudaBackendConfig& config);
+
+// The same from weights already in host memory: the FULL model (sharded here with
+// ShardWeights when shard.world > 1), uploaded and converted to config.dtype.
+Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard, Communicator* comm,
+                                                       const CudaBackendConfig& config);
+
+}  // namespace flover

@@ -1,0 +1,655 @@
+#include "worker/engine/cuda/cuda_decoder.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "common/check.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/activation.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/convert.h"
+#include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/matrix.h"
+#include "kernels/cuda/rmsnorm.h"
+#include "worker/comm/nccl_communicator.h"
+
+namespace flover {
+namespace {
+
+using cuda::DeviceBuffer;
+using cuda::Matrix;
+using cuda::MatrixView;
+
+// dummy_model.cc's scale of a matrix with `in_features` inputs, the same float
+// expression (sqrtf is correctly rounded, so the value is the same everywhere).
+float DummyScale(int64_t in_features) { return std::sqrt(3.0f / static_cast<float>(in_features)); }
+
+std::string Gigabytes(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+  return buf;
+}
+
+// ResourceExhausted, before allocating, when `bytes` exceed the device's free memory.
+Status CheckFree(size_t bytes, const std::string& what) {
+  size_t free_bytes = 0, total_bytes = 0;
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (bytes > free_bytes)
+    return ResourceExhausted(what + " needs " + Gigabytes(static_cast<double>(bytes)) + " of device memory; the GPU has " +
+                             Gigabytes(static_cast<double>(free_bytes)) + " free of " +
+                             Gigabytes(static_cast<double>(total_bytes)));
+  return Status::Ok();
+}
+
+Status CheckShard(const ModelSpec& spec, const ShardInfo& shard) {
+  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(spec, shard.world));
+  if (shard.rank < 0 || shard.rank >= shard.world)
+    return InvalidArgument("tensor parallel rank " + std::to_string(shard.rank) + " is outside a group of " +
+                           std::to_string(shard.world));
+  return Status::Ok();
+}
+
+// Allocates every buffer of a shard's DeviceWeights (contents undefined).
+Result<DeviceWeights> AllocateWeights(const ModelSpec& spec, const ShardInfo& shard, DType dtype) {
+  FLOVER_RETURN_IF_ERROR(CheckShard(spec, shard));
+  FLOVER_RETURN_IF_ERROR(CheckFree(static_cast<size_t>(DeviceWeightBytes(spec, shard, dtype)),
+                                   std::string("the model's ") + DTypeName(dtype) + " weights (" + spec.ToString() +
+                                       ", tensor parallel " + std::to_string(shard.world) + ")"));
+  const ShardDims d = ShardDimsFor(spec, shard);
+  const size_t es = DTypeSize(dtype), dim = static_cast<size_t>(spec.dim);
+  DeviceWeights w;
+  w.spec = spec;
+  w.shard = shard;
+  w.dtype = dtype;
+  FLOVER_ASSIGN_OR_RETURN(w.token_embedding, DeviceBuffer::Allocate(static_cast<size_t>(spec.vocab_size) * dim * es));
+  const size_t head_rows = shard.world > 1 ? d.vocab_per_rank : (spec.shared_classifier ? 0 : spec.vocab_size);
+  FLOVER_ASSIGN_OR_RETURN(w.lm_head, DeviceBuffer::Allocate(head_rows * dim * es));
+  FLOVER_ASSIGN_OR_RETURN(w.final_norm, DeviceBuffer::Allocate(dim * sizeof(float)));
+  w.layers.resize(spec.n_layers);
+  for (DeviceLayerWeights& l : w.layers) {
+    FLOVER_ASSIGN_OR_RETURN(l.attn_norm, DeviceBuffer::Allocate(dim * sizeof(float)));
+    FLOVER_ASSIGN_OR_RETURN(l.wqkv, DeviceBuffer::Allocate(static_cast<size_t>(d.q_dim + 2 * d.kv_dim) * dim * es));
+    FLOVER_ASSIGN_OR_RETURN(l.wo, DeviceBuffer::Allocate(dim * d.q_dim * es));
+    FLOVER_ASSIGN_OR_RETURN(l.ffn_norm, DeviceBuffer::Allocate(dim * sizeof(float)));
+    FLOVER_ASSIGN_OR_RETURN(l.w13, DeviceBuffer::Allocate(size_t{2} * d.hidden_dim * dim * es));
+    FLOVER_ASSIGN_OR_RETURN(l.w2, DeviceBuffer::Allocate(dim * d.hidden_dim * es));
+  }
+  return w;
+}
+
+char* At(const DeviceBuffer& b, size_t elements, DType dtype) { return b.as<char>() + elements * DTypeSize(dtype); }
+
+// Bump allocator over the step descriptor: each region 16-byte aligned, so that the
+// same offsets are valid in the pinned host copy and in the device copy.
+class Arena {
+ public:
+  Arena(unsigned char* base, size_t capacity) : base_(base), capacity_(capacity) {}
+  template <typename T>
+  T* Take(size_t count) {
+    used_ = (used_ + 15) & ~size_t{15};
+    T* p = reinterpret_cast<T*>(base_ + used_);
+    used_ += count * sizeof(T);
+    FLOVER_CHECK(used_ <= capacity_) << "step descriptor needs " << used_ << " bytes of " << capacity_;
+    return p;
+  }
+  size_t used() const { return used_; }
+  static size_t Bound(size_t bytes) { return bytes + 16; }  // what one Take may use at most
+
+ private:
+  unsigned char* base_;
+  size_t capacity_;
+  size_t used_ = 0;
+};
+
+}  // namespace
+
+int64_t DeviceWeightBytes(const ModelSpec& spec, const ShardInfo& shard, DType dtype) {
+  const ShardDims d = ShardDimsFor(spec, shard);
+  const int64_t dim = spec.dim;
+  const int64_t per_layer = int64_t{d.q_dim + 2 * d.kv_dim} * dim + dim * d.q_dim + int64_t{2} * d.hidden_dim * dim +
+                            dim * d.hidden_dim;
+  const int64_t head_rows = shard.world > 1 ? d.vocab_per_rank : (spec.shared_classifier ? 0 : spec.vocab_size);
+  const int64_t stored = int64_t{spec.vocab_size} * dim + spec.n_layers * per_layer + head_rows * dim;
+  return stored * static_cast<int64_t>(DTypeSize(dtype)) +
+         static_cast<int64_t>(sizeof(float)) * dim * (2 * int64_t{spec.n_layers} + 1);
+}
+
+Result<DeviceWeights> UploadWeights(const ModelWeights& src, const ShardInfo& shard, DType dtype,
+                                    cudaStream_t stream) {
+  FLOVER_RETURN_IF_ERROR(ValidateShard(src, shard));
+  FLOVER_ASSIGN_OR_RETURN(DeviceWeights w, AllocateWeights(src.spec, shard, dtype));
+  const ShardDims d = ShardDimsFor(src.spec, shard);
+  const size_t dim = static_cast<size_t>(src.spec.dim);
+
+  size_t largest = std::max(src.token_embedding.size(), src.classifier.size());
+  for (const LayerWeights& l : src.layers)
+    for (const std::vector<float>* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3})
+      largest = std::max(largest, t->size());
+  DeviceBuffer staging;  // fp32 [largest]; not needed when the storage is fp32
+  if (dtype != DType::kF32) {
+    FLOVER_RETURN_IF_ERROR(CheckFree(largest * sizeof(float), "the fp32 upload staging buffer"));
+    FLOVER_ASSIGN_OR_RETURN(staging, DeviceBuffer::Allocate(largest * sizeof(float)));
+  }
+  // dst + offset (elements of dtype) = dtype(t).
+  auto put = [&](const std::vector<float>& t, const DeviceBuffer& dst, size_t offset) -> Status {
+    if (t.empty()) return Status::Ok();
+    if (dtype == DType::kF32) return cuda::CopyToDevice(At(dst, offset, dtype), t.data(), t.size() * sizeof(float), stream);
+    FLOVER_RETURN_IF_ERROR(cuda::CopyToDevice(staging.data(), t.data(), t.size() * sizeof(float), stream));
+    return cuda::ConvertFromF32(staging.as<float>(), At(dst, offset, dtype), dtype, static_cast<int64_t>(t.size()),
+                                stream);
+  };
+  auto put_norm = [&](const std::vector<float>& t, const DeviceBuffer& dst) {
+    return cuda::CopyToDevice(dst.data(), t.data(), t.size() * sizeof(float), stream);
+  };
+
+  FLOVER_RETURN_IF_ERROR(put(src.token_embedding, w.token_embedding, 0));
+  for (size_t i = 0; i < src.layers.size(); ++i) {
+    const LayerWeights& l = src.layers[i];
+    DeviceLayerWeights& o = w.layers[i];
+    FLOVER_RETURN_IF_ERROR(put_norm(l.attn_norm, o.attn_norm));
+    FLOVER_RETURN_IF_ERROR(put(l.wq, o.wqkv, 0));
+    FLOVER_RETURN_IF_ERROR(put(l.wk, o.wqkv, static_cast<size_t>(d.q_dim) * dim));
+    FLOVER_RETURN_IF_ERROR(put(l.wv, o.wqkv, static_cast<size_t>(d.q_dim + d.kv_dim) * dim));
+    FLOVER_RETURN_IF_ERROR(put(l.wo, o.wo, 0));
+    FLOVER_RETURN_IF_ERROR(put_norm(l.ffn_norm, o.ffn_norm));
+    FLOVER_RETURN_IF_ERROR(put(l.w1, o.w13, 0));
+    FLOVER_RETURN_IF_ERROR(put(l.w3, o.w13, static_cast<size_t>(d.hidden_dim) * dim));
+    FLOVER_RETURN_IF_ERROR(put(l.w2, o.w2, 0));
+  }
+  FLOVER_RETURN_IF_ERROR(put_norm(src.final_norm, w.final_norm));
+  // world 1: the separate classifier (none when shared); world > 1: this rank's rows.
+  if (shard.world > 1 || !src.spec.shared_classifier) FLOVER_RETURN_IF_ERROR(put(src.classifier, w.lm_head, 0));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return w;
+}
+
+Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed, const ShardInfo& shard, DType dtype,
+                                           cudaStream_t stream) {
+  FLOVER_RETURN_IF_ERROR(spec.Validate());
+  FLOVER_ASSIGN_OR_RETURN(DeviceWeights w, AllocateWeights(spec, shard, dtype));
+  const ShardDims d = ShardDimsFor(spec, shard);
+  const int64_t dim = spec.dim, q = spec.q_dim(), kv = spec.kv_dim(), h = spec.hidden_dim, vocab = spec.vocab_size;
+  const size_t es = DTypeSize(dtype);
+  const int r = shard.rank;
+  const bool split = shard.world > 1;
+
+  DeviceBuffer staging;  // T [largest split tensor, in full]; only with tensor parallelism
+  if (split) {
+    const int64_t largest = std::max({q * dim, kv * dim, h * dim, spec.shared_classifier ? 0 : vocab * dim});
+    FLOVER_RETURN_IF_ERROR(CheckFree(static_cast<size_t>(largest) * es, "the dummy-weight staging buffer"));
+    FLOVER_ASSIGN_OR_RETURN(staging, DeviceBuffer::Allocate(static_cast<size_t>(largest) * es));
+  }
+  auto fill = [&](void* dst, int64_t n, uint64_t tensor, float scale) {
+    return cuda::FillUniform(dst, dtype, n, seed, tensor, scale, stream);
+  };
+  // dst = rows [begin, begin + count) of tensor `tensor`, a [rows, cols] matrix.
+  auto rows_of = [&](void* dst, int64_t rows, int64_t cols, int64_t begin, int64_t count, uint64_t tensor,
+                     float scale) -> Status {
+    if (!split) return fill(dst, rows * cols, tensor, scale);
+    FLOVER_RETURN_IF_ERROR(fill(staging.data(), rows * cols, tensor, scale));
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, staging.as<char>() + begin * cols * es, count * cols * es,
+                                                cudaMemcpyDeviceToDevice, stream));
+    return Status::Ok();
+  };
+  // dst = columns [begin, begin + count) of tensor `tensor`, a [rows, cols] matrix.
+  auto cols_of = [&](void* dst, int64_t rows, int64_t cols, int64_t begin, int64_t count, uint64_t tensor,
+                     float scale) -> Status {
+    if (!split) return fill(dst, rows * cols, tensor, scale);
+    FLOVER_RETURN_IF_ERROR(fill(staging.data(), rows * cols, tensor, scale));
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(dst, count * es, staging.as<char>() + begin * es, cols * es,
+                                                  count * es, rows, cudaMemcpyDeviceToDevice, stream));
+    return Status::Ok();
+  };
+  const std::vector<float> ones(spec.dim, 1.0f);
+  auto put_ones = [&](const DeviceBuffer& dst) {
+    return cuda::CopyToDevice(dst.data(), ones.data(), ones.size() * sizeof(float), stream);
+  };
+
+  // Tensor numbers follow MakeDummyWeights: embedding, then per layer wq, wk, wv, wo,
+  // w1, w2, w3, then the classifier when it is not shared.
+  uint64_t id = 0;
+  FLOVER_RETURN_IF_ERROR(fill(w.token_embedding.data(), vocab * dim, id++, 1.0f));
+  for (DeviceLayerWeights& l : w.layers) {
+    FLOVER_RETURN_IF_ERROR(put_ones(l.attn_norm));
+    FLOVER_RETURN_IF_ERROR(rows_of(l.wqkv.data(), q, dim, int64_t{r} * d.q_dim, d.q_dim, id++, DummyScale(dim)));
+    FLOVER_RETURN_IF_ERROR(
+        rows_of(At(l.wqkv, size_t(d.q_dim) * dim, dtype), kv, dim, int64_t{r} * d.kv_dim, d.kv_dim, id++, DummyScale(dim)));
+    FLOVER_RETURN_IF_ERROR(rows_of(At(l.wqkv, size_t(d.q_dim + d.kv_dim) * dim, dtype), kv, dim, int64_t{r} * d.kv_dim,
+                                   d.kv_dim, id++, DummyScale(dim)));
+    FLOVER_RETURN_IF_ERROR(cols_of(l.wo.data(), dim, q, int64_t{r} * d.q_dim, d.q_dim, id++, DummyScale(q)));
+    FLOVER_RETURN_IF_ERROR(put_ones(l.ffn_norm));
+    FLOVER_RETURN_IF_ERROR(rows_of(l.w13.data(), h, dim, int64_t{r} * d.hidden_dim, d.hidden_dim, id++, DummyScale(dim)));
+    FLOVER_RETURN_IF_ERROR(cols_of(l.w2.data(), dim, h, int64_t{r} * d.hidden_dim, d.hidden_dim, id++, DummyScale(h)));
+    FLOVER_RETURN_IF_ERROR(rows_of(At(l.w13, size_t(d.hidden_dim) * dim, dtype), h, dim, int64_t{r} * d.hidden_dim,
+                                   d.hidden_dim, id++, DummyScale(dim)));
+  }
+  FLOVER_RETURN_IF_ERROR(put_ones(w.final_norm));
+
+  if (!split) {
+    if (!spec.shared_classifier) FLOVER_RETURN_IF_ERROR(fill(w.lm_head.data(), vocab * dim, id++, DummyScale(dim)));
+  } else {
+    // This rank's vocabulary rows, zero rows past the vocabulary (ShardWeights).
+    const int64_t rows_here = std::max<int64_t>(0, std::min<int64_t>(d.vocab_per_rank, vocab - d.vocab_begin));
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.lm_head.data(), 0, w.lm_head.bytes(), stream));
+    const char* source = w.token_embedding.as<char>();
+    if (!spec.shared_classifier) {
+      FLOVER_RETURN_IF_ERROR(fill(staging.data(), vocab * dim, id++, DummyScale(dim)));
+      source = staging.as<char>();
+    }
+    if (rows_here > 0)
+      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.lm_head.data(), source + int64_t{d.vocab_begin} * dim * es,
+                                                  rows_here * dim * es, cudaMemcpyDeviceToDevice, stream));
+  }
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return w;
+}
+
+// ---------------------------------------------------------------------------------
+// CudaDecoder
+
+void CudaDecoder::PinnedDeleter::operator()(unsigned char* p) const {
+  if (p) (void)cudaFreeHost(p);
+}
+
+Result<std::unique_ptr<CudaDecoder>> CudaDecoder::Create(DeviceWeights weights, const DeviceKvCache* kv,
+                                                         Communicator* comm, cudaStream_t stream,
+                                                         const CudaDecoderConfig& config) {
+  if (config.max_step_tokens < 1 || config.max_rows < 1)
+    return InvalidArgument("CUDA decoder needs max_step_tokens >= 1 and max_rows >= 1, got " +
+                           std::to_string(config.max_step_tokens) + " and " + std::to_string(config.max_rows));
+  FLOVER_RETURN_IF_ERROR(CheckShard(weights.spec, weights.shard));
+  const ShardInfo& shard = weights.shard;
+  if (shard.world > 1) {
+    if (comm == nullptr)
+      return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
+    if (comm->rank() != shard.rank || comm->world_size() != shard.world)
+      return InvalidArgument("communicator is rank " + std::to_string(comm->rank()) + "/" +
+                             std::to_string(comm->world_size()) + ", shard is " + std::to_string(shard.rank) + "/" +
+                             std::to_string(shard.world));
+  }
+  if (kv == nullptr) return InvalidArgument("CUDA decoder needs a KV cache");
+  const ShardDims local = ShardDimsFor(weights.spec, shard);
+  if (kv->n_layers() != weights.spec.n_layers || kv->n_kv_heads() != local.n_kv_heads ||
+      kv->layer(0).head_dim != weights.spec.head_dim() || kv->dtype() != weights.dtype)
+    return InvalidArgument(std::string("KV cache (") + DTypeName(kv->dtype()) + ", " + std::to_string(kv->n_layers()) +
+                           " layers, " + std::to_string(kv->n_kv_heads()) + " kv heads) does not match the " +
+                           DTypeName(weights.dtype) + " shard (" + std::to_string(weights.spec.n_layers) +
+                           " layers, " + std::to_string(local.n_kv_heads) + " kv heads)");
+  std::unique_ptr<CudaDecoder> decoder(new CudaDecoder(std::move(weights), kv, comm, stream, config));
+  FLOVER_RETURN_IF_ERROR(decoder->Allocate());
+  return decoder;
+}
+
+CudaDecoder::CudaDecoder(DeviceWeights weights, const DeviceKvCache* kv, Communicator* comm, cudaStream_t stream,
+                         const CudaDecoderConfig& config)
+    : weights_(std::move(weights)),
+      local_(ShardDimsFor(weights_.spec, weights_.shard)),
+      kv_(kv),
+      comm_(weights_.shard.world > 1 ? comm : nullptr),
+      stream_(stream),
+      config_(config) {}
+
+CudaDecoder::~CudaDecoder() {
+  if (desc_copied_) (void)cudaEventDestroy(desc_copied_);
+}
+
+Status CudaDecoder::Allocate() {
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device_));
+  const ModelSpec& s = spec();
+  const size_t n = static_cast<size_t>(config_.max_step_tokens), rows = static_cast<size_t>(config_.max_rows);
+  const size_t dim = static_cast<size_t>(s.dim), es = DTypeSize(dtype());
+  const size_t qkv_cols = static_cast<size_t>(local_.q_dim + 2 * local_.kv_dim);
+  const size_t hidden = static_cast<size_t>(local_.hidden_dim), vocab = static_cast<size_t>(s.vocab_size);
+  const size_t vr = static_cast<size_t>(local_.vocab_per_rank), world = static_cast<size_t>(weights_.shard.world);
+  const bool tp = world > 1;
+
+  attn_ws_bytes_ = cuda::AttentionWorkspaceBytes(config_.max_step_tokens, local_.n_heads, s.head_dim(), s.max_seq_len);
+  sampling_ws_bytes_ = cuda::SamplingWorkspaceBytes(config_.max_rows, s.vocab_size);
+  const size_t table_per_entry = static_cast<size_t>((s.max_seq_len + kv_->block_size() - 1) / kv_->block_size());
+  table_capacity_ = n * table_per_entry;
+  history_capacity_ = rows * (static_cast<size_t>(s.max_seq_len) + 1);
+  // tokens, row_pos, row_entry [n]; three entry arrays [n]; last_rows [R]; tables;
+  // history; sampling rows [R].
+  desc_bytes_ = 6 * Arena::Bound(n * sizeof(int)) + Arena::Bound(rows * sizeof(int)) +
+                Arena::Bound(table_capacity_ * sizeof(int)) + Arena::Bound(history_capacity_ * sizeof(int)) +
+                Arena::Bound(rows * sizeof(cuda::SamplingRow));
+
+  const size_t scratch = n * dim * (4 + es) + n * qkv_cols * 4 + n * local_.q_dim * es + n * 2 * hidden * 4 +
+                         n * hidden * es + (tp ? 2 * n * dim * 4 + rows * vr * 4 * (1 + world) : 0) +
+                         rows * dim * (4 + es) + rows * vocab * 4 + attn_ws_bytes_ + sampling_ws_bytes_ + desc_bytes_ +
+                         rows * 4 + cuda::GemmOptions::kDefaultWorkspaceBytes;
+  FLOVER_RETURN_IF_ERROR(CheckFree(scratch, "the CUDA decoder's scratch for max_step_tokens=" +
+                                                std::to_string(n) + " and max_rows=" + std::to_string(rows)));
+
+  FLOVER_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::Create(stream_));
+  FLOVER_ASSIGN_OR_RETURN(rope_, cuda::UploadRopeTable(cpu::RopeTable(s.head_dim(), s.max_seq_len, s.rope_theta), stream_));
+  FLOVER_ASSIGN_OR_RETURN(x_, DeviceBuffer::Allocate(n * dim * 4));
+  FLOVER_ASSIGN_OR_RETURN(xb_, DeviceBuffer::Allocate(n * dim * es));
+  FLOVER_ASSIGN_OR_RETURN(qkv_, DeviceBuffer::Allocate(n * qkv_cols * 4));
+  FLOVER_ASSIGN_OR_RETURN(att_, DeviceBuffer::Allocate(n * local_.q_dim * es));
+  FLOVER_ASSIGN_OR_RETURN(gate_up_, DeviceBuffer::Allocate(n * 2 * hidden * 4));
+  FLOVER_ASSIGN_OR_RETURN(hidden_, DeviceBuffer::Allocate(n * hidden * es));
+  if (tp) {
+    FLOVER_ASSIGN_OR_RETURN(proj_, DeviceBuffer::Allocate(n * dim * 4));
+    FLOVER_ASSIGN_OR_RETURN(normed_, DeviceBuffer::Allocate(n * dim * 4));
+    FLOVER_ASSIGN_OR_RETURN(logits_part_, DeviceBuffer::Allocate(rows * vr * 4));
+    FLOVER_ASSIGN_OR_RETURN(logits_all_, DeviceBuffer::Allocate(world * rows * vr * 4));
+  }
+  FLOVER_ASSIGN_OR_RETURN(gathered_, DeviceBuffer::Allocate(rows * dim * 4));
+  FLOVER_ASSIGN_OR_RETURN(head_in_, DeviceBuffer::Allocate(rows * dim * es));
+  FLOVER_ASSIGN_OR_RETURN(logits_, DeviceBuffer::Allocate(rows * vocab * 4));
+  FLOVER_ASSIGN_OR_RETURN(attn_ws_, DeviceBuffer::Allocate(attn_ws_bytes_));
+  FLOVER_ASSIGN_OR_RETURN(sampling_ws_, DeviceBuffer::Allocate(sampling_ws_bytes_));
+  FLOVER_ASSIGN_OR_RETURN(desc_device_, DeviceBuffer::Allocate(desc_bytes_));
+  FLOVER_ASSIGN_OR_RETURN(tokens_device_, DeviceBuffer::Allocate(rows * sizeof(int)));
+  void* pinned = nullptr;
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned, desc_bytes_));
+  desc_host_.reset(static_cast<unsigned char*>(pinned));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned, rows * sizeof(int)));
+  tokens_host_.reset(static_cast<unsigned char*>(pinned));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&desc_copied_, cudaEventDisableTiming));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return Status::Ok();
+}
+
+Status CudaDecoder::Validate(std::span<const StepEntry> entries, std::span<const SampleRow> rows,
+                             std::span<int> tokens, int64_t* n_table, int64_t* n_history) const {
+  const ModelSpec& s = spec();
+  const int block_size = kv_->block_size();
+  if (rows.size() != tokens.size())
+    return InvalidArgument("step has " + std::to_string(rows.size()) + " sampling rows but room for " +
+                           std::to_string(tokens.size()) + " tokens");
+  int64_t n = 0;
+  size_t n_logits = 0;
+  *n_table = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const StepEntry& e = entries[i];
+    const std::string who = "step entry " + std::to_string(i) + ": ";
+    if (e.n_tokens < 1 || e.tokens == nullptr || e.block_table == nullptr)
+      return InvalidArgument(who + "needs n_tokens >= 1 (got " + std::to_string(e.n_tokens) +
+                             "), its tokens and a block table");
+    if (e.start_pos < 0 || e.start_pos + e.n_tokens > s.max_seq_len)
+      return InvalidArgument(who + "positions [" + std::to_string(e.start_pos) + ", " +
+                             std::to_string(e.start_pos + e.n_tokens) + ") are outside the model's context of " +
+                             std::to_string(s.max_seq_len));
+    n += e.n_tokens;
+    n_logits += e.want_logits ? 1 : 0;
+    *n_table += (e.start_pos + e.n_tokens + block_size - 1) / block_size;
+  }
+  if (n > config_.max_step_tokens)
+    return InvalidArgument("step has " + std::to_string(n) + " tokens; this CUDA backend was sized for at most " +
+                           std::to_string(config_.max_step_tokens) +
+                           " per step (max_step_tokens): schedule smaller steps or raise it");
+  if (n_logits != rows.size())
+    return InvalidArgument("step has " + std::to_string(n_logits) + " entries that want logits but " +
+                           std::to_string(rows.size()) + " sampling rows");
+  if (n_logits > static_cast<size_t>(config_.max_rows))
+    return InvalidArgument("step samples " + std::to_string(n_logits) + " tokens; this CUDA backend was sized for at most " +
+                           std::to_string(config_.max_rows) + " per step (max_rows): schedule smaller steps or raise it");
+  *n_history = 0;
+  for (size_t j = 0; j < rows.size(); ++j) {
+    if (rows[j].params == nullptr) return InvalidArgument("sampling row " + std::to_string(j) + " has no parameters");
+    if (rows[j].params->repetition_penalty != 1.0f) *n_history += static_cast<int64_t>(rows[j].history.size());
+  }
+  if (static_cast<size_t>(*n_table) > table_capacity_)
+    return InvalidArgument("step's block tables hold " + std::to_string(*n_table) + " ids; the descriptor holds " +
+                           std::to_string(table_capacity_));
+  if (static_cast<size_t>(*n_history) > history_capacity_)
+    return InvalidArgument("step's repetition-penalty histories hold " + std::to_string(*n_history) +
+                           " tokens; the descriptor holds " + std::to_string(history_capacity_) +
+                           " (max_rows x (max_seq_len + 1))");
+  return Status::Ok();
+}
+
+Result<size_t> CudaDecoder::Pack(std::span<const StepEntry> entries, bool separate_passes,
+                                 std::span<const SampleRow> rows, int64_t n_table, int64_t n_history) {
+  // The previous step's upload must be done before its pinned source is overwritten
+  // (it is, unless that step failed after enqueueing it).
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(desc_copied_));
+  const ModelSpec& s = spec();
+  const int block_size = kv_->block_size(), n_blocks = kv_->n_blocks();
+  const size_t n = static_cast<size_t>(entry_offset_.back()), n_entries = entries.size(), n_rows = rows.size();
+
+  unsigned char* const host = desc_host_.get();
+  Arena arena(host, desc_bytes_);
+  int* tok = arena.Take<int>(n);
+  int* pos = arena.Take<int>(n);
+  int* row_entry = arena.Take<int>(n);
+  int* first_row = arena.Take<int>(n_entries);
+  int* entry_rows = arena.Take<int>(n_entries);
+  int* entry_table = arena.Take<int>(n_entries);
+  int* last_rows = arena.Take<int>(n_rows);
+  int* tables = arena.Take<int>(static_cast<size_t>(n_table));
+  int* history = arena.Take<int>(static_cast<size_t>(n_history));
+  cuda::SamplingRow* sampling = arena.Take<cuda::SamplingRow>(n_rows);
+
+  passes_.clear();
+  int table_offset = 0, j = 0, max_context = 0;
+  for (size_t i = 0; i < n_entries; ++i) {
+    const StepEntry& e = entries[i];
+    const int row0 = entry_offset_[i];
+    // Indices inside the entry's pass: the whole step, or the entry alone.
+    const int local_entry = separate_passes ? 0 : static_cast<int>(i);
+    const int local_row0 = separate_passes ? 0 : row0;
+    for (int t = 0; t < e.n_tokens; ++t) {
+      if (e.tokens[t] < 0 || e.tokens[t] >= s.vocab_size)
+        return InvalidArgument("step entry " + std::to_string(i) + ": token id " + std::to_string(e.tokens[t]) +
+                               " is outside the vocabulary of " + std::to_string(s.vocab_size));
+      tok[row0 + t] = e.tokens[t];
+      pos[row0 + t] = e.start_pos + t;
+      row_entry[row0 + t] = local_entry;
+    }
+    first_row[i] = local_row0;
+    entry_rows[i] = e.n_tokens;
+    entry_table[i] = table_offset;
+    const int context = e.start_pos + e.n_tokens;
+    const int n_table_entry = (context + block_size - 1) / block_size;
+    for (int b = 0; b < n_table_entry; ++b) {
+      if (e.block_table[b] < 0 || e.block_table[b] >= n_blocks)
+        return InvalidArgument("step entry " + std::to_string(i) + ": block " + std::to_string(e.block_table[b]) +
+                               " is outside the KV pool of " + std::to_string(n_blocks));
+      tables[table_offset + b] = e.block_table[b];
+    }
+    table_offset += n_table_entry;
+    max_context = std::max(max_context, context);
+    if (separate_passes)
+      passes_.push_back(Pass{row0, e.n_tokens, static_cast<int>(i), 1, j, e.want_logits ? 1 : 0, context});
+    if (e.want_logits) last_rows[j++] = local_row0 + e.n_tokens - 1;
+  }
+  if (!separate_passes)
+    passes_.push_back(Pass{0, static_cast<int>(n), 0, static_cast<int>(n_entries), 0, static_cast<int>(n_rows),
+                           max_context});
+
+  int history_offset = 0;
+  for (size_t r = 0; r < n_rows; ++r) {
+    const SampleRow& row = rows[r];
+    const int len = row.params->repetition_penalty != 1.0f ? static_cast<int>(row.history.size()) : 0;
+    std::copy_n(row.history.data(), len, history + history_offset);
+    sampling[r] = cuda::MakeSamplingRow(*row.params, row.draw_index, history_offset, len);
+    history_offset += len;
+  }
+
+  unsigned char* const device = desc_device_.as<unsigned char>();
+  auto on_device = [&](auto* p) { return reinterpret_cast<decltype(p)>(device + (reinterpret_cast<unsigned char*>(p) - host)); };
+  desc_ = Descriptor{on_device(tok),         on_device(pos),    on_device(row_entry), on_device(first_row),
+                     on_device(entry_rows),  on_device(entry_table), on_device(last_rows), on_device(tables),
+                     n_history > 0 ? on_device(history) : nullptr, on_device(sampling)};
+  return arena.used();
+}
+
+Status CudaDecoder::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
+                         std::span<int> tokens) {
+  int64_t n_table = 0, n_history = 0;
+  FLOVER_RETURN_IF_ERROR(Validate(entries, rows, tokens, &n_table, &n_history));
+  if (entries.empty()) return Status::Ok();
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  entry_offset_.assign(1, 0);
+  for (const StepEntry& e : entries) entry_offset_.push_back(entry_offset_.back() + e.n_tokens);
+  FLOVER_ASSIGN_OR_RETURN(const size_t bytes, Pack(entries, separate_passes, rows, n_table, n_history));
+
+  // The one host-to-device copy of the step.
+  FLOVER_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(desc_device_.data(), desc_host_.get(), bytes, cudaMemcpyHostToDevice, stream_));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaEventRecord(desc_copied_, stream_));
+  last_upload_bytes_ = bytes;
+  for (const Pass& pass : passes_) FLOVER_RETURN_IF_ERROR(Forward(pass));
+
+  const int n_rows = static_cast<int>(rows.size());
+  if (n_rows > 0) {
+    const MatrixView logits = Matrix(logits_.data(), DType::kF32, n_rows, spec().vocab_size);
+    FLOVER_RETURN_IF_ERROR(cuda::SampleTokens(logits, desc_.sampling, desc_.history, tokens_device_.as<int>(),
+                                              sampling_ws_.data(), sampling_ws_bytes_, stream_));
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tokens_host_.get(), tokens_device_.data(), n_rows * sizeof(int),
+                                                cudaMemcpyDeviceToHost, stream_));
+  }
+  // The one synchronisation of the step.
+  FLOVER_RETURN_IF_ERROR(Wait());
+  if (n_rows > 0) {
+    std::copy_n(reinterpret_cast<const int*>(tokens_host_.get()), n_rows, tokens.data());
+    last_n_logits_ = n_rows;
+  }
+  return Status::Ok();
+}
+
+Status CudaDecoder::Wait() {
+  if (comm_ != nullptr) {
+    // An NcclCommunicator's bounded wait notices a dead peer instead of hanging.
+    if (auto* nccl = dynamic_cast<NcclCommunicator*>(comm_)) return nccl->Synchronize();
+  }
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return Status::Ok();
+}
+
+Status CudaDecoder::Forward(const Pass& pass) {
+  const ModelSpec& s = spec();
+  const DType t = dtype();
+  const int n = pass.n_rows, dim = s.dim, q_dim = local_.q_dim, hidden = local_.hidden_dim;
+  const int qkv_cols = q_dim + 2 * local_.kv_dim;
+  const MatrixView x = Matrix(x_.data(), DType::kF32, n, dim);
+  const MatrixView xb = Matrix(xb_.data(), t, n, dim);
+  const MatrixView qkv = Matrix(qkv_.data(), DType::kF32, n, qkv_cols);
+  const MatrixView att = Matrix(att_.data(), t, n, q_dim);
+  const MatrixView gate_up = Matrix(gate_up_.data(), DType::kF32, n, 2 * hidden);
+  const MatrixView hidden_rows = Matrix(hidden_.data(), t, n, hidden);
+  const int* positions = desc_.row_pos + pass.row_begin;
+  const cuda::AttentionBatch batch{desc_.row_entry + pass.row_begin,
+                                   positions,
+                                   desc_.entry_first_row + pass.entry_begin,
+                                   desc_.entry_n_rows + pass.entry_begin,
+                                   desc_.entry_table + pass.entry_begin,
+                                   desc_.block_tables,
+                                   n,
+                                   pass.n_entries,
+                                   pass.max_context};
+
+  FLOVER_RETURN_IF_ERROR(cuda::EmbeddingGather(Matrix(weights_.token_embedding.data(), t, s.vocab_size, dim),
+                                               desc_.tokens + pass.row_begin, x, stream_));
+  FLOVER_RETURN_IF_ERROR(cuda::RmsNorm(x, weights_.layers[0].attn_norm.as<float>(), xb, s.norm_eps, stream_));
+  for (int l = 0; l < s.n_layers; ++l) {
+    const DeviceLayerWeights& layer = weights_.layers[l];
+    const cuda::PagedKvView kv = kv_->layer(l);
+    // Attention block.
+    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, Matrix(layer.wqkv.data(), t, qkv_cols, dim), qkv));
+    FLOVER_RETURN_IF_ERROR(
+        cuda::ApplyRope(qkv_.as<float>(), n, qkv_cols, local_.n_heads, s.head_dim(), positions, rope_, stream_));
+    FLOVER_RETURN_IF_ERROR(cuda::ApplyRope(qkv_.as<float>() + q_dim, n, qkv_cols, local_.n_kv_heads, s.head_dim(),
+                                           positions, rope_, stream_));
+    FLOVER_RETURN_IF_ERROR(cuda::WriteKv(kv, batch, qkv, local_.n_heads, stream_));
+    FLOVER_RETURN_IF_ERROR(
+        cuda::PagedAttention(kv, batch, qkv, local_.n_heads, att, attn_ws_.data(), attn_ws_bytes_, stream_));
+    FLOVER_RETURN_IF_ERROR(Project(att, Matrix(layer.wo.data(), t, dim, q_dim), n, layer.ffn_norm.as<float>(), xb));
+    // Feed-forward block.
+    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, Matrix(layer.w13.data(), t, 2 * hidden, dim), gate_up));
+    FLOVER_RETURN_IF_ERROR(cuda::SiluMul(gate_up, hidden_rows, stream_));
+    const bool last = l + 1 == s.n_layers;
+    const MatrixView w2 = Matrix(layer.w2.data(), t, dim, hidden);
+    if (comm_ == nullptr) {
+      // The final norm runs on the gathered rows only (LmHead).
+      FLOVER_RETURN_IF_ERROR(
+          Project(hidden_rows, w2, n, last ? nullptr : weights_.layers[l + 1].attn_norm.as<float>(), xb));
+    } else if (!last) {
+      FLOVER_RETURN_IF_ERROR(Project(hidden_rows, w2, n, weights_.layers[l + 1].attn_norm.as<float>(), xb));
+    } else {
+      // The residual add of the last all-reduce fused with the final norm of every row.
+      FLOVER_RETURN_IF_ERROR(Project(hidden_rows, w2, n, weights_.final_norm.as<float>(),
+                                     Matrix(normed_.data(), DType::kF32, n, dim)));
+    }
+  }
+  if (pass.n_logits > 0) FLOVER_RETURN_IF_ERROR(LmHead(pass));
+  return Status::Ok();
+}
+
+Status CudaDecoder::Project(const MatrixView& in, const MatrixView& w, int n, const float* norm,
+                            const MatrixView& out) {
+  const ModelSpec& s = spec();
+  const MatrixView x = Matrix(x_.data(), DType::kF32, n, s.dim);
+  if (comm_ == nullptr) {
+    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, w, x, /*accumulate=*/true));
+    if (norm != nullptr) FLOVER_RETURN_IF_ERROR(cuda::RmsNorm(x, norm, out, s.norm_eps, stream_));
+    return Status::Ok();
+  }
+  FLOVER_CHECK(norm != nullptr);
+  const MatrixView proj = Matrix(proj_.data(), DType::kF32, n, s.dim);
+  FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, w, proj));
+  FLOVER_RETURN_IF_ERROR(comm_->AllReduceSum(proj_.as<float>(), static_cast<size_t>(n) * s.dim));
+  return cuda::AddRmsNorm(x, proj, norm, out, s.norm_eps, stream_);
+}
+
+Status CudaDecoder::LmHead(const Pass& pass) {
+  const ModelSpec& s = spec();
+  const DType t = dtype();
+  const int rows = pass.n_logits, dim = s.dim, vocab = s.vocab_size;
+  const int* last_rows = desc_.last_rows + pass.logit_begin;
+  const MatrixView gathered = Matrix(gathered_.data(), DType::kF32, rows, dim);
+  const MatrixView head_in = Matrix(head_in_.data(), t, rows, dim);
+  float* const logits = logits_.as<float>() + static_cast<size_t>(pass.logit_begin) * vocab;
+
+  if (comm_ == nullptr) {
+    // Gather the last rows of the residual stream, then the final norm of those only.
+    FLOVER_RETURN_IF_ERROR(
+        cuda::EmbeddingGather(Matrix(x_.data(), DType::kF32, pass.n_rows, dim), last_rows, gathered, stream_));
+    FLOVER_RETURN_IF_ERROR(cuda::RmsNorm(gathered, weights_.final_norm.as<float>(), head_in, s.norm_eps, stream_));
+    const DeviceBuffer& head = s.shared_classifier ? weights_.token_embedding : weights_.lm_head;
+    return gemm_.Matmul(head_in, Matrix(head.data(), t, vocab, dim), Matrix(logits, DType::kF32, rows, vocab));
+  }
+
+  // Tensor parallel: the rows were normed with the last all-reduce (Forward).
+  FLOVER_RETURN_IF_ERROR(
+      cuda::EmbeddingGather(Matrix(normed_.data(), DType::kF32, pass.n_rows, dim), last_rows, gathered, stream_));
+  MatrixView in = gathered;
+  if (t != DType::kF32) {
+    FLOVER_RETURN_IF_ERROR(
+        cuda::ConvertFromF32(gathered_.as<float>(), head_in_.data(), t, static_cast<int64_t>(rows) * dim, stream_));
+    in = head_in;
+  }
+  const int per_rank = local_.vocab_per_rank;
+  FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, Matrix(weights_.lm_head.data(), t, per_rank, dim),
+                                      Matrix(logits_part_.data(), DType::kF32, rows, per_rank)));
+  const size_t part = static_cast<size_t>(rows) * per_rank;
+  FLOVER_RETURN_IF_ERROR(comm_->AllGather(logits_part_.as<float>(), part, logits_all_.as<float>()));
+  // Rank-major [world, rows, per_rank] -> [rows, vocab], without the last rank's padding.
+  for (int r = 0; r < weights_.shard.world; ++r) {
+    const int begin = r * per_rank;
+    const int width = std::min(per_rank, vocab - begin);
+    if (width <= 0) continue;
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(logits + begin, static_cast<size_t>(vocab) * sizeof(float),
+                                                  logits_all_.as<float>() + r * part, per_rank * sizeof(float),
+                                                  width * sizeof(float), rows, cudaMemcpyDeviceToDevice, stream_));
+  }
+  return Status::Ok();
+}
+
+Status CudaDecoder::CopyLastLogits(std::vector<float>* logits) const {
+  logits->resize(static_cast<size_t>(last_n_logits_) * spec().vocab_size);
+  if (logits->empty()) return Status::Ok();
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  return cuda::CopyToHost(logits->data(), logits_.data(), logits->size() * sizeof(float), stream_);
+}
+
+}  // namespace flover

@@ -1,0 +1,245 @@
+// CudaDecoder: the forward pass of Decoder (worker/engine/decoder.h) on a CUDA device,
+// with sampling on the device: the step engine of the CUDA backend (cuda_backend.h).
+//
+// Same semantics as Decoder::Forward + CpuBackend's sampling: a step is a list of
+// entries (prefill chunks and decode tokens of different requests) run in ONE fused
+// pass (or, with separate_passes, one pass per entry in order); the K/V of every token
+// is written to its slot of the paged DeviceKvCache; each entry with want_logits gets
+// one sampled token. Data flow per pass of n rows (T = the storage dtype):
+//
+//   x fp32 [n, dim] = embedding[tokens]                              (residual stream)
+//   per layer:  xb T = RmsNorm(x)  ->  qkv fp32 = xb·Wqkvᵀ  ->  RoPE(q, k)
+//               -> WriteKv(k, v) -> att T = PagedAttention(q)
+//               -> x += att·Woᵀ            (TP: partial, all-reduce, AddRmsNorm)
+//               -> xb T = RmsNorm(x) -> gate_up fp32 = xb·W13ᵀ -> hidden T = SiLU(gate)·up
+//               -> x += hidden·W2ᵀ         (TP: partial, all-reduce, AddRmsNorm)
+//   LM head:    the last row of each want_logits entry, gathered, final RmsNorm,
+//               logits fp32 [rows, vocab] = h·headᵀ (TP: vocabulary slice, all-gather)
+//   SampleTokens over the logits rows -> the tokens, the only device-to-host copy.
+//
+// Memory: every buffer (weights, scratch for max_step_tokens rows and max_rows logits
+// rows, attention and sampling workspaces, the step descriptor) is allocated at
+// Create; a step allocates nothing. Each step packs its host-side descriptor (token
+// ids, positions, the AttentionBatch arrays, the block tables, the sampling rows and
+// the penalty histories) into one pinned host buffer and copies it with ONE
+// cudaMemcpyAsync; it synchronises once, to read the sampled tokens.
+//
+// Numerics: fp32 accumulation everywhere; with dtype fp32 the pass matches the CPU
+// Decoder to rounding (cuBLAS and the block reductions sum in other orders), with
+// fp16/bf16 the weights, the normed GEMM inputs, the attention output and the KV cache
+// are rounded to the dtype. Unlike the CPU Decoder the pass is NOT batch-invariant: cuBLAS
+// chooses its algorithm from the number of rows, so a row's logits may differ in the
+// last bits with the step's composition (deterministic for a given composition).
+//
+// Tensor parallelism (shard.world > 1): this rank's heads, feed-forward slice and
+// vocabulary slice (shard.h); the communicator's collectives take DEVICE pointers and
+// are enqueued on the decoder's stream (an NcclCommunicator created on that stream),
+// and the logits are all-gathered before sampling, so every rank samples the same
+// tokens. Every rank must run the same steps.
+//
+// Thread-safety: not thread-safe; one thread drives a decoder.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/sampling.h"
+#include "worker/comm/communicator.h"
+#include "worker/engine/cuda/device_kv_cache.h"
+#include "worker/engine/decoder.h"
+#include "worker/engine/forward_backend.h"
+#include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
+
+namespace flover {
+
+// One layer of one shard's weights on the device. Sizes are local (ShardDims).
+struct DeviceLayerWeights {
+  cuda::DeviceBuffer attn_norm;  // fp32 [dim]
+  cuda::DeviceBuffer wqkv;       // T [q_dim + 2 * kv_dim, dim]: wq rows, wk rows, wv rows
+  cuda::DeviceBuffer wo;         // T [dim, q_dim]
+  cuda::DeviceBuffer ffn_norm;   // fp32 [dim]
+  cuda::DeviceBuffer w13;        // T [2 * hidden_dim, dim]: gate (w1) rows, then up (w3) rows
+  cuda::DeviceBuffer w2;         // T [dim, hidden_dim]
+};
+
+// One shard's weights on the device, in storage dtype T (norm weights fp32), packed as
+// the CPU Decoder packs them. The spec is the FULL model's.
+struct DeviceWeights {
+  ModelSpec spec;
+  ShardInfo shard;
+  DType dtype = DType::kF16;
+  cuda::DeviceBuffer token_embedding;  // T [vocab, dim], replicated
+  // The LM head. world 1: T [vocab, dim], or empty when spec.shared_classifier (the
+  // embedding is read instead). world > 1: T [vocab_per_rank, dim], this rank's
+  // vocabulary rows, zero rows past the vocabulary (shard.h), also when shared.
+  cuda::DeviceBuffer lm_head;
+  cuda::DeviceBuffer final_norm;  // fp32 [dim]
+  std::vector<DeviceLayerWeights> layers;
+};
+
+// Device bytes of one shard's DeviceWeights (to check them against free memory first).
+// REQUIRES: CheckTensorParallel(spec, shard.world) is OK.
+int64_t DeviceWeightBytes(const ModelSpec& spec, const ShardInfo& shard, DType dtype);
+
+// Uploads a shard's host weights (ShardWeights of the full model, or the full model when
+// world == 1), converting each tensor to `dtype` through one fp32 staging buffer on the
+// device (ConvertFromF32). Synchronous. InvalidArgument when ValidateShard fails,
+// ResourceExhausted when the device has not the memory.
+Result<DeviceWeights> UploadWeights(const ModelWeights& shard_weights, const ShardInfo& shard, DType dtype,
+                                    cudaStream_t stream);
+
+// Generates the seeded dummy weights of `spec` (a DummyPreset's shape) directly on the
+// device, tensor for tensor the values of MakeDummyWeights(preset, seed) rounded to
+// `dtype` (FillUniform, same tensor numbering), without a host copy. For world > 1 the
+// result equals UploadWeights(ShardWeights(MakeDummyWeights(...), rank, world)): each
+// split tensor is generated in full into one staging buffer of dtype T (sized for the
+// largest split tensor) and this rank's rows (a contiguous copy) or columns (a 2-D copy)
+// are copied out; replicated tensors are generated in place. Generating the full tensor
+// costs a few ms per GB on the device and keeps the values a pure function of
+// (seed, tensor, element) exactly as on the host. Synchronous.
+Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed, const ShardInfo& shard, DType dtype,
+                                           cudaStream_t stream);
+
+struct CudaDecoderConfig {
+  int max_step_tokens = 512;  // rows of one step (all entries' tokens together)
+  int max_rows = 64;          // entries with want_logits in one step (sampled tokens)
+};
+
+class CudaDecoder {
+ public:
+  // Allocates the scratch of `config` on the current device (which holds `weights` and
+  // `kv`). `kv` must outlive the decoder and hold this shard's kv heads. `comm`: the
+  // group's communicator when weights.shard.world > 1 (device-pointer collectives
+  // enqueued on `stream`, e.g. an NcclCommunicator created with it; not owned), else
+  // ignored. `stream` must outlive the decoder. InvalidArgument for a bad config or a
+  // communicator that does not match the shard; ResourceExhausted without the memory.
+  static Result<std::unique_ptr<CudaDecoder>> Create(DeviceWeights weights, const DeviceKvCache* kv,
+                                                     Communicator* comm, cudaStream_t stream,
+                                                     const CudaDecoderConfig& config);
+  ~CudaDecoder();
+  CudaDecoder(const CudaDecoder&) = delete;
+  CudaDecoder& operator=(const CudaDecoder&) = delete;
+
+  const ModelSpec& spec() const { return weights_.spec; }
+  const ShardInfo& shard() const { return weights_.shard; }
+  DType dtype() const { return weights_.dtype; }
+  const CudaDecoderConfig& config() const { return config_; }
+
+  // ForwardBackend::Step's contract. Validates the step before enqueueing anything:
+  // InvalidArgument when it does not fit the preallocated sizes (more than
+  // max_step_tokens tokens, more than max_rows sampled rows), when rows/tokens do not
+  // match the entries with want_logits, or for a token id outside the vocabulary, a
+  // position beyond max_seq_len, a block id outside the pool or a null pointer.
+  // Device and communicator errors are Statuses (the KV slots of the step may then be
+  // half written, harmless).
+  Status Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
+              std::span<int> tokens);
+
+  // The logits rows of the last step that sampled (fp32 [rows, vocab], the full
+  // vocabulary), copied to the host; synchronous, for tests and tools. As SampleTokens
+  // leaves them: greedy rows without repetition penalty hold the raw logits.
+  Status CopyLastLogits(std::vector<float>* logits) const;
+
+  // Host-to-device bytes the last step copied (its descriptor).
+  size_t last_step_upload_bytes() const { return last_upload_bytes_; }
+
+ private:
+  // One forward pass: rows [row_begin, row_begin + n_rows) of the step's descriptor,
+  // entries [entry_begin, +n_entries), logits rows [logit_begin, +n_logits).
+  struct Pass {
+    int row_begin = 0, n_rows = 0;
+    int entry_begin = 0, n_entries = 0;
+    int logit_begin = 0, n_logits = 0;
+    int max_context = 0;
+  };
+  // Device addresses of the step's descriptor arrays (inside desc_device_).
+  struct Descriptor {
+    const int* tokens = nullptr;           // [n]
+    const int* row_pos = nullptr;          // [n]
+    const int* row_entry = nullptr;        // [n] entry index inside the row's pass
+    const int* entry_first_row = nullptr;  // [E] first row inside the entry's pass
+    const int* entry_n_rows = nullptr;     // [E]
+    const int* entry_table = nullptr;      // [E] offset into block_tables
+    const int* last_rows = nullptr;        // [R] last row (inside its pass) of each logits row's entry
+    const int* block_tables = nullptr;     // concatenated tables
+    const int* history = nullptr;          // concatenated penalty histories (may be empty)
+    const cuda::SamplingRow* sampling = nullptr;  // [R]
+  };
+
+  CudaDecoder(DeviceWeights weights, const DeviceKvCache* kv, Communicator* comm, cudaStream_t stream,
+              const CudaDecoderConfig& config);
+  Status Allocate();
+  Status Validate(std::span<const StepEntry> entries, std::span<const SampleRow> rows, std::span<int> tokens,
+                  int64_t* n_table, int64_t* n_history) const;
+  // Packs the descriptor into the pinned buffer and fills passes_ and desc_; returns its bytes.
+  Result<size_t> Pack(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
+                      int64_t n_table, int64_t n_history);
+  Status Forward(const Pass& pass);
+  // x += in·wᵀ; then, if `norm`, out = RmsNorm(x) with it. TP: into proj_, all-reduced,
+  // then AddRmsNorm (norm REQUIRED).
+  Status Project(const cuda::MatrixView& in, const cuda::MatrixView& w, int n, const float* norm,
+                 const cuda::MatrixView& out);
+  Status LmHead(const Pass& pass);
+  Status Wait();
+
+  // Constant after construction.
+  DeviceWeights weights_;
+  ShardDims local_;
+  const DeviceKvCache* kv_;
+  Communicator* comm_;  // null when world == 1
+  cudaStream_t stream_;
+  CudaDecoderConfig config_;
+  int device_ = 0;
+  size_t table_capacity_ = 0;    // block ids the descriptor holds
+  size_t history_capacity_ = 0;  // history tokens the descriptor holds
+  size_t desc_bytes_ = 0;
+  size_t attn_ws_bytes_ = 0;
+  size_t sampling_ws_bytes_ = 0;
+
+  // Device resources, allocated at Create.
+  cuda::Gemm gemm_;
+  cuda::DeviceRopeTable rope_;
+  cuda::DeviceBuffer x_;         // fp32 [N, dim] residual stream
+  cuda::DeviceBuffer xb_;        // T [N, dim] normed input of the next GEMM
+  cuda::DeviceBuffer qkv_;       // fp32 [N, q_dim + 2 * kv_dim]
+  cuda::DeviceBuffer att_;       // T [N, q_dim]
+  cuda::DeviceBuffer gate_up_;   // fp32 [N, 2 * hidden_dim]
+  cuda::DeviceBuffer hidden_;    // T [N, hidden_dim]
+  cuda::DeviceBuffer proj_;      // TP: fp32 [N, dim] partial Wo / W2 output
+  cuda::DeviceBuffer normed_;    // TP: fp32 [N, dim] final RmsNorm of every row
+  cuda::DeviceBuffer gathered_;  // fp32 [R, dim] last rows of the logits entries
+  cuda::DeviceBuffer head_in_;   // T [R, dim] their final norm (LM head input)
+  cuda::DeviceBuffer logits_;    // fp32 [R, vocab]
+  cuda::DeviceBuffer logits_part_;  // TP: fp32 [R, vocab_per_rank]
+  cuda::DeviceBuffer logits_all_;   // TP: fp32 [world, R, vocab_per_rank]
+  cuda::DeviceBuffer attn_ws_;
+  cuda::DeviceBuffer sampling_ws_;
+  cuda::DeviceBuffer desc_device_;  // the step descriptor
+  cuda::DeviceBuffer tokens_device_;  // int [R] sampled tokens
+  struct PinnedDeleter {
+    void operator()(unsigned char* p) const;
+  };
+  std::unique_ptr<unsigned char, PinnedDeleter> desc_host_;    // pinned [desc_bytes_]
+  std::unique_ptr<unsigned char, PinnedDeleter> tokens_host_;  // pinned int [R]
+  cudaEvent_t desc_copied_ = nullptr;  // the last descriptor upload finished
+
+  // Per-step state (host scratch reused across steps).
+  std::vector<Pass> passes_;
+  std::vector<int> entry_offset_;  // [E + 1]
+  Descriptor desc_;
+  int last_n_logits_ = 0;
+  size_t last_upload_bytes_ = 0;
+};
+
+}  // namespace flover
