@@ -20,6 +20,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -290,8 +292,9 @@ std::unique_ptr<CudaBackend> MakeCuda(const std::string& model, DType dtype, uin
 
 // One fused prefill step of three prompts through the CPU Decoder and the CUDA backend:
 // the logits agree to rounding. fp32: cuBLAS and the block reductions sum in other
-// orders than the CPU kernels (observed error ~1e-6). fp16: weights, normed inputs,
-// attention output and KV rounded to 11-bit mantissas through 5 layers.
+// orders than the CPU kernels. fp16/bf16: weights, normed inputs, attention output and
+// KV rounded to 11-/8-bit mantissas through 5 layers. Measured on an H200 (2026-11-28):
+// 4.8e-7 (fp32), 9.2e-4 (fp16), 9.1e-3 (bf16); the bounds leave 4-20x margin.
 TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
   FLOVER_REQUIRE_GPU();
   ModelWeights weights = LoadStories();
@@ -320,7 +323,7 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
     ASSERT_EQ(got.size(), want.size());
     const double err = NormalisedError(got, want);
     std::cout << "[ measure  ] first-step logits " << DTypeName(dtype) << ": normalised error " << err << "\n";
-    const double bound = dtype == DType::kF32 ? 1e-4 : dtype == DType::kF16 ? 2e-2 : 1e-1;
+    const double bound = dtype == DType::kF32 ? 1e-5 : dtype == DType::kF16 ? 5e-3 : 4e-2;
     EXPECT_LT(err, bound) << DTypeName(dtype);
     if (dtype == DType::kF32) {
       for (size_t j = 0; j < prompts.size(); ++j) {
@@ -346,7 +349,9 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
 // differ from the CPU's by up to 2^-11 / 2^-8 relative, which moves logits by ~1e-3 and
 // can flip a near-tie mid-story; what must hold is the first token of every request
 // (decided by the prompt alone) and a high average common prefix: >= 90% at fp16,
-// >= 50% at bf16 (8-bit mantissas on a 260K-parameter model).
+// >= 30% at bf16 (8-bit mantissas on a 260K-parameter model).
+// Measured on an H200 (2026-11-28), common prefix per request of 96: fp32 and fp16 all
+// 96; bf16 96 96 96 22 11 1 (mean 56%).
 void EndToEnd(DType dtype, double min_mean_prefix) {
   constexpr int kTokens = 96;
   ModelWeights weights = LoadStories();
@@ -397,7 +402,7 @@ TEST(CudaBackendGpu, GreedyStoriesFp16AgreesWithTheCpuEngine) {
 
 TEST(CudaBackendGpu, GreedyStoriesBf16AgreesWithTheCpuEngine) {
   FLOVER_REQUIRE_GPU();
-  EndToEnd(DType::kBF16, 0.5);
+  EndToEnd(DType::kBF16, 0.3);
 }
 
 // Policy `instances`: one pass per entry gives the tokens of the fused pass, and (fp32)
@@ -588,6 +593,70 @@ TEST(CudaBackendGpu, StepsBeyondThePreallocatedSizesAreInvalidArgument) {
   s = executor.Run(std::vector<ExecEntry>{{1, 15, 5, {}}, {2, 15, 5, {}}}, &out);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(out.size(), 2u);
+}
+
+// Opt-in (FLOVER_TEST_LARGE_MODELS=1; about 2 s on an H200): dummy:llama-7b in fp16,
+// generated on the device, runs a fused prefill of 2048 tokens and decode steps at 1 and
+// 64 requests. Checks that the sizes of a real model work end to end (no index
+// overflow, allocation within the config) and prints the times; speed is not asserted.
+TEST(CudaBackendGpu, DummyLlama7bRunsPrefillAndDecode) {
+  FLOVER_REQUIRE_GPU();
+  const char* large = std::getenv("FLOVER_TEST_LARGE_MODELS");
+  if (large == nullptr || std::string(large) != "1") GTEST_SKIP() << "set FLOVER_TEST_LARGE_MODELS=1 to run";
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  CudaBackendConfig config;
+  config.dtype = DType::kF16;
+  config.kv_memory_bytes = int64_t{40} << 30;  // 5120 blocks of 16
+  config.max_step_tokens = 2048;
+  config.max_rows = 64;
+  const Clock::time_point t0 = Clock::now();
+  auto backend = CreateCudaBackend("dummy:llama-7b", 0, {}, nullptr, config);
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  std::cout << "[ measure  ] " << (*backend)->description() << ": created in " << ms(Clock::now() - t0) << " ms\n";
+  CudaBackend& b = **backend;
+  const SamplingParams greedy;
+
+  // One prefill chunk of 2048 tokens.
+  std::vector<int> prompt(2048);
+  for (int i = 0; i < 2048; ++i) prompt[i] = 1 + (i * 7919) % 31999;
+  std::vector<int> table(2048 / kBlockSize);
+  std::iota(table.begin(), table.end(), 0);
+  std::vector<int> token(1);
+  const SampleRow row{&greedy, {}, 0};
+  for (int rep = 0; rep < 2; ++rep) {
+    const StepEntry e{prompt.data(), 2048, 0, table.data(), true};
+    const Clock::time_point t = Clock::now();
+    ASSERT_TRUE(b.Step(std::span<const StepEntry>(&e, 1), false, std::span<const SampleRow>(&row, 1), token).ok());
+    std::cout << "[ measure  ] prefill 2048 tokens: " << ms(Clock::now() - t) << " ms (token " << token[0] << ")\n";
+  }
+  ASSERT_GE(token[0], 0);
+  ASSERT_LT(token[0], 32000);
+
+  // Decode: n requests at context 512..; each step one token per request.
+  for (int n : {1, 8, 64}) {
+    std::vector<std::vector<int>> tables(n), tokens(n);
+    std::vector<StepEntry> entries(n);
+    std::vector<SampleRow> rows(n, row);
+    std::vector<int> out(n);
+    for (int i = 0; i < n; ++i) {
+      tables[i].resize(1024 / kBlockSize);
+      std::iota(tables[i].begin(), tables[i].end(), 128 + i * 64);
+      tokens[i].assign(1, 100 + i);
+    }
+    double total = 0;
+    constexpr int kSteps = 20;
+    for (int step = 0; step < kSteps + 2; ++step) {
+      for (int i = 0; i < n; ++i) entries[i] = StepEntry{tokens[i].data(), 1, 512 + step, tables[i].data(), true};
+      const Clock::time_point t = Clock::now();
+      Status s = b.Step(entries, false, rows, out);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      if (step >= 2) total += ms(Clock::now() - t);
+      for (int i = 0; i < n; ++i) tokens[i][0] = out[i];
+    }
+    std::cout << "[ measure  ] decode " << n << " requests: " << total / kSteps << " ms per step, "
+              << n * kSteps * 1000.0 / total << " tokens/s, upload " << b.last_step_upload_bytes() << " bytes\n";
+  }
 }
 
 }  // namespace

@@ -45,6 +45,8 @@ Result<std::unique_ptr<DeviceKvCache>> DeviceKvCache::Create(const ModelSpec& sp
                              " free: lower the KV memory budget (or max_blocks)");
   FLOVER_ASSIGN_OR_RETURN(cuda::DeviceBuffer memory, cuda::DeviceBuffer::Allocate(bytes));
   FLOVER_CUDA_RETURN_IF_ERROR(cudaMemset(memory.data(), 0, bytes));
+  // The backend's streams are non-blocking (not ordered after the legacy stream's memset).
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return std::unique_ptr<DeviceKvCache>(new DeviceKvCache(spec.n_layers, n_kv_heads, spec.head_dim(),
                                                           config.block_size, n_blocks, config.dtype,
                                                           std::move(memory)));
