@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/models-dir.sh
-flover=./build/client/flover
+flover=${FLOVER:-./build/client/flover}  # FLOVER=path: a snapshot, so rebuilding build/ cannot change a run
 out=${OUT:-bench-results}
 mkdir -p "$out"
 model=${MODEL:-dummy:stories15m}
