@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA backend here (no GPU needed) and packs what the GPU machine needs into
 # ./bundle (git-ignored), for the device tool's `carry`:
-#   bundle/bin     the CUDA test and benchmark binaries
+#   bundle/bin     the CUDA test and benchmark binaries, and the daemons and CLI (a
+#                  cluster with a CUDA worker)
 #   bundle/lib     every shared library they need except the CUDA ones (libcudart,
 #                  cuBLAS, NCCL, the driver) and the C/C++ runtime (glibc, libstdc++,
 #                  libgcc_s: the GPU machine's are newer, and its NCCL needs its own
@@ -14,7 +15,8 @@ cd "$(dirname "$0")/.."
 source scripts/models-dir.sh
 build=${1:-build-gpu}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLOVER_CUDA=ON >/dev/null
-targets=$(cd "$build" && ninja -t targets all | sed -n 's/^\(cuda_[a-z_]*_test\|comm_nccl_test\|cuda_bench\): .*/\1/p' | sort -u)
+targets="$(cd "$build" && ninja -t targets all | sed -n 's/^\(cuda_[a-z_]*_test\|comm_nccl_test\|cuda_bench\): .*/\1/p' | sort -u)
+flover flover-coordinator flover-worker"
 # shellcheck disable=SC2086
 cmake --build "$build" --parallel "$(nproc)" --target $targets
 rm -rf bundle && mkdir -p bundle/bin bundle/lib bundle/models

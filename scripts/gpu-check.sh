@@ -2,8 +2,8 @@
 # The GPU check of issue #5, run ON the GPU machine (device tool) from the repository
 # root, over ./bundle made here by scripts/gpu-bundle.sh. Writes its report under $OUT
 # (or ./gpu-report): gpu.txt (nvidia-smi), summary.txt (one line per test binary),
-# failures.txt (every failure with context), bench.txt (cuda_bench), logs.tar.gz (the
-# full logs). Few files: the device tool returns at most 8.
+# failures.txt (every failure with context), bench.txt (cuda_bench), cluster.txt (the
+# daemons on the GPU: flover bench), logs.tar.gz (the full logs). Few files: the device tool returns at most 8.
 # Must finish in under 5 minutes. The binaries run on the GPU machine's own glibc and
 # C++ runtime (newer than Debian 12's) with bundle/lib first on the library path; CUDA,
 # cuBLAS, NCCL and the driver come from that machine.
@@ -31,6 +31,14 @@ status=0
 grep -q "rc=[1-9]" "$out/summary.txt" && status=1
 if [ -x "$b/bin/cuda_bench" ]; then
   timeout 180 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/cuda_bench" 2>&1 | tee "$out/bench.txt"
+fi
+# The whole system on the GPU: a coordinator and a CUDA worker (configs/gpu-local.yaml).
+# stories260K in fp32 must give run.c's greedy tokens for "Sara" (README); then the
+# paper's target workload on dummy:llama-7b fp16, fused vs sequential.
+if [ -x "$b/bin/flover" ]; then
+  FLOVER_DTYPE=fp32 timeout 120 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover up --config configs/gpu-local.yaml --exec '$b/bin/flover generate --prompt Sara --max-tokens 61 --json'" > "$logs/cluster-generate.log" 2>&1
+  echo "cluster generate rc=$?: $(grep -o '"text":"[^"]*"' "$logs/cluster-generate.log" | head -1)" | tee -a "$out/summary.txt"
+  timeout 240 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused,sequential --requests 32 --interval-ms 20 --output-len 256 --ignore-eos --timeout 200 --json $logs/paper-target.json" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee "$out/cluster.txt"
 fi
 tar -czf "$out/logs.tar.gz" -C "$logs" .
 exit $status

@@ -11,6 +11,7 @@
 #include <zmq_addon.hpp>
 
 #include "worker/comm/gloo_communicator.h"
+#include "worker/gpu_backend.h"
 #include "worker/model/model_loader.h"
 #include "worker/model/shard.h"
 
@@ -88,6 +89,13 @@ Status WorkerDaemon::Load() {
   compute_threads_ = omp_get_max_threads();
 
   const auto t0 = Clock::now();
+  const std::string device = wc ? wc->device : "cpu";
+  if (device != "cpu") {
+    FLOVER_ASSIGN_OR_RETURN(GpuBackend gpu, CreateGpuBackend(config_, options_.replica, options_.rank, device,
+                                                             *control_));
+    backend_ = std::move(gpu.backend);
+    return Ready(gpu.description, t0);
+  }
   FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed));
   const ModelSpec spec = model.weights.spec;
   FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
@@ -109,18 +117,23 @@ Status WorkerDaemon::Load() {
   FLOVER_ASSIGN_OR_RETURN(kv_, KvCache::Create(spec, kv_config, world));
   decoder_ = std::make_unique<Decoder>(std::move(weights), shard, comm_.get());
   backend_ = std::make_unique<CpuBackend>(decoder_.get(), kv_.get());
-  executor_ = std::make_unique<Executor>(backend_.get());
+  return Ready(model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads", t0);
+}
 
+Status WorkerDaemon::Ready(const std::string& description, Clock::time_point t0) {
+  executor_ = std::make_unique<Executor>(backend_.get());
+  const ModelSpec& spec = backend_->spec();
+  FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
   proto::WorkerMessage ready;
   proto::WorkerReady* r = ready.mutable_ready();
   r->set_replica(options_.replica);
   r->set_rank(options_.rank);
-  *r->mutable_model() = ToProto(spec, model.description);
-  r->set_kv_blocks(kv_->n_blocks());
+  *r->mutable_model() = ToProto(spec, description);
+  r->set_kv_blocks(backend_->kv_blocks());
   FLOVER_RETURN_IF_ERROR(control_->Send(ready));
-  spdlog::info("{}: ready in {:.2f} s: {} ({}), {} KV blocks of {} tokens, {} threads", Name(),
-               std::chrono::duration<double>(Clock::now() - t0).count(), model.description, spec.ToString(),
-               kv_->n_blocks(), kv_->block_size(), omp_get_max_threads());
+  spdlog::info("{}: ready in {:.2f} s: {} ({}), {} KV blocks of {} tokens", Name(),
+               std::chrono::duration<double>(Clock::now() - t0).count(), description, spec.ToString(),
+               backend_->kv_blocks(), backend_->kv_block_size());
   return Status::Ok();
 }
 

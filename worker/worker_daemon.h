@@ -65,6 +65,8 @@ class WorkerDaemon {
   explicit WorkerDaemon(const WorkerOptions& options);
   Status Register();
   Status Load();
+  // Sends WorkerReady for the backend_ just made (loading started at t0).
+  Status Ready(const std::string& description, std::chrono::steady_clock::time_point t0);
   // Compute thread: executes plans received on `pipe` until told to stop.
   void ComputeLoop(zmq::socket_t pipe);
   // Runs one plan; on rank 0 `result` gets the serialized StepResult.

@@ -143,11 +143,16 @@ TEST(GemmCheckTest, CreateWithoutAGpuIsAnError) {
 //    ulp (2^-22 relative) of a running sum: in = 4096 allows 3.1e-5 on top of 1e-5.
 //  * a y stored as fp16/bf16 is then rounded to nearest once: half an ulp, at most
 //    2^-11 (fp16) or 2^-8 (bf16) of |y|, compared here with the unrounded fp32 reference.
-double Bound(DType storage, DType out, int in) {
+//    With accumulate (y += x·wᵀ into an fp16/bf16 y) cuBLAS rounds twice: the product
+//    to the output type, then product + y. Measured on an H200 (2026-11-28): up to 1.5
+//    half-ulps (7.2e-4 at fp16, 5.9e-3 at bf16), so two roundings are allowed there.
+//    (The forward pass only accumulates into fp32.)
+double Bound(DType storage, DType out, int in, bool accumulate) {
   double bound = 1e-5;
   if (storage != DType::kF32) bound += (in / 16.0) * std::ldexp(1.0, -22);
-  if (out == DType::kF16) bound += std::ldexp(1.0, -11);
-  if (out == DType::kBF16) bound += std::ldexp(1.0, -8);
+  const int roundings = accumulate ? 2 : 1;
+  if (out == DType::kF16) bound += roundings * std::ldexp(1.0, -11);
+  if (out == DType::kBF16) bound += roundings * std::ldexp(1.0, -8);
   return bound;
 }
 
@@ -240,7 +245,7 @@ double RunCase(Gemm& gemm, const Case& c, double* bound) {
       return INFINITY;
     }
   }
-  *bound = Bound(c.storage, c.out_dtype, c.in);
+  *bound = Bound(c.storage, c.out_dtype, c.in, c.accumulate);
   return NormalisedError(got, want);
 }
 
