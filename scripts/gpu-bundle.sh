@@ -23,7 +23,7 @@ rm -rf bundle && mkdir -p bundle/bin bundle/lib bundle/models
 for t in $targets; do find "$build" -name "$t" -type f -perm -u+x -exec cp {} bundle/bin/ \;; done
 # Libraries resolved here, minus CUDA's own (the GPU machine has CUDA 13 and its driver)
 # and the C/C++ runtime.
-skip='libcuda\.so|libcudart|libcublas|libnccl|libnvidia|libnvrtc|/libc\.so|/libm\.so|libpthread|libdl\.so|librt\.so|ld-linux|libstdc\+\+|libgcc_s'
+skip='libcuda\.so|libcudart|libcublas|libnccl|libnvidia|libnvrtc|/libc\.so|/libm\.so|libpthread|libdl\.so|librt\.so|libresolv|ld-linux|libstdc\+\+|libgcc_s'
 for b in bundle/bin/*; do ldd "$b"; done | awk '/=> \// {print $3}' | sort -u |
   grep -Ev "$skip" | while read -r lib; do cp -L "$lib" bundle/lib/; done
 cp -r "$FLOVER_MODELS_DIR/stories260K" bundle/models/
