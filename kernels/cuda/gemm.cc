@@ -3,12 +3,14 @@
 #include <cublas_v2.h>
 #include <library_types.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <string>
 
 #include "common/check.h"
 #include "kernels/cuda/cuda_status.h"
+#include "kernels/cuda/gemv.h"
 
 namespace flover::cuda {
 namespace {
@@ -77,6 +79,7 @@ Result<Gemm> Gemm::Create(cudaStream_t stream, const GemmOptions& options) {
   Gemm gemm;
   gemm.stream_ = stream;
   gemm.allow_tf32_ = options.allow_tf32;
+  gemm.gemv_max_rows_ = std::clamp(options.gemv_max_rows, 0, kGemvMaxRows);
   FLOVER_ASSIGN_OR_RETURN(gemm.workspace_, DeviceBuffer::Allocate(options.workspace_bytes));
   FLOVER_CUBLAS_RETURN_IF_ERROR(cublasCreate(&gemm.handle_));
   // The stream before the workspace: cublasSetStream resets the workspace to cuBLAS's
@@ -100,6 +103,7 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     stream_ = std::exchange(o.stream_, nullptr);
     workspace_ = std::move(o.workspace_);
     allow_tf32_ = o.allow_tf32_;
+    gemv_max_rows_ = o.gemv_max_rows_;
   }
   return *this;
 }
@@ -113,6 +117,7 @@ Status Gemm::Matmul(const MatrixView& x, const MatrixView& w, const MatrixView& 
   FLOVER_RETURN_IF_ERROR(CheckMatmul(x, w, y));
   if (x.rows == 0) return Status::Ok();
   FLOVER_CHECK(handle_ != nullptr) << "Matmul on an empty Gemm (moved from, or never created)";
+  if (x.rows <= gemv_max_rows_ && GemvSupports(x, w, y)) return Gemv(x, w, y, accumulate, stream_);
 
   // Row-major [r, c] with stride s is column-major [c, r] with leading dimension s, so
   // yᵀ[out, n] = w[out, in] · xᵀ[in, n] in column-major terms: A = w (stored as a

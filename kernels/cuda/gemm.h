@@ -14,6 +14,10 @@
 // split-K) from the shape, so a row's rounding may change with `n`. It is deterministic
 // for a given shape, device and stream (atomics are disabled).
 //
+// Small steps (n <= GemmOptions::gemv_max_rows, fp16/bf16 storage, 128-bit-loadable
+// operands) run on the bandwidth-bound Gemv kernel instead (gemv.h): same operands and
+// accumulation, batch-invariant for those n.
+//
 // A Gemm owns one cuBLAS handle bound to one stream of the device that was current at
 // Create, and a workspace allocated there once: Matmul does not allocate and does not
 // synchronise; it only enqueues on the stream.
@@ -40,6 +44,9 @@ struct GemmOptions {
   // mantissa, fp32 accumulation). Off by default: parity with the CPU reference.
   bool allow_tf32 = false;
   size_t workspace_bytes = kDefaultWorkspaceBytes;
+  // Products with at most this many rows of x go to Gemv when GemvSupports them (0: always
+  // cuBLAS). Capped at kGemvMaxRows.
+  int gemv_max_rows = 8;
 };
 
 // OK when x, w and y form a valid Matmul: w is a non-empty [out, in] fp32/fp16/bf16
@@ -64,7 +71,8 @@ class Gemm {
       : handle_(std::exchange(o.handle_, nullptr)),
         stream_(std::exchange(o.stream_, nullptr)),
         workspace_(std::move(o.workspace_)),
-        allow_tf32_(o.allow_tf32_) {}
+        allow_tf32_(o.allow_tf32_),
+        gemv_max_rows_(o.gemv_max_rows_) {}
   Gemm& operator=(Gemm&& o) noexcept;
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
@@ -80,6 +88,7 @@ class Gemm {
 
   cudaStream_t stream() const { return stream_; }
   bool allow_tf32() const { return allow_tf32_; }
+  int gemv_max_rows() const { return gemv_max_rows_; }
 
  private:
   // Constant after Create.
@@ -87,6 +96,7 @@ class Gemm {
   cudaStream_t stream_ = nullptr;  // not owned
   DeviceBuffer workspace_;
   bool allow_tf32_ = false;
+  int gemv_max_rows_ = 0;
 };
 
 }  // namespace flover::cuda

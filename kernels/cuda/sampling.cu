@@ -533,14 +533,16 @@ Status SampleTokens(const MatrixView& logits, const SamplingRow* rows, const int
 
   cub::DoubleBuffer<uint32_t> keys(ws.keys[0], ws.keys[1]);
   cub::DoubleBuffer<int> ids(ws.ids[0], ws.ids[1]);
-  size_t temp_bytes = 0;
-  FLOVER_CUDA_RETURN_IF_ERROR(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      nullptr, temp_bytes, keys, ids, n_rows * vocab, n_rows, ws.seg_begin, ws.seg_end, 0, kKeyBits, stream));
-  if (temp_bytes > kCubTempBytes)
-    return Internal("SampleTokens: the CUB segmented sort asks for " + std::to_string(temp_bytes) +
-                    " bytes of temporary storage; the workspace reserves " + std::to_string(kCubTempBytes));
-  FLOVER_CUDA_RETURN_IF_ERROR(cub::DeviceSegmentedRadixSort::SortPairsDescending(
-      ws.cub_temp, temp_bytes, keys, ids, n_rows * vocab, n_rows, ws.seg_begin, ws.seg_end, 0, kKeyBits, stream));
+  // No size query per call (host work, and nothing a captured CUDA graph could repeat):
+  // the DoubleBuffer sort needs ~1 byte of temporary storage whatever the sizes, and CUB
+  // answers cudaErrorInvalidValue, before launching, if kCubTempBytes were too small.
+  size_t temp_bytes = kCubTempBytes;
+  const cudaError_t sorted = cub::DeviceSegmentedRadixSort::SortPairsDescending(
+      ws.cub_temp, temp_bytes, keys, ids, n_rows * vocab, n_rows, ws.seg_begin, ws.seg_end, 0, kKeyBits, stream);
+  if (sorted == cudaErrorInvalidValue)
+    return Internal("SampleTokens: the CUB segmented sort rejected its " + std::to_string(kCubTempBytes) +
+                    " bytes of temporary storage (or its arguments)");
+  FLOVER_CUDA_RETURN_IF_ERROR(sorted);
 
   FinishKernel<<<n_rows, kThreads, 0, stream>>>(vocab, rows, keys.Current(), ids.Current(), ws.seg_begin, ws.seg_end,
                                                  tokens);

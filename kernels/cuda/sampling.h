@@ -22,7 +22,8 @@
 // Per step the launcher enqueues one kernel (penalty, greedy, softmax, the draw for rows
 // without top-k/top-p, candidate selection for the others), a CUB segmented radix sort of
 // the candidates of top-k/top-p rows, and one kernel for top-k, top-p and the draw. It
-// allocates nothing and never synchronises.
+// allocates nothing, never synchronises and does no per-call host query (no CUB
+// temp-size query), so a step's sampling can be captured in a CUDA graph.
 //
 // Thread-safety: the launchers are reentrant; they only enqueue work on `stream`. One
 // workspace must not be used by two launches in flight at once.

@@ -185,8 +185,9 @@ struct Outcome {
   size_t max_upload_bytes = 0;
 };
 
+// With `cuda` and `step_logits`: the logits of the last sampling step, after every step.
 Result<Outcome> Drive(ForwardBackend& backend, const std::vector<Request>& requests, int chunk, bool separate_passes,
-                  CudaBackend* cuda = nullptr) {
+                  CudaBackend* cuda = nullptr, std::vector<std::vector<float>>* step_logits = nullptr) {
   Executor executor(&backend);
   std::vector<int> pool(backend.kv_blocks());
   std::iota(pool.begin(), pool.end(), 0);
@@ -220,6 +221,10 @@ Result<Outcome> Drive(ForwardBackend& backend, const std::vector<Request>& reque
     std::vector<ExecOutput> outputs;
     FLOVER_RETURN_IF_ERROR(executor.Run(entries, &outputs, separate_passes));
     if (cuda) run.max_upload_bytes = std::max(run.max_upload_bytes, cuda->last_step_upload_bytes());
+    if (cuda && step_logits) {
+      step_logits->emplace_back();
+      FLOVER_RETURN_IF_ERROR(cuda->CopyLastLogits(&step_logits->back()));
+    }
     for (const ExecOutput& o : outputs) {
       if (o.token >= 0) run.tokens[o.request_id].push_back(o.token);
       if (o.finish != FinishReason::kNone) {
@@ -430,6 +435,60 @@ TEST(CudaBackendGpu, SeparatePassesGiveTheFusedTokens) {
                                                            << CommonPrefix(separate->tokens[r.id], fused->tokens[r.id]);
     EXPECT_EQ(fused->tokens[r.id], want->tokens[r.id]) << "request " << r.id << " diverges from the CPU at token "
                                                        << CommonPrefix(fused->tokens[r.id], want->tokens[r.id]);
+  }
+}
+
+// Decode steps replayed from CUDA graphs give the bits of the same steps launched
+// eagerly (cuda_graphs = false): the logits after every step and every token. Twelve
+// requests (prompts of 1-9 tokens in chunks of 4, joining every 2 steps, generating
+// 4-60 tokens, a third of them sampled with temperature, top-k/top-p and repetition
+// penalty) make the decode batch grow and shrink across the buckets 1, 2, 4, 8 and 16,
+// with prefill/mixed steps (eager in both) in between. fp32 runs every product on
+// cuBLAS, fp16 the small ones on Gemv.
+TEST(CudaBackendGpu, DecodeGraphsGiveTheEagerBits) {
+  FLOVER_REQUIRE_GPU();
+  std::vector<Request> requests;
+  for (int i = 0; i < 12; ++i) {
+    Request r{static_cast<uint64_t>(300 + i), 2 * i, {}};
+    r.params.prompt.push_back(1);
+    for (int t = 1; t < 1 + (i * 5) % 9; ++t) r.params.prompt.push_back(3 + (t * 53 + i * 31) % 500);
+    r.params.stop.max_tokens = 4 + (i * 23) % 57;
+    r.params.stop.ignore_eos = true;
+    if (i % 3 == 1) r.params.sampling = SamplingParams{0.9f, 20, 0.9f, 1.1f, static_cast<uint64_t>(7 + i)};
+    requests.push_back(std::move(r));
+  }
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    CudaBackendConfig with_graphs = SmallConfig(dtype), eager = SmallConfig(dtype);
+    eager.cuda_graphs = false;
+    auto a = CreateCudaBackend(testing::Stories260kBin(), 0, {}, nullptr, with_graphs);
+    auto b = CreateCudaBackend(testing::Stories260kBin(), 0, {}, nullptr, eager);
+    ASSERT_TRUE(a.ok() && b.ok()) << StatusOf(a).ToString() << StatusOf(b).ToString();
+    std::vector<std::vector<float>> logits_a, logits_b;
+    Result<Outcome> got = Drive(**a, requests, 4, false, a->get(), &logits_a);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    Result<Outcome> want = Drive(**b, requests, 4, false, b->get(), &logits_b);
+    ASSERT_TRUE(want.ok()) << want.status().ToString();
+    EXPECT_GE((*a)->decode_graphs(), 4) << DTypeName(dtype) << ": buckets 1, 2, 4, 8 (and 16) were used";
+    EXPECT_EQ((*b)->decode_graphs(), 0);
+    EXPECT_EQ(got->steps, want->steps);
+    ASSERT_EQ(logits_a.size(), logits_b.size());
+    int differing_steps = 0;
+    for (size_t i = 0; i < logits_a.size(); ++i) {
+      if (logits_a[i].size() != logits_b[i].size() ||
+          std::memcmp(logits_a[i].data(), logits_b[i].data(), logits_a[i].size() * sizeof(float)) != 0)
+        ++differing_steps;
+    }
+    EXPECT_EQ(differing_steps, 0) << DTypeName(dtype) << ": of " << logits_a.size() << " steps";
+    for (const Request& r : requests) {
+      EXPECT_EQ(got->tokens[r.id].size(), static_cast<size_t>(r.params.stop.max_tokens)) << r.id;
+      EXPECT_EQ(got->tokens[r.id], want->tokens[r.id])
+          << DTypeName(dtype) << " request " << r.id << " diverges at token "
+          << CommonPrefix(got->tokens[r.id], want->tokens[r.id]);
+    }
+    std::cout << "[ measure  ] " << DTypeName(dtype) << ": " << got->steps << " steps, " << (*a)->decode_graphs()
+              << " decode graphs, logits identical in " << logits_a.size() - differing_steps << " of "
+              << logits_a.size() << " steps
+";
   }
 }
 

@@ -1,5 +1,7 @@
 // Gemm (cuBLAS) against cpu::Matmul: every storage dtype, fp32 and storage-dtype
-// outputs, overwrite and accumulate, dense and padded (strided) rows. The operand checks
+// outputs, overwrite and accumulate, dense and padded (strided) rows. Gemv (the small-n
+// path Matmul takes for n <= 8 at fp16/bf16) likewise, called directly, and its batch
+// invariance. The operand checks
 // run without a GPU; the parity tests skip without one.
 #include "kernels/cuda/gemm.h"
 
@@ -16,6 +18,7 @@
 
 #include "kernels/cpu/matmul.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/gemv.h"
 #include "tests/cuda/gpu_test.h"
 
 namespace flover::cuda {
@@ -186,11 +189,13 @@ std::vector<float> Pad(const std::vector<float>& dense, int rows, int cols, int6
   return padded;
 }
 
-// Runs one case on `gemm` and returns the normalised error against cpu::Matmul; also
-// checks that y's padding is untouched.
-double RunCase(Gemm& gemm, const Case& c, double* bound) {
+// Runs one case on `gemm` (or Gemv directly, on its stream) and returns the normalised
+// error against cpu::Matmul; also checks that y's padding is untouched.
+double RunCase(Gemm& gemm, const Case& c, double* bound, bool direct_gemv = false) {
   const uint32_t seed = static_cast<uint32_t>(c.n * 131 + c.in * 7 + c.out + static_cast<int>(c.storage) * 17);
-  const int64_t x_stride = c.padded ? c.in + 5 : c.in, w_stride = c.padded ? c.in + 3 : c.in,
+  // Gemv needs row strides that are multiples of 8.
+  const int64_t x_stride = c.padded ? c.in + (direct_gemv ? 8 : 5) : c.in,
+                w_stride = c.padded ? c.in + (direct_gemv ? 16 : 3) : c.in,
                 y_stride = c.padded ? c.out + 7 : c.out;
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
@@ -221,9 +226,10 @@ double RunCase(Gemm& gemm, const Case& c, double* bound) {
   EXPECT_TRUE(CopyToDevice(dw->data(), w_bytes.data(), w_bytes.size(), gemm.stream()).ok());
   EXPECT_TRUE(CopyToDevice(dy->data(), y_bytes.data(), y_bytes.size(), gemm.stream()).ok());
 
-  const Status s = gemm.Matmul(Matrix(dx->data(), c.storage, c.n, c.in, x_stride),
-                               Matrix(dw->data(), c.storage, c.out, c.in, w_stride),
-                               Matrix(dy->data(), c.out_dtype, c.n, c.out, y_stride), c.accumulate);
+  const MatrixView mx = Matrix(dx->data(), c.storage, c.n, c.in, x_stride);
+  const MatrixView mw = Matrix(dw->data(), c.storage, c.out, c.in, w_stride);
+  const MatrixView my = Matrix(dy->data(), c.out_dtype, c.n, c.out, y_stride);
+  const Status s = direct_gemv ? Gemv(mx, mw, my, c.accumulate, gemm.stream()) : gemm.Matmul(mx, mw, my, c.accumulate);
   EXPECT_TRUE(s.ok()) << s.ToString();
   std::vector<unsigned char> got_bytes(y_bytes.size());
   EXPECT_TRUE(CopyToHost(got_bytes.data(), dy->data(), got_bytes.size(), gemm.stream()).ok());
@@ -323,6 +329,83 @@ TEST(GemmTest, RepeatedCallsAreBitIdentical) {
     FLOVER_ASSERT_OK(CopyToHost(out->data(), dy->data(), out->size() * sizeof(float), stream->get()));
   }
   EXPECT_EQ(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)), 0);
+}
+
+// ---- Gemv -------------------------------------------------------------------------
+
+TEST(GemvCheckTest, SupportsSmallAlignedHalfPrecisionOnly) {
+  alignas(16) static unsigned char x[16 * 4096 * 2], w[16 * 4096 * 2], y[16 * 4096 * 4];
+  const MatrixView w16 = Matrix(w, DType::kF16, 64, 4096);
+  EXPECT_TRUE(GemvSupports(Matrix(x, DType::kF16, 1, 4096), w16, Matrix(y, DType::kF32, 1, 64)));
+  EXPECT_TRUE(GemvSupports(Matrix(x, DType::kF16, 8, 4096), w16, Matrix(y, DType::kF16, 8, 64)));
+  EXPECT_TRUE(GemvSupports(Matrix(x, DType::kBF16, 3, 4096), Matrix(w, DType::kBF16, 64, 4096),
+                           Matrix(y, DType::kF32, 3, 64)));
+  EXPECT_FALSE(GemvSupports(Matrix(x, DType::kF16, 9, 4096), w16, Matrix(y, DType::kF32, 9, 64)));  // n > 8
+  EXPECT_FALSE(GemvSupports(Matrix(x, DType::kF32, 1, 4096), Matrix(w, DType::kF32, 64, 4096),
+                            Matrix(y, DType::kF32, 1, 64)));                                         // fp32
+  EXPECT_FALSE(GemvSupports(Matrix(x, DType::kF16, 1, 172), Matrix(w, DType::kF16, 64, 172),
+                            Matrix(y, DType::kF32, 1, 64)));                                         // in % 8
+  EXPECT_FALSE(GemvSupports(Matrix(x, DType::kF16, 2, 4096, 4100), w16, Matrix(y, DType::kF32, 2, 64)));  // stride
+  EXPECT_FALSE(GemvSupports(Matrix(x + 2, DType::kF16, 1, 4096), w16, Matrix(y, DType::kF32, 1, 64)));    // align
+  Status s = Gemv(Matrix(x, DType::kF16, 9, 4096), w16, Matrix(y, DType::kF32, 9, 64), false, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  ExpectInvalid(Gemv(Matrix(x, DType::kF16, 1, 4096), w16, Matrix(y, DType::kF32, 1, 63), false, nullptr),
+                "y is fp32 [1, 63], expected fp32 [1, 64]");
+}
+
+void ExpectGemvParity(DType storage) {
+  FLOVER_REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  FLOVER_ASSERT_OK(stream);
+  Result<Gemm> gemm = Gemm::Create(stream->get());
+  FLOVER_ASSERT_OK(gemm);
+  // in: a short row, 7B's dim and hidden (11008 = 5.4 chunks of 2048: the tail); out not
+  // a multiple of the 4 columns per block.
+  const std::vector<std::pair<int, int>> shapes = {{288, 771}, {4096, 1377}, {11008, 515}};
+  for (DType out_dtype : {DType::kF32, storage})
+    for (auto [in, out] : shapes)
+      for (int n : {1, 2, 3, 5, 8})
+        for (bool accumulate : {false, true}) {
+          const Case c{storage, out_dtype, n, in, out, accumulate, /*padded=*/n == 3};
+          double bound = 0.0;
+          const double error = RunCase(*gemm, c, &bound, /*direct_gemv=*/true);
+          EXPECT_LE(error, bound) << "Gemv " << Describe(c);
+        }
+}
+
+TEST(GemvTest, Fp16MatchesCpu) { ExpectGemvParity(DType::kF16); }
+TEST(GemvTest, Bf16MatchesCpu) { ExpectGemvParity(DType::kBF16); }
+
+// A row's result does not depend on the other rows or on n (1..8): the same bits as the
+// row alone; and Matmul at n <= 8 takes this path (the same bits again).
+TEST(GemvTest, RowsAreBatchInvariant) {
+  FLOVER_REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  FLOVER_ASSERT_OK(stream);
+  Result<Gemm> gemm = Gemm::Create(stream->get());
+  FLOVER_ASSERT_OK(gemm);
+  constexpr int kN = 8, kIn = 4096, kOut = 1000;
+  const std::vector<unsigned char> x = Encode(Uniform(kN * kIn, 11), DType::kF16);
+  const std::vector<unsigned char> w = Encode(Uniform(kOut * kIn, 12), DType::kF16);
+  Result<DeviceBuffer> dx = DeviceBuffer::Allocate(x.size());
+  Result<DeviceBuffer> dw = DeviceBuffer::Allocate(w.size());
+  Result<DeviceBuffer> dy = DeviceBuffer::Allocate(kN * kOut * sizeof(float));
+  FLOVER_ASSERT_OK(dx);
+  FLOVER_ASSERT_OK(dw);
+  FLOVER_ASSERT_OK(dy);
+  FLOVER_ASSERT_OK(CopyToDevice(dx->data(), x.data(), x.size(), stream->get()));
+  FLOVER_ASSERT_OK(CopyToDevice(dw->data(), w.data(), w.size(), stream->get()));
+  const MatrixView mw = Matrix(dw->data(), DType::kF16, kOut, kIn);
+  std::vector<float> all(kN * kOut);
+  FLOVER_ASSERT_OK(Gemv(Matrix(dx->data(), DType::kF16, kN, kIn), mw, Matrix(dy->data(), DType::kF32, kN, kOut), false,
+                        stream->get()));
+  FLOVER_ASSERT_OK(CopyToHost(all.data(), dy->data(), all.size() * sizeof(float), stream->get()));
+  for (int n : {1, 2, 3, 4, 5, 7}) {
+    std::vector<float> some(static_cast<size_t>(n) * kOut);
+    FLOVER_ASSERT_OK(gemm->Matmul(Matrix(dx->data(), DType::kF16, n, kIn), mw, Matrix(dy->data(), DType::kF32, n, kOut)));
+    FLOVER_ASSERT_OK(CopyToHost(some.data(), dy->data(), some.size() * sizeof(float), stream->get()));
+    EXPECT_EQ(std::memcmp(some.data(), all.data(), some.size() * sizeof(float)), 0) << "n=" << n;
+  }
 }
 
 }  // namespace

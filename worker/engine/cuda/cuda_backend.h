@@ -39,6 +39,10 @@ struct CudaBackendConfig {
   int max_blocks = 0;                       // if > 0, at most this many KV blocks
   int max_step_tokens = 512;                // tokens per step (scratch is sized for it)
   int max_rows = 64;                        // sampled tokens per step (logits rows)
+  // Decode steps (every entry one token) replay a CUDA graph captured once per padded
+  // batch size (cuda_decoder.h); false: the same padded steps launched eagerly. World 1
+  // only (tensor-parallel steps always launch eagerly).
+  bool cuda_graphs = true;
 };
 
 // OK or InvalidArgument naming the field; needs no GPU.
@@ -66,6 +70,8 @@ class CudaBackend final : public ForwardBackend {
   int64_t kv_bytes() const { return kv_->bytes(); }
   // Bytes the last step copied to the device (its descriptor).
   size_t last_step_upload_bytes() const { return decoder_->last_step_upload_bytes(); }
+  // Decode-step graphs captured so far (one per padded batch size used).
+  int decode_graphs() const { return decoder_->decode_graphs(); }
   // The logits rows of the last step that sampled, fp32 [rows, vocab] (for tests).
   Status CopyLastLogits(std::vector<float>* logits) const { return decoder_->CopyLastLogits(logits); }
 

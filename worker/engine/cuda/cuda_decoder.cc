@@ -309,13 +309,15 @@ Status CudaDecoder::Allocate() {
   const size_t vr = static_cast<size_t>(local_.vocab_per_rank), world = static_cast<size_t>(weights_.shard.world);
   const bool tp = world > 1;
 
+  decode_cap_ = std::min(config_.max_rows, config_.max_step_tokens);
+  use_graphs_ = config_.cuda_graphs && !tp;
   attn_ws_bytes_ = cuda::AttentionWorkspaceBytes(config_.max_step_tokens, local_.n_heads, s.head_dim(), s.max_seq_len);
   sampling_ws_bytes_ = cuda::SamplingWorkspaceBytes(config_.max_rows, s.vocab_size);
   const size_t table_per_entry = static_cast<size_t>((s.max_seq_len + kv_->block_size() - 1) / kv_->block_size());
   table_capacity_ = n * table_per_entry;
   history_capacity_ = rows * (static_cast<size_t>(s.max_seq_len) + 1);
-  // tokens, row_pos, row_entry [n]; three entry arrays [n]; last_rows [R]; tables;
-  // history; sampling rows [R].
+  // tokens, row_pos, row_entry [n]; three entry arrays [n]; last_rows [R]; sampling
+  // rows [R]; tables, then histories.
   desc_bytes_ = 6 * Arena::Bound(n * sizeof(int)) + Arena::Bound(rows * sizeof(int)) +
                 Arena::Bound(table_capacity_ * sizeof(int)) + Arena::Bound(history_capacity_ * sizeof(int)) +
                 Arena::Bound(rows * sizeof(cuda::SamplingRow));
@@ -333,6 +335,8 @@ Status CudaDecoder::Allocate() {
   FLOVER_ASSIGN_OR_RETURN(xb_, DeviceBuffer::Allocate(n * dim * es));
   FLOVER_ASSIGN_OR_RETURN(qkv_, DeviceBuffer::Allocate(n * qkv_cols * 4));
   FLOVER_ASSIGN_OR_RETURN(att_, DeviceBuffer::Allocate(n * local_.q_dim * es));
+  // Attention never writes the rows of a decode step's padding: keep them finite.
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(att_.data(), 0, att_.bytes(), stream_));
   FLOVER_ASSIGN_OR_RETURN(gate_up_, DeviceBuffer::Allocate(n * 2 * hidden * 4));
   FLOVER_ASSIGN_OR_RETURN(hidden_, DeviceBuffer::Allocate(n * hidden * es));
   if (tp) {
@@ -408,14 +412,20 @@ Status CudaDecoder::Validate(std::span<const StepEntry> entries, std::span<const
 }
 
 Result<size_t> CudaDecoder::Pack(std::span<const StepEntry> entries, bool separate_passes,
-                                 std::span<const SampleRow> rows, int64_t n_table, int64_t n_history) {
+                                 std::span<const SampleRow> rows, int64_t n_table, int64_t n_history, int bucket) {
   // The previous step's upload must be done before its pinned source is overwritten
   // (it is, unless that step failed after enqueueing it).
   FLOVER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(desc_copied_));
   const ModelSpec& s = spec();
   const int block_size = kv_->block_size(), n_blocks = kv_->n_blocks();
-  const size_t n = static_cast<size_t>(entry_offset_.back()), n_entries = entries.size(), n_rows = rows.size();
+  const size_t n_real = static_cast<size_t>(entry_offset_.back()), n_real_entries = entries.size(),
+               n_real_rows = rows.size();
+  // A decode step is padded: bucket rows, entries and logits rows.
+  const size_t n = std::max<size_t>(n_real, bucket), n_entries = std::max<size_t>(n_real_entries, bucket),
+               n_rows = std::max<size_t>(n_real_rows, bucket);
 
+  // Fixed-size arrays first, so that their addresses depend only on (n, n_entries,
+  // n_rows); the tables and histories share the last region.
   unsigned char* const host = desc_host_.get();
   Arena arena(host, desc_bytes_);
   int* tok = arena.Take<int>(n);
@@ -425,13 +435,13 @@ Result<size_t> CudaDecoder::Pack(std::span<const StepEntry> entries, bool separa
   int* entry_rows = arena.Take<int>(n_entries);
   int* entry_table = arena.Take<int>(n_entries);
   int* last_rows = arena.Take<int>(n_rows);
-  int* tables = arena.Take<int>(static_cast<size_t>(n_table));
-  int* history = arena.Take<int>(static_cast<size_t>(n_history));
   cuda::SamplingRow* sampling = arena.Take<cuda::SamplingRow>(n_rows);
+  int* tables = arena.Take<int>(static_cast<size_t>(n_table + n_history));
+  int* history = tables + n_table;
 
   passes_.clear();
   int table_offset = 0, j = 0, max_context = 0;
-  for (size_t i = 0; i < n_entries; ++i) {
+  for (size_t i = 0; i < n_real_entries; ++i) {
     const StepEntry& e = entries[i];
     const int row0 = entry_offset_[i];
     // Indices inside the entry's pass: the whole step, or the entry alone.
@@ -462,16 +472,34 @@ Result<size_t> CudaDecoder::Pack(std::span<const StepEntry> entries, bool separa
       passes_.push_back(Pass{row0, e.n_tokens, static_cast<int>(i), 1, j, e.want_logits ? 1 : 0, context});
     if (e.want_logits) last_rows[j++] = local_row0 + e.n_tokens - 1;
   }
+  // Padding of a decode step: token 0 at position 0 of no entry (WriteKv skips row_entry
+  // -1), entries of no rows (attention skips them), greedy sampling rows.
+  for (size_t r = n_real; r < n; ++r) {
+    tok[r] = 0;
+    pos[r] = 0;
+    row_entry[r] = -1;
+  }
+  for (size_t e = n_real_entries; e < n_entries; ++e) {
+    first_row[e] = static_cast<int>(e);
+    entry_rows[e] = 0;
+    entry_table[e] = 0;
+  }
+  for (size_t r = n_real_rows; r < n_rows; ++r) {
+    last_rows[r] = static_cast<int>(r);
+    sampling[r] = cuda::SamplingRow{};
+  }
   if (!separate_passes)
+    // A decode step attends with the model's full context, so its launches do not
+    // depend on the positions (same results: attention.h).
     passes_.push_back(Pass{0, static_cast<int>(n), 0, static_cast<int>(n_entries), 0, static_cast<int>(n_rows),
-                           max_context});
+                           bucket > 0 ? s.max_seq_len : max_context});
 
   int history_offset = 0;
-  for (size_t r = 0; r < n_rows; ++r) {
+  for (size_t r = 0; r < n_real_rows; ++r) {
     const SampleRow& row = rows[r];
     const int len = row.params->repetition_penalty != 1.0f ? static_cast<int>(row.history.size()) : 0;
     std::copy_n(row.history.data(), len, history + history_offset);
-    sampling[r] = cuda::MakeSamplingRow(*row.params, row.draw_index, history_offset, len);
+    sampling[r] = cuda::MakeSamplingRow(*row.params, row.draw_index, static_cast<int>(n_table) + history_offset, len);
     history_offset += len;
   }
 
@@ -479,8 +507,24 @@ Result<size_t> CudaDecoder::Pack(std::span<const StepEntry> entries, bool separa
   auto on_device = [&](auto* p) { return reinterpret_cast<decltype(p)>(device + (reinterpret_cast<unsigned char*>(p) - host)); };
   desc_ = Descriptor{on_device(tok),         on_device(pos),    on_device(row_entry), on_device(first_row),
                      on_device(entry_rows),  on_device(entry_table), on_device(last_rows), on_device(tables),
-                     n_history > 0 ? on_device(history) : nullptr, on_device(sampling)};
+                     on_device(tables), on_device(sampling)};
   return arena.used();
+}
+
+bool CudaDecoder::IsDecodeStep(std::span<const StepEntry> entries, bool separate_passes) {
+  if (separate_passes || entries.empty()) return false;
+  return std::all_of(entries.begin(), entries.end(), [](const StepEntry& e) { return e.n_tokens == 1 && e.want_logits; });
+}
+
+int CudaDecoder::DecodeBucket(int n) const {
+  FLOVER_CHECK(n >= 1 && n <= decode_cap_) << "decode step of " << n << " rows, cap " << decode_cap_;
+  int bucket = 1;
+  if (n <= 8) {
+    while (bucket < n) bucket *= 2;
+  } else {
+    bucket = (n + 15) / 16 * 16;
+  }
+  return std::min(bucket, decode_cap_);
 }
 
 Status CudaDecoder::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
@@ -491,29 +535,73 @@ Status CudaDecoder::Step(std::span<const StepEntry> entries, bool separate_passe
   FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   entry_offset_.assign(1, 0);
   for (const StepEntry& e : entries) entry_offset_.push_back(entry_offset_.back() + e.n_tokens);
-  FLOVER_ASSIGN_OR_RETURN(const size_t bytes, Pack(entries, separate_passes, rows, n_table, n_history));
+  const int bucket = IsDecodeStep(entries, separate_passes) ? DecodeBucket(static_cast<int>(entries.size())) : 0;
+  FLOVER_ASSIGN_OR_RETURN(const size_t bytes, Pack(entries, separate_passes, rows, n_table, n_history, bucket));
 
   // The one host-to-device copy of the step.
   FLOVER_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(desc_device_.data(), desc_host_.get(), bytes, cudaMemcpyHostToDevice, stream_));
   FLOVER_CUDA_RETURN_IF_ERROR(cudaEventRecord(desc_copied_, stream_));
   last_upload_bytes_ = bytes;
-  for (const Pass& pass : passes_) FLOVER_RETURN_IF_ERROR(Forward(pass));
+  if (bucket > 0 && use_graphs_) {
+    FLOVER_RETURN_IF_ERROR(LaunchDecodeGraph(bucket));
+  } else {
+    FLOVER_RETURN_IF_ERROR(Enqueue(bucket > 0 ? bucket : static_cast<int>(rows.size())));
+  }
 
   const int n_rows = static_cast<int>(rows.size());
-  if (n_rows > 0) {
-    const MatrixView logits = Matrix(logits_.data(), DType::kF32, n_rows, spec().vocab_size);
-    FLOVER_RETURN_IF_ERROR(cuda::SampleTokens(logits, desc_.sampling, desc_.history, tokens_device_.as<int>(),
-                                              sampling_ws_.data(), sampling_ws_bytes_, stream_));
+  if (n_rows > 0)
     FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tokens_host_.get(), tokens_device_.data(), n_rows * sizeof(int),
                                                 cudaMemcpyDeviceToHost, stream_));
-  }
   // The one synchronisation of the step.
   FLOVER_RETURN_IF_ERROR(Wait());
   if (n_rows > 0) {
     std::copy_n(reinterpret_cast<const int*>(tokens_host_.get()), n_rows, tokens.data());
     last_n_logits_ = n_rows;
   }
+  return Status::Ok();
+}
+
+Status CudaDecoder::Enqueue(int n_logits) {
+  for (const Pass& pass : passes_) FLOVER_RETURN_IF_ERROR(Forward(pass));
+  if (n_logits == 0) return Status::Ok();
+  const MatrixView logits = Matrix(logits_.data(), DType::kF32, n_logits, spec().vocab_size);
+  return cuda::SampleTokens(logits, desc_.sampling, desc_.history, tokens_device_.as<int>(), sampling_ws_.data(),
+                            sampling_ws_bytes_, stream_);
+}
+
+void CudaDecoder::GraphExecDeleter::operator()(cudaGraphExec_t g) const {
+  if (g) (void)cudaGraphExecDestroy(g);
+}
+
+Status CudaDecoder::LaunchDecodeGraph(int bucket) {
+  auto it = std::find_if(graphs_.begin(), graphs_.end(), [&](const DecodeGraph& g) { return g.bucket == bucket; });
+  if (it == graphs_.end()) {
+    // Capture this thread's launches only; anything illegal in a capture fails it.
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    const Status enqueued = Enqueue(bucket);
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+    if (!enqueued.ok() || ended != cudaSuccess) {
+      if (graph) (void)cudaGraphDestroy(graph);
+      FLOVER_RETURN_IF_ERROR(enqueued);
+      FLOVER_CUDA_RETURN_IF_ERROR(ended);
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    (void)cudaGraphDestroy(graph);
+    FLOVER_CUDA_RETURN_IF_ERROR(made);
+    DecodeGraph g;
+    g.bucket = bucket;
+    g.desc = desc_;
+    g.exec.reset(exec);
+    graphs_.push_back(std::move(g));
+    it = graphs_.end() - 1;
+  }
+  // The graph reads the descriptor where it was captured; Pack puts a bucket's arrays
+  // at fixed addresses.
+  FLOVER_CHECK(it->desc == desc_) << "decode step of bucket " << bucket << " packed at other addresses";
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->exec.get(), stream_));
   return Status::Ok();
 }
 
@@ -556,10 +644,9 @@ Status CudaDecoder::Forward(const Pass& pass) {
     const cuda::PagedKvView kv = kv_->layer(l);
     // Attention block.
     FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, Matrix(layer.wqkv.data(), t, qkv_cols, dim), qkv));
-    FLOVER_RETURN_IF_ERROR(
-        cuda::ApplyRope(qkv_.as<float>(), n, qkv_cols, local_.n_heads, s.head_dim(), positions, rope_, stream_));
-    FLOVER_RETURN_IF_ERROR(cuda::ApplyRope(qkv_.as<float>() + q_dim, n, qkv_cols, local_.n_kv_heads, s.head_dim(),
-                                           positions, rope_, stream_));
+    // The q heads and then the k heads are contiguous in a row: one launch rotates both.
+    FLOVER_RETURN_IF_ERROR(cuda::ApplyRope(qkv_.as<float>(), n, qkv_cols, local_.n_heads + local_.n_kv_heads,
+                                           s.head_dim(), positions, rope_, stream_));
     FLOVER_RETURN_IF_ERROR(cuda::WriteKv(kv, batch, qkv, local_.n_heads, stream_));
     FLOVER_RETURN_IF_ERROR(
         cuda::PagedAttention(kv, batch, qkv, local_.n_heads, att, attn_ws_.data(), attn_ws_bytes_, stream_));

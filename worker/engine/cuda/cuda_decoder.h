@@ -24,6 +24,17 @@
 // the penalty histories) into one pinned host buffer and copies it with ONE
 // cudaMemcpyAsync; it synchronises once, to read the sampled tokens.
 //
+// Decode steps (fused, every entry one token that wants logits) run padded to a bucket
+// of rows (1, 2, 4, 8, then multiples of 16, up to min(max_rows, max_step_tokens)):
+// padding rows read token 0 at position 0, write no KV (row_entry -1), attend to
+// nothing and sample greedily into tokens nobody reads; attention is sized for the
+// model's max_seq_len (splits past a row's context exit at once). So the launches of a
+// decode step depend only on its bucket, and with config.cuda_graphs (world 1) the
+// whole step (forward and sampling, everything between the descriptor upload and the
+// token download) is captured once per bucket, on first use, and replayed. Eager
+// launches of the same padded step give the same bits (tests/cuda/backend_test.cc);
+// prefill, mixed and separate-pass steps always run eagerly and unpadded.
+//
 // Numerics: fp32 accumulation everywhere; with dtype fp32 the pass matches the CPU
 // Decoder to rounding (cuBLAS and the block reductions sum in other orders), with
 // fp16/bf16 the weights, the normed GEMM inputs, the attention output and the KV cache
@@ -45,6 +56,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "common/dtype.h"
@@ -114,6 +126,7 @@ Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed,
 struct CudaDecoderConfig {
   int max_step_tokens = 512;  // rows of one step (all entries' tokens together)
   int max_rows = 64;          // entries with want_logits in one step (sampled tokens)
+  bool cuda_graphs = true;    // replay captured graphs for decode steps (world 1 only)
 };
 
 class CudaDecoder {
@@ -153,6 +166,11 @@ class CudaDecoder {
 
   // Host-to-device bytes the last step copied (its descriptor).
   size_t last_step_upload_bytes() const { return last_upload_bytes_; }
+  // Decode-step graphs captured so far (one per bucket used; 0 without cuda_graphs).
+  int decode_graphs() const { return static_cast<int>(graphs_.size()); }
+  // The padded row count of a decode step of n entries. REQUIRES: 1 <= n <= decode_cap().
+  int DecodeBucket(int n) const;
+  int decode_cap() const { return decode_cap_; }
 
  private:
   // One forward pass: rows [row_begin, row_begin + n_rows) of the step's descriptor,
@@ -163,8 +181,11 @@ class CudaDecoder {
     int logit_begin = 0, n_logits = 0;
     int max_context = 0;
   };
-  // Device addresses of the step's descriptor arrays (inside desc_device_).
+  // Device addresses of the step's descriptor arrays (inside desc_device_). For a decode
+  // step they depend only on its bucket (the layout puts the variable-length tables and
+  // histories last, in one region), which is what lets a captured graph be replayed.
   struct Descriptor {
+    bool operator==(const Descriptor&) const = default;
     const int* tokens = nullptr;           // [n]
     const int* row_pos = nullptr;          // [n]
     const int* row_entry = nullptr;        // [n] entry index inside the row's pass
@@ -172,8 +193,8 @@ class CudaDecoder {
     const int* entry_n_rows = nullptr;     // [E]
     const int* entry_table = nullptr;      // [E] offset into block_tables
     const int* last_rows = nullptr;        // [R] last row (inside its pass) of each logits row's entry
-    const int* block_tables = nullptr;     // concatenated tables
-    const int* history = nullptr;          // concatenated penalty histories (may be empty)
+    const int* block_tables = nullptr;     // concatenated tables, then the histories
+    const int* history = nullptr;          // == block_tables; rows index past the tables
     const cuda::SamplingRow* sampling = nullptr;  // [R]
   };
 
@@ -182,9 +203,17 @@ class CudaDecoder {
   Status Allocate();
   Status Validate(std::span<const StepEntry> entries, std::span<const SampleRow> rows, std::span<int> tokens,
                   int64_t* n_table, int64_t* n_history) const;
-  // Packs the descriptor into the pinned buffer and fills passes_ and desc_; returns its bytes.
+  // Packs the descriptor into the pinned buffer and fills passes_ and desc_; returns its
+  // bytes. bucket > 0: a decode step padded to `bucket` rows (one pass).
   Result<size_t> Pack(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
-                      int64_t n_table, int64_t n_history);
+                      int64_t n_table, int64_t n_history, int bucket);
+  // True when the step is fused and every entry is one token that wants logits.
+  static bool IsDecodeStep(std::span<const StepEntry> entries, bool separate_passes);
+  // Enqueues the passes_ and the sampling of n_logits rows (the step between the
+  // descriptor upload and the token download).
+  Status Enqueue(int n_logits);
+  // Replays (capturing first, if new) the graph of this decode bucket.
+  Status LaunchDecodeGraph(int bucket);
   Status Forward(const Pass& pass);
   // x += in·wᵀ; then, if `norm`, out = RmsNorm(x) with it. TP: into proj_, all-reduced,
   // then AddRmsNorm (norm REQUIRED).
@@ -206,6 +235,8 @@ class CudaDecoder {
   size_t desc_bytes_ = 0;
   size_t attn_ws_bytes_ = 0;
   size_t sampling_ws_bytes_ = 0;
+  int decode_cap_ = 0;       // largest decode bucket: min(max_rows, max_step_tokens)
+  bool use_graphs_ = false;  // config.cuda_graphs and world 1
 
   // Device resources, allocated at Create.
   cuda::Gemm gemm_;
@@ -233,6 +264,15 @@ class CudaDecoder {
   std::unique_ptr<unsigned char, PinnedDeleter> desc_host_;    // pinned [desc_bytes_]
   std::unique_ptr<unsigned char, PinnedDeleter> tokens_host_;  // pinned int [R]
   cudaEvent_t desc_copied_ = nullptr;  // the last descriptor upload finished
+  struct GraphExecDeleter {
+    void operator()(cudaGraphExec_t g) const;
+  };
+  struct DecodeGraph {
+    int bucket = 0;
+    Descriptor desc;  // the addresses it was captured with
+    std::unique_ptr<std::remove_pointer_t<cudaGraphExec_t>, GraphExecDeleter> exec;
+  };
+  std::vector<DecodeGraph> graphs_;  // captured decode steps, by bucket
 
   // Per-step state (host scratch reused across steps).
   std::vector<Pass> passes_;
