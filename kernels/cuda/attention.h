@@ -61,6 +61,9 @@ struct PagedKvView {
 //     block id in it is < n_blocks (an out-of-range id is neither read nor written, but
 //     the rows that need it get unspecified values).
 // Entries with one row run on the decode path, entries with more on the prefill path.
+// Padding (a decode step padded to a fixed size, cuda_decoder.h): a row with row_entry
+// -1 writes no K/V, and an entry with entry_n_rows 0 (when n_rows == n_entries, so no
+// prefill launch) is skipped by the decode kernels and writes no output.
 struct AttentionBatch {
   const int* row_entry = nullptr;        // [n_rows] entry of each row (WriteKv)
   const int* row_pos = nullptr;          // [n_rows] position of each row

@@ -42,43 +42,55 @@ __device__ __forceinline__ void Unpack(const uint4& v, __nv_bfloat16, float (&f)
 // Block b: weight rows [b * kRowsPerBlock, +kRowsPerBlock) against the n (<= N) rows of x.
 // Thread t covers elements t * 8 + i * kChunk of `in`, two chunks per iteration so that
 // each thread has 2 * kRowsPerBlock 128-bit weight loads in flight.
-template <typename T, typename Out, int N>
+// kGated (GemvSiluMul): w is [2 * hidden, in] (gate rows, then up rows), out_rows is
+// hidden, and block b reads gate rows [b * 4, +4) and the same up rows (8 rows, one
+// chunk per iteration), writing y[j, o] = SiLU(gate) * up as SiluMul computes it.
+template <typename T, typename Out, int N, bool kGated = false>
 __global__ void __launch_bounds__(kGemvThreads)
     GemvKernel(const T* __restrict__ x, int64_t x_stride, const T* __restrict__ w, int64_t w_stride,
                Out* __restrict__ y, int64_t y_stride, int n, int out_rows, int in, bool accumulate) {
+  constexpr int kRows = kGated ? 2 * kRowsPerBlock : kRowsPerBlock;  // weight rows read
+  constexpr int kChunks = kGated ? 1 : 2;                            // chunks per iteration
   const int row0 = blockIdx.x * kRowsPerBlock;
-  float acc[kRowsPerBlock][N];
+  // Weight row of accumulator r (-1: past the matrix).
+  auto weight_row = [&](int r) {
+    const int o = row0 + (kGated ? r % kRowsPerBlock : r);
+    if (o >= out_rows) return -1;
+    return kGated && r >= kRowsPerBlock ? out_rows + o : o;
+  };
+  float acc[kRows][N];
 #pragma unroll
-  for (int r = 0; r < kRowsPerBlock; ++r)
+  for (int r = 0; r < kRows; ++r)
 #pragma unroll
     for (int j = 0; j < N; ++j) acc[r][j] = 0.0f;
 
-  for (int base = threadIdx.x * kVec; base < in; base += 2 * kChunk) {
-    uint4 wv[2][kRowsPerBlock];
+  for (int base = threadIdx.x * kVec; base < in; base += kChunks * kChunk) {
+    uint4 wv[kChunks][kRows];
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < kChunks; ++c) {
       const int k = base + c * kChunk;
 #pragma unroll
-      for (int r = 0; r < kRowsPerBlock; ++r) {
+      for (int r = 0; r < kRows; ++r) {
         wv[c][r] = make_uint4(0, 0, 0, 0);
-        if (k < in && row0 + r < out_rows)
-          wv[c][r] = __ldcs(reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0 + r) * w_stride + k));
+        const int wr = weight_row(r);
+        if (k < in && wr >= 0)
+          wv[c][r] = __ldcs(reinterpret_cast<const uint4*>(w + static_cast<int64_t>(wr) * w_stride + k));
       }
     }
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < kChunks; ++c) {
       const int k = base + c * kChunk;
       if (k >= in) break;
-      float wf[kRowsPerBlock][kVec];
+      float wf[kRows][kVec];
 #pragma unroll
-      for (int r = 0; r < kRowsPerBlock; ++r) Unpack(wv[c][r], T(), wf[r]);
+      for (int r = 0; r < kRows; ++r) Unpack(wv[c][r], T(), wf[r]);
 #pragma unroll
       for (int j = 0; j < N; ++j) {
         if (j >= n) break;
         float xf[kVec];
         Unpack(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(j) * x_stride + k)), T(), xf);
 #pragma unroll
-        for (int r = 0; r < kRowsPerBlock; ++r)
+        for (int r = 0; r < kRows; ++r)
 #pragma unroll
           for (int i = 0; i < kVec; ++i) acc[r][j] = fmaf(wf[r][i], xf[i], acc[r][j]);
       }
@@ -86,10 +98,10 @@ __global__ void __launch_bounds__(kGemvThreads)
   }
 
   // Warp sums (butterfly), then the warps' sums in warp order.
-  __shared__ float partial[kWarps][kRowsPerBlock * N];
+  __shared__ float partial[kWarps][kRows * N];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
-  for (int r = 0; r < kRowsPerBlock; ++r)
+  for (int r = 0; r < kRows; ++r)
 #pragma unroll
     for (int j = 0; j < N; ++j) {
       float v = acc[r][j];
@@ -106,19 +118,28 @@ __global__ void __launch_bounds__(kGemvThreads)
 #pragma unroll
       for (int q = 0; q < kWarps; ++q) sum += partial[q][t];
       Out* dst = y + static_cast<int64_t>(j) * y_stride + row0 + r;
-      if (accumulate) sum += ToFloat(*dst);
-      *dst = FromFloat<Out>(sum);
+      if constexpr (kGated) {
+        float up = 0.0f;
+#pragma unroll
+        for (int q = 0; q < kWarps; ++q) up += partial[q][t + kRowsPerBlock * N];
+        sum *= (1.0f / (1.0f + expf(-sum)));  // SiluMul's (run.c's) silu
+        *dst = FromFloat<Out>(sum * up);
+      } else {
+        if (accumulate) sum += ToFloat(*dst);
+        *dst = FromFloat<Out>(sum);
+      }
     }
   }
 }
 
-template <typename T, typename Out>
+template <typename T, typename Out, bool kGated = false>
 void Launch(const MatrixView& x, const MatrixView& w, const MatrixView& y, bool accumulate, cudaStream_t stream) {
   const int n = x.rows;
-  const dim3 grid(static_cast<unsigned>((w.rows + kRowsPerBlock - 1) / kRowsPerBlock));
+  const int out_rows = kGated ? w.rows / 2 : w.rows;
+  const dim3 grid(static_cast<unsigned>((out_rows + kRowsPerBlock - 1) / kRowsPerBlock));
   auto go = [&]<int N>() {
-    GemvKernel<T, Out, N><<<grid, kGemvThreads, 0, stream>>>(x.as<const T>(), x.stride, w.as<const T>(), w.stride,
-                                                             y.as<Out>(), y.stride, n, w.rows, w.cols, accumulate);
+    GemvKernel<T, Out, N, kGated><<<grid, kGemvThreads, 0, stream>>>(
+        x.as<const T>(), x.stride, w.as<const T>(), w.stride, y.as<Out>(), y.stride, n, out_rows, w.cols, accumulate);
   };
   if (n <= 1) go.template operator()<1>();
   else if (n <= 2) go.template operator()<2>();
@@ -153,6 +174,23 @@ Status Gemv(const MatrixView& x, const MatrixView& w, const MatrixView& y, bool 
     if (y.dtype == DType::kF32) Launch<__nv_bfloat16, float>(x, w, y, accumulate, stream);
     else Launch<__nv_bfloat16, __nv_bfloat16>(x, w, y, accumulate, stream);
   }
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
+
+Status GemvSiluMul(const MatrixView& x, const MatrixView& w, const MatrixView& out, cudaStream_t stream) {
+  if (w.rows % 2 != 0 || out.cols != w.rows / 2)
+    return InvalidArgument("GemvSiluMul: w has " + std::to_string(w.rows) + " rows; expected 2 x out's " +
+                           std::to_string(out.cols) + " columns (gate rows, then up rows)");
+  // The checks of the unfused product, whose fp32 [n, 2 * hidden] result is not stored.
+  const MatrixView y = Matrix(out.data, DType::kF32, x.rows, w.rows);
+  FLOVER_RETURN_IF_ERROR(CheckMatrix(x, w.dtype, -1, w.cols, "GemvSiluMul", "x"));
+  FLOVER_RETURN_IF_ERROR(CheckMatrix(out, w.dtype, x.rows, w.rows / 2, "GemvSiluMul", "out"));
+  if (!GemvSupports(x, w, y))
+    return InvalidArgument("GemvSiluMul: needs what Gemv needs (1.." + std::to_string(kGemvMaxRows) +
+                           " rows of fp16/bf16, multiples of 8, 16-byte aligned)");
+  if (w.dtype == DType::kF16) Launch<__half, __half, true>(x, w, out, false, stream);
+  else Launch<__nv_bfloat16, __nv_bfloat16, true>(x, w, out, false, stream);
   FLOVER_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }

@@ -35,4 +35,12 @@ bool GemvSupports(const MatrixView& x, const MatrixView& w, const MatrixView& y)
 // enqueued, when CheckMatmul fails or GemvSupports is false.
 Status Gemv(const MatrixView& x, const MatrixView& w, const MatrixView& y, bool accumulate, cudaStream_t stream);
 
+// The feed-forward's first product with SiluMul (activation.h) fused in:
+//   out[j, o] = SiLU(g) * u,  g = x[j]·w[o], u = x[j]·w[hidden + o],  hidden = out.cols,
+// w = [W1; W3] ([2 * hidden, in]), out of w's dtype. g and u are the floats Gemv computes
+// for those rows, and the epilogue is SiluMul's, so the result equals Gemv into an fp32
+// [n, 2 * hidden] buffer followed by SiluMul, bit for bit, without that buffer and one
+// launch. InvalidArgument unless GemvSupports(x, w, fp32 y) and the shapes match.
+Status GemvSiluMul(const MatrixView& x, const MatrixView& w, const MatrixView& out, cudaStream_t stream);
+
 }  // namespace flover::cuda

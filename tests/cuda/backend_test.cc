@@ -487,8 +487,7 @@ TEST(CudaBackendGpu, DecodeGraphsGiveTheEagerBits) {
     }
     std::cout << "[ measure  ] " << DTypeName(dtype) << ": " << got->steps << " steps, " << (*a)->decode_graphs()
               << " decode graphs, logits identical in " << logits_a.size() - differing_steps << " of "
-              << logits_a.size() << " steps
-";
+              << logits_a.size() << " steps\n";
   }
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
+#include "kernels/cuda/activation.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemv.h"
 #include "tests/cuda/gpu_test.h"
@@ -406,6 +407,41 @@ TEST(GemvTest, RowsAreBatchInvariant) {
     FLOVER_ASSERT_OK(CopyToHost(some.data(), dy->data(), some.size() * sizeof(float), stream->get()));
     EXPECT_EQ(std::memcmp(some.data(), all.data(), some.size() * sizeof(float)), 0) << "n=" << n;
   }
+}
+
+// GemvSiluMul equals Gemv into fp32 followed by SiluMul, bit for bit.
+TEST(GemvTest, FusedSiluMulEqualsGemvThenSiluMul) {
+  FLOVER_REQUIRE_GPU();
+  Result<Stream> stream = Stream::Create();
+  FLOVER_ASSERT_OK(stream);
+  constexpr int kIn = 4096, kHidden = 1377;
+  for (DType dtype : {DType::kF16, DType::kBF16})
+    for (int n : {1, 4, 8}) {
+      const std::vector<unsigned char> x = Encode(Uniform(n * kIn, 21 + n), dtype);
+      const std::vector<unsigned char> w = Encode(Uniform(2 * kHidden * kIn, 22), dtype);
+      const size_t es = DTypeSize(dtype);
+      Result<DeviceBuffer> dx = DeviceBuffer::Allocate(x.size());
+      Result<DeviceBuffer> dw = DeviceBuffer::Allocate(w.size());
+      Result<DeviceBuffer> gate_up = DeviceBuffer::Allocate(size_t{2} * n * kHidden * sizeof(float));
+      Result<DeviceBuffer> unfused = DeviceBuffer::Allocate(n * kHidden * es);
+      Result<DeviceBuffer> fused = DeviceBuffer::Allocate(n * kHidden * es);
+      FLOVER_ASSERT_OK(dx);
+      FLOVER_ASSERT_OK(dw);
+      FLOVER_ASSERT_OK(gate_up);
+      FLOVER_ASSERT_OK(unfused);
+      FLOVER_ASSERT_OK(fused);
+      FLOVER_ASSERT_OK(CopyToDevice(dx->data(), x.data(), x.size(), stream->get()));
+      FLOVER_ASSERT_OK(CopyToDevice(dw->data(), w.data(), w.size(), stream->get()));
+      const MatrixView mx = Matrix(dx->data(), dtype, n, kIn), mw = Matrix(dw->data(), dtype, 2 * kHidden, kIn);
+      FLOVER_ASSERT_OK(Gemv(mx, mw, Matrix(gate_up->data(), DType::kF32, n, 2 * kHidden), false, stream->get()));
+      FLOVER_ASSERT_OK(SiluMul(Matrix(gate_up->data(), DType::kF32, n, 2 * kHidden),
+                               Matrix(unfused->data(), dtype, n, kHidden), stream->get()));
+      FLOVER_ASSERT_OK(GemvSiluMul(mx, mw, Matrix(fused->data(), dtype, n, kHidden), stream->get()));
+      std::vector<unsigned char> a(n * kHidden * es), b(a.size());
+      FLOVER_ASSERT_OK(CopyToHost(a.data(), unfused->data(), a.size(), stream->get()));
+      FLOVER_ASSERT_OK(CopyToHost(b.data(), fused->data(), b.size(), stream->get()));
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << DTypeName(dtype) << " n=" << n;
+    }
 }
 
 }  // namespace

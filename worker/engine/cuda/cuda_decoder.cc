@@ -15,6 +15,7 @@
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/gemv.h"
 #include "kernels/cuda/matrix.h"
 #include "kernels/cuda/rmsnorm.h"
 #include "worker/comm/nccl_communicator.h"
@@ -310,7 +311,7 @@ Status CudaDecoder::Allocate() {
   const bool tp = world > 1;
 
   decode_cap_ = std::min(config_.max_rows, config_.max_step_tokens);
-  use_graphs_ = config_.cuda_graphs && !tp;
+  use_graphs_ = config_.cuda_graphs && !tp && stream_ != nullptr;  // the legacy stream cannot be captured
   attn_ws_bytes_ = cuda::AttentionWorkspaceBytes(config_.max_step_tokens, local_.n_heads, s.head_dim(), s.max_seq_len);
   sampling_ws_bytes_ = cuda::SamplingWorkspaceBytes(config_.max_rows, s.vocab_size);
   const size_t table_per_entry = static_cast<size_t>((s.max_seq_len + kv_->block_size() - 1) / kv_->block_size());
@@ -652,8 +653,14 @@ Status CudaDecoder::Forward(const Pass& pass) {
         cuda::PagedAttention(kv, batch, qkv, local_.n_heads, att, attn_ws_.data(), attn_ws_bytes_, stream_));
     FLOVER_RETURN_IF_ERROR(Project(att, Matrix(layer.wo.data(), t, dim, q_dim), n, layer.ffn_norm.as<float>(), xb));
     // Feed-forward block.
-    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, Matrix(layer.w13.data(), t, 2 * hidden, dim), gate_up));
-    FLOVER_RETURN_IF_ERROR(cuda::SiluMul(gate_up, hidden_rows, stream_));
+    const MatrixView w13 = Matrix(layer.w13.data(), t, 2 * hidden, dim);
+    if (n <= gemm_.gemv_max_rows() && cuda::GemvSupports(xb, w13, gate_up)) {
+      // Small steps: the product and SiLU·up in one launch (the same bits).
+      FLOVER_RETURN_IF_ERROR(cuda::GemvSiluMul(xb, w13, hidden_rows, stream_));
+    } else {
+      FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, w13, gate_up));
+      FLOVER_RETURN_IF_ERROR(cuda::SiluMul(gate_up, hidden_rows, stream_));
+    }
     const bool last = l + 1 == s.n_layers;
     const MatrixView w2 = Matrix(layer.w2.data(), t, dim, hidden);
     if (comm_ == nullptr) {
