@@ -87,7 +87,7 @@ struct SchedulerSettings {
   int max_step_tokens = 512;     // token budget of one step (decode + prefill chunks)
   int max_running = 64;          // requests in the running batch
   int max_queued = 1024;         // requests waiting for admission
-  int pipeline_depth = 1;        // plans in flight ahead of results, 1..8
+  int pipeline_depth = 2;        // plans in flight ahead of results, 1..8 (1 = lock-step)
   int batch_window_ms = 10;      // policy dynamic: how long a batch collects; 0 = no wait
   int max_batch = 32;            // policy dynamic: requests per batch
 

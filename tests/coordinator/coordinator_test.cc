@@ -35,6 +35,7 @@ struct Options {
   int tensor = 1;
   int timeout_ms = 1000;
   int step_timeout_ms = 60000;
+  int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
   int max_queued = 16;
   int max_step_tokens = 16;
   std::string tokenizer;
@@ -54,7 +55,7 @@ ClusterConfig TestConfig(const Options& o) {
       "kv_cache: {block_size: 4}\n"
       "scheduler: {max_step_tokens: " +
       std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
-      "}\n"
+      ", pipeline_depth: " + std::to_string(o.pipeline_depth) + "}\n"
       "heartbeat: {interval_ms: 50, timeout_ms: " +
       std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
