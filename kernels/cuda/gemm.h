@@ -14,8 +14,8 @@
 // split-K) from the shape, so a row's rounding may change with `n`. It is deterministic
 // for a given shape, device and stream (atomics are disabled).
 //
-// Small steps (n <= GemmOptions::gemv_max_rows, fp16/bf16 storage, 128-bit-loadable
-// operands) run on the bandwidth-bound Gemv kernel instead (gemv.h): same operands and
+// Optionally, small steps (n <= GemmOptions::gemv_max_rows, fp16/bf16 storage,
+// 128-bit-loadable operands) run on the bandwidth-bound Gemv kernel instead (gemv.h): same operands and
 // accumulation, batch-invariant for those n.
 //
 // A Gemm owns one cuBLAS handle bound to one stream of the device that was current at
@@ -44,9 +44,9 @@ struct GemmOptions {
   // mantissa, fp32 accumulation). Off by default: parity with the CPU reference.
   bool allow_tf32 = false;
   size_t workspace_bytes = kDefaultWorkspaceBytes;
-  // Products with at most this many rows of x go to Gemv when GemvSupports them (0: always
-  // cuBLAS). Capped at kGemvMaxRows.
-  int gemv_max_rows = 8;
+  // Products with at most this many rows of x go to Gemv when GemvSupports them (0:
+  // always cuBLAS, the default until Gemv is verified on a GPU). Capped at kGemvMaxRows.
+  int gemv_max_rows = 0;
 };
 
 // OK when x, w and y form a valid Matmul: w is a non-empty [out, in] fp32/fp16/bf16

@@ -1,8 +1,8 @@
 // Gemv: the weight product of a small step, y[n, out] (+)= x[n, in] · w[out, in]ᵀ for
 // n <= kGemvMaxRows, as a bandwidth-bound kernel: at batch 1-8 a decode step only
 // streams the weights once, and cuBLAS's GEMM kernels reach ~3.4 TB/s there on an
-// H200 where this reaches close to the copy bandwidth. Gemm::Matmul dispatches to it
-// (gemm.h); the operands and semantics are Matmul's, restricted to what it supports:
+// H200; this kernel is meant to come close to the copy bandwidth. Gemm::Matmul
+// dispatches to it when GemmOptions::gemv_max_rows asks (gemm.h); the operands and semantics are Matmul's, restricted to what it supports:
 //   - w and x fp16 or bf16 (fp32 storage stays on cuBLAS), y fp32 or w's dtype;
 //   - in, and the row strides of x and w, multiples of 8, x and w 16-byte aligned
 //     (128-bit loads).

@@ -6,6 +6,8 @@
 //      (dummy weights generated on the device), batch 1 against the memory roofline
 //      weight_bytes / bandwidth, and the speed-up over batch 1;
 //   3. prefill: one chunk of --prefill-len tokens, tokens/s.
+// The decode table is printed twice: the default path, then the fast decode path
+// (CudaBackendConfig::cuda_graphs and small_step_gemv).
 //
 //   cuda_bench [--model dummy:llama-7b] [--dtype fp16] [--concurrency 1,8,32,64,128]
 //              [--steps 32] [--prefill-len 2048] [--device 0]
@@ -23,6 +25,7 @@
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemv.h"
 #include "worker/engine/cuda/cuda_backend.h"
 #include "worker/engine/executor.h"
 
@@ -208,49 +211,60 @@ Status Main(const Options& o) {
 
   FLOVER_ASSIGN_OR_RETURN(DType dtype, ParseDType(o.dtype));
   const int max_n = *std::max_element(o.concurrency.begin(), o.concurrency.end());
-  CudaBackendConfig config;
-  config.device = o.device;
-  config.dtype = dtype;
-  config.max_step_tokens = std::max(o.prefill_len, 8 * max_n);
-  config.max_rows = max_n;
-  config.kv_memory_bytes = int64_t{16} << 30;
-  const auto t_load = Clock::now();
-  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend,
-                          CreateCudaBackend(o.model, /*dummy_seed=*/1, ShardInfo{}, nullptr, config));
-  const ModelSpec& spec = backend->spec();
-  const double weight_bytes = static_cast<double>(spec.n_params()) * DTypeSize(dtype);
-  // Bytes a decode step must read: every weight but the embedding table (only its rows
-  // for the step's tokens), unless the table is also the LM head.
-  const int64_t embedding = spec.shared_classifier ? 0 : int64_t{spec.vocab_size} * spec.dim;
-  const double step_bytes = static_cast<double>(spec.n_params() - embedding) * DTypeSize(dtype);
-  std::printf("model: %s %s, %.2f GB of weights, made in %.1f s; KV pool %d blocks of %d\n", o.model.c_str(),
-              DTypeName(dtype), weight_bytes / 1e9, std::chrono::duration<double>(Clock::now() - t_load).count(),
-              backend->kv_blocks(), backend->kv_block_size());
-  const double roofline_s = step_bytes / ceilings.copy_bytes_per_s;
-  Executor executor(backend.get());
+  // The default path, then the fast decode path (CUDA graphs + Gemv for small steps;
+  // off by default until verified), each with its own backend.
+  for (bool fast : {false, true}) {
+    CudaBackendConfig config;
+    config.device = o.device;
+    config.dtype = dtype;
+    config.max_step_tokens = std::max(o.prefill_len, 8 * max_n);
+    config.max_rows = max_n;
+    config.kv_memory_bytes = int64_t{16} << 30;
+    config.cuda_graphs = config.small_step_gemv = fast;
+    const auto t_load = Clock::now();
+    FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> backend,
+                            CreateCudaBackend(o.model, /*dummy_seed=*/1, ShardInfo{}, nullptr, config));
+    const ModelSpec& spec = backend->spec();
+    const double weight_bytes = static_cast<double>(spec.n_params()) * DTypeSize(dtype);
+    // Bytes a decode step must read: every weight but the embedding table (only its rows
+    // for the step's tokens), unless the table is also the LM head.
+    const int64_t embedding = spec.shared_classifier ? 0 : int64_t{spec.vocab_size} * spec.dim;
+    const double step_bytes = static_cast<double>(spec.n_params() - embedding) * DTypeSize(dtype);
+    std::printf("model: %s %s, %.2f GB of weights, made in %.1f s; KV pool %d blocks of %d\n", o.model.c_str(),
+                DTypeName(dtype), weight_bytes / 1e9, std::chrono::duration<double>(Clock::now() - t_load).count(),
+                backend->kv_blocks(), backend->kv_block_size());
+    const double roofline_s = step_bytes / ceilings.copy_bytes_per_s;
+    Executor executor(backend.get());
 
-  FLOVER_ASSIGN_OR_RETURN(cuda::Gemm probe, cuda::Gemm::Create(stream.get()));
-  std::printf("\n| requests | step ms | GEMMs alone ms | tokens/s | x batch 1 | batch-1 step / roofline |\n"
-              "|---:|---:|---:|---:|---:|---:|\n");
-  double batch1_rate = 0;
-  for (int n : o.concurrency) {
-    double step_s = 0;
-    FLOVER_RETURN_IF_ERROR(Decode(o, spec, n, backend->kv_block_size(), executor, &step_s));
-    FLOVER_ASSIGN_OR_RETURN(double gemm_s, GemmOnlyStep(probe, stream.get(), spec, dtype, n));
-    const double rate = n / step_s;
-    if (n == 1) batch1_rate = rate;
-    std::printf("| %d | %.3f | %.3f | %.0f | %s | %s |\n", n, step_s * 1e3, gemm_s * 1e3, rate,
-                batch1_rate > 0 ? std::to_string(rate / batch1_rate).substr(0, 5).c_str() : "-",
-                n == 1 ? (std::to_string(step_s / roofline_s).substr(0, 4) + " (roofline " +
-                          std::to_string(roofline_s * 1e3).substr(0, 5) + " ms)").c_str()
-                       : "");
-    std::fflush(stdout);
+    cuda::GemmOptions gemm_options;
+    gemm_options.gemv_max_rows = fast ? cuda::kGemvMaxRows : 0;
+    FLOVER_ASSIGN_OR_RETURN(cuda::Gemm probe, cuda::Gemm::Create(stream.get(), gemm_options));
+    std::printf("\n%s\n| requests | step ms | GEMMs alone ms | tokens/s | x batch 1 | batch-1 step / roofline |\n"
+                "|---:|---:|---:|---:|---:|---:|\n",
+                fast ? "fast decode path (cuda_graphs, small_step_gemv; GEMMs alone through Gemm with Gemv for n <= 8):"
+                     : "default path (eager launches, cuBLAS):");
+    double batch1_rate = 0;
+    for (int n : o.concurrency) {
+      double step_s = 0;
+      FLOVER_RETURN_IF_ERROR(Decode(o, spec, n, backend->kv_block_size(), executor, &step_s));
+      FLOVER_ASSIGN_OR_RETURN(double gemm_s, GemmOnlyStep(probe, stream.get(), spec, dtype, n));
+      const double rate = n / step_s;
+      if (n == 1) batch1_rate = rate;
+      std::printf("| %d | %.3f | %.3f | %.0f | %s | %s |\n", n, step_s * 1e3, gemm_s * 1e3, rate,
+                  batch1_rate > 0 ? std::to_string(rate / batch1_rate).substr(0, 5).c_str() : "-",
+                  n == 1 ? (std::to_string(step_s / roofline_s).substr(0, 4) + " (roofline " +
+                            std::to_string(roofline_s * 1e3).substr(0, 5) + " ms)").c_str()
+                         : "");
+      std::fflush(stdout);
+    }
+    if (!fast) {
+      double prefill_s = 0;
+      FLOVER_RETURN_IF_ERROR(Prefill(o, spec, backend->kv_block_size(), executor, &prefill_s));
+      std::printf("\nprefill: one chunk of %d tokens in %.1f ms: %.0f tokens/s (%.0f TFLOP/s of weight GEMMs)\n",
+                  o.prefill_len, prefill_s * 1e3, o.prefill_len / prefill_s,
+                  2.0 * spec.n_params() * o.prefill_len / prefill_s / 1e12);
+    }
   }
-  double prefill_s = 0;
-  FLOVER_RETURN_IF_ERROR(Prefill(o, spec, backend->kv_block_size(), executor, &prefill_s));
-  std::printf("\nprefill: one chunk of %d tokens in %.1f ms: %.0f tokens/s (%.0f TFLOP/s of weight GEMMs)\n",
-              o.prefill_len, prefill_s * 1e3, o.prefill_len / prefill_s,
-              2.0 * spec.n_params() * o.prefill_len / prefill_s / 1e12);
   return Status::Ok();
 }
 

@@ -286,8 +286,17 @@ ModelWeights LoadStories() {
   return std::move(m->weights);
 }
 
-std::unique_ptr<CudaBackend> MakeCuda(const std::string& model, DType dtype, uint64_t seed = 0) {
-  auto backend = CreateCudaBackend(model, seed, {}, nullptr, SmallConfig(dtype));
+// The fast decode path of CudaBackendConfig (off by default): graphs, and Gemv for
+// small steps.
+CudaBackendConfig FastConfig(DType dtype) {
+  CudaBackendConfig c = SmallConfig(dtype);
+  c.cuda_graphs = true;
+  c.small_step_gemv = true;
+  return c;
+}
+
+std::unique_ptr<CudaBackend> MakeCuda(const std::string& model, DType dtype, uint64_t seed = 0, bool fast = false) {
+  auto backend = CreateCudaBackend(model, seed, {}, nullptr, fast ? FastConfig(dtype) : SmallConfig(dtype));
   EXPECT_TRUE(backend.ok()) << model << ": " << StatusOf(backend).ToString();
   return backend.ok() ? std::move(*backend) : nullptr;
 }
@@ -357,12 +366,12 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
 // >= 30% at bf16 (8-bit mantissas on a 260K-parameter model).
 // Measured on an H200 (2026-11-28), common prefix per request of 96: fp32 and fp16 all
 // 96; bf16 96 96 96 22 11 1 (mean 56%).
-void EndToEnd(DType dtype, double min_mean_prefix) {
+void EndToEnd(DType dtype, double min_mean_prefix, bool fast = false) {
   constexpr int kTokens = 96;
   ModelWeights weights = LoadStories();
   ASSERT_FALSE(weights.layers.empty());
   CpuEngine cpu = MakeCpu(std::move(weights));
-  auto cuda = MakeCuda(testing::Stories260kBin(), dtype);
+  auto cuda = MakeCuda(testing::Stories260kBin(), dtype, 0, fast);
   ASSERT_NE(cuda, nullptr);
   const std::vector<Request> requests = GreedyRequests(kTokens);
 
@@ -389,7 +398,9 @@ void EndToEnd(DType dtype, double min_mean_prefix) {
     }
   }
   const double mean_prefix = prefix_sum / requests.size();
-  std::cout << "[ measure  ] " << DTypeName(dtype) << " common prefix per request (of " << kTokens << "):" << report
+  if (fast) EXPECT_GT(cuda->decode_graphs(), 0);
+  std::cout << "[ measure  ] " << DTypeName(dtype) << (fast ? " fast path" : "") << " common prefix per request (of "
+            << kTokens << "):" << report
             << "; mean " << mean_prefix << "; " << got->steps << " steps, largest step upload "
             << got->max_upload_bytes << " bytes\n";
   EXPECT_GE(mean_prefix, min_mean_prefix) << DTypeName(dtype);
@@ -408,6 +419,17 @@ TEST(CudaBackendGpu, GreedyStoriesFp16AgreesWithTheCpuEngine) {
 TEST(CudaBackendGpu, GreedyStoriesBf16AgreesWithTheCpuEngine) {
   FLOVER_REQUIRE_GPU();
   EndToEnd(DType::kBF16, 0.3);
+}
+
+// The same criteria on the fast decode path (graphs, padded decode steps, Gemv).
+TEST(CudaBackendGpu, FastPathGreedyStoriesFp32EqualsTheCpuEngine) {
+  FLOVER_REQUIRE_GPU();
+  EndToEnd(DType::kF32, 1.0, /*fast=*/true);
+}
+
+TEST(CudaBackendGpu, FastPathGreedyStoriesFp16AgreesWithTheCpuEngine) {
+  FLOVER_REQUIRE_GPU();
+  EndToEnd(DType::kF16, 0.9, /*fast=*/true);
 }
 
 // Policy `instances`: one pass per entry gives the tokens of the fused pass, and (fp32)
@@ -439,7 +461,7 @@ TEST(CudaBackendGpu, SeparatePassesGiveTheFusedTokens) {
 }
 
 // Decode steps replayed from CUDA graphs give the bits of the same steps launched
-// eagerly (cuda_graphs = false): the logits after every step and every token. Twelve
+// eagerly (capture_graphs = false): the logits after every step and every token. Twelve
 // requests (prompts of 1-9 tokens in chunks of 4, joining every 2 steps, generating
 // 4-60 tokens, a third of them sampled with temperature, top-k/top-p and repetition
 // penalty) make the decode batch grow and shrink across the buckets 1, 2, 4, 8 and 16,
@@ -458,8 +480,8 @@ TEST(CudaBackendGpu, DecodeGraphsGiveTheEagerBits) {
     requests.push_back(std::move(r));
   }
   for (DType dtype : {DType::kF32, DType::kF16}) {
-    CudaBackendConfig with_graphs = SmallConfig(dtype), eager = SmallConfig(dtype);
-    eager.cuda_graphs = false;
+    CudaBackendConfig with_graphs = FastConfig(dtype), eager = FastConfig(dtype);
+    eager.capture_graphs = false;  // the same padded decode steps, launched eagerly
     auto a = CreateCudaBackend(testing::Stories260kBin(), 0, {}, nullptr, with_graphs);
     auto b = CreateCudaBackend(testing::Stories260kBin(), 0, {}, nullptr, eager);
     ASSERT_TRUE(a.ok() && b.ok()) << StatusOf(a).ToString() << StatusOf(b).ToString();
@@ -657,10 +679,7 @@ TEST(CudaBackendGpu, StepsBeyondThePreallocatedSizesAreInvalidArgument) {
 // generated on the device, runs a fused prefill of 2048 tokens and decode steps at 1 and
 // 64 requests. Checks that the sizes of a real model work end to end (no index
 // overflow, allocation within the config) and prints the times; speed is not asserted.
-TEST(CudaBackendGpu, DummyLlama7bRunsPrefillAndDecode) {
-  FLOVER_REQUIRE_GPU();
-  const char* large = std::getenv("FLOVER_TEST_LARGE_MODELS");
-  if (large == nullptr || std::string(large) != "1") GTEST_SKIP() << "set FLOVER_TEST_LARGE_MODELS=1 to run";
+void RunLlama7b(bool fast) {
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
   CudaBackendConfig config;
@@ -668,6 +687,7 @@ TEST(CudaBackendGpu, DummyLlama7bRunsPrefillAndDecode) {
   config.kv_memory_bytes = int64_t{40} << 30;  // 5120 blocks of 16
   config.max_step_tokens = 2048;
   config.max_rows = 64;
+  config.cuda_graphs = config.small_step_gemv = fast;
   const Clock::time_point t0 = Clock::now();
   auto backend = CreateCudaBackend("dummy:llama-7b", 0, {}, nullptr, config);
   ASSERT_TRUE(backend.ok()) << backend.status().ToString();
@@ -712,9 +732,18 @@ TEST(CudaBackendGpu, DummyLlama7bRunsPrefillAndDecode) {
       if (step >= 2) total += ms(Clock::now() - t);
       for (int i = 0; i < n; ++i) tokens[i][0] = out[i];
     }
-    std::cout << "[ measure  ] decode " << n << " requests: " << total / kSteps << " ms per step, "
+    std::cout << "[ measure  ] " << (fast ? "fast path " : "") << "decode " << n << " requests: " << total / kSteps
+              << " ms per step, "
               << n * kSteps * 1000.0 / total << " tokens/s, upload " << b.last_step_upload_bytes() << " bytes\n";
   }
+}
+
+TEST(CudaBackendGpu, DummyLlama7bRunsPrefillAndDecode) {
+  FLOVER_REQUIRE_GPU();
+  const char* large = std::getenv("FLOVER_TEST_LARGE_MODELS");
+  if (large == nullptr || std::string(large) != "1") GTEST_SKIP() << "set FLOVER_TEST_LARGE_MODELS=1 to run";
+  RunLlama7b(/*fast=*/false);
+  RunLlama7b(/*fast=*/true);
 }
 
 }  // namespace

@@ -378,13 +378,16 @@ TEST(GemvTest, Fp16MatchesCpu) { ExpectGemvParity(DType::kF16); }
 TEST(GemvTest, Bf16MatchesCpu) { ExpectGemvParity(DType::kBF16); }
 
 // A row's result does not depend on the other rows or on n (1..8): the same bits as the
-// row alone; and Matmul at n <= 8 takes this path (the same bits again).
+// row alone; and Matmul with gemv_max_rows = 8 takes this path (the same bits again).
 TEST(GemvTest, RowsAreBatchInvariant) {
   FLOVER_REQUIRE_GPU();
   Result<Stream> stream = Stream::Create();
   FLOVER_ASSERT_OK(stream);
-  Result<Gemm> gemm = Gemm::Create(stream->get());
+  GemmOptions options;
+  options.gemv_max_rows = kGemvMaxRows;
+  Result<Gemm> gemm = Gemm::Create(stream->get(), options);
   FLOVER_ASSERT_OK(gemm);
+  ASSERT_EQ(gemm->gemv_max_rows(), kGemvMaxRows);
   constexpr int kN = 8, kIn = 4096, kOut = 1000;
   const std::vector<unsigned char> x = Encode(Uniform(kN * kIn, 11), DType::kF16);
   const std::vector<unsigned char> w = Encode(Uniform(kOut * kIn, 12), DType::kF16);

@@ -97,7 +97,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(const std::string& what,
   FLOVER_ASSIGN_OR_RETURN(backend->kv_, DeviceKvCache::Create(spec, kv_config, shard.world));
   FLOVER_ASSIGN_OR_RETURN(backend->decoder_,
                           CudaDecoder::Create(std::move(weights), backend->kv_.get(), comm, stream,
-                                              CudaDecoderConfig{config.max_step_tokens, config.max_rows, config.cuda_graphs}));
+                                              CudaDecoderConfig{config.max_step_tokens, config.max_rows, config.cuda_graphs,
+                                                                config.capture_graphs, config.small_step_gemv}));
   FLOVER_ASSIGN_OR_RETURN(const std::string gpu, cuda::DeviceDescription(config.device));
   backend->description_ = gpu + ", " + DTypeName(config.dtype) + ", " + what + ", " +
                           std::to_string(backend->kv_->n_blocks()) + " KV blocks of " +

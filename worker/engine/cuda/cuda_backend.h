@@ -39,10 +39,18 @@ struct CudaBackendConfig {
   int max_blocks = 0;                       // if > 0, at most this many KV blocks
   int max_step_tokens = 512;                // tokens per step (scratch is sized for it)
   int max_rows = 64;                        // sampled tokens per step (logits rows)
-  // Decode steps (every entry one token) replay a CUDA graph captured once per padded
-  // batch size (cuda_decoder.h); false: the same padded steps launched eagerly. World 1
-  // only (tensor-parallel steps always launch eagerly).
-  bool cuda_graphs = true;
+  // The fast decode path (cuda_decoder.h). Off by default until a GPU run of
+  // scripts/gpu-check.sh has verified it; the off path is the one verified on an H200.
+  //   cuda_graphs: decode steps (every entry one token) padded to a few batch sizes and
+  //     replayed from a CUDA graph captured once per size (world 1; with tensor
+  //     parallelism the padded steps launch eagerly);
+  //   capture_graphs: with cuda_graphs, false launches the same padded steps eagerly
+  //     (the tests compare the two bit for bit);
+  //   small_step_gemv: products of steps with <= 8 rows on the Gemv kernels (gemv.h,
+  //     fp16/bf16) instead of cuBLAS, with SiLU fused into the W1/W3 product.
+  bool cuda_graphs = false;
+  bool capture_graphs = true;
+  bool small_step_gemv = false;
 };
 
 // OK or InvalidArgument naming the field; needs no GPU.

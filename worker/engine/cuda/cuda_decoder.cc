@@ -311,7 +311,8 @@ Status CudaDecoder::Allocate() {
   const bool tp = world > 1;
 
   decode_cap_ = std::min(config_.max_rows, config_.max_step_tokens);
-  use_graphs_ = config_.cuda_graphs && !tp && stream_ != nullptr;  // the legacy stream cannot be captured
+  // The legacy default stream cannot be captured.
+  use_graphs_ = config_.cuda_graphs && config_.capture_graphs && !tp && stream_ != nullptr;
   attn_ws_bytes_ = cuda::AttentionWorkspaceBytes(config_.max_step_tokens, local_.n_heads, s.head_dim(), s.max_seq_len);
   sampling_ws_bytes_ = cuda::SamplingWorkspaceBytes(config_.max_rows, s.vocab_size);
   const size_t table_per_entry = static_cast<size_t>((s.max_seq_len + kv_->block_size() - 1) / kv_->block_size());
@@ -330,7 +331,9 @@ Status CudaDecoder::Allocate() {
   FLOVER_RETURN_IF_ERROR(CheckFree(scratch, "the CUDA decoder's scratch for max_step_tokens=" +
                                                 std::to_string(n) + " and max_rows=" + std::to_string(rows)));
 
-  FLOVER_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::Create(stream_));
+  cuda::GemmOptions gemm_options;
+  gemm_options.gemv_max_rows = config_.small_step_gemv ? cuda::kGemvMaxRows : 0;
+  FLOVER_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::Create(stream_, gemm_options));
   FLOVER_ASSIGN_OR_RETURN(rope_, cuda::UploadRopeTable(cpu::RopeTable(s.head_dim(), s.max_seq_len, s.rope_theta), stream_));
   FLOVER_ASSIGN_OR_RETURN(x_, DeviceBuffer::Allocate(n * dim * 4));
   FLOVER_ASSIGN_OR_RETURN(xb_, DeviceBuffer::Allocate(n * dim * es));
@@ -536,7 +539,9 @@ Status CudaDecoder::Step(std::span<const StepEntry> entries, bool separate_passe
   FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   entry_offset_.assign(1, 0);
   for (const StepEntry& e : entries) entry_offset_.push_back(entry_offset_.back() + e.n_tokens);
-  const int bucket = IsDecodeStep(entries, separate_passes) ? DecodeBucket(static_cast<int>(entries.size())) : 0;
+  const int bucket = config_.cuda_graphs && IsDecodeStep(entries, separate_passes)
+                         ? DecodeBucket(static_cast<int>(entries.size()))
+                         : 0;
   FLOVER_ASSIGN_OR_RETURN(const size_t bytes, Pack(entries, separate_passes, rows, n_table, n_history, bucket));
 
   // The one host-to-device copy of the step.

@@ -24,13 +24,12 @@
 // the penalty histories) into one pinned host buffer and copies it with ONE
 // cudaMemcpyAsync; it synchronises once, to read the sampled tokens.
 //
-// Decode steps (fused, every entry one token that wants logits) run padded to a bucket
+// With config.cuda_graphs, decode steps (fused, every entry one token that wants logits) run padded to a bucket
 // of rows (1, 2, 4, 8, then multiples of 16, up to min(max_rows, max_step_tokens)):
 // padding rows read token 0 at position 0, write no KV (row_entry -1), attend to
 // nothing and sample greedily into tokens nobody reads; attention is sized for the
 // model's max_seq_len (splits past a row's context exit at once). So the launches of a
-// decode step depend only on its bucket, and with config.cuda_graphs (world 1) the
-// whole step (forward and sampling, everything between the descriptor upload and the
+// decode step depend only on its bucket, and (world 1, capture_graphs) the whole step (forward and sampling, everything between the descriptor upload and the
 // token download) is captured once per bucket, on first use, and replayed. Eager
 // launches of the same padded step give the same bits (tests/cuda/backend_test.cc);
 // prefill, mixed and separate-pass steps always run eagerly and unpadded.
@@ -126,7 +125,10 @@ Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed,
 struct CudaDecoderConfig {
   int max_step_tokens = 512;  // rows of one step (all entries' tokens together)
   int max_rows = 64;          // entries with want_logits in one step (sampled tokens)
-  bool cuda_graphs = true;    // replay captured graphs for decode steps (world 1 only)
+  // CudaBackendConfig's fast decode path (cuda_backend.h), off by default.
+  bool cuda_graphs = false;     // pad decode steps to buckets; replay them as graphs (world 1)
+  bool capture_graphs = true;   // with cuda_graphs: false = launch the padded steps eagerly
+  bool small_step_gemv = false; // Gemv / GemvSiluMul for steps of <= 8 rows (fp16/bf16)
 };
 
 class CudaDecoder {
