@@ -398,7 +398,9 @@ void EndToEnd(DType dtype, double min_mean_prefix, bool fast = false) {
     }
   }
   const double mean_prefix = prefix_sum / requests.size();
-  if (fast) EXPECT_GT(cuda->decode_graphs(), 0);
+  if (fast) {
+    EXPECT_GT(cuda->decode_graphs(), 0);
+  }
   std::cout << "[ measure  ] " << DTypeName(dtype) << (fast ? " fast path" : "") << " common prefix per request (of "
             << kTokens << "):" << report
             << "; mean " << mean_prefix << "; " << got->steps << " steps, largest step upload "
