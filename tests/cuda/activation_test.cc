@@ -19,13 +19,20 @@
 namespace flover::cuda {
 namespace {
 
+using testing::CountNaN;
+using testing::ExpectInvalid;
+using testing::FromStrided;
+using testing::PaddingWritten;
+using testing::ToStrided;
+using testing::Upload;
+using testing::kPad;
+
 using testing::Decode;
 using testing::Encode;
 using testing::NormalisedError;
 using testing::Tolerance;
 
 constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
-constexpr unsigned char kPad = 0xA5;  // bytes between rows, which no launcher may write
 
 struct Shape {
   int n;
@@ -42,50 +49,7 @@ std::string Describe(DType dtype, const Shape& s) {
 }
 
 // Host bytes of a [rows, cols] matrix of `dtype` with row stride `stride`, padding kPad.
-std::vector<unsigned char> ToStrided(const std::vector<float>& dense, int rows, int cols, int64_t stride, DType dtype) {
-  const size_t es = DTypeSize(dtype);
-  std::vector<unsigned char> out(static_cast<size_t>(rows) * stride * es, kPad);
-  for (int r = 0; r < rows; ++r) {
-    const std::vector<unsigned char> row =
-        Encode(std::span<const float>(dense.data() + static_cast<size_t>(r) * cols, cols), dtype);
-    std::copy(row.begin(), row.end(), out.begin() + static_cast<size_t>(r) * stride * es);
-  }
-  return out;
-}
-
-std::vector<float> FromStrided(const std::vector<unsigned char>& bytes, int rows, int cols, int64_t stride,
-                               DType dtype) {
-  const size_t es = DTypeSize(dtype);
-  std::vector<float> out;
-  out.reserve(static_cast<size_t>(rows) * cols);
-  for (int r = 0; r < rows; ++r) {
-    const std::vector<float> row =
-        Decode(std::span<const unsigned char>(bytes.data() + static_cast<size_t>(r) * stride * es, cols * es), dtype);
-    out.insert(out.end(), row.begin(), row.end());
-  }
-  return out;
-}
-
 // Number of padding bytes that are no longer kPad.
-int64_t PaddingWritten(const std::vector<unsigned char>& bytes, int rows, int cols, int64_t stride, DType dtype) {
-  const size_t es = DTypeSize(dtype);
-  int64_t written = 0;
-  for (int r = 0; r < rows; ++r)
-    for (size_t b = static_cast<size_t>(cols) * es; b < static_cast<size_t>(stride) * es; ++b)
-      written += bytes[static_cast<size_t>(r) * stride * es + b] != kPad;
-  return written;
-}
-
-int64_t CountNaN(const std::vector<float>& v) {
-  return std::count_if(v.begin(), v.end(), [](float x) { return std::isnan(x); });
-}
-
-Result<DeviceBuffer> Upload(const void* host, size_t bytes, cudaStream_t stream) {
-  FLOVER_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
-  FLOVER_RETURN_IF_ERROR(CopyToDevice(buffer.data(), host, bytes, stream));
-  return buffer;
-}
-
 // Runs SiluMul on `gate_up` ([n, 2 * hidden], dense) and returns the output as floats,
 // checking that the padding of both operands is untouched.
 void RunAndCompare(const std::vector<float>& gate_up, const Shape& s, DType dtype, double tolerance) {
@@ -147,11 +111,6 @@ TEST(CudaSiluMul, SaturatesLikeTheCpuForLargeInputs) {
 
 // The checks below run on any machine: every call fails its operand checks and returns
 // InvalidArgument before any CUDA call, so the fake host pointers are never used.
-void ExpectInvalid(const Status& s, const std::string& needle) {
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-  EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
-}
-
 TEST(CudaSiluMulChecks, RejectsBadOperandsBeforeLaunching) {
   float fake[4] = {};
   const MatrixView gate_up = Matrix(fake, DType::kF32, 3, 576);

@@ -22,6 +22,9 @@
 namespace flover::cuda {
 namespace {
 
+using testing::ExpectInvalid;
+using testing::Upload;
+
 using testing::Encode;
 
 constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
@@ -67,12 +70,6 @@ TEST(DummyGeneratorGolden, MatchesMakeDummyWeights) {
     EXPECT_EQ(Bits(DummyWeightValue(DummyWeightKey(g.seed, g.tensor_id), g.index, g.scale)), g.bits)
         << "seed " << g.seed << " tensor " << g.tensor_id << " index " << g.index;
   }
-}
-
-Result<DeviceBuffer> Upload(const void* host, size_t bytes, cudaStream_t stream) {
-  FLOVER_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
-  FLOVER_RETURN_IF_ERROR(CopyToDevice(buffer.data(), host, bytes, stream));
-  return buffer;
 }
 
 // Values that exercise rounding: random ones over many binades, exact ties between two
@@ -212,11 +209,6 @@ TEST(CudaFillUniform, IndexesBeyond32Bits) {
 
 // The checks below run on any machine: every call fails its argument checks and returns
 // InvalidArgument before any CUDA call, so the fake host pointers are never used.
-void ExpectInvalid(const Status& s, const std::string& needle) {
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-  EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
-}
-
 TEST(CudaConvertChecks, RejectsBadArgumentsBeforeLaunching) {
   float fake[4] = {};
   ExpectInvalid(ConvertFromF32(fake, fake + 2, DType::kF16, -1, nullptr), "ConvertFromF32: n is -1");

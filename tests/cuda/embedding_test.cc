@@ -21,13 +21,16 @@
 namespace flover::cuda {
 namespace {
 
+using testing::ExpectInvalid;
+using testing::Upload;
+using testing::kPad;
+
 using testing::Encode;
 using testing::NormalisedError;
 using testing::RoundTrip;
 using testing::Tolerance;
 
 constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
-constexpr unsigned char kPad = 0xA5;  // bytes between rows, which no launcher may write
 
 struct Shape {
   int vocab;
@@ -42,12 +45,6 @@ constexpr Shape kShapes[] = {{512, 288, 1, 0, 0},   {512, 288, 37, 0, 0}, {3000,
 std::string Describe(DType dtype, const Shape& s) {
   return std::string(DTypeName(dtype)) + " vocab=" + std::to_string(s.vocab) + " dim=" + std::to_string(s.dim) +
          " n=" + std::to_string(s.n) + " pads=" + std::to_string(s.table_pad) + "/" + std::to_string(s.out_pad);
-}
-
-Result<DeviceBuffer> Upload(const void* host, size_t bytes, cudaStream_t stream) {
-  FLOVER_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
-  FLOVER_RETURN_IF_ERROR(CopyToDevice(buffer.data(), host, bytes, stream));
-  return buffer;
 }
 
 TEST(CudaEmbeddingGather, CopiesTheRowsOfEveryDType) {
@@ -136,11 +133,6 @@ TEST(CudaEmbeddingGather, CopiesTheRowsOfEveryDType) {
 
 // The checks below run on any machine: every call fails its operand checks and returns
 // InvalidArgument before any CUDA call, so the fake host pointers are never used.
-void ExpectInvalid(const Status& s, const std::string& needle) {
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-  EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
-}
-
 TEST(CudaEmbeddingGatherChecks, RejectsBadOperandsBeforeLaunching) {
   float fake[4] = {};
   const int* ids = reinterpret_cast<const int*>(fake + 3);

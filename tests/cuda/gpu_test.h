@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/dtype.h"
@@ -92,6 +93,65 @@ inline double NormalisedError(std::span<const float> got, std::span<const float>
     max_ref = std::max(max_ref, std::abs(static_cast<double>(want[i])));
   }
   return max_diff / std::max(max_ref, 1e-6);
+}
+
+// Padding bytes between rows of test matrices, which no launcher may write.
+constexpr unsigned char kPad = 0xA5;
+
+// Host bytes of a dense [rows, cols] float matrix stored as `dtype` with row stride
+// `stride` elements, the padding filled with kPad.
+inline std::vector<unsigned char> ToStrided(const std::vector<float>& dense, int rows, int cols, int64_t stride,
+                                            DType dtype) {
+  const size_t es = DTypeSize(dtype);
+  std::vector<unsigned char> out(static_cast<size_t>(rows) * stride * es, kPad);
+  for (int r = 0; r < rows; ++r) {
+    const std::vector<unsigned char> row =
+        Encode(std::span<const float>(dense.data() + static_cast<size_t>(r) * cols, cols), dtype);
+    std::copy(row.begin(), row.end(), out.begin() + static_cast<size_t>(r) * stride * es);
+  }
+  return out;
+}
+
+// The dense floats of such a matrix (padding dropped).
+inline std::vector<float> FromStrided(const std::vector<unsigned char>& bytes, int rows, int cols, int64_t stride,
+                                      DType dtype) {
+  const size_t es = DTypeSize(dtype);
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(rows) * cols);
+  for (int r = 0; r < rows; ++r) {
+    const std::vector<float> row =
+        Decode(std::span<const unsigned char>(bytes.data() + static_cast<size_t>(r) * stride * es, cols * es), dtype);
+    out.insert(out.end(), row.begin(), row.end());
+  }
+  return out;
+}
+
+// Padding bytes of such a matrix that are no longer kPad.
+inline int64_t PaddingWritten(const std::vector<unsigned char>& bytes, int rows, int cols, int64_t stride,
+                              DType dtype) {
+  const size_t es = DTypeSize(dtype);
+  int64_t written = 0;
+  for (int r = 0; r < rows; ++r)
+    for (size_t b = static_cast<size_t>(cols) * es; b < static_cast<size_t>(stride) * es; ++b)
+      written += bytes[static_cast<size_t>(r) * stride * es + b] != kPad;
+  return written;
+}
+
+inline int64_t CountNaN(const std::vector<float>& v) {
+  return std::count_if(v.begin(), v.end(), [](float x) { return std::isnan(x); });
+}
+
+// A device copy of `bytes` host bytes.
+inline Result<DeviceBuffer> Upload(const void* host, size_t bytes, cudaStream_t stream) {
+  FLOVER_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
+  FLOVER_RETURN_IF_ERROR(CopyToDevice(buffer.data(), host, bytes, stream));
+  return buffer;
+}
+
+// EXPECTs InvalidArgument whose message contains `needle`.
+inline void ExpectInvalid(const Status& s, const std::string& needle) {
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
 }
 
 // Bounds for NormalisedError of one op whose output is stored as `dtype`.

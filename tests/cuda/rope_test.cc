@@ -22,6 +22,9 @@
 namespace flover::cuda {
 namespace {
 
+using testing::ExpectInvalid;
+using testing::Upload;
+
 using testing::NormalisedError;
 
 constexpr double kFp32Tolerance = 1e-6;
@@ -47,12 +50,6 @@ std::string Describe(const Case& c) {
   return "n_tokens=" + std::to_string(c.n_tokens) + " n_heads=" + std::to_string(c.n_heads) +
          " head_dim=" + std::to_string(c.head_dim) + " row_stride=" + std::to_string(c.row_stride) +
          " theta=" + std::to_string(c.theta);
-}
-
-Result<DeviceBuffer> Upload(const void* host, size_t bytes, cudaStream_t stream) {
-  FLOVER_ASSIGN_OR_RETURN(DeviceBuffer buffer, DeviceBuffer::Allocate(bytes));
-  FLOVER_RETURN_IF_ERROR(CopyToDevice(buffer.data(), host, bytes, stream));
-  return buffer;
 }
 
 std::vector<float> RandomRows(const Case& c, uint32_t seed) {
@@ -156,11 +153,6 @@ TEST(CudaRope, OutOfRangePositionsLeaveTheRowUnrotated) {
 
 // The checks below run on any machine: every call fails its operand checks and returns
 // InvalidArgument before any CUDA call, so the fake host pointers are never used.
-void ExpectInvalid(const Status& s, const std::string& needle) {
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-  EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
-}
-
 TEST(CudaRopeChecks, RejectsBadArgumentsBeforeLaunching) {
   float fake[4] = {};
   float* x = fake;
