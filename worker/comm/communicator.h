@@ -42,6 +42,10 @@ class Communicator {
   virtual Status Barrier() = 0;
 };
 
+// OK when `comm` can serve rank `rank` of a group of `world`: any (even null) for a group
+// of one, else non-null with that rank and size. InvalidArgument naming both otherwise.
+Status CheckCommunicator(const Communicator* comm, int rank, int world);
+
 // The group of one: AllReduceSum is a no-op, AllGather a copy.
 class LocalCommunicator final : public Communicator {
  public:

@@ -18,12 +18,7 @@ void Erase(Container& c, uint64_t id) {
 Result<std::unique_ptr<Engine>> Engine::Create(ModelWeights weights, const EngineConfig& config, ShardInfo shard,
                                                Communicator* comm) {
   FLOVER_RETURN_IF_ERROR(ValidateShard(weights, shard));
-  if (shard.world > 1 && comm == nullptr)
-    return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
-  if (comm && (comm->rank() != shard.rank || comm->world_size() != shard.world))
-    return InvalidArgument("communicator is rank " + std::to_string(comm->rank()) + " of " +
-                           std::to_string(comm->world_size()) + ", the shard is rank " + std::to_string(shard.rank) +
-                           " of " + std::to_string(shard.world));
+  FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm, shard.rank, shard.world));
   if (config.max_step_tokens < 1)
     return InvalidArgument("max_step_tokens must be >= 1, got " + std::to_string(config.max_step_tokens));
   if (config.max_running < 1)

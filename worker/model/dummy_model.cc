@@ -156,7 +156,12 @@ Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed) 
     return InvalidArgument("dummy:" + preset + ": unknown preset; known presets: " + names);
   }
   FLOVER_RETURN_IF_ERROR(CheckDummyWeightsFit(preset, *spec, AvailableMemoryBytes()));
+  return MakeDummyWeights(*spec, seed);
+}
 
+Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec_value, uint64_t seed) {
+  FLOVER_RETURN_IF_ERROR(spec_value.Validate());
+  const ModelSpec* spec = &spec_value;
   ModelWeights w;
   w.spec = *spec;
   const int64_t d = spec->dim, h = spec->hidden_dim, q = spec->q_dim(), kv = spec->kv_dim(), v = spec->vocab_size;

@@ -29,6 +29,8 @@ std::vector<std::string> DummyPresetNames();
 // this machine's memory (the message gives the bytes needed and available).
 // The message names the preset ("dummy:<preset>").
 Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed);
+// The same generator for any valid spec (tests: shapes no preset has). No memory check.
+Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed);
 
 // The generator of every dummy tensor: element i of tensor number `tensor_id` is
 // DummyWeightValue(DummyWeightKey(seed, tensor_id), i, scale), uniform in [-scale, scale)

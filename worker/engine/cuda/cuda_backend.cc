@@ -21,12 +21,7 @@ Status CheckGroup(const ShardInfo& shard, Communicator* comm, int device) {
     return InvalidArgument("tensor parallel rank " + std::to_string(shard.rank) + " of a group of " +
                            std::to_string(shard.world) + " is invalid");
   if (shard.world == 1) return Status::Ok();
-  if (comm == nullptr)
-    return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
-  if (comm->rank() != shard.rank || comm->world_size() != shard.world)
-    return InvalidArgument("communicator is rank " + std::to_string(comm->rank()) + "/" +
-                           std::to_string(comm->world_size()) + ", shard is " + std::to_string(shard.rank) + "/" +
-                           std::to_string(shard.world));
+  FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm, shard.rank, shard.world));
   const auto* nccl = dynamic_cast<const NcclCommunicator*>(comm);
   if (nccl == nullptr)
     return InvalidArgument(

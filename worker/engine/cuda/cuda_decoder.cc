@@ -266,14 +266,7 @@ Result<std::unique_ptr<CudaDecoder>> CudaDecoder::Create(DeviceWeights weights, 
                            std::to_string(config.max_step_tokens) + " and " + std::to_string(config.max_rows));
   FLOVER_RETURN_IF_ERROR(CheckShard(weights.spec, weights.shard));
   const ShardInfo& shard = weights.shard;
-  if (shard.world > 1) {
-    if (comm == nullptr)
-      return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
-    if (comm->rank() != shard.rank || comm->world_size() != shard.world)
-      return InvalidArgument("communicator is rank " + std::to_string(comm->rank()) + "/" +
-                             std::to_string(comm->world_size()) + ", shard is " + std::to_string(shard.rank) + "/" +
-                             std::to_string(shard.world));
-  }
+  if (shard.world > 1) FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm, shard.rank, shard.world));
   if (kv == nullptr) return InvalidArgument("CUDA decoder needs a KV cache");
   const ShardDims local = ShardDimsFor(weights.spec, shard);
   if (kv->n_layers() != weights.spec.n_layers || kv->n_kv_heads() != local.n_kv_heads ||
