@@ -69,6 +69,9 @@ BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double
   if (after.steps > before.steps && after.tokens_generated >= before.tokens_generated)
     m.avg_requests_per_step = static_cast<double>(after.tokens_generated - before.tokens_generated) /
                               static_cast<double>(after.steps - before.steps);
+  if (after.steps > before.steps && after.step_compute_seconds >= before.step_compute_seconds)
+    m.avg_step_compute_s = (after.step_compute_seconds - before.step_compute_seconds) /
+                           static_cast<double>(after.steps - before.steps);
   return m;
 }
 

@@ -67,6 +67,7 @@ struct LatencyStats {
 struct StepCounters {
   uint64_t steps = 0;
   uint64_t tokens_generated = 0;
+  double step_compute_seconds = 0;  // the workers' own time for those steps
 };
 
 struct BenchMetrics {
@@ -82,6 +83,7 @@ struct BenchMetrics {
   double output_tokens_per_s = 0;
   LatencyStats ttft, tpot, itl, e2e;  // seconds
   double avg_requests_per_step = 0;   // 0 when no step ran
+  double avg_step_compute_s = 0;      // workers' compute per step (TPOT minus this ~ coordination)
 };
 
 // The p-th percentile (0 <= p <= 100) of `values` with linear interpolation; 0 if empty.

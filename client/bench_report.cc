@@ -105,7 +105,8 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
   const bool speedups = fused != nullptr && runs.size() >= 2 && fused->metrics.overall_latency_s > 0;
   std::vector<std::string> header = {"policy",     "done",      "failed",     "overall s", "single s",
                                      "avg s",      "avg/single", "req/s",     "tok/s",     "TTFT p50 ms",
-                                     "TTFT p99 ms", "TPOT ms",   "ITL p99 ms", "e2e p99 s", "req/step"};
+                                     "TTFT p99 ms", "TPOT ms",   "ITL p99 ms", "e2e p99 s", "req/step",
+                                     "step ms"};
   if (speedups) header.insert(header.end(), {"fused speed-up", "fused avg speed-up"});
   std::vector<std::vector<std::string>> rows;
   for (const BenchRun& r : runs) {
@@ -121,7 +122,8 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
                            Fixed(m.single_latency_s, 3), Fixed(m.avg_latency_s, 3), Fixed(m.avg_over_single, 2),
                            Fixed(m.request_throughput, 2), Fixed(m.output_tokens_per_s, 1),
                            Fixed(m.ttft.p50 * 1e3, 1), Fixed(m.ttft.p99 * 1e3, 1), Fixed(m.tpot.mean * 1e3, 2),
-                           Fixed(m.itl.p99 * 1e3, 2), Fixed(m.e2e.p99, 3), Fixed(m.avg_requests_per_step, 2)});
+                           Fixed(m.itl.p99 * 1e3, 2), Fixed(m.e2e.p99, 3), Fixed(m.avg_requests_per_step, 2),
+                           Fixed(m.avg_step_compute_s * 1e3, 2)});
     if (speedups) {
       const BenchMetrics& f = fused->metrics;
       const bool comparable = m.n_completed > 0;
@@ -154,6 +156,7 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
   if (speedups)
     out += "fused speed-up: this policy's overall latency (first arrival -> last completion) / fused's; "
            "avg: mean end-to-end latency / fused's\n";
+  out += "step ms: the workers' own compute per step; TPOT above it is coordination (plans, results, queueing)\n";
   return out;
 }
 
@@ -194,6 +197,7 @@ nlohmann::json RunToJson(const BenchRun& run) {
   j["itl_s"] = StatsJson(m.itl);
   j["e2e_s"] = StatsJson(m.e2e);
   j["avg_requests_per_step"] = m.avg_requests_per_step;
+  j["avg_step_compute_s"] = m.avg_step_compute_s;
   j["steps"] = run.steps_after.steps - std::min(run.steps_after.steps, run.steps_before.steps);
   j["tokens_generated"] = run.steps_after.tokens_generated -
                           std::min(run.steps_after.tokens_generated, run.steps_before.tokens_generated);

@@ -66,6 +66,7 @@ StepCounters Counters(const proto::ClusterStatus& s) {
   for (const auto& r : s.replicas()) {
     c.steps += r.steps();
     c.tokens_generated += r.tokens_generated();
+    c.step_compute_seconds += r.step_compute_seconds();
   }
   return c;
 }

@@ -527,6 +527,7 @@ proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
     rs->set_tokens_per_second(r.rate().tokens_per_second(now));
     rs->set_steps(r.steps());
     rs->set_tokens_generated(r.tokens_generated());
+    rs->set_step_compute_seconds(r.step_compute_seconds());
     rs->set_error(r.error());
   }
   s.set_queued(NQueued());
@@ -771,7 +772,7 @@ void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_
     spdlog::warn("replica {}: {}; ignored", replica.index(), applied.status().message());
     return;
   }
-  replica.OnResult(result.seq(), now, applied->n_generated);
+  replica.OnResult(result.seq(), now, applied->n_generated, result.step_seconds());
   if (applied->n_stale > 0)
     spdlog::debug("replica {} step {}: {} stale output(s)", replica.index(), result.seq(), applied->n_stale);
   for (const RequestEvent& event : applied->events) Deliver(event, now);

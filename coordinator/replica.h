@@ -102,13 +102,15 @@ class Replica {
 
   // Plans in flight, for the step timeout.
   void OnPlanPublished(uint64_t seq, Clock::time_point now);
-  void OnResult(uint64_t seq, Clock::time_point now, int n_generated);
+  // `compute_seconds`: the worker's own time for the step (StepResult.step_seconds).
+  void OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds);
   // When the oldest plan in flight was published.
   std::optional<std::pair<uint64_t, Clock::time_point>> oldest_in_flight() const;
   uint64_t last_plan_seq() const { return scheduler_ ? scheduler_->last_seq() : 0; }
 
   uint64_t steps() const { return steps_; }
   uint64_t tokens_generated() const { return tokens_generated_; }
+  double step_compute_seconds() const { return step_compute_seconds_; }
   const StepRate& rate() const { return rate_; }
 
  private:
@@ -123,6 +125,7 @@ class Replica {
   std::deque<std::pair<uint64_t, Clock::time_point>> published_;  // plans in flight: seq, when
   uint64_t steps_ = 0;  // results applied, over every incarnation
   uint64_t tokens_generated_ = 0;
+  double step_compute_seconds_ = 0;
   StepRate rate_;
 };
 

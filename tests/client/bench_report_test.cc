@@ -46,8 +46,9 @@ TEST(BenchReportTest, OneRunHasNoSpeedUpColumns) {
   const std::string table = FormatResultsTable({MakeRun("fused", 1.0, 0.5)});
   EXPECT_EQ(table.find("speed-up"), std::string::npos) << table;
   const std::vector<std::string> lines = Lines(table);
-  ASSERT_EQ(lines.size(), 3u) << table;  // header, rule, fused
+  ASSERT_EQ(lines.size(), 4u) << table;  // header, rule, fused, the step ms legend
   EXPECT_EQ(lines[2].rfind("fused ", 0), 0u) << table;
+  EXPECT_EQ(lines[3].rfind("step ms: ", 0), 0u) << table;
 }
 
 TEST(BenchReportTest, SpeedUpsCompareEveryPolicyWithFused) {

@@ -95,6 +95,8 @@ TEST_F(FloverBenchTest, RunsTheWorkloadUnderEachPolicyAndWritesJson) {
     EXPECT_GT(run["avg_over_single"].get<double>(), 0.0);
     EXPECT_GT(run["output_tokens_per_s"].get<double>(), 0.0);
     EXPECT_GE(run["avg_requests_per_step"].get<double>(), 1.0);
+    EXPECT_GT(run["avg_step_compute_s"].get<double>(), 0.0) << "workers report their compute per step";
+    EXPECT_LT(run["avg_step_compute_s"].get<double>(), 1.0);
     EXPECT_EQ(run["output_tokens"], 32);
     EXPECT_EQ(run["workload"]["requests"], 4);
     EXPECT_EQ(run["workload"]["prompt_len"], 8);
