@@ -1,5 +1,6 @@
 // CreateGpuBackend with the CUDA backend.
-#include <spdlog/spdlog.h>
+#include <algorithm>
+#include <charconv>
 
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device.h"
@@ -34,7 +35,11 @@ class OwningCudaBackend final : public ForwardBackend {
 
 Result<GpuBackend> CreateGpuBackend(const ClusterConfig& config, int replica, int rank, const std::string& device,
                                     KvStore& store) {
-  const int index = std::stoi(device.substr(5));  // "cuda:N", checked by the config loader
+  int index = -1;  // "cuda:N": digits, checked by the config loader; N may still overflow
+  const char* digits = device.data() + std::min<size_t>(5, device.size());
+  const auto [end, error] = std::from_chars(digits, device.data() + device.size(), index);
+  if (device.rfind("cuda:", 0) != 0 || error != std::errc() || end != device.data() + device.size())
+    return InvalidArgument("device '" + device + "' is not cuda:N");
   const int n_devices = cuda::DeviceCount();
   if (index >= n_devices)
     return Unavailable(device + " is not visible to this worker (" + std::to_string(n_devices) + " CUDA device(s))");
