@@ -331,9 +331,13 @@ class ConfigReader {
   }
 
   Status ReadParallel(const YAML::Node& root, ClusterConfig* config) {
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "parallel", {"replicas", "tensor"}));
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "parallel", {"replicas", "tensor", "cpu_transport"}));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "parallel", "replicas", &config->replicas));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "parallel", "tensor", &config->tensor_parallel));
+    FLOVER_RETURN_IF_ERROR(ReadString(node, "parallel", "cpu_transport", &config->cpu_transport));
+    const auto& transports = CpuTransportNames();
+    if (std::find(transports.begin(), transports.end(), config->cpu_transport) == transports.end())
+      return Error("parallel.cpu_transport", "'" + config->cpu_transport + "' is not one of " + Join(transports, ", "));
     FLOVER_RETURN_IF_ERROR(AtLeast("parallel.replicas", config->replicas, 1));
     FLOVER_RETURN_IF_ERROR(AtLeast("parallel.tensor", config->tensor_parallel, 1));
     return Status::Ok();
@@ -504,6 +508,11 @@ const std::vector<std::string>& SchedulerPolicyNames() {
   return kNames;
 }
 
+const std::vector<std::string>& CpuTransportNames() {
+  static const std::vector<std::string> kNames = {"auto", "shm", "tcp"};
+  return kNames;
+}
+
 Result<ClusterConfig> ParseClusterConfig(const std::string& yaml_text, const std::string& source,
                                          const std::string& base_dir) {
   try {
@@ -597,6 +606,7 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "replicas" << YAML::Value << config.replicas;
   out << YAML::Key << "tensor" << YAML::Value << config.tensor_parallel;
+  out << YAML::Key << "cpu_transport" << YAML::Value << str(config.cpu_transport);
   out << YAML::EndMap;
 
   out << YAML::Key << "workers" << YAML::Value << YAML::BeginSeq;

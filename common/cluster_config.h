@@ -112,6 +112,10 @@ struct ClusterConfig {
   ModelConfig model;
   int replicas = 1;
   int tensor_parallel = 1;
+  // parallel.cpu_transport: how the ranks of a CPU replica run their collectives: "shm"
+  // (shared memory, ranks on one host), "tcp" (Gloo, anywhere) or "auto" (shm when all
+  // ranks can share a segment, else tcp). CUDA replicas always use NCCL.
+  std::string cpu_transport = "auto";
   // Always filled by the loader: replicas * tensor_parallel entries, sorted by
   // (replica, rank).
   std::vector<WorkerConfig> workers;
@@ -128,6 +132,9 @@ struct ClusterConfig {
 
 // The scheduler policy names, in the order error messages list them.
 const std::vector<std::string>& SchedulerPolicyNames();
+
+// The values of parallel.cpu_transport: auto, shm, tcp.
+const std::vector<std::string>& CpuTransportNames();
 
 // Reads, parses and validates `path`. `source` is `path` as given; relative model
 // paths are resolved against the (absolute) directory of `path`.

@@ -29,6 +29,7 @@ enum class StatusCode {
   kResourceExhausted, // out of KV blocks, memory, queue space
   kUnavailable,       // a peer is not (yet/any more) reachable
   kCancelled,
+  kFailedPrecondition,  // the system is not in a state that allows this (e.g. no shared memory)
   kInternal,          // a library call failed in a way the caller cannot fix
 };
 
@@ -63,6 +64,7 @@ inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m
 inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
 // A T or an error Status. Constructing from an OK Status is an invariant violation.

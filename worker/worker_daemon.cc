@@ -10,7 +10,7 @@
 
 #include <zmq_addon.hpp>
 
-#include "worker/comm/gloo_communicator.h"
+#include "worker/comm/cpu_communicator.h"
 #include "worker/gpu_backend.h"
 #include "worker/model/model_loader.h"
 #include "worker/model/shard.h"
@@ -103,11 +103,19 @@ Status WorkerDaemon::Load() {
   FLOVER_RETURN_IF_ERROR(CheckTensorParallel(spec, world).WithContext(config_.source));
   const ShardInfo shard{options_.rank, world};
   ModelWeights weights = std::move(model.weights);
+  std::string transport;
   if (world > 1) {
     FLOVER_ASSIGN_OR_RETURN(weights, ShardWeights(std::move(weights), shard.rank, shard.world));
-    FLOVER_ASSIGN_OR_RETURN(comm_, GlooCommunicator::Create(shard.rank, world, *control_,
-                                                            "replica/" + std::to_string(options_.replica) + "/gloo",
-                                                            options_.host));
+    CpuCommunicatorOptions comm_options;
+    comm_options.transport = config_.cpu_transport;
+    comm_options.bind_host = options_.host;
+    FLOVER_ASSIGN_OR_RETURN(
+        CpuCommunicator comm,
+        CreateCpuCommunicator(shard.rank, world, *control_, "replica/" + std::to_string(options_.replica) + "/tp",
+                              comm_options));
+    if (!comm.note.empty()) spdlog::info("{}: collectives over TCP: {}", Name(), comm.note);
+    transport = ", tensor parallel over " + std::string(comm.transport == "shm" ? "shared memory" : "TCP");
+    comm_ = std::move(comm.comm);
   } else {
     comm_ = std::make_unique<LocalCommunicator>();
   }
@@ -117,7 +125,7 @@ Status WorkerDaemon::Load() {
   FLOVER_ASSIGN_OR_RETURN(kv_, KvCache::Create(spec, kv_config, world));
   decoder_ = std::make_unique<Decoder>(std::move(weights), shard, comm_.get());
   backend_ = std::make_unique<CpuBackend>(decoder_.get(), kv_.get());
-  return Ready(model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads", t0);
+  return Ready(model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads" + transport, t0);
 }
 
 Status WorkerDaemon::Ready(const std::string& description, Clock::time_point t0) {

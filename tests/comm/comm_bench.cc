@@ -1,7 +1,9 @@
-// comm_bench: latency of GlooCommunicator collectives between two processes on
-// loopback, for the sizes of a decode step (all-reduce of [tokens, dim] floats).
+// comm_bench: latency of the CPU communicators' collectives between two processes (Gloo
+// over loopback TCP, and shared memory), for the sizes of a decode step (all-reduce of
+// [tokens, dim] floats).
 //   comm_bench [iterations]
-// Prints, per size, the median / mean / p99 microseconds of one call as seen by rank 0.
+// Prints, per transport and size, the median / mean / p99 microseconds of one call as
+// seen by rank 0.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,20 +15,22 @@
 #include <vector>
 
 #include "tests/comm/file_kv_store.h"
-#include "worker/comm/gloo_communicator.h"
+#include "worker/comm/cpu_communicator.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int RunRank(int rank, const std::string& dir, int iterations) {
-  flover::testing::FileKvStore store(dir);
-  auto comm = flover::GlooCommunicator::Create(rank, 2, store, "bench", "127.0.0.1", std::chrono::seconds(30));
-  if (!comm.ok()) {
-    std::fprintf(stderr, "rank %d: %s\n", rank, comm.status().ToString().c_str());
+int RunTransport(int rank, flover::KvStore& store, const std::string& transport, int iterations) {
+  auto created = flover::CreateCpuCommunicator(rank, 2, store, "bench-" + transport,
+                                               {.transport = transport, .timeout = std::chrono::seconds(30)});
+  if (!created.ok()) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, created.status().ToString().c_str());
     return 1;
   }
-  if (rank == 0) std::printf("%-26s %10s %10s %10s\n", "collective (2 processes)", "median_us", "mean_us", "p99_us");
+  flover::Communicator* comm = created->comm.get();
+  if (rank == 0)
+    std::printf("%-5s %-26s %10s %10s %10s\n", "", "collective (2 processes)", "median_us", "mean_us", "p99_us");
   for (const size_t n : {size_t{768}, size_t{4096}, size_t{16 * 4096}, size_t{256 * 4096}}) {
     std::vector<float> data(n, 1.0f), out(2 * n);
     for (int op = 0; op < 2; ++op) {
@@ -36,7 +40,7 @@ int RunRank(int rank, const std::string& dir, int iterations) {
       for (int i = -iters / 10; i < iters; ++i) {  // warm-up first
         const auto start = Clock::now();
         const flover::Status s =
-            op == 0 ? (*comm)->AllReduceSum(data.data(), n) : (*comm)->AllGather(data.data(), n, out.data());
+            op == 0 ? comm->AllReduceSum(data.data(), n) : comm->AllGather(data.data(), n, out.data());
         const auto end = Clock::now();
         if (!s.ok()) {
           std::fprintf(stderr, "rank %d: %s\n", rank, s.ToString().c_str());
@@ -50,11 +54,19 @@ int RunRank(int rank, const std::string& dir, int iterations) {
         const double mean = std::accumulate(us.begin(), us.end(), 0.0) / us.size();
         char name[64];
         std::snprintf(name, sizeof(name), "%s %zu floats", op == 0 ? "all-reduce" : "all-gather", n);
-        std::printf("%-26s %10.1f %10.1f %10.1f\n", name, us[us.size() / 2], mean, us[us.size() * 99 / 100]);
+        std::printf("%-5s %-26s %10.1f %10.1f %10.1f\n", transport.c_str(), name, us[us.size() / 2], mean,
+                    us[us.size() * 99 / 100]);
         std::fflush(stdout);
       }
     }
   }
+  return 0;
+}
+
+int RunRank(int rank, const std::string& dir, int iterations) {
+  flover::testing::FileKvStore store(dir);
+  for (const std::string transport : {"tcp", "shm"})
+    if (RunTransport(rank, store, transport, iterations) != 0) return 1;
   return 0;
 }
 

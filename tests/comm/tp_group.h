@@ -1,6 +1,7 @@
 // RunGroup: runs one function per rank of an in-process tensor-parallel group, each on
-// its own thread with its own GlooCommunicator (TCP over loopback), the ranks meeting
-// through one InMemoryKvStore. Returns when every rank's function has returned.
+// its own thread with its own communicator (`transport`: "tcp" = GlooCommunicator over
+// loopback, "shm" = ShmCommunicator; see cpu_communicator.h), the ranks meeting through
+// one InMemoryKvStore. Returns when every rank's function has returned.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "worker/comm/gloo_communicator.h"
+#include "worker/comm/cpu_communicator.h"
 #include "worker/comm/kv_store.h"
 
 namespace flover::testing {
@@ -23,16 +24,18 @@ inline std::string NewGroupName() {
 
 // fn(int rank, Communicator& comm) runs on rank's thread; gtest assertions work there.
 template <typename Fn>
-void RunGroup(int world, Fn fn, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+void RunGroup(int world, Fn fn, std::chrono::milliseconds timeout = std::chrono::seconds(20),
+              const std::string& transport = "tcp") {
   InMemoryKvStore store;
   const std::string prefix = NewGroupName();
   std::vector<std::thread> threads;
   for (int rank = 0; rank < world; ++rank) {
     threads.emplace_back([&, rank] {
-      Result<std::unique_ptr<Communicator>> comm =
-          GlooCommunicator::Create(rank, world, store, prefix, "127.0.0.1", timeout);
+      Result<CpuCommunicator> comm =
+          CreateCpuCommunicator(rank, world, store, prefix, {.transport = transport, .timeout = timeout});
       ASSERT_TRUE(comm.ok()) << comm.status().ToString();
-      fn(rank, **comm);
+      ASSERT_EQ(comm->transport, transport);
+      fn(rank, *comm->comm);
     });
   }
   for (std::thread& t : threads) t.join();

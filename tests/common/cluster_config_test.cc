@@ -187,6 +187,7 @@ TEST(ClusterConfigDefaults, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(config->scheduler.policy, "fused");
   EXPECT_EQ(config->scheduler.max_step_tokens, 512);
   EXPECT_EQ(config->scheduler.pipeline_depth, 2);  // issue #4: plans run ahead of results by default
+  EXPECT_EQ(config->cpu_transport, "auto");
 }
 
 TEST(ClusterConfigDefaults, WorkersDefaultToEveryReplicaAndRankOnLoopback) {
@@ -275,6 +276,15 @@ TEST(ClusterConfigDefaults, EveryPolicyNameIsAccepted) {
   EXPECT_EQ(SchedulerPolicyNames().size(), 4u);
 }
 
+TEST(ClusterConfigDefaults, EveryCpuTransportIsAccepted) {
+  for (const std::string& transport : CpuTransportNames()) {
+    Result<ClusterConfig> config = Parse(With("parallel: {tensor: 2, cpu_transport: " + transport + "}\n"));
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    EXPECT_EQ(config->cpu_transport, transport);
+  }
+  EXPECT_EQ(CpuTransportNames(), (std::vector<std::string>{"auto", "shm", "tcp"}));
+}
+
 TEST(ClusterConfigDefaults, EndpointForms) {
   for (const char* endpoint : {"tcp://127.0.0.1:*", "tcp://*:5556", "tcp://eth0:1", "tcp://[::1]:65535",
                                "ipc:///tmp/flover-control", "inproc://control"}) {
@@ -357,6 +367,11 @@ TEST(ClusterConfigErrors, Numbers) {
 TEST(ClusterConfigErrors, Policy) {
   ExpectError(With("scheduler: {policy: fast}\n"),
               {"x.yaml: scheduler.policy: 'fast' is not one of fused, dynamic, instances, sequential"});
+}
+
+TEST(ClusterConfigErrors, CpuTransport) {
+  ExpectError(With("parallel: {tensor: 2, cpu_transport: rdma}\n"),
+              {"x.yaml: parallel.cpu_transport: 'rdma' is not one of auto, shm, tcp"});
 }
 
 TEST(ClusterConfigErrors, Endpoints) {

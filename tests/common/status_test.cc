@@ -36,6 +36,7 @@ TEST(StatusTest, HelpersSetTheirCodes) {
       {ResourceExhausted("m"), "ResourceExhausted: m"},
       {Unavailable("m"), "Unavailable: m"},
       {Cancelled("m"), "Cancelled: m"},
+      {FailedPrecondition("m"), "FailedPrecondition: m"},
       {Internal("m"), "Internal: m"},
   };
   for (const auto& [status, text] : cases) {

@@ -98,8 +98,14 @@ const char* kReadmeGenerated[] = {
 };
 const char* kReadmePrompts[] = {"Sara", "The cat sat on the mat.", "Ben had a red car"};
 
-TEST(ClusterTest, TensorParallelGreedyMatchesEngineAndReference) {
-  auto cluster = TestCluster::Start(Stories(1, 2));
+// Over both CPU transports: the collectives of the two workers go through shared memory
+// or through Gloo's TCP, with the same tokens.
+class TensorParallelClusterTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TensorParallelClusterTest, GreedyMatchesEngineAndReference) {
+  TestClusterOptions options = Stories(1, 2);
+  options.cpu_transport = GetParam();
+  auto cluster = TestCluster::Start(options);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   auto client = (*cluster)->Connect();
   ASSERT_TRUE(client.ok());
@@ -138,6 +144,9 @@ TEST(ClusterTest, TensorParallelGreedyMatchesEngineAndReference) {
   std::vector<std::vector<int>> expected = EngineGreedy(more_ids, 120);
   for (size_t i = 0; i < more.size(); ++i) EXPECT_EQ(out["more" + std::to_string(i)].tokens, expected[i]) << more[i];
 }
+
+INSTANTIATE_TEST_SUITE_P(CpuTransports, TensorParallelClusterTest, ::testing::Values("shm", "tcp"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 // A worker computes on its own thread and heartbeats meanwhile, so one step much longer
 // than heartbeat.timeout_ms (here a 1020-token prefill chunk) is not taken for a death.

@@ -35,7 +35,8 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
          << "  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
          << "model:\n  path: " << o.model << "\n";
     if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
-    yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel << "\n"
+    yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel
+         << "\n  cpu_transport: " << o.cpu_transport << "\n"
          << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
          << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
          << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth

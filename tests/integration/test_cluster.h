@@ -24,6 +24,7 @@ struct TestClusterOptions {
   std::string tokenizer;      // optional
   int replicas = 1;
   int tensor_parallel = 2;
+  std::string cpu_transport = "auto";  // parallel.cpu_transport
   int heartbeat_interval_ms = 100;
   int heartbeat_timeout_ms = 1500;
   int step_timeout_ms = 60000;

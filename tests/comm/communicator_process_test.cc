@@ -1,7 +1,8 @@
-// GlooCommunicator between real processes: the test forks one child per rank (no
-// threads exist yet in this binary when it forks), the children meet through a
-// FileKvStore in a temporary folder, check their collectives and report through their
-// exit status. The parent only waits (bounded) and kills what is left.
+// The CPU communicators (Gloo over TCP, and shared memory) between real processes: the
+// test forks one child per rank (no threads exist yet in this binary when it forks), the
+// children meet through a FileKvStore in a temporary folder, check their collectives and
+// report through their exit status. The parent only waits (bounded) and kills what is
+// left.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "tests/comm/file_kv_store.h"
-#include "worker/comm/gloo_communicator.h"
+#include "worker/comm/cpu_communicator.h"
 
 namespace flover {
 namespace {
@@ -82,25 +83,41 @@ float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 100 + s
     }                                                                \
   } while (0)
 
-TEST(GlooProcessTest, TwoProcessesAllReduceAndAllGatherExactly) {
+class CommunicatorProcessTest : public ::testing::TestWithParam<std::string> {};
+
+// Rank `rank` of a group of `world` over the test's transport; exits the child on failure.
+std::unique_ptr<Communicator> Join(const std::string& transport, int rank, int world, KvStore& store,
+                                   const std::string& prefix, milliseconds timeout) {
+  Result<CpuCommunicator> comm =
+      CreateCpuCommunicator(rank, world, store, prefix, {.transport = transport, .timeout = timeout});
+  if (!comm.ok()) {
+    std::fprintf(stderr, "rank %d: %s\n", rank, comm.status().ToString().c_str());
+    ::_exit(10);
+  }
+  if (comm->transport != transport) {
+    std::fprintf(stderr, "rank %d: asked for %s, got %s\n", rank, transport.c_str(), comm->transport.c_str());
+    ::_exit(9);
+  }
+  return std::move(comm->comm);
+}
+
+TEST_P(CommunicatorProcessTest, TwoProcessesAllReduceAndAllGatherExactly) {
   constexpr int kWorld = 2;
-  std::vector<int> codes = RunProcesses(kWorld, [](int rank, KvStore& store) {
-    Result<std::unique_ptr<Communicator>> comm =
-        GlooCommunicator::Create(rank, kWorld, store, "procs", "127.0.0.1", milliseconds(20000));
-    CHILD_CHECK(comm.ok(), 10, comm.status().ToString());
+  std::vector<int> codes = RunProcesses(kWorld, [&](int rank, KvStore& store) {
+    std::unique_ptr<Communicator> comm = Join(GetParam(), rank, kWorld, store, "procs", milliseconds(20000));
     for (size_t n : {size_t{1}, size_t{768}, size_t{300000}}) {
       std::vector<float> data(n);
       for (size_t i = 0; i < n; ++i) data[i] = Value(rank, i);
-      Status s = (*comm)->AllReduceSum(data.data(), n);
+      Status s = comm->AllReduceSum(data.data(), n);
       CHILD_CHECK(s.ok(), 11, s.ToString());
       for (size_t i = 0; i < n; ++i)
         CHILD_CHECK(data[i] == Value(0, i) + Value(1, i), 12, "all-reduce value " + std::to_string(i));
       std::vector<float> out(kWorld * n);
-      s = (*comm)->AllGather(data.data(), n, out.data());
+      s = comm->AllGather(data.data(), n, out.data());
       CHILD_CHECK(s.ok(), 13, s.ToString());
       for (size_t i = 0; i < kWorld * n; ++i)
         CHILD_CHECK(out[i] == data[i % n], 14, "all-gather value " + std::to_string(i));
-      s = (*comm)->Barrier();
+      s = comm->Barrier();
       CHILD_CHECK(s.ok(), 15, s.ToString());
     }
     return 0;
@@ -109,34 +126,39 @@ TEST(GlooProcessTest, TwoProcessesAllReduceAndAllGatherExactly) {
 }
 
 // Rank 1 joins, then its process exits without a word: rank 0's next collective fails
-// with Unavailable instead of hanging.
-TEST(GlooProcessTest, PeerProcessThatDiesGivesUnavailable) {
-  std::vector<int> codes = RunProcesses(2, [](int rank, KvStore& store) {
-    Result<std::unique_ptr<Communicator>> comm =
-        GlooCommunicator::Create(rank, 2, store, "dies", "127.0.0.1", milliseconds(5000));
-    CHILD_CHECK(comm.ok(), 10, comm.status().ToString());
-    Status s = (*comm)->Barrier();  // both fully connected
+// with Unavailable at once (a closed socket; a pid that no longer runs), long before the
+// 20 s timeout.
+TEST_P(CommunicatorProcessTest, PeerProcessThatDiesGivesUnavailableAtOnce) {
+  std::vector<int> codes = RunProcesses(2, [&](int rank, KvStore& store) {
+    std::unique_ptr<Communicator> comm = Join(GetParam(), rank, 2, store, "dies", milliseconds(20000));
+    Status s = comm->Barrier();  // both fully connected
     CHILD_CHECK(s.ok(), 11, s.ToString());
     if (rank == 1) ::_exit(0);  // no destructors, no goodbye
     std::vector<float> data(768, 1.0f);
-    s = (*comm)->AllReduceSum(data.data(), data.size());
+    const auto start = std::chrono::steady_clock::now();
+    s = comm->AllReduceSum(data.data(), data.size());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     CHILD_CHECK(!s.ok(), 20, std::string("all-reduce succeeded without a peer"));
     CHILD_CHECK(s.code() == StatusCode::kUnavailable, 21, s.ToString());
+    CHILD_CHECK(seconds < 5.0, 22, "noticed the dead peer only after " + std::to_string(seconds) + " s: " + s.ToString());
     return 0;
   });
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
 }
 
-TEST(GlooProcessTest, PeerProcessThatNeverStartsTimesOut) {
-  std::vector<int> codes = RunProcesses(1, [](int rank, KvStore& store) {
-    Result<std::unique_ptr<Communicator>> comm =
-        GlooCommunicator::Create(rank, 2, store, "alone", "127.0.0.1", milliseconds(500));
+TEST_P(CommunicatorProcessTest, PeerProcessThatNeverStartsTimesOut) {
+  std::vector<int> codes = RunProcesses(1, [&](int rank, KvStore& store) {
+    Result<CpuCommunicator> comm =
+        CreateCpuCommunicator(rank, 2, store, "alone", {.transport = GetParam(), .timeout = milliseconds(500)});
     CHILD_CHECK(!comm.ok(), 30, std::string("rendezvous succeeded without a peer"));
     CHILD_CHECK(comm.status().code() == StatusCode::kUnavailable, 31, comm.status().ToString());
     return 0;
   });
   EXPECT_EQ(codes, (std::vector<int>{0}));
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, CommunicatorProcessTest, ::testing::Values("tcp", "shm"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace flover
