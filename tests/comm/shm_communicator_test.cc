@@ -96,14 +96,14 @@ TEST(ShmCommunicatorTest, AllReduceBitsEqualGloos) {
     EXPECT_EQ(std::memcmp(by_transport[0][r].data(), by_transport[1][r].data(), kN * sizeof(float)), 0) << "rank " << r;
 }
 
-// A store that makes rank 1 look like it runs on another host.
+// A store that makes rank 1 look like it runs on another host (another kernel's boot id).
 class OtherHostStore final : public KvStore {
  public:
   Status Set(const std::string& key, const std::vector<char>& value) override {
     std::vector<char> v = value;
     if (key.size() >= 11 && key.compare(key.size() - 11, 11, "/shm/host/1") == 0) {
-      const std::string other = " (another host)";
-      v.insert(v.end(), other.begin(), other.end());
+      const std::string other = "another-boot-id:";
+      v.insert(v.begin(), other.begin(), other.end());
     }
     return inner_.Set(key, v);
   }
@@ -163,7 +163,7 @@ TEST(CpuCommunicatorTest, RanksOnDifferentHostsFallBackToTcpTogether) {
   for (int rank = 0; rank < 2; ++rank) {
     ASSERT_FALSE(results[rank].ok());
     EXPECT_EQ(results[rank].status().code(), StatusCode::kFailedPrecondition) << results[rank].status().ToString();
-    EXPECT_NE(results[rank].status().message().find("(another host)"), std::string::npos)
+    EXPECT_NE(results[rank].status().message().find("another-boot-id:"), std::string::npos)
         << results[rank].status().ToString();
   }
 }

@@ -108,11 +108,16 @@ std::string Hostname() {
 }
 
 // Processes that can map one segment by name run on one kernel (boot id) and see one
-// /dev/shm (IPC and mount namespaces). The host name is only for messages.
+// /dev/shm (its device and inode). The host name after " host=" is only for messages.
 std::string HostIdentity() {
-  return ReadFirstLine("/proc/sys/kernel/random/boot_id") + " " + Namespace("ipc") + " " + Namespace("mnt") + " " +
-         Hostname();
+  struct stat shm {};
+  const std::string dev_shm = ::stat("/dev/shm", &shm) == 0
+                                  ? std::to_string(shm.st_dev) + ":" + std::to_string(shm.st_ino)
+                                  : std::string("none");
+  return ReadFirstLine("/proc/sys/kernel/random/boot_id") + " /dev/shm=" + dev_shm + " host=" + Hostname();
 }
+
+std::string WithoutHost(const std::string& identity) { return identity.substr(0, identity.rfind(" host=")); }
 
 // False once `pid` has exited (gone, or a zombie not yet reaped).
 bool ProcessAlive(int pid) {
@@ -220,9 +225,9 @@ Result<std::unique_ptr<Communicator>> ShmCommunicator::Create(int rank, int worl
     hosts.push_back(std::move(host));
   }
   for (int p = 1; p < world; ++p) {
-    if (hosts[p] == hosts[0]) continue;
+    if (WithoutHost(hosts[p]) == WithoutHost(hosts[0])) continue;
     return FailedPrecondition(group + ": rank 0 and rank " + std::to_string(p) +
-                              " do not share a kernel and /dev/shm (boot id, IPC and mount namespace, host: '" +
+                              " do not share a kernel and /dev/shm (boot id, /dev/shm device:inode, host: '" +
                               hosts[0] + "' vs '" + hosts[p] + "')");
   }
 

@@ -14,10 +14,10 @@
 // Waiting spins briefly, then sleeps on a futex on the peer's round counter.
 //
 // Create() rendezvouses through a KvStore under `<prefix>/shm/`: every rank publishes
-// its host identity (boot id, IPC and mount namespaces); when all agree, rank 0 creates
-// the segment (random name, reserved with posix_fallocate so a full /dev/shm fails
-// here, not with SIGBUS later) and publishes its name; every rank maps it, checks a
-// nonce, and publishes whether that worked. Rank 0 unlinks the name once every rank has
+// its host identity (boot id, and the device and inode of /dev/shm); when all agree,
+// rank 0 creates the segment (random name, reserved with posix_fallocate so a full
+// /dev/shm fails here, not with SIGBUS later) and publishes its name; every rank maps
+// it, checks a nonce, and publishes whether that worked. Rank 0 unlinks the name once every rank has
 // answered, so nothing is left in /dev/shm. The outcome is the same on every rank:
 // FailedPrecondition (with the reason) when the ranks cannot share memory — they are
 // on different hosts or containers — so a caller can fall back to TCP together
