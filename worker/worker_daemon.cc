@@ -96,16 +96,20 @@ Status WorkerDaemon::Load() {
     backend_ = std::move(gpu.backend);
     return Ready(gpu.description, t0);
   }
-  FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed));
-  const ModelSpec spec = model.weights.spec;
-  FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
+  // Only this rank's shard is loaded, one tensor at a time; a model that does not fit
+  // the config fails on its shape, before any tensor is read.
   const int world = config_.tensor_parallel;
-  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(spec, world).WithContext(config_.source));
   const ShardInfo shard{options_.rank, world};
+  LoadTarget target{shard, [&](const ModelSpec& spec) {
+                      FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
+                      return CheckTensorParallel(spec, world).WithContext(config_.source);
+                    }};
+  FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed, target));
+  const ModelSpec spec = model.weights.spec;
+  FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));  // with what only the whole file tells
   ModelWeights weights = std::move(model.weights);
   std::string transport;
   if (world > 1) {
-    FLOVER_ASSIGN_OR_RETURN(weights, ShardWeights(std::move(weights), shard.rank, shard.world));
     CpuCommunicatorOptions comm_options;
     comm_options.transport = config_.cpu_transport;
     comm_options.bind_host = options_.host;

@@ -341,7 +341,7 @@ Status ShmCommunicator::Round(const char* op, size_t n) {
       if (!Reached(seen, round)) FutexWait(&peer.round, seen, kSleepSlice);
       peer.sleepers.fetch_sub(1, std::memory_order_seq_cst);
       if (reached()) break;
-      if (peer.pid_namespace == my_pid_namespace && peer.pid > 0 && !ProcessAlive(peer.pid))
+      if (my_pid_namespace != 0 && peer.pid_namespace == my_pid_namespace && peer.pid > 0 && !ProcessAlive(peer.pid))
         return failure("rank " + std::to_string(p) + " (pid " + std::to_string(peer.pid) + ") exited");
       if (Clock::now() - start > options_.timeout)
         return failure("rank " + std::to_string(p) + " did not arrive within " +

@@ -122,11 +122,12 @@ int64_t AvailableMemoryBytes() {
   return available;
 }
 
-Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes) {
-  const int64_t bytes = spec.n_params() * static_cast<int64_t>(sizeof(float));
+Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world) {
+  const int64_t bytes = ShardParams(spec, world) * static_cast<int64_t>(sizeof(float));
   if (static_cast<double>(bytes) > 0.9 * static_cast<double>(available_bytes))
-    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of fp32 weights; this machine has " +
-                             Gigabytes(available_bytes) + " available");
+    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of fp32 weights" +
+                             (world > 1 ? " per tensor-parallel rank of " + std::to_string(world) : std::string()) +
+                             "; this machine has " + Gigabytes(available_bytes) + " available");
   return Status::Ok();
 }
 
@@ -148,46 +149,62 @@ float DummyWeightValue(uint64_t key, uint64_t i, float scale) {
   return (2.0f * u - 1.0f) * scale;
 }
 
-Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed) {
+namespace {
+
+// REQUIRES: spec validated, shard checked against it (LoadTarget::Check).
+Result<ModelWeights> GenerateDummyShard(const ModelSpec& spec_value, uint64_t seed, const ShardInfo& shard) {
+  const ModelSpec* spec = &spec_value;
+  ModelWeights w;
+  w.spec = *spec;
+  const int64_t d = spec->dim, h = spec->hidden_dim, q = spec->q_dim(), kv = spec->kv_dim(), v = spec->vocab_size;
+  // Every tensor is generated whole (its values do not depend on the shard) and cut to
+  // the target's shard at once.
+  uint64_t tensor_id = 0;
+  auto random = [&](std::vector<float>& t, TensorSplit split, int64_t n, float scale) {
+    std::vector<float> full(n);
+    FillUniform(full, seed, tensor_id++, scale);
+    t = ShardTensor(split, *spec, shard, std::move(full));
+  };
+  random(w.token_embedding, TensorSplit::kReplicated, v * d, 1.0f);
+  w.layers.resize(spec->n_layers);
+  for (LayerWeights& l : w.layers) {
+    l.attn_norm.assign(d, 1.0f);
+    random(l.wq, SplitOf(&LayerWeights::wq), q * d, Scale(d));
+    random(l.wk, SplitOf(&LayerWeights::wk), kv * d, Scale(d));
+    random(l.wv, SplitOf(&LayerWeights::wv), kv * d, Scale(d));
+    random(l.wo, SplitOf(&LayerWeights::wo), d * q, Scale(q));
+    l.ffn_norm.assign(d, 1.0f);
+    random(l.w1, SplitOf(&LayerWeights::w1), h * d, Scale(d));
+    random(l.w2, SplitOf(&LayerWeights::w2), d * h, Scale(h));
+    random(l.w3, SplitOf(&LayerWeights::w3), h * d, Scale(d));
+  }
+  w.final_norm.assign(d, 1.0f);
+  if (!spec->shared_classifier) random(w.classifier, TensorSplit::kVocabRows, v * d, Scale(d));
+  FinishShard(w, shard);
+
+  FLOVER_RETURN_IF_ERROR(ValidateShard(w, shard));
+  return w;
+}
+
+}  // namespace
+
+Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed, const LoadTarget& target) {
   const std::optional<ModelSpec> spec = DummyPreset(preset);
   if (!spec) {
     std::string names;
     for (const std::string& n : DummyPresetNames()) names += (names.empty() ? "" : ", ") + n;
     return InvalidArgument("dummy:" + preset + ": unknown preset; known presets: " + names);
   }
-  FLOVER_RETURN_IF_ERROR(CheckDummyWeightsFit(preset, *spec, AvailableMemoryBytes()));
-  return MakeDummyWeights(*spec, seed);
+  FLOVER_RETURN_IF_ERROR(target.Check(*spec));
+  FLOVER_RETURN_IF_ERROR(CheckDummyWeightsFit(preset, *spec, AvailableMemoryBytes(), target.shard.world));
+  return GenerateDummyShard(*spec, seed, target.shard);
 }
 
-Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec_value, uint64_t seed) {
-  FLOVER_RETURN_IF_ERROR(spec_value.Validate());
-  const ModelSpec* spec = &spec_value;
-  ModelWeights w;
-  w.spec = *spec;
-  const int64_t d = spec->dim, h = spec->hidden_dim, q = spec->q_dim(), kv = spec->kv_dim(), v = spec->vocab_size;
-  uint64_t tensor_id = 0;
-  auto random = [&](std::vector<float>& t, int64_t n, float scale) {
-    t.resize(n);
-    FillUniform(t, seed, tensor_id++, scale);
-  };
-  random(w.token_embedding, v * d, 1.0f);
-  w.layers.resize(spec->n_layers);
-  for (LayerWeights& l : w.layers) {
-    l.attn_norm.assign(d, 1.0f);
-    random(l.wq, q * d, Scale(d));
-    random(l.wk, kv * d, Scale(d));
-    random(l.wv, kv * d, Scale(d));
-    random(l.wo, d * q, Scale(q));
-    l.ffn_norm.assign(d, 1.0f);
-    random(l.w1, h * d, Scale(d));
-    random(l.w2, d * h, Scale(h));
-    random(l.w3, h * d, Scale(d));
-  }
-  w.final_norm.assign(d, 1.0f);
-  if (!spec->shared_classifier) random(w.classifier, v * d, Scale(d));
-
-  FLOVER_RETURN_IF_ERROR(w.Validate());
-  return w;
+Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed, const LoadTarget& target) {
+  FLOVER_RETURN_IF_ERROR(spec.Validate());
+  FLOVER_RETURN_IF_ERROR(target.Check(spec));
+  return GenerateDummyShard(spec, seed, target.shard);
 }
+
 
 }  // namespace flover

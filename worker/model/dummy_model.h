@@ -19,18 +19,21 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
 
 namespace flover {
 
 std::optional<ModelSpec> DummyPreset(const std::string& preset);
 std::vector<std::string> DummyPresetNames();
 
-// Fails with ResourceExhausted, before allocating, when the fp32 weights would not fit in
-// this machine's memory (the message gives the bytes needed and available).
-// The message names the preset ("dummy:<preset>").
-Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed);
+// Fails with ResourceExhausted, before allocating, when the fp32 weights (of the
+// target's shard) would not fit in this machine's memory (the message gives the bytes
+// needed and available). The message names the preset ("dummy:<preset>"). With a target
+// of world > 1 only that rank's shard is kept: the same values as ShardWeights of the
+// whole model, one whole tensor at a time.
+Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed, const LoadTarget& target = {});
 // The same generator for any valid spec (tests: shapes no preset has). No memory check.
-Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed);
+Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed, const LoadTarget& target = {});
 
 // The generator of every dummy tensor: element i of tensor number `tensor_id` is
 // DummyWeightValue(DummyWeightKey(seed, tensor_id), i, scale), uniform in [-scale, scale)
@@ -42,8 +45,9 @@ float DummyWeightValue(uint64_t key, uint64_t i, float scale);
 // Memory this process may still allocate: MemAvailable (or free pages), capped by a
 // cgroup memory limit when one is set.
 int64_t AvailableMemoryBytes();
-// ResourceExhausted when `spec`'s fp32 weights exceed 90% of `available_bytes`:
+// ResourceExhausted when the fp32 weights of one rank of `world` (ShardParams) exceed
+// 90% of `available_bytes`:
 // "dummy:llama-13b needs 52.1 GB of fp32 weights; this machine has 23.4 GB available".
-Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes);
+Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world = 1);
 
 }  // namespace flover

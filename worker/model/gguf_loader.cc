@@ -92,17 +92,26 @@ Status LoadTensor(GgufReader& r, const std::string& name, const std::vector<uint
   return Status::Ok();
 }
 
+// Where a tensor goes: a ModelWeights member (nullptr in a checking pass), and how a
+// rank's shard cuts it.
+struct Destination {
+  std::vector<float>* tensor;
+  TensorSplit split;
+};
+
 // Calls fn(name, expected ggml shape, meaning, destination) for every required tensor
 // (all but output.weight), in the order of the ModelWeights members, and stops at the
-// first error. The destination is nullptr when `w` is (a checking pass); otherwise
+// first error. destination.tensor is nullptr when `w` is (a checking pass); otherwise
 // w->layers must already have spec.n_layers entries.
 template <typename Fn>
 Status ForEachTensor(const ModelSpec& spec, ModelWeights* w, Fn&& fn) {
   const uint64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
-  auto model = [&](std::vector<float> ModelWeights::*m) { return w ? &(w->*m) : nullptr; };
+  auto model = [&](std::vector<float> ModelWeights::*m) { return Destination{w ? &(w->*m) : nullptr, SplitOf(m)}; };
   FLOVER_RETURN_IF_ERROR(fn("token_embd.weight", {d, v}, "[dim, vocab]", model(&ModelWeights::token_embedding)));
   for (int l = 0; l < spec.n_layers; ++l) {
-    auto layer = [&](std::vector<float> LayerWeights::*m) { return w ? &(w->layers[l].*m) : nullptr; };
+    auto layer = [&](std::vector<float> LayerWeights::*m) {
+      return Destination{w ? &(w->layers[l].*m) : nullptr, SplitOf(m)};
+    };
     const std::string p = "blk." + std::to_string(l) + ".";
     FLOVER_RETURN_IF_ERROR(fn(p + "attn_norm.weight", {d}, "[dim]", layer(&LayerWeights::attn_norm)));
     FLOVER_RETURN_IF_ERROR(fn(p + "attn_q.weight", {d, q}, "[dim, n_heads*head_dim]", layer(&LayerWeights::wq)));
@@ -183,7 +192,7 @@ Result<std::optional<Tokenizer>> ReadVocab(const GgufReader& r, const ModelSpec&
   return std::optional<Tokenizer>(std::move(tok).value());
 }
 
-Result<GgufModel> Load(GgufReader& r) {
+Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
   GgufModel model;
   ModelWeights& w = model.weights;
   FLOVER_ASSIGN_OR_RETURN(w.spec, ReadSpec(r));
@@ -194,38 +203,45 @@ Result<GgufModel> Load(GgufReader& r) {
   // layers, but tensors that exist, have the right shapes and lie inside the file bound
   // what the loading pass allocates by the file size.
   FLOVER_RETURN_IF_ERROR(ForEachTensor(
-      spec, nullptr, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, std::vector<float>*) {
+      spec, nullptr, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, Destination) {
         return CheckTensor(r, name, ne, meaning).status();
       }));
   const bool has_output = r.FindTensor("output.weight") != nullptr;
   if (has_output) FLOVER_RETURN_IF_ERROR(CheckTensor(r, "output.weight", {d, v}, "[dim, vocab]").status());
   FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadVocab(r, spec));
 
+  FLOVER_RETURN_IF_ERROR(target.Check(spec));
+
+  // Each tensor is cut to this rank's shard as soon as it is read.
   w.layers.resize(spec.n_layers);
   FLOVER_RETURN_IF_ERROR(ForEachTensor(
-      spec, &w, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, std::vector<float>* dst) {
-        return LoadTensor(r, name, ne, meaning, dst);
+      spec, &w, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, Destination dst) {
+        std::vector<float> full;
+        FLOVER_RETURN_IF_ERROR(LoadTensor(r, name, ne, meaning, &full));
+        *dst.tensor = ShardTensor(dst.split, spec, target.shard, std::move(full));
+        return Status::Ok();
       }));
   spec.shared_classifier = true;
   if (has_output) {
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output.weight", {d, v}, "[dim, vocab]", &w.classifier));
+    std::vector<float> output;
+    FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output.weight", {d, v}, "[dim, vocab]", &output));
     // Converters often write the tied embedding out again; share it instead of keeping
     // a second copy.
-    if (std::memcmp(w.classifier.data(), w.token_embedding.data(), w.classifier.size() * sizeof(float)) == 0) {
-      std::vector<float>().swap(w.classifier);
-    } else {
+    if (std::memcmp(output.data(), w.token_embedding.data(), output.size() * sizeof(float)) != 0) {
       spec.shared_classifier = false;
+      w.classifier = ShardTensor(TensorSplit::kVocabRows, spec, target.shard, std::move(output));
     }
   }
-  FLOVER_RETURN_IF_ERROR(w.Validate());
+  FinishShard(w, target.shard);
+  FLOVER_RETURN_IF_ERROR(ValidateShard(w, target.shard));
   return model;
 }
 
 }  // namespace
 
-Result<GgufModel> LoadGgufModel(const std::string& path) {
+Result<GgufModel> LoadGgufModel(const std::string& path, const LoadTarget& target) {
   FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> reader, GgufReader::Open(path));
-  Result<GgufModel> model = Load(*reader);
+  Result<GgufModel> model = Load(*reader, target);
   if (!model.ok()) return model.status().WithContext(path);
   return model;
 }

@@ -17,6 +17,8 @@
 // Corruption (malformed, truncated, missing key or tensor, wrong shape). Every tensor is
 // checked (presence, type, shape, bytes inside the file) before any weight memory is
 // allocated, so a hostile file cannot make the loader allocate more than ~2x its size.
+// With a `target` of world > 1, only that rank's shard is kept (shard.h), each tensor
+// cut as it is read; target.check_spec runs once the shape is known, before any tensor.
 #pragma once
 
 #include <optional>
@@ -25,6 +27,7 @@
 #include "common/status.h"
 #include "common/tokenizer.h"
 #include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
 
 namespace flover {
 
@@ -33,6 +36,6 @@ struct GgufModel {
   std::optional<Tokenizer> tokenizer;
 };
 
-Result<GgufModel> LoadGgufModel(const std::string& path);
+Result<GgufModel> LoadGgufModel(const std::string& path, const LoadTarget& target = {});
 
 }  // namespace flover

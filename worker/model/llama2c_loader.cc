@@ -51,7 +51,7 @@ std::optional<int64_t> ExpectedFloats(const ModelSpec& s) {
 
 }  // namespace
 
-Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path) {
+Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path, const LoadTarget& target) {
   std::error_code ec;
   const auto fs_status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(fs_status)) return NotFound(path + ": no such file");
@@ -95,51 +95,44 @@ Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path) {
                       ") implies " + (expected ? std::to_string(*expected) : std::string("more than 2^63")) +
                       (spec.shared_classifier ? "" : " (with a separate classifier, as vocab_size < 0)"));
 
-  ModelWeights w;
-  w.spec = spec;
-  const int64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
-  w.token_embedding.resize(v * d);
-  w.layers.resize(spec.n_layers);
-  for (LayerWeights& l : w.layers) {
-    l.attn_norm.resize(d);
-    l.wq.resize(q * d);
-    l.wk.resize(kv * d);
-    l.wv.resize(kv * d);
-    l.wo.resize(d * q);
-    l.ffn_norm.resize(d);
-    l.w1.resize(h * d);
-    l.w2.resize(d * h);
-    l.w3.resize(h * d);
-  }
-  w.final_norm.resize(d);
-  if (!spec.shared_classifier) w.classifier.resize(v * d);
+  FLOVER_RETURN_IF_ERROR(target.Check(spec));
 
   // One sequential pass in the file's order; the per-layer arrays of one kind are
-  // contiguous, layer after layer.
+  // contiguous, layer after layer. Each tensor is cut to this rank's shard as soon as it
+  // is read, so at most one whole tensor is held beside the shard.
+  ModelWeights w;
+  w.spec = spec;
+  w.layers.resize(spec.n_layers);
+  const int64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
   const char* failed = nullptr;
-  auto read = [&](std::vector<float>& dst, const char* name) {
-    if (failed == nullptr && std::fread(dst.data(), sizeof(float), dst.size(), file.get()) != dst.size())
+  auto read = [&](std::vector<float>& dst, int64_t n, TensorSplit split, const char* name) {
+    if (failed != nullptr) return;
+    std::vector<float> full(n);
+    if (std::fread(full.data(), sizeof(float), full.size(), file.get()) != full.size()) {
       failed = name;
+      return;
+    }
+    dst = ShardTensor(split, spec, target.shard, std::move(full));
   };
-  auto read_layers = [&](std::vector<float> LayerWeights::*member, const char* name) {
-    for (LayerWeights& l : w.layers) read(l.*member, name);
+  auto read_layers = [&](std::vector<float> LayerWeights::*member, int64_t n, const char* name) {
+    for (LayerWeights& l : w.layers) read(l.*member, n, SplitOf(member), name);
   };
-  read(w.token_embedding, "token_embedding_table");
-  read_layers(&LayerWeights::attn_norm, "rms_att_weight");
-  read_layers(&LayerWeights::wq, "wq");
-  read_layers(&LayerWeights::wk, "wk");
-  read_layers(&LayerWeights::wv, "wv");
-  read_layers(&LayerWeights::wo, "wo");
-  read_layers(&LayerWeights::ffn_norm, "rms_ffn_weight");
-  read_layers(&LayerWeights::w1, "w1");
-  read_layers(&LayerWeights::w2, "w2");
-  read_layers(&LayerWeights::w3, "w3");
-  read(w.final_norm, "rms_final_weight");
+  read(w.token_embedding, v * d, TensorSplit::kReplicated, "token_embedding_table");
+  read_layers(&LayerWeights::attn_norm, d, "rms_att_weight");
+  read_layers(&LayerWeights::wq, q * d, "wq");
+  read_layers(&LayerWeights::wk, kv * d, "wk");
+  read_layers(&LayerWeights::wv, kv * d, "wv");
+  read_layers(&LayerWeights::wo, d * q, "wo");
+  read_layers(&LayerWeights::ffn_norm, d, "rms_ffn_weight");
+  read_layers(&LayerWeights::w1, h * d, "w1");
+  read_layers(&LayerWeights::w2, d * h, "w2");
+  read_layers(&LayerWeights::w3, h * d, "w3");
+  read(w.final_norm, d, TensorSplit::kReplicated, "rms_final_weight");
   if (!spec.shared_classifier && failed == nullptr) {
     // Skip freq_cis_real and freq_cis_imag: [seq_len * head_dim / 2] floats each.
     const int64_t skip = int64_t{spec.max_seq_len} * spec.head_dim() * static_cast<int64_t>(sizeof(float));
     if (std::fseek(file.get(), static_cast<long>(skip), SEEK_CUR) != 0) failed = "freq_cis";
-    read(w.classifier, "wcls");
+    read(w.classifier, v * d, TensorSplit::kVocabRows, "wcls");
   }
   if (failed != nullptr) {
     if (std::feof(file.get()))
@@ -147,7 +140,8 @@ Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path) {
     return IoError(path + ": cannot read " + failed + ": " + std::strerror(errno));
   }
 
-  if (Status s = w.Validate(); !s.ok()) return s.WithContext(path);
+  FinishShard(w, target.shard);
+  if (Status s = ValidateShard(w, target.shard); !s.ok()) return s.WithContext(path);
   return w;
 }
 

@@ -8,15 +8,18 @@
 // ModelSpec::Validate() is Corruption too; a version-1/2 export ("ak42") is
 // InvalidArgument; a missing file NotFound. The spec gets max_seq_len = seq_len,
 // norm_eps 1e-5, rope_theta 10000, bos 1, eos 2 (run.c's constants).
+// With a `target` of world > 1, only that rank's shard is kept (shard.h), each tensor
+// cut as it is read; target.check_spec runs after the header, before any tensor.
 #pragma once
 
 #include <string>
 
 #include "common/status.h"
 #include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
 
 namespace flover {
 
-Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path);
+Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path, const LoadTarget& target = {});
 
 }  // namespace flover

@@ -31,11 +31,11 @@ bool HasGgufMagic(const std::string& path) {
 
 }  // namespace
 
-Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_seed) {
+Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_seed, const LoadTarget& target) {
   LoadedModel model;
   if (name_or_path.starts_with(kDummyPrefix)) {
     const std::string preset = name_or_path.substr(kDummyPrefix.size());
-    FLOVER_ASSIGN_OR_RETURN(model.weights, MakeDummyWeights(preset, dummy_seed));
+    FLOVER_ASSIGN_OR_RETURN(model.weights, MakeDummyWeights(preset, dummy_seed, target));
     model.description = name_or_path + " (seed " + std::to_string(dummy_seed) + ")";
     return model;
   }
@@ -44,12 +44,12 @@ Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_se
   if (!std::filesystem::exists(name_or_path, ec))
     return NotFound(name_or_path + ": no such file (a model is a llama2.c .bin, a .gguf file, or dummy:<preset>)");
   if (EndsWith(name_or_path, ".gguf") || HasGgufMagic(name_or_path)) {
-    FLOVER_ASSIGN_OR_RETURN(GgufModel gguf, LoadGgufModel(name_or_path));
+    FLOVER_ASSIGN_OR_RETURN(GgufModel gguf, LoadGgufModel(name_or_path, target));
     model.weights = std::move(gguf.weights);
     model.tokenizer = std::move(gguf.tokenizer);
     model.description = "GGUF " + name_or_path;
   } else {
-    FLOVER_ASSIGN_OR_RETURN(model.weights, LoadLlama2cCheckpoint(name_or_path));
+    FLOVER_ASSIGN_OR_RETURN(model.weights, LoadLlama2cCheckpoint(name_or_path, target));
     model.description = "llama2.c " + name_or_path;
   }
   return model;

@@ -4,7 +4,9 @@
 //                       GGUF v3, llama architecture, F32/F16 tensors (gguf_loader.h);
 //   - anything else     a llama2.c checkpoint (llama2c_loader.h).
 // Every failure (missing, truncated, inconsistent, unsupported) is a Status naming the
-// file and what is wrong; a returned model is complete and Validate()d.
+// file and what is wrong; a returned model is complete and Validate()d, or with a
+// target of world > 1 exactly that rank's ShardWeights, loaded one tensor at a time
+// (a rank never holds the whole model) and ValidateShard()ed.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include "common/status.h"
 #include "common/tokenizer.h"
 #include "worker/model/model_weights.h"
+#include "worker/model/shard.h"
 
 namespace flover {
 
@@ -25,6 +28,7 @@ struct LoadedModel {
   std::string description;  // "llama2.c stories260K.bin", "dummy:stories15m (seed 0)"
 };
 
-Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_seed = 0);
+Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_seed = 0,
+                              const LoadTarget& target = {});
 
 }  // namespace flover

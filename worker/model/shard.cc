@@ -28,8 +28,6 @@ std::vector<float> SliceCols(const std::vector<float>& m, int rows, int cols, in
   return out;
 }
 
-void Free(std::vector<float>& v) { std::vector<float>().swap(v); }
-
 Status CheckSize(const std::string& name, const std::vector<float>& t, int64_t expected) {
   if (static_cast<int64_t>(t.size()) != expected)
     return Corruption("shard tensor " + name + " has " + std::to_string(t.size()) + " elements, expected " +
@@ -74,39 +72,75 @@ Status CheckTensorParallel(const ModelSpec& spec, int world) {
   return Status::Ok();
 }
 
+TensorSplit SplitOf(std::vector<float> LayerWeights::*member) {
+  if (member == &LayerWeights::wq) return TensorSplit::kQRows;
+  if (member == &LayerWeights::wk || member == &LayerWeights::wv) return TensorSplit::kKvRows;
+  if (member == &LayerWeights::w1 || member == &LayerWeights::w3) return TensorSplit::kHiddenRows;
+  if (member == &LayerWeights::wo) return TensorSplit::kQCols;
+  if (member == &LayerWeights::w2) return TensorSplit::kHiddenCols;
+  return TensorSplit::kReplicated;  // attn_norm, ffn_norm
+}
+
+TensorSplit SplitOf(std::vector<float> ModelWeights::*member) {
+  return member == &ModelWeights::classifier ? TensorSplit::kVocabRows : TensorSplit::kReplicated;
+}
+
+std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard,
+                               std::vector<float> full) {
+  if (shard.world == 1 || split == TensorSplit::kReplicated) return full;
+  const ShardDims d = ShardDimsFor(spec, shard);
+  const int dim = spec.dim, rank = shard.rank;
+  switch (split) {
+    case TensorSplit::kQRows: return SliceRows(full, dim, rank * d.q_dim, d.q_dim, d.q_dim);
+    case TensorSplit::kKvRows: return SliceRows(full, dim, rank * d.kv_dim, d.kv_dim, d.kv_dim);
+    case TensorSplit::kHiddenRows: return SliceRows(full, dim, rank * d.hidden_dim, d.hidden_dim, d.hidden_dim);
+    case TensorSplit::kQCols: return SliceCols(full, dim, spec.q_dim(), rank * d.q_dim, d.q_dim);
+    case TensorSplit::kHiddenCols: return SliceCols(full, dim, spec.hidden_dim, rank * d.hidden_dim, d.hidden_dim);
+    case TensorSplit::kVocabRows:
+      return SliceRows(full, dim, d.vocab_begin, std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin),
+                       d.vocab_per_rank);
+    case TensorSplit::kReplicated: break;
+  }
+  return full;
+}
+
+void FinishShard(ModelWeights& weights, const ShardInfo& shard) {
+  if (shard.world == 1 || !weights.classifier.empty()) return;
+  const ModelSpec& spec = weights.spec;
+  const ShardDims d = ShardDimsFor(spec, shard);
+  weights.classifier = SliceRows(weights.token_embedding, spec.dim, d.vocab_begin,
+                                 std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin), d.vocab_per_rank);
+}
+
+int64_t ShardParams(const ModelSpec& spec, int world) {
+  if (world == 1) return spec.n_params();
+  const ShardDims d = ShardDimsFor(spec, ShardInfo{0, world});
+  const int64_t dim = spec.dim;
+  const int64_t per_layer = 2 * dim + dim * (2 * d.q_dim + 2 * d.kv_dim + 3 * d.hidden_dim);
+  return int64_t{spec.vocab_size} * dim + spec.n_layers * per_layer + dim + int64_t{d.vocab_per_rank} * dim;
+}
+
+Status LoadTarget::Check(const ModelSpec& spec) const {
+  if (check_spec) FLOVER_RETURN_IF_ERROR(check_spec(spec));
+  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(spec, shard.world));
+  return CheckRank(shard);
+}
+
 Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world) {
   FLOVER_RETURN_IF_ERROR(full.Validate());
   FLOVER_RETURN_IF_ERROR(CheckTensorParallel(full.spec, world));
   const ShardInfo shard{rank, world};
   FLOVER_RETURN_IF_ERROR(CheckRank(shard));
   if (world == 1) return full;
-
-  const ModelSpec& spec = full.spec;
-  const ShardDims d = ShardDimsFor(spec, shard);
-  const int dim = spec.dim;
-  ModelWeights out;
-  out.spec = spec;
-  out.layers.reserve(full.layers.size());
   for (LayerWeights& l : full.layers) {
-    LayerWeights s;
-    s.attn_norm = std::move(l.attn_norm);
-    s.wq = SliceRows(l.wq, dim, rank * d.q_dim, d.q_dim, d.q_dim);
-    s.wk = SliceRows(l.wk, dim, rank * d.kv_dim, d.kv_dim, d.kv_dim);
-    s.wv = SliceRows(l.wv, dim, rank * d.kv_dim, d.kv_dim, d.kv_dim);
-    s.wo = SliceCols(l.wo, dim, spec.q_dim(), rank * d.q_dim, d.q_dim);
-    s.ffn_norm = std::move(l.ffn_norm);
-    s.w1 = SliceRows(l.w1, dim, rank * d.hidden_dim, d.hidden_dim, d.hidden_dim);
-    s.w3 = SliceRows(l.w3, dim, rank * d.hidden_dim, d.hidden_dim, d.hidden_dim);
-    s.w2 = SliceCols(l.w2, dim, spec.hidden_dim, rank * d.hidden_dim, d.hidden_dim);
-    for (std::vector<float>* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) Free(*t);
-    out.layers.push_back(std::move(s));
+    for (auto member : {&LayerWeights::wq, &LayerWeights::wk, &LayerWeights::wv, &LayerWeights::wo, &LayerWeights::w1,
+                        &LayerWeights::w2, &LayerWeights::w3})
+      l.*member = ShardTensor(SplitOf(member), full.spec, shard, std::move(l.*member));
   }
-  const int vocab_rows = std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin);
-  out.classifier = SliceRows(full.lm_head(), dim, d.vocab_begin, vocab_rows, d.vocab_per_rank);
-  Free(full.classifier);
-  out.token_embedding = std::move(full.token_embedding);
-  out.final_norm = std::move(full.final_norm);
-  return out;
+  if (!full.classifier.empty())
+    full.classifier = ShardTensor(TensorSplit::kVocabRows, full.spec, shard, std::move(full.classifier));
+  FinishShard(full, shard);
+  return full;
 }
 
 Status ValidateShard(const ModelWeights& weights, const ShardInfo& shard) {

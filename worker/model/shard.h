@@ -17,6 +17,9 @@
 // Thread-safety: free functions without shared state.
 #pragma once
 
+#include <functional>
+#include <vector>
+
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "worker/model/model_weights.h"
@@ -50,6 +53,48 @@ Status CheckTensorParallel(const ModelSpec& spec, int world);
 // Rank `rank`'s shard of `full` (which must Validate()). InvalidArgument for a bad
 // rank/world (CheckTensorParallel). Frees `full`'s tensors as it goes.
 Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world);
+
+// How a tensor is split (the table at the top of this file).
+enum class TensorSplit {
+  kReplicated,   // kept whole: token_embedding, the norms
+  kQRows,        // wq
+  kKvRows,       // wk, wv
+  kHiddenRows,   // w1, w3
+  kQCols,        // wo
+  kHiddenCols,   // w2
+  kVocabRows,    // classifier (the LM head), padded on the last rank
+};
+TensorSplit SplitOf(std::vector<float> LayerWeights::*member);
+TensorSplit SplitOf(std::vector<float> ModelWeights::*member);
+
+// Rank shard.rank's part of one whole tensor, for loaders that shard each tensor as
+// soon as it is read (so a rank never holds more than its shard and one whole tensor).
+// world 1 returns `full` unchanged. REQUIRES: CheckTensorParallel(spec, shard.world) is
+// OK, 0 <= rank < world, and `full` has the tensor's full size.
+std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard,
+                               std::vector<float> full);
+
+// Completes a shard built tensor by tensor: with world > 1 and a classifier shared with
+// the embedding (`classifier` empty), copies this rank's LM head rows out of
+// token_embedding into `classifier`, as ShardWeights does.
+void FinishShard(ModelWeights& weights, const ShardInfo& shard);
+
+// What a loader keeps of a model: one rank's shard (world 1: all of it). `check_spec`,
+// when set, runs as soon as the model's shape is known and before any tensor is read,
+// so a model that does not fit the cluster's config fails before gigabytes are loaded.
+struct LoadTarget {
+  ShardInfo shard;
+  std::function<Status(const ModelSpec&)> check_spec;
+
+  // check_spec (if any), then CheckTensorParallel and the rank: what a loader calls once
+  // it knows the spec.
+  Status Check(const ModelSpec& spec) const;
+};
+
+// Parameters one rank of `world` holds: the replicated embedding and norms, 1/world of
+// the layer matrices, its LM head rows (for world > 1 also when the classifier is shared
+// with the embedding). world 1: spec.n_params(). REQUIRES: CheckTensorParallel is OK.
+int64_t ShardParams(const ModelSpec& spec, int world);
 
 // Checks every tensor of a shard against the local sizes, like ModelWeights::Validate
 // for a full model (which it is when world == 1).

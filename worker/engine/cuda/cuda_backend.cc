@@ -138,10 +138,13 @@ Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_
       return GenerateDummyWeights(*spec, dummy_seed, shard, config.dtype, stream);
     });
   }
-  // Fail fast without a GPU, before reading a possibly large file.
+  // Fail fast without a GPU, before reading a possibly large file. Only this rank's
+  // shard is read into host memory, one tensor at a time.
   FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
-  FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_path, dummy_seed));
-  return CudaBackend::FromHostWeights(std::move(loaded.weights), loaded.description, shard, comm, config);
+  FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_path, dummy_seed, LoadTarget{shard, nullptr}));
+  return CudaBackend::Build(loaded.description, loaded.weights.spec, shard, comm, config, [&](cudaStream_t stream) {
+    return UploadWeights(loaded.weights, shard, config.dtype, stream);
+  });
 }
 
 Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard, Communicator* comm,
