@@ -140,7 +140,8 @@ TEST_P(CommunicatorProcessTest, PeerProcessThatDiesGivesUnavailableAtOnce) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     CHILD_CHECK(!s.ok(), 20, std::string("all-reduce succeeded without a peer"));
     CHILD_CHECK(s.code() == StatusCode::kUnavailable, 21, s.ToString());
-    CHILD_CHECK(seconds < 5.0, 22, "noticed the dead peer only after " + std::to_string(seconds) + " s: " + s.ToString());
+    CHILD_CHECK(seconds < 5.0, 22,
+                "noticed the dead peer only after " + std::to_string(seconds) + " s: " + s.ToString());
     return 0;
   });
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));

@@ -123,7 +123,8 @@ std::vector<Result<CpuCommunicator>> CreateTwo(KvStore& store, const std::string
   std::vector<std::thread> threads;
   for (int rank = 0; rank < 2; ++rank) {
     threads.emplace_back([&, rank] {
-      results[rank] = CreateCpuCommunicator(rank, 2, store, prefix, {.transport = transport, .timeout = milliseconds(5000)});
+      results[rank] =
+          CreateCpuCommunicator(rank, 2, store, prefix, {.transport = transport, .timeout = milliseconds(5000)});
     });
   }
   for (std::thread& t : threads) t.join();
