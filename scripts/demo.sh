@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what is needed, builds, starts the local cluster of
 # configs/local.yaml (a coordinator and two tensor-parallel CPU workers serving the real
-# stories260K model over ZeroMQ + Gloo), streams one story while three more prompts run
+# stories260K model over ZeroMQ, collectives through shared memory), streams one story while three more prompts run
 # fused in the same steps, prints the cluster status, and stops everything cleanly.
 # Extra arguments go to `flover up` (e.g. --config configs/local-replicas.yaml).
 set -euo pipefail
