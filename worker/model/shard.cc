@@ -28,6 +28,13 @@ std::vector<float> SliceCols(const std::vector<float>& m, int rows, int cols, in
   return out;
 }
 
+// Rank's LM head rows [vocab_begin, vocab_begin + vocab_per_rank) of a [vocab, dim] matrix,
+// the last rank's padded with zero rows.
+std::vector<float> LmHeadRows(const std::vector<float>& lm_head, const ModelSpec& spec, const ShardDims& d) {
+  return SliceRows(lm_head, spec.dim, d.vocab_begin, std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin),
+                   d.vocab_per_rank);
+}
+
 Status CheckSize(const std::string& name, const std::vector<float>& t, int64_t expected) {
   if (static_cast<int64_t>(t.size()) != expected)
     return Corruption("shard tensor " + name + " has " + std::to_string(t.size()) + " elements, expected " +
@@ -96,9 +103,7 @@ std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const S
     case TensorSplit::kHiddenRows: return SliceRows(full, dim, rank * d.hidden_dim, d.hidden_dim, d.hidden_dim);
     case TensorSplit::kQCols: return SliceCols(full, dim, spec.q_dim(), rank * d.q_dim, d.q_dim);
     case TensorSplit::kHiddenCols: return SliceCols(full, dim, spec.hidden_dim, rank * d.hidden_dim, d.hidden_dim);
-    case TensorSplit::kVocabRows:
-      return SliceRows(full, dim, d.vocab_begin, std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin),
-                       d.vocab_per_rank);
+    case TensorSplit::kVocabRows: return LmHeadRows(full, spec, d);
     case TensorSplit::kReplicated: break;
   }
   return full;
@@ -106,10 +111,8 @@ std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const S
 
 void FinishShard(ModelWeights& weights, const ShardInfo& shard) {
   if (shard.world == 1 || !weights.classifier.empty()) return;
-  const ModelSpec& spec = weights.spec;
-  const ShardDims d = ShardDimsFor(spec, shard);
-  weights.classifier = SliceRows(weights.token_embedding, spec.dim, d.vocab_begin,
-                                 std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin), d.vocab_per_rank);
+  weights.classifier =
+      LmHeadRows(weights.token_embedding, weights.spec, ShardDimsFor(weights.spec, shard));
 }
 
 int64_t ShardParams(const ModelSpec& spec, int world) {
