@@ -193,7 +193,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
                                            Shape{8, 4, 64, 1},   // one token per block
                                            Shape{4, 4, 64, 16},  // MHA
                                            Shape{6, 2, 20, 4},   // group of 3, head_dim not a multiple of 16
-                                           Shape{12, 12, 64, 16}),
+                                           Shape{12, 12, 64, 16},
+                                           // The V sum's passes: 48 (stories15M), 32, 64 + 48, 64 + 32 + 4, 2 x 64.
+                                           Shape{6, 6, 48, 16}, Shape{4, 2, 32, 16}, Shape{2, 2, 112, 8},
+                                           Shape{3, 3, 100, 4}, Shape{2, 1, 128, 16}),
                          [](const ::testing::TestParamInfo<Shape>& info) {
                            const Shape& s = info.param;
                            std::string name = "h";
