@@ -32,7 +32,7 @@ using testing::Encode;
 using testing::NormalisedError;
 using testing::Tolerance;
 
-constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+using testing::kDTypes;
 
 struct Shape {
   int n;

@@ -27,7 +27,7 @@ using testing::Upload;
 
 using testing::Encode;
 
-constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+using testing::kDTypes;
 
 std::vector<float> DummyTensor(uint64_t seed, uint64_t tensor_id, float scale, int64_t n) {
   const uint64_t key = DummyWeightKey(seed, tensor_id);

@@ -30,7 +30,7 @@ using testing::NormalisedError;
 using testing::RoundTrip;
 using testing::Tolerance;
 
-constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+using testing::kDTypes;
 
 struct Shape {
   int vocab;

@@ -154,6 +154,9 @@ inline void ExpectInvalid(const Status& s, const std::string& needle) {
   EXPECT_NE(s.message().find(needle), std::string::npos) << "'" << s.message() << "' lacks '" << needle << "'";
 }
 
+// The storage types every kernel supports; parity tests loop over them.
+inline constexpr DType kDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+
 // Bounds for NormalisedError of one op whose output is stored as `dtype`.
 inline double Tolerance(DType dtype) {
   switch (dtype) {
