@@ -119,8 +119,7 @@ Status WorkerDaemon::Load() {
                       return CheckTensorParallel(spec, world).WithContext(config_.source);
                     }};
   FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed, target));
-  const ModelSpec spec = model.weights.spec;
-  FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));  // with what only the whole file tells
+  const ModelSpec spec = model.weights.spec;  // Ready() checks it against the config once more, whole
   ModelWeights weights = std::move(model.weights);
   std::string transport;
   if (world > 1) {
