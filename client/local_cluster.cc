@@ -56,6 +56,17 @@ std::string TailOf(const std::string& path, size_t n) {
   return out;
 }
 
+// What the coordinator says of its unhealthy replicas ("; replica 0 is unhealthy: ..."), so
+// that the reason a worker gave up reaches the user even when its log went elsewhere.
+std::string ReplicaErrors(Client& client) {
+  Result<proto::ClusterStatus> status = client.FetchStatus(1000ms);
+  if (!status.ok()) return "";
+  std::string errors;
+  for (const auto& r : status->replicas())
+    if (!r.error().empty()) errors += "; " + r.error();
+  return errors;
+}
+
 }  // namespace
 
 bool IsLocalHost(const std::string& host) {
@@ -152,7 +163,8 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
     if (interrupted()) return Cancelled("interrupted while starting");
     if (auto exit = coordinator_->PollExit()) return Unavailable(Describe(*coordinator_, "stopped", *exit));
     for (ChildProcess& w : workers_)
-      if (auto exit = w.PollExit()) return Unavailable(Describe(w, "stopped while starting", *exit));
+      if (auto exit = w.PollExit())
+        return Unavailable(Describe(w, "stopped while starting", *exit) + ReplicaErrors(*client));
     if (std::chrono::steady_clock::now() > ready_deadline)
       return Unavailable("the cluster was not ready after " + std::to_string(static_cast<int>(o.ready_timeout_s)) +
                          " s");

@@ -336,32 +336,48 @@ bool ProcessAlive(int pid) {
   return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
 }
 
+struct CommandRun {
+  int exit_code = -1;  // -1: did not exit normally
+  std::string output;  // stdout and stderr
+};
+
+CommandRun RunCommand(const std::string& cmd) {
+  CommandRun run;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return run;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) run.output.append(buf, n);
+  const int status = pclose(p);
+  if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
+  return run;
+}
+
+// A cluster file for flover up: stories260K, TP `tensor`, one worker per rank.
+std::string WriteUpConfig(const std::string& name, int tensor, const std::string& model_path) {
+  const std::string config = ::testing::TempDir() + "/" + name + ".yaml";
+  std::ofstream yaml(config);
+  yaml << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
+       << "model:\n  path: " << model_path << "\n  tokenizer: " << testing::Tok512Bin() << "\n"
+       << "parallel:\n  replicas: 1\n  tensor: " << tensor << "\n"
+       << "heartbeat:\n  interval_ms: 100\n  timeout_ms: 1500\n"
+       << "workers:\n";
+  for (int rank = 0; rank < tensor; ++rank) yaml << "  - {replica: 0, rank: " << rank << ", threads: 1}\n";
+  yaml << "kv_cache:\n  memory_mib: 16\n";
+  return config;
+}
+
 TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
   // flover up with the stories260K cluster (TP 2), a generate command against it, then
   // teardown. The shell command records the cluster's pids (children of flover up).
   const std::string dir = ::testing::TempDir();
-  const std::string config = dir + "/up.yaml";
-  {
-    std::ofstream yaml(config);
-    yaml << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
-         << "model:\n  path: " << testing::Stories260kBin() << "\n  tokenizer: " << testing::Tok512Bin() << "\n"
-         << "parallel:\n  replicas: 1\n  tensor: 2\n"
-         << "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n"
-         << "kv_cache:\n  memory_mib: 16\n";
-  }
+  const std::string config = WriteUpConfig("up", 2, testing::Stories260kBin());
   const std::string out_file = dir + "/up_out.json", pid_file = dir + "/up_pids.txt";
   const std::string exec = testing::FloverBinary() +
                            " generate --prompt Sara --max-tokens 61 --json > " + out_file +
                            " && pgrep -P $PPID > " + pid_file;
-  const std::string cmd = testing::FloverBinary() + " up --config " + config + " --exec '" + exec + "' 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string log;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) log.append(buf, n);
-  const int status = pclose(p);
-  ASSERT_TRUE(WIFEXITED(status)) << log;
-  EXPECT_EQ(WEXITSTATUS(status), 0) << log;
+  const CommandRun up = RunCommand(testing::FloverBinary() + " up --config " + config + " --exec '" + exec + "'");
+  const std::string& log = up.output;
+  EXPECT_EQ(up.exit_code, 0) << log;
   EXPECT_NE(log.find("ready"), std::string::npos) << log;
 
   std::ifstream out(out_file);
@@ -375,6 +391,46 @@ TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
   for (int pid; pids >> pid;) children.push_back(pid);
   EXPECT_GE(children.size(), 3u) << "coordinator + 2 workers (+ the shell) were children of flover up";
   for (int pid : children) EXPECT_FALSE(ProcessAlive(pid)) << "process " << pid << " survived flover up";
+}
+
+TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
+  // The workers check the model against the config before they read any tensor, and
+  // tell the coordinator why they gave up; flover up's last line carries that reason,
+  // whatever the worker logs said. No command runs, and no process is left.
+  struct Case {
+    std::string name;
+    int tensor;
+    std::string model;
+    std::string reason;
+  };
+  const std::string truncated = ::testing::TempDir() + "/truncated260K.bin";
+  {
+    std::ifstream in(testing::Stories260kBin(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_GT(bytes.size(), 4096u);
+    std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  const std::vector<Case> cases = {
+      {"tp3", 3, testing::Stories260kBin(), "parallel.tensor: 3 does not divide heads=8"},
+      {"truncated", 2, truncated, "Corruption: " + truncated + ": file has "},
+      {"missing", 1, ::testing::TempDir() + "/no-such-model.bin", "no-such-model.bin: no such file"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string marker = ::testing::TempDir() + "/up_ran_" + c.name;
+    std::remove(marker.c_str());
+    const CommandRun up = RunCommand(testing::FloverBinary() + " up --config " +
+                                     WriteUpConfig("bad_" + c.name, c.tensor, c.model) + " --exec 'touch " + marker +
+                                     "'");
+    EXPECT_EQ(up.exit_code, 1) << up.output;
+    const size_t last = up.output.rfind("flover up: ");
+    ASSERT_NE(last, std::string::npos) << up.output;
+    const std::string last_line = up.output.substr(last);
+    EXPECT_NE(last_line.find("stopped while starting (exit 2)"), std::string::npos) << up.output;
+    EXPECT_NE(last_line.find("replica 0 is unhealthy"), std::string::npos) << up.output;
+    EXPECT_NE(last_line.find(c.reason), std::string::npos) << up.output;
+    EXPECT_FALSE(std::ifstream(marker).good()) << "the command ran against a cluster that never became ready";
+  }
 }
 
 }  // namespace
