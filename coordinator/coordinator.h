@@ -35,6 +35,10 @@
 // No exception escapes the loop: ZeroMQ errors are logged; malformed client messages
 // get an Error, malformed worker messages are logged and ignored.
 //
+// The implementation is in three files: coordinator.cc (construction, the loop),
+// coordinator_clients.cc (the client API) and coordinator_workers.cc (workers, health,
+// steps).
+//
 // Thread-safety: Create() on any thread, then Run() on exactly one thread (the handover
 // of the sockets is ordered by the thread start). Stop() from any thread or a signal
 // handler. endpoints() is constant after Create().

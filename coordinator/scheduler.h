@@ -73,6 +73,8 @@ namespace flover {
 
 using Clock = std::chrono::steady_clock;
 
+inline double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
 enum class SchedulerPolicy { kFused, kDynamic, kInstances, kSequential };
 
 // "fused", "dynamic", "instances", "sequential" (the names of scheduler.policy).

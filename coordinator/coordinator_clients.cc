@@ -1,0 +1,253 @@
+// The client API of the coordinator's loop: submissions, cancellations, status, and
+// what goes back to the clients (tokens, Done, errors). See coordinator.h.
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/protocol.h"
+#include "coordinator/admission.h"
+
+namespace flover {
+
+void Coordinator::HandleClient(const std::string& identity, const std::string& payload, Clock::time_point now) {
+  Result<proto::ClientMessage> message = ParseClientMessage(payload);
+  if (!message.ok()) {
+    spdlog::debug("client message rejected: {}", message.status().ToString());
+    // Answer with the request's id when the bytes are readable at all (unknown fields,
+    // wrong version), so the client can tell which request was refused.
+    proto::ClientMessage lenient;
+    std::string id;
+    if (lenient.ParseFromString(payload)) {
+      if (lenient.has_submit()) id = lenient.submit().client_request_id();
+      if (lenient.has_cancel()) id = lenient.cancel().client_request_id();
+    }
+    SendToClient(identity, ErrorReply(id, message.status()));
+    return;
+  }
+  switch (message->body_case()) {
+    case proto::ClientMessage::kSubmit: HandleSubmit(identity, message->submit(), now); break;
+    case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
+    case proto::ClientMessage::kStatus: {
+      proto::ServerMessage reply;
+      *reply.mutable_status() = BuildStatus(now);
+      SendToClient(identity, reply);
+      break;
+    }
+    case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
+  }
+}
+
+void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit,
+                               Clock::time_point now) {
+  const std::string& cid = submit.client_request_id();
+  AdmissionContext context;
+  context.tokenizer = tokenizer();
+  context.model = model_ ? &spec_ : nullptr;
+  context.kv_capacity_tokens = kv_capacity_tokens_;
+  context.id_in_flight = requests_.FindByClient(identity, cid) != nullptr;
+  context.n_queued = NQueued();
+  context.max_queued = config_.scheduler.max_queued;
+  Result<RequestParams> params = Admit(submit, context);
+  if (!params.ok()) {
+    spdlog::debug("request '{}' rejected: {}", cid, params.status().ToString());
+    SendToClient(identity, ErrorReply(cid, params.status()));
+    return;
+  }
+  const bool ready = AnyReady();
+  if (!ready && !AnyStarting()) {
+    SendToClient(identity, ErrorReply(cid, Unavailable("no healthy replica: " + UnhealthySummary())));
+    return;
+  }
+
+  TrackedRequest t;
+  t.id = next_request_id_++;
+  t.client = identity;
+  t.client_request_id = cid;
+  t.stream = submit.stream();
+  t.priority = submit.priority();
+  t.prompt_tokens = static_cast<int>(params->prompt.size());
+  t.last_prompt_token = params->prompt.empty() ? -1 : params->prompt.back();
+  t.submitted = now;
+  const uint64_t id = t.id;
+  if (ready) {
+    requests_.Add(std::move(t));
+    Assign(id, std::move(params).value());
+    return;
+  }
+  // No replica is ready yet: queue until one is (or the startup timeout passes).
+  t.params = std::move(params).value();
+  t.model_checked = model_.has_value();
+  t.queue_deadline = now + startup_timeout_;
+  requests_.Add(std::move(t));
+  queued_.push_back(id);
+  spdlog::debug("request {} ('{}') queued: no replica is ready yet", id, cid);
+}
+
+void Coordinator::Assign(uint64_t id, RequestParams params) {
+  TrackedRequest* t = requests_.Find(id);
+  FLOVER_CHECK(t != nullptr) << "request " << id;
+  Replica* best = nullptr;
+  for (Replica& r : replicas_)
+    if (r.state() == Replica::State::kReady && (!best || r.load() < best->load())) best = &r;
+  FLOVER_CHECK(best != nullptr) << "no ready replica for request " << id;
+  const int64_t pool = static_cast<int64_t>(best->n_kv_blocks()) * config_.kv_cache.block_size;
+  Status status = t->model_checked ? Status::Ok() : CheckAgainstModel(params, spec_, pool);
+  if (status.ok() && MaxKvPositions(params, spec_) > pool)
+    status = ResourceExhausted(fmt::format("request needs up to {} KV slots, more than replica {}'s whole KV cache "
+                                           "holds ({})",
+                                           MaxKvPositions(params, spec_), best->index(), pool));
+  if (!status.ok()) {
+    Fail(id, status);
+    return;
+  }
+  t->replica = best->index();
+  t->model_checked = true;
+  best->scheduler()->Add(id, std::move(params), t->priority, t->submitted);
+  proto::ServerMessage reply;
+  proto::Accepted* accepted = reply.mutable_accepted();
+  accepted->set_client_request_id(t->client_request_id);
+  accepted->set_request_id(id);
+  accepted->set_prompt_tokens(t->prompt_tokens);
+  accepted->set_replica(best->index());
+  SendToClient(t->client, reply);
+}
+
+void Coordinator::AdmitQueued() {
+  while (!queued_.empty() && AnyReady()) {
+    const uint64_t id = queued_.front();
+    queued_.pop_front();
+    TrackedRequest* t = requests_.Find(id);
+    if (!t) continue;
+    Assign(id, std::move(t->params));
+  }
+}
+
+void Coordinator::ExpireQueued(Clock::time_point now) {
+  while (!queued_.empty()) {
+    TrackedRequest* t = requests_.Find(queued_.front());
+    if (t && t->queue_deadline > now) return;
+    queued_.pop_front();
+    if (t)
+      Fail(t->id, Unavailable(fmt::format("no replica became ready within {:.1f} s", Seconds(startup_timeout_))));
+  }
+}
+
+void Coordinator::FailQueued(const Status& status) {
+  while (!queued_.empty()) {
+    const uint64_t id = queued_.front();
+    queued_.pop_front();
+    if (requests_.Find(id)) Fail(id, status);
+  }
+}
+
+void Coordinator::HandleCancel(const std::string& identity, const proto::CancelRequest& cancel,
+                               Clock::time_point now) {
+  TrackedRequest* t = requests_.FindByClient(identity, cancel.client_request_id());
+  if (!t) {
+    SendToClient(identity, ErrorReply(cancel.client_request_id(),
+                                      NotFound("no request '" + cancel.client_request_id() +
+                                               "' is in flight on this connection")));
+    return;
+  }
+  if (t->replica < 0) {
+    queued_.erase(std::remove(queued_.begin(), queued_.end(), t->id), queued_.end());
+  } else if (Scheduler* s = replicas_[t->replica].scheduler()) {
+    s->Cancel(t->id);
+  }
+  spdlog::debug("request {} ('{}') cancelled", t->id, t->client_request_id);
+  Finish(t->id, FinishReason::kCancelled, now);
+}
+
+void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
+  TrackedRequest* t = requests_.Find(event.request_id);
+  if (!t) {
+    spdlog::warn("step output for request {} that has no client; ignored", event.request_id);
+    return;
+  }
+  if (event.token >= 0) {
+    const int prev = t->tokens.empty() ? t->last_prompt_token : t->tokens.back();
+    std::string piece = tokenizer_ ? tokenizer_->DecodeToken(prev, event.token) : std::string();
+    t->tokens.push_back(event.token);
+    t->text += piece;
+    if (!t->first_token) t->first_token = now;
+    if (t->stream) {
+      proto::ServerMessage m;
+      proto::TokenEvent* token = m.mutable_token();
+      token->set_client_request_id(t->client_request_id);
+      token->add_tokens(event.token);
+      token->set_text(std::move(piece));
+      SendToClient(t->client, m);
+    }
+  }
+  if (event.finish != FinishReason::kNone) Finish(t->id, event.finish, now);
+}
+
+void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
+  TrackedRequest* t = requests_.Find(id);
+  FLOVER_CHECK(t != nullptr) << "request " << id;
+  proto::ServerMessage m;
+  proto::Done* done = m.mutable_done();
+  done->set_client_request_id(t->client_request_id);
+  done->set_finish_reason(ToProto(reason));
+  done->mutable_tokens()->Add(t->tokens.begin(), t->tokens.end());
+  done->set_text(t->text);
+  done->set_prompt_tokens(t->prompt_tokens);
+  done->set_completion_tokens(static_cast<int>(t->tokens.size()));
+  // A request that never ran was queued all along.
+  done->set_queue_seconds(Seconds(t->first_step.value_or(now) - t->submitted));
+  done->set_first_token_seconds(t->first_token ? Seconds(*t->first_token - t->submitted) : 0.0);
+  done->set_total_seconds(Seconds(now - t->submitted));
+  SendToClient(t->client, m);
+  requests_.Remove(id);
+  ++completed_;
+}
+
+void Coordinator::Fail(uint64_t id, const Status& status) {
+  TrackedRequest* t = requests_.Find(id);
+  FLOVER_CHECK(t != nullptr) << "request " << id;
+  SendToClient(t->client, ErrorReply(t->client_request_id, status));
+  requests_.Remove(id);
+}
+
+proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
+  proto::ClusterStatus s;
+  s.set_name(config_.name);
+  if (model_) *s.mutable_model() = *model_;
+  for (const Replica& r : replicas_) {
+    proto::ReplicaStatus* rs = s.add_replicas();
+    rs->set_replica(r.index());
+    rs->set_state(Replica::StateName(r.state()));
+    for (const WorkerSlot& w : r.workers()) {
+      proto::WorkerStatus* ws = rs->add_workers();
+      ws->set_replica(w.replica);
+      ws->set_rank(w.rank);
+      ws->set_state(WorkerStateName(w.state));
+      ws->set_host(w.host);
+      ws->set_pid(w.pid);
+      ws->set_device(w.device);
+      if (w.state != WorkerState::kAbsent) ws->set_last_heartbeat_age_s(Seconds(now - w.last_seen));
+    }
+    if (const Scheduler* sched = r.scheduler()) {
+      rs->set_running(sched->n_running());
+      rs->set_waiting(sched->n_waiting());
+      rs->set_kv_blocks_total(sched->n_blocks());
+      rs->set_kv_blocks_used(sched->n_used_blocks());
+    }
+    rs->set_steps_per_second(r.rate().steps_per_second(now));
+    rs->set_tokens_per_second(r.rate().tokens_per_second(now));
+    rs->set_steps(r.steps());
+    rs->set_tokens_generated(r.tokens_generated());
+    rs->set_step_compute_seconds(r.step_compute_seconds());
+    rs->set_error(r.error());
+  }
+  s.set_queued(NQueued());
+  s.set_completed(completed_);
+  s.set_uptime_seconds(Seconds(now - started_));
+  return s;
+}
+
+}  // namespace flover

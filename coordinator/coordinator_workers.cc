@@ -1,0 +1,336 @@
+// The worker side of the coordinator's loop: registration, readiness, step results,
+// health, heartbeats, and publishing the step plans. See coordinator.h.
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq_addon.hpp>
+
+#include "common/block_allocator.h"
+#include "common/protocol.h"
+
+namespace flover {
+namespace {
+
+std::string PlanTopic(int replica) { return "replica/" + std::to_string(replica) + "/"; }
+
+// Models agree when every shape field does (descriptions may differ per rank).
+bool SameModel(const proto::ModelInfo& a, const proto::ModelInfo& b) {
+  return a.dim() == b.dim() && a.hidden_dim() == b.hidden_dim() && a.n_layers() == b.n_layers() &&
+         a.n_heads() == b.n_heads() && a.n_kv_heads() == b.n_kv_heads() && a.vocab_size() == b.vocab_size() &&
+         a.max_seq_len() == b.max_seq_len() && a.bos_id() == b.bos_id() && a.eos_id() == b.eos_id();
+}
+
+std::string Describe(const proto::ModelInfo& m) {
+  std::string s = FromProto(m).ToString();
+  if (!m.description().empty()) s = m.description() + " (" + s + ")";
+  return s;
+}
+
+std::string WorkerName(const WorkerSlot& w) {
+  return fmt::format("worker {}/{} (pid {})", w.replica, w.rank, w.pid);
+}
+
+}  // namespace
+
+WorkerSlot* Coordinator::FindWorker(const std::string& identity) {
+  auto it = worker_by_identity_.find(identity);
+  if (it == worker_by_identity_.end()) return nullptr;
+  return &replicas_[it->second.first].worker(it->second.second);
+}
+
+void Coordinator::HandleControl(const std::string& identity, const std::string& payload, Clock::time_point now) {
+  Result<proto::WorkerMessage> message = Parse<proto::WorkerMessage>(payload);
+  if (!message.ok()) {
+    spdlog::warn("control socket: {}; ignored", message.status().ToString());
+    return;
+  }
+  WorkerSlot* slot = FindWorker(identity);
+  if (slot) slot->last_seen = now;
+  const proto::WorkerMessage::BodyCase body = message->body_case();
+  if (body == proto::WorkerMessage::kRegister) {
+    HandleRegister(identity, message->register_(), now);
+    return;
+  }
+  if (body == proto::WorkerMessage::kStepResult) {  // normally on the results socket
+    HandleStepResult(message->step_result(), now);
+    return;
+  }
+  if (!slot) {
+    // Heartbeats of workers that were just told to shut down are expected; say less.
+    spdlog::log(body == proto::WorkerMessage::kHeartbeat ? spdlog::level::debug : spdlog::level::warn,
+                "control socket: message (body {}) from a connection that is not a registered live worker; ignored",
+                static_cast<int>(body));
+    return;
+  }
+  Replica& replica = replicas_[slot->replica];
+  switch (body) {
+    case proto::WorkerMessage::kReady: HandleReady(*slot, message->ready()); break;
+    case proto::WorkerMessage::kStoreSet: {
+      for (const RendezvousStore::Reply& reply :
+           store_.Set(slot->replica, message->store_set().key(), message->store_set().value())) {
+        proto::CoordinatorMessage m;
+        *m.mutable_store_value() = reply.value;
+        SendToWorker(reply.identity, m);
+      }
+      break;
+    }
+    case proto::WorkerMessage::kStoreGet: {
+      const proto::StoreGet& get = message->store_get();
+      if (std::optional<proto::StoreValue> value =
+              store_.Get(slot->replica, identity, get.key(), now, now + std::chrono::milliseconds(get.timeout_ms()))) {
+        proto::CoordinatorMessage m;
+        *m.mutable_store_value() = std::move(*value);
+        SendToWorker(identity, m);
+      }
+      break;
+    }
+    case proto::WorkerMessage::kHeartbeat:
+      if (message->heartbeat().replica() != slot->replica || message->heartbeat().rank() != slot->rank)
+        spdlog::warn("{} sends heartbeats as replica {} rank {}", WorkerName(*slot), message->heartbeat().replica(),
+                     message->heartbeat().rank());
+      break;
+    case proto::WorkerMessage::kFailure:
+      MarkUnhealthy(replica, fmt::format("{} failed: {}", WorkerName(*slot), message->failure().message()));
+      break;
+    default:
+      spdlog::warn("control socket: unexpected message (body {}) from {}; ignored", static_cast<int>(body),
+                   WorkerName(*slot));
+      break;
+  }
+}
+
+void Coordinator::HandleRegister(const std::string& identity, const proto::RegisterWorker& reg,
+                                 Clock::time_point now) {
+  proto::CoordinatorMessage m;
+  proto::RegisterReply* reply = m.mutable_register_reply();
+  auto reject = [&](const std::string& why) {
+    spdlog::warn("registration of replica {} rank {} (pid {} on {}) rejected: {}", reg.replica(), reg.rank(),
+                 reg.pid(), reg.host(), why);
+    reply->set_accepted(false);
+    reply->set_error(why);
+    SendToWorker(identity, m);
+  };
+  if (reg.replica() < 0 || reg.replica() >= config_.replicas || reg.rank() < 0 ||
+      reg.rank() >= config_.tensor_parallel) {
+    reject(fmt::format("replica {} rank {} is not part of this cluster ({} replica(s) x tensor_parallel {})",
+                       reg.replica(), reg.rank(), config_.replicas, config_.tensor_parallel));
+    return;
+  }
+  Replica& replica = replicas_[reg.replica()];
+  WorkerSlot& slot = replica.worker(reg.rank());
+  if (WorkerSlot* other = FindWorker(identity); other && other != &slot) {
+    reject(fmt::format("this connection is already registered as replica {} rank {}", other->replica, other->rank));
+    return;
+  }
+  if (slot.live() && slot.identity != identity) {
+    reject(fmt::format("replica {} rank {} is already live (pid {} on {})", slot.replica, slot.rank, slot.pid,
+                       slot.host));
+    return;
+  }
+  if (slot.live()) {
+    spdlog::info("{} registered again (same connection)", WorkerName(slot));
+  } else {
+    slot.state = WorkerState::kRegistered;
+    slot.identity = identity;
+    slot.pid = reg.pid();
+    slot.host = reg.host();
+    slot.device = reg.device();
+    slot.model.Clear();
+    slot.kv_blocks = 0;
+    worker_by_identity_[identity] = {slot.replica, slot.rank};
+    replica.Restart();
+    spdlog::info("{} registered from {} ({})", WorkerName(slot), slot.host, slot.device);
+  }
+  slot.last_seen = now;
+  reply->set_accepted(true);
+  reply->set_config_yaml(config_yaml_);
+  reply->set_plans_endpoint(endpoints_.plans);
+  reply->set_results_endpoint(endpoints_.results);
+  reply->set_plan_topic(PlanTopic(slot.replica));
+  SendToWorker(identity, m);
+}
+
+void Coordinator::HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready) {
+  if (ready.replica() != slot.replica || ready.rank() != slot.rank) {
+    spdlog::warn("{} reports ready as replica {} rank {}; ignored", WorkerName(slot), ready.replica(), ready.rank());
+    return;
+  }
+  if (slot.state != WorkerState::kRegistered) {
+    spdlog::warn("{} reports ready twice; ignored", WorkerName(slot));
+    return;
+  }
+  slot.state = WorkerState::kReady;
+  slot.model = ready.model();
+  slot.kv_blocks = ready.kv_blocks();
+  spdlog::info("{} ready: {}, {} KV blocks", WorkerName(slot), Describe(slot.model), slot.kv_blocks);
+  Replica& replica = replicas_[slot.replica];
+  if (replica.state() == Replica::State::kStarting && replica.all_ready()) TryMakeReady(replica);
+}
+
+void Coordinator::TryMakeReady(Replica& replica) {
+  const std::vector<WorkerSlot>& workers = replica.workers();
+  const proto::ModelInfo& model = workers.front().model;
+  int kv_blocks = std::numeric_limits<int>::max();
+  for (const WorkerSlot& w : workers) {
+    if (!SameModel(w.model, model)) {
+      MarkUnhealthy(replica, fmt::format("ranks disagree on the model: rank 0 has {}, rank {} has {}",
+                                         Describe(model), w.rank, Describe(w.model)));
+      return;
+    }
+    if (w.kv_blocks < 1) {
+      MarkUnhealthy(replica, fmt::format("{} reported {} KV blocks", WorkerName(w), w.kv_blocks));
+      return;
+    }
+    kv_blocks = std::min(kv_blocks, w.kv_blocks);
+  }
+  const ModelSpec spec = FromProto(model);
+  if (Status s = spec.Validate(); !s.ok()) {
+    MarkUnhealthy(replica, "the workers report an invalid model: " + s.message());
+    return;
+  }
+  if (Status s = ValidateAgainstModel(config_, spec); !s.ok()) {
+    MarkUnhealthy(replica, s.message());
+    return;
+  }
+  if (model_ && !SameModel(*model_, model)) {
+    MarkUnhealthy(replica, fmt::format("it serves {}, but the cluster serves {}", Describe(model), Describe(*model_)));
+    return;
+  }
+  if (tokenizer_ && tokenizer_->vocab_size() != spec.vocab_size)
+    spdlog::warn("the tokenizer has {} pieces but the model's vocabulary is {}", tokenizer_->vocab_size(),
+                 spec.vocab_size);
+  SchedulerConfig sc;
+  sc.replica = replica.index();
+  sc.block_size = config_.kv_cache.block_size;
+  sc.max_step_tokens = config_.scheduler.max_step_tokens;
+  sc.max_running = config_.scheduler.max_running;
+  sc.max_seq_len = spec.max_seq_len;
+  sc.pipeline_depth = config_.scheduler.pipeline_depth;
+  sc.policy = *SchedulerPolicyFromName(config_.scheduler.policy);  // checked by Create()
+  sc.batch_window = std::chrono::milliseconds(config_.scheduler.batch_window_ms);
+  sc.max_batch = config_.scheduler.max_batch;
+  // Never more blocks than the requests that may run at once can use (bounds the
+  // allocator).
+  const int64_t useful =
+      static_cast<int64_t>(sc.running_limit()) * BlockAllocator::BlocksFor(spec.max_seq_len, sc.block_size);
+  sc.n_blocks = static_cast<int>(std::min<int64_t>(kv_blocks, useful));
+  replica.MakeReady(sc, model);
+  RefreshKvCapacity();
+  if (!model_) {
+    model_ = model;
+    spec_ = spec;
+  }
+  spdlog::info("replica {} ready: {}; {} KV blocks of {} tokens (workers hold {})", replica.index(), Describe(model),
+               sc.n_blocks, sc.block_size, kv_blocks);
+  AdmitQueued();
+}
+
+void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
+  if (replica.state() == Replica::State::kUnhealthy) return;
+  const std::string message = fmt::format("replica {} is unhealthy: {}", replica.index(), reason);
+  spdlog::error("{}", message);
+  proto::CoordinatorMessage shutdown;
+  shutdown.mutable_shutdown()->set_reason(message);
+  for (WorkerSlot& w : replica.workers()) {
+    if (!w.live()) continue;
+    SendToWorker(w.identity, shutdown);
+    worker_by_identity_.erase(w.identity);
+  }
+  const Status status = Unavailable(message);
+  for (uint64_t id : replica.MakeUnhealthy(message))
+    if (requests_.Find(id)) Fail(id, status);
+  store_.Clear(replica.index());
+  RefreshKvCapacity();
+  if (!AnyReady() && !AnyStarting()) FailQueued(Unavailable("no healthy replica: " + UnhealthySummary()));
+}
+
+void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_point now) {
+  if (result.replica() < 0 || result.replica() >= config_.replicas) {
+    spdlog::warn("step result for replica {}, which is not part of this cluster; ignored", result.replica());
+    return;
+  }
+  Replica& replica = replicas_[result.replica()];
+  if (replica.state() != Replica::State::kReady) {
+    spdlog::debug("step result {} for replica {} ({}); ignored", result.seq(), replica.index(),
+                  Replica::StateName(replica.state()));
+    return;
+  }
+  WorkerSlot& rank0 = replica.worker(0);
+  if (rank0.live()) rank0.last_seen = now;
+  if (!result.error().empty()) {
+    MarkUnhealthy(replica, fmt::format("step {} failed: {}", result.seq(), result.error()));
+    return;
+  }
+  Result<AppliedStep> applied = replica.scheduler()->Apply(result);
+  if (!applied.ok()) {
+    spdlog::warn("replica {}: {}; ignored", replica.index(), applied.status().message());
+    return;
+  }
+  replica.OnResult(result.seq(), now, applied->n_generated, result.step_seconds());
+  if (applied->n_stale > 0)
+    spdlog::debug("replica {} step {}: {} stale output(s)", replica.index(), result.seq(), applied->n_stale);
+  for (const RequestEvent& event : applied->events) Deliver(event, now);
+}
+
+void Coordinator::CheckHealth(Clock::time_point now) {
+  for (Replica& replica : replicas_) {
+    if (replica.state() == Replica::State::kUnhealthy) continue;
+    for (const WorkerSlot& w : replica.workers()) {
+      if (!w.live()) continue;
+      const Clock::duration limit = w.state == WorkerState::kReady ? heartbeat_timeout_ : startup_timeout_;
+      const Clock::duration silence = now - w.last_seen;
+      if (silence > limit) {
+        MarkUnhealthy(replica, fmt::format("{} missed heartbeats for {:.1f} s", WorkerName(w), Seconds(silence)));
+        break;
+      }
+    }
+    if (replica.state() != Replica::State::kReady) continue;
+    if (const auto oldest = replica.oldest_in_flight(); oldest && now - oldest->second > step_timeout_)
+      MarkUnhealthy(replica, fmt::format("step {} got no result within {:.1f} s (heartbeat.step_timeout_ms)",
+                                         oldest->first, Seconds(step_timeout_)));
+  }
+}
+
+void Coordinator::SendHeartbeats(Clock::time_point now) {
+  if (now < next_heartbeat_) return;
+  next_heartbeat_ = now + heartbeat_interval_;
+  for (const Replica& replica : replicas_) {
+    for (const WorkerSlot& w : replica.workers()) {
+      if (!w.live()) continue;
+      proto::CoordinatorMessage m;
+      proto::Heartbeat* hb = m.mutable_heartbeat();
+      hb->set_replica(w.replica);
+      hb->set_rank(w.rank);
+      hb->set_last_plan_seq(replica.last_plan_seq());
+      SendToWorker(w.identity, m);
+    }
+  }
+}
+
+void Coordinator::RunSteps(Clock::time_point now) {
+  for (Replica& replica : replicas_) {
+    Scheduler* scheduler = replica.scheduler();
+    if (!scheduler) continue;
+    while (scheduler->can_schedule() && scheduler->has_work()) {
+      std::optional<proto::StepPlan> plan = scheduler->Schedule(now);
+      if (!plan) break;
+      for (const proto::PlanEntry& entry : plan->entries())
+        if (TrackedRequest* t = requests_.Find(entry.request_id()); t && !t->first_step) t->first_step = now;
+      const uint64_t seq = plan->seq();
+      proto::CoordinatorMessage m;
+      *m.mutable_plan() = std::move(*plan);
+      const std::string topic = PlanTopic(replica.index());
+      const std::string payload = Serialize(m);
+      const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(topic), zmq::buffer(payload)};
+      zmq::send_multipart(plans_, frames, zmq::send_flags::dontwait);
+      replica.OnPlanPublished(seq, now);
+    }
+  }
+}
+
+}  // namespace flover
