@@ -102,8 +102,9 @@ std::string LocalCluster::Describe(ChildProcess& child, const std::string& what,
 
 Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClusterOptions& o) {
   FLOVER_ASSIGN_OR_RETURN(config_, LoadClusterConfig(config_path));
-  const std::string coordinator_bin = FindBinary(o.bin_dir, "flover-coordinator", "coordinator");
-  const std::string worker_bin = FindBinary(o.bin_dir, "flover-worker", "worker");
+  const std::string coordinator_bin =
+      o.coordinator_bin.empty() ? FindBinary(o.bin_dir, "flover-coordinator", "coordinator") : o.coordinator_bin;
+  const std::string worker_bin = o.worker_bin.empty() ? FindBinary(o.bin_dir, "flover-worker", "worker") : o.worker_bin;
   if (coordinator_bin.empty() || worker_bin.empty())
     return NotFound("cannot find flover-coordinator and flover-worker beside flover (use --bin-dir)");
   auto progress = [&](const std::string& line) {
@@ -151,8 +152,7 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
                                      std::to_string(w.replica), "--rank", std::to_string(w.rank)};
     if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
     FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
-    workers_.push_back(std::move(child));
-    worker_reported_.push_back(false);
+    workers_.push_back(Worker{w.replica, w.rank, std::move(child)});
   }
 
   // Wait until every replica is ready, reporting progress.
@@ -162,9 +162,9 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   for (;;) {
     if (interrupted()) return Cancelled("interrupted while starting");
     if (auto exit = coordinator_->PollExit()) return Unavailable(Describe(*coordinator_, "stopped", *exit));
-    for (ChildProcess& w : workers_)
-      if (auto exit = w.PollExit())
-        return Unavailable(Describe(w, "stopped while starting", *exit) + ReplicaErrors(*client));
+    for (Worker& w : workers_)
+      if (auto exit = w.process.PollExit())
+        return Unavailable(Describe(w.process, "stopped while starting", *exit) + ReplicaErrors(*client));
     if (std::chrono::steady_clock::now() > ready_deadline)
       return Unavailable("the cluster was not ready after " + std::to_string(static_cast<int>(o.ready_timeout_s)) +
                          " s");
@@ -191,19 +191,25 @@ std::optional<std::string> LocalCluster::CoordinatorExit() {
 
 std::vector<std::string> LocalCluster::NewlyStoppedWorkers() {
   std::vector<std::string> stopped;
-  for (size_t i = 0; i < workers_.size(); ++i) {
-    if (worker_reported_[i]) continue;
-    if (std::optional<std::string> exit = workers_[i].PollExit()) {
-      stopped.push_back(Describe(workers_[i], "stopped", *exit));
-      worker_reported_[i] = true;
+  for (Worker& w : workers_) {
+    if (w.reported) continue;
+    if (std::optional<std::string> exit = w.process.PollExit()) {
+      stopped.push_back(Describe(w.process, "stopped", *exit));
+      w.reported = true;
     }
   }
   return stopped;
 }
 
+ChildProcess* LocalCluster::worker(int replica, int rank) {
+  for (Worker& w : workers_)
+    if (w.replica == replica && w.rank == rank) return &w.process;
+  return nullptr;
+}
+
 void LocalCluster::Stop() {
   if (coordinator_) coordinator_->Stop(5000ms);  // sends Shutdown to the workers
-  for (ChildProcess& w : workers_) w.Stop(5000ms);
+  for (Worker& w : workers_) w.process.Stop(5000ms);
   if (!run_dir_.empty()) {
     std::error_code ec;
     fs::remove_all(run_dir_, ec);

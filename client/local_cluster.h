@@ -25,6 +25,8 @@ namespace flover {
 
 struct LocalClusterOptions {
   std::string bin_dir;           // flover-coordinator / flover-worker; default: found beside flover
+  std::string coordinator_bin;   // explicit paths of the daemons (tests); override bin_dir
+  std::string worker_bin;
   double ready_timeout_s = 300;  // loading big models takes a while
   // false: the daemons write to this process's stdout/stderr. true: each daemon's output
   // goes to a file in the cluster's temporary folder, and errors quote its last lines.
@@ -50,6 +52,8 @@ class LocalCluster {
   // One "flover-worker 0/1 stopped (signal Killed)" per worker that exited since the
   // last call.
   std::vector<std::string> NewlyStoppedWorkers();
+  // The process of worker (replica, rank) started here; nullptr if it runs elsewhere.
+  ChildProcess* worker(int replica, int rank);
 
   // Stops the coordinator (it sends Shutdown to the workers), then every worker left.
   // Safe to call twice.
@@ -69,8 +73,13 @@ class LocalCluster {
   std::string client_endpoint_;
   std::string control_endpoint_;
   std::optional<ChildProcess> coordinator_;
-  std::vector<ChildProcess> workers_;
-  std::vector<bool> worker_reported_;  // exit already returned by NewlyStoppedWorkers
+  struct Worker {
+    int replica;
+    int rank;
+    ChildProcess process;
+    bool reported = false;  // exit already returned by NewlyStoppedWorkers
+  };
+  std::vector<Worker> workers_;
 };
 
 // True for 127.0.0.1, localhost, ::1, "" and this machine's host name.

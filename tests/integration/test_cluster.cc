@@ -5,8 +5,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <thread>
 
 #include "tests/test_paths.h"
 #include "worker/engine/engine.h"
@@ -27,9 +25,9 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   char tmpl[] = "/tmp/flover-test-XXXXXX";
   if (!mkdtemp(tmpl)) return IoError("mkdtemp failed");
   c->dir_ = tmpl;
-  c->config_path_ = c->dir_ + "/cluster.yaml";
+  const std::string config_path = c->dir_ + "/cluster.yaml";
   {
-    std::ofstream yaml(c->config_path_);
+    std::ofstream yaml(config_path);
     yaml << "cluster:\n  name: test\n"
          << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
          << "  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
@@ -37,71 +35,22 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
     if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
     yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel
          << "\n  cpu_transport: " << o.cpu_transport << "\n"
-         << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
+         << "workers:\n";
+    for (int r = 0; r < o.replicas; ++r)
+      for (int k = 0; k < o.tensor_parallel; ++k) yaml << "  - {replica: " << r << ", rank: " << k << ", threads: 1}\n";
+    yaml << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
          << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
          << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
          << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch << "\n"
          << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
          << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n";
   }
-  const std::string endpoints_file = c->dir_ + "/endpoints.json";
-  FLOVER_ASSIGN_OR_RETURN(ChildProcess coordinator,
-                          ChildProcess::Spawn({CoordinatorBinary(), "--config", c->config_path_, "--endpoints-file",
-                                               endpoints_file},
-                                              "flover-coordinator"));
-  c->coordinator_ = std::make_unique<ChildProcess>(std::move(coordinator));
-  const auto deadline = std::chrono::steady_clock::now() + ready_timeout;
-  for (;; std::this_thread::sleep_for(20ms)) {
-    if (auto exit = c->coordinator_->PollExit()) return Unavailable("coordinator exited at start-up: " + *exit);
-    if (std::chrono::steady_clock::now() > deadline) return Unavailable("coordinator did not write its endpoints");
-    std::ifstream in(endpoints_file);
-    if (!in) continue;
-    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-    if (!j.is_object() || !j.contains("client") || !j.contains("control")) continue;
-    c->client_endpoint_ = j["client"];
-    c->control_endpoint_ = j["control"];
-    break;
-  }
-  for (int r = 0; r < o.replicas; ++r) {
-    for (int k = 0; k < o.tensor_parallel; ++k) {
-      FLOVER_ASSIGN_OR_RETURN(
-          ChildProcess w, ChildProcess::Spawn({WorkerBinary(), "--coordinator", c->control_endpoint_, "--replica",
-                                               std::to_string(r), "--rank", std::to_string(k), "--threads", "1"},
-                                              "worker " + std::to_string(r) + "/" + std::to_string(k)));
-      c->workers_.push_back({r, k, std::make_unique<ChildProcess>(std::move(w))});
-    }
-  }
-  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, c->Connect());
-  for (;;) {
-    if (std::chrono::steady_clock::now() > deadline) return Unavailable("cluster not ready in time");
-    for (Worker& w : c->workers_)
-      if (auto exit = w.process->PollExit()) return Unavailable(w.process->name() + " exited at start-up: " + *exit);
-    Result<proto::ClusterStatus> s = client->FetchStatus(1000ms);
-    if (!s.ok()) continue;
-    bool ready = s->replicas_size() == o.replicas;
-    for (const auto& r : s->replicas()) ready = ready && r.state() == "ready";
-    if (ready) break;
-    std::this_thread::sleep_for(50ms);
-  }
+  LocalClusterOptions options;
+  options.coordinator_bin = CoordinatorBinary();
+  options.worker_bin = WorkerBinary();
+  options.ready_timeout_s = static_cast<double>(ready_timeout.count());
+  FLOVER_ASSIGN_OR_RETURN(c->cluster_, LocalCluster::Start(config_path, options));
   return c;
-}
-
-ChildProcess* TestCluster::worker(int replica, int rank) {
-  for (Worker& w : workers_)
-    if (w.replica == replica && w.rank == rank) return w.process.get();
-  return nullptr;
-}
-
-std::vector<int> TestCluster::pids() const {
-  std::vector<int> out;
-  if (coordinator_) out.push_back(coordinator_->pid());
-  for (const Worker& w : workers_) out.push_back(w.process->pid());
-  return out;
-}
-
-void TestCluster::Stop() {
-  if (coordinator_) coordinator_->Stop(5000ms);
-  for (Worker& w : workers_) w.process->Stop(5000ms);
 }
 
 std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& requests) {
@@ -148,7 +97,7 @@ std::vector<std::vector<int>> EngineGreedy(const std::vector<std::vector<int>>& 
 }
 
 TestCluster::~TestCluster() {
-  Stop();
+  cluster_.reset();  // stops every process
   std::error_code ec;
   if (!dir_.empty()) fs::remove_all(dir_, ec);
 }

@@ -1,7 +1,8 @@
 // TestCluster: a real Flover cluster for multi-process tests: writes a YAML config with
-// random free ports ("tcp://127.0.0.1:*"), starts the real flover-coordinator and
-// flover-worker daemons as child processes, waits until every replica is ready, and
-// stops everything (no process left) when destroyed.
+// random free ports ("tcp://127.0.0.1:*") and one single-threaded worker per rank, then
+// starts it with LocalCluster (what `flover up` runs): the real flover-coordinator and
+// flover-worker daemons as child processes, ready when every replica is. Everything
+// stops (no process left) when it is destroyed.
 //
 // EngineGreedy: the reference the clusters are checked against, the in-process engine
 // (TP 1) running each request alone.
@@ -14,6 +15,7 @@
 
 #include "client/child_process.h"
 #include "client/client.h"
+#include "client/local_cluster.h"
 #include "common/request_params.h"
 #include "common/status.h"
 
@@ -44,33 +46,17 @@ class TestCluster {
                                                     std::chrono::seconds ready_timeout = std::chrono::seconds(60));
   ~TestCluster();
 
-  const std::string& client_endpoint() const { return client_endpoint_; }
-  const std::string& control_endpoint() const { return control_endpoint_; }
-  const std::string& config_path() const { return config_path_; }
+  const std::string& client_endpoint() const { return cluster_->client_endpoint(); }
   // Worker (replica, rank); nullptr if absent.
-  ChildProcess* worker(int replica, int rank);
-  ChildProcess& coordinator() { return *coordinator_; }
-  std::vector<int> pids() const;
+  ChildProcess* worker(int replica, int rank) { return cluster_->worker(replica, rank); }
 
-  Result<std::unique_ptr<Client>> Connect() const { return Client::Connect(client_endpoint_); }
-
-  // Stops the coordinator (which shuts the workers down) and waits for every process.
-  void Stop();
+  Result<std::unique_ptr<Client>> Connect() const { return Client::Connect(client_endpoint()); }
 
  private:
   TestCluster() = default;
 
-  std::string dir_;
-  std::string config_path_;
-  std::string client_endpoint_;
-  std::string control_endpoint_;
-  std::unique_ptr<ChildProcess> coordinator_;
-  struct Worker {
-    int replica;
-    int rank;
-    std::unique_ptr<ChildProcess> process;
-  };
-  std::vector<Worker> workers_;
+  std::string dir_;  // the config file; removed by the destructor
+  std::unique_ptr<LocalCluster> cluster_;
 };
 
 struct EngineResult {
