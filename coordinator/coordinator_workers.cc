@@ -236,6 +236,7 @@ void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
   spdlog::error("{}", message);
   proto::CoordinatorMessage shutdown;
   shutdown.mutable_shutdown()->set_reason(message);
+  shutdown.mutable_shutdown()->set_replica_failed(true);
   for (WorkerSlot& w : replica.workers()) {
     if (!w.live()) continue;
     SendToWorker(w.identity, shutdown);

@@ -11,6 +11,7 @@ packages=(
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler   # daemons and wire format (issue #3)
   libyaml-cpp-dev libboost-dev libgloo-dev                   # config, HTTP, CPU collectives
   gnuplot-nox                                                # flover bench --plot
+  systemd                                                    # systemd-analyze checks deploy/systemd (tests)
 )
 
 missing=()

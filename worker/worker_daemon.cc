@@ -303,7 +303,14 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
         if (!msg.ok()) {
           spdlog::warn("{}: ignoring control message: {}", Name(), msg.status().ToString());
         } else if (*msg && (*msg)->has_shutdown()) {
-          spdlog::info("{}: shutdown: {}", Name(), (*msg)->shutdown().reason());
+          const proto::Shutdown& shutdown = (*msg)->shutdown();
+          if (shutdown.replica_failed()) {
+            // Non-zero, so that a supervisor restarts this worker and the replica comes back.
+            spdlog::error("{}: shut down, its replica failed: {} (exit {})", Name(), shutdown.reason(),
+                          kExitReplicaFailed);
+            return finish(kExitReplicaFailed);
+          }
+          spdlog::info("{}: shutdown: {}", Name(), shutdown.reason());
           return finish(kExitOk);
         }
       }

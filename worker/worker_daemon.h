@@ -50,6 +50,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitStartup = 2;   // registration, config, model or rendezvous failed
 inline constexpr int kExitFailure = 3;   // a plan or a collective failed; WorkerFailure was sent
 inline constexpr int kExitOrphaned = 4;  // the coordinator went silent
+inline constexpr int kExitReplicaFailed = 5;  // shut down because another rank or a step failed
 
 class WorkerDaemon {
  public:

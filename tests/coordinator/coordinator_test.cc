@@ -797,6 +797,7 @@ TEST_F(CoordinatorTest, SilentWorkerMakesTheReplicaUnhealthy) {
   std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
   ASSERT_TRUE(shutdown && shutdown->has_shutdown());
   EXPECT_EQ(shutdown->shutdown().reason(), why);
+  EXPECT_TRUE(shutdown->shutdown().replica_failed());
   c.Submit("later", {1, 2}, 1);
   std::optional<proto::ServerMessage> m = ExpectReply(c);
   ASSERT_TRUE(m && m->has_error());
@@ -1010,6 +1011,7 @@ TEST_F(CoordinatorTest, StopShutsWorkersDownAndFailsRequestsInFlight) {
   EXPECT_EQ(m->error().code(), "Unavailable");
   std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
   ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+  EXPECT_FALSE(shutdown->shutdown().replica_failed()) << "the coordinator stopping is not a failure";
 }
 
 }  // namespace

@@ -22,6 +22,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::EngineGreedy;
+using testing::ProcessAlive;
+using testing::RunShell;
+using testing::ShellRun;
 using testing::TestCluster;
 using testing::TestClusterOptions;
 
@@ -327,31 +330,6 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
 }
 
-bool ProcessAlive(int pid) {
-  if (kill(pid, 0) != 0) return false;
-  // A zombie is not alive (its parent has not reaped it yet).
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  const size_t close = content.rfind(')');
-  return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
-}
-
-struct CommandRun {
-  int exit_code = -1;  // -1: did not exit normally
-  std::string output;  // stdout and stderr
-};
-
-CommandRun RunCommand(const std::string& cmd) {
-  CommandRun run;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return run;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) run.output.append(buf, n);
-  const int status = pclose(p);
-  if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
-  return run;
-}
-
 // A cluster file for flover up: stories260K, TP `tensor`, one worker per rank.
 std::string WriteUpConfig(const std::string& name, int tensor, const std::string& model_path) {
   const std::string config = ::testing::TempDir() + "/" + name + ".yaml";
@@ -375,7 +353,7 @@ TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
   const std::string exec = testing::FloverBinary() +
                            " generate --prompt Sara --max-tokens 61 --json > " + out_file +
                            " && pgrep -P $PPID > " + pid_file;
-  const CommandRun up = RunCommand(testing::FloverBinary() + " up --config " + config + " --exec '" + exec + "'");
+  const ShellRun up = RunShell(testing::FloverBinary() + " up --config " + config + " --exec '" + exec + "'");
   const std::string& log = up.output;
   EXPECT_EQ(up.exit_code, 0) << log;
   EXPECT_NE(log.find("ready"), std::string::npos) << log;
@@ -419,7 +397,7 @@ TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
     SCOPED_TRACE(c.name);
     const std::string marker = ::testing::TempDir() + "/up_ran_" + c.name;
     std::remove(marker.c_str());
-    const CommandRun up = RunCommand(testing::FloverBinary() + " up --config " +
+    const ShellRun up = RunShell(testing::FloverBinary() + " up --config " +
                                      WriteUpConfig("bad_" + c.name, c.tensor, c.model) + " --exec 'touch " + marker +
                                      "'");
     EXPECT_EQ(up.exit_code, 1) << up.output;

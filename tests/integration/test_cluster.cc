@@ -1,6 +1,8 @@
 #include "tests/integration/test_cluster.h"
 
 #include <omp.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -51,6 +53,26 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   options.ready_timeout_s = static_cast<double>(ready_timeout.count());
   FLOVER_ASSIGN_OR_RETURN(c->cluster_, LocalCluster::Start(config_path, options));
   return c;
+}
+
+ShellRun RunShell(const std::string& command) {
+  ShellRun run;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return run;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) run.output.append(buf, n);
+  const int status = pclose(p);
+  if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
+  return run;
+}
+
+bool ProcessAlive(int pid) {
+  if (kill(pid, 0) != 0) return false;
+  // A zombie is not alive (its parent has not reaped it yet).
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t close = content.rfind(')');
+  return close != std::string::npos && content.size() > close + 2 && content[close + 2] != 'Z';
 }
 
 std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& requests) {

@@ -71,6 +71,16 @@ std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& request
 // The same for greedy prompts that stop at max_tokens (or EOS/BOS): the tokens only.
 std::vector<std::vector<int>> EngineGreedy(const std::vector<std::vector<int>>& prompts, int max_tokens);
 
+// `command` run by /bin/sh, stdout and stderr together.
+struct ShellRun {
+  int exit_code = -1;  // -1: did not exit normally
+  std::string output;
+};
+ShellRun RunShell(const std::string& command);
+
+// True while `pid` exists and is not a zombie.
+bool ProcessAlive(int pid);
+
 // Paths of the daemons built with the tests (compile definitions from CMake).
 std::string CoordinatorBinary();
 std::string WorkerBinary();

@@ -1,0 +1,343 @@
+// The deployment files run the real daemons: the ExecStart lines of deploy/systemd and
+// the container commands of deploy/kubernetes/flover.yaml are read from the shipped
+// files, pointed at the binaries of this build, a test config and free ports, and run
+// as the service manager would. Checked: the cluster becomes ready and serves run.c's
+// text; when a worker dies, the other worker of its replica exits non-zero (so that
+// systemd's Restart=on-failure restarts it), and the restarted workers bring the
+// replica back; stopping the coordinator with the units' signal shuts everything down
+// with exit 0 within the units' stop timeouts.
+#include <gtest/gtest.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "client/child_process.h"
+#include "client/client.h"
+#include "common/cluster_config.h"
+#include "tests/integration/test_cluster.h"
+#include "tests/test_paths.h"
+
+namespace flover {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RunShell;
+using testing::ShellRun;
+
+const std::string kSourceDir = FLOVER_SOURCE_DIR;
+const std::string kExpectedText = " and Ben were playing in the park.";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  close(fd);
+  return ok ? ntohs(addr.sin_port) : -1;
+}
+
+// The value of `key=` in a unit file's lines ("" when absent).
+std::string UnitSetting(const std::string& unit, const std::string& key) {
+  std::istringstream in(unit);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return "";
+}
+
+// systemd's expansion of the specifiers and `$$` these units use (%i, %H, %%, $$); any
+// other specifier or variable fails the test, so a unit cannot silently use one this
+// test does not model.
+std::string ExpandSpecifiers(const std::string& line, const std::string& instance) {
+  std::string out;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i], next = i + 1 < line.size() ? line[i + 1] : '\0';
+    if (c == '%') {
+      ++i;
+      if (next == 'i') out += instance;
+      else if (next == '%') out += '%';
+      else if (next == 'H') {
+        char host[256] = {};
+        gethostname(host, sizeof(host) - 1);
+        out += host;
+      } else ADD_FAILURE() << "specifier %" << next << " in: " << line;
+    } else if (c == '$') {
+      ++i;
+      if (next == '$') out += '$';
+      else ADD_FAILURE() << "environment variable in: " << line;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A command line split into words as systemd does for these units: whitespace
+// separates, '...' and "..." quote.
+std::vector<std::string> SplitCommandLine(const std::string& line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '\'' || c == '"') {
+      const size_t close = line.find(c, i + 1);
+      EXPECT_NE(close, std::string::npos) << "unbalanced quote in: " << line;
+      if (close == std::string::npos) return {};
+      word += line.substr(i + 1, close - i - 1);
+      in_word = true;
+      i = close;
+    } else if (c == ' ' || c == '\t') {
+      if (in_word) words.push_back(word);
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(word);
+  return words;
+}
+
+// The daemons of the units and the manifest are installed in /usr/local/bin or on the
+// PATH; here they are the ones of this build.
+void UseBuiltBinaries(std::string& command) {
+  ReplaceAll(command, "/usr/local/bin/flover-coordinator", testing::CoordinatorBinary());
+  ReplaceAll(command, "/usr/local/bin/flover-worker", testing::WorkerBinary());
+}
+
+// Waits until every replica is ready; false after `timeout`.
+bool WaitReady(const std::string& client_endpoint, std::chrono::seconds timeout) {
+  Result<std::unique_ptr<Client>> client = Client::Connect(client_endpoint);
+  if (!client.ok()) return false;
+  for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;) {
+    Result<proto::ClusterStatus> status = (*client)->FetchStatus(1000ms);
+    if (status.ok() && AllReplicasReady(*status)) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+// `flover generate` against the cluster: run.c's greedy story for "Sara".
+void ExpectServes(const std::string& client_endpoint) {
+  const ShellRun run = RunShell(testing::FloverBinary() + " generate --endpoint " + client_endpoint +
+                                " --prompt Sara --max-tokens 61 --json");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find(kExpectedText), std::string::npos) << run.output;
+}
+
+// Waits up to `timeout` for the process to exit; its status ("exit 0"), or "" if it did not.
+std::string WaitExit(ChildProcess& process, std::chrono::milliseconds timeout) {
+  for (auto deadline = std::chrono::steady_clock::now() + timeout;; std::this_thread::sleep_for(20ms)) {
+    if (std::optional<std::string> exit = process.PollExit()) return *exit;
+    if (std::chrono::steady_clock::now() > deadline) return "";
+  }
+}
+
+std::chrono::milliseconds StopTimeout(const std::string& unit) {
+  const std::string value = UnitSetting(unit, "TimeoutStopSec");
+  return std::chrono::seconds(value.empty() ? 90 : std::stoi(value));  // systemd's default
+}
+
+TEST(DeployTest, SystemdUnitsVerify) {
+  // systemd's own checker on the shipped units, the binaries pointed at this build.
+  const std::string dir = ::testing::TempDir() + "/units";
+  std::filesystem::create_directories(dir);
+  for (const std::string name : {"flover-coordinator.service", "flover-worker@.service"}) {
+    std::string unit = ReadFile(kSourceDir + "/deploy/systemd/" + name);
+    ASSERT_FALSE(unit.empty()) << name;
+    UseBuiltBinaries(unit);
+    std::ofstream(dir + "/" + name) << unit;
+  }
+  std::filesystem::copy_file(dir + "/flover-worker@.service", dir + "/flover-worker@0-1.service",
+                             std::filesystem::copy_options::overwrite_existing);
+  const ShellRun verify = RunShell("systemd-analyze verify " + dir + "/flover-coordinator.service " + dir +
+                                   "/flover-worker@0-1.service");
+  EXPECT_EQ(verify.exit_code, 0) << "systemd-analyze (package systemd) is needed: " << verify.output;
+  EXPECT_EQ(verify.output, "") << verify.output;
+}
+
+TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) {
+  const std::string coordinator_unit = ReadFile(kSourceDir + "/deploy/systemd/flover-coordinator.service");
+  const std::string worker_unit = ReadFile(kSourceDir + "/deploy/systemd/flover-worker@.service");
+  ASSERT_FALSE(coordinator_unit.empty());
+  ASSERT_FALSE(worker_unit.empty());
+  // Recovery below relies on these: systemd restarts a worker that exits non-zero or is
+  // killed, and stops the coordinator with SIGTERM.
+  EXPECT_EQ(UnitSetting(worker_unit, "Restart"), "on-failure");
+  EXPECT_EQ(UnitSetting(worker_unit, "SuccessExitStatus"), "") << "the test assumes only exit 0 is success";
+  const std::string kill_signal = UnitSetting(coordinator_unit, "KillSignal");
+  EXPECT_TRUE(kill_signal.empty() || kill_signal == "SIGTERM") << kill_signal;
+
+  // /etc/flover/cluster.yaml: the deploy README asks for a fixed control port.
+  const std::string dir = ::testing::TempDir();
+  const std::string config = dir + "/systemd-cluster.yaml", endpoints_file = dir + "/systemd-endpoints.json";
+  std::remove(endpoints_file.c_str());
+  const int control_port = FreePort();
+  ASSERT_GT(control_port, 0);
+  std::ofstream(config) << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:" << control_port
+                        << "\n  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
+                        << "model:\n  path: " << testing::Stories260kBin() << "\n  tokenizer: " << testing::Tok512Bin()
+                        << "\nparallel: {replicas: 1, tensor: 2}\n"
+                        << "heartbeat: {interval_ms: 100, timeout_ms: 1500}\n"
+                        << "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n"
+                        << "kv_cache: {memory_mib: 16}\n";
+  auto command = [&](const std::string& unit, const std::string& instance) {
+    std::string line = ExpandSpecifiers(UnitSetting(unit, "ExecStart"), instance);
+    UseBuiltBinaries(line);
+    ReplaceAll(line, "/etc/flover/cluster.yaml", config);
+    ReplaceAll(line, "/run/flover/endpoints.json", endpoints_file);
+    return SplitCommandLine(line);
+  };
+  auto start_worker = [&](int rank) {
+    const std::string instance = "0-" + std::to_string(rank);
+    Result<ChildProcess> w = ChildProcess::Spawn(command(worker_unit, instance), "flover-worker@" + instance);
+    EXPECT_TRUE(w.ok()) << w.status().ToString();
+    return std::move(w).value();
+  };
+
+  Result<ChildProcess> coordinator = ChildProcess::Spawn(command(coordinator_unit, ""), "flover-coordinator");
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
+  std::string client_endpoint;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; client_endpoint.empty();) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no endpoints file " << endpoints_file;
+    ASSERT_FALSE(coordinator->PollExit().has_value());
+    const nlohmann::json j = nlohmann::json::parse(ReadFile(endpoints_file), nullptr, false);
+    if (j.is_object() && j.contains("client")) client_endpoint = j["client"];
+    else std::this_thread::sleep_for(20ms);
+  }
+  std::vector<ChildProcess> workers;
+  workers.push_back(start_worker(0));
+  workers.push_back(start_worker(1));
+  ASSERT_TRUE(WaitReady(client_endpoint, 60s));
+  ExpectServes(client_endpoint);
+
+  // A worker dies: the coordinator shuts the replica's other worker down, and it exits
+  // non-zero, so that Restart=on-failure starts it again too.
+  workers[1].Signal(SIGKILL);
+  EXPECT_EQ(WaitExit(workers[1], 5s), "signal Killed");
+  EXPECT_EQ(WaitExit(workers[0], 10s), "exit 5") << "rank 0 must ask systemd for a restart";
+  // What systemd then does after RestartSec: run both units' commands again.
+  workers.clear();
+  workers.push_back(start_worker(0));
+  workers.push_back(start_worker(1));
+  ASSERT_TRUE(WaitReady(client_endpoint, 60s)) << "the restarted workers did not bring the replica back";
+  ExpectServes(client_endpoint);
+
+  // systemctl stop flover-coordinator: SIGTERM; the workers are told to stop and exit 0.
+  coordinator->Signal(SIGTERM);
+  EXPECT_EQ(WaitExit(*coordinator, StopTimeout(coordinator_unit)), "exit 0");
+  for (ChildProcess& w : workers) EXPECT_EQ(WaitExit(w, StopTimeout(worker_unit)), "exit 0") << w.name();
+}
+
+TEST(DeployTest, KubernetesManifestCommandsServe) {
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
+  std::map<std::string, YAML::Node> by_kind_name;
+  for (const YAML::Node& d : docs) by_kind_name[d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>()] = d;
+  ASSERT_TRUE(by_kind_name.count("ConfigMap/flover-config"));
+  ASSERT_TRUE(by_kind_name.count("Deployment/flover-coordinator"));
+  ASSERT_TRUE(by_kind_name.count("StatefulSet/flover-replica-0"));
+  ASSERT_TRUE(by_kind_name.count("Service/flover-coordinator"));
+
+  // The shipped cluster file is valid as it is, and the StatefulSet has one pod per rank.
+  std::string cluster_yaml = by_kind_name["ConfigMap/flover-config"]["data"]["cluster.yaml"].as<std::string>();
+  Result<ClusterConfig> shipped = ParseClusterConfig(cluster_yaml, "ConfigMap flover-config", "/etc/flover");
+  ASSERT_TRUE(shipped.ok()) << shipped.status().ToString();
+  const YAML::Node workers_set = by_kind_name["StatefulSet/flover-replica-0"];
+  EXPECT_EQ(workers_set["spec"]["replicas"].as<int>(), shipped->tensor_parallel);
+  for (const YAML::Node& port : by_kind_name["Service/flover-coordinator"]["spec"]["ports"]) {
+    const std::string name = port["name"].as<std::string>();
+    const int number = port["port"].as<int>();
+    const std::string& endpoint = name == "client"    ? shipped->endpoints.client
+                                  : name == "control" ? shipped->endpoints.control
+                                  : name == "plans"   ? shipped->endpoints.plans
+                                                      : shipped->endpoints.results;
+    EXPECT_EQ(endpoint, "tcp://*:" + std::to_string(number)) << "Service port " << name;
+  }
+
+  // The coordinator binds every interface and advertises this host's name, as in a pod.
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+  addrinfo* resolved = nullptr;
+  ASSERT_EQ(getaddrinfo(host, nullptr, nullptr, &resolved), 0) << "this host's name " << host << " does not resolve";
+  freeaddrinfo(resolved);
+
+  // The pods' files and ports: the model volume, and free ports for the four endpoints.
+  ReplaceAll(cluster_yaml, "/models/", testing::ModelsDir() + "/");
+  std::map<std::string, int> port_of;  // "5556" -> a free port
+  for (const std::string p : {"5555", "5556", "5557", "5558"}) {
+    port_of[p] = FreePort();
+    ASSERT_GT(port_of[p], 0);
+    ReplaceAll(cluster_yaml, "tcp://*:" + p, "tcp://*:" + std::to_string(port_of[p]));
+  }
+  const std::string config = ::testing::TempDir() + "/k8s-cluster.yaml";
+  std::ofstream(config) << cluster_yaml;
+
+  const YAML::Node coordinator_container =
+      by_kind_name["Deployment/flover-coordinator"]["spec"]["template"]["spec"]["containers"][0];
+  std::vector<std::string> coordinator_argv = coordinator_container["command"].as<std::vector<std::string>>();
+  ASSERT_FALSE(coordinator_argv.empty());
+  EXPECT_EQ(coordinator_argv[0], "flover-coordinator");
+  coordinator_argv[0] = testing::CoordinatorBinary();
+  for (std::string& a : coordinator_argv)
+    if (a == "/etc/flover/cluster.yaml") a = config;
+  Result<ChildProcess> coordinator = ChildProcess::Spawn(coordinator_argv, "coordinator pod");
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
+
+  const YAML::Node worker_container = workers_set["spec"]["template"]["spec"]["containers"][0];
+  std::vector<std::string> worker_command = worker_container["command"].as<std::vector<std::string>>();
+  const std::vector<std::string> worker_args = worker_container["args"].as<std::vector<std::string>>();
+  ASSERT_EQ(worker_args.size(), 1u);
+  std::string script = worker_args[0];
+  // The Service's DNS name and port, and the image's PATH.
+  ReplaceAll(script, "tcp://flover-coordinator:5556", "tcp://127.0.0.1:" + std::to_string(port_of["5556"]));
+  ReplaceAll(script, "exec flover-worker ", "exec " + testing::WorkerBinary() + " ");
+  std::vector<ChildProcess> pods;
+  for (int ordinal = 0; ordinal < shipped->tensor_parallel; ++ordinal) {
+    // The pod's environment (the downward API of the manifest).
+    std::vector<std::string> argv = {"/usr/bin/env", "POD_NAME=flover-replica-0-" + std::to_string(ordinal),
+                                     "POD_IP=127.0.0.1", "OMP_NUM_THREADS=1"};
+    argv.insert(argv.end(), worker_command.begin(), worker_command.end());
+    argv.push_back(script);
+    Result<ChildProcess> pod = ChildProcess::Spawn(argv, "worker pod " + std::to_string(ordinal));
+    ASSERT_TRUE(pod.ok()) << pod.status().ToString();
+    pods.push_back(std::move(pod).value());
+  }
+  const std::string client_endpoint = "tcp://127.0.0.1:" + std::to_string(port_of["5555"]);
+  ASSERT_TRUE(WaitReady(client_endpoint, 60s));
+  ExpectServes(client_endpoint);
+
+  coordinator->Signal(SIGTERM);  // a pod's termination
+  EXPECT_EQ(WaitExit(*coordinator, 15s), "exit 0");
+  for (ChildProcess& pod : pods) EXPECT_EQ(WaitExit(pod, 15s), "exit 0") << pod.name();
+}
+
+}  // namespace
+}  // namespace flover
