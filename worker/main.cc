@@ -37,6 +37,14 @@ int main(int argc, char** argv) {
       return flover::kExitStartup;
     }
     options.coordinator = config->endpoints.control;
+    for (const char* wildcard : {"tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"}) {
+      if (options.coordinator.rfind(wildcard, 0) == 0) {
+        spdlog::error("{}: endpoints.control {} binds every interface, which a worker cannot connect to: name the "
+                      "coordinator's host there, or give this worker --coordinator tcp://HOST:PORT",
+                      config_path, options.coordinator);
+        return flover::kExitStartup;
+      }
+    }
   }
   if (options.coordinator.empty() || options.coordinator.find(":*") != std::string::npos) {
     spdlog::error("flover-worker needs the coordinator's control endpoint: --coordinator tcp://HOST:PORT");

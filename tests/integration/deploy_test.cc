@@ -257,6 +257,26 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   for (ChildProcess& w : workers) EXPECT_EQ(WaitExit(w, StopTimeout(worker_unit)), "exit 0") << w.name();
 }
 
+TEST(DeployTest, WorkerTakingTheControlEndpointFromTheClusterFileNeedsAHost) {
+  // The worker unit reads endpoints.control from the cluster file: a bind-all or
+  // random-port endpoint there is a clear start-up error (exit 2), not a hang.
+  struct Case {
+    std::string control;
+    std::string message;
+  };
+  for (const Case& c : {Case{"tcp://*:5556", "binds every interface"},
+                        Case{"tcp://0.0.0.0:5556", "binds every interface"},
+                        Case{"tcp://127.0.0.1:*", "needs the coordinator's control endpoint"}}) {
+    SCOPED_TRACE(c.control);
+    const std::string config = ::testing::TempDir() + "/control.yaml";
+    std::ofstream(config) << "endpoints:\n  control: " << c.control << "\nmodel:\n  path: dummy:tiny\n";
+    const ShellRun run =
+        RunShell("timeout 20 " + testing::WorkerBinary() + " --config " + config + " --replica 0 --rank 0");
+    EXPECT_EQ(run.exit_code, 2) << run.output;
+    EXPECT_NE(run.output.find(c.message), std::string::npos) << run.output;
+  }
+}
+
 TEST(DeployTest, KubernetesManifestCommandsServe) {
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
   std::map<std::string, YAML::Node> by_kind_name;
