@@ -116,6 +116,7 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   if (!mkdtemp(dir_template)) return IoError("cannot create a temporary folder in /tmp");
   run_dir_ = dir_template;
   capture_logs_ = o.capture_logs;
+  restart_failed_workers_ = o.restart_failed_workers;
   const std::string endpoints_file = (fs::path(run_dir_) / "endpoints.json").string();
 
   FLOVER_ASSIGN_OR_RETURN(ChildProcess coordinator,
@@ -152,7 +153,8 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
                                      std::to_string(w.replica), "--rank", std::to_string(w.rank)};
     if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
     FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
-    workers_.push_back(Worker{w.replica, w.rank, std::move(child)});
+    workers_.push_back(
+        Worker{.replica = w.replica, .rank = w.rank, .argv = std::move(argv), .process = std::move(child)});
   }
 
   // Wait until every replica is ready, reporting progress.
@@ -189,16 +191,40 @@ std::optional<std::string> LocalCluster::CoordinatorExit() {
   return Describe(*coordinator_, "stopped", *exit);
 }
 
-std::vector<std::string> LocalCluster::NewlyStoppedWorkers() {
-  std::vector<std::string> stopped;
+std::vector<std::string> LocalCluster::SuperviseWorkers() {
+  std::vector<std::string> events;
+  const Clock::time_point now = Clock::now();
   for (Worker& w : workers_) {
-    if (w.reported) continue;
-    if (std::optional<std::string> exit = w.process.PollExit()) {
-      stopped.push_back(Describe(w.process, "stopped", *exit));
+    if (!w.reported) {
+      std::optional<std::string> exit = w.process.PollExit();
+      if (!exit) continue;
+      events.push_back(Describe(w.process, "stopped", *exit));
       w.reported = true;
+      if (!restart_failed_workers_ || *exit == "exit 0") continue;
+      std::erase_if(w.restarts, [&](Clock::time_point t) { return now - t > kRestartWindow; });
+      if (w.restarts.size() >= kMaxRestarts) {
+        events.push_back(w.process.name() + " not restarting: it stopped " + std::to_string(kMaxRestarts + 1) +
+                         " times within " + std::to_string(kRestartWindow.count()) + " min");
+        continue;
+      }
+      const auto delay = std::chrono::seconds(std::min(30, 1 << w.restarts.size()));
+      w.restart_at = now + delay;
+      events.push_back(w.process.name() + " restarting in " + std::to_string(delay.count()) + " s");
+    } else if (w.restart_at && now >= *w.restart_at) {
+      w.restart_at.reset();
+      const std::string name = w.process.name();
+      Result<ChildProcess> child = ChildProcess::Spawn(w.argv, name, LogFile(name));
+      if (!child.ok()) {
+        events.push_back(name + " not restarting: " + child.status().ToString());
+        continue;
+      }
+      w.process = std::move(child).value();
+      w.reported = false;
+      w.restarts.push_back(now);
+      events.push_back(name + " restarted (pid " + std::to_string(w.process.pid()) + ")");
     }
   }
-  return stopped;
+  return events;
 }
 
 ChildProcess* LocalCluster::worker(int replica, int rank) {

@@ -11,6 +11,7 @@
 // Thread-safety: none; one thread owns a LocalCluster.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,6 +34,11 @@ struct LocalClusterOptions {
   bool capture_logs = false;
   std::function<void(const std::string&)> progress;  // "1/2 workers ready"; may be empty
   std::function<bool()> interrupted;                 // polled while starting; may be empty
+  // SuperviseWorkers() restarts a worker that stopped with anything but exit 0 (a worker
+  // exits 0 only when told to stop), as systemd's Restart=on-failure would: after 1 s,
+  // doubling after each restart up to 30 s, and at most kMaxRestarts times within
+  // kRestartWindow. Restarted workers register again and bring their replica back.
+  bool restart_failed_workers = false;
 };
 
 class LocalCluster {
@@ -49,9 +55,13 @@ class LocalCluster {
 
   // "flover-coordinator stopped (exit 1)" once the coordinator has exited, else nullopt.
   std::optional<std::string> CoordinatorExit();
-  // One "flover-worker 0/1 stopped (signal Killed)" per worker that exited since the
-  // last call.
-  std::vector<std::string> NewlyStoppedWorkers();
+  // Call every few tens of ms once started. Returns one line per event since the last
+  // call: "flover-worker 0/1 stopped (signal Killed)" for a worker that exited, then,
+  // with options.restart_failed_workers, "... restarting in 1 s", "... restarted", or
+  // "... not restarting: it stopped 5 times within 10 min".
+  std::vector<std::string> SuperviseWorkers();
+  static constexpr int kMaxRestarts = 5;
+  static constexpr std::chrono::minutes kRestartWindow{10};
   // The process of worker (replica, rank) started here; nullptr if it runs elsewhere.
   ChildProcess* worker(int replica, int rank);
 
@@ -73,12 +83,17 @@ class LocalCluster {
   std::string client_endpoint_;
   std::string control_endpoint_;
   std::optional<ChildProcess> coordinator_;
+  using Clock = std::chrono::steady_clock;
   struct Worker {
     int replica;
     int rank;
+    std::vector<std::string> argv;
     ChildProcess process;
-    bool reported = false;  // exit already returned by NewlyStoppedWorkers
+    bool reported = false;                  // exit already returned by SuperviseWorkers
+    std::optional<Clock::time_point> restart_at{};
+    std::vector<Clock::time_point> restarts{};  // within kRestartWindow
   };
+  bool restart_failed_workers_ = false;
   std::vector<Worker> workers_;
 };
 

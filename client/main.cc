@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--exec", up.exec, "Run this shell command once ready ($FLOVER_ENDPOINT set), then stop");
   up_cmd->add_option("--ready-timeout", up.ready_timeout_s, "Seconds to wait for every replica")->capture_default_str();
   up_cmd->add_option("--bin-dir", up.bin_dir, "Folder with flover-coordinator and flover-worker");
+  up_cmd->add_flag("--no-restart", up.no_restart, "Leave a failed worker stopped (default: restart it)");
 
   flover::GenerateOptions gen;
   CLI::App* gen_cmd = app.add_subcommand("generate", "Submit prompts to a running cluster");

@@ -32,6 +32,7 @@ int UpCommand(const UpOptions& o) {
   LocalClusterOptions options;
   options.bin_dir = o.bin_dir;
   options.ready_timeout_s = o.ready_timeout_s;
+  options.restart_failed_workers = !o.no_restart;
   options.progress = [](const std::string& line) { std::fprintf(stderr, "flover up: %s\n", line.c_str()); };
   options.interrupted = [] { return g_stop != 0; };
   Result<std::unique_ptr<LocalCluster>> started = LocalCluster::Start(o.config, options);
@@ -56,8 +57,7 @@ int UpCommand(const UpOptions& o) {
       exit_code = 1;
       break;
     }
-    for (const std::string& stopped : cluster.NewlyStoppedWorkers())
-      std::fprintf(stderr, "flover up: %s\n", stopped.c_str());
+    for (const std::string& event : cluster.SuperviseWorkers()) std::fprintf(stderr, "flover up: %s\n", event.c_str());
     if (exec_child) {
       if (auto exit = exec_child->PollExit()) {
         exit_code = exit->rfind("exit ", 0) == 0 ? std::atoi(exit->c_str() + 5) : 1;

@@ -16,6 +16,7 @@ struct UpOptions {
   std::string exec;              // optional command to run against the ready cluster
   double ready_timeout_s = 300;  // loading big models takes a while
   std::string bin_dir;           // where flover-coordinator / flover-worker are; default: found beside flover
+  bool no_restart = false;       // leave failed workers stopped (default: restart them)
 };
 
 int UpCommand(const UpOptions& options);

@@ -108,11 +108,12 @@ void Coordinator::HandleRegister(const std::string& identity, const proto::Regis
                                  Clock::time_point now) {
   proto::CoordinatorMessage m;
   proto::RegisterReply* reply = m.mutable_register_reply();
-  auto reject = [&](const std::string& why) {
-    spdlog::warn("registration of replica {} rank {} (pid {} on {}) rejected: {}", reg.replica(), reg.rank(),
-                 reg.pid(), reg.host(), why);
+  auto reject = [&](const std::string& why, bool retry = false) {
+    spdlog::warn("registration of replica {} rank {} (pid {} on {}) {}: {}", reg.replica(), reg.rank(), reg.pid(),
+                 reg.host(), retry ? "deferred" : "rejected", why);
     reply->set_accepted(false);
     reply->set_error(why);
+    reply->set_retry(retry);
     SendToWorker(identity, m);
   };
   if (reg.replica() < 0 || reg.replica() >= config_.replicas || reg.rank() < 0 ||
@@ -129,7 +130,8 @@ void Coordinator::HandleRegister(const std::string& identity, const proto::Regis
   }
   if (slot.live() && slot.identity != identity) {
     reject(fmt::format("replica {} rank {} is already live (pid {} on {})", slot.replica, slot.rank, slot.pid,
-                       slot.host));
+                       slot.host),
+           /*retry=*/true);
     return;
   }
   if (slot.live()) {

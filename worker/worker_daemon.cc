@@ -53,17 +53,30 @@ Status WorkerDaemon::Register() {
   r->set_pid(static_cast<int32_t>(getpid()));
   r->set_device("cpu");
   FLOVER_RETURN_IF_ERROR(control_->Send(m));
+  // A refusal with `retry` (this rank is still live under an old process of ours that
+  // the coordinator has not yet declared dead) is asked again until the deadline.
   const auto deadline = Clock::now() + options_.register_timeout;
+  auto next_retry = Clock::time_point::max();
+  bool waiting = false;
   proto::RegisterReply reply;
   for (;;) {
     if (Clock::now() > deadline)
-      return Unavailable("no answer from the coordinator at " + options_.coordinator + " within " +
-                         std::to_string(options_.register_timeout.count() / 1000) + " s");
-    FLOVER_ASSIGN_OR_RETURN(std::optional<proto::CoordinatorMessage> msg, control_->Receive(200ms));
-    if (msg && msg->has_register_reply()) {
-      reply = msg->register_reply();
-      break;
+      return Unavailable(reply.retry() ? "the coordinator still refuses " + Name() + " after " +
+                                             std::to_string(options_.register_timeout.count() / 1000) +
+                                             " s: " + reply.error()
+                                       : "no answer from the coordinator at " + options_.coordinator + " within " +
+                                             std::to_string(options_.register_timeout.count() / 1000) + " s");
+    if (Clock::now() >= next_retry) {
+      FLOVER_RETURN_IF_ERROR(control_->Send(m));
+      next_retry = Clock::time_point::max();
     }
+    FLOVER_ASSIGN_OR_RETURN(std::optional<proto::CoordinatorMessage> msg, control_->Receive(200ms));
+    if (!msg || !msg->has_register_reply()) continue;
+    reply = msg->register_reply();
+    if (reply.accepted() || !reply.retry()) break;
+    if (!waiting) spdlog::warn("{}: {}; registering again every 500 ms", Name(), reply.error());
+    waiting = true;
+    next_retry = Clock::now() + 500ms;
   }
   if (!reply.accepted()) return InvalidArgument("the coordinator refused " + Name() + ": " + reply.error());
   FLOVER_ASSIGN_OR_RETURN(config_, ParseClusterConfig(reply.config_yaml(), "coordinator config", ""));

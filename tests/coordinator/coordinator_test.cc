@@ -390,6 +390,7 @@ TEST_F(CoordinatorTest, RegistrationRejectsOutOfRangeAndDuplicateLiveRanks) {
   EXPECT_FALSE(m->register_reply().accepted());
   EXPECT_NE(m->register_reply().error().find("not part of this cluster"), std::string::npos)
       << m->register_reply().error();
+  EXPECT_FALSE(m->register_reply().retry()) << "registering again cannot help";
   w.SendRegister(0, /*rank=*/1);
   m = w.RecvControl(kWait);
   ASSERT_TRUE(m && m->has_register_reply());
@@ -400,6 +401,7 @@ TEST_F(CoordinatorTest, RegistrationRejectsOutOfRangeAndDuplicateLiveRanks) {
   const proto::RegisterReply reply = twin.Register();
   EXPECT_FALSE(reply.accepted());
   EXPECT_NE(reply.error().find("already live"), std::string::npos) << reply.error();
+  EXPECT_TRUE(reply.retry()) << "a restarted worker waits until its old process is declared dead";
 }
 
 TEST_F(CoordinatorTest, SubmitStreamsTokensThenDoneWithPlansInSequence) {

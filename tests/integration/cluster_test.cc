@@ -371,6 +371,32 @@ TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
   for (int pid : children) EXPECT_FALSE(ProcessAlive(pid)) << "process " << pid << " survived flover up";
 }
 
+TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndTheReplicaServesAgain) {
+  // The command kills worker 0/1 (a child of flover up) mid-session. The coordinator
+  // declares the replica unhealthy and shuts worker 0/0 down (exit 5); flover up
+  // restarts both, they register again (0/1 waits until its old process is declared
+  // dead), and the replica serves the same text again.
+  const std::string dir = ::testing::TempDir();
+  const std::string config = WriteUpConfig("restart", 2, testing::Stories260kBin());
+  const std::string flover = testing::FloverBinary();
+  const std::string generate = flover + " generate --prompt Sara --max-tokens 61 --json";
+  const std::string exec = generate + " > " + dir + "/before.json && kill -9 $(pgrep -P $PPID -f -- \"--rank [1]\") && " +
+                           "timeout 30 sh -c \"until " + flover + " status | grep -q unhealthy; do sleep 0.05; done\" && " +
+                           flover + " status --wait-ready 60 > /dev/null && " + generate + " > " + dir + "/after.json";
+  const ShellRun up = RunShell(flover + " up --config " + config + " --exec '" + exec + "'");
+  EXPECT_EQ(up.exit_code, 0) << up.output;
+  EXPECT_NE(up.output.find("flover-worker 0/1 stopped (signal Killed)"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("flover-worker 0/0 stopped (exit 5)"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("flover-worker 0/1 restarted"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("flover-worker 0/0 restarted"), std::string::npos) << up.output;
+  for (const std::string name : {"before", "after"}) {
+    std::ifstream out(dir + "/" + name + ".json");
+    std::string line;
+    ASSERT_TRUE(std::getline(out, line)) << name << "\n" << up.output;
+    EXPECT_NE(line.find(" and Ben were playing in the park."), std::string::npos) << name << ": " << line;
+  }
+}
+
 TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
   // The workers check the model against the config before they read any tensor, and
   // tell the coordinator why they gave up; flover up's last line carries that reason,

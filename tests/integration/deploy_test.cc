@@ -46,7 +46,8 @@ std::string ReadFile(const std::string& path) {
 }
 
 void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
 }
 
 // A TCP port on 127.0.0.1 that nothing listens on now.
@@ -280,7 +281,8 @@ TEST(DeployTest, WorkerTakingTheControlEndpointFromTheClusterFileNeedsAHost) {
 TEST(DeployTest, KubernetesManifestCommandsServe) {
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
   std::map<std::string, YAML::Node> by_kind_name;
-  for (const YAML::Node& d : docs) by_kind_name[d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>()] = d;
+  for (const YAML::Node& d : docs)
+    by_kind_name[d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>()] = d;
   ASSERT_TRUE(by_kind_name.count("ConfigMap/flover-config"));
   ASSERT_TRUE(by_kind_name.count("Deployment/flover-coordinator"));
   ASSERT_TRUE(by_kind_name.count("StatefulSet/flover-replica-0"));
