@@ -109,9 +109,10 @@ class Coordinator {
   void HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit, Clock::time_point now);
   void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
   proto::ClusterStatus BuildStatus(Clock::time_point now) const;
-  // Sends the request to the least-loaded ready replica (Accepted), or fails it.
+  // Sends the request to the least-loaded ready replica (Accepted, the first time), or
+  // fails it. `generated`: tokens it generated on a replica that failed (Scheduler::Add).
   // REQUIRES: the request is in requests_ and some replica is ready.
-  void Assign(uint64_t id, RequestParams params);
+  void Assign(uint64_t id, RequestParams params, std::vector<int> generated = {});
   void AdmitQueued();
   void ExpireQueued(Clock::time_point now);
   void FailQueued(const Status& status);
@@ -127,6 +128,11 @@ class Coordinator {
   void HandleStepResult(const proto::StepResult& result, Clock::time_point now);
   void TryMakeReady(Replica& replica);
   void MarkUnhealthy(Replica& replica, const std::string& reason);
+  // A request of a failed replica goes on on another ready replica, from the tokens it
+  // had generated; false (the caller fails it) when no replica is ready or it already
+  // moved kMaxFailovers times.
+  bool Failover(TakenRequest& request);
+  static constexpr int kMaxFailovers = 2;
   void CheckHealth(Clock::time_point now);
   void SendHeartbeats(Clock::time_point now);
   void RunSteps(Clock::time_point now);

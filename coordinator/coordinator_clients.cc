@@ -87,7 +87,7 @@ void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitR
   spdlog::debug("request {} ('{}') queued: no replica is ready yet", id, cid);
 }
 
-void Coordinator::Assign(uint64_t id, RequestParams params) {
+void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> generated) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   Replica* best = nullptr;
@@ -106,7 +106,8 @@ void Coordinator::Assign(uint64_t id, RequestParams params) {
   }
   t->replica = best->index();
   t->model_checked = true;
-  best->scheduler()->Add(id, std::move(params), t->priority, t->submitted);
+  best->scheduler()->Add(id, std::move(params), t->priority, t->submitted, std::move(generated));
+  if (t->failovers > 0) return;  // the client got its Accepted the first time
   proto::ServerMessage reply;
   proto::Accepted* accepted = reply.mutable_accepted();
   accepted->set_client_request_id(t->client_request_id);

@@ -245,11 +245,22 @@ void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
     worker_by_identity_.erase(w.identity);
   }
   const Status status = Unavailable(message);
-  for (uint64_t id : replica.MakeUnhealthy(message))
-    if (requests_.Find(id)) Fail(id, status);
+  for (TakenRequest& taken : replica.MakeUnhealthy(message))
+    if (requests_.Find(taken.id) && !Failover(taken)) Fail(taken.id, status);
   store_.Clear(replica.index());
   RefreshKvCapacity();
   if (!AnyReady() && !AnyStarting()) FailQueued(Unavailable("no healthy replica: " + UnhealthySummary()));
+}
+
+bool Coordinator::Failover(TakenRequest& request) {
+  TrackedRequest* t = requests_.Find(request.id);
+  if (!AnyReady() || t->failovers >= kMaxFailovers) return false;
+  const int from = t->replica;
+  ++t->failovers;
+  spdlog::warn("request {} ('{}') moves from failed replica {} with {} generated tokens (failover {} of at most {})",
+               request.id, t->client_request_id, from, request.generated.size(), t->failovers, kMaxFailovers);
+  Assign(request.id, std::move(request.params), std::move(request.generated));
+  return true;
 }
 
 void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_point now) {

@@ -79,7 +79,7 @@ void Replica::MakeReady(const SchedulerConfig& config, const proto::ModelInfo& m
   rate_.Clear();
 }
 
-std::vector<uint64_t> Replica::MakeUnhealthy(std::string error) {
+std::vector<TakenRequest> Replica::MakeUnhealthy(std::string error) {
   FLOVER_CHECK(state_ != State::kUnhealthy) << "replica " << index_ << " is already unhealthy";
   state_ = State::kUnhealthy;
   error_ = std::move(error);
@@ -87,11 +87,11 @@ std::vector<uint64_t> Replica::MakeUnhealthy(std::string error) {
     if (w.live()) w.state = WorkerState::kDead;
     w.identity.clear();
   }
-  std::vector<uint64_t> ids;
-  if (scheduler_) ids = scheduler_->TakeAll();
+  std::vector<TakenRequest> taken;
+  if (scheduler_) taken = scheduler_->TakeAll();
   scheduler_.reset();
   published_.clear();
-  return ids;
+  return taken;
 }
 
 void Replica::Restart() {

@@ -87,9 +87,10 @@ class Replica {
 
   // starting -> ready with a fresh scheduler. REQUIRES: state starting.
   void MakeReady(const SchedulerConfig& config, const proto::ModelInfo& model);
-  // -> unhealthy: live slots turn dead, the scheduler is dropped. Returns the ids of
-  // its requests (to fail them). REQUIRES: state not unhealthy.
-  std::vector<uint64_t> MakeUnhealthy(std::string error);
+  // -> unhealthy: live slots turn dead, the scheduler is dropped. Returns its requests,
+  // oldest first (to move them to another replica, or fail them). REQUIRES: state not
+  // unhealthy.
+  std::vector<TakenRequest> MakeUnhealthy(std::string error);
   // unhealthy -> starting, when a worker registers into it.
   void Restart();
 

@@ -30,6 +30,7 @@ struct TrackedRequest {
   bool stream = false;
   int priority = 0;
   int replica = -1;  // -1: queued until a replica is ready
+  int failovers = 0;  // times it moved on after its replica failed
   // While queued: what the scheduler will run, and whether the model checks are done.
   RequestParams params;
   bool model_checked = false;

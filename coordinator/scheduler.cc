@@ -62,14 +62,19 @@ Scheduler::Scheduler(const SchedulerConfig& config)
   FLOVER_CHECK(config.max_batch >= 1) << "max_batch=" << config.max_batch;
 }
 
-void Scheduler::Add(uint64_t id, RequestParams params, int priority, Clock::time_point arrived) {
+void Scheduler::Add(uint64_t id, RequestParams params, int priority, Clock::time_point arrived,
+                    std::vector<int> generated) {
   FLOVER_CHECK(!requests_.contains(id)) << "request " << id << " added twice";
+  FLOVER_CHECK(static_cast<int>(generated.size()) < params.stop.max_tokens &&
+               params.prompt.size() + generated.size() < static_cast<size_t>(config_.max_seq_len))
+      << "request " << id << " has " << generated.size() << " generated tokens already";
   auto r = std::make_unique<SchedRequest>();
   r->id = id;
   r->arrival = next_arrival_++;
   r->arrived = arrived;
   r->priority = priority;
   r->params = std::move(params);
+  r->generated = std::move(generated);
   InsertWaiting(r.get());
   requests_.emplace(id, std::move(r));
 }
@@ -247,6 +252,7 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
       join->mutable_prompt()->Add(r->params.prompt.begin(), r->params.prompt.end());
       *join->mutable_sampling() = ToProto(r->params.sampling);
       *join->mutable_stop() = ToProto(r->params.stop);
+      join->mutable_generated()->Add(r->generated.begin(), r->generated.end());
       r->known = true;
     }
     proto::PlanEntry* entry = plan.add_entries();
@@ -294,22 +300,22 @@ Result<AppliedStep> Scheduler::Apply(const proto::StepResult& result) {
   return applied;
 }
 
-std::vector<uint64_t> Scheduler::TakeAll() {
+std::vector<TakenRequest> Scheduler::TakeAll() {
   std::vector<SchedRequest*> all(running_.begin(), running_.end());
   all.insert(all.end(), waiting_.begin(), waiting_.end());
   std::sort(all.begin(), all.end(), OlderThan);
-  std::vector<uint64_t> ids;
-  ids.reserve(all.size());
+  std::vector<TakenRequest> taken;
+  taken.reserve(all.size());
   for (SchedRequest* r : all) {
-    ids.push_back(r->id);
     Release(r);
+    taken.push_back(TakenRequest{r->id, std::move(r->params), std::move(r->generated)});
   }
   requests_.clear();
   n_batch_ = 0;
   leaves_.clear();
   resets_.clear();
   in_flight_.clear();
-  return ids;
+  return taken;
 }
 
 }  // namespace flover

@@ -117,6 +117,13 @@ struct SchedRequest {
   int n_tokens() const { return n_prompt() + static_cast<int>(generated.size()) + n_pending; }
 };
 
+// A request taken out of a failed replica, with what it needs to go on elsewhere.
+struct TakenRequest {
+  uint64_t id = 0;
+  RequestParams params;
+  std::vector<int> generated;  // tokens reported by StepResults
+};
+
 // What a StepResult did to one request.
 struct RequestEvent {
   uint64_t request_id = 0;
@@ -145,7 +152,12 @@ class Scheduler {
   // <= n_blocks * block_size).
   // Times: only dynamic reads them; callers of the other policies may leave them out
   // (the clock's epoch), dynamic's callers must pass real ones consistently.
-  void Add(uint64_t id, RequestParams params, int priority = 0, Clock::time_point arrived = {});
+  // `generated`: tokens the request already generated elsewhere (a failed replica); it
+  // joins with them (JoinRequest.generated) and recomputes prompt + generated before
+  // its next sample. REQUIRES: fewer than max_tokens of them, and prompt + generated
+  // below max_seq_len.
+  void Add(uint64_t id, RequestParams params, int priority = 0, Clock::time_point arrived = {},
+           std::vector<int> generated = {});
 
   // Forgets a queued or running request now and frees its blocks; when the workers know
   // it, it is listed in the next plan's `leaves`. False if the id is unknown (finished,
@@ -172,9 +184,9 @@ class Scheduler {
   // result.seq is not that plan's. Does not look at result.error (the caller does).
   Result<AppliedStep> Apply(const proto::StepResult& result);
 
-  // Forgets everything (the replica failed) and returns the ids of every request,
-  // oldest first. Plans in flight are forgotten too.
-  std::vector<uint64_t> TakeAll();
+  // Forgets everything (the replica failed) and returns every request, oldest first,
+  // with its parameters and generated tokens. Plans in flight are forgotten too.
+  std::vector<TakenRequest> TakeAll();
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   const SchedRequest* Find(uint64_t id) const;

@@ -185,7 +185,8 @@ Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan, std::string* resul
   for (const proto::JoinRequest& j : plan.joins()) {
     RequestParams request{std::vector<int>(j.prompt().begin(), j.prompt().end()), FromProto(j.sampling()),
                           FromProto(j.stop())};
-    FLOVER_RETURN_IF_ERROR(executor_->Join(j.request_id(), std::move(request)));
+    FLOVER_RETURN_IF_ERROR(executor_->Join(j.request_id(), std::move(request),
+                                           std::span<const int>(j.generated().data(), j.generated().size())));
   }
   entries_.clear();
   for (const proto::PlanEntry& e : plan.entries())

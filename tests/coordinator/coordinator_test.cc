@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -929,7 +930,7 @@ TEST_F(CoordinatorTest, RanksThatDisagreeOnTheModelMakeTheReplicaUnhealthy) {
   EXPECT_NE(GetStatus(c).replicas(0).error().find("ranks disagree on the model"), std::string::npos);
 }
 
-TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndSurviveTheOtherFailing) {
+TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
   Options o;
   o.replicas = 2;
   Start(o);
@@ -949,21 +950,66 @@ TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndSurviveTheOtherFailing) {
   ASSERT_TRUE(p0 && p1);
   EXPECT_EQ(p0->entries(0).request_id(), a);
   EXPECT_EQ(p1->entries(0).request_id(), b);
+  w0.Answer(*p0, {{a, 7, proto::FINISH_NONE}});
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  EXPECT_EQ(m.token().client_request_id(), "a");
 
+  // Replica 0 fails: a moves to replica 1 with its generated token, and the client sees
+  // no error (nor a second Accepted).
+  proto::WorkerMessage failure;
+  failure.mutable_failure()->set_message("GPU fell off the bus");
+  w0.Send(failure);
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
+  w1.Answer(*p1, {{b, 5, proto::FINISH_NONE}});
+  std::optional<proto::StepPlan> next = ExpectPlan(w1);
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(next->joins_size(), 1) << next->DebugString();
+  EXPECT_EQ(next->joins(0).request_id(), a);
+  EXPECT_EQ(std::vector<int>(next->joins(0).prompt().begin(), next->joins(0).prompt().end()),
+            (std::vector<int>{1, 2}));
+  EXPECT_EQ(std::vector<int>(next->joins(0).generated().begin(), next->joins(0).generated().end()),
+            (std::vector<int>{7}));
+  std::map<uint64_t, std::pair<int, int>> entries;  // id -> (start_pos, n_tokens)
+  for (const proto::PlanEntry& e : next->entries()) entries[e.request_id()] = {e.start_pos(), e.n_tokens()};
+  EXPECT_EQ(entries[a], std::make_pair(0, 3));  // prompt + generated, recomputed
+  EXPECT_EQ(entries[b], std::make_pair(2, 1));
+  w1.Answer(*next, {{b, 6, proto::FINISH_LENGTH}, {a, 8, proto::FINISH_LENGTH}});
+  std::map<std::string, std::vector<int>> done;
+  for (int i = 0; i < 5 && done.size() < 2; ++i) {
+    m = Reply(c);
+    ASSERT_FALSE(m.has_error()) << m.DebugString();
+    ASSERT_FALSE(m.has_accepted()) << m.DebugString();
+    if (m.has_done()) done[m.done().client_request_id()] = {m.done().tokens().begin(), m.done().tokens().end()};
+  }
+  EXPECT_EQ(done["a"], (std::vector<int>{7, 8}));
+  EXPECT_EQ(done["b"], (std::vector<int>{5, 6}));
+
+  // New requests go to replica 1.
+  c.Submit("c", {1, 2}, 10);
+  ExpectAccepted(c, "c", /*replica=*/1);
+}
+
+TEST_F(CoordinatorTest, RequestsOfAFailedReplicaFailWhenNoOtherIsReady) {
+  Options o;
+  o.replicas = 2;
+  Start(o);
+  FakeClient& c = AddClient();
+  FakeWorker& w0 = AddWorker(0, 0);
+  w0.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("a", {1, 2}, 10);
+  ExpectAccepted(c, "a", /*replica=*/0);
+  ASSERT_TRUE(ExpectPlan(w0).has_value());
   proto::WorkerMessage failure;
   failure.mutable_failure()->set_message("GPU fell off the bus");
   w0.Send(failure);
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
   EXPECT_EQ(m.error().client_request_id(), "a");
-  EXPECT_NE(m.error().message().find("replica 0 is unhealthy"), std::string::npos);
-
-  // b goes on; new requests go to replica 1.
-  w1.Answer(*p1, {{b, 5, proto::FINISH_LENGTH}});
-  ASSERT_TRUE(Reply(c).has_token());
-  ASSERT_TRUE(Reply(c).has_done());
-  c.Submit("c", {1, 2}, 10);
-  ExpectAccepted(c, "c", /*replica=*/1);
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: worker 0/0"), std::string::npos) << m.error().message();
 }
 
 TEST_F(CoordinatorTest, RendezvousStoreRelaysValuesBetweenRanks) {

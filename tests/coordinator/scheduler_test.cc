@@ -54,6 +54,7 @@ class FakeExecutor {
       Seq& s = seqs_[join.request_id()];
       s.tokens.assign(join.prompt().begin(), join.prompt().end());
       s.n_prompt = static_cast<int>(s.tokens.size());
+      s.tokens.insert(s.tokens.end(), join.generated().begin(), join.generated().end());
       s.stop = FromProto(join.stop());
     }
     proto::StepResult result;
@@ -184,6 +185,12 @@ Ids ToIds(const Repeated& field) {
 
 class SchedulerTest : public ::testing::Test {
  protected:
+  Ids TakeAllIds() {
+    Ids ids;
+    for (const TakenRequest& r : scheduler_->TakeAll()) ids.push_back(r.id);
+    return ids;
+  }
+
   void Init(SchedulerConfig config) {
     config_ = config;
     scheduler_ = std::make_unique<Scheduler>(config);
@@ -530,12 +537,55 @@ TEST_F(SchedulerTest, PipelinedEntryAfterAStopIsSkippedByTheWorker) {
   EXPECT_FALSE(scheduler_->has_work());
 }
 
+TEST_F(SchedulerTest, ATakenRequestGoesOnElsewhereFromItsGeneratedTokens) {
+  // Replica A generates 2 tokens of request 7, then fails; replica B gets the request
+  // with them: it joins with its generated tokens, recomputes prompt + generated in one
+  // chunk, and generates the rest, up to the same max_tokens in all.
+  Init(Config(4, 8, 16, 1));
+  scheduler_->Add(7, Prompt(3, 10));
+  for (int step = 0; step < 2; ++step) {
+    std::optional<proto::StepPlan> plan = scheduler_->Schedule();
+    ASSERT_TRUE(plan.has_value());
+    ASSERT_TRUE(scheduler_->Apply(executor_->Execute(*plan)).ok());
+  }
+  std::vector<TakenRequest> taken = scheduler_->TakeAll();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, 7u);
+  EXPECT_EQ(taken[0].params.prompt.size(), 3u);
+  EXPECT_EQ(taken[0].generated, (std::vector<int>{100, 101}));
+
+  Init(Config(4, 8, 16, 1));  // replica B: its own pool and workers
+  scheduler_->Add(7, std::move(taken[0].params), 0, {}, taken[0].generated);
+  std::optional<proto::StepPlan> plan = scheduler_->Schedule();
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->joins_size(), 1);
+  EXPECT_EQ(std::vector<int>(plan->joins(0).generated().begin(), plan->joins(0).generated().end()),
+            (std::vector<int>{100, 101}));
+  ASSERT_EQ(plan->entries_size(), 1);
+  EXPECT_EQ(plan->entries(0).start_pos(), 0);
+  EXPECT_EQ(plan->entries(0).n_tokens(), 5);  // prompt + generated
+  std::vector<int> tokens;
+  FinishReason finish = FinishReason::kNone;
+  for (int guard = 0; plan && guard < 20; ++guard) {
+    Result<AppliedStep> applied = scheduler_->Apply(executor_->Execute(*plan));
+    ASSERT_TRUE(applied.ok());
+    for (const RequestEvent& e : applied->events) {
+      if (e.token >= 0) tokens.push_back(e.token);
+      if (e.finish != FinishReason::kNone) finish = e.finish;
+    }
+    plan = scheduler_->Schedule();
+  }
+  EXPECT_EQ(tokens, (std::vector<int>{102, 103, 104, 105, 106, 107, 108, 109}));
+  EXPECT_EQ(finish, FinishReason::kLength);
+  EXPECT_FALSE(scheduler_->has_work());
+}
+
 TEST_F(SchedulerTest, TakeAllEmptiesTheSchedulerOldestFirst) {
   Init(Config(4, 8, 16, 1));
   scheduler_->Add(5, Prompt(3, 10));
   scheduler_->Add(6, Prompt(3, 10));
   ASSERT_TRUE(scheduler_->Schedule().has_value());
-  EXPECT_EQ(scheduler_->TakeAll(), (Ids{5, 6}));
+  EXPECT_EQ(TakeAllIds(), (Ids{5, 6}));
   EXPECT_FALSE(scheduler_->has_work());
   EXPECT_EQ(scheduler_->n_used_blocks(), 0);
   EXPECT_EQ(scheduler_->n_in_flight(), 0);
@@ -656,7 +706,7 @@ TEST_F(SchedulerTest, DynamicTakeAllEndsTheBatch) {
   scheduler_->Add(1, Prompt(3, 10), 0, At(0));
   RunStep({{{1, 3}}, {1}, {}, {}}, 0, At(5));
   EXPECT_EQ(scheduler_->n_batch(), 1);
-  EXPECT_EQ(scheduler_->TakeAll(), (Ids{1}));
+  EXPECT_EQ(TakeAllIds(), (Ids{1}));
   EXPECT_EQ(scheduler_->n_batch(), 0);
   scheduler_->Add(2, Prompt(3, 10), 0, At(10));
   EXPECT_EQ(scheduler_->batch_deadline(), std::optional<Clock::time_point>(At(15)));

@@ -8,10 +8,21 @@ namespace flover {
 
 Executor::Executor(ForwardBackend* backend) : backend_(backend) {}
 
-Status Executor::Join(uint64_t request_id, RequestParams request) {
+Status Executor::Join(uint64_t request_id, RequestParams request, std::span<const int> generated) {
   if (sequences_.count(request_id))
     return InvalidArgument("request " + std::to_string(request_id) + " joined twice");
   FLOVER_RETURN_IF_ERROR(ValidateRequest(request, spec()));
+  const int n_generated = static_cast<int>(generated.size());
+  for (int t : generated)
+    if (t < 0 || t >= spec().vocab_size)
+      return InvalidArgument("request " + std::to_string(request_id) + ": generated token " + std::to_string(t) +
+                             " is outside the vocabulary of " + std::to_string(spec().vocab_size));
+  if (n_generated >= request.stop.max_tokens ||
+      static_cast<int>(request.prompt.size()) + n_generated >= spec().max_seq_len)
+    return InvalidArgument("request " + std::to_string(request_id) + ": " + std::to_string(n_generated) +
+                           " generated tokens leave none to generate (max_tokens " +
+                           std::to_string(request.stop.max_tokens) + ", context " +
+                           std::to_string(spec().max_seq_len) + ")");
   auto seq = std::make_unique<Sequence>();
   seq->id = request_id;
   seq->arrival = request_id;
@@ -19,6 +30,7 @@ Status Executor::Join(uint64_t request_id, RequestParams request) {
   seq->stop = std::move(request.stop);
   seq->n_prompt = static_cast<int>(request.prompt.size());
   seq->tokens = std::move(request.prompt);
+  seq->tokens.insert(seq->tokens.end(), generated.begin(), generated.end());
   sequences_.emplace(request_id, std::move(seq));
   return Status::Ok();
 }

@@ -47,8 +47,12 @@ class Executor {
   const ModelSpec& spec() const { return backend_->spec(); }
 
   // Takes a new request. InvalidArgument if the id is already held or the request is
-  // invalid for this model (ValidateRequest).
-  Status Join(uint64_t request_id, RequestParams request);
+  // invalid for this model (ValidateRequest). `generated`: tokens it already generated
+  // on another replica (JoinRequest.generated); they count as generated (max_tokens,
+  // repetition penalty, the RNG's draw counter) and are recomputed with the prompt.
+  // InvalidArgument if one is outside the vocabulary, or if they leave no token to
+  // generate (max_tokens reached, context full).
+  Status Join(uint64_t request_id, RequestParams request, std::span<const int> generated = {});
   // Drops a request and returns its block table (for the caller's allocator). Unknown
   // ids return an empty table.
   std::vector<int> Leave(uint64_t request_id);
