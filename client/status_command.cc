@@ -12,9 +12,12 @@ namespace flover {
 namespace {
 
 void Print(const proto::ClusterStatus& s) {
-  std::printf("cluster %s: %s, up %.0f s, %d queued, %llu completed\n", s.name().c_str(),
+  std::printf("cluster %s: %s, up %.0f s, %d queued, %llu completed", s.name().c_str(),
               s.model().description().c_str(), s.uptime_seconds(), s.queued(),
               static_cast<unsigned long long>(s.completed()));
+  if (s.moved() > 0)
+    std::printf(", %llu moved from failed replicas", static_cast<unsigned long long>(s.moved()));
+  std::printf("\n");
   for (const auto& r : s.replicas()) {
     std::printf("  replica %d: %-9s running %d, waiting %d, KV blocks %d/%d, %.1f steps/s, %.1f tokens/s%s%s\n",
                 r.replica(), r.state().c_str(), r.running(), r.waiting(), r.kv_blocks_used(), r.kv_blocks_total(),

@@ -180,6 +180,7 @@ class Coordinator {
   int64_t kv_capacity_tokens_ = 0;  // KV slots; 0 until a replica was ready
   uint64_t next_request_id_ = 1;
   uint64_t completed_ = 0;
+  uint64_t moved_ = 0;  // failovers
   Clock::time_point started_{};
   Clock::time_point next_heartbeat_{};
 };

@@ -247,6 +247,7 @@ proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
   }
   s.set_queued(NQueued());
   s.set_completed(completed_);
+  s.set_moved(moved_);
   s.set_uptime_seconds(Seconds(now - started_));
   return s;
 }

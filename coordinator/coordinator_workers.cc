@@ -257,6 +257,7 @@ bool Coordinator::Failover(TakenRequest& request) {
   if (!AnyReady() || t->failovers >= kMaxFailovers) return false;
   const int from = t->replica;
   ++t->failovers;
+  ++moved_;
   spdlog::warn("request {} ('{}') moves from failed replica {} with {} generated tokens (failover {} of at most {})",
                request.id, t->client_request_id, from, request.generated.size(), t->failovers, kMaxFailovers);
   Assign(request.id, std::move(request.params), std::move(request.generated));

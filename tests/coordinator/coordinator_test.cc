@@ -985,6 +985,7 @@ TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
   }
   EXPECT_EQ(done["a"], (std::vector<int>{7, 8}));
   EXPECT_EQ(done["b"], (std::vector<int>{5, 6}));
+  EXPECT_EQ(GetStatus(watcher).moved(), 1u);
 
   // New requests go to replica 1.
   c.Submit("c", {1, 2}, 10);

@@ -330,6 +330,67 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
 }
 
+TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
+  // Two TP-2 replicas. Replica 0 runs a greedy and a sampled request, replica 1 another
+  // greedy one. Rank 1 of replica 0 is killed once tokens stream: its peer notices in
+  // its next collective, the replica fails, and its two requests go on on replica 1 from
+  // the tokens they had (a: 50 or a few more). Every request ends as if nothing happened: the same tokens as
+  // the in-process engine running it alone, and no error reaches the client.
+  auto cluster = TestCluster::Start(Stories(2, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  std::vector<RequestParams> requests(3);
+  requests[0].prompt = {1, 403, 407, 261};
+  requests[1].prompt = {1, 9, 322, 4};
+  requests[2].prompt = {1, 403, 407, 261};
+  requests[2].sampling.temperature = 0.8f;
+  requests[2].sampling.top_p = 0.9f;
+  requests[2].sampling.seed = 77;
+  for (RequestParams& r : requests) {
+    r.stop.max_tokens = 400;
+    r.stop.ignore_eos = true;
+  }
+  const std::vector<std::string> ids = {"a", "b", "c"};
+  for (size_t i = 0; i < ids.size(); ++i)
+    ASSERT_TRUE((*client)->Submit(ids[i], "", requests[i].prompt, requests[i].sampling, requests[i].stop, true).ok());
+
+  // Accepted: a -> 0, b -> 1 (least loaded), c -> 0 (tie: lowest index). Kill replica
+  // 0's rank 1 once a streamed 50 tokens.
+  std::map<std::string, Outcome> out;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
+    auto r = (*client)->Receive(100ms);
+    if (!r.ok() || !*r) continue;
+    if ((*r)->has_accepted()) out[(*r)->accepted().client_request_id()].replica = (*r)->accepted().replica();
+    if ((*r)->has_token()) {
+      Outcome& o = out[(*r)->token().client_request_id()];
+      o.streamed.insert(o.streamed.end(), (*r)->token().tokens().begin(), (*r)->token().tokens().end());
+      if (out["a"].streamed.size() >= 50) break;
+    }
+  }
+  ASSERT_EQ(out["a"].replica, 0);
+  ASSERT_EQ(out["c"].replica, 0);
+  ASSERT_FALSE(out["a"].streamed.empty());
+  (*cluster)->worker(0, 1)->Signal(SIGKILL);
+
+  std::map<std::string, Outcome> rest = Collect(**client, ids, 60s);
+  const std::vector<testing::EngineResult> expected = EngineGreedy(requests);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(ids[i]);
+    const Outcome& o = rest[ids[i]];
+    EXPECT_EQ(o.finish, "length") << o.error_code << ": " << o.error;
+    EXPECT_EQ(o.tokens, expected[i].tokens);
+    std::vector<int> streamed = out[ids[i]].streamed;  // before the kill
+    streamed.insert(streamed.end(), o.streamed.begin(), o.streamed.end());
+    EXPECT_EQ(streamed, expected[i].tokens) << "every token streamed once, in order";
+  }
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->replicas(0).state(), "unhealthy");
+  EXPECT_EQ(status->replicas(1).state(), "ready");
+  EXPECT_EQ(status->moved(), 2u) << "a and c moved; if a finished before the kill landed, this test is too slow";
+}
+
 // A cluster file for flover up: stories260K, TP `tensor`, one worker per rank.
 std::string WriteUpConfig(const std::string& name, int tensor, const std::string& model_path) {
   const std::string config = ::testing::TempDir() + "/" + name + ".yaml";
