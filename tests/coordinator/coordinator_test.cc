@@ -39,7 +39,7 @@ struct Options {
   int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
   int max_queued = 16;
   int max_step_tokens = 16;
-  std::string tokenizer;
+  std::string tokenizer = "";
 };
 
 ClusterConfig TestConfig(const Options& o) {
@@ -993,9 +993,7 @@ TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
 }
 
 TEST_F(CoordinatorTest, RequestsOfAFailedReplicaFailWhenNoOtherIsReady) {
-  Options o;
-  o.replicas = 2;
-  Start(o);
+  Start(Options{.replicas = 2});  // replica 1 never starts
   FakeClient& c = AddClient();
   FakeWorker& w0 = AddWorker(0, 0);
   w0.Start();
