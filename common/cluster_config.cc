@@ -445,7 +445,7 @@ class ConfigReader {
     FLOVER_ASSIGN_OR_RETURN(YAML::Node node,
                             Section(root, "", "scheduler",
                                     {"policy", "max_step_tokens", "max_running", "max_queued", "pipeline_depth",
-                                     "batch_window_ms", "max_batch"}));
+                                     "batch_window_ms", "max_batch", "failover_wait_ms"}));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "scheduler", "policy", &s->policy));
     const auto& names = SchedulerPolicyNames();
     if (std::find(names.begin(), names.end(), s->policy) == names.end()) {
@@ -457,6 +457,7 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "scheduler", "pipeline_depth", &s->pipeline_depth));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "scheduler", "batch_window_ms", &s->batch_window_ms));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "scheduler", "max_batch", &s->max_batch));
+    FLOVER_RETURN_IF_ERROR(ReadInt(node, "scheduler", "failover_wait_ms", &s->failover_wait_ms));
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.max_step_tokens", s->max_step_tokens, 1));
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.max_running", s->max_running, 1));
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.max_queued", s->max_queued, 1));
@@ -466,6 +467,7 @@ class ConfigReader {
     }
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.batch_window_ms", s->batch_window_ms, 0));
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.max_batch", s->max_batch, 1));
+    FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.failover_wait_ms", s->failover_wait_ms, 0));
     return Status::Ok();
   }
 
@@ -635,6 +637,7 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "pipeline_depth" << YAML::Value << s.pipeline_depth;
   out << YAML::Key << "batch_window_ms" << YAML::Value << s.batch_window_ms;
   out << YAML::Key << "max_batch" << YAML::Value << s.max_batch;
+  out << YAML::Key << "failover_wait_ms" << YAML::Value << s.failover_wait_ms;
   out << YAML::EndMap;
 
   out << YAML::Key << "heartbeat" << YAML::Value << YAML::BeginMap;

@@ -10,7 +10,7 @@
 //   workers:   [{replica, rank, host, device, threads}, ...]   (optional)
 //   kv_cache:  {block_size, memory_mib}
 //   scheduler: {policy, max_step_tokens, max_running, max_queued, pipeline_depth,
-//               batch_window_ms, max_batch}
+//               batch_window_ms, max_batch, failover_wait_ms}
 //   heartbeat: {interval_ms, timeout_ms, step_timeout_ms}
 //
 // Loading rules (see configs/local.yaml for a commented example):
@@ -90,6 +90,10 @@ struct SchedulerSettings {
   int pipeline_depth = 2;        // plans in flight ahead of results, 1..8 (1 = lock-step)
   int batch_window_ms = 10;      // policy dynamic: how long a batch collects; 0 = no wait
   int max_batch = 32;            // policy dynamic: requests per batch
+  // How long the requests of a failed replica wait for a ready replica when no other is
+  // ready (its workers restarted by flover up, systemd or Kubernetes bring it back);
+  // 0: they fail at once.
+  int failover_wait_ms = 30000;
 
   bool operator==(const SchedulerSettings&) const = default;
 };

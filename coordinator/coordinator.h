@@ -115,6 +115,8 @@ class Coordinator {
   void Assign(uint64_t id, RequestParams params, std::vector<int> generated = {});
   void AdmitQueued();
   void ExpireQueued(Clock::time_point now);
+  // Fails the queued requests, except those moved from a failed replica (their own
+  // deadline fails them).
   void FailQueued(const Status& status);
   void Deliver(const RequestEvent& event, Clock::time_point now);
   // Sends Done / Error for a request and removes it from requests_.
@@ -128,10 +130,12 @@ class Coordinator {
   void HandleStepResult(const proto::StepResult& result, Clock::time_point now);
   void TryMakeReady(Replica& replica);
   void MarkUnhealthy(Replica& replica, const std::string& reason);
-  // A request of a failed replica goes on on another ready replica, from the tokens it
-  // had generated; false (the caller fails it) when no replica is ready or it already
-  // moved kMaxFailovers times.
-  bool Failover(TakenRequest& request);
+  // A request of the failed replica that `why` describes goes on from the tokens it had
+  // generated: on another ready replica, or, when none is, after waiting in queued_ up
+  // to scheduler.failover_wait_ms for one (its id is appended to `waiting`). False (the
+  // caller fails it) when it already moved kMaxFailovers times, or no replica is ready
+  // and failover_wait_ms is 0.
+  bool Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting);
   static constexpr int kMaxFailovers = 2;
   void CheckHealth(Clock::time_point now);
   void SendHeartbeats(Clock::time_point now);

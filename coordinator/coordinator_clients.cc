@@ -107,7 +107,11 @@ void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> gen
   t->replica = best->index();
   t->model_checked = true;
   best->scheduler()->Add(id, std::move(params), t->priority, t->submitted, std::move(generated));
-  if (t->failovers > 0) return;  // the client got its Accepted the first time
+  if (t->failovers > 0) {  // the client got its Accepted the first time
+    ++moved_;
+    t->failure.clear();
+    return;
+  }
   proto::ServerMessage reply;
   proto::Accepted* accepted = reply.mutable_accepted();
   accepted->set_client_request_id(t->client_request_id);
@@ -123,25 +127,37 @@ void Coordinator::AdmitQueued() {
     queued_.pop_front();
     TrackedRequest* t = requests_.Find(id);
     if (!t) continue;
-    Assign(id, std::move(t->params));
+    Assign(id, std::move(t->params), std::move(t->generated_before));
   }
 }
 
 void Coordinator::ExpireQueued(Clock::time_point now) {
-  while (!queued_.empty()) {
-    TrackedRequest* t = requests_.Find(queued_.front());
-    if (t && t->queue_deadline > now) return;
-    queued_.pop_front();
-    if (t)
+  // Deadlines are not in queue order: requests moved from a failed replica go first.
+  for (auto it = queued_.begin(); it != queued_.end();) {
+    TrackedRequest* t = requests_.Find(*it);
+    if (t && t->queue_deadline > now) {
+      ++it;
+      continue;
+    }
+    it = queued_.erase(it);
+    if (!t) continue;
+    if (!t->failure.empty())
+      Fail(t->id, Unavailable(fmt::format("{}; no replica became ready within {:.1f} s", t->failure,
+                                          config_.scheduler.failover_wait_ms / 1000.0)));
+    else
       Fail(t->id, Unavailable(fmt::format("no replica became ready within {:.1f} s", Seconds(startup_timeout_))));
   }
 }
 
 void Coordinator::FailQueued(const Status& status) {
-  while (!queued_.empty()) {
-    const uint64_t id = queued_.front();
-    queued_.pop_front();
-    if (requests_.Find(id)) Fail(id, status);
+  for (auto it = queued_.begin(); it != queued_.end();) {
+    TrackedRequest* t = requests_.Find(*it);
+    if (t && !t->failure.empty()) {  // moved from a failed replica: waits for its deadline
+      ++it;
+      continue;
+    }
+    it = queued_.erase(it);
+    if (t) Fail(t->id, status);
   }
 }
 

@@ -245,22 +245,33 @@ void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
     worker_by_identity_.erase(w.identity);
   }
   const Status status = Unavailable(message);
+  std::vector<uint64_t> waiting;
   for (TakenRequest& taken : replica.MakeUnhealthy(message))
-    if (requests_.Find(taken.id) && !Failover(taken)) Fail(taken.id, status);
+    if (requests_.Find(taken.id) && !Failover(taken, message, &waiting)) Fail(taken.id, status);
+  queued_.insert(queued_.begin(), waiting.begin(), waiting.end());  // oldest first, ahead of new ones
   store_.Clear(replica.index());
   RefreshKvCapacity();
   if (!AnyReady() && !AnyStarting()) FailQueued(Unavailable("no healthy replica: " + UnhealthySummary()));
 }
 
-bool Coordinator::Failover(TakenRequest& request) {
+bool Coordinator::Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting) {
   TrackedRequest* t = requests_.Find(request.id);
-  if (!AnyReady() || t->failovers >= kMaxFailovers) return false;
-  const int from = t->replica;
+  const bool ready = AnyReady();
+  if (t->failovers >= kMaxFailovers || (!ready && config_.scheduler.failover_wait_ms <= 0)) return false;
   ++t->failovers;
-  ++moved_;
-  spdlog::warn("request {} ('{}') moves from failed replica {} with {} generated tokens (failover {} of at most {})",
-               request.id, t->client_request_id, from, request.generated.size(), t->failovers, kMaxFailovers);
-  Assign(request.id, std::move(request.params), std::move(request.generated));
+  spdlog::warn("request {} ('{}') {} from failed replica {} with {} generated tokens (failover {} of at most {})",
+               request.id, t->client_request_id, ready ? "moves" : "waits for a ready replica", t->replica,
+               request.generated.size(), t->failovers, kMaxFailovers);
+  if (ready) {
+    Assign(request.id, std::move(request.params), std::move(request.generated));
+    return true;
+  }
+  t->replica = -1;
+  t->params = std::move(request.params);
+  t->generated_before = std::move(request.generated);
+  t->failure = why;
+  t->queue_deadline = Clock::now() + std::chrono::milliseconds(config_.scheduler.failover_wait_ms);
+  waiting->push_back(request.id);
   return true;
 }
 

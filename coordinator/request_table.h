@@ -31,6 +31,9 @@ struct TrackedRequest {
   int priority = 0;
   int replica = -1;  // -1: queued until a replica is ready
   int failovers = 0;  // times it moved on after its replica failed
+  // While queued after a failover: the tokens it generated before, and why it moved.
+  std::vector<int> generated_before;
+  std::string failure;
   // While queued: what the scheduler will run, and whether the model checks are done.
   RequestParams params;
   bool model_checked = false;

@@ -187,6 +187,7 @@ TEST(ClusterConfigDefaults, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(config->scheduler.policy, "fused");
   EXPECT_EQ(config->scheduler.max_step_tokens, 512);
   EXPECT_EQ(config->scheduler.pipeline_depth, 2);  // issue #4: plans run ahead of results by default
+  EXPECT_EQ(config->scheduler.failover_wait_ms, 30000);
   EXPECT_EQ(config->cpu_transport, "auto");
 }
 
@@ -346,6 +347,7 @@ TEST(ClusterConfigErrors, Numbers) {
   ExpectError(With("scheduler: {max_queued: 0}\n"), {"x.yaml: scheduler.max_queued: must be >= 1"});
   ExpectError(With("scheduler: {max_batch: 0}\n"), {"x.yaml: scheduler.max_batch: must be >= 1"});
   ExpectError(With("scheduler: {batch_window_ms: -1}\n"), {"x.yaml: scheduler.batch_window_ms: must be >= 0"});
+  ExpectError(With("scheduler: {failover_wait_ms: -5}\n"), {"x.yaml: scheduler.failover_wait_ms: must be >= 0"});
   ExpectError(With("scheduler: {pipeline_depth: 0}\n"), {"x.yaml: scheduler.pipeline_depth: must be in 1..8, got 0"});
   ExpectError(With("scheduler: {pipeline_depth: 9}\n"), {"x.yaml: scheduler.pipeline_depth: must be in 1..8, got 9"});
   ExpectError(With("heartbeat: {interval_ms: 0}\n"), {"x.yaml: heartbeat.interval_ms: must be >= 1"});
@@ -557,7 +559,7 @@ TEST(ClusterConfigToYaml, RoundTripsEveryField) {
                     {.replica = 1, .rank = 1, .host = "node-b", .device = "cpu", .threads = 0}};
   config.kv_cache = {.block_size = 32, .memory_mib = 0.1};
   config.scheduler = {.policy = "dynamic", .max_step_tokens = 100, .max_running = 7, .max_queued = 9,
-                      .pipeline_depth = 3, .batch_window_ms = 0, .max_batch = 5};
+                      .pipeline_depth = 3, .batch_window_ms = 0, .max_batch = 5, .failover_wait_ms = 0};
   config.heartbeat = {.interval_ms = 20, .timeout_ms = 21, .step_timeout_ms = 22};
 
   const std::string yaml = ToYaml(config);

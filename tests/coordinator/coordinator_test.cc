@@ -39,6 +39,7 @@ struct Options {
   int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
   int max_queued = 16;
   int max_step_tokens = 16;
+  int failover_wait_ms = 0;  // most tests want a failed replica's requests to fail at once
   std::string tokenizer = "";
 };
 
@@ -56,7 +57,8 @@ ClusterConfig TestConfig(const Options& o) {
       "kv_cache: {block_size: 4}\n"
       "scheduler: {max_step_tokens: " +
       std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
-      ", pipeline_depth: " + std::to_string(o.pipeline_depth) + "}\n"
+      ", pipeline_depth: " + std::to_string(o.pipeline_depth) +
+      ", failover_wait_ms: " + std::to_string(o.failover_wait_ms) + "}\n"
       "heartbeat: {interval_ms: 50, timeout_ms: " +
       std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
@@ -1009,6 +1011,80 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaFailWhenNoOtherIsReady) {
   EXPECT_EQ(m.error().client_request_id(), "a");
   EXPECT_EQ(m.error().code(), "Unavailable");
   EXPECT_NE(m.error().message().find("replica 0 is unhealthy: worker 0/0"), std::string::npos) << m.error().message();
+}
+
+TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
+  // One replica and failover_wait_ms: its request waits (the client sees nothing), the
+  // restarted worker brings the replica back, and the request goes on from its token.
+  Options o;
+  o.failover_wait_ms = 10000;
+  Start(o);
+  FakeClient& c = AddClient();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("r", {1, 2}, 3);
+  const uint64_t id = ExpectAccepted(c, "r");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{id, 9, proto::FINISH_NONE}});
+  ASSERT_TRUE(Reply(c).has_token());
+
+  proto::WorkerMessage failure;
+  failure.mutable_failure()->set_message("killed");
+  w.Send(failure);
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
+  EXPECT_EQ(GetStatus(watcher).queued(), 1) << "the request waits in the queue";
+  EXPECT_FALSE(c.TryRecv(200ms).has_value()) << "nothing reaches the client while it waits";
+
+  Silence(w);
+  FakeWorker& again = AddWorker();
+  again.Start();
+  plan = ExpectPlan(again);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->seq(), 1u);
+  ASSERT_EQ(plan->joins_size(), 1);
+  EXPECT_EQ(std::vector<int>(plan->joins(0).generated().begin(), plan->joins(0).generated().end()),
+            (std::vector<int>{9}));
+  again.Answer(*plan, {{id, 10, proto::FINISH_NONE}});
+  plan = ExpectPlan(again);
+  ASSERT_TRUE(plan.has_value());
+  again.Answer(*plan, {{id, 11, proto::FINISH_LENGTH}});
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  m = Reply(c);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{9, 10, 11}));
+  EXPECT_EQ(GetStatus(watcher).moved(), 1u);
+}
+
+TEST_F(CoordinatorTest, ARequestWaitingInVainAfterAFailureFailsWithTheReason) {
+  Options o;
+  o.failover_wait_ms = 300;
+  Start(o);
+  FakeClient& c = AddClient();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("r", {1, 2}, 3);
+  ExpectAccepted(c, "r");
+  ASSERT_TRUE(ExpectPlan(w).has_value());
+  proto::WorkerMessage failure;
+  failure.mutable_failure()->set_message("killed");
+  w.Send(failure);
+  const auto t0 = SteadyClock::now();
+  proto::ServerMessage m = Reply(c);
+  const double waited = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: worker 0/0"), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find("no replica became ready within 0.3 s"), std::string::npos)
+      << m.error().message();
+  EXPECT_GE(waited, 0.25);
+  EXPECT_EQ(GetStatus(c).moved(), 0u);
 }
 
 TEST_F(CoordinatorTest, RendezvousStoreRelaysValuesBetweenRanks) {

@@ -296,7 +296,11 @@ TEST(ClusterTest, CancelMidStreamAndBadRequestsDoNotDisturbOthers) {
 }
 
 TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
-  auto cluster = TestCluster::Start(Stories(1, 2));
+  // One replica, nothing restarts its workers: its request waits failover_wait_ms for a
+  // ready replica, then fails with both reasons.
+  TestClusterOptions options = Stories(1, 2);
+  options.failover_wait_ms = 1000;
+  auto cluster = TestCluster::Start(options);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   auto client = (*cluster)->Connect();
   ASSERT_TRUE(client.ok());
@@ -315,7 +319,10 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(out["doomed"].finish, "error");
   EXPECT_EQ(out["doomed"].error_code, "Unavailable") << out["doomed"].error;
-  EXPECT_NE(out["doomed"].error.find("replica 0"), std::string::npos) << out["doomed"].error;
+  EXPECT_NE(out["doomed"].error.find("replica 0 is unhealthy: "), std::string::npos) << out["doomed"].error;
+  EXPECT_NE(out["doomed"].error.find("; no replica became ready within 1.0 s"), std::string::npos)
+      << out["doomed"].error;
+  EXPECT_GE(seconds, 1.0);
   EXPECT_LT(seconds, 15.0) << "the failure must be reported within a few heartbeat timeouts";
 
   Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
@@ -432,30 +439,47 @@ TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
   for (int pid : children) EXPECT_FALSE(ProcessAlive(pid)) << "process " << pid << " survived flover up";
 }
 
-TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndTheReplicaServesAgain) {
-  // The command kills worker 0/1 (a child of flover up) mid-session. The coordinator
-  // declares the replica unhealthy and shuts worker 0/0 down (exit 5); flover up
-  // restarts both, they register again (0/1 waits until its old process is declared
-  // dead), and the replica serves the same text again.
+TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
+  // One replica (TP 2) under flover up. The command starts a long streamed request and,
+  // at its first token, kills worker 0/1 (a child of flover up). The replica fails, and
+  // its request waits (scheduler.failover_wait_ms, 30 s by default); worker 0/0 stops
+  // (its collective fails, or the coordinator shuts it down); flover up restarts both, they register again (0/1
+  // waits until its old process is declared dead), the replica is ready again, and the
+  // request goes on from its tokens: its text equals the same request's without a
+  // failure. Then the replica serves new requests.
   const std::string dir = ::testing::TempDir();
   const std::string config = WriteUpConfig("restart", 2, testing::Stories260kBin());
   const std::string flover = testing::FloverBinary();
-  const std::string generate = flover + " generate --prompt Sara --max-tokens 61 --json";
-  const std::string exec = generate + " > " + dir + "/before.json && kill -9 $(pgrep -P $PPID -f -- \"--rank [1]\") && " +
-                           "timeout 30 sh -c \"until " + flover + " status | grep -q unhealthy; do sleep 0.05; done\" && " +
-                           flover + " status --wait-ready 60 > /dev/null && " + generate + " > " + dir + "/after.json";
-  const ShellRun up = RunShell(flover + " up --config " + config + " --exec '" + exec + "'");
+  const std::string story = flover + " generate --prompt Sara --max-tokens 400 --ignore-eos";
+  const std::string script = dir + "/restart.sh";
+  std::ofstream(script) << "set -e\n"
+                        << story << " > " << dir << "/reference.txt\n"
+                        << story << " > " << dir << "/survivor.txt &\n"
+                        << "survivor=$!\n"
+                        << "until [ -s " << dir << "/survivor.txt ]; do sleep 0.005; done\n"
+                        << "kill -9 $(pgrep -P $PPID -f -- '--rank [1]')\n"
+                        << "wait $survivor\n"
+                        << flover << " status --wait-ready 60 > /dev/null\n"
+                        << flover << " generate --prompt Sara --max-tokens 61 --json > " << dir << "/after.json\n";
+  // exec: the script's parent is flover up, whose children the workers are.
+  const ShellRun up = RunShell(flover + " up --config " + config + " --exec 'exec sh " + script + "'");
   EXPECT_EQ(up.exit_code, 0) << up.output;
   EXPECT_NE(up.output.find("flover-worker 0/1 stopped (signal Killed)"), std::string::npos) << up.output;
-  EXPECT_NE(up.output.find("flover-worker 0/0 stopped (exit 5)"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("waits for a ready replica from failed replica 0"), std::string::npos) << up.output;
+  // Worker 0/0 exits 3 (its collective noticed the dead peer mid-step) or 5 (told so).
+  EXPECT_TRUE(up.output.find("flover-worker 0/0 stopped (exit 3)") != std::string::npos ||
+              up.output.find("flover-worker 0/0 stopped (exit 5)") != std::string::npos)
+      << up.output;
   EXPECT_NE(up.output.find("flover-worker 0/1 restarted"), std::string::npos) << up.output;
   EXPECT_NE(up.output.find("flover-worker 0/0 restarted"), std::string::npos) << up.output;
-  for (const std::string name : {"before", "after"}) {
-    std::ifstream out(dir + "/" + name + ".json");
-    std::string line;
-    ASSERT_TRUE(std::getline(out, line)) << name << "\n" << up.output;
-    EXPECT_NE(line.find(" and Ben were playing in the park."), std::string::npos) << name << ": " << line;
-  }
+  auto read = [&](const std::string& name) {
+    std::ifstream in(dir + "/" + name);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string reference = read("reference.txt");
+  EXPECT_NE(reference.find("Sara and Ben were playing in the park."), std::string::npos) << reference;
+  EXPECT_EQ(read("survivor.txt"), reference) << up.output;
+  EXPECT_NE(read("after.json").find(" and Ben were playing in the park."), std::string::npos) << up.output;
 }
 
 TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {

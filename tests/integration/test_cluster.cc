@@ -43,7 +43,8 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
     yaml << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
          << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
          << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
-         << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch << "\n"
+         << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch
+         << "\n  failover_wait_ms: " << o.failover_wait_ms << "\n"
          << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
          << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n";
   }

@@ -38,6 +38,7 @@ struct TestClusterOptions {
   int max_running = 64;
   int batch_window_ms = 10;      // policy dynamic
   int max_batch = 32;            // policy dynamic
+  int failover_wait_ms = 0;      // scheduler.failover_wait_ms (nothing restarts workers here)
 };
 
 class TestCluster {
