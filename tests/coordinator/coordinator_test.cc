@@ -339,6 +339,32 @@ class CoordinatorTest : public ::testing::Test {
     return false;
   }
 
+  // One ready worker, and request "r" (prompt {1, 2}, 3 tokens) in its first plan.
+  struct OneRequest {
+    FakeClient& client;
+    FakeWorker& worker;
+    uint64_t id;
+    std::optional<proto::StepPlan> plan;
+  };
+  OneRequest StartWithOneRequest(const Options& o) {
+    Start(o);
+    FakeClient& c = AddClient();
+    FakeWorker& w = AddWorker();
+    w.Start();
+    EXPECT_TRUE(WaitReplicaState(c, 0, "ready"));
+    c.Submit("r", {1, 2}, 3);
+    const uint64_t id = ExpectAccepted(c, "r");
+    std::optional<proto::StepPlan> plan = ExpectPlan(w);
+    EXPECT_TRUE(plan.has_value());
+    return OneRequest{c, w, id, plan};
+  }
+
+  static void ReportFailure(FakeWorker& w, const std::string& message) {
+    proto::WorkerMessage failure;
+    failure.mutable_failure()->set_message(message);
+    w.Send(failure);
+  }
+
   uint64_t ExpectAccepted(FakeClient& c, const std::string& id, int replica = 0) {
     proto::ServerMessage m = Reply(c);
     EXPECT_TRUE(m.has_accepted()) << m.DebugString();
@@ -959,9 +985,7 @@ TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
 
   // Replica 0 fails: a moves to replica 1 with its generated token, and the client sees
   // no error (nor a second Accepted).
-  proto::WorkerMessage failure;
-  failure.mutable_failure()->set_message("GPU fell off the bus");
-  w0.Send(failure);
+  ReportFailure(w0, "GPU fell off the bus");
   FakeClient& watcher = AddClient();
   ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
   w1.Answer(*p1, {{b, 5, proto::FINISH_NONE}});
@@ -1003,9 +1027,7 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaFailWhenNoOtherIsReady) {
   c.Submit("a", {1, 2}, 10);
   ExpectAccepted(c, "a", /*replica=*/0);
   ASSERT_TRUE(ExpectPlan(w0).has_value());
-  proto::WorkerMessage failure;
-  failure.mutable_failure()->set_message("GPU fell off the bus");
-  w0.Send(failure);
+  ReportFailure(w0, "GPU fell off the bus");
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
   EXPECT_EQ(m.error().client_request_id(), "a");
@@ -1018,21 +1040,16 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
   // restarted worker brings the replica back, and the request goes on from its token.
   Options o;
   o.failover_wait_ms = 10000;
-  Start(o);
-  FakeClient& c = AddClient();
-  FakeWorker& w = AddWorker();
-  w.Start();
-  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
-  c.Submit("r", {1, 2}, 3);
-  const uint64_t id = ExpectAccepted(c, "r");
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  const OneRequest r = StartWithOneRequest(o);
+  FakeClient& c = r.client;
+  FakeWorker& w = r.worker;
+  const uint64_t id = r.id;
+  std::optional<proto::StepPlan> plan = r.plan;
   ASSERT_TRUE(plan.has_value());
   w.Answer(*plan, {{id, 9, proto::FINISH_NONE}});
   ASSERT_TRUE(Reply(c).has_token());
 
-  proto::WorkerMessage failure;
-  failure.mutable_failure()->set_message("killed");
-  w.Send(failure);
+  ReportFailure(w, "killed");
   FakeClient& watcher = AddClient();
   ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
   EXPECT_EQ(GetStatus(watcher).queued(), 1) << "the request waits in the queue";
@@ -1064,17 +1081,9 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
 TEST_F(CoordinatorTest, ARequestWaitingInVainAfterAFailureFailsWithTheReason) {
   Options o;
   o.failover_wait_ms = 300;
-  Start(o);
-  FakeClient& c = AddClient();
-  FakeWorker& w = AddWorker();
-  w.Start();
-  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
-  c.Submit("r", {1, 2}, 3);
-  ExpectAccepted(c, "r");
-  ASSERT_TRUE(ExpectPlan(w).has_value());
-  proto::WorkerMessage failure;
-  failure.mutable_failure()->set_message("killed");
-  w.Send(failure);
+  const OneRequest r = StartWithOneRequest(o);
+  FakeClient& c = r.client;
+  ReportFailure(r.worker, "killed");
   const auto t0 = SteadyClock::now();
   proto::ServerMessage m = Reply(c);
   const double waited = std::chrono::duration<double>(SteadyClock::now() - t0).count();
