@@ -106,7 +106,7 @@ TEST(ExecutorTest, JoiningWithGeneratedTokensContinuesTheSameTokens) {
   }
 }
 
-TEST(ExecutorTest, GeneratedTokensThatLeaveNothingToDoOrAreOutsideTheVocabularyAreRejected) {
+TEST(ExecutorTest, GeneratedTokensThatFillTheRequestOrLeaveTheVocabularyAreRejected) {
   const ModelWeights weights = LoadStories();
   ASSERT_FALSE(weights.layers.empty());
   Replica replica(weights);
