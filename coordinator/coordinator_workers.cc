@@ -258,6 +258,11 @@ bool Coordinator::Failover(TakenRequest& request, const std::string& why, std::v
   TrackedRequest* t = requests_.Find(request.id);
   const bool ready = AnyReady();
   if (t->failovers >= kMaxFailovers || (!ready && config_.scheduler.failover_wait_ms <= 0)) return false;
+  // Nothing left to generate (its workers never reported the finish): nothing to move.
+  const size_t n_tokens = request.params.prompt.size() + request.generated.size();
+  if (static_cast<int>(request.generated.size()) >= request.params.stop.max_tokens ||
+      n_tokens > static_cast<size_t>(spec_.max_seq_len))
+    return false;
   ++t->failovers;
   spdlog::warn("request {} ('{}') {} from failed replica {} with {} generated tokens (failover {} of at most {})",
                request.id, t->client_request_id, ready ? "moves" : "waits for a ready replica", t->replica,

@@ -66,7 +66,7 @@ void Scheduler::Add(uint64_t id, RequestParams params, int priority, Clock::time
                     std::vector<int> generated) {
   FLOVER_CHECK(!requests_.contains(id)) << "request " << id << " added twice";
   FLOVER_CHECK(static_cast<int>(generated.size()) < params.stop.max_tokens &&
-               params.prompt.size() + generated.size() < static_cast<size_t>(config_.max_seq_len))
+               params.prompt.size() + generated.size() <= static_cast<size_t>(config_.max_seq_len))
       << "request " << id << " has " << generated.size() << " generated tokens already";
   auto r = std::make_unique<SchedRequest>();
   r->id = id;

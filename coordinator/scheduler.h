@@ -155,7 +155,7 @@ class Scheduler {
   // `generated`: tokens the request already generated elsewhere (a failed replica); it
   // joins with them (JoinRequest.generated) and recomputes prompt + generated before
   // its next sample. REQUIRES: fewer than max_tokens of them, and prompt + generated
-  // below max_seq_len.
+  // within max_seq_len (what a request that has not finished has).
   void Add(uint64_t id, RequestParams params, int priority = 0, Clock::time_point arrived = {},
            std::vector<int> generated = {});
 

@@ -580,6 +580,22 @@ TEST_F(SchedulerTest, ATakenRequestGoesOnElsewhereFromItsGeneratedTokens) {
   EXPECT_FALSE(scheduler_->has_work());
 }
 
+TEST_F(SchedulerTest, ATakenRequestAtTheLastPositionGetsItsLastToken) {
+  // prompt + generated == max_seq_len (64): the newest token is at position 63, which
+  // is computed, and the sample after it ends the request (the context is full).
+  Init(Config(4, 16, 64, 1));
+  scheduler_->Add(3, Prompt(4, 1000), 0, {}, std::vector<int>(60, 7));
+  std::optional<proto::StepPlan> plan = scheduler_->Schedule();
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->entries_size(), 1);
+  EXPECT_EQ(plan->entries(0).n_tokens(), 64);
+  Result<AppliedStep> applied = scheduler_->Apply(executor_->Execute(*plan));
+  ASSERT_TRUE(applied.ok());
+  ASSERT_EQ(applied->events.size(), 1u);
+  EXPECT_EQ(applied->events[0].finish, FinishReason::kLength);
+  EXPECT_FALSE(scheduler_->has_work());
+}
+
 TEST_F(SchedulerTest, TakeAllEmptiesTheSchedulerOldestFirst) {
   Init(Config(4, 8, 16, 1));
   scheduler_->Add(5, Prompt(3, 10));

@@ -37,16 +37,16 @@ class Replica {
 
   Executor& executor() { return *executor_; }
 
-  // Runs request 1 (joined already) to its end: its whole uncomputed context in the first
-  // step, then one token per step. Returns the tokens it generates.
-  std::vector<int> RunToEnd() {
+  // Runs request `id` (joined already) to its end: its whole uncomputed context in the
+  // first step, then one token per step. Returns the tokens it generates.
+  std::vector<int> RunToEnd(uint64_t id = 1) {
     std::vector<int> tokens;
     std::vector<ExecOutput> outputs;
     bool first = true;
     for (int step = 0; step < 1000; ++step) {
-      const Sequence* seq = executor_->Find(1);
+      const Sequence* seq = executor_->Find(id);
       if (!seq || seq->finish != FinishReason::kNone) break;
-      const ExecEntry entry{1, seq->n_computed, first ? seq->n_uncomputed() : 1,
+      const ExecEntry entry{id, seq->n_computed, first ? seq->n_uncomputed() : 1,
                             first ? std::span<const int>(blocks_) : std::span<const int>()};
       first = false;
       outputs.clear();
@@ -121,9 +121,14 @@ TEST(ExecutorTest, GeneratedTokensThatFillTheRequestOrLeaveTheVocabularyAreRejec
       << s.ToString();
   RequestParams long_one = Request(0.0f);
   long_one.stop.max_tokens = 10000;
-  s = replica.executor().Join(3, long_one, std::vector<int>(512 - long_one.prompt.size(), 5));
+  s = replica.executor().Join(3, long_one, std::vector<int>(512 + 1 - long_one.prompt.size(), 5));
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << "the context is full";
   EXPECT_EQ(replica.executor().n_requests(), 0);
+  // A request whose newest token sits at the last position has one token to go.
+  ASSERT_TRUE(replica.executor().Join(4, long_one, std::vector<int>(512 - long_one.prompt.size(), 5)).ok());
+  ASSERT_EQ(replica.executor().Find(4)->tokens.size(), 512u);
+  EXPECT_EQ(replica.RunToEnd(4).size(), 1u);
+  EXPECT_EQ(replica.executor().Find(4)->finish, FinishReason::kLength);
 }
 
 }  // namespace
