@@ -297,6 +297,15 @@ void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_
     MarkUnhealthy(replica, fmt::format("step {} failed: {}", result.seq(), result.error()));
     return;
   }
+  // A token outside the vocabulary means a broken worker (or device): its replica is not
+  // to be trusted, and the token must not reach a client or another replica.
+  for (const proto::TokenOutput& out : result.outputs()) {
+    if (out.token() < -1 || out.token() >= spec_.vocab_size) {
+      MarkUnhealthy(replica, fmt::format("step {} returned token {} for request {}, outside the vocabulary of {}",
+                                         result.seq(), out.token(), out.request_id(), spec_.vocab_size));
+      return;
+    }
+  }
   Result<AppliedStep> applied = replica.scheduler()->Apply(result);
   if (!applied.ok()) {
     spdlog::warn("replica {}: {}; ignored", replica.index(), applied.status().message());

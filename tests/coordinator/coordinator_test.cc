@@ -1078,6 +1078,20 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
   EXPECT_EQ(GetStatus(watcher).moved(), 1u);
 }
 
+TEST_F(CoordinatorTest, ATokenOutsideTheVocabularyFailsTheReplicaAndReachesNoClient) {
+  const OneRequest r = StartWithOneRequest(Options{});
+  ASSERT_TRUE(r.plan.has_value());
+  r.worker.Answer(*r.plan, {{r.id, 512, proto::FINISH_NONE}});  // TestModel's vocabulary is 512
+  proto::ServerMessage m = Reply(r.client);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: step 1 returned token 512 for request"),
+            std::string::npos)
+      << m.error().message();
+  std::optional<proto::CoordinatorMessage> shutdown = r.worker.RecvControl(kWait);
+  ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+}
+
 TEST_F(CoordinatorTest, ARequestWaitingInVainAfterAFailureFailsWithTheReason) {
   Options o;
   o.failover_wait_ms = 300;
