@@ -80,4 +80,24 @@ Status CopyToHost(void* dst, const void* src, size_t bytes, cudaStream_t stream)
   return Status::Ok();
 }
 
+namespace {
+
+std::string Gigabytes(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
+  return buf;
+}
+
+}  // namespace
+
+Status CheckFreeMemory(size_t bytes, const std::string& what) {
+  size_t free_bytes = 0, total_bytes = 0;
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (bytes > free_bytes)
+    return ResourceExhausted(what + " needs " + Gigabytes(static_cast<double>(bytes)) + " of device memory; the GPU has " +
+                             Gigabytes(static_cast<double>(free_bytes)) + " free of " +
+                             Gigabytes(static_cast<double>(total_bytes)));
+  return Status::Ok();
+}
+
 }  // namespace flover::cuda

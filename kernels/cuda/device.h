@@ -59,6 +59,10 @@ class Stream {
   cudaStream_t stream_ = nullptr;
 };
 
+// ResourceExhausted ("<what> needs 14.2 GB of device memory; the GPU has 3.1 GB free of
+// 80.0 GB"), before allocating, when `bytes` exceed the current device's free memory.
+Status CheckFreeMemory(size_t bytes, const std::string& what);
+
 // Host <-> device copies on `stream`, synchronous (for loading and tests, not steps).
 Status CopyToDevice(void* dst, const void* src, size_t bytes, cudaStream_t stream);
 Status CopyToHost(void* dst, const void* src, size_t bytes, cudaStream_t stream);

@@ -51,8 +51,13 @@ Status CheckRank(const ShardInfo& shard) {
 
 }  // namespace
 
+Status CheckShard(const ModelSpec& spec, const ShardInfo& shard) {
+  FLOVER_RETURN_IF_ERROR(CheckTensorParallel(spec, shard.world));
+  return CheckRank(shard);
+}
+
 ShardDims ShardDimsFor(const ModelSpec& spec, const ShardInfo& shard) {
-  FLOVER_CHECK(CheckTensorParallel(spec, shard.world).ok() && CheckRank(shard).ok())
+  FLOVER_CHECK(CheckShard(spec, shard).ok())
       << "rank=" << shard.rank << " world=" << shard.world << " " << spec.ToString();
   ShardDims d;
   d.n_heads = spec.n_heads / shard.world;

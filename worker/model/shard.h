@@ -49,6 +49,8 @@ ShardDims ShardDimsFor(const ModelSpec& spec, const ShardInfo& shard);
 // InvalidArgument unless world >= 1 and world divides n_heads, n_kv_heads and
 // hidden_dim ("tensor parallel size 3 does not divide n_heads=8").
 Status CheckTensorParallel(const ModelSpec& spec, int world);
+// CheckTensorParallel(spec, shard.world), and InvalidArgument unless 0 <= rank < world.
+Status CheckShard(const ModelSpec& spec, const ShardInfo& shard);
 
 // Rank `rank`'s shard of `full` (which must Validate()). InvalidArgument for a bad
 // rank/world (CheckTensorParallel). Frees `full`'s tensors as it goes.

@@ -67,60 +67,13 @@
 #include "kernels/cuda/sampling.h"
 #include "worker/comm/communicator.h"
 #include "worker/engine/cuda/device_kv_cache.h"
+#include "worker/engine/cuda/device_weights.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/forward_backend.h"
 #include "worker/model/model_weights.h"
 #include "worker/model/shard.h"
 
 namespace flover {
-
-// One layer of one shard's weights on the device. Sizes are local (ShardDims).
-struct DeviceLayerWeights {
-  cuda::DeviceBuffer attn_norm;  // fp32 [dim]
-  cuda::DeviceBuffer wqkv;       // T [q_dim + 2 * kv_dim, dim]: wq rows, wk rows, wv rows
-  cuda::DeviceBuffer wo;         // T [dim, q_dim]
-  cuda::DeviceBuffer ffn_norm;   // fp32 [dim]
-  cuda::DeviceBuffer w13;        // T [2 * hidden_dim, dim]: gate (w1) rows, then up (w3) rows
-  cuda::DeviceBuffer w2;         // T [dim, hidden_dim]
-};
-
-// One shard's weights on the device, in storage dtype T (norm weights fp32), packed as
-// the CPU Decoder packs them. The spec is the FULL model's.
-struct DeviceWeights {
-  ModelSpec spec;
-  ShardInfo shard;
-  DType dtype = DType::kF16;
-  cuda::DeviceBuffer token_embedding;  // T [vocab, dim], replicated
-  // The LM head. world 1: T [vocab, dim], or empty when spec.shared_classifier (the
-  // embedding is read instead). world > 1: T [vocab_per_rank, dim], this rank's
-  // vocabulary rows, zero rows past the vocabulary (shard.h), also when shared.
-  cuda::DeviceBuffer lm_head;
-  cuda::DeviceBuffer final_norm;  // fp32 [dim]
-  std::vector<DeviceLayerWeights> layers;
-};
-
-// Device bytes of one shard's DeviceWeights (to check them against free memory first).
-// REQUIRES: CheckTensorParallel(spec, shard.world) is OK.
-int64_t DeviceWeightBytes(const ModelSpec& spec, const ShardInfo& shard, DType dtype);
-
-// Uploads a shard's host weights (ShardWeights of the full model, or the full model when
-// world == 1), converting each tensor to `dtype` through one fp32 staging buffer on the
-// device (ConvertFromF32). Synchronous. InvalidArgument when ValidateShard fails,
-// ResourceExhausted when the device has not the memory.
-Result<DeviceWeights> UploadWeights(const ModelWeights& shard_weights, const ShardInfo& shard, DType dtype,
-                                    cudaStream_t stream);
-
-// Generates the seeded dummy weights of `spec` (a DummyPreset's shape) directly on the
-// device, tensor for tensor the values of MakeDummyWeights(preset, seed) rounded to
-// `dtype` (FillUniform, same tensor numbering), without a host copy. For world > 1 the
-// result equals UploadWeights(ShardWeights(MakeDummyWeights(...), rank, world)): each
-// split tensor is generated in full into one staging buffer of dtype T (sized for the
-// largest split tensor) and this rank's rows (a contiguous copy) or columns (a 2-D copy)
-// are copied out; replicated tensors are generated in place. Generating the full tensor
-// costs a few ms per GB on the device and keeps the values a pure function of
-// (seed, tensor, element) exactly as on the host. Synchronous.
-Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed, const ShardInfo& shard, DType dtype,
-                                           cudaStream_t stream);
 
 struct CudaDecoderConfig {
   int max_step_tokens = 512;  // rows of one step (all entries' tokens together)
