@@ -10,10 +10,10 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "tests/comm/tp_group.h"
+#include "tests/test_random.h"
 
 namespace flover {
 namespace {
@@ -92,10 +92,7 @@ TEST_P(CommunicatorTest, AllReduceIsBitIdenticalOnEveryRank) {
     RunGroup(
         kWorld,
         [&](int rank, Communicator& comm) {
-          std::mt19937 rng(1234 + rank);
-          std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-          std::vector<float> data(n);
-          for (float& v : data) v = dist(rng);
+          std::vector<float> data = testing::RandomFloats(n, 1234 + rank);
           ASSERT_TRUE(comm.AllReduceSum(data.data(), n).ok());
           results[rank] = std::move(data);
         },

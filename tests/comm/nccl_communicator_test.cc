@@ -8,13 +8,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "kernels/cuda/device.h"
 #include "tests/cuda/gpu_test.h"
+#include "tests/test_random.h"
 #include "worker/comm/kv_store.h"
 
 namespace flover {
@@ -62,13 +62,7 @@ TEST(NcclCommunicatorTest, RejectsADeviceThatDoesNotExist) {
   EXPECT_NE(s.message().find("CUDA device " + std::to_string(n) + " does not exist"), std::string::npos);
 }
 
-std::vector<float> Random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::RandomFloats;
 
 TEST(NcclCommunicatorTest, GroupOfOneOnOneGpu) {
   FLOVER_REQUIRE_GPU();
@@ -85,7 +79,7 @@ TEST(NcclCommunicatorTest, GroupOfOneOnOneGpu) {
   EXPECT_EQ(comm.stream(), stream->get());
 
   for (size_t n : {size_t{1}, size_t{768}, size_t{100000}}) {
-    const std::vector<float> values = Random(n, static_cast<uint32_t>(n));
+    const std::vector<float> values = RandomFloats(n, static_cast<uint32_t>(n));
     Result<cuda::DeviceBuffer> data = cuda::DeviceBuffer::Allocate(n * sizeof(float));
     Result<cuda::DeviceBuffer> gathered = cuda::DeviceBuffer::Allocate(n * sizeof(float));
     FLOVER_ASSERT_OK(data);
@@ -253,7 +247,7 @@ TEST(NcclCommunicatorTest, EveryGpuGetsBitIdenticalSums) {
   constexpr size_t kN = 200000;
   std::vector<std::vector<float>> results(world);
   RunGpuGroup(world, [&](int rank, Communicator& comm, cudaStream_t stream) {
-    const std::vector<float> host = Random(kN, 1234 + rank);
+    const std::vector<float> host = RandomFloats(kN, 1234 + rank);
     Result<cuda::DeviceBuffer> data = cuda::DeviceBuffer::Allocate(kN * sizeof(float));
     ASSERT_TRUE(data.ok());
     ASSERT_TRUE(cuda::CopyToDevice(data->data(), host.data(), kN * sizeof(float), stream).ok());

@@ -12,12 +12,12 @@
 
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/comm/tp_group.h"
+#include "tests/test_random.h"
 #include "worker/comm/cpu_communicator.h"
 
 namespace flover {
@@ -83,10 +83,7 @@ TEST(ShmCommunicatorTest, AllReduceBitsEqualGloos) {
     testing::RunGroup(
         kWorld,
         [&](int rank, Communicator& comm) {
-          std::mt19937 rng(99 + rank);
-          std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-          std::vector<float> data(kN);
-          for (float& v : data) v = dist(rng);
+          std::vector<float> data = testing::RandomFloats(kN, 99 + rank);
           ASSERT_TRUE(comm.AllReduceSum(data.data(), kN).ok());
           by_transport[t][rank] = std::move(data);
         },

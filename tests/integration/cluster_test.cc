@@ -398,17 +398,15 @@ TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
   EXPECT_EQ(status->moved(), 2u) << "a and c moved; if a finished before the kill landed, this test is too slow";
 }
 
-// A cluster file for flover up: stories260K, TP `tensor`, one worker per rank.
+// A cluster file for flover up: stories260K, one replica of TP `tensor`, the
+// scheduler's defaults for plans in flight and failover.
 std::string WriteUpConfig(const std::string& name, int tensor, const std::string& model_path) {
+  TestClusterOptions o = Stories(1, tensor);
+  o.model = model_path;
+  o.pipeline_depth = 2;
+  o.failover_wait_ms = 30000;
   const std::string config = ::testing::TempDir() + "/" + name + ".yaml";
-  std::ofstream yaml(config);
-  yaml << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
-       << "model:\n  path: " << model_path << "\n  tokenizer: " << testing::Tok512Bin() << "\n"
-       << "parallel:\n  replicas: 1\n  tensor: " << tensor << "\n"
-       << "heartbeat:\n  interval_ms: 100\n  timeout_ms: 1500\n"
-       << "workers:\n";
-  for (int rank = 0; rank < tensor; ++rank) yaml << "  - {replica: 0, rank: " << rank << ", threads: 1}\n";
-  yaml << "kv_cache:\n  memory_mib: 16\n";
+  std::ofstream(config) << testing::ClusterYaml(o);
   return config;
 }
 

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "tests/test_paths.h"
 #include "worker/engine/engine.h"
@@ -21,6 +22,28 @@ std::string CoordinatorBinary() { return FLOVER_COORDINATOR_BIN; }
 std::string WorkerBinary() { return FLOVER_WORKER_BIN; }
 std::string FloverBinary() { return FLOVER_BIN; }
 
+std::string ClusterYaml(const TestClusterOptions& o) {
+  std::ostringstream yaml;
+  yaml << "cluster:\n  name: test\n"
+       << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
+       << "  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
+       << "model:\n  path: " << o.model << "\n";
+  if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
+  yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel
+       << "\n  cpu_transport: " << o.cpu_transport << "\n"
+       << "workers:\n";
+  for (int r = 0; r < o.replicas; ++r)
+    for (int k = 0; k < o.tensor_parallel; ++k) yaml << "  - {replica: " << r << ", rank: " << k << ", threads: 1}\n";
+  yaml << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
+       << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
+       << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
+       << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch
+       << "\n  failover_wait_ms: " << o.failover_wait_ms << "\n"
+       << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
+       << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n";
+  return yaml.str();
+}
+
 Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions& o,
                                                         std::chrono::seconds ready_timeout) {
   std::unique_ptr<TestCluster> c(new TestCluster());
@@ -28,26 +51,7 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   if (!mkdtemp(tmpl)) return IoError("mkdtemp failed");
   c->dir_ = tmpl;
   const std::string config_path = c->dir_ + "/cluster.yaml";
-  {
-    std::ofstream yaml(config_path);
-    yaml << "cluster:\n  name: test\n"
-         << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
-         << "  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
-         << "model:\n  path: " << o.model << "\n";
-    if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
-    yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel
-         << "\n  cpu_transport: " << o.cpu_transport << "\n"
-         << "workers:\n";
-    for (int r = 0; r < o.replicas; ++r)
-      for (int k = 0; k < o.tensor_parallel; ++k) yaml << "  - {replica: " << r << ", rank: " << k << ", threads: 1}\n";
-    yaml << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
-         << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
-         << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
-         << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch
-         << "\n  failover_wait_ms: " << o.failover_wait_ms << "\n"
-         << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
-         << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n";
-  }
+  std::ofstream(config_path) << ClusterYaml(o);
   LocalClusterOptions options;
   options.coordinator_bin = CoordinatorBinary();
   options.worker_bin = WorkerBinary();

@@ -41,6 +41,10 @@ struct TestClusterOptions {
   int failover_wait_ms = 0;      // scheduler.failover_wait_ms (nothing restarts workers here)
 };
 
+// The cluster file of `options`: random free ports on 127.0.0.1, one single-threaded
+// worker per (replica, rank).
+std::string ClusterYaml(const TestClusterOptions& options);
+
 class TestCluster {
  public:
   static Result<std::unique_ptr<TestCluster>> Start(const TestClusterOptions& options,
