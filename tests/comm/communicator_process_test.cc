@@ -28,7 +28,7 @@ using std::chrono::milliseconds;
 using ChildBody = std::function<int(int rank, KvStore& store)>;
 
 // Forks one child per rank, waits up to `limit` for all of them, kills stragglers.
-// Returns each child's exit code (-1: killed or crashed).
+// Returns each child's exit code, or minus the signal that killed it (-1: never finished).
 std::vector<int> RunProcesses(int world, const ChildBody& body, std::chrono::seconds limit = std::chrono::seconds(60)) {
   testing::TempDir dir;
   EXPECT_FALSE(dir.path().empty());
@@ -55,7 +55,7 @@ std::vector<int> RunProcesses(int world, const ChildBody& body, std::chrono::sec
       if (::waitpid(pids[i], &status, WNOHANG) == pids[i]) {
         done[i] = true;
         --left;
-        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? -WTERMSIG(status) : -1;
       }
     }
     if (left == 0) break;

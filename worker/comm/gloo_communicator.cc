@@ -10,6 +10,8 @@
 #include <gloo/transport/unbound_buffer.h>
 #include <gloo/types.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cstring>
 #include <exception>
@@ -67,6 +69,14 @@ class StoreAdapter final : public gloo::rendezvous::Store {
 
 // Runs `body`; returns what Gloo threw (gloo::Exception, gloo::IoException and
 // gloo::EnforceNotMet all derive from std::exception), or nullopt.
+// Gloo's TCP pairs write with writev(), which raises SIGPIPE when the peer has gone: its
+// default action would kill this process instead of letting the collective fail with
+// Unavailable. Ignore it, unless the program installed its own handler.
+void IgnoreSigpipe() {
+  struct sigaction current{};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
+}
+
 template <typename Body>
 std::optional<std::string> RunGloo(Body&& body) {
   try {
@@ -139,6 +149,7 @@ Result<std::unique_ptr<Communicator>> GlooCommunicator::Create(int rank, int wor
   if (rank < 0 || rank >= world)
     return InvalidArgument("rank " + std::to_string(rank) + " is outside a group of " + std::to_string(world));
   if (timeout.count() <= 0) return InvalidArgument("communicator timeout must be positive");
+  IgnoreSigpipe();
   auto impl = std::make_unique<Impl>();
   impl->timeout = timeout;
   const std::optional<std::string> error = RunGloo([&] {
