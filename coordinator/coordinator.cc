@@ -26,6 +26,7 @@ constexpr int64_t kMaxClientMessage = 16 << 20;         // bytes; larger message
 constexpr int64_t kMaxWorkerMessage = 256 << 20;
 constexpr int kShutdownLingerMs = 500;
 constexpr auto kErrorBackoff = std::chrono::milliseconds(10);  // no hot loop on a persistent error
+constexpr const char* kControlMonitor = "inproc://flover-control-monitor";  // one per context
 
 std::string HostName() {
   char name[256] = {};
@@ -95,7 +96,8 @@ Coordinator::Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenize
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
       plans_(context_, zmq::socket_type::pub),
-      results_(context_, zmq::socket_type::pull) {
+      results_(context_, zmq::socket_type::pull),
+      control_events_(context_, zmq::socket_type::pair) {
   replicas_.reserve(config_.replicas);
   for (int i = 0; i < config_.replicas; ++i) replicas_.emplace_back(i, config_.tensor_parallel);
 }
@@ -104,9 +106,14 @@ Coordinator::~Coordinator() { CloseSockets(); }
 
 Status Coordinator::BindAll() {
   try {
-    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_}) s->set(zmq::sockopt::linger, 0);
+    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_, &control_events_})
+      s->set(zmq::sockopt::linger, 0);
     client_.set(zmq::sockopt::maxmsgsize, kMaxClientMessage);
     control_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
+    control_.set(zmq::sockopt::router_mandatory, true);
+    if (zmq_socket_monitor(control_.handle(), kControlMonitor, ZMQ_EVENT_DISCONNECTED) != 0)
+      throw zmq::error_t();
+    control_events_.connect(kControlMonitor);
     results_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
     plans_.set(zmq::sockopt::sndhwm, 100000);
   } catch (const zmq::error_t& e) {
@@ -124,7 +131,7 @@ Status Coordinator::BindAll() {
 
 void Coordinator::CloseSockets() {
   try {
-    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_})
+    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_, &control_events_})
       if (s->handle() != nullptr) s->close();
     context_.close();
   } catch (const zmq::error_t& e) {
@@ -162,20 +169,23 @@ void Coordinator::Run() {
 }
 
 void Coordinator::PollOnce() {
-  std::array<zmq::pollitem_t, 3> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
+  std::array<zmq::pollitem_t, 4> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_.handle(), 0, ZMQ_POLLIN, 0},
-                                           {results_.handle(), 0, ZMQ_POLLIN, 0}}};
+                                           {results_.handle(), 0, ZMQ_POLLIN, 0},
+                                           {control_events_.handle(), 0, ZMQ_POLLIN, 0}}};
   zmq::poll(items, PollTimeout(Clock::now()));
   // Results first: they free blocks and finish requests that new submissions may need.
   if (items[2].revents & ZMQ_POLLIN) DrainResults();
   if (items[1].revents & ZMQ_POLLIN) DrainControl();
   if (items[0].revents & ZMQ_POLLIN) DrainClient();
+  if (items[3].revents & ZMQ_POLLIN) DrainControlEvents(Clock::now());
   Tick(Clock::now());
 }
 
 std::chrono::milliseconds Coordinator::PollTimeout(Clock::time_point now) const {
   Clock::duration timeout = std::min<Clock::duration>(kMaxPoll, heartbeat_interval_);
   timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), next_heartbeat_ - now));
+  if (now < probe_until_) timeout = std::min<Clock::duration>(timeout, kProbeEvery);
   if (const auto deadline = store_.next_deadline())
     timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), *deadline - now));
   // Wake up when a dynamic batch window closes (a replica with its pipeline full is
@@ -249,6 +259,16 @@ void Coordinator::DrainResults() {
   }
 }
 
+void Coordinator::DrainControlEvents(Clock::time_point now) {
+  for (int i = 0; i < kMaxDrain; ++i) {
+    std::vector<zmq::message_t> parts;  // [uint16 event, uint32 value][endpoint]
+    if (!zmq::recv_multipart(control_events_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    spdlog::debug("control socket: a connection closed ({})", parts.size() > 1 ? parts[1].to_string() : "?");
+    probe_until_ = now + kProbeFor;
+    next_heartbeat_ = now;  // probe at once
+  }
+}
+
 void Coordinator::Tick(Clock::time_point now) {
   CheckHealth(now);
   SendHeartbeats(now);
@@ -319,10 +339,16 @@ void Coordinator::SendToClient(const std::string& identity, const proto::ServerM
   zmq::send_multipart(client_, frames, zmq::send_flags::dontwait);
 }
 
-void Coordinator::SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message) {
+bool Coordinator::SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message) {
   const std::string payload = Serialize(message);
   const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
-  zmq::send_multipart(control_, frames, zmq::send_flags::dontwait);
+  try {
+    zmq::send_multipart(control_, frames, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EHOSTUNREACH) throw;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace flover

@@ -29,6 +29,12 @@
 //    max(timeout_ms, 120 s)), a WorkerFailure, a StepResult with an error, or a plan
 //    without a result for step_timeout_ms makes its replica unhealthy: its live workers get
 //    Shutdown, its requests get Error{Unavailable, "replica i is unhealthy: ..."}.
+//    A worker whose control connection closes (its process exited or was killed, or
+//    the network dropped it) fails its replica within milliseconds instead of at the
+//    heartbeat timeout: a monitor of the control socket reports the disconnect, and the
+//    coordinator then probes its live workers for kProbeFor with heartbeats; the
+//    control ROUTER is ZMQ_ROUTER_MANDATORY, so a send to a peer that is gone fails
+//    with EHOSTUNREACH ("worker r/k (pid p) disconnected").
 //    Workers registering again restart the replica (plans count from seq 1 again).
 //  * Stop: every live worker gets Shutdown, every request in flight gets Error
 //    {Unavailable}, sockets close.
@@ -99,6 +105,8 @@ class Coordinator {
   void DrainClient();
   void DrainControl();
   void DrainResults();
+  // Disconnect events of the control socket: start probing the live workers.
+  void DrainControlEvents(Clock::time_point now);
   void Tick(Clock::time_point now);
   std::chrono::milliseconds PollTimeout(Clock::time_point now) const;
   void ShutdownAll(const std::string& reason);
@@ -138,7 +146,11 @@ class Coordinator {
   bool Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting);
   static constexpr int kMaxFailovers = 2;
   void CheckHealth(Clock::time_point now);
+  // Heartbeats to every live worker, each interval_ms, and every kProbeEvery while
+  // probing; a worker that is no longer connected makes its replica unhealthy.
   void SendHeartbeats(Clock::time_point now);
+  static constexpr auto kProbeEvery = std::chrono::milliseconds(10);
+  static constexpr auto kProbeFor = std::chrono::milliseconds(250);
   void RunSteps(Clock::time_point now);
   WorkerSlot* FindWorker(const std::string& identity);
 
@@ -151,7 +163,9 @@ class Coordinator {
   void RefreshKvCapacity();
   std::string UnhealthySummary() const;
   void SendToClient(const std::string& identity, const proto::ServerMessage& message);
-  void SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message);
+  // False when no worker is connected with that identity (any more); a full queue
+  // drops the message and counts as sent, like a slow network.
+  bool SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message);
   const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
 
   // Constant after construction.
@@ -173,6 +187,7 @@ class Coordinator {
   zmq::socket_t control_;
   zmq::socket_t plans_;
   zmq::socket_t results_;
+  zmq::socket_t control_events_;  // PAIR: the control socket's monitor (disconnects)
 
   std::vector<Replica> replicas_;
   std::map<std::string, std::pair<int, int>> worker_by_identity_;  // live workers: (replica, rank)
@@ -187,6 +202,7 @@ class Coordinator {
   uint64_t moved_ = 0;  // failovers
   Clock::time_point started_{};
   Clock::time_point next_heartbeat_{};
+  Clock::time_point probe_until_{};  // after a disconnect: heartbeats every kProbeEvery
 };
 
 }  // namespace flover

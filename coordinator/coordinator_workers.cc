@@ -338,8 +338,10 @@ void Coordinator::CheckHealth(Clock::time_point now) {
 
 void Coordinator::SendHeartbeats(Clock::time_point now) {
   if (now < next_heartbeat_) return;
-  next_heartbeat_ = now + heartbeat_interval_;
-  for (const Replica& replica : replicas_) {
+  next_heartbeat_ = now + (now < probe_until_ ? std::min<Clock::duration>(kProbeEvery, heartbeat_interval_)
+                                              : heartbeat_interval_);
+  for (Replica& replica : replicas_) {
+    const WorkerSlot* gone = nullptr;
     for (const WorkerSlot& w : replica.workers()) {
       if (!w.live()) continue;
       proto::CoordinatorMessage m;
@@ -347,8 +349,15 @@ void Coordinator::SendHeartbeats(Clock::time_point now) {
       hb->set_replica(w.replica);
       hb->set_rank(w.rank);
       hb->set_last_plan_seq(replica.last_plan_seq());
-      SendToWorker(w.identity, m);
+      if (!SendToWorker(w.identity, m)) {
+        gone = &w;
+        break;
+      }
     }
+    if (gone)
+      MarkUnhealthy(replica, fmt::format("{} disconnected (its process exited, or the network dropped its "
+                                         "connection to the coordinator)",
+                                         WorkerName(*gone)));
   }
 }
 

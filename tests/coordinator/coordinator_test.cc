@@ -34,6 +34,7 @@ constexpr milliseconds kSubscribe = 150ms;  // lets a SUB subscription reach the
 struct Options {
   int replicas = 1;
   int tensor = 1;
+  int interval_ms = 50;
   int timeout_ms = 1000;
   int step_timeout_ms = 60000;
   int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
@@ -59,8 +60,8 @@ ClusterConfig TestConfig(const Options& o) {
       std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
       ", pipeline_depth: " + std::to_string(o.pipeline_depth) +
       ", failover_wait_ms: " + std::to_string(o.failover_wait_ms) + "}\n"
-      "heartbeat: {interval_ms: 50, timeout_ms: " +
-      std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
+      "heartbeat: {interval_ms: " +
+      std::to_string(o.interval_ms) + ", timeout_ms: " + std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
   FLOVER_CHECK(config.ok()) << config.status().ToString();
   return std::move(config).value();
@@ -110,6 +111,11 @@ class FakeWorker {
 
   void Send(proto::WorkerMessage m) { control_.send(zmq::buffer(Serialize(std::move(m))), zmq::send_flags::none); }
   void SendRaw(const std::string& bytes) { control_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  // Closes every connection, as the death of the process would.
+  void Disconnect() {
+    for (zmq::socket_t* s : {&control_, &sub_, &push_})
+      if (s->handle() != nullptr) s->close();
+  }
 
   void SendRegister(int replica, int rank) {
     proto::WorkerMessage m;
@@ -834,6 +840,42 @@ TEST_F(CoordinatorTest, SilentWorkerMakesTheReplicaUnhealthy) {
   ASSERT_TRUE(m && m->has_error());
   EXPECT_EQ(m->error().code(), "Unavailable");
   EXPECT_NE(m->error().message().find("no healthy replica: " + why), std::string::npos) << m->error().message();
+}
+
+// A worker whose connection closes is dead at once, long before its heartbeats are
+// missed (here a heartbeat interval of 30 s and a timeout of a minute).
+TEST_F(CoordinatorTest, AWorkerWhoseConnectionClosesFailsItsReplicaAtOnce) {
+  Options o;
+  o.interval_ms = 30000;
+  o.timeout_ms = 60000;
+  Start(o);
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("r", {1, 2, 3}, 10);
+  ExpectAccepted(c, "r");
+  ASSERT_TRUE(ExpectPlan(w).has_value());
+
+  Silence(w);
+  const auto t0 = SteadyClock::now();
+  w.Disconnect();
+  proto::ServerMessage m = Reply(c);
+  const auto noticed = SteadyClock::now() - t0;
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_EQ(m.error().message(), "replica 0 is unhealthy: worker 0/0 (pid " + std::to_string(w.pid()) +
+                                     ") disconnected (its process exited, or the network dropped its connection "
+                                     "to the coordinator)");
+  EXPECT_LT(noticed, 2s);
+  const proto::ClusterStatus s = GetStatus(c);
+  EXPECT_EQ(s.replicas(0).state(), "unhealthy");
+  EXPECT_EQ(s.replicas(0).workers(0).state(), "dead");
+
+  // A new process of the same rank registers at once: the old one is known to be gone.
+  FakeWorker& again = AddWorker();
+  const proto::RegisterReply reply = again.Register();
+  EXPECT_TRUE(reply.accepted()) << reply.error();
 }
 
 TEST_F(CoordinatorTest, StepWithoutResultMakesTheReplicaUnhealthy) {

@@ -337,6 +337,36 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
 }
 
+// An idle replica runs no collective, so only the coordinator can notice that one of
+// its workers died: it does from the closed connection, not after the heartbeat
+// timeout (here 30 s, heartbeats every 10 s).
+TEST(ClusterTest, AWorkerKilledWhileIdleFailsItsReplicaWithinASecond) {
+  TestClusterOptions options = Stories(1, 2);
+  options.heartbeat_interval_ms = 10000;
+  options.heartbeat_timeout_ms = 30000;
+  auto cluster = TestCluster::Start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  const int pid = (*cluster)->worker(0, 1)->pid();
+  (*cluster)->worker(0, 1)->Signal(SIGKILL);
+  const auto t0 = std::chrono::steady_clock::now();
+  proto::ClusterStatus status;
+  while (std::chrono::steady_clock::now() - t0 < 20s) {
+    Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    status = *s;
+    if (status.replicas(0).state() == "unhealthy") break;
+    std::this_thread::sleep_for(5ms);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(status.replicas(0).state(), "unhealthy");
+  EXPECT_LT(seconds, 1.0);
+  EXPECT_NE(status.replicas(0).error().find("worker 0/1 (pid " + std::to_string(pid) + ") disconnected"),
+            std::string::npos)
+      << status.replicas(0).error();
+}
+
 TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
   // Two TP-2 replicas. Replica 0 runs a greedy and a sampled request, replica 1 another
   // greedy one. Rank 1 of replica 0 is killed once tokens stream: its peer notices in
