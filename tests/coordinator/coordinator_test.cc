@@ -848,14 +848,8 @@ TEST_F(CoordinatorTest, AWorkerWhoseConnectionClosesFailsItsReplicaAtOnce) {
   Options o;
   o.interval_ms = 30000;
   o.timeout_ms = 60000;
-  Start(o);
-  FakeWorker& w = AddWorker();
-  w.Start();
-  FakeClient& c = AddClient();
-  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
-  c.Submit("r", {1, 2, 3}, 10);
-  ExpectAccepted(c, "r");
-  ASSERT_TRUE(ExpectPlan(w).has_value());
+  auto [c, w, id, plan] = StartWithOneRequest(o);
+  ASSERT_TRUE(plan.has_value());
 
   Silence(w);
   const auto t0 = SteadyClock::now();
