@@ -92,7 +92,8 @@ struct SchedulerSettings {
   int max_batch = 32;            // policy dynamic: requests per batch
   // How long the requests of a failed replica wait for a ready replica when no other is
   // ready (its workers restarted by flover up, systemd or Kubernetes bring it back);
-  // 0: they fail at once.
+  // requests submitted while every replica is down wait until this long after the last
+  // failure. 0: they fail at once.
   int failover_wait_ms = 30000;
 
   bool operator==(const SchedulerSettings&) const = default;

@@ -13,8 +13,11 @@
 //  * Admission (admission.h): bad requests get an Error at once and never reach a
 //    worker. Requests submitted while no replica is ready yet (but some is starting)
 //    are queued, bounded by scheduler.max_queued, and fail with Unavailable if no
-//    replica becomes ready within the startup timeout; when every replica is unhealthy
-//    submissions fail at once with Unavailable "no healthy replica".
+//    replica becomes ready within the startup timeout. When every replica is unhealthy,
+//    submissions wait the same way for one to come back (restarted by flover up,
+//    systemd or Kubernetes) during scheduler.failover_wait_ms after the last failure
+//    (the recovery window), and fail at once with Unavailable "no healthy replica"
+//    outside it.
 //  * Routing: each request goes to the ready replica with the fewest running + waiting
 //    requests (ties: lowest index) and stays there.
 //  * Policies (scheduler.policy; scheduler.h says what each does): the scheduler of each
@@ -126,6 +129,9 @@ class Coordinator {
   // Fails the queued requests, except those moved from a failed replica (their own
   // deadline fails them).
   void FailQueued(const Status& status);
+  // The queued requests not moved from a failed replica wait until recovery_until_ at
+  // most, and then fail with `why`.
+  void HoldQueued(const std::string& why);
   void Deliver(const RequestEvent& event, Clock::time_point now);
   // Sends Done / Error for a request and removes it from requests_.
   void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
@@ -202,6 +208,7 @@ class Coordinator {
   uint64_t moved_ = 0;  // failovers
   Clock::time_point started_{};
   Clock::time_point next_heartbeat_{};
+  Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms
   Clock::time_point probe_until_{};  // after a disconnect: heartbeats every kProbeEvery
 };
 

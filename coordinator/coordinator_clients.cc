@@ -58,7 +58,8 @@ void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitR
     return;
   }
   const bool ready = AnyReady();
-  if (!ready && !AnyStarting()) {
+  const bool starting = AnyStarting();
+  if (!ready && !starting && now >= recovery_until_) {
     SendToClient(identity, ErrorReply(cid, Unavailable("no healthy replica: " + UnhealthySummary())));
     return;
   }
@@ -78,13 +79,20 @@ void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitR
     Assign(id, std::move(params).value());
     return;
   }
-  // No replica is ready yet: queue until one is (or the startup timeout passes).
+  // No replica is ready yet: queue until one is, or until the startup timeout passes
+  // (the recovery window closes, when every replica failed).
   t.params = std::move(params).value();
   t.model_checked = model_.has_value();
-  t.queue_deadline = now + startup_timeout_;
+  if (starting) {
+    t.queue_deadline = now + startup_timeout_;
+  } else {
+    t.queue_deadline = recovery_until_;
+    t.failure = "no healthy replica: " + UnhealthySummary();
+  }
   requests_.Add(std::move(t));
   queued_.push_back(id);
-  spdlog::debug("request {} ('{}') queued: no replica is ready yet", id, cid);
+  spdlog::debug("request {} ('{}') queued: no replica is ready {}", id, cid,
+                starting ? "yet" : "while the failed ones may come back");
 }
 
 void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> generated) {
@@ -107,9 +115,9 @@ void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> gen
   t->replica = best->index();
   t->model_checked = true;
   best->scheduler()->Add(id, std::move(params), t->priority, t->submitted, std::move(generated));
+  t->failure.clear();
   if (t->failovers > 0) {  // the client got its Accepted the first time
     ++moved_;
-    t->failure.clear();
     return;
   }
   proto::ServerMessage reply;
@@ -146,6 +154,15 @@ void Coordinator::ExpireQueued(Clock::time_point now) {
                                           config_.scheduler.failover_wait_ms / 1000.0)));
     else
       Fail(t->id, Unavailable(fmt::format("no replica became ready within {:.1f} s", Seconds(startup_timeout_))));
+  }
+}
+
+void Coordinator::HoldQueued(const std::string& why) {
+  for (uint64_t id : queued_) {
+    TrackedRequest* t = requests_.Find(id);
+    if (!t || !t->failure.empty()) continue;
+    t->failure = why;
+    t->queue_deadline = std::min(t->queue_deadline, recovery_until_);
   }
 }
 

@@ -234,6 +234,7 @@ void Coordinator::TryMakeReady(Replica& replica) {
 
 void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
   if (replica.state() == Replica::State::kUnhealthy) return;
+  recovery_until_ = Clock::now() + std::chrono::milliseconds(config_.scheduler.failover_wait_ms);
   const std::string message = fmt::format("replica {} is unhealthy: {}", replica.index(), reason);
   spdlog::error("{}", message);
   proto::CoordinatorMessage shutdown;
@@ -251,7 +252,12 @@ void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
   queued_.insert(queued_.begin(), waiting.begin(), waiting.end());  // oldest first, ahead of new ones
   store_.Clear(replica.index());
   RefreshKvCapacity();
-  if (!AnyReady() && !AnyStarting()) FailQueued(Unavailable("no healthy replica: " + UnhealthySummary()));
+  if (AnyReady() || AnyStarting()) return;
+  const std::string why = "no healthy replica: " + UnhealthySummary();
+  if (config_.scheduler.failover_wait_ms > 0)
+    HoldQueued(why);
+  else
+    FailQueued(Unavailable(why));
 }
 
 bool Coordinator::Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting) {
@@ -275,7 +281,7 @@ bool Coordinator::Failover(TakenRequest& request, const std::string& why, std::v
   t->params = std::move(request.params);
   t->generated_before = std::move(request.generated);
   t->failure = why;
-  t->queue_deadline = Clock::now() + std::chrono::milliseconds(config_.scheduler.failover_wait_ms);
+  t->queue_deadline = recovery_until_;
   waiting->push_back(request.id);
   return true;
 }

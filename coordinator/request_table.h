@@ -31,8 +31,10 @@ struct TrackedRequest {
   int priority = 0;
   int replica = -1;  // -1: queued until a replica is ready
   int failovers = 0;  // times it moved on after its replica failed
-  // While queued after a failover: the tokens it generated before, and why it moved.
+  // While queued after a failover: the tokens it generated before.
   std::vector<int> generated_before;
+  // While queued because a replica failed (moved from it, or submitted while every
+  // replica was down): why; the error when queue_deadline passes.
   std::string failure;
   // While queued: what the scheduler will run, and whether the model checks are done.
   RequestParams params;

@@ -1088,8 +1088,14 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
   ReportFailure(w, "killed");
   FakeClient& watcher = AddClient();
   ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
-  EXPECT_EQ(GetStatus(watcher).queued(), 1) << "the request waits in the queue";
+  // A request submitted now waits too, instead of failing because nothing is ready.
+  FakeClient& late = AddClient();
+  late.Submit("late", {3, 4}, 1, /*stream=*/false);
+  const auto deadline = SteadyClock::now() + kWait;
+  while (GetStatus(watcher).queued() < 2 && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(GetStatus(watcher).queued(), 2) << "both requests wait in the queue";
   EXPECT_FALSE(c.TryRecv(200ms).has_value()) << "nothing reaches the client while it waits";
+  EXPECT_FALSE(late.TryRecv(10ms).has_value()) << "no error for the late request while it waits";
 
   Silence(w);
   FakeWorker& again = AddWorker();
@@ -1097,10 +1103,14 @@ TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
   plan = ExpectPlan(again);
   ASSERT_TRUE(plan.has_value());
   EXPECT_EQ(plan->seq(), 1u);
-  ASSERT_EQ(plan->joins_size(), 1);
+  ASSERT_EQ(plan->joins_size(), 2);
+  EXPECT_EQ(plan->joins(0).request_id(), id) << "the moved request goes first";
   EXPECT_EQ(std::vector<int>(plan->joins(0).generated().begin(), plan->joins(0).generated().end()),
             (std::vector<int>{9}));
-  again.Answer(*plan, {{id, 10, proto::FINISH_NONE}});
+  const uint64_t late_id = ExpectAccepted(late, "late");
+  EXPECT_EQ(plan->joins(1).request_id(), late_id);
+  again.Answer(*plan, {{id, 10, proto::FINISH_NONE}, {late_id, 5, proto::FINISH_LENGTH}});
+  ASSERT_TRUE(Reply(late).has_done());
   plan = ExpectPlan(again);
   ASSERT_TRUE(plan.has_value());
   again.Answer(*plan, {{id, 11, proto::FINISH_LENGTH}});
@@ -1135,6 +1145,9 @@ TEST_F(CoordinatorTest, ARequestWaitingInVainAfterAFailureFailsWithTheReason) {
   FakeClient& c = r.client;
   ReportFailure(r.worker, "killed");
   const auto t0 = SteadyClock::now();
+  FakeClient& late = AddClient();  // submits while the replica is down: waits the rest of the window
+  ASSERT_TRUE(WaitReplicaState(late, 0, "unhealthy"));
+  late.Submit("late", {3, 4}, 1);
   proto::ServerMessage m = Reply(c);
   const double waited = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   ASSERT_TRUE(m.has_error()) << m.DebugString();
@@ -1143,7 +1156,23 @@ TEST_F(CoordinatorTest, ARequestWaitingInVainAfterAFailureFailsWithTheReason) {
   EXPECT_NE(m.error().message().find("no replica became ready within 0.3 s"), std::string::npos)
       << m.error().message();
   EXPECT_GE(waited, 0.25);
+  m = Reply(late);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "late");
+  EXPECT_EQ(m.error().message().rfind("no healthy replica: replica 0 is unhealthy: worker 0/0", 0), 0u)
+      << m.error().message();
+  EXPECT_NE(m.error().message().find("no replica became ready within 0.3 s"), std::string::npos)
+      << m.error().message();
+  EXPECT_LT(std::chrono::duration<double>(SteadyClock::now() - t0).count(), 1.0) << "the window is from the failure";
   EXPECT_EQ(GetStatus(c).moved(), 0u);
+
+  // After the window, nothing is expected back: a new request fails at once.
+  late.Submit("later", {3, 4}, 1);
+  m = Reply(late);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().message().rfind("no healthy replica: replica 0 is unhealthy: worker 0/0", 0), 0u)
+      << m.error().message();
+  EXPECT_EQ(m.error().message().find("became ready"), std::string::npos) << m.error().message();
 }
 
 TEST_F(CoordinatorTest, RendezvousStoreRelaysValuesBetweenRanks) {

@@ -471,10 +471,11 @@ TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
   // One replica (TP 2) under flover up. The command starts a long streamed request and,
   // at its first token, kills worker 0/1 (a child of flover up). The replica fails, and
   // its request waits (scheduler.failover_wait_ms, 30 s by default); worker 0/0 stops
-  // (its collective fails, or the coordinator shuts it down); flover up restarts both, they register again (0/1
-  // waits until its old process is declared dead), the replica is ready again, and the
-  // request goes on from its tokens: its text equals the same request's without a
-  // failure. Then the replica serves new requests.
+  // (its collective fails, or the coordinator shuts it down); flover up restarts both,
+  // they register again, the replica is ready again, and the request goes on from its
+  // tokens: its text equals the same request's without a failure. A request submitted
+  // just after the kill, while the replica is down, waits for it too (the recovery
+  // window). Then the replica serves new requests.
   const std::string dir = ::testing::TempDir();
   const std::string config = WriteUpConfig("restart", 2, testing::Stories260kBin());
   const std::string flover = testing::FloverBinary();
@@ -486,6 +487,7 @@ TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
                         << "survivor=$!\n"
                         << "until [ -s " << dir << "/survivor.txt ]; do sleep 0.005; done\n"
                         << "kill -9 $(pgrep -P $PPID -f -- '--rank [1]')\n"
+                        << flover << " generate --prompt Sara --max-tokens 61 --json > " << dir << "/during.json\n"
                         << "wait $survivor\n"
                         << flover << " status --wait-ready 60 > /dev/null\n"
                         << flover << " generate --prompt Sara --max-tokens 61 --json > " << dir << "/after.json\n";
@@ -507,6 +509,7 @@ TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
   const std::string reference = read("reference.txt");
   EXPECT_NE(reference.find("Sara and Ben were playing in the park."), std::string::npos) << reference;
   EXPECT_EQ(read("survivor.txt"), reference) << up.output;
+  EXPECT_NE(read("during.json").find(" and Ben were playing in the park."), std::string::npos) << up.output;
   EXPECT_NE(read("after.json").find(" and Ben were playing in the park."), std::string::npos) << up.output;
 }
 
