@@ -31,11 +31,11 @@ cat > "$work/drill.sh" <<EOF
 set -eu
 story="$flover generate --prompt 'Once upon a time' --max-tokens $max_tokens --ignore-eos"
 eval "\$story" > "$work/reference.txt"
+victim=\$(pgrep -P \$PPID -f -- "flover-worker .*--replica 0 --rank $rank( |\$)")
 t0=\$(date +%s.%N)
 eval "\$story" > "$work/survivor.txt" &
 survivor=\$!
 until [ -s "$work/survivor.txt" ]; do sleep 0.005; done
-victim=\$(pgrep -P \$PPID -f -- "flover-worker .*--replica 0 --rank $rank( |\$)")
 tk=\$(date +%s.%N)
 kill -9 \$victim
 wait \$survivor
