@@ -61,10 +61,21 @@ void Coordinator::HandleControl(const std::string& identity, const std::string& 
     return;
   }
   if (!slot) {
-    // Heartbeats of workers that were just told to shut down are expected; say less.
+    // A worker this coordinator does not know: one registered with a coordinator that
+    // has since restarted, or one declared dead. It must start again (exit non-zero, so
+    // that its supervisor restarts it) and register; until then it would wait for
+    // heartbeats that never come. Heartbeats of workers that were just told to shut
+    // down are expected; say less.
     spdlog::log(body == proto::WorkerMessage::kHeartbeat ? spdlog::level::debug : spdlog::level::warn,
-                "control socket: message (body {}) from a connection that is not a registered live worker; ignored",
+                "control socket: message (body {}) from a connection that is not a registered live worker; told to "
+                "start again",
                 static_cast<int>(body));
+    proto::CoordinatorMessage m;
+    m.mutable_shutdown()->set_reason(
+        "the coordinator does not know this worker (it restarted, or declared the worker dead); start again to "
+        "register");
+    m.mutable_shutdown()->set_replica_failed(true);
+    SendToWorker(identity, m);
     return;
   }
   Replica& replica = replicas_[slot->replica];

@@ -320,7 +320,7 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
           const proto::Shutdown& shutdown = (*msg)->shutdown();
           if (shutdown.replica_failed()) {
             // Non-zero, so that a supervisor restarts this worker and the replica comes back.
-            spdlog::error("{}: shut down, its replica failed: {} (exit {})", Name(), shutdown.reason(),
+            spdlog::error("{}: shut down to be started again: {} (exit {})", Name(), shutdown.reason(),
                           kExitReplicaFailed);
             return finish(kExitReplicaFailed);
           }

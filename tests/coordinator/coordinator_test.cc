@@ -128,7 +128,9 @@ class FakeWorker {
     Send(m);
   }
 
+  // Heartbeats start once registered, as a real worker's do.
   void Beat() {
+    if (!registered_) return;
     proto::WorkerMessage m;
     m.mutable_heartbeat()->set_replica(replica_);
     m.mutable_heartbeat()->set_rank(rank_);
@@ -155,7 +157,9 @@ class FakeWorker {
     SendRegister(replica_, rank_);
     std::optional<proto::CoordinatorMessage> m = RecvControl(kWait);
     EXPECT_TRUE(m && m->has_register_reply());
-    return m && m->has_register_reply() ? m->register_reply() : proto::RegisterReply();
+    if (!m || !m->has_register_reply()) return proto::RegisterReply();
+    registered_ = m->register_reply().accepted();
+    return m->register_reply();
   }
 
   // Register, connect SUB/PUSH, report ready.
@@ -229,6 +233,7 @@ class FakeWorker {
   zmq::socket_t sub_;
   zmq::socket_t push_;
   int heartbeats_received_ = 0;
+  bool registered_ = false;
 };
 
 class FakeClient {
@@ -651,13 +656,18 @@ TEST_F(CoordinatorTest, MalformedClientMessagesGetErrorsWithoutId) {
   EXPECT_EQ(GetStatus(c).name(), "coordinator-test");
 }
 
-TEST_F(CoordinatorTest, MalformedWorkerMessagesAreIgnored) {
+TEST_F(CoordinatorTest, MalformedWorkerMessagesAreIgnoredAndUnknownWorkersToldToStartAgain) {
   Start();
   FakeWorker& w = AddWorker();
   w.SendRaw("garbage");
-  proto::WorkerMessage ready;  // ready before registering
+  proto::WorkerMessage ready;  // ready before registering: as after a coordinator restart
   ready.mutable_ready()->set_kv_blocks(4);
   w.Send(ready);
+  std::optional<proto::CoordinatorMessage> told = w.RecvControl(kWait);
+  ASSERT_TRUE(told && told->has_shutdown());
+  EXPECT_TRUE(told->shutdown().replica_failed()) << "exit non-zero, so that a supervisor starts it again";
+  EXPECT_NE(told->shutdown().reason().find("does not know this worker"), std::string::npos)
+      << told->shutdown().reason();
   FakeClient& c = AddClient();
   const proto::ClusterStatus s = GetStatus(c);
   EXPECT_EQ(s.replicas(0).state(), "starting");

@@ -230,16 +230,25 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
     return std::move(w).value();
   };
 
-  Result<ChildProcess> coordinator = ChildProcess::Spawn(command(coordinator_unit, ""), "flover-coordinator");
-  ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
-  std::string client_endpoint;
-  for (auto deadline = std::chrono::steady_clock::now() + 30s; client_endpoint.empty();) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no endpoints file " << endpoints_file;
-    ASSERT_FALSE(coordinator->PollExit().has_value());
-    const nlohmann::json j = nlohmann::json::parse(ReadFile(endpoints_file), nullptr, false);
-    if (j.is_object() && j.contains("client")) client_endpoint = j["client"];
-    else std::this_thread::sleep_for(20ms);
-  }
+  // Starts the coordinator unit's command; the client endpoint from its endpoints file.
+  std::optional<ChildProcess> coordinator;
+  auto start_coordinator = [&]() -> std::string {
+    std::remove(endpoints_file.c_str());
+    Result<ChildProcess> c = ChildProcess::Spawn(command(coordinator_unit, ""), "flover-coordinator");
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    if (!c.ok()) return "";
+    coordinator.emplace(std::move(c).value());
+    for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
+      if (coordinator->PollExit().has_value()) break;
+      const nlohmann::json j = nlohmann::json::parse(ReadFile(endpoints_file), nullptr, false);
+      if (j.is_object() && j.contains("client")) return j["client"];
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << "no endpoints file " << endpoints_file;
+    return "";
+  };
+  std::string client_endpoint = start_coordinator();
+  ASSERT_FALSE(client_endpoint.empty());
   std::vector<ChildProcess> workers;
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));
@@ -256,6 +265,23 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));
   ASSERT_TRUE(WaitReady(client_endpoint, 60s)) << "the restarted workers did not bring the replica back";
+  ExpectServes(client_endpoint);
+
+  // The coordinator crashes and systemd starts it again: the new one does not know the
+  // workers, which reconnect to it, and tells them at their first heartbeat to start
+  // again: exit 5 within a second, not exit 4 at their heartbeat timeout (1.5 s here,
+  // 5 s by default). Restarted, they register, and the cluster serves again.
+  coordinator->Signal(SIGKILL);
+  EXPECT_EQ(WaitExit(*coordinator, 5s), "signal Killed");
+  const auto crashed = std::chrono::steady_clock::now();
+  client_endpoint = start_coordinator();
+  ASSERT_FALSE(client_endpoint.empty());
+  for (ChildProcess& w : workers) EXPECT_EQ(WaitExit(w, 10s), "exit 5") << w.name();
+  EXPECT_LT(std::chrono::steady_clock::now() - crashed, 1400ms) << "the workers waited for their heartbeat timeout";
+  workers.clear();
+  workers.push_back(start_worker(0));
+  workers.push_back(start_worker(1));
+  ASSERT_TRUE(WaitReady(client_endpoint, 60s)) << "the workers did not come back to the restarted coordinator";
   ExpectServes(client_endpoint);
 
   // systemctl stop flover-coordinator: SIGTERM; the workers are told to stop and exit 0.
