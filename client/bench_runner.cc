@@ -149,8 +149,13 @@ Status RunRequests(Client& client, const std::vector<BenchRequest>& requests, co
     bar->Update(static_cast<int>(n_finished), n_failed, now_s, tokens);
     if (!reply.ok()) {
       const bool interrupted = o.interrupted && o.interrupted();  // a signal interrupts the poll: not news
-      if (!interrupted)
-        std::fprintf(stderr, "flover bench [%s]: %s\n", o.label.c_str(), reply.status().ToString().c_str());
+      if (interrupted) continue;
+      std::fprintf(stderr, "flover bench [%s]: %s\n", o.label.c_str(), reply.status().ToString().c_str());
+      // The connection closed: the requests in flight are lost; later ones go to the
+      // coordinator once it is back (or time out).
+      if (reply.status().code() == StatusCode::kUnavailable)
+        for (size_t i = 0; i < n; ++i)
+          if (submitted[i] && !finished[i]) finish(i, now_s, reply.status().ToString());
       continue;
     }
     if (!*reply) {

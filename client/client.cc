@@ -1,8 +1,17 @@
 #include "client/client.h"
 
+#include <array>
+#include <iterator>
+#include <vector>
+
+#include <zmq_addon.hpp>
+
 #include "common/protocol.h"
 
 namespace flover {
+namespace {
+constexpr const char* kMonitor = "inproc://flover-client-monitor";  // one per context, i.e. per Client
+}  // namespace
 
 bool AllReplicasReady(const proto::ClusterStatus& status) {
   if (status.replicas_size() == 0) return false;
@@ -13,8 +22,12 @@ bool AllReplicasReady(const proto::ClusterStatus& status) {
 
 Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
   std::unique_ptr<Client> c(new Client());
+  c->endpoint_ = endpoint;
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
+    c->events_.set(zmq::sockopt::linger, 0);
+    if (zmq_socket_monitor(c->socket_.handle(), kMonitor, ZMQ_EVENT_DISCONNECTED) != 0) throw zmq::error_t();
+    c->events_.connect(kMonitor);
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {
     return InvalidArgument("cannot connect to " + endpoint + ": " + e.what());
@@ -62,12 +75,27 @@ Status Client::RequestStatus() {
   return Send(m);
 }
 
+bool Client::Disconnected() {
+  bool closed = false;
+  for (;;) {
+    std::vector<zmq::message_t> event;  // [uint16 event, uint32 value][endpoint]
+    if (!zmq::recv_multipart(events_, std::back_inserter(event), zmq::recv_flags::dontwait)) return closed;
+    closed = true;
+  }
+}
+
 Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::milliseconds timeout) {
-  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  std::array<zmq::pollitem_t, 2> items = {{{socket_.handle(), 0, ZMQ_POLLIN, 0}, {events_.handle(), 0, ZMQ_POLLIN, 0}}};
   try {
-    if (zmq::poll(items, 1, timeout) == 0) return std::optional<proto::ServerMessage>();
+    if (zmq::poll(items, timeout) == 0) return std::optional<proto::ServerMessage>();
     zmq::message_t msg;
-    if (!socket_.recv(msg, zmq::recv_flags::none)) return std::optional<proto::ServerMessage>();
+    // Replies that arrived before the connection closed come first.
+    if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
+      if (Disconnected())
+        return Unavailable("the connection to the coordinator at " + endpoint_ +
+                           " closed (it stopped or crashed): no reply will come for the requests in flight");
+      return std::optional<proto::ServerMessage>();
+    }
     FLOVER_ASSIGN_OR_RETURN(proto::ServerMessage reply, Parse<proto::ServerMessage>(msg.to_string_view()));
     return std::optional<proto::ServerMessage>(std::move(reply));
   } catch (const zmq::error_t& e) {

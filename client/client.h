@@ -3,6 +3,10 @@
 //
 // Requests are asynchronous: Submit/Cancel/RequestStatus send; Receive returns the next
 // reply (Accepted, TokenEvent, Done, Error, ClusterStatus) or nothing at the timeout.
+// When an established connection to the coordinator closes (it stopped or crashed),
+// Receive says so at once (Unavailable) instead of letting the caller wait for replies
+// that will not come: a restarted coordinator knows nothing of the requests in flight.
+// The socket reconnects by itself; later requests go to the coordinator that is back.
 // Thread-safety: none; a Client belongs to one thread (its socket does).
 #pragma once
 
@@ -30,7 +34,8 @@ class Client {
                 const SamplingParams& sampling, const StopParams& stop, bool stream);
   Status Cancel(const std::string& client_request_id);
   Status RequestStatus();
-  // The next message, nullopt at the timeout, or an error for an unreadable reply.
+  // The next message, nullopt at the timeout, or an error: InvalidArgument/Corruption
+  // for an unreadable reply, Unavailable when the connection closed since the last call.
   Result<std::optional<proto::ServerMessage>> Receive(std::chrono::milliseconds timeout);
 
   // Sends raw bytes (tests use it to send malformed messages).
@@ -40,11 +45,15 @@ class Client {
   Result<proto::ClusterStatus> FetchStatus(std::chrono::milliseconds timeout);
 
  private:
-  Client() : socket_(context_, zmq::socket_type::dealer) {}
+  Client() : socket_(context_, zmq::socket_type::dealer), events_(context_, zmq::socket_type::pair) {}
   Status Send(const proto::ClientMessage& message);
+  // True if the socket's monitor reported a closed connection (consumes the events).
+  bool Disconnected();
 
   zmq::context_t context_;
   zmq::socket_t socket_;
+  zmq::socket_t events_;  // PAIR: the socket's monitor (disconnects)
+  std::string endpoint_;
 };
 
 }  // namespace flover
