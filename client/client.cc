@@ -1,17 +1,11 @@
 #include "client/client.h"
 
+#include <algorithm>
 #include <array>
-#include <iterator>
-#include <vector>
-
-#include <zmq_addon.hpp>
 
 #include "common/protocol.h"
 
 namespace flover {
-namespace {
-constexpr const char* kMonitor = "inproc://flover-client-monitor";  // one per context, i.e. per Client
-}  // namespace
 
 bool AllReplicasReady(const proto::ClusterStatus& status) {
   if (status.replicas_size() == 0) return false;
@@ -25,9 +19,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
   c->endpoint_ = endpoint;
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
-    c->events_.set(zmq::sockopt::linger, 0);
-    if (zmq_socket_monitor(c->socket_.handle(), kMonitor, ZMQ_EVENT_DISCONNECTED) != 0) throw zmq::error_t();
-    c->events_.connect(kMonitor);
+    c->monitor_.Watch(c->socket_, "client");  // one Client per context
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {
     return InvalidArgument("cannot connect to " + endpoint + ": " + e.what());
@@ -75,29 +67,26 @@ Status Client::RequestStatus() {
   return Send(m);
 }
 
-bool Client::Disconnected() {
-  bool closed = false;
-  for (;;) {
-    std::vector<zmq::message_t> event;  // [uint16 event, uint32 value][endpoint]
-    if (!zmq::recv_multipart(events_, std::back_inserter(event), zmq::recv_flags::dontwait)) return closed;
-    closed = true;
-  }
-}
-
 Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::milliseconds timeout) {
-  std::array<zmq::pollitem_t, 2> items = {{{socket_.handle(), 0, ZMQ_POLLIN, 0}, {events_.handle(), 0, ZMQ_POLLIN, 0}}};
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::array<zmq::pollitem_t, 2> items = {{{socket_.handle(), 0, ZMQ_POLLIN, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   try {
-    if (zmq::poll(items, timeout) == 0) return std::optional<proto::ServerMessage>();
-    zmq::message_t msg;
-    // Replies that arrived before the connection closed come first.
-    if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
-      if (Disconnected())
-        return Unavailable("the connection to the coordinator at " + endpoint_ +
-                           " closed (it stopped or crashed): no reply will come for the requests in flight");
-      return std::optional<proto::ServerMessage>();
+    for (;;) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (zmq::poll(items, std::max(left, std::chrono::milliseconds(0))) == 0)
+        return std::optional<proto::ServerMessage>();
+      zmq::message_t msg;
+      // Replies that arrived before the connection closed come first.
+      if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
+        if (monitor_.Drain())
+          return Unavailable("the connection to the coordinator at " + endpoint_ +
+                             " closed (it stopped or crashed): no reply will come for the requests in flight");
+        continue;
+      }
+      FLOVER_ASSIGN_OR_RETURN(proto::ServerMessage reply, Parse<proto::ServerMessage>(msg.to_string_view()));
+      if (reply.has_keepalive()) continue;  // the coordinator checking that this connection is still there
+      return std::optional<proto::ServerMessage>(std::move(reply));
     }
-    FLOVER_ASSIGN_OR_RETURN(proto::ServerMessage reply, Parse<proto::ServerMessage>(msg.to_string_view()));
-    return std::optional<proto::ServerMessage>(std::move(reply));
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("receive failed: ") + e.what());
   }

@@ -16,6 +16,7 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "common/disconnect_monitor.h"
 #include "common/request_params.h"
 #include "common/status.h"
 #include "flover.pb.h"
@@ -45,14 +46,12 @@ class Client {
   Result<proto::ClusterStatus> FetchStatus(std::chrono::milliseconds timeout);
 
  private:
-  Client() : socket_(context_, zmq::socket_type::dealer), events_(context_, zmq::socket_type::pair) {}
+  Client() : socket_(context_, zmq::socket_type::dealer), monitor_(context_) {}
   Status Send(const proto::ClientMessage& message);
-  // True if the socket's monitor reported a closed connection (consumes the events).
-  bool Disconnected();
 
   zmq::context_t context_;
   zmq::socket_t socket_;
-  zmq::socket_t events_;  // PAIR: the socket's monitor (disconnects)
+  DisconnectMonitor monitor_;
   std::string endpoint_;
 };
 

@@ -17,6 +17,8 @@ void Print(const proto::ClusterStatus& s) {
               static_cast<unsigned long long>(s.completed()));
   if (s.moved() > 0)
     std::printf(", %llu moved from failed replicas", static_cast<unsigned long long>(s.moved()));
+  if (s.abandoned() > 0)
+    std::printf(", %llu cancelled as their client left", static_cast<unsigned long long>(s.abandoned()));
   std::printf("\n");
   for (const auto& r : s.replicas()) {
     std::printf("  replica %d: %-9s running %d, waiting %d, KV blocks %d/%d, %.1f steps/s, %.1f tokens/s%s%s\n",

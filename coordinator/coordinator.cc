@@ -26,7 +26,6 @@ constexpr int64_t kMaxClientMessage = 16 << 20;         // bytes; larger message
 constexpr int64_t kMaxWorkerMessage = 256 << 20;
 constexpr int kShutdownLingerMs = 500;
 constexpr auto kErrorBackoff = std::chrono::milliseconds(10);  // no hot loop on a persistent error
-constexpr const char* kControlMonitor = "inproc://flover-control-monitor";  // one per context
 
 std::string HostName() {
   char name[256] = {};
@@ -97,7 +96,8 @@ Coordinator::Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenize
       control_(context_, zmq::socket_type::router),
       plans_(context_, zmq::socket_type::pub),
       results_(context_, zmq::socket_type::pull),
-      control_events_(context_, zmq::socket_type::pair) {
+      control_monitor_(context_),
+      client_monitor_(context_) {
   replicas_.reserve(config_.replicas);
   for (int i = 0; i < config_.replicas; ++i) replicas_.emplace_back(i, config_.tensor_parallel);
 }
@@ -106,14 +106,14 @@ Coordinator::~Coordinator() { CloseSockets(); }
 
 Status Coordinator::BindAll() {
   try {
-    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_, &control_events_})
-      s->set(zmq::sockopt::linger, 0);
+    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_}) s->set(zmq::sockopt::linger, 0);
     client_.set(zmq::sockopt::maxmsgsize, kMaxClientMessage);
     control_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
+    // A send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
+    client_.set(zmq::sockopt::router_mandatory, true);
     control_.set(zmq::sockopt::router_mandatory, true);
-    if (zmq_socket_monitor(control_.handle(), kControlMonitor, ZMQ_EVENT_DISCONNECTED) != 0)
-      throw zmq::error_t();
-    control_events_.connect(kControlMonitor);
+    control_monitor_.Watch(control_, "control");
+    client_monitor_.Watch(client_, "client");
     results_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
     plans_.set(zmq::sockopt::sndhwm, 100000);
   } catch (const zmq::error_t& e) {
@@ -131,7 +131,9 @@ Status Coordinator::BindAll() {
 
 void Coordinator::CloseSockets() {
   try {
-    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_, &control_events_})
+    control_monitor_.Close();
+    client_monitor_.Close();
+    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_})
       if (s->handle() != nullptr) s->close();
     context_.close();
   } catch (const zmq::error_t& e) {
@@ -169,23 +171,32 @@ void Coordinator::Run() {
 }
 
 void Coordinator::PollOnce() {
-  std::array<zmq::pollitem_t, 4> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
+  std::array<zmq::pollitem_t, 5> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_.handle(), 0, ZMQ_POLLIN, 0},
                                            {results_.handle(), 0, ZMQ_POLLIN, 0},
-                                           {control_events_.handle(), 0, ZMQ_POLLIN, 0}}};
+                                           {control_monitor_.handle(), 0, ZMQ_POLLIN, 0},
+                                           {client_monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   zmq::poll(items, PollTimeout(Clock::now()));
   // Results first: they free blocks and finish requests that new submissions may need.
   if (items[2].revents & ZMQ_POLLIN) DrainResults();
   if (items[1].revents & ZMQ_POLLIN) DrainControl();
   if (items[0].revents & ZMQ_POLLIN) DrainClient();
-  if (items[3].revents & ZMQ_POLLIN) DrainControlEvents(Clock::now());
+  // A closed connection: find out whose, by sending (see Health and Clients that leave).
+  if ((items[3].revents & ZMQ_POLLIN) && control_monitor_.Drain()) {
+    probe_until_ = Clock::now() + kProbeFor;
+    next_heartbeat_ = Clock::now();
+  }
+  if ((items[4].revents & ZMQ_POLLIN) && client_monitor_.Drain()) {
+    client_probe_until_ = Clock::now() + kClientProbeFor;
+    next_client_probe_ = Clock::now();
+  }
   Tick(Clock::now());
 }
 
 std::chrono::milliseconds Coordinator::PollTimeout(Clock::time_point now) const {
   Clock::duration timeout = std::min<Clock::duration>(kMaxPoll, heartbeat_interval_);
   timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), next_heartbeat_ - now));
-  if (now < probe_until_) timeout = std::min<Clock::duration>(timeout, kProbeEvery);
+  if (now < probe_until_ || now < client_probe_until_) timeout = std::min<Clock::duration>(timeout, kProbeEvery);
   if (const auto deadline = store_.next_deadline())
     timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), *deadline - now));
   // Wake up when a dynamic batch window closes (a replica with its pipeline full is
@@ -259,19 +270,10 @@ void Coordinator::DrainResults() {
   }
 }
 
-void Coordinator::DrainControlEvents(Clock::time_point now) {
-  for (int i = 0; i < kMaxDrain; ++i) {
-    std::vector<zmq::message_t> parts;  // [uint16 event, uint32 value][endpoint]
-    if (!zmq::recv_multipart(control_events_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
-    spdlog::debug("control socket: a connection closed ({})", parts.size() > 1 ? parts[1].to_string() : "?");
-    probe_until_ = now + kProbeFor;
-    next_heartbeat_ = now;  // probe at once
-  }
-}
-
 void Coordinator::Tick(Clock::time_point now) {
   CheckHealth(now);
   SendHeartbeats(now);
+  ProbeClients(now);
   for (const RendezvousStore::Reply& reply : store_.Expire(now)) {
     proto::CoordinatorMessage m;
     *m.mutable_store_value() = reply.value;
@@ -332,11 +334,17 @@ std::string Coordinator::UnhealthySummary() const {
   return out.empty() ? "no replica is ready" : out;
 }
 
-void Coordinator::SendToClient(const std::string& identity, const proto::ServerMessage& message) {
+bool Coordinator::SendToClient(const std::string& identity, const proto::ServerMessage& message) {
   const std::string payload = Serialize(message);
   const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
-  // ROUTER drops messages for clients that are gone; it never blocks.
-  zmq::send_multipart(client_, frames, zmq::send_flags::dontwait);
+  try {
+    // Never blocks: a client that does not read (its queue full) loses the message.
+    zmq::send_multipart(client_, frames, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EHOSTUNREACH) throw;
+    return false;
+  }
+  return true;
 }
 
 bool Coordinator::SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message) {

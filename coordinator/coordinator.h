@@ -39,6 +39,12 @@
 //    control ROUTER is ZMQ_ROUTER_MANDATORY, so a send to a peer that is gone fails
 //    with EHOSTUNREACH ("worker r/k (pid p) disconnected").
 //    Workers registering again restart the replica (plans count from seq 1 again).
+//  * Clients that leave: the requests of a client whose connection closed are cancelled
+//    (their KV blocks freed), so that a crashed or killed client does not keep the
+//    replicas busy. A streaming request notices at its next token (the client ROUTER is
+//    ZMQ_ROUTER_MANDATORY too); for the others, a monitor of the client socket reports
+//    the disconnect and the coordinator sends Keepalive to the clients of requests that
+//    expect no reply soon (not streaming, or no token yet) for kClientProbeFor.
 //  * Stop: every live worker gets Shutdown, every request in flight gets Error
 //    {Unavailable}, sockets close.
 // No exception escapes the loop: ZeroMQ errors are logged; malformed client messages
@@ -65,6 +71,7 @@
 #include <zmq.hpp>
 
 #include "common/cluster_config.h"
+#include "common/disconnect_monitor.h"
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/tokenizer.h"
@@ -108,8 +115,6 @@ class Coordinator {
   void DrainClient();
   void DrainControl();
   void DrainResults();
-  // Disconnect events of the control socket: start probing the live workers.
-  void DrainControlEvents(Clock::time_point now);
   void Tick(Clock::time_point now);
   std::chrono::milliseconds PollTimeout(Clock::time_point now) const;
   void ShutdownAll(const std::string& reason);
@@ -136,6 +141,14 @@ class Coordinator {
   // Sends Done / Error for a request and removes it from requests_.
   void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
   void Fail(uint64_t id, const Status& status);
+  // Takes the request out of its queue or scheduler and finishes it as cancelled.
+  void Cancel(uint64_t id, Clock::time_point now);
+  // Cancels every request of a client whose connection is gone.
+  void AbandonClient(const std::string& identity, Clock::time_point now);
+  // Within the probe window after a client disconnect, every kProbeEvery: Keepalive to
+  // the clients of requests that expect no reply soon; abandons those that are gone.
+  void ProbeClients(Clock::time_point now);
+  static constexpr auto kClientProbeFor = std::chrono::milliseconds(50);
 
   // ---- workers
   void HandleControl(const std::string& identity, const std::string& payload, Clock::time_point now);
@@ -168,7 +181,8 @@ class Coordinator {
   // is ready: the last known one).
   void RefreshKvCapacity();
   std::string UnhealthySummary() const;
-  void SendToClient(const std::string& identity, const proto::ServerMessage& message);
+  // False when no client is connected with that identity (any more).
+  bool SendToClient(const std::string& identity, const proto::ServerMessage& message);
   // False when no worker is connected with that identity (any more); a full queue
   // drops the message and counts as sent, like a slow network.
   bool SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message);
@@ -193,7 +207,8 @@ class Coordinator {
   zmq::socket_t control_;
   zmq::socket_t plans_;
   zmq::socket_t results_;
-  zmq::socket_t control_events_;  // PAIR: the control socket's monitor (disconnects)
+  DisconnectMonitor control_monitor_;
+  DisconnectMonitor client_monitor_;
 
   std::vector<Replica> replicas_;
   std::map<std::string, std::pair<int, int>> worker_by_identity_;  // live workers: (replica, rank)
@@ -206,10 +221,13 @@ class Coordinator {
   uint64_t next_request_id_ = 1;
   uint64_t completed_ = 0;
   uint64_t moved_ = 0;  // failovers
+  uint64_t abandoned_ = 0;  // requests cancelled because their client left
   Clock::time_point started_{};
   Clock::time_point next_heartbeat_{};
   Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms
-  Clock::time_point probe_until_{};  // after a disconnect: heartbeats every kProbeEvery
+  Clock::time_point probe_until_{};  // after a worker disconnect: heartbeats every kProbeEvery
+  Clock::time_point client_probe_until_{};  // after a client disconnect: ProbeClients()
+  Clock::time_point next_client_probe_{};
 };
 
 }  // namespace flover

@@ -3,6 +3,7 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include <fmt/format.h>
@@ -187,6 +188,12 @@ void Coordinator::HandleCancel(const std::string& identity, const proto::CancelR
                                                "' is in flight on this connection")));
     return;
   }
+  Cancel(t->id, now);
+}
+
+void Coordinator::Cancel(uint64_t id, Clock::time_point now) {
+  TrackedRequest* t = requests_.Find(id);
+  FLOVER_CHECK(t != nullptr) << "request " << id;
   if (t->replica < 0) {
     queued_.erase(std::remove(queued_.begin(), queued_.end(), t->id), queued_.end());
   } else if (Scheduler* s = replicas_[t->replica].scheduler()) {
@@ -196,10 +203,39 @@ void Coordinator::HandleCancel(const std::string& identity, const proto::CancelR
   Finish(t->id, FinishReason::kCancelled, now);
 }
 
+void Coordinator::AbandonClient(const std::string& identity, Clock::time_point now) {
+  int n = 0;
+  for (uint64_t id : requests_.ids()) {
+    const TrackedRequest* t = requests_.Find(id);
+    if (!t || t->client != identity) continue;
+    Cancel(id, now);
+    ++n;
+  }
+  abandoned_ += n;
+  spdlog::info("a client left with {} request(s) in flight: cancelled", n);
+}
+
+void Coordinator::ProbeClients(Clock::time_point now) {
+  if (now >= client_probe_until_ || now < next_client_probe_) return;
+  next_client_probe_ = now + kProbeEvery;
+  // Streaming requests that already produce tokens find out at their next one.
+  std::set<std::string> probed;
+  std::vector<std::string> gone;
+  proto::ServerMessage keepalive;
+  keepalive.mutable_keepalive();
+  for (uint64_t id : requests_.ids()) {
+    const TrackedRequest* t = requests_.Find(id);
+    if (t->stream && !t->tokens.empty()) continue;
+    if (!probed.insert(t->client).second) continue;
+    if (!SendToClient(t->client, keepalive)) gone.push_back(t->client);
+  }
+  for (const std::string& identity : gone) AbandonClient(identity, now);
+}
+
 void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(event.request_id);
   if (!t) {
-    spdlog::warn("step output for request {} that has no client; ignored", event.request_id);
+    spdlog::debug("step output for request {}, which is no longer in flight (cancelled); ignored", event.request_id);
     return;
   }
   if (event.token >= 0) {
@@ -214,7 +250,10 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
       token->set_client_request_id(t->client_request_id);
       token->add_tokens(event.token);
       token->set_text(std::move(piece));
-      SendToClient(t->client, m);
+      if (!SendToClient(t->client, m)) {
+        AbandonClient(t->client, now);
+        return;
+      }
     }
   }
   if (event.finish != FinishReason::kNone) Finish(t->id, event.finish, now);
@@ -281,6 +320,7 @@ proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
   s.set_queued(NQueued());
   s.set_completed(completed_);
   s.set_moved(moved_);
+  s.set_abandoned(abandoned_);
   s.set_uptime_seconds(Seconds(now - started_));
   return s;
 }

@@ -262,12 +262,24 @@ class FakeClient {
     Send(m);
   }
 
+  // The next message other than a Keepalive (those are counted).
   std::optional<proto::ServerMessage> TryRecv(milliseconds timeout) {
-    return RecvOn<proto::ServerMessage>(socket_, timeout);
+    const auto deadline = SteadyClock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::ceil<milliseconds>(deadline - SteadyClock::now());
+      std::optional<proto::ServerMessage> m = RecvOn<proto::ServerMessage>(socket_, std::max(left, 0ms));
+      if (!m || !m->has_keepalive()) return m;
+      ++keepalives_received_;
+    }
   }
+  int keepalives_received() const { return keepalives_received_; }
+
+  // Closes the connection, as the death of the client's process would.
+  void Disconnect() { socket_.close(); }
 
  private:
   zmq::socket_t socket_;
+  int keepalives_received_ = 0;
 };
 
 class CoordinatorTest : public ::testing::Test {
@@ -743,6 +755,78 @@ TEST_F(CoordinatorTest, CancelSendsDoneAndTheNextPlanCarriesTheLeave) {
   ASSERT_TRUE(m.has_error());
   EXPECT_EQ(m.error().code(), "NotFound");
   EXPECT_EQ(m.error().client_request_id(), "nope");
+}
+
+// A client that leaves (its process killed) leaves no work behind: its streaming request
+// is cancelled when its next token cannot be delivered.
+TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& leaver = AddClient();
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "ready"));
+  leaver.Submit("a", {1, 2}, 10);
+  const uint64_t a = ExpectAccepted(leaver, "a");
+  std::optional<proto::StepPlan> p1 = ExpectPlan(w);
+  ASSERT_TRUE(p1.has_value());
+  w.Answer(*p1, {{a, 40, proto::FINISH_NONE}});
+  ASSERT_TRUE(Reply(leaver).has_token());
+  std::optional<proto::StepPlan> p2 = ExpectPlan(w);
+  ASSERT_TRUE(p2.has_value());
+
+  leaver.Disconnect();
+  std::this_thread::sleep_for(100ms);  // the coordinator sees the connection close
+  w.Answer(*p2, {{a, 41, proto::FINISH_NONE}});  // a token nobody can receive
+  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value()) << "the request was cancelled: nothing to run";
+  const proto::ClusterStatus s = GetStatus(watcher);
+  EXPECT_EQ(s.abandoned(), 1u);
+  EXPECT_EQ(s.replicas(0).running(), 0);
+
+  watcher.Submit("b", {1, 2}, 1);
+  const uint64_t b = ExpectAccepted(watcher, "b");
+  std::optional<proto::StepPlan> p3 = ExpectPlan(w);
+  ASSERT_TRUE(p3.has_value());
+  ASSERT_EQ(p3->leaves_size(), 1);
+  EXPECT_EQ(p3->leaves(0), a) << "the workers free its KV cache";
+  ASSERT_EQ(p3->joins_size(), 1);
+  EXPECT_EQ(p3->joins(0).request_id(), b);
+}
+
+// A request that sends nothing until its end (not streaming) is cancelled too: the
+// coordinator checks the clients of such requests when a client connection closes.
+TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& leaver = AddClient();
+  FakeClient& stays = AddClient();  // its request is checked too, and is not cancelled
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "ready"));
+  leaver.Submit("a", {1, 2}, 10, /*stream=*/false);
+  const uint64_t a = ExpectAccepted(leaver, "a");
+  std::optional<proto::StepPlan> p1 = ExpectPlan(w);
+  ASSERT_TRUE(p1.has_value());
+  stays.Submit("s", {1, 2}, 1, /*stream=*/false);  // joins the next step
+  const uint64_t s = ExpectAccepted(stays, "s");
+
+  leaver.Disconnect();
+  const auto deadline = SteadyClock::now() + kWait;
+  while (GetStatus(watcher).abandoned() == 0 && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
+  w.Answer(*p1, {{a, 40, proto::FINISH_NONE}});
+  std::optional<proto::StepPlan> p2 = ExpectPlan(w);
+  ASSERT_TRUE(p2.has_value());
+  ASSERT_EQ(p2->leaves_size(), 1);
+  EXPECT_EQ(p2->leaves(0), a) << "the workers free its KV cache";
+  ASSERT_EQ(p2->joins_size(), 1);
+  EXPECT_EQ(p2->joins(0).request_id(), s);
+  w.Answer(*p2, {{s, 50, proto::FINISH_LENGTH}});
+  proto::ServerMessage m = Reply(stays);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{50}));
+  EXPECT_GT(stays.keepalives_received(), 0) << "the client that stayed was checked";
+  EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
 }
 
 TEST_F(CoordinatorTest, DuplicateClientRequestIdInFlightIsRejected) {

@@ -367,6 +367,45 @@ TEST(ClusterTest, AWorkerKilledWhileIdleFailsItsReplicaWithinASecond) {
       << status.replicas(0).error();
 }
 
+// A client killed mid-request leaves no work behind: its requests (one streamed, one
+// not: --json) are cancelled and their KV blocks freed, instead of running to 480 tokens.
+TEST(ClusterTest, AKilledClientsRequestsAreCancelled) {
+  auto cluster = TestCluster::Start(Stories(1, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  for (const std::string mode : {"--stream", "--json"}) {
+    Result<ChildProcess> generate = ChildProcess::Spawn(
+        {testing::FloverBinary(), "generate", "--endpoint", (*cluster)->client_endpoint(), "--max-tokens", "480",
+         "--ignore-eos", mode, "--prompt", "Once upon a time", "--prompt", "Sara"},
+        "flover generate " + mode, "/dev/null");
+    ASSERT_TRUE(generate.ok()) << generate.status().ToString();
+    proto::ClusterStatus status;
+    for (auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;) {
+      Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      status = *s;
+      if (status.replicas(0).running() == 2) break;
+    }
+    ASSERT_EQ(status.replicas(0).running(), 2) << mode;
+    const uint64_t abandoned = status.abandoned();
+    generate->Signal(SIGKILL);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < 20s) {
+      Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      status = *s;
+      if (status.abandoned() == abandoned + 2) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(status.abandoned(), abandoned + 2) << mode;
+    EXPECT_LT(seconds, 1.0) << mode << ": 480 tokens take longer than that";
+    EXPECT_EQ(status.replicas(0).running(), 0) << mode;
+    EXPECT_EQ(status.replicas(0).kv_blocks_used(), 0) << mode;
+  }
+}
+
 TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
   // Two TP-2 replicas. Replica 0 runs a greedy and a sampled request, replica 1 another
   // greedy one. Rank 1 of replica 0 is killed once tokens stream: its peer notices in
