@@ -55,6 +55,19 @@ Result<std::string> Bind(zmq::socket_t& socket, const std::string& endpoint, con
   }
 }
 
+// [identity][payload] on a ROUTER_MANDATORY socket; false when that peer is gone. Never
+// blocks: a peer that does not read (its queue full) loses the message.
+bool SendRouted(zmq::socket_t& router, const std::string& identity, const std::string& payload) {
+  const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
+  try {
+    zmq::send_multipart(router, frames, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EHOSTUNREACH) throw;
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- construction
@@ -335,28 +348,11 @@ std::string Coordinator::UnhealthySummary() const {
 }
 
 bool Coordinator::SendToClient(const std::string& identity, const proto::ServerMessage& message) {
-  const std::string payload = Serialize(message);
-  const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
-  try {
-    // Never blocks: a client that does not read (its queue full) loses the message.
-    zmq::send_multipart(client_, frames, zmq::send_flags::dontwait);
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EHOSTUNREACH) throw;
-    return false;
-  }
-  return true;
+  return SendRouted(client_, identity, Serialize(message));
 }
 
 bool Coordinator::SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message) {
-  const std::string payload = Serialize(message);
-  const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
-  try {
-    zmq::send_multipart(control_, frames, zmq::send_flags::dontwait);
-  } catch (const zmq::error_t& e) {
-    if (e.num() != EHOSTUNREACH) throw;
-    return false;
-  }
-  return true;
+  return SendRouted(control_, identity, Serialize(message));
 }
 
 }  // namespace flover
