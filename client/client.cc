@@ -19,6 +19,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
   c->endpoint_ = endpoint;
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
+    c->socket_.set(zmq::sockopt::rcvhwm, 100000);  // replies to many requests sent before the first read
     c->monitor_.Watch(c->socket_, "client");  // one Client per context
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {

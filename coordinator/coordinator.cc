@@ -25,6 +25,9 @@ constexpr int kMaxDrain = 256;                          // messages read per soc
 constexpr int64_t kMaxClientMessage = 16 << 20;         // bytes; larger messages drop the peer
 constexpr int64_t kMaxWorkerMessage = 256 << 20;
 constexpr int kShutdownLingerMs = 500;
+// Messages queued for one client or worker that does not read them (a client that
+// submits many requests before it reads any reply must not lose replies).
+constexpr int kMaxQueuedPerPeer = 100000;
 constexpr auto kErrorBackoff = std::chrono::milliseconds(10);  // no hot loop on a persistent error
 
 std::string HostName() {
@@ -56,11 +59,13 @@ Result<std::string> Bind(zmq::socket_t& socket, const std::string& endpoint, con
 }
 
 // [identity][payload] on a ROUTER_MANDATORY socket; false when that peer is gone. Never
-// blocks: a peer that does not read (its queue full) loses the message.
-bool SendRouted(zmq::socket_t& router, const std::string& identity, const std::string& payload) {
+// blocks: a peer that does not read, with kMaxQueuedPerPeer messages already waiting
+// for it, loses the message (logged).
+bool SendRouted(zmq::socket_t& router, const char* what, const std::string& identity, const std::string& payload) {
   const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
   try {
-    zmq::send_multipart(router, frames, zmq::send_flags::dontwait);
+    if (!zmq::send_multipart(router, frames, zmq::send_flags::dontwait))
+      spdlog::warn("a {} does not read its messages ({} are waiting): one was dropped", what, kMaxQueuedPerPeer);
   } catch (const zmq::error_t& e) {
     if (e.num() != EHOSTUNREACH) throw;
     return false;
@@ -121,6 +126,8 @@ Status Coordinator::BindAll() {
   try {
     for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_}) s->set(zmq::sockopt::linger, 0);
     client_.set(zmq::sockopt::maxmsgsize, kMaxClientMessage);
+    client_.set(zmq::sockopt::sndhwm, kMaxQueuedPerPeer);
+    control_.set(zmq::sockopt::sndhwm, kMaxQueuedPerPeer);
     control_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
     // A send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
     client_.set(zmq::sockopt::router_mandatory, true);
@@ -348,11 +355,11 @@ std::string Coordinator::UnhealthySummary() const {
 }
 
 bool Coordinator::SendToClient(const std::string& identity, const proto::ServerMessage& message) {
-  return SendRouted(client_, identity, Serialize(message));
+  return SendRouted(client_, "client", identity, Serialize(message));
 }
 
 bool Coordinator::SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message) {
-  return SendRouted(control_, identity, Serialize(message));
+  return SendRouted(control_, "worker", identity, Serialize(message));
 }
 
 }  // namespace flover

@@ -240,7 +240,8 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
   }
   if (event.token >= 0) {
     const int prev = t->tokens.empty() ? t->last_prompt_token : t->tokens.back();
-    std::string piece = tokenizer_ ? tokenizer_->DecodeToken(prev, event.token) : std::string();
+    // Only whole characters: a character split over byte tokens goes out with its last.
+    std::string piece = tokenizer_ ? t->utf8.Push(tokenizer_->DecodeToken(prev, event.token)) : std::string();
     t->tokens.push_back(event.token);
     t->text += piece;
     if (!t->first_token) t->first_token = now;
@@ -262,6 +263,7 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
 void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
+  t->text += t->utf8.Finish();  // an unfinished character: U+FFFD
   proto::ServerMessage m;
   proto::Done* done = m.mutable_done();
   done->set_client_request_id(t->client_request_id);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/request_params.h"
+#include "common/utf8.h"
 
 namespace flover {
 
@@ -44,7 +45,8 @@ struct TrackedRequest {
   int prompt_tokens = 0;
   int last_prompt_token = -1;  // decodes the first generated token
   std::vector<int> tokens;     // generated so far
-  std::string text;            // their decoded text
+  std::string text;            // their decoded text (valid UTF-8)
+  Utf8Stream utf8;             // holds the start of a character split over tokens
   Clock::time_point submitted{};
   std::optional<Clock::time_point> first_step;
   std::optional<Clock::time_point> first_token;
