@@ -9,6 +9,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -203,6 +204,8 @@ class FakeWorker {
     if (!m.ok() || !m->has_plan()) return std::nullopt;
     return m->plan();
   }
+
+  void PushRaw(const std::string& bytes) { push_.send(zmq::buffer(bytes), zmq::send_flags::none); }
 
   void Push(proto::StepResult result) {
     result.set_replica(replica_);
@@ -686,6 +689,77 @@ TEST_F(CoordinatorTest, MalformedWorkerMessagesAreIgnoredAndUnknownWorkersToldTo
   EXPECT_EQ(s.replicas(0).workers(0).state(), "absent");
   w.Start();
   EXPECT_TRUE(WaitReplicaState(c, 0, "ready"));
+}
+
+// Whatever a worker (or anything else that reaches the control and results sockets)
+// sends — random bytes, step results for any replica, sequence number, request, token
+// and finish reason, and any control message — the coordinator goes on, and no client
+// ever receives a token outside the vocabulary.
+TEST_F(CoordinatorTest, RandomWorkerMessagesNeverStopTheCoordinator) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& c = AddClient();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  std::mt19937_64 rng(7);
+  auto any = [&](int64_t lo, int64_t hi) { return lo + static_cast<int64_t>(rng() % (hi - lo + 1)); };
+  auto bytes = [&] {
+    std::string s(rng() % 48, '\0');
+    for (char& ch : s) ch = static_cast<char>(rng());
+    return s;
+  };
+  for (int i = 0; i < 8; ++i) c.Submit(std::string("r") + std::to_string(i), {1, 2, 3}, 20, /*stream=*/true);
+  for (int i = 0; i < 1500; ++i) {
+    switch (rng() % 4) {
+      case 0: w.PushRaw(bytes()); break;
+      case 1: {
+        proto::WorkerMessage m;
+        proto::StepResult* r = m.mutable_step_result();
+        r->set_replica(static_cast<int>(any(-1, 1)));
+        r->set_seq(static_cast<uint64_t>(any(0, 12)));
+        for (int64_t n = any(0, 4); n > 0; --n) {
+          proto::TokenOutput* o = r->add_outputs();
+          o->set_request_id(static_cast<uint64_t>(any(0, 10)));
+          o->set_token(static_cast<int>(any(-3, 600)));
+          o->set_finish(static_cast<proto::FinishReason>(any(0, 7)));
+        }
+        if (rng() % 50 == 0) r->set_error("random failure");
+        w.PushRaw(Serialize(m));
+        break;
+      }
+      case 2: w.SendRaw(bytes()); break;
+      default: {
+        proto::WorkerMessage m;
+        switch (rng() % 4) {
+          case 0: m.mutable_heartbeat()->set_rank(static_cast<int>(any(-1, 2))); break;
+          case 1:
+            m.mutable_store_set()->set_key(bytes());
+            m.mutable_store_set()->set_value(bytes());
+            break;
+          case 2:
+            m.mutable_store_get()->set_key(bytes());
+            m.mutable_store_get()->set_timeout_ms(static_cast<uint32_t>(any(0, 50)));
+            break;
+          default:
+            m.mutable_ready()->set_kv_blocks(static_cast<int>(any(-5, 20)));
+            *m.mutable_ready()->mutable_model() = TestModel(static_cast<int>(any(0, 600)));
+            break;
+        }
+        w.Send(m);
+        break;
+      }
+    }
+  }
+  // Still there, and every token a client got is in the vocabulary.
+  FakeClient& watcher = AddClient();
+  const proto::ClusterStatus s = GetStatus(watcher);
+  EXPECT_EQ(s.replicas_size(), 1);
+  while (std::optional<proto::ServerMessage> m = c.TryRecv(50ms)) {
+    std::vector<int> tokens;
+    if (m->has_token()) tokens.assign(m->token().tokens().begin(), m->token().tokens().end());
+    if (m->has_done()) tokens.assign(m->done().tokens().begin(), m->done().tokens().end());
+    for (int token : tokens) EXPECT_TRUE(token >= 0 && token < 512) << token;
+  }
 }
 
 TEST_F(CoordinatorTest, StatusDescribesReplicasWorkersAndLoad) {
