@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/latency_stats.h"
+
 namespace flover {
 
 struct TokenArrival {
@@ -55,14 +57,6 @@ struct RequestTimeline {
   }
 };
 
-struct LatencyStats {
-  size_t n = 0;  // samples; all fields 0 when n == 0
-  double mean = 0;
-  double p50 = 0;
-  double p90 = 0;
-  double p99 = 0;
-};
-
 // Cumulative step counters of a cluster (summed over replicas) from its status.
 struct StepCounters {
   uint64_t steps = 0;
@@ -85,10 +79,6 @@ struct BenchMetrics {
   double avg_requests_per_step = 0;   // 0 when no step ran
   double avg_step_compute_s = 0;      // workers' compute per step (TPOT minus this ~ coordination)
 };
-
-// The p-th percentile (0 <= p <= 100) of `values` with linear interpolation; 0 if empty.
-double Percentile(std::vector<double> values, double p);
-LatencyStats Summarize(const std::vector<double>& values);
 
 BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double single_latency_s,
                             const StepCounters& before, const StepCounters& after);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "client/client.h"
@@ -20,6 +21,16 @@ void Print(const proto::ClusterStatus& s) {
   if (s.abandoned() > 0)
     std::printf(", %llu cancelled as their client left", static_cast<unsigned long long>(s.abandoned()));
   std::printf("\n");
+  if (const proto::LatencySummary& l = s.latency(); l.requests() > 0) {
+    auto ms = [](const proto::LatencyPercentiles& p) {
+      char buf[96];
+      std::snprintf(buf, sizeof(buf), "p50 %.1f / p99 %.1f ms", 1000 * p.p50(), 1000 * p.p99());
+      return std::string(buf);
+    };
+    std::printf("  latency, last %.0f s, %u requests: first token %s, per token %s, total %s, queued %s\n",
+                l.window_seconds(), l.requests(), ms(l.first_token()).c_str(), ms(l.per_token()).c_str(),
+                ms(l.total()).c_str(), ms(l.queue()).c_str());
+  }
   for (const auto& r : s.replicas()) {
     std::printf("  replica %d: %-9s running %d, waiting %d, KV blocks %d/%d, %.1f steps/s, %.1f tokens/s%s%s\n",
                 r.replica(), r.state().c_str(), r.running(), r.waiting(), r.kv_blocks_used(), r.kv_blocks_total(),

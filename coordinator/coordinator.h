@@ -75,6 +75,7 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/tokenizer.h"
+#include "coordinator/latency_window.h"
 #include "coordinator/rendezvous_store.h"
 #include "coordinator/replica.h"
 #include "coordinator/request_table.h"
@@ -222,6 +223,7 @@ class Coordinator {
   uint64_t completed_ = 0;
   uint64_t moved_ = 0;  // failovers
   uint64_t abandoned_ = 0;  // requests cancelled because their client left
+  LatencyWindow latency_;   // of the requests that finished recently
   Clock::time_point started_{};
   Clock::time_point next_heartbeat_{};
   Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms

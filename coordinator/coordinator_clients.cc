@@ -276,6 +276,16 @@ void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now
   done->set_queue_seconds(Seconds(t->first_step.value_or(now) - t->submitted));
   done->set_first_token_seconds(t->first_token ? Seconds(*t->first_token - t->submitted) : 0.0);
   done->set_total_seconds(Seconds(now - t->submitted));
+  if ((reason == FinishReason::kStop || reason == FinishReason::kLength) && t->first_token) {
+    LatencyWindow::Sample sample{.done = now,
+                                 .queue_s = done->queue_seconds(),
+                                 .first_token_s = done->first_token_seconds(),
+                                 .per_token_s = std::nullopt,
+                                 .total_s = done->total_seconds()};
+    if (t->tokens.size() >= 2)
+      sample.per_token_s = Seconds(now - *t->first_token) / static_cast<double>(t->tokens.size() - 1);
+    latency_.Add(sample);
+  }
   SendToClient(t->client, m);
   requests_.Remove(id);
   ++completed_;
@@ -323,6 +333,21 @@ proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
   s.set_completed(completed_);
   s.set_moved(moved_);
   s.set_abandoned(abandoned_);
+  const LatencyWindow::Summary latency = latency_.Summarize(now);
+  proto::LatencySummary* ls = s.mutable_latency();
+  ls->set_window_seconds(Seconds(latency_.window()));
+  ls->set_requests(static_cast<uint32_t>(latency.requests));
+  const std::pair<proto::LatencyPercentiles*, const LatencyStats*> fields[] = {
+      {ls->mutable_queue(), &latency.queue},
+      {ls->mutable_first_token(), &latency.first_token},
+      {ls->mutable_per_token(), &latency.per_token},
+      {ls->mutable_total(), &latency.total}};
+  for (const auto& [out, in] : fields) {
+    out->set_mean(in->mean);
+    out->set_p50(in->p50);
+    out->set_p90(in->p90);
+    out->set_p99(in->p99);
+  }
   s.set_uptime_seconds(Seconds(now - started_));
   return s;
 }

@@ -762,6 +762,39 @@ TEST_F(CoordinatorTest, RandomWorkerMessagesNeverStopTheCoordinator) {
   }
 }
 
+TEST_F(CoordinatorTest, StatusReportsTheLatencyOfFinishedRequests) {
+  OneRequest r = StartWithOneRequest(Options{});
+  ASSERT_TRUE(r.plan.has_value());
+  FakeClient& watcher = AddClient();
+  EXPECT_EQ(GetStatus(watcher).latency().requests(), 0u);
+  std::this_thread::sleep_for(20ms);
+  r.worker.Answer(*r.plan, {{r.id, 7, proto::FINISH_NONE}});
+  std::optional<proto::StepPlan> plan = ExpectPlan(r.worker);
+  ASSERT_TRUE(plan.has_value());
+  std::this_thread::sleep_for(30ms);
+  r.worker.Answer(*plan, {{r.id, 8, proto::FINISH_NONE}});
+  plan = ExpectPlan(r.worker);
+  ASSERT_TRUE(plan.has_value());
+  r.worker.Answer(*plan, {{r.id, 9, proto::FINISH_LENGTH}});
+  proto::ServerMessage m;
+  do m = Reply(r.client);
+  while (m.has_token());
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+
+  const proto::LatencySummary l = GetStatus(watcher).latency();
+  EXPECT_EQ(l.window_seconds(), 60);
+  EXPECT_EQ(l.requests(), 1u);
+  // One request: every percentile is its value, the same as in its Done.
+  EXPECT_DOUBLE_EQ(l.total().p50(), m.done().total_seconds());
+  EXPECT_DOUBLE_EQ(l.total().p99(), m.done().total_seconds());
+  EXPECT_DOUBLE_EQ(l.first_token().p50(), m.done().first_token_seconds());
+  EXPECT_DOUBLE_EQ(l.queue().p50(), m.done().queue_seconds());
+  EXPECT_GE(l.first_token().p50(), 0.02);
+  // Two gaps after the first token, one of them at least 30 ms.
+  EXPECT_GE(l.per_token().p50(), 0.015);
+  EXPECT_NEAR(l.per_token().p50(), (l.total().p50() - l.first_token().p50()) / 2, 1e-9);
+}
+
 TEST_F(CoordinatorTest, StatusDescribesReplicasWorkersAndLoad) {
   Start();
   FakeClient& c = AddClient();
