@@ -120,8 +120,9 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   const std::string endpoints_file = (fs::path(run_dir_) / "endpoints.json").string();
 
   FLOVER_ASSIGN_OR_RETURN(ChildProcess coordinator,
+                          // No drain: Ctrl-C stops a local cluster at once.
                           ChildProcess::Spawn({coordinator_bin, "--config", config_path, "--endpoints-file",
-                                               endpoints_file},
+                                               endpoints_file, "--drain-timeout", "0"},
                                               "flover-coordinator", LogFile("flover-coordinator")));
   coordinator_.emplace(std::move(coordinator));
 

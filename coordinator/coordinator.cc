@@ -77,7 +77,7 @@ bool SendRouted(zmq::socket_t& router, const char* what, const std::string& iden
 
 // ---------------------------------------------------------------- construction
 
-Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config) {
+Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, Clock::duration drain_timeout) {
   if (config.replicas < 1 || config.tensor_parallel < 1)
     return InvalidArgument(fmt::format("{}: parallel: {} replicas x tensor {} has no worker", config.source,
                                        config.replicas, config.tensor_parallel));
@@ -97,18 +97,20 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config) {
     FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
     tokenizer.emplace(std::move(t));
   }
-  std::unique_ptr<Coordinator> coordinator(new Coordinator(std::move(config), std::move(tokenizer)));
+  std::unique_ptr<Coordinator> coordinator(
+      new Coordinator(std::move(config), std::move(tokenizer), std::max(drain_timeout, Clock::duration::zero())));
   FLOVER_RETURN_IF_ERROR(coordinator->BindAll());
   return coordinator;
 }
 
-Coordinator::Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenizer)
+Coordinator::Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenizer, Clock::duration drain_timeout)
     : config_(std::move(config)),
       tokenizer_(std::move(tokenizer)),
       heartbeat_interval_(std::chrono::milliseconds(std::max(1, config_.heartbeat.interval_ms))),
       heartbeat_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.timeout_ms))),
       startup_timeout_(std::max<Clock::duration>(heartbeat_timeout_, kMinStartupTimeout)),
       step_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.step_timeout_ms))),
+      drain_timeout_(drain_timeout),
       context_(1),
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
@@ -169,7 +171,7 @@ void Coordinator::Run() {
   spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}, results {}; {} replica(s) x tensor {}",
                config_.name, endpoints_.client, endpoints_.control, endpoints_.plans, endpoints_.results,
                config_.replicas, config_.tensor_parallel);
-  while (!stop_.load(std::memory_order_relaxed)) {
+  while (!Stopping(Clock::now())) {
     try {
       PollOnce();
     } catch (const zmq::error_t& e) {
@@ -181,13 +183,27 @@ void Coordinator::Run() {
       std::this_thread::sleep_for(kErrorBackoff);
     }
   }
-  spdlog::info("stopping");
+  spdlog::info("stopping{}", requests_.size() > 0 ? fmt::format(" with {} request(s) in flight", requests_.size()) : "");
   try {
     ShutdownAll("coordinator is stopping");
   } catch (const std::exception& e) {
     spdlog::error("shutdown: {}", e.what());
   }
   CloseSockets();
+}
+
+bool Coordinator::Stopping(Clock::time_point now) {
+  const int stops = stops_.load(std::memory_order_relaxed);
+  if (stops == 0) return false;
+  if (stops >= 2 || drain_timeout_ <= Clock::duration::zero()) return true;
+  if (!drain_deadline_) {
+    drain_deadline_ = now + drain_timeout_;
+    if (requests_.size() > 0)
+      spdlog::info("draining: {} request(s) in flight, for up to {:.1f} s (a second signal stops at once); new "
+                   "requests are refused",
+                   requests_.size(), Seconds(drain_timeout_));
+  }
+  return requests_.size() == 0 || now >= *drain_deadline_;
 }
 
 void Coordinator::PollOnce() {

@@ -45,8 +45,11 @@
 //    ZMQ_ROUTER_MANDATORY too); for the others, a monitor of the client socket reports
 //    the disconnect and the coordinator sends Keepalive to the clients of requests that
 //    expect no reply soon (not streaming, or no token yet) for kClientProbeFor.
-//  * Stop: every live worker gets Shutdown, every request in flight gets Error
-//    {Unavailable}, sockets close.
+//  * Stop: first a drain of up to `drain_timeout` (flover-coordinator --drain-timeout,
+//    10 s by default; 0 in Create's default): new submissions get Error{Unavailable,
+//    "the coordinator is shutting down"} while the requests in flight run to their end.
+//    Then (or at once on a second Stop()) every live worker gets Shutdown, every request
+//    still in flight gets Error{Unavailable}, and the sockets close.
 // No exception escapes the loop: ZeroMQ errors are logged; malformed client messages
 // get an Error, malformed worker messages are logged and ignored.
 //
@@ -89,7 +92,8 @@ class Coordinator {
   // empty) and binds every endpoint of config.endpoints. Errors: those of the tokenizer
   // file (NotFound, Corruption, ...), InvalidArgument for an empty endpoint or a bad
   // layout, Unavailable when an endpoint cannot be bound (address in use, ...).
-  static Result<std::unique_ptr<Coordinator>> Create(ClusterConfig config);
+  static Result<std::unique_ptr<Coordinator>> Create(ClusterConfig config,
+                                                     Clock::duration drain_timeout = Clock::duration::zero());
   ~Coordinator();
 
   Coordinator(const Coordinator&) = delete;
@@ -104,11 +108,14 @@ class Coordinator {
   // Runs the event loop until Stop(), then shuts down (see above). Call at most once.
   void Run();
 
-  // Asks Run() to return. Thread-safe and async-signal-safe.
-  void Stop() { stop_.store(true, std::memory_order_relaxed); }
+  // Asks Run() to drain and return; a second call ends the drain at once. Thread-safe
+  // and async-signal-safe.
+  void Stop() { stops_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
-  Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenizer);
+  Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenizer, Clock::duration drain_timeout);
+  // Whether the loop should end now; starts the drain at the first Stop().
+  bool Stopping(Clock::time_point now);
   Status BindAll();
 
   // ---- the loop
@@ -200,7 +207,10 @@ class Coordinator {
   EndpointsConfig endpoints_;
   std::string config_yaml_;  // ToYaml(config_ with endpoints_), sent in RegisterReply
 
-  std::atomic<bool> stop_{false};
+  std::atomic<int> stops_{0};  // Stop() calls
+  static_assert(std::atomic<int>::is_always_lock_free);
+  const Clock::duration drain_timeout_;
+  std::optional<Clock::time_point> drain_deadline_;  // set: draining
 
   // Owned by the Run() thread.
   zmq::context_t context_;

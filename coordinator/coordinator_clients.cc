@@ -45,6 +45,10 @@ void Coordinator::HandleClient(const std::string& identity, const std::string& p
 void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit,
                                Clock::time_point now) {
   const std::string& cid = submit.client_request_id();
+  if (stops_.load(std::memory_order_relaxed) > 0) {  // draining (or about to)
+    SendToClient(identity, ErrorReply(cid, Unavailable("the coordinator is shutting down; no new requests")));
+    return;
+  }
   AdmissionContext context;
   context.tokenizer = tokenizer();
   context.model = model_ ? &spec_ : nullptr;

@@ -1,7 +1,9 @@
 // flover-coordinator: admission, scheduling and the client API of one cluster.
 //
-//   flover-coordinator --config FILE [--endpoints-file PATH] [--log-level info]
+//   flover-coordinator --config FILE [--endpoints-file PATH] [--drain-timeout S] [--log-level info]
 //
+// SIGINT/SIGTERM: new requests are refused while those in flight finish, for up to
+// --drain-timeout seconds (10 by default); a second signal stops at once.
 // Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag or
 // config (message on stderr), 1 when an endpoint cannot be bound or the endpoints file
 // cannot be written.
@@ -36,9 +38,15 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string endpoints_file;
   std::string log_level = "info";
+  double drain_timeout_s = 10;
   app.add_option("--config", config_path, "cluster YAML file (configs/*.yaml)")->required();
   app.add_option("--endpoints-file", endpoints_file,
                  "write the bound endpoints (ports resolved) here as JSON once listening");
+  app.add_option("--drain-timeout", drain_timeout_s,
+                 "on SIGINT/SIGTERM, seconds to let the requests in flight finish (new ones are refused); a "
+                 "second signal stops at once")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   try {
@@ -57,7 +65,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   flover::Result<std::unique_ptr<flover::Coordinator>> coordinator =
-      flover::Coordinator::Create(std::move(config).value());
+      flover::Coordinator::Create(std::move(config).value(),
+                                  std::chrono::duration_cast<flover::Clock::duration>(
+                                      std::chrono::duration<double>(drain_timeout_s)));
   if (!coordinator.ok()) {
     std::fprintf(stderr, "flover-coordinator: %s\n", coordinator.status().ToString().c_str());
     return coordinator.status().code() == flover::StatusCode::kUnavailable ? 1 : 2;

@@ -42,6 +42,7 @@ struct Options {
   int max_queued = 16;
   int max_step_tokens = 16;
   int failover_wait_ms = 0;  // most tests want a failed replica's requests to fail at once
+  milliseconds drain = 0ms;  // Stop() ends the loop at once
   std::string tokenizer = "";
 };
 
@@ -288,7 +289,7 @@ class FakeClient {
 class CoordinatorTest : public ::testing::Test {
  protected:
   void Start(const Options& options = Options()) {
-    Result<std::unique_ptr<Coordinator>> c = Coordinator::Create(TestConfig(options));
+    Result<std::unique_ptr<Coordinator>> c = Coordinator::Create(TestConfig(options), options.drain);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     coordinator_ = std::move(c).value();
     endpoints_ = coordinator_->endpoints();
@@ -934,6 +935,64 @@ TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
   EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{50}));
   EXPECT_GT(stays.keepalives_received(), 0) << "the client that stayed was checked";
   EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
+}
+
+// Stop() drains: new requests are refused, the ones in flight run to their end, and only
+// then are the workers shut down (told so, not as a failure).
+TEST_F(CoordinatorTest, StopLetsTheRequestsInFlightFinishAndRefusesNewOnes) {
+  Options o;
+  o.drain = 10000ms;
+  OneRequest r = StartWithOneRequest(o);
+  ASSERT_TRUE(r.plan.has_value());
+  coordinator_->Stop();
+  FakeClient& late = AddClient();
+  late.Submit("late", {1, 2}, 1);
+  proto::ServerMessage m = Reply(late);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("shutting down"), std::string::npos) << m.error().message();
+
+  std::optional<proto::StepPlan> plan = r.plan;
+  for (int token : {7, 8}) {
+    r.worker.Answer(*plan, {{r.id, token, proto::FINISH_NONE}});
+    plan = ExpectPlan(r.worker);
+    ASSERT_TRUE(plan.has_value()) << "the request goes on while the coordinator drains";
+  }
+  r.worker.Answer(*plan, {{r.id, 9, proto::FINISH_LENGTH}});
+  do m = Reply(r.client);
+  while (m.has_token());
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().completion_tokens(), 3);
+  std::optional<proto::CoordinatorMessage> shutdown = r.worker.RecvControl(kWait);
+  ASSERT_TRUE(shutdown && shutdown->has_shutdown());
+  EXPECT_FALSE(shutdown->shutdown().replica_failed());
+  thread_.join();  // Run() returned once nothing was in flight
+}
+
+TEST_F(CoordinatorTest, TheDrainEndsAtItsTimeout) {
+  Options o;
+  o.drain = 300ms;
+  OneRequest r = StartWithOneRequest(o);
+  ASSERT_TRUE(r.plan.has_value());
+  const auto t0 = SteadyClock::now();
+  coordinator_->Stop();  // the worker never answers
+  proto::ServerMessage m = Reply(r.client);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_GE(SteadyClock::now() - t0, 250ms);
+  thread_.join();
+}
+
+TEST_F(CoordinatorTest, ASecondStopEndsTheDrainAtOnce) {
+  Options o;
+  o.drain = 60000ms;
+  OneRequest r = StartWithOneRequest(o);
+  ASSERT_TRUE(r.plan.has_value());
+  const auto t1 = SteadyClock::now();
+  coordinator_->Stop();
+  coordinator_->Stop();
+  thread_.join();
+  EXPECT_LT(SteadyClock::now() - t1, 5s) << "a second Stop() does not wait for the drain";
 }
 
 TEST_F(CoordinatorTest, DuplicateClientRequestIdInFlightIsRejected) {

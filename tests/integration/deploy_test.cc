@@ -284,8 +284,23 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   ASSERT_TRUE(WaitReady(client_endpoint, 60s)) << "the workers did not come back to the restarted coordinator";
   ExpectServes(client_endpoint);
 
-  // systemctl stop flover-coordinator: SIGTERM; the workers are told to stop and exit 0.
+  // systemctl stop flover-coordinator: SIGTERM. The coordinator drains (the unit keeps
+  // the default --drain-timeout of 10 s, within TimeoutStopSec): the request in flight
+  // finishes whole; then the workers are told to stop and exit 0.
+  const std::string story_file = dir + "/systemd-story.txt";
+  std::ofstream(story_file).close();
+  Result<ChildProcess> story =
+      ChildProcess::Spawn({testing::FloverBinary(), "generate", "--endpoint", client_endpoint, "--prompt", "Sara",
+                           "--max-tokens", "400", "--ignore-eos"},
+                          "flover generate", story_file);
+  ASSERT_TRUE(story.ok()) << story.status().ToString();
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; ReadFile(story_file).empty();) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no token";
+    std::this_thread::sleep_for(2ms);
+  }
   coordinator->Signal(SIGTERM);
+  EXPECT_EQ(WaitExit(*story, 30s), "exit 0") << ReadFile(story_file);
+  EXPECT_NE(ReadFile(story_file).find(kExpectedText), std::string::npos) << ReadFile(story_file);
   EXPECT_EQ(WaitExit(*coordinator, StopTimeout(coordinator_unit)), "exit 0");
   for (ChildProcess& w : workers) EXPECT_EQ(WaitExit(w, StopTimeout(worker_unit)), "exit 0") << w.name();
 }
