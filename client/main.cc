@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   status_cmd->add_flag("--json", status.json, "Print the status as JSON");
   status_cmd->add_option("--wait-ready", status.wait_ready_s, "Wait up to S seconds for every replica to be ready");
+  status_cmd->add_flag("--probe", status.probe,
+                       "Health check (Kubernetes readinessProbe): exit 0 if some replica is ready to serve, else 1");
+  status_cmd->add_option("--timeout", status.timeout_s, "Seconds to wait for the coordinator's answer")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   flover::BenchOptions bench;
   double interval_ms = 0, rate = 0, mean_interval_ms = 0, bench_ready_timeout_s = 0;

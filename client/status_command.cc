@@ -41,6 +41,28 @@ void Print(const proto::ClusterStatus& s) {
   }
 }
 
+
+int Probe(Client& client, const StatusOptions& o) {
+  Result<proto::ClusterStatus> status =
+      client.FetchStatus(std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+  if (!status.ok()) {
+    std::printf("not ready: %s: %s\n", o.endpoint.c_str(), status.status().ToString().c_str());
+    return 1;
+  }
+  int ready = 0;
+  std::string others;
+  for (const auto& r : status->replicas()) {
+    if (r.state() == "ready") {
+      ++ready;
+    } else {
+      others += (others.empty() ? "" : ", ") + ("replica " + std::to_string(r.replica()) + " " + r.state());
+    }
+  }
+  std::printf("%s: %d of %d replicas ready%s%s\n", ready > 0 ? "ready" : "not ready", ready,
+              status->replicas_size(), others.empty() ? "" : "; ", others.c_str());
+  return ready > 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int StatusCommand(const StatusOptions& o) {
@@ -49,6 +71,7 @@ int StatusCommand(const StatusOptions& o) {
     std::fprintf(stderr, "flover status: %s\n", client.status().ToString().c_str());
     return 1;
   }
+  if (o.probe) return Probe(**client, o);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.wait_ready_s);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   for (;;) {

@@ -1,6 +1,8 @@
 // `flover status`: prints a cluster's replicas, workers, in-flight requests, KV-block
 // use and step rate (or the ClusterStatus as JSON). With --wait-ready S it polls until
-// every replica is ready (exit 0) or S seconds pass (exit 1).
+// every replica is ready (exit 0) or S seconds pass (exit 1). With --probe it is a
+// health check: one line, exit 0 when the coordinator answers and some replica is
+// ready to serve, 1 otherwise.
 #pragma once
 
 #include <string>
@@ -11,6 +13,7 @@ struct StatusOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
   bool json = false;
   double wait_ready_s = 0;
+  bool probe = false;
   double timeout_s = 5;
 };
 

@@ -380,6 +380,26 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   Result<ChildProcess> coordinator = ChildProcess::Spawn(coordinator_argv, "coordinator pod");
   ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
 
+  // The coordinator's probes, as the kubelet runs them (in the pod: the client port).
+  auto probe = [&](const char* which) {
+    std::vector<std::string> argv = coordinator_container[which]["exec"]["command"].as<std::vector<std::string>>();
+    EXPECT_EQ(argv.at(0), "flover");
+    std::string line = testing::FloverBinary();
+    for (size_t i = 1; i < argv.size(); ++i) {
+      ReplaceAll(argv[i], "tcp://127.0.0.1:5555", "tcp://127.0.0.1:" + std::to_string(port_of["5555"]));
+      line += " '" + argv[i] + "'";
+    }
+    return RunShell(line);
+  };
+  for (auto deadline = std::chrono::steady_clock::now() + 30s; probe("livenessProbe").exit_code != 0;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the liveness probe never passed";
+    std::this_thread::sleep_for(100ms);
+  }
+  const ShellRun not_ready = probe("readinessProbe");  // no worker yet
+  EXPECT_EQ(not_ready.exit_code, 1) << not_ready.output;
+  EXPECT_NE(not_ready.output.find("not ready: 0 of 1 replicas ready; replica 0 starting"), std::string::npos)
+      << not_ready.output;
+
   const YAML::Node worker_container = workers_set["spec"]["template"]["spec"]["containers"][0];
   std::vector<std::string> worker_command = worker_container["command"].as<std::vector<std::string>>();
   const std::vector<std::string> worker_args = worker_container["args"].as<std::vector<std::string>>();
@@ -401,6 +421,9 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   }
   const std::string client_endpoint = "tcp://127.0.0.1:" + std::to_string(port_of["5555"]);
   ASSERT_TRUE(WaitReady(client_endpoint, 60s));
+  const ShellRun ready = probe("readinessProbe");
+  EXPECT_EQ(ready.exit_code, 0) << ready.output;
+  EXPECT_NE(ready.output.find("ready: 1 of 1 replicas ready"), std::string::npos) << ready.output;
   ExpectServes(client_endpoint);
 
   coordinator->Signal(SIGTERM);  // a pod's termination
