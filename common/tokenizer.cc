@@ -175,7 +175,11 @@ void Tokenizer::BuildIndex() {
   FLOVER_CHECK_EQ(pieces_.size(), scores_.size());
   ids_.clear();
   ids_.reserve(pieces_.size());
-  for (size_t id = 0; id < pieces_.size(); ++id) ids_.try_emplace(pieces_[id], static_cast<int>(id));
+  max_piece_bytes_ = 1;
+  for (size_t id = 0; id < pieces_.size(); ++id) {
+    ids_.try_emplace(pieces_[id], static_cast<int>(id));
+    max_piece_bytes_ = std::max(max_piece_bytes_, static_cast<int>(pieces_[id].size()));
+  }
 }
 
 int Tokenizer::Lookup(std::string_view piece) const {

@@ -37,6 +37,9 @@ class Tokenizer {
                                       int bos_id = 1, int eos_id = 2);
 
   int vocab_size() const { return static_cast<int>(pieces_.size()); }
+  // The longest piece in bytes: text of N bytes encodes to at least
+  // N / max_piece_bytes() tokens.
+  int max_piece_bytes() const { return max_piece_bytes_; }
   int bos_id() const { return bos_id_; }
   int eos_id() const { return eos_id_; }
 
@@ -71,6 +74,7 @@ class Tokenizer {
   std::unordered_map<std::string, int, PieceHash, std::equal_to<>> ids_;  // piece -> id (first id wins)
   int bos_id_ = 1;
   int eos_id_ = 2;
+  int max_piece_bytes_ = 1;
 };
 
 }  // namespace flover

@@ -41,6 +41,11 @@ Result<RequestParams> Admit(const proto::SubmitRequest& submit, const AdmissionC
   switch (submit.prompt_case()) {
     case proto::SubmitRequest::kText:
       if (!context.tokenizer) return InvalidArgument("this cluster has no tokenizer: send token ids");
+      if (context.model && static_cast<int64_t>(submit.text().size()) >
+                               static_cast<int64_t>(context.tokenizer->max_piece_bytes()) * context.model->max_seq_len)
+        return InvalidArgument("prompt text of " + std::to_string(submit.text().size()) +
+                               " bytes is longer than this model's context of " +
+                               std::to_string(context.model->max_seq_len) + " tokens can hold");
       request.prompt = context.tokenizer->Encode(submit.text(), /*add_bos=*/true);
       break;
     case proto::SubmitRequest::kTokenIds:

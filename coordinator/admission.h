@@ -5,6 +5,9 @@
 //   1. client_request_id is non-empty and not in flight on this connection;
 //   2. a prompt is given; text is tokenized with the cluster's tokenizer (BOS added),
 //      token ids are used as given; "this cluster has no tokenizer: send token ids";
+//      text too long for the model's context whatever its tokens (more bytes than
+//      max_seq_len tokens of the longest piece) is refused before it is tokenized, so
+//      that a huge prompt cannot hold up the coordinator's loop;
 //   3. when the model is known: ValidateRequest (prompt length, ids in the vocabulary,
 //      max_tokens >= 1, sampling ranges), then ResourceExhausted when the request could
 //      never fit in the smallest replica's KV pool;

@@ -79,6 +79,24 @@ TEST_F(AdmissionTest, TextIsTokenizedWithBos) {
   EXPECT_EQ(r->prompt, (std::vector<int>{1, 7}));
 }
 
+// A text whose bytes cannot fit the context whatever its tokens is refused before the
+// tokenizer runs (16 tokens of at most 5 bytes, "<unk>", here: 80 bytes).
+TEST_F(AdmissionTest, TextLongerThanAnyContextIsRefusedBeforeTokenizing) {
+  EXPECT_EQ(tokenizer_.max_piece_bytes(), 5);
+  proto::SubmitRequest s = Submit("a", {});
+  s.set_text(std::string(81, 'h'));
+  Status st = AdmitStatus(s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(), "prompt text of 81 bytes is longer than this model's context of 16 tokens can hold");
+  s.set_text(std::string(80, 'h'));  // tokenized, then too long as tokens
+  st = AdmitStatus(s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().find("prompt text of"), std::string::npos) << st.message();
+  context_.model = nullptr;  // model unknown yet: tokenized, checked later
+  s.set_text(std::string(81, 'h'));
+  EXPECT_TRUE(AdmitStatus(s).ok());
+}
+
 TEST_F(AdmissionTest, TextWithoutTokenizerIsRefused) {
   context_.tokenizer = nullptr;
   proto::SubmitRequest s = Submit("a", {});
