@@ -190,7 +190,8 @@ Status RunRequests(Client& client, const std::vector<BenchRequest>& requests, co
       r.accepted_s = now_s;
       r.prompt_tokens = m.accepted().prompt_tokens();
     } else if (m.has_token()) {
-      r.tokens.push_back({now_s, m.token().tokens_size()});
+      // A last event may carry only held-back text (no token): not an arrival.
+      if (m.token().tokens_size() > 0) r.tokens.push_back({now_s, m.token().tokens_size()});
       tokens += m.token().tokens_size();
     } else if (m.has_done()) {
       const proto::Done& d = m.done();

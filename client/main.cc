@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--prompt", gen.prompts, "Prompt text (repeatable)");
   gen_cmd->add_option("--prompt-ids", gen.prompt_ids, "Prompt as token ids, e.g. 1,301,295 (repeatable)");
   flover::AddRequestFlags(gen_cmd, &gen.sampling, &gen.stop);
+  gen_cmd->add_option("--stop", gen.stop.stop_strings,
+                      "Text that ends a completion where it appears (repeatable); not part of the output");
   gen_cmd->add_flag("--stream", gen.stream, "Stream tokens as they are generated");
   gen_cmd->add_flag("--json", gen.json, "One JSON object per prompt on stdout");
   gen_cmd->add_option("--timeout", gen.timeout_s, "Give up after this many silent seconds")->capture_default_str();

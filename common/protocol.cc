@@ -87,6 +87,7 @@ StopParams FromProto(const proto::StopParams& p) {
   s.max_tokens = p.max_tokens();
   s.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
   s.ignore_eos = p.ignore_eos();
+  s.stop_strings.assign(p.stop_strings().begin(), p.stop_strings().end());
   return s;
 }
 
@@ -95,6 +96,7 @@ proto::StopParams ToProto(const StopParams& s) {
   p.set_max_tokens(s.max_tokens);
   for (int id : s.stop_token_ids) p.add_stop_token_ids(id);
   p.set_ignore_eos(s.ignore_eos);
+  for (const std::string& text : s.stop_strings) p.add_stop_strings(text);
   return p;
 }
 

@@ -27,6 +27,7 @@ struct StopParams {
   int max_tokens = 256;             // generated tokens, >= 1
   std::vector<int> stop_token_ids;  // finish (reason "stop") when one is generated
   bool ignore_eos = false;          // keep going past EOS/BOS (for exact-length benchmarks)
+  std::vector<std::string> stop_strings;  // text that ends the request (the coordinator applies them)
 };
 
 // Why a request left the batch.

@@ -58,6 +58,15 @@ Result<RequestParams> Admit(const proto::SubmitRequest& submit, const AdmissionC
   request.stop = FromProto(submit.stop());
 
   if (context.model) FLOVER_RETURN_IF_ERROR(CheckAgainstModel(request, *context.model, context.kv_capacity_tokens));
+  if (!request.stop.stop_strings.empty() && !context.tokenizer)
+    return InvalidArgument("stop strings need the cluster's tokenizer (model.tokenizer); use stop token ids");
+  if (request.stop.stop_strings.size() > kMaxStopStrings)
+    return InvalidArgument("at most " + std::to_string(kMaxStopStrings) + " stop strings, got " +
+                           std::to_string(request.stop.stop_strings.size()));
+  for (const std::string& text : request.stop.stop_strings)
+    if (text.empty() || text.size() > kMaxStopStringBytes)
+      return InvalidArgument("a stop string must have 1 to " + std::to_string(kMaxStopStringBytes) + " bytes, got " +
+                             std::to_string(text.size()));
 
   if (context.n_queued >= context.max_queued)
     return ResourceExhausted("overloaded: " + std::to_string(context.n_queued) +

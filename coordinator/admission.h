@@ -11,7 +11,8 @@
 //   3. when the model is known: ValidateRequest (prompt length, ids in the vocabulary,
 //      max_tokens >= 1, sampling ranges), then ResourceExhausted when the request could
 //      never fit in the smallest replica's KV pool;
-//   4. ResourceExhausted "overloaded ..." when max_queued requests are already waiting.
+//   4. stop strings: a tokenizer, at most kMaxStopStrings of 1..kMaxStopStringBytes bytes;
+//   5. ResourceExhausted "overloaded ..." when max_queued requests are already waiting.
 // Before any replica is ready the model is unknown: the coordinator queues the request
 // and runs step 3 (CheckAgainstModel) once a replica reports the model.
 //
@@ -28,6 +29,9 @@
 #include "flover.pb.h"
 
 namespace flover {
+
+inline constexpr int kMaxStopStrings = 16;
+inline constexpr int kMaxStopStringBytes = 256;
 
 // Reads a ClientMessage off the wire: protocol version checked, unknown fields (at any
 // depth) rejected, a message without a body rejected.

@@ -149,8 +149,9 @@ class Coordinator {
   // Sends Done / Error for a request and removes it from requests_.
   void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
   void Fail(uint64_t id, const Status& status);
-  // Takes the request out of its queue or scheduler and finishes it as cancelled.
-  void Cancel(uint64_t id, Clock::time_point now);
+  // Takes the request out of its queue or scheduler and finishes it (as cancelled, or
+  // as stopped when a stop string ended its text).
+  void Cancel(uint64_t id, Clock::time_point now, FinishReason reason = FinishReason::kCancelled);
   // Cancels every request of a client whose connection is gone.
   void AbandonClient(const std::string& identity, Clock::time_point now);
   // Within the probe window after a client disconnect, every kProbeEvery: Keepalive to

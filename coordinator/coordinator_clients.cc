@@ -77,6 +77,7 @@ void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitR
   t.priority = submit.priority();
   t.prompt_tokens = static_cast<int>(params->prompt.size());
   t.last_prompt_token = params->prompt.empty() ? -1 : params->prompt.back();
+  if (!params->stop.stop_strings.empty()) t.stop_strings.emplace(params->stop.stop_strings);
   t.submitted = now;
   const uint64_t id = t.id;
   if (ready) {
@@ -195,7 +196,7 @@ void Coordinator::HandleCancel(const std::string& identity, const proto::CancelR
   Cancel(t->id, now);
 }
 
-void Coordinator::Cancel(uint64_t id, Clock::time_point now) {
+void Coordinator::Cancel(uint64_t id, Clock::time_point now, FinishReason reason) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   if (t->replica < 0) {
@@ -203,8 +204,8 @@ void Coordinator::Cancel(uint64_t id, Clock::time_point now) {
   } else if (Scheduler* s = replicas_[t->replica].scheduler()) {
     s->Cancel(t->id);
   }
-  spdlog::debug("request {} ('{}') cancelled", t->id, t->client_request_id);
-  Finish(t->id, FinishReason::kCancelled, now);
+  spdlog::debug("request {} ('{}') ends ({})", t->id, t->client_request_id, FinishReasonName(reason));
+  Finish(t->id, reason, now);
 }
 
 void Coordinator::AbandonClient(const std::string& identity, Clock::time_point now) {
@@ -244,8 +245,15 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
   }
   if (event.token >= 0) {
     const int prev = t->tokens.empty() ? t->last_prompt_token : t->tokens.back();
-    // Only whole characters: a character split over byte tokens goes out with its last.
+    // Only whole characters: a character split over byte tokens goes out with its last;
+    // and nothing of a stop string.
     std::string piece = tokenizer_ ? t->utf8.Push(tokenizer_->DecodeToken(prev, event.token)) : std::string();
+    bool stopped = false;
+    if (t->stop_strings) {
+      StopStrings::Piece p = t->stop_strings->Push(piece);
+      piece = std::move(p.text);
+      stopped = p.stopped;
+    }
     t->tokens.push_back(event.token);
     t->text += piece;
     if (!t->first_token) t->first_token = now;
@@ -260,6 +268,12 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
         return;
       }
     }
+    if (stopped) {  // the text is complete: what follows the stop string is dropped
+      t->stop_strings.reset();
+      t->utf8 = Utf8Stream();
+      Cancel(t->id, now, FinishReason::kStop);
+      return;
+    }
   }
   if (event.finish != FinishReason::kNone) Finish(t->id, event.finish, now);
 }
@@ -267,7 +281,19 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
 void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
-  t->text += t->utf8.Finish();  // an unfinished character: U+FFFD
+  // What was held back: text that could have begun a stop string, and an unfinished
+  // character (U+FFFD). A stream gets it in a last event without tokens.
+  std::string tail = t->stop_strings ? t->stop_strings->Flush() : std::string();
+  tail += t->utf8.Finish();
+  if (!tail.empty()) {
+    t->text += tail;
+    if (t->stream) {
+      proto::ServerMessage event;
+      event.mutable_token()->set_client_request_id(t->client_request_id);
+      event.mutable_token()->set_text(tail);
+      SendToClient(t->client, event);
+    }
+  }
   proto::ServerMessage m;
   proto::Done* done = m.mutable_done();
   done->set_client_request_id(t->client_request_id);

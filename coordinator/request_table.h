@@ -19,6 +19,7 @@
 
 #include "common/request_params.h"
 #include "common/utf8.h"
+#include "coordinator/stop_strings.h"
 
 namespace flover {
 
@@ -47,6 +48,7 @@ struct TrackedRequest {
   std::vector<int> tokens;     // generated so far
   std::string text;            // their decoded text (valid UTF-8)
   Utf8Stream utf8;             // holds the start of a character split over tokens
+  std::optional<StopStrings> stop_strings;  // holds text that may begin a stop string
   Clock::time_point submitted{};
   std::optional<Clock::time_point> first_step;
   std::optional<Clock::time_point> first_token;

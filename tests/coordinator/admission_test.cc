@@ -97,6 +97,23 @@ TEST_F(AdmissionTest, TextLongerThanAnyContextIsRefusedBeforeTokenizing) {
   EXPECT_TRUE(AdmitStatus(s).ok());
 }
 
+TEST_F(AdmissionTest, StopStringsAreBoundedAndNeedATokenizer) {
+  proto::SubmitRequest s = Submit("a", {1, 5});
+  s.mutable_stop()->add_stop_strings("\n\n");
+  Result<RequestParams> r = Admit(s, context_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->stop.stop_strings, (std::vector<std::string>{"\n\n"}));
+  s.mutable_stop()->add_stop_strings("");
+  EXPECT_EQ(AdmitStatus(s).message(), "a stop string must have 1 to 256 bytes, got 0");
+  s.mutable_stop()->set_stop_strings(1, std::string(257, 'x'));
+  EXPECT_EQ(AdmitStatus(s).message(), "a stop string must have 1 to 256 bytes, got 257");
+  s.mutable_stop()->clear_stop_strings();
+  for (int i = 0; i < 17; ++i) s.mutable_stop()->add_stop_strings("x");
+  EXPECT_EQ(AdmitStatus(s).message(), "at most 16 stop strings, got 17");
+  context_.tokenizer = nullptr;
+  EXPECT_EQ(AdmitStatus(s).message(), "stop strings need the cluster's tokenizer (model.tokenizer); use stop token ids");
+}
+
 TEST_F(AdmissionTest, TextWithoutTokenizerIsRefused) {
   context_.tokenizer = nullptr;
   proto::SubmitRequest s = Submit("a", {});

@@ -590,6 +590,101 @@ TEST_F(CoordinatorTest, TextPromptsAreTokenizedAndTokensDecoded) {
   EXPECT_EQ(done.done().text(), " there was");
 }
 
+// A stop string ends the text where it first appears: the stream never carries part of
+// it, Done.text stops before it, and the request leaves the workers' batch.
+TEST_F(CoordinatorTest, AStopStringEndsTheTextAndTheRequest) {
+  Options o;
+  o.tokenizer = testing::Tok512Bin();
+  Start(o);
+  Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  FakeWorker& w = AddWorker();
+  w.Start(TestModel(tokenizer->vocab_size()));
+  FakeClient& c = AddClient();
+  proto::ClientMessage submit;
+  submit.mutable_submit()->set_client_request_id("s");
+  submit.mutable_submit()->set_text("Once upon a time");
+  submit.mutable_submit()->mutable_stop()->set_max_tokens(20);
+  submit.mutable_submit()->mutable_stop()->add_stop_strings("a little");
+  submit.mutable_submit()->mutable_stop()->add_stop_strings("never");
+  submit.mutable_submit()->set_stream(true);
+  c.Send(submit);
+  proto::ServerMessage accepted = Reply(c);
+  ASSERT_TRUE(accepted.has_accepted()) << accepted.DebugString();
+  const uint64_t id = accepted.accepted().request_id();
+  const std::vector<int> out = tokenizer->Encode("there was a little girl", false);
+  size_t answered = 0;
+  std::optional<proto::StepPlan> plan;
+  for (; answered < out.size(); ++answered) {
+    plan = ExpectPlan(w, answered == 0 ? kWait : kQuiet);
+    if (!plan) break;  // the request left
+    w.Answer(*plan, {{id, out[answered], proto::FINISH_NONE}});
+  }
+  ASSERT_LT(answered, out.size()) << "the request should have stopped before the last token";
+  std::string streamed;
+  proto::ServerMessage m;
+  for (m = Reply(c); m.has_token(); m = Reply(c)) {
+    EXPECT_EQ(m.token().text().find("a l"), std::string::npos) << "part of the stop string was sent";
+    streamed += m.token().text();
+  }
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().finish_reason(), proto::FINISH_STOP);
+  EXPECT_EQ(m.done().text(), " there was ");
+  EXPECT_EQ(streamed, m.done().text());
+  EXPECT_EQ(m.done().completion_tokens(), static_cast<int>(answered));
+
+  // The next plan tells the workers to drop it.
+  c.Submit("next", {1, 2}, 1);
+  ASSERT_TRUE(Reply(c).has_accepted());
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->leaves_size(), 1);
+  EXPECT_EQ(plan->leaves(0), id);
+}
+
+// Text held back because it could begin a stop string is sent when the request ends
+// otherwise: the stream's texts still add up to Done.text.
+TEST_F(CoordinatorTest, TextHeldForAStopStringIsSentAtTheEnd) {
+  Options o;
+  o.tokenizer = testing::Tok512Bin();
+  Start(o);
+  Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  FakeWorker& w = AddWorker();
+  w.Start(TestModel(tokenizer->vocab_size()));
+  FakeClient& c = AddClient();
+  const std::vector<int> out = tokenizer->Encode("there was", false);
+  proto::ClientMessage submit;
+  submit.mutable_submit()->set_client_request_id("h");
+  submit.mutable_submit()->set_text("Once upon a time");
+  submit.mutable_submit()->mutable_stop()->set_max_tokens(static_cast<int>(out.size()));
+  submit.mutable_submit()->mutable_stop()->add_stop_strings(" there was a dog");
+  submit.mutable_submit()->set_stream(true);
+  c.Send(submit);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_accepted()) << m.DebugString();
+  const uint64_t id = m.accepted().request_id();
+  for (size_t i = 0; i < out.size(); ++i) {
+    std::optional<proto::StepPlan> plan = ExpectPlan(w);
+    ASSERT_TRUE(plan.has_value());
+    w.Answer(*plan, {{id, out[i], i + 1 == out.size() ? proto::FINISH_LENGTH : proto::FINISH_NONE}});
+  }
+  std::string streamed;
+  int tokens = 0;
+  for (m = Reply(c); m.has_token(); m = Reply(c)) {
+    streamed += m.token().text();
+    tokens += m.token().tokens_size();
+    if (tokens < static_cast<int>(out.size())) {
+      EXPECT_EQ(m.token().text(), "") << "held: may begin the stop string";
+    }
+  }
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().finish_reason(), proto::FINISH_LENGTH);
+  EXPECT_EQ(m.done().text(), " there was");
+  EXPECT_EQ(streamed, " there was");
+  EXPECT_EQ(tokens, static_cast<int>(out.size()));
+}
+
 TEST_F(CoordinatorTest, BadRequestsGetErrorsAndNeverReachAWorker) {
   Start();
   FakeWorker& w = AddWorker();
