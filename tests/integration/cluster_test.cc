@@ -372,7 +372,7 @@ TEST(ClusterTest, AWorkerKilledWhileIdleFailsItsReplicaWithinASecond) {
 
 // Bad input of every kind, through real daemons: 240 requests with random fields (prompts
 // of random bytes or random token ids, sampling values including NaN and infinities,
-// stop ids, max_tokens and priorities anywhere in their range), mixed with messages of
+// stop ids and stop strings, max_tokens and priorities anywhere in their range), mixed with messages of
 // random bytes. Every request ends (Done or Error, never silence), the daemons stay up,
 // and a greedy request afterwards still gives the engine's tokens.
 TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
@@ -445,6 +445,11 @@ TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
     }
     s->mutable_stop()->set_max_tokens(chance(0.9) ? 1 + static_cast<int>(rng() % 8) : any_int());
     for (size_t n = rng() % 3; n > 0; --n) s->mutable_stop()->add_stop_token_ids(any_int());
+    if (chance(0.3))
+      for (size_t n = chance(0.1) ? 20 : 1 + rng() % 3; n > 0; --n) {
+        const char* common[] = {"e", " the", ".", "Lily", "\n"};  // these appear in stories
+        s->mutable_stop()->add_stop_strings(chance(0.5) ? std::string(common[rng() % 5]) : text(4));
+      }
     s->mutable_stop()->set_ignore_eos(chance(0.5));
     s->set_stream(chance(0.5));
     s->set_priority(any_int());
@@ -461,8 +466,8 @@ TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
       EXPECT_FALSE(o.error.empty()) << id << ": an error says why";
     }
   }
-  EXPECT_GT(n_done, 20) << "some random requests are valid";
-  EXPECT_GT(n_error, 20) << "many are not";
+  EXPECT_GT(n_done, 10) << "some random requests are valid";
+  EXPECT_GT(n_error, 10) << "many are not";
 
   Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
   ASSERT_TRUE(status.ok()) << status.status().ToString();
