@@ -1,0 +1,178 @@
+// Failover: the requests of a failed replica move to another one or wait for one to
+// come back (harness: coordinator_fixture.h).
+#include "tests/coordinator/coordinator_fixture.h"
+
+namespace flover {
+namespace {
+
+using namespace coordinator_testing;
+
+TEST_F(CoordinatorTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
+  Options o;
+  o.replicas = 2;
+  Start(o);
+  FakeClient& c = AddClient();
+  FakeWorker& w0 = AddWorker(0, 0);
+  FakeWorker& w1 = AddWorker(1, 0);
+  w0.Start();
+  w1.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 1, "ready"));
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("a", {1, 2}, 10);
+  const uint64_t a = ExpectAccepted(c, "a", /*replica=*/0);
+  c.Submit("b", {1, 2}, 10);
+  const uint64_t b = ExpectAccepted(c, "b", /*replica=*/1);  // least loaded
+  std::optional<proto::StepPlan> p0 = ExpectPlan(w0);
+  std::optional<proto::StepPlan> p1 = ExpectPlan(w1);
+  ASSERT_TRUE(p0 && p1);
+  EXPECT_EQ(p0->entries(0).request_id(), a);
+  EXPECT_EQ(p1->entries(0).request_id(), b);
+  w0.Answer(*p0, {{a, 7, proto::FINISH_NONE}});
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  EXPECT_EQ(m.token().client_request_id(), "a");
+
+  // Replica 0 fails: a moves to replica 1 with its generated token, and the client sees
+  // no error (nor a second Accepted).
+  ReportFailure(w0, "GPU fell off the bus");
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
+  w1.Answer(*p1, {{b, 5, proto::FINISH_NONE}});
+  std::optional<proto::StepPlan> next = ExpectPlan(w1);
+  ASSERT_TRUE(next.has_value());
+  ASSERT_EQ(next->joins_size(), 1) << next->DebugString();
+  EXPECT_EQ(next->joins(0).request_id(), a);
+  EXPECT_EQ(std::vector<int>(next->joins(0).prompt().begin(), next->joins(0).prompt().end()),
+            (std::vector<int>{1, 2}));
+  EXPECT_EQ(std::vector<int>(next->joins(0).generated().begin(), next->joins(0).generated().end()),
+            (std::vector<int>{7}));
+  std::map<uint64_t, std::pair<int, int>> entries;  // id -> (start_pos, n_tokens)
+  for (const proto::PlanEntry& e : next->entries()) entries[e.request_id()] = {e.start_pos(), e.n_tokens()};
+  EXPECT_EQ(entries[a], std::make_pair(0, 3));  // prompt + generated, recomputed
+  EXPECT_EQ(entries[b], std::make_pair(2, 1));
+  w1.Answer(*next, {{b, 6, proto::FINISH_LENGTH}, {a, 8, proto::FINISH_LENGTH}});
+  std::map<std::string, std::vector<int>> done;
+  for (int i = 0; i < 5 && done.size() < 2; ++i) {
+    m = Reply(c);
+    ASSERT_FALSE(m.has_error()) << m.DebugString();
+    ASSERT_FALSE(m.has_accepted()) << m.DebugString();
+    if (m.has_done()) done[m.done().client_request_id()] = {m.done().tokens().begin(), m.done().tokens().end()};
+  }
+  EXPECT_EQ(done["a"], (std::vector<int>{7, 8}));
+  EXPECT_EQ(done["b"], (std::vector<int>{5, 6}));
+  EXPECT_EQ(GetStatus(watcher).moved(), 1u);
+
+  // New requests go to replica 1.
+  c.Submit("c", {1, 2}, 10);
+  ExpectAccepted(c, "c", /*replica=*/1);
+}
+
+TEST_F(CoordinatorTest, RequestsOfAFailedReplicaFailWhenNoOtherIsReady) {
+  Start(Options{.replicas = 2});  // replica 1 never starts
+  FakeClient& c = AddClient();
+  FakeWorker& w0 = AddWorker(0, 0);
+  w0.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  c.Submit("a", {1, 2}, 10);
+  ExpectAccepted(c, "a", /*replica=*/0);
+  ASSERT_TRUE(ExpectPlan(w0).has_value());
+  ReportFailure(w0, "GPU fell off the bus");
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "a");
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: worker 0/0"), std::string::npos) << m.error().message();
+}
+
+TEST_F(CoordinatorTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
+  // One replica and failover_wait_ms: its request waits (the client sees nothing), the
+  // restarted worker brings the replica back, and the request goes on from its token.
+  Options o;
+  o.failover_wait_ms = 10000;
+  const OneRequest r = StartWithOneRequest(o);
+  FakeClient& c = r.client;
+  FakeWorker& w = r.worker;
+  const uint64_t id = r.id;
+  std::optional<proto::StepPlan> plan = r.plan;
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{id, 9, proto::FINISH_NONE}});
+  ASSERT_TRUE(Reply(c).has_token());
+
+  ReportFailure(w, "killed");
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "unhealthy"));
+  // A request submitted now waits too, instead of failing because nothing is ready.
+  FakeClient& late = AddClient();
+  late.Submit("late", {3, 4}, 1, /*stream=*/false);
+  const auto deadline = SteadyClock::now() + kWait;
+  while (GetStatus(watcher).queued() < 2 && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(GetStatus(watcher).queued(), 2) << "both requests wait in the queue";
+  EXPECT_FALSE(c.TryRecv(200ms).has_value()) << "nothing reaches the client while it waits";
+  EXPECT_FALSE(late.TryRecv(10ms).has_value()) << "no error for the late request while it waits";
+
+  Silence(w);
+  FakeWorker& again = AddWorker();
+  again.Start();
+  plan = ExpectPlan(again);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->seq(), 1u);
+  ASSERT_EQ(plan->joins_size(), 2);
+  EXPECT_EQ(plan->joins(0).request_id(), id) << "the moved request goes first";
+  EXPECT_EQ(std::vector<int>(plan->joins(0).generated().begin(), plan->joins(0).generated().end()),
+            (std::vector<int>{9}));
+  const uint64_t late_id = ExpectAccepted(late, "late");
+  EXPECT_EQ(plan->joins(1).request_id(), late_id);
+  again.Answer(*plan, {{id, 10, proto::FINISH_NONE}, {late_id, 5, proto::FINISH_LENGTH}});
+  ASSERT_TRUE(Reply(late).has_done());
+  plan = ExpectPlan(again);
+  ASSERT_TRUE(plan.has_value());
+  again.Answer(*plan, {{id, 11, proto::FINISH_LENGTH}});
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  m = Reply(c);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  m = Reply(c);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{9, 10, 11}));
+  EXPECT_EQ(GetStatus(watcher).moved(), 1u);
+}
+
+TEST_F(CoordinatorTest, ARequestWaitingInVainAfterAFailureFailsWithTheReason) {
+  Options o;
+  o.failover_wait_ms = 300;
+  const OneRequest r = StartWithOneRequest(o);
+  FakeClient& c = r.client;
+  ReportFailure(r.worker, "killed");
+  const auto t0 = SteadyClock::now();
+  FakeClient& late = AddClient();  // submits while the replica is down: waits the rest of the window
+  ASSERT_TRUE(WaitReplicaState(late, 0, "unhealthy"));
+  late.Submit("late", {3, 4}, 1);
+  proto::ServerMessage m = Reply(c);
+  const double waited = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "Unavailable");
+  EXPECT_NE(m.error().message().find("replica 0 is unhealthy: worker 0/0"), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find("no replica became ready within 0.3 s"), std::string::npos)
+      << m.error().message();
+  EXPECT_GE(waited, 0.25);
+  m = Reply(late);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "late");
+  EXPECT_EQ(m.error().message().rfind("no healthy replica: replica 0 is unhealthy: worker 0/0", 0), 0u)
+      << m.error().message();
+  EXPECT_NE(m.error().message().find("no replica became ready within 0.3 s"), std::string::npos)
+      << m.error().message();
+  EXPECT_LT(std::chrono::duration<double>(SteadyClock::now() - t0).count(), 1.0) << "the window is from the failure";
+  EXPECT_EQ(GetStatus(c).moved(), 0u);
+
+  // After the window, nothing is expected back: a new request fails at once.
+  late.Submit("later", {3, 4}, 1);
+  m = Reply(late);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().message().rfind("no healthy replica: replica 0 is unhealthy: worker 0/0", 0), 0u)
+      << m.error().message();
+  EXPECT_EQ(m.error().message().find("became ready"), std::string::npos) << m.error().message();
+}
+
+}  // namespace
+}  // namespace flover

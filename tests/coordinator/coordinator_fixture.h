@@ -1,0 +1,419 @@
+// The harness of the coordinator's protocol-level tests: the real Coordinator runs in a
+// thread on tcp://127.0.0.1:* endpoints; scripted fake workers (DEALER + SUB + PUSH) and
+// clients (DEALER) speak flover.proto to it over real ZeroMQ sockets. The tests are in
+// coordinator_test.cc (the client API), coordinator_health_test.cc (workers, health),
+// coordinator_failover_test.cc and coordinator_stop_test.cc (stopping; clients that leave).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/protocol.h"
+#include "coordinator/coordinator.h"
+#include "tests/test_paths.h"
+
+namespace flover::coordinator_testing {
+
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr milliseconds kWait = 3000ms;      // upper bound for something that must happen
+constexpr milliseconds kQuiet = 250ms;      // how long "nothing happens" is watched
+constexpr milliseconds kBeatEvery = 40ms;   // fake workers' heartbeat period
+constexpr milliseconds kSubscribe = 150ms;  // lets a SUB subscription reach the PUB
+
+struct Options {
+  int replicas = 1;
+  int tensor = 1;
+  int interval_ms = 50;
+  int timeout_ms = 1000;
+  int step_timeout_ms = 60000;
+  int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
+  int max_queued = 16;
+  int max_step_tokens = 16;
+  int failover_wait_ms = 0;  // most tests want a failed replica's requests to fail at once
+  milliseconds drain = 0ms;  // Stop() ends the loop at once
+  std::string tokenizer = "";
+};
+
+inline ClusterConfig TestConfig(const Options& o) {
+  std::string yaml =
+      "cluster: {name: coordinator-test}\n"
+      "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*', plans: 'tcp://127.0.0.1:*',"
+      " results: 'tcp://127.0.0.1:*'}\n"
+      "model: {path: 'dummy:test'" +
+      (o.tokenizer.empty() ? std::string() : ", tokenizer: '" + o.tokenizer + "'") +
+      "}\n"
+      "parallel: {replicas: " +
+      std::to_string(o.replicas) + ", tensor: " + std::to_string(o.tensor) +
+      "}\n"
+      "kv_cache: {block_size: 4}\n"
+      "scheduler: {max_step_tokens: " +
+      std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
+      ", pipeline_depth: " + std::to_string(o.pipeline_depth) +
+      ", failover_wait_ms: " + std::to_string(o.failover_wait_ms) + "}\n"
+      "heartbeat: {interval_ms: " +
+      std::to_string(o.interval_ms) + ", timeout_ms: " + std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
+  Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
+  FLOVER_CHECK(config.ok()) << config.status().ToString();
+  return std::move(config).value();
+}
+
+inline proto::ModelInfo TestModel(int vocab = 512) {
+  proto::ModelInfo m;
+  m.set_dim(64);
+  m.set_hidden_dim(172);
+  m.set_n_layers(2);
+  m.set_n_heads(8);
+  m.set_n_kv_heads(4);
+  m.set_vocab_size(vocab);
+  m.set_max_seq_len(64);
+  m.set_bos_id(1);
+  m.set_eos_id(2);
+  m.set_description("fake");
+  return m;
+}
+
+template <typename M>
+std::optional<M> RecvOn(zmq::socket_t& socket, milliseconds timeout) {
+  std::array<zmq::pollitem_t, 1> items = {{{socket.handle(), 0, ZMQ_POLLIN, 0}}};
+  zmq::poll(items, timeout);
+  if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+  zmq::message_t message;
+  if (!socket.recv(message, zmq::recv_flags::dontwait)) return std::nullopt;
+  Result<M> parsed = Parse<M>(message.to_string_view());
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  if (!parsed.ok()) return std::nullopt;
+  return std::move(parsed).value();
+}
+
+// A scripted worker: control DEALER, plans SUB, results PUSH.
+class FakeWorker {
+ public:
+  FakeWorker(zmq::context_t& context, const EndpointsConfig& endpoints, int replica, int rank)
+      : context_(context), replica_(replica), rank_(rank), control_(context, zmq::socket_type::dealer) {
+    control_.set(zmq::sockopt::linger, 0);
+    control_.connect(endpoints.control);
+  }
+
+  int replica() const { return replica_; }
+  int rank() const { return rank_; }
+  int pid() const { return 1000 + 10 * replica_ + rank_; }
+  int heartbeats_received() const { return heartbeats_received_; }
+
+  void Send(proto::WorkerMessage m) { control_.send(zmq::buffer(Serialize(std::move(m))), zmq::send_flags::none); }
+  void SendRaw(const std::string& bytes) { control_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  // Closes every connection, as the death of the process would.
+  void Disconnect() {
+    for (zmq::socket_t* s : {&control_, &sub_, &push_})
+      if (s->handle() != nullptr) s->close();
+  }
+
+  void SendRegister(int replica, int rank) {
+    proto::WorkerMessage m;
+    proto::RegisterWorker* r = m.mutable_register_();
+    r->set_replica(replica);
+    r->set_rank(rank);
+    r->set_host("127.0.0.1");
+    r->set_pid(pid());
+    r->set_device("cpu");
+    Send(m);
+  }
+
+  // Heartbeats start once registered, as a real worker's do.
+  void Beat() {
+    if (!registered_) return;
+    proto::WorkerMessage m;
+    m.mutable_heartbeat()->set_replica(replica_);
+    m.mutable_heartbeat()->set_rank(rank_);
+    Send(m);
+  }
+
+  // The next message other than a heartbeat.
+  std::optional<proto::CoordinatorMessage> RecvControl(milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (SteadyClock::now() < deadline) {
+      const auto left = std::chrono::ceil<milliseconds>(deadline - SteadyClock::now());
+      std::optional<proto::CoordinatorMessage> m = RecvOn<proto::CoordinatorMessage>(control_, left);
+      if (!m) return std::nullopt;
+      if (m->has_heartbeat()) {
+        ++heartbeats_received_;
+        continue;
+      }
+      return m;
+    }
+    return std::nullopt;
+  }
+
+  proto::RegisterReply Register() {
+    SendRegister(replica_, rank_);
+    std::optional<proto::CoordinatorMessage> m = RecvControl(kWait);
+    EXPECT_TRUE(m && m->has_register_reply());
+    if (!m || !m->has_register_reply()) return proto::RegisterReply();
+    registered_ = m->register_reply().accepted();
+    return m->register_reply();
+  }
+
+  // Register, connect SUB/PUSH, report ready.
+  void Start(const proto::ModelInfo& model = TestModel(), int kv_blocks = 16) {
+    const proto::RegisterReply reply = Register();
+    ASSERT_TRUE(reply.accepted()) << reply.error();
+    Connect(reply);
+    Ready(model, kv_blocks);
+  }
+
+  void Connect(const proto::RegisterReply& reply) {
+    sub_ = zmq::socket_t(context_, zmq::socket_type::sub);
+    sub_.set(zmq::sockopt::linger, 0);
+    sub_.set(zmq::sockopt::subscribe, reply.plan_topic());
+    sub_.connect(reply.plans_endpoint());
+    push_ = zmq::socket_t(context_, zmq::socket_type::push);
+    push_.set(zmq::sockopt::linger, 0);
+    push_.connect(reply.results_endpoint());
+    std::this_thread::sleep_for(kSubscribe);
+  }
+
+  void Ready(const proto::ModelInfo& model, int kv_blocks) {
+    proto::WorkerMessage m;
+    m.mutable_ready()->set_replica(replica_);
+    m.mutable_ready()->set_rank(rank_);
+    *m.mutable_ready()->mutable_model() = model;
+    m.mutable_ready()->set_kv_blocks(kv_blocks);
+    Send(m);
+  }
+
+  std::optional<proto::StepPlan> TryPlan(milliseconds timeout) {
+    std::array<zmq::pollitem_t, 1> items = {{{sub_.handle(), 0, ZMQ_POLLIN, 0}}};
+    zmq::poll(items, timeout);
+    if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(sub_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return std::nullopt;
+    EXPECT_EQ(parts.size(), 2u);
+    EXPECT_EQ(parts.front().to_string(), "replica/" + std::to_string(replica_) + "/");
+    Result<proto::CoordinatorMessage> m = Parse<proto::CoordinatorMessage>(parts.back().to_string_view());
+    EXPECT_TRUE(m.ok() && m->has_plan());
+    if (!m.ok() || !m->has_plan()) return std::nullopt;
+    return m->plan();
+  }
+
+  void PushRaw(const std::string& bytes) { push_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+
+  void Push(proto::StepResult result) {
+    result.set_replica(replica_);
+    proto::WorkerMessage m;
+    *m.mutable_step_result() = std::move(result);
+    push_.send(zmq::buffer(Serialize(m)), zmq::send_flags::none);
+  }
+
+  // Pushes the result of `plan` with the given (request id, token, finish) outputs.
+  void Answer(const proto::StepPlan& plan, const std::vector<std::tuple<uint64_t, int, proto::FinishReason>>& outs) {
+    proto::StepResult r;
+    r.set_seq(plan.seq());
+    r.set_step_seconds(0.001);
+    for (const auto& [id, token, finish] : outs) {
+      proto::TokenOutput* o = r.add_outputs();
+      o->set_request_id(id);
+      o->set_token(token);
+      o->set_finish(finish);
+    }
+    Push(r);
+  }
+
+ private:
+  zmq::context_t& context_;
+  const int replica_;
+  const int rank_;
+  zmq::socket_t control_;
+  zmq::socket_t sub_;
+  zmq::socket_t push_;
+  int heartbeats_received_ = 0;
+  bool registered_ = false;
+};
+
+class FakeClient {
+ public:
+  FakeClient(zmq::context_t& context, const EndpointsConfig& endpoints) : socket_(context, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoints.client);
+  }
+
+  void Send(proto::ClientMessage m) { SendRaw(Serialize(std::move(m))); }
+  void SendRaw(const std::string& bytes) { socket_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+
+  void Submit(const std::string& id, std::vector<int> prompt, int max_tokens, bool stream = true) {
+    proto::ClientMessage m;
+    proto::SubmitRequest* s = m.mutable_submit();
+    s->set_client_request_id(id);
+    s->mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
+    s->mutable_stop()->set_max_tokens(max_tokens);
+    s->set_stream(stream);
+    Send(m);
+  }
+
+  void Cancel(const std::string& id) {
+    proto::ClientMessage m;
+    m.mutable_cancel()->set_client_request_id(id);
+    Send(m);
+  }
+
+  // The next message other than a Keepalive (those are counted).
+  std::optional<proto::ServerMessage> TryRecv(milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::ceil<milliseconds>(deadline - SteadyClock::now());
+      std::optional<proto::ServerMessage> m = RecvOn<proto::ServerMessage>(socket_, std::max(left, 0ms));
+      if (!m || !m->has_keepalive()) return m;
+      ++keepalives_received_;
+    }
+  }
+  int keepalives_received() const { return keepalives_received_; }
+
+  // Closes the connection, as the death of the client's process would.
+  void Disconnect() { socket_.close(); }
+
+ private:
+  zmq::socket_t socket_;
+  int keepalives_received_ = 0;
+};
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void Start(const Options& options = Options()) {
+    Result<std::unique_ptr<Coordinator>> c = Coordinator::Create(TestConfig(options), options.drain);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    coordinator_ = std::move(c).value();
+    endpoints_ = coordinator_->endpoints();
+    thread_ = std::thread([this] { coordinator_->Run(); });
+  }
+
+  void TearDown() override { StopCoordinator(); }
+
+  void StopCoordinator() {
+    if (!thread_.joinable()) return;
+    coordinator_->Stop();
+    thread_.join();
+  }
+
+  FakeWorker& AddWorker(int replica = 0, int rank = 0) {
+    workers_.push_back(std::make_unique<FakeWorker>(context_, endpoints_, replica, rank));
+    alive_.push_back(workers_.back().get());
+    return *workers_.back();
+  }
+  FakeClient& AddClient() {
+    clients_.push_back(std::make_unique<FakeClient>(context_, endpoints_));
+    return *clients_.back();
+  }
+  void Silence(FakeWorker& w) { std::erase(alive_, &w); }
+
+  // Heartbeats of the live fake workers, at most every kBeatEvery.
+  void KeepAlive() {
+    if (SteadyClock::now() - last_beat_ < kBeatEvery) return;
+    last_beat_ = SteadyClock::now();
+    for (FakeWorker* w : alive_) w->Beat();
+  }
+
+  // Waits for `poll` to yield a value, heartbeating meanwhile.
+  template <typename T>
+  std::optional<T> WaitFor(const std::function<std::optional<T>(milliseconds)>& poll, milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (SteadyClock::now() < deadline) {
+      KeepAlive();
+      if (std::optional<T> v = poll(10ms)) return v;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<proto::StepPlan> ExpectPlan(FakeWorker& w, milliseconds timeout = kWait) {
+    return WaitFor<proto::StepPlan>([&](milliseconds t) { return w.TryPlan(t); }, timeout);
+  }
+  std::optional<proto::ServerMessage> ExpectReply(FakeClient& c, milliseconds timeout = kWait) {
+    return WaitFor<proto::ServerMessage>([&](milliseconds t) { return c.TryRecv(t); }, timeout);
+  }
+
+  proto::ServerMessage Reply(FakeClient& c) {
+    std::optional<proto::ServerMessage> m = ExpectReply(c);
+    EXPECT_TRUE(m.has_value()) << "no reply from the coordinator";
+    return m.value_or(proto::ServerMessage());
+  }
+
+  proto::ClusterStatus GetStatus(FakeClient& c) {
+    proto::ClientMessage m;
+    m.mutable_status();
+    c.Send(m);
+    proto::ServerMessage reply = Reply(c);
+    EXPECT_TRUE(reply.has_status()) << reply.DebugString();
+    return reply.status();
+  }
+
+  // Polls status until replica `i` is in `state`.
+  bool WaitReplicaState(FakeClient& c, int i, const std::string& state) {
+    const auto deadline = SteadyClock::now() + kWait;
+    while (SteadyClock::now() < deadline) {
+      const proto::ClusterStatus s = GetStatus(c);
+      if (s.replicas_size() > i && s.replicas(i).state() == state) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  // One ready worker, and request "r" (prompt {1, 2}, 3 tokens) in its first plan.
+  struct OneRequest {
+    FakeClient& client;
+    FakeWorker& worker;
+    uint64_t id;
+    std::optional<proto::StepPlan> plan;
+  };
+  OneRequest StartWithOneRequest(const Options& o) {
+    Start(o);
+    FakeClient& c = AddClient();
+    FakeWorker& w = AddWorker();
+    w.Start();
+    EXPECT_TRUE(WaitReplicaState(c, 0, "ready"));
+    c.Submit("r", {1, 2}, 3);
+    const uint64_t id = ExpectAccepted(c, "r");
+    std::optional<proto::StepPlan> plan = ExpectPlan(w);
+    EXPECT_TRUE(plan.has_value());
+    return OneRequest{c, w, id, plan};
+  }
+
+  static void ReportFailure(FakeWorker& w, const std::string& message) {
+    proto::WorkerMessage failure;
+    failure.mutable_failure()->set_message(message);
+    w.Send(failure);
+  }
+
+  uint64_t ExpectAccepted(FakeClient& c, const std::string& id, int replica = 0) {
+    proto::ServerMessage m = Reply(c);
+    EXPECT_TRUE(m.has_accepted()) << m.DebugString();
+    EXPECT_EQ(m.accepted().client_request_id(), id);
+    EXPECT_EQ(m.accepted().replica(), replica);
+    return m.accepted().request_id();
+  }
+
+  zmq::context_t context_;
+  std::unique_ptr<Coordinator> coordinator_;
+  EndpointsConfig endpoints_;
+  std::thread thread_;
+  std::vector<std::unique_ptr<FakeWorker>> workers_;
+  std::vector<FakeWorker*> alive_;
+  std::vector<std::unique_ptr<FakeClient>> clients_;
+  SteadyClock::time_point last_beat_{};
+};
+
+}  // namespace flover::coordinator_testing
