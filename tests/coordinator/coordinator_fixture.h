@@ -379,17 +379,45 @@ class CoordinatorTest : public ::testing::Test {
     uint64_t id;
     std::optional<proto::StepPlan> plan;
   };
-  OneRequest StartWithOneRequest(const Options& o) {
+  OneRequest StartWithOneRequest(const Options& o, std::vector<int> prompt = {1, 2}, int max_tokens = 3) {
     Start(o);
     FakeClient& c = AddClient();
     FakeWorker& w = AddWorker();
     w.Start();
     EXPECT_TRUE(WaitReplicaState(c, 0, "ready"));
-    c.Submit("r", {1, 2}, 3);
+    c.Submit("r", std::move(prompt), max_tokens);
     const uint64_t id = ExpectAccepted(c, "r");
     std::optional<proto::StepPlan> plan = ExpectPlan(w);
     EXPECT_TRUE(plan.has_value());
     return OneRequest{c, w, id, plan};
+  }
+
+  // A coordinator with stories260K's tokenizer and one ready worker whose model has its
+  // vocabulary.
+  struct WithTokenizer {
+    Tokenizer tokenizer;
+    FakeWorker& worker;
+    FakeClient& client;
+  };
+  std::optional<WithTokenizer> StartWithTokenizer() {
+    Options o;
+    o.tokenizer = testing::Tok512Bin();
+    Start(o);
+    Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
+    EXPECT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+    if (!tokenizer.ok()) return std::nullopt;
+    FakeWorker& w = AddWorker();
+    w.Start(TestModel(tokenizer->vocab_size()));
+    return WithTokenizer{std::move(tokenizer).value(), w, AddClient()};
+  }
+
+  // A submit of a text prompt, streamed; the rest of it is the caller's.
+  static proto::ClientMessage TextSubmit(const std::string& id, const std::string& text) {
+    proto::ClientMessage m;
+    m.mutable_submit()->set_client_request_id(id);
+    m.mutable_submit()->set_text(text);
+    m.mutable_submit()->set_stream(true);
+    return m;
   }
 
   static void ReportFailure(FakeWorker& w, const std::string& message) {

@@ -143,13 +143,7 @@ TEST_F(CoordinatorTest, RandomWorkerMessagesNeverStopTheCoordinator) {
 TEST_F(CoordinatorTest, SilentWorkerFailsItsRequestsNoClientHangs) {
   Options o;
   o.timeout_ms = 300;
-  Start(o);
-  FakeWorker& w = AddWorker();
-  w.Start();
-  FakeClient& c = AddClient();
-  c.Submit("r", {1, 2, 3}, 10);
-  const uint64_t id = ExpectAccepted(c, "r");
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  auto [c, w, id, plan] = StartWithOneRequest(o, {1, 2, 3}, 10);
   ASSERT_TRUE(plan.has_value());
   w.Answer(*plan, {{id, 7, proto::FINISH_NONE}});
   Silence(w);  // no heartbeat, no result from now on
@@ -236,13 +230,8 @@ TEST_F(CoordinatorTest, StepWithoutResultMakesTheReplicaUnhealthy) {
   Options o;
   o.timeout_ms = 1000;
   o.step_timeout_ms = 300;
-  Start(o);
-  FakeWorker& w = AddWorker();
-  w.Start();
-  FakeClient& c = AddClient();
-  c.Submit("r", {1, 2, 3}, 10);
-  ExpectAccepted(c, "r");
-  ASSERT_TRUE(ExpectPlan(w).has_value());  // heartbeats go on; the result never comes
+  auto [c, w, id, plan] = StartWithOneRequest(o, {1, 2, 3}, 10);
+  ASSERT_TRUE(plan.has_value());
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
   EXPECT_EQ(m.error().code(), "Unavailable");
@@ -254,13 +243,7 @@ TEST_F(CoordinatorTest, SlowStepOfAHeartbeatingWorkerIsNotAFailure) {
   Options o;
   o.timeout_ms = 300;
   o.step_timeout_ms = 5000;
-  Start(o);
-  FakeWorker& w = AddWorker();
-  w.Start();
-  FakeClient& c = AddClient();
-  c.Submit("r", {1, 2, 3}, 2);
-  const uint64_t id = ExpectAccepted(c, "r");
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  auto [c, w, id, plan] = StartWithOneRequest(o, {1, 2, 3}, 2);
   ASSERT_TRUE(plan.has_value());
   // A step longer than timeout_ms, while the worker heartbeats.
   for (const auto until = SteadyClock::now() + 800ms; SteadyClock::now() < until;) {
@@ -276,13 +259,7 @@ TEST_F(CoordinatorTest, SlowStepOfAHeartbeatingWorkerIsNotAFailure) {
 }
 
 TEST_F(CoordinatorTest, WorkerFailureAndStepErrorsFailTheReplicaWithTheReason) {
-  Start();
-  FakeWorker& w = AddWorker();
-  w.Start();
-  FakeClient& c = AddClient();
-  c.Submit("r", {1, 2}, 10);
-  ExpectAccepted(c, "r");
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  auto [c, w, id, plan] = StartWithOneRequest(Options{}, {1, 2}, 10);
   ASSERT_TRUE(plan.has_value());
   proto::StepResult failed;
   failed.set_seq(plan->seq());

@@ -138,13 +138,8 @@ TEST_F(CoordinatorTest, ASecondStopEndsTheDrainAtOnce) {
 }
 
 TEST_F(CoordinatorTest, StopShutsWorkersDownAndFailsRequestsInFlight) {
-  Start();
-  FakeWorker& w = AddWorker();
-  w.Start();
-  FakeClient& c = AddClient();
-  c.Submit("r", {1, 2}, 10);
-  ExpectAccepted(c, "r");
-  ASSERT_TRUE(ExpectPlan(w).has_value());
+  auto [c, w, id, plan] = StartWithOneRequest(Options{}, {1, 2}, 10);
+  ASSERT_TRUE(plan.has_value());
   StopCoordinator();
   std::optional<proto::ServerMessage> m = c.TryRecv(kWait);
   ASSERT_TRUE(m && m->has_error());

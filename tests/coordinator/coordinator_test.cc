@@ -102,23 +102,15 @@ TEST_F(CoordinatorTest, WithoutStreamOnlyDoneArrives) {
 }
 
 TEST_F(CoordinatorTest, TextPromptsAreTokenizedAndTokensDecoded) {
-  Options o;
-  o.tokenizer = testing::Tok512Bin();
-  Start(o);
-  Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
-  FakeWorker& w = AddWorker();
-  w.Start(TestModel(tokenizer->vocab_size()));
-  FakeClient& c = AddClient();
-  proto::ClientMessage submit;
-  submit.mutable_submit()->set_client_request_id("t");
-  submit.mutable_submit()->set_text("Once upon a time");
-  const std::vector<int> out = tokenizer->Encode("there was", false);  // " there", " was", ...
+  std::optional<WithTokenizer> started = StartWithTokenizer();
+  ASSERT_TRUE(started.has_value());
+  auto& [tokenizer, w, c] = *started;
+  proto::ClientMessage submit = TextSubmit("t", "Once upon a time");
+  const std::vector<int> out = tokenizer.Encode("there was", false);  // " there", " was", ...
   ASSERT_GE(out.size(), 2u);
   submit.mutable_submit()->mutable_stop()->set_max_tokens(static_cast<int>(out.size()));
-  submit.mutable_submit()->set_stream(true);
   c.Send(submit);
-  const std::vector<int> prompt = tokenizer->Encode("Once upon a time", true);
+  const std::vector<int> prompt = tokenizer.Encode("Once upon a time", true);
   proto::ServerMessage accepted = Reply(c);
   ASSERT_TRUE(accepted.has_accepted()) << accepted.DebugString();
   EXPECT_EQ(accepted.accepted().prompt_tokens(), static_cast<int>(prompt.size()));
@@ -137,7 +129,7 @@ TEST_F(CoordinatorTest, TextPromptsAreTokenizedAndTokensDecoded) {
   for (int token : out) {
     proto::ServerMessage m = Reply(c);
     ASSERT_TRUE(m.has_token()) << m.DebugString();
-    EXPECT_EQ(m.token().text(), tokenizer->DecodeToken(prev, token));
+    EXPECT_EQ(m.token().text(), tokenizer.DecodeToken(prev, token));
     prev = token;
   }
   proto::ServerMessage done = Reply(c);
@@ -148,26 +140,18 @@ TEST_F(CoordinatorTest, TextPromptsAreTokenizedAndTokensDecoded) {
 // A stop string ends the text where it first appears: the stream never carries part of
 // it, Done.text stops before it, and the request leaves the workers' batch.
 TEST_F(CoordinatorTest, AStopStringEndsTheTextAndTheRequest) {
-  Options o;
-  o.tokenizer = testing::Tok512Bin();
-  Start(o);
-  Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
-  FakeWorker& w = AddWorker();
-  w.Start(TestModel(tokenizer->vocab_size()));
-  FakeClient& c = AddClient();
-  proto::ClientMessage submit;
-  submit.mutable_submit()->set_client_request_id("s");
-  submit.mutable_submit()->set_text("Once upon a time");
+  std::optional<WithTokenizer> started = StartWithTokenizer();
+  ASSERT_TRUE(started.has_value());
+  auto& [tokenizer, w, c] = *started;
+  proto::ClientMessage submit = TextSubmit("s", "Once upon a time");
   submit.mutable_submit()->mutable_stop()->set_max_tokens(20);
   submit.mutable_submit()->mutable_stop()->add_stop_strings("a little");
   submit.mutable_submit()->mutable_stop()->add_stop_strings("never");
-  submit.mutable_submit()->set_stream(true);
   c.Send(submit);
   proto::ServerMessage accepted = Reply(c);
   ASSERT_TRUE(accepted.has_accepted()) << accepted.DebugString();
   const uint64_t id = accepted.accepted().request_id();
-  const std::vector<int> out = tokenizer->Encode("there was a little girl", false);
+  const std::vector<int> out = tokenizer.Encode("there was a little girl", false);
   size_t answered = 0;
   std::optional<proto::StepPlan> plan;
   for (; answered < out.size(); ++answered) {
@@ -200,21 +184,13 @@ TEST_F(CoordinatorTest, AStopStringEndsTheTextAndTheRequest) {
 // Text held back because it could begin a stop string is sent when the request ends
 // otherwise: the stream's texts still add up to Done.text.
 TEST_F(CoordinatorTest, TextHeldForAStopStringIsSentAtTheEnd) {
-  Options o;
-  o.tokenizer = testing::Tok512Bin();
-  Start(o);
-  Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(o.tokenizer);
-  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
-  FakeWorker& w = AddWorker();
-  w.Start(TestModel(tokenizer->vocab_size()));
-  FakeClient& c = AddClient();
-  const std::vector<int> out = tokenizer->Encode("there was", false);
-  proto::ClientMessage submit;
-  submit.mutable_submit()->set_client_request_id("h");
-  submit.mutable_submit()->set_text("Once upon a time");
+  std::optional<WithTokenizer> started = StartWithTokenizer();
+  ASSERT_TRUE(started.has_value());
+  auto& [tokenizer, w, c] = *started;
+  const std::vector<int> out = tokenizer.Encode("there was", false);
+  proto::ClientMessage submit = TextSubmit("h", "Once upon a time");
   submit.mutable_submit()->mutable_stop()->set_max_tokens(static_cast<int>(out.size()));
   submit.mutable_submit()->mutable_stop()->add_stop_strings(" there was a dog");
-  submit.mutable_submit()->set_stream(true);
   c.Send(submit);
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_accepted()) << m.DebugString();
