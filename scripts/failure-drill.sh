@@ -43,6 +43,14 @@ trap 'rm -rf "$work"' EXIT
 cat > "$work/drill.sh" <<EOF
 set -eu
 since() { awk -v a="\$1" -v b="\$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
+# until_ WHAT CMD...: runs CMD until it succeeds; gives up after 30 s.
+until_() {
+  what=\$1; shift; t=\$(date +%s.%N)
+  until "\$@" > /dev/null 2>&1; do
+    [ "\$(since \$t | cut -d. -f1)" -lt 30 ] || { echo "failure-drill: no \$what after 30 s" >&2; exit 1; }
+    sleep 0.002
+  done
+}
 story="$flover generate --prompt 'Once upon a time' --max-tokens $max_tokens --ignore-eos"
 worker=\$(pgrep -P \$PPID -f -- "flover-worker .*--replica 0 --rank $rank( |\$)")
 case $scenario in
@@ -51,7 +59,7 @@ worker)
   t0=\$(date +%s.%N)
   eval "\$story" > "$work/survivor.txt" &
   survivor=\$!
-  until [ -s "$work/survivor.txt" ]; do sleep 0.005; done
+  until_ "first token" test -s "$work/survivor.txt"
   tk=\$(date +%s.%N)
   kill -9 \$worker
   wait \$survivor
@@ -68,7 +76,7 @@ worker)
 idle-worker)
   tk=\$(date +%s.%N)
   kill -9 \$worker
-  until $flover status | grep -q unhealthy; do sleep 0.002; done
+  until_ "unhealthy replica" sh -c "$flover status | grep -q unhealthy"
   echo "replica unhealthy \$(since \$tk) s after the kill"
   $flover status --wait-ready 120 > /dev/null
   echo "replica ready \$(since \$tk) s after the kill"
@@ -76,10 +84,10 @@ idle-worker)
 client)
   $flover generate --max-tokens $max_tokens --ignore-eos --prompt 'Once upon a time' --prompt 'Lily' > /dev/null &
   client=\$!
-  until $flover status | grep -q 'running 2'; do sleep 0.002; done
+  until_ "two running requests (raise --max-tokens?)" sh -c "$flover status | grep -q 'running 2'"
   tk=\$(date +%s.%N)
   kill -9 \$client
-  until $flover status | grep -q 'cancelled as their client left'; do sleep 0.002; done
+  until_ "cancellation" sh -c "$flover status | grep -q 'cancelled as their client left'"
   echo "requests cancelled \$(since \$tk) s after the client was killed"
   $flover status | grep -E 'cancelled as their client left|replica 0:' | sed 's/^ *//'
   ;;
@@ -87,7 +95,7 @@ coordinator)
   coordinator=\$(pgrep -P \$PPID -f flover-coordinator)
   eval "\$story" > "$work/out.txt" 2> "$work/err.txt" &
   client=\$!
-  until [ -s "$work/out.txt" ]; do sleep 0.005; done
+  until_ "first token" test -s "$work/out.txt"
   tk=\$(date +%s.%N)
   kill -9 \$coordinator
   code=0; wait \$client || code=\$?

@@ -305,6 +305,29 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   for (ChildProcess& w : workers) EXPECT_EQ(WaitExit(w, StopTimeout(worker_unit)), "exit 0") << w.name();
 }
 
+// The failure drills that docs/benchmarks.md quotes run as shipped, each on a cluster of
+// its own (random ports; FLOVER_ENDPOINT from flover up), and report what they measure.
+TEST(DeployTest, FailureDrillsRunAndReport) {
+  testing::TestClusterOptions o;
+  o.model = testing::Stories260kBin();
+  o.tokenizer = testing::Tok512Bin();
+  o.failover_wait_ms = 30000;  // the request of the worker drill waits for its replica
+  const std::string config = ::testing::TempDir() + "/drill.yaml";
+  std::ofstream(config) << testing::ClusterYaml(o);
+  const std::string bin_dir = testing::FloverBinary().substr(0, testing::FloverBinary().rfind('/'));
+  const std::pair<const char*, const char*> expected[] = {
+      {"worker", "text: the same as without the failure"},
+      {"idle-worker", "replica unhealthy "},
+      {"client", "requests cancelled "},
+      {"coordinator", "client exited 1 "}};
+  for (const auto& [scenario, line] : expected) {
+    const ShellRun run = RunShell("timeout 300 bash " + kSourceDir + "/scripts/failure-drill.sh --scenario " + scenario +
+                                  " --config " + config + " --bin-dir " + bin_dir);
+    EXPECT_EQ(run.exit_code, 0) << scenario << ":\n" << run.output;
+    EXPECT_NE(run.output.find(line), std::string::npos) << scenario << ":\n" << run.output;
+  }
+}
+
 TEST(DeployTest, WorkerTakingTheControlEndpointFromTheClusterFileNeedsAHost) {
   // The worker unit reads endpoints.control from the cluster file: a bind-all or
   // random-port endpoint there is a clear start-up error (exit 2), not a hang.
