@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 
 #include "common/protocol.h"
 
@@ -41,7 +42,7 @@ Status Client::Send(const proto::ClientMessage& message) { return SendRaw(Serial
 
 Status Client::Submit(const std::string& client_request_id, const std::string& text,
                       const std::vector<int>& token_ids, const SamplingParams& sampling, const StopParams& stop,
-                      bool stream) {
+                      bool stream, std::chrono::milliseconds timeout) {
   proto::ClientMessage m;
   proto::SubmitRequest* s = m.mutable_submit();
   s->set_client_request_id(client_request_id);
@@ -53,6 +54,7 @@ Status Client::Submit(const std::string& client_request_id, const std::string& t
   *s->mutable_sampling() = ToProto(sampling);
   *s->mutable_stop() = ToProto(stop);
   s->set_stream(stream);
+  s->set_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(timeout.count(), 0, UINT32_MAX)));
   return Send(m);
 }
 

@@ -31,8 +31,11 @@ class Client {
   static Result<std::unique_ptr<Client>> Connect(const std::string& endpoint);
 
   // Text prompt (tokenized by the coordinator) or token ids (when `text` is empty).
+  // `timeout`: 0 for none, else the request ends with Error{DeadlineExceeded} when it is
+  // not done that long after the coordinator received it.
   Status Submit(const std::string& client_request_id, const std::string& text, const std::vector<int>& token_ids,
-                const SamplingParams& sampling, const StopParams& stop, bool stream);
+                const SamplingParams& sampling, const StopParams& stop, bool stream,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   Status Cancel(const std::string& client_request_id);
   Status RequestStatus();
   // The next message, nullopt at the timeout, or an error: InvalidArgument/Corruption

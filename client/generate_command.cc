@@ -51,7 +51,8 @@ int GenerateCommand(const GenerateOptions& o) {
     SamplingParams sampling = o.sampling;
     sampling.seed += i;
     Status s = (*client)->Submit(std::to_string(i), requests[i].prompt, requests[i].ids, sampling, o.stop,
-                                 o.stream || !o.json);
+                                 o.stream || !o.json,
+                                 std::chrono::milliseconds(static_cast<int64_t>(o.deadline_s * 1000)));
     if (!s.ok()) {
       std::fprintf(stderr, "flover generate: %s\n", s.ToString().c_str());
       return 1;

@@ -20,6 +20,7 @@ struct GenerateOptions {
   bool stream = false;
   bool json = false;
   double timeout_s = 60;  // give up when the coordinator is silent this long
+  double deadline_s = 0;  // per request, at the coordinator (SubmitRequest.timeout_ms); 0: none
 };
 
 int GenerateCommand(const GenerateOptions& options);

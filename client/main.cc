@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
   gen_cmd->add_flag("--stream", gen.stream, "Stream tokens as they are generated");
   gen_cmd->add_flag("--json", gen.json, "One JSON object per prompt on stdout");
   gen_cmd->add_option("--timeout", gen.timeout_s, "Give up after this many silent seconds")->capture_default_str();
+  gen_cmd->add_option("--deadline", gen.deadline_s,
+                      "Seconds each request may take at the cluster (then DeadlineExceeded; 0 = none)")
+      ->check(CLI::Range(0.0, 4.0e6));
 
   flover::StatusOptions status;
   CLI::App* status_cmd = app.add_subcommand("status", "Show a running cluster");

@@ -31,6 +31,7 @@ enum class StatusCode {
   kCancelled,
   kFailedPrecondition,  // the system is not in a state that allows this (e.g. no shared memory)
   kInternal,          // a library call failed in a way the caller cannot fix
+  kDeadlineExceeded,  // the work did not finish within the time it was given
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -66,6 +67,7 @@ inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std
 inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
 
 // A T or an error Status. Constructing from an OK Status is an invariant violation.
 template <typename T>

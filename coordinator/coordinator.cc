@@ -235,6 +235,8 @@ std::chrono::milliseconds Coordinator::PollTimeout(Clock::time_point now) const 
   if (now < probe_until_ || now < client_probe_until_) timeout = std::min<Clock::duration>(timeout, kProbeEvery);
   if (const auto deadline = store_.next_deadline())
     timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), *deadline - now));
+  if (!deadlines_.empty())
+    timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), deadlines_.begin()->first - now));
   // Wake up when a dynamic batch window closes (a replica with its pipeline full is
   // woken by the result instead). A window that closed already was served by the last
   // Tick(): at least 1 ms then, never a hot loop.
@@ -316,6 +318,7 @@ void Coordinator::Tick(Clock::time_point now) {
     SendToWorker(reply.identity, m);
   }
   ExpireQueued(now);
+  ExpireDeadlines(now);
   RunSteps(now);
 }
 

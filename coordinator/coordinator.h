@@ -149,9 +149,13 @@ class Coordinator {
   // Sends Done / Error for a request and removes it from requests_.
   void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
   void Fail(uint64_t id, const Status& status);
-  // Takes the request out of its queue or scheduler and finishes it (as cancelled, or
-  // as stopped when a stop string ended its text).
+  // Takes the request out of its queue or scheduler (its workers drop it at the next
+  // plan); the caller then finishes or fails it.
+  void Withdraw(uint64_t id);
+  // Withdraw, then Finish (as cancelled, or as stopped when a stop string ended its text).
   void Cancel(uint64_t id, Clock::time_point now, FinishReason reason = FinishReason::kCancelled);
+  // Fails the requests whose SubmitRequest.timeout_ms has passed (DeadlineExceeded).
+  void ExpireDeadlines(Clock::time_point now);
   // Cancels every request of a client whose connection is gone.
   void AbandonClient(const std::string& identity, Clock::time_point now);
   // Within the probe window after a client disconnect, every kProbeEvery: Keepalive to
@@ -237,6 +241,7 @@ class Coordinator {
   LatencyWindow latency_;   // of the requests that finished recently
   Clock::time_point started_{};
   Clock::time_point next_heartbeat_{};
+  std::multimap<Clock::time_point, uint64_t> deadlines_;  // of requests with timeout_ms; stale entries skipped
   Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms
   Clock::time_point probe_until_{};  // after a worker disconnect: heartbeats every kProbeEvery
   Clock::time_point client_probe_until_{};  // after a client disconnect: ProbeClients()

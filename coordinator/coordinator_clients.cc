@@ -79,6 +79,10 @@ void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitR
   t.last_prompt_token = params->prompt.empty() ? -1 : params->prompt.back();
   if (!params->stop.stop_strings.empty()) t.stop_strings.emplace(params->stop.stop_strings);
   t.submitted = now;
+  if (submit.timeout_ms() > 0) {
+    t.deadline = now + std::chrono::milliseconds(submit.timeout_ms());
+    deadlines_.emplace(*t.deadline, t.id);
+  }
   const uint64_t id = t.id;
   if (ready) {
     requests_.Add(std::move(t));
@@ -196,7 +200,7 @@ void Coordinator::HandleCancel(const std::string& identity, const proto::CancelR
   Cancel(t->id, now);
 }
 
-void Coordinator::Cancel(uint64_t id, Clock::time_point now, FinishReason reason) {
+void Coordinator::Withdraw(uint64_t id) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   if (t->replica < 0) {
@@ -204,8 +208,26 @@ void Coordinator::Cancel(uint64_t id, Clock::time_point now, FinishReason reason
   } else if (Scheduler* s = replicas_[t->replica].scheduler()) {
     s->Cancel(t->id);
   }
-  spdlog::debug("request {} ('{}') ends ({})", t->id, t->client_request_id, FinishReasonName(reason));
-  Finish(t->id, reason, now);
+}
+
+void Coordinator::Cancel(uint64_t id, Clock::time_point now, FinishReason reason) {
+  Withdraw(id);
+  spdlog::debug("request {} ends ({})", id, FinishReasonName(reason));
+  Finish(id, reason, now);
+}
+
+void Coordinator::ExpireDeadlines(Clock::time_point now) {
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    const auto [deadline, id] = *deadlines_.begin();
+    deadlines_.erase(deadlines_.begin());
+    const TrackedRequest* t = requests_.Find(id);
+    if (!t || t->deadline != deadline) continue;  // finished already
+    const std::string why =
+        fmt::format("request '{}' did not finish within its timeout of {:.3f} s ({} token(s) generated)",
+                    t->client_request_id, Seconds(deadline - t->submitted), t->tokens.size());
+    Withdraw(id);
+    Fail(id, DeadlineExceeded(why));
+  }
 }
 
 void Coordinator::AbandonClient(const std::string& identity, Clock::time_point now) {

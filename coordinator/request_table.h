@@ -50,6 +50,7 @@ struct TrackedRequest {
   Utf8Stream utf8;             // holds the start of a character split over tokens
   std::optional<StopStrings> stop_strings;  // holds text that may begin a stop string
   Clock::time_point submitted{};
+  std::optional<Clock::time_point> deadline;  // SubmitRequest.timeout_ms after submitted
   std::optional<Clock::time_point> first_step;
   std::optional<Clock::time_point> first_token;
 };

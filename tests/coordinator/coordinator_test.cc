@@ -216,6 +216,43 @@ TEST_F(CoordinatorTest, TextHeldForAStopStringIsSentAtTheEnd) {
   EXPECT_EQ(tokens, static_cast<int>(out.size()));
 }
 
+// SubmitRequest.timeout_ms: a request not done in time ends with DeadlineExceeded,
+// whether it runs (and then leaves the workers' batch) or waits for a replica.
+TEST_F(CoordinatorTest, ARequestPastItsTimeoutEndsWithDeadlineExceeded) {
+  Start();
+  FakeClient& c = AddClient();
+  proto::ClientMessage waiting;  // no replica is ready yet: it waits in the queue
+  waiting.mutable_submit()->set_client_request_id("q");
+  waiting.mutable_submit()->mutable_token_ids()->add_ids(1);
+  waiting.mutable_submit()->mutable_stop()->set_max_tokens(5);
+  waiting.mutable_submit()->set_timeout_ms(200);
+  const auto t0 = SteadyClock::now();
+  c.Send(waiting);
+  proto::ServerMessage m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "DeadlineExceeded");
+  EXPECT_EQ(m.error().message(), "request 'q' did not finish within its timeout of 0.200 s (0 token(s) generated)");
+  EXPECT_GE(SteadyClock::now() - t0, 190ms);
+
+  FakeWorker& w = AddWorker();
+  w.Start();
+  ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
+  proto::ClientMessage running = waiting;
+  running.mutable_submit()->set_client_request_id("r");
+  c.Send(running);
+  const uint64_t id = ExpectAccepted(c, "r");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{id, 7, proto::FINISH_NONE}});
+  ASSERT_TRUE(ExpectPlan(w).has_value());  // and this step never ends
+  m = Reply(c);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().code(), "DeadlineExceeded");
+  EXPECT_NE(m.error().message().find("(1 token(s) generated)"), std::string::npos) << m.error().message();
+  c.Submit("next", {1, 2}, 1);
+  ASSERT_TRUE(Reply(c).has_accepted());
+}
+
 TEST_F(CoordinatorTest, BadRequestsGetErrorsAndNeverReachAWorker) {
   Start();
   FakeWorker& w = AddWorker();
