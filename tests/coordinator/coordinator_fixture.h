@@ -420,6 +420,14 @@ class CoordinatorTest : public ::testing::Test {
     return m;
   }
 
+  // The plan drops request `leave` (its KV blocks freed) and admits request `join`.
+  static void ExpectLeaveAndJoin(const proto::StepPlan& plan, uint64_t leave, uint64_t join) {
+    ASSERT_EQ(plan.leaves_size(), 1) << plan.DebugString();
+    EXPECT_EQ(plan.leaves(0), leave);
+    ASSERT_EQ(plan.joins_size(), 1) << plan.DebugString();
+    EXPECT_EQ(plan.joins(0).request_id(), join);
+  }
+
   static void ReportFailure(FakeWorker& w, const std::string& message) {
     proto::WorkerMessage failure;
     failure.mutable_failure()->set_message(message);

@@ -37,10 +37,7 @@ TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
   const uint64_t b = ExpectAccepted(watcher, "b");
   std::optional<proto::StepPlan> p3 = ExpectPlan(w);
   ASSERT_TRUE(p3.has_value());
-  ASSERT_EQ(p3->leaves_size(), 1);
-  EXPECT_EQ(p3->leaves(0), a) << "the workers free its KV cache";
-  ASSERT_EQ(p3->joins_size(), 1);
-  EXPECT_EQ(p3->joins(0).request_id(), b);
+  ExpectLeaveAndJoin(*p3, a, b);
 }
 
 // A request that sends nothing until its end (not streaming) is cancelled too: the
@@ -67,10 +64,7 @@ TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
   w.Answer(*p1, {{a, 40, proto::FINISH_NONE}});
   std::optional<proto::StepPlan> p2 = ExpectPlan(w);
   ASSERT_TRUE(p2.has_value());
-  ASSERT_EQ(p2->leaves_size(), 1);
-  EXPECT_EQ(p2->leaves(0), a) << "the workers free its KV cache";
-  ASSERT_EQ(p2->joins_size(), 1);
-  EXPECT_EQ(p2->joins(0).request_id(), s);
+  ExpectLeaveAndJoin(*p2, a, s);
   w.Answer(*p2, {{s, 50, proto::FINISH_LENGTH}});
   proto::ServerMessage m = Reply(stays);
   ASSERT_TRUE(m.has_done()) << m.DebugString();

@@ -425,10 +425,7 @@ TEST_F(CoordinatorTest, CancelSendsDoneAndTheNextPlanCarriesTheLeave) {
   std::optional<proto::StepPlan> p3 = ExpectPlan(w);
   ASSERT_TRUE(p3.has_value());
   EXPECT_EQ(p3->seq(), 3u);
-  ASSERT_EQ(p3->leaves_size(), 1);
-  EXPECT_EQ(p3->leaves(0), a);
-  ASSERT_EQ(p3->joins_size(), 1);
-  EXPECT_EQ(p3->joins(0).request_id(), b);
+  ExpectLeaveAndJoin(*p3, a, b);
 
   c.Cancel("nope");
   m = Reply(c);
