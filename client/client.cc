@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdint>
 
 #include "common/protocol.h"
@@ -91,6 +92,8 @@ Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::millise
       return std::optional<proto::ServerMessage>(std::move(reply));
     }
   } catch (const zmq::error_t& e) {
+    // A signal interrupted the wait: no message; the caller looks at its own flags.
+    if (e.num() == EINTR) return std::optional<proto::ServerMessage>();
     return Unavailable(std::string("receive failed: ") + e.what());
   }
 }

@@ -520,6 +520,42 @@ TEST(ClusterTest, AKilledClientsRequestsAreCancelled) {
   }
 }
 
+// Ctrl-C of flover generate cancels its requests: each ends as "cancelled" with the
+// tokens it had, the exit status is 130, and nothing is left running.
+TEST(ClusterTest, CtrlCOfFloverGenerateCancelsItsRequests) {
+  auto cluster = TestCluster::Start(Stories(1, 2));
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  auto client = (*cluster)->Connect();
+  ASSERT_TRUE(client.ok());
+  const std::string out = ::testing::TempDir() + "/ctrl-c.json";
+  std::remove(out.c_str());
+  Result<ChildProcess> generate = ChildProcess::Spawn(
+      {testing::FloverBinary(), "generate", "--endpoint", (*cluster)->client_endpoint(), "--max-tokens", "480",
+       "--ignore-eos", "--json", "--prompt", "Once upon a time"},
+      "flover generate", out);
+  ASSERT_TRUE(generate.ok()) << generate.status().ToString();
+  for (auto deadline = std::chrono::steady_clock::now() + 20s;;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the request never ran";
+    Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    if (s->replicas(0).running() == 1) break;
+  }
+  generate->Signal(SIGINT);
+  std::optional<std::string> exit;
+  for (auto deadline = std::chrono::steady_clock::now() + 20s; !(exit = generate->PollExit());) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "flover generate did not stop";
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(*exit, "exit 130");
+  std::ifstream in(out);
+  const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(output.find("\"finish_reason\":\"cancelled\""), std::string::npos) << output;
+  Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->replicas(0).running(), 0);
+  EXPECT_EQ(s->abandoned(), 0u) << "cancelled by the client, not left behind";
+}
+
 TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
   // Two TP-2 replicas. Replica 0 runs a greedy and a sampled request, replica 1 another
   // greedy one. Rank 1 of replica 0 is killed once tokens stream: its peer notices in
