@@ -124,6 +124,7 @@ void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> gen
   }
   t->replica = best->index();
   t->model_checked = true;
+  params.stop.stop_strings.clear();  // applied here (t->stop_strings); the workers need none
   best->scheduler()->Add(id, std::move(params), t->priority, t->submitted, std::move(generated));
   t->failure.clear();
   if (t->failovers > 0) {  // the client got its Accepted the first time

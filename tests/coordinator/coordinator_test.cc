@@ -157,6 +157,10 @@ TEST_F(CoordinatorTest, AStopStringEndsTheTextAndTheRequest) {
   for (; answered < out.size(); ++answered) {
     plan = ExpectPlan(w, answered == 0 ? kWait : kQuiet);
     if (!plan) break;  // the request left
+    if (answered == 0) {
+      ASSERT_EQ(plan->joins_size(), 1);
+      EXPECT_EQ(plan->joins(0).stop().stop_strings_size(), 0) << "the coordinator applies them, not the workers";
+    }
     w.Answer(*plan, {{id, out[answered], proto::FINISH_NONE}});
   }
   ASSERT_LT(answered, out.size()) << "the request should have stopped before the last token";
