@@ -8,6 +8,11 @@
 #include "common/protocol.h"
 
 namespace flover {
+namespace {
+// Replies that may wait unread (many requests sent before the first read); the
+// coordinator queues as many per client.
+constexpr int kMaxUnreadReplies = 100000;
+}  // namespace
 
 bool AllReplicasReady(const proto::ClusterStatus& status) {
   if (status.replicas_size() == 0) return false;
@@ -21,7 +26,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
   c->endpoint_ = endpoint;
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
-    c->socket_.set(zmq::sockopt::rcvhwm, 100000);  // replies to many requests sent before the first read
+    c->socket_.set(zmq::sockopt::rcvhwm, kMaxUnreadReplies);
     c->monitor_.Watch(c->socket_, "client");  // one Client per context
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {

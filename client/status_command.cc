@@ -41,7 +41,6 @@ void Print(const proto::ClusterStatus& s) {
   }
 }
 
-
 int Probe(Client& client, const StatusOptions& o) {
   Result<proto::ClusterStatus> status =
       client.FetchStatus(std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));

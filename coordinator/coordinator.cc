@@ -231,12 +231,13 @@ void Coordinator::PollOnce() {
 
 std::chrono::milliseconds Coordinator::PollTimeout(Clock::time_point now) const {
   Clock::duration timeout = std::min<Clock::duration>(kMaxPoll, heartbeat_interval_);
-  timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), next_heartbeat_ - now));
+  auto wake_at = [&](Clock::time_point t) {
+    timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), t - now));
+  };
+  wake_at(next_heartbeat_);
   if (now < probe_until_ || now < client_probe_until_) timeout = std::min<Clock::duration>(timeout, kProbeEvery);
-  if (const auto deadline = store_.next_deadline())
-    timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), *deadline - now));
-  if (!deadlines_.empty())
-    timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), deadlines_.begin()->first - now));
+  if (const auto deadline = store_.next_deadline()) wake_at(*deadline);
+  if (!deadlines_.empty()) wake_at(deadlines_.begin()->first);
   // Wake up when a dynamic batch window closes (a replica with its pipeline full is
   // woken by the result instead). A window that closed already was served by the last
   // Tick(): at least 1 ms then, never a hot loop.

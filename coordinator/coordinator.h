@@ -146,6 +146,9 @@ class Coordinator {
   // most, and then fail with `why`.
   void HoldQueued(const std::string& why);
   void Deliver(const RequestEvent& event, Clock::time_point now);
+  // A TokenEvent for the streaming request `t`: `token` (none for held-back text only)
+  // and its text. False when its client is gone.
+  bool SendTokenEvent(const TrackedRequest& t, std::optional<int> token, std::string text);
   // Sends Done / Error for a request and removes it from requests_.
   void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
   void Fail(uint64_t id, const Status& status);

@@ -280,16 +280,9 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
     t->tokens.push_back(event.token);
     t->text += piece;
     if (!t->first_token) t->first_token = now;
-    if (t->stream) {
-      proto::ServerMessage m;
-      proto::TokenEvent* token = m.mutable_token();
-      token->set_client_request_id(t->client_request_id);
-      token->add_tokens(event.token);
-      token->set_text(std::move(piece));
-      if (!SendToClient(t->client, m)) {
-        AbandonClient(t->client, now);
-        return;
-      }
+    if (t->stream && !SendTokenEvent(*t, event.token, std::move(piece))) {
+      AbandonClient(t->client, now);
+      return;
     }
     if (stopped) {  // the text is complete: what follows the stop string is dropped
       t->stop_strings.reset();
@@ -301,6 +294,15 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
   if (event.finish != FinishReason::kNone) Finish(t->id, event.finish, now);
 }
 
+bool Coordinator::SendTokenEvent(const TrackedRequest& t, std::optional<int> token, std::string text) {
+  proto::ServerMessage m;
+  proto::TokenEvent* event = m.mutable_token();
+  event->set_client_request_id(t.client_request_id);
+  if (token) event->add_tokens(*token);
+  event->set_text(std::move(text));
+  return SendToClient(t.client, m);
+}
+
 void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
@@ -310,12 +312,7 @@ void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now
   tail += t->utf8.Finish();
   if (!tail.empty()) {
     t->text += tail;
-    if (t->stream) {
-      proto::ServerMessage event;
-      event.mutable_token()->set_client_request_id(t->client_request_id);
-      event.mutable_token()->set_text(tail);
-      SendToClient(t->client, event);
-    }
+    if (t->stream) SendTokenEvent(*t, std::nullopt, tail);
   }
   proto::ServerMessage m;
   proto::Done* done = m.mutable_done();

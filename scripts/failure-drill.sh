@@ -42,7 +42,8 @@ trap 'rm -rf "$work"' EXIT
 # daemons' parent). Times are in seconds, from `date +%s.%N`.
 cat > "$work/drill.sh" <<EOF
 set -eu
-since() { awk -v a="\$1" -v b="\$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
+seconds() { awk -v a="\$1" -v b="\$2" 'BEGIN { printf "%.3f", b - a }'; }  # from \$1 to \$2
+since() { seconds "\$1" "\$(date +%s.%N)"; }
 # until_ WHAT CMD...: runs CMD until it succeeds; gives up after 30 s.
 until_() {
   what=\$1; shift; t=\$(date +%s.%N)
@@ -63,7 +64,7 @@ worker)
   tk=\$(date +%s.%N)
   kill -9 \$worker
   wait \$survivor
-  echo "killed worker 0/$rank (pid \$worker) \$(awk -v a=\$t0 -v b=\$tk 'BEGIN { printf "%.3f", b - a }') s into the request"
+  echo "killed worker 0/$rank (pid \$worker) \$(seconds \$t0 \$tk) s into the request"
   echo "request finished \$(since \$tk) s after the kill"
   $flover status --wait-ready 120 > /dev/null
   echo "replica ready \$(since \$tk) s after the kill"

@@ -67,8 +67,6 @@ class StoreAdapter final : public gloo::rendezvous::Store {
   const std::chrono::milliseconds timeout_;
 };
 
-// Runs `body`; returns what Gloo threw (gloo::Exception, gloo::IoException and
-// gloo::EnforceNotMet all derive from std::exception), or nullopt.
 // Gloo's TCP pairs write with writev(), which raises SIGPIPE when the peer has gone: its
 // default action would kill this process instead of letting the collective fail with
 // Unavailable. Ignore it, unless the program installed its own handler.
@@ -77,6 +75,8 @@ void IgnoreSigpipe() {
   if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
 }
 
+// Runs `body`; returns what Gloo threw (gloo::Exception, gloo::IoException and
+// gloo::EnforceNotMet all derive from std::exception), or nullopt.
 template <typename Body>
 std::optional<std::string> RunGloo(Body&& body) {
   try {
