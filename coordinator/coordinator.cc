@@ -1,3 +1,4 @@
+// The ZeroMQ shell of flover-coordinator. See coordinator.h.
 #include "coordinator/coordinator.h"
 
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <cerrno>
 #include <exception>
 #include <iterator>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -20,7 +22,6 @@ namespace flover {
 namespace {
 
 constexpr auto kMaxPoll = std::chrono::milliseconds(100);
-constexpr auto kMinStartupTimeout = std::chrono::seconds(120);
 constexpr int kMaxDrain = 256;                          // messages read per socket per loop turn
 constexpr int64_t kMaxClientMessage = 16 << 20;         // bytes; larger messages drop the peer
 constexpr int64_t kMaxWorkerMessage = 256 << 20;
@@ -78,53 +79,25 @@ bool SendRouted(zmq::socket_t& router, const char* what, const std::string& iden
 // ---------------------------------------------------------------- construction
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, Clock::duration drain_timeout) {
-  if (config.replicas < 1 || config.tensor_parallel < 1)
-    return InvalidArgument(fmt::format("{}: parallel: {} replicas x tensor {} has no worker", config.source,
-                                       config.replicas, config.tensor_parallel));
-  const SchedulerSettings& sched = config.scheduler;
-  if (config.kv_cache.block_size < 1 || sched.max_step_tokens < 1 || sched.max_running < 1 ||
-      sched.max_queued < 1 || sched.pipeline_depth < 1)
-    return InvalidArgument(fmt::format("{}: kv_cache.block_size, scheduler.max_step_tokens, max_running, max_queued "
-                                       "and pipeline_depth must be >= 1",
-                                       config.source));
-  if (!SchedulerPolicyFromName(sched.policy))
-    return InvalidArgument(fmt::format("{}: scheduler.policy: '{}' is not one of fused, dynamic, instances, sequential",
-                                       config.source, sched.policy));
-  if (sched.batch_window_ms < 0 || sched.max_batch < 1)
-    return InvalidArgument(fmt::format("{}: scheduler.batch_window_ms must be >= 0 and max_batch >= 1", config.source));
-  std::optional<Tokenizer> tokenizer;
-  if (!config.model.tokenizer.empty()) {
-    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
-    tokenizer.emplace(std::move(t));
-  }
-  std::unique_ptr<Coordinator> coordinator(
-      new Coordinator(std::move(config), std::move(tokenizer), std::max(drain_timeout, Clock::duration::zero())));
-  FLOVER_RETURN_IF_ERROR(coordinator->BindAll());
+  std::unique_ptr<Coordinator> coordinator(new Coordinator());
+  FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config.endpoints));
+  FLOVER_ASSIGN_OR_RETURN(coordinator->core_, CoordinatorCore::Create(std::move(config), coordinator->endpoints_,
+                                                                      drain_timeout, Clock::now()));
   return coordinator;
 }
 
-Coordinator::Coordinator(ClusterConfig config, std::optional<Tokenizer> tokenizer, Clock::duration drain_timeout)
-    : config_(std::move(config)),
-      tokenizer_(std::move(tokenizer)),
-      heartbeat_interval_(std::chrono::milliseconds(std::max(1, config_.heartbeat.interval_ms))),
-      heartbeat_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.timeout_ms))),
-      startup_timeout_(std::max<Clock::duration>(heartbeat_timeout_, kMinStartupTimeout)),
-      step_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.step_timeout_ms))),
-      drain_timeout_(drain_timeout),
-      context_(1),
+Coordinator::Coordinator()
+    : context_(1),
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
       plans_(context_, zmq::socket_type::pub),
       results_(context_, zmq::socket_type::pull),
       control_monitor_(context_),
-      client_monitor_(context_) {
-  replicas_.reserve(config_.replicas);
-  for (int i = 0; i < config_.replicas; ++i) replicas_.emplace_back(i, config_.tensor_parallel);
-}
+      client_monitor_(context_) {}
 
 Coordinator::~Coordinator() { CloseSockets(); }
 
-Status Coordinator::BindAll() {
+Status Coordinator::BindAll(const EndpointsConfig& wanted) {
   try {
     for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_}) s->set(zmq::sockopt::linger, 0);
     client_.set(zmq::sockopt::maxmsgsize, kMaxClientMessage);
@@ -141,13 +114,10 @@ Status Coordinator::BindAll() {
   } catch (const zmq::error_t& e) {
     return Internal(std::string("cannot configure sockets: ") + e.what());
   }
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.client, Bind(client_, config_.endpoints.client, "client"));
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.control, Bind(control_, config_.endpoints.control, "control"));
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.plans, Bind(plans_, config_.endpoints.plans, "plans"));
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.results, Bind(results_, config_.endpoints.results, "results"));
-  ClusterConfig sent = config_;
-  sent.endpoints = endpoints_;
-  config_yaml_ = ToYaml(sent);
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.client, Bind(client_, wanted.client, "client"));
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.control, Bind(control_, wanted.control, "control"));
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.plans, Bind(plans_, wanted.plans, "plans"));
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.results, Bind(results_, wanted.results, "results"));
   return Status::Ok();
 }
 
@@ -166,12 +136,15 @@ void Coordinator::CloseSockets() {
 // ---------------------------------------------------------------- the loop
 
 void Coordinator::Run() {
-  started_ = Clock::now();
-  next_heartbeat_ = started_;
+  const ClusterConfig& config = core_->config();
   spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}, results {}; {} replica(s) x tensor {}",
-               config_.name, endpoints_.client, endpoints_.control, endpoints_.plans, endpoints_.results,
-               config_.replicas, config_.tensor_parallel);
-  while (!Stopping(Clock::now())) {
+               config.name, endpoints_.client, endpoints_.control, endpoints_.plans, endpoints_.results,
+               config.replicas, config.tensor_parallel);
+  for (;;) {
+    const Clock::time_point now = Clock::now();
+    for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_)
+      core_->RequestStop(now);
+    if (core_->stopped(now)) break;
     try {
       PollOnce();
     } catch (const zmq::error_t& e) {
@@ -183,27 +156,17 @@ void Coordinator::Run() {
       std::this_thread::sleep_for(kErrorBackoff);
     }
   }
-  spdlog::info("stopping{}", requests_.size() > 0 ? fmt::format(" with {} request(s) in flight", requests_.size()) : "");
+  const int n_requests = core_->n_requests();
+  spdlog::info("stopping{}", n_requests > 0 ? fmt::format(" with {} request(s) in flight", n_requests) : "");
   try {
-    ShutdownAll("coordinator is stopping");
+    core_->Shutdown("coordinator is stopping");
+    Flush(Clock::now());
+    // Let the Shutdown and Error messages leave before the context closes.
+    for (zmq::socket_t* s : {&client_, &control_}) s->set(zmq::sockopt::linger, kShutdownLingerMs);
   } catch (const std::exception& e) {
     spdlog::error("shutdown: {}", e.what());
   }
   CloseSockets();
-}
-
-bool Coordinator::Stopping(Clock::time_point now) {
-  const int stops = stops_.load(std::memory_order_relaxed);
-  if (stops == 0) return false;
-  if (stops >= 2 || drain_timeout_ <= Clock::duration::zero()) return true;
-  if (!drain_deadline_) {
-    drain_deadline_ = now + drain_timeout_;
-    if (requests_.size() > 0)
-      spdlog::info("draining: {} request(s) in flight, for up to {:.1f} s (a second signal stops at once); new "
-                   "requests are refused",
-                   requests_.size(), Seconds(drain_timeout_));
-  }
-  return requests_.size() == 0 || now >= *drain_deadline_;
 }
 
 void Coordinator::PollOnce() {
@@ -212,44 +175,24 @@ void Coordinator::PollOnce() {
                                            {results_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_monitor_.handle(), 0, ZMQ_POLLIN, 0},
                                            {client_monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
-  zmq::poll(items, PollTimeout(Clock::now()));
+  const Clock::time_point before = Clock::now();
+  const Clock::duration until_wake = core_->NextWake(before) - before;
+  // Round up so that a wake-up 0.4 ms away does not spin.
+  zmq::poll(items, std::chrono::ceil<std::chrono::milliseconds>(std::min<Clock::duration>(until_wake, kMaxPoll)));
   // Results first: they free blocks and finish requests that new submissions may need.
-  if (items[2].revents & ZMQ_POLLIN) DrainResults();
-  if (items[1].revents & ZMQ_POLLIN) DrainControl();
-  if (items[0].revents & ZMQ_POLLIN) DrainClient();
-  // A closed connection: find out whose, by sending (see Health and Clients that leave).
-  if ((items[3].revents & ZMQ_POLLIN) && control_monitor_.Drain()) {
-    probe_until_ = Clock::now() + kProbeFor;
-    next_heartbeat_ = Clock::now();
-  }
-  if ((items[4].revents & ZMQ_POLLIN) && client_monitor_.Drain()) {
-    client_probe_until_ = Clock::now() + kClientProbeFor;
-    next_client_probe_ = Clock::now();
-  }
-  Tick(Clock::now());
+  if (items[2].revents & ZMQ_POLLIN) DrainResults(Clock::now());
+  if (items[1].revents & ZMQ_POLLIN) DrainControl(Clock::now());
+  if (items[0].revents & ZMQ_POLLIN) DrainClient(Clock::now());
+  if ((items[3].revents & ZMQ_POLLIN) && control_monitor_.Drain()) core_->OnWorkerConnectionClosed(Clock::now());
+  if ((items[4].revents & ZMQ_POLLIN) && client_monitor_.Drain()) core_->OnClientConnectionClosed(Clock::now());
+  // Replies first, so that the peers they find gone are known before the next plans.
+  Flush(Clock::now());
+  const Clock::time_point now = Clock::now();
+  core_->Tick(now);
+  Flush(now);
 }
 
-std::chrono::milliseconds Coordinator::PollTimeout(Clock::time_point now) const {
-  Clock::duration timeout = std::min<Clock::duration>(kMaxPoll, heartbeat_interval_);
-  auto wake_at = [&](Clock::time_point t) {
-    timeout = std::min(timeout, std::max<Clock::duration>(Clock::duration::zero(), t - now));
-  };
-  wake_at(next_heartbeat_);
-  if (now < probe_until_ || now < client_probe_until_) timeout = std::min<Clock::duration>(timeout, kProbeEvery);
-  if (const auto deadline = store_.next_deadline()) wake_at(*deadline);
-  if (!deadlines_.empty()) wake_at(deadlines_.begin()->first);
-  // Wake up when a dynamic batch window closes (a replica with its pipeline full is
-  // woken by the result instead). A window that closed already was served by the last
-  // Tick(): at least 1 ms then, never a hot loop.
-  for (const Replica& replica : replicas_)
-    if (const Scheduler* s = replica.scheduler(); s && s->can_schedule())
-      if (const auto deadline = s->batch_deadline())
-        timeout = std::min(timeout, std::max<Clock::duration>(std::chrono::milliseconds(1), *deadline - now));
-  // Round up so that a deadline 0.4 ms away does not spin.
-  return std::chrono::ceil<std::chrono::milliseconds>(timeout);
-}
-
-void Coordinator::DrainClient() {
+void Coordinator::DrainClient(Clock::time_point now) {
   for (int i = 0; i < kMaxDrain; ++i) {
     std::vector<zmq::message_t> parts;
     if (!zmq::recv_multipart(client_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
@@ -258,20 +201,16 @@ void Coordinator::DrainClient() {
         spdlog::warn("client socket: message of {} frame(s) without a payload; ignored", parts.size());
         continue;
       }
-      const std::string identity = parts.front().to_string();
-      if (parts.size() > 2) {
-        SendToClient(identity, ErrorReply("", InvalidArgument(fmt::format(
-                                                  "a client message is one frame; got {}", parts.size() - 1))));
-        continue;
-      }
-      HandleClient(identity, parts[1].to_string(), Clock::now());
+      std::vector<std::string_view> frames;
+      for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
+      core_->OnClientMessage(parts.front().to_string(), frames, now);
     } catch (const std::exception& e) {
       spdlog::error("client message: {}", e.what());
     }
   }
 }
 
-void Coordinator::DrainControl() {
+void Coordinator::DrainControl(Clock::time_point now) {
   for (int i = 0; i < kMaxDrain; ++i) {
     std::vector<zmq::message_t> parts;
     if (!zmq::recv_multipart(control_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
@@ -281,105 +220,48 @@ void Coordinator::DrainControl() {
                      parts.size());
         continue;
       }
-      HandleControl(parts[0].to_string(), parts[1].to_string(), Clock::now());
+      core_->OnWorkerMessage(parts[0].to_string(), parts[1].to_string_view(), now);
     } catch (const std::exception& e) {
       spdlog::error("control message: {}", e.what());
     }
   }
 }
 
-void Coordinator::DrainResults() {
+void Coordinator::DrainResults(Clock::time_point now) {
   for (int i = 0; i < kMaxDrain; ++i) {
     zmq::message_t message;
     if (!results_.recv(message, zmq::recv_flags::dontwait)) return;
+    // A multi-frame message is read frame by frame; the extra frames fail to parse.
     try {
-      Result<proto::WorkerMessage> parsed = Parse<proto::WorkerMessage>(message.to_string_view());
-      if (!parsed.ok()) {
-        spdlog::warn("results socket: {}; ignored", parsed.status().ToString());
-      } else if (!parsed->has_step_result()) {
-        spdlog::warn("results socket: WorkerMessage without a step_result (body {}); ignored",
-                     static_cast<int>(parsed->body_case()));
-      } else {
-        HandleStepResult(parsed->step_result(), Clock::now());
-      }
-      // A multi-frame message is read frame by frame; the extra frames fail to parse.
+      core_->OnResultMessage(message.to_string_view(), now);
     } catch (const std::exception& e) {
       spdlog::error("step result: {}", e.what());
     }
   }
 }
 
-void Coordinator::Tick(Clock::time_point now) {
-  CheckHealth(now);
-  SendHeartbeats(now);
-  ProbeClients(now);
-  for (const RendezvousStore::Reply& reply : store_.Expire(now)) {
-    proto::CoordinatorMessage m;
-    *m.mutable_store_value() = reply.value;
-    SendToWorker(reply.identity, m);
+void Coordinator::Flush(Clock::time_point now) {
+  for (Outbox out = core_->TakeOutbox(); !out.empty(); out = core_->TakeOutbox()) {
+    for (const Outbox::Plan& plan : out.plans) {
+      const std::string topic = PlanTopic(plan.replica);
+      const std::string payload = Serialize(plan.message);
+      const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(topic), zmq::buffer(payload)};
+      (void)zmq::send_multipart(plans_, frames, zmq::send_flags::dontwait);
+    }
+    // Once a send finds a peer gone, its other messages are not tried.
+    std::vector<std::string> gone_workers;
+    for (const Outbox::ToWorker& m : out.workers) {
+      if (std::find(gone_workers.begin(), gone_workers.end(), m.identity) != gone_workers.end()) continue;
+      if (!SendRouted(control_, "worker", m.identity, Serialize(m.message))) gone_workers.push_back(m.identity);
+    }
+    std::vector<std::string> gone_clients;
+    for (const Outbox::ToClient& m : out.clients) {
+      if (std::find(gone_clients.begin(), gone_clients.end(), m.identity) != gone_clients.end()) continue;
+      if (!SendRouted(client_, "client", m.identity, Serialize(m.message))) gone_clients.push_back(m.identity);
+    }
+    for (const std::string& identity : gone_workers) core_->OnWorkerUnreachable(identity, now);
+    for (const std::string& identity : gone_clients) core_->OnClientUnreachable(identity, now);
   }
-  ExpireQueued(now);
-  ExpireDeadlines(now);
-  RunSteps(now);
-}
-
-void Coordinator::ShutdownAll(const std::string& reason) {
-  for (uint64_t id : requests_.ids()) Fail(id, Unavailable("the coordinator is shutting down"));
-  queued_.clear();
-  proto::CoordinatorMessage m;
-  m.mutable_shutdown()->set_reason(reason);
-  for (Replica& replica : replicas_)
-    for (WorkerSlot& w : replica.workers())
-      if (w.live()) SendToWorker(w.identity, m);
-  // Let the Shutdown and Error messages leave before the context closes.
-  for (zmq::socket_t* s : {&client_, &control_}) s->set(zmq::sockopt::linger, kShutdownLingerMs);
-}
-
-// ---------------------------------------------------------------- helpers
-
-bool Coordinator::AnyReady() const {
-  return std::any_of(replicas_.begin(), replicas_.end(),
-                     [](const Replica& r) { return r.state() == Replica::State::kReady; });
-}
-
-bool Coordinator::AnyStarting() const {
-  return std::any_of(replicas_.begin(), replicas_.end(),
-                     [](const Replica& r) { return r.state() == Replica::State::kStarting; });
-}
-
-int Coordinator::NQueued() const {
-  int n = static_cast<int>(queued_.size());
-  for (const Replica& r : replicas_)
-    if (const Scheduler* s = r.scheduler()) n += s->n_waiting();
-  return n;
-}
-
-void Coordinator::RefreshKvCapacity() {
-  int64_t smallest = 0;
-  for (const Replica& r : replicas_) {
-    if (r.state() != Replica::State::kReady) continue;
-    const int64_t pool = static_cast<int64_t>(r.n_kv_blocks()) * config_.kv_cache.block_size;
-    if (smallest == 0 || pool < smallest) smallest = pool;
-  }
-  if (smallest > 0) kv_capacity_tokens_ = smallest;
-}
-
-std::string Coordinator::UnhealthySummary() const {
-  std::string out;
-  for (const Replica& r : replicas_) {
-    if (r.state() != Replica::State::kUnhealthy) continue;
-    if (!out.empty()) out += "; ";
-    out += r.error();
-  }
-  return out.empty() ? "no replica is ready" : out;
-}
-
-bool Coordinator::SendToClient(const std::string& identity, const proto::ServerMessage& message) {
-  return SendRouted(client_, "client", identity, Serialize(message));
-}
-
-bool Coordinator::SendToWorker(const std::string& identity, const proto::CoordinatorMessage& message) {
-  return SendRouted(control_, "worker", identity, Serialize(message));
 }
 
 }  // namespace flover

@@ -1,8 +1,8 @@
-// The harness of the coordinator's protocol-level tests: the real Coordinator runs in a
-// thread on tcp://127.0.0.1:* endpoints; scripted fake workers (DEALER + SUB + PUSH) and
-// clients (DEALER) speak flover.proto to it over real ZeroMQ sockets. The tests are in
-// coordinator_test.cc (the client API), coordinator_health_test.cc (workers, health),
-// coordinator_failover_test.cc and coordinator_stop_test.cc (stopping; clients that leave).
+// The harness of the coordinator shell's tests (coordinator_shell_test.cc): the real
+// Coordinator runs in a thread on tcp://127.0.0.1:* endpoints; scripted fake workers
+// (DEALER + SUB + PUSH) and clients (DEALER) speak flover.proto to it over real ZeroMQ
+// sockets. Waits are upper bounds for what must happen (kWait, long: only a failing test
+// waits that long); the decisions are tested without sockets (core_harness.h).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -33,7 +33,7 @@ using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr milliseconds kWait = 3000ms;      // upper bound for something that must happen
+constexpr milliseconds kWait = 30000ms;     // upper bound for something that must happen
 constexpr milliseconds kQuiet = 250ms;      // how long "nothing happens" is watched
 constexpr milliseconds kBeatEvery = 40ms;   // fake workers' heartbeat period
 constexpr milliseconds kSubscribe = 150ms;  // lets a SUB subscription reach the PUB
@@ -255,6 +255,11 @@ class FakeClient {
 
   void Send(proto::ClientMessage m) { SendRaw(Serialize(std::move(m))); }
   void SendRaw(const std::string& bytes) { socket_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void SendFrames(const std::vector<std::string>& frames) {
+    std::vector<zmq::const_buffer> buffers;
+    for (const std::string& f : frames) buffers.push_back(zmq::buffer(f));
+    zmq::send_multipart(socket_, buffers);
+  }
 
   void Submit(const std::string& id, std::vector<int> prompt, int max_tokens, bool stream = true) {
     proto::ClientMessage m;

@@ -1,6 +1,6 @@
 // The client API of the coordinator's loop: submissions, cancellations, status, and
-// what goes back to the clients (tokens, Done, errors). See coordinator.h.
-#include "coordinator/coordinator.h"
+// what goes back to the clients (tokens, Done, errors). See coordinator_core.h.
+#include "coordinator/coordinator_core.h"
 
 #include <algorithm>
 #include <set>
@@ -14,38 +14,10 @@
 
 namespace flover {
 
-void Coordinator::HandleClient(const std::string& identity, const std::string& payload, Clock::time_point now) {
-  Result<proto::ClientMessage> message = ParseClientMessage(payload);
-  if (!message.ok()) {
-    spdlog::debug("client message rejected: {}", message.status().ToString());
-    // Answer with the request's id when the bytes are readable at all (unknown fields,
-    // wrong version), so the client can tell which request was refused.
-    proto::ClientMessage lenient;
-    std::string id;
-    if (lenient.ParseFromString(payload)) {
-      if (lenient.has_submit()) id = lenient.submit().client_request_id();
-      if (lenient.has_cancel()) id = lenient.cancel().client_request_id();
-    }
-    SendToClient(identity, ErrorReply(id, message.status()));
-    return;
-  }
-  switch (message->body_case()) {
-    case proto::ClientMessage::kSubmit: HandleSubmit(identity, message->submit(), now); break;
-    case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
-    case proto::ClientMessage::kStatus: {
-      proto::ServerMessage reply;
-      *reply.mutable_status() = BuildStatus(now);
-      SendToClient(identity, reply);
-      break;
-    }
-    case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
-  }
-}
-
-void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit,
+void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit,
                                Clock::time_point now) {
   const std::string& cid = submit.client_request_id();
-  if (stops_.load(std::memory_order_relaxed) > 0) {  // draining (or about to)
+  if (draining()) {
     SendToClient(identity, ErrorReply(cid, Unavailable("the coordinator is shutting down; no new requests")));
     return;
   }
@@ -105,7 +77,7 @@ void Coordinator::HandleSubmit(const std::string& identity, const proto::SubmitR
                 starting ? "yet" : "while the failed ones may come back");
 }
 
-void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> generated) {
+void CoordinatorCore::Assign(uint64_t id, RequestParams params, std::vector<int> generated) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   Replica* best = nullptr;
@@ -137,10 +109,10 @@ void Coordinator::Assign(uint64_t id, RequestParams params, std::vector<int> gen
   accepted->set_request_id(id);
   accepted->set_prompt_tokens(t->prompt_tokens);
   accepted->set_replica(best->index());
-  SendToClient(t->client, reply);
+  SendToClient(t->client, std::move(reply));
 }
 
-void Coordinator::AdmitQueued() {
+void CoordinatorCore::AdmitQueued() {
   while (!queued_.empty() && AnyReady()) {
     const uint64_t id = queued_.front();
     queued_.pop_front();
@@ -150,7 +122,7 @@ void Coordinator::AdmitQueued() {
   }
 }
 
-void Coordinator::ExpireQueued(Clock::time_point now) {
+void CoordinatorCore::ExpireQueued(Clock::time_point now) {
   // Deadlines are not in queue order: requests moved from a failed replica go first.
   for (auto it = queued_.begin(); it != queued_.end();) {
     TrackedRequest* t = requests_.Find(*it);
@@ -168,7 +140,7 @@ void Coordinator::ExpireQueued(Clock::time_point now) {
   }
 }
 
-void Coordinator::HoldQueued(const std::string& why) {
+void CoordinatorCore::HoldQueued(const std::string& why) {
   for (uint64_t id : queued_) {
     TrackedRequest* t = requests_.Find(id);
     if (!t || !t->failure.empty()) continue;
@@ -177,7 +149,7 @@ void Coordinator::HoldQueued(const std::string& why) {
   }
 }
 
-void Coordinator::FailQueued(const Status& status) {
+void CoordinatorCore::FailQueued(const Status& status) {
   for (auto it = queued_.begin(); it != queued_.end();) {
     TrackedRequest* t = requests_.Find(*it);
     if (t && !t->failure.empty()) {  // moved from a failed replica: waits for its deadline
@@ -189,7 +161,7 @@ void Coordinator::FailQueued(const Status& status) {
   }
 }
 
-void Coordinator::HandleCancel(const std::string& identity, const proto::CancelRequest& cancel,
+void CoordinatorCore::HandleCancel(const std::string& identity, const proto::CancelRequest& cancel,
                                Clock::time_point now) {
   TrackedRequest* t = requests_.FindByClient(identity, cancel.client_request_id());
   if (!t) {
@@ -201,7 +173,7 @@ void Coordinator::HandleCancel(const std::string& identity, const proto::CancelR
   Cancel(t->id, now);
 }
 
-void Coordinator::Withdraw(uint64_t id) {
+void CoordinatorCore::Withdraw(uint64_t id) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   if (t->replica < 0) {
@@ -211,13 +183,13 @@ void Coordinator::Withdraw(uint64_t id) {
   }
 }
 
-void Coordinator::Cancel(uint64_t id, Clock::time_point now, FinishReason reason) {
+void CoordinatorCore::Cancel(uint64_t id, Clock::time_point now, FinishReason reason) {
   Withdraw(id);
   spdlog::debug("request {} ends ({})", id, FinishReasonName(reason));
   Finish(id, reason, now);
 }
 
-void Coordinator::ExpireDeadlines(Clock::time_point now) {
+void CoordinatorCore::ExpireDeadlines(Clock::time_point now) {
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
     const auto [deadline, id] = *deadlines_.begin();
     deadlines_.erase(deadlines_.begin());
@@ -231,7 +203,7 @@ void Coordinator::ExpireDeadlines(Clock::time_point now) {
   }
 }
 
-void Coordinator::AbandonClient(const std::string& identity, Clock::time_point now) {
+void CoordinatorCore::AbandonClient(const std::string& identity, Clock::time_point now) {
   int n = 0;
   for (uint64_t id : requests_.ids()) {
     const TrackedRequest* t = requests_.Find(id);
@@ -239,28 +211,26 @@ void Coordinator::AbandonClient(const std::string& identity, Clock::time_point n
     Cancel(id, now);
     ++n;
   }
+  if (n == 0) return;
   abandoned_ += n;
   spdlog::info("a client left with {} request(s) in flight: cancelled", n);
 }
 
-void Coordinator::ProbeClients(Clock::time_point now) {
+void CoordinatorCore::ProbeClients(Clock::time_point now) {
   if (now >= client_probe_until_ || now < next_client_probe_) return;
   next_client_probe_ = now + kProbeEvery;
   // Streaming requests that already produce tokens find out at their next one.
   std::set<std::string> probed;
-  std::vector<std::string> gone;
   proto::ServerMessage keepalive;
   keepalive.mutable_keepalive();
   for (uint64_t id : requests_.ids()) {
     const TrackedRequest* t = requests_.Find(id);
     if (t->stream && !t->tokens.empty()) continue;
-    if (!probed.insert(t->client).second) continue;
-    if (!SendToClient(t->client, keepalive)) gone.push_back(t->client);
+    if (probed.insert(t->client).second) SendToClient(t->client, keepalive);
   }
-  for (const std::string& identity : gone) AbandonClient(identity, now);
 }
 
-void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
+void CoordinatorCore::Deliver(const RequestEvent& event, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(event.request_id);
   if (!t) {
     spdlog::debug("step output for request {}, which is no longer in flight (cancelled); ignored", event.request_id);
@@ -280,10 +250,7 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
     t->tokens.push_back(event.token);
     t->text += piece;
     if (!t->first_token) t->first_token = now;
-    if (t->stream && !SendTokenEvent(*t, event.token, std::move(piece))) {
-      AbandonClient(t->client, now);
-      return;
-    }
+    if (t->stream) SendTokenEvent(*t, event.token, std::move(piece));
     if (stopped) {  // the text is complete: what follows the stop string is dropped
       t->stop_strings.reset();
       t->utf8 = Utf8Stream();
@@ -294,16 +261,16 @@ void Coordinator::Deliver(const RequestEvent& event, Clock::time_point now) {
   if (event.finish != FinishReason::kNone) Finish(t->id, event.finish, now);
 }
 
-bool Coordinator::SendTokenEvent(const TrackedRequest& t, std::optional<int> token, std::string text) {
+void CoordinatorCore::SendTokenEvent(const TrackedRequest& t, std::optional<int> token, std::string text) {
   proto::ServerMessage m;
   proto::TokenEvent* event = m.mutable_token();
   event->set_client_request_id(t.client_request_id);
   if (token) event->add_tokens(*token);
   event->set_text(std::move(text));
-  return SendToClient(t.client, m);
+  SendToClient(t.client, std::move(m));
 }
 
-void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
+void CoordinatorCore::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   // What was held back: text that could have begun a stop string, and an unfinished
@@ -336,70 +303,16 @@ void Coordinator::Finish(uint64_t id, FinishReason reason, Clock::time_point now
       sample.per_token_s = Seconds(now - *t->first_token) / static_cast<double>(t->tokens.size() - 1);
     latency_.Add(sample);
   }
-  SendToClient(t->client, m);
+  SendToClient(t->client, std::move(m));
   requests_.Remove(id);
   ++completed_;
 }
 
-void Coordinator::Fail(uint64_t id, const Status& status) {
+void CoordinatorCore::Fail(uint64_t id, const Status& status) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   SendToClient(t->client, ErrorReply(t->client_request_id, status));
   requests_.Remove(id);
-}
-
-proto::ClusterStatus Coordinator::BuildStatus(Clock::time_point now) const {
-  proto::ClusterStatus s;
-  s.set_name(config_.name);
-  if (model_) *s.mutable_model() = *model_;
-  for (const Replica& r : replicas_) {
-    proto::ReplicaStatus* rs = s.add_replicas();
-    rs->set_replica(r.index());
-    rs->set_state(Replica::StateName(r.state()));
-    for (const WorkerSlot& w : r.workers()) {
-      proto::WorkerStatus* ws = rs->add_workers();
-      ws->set_replica(w.replica);
-      ws->set_rank(w.rank);
-      ws->set_state(WorkerStateName(w.state));
-      ws->set_host(w.host);
-      ws->set_pid(w.pid);
-      ws->set_device(w.device);
-      if (w.state != WorkerState::kAbsent) ws->set_last_heartbeat_age_s(Seconds(now - w.last_seen));
-    }
-    if (const Scheduler* sched = r.scheduler()) {
-      rs->set_running(sched->n_running());
-      rs->set_waiting(sched->n_waiting());
-      rs->set_kv_blocks_total(sched->n_blocks());
-      rs->set_kv_blocks_used(sched->n_used_blocks());
-    }
-    rs->set_steps_per_second(r.rate().steps_per_second(now));
-    rs->set_tokens_per_second(r.rate().tokens_per_second(now));
-    rs->set_steps(r.steps());
-    rs->set_tokens_generated(r.tokens_generated());
-    rs->set_step_compute_seconds(r.step_compute_seconds());
-    rs->set_error(r.error());
-  }
-  s.set_queued(NQueued());
-  s.set_completed(completed_);
-  s.set_moved(moved_);
-  s.set_abandoned(abandoned_);
-  const LatencyWindow::Summary latency = latency_.Summarize(now);
-  proto::LatencySummary* ls = s.mutable_latency();
-  ls->set_window_seconds(Seconds(latency_.window()));
-  ls->set_requests(static_cast<uint32_t>(latency.requests));
-  const std::pair<proto::LatencyPercentiles*, const LatencyStats*> fields[] = {
-      {ls->mutable_queue(), &latency.queue},
-      {ls->mutable_first_token(), &latency.first_token},
-      {ls->mutable_per_token(), &latency.per_token},
-      {ls->mutable_total(), &latency.total}};
-  for (const auto& [out, in] : fields) {
-    out->set_mean(in->mean);
-    out->set_p50(in->p50);
-    out->set_p90(in->p90);
-    out->set_p99(in->p99);
-  }
-  s.set_uptime_seconds(Seconds(now - started_));
-  return s;
 }
 
 }  // namespace flover

@@ -1,6 +1,6 @@
 // The worker side of the coordinator's loop: registration, readiness, step results,
-// health, heartbeats, and publishing the step plans. See coordinator.h.
-#include "coordinator/coordinator.h"
+// health, heartbeats, and publishing the step plans. See coordinator_core.h.
+#include "coordinator/coordinator_core.h"
 
 #include <algorithm>
 #include <array>
@@ -8,15 +8,12 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <zmq_addon.hpp>
 
 #include "common/block_allocator.h"
 #include "common/protocol.h"
 
 namespace flover {
 namespace {
-
-std::string PlanTopic(int replica) { return "replica/" + std::to_string(replica) + "/"; }
 
 // Models agree when every shape field does (descriptions may differ per rank).
 bool SameModel(const proto::ModelInfo& a, const proto::ModelInfo& b) {
@@ -37,13 +34,13 @@ std::string WorkerName(const WorkerSlot& w) {
 
 }  // namespace
 
-WorkerSlot* Coordinator::FindWorker(const std::string& identity) {
+WorkerSlot* CoordinatorCore::FindWorker(const std::string& identity) {
   auto it = worker_by_identity_.find(identity);
   if (it == worker_by_identity_.end()) return nullptr;
   return &replicas_[it->second.first].worker(it->second.second);
 }
 
-void Coordinator::HandleControl(const std::string& identity, const std::string& payload, Clock::time_point now) {
+void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now) {
   Result<proto::WorkerMessage> message = Parse<proto::WorkerMessage>(payload);
   if (!message.ok()) {
     spdlog::warn("control socket: {}; ignored", message.status().ToString());
@@ -80,7 +77,7 @@ void Coordinator::HandleControl(const std::string& identity, const std::string& 
   }
   Replica& replica = replicas_[slot->replica];
   switch (body) {
-    case proto::WorkerMessage::kReady: HandleReady(*slot, message->ready()); break;
+    case proto::WorkerMessage::kReady: HandleReady(*slot, message->ready(), now); break;
     case proto::WorkerMessage::kStoreSet: {
       for (const RendezvousStore::Reply& reply :
            store_.Set(slot->replica, message->store_set().key(), message->store_set().value())) {
@@ -106,7 +103,7 @@ void Coordinator::HandleControl(const std::string& identity, const std::string& 
                      message->heartbeat().rank());
       break;
     case proto::WorkerMessage::kFailure:
-      MarkUnhealthy(replica, fmt::format("{} failed: {}", WorkerName(*slot), message->failure().message()));
+      MarkUnhealthy(replica, fmt::format("{} failed: {}", WorkerName(*slot), message->failure().message()), now);
       break;
     default:
       spdlog::warn("control socket: unexpected message (body {}) from {}; ignored", static_cast<int>(body),
@@ -115,7 +112,7 @@ void Coordinator::HandleControl(const std::string& identity, const std::string& 
   }
 }
 
-void Coordinator::HandleRegister(const std::string& identity, const proto::RegisterWorker& reg,
+void CoordinatorCore::HandleRegister(const std::string& identity, const proto::RegisterWorker& reg,
                                  Clock::time_point now) {
   proto::CoordinatorMessage m;
   proto::RegisterReply* reply = m.mutable_register_reply();
@@ -168,7 +165,7 @@ void Coordinator::HandleRegister(const std::string& identity, const proto::Regis
   SendToWorker(identity, m);
 }
 
-void Coordinator::HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready) {
+void CoordinatorCore::HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready, Clock::time_point now) {
   if (ready.replica() != slot.replica || ready.rank() != slot.rank) {
     spdlog::warn("{} reports ready as replica {} rank {}; ignored", WorkerName(slot), ready.replica(), ready.rank());
     return;
@@ -182,36 +179,36 @@ void Coordinator::HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready)
   slot.kv_blocks = ready.kv_blocks();
   spdlog::info("{} ready: {}, {} KV blocks", WorkerName(slot), Describe(slot.model), slot.kv_blocks);
   Replica& replica = replicas_[slot.replica];
-  if (replica.state() == Replica::State::kStarting && replica.all_ready()) TryMakeReady(replica);
+  if (replica.state() == Replica::State::kStarting && replica.all_ready()) TryMakeReady(replica, now);
 }
 
-void Coordinator::TryMakeReady(Replica& replica) {
+void CoordinatorCore::TryMakeReady(Replica& replica, Clock::time_point now) {
   const std::vector<WorkerSlot>& workers = replica.workers();
   const proto::ModelInfo& model = workers.front().model;
   int kv_blocks = std::numeric_limits<int>::max();
   for (const WorkerSlot& w : workers) {
     if (!SameModel(w.model, model)) {
       MarkUnhealthy(replica, fmt::format("ranks disagree on the model: rank 0 has {}, rank {} has {}",
-                                         Describe(model), w.rank, Describe(w.model)));
+                                         Describe(model), w.rank, Describe(w.model)), now);
       return;
     }
     if (w.kv_blocks < 1) {
-      MarkUnhealthy(replica, fmt::format("{} reported {} KV blocks", WorkerName(w), w.kv_blocks));
+      MarkUnhealthy(replica, fmt::format("{} reported {} KV blocks", WorkerName(w), w.kv_blocks), now);
       return;
     }
     kv_blocks = std::min(kv_blocks, w.kv_blocks);
   }
   const ModelSpec spec = FromProto(model);
   if (Status s = spec.Validate(); !s.ok()) {
-    MarkUnhealthy(replica, "the workers report an invalid model: " + s.message());
+    MarkUnhealthy(replica, "the workers report an invalid model: " + s.message(), now);
     return;
   }
   if (Status s = ValidateAgainstModel(config_, spec); !s.ok()) {
-    MarkUnhealthy(replica, s.message());
+    MarkUnhealthy(replica, s.message(), now);
     return;
   }
   if (model_ && !SameModel(*model_, model)) {
-    MarkUnhealthy(replica, fmt::format("it serves {}, but the cluster serves {}", Describe(model), Describe(*model_)));
+    MarkUnhealthy(replica, fmt::format("it serves {}, but the cluster serves {}", Describe(model), Describe(*model_)), now);
     return;
   }
   if (tokenizer_ && tokenizer_->vocab_size() != spec.vocab_size)
@@ -243,9 +240,9 @@ void Coordinator::TryMakeReady(Replica& replica) {
   AdmitQueued();
 }
 
-void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
+void CoordinatorCore::MarkUnhealthy(Replica& replica, const std::string& reason, Clock::time_point now) {
   if (replica.state() == Replica::State::kUnhealthy) return;
-  recovery_until_ = Clock::now() + std::chrono::milliseconds(config_.scheduler.failover_wait_ms);
+  recovery_until_ = now + std::chrono::milliseconds(config_.scheduler.failover_wait_ms);
   const std::string message = fmt::format("replica {} is unhealthy: {}", replica.index(), reason);
   spdlog::error("{}", message);
   proto::CoordinatorMessage shutdown;
@@ -271,7 +268,7 @@ void Coordinator::MarkUnhealthy(Replica& replica, const std::string& reason) {
     FailQueued(Unavailable(why));
 }
 
-bool Coordinator::Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting) {
+bool CoordinatorCore::Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting) {
   TrackedRequest* t = requests_.Find(request.id);
   const bool ready = AnyReady();
   if (t->failovers >= kMaxFailovers || (!ready && config_.scheduler.failover_wait_ms <= 0)) return false;
@@ -297,7 +294,7 @@ bool Coordinator::Failover(TakenRequest& request, const std::string& why, std::v
   return true;
 }
 
-void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_point now) {
+void CoordinatorCore::HandleStepResult(const proto::StepResult& result, Clock::time_point now) {
   if (result.replica() < 0 || result.replica() >= config_.replicas) {
     spdlog::warn("step result for replica {}, which is not part of this cluster; ignored", result.replica());
     return;
@@ -311,7 +308,7 @@ void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_
   WorkerSlot& rank0 = replica.worker(0);
   if (rank0.live()) rank0.last_seen = now;
   if (!result.error().empty()) {
-    MarkUnhealthy(replica, fmt::format("step {} failed: {}", result.seq(), result.error()));
+    MarkUnhealthy(replica, fmt::format("step {} failed: {}", result.seq(), result.error()), now);
     return;
   }
   // A token outside the vocabulary means a broken worker (or device): its replica is not
@@ -319,7 +316,7 @@ void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_
   for (const proto::TokenOutput& out : result.outputs()) {
     if (out.token() < -1 || out.token() >= spec_.vocab_size) {
       MarkUnhealthy(replica, fmt::format("step {} returned token {} for request {}, outside the vocabulary of {}",
-                                         result.seq(), out.token(), out.request_id(), spec_.vocab_size));
+                                         result.seq(), out.token(), out.request_id(), spec_.vocab_size), now);
       return;
     }
   }
@@ -334,7 +331,7 @@ void Coordinator::HandleStepResult(const proto::StepResult& result, Clock::time_
   for (const RequestEvent& event : applied->events) Deliver(event, now);
 }
 
-void Coordinator::CheckHealth(Clock::time_point now) {
+void CoordinatorCore::CheckHealth(Clock::time_point now) {
   for (Replica& replica : replicas_) {
     if (replica.state() == Replica::State::kUnhealthy) continue;
     for (const WorkerSlot& w : replica.workers()) {
@@ -342,23 +339,22 @@ void Coordinator::CheckHealth(Clock::time_point now) {
       const Clock::duration limit = w.state == WorkerState::kReady ? heartbeat_timeout_ : startup_timeout_;
       const Clock::duration silence = now - w.last_seen;
       if (silence > limit) {
-        MarkUnhealthy(replica, fmt::format("{} missed heartbeats for {:.1f} s", WorkerName(w), Seconds(silence)));
+        MarkUnhealthy(replica, fmt::format("{} missed heartbeats for {:.1f} s", WorkerName(w), Seconds(silence)), now);
         break;
       }
     }
     if (replica.state() != Replica::State::kReady) continue;
     if (const auto oldest = replica.oldest_in_flight(); oldest && now - oldest->second > step_timeout_)
       MarkUnhealthy(replica, fmt::format("step {} got no result within {:.1f} s (heartbeat.step_timeout_ms)",
-                                         oldest->first, Seconds(step_timeout_)));
+                                         oldest->first, Seconds(step_timeout_)), now);
   }
 }
 
-void Coordinator::SendHeartbeats(Clock::time_point now) {
+void CoordinatorCore::SendHeartbeats(Clock::time_point now) {
   if (now < next_heartbeat_) return;
   next_heartbeat_ = now + (now < probe_until_ ? std::min<Clock::duration>(kProbeEvery, heartbeat_interval_)
                                               : heartbeat_interval_);
   for (Replica& replica : replicas_) {
-    const WorkerSlot* gone = nullptr;
     for (const WorkerSlot& w : replica.workers()) {
       if (!w.live()) continue;
       proto::CoordinatorMessage m;
@@ -366,19 +362,22 @@ void Coordinator::SendHeartbeats(Clock::time_point now) {
       hb->set_replica(w.replica);
       hb->set_rank(w.rank);
       hb->set_last_plan_seq(replica.last_plan_seq());
-      if (!SendToWorker(w.identity, m)) {
-        gone = &w;
-        break;
-      }
+      SendToWorker(w.identity, std::move(m));
     }
-    if (gone)
-      MarkUnhealthy(replica, fmt::format("{} disconnected (its process exited, or the network dropped its "
-                                         "connection to the coordinator)",
-                                         WorkerName(*gone)));
   }
 }
 
-void Coordinator::RunSteps(Clock::time_point now) {
+void CoordinatorCore::OnWorkerUnreachable(const std::string& identity, Clock::time_point now) {
+  const WorkerSlot* gone = FindWorker(identity);
+  if (!gone) return;  // told to shut down already
+  MarkUnhealthy(replicas_[gone->replica],
+                fmt::format("{} disconnected (its process exited, or the network dropped its connection to the "
+                            "coordinator)",
+                            WorkerName(*gone)),
+                now);
+}
+
+void CoordinatorCore::RunSteps(Clock::time_point now) {
   for (Replica& replica : replicas_) {
     Scheduler* scheduler = replica.scheduler();
     if (!scheduler) continue;
@@ -387,14 +386,10 @@ void Coordinator::RunSteps(Clock::time_point now) {
       if (!plan) break;
       for (const proto::PlanEntry& entry : plan->entries())
         if (TrackedRequest* t = requests_.Find(entry.request_id()); t && !t->first_step) t->first_step = now;
-      const uint64_t seq = plan->seq();
-      proto::CoordinatorMessage m;
-      *m.mutable_plan() = std::move(*plan);
-      const std::string topic = PlanTopic(replica.index());
-      const std::string payload = Serialize(m);
-      const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(topic), zmq::buffer(payload)};
-      zmq::send_multipart(plans_, frames, zmq::send_flags::dontwait);
-      replica.OnPlanPublished(seq, now);
+      replica.OnPlanPublished(plan->seq(), now);
+      Outbox::Plan& published = outbox_.plans.emplace_back();
+      published.replica = replica.index();
+      *published.message.mutable_plan() = std::move(*plan);
     }
   }
 }

@@ -1,6 +1,6 @@
 // Stopping: the drain, the shutdown, and clients that leave with requests in flight
-// (harness: coordinator_fixture.h).
-#include "tests/coordinator/coordinator_fixture.h"
+// (harness: core_harness.h).
+#include "tests/coordinator/core_harness.h"
 
 namespace flover {
 namespace {
@@ -9,13 +9,13 @@ using namespace coordinator_testing;
 
 // A client that leaves (its process killed) leaves no work behind: its streaming request
 // is cancelled when its next token cannot be delivered.
-TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
+TEST_F(CoreTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
   Start();
-  FakeWorker& w = AddWorker();
+  SimWorker& w = AddWorker();
   w.Start();
-  FakeClient& leaver = AddClient();
-  FakeClient& watcher = AddClient();
-  ASSERT_TRUE(WaitReplicaState(watcher, 0, "ready"));
+  SimClient& leaver = AddClient();
+  SimClient& watcher = AddClient();
+  ASSERT_EQ(ReplicaState(watcher, 0), "ready");
   leaver.Submit("a", {1, 2}, 10);
   const uint64_t a = ExpectAccepted(leaver, "a");
   std::optional<proto::StepPlan> p1 = ExpectPlan(w);
@@ -26,9 +26,9 @@ TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
   ASSERT_TRUE(p2.has_value());
 
   leaver.Disconnect();
-  std::this_thread::sleep_for(100ms);  // the coordinator sees the connection close
+  Advance(100ms);  // the coordinator sees the connection close
   w.Answer(*p2, {{a, 41, proto::FINISH_NONE}});  // a token nobody can receive
-  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value()) << "the request was cancelled: nothing to run";
+  EXPECT_FALSE(QuietPlan(w).has_value()) << "the request was cancelled: nothing to run";
   const proto::ClusterStatus s = GetStatus(watcher);
   EXPECT_EQ(s.abandoned(), 1u);
   EXPECT_EQ(s.replicas(0).running(), 0);
@@ -42,14 +42,14 @@ TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
 
 // A request that sends nothing until its end (not streaming) is cancelled too: the
 // coordinator checks the clients of such requests when a client connection closes.
-TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
+TEST_F(CoreTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
   Start();
-  FakeWorker& w = AddWorker();
+  SimWorker& w = AddWorker();
   w.Start();
-  FakeClient& leaver = AddClient();
-  FakeClient& stays = AddClient();  // its request is checked too, and is not cancelled
-  FakeClient& watcher = AddClient();
-  ASSERT_TRUE(WaitReplicaState(watcher, 0, "ready"));
+  SimClient& leaver = AddClient();
+  SimClient& stays = AddClient();  // its request is checked too, and is not cancelled
+  SimClient& watcher = AddClient();
+  ASSERT_EQ(ReplicaState(watcher, 0), "ready");
   leaver.Submit("a", {1, 2}, 10, /*stream=*/false);
   const uint64_t a = ExpectAccepted(leaver, "a");
   std::optional<proto::StepPlan> p1 = ExpectPlan(w);
@@ -58,9 +58,7 @@ TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
   const uint64_t s = ExpectAccepted(stays, "s");
 
   leaver.Disconnect();
-  const auto deadline = SteadyClock::now() + kWait;
-  while (GetStatus(watcher).abandoned() == 0 && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
-  EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
+  EXPECT_EQ(GetStatus(watcher).abandoned(), 1u) << "found at once by a keepalive";
   w.Answer(*p1, {{a, 40, proto::FINISH_NONE}});
   std::optional<proto::StepPlan> p2 = ExpectPlan(w);
   ASSERT_TRUE(p2.has_value());
@@ -73,15 +71,15 @@ TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
   EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
 }
 
-// Stop() drains: new requests are refused, the ones in flight run to their end, and only
+// A stop drains: new requests are refused, the ones in flight run to their end, and only
 // then are the workers shut down (told so, not as a failure).
-TEST_F(CoordinatorTest, StopLetsTheRequestsInFlightFinishAndRefusesNewOnes) {
+TEST_F(CoreTest, StopLetsTheRequestsInFlightFinishAndRefusesNewOnes) {
   Options o;
   o.drain = 10000ms;
   OneRequest r = StartWithOneRequest(o);
   ASSERT_TRUE(r.plan.has_value());
-  coordinator_->Stop();
-  FakeClient& late = AddClient();
+  sim().RequestStop();
+  SimClient& late = AddClient();
   late.Submit("late", {1, 2}, 1);
   proto::ServerMessage m = Reply(late);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
@@ -99,46 +97,50 @@ TEST_F(CoordinatorTest, StopLetsTheRequestsInFlightFinishAndRefusesNewOnes) {
   while (m.has_token());
   ASSERT_TRUE(m.has_done()) << m.DebugString();
   EXPECT_EQ(m.done().completion_tokens(), 3);
-  std::optional<proto::CoordinatorMessage> shutdown = r.worker.RecvControl(kWait);
+  EXPECT_TRUE(sim().stopped()) << "once nothing is in flight";
+  sim().Shutdown("coordinator is stopping");
+  std::optional<proto::CoordinatorMessage> shutdown = r.worker.RecvControl();
   ASSERT_TRUE(shutdown && shutdown->has_shutdown());
   EXPECT_FALSE(shutdown->shutdown().replica_failed());
-  thread_.join();  // Run() returned once nothing was in flight
 }
 
-TEST_F(CoordinatorTest, TheDrainEndsAtItsTimeout) {
+TEST_F(CoreTest, TheDrainEndsAtItsTimeout) {
   Options o;
   o.drain = 300ms;
   OneRequest r = StartWithOneRequest(o);
   ASSERT_TRUE(r.plan.has_value());
-  const auto t0 = SteadyClock::now();
-  coordinator_->Stop();  // the worker never answers
+  sim().RequestStop();  // the worker never answers
+  Advance(299ms);
+  EXPECT_FALSE(sim().stopped());
+  Advance(1ms);
+  EXPECT_TRUE(sim().stopped());
+  sim().Shutdown("coordinator is stopping");
   proto::ServerMessage m = Reply(r.client);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
   EXPECT_EQ(m.error().code(), "Unavailable");
-  EXPECT_GE(SteadyClock::now() - t0, 250ms);
-  thread_.join();
 }
 
-TEST_F(CoordinatorTest, ASecondStopEndsTheDrainAtOnce) {
+TEST_F(CoreTest, ASecondStopEndsTheDrainAtOnce) {
   Options o;
   o.drain = 60000ms;
   OneRequest r = StartWithOneRequest(o);
   ASSERT_TRUE(r.plan.has_value());
-  const auto t1 = SteadyClock::now();
-  coordinator_->Stop();
-  coordinator_->Stop();
-  thread_.join();
-  EXPECT_LT(SteadyClock::now() - t1, 5s) << "a second Stop() does not wait for the drain";
+  sim().RequestStop();
+  EXPECT_FALSE(sim().stopped()) << "draining";
+  sim().RequestStop();
+  EXPECT_TRUE(sim().stopped()) << "a second stop does not wait for the drain";
 }
 
-TEST_F(CoordinatorTest, StopShutsWorkersDownAndFailsRequestsInFlight) {
+TEST_F(CoreTest, StopShutsWorkersDownAndFailsRequestsInFlight) {
   auto [c, w, id, plan] = StartWithOneRequest(Options{}, {1, 2}, 10);
   ASSERT_TRUE(plan.has_value());
-  StopCoordinator();
-  std::optional<proto::ServerMessage> m = c.TryRecv(kWait);
+  sim().RequestStop();
+  ASSERT_TRUE(sim().stopped()) << "no drain";
+  sim().Shutdown("coordinator is stopping");
+  std::optional<proto::ServerMessage> m = c.TryRecv();
   ASSERT_TRUE(m && m->has_error());
   EXPECT_EQ(m->error().code(), "Unavailable");
-  std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl(kWait);
+  std::optional<proto::CoordinatorMessage> shutdown = w.RecvControl();
   ASSERT_TRUE(shutdown && shutdown->has_shutdown());
   EXPECT_FALSE(shutdown->shutdown().replica_failed()) << "the coordinator stopping is not a failure";
 }

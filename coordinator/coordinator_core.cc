@@ -1,0 +1,290 @@
+// CoordinatorCore: construction, incoming messages, time, stop and status. See
+// coordinator_core.h.
+#include "coordinator/coordinator_core.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/protocol.h"
+#include "coordinator/admission.h"
+
+namespace flover {
+
+Result<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(ClusterConfig config, EndpointsConfig bound,
+                                                                 Clock::duration drain_timeout,
+                                                                 Clock::time_point now) {
+  if (config.replicas < 1 || config.tensor_parallel < 1)
+    return InvalidArgument(fmt::format("{}: parallel: {} replicas x tensor {} has no worker", config.source,
+                                       config.replicas, config.tensor_parallel));
+  const SchedulerSettings& sched = config.scheduler;
+  if (config.kv_cache.block_size < 1 || sched.max_step_tokens < 1 || sched.max_running < 1 ||
+      sched.max_queued < 1 || sched.pipeline_depth < 1)
+    return InvalidArgument(fmt::format("{}: kv_cache.block_size, scheduler.max_step_tokens, max_running, max_queued "
+                                       "and pipeline_depth must be >= 1",
+                                       config.source));
+  if (!SchedulerPolicyFromName(sched.policy))
+    return InvalidArgument(fmt::format("{}: scheduler.policy: '{}' is not one of fused, dynamic, instances, sequential",
+                                       config.source, sched.policy));
+  if (sched.batch_window_ms < 0 || sched.max_batch < 1)
+    return InvalidArgument(fmt::format("{}: scheduler.batch_window_ms must be >= 0 and max_batch >= 1", config.source));
+  std::optional<Tokenizer> tokenizer;
+  if (!config.model.tokenizer.empty()) {
+    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
+    tokenizer.emplace(std::move(t));
+  }
+  return std::unique_ptr<CoordinatorCore>(new CoordinatorCore(std::move(config), std::move(bound), std::move(tokenizer),
+                                                              std::max(drain_timeout, Clock::duration::zero()), now));
+}
+
+CoordinatorCore::CoordinatorCore(ClusterConfig config, EndpointsConfig bound, std::optional<Tokenizer> tokenizer,
+                                 Clock::duration drain_timeout, Clock::time_point now)
+    : config_(std::move(config)),
+      tokenizer_(std::move(tokenizer)),
+      heartbeat_interval_(std::chrono::milliseconds(std::max(1, config_.heartbeat.interval_ms))),
+      heartbeat_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.timeout_ms))),
+      startup_timeout_(std::max<Clock::duration>(heartbeat_timeout_, kMinStartupTimeout)),
+      step_timeout_(std::chrono::milliseconds(std::max(1, config_.heartbeat.step_timeout_ms))),
+      drain_timeout_(drain_timeout),
+      endpoints_(std::move(bound)),
+      started_(now),
+      next_heartbeat_(now) {
+  ClusterConfig sent = config_;
+  sent.endpoints = endpoints_;
+  config_yaml_ = ToYaml(sent);
+  replicas_.reserve(config_.replicas);
+  for (int i = 0; i < config_.replicas; ++i) replicas_.emplace_back(i, config_.tensor_parallel);
+}
+
+// ---------------------------------------------------------------- events
+
+void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<const std::string_view> frames,
+                                      Clock::time_point now) {
+  if (frames.size() != 1) {
+    SendToClient(identity, ErrorReply("", InvalidArgument(fmt::format("a client message is one frame; got {}",
+                                                                      frames.size()))));
+    return;
+  }
+  const std::string_view payload = frames.front();
+  Result<proto::ClientMessage> message = ParseClientMessage(payload);
+  if (!message.ok()) {
+    spdlog::debug("client message rejected: {}", message.status().ToString());
+    // Answer with the request's id when the bytes are readable at all (unknown fields,
+    // wrong version), so the client can tell which request was refused.
+    proto::ClientMessage lenient;
+    std::string id;
+    if (lenient.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      if (lenient.has_submit()) id = lenient.submit().client_request_id();
+      if (lenient.has_cancel()) id = lenient.cancel().client_request_id();
+    }
+    SendToClient(identity, ErrorReply(id, message.status()));
+    return;
+  }
+  switch (message->body_case()) {
+    case proto::ClientMessage::kSubmit: HandleSubmit(identity, message->submit(), now); break;
+    case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
+    case proto::ClientMessage::kStatus: {
+      proto::ServerMessage reply;
+      *reply.mutable_status() = BuildStatus(now);
+      SendToClient(identity, std::move(reply));
+      break;
+    }
+    case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
+  }
+}
+
+void CoordinatorCore::OnResultMessage(std::string_view payload, Clock::time_point now) {
+  Result<proto::WorkerMessage> parsed = Parse<proto::WorkerMessage>(payload);
+  if (!parsed.ok()) {
+    spdlog::warn("results socket: {}; ignored", parsed.status().ToString());
+  } else if (!parsed->has_step_result()) {
+    spdlog::warn("results socket: WorkerMessage without a step_result (body {}); ignored",
+                 static_cast<int>(parsed->body_case()));
+  } else {
+    HandleStepResult(parsed->step_result(), now);
+  }
+}
+
+void CoordinatorCore::OnWorkerConnectionClosed(Clock::time_point now) {
+  // Find out whose, by sending: heartbeats every kProbeEvery for a while.
+  probe_until_ = now + kProbeFor;
+  next_heartbeat_ = now;
+}
+
+void CoordinatorCore::OnClientConnectionClosed(Clock::time_point now) {
+  client_probe_until_ = now + kClientProbeFor;
+  next_client_probe_ = now;
+}
+
+void CoordinatorCore::OnClientUnreachable(const std::string& identity, Clock::time_point now) {
+  AbandonClient(identity, now);
+}
+
+void CoordinatorCore::Tick(Clock::time_point now) {
+  CheckHealth(now);
+  SendHeartbeats(now);
+  ProbeClients(now);
+  for (const RendezvousStore::Reply& reply : store_.Expire(now)) {
+    proto::CoordinatorMessage m;
+    *m.mutable_store_value() = reply.value;
+    SendToWorker(reply.identity, std::move(m));
+  }
+  ExpireQueued(now);
+  ExpireDeadlines(now);
+  RunSteps(now);
+}
+
+Clock::time_point CoordinatorCore::NextWake(Clock::time_point now) const {
+  Clock::time_point wake = next_heartbeat_;
+  if (now < probe_until_ || now < client_probe_until_) wake = std::min(wake, now + kProbeEvery);
+  if (now < client_probe_until_) wake = std::min(wake, next_client_probe_);
+  if (const auto deadline = store_.next_deadline()) wake = std::min(wake, *deadline);
+  if (!deadlines_.empty()) wake = std::min(wake, deadlines_.begin()->first);
+  if (drain_deadline_) wake = std::min(wake, *drain_deadline_);
+  // Silences and step timeouts are checked at every heartbeat, which comes often enough.
+  // A dynamic batch window (a replica with its pipeline full is woken by the result
+  // instead). A window that closed already was served by the last Tick(): at least
+  // 1 ms then, never a hot loop.
+  for (const Replica& replica : replicas_)
+    if (const Scheduler* s = replica.scheduler(); s && s->can_schedule())
+      if (const auto deadline = s->batch_deadline())
+        wake = std::min(wake, std::max(*deadline, now + std::chrono::milliseconds(1)));
+  return std::max(wake, now);
+}
+
+// ---------------------------------------------------------------- stop
+
+void CoordinatorCore::RequestStop(Clock::time_point now) {
+  ++stop_requests_;
+  if (stop_requests_ > 1 || drain_deadline_ || drain_timeout_ <= Clock::duration::zero()) return;
+  drain_deadline_ = now + drain_timeout_;
+  if (requests_.size() > 0)
+    spdlog::info("draining: {} request(s) in flight, for up to {:.1f} s (a second signal stops at once); new "
+                 "requests are refused",
+                 requests_.size(), Seconds(drain_timeout_));
+}
+
+bool CoordinatorCore::stopped(Clock::time_point now) const {
+  if (stop_requests_ == 0) return false;
+  if (stop_requests_ >= 2 || !drain_deadline_) return true;
+  return requests_.size() == 0 || now >= *drain_deadline_;
+}
+
+void CoordinatorCore::Shutdown(const std::string& reason) {
+  for (uint64_t id : requests_.ids()) Fail(id, Unavailable("the coordinator is shutting down"));
+  queued_.clear();
+  proto::CoordinatorMessage m;
+  m.mutable_shutdown()->set_reason(reason);
+  for (Replica& replica : replicas_)
+    for (WorkerSlot& w : replica.workers())
+      if (w.live()) SendToWorker(w.identity, m);
+}
+
+// ---------------------------------------------------------------- output
+
+Outbox CoordinatorCore::TakeOutbox() { return std::exchange(outbox_, Outbox()); }
+
+void CoordinatorCore::SendToClient(const std::string& identity, proto::ServerMessage message) {
+  outbox_.clients.push_back({identity, std::move(message)});
+}
+
+void CoordinatorCore::SendToWorker(const std::string& identity, proto::CoordinatorMessage message) {
+  outbox_.workers.push_back({identity, std::move(message)});
+}
+
+proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now) const {
+  proto::ClusterStatus s;
+  s.set_name(config_.name);
+  if (model_) *s.mutable_model() = *model_;
+  for (const Replica& r : replicas_) {
+    proto::ReplicaStatus* rs = s.add_replicas();
+    rs->set_replica(r.index());
+    rs->set_state(Replica::StateName(r.state()));
+    for (const WorkerSlot& w : r.workers()) {
+      proto::WorkerStatus* ws = rs->add_workers();
+      ws->set_replica(w.replica);
+      ws->set_rank(w.rank);
+      ws->set_state(WorkerStateName(w.state));
+      ws->set_host(w.host);
+      ws->set_pid(w.pid);
+      ws->set_device(w.device);
+      if (w.state != WorkerState::kAbsent) ws->set_last_heartbeat_age_s(Seconds(now - w.last_seen));
+    }
+    if (const Scheduler* sched = r.scheduler()) {
+      rs->set_running(sched->n_running());
+      rs->set_waiting(sched->n_waiting());
+      rs->set_kv_blocks_total(sched->n_blocks());
+      rs->set_kv_blocks_used(sched->n_used_blocks());
+    }
+    rs->set_steps_per_second(r.rate().steps_per_second(now));
+    rs->set_tokens_per_second(r.rate().tokens_per_second(now));
+    rs->set_steps(r.steps());
+    rs->set_tokens_generated(r.tokens_generated());
+    rs->set_step_compute_seconds(r.step_compute_seconds());
+    rs->set_error(r.error());
+  }
+  s.set_queued(NQueued());
+  s.set_completed(completed_);
+  s.set_moved(moved_);
+  s.set_abandoned(abandoned_);
+  const LatencyWindow::Summary latency = latency_.Summarize(now);
+  proto::LatencySummary* ls = s.mutable_latency();
+  ls->set_window_seconds(Seconds(latency_.window()));
+  ls->set_requests(static_cast<uint32_t>(latency.requests));
+  const std::pair<proto::LatencyPercentiles*, const LatencyStats*> fields[] = {
+      {ls->mutable_queue(), &latency.queue},
+      {ls->mutable_first_token(), &latency.first_token},
+      {ls->mutable_per_token(), &latency.per_token},
+      {ls->mutable_total(), &latency.total}};
+  for (const auto& [out, in] : fields) {
+    out->set_mean(in->mean);
+    out->set_p50(in->p50);
+    out->set_p90(in->p90);
+    out->set_p99(in->p99);
+  }
+  s.set_uptime_seconds(Seconds(now - started_));
+  return s;
+}
+
+// ---------------------------------------------------------------- helpers
+
+bool CoordinatorCore::AnyReady() const {
+  return std::any_of(replicas_.begin(), replicas_.end(),
+                     [](const Replica& r) { return r.state() == Replica::State::kReady; });
+}
+
+bool CoordinatorCore::AnyStarting() const {
+  return std::any_of(replicas_.begin(), replicas_.end(),
+                     [](const Replica& r) { return r.state() == Replica::State::kStarting; });
+}
+
+int CoordinatorCore::NQueued() const {
+  int n = static_cast<int>(queued_.size());
+  for (const Replica& r : replicas_)
+    if (const Scheduler* s = r.scheduler()) n += s->n_waiting();
+  return n;
+}
+
+void CoordinatorCore::RefreshKvCapacity() {
+  int64_t smallest = 0;
+  for (const Replica& r : replicas_) {
+    if (r.state() != Replica::State::kReady) continue;
+    const int64_t pool = static_cast<int64_t>(r.n_kv_blocks()) * config_.kv_cache.block_size;
+    if (smallest == 0 || pool < smallest) smallest = pool;
+  }
+  if (smallest > 0) kv_capacity_tokens_ = smallest;
+}
+
+std::string CoordinatorCore::UnhealthySummary() const {
+  std::string out;
+  for (const Replica& r : replicas_) {
+    if (r.state() != Replica::State::kUnhealthy) continue;
+    if (!out.empty()) out += "; ";
+    out += r.error();
+  }
+  return out.empty() ? "no replica is ready" : out;
+}
+
+}  // namespace flover

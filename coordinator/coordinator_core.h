@@ -1,0 +1,247 @@
+// CoordinatorCore: every decision of flover-coordinator, as a state machine without
+// sockets, threads or clocks (see common/proto/protocol.md for the protocol).
+//
+// Events go in, each with the time `now`: a client message, a worker message (control
+// socket), a step result (results socket), a connection that closed (a socket monitor
+// saw it, without saying whose), a peer that a send found gone, a stop request, and
+// Tick() for what is due by time. What the core wants sent collects in an Outbox that
+// the caller takes with TakeOutbox(): the ZeroMQ shell (coordinator.h) sends it, and
+// reports each peer that a send found gone back with On*Unreachable(); tests read it
+// and drive time by hand, so every decision below is a deterministic table test.
+//
+// What it decides:
+//  * Admission (admission.h): bad requests get an Error at once and never reach a
+//    worker. Requests submitted while no replica is ready yet (but some is starting)
+//    are queued, bounded by scheduler.max_queued, and fail with Unavailable if no
+//    replica becomes ready within the startup timeout. When every replica is unhealthy,
+//    submissions wait the same way for one to come back (restarted by flover up,
+//    systemd or Kubernetes) during scheduler.failover_wait_ms after the last failure
+//    (the recovery window), and fail at once with Unavailable "no healthy replica"
+//    outside it.
+//  * Routing: each request goes to the ready replica with the fewest running + waiting
+//    requests (ties: lowest index) and stays there.
+//  * Policies (scheduler.policy; scheduler.h says what each does): the scheduler of each
+//    replica runs the configured one; NextWake() includes the moment a `dynamic` batch
+//    window closes, so a batch forms on time without any other event.
+//  * Steps: for each ready replica with work and fewer than scheduler.pipeline_depth
+//    plans in flight, Scheduler::Schedule() -> a plan in the outbox; each StepResult ->
+//    Scheduler::Apply() -> TokenEvent (stream) and Done to the clients.
+//  * Health (Paranoid Pirate): Heartbeat to every live worker each interval_ms; a
+//    worker silent for timeout_ms (before ready: the startup timeout,
+//    max(timeout_ms, 120 s)), a WorkerFailure, a StepResult with an error, or a plan
+//    without a result for step_timeout_ms makes its replica unhealthy: its live workers get
+//    Shutdown, its requests move on to another replica from their generated tokens
+//    (or wait for one, or fail with Error{Unavailable, "replica i is unhealthy: ..."}).
+//    A closed control connection (OnWorkerConnectionClosed) starts kProbeFor of
+//    heartbeats every kProbeEvery; the worker whose send fails (OnWorkerUnreachable)
+//    fails its replica ("worker r/k (pid p) disconnected") within milliseconds
+//    instead of at the heartbeat timeout. Workers registering again restart the
+//    replica (plans count from seq 1 again).
+//  * Clients that leave: a client that a send finds gone (OnClientUnreachable) has its
+//    requests cancelled and their KV blocks freed. A streaming request finds out at its
+//    next token; after a closed client connection (OnClientConnectionClosed), the
+//    clients of requests that expect no reply soon (not streaming, or no token yet) get
+//    Keepalive every kProbeEvery for kClientProbeFor.
+//  * Stop: the first RequestStop() starts a drain of up to `drain_timeout`: new
+//    submissions get Error{Unavailable, "the coordinator is shutting down"} while the
+//    requests in flight run to their end; stopped() turns true once none is left, at
+//    the drain's end, or at a second RequestStop(). Then Shutdown() fails what is still
+//    in flight and tells every live worker to shut down.
+// Malformed client messages get an Error; malformed worker messages are logged and
+// ignored; nothing a peer sends stops the core.
+//
+// The implementation is in three files: coordinator_core.cc (construction, time,
+// stop, status), coordinator_core_clients.cc (the client API) and
+// coordinator_core_workers.cc (workers, health, steps).
+//
+// Thread-safety: none; one thread drives a core.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/cluster_config.h"
+#include "common/model_spec.h"
+#include "common/status.h"
+#include "common/tokenizer.h"
+#include "coordinator/latency_window.h"
+#include "coordinator/outbox.h"
+#include "coordinator/rendezvous_store.h"
+#include "coordinator/replica.h"
+#include "coordinator/request_table.h"
+#include "flover.pb.h"
+
+namespace flover {
+
+class CoordinatorCore {
+ public:
+  static constexpr auto kProbeEvery = std::chrono::milliseconds(10);
+  static constexpr auto kProbeFor = std::chrono::milliseconds(250);
+  static constexpr auto kClientProbeFor = std::chrono::milliseconds(50);
+  static constexpr auto kMinStartupTimeout = std::chrono::seconds(120);
+  static constexpr int kMaxFailovers = 2;
+
+  // Loads the tokenizer named by config.model.tokenizer (llama2.c format; none when
+  // empty); its errors (NotFound, Corruption, ...) and InvalidArgument for settings out
+  // of range. `bound`: the endpoints as the shell bound them (what workers are told).
+  static Result<std::unique_ptr<CoordinatorCore>> Create(ClusterConfig config, EndpointsConfig bound,
+                                                         Clock::duration drain_timeout, Clock::time_point now);
+
+  CoordinatorCore(const CoordinatorCore&) = delete;
+  CoordinatorCore& operator=(const CoordinatorCore&) = delete;
+
+  // ---- events
+  // `frames`: the frames of one message on the client socket after the identity (one:
+  // a serialized ClientMessage).
+  void OnClientMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
+  // A WorkerMessage on the control socket.
+  void OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now);
+  // A WorkerMessage{step_result} on the results socket.
+  void OnResultMessage(std::string_view payload, Clock::time_point now);
+  // Some connection of the control / client socket closed (whose is not known).
+  void OnWorkerConnectionClosed(Clock::time_point now);
+  void OnClientConnectionClosed(Clock::time_point now);
+  // A send to this peer found it gone.
+  void OnWorkerUnreachable(const std::string& identity, Clock::time_point now);
+  void OnClientUnreachable(const std::string& identity, Clock::time_point now);
+  // Health checks, heartbeats, probes, expiries, and the next plans of every replica.
+  // Call after every batch of events, and at NextWake() at the latest.
+  void Tick(Clock::time_point now);
+
+  // The latest time Tick() must be called (heartbeats, probes, deadlines, a dynamic
+  // batch window, the drain's end); `now` when something is due.
+  Clock::time_point NextWake(Clock::time_point now) const;
+
+  // ---- stop
+  // The first call starts the drain; a second ends it.
+  void RequestStop(Clock::time_point now);
+  // True once the caller should stop the loop (see the header comment).
+  bool stopped(Clock::time_point now) const;
+  // Fails every request in flight (Unavailable: the coordinator is shutting down) and
+  // sends Shutdown{reason} to every live worker.
+  void Shutdown(const std::string& reason);
+
+  // ---- output and observation
+  // What was decided since the last call, in order.
+  Outbox TakeOutbox();
+  proto::ClusterStatus BuildStatus(Clock::time_point now) const;
+  int n_requests() const { return requests_.size(); }
+  const EndpointsConfig& endpoints() const { return endpoints_; }
+  const ClusterConfig& config() const { return config_; }
+
+ private:
+  CoordinatorCore(ClusterConfig config, EndpointsConfig bound, std::optional<Tokenizer> tokenizer,
+                  Clock::duration drain_timeout, Clock::time_point now);
+
+  // ---- client API
+  void HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit, Clock::time_point now);
+  void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
+  // Sends the request to the least-loaded ready replica (Accepted, the first time), or
+  // fails it. `generated`: tokens it generated on a replica that failed (Scheduler::Add).
+  // REQUIRES: the request is in requests_ and some replica is ready.
+  void Assign(uint64_t id, RequestParams params, std::vector<int> generated = {});
+  void AdmitQueued();
+  void ExpireQueued(Clock::time_point now);
+  // Fails the queued requests, except those moved from a failed replica (their own
+  // deadline fails them).
+  void FailQueued(const Status& status);
+  // The queued requests not moved from a failed replica wait until recovery_until_ at
+  // most, and then fail with `why`.
+  void HoldQueued(const std::string& why);
+  void Deliver(const RequestEvent& event, Clock::time_point now);
+  // A TokenEvent for the streaming request `t`: `token` (none for held-back text only)
+  // and its text.
+  void SendTokenEvent(const TrackedRequest& t, std::optional<int> token, std::string text);
+  // Sends Done / Error for a request and removes it from requests_.
+  void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
+  void Fail(uint64_t id, const Status& status);
+  // Takes the request out of its queue or scheduler (its workers drop it at the next
+  // plan); the caller then finishes or fails it.
+  void Withdraw(uint64_t id);
+  // Withdraw, then Finish (as cancelled, or as stopped when a stop string ended its text).
+  void Cancel(uint64_t id, Clock::time_point now, FinishReason reason = FinishReason::kCancelled);
+  // Fails the requests whose SubmitRequest.timeout_ms has passed (DeadlineExceeded).
+  void ExpireDeadlines(Clock::time_point now);
+  // Cancels every request of a client whose connection is gone.
+  void AbandonClient(const std::string& identity, Clock::time_point now);
+  // Within the probe window after a client disconnect, every kProbeEvery: Keepalive to
+  // the clients of requests that expect no reply soon.
+  void ProbeClients(Clock::time_point now);
+
+  // ---- workers
+  void HandleRegister(const std::string& identity, const proto::RegisterWorker& reg, Clock::time_point now);
+  void HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready, Clock::time_point now);
+  void HandleStepResult(const proto::StepResult& result, Clock::time_point now);
+  void TryMakeReady(Replica& replica, Clock::time_point now);
+  void MarkUnhealthy(Replica& replica, const std::string& reason, Clock::time_point now);
+  // A request of the failed replica that `why` describes goes on from the tokens it had
+  // generated: on another ready replica, or, when none is, after waiting in queued_ up
+  // to scheduler.failover_wait_ms for one (its id is appended to `waiting`). False (the
+  // caller fails it) when it already moved kMaxFailovers times, or no replica is ready
+  // and failover_wait_ms is 0.
+  bool Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting);
+  void CheckHealth(Clock::time_point now);
+  // Heartbeats to every live worker, each interval_ms, and every kProbeEvery while
+  // probing.
+  void SendHeartbeats(Clock::time_point now);
+  void RunSteps(Clock::time_point now);
+  WorkerSlot* FindWorker(const std::string& identity);
+
+  // ---- helpers
+  bool AnyReady() const;
+  bool AnyStarting() const;
+  bool draining() const { return stop_requests_ > 0; }
+  int NQueued() const;  // queued_ + waiting in every ready replica
+  // kv_capacity_tokens_ = the smallest pool of the ready replicas (unchanged when none
+  // is ready: the last known one).
+  void RefreshKvCapacity();
+  std::string UnhealthySummary() const;
+  void SendToClient(const std::string& identity, proto::ServerMessage message);
+  void SendToWorker(const std::string& identity, proto::CoordinatorMessage message);
+  const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
+
+  // Constant after construction.
+  ClusterConfig config_;
+  std::optional<Tokenizer> tokenizer_;
+  Clock::duration heartbeat_interval_;
+  Clock::duration heartbeat_timeout_;
+  Clock::duration startup_timeout_;
+  Clock::duration step_timeout_;
+  Clock::duration drain_timeout_;
+  EndpointsConfig endpoints_;  // as bound
+  std::string config_yaml_;    // ToYaml(config_ with endpoints_), sent in RegisterReply
+  Clock::time_point started_{};
+
+  Outbox outbox_;
+  int stop_requests_ = 0;
+  std::optional<Clock::time_point> drain_deadline_;  // set: draining
+  std::vector<Replica> replicas_;
+  std::map<std::string, std::pair<int, int>> worker_by_identity_;  // live workers: (replica, rank)
+  RendezvousStore store_;
+  RequestTable requests_;
+  std::deque<uint64_t> queued_;  // waiting for a ready replica, in submission order
+  std::optional<proto::ModelInfo> model_;  // from the first replica that became ready
+  ModelSpec spec_;                         // FromProto(*model_)
+  int64_t kv_capacity_tokens_ = 0;  // KV slots; 0 until a replica was ready
+  uint64_t next_request_id_ = 1;
+  uint64_t completed_ = 0;
+  uint64_t moved_ = 0;      // failovers
+  uint64_t abandoned_ = 0;  // requests cancelled because their client left
+  LatencyWindow latency_;   // of the requests that finished recently
+  Clock::time_point next_heartbeat_{};
+  std::multimap<Clock::time_point, uint64_t> deadlines_;  // of requests with timeout_ms; stale entries skipped
+  Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms
+  Clock::time_point probe_until_{};  // after a worker disconnect: heartbeats every kProbeEvery
+  Clock::time_point client_probe_until_{};  // after a client disconnect: ProbeClients()
+  Clock::time_point next_client_probe_{};
+};
+
+}  // namespace flover

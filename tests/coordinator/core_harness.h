@@ -1,0 +1,226 @@
+// The harness of the coordinator's decision tests: a CoordinatorCore driven by hand,
+// with simulated time and no sockets or threads. Scripted workers and clients speak
+// flover.proto to it as the ZeroMQ shell would deliver it: each message they send is
+// one event (followed, as in the shell's loop, by a flush of the outbox, a Tick and
+// another flush); what the core sends lands in their inboxes at once; a peer that
+// disconnected is reported unreachable to the core when something is sent to it.
+// Time moves only in Advance(), which ticks the core at every wake-up it asks for and
+// lets the live workers heartbeat, so every test is deterministic under any load.
+//
+// The tests are in core_client_api_test.cc (the client API), core_health_test.cc
+// (workers, health), core_failover_test.cc and core_stop_test.cc (stopping; clients
+// that leave).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "common/protocol.h"
+#include "coordinator/coordinator_core.h"
+#include "tests/test_paths.h"
+
+namespace flover::coordinator_testing {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kBeatEvery = 40ms;  // the scripted workers' heartbeat period
+constexpr milliseconds kQuiet = 250ms;     // how long "nothing happens" is watched (simulated)
+
+struct Options {
+  int replicas = 1;
+  int tensor = 1;
+  int interval_ms = 50;
+  int timeout_ms = 1000;
+  int step_timeout_ms = 60000;
+  int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
+  int max_queued = 16;
+  int max_step_tokens = 16;
+  int failover_wait_ms = 0;  // most tests want a failed replica's requests to fail at once
+  std::string policy = "fused";
+  int batch_window_ms = 10;
+  milliseconds drain = 0ms;  // a stop ends the loop at once
+  std::string tokenizer = "";
+};
+
+ClusterConfig TestConfig(const Options& o);
+proto::ModelInfo TestModel(int vocab = 512);
+
+class SimCoordinator;
+
+// A scripted worker: its control connection, its plan subscription, its result pushes.
+class SimWorker {
+ public:
+  SimWorker(SimCoordinator& sim, std::string identity, int replica, int rank)
+      : sim_(sim), identity_(std::move(identity)), replica_(replica), rank_(rank) {}
+
+  int replica() const { return replica_; }
+  int rank() const { return rank_; }
+  int pid() const { return 1000 + 10 * replica_ + rank_; }
+  const std::string& identity() const { return identity_; }
+  bool gone() const { return gone_; }
+  int heartbeats_received() const { return heartbeats_received_; }
+
+  void Send(proto::WorkerMessage m);
+  void SendRaw(const std::string& bytes);
+  // Closes every connection, as the death of the process would: the core hears of a
+  // closed control connection, and of this worker when it next sends to it.
+  void Disconnect();
+
+  void SendRegister(int replica, int rank);
+  // A heartbeat, once registered (as a real worker's).
+  void Beat();
+  // The next message other than a heartbeat (those are counted).
+  std::optional<proto::CoordinatorMessage> RecvControl();
+  proto::RegisterReply Register();
+  // Register, subscribe to the plans, report ready.
+  void Start(const proto::ModelInfo& model = TestModel(), int kv_blocks = 16);
+  void Subscribe(const proto::RegisterReply& reply);
+  void Ready(const proto::ModelInfo& model, int kv_blocks);
+
+  std::optional<proto::StepPlan> TryPlan();
+  void PushRaw(const std::string& bytes);
+  void Push(proto::StepResult result);
+  // Pushes the result of `plan` with the given (request id, token, finish) outputs.
+  void Answer(const proto::StepPlan& plan, const std::vector<std::tuple<uint64_t, int, proto::FinishReason>>& outs);
+
+ private:
+  friend class SimCoordinator;
+  SimCoordinator& sim_;
+  const std::string identity_;
+  const int replica_;
+  const int rank_;
+  std::deque<proto::CoordinatorMessage> control_;
+  std::deque<proto::StepPlan> plans_;
+  std::optional<std::string> topic_;  // subscribed
+  int heartbeats_received_ = 0;
+  bool registered_ = false;
+  bool beating_ = true;
+  bool gone_ = false;
+};
+
+class SimClient {
+ public:
+  SimClient(SimCoordinator& sim, std::string identity) : sim_(sim), identity_(std::move(identity)) {}
+
+  const std::string& identity() const { return identity_; }
+  void Send(proto::ClientMessage m) { SendRaw(Serialize(std::move(m))); }
+  void SendRaw(const std::string& bytes) { SendFrames({bytes}); }
+  void SendFrames(const std::vector<std::string>& frames);
+  void Submit(const std::string& id, std::vector<int> prompt, int max_tokens, bool stream = true);
+  void Cancel(const std::string& id);
+  // The next message other than a Keepalive (those are counted); nullopt when none is
+  // waiting.
+  std::optional<proto::ServerMessage> TryRecv();
+  int keepalives_received() const { return keepalives_received_; }
+  // Closes the connection, as the death of the client's process would.
+  void Disconnect();
+
+ private:
+  friend class SimCoordinator;
+  SimCoordinator& sim_;
+  const std::string identity_;
+  std::deque<proto::ServerMessage> inbox_;
+  int keepalives_received_ = 0;
+  bool gone_ = false;
+};
+
+class SimCoordinator {
+ public:
+  explicit SimCoordinator(const Options& options);
+
+  CoordinatorCore& core() { return *core_; }
+  Clock::time_point now() const { return now_; }
+
+  SimWorker& AddWorker(int replica = 0, int rank = 0);
+  SimClient& AddClient();
+  // The worker stops heartbeating (a hung process).
+  void Silence(SimWorker& w) { w.beating_ = false; }
+
+  // What the shell does after every batch of events: flush, Tick, flush.
+  void AfterEvent();
+  // Routes the outbox to the peers; tells the core of the peers that are gone.
+  void Flush();
+  // Moves time forward by `d`, ticking the core at every wake-up it asks for (at least
+  // every millisecond of progress), with the live registered workers heartbeating
+  // every kBeatEvery.
+  void Advance(Clock::duration d);
+  // A stop request (SIGTERM), then a tick.
+  void RequestStop();
+  // The core's Shutdown, flushed.
+  void Shutdown(const std::string& reason);
+  bool stopped() const { return core_->stopped(now_); }
+  // Plans published so far for replica `replica`.
+  int plans_published(int replica) const;
+
+ private:
+  std::unique_ptr<CoordinatorCore> core_;
+  Clock::time_point now_;
+  Clock::time_point next_beat_;
+  std::vector<std::unique_ptr<SimWorker>> workers_;
+  std::vector<std::unique_ptr<SimClient>> clients_;
+  std::map<int, int> plans_published_;
+};
+
+class CoreTest : public ::testing::Test {
+ protected:
+  void Start(const Options& options = Options()) { sim_ = std::make_unique<SimCoordinator>(options); }
+
+  SimCoordinator& sim() { return *sim_; }
+  SimWorker& AddWorker(int replica = 0, int rank = 0) { return sim_->AddWorker(replica, rank); }
+  SimClient& AddClient() { return sim_->AddClient(); }
+  void Advance(Clock::duration d) { sim_->Advance(d); }
+
+  // The plan waiting for `w`, if any.
+  std::optional<proto::StepPlan> ExpectPlan(SimWorker& w) { return w.TryPlan(); }
+  // The reply waiting for `c`; a failure when there is none.
+  proto::ServerMessage Reply(SimClient& c);
+  // After kQuiet of simulated time: what is waiting (nothing, say the callers).
+  std::optional<proto::StepPlan> QuietPlan(SimWorker& w);
+  std::optional<proto::ServerMessage> QuietReply(SimClient& c);
+  // Advances time a millisecond at a time until the first plan / reply / control
+  // message (not a heartbeat) is waiting, for at most `limit`.
+  std::optional<proto::StepPlan> PlanWithin(SimWorker& w, Clock::duration limit);
+  std::optional<proto::ServerMessage> ReplyWithin(SimClient& c, Clock::duration limit);
+  std::optional<proto::CoordinatorMessage> ControlWithin(SimWorker& w, Clock::duration limit);
+  proto::ClusterStatus GetStatus(SimClient& c);
+  std::string ReplicaState(SimClient& c, int i);
+  uint64_t ExpectAccepted(SimClient& c, const std::string& id, int replica = 0);
+
+  // One ready worker, and request "r" (prompt {1, 2}, 3 tokens) in its first plan.
+  struct OneRequest {
+    SimClient& client;
+    SimWorker& worker;
+    uint64_t id;
+    std::optional<proto::StepPlan> plan;
+  };
+  OneRequest StartWithOneRequest(const Options& o, std::vector<int> prompt = {1, 2}, int max_tokens = 3);
+
+  // A core with stories260K's tokenizer and one ready worker whose model has its
+  // vocabulary.
+  struct WithTokenizer {
+    Tokenizer tokenizer;
+    SimWorker& worker;
+    SimClient& client;
+  };
+  std::optional<WithTokenizer> StartWithTokenizer();
+
+  // A submit of a text prompt, streamed; the rest of it is the caller's.
+  static proto::ClientMessage TextSubmit(const std::string& id, const std::string& text);
+  // The plan drops request `leave` (its KV blocks freed) and admits request `join`.
+  static void ExpectLeaveAndJoin(const proto::StepPlan& plan, uint64_t leave, uint64_t join);
+  static void ReportFailure(SimWorker& w, const std::string& message);
+
+  std::unique_ptr<SimCoordinator> sim_;
+};
+
+}  // namespace flover::coordinator_testing
