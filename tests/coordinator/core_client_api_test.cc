@@ -469,6 +469,48 @@ TEST_F(CoreTest, SubmissionsBeforeAnyReplicaIsReadyWaitThenRun) {
   EXPECT_EQ(plan->joins(0).request_id(), id);
 }
 
+// Policy dynamic: a batch forms when its window closes, measured from its oldest
+// request, with no other event to wake the coordinator; a request arriving while the
+// batch runs waits for the next batch.
+TEST_F(CoreTest, ADynamicBatchFormsWhenItsWindowClosesAndLateArrivalsWait) {
+  Options o;
+  o.policy = "dynamic";
+  o.batch_window_ms = 10;
+  Start(o);
+  SimWorker& w = AddWorker();
+  w.Start();
+  SimClient& c = AddClient();
+  c.Submit("a", {1, 2}, 2);
+  const uint64_t a = ExpectAccepted(c, "a");
+  Advance(4ms);
+  c.Submit("b", {1, 2}, 1);
+  const uint64_t b = ExpectAccepted(c, "b");
+  Advance(5ms);
+  EXPECT_FALSE(ExpectPlan(w).has_value()) << "the window is open for 10 ms after a arrived";
+  Advance(1ms);
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value()) << "the window closed";
+  ASSERT_EQ(plan->joins_size(), 2);
+  EXPECT_EQ(plan->joins(0).request_id(), a);
+  EXPECT_EQ(plan->joins(1).request_id(), b);
+
+  c.Submit("late", {1, 2}, 1);
+  const uint64_t late = ExpectAccepted(c, "late");
+  w.Answer(*plan, {{a, 5, proto::FINISH_NONE}, {b, 6, proto::FINISH_LENGTH}});
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->joins_size(), 0) << "late waits for the next batch: " << plan->DebugString();
+  ASSERT_EQ(plan->entries_size(), 1);
+  EXPECT_EQ(plan->entries(0).request_id(), a);
+  w.Answer(*plan, {{a, 7, proto::FINISH_LENGTH}});
+  EXPECT_FALSE(ExpectPlan(w).has_value()) << "the next window closes 10 ms after late arrived";
+  Advance(10ms);
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->joins_size(), 1);
+  EXPECT_EQ(plan->joins(0).request_id(), late);
+}
+
 TEST_F(CoreTest, QueueBoundGivesOverloaded) {
   Options o;
   o.max_queued = 2;
