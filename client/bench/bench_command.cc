@@ -1,4 +1,4 @@
-#include "client/bench_command.h"
+#include "client/bench/bench_command.h"
 
 #include <unistd.h>
 
@@ -9,8 +9,8 @@
 #include <fstream>
 #include <iostream>
 
-#include "client/bench_report.h"
-#include "client/bench_runner.h"
+#include "client/bench/bench_report.h"
+#include "client/bench/bench_runner.h"
 #include "client/local_cluster.h"
 #include "common/cluster_config.h"
 

@@ -1,4 +1,4 @@
-#include "client/bench_runner.h"
+#include "client/bench/bench_runner.h"
 
 #include <unistd.h>
 

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "client/bench_metrics.h"
-#include "client/bench_workload.h"
+#include "client/bench/bench_metrics.h"
+#include "client/bench/bench_workload.h"
 #include "common/status.h"
 
 namespace flover {
