@@ -53,6 +53,14 @@ class RequestSessionTest : public ::testing::Test {
   std::string identity_;
 };
 
+// Polls until a poll says something (a closed connection, silence); Ok after kLimit.
+Status PollUntilNotOk(RequestSession& session) {
+  Status polled;
+  for (auto deadline = SessionClock::now() + kLimit; polled.ok() && SessionClock::now() < deadline;)
+    polled = session.Poll(200ms);
+  return polled;
+}
+
 SessionRequest Request(const std::string& id, std::vector<int> prompt = {1, 2, 3}) {
   SessionRequest q;
   q.id = id;
@@ -225,9 +233,7 @@ TEST_F(RequestSessionTest, AClosedConnectionFailsEveryRequestInFlightAtOnce) {
   ASSERT_TRUE(session.WaitUntil([&] { return !session.record("streaming").streamed.empty(); }, kLimit).ok());
   coordinator_.Close();  // the coordinator crashes
 
-  Status polled;
-  for (auto deadline = SessionClock::now() + kLimit; polled.ok() && SessionClock::now() < deadline;)
-    polled = session.Poll(200ms);
+  const Status polled = PollUntilNotOk(session);
   ASSERT_EQ(polled.code(), StatusCode::kUnavailable) << polled.ToString();
   EXPECT_EQ(session.in_flight(), 0u) << "the poll that saw the close ended every request in flight";
   EXPECT_EQ(failed, (std::vector<std::string>{"streaming", "queued"}));
@@ -267,9 +273,7 @@ TEST_F(RequestSessionTest, SilenceEndsWhatIsInFlightAndCancelsIt) {
   RequestSession session(*client_, options);
   ASSERT_TRUE(session.Submit(Request("lost")).ok());
   ASSERT_TRUE(Next().has_submit());
-  Status polled;
-  for (auto deadline = SessionClock::now() + kLimit; polled.ok() && SessionClock::now() < deadline;)
-    polled = session.Poll(200ms);
+  const Status polled = PollUntilNotOk(session);
   EXPECT_EQ(polled.code(), StatusCode::kDeadlineExceeded) << polled.ToString();
   const RequestRecord& r = session.record("lost");
   EXPECT_TRUE(r.failed());
@@ -326,9 +330,7 @@ TEST_F(RequestSessionTest, HandlersMaySubmitWhileTheSessionEndsRequests) {
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(session.Submit(Request(std::string("r") + std::to_string(i))).ok());
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(Next().has_submit());
   coordinator_.Close();
-  Status polled;
-  for (auto deadline = SessionClock::now() + kLimit; polled.ok() && SessionClock::now() < deadline;)
-    polled = session.Poll(200ms);
+  const Status polled = PollUntilNotOk(session);
   ASSERT_EQ(polled.code(), StatusCode::kUnavailable) << polled.ToString();
   EXPECT_EQ(n_submitted, 4);
   EXPECT_EQ(session.in_flight(), 4u) << "the four submitted by the handler";
