@@ -16,11 +16,11 @@
 //  * Deadlines are the coordinator's: SessionRequest::deadline goes out as
 //    SubmitRequest.timeout_ms, and a request not done in time ends with
 //    Error{DeadlineExceeded} like any other error.
-//  * Interruption (Ctrl-C): `interrupted` is polled before and after each wait. A signal
-//    that interrupts the wait is no message (Client::Receive), so the flag is seen at
-//    once. The first time it is true every request in flight is cancelled (their Done
-//    says `cancelled`, with the tokens they had), and later Submit calls are refused
-//    (Cancelled); the session goes on following what is in flight.
+//  * Interruption (Ctrl-C): `interrupted` is polled at each Submit and before and after
+//    each wait. A signal that interrupts the wait is no message (Client::Receive), so
+//    the flag is seen at once. The first time it is true every request in flight is
+//    cancelled (their Done says `cancelled`, with the tokens they had), and later Submit
+//    calls are refused (Cancelled); the session goes on following what is in flight.
 //  * Replies for requests that are not in flight (ended, or never submitted through
 //    this session) are dropped, except Errors that name no request of the session (the
 //    answer to an unreadable message): those go to the unmatched-error handler. Status
@@ -119,6 +119,8 @@ class RequestSession {
   RequestSession(const RequestSession&) = delete;
   RequestSession& operator=(const RequestSession&) = delete;
 
+  // Handlers (either may be left empty): every event of the session's requests, and the
+  // Error replies that name none of them.
   using EventHandler = std::function<void(const SessionEvent&)>;
   using ErrorHandler = std::function<void(const proto::Error&)>;
   void OnEvent(EventHandler handler) { on_event_ = std::move(handler); }
@@ -150,7 +152,9 @@ class RequestSession {
   // WaitUntil nothing is in flight.
   Status WaitAll(std::chrono::milliseconds limit);
 
+  // Requests submitted and not ended yet.
   size_t in_flight() const { return n_in_flight_; }
+  // True once the session has seen `interrupted` (and cancelled what was in flight).
   bool interrupted() const { return interrupted_; }
   // Every request submitted, in order.
   const std::deque<RequestRecord>& records() const { return records_; }
@@ -175,9 +179,11 @@ class RequestSession {
   const RequestSessionOptions options_;
   const SessionClock::duration silence_timeout_;
 
+  // Set by OnEvent and OnUnmatchedError.
   EventHandler on_event_;
   ErrorHandler on_unmatched_error_;
 
+  // What the session follows.
   std::deque<RequestRecord> records_;  // a deque: records stay put while handlers submit
   std::unordered_map<std::string, size_t> by_id_;
   size_t n_in_flight_ = 0;
