@@ -49,18 +49,23 @@ Status Client::Send(const proto::ClientMessage& message) { return SendRaw(Serial
 Status Client::Submit(const std::string& client_request_id, const std::string& text,
                       const std::vector<int>& token_ids, const SamplingParams& sampling, const StopParams& stop,
                       bool stream, std::chrono::milliseconds timeout) {
-  proto::ClientMessage m;
-  proto::SubmitRequest* s = m.mutable_submit();
-  s->set_client_request_id(client_request_id);
+  proto::SubmitRequest s;
+  s.set_client_request_id(client_request_id);
   if (!text.empty() || token_ids.empty()) {
-    s->set_text(text);
+    s.set_text(text);
   } else {
-    for (int id : token_ids) s->mutable_token_ids()->add_ids(id);
+    for (int id : token_ids) s.mutable_token_ids()->add_ids(id);
   }
-  *s->mutable_sampling() = ToProto(sampling);
-  *s->mutable_stop() = ToProto(stop);
-  s->set_stream(stream);
-  s->set_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(timeout.count(), 0, UINT32_MAX)));
+  *s.mutable_sampling() = ToProto(sampling);
+  *s.mutable_stop() = ToProto(stop);
+  s.set_stream(stream);
+  s.set_timeout_ms(static_cast<uint32_t>(std::clamp<int64_t>(timeout.count(), 0, UINT32_MAX)));
+  return Submit(s);
+}
+
+Status Client::Submit(const proto::SubmitRequest& request) {
+  proto::ClientMessage m;
+  *m.mutable_submit() = request;
   return Send(m);
 }
 

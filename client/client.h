@@ -36,6 +36,8 @@ class Client {
   Status Submit(const std::string& client_request_id, const std::string& text, const std::vector<int>& token_ids,
                 const SamplingParams& sampling, const StopParams& stop, bool stream,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The request as it is (tests send ones with any field).
+  Status Submit(const proto::SubmitRequest& request);
   Status Cancel(const std::string& client_request_id);
   Status RequestStatus();
   // The next message, nullopt at the timeout, or an error: InvalidArgument/Corruption

@@ -1,44 +1,42 @@
 #include "client/generate_command.h"
 
-#include <csignal>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <map>
 
 #include "client/client.h"
 #include "client/completion_output.h"
+#include "client/interrupt_flag.h"
+#include "client/request_session.h"
 #include "common/protocol.h"
 
 namespace flover {
 namespace {
 
-volatile std::sig_atomic_t g_interrupted = 0;
-void OnInterrupt(int) { g_interrupted = 1; }
+using namespace std::chrono_literals;
 
-struct Pending {
-  std::string prompt;
-  std::vector<int> ids;
-  int prompt_tokens = 0;
-  std::vector<int> tokens;
+// How often the loop looks at the interrupt flag when no reply comes.
+constexpr std::chrono::milliseconds kPollInterval = 200ms;
+
+struct Prompt {
   std::string text;
-  std::string finish;   // empty while in flight
-  std::string error;
+  std::vector<int> ids;
 };
 
 }  // namespace
 
 int GenerateCommand(const GenerateOptions& o) {
-  std::vector<Pending> requests;
-  for (const std::string& p : o.prompts) requests.push_back({p, {}, 0, {}, "", "", ""});
+  std::vector<Prompt> prompts;
+  for (const std::string& p : o.prompts) prompts.push_back({p, {}});
   for (const std::string& ids : o.prompt_ids) {
-    Pending p;
+    Prompt p;
     if (!ParseTokenIds(ids, &p.ids)) {
       std::fprintf(stderr, "flover generate: --prompt-ids: '%s' is not a list of token ids\n", ids.c_str());
       return 2;
     }
-    requests.push_back(std::move(p));
+    prompts.push_back(std::move(p));
   }
-  if (requests.empty()) {
+  if (prompts.empty()) {
     std::fprintf(stderr, "flover generate: no prompts: use --prompt or --prompt-ids\n");
     return 2;
   }
@@ -47,98 +45,71 @@ int GenerateCommand(const GenerateOptions& o) {
     std::fprintf(stderr, "flover generate: %s\n", client.status().ToString().c_str());
     return 1;
   }
-  for (size_t i = 0; i < requests.size(); ++i) {
-    SamplingParams sampling = o.sampling;
-    sampling.seed += i;
-    Status s = (*client)->Submit(std::to_string(i), requests[i].prompt, requests[i].ids, sampling, o.stop,
-                                 o.stream || !o.json,
-                                 std::chrono::milliseconds(static_cast<int64_t>(o.deadline_s * 1000)));
-    if (!s.ok()) {
+  const InterruptFlag interrupt;  // Ctrl-C: the session cancels what is in flight
+  RequestSessionOptions session_options;
+  session_options.silence_timeout_s = o.timeout_s;
+  session_options.interrupted = interrupt.predicate();
+  RequestSession session(**client, session_options);
+
+  // Request i has the id "i" (session index i).
+  const bool stream_text = !o.json && prompts.size() == 1;
+  bool prompt_shown = false;
+  session.OnEvent([&](const SessionEvent& e) {
+    const RequestRecord& r = e.request;
+    const std::string& prompt = prompts[r.index].text;
+    if (e.kind == SessionEventKind::kTokens && stream_text) {
+      if (!prompt_shown) std::fputs(prompt.c_str(), stdout);
+      prompt_shown = true;
+      std::fwrite(e.text.data(), 1, e.text.size(), stdout);
+      std::fflush(stdout);
+    } else if (e.kind == SessionEventKind::kDone && !o.json && !stream_text) {
+      std::printf("--- [%zu] %s\n%s%s\n", r.index, r.finish.c_str(), prompt.c_str(), r.text.c_str());
+      std::fflush(stdout);
+    } else if (e.kind == SessionEventKind::kError) {
+      std::fprintf(stderr, "flover generate: prompt %zu: %s\n", r.index, r.ErrorString().c_str());
+    }
+  });
+  session.OnUnmatchedError([](const proto::Error& e) {
+    std::fprintf(stderr, "flover generate: %s: %s\n", e.code().c_str(), e.message().c_str());
+  });
+
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SessionRequest q;
+    q.id = std::to_string(i);
+    q.text = prompts[i].text;
+    q.token_ids = prompts[i].ids;
+    q.sampling = o.sampling;
+    q.sampling.seed += i;
+    q.stop = o.stop;
+    q.stream = o.stream || !o.json;
+    q.deadline = std::chrono::milliseconds(static_cast<int64_t>(o.deadline_s * 1000));
+    if (Status s = session.Submit(q); !s.ok()) {
+      if (session.interrupted()) break;  // what was sent is cancelled; its completions follow
       std::fprintf(stderr, "flover generate: %s\n", s.ToString().c_str());
       return 1;
     }
   }
-  std::signal(SIGINT, OnInterrupt);
-  std::signal(SIGTERM, OnInterrupt);
-  const bool stream_text = !o.json && requests.size() == 1;
-  size_t n_done = 0;
-  bool cancel_sent = false;
-  auto last_reply = std::chrono::steady_clock::now();
-  while (n_done < requests.size()) {
-    if (g_interrupted && !cancel_sent) {
-      for (size_t i = 0; i < requests.size(); ++i)
-        if (requests[i].finish.empty()) (void)(*client)->Cancel(std::to_string(i));
-      cancel_sent = true;
-    }
-    Result<std::optional<proto::ServerMessage>> reply = (*client)->Receive(std::chrono::milliseconds(200));
-    if (!reply.ok()) {
-      std::fprintf(stderr, "flover generate: %s\n", reply.status().ToString().c_str());
-      return 1;
-    }
-    if (!*reply) {
-      const double silent = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_reply).count();
-      if (silent > o.timeout_s) {
-        std::fprintf(stderr, "flover generate: no reply from %s for %.0f s; is the cluster up? (flover status)\n",
-                     o.endpoint.c_str(), silent);
-        return 1;
-      }
-      continue;
-    }
-    last_reply = std::chrono::steady_clock::now();
-    const proto::ServerMessage& m = **reply;
-    std::string id;
-    if (m.has_accepted()) id = m.accepted().client_request_id();
-    if (m.has_token()) id = m.token().client_request_id();
-    if (m.has_done()) id = m.done().client_request_id();
-    if (m.has_error()) id = m.error().client_request_id();
-    size_t i = 0;
-    try {
-      i = std::stoul(id);
-    } catch (const std::exception&) {
-      i = requests.size();
-    }
-    if (i >= requests.size()) {
-      if (m.has_error()) std::fprintf(stderr, "flover generate: %s: %s\n", m.error().code().c_str(), m.error().message().c_str());
-      continue;
-    }
-    Pending& p = requests[i];
-    if (!p.finish.empty()) continue;
-    if (m.has_accepted()) {
-      p.prompt_tokens = m.accepted().prompt_tokens();
-    } else if (m.has_token()) {
-      if (stream_text) {
-        if (p.tokens.empty()) std::fputs(p.prompt.c_str(), stdout);
-        std::fputs(m.token().text().c_str(), stdout);
-        std::fflush(stdout);
-      }
-      p.tokens.insert(p.tokens.end(), m.token().tokens().begin(), m.token().tokens().end());
-    } else if (m.has_done()) {
-      const proto::Done& d = m.done();
-      p.tokens.assign(d.tokens().begin(), d.tokens().end());
-      p.text = d.text();
-      p.prompt_tokens = d.prompt_tokens();
-      p.finish = FinishReasonName(FromProto(d.finish_reason()));
-      ++n_done;
-      if (!o.json && !stream_text) {
-        std::printf("--- [%zu] %s\n%s%s\n", i, p.finish.c_str(), p.prompt.c_str(), p.text.c_str());
-        std::fflush(stdout);
-      }
-    } else if (m.has_error()) {
-      p.error = m.error().code() + ": " + m.error().message();
-      p.finish = "error";
-      ++n_done;
-      std::fprintf(stderr, "flover generate: prompt %zu: %s\n", i, p.error.c_str());
+  while (session.in_flight() > 0) {
+    const Status s = session.Poll(kPollInterval);
+    // A closed connection was reported with each request it ended.
+    if (s.code() == StatusCode::kDeadlineExceeded) {
+      std::fprintf(stderr, "flover generate: no reply from %s for %.0f s; is the cluster up? (flover status)\n",
+                   o.endpoint.c_str(), o.timeout_s);
+    } else if (!s.ok() && s.code() != StatusCode::kUnavailable) {
+      std::fprintf(stderr, "flover generate: %s\n", s.ToString().c_str());
     }
   }
   if (stream_text) std::printf("\n");
   int exit_code = 0;
-  for (const Pending& p : requests) {
-    if (!p.error.empty()) exit_code = 1;
+  for (const RequestRecord& r : session.records()) {
+    if (r.failed()) exit_code = 1;
     if (o.json)
-      std::cout << CompletionJson(p.prompt, p.text, p.tokens, p.finish, static_cast<size_t>(p.prompt_tokens)) << "\n";
+      std::cout << CompletionJson(prompts[r.index].text, r.text, r.tokens, r.finish,
+                                  static_cast<size_t>(r.prompt_tokens))
+                << "\n";
   }
   std::cout.flush();
-  return g_interrupted ? 130 : exit_code;
+  return interrupt.raised() ? 130 : exit_code;
 }
 
 }  // namespace flover

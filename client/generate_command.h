@@ -1,7 +1,10 @@
 // `flover generate`: submits prompts to a running cluster (its client endpoint), all at
 // once over one connection, and prints the completions: streamed text for one prompt,
 // one story per prompt otherwise, or one JSON object per prompt (--json), in prompt
-// order, with the same shape as `flover run --json`. Ctrl-C cancels what is in flight.
+// order, with the same shape as `flover run --json`. The requests go through one
+// RequestSession: Ctrl-C cancels what is in flight (each completion ends `cancelled`;
+// exit 130); a request that fails (an Error, the connection closed, no reply for
+// `timeout_s`) is reported on stderr and exits 1.
 #pragma once
 
 #include <string>

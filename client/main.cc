@@ -2,7 +2,7 @@
 // the work lives in *_command.cc.
 #include <CLI/CLI.hpp>
 
-#include "client/bench_command.h"
+#include "client/bench/bench_command.h"
 #include "client/flags.h"
 #include "client/generate_command.h"
 #include "client/run_command.h"

@@ -7,15 +7,13 @@
 #include <thread>
 
 #include "client/child_process.h"
+#include "client/interrupt_flag.h"
 #include "client/local_cluster.h"
 
 namespace flover {
 namespace {
 
 using namespace std::chrono_literals;
-
-volatile std::sig_atomic_t g_stop = 0;
-void OnStop(int) { g_stop = 1; }
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "flover up: %s\n", message.c_str());
@@ -25,16 +23,14 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int UpCommand(const UpOptions& o) {
-  std::signal(SIGINT, OnStop);
-  std::signal(SIGTERM, OnStop);
-  std::signal(SIGHUP, OnStop);
+  const InterruptFlag stop({SIGINT, SIGTERM, SIGHUP});
 
   LocalClusterOptions options;
   options.bin_dir = o.bin_dir;
   options.ready_timeout_s = o.ready_timeout_s;
   options.restart_failed_workers = !o.no_restart;
   options.progress = [](const std::string& line) { std::fprintf(stderr, "flover up: %s\n", line.c_str()); };
-  options.interrupted = [] { return g_stop != 0; };
+  options.interrupted = stop.predicate();
   Result<std::unique_ptr<LocalCluster>> started = LocalCluster::Start(o.config, options);
   if (!started.ok()) return Fail(started.status().ToString());
   LocalCluster& cluster = **started;
@@ -51,7 +47,7 @@ int UpCommand(const UpOptions& o) {
   }
 
   int exit_code = 0;
-  while (!g_stop) {
+  while (!stop.raised()) {
     if (std::optional<std::string> exit = cluster.CoordinatorExit()) {
       std::fprintf(stderr, "flover up: %s\n", exit->c_str());
       exit_code = 1;

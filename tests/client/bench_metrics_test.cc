@@ -1,6 +1,6 @@
 // Tests the metrics of `flover bench` (client/bench_metrics.h) on small timelines whose
 // every number is computed by hand in the comments.
-#include "client/bench_metrics.h"
+#include "client/bench/bench_metrics.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Tests the outputs of `flover bench` (client/bench_report.h): the results table with
 // its speed-up columns and failed runs, and the JSON of one run.
-#include "client/bench_report.h"
+#include "client/bench/bench_report.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Tests the workload of `flover bench` (client/bench_workload.h): counts, arrival
 // processes, seeded determinism, prompt and output-length bounds, flag parsing.
-#include "client/bench_workload.h"
+#include "client/bench/bench_workload.h"
 
 #include <gtest/gtest.h>
 

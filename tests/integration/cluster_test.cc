@@ -15,7 +15,7 @@
 #include <sstream>
 #include <thread>
 
-#include "common/protocol.h"
+#include "client/request_session.h"
 #include "common/tokenizer.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/test_paths.h"
@@ -30,50 +30,15 @@ using testing::RunShell;
 using testing::ShellRun;
 using testing::TestCluster;
 using testing::TestClusterOptions;
+using testing::TextRequest;
+using testing::TokenRequest;
 
-struct Outcome {
-  bool accepted = false;
-  int replica = -1;
-  std::vector<int> streamed;
-  std::vector<int> tokens;
-  std::string text;
-  std::string finish;  // "", stop, length, cancelled, error
-  std::string error_code;
-  std::string error;
-};
-
-// Reads replies until every id in `ids` is done or errored, or `timeout` passes.
-std::map<std::string, Outcome> Collect(Client& client, const std::vector<std::string>& ids,
-                                       std::chrono::seconds timeout = 60s) {
-  std::map<std::string, Outcome> out;
-  std::set<std::string> open(ids.begin(), ids.end());
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!open.empty() && std::chrono::steady_clock::now() < deadline) {
-    Result<std::optional<proto::ServerMessage>> r = client.Receive(200ms);
-    if (!r.ok() || !*r) continue;
-    const proto::ServerMessage& m = **r;
-    if (m.has_accepted()) {
-      Outcome& o = out[m.accepted().client_request_id()];
-      o.accepted = true;
-      o.replica = m.accepted().replica();
-    } else if (m.has_token()) {
-      Outcome& o = out[m.token().client_request_id()];
-      o.streamed.insert(o.streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
-    } else if (m.has_done()) {
-      Outcome& o = out[m.done().client_request_id()];
-      o.tokens.assign(m.done().tokens().begin(), m.done().tokens().end());
-      o.text = m.done().text();
-      o.finish = FinishReasonName(FromProto(m.done().finish_reason()));
-      open.erase(m.done().client_request_id());
-    } else if (m.has_error()) {
-      Outcome& o = out[m.error().client_request_id()];
-      o.finish = "error";
-      o.error_code = m.error().code();
-      o.error = m.error().message();
-      open.erase(m.error().client_request_id());
-    }
-  }
-  for (const std::string& id : open) ADD_FAILURE() << "request " << id << " did not finish within the timeout";
+// Waits (a generous bound) until every request of `session` has ended; all of them by id.
+std::map<std::string, RequestRecord> Collect(RequestSession& session, std::chrono::seconds limit = 60s) {
+  const Status waited = session.WaitAll(limit);
+  EXPECT_TRUE(waited.ok()) << waited.ToString();
+  std::map<std::string, RequestRecord> out;
+  for (const RequestRecord& r : session.records()) out[r.id] = r;
   return out;
 }
 
@@ -120,12 +85,11 @@ TEST_P(TensorParallelClusterTest, GreedyMatchesEngineAndReference) {
   // at staggered times so that requests join a running batch.
   Result<Tokenizer> tok = Tokenizer::LoadLlama2c(testing::Tok512Bin());
   ASSERT_TRUE(tok.ok());
-  std::vector<std::string> ids;
+  RequestSession session(**client);
   for (int i = 0; i < 3; ++i) {
     StopParams stop;
     stop.max_tokens = 64 - static_cast<int>(tok->Encode(kReadmePrompts[i]).size()) + 1;
-    ASSERT_TRUE((*client)->Submit("readme" + std::to_string(i), kReadmePrompts[i], {}, {}, stop, true).ok());
-    ids.push_back("readme" + std::to_string(i));
+    ASSERT_TRUE(session.Submit(TextRequest("readme" + std::to_string(i), kReadmePrompts[i], stop)).ok());
     std::this_thread::sleep_for(15ms);
   }
   const std::vector<std::string> more = {"Once upon a time", "Lily", "The dog ran", "Tom and Tim went to the park",
@@ -135,13 +99,12 @@ TEST_P(TensorParallelClusterTest, GreedyMatchesEngineAndReference) {
     more_ids.push_back(tok->Encode(more[i]));
     StopParams stop;
     stop.max_tokens = 120;
-    ASSERT_TRUE((*client)->Submit("more" + std::to_string(i), "", more_ids.back(), {}, stop, i % 2 == 0).ok());
-    ids.push_back("more" + std::to_string(i));
+    ASSERT_TRUE(session.Submit(TokenRequest("more" + std::to_string(i), more_ids.back(), stop, i % 2 == 0)).ok());
     std::this_thread::sleep_for(10ms);
   }
-  std::map<std::string, Outcome> out = Collect(**client, ids);
+  std::map<std::string, RequestRecord> out = Collect(session);
   for (int i = 0; i < 3; ++i) {
-    const Outcome& o = out["readme" + std::to_string(i)];
+    const RequestRecord& o = out["readme" + std::to_string(i)];
     EXPECT_EQ(o.finish, "length") << o.error;
     EXPECT_EQ(o.tokens, Ids(kReadmeGenerated[i])) << kReadmePrompts[i];
     EXPECT_EQ(o.streamed, o.tokens) << "streamed tokens arrive exactly once, in order";
@@ -173,9 +136,10 @@ TEST(ClusterTest, StepLongerThanTheHeartbeatTimeoutIsNotAFailure) {
   StopParams stop;
   stop.max_tokens = 2;
   stop.ignore_eos = true;
+  RequestSession session(**client);
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE((*client)->Submit("long", "", prompt, {}, stop, false).ok());
-  std::map<std::string, Outcome> out = Collect(**client, {"long"});
+  ASSERT_TRUE(session.Submit(TokenRequest("long", prompt, stop, false)).ok());
+  std::map<std::string, RequestRecord> out = Collect(session);
   const auto elapsed = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(out["long"].finish, "length") << out["long"].error_code << ": " << out["long"].error;
   EXPECT_EQ(out["long"].tokens.size(), 2u);
@@ -192,14 +156,15 @@ TEST(ClusterTest, TwoReplicasSpreadRequestsAndAllComplete) {
   auto client = (*cluster)->Connect();
   ASSERT_TRUE(client.ok());
   std::vector<std::string> ids;
+  RequestSession session(**client);
   for (int i = 0; i < 10; ++i) {
     StopParams stop;
     stop.max_tokens = 60;
     stop.ignore_eos = true;
-    ASSERT_TRUE((*client)->Submit("r" + std::to_string(i), "Once upon a time", {}, {}, stop, false).ok());
     ids.push_back("r" + std::to_string(i));
+    ASSERT_TRUE(session.Submit(TextRequest(ids.back(), "Once upon a time", stop, false)).ok());
   }
-  std::map<std::string, Outcome> out = Collect(**client, ids);
+  std::map<std::string, RequestRecord> out = Collect(session);
   std::set<int> replicas;
   for (const std::string& id : ids) {
     EXPECT_EQ(out[id].finish, "length") << id << ": " << out[id].error;
@@ -220,66 +185,47 @@ TEST(ClusterTest, CancelMidStreamAndBadRequestsDoNotDisturbOthers) {
   auto client = (*cluster)->Connect();
   ASSERT_TRUE(client.ok());
 
+  RequestSession session(**client);
+  // Cancel the victim after a few streamed tokens.
+  bool cancelled = false, garbage_error = false;
+  session.OnEvent([&](const SessionEvent& e) {
+    if (e.request.id == "victim" && e.request.streamed.size() >= 5 && !cancelled) {
+      EXPECT_TRUE(session.Cancel("victim").ok());
+      cancelled = true;
+    }
+  });
+  session.OnUnmatchedError([&](const proto::Error& e) { garbage_error |= e.client_request_id().empty(); });
+
   StopParams good_stop;
   good_stop.max_tokens = 61;
-  ASSERT_TRUE((*client)->Submit("good", "", Ids("1 301 295 412"), {}, good_stop, true).ok());
+  ASSERT_TRUE(session.Submit(TokenRequest("good", Ids("1 301 295 412"), good_stop)).ok());
   StopParams long_stop;
   long_stop.max_tokens = 400;
   long_stop.ignore_eos = true;
-  ASSERT_TRUE((*client)->Submit("victim", "Once upon a time", {}, {}, long_stop, true).ok());
+  ASSERT_TRUE(session.Submit(TextRequest("victim", "Once upon a time", long_stop)).ok());
 
   // Bad requests of every kind, while the good ones run.
   StopParams zero;
   zero.max_tokens = 0;
-  ASSERT_TRUE((*client)->Submit("bad-max", "hi", {}, {}, zero, false).ok());
-  ASSERT_TRUE((*client)->Submit("bad-id", "", {1, 512}, {}, good_stop, false).ok());
-  ASSERT_TRUE((*client)->Submit("bad-long", "", std::vector<int>(600, 300), {}, good_stop, false).ok());
-  SamplingParams hot;
-  hot.temperature = -1;
-  ASSERT_TRUE((*client)->Submit("bad-temp", "hi", {}, hot, good_stop, false).ok());
-  proto::ClientMessage unknown;
-  unknown.mutable_submit()->set_client_request_id("bad-field");
-  unknown.mutable_submit()->set_text("hi");
-  unknown.mutable_submit()->mutable_stop()->set_max_tokens(5);
-  unknown.mutable_submit()->GetReflection()->MutableUnknownFields(unknown.mutable_submit())->AddVarint(77, 1);
-  ASSERT_TRUE((*client)->SendRaw(Serialize(unknown)).ok());
+  ASSERT_TRUE(session.Submit(TextRequest("bad-max", "hi", zero, false)).ok());
+  ASSERT_TRUE(session.Submit(TokenRequest("bad-id", {1, 512}, good_stop, false)).ok());
+  ASSERT_TRUE(session.Submit(TokenRequest("bad-long", std::vector<int>(600, 300), good_stop, false)).ok());
+  SessionRequest hot = TextRequest("bad-temp", "hi", good_stop, false);
+  hot.sampling.temperature = -1;
+  ASSERT_TRUE(session.Submit(hot).ok());
+  proto::SubmitRequest unknown;
+  unknown.set_client_request_id("bad-field");
+  unknown.set_text("hi");
+  unknown.mutable_stop()->set_max_tokens(5);
+  unknown.GetReflection()->MutableUnknownFields(&unknown)->AddVarint(77, 1);
+  ASSERT_TRUE(session.Submit(unknown).ok());
   ASSERT_TRUE((*client)->SendRaw("this is not a protobuf \xff\xff\xff").ok());
 
-  // Cancel the victim after a few streamed tokens.
-  std::map<std::string, Outcome> out;
-  std::set<std::string> open = {"good", "victim", "bad-max", "bad-id", "bad-long", "bad-temp", "bad-field"};
-  bool cancelled = false, garbage_error = false;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while ((!open.empty() || !garbage_error) && std::chrono::steady_clock::now() < deadline) {
-    auto r = (*client)->Receive(200ms);
-    if (!r.ok() || !*r) continue;
-    const proto::ServerMessage& m = **r;
-    if (m.has_token() && m.token().client_request_id() == "victim") {
-      auto& o = out["victim"];
-      o.streamed.insert(o.streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
-      if (o.streamed.size() >= 5 && !cancelled) {
-        ASSERT_TRUE((*client)->Cancel("victim").ok());
-        cancelled = true;
-      }
-    } else if (m.has_done()) {
-      auto& o = out[m.done().client_request_id()];
-      o.tokens.assign(m.done().tokens().begin(), m.done().tokens().end());
-      o.finish = FinishReasonName(FromProto(m.done().finish_reason()));
-      open.erase(m.done().client_request_id());
-    } else if (m.has_error()) {
-      if (m.error().client_request_id().empty()) {
-        garbage_error = true;
-        continue;
-      }
-      auto& o = out[m.error().client_request_id()];
-      o.finish = "error";
-      o.error_code = m.error().code();
-      o.error = m.error().message();
-      open.erase(m.error().client_request_id());
-    }
-  }
-  EXPECT_TRUE(open.empty()) << "unfinished requests remain";
+  const Status waited = session.WaitUntil([&] { return session.in_flight() == 0 && garbage_error; }, 60s);
+  EXPECT_TRUE(waited.ok()) << waited.ToString();
   EXPECT_TRUE(garbage_error) << "an unreadable message gets an Error reply";
+  std::map<std::string, RequestRecord> out;
+  for (const RequestRecord& r : session.records()) out[r.id] = r;
   EXPECT_EQ(out["good"].finish, "length");
   EXPECT_EQ(out["good"].tokens, Ids(kReadmeGenerated[0])) << "bad requests must not disturb others";
   EXPECT_EQ(out["victim"].finish, "cancelled");
@@ -310,15 +256,14 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   StopParams stop;
   stop.max_tokens = 450;
   stop.ignore_eos = true;
-  ASSERT_TRUE((*client)->Submit("doomed", "Once upon a time", {}, {}, stop, true).ok());
+  RequestSession session(**client);
+  ASSERT_TRUE(session.Submit(TextRequest("doomed", "Once upon a time", stop)).ok());
   // Let it run, then kill rank 1 hard.
-  for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-    auto r = (*client)->Receive(100ms);
-    if (r.ok() && *r && (*r)->has_token()) break;
-  }
+  const Status streaming = session.WaitUntil([&] { return !session.record("doomed").streamed.empty(); }, 30s);
+  ASSERT_TRUE(streaming.ok()) << streaming.ToString();
   (*cluster)->worker(0, 1)->Signal(SIGKILL);
   const auto t0 = std::chrono::steady_clock::now();
-  std::map<std::string, Outcome> out = Collect(**client, {"doomed"}, 30s);
+  std::map<std::string, RequestRecord> out = Collect(session, 30s);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(out["doomed"].finish, "error");
   EXPECT_EQ(out["doomed"].error_code, "Unavailable") << out["doomed"].error;
@@ -334,8 +279,8 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   // New requests get a clear error, not a hang.
   StopParams small;
   small.max_tokens = 5;
-  ASSERT_TRUE((*client)->Submit("after", "hi", {}, {}, small, false).ok());
-  std::map<std::string, Outcome> after = Collect(**client, {"after"}, 10s);
+  ASSERT_TRUE(session.Submit(TextRequest("after", "hi", small, false)).ok());
+  std::map<std::string, RequestRecord> after = Collect(session, 10s);
   EXPECT_EQ(after["after"].finish, "error");
   EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
 }
@@ -424,12 +369,13 @@ TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
     return s;
   };
   std::vector<std::string> ids;
+  RequestSession session(**client);
   for (int i = 0; i < (n_requests ? std::atoi(n_requests) : 240); ++i) {
     if (i % 4 == 0) {
       ASSERT_TRUE((*client)->SendRaw(bytes(64)).ok());
     }
-    proto::ClientMessage m;
-    proto::SubmitRequest* s = m.mutable_submit();
+    proto::SubmitRequest request;
+    proto::SubmitRequest* s = &request;
     s->set_client_request_id("r" + std::to_string(i));
     if (chance(0.5)) {
       s->set_text(text(40));
@@ -453,13 +399,13 @@ TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
     s->mutable_stop()->set_ignore_eos(chance(0.5));
     s->set_stream(chance(0.5));
     s->set_priority(any_int());
-    ASSERT_TRUE((*client)->SendRaw(Serialize(m)).ok());
+    ASSERT_TRUE(session.Submit(request).ok());
     ids.push_back(s->client_request_id());
   }
-  std::map<std::string, Outcome> out = Collect(**client, ids, 120s);
+  std::map<std::string, RequestRecord> out = Collect(session, 120s);
   int n_done = 0, n_error = 0;
   for (const std::string& id : ids) {
-    const Outcome& o = out[id];
+    const RequestRecord& o = out[id];
     EXPECT_FALSE(o.finish.empty()) << id;
     (o.finish == "error" ? n_error : n_done)++;
     if (o.finish == "error") {
@@ -476,8 +422,8 @@ TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
   const std::vector<int> prompt = {1, 403, 407, 261};
   StopParams stop;
   stop.max_tokens = 40;
-  ASSERT_TRUE((*client)->Submit("after", "", prompt, {}, stop, false).ok());
-  std::map<std::string, Outcome> after = Collect(**client, {"after"});
+  ASSERT_TRUE(session.Submit(TokenRequest("after", prompt, stop, false)).ok());
+  std::map<std::string, RequestRecord> after = Collect(session);
   EXPECT_EQ(after["after"].tokens, EngineGreedy({prompt}, 40)[0]) << after["after"].error;
 }
 
@@ -578,37 +524,29 @@ TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
     r.stop.ignore_eos = true;
   }
   const std::vector<std::string> ids = {"a", "b", "c"};
-  for (size_t i = 0; i < ids.size(); ++i)
-    ASSERT_TRUE((*client)->Submit(ids[i], "", requests[i].prompt, requests[i].sampling, requests[i].stop, true).ok());
+  RequestSession session(**client);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SessionRequest q = TokenRequest(ids[i], requests[i].prompt, requests[i].stop);
+    q.sampling = requests[i].sampling;
+    ASSERT_TRUE(session.Submit(q).ok());
+  }
 
   // Accepted: a -> 0, b -> 1 (least loaded), c -> 0 (tie: lowest index). Kill replica
   // 0's rank 1 once a streamed 50 tokens.
-  std::map<std::string, Outcome> out;
-  for (auto deadline = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < deadline;) {
-    auto r = (*client)->Receive(100ms);
-    if (!r.ok() || !*r) continue;
-    if ((*r)->has_accepted()) out[(*r)->accepted().client_request_id()].replica = (*r)->accepted().replica();
-    if ((*r)->has_token()) {
-      Outcome& o = out[(*r)->token().client_request_id()];
-      o.streamed.insert(o.streamed.end(), (*r)->token().tokens().begin(), (*r)->token().tokens().end());
-      if (out["a"].streamed.size() >= 50) break;
-    }
-  }
-  ASSERT_EQ(out["a"].replica, 0);
-  ASSERT_EQ(out["c"].replica, 0);
-  ASSERT_FALSE(out["a"].streamed.empty());
+  const Status streaming = session.WaitUntil([&] { return session.record("a").streamed.size() >= 50; }, 30s);
+  ASSERT_TRUE(streaming.ok()) << streaming.ToString();
+  ASSERT_EQ(session.record("a").replica, 0);
+  ASSERT_EQ(session.record("c").replica, 0);
   (*cluster)->worker(0, 1)->Signal(SIGKILL);
 
-  std::map<std::string, Outcome> rest = Collect(**client, ids, 60s);
+  std::map<std::string, RequestRecord> out = Collect(session, 60s);
   const std::vector<testing::EngineResult> expected = EngineGreedy(requests);
   for (size_t i = 0; i < ids.size(); ++i) {
     SCOPED_TRACE(ids[i]);
-    const Outcome& o = rest[ids[i]];
+    const RequestRecord& o = out[ids[i]];
     EXPECT_EQ(o.finish, "length") << o.error_code << ": " << o.error;
     EXPECT_EQ(o.tokens, expected[i].tokens);
-    std::vector<int> streamed = out[ids[i]].streamed;  // before the kill
-    streamed.insert(streamed.end(), o.streamed.begin(), o.streamed.end());
-    EXPECT_EQ(streamed, expected[i].tokens) << "every token streamed once, in order";
+    EXPECT_EQ(o.streamed, expected[i].tokens) << "every token streamed once, in order, before and after the kill";
   }
   Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
   ASSERT_TRUE(status.ok());

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "common/protocol.h"
+#include "client/request_session.h"
 #include "common/tokenizer.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/test_paths.h"
@@ -85,13 +85,9 @@ const std::map<std::string, EngineResult>& Reference() {
   return kReference;
 }
 
-struct Outcome {
-  std::vector<int> streamed;
-  std::vector<int> tokens;
-  std::string finish;  // "", stop, length, cancelled, error
-  std::string error;
-  double queue_seconds = -1;
-  int first_token_event = -1;  // index of its first TokenEvent on the connection
+// A request as the session saw it, and where its events came among all of the session's.
+struct Outcome : RequestRecord {
+  int first_token_event = -1;  // index of its first TokenEvent among the session's events
   int done_event = -1;         // index of its Done / Error
 };
 
@@ -119,61 +115,47 @@ RunResult RunWaves(const TestClusterOptions& options, const std::vector<Job>& jo
     wave_of[j.id] = j.wave;
     n_waves = std::max(n_waves, j.wave + 1);
   }
+  RequestSession session(**client);
   auto send_wave = [&](int wave) {
     for (const Job& j : jobs) {
       if (j.wave != wave) continue;
       StopParams stop;
       stop.max_tokens = j.max_tokens;
       stop.ignore_eos = j.ignore_eos;
-      const Status s = (*client)->Submit(j.id, "", Encode(j.prompt), {}, stop, j.stream);
+      const Status s = session.Submit(testing::TokenRequest(j.id, Encode(j.prompt), stop, j.stream));
       EXPECT_TRUE(s.ok()) << s.ToString();
     }
   };
-  send_wave(0);
-  int sent = 1;  // waves sent
-  size_t n_done = 0;
+  int sent = 0;  // waves sent
   bool cancelled = false;
   int event = 0;
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (n_done < jobs.size() && std::chrono::steady_clock::now() < deadline) {
-    Result<std::optional<proto::ServerMessage>> r = (*client)->Receive(200ms);
-    if (!r.ok() || !*r) continue;
-    const proto::ServerMessage& m = **r;
-    if (m.has_token()) {
-      const std::string& id = m.token().client_request_id();
-      Outcome& o = run.out[id];
+  session.OnEvent([&](const SessionEvent& e) {
+    const std::string& id = e.request.id;
+    Outcome& o = run.out[id];
+    if (e.kind == SessionEventKind::kTokens) {
       if (o.first_token_event < 0) o.first_token_event = event;
-      o.streamed.insert(o.streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
-      if (id == cancel_id && !cancelled && o.streamed.size() >= 5) {
-        EXPECT_TRUE((*client)->Cancel(id).ok());
+      if (id == cancel_id && !cancelled && e.request.streamed.size() >= 5) {
+        EXPECT_TRUE(session.Cancel(id).ok());
         cancelled = true;
       }
       if (sent < n_waves && wave_of[id] == sent - 1) send_wave(sent++);
-    } else if (m.has_done()) {
-      Outcome& o = run.out[m.done().client_request_id()];
-      o.tokens.assign(m.done().tokens().begin(), m.done().tokens().end());
-      o.finish = FinishReasonName(FromProto(m.done().finish_reason()));
-      o.queue_seconds = m.done().queue_seconds();
+    } else if (e.kind == SessionEventKind::kDone || e.kind == SessionEventKind::kError) {
       o.done_event = event;
-      ++n_done;
-    } else if (m.has_error()) {
-      Outcome& o = run.out[m.error().client_request_id()];
-      o.finish = "error";
-      o.error = m.error().code() + ": " + m.error().message();
-      o.done_event = event;
-      ++n_done;
     }
     ++event;
-  }
-  EXPECT_EQ(n_done, jobs.size()) << "requests did not finish within 60 s (waves sent: " << sent << ")";
-  EXPECT_EQ(sent, n_waves);
+  });
+  send_wave(sent++);
+  const Status waited = session.WaitUntil([&] { return session.in_flight() == 0 && sent == n_waves; }, 60s);
+  EXPECT_TRUE(waited.ok()) << "requests did not finish (waves sent: " << sent << "): " << waited.ToString();
+  for (const RequestRecord& r : session.records()) static_cast<RequestRecord&>(run.out[r.id]) = r;
+  EXPECT_EQ(session.records().size(), jobs.size());
   if (!cancel_id.empty()) {
     EXPECT_TRUE(cancelled) << cancel_id << " was never cancelled";
   }
   Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
   EXPECT_TRUE(status.ok()) << status.status().ToString();
   if (status.ok()) run.status = *status;
-  run.ok = n_done == jobs.size() && status.ok() && status->replicas_size() == 1;
+  run.ok = waited.ok() && session.records().size() == jobs.size() && status.ok() && status->replicas_size() == 1;
   return run;
 }
 
@@ -242,7 +224,7 @@ TEST_P(PolicyTest, GreedyTokensMatchTheEngine) {
   }
   if (policy == "dynamic") {
     // Two requests are fewer than max_batch 3: the first batch waited for the window.
-    EXPECT_GE(run.out.at("r0").queue_seconds, 0.149);
+    EXPECT_GE(run.out.at("r0").queue_seconds.value_or(-1), 0.149);
     // Batch 1 = {r0, r1}; wave 1 (r2, r3, r4) arrived while it ran and is batch 2 (3 =
     // max_batch: it formed as soon as batch 1 ended); r5 arrived during batch 2.
     auto done = [&](const char* id) { return run.out.at(id).done_event; };

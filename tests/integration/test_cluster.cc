@@ -60,6 +60,22 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   return c;
 }
 
+SessionRequest TextRequest(const std::string& id, const std::string& text, const StopParams& stop, bool stream) {
+  SessionRequest q;
+  q.id = id;
+  q.text = text;
+  q.stop = stop;
+  q.stream = stream;
+  return q;
+}
+
+SessionRequest TokenRequest(const std::string& id, const std::vector<int>& prompt, const StopParams& stop,
+                            bool stream) {
+  SessionRequest q = TextRequest(id, "", stop, stream);
+  q.token_ids = prompt;
+  return q;
+}
+
 ShellRun RunShell(const std::string& command) {
   ShellRun run;
   FILE* p = popen((command + " 2>&1").c_str(), "r");

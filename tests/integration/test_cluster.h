@@ -4,6 +4,8 @@
 // flover-worker daemons as child processes, ready when every replica is. Everything
 // stops (no process left) when it is destroyed.
 //
+// TextRequest, TokenRequest: the requests the tests submit through a RequestSession.
+//
 // EngineGreedy: the reference the clusters are checked against, the in-process engine
 // (TP 1) running each request alone.
 #pragma once
@@ -16,6 +18,7 @@
 #include "client/child_process.h"
 #include "client/client.h"
 #include "client/local_cluster.h"
+#include "client/request_session.h"
 #include "common/request_params.h"
 #include "common/status.h"
 
@@ -63,6 +66,12 @@ class TestCluster {
   std::string dir_;  // the config file; removed by the destructor
   std::unique_ptr<LocalCluster> cluster_;
 };
+
+// Requests for RequestSession::Submit: the prompt as text, or as token ids.
+SessionRequest TextRequest(const std::string& id, const std::string& text, const StopParams& stop,
+                           bool stream = true);
+SessionRequest TokenRequest(const std::string& id, const std::vector<int>& prompt, const StopParams& stop,
+                            bool stream = true);
 
 struct EngineResult {
   std::vector<int> tokens;

@@ -1,16 +1,16 @@
-#include "client/bench_command.h"
+#include "client/bench/bench_command.h"
 
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
-#include "client/bench_report.h"
-#include "client/bench_runner.h"
+#include "client/bench/bench_report.h"
+#include "client/bench/bench_runner.h"
+#include "client/interrupt_flag.h"
 #include "client/local_cluster.h"
 #include "common/cluster_config.h"
 
@@ -18,9 +18,6 @@ namespace flover {
 namespace {
 
 namespace fs = std::filesystem;
-
-volatile std::sig_atomic_t g_interrupted = 0;
-void OnInterrupt(int) { g_interrupted = 1; }
 
 constexpr char kDefaultEndpoint[] = "tcp://127.0.0.1:5555";
 
@@ -92,20 +89,20 @@ Result<ClusterConfig> BaseConfig(const BenchOptions& o) {
 }
 
 BenchRunOptions RunOptions(const BenchOptions& o, const WorkloadSpec& workload, const std::string& label,
-                           double ready_timeout_s) {
+                           double ready_timeout_s, const InterruptFlag& interrupt) {
   BenchRunOptions r;
   r.label = label;
   r.workload = workload;
   r.ignore_eos = o.ignore_eos;
   r.ready_timeout_s = ready_timeout_s;
   r.silence_timeout_s = o.timeout_s;
-  r.interrupted = [] { return g_interrupted != 0; };
+  r.interrupted = interrupt.predicate();
   return r;
 }
 
 // Starts a cluster from `config` under `policy`, runs the workload on it, stops it.
 BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::string& policy,
-                   const WorkloadSpec& workload, const fs::path& dir) {
+                   const WorkloadSpec& workload, const fs::path& dir, const InterruptFlag& interrupt) {
   const std::string prefix = "flover bench [" + policy + "]: ";
   config.scheduler.policy = policy;
   const fs::path config_path = dir / (policy + ".yaml");
@@ -127,13 +124,14 @@ BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::strin
   options.ready_timeout_s = o.ready_timeout_s.value_or(300);
   options.capture_logs = true;  // keeps the daemons' logs off the table and the progress bar
   options.progress = [&](const std::string& line) { std::fprintf(stderr, "%s%s\n", prefix.c_str(), line.c_str()); };
-  options.interrupted = [] { return g_interrupted != 0; };
+  options.interrupted = interrupt.predicate();
   Result<std::unique_ptr<LocalCluster>> cluster = LocalCluster::Start(config_path.string(), options);
   if (!cluster.ok()) {
     failed.error = cluster.status().ToString();
     return failed;
   }
-  BenchRun run = RunBenchmark((*cluster)->client_endpoint(), RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300)));
+  BenchRun run = RunBenchmark((*cluster)->client_endpoint(),
+                              RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300), interrupt));
   if (run.error.empty()) {
     if (std::optional<std::string> exit = (*cluster)->CoordinatorExit()) run.error = "Unavailable: " + *exit;
   }
@@ -170,24 +168,23 @@ int BenchCommand(const BenchOptions& o) {
     if (Result<std::string> gnuplot = FindGnuplot(); !gnuplot.ok()) return Usage(gnuplot.status().message());
   }
 
-  std::signal(SIGINT, OnInterrupt);
-  std::signal(SIGTERM, OnInterrupt);
+  const InterruptFlag interrupt;
   std::vector<BenchRun> runs;
   if (base) {
     char dir_template[] = "/tmp/flover-bench-XXXXXX";
     if (!mkdtemp(dir_template)) return Usage("cannot create a temporary folder in /tmp");
     const fs::path dir(dir_template);
     for (const std::string& policy : policies) {
-      runs.push_back(RunPolicy(o, *base, policy, workload, dir));
+      runs.push_back(RunPolicy(o, *base, policy, workload, dir, interrupt));
       if (!runs.back().error.empty())
         std::fprintf(stderr, "flover bench [%s]: FAILED: %s\n", policy.c_str(), runs.back().error.c_str());
-      if (g_interrupted) break;
+      if (interrupt.raised()) break;
     }
     std::error_code ec;
     fs::remove_all(dir, ec);
   } else {
     const std::string endpoint = o.endpoint.empty() ? kDefaultEndpoint : o.endpoint;
-    runs.push_back(RunBenchmark(endpoint, RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30))));
+    runs.push_back(RunBenchmark(endpoint, RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30), interrupt)));
     if (!runs.back().error.empty())
       std::fprintf(stderr, "flover bench [%s]: FAILED: %s\n", o.label.c_str(), runs.back().error.c_str());
   }
@@ -214,7 +211,7 @@ int BenchCommand(const BenchOptions& o) {
       std::fprintf(stderr, "flover bench: wrote %s\n", o.plot.c_str());
     }
   }
-  return g_interrupted ? 130 : exit_code;
+  return interrupt.raised() ? 130 : exit_code;
 }
 
 }  // namespace flover

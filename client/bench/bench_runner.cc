@@ -1,4 +1,4 @@
-#include "client/bench_runner.h"
+#include "client/bench/bench_runner.h"
 
 #include <unistd.h>
 
@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "client/client.h"
+#include "client/request_session.h"
 #include "common/protocol.h"
 
 namespace flover {
@@ -71,56 +72,64 @@ StepCounters Counters(const proto::ClusterStatus& s) {
   return c;
 }
 
-const std::string& RequestId(const proto::ServerMessage& m) {
-  static const std::string kNone;
-  if (m.has_accepted()) return m.accepted().client_request_id();
-  if (m.has_token()) return m.token().client_request_id();
-  if (m.has_done()) return m.done().client_request_id();
-  if (m.has_error()) return m.error().client_request_id();
-  return kNone;
+// What the session saw of one request, in seconds since `t0`, into its timeline.
+void RecordTimeline(const RequestRecord& r, Clock::time_point t0, RequestTimeline* out) {
+  auto seconds = [t0](Clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
+  out->submit_s = seconds(r.submitted_at);
+  if (r.accepted_at) out->accepted_s = seconds(*r.accepted_at);
+  out->tokens.clear();
+  for (const TokenBatch& b : r.token_batches) out->tokens.push_back({seconds(b.at), b.n_tokens});
+  if (r.ended_at) out->done_s = seconds(*r.ended_at);
+  out->prompt_tokens = r.prompt_tokens;
+  if (!r.ended()) return;
+  if (r.failed()) {
+    out->error = r.ErrorString();
+    out->finish_reason = "error";
+  } else {
+    out->output_tokens = r.completion_tokens;
+    out->server_queue_s = r.queue_seconds;
+    out->finish_reason = r.finish;
+  }
 }
 
-// Index of "<prefix><i>", or -1.
-int ParseIndex(const std::string& id, const std::string& prefix, size_t n) {
-  if (id.size() <= prefix.size() || id.compare(0, prefix.size(), prefix) != 0) return -1;
-  const std::string digits = id.substr(prefix.size());
-  if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) return -1;
-  const size_t i = std::stoul(digits);
-  return i < n ? static_cast<int>(i) : -1;
-}
-
-// Submits `requests` at their arrival times (ids "<prefix><index>") and collects their
-// timelines in *out. Failed requests are recorded, not returned; the Status is an error
-// only when the run cannot go on (interrupted).
+// Submits `requests` at their arrival times (ids "<prefix><index>") over one session and
+// collects their timelines in *out. Failed requests are recorded, not returned; the
+// Status is an error only when the run cannot go on (interrupted).
 Status RunRequests(Client& client, const std::vector<BenchRequest>& requests, const std::string& prefix,
                    const BenchRunOptions& o, ProgressBar* bar, std::vector<RequestTimeline>* out) {
   const size_t n = requests.size();
   out->assign(n, RequestTimeline());
-  std::vector<bool> submitted(n, false), finished(n, false);
+  RequestSessionOptions session_options;
+  session_options.silence_timeout_s = o.silence_timeout_s;
+  session_options.interrupted = o.interrupted;
+  RequestSession session(client, session_options);
+  std::vector<size_t> timeline_of;  // by the session's index
   size_t n_submitted = 0, n_finished = 0;
   int n_failed = 0;
   int64_t tokens = 0;
   const Clock::time_point t0 = Clock::now();
-  Clock::time_point last_reply = t0;
 
-  auto finish = [&](size_t i, double t, const std::string& error) {
+  // Requests that end before the session follows them (a failed send, or not sent).
+  auto fail = [&](size_t i, const std::string& error) {
     RequestTimeline& r = (*out)[i];
-    r.done_s = t;
-    if (!error.empty()) {
-      r.error = error;
-      r.finish_reason = "error";
-      ++n_failed;
-    }
-    finished[i] = true;
+    r.done_s = SecondsSince(t0);
+    r.error = error;
+    r.finish_reason = "error";
+    ++n_failed;
     ++n_finished;
   };
+  session.OnEvent([&](const SessionEvent& e) {
+    if (e.kind == SessionEventKind::kTokens) tokens += e.n_tokens;
+    if (e.kind != SessionEventKind::kDone && e.kind != SessionEventKind::kError) return;
+    ++n_finished;
+    if (e.request.failed()) ++n_failed;
+  });
+  session.OnUnmatchedError([&](const proto::Error& e) {
+    std::fprintf(stderr, "flover bench [%s]: %s: %s\n", o.label.c_str(), e.code().c_str(), e.message().c_str());
+  });
 
   while (n_finished < n) {
-    if (o.interrupted && o.interrupted()) {
-      for (size_t i = 0; i < n; ++i)
-        if (submitted[i] && !finished[i]) (void)client.Cancel(prefix + std::to_string(i));
-      return Cancelled("interrupted");
-    }
+    if (session.interrupted()) return Cancelled("interrupted");  // the session cancelled what is in flight
     // Submit every request whose time has come.
     while (n_submitted < n && requests[n_submitted].arrival_s <= SecondsSince(t0)) {
       const size_t i = n_submitted++;
@@ -128,80 +137,42 @@ Status RunRequests(Client& client, const std::vector<BenchRequest>& requests, co
       RequestTimeline& r = (*out)[i];
       r.index = req.index;
       r.arrival_s = req.arrival_s;
-      SamplingParams sampling;
-      sampling.seed = o.workload.seed + static_cast<uint64_t>(req.index);
-      StopParams stop;
-      stop.max_tokens = req.output_len;
-      stop.ignore_eos = o.ignore_eos;
+      SessionRequest q;
+      q.id = prefix + std::to_string(i);
+      q.text = req.prompt_text;
+      q.token_ids = req.prompt_ids;
+      q.sampling.seed = o.workload.seed + static_cast<uint64_t>(req.index);
+      q.stop.max_tokens = req.output_len;
+      q.stop.ignore_eos = o.ignore_eos;
       r.submit_s = SecondsSince(t0);
-      Status s = client.Submit(prefix + std::to_string(i), req.prompt_text, req.prompt_ids, sampling, stop,
-                               /*stream=*/true);
-      submitted[i] = true;
-      if (s.ok() && n_submitted - n_finished == 1) last_reply = Clock::now();  // silence counts from here
-      if (!s.ok()) finish(i, SecondsSince(t0), s.ToString());
+      if (Status s = session.Submit(q); s.ok()) {
+        timeline_of.push_back(i);
+      } else {
+        fail(i, s.ToString());
+      }
     }
     // Wait for a reply, at most until the next arrival.
     double wait_s = 0.1;
     if (n_submitted < n) wait_s = std::min(wait_s, requests[n_submitted].arrival_s - SecondsSince(t0));
-    const auto wait = std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, wait_s) * 1000));
-    Result<std::optional<proto::ServerMessage>> reply = client.Receive(wait);
-    const double now_s = SecondsSince(t0);
-    bar->Update(static_cast<int>(n_finished), n_failed, now_s, tokens);
-    if (!reply.ok()) {  // a signal is not an error (Receive gives no message): see the loop's top
-      std::fprintf(stderr, "flover bench [%s]: %s\n", o.label.c_str(), reply.status().ToString().c_str());
-      // The connection closed: the requests in flight are lost; later ones go to the
-      // coordinator once it is back (or time out).
-      if (reply.status().code() == StatusCode::kUnavailable)
-        for (size_t i = 0; i < n; ++i)
-          if (submitted[i] && !finished[i]) finish(i, now_s, reply.status().ToString());
-      continue;
-    }
-    if (!*reply) {
-      const bool in_flight = n_submitted > n_finished;
-      const double silent = std::chrono::duration<double>(Clock::now() - last_reply).count();
-      if (in_flight && silent > o.silence_timeout_s) {
-        const std::string error = "Unavailable: no reply from the cluster for " +
-                                  std::to_string(static_cast<int>(o.silence_timeout_s)) + " s";
-        for (size_t i = 0; i < n; ++i) {
-          if (finished[i]) continue;
-          if (submitted[i]) (void)client.Cancel(prefix + std::to_string(i));
-          if (!submitted[i]) (*out)[i].submit_s = now_s;
-          finish(i, now_s, error);
-        }
+    const Status polled =
+        session.Poll(std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, wait_s) * 1000)));
+    bar->Update(static_cast<int>(n_finished), n_failed, SecondsSince(t0), tokens);
+    if (polled.code() == StatusCode::kDeadlineExceeded) {
+      // The cluster is silent: what is not sent yet fails too.
+      for (size_t i = n_submitted; i < n; ++i) {
+        (*out)[i].index = requests[i].index;
+        (*out)[i].arrival_s = requests[i].arrival_s;
+        (*out)[i].submit_s = SecondsSince(t0);
+        fail(i, "Unavailable: " + polled.message());
       }
-      continue;
-    }
-    last_reply = Clock::now();
-    const proto::ServerMessage& m = **reply;
-    if (m.has_status()) continue;  // a late answer to an earlier status request
-    const int index = ParseIndex(RequestId(m), prefix, n);
-    if (index < 0) {
-      if (m.has_error())
-        std::fprintf(stderr, "flover bench [%s]: %s: %s\n", o.label.c_str(), m.error().code().c_str(),
-                     m.error().message().c_str());
-      continue;
-    }
-    const size_t i = static_cast<size_t>(index);
-    if (finished[i]) continue;
-    RequestTimeline& r = (*out)[i];
-    if (m.has_accepted()) {
-      r.accepted_s = now_s;
-      r.prompt_tokens = m.accepted().prompt_tokens();
-    } else if (m.has_token()) {
-      // A last event may carry only held-back text (no token): not an arrival.
-      if (m.token().tokens_size() > 0) r.tokens.push_back({now_s, m.token().tokens_size()});
-      tokens += m.token().tokens_size();
-    } else if (m.has_done()) {
-      const proto::Done& d = m.done();
-      r.prompt_tokens = d.prompt_tokens();
-      r.output_tokens = d.completion_tokens();
-      r.server_queue_s = d.queue_seconds();
-      r.finish_reason = FinishReasonName(FromProto(d.finish_reason()));
-      finish(i, now_s, "");
-    } else if (m.has_error()) {
-      finish(i, now_s, m.error().code() + ": " + m.error().message());
+      n_submitted = n;
+    } else if (!polled.ok()) {
+      // The connection closed (the requests in flight are lost; later ones go to the
+      // coordinator once it is back, or time out), or an unreadable reply.
+      std::fprintf(stderr, "flover bench [%s]: %s\n", o.label.c_str(), polled.ToString().c_str());
     }
   }
+  for (const RequestRecord& r : session.records()) RecordTimeline(r, t0, &(*out)[timeline_of[r.index]]);
   bar->Finish(static_cast<int>(n_finished), n_failed, SecondsSince(t0), tokens);
   return Status::Ok();
 }

@@ -5,11 +5,13 @@
 //   2. runs ONE request of the workload's first shape alone, twice: a warm-up, then the
 //      measured single-request latency;
 //   3. reads the cluster's step counters, runs the workload (each request submitted at
-//      its arrival time, stream = true; the client's clock stamps submit, Accepted,
-//      every TokenEvent and Done), reads the counters again;
+//      its arrival time, stream = true, through a RequestSession, whose clock stamps
+//      submit, Accepted, every TokenEvent and Done), reads the counters again;
 //   4. computes the metrics (bench_metrics.h).
 // A progress bar (completed/total, elapsed, tokens/s) goes to stderr. Requests that get
-// an Error, or no reply for `silence_timeout_s`, are failed and reported, not fatal.
+// an Error, or no reply for `silence_timeout_s` (then those not sent yet fail too), or
+// whose connection closed, are failed and reported, not fatal. Interrupted (polled, as
+// the session does), the requests in flight are cancelled and the run fails.
 //
 // Thread-safety: RunBenchmark owns its connection; call it from one thread at a time.
 #pragma once
@@ -18,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "client/bench_metrics.h"
-#include "client/bench_workload.h"
+#include "client/bench/bench_metrics.h"
+#include "client/bench/bench_workload.h"
 #include "common/status.h"
 
 namespace flover {

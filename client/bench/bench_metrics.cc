@@ -1,4 +1,4 @@
-#include "client/bench_metrics.h"
+#include "client/bench/bench_metrics.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "client/bench_workload.h"
+#include "client/bench/bench_workload.h"
 
 #include <cmath>
 #include <limits>

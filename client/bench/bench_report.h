@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "client/bench_runner.h"
+#include "client/bench/bench_runner.h"
 #include "common/status.h"
 
 namespace flover {
