@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
+#include "common/cluster_config_proto.h"
 #include "common/protocol.h"
 
 namespace flover {
@@ -78,20 +79,7 @@ bool SendRouted(zmq::socket_t& router, const char* what, const std::string& iden
 // ---------------------------------------------------------------- construction
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, Clock::duration drain_timeout) {
-  if (config.replicas < 1 || config.tensor_parallel < 1)
-    return InvalidArgument(fmt::format("{}: parallel: {} replicas x tensor {} has no worker", config.source,
-                                       config.replicas, config.tensor_parallel));
-  const SchedulerSettings& sched = config.scheduler;
-  if (config.kv_cache.block_size < 1 || sched.max_step_tokens < 1 || sched.max_running < 1 ||
-      sched.max_queued < 1 || sched.pipeline_depth < 1)
-    return InvalidArgument(fmt::format("{}: kv_cache.block_size, scheduler.max_step_tokens, max_running, max_queued "
-                                       "and pipeline_depth must be >= 1",
-                                       config.source));
-  if (!SchedulerPolicyFromName(sched.policy))
-    return InvalidArgument(fmt::format("{}: scheduler.policy: '{}' is not one of fused, dynamic, instances, sequential",
-                                       config.source, sched.policy));
-  if (sched.batch_window_ms < 0 || sched.max_batch < 1)
-    return InvalidArgument(fmt::format("{}: scheduler.batch_window_ms must be >= 0 and max_batch >= 1", config.source));
+  FLOVER_RETURN_IF_ERROR(config.Validate());
   std::optional<Tokenizer> tokenizer;
   if (!config.model.tokenizer.empty()) {
     FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
@@ -147,7 +135,7 @@ Status Coordinator::BindAll() {
   FLOVER_ASSIGN_OR_RETURN(endpoints_.results, Bind(results_, config_.endpoints.results, "results"));
   ClusterConfig sent = config_;
   sent.endpoints = endpoints_;
-  config_yaml_ = ToYaml(sent);
+  config_proto_ = ToProto(sent);
   return Status::Ok();
 }
 

@@ -90,8 +90,8 @@ class Coordinator {
  public:
   // Loads the tokenizer named by config.model.tokenizer (llama2.c format; none when
   // empty) and binds every endpoint of config.endpoints. Errors: those of the tokenizer
-  // file (NotFound, Corruption, ...), InvalidArgument for an empty endpoint or a bad
-  // layout, Unavailable when an endpoint cannot be bound (address in use, ...).
+  // file (NotFound, Corruption, ...), InvalidArgument when config.Validate() fails,
+  // Unavailable when an endpoint cannot be bound (address in use, ...).
   static Result<std::unique_ptr<Coordinator>> Create(ClusterConfig config,
                                                      Clock::duration drain_timeout = Clock::duration::zero());
   ~Coordinator();
@@ -213,7 +213,7 @@ class Coordinator {
   const Clock::duration step_timeout_;
   // Constant after Create().
   EndpointsConfig endpoints_;
-  std::string config_yaml_;  // ToYaml(config_ with endpoints_), sent in RegisterReply
+  proto::ClusterConfig config_proto_;  // ToProto(config_ with endpoints_), sent in RegisterReply
 
   std::atomic<int> stops_{0};  // Stop() calls
   static_assert(std::atomic<int>::is_always_lock_free);

@@ -1,5 +1,6 @@
 // The coordinator and its workers: registration, heartbeats, disconnects, failed
 // steps, bad worker messages, the rendezvous relay (harness: coordinator_fixture.h).
+#include "common/cluster_config_proto.h"
 #include "tests/coordinator/coordinator_fixture.h"
 
 namespace flover {
@@ -15,11 +16,12 @@ TEST_F(CoordinatorTest, RegisterReplyCarriesConfigEndpointsAndTopic) {
   EXPECT_EQ(reply.plans_endpoint(), endpoints_.plans);
   EXPECT_EQ(reply.results_endpoint(), endpoints_.results);
   EXPECT_EQ(reply.plan_topic(), "replica/0/");
-  Result<ClusterConfig> config = ParseClusterConfig(reply.config_yaml(), "register reply", "");
+  ASSERT_TRUE(reply.has_config());
+  Result<ClusterConfig> config = FromProto(reply.config());
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->name, "coordinator-test");
-  EXPECT_EQ(config->endpoints, endpoints_);  // resolved, not "*"
-  EXPECT_EQ(config->kv_cache.block_size, 4);
+  ClusterConfig expected = TestConfig(Options{});
+  expected.endpoints = endpoints_;  // resolved, not "*"
+  EXPECT_EQ(*config, expected);
   // The coordinator heartbeats registered workers.
   std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(w.RecvControl(50ms).has_value());
