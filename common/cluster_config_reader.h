@@ -13,7 +13,7 @@
 //  * A relative model.path / model.tokenizer (after expansion; "dummy:<preset>" is not
 //    a file) is resolved against the directory of the config file.
 //  * `workers` is optional; when absent every (replica, rank) runs on 127.0.0.1 with
-//    device cpu. When given it must list every (replica, rank) exactly once; the result
+//    device cpu (at most 65536 of them: more is an error, not a list to build). When given it must list every (replica, rank) exactly once; the result
 //    is sorted by (replica, rank).
 //
 // Thread-safety: pure functions (they read the environment and the file system).

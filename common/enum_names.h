@@ -4,6 +4,7 @@
 //
 //   constexpr EnumNames<Color, 2> kColorNames = {{{Color::kRed, "red"}, {Color::kBlue, "blue"}}};
 //   kColorNames.Name(Color::kRed) == "red";  kColorNames.FromName("blue") == Color::kBlue;
+//   kColorNames.Names() == {"red", "blue"}
 //
 // Thread-safety: constant tables and const functions.
 #pragma once
@@ -41,13 +42,6 @@ struct EnumNames {
     std::vector<std::string> names;
     for (const auto& entry : entries) names.emplace_back(entry.second);
     return names;
-  }
-
-  // "a, b, c", for messages ("'x' is not one of a, b, c").
-  std::string List() const {
-    std::string list;
-    for (const auto& entry : entries) list += (list.empty() ? "" : ", ") + std::string(entry.second);
-    return list;
   }
 };
 

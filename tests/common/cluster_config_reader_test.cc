@@ -285,6 +285,8 @@ TEST(ClusterConfigErrors, Numbers) {
               {"x.yaml: model.dummy_seed: expected a non-negative integer, got '-1'"});
   ExpectError(With("parallel: {replicas: 0}\n"), {"x.yaml: parallel.replicas: must be >= 1, got 0"});
   ExpectError(With("parallel: {tensor: -2}\n"), {"x.yaml: parallel.tensor: must be >= 1, got -2"});
+  ExpectError(With("parallel: {replicas: 100000, tensor: 1000}\n"),
+              {"x.yaml: parallel: 100000 replicas x 1000 ranks is more than 65536 workers"});
   ExpectError(With("scheduler: {max_step_tokens: 0}\n"), {"x.yaml: scheduler.max_step_tokens: must be >= 1"});
   ExpectError(With("scheduler: {max_running: 0}\n"), {"x.yaml: scheduler.max_running: must be >= 1"});
   ExpectError(With("scheduler: {max_queued: 0}\n"), {"x.yaml: scheduler.max_queued: must be >= 1"});
