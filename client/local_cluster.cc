@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "client/client.h"
+#include "common/cluster_config_reader.h"
 
 namespace flover {
 namespace {

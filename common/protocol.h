@@ -17,7 +17,9 @@
 
 namespace flover {
 
-inline constexpr uint32_t kProtocolVersion = 1;
+// 2: RegisterReply carries the cluster config as a ClusterConfig message, no longer as
+// YAML text (config_yaml).
+inline constexpr uint32_t kProtocolVersion = 2;
 
 // Serialises with protocol_version set. M is one of the four envelopes (ClientMessage,
 // ServerMessage, WorkerMessage, CoordinatorMessage).

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/cluster_config_proto.h"
 #include "common/protocol.h"
 #include "coordinator/admission.h"
 
@@ -16,20 +17,7 @@ namespace flover {
 Result<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(ClusterConfig config, EndpointsConfig bound,
                                                                  Clock::duration drain_timeout,
                                                                  Clock::time_point now) {
-  if (config.replicas < 1 || config.tensor_parallel < 1)
-    return InvalidArgument(fmt::format("{}: parallel: {} replicas x tensor {} has no worker", config.source,
-                                       config.replicas, config.tensor_parallel));
-  const SchedulerSettings& sched = config.scheduler;
-  if (config.kv_cache.block_size < 1 || sched.max_step_tokens < 1 || sched.max_running < 1 ||
-      sched.max_queued < 1 || sched.pipeline_depth < 1)
-    return InvalidArgument(fmt::format("{}: kv_cache.block_size, scheduler.max_step_tokens, max_running, max_queued "
-                                       "and pipeline_depth must be >= 1",
-                                       config.source));
-  if (!SchedulerPolicyFromName(sched.policy))
-    return InvalidArgument(fmt::format("{}: scheduler.policy: '{}' is not one of fused, dynamic, instances, sequential",
-                                       config.source, sched.policy));
-  if (sched.batch_window_ms < 0 || sched.max_batch < 1)
-    return InvalidArgument(fmt::format("{}: scheduler.batch_window_ms must be >= 0 and max_batch >= 1", config.source));
+  FLOVER_RETURN_IF_ERROR(config.Validate());
   std::optional<Tokenizer> tokenizer;
   if (!config.model.tokenizer.empty()) {
     FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
@@ -53,7 +41,7 @@ CoordinatorCore::CoordinatorCore(ClusterConfig config, EndpointsConfig bound, st
       next_heartbeat_(now) {
   ClusterConfig sent = config_;
   sent.endpoints = endpoints_;
-  config_yaml_ = ToYaml(sent);
+  config_proto_ = ToProto(sent);
   replicas_.reserve(config_.replicas);
   for (int i = 0; i < config_.replicas; ++i) replicas_.emplace_back(i, config_.tensor_parallel);
 }

@@ -90,8 +90,9 @@ class CoordinatorCore {
   static constexpr int kMaxFailovers = 2;
 
   // Loads the tokenizer named by config.model.tokenizer (llama2.c format; none when
-  // empty); its errors (NotFound, Corruption, ...) and InvalidArgument for settings out
-  // of range. `bound`: the endpoints as the shell bound them (what workers are told).
+  // empty); its errors (NotFound, Corruption, ...) and InvalidArgument when
+  // config.Validate() fails. `bound`: the endpoints as the shell bound them (what
+  // workers are told).
   static Result<std::unique_ptr<CoordinatorCore>> Create(ClusterConfig config, EndpointsConfig bound,
                                                          Clock::duration drain_timeout, Clock::time_point now);
 
@@ -217,7 +218,7 @@ class CoordinatorCore {
   Clock::duration step_timeout_;
   Clock::duration drain_timeout_;
   EndpointsConfig endpoints_;  // as bound
-  std::string config_yaml_;    // ToYaml(config_ with endpoints_), sent in RegisterReply
+  proto::ClusterConfig config_proto_;  // config_ with endpoints_, sent in RegisterReply
   Clock::time_point started_{};
 
   Outbox outbox_;

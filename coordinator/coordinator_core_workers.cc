@@ -158,7 +158,7 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
   }
   slot.last_seen = now;
   reply->set_accepted(true);
-  reply->set_config_yaml(config_yaml_);
+  *reply->mutable_config() = config_proto_;
   reply->set_plans_endpoint(endpoints_.plans);
   reply->set_results_endpoint(endpoints_.results);
   reply->set_plan_topic(PlanTopic(slot.replica));
@@ -221,7 +221,7 @@ void CoordinatorCore::TryMakeReady(Replica& replica, Clock::time_point now) {
   sc.max_running = config_.scheduler.max_running;
   sc.max_seq_len = spec.max_seq_len;
   sc.pipeline_depth = config_.scheduler.pipeline_depth;
-  sc.policy = *SchedulerPolicyFromName(config_.scheduler.policy);  // checked by Create()
+  sc.policy = config_.scheduler.policy;
   sc.batch_window = std::chrono::milliseconds(config_.scheduler.batch_window_ms);
   sc.max_batch = config_.scheduler.max_batch;
   // Never more blocks than the requests that may run at once can use (bounds the

@@ -17,7 +17,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "common/cluster_config.h"
+#include "common/cluster_config_reader.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/endpoints_file.h"
 

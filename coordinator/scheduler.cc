@@ -22,23 +22,6 @@ void Erase(Container& c, const SchedRequest* r) {
 
 }  // namespace
 
-const char* SchedulerPolicyName(SchedulerPolicy policy) {
-  switch (policy) {
-    case SchedulerPolicy::kFused: return "fused";
-    case SchedulerPolicy::kDynamic: return "dynamic";
-    case SchedulerPolicy::kInstances: return "instances";
-    case SchedulerPolicy::kSequential: return "sequential";
-  }
-  return "unknown";
-}
-
-std::optional<SchedulerPolicy> SchedulerPolicyFromName(std::string_view name) {
-  for (SchedulerPolicy p :
-       {SchedulerPolicy::kFused, SchedulerPolicy::kDynamic, SchedulerPolicy::kInstances, SchedulerPolicy::kSequential})
-    if (name == SchedulerPolicyName(p)) return p;
-  return std::nullopt;
-}
-
 int SchedulerConfig::running_limit() const {
   switch (policy) {
     case SchedulerPolicy::kSequential: return 1;

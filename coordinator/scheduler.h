@@ -66,6 +66,7 @@
 
 #include "common/block_allocator.h"
 #include "common/request_params.h"
+#include "common/scheduler_policy.h"
 #include "common/status.h"
 #include "flover.pb.h"
 
@@ -74,13 +75,6 @@ namespace flover {
 using Clock = std::chrono::steady_clock;
 
 inline double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-enum class SchedulerPolicy { kFused, kDynamic, kInstances, kSequential };
-
-// "fused", "dynamic", "instances", "sequential" (the names of scheduler.policy).
-const char* SchedulerPolicyName(SchedulerPolicy policy);
-// The policy of that name; nullopt for any other.
-std::optional<SchedulerPolicy> SchedulerPolicyFromName(std::string_view name);
 
 struct SchedulerConfig {
   int replica = 0;            // copied into every plan

@@ -9,7 +9,7 @@
 #include <atomic>
 #include <csignal>
 
-#include "common/cluster_config.h"
+#include "common/cluster_config_reader.h"
 #include "worker/worker_daemon.h"
 
 namespace {

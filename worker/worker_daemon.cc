@@ -11,6 +11,7 @@
 
 #include <zmq_addon.hpp>
 
+#include "common/cluster_config_proto.h"
 #include "worker/comm/cpu_communicator.h"
 #include "worker/gpu_backend.h"
 #include "worker/model/model_loader.h"
@@ -79,7 +80,10 @@ Status WorkerDaemon::Register() {
     next_retry = Clock::now() + 500ms;
   }
   if (!reply.accepted()) return InvalidArgument("the coordinator refused " + Name() + ": " + reply.error());
-  FLOVER_ASSIGN_OR_RETURN(config_, ParseClusterConfig(reply.config_yaml(), "coordinator config", ""));
+  if (!reply.has_config()) return InvalidArgument("the coordinator's RegisterReply carries no cluster config");
+  Result<ClusterConfig> config = FromProto(reply.config());
+  if (!config.ok()) return config.status().WithContext("the coordinator's cluster config");
+  config_ = std::move(config).value();
   plan_topic_ = reply.plan_topic();
 
   plans_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
@@ -144,7 +148,7 @@ Status WorkerDaemon::Load() {
         CreateCpuCommunicator(shard.rank, world, *control_, "replica/" + std::to_string(options_.replica) + "/tp",
                               comm_options));
     if (!comm.note.empty()) spdlog::info("{}: collectives over TCP: {}", Name(), comm.note);
-    transport = ", tensor parallel over " + std::string(comm.transport == "shm" ? "shared memory" : "TCP");
+    transport = ", tensor parallel over " + std::string(comm.transport == CpuTransport::kShm ? "shared memory" : "TCP");
     comm_ = std::move(comm.comm);
   } else {
     comm_ = std::make_unique<LocalCommunicator>();

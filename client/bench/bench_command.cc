@@ -13,6 +13,8 @@
 #include "client/interrupt_flag.h"
 #include "client/local_cluster.h"
 #include "common/cluster_config.h"
+#include "common/cluster_config_reader.h"
+#include "common/cluster_config_writer.h"
 
 namespace flover {
 namespace {
@@ -104,7 +106,7 @@ BenchRunOptions RunOptions(const BenchOptions& o, const WorkloadSpec& workload, 
 BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::string& policy,
                    const WorkloadSpec& workload, const fs::path& dir, const InterruptFlag& interrupt) {
   const std::string prefix = "flover bench [" + policy + "]: ";
-  config.scheduler.policy = policy;
+  config.scheduler.policy = *SchedulerPolicyFromName(policy);  // checked by BenchCommand
   const fs::path config_path = dir / (policy + ".yaml");
   BenchRun failed;
   failed.policy = policy;
@@ -155,12 +157,11 @@ int BenchCommand(const BenchOptions& o) {
     Result<ClusterConfig> config = BaseConfig(o);
     if (!config.ok()) return Usage(config.status().ToString());
     base.emplace(std::move(config).value());
-    if (policies.empty()) policies.push_back(base->scheduler.policy);
-    const std::vector<std::string>& known = SchedulerPolicyNames();
+    if (policies.empty()) policies.push_back(SchedulerPolicyName(base->scheduler.policy));
     for (const std::string& p : policies) {
-      if (std::find(known.begin(), known.end(), p) != known.end()) continue;
+      if (SchedulerPolicyFromName(p)) continue;
       std::string names;
-      for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
+      for (const std::string& k : SchedulerPolicyNames()) names += (names.empty() ? "" : ", ") + k;
       return Usage("--policies: unknown policy '" + p + "' (known: " + names + ")");
     }
   }

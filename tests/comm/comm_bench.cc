@@ -21,8 +21,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int RunTransport(int rank, flover::KvStore& store, const std::string& transport, int iterations) {
-  auto created = flover::CreateCpuCommunicator(rank, 2, store, "bench-" + transport,
+int RunTransport(int rank, flover::KvStore& store, flover::CpuTransport transport, int iterations) {
+  const std::string transport_name = flover::CpuTransportName(transport);
+  auto created = flover::CreateCpuCommunicator(rank, 2, store, "bench-" + transport_name,
                                                {.transport = transport, .timeout = std::chrono::seconds(30)});
   if (!created.ok()) {
     std::fprintf(stderr, "rank %d: %s\n", rank, created.status().ToString().c_str());
@@ -54,7 +55,7 @@ int RunTransport(int rank, flover::KvStore& store, const std::string& transport,
         const double mean = std::accumulate(us.begin(), us.end(), 0.0) / us.size();
         char name[64];
         std::snprintf(name, sizeof(name), "%s %zu floats", op == 0 ? "all-reduce" : "all-gather", n);
-        std::printf("%-5s %-26s %10.1f %10.1f %10.1f\n", transport.c_str(), name, us[us.size() / 2], mean,
+        std::printf("%-5s %-26s %10.1f %10.1f %10.1f\n", transport_name.c_str(), name, us[us.size() / 2], mean,
                     us[us.size() * 99 / 100]);
         std::fflush(stdout);
       }
@@ -65,7 +66,7 @@ int RunTransport(int rank, flover::KvStore& store, const std::string& transport,
 
 int RunRank(int rank, const std::string& dir, int iterations) {
   flover::testing::FileKvStore store(dir);
-  for (const std::string transport : {"tcp", "shm"})
+  for (const flover::CpuTransport transport : {flover::CpuTransport::kTcp, flover::CpuTransport::kShm})
     if (RunTransport(rank, store, transport, iterations) != 0) return 1;
   return 0;
 }

@@ -83,10 +83,10 @@ float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 100 + s
     }                                                                \
   } while (0)
 
-class CommunicatorProcessTest : public ::testing::TestWithParam<std::string> {};
+class CommunicatorProcessTest : public ::testing::TestWithParam<CpuTransport> {};
 
 // Rank `rank` of a group of `world` over the test's transport; exits the child on failure.
-std::unique_ptr<Communicator> Join(const std::string& transport, int rank, int world, KvStore& store,
+std::unique_ptr<Communicator> Join(CpuTransport transport, int rank, int world, KvStore& store,
                                    const std::string& prefix, milliseconds timeout) {
   Result<CpuCommunicator> comm =
       CreateCpuCommunicator(rank, world, store, prefix, {.transport = transport, .timeout = timeout});
@@ -95,7 +95,8 @@ std::unique_ptr<Communicator> Join(const std::string& transport, int rank, int w
     ::_exit(10);
   }
   if (comm->transport != transport) {
-    std::fprintf(stderr, "rank %d: asked for %s, got %s\n", rank, transport.c_str(), comm->transport.c_str());
+    std::fprintf(stderr, "rank %d: asked for %s, got %s\n", rank, CpuTransportName(transport),
+                 CpuTransportName(comm->transport));
     ::_exit(9);
   }
   return std::move(comm->comm);
@@ -158,8 +159,11 @@ TEST_P(CommunicatorProcessTest, PeerProcessThatNeverStartsTimesOut) {
   EXPECT_EQ(codes, (std::vector<int>{0}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, CommunicatorProcessTest, ::testing::Values("tcp", "shm"),
-                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Transports, CommunicatorProcessTest,
+                         ::testing::Values(CpuTransport::kTcp, CpuTransport::kShm),
+                         [](const ::testing::TestParamInfo<CpuTransport>& info) {
+                           return std::string(CpuTransportName(info.param));
+                         });
 
 }  // namespace
 }  // namespace flover

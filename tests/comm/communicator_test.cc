@@ -37,16 +37,16 @@ TEST(LocalCommunicatorTest, IsAGroupOfOne) {
 // Rank r's value i is an integer, so every sum is exact whatever the order.
 float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 1000 + static_cast<int>(i % 997)); }
 
-class CommunicatorTest : public ::testing::TestWithParam<std::string> {
+class CommunicatorTest : public ::testing::TestWithParam<CpuTransport> {
  protected:
-  const std::string& transport() const { return GetParam(); }
+  CpuTransport transport() const { return GetParam(); }
   Result<CpuCommunicator> Create(int rank, int world, KvStore& store, const std::string& prefix,
                                  milliseconds timeout = milliseconds(20000)) const {
     return CreateCpuCommunicator(rank, world, store, prefix, {.transport = transport(), .timeout = timeout});
   }
 };
 
-void ExpectExactCollectives(int world, const std::string& transport) {
+void ExpectExactCollectives(int world, CpuTransport transport) {
   // Sizes: one float, a decode step of a 768-wide model, and one over the direct-path
   // limit (Gloo's ring all-reduce when world > 2); then small again (no shrinking).
   const std::vector<size_t> sizes = {1, 768, 100000, 5};
@@ -168,8 +168,10 @@ TEST_P(CommunicatorTest, PeerThatLeavesGivesUnavailableNotAHang) {
   EXPECT_EQ(again.message(), s.message());
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, CommunicatorTest, ::testing::Values("tcp", "shm"),
-                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Transports, CommunicatorTest, ::testing::Values(CpuTransport::kTcp, CpuTransport::kShm),
+                         [](const ::testing::TestParamInfo<CpuTransport>& info) {
+                           return std::string(CpuTransportName(info.param));
+                         });
 
 }  // namespace
 }  // namespace flover

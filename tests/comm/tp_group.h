@@ -1,6 +1,6 @@
 // RunGroup: runs one function per rank of an in-process tensor-parallel group, each on
-// its own thread with its own communicator (`transport`: "tcp" = GlooCommunicator over
-// loopback, "shm" = ShmCommunicator; see cpu_communicator.h), the ranks meeting through
+// its own thread with its own communicator (`transport`: kTcp = GlooCommunicator over
+// loopback, kShm = ShmCommunicator; see cpu_communicator.h), the ranks meeting through
 // one InMemoryKvStore. Returns when every rank's function has returned.
 #pragma once
 
@@ -25,7 +25,7 @@ inline std::string NewGroupName() {
 // fn(int rank, Communicator& comm) runs on rank's thread; gtest assertions work there.
 template <typename Fn>
 void RunGroup(int world, Fn fn, std::chrono::milliseconds timeout = std::chrono::seconds(20),
-              const std::string& transport = "tcp") {
+              CpuTransport transport = CpuTransport::kTcp) {
   InMemoryKvStore store;
   const std::string prefix = NewGroupName();
   std::vector<std::thread> threads;

@@ -133,7 +133,8 @@ TEST(ProtocolTest, ControlPlaneMessagesRoundTrip) {
   proto::CoordinatorMessage reply;
   auto* rr = reply.mutable_register_reply();
   rr->set_accepted(true);
-  rr->set_config_yaml("cluster: {name: x}\n");
+  rr->mutable_config()->set_name("x");
+  rr->mutable_config()->mutable_scheduler()->set_policy(proto::SCHEDULER_POLICY_DYNAMIC);
   rr->set_plans_endpoint("tcp://127.0.0.1:5557");
   rr->set_results_endpoint("tcp://127.0.0.1:5558");
   rr->set_plan_topic("replica/0/");

@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/cluster_config_reader.h"
 #include "common/protocol.h"
 #include "coordinator/coordinator.h"
 #include "tests/test_paths.h"

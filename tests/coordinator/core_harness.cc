@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <functional>
 
+#include "common/cluster_config_reader.h"
+
 namespace flover::coordinator_testing {
 
 ClusterConfig TestConfig(const Options& o) {

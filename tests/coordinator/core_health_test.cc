@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "common/cluster_config_proto.h"
+
 namespace flover {
 namespace {
 
@@ -17,11 +19,12 @@ TEST_F(CoreTest, RegisterReplyCarriesConfigEndpointsAndTopic) {
   EXPECT_EQ(reply.plans_endpoint(), sim().core().endpoints().plans);
   EXPECT_EQ(reply.results_endpoint(), sim().core().endpoints().results);
   EXPECT_EQ(reply.plan_topic(), "replica/0/");
-  Result<ClusterConfig> config = ParseClusterConfig(reply.config_yaml(), "register reply", "");
+  ASSERT_TRUE(reply.has_config());
+  Result<ClusterConfig> config = FromProto(reply.config());
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->name, "coordinator-test");
-  EXPECT_EQ(config->endpoints, sim().core().endpoints());  // as bound, not "*"
-  EXPECT_EQ(config->kv_cache.block_size, 4);
+  ClusterConfig expected = TestConfig(Options{});
+  expected.endpoints = sim().core().endpoints();  // as bound, not "*"
+  EXPECT_EQ(*config, expected);
   // The coordinator heartbeats registered workers.
   Advance(200ms);
   EXPECT_FALSE(w.RecvControl().has_value());

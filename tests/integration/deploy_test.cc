@@ -24,7 +24,7 @@
 
 #include "client/child_process.h"
 #include "client/client.h"
-#include "common/cluster_config.h"
+#include "common/cluster_config_reader.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/test_paths.h"
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/cluster_config_reader.h"
 #include "worker/comm/kv_store.h"
 
 namespace flover {

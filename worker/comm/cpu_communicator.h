@@ -14,25 +14,25 @@
 #include <memory>
 #include <string>
 
+#include "common/cpu_transport.h"
 #include "worker/comm/communicator.h"
 #include "worker/comm/kv_store.h"
 
 namespace flover {
 
 struct CpuCommunicatorOptions {
-  std::string transport = "auto";      // auto | shm | tcp (CpuTransportNames())
+  CpuTransport transport = CpuTransport::kAuto;
   std::string bind_host = "127.0.0.1";  // tcp: the address Gloo binds
   std::chrono::milliseconds timeout{30000};
 };
 
 struct CpuCommunicator {
   std::unique_ptr<Communicator> comm;
-  std::string transport;  // "shm" or "tcp": what was chosen
+  CpuTransport transport = CpuTransport::kTcp;  // kShm or kTcp: what was chosen
   std::string note;       // with auto falling back to tcp: why shared memory was not used
 };
 
-// InvalidArgument for an unknown transport; otherwise the errors of the chosen
-// communicator's Create.
+// The errors of the chosen communicator's Create.
 Result<CpuCommunicator> CreateCpuCommunicator(int rank, int world, KvStore& store, const std::string& prefix,
                                               const CpuCommunicatorOptions& options);
 

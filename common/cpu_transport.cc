@@ -1,0 +1,22 @@
+#include "common/cpu_transport.h"
+
+#include "common/enum_names.h"
+
+namespace flover {
+namespace {
+
+constexpr EnumNames<CpuTransport, 3> kNames = {
+    {{{CpuTransport::kAuto, "auto"}, {CpuTransport::kShm, "shm"}, {CpuTransport::kTcp, "tcp"}}}};
+
+}  // namespace
+
+const char* CpuTransportName(CpuTransport transport) { return kNames.Name(transport); }
+
+std::optional<CpuTransport> CpuTransportFromName(std::string_view name) { return kNames.FromName(name); }
+
+const std::vector<std::string>& CpuTransportNames() {
+  static const std::vector<std::string> names = kNames.Names();
+  return names;
+}
+
+}  // namespace flover

@@ -1,0 +1,134 @@
+// Tests ClusterConfig <-> proto::ClusterConfig (common/cluster_config_proto.h): every
+// field and every enum value survive the round trip (through serialized bytes, as
+// between processes), and a message a valid config cannot produce is a clear error.
+#include "common/cluster_config_proto.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/common/cluster_config_test_util.h"
+
+namespace flover {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace config_testing;
+
+// ToProto, serialized and parsed again, then FromProto.
+Result<ClusterConfig> ThroughTheWire(const ClusterConfig& config) {
+  proto::ClusterConfig parsed;
+  EXPECT_TRUE(parsed.ParseFromString(ToProto(config).SerializeAsString()));
+  return FromProto(parsed);
+}
+
+TEST(ClusterConfigProto, RoundTripsEveryField) {
+  const ClusterConfig config = EveryFieldSet();
+  Result<ClusterConfig> again = ThroughTheWire(config);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, config);
+  // operator== covers every field; spot-check the ones a conversion gets wrong easily.
+  EXPECT_EQ(again->model.dummy_seed, 18446744073709551615ull);
+  EXPECT_EQ(again->kv_cache.memory_mib, 0.1);
+  EXPECT_EQ(again->workers[1].threads, 2);
+  EXPECT_EQ(again->source, "derived.yaml");
+}
+
+TEST(ClusterConfigProto, RoundTripsEveryEnumValue) {
+  ClusterConfig gpu = EveryFieldSet();
+  for (WorkerConfig& w : gpu.workers) w.device = "cuda:" + std::to_string(w.rank);
+  std::vector<ClusterConfig> configs = EveryEnumValue(gpu);
+  ASSERT_EQ(configs.size(), 4u * 3u * 4u);
+  for (const ClusterConfig& config : configs) {
+    Result<ClusterConfig> again = ThroughTheWire(config);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(*again, config) << SchedulerPolicyName(config.scheduler.policy) << " "
+                              << CpuTransportName(config.cpu_transport) << " " << ModelDTypeName(config.model.dtype);
+  }
+}
+
+TEST(ClusterConfigProto, ShippedConfigsRoundTrip) {
+  for (const char* file : {"/configs/local.yaml", "/configs/local-replicas.yaml", "/configs/gpu-cluster.example.yaml"}) {
+    Result<ClusterConfig> config = LoadClusterConfig(kSourceDir + file);
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    Result<ClusterConfig> again = ThroughTheWire(*config);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(*again, *config) << file;
+  }
+}
+
+TEST(ClusterConfigProto, WorkersKeepTheSendersOrder) {
+  ClusterConfig config = EveryFieldSet();
+  std::swap(config.workers[0], config.workers[2]);
+  Result<ClusterConfig> again = ThroughTheWire(config);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->workers, config.workers);
+}
+
+// What a buggy or hostile coordinator might send: each is an InvalidArgument naming the
+// source and the key, never a crash.
+TEST(ClusterConfigProto, InvalidMessagesAreClearErrors) {
+  using Mutation = std::function<void(proto::ClusterConfig&)>;
+  const std::vector<std::pair<Mutation, std::string>> cases = {
+      {[](proto::ClusterConfig& m) { m.mutable_scheduler()->set_policy(proto::SCHEDULER_POLICY_UNSPECIFIED); },
+       "derived.yaml: scheduler.policy: is not set"},
+      {[](proto::ClusterConfig& m) { m.mutable_scheduler()->set_policy(static_cast<proto::SchedulerPolicy>(99)); },
+       "derived.yaml: scheduler.policy: 99 is not a value this build knows"},
+      {[](proto::ClusterConfig& m) { m.set_cpu_transport(proto::CPU_TRANSPORT_UNSPECIFIED); },
+       "derived.yaml: parallel.cpu_transport: is not set"},
+      {[](proto::ClusterConfig& m) { m.set_cpu_transport(static_cast<proto::CpuTransport>(-3)); },
+       "derived.yaml: parallel.cpu_transport: -3 is not a value this build knows"},
+      {[](proto::ClusterConfig& m) { m.mutable_model()->set_dtype(proto::MODEL_DTYPE_UNSPECIFIED); },
+       "derived.yaml: model.dtype: is not set"},
+      {[](proto::ClusterConfig& m) { m.mutable_model()->set_dtype(proto::MODEL_DTYPE_FP16); },
+       "derived.yaml: model.dtype: fp16 needs CUDA workers; replica 1 rank 0 runs on cpu"},
+      {[](proto::ClusterConfig& m) { m.set_name(""); }, "derived.yaml: cluster.name: must not be empty"},
+      {[](proto::ClusterConfig& m) { m.mutable_endpoints()->set_control("nowhere"); },
+       "derived.yaml: endpoints.control: 'nowhere' is not a ZeroMQ endpoint"},
+      {[](proto::ClusterConfig& m) { m.set_replicas(0); }, "derived.yaml: parallel.replicas: must be >= 1, got 0"},
+      {[](proto::ClusterConfig& m) { m.set_tensor_parallel(2147483647); },
+       "derived.yaml: workers: no entry for replica 0 rank 2"},
+      {[](proto::ClusterConfig& m) { m.mutable_workers()->RemoveLast(); },
+       "derived.yaml: workers: no entry for replica 1 rank 1"},
+      {[](proto::ClusterConfig& m) { m.mutable_workers(2)->set_rank(-1); },
+       "derived.yaml: workers[2].rank: -1 is out of range [0, 2)"},
+      {[](proto::ClusterConfig& m) { *m.add_workers() = m.workers(0); },
+       "derived.yaml: workers[4]: replica 0 rank 0 is listed twice (also workers[0])"},
+      {[](proto::ClusterConfig& m) { m.mutable_workers(0)->set_device("tpu:0"); },
+       "derived.yaml: workers[0].device: 'tpu:0' is not cpu or cuda:N"},
+      {[](proto::ClusterConfig& m) { m.mutable_kv_cache()->set_memory_mib(-0.0); },
+       "derived.yaml: kv_cache.memory_mib: must be > 0"},
+      {[](proto::ClusterConfig& m) { m.mutable_kv_cache()->set_memory_mib(std::nan("")); },
+       "derived.yaml: kv_cache.memory_mib: must be a finite number, got nan"},
+      {[](proto::ClusterConfig& m) { m.mutable_scheduler()->set_pipeline_depth(1000); },
+       "derived.yaml: scheduler.pipeline_depth: must be in 1..8, got 1000"},
+      {[](proto::ClusterConfig& m) { m.mutable_heartbeat()->set_timeout_ms(1); },
+       "derived.yaml: heartbeat.timeout_ms: 1 must be greater than heartbeat.interval_ms (20)"},
+      // Sections the sender left out read as zeros, which no valid config has.
+      {[](proto::ClusterConfig& m) { m.clear_heartbeat(); }, "derived.yaml: heartbeat.step_timeout_ms: must be >= 1, got 0"},
+      {[](proto::ClusterConfig& m) { m.clear_kv_cache(); }, "derived.yaml: kv_cache.block_size: must be >= 1, got 0"},
+  };
+  for (const auto& [mutate, expected] : cases) {
+    proto::ClusterConfig message = ToProto(EveryFieldSet());
+    mutate(message);
+    Result<ClusterConfig> config = FromProto(message);
+    ASSERT_FALSE(config.ok()) << expected;
+    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument) << config.status().ToString();
+    EXPECT_THAT(config.status().message(), ::testing::StartsWith(expected));
+  }
+}
+
+TEST(ClusterConfigProto, AnEmptyMessageIsAnError) {
+  Result<ClusterConfig> config = FromProto(proto::ClusterConfig());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(), HasSubstr("is not set"));
+}
+
+}  // namespace
+}  // namespace flover
