@@ -45,9 +45,7 @@ Engine::Engine(ModelWeights weights, std::unique_ptr<KvCache> kv, const EngineCo
 Result<uint64_t> Engine::Add(RequestParams request) {
   FLOVER_RETURN_IF_ERROR(ValidateRequest(request, spec()));
   const int n_prompt = static_cast<int>(request.prompt.size());
-  // Positions ever computed: the prompt and all generated tokens but the last.
-  const int64_t max_positions =
-      std::min<int64_t>(static_cast<int64_t>(n_prompt) + request.stop.max_tokens - 1, spec().max_seq_len);
+  const int64_t max_positions = MaxKvPositions(request, spec());
   const int64_t capacity = static_cast<int64_t>(allocator_.n_blocks()) * kv_->block_size();
   if (max_positions > capacity)
     return ResourceExhausted("request needs up to " + std::to_string(max_positions) +
