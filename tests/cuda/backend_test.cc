@@ -34,6 +34,7 @@
 #include "kernels/cuda/device.h"
 #include "tests/cuda/gpu_test.h"
 #include "tests/test_paths.h"
+#include "worker/backend.h"
 #include "worker/engine/cpu_backend.h"
 #include "worker/engine/cuda/cuda_decoder.h"
 #include "worker/engine/cuda/device_kv_cache.h"
@@ -263,19 +264,17 @@ size_t CommonPrefix(const std::vector<int>& a, const std::vector<int>& b) {
   return n;
 }
 
-struct CpuEngine {
-  std::unique_ptr<Decoder> decoder;
-  std::unique_ptr<KvCache> kv;
-  std::unique_ptr<CpuBackend> backend;
-};
-
-CpuEngine MakeCpu(ModelWeights weights) {
-  CpuEngine e;
-  const ModelSpec spec = weights.spec;
-  e.decoder = std::make_unique<Decoder>(std::move(weights));
-  e.kv = std::move(KvCache::Create(spec, KvCacheConfig{kBlockSize, int64_t{1} << 30, kPoolBlocks}).value());
-  e.backend = std::make_unique<CpuBackend>(e.decoder.get(), e.kv.get());
-  return e;
+// The CPU reference backend of stories260K, made as `flover run --device cpu` makes it
+// (CreateBackend), with the CUDA backends' pool.
+std::unique_ptr<ForwardBackend> MakeCpu() {
+  BackendConfig config;
+  config.model = testing::Stories260kBin();
+  config.kv_block_size = kBlockSize;
+  config.kv_max_blocks = kPoolBlocks;
+  Result<CreatedBackend> created = CreateBackend(config);
+  EXPECT_TRUE(created.ok()) << "stories260K is needed (FLOVER_MODELS_DIR=" << testing::ModelsDir()
+                            << "): " << created.status().ToString();
+  return created.ok() ? std::move(created->backend) : nullptr;
 }
 
 ModelWeights LoadStories() {
@@ -313,8 +312,10 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
   FLOVER_REQUIRE_GPU();
   ModelWeights weights = LoadStories();
   ASSERT_FALSE(weights.layers.empty());
-  CpuEngine cpu = MakeCpu(weights);
   const int vocab = weights.spec.vocab_size;
+  Result<std::unique_ptr<CpuBackend>> cpu =
+      CpuBackend::Create(std::move(weights), {}, nullptr, KvCacheConfig{kBlockSize, int64_t{1} << 30, kPoolBlocks});
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
 
   std::vector<std::vector<int>> prompts = {{1, 300, 20, 400}, {1}, {1, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
                                                                     18, 19, 20, 21, 22, 23, 24}};
@@ -323,7 +324,7 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
   for (size_t i = 0; i < prompts.size(); ++i)
     entries.push_back(StepEntry{prompts[i].data(), static_cast<int>(prompts[i].size()), 0, tables[i].data(), true});
   std::vector<float> want(prompts.size() * vocab);
-  ASSERT_TRUE(cpu.decoder->Forward(entries, *cpu.kv, want.data()).ok());
+  ASSERT_TRUE((*cpu)->decoder().Forward(entries, (*cpu)->kv(), want.data()).ok());
 
   const SamplingParams greedy;
   std::vector<SampleRow> rows(prompts.size(), SampleRow{&greedy, {}, 0});
@@ -368,14 +369,13 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
 // 96; bf16 96 96 96 22 11 1 (mean 56%).
 void EndToEnd(DType dtype, double min_mean_prefix, bool fast = false) {
   constexpr int kTokens = 96;
-  ModelWeights weights = LoadStories();
-  ASSERT_FALSE(weights.layers.empty());
-  CpuEngine cpu = MakeCpu(std::move(weights));
+  std::unique_ptr<ForwardBackend> cpu = MakeCpu();
+  ASSERT_NE(cpu, nullptr);
   auto cuda = MakeCuda(testing::Stories260kBin(), dtype, 0, fast);
   ASSERT_NE(cuda, nullptr);
   const std::vector<Request> requests = GreedyRequests(kTokens);
 
-  Result<Outcome> want = Drive(*cpu.backend, requests, 16, false);
+  Result<Outcome> want = Drive(*cpu, requests, 16, false);
   ASSERT_TRUE(want.ok()) << want.status().ToString();
   Result<Outcome> got = Drive(*cuda, requests, 16, false, cuda.get());
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -449,10 +449,9 @@ TEST(CudaBackendGpu, SeparatePassesGiveTheFusedTokens) {
   ASSERT_TRUE(fused.ok()) << fused.status().ToString();
   Result<Outcome> separate = Drive(*cuda, requests, 16, true);
   ASSERT_TRUE(separate.ok()) << separate.status().ToString();
-  ModelWeights weights = LoadStories();
-  ASSERT_FALSE(weights.layers.empty());
-  CpuEngine cpu = MakeCpu(std::move(weights));
-  Result<Outcome> want = Drive(*cpu.backend, requests, 16, false);
+  std::unique_ptr<ForwardBackend> cpu = MakeCpu();
+  ASSERT_NE(cpu, nullptr);
+  Result<Outcome> want = Drive(*cpu, requests, 16, false);
   ASSERT_TRUE(want.ok()) << want.status().ToString();
   for (const Request& r : requests) {
     EXPECT_EQ(separate->tokens[r.id], fused->tokens[r.id]) << "request " << r.id << " diverges at token "

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "kernels/cuda/cuda_status.h"
+#include "worker/engine/kv_cache.h"
 #include "worker/comm/nccl_communicator.h"
 #include "worker/model/dummy_model.h"
 #include "worker/model/model_loader.h"
@@ -88,7 +89,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(const std::string& what,
     stream = backend->own_stream_->get();
   }
   FLOVER_ASSIGN_OR_RETURN(DeviceWeights weights, make_weights(stream));
-  const DeviceKvCacheConfig kv_config{config.dtype, config.kv_block_size, config.kv_memory_bytes, config.max_blocks};
+  const DeviceKvCacheConfig kv_config{
+      config.dtype, config.kv_block_size, config.kv_memory_bytes,
+      CapKvBlocks(config.max_blocks, config.kv_max_sequences, spec, config.kv_block_size)};
   FLOVER_ASSIGN_OR_RETURN(backend->kv_, DeviceKvCache::Create(spec, kv_config, shard.world));
   FLOVER_ASSIGN_OR_RETURN(backend->decoder_,
                           CudaDecoder::Create(std::move(weights), backend->kv_.get(), comm, stream,

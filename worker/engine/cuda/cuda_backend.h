@@ -37,6 +37,8 @@ struct CudaBackendConfig {
   int64_t kv_memory_bytes = int64_t{1} << 30;  // KV budget of this rank, K+V of all layers
   int kv_block_size = 16;                   // token slots per KV block
   int max_blocks = 0;                       // if > 0, at most this many KV blocks
+  int kv_max_sequences = 0;                 // if > 0, at most what this many full contexts
+                                            // use (CapKvBlocks, worker/engine/kv_cache.h)
   int max_step_tokens = 512;                // tokens per step (scratch is sized for it)
   int max_rows = 64;                        // sampled tokens per step (logits rows)
   // The fast decode path (cuda_decoder.h). Off by default until a GPU run of
