@@ -32,11 +32,12 @@ Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const Backe
   FLOVER_ASSIGN_OR_RETURN(LoadedModel model,
                           LoadModel(config.model, config.dummy_seed, LoadTarget{shard, config.check_model}));
   CreatedBackend out;
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<HostCommunicator> comm;
   std::string transport;
   if (shard.world > 1) {
-    FLOVER_ASSIGN_OR_RETURN(CpuCommunicator created,
-                            CreateCpuCommunicator(shard.rank, shard.world, *group.store, group.prefix + "/tp", group.cpu));
+    FLOVER_ASSIGN_OR_RETURN(
+        CpuCommunicator created,
+        CreateCpuCommunicator(shard.rank, shard.world, *group.store, group.prefix + "/tp", group.cpu));
     out.note = std::move(created.note);
     transport = ", tensor parallel over " + std::string(created.transport == "shm" ? "shared memory" : "TCP");
     comm = std::move(created.comm);

@@ -37,8 +37,9 @@ struct BackendConfig {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::string model;           // a model file or "dummy:<preset>" (model_loader.h)
   uint64_t dummy_seed = 0;
-  // Runs on the model's shape before any tensor is read (the worker checks it against
-  // its cluster config); may be empty.
+  // CPU: runs on the model's shape before any tensor is read (the worker checks it
+  // against its cluster config; it checks a CUDA backend's spec once it is made); may
+  // be empty.
   std::function<Status(const ModelSpec&)> check_model;
 
   // The paged KV cache of this rank: its byte budget sizes the pool.

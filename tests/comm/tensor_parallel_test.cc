@@ -104,7 +104,7 @@ void ExpectSameLogits(const ModelWeights& full, int world, std::vector<std::vect
 
   std::vector<std::vector<std::vector<float>>> got(world);
   std::vector<std::vector<std::vector<int>>> argmax(world);
-  RunGroup(world, [&](int rank, Communicator& comm) {
+  RunGroup(world, [&](int rank, HostCommunicator& comm) {
     Result<ModelWeights> shard = ShardWeights(full, rank, world);
     ASSERT_TRUE(shard.ok()) << shard.status().ToString();
     Decoder decoder(std::move(shard).value(), ShardInfo{rank, world}, &comm);
@@ -146,7 +146,7 @@ TEST(TensorParallelDecoderTest, DistributedArgmaxBreaksTiesTowardsTheLowestId) {
   std::copy_n(w.classifier.begin(), dim, w.classifier.begin() + 5 * dim);  // row 5 = row 0
   std::vector<int> prompt = {3, 1, 4, 1, 5};
   std::vector<std::vector<int>> tokens(2);
-  RunGroup(2, [&](int rank, Communicator& comm) {
+  RunGroup(2, [&](int rank, HostCommunicator& comm) {
     Result<ModelWeights> shard = ShardWeights(w, rank, 2);
     ASSERT_TRUE(shard.ok()) << shard.status().ToString();
     Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &comm);
@@ -321,9 +321,9 @@ TEST(TensorParallelEngineTest, RanksAgreeOnSeededSamples) {
 
 // Counts the all-reduces of the passes that run through it (a fixed number per pass)
 // into *n_all_reduce, which outlives it.
-class CountingCommunicator final : public Communicator {
+class CountingCommunicator final : public HostCommunicator {
  public:
-  CountingCommunicator(Communicator* inner, int* n_all_reduce) : n_all_reduce(*n_all_reduce), inner_(inner) {}
+  CountingCommunicator(HostCommunicator* inner, int* n_all_reduce) : n_all_reduce(*n_all_reduce), inner_(inner) {}
   int rank() const override { return inner_->rank(); }
   int world_size() const override { return inner_->world_size(); }
   Status AllReduceSum(float* data, size_t n) override {
@@ -336,7 +336,7 @@ class CountingCommunicator final : public Communicator {
   int& n_all_reduce;
 
  private:
-  Communicator* inner_;
+  HostCommunicator* inner_;
 };
 
 struct ExecutorRun {
@@ -349,7 +349,7 @@ struct ExecutorRun {
 // Drives an Executor as a worker would: request i joins at step i with its whole prompt
 // (and every block it will need), then decodes one token per step until it finishes.
 // The backend runs rank `rank`'s shard of `full` over `comm`, counting its all-reduces.
-ExecutorRun RunExecutor(const ModelWeights& full, int rank, Communicator& comm,
+ExecutorRun RunExecutor(const ModelWeights& full, int rank, HostCommunicator& comm,
                         const std::vector<RequestParams>& requests, bool separate_passes) {
   const ModelSpec& spec = full.spec;
   const int block_size = 16, blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
@@ -407,7 +407,7 @@ TEST(TensorParallelExecutorTest, SeparatePassesGiveTheFusedTokensWithOnePassPerE
   ASSERT_FALSE(full.layers.empty());
   const std::vector<RequestParams> requests = ReadmeRequests();
   std::vector<ExecutorRun> fused(2), separate(2);
-  RunGroup(2, [&](int rank, Communicator& comm) {
+  RunGroup(2, [&](int rank, HostCommunicator& comm) {
     fused[rank] = RunExecutor(full, rank, comm, requests, /*separate_passes=*/false);
     separate[rank] = RunExecutor(full, rank, comm, requests, /*separate_passes=*/true);
   });

@@ -35,7 +35,7 @@ void RunRanks(int world, Fn fn) {
   for (std::thread& t : threads) t.join();
 }
 
-// fn(int rank, Communicator& comm) runs on rank's thread; gtest assertions work there.
+// fn(int rank, HostCommunicator& comm) runs on rank's thread; gtest assertions work there.
 template <typename Fn>
 void RunGroup(int world, Fn fn, std::chrono::milliseconds timeout = std::chrono::seconds(20),
               const std::string& transport = "tcp") {

@@ -293,7 +293,8 @@ std::vector<std::vector<int>> FloverRunTokens(const std::vector<Job>& jobs, cons
   std::vector<std::vector<int>> tokens;
   std::istringstream lines(run.output);
   for (std::string line; std::getline(lines, line);)
-    if (!line.empty() && line[0] == '{') tokens.push_back(nlohmann::json::parse(line)["tokens"].get<std::vector<int>>());
+    if (!line.empty() && line[0] == '{')
+      tokens.push_back(nlohmann::json::parse(line)["tokens"].get<std::vector<int>>());
   EXPECT_EQ(tokens.size(), jobs.size()) << run.output;
   return tokens;
 }

@@ -26,7 +26,7 @@ struct CpuCommunicatorOptions {
 };
 
 struct CpuCommunicator {
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<HostCommunicator> comm;
   std::string transport;  // "shm" or "tcp": what was chosen
   std::string note;       // with auto falling back to tcp: why shared memory was not used
 };

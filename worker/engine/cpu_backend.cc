@@ -9,14 +9,15 @@
 namespace flover {
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::Create(ModelWeights weights, ShardInfo shard,
-                                                       std::unique_ptr<Communicator> comm, const KvCacheConfig& kv) {
+                                                       std::unique_ptr<HostCommunicator> comm,
+                                                       const KvCacheConfig& kv) {
   FLOVER_RETURN_IF_ERROR(ValidateShard(weights, shard));
   FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm.get(), shard.rank, shard.world));
   FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache, KvCache::Create(weights.spec, kv, shard.world));
   return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), shard, std::move(comm), std::move(cache)));
 }
 
-CpuBackend::CpuBackend(ModelWeights weights, ShardInfo shard, std::unique_ptr<Communicator> comm,
+CpuBackend::CpuBackend(ModelWeights weights, ShardInfo shard, std::unique_ptr<HostCommunicator> comm,
                        std::unique_ptr<KvCache> kv)
     : comm_(std::move(comm)),
       kv_(std::move(kv)),

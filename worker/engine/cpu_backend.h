@@ -30,7 +30,7 @@ class CpuBackend final : public ForwardBackend {
   // and size. Errors: Corruption when the weights do not fit the shard (ValidateShard),
   // InvalidArgument when the communicator does not (CheckCommunicator), KvCache::Create's.
   static Result<std::unique_ptr<CpuBackend>> Create(ModelWeights weights, ShardInfo shard,
-                                                    std::unique_ptr<Communicator> comm, const KvCacheConfig& kv);
+                                                    std::unique_ptr<HostCommunicator> comm, const KvCacheConfig& kv);
 
   const ModelSpec& spec() const override { return decoder_.spec(); }
   int kv_blocks() const override { return kv_->n_blocks(); }
@@ -44,13 +44,14 @@ class CpuBackend final : public ForwardBackend {
   const KvCache& kv() const { return *kv_; }
 
  private:
-  CpuBackend(ModelWeights weights, ShardInfo shard, std::unique_ptr<Communicator> comm, std::unique_ptr<KvCache> kv);
+  CpuBackend(ModelWeights weights, ShardInfo shard, std::unique_ptr<HostCommunicator> comm,
+             std::unique_ptr<KvCache> kv);
 
   // The pass(es) into logits_, or, with `argmax`, only each row's greedy token.
   Status Forward(std::span<const StepEntry> entries, bool separate_passes, int* argmax);
 
   // Constant after construction; destroyed bottom-up.
-  std::unique_ptr<Communicator> comm_;  // null with world 1
+  std::unique_ptr<HostCommunicator> comm_;  // null with world 1
   std::unique_ptr<KvCache> kv_;
   Decoder decoder_;
 
