@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--stagger", run.stagger, "Admit one prompt every N steps (0 = all at once)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   run_cmd->add_flag("--json", run.json, "One JSON object per prompt on stdout");
+  run_cmd->add_option("--device", run.device, "Backend: cpu or cuda:N")->capture_default_str();
+  run_cmd->add_option("--policy", run.policy, "Scheduling policy: fused, dynamic, instances or sequential")
+      ->capture_default_str();
+  run_cmd->add_option("--pipeline-depth", run.pipeline_depth, "Plans scheduled ahead of their results")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   run_cmd->add_option("--threads", run.threads, "Compute threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   run_cmd->add_option("--block-size", run.block_size, "KV cache block size in tokens")->capture_default_str();
   run_cmd->add_option("--kv-cache-mib", run.kv_cache_mib, "KV cache memory budget (MiB)")->capture_default_str();

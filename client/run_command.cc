@@ -12,8 +12,8 @@
 
 #include "client/completion_output.h"
 #include "common/tokenizer.h"
+#include "worker/backend.h"
 #include "worker/engine/engine.h"
-#include "worker/model/model_loader.h"
 
 namespace flover {
 namespace {
@@ -101,31 +101,44 @@ std::string Decode(const std::optional<Tokenizer>& tokenizer, const PromptInput&
 
 int RunCommand(const RunOptions& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  EngineConfig config;
+  config.max_step_tokens = o.max_step_tokens;
+  config.max_running = o.max_running;
+  config.pipeline_depth = o.pipeline_depth;
+  if (const std::optional<SchedulerPolicy> policy = SchedulerPolicyFromName(o.policy)) {
+    config.policy = *policy;
+  } else {
+    return Fail(InvalidArgument("--policy '" + o.policy + "' is not one of fused, dynamic, instances, sequential"));
+  }
+
   const auto t_load = std::chrono::steady_clock::now();
-  Result<LoadedModel> model = LoadModel(o.model, o.dummy_seed);
-  if (!model.ok()) return Fail(model.status());
-  Result<std::optional<Tokenizer>> tokenizer = ResolveTokenizer(o, std::move(model->tokenizer));
+  BackendConfig backend;
+  backend.device = o.device;
+  backend.model = o.model;
+  backend.dummy_seed = o.dummy_seed;
+  backend.kv_block_size = o.block_size;
+  backend.kv_memory_bytes = static_cast<int64_t>(o.kv_cache_mib * 1024 * 1024);
+  backend.kv_max_sequences = o.max_running;  // a larger pool is never used
+  backend.max_step_tokens = o.max_step_tokens;
+  backend.max_rows = o.max_running;
+  Result<CreatedBackend> created = CreateBackend(backend);
+  if (!created.ok()) return Fail(created.status());
+  const ModelSpec spec = created->backend->spec();
+  Result<std::optional<Tokenizer>> tokenizer = ResolveTokenizer(o, std::move(created->tokenizer));
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  if (*tokenizer && tokenizer->value().vocab_size() != model->weights.spec.vocab_size)
+  if (*tokenizer && tokenizer->value().vocab_size() != spec.vocab_size)
     return Fail(InvalidArgument("tokenizer has " + std::to_string(tokenizer->value().vocab_size()) +
-                                " tokens but the model's vocabulary has " +
-                                std::to_string(model->weights.spec.vocab_size)));
+                                " tokens but the model's vocabulary has " + std::to_string(spec.vocab_size)));
   Result<std::vector<PromptInput>> prompts = CollectPrompts(o, *tokenizer);
   if (!prompts.ok()) return Fail(prompts.status());
 
-  EngineConfig config;
-  config.kv.block_size = o.block_size;
-  config.kv.memory_bytes = static_cast<int64_t>(o.kv_cache_mib * 1024 * 1024);
-  config.max_step_tokens = o.max_step_tokens;
-  config.max_running = o.max_running;
-  const std::string description = model->description;
-  Result<std::unique_ptr<Engine>> created = Engine::Create(std::move(model->weights), config);
-  if (!created.ok()) return Fail(created.status());
-  Engine& engine = **created;
+  Result<std::unique_ptr<Engine>> engine_or = Engine::Create(std::move(created->backend), config);
+  if (!engine_or.ok()) return Fail(engine_or.status());
+  Engine& engine = **engine_or;
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
-  std::fprintf(stderr, "flover run: %s (%s), %d KV blocks of %d tokens, %d threads, loaded in %.2f s\n",
-               description.c_str(), engine.spec().ToString().c_str(), engine.n_blocks(), engine.block_size(),
-               omp_get_max_threads(), load_s);
+  std::fprintf(stderr, "flover run: %s (%s), %d KV blocks of %d tokens, policy %s, loaded in %.2f s\n",
+               created->description.c_str(), spec.ToString().c_str(), engine.n_blocks(), engine.block_size(),
+               SchedulerPolicyName(config.policy), load_s);
 
   const std::vector<PromptInput>& inputs = *prompts;
   std::vector<Output> outputs(inputs.size());

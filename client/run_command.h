@@ -1,5 +1,6 @@
-// `flover run`: serves prompts with the in-process engine (no daemons), all fused in
-// one engine, optionally admitting one new prompt every `stagger` steps so requests join
+// `flover run`: serves prompts with the in-process engine (no daemons): the backend of
+// `device` (CreateBackend: cpu or cuda:N) and the coordinator's scheduler under
+// `policy`, optionally admitting one new prompt every `stagger` steps so requests join
 // a running batch. Prints stories (or one JSON object per prompt with --json) on stdout
 // and a timing summary on stderr.
 #pragma once
@@ -21,6 +22,9 @@ struct RunOptions {
   StopParams stop;
   int stagger = 0;                     // steps between admissions; 0 = all at once
   bool json = false;
+  std::string device = "cpu";          // cpu | cuda:N
+  std::string policy = "fused";        // fused | dynamic | instances | sequential
+  int pipeline_depth = 1;              // plans scheduled ahead of their results
   int threads = 0;                     // 0 = OpenMP default
   int block_size = 16;
   double kv_cache_mib = 1024;

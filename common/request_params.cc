@@ -1,5 +1,6 @@
 #include "common/request_params.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace flover {
@@ -43,6 +44,15 @@ Status ValidateRequest(const RequestParams& request, const ModelSpec& spec) {
                              std::to_string(spec.vocab_size) + ")");
   }
   return Status::Ok();
+}
+
+bool StopsByLength(int n_prompt, int n_generated, int max_tokens, int max_seq_len) {
+  return n_generated >= max_tokens || n_prompt + n_generated - 1 >= max_seq_len;
+}
+
+int64_t MaxKvPositions(const RequestParams& request, int max_seq_len) {
+  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
+  return std::min<int64_t>(n_prompt + request.stop.max_tokens - 1, max_seq_len);
 }
 
 }  // namespace flover

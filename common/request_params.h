@@ -45,4 +45,27 @@ struct RequestParams {
 // (0, 1], top_k < 0, repetition_penalty <= 0, stop ids outside the vocabulary.
 Status ValidateRequest(const RequestParams& request, const ModelSpec& spec);
 
+// The length rule: how far a request may go. Everything that decides when a request
+// stops by length, or how much KV memory it may ever need, asks these two functions
+// (the workers' Sequence and Executor, the coordinator's Scheduler and admission, the
+// in-process Engine).
+//
+// A request with an n_prompt-token prompt that has generated n_generated tokens holds
+// n_prompt + n_generated tokens; its newest token sits at position
+// n_prompt + n_generated - 1, and the next step computes that position to sample the
+// token after it. It stops by length (FinishReason::kLength) as soon as
+//   n_generated >= max_tokens                        (it has all it asked for), or
+//   n_prompt + n_generated - 1 >= max_seq_len        (no step can compute the newest).
+// A request that does not stop by length can always take one more step.
+// REQUIRES: n_prompt >= 1, n_generated >= 0, max_tokens >= 1, max_seq_len >= 1.
+bool StopsByLength(int n_prompt, int n_generated, int max_tokens, int max_seq_len);
+
+// The KV positions a request may ever occupy: every token it holds except the last
+// one, which it never computes (it stops first), at the latest when it stops by length:
+// min(prompt + max_tokens - 1, max_seq_len). A pool of fewer slots can never finish it.
+int64_t MaxKvPositions(const RequestParams& request, int max_seq_len);
+inline int64_t MaxKvPositions(const RequestParams& request, const ModelSpec& model) {
+  return MaxKvPositions(request, model.max_seq_len);
+}
+
 }  // namespace flover

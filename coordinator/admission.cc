@@ -1,6 +1,5 @@
 #include "coordinator/admission.h"
 
-#include <algorithm>
 #include <string>
 
 #include "common/protocol.h"
@@ -13,11 +12,6 @@ Result<proto::ClientMessage> ParseClientMessage(std::string_view bytes) {
   if (message.body_case() == proto::ClientMessage::BODY_NOT_SET)
     return InvalidArgument("ClientMessage has no body: send submit, cancel or status");
   return message;
-}
-
-int64_t MaxKvPositions(const RequestParams& request, const ModelSpec& model) {
-  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
-  return std::min<int64_t>(n_prompt + request.stop.max_tokens - 1, model.max_seq_len);
 }
 
 Status CheckAgainstModel(const RequestParams& request, const ModelSpec& model, int64_t kv_capacity_tokens) {

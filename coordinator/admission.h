@@ -10,7 +10,7 @@
 //      that a huge prompt cannot hold up the coordinator's loop;
 //   3. when the model is known: ValidateRequest (prompt length, ids in the vocabulary,
 //      max_tokens >= 1, sampling ranges), then ResourceExhausted when the request could
-//      never fit in the smallest replica's KV pool;
+//      never fit in the smallest replica's KV pool (MaxKvPositions, request_params.h);
 //   4. stop strings: a tokenizer, at most kMaxStopStrings of 1..kMaxStopStringBytes bytes;
 //   5. ResourceExhausted "overloaded ..." when max_queued requests are already waiting.
 // Before any replica is ready the model is unknown: the coordinator queues the request
@@ -51,9 +51,5 @@ Result<RequestParams> Admit(const proto::SubmitRequest& submit, const AdmissionC
 
 // Check 3 alone (for requests queued before the model was known).
 Status CheckAgainstModel(const RequestParams& request, const ModelSpec& model, int64_t kv_capacity_tokens);
-
-// KV slots a request may ever occupy: every position but the last generated token's,
-// capped by the context: min(prompt + max_tokens - 1, max_seq_len).
-int64_t MaxKvPositions(const RequestParams& request, const ModelSpec& model);
 
 }  // namespace flover

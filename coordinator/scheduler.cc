@@ -48,8 +48,8 @@ Scheduler::Scheduler(const SchedulerConfig& config)
 void Scheduler::Add(uint64_t id, RequestParams params, int priority, Clock::time_point arrived,
                     std::vector<int> generated) {
   FLOVER_CHECK(!requests_.contains(id)) << "request " << id << " added twice";
-  FLOVER_CHECK(static_cast<int>(generated.size()) < params.stop.max_tokens &&
-               params.prompt.size() + generated.size() <= static_cast<size_t>(config_.max_seq_len))
+  FLOVER_CHECK(!StopsByLength(static_cast<int>(params.prompt.size()), static_cast<int>(generated.size()),
+                              params.stop.max_tokens, config_.max_seq_len))
       << "request " << id << " has " << generated.size() << " generated tokens already";
   auto r = std::make_unique<SchedRequest>();
   r->id = id;
@@ -86,7 +86,7 @@ int Scheduler::Schedulable(const SchedRequest& r) const {
   if (r.n_pending > 0) {
     // The pending sample may end the request: wait for its result.
     const int n_generated = static_cast<int>(r.generated.size()) + r.n_pending;
-    if (n_generated >= r.params.stop.max_tokens || r.n_tokens() - 1 >= config_.max_seq_len) return 0;
+    if (StopsByLength(r.n_prompt(), n_generated, r.params.stop.max_tokens, config_.max_seq_len)) return 0;
   }
   return left;
 }

@@ -142,14 +142,14 @@ class Scheduler {
 
   // Queues a request that arrived at `arrived` (opens or joins the batch window under
   // dynamic); it joins at a later Schedule(). REQUIRES: id not known here, and the
-  // request fits the pool (admission checked min(prompt + max_tokens - 1, max_seq_len)
-  // <= n_blocks * block_size).
+  // request fits the pool: MaxKvPositions(params, max_seq_len) <= n_blocks * block_size
+  // (admission checks it).
   // Times: only dynamic reads them; callers of the other policies may leave them out
   // (the clock's epoch), dynamic's callers must pass real ones consistently.
   // `generated`: tokens the request already generated elsewhere (a failed replica); it
   // joins with them (JoinRequest.generated) and recomputes prompt + generated before
-  // its next sample. REQUIRES: fewer than max_tokens of them, and prompt + generated
-  // within max_seq_len (what a request that has not finished has).
+  // its next sample. REQUIRES: !StopsByLength(prompt, generated, ...) (what a request
+  // that has not finished has).
   void Add(uint64_t id, RequestParams params, int priority = 0, Clock::time_point arrived = {},
            std::vector<int> generated = {});
 

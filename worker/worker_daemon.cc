@@ -12,9 +12,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/cluster_config_proto.h"
-#include "worker/comm/cpu_communicator.h"
-#include "worker/gpu_backend.h"
-#include "worker/model/model_loader.h"
+#include "worker/backend.h"
 #include "worker/model/shard.h"
 
 namespace flover {
@@ -120,51 +118,36 @@ Status WorkerDaemon::Load() {
   compute_threads_ = omp_get_max_threads();
 
   const auto t0 = Clock::now();
-  const std::string device = wc ? wc->device : "cpu";
-  if (device != "cpu") {
-    FLOVER_ASSIGN_OR_RETURN(GpuBackend gpu, CreateGpuBackend(config_, options_.replica, options_.rank, device,
-                                                             *control_));
-    backend_ = std::move(gpu.backend);
-    return Ready(gpu.description, t0);
-  }
-  // Only this rank's shard is loaded, one tensor at a time; a model that does not fit
-  // the config fails on its shape, before any tensor is read.
-  const int world = config_.tensor_parallel;
-  const ShardInfo shard{options_.rank, world};
-  LoadTarget target{shard, [&](const ModelSpec& spec) {
-                      FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
-                      return CheckTensorParallel(spec, world).WithContext(config_.source);
-                    }};
-  FLOVER_ASSIGN_OR_RETURN(LoadedModel model, LoadModel(config_.model.path, config_.model.dummy_seed, target));
-  const ModelSpec spec = model.weights.spec;  // Ready() checks it against the config once more, whole
-  ModelWeights weights = std::move(model.weights);
-  std::string transport;
-  if (world > 1) {
-    CpuCommunicatorOptions comm_options;
-    comm_options.transport = config_.cpu_transport;
-    comm_options.bind_host = options_.host;
-    FLOVER_ASSIGN_OR_RETURN(
-        CpuCommunicator comm,
-        CreateCpuCommunicator(shard.rank, world, *control_, "replica/" + std::to_string(options_.replica) + "/tp",
-                              comm_options));
-    if (!comm.note.empty()) spdlog::info("{}: collectives over TCP: {}", Name(), comm.note);
-    transport = ", tensor parallel over " + std::string(comm.transport == CpuTransport::kShm ? "shared memory" : "TCP");
-    comm_ = std::move(comm.comm);
-  } else {
-    comm_ = std::make_unique<LocalCommunicator>();
-  }
-  KvCacheConfig kv_config;
-  kv_config.block_size = config_.kv_cache.block_size;
-  kv_config.memory_bytes = static_cast<int64_t>(config_.kv_cache.memory_mib * 1024 * 1024);
-  FLOVER_ASSIGN_OR_RETURN(kv_, KvCache::Create(spec, kv_config, world));
-  decoder_ = std::make_unique<Decoder>(std::move(weights), shard, comm_.get());
-  backend_ = std::make_unique<CpuBackend>(decoder_.get(), kv_.get());
+  BackendConfig backend;
+  backend.device = wc ? wc->device : "cpu";
+  backend.model = config_.model.path;
+  backend.dummy_seed = config_.model.dummy_seed;
+  // A model that does not fit the config fails on its shape, before any tensor is read.
+  backend.check_model = [this](const ModelSpec& spec) {
+    FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
+    return CheckTensorParallel(spec, config_.tensor_parallel).WithContext(config_.source);
+  };
+  backend.kv_block_size = config_.kv_cache.block_size;
+  backend.kv_memory_bytes = static_cast<int64_t>(config_.kv_cache.memory_mib * 1024 * 1024);
+  backend.cuda_dtype = WorkerDType(config_.model, backend.device);
+  backend.max_step_tokens = config_.scheduler.max_step_tokens;
+  backend.max_rows = config_.scheduler.max_running;
+  BackendGroup group;
+  group.shard = ShardInfo{options_.rank, config_.tensor_parallel};
+  group.store = control_.get();
+  group.prefix = "replica/" + std::to_string(options_.replica);
+  group.cpu.transport = config_.cpu_transport;
+  group.cpu.bind_host = options_.host;
+  FLOVER_ASSIGN_OR_RETURN(CreatedBackend created, CreateBackend(backend, group));
+  if (!created.note.empty()) spdlog::info("{}: collectives over TCP: {}", Name(), created.note);
+  backend_ = std::move(created.backend);
   ReleaseFreedMemory();
-  return Ready(model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads" + transport, t0);
+  return Ready(created.description, t0);
 }
 
 Status WorkerDaemon::Ready(const std::string& description, Clock::time_point t0) {
   executor_ = std::make_unique<Executor>(backend_.get());
+  runner_ = std::make_unique<PlanRunner>(executor_.get());
   const ModelSpec& spec = backend_->spec();
   FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
   proto::WorkerMessage ready;
@@ -183,38 +166,8 @@ Status WorkerDaemon::Ready(const std::string& description, Clock::time_point t0)
 Status WorkerDaemon::ExecutePlan(const proto::StepPlan& plan, std::string* result) {
   FLOVER_RETURN_IF_ERROR(plan_sequence_.Accept(plan.seq()).WithContext("replica " + std::to_string(plan.replica())));
   last_plan_seq_.store(plan_sequence_.last(), std::memory_order_relaxed);
-  const auto t0 = Clock::now();
-  for (uint64_t id : plan.leaves()) executor_->Leave(id);
-  for (uint64_t id : plan.resets()) executor_->Reset(id);
-  for (const proto::JoinRequest& j : plan.joins()) {
-    RequestParams request{std::vector<int>(j.prompt().begin(), j.prompt().end()), FromProto(j.sampling()),
-                          FromProto(j.stop())};
-    FLOVER_RETURN_IF_ERROR(executor_->Join(j.request_id(), std::move(request),
-                                           std::span<const int>(j.generated().data(), j.generated().size())));
-  }
-  entries_.clear();
-  for (const proto::PlanEntry& e : plan.entries())
-    entries_.push_back(ExecEntry{e.request_id(), e.start_pos(), e.n_tokens(),
-                                 std::span<const int>(e.new_blocks().data(), e.new_blocks().size())});
-  outputs_.clear();
-  FLOVER_RETURN_IF_ERROR(executor_->Run(entries_, &outputs_, plan.separate_passes()));
-  for (const ExecOutput& o : outputs_)
-    if (o.finish != FinishReason::kNone) executor_->Leave(o.request_id);
-
-  if (options_.rank == 0) {
-    proto::WorkerMessage m;
-    proto::StepResult* r = m.mutable_step_result();
-    r->set_replica(plan.replica());
-    r->set_seq(plan.seq());
-    for (const ExecOutput& o : outputs_) {
-      proto::TokenOutput* t = r->add_outputs();
-      t->set_request_id(o.request_id);
-      t->set_token(o.token);
-      t->set_finish(ToProto(o.finish));
-    }
-    r->set_step_seconds(std::chrono::duration<double>(Clock::now() - t0).count());
-    *result = Serialize(m);
-  }
+  FLOVER_RETURN_IF_ERROR(runner_->Run(plan, step_result_.mutable_step_result()));
+  if (options_.rank == 0) *result = Serialize(step_result_);
   return Status::Ok();
 }
 

@@ -13,8 +13,12 @@
 // failure). So a step of any length never silences the heartbeats: the coordinator
 // tells a slow step (heartbeat.step_timeout_ms) from a dead worker (timeout_ms).
 //
-// Thread-safety: each socket belongs to one thread; the model state (executor, KV
-// cache, communicator) to the compute thread while Run runs.
+// The backend (model, KV cache, communicator, on the CPU or a GPU) comes from
+// CreateBackend (backend.h); plans run through the PlanRunner (worker/engine/plan_runner.h)
+// that the in-process engine uses too.
+//
+// Thread-safety: each socket belongs to one thread; the model state (backend, executor)
+// to the compute thread while Run runs.
 #pragma once
 
 #include <atomic>
@@ -27,12 +31,10 @@
 #include "common/cluster_config.h"
 #include "common/protocol.h"
 #include "common/status.h"
-#include "worker/comm/communicator.h"
 #include "worker/control_channel.h"
-#include "worker/engine/cpu_backend.h"
-#include "worker/engine/decoder.h"
 #include "worker/engine/executor.h"
-#include "worker/engine/kv_cache.h"
+#include "worker/engine/forward_backend.h"
+#include "worker/engine/plan_runner.h"
 
 namespace flover {
 
@@ -86,20 +88,16 @@ class WorkerDaemon {
   ClusterConfig config_;
   std::string plan_topic_;
 
-  std::unique_ptr<Communicator> comm_;
-  std::unique_ptr<Decoder> decoder_;
-  std::unique_ptr<KvCache> kv_;
   std::unique_ptr<ForwardBackend> backend_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<PlanRunner> runner_;
   PlanSequence plan_sequence_;                    // compute thread
   std::atomic<uint64_t> last_plan_seq_{0};        // published for heartbeats
   std::thread compute_thread_;
   int compute_threads_ = 1;                       // OpenMP threads of the compute thread
   std::atomic<bool> compute_exited_{false};
 
-  // Per-plan scratch (compute thread).
-  std::vector<ExecEntry> entries_;
-  std::vector<ExecOutput> outputs_;
+  proto::WorkerMessage step_result_;  // per-plan scratch (compute thread)
 };
 
 }  // namespace flover

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
+#include "worker/backend.h"
 #include "worker/engine/engine.h"
-#include "worker/model/model_loader.h"
 
 namespace {
 
@@ -131,16 +131,19 @@ int main(int argc, char** argv) {
               gemm / 1e9);
 
   for (const std::string& name : Split(models)) {
-    auto loaded = flover::LoadModel(name);
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "%s: %s\n", name.c_str(), loaded.status().ToString().c_str());
+    const flover::EngineConfig config;
+    flover::BackendConfig backend;
+    backend.model = name;
+    backend.kv_memory_bytes = int64_t{2} << 30;
+    backend.kv_max_sequences = config.max_running;
+    auto created = flover::CreateBackend(backend);
+    if (!created.ok()) {
+      std::fprintf(stderr, "%s: %s\n", name.c_str(), created.status().ToString().c_str());
       return 1;
     }
-    const flover::ModelSpec spec = loaded->weights.spec;
+    const flover::ModelSpec spec = created->backend->spec();
     const double weight_bytes = static_cast<double>(spec.n_params()) * sizeof(float);
-    flover::EngineConfig config;
-    config.kv.memory_bytes = int64_t{2} << 30;
-    auto engine = flover::Engine::Create(std::move(loaded->weights), config);
+    auto engine = flover::Engine::Create(std::move(created->backend), config);
     if (!engine.ok()) {
       std::fprintf(stderr, "%s: %s\n", name.c_str(), engine.status().ToString().c_str());
       return 1;

@@ -29,7 +29,7 @@ int RunTransport(int rank, flover::KvStore& store, flover::CpuTransport transpor
     std::fprintf(stderr, "rank %d: %s\n", rank, created.status().ToString().c_str());
     return 1;
   }
-  flover::Communicator* comm = created->comm.get();
+  flover::HostCommunicator* comm = created->comm.get();
   if (rank == 0)
     std::printf("%-5s %-26s %10s %10s %10s\n", "", "collective (2 processes)", "median_us", "mean_us", "p99_us");
   for (const size_t n : {size_t{768}, size_t{4096}, size_t{16 * 4096}, size_t{256 * 4096}}) {

@@ -86,7 +86,7 @@ float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 100 + s
 class CommunicatorProcessTest : public ::testing::TestWithParam<CpuTransport> {};
 
 // Rank `rank` of a group of `world` over the test's transport; exits the child on failure.
-std::unique_ptr<Communicator> Join(CpuTransport transport, int rank, int world, KvStore& store,
+std::unique_ptr<HostCommunicator> Join(CpuTransport transport, int rank, int world, KvStore& store,
                                    const std::string& prefix, milliseconds timeout) {
   Result<CpuCommunicator> comm =
       CreateCpuCommunicator(rank, world, store, prefix, {.transport = transport, .timeout = timeout});
@@ -105,7 +105,7 @@ std::unique_ptr<Communicator> Join(CpuTransport transport, int rank, int world, 
 TEST_P(CommunicatorProcessTest, TwoProcessesAllReduceAndAllGatherExactly) {
   constexpr int kWorld = 2;
   std::vector<int> codes = RunProcesses(kWorld, [&](int rank, KvStore& store) {
-    std::unique_ptr<Communicator> comm = Join(GetParam(), rank, kWorld, store, "procs", milliseconds(20000));
+    std::unique_ptr<HostCommunicator> comm = Join(GetParam(), rank, kWorld, store, "procs", milliseconds(20000));
     for (size_t n : {size_t{1}, size_t{768}, size_t{300000}}) {
       std::vector<float> data(n);
       for (size_t i = 0; i < n; ++i) data[i] = Value(rank, i);
@@ -131,7 +131,7 @@ TEST_P(CommunicatorProcessTest, TwoProcessesAllReduceAndAllGatherExactly) {
 // 20 s timeout.
 TEST_P(CommunicatorProcessTest, PeerProcessThatDiesGivesUnavailableAtOnce) {
   std::vector<int> codes = RunProcesses(2, [&](int rank, KvStore& store) {
-    std::unique_ptr<Communicator> comm = Join(GetParam(), rank, 2, store, "dies", milliseconds(20000));
+    std::unique_ptr<HostCommunicator> comm = Join(GetParam(), rank, 2, store, "dies", milliseconds(20000));
     Status s = comm->Barrier();  // both fully connected
     CHILD_CHECK(s.ok(), 11, s.ToString());
     if (rank == 1) ::_exit(0);  // no destructors, no goodbye

@@ -52,7 +52,7 @@ void ExpectExactCollectives(int world, CpuTransport transport) {
   const std::vector<size_t> sizes = {1, 768, 100000, 5};
   RunGroup(
       world,
-      [&](int rank, Communicator& comm) {
+      [&](int rank, HostCommunicator& comm) {
     EXPECT_EQ(comm.rank(), rank);
     EXPECT_EQ(comm.world_size(), world);
     for (size_t n : sizes) {
@@ -91,7 +91,7 @@ TEST_P(CommunicatorTest, AllReduceIsBitIdenticalOnEveryRank) {
     std::vector<std::vector<float>> results(kWorld);
     RunGroup(
         kWorld,
-        [&](int rank, Communicator& comm) {
+        [&](int rank, HostCommunicator& comm) {
           std::vector<float> data = testing::RandomFloats(n, 1234 + rank);
           ASSERT_TRUE(comm.AllReduceSum(data.data(), n).ok());
           results[rank] = std::move(data);
@@ -115,7 +115,7 @@ TEST_P(CommunicatorTest, GroupOfOneNeedsNoPeer) {
   InMemoryKvStore store;
   Result<CpuCommunicator> created = Create(0, 1, store, testing::NewGroupName());
   ASSERT_TRUE(created.ok()) << created.status().ToString();
-  Communicator& comm = *created->comm;
+  HostCommunicator& comm = *created->comm;
   std::vector<float> data = {3.0f}, out(1);
   EXPECT_TRUE(comm.AllReduceSum(data.data(), 1).ok());
   EXPECT_EQ(data[0], 3.0f);
@@ -143,7 +143,7 @@ TEST_P(CommunicatorTest, PeerThatLeavesGivesUnavailableNotAHang) {
   InMemoryKvStore store;
   const std::string prefix = testing::NewGroupName();
   std::mutex mu;
-  std::unique_ptr<Communicator> rank1;
+  std::unique_ptr<HostCommunicator> rank1;
   std::thread peer([&] {
     Result<CpuCommunicator> c = Create(1, 2, store, prefix, milliseconds(2000));
     ASSERT_TRUE(c.ok()) << c.status().ToString();

@@ -69,10 +69,10 @@ TEST(NcclCommunicatorTest, GroupOfOneOnOneGpu) {
   Result<cuda::Stream> stream = cuda::Stream::Create();  // outlives the communicator
   FLOVER_ASSERT_OK(stream);
   InMemoryKvStore store;
-  Result<std::unique_ptr<Communicator>> created =
+  Result<std::unique_ptr<DeviceCommunicator>> created =
       NcclCommunicator::Create(0, 1, 0, store, NewGroupName(), stream->get(), milliseconds(20000));
   FLOVER_ASSERT_OK(created);
-  auto& comm = static_cast<NcclCommunicator&>(**created);
+  DeviceCommunicator& comm = **created;
   EXPECT_EQ(comm.rank(), 0);
   EXPECT_EQ(comm.world_size(), 1);
   EXPECT_EQ(comm.device(), 0);
@@ -113,7 +113,7 @@ TEST(NcclCommunicatorTest, AFailedCallBreaksTheCommunicatorForGood) {
   Result<cuda::Stream> stream = cuda::Stream::Create();
   FLOVER_ASSERT_OK(stream);
   InMemoryKvStore store;
-  Result<std::unique_ptr<Communicator>> comm =
+  Result<std::unique_ptr<DeviceCommunicator>> comm =
       NcclCommunicator::Create(0, 1, 0, store, NewGroupName(), stream->get(), milliseconds(20000));
   FLOVER_ASSERT_OK(comm);
   Result<cuda::DeviceBuffer> data = cuda::DeviceBuffer::Allocate(4 * sizeof(float));
@@ -140,7 +140,7 @@ TEST(NcclCommunicatorTest, PeerThatNeverJoinsTimesOut) {
   InMemoryKvStore store;
   const std::string prefix = NewGroupName();
   const auto start = std::chrono::steady_clock::now();
-  Result<std::unique_ptr<Communicator>> comm =
+  Result<std::unique_ptr<DeviceCommunicator>> comm =
       NcclCommunicator::Create(0, 2, 0, store, prefix, stream->get(), milliseconds(2000));
   const auto elapsed = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(comm.ok());
@@ -161,7 +161,7 @@ TEST(NcclCommunicatorTest, MissingRankZeroTimesOut) {
   FLOVER_ASSERT_OK(stream);
   InMemoryKvStore store;
   const auto start = std::chrono::steady_clock::now();
-  Result<std::unique_ptr<Communicator>> comm =
+  Result<std::unique_ptr<DeviceCommunicator>> comm =
       NcclCommunicator::Create(1, 2, 0, store, NewGroupName(), stream->get(), milliseconds(300));
   ASSERT_FALSE(comm.ok());
   EXPECT_EQ(comm.status().code(), StatusCode::kUnavailable) << comm.status().ToString();
@@ -183,7 +183,7 @@ void RunGpuGroup(int world, Fn fn) {
       ASSERT_EQ(cudaSetDevice(rank), cudaSuccess);
       Result<cuda::Stream> stream = cuda::Stream::Create();
       ASSERT_TRUE(stream.ok()) << stream.status().ToString();
-      Result<std::unique_ptr<Communicator>> comm =
+      Result<std::unique_ptr<DeviceCommunicator>> comm =
           NcclCommunicator::Create(rank, world, rank, store, prefix, stream->get(), milliseconds(60000));
       ASSERT_TRUE(comm.ok()) << comm.status().ToString();
       fn(rank, **comm, stream->get());
@@ -205,7 +205,7 @@ float Value(int rank, size_t i) { return static_cast<float>((rank + 1) * 1000 + 
 TEST(NcclCommunicatorTest, EveryGpuAllReducesAndAllGathersExactly) {
   FLOVER_REQUIRE_GPUS(2);
   const int world = cuda::DeviceCount();
-  RunGpuGroup(world, [&](int rank, Communicator& comm, cudaStream_t stream) {
+  RunGpuGroup(world, [&](int rank, DeviceCommunicator& comm, cudaStream_t stream) {
     EXPECT_EQ(comm.rank(), rank);
     EXPECT_EQ(comm.world_size(), world);
     for (size_t n : {size_t{1}, size_t{768}, size_t{100000}, size_t{5}}) {
@@ -246,7 +246,7 @@ TEST(NcclCommunicatorTest, EveryGpuGetsBitIdenticalSums) {
   const int world = cuda::DeviceCount();
   constexpr size_t kN = 200000;
   std::vector<std::vector<float>> results(world);
-  RunGpuGroup(world, [&](int rank, Communicator& comm, cudaStream_t stream) {
+  RunGpuGroup(world, [&](int rank, DeviceCommunicator& comm, cudaStream_t stream) {
     const std::vector<float> host = RandomFloats(kN, 1234 + rank);
     Result<cuda::DeviceBuffer> data = cuda::DeviceBuffer::Allocate(kN * sizeof(float));
     ASSERT_TRUE(data.ok());

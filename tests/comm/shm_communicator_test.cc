@@ -33,7 +33,7 @@ void RunShmGroup(int world, const ShmCommunicatorOptions& options, Fn fn) {
   std::vector<std::thread> threads;
   for (int rank = 0; rank < world; ++rank) {
     threads.emplace_back([&, rank] {
-      Result<std::unique_ptr<Communicator>> comm = ShmCommunicator::Create(rank, world, store, prefix, options);
+      Result<std::unique_ptr<HostCommunicator>> comm = ShmCommunicator::Create(rank, world, store, prefix, options);
       ASSERT_TRUE(comm.ok()) << comm.status().ToString();
       fn(rank, **comm);
     });
@@ -48,7 +48,7 @@ TEST(ShmCommunicatorTest, ManyRoundsOfSmallChunksAreExact) {
   ShmCommunicatorOptions options;
   options.chunk_floats = 7;
   options.timeout = milliseconds(20000);
-  RunShmGroup(kWorld, options, [&](int rank, Communicator& comm) {
+  RunShmGroup(kWorld, options, [&](int rank, HostCommunicator& comm) {
     for (int it = 0; it < 2000; ++it) {
       const size_t n = 1 + static_cast<size_t>(it * 13 % 40);  // 1..40 floats: 1 to 6 rounds
       std::vector<float> data(n);
@@ -82,7 +82,7 @@ TEST(ShmCommunicatorTest, AllReduceBitsEqualGloos) {
     by_transport[t].resize(kWorld);
     testing::RunGroup(
         kWorld,
-        [&](int rank, Communicator& comm) {
+        [&](int rank, HostCommunicator& comm) {
           std::vector<float> data = testing::RandomFloats(kN, 99 + rank);
           ASSERT_TRUE(comm.AllReduceSum(data.data(), kN).ok());
           by_transport[t][rank] = std::move(data);
@@ -192,7 +192,7 @@ std::vector<std::string> OurSegments() {
 TEST(ShmCommunicatorTest, LeavesNothingInDevShm) {
   ShmCommunicatorOptions options;
   options.timeout = milliseconds(5000);
-  RunShmGroup(2, options, [&](int, Communicator& comm) {
+  RunShmGroup(2, options, [&](int, HostCommunicator& comm) {
     ASSERT_TRUE(comm.Barrier().ok());
     EXPECT_EQ(OurSegments(), std::vector<std::string>{});
   });
@@ -200,7 +200,7 @@ TEST(ShmCommunicatorTest, LeavesNothingInDevShm) {
   // same host) and then vanished.
   InMemoryKvStore store;
   options.timeout = milliseconds(300);
-  Result<std::unique_ptr<Communicator>> comm(Internal("not run"));
+  Result<std::unique_ptr<HostCommunicator>> comm(Internal("not run"));
   std::thread rank0([&] { comm = ShmCommunicator::Create(0, 2, store, "lonely", options); });
   Result<std::vector<char>> host0 = store.Get("lonely/shm/host/0", milliseconds(5000));
   ASSERT_TRUE(host0.ok()) << host0.status().ToString();

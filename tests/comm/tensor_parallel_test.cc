@@ -1,7 +1,8 @@
 // Tensor-parallel invariance: a model split over T ranks (threads of this process, each
 // with its own shard, KV cache and GlooCommunicator over loopback) computes the same
 // logits as the whole model on one rank, up to float rounding, and the same greedy
-// tokens. Every rank ends each step with bit-identical logits.
+// tokens. Every rank ends each step with bit-identical logits. The engines of the ranks
+// are made as the workers make theirs: CreateBackend with a BackendGroup.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,9 +13,10 @@
 #include "tests/comm/tp_group.h"
 #include "tests/comm/tp_models.h"
 #include "tests/test_paths.h"
+#include "worker/backend.h"
+#include "worker/engine/cpu_backend.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/engine.h"
-#include "worker/engine/cpu_backend.h"
 #include "worker/engine/executor.h"
 #include "worker/model/model_loader.h"
 #include "worker/model/shard.h"
@@ -102,7 +104,7 @@ void ExpectSameLogits(const ModelWeights& full, int world, std::vector<std::vect
 
   std::vector<std::vector<std::vector<float>>> got(world);
   std::vector<std::vector<std::vector<int>>> argmax(world);
-  RunGroup(world, [&](int rank, Communicator& comm) {
+  RunGroup(world, [&](int rank, HostCommunicator& comm) {
     Result<ModelWeights> shard = ShardWeights(full, rank, world);
     ASSERT_TRUE(shard.ok()) << shard.status().ToString();
     Decoder decoder(std::move(shard).value(), ShardInfo{rank, world}, &comm);
@@ -144,7 +146,7 @@ TEST(TensorParallelDecoderTest, DistributedArgmaxBreaksTiesTowardsTheLowestId) {
   std::copy_n(w.classifier.begin(), dim, w.classifier.begin() + 5 * dim);  // row 5 = row 0
   std::vector<int> prompt = {3, 1, 4, 1, 5};
   std::vector<std::vector<int>> tokens(2);
-  RunGroup(2, [&](int rank, Communicator& comm) {
+  RunGroup(2, [&](int rank, HostCommunicator& comm) {
     Result<ModelWeights> shard = ShardWeights(w, rank, 2);
     ASSERT_TRUE(shard.ok()) << shard.status().ToString();
     Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &comm);
@@ -244,26 +246,30 @@ std::vector<RequestParams> ReadmeRequests(const SamplingParams& sampling = {}) {
   return requests;
 }
 
-std::vector<std::vector<Outcome>> RunTensorParallelEngines(const ModelWeights& full, int world,
-                                                           const EngineConfig& config,
-                                                           const std::vector<RequestParams>& requests) {
+// Every rank loads its shard of stories260K and joins the group over `transport`.
+std::vector<std::vector<Outcome>> RunTensorParallelEngines(int world, const EngineConfig& config,
+                                                           const std::vector<RequestParams>& requests,
+                                                           CpuTransport transport = CpuTransport::kTcp) {
   std::vector<std::vector<Outcome>> out(world);
-  RunGroup(world, [&](int rank, Communicator& comm) {
-    Result<ModelWeights> shard = ShardWeights(full, rank, world);
-    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
-    Result<std::unique_ptr<Engine>> engine =
-        Engine::Create(std::move(shard).value(), config, ShardInfo{rank, world}, &comm);
+  testing::RunRanks(world, [&](int rank, KvStore& store, const std::string& prefix) {
+    BackendConfig backend;
+    backend.model = testing::Stories260kBin();
+    backend.kv_max_sequences = config.max_running;
+    BackendGroup group{ShardInfo{rank, world}, &store, prefix, {.transport = transport}};
+    Result<CreatedBackend> created = CreateBackend(backend, group);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    EXPECT_NE(created->description.find(transport == CpuTransport::kShm ? "over shared memory" : "over TCP"), std::string::npos)
+        << created->description;
+    Result<std::unique_ptr<Engine>> engine = Engine::Create(std::move(created->backend), config);
     ASSERT_TRUE(engine.ok()) << engine.status().ToString();
     out[rank] = RunEngine(**engine, requests);
   });
   return out;
 }
 
-void ExpectReadmeTokens(int world, const EngineConfig& config) {
-  ModelWeights full = LoadStories();
-  ASSERT_FALSE(full.layers.empty());
+void ExpectReadmeTokens(int world, const EngineConfig& config, CpuTransport transport = CpuTransport::kTcp) {
   const std::vector<RequestParams> requests = ReadmeRequests();
-  std::vector<std::vector<Outcome>> out = RunTensorParallelEngines(full, world, config, requests);
+  std::vector<std::vector<Outcome>> out = RunTensorParallelEngines(world, config, requests, transport);
   for (int rank = 0; rank < world; ++rank) {
     ASSERT_EQ(out[rank].size(), requests.size());
     for (size_t i = 0; i < requests.size(); ++i) {
@@ -277,6 +283,20 @@ TEST(TensorParallelEngineTest, Tp2GreedyMatchesRunCForReadmePrompts) { ExpectRea
 
 TEST(TensorParallelEngineTest, Tp4GreedyMatchesRunCForReadmePrompts) { ExpectReadmeTokens(4, {}); }
 
+TEST(TensorParallelEngineTest, Tp2OverSharedMemoryMatchesRunC) { ExpectReadmeTokens(2, {}, CpuTransport::kShm); }
+
+// The policies run the same scheduler with other shapes of steps (one request at a
+// time; one pass per entry): the ranks stay in lockstep and the tokens stay run.c's.
+TEST(TensorParallelEngineTest, Tp2SequentialAndInstancesMatchRunC) {
+  for (SchedulerPolicy policy : {SchedulerPolicy::kSequential, SchedulerPolicy::kInstances}) {
+    SCOPED_TRACE(SchedulerPolicyName(policy));
+    EngineConfig config;
+    config.policy = policy;
+    config.pipeline_depth = 2;
+    ExpectReadmeTokens(2, config);
+  }
+}
+
 // A small step budget splits the prompts into prefill chunks fused with decodes.
 TEST(TensorParallelEngineTest, Tp2GreedyMatchesWithChunkedPrefill) {
   EngineConfig config;
@@ -287,13 +307,11 @@ TEST(TensorParallelEngineTest, Tp2GreedyMatchesWithChunkedPrefill) {
 // Seeded sampling: every rank samples from the same logits with the request's RNG, so
 // the ranks agree token for token.
 TEST(TensorParallelEngineTest, RanksAgreeOnSeededSamples) {
-  ModelWeights full = LoadStories();
-  ASSERT_FALSE(full.layers.empty());
   SamplingParams sampling;
   sampling.temperature = 0.9f;
   sampling.top_p = 0.9f;
   const std::vector<RequestParams> requests = ReadmeRequests(sampling);
-  std::vector<std::vector<Outcome>> out = RunTensorParallelEngines(full, 2, {}, requests);
+  std::vector<std::vector<Outcome>> out = RunTensorParallelEngines(2, {}, requests);
   ASSERT_EQ(out[0].size(), requests.size());
   EXPECT_EQ(out[0], out[1]);
   for (const Outcome& o : out[0]) EXPECT_TRUE(o.finish == FinishReason::kLength || o.finish == FinishReason::kStop);
@@ -301,10 +319,11 @@ TEST(TensorParallelEngineTest, RanksAgreeOnSeededSamples) {
 
 // ---- executor: separate passes (policy instances) -----------------------------------
 
-// Counts the all-reduces of the passes that run through it (a fixed number per pass).
-class CountingCommunicator final : public Communicator {
+// Counts the all-reduces of the passes that run through it (a fixed number per pass)
+// into *n_all_reduce, which outlives it.
+class CountingCommunicator final : public HostCommunicator {
  public:
-  explicit CountingCommunicator(Communicator* inner) : inner_(inner) {}
+  CountingCommunicator(HostCommunicator* inner, int* n_all_reduce) : n_all_reduce(*n_all_reduce), inner_(inner) {}
   int rank() const override { return inner_->rank(); }
   int world_size() const override { return inner_->world_size(); }
   Status AllReduceSum(float* data, size_t n) override {
@@ -314,10 +333,10 @@ class CountingCommunicator final : public Communicator {
   Status AllGather(const float* in, size_t n, float* out) override { return inner_->AllGather(in, n, out); }
   Status Barrier() override { return inner_->Barrier(); }
 
-  int n_all_reduce = 0;
+  int& n_all_reduce;
 
  private:
-  Communicator* inner_;
+  HostCommunicator* inner_;
 };
 
 struct ExecutorRun {
@@ -329,24 +348,29 @@ struct ExecutorRun {
 
 // Drives an Executor as a worker would: request i joins at step i with its whole prompt
 // (and every block it will need), then decodes one token per step until it finishes.
-ExecutorRun RunExecutor(Decoder& decoder, CountingCommunicator& comm, const std::vector<RequestParams>& requests,
-                        bool separate_passes) {
-  const ModelSpec& spec = decoder.spec();
+// The backend runs rank `rank`'s shard of `full` over `comm`, counting its all-reduces.
+ExecutorRun RunExecutor(const ModelWeights& full, int rank, HostCommunicator& comm,
+                        const std::vector<RequestParams>& requests, bool separate_passes) {
+  const ModelSpec& spec = full.spec;
   const int block_size = 16, blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
   const int n = static_cast<int>(requests.size());
-  Result<std::unique_ptr<KvCache>> kv =
-      KvCache::Create(spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * n}, decoder.shard().world);
-  EXPECT_TRUE(kv.ok()) << kv.status().ToString();
-  if (!kv.ok()) return {};
-  CpuBackend backend(&decoder, kv->get());
-  Executor executor(&backend);
+  Result<ModelWeights> shard = ShardWeights(full, rank, comm.world_size());
+  EXPECT_TRUE(shard.ok()) << shard.status().ToString();
+  if (!shard.ok()) return {};
+  int n_all_reduce = 0;
+  Result<std::unique_ptr<CpuBackend>> backend =
+      CpuBackend::Create(std::move(shard).value(), ShardInfo{rank, comm.world_size()},
+                         std::make_unique<CountingCommunicator>(&comm, &n_all_reduce),
+                         KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * n});
+  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+  if (!backend.ok()) return {};
+  Executor executor(backend->get());
   std::vector<std::vector<int>> blocks(n);
   for (int i = 0; i < n; ++i)
     for (int b = 0; b < blocks_per_seq; ++b) blocks[i].push_back(i * blocks_per_seq + b);
 
   ExecutorRun run;
   run.out.resize(n);
-  const int all_reduce_before = comm.n_all_reduce;
   std::vector<ExecOutput> outputs;
   for (int step = 0; step < 1000; ++step) {
     std::vector<ExecEntry> entries;
@@ -372,7 +396,7 @@ ExecutorRun RunExecutor(Decoder& decoder, CountingCommunicator& comm, const std:
       outcome.finish = o.finish;
     }
   }
-  run.n_all_reduce = comm.n_all_reduce - all_reduce_before;
+  run.n_all_reduce = n_all_reduce;
   return run;
 }
 
@@ -383,13 +407,9 @@ TEST(TensorParallelExecutorTest, SeparatePassesGiveTheFusedTokensWithOnePassPerE
   ASSERT_FALSE(full.layers.empty());
   const std::vector<RequestParams> requests = ReadmeRequests();
   std::vector<ExecutorRun> fused(2), separate(2);
-  RunGroup(2, [&](int rank, Communicator& comm) {
-    Result<ModelWeights> shard = ShardWeights(full, rank, 2);
-    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
-    CountingCommunicator counting(&comm);
-    Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &counting);
-    fused[rank] = RunExecutor(decoder, counting, requests, /*separate_passes=*/false);
-    separate[rank] = RunExecutor(decoder, counting, requests, /*separate_passes=*/true);
+  RunGroup(2, [&](int rank, HostCommunicator& comm) {
+    fused[rank] = RunExecutor(full, rank, comm, requests, /*separate_passes=*/false);
+    separate[rank] = RunExecutor(full, rank, comm, requests, /*separate_passes=*/true);
   });
   for (int rank = 0; rank < 2; ++rank) {
     SCOPED_TRACE("rank " + std::to_string(rank));
@@ -410,23 +430,43 @@ TEST(TensorParallelExecutorTest, SeparatePassesGiveTheFusedTokensWithOnePassPerE
   }
 }
 
-TEST(TensorParallelEngineTest, CreateRejectsInconsistentShardsAndCommunicators) {
+TEST(TensorParallelBackendTest, CreateRejectsInconsistentShardsAndCommunicators) {
   const ModelWeights full = testing::RandomWeights(testing::SmallTpSpec(true), 5);
   Result<ModelWeights> half = ShardWeights(full, 1, 2);
   ASSERT_TRUE(half.ok());
+  const KvCacheConfig kv{16, 1 << 20, 0};
+  auto local = [] { return std::make_unique<LocalCommunicator>(); };
+  auto code = [](const auto& r) { return r.status().code(); };
   // A shard without a communicator.
-  EXPECT_EQ(Engine::Create(*half, {}, ShardInfo{1, 2}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(CpuBackend::Create(*half, ShardInfo{1, 2}, nullptr, kv)), StatusCode::kInvalidArgument);
   // A communicator of another rank.
-  LocalCommunicator local;
-  EXPECT_EQ(Engine::Create(*half, {}, ShardInfo{1, 2}, &local).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(CpuBackend::Create(*half, ShardInfo{1, 2}, local(), kv)), StatusCode::kInvalidArgument);
   // The whole model declared as a shard, and a shard declared as the whole model.
-  EXPECT_EQ(Engine::Create(full, {}, ShardInfo{0, 2}, &local).status().code(), StatusCode::kCorruption);
-  EXPECT_EQ(Engine::Create(*half, {}).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(code(CpuBackend::Create(full, ShardInfo{0, 2}, local(), kv)), StatusCode::kCorruption);
+  EXPECT_EQ(code(CpuBackend::Create(*half, {}, nullptr, kv)), StatusCode::kCorruption);
   // A size that does not divide the heads.
-  EXPECT_EQ(Engine::Create(full, {}, ShardInfo{0, 3}, &local).status().ToString(),
+  EXPECT_EQ(CpuBackend::Create(full, ShardInfo{0, 3}, local(), kv).status().ToString(),
             "InvalidArgument: tensor parallel size 3 does not divide n_heads=8");
   // One rank with a LocalCommunicator is fine.
-  EXPECT_TRUE(Engine::Create(full, {}, ShardInfo{}, &local).ok());
+  EXPECT_TRUE(CpuBackend::Create(full, {}, local(), kv).ok());
+}
+
+// CreateBackend's own checks of a group, before anything is loaded.
+TEST(TensorParallelBackendTest, CreateBackendRejectsABadGroup) {
+  BackendConfig backend;
+  backend.model = "dummy:tiny";
+  BackendGroup group;
+  group.shard = ShardInfo{0, 2};
+  Result<CreatedBackend> no_store = CreateBackend(backend, group);
+  EXPECT_EQ(no_store.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(no_store.status().message().find("needs a rendezvous store"), std::string::npos)
+      << no_store.status().ToString();
+  InMemoryKvStore store;
+  group.shard = ShardInfo{2, 2};
+  group.store = &store;
+  group.prefix = "bad";
+  Result<CreatedBackend> bad_rank = CreateBackend(backend, group);
+  EXPECT_EQ(bad_rank.status().code(), StatusCode::kInvalidArgument) << bad_rank.status().ToString();
 }
 
 TEST(TensorParallelKvCacheTest, HoldsTheLocalKvHeads) {

@@ -205,16 +205,6 @@ TEST_F(AdmissionTest, ModelChecksWaitUntilTheModelIsKnown) {
   EXPECT_NE(st.message().find("outside the vocabulary"), std::string::npos);
 }
 
-TEST(MaxKvPositionsTest, PromptPlusMaxTokensMinusOneCappedByContext) {
-  RequestParams r;
-  r.prompt = {1, 2, 3};
-  r.stop.max_tokens = 4;
-  ModelSpec m = Model();
-  EXPECT_EQ(MaxKvPositions(r, m), 6);
-  r.stop.max_tokens = 100;
-  EXPECT_EQ(MaxKvPositions(r, m), 16);
-}
-
 // ---------------------------------------------------------------- wire parsing
 
 TEST(ParseClientMessageTest, AcceptsAWellFormedSubmit) {

@@ -29,7 +29,7 @@ constexpr int kBos = 1;
 
 // The worker side: keeps each request's tokens, KV progress and block table, samples
 // scripted tokens (default 100 + index of the generated token) and applies the stop
-// rules of worker/engine/sequence.cc.
+// rules of worker/engine/sequence.cc (EOS/BOS, and StopsByLength).
 class FakeExecutor {
  public:
   FakeExecutor(int block_size, int n_blocks, int max_seq_len)
@@ -105,8 +105,7 @@ class FakeExecutor {
     }
     out->set_token(token);
     s.tokens.push_back(token);
-    if (static_cast<int>(s.tokens.size()) - s.n_prompt >= s.stop.max_tokens ||
-        static_cast<int>(s.tokens.size()) - 1 >= max_seq_len_) {
+    if (StopsByLength(s.n_prompt, static_cast<int>(s.tokens.size()) - s.n_prompt, s.stop.max_tokens, max_seq_len_)) {
       out->set_finish(proto::FINISH_LENGTH);
       seqs_.erase(id);
     }

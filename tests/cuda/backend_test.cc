@@ -34,7 +34,9 @@
 #include "kernels/cuda/device.h"
 #include "tests/cuda/gpu_test.h"
 #include "tests/test_paths.h"
+#include "worker/backend.h"
 #include "worker/engine/cpu_backend.h"
+#include "worker/engine/engine.h"
 #include "worker/engine/cuda/cuda_decoder.h"
 #include "worker/engine/cuda/device_kv_cache.h"
 #include "worker/engine/decoder.h"
@@ -63,19 +65,34 @@ CudaBackendConfig SmallConfig(DType dtype) {
   return c;
 }
 
-// A communicator that only claims a group; never used for a collective.
-class FakeCommunicator final : public Communicator {
+// A device communicator that only claims a group (on device 0, on `stream`); never used
+// for a collective.
+class FakeDeviceCommunicator final : public DeviceCommunicator {
  public:
-  FakeCommunicator(int rank, int world) : rank_(rank), world_(world) {}
+  FakeDeviceCommunicator(int rank, int world, cudaStream_t stream) : rank_(rank), world_(world), stream_(stream) {}
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
   Status AllReduceSum(float*, size_t) override { return Internal("fake"); }
   Status AllGather(const float*, size_t, float*) override { return Internal("fake"); }
   Status Barrier() override { return Internal("fake"); }
+  Status Synchronize() override { return Internal("fake"); }
+  int device() const override { return 0; }
+  cudaStream_t stream() const override { return stream_; }
 
  private:
   int rank_, world_;
+  cudaStream_t stream_;
 };
+
+// Makes FakeDeviceCommunicators of `rank` of `world`, on the backend's stream or, with
+// `other_stream`, on another one.
+DeviceCommunicatorFactory FakeGroup(int rank, int world, bool other_stream = false) {
+  return [=](cudaStream_t stream) -> Result<std::unique_ptr<DeviceCommunicator>> {
+    static int elsewhere = 0;
+    return std::unique_ptr<DeviceCommunicator>(std::make_unique<FakeDeviceCommunicator>(
+        rank, world, other_stream ? reinterpret_cast<cudaStream_t>(&elsewhere) : stream));
+  };
+}
 
 void ExpectError(const Status& s, StatusCode code, const std::string& part, const std::string& what) {
   EXPECT_EQ(s.code(), code) << what << ": " << s.ToString();
@@ -132,22 +149,18 @@ TEST(CudaBackendArgs, BadArgumentsAreInvalidBeforeAnyDeviceCall) {
   const CudaBackendConfig ok = SmallConfig(DType::kF16);
   ExpectError(StatusOf(CreateCudaBackend("dummy:nonesuch", 0, {}, nullptr, ok)), StatusCode::kInvalidArgument,
               "dummy:nonesuch: unknown preset; known presets: tiny", "preset");
-  FakeCommunicator three(0, 3);  // stories260k has 8 heads and 4 kv heads
-  ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {0, 3}, &three, ok)), StatusCode::kInvalidArgument,
-              "needs an NcclCommunicator", "host communicator");
+  // stories260k has 8 heads and 4 kv heads.
+  ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {0, 3}, FakeGroup(0, 3), ok)),
+              StatusCode::kInvalidArgument, "tensor parallel size 3 does not divide n_heads=8", "world 3");
   ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {2, 2}, nullptr, ok)),
               StatusCode::kInvalidArgument, "rank 2 of a group of 2 is invalid", "rank");
   ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {0, 2}, nullptr, ok)),
               StatusCode::kInvalidArgument, "tensor parallel size 2 needs a communicator", "no comm");
-  FakeCommunicator other(1, 2);
-  ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {0, 2}, &other, ok)),
-              StatusCode::kInvalidArgument, "communicator is rank 1 of 2, the shard is rank 0 of 2", "comm rank");
-  // A group size that does not divide the heads: the ModelWeights overload checks it
-  // before the communicator's type matters.
   Result<ModelWeights> tiny = MakeDummyWeights("stories260k", 0);
   ASSERT_TRUE(tiny.ok());
-  ExpectError(CheckTensorParallel(tiny->spec, 3), StatusCode::kInvalidArgument,
-              "tensor parallel size 3 does not divide n_heads=8", "world 3");
+  ExpectError(StatusOf(CreateCudaBackend(std::move(*tiny), {0, 3}, FakeGroup(0, 3), ok)),
+              StatusCode::kInvalidArgument, "tensor parallel size 3 does not divide n_heads=8",
+              "host weights, world 3");
 }
 
 TEST(CudaBackendArgs, KvPoolIsSizedLikeTheCpuOneAtTheDtypeSize) {
@@ -263,19 +276,17 @@ size_t CommonPrefix(const std::vector<int>& a, const std::vector<int>& b) {
   return n;
 }
 
-struct CpuEngine {
-  std::unique_ptr<Decoder> decoder;
-  std::unique_ptr<KvCache> kv;
-  std::unique_ptr<CpuBackend> backend;
-};
-
-CpuEngine MakeCpu(ModelWeights weights) {
-  CpuEngine e;
-  const ModelSpec spec = weights.spec;
-  e.decoder = std::make_unique<Decoder>(std::move(weights));
-  e.kv = std::move(KvCache::Create(spec, KvCacheConfig{kBlockSize, int64_t{1} << 30, kPoolBlocks}).value());
-  e.backend = std::make_unique<CpuBackend>(e.decoder.get(), e.kv.get());
-  return e;
+// The CPU reference backend of stories260K, made as `flover run --device cpu` makes it
+// (CreateBackend), with the CUDA backends' pool.
+std::unique_ptr<ForwardBackend> MakeCpu() {
+  BackendConfig config;
+  config.model = testing::Stories260kBin();
+  config.kv_block_size = kBlockSize;
+  config.kv_max_blocks = kPoolBlocks;
+  Result<CreatedBackend> created = CreateBackend(config);
+  EXPECT_TRUE(created.ok()) << "stories260K is needed (FLOVER_MODELS_DIR=" << testing::ModelsDir()
+                            << "): " << created.status().ToString();
+  return created.ok() ? std::move(created->backend) : nullptr;
 }
 
 ModelWeights LoadStories() {
@@ -304,6 +315,17 @@ std::unique_ptr<CudaBackend> MakeCuda(const std::string& model, DType dtype, uin
 // ---------------------------------------------------------------------------------
 // With a GPU.
 
+// The communicator the factory makes must be this rank's, on the backend's device and
+// stream (checked once it exists, so on a GPU).
+TEST(CudaBackendGpu, ACommunicatorOfAnotherRankOrStreamIsInvalid) {
+  FLOVER_REQUIRE_GPU();
+  const CudaBackendConfig ok = SmallConfig(DType::kF16);
+  ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {0, 2}, FakeGroup(1, 2), ok)),
+              StatusCode::kInvalidArgument, "communicator is rank 1 of 2, the shard is rank 0 of 2", "comm rank");
+  ExpectError(StatusOf(CreateCudaBackend("dummy:stories260k", 0, {0, 2}, FakeGroup(0, 2, true), ok)),
+              StatusCode::kInvalidArgument, "on another stream than the backend's", "comm stream");
+}
+
 // One fused prefill step of three prompts through the CPU Decoder and the CUDA backend:
 // the logits agree to rounding. fp32: cuBLAS and the block reductions sum in other
 // orders than the CPU kernels. fp16/bf16: weights, normed inputs, attention output and
@@ -313,8 +335,10 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
   FLOVER_REQUIRE_GPU();
   ModelWeights weights = LoadStories();
   ASSERT_FALSE(weights.layers.empty());
-  CpuEngine cpu = MakeCpu(weights);
   const int vocab = weights.spec.vocab_size;
+  Result<std::unique_ptr<CpuBackend>> cpu =
+      CpuBackend::Create(std::move(weights), {}, nullptr, KvCacheConfig{kBlockSize, int64_t{1} << 30, kPoolBlocks});
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
 
   std::vector<std::vector<int>> prompts = {{1, 300, 20, 400}, {1}, {1, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
                                                                     18, 19, 20, 21, 22, 23, 24}};
@@ -323,7 +347,7 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
   for (size_t i = 0; i < prompts.size(); ++i)
     entries.push_back(StepEntry{prompts[i].data(), static_cast<int>(prompts[i].size()), 0, tables[i].data(), true});
   std::vector<float> want(prompts.size() * vocab);
-  ASSERT_TRUE(cpu.decoder->Forward(entries, *cpu.kv, want.data()).ok());
+  ASSERT_TRUE((*cpu)->decoder().Forward(entries, (*cpu)->kv(), want.data()).ok());
 
   const SamplingParams greedy;
   std::vector<SampleRow> rows(prompts.size(), SampleRow{&greedy, {}, 0});
@@ -368,14 +392,13 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
 // 96; bf16 96 96 96 22 11 1 (mean 56%).
 void EndToEnd(DType dtype, double min_mean_prefix, bool fast = false) {
   constexpr int kTokens = 96;
-  ModelWeights weights = LoadStories();
-  ASSERT_FALSE(weights.layers.empty());
-  CpuEngine cpu = MakeCpu(std::move(weights));
+  std::unique_ptr<ForwardBackend> cpu = MakeCpu();
+  ASSERT_NE(cpu, nullptr);
   auto cuda = MakeCuda(testing::Stories260kBin(), dtype, 0, fast);
   ASSERT_NE(cuda, nullptr);
   const std::vector<Request> requests = GreedyRequests(kTokens);
 
-  Result<Outcome> want = Drive(*cpu.backend, requests, 16, false);
+  Result<Outcome> want = Drive(*cpu, requests, 16, false);
   ASSERT_TRUE(want.ok()) << want.status().ToString();
   Result<Outcome> got = Drive(*cuda, requests, 16, false, cuda.get());
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -434,6 +457,56 @@ TEST(CudaBackendGpu, FastPathGreedyStoriesFp16AgreesWithTheCpuEngine) {
   EndToEnd(DType::kF16, 0.9, /*fast=*/true);
 }
 
+// `flover run --device cuda:0` against `--device cpu`: the in-process engine (the one
+// scheduler, the plan runner) over the backend CreateBackend makes for each device. At
+// fp32 the greedy tokens of staggered requests are the CPU's, token for token (the
+// criterion of EndToEnd).
+TEST(CudaBackendGpu, EngineOnCudaFp32EqualsTheEngineOnCpu) {
+  FLOVER_REQUIRE_GPU();
+  auto run = [](const std::string& device) {
+    BackendConfig backend;
+    backend.device = device;
+    backend.model = testing::Stories260kBin();
+    backend.cuda_dtype = DType::kF32;
+    backend.kv_max_sequences = 16;
+    backend.max_rows = 16;
+    Result<CreatedBackend> created = CreateBackend(backend);
+    EXPECT_TRUE(created.ok()) << device << ": " << created.status().ToString();
+    std::map<uint64_t, std::vector<int>> tokens;
+    if (!created.ok()) return tokens;
+    EngineConfig config;
+    config.max_step_tokens = 32;  // prefill chunks fused with decodes
+    config.max_running = 16;
+    Result<std::unique_ptr<Engine>> engine = Engine::Create(std::move(created->backend), config);
+    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+    if (!engine.ok()) return tokens;
+    const std::vector<Request> requests = GreedyRequests(64);
+    std::vector<EngineEvent> events;
+    for (int step = 0; step < 10000; ++step) {
+      for (const Request& r : requests) {
+        if (r.join_step != step) continue;
+        const Result<uint64_t> id = (*engine)->Add(r.params);
+        EXPECT_TRUE(id.ok()) << id.status().ToString();
+      }
+      if (step > 10 && !(*engine)->has_work()) break;
+      events.clear();
+      const Status s = (*engine)->Step(&events);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      if (!s.ok()) break;
+      for (const EngineEvent& e : events)
+        if (e.token >= 0) tokens[e.request_id].push_back(e.token);
+    }
+    return tokens;
+  };
+  const std::map<uint64_t, std::vector<int>> cpu = run("cpu");
+  const std::map<uint64_t, std::vector<int>> gpu = run("cuda:0");
+  ASSERT_EQ(cpu.size(), 6u);
+  for (const auto& [id, want] : cpu) {
+    EXPECT_EQ(want.size(), 64u) << id;
+    EXPECT_EQ(gpu.count(id) ? gpu.at(id) : std::vector<int>{}, want) << "request " << id;
+  }
+}
+
 // Policy `instances`: one pass per entry gives the tokens of the fused pass, and (fp32)
 // the CPU's. Sampled requests (temperature, top-k/top-p, repetition penalty) ride along
 // to exercise the per-row parameters and the penalty histories in the descriptor.
@@ -449,10 +522,9 @@ TEST(CudaBackendGpu, SeparatePassesGiveTheFusedTokens) {
   ASSERT_TRUE(fused.ok()) << fused.status().ToString();
   Result<Outcome> separate = Drive(*cuda, requests, 16, true);
   ASSERT_TRUE(separate.ok()) << separate.status().ToString();
-  ModelWeights weights = LoadStories();
-  ASSERT_FALSE(weights.layers.empty());
-  CpuEngine cpu = MakeCpu(std::move(weights));
-  Result<Outcome> want = Drive(*cpu.backend, requests, 16, false);
+  std::unique_ptr<ForwardBackend> cpu = MakeCpu();
+  ASSERT_NE(cpu, nullptr);
+  Result<Outcome> want = Drive(*cpu, requests, 16, false);
   ASSERT_TRUE(want.ok()) << want.status().ToString();
   for (const Request& r : requests) {
     EXPECT_EQ(separate->tokens[r.id], fused->tokens[r.id]) << "request " << r.id << " diverges at token "

@@ -1,18 +1,23 @@
-// End-to-end tests of the in-process engine on the real stories260K checkpoint:
-// token-exact against the reference, batch invariance, chunked prefill, preemption,
-// cancellation, stop conditions and admission errors.
+// End-to-end tests of the in-process engine (the coordinator's Scheduler over a CPU
+// backend from CreateBackend, as `flover run` builds it) on the real stories260K
+// checkpoint: token-exact against the reference, batch invariance, chunked prefill,
+// preemption, cancellation, stop conditions, admission errors, and the same tokens
+// under every scheduling policy and pipeline depth.
 #include "worker/engine/engine.h"
 
 #include <gtest/gtest.h>
 
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <sstream>
 
 #include "common/tokenizer.h"
 #include "tests/engine/reference_model.h"
 #include "tests/test_paths.h"
+#include "worker/backend.h"
 #include "worker/model/model_loader.h"
 
 namespace flover {
@@ -39,10 +44,19 @@ std::vector<int> ParseIds(const std::string& s) {
   return ids;
 }
 
-std::unique_ptr<Engine> MakeEngine(const EngineConfig& config = {}) {
-  ModelWeights w = LoadStories();
-  if (w.layers.empty()) return nullptr;
-  Result<std::unique_ptr<Engine>> e = Engine::Create(std::move(w), config);
+// stories260K on the CPU, with a KV pool of at most max_running full contexts (what
+// `flover run` builds), or the pool of `kv_block_size` and `kv_max_blocks` when given.
+std::unique_ptr<Engine> MakeEngine(const EngineConfig& config = {}, int kv_block_size = 16, int kv_max_blocks = 0) {
+  BackendConfig backend;
+  backend.model = testing::Stories260kBin();
+  backend.kv_block_size = kv_block_size;
+  backend.kv_max_blocks = kv_max_blocks;
+  backend.kv_max_sequences = config.max_running;
+  Result<CreatedBackend> created = CreateBackend(backend);
+  EXPECT_TRUE(created.ok()) << "stories260K is needed (FLOVER_MODELS_DIR=" << testing::ModelsDir()
+                            << "): " << created.status().ToString();
+  if (!created.ok()) return nullptr;
+  Result<std::unique_ptr<Engine>> e = Engine::Create(std::move(created->backend), config);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(e).value() : nullptr;
 }
@@ -155,9 +169,9 @@ TEST(EngineTest, GreedyMatchesReferenceForwardPass) {
     testing::ReferenceModel ref(w);
     expected.push_back(ref.Greedy(r.prompt, static_cast<int>(r.prompt.size()) - 1 + 200));
   }
-  auto engine = Engine::Create(std::move(w), {});
-  ASSERT_TRUE(engine.ok());
-  std::vector<Outcome> out = RunAll(**engine, requests, /*stagger=*/2);
+  auto engine = MakeEngine();
+  ASSERT_NE(engine, nullptr);
+  std::vector<Outcome> out = RunAll(*engine, requests, /*stagger=*/2);
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(out[i].tokens, expected[i]) << kPrompts[i];
 }
 
@@ -243,10 +257,8 @@ TEST(EngineTest, PreemptionRecomputesAndLosesNothing) {
   ASSERT_NE(big, nullptr);
   std::vector<Outcome> expected = RunAll(*big, requests, 0);
 
-  EngineConfig small;
-  small.kv.block_size = 8;
-  small.kv.max_blocks = 60;  // 480 slots for 16 requests of up to ~160 tokens
-  auto engine = MakeEngine(small);
+  // 60 blocks of 8: 480 slots for 16 requests of up to ~160 tokens.
+  auto engine = MakeEngine({}, /*kv_block_size=*/8, /*kv_max_blocks=*/60);
   ASSERT_NE(engine, nullptr);
   int preemptions = 0;
   std::vector<Outcome> out = RunAll(*engine, requests, 1, nullptr, &preemptions);
@@ -316,10 +328,111 @@ TEST(EngineTest, StopTokenAndContextLimit) {
   EXPECT_EQ(o.tokens.size(), 11u);  // positions 502..511 computed, the last one's successor emitted
 }
 
-TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
+// The scheduling policies and pipelined plans change who runs when, never a request's
+// tokens: every policy, at pipeline depths 1 and 3, gives each request the tokens it
+// gets alone (greedy and seeded sampling, staggered arrivals, prefill chunks of a small
+// step budget). The policies' own shapes show in how many requests share a step.
+TEST(EngineTest, EveryPolicyAndPipelineDepthGivesTheSameTokens) {
+  Tokenizer tok = LoadTok();
+  SamplingParams sampled;
+  sampled.temperature = 0.9f;
+  sampled.top_k = 40;
+  sampled.repetition_penalty = 1.1f;
+  std::vector<RequestParams> requests = StoryRequests(tok, 40);
+  requests.resize(6);
+  std::vector<RequestParams> more = StoryRequests(tok, 40, sampled);
+  requests.insert(requests.end(), more.begin() + 6, more.begin() + 12);
+  auto alone_engine = MakeEngine();
+  ASSERT_NE(alone_engine, nullptr);
+  std::vector<Outcome> alone;
+  for (const RequestParams& r : requests) alone.push_back(RunAll(*alone_engine, {r}, 0)[0]);
+
+  for (SchedulerPolicy policy : {SchedulerPolicy::kFused, SchedulerPolicy::kDynamic, SchedulerPolicy::kInstances,
+                                 SchedulerPolicy::kSequential}) {
+    for (int depth : {1, 3}) {
+      SCOPED_TRACE(std::string(SchedulerPolicyName(policy)) + ", pipeline depth " + std::to_string(depth));
+      EngineConfig config;
+      config.policy = policy;
+      config.pipeline_depth = depth;
+      config.max_step_tokens = 24;
+      config.batch_window = std::chrono::milliseconds(0);
+      config.max_batch = 4;
+      auto engine = MakeEngine(config);
+      ASSERT_NE(engine, nullptr);
+      int max_fused = 0;
+      std::vector<Outcome> out = RunAll(*engine, requests, /*stagger=*/2, &max_fused);
+      for (size_t i = 0; i < requests.size(); ++i) {
+        EXPECT_EQ(out[i].tokens, alone[i].tokens) << "request " << i;
+        EXPECT_EQ(out[i].finish, alone[i].finish) << "request " << i;
+      }
+      EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks()) << "blocks leaked";
+      switch (policy) {
+        case SchedulerPolicy::kSequential: EXPECT_EQ(max_fused, 1); break;
+        case SchedulerPolicy::kDynamic: EXPECT_LE(max_fused, 4) << "max_batch"; break;
+        default: EXPECT_GT(max_fused, 4) << "requests were not fused";
+      }
+    }
+  }
+}
+
+// With plans pipelined, a request cancelled mid-stream still reports its tokens once,
+// in order, then one cancellation, and the others are unaffected.
+TEST(EngineTest, PipelinedCancellationKeepsEveryStreamExact) {
+  Tokenizer tok = LoadTok();
+  RequestParams r;
+  r.prompt = tok.Encode("Once upon a time");
+  r.stop.max_tokens = 60;
+  r.stop.ignore_eos = true;
+  auto reference = MakeEngine();
+  ASSERT_NE(reference, nullptr);
+  const std::vector<int> full = RunAll(*reference, {r}, 0)[0].tokens;
+  ASSERT_EQ(full.size(), 60u);
+
   EngineConfig config;
-  config.kv.max_blocks = 4;  // 64 slots
+  config.pipeline_depth = 2;
   auto engine = MakeEngine(config);
+  ASSERT_NE(engine, nullptr);
+  const uint64_t keep = *engine->Add(r);
+  const uint64_t victim = *engine->Add(r);
+  std::map<uint64_t, Outcome> out;
+  std::vector<EngineEvent> events;
+  for (int step = 0; engine->has_work() && step < 1000; ++step) {
+    if (step == 10) {
+      ASSERT_TRUE(engine->Cancel(victim).ok());
+    }
+    events.clear();
+    ASSERT_TRUE(engine->Step(&events).ok());
+    for (const EngineEvent& e : events) {
+      Outcome& o = out[e.request_id];
+      EXPECT_EQ(o.finish, FinishReason::kNone) << "event after finish for " << e.request_id;
+      if (e.token >= 0) o.tokens.push_back(e.token);
+      o.finish = e.finish;
+    }
+  }
+  EXPECT_EQ(out[keep].tokens, full);
+  EXPECT_EQ(out[keep].finish, FinishReason::kLength);
+  EXPECT_EQ(out[victim].finish, FinishReason::kCancelled);
+  EXPECT_GT(out[victim].tokens.size(), 0u);
+  EXPECT_LT(out[victim].tokens.size(), full.size());
+  EXPECT_TRUE(std::equal(out[victim].tokens.begin(), out[victim].tokens.end(), full.begin()));
+  EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks());
+}
+
+TEST(EngineTest, CreateRejectsBadConfigs) {
+  BackendConfig backend;
+  backend.model = "dummy:tiny";
+  for (auto mutate : {+[](EngineConfig& c) { c.max_step_tokens = 0; }, +[](EngineConfig& c) { c.max_running = 0; },
+                      +[](EngineConfig& c) { c.pipeline_depth = 0; }, +[](EngineConfig& c) { c.max_batch = 0; }}) {
+    EngineConfig config;
+    mutate(config);
+    Result<CreatedBackend> created = CreateBackend(backend);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    EXPECT_EQ(Engine::Create(std::move(created->backend), config).status().code(), StatusCode::kInvalidArgument);
+  }
+}
+
+TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
+  auto engine = MakeEngine({}, 16, /*kv_max_blocks=*/4);  // 64 slots
   ASSERT_NE(engine, nullptr);
   auto error = [&](RequestParams r) { return engine->Add(std::move(r)).status(); };
   RequestParams ok;

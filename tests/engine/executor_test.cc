@@ -11,8 +11,6 @@
 
 #include "tests/test_paths.h"
 #include "worker/engine/cpu_backend.h"
-#include "worker/engine/decoder.h"
-#include "worker/engine/kv_cache.h"
 #include "worker/model/model_loader.h"
 
 namespace flover {
@@ -23,14 +21,12 @@ constexpr int kBlockSize = 16;
 // One executor on its own KV pool, as a fresh replica's worker has.
 class Replica {
  public:
-  explicit Replica(const ModelWeights& weights) : decoder_(weights) {
-    const ModelSpec& spec = decoder_.spec();
-    blocks_per_seq_ = (spec.max_seq_len + kBlockSize - 1) / kBlockSize;
-    Result<std::unique_ptr<KvCache>> kv =
-        KvCache::Create(spec, KvCacheConfig{kBlockSize, int64_t{1} << 40, blocks_per_seq_}, 1);
-    EXPECT_TRUE(kv.ok()) << kv.status().ToString();
-    kv_ = std::move(kv).value();
-    backend_ = std::make_unique<CpuBackend>(&decoder_, kv_.get());
+  explicit Replica(const ModelWeights& weights) {
+    blocks_per_seq_ = (weights.spec.max_seq_len + kBlockSize - 1) / kBlockSize;
+    Result<std::unique_ptr<CpuBackend>> backend =
+        CpuBackend::Create(weights, {}, nullptr, KvCacheConfig{kBlockSize, int64_t{1} << 40, blocks_per_seq_});
+    EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+    backend_ = std::move(backend).value();
     executor_ = std::make_unique<Executor>(backend_.get());
     for (int b = 0; b < blocks_per_seq_; ++b) blocks_.push_back(b);
   }
@@ -60,9 +56,7 @@ class Replica {
   }
 
  private:
-  Decoder decoder_;
   int blocks_per_seq_ = 0;
-  std::unique_ptr<KvCache> kv_;
   std::unique_ptr<CpuBackend> backend_;
   std::unique_ptr<Executor> executor_;
   std::vector<int> blocks_;

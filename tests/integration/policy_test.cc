@@ -6,12 +6,16 @@
 // Each policy's own behaviour is checked from what the client sees: the order of the
 // events on its connection, the queue time, and tokens per step in the status.
 // Pipelined plans (depth 2) are checked the same way, with early stops on EOS/BOS
-// (stale entries on the workers) and a cancellation mid-stream.
+// (stale entries on the workers) and a cancellation mid-stream. `flover run --policy`
+// (the in-process engine, the same scheduler) gives the same tokens under every policy.
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -258,6 +262,51 @@ TEST(PipelineTest, DepthTwoGivesTheSameTokensWithEarlyStopsAndACancellation) {
   const proto::ReplicaStatus& replica = run.status.replicas(0);
   EXPECT_EQ(replica.state(), "ready");
   EXPECT_EQ(replica.kv_blocks_used(), 0) << "finished and cancelled requests free their blocks";
+}
+
+// `flover run --policy P [--pipeline-depth D]` on prompts that arrive every 3 steps:
+// the tokens of each prompt, in prompt order.
+std::vector<std::vector<int>> FloverRunTokens(const std::vector<Job>& jobs, const std::string& flags) {
+  std::string command = testing::FloverBinary() + " run --model " + testing::Stories260kBin() + " --tokenizer " +
+                        testing::Tok512Bin() + " --max-tokens 60 --stagger 3 --json --threads 1 " + flags;
+  for (const Job& j : jobs) command += " --prompt '" + j.prompt + "'";
+  const testing::ShellRun run = testing::RunShell(command + " 2>/dev/null");
+  EXPECT_EQ(run.exit_code, 0) << command << "\n" << run.output;
+  std::vector<std::vector<int>> tokens;
+  std::istringstream lines(run.output);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{')
+      tokens.push_back(nlohmann::json::parse(line)["tokens"].get<std::vector<int>>());
+  EXPECT_EQ(tokens.size(), jobs.size()) << run.output;
+  return tokens;
+}
+
+TEST(FloverRunPolicyTest, EveryPolicyGivesTheSameGreedyTokens) {
+  const std::vector<Job>& jobs = Jobs();
+  std::vector<RequestParams> requests;
+  for (const Job& j : jobs) {
+    RequestParams r = Params(j);
+    r.stop.max_tokens = 60;
+    r.stop.ignore_eos = false;
+    requests.push_back(r);
+  }
+  std::vector<std::vector<int>> alone;
+  for (EngineResult& r : EngineGreedy(requests)) alone.push_back(std::move(r.tokens));
+  for (const std::string flags : {"--policy fused", "--policy dynamic", "--policy instances", "--policy sequential",
+                                  "--policy fused --pipeline-depth 3", "--policy dynamic --pipeline-depth 2"}) {
+    SCOPED_TRACE(flags);
+    const std::vector<std::vector<int>> got = FloverRunTokens(jobs, flags);
+    ASSERT_EQ(got.size(), jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(got[i], alone[i]) << jobs[i].prompt;
+  }
+}
+
+TEST(FloverRunPolicyTest, AnUnknownPolicyIsAClearError) {
+  const testing::ShellRun run = testing::RunShell(testing::FloverBinary() +
+                                                  " run --model dummy:tiny --prompt-ids 1,5 --policy lifo");
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("--policy 'lifo' is not one of fused, dynamic, instances, sequential"), std::string::npos)
+      << run.output;
 }
 
 }  // namespace

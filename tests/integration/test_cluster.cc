@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "tests/test_paths.h"
+#include "worker/backend.h"
 #include "worker/engine/engine.h"
-#include "worker/model/model_loader.h"
 
 namespace flover::testing {
 
@@ -104,9 +104,12 @@ std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& request
     ScopedOmpThreads() { omp_set_num_threads(1); }
     ~ScopedOmpThreads() { omp_set_num_threads(saved); }
   } one_thread;
-  Result<LoadedModel> m = LoadModel(Stories260kBin());
-  FLOVER_CHECK(m.ok()) << m.status().ToString();
-  Result<std::unique_ptr<Engine>> engine = Engine::Create(std::move(m->weights), {});
+  BackendConfig backend;
+  backend.model = Stories260kBin();
+  backend.kv_max_sequences = EngineConfig{}.max_running;
+  Result<CreatedBackend> created = CreateBackend(backend);
+  FLOVER_CHECK(created.ok()) << created.status().ToString();
+  Result<std::unique_ptr<Engine>> engine = Engine::Create(std::move(created->backend), {});
   FLOVER_CHECK(engine.ok()) << engine.status().ToString();
   std::vector<EngineResult> out;
   std::vector<EngineEvent> events;

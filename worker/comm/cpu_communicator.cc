@@ -14,7 +14,7 @@ Result<CpuCommunicator> CreateCpuCommunicator(int rank, int world, KvStore& stor
   if (t != CpuTransport::kTcp) {
     ShmCommunicatorOptions shm;
     shm.timeout = options.timeout;
-    Result<std::unique_ptr<Communicator>> comm = ShmCommunicator::Create(rank, world, store, prefix, shm);
+    Result<std::unique_ptr<HostCommunicator>> comm = ShmCommunicator::Create(rank, world, store, prefix, shm);
     if (comm.ok()) {
       out.comm = std::move(comm).value();
       out.transport = CpuTransport::kShm;

@@ -27,7 +27,7 @@ struct CpuCommunicatorOptions {
 };
 
 struct CpuCommunicator {
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<HostCommunicator> comm;
   CpuTransport transport = CpuTransport::kTcp;  // kShm or kTcp: what was chosen
   std::string note;       // with auto falling back to tcp: why shared memory was not used
 };

@@ -141,10 +141,10 @@ struct GlooCommunicator::Impl {
   }
 };
 
-Result<std::unique_ptr<Communicator>> GlooCommunicator::Create(int rank, int world, KvStore& store,
-                                                               const std::string& prefix,
-                                                               const std::string& bind_host,
-                                                               std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<HostCommunicator>> GlooCommunicator::Create(int rank, int world, KvStore& store,
+                                                                   const std::string& prefix,
+                                                                   const std::string& bind_host,
+                                                                   std::chrono::milliseconds timeout) {
   if (world < 1) return InvalidArgument("tensor parallel world size must be >= 1, got " + std::to_string(world));
   if (rank < 0 || rank >= world)
     return InvalidArgument("rank " + std::to_string(rank) + " is outside a group of " + std::to_string(world));
@@ -165,7 +165,7 @@ Result<std::unique_ptr<Communicator>> GlooCommunicator::Create(int rank, int wor
   if (error)
     return Unavailable("gloo rendezvous of rank " + std::to_string(rank) + "/" + std::to_string(world) + " (group '" +
                        prefix + "', host " + bind_host + "): " + *error);
-  return std::unique_ptr<Communicator>(new GlooCommunicator(rank, world, std::move(impl)));
+  return std::unique_ptr<HostCommunicator>(new GlooCommunicator(rank, world, std::move(impl)));
 }
 
 GlooCommunicator::GlooCommunicator(int rank, int world, std::unique_ptr<Impl> impl)

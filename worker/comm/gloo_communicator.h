@@ -1,4 +1,4 @@
-// GlooCommunicator: a Communicator over Gloo's TCP transport, for CPU tensor
+// GlooCommunicator: a HostCommunicator over Gloo's TCP transport, for CPU tensor
 // parallelism (one process or thread per rank, on one host or several).
 //
 // Create() rendezvouses through a KvStore: every rank binds a TCP device to
@@ -29,16 +29,17 @@
 
 namespace flover {
 
-class GlooCommunicator final : public Communicator {
+class GlooCommunicator final : public HostCommunicator {
  public:
   static constexpr std::chrono::milliseconds kDefaultTimeout{30000};
 
   // Joins the group `prefix` as `rank` of `world`, blocking until every rank has joined
   // (or `timeout` passes: Unavailable). InvalidArgument for a bad rank/world.
   // `store` is only used during Create.
-  static Result<std::unique_ptr<Communicator>> Create(int rank, int world, KvStore& store, const std::string& prefix,
-                                                      const std::string& bind_host = "127.0.0.1",
-                                                      std::chrono::milliseconds timeout = kDefaultTimeout);
+  static Result<std::unique_ptr<HostCommunicator>> Create(int rank, int world, KvStore& store,
+                                                          const std::string& prefix,
+                                                          const std::string& bind_host = "127.0.0.1",
+                                                          std::chrono::milliseconds timeout = kDefaultTimeout);
 
   ~GlooCommunicator() override;
 

@@ -144,9 +144,9 @@ struct NcclCommunicator::Impl {
   }
 };
 
-Result<std::unique_ptr<Communicator>> NcclCommunicator::Create(int rank, int world, int device, KvStore& store,
-                                                               const std::string& prefix, cudaStream_t stream,
-                                                               std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<DeviceCommunicator>> NcclCommunicator::Create(int rank, int world, int device, KvStore& store,
+                                                                     const std::string& prefix, cudaStream_t stream,
+                                                                     std::chrono::milliseconds timeout) {
   if (world < 1) return InvalidArgument("tensor parallel world size must be >= 1, got " + std::to_string(world));
   if (rank < 0 || rank >= world)
     return InvalidArgument("rank " + std::to_string(rank) + " is outside a group of " + std::to_string(world));
@@ -204,7 +204,7 @@ Result<std::unique_ptr<Communicator>> NcclCommunicator::Create(int rank, int wor
     impl->Abort();
     return s.WithContext(group);
   }
-  return std::unique_ptr<Communicator>(new NcclCommunicator(rank, world, device, stream, std::move(impl)));
+  return std::unique_ptr<DeviceCommunicator>(new NcclCommunicator(rank, world, device, stream, std::move(impl)));
 }
 
 NcclCommunicator::NcclCommunicator(int rank, int world, int device, cudaStream_t stream, std::unique_ptr<Impl> impl)

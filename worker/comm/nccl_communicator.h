@@ -1,15 +1,12 @@
-// NcclCommunicator: a Communicator over NCCL, for tensor parallelism on CUDA GPUs (one
-// rank per GPU, in one process or several, on one host or several).
+// NcclCommunicator: a DeviceCommunicator (device_communicator.h) over NCCL, for tensor
+// parallelism on CUDA GPUs (one rank per GPU, in one process or several, on one host or
+// several).
 //
-// DEVICE MEMORY, STREAM ORDER. Unlike LocalCommunicator and GlooCommunicator, every
-// pointer passed to AllReduceSum and AllGather is CUDA device memory on this rank's
-// device, and the collectives are enqueued on the compute stream given to Create: they
-// return as soon as NCCL has enqueued the work, without waiting for the GPU. The data is
-// read after the kernels enqueued before the call and is ready for the kernels enqueued
-// after it, on that stream; the host sees it after the stream is synchronised (e.g.
-// with Synchronize). Barrier and Synchronize are the only calls that wait for the GPU.
-// (The decoder's buffers are backend memory, so it passes device pointers here and host
-// pointers to the CPU communicators.)
+// DEVICE MEMORY, STREAM ORDER. Every pointer passed to AllReduceSum and AllGather is
+// CUDA device memory on this rank's device, and the collectives are enqueued on the
+// compute stream given to Create: they return as soon as NCCL has enqueued the work,
+// without waiting for the GPU. Barrier and Synchronize are the only calls that wait for
+// the GPU.
 //
 // Rendezvous: rank 0 creates an NCCL unique id and publishes it in the KvStore under
 // "<prefix>/nccl_unique_id"; the other ranks read it (waiting up to `timeout`). All
@@ -38,12 +35,12 @@
 #include <memory>
 #include <string>
 
-#include "worker/comm/communicator.h"
+#include "worker/comm/device_communicator.h"
 #include "worker/comm/kv_store.h"
 
 namespace flover {
 
-class NcclCommunicator final : public Communicator {
+class NcclCommunicator final : public DeviceCommunicator {
  public:
   static constexpr std::chrono::milliseconds kDefaultTimeout{30000};
 
@@ -53,9 +50,9 @@ class NcclCommunicator final : public Communicator {
   // must outlive the communicator. InvalidArgument for a bad rank, world, device or
   // timeout (checked before anything touches a GPU); Unavailable when no GPU is
   // visible. `store` is only used during Create.
-  static Result<std::unique_ptr<Communicator>> Create(int rank, int world, int device, KvStore& store,
-                                                      const std::string& prefix, cudaStream_t stream,
-                                                      std::chrono::milliseconds timeout = kDefaultTimeout);
+  static Result<std::unique_ptr<DeviceCommunicator>> Create(int rank, int world, int device, KvStore& store,
+                                                            const std::string& prefix, cudaStream_t stream,
+                                                            std::chrono::milliseconds timeout = kDefaultTimeout);
 
   // Finalises and destroys the NCCL communicator (waiting up to `timeout` for the peers,
   // then aborting), or aborts it when broken. Does not synchronise or destroy `stream`.
@@ -75,10 +72,10 @@ class NcclCommunicator final : public Communicator {
   // Waits for everything enqueued on the stream so far, polling NCCL's asynchronous
   // error state: a peer that died gives an error after at most `timeout` (instead of a
   // cudaStreamSynchronize that never returns). Use it where a step waits for its output.
-  Status Synchronize();
+  Status Synchronize() override;
 
-  int device() const { return device_; }
-  cudaStream_t stream() const { return stream_; }
+  int device() const override { return device_; }
+  cudaStream_t stream() const override { return stream_; }
 
  private:
   struct Impl;  // NCCL objects; keeps nccl.h out of this header

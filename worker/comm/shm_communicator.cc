@@ -199,9 +199,9 @@ struct ShmCommunicator::Segment {
   }
 };
 
-Result<std::unique_ptr<Communicator>> ShmCommunicator::Create(int rank, int world, KvStore& store,
-                                                              const std::string& prefix,
-                                                              const ShmCommunicatorOptions& options) {
+Result<std::unique_ptr<HostCommunicator>> ShmCommunicator::Create(int rank, int world, KvStore& store,
+                                                                  const std::string& prefix,
+                                                                  const ShmCommunicatorOptions& options) {
   if (world < 1) return InvalidArgument("tensor parallel world size must be >= 1, got " + std::to_string(world));
   if (rank < 0 || rank >= world)
     return InvalidArgument("rank " + std::to_string(rank) + " is outside a group of " + std::to_string(world));
@@ -282,7 +282,7 @@ Result<std::unique_ptr<Communicator>> ShmCommunicator::Create(int rank, int worl
   }
   segment->Unlink();  // every rank has mapped it or given up: the name is no longer needed
   if (!failure.empty()) return FailedPrecondition(group + ": " + failure);
-  return std::unique_ptr<Communicator>(new ShmCommunicator(rank, world, options, std::move(segment)));
+  return std::unique_ptr<HostCommunicator>(new ShmCommunicator(rank, world, options, std::move(segment)));
 }
 
 ShmCommunicator::ShmCommunicator(int rank, int world, const ShmCommunicatorOptions& options,

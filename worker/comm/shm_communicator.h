@@ -1,4 +1,4 @@
-// ShmCommunicator: a Communicator over one POSIX shared-memory segment, for the ranks of
+// ShmCommunicator: a HostCommunicator over one POSIX shared-memory segment, for the ranks of
 // a CPU tensor-parallel group that run on one host. A decode step's collectives are a
 // few KiB; over Gloo's TCP transport on loopback each costs ~100 us of socket and
 // thread wake-ups, here a few microseconds (comm_bench measures both).
@@ -52,13 +52,14 @@ struct ShmCommunicatorOptions {
   std::chrono::microseconds spin{50};
 };
 
-class ShmCommunicator final : public Communicator {
+class ShmCommunicator final : public HostCommunicator {
  public:
   // Joins the group `prefix` as `rank` of `world` (see above). InvalidArgument for a bad
   // rank, world or option; FailedPrecondition when the ranks cannot share a segment (on
   // every rank alike); Unavailable when a rank is missing at the timeout.
-  static Result<std::unique_ptr<Communicator>> Create(int rank, int world, KvStore& store, const std::string& prefix,
-                                                      const ShmCommunicatorOptions& options = {});
+  static Result<std::unique_ptr<HostCommunicator>> Create(int rank, int world, KvStore& store,
+                                                          const std::string& prefix,
+                                                          const ShmCommunicatorOptions& options = {});
 
   ~ShmCommunicator() override;
 

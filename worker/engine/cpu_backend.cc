@@ -8,13 +8,26 @@
 
 namespace flover {
 
-CpuBackend::CpuBackend(Decoder* decoder, const KvCache* kv)
-    : decoder_(decoder), kv_(kv), samplers_(std::max(1, omp_get_max_threads())) {}
+Result<std::unique_ptr<CpuBackend>> CpuBackend::Create(ModelWeights weights, ShardInfo shard,
+                                                       std::unique_ptr<HostCommunicator> comm,
+                                                       const KvCacheConfig& kv) {
+  FLOVER_RETURN_IF_ERROR(ValidateShard(weights, shard));
+  FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm.get(), shard.rank, shard.world));
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache, KvCache::Create(weights.spec, kv, shard.world));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), shard, std::move(comm), std::move(cache)));
+}
+
+CpuBackend::CpuBackend(ModelWeights weights, ShardInfo shard, std::unique_ptr<HostCommunicator> comm,
+                       std::unique_ptr<KvCache> kv)
+    : comm_(std::move(comm)),
+      kv_(std::move(kv)),
+      decoder_(std::move(weights), shard, comm_.get()),
+      samplers_(std::max(1, omp_get_max_threads())) {}
 
 Status CpuBackend::Forward(std::span<const StepEntry> entries, bool separate_passes, int* argmax) {
   auto pass = [&](std::span<const StepEntry> some, size_t row) {
-    return argmax ? decoder_->ForwardArgmax(some, *kv_, argmax + row)
-                  : decoder_->Forward(some, *kv_, logits_.data() + row * spec().vocab_size);
+    return argmax ? decoder_.ForwardArgmax(some, *kv_, argmax + row)
+                  : decoder_.Forward(some, *kv_, logits_.data() + row * spec().vocab_size);
   };
   if (!separate_passes) return pass(entries, 0);
   // One pass per entry, in order; each writes its output row (if any) where the fused
@@ -33,7 +46,7 @@ Status CpuBackend::Step(std::span<const StepEntry> entries, bool separate_passes
   // Greedy rows without a penalty need only each row's argmax: with tensor parallelism
   // that saves gathering the full logits (world x rows x vocab/world floats per step).
   const bool argmax_only =
-      decoder_->shard().world > 1 && std::all_of(rows.begin(), rows.end(), [](const SampleRow& r) {
+      decoder_.shard().world > 1 && std::all_of(rows.begin(), rows.end(), [](const SampleRow& r) {
         return r.params->greedy() && r.params->repetition_penalty == 1.0f;
       });
   if (argmax_only) return Forward(entries, separate_passes, tokens.data());

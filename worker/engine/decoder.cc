@@ -34,7 +34,7 @@ void GrowTo(std::vector<T>& v, size_t n) {
 
 }  // namespace
 
-Decoder::Decoder(ModelWeights weights, ShardInfo shard, Communicator* comm)
+Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
     : spec_(weights.spec),
       shard_(shard),
       local_(ShardDimsFor(weights.spec, shard)),

@@ -46,11 +46,11 @@ class Decoder {
  public:
   // Takes the weights (the full model, or rank shard.rank's shard of it), packs Q|K|V
   // and gate|up into single matrices (one GEMM each) and frees the originals.
-  // `comm` is the group's communicator, not owned; it must outlive the decoder. It may
-  // be null when shard.world == 1.
+  // `comm` is the group's host-memory communicator, not owned; it must outlive the
+  // decoder. It may be null when shard.world == 1.
   // REQUIRES: ValidateShard(weights, shard) is OK; when shard.world > 1, comm is not null
   // and has comm->rank() == shard.rank, comm->world_size() == shard.world.
-  explicit Decoder(ModelWeights weights, ShardInfo shard = {}, Communicator* comm = nullptr);
+  explicit Decoder(ModelWeights weights, ShardInfo shard = {}, HostCommunicator* comm = nullptr);
 
   const ModelSpec& spec() const { return spec_; }    // the FULL model's shape
   const ShardInfo& shard() const { return shard_; }
@@ -97,7 +97,7 @@ class Decoder {
   ModelSpec spec_;
   ShardInfo shard_;
   ShardDims local_;
-  Communicator* comm_;                  // null when shard_.world == 1
+  HostCommunicator* comm_;              // null when shard_.world == 1
   std::vector<float> token_embedding_;  // [vocab, dim]
   // One rank: [vocab, dim], empty when shared with the embedding. Several ranks: this
   // rank's rows [vocab_per_rank, dim] (shard.h).

@@ -17,9 +17,8 @@ Status Executor::Join(uint64_t request_id, RequestParams request, std::span<cons
     if (t < 0 || t >= spec().vocab_size)
       return InvalidArgument("request " + std::to_string(request_id) + ": generated token " + std::to_string(t) +
                              " is outside the vocabulary of " + std::to_string(spec().vocab_size));
-  // As Sequence::Append: the newest token, at position size - 1, must be computable.
-  if (n_generated >= request.stop.max_tokens ||
-      static_cast<int>(request.prompt.size()) + n_generated - 1 >= spec().max_seq_len)
+  if (StopsByLength(static_cast<int>(request.prompt.size()), n_generated, request.stop.max_tokens,
+                    spec().max_seq_len))
     return InvalidArgument("request " + std::to_string(request_id) + ": " + std::to_string(n_generated) +
                            " generated tokens leave none to generate (max_tokens " +
                            std::to_string(request.stop.max_tokens) + ", context " +

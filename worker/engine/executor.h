@@ -5,9 +5,9 @@
 // requests in ONE forward pass (or, for policy `instances`, one pass per request), then
 // samples and applies stop conditions for each request whose tokens are all computed.
 //
-// Which tokens and which blocks is decided outside (Engine's scheduler, or the
-// coordinator's plan), so every rank of a tensor-parallel group executing the same
-// entries stays identical. Entries for requests the executor does not hold are skipped
+// Which tokens and which blocks is decided outside, by the Scheduler's step plans (the
+// coordinator's, or the in-process Engine's), which PlanRunner turns into calls here, so
+// every rank of a tensor-parallel group executing the same entries stays identical. Entries for requests the executor does not hold are skipped
 // (stale entries of pipelined plans). A request that finishes stays until Leave().
 //
 // Thread-safety: not thread-safe; one thread drives it. Run() parallelises internally.

@@ -11,10 +11,8 @@ FinishReason Sequence::Append(int token, const ModelSpec& spec) {
     return FinishReason::kStop;
   }
   tokens.push_back(token);
-  if (n_generated() >= stop.max_tokens) return FinishReason::kLength;
-  // The newest token sits at position tokens.size() - 1; computing it needs that position.
-  if (static_cast<int>(tokens.size()) - 1 >= spec.max_seq_len) return FinishReason::kLength;
-  return FinishReason::kNone;
+  return StopsByLength(n_prompt, n_generated(), stop.max_tokens, spec.max_seq_len) ? FinishReason::kLength
+                                                                                    : FinishReason::kNone;
 }
 
 }  // namespace flover

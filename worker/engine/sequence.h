@@ -34,8 +34,8 @@ struct Sequence {
   //   kStop   - EOS, BOS (llama2.c models start the next document with BOS) or a stop
   //             token id was sampled (not ignored by ignore_eos for stop_token_ids);
   //             the stop token is NOT appended to the output;
-  //   kLength - max_tokens generated, or the context is full (the next token would need
-  //             a position >= max_seq_len).
+  //   kLength - StopsByLength (request_params.h): max_tokens generated, or the newest
+  //             token has no position within max_seq_len.
   // The token is appended in every case but kStop.
   FinishReason Append(int token, const ModelSpec& spec);
 };

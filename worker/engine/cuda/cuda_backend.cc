@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "kernels/cuda/cuda_status.h"
-#include "worker/comm/nccl_communicator.h"
+#include "worker/engine/kv_cache.h"
 #include "worker/model/dummy_model.h"
 #include "worker/model/model_loader.h"
 
@@ -16,20 +16,25 @@ namespace {
 
 constexpr const char kDummyPrefix[] = "dummy:";
 
-Status CheckGroup(const ShardInfo& shard, Communicator* comm, int device) {
+// Before anything touches a GPU.
+Status CheckGroup(const ShardInfo& shard, const DeviceCommunicatorFactory& make_comm) {
   if (shard.world < 1 || shard.rank < 0 || shard.rank >= shard.world)
     return InvalidArgument("tensor parallel rank " + std::to_string(shard.rank) + " of a group of " +
                            std::to_string(shard.world) + " is invalid");
-  if (shard.world == 1) return Status::Ok();
+  if (shard.world > 1 && !make_comm)
+    return InvalidArgument("tensor parallel size " + std::to_string(shard.world) + " needs a communicator");
+  return Status::Ok();
+}
+
+// The communicator the factory made, against what the backend runs on.
+Status CheckMadeCommunicator(const DeviceCommunicator* comm, const ShardInfo& shard, int device,
+                             cudaStream_t stream) {
   FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm, shard.rank, shard.world));
-  const auto* nccl = dynamic_cast<const NcclCommunicator*>(comm);
-  if (nccl == nullptr)
-    return InvalidArgument(
-        "tensor parallelism on the CUDA backend needs an NcclCommunicator (collectives on device memory, on the "
-        "compute stream); a host-memory communicator (Gloo, local) cannot serve it");
-  if (nccl->device() != device)
-    return InvalidArgument("the NcclCommunicator runs on CUDA device " + std::to_string(nccl->device()) +
+  if (comm->device() != device)
+    return InvalidArgument("the communicator runs on CUDA device " + std::to_string(comm->device()) +
                            ", the backend is configured for device " + std::to_string(device));
+  if (comm->stream() != stream)
+    return InvalidArgument("the communicator enqueues its collectives on another stream than the backend's");
   return Status::Ok();
 }
 
@@ -72,26 +77,27 @@ Status CudaBackend::Step(std::span<const StepEntry> entries, bool separate_passe
   return decoder_->Step(entries, separate_passes, rows, tokens);
 }
 
-Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(const std::string& what, const ModelSpec& spec,
-                                                        ShardInfo shard, Communicator* comm,
+Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(ShardInfo shard, const DeviceCommunicatorFactory& make_comm,
                                                         const CudaBackendConfig& config,
                                                         const WeightMaker& make_weights) {
   FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(config.device));
   std::unique_ptr<CudaBackend> backend(new CudaBackend());
   backend->config_ = config;
-  cudaStream_t stream = nullptr;
+  FLOVER_ASSIGN_OR_RETURN(backend->stream_, cuda::Stream::Create());
+  const cudaStream_t stream = backend->stream_.get();
   if (shard.world > 1) {
-    stream = dynamic_cast<NcclCommunicator*>(comm)->stream();  // CheckGroup made sure
-  } else {
-    FLOVER_ASSIGN_OR_RETURN(cuda::Stream own, cuda::Stream::Create());
-    backend->own_stream_ = std::move(own);
-    stream = backend->own_stream_->get();
+    FLOVER_ASSIGN_OR_RETURN(backend->comm_, make_comm(stream));
+    FLOVER_RETURN_IF_ERROR(CheckMadeCommunicator(backend->comm_.get(), shard, config.device, stream));
   }
-  FLOVER_ASSIGN_OR_RETURN(DeviceWeights weights, make_weights(stream));
-  const DeviceKvCacheConfig kv_config{config.dtype, config.kv_block_size, config.kv_memory_bytes, config.max_blocks};
+  std::string what;
+  FLOVER_ASSIGN_OR_RETURN(DeviceWeights weights, make_weights(stream, &what));
+  const ModelSpec spec = weights.spec;
+  const DeviceKvCacheConfig kv_config{
+      config.dtype, config.kv_block_size, config.kv_memory_bytes,
+      CapKvBlocks(config.max_blocks, config.kv_max_sequences, spec, config.kv_block_size)};
   FLOVER_ASSIGN_OR_RETURN(backend->kv_, DeviceKvCache::Create(spec, kv_config, shard.world));
   FLOVER_ASSIGN_OR_RETURN(backend->decoder_,
-                          CudaDecoder::Create(std::move(weights), backend->kv_.get(), comm, stream,
+                          CudaDecoder::Create(std::move(weights), backend->kv_.get(), backend->comm_.get(), stream,
                                               CudaDecoderConfig{config.max_step_tokens, config.max_rows, config.cuda_graphs,
                                                                 config.capture_graphs, config.small_step_gemv}));
   FLOVER_ASSIGN_OR_RETURN(const std::string gpu, cuda::DeviceDescription(config.device));
@@ -105,24 +111,26 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(const std::string& what,
 }
 
 Result<std::unique_ptr<CudaBackend>> CudaBackend::FromHostWeights(ModelWeights weights, const std::string& what,
-                                                                  ShardInfo shard, Communicator* comm,
+                                                                  ShardInfo shard,
+                                                                  const DeviceCommunicatorFactory& make_comm,
                                                                   const CudaBackendConfig& config) {
   FLOVER_RETURN_IF_ERROR(weights.Validate());
   FLOVER_RETURN_IF_ERROR(CheckTensorParallel(weights.spec, shard.world));
-  const ModelSpec spec = weights.spec;
   if (shard.world > 1) {
     FLOVER_ASSIGN_OR_RETURN(weights, ShardWeights(std::move(weights), shard.rank, shard.world));
   }
-  return Build(what, spec, shard, comm, config, [&](cudaStream_t stream) {
+  return Build(shard, make_comm, config, [&](cudaStream_t stream, std::string* made) {
+    *made = what;
     return UploadWeights(weights, shard, config.dtype, stream);
   });
 }
 
 Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_path, uint64_t dummy_seed,
-                                                       ShardInfo shard, Communicator* comm,
-                                                       const CudaBackendConfig& config) {
+                                                       ShardInfo shard, const DeviceCommunicatorFactory& make_comm,
+                                                       const CudaBackendConfig& config,
+                                                       std::optional<Tokenizer>* tokenizer) {
   FLOVER_RETURN_IF_ERROR(ValidateCudaBackendConfig(config));
-  FLOVER_RETURN_IF_ERROR(CheckGroup(shard, comm, config.device));
+  FLOVER_RETURN_IF_ERROR(CheckGroup(shard, make_comm));
   if (model_path.rfind(kDummyPrefix, 0) == 0) {
     const std::string preset = model_path.substr(sizeof(kDummyPrefix) - 1);
     const std::optional<ModelSpec> spec = DummyPreset(preset);
@@ -133,28 +141,32 @@ Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_
     }
     FLOVER_RETURN_IF_ERROR(CheckTensorParallel(*spec, shard.world));
     FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
-    const std::string what = model_path + " (seed " + std::to_string(dummy_seed) + ", generated on the device)";
-    return CudaBackend::Build(what, *spec, shard, comm, config, [&](cudaStream_t stream) {
+    return CudaBackend::Build(shard, make_comm, config, [&](cudaStream_t stream, std::string* what) {
+      *what = model_path + " (seed " + std::to_string(dummy_seed) + ", generated on the device)";
       return GenerateDummyWeights(*spec, dummy_seed, shard, config.dtype, stream);
     });
   }
   // Fail fast without a GPU, before reading a possibly large file. Only this rank's
-  // shard is read into host memory, one tensor at a time.
+  // shard is read into host memory, one tensor at a time, once the group has met.
   FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
-  FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_path, dummy_seed, LoadTarget{shard, nullptr}));
-  return CudaBackend::Build(loaded.description, loaded.weights.spec, shard, comm, config, [&](cudaStream_t stream) {
+  auto load = [&](cudaStream_t stream, std::string* what) -> Result<DeviceWeights> {
+    FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_path, dummy_seed, LoadTarget{shard, nullptr}));
+    if (tokenizer) *tokenizer = std::move(loaded.tokenizer);
+    *what = loaded.description;
     return UploadWeights(loaded.weights, shard, config.dtype, stream);
-  });
+  };
+  return CudaBackend::Build(shard, make_comm, config, load);
 }
 
-Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard, Communicator* comm,
+Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard,
+                                                       const DeviceCommunicatorFactory& make_comm,
                                                        const CudaBackendConfig& config) {
   FLOVER_RETURN_IF_ERROR(ValidateCudaBackendConfig(config));
-  FLOVER_RETURN_IF_ERROR(CheckGroup(shard, comm, config.device));
+  FLOVER_RETURN_IF_ERROR(CheckGroup(shard, make_comm));
   FLOVER_RETURN_IF_ERROR(CheckTensorParallel(weights.spec, shard.world));
   FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
   const std::string what = "host weights (" + weights.spec.ToString() + ")";
-  return CudaBackend::FromHostWeights(std::move(weights), what, shard, comm, config);
+  return CudaBackend::FromHostWeights(std::move(weights), what, shard, make_comm, config);
 }
 
 }  // namespace flover

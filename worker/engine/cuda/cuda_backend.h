@@ -3,11 +3,12 @@
 // uploads one small descriptor and reads back only the sampled tokens (cuda_decoder.h).
 //
 // Created by CreateCudaBackend from a model file or "dummy:<preset>" (dummy weights are
-// generated on the device: a 7B model takes seconds and no host copy). With tensor
-// parallelism (shard.world > 1) every rank creates its backend on its own GPU with an
-// NcclCommunicator (worker/comm/nccl_communicator.h): the backend enqueues its kernels
-// on the communicator's stream, so collectives and kernels are ordered without host
-// waits. With world 1 the backend owns its stream and ignores `comm`.
+// generated on the device: a 7B model takes seconds and no host copy); CreateBackend
+// (worker/backend.h) is the way in for "cuda:N". The backend owns its stream, its KV
+// cache and, with tensor parallelism (shard.world > 1), its group's DeviceCommunicator
+// (worker/comm/device_communicator.h; NCCL), made on the backend's stream by the
+// factory the caller passes: collectives and kernels are ordered on that one stream
+// without host waits. Destroyed in reverse: decoder, KV cache, communicator, stream.
 //
 // Thread-safety: one thread drives a backend (the CUDA device is made current in Step).
 #pragma once
@@ -22,7 +23,8 @@
 #include "common/dtype.h"
 #include "common/status.h"
 #include "kernels/cuda/device.h"
-#include "worker/comm/communicator.h"
+#include "common/tokenizer.h"
+#include "worker/comm/device_communicator.h"
 #include "worker/engine/cuda/cuda_decoder.h"
 #include "worker/engine/cuda/device_kv_cache.h"
 #include "worker/engine/forward_backend.h"
@@ -37,6 +39,8 @@ struct CudaBackendConfig {
   int64_t kv_memory_bytes = int64_t{1} << 30;  // KV budget of this rank, K+V of all layers
   int kv_block_size = 16;                   // token slots per KV block
   int max_blocks = 0;                       // if > 0, at most this many KV blocks
+  int kv_max_sequences = 0;                 // if > 0, at most what this many full contexts
+                                            // use (CapKvBlocks, worker/engine/kv_cache.h)
   int max_step_tokens = 512;                // tokens per step (scratch is sized for it)
   int max_rows = 64;                        // sampled tokens per step (logits rows)
   // The fast decode path (cuda_decoder.h). Off by default until a GPU run of
@@ -55,6 +59,10 @@ struct CudaBackendConfig {
 
 // OK or InvalidArgument naming the field; needs no GPU.
 Status ValidateCudaBackendConfig(const CudaBackendConfig& config);
+
+// Makes the communicator of rank shard.rank of a tensor-parallel CUDA backend, on the
+// backend's stream (which outlives it), once the backend's device is current.
+using DeviceCommunicatorFactory = std::function<Result<std::unique_ptr<DeviceCommunicator>>(cudaStream_t stream)>;
 
 class CudaBackend final : public ForwardBackend {
  public:
@@ -85,49 +93,62 @@ class CudaBackend final : public ForwardBackend {
 
  private:
   friend Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_path, uint64_t dummy_seed,
-                                                                ShardInfo shard, Communicator* comm,
-                                                                const CudaBackendConfig& config);
+                                                                ShardInfo shard,
+                                                                const DeviceCommunicatorFactory& make_comm,
+                                                                const CudaBackendConfig& config,
+                                                                std::optional<Tokenizer>* tokenizer);
   friend Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard,
-                                                                Communicator* comm, const CudaBackendConfig& config);
-  using WeightMaker = std::function<Result<DeviceWeights>(cudaStream_t)>;
-  // Makes the device current, takes the stream, makes the weights, the KV cache and
-  // the decoder. REQUIRES: the arguments were checked (config, group, device).
-  static Result<std::unique_ptr<CudaBackend>> Build(const std::string& what, const ModelSpec& spec, ShardInfo shard,
-                                                    Communicator* comm, const CudaBackendConfig& config,
-                                                    const WeightMaker& make_weights);
+                                                                const DeviceCommunicatorFactory& make_comm,
+                                                                const CudaBackendConfig& config);
+  // Makes this rank's weights on the device, on `stream`; sets *what to their
+  // description ("dummy:llama-7b (seed 0, generated on the device)").
+  using WeightMaker = std::function<Result<DeviceWeights>(cudaStream_t stream, std::string* what)>;
+  // Makes the device current, creates the stream and (world > 1) the communicator on
+  // it, so that the ranks meet before any of them loads weights, then the weights, the
+  // KV cache and the decoder. REQUIRES: the arguments were checked (config, group,
+  // device).
+  static Result<std::unique_ptr<CudaBackend>> Build(ShardInfo shard, const DeviceCommunicatorFactory& make_comm,
+                                                    const CudaBackendConfig& config, const WeightMaker& make_weights);
   // Shards (world > 1) and uploads full host weights, then Build.
   static Result<std::unique_ptr<CudaBackend>> FromHostWeights(ModelWeights weights, const std::string& what,
-                                                              ShardInfo shard, Communicator* comm,
+                                                              ShardInfo shard,
+                                                              const DeviceCommunicatorFactory& make_comm,
                                                               const CudaBackendConfig& config);
   CudaBackend() = default;
 
   // Destroyed in reverse order: the decoder (whose cuBLAS handle is bound to the
-  // stream) and the KV cache before the stream.
+  // stream), the KV cache, the communicator (enqueued on the stream), the stream.
   CudaBackendConfig config_;
   std::string description_;
-  std::optional<cuda::Stream> own_stream_;  // world 1; with TP the communicator's stream is used
+  cuda::Stream stream_;
+  std::unique_ptr<DeviceCommunicator> comm_;  // null with world 1
   std::unique_ptr<DeviceKvCache> kv_;
   std::unique_ptr<CudaDecoder> decoder_;
 };
 
 // Creates the backend for `model_path` ("dummy:<preset>", generated on the device with
-// `dummy_seed`, or a model file for LoadModel), as rank shard.rank of shard.world.
+// `dummy_seed`, or a model file for LoadModel), as rank shard.rank of shard.world;
+// `make_comm` makes its communicator when shard.world > 1 (ignored otherwise). With
+// `tokenizer`, a vocabulary embedded in the model file is stored there.
 // Errors, each with a message naming the cause:
 //   InvalidArgument - a bad config (ValidateCudaBackendConfig), rank/world, an unknown
 //                     dummy preset, a world that does not divide the heads or hidden
-//                     width, world > 1 without an NcclCommunicator of this rank on
-//                     config.device, a device index beyond the visible GPUs;
+//                     width, world > 1 without a communicator factory, a communicator
+//                     of another rank, device or stream, a device index beyond the
+//                     visible GPUs;
 //   Unavailable     - no CUDA GPU visible (checked before any file is read);
 //   ResourceExhausted - the weights, KV budget or scratch do not fit the device;
-//   the loader's errors for a model file.
+//   the loader's and the factory's errors.
 // Argument checks come first and need no GPU.
 Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_path, uint64_t dummy_seed,
-                                                       ShardInfo shard, Communicator* comm,
-                                                       const CudaBackendConfig& config);
+                                                       ShardInfo shard, const DeviceCommunicatorFactory& make_comm,
+                                                       const CudaBackendConfig& config,
+                                                       std::optional<Tokenizer>* tokenizer = nullptr);
 
 // The same from weights already in host memory: the FULL model (sharded here with
 // ShardWeights when shard.world > 1), uploaded and converted to config.dtype.
-Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard, Communicator* comm,
+Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(ModelWeights weights, ShardInfo shard,
+                                                       const DeviceCommunicatorFactory& make_comm,
                                                        const CudaBackendConfig& config);
 
 }  // namespace flover

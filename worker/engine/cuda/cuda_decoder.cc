@@ -16,7 +16,6 @@
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/matrix.h"
 #include "kernels/cuda/rmsnorm.h"
-#include "worker/comm/nccl_communicator.h"
 
 namespace flover {
 namespace {
@@ -57,14 +56,18 @@ void CudaDecoder::PinnedDeleter::operator()(unsigned char* p) const {
 }
 
 Result<std::unique_ptr<CudaDecoder>> CudaDecoder::Create(DeviceWeights weights, const DeviceKvCache* kv,
-                                                         Communicator* comm, cudaStream_t stream,
+                                                         DeviceCommunicator* comm, cudaStream_t stream,
                                                          const CudaDecoderConfig& config) {
   if (config.max_step_tokens < 1 || config.max_rows < 1)
     return InvalidArgument("CUDA decoder needs max_step_tokens >= 1 and max_rows >= 1, got " +
                            std::to_string(config.max_step_tokens) + " and " + std::to_string(config.max_rows));
   FLOVER_RETURN_IF_ERROR(CheckShard(weights.spec, weights.shard));
   const ShardInfo& shard = weights.shard;
-  if (shard.world > 1) FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm, shard.rank, shard.world));
+  if (shard.world > 1) {
+    FLOVER_RETURN_IF_ERROR(CheckCommunicator(comm, shard.rank, shard.world));
+    if (comm->stream() != stream)
+      return InvalidArgument("the communicator enqueues its collectives on another stream than the decoder's");
+  }
   if (kv == nullptr) return InvalidArgument("CUDA decoder needs a KV cache");
   const ShardDims local = ShardDimsFor(weights.spec, shard);
   if (kv->n_layers() != weights.spec.n_layers || kv->n_kv_heads() != local.n_kv_heads ||
@@ -78,7 +81,7 @@ Result<std::unique_ptr<CudaDecoder>> CudaDecoder::Create(DeviceWeights weights, 
   return decoder;
 }
 
-CudaDecoder::CudaDecoder(DeviceWeights weights, const DeviceKvCache* kv, Communicator* comm, cudaStream_t stream,
+CudaDecoder::CudaDecoder(DeviceWeights weights, const DeviceKvCache* kv, DeviceCommunicator* comm, cudaStream_t stream,
                          const CudaDecoderConfig& config)
     : weights_(std::move(weights)),
       local_(ShardDimsFor(weights_.spec, weights_.shard)),
@@ -403,10 +406,8 @@ Status CudaDecoder::LaunchDecodeGraph(int bucket) {
 }
 
 Status CudaDecoder::Wait() {
-  if (comm_ != nullptr) {
-    // An NcclCommunicator's bounded wait notices a dead peer instead of hanging.
-    if (auto* nccl = dynamic_cast<NcclCommunicator*>(comm_)) return nccl->Synchronize();
-  }
+  // The communicator's bounded wait notices a dead peer instead of hanging.
+  if (comm_ != nullptr) return comm_->Synchronize();
   FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return Status::Ok();
 }

@@ -42,8 +42,8 @@
 // last bits with the step's composition (deterministic for a given composition).
 //
 // Tensor parallelism (shard.world > 1): this rank's heads, feed-forward slice and
-// vocabulary slice (shard.h); the communicator's collectives take DEVICE pointers and
-// are enqueued on the decoder's stream (an NcclCommunicator created on that stream),
+// vocabulary slice (shard.h); the DeviceCommunicator's collectives take device pointers
+// and are enqueued on the decoder's stream (the communicator's stream),
 // and the logits are all-gathered before sampling, so every rank samples the same
 // tokens. Every rank must run the same steps.
 //
@@ -65,7 +65,7 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/sampling.h"
-#include "worker/comm/communicator.h"
+#include "worker/comm/device_communicator.h"
 #include "worker/engine/cuda/device_kv_cache.h"
 #include "worker/engine/cuda/device_weights.h"
 #include "worker/engine/decoder.h"
@@ -88,12 +88,12 @@ class CudaDecoder {
  public:
   // Allocates the scratch of `config` on the current device (which holds `weights` and
   // `kv`). `kv` must outlive the decoder and hold this shard's kv heads. `comm`: the
-  // group's communicator when weights.shard.world > 1 (device-pointer collectives
-  // enqueued on `stream`, e.g. an NcclCommunicator created with it; not owned), else
-  // ignored. `stream` must outlive the decoder. InvalidArgument for a bad config or a
-  // communicator that does not match the shard; ResourceExhausted without the memory.
+  // group's communicator when weights.shard.world > 1 (not owned; its stream must be
+  // `stream`), else ignored. `stream` must outlive the decoder. InvalidArgument for a
+  // bad config or a communicator that does not match the shard or the stream;
+  // ResourceExhausted without the memory.
   static Result<std::unique_ptr<CudaDecoder>> Create(DeviceWeights weights, const DeviceKvCache* kv,
-                                                     Communicator* comm, cudaStream_t stream,
+                                                     DeviceCommunicator* comm, cudaStream_t stream,
                                                      const CudaDecoderConfig& config);
   ~CudaDecoder();
   CudaDecoder(const CudaDecoder&) = delete;
@@ -153,7 +153,7 @@ class CudaDecoder {
     const cuda::SamplingRow* sampling = nullptr;  // [R]
   };
 
-  CudaDecoder(DeviceWeights weights, const DeviceKvCache* kv, Communicator* comm, cudaStream_t stream,
+  CudaDecoder(DeviceWeights weights, const DeviceKvCache* kv, DeviceCommunicator* comm, cudaStream_t stream,
               const CudaDecoderConfig& config);
   Status Allocate();
   Status Validate(std::span<const StepEntry> entries, std::span<const SampleRow> rows, std::span<int> tokens,
@@ -181,7 +181,7 @@ class CudaDecoder {
   DeviceWeights weights_;
   ShardDims local_;
   const DeviceKvCache* kv_;
-  Communicator* comm_;  // null when world == 1
+  DeviceCommunicator* comm_;  // null when world == 1
   cudaStream_t stream_;
   CudaDecoderConfig config_;
   int device_ = 0;

@@ -1,0 +1,69 @@
+#include "worker/backend.h"
+
+#include <omp.h>
+
+#include <charconv>
+#include <utility>
+
+#include "worker/backend_cuda.h"
+#include "worker/engine/cpu_backend.h"
+#include "worker/model/model_loader.h"
+
+namespace flover {
+namespace {
+
+// "cuda:N" -> N; InvalidArgument for anything else (and for an N beyond int).
+Result<int> CudaIndex(const std::string& device) {
+  constexpr std::string_view kPrefix = "cuda:";
+  int index = -1;
+  if (device.starts_with(kPrefix)) {
+    const char* begin = device.data() + kPrefix.size();
+    const char* end = device.data() + device.size();
+    const auto [last, error] = std::from_chars(begin, end, index);
+    if (begin != end && error == std::errc() && last == end && index >= 0) return index;
+  }
+  return InvalidArgument("device '" + device + "' is neither cpu nor cuda:N");
+}
+
+Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const BackendGroup& group) {
+  const ShardInfo shard = group.shard;
+  // Only this rank's shard is loaded, one tensor at a time; a model that does not fit
+  // fails on its shape, before any tensor is read.
+  FLOVER_ASSIGN_OR_RETURN(LoadedModel model,
+                          LoadModel(config.model, config.dummy_seed, LoadTarget{shard, config.check_model}));
+  CreatedBackend out;
+  std::unique_ptr<HostCommunicator> comm;
+  std::string transport;
+  if (shard.world > 1) {
+    FLOVER_ASSIGN_OR_RETURN(
+        CpuCommunicator created,
+        CreateCpuCommunicator(shard.rank, shard.world, *group.store, group.prefix + "/tp", group.cpu));
+    out.note = std::move(created.note);
+    transport = ", tensor parallel over " + std::string(created.transport == CpuTransport::kShm ? "shared memory" : "TCP");
+    comm = std::move(created.comm);
+  }
+  const ModelSpec spec = model.weights.spec;
+  const KvCacheConfig kv{config.kv_block_size, config.kv_memory_bytes,
+                         CapKvBlocks(config.kv_max_blocks, config.kv_max_sequences, spec, config.kv_block_size)};
+  FLOVER_ASSIGN_OR_RETURN(out.backend, CpuBackend::Create(std::move(model.weights), shard, std::move(comm), kv));
+  out.description = model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads" + transport;
+  out.tokenizer = std::move(model.tokenizer);
+  return out;
+}
+
+}  // namespace
+
+Result<CreatedBackend> CreateBackend(const BackendConfig& config, const BackendGroup& group) {
+  const ShardInfo& shard = group.shard;
+  if (shard.world < 1 || shard.rank < 0 || shard.rank >= shard.world)
+    return InvalidArgument("tensor parallel rank " + std::to_string(shard.rank) + " of a group of " +
+                           std::to_string(shard.world) + " is invalid");
+  if (shard.world > 1 && group.store == nullptr)
+    return InvalidArgument("tensor parallel size " + std::to_string(shard.world) +
+                           " needs a rendezvous store for its communicator");
+  if (config.device == "cpu") return CreateCpuBackend(config, group);
+  FLOVER_ASSIGN_OR_RETURN(const int index, CudaIndex(config.device));
+  return CreateCudaDeviceBackend(index, config, group);
+}
+
+}  // namespace flover
