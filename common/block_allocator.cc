@@ -1,5 +1,8 @@
 #include "common/block_allocator.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "common/check.h"
 
 namespace flover {
@@ -27,6 +30,14 @@ void BlockAllocator::Free(std::span<const int> blocks) {
     allocated_[id] = false;
     free_.push_back(id);
   }
+}
+
+int CapKvBlocks(int max_blocks, int max_sequences, int max_seq_len, int block_size) {
+  if (max_sequences <= 0) return max_blocks;
+  const int64_t useful = std::min<int64_t>(
+      static_cast<int64_t>(max_sequences) * BlockAllocator::BlocksFor(max_seq_len, std::max(1, block_size)),
+      int64_t{1} << 30);
+  return static_cast<int>(max_blocks > 0 ? std::min<int64_t>(max_blocks, useful) : useful);
 }
 
 }  // namespace flover

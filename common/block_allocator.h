@@ -35,4 +35,11 @@ class BlockAllocator {
   std::vector<bool> allocated_;   // [n_blocks]
 };
 
+// `max_blocks` (0 = no cap) capped at the blocks that `max_sequences` requests of the
+// full context (max_seq_len tokens) use at once, since a larger pool is never used, and
+// at 2^30; `max_blocks` unchanged when max_sequences <= 0. For the pool of a KV cache or
+// a scheduler when the number of requests that run at once is bounded (max_running,
+// the policy's running limit).
+int CapKvBlocks(int max_blocks, int max_sequences, int max_seq_len, int block_size);
+
 }  // namespace flover

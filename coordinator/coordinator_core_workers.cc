@@ -11,6 +11,7 @@
 
 #include "common/block_allocator.h"
 #include "common/protocol.h"
+#include "common/request_params.h"
 
 namespace flover {
 namespace {
@@ -226,9 +227,7 @@ void CoordinatorCore::TryMakeReady(Replica& replica, Clock::time_point now) {
   sc.max_batch = config_.scheduler.max_batch;
   // Never more blocks than the requests that may run at once can use (bounds the
   // allocator).
-  const int64_t useful =
-      static_cast<int64_t>(sc.running_limit()) * BlockAllocator::BlocksFor(spec.max_seq_len, sc.block_size);
-  sc.n_blocks = static_cast<int>(std::min<int64_t>(kv_blocks, useful));
+  sc.n_blocks = CapKvBlocks(kv_blocks, sc.running_limit(), spec.max_seq_len, sc.block_size);
   replica.MakeReady(sc, model);
   RefreshKvCapacity();
   if (!model_) {
@@ -273,9 +272,8 @@ bool CoordinatorCore::Failover(TakenRequest& request, const std::string& why, st
   const bool ready = AnyReady();
   if (t->failovers >= kMaxFailovers || (!ready && config_.scheduler.failover_wait_ms <= 0)) return false;
   // Nothing left to generate (its workers never reported the finish): nothing to move.
-  const size_t n_tokens = request.params.prompt.size() + request.generated.size();
-  if (static_cast<int>(request.generated.size()) >= request.params.stop.max_tokens ||
-      n_tokens > static_cast<size_t>(spec_.max_seq_len))
+  if (StopsByLength(static_cast<int>(request.params.prompt.size()), static_cast<int>(request.generated.size()),
+                    request.params.stop.max_tokens, spec_.max_seq_len))
     return false;
   ++t->failovers;
   spdlog::warn("request {} ('{}') {} from failed replica {} with {} generated tokens (failover {} of at most {})",

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <utility>
 
+#include "common/block_allocator.h"
 #include "worker/backend_cuda.h"
 #include "worker/engine/cpu_backend.h"
 #include "worker/model/model_loader.h"
@@ -44,7 +45,7 @@ Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const Backe
   }
   const ModelSpec spec = model.weights.spec;
   const KvCacheConfig kv{config.kv_block_size, config.kv_memory_bytes,
-                         CapKvBlocks(config.kv_max_blocks, config.kv_max_sequences, spec, config.kv_block_size)};
+                         CapKvBlocks(config.kv_max_blocks, config.kv_max_sequences, spec.max_seq_len, config.kv_block_size)};
   FLOVER_ASSIGN_OR_RETURN(out.backend, CpuBackend::Create(std::move(model.weights), shard, std::move(comm), kv));
   out.description = model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads" + transport;
   out.tokenizer = std::move(model.tokenizer);

@@ -7,14 +7,6 @@
 
 namespace flover {
 
-int CapKvBlocks(int max_blocks, int max_sequences, const ModelSpec& spec, int block_size) {
-  if (max_sequences <= 0) return max_blocks;
-  const int64_t useful = std::min<int64_t>(
-      static_cast<int64_t>(max_sequences) * BlockAllocator::BlocksFor(spec.max_seq_len, std::max(1, block_size)),
-      int64_t{1} << 30);
-  return static_cast<int>(max_blocks > 0 ? std::min<int64_t>(max_blocks, useful) : useful);
-}
-
 Result<std::unique_ptr<KvCache>> KvCache::Create(const ModelSpec& spec, const KvCacheConfig& config,
                                                  int tensor_parallel) {
   if (config.block_size < 1) return InvalidArgument("kv block_size must be >= 1, got " + std::to_string(config.block_size));

@@ -23,13 +23,6 @@ struct KvCacheConfig {
   int max_blocks = 0;                    // if > 0, at most this many blocks (saves memory)
 };
 
-// `max_blocks` (0 = no cap) capped at the blocks that `max_sequences` requests of the
-// full context (spec.max_seq_len tokens) use at once, since a larger pool is never used;
-// `max_blocks` unchanged when max_sequences <= 0. For a KvCacheConfig's (or the CUDA
-// backend's) max_blocks when the number of requests is bounded (the in-process engine's
-// max_running).
-int CapKvBlocks(int max_blocks, int max_sequences, const ModelSpec& spec, int block_size);
-
 class KvCache {
  public:
   // Sizes the pool from the budget: n_blocks = memory_bytes / bytes_per_block (capped by

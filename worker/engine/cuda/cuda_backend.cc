@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "kernels/cuda/cuda_status.h"
-#include "worker/engine/kv_cache.h"
+#include "common/block_allocator.h"
 #include "worker/model/dummy_model.h"
 #include "worker/model/model_loader.h"
 
@@ -94,7 +94,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(ShardInfo shard, const D
   const ModelSpec spec = weights.spec;
   const DeviceKvCacheConfig kv_config{
       config.dtype, config.kv_block_size, config.kv_memory_bytes,
-      CapKvBlocks(config.max_blocks, config.kv_max_sequences, spec, config.kv_block_size)};
+      CapKvBlocks(config.max_blocks, config.kv_max_sequences, spec.max_seq_len, config.kv_block_size)};
   FLOVER_ASSIGN_OR_RETURN(backend->kv_, DeviceKvCache::Create(spec, kv_config, shard.world));
   FLOVER_ASSIGN_OR_RETURN(backend->decoder_,
                           CudaDecoder::Create(std::move(weights), backend->kv_.get(), backend->comm_.get(), stream,

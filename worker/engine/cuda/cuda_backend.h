@@ -40,7 +40,7 @@ struct CudaBackendConfig {
   int kv_block_size = 16;                   // token slots per KV block
   int max_blocks = 0;                       // if > 0, at most this many KV blocks
   int kv_max_sequences = 0;                 // if > 0, at most what this many full contexts
-                                            // use (CapKvBlocks, worker/engine/kv_cache.h)
+                                            // use (CapKvBlocks, common/block_allocator.h)
   int max_step_tokens = 512;                // tokens per step (scratch is sized for it)
   int max_rows = 64;                        // sampled tokens per step (logits rows)
   // The fast decode path (cuda_decoder.h). Off by default until a GPU run of
