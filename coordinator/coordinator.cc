@@ -242,6 +242,10 @@ void Coordinator::DrainResults(Clock::time_point now) {
 
 void Coordinator::Flush(Clock::time_point now) {
   for (Outbox out = core_->TakeOutbox(); !out.empty(); out = core_->TakeOutbox()) {
+    for (int replica : out.topic_probes) {
+      const std::string topic = PlanTopic(replica);
+      (void)plans_.send(zmq::buffer(topic), zmq::send_flags::dontwait);
+    }
     for (const Outbox::Plan& plan : out.plans) {
       const std::string topic = PlanTopic(plan.replica);
       const std::string payload = Serialize(plan.message);

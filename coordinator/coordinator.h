@@ -5,7 +5,8 @@
 //   client  ROUTER  ClientMessage in, ServerMessage out (submit, cancel, status)
 //   control ROUTER  WorkerMessage in, CoordinatorMessage out (register, ready, store,
 //                   heartbeats, failures)
-//   plans   PUB     [replica/<i>/][CoordinatorMessage{plan}]
+//   plans   PUB     [replica/<i>/][CoordinatorMessage{plan}], and [replica/<i>/] alone
+//                   (a probe of a starting replica's topic)
 //   results PULL    WorkerMessage{step_result} from rank 0 of each replica
 // The loop polls them (and socket monitors that report closed connections) until the
 // core's NextWake(), at most kMaxPoll so that Stop() is noticed; hands every message

@@ -122,6 +122,7 @@ void CoordinatorCore::Tick(Clock::time_point now) {
   ExpireQueued(now);
   ExpireDeadlines(now);
   RunSteps(now);
+  ProbePlanTopics(now);
 }
 
 Clock::time_point CoordinatorCore::NextWake(Clock::time_point now) const {
@@ -131,6 +132,7 @@ Clock::time_point CoordinatorCore::NextWake(Clock::time_point now) const {
   if (const auto deadline = store_.next_deadline()) wake = std::min(wake, *deadline);
   if (!deadlines_.empty()) wake = std::min(wake, deadlines_.begin()->first);
   if (drain_deadline_) wake = std::min(wake, *drain_deadline_);
+  if (probing_topics_) wake = std::min(wake, next_topic_probe_);
   // Silences and step timeouts are checked at every heartbeat, which comes often enough.
   // A dynamic batch window (a replica with its pipeline full is woken by the result
   // instead). A window that closed already was served by the last Tick(): at least

@@ -37,6 +37,11 @@
 //    fails its replica ("worker r/k (pid p) disconnected") within milliseconds
 //    instead of at the heartbeat timeout. Workers registering again restart the
 //    replica (plans count from seq 1 again).
+//  * Plan subscriptions: PUB/SUB drops what is published before a subscription arrives.
+//    While a replica is starting and some worker of it is registered but not ready,
+//    its plan topic gets a probe every kProbeEvery (Outbox::topic_probes); a worker
+//    reports ready only once a probe reached it, so no plan is published before every
+//    rank of the replica can receive it.
 //  * Clients that leave: a client that a send finds gone (OnClientUnreachable) has its
 //    requests cancelled and their KV blocks freed. A streaming request finds out at its
 //    next token; after a closed client connection (OnClientConnectionClosed), the
@@ -193,6 +198,9 @@ class CoordinatorCore {
   // Heartbeats to every live worker, each interval_ms, and every kProbeEvery while
   // probing.
   void SendHeartbeats(Clock::time_point now);
+  // Every kProbeEvery: a probe on the plan topic of each starting replica with a
+  // registered worker that is not ready yet.
+  void ProbePlanTopics(Clock::time_point now);
   void RunSteps(Clock::time_point now);
   WorkerSlot* FindWorker(const std::string& identity);
 
@@ -241,6 +249,8 @@ class CoordinatorCore {
   std::multimap<Clock::time_point, uint64_t> deadlines_;  // of requests with timeout_ms; stale entries skipped
   Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms
   Clock::time_point probe_until_{};  // after a worker disconnect: heartbeats every kProbeEvery
+  Clock::time_point next_topic_probe_{};
+  bool probing_topics_ = false;  // the last ProbePlanTopics() found a replica to probe
   Clock::time_point client_probe_until_{};  // after a client disconnect: ProbeClients()
   Clock::time_point next_client_probe_{};
 };

@@ -375,6 +375,21 @@ void CoordinatorCore::OnWorkerUnreachable(const std::string& identity, Clock::ti
                 now);
 }
 
+void CoordinatorCore::ProbePlanTopics(Clock::time_point now) {
+  if (now < next_topic_probe_) return;
+  probing_topics_ = false;
+  for (const Replica& replica : replicas_) {
+    if (replica.state() != Replica::State::kStarting) continue;
+    const std::vector<WorkerSlot>& workers = replica.workers();
+    if (std::none_of(workers.begin(), workers.end(),
+                     [](const WorkerSlot& w) { return w.state == WorkerState::kRegistered; }))
+      continue;
+    outbox_.topic_probes.push_back(replica.index());
+    probing_topics_ = true;
+  }
+  if (probing_topics_) next_topic_probe_ = now + kProbeEvery;
+}
+
 void CoordinatorCore::RunSteps(Clock::time_point now) {
   for (Replica& replica : replicas_) {
     Scheduler* scheduler = replica.scheduler();

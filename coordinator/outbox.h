@@ -31,8 +31,11 @@ struct Outbox {
   std::vector<ToClient> clients;
   std::vector<ToWorker> workers;
   std::vector<Plan> plans;
+  // Replicas whose plan topic gets a probe: the single frame [PlanTopic(replica)], which
+  // tells a starting worker that its subscription has reached the plans socket.
+  std::vector<int> topic_probes;
 
-  bool empty() const { return clients.empty() && workers.empty() && plans.empty(); }
+  bool empty() const { return clients.empty() && workers.empty() && plans.empty() && topic_probes.empty(); }
 };
 
 // "replica/<i>/": the PUB topic of a replica's plans (workers subscribe to their own).

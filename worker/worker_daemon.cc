@@ -88,6 +88,7 @@ Status WorkerDaemon::Register() {
   plans_->set(zmq::sockopt::rcvhwm, 0);  // never drop plans on our side
   plans_->set(zmq::sockopt::subscribe, plan_topic_);
   plans_->connect(reply.plans_endpoint());
+  plans_endpoint_ = reply.plans_endpoint();
   if (options_.rank == 0) {
     results_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::push);
     results_->set(zmq::sockopt::linger, 1000);
@@ -145,11 +146,39 @@ Status WorkerDaemon::Load() {
   return Ready(created.description, t0);
 }
 
+Status WorkerDaemon::AwaitPlanTopic() {
+  const auto deadline = Clock::now() + options_.register_timeout;
+  for (;;) {
+    zmq::pollitem_t items[] = {{plans_->handle(), 0, ZMQ_POLLIN, 0}, {control_->socket().handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, 100ms);
+    if (items[0].revents & ZMQ_POLLIN) {
+      // Probes only: no plan is published for this replica before this rank is ready.
+      for (zmq::message_t m; plans_->recv(m, zmq::recv_flags::dontwait);) {
+      }
+      return Status::Ok();
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      FLOVER_ASSIGN_OR_RETURN(std::optional<proto::CoordinatorMessage> msg, control_->Receive(0ms));
+      if (msg && msg->has_shutdown()) {
+        pending_shutdown_ = msg->shutdown();  // Run() acts on it
+        return Status::Ok();
+      }
+    }
+    if (Clock::now() >= deadline)
+      return Unavailable("nothing arrived on the coordinator's plans endpoint " + plans_endpoint_ + " within " +
+                         std::to_string(options_.register_timeout.count() / 1000) +
+                         " s: is it reachable from this host (the coordinator advertises its host name for '*' "
+                         "binds)?");
+  }
+}
+
 Status WorkerDaemon::Ready(const std::string& description, Clock::time_point t0) {
   executor_ = std::make_unique<Executor>(backend_.get());
   runner_ = std::make_unique<PlanRunner>(executor_.get());
   const ModelSpec& spec = backend_->spec();
   FLOVER_RETURN_IF_ERROR(ValidateAgainstModel(config_, spec));
+  FLOVER_RETURN_IF_ERROR(AwaitPlanTopic());
+  if (pending_shutdown_) return Status::Ok();
   proto::WorkerMessage ready;
   proto::WorkerReady* r = ready.mutable_ready();
   r->set_replica(options_.replica);
@@ -254,6 +283,17 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
     if (!StopCompute(pipe)) std::_Exit(code);
     return code;
   };
+  // Exit 0 when the coordinator stops; non-zero when the replica failed, so that a
+  // supervisor restarts this worker and the replica comes back.
+  auto shut_down = [&](const proto::Shutdown& shutdown) {
+    if (shutdown.replica_failed()) {
+      spdlog::error("{}: shut down to be started again: {} (exit {})", Name(), shutdown.reason(), kExitReplicaFailed);
+      return finish(kExitReplicaFailed);
+    }
+    spdlog::info("{}: shutdown: {}", Name(), shutdown.reason());
+    return finish(kExitOk);
+  };
+  if (pending_shutdown_) return shut_down(*pending_shutdown_);
   try {
     while (!stop.load()) {
       const auto now = Clock::now();
@@ -274,15 +314,7 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
         if (!msg.ok()) {
           spdlog::warn("{}: ignoring control message: {}", Name(), msg.status().ToString());
         } else if (*msg && (*msg)->has_shutdown()) {
-          const proto::Shutdown& shutdown = (*msg)->shutdown();
-          if (shutdown.replica_failed()) {
-            // Non-zero, so that a supervisor restarts this worker and the replica comes back.
-            spdlog::error("{}: shut down to be started again: {} (exit {})", Name(), shutdown.reason(),
-                          kExitReplicaFailed);
-            return finish(kExitReplicaFailed);
-          }
-          spdlog::info("{}: shutdown: {}", Name(), shutdown.reason());
-          return finish(kExitOk);
+          return shut_down((*msg)->shutdown());
         }
       }
       // After reading the control socket: what queued up while we were loading counts.
@@ -293,11 +325,12 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
       if (items[1].revents & ZMQ_POLLIN) {
         std::vector<zmq::message_t> frames;
         if (zmq::recv_multipart(*plans_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-          if (frames.size() != 2 || frames[1].size() == 0) {
+          // [topic] alone is a probe, sent while the replica was starting: ignored.
+          if (frames.size() != 1 && (frames.size() != 2 || frames[1].size() == 0)) {
             ReportFailure("plan with " + std::to_string(frames.size()) + " frames (expected topic + body)");
             return finish(kExitFailure);
           }
-          pipe.send(frames[1], zmq::send_flags::none);
+          if (frames.size() == 2) pipe.send(frames[1], zmq::send_flags::none);
         }
       }
       if (items[2].revents & ZMQ_POLLIN) {

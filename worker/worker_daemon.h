@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <zmq.hpp>
@@ -68,7 +69,13 @@ class WorkerDaemon {
   explicit WorkerDaemon(const WorkerOptions& options);
   Status Register();
   Status Load();
-  // Sends WorkerReady for the backend_ just made (loading started at t0).
+  // Waits until something arrives on the plans socket (the coordinator probes the topic
+  // of a starting replica), so that no plan can be published before this rank's
+  // subscription is in place; or a Shutdown (kept in pending_shutdown_). Unavailable
+  // after the register timeout.
+  Status AwaitPlanTopic();
+  // Once the plans reach this worker, sends WorkerReady for the backend_ just made
+  // (loading started at t0).
   Status Ready(const std::string& description, std::chrono::steady_clock::time_point t0);
   // Compute thread: executes plans received on `pipe` until told to stop.
   void ComputeLoop(zmq::socket_t pipe);
@@ -87,6 +94,8 @@ class WorkerDaemon {
   std::unique_ptr<zmq::socket_t> results_;  // PUSH (rank 0)
   ClusterConfig config_;
   std::string plan_topic_;
+  std::string plans_endpoint_;
+  std::optional<proto::Shutdown> pending_shutdown_;  // received before Run()
 
   std::unique_ptr<ForwardBackend> backend_;
   std::unique_ptr<Executor> executor_;

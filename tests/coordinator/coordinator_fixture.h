@@ -37,7 +37,6 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr milliseconds kWait = 30000ms;     // upper bound for something that must happen
 constexpr milliseconds kQuiet = 250ms;      // how long "nothing happens" is watched
 constexpr milliseconds kBeatEvery = 40ms;   // fake workers' heartbeat period
-constexpr milliseconds kSubscribe = 150ms;  // lets a SUB subscription reach the PUB
 
 struct Options {
   int replicas = 1;
@@ -187,7 +186,17 @@ class FakeWorker {
     push_ = zmq::socket_t(context_, zmq::socket_type::push);
     push_.set(zmq::sockopt::linger, 0);
     push_.connect(reply.results_endpoint());
-    std::this_thread::sleep_for(kSubscribe);
+    // As a real worker: ready only once a probe of the topic shows the subscription is in
+    // place (the coordinator probes a starting replica's topic every 10 ms).
+    const auto deadline = SteadyClock::now() + kWait;
+    bool probed = false;
+    while (!probed && SteadyClock::now() < deadline) {
+      std::vector<zmq::message_t> parts;
+      std::array<zmq::pollitem_t, 1> items = {{{sub_.handle(), 0, ZMQ_POLLIN, 0}}};
+      zmq::poll(items, 10ms);
+      if (items[0].revents & ZMQ_POLLIN) probed = zmq::recv_multipart(sub_, std::back_inserter(parts)).value_or(0) == 1;
+    }
+    ASSERT_TRUE(probed) << "no probe on " << reply.plan_topic();
   }
 
   void Ready(const proto::ModelInfo& model, int kv_blocks) {
@@ -205,6 +214,7 @@ class FakeWorker {
     if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
     std::vector<zmq::message_t> parts;
     if (!zmq::recv_multipart(sub_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return std::nullopt;
+    if (parts.size() == 1) return std::nullopt;  // a probe, sent while the replica was starting
     EXPECT_EQ(parts.size(), 2u);
     EXPECT_EQ(parts.front().to_string(), "replica/" + std::to_string(replica_) + "/");
     Result<proto::CoordinatorMessage> m = Parse<proto::CoordinatorMessage>(parts.back().to_string_view());

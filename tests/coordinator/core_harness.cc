@@ -111,6 +111,10 @@ void SimWorker::Start(const proto::ModelInfo& model, int kv_blocks) {
   const proto::RegisterReply reply = Register();
   ASSERT_TRUE(reply.accepted()) << reply.error();
   Subscribe(reply);
+  // The probe sent at registration was lost (not yet subscribed); the next one comes
+  // within kProbeEvery.
+  for (int i = 0; i < 100 && probes_received_ == 0; ++i) sim_.Advance(std::chrono::milliseconds(1));
+  ASSERT_GT(probes_received_, 0) << "the coordinator probes the topic of a starting replica";
   Ready(model, kv_blocks);
 }
 
@@ -238,6 +242,9 @@ void SimCoordinator::AfterEvent() {
 
 void SimCoordinator::Flush() {
   for (Outbox out = core_->TakeOutbox(); !out.empty(); out = core_->TakeOutbox()) {
+    for (int replica : out.topic_probes)
+      for (const std::unique_ptr<SimWorker>& w : workers_)
+        if (w->topic_ == PlanTopic(replica)) ++w->probes_received_;
     for (const Outbox::Plan& plan : out.plans) {
       ++plans_published_[plan.replica];
       for (const std::unique_ptr<SimWorker>& w : workers_)

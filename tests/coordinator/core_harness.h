@@ -69,6 +69,7 @@ class SimWorker {
   const std::string& identity() const { return identity_; }
   bool gone() const { return gone_; }
   int heartbeats_received() const { return heartbeats_received_; }
+  int probes_received() const { return probes_received_; }  // on its plan topic
 
   void Send(proto::WorkerMessage m);
   void SendRaw(const std::string& bytes);
@@ -82,7 +83,8 @@ class SimWorker {
   // The next message other than a heartbeat (those are counted).
   std::optional<proto::CoordinatorMessage> RecvControl();
   proto::RegisterReply Register();
-  // Register, subscribe to the plans, report ready.
+  // Register, subscribe to the plans, report ready (once a probe of the topic came, as
+  // a real worker does).
   void Start(const proto::ModelInfo& model = TestModel(), int kv_blocks = 16);
   void Subscribe(const proto::RegisterReply& reply);
   void Ready(const proto::ModelInfo& model, int kv_blocks);
@@ -103,6 +105,7 @@ class SimWorker {
   std::deque<proto::StepPlan> plans_;
   std::optional<std::string> topic_;  // subscribed
   int heartbeats_received_ = 0;
+  int probes_received_ = 0;
   bool registered_ = false;
   bool beating_ = true;
   bool gone_ = false;

@@ -304,6 +304,33 @@ TEST_F(CoreTest, WorkerFailureAndStepErrorsFailTheReplicaWithTheReason) {
       << m.error().message();
 }
 
+// PUB/SUB drops what is published before a subscription arrives: the plan topic of a
+// starting replica is probed (every 10 ms) while a worker of it is registered but not
+// ready, so that each worker can wait for a probe before it reports ready.
+TEST_F(CoreTest, ThePlanTopicOfAStartingReplicaIsProbedUntilItIsReady) {
+  Options o;
+  o.tensor = 2;
+  Start(o);
+  SimWorker& r0 = AddWorker(0, 0);
+  SimWorker& r1 = AddWorker(0, 1);
+  const proto::RegisterReply reply = r0.Register();
+  ASSERT_TRUE(reply.accepted());
+  r0.Subscribe(reply);
+  Advance(10ms);
+  EXPECT_EQ(r0.probes_received(), 1) << "the probe at registration went out before the subscription";
+  Advance(20ms);
+  EXPECT_EQ(r0.probes_received(), 3);
+  r0.Ready(TestModel(), 16);
+  Advance(20ms);
+  EXPECT_EQ(r0.probes_received(), 3) << "no worker waits for a probe (rank 1 has not registered)";
+  r1.Start();  // registers (that probe is lost), waits for the next probe, then is ready
+  EXPECT_EQ(r1.probes_received(), 1);
+  EXPECT_EQ(r0.probes_received(), 5);
+  Advance(100ms);
+  EXPECT_EQ(r0.probes_received(), 5) << "ready: no more probes";
+  EXPECT_EQ(r1.probes_received(), 1);
+}
+
 TEST_F(CoreTest, ReplicaBecomesReadyOnlyWhenAllRanksAgree) {
   Options o;
   o.tensor = 2;
