@@ -57,7 +57,7 @@ std::string ClusterYaml(const TestClusterOptions& options);
 class TestCluster {
  public:
   static Result<std::unique_ptr<TestCluster>> Start(const TestClusterOptions& options,
-                                                    std::chrono::seconds ready_timeout = std::chrono::seconds(60));
+                                                    std::chrono::seconds ready_timeout = std::chrono::seconds(120));
   ~TestCluster();
 
   const std::string& client_endpoint() const { return cluster_->client_endpoint(); }
