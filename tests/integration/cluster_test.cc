@@ -10,6 +10,7 @@
 #include <limits>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -314,7 +315,7 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   StopParams small;
   small.max_tokens = 5;
   ASSERT_TRUE(session.Submit(TextRequest("after", "hi", small, false)).ok());
-  std::map<std::string, RequestRecord> after = Collect(session, 10s);
+  std::map<std::string, RequestRecord> after = Collect(session);
   EXPECT_EQ(after["after"].finish, "error");
   EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
 }
