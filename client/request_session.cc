@@ -183,7 +183,10 @@ void RequestSession::FailInFlight(const std::string& code, const std::string& me
 
 void RequestSession::Apply(const proto::ServerMessage& m, SessionClock::time_point at) {
   const std::string* id = RequestId(m);
-  if (!id) return;  // a status reply
+  if (!id) {
+    if (m.has_status() && on_status_) on_status_(m.status());
+    return;
+  }
   RequestRecord* r = InFlight(*id);
   if (!r) {
     if (m.has_error() && !by_id_.count(*id) && on_unmatched_error_) on_unmatched_error_(m.error());

@@ -23,8 +23,11 @@
 //    calls are refused (Cancelled); the session goes on following what is in flight.
 //  * Replies for requests that are not in flight (ended, or never submitted through
 //    this session) are dropped, except Errors that name no request of the session (the
-//    answer to an unreadable message): those go to the unmatched-error handler. Status
-//    replies are dropped (Client::FetchStatus reads those).
+//    answer to an unreadable message): those go to the unmatched-error handler.
+//  * Status replies (the answers to Client::RequestStatus on the same Client) go to the
+//    status handler, in their order among the other replies; without one they are
+//    dropped. The coordinator answers each connection in order, so a status that
+//    arrives before a request's TokenEvent was built before that event.
 //  * Times are the session's steady clock when it sent a request or received its reply.
 //
 // Thread-safety: none; a session belongs to the thread that owns its Client. The
@@ -119,12 +122,14 @@ class RequestSession {
   RequestSession(const RequestSession&) = delete;
   RequestSession& operator=(const RequestSession&) = delete;
 
-  // Handlers (either may be left empty): every event of the session's requests, and the
-  // Error replies that name none of them.
+  // Handlers (any may be left empty): every event of the session's requests, the Error
+  // replies that name none of them, and the status replies.
   using EventHandler = std::function<void(const SessionEvent&)>;
   using ErrorHandler = std::function<void(const proto::Error&)>;
+  using StatusHandler = std::function<void(const proto::ClusterStatus&)>;
   void OnEvent(EventHandler handler) { on_event_ = std::move(handler); }
   void OnUnmatchedError(ErrorHandler handler) { on_unmatched_error_ = std::move(handler); }
+  void OnStatus(StatusHandler handler) { on_status_ = std::move(handler); }
 
   // Sends the request and follows it. InvalidArgument for an id already submitted
   // through this session, Cancelled once interrupted, the Client's error when the send
@@ -179,9 +184,10 @@ class RequestSession {
   const RequestSessionOptions options_;
   const SessionClock::duration silence_timeout_;
 
-  // Set by OnEvent and OnUnmatchedError.
+  // Set by OnEvent, OnUnmatchedError and OnStatus.
   EventHandler on_event_;
   ErrorHandler on_unmatched_error_;
+  StatusHandler on_status_;
 
   // What the session follows.
   std::deque<RequestRecord> records_;  // a deque: records stay put while handlers submit

@@ -13,7 +13,12 @@
 #   client       SIGKILL a client with two long requests in flight: when the
 #                coordinator had cancelled them and freed their KV blocks.
 #   coordinator  SIGKILL the coordinator at the first token of a request: when the
-#                client reported it, and what it said (flover up then stops).
+#                client reported it, and what it said; flover up then stops the
+#                workers and exits 1.
+#
+# The drill's commands run as `flover up --exec`, except the coordinator drill's: when
+# its coordinator stops, flover up stops everything it started, an --exec command
+# included, so that drill's client and report run beside flover up instead.
 #
 # Needs a build (scripts/build.sh). Exits 0 when the drill went as expected.
 set -euo pipefail
@@ -36,12 +41,19 @@ source scripts/models-dir.sh
 flover="$bin_dir/flover"
 [ -x "$flover" ] || { echo "failure-drill: no $flover; run scripts/build.sh first" >&2; exit 2; }
 work=$(mktemp -d /tmp/flover-drill-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+up_pid=  # flover up, while it runs beside the drill
+cleanup() {
+  [ -z "$up_pid" ] || kill "$up_pid" 2> /dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-# The drill runs under `flover up --exec` (exec'd, so that $PPID is flover up, the
-# daemons' parent). Times are in seconds, from `date +%s.%N`.
+# The drill's commands, run by flover up --exec (exec'd, so that $PPID is flover up, the
+# daemons' parent) or beside it with $up_pid set. Times are in seconds, from
+# `date +%s.%N`.
 cat > "$work/drill.sh" <<EOF
 set -eu
+up=\${up_pid:-\$PPID}
 seconds() { awk -v a="\$1" -v b="\$2" 'BEGIN { printf "%.3f", b - a }'; }  # from \$1 to \$2
 since() { seconds "\$1" "\$(date +%s.%N)"; }
 # until_ WHAT CMD...: runs CMD until it succeeds; gives up after 30 s.
@@ -53,7 +65,7 @@ until_() {
   done
 }
 story="$flover generate --prompt 'Once upon a time' --max-tokens $max_tokens --ignore-eos"
-worker=\$(pgrep -P \$PPID -f -- "flover-worker .*--replica 0 --rank $rank( |\$)")
+worker=\$(pgrep -P \$up -f -- "flover-worker .*--replica 0 --rank $rank( |\$)")
 case $scenario in
 worker)
   eval "\$story" > "$work/reference.txt"
@@ -93,7 +105,7 @@ client)
   $flover status | grep -E 'cancelled as their client left|replica 0:' | sed 's/^ *//'
   ;;
 coordinator)
-  coordinator=\$(pgrep -P \$PPID -f flover-coordinator)
+  coordinator=\$(pgrep -P \$up -f flover-coordinator)
   eval "\$story" > "$work/out.txt" 2> "$work/err.txt" &
   client=\$!
   until_ "first token" test -s "$work/out.txt"
@@ -105,13 +117,37 @@ coordinator)
   ;;
 esac
 EOF
-status=0
-"$flover" up --config "$config" --exec "exec sh $work/drill.sh" > "$work/up.log" 2>&1 || status=$?
 # The drill's own lines (the daemons' logs start with "[") and what flover up did.
-grep -v '^\[' "$work/up.log" | grep -Ev "^flover up: ([0-9]+/[0-9]+ workers ready|cluster '|stopping|stopped)" || true
-# The coordinator drill ends flover up with the coordinator (exit 1); the others with the drill's code.
-if [ "$scenario" = coordinator ]; then
-  grep -q "client exited [1-9]" "$work/up.log"
-else
+report_up_log() {
+  grep -v '^\[' "$work/up.log" | grep -Ev "^flover up: ([0-9]+/[0-9]+ workers ready|cluster '|stopping|stopped)" || true
+}
+if [ "$scenario" != coordinator ]; then
+  status=0
+  "$flover" up --config "$config" --exec "exec sh $work/drill.sh" > "$work/up.log" 2>&1 || status=$?
+  report_up_log
   exit $status
 fi
+# The coordinator drill: flover up in the background; its client endpoint from its
+# "ready" line (if flover up stops first, it says why: --ready-timeout bounds the wait).
+"$flover" up --config "$config" > "$work/up.log" 2>&1 &
+up_pid=$!
+endpoint=
+until [ -n "$endpoint" ]; do
+  if ! kill -0 "$up_pid" 2> /dev/null; then
+    report_up_log
+    echo "failure-drill: flover up stopped before the cluster was ready" >&2
+    exit 1
+  fi
+  sleep 0.05
+  endpoint=$(sed -n "s/^flover up: cluster '.*' ready: client endpoint \([^ ]*\) .*/\1/p" "$work/up.log")
+done
+status=0
+up_pid=$up_pid FLOVER_ENDPOINT=$endpoint sh "$work/drill.sh" || status=$?
+[ $status -eq 0 ] || kill "$up_pid" 2> /dev/null || true  # the coordinator may still run
+up_status=0
+wait "$up_pid" || up_status=$?
+up_pid=
+report_up_log
+[ $status -eq 0 ] || exit $status
+# flover up stops with its coordinator, non-zero.
+[ $up_status -ne 0 ] || { echo "failure-drill: flover up exited 0 after its coordinator was killed" >&2; exit 1; }

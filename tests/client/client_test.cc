@@ -8,7 +8,6 @@
 #include <chrono>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "tests/client/scripted_coordinator.h"
 
@@ -28,13 +27,12 @@ TEST(ClientTest, AConnectionThatClosesIsUnavailableAtOnceAfterTheRepliesBeforeIt
   std::optional<ScriptedCoordinator::Received> submit = coordinator.Receive();
   ASSERT_TRUE(submit && submit->message.has_submit());
   coordinator.Reply(submit->identity, AcceptedReply("r"));
-  std::this_thread::sleep_for(100ms);  // the reply is on the client's side
-  coordinator.Close();                // the coordinator crashes
+  coordinator.Close(/*flush=*/true);  // the coordinator crashes after its reply went out
 
-  Result<std::optional<proto::ServerMessage>> m = (*client)->Receive(5000ms);
+  Result<std::optional<proto::ServerMessage>> m = (*client)->Receive(30s);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   ASSERT_TRUE(m->has_value() && (*m)->has_accepted()) << "the reply that came before the close comes first";
-  m = (*client)->Receive(10000ms);
+  m = (*client)->Receive(30s);
   ASSERT_FALSE(m.ok()) << "a closed connection must not look like silence";
   EXPECT_EQ(m.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(m.status().message().find("the connection to the coordinator at " + coordinator.endpoint() + " closed"),

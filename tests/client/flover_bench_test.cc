@@ -55,7 +55,7 @@ class FloverBenchTest : public ::testing::Test {
                                "parallel: {replicas: 1, tensor: 1}\n"
                                "workers: [{replica: 0, rank: 0, threads: 1}]\n"
                                "kv_cache: {memory_mib: 16}\n"
-                               "heartbeat: {interval_ms: 100, timeout_ms: 5000}\n";
+                               "heartbeat: {interval_ms: 100, timeout_ms: 30000}\n";
   }
   void TearDown() override {
     std::error_code ec;
@@ -96,7 +96,8 @@ TEST_F(FloverBenchTest, RunsTheWorkloadUnderEachPolicyAndWritesJson) {
     EXPECT_GT(run["output_tokens_per_s"].get<double>(), 0.0);
     EXPECT_GE(run["avg_requests_per_step"].get<double>(), 1.0);
     EXPECT_GT(run["avg_step_compute_s"].get<double>(), 0.0) << "workers report their compute per step";
-    EXPECT_LT(run["avg_step_compute_s"].get<double>(), 1.0);
+    EXPECT_LT(run["avg_step_compute_s"].get<double>(), run["overall_latency_s"].get<double>())
+        << "in seconds: every step ran within the run";
     EXPECT_EQ(run["output_tokens"], 32);
     EXPECT_EQ(run["workload"]["requests"], 4);
     EXPECT_EQ(run["workload"]["prompt_len"], 8);

@@ -220,6 +220,29 @@ TEST_F(RequestSessionTest, CancelReachesTheCoordinatorAndItsDoneSaysCancelled) {
   EXPECT_EQ(session.record("b").finish, "cancelled");
 }
 
+TEST_F(RequestSessionTest, StatusRepliesReachTheStatusHandlerInTheirOrderAmongTheOthers) {
+  RequestSession session(*client_);
+  std::vector<std::string> seen;  // "status <queued>", "tokens <id>", "done <id>"
+  session.OnStatus([&](const proto::ClusterStatus& s) { seen.push_back("status " + std::to_string(s.queued())); });
+  session.OnEvent([&](const SessionEvent& e) {
+    if (e.kind == SessionEventKind::kTokens) seen.push_back("tokens " + e.request.id);
+    if (e.kind == SessionEventKind::kDone) seen.push_back("done " + e.request.id);
+  });
+  ASSERT_TRUE(session.Submit(Request("a")).ok());
+  ASSERT_TRUE(Next().has_submit());
+  ASSERT_TRUE(client_->RequestStatus().ok());
+  ASSERT_TRUE(Next().has_status());
+  proto::ServerMessage status;
+  status.mutable_status()->set_queued(1);
+  Reply(status);
+  Reply(TokenReply("a", {4}, "x"));
+  status.mutable_status()->set_queued(0);
+  Reply(status);
+  Reply(DoneReply("a", proto::FINISH_LENGTH, {4}, "x"));
+  ASSERT_TRUE(session.WaitAll(kLimit).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"status 1", "tokens a", "status 0", "done a"}));
+}
+
 TEST_F(RequestSessionTest, AClosedConnectionFailsEveryRequestInFlightAtOnce) {
   RequestSession session(*client_);
   std::vector<std::string> failed;

@@ -23,6 +23,11 @@ std::optional<ScriptedCoordinator::Received> ScriptedCoordinator::Receive(std::c
   return Received{parts[0].to_string(), std::move(message).value()};
 }
 
+void ScriptedCoordinator::Close(bool flush) {
+  if (flush) socket_.set(zmq::sockopt::linger, -1);  // the context's end waits for them
+  socket_.close();
+}
+
 void ScriptedCoordinator::Reply(const std::string& identity, const proto::ServerMessage& message) {
   const std::string payload = Serialize(message);
   const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};

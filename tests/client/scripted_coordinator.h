@@ -27,8 +27,10 @@ class ScriptedCoordinator {
   // ClientMessage.
   std::optional<Received> Receive(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   void Reply(const std::string& identity, const proto::ServerMessage& message);
-  // The coordinator crashes: its socket closes (replies not yet sent are lost).
-  void Close() { socket_.close(); }
+  // The coordinator crashes: its socket closes, and replies not yet sent are lost. With
+  // `flush`, the replies sent before go out first and then the connections close, as
+  // those a crashed process had written to its TCP sockets.
+  void Close(bool flush = false);
 
  private:
   zmq::context_t context_;

@@ -10,6 +10,7 @@
 #include <limits>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -25,6 +26,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::EngineGreedy;
+using testing::kStatusWait;
 using testing::ProcessAlive;
 using testing::RunShell;
 using testing::ShellRun;
@@ -117,14 +119,22 @@ TEST_P(TensorParallelClusterTest, GreedyMatchesEngineAndReference) {
 INSTANTIATE_TEST_SUITE_P(CpuTransports, TensorParallelClusterTest, ::testing::Values("shm", "tcp"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
-// A worker computes on its own thread and heartbeats meanwhile, so one step much longer
-// than heartbeat.timeout_ms (here a 1020-token prefill chunk) is not taken for a death.
-TEST(ClusterTest, StepLongerThanTheHeartbeatTimeoutIsNotAFailure) {
+// A worker computes on its own thread and heartbeats from its I/O thread meanwhile, so a
+// step of any length does not silence it (that the coordinator then takes a slow step of
+// a heartbeating worker for no failure is a core test, in simulated time). The step here
+// is long: a 1020-token prefill chunk of dummy:stories15m on one thread. While it runs,
+// the test asks for the cluster status on the request's own connection, whose replies
+// come in order: a status that arrives before the request's first TokenEvent was built
+// before the step's result. Each gives the instant of the worker's last heartbeat on
+// the coordinator's clock (uptime - last_heartbeat_age_s), which must advance at least
+// twice during the step. Nothing is timed: a slower machine makes the step longer (more
+// heartbeats in it), and the heartbeat timeout (30 s) is never what the test relies on.
+TEST(ClusterTest, AWorkerHeartbeatsWhileItComputesALongStep) {
   TestClusterOptions o;
   o.model = "dummy:stories15m";
   o.tensor_parallel = 1;
   o.heartbeat_interval_ms = 10;
-  o.heartbeat_timeout_ms = 80;
+  o.heartbeat_timeout_ms = 30000;
   o.max_step_tokens = 1024;
   o.kv_memory_mib = 32;
   auto cluster = TestCluster::Start(o);
@@ -137,16 +147,42 @@ TEST(ClusterTest, StepLongerThanTheHeartbeatTimeoutIsNotAFailure) {
   stop.max_tokens = 2;
   stop.ignore_eos = true;
   RequestSession session(**client);
-  const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(session.Submit(TokenRequest("long", prompt, stop, false)).ok());
+  ASSERT_TRUE(session.Submit(TokenRequest("long", prompt, stop)).ok());
+  const RequestRecord& request = session.record("long");
+  auto in_step = [&] { return request.streamed.empty() && !request.ended(); };
+
+  bool status_pending = false;
+  int n_in_step = 0, n_advances = 0;  // statuses taken while the step ran; heartbeats seen in them
+  std::optional<double> last_heartbeat;  // seconds since the coordinator started
+  session.OnStatus([&](const proto::ClusterStatus& s) {
+    status_pending = false;
+    if (!in_step() || s.replicas(0).running() != 1) return;  // not yet scheduled, or done
+    ++n_in_step;
+    const double heard = s.uptime_seconds() - s.replicas(0).workers(0).last_heartbeat_age_s();
+    if (last_heartbeat && heard > *last_heartbeat + 1e-6) ++n_advances;  // not a rounding difference
+    last_heartbeat = heard;
+  });
+  // A status every 5 ms at most (half the heartbeat interval), so as not to load the
+  // machine for nothing.
+  auto next_ask = std::chrono::steady_clock::now();
+  for (const auto deadline = next_ask + 120s; in_step();) {
+    const auto now = std::chrono::steady_clock::now();
+    ASSERT_LT(now, deadline) << "the prefill step never ended";
+    if (!status_pending && now >= next_ask) {
+      ASSERT_TRUE((*client)->RequestStatus().ok());
+      status_pending = true;
+      next_ask = now + 5ms;
+    }
+    (void)session.Poll(5ms);
+  }
+  EXPECT_GE(n_advances, 2) << "no heartbeat reached the coordinator during the step (" << n_in_step
+                           << " statuses taken during it)";
+
   std::map<std::string, RequestRecord> out = Collect(session);
-  const auto elapsed = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(out["long"].finish, "length") << out["long"].error_code << ": " << out["long"].error;
   EXPECT_EQ(out["long"].tokens.size(), 2u);
-  // The premise: the prefill step took longer than the heartbeat timeout.
-  EXPECT_GT(elapsed, 2 * std::chrono::milliseconds(o.heartbeat_timeout_ms));
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
-  ASSERT_TRUE(status.ok());
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
   EXPECT_EQ(status->replicas(0).state(), "ready") << status->replicas(0).error();
 }
 
@@ -173,7 +209,7 @@ TEST(ClusterTest, TwoReplicasSpreadRequestsAndAllComplete) {
     replicas.insert(out[id].replica);
   }
   EXPECT_EQ(replicas, (std::set<int>{0, 1}));
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
   ASSERT_TRUE(status.ok());
   ASSERT_EQ(status->replicas_size(), 2);
   for (const auto& r : status->replicas()) EXPECT_EQ(r.kv_blocks_used(), 0) << "finished requests free their blocks";
@@ -238,7 +274,7 @@ TEST(ClusterTest, CancelMidStreamAndBadRequestsDoNotDisturbOthers) {
   EXPECT_NE(out["bad-long"].error.find("allows 512"), std::string::npos) << out["bad-long"].error;
   EXPECT_NE(out["bad-max"].error.find("max_tokens"), std::string::npos) << out["bad-max"].error;
 
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->replicas(0).kv_blocks_used(), 0) << "the cancelled request's blocks are freed";
   EXPECT_EQ(status->replicas(0).state(), "ready");
@@ -261,55 +297,52 @@ TEST(ClusterTest, DeadWorkerFailsItsRequestsClearlyAndNothingHangs) {
   // Let it run, then kill rank 1 hard.
   const Status streaming = session.WaitUntil([&] { return !session.record("doomed").streamed.empty(); }, 30s);
   ASSERT_TRUE(streaming.ok()) << streaming.ToString();
+  const auto t0 = std::chrono::steady_clock::now();  // before the kill: the replica fails after it
   (*cluster)->worker(0, 1)->Signal(SIGKILL);
-  const auto t0 = std::chrono::steady_clock::now();
-  std::map<std::string, RequestRecord> out = Collect(session, 30s);
+  std::map<std::string, RequestRecord> out = Collect(session, 60s);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(out["doomed"].finish, "error");
   EXPECT_EQ(out["doomed"].error_code, "Unavailable") << out["doomed"].error;
   EXPECT_NE(out["doomed"].error.find("replica 0 is unhealthy: "), std::string::npos) << out["doomed"].error;
   EXPECT_NE(out["doomed"].error.find("; no replica became ready within 1.0 s"), std::string::npos)
       << out["doomed"].error;
-  EXPECT_GE(seconds, 1.0);
-  EXPECT_LT(seconds, 15.0) << "the failure must be reported within a few heartbeat timeouts";
+  EXPECT_GE(seconds, 1.0) << "the request waited failover_wait_ms for a ready replica";
 
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->replicas(0).state(), "unhealthy");
   // New requests get a clear error, not a hang.
   StopParams small;
   small.max_tokens = 5;
   ASSERT_TRUE(session.Submit(TextRequest("after", "hi", small, false)).ok());
-  std::map<std::string, RequestRecord> after = Collect(session, 10s);
+  std::map<std::string, RequestRecord> after = Collect(session);
   EXPECT_EQ(after["after"].finish, "error");
   EXPECT_EQ(after["after"].error_code, "Unavailable") << after["after"].error;
 }
 
 // An idle replica runs no collective, so only the coordinator can notice that one of
-// its workers died: it does from the closed connection, not after the heartbeat
-// timeout (here 30 s, heartbeats every 10 s).
-TEST(ClusterTest, AWorkerKilledWhileIdleFailsItsReplicaWithinASecond) {
+// its workers died: it does from the closed connection, not at the heartbeat timeout
+// (here 10 min, far beyond the test's wait; heartbeats every 10 s). The reason the
+// replica gives says which.
+TEST(ClusterTest, AWorkerKilledWhileIdleFailsItsReplicaFromTheClosedConnection) {
   TestClusterOptions options = Stories(1, 2);
   options.heartbeat_interval_ms = 10000;
-  options.heartbeat_timeout_ms = 30000;
+  options.heartbeat_timeout_ms = 600000;
   auto cluster = TestCluster::Start(options);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   auto client = (*cluster)->Connect();
   ASSERT_TRUE(client.ok());
   const int pid = (*cluster)->worker(0, 1)->pid();
   (*cluster)->worker(0, 1)->Signal(SIGKILL);
-  const auto t0 = std::chrono::steady_clock::now();
   proto::ClusterStatus status;
-  while (std::chrono::steady_clock::now() - t0 < 20s) {
-    Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+  for (const auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+    Result<proto::ClusterStatus> s = (*client)->FetchStatus(kStatusWait);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     status = *s;
     if (status.replicas(0).state() == "unhealthy") break;
     std::this_thread::sleep_for(5ms);
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(status.replicas(0).state(), "unhealthy");
-  EXPECT_LT(seconds, 1.0);
   EXPECT_NE(status.replicas(0).error().find("worker 0/1 (pid " + std::to_string(pid) + ") disconnected"),
             std::string::npos)
       << status.replicas(0).error();
@@ -415,7 +448,7 @@ TEST(ClusterTest, RandomRequestsAllEndAndTheClusterStillServes) {
   EXPECT_GT(n_done, 10) << "some random requests are valid";
   EXPECT_GT(n_error, 10) << "many are not";
 
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
   ASSERT_TRUE(status.ok()) << status.status().ToString();
   EXPECT_EQ(status->replicas(0).state(), "ready");
   EXPECT_EQ(status->replicas(0).kv_blocks_used(), 0);
@@ -442,7 +475,7 @@ TEST(ClusterTest, AKilledClientsRequestsAreCancelled) {
     ASSERT_TRUE(generate.ok()) << generate.status().ToString();
     proto::ClusterStatus status;
     for (auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;) {
-      Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+      Result<proto::ClusterStatus> s = (*client)->FetchStatus(kStatusWait);
       ASSERT_TRUE(s.ok()) << s.status().ToString();
       status = *s;
       if (status.replicas(0).running() == 2) break;
@@ -450,17 +483,16 @@ TEST(ClusterTest, AKilledClientsRequestsAreCancelled) {
     ASSERT_EQ(status.replicas(0).running(), 2) << mode;
     const uint64_t abandoned = status.abandoned();
     generate->Signal(SIGKILL);
-    const auto t0 = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - t0 < 20s) {
-      Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+    // Requests that run to their end are not abandoned: the count proves that the
+    // coordinator cancelled them when the client left, whatever the time it took.
+    for (const auto deadline = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < deadline;) {
+      Result<proto::ClusterStatus> s = (*client)->FetchStatus(kStatusWait);
       ASSERT_TRUE(s.ok()) << s.status().ToString();
       status = *s;
       if (status.abandoned() == abandoned + 2) break;
       std::this_thread::sleep_for(5ms);
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_EQ(status.abandoned(), abandoned + 2) << mode;
-    EXPECT_LT(seconds, 1.0) << mode << ": 480 tokens take longer than that";
     EXPECT_EQ(status.replicas(0).running(), 0) << mode;
     EXPECT_EQ(status.replicas(0).kv_blocks_used(), 0) << mode;
   }
@@ -482,7 +514,7 @@ TEST(ClusterTest, CtrlCOfFloverGenerateCancelsItsRequests) {
   ASSERT_TRUE(generate.ok()) << generate.status().ToString();
   for (auto deadline = std::chrono::steady_clock::now() + 20s;;) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the request never ran";
-    Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+    Result<proto::ClusterStatus> s = (*client)->FetchStatus(kStatusWait);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     if (s->replicas(0).running() == 1) break;
   }
@@ -496,7 +528,7 @@ TEST(ClusterTest, CtrlCOfFloverGenerateCancelsItsRequests) {
   std::ifstream in(out);
   const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(output.find("\"finish_reason\":\"cancelled\""), std::string::npos) << output;
-  Result<proto::ClusterStatus> s = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> s = (*client)->FetchStatus(kStatusWait);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(s->replicas(0).running(), 0);
   EXPECT_EQ(s->abandoned(), 0u) << "cancelled by the client, not left behind";
@@ -548,7 +580,7 @@ TEST(ClusterTest, RequestsOfADeadReplicaFinishOnTheOtherWithTheSameTokens) {
     EXPECT_EQ(o.tokens, expected[i].tokens);
     EXPECT_EQ(o.streamed, expected[i].tokens) << "every token streamed once, in order, before and after the kill";
   }
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->replicas(0).state(), "unhealthy");
   EXPECT_EQ(status->replicas(1).state(), "ready");

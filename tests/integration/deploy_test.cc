@@ -213,7 +213,7 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
                         << "\n  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
                         << "model:\n  path: " << testing::Stories260kBin() << "\n  tokenizer: " << testing::Tok512Bin()
                         << "\nparallel: {replicas: 1, tensor: 2}\n"
-                        << "heartbeat: {interval_ms: 100, timeout_ms: 1500}\n"
+                        << "heartbeat: {interval_ms: 100, timeout_ms: 30000}\n"
                         << "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n"
                         << "kv_cache: {memory_mib: 16}\n";
   auto command = [&](const std::string& unit, const std::string& instance) {
@@ -258,8 +258,8 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   // A worker dies: the coordinator shuts the replica's other worker down, and it exits
   // non-zero, so that Restart=on-failure starts it again too.
   workers[1].Signal(SIGKILL);
-  EXPECT_EQ(WaitExit(workers[1], 5s), "signal Killed");
-  EXPECT_EQ(WaitExit(workers[0], 10s), "exit 5") << "rank 0 must ask systemd for a restart";
+  EXPECT_EQ(WaitExit(workers[1], 60s), "signal Killed");
+  EXPECT_EQ(WaitExit(workers[0], 60s), "exit 5") << "rank 0 must ask systemd for a restart";
   // What systemd then does after RestartSec: run both units' commands again.
   workers.clear();
   workers.push_back(start_worker(0));
@@ -269,15 +269,15 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
 
   // The coordinator crashes and systemd starts it again: the new one does not know the
   // workers, which reconnect to it, and tells them at their first heartbeat to start
-  // again: exit 5 within a second, not exit 4 at their heartbeat timeout (1.5 s here,
-  // 5 s by default). Restarted, they register, and the cluster serves again.
+  // again: exit 5, not exit 4 at their heartbeat timeout (30 s here, 5 s by default),
+  // which the wait below would also see. Restarted, they register, and the cluster
+  // serves again.
   coordinator->Signal(SIGKILL);
-  EXPECT_EQ(WaitExit(*coordinator, 5s), "signal Killed");
-  const auto crashed = std::chrono::steady_clock::now();
+  EXPECT_EQ(WaitExit(*coordinator, 60s), "signal Killed");
   client_endpoint = start_coordinator();
   ASSERT_FALSE(client_endpoint.empty());
-  for (ChildProcess& w : workers) EXPECT_EQ(WaitExit(w, 10s), "exit 5") << w.name();
-  EXPECT_LT(std::chrono::steady_clock::now() - crashed, 1400ms) << "the workers waited for their heartbeat timeout";
+  for (ChildProcess& w : workers)
+    EXPECT_EQ(WaitExit(w, 60s), "exit 5") << w.name() << ": told to start again by the new coordinator";
   workers.clear();
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));

@@ -30,6 +30,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::EngineGreedy;
 using testing::EngineResult;
+using testing::kStatusWait;
 using testing::TestCluster;
 using testing::TestClusterOptions;
 
@@ -156,7 +157,7 @@ RunResult RunWaves(const TestClusterOptions& options, const std::vector<Job>& jo
   if (!cancel_id.empty()) {
     EXPECT_TRUE(cancelled) << cancel_id << " was never cancelled";
   }
-  Result<proto::ClusterStatus> status = (*client)->FetchStatus(2000ms);
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
   EXPECT_TRUE(status.ok()) << status.status().ToString();
   if (status.ok()) run.status = *status;
   run.ok = waited.ok() && session.records().size() == jobs.size() && status.ok() && status->replicas_size() == 1;

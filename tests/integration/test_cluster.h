@@ -24,6 +24,10 @@
 
 namespace flover::testing {
 
+// How long a test waits for a status reply (Client::FetchStatus): one that must come,
+// however loaded the machine.
+inline constexpr std::chrono::seconds kStatusWait{30};
+
 struct TestClusterOptions {
   std::string model;          // path or dummy:<preset>
   std::string tokenizer;      // optional
@@ -31,7 +35,9 @@ struct TestClusterOptions {
   int tensor_parallel = 2;
   std::string cpu_transport = "auto";  // parallel.cpu_transport
   int heartbeat_interval_ms = 100;
-  int heartbeat_timeout_ms = 1500;
+  // Long: a test must never depend on a process being scheduled within a short time.
+  // Deaths are found from closed connections and failed collectives, not by this.
+  int heartbeat_timeout_ms = 30000;
   int step_timeout_ms = 60000;
   int max_step_tokens = 512;
   int block_size = 16;
@@ -51,7 +57,7 @@ std::string ClusterYaml(const TestClusterOptions& options);
 class TestCluster {
  public:
   static Result<std::unique_ptr<TestCluster>> Start(const TestClusterOptions& options,
-                                                    std::chrono::seconds ready_timeout = std::chrono::seconds(60));
+                                                    std::chrono::seconds ready_timeout = std::chrono::seconds(120));
   ~TestCluster();
 
   const std::string& client_endpoint() const { return cluster_->client_endpoint(); }
