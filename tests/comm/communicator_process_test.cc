@@ -127,22 +127,22 @@ TEST_P(CommunicatorProcessTest, TwoProcessesAllReduceAndAllGatherExactly) {
 }
 
 // Rank 1 joins, then its process exits without a word: rank 0's next collective fails
-// with Unavailable at once (a closed socket; a pid that no longer runs), long before the
-// 20 s timeout.
+// with Unavailable naming the dead peer (a closed socket; a pid that no longer runs),
+// not at the collective's timeout (two minutes here, whose message would say so).
 TEST_P(CommunicatorProcessTest, PeerProcessThatDiesGivesUnavailableAtOnce) {
   std::vector<int> codes = RunProcesses(2, [&](int rank, KvStore& store) {
-    std::unique_ptr<HostCommunicator> comm = Join(GetParam(), rank, 2, store, "dies", milliseconds(20000));
+    std::unique_ptr<HostCommunicator> comm = Join(GetParam(), rank, 2, store, "dies", milliseconds(120000));
     Status s = comm->Barrier();  // both fully connected
     CHILD_CHECK(s.ok(), 11, s.ToString());
     if (rank == 1) ::_exit(0);  // no destructors, no goodbye
     std::vector<float> data(768, 1.0f);
-    const auto start = std::chrono::steady_clock::now();
     s = comm->AllReduceSum(data.data(), data.size());
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     CHILD_CHECK(!s.ok(), 20, std::string("all-reduce succeeded without a peer"));
     CHILD_CHECK(s.code() == StatusCode::kUnavailable, 21, s.ToString());
-    CHILD_CHECK(seconds < 5.0, 22,
-                "noticed the dead peer only after " + std::to_string(seconds) + " s: " + s.ToString());
+    const bool named = GetParam() == CpuTransport::kShm ? s.message().find("rank 1 (pid ") != std::string::npos &&
+                                                              s.message().find(") exited") != std::string::npos
+                                                        : s.message().find("by peer") != std::string::npos;
+    CHILD_CHECK(named, 22, "the failure does not name the dead peer: " + s.ToString());
     return 0;
   });
   EXPECT_EQ(codes, (std::vector<int>{0, 0}));
