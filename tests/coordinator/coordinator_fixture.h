@@ -25,6 +25,7 @@
 #include "common/cluster_config_reader.h"
 #include "common/protocol.h"
 #include "coordinator/coordinator.h"
+#include "tests/coordinator/coordinator_test_config.h"
 #include "tests/test_paths.h"
 
 namespace flover::coordinator_testing {
@@ -37,58 +38,6 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr milliseconds kWait = 30000ms;     // upper bound for something that must happen
 constexpr milliseconds kQuiet = 250ms;      // how long "nothing happens" is watched
 constexpr milliseconds kBeatEvery = 40ms;   // fake workers' heartbeat period
-
-struct Options {
-  int replicas = 1;
-  int tensor = 1;
-  int interval_ms = 50;
-  int timeout_ms = 1000;
-  int step_timeout_ms = 60000;
-  int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
-  int max_queued = 16;
-  int max_step_tokens = 16;
-  int failover_wait_ms = 0;  // most tests want a failed replica's requests to fail at once
-  milliseconds drain = 0ms;  // Stop() ends the loop at once
-  std::string tokenizer = "";
-};
-
-inline ClusterConfig TestConfig(const Options& o) {
-  std::string yaml =
-      "cluster: {name: coordinator-test}\n"
-      "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*', plans: 'tcp://127.0.0.1:*',"
-      " results: 'tcp://127.0.0.1:*'}\n"
-      "model: {path: 'dummy:test'" +
-      (o.tokenizer.empty() ? std::string() : ", tokenizer: '" + o.tokenizer + "'") +
-      "}\n"
-      "parallel: {replicas: " +
-      std::to_string(o.replicas) + ", tensor: " + std::to_string(o.tensor) +
-      "}\n"
-      "kv_cache: {block_size: 4}\n"
-      "scheduler: {max_step_tokens: " +
-      std::to_string(o.max_step_tokens) + ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
-      ", pipeline_depth: " + std::to_string(o.pipeline_depth) +
-      ", failover_wait_ms: " + std::to_string(o.failover_wait_ms) + "}\n"
-      "heartbeat: {interval_ms: " +
-      std::to_string(o.interval_ms) + ", timeout_ms: " + std::to_string(o.timeout_ms) + ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
-  Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
-  FLOVER_CHECK(config.ok()) << config.status().ToString();
-  return std::move(config).value();
-}
-
-inline proto::ModelInfo TestModel(int vocab = 512) {
-  proto::ModelInfo m;
-  m.set_dim(64);
-  m.set_hidden_dim(172);
-  m.set_n_layers(2);
-  m.set_n_heads(8);
-  m.set_n_kv_heads(4);
-  m.set_vocab_size(vocab);
-  m.set_max_seq_len(64);
-  m.set_bos_id(1);
-  m.set_eos_id(2);
-  m.set_description("fake");
-  return m;
-}
 
 template <typename M>
 std::optional<M> RecvOn(zmq::socket_t& socket, milliseconds timeout) {
@@ -125,24 +74,11 @@ class FakeWorker {
       if (s->handle() != nullptr) s->close();
   }
 
-  void SendRegister(int replica, int rank) {
-    proto::WorkerMessage m;
-    proto::RegisterWorker* r = m.mutable_register_();
-    r->set_replica(replica);
-    r->set_rank(rank);
-    r->set_host("127.0.0.1");
-    r->set_pid(pid());
-    r->set_device("cpu");
-    Send(m);
-  }
+  void SendRegister(int replica, int rank) { Send(RegisterMessage(replica, rank, pid())); }
 
   // Heartbeats start once registered, as a real worker's do.
   void Beat() {
-    if (!registered_) return;
-    proto::WorkerMessage m;
-    m.mutable_heartbeat()->set_replica(replica_);
-    m.mutable_heartbeat()->set_rank(rank_);
-    Send(m);
+    if (registered_) Send(HeartbeatMessage(replica_, rank_));
   }
 
   // The next message other than a heartbeat.
@@ -199,14 +135,7 @@ class FakeWorker {
     ASSERT_TRUE(probed) << "no probe on " << reply.plan_topic();
   }
 
-  void Ready(const proto::ModelInfo& model, int kv_blocks) {
-    proto::WorkerMessage m;
-    m.mutable_ready()->set_replica(replica_);
-    m.mutable_ready()->set_rank(rank_);
-    *m.mutable_ready()->mutable_model() = model;
-    m.mutable_ready()->set_kv_blocks(kv_blocks);
-    Send(m);
-  }
+  void Ready(const proto::ModelInfo& model, int kv_blocks) { Send(ReadyMessage(replica_, rank_, model, kv_blocks)); }
 
   std::optional<proto::StepPlan> TryPlan(milliseconds timeout) {
     std::array<zmq::pollitem_t, 1> items = {{{sub_.handle(), 0, ZMQ_POLLIN, 0}}};
@@ -233,18 +162,7 @@ class FakeWorker {
   }
 
   // Pushes the result of `plan` with the given (request id, token, finish) outputs.
-  void Answer(const proto::StepPlan& plan, const std::vector<std::tuple<uint64_t, int, proto::FinishReason>>& outs) {
-    proto::StepResult r;
-    r.set_seq(plan.seq());
-    r.set_step_seconds(0.001);
-    for (const auto& [id, token, finish] : outs) {
-      proto::TokenOutput* o = r.add_outputs();
-      o->set_request_id(id);
-      o->set_token(token);
-      o->set_finish(finish);
-    }
-    Push(r);
-  }
+  void Answer(const proto::StepPlan& plan, const Outputs& outs) { Push(ResultOf(plan, outs)); }
 
  private:
   zmq::context_t& context_;
@@ -273,20 +191,9 @@ class FakeClient {
   }
 
   void Submit(const std::string& id, std::vector<int> prompt, int max_tokens, bool stream = true) {
-    proto::ClientMessage m;
-    proto::SubmitRequest* s = m.mutable_submit();
-    s->set_client_request_id(id);
-    s->mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
-    s->mutable_stop()->set_max_tokens(max_tokens);
-    s->set_stream(stream);
-    Send(m);
+    Send(SubmitMessage(id, prompt, max_tokens, stream));
   }
-
-  void Cancel(const std::string& id) {
-    proto::ClientMessage m;
-    m.mutable_cancel()->set_client_request_id(id);
-    Send(m);
-  }
+  void Cancel(const std::string& id) { Send(CancelMessage(id)); }
 
   // The next message other than a Keepalive (those are counted).
   std::optional<proto::ServerMessage> TryRecv(milliseconds timeout) {

@@ -18,73 +18,38 @@ TEST_F(CoordinatorTest, EndpointsAreResolved) {
   }
 }
 
-TEST_F(CoordinatorTest, SubmitStreamsTokensThenDoneWithPlansInSequence) {
+// A request's path through every socket: Submit in on the client ROUTER, the plans out
+// on the PUB under the replica's topic, the results in on the PULL, tokens and Done out
+// on the client ROUTER. (What the plans and replies contain is the core's, tested in
+// core_client_api_test.cc.)
+TEST_F(CoordinatorTest, ARequestTravelsThroughEverySocket) {
   Start();
   FakeWorker& w = AddWorker();
   w.Start();
   FakeClient& c = AddClient();
   ASSERT_TRUE(WaitReplicaState(c, 0, "ready"));
-
-  c.Submit("r1", {1, 5, 7}, /*max_tokens=*/3);
+  c.Submit("r1", {1, 5, 7}, /*max_tokens=*/2);
   const uint64_t id = ExpectAccepted(c, "r1");
-
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);  // checks the topic
   ASSERT_TRUE(plan.has_value());
   EXPECT_EQ(plan->seq(), 1u);
-  EXPECT_EQ(plan->replica(), 0);
-  ASSERT_EQ(plan->joins_size(), 1);
-  EXPECT_EQ(plan->joins(0).request_id(), id);
-  EXPECT_EQ(std::vector<int>(plan->joins(0).prompt().begin(), plan->joins(0).prompt().end()),
-            (std::vector<int>{1, 5, 7}));
-  EXPECT_EQ(plan->joins(0).stop().max_tokens(), 3);
-  ASSERT_EQ(plan->entries_size(), 1);
-  EXPECT_EQ(plan->entries(0).start_pos(), 0);
-  EXPECT_EQ(plan->entries(0).n_tokens(), 3);
-  EXPECT_EQ(plan->entries(0).new_blocks_size(), 1);
   w.Answer(*plan, {{id, 20, proto::FINISH_NONE}});
-
   plan = ExpectPlan(w);
   ASSERT_TRUE(plan.has_value());
   EXPECT_EQ(plan->seq(), 2u);
-  EXPECT_EQ(plan->joins_size(), 0);
-  ASSERT_EQ(plan->entries_size(), 1);
-  EXPECT_EQ(plan->entries(0).start_pos(), 3);
-  EXPECT_EQ(plan->entries(0).n_tokens(), 1);
-  EXPECT_EQ(plan->entries(0).new_blocks_size(), 0);  // position 3 is still in block 1
-  w.Answer(*plan, {{id, 21, proto::FINISH_NONE}});
-
-  plan = ExpectPlan(w);
-  ASSERT_TRUE(plan.has_value());
-  EXPECT_EQ(plan->seq(), 3u);
-  EXPECT_EQ(plan->entries(0).start_pos(), 4);
-  EXPECT_EQ(plan->entries(0).new_blocks_size(), 1);  // position 4 opens block 2
-  w.Answer(*plan, {{id, 22, proto::FINISH_LENGTH}});
-
-  std::vector<int> streamed;
-  for (int i = 0; i < 3; ++i) {
+  w.Answer(*plan, {{id, 21, proto::FINISH_LENGTH}});
+  for (int token : {20, 21}) {
     proto::ServerMessage m = Reply(c);
     ASSERT_TRUE(m.has_token()) << m.DebugString();
-    EXPECT_EQ(m.token().client_request_id(), "r1");
-    streamed.insert(streamed.end(), m.token().tokens().begin(), m.token().tokens().end());
+    EXPECT_EQ(m.token().tokens(0), token);
   }
-  EXPECT_EQ(streamed, (std::vector<int>{20, 21, 22}));
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_done()) << m.DebugString();
-  EXPECT_EQ(m.done().client_request_id(), "r1");
-  EXPECT_EQ(m.done().finish_reason(), proto::FINISH_LENGTH);
-  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{20, 21, 22}));
-  EXPECT_EQ(m.done().prompt_tokens(), 3);
-  EXPECT_EQ(m.done().completion_tokens(), 3);
-  EXPECT_GE(m.done().total_seconds(), m.done().first_token_seconds());
-  EXPECT_GT(m.done().first_token_seconds(), 0.0);
-
-  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value());  // nothing left to run
-  const proto::ClusterStatus s = GetStatus(c);
-  EXPECT_EQ(s.completed(), 1u);
-  EXPECT_EQ(s.replicas(0).steps(), 3u);
-  EXPECT_EQ(s.replicas(0).kv_blocks_used(), 0);
+  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{20, 21}));
 }
 
+// Framing is the shell's: bytes that are no ClientMessage and messages of several frames
+// get an Error without a request id, and the coordinator goes on serving.
 TEST_F(CoordinatorTest, MalformedClientMessagesGetErrorsWithoutId) {
   Start();
   FakeClient& c = AddClient();
@@ -92,33 +57,10 @@ TEST_F(CoordinatorTest, MalformedClientMessagesGetErrorsWithoutId) {
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
   EXPECT_EQ(m.error().client_request_id(), "");
-
-  proto::ClientMessage unknown;
-  unknown.mutable_submit()->set_client_request_id("u");
-  unknown.mutable_submit()->mutable_token_ids()->add_ids(1);
-  unknown.mutable_submit()->mutable_stop()->set_max_tokens(1);
-  proto::SubmitRequest* submit = unknown.mutable_submit();
-  submit->GetReflection()->MutableUnknownFields(submit)->AddVarint(42, 7);
-  c.Send(unknown);
-  m = Reply(c);
-  ASSERT_TRUE(m.has_error()) << m.DebugString();
-  EXPECT_EQ(m.error().code(), "InvalidArgument");
-  EXPECT_NE(m.error().message().find("unknown fields"), std::string::npos) << m.error().message();
-
-  proto::ClientMessage old;
-  old.mutable_status();
-  c.SendRaw(old.SerializeAsString());  // protocol_version 0
-  m = Reply(c);
-  ASSERT_TRUE(m.has_error());
-  EXPECT_NE(m.error().message().find("protocol version"), std::string::npos);
-
-  // A message of two frames (after the identity) is not a ClientMessage.
   c.SendFrames({"a", "b"});
   m = Reply(c);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
   EXPECT_EQ(m.error().message(), "a client message is one frame; got 2");
-
-  // Still serving.
   EXPECT_EQ(GetStatus(c).name(), "coordinator-test");
 }
 
@@ -136,18 +78,9 @@ TEST_F(CoordinatorTest, AWorkerWhoseConnectionClosesFailsItsReplicaAtOnce) {
   w.Disconnect();
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_error()) << m.DebugString();
-  EXPECT_EQ(m.error().code(), "Unavailable");
-  EXPECT_EQ(m.error().message(), "replica 0 is unhealthy: worker 0/0 (pid " + std::to_string(w.pid()) +
-                                     ") disconnected (its process exited, or the network dropped its connection "
-                                     "to the coordinator)");
-  const proto::ClusterStatus s = GetStatus(c);
-  EXPECT_EQ(s.replicas(0).state(), "unhealthy");
-  EXPECT_EQ(s.replicas(0).workers(0).state(), "dead");
-
-  // A new process of the same rank registers at once: the old one is known to be gone.
-  FakeWorker& again = AddWorker();
-  const proto::RegisterReply reply = again.Register();
-  EXPECT_TRUE(reply.accepted()) << reply.error();
+  EXPECT_NE(m.error().message().find("worker 0/0 (pid " + std::to_string(w.pid()) + ") disconnected"),
+            std::string::npos)
+      << m.error().message();
 }
 
 // A client that leaves (its process killed) leaves no work behind: its streaming request
@@ -198,36 +131,26 @@ TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
 }
 
 // A request that sends nothing until its end (not streaming) is cancelled too: the
-// coordinator checks the clients of such requests when a client connection closes.
+// client socket's monitor reports the closed connection, and a Keepalive that cannot be
+// delivered finds whose it was (the other client's request is checked, not cancelled).
 TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
   Start();
   FakeWorker& w = AddWorker();
   w.Start();
   FakeClient& leaver = AddClient();
-  FakeClient& stays = AddClient();  // its request is checked too, and is not cancelled
-  FakeClient& watcher = AddClient();
-  ASSERT_TRUE(WaitReplicaState(watcher, 0, "ready"));
+  FakeClient& stays = AddClient();
+  ASSERT_TRUE(WaitReplicaState(stays, 0, "ready"));
   leaver.Submit("a", {1, 2}, 10, /*stream=*/false);
-  const uint64_t a = ExpectAccepted(leaver, "a");
-  std::optional<proto::StepPlan> p1 = ExpectPlan(w);
-  ASSERT_TRUE(p1.has_value());
-  stays.Submit("s", {1, 2}, 1, /*stream=*/false);  // joins the next step
-  const uint64_t s = ExpectAccepted(stays, "s");
-
+  ExpectAccepted(leaver, "a");
+  stays.Submit("s", {1, 2}, 10, /*stream=*/false);
+  ExpectAccepted(stays, "s");
   leaver.Disconnect();
   const auto deadline = SteadyClock::now() + kWait;
-  while (GetStatus(watcher).abandoned() == 0 && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
-  EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
-  w.Answer(*p1, {{a, 40, proto::FINISH_NONE}});
-  std::optional<proto::StepPlan> p2 = ExpectPlan(w);
-  ASSERT_TRUE(p2.has_value());
-  ExpectLeaveAndJoin(*p2, a, s);
-  w.Answer(*p2, {{s, 50, proto::FINISH_LENGTH}});
-  proto::ServerMessage m = Reply(stays);
-  ASSERT_TRUE(m.has_done()) << m.DebugString();
-  EXPECT_EQ(std::vector<int>(m.done().tokens().begin(), m.done().tokens().end()), (std::vector<int>{50}));
+  while (GetStatus(stays).abandoned() == 0 && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
+  const proto::ClusterStatus s = GetStatus(stays);
+  EXPECT_EQ(s.abandoned(), 1u);
+  EXPECT_EQ(s.replicas(0).running() + s.replicas(0).waiting(), 1) << "the request of the client that stayed goes on";
   EXPECT_GT(stays.keepalives_received(), 0) << "the client that stayed was checked";
-  EXPECT_EQ(GetStatus(watcher).abandoned(), 1u);
 }
 
 TEST_F(CoordinatorTest, StopShutsWorkersDownAndFailsRequestsInFlight) {

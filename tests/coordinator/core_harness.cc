@@ -3,51 +3,7 @@
 #include <algorithm>
 #include <functional>
 
-#include "common/cluster_config_reader.h"
-
 namespace flover::coordinator_testing {
-
-ClusterConfig TestConfig(const Options& o) {
-  std::string yaml =
-      "cluster: {name: coordinator-test}\n"
-      "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*', plans: 'tcp://127.0.0.1:*',"
-      " results: 'tcp://127.0.0.1:*'}\n"
-      "model: {path: 'dummy:test'" +
-      (o.tokenizer.empty() ? std::string() : ", tokenizer: '" + o.tokenizer + "'") +
-      "}\n"
-      "parallel: {replicas: " +
-      std::to_string(o.replicas) + ", tensor: " + std::to_string(o.tensor) +
-      "}\n"
-      "kv_cache: {block_size: 4}\n"
-      "scheduler: {policy: " +
-      o.policy + ", batch_window_ms: " + std::to_string(o.batch_window_ms) +
-      ", max_step_tokens: " + std::to_string(o.max_step_tokens) +
-      ", max_running: 8, max_queued: " + std::to_string(o.max_queued) +
-      ", pipeline_depth: " + std::to_string(o.pipeline_depth) +
-      ", failover_wait_ms: " + std::to_string(o.failover_wait_ms) +
-      "}\n"
-      "heartbeat: {interval_ms: " +
-      std::to_string(o.interval_ms) + ", timeout_ms: " + std::to_string(o.timeout_ms) +
-      ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
-  Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
-  FLOVER_CHECK(config.ok()) << config.status().ToString();
-  return std::move(config).value();
-}
-
-proto::ModelInfo TestModel(int vocab) {
-  proto::ModelInfo m;
-  m.set_dim(64);
-  m.set_hidden_dim(172);
-  m.set_n_layers(2);
-  m.set_n_heads(8);
-  m.set_n_kv_heads(4);
-  m.set_vocab_size(vocab);
-  m.set_max_seq_len(64);
-  m.set_bos_id(1);
-  m.set_eos_id(2);
-  m.set_description("fake");
-  return m;
-}
 
 // ---------------------------------------------------------------- SimWorker
 
@@ -66,23 +22,10 @@ void SimWorker::Disconnect() {
   sim_.AfterEvent();
 }
 
-void SimWorker::SendRegister(int replica, int rank) {
-  proto::WorkerMessage m;
-  proto::RegisterWorker* r = m.mutable_register_();
-  r->set_replica(replica);
-  r->set_rank(rank);
-  r->set_host("127.0.0.1");
-  r->set_pid(pid());
-  r->set_device("cpu");
-  Send(m);
-}
+void SimWorker::SendRegister(int replica, int rank) { Send(RegisterMessage(replica, rank, pid())); }
 
 void SimWorker::Beat() {
-  if (!registered_) return;
-  proto::WorkerMessage m;
-  m.mutable_heartbeat()->set_replica(replica_);
-  m.mutable_heartbeat()->set_rank(rank_);
-  Send(m);
+  if (registered_) Send(HeartbeatMessage(replica_, rank_));
 }
 
 std::optional<proto::CoordinatorMessage> SimWorker::RecvControl() {
@@ -121,12 +64,7 @@ void SimWorker::Start(const proto::ModelInfo& model, int kv_blocks) {
 void SimWorker::Subscribe(const proto::RegisterReply& reply) { topic_ = reply.plan_topic(); }
 
 void SimWorker::Ready(const proto::ModelInfo& model, int kv_blocks) {
-  proto::WorkerMessage m;
-  m.mutable_ready()->set_replica(replica_);
-  m.mutable_ready()->set_rank(rank_);
-  *m.mutable_ready()->mutable_model() = model;
-  m.mutable_ready()->set_kv_blocks(kv_blocks);
-  Send(m);
+  Send(ReadyMessage(replica_, rank_, model, kv_blocks));
 }
 
 std::optional<proto::StepPlan> SimWorker::TryPlan() {
@@ -149,19 +87,7 @@ void SimWorker::Push(proto::StepResult result) {
   PushRaw(Serialize(m));
 }
 
-void SimWorker::Answer(const proto::StepPlan& plan,
-                       const std::vector<std::tuple<uint64_t, int, proto::FinishReason>>& outs) {
-  proto::StepResult r;
-  r.set_seq(plan.seq());
-  r.set_step_seconds(0.001);
-  for (const auto& [id, token, finish] : outs) {
-    proto::TokenOutput* o = r.add_outputs();
-    o->set_request_id(id);
-    o->set_token(token);
-    o->set_finish(finish);
-  }
-  Push(r);
-}
+void SimWorker::Answer(const proto::StepPlan& plan, const Outputs& outs) { Push(ResultOf(plan, outs)); }
 
 // ---------------------------------------------------------------- SimClient
 
@@ -173,20 +99,10 @@ void SimClient::SendFrames(const std::vector<std::string>& frames) {
 }
 
 void SimClient::Submit(const std::string& id, std::vector<int> prompt, int max_tokens, bool stream) {
-  proto::ClientMessage m;
-  proto::SubmitRequest* s = m.mutable_submit();
-  s->set_client_request_id(id);
-  s->mutable_token_ids()->mutable_ids()->Add(prompt.begin(), prompt.end());
-  s->mutable_stop()->set_max_tokens(max_tokens);
-  s->set_stream(stream);
-  Send(m);
+  Send(SubmitMessage(id, prompt, max_tokens, stream));
 }
 
-void SimClient::Cancel(const std::string& id) {
-  proto::ClientMessage m;
-  m.mutable_cancel()->set_client_request_id(id);
-  Send(m);
-}
+void SimClient::Cancel(const std::string& id) { Send(CancelMessage(id)); }
 
 std::optional<proto::ServerMessage> SimClient::TryRecv() {
   while (!inbox_.empty()) {

@@ -26,6 +26,7 @@
 
 #include "common/protocol.h"
 #include "coordinator/coordinator_core.h"
+#include "tests/coordinator/coordinator_test_config.h"
 #include "tests/test_paths.h"
 
 namespace flover::coordinator_testing {
@@ -35,25 +36,6 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kBeatEvery = 40ms;  // the scripted workers' heartbeat period
 constexpr milliseconds kQuiet = 250ms;     // how long "nothing happens" is watched (simulated)
-
-struct Options {
-  int replicas = 1;
-  int tensor = 1;
-  int interval_ms = 50;
-  int timeout_ms = 1000;
-  int step_timeout_ms = 60000;
-  int pipeline_depth = 1;  // lock-step: these tests follow plans and results one by one
-  int max_queued = 16;
-  int max_step_tokens = 16;
-  int failover_wait_ms = 0;  // most tests want a failed replica's requests to fail at once
-  std::string policy = "fused";
-  int batch_window_ms = 10;
-  milliseconds drain = 0ms;  // a stop ends the loop at once
-  std::string tokenizer = "";
-};
-
-ClusterConfig TestConfig(const Options& o);
-proto::ModelInfo TestModel(int vocab = 512);
 
 class SimCoordinator;
 
@@ -93,7 +75,7 @@ class SimWorker {
   void PushRaw(const std::string& bytes);
   void Push(proto::StepResult result);
   // Pushes the result of `plan` with the given (request id, token, finish) outputs.
-  void Answer(const proto::StepPlan& plan, const std::vector<std::tuple<uint64_t, int, proto::FinishReason>>& outs);
+  void Answer(const proto::StepPlan& plan, const Outputs& outs);
 
  private:
   friend class SimCoordinator;
