@@ -186,7 +186,7 @@ TEST(ClusterConfigDefaults, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(config->heartbeat, HeartbeatSettings{});
   EXPECT_EQ(config->scheduler.policy, "fused");
   EXPECT_EQ(config->scheduler.max_step_tokens, 512);
-  EXPECT_EQ(config->scheduler.pipeline_depth, 2);  // issue #4: plans run ahead of results by default
+  EXPECT_EQ(config->scheduler.pipeline_depth, 2);  // plans run ahead of results by default
   EXPECT_EQ(config->scheduler.failover_wait_ms, 30000);
   EXPECT_EQ(config->cpu_transport, "auto");
 }
