@@ -231,7 +231,7 @@ void Coordinator::ExpireDeadlines(Clock::time_point now) {
   }
 }
 
-void Coordinator::AbandonClient(const std::string& identity, Clock::time_point now) {
+void Coordinator::AbandonClient(std::string identity, Clock::time_point now) {
   int n = 0;
   for (uint64_t id : requests_.ids()) {
     const TrackedRequest* t = requests_.Find(id);

@@ -40,6 +40,55 @@ TEST_F(CoordinatorTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
   ExpectLeaveAndJoin(*p3, a, b);
 }
 
+// All the streaming requests of a client that leaves are cancelled at the first token
+// that cannot be delivered, not only the one of that token (the coordinator once
+// compared the others with the client name of the request it had just freed).
+TEST_F(CoordinatorTest, EveryStreamingRequestOfAClientThatLeavesIsCancelled) {
+  Start();
+  FakeWorker& w = AddWorker();
+  w.Start();
+  FakeClient& leaver = AddClient();
+  FakeClient& watcher = AddClient();
+  ASSERT_TRUE(WaitReplicaState(watcher, 0, "ready"));
+  leaver.Submit("a", {1, 2}, 200);
+  const uint64_t a = ExpectAccepted(leaver, "a");
+  leaver.Submit("b", {1, 2}, 200);
+  const uint64_t b = ExpectAccepted(leaver, "b");
+  // Steps until both requests have streamed a token (b joins the first or the second).
+  std::optional<proto::StepPlan> plan;
+  for (int step = 0, token = 40; step < 3; ++step) {
+    plan = ExpectPlan(w);
+    ASSERT_TRUE(plan.has_value());
+    if (plan->entries_size() == 2) break;
+    ASSERT_EQ(plan->entries_size(), 1) << plan->DebugString();
+    w.Answer(*plan, {{plan->entries(0).request_id(), token++, proto::FINISH_NONE}});
+    ASSERT_TRUE(Reply(leaver).has_token());
+  }
+  ASSERT_EQ(plan->entries_size(), 2) << "b never joined: " << plan->DebugString();
+  w.Answer(*plan, {{a, 50, proto::FINISH_NONE}, {b, 51, proto::FINISH_NONE}});
+  ASSERT_TRUE(Reply(leaver).has_token());
+  ASSERT_TRUE(Reply(leaver).has_token());
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+
+  leaver.Disconnect();
+  // Tokens still go out until the coordinator's socket has seen the connection close;
+  // the first one that cannot be delivered cancels the client's requests.
+  for (int token = 52; plan.has_value(); token += 2) {
+    ASSERT_LT(token, 52 + 2 * 150) << "the coordinator never noticed that the client left";
+    w.Answer(*plan, {{a, token, proto::FINISH_NONE}, {b, token + 1, proto::FINISH_NONE}});
+    plan.reset();
+    for (auto deadline = SteadyClock::now() + kWait; !plan && SteadyClock::now() < deadline;) {
+      if (GetStatus(watcher).abandoned() > 0) break;
+      plan = ExpectPlan(w, 20ms);
+    }
+  }
+  EXPECT_FALSE(ExpectPlan(w, kQuiet).has_value()) << "both requests were cancelled: nothing to run";
+  const proto::ClusterStatus s = GetStatus(watcher);
+  EXPECT_EQ(s.abandoned(), 2u);
+  EXPECT_EQ(s.replicas(0).running(), 0);
+}
+
 // A request that sends nothing until its end (not streaming) is cancelled too: the
 // coordinator checks the clients of such requests when a client connection closes.
 TEST_F(CoordinatorTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {
