@@ -11,8 +11,9 @@
 #         Reports from uninstrumented libraries are suppressed by
 #         scripts/sanitizers/tsan.supp, each entry with its reason.
 # Usage: scripts/test-sanitizers.sh [asan] [tsan]   (default: both)
-# Both builds are CPU-only (FLOVER_CUDA=OFF), without benchmarks, at -O1 with line
-# tables (-g1) for readable stacks. A report from any process (a test, or a daemon that
+# Both builds are CPU-only (FLOVER_CUDA=OFF), without benchmarks, Debug with line tables
+# (-g1) for readable stacks: -O0, quick to compile, but -O1 for the numeric code (the
+# top-level CMakeLists.txt). A report from any process (a test, or a daemon that
 # a test started) fails the run: they are collected from build-*/sanitizer-logs and
 # printed at the end. Exits 0 when every test passed and nothing was reported.
 set -euo pipefail
@@ -26,8 +27,8 @@ runs=("$@")
 # configure DIR SANITIZERS: the sanitized build's CMake cache.
 configure() {
   cmake -S . -B "$1" -G Ninja -DFLOVER_SANITIZE="$2" -DFLOVER_CUDA=OFF -DFLOVER_BUILD_BENCHMARKS=OFF \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DFLOVER_MODELS_DIR="$FLOVER_MODELS_DIR" > /dev/null
+    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG=-g1 -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
+    -DFLOVER_MODELS_DIR="$FLOVER_MODELS_DIR" > /dev/null
 }
 
 # check_logs DIR: prints every sanitizer report written under DIR; fails if there is one.
