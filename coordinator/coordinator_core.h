@@ -176,8 +176,9 @@ class CoordinatorCore {
   void Cancel(uint64_t id, Clock::time_point now, FinishReason reason = FinishReason::kCancelled);
   // Fails the requests whose SubmitRequest.timeout_ms has passed (DeadlineExceeded).
   void ExpireDeadlines(Clock::time_point now);
-  // Cancels every request of a client whose connection is gone.
-  void AbandonClient(const std::string& identity, Clock::time_point now);
+  // Cancels every request of a client whose connection is gone. `identity` is a copy:
+  // callers may pass a field of a request this cancels.
+  void AbandonClient(std::string identity, Clock::time_point now);
   // Within the probe window after a client disconnect, every kProbeEvery: Keepalive to
   // the clients of requests that expect no reply soon.
   void ProbeClients(Clock::time_point now);

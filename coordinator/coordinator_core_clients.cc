@@ -203,7 +203,7 @@ void CoordinatorCore::ExpireDeadlines(Clock::time_point now) {
   }
 }
 
-void CoordinatorCore::AbandonClient(const std::string& identity, Clock::time_point now) {
+void CoordinatorCore::AbandonClient(std::string identity, Clock::time_point now) {
   int n = 0;
   for (uint64_t id : requests_.ids()) {
     const TrackedRequest* t = requests_.Find(id);

@@ -1,18 +1,31 @@
 #!/usr/bin/env bash
-# The GPU check of issue #5, run ON the GPU machine (device tool) from the repository
-# root, over ./bundle made here by scripts/gpu-bundle.sh. Writes its report under $OUT
-# (or ./gpu-report): gpu.txt (nvidia-smi), summary.txt (one line per test binary),
-# failures.txt (every failure with context), bench.txt (cuda_bench), cluster.txt (the
-# daemons on the GPU: flover bench), logs.tar.gz (the full logs). Few files: the device tool returns at most 8.
-# Must finish in under 5 minutes. The binaries run on the GPU machine's own glibc and
-# C++ runtime (newer than Debian 12's) with bundle/lib first on the library path; CUDA,
-# cuBLAS, NCCL and the driver come from that machine.
+# Validates a GPU machine for Flover without network access (docs/cuda.md, "Validating
+# a GPU machine without network access"). Run it ON the GPU machine, from the root of a
+# copy of the repository holding the ./bundle that scripts/gpu-bundle.sh made on a
+# development machine. It runs every CUDA test binary of the bundle, cuda_bench, and a
+# coordinator with one CUDA worker (configs/gpu-local.yaml: run.c's greedy text through
+# the daemons, then the paper's target workload with flover bench), and writes its
+# report to $OUT (default ./gpu-report):
+#   gpu.txt         nvidia-smi, and where the CUDA libraries were found
+#   summary.txt     one line per test binary (exit status, time, passed/failed/skipped
+#                   counts) and the cluster's generated text
+#   failures.txt    every test failure with its context
+#   bench.txt       cuda_bench's numbers
+#   cluster.txt     flover bench on the CUDA worker
+#   logs.tar.gz     the full logs
+# Exits 0 when every test binary passed and the cluster gave run.c's text. The binaries run on the GPU machine's own glibc
+# and C++ runtime with bundle/lib first on the library path; the NVIDIA driver and the
+# CUDA libraries in bundle/cuda-libraries (cudart, cuBLAS, NCCL of the CUDA version that
+# built the bundle) come from that machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-report}
 mkdir -p "$out"
 b=$PWD/bundle
-cuda_dir=$(dirname "$(find / -xdev -name 'libcublas.so.13*' 2>/dev/null | head -1)")
+[ -d "$b/bin" ] || { echo "gpu-check: no $b/bin; make the bundle with scripts/gpu-bundle.sh first" >&2; exit 2; }
+# The folder of the cuBLAS the binaries were built against (cudart and NCCL usually lie beside it).
+cublas=$(grep -m1 '^libcublas\.so' "$b/cuda-libraries" 2>/dev/null || echo libcublas.so.13)
+cuda_dir=$(dirname "$(find / -xdev -name "$cublas*" 2>/dev/null | head -1)")
 libs=$b/lib:$cuda_dir:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu
 run() { LD_LIBRARY_PATH="$libs" "$@"; }
 export FLOVER_MODELS_DIR=$b/models OMP_NUM_THREADS=8 FLOVER_TEST_LARGE_MODELS=1
@@ -38,6 +51,7 @@ fi
 if [ -x "$b/bin/flover" ]; then
   FLOVER_DTYPE=fp32 timeout 120 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover up --config configs/gpu-local.yaml --exec '$b/bin/flover generate --prompt Sara --max-tokens 61 --json'" > "$logs/cluster-generate.log" 2>&1
   echo "cluster generate rc=$?: $(grep -o '"text":"[^"]*"' "$logs/cluster-generate.log" | head -1)" | tee -a "$out/summary.txt"
+  grep -q 'cluster generate rc=0: "text":" and Ben were playing in the park\.' "$out/summary.txt" || status=1
   # One request alone first: its TPOT against the workers' own step time ("step ms")
   # splits the per-token cost into compute and coordination.
   timeout 60 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused --requests 1 --output-len 128 --ignore-eos --timeout 50" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee "$out/cluster.txt"

@@ -1,4 +1,4 @@
-// cuda_bench: the GPU numbers of issue #5, in one run on the GPU machine
+// cuda_bench: the CUDA backend's performance numbers, in one run on the GPU machine
 // (scripts/gpu-check.sh runs it). Prints, nothing is asserted:
 //   1. ceilings: device-to-device copy bandwidth (bytes read + written per second) and a
 //      large bf16 GEMM rate through cuBLAS (kernels/cuda/gemm.h);

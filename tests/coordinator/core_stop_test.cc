@@ -40,6 +40,40 @@ TEST_F(CoreTest, AStreamingRequestOfAClientThatLeavesIsCancelled) {
   ExpectLeaveAndJoin(*p3, a, b);
 }
 
+// All the streaming requests of a client that leaves are cancelled at the first token
+// that cannot be delivered, not only the one of that token (the coordinator once
+// compared the others with the client name of the request it had just freed).
+TEST_F(CoreTest, EveryStreamingRequestOfAClientThatLeavesIsCancelled) {
+  Start();
+  SimWorker& w = AddWorker();
+  w.Start();
+  SimClient& leaver = AddClient();
+  SimClient& watcher = AddClient();
+  leaver.Submit("a", {1, 2}, 20);
+  const uint64_t a = ExpectAccepted(leaver, "a");
+  leaver.Submit("b", {1, 2}, 20);
+  const uint64_t b = ExpectAccepted(leaver, "b");
+  std::optional<proto::StepPlan> plan = ExpectPlan(w);  // a alone: it went out when a arrived
+  ASSERT_TRUE(plan.has_value());
+  w.Answer(*plan, {{a, 49, proto::FINISH_NONE}});
+  ASSERT_TRUE(Reply(leaver).has_token());
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+  ASSERT_EQ(plan->entries_size(), 2) << plan->DebugString();
+  w.Answer(*plan, {{a, 50, proto::FINISH_NONE}, {b, 51, proto::FINISH_NONE}});
+  ASSERT_TRUE(Reply(leaver).has_token());
+  ASSERT_TRUE(Reply(leaver).has_token());
+  plan = ExpectPlan(w);
+  ASSERT_TRUE(plan.has_value());
+
+  leaver.Disconnect();
+  w.Answer(*plan, {{a, 52, proto::FINISH_NONE}, {b, 53, proto::FINISH_NONE}});
+  EXPECT_FALSE(QuietPlan(w).has_value()) << "both requests were cancelled: nothing to run";
+  const proto::ClusterStatus s = GetStatus(watcher);
+  EXPECT_EQ(s.abandoned(), 2u);
+  EXPECT_EQ(s.replicas(0).running(), 0);
+}
+
 // A request that sends nothing until its end (not streaming) is cancelled too: the
 // coordinator checks the clients of such requests when a client connection closes.
 TEST_F(CoreTest, ARequestWithoutStreamOfAClientThatLeavesIsCancelled) {

@@ -162,6 +162,39 @@ std::string WaitExit(ChildProcess& process, std::chrono::milliseconds timeout) {
   }
 }
 
+// The argv prefix that runs a command with `host` as its host name, in a UTS namespace
+// of its own (unshare as root, else inside a user namespace); empty when this machine
+// allows neither, with what unshare said in `why`.
+std::vector<std::string> WithHostName(const std::string& host, std::string& why) {
+  const ShellRun which = RunShell("command -v unshare");
+  const std::string unshare = which.output.substr(0, which.output.find('\n'));
+  if (which.exit_code != 0 || unshare.empty()) {
+    why = "unshare (util-linux) is not installed";
+    return {};
+  }
+  const std::vector<std::string> prefixes[] = {{unshare, "--uts"}, {unshare, "--user", "--map-root-user", "--uts"}};
+  for (const std::vector<std::string>& prefix : prefixes) {
+    std::string line;
+    for (const std::string& word : prefix) line += word + " ";
+    const ShellRun probe = RunShell(line + "/bin/sh -c 'hostname " + host + " && hostname'");
+    if (probe.exit_code == 0 && probe.output == host + "\n") {
+      std::vector<std::string> argv = prefix;
+      argv.insert(argv.end(), {"/bin/sh", "-c", "hostname \"$0\" && exec \"$@\"", host});
+      return argv;
+    }
+    why += line + ": " + probe.output;
+  }
+  return {};
+}
+
+// True when `host` resolves to an address.
+bool Resolves(const std::string& host) {
+  addrinfo* resolved = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, nullptr, &resolved) != 0) return false;
+  freeaddrinfo(resolved);
+  return true;
+}
+
 std::chrono::milliseconds StopTimeout(const std::string& unit) {
   const std::string value = UnitSetting(unit, "TimeoutStopSec");
   return std::chrono::seconds(value.empty() ? 90 : std::stoi(value));  // systemd's default
@@ -374,12 +407,24 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
     EXPECT_EQ(endpoint, "tcp://*:" + std::to_string(number)) << "Service port " << name;
   }
 
-  // The coordinator binds every interface and advertises this host's name, as in a pod.
-  char host[256] = {};
-  ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
-  addrinfo* resolved = nullptr;
-  ASSERT_EQ(getaddrinfo(host, nullptr, nullptr, &resolved), 0) << "this host's name " << host << " does not resolve";
-  freeaddrinfo(resolved);
+  // The coordinator binds every interface and advertises its host name to the workers.
+  // The manifest names the pod after the Service, whose name the cluster's DNS resolves
+  // to the coordinator. Here the Service is 127.0.0.1 (see the workers' --coordinator
+  // below), so the coordinator pod runs with that as its host name, in a UTS namespace
+  // of its own: the test depends neither on this machine's name nor on its resolver.
+  const std::string service = "flover-coordinator", service_address = "127.0.0.1";
+  const YAML::Node coordinator_pod = by_kind_name["Deployment/flover-coordinator"]["spec"]["template"]["spec"];
+  EXPECT_EQ(coordinator_pod["hostname"].as<std::string>(""), service) << "the workers could not resolve the pod";
+  std::string no_namespace;
+  std::vector<std::string> coordinator_argv = WithHostName(service_address, no_namespace);
+  if (coordinator_argv.empty()) {
+    // Without namespaces (a container without CAP_SYS_ADMIN), this machine's own name
+    // stands in for the pod's, when it resolves.
+    char host[256] = {};
+    ASSERT_EQ(gethostname(host, sizeof(host) - 1), 0);
+    ASSERT_TRUE(Resolves(host)) << "cannot give the coordinator pod a host name (" << no_namespace
+                                << ") and this machine's name " << host << " does not resolve";
+  }
 
   // The pods' files and ports: the model volume, and free ports for the four endpoints.
   ReplaceAll(cluster_yaml, "/models/", testing::ModelsDir() + "/");
@@ -394,12 +439,13 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
 
   const YAML::Node coordinator_container =
       by_kind_name["Deployment/flover-coordinator"]["spec"]["template"]["spec"]["containers"][0];
-  std::vector<std::string> coordinator_argv = coordinator_container["command"].as<std::vector<std::string>>();
-  ASSERT_FALSE(coordinator_argv.empty());
-  EXPECT_EQ(coordinator_argv[0], "flover-coordinator");
-  coordinator_argv[0] = testing::CoordinatorBinary();
-  for (std::string& a : coordinator_argv)
+  std::vector<std::string> coordinator_command = coordinator_container["command"].as<std::vector<std::string>>();
+  ASSERT_FALSE(coordinator_command.empty());
+  EXPECT_EQ(coordinator_command[0], "flover-coordinator");
+  coordinator_command[0] = testing::CoordinatorBinary();
+  for (std::string& a : coordinator_command)
     if (a == "/etc/flover/cluster.yaml") a = config;
+  coordinator_argv.insert(coordinator_argv.end(), coordinator_command.begin(), coordinator_command.end());
   Result<ChildProcess> coordinator = ChildProcess::Spawn(coordinator_argv, "coordinator pod");
   ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
 
@@ -414,8 +460,10 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
     }
     return RunShell(line);
   };
-  for (auto deadline = std::chrono::steady_clock::now() + 30s; probe("livenessProbe").exit_code != 0;) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the liveness probe never passed";
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;;) {
+    const ShellRun alive = probe("livenessProbe");
+    if (alive.exit_code == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the liveness probe never passed: " << alive.output;
     std::this_thread::sleep_for(100ms);
   }
   const ShellRun not_ready = probe("readinessProbe");  // no worker yet
@@ -429,7 +477,7 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   ASSERT_EQ(worker_args.size(), 1u);
   std::string script = worker_args[0];
   // The Service's DNS name and port, and the image's PATH.
-  ReplaceAll(script, "tcp://flover-coordinator:5556", "tcp://127.0.0.1:" + std::to_string(port_of["5556"]));
+  ReplaceAll(script, "tcp://" + service + ":5556", "tcp://" + service_address + ":" + std::to_string(port_of["5556"]));
   ReplaceAll(script, "exec flover-worker ", "exec " + testing::WorkerBinary() + " ");
   std::vector<ChildProcess> pods;
   for (int ordinal = 0; ordinal < shipped->tensor_parallel; ++ordinal) {
