@@ -184,7 +184,7 @@ std::vector<int> ParseIds(const std::string& s) {
   return ids;
 }
 
-// The README prompts of ../shared/models/stories260K (run.c -t 0 -n 64).
+// The prompts of the stories260K model's README (run.c -t 0 -n 64).
 struct ReadmeCase {
   const char* prompt_ids;
   const char* generated_ids;

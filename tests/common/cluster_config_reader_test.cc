@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tests/common/cluster_config_test_util.h"
+#include "tests/test_paths.h"
 
 namespace flover {
 namespace {
@@ -34,11 +35,16 @@ TEST(ClusterConfigFiles, LocalYaml) {
   EXPECT_EQ(config->endpoints.control, "tcp://127.0.0.1:5556");
   EXPECT_EQ(config->endpoints.plans, "tcp://127.0.0.1:5557");
   EXPECT_EQ(config->endpoints.results, "tcp://127.0.0.1:5558");
-  // ../../shared/models relative to configs/ is <source>/../shared/models.
-  const fs::path models = (fs::absolute(kSourceDir) / ".." / "shared" / "models").lexically_normal();
+  // Without FLOVER_MODELS_DIR: ../models relative to configs/, where
+  // scripts/download-models.sh puts the files by default.
+  const fs::path models = (fs::absolute(kSourceDir) / "models").lexically_normal();
   EXPECT_EQ(config->model.path, (models / "stories260K" / "stories260K.bin").string());
   EXPECT_EQ(config->model.tokenizer, (models / "stories260K" / "tok512.bin").string());
-  EXPECT_TRUE(fs::exists(config->model.path)) << config->model.path;
+  // With it (as the scripts set it), the files are found.
+  ScopedEnv models_dir("FLOVER_MODELS_DIR", flover::testing::ModelsDir().c_str());
+  Result<ClusterConfig> found = LoadClusterConfig(kSourceDir + "/configs/local.yaml");
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_TRUE(fs::exists(found->model.path)) << found->model.path;
   EXPECT_EQ(config->replicas, 1);
   EXPECT_EQ(config->tensor_parallel, 2);
   ASSERT_EQ(config->workers.size(), 2u);

@@ -99,7 +99,7 @@ std::vector<Outcome> RunAll(Engine& engine, const std::vector<RequestParams>& re
   return out;
 }
 
-// The three prompts of ../shared/models/stories260K/README.md: run.c -t 0 -n 64.
+// The three prompts of the stories260K model's README: run.c -t 0 -n 64.
 struct ReadmeCase {
   const char* prompt;
   const char* prompt_ids;
