@@ -61,7 +61,8 @@ class Validator {
     FLOVER_RETURN_IF_ERROR(Devices());
     FLOVER_RETURN_IF_ERROR(KvCache());
     FLOVER_RETURN_IF_ERROR(Scheduler());
-    return Heartbeat();
+    FLOVER_RETURN_IF_ERROR(Heartbeat());
+    return Limits();
   }
 
  private:
@@ -188,6 +189,12 @@ class Validator {
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.batch_window_ms", s.batch_window_ms, 0));
     FLOVER_RETURN_IF_ERROR(AtLeast("scheduler.max_batch", s.max_batch, 1));
     return AtLeast("scheduler.failover_wait_ms", s.failover_wait_ms, 0);
+  }
+
+  Status Limits() const {
+    for (const LimitField& field : kLimitFields)
+      FLOVER_RETURN_IF_ERROR(AtLeast(std::string("limits.") + field.key, c_.limits.*field.value, 1));
+    return Status::Ok();
   }
 
   Status Heartbeat() const {

@@ -13,6 +13,11 @@
 //   scheduler: {policy, max_step_tokens, max_running, max_queued, pipeline_depth,
 //               batch_window_ms, max_batch, failover_wait_ms}
 //   heartbeat: {interval_ms, timeout_ms, step_timeout_ms}
+//   limits:    {max_client_message_bytes, max_worker_message_bytes, max_request_id_bytes,
+//               max_prompt_bytes, max_prompt_tokens, max_stop_ids, max_stop_strings,
+//               max_stop_string_bytes, max_requests_per_client,
+//               max_undelivered_per_client, status_per_client_per_second,
+//               max_client_connections}
 //
 // Validity: every ClusterConfig a process acts on has passed Validate(), the one place
 // that states what a valid config is. The reader calls it, FromProto calls it, and so
@@ -106,6 +111,48 @@ struct HeartbeatSettings {
   bool operator==(const HeartbeatSettings&) const = default;
 };
 
+// What one peer may cost the coordinator and the workers: every size and queue that a
+// peer's messages can grow is bounded here (docs/security.md). Each >= 1.
+struct LimitsSettings {
+  int max_client_message_bytes = 4 << 20;    // a ClientMessage; larger ones drop the connection
+  int max_worker_message_bytes = 256 << 20;  // plans and results carry whole batches
+  int max_request_id_bytes = 256;            // SubmitRequest.client_request_id
+  int max_prompt_bytes = 1 << 20;            // a text prompt
+  int max_prompt_tokens = 1 << 17;           // a prompt of token ids
+  int max_stop_ids = 64;                     // stop token ids of one request
+  int max_stop_strings = 16;                 // stop strings of one request
+  int max_stop_string_bytes = 256;           // each stop string
+  int max_requests_per_client = 256;         // queued or running, per client connection
+  // Replies waiting for a client that does not read them; one more and the client's
+  // requests are cancelled (its memory released).
+  int max_undelivered_per_client = 10000;
+  int status_per_client_per_second = 10;     // status requests answered per connection
+  int max_client_connections = 1024;         // more are refused; workers keep their own way in
+
+  bool operator==(const LimitsSettings&) const = default;
+};
+
+// Each limit under its YAML key (and protobuf field name), in file order: the one list
+// that the reader, the writer, Validate and the wire form go through.
+struct LimitField {
+  const char* key;
+  int LimitsSettings::*value;
+};
+inline constexpr LimitField kLimitFields[] = {
+    {"max_client_message_bytes", &LimitsSettings::max_client_message_bytes},
+    {"max_worker_message_bytes", &LimitsSettings::max_worker_message_bytes},
+    {"max_request_id_bytes", &LimitsSettings::max_request_id_bytes},
+    {"max_prompt_bytes", &LimitsSettings::max_prompt_bytes},
+    {"max_prompt_tokens", &LimitsSettings::max_prompt_tokens},
+    {"max_stop_ids", &LimitsSettings::max_stop_ids},
+    {"max_stop_strings", &LimitsSettings::max_stop_strings},
+    {"max_stop_string_bytes", &LimitsSettings::max_stop_string_bytes},
+    {"max_requests_per_client", &LimitsSettings::max_requests_per_client},
+    {"max_undelivered_per_client", &LimitsSettings::max_undelivered_per_client},
+    {"status_per_client_per_second", &LimitsSettings::status_per_client_per_second},
+    {"max_client_connections", &LimitsSettings::max_client_connections},
+};
+
 struct ClusterConfig {
   std::string source;  // where it came from, for messages ("configs/local.yaml"); may be empty
   std::string name = "flover";  // not empty
@@ -120,6 +167,7 @@ struct ClusterConfig {
   KvCacheSettings kv_cache;
   SchedulerSettings scheduler;
   HeartbeatSettings heartbeat;
+  LimitsSettings limits;
 
   // nullptr when no worker has this (replica, rank).
   const WorkerConfig* FindWorker(int replica, int rank) const;

@@ -5,6 +5,10 @@
 #include <string>
 #include <utility>
 
+#include <google/protobuf/descriptor.h>
+
+#include "common/check.h"
+
 namespace flover {
 namespace {
 
@@ -52,6 +56,18 @@ Status FromWire(const std::array<std::pair<Value, Wire>, N>& table, Wire wire, c
                                     : std::to_string(static_cast<int>(wire)) + " is not a value this build knows");
 }
 
+// Calls fn(field, member) for each limit: its protobuf field (named as its YAML key) and
+// its LimitsSettings member.
+template <typename Message, typename Fn>
+void ForEachLimit(Message* limits, Fn fn) {
+  const google::protobuf::Descriptor* descriptor = limits->GetDescriptor();
+  for (const LimitField& limit : kLimitFields) {
+    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(limit.key);
+    FLOVER_CHECK(field != nullptr && field->type() == google::protobuf::FieldDescriptor::TYPE_INT32);
+    fn(field, limit.value);
+  }
+}
+
 }  // namespace
 
 proto::ClusterConfig ToProto(const ClusterConfig& c) {
@@ -94,6 +110,9 @@ proto::ClusterConfig ToProto(const ClusterConfig& c) {
   m.mutable_heartbeat()->set_interval_ms(c.heartbeat.interval_ms);
   m.mutable_heartbeat()->set_timeout_ms(c.heartbeat.timeout_ms);
   m.mutable_heartbeat()->set_step_timeout_ms(c.heartbeat.step_timeout_ms);
+  ForEachLimit(m.mutable_limits(), [&](const google::protobuf::FieldDescriptor* field, int LimitsSettings::*value) {
+    m.mutable_limits()->GetReflection()->SetInt32(m.mutable_limits(), field, c.limits.*value);
+  });
   return m;
 }
 
@@ -131,6 +150,9 @@ Result<ClusterConfig> FromProto(const proto::ClusterConfig& m) {
   c.heartbeat = {.interval_ms = m.heartbeat().interval_ms(),
                  .timeout_ms = m.heartbeat().timeout_ms(),
                  .step_timeout_ms = m.heartbeat().step_timeout_ms()};
+  ForEachLimit(&m.limits(), [&](const google::protobuf::FieldDescriptor* field, int LimitsSettings::*value) {
+    c.limits.*value = m.limits().GetReflection()->GetInt32(m.limits(), field);
+  });
   FLOVER_RETURN_IF_ERROR(c.Validate());
   return c;
 }

@@ -12,6 +12,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <system_error>
 #include <tuple>
@@ -75,7 +76,7 @@ class ConfigReader {
                              "top level, got " + KindName(root));
     }
     FLOVER_RETURN_IF_ERROR(CheckKeys(root, "", {"cluster", "endpoints", "model", "parallel", "workers",
-                                                "kv_cache", "scheduler", "heartbeat"}));
+                                                "kv_cache", "scheduler", "heartbeat", "limits"}));
     FLOVER_RETURN_IF_ERROR(ReadCluster(root, &config));
     FLOVER_RETURN_IF_ERROR(ReadEndpoints(root, &config.endpoints));
     FLOVER_RETURN_IF_ERROR(ReadModel(root, &config.model));
@@ -84,6 +85,7 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadKvCache(root, &config.kv_cache));
     FLOVER_RETURN_IF_ERROR(ReadScheduler(root, &config.scheduler));
     FLOVER_RETURN_IF_ERROR(ReadHeartbeat(root, &config.heartbeat));
+    FLOVER_RETURN_IF_ERROR(ReadLimits(root, &config.limits));
     // Validate names workers[i] as the file lists them; sort only afterwards.
     FLOVER_RETURN_IF_ERROR(config.Validate());
     std::sort(config.workers.begin(), config.workers.end(), [](const WorkerConfig& a, const WorkerConfig& b) {
@@ -99,6 +101,9 @@ class ConfigReader {
 
   // `map` (a mapping or null) has only `known` keys, each once.
   Status CheckKeys(const YAML::Node& map, const std::string& path, std::initializer_list<const char*> known) {
+    return CheckKeys(map, path, std::span<const char* const>(known.begin(), known.size()));
+  }
+  Status CheckKeys(const YAML::Node& map, const std::string& path, std::span<const char* const> known) {
     if (map.IsNull()) return Status::Ok();
     std::set<std::string> seen;
     for (const auto& entry : map) {
@@ -117,6 +122,10 @@ class ConfigReader {
   // The mapping under `key` of `parent`, checked against `known`; null when absent.
   Result<YAML::Node> Section(const YAML::Node& parent, const std::string& parent_path, const std::string& key,
                              std::initializer_list<const char*> known) {
+    return Section(parent, parent_path, key, std::span<const char* const>(known.begin(), known.size()));
+  }
+  Result<YAML::Node> Section(const YAML::Node& parent, const std::string& parent_path, const std::string& key,
+                             std::span<const char* const> known) {
     const std::string path = Child(parent_path, key);
     YAML::Node node = parent.IsMap() ? parent[key] : YAML::Node();
     if (!node.IsDefined() || node.IsNull()) return YAML::Node(YAML::NodeType::Null);
@@ -314,6 +323,14 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "heartbeat", "interval_ms", &h->interval_ms));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "heartbeat", "timeout_ms", &h->timeout_ms));
     return ReadInt(node, "heartbeat", "step_timeout_ms", &h->step_timeout_ms);
+  }
+
+  Status ReadLimits(const YAML::Node& root, LimitsSettings* l) {
+    std::vector<const char*> keys;
+    for (const LimitField& field : kLimitFields) keys.push_back(field.key);
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "limits", keys));
+    for (const LimitField& field : kLimitFields) FLOVER_RETURN_IF_ERROR(ReadInt(node, "limits", field.key, &(l->*field.value)));
+    return Status::Ok();
   }
 
   const std::string source_;

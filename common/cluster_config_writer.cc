@@ -86,6 +86,10 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "step_timeout_ms" << YAML::Value << config.heartbeat.step_timeout_ms;
   out << YAML::EndMap;
 
+  out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
+  for (const LimitField& field : kLimitFields) out << YAML::Key << field.key << YAML::Value << config.limits.*field.value;
+  out << YAML::EndMap;
+
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -136,6 +136,7 @@ TEST(ClusterConfigDefaults, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(config->kv_cache, KvCacheSettings{});
   EXPECT_EQ(config->scheduler, SchedulerSettings{});
   EXPECT_EQ(config->heartbeat, HeartbeatSettings{});
+  EXPECT_EQ(config->limits, LimitsSettings{});
   EXPECT_EQ(config->scheduler.policy, SchedulerPolicy::kFused);
   EXPECT_EQ(config->scheduler.max_step_tokens, 512);
   EXPECT_EQ(config->scheduler.pipeline_depth, 2);  // plans run ahead of results by default
@@ -263,6 +264,7 @@ TEST(ClusterConfigErrors, UnknownKeys) {
   ExpectError(With("workers:\n  - {replica: 0, rank: 0, gpu: 1}\n"), {"x.yaml: workers[0].gpu: unknown key"});
   ExpectError(With("cluster: {nmae: a}\n"), {"x.yaml: cluster.nmae: unknown key"});
   ExpectError(With("heartbeat: {interval: 5}\n"), {"x.yaml: heartbeat.interval: unknown key"});
+  ExpectError(With("limits: {max_prompt: 5}\n"), {"x.yaml: limits.max_prompt: unknown key", "max_prompt_bytes"});
 }
 
 TEST(ClusterConfigErrors, DuplicateKeys) {
@@ -305,6 +307,10 @@ TEST(ClusterConfigErrors, Numbers) {
   ExpectError(With("heartbeat: {step_timeout_ms: 0}\n"), {"x.yaml: heartbeat.step_timeout_ms: must be >= 1"});
   ExpectError(With("heartbeat: {interval_ms: 500, timeout_ms: 500}\n"),
               {"x.yaml: heartbeat.timeout_ms: 500 must be greater than heartbeat.interval_ms (500)"});
+  ExpectError(With("limits: {max_request_id_bytes: 0}\n"), {"x.yaml: limits.max_request_id_bytes: must be >= 1, got 0"});
+  ExpectError(With("limits: {max_client_connections: -3}\n"),
+              {"x.yaml: limits.max_client_connections: must be >= 1, got -3"});
+  ExpectError(With("limits: {max_stop_ids: many}\n"), {"x.yaml: limits.max_stop_ids:"});
   // Accepted edge values.
   Result<ClusterConfig> ok = Parse("endpoints: {control: tcp://127.0.0.1:5556}\n"
                                    "scheduler: {pipeline_depth: 8, batch_window_ms: 0}\n"

@@ -57,6 +57,8 @@ inline ClusterConfig EveryFieldSet() {
   config.scheduler = {.policy = SchedulerPolicy::kDynamic, .max_step_tokens = 100, .max_running = 7, .max_queued = 9,
                       .pipeline_depth = 3, .batch_window_ms = 0, .max_batch = 5, .failover_wait_ms = 0};
   config.heartbeat = {.interval_ms = 20, .timeout_ms = 21, .step_timeout_ms = 22};
+  int limit = 100;  // each limit a different value, so that a swapped pair shows
+  for (const LimitField& field : kLimitFields) config.limits.*field.value = ++limit;
   return config;
 }
 
