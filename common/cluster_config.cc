@@ -83,7 +83,7 @@ class Validator {
   Status Endpoints() const {
     const EndpointsConfig& e = c_.endpoints;
     const std::pair<const char*, const std::string*> fields[] = {
-        {"client", &e.client}, {"control", &e.control}, {"plans", &e.plans}, {"results", &e.results}};
+        {"client", &e.client}, {"control", &e.control}, {"plans", &e.plans}};
     std::map<std::string, std::string> bound;  // fixed endpoint -> key that binds it
     for (const auto& [key, value] : fields) {
       const std::string path = std::string("endpoints.") + key;

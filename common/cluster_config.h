@@ -5,7 +5,7 @@
 // (cluster_config_proto.h), never as text to parse again.
 //
 //   cluster:   {name}
-//   endpoints: {client, control, plans, results}      ZeroMQ endpoints the coordinator binds
+//   endpoints: {client, control, plans}      ZeroMQ endpoints the coordinator binds
 //   model:     {path, tokenizer, dummy_seed, dtype}
 //   parallel:  {replicas, tensor, cpu_transport}
 //   workers:   [{replica, rank, host, device, threads}, ...]   (optional in YAML)
@@ -45,9 +45,8 @@ namespace flover {
 // free port), ipc://path or inproc://name. The fixed ones are pairwise distinct.
 struct EndpointsConfig {
   std::string client = "tcp://127.0.0.1:*";   // ROUTER: generate, status, bench
-  std::string control;                        // ROUTER: register, rendezvous, heartbeat (required)
+  std::string control;                        // ROUTER: register, rendezvous, heartbeat, step results (required)
   std::string plans = "tcp://127.0.0.1:*";    // PUB: step plans
-  std::string results = "tcp://127.0.0.1:*";  // PULL: step results
 
   bool operator==(const EndpointsConfig&) const = default;
 };

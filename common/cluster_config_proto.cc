@@ -78,7 +78,6 @@ proto::ClusterConfig ToProto(const ClusterConfig& c) {
   e->set_client(c.endpoints.client);
   e->set_control(c.endpoints.control);
   e->set_plans(c.endpoints.plans);
-  e->set_results(c.endpoints.results);
   proto::ModelConfig* model = m.mutable_model();
   model->set_path(c.model.path);
   model->set_tokenizer(c.model.tokenizer);
@@ -122,8 +121,7 @@ Result<ClusterConfig> FromProto(const proto::ClusterConfig& m) {
   c.name = m.name();
   c.endpoints = {.client = m.endpoints().client(),
                  .control = m.endpoints().control(),
-                 .plans = m.endpoints().plans(),
-                 .results = m.endpoints().results()};
+                 .plans = m.endpoints().plans()};
   c.model.path = m.model().path();
   c.model.tokenizer = m.model().tokenizer();
   c.model.dummy_seed = m.model().dummy_seed();

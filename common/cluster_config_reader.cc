@@ -222,13 +222,17 @@ class ConfigReader {
   }
 
   Status ReadEndpoints(const YAML::Node& root, EndpointsConfig* endpoints) {
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node,
-                            Section(root, "", "endpoints", {"client", "control", "plans", "results"}));
+    // A file written for protocol version 2 names a results socket, which is gone.
+    if (const YAML::Node section = root.IsMap() ? root["endpoints"] : YAML::Node();
+        section.IsMap() && section["results"].IsDefined())
+      return Error("endpoints.results",
+                   "step results now travel on the control connection (endpoints.control); there is no results "
+                   "socket any more: delete this key");
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "endpoints", {"client", "control", "plans"}));
     FLOVER_RETURN_IF_ERROR(Required(node, "endpoints", "control"));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "endpoints", "client", &endpoints->client));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "endpoints", "control", &endpoints->control));
-    FLOVER_RETURN_IF_ERROR(ReadString(node, "endpoints", "plans", &endpoints->plans));
-    return ReadString(node, "endpoints", "results", &endpoints->results);
+    return ReadString(node, "endpoints", "plans", &endpoints->plans);
   }
 
   Status ReadModel(const YAML::Node& root, ModelConfig* model) {

@@ -35,7 +35,6 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "client" << YAML::Value << str(config.endpoints.client);
   out << YAML::Key << "control" << YAML::Value << str(config.endpoints.control);
   out << YAML::Key << "plans" << YAML::Value << str(config.endpoints.plans);
-  out << YAML::Key << "results" << YAML::Value << str(config.endpoints.results);
   out << YAML::EndMap;
 
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;

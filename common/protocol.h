@@ -19,7 +19,9 @@ namespace flover {
 
 // 2: RegisterReply carries the cluster config as a ClusterConfig message, no longer as
 // YAML text (config_yaml).
-inline constexpr uint32_t kProtocolVersion = 2;
+// 3: step results travel on the control connection (no results socket); a stop's
+// TokenOutput carries the stop token (-1 before).
+inline constexpr uint32_t kProtocolVersion = 3;
 
 // Serialises with protocol_version set. M is one of the four envelopes (ClientMessage,
 // ServerMessage, WorkerMessage, CoordinatorMessage).

@@ -50,6 +50,20 @@ bool StopsByLength(int n_prompt, int n_generated, int max_tokens, int max_seq_le
   return n_generated >= max_tokens || n_prompt + n_generated - 1 >= max_seq_len;
 }
 
+ModelStops StopsOf(const ModelSpec& spec) {
+  return ModelStops{.max_seq_len = spec.max_seq_len, .bos_id = spec.bos_id, .eos_id = spec.eos_id};
+}
+
+FinishReason FinishAfterSample(int token, const StopParams& stop, int n_prompt, int n_generated,
+                               const ModelStops& model) {
+  const bool end_of_text = token == model.eos_id || token == model.bos_id;
+  if ((end_of_text && !stop.ignore_eos) ||
+      std::find(stop.stop_token_ids.begin(), stop.stop_token_ids.end(), token) != stop.stop_token_ids.end())
+    return FinishReason::kStop;
+  return StopsByLength(n_prompt, n_generated + 1, stop.max_tokens, model.max_seq_len) ? FinishReason::kLength
+                                                                                      : FinishReason::kNone;
+}
+
 int64_t MaxKvPositions(const RequestParams& request, int max_seq_len) {
   const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
   return std::min<int64_t>(n_prompt + request.stop.max_tokens - 1, max_seq_len);

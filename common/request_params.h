@@ -47,8 +47,8 @@ Status ValidateRequest(const RequestParams& request, const ModelSpec& spec);
 
 // The length rule: how far a request may go. Everything that decides when a request
 // stops by length, or how much KV memory it may ever need, asks these two functions
-// (the workers' Sequence and Executor, the coordinator's Scheduler and admission, the
-// in-process Engine).
+// (the finish rule below, the workers' Executor, the coordinator's Scheduler and
+// admission, the in-process Engine).
 //
 // A request with an n_prompt-token prompt that has generated n_generated tokens holds
 // n_prompt + n_generated tokens; its newest token sits at position
@@ -59,6 +59,28 @@ Status ValidateRequest(const RequestParams& request, const ModelSpec& spec);
 // A request that does not stop by length can always take one more step.
 // REQUIRES: n_prompt >= 1, n_generated >= 0, max_tokens >= 1, max_seq_len >= 1.
 bool StopsByLength(int n_prompt, int n_generated, int max_tokens, int max_seq_len);
+
+// What the finish rule needs of the model: its context length and the ids that end a
+// text (ModelSpec's fields of the same names).
+struct ModelStops {
+  int max_seq_len = 0;
+  int bos_id = 1;
+  int eos_id = 2;
+};
+ModelStops StopsOf(const ModelSpec& spec);
+
+// The finish rule: what the token a request just sampled does to it, when it had
+// generated n_generated tokens before. Workers (Sequence) and the coordinator
+// (Scheduler::Apply, which checks the workers' reports against it) both ask this
+// function, so they cannot disagree unless a worker is broken:
+//   kStop   - `token` is EOS or BOS (unless stop.ignore_eos; llama2.c models start the
+//             next document with BOS) or one of stop.stop_token_ids: the request ends
+//             and the token is NOT output;
+//   kLength - otherwise the token is output, and the request stops by length with it:
+//             StopsByLength(n_prompt, n_generated + 1, ...);
+//   kNone   - the token is output and the request goes on.
+FinishReason FinishAfterSample(int token, const StopParams& stop, int n_prompt, int n_generated,
+                               const ModelStops& model);
 
 // The KV positions a request may ever occupy: every token it holds except the last
 // one, which it never computes (it stops first), at the latest when it stops by length:

@@ -91,7 +91,6 @@ Coordinator::Coordinator()
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
       plans_(context_, zmq::socket_type::pub),
-      results_(context_, zmq::socket_type::pull),
       control_monitor_(context_),
       client_monitor_(context_) {}
 
@@ -99,7 +98,7 @@ Coordinator::~Coordinator() { CloseSockets(); }
 
 Status Coordinator::BindAll(const EndpointsConfig& wanted) {
   try {
-    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_}) s->set(zmq::sockopt::linger, 0);
+    for (zmq::socket_t* s : {&client_, &control_, &plans_}) s->set(zmq::sockopt::linger, 0);
     client_.set(zmq::sockopt::maxmsgsize, kMaxClientMessage);
     client_.set(zmq::sockopt::sndhwm, kMaxQueuedPerPeer);
     control_.set(zmq::sockopt::sndhwm, kMaxQueuedPerPeer);
@@ -109,7 +108,6 @@ Status Coordinator::BindAll(const EndpointsConfig& wanted) {
     control_.set(zmq::sockopt::router_mandatory, true);
     control_monitor_.Watch(control_, "control");
     client_monitor_.Watch(client_, "client");
-    results_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
     plans_.set(zmq::sockopt::sndhwm, 100000);
   } catch (const zmq::error_t& e) {
     return Internal(std::string("cannot configure sockets: ") + e.what());
@@ -117,7 +115,6 @@ Status Coordinator::BindAll(const EndpointsConfig& wanted) {
   FLOVER_ASSIGN_OR_RETURN(endpoints_.client, Bind(client_, wanted.client, "client"));
   FLOVER_ASSIGN_OR_RETURN(endpoints_.control, Bind(control_, wanted.control, "control"));
   FLOVER_ASSIGN_OR_RETURN(endpoints_.plans, Bind(plans_, wanted.plans, "plans"));
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.results, Bind(results_, wanted.results, "results"));
   return Status::Ok();
 }
 
@@ -125,7 +122,7 @@ void Coordinator::CloseSockets() {
   try {
     control_monitor_.Close();
     client_monitor_.Close();
-    for (zmq::socket_t* s : {&client_, &control_, &plans_, &results_})
+    for (zmq::socket_t* s : {&client_, &control_, &plans_})
       if (s->handle() != nullptr) s->close();
     context_.close();
   } catch (const zmq::error_t& e) {
@@ -137,9 +134,8 @@ void Coordinator::CloseSockets() {
 
 void Coordinator::Run() {
   const ClusterConfig& config = core_->config();
-  spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}, results {}; {} replica(s) x tensor {}",
-               config.name, endpoints_.client, endpoints_.control, endpoints_.plans, endpoints_.results,
-               config.replicas, config.tensor_parallel);
+  spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}; {} replica(s) x tensor {}", config.name,
+               endpoints_.client, endpoints_.control, endpoints_.plans, config.replicas, config.tensor_parallel);
   for (;;) {
     const Clock::time_point now = Clock::now();
     for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_)
@@ -170,21 +166,20 @@ void Coordinator::Run() {
 }
 
 void Coordinator::PollOnce() {
-  std::array<zmq::pollitem_t, 5> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
+  std::array<zmq::pollitem_t, 4> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_.handle(), 0, ZMQ_POLLIN, 0},
-                                           {results_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_monitor_.handle(), 0, ZMQ_POLLIN, 0},
                                            {client_monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   const Clock::time_point before = Clock::now();
   const Clock::duration until_wake = core_->NextWake(before) - before;
   // Round up so that a wake-up 0.4 ms away does not spin.
   zmq::poll(items, std::chrono::ceil<std::chrono::milliseconds>(std::min<Clock::duration>(until_wake, kMaxPoll)));
-  // Results first: they free blocks and finish requests that new submissions may need.
-  if (items[2].revents & ZMQ_POLLIN) DrainResults(Clock::now());
+  // Workers first: their step results free blocks and finish requests that new
+  // submissions may need.
   if (items[1].revents & ZMQ_POLLIN) DrainControl(Clock::now());
   if (items[0].revents & ZMQ_POLLIN) DrainClient(Clock::now());
-  if ((items[3].revents & ZMQ_POLLIN) && control_monitor_.Drain()) core_->OnWorkerConnectionClosed(Clock::now());
-  if ((items[4].revents & ZMQ_POLLIN) && client_monitor_.Drain()) core_->OnClientConnectionClosed(Clock::now());
+  if ((items[2].revents & ZMQ_POLLIN) && control_monitor_.Drain()) core_->OnWorkerConnectionClosed(Clock::now());
+  if ((items[3].revents & ZMQ_POLLIN) && client_monitor_.Drain()) core_->OnClientConnectionClosed(Clock::now());
   // Replies first, so that the peers they find gone are known before the next plans.
   Flush(Clock::now());
   const Clock::time_point now = Clock::now();
@@ -223,19 +218,6 @@ void Coordinator::DrainControl(Clock::time_point now) {
       core_->OnWorkerMessage(parts[0].to_string(), parts[1].to_string_view(), now);
     } catch (const std::exception& e) {
       spdlog::error("control message: {}", e.what());
-    }
-  }
-}
-
-void Coordinator::DrainResults(Clock::time_point now) {
-  for (int i = 0; i < kMaxDrain; ++i) {
-    zmq::message_t message;
-    if (!results_.recv(message, zmq::recv_flags::dontwait)) return;
-    // A multi-frame message is read frame by frame; the extra frames fail to parse.
-    try {
-      core_->OnResultMessage(message.to_string_view(), now);
-    } catch (const std::exception& e) {
-      spdlog::error("step result: {}", e.what());
     }
   }
 }

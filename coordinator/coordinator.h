@@ -4,10 +4,9 @@
 // One thread, the one in Run(), owns every socket:
 //   client  ROUTER  ClientMessage in, ServerMessage out (submit, cancel, status)
 //   control ROUTER  WorkerMessage in, CoordinatorMessage out (register, ready, store,
-//                   heartbeats, failures)
+//                   heartbeats, failures, and the step results of each replica's rank 0)
 //   plans   PUB     [replica/<i>/][CoordinatorMessage{plan}], and [replica/<i>/] alone
 //                   (a probe of a starting replica's topic)
-//   results PULL    WorkerMessage{step_result} from rank 0 of each replica
 // The loop polls them (and socket monitors that report closed connections) until the
 // core's NextWake(), at most kMaxPoll so that Stop() is noticed; hands every message
 // to the core with the time; calls Tick(); and sends the core's outbox. Both ROUTERs
@@ -67,7 +66,6 @@ class Coordinator {
   void PollOnce();
   void DrainClient(Clock::time_point now);
   void DrainControl(Clock::time_point now);
-  void DrainResults(Clock::time_point now);
   // Sends the core's outbox, then tells it which peers were gone, until it has nothing
   // more to say.
   void Flush(Clock::time_point now);
@@ -85,7 +83,6 @@ class Coordinator {
   zmq::socket_t client_;
   zmq::socket_t control_;
   zmq::socket_t plans_;
-  zmq::socket_t results_;
   DisconnectMonitor control_monitor_;
   DisconnectMonitor client_monitor_;
   std::unique_ptr<CoordinatorCore> core_;

@@ -83,18 +83,6 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<con
   }
 }
 
-void CoordinatorCore::OnResultMessage(std::string_view payload, Clock::time_point now) {
-  Result<proto::WorkerMessage> parsed = Parse<proto::WorkerMessage>(payload);
-  if (!parsed.ok()) {
-    spdlog::warn("results socket: {}; ignored", parsed.status().ToString());
-  } else if (!parsed->has_step_result()) {
-    spdlog::warn("results socket: WorkerMessage without a step_result (body {}); ignored",
-                 static_cast<int>(parsed->body_case()));
-  } else {
-    HandleStepResult(parsed->step_result(), now);
-  }
-}
-
 void CoordinatorCore::OnWorkerConnectionClosed(Clock::time_point now) {
   // Find out whose, by sending: heartbeats every kProbeEvery for a while.
   probe_until_ = now + kProbeFor;
@@ -219,6 +207,7 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now) const {
   s.set_completed(completed_);
   s.set_moved(moved_);
   s.set_abandoned(abandoned_);
+  s.set_rejected_messages(rejected_);
   const LatencyWindow::Summary latency = latency_.Summarize(now);
   proto::LatencySummary* ls = s.mutable_latency();
   ls->set_window_seconds(Seconds(latency_.window()));

@@ -2,9 +2,9 @@
 // sockets, threads or clocks (see common/proto/protocol.md for the protocol).
 //
 // Events go in, each with the time `now`: a client message, a worker message (control
-// socket), a step result (results socket), a connection that closed (a socket monitor
-// saw it, without saying whose), a peer that a send found gone, a stop request, and
-// Tick() for what is due by time. What the core wants sent collects in an Outbox that
+// socket, step results included), a connection that closed (a socket monitor saw it,
+// without saying whose), a peer that a send found gone, a stop request, and Tick() for
+// what is due by time. What the core wants sent collects in an Outbox that
 // the caller takes with TakeOutbox(): the ZeroMQ shell (coordinator.h) sends it, and
 // reports each peer that a send found gone back with On*Unreachable(); tests read it
 // and drive time by hand, so every decision below is a deterministic table test.
@@ -25,7 +25,24 @@
 //    window closes, so a batch forms on time without any other event.
 //  * Steps: for each ready replica with work and fewer than scheduler.pipeline_depth
 //    plans in flight, Scheduler::Schedule() -> a plan in the outbox; each StepResult ->
-//    Scheduler::Apply() -> TokenEvent (stream) and Done to the clients.
+//    Scheduler::Apply() -> TokenEvent (stream) and Done to the clients. The core, not
+//    the workers, decides when a request ends (max_tokens, the context, stop ids, EOS):
+//    a result that disagrees with that rule, lacks an output for a request that sampled
+//    in its plan, or answers a plan that was not published or was answered already
+//    makes the replica unhealthy (Scheduler::Apply says what it checks), as does a token
+//    outside the vocabulary.
+//  * Who may say what: a message is taken only from the connection (ROUTER identity)
+//    that owns it. A step result only from the registered rank 0 of a ready replica,
+//    naming that replica; a WorkerReady or WorkerFailure only from a registered worker,
+//    naming its own replica and rank; StoreSet/Get only from a registered worker (keys
+//    are namespaced by its replica). Anything else from a registered worker, and any
+//    message but register and heartbeat from a connection that is not one, is dropped
+//    and counted (ClusterStatus.rejected_messages), logged at a limited rate. So no one
+//    else can fail a replica, spend its supervisor's restarts, or write into a stream.
+//  * Registration: a rank that is live under another connection is refused (with
+//    `retry`) while that connection answers: the core sends the live worker a heartbeat
+//    at once, and when the send finds it gone (OnWorkerUnreachable) the replica fails and
+//    the rank's next registration is admitted.
 //  * Health (Paranoid Pirate): Heartbeat to every live worker each interval_ms; a
 //    worker silent for timeout_ms (before ready: the startup timeout,
 //    max(timeout_ms, 120 s)), a WorkerFailure, a StepResult with an error, or a plan
@@ -52,8 +69,8 @@
 //    requests in flight run to their end; stopped() turns true once none is left, at
 //    the drain's end, or at a second RequestStop(). Then Shutdown() fails what is still
 //    in flight and tells every live worker to shut down.
-// Malformed client messages get an Error; malformed worker messages are logged and
-// ignored; nothing a peer sends stops the core.
+// Malformed client messages get an Error; malformed worker messages are rejected (as
+// above); nothing a peer sends stops the core.
 //
 // The implementation is in three files: coordinator_core.cc (construction, time,
 // stop, status), coordinator_core_clients.cc (the client API) and
@@ -74,6 +91,7 @@
 #include <vector>
 
 #include "common/cluster_config.h"
+#include "common/log_limiter.h"
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/tokenizer.h"
@@ -108,10 +126,9 @@ class CoordinatorCore {
   // `frames`: the frames of one message on the client socket after the identity (one:
   // a serialized ClientMessage).
   void OnClientMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
-  // A WorkerMessage on the control socket.
+  // A WorkerMessage on the control socket, from the connection `identity` (step results
+  // included).
   void OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now);
-  // A WorkerMessage{step_result} on the results socket.
-  void OnResultMessage(std::string_view payload, Clock::time_point now);
   // Some connection of the control / client socket closed (whose is not known).
   void OnWorkerConnectionClosed(Clock::time_point now);
   void OnClientConnectionClosed(Clock::time_point now);
@@ -186,7 +203,13 @@ class CoordinatorCore {
   // ---- workers
   void HandleRegister(const std::string& identity, const proto::RegisterWorker& reg, Clock::time_point now);
   void HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready, Clock::time_point now);
-  void HandleStepResult(const proto::StepResult& result, Clock::time_point now);
+  // A step result from `sender`, the registered rank 0 of its ready replica.
+  void HandleStepResult(const WorkerSlot& sender, const proto::StepResult& result, Clock::time_point now);
+  // Drops a worker message its sender may not send: counted, logged at a limited rate.
+  void Reject(const std::string& why, Clock::time_point now);
+  // Answers a message from a connection that is no registered live worker: it must
+  // start again and register (Shutdown{replica_failed}).
+  void TellToRegister(const std::string& identity);
   void TryMakeReady(Replica& replica, Clock::time_point now);
   void MarkUnhealthy(Replica& replica, const std::string& reason, Clock::time_point now);
   // A request of the failed replica that `why` describes goes on from the tokens it had
@@ -245,6 +268,9 @@ class CoordinatorCore {
   uint64_t completed_ = 0;
   uint64_t moved_ = 0;      // failovers
   uint64_t abandoned_ = 0;  // requests cancelled because their client left
+  uint64_t rejected_ = 0;   // worker messages dropped (Reject)
+  LogLimiter rejected_log_{10, std::chrono::seconds(1)};
+  LogLimiter refused_log_{10, std::chrono::seconds(1)};  // refused registrations
   LatencyWindow latency_;   // of the requests that finished recently
   Clock::time_point next_heartbeat_{};
   std::multimap<Clock::time_point, uint64_t> deadlines_;  // of requests with timeout_ms; stale entries skipped

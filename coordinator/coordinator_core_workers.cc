@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/block_allocator.h"
+#include "common/log_limiter.h"
 #include "common/protocol.h"
 #include "common/request_params.h"
 
@@ -44,7 +45,7 @@ WorkerSlot* CoordinatorCore::FindWorker(const std::string& identity) {
 void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now) {
   Result<proto::WorkerMessage> message = Parse<proto::WorkerMessage>(payload);
   if (!message.ok()) {
-    spdlog::warn("control socket: {}; ignored", message.status().ToString());
+    Reject("unreadable: " + message.status().ToString(), now);
     return;
   }
   WorkerSlot* slot = FindWorker(identity);
@@ -54,31 +55,41 @@ void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_v
     HandleRegister(identity, message->register_(), now);
     return;
   }
-  if (body == proto::WorkerMessage::kStepResult) {  // normally on the results socket
-    HandleStepResult(message->step_result(), now);
-    return;
-  }
   if (!slot) {
-    // A worker this coordinator does not know: one registered with a coordinator that
-    // has since restarted, or one declared dead. It must start again (exit non-zero, so
-    // that its supervisor restarts it) and register; until then it would wait for
-    // heartbeats that never come. Heartbeats of workers that were just told to shut
-    // down are expected; say less.
-    spdlog::log(body == proto::WorkerMessage::kHeartbeat ? spdlog::level::debug : spdlog::level::warn,
-                "control socket: message (body {}) from a connection that is not a registered live worker; told to "
-                "start again",
-                static_cast<int>(body));
-    proto::CoordinatorMessage m;
-    m.mutable_shutdown()->set_reason(
-        "the coordinator does not know this worker (it restarted, or declared the worker dead); start again to "
-        "register");
-    m.mutable_shutdown()->set_replica_failed(true);
-    SendToWorker(identity, m);
+    // Heartbeats of workers that were just told to shut down, or registered with a
+    // coordinator that has since restarted, are expected: not counted.
+    if (body != proto::WorkerMessage::kHeartbeat)
+      Reject(fmt::format("message (body {}) from a connection that is not a registered live worker",
+                         static_cast<int>(body)),
+             now);
+    TellToRegister(identity);
     return;
   }
   Replica& replica = replicas_[slot->replica];
+  // A message that names a replica and rank must name the sender's own.
+  auto claims_own = [&](int replica_index, int rank, const char* what) {
+    if (replica_index == slot->replica && rank == slot->rank) return true;
+    Reject(fmt::format("{} sends a {} as worker {}/{}", WorkerName(*slot), what, replica_index, rank), now);
+    return false;
+  };
   switch (body) {
-    case proto::WorkerMessage::kReady: HandleReady(*slot, message->ready(), now); break;
+    case proto::WorkerMessage::kStepResult: {
+      const proto::StepResult& result = message->step_result();
+      if (slot->rank != 0 || result.replica() != slot->replica || replica.state() != Replica::State::kReady) {
+        Reject(fmt::format("{} sends a step result ({} {}) for replica {}; only rank 0 of a ready replica sends "
+                           "its results",
+                           WorkerName(*slot), WorkerStateName(slot->state), Replica::StateName(replica.state()),
+                           result.replica()),
+               now);
+        break;
+      }
+      HandleStepResult(*slot, result, now);
+      break;
+    }
+    case proto::WorkerMessage::kReady:
+      if (claims_own(message->ready().replica(), message->ready().rank(), "ready"))
+        HandleReady(*slot, message->ready(), now);
+      break;
     case proto::WorkerMessage::kStoreSet: {
       for (const RendezvousStore::Reply& reply :
            store_.Set(slot->replica, message->store_set().key(), message->store_set().value())) {
@@ -99,18 +110,36 @@ void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_v
       break;
     }
     case proto::WorkerMessage::kHeartbeat:
-      if (message->heartbeat().replica() != slot->replica || message->heartbeat().rank() != slot->rank)
-        spdlog::warn("{} sends heartbeats as replica {} rank {}", WorkerName(*slot), message->heartbeat().replica(),
-                     message->heartbeat().rank());
+      (void)claims_own(message->heartbeat().replica(), message->heartbeat().rank(), "heartbeat");
       break;
     case proto::WorkerMessage::kFailure:
-      MarkUnhealthy(replica, fmt::format("{} failed: {}", WorkerName(*slot), message->failure().message()), now);
+      if (claims_own(message->failure().replica(), message->failure().rank(), "failure"))
+        MarkUnhealthy(replica, fmt::format("{} failed: {}", WorkerName(*slot), message->failure().message()), now);
       break;
-    default:
-      spdlog::warn("control socket: unexpected message (body {}) from {}; ignored", static_cast<int>(body),
-                   WorkerName(*slot));
+    case proto::WorkerMessage::kRegister:
+    case proto::WorkerMessage::BODY_NOT_SET:
+      Reject(fmt::format("{} sends a message without a body", WorkerName(*slot)), now);
       break;
   }
+}
+
+void CoordinatorCore::Reject(const std::string& why, Clock::time_point now) {
+  ++rejected_;
+  if (const std::optional<uint64_t> more = rejected_log_.Allow(now))
+    spdlog::warn("control socket: {}; dropped{}", why, SuppressedSuffix(*more));
+}
+
+void CoordinatorCore::TellToRegister(const std::string& identity) {
+  // A worker this coordinator does not know: one registered with a coordinator that has
+  // since restarted, or one declared dead. It must start again (exit non-zero, so that
+  // its supervisor restarts it) and register; until then it would wait for heartbeats
+  // that never come.
+  proto::CoordinatorMessage m;
+  m.mutable_shutdown()->set_reason(
+      "the coordinator does not know this worker (it restarted, or declared the worker dead); start again to "
+      "register");
+  m.mutable_shutdown()->set_replica_failed(true);
+  SendToWorker(identity, m);
 }
 
 void CoordinatorCore::HandleRegister(const std::string& identity, const proto::RegisterWorker& reg,
@@ -118,8 +147,9 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
   proto::CoordinatorMessage m;
   proto::RegisterReply* reply = m.mutable_register_reply();
   auto reject = [&](const std::string& why, bool retry = false) {
-    spdlog::warn("registration of replica {} rank {} (pid {} on {}) {}: {}", reg.replica(), reg.rank(), reg.pid(),
-                 reg.host(), retry ? "deferred" : "rejected", why);
+    if (const std::optional<uint64_t> more = refused_log_.Allow(now))
+      spdlog::warn("registration of replica {} rank {} (pid {} on {}) {}: {}{}", reg.replica(), reg.rank(), reg.pid(),
+                   reg.host(), retry ? "deferred" : "rejected", why, SuppressedSuffix(*more));
     reply->set_accepted(false);
     reply->set_error(why);
     reply->set_retry(retry);
@@ -138,8 +168,17 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
     return;
   }
   if (slot.live() && slot.identity != identity) {
-    reject(fmt::format("replica {} rank {} is already live (pid {} on {})", slot.replica, slot.rank, slot.pid,
-                       slot.host),
+    // Is the live one still there? A heartbeat now: when the send finds it gone, the
+    // replica fails (OnWorkerUnreachable) and the next registration of this rank is
+    // admitted. While it answers, nobody else takes its place.
+    proto::CoordinatorMessage probe;
+    probe.mutable_heartbeat()->set_replica(slot.replica);
+    probe.mutable_heartbeat()->set_rank(slot.rank);
+    probe.mutable_heartbeat()->set_last_plan_seq(replica.last_plan_seq());
+    SendToWorker(slot.identity, std::move(probe));
+    reject(fmt::format("replica {} rank {} is already live (pid {} on {}); registering again succeeds once that "
+                       "process is gone",
+                       slot.replica, slot.rank, slot.pid, slot.host),
            /*retry=*/true);
     return;
   }
@@ -161,18 +200,13 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
   reply->set_accepted(true);
   *reply->mutable_config() = config_proto_;
   reply->set_plans_endpoint(endpoints_.plans);
-  reply->set_results_endpoint(endpoints_.results);
   reply->set_plan_topic(PlanTopic(slot.replica));
   SendToWorker(identity, m);
 }
 
 void CoordinatorCore::HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready, Clock::time_point now) {
-  if (ready.replica() != slot.replica || ready.rank() != slot.rank) {
-    spdlog::warn("{} reports ready as replica {} rank {}; ignored", WorkerName(slot), ready.replica(), ready.rank());
-    return;
-  }
   if (slot.state != WorkerState::kRegistered) {
-    spdlog::warn("{} reports ready twice; ignored", WorkerName(slot));
+    Reject(fmt::format("{} reports ready twice", WorkerName(slot)), now);
     return;
   }
   slot.state = WorkerState::kReady;
@@ -221,6 +255,8 @@ void CoordinatorCore::TryMakeReady(Replica& replica, Clock::time_point now) {
   sc.max_step_tokens = config_.scheduler.max_step_tokens;
   sc.max_running = config_.scheduler.max_running;
   sc.max_seq_len = spec.max_seq_len;
+  sc.bos_id = spec.bos_id;
+  sc.eos_id = spec.eos_id;
   sc.pipeline_depth = config_.scheduler.pipeline_depth;
   sc.policy = config_.scheduler.policy;
   sc.batch_window = std::chrono::milliseconds(config_.scheduler.batch_window_ms);
@@ -292,19 +328,9 @@ bool CoordinatorCore::Failover(TakenRequest& request, const std::string& why, st
   return true;
 }
 
-void CoordinatorCore::HandleStepResult(const proto::StepResult& result, Clock::time_point now) {
-  if (result.replica() < 0 || result.replica() >= config_.replicas) {
-    spdlog::warn("step result for replica {}, which is not part of this cluster; ignored", result.replica());
-    return;
-  }
-  Replica& replica = replicas_[result.replica()];
-  if (replica.state() != Replica::State::kReady) {
-    spdlog::debug("step result {} for replica {} ({}); ignored", result.seq(), replica.index(),
-                  Replica::StateName(replica.state()));
-    return;
-  }
-  WorkerSlot& rank0 = replica.worker(0);
-  if (rank0.live()) rank0.last_seen = now;
+void CoordinatorCore::HandleStepResult(const WorkerSlot& sender, const proto::StepResult& result,
+                                       Clock::time_point now) {
+  Replica& replica = replicas_[sender.replica];
   if (!result.error().empty()) {
     MarkUnhealthy(replica, fmt::format("step {} failed: {}", result.seq(), result.error()), now);
     return;
@@ -312,15 +338,18 @@ void CoordinatorCore::HandleStepResult(const proto::StepResult& result, Clock::t
   // A token outside the vocabulary means a broken worker (or device): its replica is not
   // to be trusted, and the token must not reach a client or another replica.
   for (const proto::TokenOutput& out : result.outputs()) {
-    if (out.token() < -1 || out.token() >= spec_.vocab_size) {
+    if (out.token() < 0 || out.token() >= spec_.vocab_size) {
       MarkUnhealthy(replica, fmt::format("step {} returned token {} for request {}, outside the vocabulary of {}",
                                          result.seq(), out.token(), out.request_id(), spec_.vocab_size), now);
       return;
     }
   }
+  // A result that cannot be the honest answer to the plan: the replica's workers are
+  // broken, and their requests go on elsewhere from what was delivered.
   Result<AppliedStep> applied = replica.scheduler()->Apply(result);
   if (!applied.ok()) {
-    spdlog::warn("replica {}: {}; ignored", replica.index(), applied.status().message());
+    MarkUnhealthy(replica, fmt::format("{} sent a wrong result: {}", WorkerName(sender), applied.status().message()),
+                  now);
     return;
   }
   replica.OnResult(result.seq(), now, applied->n_generated, result.step_seconds());

@@ -15,8 +15,7 @@ namespace flover {
 std::string EndpointsJson(const EndpointsConfig& endpoints) {
   const nlohmann::json j = {{"client", endpoints.client},
                             {"control", endpoints.control},
-                            {"plans", endpoints.plans},
-                            {"results", endpoints.results}};
+                            {"plans", endpoints.plans}};
   return j.dump() + "\n";
 }
 
@@ -49,7 +48,7 @@ Result<EndpointsConfig> ReadEndpointsFile(const std::string& path) {
   if (!j.is_object()) return Corruption(path + ": not a JSON object");
   EndpointsConfig endpoints;
   for (auto [key, field] : {std::pair{"client", &endpoints.client}, std::pair{"control", &endpoints.control},
-                            std::pair{"plans", &endpoints.plans}, std::pair{"results", &endpoints.results}}) {
+                            std::pair{"plans", &endpoints.plans}}) {
     auto it = j.find(key);
     if (it == j.end() || !it->is_string()) return Corruption(path + ": \"" + key + "\" is missing or not a string");
     *field = it->get<std::string>();

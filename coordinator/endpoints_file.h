@@ -3,7 +3,7 @@
 // ports read back) endpoints:
 //
 //   {"client": "tcp://127.0.0.1:40123", "control": "tcp://127.0.0.1:40124",
-//    "plans": "tcp://127.0.0.1:40125", "results": "tcp://127.0.0.1:40126"}
+//    "plans": "tcp://127.0.0.1:40125"}
 //
 // Written atomically (a temporary file in the same folder, then rename), so a reader
 // never sees a partial file.

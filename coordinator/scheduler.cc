@@ -227,6 +227,7 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
   leaves_.clear();
   resets_.clear();
   int n_step_tokens = 0;
+  InFlightPlan& in_flight = in_flight_.emplace_back(InFlightPlan{plan.seq(), 0, {}});
   for (const Pick& p : picks) {
     SchedRequest* r = p.request;
     if (p.join) {
@@ -244,19 +245,56 @@ std::optional<proto::StepPlan> Scheduler::Schedule(Clock::time_point now) {
     entry->set_n_tokens(p.n_tokens);
     for (size_t i = p.first_new_block; i < r->block_table.size(); ++i) entry->add_new_blocks(r->block_table[i]);
     r->n_computed += p.n_tokens;
-    if (r->n_computed == r->n_tokens()) ++r->n_pending;
+    const bool samples = r->n_computed == r->n_tokens();
+    if (samples) ++r->n_pending;
+    in_flight.entries.emplace_back(r->id, samples);
     n_step_tokens += p.n_tokens;
   }
-  in_flight_.push_back({plan.seq(), n_step_tokens});
+  in_flight.n_tokens = n_step_tokens;
   return plan;
 }
 
+Status Scheduler::Check(const proto::StepResult& result) const {
+  const std::string step = "step " + std::to_string(result.seq());
+  if (in_flight_.empty()) return InvalidArgument("the result of " + step + " arrived with no plan in flight");
+  const InFlightPlan& plan = in_flight_.front();
+  if (result.seq() != plan.seq)
+    return InvalidArgument("the result of " + step + " arrived; expected the result of step " +
+                           std::to_string(plan.seq));
+  // An honest answer has at most one output per entry (none for a stale one).
+  if (result.outputs_size() > static_cast<int>(plan.entries.size()))
+    return InvalidArgument(step + " has " + std::to_string(result.outputs_size()) + " outputs for " +
+                           std::to_string(plan.entries.size()) + " entries");
+  std::vector<uint64_t> answered;
+  for (const proto::TokenOutput& out : result.outputs()) {
+    const uint64_t id = out.request_id();
+    const std::string who = step + ": request " + std::to_string(id);
+    const auto entry = std::find_if(plan.entries.begin(), plan.entries.end(),
+                                    [id](const std::pair<uint64_t, bool>& e) { return e.first == id; });
+    if (entry == plan.entries.end()) return InvalidArgument(who + " has an output but is not in the plan");
+    const auto it = requests_.find(id);
+    if (it == requests_.end()) continue;  // stale: cancelled or finished meanwhile
+    if (!entry->second) return InvalidArgument(who + " has an output, but its entry does not reach a sample");
+    if (std::find(answered.begin(), answered.end(), id) != answered.end())
+      return InvalidArgument(who + " has two outputs");
+    answered.push_back(id);
+    const SchedRequest& r = *it->second;
+    const FinishReason finish = FinishAfterSample(out.token(), r.params.stop, r.n_prompt(),
+                                                  static_cast<int>(r.generated.size()), config_.stops());
+    if (out.finish() != ToProto(finish))
+      return InvalidArgument(who + " sampled token " + std::to_string(out.token()) + " after " +
+                             std::to_string(r.generated.size()) + " generated token(s) and was reported finished '" +
+                             proto::FinishReason_Name(out.finish()) + "'; by its stop conditions it is '" +
+                             FinishReasonName(finish) + "'");
+  }
+  for (const auto& [id, samples] : plan.entries)
+    if (samples && requests_.contains(id) && std::find(answered.begin(), answered.end(), id) == answered.end())
+      return InvalidArgument(step + ": request " + std::to_string(id) + " sampled in it but has no output");
+  return Status::Ok();
+}
+
 Result<AppliedStep> Scheduler::Apply(const proto::StepResult& result) {
-  if (in_flight_.empty())
-    return InvalidArgument("result of plan " + std::to_string(result.seq()) + " arrived with no plan in flight");
-  if (result.seq() != in_flight_.front().seq)
-    return InvalidArgument("result of plan " + std::to_string(result.seq()) + " arrived; expected plan " +
-                           std::to_string(in_flight_.front().seq));
+  FLOVER_RETURN_IF_ERROR(Check(result));
   AppliedStep applied;
   applied.seq = result.seq();
   applied.n_step_tokens = in_flight_.front().n_tokens;
@@ -269,12 +307,13 @@ Result<AppliedStep> Scheduler::Apply(const proto::StepResult& result) {
     }
     SchedRequest* r = it->second.get();
     if (r->n_pending > 0) --r->n_pending;
-    if (out.token() >= 0) {
-      r->generated.push_back(out.token());
+    const FinishReason finish = FromProto(out.finish());  // the rule's (Check)
+    const int token = finish == FinishReason::kStop ? -1 : out.token();
+    if (token >= 0) {
+      r->generated.push_back(token);
       ++applied.n_generated;
     }
-    const FinishReason finish = FromProto(out.finish());
-    applied.events.push_back({r->id, out.token() >= 0 ? out.token() : -1, finish});
+    applied.events.push_back({r->id, token, finish});
     if (finish != FinishReason::kNone) {
       Forget(r);
       requests_.erase(it);

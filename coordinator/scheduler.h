@@ -62,6 +62,7 @@
 #include <optional>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/block_allocator.h"
@@ -83,6 +84,8 @@ struct SchedulerConfig {
   int max_step_tokens = 512;  // tokens computed per step, >= 1
   int max_running = 64;       // requests in the running batch, >= 1
   int max_seq_len = 0;        // the model's context length, >= 1
+  int bos_id = 1;             // the model's end-of-text ids (the finish rule: FinishAfterSample)
+  int eos_id = 2;
   int pipeline_depth = 1;     // plans in flight ahead of results, >= 1
   SchedulerPolicy policy = SchedulerPolicy::kFused;
   Clock::duration batch_window = std::chrono::milliseconds(10);  // dynamic: >= 0
@@ -91,6 +94,7 @@ struct SchedulerConfig {
   // How many requests may run at once under the policy: 1 (sequential),
   // min(max_running, max_batch) (dynamic) or max_running.
   int running_limit() const;
+  ModelStops stops() const { return ModelStops{.max_seq_len = max_seq_len, .bos_id = bos_id, .eos_id = eos_id}; }
 };
 
 // One request as the scheduler sees it.
@@ -121,7 +125,7 @@ struct TakenRequest {
 // What a StepResult did to one request.
 struct RequestEvent {
   uint64_t request_id = 0;
-  int token = -1;  // -1: no token (the request stopped on a stop token)
+  int token = -1;  // -1: no token (the request stopped on a stop token, which is not output)
   FinishReason finish = FinishReason::kNone;
 };
 
@@ -174,8 +178,17 @@ class Scheduler {
   std::optional<Clock::time_point> batch_deadline() const;
 
   // Consumes the result of the oldest plan in flight: appends tokens, retires finished
-  // requests (their blocks are free at once). InvalidArgument (and no change) if
-  // result.seq is not that plan's. Does not look at result.error (the caller does).
+  // requests (their blocks are free at once). The scheduler decides each finish itself
+  // with the finish rule (FinishAfterSample): max_tokens, the context, stop ids and
+  // EOS/BOS (unless ignore_eos); a stop token is not output.
+  // InvalidArgument, and no change at all, when the result cannot be the workers' honest
+  // answer to that plan (the replica's workers are broken): result.seq is not the oldest
+  // plan's; an output for a request the plan did not compute, or whose entry did not
+  // reach a sample, or two for one request; an output whose finish differs from the
+  // rule's; or no output for a request that sampled in the plan and is still here.
+  // Outputs for requests no longer here (cancelled, or finished by an earlier result:
+  // pipelining makes such entries stale) are skipped. Does not look at result.error or
+  // check tokens against the vocabulary (the caller does).
   Result<AppliedStep> Apply(const proto::StepResult& result);
 
   // Forgets everything (the replica failed) and returns every request, oldest first,
@@ -203,7 +216,10 @@ class Scheduler {
   struct InFlightPlan {
     uint64_t seq;
     int n_tokens;
+    std::vector<std::pair<uint64_t, bool>> entries;  // request id, whether it samples
   };
+  // Checks `result` against the oldest plan in flight (see Apply).
+  Status Check(const proto::StepResult& result) const;
 
   // Tokens of `r` that can be computed now; 0 while its pending sample may be its last.
   int Schedulable(const SchedRequest& r) const;

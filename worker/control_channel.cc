@@ -12,9 +12,11 @@ ControlChannel::ControlChannel(zmq::context_t& context, const std::string& endpo
   socket_.connect(endpoint);
 }
 
-Status ControlChannel::Send(const proto::WorkerMessage& message) {
+Status ControlChannel::Send(const proto::WorkerMessage& message) { return SendSerialized(Serialize(message)); }
+
+Status ControlChannel::SendSerialized(std::string_view message) {
   try {
-    socket_.send(zmq::buffer(Serialize(message)), zmq::send_flags::none);
+    socket_.send(zmq::buffer(message), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("control send failed: ") + e.what());
   }

@@ -1,6 +1,7 @@
 // ControlChannel: the worker's DEALER connection to the coordinator's control endpoint
-// (protocol.md). Sends WorkerMessages, receives CoordinatorMessages, and tracks when the
-// coordinator was last heard from (any message counts as a heartbeat).
+// (protocol.md). Sends WorkerMessages (rank 0's step results too: the coordinator takes
+// them only from this registered connection), receives CoordinatorMessages, and tracks
+// when the coordinator was last heard from (any message counts as a heartbeat).
 //
 // It is also the worker's rendezvous KvStore: Set/Get become StoreSet/StoreGet requests
 // answered by the coordinator's store (Gloo keys now, the NCCL unique id later).
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <zmq.hpp>
 
 #include "common/status.h"
@@ -24,6 +26,8 @@ class ControlChannel final : public KvStore {
   ControlChannel(zmq::context_t& context, const std::string& endpoint);
 
   Status Send(const proto::WorkerMessage& message);
+  // A WorkerMessage serialized already (a step result from the compute thread).
+  Status SendSerialized(std::string_view message);
   // The next message within `timeout`, nullopt if none. Malformed messages are errors.
   Result<std::optional<proto::CoordinatorMessage>> Receive(std::chrono::milliseconds timeout);
 

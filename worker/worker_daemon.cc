@@ -89,11 +89,6 @@ Status WorkerDaemon::Register() {
   plans_->set(zmq::sockopt::subscribe, plan_topic_);
   plans_->connect(reply.plans_endpoint());
   plans_endpoint_ = reply.plans_endpoint();
-  if (options_.rank == 0) {
-    results_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::push);
-    results_->set(zmq::sockopt::linger, 1000);
-    results_->connect(reply.results_endpoint());
-  }
   spdlog::info("{}: registered with {} (cluster '{}', TP {})", Name(), options_.coordinator, config_.name,
                config_.tensor_parallel);
   return Status::Ok();
@@ -340,7 +335,12 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
             ReportFailure(frames[1].to_string());
             return finish(kExitFailure);
           }
-          if (results_) results_->send(frames[1], zmq::send_flags::none);
+          // Rank 0's result, on the control connection: the coordinator takes it from
+          // this registered connection only.
+          if (Status s = control_->SendSerialized(frames[1].to_string_view()); !s.ok()) {
+            ReportFailure("cannot send the result of a step: " + s.ToString());
+            return finish(kExitFailure);
+          }
         }
       }
     }

@@ -2,7 +2,7 @@
 // cycle"). Registers with the coordinator, receives the cluster config, loads and shards
 // the model, connects the collectives through the coordinator's rendezvous store, then
 // executes the replica's step plans: every rank runs the same fused forward pass and
-// samples the same tokens; rank 0 pushes the StepResults.
+// samples the same tokens; rank 0 sends the StepResults on its control connection.
 //
 // It stops loudly rather than diverge: a lost plan (sequence gap), an inconsistent plan,
 // or a failed collective makes it report WorkerFailure and exit non-zero.
@@ -10,7 +10,7 @@
 // Two threads (the zguide's pattern): the I/O thread (the caller of Start and Run) owns
 // every TCP socket; it heartbeats, watches the coordinator, and hands plans to the
 // compute thread over an inproc PAIR pipe, which returns serialized StepResults (or a
-// failure). So a step of any length never silences the heartbeats: the coordinator
+// failure) that it sends on the control connection. So a step of any length never silences the heartbeats: the coordinator
 // tells a slow step (heartbeat.step_timeout_ms) from a dead worker (timeout_ms).
 //
 // The backend (model, KV cache, communicator, on the CPU or a GPU) comes from
@@ -91,7 +91,6 @@ class WorkerDaemon {
   zmq::context_t context_;
   std::unique_ptr<ControlChannel> control_;
   std::unique_ptr<zmq::socket_t> plans_;    // SUB
-  std::unique_ptr<zmq::socket_t> results_;  // PUSH (rank 0)
   ClusterConfig config_;
   std::string plan_topic_;
   std::string plans_endpoint_;

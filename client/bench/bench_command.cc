@@ -86,7 +86,6 @@ Result<ClusterConfig> BaseConfig(const BenchOptions& o) {
   config.endpoints.client = AnyPort(config.endpoints.client);
   config.endpoints.control = AnyPort(config.endpoints.control);
   config.endpoints.plans = AnyPort(config.endpoints.plans);
-  config.endpoints.results = AnyPort(config.endpoints.results);
   return config;
 }
 

@@ -48,7 +48,7 @@ class FloverBenchTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(flover::testing::Stories260kBin())) << "missing " << flover::testing::Stories260kBin();
     std::ofstream(Config()) << "cluster: {name: bench-test}\n"
                                "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*',\n"
-                               "            plans: 'tcp://127.0.0.1:*', results: 'tcp://127.0.0.1:*'}\n"
+                               "            plans: 'tcp://127.0.0.1:*'}\n"
                                "model: {path: '"
                             << flover::testing::Stories260kBin()
                             << "'}\n"

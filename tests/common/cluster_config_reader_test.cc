@@ -34,7 +34,6 @@ TEST(ClusterConfigFiles, LocalYaml) {
   EXPECT_EQ(config->endpoints.client, "tcp://127.0.0.1:5555");
   EXPECT_EQ(config->endpoints.control, "tcp://127.0.0.1:5556");
   EXPECT_EQ(config->endpoints.plans, "tcp://127.0.0.1:5557");
-  EXPECT_EQ(config->endpoints.results, "tcp://127.0.0.1:5558");
   // Without FLOVER_MODELS_DIR: ../models relative to configs/, where
   // scripts/download-models.sh puts the files by default.
   const fs::path models = (fs::absolute(kSourceDir) / "models").lexically_normal();
@@ -73,7 +72,6 @@ TEST(ClusterConfigFiles, LocalReplicasYaml) {
   EXPECT_EQ(config->endpoints.client, "tcp://127.0.0.1:5565");
   EXPECT_EQ(config->endpoints.control, "tcp://127.0.0.1:5566");
   EXPECT_EQ(config->endpoints.plans, "tcp://127.0.0.1:5567");
-  EXPECT_EQ(config->endpoints.results, "tcp://127.0.0.1:5568");
   ASSERT_EQ(config->workers.size(), 4u);
   for (int r = 0; r < 2; ++r) {
     for (int k = 0; k < 2; ++k) ASSERT_NE(config->FindWorker(r, k), nullptr) << r << " " << k;
@@ -125,7 +123,6 @@ TEST(ClusterConfigDefaults, MinimalConfigGetsEveryDefault) {
   EXPECT_EQ(config->endpoints.control, "tcp://127.0.0.1:5556");
   EXPECT_EQ(config->endpoints.client, "tcp://127.0.0.1:*");
   EXPECT_EQ(config->endpoints.plans, "tcp://127.0.0.1:*");
-  EXPECT_EQ(config->endpoints.results, "tcp://127.0.0.1:*");
   EXPECT_EQ(config->model.path, "dummy:tiny");
   EXPECT_EQ(config->model.tokenizer, "");
   EXPECT_EQ(config->model.dummy_seed, 0u);
@@ -341,8 +338,12 @@ TEST(ClusterConfigErrors, Endpoints) {
   }
   ExpectError("endpoints: {control: tcp://127.0.0.1:5556, plans: bogus}\nmodel: {path: dummy:tiny}\n",
               {"x.yaml: endpoints.plans: 'bogus' is not a ZeroMQ endpoint"});
-  ExpectError("endpoints: {control: tcp://127.0.0.1:5556, results: tcp://127.0.0.1:5556}\nmodel: {path: dummy:tiny}\n",
-              {"x.yaml: endpoints.results: 'tcp://127.0.0.1:5556' is also endpoints.control"});
+  ExpectError("endpoints: {control: tcp://127.0.0.1:5556, plans: tcp://127.0.0.1:5556}\nmodel: {path: dummy:tiny}\n",
+              {"x.yaml: endpoints.plans: 'tcp://127.0.0.1:5556' is also endpoints.control"});
+  // A file of protocol version 2 names the results socket, which is gone.
+  ExpectError("endpoints: {control: tcp://127.0.0.1:5556, results: tcp://127.0.0.1:5558}\nmodel: {path: dummy:tiny}\n",
+              {"x.yaml: endpoints.results: step results now travel on the control connection (endpoints.control); "
+               "there is no results socket any more: delete this key"});
 }
 
 TEST(ClusterConfigErrors, Workers) {

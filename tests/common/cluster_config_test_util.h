@@ -42,8 +42,7 @@ inline ClusterConfig EveryFieldSet() {
   ClusterConfig config;
   config.source = "derived.yaml";
   config.name = "odd: name # with $HOME and ${X} and 'quotes'";
-  config.endpoints = {.client = "ipc:///tmp/c", .control = "tcp://*:7000", .plans = "inproc://plans",
-                      .results = "tcp://[::1]:7001"};
+  config.endpoints = {.client = "ipc:///tmp/c", .control = "tcp://*:7000", .plans = "tcp://[::1]:7001"};
   config.model = {.path = "/models/a b/m.gguf", .tokenizer = "/models/tok.bin", .dummy_seed = 18446744073709551615ull,
                   .dtype = DType::kF32};
   config.replicas = 2;

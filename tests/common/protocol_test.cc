@@ -136,7 +136,6 @@ TEST(ProtocolTest, ControlPlaneMessagesRoundTrip) {
   rr->mutable_config()->set_name("x");
   rr->mutable_config()->mutable_scheduler()->set_policy(proto::SCHEDULER_POLICY_DYNAMIC);
   rr->set_plans_endpoint("tcp://127.0.0.1:5557");
-  rr->set_results_endpoint("tcp://127.0.0.1:5558");
   rr->set_plan_topic("replica/0/");
   ExpectRoundTrip(reply);
   proto::CoordinatorMessage value;

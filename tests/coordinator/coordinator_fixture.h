@@ -1,6 +1,6 @@
 // The harness of the coordinator shell's tests (coordinator_shell_test.cc): the real
 // Coordinator runs in a thread on tcp://127.0.0.1:* endpoints; scripted fake workers
-// (DEALER + SUB + PUSH) and clients (DEALER) speak flover.proto to it over real ZeroMQ
+// (DEALER + SUB) and clients (DEALER) speak flover.proto to it over real ZeroMQ
 // sockets. Waits are upper bounds for what must happen (kWait, long: only a failing test
 // waits that long); the decisions are tested without sockets (core_harness.h).
 #pragma once
@@ -52,7 +52,7 @@ std::optional<M> RecvOn(zmq::socket_t& socket, milliseconds timeout) {
   return std::move(parsed).value();
 }
 
-// A scripted worker: control DEALER, plans SUB, results PUSH.
+// A scripted worker: control DEALER (which carries its step results too), plans SUB.
 class FakeWorker {
  public:
   FakeWorker(zmq::context_t& context, const EndpointsConfig& endpoints, int replica, int rank)
@@ -70,7 +70,7 @@ class FakeWorker {
   void SendRaw(const std::string& bytes) { control_.send(zmq::buffer(bytes), zmq::send_flags::none); }
   // Closes every connection, as the death of the process would.
   void Disconnect() {
-    for (zmq::socket_t* s : {&control_, &sub_, &push_})
+    for (zmq::socket_t* s : {&control_, &sub_})
       if (s->handle() != nullptr) s->close();
   }
 
@@ -106,7 +106,7 @@ class FakeWorker {
     return m->register_reply();
   }
 
-  // Register, connect SUB/PUSH, report ready.
+  // Register, connect SUB, report ready.
   void Start(const proto::ModelInfo& model = TestModel(), int kv_blocks = 16) {
     const proto::RegisterReply reply = Register();
     ASSERT_TRUE(reply.accepted()) << reply.error();
@@ -119,9 +119,6 @@ class FakeWorker {
     sub_.set(zmq::sockopt::linger, 0);
     sub_.set(zmq::sockopt::subscribe, reply.plan_topic());
     sub_.connect(reply.plans_endpoint());
-    push_ = zmq::socket_t(context_, zmq::socket_type::push);
-    push_.set(zmq::sockopt::linger, 0);
-    push_.connect(reply.results_endpoint());
     // As a real worker: ready only once a probe of the topic shows the subscription is in
     // place (the coordinator probes a starting replica's topic every 10 ms).
     const auto deadline = SteadyClock::now() + kWait;
@@ -152,16 +149,15 @@ class FakeWorker {
     return m->plan();
   }
 
-  void PushRaw(const std::string& bytes) { push_.send(zmq::buffer(bytes), zmq::send_flags::none); }
-
+  // A step result, on the control connection (as rank 0 sends them).
   void Push(proto::StepResult result) {
     result.set_replica(replica_);
     proto::WorkerMessage m;
     *m.mutable_step_result() = std::move(result);
-    push_.send(zmq::buffer(Serialize(m)), zmq::send_flags::none);
+    Send(std::move(m));
   }
 
-  // Pushes the result of `plan` with the given (request id, token, finish) outputs.
+  // Sends the result of `plan` with the given (request id, token, finish) outputs.
   void Answer(const proto::StepPlan& plan, const Outputs& outs) { Push(ResultOf(plan, outs)); }
 
  private:
@@ -170,7 +166,6 @@ class FakeWorker {
   const int rank_;
   zmq::socket_t control_;
   zmq::socket_t sub_;
-  zmq::socket_t push_;
   int heartbeats_received_ = 0;
   bool registered_ = false;
 };

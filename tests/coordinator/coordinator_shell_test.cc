@@ -12,16 +12,18 @@ using namespace coordinator_testing;
 
 TEST_F(CoordinatorTest, EndpointsAreResolved) {
   Start();
-  for (const std::string* e : {&endpoints_.client, &endpoints_.control, &endpoints_.plans, &endpoints_.results}) {
+  for (const std::string* e : {&endpoints_.client, &endpoints_.control, &endpoints_.plans}) {
     EXPECT_EQ(e->rfind("tcp://127.0.0.1:", 0), 0u) << *e;
     EXPECT_EQ(e->find('*'), std::string::npos) << *e;
   }
 }
 
 // A request's path through every socket: Submit in on the client ROUTER, the plans out
-// on the PUB under the replica's topic, the results in on the PULL, tokens and Done out
-// on the client ROUTER. (What the plans and replies contain is the core's, tested in
-// core_client_api_test.cc.)
+// on the PUB under the replica's topic, the results in on the control ROUTER from the
+// worker's own connection, tokens and Done out on the client ROUTER. A result sent by
+// another connection (one that never registered) goes nowhere: the client gets the
+// worker's tokens only. (What the plans and replies contain is the core's, tested in
+// core_client_api_test.cc and core_results_test.cc.)
 TEST_F(CoordinatorTest, ARequestTravelsThroughEverySocket) {
   Start();
   FakeWorker& w = AddWorker();
@@ -33,6 +35,13 @@ TEST_F(CoordinatorTest, ARequestTravelsThroughEverySocket) {
   std::optional<proto::StepPlan> plan = ExpectPlan(w);  // checks the topic
   ASSERT_TRUE(plan.has_value());
   EXPECT_EQ(plan->seq(), 1u);
+  FakeWorker& stranger = AddWorker();
+  Silence(stranger);
+  stranger.Answer(*plan, {{id, 66, proto::FINISH_NONE}});
+  // Read once the coordinator told it to register (it does not know the connection).
+  std::optional<proto::CoordinatorMessage> told = stranger.RecvControl(kWait);
+  ASSERT_TRUE(told && told->has_shutdown());
+  EXPECT_EQ(GetStatus(c).rejected_messages(), 1u);
   w.Answer(*plan, {{id, 20, proto::FINISH_NONE}});
   plan = ExpectPlan(w);
   ASSERT_TRUE(plan.has_value());

@@ -8,8 +8,7 @@ namespace flover::coordinator_testing {
 ClusterConfig TestConfig(const Options& o) {
   std::string yaml =
       "cluster: {name: coordinator-test}\n"
-      "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*', plans: 'tcp://127.0.0.1:*',"
-      " results: 'tcp://127.0.0.1:*'}\n"
+      "endpoints: {client: 'tcp://127.0.0.1:*', control: 'tcp://127.0.0.1:*', plans: 'tcp://127.0.0.1:*'}\n"
       "model: {path: 'dummy:test'" +
       (o.tokenizer.empty() ? std::string() : ", tokenizer: '" + o.tokenizer + "'") +
       "}\n"

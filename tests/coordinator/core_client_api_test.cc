@@ -90,7 +90,7 @@ TEST_F(CoreTest, WithoutStreamOnlyDoneArrives) {
   w.Answer(*plan, {{id, 30, proto::FINISH_NONE}});
   plan = ExpectPlan(w);
   ASSERT_TRUE(plan.has_value());
-  w.Answer(*plan, {{id, -1, proto::FINISH_STOP}});
+  w.Answer(*plan, {{id, 2, proto::FINISH_STOP}});  // EOS (TestModel), not output
   proto::ServerMessage m = Reply(c);
   ASSERT_TRUE(m.has_done()) << m.DebugString();
   EXPECT_EQ(m.done().finish_reason(), proto::FINISH_STOP);

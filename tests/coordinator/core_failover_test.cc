@@ -18,9 +18,9 @@ TEST_F(CoreTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
   w1.Start();
   ASSERT_EQ(ReplicaState(c, 1), "ready");
   ASSERT_EQ(ReplicaState(c, 0), "ready");
-  c.Submit("a", {1, 2}, 10);
+  c.Submit("a", {1, 2}, 2);
   const uint64_t a = ExpectAccepted(c, "a", /*replica=*/0);
-  c.Submit("b", {1, 2}, 10);
+  c.Submit("b", {1, 2}, 2);
   const uint64_t b = ExpectAccepted(c, "b", /*replica=*/1);  // least loaded
   std::optional<proto::StepPlan> p0 = ExpectPlan(w0);
   std::optional<proto::StepPlan> p1 = ExpectPlan(w1);

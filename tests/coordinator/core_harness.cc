@@ -74,17 +74,11 @@ std::optional<proto::StepPlan> SimWorker::TryPlan() {
   return plan;
 }
 
-void SimWorker::PushRaw(const std::string& bytes) {
-  if (gone_) return;
-  sim_.core().OnResultMessage(bytes, sim_.now());
-  sim_.AfterEvent();
-}
-
-void SimWorker::Push(proto::StepResult result) {
-  result.set_replica(replica_);
+void SimWorker::Push(proto::StepResult result, std::optional<int> as_replica) {
+  result.set_replica(as_replica.value_or(replica_));
   proto::WorkerMessage m;
   *m.mutable_step_result() = std::move(result);
-  PushRaw(Serialize(m));
+  Send(std::move(m));
 }
 
 void SimWorker::Answer(const proto::StepPlan& plan, const Outputs& outs) { Push(ResultOf(plan, outs)); }
@@ -130,7 +124,6 @@ SimCoordinator::SimCoordinator(const Options& options) : now_(Clock::time_point(
   bound.client = "tcp://127.0.0.1:1001";
   bound.control = "tcp://127.0.0.1:1002";
   bound.plans = "tcp://127.0.0.1:1003";
-  bound.results = "tcp://127.0.0.1:1004";
   Result<std::unique_ptr<CoordinatorCore>> core =
       CoordinatorCore::Create(TestConfig(options), bound, options.drain, now_);
   FLOVER_CHECK(core.ok()) << core.status().ToString();
@@ -333,6 +326,8 @@ void CoreTest::ExpectLeaveAndJoin(const proto::StepPlan& plan, uint64_t leave, u
 
 void CoreTest::ReportFailure(SimWorker& w, const std::string& message) {
   proto::WorkerMessage failure;
+  failure.mutable_failure()->set_replica(w.replica());
+  failure.mutable_failure()->set_rank(w.rank());
   failure.mutable_failure()->set_message(message);
   w.Send(failure);
 }

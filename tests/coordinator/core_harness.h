@@ -8,8 +8,9 @@
 // lets the live workers heartbeat, so every test is deterministic under any load.
 //
 // The tests are in core_client_api_test.cc (the client API), core_health_test.cc
-// (workers, health), core_failover_test.cc and core_stop_test.cc (stopping; clients
-// that leave).
+// (workers, health), core_failover_test.cc, core_stop_test.cc (stopping; clients that
+// leave) and core_results_test.cc (who may send step results, what they must say, who
+// may take a live rank's place).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -39,7 +40,9 @@ constexpr milliseconds kQuiet = 250ms;     // how long "nothing happens" is watc
 
 class SimCoordinator;
 
-// A scripted worker: its control connection, its plan subscription, its result pushes.
+// A scripted worker: its control connection (which carries its step results too) and its
+// plan subscription. A SimWorker that never registers plays a stranger on the control
+// socket.
 class SimWorker {
  public:
   SimWorker(SimCoordinator& sim, std::string identity, int replica, int rank)
@@ -58,6 +61,10 @@ class SimWorker {
   // Closes every connection, as the death of the process would: the core hears of a
   // closed control connection, and of this worker when it next sends to it.
   void Disconnect();
+  // The process is gone, but the core has not heard of the closed connection yet (its
+  // socket monitor's event comes after the messages read in the same turn): it finds
+  // out when it next sends to this worker.
+  void Vanish() { gone_ = true; }
 
   void SendRegister(int replica, int rank);
   // A heartbeat, once registered (as a real worker's).
@@ -72,9 +79,10 @@ class SimWorker {
   void Ready(const proto::ModelInfo& model, int kv_blocks);
 
   std::optional<proto::StepPlan> TryPlan();
-  void PushRaw(const std::string& bytes);
-  void Push(proto::StepResult result);
-  // Pushes the result of `plan` with the given (request id, token, finish) outputs.
+  // Sends a step result on the control connection (its replica: this worker's, unless
+  // `as_replica` says otherwise).
+  void Push(proto::StepResult result, std::optional<int> as_replica = std::nullopt);
+  // Sends the result of `plan` with the given (request id, token, finish) outputs.
   void Answer(const proto::StepPlan& plan, const Outputs& outs);
 
  private:
@@ -203,6 +211,7 @@ class CoreTest : public ::testing::Test {
   static proto::ClientMessage TextSubmit(const std::string& id, const std::string& text);
   // The plan drops request `leave` (its KV blocks freed) and admits request `join`.
   static void ExpectLeaveAndJoin(const proto::StepPlan& plan, uint64_t leave, uint64_t join);
+  // A WorkerFailure from `w`, naming its own replica and rank.
   static void ReportFailure(SimWorker& w, const std::string& message);
 
   std::unique_ptr<SimCoordinator> sim_;

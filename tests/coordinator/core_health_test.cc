@@ -17,7 +17,6 @@ TEST_F(CoreTest, RegisterReplyCarriesConfigEndpointsAndTopic) {
   const proto::RegisterReply reply = w.Register();
   ASSERT_TRUE(reply.accepted()) << reply.error();
   EXPECT_EQ(reply.plans_endpoint(), sim().core().endpoints().plans);
-  EXPECT_EQ(reply.results_endpoint(), sim().core().endpoints().results);
   EXPECT_EQ(reply.plan_topic(), "replica/0/");
   ASSERT_TRUE(reply.has_config());
   Result<ClusterConfig> config = FromProto(reply.config());
@@ -74,10 +73,11 @@ TEST_F(CoreTest, MalformedWorkerMessagesAreIgnoredAndUnknownWorkersToldToStartAg
   EXPECT_EQ(ReplicaState(c, 0), "ready");
 }
 
-// Whatever a worker (or anything else that reaches the control and results sockets)
-// sends — random bytes, step results for any replica, sequence number, request, token
-// and finish reason, and any control message — the coordinator goes on, and no client
-// ever receives a token outside the vocabulary.
+// Whatever a worker (or anything else that reaches the control socket) sends — random
+// bytes, step results for any replica, sequence number, request, token and finish
+// reason, and any control message — the coordinator goes on, and no client ever
+// receives a token outside the vocabulary, more than max_tokens tokens, or a token after
+// a stop (EOS or BOS: TestModel's 2 and 1).
 TEST_F(CoreTest, RandomWorkerMessagesNeverStopTheCoordinator) {
   Start();
   SimWorker& w = AddWorker();
@@ -92,9 +92,18 @@ TEST_F(CoreTest, RandomWorkerMessagesNeverStopTheCoordinator) {
     return s;
   };
   for (int i = 0; i < 8; ++i) c.Submit(std::string("r") + std::to_string(i), {1, 2, 3}, 20, /*stream=*/true);
+  SimClient& watcher = AddClient();
+  int restarts = 0;
   for (int i = 0; i < 1500; ++i) {
+    // A wrong result fails the replica: start its worker again, to go on testing a ready one.
+    if (i % 50 == 0 && ReplicaState(watcher, 0) != "ready") {
+      while (w.RecvControl()) {  // what it was told meanwhile (to shut down, to register)
+      }
+      w.Start();
+      ++restarts;
+    }
     switch (rng() % 4) {
-      case 0: w.PushRaw(bytes()); break;
+      case 0: w.SendRaw(bytes()); break;
       case 1: {
         proto::WorkerMessage m;
         proto::StepResult* r = m.mutable_step_result();
@@ -107,7 +116,7 @@ TEST_F(CoreTest, RandomWorkerMessagesNeverStopTheCoordinator) {
           o->set_finish(static_cast<proto::FinishReason>(any(0, 7)));
         }
         if (rng() % 50 == 0) r->set_error("random failure");
-        w.PushRaw(Serialize(m));
+        w.SendRaw(Serialize(m));
         break;
       }
       case 2: w.SendRaw(bytes()); break;
@@ -134,15 +143,22 @@ TEST_F(CoreTest, RandomWorkerMessagesNeverStopTheCoordinator) {
     }
   }
   // Still there, and every token a client got is in the vocabulary.
-  SimClient& watcher = AddClient();
   const proto::ClusterStatus s = GetStatus(watcher);
   EXPECT_EQ(s.replicas_size(), 1);
+  EXPECT_GT(restarts, 0) << "random results are wrong results";
+  EXPECT_GT(s.rejected_messages(), 0u);
+  std::map<std::string, int> streamed;  // tokens per request
   while (std::optional<proto::ServerMessage> m = c.TryRecv()) {
     std::vector<int> tokens;
-    if (m->has_token()) tokens.assign(m->token().tokens().begin(), m->token().tokens().end());
+    if (m->has_token()) {
+      tokens.assign(m->token().tokens().begin(), m->token().tokens().end());
+      streamed[m->token().client_request_id()] += m->token().tokens_size();
+    }
     if (m->has_done()) tokens.assign(m->done().tokens().begin(), m->done().tokens().end());
-    for (int token : tokens) EXPECT_TRUE(token >= 0 && token < 512) << token;
+    for (int token : tokens) EXPECT_TRUE(token >= 0 && token < 512 && token != 1 && token != 2) << token;
+    EXPECT_LE(tokens.size(), 20u);
   }
+  for (const auto& [id, n] : streamed) EXPECT_LE(n, 20) << id;
 }
 
 TEST_F(CoreTest, SilentWorkerFailsItsRequestsNoClientHangs) {
@@ -343,7 +359,7 @@ TEST_F(CoreTest, ReplicaBecomesReadyOnlyWhenAllRanksAgree) {
   r1.Start(TestModel(), 8);
   ASSERT_EQ(ReplicaState(c, 0), "ready");
   EXPECT_EQ(GetStatus(c).replicas(0).kv_blocks_total(), 8);  // the smallest pool
-  // Only rank 0 pushes results, but both receive every plan.
+  // Only rank 0 sends results, but both receive every plan.
   c.Submit("tp", {1, 2}, 1);
   const uint64_t id = ExpectAccepted(c, "tp");
   std::optional<proto::StepPlan> p0 = ExpectPlan(r0);

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -28,8 +29,8 @@ constexpr int kEos = 2;
 constexpr int kBos = 1;
 
 // The worker side: keeps each request's tokens, KV progress and block table, samples
-// scripted tokens (default 100 + index of the generated token) and applies the stop
-// rules of worker/engine/sequence.cc (EOS/BOS, and StopsByLength).
+// scripted tokens (default 100 + index of the generated token) and applies the finish
+// rule (FinishAfterSample: EOS/BOS, stop ids, and StopsByLength) as workers do.
 class FakeExecutor {
  public:
   FakeExecutor(int block_size, int n_blocks, int max_seq_len)
@@ -97,18 +98,12 @@ class FakeExecutor {
                           : 100 + n_generated;
     proto::TokenOutput* out = result->add_outputs();
     out->set_request_id(id);
-    if ((token == kEos || token == kBos) && !s.stop.ignore_eos) {
-      out->set_token(-1);
-      out->set_finish(proto::FINISH_STOP);
-      seqs_.erase(id);
-      return;
-    }
     out->set_token(token);
-    s.tokens.push_back(token);
-    if (StopsByLength(s.n_prompt, static_cast<int>(s.tokens.size()) - s.n_prompt, s.stop.max_tokens, max_seq_len_)) {
-      out->set_finish(proto::FINISH_LENGTH);
-      seqs_.erase(id);
-    }
+    const FinishReason finish =
+        FinishAfterSample(token, s.stop, s.n_prompt, n_generated, ModelStops{max_seq_len_, kBos, kEos});
+    out->set_finish(ToProto(finish));
+    if (finish != FinishReason::kStop) s.tokens.push_back(token);
+    if (finish != FinishReason::kNone) seqs_.erase(id);
   }
 
   void CheckBlocksDisjoint() const {
@@ -458,12 +453,68 @@ TEST_F(SchedulerTest, ResultOfTheWrongPlanIsRejectedWithoutChange) {
   wrong.set_seq(7);
   Result<AppliedStep> applied = scheduler_->Apply(wrong);
   ASSERT_FALSE(applied.ok());
-  EXPECT_NE(applied.status().message().find("expected plan 1"), std::string::npos) << applied.status().message();
+  EXPECT_NE(applied.status().message().find("expected the result of step 1"), std::string::npos)
+      << applied.status().message();
   EXPECT_EQ(scheduler_->n_in_flight(), 1);
   EXPECT_TRUE(scheduler_->Find(1)->generated.empty());
   wrong.set_seq(1);
   EXPECT_TRUE(scheduler_->Apply(wrong).ok());
   EXPECT_EQ(scheduler_->Find(1)->generated.size(), 1u);
+}
+
+// The scheduler decides when a request ends (FinishAfterSample), and takes nothing from
+// a result that cannot be the workers' honest answer to the plan: no token of it is
+// kept, so a request moved elsewhere goes on from what its client got.
+TEST_F(SchedulerTest, ResultsThatCannotAnswerThePlanAreRejectedWithoutChange) {
+  struct Row {
+    const char* what;
+    std::function<void(proto::StepResult*)> edit;  // of the honest result: request 1 samples 100, request 2 does not sample
+    const char* error;
+  };
+  const std::vector<Row> rows = {
+      {"no output for a request that sampled", [](proto::StepResult* r) { r->clear_outputs(); },
+       "request 1 sampled in it but has no output"},
+      {"an output for a request not in the plan",
+       [](proto::StepResult* r) { r->mutable_outputs(0)->set_request_id(3); }, "request 3 has an output but is not in the plan"},
+      {"an output for an entry that does not sample",
+       [](proto::StepResult* r) { r->mutable_outputs(0)->set_request_id(2); },
+       "request 2 has an output, but its entry does not reach a sample"},
+      {"two outputs for one request", [](proto::StepResult* r) { *r->add_outputs() = r->outputs(0); },
+       "request 1 has two outputs"},
+      {"past max_tokens", [](proto::StepResult* r) { r->mutable_outputs(0)->set_finish(proto::FINISH_NONE); },
+       "request 1 sampled token 100 after 0 generated token(s) and was reported finished 'FINISH_NONE'; by its stop "
+       "conditions it is 'length'"},
+      {"past EOS",
+       [](proto::StepResult* r) {
+         r->mutable_outputs(0)->set_token(kEos);
+         r->mutable_outputs(0)->set_finish(proto::FINISH_LENGTH);
+       },
+       "it is 'stop'"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.what);
+    Init(Config(4, 8, /*max_step_tokens=*/6, 4));
+    scheduler_->Add(1, Prompt(2, /*max_tokens=*/1));
+    scheduler_->Add(2, Prompt(8, 3));  // 4 of its 8 tokens in this step: no sample
+    std::optional<proto::StepPlan> plan = scheduler_->Schedule();
+    ASSERT_TRUE(plan.has_value());
+    ASSERT_EQ(plan->entries_size(), 2);
+    const proto::StepResult honest = executor_->Execute(*plan);
+    ASSERT_EQ(honest.outputs_size(), 1);
+    ASSERT_EQ(honest.outputs(0).finish(), proto::FINISH_LENGTH);
+    proto::StepResult wrong = honest;
+    row.edit(&wrong);
+    Result<AppliedStep> applied = scheduler_->Apply(wrong);
+    ASSERT_FALSE(applied.ok());
+    EXPECT_EQ(applied.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(applied.status().message().find(row.error), std::string::npos) << applied.status().message();
+    EXPECT_EQ(scheduler_->n_in_flight(), 1);
+    ASSERT_NE(scheduler_->Find(1), nullptr);
+    EXPECT_TRUE(scheduler_->Find(1)->generated.empty());
+    applied = scheduler_->Apply(honest);
+    ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+    EXPECT_EQ(scheduler_->Find(1), nullptr) << "finished by length";
+  }
 }
 
 TEST_F(SchedulerTest, StopTokenFinishesWithoutAToken) {

@@ -50,7 +50,7 @@ class Replica {
       EXPECT_TRUE(s.ok()) << s.ToString();
       if (!s.ok()) break;
       for (const ExecOutput& o : outputs)
-        if (o.token >= 0) tokens.push_back(o.token);
+        if (o.finish != FinishReason::kStop) tokens.push_back(o.token);
     }
     return tokens;
   }

@@ -243,7 +243,7 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   const int control_port = FreePort();
   ASSERT_GT(control_port, 0);
   std::ofstream(config) << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:" << control_port
-                        << "\n  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
+                        << "\n  plans: tcp://127.0.0.1:*\n"
                         << "model:\n  path: " << testing::Stories260kBin() << "\n  tokenizer: " << testing::Tok512Bin()
                         << "\nparallel: {replicas: 1, tensor: 2}\n"
                         << "heartbeat: {interval_ms: 100, timeout_ms: 30000}\n"
@@ -400,10 +400,10 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   for (const YAML::Node& port : by_kind_name["Service/flover-coordinator"]["spec"]["ports"]) {
     const std::string name = port["name"].as<std::string>();
     const int number = port["port"].as<int>();
+    ASSERT_TRUE(name == "client" || name == "control" || name == "plans") << "Service port " << name;
     const std::string& endpoint = name == "client"    ? shipped->endpoints.client
                                   : name == "control" ? shipped->endpoints.control
-                                  : name == "plans"   ? shipped->endpoints.plans
-                                                      : shipped->endpoints.results;
+                                                      : shipped->endpoints.plans;
     EXPECT_EQ(endpoint, "tcp://*:" + std::to_string(number)) << "Service port " << name;
   }
 
@@ -426,10 +426,10 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
                                 << ") and this machine's name " << host << " does not resolve";
   }
 
-  // The pods' files and ports: the model volume, and free ports for the four endpoints.
+  // The pods' files and ports: the model volume, and free ports for the three endpoints.
   ReplaceAll(cluster_yaml, "/models/", testing::ModelsDir() + "/");
   std::map<std::string, int> port_of;  // "5556" -> a free port
-  for (const std::string p : {"5555", "5556", "5557", "5558"}) {
+  for (const std::string p : {"5555", "5556", "5557"}) {
     port_of[p] = FreePort();
     ASSERT_GT(port_of[p], 0);
     ReplaceAll(cluster_yaml, "tcp://*:" + p, "tcp://*:" + std::to_string(port_of[p]));

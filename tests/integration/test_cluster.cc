@@ -26,7 +26,7 @@ std::string ClusterYaml(const TestClusterOptions& o) {
   std::ostringstream yaml;
   yaml << "cluster:\n  name: test\n"
        << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
-       << "  plans: tcp://127.0.0.1:*\n  results: tcp://127.0.0.1:*\n"
+       << "  plans: tcp://127.0.0.1:*\n"
        << "model:\n  path: " << o.model << "\n";
   if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
   yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel

@@ -92,7 +92,6 @@ TEST(WorkerRegisterTest, ABadConfigFromTheCoordinatorIsAClearError) {
     reply.set_accepted(true);
     *reply.mutable_config() = ValidConfig();
     reply.set_plans_endpoint("tcp://127.0.0.1:1");
-    reply.set_results_endpoint("tcp://127.0.0.1:2");
     reply.set_plan_topic("replica/0/");
     mutate(reply);
     const Status status = StartAgainst(reply);

@@ -13,6 +13,8 @@ SchedulerConfig SchedulerConfigFor(const ForwardBackend& backend, const EngineCo
   s.max_step_tokens = config.max_step_tokens;
   s.max_running = config.max_running;
   s.max_seq_len = backend.spec().max_seq_len;
+  s.bos_id = backend.spec().bos_id;
+  s.eos_id = backend.spec().eos_id;
   s.pipeline_depth = config.pipeline_depth;
   s.policy = config.policy;
   s.batch_window = config.batch_window;

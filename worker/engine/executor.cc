@@ -122,7 +122,7 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
     Sequence* seq = sampled_[j];
     const FinishReason reason = seq->Append(next_tokens_[j], spec());
     seq->finish = reason;
-    outputs->push_back(ExecOutput{seq->id, reason == FinishReason::kStop ? -1 : next_tokens_[j], reason});
+    outputs->push_back(ExecOutput{seq->id, next_tokens_[j], reason});
   }
   return Status::Ok();
 }

@@ -30,13 +30,9 @@ struct Sequence {
   int n_generated() const { return static_cast<int>(tokens.size()) - n_prompt; }
   int n_uncomputed() const { return static_cast<int>(tokens.size()) - n_computed; }
 
-  // Takes the sampled `token`. Returns kNone to go on, or why the sequence ends:
-  //   kStop   - EOS, BOS (llama2.c models start the next document with BOS) or a stop
-  //             token id was sampled (not ignored by ignore_eos for stop_token_ids);
-  //             the stop token is NOT appended to the output;
-  //   kLength - StopsByLength (request_params.h): max_tokens generated, or the newest
-  //             token has no position within max_seq_len.
-  // The token is appended in every case but kStop.
+  // Takes the sampled `token`: returns kNone to go on, or why the sequence ends, by the
+  // finish rule (FinishAfterSample, request_params.h). The token is appended in every
+  // case but kStop.
   FinishReason Append(int token, const ModelSpec& spec);
 };
 
