@@ -224,7 +224,7 @@ class ConfigReader {
   Status ReadEndpoints(const YAML::Node& root, EndpointsConfig* endpoints) {
     // A file written for protocol version 2 names a results socket, which is gone.
     if (const YAML::Node section = root.IsMap() ? root["endpoints"] : YAML::Node();
-        section.IsMap() && section["results"].IsDefined())
+        section.IsDefined() && section.IsMap() && section["results"].IsDefined())
       return Error("endpoints.results",
                    "step results now travel on the control connection (endpoints.control); there is no results "
                    "socket any more: delete this key");

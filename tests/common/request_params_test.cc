@@ -1,8 +1,10 @@
 // The length rule of request_params.h: when a request stops by length, and the KV
-// positions that makes it need at most.
+// positions that makes it need at most; the finish rule built on it.
 #include "common/request_params.h"
 
 #include <gtest/gtest.h>
+
+#include <vector>
 
 namespace flover {
 namespace {
@@ -53,6 +55,49 @@ TEST(MaxKvPositionsTest, AgreesWithStopsByLength) {
       }
     }
   }
+}
+
+// The finish rule, as a table: (token sampled, stop parameters, tokens generated
+// before) -> finish. Model: context 16, BOS 1, EOS 2; prompt of 3 tokens.
+TEST(FinishAfterSampleTest, StopTokensFirstThenLength) {
+  const ModelStops model{.max_seq_len = 16, .bos_id = 1, .eos_id = 2};
+  struct Row {
+    int token;
+    int max_tokens;
+    std::vector<int> stop_ids;
+    bool ignore_eos;
+    int n_generated;
+    FinishReason expected;
+  };
+  const std::vector<Row> rows = {
+      {7, 4, {}, false, 0, FinishReason::kNone},
+      {7, 4, {}, false, 3, FinishReason::kLength},    // the 4th token
+      {2, 4, {}, false, 0, FinishReason::kStop},      // EOS
+      {1, 4, {}, false, 0, FinishReason::kStop},      // BOS
+      {2, 4, {}, false, 3, FinishReason::kStop},      // a stop as the last token is a stop
+      {2, 4, {}, true, 0, FinishReason::kNone},       // EOS ignored
+      {2, 4, {}, true, 3, FinishReason::kLength},
+      {9, 4, {9}, false, 0, FinishReason::kStop},     // a stop id
+      {9, 4, {9}, true, 0, FinishReason::kStop},      // ignore_eos leaves stop ids alone
+      {7, 100, {}, false, 13, FinishReason::kLength},  // the newest token at position 16
+      {7, 100, {}, false, 12, FinishReason::kNone},
+  };
+  for (const Row& row : rows) {
+    StopParams stop;
+    stop.max_tokens = row.max_tokens;
+    stop.stop_token_ids = row.stop_ids;
+    stop.ignore_eos = row.ignore_eos;
+    EXPECT_EQ(FinishAfterSample(row.token, stop, 3, row.n_generated, model), row.expected)
+        << "token " << row.token << " after " << row.n_generated;
+  }
+  ModelSpec spec;
+  spec.max_seq_len = 16;
+  spec.bos_id = 5;
+  spec.eos_id = 6;
+  const ModelStops stops = StopsOf(spec);
+  EXPECT_EQ(stops.max_seq_len, 16);
+  EXPECT_EQ(stops.bos_id, 5);
+  EXPECT_EQ(stops.eos_id, 6);
 }
 
 }  // namespace
