@@ -119,9 +119,7 @@ Result<ClusterConfig> FromProto(const proto::ClusterConfig& m) {
   ClusterConfig c;
   c.source = m.source();
   c.name = m.name();
-  c.endpoints = {.client = m.endpoints().client(),
-                 .control = m.endpoints().control(),
-                 .plans = m.endpoints().plans()};
+  c.endpoints = {.client = m.endpoints().client(), .control = m.endpoints().control(), .plans = m.endpoints().plans()};
   c.model.path = m.model().path();
   c.model.tokenizer = m.model().tokenizer();
   c.model.dummy_seed = m.model().dummy_seed();

@@ -13,9 +13,7 @@
 namespace flover {
 
 std::string EndpointsJson(const EndpointsConfig& endpoints) {
-  const nlohmann::json j = {{"client", endpoints.client},
-                            {"control", endpoints.control},
-                            {"plans", endpoints.plans}};
+  const nlohmann::json j = {{"client", endpoints.client}, {"control", endpoints.control}, {"plans", endpoints.plans}};
   return j.dump() + "\n";
 }
 

@@ -10,8 +10,9 @@
 // Two threads (the zguide's pattern): the I/O thread (the caller of Start and Run) owns
 // every TCP socket; it heartbeats, watches the coordinator, and hands plans to the
 // compute thread over an inproc PAIR pipe, which returns serialized StepResults (or a
-// failure) that it sends on the control connection. So a step of any length never silences the heartbeats: the coordinator
-// tells a slow step (heartbeat.step_timeout_ms) from a dead worker (timeout_ms).
+// failure) that it sends on the control connection. So a step of any length never
+// silences the heartbeats: the coordinator tells a slow step (heartbeat.step_timeout_ms)
+// from a dead worker (timeout_ms).
 //
 // The backend (model, KV cache, communicator, on the CPU or a GPU) comes from
 // CreateBackend (backend.h); plans run through the PlanRunner (worker/engine/plan_runner.h)

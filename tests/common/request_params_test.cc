@@ -70,15 +70,13 @@ TEST(FinishAfterSampleTest, StopTokensFirstThenLength) {
     FinishReason expected;
   };
   const std::vector<Row> rows = {
-      {7, 4, {}, false, 0, FinishReason::kNone},
-      {7, 4, {}, false, 3, FinishReason::kLength},    // the 4th token
-      {2, 4, {}, false, 0, FinishReason::kStop},      // EOS
-      {1, 4, {}, false, 0, FinishReason::kStop},      // BOS
-      {2, 4, {}, false, 3, FinishReason::kStop},      // a stop as the last token is a stop
-      {2, 4, {}, true, 0, FinishReason::kNone},       // EOS ignored
-      {2, 4, {}, true, 3, FinishReason::kLength},
-      {9, 4, {9}, false, 0, FinishReason::kStop},     // a stop id
-      {9, 4, {9}, true, 0, FinishReason::kStop},      // ignore_eos leaves stop ids alone
+      {7, 4, {}, false, 0, FinishReason::kNone},      {7, 4, {}, false, 3, FinishReason::kLength},  // the 4th token
+      {2, 4, {}, false, 0, FinishReason::kStop},                                                    // EOS
+      {1, 4, {}, false, 0, FinishReason::kStop},                                                    // BOS
+      {2, 4, {}, false, 3, FinishReason::kStop},  // a stop as the last token is a stop
+      {2, 4, {}, true, 0, FinishReason::kNone},   // EOS ignored
+      {2, 4, {}, true, 3, FinishReason::kLength},     {9, 4, {9}, false, 0, FinishReason::kStop},  // a stop id
+      {9, 4, {9}, true, 0, FinishReason::kStop},       // ignore_eos leaves stop ids alone
       {7, 100, {}, false, 13, FinishReason::kLength},  // the newest token at position 16
       {7, 100, {}, false, 12, FinishReason::kNone},
   };

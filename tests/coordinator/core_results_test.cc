@@ -88,10 +88,10 @@ TEST_F(CoreTest, OnlyRankZeroOfAReplicaSendsItsResults) {
   std::optional<proto::StepPlan> plan = ExpectPlan(r00);
   ASSERT_TRUE(plan.has_value());
 
-  r01.Answer(*plan, {{id, 66, proto::FINISH_NONE}});      // rank 1 of the replica
-  r01.Push(ErrorResult(plan->seq(), "rank 1 says so"));   // its error, as a result
+  r01.Answer(*plan, {{id, 66, proto::FINISH_NONE}});     // rank 1 of the replica
+  r01.Push(ErrorResult(plan->seq(), "rank 1 says so"));  // its error, as a result
   proto::StepResult forged = ResultOf(*plan, {{id, 67, proto::FINISH_NONE}});
-  r10.Push(forged, /*as_replica=*/0);                     // rank 0 of another replica
+  r10.Push(forged, /*as_replica=*/0);  // rank 0 of another replica
   r11.Push(ErrorResult(1, "not mine"), /*as_replica=*/0);
   EXPECT_FALSE(c.TryRecv().has_value());
   const proto::ClusterStatus s = GetStatus(c);
@@ -197,9 +197,21 @@ TEST_F(CoreTest, TheCoordinatorDecidesWhenARequestEnds) {
       {"stopped on a plain token", 3, {9}, false, 7, proto::FINISH_STOP, std::nullopt, "it is 'none'"},
       {"cancelled by the worker", 3, {}, false, 7, proto::FINISH_CANCELLED, std::nullopt, "FINISH_CANCELLED"},
       {"an error as a finish", 3, {}, false, 7, proto::FINISH_ERROR, std::nullopt, "FINISH_ERROR"},
-      {"a finish this build does not know", 3, {}, false, 7, static_cast<proto::FinishReason>(9), std::nullopt,
+      {"a finish this build does not know",
+       3,
+       {},
+       false,
+       7,
+       static_cast<proto::FinishReason>(9),
+       std::nullopt,
        "it is 'none'"},
-      {"no token (protocol 2's stop)", 3, {}, false, -1, proto::FINISH_STOP, std::nullopt,
+      {"no token (protocol 2's stop)",
+       3,
+       {},
+       false,
+       -1,
+       proto::FINISH_STOP,
+       std::nullopt,
        "returned token -1 for request"},
   };
   for (const Row& row : rows) {
@@ -232,7 +244,8 @@ TEST_F(CoreTest, TheCoordinatorDecidesWhenARequestEnds) {
     }
     ASSERT_TRUE(m && m->has_done()) << (m ? m->DebugString() : "no Done");
     EXPECT_EQ(m->done().finish_reason(), *row.outcome);
-    const std::vector<int> expected = *row.outcome == proto::FINISH_STOP ? std::vector<int>{} : std::vector<int>{row.token};
+    const std::vector<int> expected =
+        *row.outcome == proto::FINISH_STOP ? std::vector<int>{} : std::vector<int>{row.token};
     EXPECT_EQ(std::vector<int>(m->done().tokens().begin(), m->done().tokens().end()), expected);
   }
 }
@@ -269,7 +282,8 @@ TEST_F(CoreTest, ARequestOfABrokenWorkerMovesOnAndEndsAtMaxTokens) {
   w1.Answer(*plan, {{id, 8, proto::FINISH_LENGTH}});
   std::vector<int> streamed;
   std::optional<proto::ServerMessage> m;
-  while ((m = c.TryRecv()) && m->has_token()) streamed.insert(streamed.end(), m->token().tokens().begin(), m->token().tokens().end());
+  while ((m = c.TryRecv()) && m->has_token())
+    streamed.insert(streamed.end(), m->token().tokens().begin(), m->token().tokens().end());
   EXPECT_EQ(streamed, (std::vector<int>{7, 8}));
   ASSERT_TRUE(m && m->has_done()) << (m ? m->DebugString() : "no Done");
   EXPECT_EQ(m->done().finish_reason(), proto::FINISH_LENGTH);
@@ -360,7 +374,9 @@ TEST_F(CoreTest, AResultThatDoesNotAnswerThePlanFailsTheReplica) {
   };
   const std::vector<Row> rows = {
       {"an output for a request not in the plan", 3,
-       [](const proto::StepPlan& p, uint64_t id) { return ResultOf(p, {{id + 100, 7, proto::FINISH_NONE}}); },
+       [](const proto::StepPlan& p, uint64_t id) {
+         return ResultOf(p, {{id + 100, 7, proto::FINISH_NONE}});
+       },
        std::nullopt, "has an output but is not in the plan"},
       {"two outputs for one request", 3,
        [](const proto::StepPlan& p, uint64_t id) {
@@ -375,10 +391,14 @@ TEST_F(CoreTest, AResultThatDoesNotAnswerThePlanFailsTheReplica) {
        },
        std::nullopt, "the result of step 2 arrived; expected the result of step 1"},
       {"a plan answered already, another one in flight", 3,
-       [](const proto::StepPlan& p, uint64_t id) { return ResultOf(p, {{id, 7, proto::FINISH_NONE}}); },
+       [](const proto::StepPlan& p, uint64_t id) {
+         return ResultOf(p, {{id, 7, proto::FINISH_NONE}});
+       },
        std::make_pair(7, proto::FINISH_NONE), "the result of step 1 arrived; expected the result of step 2"},
       {"a plan answered already, none in flight", 1,
-       [](const proto::StepPlan& p, uint64_t id) { return ResultOf(p, {{id, 7, proto::FINISH_LENGTH}}); },
+       [](const proto::StepPlan& p, uint64_t id) {
+         return ResultOf(p, {{id, 7, proto::FINISH_LENGTH}});
+       },
        std::make_pair(7, proto::FINISH_LENGTH), "the result of step 1 arrived with no plan in flight"},
   };
   for (const Row& row : rows) {

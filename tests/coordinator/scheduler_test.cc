@@ -468,14 +468,16 @@ TEST_F(SchedulerTest, ResultOfTheWrongPlanIsRejectedWithoutChange) {
 TEST_F(SchedulerTest, ResultsThatCannotAnswerThePlanAreRejectedWithoutChange) {
   struct Row {
     const char* what;
-    std::function<void(proto::StepResult*)> edit;  // of the honest result: request 1 samples 100, request 2 does not sample
+    std::function<void(proto::StepResult*)>
+        edit;  // of the honest result: request 1 samples 100, request 2 does not sample
     const char* error;
   };
   const std::vector<Row> rows = {
       {"no output for a request that sampled", [](proto::StepResult* r) { r->clear_outputs(); },
        "request 1 sampled in it but has no output"},
       {"an output for a request not in the plan",
-       [](proto::StepResult* r) { r->mutable_outputs(0)->set_request_id(3); }, "request 3 has an output but is not in the plan"},
+       [](proto::StepResult* r) { r->mutable_outputs(0)->set_request_id(3); },
+       "request 3 has an output but is not in the plan"},
       {"an output for an entry that does not sample",
        [](proto::StepResult* r) { r->mutable_outputs(0)->set_request_id(2); },
        "request 2 has an output, but its entry does not reach a sample"},

@@ -35,7 +35,7 @@ struct ExecEntry {
 
 struct ExecOutput {
   uint64_t request_id = 0;
-  int token = -1;                              // sampled; with kStop the stop token, which is not output
+  int token = -1;                              // sampled (kStop: the stop token, not output)
   FinishReason finish = FinishReason::kNone;
 };
 
