@@ -210,12 +210,10 @@ void Coordinator::DrainControl(Clock::time_point now) {
     std::vector<zmq::message_t> parts;
     if (!zmq::recv_multipart(control_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
     try {
-      if (parts.size() != 2) {
-        spdlog::warn("control socket: message of {} frame(s); expected [identity][WorkerMessage]; ignored",
-                     parts.size());
-        continue;
-      }
-      core_->OnWorkerMessage(parts[0].to_string(), parts[1].to_string_view(), now);
+      if (parts.empty()) continue;
+      std::vector<std::string_view> frames;
+      for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
+      core_->OnWorkerMessage(parts.front().to_string(), frames, now);
     } catch (const std::exception& e) {
       spdlog::error("control message: {}", e.what());
     }

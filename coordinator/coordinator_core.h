@@ -126,9 +126,9 @@ class CoordinatorCore {
   // `frames`: the frames of one message on the client socket after the identity (one:
   // a serialized ClientMessage).
   void OnClientMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
-  // A WorkerMessage on the control socket, from the connection `identity` (step results
-  // included).
-  void OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now);
+  // A message on the control socket from the connection `identity`: `frames` after the
+  // identity (one: a serialized WorkerMessage, step results included).
+  void OnWorkerMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
   // Some connection of the control / client socket closed (whose is not known).
   void OnWorkerConnectionClosed(Clock::time_point now);
   void OnClientConnectionClosed(Clock::time_point now);

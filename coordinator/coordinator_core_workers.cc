@@ -42,8 +42,13 @@ WorkerSlot* CoordinatorCore::FindWorker(const std::string& identity) {
   return &replicas_[it->second.first].worker(it->second.second);
 }
 
-void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now) {
-  Result<proto::WorkerMessage> message = Parse<proto::WorkerMessage>(payload);
+void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::span<const std::string_view> frames,
+                                      Clock::time_point now) {
+  if (frames.size() != 1) {
+    Reject(fmt::format("a worker message is one frame; got {}", frames.size()), now);
+    return;
+  }
+  Result<proto::WorkerMessage> message = Parse<proto::WorkerMessage>(frames.front());
   if (!message.ok()) {
     Reject("unreadable: " + message.status().ToString(), now);
     return;

@@ -125,7 +125,7 @@ TEST(ProtocolTest, ControlPlaneMessagesRoundTrip) {
   sr->set_seq(12);
   auto* out = sr->add_outputs();
   out->set_request_id(5);
-  out->set_token(-1);
+  out->set_token(2);  // a stop token (not output)
   out->set_finish(proto::FINISH_STOP);
   sr->set_step_seconds(0.004);
   ExpectRoundTrip(result);

@@ -8,16 +8,7 @@ namespace {
 using namespace coordinator_testing;
 
 TEST_F(CoreTest, RequestsSpreadOverReplicasAndMoveOnWhenOneFails) {
-  Options o;
-  o.replicas = 2;
-  Start(o);
-  SimClient& c = AddClient();
-  SimWorker& w0 = AddWorker(0, 0);
-  SimWorker& w1 = AddWorker(1, 0);
-  w0.Start();
-  w1.Start();
-  ASSERT_EQ(ReplicaState(c, 1), "ready");
-  ASSERT_EQ(ReplicaState(c, 0), "ready");
+  auto [c, w0, w1] = StartTwoReplicas();
   c.Submit("a", {1, 2}, 2);
   const uint64_t a = ExpectAccepted(c, "a", /*replica=*/0);
   c.Submit("b", {1, 2}, 2);

@@ -9,9 +9,12 @@ namespace flover::coordinator_testing {
 
 void SimWorker::Send(proto::WorkerMessage m) { SendRaw(Serialize(std::move(m))); }
 
-void SimWorker::SendRaw(const std::string& bytes) {
+void SimWorker::SendRaw(const std::string& bytes) { SendFrames({bytes}); }
+
+void SimWorker::SendFrames(const std::vector<std::string>& frames) {
   if (gone_) return;
-  sim_.core().OnWorkerMessage(identity_, bytes, sim_.now());
+  std::vector<std::string_view> views(frames.begin(), frames.end());
+  sim_.core().OnWorkerMessage(identity_, views, sim_.now());
   sim_.AfterEvent();
 }
 
@@ -295,6 +298,19 @@ CoreTest::OneRequest CoreTest::StartWithOneRequest(const Options& o, std::vector
   std::optional<proto::StepPlan> plan = ExpectPlan(w);
   EXPECT_TRUE(plan.has_value());
   return OneRequest{c, w, id, plan};
+}
+
+CoreTest::TwoReplicas CoreTest::StartTwoReplicas(Options o) {
+  o.replicas = 2;
+  Start(o);
+  SimClient& c = AddClient();
+  SimWorker& w0 = AddWorker(0, 0);
+  SimWorker& w1 = AddWorker(1, 0);
+  w0.Start();
+  w1.Start();
+  EXPECT_EQ(ReplicaState(c, 0), "ready");
+  EXPECT_EQ(ReplicaState(c, 1), "ready");
+  return TwoReplicas{c, w0, w1};
 }
 
 std::optional<CoreTest::WithTokenizer> CoreTest::StartWithTokenizer() {

@@ -58,6 +58,7 @@ class SimWorker {
 
   void Send(proto::WorkerMessage m);
   void SendRaw(const std::string& bytes);
+  void SendFrames(const std::vector<std::string>& frames);
   // Closes every connection, as the death of the process would: the core hears of a
   // closed control connection, and of this worker when it next sends to it.
   void Disconnect();
@@ -197,6 +198,14 @@ class CoreTest : public ::testing::Test {
     std::optional<proto::StepPlan> plan;
   };
   OneRequest StartWithOneRequest(const Options& o, std::vector<int> prompt = {1, 2}, int max_tokens = 3);
+
+  // Two replicas of one worker each (the other options as given), both ready.
+  struct TwoReplicas {
+    SimClient& client;
+    SimWorker& w0;
+    SimWorker& w1;
+  };
+  TwoReplicas StartTwoReplicas(Options o = Options());
 
   // A core with stories260K's tokenizer and one ready worker whose model has its
   // vocabulary.

@@ -106,13 +106,7 @@ TEST_F(CoreTest, OnlyRankZeroOfAReplicaSendsItsResults) {
 }
 
 TEST_F(CoreTest, AWorkerSpeaksForItsOwnReplicaAndRankOnly) {
-  Start(Options{.replicas = 2});
-  SimClient& c = AddClient();
-  SimWorker& w0 = AddWorker(0, 0);
-  SimWorker& w1 = AddWorker(1, 0);
-  w0.Start();
-  w1.Start();
-  ASSERT_EQ(ReplicaState(c, 1), "ready");
+  auto [c, w0, w1] = StartTwoReplicas();
   proto::WorkerMessage failure;
   failure.mutable_failure()->set_replica(0);
   failure.mutable_failure()->set_rank(0);
@@ -125,6 +119,25 @@ TEST_F(CoreTest, AWorkerSpeaksForItsOwnReplicaAndRankOnly) {
   EXPECT_EQ(s.replicas(1).state(), "ready");
   EXPECT_FALSE(w0.RecvControl().has_value());
   EXPECT_FALSE(w1.RecvControl().has_value());
+}
+
+// Bytes that are no WorkerMessage, or a message of several frames, change nothing and
+// are counted, whoever sends them.
+TEST_F(CoreTest, WorkerMessagesThatCannotBeReadAreCountedAndDropped) {
+  Start();
+  SimWorker& w = AddWorker();
+  w.Start();
+  SimWorker& stranger = AddWorker();
+  for (SimWorker* from : {&w, &stranger}) {
+    from->SendRaw("garbage");
+    from->SendFrames({Serialize(HeartbeatMessage(0, 0)), "more"});
+    from->SendFrames({});
+  }
+  SimClient& c = AddClient();
+  const proto::ClusterStatus s = GetStatus(c);
+  EXPECT_EQ(s.rejected_messages(), 6u);
+  EXPECT_EQ(s.replicas(0).state(), "ready");
+  EXPECT_FALSE(w.RecvControl().has_value());
 }
 
 // A replica whose workers failed runs new ones: a late result of the old rank 0, from its
@@ -254,13 +267,7 @@ TEST_F(CoreTest, TheCoordinatorDecidesWhenARequestEnds) {
 // the tokens the client has, and ends where the coordinator says: the client never gets
 // more than max_tokens tokens.
 TEST_F(CoreTest, ARequestOfABrokenWorkerMovesOnAndEndsAtMaxTokens) {
-  Start(Options{.replicas = 2});
-  SimClient& c = AddClient();
-  SimWorker& w0 = AddWorker(0, 0);
-  SimWorker& w1 = AddWorker(1, 0);
-  w0.Start();
-  w1.Start();
-  ASSERT_EQ(ReplicaState(c, 1), "ready");
+  auto [c, w0, w1] = StartTwoReplicas();
   c.Submit("r", {1, 2}, /*max_tokens=*/2);
   const uint64_t id = ExpectAccepted(c, "r", /*replica=*/0);
   std::optional<proto::StepPlan> plan = ExpectPlan(w0);
