@@ -81,10 +81,9 @@ void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::span<con
     case proto::WorkerMessage::kStepResult: {
       const proto::StepResult& result = message->step_result();
       if (slot->rank != 0 || result.replica() != slot->replica || replica.state() != Replica::State::kReady) {
-        Reject(fmt::format("{} sends a step result ({} {}) for replica {}; only rank 0 of a ready replica sends "
-                           "its results",
-                           WorkerName(*slot), WorkerStateName(slot->state), Replica::StateName(replica.state()),
-                           result.replica()),
+        Reject(fmt::format("{} sends a step result for replica {}; only rank 0 of a ready replica sends its own "
+                           "(its replica is {})",
+                           WorkerName(*slot), result.replica(), Replica::StateName(replica.state())),
                now);
         break;
       }
