@@ -20,6 +20,8 @@ void Print(const proto::ClusterStatus& s) {
     std::printf(", %llu moved from failed replicas", static_cast<unsigned long long>(s.moved()));
   if (s.abandoned() > 0)
     std::printf(", %llu cancelled as their client left", static_cast<unsigned long long>(s.abandoned()));
+  if (s.clients_cut_off() > 0)
+    std::printf(", %llu client(s) cut off for not reading", static_cast<unsigned long long>(s.clients_cut_off()));
   std::printf("\n");
   if (const proto::LatencySummary& l = s.latency(); l.requests() > 0) {
     auto ms = [](const proto::LatencyPercentiles& p) {

@@ -44,7 +44,8 @@ WorkerSlot* CoordinatorCore::FindWorker(const std::string& identity) {
 void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now) {
   Result<proto::WorkerMessage> message = Parse<proto::WorkerMessage>(payload);
   if (!message.ok()) {
-    spdlog::warn("control socket: {}; ignored", message.status().ToString());
+    if (auto more = worker_log_.Allow(now))
+      spdlog::warn("control socket: {}; ignored{}", message.status().ToString(), SuppressedSuffix(*more));
     return;
   }
   WorkerSlot* slot = FindWorker(identity);
@@ -64,10 +65,13 @@ void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_v
     // that its supervisor restarts it) and register; until then it would wait for
     // heartbeats that never come. Heartbeats of workers that were just told to shut
     // down are expected; say less.
-    spdlog::log(body == proto::WorkerMessage::kHeartbeat ? spdlog::level::debug : spdlog::level::warn,
-                "control socket: message (body {}) from a connection that is not a registered live worker; told to "
-                "start again",
-                static_cast<int>(body));
+    const auto level = body == proto::WorkerMessage::kHeartbeat ? spdlog::level::debug : spdlog::level::warn;
+    if (spdlog::should_log(level))
+      if (auto more = stranger_log_.Allow(now))
+        spdlog::log(level,
+                    "control socket: message (body {}) from a connection that is not a registered live worker; told "
+                    "to start again{}",
+                    static_cast<int>(body), SuppressedSuffix(*more));
     proto::CoordinatorMessage m;
     m.mutable_shutdown()->set_reason(
         "the coordinator does not know this worker (it restarted, or declared the worker dead); start again to "
@@ -100,15 +104,17 @@ void CoordinatorCore::OnWorkerMessage(const std::string& identity, std::string_v
     }
     case proto::WorkerMessage::kHeartbeat:
       if (message->heartbeat().replica() != slot->replica || message->heartbeat().rank() != slot->rank)
-        spdlog::warn("{} sends heartbeats as replica {} rank {}", WorkerName(*slot), message->heartbeat().replica(),
-                     message->heartbeat().rank());
+        if (auto more = worker_log_.Allow(now))
+          spdlog::warn("{} sends heartbeats as replica {} rank {}{}", WorkerName(*slot), message->heartbeat().replica(),
+                       message->heartbeat().rank(), SuppressedSuffix(*more));
       break;
     case proto::WorkerMessage::kFailure:
       MarkUnhealthy(replica, fmt::format("{} failed: {}", WorkerName(*slot), message->failure().message()), now);
       break;
     default:
-      spdlog::warn("control socket: unexpected message (body {}) from {}; ignored", static_cast<int>(body),
-                   WorkerName(*slot));
+      if (auto more = worker_log_.Allow(now))
+        spdlog::warn("control socket: unexpected message (body {}) from {}; ignored{}", static_cast<int>(body),
+                     WorkerName(*slot), SuppressedSuffix(*more));
       break;
   }
 }
@@ -118,8 +124,9 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
   proto::CoordinatorMessage m;
   proto::RegisterReply* reply = m.mutable_register_reply();
   auto reject = [&](const std::string& why, bool retry = false) {
-    spdlog::warn("registration of replica {} rank {} (pid {} on {}) {}: {}", reg.replica(), reg.rank(), reg.pid(),
-                 reg.host(), retry ? "deferred" : "rejected", why);
+    if (auto more = register_log_.Allow(now))
+      spdlog::warn("registration of replica {} rank {} (pid {} on {}) {}: {}{}", reg.replica(), reg.rank(), reg.pid(),
+                   reg.host(), retry ? "deferred" : "rejected", why, SuppressedSuffix(*more));
     reply->set_accepted(false);
     reply->set_error(why);
     reply->set_retry(retry);
@@ -144,7 +151,8 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
     return;
   }
   if (slot.live()) {
-    spdlog::info("{} registered again (same connection)", WorkerName(slot));
+    if (auto more = register_log_.Allow(now))
+      spdlog::info("{} registered again (same connection){}", WorkerName(slot), SuppressedSuffix(*more));
   } else {
     slot.state = WorkerState::kRegistered;
     slot.identity = identity;
@@ -168,11 +176,14 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
 
 void CoordinatorCore::HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready, Clock::time_point now) {
   if (ready.replica() != slot.replica || ready.rank() != slot.rank) {
-    spdlog::warn("{} reports ready as replica {} rank {}; ignored", WorkerName(slot), ready.replica(), ready.rank());
+    if (auto more = worker_log_.Allow(now))
+      spdlog::warn("{} reports ready as replica {} rank {}; ignored{}", WorkerName(slot), ready.replica(), ready.rank(),
+                   SuppressedSuffix(*more));
     return;
   }
   if (slot.state != WorkerState::kRegistered) {
-    spdlog::warn("{} reports ready twice; ignored", WorkerName(slot));
+    if (auto more = worker_log_.Allow(now))
+      spdlog::warn("{} reports ready twice; ignored{}", WorkerName(slot), SuppressedSuffix(*more));
     return;
   }
   slot.state = WorkerState::kReady;
@@ -294,13 +305,17 @@ bool CoordinatorCore::Failover(TakenRequest& request, const std::string& why, st
 
 void CoordinatorCore::HandleStepResult(const proto::StepResult& result, Clock::time_point now) {
   if (result.replica() < 0 || result.replica() >= config_.replicas) {
-    spdlog::warn("step result for replica {}, which is not part of this cluster; ignored", result.replica());
+    if (auto more = result_log_.Allow(now))
+      spdlog::warn("step result for replica {}, which is not part of this cluster; ignored{}", result.replica(),
+                   SuppressedSuffix(*more));
     return;
   }
   Replica& replica = replicas_[result.replica()];
   if (replica.state() != Replica::State::kReady) {
-    spdlog::debug("step result {} for replica {} ({}); ignored", result.seq(), replica.index(),
-                  Replica::StateName(replica.state()));
+    if (spdlog::should_log(spdlog::level::debug))
+      if (auto more = result_log_.Allow(now))
+        spdlog::debug("step result {} for replica {} ({}); ignored{}", result.seq(), replica.index(),
+                      Replica::StateName(replica.state()), SuppressedSuffix(*more));
     return;
   }
   WorkerSlot& rank0 = replica.worker(0);
@@ -320,7 +335,8 @@ void CoordinatorCore::HandleStepResult(const proto::StepResult& result, Clock::t
   }
   Result<AppliedStep> applied = replica.scheduler()->Apply(result);
   if (!applied.ok()) {
-    spdlog::warn("replica {}: {}; ignored", replica.index(), applied.status().message());
+    if (auto more = result_log_.Allow(now))
+      spdlog::warn("replica {}: {}; ignored{}", replica.index(), applied.status().message(), SuppressedSuffix(*more));
     return;
   }
   replica.OnResult(result.seq(), now, applied->n_generated, result.step_seconds());
