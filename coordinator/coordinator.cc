@@ -27,6 +27,8 @@ constexpr int kShutdownLingerMs = 500;
 // Messages queued for one worker that does not read them (clients: the config's
 // limits.max_undelivered_per_client).
 constexpr int kMaxQueuedPerWorker = 100000;
+// What a plans subscriber may send: subscriptions to a topic "replica/<i>/".
+constexpr int64_t kMaxSubscriptionBytes = 1024;
 constexpr auto kErrorBackoff = std::chrono::milliseconds(10);  // no hot loop on a persistent error
 
 std::string HostName() {
@@ -112,6 +114,7 @@ Status Coordinator::BindAll(const EndpointsConfig& wanted, const LimitsSettings&
     client_monitor_.Watch(client_, "client");
     results_.set(zmq::sockopt::maxmsgsize, int64_t{limits.max_worker_message_bytes});
     plans_.set(zmq::sockopt::sndhwm, 100000);
+    plans_.set(zmq::sockopt::maxmsgsize, kMaxSubscriptionBytes);
   } catch (const zmq::error_t& e) {
     return Internal(std::string("cannot configure sockets: ") + e.what());
   }

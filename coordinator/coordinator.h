@@ -15,7 +15,8 @@
 // the core is told (OnClientUnreachable / OnWorkerUnreachable). Sizes are bounded by
 // the sockets, from the config's limits (docs/limits.md): a message over
 // max_client_message_bytes (client) or max_worker_message_bytes (control, results)
-// drops its connection (ZMQ_MAXMSGSIZE); a client with max_undelivered_per_client
+// drops its connection (ZMQ_MAXMSGSIZE; on the plans socket, a subscription over 1 KiB
+// does); a client with max_undelivered_per_client
 // replies waiting (the client ROUTER's SNDHWM) is reported to the core
 // (OnClientNotReading), which cuts it off; a worker that does not read has at most
 // 100000 messages waiting, then loses them (logged).

@@ -85,11 +85,13 @@ TEST_F(CoordinatorTest, AClientThatDoesNotReadIsCutOffAndAnotherIsServedExactly)
   EXPECT_EQ(status.replicas(0).kv_blocks_used(), 0);
 }
 
-// A raw DEALER whose closed connections a monitor reports.
-struct WatchedDealer {
-  WatchedDealer(zmq::context_t& context, const std::string& endpoint, const std::string& name)
-      : socket(context, zmq::socket_type::dealer), closed(context) {
+// A raw socket whose closed connections a monitor reports.
+struct WatchedSocket {
+  WatchedSocket(zmq::context_t& context, zmq::socket_type type, const std::string& endpoint, const std::string& name,
+                const std::string& subscription = "")
+      : socket(context, type), closed(context) {
     socket.set(zmq::sockopt::linger, 0);
+    if (type == zmq::socket_type::sub) socket.set(zmq::sockopt::subscribe, subscription);
     closed.Watch(socket, name);
     socket.connect(endpoint);
   }
@@ -107,8 +109,9 @@ struct WatchedDealer {
 };
 
 // A message over max_client_message_bytes (client socket) or max_worker_message_bytes
-// (control socket) drops its connection; the client's request in flight is cancelled
-// as that of a client that left, and the others are served.
+// (control socket), or a subscription over 1 KiB (plans socket), drops its connection;
+// the client's request in flight is cancelled as that of a client that left, and the
+// others are served.
 TEST_F(CoordinatorTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServed) {
   Options o;
   o.limits.max_client_message_bytes = 64 << 10;
@@ -119,7 +122,7 @@ TEST_F(CoordinatorTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServe
   w.Start();
   ASSERT_TRUE(WaitReplicaState(good, 0, "ready"));
 
-  WatchedDealer big_client(context_, endpoints_.client, "big-client");
+  WatchedSocket big_client(context_, zmq::socket_type::dealer, endpoints_.client, "big-client");
   big_client.socket.send(zmq::buffer(Serialize(SubmitMessage("b1", {1, 2}, 40, false))), zmq::send_flags::none);
   std::optional<proto::StepPlan> first = ExpectPlan(w);
   ASSERT_TRUE(first.has_value());
@@ -132,9 +135,13 @@ TEST_F(CoordinatorTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServe
   for (const auto deadline = SteadyClock::now() + kWait; GetStatus(good).abandoned() == 0;)
     ASSERT_LT(SteadyClock::now(), deadline) << "b1 was not cancelled";
 
-  WatchedDealer big_worker(context_, endpoints_.control, "big-worker");
+  WatchedSocket big_worker(context_, zmq::socket_type::dealer, endpoints_.control, "big-worker");
   big_worker.socket.send(zmq::buffer(std::string(100 << 10, 'w')), zmq::send_flags::none);
   EXPECT_TRUE(big_worker.WaitClosed()) << "the coordinator read a 100 KiB control message";
+
+  WatchedSocket big_subscriber(context_, zmq::socket_type::sub, endpoints_.plans, "big-subscriber",
+                               "replica/0/" + std::string(2 << 10, 's'));
+  EXPECT_TRUE(big_subscriber.WaitClosed()) << "the coordinator took a 2 KiB subscription";
 
   // b1 leaves at the next plan; g runs to its exact end.
   good.Submit("g", {1, 2}, 3);

@@ -246,6 +246,7 @@ TEST(WorkerLimitsTest, APlanOverTheConfiguredBoundDropsThePlansConnection) {
   ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kRegister));
   proto::ClusterConfig config = ValidConfig();
   config.mutable_limits()->set_max_worker_message_bytes(64 << 10);
+  config.mutable_heartbeat()->set_timeout_ms(600000);  // it never leaves on its own
   proto::CoordinatorMessage m;
   *m.mutable_register_reply() = coordinator.Accept(config);
   coordinator.Send(m);
