@@ -3,37 +3,19 @@
 #include <sys/resource.h>
 
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
-#include <memory>
-#include <sstream>
+#include "tests/captured_log.h"
+#include "tests/lowered_file_limit.h"
 
 namespace flover {
 namespace {
 
-// This process's soft limit lowered (below the hard limit) while it lives.
-class LoweredSoftLimit {
- public:
-  LoweredSoftLimit() {
-    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &saved_), 0);
-    rlimit lower = saved_;
-    lower.rlim_cur = std::min<rlim_t>(saved_.rlim_max / 2, 256);
-    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &lower), 0);
-  }
-  ~LoweredSoftLimit() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
-  const rlimit& saved() const { return saved_; }
-
- private:
-  rlimit saved_{};
-};
-
 TEST(FileLimitTest, RaisesTheSoftLimitToTheHardLimit) {
-  LoweredSoftLimit lowered;
+  testing::LoweredFileLimit lowered;
   Result<FileLimit> limit = RaiseFileLimit();
   ASSERT_TRUE(limit.ok()) << limit.status().ToString();
-  EXPECT_EQ(limit->soft_before, std::min<rlim_t>(lowered.saved().rlim_max / 2, 256));
-  EXPECT_EQ(limit->hard, lowered.saved().rlim_max);
+  EXPECT_EQ(limit->soft_before, lowered.soft());
+  EXPECT_EQ(limit->hard, lowered.hard());
   EXPECT_EQ(limit->soft, limit->hard);
   rlimit now{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &now), 0);
@@ -49,13 +31,9 @@ TEST(FileLimitTest, TheCoordinatorNeedsADescriptorPerConnectionAndThreePerWorker
 }
 
 std::string Logged(int64_t needed) {
-  std::ostringstream out;
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+  testing::CapturedLog log;
   RaiseFileLimitAndLog("flover-coordinator", needed, "limits.max_client_connections (1024) and 2 worker(s)");
-  spdlog::set_default_logger(previous);
-  return out.str();
+  return log.Text();
 }
 
 TEST(FileLimitTest, LogsBothNumbersAndWarnsWhenTheHardLimitIsTooLow) {
@@ -63,10 +41,10 @@ TEST(FileLimitTest, LogsBothNumbersAndWarnsWhenTheHardLimitIsTooLow) {
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &hard), 0);
   if (hard.rlim_max == RLIM_INFINITY) GTEST_SKIP() << "no hard limit here to fall short of";
   {
-    LoweredSoftLimit lowered;
+    testing::LoweredFileLimit lowered;
     const std::string log = Logged(/*needed=*/static_cast<int64_t>(hard.rlim_max));
     EXPECT_NE(log.find("flover-coordinator: open files (RLIMIT_NOFILE): soft limit " +
-                       std::to_string(std::min<rlim_t>(hard.rlim_max / 2, 256)) + " raised to " +
+                       std::to_string(lowered.soft()) + " raised to " +
                        std::to_string(hard.rlim_max) + ", hard limit " + std::to_string(hard.rlim_max)),
               std::string::npos)
         << log;

@@ -2,19 +2,16 @@
 // sizes refused at admission with nothing stored, requests in flight per connection, a
 // client that does not read cut off, the status rate and its snapshot, and log lines
 // that peers trigger (harness: core_harness.h).
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <memory>
-#include <sstream>
 
+#include "tests/captured_log.h"
 #include "tests/coordinator/core_harness.h"
 
 namespace flover {
 namespace {
 
 using namespace coordinator_testing;
+using testing::CapturedLog;
 
 // Answers `plan` with token `token` for every request it computes.
 void AnswerAll(SimWorker& w, const proto::StepPlan& plan, int token) {
@@ -235,30 +232,6 @@ TEST_F(CoreTest, AStatusFloodIsAnsweredFromOneBuildPerInterval) {
   EXPECT_EQ(sim().core().n_status_builds(), builds + 2);
 }
 
-// spdlog's default logger writes into a string while it lives (at debug level, so that
-// debug lines count too).
-class CapturedLog {
- public:
-  CapturedLog() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
-    auto logger = std::make_shared<spdlog::logger>("captured", sink);
-    logger->set_level(spdlog::level::debug);
-    spdlog::set_default_logger(logger);
-  }
-  ~CapturedLog() { spdlog::set_default_logger(previous_); }
-
-  std::vector<std::string> Lines() const {
-    std::vector<std::string> lines;
-    std::istringstream in(out_.str());
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    return lines;
-  }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
-
 // 10,000 bad messages of each kind a peer can send, all at once: at most kPeerLogLines
 // log lines of each kind; a second later the next line says how many were held back.
 TEST_F(CoreTest, BadMessagesInAFloodLogABoundedNumberOfLines) {
@@ -267,7 +240,7 @@ TEST_F(CoreTest, BadMessagesInAFloodLogABoundedNumberOfLines) {
   w.Start();
   SimWorker& stranger = AddWorker();
   SimClient& c = AddClient();
-  CapturedLog log;
+  CapturedLog log(spdlog::level::debug);  // debug lines count too
   for (int i = 0; i < 10000; ++i) {
     w.SendRaw("not a protobuf \xff\xff");                 // unparsable control message
     stranger.Send(ReadyMessage(0, 0, TestModel(), 16));   // from a connection that is no worker
@@ -281,7 +254,7 @@ TEST_F(CoreTest, BadMessagesInAFloodLogABoundedNumberOfLines) {
   EXPECT_LE(lines.size(), 4u * CoordinatorCore::kPeerLogLines) << lines.size() << " lines, the first: " << lines[0];
   EXPECT_GE(lines.size(), 3u * CoordinatorCore::kPeerLogLines) << "every kind still says something";
   Advance(1s);
-  CapturedLog later;
+  CapturedLog later(spdlog::level::debug);
   w.SendRaw("not a protobuf \xff\xff");
   const std::vector<std::string> after = later.Lines();
   ASSERT_FALSE(after.empty());

@@ -3,12 +3,8 @@
 // SNDHWM), an oversized message drops its connection (ZMQ_MAXMSGSIZE), and a flood of
 // bad messages logs a bounded number of lines. The decisions are tested in simulated time
 // in core_limits_test.cc; harness: coordinator_fixture.h.
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
-
-#include <sstream>
-
 #include "common/disconnect_monitor.h"
+#include "tests/captured_log.h"
 #include "tests/coordinator/coordinator_fixture.h"
 
 namespace flover {
@@ -16,32 +12,39 @@ namespace {
 
 using namespace coordinator_testing;
 
-// Runs request `id` (3 tokens), whose first plan is `plan`, on `w` to its end; the
-// tokens its client got (next_reply) before its Done.
-std::vector<int> RunToTheEnd(FakeWorker& w, uint64_t id, std::optional<proto::StepPlan> plan,
-                             const std::function<std::optional<proto::StepPlan>()>& next_plan,
-                             const std::function<std::optional<proto::ServerMessage>()>& next_reply) {
-  std::vector<int> tokens;
-  for (int token = 20; token < 23; ++token) {
-    EXPECT_TRUE(plan.has_value());
-    if (!plan) return tokens;
-    w.Answer(*plan, {{id, token, token == 22 ? proto::FINISH_LENGTH : proto::FINISH_NONE}});
-    if (token < 22) plan = next_plan();
+class ShellLimitsTest : public CoordinatorTest {
+ protected:
+  // Once request `leaving` (in the unanswered plan `first`) was cancelled: `good`'s
+  // request "g" (3 tokens) is accepted, the next plan drops `leaving` and admits g, and
+  // g runs to its exact end.
+  void ExpectServedAfter(FakeClient& good, FakeWorker& w, const proto::StepPlan& first, uint64_t leaving) {
+    good.Submit("g", {1, 2}, 3);
+    const uint64_t g = ExpectAccepted(good, "g");
+    w.Answer(first, {{leaving, 30, proto::FINISH_NONE}});
+    std::optional<proto::StepPlan> plan = ExpectPlan(w);
+    ASSERT_TRUE(plan.has_value());
+    ExpectLeaveAndJoin(*plan, leaving, g);
+    for (int token = 20; token < 23; ++token) {
+      ASSERT_TRUE(plan.has_value());
+      w.Answer(*plan, {{g, token, token == 22 ? proto::FINISH_LENGTH : proto::FINISH_NONE}});
+      if (token < 22) plan = ExpectPlan(w);
+    }
+    std::vector<int> tokens;
+    for (;;) {
+      std::optional<proto::ServerMessage> m = ExpectReply(good);
+      ASSERT_TRUE(m.has_value()) << "no Done";
+      if (m->has_done()) break;
+      if (m->has_token()) tokens.insert(tokens.end(), m->token().tokens().begin(), m->token().tokens().end());
+    }
+    EXPECT_EQ(tokens, (std::vector<int>{20, 21, 22}));
   }
-  for (;;) {
-    std::optional<proto::ServerMessage> m = next_reply();
-    EXPECT_TRUE(m.has_value()) << "no Done";
-    if (!m || m->has_done()) break;
-    if (m->has_token()) tokens.insert(tokens.end(), m->token().tokens().begin(), m->token().tokens().end());
-  }
-  return tokens;
-}
+};
 
 // A client that never reads (its socket holds one message; the kernel's buffers fill
 // next) and sends bad messages in a loop: each gets an Error it does not read, until
 // max_undelivered_per_client wait at the coordinator. Then it is cut off: its running
 // request is cancelled, and another client's request runs exactly.
-TEST_F(CoordinatorTest, AClientThatDoesNotReadIsCutOffAndAnotherIsServedExactly) {
+TEST_F(ShellLimitsTest, AClientThatDoesNotReadIsCutOffAndAnotherIsServedExactly) {
   Options o;
   o.limits.max_undelivered_per_client = 16;
   Start(o);
@@ -71,15 +74,7 @@ TEST_F(CoordinatorTest, AClientThatDoesNotReadIsCutOffAndAnotherIsServedExactly)
   EXPECT_EQ(status.clients_cut_off(), 1u);
   EXPECT_EQ(status.replicas(0).running() + status.replicas(0).waiting(), 0) << "its request was cancelled";
 
-  good.Submit("g", {1, 2}, 3);
-  const uint64_t g = ExpectAccepted(good, "g");
-  w.Answer(*first, {{s1, 30, proto::FINISH_NONE}});
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
-  ASSERT_TRUE(plan.has_value());
-  ExpectLeaveAndJoin(*plan, s1, g);
-  const std::vector<int> tokens = RunToTheEnd(
-      w, g, plan, [&] { return ExpectPlan(w); }, [&] { return ExpectReply(good); });
-  EXPECT_EQ(tokens, (std::vector<int>{20, 21, 22}));
+  ExpectServedAfter(good, w, *first, s1);
   status = GetStatus(good);
   EXPECT_EQ(status.clients_cut_off(), 1u) << "counted once, however many replies it left unread";
   EXPECT_EQ(status.replicas(0).kv_blocks_used(), 0);
@@ -112,7 +107,7 @@ struct WatchedSocket {
 // (control socket), or a subscription over 1 KiB (plans socket), drops its connection;
 // the client's request in flight is cancelled as that of a client that left, and the
 // others are served.
-TEST_F(CoordinatorTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServed) {
+TEST_F(ShellLimitsTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServed) {
   Options o;
   o.limits.max_client_message_bytes = 64 << 10;
   o.limits.max_worker_message_bytes = 64 << 10;
@@ -143,16 +138,7 @@ TEST_F(CoordinatorTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServe
                                "replica/0/" + std::string(2 << 10, 's'));
   EXPECT_TRUE(big_subscriber.WaitClosed()) << "the coordinator took a 2 KiB subscription";
 
-  // b1 leaves at the next plan; g runs to its exact end.
-  good.Submit("g", {1, 2}, 3);
-  const uint64_t g = ExpectAccepted(good, "g");
-  w.Answer(*first, {{b1, 30, proto::FINISH_NONE}});
-  std::optional<proto::StepPlan> plan = ExpectPlan(w);
-  ASSERT_TRUE(plan.has_value());
-  ExpectLeaveAndJoin(*plan, b1, g);
-  const std::vector<int> tokens = RunToTheEnd(
-      w, g, plan, [&] { return ExpectPlan(w); }, [&] { return ExpectReply(good); });
-  EXPECT_EQ(tokens, (std::vector<int>{20, 21, 22}));
+  ExpectServedAfter(good, w, *first, b1);
   EXPECT_EQ(GetStatus(good).abandoned(), 1u);
   EXPECT_EQ(GetStatus(good).replicas(0).state(), "ready") << "the worker was not disturbed";
 }
@@ -162,11 +148,8 @@ TEST_F(CoordinatorTest, OversizedMessagesDropTheirConnectionAndTheOthersAreServe
 // most CoordinatorCore::kPeerLogLines lines per second of each kind. The bound grows
 // with the time the flood took, so a slow machine cannot fail it; without the limits
 // there would be 20,000 lines.
-TEST_F(CoordinatorTest, AFloodOfBadMessagesLogsABoundedNumberOfLines) {
-  std::ostringstream out;
-  std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+TEST_F(ShellLimitsTest, AFloodOfBadMessagesLogsABoundedNumberOfLines) {
+  testing::CapturedLog log;
   Start();
   FakeClient& c = AddClient();
   zmq::socket_t bad_worker(context_, zmq::socket_type::dealer);
@@ -184,9 +167,12 @@ TEST_F(CoordinatorTest, AFloodOfBadMessagesLogsABoundedNumberOfLines) {
   status.mutable_status();
   c.Send(status);
   int n_errors = 0;
-  for (std::optional<proto::ServerMessage> m; !(m = ExpectReply(c)) || !m->has_status();) {
-    ASSERT_TRUE(m.has_value()) << "no status after " << n_errors << " errors";
-    ++n_errors;
+  // (No ASSERT before StopCoordinator below: the coordinator's thread logs into `log`.)
+  for (std::optional<proto::ServerMessage> m; !(m = ExpectReply(c)) || !m->has_status(); ++n_errors) {
+    if (!m) {
+      ADD_FAILURE() << "no status after " << n_errors << " errors";
+      break;
+    }
   }
   EXPECT_EQ(n_errors, 10000) << "every bad client message got its Error";
   // The control socket's flood is read by now too: a stranger's heartbeat, sent after it,
@@ -200,14 +186,11 @@ TEST_F(CoordinatorTest, AFloodOfBadMessagesLogsABoundedNumberOfLines) {
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   StopCoordinator();  // nothing logs any more
   bad_worker.close();
-  spdlog::set_default_logger(previous);
 
-  std::istringstream in(out.str());
-  size_t n_lines = 0;
-  for (std::string line; std::getline(in, line);) ++n_lines;
+  const size_t n_lines = log.Lines().size();
   EXPECT_GE(n_lines, 2u) << "each kind said something";
   const size_t bound = 3 * CoordinatorCore::kPeerLogLines * (static_cast<size_t>(seconds) + 2) + 10;
-  EXPECT_LE(n_lines, bound) << "in " << seconds << " s:\n" << out.str().substr(0, 2000);
+  EXPECT_LE(n_lines, bound) << "in " << seconds << " s:\n" << log.Text().substr(0, 2000);
 }
 
 }  // namespace

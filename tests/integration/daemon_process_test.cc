@@ -5,7 +5,6 @@
 // checks in /proc after starting them with a lower soft limit. Every process is reaped.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <filesystem>
@@ -19,6 +18,7 @@
 #include "client/client.h"
 #include "coordinator/endpoints_file.h"
 #include "tests/integration/test_cluster.h"
+#include "tests/lowered_file_limit.h"
 #include "tests/test_paths.h"
 
 namespace flover {
@@ -55,25 +55,6 @@ std::pair<std::string, std::string> OpenFileLimits(int pid) {
   return {"?", "?"};
 }
 
-// While it lives, this process's soft RLIMIT_NOFILE is below its hard limit, so that
-// the children it starts inherit a soft limit they must raise.
-class LowerFileLimit {
- public:
-  LowerFileLimit() {
-    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &saved_), 0);
-    rlimit lower = saved_;
-    lower.rlim_cur = std::min<rlim_t>(saved_.rlim_max / 2, 512);
-    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &lower), 0);
-    soft_ = lower.rlim_cur;
-  }
-  ~LowerFileLimit() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
-  rlim_t soft() const { return soft_; }
-
- private:
-  rlimit saved_{};
-  rlim_t soft_ = 0;
-};
-
 TEST(DaemonProcessTest, SigtermStopsAWorkerAndTheCoordinatorWithExitZero) {
   const std::string dir = ::testing::TempDir() + "/daemon_process_test_" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
@@ -89,7 +70,7 @@ TEST(DaemonProcessTest, SigtermStopsAWorkerAndTheCoordinatorWithExitZero) {
   std::optional<ChildProcess> worker;
   rlim_t lowered = 0;
   {
-    LowerFileLimit lower;
+    testing::LoweredFileLimit lower;
     lowered = lower.soft();
     Result<ChildProcess> c = ChildProcess::Spawn(
         {testing::CoordinatorBinary(), "--config", dir + "/cluster.yaml", "--endpoints-file", dir + "/endpoints.json",
@@ -104,7 +85,7 @@ TEST(DaemonProcessTest, SigtermStopsAWorkerAndTheCoordinatorWithExitZero) {
     if (std::filesystem::exists(dir + "/endpoints.json")) endpoints = ReadEndpointsFile(dir + "/endpoints.json");
   }
   auto start_worker = [&] {
-    LowerFileLimit lower;
+    testing::LoweredFileLimit lower;
     Result<ChildProcess> w =
         ChildProcess::Spawn({testing::WorkerBinary(), "--coordinator", endpoints->control, "--replica", "0", "--rank",
                              "0", "--threads", "1"},

@@ -16,17 +16,15 @@
 #include <utility>
 #include <vector>
 
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include <atomic>
-#include <sstream>
 
 #include "common/cluster_config_proto.h"
 #include "common/disconnect_monitor.h"
 #include "common/protocol.h"
+#include "tests/captured_log.h"
 #include "worker/worker_daemon.h"
 
 namespace flover {
@@ -259,26 +257,6 @@ TEST(WorkerLimitsTest, APlanOverTheConfiguredBoundDropsThePlansConnection) {
   EXPECT_FALSE(worker.started().ok()) << "took the oversized message for the probe of its topic";
 }
 
-// spdlog's default logger writes into a string while it lives.
-class CapturedLog {
- public:
-  CapturedLog() : previous_(spdlog::default_logger()) {
-    spdlog::set_default_logger(
-        std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)));
-  }
-  ~CapturedLog() { spdlog::set_default_logger(previous_); }
-  std::vector<std::string> Lines() const {
-    std::vector<std::string> lines;
-    std::istringstream in(out_.str());
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    return lines;
-  }
-
- private:
-  std::ostringstream out_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
-
 // A running worker that gets 10,000 unreadable control messages logs a bounded number of
 // lines: at most 10 per second (the bound below grows with the time the flood took, so
 // a slow machine cannot fail it; without the limit there would be 10,000 lines).
@@ -287,7 +265,7 @@ TEST(WorkerLimitsTest, AFloodOfUnreadableControlMessagesLogsABoundedNumberOfLine
   WorkerOptions options;
   options.coordinator = coordinator.control_endpoint();
   options.register_timeout = 600s;
-  CapturedLog log;
+  testing::CapturedLog log;
   WorkerThread worker(options);
   ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kRegister));
   proto::ClusterConfig config = ValidConfig();
