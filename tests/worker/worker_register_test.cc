@@ -124,7 +124,23 @@ class ScriptedCoordinator {
     plans_.bind("tcp://127.0.0.1:*");
   }
 
-  std::string control_endpoint() { return control_.get(zmq::sockopt::last_endpoint); }
+  // Options of a worker 0/0 of this coordinator; the test ends the worker.
+  WorkerOptions Options() {
+    WorkerOptions options;
+    options.coordinator = control_.get(zmq::sockopt::last_endpoint);
+    options.register_timeout = 600s;
+    return options;
+  }
+
+  // Waits for the worker's RegisterWorker and accepts it with `config`; false if none
+  // came.
+  bool AcceptRegistration(const proto::ClusterConfig& config) {
+    if (!Expect(proto::WorkerMessage::kRegister)) return false;
+    proto::CoordinatorMessage m;
+    *m.mutable_register_reply() = Accept(config);
+    Send(m);
+    return true;
+  }
 
   // A RegisterReply that accepts worker 0/0 with `config` (a valid one by default).
   proto::RegisterReply Accept(const proto::ClusterConfig& config = ValidConfig()) {
@@ -216,19 +232,14 @@ class WorkerThread {
 // (its --config file's): a larger RegisterReply drops the connection.
 TEST(WorkerLimitsTest, AControlMessageOverTheBoundDropsTheConnection) {
   ScriptedCoordinator coordinator;
-  WorkerOptions options;
-  options.coordinator = coordinator.control_endpoint();
-  options.register_timeout = 600s;  // the test ends it
+  WorkerOptions options = coordinator.Options();
   options.max_message_bytes = 64 << 10;
   WorkerThread worker(options);
-  ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kRegister));
   proto::ClusterConfig config = ValidConfig();
-  config.set_name(std::string(100 << 10, 'n'));  // 100 KiB
-  proto::CoordinatorMessage m;
-  *m.mutable_register_reply() = coordinator.Accept(config);
-  coordinator.Send(m);
+  config.set_name(std::string(100 << 10, 'n'));  // a RegisterReply of 100 KiB
+  ASSERT_TRUE(coordinator.AcceptRegistration(config));
   EXPECT_TRUE(coordinator.WaitClosed(coordinator.control_closed(), [] {}))
-      << "the worker kept a connection that sent it " << Serialize(m).size() << " bytes";
+      << "the worker kept a connection that sent it 100 KiB";
   worker.Join();
   EXPECT_FALSE(worker.started().ok()) << "registered from a reply it must not read";
 }
@@ -237,17 +248,11 @@ TEST(WorkerLimitsTest, AControlMessageOverTheBoundDropsTheConnection) {
 // (limits.max_worker_message_bytes): a larger message on it drops the connection.
 TEST(WorkerLimitsTest, APlanOverTheConfiguredBoundDropsThePlansConnection) {
   ScriptedCoordinator coordinator;
-  WorkerOptions options;
-  options.coordinator = coordinator.control_endpoint();
-  options.register_timeout = 600s;
-  WorkerThread worker(options);
-  ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kRegister));
+  WorkerThread worker(coordinator.Options());
   proto::ClusterConfig config = ValidConfig();
   config.mutable_limits()->set_max_worker_message_bytes(64 << 10);
   config.mutable_heartbeat()->set_timeout_ms(600000);  // it never leaves on its own
-  proto::CoordinatorMessage m;
-  *m.mutable_register_reply() = coordinator.Accept(config);
-  coordinator.Send(m);
+  ASSERT_TRUE(coordinator.AcceptRegistration(config));
   // What a worker would take for the probe of its topic, were it not too large; sent
   // until the subscription is in place and the message arrives.
   const std::string oversized = "replica/0/" + std::string(100 << 10, 'p');
@@ -262,17 +267,11 @@ TEST(WorkerLimitsTest, APlanOverTheConfiguredBoundDropsThePlansConnection) {
 // a slow machine cannot fail it; without the limit there would be 10,000 lines).
 TEST(WorkerLimitsTest, AFloodOfUnreadableControlMessagesLogsABoundedNumberOfLines) {
   ScriptedCoordinator coordinator;
-  WorkerOptions options;
-  options.coordinator = coordinator.control_endpoint();
-  options.register_timeout = 600s;
   testing::CapturedLog log;
-  WorkerThread worker(options);
-  ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kRegister));
+  WorkerThread worker(coordinator.Options());
   proto::ClusterConfig config = ValidConfig();
   config.mutable_heartbeat()->set_timeout_ms(600000);  // the worker never gives up on the test
-  proto::CoordinatorMessage m;
-  *m.mutable_register_reply() = coordinator.Accept(config);
-  coordinator.Send(m);
+  ASSERT_TRUE(coordinator.AcceptRegistration(config));
   for (auto deadline = std::chrono::steady_clock::now() + 120s;;) {  // probes until it is ready
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker did not report ready";
     coordinator.Publish("replica/0/");
