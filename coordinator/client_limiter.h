@@ -44,7 +44,7 @@ class ClientLimiter {
  private:
   struct Entry {
     Clock::time_point status_window{};  // start of the current window
-    int n_status = 0;                    // status requests in it
+    int n_status = 0;                   // status requests in it
     std::optional<Clock::time_point> cut_off;
   };
 

@@ -22,7 +22,7 @@ namespace flover {
 namespace {
 
 constexpr auto kMaxPoll = std::chrono::milliseconds(100);
-constexpr int kMaxDrain = 256;                          // messages read per socket per loop turn
+constexpr int kMaxDrain = 256;  // messages read per socket per loop turn
 constexpr int kShutdownLingerMs = 500;
 // Messages queued for one worker that does not read them (clients: the config's
 // limits.max_undelivered_per_client).

@@ -294,13 +294,16 @@ class CoordinatorCore {
   std::vector<std::string> status_waiting_;  // clients whose status goes out with the next build
   Clock::time_point next_status_build_{};    // the earliest time of the next build
   uint64_t n_status_builds_ = 0;
-  // Log lines that peers trigger: kPeerLogLines per second of each kind.
-  LogLimiter client_log_{kPeerLogLines, std::chrono::seconds(1)};    // refused client messages and requests
-  LogLimiter leaving_log_{kPeerLogLines, std::chrono::seconds(1)};   // clients that left or were cut off
-  LogLimiter worker_log_{kPeerLogLines, std::chrono::seconds(1)};    // bad, unexpected or misaddressed control messages
-  LogLimiter stranger_log_{kPeerLogLines, std::chrono::seconds(1)};  // control messages from connections that are not live workers
-  LogLimiter register_log_{kPeerLogLines, std::chrono::seconds(1)};  // refused registrations
-  LogLimiter result_log_{kPeerLogLines, std::chrono::seconds(1)};    // step results that are ignored
+  // Log lines that peers trigger, kPeerLogLines per second of each kind: refused client
+  // messages and requests; clients that left or were cut off; bad, unexpected or
+  // misaddressed control messages; control messages from connections that are no live
+  // worker; refused registrations; step results that are ignored.
+  LogLimiter client_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter leaving_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter worker_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter stranger_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter register_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter result_log_{kPeerLogLines, std::chrono::seconds(1)};
 };
 
 }  // namespace flover

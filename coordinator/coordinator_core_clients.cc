@@ -179,10 +179,10 @@ void CoordinatorCore::HandleCancel(const std::string& identity, const proto::Can
 
 void CoordinatorCore::HandleStatus(const std::string& identity, Clock::time_point now) {
   if (!client_limiter_.AllowStatus(identity, now)) {
-    SendToClient(identity, ErrorReply("", ResourceExhausted(fmt::format(
-                                              "status: at most {} per second per connection "
-                                              "(limits.status_per_client_per_second); ask less often",
-                                              config_.limits.status_per_client_per_second))));
+    SendToClient(identity,
+                 ErrorReply("", ResourceExhausted(fmt::format("status: at most {} per second per connection "
+                                                              "(limits.status_per_client_per_second); ask less often",
+                                                              config_.limits.status_per_client_per_second))));
     return;
   }
   status_waiting_.push_back(identity);

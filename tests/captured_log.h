@@ -16,8 +16,7 @@ namespace flover::testing {
 class CapturedLog {
  public:
   explicit CapturedLog(spdlog::level::level_enum level = spdlog::level::info) : previous_(spdlog::default_logger()) {
-    auto logger =
-        std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
+    auto logger = std::make_shared<spdlog::logger>("captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
     logger->set_level(level);
     spdlog::set_default_logger(logger);
   }

@@ -35,8 +35,7 @@ std::string WorkerDaemon::Name() const {
   return "worker " + std::to_string(options_.replica) + "/" + std::to_string(options_.rank);
 }
 
-Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options,
-                                                          const std::atomic<bool>* stop) {
+Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options, const std::atomic<bool>* stop) {
   std::unique_ptr<WorkerDaemon> w(new WorkerDaemon(options));
   w->stop_ = stop;
   try {

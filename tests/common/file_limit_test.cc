@@ -43,9 +43,8 @@ TEST(FileLimitTest, LogsBothNumbersAndWarnsWhenTheHardLimitIsTooLow) {
   {
     testing::LoweredFileLimit lowered;
     const std::string log = Logged(/*needed=*/static_cast<int64_t>(hard.rlim_max));
-    EXPECT_NE(log.find("flover-coordinator: open files (RLIMIT_NOFILE): soft limit " +
-                       std::to_string(lowered.soft()) + " raised to " +
-                       std::to_string(hard.rlim_max) + ", hard limit " + std::to_string(hard.rlim_max)),
+    EXPECT_NE(log.find("flover-coordinator: open files (RLIMIT_NOFILE): soft limit " + std::to_string(lowered.soft()) +
+                       " raised to " + std::to_string(hard.rlim_max) + ", hard limit " + std::to_string(hard.rlim_max)),
               std::string::npos)
         << log;
     EXPECT_EQ(log.find("warning"), std::string::npos) << "the hard limit covers the need: " << log;

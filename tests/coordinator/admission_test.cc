@@ -129,8 +129,8 @@ TEST_F(AdmissionTest, SizesOverTheConfiguredLimitsAreRefusedNamingTheKey) {
     std::string expected;
   };
   std::vector<Case> cases;
-  cases.push_back({Submit("123456789", {1, 2}),
-                   "client_request_id has 9 bytes, more than limits.max_request_id_bytes = 8"});
+  cases.push_back(
+      {Submit("123456789", {1, 2}), "client_request_id has 9 bytes, more than limits.max_request_id_bytes = 8"});
   proto::SubmitRequest text = Submit("a", {});
   text.set_text("hhhhh");
   cases.push_back({text, "the prompt text has 5 bytes, more than limits.max_prompt_bytes = 4"});
@@ -177,8 +177,9 @@ TEST(EchoedRequestIdTest, KeepsShortIdsAndCutsLongOnesAtACharacterBoundary) {
   EXPECT_EQ(EchoedRequestId("abcdef", 3), "abc");
   EXPECT_EQ(EchoedRequestId("", 0), "");
   // "a\u00e9b": the cut at 2 bytes would split the 2-byte character.
-  EXPECT_EQ(EchoedRequestId("a\xc3\xa9" "b", 2), "a");
-  EXPECT_EQ(EchoedRequestId("a\xc3\xa9" "b", 3), "a\xc3\xa9");
+  const std::string accented = std::string("a\xc3\xa9") + "b";
+  EXPECT_EQ(EchoedRequestId(accented, 2), "a");
+  EXPECT_EQ(EchoedRequestId(accented, 3), "a\xc3\xa9");
   EXPECT_EQ(EchoedRequestId(std::string(1 << 20, 'x'), 256).size(), 256u);
 }
 

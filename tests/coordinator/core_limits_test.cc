@@ -242,11 +242,11 @@ TEST_F(CoreTest, BadMessagesInAFloodLogABoundedNumberOfLines) {
   SimClient& c = AddClient();
   CapturedLog log(spdlog::level::debug);  // debug lines count too
   for (int i = 0; i < 10000; ++i) {
-    w.SendRaw("not a protobuf \xff\xff");                 // unparsable control message
-    stranger.Send(ReadyMessage(0, 0, TestModel(), 16));   // from a connection that is no worker
-    stranger.SendRegister(7, 0);                          // a refused registration
-    c.SendRaw("\xff\xff\xff");                            // unparsable client message
-    c.Submit("", {1, 2}, 3);                              // a refused request
+    w.SendRaw("not a protobuf \xff\xff");                // unparsable control message
+    stranger.Send(ReadyMessage(0, 0, TestModel(), 16));  // from a connection that is no worker
+    stranger.SendRegister(7, 0);                         // a refused registration
+    c.SendRaw("\xff\xff\xff");                           // unparsable client message
+    c.Submit("", {1, 2}, 3);                             // a refused request
   }
   const std::vector<std::string> lines = log.Lines();
   // Five kinds (control, stranger, registration, client message, request); the clients'

@@ -72,10 +72,10 @@ TEST(DaemonProcessTest, SigtermStopsAWorkerAndTheCoordinatorWithExitZero) {
   {
     testing::LoweredFileLimit lower;
     lowered = lower.soft();
-    Result<ChildProcess> c = ChildProcess::Spawn(
-        {testing::CoordinatorBinary(), "--config", dir + "/cluster.yaml", "--endpoints-file", dir + "/endpoints.json",
-         "--drain-timeout", "300"},
-        "flover-coordinator", coordinator_log);
+    Result<ChildProcess> c =
+        ChildProcess::Spawn({testing::CoordinatorBinary(), "--config", dir + "/cluster.yaml", "--endpoints-file",
+                             dir + "/endpoints.json", "--drain-timeout", "300"},
+                            "flover-coordinator", coordinator_log);
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     coordinator.emplace(std::move(c).value());
   }
@@ -86,10 +86,9 @@ TEST(DaemonProcessTest, SigtermStopsAWorkerAndTheCoordinatorWithExitZero) {
   }
   auto start_worker = [&] {
     testing::LoweredFileLimit lower;
-    Result<ChildProcess> w =
-        ChildProcess::Spawn({testing::WorkerBinary(), "--coordinator", endpoints->control, "--replica", "0", "--rank",
-                             "0", "--threads", "1"},
-                            "flover-worker", worker_log);
+    Result<ChildProcess> w = ChildProcess::Spawn({testing::WorkerBinary(), "--coordinator", endpoints->control,
+                                                  "--replica", "0", "--rank", "0", "--threads", "1"},
+                                                 "flover-worker", worker_log);
     EXPECT_TRUE(w.ok()) << w.status().ToString();
     if (w.ok()) worker.emplace(std::move(w).value());
   };
@@ -111,8 +110,8 @@ TEST(DaemonProcessTest, SigtermStopsAWorkerAndTheCoordinatorWithExitZero) {
     const auto [soft, hard] = OpenFileLimits(p->pid());
     EXPECT_EQ(soft, hard) << p->name() << " kept the soft limit " << soft;
   }
-  EXPECT_NE(ReadFile(coordinator_log).find("open files (RLIMIT_NOFILE): soft limit " + std::to_string(lowered) +
-                                           " raised to"),
+  EXPECT_NE(ReadFile(coordinator_log)
+                .find("open files (RLIMIT_NOFILE): soft limit " + std::to_string(lowered) + " raised to"),
             std::string::npos)
       << ReadFile(coordinator_log);
 

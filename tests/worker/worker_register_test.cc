@@ -291,7 +291,8 @@ TEST(WorkerLimitsTest, AFloodOfUnreadableControlMessagesLogsABoundedNumberOfLine
   worker.Join();
   EXPECT_EQ(worker.exit_code(), kExitOk);
   size_t about_messages = 0;
-  for (const std::string& line : log.Lines()) about_messages += line.find("ignoring control message") != std::string::npos;
+  for (const std::string& line : log.Lines())
+    about_messages += line.find("ignoring control message") != std::string::npos;
   EXPECT_GE(about_messages, 1u);
   EXPECT_LE(about_messages, 10 * (static_cast<size_t>(seconds) + 1)) << "in " << seconds << " s";
 }
