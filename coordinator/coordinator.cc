@@ -80,6 +80,7 @@ Sent SendRouted(zmq::socket_t& router, const std::string& identity, const std::s
 // ---------------------------------------------------------------- construction
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, Clock::duration drain_timeout) {
+  FLOVER_RETURN_IF_ERROR(config.Validate());  // before its limits configure the sockets
   std::unique_ptr<Coordinator> coordinator(new Coordinator());
   FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config.endpoints, config.limits));
   FLOVER_ASSIGN_OR_RETURN(coordinator->core_, CoordinatorCore::Create(std::move(config), coordinator->endpoints_,
