@@ -4,14 +4,17 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <thread>
 
 #include "common/protocol.h"
 
 namespace flover {
 namespace {
-// Replies that may wait unread (many requests sent before the first read); the
-// coordinator queues as many per client.
+// Replies that may wait unread here (many requests sent before the first read).
 constexpr int kMaxUnreadReplies = 100000;
+// How long FetchStatus waits before it asks again when the coordinator refused a status
+// request for coming too often (limits.status_per_client_per_second).
+constexpr auto kStatusRetryAfter = std::chrono::milliseconds(200);
 }  // namespace
 
 bool AllReplicasReady(const proto::ClusterStatus& status) {
@@ -27,6 +30,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
     c->socket_.set(zmq::sockopt::rcvhwm, kMaxUnreadReplies);
+    c->socket_.set(zmq::sockopt::maxmsgsize, kMaxServerMessageBytes);
     c->monitor_.Watch(c->socket_, "client");  // one Client per context
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {
@@ -116,6 +120,12 @@ Result<proto::ClusterStatus> Client::FetchStatus(std::chrono::milliseconds timeo
     FLOVER_ASSIGN_OR_RETURN(std::optional<proto::ServerMessage> m, Receive(left));
     if (!m) break;
     if (m->has_status()) return m->status();
+    if (m->has_error() && m->error().code() == StatusCodeName(StatusCode::kResourceExhausted) &&
+        std::chrono::steady_clock::now() + kStatusRetryAfter < deadline) {
+      std::this_thread::sleep_for(kStatusRetryAfter);  // asked too often: ask again later
+      FLOVER_RETURN_IF_ERROR(RequestStatus());
+      continue;
+    }
     if (m->has_error()) return Unavailable("status: " + m->error().message());
   }
   return Unavailable("no status reply within " + std::to_string(timeout.count()) + " ms");

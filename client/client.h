@@ -7,10 +7,16 @@
 // Receive says so at once (Unavailable) instead of letting the caller wait for replies
 // that will not come: a restarted coordinator knows nothing of the requests in flight.
 // The socket reconnects by itself; later requests go to the coordinator that is back.
+// A reply larger than kMaxServerMessageBytes drops the connection (ZMQ_MAXMSGSIZE), as
+// a closed one, so that a hostile or broken coordinator cannot make a client allocate
+// without bound. FetchStatus asks again (after 200 ms, within its timeout) when the
+// coordinator refuses a status request for coming too often
+// (limits.status_per_client_per_second).
 // Thread-safety: none; a Client belongs to one thread (its socket does).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +28,11 @@
 #include "flover.pb.h"
 
 namespace flover {
+
+// The largest ServerMessage a Client accepts: far more than a Done of the longest
+// context (a token id and its text for each of 128K positions) or the status of a
+// cluster of thousands of workers.
+inline constexpr int64_t kMaxServerMessageBytes = int64_t{64} << 20;
 
 // True when the cluster has replicas and every one of them is ready.
 bool AllReplicasReady(const proto::ClusterStatus& status);

@@ -22,6 +22,8 @@ void Print(const proto::ClusterStatus& s) {
     std::printf(", %llu cancelled as their client left", static_cast<unsigned long long>(s.abandoned()));
   if (s.rejected_messages() > 0)
     std::printf(", %llu worker messages rejected", static_cast<unsigned long long>(s.rejected_messages()));
+  if (s.clients_cut_off() > 0)
+    std::printf(", %llu client(s) cut off for not reading", static_cast<unsigned long long>(s.clients_cut_off()));
   std::printf("\n");
   if (const proto::LatencySummary& l = s.latency(); l.requests() > 0) {
     auto ms = [](const proto::LatencyPercentiles& p) {

@@ -111,7 +111,7 @@ struct HeartbeatSettings {
 };
 
 // What one peer may cost the coordinator and the workers: every size and queue that a
-// peer's messages can grow is bounded here (docs/security.md). Each >= 1.
+// peer's messages can grow is bounded here (docs/limits.md). Each >= 1.
 struct LimitsSettings {
   int max_client_message_bytes = 4 << 20;    // a ClientMessage; larger ones drop the connection
   int max_worker_message_bytes = 256 << 20;  // plans and results carry whole batches

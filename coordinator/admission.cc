@@ -2,9 +2,43 @@
 
 #include <string>
 
+#include <fmt/format.h>
+
 #include "common/protocol.h"
 
 namespace flover {
+namespace {
+
+// "<what> has <value> <unit>, more than limits.<key> = <limit>".
+Status OverLimit(const std::string& what, size_t value, const char* unit, const char* key, int limit) {
+  return InvalidArgument(fmt::format("{} has {} {}, more than limits.{} = {}", what, value, unit, key, limit));
+}
+
+// Check 0 of admission.h: every size the client chose, before anything is copied.
+Status CheckLimits(const proto::SubmitRequest& submit, const LimitsSettings& limits) {
+  const size_t id_bytes = submit.client_request_id().size();
+  if (id_bytes > static_cast<size_t>(limits.max_request_id_bytes))
+    return OverLimit("client_request_id", id_bytes, "bytes", "max_request_id_bytes", limits.max_request_id_bytes);
+  if (submit.prompt_case() == proto::SubmitRequest::kText &&
+      submit.text().size() > static_cast<size_t>(limits.max_prompt_bytes))
+    return OverLimit("the prompt text", submit.text().size(), "bytes", "max_prompt_bytes", limits.max_prompt_bytes);
+  if (submit.prompt_case() == proto::SubmitRequest::kTokenIds &&
+      submit.token_ids().ids_size() > limits.max_prompt_tokens)
+    return OverLimit("the prompt", submit.token_ids().ids_size(), "token ids", "max_prompt_tokens",
+                     limits.max_prompt_tokens);
+  const proto::StopParams& stop = submit.stop();
+  if (stop.stop_token_ids_size() > limits.max_stop_ids)
+    return OverLimit("stop", stop.stop_token_ids_size(), "stop token ids", "max_stop_ids", limits.max_stop_ids);
+  if (stop.stop_strings_size() > limits.max_stop_strings)
+    return OverLimit("stop", stop.stop_strings_size(), "stop strings", "max_stop_strings", limits.max_stop_strings);
+  for (int i = 0; i < stop.stop_strings_size(); ++i)
+    if (stop.stop_strings(i).size() > static_cast<size_t>(limits.max_stop_string_bytes))
+      return OverLimit(fmt::format("stop string {}", i), stop.stop_strings(i).size(), "bytes", "max_stop_string_bytes",
+                       limits.max_stop_string_bytes);
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<proto::ClientMessage> ParseClientMessage(std::string_view bytes) {
   FLOVER_ASSIGN_OR_RETURN(proto::ClientMessage message,
@@ -25,7 +59,15 @@ Status CheckAgainstModel(const RequestParams& request, const ModelSpec& model, i
   return Status::Ok();
 }
 
+std::string EchoedRequestId(const std::string& id, int max_bytes) {
+  if (id.size() <= static_cast<size_t>(max_bytes)) return id;
+  size_t end = static_cast<size_t>(max_bytes);
+  while (end > 0 && (static_cast<unsigned char>(id[end]) & 0xC0) == 0x80) --end;  // inside a character
+  return id.substr(0, end);
+}
+
 Result<RequestParams> Admit(const proto::SubmitRequest& submit, const AdmissionContext& context) {
+  FLOVER_RETURN_IF_ERROR(CheckLimits(submit, context.limits));
   const std::string& id = submit.client_request_id();
   if (id.empty()) return InvalidArgument("client_request_id is empty: every request needs an id unique per connection");
   if (context.id_in_flight)
@@ -54,14 +96,13 @@ Result<RequestParams> Admit(const proto::SubmitRequest& submit, const AdmissionC
   if (context.model) FLOVER_RETURN_IF_ERROR(CheckAgainstModel(request, *context.model, context.kv_capacity_tokens));
   if (!request.stop.stop_strings.empty() && !context.tokenizer)
     return InvalidArgument("stop strings need the cluster's tokenizer (model.tokenizer); use stop token ids");
-  if (request.stop.stop_strings.size() > kMaxStopStrings)
-    return InvalidArgument("at most " + std::to_string(kMaxStopStrings) + " stop strings, got " +
-                           std::to_string(request.stop.stop_strings.size()));
   for (const std::string& text : request.stop.stop_strings)
-    if (text.empty() || text.size() > kMaxStopStringBytes)
-      return InvalidArgument("a stop string must have 1 to " + std::to_string(kMaxStopStringBytes) + " bytes, got " +
-                             std::to_string(text.size()));
+    if (text.empty()) return InvalidArgument("a stop string is empty: each needs at least one byte");
 
+  if (context.client_in_flight >= context.limits.max_requests_per_client)
+    return ResourceExhausted(fmt::format("this connection has {} requests in flight, as many as "
+                                         "limits.max_requests_per_client = {} allows; wait for some to finish",
+                                         context.client_in_flight, context.limits.max_requests_per_client));
   if (context.n_queued >= context.max_queued)
     return ResourceExhausted("overloaded: " + std::to_string(context.n_queued) +
                              " requests are already waiting (scheduler.max_queued = " +

@@ -22,13 +22,13 @@ namespace flover {
 namespace {
 
 constexpr auto kMaxPoll = std::chrono::milliseconds(100);
-constexpr int kMaxDrain = 256;                          // messages read per socket per loop turn
-constexpr int64_t kMaxClientMessage = 16 << 20;         // bytes; larger messages drop the peer
-constexpr int64_t kMaxWorkerMessage = 256 << 20;
+constexpr int kMaxDrain = 256;  // messages read per socket per loop turn
 constexpr int kShutdownLingerMs = 500;
-// Messages queued for one client or worker that does not read them (a client that
-// submits many requests before it reads any reply must not lose replies).
-constexpr int kMaxQueuedPerPeer = 100000;
+// Messages queued for one worker that does not read them (clients: the config's
+// limits.max_undelivered_per_client).
+constexpr int kMaxQueuedPerWorker = 100000;
+// What a plans subscriber may send: subscriptions to a topic "replica/<i>/".
+constexpr int64_t kMaxSubscriptionBytes = 1024;
 constexpr auto kErrorBackoff = std::chrono::milliseconds(10);  // no hot loop on a persistent error
 
 std::string HostName() {
@@ -59,19 +59,20 @@ Result<std::string> Bind(zmq::socket_t& socket, const std::string& endpoint, con
   }
 }
 
-// [identity][payload] on a ROUTER_MANDATORY socket; false when that peer is gone. Never
-// blocks: a peer that does not read, with kMaxQueuedPerPeer messages already waiting
-// for it, loses the message (logged).
-bool SendRouted(zmq::socket_t& router, const char* what, const std::string& identity, const std::string& payload) {
+enum class Sent { kOk, kGone, kFull };
+
+// [identity][payload] on a ROUTER_MANDATORY socket. Never blocks: kGone when that peer
+// is gone, kFull when as many messages as the socket's SNDHWM already wait for it (it
+// does not read them; this one is not sent).
+Sent SendRouted(zmq::socket_t& router, const std::string& identity, const std::string& payload) {
   const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(identity), zmq::buffer(payload)};
   try {
-    if (!zmq::send_multipart(router, frames, zmq::send_flags::dontwait))
-      spdlog::warn("a {} does not read its messages ({} are waiting): one was dropped", what, kMaxQueuedPerPeer);
+    if (!zmq::send_multipart(router, frames, zmq::send_flags::dontwait)) return Sent::kFull;
   } catch (const zmq::error_t& e) {
     if (e.num() != EHOSTUNREACH) throw;
-    return false;
+    return Sent::kGone;
   }
-  return true;
+  return Sent::kOk;
 }
 
 }  // namespace
@@ -79,8 +80,9 @@ bool SendRouted(zmq::socket_t& router, const char* what, const std::string& iden
 // ---------------------------------------------------------------- construction
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, Clock::duration drain_timeout) {
+  FLOVER_RETURN_IF_ERROR(config.Validate());  // before its limits configure the sockets
   std::unique_ptr<Coordinator> coordinator(new Coordinator());
-  FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config.endpoints));
+  FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config.endpoints, config.limits));
   FLOVER_ASSIGN_OR_RETURN(coordinator->core_, CoordinatorCore::Create(std::move(config), coordinator->endpoints_,
                                                                       drain_timeout, Clock::now()));
   return coordinator;
@@ -96,19 +98,22 @@ Coordinator::Coordinator()
 
 Coordinator::~Coordinator() { CloseSockets(); }
 
-Status Coordinator::BindAll(const EndpointsConfig& wanted) {
+Status Coordinator::BindAll(const EndpointsConfig& wanted, const LimitsSettings& limits) {
   try {
     for (zmq::socket_t* s : {&client_, &control_, &plans_}) s->set(zmq::sockopt::linger, 0);
-    client_.set(zmq::sockopt::maxmsgsize, kMaxClientMessage);
-    client_.set(zmq::sockopt::sndhwm, kMaxQueuedPerPeer);
-    control_.set(zmq::sockopt::sndhwm, kMaxQueuedPerPeer);
-    control_.set(zmq::sockopt::maxmsgsize, kMaxWorkerMessage);
+    // Larger messages drop their connection; a client that leaves this many replies
+    // unread is cut off (Flush).
+    client_.set(zmq::sockopt::maxmsgsize, int64_t{limits.max_client_message_bytes});
+    client_.set(zmq::sockopt::sndhwm, limits.max_undelivered_per_client);
+    control_.set(zmq::sockopt::sndhwm, kMaxQueuedPerWorker);
+    control_.set(zmq::sockopt::maxmsgsize, int64_t{limits.max_worker_message_bytes});
     // A send to a peer that is gone fails (EHOSTUNREACH) instead of vanishing.
     client_.set(zmq::sockopt::router_mandatory, true);
     control_.set(zmq::sockopt::router_mandatory, true);
     control_monitor_.Watch(control_, "control");
     client_monitor_.Watch(client_, "client");
     plans_.set(zmq::sockopt::sndhwm, 100000);
+    plans_.set(zmq::sockopt::maxmsgsize, kMaxSubscriptionBytes);
   } catch (const zmq::error_t& e) {
     return Internal(std::string("cannot configure sockets: ") + e.what());
   }
@@ -193,14 +198,16 @@ void Coordinator::DrainClient(Clock::time_point now) {
     if (!zmq::recv_multipart(client_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
     try {
       if (parts.size() < 2) {
-        spdlog::warn("client socket: message of {} frame(s) without a payload; ignored", parts.size());
+        if (auto more = client_log_.Allow(now))
+          spdlog::warn("client socket: message of {} frame(s) without a payload; ignored{}", parts.size(),
+                       SuppressedSuffix(*more));
         continue;
       }
       std::vector<std::string_view> frames;
       for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
       core_->OnClientMessage(parts.front().to_string(), frames, now);
     } catch (const std::exception& e) {
-      spdlog::error("client message: {}", e.what());
+      if (auto more = client_log_.Allow(now)) spdlog::error("client message: {}{}", e.what(), SuppressedSuffix(*more));
     }
   }
 }
@@ -215,7 +222,8 @@ void Coordinator::DrainControl(Clock::time_point now) {
       for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
       core_->OnWorkerMessage(parts.front().to_string(), frames, now);
     } catch (const std::exception& e) {
-      spdlog::error("control message: {}", e.what());
+      if (auto more = control_log_.Allow(now))
+        spdlog::error("control message: {}{}", e.what(), SuppressedSuffix(*more));
     }
   }
 }
@@ -232,19 +240,30 @@ void Coordinator::Flush(Clock::time_point now) {
       const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(topic), zmq::buffer(payload)};
       (void)zmq::send_multipart(plans_, frames, zmq::send_flags::dontwait);
     }
-    // Once a send finds a peer gone, its other messages are not tried.
+    // Once a send finds a peer gone (or a client's queue full), its other messages are
+    // not tried.
     std::vector<std::string> gone_workers;
     for (const Outbox::ToWorker& m : out.workers) {
       if (std::find(gone_workers.begin(), gone_workers.end(), m.identity) != gone_workers.end()) continue;
-      if (!SendRouted(control_, "worker", m.identity, Serialize(m.message))) gone_workers.push_back(m.identity);
+      const Sent sent = SendRouted(control_, m.identity, Serialize(m.message));
+      if (sent == Sent::kGone) gone_workers.push_back(m.identity);
+      if (sent == Sent::kFull)
+        if (auto more = send_log_.Allow(now))
+          spdlog::warn("a worker does not read its messages ({} are waiting): one was dropped{}", kMaxQueuedPerWorker,
+                       SuppressedSuffix(*more));
     }
     std::vector<std::string> gone_clients;
+    std::vector<std::string> full_clients;
     for (const Outbox::ToClient& m : out.clients) {
       if (std::find(gone_clients.begin(), gone_clients.end(), m.identity) != gone_clients.end()) continue;
-      if (!SendRouted(client_, "client", m.identity, Serialize(m.message))) gone_clients.push_back(m.identity);
+      if (std::find(full_clients.begin(), full_clients.end(), m.identity) != full_clients.end()) continue;
+      const Sent sent = SendRouted(client_, m.identity, Serialize(m.message));
+      if (sent == Sent::kGone) gone_clients.push_back(m.identity);
+      if (sent == Sent::kFull) full_clients.push_back(m.identity);
     }
     for (const std::string& identity : gone_workers) core_->OnWorkerUnreachable(identity, now);
     for (const std::string& identity : gone_clients) core_->OnClientUnreachable(identity, now);
+    for (const std::string& identity : full_clients) core_->OnClientNotReading(identity, now);
   }
 }
 

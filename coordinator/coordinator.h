@@ -12,10 +12,15 @@
 // to the core with the time; calls Tick(); and sends the core's outbox. Both ROUTERs
 // are ZMQ_ROUTER_MANDATORY: a send to a peer that is gone fails with EHOSTUNREACH, and
 // the core is told (OnClientUnreachable / OnWorkerUnreachable). Sizes are bounded by
-// the sockets: messages over kMaxClientMessage / kMaxWorkerMessage drop the peer; a
-// peer that does not read has at most kMaxQueuedPerPeer messages waiting, then loses
-// them (logged).
-// No exception escapes the loop: ZeroMQ errors are logged.
+// the sockets, from the config's limits (docs/limits.md): a message over
+// max_client_message_bytes (client) or max_worker_message_bytes (control)
+// drops its connection (ZMQ_MAXMSGSIZE; on the plans socket, a subscription over 1 KiB
+// does); a client with max_undelivered_per_client
+// replies waiting (the client ROUTER's SNDHWM) is reported to the core
+// (OnClientNotReading), which cuts it off; a worker that does not read has at most
+// 100000 messages waiting, then loses them (logged).
+// No exception escapes the loop: ZeroMQ errors are logged. Log lines that peers
+// trigger are rate-limited (log_limiter.h).
 //
 // Thread-safety: Create() on any thread, then Run() on exactly one thread (the handover
 // of the sockets is ordered by the thread start). Stop() from any thread or a signal
@@ -29,6 +34,7 @@
 
 #include "common/cluster_config.h"
 #include "common/disconnect_monitor.h"
+#include "common/log_limiter.h"
 #include "common/status.h"
 #include "coordinator/coordinator_core.h"
 
@@ -62,7 +68,7 @@ class Coordinator {
 
  private:
   Coordinator();
-  Status BindAll(const EndpointsConfig& wanted);
+  Status BindAll(const EndpointsConfig& wanted, const LimitsSettings& limits);
   void PollOnce();
   void DrainClient(Clock::time_point now);
   void DrainControl(Clock::time_point now);
@@ -86,6 +92,10 @@ class Coordinator {
   DisconnectMonitor control_monitor_;
   DisconnectMonitor client_monitor_;
   std::unique_ptr<CoordinatorCore> core_;
+  // Log lines that peers trigger: CoordinatorCore::kPeerLogLines per second of each kind.
+  LogLimiter client_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};   // bad client frames
+  LogLimiter control_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};  // bad worker frames
+  LogLimiter send_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};     // dropped sends
 };
 
 }  // namespace flover

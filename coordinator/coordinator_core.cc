@@ -38,7 +38,10 @@ CoordinatorCore::CoordinatorCore(ClusterConfig config, EndpointsConfig bound, st
       drain_timeout_(drain_timeout),
       endpoints_(std::move(bound)),
       started_(now),
-      next_heartbeat_(now) {
+      next_heartbeat_(now),
+      client_limiter_(config_.limits.status_per_client_per_second),
+      next_client_prune_(now),
+      next_status_build_(now) {
   ClusterConfig sent = config_;
   sent.endpoints = endpoints_;
   config_proto_ = ToProto(sent);
@@ -58,7 +61,9 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<con
   const std::string_view payload = frames.front();
   Result<proto::ClientMessage> message = ParseClientMessage(payload);
   if (!message.ok()) {
-    spdlog::debug("client message rejected: {}", message.status().ToString());
+    if (spdlog::should_log(spdlog::level::debug))
+      if (auto more = client_log_.Allow(now))
+        spdlog::debug("client message rejected: {}{}", message.status().ToString(), SuppressedSuffix(*more));
     // Answer with the request's id when the bytes are readable at all (unknown fields,
     // wrong version), so the client can tell which request was refused.
     proto::ClientMessage lenient;
@@ -67,18 +72,13 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<con
       if (lenient.has_submit()) id = lenient.submit().client_request_id();
       if (lenient.has_cancel()) id = lenient.cancel().client_request_id();
     }
-    SendToClient(identity, ErrorReply(id, message.status()));
+    SendToClient(identity, ErrorReply(Echoed(id), message.status()));
     return;
   }
   switch (message->body_case()) {
     case proto::ClientMessage::kSubmit: HandleSubmit(identity, message->submit(), now); break;
     case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
-    case proto::ClientMessage::kStatus: {
-      proto::ServerMessage reply;
-      *reply.mutable_status() = BuildStatus(now);
-      SendToClient(identity, std::move(reply));
-      break;
-    }
+    case proto::ClientMessage::kStatus: HandleStatus(identity, now); break;
     case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
   }
 }
@@ -98,7 +98,23 @@ void CoordinatorCore::OnClientUnreachable(const std::string& identity, Clock::ti
   AbandonClient(identity, now);
 }
 
+void CoordinatorCore::OnClientNotReading(const std::string& identity, Clock::time_point now) {
+  const bool first = client_limiter_.CutOff(identity, now);
+  const int n = ForgetClient(identity, now);
+  if (!first) return;  // counted when it was cut off
+  ++clients_cut_off_;
+  if (auto more = leaving_log_.Allow(now))
+    spdlog::warn("a client does not read its replies ({} wait for it, limits.max_undelivered_per_client): cut off, "
+                 "{} request(s) cancelled{}",
+                 config_.limits.max_undelivered_per_client, n, SuppressedSuffix(*more));
+}
+
 void CoordinatorCore::Tick(Clock::time_point now) {
+  if (!status_waiting_.empty() && now >= next_status_build_) SendStatus(now);
+  if (now >= next_client_prune_) {
+    client_limiter_.Prune(now);
+    next_client_prune_ = now + ClientLimiter::kStatusWindow;
+  }
   CheckHealth(now);
   SendHeartbeats(now);
   ProbeClients(now);
@@ -121,6 +137,7 @@ Clock::time_point CoordinatorCore::NextWake(Clock::time_point now) const {
   if (!deadlines_.empty()) wake = std::min(wake, deadlines_.begin()->first);
   if (drain_deadline_) wake = std::min(wake, *drain_deadline_);
   if (probing_topics_) wake = std::min(wake, next_topic_probe_);
+  if (!status_waiting_.empty()) wake = std::min(wake, next_status_build_);
   // Silences and step timeouts are checked at every heartbeat, which comes often enough.
   // A dynamic batch window (a replica with its pipeline full is woken by the result
   // instead). A window that closed already was served by the last Tick(): at least
@@ -208,6 +225,7 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now) const {
   s.set_moved(moved_);
   s.set_abandoned(abandoned_);
   s.set_rejected_messages(rejected_);
+  s.set_clients_cut_off(clients_cut_off_);
   const LatencyWindow::Summary latency = latency_.Summarize(now);
   proto::LatencySummary* ls = s.mutable_latency();
   ls->set_window_seconds(Seconds(latency_.window()));

@@ -3,7 +3,8 @@
 //
 // Events go in, each with the time `now`: a client message, a worker message (control
 // socket, step results included), a connection that closed (a socket monitor saw it,
-// without saying whose), a peer that a send found gone, a stop request, and Tick() for
+// without saying whose), a peer that a send found gone, a client whose replies the
+// shell cannot queue any more (it does not read them), a stop request, and Tick() for
 // what is due by time. What the core wants sent collects in an Outbox that
 // the caller takes with TakeOutbox(): the ZeroMQ shell (coordinator.h) sends it, and
 // reports each peer that a send found gone back with On*Unreachable(); tests read it
@@ -64,6 +65,18 @@
 //    next token; after a closed client connection (OnClientConnectionClosed), the
 //    clients of requests that expect no reply soon (not streaming, or no token yet) get
 //    Keepalive every kProbeEvery for kClientProbeFor.
+//  * Limits (the config's `limits:`, docs/limits.md): admission refuses sizes over them
+//    and more than max_requests_per_client requests in flight per connection; a reply
+//    never echoes a client_request_id longer than max_request_id_bytes. A client whose
+//    replies the shell can no longer queue (max_undelivered_per_client wait for it:
+//    OnClientNotReading) is cut off: its requests are cancelled and nothing more is
+//    queued for it (ClusterStatus.clients_cut_off counts it once). Each connection gets
+//    at most status_per_client_per_second status replies (then Error ResourceExhausted,
+//    at no cost), and the ClusterStatus is built at most once per kStatusEvery: a
+//    request that comes sooner waits for the next build, which answers every request
+//    waiting, so a status is never older than its request and a flood of them costs
+//    one build per kStatusEvery. Log lines that peers trigger are rate-limited
+//    (log_limiter.h): kPeerLogLines per second of each kind.
 //  * Stop: the first RequestStop() starts a drain of up to `drain_timeout`: new
 //    submissions get Error{Unavailable, "the coordinator is shutting down"} while the
 //    requests in flight run to their end; stopped() turns true once none is left, at
@@ -95,6 +108,7 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/tokenizer.h"
+#include "coordinator/client_limiter.h"
 #include "coordinator/latency_window.h"
 #include "coordinator/outbox.h"
 #include "coordinator/rendezvous_store.h"
@@ -111,6 +125,8 @@ class CoordinatorCore {
   static constexpr auto kClientProbeFor = std::chrono::milliseconds(50);
   static constexpr auto kMinStartupTimeout = std::chrono::seconds(120);
   static constexpr int kMaxFailovers = 2;
+  static constexpr auto kStatusEvery = std::chrono::milliseconds(50);
+  static constexpr int kPeerLogLines = 10;  // per second and kind
 
   // Loads the tokenizer named by config.model.tokenizer (llama2.c format; none when
   // empty); its errors (NotFound, Corruption, ...) and InvalidArgument when
@@ -135,6 +151,10 @@ class CoordinatorCore {
   // A send to this peer found it gone.
   void OnWorkerUnreachable(const std::string& identity, Clock::time_point now);
   void OnClientUnreachable(const std::string& identity, Clock::time_point now);
+  // A send to this client found limits.max_undelivered_per_client replies already
+  // waiting for it: it does not read them. Its requests are cancelled, and the messages
+  // for it in the outbox dropped.
+  void OnClientNotReading(const std::string& identity, Clock::time_point now);
   // Health checks, heartbeats, probes, expiries, and the next plans of every replica.
   // Call after every batch of events, and at NextWake() at the latest.
   void Tick(Clock::time_point now);
@@ -157,6 +177,7 @@ class CoordinatorCore {
   Outbox TakeOutbox();
   proto::ClusterStatus BuildStatus(Clock::time_point now) const;
   int n_requests() const { return requests_.size(); }
+  uint64_t n_status_builds() const { return n_status_builds_; }  // BuildStatus calls for status requests
   const EndpointsConfig& endpoints() const { return endpoints_; }
   const ClusterConfig& config() const { return config_; }
 
@@ -167,6 +188,11 @@ class CoordinatorCore {
   // ---- client API
   void HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit, Clock::time_point now);
   void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
+  // A status request: refused beyond the client's rate, else answered with the next
+  // build (at once when none was made within kStatusEvery).
+  void HandleStatus(const std::string& identity, Clock::time_point now);
+  // Builds the status once and sends it to every client waiting for one.
+  void SendStatus(Clock::time_point now);
   // Sends the request to the least-loaded ready replica (Accepted, the first time), or
   // fails it. `generated`: tokens it generated on a replica that failed (Scheduler::Add).
   // REQUIRES: the request is in requests_ and some replica is ready.
@@ -196,6 +222,9 @@ class CoordinatorCore {
   // Cancels every request of a client whose connection is gone. `identity` is a copy:
   // callers may pass a field of a request this cancels.
   void AbandonClient(std::string identity, Clock::time_point now);
+  // Cancels every request of `identity` and drops what waits for it in the outbox (it
+  // cannot be delivered); the number of requests cancelled.
+  int ForgetClient(const std::string& identity, Clock::time_point now);
   // Within the probe window after a client disconnect, every kProbeEvery: Keepalive to
   // the clients of requests that expect no reply soon.
   void ProbeClients(Clock::time_point now);
@@ -240,6 +269,8 @@ class CoordinatorCore {
   void SendToClient(const std::string& identity, proto::ServerMessage message);
   void SendToWorker(const std::string& identity, proto::CoordinatorMessage message);
   const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }
+  // client_request_id as replies echo it (admission.h, EchoedRequestId).
+  std::string Echoed(const std::string& client_request_id) const;
 
   // Constant after construction.
   ClusterConfig config_;
@@ -269,8 +300,8 @@ class CoordinatorCore {
   uint64_t moved_ = 0;      // failovers
   uint64_t abandoned_ = 0;  // requests cancelled because their client left
   uint64_t rejected_ = 0;   // worker messages dropped (Reject)
-  LogLimiter rejected_log_{10, std::chrono::seconds(1)};
-  LogLimiter refused_log_{10, std::chrono::seconds(1)};  // refused registrations
+  LogLimiter rejected_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter refused_log_{kPeerLogLines, std::chrono::seconds(1)};  // registrations refused or repeated
   LatencyWindow latency_;   // of the requests that finished recently
   Clock::time_point next_heartbeat_{};
   std::multimap<Clock::time_point, uint64_t> deadlines_;  // of requests with timeout_ms; stale entries skipped
@@ -280,6 +311,19 @@ class CoordinatorCore {
   bool probing_topics_ = false;  // the last ProbePlanTopics() found a replica to probe
   Clock::time_point client_probe_until_{};  // after a client disconnect: ProbeClients()
   Clock::time_point next_client_probe_{};
+
+  // Limits (docs/limits.md).
+  ClientLimiter client_limiter_;
+  Clock::time_point next_client_prune_{};
+  uint64_t clients_cut_off_ = 0;
+  std::vector<std::string> status_waiting_;  // clients whose status goes out with the next build
+  Clock::time_point next_status_build_{};    // the earliest time of the next build
+  uint64_t n_status_builds_ = 0;
+  // Log lines that peers trigger, kPeerLogLines per second of each kind: refused client
+  // messages and requests; clients that left or were cut off. (Worker messages: the
+  // rejected_log_ and refused_log_ above.)
+  LogLimiter client_log_{kPeerLogLines, std::chrono::seconds(1)};
+  LogLimiter leaving_log_{kPeerLogLines, std::chrono::seconds(1)};
 };
 
 }  // namespace flover

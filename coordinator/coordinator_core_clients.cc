@@ -16,9 +16,10 @@ namespace flover {
 
 void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit,
                                Clock::time_point now) {
+  // Valid once admitted; until then only its start is echoed.
   const std::string& cid = submit.client_request_id();
   if (draining()) {
-    SendToClient(identity, ErrorReply(cid, Unavailable("the coordinator is shutting down; no new requests")));
+    SendToClient(identity, ErrorReply(Echoed(cid), Unavailable("the coordinator is shutting down; no new requests")));
     return;
   }
   AdmissionContext context;
@@ -28,10 +29,14 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   context.id_in_flight = requests_.FindByClient(identity, cid) != nullptr;
   context.n_queued = NQueued();
   context.max_queued = config_.scheduler.max_queued;
+  context.client_in_flight = requests_.CountOf(identity);
+  context.limits = config_.limits;
   Result<RequestParams> params = Admit(submit, context);
   if (!params.ok()) {
-    spdlog::debug("request '{}' rejected: {}", cid, params.status().ToString());
-    SendToClient(identity, ErrorReply(cid, params.status()));
+    if (spdlog::should_log(spdlog::level::debug))
+      if (auto more = client_log_.Allow(now))
+        spdlog::debug("request '{}' rejected: {}{}", Echoed(cid), params.status().ToString(), SuppressedSuffix(*more));
+    SendToClient(identity, ErrorReply(Echoed(cid), params.status()));
     return;
   }
   const bool ready = AnyReady();
@@ -165,12 +170,32 @@ void CoordinatorCore::HandleCancel(const std::string& identity, const proto::Can
                                Clock::time_point now) {
   TrackedRequest* t = requests_.FindByClient(identity, cancel.client_request_id());
   if (!t) {
-    SendToClient(identity, ErrorReply(cancel.client_request_id(),
-                                      NotFound("no request '" + cancel.client_request_id() +
-                                               "' is in flight on this connection")));
+    const std::string id = Echoed(cancel.client_request_id());
+    SendToClient(identity, ErrorReply(id, NotFound("no request '" + id + "' is in flight on this connection")));
     return;
   }
   Cancel(t->id, now);
+}
+
+void CoordinatorCore::HandleStatus(const std::string& identity, Clock::time_point now) {
+  if (!client_limiter_.AllowStatus(identity, now)) {
+    SendToClient(identity,
+                 ErrorReply("", ResourceExhausted(fmt::format("status: at most {} per second per connection "
+                                                              "(limits.status_per_client_per_second); ask less often",
+                                                              config_.limits.status_per_client_per_second))));
+    return;
+  }
+  status_waiting_.push_back(identity);
+  if (now >= next_status_build_) SendStatus(now);
+}
+
+void CoordinatorCore::SendStatus(Clock::time_point now) {
+  proto::ServerMessage reply;
+  *reply.mutable_status() = BuildStatus(now);
+  ++n_status_builds_;
+  next_status_build_ = now + kStatusEvery;
+  for (const std::string& identity : status_waiting_) SendToClient(identity, reply);
+  status_waiting_.clear();
 }
 
 void CoordinatorCore::Withdraw(uint64_t id) {
@@ -204,16 +229,30 @@ void CoordinatorCore::ExpireDeadlines(Clock::time_point now) {
 }
 
 void CoordinatorCore::AbandonClient(std::string identity, Clock::time_point now) {
-  int n = 0;
-  for (uint64_t id : requests_.ids()) {
-    const TrackedRequest* t = requests_.Find(id);
-    if (!t || t->client != identity) continue;
-    Cancel(id, now);
-    ++n;
-  }
+  const int n = ForgetClient(identity, now);
   if (n == 0) return;
   abandoned_ += n;
-  spdlog::info("a client left with {} request(s) in flight: cancelled", n);
+  if (auto more = leaving_log_.Allow(now))
+    spdlog::info("a client left with {} request(s) in flight: cancelled{}", n, SuppressedSuffix(*more));
+}
+
+int CoordinatorCore::ForgetClient(const std::string& identity, Clock::time_point now) {
+  int n = 0;
+  if (requests_.CountOf(identity) > 0) {
+    for (uint64_t id : requests_.ids()) {
+      const TrackedRequest* t = requests_.Find(id);
+      if (!t || t->client != identity) continue;
+      Cancel(id, now);
+      ++n;
+    }
+  }
+  std::erase_if(outbox_.clients, [&](const Outbox::ToClient& m) { return m.identity == identity; });
+  std::erase(status_waiting_, identity);
+  return n;
+}
+
+std::string CoordinatorCore::Echoed(const std::string& client_request_id) const {
+  return EchoedRequestId(client_request_id, config_.limits.max_request_id_bytes);
 }
 
 void CoordinatorCore::ProbeClients(Clock::time_point now) {

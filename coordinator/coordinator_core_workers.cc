@@ -187,7 +187,8 @@ void CoordinatorCore::HandleRegister(const std::string& identity, const proto::R
     return;
   }
   if (slot.live()) {
-    spdlog::info("{} registered again (same connection)", WorkerName(slot));
+    if (auto more = refused_log_.Allow(now))
+      spdlog::info("{} registered again (same connection){}", WorkerName(slot), SuppressedSuffix(*more));
   } else {
     slot.state = WorkerState::kRegistered;
     slot.identity = identity;

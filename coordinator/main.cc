@@ -3,7 +3,8 @@
 //   flover-coordinator --config FILE [--endpoints-file PATH] [--drain-timeout S] [--log-level info]
 //
 // SIGINT/SIGTERM: new requests are refused while those in flight finish, for up to
-// --drain-timeout seconds (10 by default); a second signal stops at once.
+// --drain-timeout seconds (10 by default); a second signal stops at once. The open-file
+// limit is raised at start-up (file_limit.h).
 // Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag or
 // config (message on stderr), 1 when an endpoint cannot be bound or the endpoints file
 // cannot be written.
@@ -18,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/cluster_config_reader.h"
+#include "common/file_limit.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/endpoints_file.h"
 
@@ -64,6 +66,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flover-coordinator: %s\n", config.status().ToString().c_str());
     return 2;
   }
+  flover::RaiseFileLimitAndLog("flover-coordinator", flover::CoordinatorFilesNeeded(*config),
+                               "limits.max_client_connections (" +
+                                   std::to_string(config->limits.max_client_connections) + ") and " +
+                                   std::to_string(config->replicas * config->tensor_parallel) + " worker(s)");
   flover::Result<std::unique_ptr<flover::Coordinator>> coordinator =
       flover::Coordinator::Create(std::move(config).value(),
                                   std::chrono::duration_cast<flover::Clock::duration>(

@@ -66,12 +66,15 @@ class RequestTable {
   void Remove(uint64_t id);
 
   int size() const { return static_cast<int>(by_id_.size()); }
+  // Requests of one client connection in the table (limits.max_requests_per_client).
+  int CountOf(const std::string& client) const;
   // Ids in ascending order (= submission order).
   std::vector<uint64_t> ids() const;
 
  private:
   std::map<uint64_t, TrackedRequest> by_id_;
   std::map<std::pair<std::string, std::string>, uint64_t> by_client_;
+  std::map<std::string, int> per_client_;  // counts; no entry for 0
 };
 
 }  // namespace flover

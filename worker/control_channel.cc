@@ -1,15 +1,22 @@
 #include "worker/control_channel.h"
 
+#include <cerrno>
+
 #include "common/protocol.h"
 
 namespace flover {
 
 using Clock = std::chrono::steady_clock;
 
-ControlChannel::ControlChannel(zmq::context_t& context, const std::string& endpoint)
+ControlChannel::ControlChannel(zmq::context_t& context, const std::string& endpoint, int64_t max_message_bytes)
     : socket_(context, zmq::socket_type::dealer), last_heard_(Clock::now()) {
   socket_.set(zmq::sockopt::linger, 1000);
+  socket_.set(zmq::sockopt::maxmsgsize, max_message_bytes);
   socket_.connect(endpoint);
+}
+
+void ControlChannel::SetMaxMessageBytes(int64_t max_message_bytes) {
+  socket_.set(zmq::sockopt::maxmsgsize, max_message_bytes);
 }
 
 Status ControlChannel::Send(const proto::WorkerMessage& message) { return SendSerialized(Serialize(message)); }
@@ -33,6 +40,7 @@ Result<std::optional<proto::CoordinatorMessage>> ControlChannel::Receive(std::ch
     FLOVER_ASSIGN_OR_RETURN(proto::CoordinatorMessage m, Parse<proto::CoordinatorMessage>(frame.to_string_view()));
     return std::optional<proto::CoordinatorMessage>(std::move(m));
   } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return std::optional<proto::CoordinatorMessage>();  // a signal
     return Unavailable(std::string("control receive failed: ") + e.what());
   }
 }

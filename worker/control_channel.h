@@ -6,10 +6,17 @@
 // It is also the worker's rendezvous KvStore: Set/Get become StoreSet/StoreGet requests
 // answered by the coordinator's store (Gloo keys now, the NCCL unique id later).
 //
+// A message larger than the connection's bound drops the connection (ZMQ_MAXMSGSIZE);
+// libzmq reads the bound when a connection is made, so the one given at construction
+// holds until the first reconnect, and SetMaxMessageBytes (the bound of the config the
+// coordinator sent) holds from then on. A wait interrupted by a signal returns as a
+// timeout (the caller looks at its stop flag).
+//
 // Thread-safety: none; the socket belongs to the worker's main thread.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,7 +30,11 @@ namespace flover {
 
 class ControlChannel final : public KvStore {
  public:
-  ControlChannel(zmq::context_t& context, const std::string& endpoint);
+  // `max_message_bytes`: the bound of the connection made now.
+  ControlChannel(zmq::context_t& context, const std::string& endpoint, int64_t max_message_bytes);
+
+  // The bound of the connections made from now on (reconnects).
+  void SetMaxMessageBytes(int64_t max_message_bytes);
 
   Status Send(const proto::WorkerMessage& message);
   // A WorkerMessage serialized already (a step result from the compute thread).

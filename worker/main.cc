@@ -1,5 +1,7 @@
 // flover-worker: one tensor-parallel rank of one replica. Parses flags and runs a
-// WorkerDaemon (worker_daemon.h).
+// WorkerDaemon (worker_daemon.h). Raises its open-file limit (file_limit.h). Exits 0 on
+// SIGTERM/SIGINT (while starting, too), and with the codes of worker_daemon.h
+// otherwise.
 //
 //   flover-worker --coordinator tcp://127.0.0.1:5556 --replica 0 --rank 1
 //   flover-worker --config configs/local.yaml --replica 0 --rank 1   (control endpoint from the file)
@@ -10,6 +12,7 @@
 #include <csignal>
 
 #include "common/cluster_config_reader.h"
+#include "common/file_limit.h"
 #include "worker/worker_daemon.h"
 
 namespace {
@@ -37,6 +40,7 @@ int main(int argc, char** argv) {
       return flover::kExitStartup;
     }
     options.coordinator = config->endpoints.control;
+    options.max_message_bytes = config->limits.max_worker_message_bytes;
     for (const char* wildcard : {"tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"}) {
       if (options.coordinator.rfind(wildcard, 0) == 0) {
         spdlog::error("{}: endpoints.control {} binds every interface, which a worker cannot connect to: name the "
@@ -52,9 +56,14 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  flover::RaiseFileLimitAndLog("worker " + std::to_string(options.replica) + "/" + std::to_string(options.rank));
 
-  flover::Result<std::unique_ptr<flover::WorkerDaemon>> worker = flover::WorkerDaemon::Start(options);
+  flover::Result<std::unique_ptr<flover::WorkerDaemon>> worker = flover::WorkerDaemon::Start(options, &g_stop);
   if (!worker.ok()) {
+    if (g_stop) {  // SIGTERM/SIGINT while starting: a requested stop, not a failure
+      spdlog::info("worker {}/{}: stopping on signal while starting", options.replica, options.rank);
+      return flover::kExitOk;
+    }
     spdlog::error("worker {}/{}: {}", options.replica, options.rank, worker.status().ToString());
     return flover::kExitStartup;
   }

@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/cluster_config_proto.h"
+#include "common/log_limiter.h"
 #include "worker/backend.h"
 #include "worker/model/shard.h"
 
@@ -19,6 +22,10 @@ namespace flover {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+
+namespace {
+constexpr int kLogLinesPerSecond = 10;  // of each kind that the coordinator's messages trigger
+}  // namespace
 
 WorkerDaemon::WorkerDaemon(const WorkerOptions& options) : options_(options) {}
 
@@ -28,20 +35,28 @@ std::string WorkerDaemon::Name() const {
   return "worker " + std::to_string(options_.replica) + "/" + std::to_string(options_.rank);
 }
 
-Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options) {
+Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options, const std::atomic<bool>* stop) {
   std::unique_ptr<WorkerDaemon> w(new WorkerDaemon(options));
+  w->stop_ = stop;
   try {
-    w->control_ = std::make_unique<ControlChannel>(w->context_, options.coordinator);
+    w->control_ = std::make_unique<ControlChannel>(w->context_, options.coordinator, options.max_message_bytes);
   } catch (const zmq::error_t& e) {
     return InvalidArgument("cannot connect to coordinator " + options.coordinator + ": " + e.what());
   }
-  FLOVER_RETURN_IF_ERROR(w->Register());
-  if (Status s = w->Load(); !s.ok()) {
-    w->ReportFailure("startup failed: " + s.ToString());  // so the coordinator can say why
-    return s;
+  try {
+    FLOVER_RETURN_IF_ERROR(w->Register());
+    if (Status s = w->Load(); !s.ok()) {
+      if (!w->stopping()) w->ReportFailure("startup failed: " + s.ToString());  // so the coordinator can say why
+      return s;
+    }
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return Cancelled("interrupted by a signal while starting");
+    return Unavailable(std::string("ZeroMQ error while starting: ") + e.what());
   }
   return w;
 }
+
+bool WorkerDaemon::stopping() const { return stop_ != nullptr && stop_->load(); }
 
 Status WorkerDaemon::Register() {
   proto::WorkerMessage m;
@@ -59,6 +74,7 @@ Status WorkerDaemon::Register() {
   bool waiting = false;
   proto::RegisterReply reply;
   for (;;) {
+    if (stopping()) return Cancelled("stopped by a signal while registering");
     if (Clock::now() > deadline)
       return Unavailable(reply.retry() ? "the coordinator still refuses " + Name() + " after " +
                                              std::to_string(options_.register_timeout.count() / 1000) +
@@ -83,9 +99,14 @@ Status WorkerDaemon::Register() {
   if (!config.ok()) return config.status().WithContext("the coordinator's cluster config");
   config_ = std::move(config).value();
   plan_topic_ = reply.plan_topic();
+  // The cluster's bound: for the plans from their first connection, for the control
+  // connection from its next one.
+  const int64_t max_message_bytes = config_.limits.max_worker_message_bytes;
+  control_->SetMaxMessageBytes(max_message_bytes);
 
   plans_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
   plans_->set(zmq::sockopt::rcvhwm, 0);  // never drop plans on our side
+  plans_->set(zmq::sockopt::maxmsgsize, max_message_bytes);
   plans_->set(zmq::sockopt::subscribe, plan_topic_);
   plans_->connect(reply.plans_endpoint());
   plans_endpoint_ = reply.plans_endpoint();
@@ -144,8 +165,14 @@ Status WorkerDaemon::Load() {
 Status WorkerDaemon::AwaitPlanTopic() {
   const auto deadline = Clock::now() + options_.register_timeout;
   for (;;) {
+    if (stopping()) return Cancelled("stopped by a signal while waiting for the plans");
     zmq::pollitem_t items[] = {{plans_->handle(), 0, ZMQ_POLLIN, 0}, {control_->socket().handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, 100ms);
+    try {
+      zmq::poll(items, 2, 100ms);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal: stopping() says whether to stop
+      throw;
+    }
     if (items[0].revents & ZMQ_POLLIN) {
       // Probes only: no plan is published for this replica before this rank is ready.
       for (zmq::message_t m; plans_->recv(m, zmq::recv_flags::dontwait);) {
@@ -208,6 +235,13 @@ void WorkerDaemon::ComputeLoop(zmq::socket_t pipe) {
     std::array<zmq::const_buffer, 2> frames = {zmq::buffer(kind), zmq::buffer(payload)};
     (void)zmq::send_multipart(pipe, frames);
   };
+  // SIGTERM/SIGINT go to the I/O thread, whose waits they end; not to this one (nor to
+  // the OpenMP threads it starts), whose wait on the pipe they would break.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   omp_set_num_threads(compute_threads_);  // OpenMP's thread count is per calling thread
   std::string result;
   try {
@@ -289,6 +323,7 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
     return finish(kExitOk);
   };
   if (pending_shutdown_) return shut_down(*pending_shutdown_);
+  LogLimiter control_log(kLogLinesPerSecond, 1s);  // unreadable control messages
   try {
     while (!stop.load()) {
       const auto now = Clock::now();
@@ -303,11 +338,18 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
       zmq::pollitem_t items[] = {{control_->socket().handle(), 0, ZMQ_POLLIN, 0},
                                  {plans_->handle(), 0, ZMQ_POLLIN, 0},
                                  {pipe.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 3, std::min<std::chrono::milliseconds>(interval, 100ms));
+      try {
+        zmq::poll(items, 3, std::min<std::chrono::milliseconds>(interval, 100ms));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;  // a signal: `stop` says whether to stop
+        throw;
+      }
       if (items[0].revents & ZMQ_POLLIN) {
         Result<std::optional<proto::CoordinatorMessage>> msg = control_->Receive(0ms);
         if (!msg.ok()) {
-          spdlog::warn("{}: ignoring control message: {}", Name(), msg.status().ToString());
+          if (auto more = control_log.Allow(Clock::now()))
+            spdlog::warn("{}: ignoring control message: {}{}", Name(), msg.status().ToString(),
+                         SuppressedSuffix(*more));
         } else if (*msg && (*msg)->has_shutdown()) {
           return shut_down((*msg)->shutdown());
         }
@@ -345,8 +387,10 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
       }
     }
   } catch (const zmq::error_t& e) {
-    spdlog::error("{}: ZeroMQ error: {}", Name(), e.what());
-    return finish(kExitFailure);
+    if (e.num() != EINTR || !stop.load()) {  // else a signal interrupted a send: stop
+      spdlog::error("{}: ZeroMQ error: {}", Name(), e.what());
+      return finish(kExitFailure);
+    }
   }
   spdlog::info("{}: stopping on signal", Name());
   return finish(kExitOk);

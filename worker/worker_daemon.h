@@ -18,6 +18,12 @@
 // CreateBackend (backend.h); plans run through the PlanRunner (worker/engine/plan_runner.h)
 // that the in-process engine uses too.
 //
+// Messages larger than limits.max_worker_message_bytes drop their connection
+// (ZMQ_MAXMSGSIZE on the control DEALER and the plans SUB; see WorkerOptions for the
+// bound before the config is known). A signal that interrupts a wait is not an error:
+// Run() returns kExitOk once `stop` is set (SIGTERM/SIGINT). Log lines that the
+// coordinator's messages trigger are rate-limited (log_limiter.h).
+//
 // Thread-safety: each socket belongs to one thread; the model state (backend, executor)
 // to the compute thread while Run runs.
 #pragma once
@@ -47,6 +53,10 @@ struct WorkerOptions {
   int threads = 0;          // 0: the config's, else OpenMP's default
   std::string host = "127.0.0.1";  // address the collectives bind
   std::chrono::milliseconds register_timeout{30000};
+  // The largest message accepted on the control connection until the coordinator's
+  // config arrives (then its limits.max_worker_message_bytes holds, for the plans and
+  // for the control connection's reconnects): the --config file's, else the default.
+  int64_t max_message_bytes = LimitsSettings{}.max_worker_message_bytes;
 };
 
 // Exit codes of flover-worker.
@@ -58,8 +68,10 @@ inline constexpr int kExitReplicaFailed = 5;  // shut down because another rank 
 
 class WorkerDaemon {
  public:
-  // Registers, loads, connects; returns once WorkerReady has been sent.
-  static Result<std::unique_ptr<WorkerDaemon>> Start(const WorkerOptions& options);
+  // Registers, loads, connects; returns once WorkerReady has been sent. Cancelled (or
+  // another error) when `stop` turns true meanwhile (a signal): the caller exits 0.
+  static Result<std::unique_ptr<WorkerDaemon>> Start(const WorkerOptions& options,
+                                                     const std::atomic<bool>* stop = nullptr);
 
   // Executes plans until Shutdown, `stop`, or a failure. Returns an exit code.
   int Run(const std::atomic<bool>& stop);
@@ -87,8 +99,10 @@ class WorkerDaemon {
   bool StopCompute(zmq::socket_t& pipe);
   void ReportFailure(const std::string& message);
   std::string Name() const;
+  bool stopping() const;  // *stop_ (Start)
 
   WorkerOptions options_;
+  const std::atomic<bool>* stop_ = nullptr;  // Start's; may be null
   zmq::context_t context_;
   std::unique_ptr<ControlChannel> control_;
   std::unique_ptr<zmq::socket_t> plans_;    // SUB

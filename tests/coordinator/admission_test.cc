@@ -104,14 +104,83 @@ TEST_F(AdmissionTest, StopStringsAreBoundedAndNeedATokenizer) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->stop.stop_strings, (std::vector<std::string>{"\n\n"}));
   s.mutable_stop()->add_stop_strings("");
-  EXPECT_EQ(AdmitStatus(s).message(), "a stop string must have 1 to 256 bytes, got 0");
+  EXPECT_EQ(AdmitStatus(s).message(), "a stop string is empty: each needs at least one byte");
   s.mutable_stop()->set_stop_strings(1, std::string(257, 'x'));
-  EXPECT_EQ(AdmitStatus(s).message(), "a stop string must have 1 to 256 bytes, got 257");
+  EXPECT_EQ(AdmitStatus(s).message(), "stop string 1 has 257 bytes, more than limits.max_stop_string_bytes = 256");
   s.mutable_stop()->clear_stop_strings();
   for (int i = 0; i < 17; ++i) s.mutable_stop()->add_stop_strings("x");
-  EXPECT_EQ(AdmitStatus(s).message(), "at most 16 stop strings, got 17");
+  EXPECT_EQ(AdmitStatus(s).message(), "stop has 17 stop strings, more than limits.max_stop_strings = 16");
+  s.mutable_stop()->mutable_stop_strings()->RemoveLast();
   context_.tokenizer = nullptr;
   EXPECT_EQ(AdmitStatus(s).message(), "stop strings need the cluster's tokenizer (model.tokenizer); use stop token ids");
+}
+
+// Every size a client chooses is checked against limits: before anything else (the
+// model checks would pass these requests), with the key and the value in the message.
+TEST_F(AdmissionTest, SizesOverTheConfiguredLimitsAreRefusedNamingTheKey) {
+  context_.limits.max_request_id_bytes = 8;
+  context_.limits.max_prompt_bytes = 4;
+  context_.limits.max_prompt_tokens = 3;
+  context_.limits.max_stop_ids = 2;
+  context_.limits.max_stop_strings = 2;
+  context_.limits.max_stop_string_bytes = 3;
+  struct Case {
+    proto::SubmitRequest submit;
+    std::string expected;
+  };
+  std::vector<Case> cases;
+  cases.push_back(
+      {Submit("123456789", {1, 2}), "client_request_id has 9 bytes, more than limits.max_request_id_bytes = 8"});
+  proto::SubmitRequest text = Submit("a", {});
+  text.set_text("hhhhh");
+  cases.push_back({text, "the prompt text has 5 bytes, more than limits.max_prompt_bytes = 4"});
+  cases.push_back({Submit("a", {1, 2, 3, 4}), "the prompt has 4 token ids, more than limits.max_prompt_tokens = 3"});
+  proto::SubmitRequest ids = Submit("a", {1, 2});
+  for (int id : {3, 4, 5}) ids.mutable_stop()->add_stop_token_ids(id);
+  cases.push_back({ids, "stop has 3 stop token ids, more than limits.max_stop_ids = 2"});
+  proto::SubmitRequest strings = Submit("a", {1, 2});
+  for (const char* text : {"a", "b", "c"}) strings.mutable_stop()->add_stop_strings(text);
+  cases.push_back({strings, "stop has 3 stop strings, more than limits.max_stop_strings = 2"});
+  proto::SubmitRequest long_string = Submit("a", {1, 2});
+  long_string.mutable_stop()->add_stop_strings("abc");
+  long_string.mutable_stop()->add_stop_strings("abcd");
+  cases.push_back({long_string, "stop string 1 has 4 bytes, more than limits.max_stop_string_bytes = 3"});
+  for (const Case& c : cases) {
+    const Status st = AdmitStatus(c.submit);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << c.expected;
+    EXPECT_EQ(st.message(), c.expected);
+  }
+  // At the limits: admitted.
+  proto::SubmitRequest fits = Submit("12345678", {1, 2, 3});
+  for (int id : {3, 4}) fits.mutable_stop()->add_stop_token_ids(id);
+  for (const char* text : {"abc", "d"}) fits.mutable_stop()->add_stop_strings(text);
+  EXPECT_TRUE(Admit(fits, context_).ok()) << AdmitStatus(fits).ToString();
+  proto::SubmitRequest text_fits = Submit("a", {});
+  text_fits.set_text("hhhh");
+  EXPECT_TRUE(Admit(text_fits, context_).ok()) << AdmitStatus(text_fits).ToString();
+}
+
+TEST_F(AdmissionTest, AConnectionWithMaxRequestsInFlightIsResourceExhausted) {
+  context_.limits.max_requests_per_client = 3;
+  context_.client_in_flight = 3;
+  Status st = AdmitStatus(Submit("a", {1, 2}));
+  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(st.message(), "this connection has 3 requests in flight, as many as limits.max_requests_per_client = 3 "
+                          "allows; wait for some to finish");
+  EXPECT_EQ(AdmitStatus(Submit("a", {1, 99})).code(), StatusCode::kInvalidArgument) << "bad input is said first";
+  context_.client_in_flight = 2;
+  EXPECT_TRUE(Admit(Submit("a", {1, 2}), context_).ok());
+}
+
+TEST(EchoedRequestIdTest, KeepsShortIdsAndCutsLongOnesAtACharacterBoundary) {
+  EXPECT_EQ(EchoedRequestId("abc", 3), "abc");
+  EXPECT_EQ(EchoedRequestId("abcdef", 3), "abc");
+  EXPECT_EQ(EchoedRequestId("", 0), "");
+  // "a\u00e9b": the cut at 2 bytes would split the 2-byte character.
+  const std::string accented = std::string("a\xc3\xa9") + "b";
+  EXPECT_EQ(EchoedRequestId(accented, 2), "a");
+  EXPECT_EQ(EchoedRequestId(accented, 3), "a\xc3\xa9");
+  EXPECT_EQ(EchoedRequestId(std::string(1 << 20, 'x'), 256).size(), 256u);
 }
 
 TEST_F(AdmissionTest, TextWithoutTokenizerIsRefused) {

@@ -26,6 +26,10 @@ ClusterConfig TestConfig(const Options& o) {
       "heartbeat: {interval_ms: " +
       std::to_string(o.interval_ms) + ", timeout_ms: " + std::to_string(o.timeout_ms) +
       ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
+  std::string limits;
+  for (const LimitField& field : kLimitFields)
+    limits += (limits.empty() ? "" : ", ") + std::string(field.key) + ": " + std::to_string(o.limits.*field.value);
+  yaml += "limits: {" + limits + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
   FLOVER_CHECK(config.ok()) << config.status().ToString();
   return std::move(config).value();

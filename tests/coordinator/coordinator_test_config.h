@@ -29,6 +29,13 @@ struct Options {
   int batch_window_ms = 10;
   std::chrono::milliseconds drain{0};  // a stop ends the loop at once
   std::string tokenizer = "";
+  // The config's limits; status is asked for often by the tests (every 10 ms while they
+  // wait for a state), so its rate is raised; the tests of that limit lower it.
+  LimitsSettings limits = [] {
+    LimitsSettings l;
+    l.status_per_client_per_second = 1000;
+    return l;
+  }();
 };
 
 ClusterConfig TestConfig(const Options& o);

@@ -341,7 +341,9 @@ TEST_F(CoreTest, StatusReportsTheLatencyOfFinishedRequests) {
   OneRequest r = StartWithOneRequest(Options{});
   ASSERT_TRUE(r.plan.has_value());
   SimClient& watcher = AddClient();
-  EXPECT_EQ(GetStatus(watcher).latency().requests(), 0u);
+  // (Asked of the core: a status request this soon after the last would wait for the
+  // next build, kStatusEvery, and move the clock.)
+  EXPECT_EQ(sim().core().BuildStatus(sim().now()).latency().requests(), 0u);
   Advance(20ms);
   r.worker.Answer(*r.plan, {{r.id, 7, proto::FINISH_NONE}});
   std::optional<proto::StepPlan> plan = ExpectPlan(r.worker);
@@ -379,7 +381,8 @@ TEST_F(CoreTest, StatusDescribesReplicasWorkersAndLoad) {
   c.Submit("s", {1, 2, 3, 4, 5}, 10);
   ExpectAccepted(c, "s");
   ASSERT_TRUE(ExpectPlan(w).has_value());  // in flight, unanswered
-  const proto::ClusterStatus s = GetStatus(c);
+  // Built now (a status request this soon after the last would wait for the next build).
+  const proto::ClusterStatus s = sim().core().BuildStatus(sim().now());
   EXPECT_EQ(s.name(), "coordinator-test");
   EXPECT_EQ(s.model().vocab_size(), 512);
   ASSERT_EQ(s.replicas_size(), 1);

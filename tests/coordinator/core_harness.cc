@@ -174,6 +174,8 @@ void SimCoordinator::Flush() {
       (*it)->control_.push_back(m.message);
     }
     std::vector<std::string> gone_clients;
+    std::vector<std::string> full_clients;
+    const int max_waiting = core_->config().limits.max_undelivered_per_client;
     for (const Outbox::ToClient& m : out.clients) {
       auto it = std::find_if(clients_.begin(), clients_.end(),
                              [&](const std::unique_ptr<SimClient>& c) { return c->identity_ == m.identity; });
@@ -182,10 +184,16 @@ void SimCoordinator::Flush() {
           gone_clients.push_back(m.identity);
         continue;
       }
+      if (std::find(full_clients.begin(), full_clients.end(), m.identity) != full_clients.end()) continue;
+      if (!(*it)->reading_ && (*it)->n_waiting() >= max_waiting) {
+        full_clients.push_back(m.identity);
+        continue;
+      }
       (*it)->inbox_.push_back(m.message);
     }
     for (const std::string& identity : gone_workers) core_->OnWorkerUnreachable(identity, now_);
     for (const std::string& identity : gone_clients) core_->OnClientUnreachable(identity, now_);
+    for (const std::string& identity : full_clients) core_->OnClientNotReading(identity, now_);
   }
 }
 
@@ -269,7 +277,9 @@ proto::ClusterStatus CoreTest::GetStatus(SimClient& c) {
   proto::ClientMessage m;
   m.mutable_status();
   c.Send(m);
-  proto::ServerMessage reply = Reply(c);
+  std::optional<proto::ServerMessage> waited = ReplyWithin(c, CoordinatorCore::kStatusEvery);
+  EXPECT_TRUE(waited.has_value()) << "no status reply within " << CoordinatorCore::kStatusEvery.count() << " ms";
+  proto::ServerMessage reply = waited.value_or(proto::ServerMessage());
   EXPECT_TRUE(reply.has_status()) << reply.DebugString();
   return reply.status();
 }

@@ -3,7 +3,10 @@
 // flover.proto to it as the ZeroMQ shell would deliver it: each message they send is
 // one event (followed, as in the shell's loop, by a flush of the outbox, a Tick and
 // another flush); what the core sends lands in their inboxes at once; a peer that
-// disconnected is reported unreachable to the core when something is sent to it.
+// disconnected is reported unreachable to the core when something is sent to it, and a
+// client that stopped reading has at most limits.max_undelivered_per_client messages
+// waiting, as the client ROUTER's SNDHWM holds them: the next is reported to the core
+// (OnClientNotReading) instead of delivered.
 // Time moves only in Advance(), which ticks the core at every wake-up it asks for and
 // lets the live workers heartbeat, so every test is deterministic under any load.
 //
@@ -118,6 +121,9 @@ class SimClient {
   int keepalives_received() const { return keepalives_received_; }
   // Closes the connection, as the death of the client's process would.
   void Disconnect();
+  // The client no longer reads: what is sent to it waits (TryRecv still reads it).
+  void StopReading() { reading_ = false; }
+  int n_waiting() const { return static_cast<int>(inbox_.size()); }
 
  private:
   friend class SimCoordinator;
@@ -126,6 +132,7 @@ class SimClient {
   std::deque<proto::ServerMessage> inbox_;
   int keepalives_received_ = 0;
   bool gone_ = false;
+  bool reading_ = true;
 };
 
 class SimCoordinator {
@@ -186,6 +193,7 @@ class CoreTest : public ::testing::Test {
   std::optional<proto::StepPlan> PlanWithin(SimWorker& w, Clock::duration limit);
   std::optional<proto::ServerMessage> ReplyWithin(SimClient& c, Clock::duration limit);
   std::optional<proto::CoordinatorMessage> ControlWithin(SimWorker& w, Clock::duration limit);
+  // A status reply (it comes within CoordinatorCore::kStatusEvery).
   proto::ClusterStatus GetStatus(SimClient& c);
   std::string ReplicaState(SimClient& c, int i);
   uint64_t ExpectAccepted(SimClient& c, const std::string& id, int replica = 0);

@@ -40,7 +40,8 @@ std::string ClusterYaml(const TestClusterOptions& o) {
        << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch
        << "\n  failover_wait_ms: " << o.failover_wait_ms << "\n"
        << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
-       << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n";
+       << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n"
+       << "limits:\n  status_per_client_per_second: " << o.status_per_second << "\n";
   return yaml.str();
 }
 

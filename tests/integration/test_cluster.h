@@ -48,6 +48,9 @@ struct TestClusterOptions {
   int batch_window_ms = 10;      // policy dynamic
   int max_batch = 32;            // policy dynamic
   int failover_wait_ms = 0;      // scheduler.failover_wait_ms (nothing restarts workers here)
+  // limits.status_per_client_per_second: tests watch the cluster through status, some
+  // every few milliseconds.
+  int status_per_second = 1000;
 };
 
 // The cluster file of `options`: random free ports on 127.0.0.1, one single-threaded
