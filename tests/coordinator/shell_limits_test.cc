@@ -156,8 +156,9 @@ TEST_F(ShellLimitsTest, AFloodOfBadMessagesLogsABoundedNumberOfLines) {
   bad_worker.set(zmq::sockopt::linger, 0);
   bad_worker.connect(endpoints_.control);
   const auto t0 = SteadyClock::now();
+  const std::string a = "a", b = "b";
   for (int i = 0; i < 10000; ++i) {
-    const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(std::string("a")), zmq::buffer(std::string("b"))};
+    const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(a), zmq::buffer(b)};
     zmq::send_multipart(bad_worker, frames);
     bad_worker.send(zmq::buffer(std::string("\xff\xff not a WorkerMessage")), zmq::send_flags::none);
     c.SendRaw("\xff\xff not a ClientMessage");
