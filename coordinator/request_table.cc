@@ -1,5 +1,7 @@
 #include "coordinator/request_table.h"
 
+#include <algorithm>
+
 #include "common/check.h"
 
 namespace flover {
@@ -10,7 +12,6 @@ TrackedRequest& RequestTable::Add(TrackedRequest r) {
   FLOVER_CHECK(client_inserted) << "client_request_id '" << r.client_request_id << "' already in the table";
   auto [it, inserted] = by_id_.emplace(id, std::move(r));
   FLOVER_CHECK(inserted) << "request " << id << " already in the table";
-  ++per_client_[it->second.client];
   return it->second;
 }
 
@@ -28,14 +29,20 @@ void RequestTable::Remove(uint64_t id) {
   auto it = by_id_.find(id);
   FLOVER_CHECK(it != by_id_.end()) << "request " << id << " not in the table";
   by_client_.erase({it->second.client, it->second.client_request_id});
-  auto count = per_client_.find(it->second.client);
-  if (--count->second == 0) per_client_.erase(count);
   by_id_.erase(it);
 }
 
 int RequestTable::CountOf(const std::string& client) const {
-  auto it = per_client_.find(client);
-  return it == per_client_.end() ? 0 : it->second;
+  int n = 0;
+  for (auto it = FirstOf(client); it != by_client_.end() && it->first.first == client; ++it) ++n;
+  return n;
+}
+
+std::vector<uint64_t> RequestTable::IdsOf(const std::string& client) const {
+  std::vector<uint64_t> out;
+  for (auto it = FirstOf(client); it != by_client_.end() && it->first.first == client; ++it) out.push_back(it->second);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::vector<uint64_t> RequestTable::ids() const {

@@ -68,13 +68,17 @@ class RequestTable {
   int size() const { return static_cast<int>(by_id_.size()); }
   // Requests of one client connection in the table (limits.max_requests_per_client).
   int CountOf(const std::string& client) const;
-  // Ids in ascending order (= submission order).
+  // Ids in ascending order (= submission order): all, or one client connection's.
   std::vector<uint64_t> ids() const;
+  std::vector<uint64_t> IdsOf(const std::string& client) const;
 
  private:
+  using ByClient = std::map<std::pair<std::string, std::string>, uint64_t>;
+  // The first entry of `client` in by_client_ (its entries are adjacent).
+  ByClient::const_iterator FirstOf(const std::string& client) const { return by_client_.lower_bound({client, ""}); }
+
   std::map<uint64_t, TrackedRequest> by_id_;
-  std::map<std::pair<std::string, std::string>, uint64_t> by_client_;
-  std::map<std::string, int> per_client_;  // counts; no entry for 0
+  ByClient by_client_;
 };
 
 }  // namespace flover

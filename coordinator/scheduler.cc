@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <unordered_map>
 
 #include "common/protocol.h"
 
@@ -265,19 +266,25 @@ Status Scheduler::Check(const proto::StepResult& result) const {
   if (result.outputs_size() > static_cast<int>(plan.entries.size()))
     return InvalidArgument(step + " has " + std::to_string(result.outputs_size()) + " outputs for " +
                            std::to_string(plan.entries.size()) + " entries");
-  std::vector<uint64_t> answered;
+  // Each entry of the plan: whether it reaches a sample, and whether an output answered
+  // it. A map, so that a step of n requests costs O(n), not O(n^2).
+  struct Answer {
+    bool samples = false;
+    bool answered = false;
+  };
+  std::unordered_map<uint64_t, Answer> answers;
+  answers.reserve(plan.entries.size());
+  for (const auto& [id, samples] : plan.entries) answers.emplace(id, Answer{.samples = samples});
   for (const proto::TokenOutput& out : result.outputs()) {
     const uint64_t id = out.request_id();
     const std::string who = step + ": request " + std::to_string(id);
-    const auto entry = std::find_if(plan.entries.begin(), plan.entries.end(),
-                                    [id](const std::pair<uint64_t, bool>& e) { return e.first == id; });
-    if (entry == plan.entries.end()) return InvalidArgument(who + " has an output but is not in the plan");
+    const auto entry = answers.find(id);
+    if (entry == answers.end()) return InvalidArgument(who + " has an output but is not in the plan");
     const auto it = requests_.find(id);
     if (it == requests_.end()) continue;  // stale: cancelled or finished meanwhile
-    if (!entry->second) return InvalidArgument(who + " has an output, but its entry does not reach a sample");
-    if (std::find(answered.begin(), answered.end(), id) != answered.end())
-      return InvalidArgument(who + " has two outputs");
-    answered.push_back(id);
+    if (!entry->second.samples) return InvalidArgument(who + " has an output, but its entry does not reach a sample");
+    if (entry->second.answered) return InvalidArgument(who + " has two outputs");
+    entry->second.answered = true;
     const SchedRequest& r = *it->second;
     const FinishReason finish = FinishAfterSample(out.token(), r.params.stop, r.n_prompt(),
                                                   static_cast<int>(r.generated.size()), config_.stops());
@@ -288,7 +295,7 @@ Status Scheduler::Check(const proto::StepResult& result) const {
                              FinishReasonName(finish) + "'");
   }
   for (const auto& [id, samples] : plan.entries)
-    if (samples && requests_.contains(id) && std::find(answered.begin(), answered.end(), id) == answered.end())
+    if (samples && !answers.at(id).answered && requests_.contains(id))
       return InvalidArgument(step + ": request " + std::to_string(id) + " sampled in it but has no output");
   return Status::Ok();
 }
