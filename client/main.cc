@@ -5,6 +5,7 @@
 #include "client/bench/bench_command.h"
 #include "client/flags.h"
 #include "client/generate_command.h"
+#include "client/keygen_command.h"
 #include "client/run_command.h"
 #include "client/status_command.h"
 #include "client/up_command.h"
@@ -113,11 +114,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--bin-dir", bench.bin_dir, "Folder with flover-coordinator and flover-worker");
 
+  flover::KeygenOptions keygen;
+  CLI::App* keygen_cmd = app.add_subcommand(
+      "keygen", "Make a CURVE key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub (docs/security.md)");
+  keygen_cmd->add_option("--out", keygen.out, "DIR/NAME of the two files; existing files are never overwritten")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
   if (run_cmd->parsed()) return flover::RunCommand(run);
   if (up_cmd->parsed()) return flover::UpCommand(up);
   if (gen_cmd->parsed()) return flover::GenerateCommand(gen);
   if (status_cmd->parsed()) return flover::StatusCommand(status);
+  if (keygen_cmd->parsed()) return flover::KeygenCommand(keygen);
   if (bench_cmd->parsed()) {
     if (interval->count()) bench.interval_ms = interval_ms;
     if (poisson_rate->count()) bench.rate = rate;
