@@ -14,6 +14,22 @@ namespace {
 constexpr int kMaxUnreadReplies = 100000;
 }  // namespace
 
+Result<std::optional<CurveClientKeys>> LoadClientKeys(const ClientKeyFiles& files) {
+  if (files.key.empty() && files.server_key.empty()) return std::optional<CurveClientKeys>();
+  if (files.key.empty() || files.server_key.empty()) {
+    return InvalidArgument(std::string("CURVE needs both the client's key pair (--key, FLOVER_KEY) and the "
+                                       "coordinator's public key (--server-key, FLOVER_SERVER_KEY); only ") +
+                           (files.key.empty() ? "the server key" : "the key pair") + " was given");
+  }
+  FLOVER_ASSIGN_OR_RETURN(CurveClientKeys keys, LoadCurveClientKeys(files.key, files.server_key));
+  return std::optional<CurveClientKeys>(std::move(keys));
+}
+
+Result<std::unique_ptr<Client>> ConnectWithKeys(const std::string& endpoint, const ClientKeyFiles& files) {
+  FLOVER_ASSIGN_OR_RETURN(std::optional<CurveClientKeys> keys, LoadClientKeys(files));
+  return Client::Connect(endpoint, keys);
+}
+
 bool AllReplicasReady(const proto::ClusterStatus& status) {
   if (status.replicas_size() == 0) return false;
   for (const auto& r : status.replicas())
@@ -21,13 +37,19 @@ bool AllReplicasReady(const proto::ClusterStatus& status) {
   return true;
 }
 
-Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint,
+                                                const std::optional<CurveClientKeys>& curve) {
   std::unique_ptr<Client> c(new Client());
   c->endpoint_ = endpoint;
+  if (curve) FLOVER_RETURN_IF_ERROR(ApplyCurveClient(c->socket_, *curve));
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
     c->socket_.set(zmq::sockopt::rcvhwm, kMaxUnreadReplies);
-    c->monitor_.Watch(c->socket_, "client");  // one Client per context
+    c->monitor_.Watch(c->socket_, "client",  // one Client per context
+                      {.endpoint = endpoint,
+                       .curve = curve.has_value(),
+                       .who = "client",
+                       .key_flags = "--key and --server-key, or FLOVER_KEY and FLOVER_SERVER_KEY"});
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {
     return InvalidArgument("cannot connect to " + endpoint + ": " + e.what());
@@ -92,7 +114,8 @@ Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::millise
       zmq::message_t msg;
       // Replies that arrived before the connection closed come first.
       if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
-        if (monitor_.Drain())
+        FLOVER_ASSIGN_OR_RETURN(const bool closed, monitor_.Drain());
+        if (closed)
           return Unavailable("the connection to the coordinator at " + endpoint_ +
                              " closed (it stopped or crashed): no reply will come for the requests in flight");
         continue;

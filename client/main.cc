@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   CLI::App* gen_cmd = app.add_subcommand("generate", "Submit prompts to a running cluster");
   gen_cmd->add_option("--endpoint", gen.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
       ->capture_default_str();
+  flover::AddKeyFlags(gen_cmd, &gen.keys);
   gen_cmd->add_option("--prompt", gen.prompts, "Prompt text (repeatable)");
   gen_cmd->add_option("--prompt-ids", gen.prompt_ids, "Prompt as token ids, e.g. 1,301,295 (repeatable)");
   flover::AddRequestFlags(gen_cmd, &gen.sampling, &gen.stop);
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   CLI::App* status_cmd = app.add_subcommand("status", "Show a running cluster");
   status_cmd->add_option("--endpoint", status.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
       ->capture_default_str();
+  flover::AddKeyFlags(status_cmd, &status.keys);
   status_cmd->add_flag("--json", status.json, "Print the status as JSON");
   status_cmd->add_option("--wait-ready", status.wait_ready_s, "Wait up to S seconds for every replica to be ready");
   status_cmd->add_flag("--probe", status.probe,
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')->needs(config);
   bench_cmd->add_option("--label", bench.label, "With --endpoint: the run's name in the results")
       ->capture_default_str();
+  flover::AddKeyFlags(bench_cmd, &bench.keys);
   bench_cmd->add_option("--requests", bench.requests, "Requests in the workload")->capture_default_str();
   auto* interval = bench_cmd->add_option("--interval-ms", interval_ms,
                                          "Fixed gap between arrivals (0 = all at once; the default)");

@@ -242,8 +242,8 @@ const char* ModelDTypeName(const std::optional<DType>& dtype);
 // security section, an endpoint that binds a non-loopback address (tcp://*, 0.0.0.0, a
 // LAN IP) is InvalidArgument "<source>: endpoints.client: 'tcp://*:5555' binds a
 // non-loopback address and the config has no security section: add a security section
-// (docs/security.md) or bind 127.0.0.1". A host name other than localhost needs
-// resolving: the coordinator checks the address it bound (IsLoopbackEndpoint).
+// (docs/security.md) or bind 127.0.0.1". A name (libzmq binds interface names, not DNS
+// names) needs resolving: the coordinator checks the address it bound (IsLoopbackEndpoint).
 [[nodiscard]] Status CheckEndpointExposure(const ClusterConfig& config);
 
 // True for an endpoint that only this machine can reach: tcp:// on 127.0.0.0/8, ::1 or

@@ -47,6 +47,8 @@
 //    next token; after a closed client connection (OnClientConnectionClosed), the
 //    clients of requests that expect no reply soon (not streaming, or no token yet) get
 //    Keepalive every kProbeEvery for kClientProbeFor.
+//  * Roles: a client's status shows the workers' hosts and pids, and the replicas'
+//    failure reasons, only to admins (ClientRole).
 //  * Stop: the first RequestStop() starts a drain of up to `drain_timeout`: new
 //    submissions get Error{Unavailable, "the coordinator is shutting down"} while the
 //    requests in flight run to their end; stopped() turns true once none is left, at
@@ -77,6 +79,7 @@
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "common/tokenizer.h"
+#include "coordinator/client_role.h"
 #include "coordinator/latency_window.h"
 #include "coordinator/outbox.h"
 #include "coordinator/rendezvous_store.h"
@@ -106,8 +109,10 @@ class CoordinatorCore {
 
   // ---- events
   // `frames`: the frames of one message on the client socket after the identity (one:
-  // a serialized ClientMessage).
-  void OnClientMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
+  // a serialized ClientMessage). `role`: what the connection's key may see (the shell
+  // takes it from the ZAP user id; client_role.h).
+  void OnClientMessage(const std::string& identity, ClientRole role, std::span<const std::string_view> frames,
+                       Clock::time_point now);
   // A WorkerMessage on the control socket.
   void OnWorkerMessage(const std::string& identity, std::string_view payload, Clock::time_point now);
   // A WorkerMessage{step_result} on the results socket.
@@ -138,7 +143,10 @@ class CoordinatorCore {
   // ---- output and observation
   // What was decided since the last call, in order.
   Outbox TakeOutbox();
-  proto::ClusterStatus BuildStatus(Clock::time_point now) const;
+  // The status as `role` may see it: for kClient without the workers' hosts and pids
+  // and without failure reasons (which name them); a replica's error then only says
+  // that the reason is shown to admins.
+  proto::ClusterStatus BuildStatus(Clock::time_point now, ClientRole role) const;
   int n_requests() const { return requests_.size(); }
   const EndpointsConfig& endpoints() const { return endpoints_; }
   const ClusterConfig& config() const { return config_; }

@@ -4,9 +4,11 @@
 //
 // SIGINT/SIGTERM: new requests are refused while those in flight finish, for up to
 // --drain-timeout seconds (10 by default); a second signal stops at once.
-// Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag or
-// config (message on stderr), 1 when an endpoint cannot be bound or the endpoints file
-// cannot be written.
+// SIGHUP: reads the admitted keys (security.worker_keys, client_keys, admin_keys) again,
+// for key rotation without a restart (docs/security.md); a bad key file keeps the old ones.
+// Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag,
+// config or key file, or a non-loopback endpoint without a security section (message on
+// stderr), 1 when an endpoint cannot be bound or the endpoints file cannot be written.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -29,6 +31,10 @@ static_assert(std::atomic<flover::Coordinator*>::is_always_lock_free);
 
 extern "C" void OnSignal(int) {
   if (flover::Coordinator* c = g_coordinator.load()) c->Stop();
+}
+
+extern "C" void OnReload(int) {
+  if (flover::Coordinator* c = g_coordinator.load()) c->ReloadKeys();
 }
 
 }  // namespace
@@ -79,6 +85,10 @@ int main(int argc, char** argv) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  struct sigaction reload = {};
+  reload.sa_handler = OnReload;
+  sigemptyset(&reload.sa_mask);
+  sigaction(SIGHUP, &reload, nullptr);
 
   if (!endpoints_file.empty()) {
     if (flover::Status s = flover::WriteEndpointsFile(endpoints_file, (*coordinator)->endpoints()); !s.ok()) {

@@ -139,7 +139,8 @@ ZapDecision DecideZap(const ZapRequest& request, const ZapPolicy& policy) {
     admitted = Admit(entry->role, key.Z85());
   }
   if (client_domain && policy.client_connections > policy.max_client_connections) {
-    return Refuse(kZapAtConnectionLimit, "the client socket has " + std::to_string(policy.max_client_connections) +
+    return Refuse(kZapAtConnectionLimit, "the client socket is at its limit of " +
+                                             std::to_string(policy.max_client_connections) +
                                              " connections (limits.max_client_connections)");
   }
   return *admitted;

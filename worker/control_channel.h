@@ -9,10 +9,13 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
 
+#include "common/curve_socket.h"
+#include "common/handshake_monitor.h"
 #include "common/status.h"
 #include "flover.pb.h"
 #include "worker/comm/kv_store.h"
@@ -21,10 +24,15 @@ namespace flover {
 
 class ControlChannel final : public KvStore {
  public:
-  ControlChannel(zmq::context_t& context, const std::string& endpoint);
+  // Connects to `endpoint`, as a CURVE client with `curve` when given. InvalidArgument
+  // when the endpoint or the keys are refused by libzmq.
+  static Result<std::unique_ptr<ControlChannel>> Connect(zmq::context_t& context, const std::string& endpoint,
+                                                         const CurveClientKeys* curve);
 
   Status Send(const proto::WorkerMessage& message);
-  // The next message within `timeout`, nullopt if none. Malformed messages are errors.
+  // The next message within `timeout`, nullopt if none. Malformed messages are errors,
+  // and so is a refused handshake (HandshakeMonitor: a key the coordinator does not
+  // admit, a mismatch of CURVE and plain text), reported at once.
   Result<std::optional<proto::CoordinatorMessage>> Receive(std::chrono::milliseconds timeout);
 
   std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
@@ -38,7 +46,10 @@ class ControlChannel final : public KvStore {
   bool shutdown_requested() const { return shutdown_requested_; }
 
  private:
+  explicit ControlChannel(zmq::context_t& context);
+
   zmq::socket_t socket_;
+  HandshakeMonitor monitor_;
   std::chrono::steady_clock::time_point last_heard_;
   bool shutdown_requested_ = false;
 };

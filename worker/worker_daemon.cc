@@ -30,11 +30,8 @@ std::string WorkerDaemon::Name() const {
 
 Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options) {
   std::unique_ptr<WorkerDaemon> w(new WorkerDaemon(options));
-  try {
-    w->control_ = std::make_unique<ControlChannel>(w->context_, options.coordinator);
-  } catch (const zmq::error_t& e) {
-    return InvalidArgument("cannot connect to coordinator " + options.coordinator + ": " + e.what());
-  }
+  FLOVER_ASSIGN_OR_RETURN(w->control_, ControlChannel::Connect(w->context_, options.coordinator,
+                                                               options.curve ? &*options.curve : nullptr));
   FLOVER_RETURN_IF_ERROR(w->Register());
   if (Status s = w->Load(); !s.ok()) {
     w->ReportFailure("startup failed: " + s.ToString());  // so the coordinator can say why
@@ -87,6 +84,7 @@ Status WorkerDaemon::Register() {
   plans_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
   plans_->set(zmq::sockopt::rcvhwm, 0);  // never drop plans on our side
   plans_->set(zmq::sockopt::subscribe, plan_topic_);
+  if (options_.curve) FLOVER_RETURN_IF_ERROR(ApplyCurveClient(*plans_, *options_.curve));
   plans_->connect(reply.plans_endpoint());
   plans_endpoint_ = reply.plans_endpoint();
   if (options_.rank == 0) {

@@ -29,6 +29,9 @@ ClusterConfig TestConfig(const Options& o) {
       ", step_timeout_ms: " + std::to_string(o.step_timeout_ms) + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
   FLOVER_CHECK(config.ok()) << config.status().ToString();
+  config->security = o.security;
+  config->limits.max_client_connections = o.max_client_connections;
+  FLOVER_CHECK(config->Validate().ok()) << config->Validate().ToString();
   return std::move(config).value();
 }
 

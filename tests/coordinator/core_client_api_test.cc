@@ -400,6 +400,37 @@ TEST_F(CoreTest, StatusDescribesReplicasWorkersAndLoad) {
   EXPECT_NEAR(later.uptime_seconds() - s.uptime_seconds(), 0.1, 1e-9);
 }
 
+// Where the workers run (hosts, pids) and why a replica failed (which names them) is for
+// admins; a client key sees the rest of the status.
+TEST_F(CoreTest, StatusShowsWorkerHostsPidsAndFailureReasonsOnlyToAdmins) {
+  Start();
+  SimClient& admin = AddClient(ClientRole::kAdmin);
+  SimClient& client = AddClient(ClientRole::kClient);
+  SimWorker& w = AddWorker();
+  w.Start();
+  ASSERT_EQ(ReplicaState(admin, 0), "ready");
+  const proto::WorkerStatus as_admin = GetStatus(admin).replicas(0).workers(0);
+  EXPECT_EQ(as_admin.pid(), w.pid());
+  EXPECT_EQ(as_admin.host(), "127.0.0.1");
+  const proto::ClusterStatus s = GetStatus(client);
+  ASSERT_EQ(s.replicas(0).workers_size(), 1);
+  const proto::WorkerStatus& as_client = s.replicas(0).workers(0);
+  EXPECT_EQ(as_client.pid(), 0);
+  EXPECT_EQ(as_client.host(), "");
+  EXPECT_EQ(as_client.state(), "ready") << "the rest is there";
+  EXPECT_EQ(as_client.device(), "cpu");
+
+  w.Disconnect();
+  Advance(1ms);
+  const proto::ReplicaStatus failed_for_admin = GetStatus(admin).replicas(0);
+  ASSERT_EQ(failed_for_admin.state(), "unhealthy");
+  EXPECT_NE(failed_for_admin.error().find("(pid " + std::to_string(w.pid()) + ")"), std::string::npos)
+      << failed_for_admin.error();
+  const proto::ReplicaStatus failed_for_client = GetStatus(client).replicas(0);
+  EXPECT_EQ(failed_for_client.state(), "unhealthy");
+  EXPECT_EQ(failed_for_client.error(), "replica 0 failed (the reason, which names its workers, is shown to admins)");
+}
+
 TEST_F(CoreTest, CancelSendsDoneAndTheNextPlanCarriesTheLeave) {
   Start();
   SimWorker& w = AddWorker();
