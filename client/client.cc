@@ -58,12 +58,18 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint,
 }
 
 Status Client::SendRaw(const std::string& bytes) {
+  // Blocks while the connection's queue is full, as a blocking send would, but not past
+  // a refused handshake: after one, libzmq has no connection to queue on.
+  std::array<zmq::pollitem_t, 2> items = {{{socket_.handle(), 0, ZMQ_POLLOUT, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   try {
-    socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    for (;;) {
+      if (socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) return Status::Ok();
+      FLOVER_RETURN_IF_ERROR(monitor_.Drain().status());
+      zmq::poll(items, std::chrono::milliseconds(100));
+    }
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("send failed: ") + e.what());
   }
-  return Status::Ok();
 }
 
 Status Client::Send(const proto::ClientMessage& message) { return SendRaw(Serialize(message)); }

@@ -12,6 +12,13 @@ void HandshakeMonitor::Watch(zmq::socket_t& socket, const std::string& name, Opt
 }
 
 Result<bool> HandshakeMonitor::Drain() {
+  if (refusal_) return *refusal_;
+  Result<bool> result = ReadEvents();
+  if (!result.ok()) refusal_ = result.status();
+  return result;
+}
+
+Result<bool> HandshakeMonitor::ReadEvents() {
   const Options& o = options_;
   const std::string coordinator = "the coordinator at " + o.endpoint;
   // What a handshake that ends without a reason means: with CURVE, the coordinator could

@@ -14,6 +14,7 @@
 // Thread-safety: none; it belongs to the thread that owns the watched socket.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
@@ -43,15 +44,19 @@ class HandshakeMonitor {
   // Reads the pending events. A refused handshake is an error: PermissionDenied (a key
   // that is not admitted; a CURVE handshake dropped, which a wrong server key causes),
   // ResourceExhausted (the connection limit) or FailedPrecondition (one side uses CURVE,
-  // the other not); libzmq does not try that connection again. Otherwise true when an
-  // established connection closed since the last call.
+  // the other not); libzmq does not try that connection again, so the refusal stays:
+  // every later call returns it too. Otherwise true when an established connection
+  // closed since the last call.
   Result<bool> Drain();
 
   void Close() { monitor_.Close(); }
 
  private:
+  Result<bool> ReadEvents();
+
   DisconnectMonitor monitor_;
   Options options_;
+  std::optional<Status> refusal_;  // the first refusal
   bool handshaking_ = false;  // connected, handshake not done yet
 };
 

@@ -48,10 +48,22 @@ struct TestClusterOptions {
   int batch_window_ms = 10;      // policy dynamic
   int max_batch = 32;            // policy dynamic
   int failover_wait_ms = 0;      // scheduler.failover_wait_ms (nothing restarts workers here)
+  // Not empty: a secured cluster (security.mode curve) with the keys MakeClusterKeys
+  // wrote into this folder.
+  std::string keys_dir;
 };
 
+// The keys of a secured test cluster, written into `dir` by flover keygen's writer:
+// coordinator.{key,pub}; workers/worker.{key,pub} (the key pair its workers use);
+// admins/up.{key,pub} (security.client_key: flover up's own client, an admin);
+// clients/alice.{key,pub} (a client); other/eve.{key,pub} (admitted nowhere).
+Status MakeClusterKeys(const std::string& dir);
+// The credentials of `name` ("clients/alice", "admins/up", ...) of the keys in `dir`,
+// pinning the coordinator's public key.
+CurveClientKeys ClusterKeys(const std::string& dir, const std::string& name);
+
 // The cluster file of `options`: random free ports on 127.0.0.1, one single-threaded
-// worker per (replica, rank).
+// worker per (replica, rank), and a security section when options.keys_dir is set.
 std::string ClusterYaml(const TestClusterOptions& options);
 
 class TestCluster {
