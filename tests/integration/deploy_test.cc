@@ -579,6 +579,14 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   ASSERT_TRUE(by_kind_name.count("Service/flover-coordinator"));
   for (const auto& [kind_name, doc] : by_kind_name)
     EXPECT_NE(kind_name.rfind("Secret/", 0), 0u) << "key material has no place in the manifest";
+  // The data plane (Gloo between the ranks) is open only to the replica's own pods.
+  ASSERT_TRUE(by_kind_name.count("NetworkPolicy/flover-replica-0-data-plane"));
+  const YAML::Node policy = by_kind_name["NetworkPolicy/flover-replica-0-data-plane"]["spec"];
+  const YAML::Node worker_labels = by_kind_name["StatefulSet/flover-replica-0"]["spec"]["template"]["metadata"]["labels"];
+  EXPECT_EQ(YAML::Dump(policy["podSelector"]["matchLabels"]), YAML::Dump(worker_labels));
+  ASSERT_EQ(policy["ingress"].size(), 1u);
+  ASSERT_EQ(policy["ingress"][0]["from"].size(), 1u);
+  EXPECT_EQ(YAML::Dump(policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]), YAML::Dump(worker_labels));
 
   // The shipped cluster file is valid and secured, and the StatefulSet has one pod per rank.
   std::string cluster_yaml = by_kind_name["ConfigMap/flover-config"]["data"]["cluster.yaml"].as<std::string>();
