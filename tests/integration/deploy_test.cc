@@ -19,7 +19,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <initializer_list>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -217,13 +216,9 @@ std::vector<std::string> UnitSettings(const std::string& unit, const std::string
 }
 
 // Key files made here: DIR/NAME.key and DIR/NAME.pub for each name.
-void MakeKeys(const std::string& dir, std::initializer_list<const char*> names) {
-  for (const char* name : names) {
-    Result<CurveKeyPair> pair = GenerateCurveKeyPair();
-    ASSERT_TRUE(pair.ok());
-    const Status s = WriteCurveKeyFiles(dir + "/" + name, *pair);
-    ASSERT_TRUE(s.ok()) << s.ToString();
-  }
+void MakeKeys(const std::string& dir, const std::vector<std::string>& names) {
+  const Status made = testing::MakeKeys(dir, names);
+  ASSERT_TRUE(made.ok()) << made.ToString();
 }
 
 // What systemd does for a unit's LoadCredential=ID:PATH lines: copies each PATH (with

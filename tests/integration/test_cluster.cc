@@ -51,12 +51,16 @@ std::string ClusterYaml(const TestClusterOptions& o) {
   return yaml.str();
 }
 
-Status MakeClusterKeys(const std::string& dir) {
-  for (const char* name : {"coordinator", "workers/worker", "admins/up", "clients/alice", "other/eve"}) {
+Status MakeKeys(const std::string& dir, const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
     FLOVER_ASSIGN_OR_RETURN(CurveKeyPair pair, GenerateCurveKeyPair());
     FLOVER_RETURN_IF_ERROR(WriteCurveKeyFiles(dir + "/" + name, pair));
   }
   return Status::Ok();
+}
+
+Status MakeClusterKeys(const std::string& dir) {
+  return MakeKeys(dir, {"coordinator", "workers/worker", "admins/up", "clients/alice", "other/eve"});
 }
 
 CurveClientKeys ClusterKeys(const std::string& dir, const std::string& name) {

@@ -53,7 +53,9 @@ struct TestClusterOptions {
   std::string keys_dir;
 };
 
-// The keys of a secured test cluster, written into `dir` by flover keygen's writer:
+// DIR/NAME.key and DIR/NAME.pub for each name, by flover keygen's writer.
+Status MakeKeys(const std::string& dir, const std::vector<std::string>& names);
+// The keys of a secured test cluster, written into `dir` by MakeKeys:
 // coordinator.{key,pub}; workers/worker.{key,pub} (the key pair its workers use);
 // admins/up.{key,pub} (security.client_key: flover up's own client, an admin);
 // clients/alice.{key,pub} (a client); other/eve.{key,pub} (admitted nowhere).
