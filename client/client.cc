@@ -60,7 +60,8 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint,
 Status Client::SendRaw(const std::string& bytes) {
   // Blocks while the connection's queue is full, as a blocking send would, but not past
   // a refused handshake: after one, libzmq has no connection to queue on.
-  std::array<zmq::pollitem_t, 2> items = {{{socket_.handle(), 0, ZMQ_POLLOUT, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
+  std::array<zmq::pollitem_t, 2> items = {
+      {{socket_.handle(), 0, ZMQ_POLLOUT, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   try {
     for (;;) {
       if (socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) return Status::Ok();

@@ -107,9 +107,11 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   std::vector<std::string> worker_key_flags;
   const SecuritySettings& security = config_.security;
   if (security.mode == SecurityMode::kCurve) {
-    for (const auto& [key, path] : {std::pair{"worker_key", &security.worker_key}, {"client_key", &security.client_key}}) {
+    for (const auto& [key, path] :
+         {std::pair{"worker_key", &security.worker_key}, {"client_key", &security.client_key}}) {
       if (path->empty())
-        return InvalidArgument(config_path + ": security." + key + " is not set: a cluster with security mode curve "
+        return InvalidArgument(config_path + ": security." + key +
+                               " is not set: a cluster with security mode curve "
                                "started here needs it (docs/security.md)");
     }
     Result<CurveClientKeys> keys = LoadCurveClientKeys(security.client_key, security.coordinator_public_key);
@@ -161,8 +163,8 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   for (const WorkerConfig& w : config_.workers) {
     const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);
     if (!IsLocalHost(w.host)) {
-      progress(name + " runs on " + w.host + ": start it there with flover-worker --coordinator " +
-               control_endpoint_ + " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank) +
+      progress(name + " runs on " + w.host + ": start it there with flover-worker --coordinator " + control_endpoint_ +
+               " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank) +
                (worker_key_flags.empty() ? "" : " --key WORKER.key --coordinator-public-key COORDINATOR.pub"));
       continue;
     }

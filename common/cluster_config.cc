@@ -279,8 +279,9 @@ std::optional<std::string> TcpHost(const std::string& endpoint) {
   static const std::string kTcp = "tcp://";
   if (endpoint.rfind(kTcp, 0) != 0) return std::nullopt;
   const size_t colon = endpoint.rfind(':');
-  std::string host = colon == std::string::npos || colon < kTcp.size() ? endpoint.substr(kTcp.size())
-                                                                        : endpoint.substr(kTcp.size(), colon - kTcp.size());
+  std::string host = colon == std::string::npos || colon < kTcp.size()
+                         ? endpoint.substr(kTcp.size())
+                         : endpoint.substr(kTcp.size(), colon - kTcp.size());
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   return host;
 }

@@ -75,8 +75,9 @@ class ConfigReader {
       return InvalidArgument(source_ + ": expected a mapping of sections (cluster, endpoints, model, ...) at the "
                              "top level, got " + KindName(root));
     }
-    FLOVER_RETURN_IF_ERROR(CheckKeys(root, "", {"cluster", "endpoints", "model", "parallel", "workers",
-                                                "kv_cache", "scheduler", "heartbeat", "limits", "security"}));
+    FLOVER_RETURN_IF_ERROR(CheckKeys(root, "",
+                                     {"cluster", "endpoints", "model", "parallel", "workers", "kv_cache", "scheduler",
+                                      "heartbeat", "limits", "security"}));
     FLOVER_RETURN_IF_ERROR(ReadCluster(root, &config));
     FLOVER_RETURN_IF_ERROR(ReadEndpoints(root, &config.endpoints));
     FLOVER_RETURN_IF_ERROR(ReadModel(root, &config.model));

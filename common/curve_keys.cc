@@ -1,8 +1,8 @@
 #include "common/curve_keys.h"
 
+#include <cstring>
 #include <fcntl.h>
 #include <string.h>
-#include <cstring>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -194,7 +194,8 @@ Result<CurveKeyPair> GenerateCurveKeyPair() {
   char public_z85[kCurveKeyZ85Chars + 1] = {};
   char secret_z85[kCurveKeyZ85Chars + 1] = {};
   if (zmq_curve_keypair(public_z85, secret_z85) != 0)
-    return Internal(std::string("zmq_curve_keypair failed (is libzmq built with CURVE?): ") + zmq_strerror(zmq_errno()));
+    return Internal(std::string("zmq_curve_keypair failed (is libzmq built with CURVE?): ") +
+                    zmq_strerror(zmq_errno()));
   CurveKeyPair pair;
   FLOVER_ASSIGN_OR_RETURN(pair.public_key.bytes, DecodeZ85(public_z85, "the new public key"));
   FLOVER_ASSIGN_OR_RETURN(pair.secret_key.bytes, DecodeZ85(secret_z85, "the new secret key"));
@@ -217,8 +218,8 @@ Status WriteCurveKeyFiles(const std::string& prefix, const CurveKeyPair& pair) {
     if (ec) return IoError(dir.string() + ": cannot create the folder: " + ec.message());
   }
   std::string secret_text = "# Flover CURVE key pair '" + name + "': keep it secret (mode 0600); give out " + name +
-                            ".pub instead\n" + kPublicName + ": " + pair.public_key.Z85() + "\n" + kSecretName +
-                            ": " + pair.secret_key.Z85() + "\n";
+                            ".pub instead\n" + kPublicName + ": " + pair.public_key.Z85() + "\n" + kSecretName + ": " +
+                            pair.secret_key.Z85() + "\n";
   const Status written = WriteNewFile(key_path, secret_text, 0600);
   explicit_bzero(secret_text.data(), secret_text.size());
   FLOVER_RETURN_IF_ERROR(written);

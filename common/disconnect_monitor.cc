@@ -11,8 +11,7 @@ namespace flover {
 void DisconnectMonitor::Watch(zmq::socket_t& socket, const std::string& name, int events) {
   const std::string address = "inproc://flover-monitor-" + name;
   events_.set(zmq::sockopt::linger, 0);
-  if (zmq_socket_monitor(socket.handle(), address.c_str(), events | ZMQ_EVENT_DISCONNECTED) != 0)
-    throw zmq::error_t();
+  if (zmq_socket_monitor(socket.handle(), address.c_str(), events | ZMQ_EVENT_DISCONNECTED) != 0) throw zmq::error_t();
   events_.connect(address);
 }
 

@@ -24,13 +24,14 @@ Result<bool> HandshakeMonitor::ReadEvents() {
   // What a handshake that ends without a reason means: with CURVE, the coordinator could
   // not read our HELLO (a wrong server key); without, it speaks CURVE (it closes before
   // our side has read its greeting, or our side fails on it: a mismatch).
-  const Status dropped =
-      o.curve ? PermissionDenied(coordinator + " dropped the connection during the CURVE handshake: is the server "
-                                               "key this " + o.who + " pins (" + o.key_flags +
-                                 ") the coordinator's public key (security.coordinator_public_key)?")
-              : FailedPrecondition(coordinator + " requires CURVE: give this " + o.who +
-                                   " its key pair and the coordinator's public key (" + o.key_flags +
-                                   "; docs/security.md)");
+  const Status dropped = o.curve ? PermissionDenied(coordinator +
+                                                    " dropped the connection during the CURVE handshake: is the server "
+                                                    "key this " +
+                                                    o.who + " pins (" + o.key_flags +
+                                                    ") the coordinator's public key (security.coordinator_public_key)?")
+                                 : FailedPrecondition(coordinator + " requires CURVE: give this " + o.who +
+                                                      " its key pair and the coordinator's public key (" + o.key_flags +
+                                                      "; docs/security.md)");
   bool closed = false;
   for (const DisconnectMonitor::Event& e : monitor_.DrainEvents()) {
     switch (e.event) {

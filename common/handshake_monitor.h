@@ -27,10 +27,10 @@ namespace flover {
 class HandshakeMonitor {
  public:
   struct Options {
-    std::string endpoint;  // for messages
-    bool curve = false;    // this side is a CURVE client
-    std::string who;       // "client", "worker": whose key it is, for messages
-    std::string key_flags; // how this side is given its keys, for messages ("--key and --server-key")
+    std::string endpoint;   // for messages
+    bool curve = false;     // this side is a CURVE client
+    std::string who;        // "client", "worker": whose key it is, for messages
+    std::string key_flags;  // how this side is given its keys, for messages ("--key and --server-key")
   };
 
   explicit HandshakeMonitor(zmq::context_t& context) : monitor_(context) {}
@@ -57,7 +57,7 @@ class HandshakeMonitor {
   DisconnectMonitor monitor_;
   Options options_;
   std::optional<Status> refusal_;  // the first refusal
-  bool handshaking_ = false;  // connected, handshake not done yet
+  bool handshaking_ = false;       // connected, handshake not done yet
 };
 
 // True for the codes of Drain's refusals: waiting longer on that socket will not help.

@@ -324,10 +324,12 @@ void Coordinator::DrainClient(Clock::time_point now) {
       }
       // The connection's ZAP user id, on every frame it sent; checked against the keys of
       // now, which may have been reloaded since its handshake.
-      const std::optional<ClientRole> role = ClientRoleOf(zmq_msg_gets(parts[1].handle(), "User-Id"), security_.mode, keys_);
+      const std::optional<ClientRole> role =
+          ClientRoleOf(zmq_msg_gets(parts[1].handle(), "User-Id"), security_.mode, keys_);
       if (!role) {
         if (const auto more = revoked_log_.Allow(now))
-          spdlog::warn("client socket: a message from a key that is no longer admitted; refused{}", SuppressedSuffix(*more));
+          spdlog::warn("client socket: a message from a key that is no longer admitted; refused{}",
+                       SuppressedSuffix(*more));
         (void)SendRouted(client_, "client", parts.front().to_string(),
                          Serialize(ErrorReply("", PermissionDenied("this connection's key is no longer admitted"))));
         continue;

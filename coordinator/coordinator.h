@@ -117,8 +117,8 @@ class Coordinator {
   // Owned by the Run() thread.
   int stops_seen_ = 0;  // Stop() calls passed on to the core
   int reloads_seen_ = 0;
-  AccessList keys_;  // mode curve: who is admitted
-  std::optional<CurveKeyPair> own_key_;  // mode curve
+  AccessList keys_;                        // mode curve: who is admitted
+  std::optional<CurveKeyPair> own_key_;    // mode curve
   std::set<uint32_t> client_connections_;  // file descriptors of the open client connections
   LogLimiter refused_log_{10, std::chrono::seconds(1)};
   LogLimiter revoked_log_{10, std::chrono::seconds(1)};

@@ -219,7 +219,8 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now, ClientR
     if (admin || r.error().empty()) {
       rs->set_error(r.error());
     } else {
-      rs->set_error(fmt::format("replica {} failed (the reason, which names its workers, is shown to admins)", r.index()));
+      rs->set_error(
+          fmt::format("replica {} failed (the reason, which names its workers, is shown to admins)", r.index()));
     }
   }
   s.set_queued(NQueued());

@@ -13,7 +13,9 @@ constexpr const char* kLoopbackPeer = "loopback";
 constexpr const char* kInsecurePeer = "insecure";
 
 ZapDecision Admit(PeerRole role, const std::string& who) {
-  return ZapDecision{.admitted = true, .status_code = "200", .status_text = "OK",
+  return ZapDecision{.admitted = true,
+                     .status_code = "200",
+                     .status_text = "OK",
                      .user_id = std::string(PeerRoleName(role)) + ":" + who};
 }
 
@@ -117,9 +119,9 @@ ZapDecision DecideZap(const ZapRequest& request, const ZapPolicy& policy) {
   std::optional<ZapDecision> admitted;
   if (!curve) {
     const char* who = policy.mode == SecurityMode::kNone ? kLoopbackPeer : kInsecurePeer;
-    const PeerRole role = !client_domain                            ? PeerRole::kWorker
+    const PeerRole role = !client_domain                       ? PeerRole::kWorker
                           : policy.mode == SecurityMode::kNone ? PeerRole::kAdmin
-                                                                    : PeerRole::kClient;
+                                                               : PeerRole::kClient;
     admitted = Admit(role, who);
   } else {
     FLOVER_CHECK(policy.keys != nullptr) << "mode curve without keys";
@@ -157,8 +159,7 @@ std::optional<ClientRole> ClientRoleOf(const char* user_id, SecurityMode mode, c
     case SecurityMode::kInsecure:
       if (role == "client" && rest == kInsecurePeer) return ClientRole::kClient;
       return std::nullopt;
-    case SecurityMode::kCurve:
-      break;
+    case SecurityMode::kCurve: break;
   }
   if (role != "client" && role != "admin") return std::nullopt;
   const std::optional<PeerRole> now = CurrentRole(rest, keys);
@@ -202,9 +203,12 @@ std::vector<ZapDecision> ZapHandler::Drain(const std::function<ZapDecision(const
       decision = decide(r);
     }
     // [version][request id][status code][status text][user id][metadata]
-    const std::array<zmq::const_buffer, 6> reply = {
-        zmq::str_buffer("1.0"),          zmq::buffer(request_id), zmq::buffer(decision.status_code),
-        zmq::buffer(decision.status_text), zmq::buffer(decision.user_id), zmq::const_buffer()};
+    const std::array<zmq::const_buffer, 6> reply = {zmq::str_buffer("1.0"),
+                                                    zmq::buffer(request_id),
+                                                    zmq::buffer(decision.status_code),
+                                                    zmq::buffer(decision.status_text),
+                                                    zmq::buffer(decision.user_id),
+                                                    zmq::const_buffer()};
     (void)zmq::send_multipart(socket_, reply, zmq::send_flags::dontwait);
     decisions.push_back(std::move(decision));
   }

@@ -71,7 +71,8 @@ class AccessList {
   // admin (so a key moves from clients to admins without a moment refused).
   static Result<AccessList> Load(const SecuritySettings& security);
   // The same from keys in memory (tests).
-  static Result<AccessList> FromKeys(const std::vector<NamedCurveKey>& workers, const std::vector<NamedCurveKey>& clients,
+  static Result<AccessList> FromKeys(const std::vector<NamedCurveKey>& workers,
+                                     const std::vector<NamedCurveKey>& clients,
                                      const std::vector<NamedCurveKey>& admins);
 
   const Entry* Find(const CurvePublicKey& key) const;

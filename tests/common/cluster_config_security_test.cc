@@ -109,11 +109,19 @@ TEST(EndpointExposure, WithoutSecurityOnlyLoopbackBinds) {
     bool ok;
   };
   const Case cases[] = {
-      {"tcp://127.0.0.1:5555", true}, {"tcp://127.0.0.2:*", true},  {"tcp://localhost:5555", true},
-      {"tcp://[::1]:5555", true},     {"ipc:///tmp/x", true},       {"inproc://x", true},
+      {"tcp://127.0.0.1:5555", true},
+      {"tcp://127.0.0.2:*", true},
+      {"tcp://localhost:5555", true},
+      {"tcp://[::1]:5555", true},
+      {"ipc:///tmp/x", true},
+      {"inproc://x", true},
       {"tcp://coordinator.internal:5555", true},  // a name: the coordinator checks what it bound
-      {"tcp://*:5555", false},        {"tcp://0.0.0.0:5555", false}, {"tcp://192.168.1.5:5555", false},
-      {"tcp://[::]:5555", false},     {"tcp://[fe80::1]:5555", false}, {"tcp://10.0.0.1:*", false},
+      {"tcp://*:5555", false},
+      {"tcp://0.0.0.0:5555", false},
+      {"tcp://192.168.1.5:5555", false},
+      {"tcp://[::]:5555", false},
+      {"tcp://[fe80::1]:5555", false},
+      {"tcp://10.0.0.1:*", false},
   };
   for (const Case& c : cases) {
     Result<ClusterConfig> config = Parse("endpoints:\n  control: tcp://127.0.0.1:5556\n  client: '" + c.client +

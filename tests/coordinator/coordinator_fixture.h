@@ -60,7 +60,10 @@ class FakeWorker {
   // control and plans sockets (the results PUSH stays plain text).
   FakeWorker(zmq::context_t& context, const EndpointsConfig& endpoints, int replica, int rank,
              std::optional<CurveClientKeys> curve = std::nullopt)
-      : context_(context), replica_(replica), rank_(rank), control_(context, zmq::socket_type::dealer),
+      : context_(context),
+        replica_(replica),
+        rank_(rank),
+        control_(context, zmq::socket_type::dealer),
         curve_(std::move(curve)) {
     control_.set(zmq::sockopt::linger, 0);
     if (curve_) EXPECT_TRUE(ApplyCurveClient(control_, *curve_).ok());

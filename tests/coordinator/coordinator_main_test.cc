@@ -137,7 +137,8 @@ TEST(CoordinatorMainTest, BadConfigExitsTwoWithTheReason) {
 TEST(CoordinatorMainTest, NonLoopbackEndpointWithoutSecurityExitsTwoNamingTheFix) {
   const std::string config = TempPath("exposed.yaml");
   const std::string err = TempPath("exposed_stderr.txt");
-  std::ofstream(config) << "endpoints: {client: 'tcp://*:*', control: 'tcp://127.0.0.1:*'}\nmodel: {path: 'dummy:test'}\n";
+  std::ofstream(config)
+      << "endpoints: {client: 'tcp://*:*', control: 'tcp://127.0.0.1:*'}\nmodel: {path: 'dummy:test'}\n";
   Daemon daemon({"--config", config}, err);
   EXPECT_EQ(daemon.Wait(30s), 2);
   EXPECT_NE(ReadFile(err).find("endpoints.client: 'tcp://*:*' binds a non-loopback address and the config has no "

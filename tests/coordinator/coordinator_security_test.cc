@@ -153,8 +153,7 @@ TEST_F(CoordinatorSecurityTest, StrangersPlainTextPeersAndWrongServerKeysAreRefu
   // A client that pins another server key: the coordinator cannot read its HELLO.
   s = ClientError(endpoints_.client, keys_.Of("clients/alice", "other/eve.pub"));
   EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
-  EXPECT_NE(s.message().find("dropped the connection during the CURVE handshake"), std::string::npos)
-      << s.ToString();
+  EXPECT_NE(s.message().find("dropped the connection during the CURVE handshake"), std::string::npos) << s.ToString();
   // The coordinator still serves an admitted client.
   EXPECT_TRUE(ClientError(endpoints_.client, keys_.Of("clients/alice")).ok());
 }
@@ -245,8 +244,7 @@ TEST_F(CoordinatorSecurityTest, ClientConnectionLimitRefusesOneMoreClientButNotW
     o.max_client_connections = 2;
     if (curve) o.security = keys_.Security();
     Start(o);
-    const std::optional<CurveClientKeys> client_keys =
-        curve ? std::optional(keys_.Of("clients/alice")) : std::nullopt;
+    const std::optional<CurveClientKeys> client_keys = curve ? std::optional(keys_.Of("clients/alice")) : std::nullopt;
     std::vector<std::unique_ptr<Client>> clients;
     for (int i = 0; i < 2; ++i) {
       Result<std::unique_ptr<Client>> c = Client::Connect(endpoints_.client, client_keys);

@@ -29,7 +29,7 @@ struct Options {
   int batch_window_ms = 10;
   std::chrono::milliseconds drain{0};  // a stop ends the loop at once
   std::string tokenizer = "";
-  SecuritySettings security;         // none: plain text on loopback
+  SecuritySettings security;          // none: plain text on loopback
   int max_client_connections = 1024;  // limits.max_client_connections
 };
 

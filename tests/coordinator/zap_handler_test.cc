@@ -27,8 +27,8 @@ class ZapDecisionTest : public ::testing::Test {
   }
   ZapDecision Decide(SecurityMode mode, const char* domain, const std::string& mechanism, const NamedCurveKey* key,
                      int connections = 1, int max_connections = 10) {
-    ZapPolicy policy{.mode = mode, .keys = &keys_, .client_connections = connections,
-                     .max_client_connections = max_connections};
+    ZapPolicy policy{
+        .mode = mode, .keys = &keys_, .client_connections = connections, .max_client_connections = max_connections};
     return DecideZap(ZapRequest{domain, mechanism, key ? key->key.Binary() : ""}, policy);
   }
 
@@ -40,9 +40,9 @@ TEST_F(ZapDecisionTest, CurveAdmitsEachKeyOnlyInItsDomain) {
   struct Case {
     const char* domain;
     const NamedCurveKey* key;
-    std::string code;        // "200" or a refusal
-    std::string user_id;     // when admitted
-    std::string reason;      // part of the status text when refused
+    std::string code;     // "200" or a refusal
+    std::string user_id;  // when admitted
+    std::string reason;   // part of the status text when refused
   };
   const Case cases[] = {
       {kWorkerDomain, &worker_, "200", "worker:" + worker_.key.Z85(), ""},

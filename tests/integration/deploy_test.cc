@@ -303,7 +303,8 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
     ReplaceAll(cluster_yaml, std::string("tcp://10.0.0.1:") + port, "tcp://127.0.0.1:*");
   ReplaceAll(cluster_yaml, "/var/lib/flover/models/", testing::ModelsDir() + "/");
   ReplaceAll(cluster_yaml, "/etc/flover/keys", keys);
-  ReplaceAll(cluster_yaml, "heartbeat: {interval_ms: 500, timeout_ms: 5000}", "heartbeat: {interval_ms: 100, timeout_ms: 30000}");
+  ReplaceAll(cluster_yaml, "heartbeat: {interval_ms: 500, timeout_ms: 5000}",
+             "heartbeat: {interval_ms: 100, timeout_ms: 30000}");
   ReplaceAll(cluster_yaml, "memory_mib: 256", "memory_mib: 16");
   cluster_yaml += "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n";
   std::ofstream(config) << cluster_yaml;
@@ -316,8 +317,8 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
     UseBuiltBinaries(line);
     ReplaceAll(line, "/etc/flover/cluster.yaml", config);
     ReplaceAll(line, "/run/flover/endpoints.json", endpoints_file);
-    std::vector<std::string> argv =
-        LoadCredentials(unit, dir + "/credentials-" + (instance.empty() ? "coordinator" : instance), "/etc/flover/keys", keys);
+    std::vector<std::string> argv = LoadCredentials(
+        unit, dir + "/credentials-" + (instance.empty() ? "coordinator" : instance), "/etc/flover/keys", keys);
     for (std::string& word : SplitCommandLine(line)) argv.push_back(std::move(word));
     return argv;
   };
@@ -404,11 +405,10 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   // finishes whole; then the workers are told to stop and exit 0.
   const std::string story_file = dir + "/systemd-story.txt";
   std::ofstream(story_file).close();
-  Result<ChildProcess> story =
-      ChildProcess::Spawn({testing::FloverBinary(), "generate", "--endpoint", client_endpoint, "--key",
-                           keys + "/clients/alice.key", "--server-key", keys + "/coordinator.pub", "--prompt", "Sara",
-                           "--max-tokens", "400", "--ignore-eos"},
-                          "flover generate", story_file);
+  Result<ChildProcess> story = ChildProcess::Spawn(
+      {testing::FloverBinary(), "generate", "--endpoint", client_endpoint, "--key", keys + "/clients/alice.key",
+       "--server-key", keys + "/coordinator.pub", "--prompt", "Sara", "--max-tokens", "400", "--ignore-eos"},
+      "flover generate", story_file);
   ASSERT_TRUE(story.ok()) << story.status().ToString();
   for (auto deadline = std::chrono::steady_clock::now() + 30s; ReadFile(story_file).empty();) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no token";
@@ -533,7 +533,7 @@ class PodFiles {
       for (const std::string& m : mounts_) {
         const size_t end = i + m.size();
         const bool ends_name = end == text.size() || !(std::isalnum(static_cast<unsigned char>(text[end])) ||
-                                                        text[end] == '-' || text[end] == '_' || text[end] == '.');
+                                                       text[end] == '-' || text[end] == '_' || text[end] == '.');
         if (starts_word && text.compare(i, m.size(), m) == 0 && ends_name) {
           out += root_ + m;
           i = end;
@@ -577,7 +577,8 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   // The data plane (Gloo between the ranks) is open only to the replica's own pods.
   ASSERT_TRUE(by_kind_name.count("NetworkPolicy/flover-replica-0-data-plane"));
   const YAML::Node policy = by_kind_name["NetworkPolicy/flover-replica-0-data-plane"]["spec"];
-  const YAML::Node worker_labels = by_kind_name["StatefulSet/flover-replica-0"]["spec"]["template"]["metadata"]["labels"];
+  const YAML::Node worker_labels =
+      by_kind_name["StatefulSet/flover-replica-0"]["spec"]["template"]["metadata"]["labels"];
   EXPECT_EQ(YAML::Dump(policy["podSelector"]["matchLabels"]), YAML::Dump(worker_labels));
   ASSERT_EQ(policy["ingress"].size(), 1u);
   ASSERT_EQ(policy["ingress"][0]["from"].size(), 1u);
@@ -607,7 +608,8 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   MakeKeys(keys, {"coordinator", "worker", "probe", "alice", "root"});
   auto content = [&](const std::string& file) { return ReadFile(keys + "/" + file); };
   const std::map<std::string, std::map<std::string, std::string>> provided = {
-      {"flover-coordinator-keys", {{"coordinator.key", content("coordinator.key")}, {"probe.key", content("probe.key")}}},
+      {"flover-coordinator-keys",
+       {{"coordinator.key", content("coordinator.key")}, {"probe.key", content("probe.key")}}},
       {"flover-worker-key", {{"worker.key", content("worker.key")}}},
       {"flover-public-keys", {{"coordinator.pub", content("coordinator.pub")}}},
       {"flover-worker-keys", {{"worker.pub", content("worker.pub")}}},

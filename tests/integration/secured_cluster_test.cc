@@ -147,8 +147,8 @@ TEST_F(SecuredClusterTest, WorkersWithAKeyTheCoordinatorDoesNotAdmitStopAtOnceWi
   fs::rename(keys_ + "/other/eve.key", keys_ + "/workers/worker.key");
   TestClusterOptions o = Options();
   o.tensor_parallel = 1;
-  const ShellRun up = RunShell(testing::FloverBinary() + " up --no-restart --config " + WriteConfig(o) +
-                               " --exec true");
+  const ShellRun up =
+      RunShell(testing::FloverBinary() + " up --no-restart --config " + WriteConfig(o) + " --exec true");
   EXPECT_EQ(up.exit_code, 1) << up.output;
   EXPECT_NE(up.output.find("stopped while starting (exit 2)"), std::string::npos) << up.output;
   EXPECT_NE(up.output.find("refused this worker's key"), std::string::npos) << up.output;
