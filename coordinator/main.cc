@@ -61,6 +61,13 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  // SIGHUP reloads keys; one that comes while starting (before there is a coordinator,
+  // whose start reads the keys anyway) must not stop the process.
+  struct sigaction reload = {};
+  reload.sa_handler = OnReload;
+  sigemptyset(&reload.sa_mask);
+  sigaction(SIGHUP, &reload, nullptr);
+
   auto logger = spdlog::stderr_color_mt("flover-coordinator");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -85,10 +92,6 @@ int main(int argc, char** argv) {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
-  struct sigaction reload = {};
-  reload.sa_handler = OnReload;
-  sigemptyset(&reload.sa_mask);
-  sigaction(SIGHUP, &reload, nullptr);
 
   if (!endpoints_file.empty()) {
     if (flover::Status s = flover::WriteEndpointsFile(endpoints_file, (*coordinator)->endpoints()); !s.ok()) {
