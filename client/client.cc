@@ -17,6 +17,22 @@ constexpr int kMaxUnreadReplies = 100000;
 constexpr auto kStatusRetryAfter = std::chrono::milliseconds(200);
 }  // namespace
 
+Result<std::optional<CurveClientKeys>> LoadClientKeys(const ClientKeyFiles& files) {
+  if (files.key.empty() && files.server_key.empty()) return std::optional<CurveClientKeys>();
+  if (files.key.empty() || files.server_key.empty()) {
+    return InvalidArgument(std::string("CURVE needs both the client's key pair (--key, FLOVER_KEY) and the "
+                                       "coordinator's public key (--server-key, FLOVER_SERVER_KEY); only ") +
+                           (files.key.empty() ? "the server key" : "the key pair") + " was given");
+  }
+  FLOVER_ASSIGN_OR_RETURN(CurveClientKeys keys, LoadCurveClientKeys(files.key, files.server_key));
+  return std::optional<CurveClientKeys>(std::move(keys));
+}
+
+Result<std::unique_ptr<Client>> ConnectWithKeys(const std::string& endpoint, const ClientKeyFiles& files) {
+  FLOVER_ASSIGN_OR_RETURN(std::optional<CurveClientKeys> keys, LoadClientKeys(files));
+  return Client::Connect(endpoint, keys);
+}
+
 bool AllReplicasReady(const proto::ClusterStatus& status) {
   if (status.replicas_size() == 0) return false;
   for (const auto& r : status.replicas())
@@ -24,14 +40,20 @@ bool AllReplicasReady(const proto::ClusterStatus& status) {
   return true;
 }
 
-Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
+Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint,
+                                                const std::optional<CurveClientKeys>& curve) {
   std::unique_ptr<Client> c(new Client());
   c->endpoint_ = endpoint;
+  if (curve) FLOVER_RETURN_IF_ERROR(ApplyCurveClient(c->socket_, *curve));
   try {
     c->socket_.set(zmq::sockopt::linger, 0);
     c->socket_.set(zmq::sockopt::rcvhwm, kMaxUnreadReplies);
     c->socket_.set(zmq::sockopt::maxmsgsize, kMaxServerMessageBytes);
-    c->monitor_.Watch(c->socket_, "client");  // one Client per context
+    c->monitor_.Watch(c->socket_, "client",  // one Client per context
+                      {.endpoint = endpoint,
+                       .curve = curve.has_value(),
+                       .who = "client",
+                       .key_flags = "--key and --server-key, or FLOVER_KEY and FLOVER_SERVER_KEY"});
     c->socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {
     return InvalidArgument("cannot connect to " + endpoint + ": " + e.what());
@@ -40,12 +62,19 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& endpoint) {
 }
 
 Status Client::SendRaw(const std::string& bytes) {
+  // Blocks while the connection's queue is full, as a blocking send would, but not past
+  // a refused handshake: after one, libzmq has no connection to queue on.
+  std::array<zmq::pollitem_t, 2> items = {
+      {{socket_.handle(), 0, ZMQ_POLLOUT, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   try {
-    socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
+    for (;;) {
+      if (socket_.send(zmq::buffer(bytes), zmq::send_flags::dontwait)) return Status::Ok();
+      FLOVER_RETURN_IF_ERROR(monitor_.Drain().status());
+      zmq::poll(items, std::chrono::milliseconds(100));
+    }
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("send failed: ") + e.what());
   }
-  return Status::Ok();
 }
 
 Status Client::Send(const proto::ClientMessage& message) { return SendRaw(Serialize(message)); }
@@ -96,7 +125,8 @@ Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::millise
       zmq::message_t msg;
       // Replies that arrived before the connection closed come first.
       if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
-        if (monitor_.Drain())
+        FLOVER_ASSIGN_OR_RETURN(const bool closed, monitor_.Drain());
+        if (closed)
           return Unavailable("the connection to the coordinator at " + endpoint_ +
                              " closed (it stopped or crashed): no reply will come for the requests in flight");
         continue;

@@ -12,6 +12,11 @@
 // without bound. FetchStatus asks again (after 200 ms, within its timeout) when the
 // coordinator refuses a status request for coming too often
 // (limits.status_per_client_per_second).
+//
+// With CURVE credentials (a cluster with `security.mode: curve`), the client proves its
+// key pair and accepts only the coordinator whose public key it pins; a refused handshake
+// (a key the coordinator does not admit, its client-connection limit, a wrong server key,
+// CURVE on one side only) is an error from Receive at once (HandshakeMonitor).
 // Thread-safety: none; a Client belongs to one thread (its socket does).
 #pragma once
 
@@ -22,7 +27,8 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "common/disconnect_monitor.h"
+#include "common/curve_socket.h"
+#include "common/handshake_monitor.h"
 #include "common/request_params.h"
 #include "common/status.h"
 #include "flover.pb.h"
@@ -34,12 +40,28 @@ namespace flover {
 // cluster of thousands of workers.
 inline constexpr int64_t kMaxServerMessageBytes = int64_t{64} << 20;
 
+// The files of a client's CURVE credentials (docs/security.md): its key pair (--key,
+// $FLOVER_KEY) and the coordinator's public key (--server-key, $FLOVER_SERVER_KEY).
+struct ClientKeyFiles {
+  std::string key;
+  std::string server_key;
+};
+
+// nullopt when neither is given (plain text); the key readers' errors; InvalidArgument
+// when only one is.
+Result<std::optional<CurveClientKeys>> LoadClientKeys(const ClientKeyFiles& files);
+
+class Client;
+// LoadClientKeys, then Client::Connect.
+Result<std::unique_ptr<Client>> ConnectWithKeys(const std::string& endpoint, const ClientKeyFiles& files);
+
 // True when the cluster has replicas and every one of them is ready.
 bool AllReplicasReady(const proto::ClusterStatus& status);
 
 class Client {
  public:
-  static Result<std::unique_ptr<Client>> Connect(const std::string& endpoint);
+  static Result<std::unique_ptr<Client>> Connect(const std::string& endpoint,
+                                                 const std::optional<CurveClientKeys>& curve = std::nullopt);
 
   // Text prompt (tokenized by the coordinator) or token ids (when `text` is empty).
   // `timeout`: 0 for none, else the request ends with Error{DeadlineExceeded} when it is
@@ -52,7 +74,8 @@ class Client {
   Status Cancel(const std::string& client_request_id);
   Status RequestStatus();
   // The next message, nullopt at the timeout, or an error: InvalidArgument/Corruption
-  // for an unreadable reply, Unavailable when the connection closed since the last call.
+  // for an unreadable reply, Unavailable when the connection closed since the last call,
+  // HandshakeMonitor::Drain's errors for a refused handshake.
   Result<std::optional<proto::ServerMessage>> Receive(std::chrono::milliseconds timeout);
 
   // Sends raw bytes (tests use it to send malformed messages).
@@ -67,7 +90,7 @@ class Client {
 
   zmq::context_t context_;
   zmq::socket_t socket_;
-  DisconnectMonitor monitor_;
+  HandshakeMonitor monitor_;
   std::string endpoint_;
 };
 

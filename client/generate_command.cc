@@ -40,7 +40,7 @@ int GenerateCommand(const GenerateOptions& o) {
     std::fprintf(stderr, "flover generate: no prompts: use --prompt or --prompt-ids\n");
     return 2;
   }
-  Result<std::unique_ptr<Client>> client = Client::Connect(o.endpoint);
+  Result<std::unique_ptr<Client>> client = ConnectWithKeys(o.endpoint, o.keys);
   if (!client.ok()) {
     std::fprintf(stderr, "flover generate: %s\n", client.status().ToString().c_str());
     return 1;

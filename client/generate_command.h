@@ -8,6 +8,8 @@
 #pragma once
 
 #include <string>
+
+#include "client/client.h"
 #include <vector>
 
 #include "common/request_params.h"
@@ -16,6 +18,7 @@ namespace flover {
 
 struct GenerateOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
+  ClientKeyFiles keys;  // CURVE: --key / --server-key
   std::vector<std::string> prompts;
   std::vector<std::string> prompt_ids;
   SamplingParams sampling;

@@ -103,6 +103,22 @@ std::string LocalCluster::Describe(ChildProcess& child, const std::string& what,
 
 Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClusterOptions& o) {
   FLOVER_ASSIGN_OR_RETURN(config_, LoadClusterConfig(config_path));
+  // A secured cluster: the keys of its workers and of this process's own client.
+  std::vector<std::string> worker_key_flags;
+  const SecuritySettings& security = config_.security;
+  if (security.mode == SecurityMode::kCurve) {
+    for (const auto& [key, path] :
+         {std::pair{"worker_key", &security.worker_key}, {"client_key", &security.client_key}}) {
+      if (path->empty())
+        return InvalidArgument(config_path + ": security." + key +
+                               " is not set: a cluster with security mode curve "
+                               "started here needs it (docs/security.md)");
+    }
+    Result<CurveClientKeys> keys = LoadCurveClientKeys(security.client_key, security.coordinator_public_key);
+    if (!keys.ok()) return keys.status().WithContext(config_path + ": security.client_key");
+    client_keys_ = std::move(keys).value();
+    worker_key_flags = {"--key", security.worker_key, "--coordinator-public-key", security.coordinator_public_key};
+  }
   const std::string coordinator_bin =
       o.coordinator_bin.empty() ? FindBinary(o.bin_dir, "flover-coordinator", "coordinator") : o.coordinator_bin;
   const std::string worker_bin = o.worker_bin.empty() ? FindBinary(o.bin_dir, "flover-worker", "worker") : o.worker_bin;
@@ -147,20 +163,22 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   for (const WorkerConfig& w : config_.workers) {
     const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);
     if (!IsLocalHost(w.host)) {
-      progress(name + " runs on " + w.host + ": start it there with flover-worker --coordinator " +
-               control_endpoint_ + " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank));
+      progress(name + " runs on " + w.host + ": start it there with flover-worker --coordinator " + control_endpoint_ +
+               " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank) +
+               (worker_key_flags.empty() ? "" : " --key WORKER.key --coordinator-public-key COORDINATOR.pub"));
       continue;
     }
     std::vector<std::string> argv = {worker_bin, "--coordinator", control_endpoint_, "--replica",
                                      std::to_string(w.replica), "--rank", std::to_string(w.rank)};
     if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
+    argv.insert(argv.end(), worker_key_flags.begin(), worker_key_flags.end());
     FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
     workers_.push_back(
         Worker{.replica = w.replica, .rank = w.rank, .argv = std::move(argv), .process = std::move(child)});
   }
 
   // Wait until every replica is ready, reporting progress.
-  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(client_endpoint_));
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(client_endpoint_, client_keys_));
   int last_ready = -1;
   const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.ready_timeout_s);
   for (;;) {
@@ -173,6 +191,7 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
       return Unavailable("the cluster was not ready after " + std::to_string(static_cast<int>(o.ready_timeout_s)) +
                          " s");
     Result<proto::ClusterStatus> status = client->FetchStatus(1000ms);
+    if (!status.ok() && IsHandshakeRefusal(status.status())) return status.status();
     if (!status.ok()) continue;
     int n_ready = 0, n_workers = 0;
     CountReadyWorkers(*status, &n_ready, &n_workers);

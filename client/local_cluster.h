@@ -8,6 +8,12 @@
 // the destructor) stops the coordinator, which shuts its workers down, then any worker
 // left, so no process survives. Children also get SIGTERM when this process dies.
 //
+// A cluster with `security.mode: curve` (docs/security.md) is started secured: each
+// worker gets --key security.worker_key --coordinator-public-key
+// security.coordinator_public_key, and this process watches the cluster as a client with
+// security.client_key (which should be an admin key: the status then says why a replica
+// failed); both must be set. client_keys() are those credentials, for its other clients.
+//
 // Thread-safety: none; one thread owns a LocalCluster.
 #pragma once
 
@@ -20,6 +26,7 @@
 
 #include "client/child_process.h"
 #include "common/cluster_config.h"
+#include "common/curve_socket.h"
 #include "common/status.h"
 
 namespace flover {
@@ -52,6 +59,9 @@ class LocalCluster {
   const ClusterConfig& config() const { return config_; }
   const std::string& client_endpoint() const { return client_endpoint_; }    // ports resolved
   const std::string& control_endpoint() const { return control_endpoint_; }  // ports resolved
+  // The client credentials of a secured cluster (security.client_key and the
+  // coordinator's public key); nullopt without CURVE.
+  const std::optional<CurveClientKeys>& client_keys() const { return client_keys_; }
 
   // "flover-coordinator stopped (exit 1)" once the coordinator has exited, else nullopt.
   std::optional<std::string> CoordinatorExit();
@@ -82,6 +92,7 @@ class LocalCluster {
   bool capture_logs_ = false;
   std::string client_endpoint_;
   std::string control_endpoint_;
+  std::optional<CurveClientKeys> client_keys_;
   std::optional<ChildProcess> coordinator_;
   using Clock = std::chrono::steady_clock;
   struct Worker {

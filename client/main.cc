@@ -5,6 +5,7 @@
 #include "client/bench/bench_command.h"
 #include "client/flags.h"
 #include "client/generate_command.h"
+#include "client/keygen_command.h"
 #include "client/run_command.h"
 #include "client/status_command.h"
 #include "client/up_command.h"
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   CLI::App* gen_cmd = app.add_subcommand("generate", "Submit prompts to a running cluster");
   gen_cmd->add_option("--endpoint", gen.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
       ->capture_default_str();
+  flover::AddKeyFlags(gen_cmd, &gen.keys);
   gen_cmd->add_option("--prompt", gen.prompts, "Prompt text (repeatable)");
   gen_cmd->add_option("--prompt-ids", gen.prompt_ids, "Prompt as token ids, e.g. 1,301,295 (repeatable)");
   flover::AddRequestFlags(gen_cmd, &gen.sampling, &gen.stop);
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
   CLI::App* status_cmd = app.add_subcommand("status", "Show a running cluster");
   status_cmd->add_option("--endpoint", status.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
       ->capture_default_str();
+  flover::AddKeyFlags(status_cmd, &status.keys);
   status_cmd->add_flag("--json", status.json, "Print the status as JSON");
   status_cmd->add_option("--wait-ready", status.wait_ready_s, "Wait up to S seconds for every replica to be ready");
   status_cmd->add_flag("--probe", status.probe,
@@ -89,6 +92,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')->needs(config);
   bench_cmd->add_option("--label", bench.label, "With --endpoint: the run's name in the results")
       ->capture_default_str();
+  flover::AddKeyFlags(bench_cmd, &bench.keys);
   bench_cmd->add_option("--requests", bench.requests, "Requests in the workload")->capture_default_str();
   auto* interval = bench_cmd->add_option("--interval-ms", interval_ms,
                                          "Fixed gap between arrivals (0 = all at once; the default)");
@@ -113,11 +117,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--bin-dir", bench.bin_dir, "Folder with flover-coordinator and flover-worker");
 
+  flover::KeygenOptions keygen;
+  CLI::App* keygen_cmd = app.add_subcommand(
+      "keygen", "Make a CURVE key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub (docs/security.md)");
+  keygen_cmd->add_option("--out", keygen.out, "DIR/NAME of the two files; existing files are never overwritten")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
   if (run_cmd->parsed()) return flover::RunCommand(run);
   if (up_cmd->parsed()) return flover::UpCommand(up);
   if (gen_cmd->parsed()) return flover::GenerateCommand(gen);
   if (status_cmd->parsed()) return flover::StatusCommand(status);
+  if (keygen_cmd->parsed()) return flover::KeygenCommand(keygen);
   if (bench_cmd->parsed()) {
     if (interval->count()) bench.interval_ms = interval_ms;
     if (poisson_rate->count()) bench.rate = rate;

@@ -96,8 +96,9 @@ Status RequestSession::Poll(std::chrono::milliseconds max_wait) {
   const SessionClock::time_point now = SessionClock::now();
   CheckInterrupted();
   if (!reply.ok()) {
-    if (reply.status().code() == StatusCode::kUnavailable)
-      FailInFlight(StatusCodeName(StatusCode::kUnavailable), reply.status().message(), /*cancel=*/false);
+    // A closed connection or a refused handshake: no reply will come.
+    if (reply.status().code() == StatusCode::kUnavailable || IsHandshakeRefusal(reply.status()))
+      FailInFlight(StatusCodeName(reply.status().code()), reply.status().message(), /*cancel=*/false);
     return reply.status();
   }
   if (!*reply) {

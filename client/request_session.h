@@ -147,6 +147,9 @@ class RequestSession {
   // Waits up to `max_wait` for one reply and applies it (handlers run). Ok when a reply
   // came or the wait passed; otherwise what the caller may want to say:
   //   Unavailable       the connection closed; every request in flight ended with it;
+  //   PermissionDenied, ResourceExhausted, FailedPrecondition
+  //                     the coordinator refused the connection (IsHandshakeRefusal);
+  //                     every request in flight ended with that error;
   //   DeadlineExceeded  the silence timeout; every request in flight ended Unavailable;
   //   other             an unreadable reply (lost; the session goes on).
   Status Poll(std::chrono::milliseconds max_wait);

@@ -69,7 +69,7 @@ int Probe(Client& client, const StatusOptions& o) {
 }  // namespace
 
 int StatusCommand(const StatusOptions& o) {
-  Result<std::unique_ptr<Client>> client = Client::Connect(o.endpoint);
+  Result<std::unique_ptr<Client>> client = ConnectWithKeys(o.endpoint, o.keys);
   if (!client.ok()) {
     std::fprintf(stderr, "flover status: %s\n", client.status().ToString().c_str());
     return 1;

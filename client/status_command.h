@@ -7,10 +7,13 @@
 
 #include <string>
 
+#include "client/client.h"
+
 namespace flover {
 
 struct StatusOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
+  ClientKeyFiles keys;  // CURVE: --key / --server-key
   bool json = false;
   double wait_ready_s = 0;
   bool probe = false;

@@ -41,6 +41,11 @@ int UpCommand(const UpOptions& o) {
   std::optional<ChildProcess> exec_child;
   if (!o.exec.empty()) {
     setenv("FLOVER_ENDPOINT", cluster.client_endpoint().c_str(), 1);
+    const SecuritySettings& security = cluster.config().security;
+    if (security.mode == SecurityMode::kCurve) {  // flover generate/status/bench read them
+      setenv("FLOVER_KEY", security.client_key.c_str(), 1);
+      setenv("FLOVER_SERVER_KEY", security.coordinator_public_key.c_str(), 1);
+    }
     Result<ChildProcess> child = ChildProcess::Spawn({"/bin/sh", "-c", o.exec}, "exec");
     if (!child.ok()) return Fail(child.status().ToString());
     exec_child.emplace(std::move(child).value());

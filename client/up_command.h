@@ -3,8 +3,9 @@
 // every replica is ready, and keeps it running until Ctrl-C / SIGTERM, when it stops
 // the coordinator (which shuts the workers down) and then any worker left, leaving no
 // process behind. With --exec CMD it runs CMD (via /bin/sh, with $FLOVER_ENDPOINT set to
-// the client endpoint) once the cluster is ready, tears down when CMD ends, and returns
-// CMD's exit code.
+// the client endpoint, and for a cluster with security mode curve $FLOVER_KEY and
+// $FLOVER_SERVER_KEY set to security.client_key and coordinator_public_key) once the
+// cluster is ready, tears down when CMD ends, and returns CMD's exit code.
 #pragma once
 
 #include <string>

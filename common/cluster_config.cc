@@ -1,11 +1,14 @@
 #include "common/cluster_config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <map>
 #include <sstream>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
 namespace flover {
@@ -62,7 +65,8 @@ class Validator {
     FLOVER_RETURN_IF_ERROR(KvCache());
     FLOVER_RETURN_IF_ERROR(Scheduler());
     FLOVER_RETURN_IF_ERROR(Heartbeat());
-    return Limits();
+    FLOVER_RETURN_IF_ERROR(Limits());
+    return Security();
   }
 
  private:
@@ -197,6 +201,32 @@ class Validator {
     return Status::Ok();
   }
 
+  Status Security() const {
+    const SecuritySettings& sec = c_.security;
+    if (sec.mode != SecurityMode::kNone && sec.mode != SecurityMode::kInsecure && sec.mode != SecurityMode::kCurve)
+      return Error("security.mode", NotAValue(sec.mode));
+    if (sec.mode != SecurityMode::kCurve) {
+      for (const SecurityPathField& field : kSecurityPathFields) {
+        if (!(sec.*field.value).empty())
+          return Error(std::string("security.") + field.key, "is only used with mode curve");
+      }
+      return Status::Ok();
+    }
+    const std::tuple<const char*, const std::string*, const char*> required[] = {
+        {"coordinator_key", &sec.coordinator_key, "the coordinator's key pair"},
+        {"coordinator_public_key", &sec.coordinator_public_key,
+         "the coordinator's public key, which workers and clients pin"},
+        {"worker_keys", &sec.worker_keys, "the public keys admitted as workers"}};
+    for (const auto& [key, value, what] : required) {
+      if (value->empty())
+        return Error(std::string("security.") + key,
+                     std::string("required with mode curve (") + what + "; keys are made by flover keygen)");
+    }
+    if (sec.client_keys.empty() && sec.admin_keys.empty())
+      return Error("security", "mode curve needs client_keys or admin_keys: without them no client may connect");
+    return Status::Ok();
+  }
+
   Status Heartbeat() const {
     const HeartbeatSettings& h = c_.heartbeat;
     FLOVER_RETURN_IF_ERROR(AtLeast("heartbeat.step_timeout_ms", h.step_timeout_ms, 1));
@@ -224,6 +254,77 @@ Status ClusterConfig::Validate() const { return Validator(*this).Run(); }
 
 Status ConfigError(const std::string& source, const std::string& key_path, const std::string& what) {
   return InvalidArgument((source.empty() ? "" : source + ": ") + key_path + ": " + what);
+}
+
+const char* SecurityModeName(SecurityMode mode) {
+  switch (mode) {
+    case SecurityMode::kNone: return "none";
+    case SecurityMode::kInsecure: return "insecure";
+    case SecurityMode::kCurve: return "curve";
+  }
+  return "unknown";
+}
+
+std::optional<SecurityMode> SecurityModeFromName(const std::string& name) {
+  if (name == "curve") return SecurityMode::kCurve;
+  if (name == "insecure") return SecurityMode::kInsecure;
+  return std::nullopt;
+}
+
+namespace {
+
+// The host of a tcp:// endpoint ("*", "0.0.0.0", "::1" without brackets, a name);
+// nullopt for other transports.
+std::optional<std::string> TcpHost(const std::string& endpoint) {
+  static const std::string kTcp = "tcp://";
+  if (endpoint.rfind(kTcp, 0) != 0) return std::nullopt;
+  const size_t colon = endpoint.rfind(':');
+  std::string host = colon == std::string::npos || colon < kTcp.size()
+                         ? endpoint.substr(kTcp.size())
+                         : endpoint.substr(kTcp.size(), colon - kTcp.size());
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+// True / false for an IP literal on / off loopback; nullopt when `host` is no IP literal.
+std::optional<bool> LiteralIsLoopback(const std::string& host) {
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) return v6.s6_addr[12] == 127;
+    return false;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool IsLoopbackEndpoint(const std::string& endpoint) {
+  const std::optional<std::string> host = TcpHost(endpoint);
+  if (!host) return true;  // ipc://, inproc://
+  if (*host == "localhost") return true;
+  return LiteralIsLoopback(*host).value_or(false);
+}
+
+Status CheckEndpointExposure(const ClusterConfig& config) {
+  if (config.security.mode != SecurityMode::kNone) return Status::Ok();
+  const EndpointsConfig& e = config.endpoints;
+  const std::pair<const char*, const std::string*> fields[] = {
+      {"client", &e.client}, {"control", &e.control}, {"plans", &e.plans}};
+  for (const auto& [key, endpoint] : fields) {
+    const std::optional<std::string> host = TcpHost(*endpoint);
+    if (!host || *host == "localhost") continue;
+    const bool wildcard = *host == "*" || *host == "0.0.0.0" || *host == "::";
+    const std::optional<bool> loopback = LiteralIsLoopback(*host);
+    if (!wildcard && loopback.value_or(true)) continue;  // loopback, or a name the coordinator resolves
+    return ConfigError(config.source, std::string("endpoints.") + key,
+                       "'" + *endpoint +
+                           "' binds a non-loopback address and the config has no security section: add a security "
+                           "section (docs/security.md) or bind 127.0.0.1");
+  }
+  return Status::Ok();
 }
 
 const char* ModelDTypeName(const std::optional<DType>& dtype) { return dtype ? DTypeName(*dtype) : "auto"; }

@@ -2,7 +2,8 @@
 // (configs/*.yaml, read by cluster_config_reader.h) describes it, so every process
 // agrees on endpoints, the model, the parallel layout and the scheduler settings; the
 // coordinator sends the config it runs to its workers in protobuf
-// (cluster_config_proto.h), never as text to parse again.
+// (cluster_config_proto.h), never as text to parse again; the security section stays
+// behind (no key material or key path goes over the wire).
 //
 //   cluster:   {name}
 //   endpoints: {client, control, plans}      ZeroMQ endpoints the coordinator binds
@@ -18,6 +19,8 @@
 //               max_stop_string_bytes, max_requests_per_client,
 //               max_undelivered_per_client, status_per_client_per_second,
 //               max_client_connections}
+//   security:  {mode, coordinator_key, coordinator_public_key, worker_key, client_key,
+//               worker_keys, client_keys, admin_keys}        (optional; docs/security.md)
 //
 // Validity: every ClusterConfig a process acts on has passed Validate(), the one place
 // that states what a valid config is. The reader calls it, FromProto calls it, and so
@@ -152,6 +155,51 @@ inline constexpr LimitField kLimitFields[] = {
     {"max_client_connections", &LimitsSettings::max_client_connections},
 };
 
+// security.mode. Without a security section every endpoint must be on loopback.
+enum class SecurityMode {
+  kNone,      // no security section: plain text, loopback only (every local peer is an admin)
+  kInsecure,  // `mode: insecure`: plain text on any address, logged as a warning; nobody is an admin
+  kCurve,     // `mode: curve`: CurveZMQ and ZAP on the client, control and plans sockets
+};
+
+// "curve" / "insecure" (the YAML spellings; kNone has none: it is the absent section).
+const char* SecurityModeName(SecurityMode mode);
+std::optional<SecurityMode> SecurityModeFromName(const std::string& name);
+
+// Who may connect, and with which keys (docs/security.md). Paths are files made by
+// `flover keygen` (NAME.key: key pair, NAME.pub: public key); the reader resolves
+// relative ones against the config file's folder. Each process reads only the files it
+// needs: the coordinator its key pair and the admitted keys, a worker the worker key pair
+// and the coordinator's public key, `flover up` / `flover bench --config` the client key
+// pair and the coordinator's public key.
+struct SecuritySettings {
+  SecurityMode mode = SecurityMode::kNone;
+  std::string coordinator_key;         // the coordinator's key pair          (curve: required)
+  std::string coordinator_public_key;  // its public key, pinned by peers     (curve: required)
+  std::string worker_key;              // key pair of workers started from this file (flover up, --config)
+  std::string client_key;              // key pair of flover up's / flover bench --config's own client
+  std::string worker_keys;             // admitted as workers: a folder of *.pub or one file (curve: required)
+  std::string client_keys;             // admitted as clients                 (curve: this or admin_keys)
+  std::string admin_keys;              // admitted as clients with admin rights (status shows pids, hosts)
+
+  bool operator==(const SecuritySettings&) const = default;
+};
+
+// Each path of SecuritySettings under its YAML key, in file order.
+struct SecurityPathField {
+  const char* key;
+  std::string SecuritySettings::*value;
+};
+inline constexpr SecurityPathField kSecurityPathFields[] = {
+    {"coordinator_key", &SecuritySettings::coordinator_key},
+    {"coordinator_public_key", &SecuritySettings::coordinator_public_key},
+    {"worker_key", &SecuritySettings::worker_key},
+    {"client_key", &SecuritySettings::client_key},
+    {"worker_keys", &SecuritySettings::worker_keys},
+    {"client_keys", &SecuritySettings::client_keys},
+    {"admin_keys", &SecuritySettings::admin_keys},
+};
+
 struct ClusterConfig {
   std::string source;  // where it came from, for messages ("configs/local.yaml"); may be empty
   std::string name = "flover";  // not empty
@@ -167,6 +215,7 @@ struct ClusterConfig {
   SchedulerSettings scheduler;
   HeartbeatSettings heartbeat;
   LimitsSettings limits;
+  SecuritySettings security;  // never on the wire
 
   // nullptr when no worker has this (replica, rank).
   const WorkerConfig* FindWorker(int replica, int rank) const;
@@ -187,6 +236,18 @@ Status ConfigError(const std::string& source, const std::string& key_path, const
 
 // "auto", "fp32", "fp16" or "bf16": the spelling of model.dtype.
 const char* ModelDTypeName(const std::optional<DType>& dtype);
+
+// The start-up rule of the coordinator, as far as the config alone tells: without a
+// security section, an endpoint that binds a non-loopback address (tcp://*, 0.0.0.0, a
+// LAN IP) is InvalidArgument "<source>: endpoints.client: 'tcp://*:5555' binds a
+// non-loopback address and the config has no security section: add a security section
+// (docs/security.md) or bind 127.0.0.1". A name (libzmq binds interface names, not DNS
+// names) needs resolving: the coordinator checks the address it bound (IsLoopbackEndpoint).
+[[nodiscard]] Status CheckEndpointExposure(const ClusterConfig& config);
+
+// True for an endpoint that only this machine can reach: tcp:// on 127.0.0.0/8, ::1 or
+// localhost; ipc:// and inproc://. False for any other tcp:// host.
+bool IsLoopbackEndpoint(const std::string& endpoint);
 
 // Checks that need the model: query heads and kv heads divisible by tensor_parallel.
 // "configs/x.yaml: parallel.tensor: 3 does not divide heads=8".

@@ -75,8 +75,9 @@ class ConfigReader {
       return InvalidArgument(source_ + ": expected a mapping of sections (cluster, endpoints, model, ...) at the "
                              "top level, got " + KindName(root));
     }
-    FLOVER_RETURN_IF_ERROR(CheckKeys(root, "", {"cluster", "endpoints", "model", "parallel", "workers",
-                                                "kv_cache", "scheduler", "heartbeat", "limits"}));
+    FLOVER_RETURN_IF_ERROR(CheckKeys(root, "",
+                                     {"cluster", "endpoints", "model", "parallel", "workers", "kv_cache", "scheduler",
+                                      "heartbeat", "limits", "security"}));
     FLOVER_RETURN_IF_ERROR(ReadCluster(root, &config));
     FLOVER_RETURN_IF_ERROR(ReadEndpoints(root, &config.endpoints));
     FLOVER_RETURN_IF_ERROR(ReadModel(root, &config.model));
@@ -86,6 +87,7 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadScheduler(root, &config.scheduler));
     FLOVER_RETURN_IF_ERROR(ReadHeartbeat(root, &config.heartbeat));
     FLOVER_RETURN_IF_ERROR(ReadLimits(root, &config.limits));
+    FLOVER_RETURN_IF_ERROR(ReadSecurity(root, &config.security));
     // Validate names workers[i] as the file lists them; sort only afterwards.
     FLOVER_RETURN_IF_ERROR(config.Validate());
     std::sort(config.workers.begin(), config.workers.end(), [](const WorkerConfig& a, const WorkerConfig& b) {
@@ -334,6 +336,23 @@ class ConfigReader {
     for (const LimitField& field : kLimitFields) keys.push_back(field.key);
     FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "limits", keys));
     for (const LimitField& field : kLimitFields) FLOVER_RETURN_IF_ERROR(ReadInt(node, "limits", field.key, &(l->*field.value)));
+    return Status::Ok();
+  }
+
+  // Absent (or empty): SecurityMode::kNone. Present: `mode` is required; the key paths
+  // are resolved like model.path.
+  Status ReadSecurity(const YAML::Node& root, SecuritySettings* sec) {
+    std::vector<const char*> keys = {"mode"};
+    for (const SecurityPathField& field : kSecurityPathFields) keys.push_back(field.key);
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "security", keys));
+    if (node.IsNull()) return Status::Ok();
+    FLOVER_RETURN_IF_ERROR(Required(node, "security", "mode"));
+    FLOVER_RETURN_IF_ERROR(ReadEnum(node, "security", "mode", SecurityModeFromName, "curve or insecure", &sec->mode));
+    for (const SecurityPathField& field : kSecurityPathFields) {
+      std::string& path = sec->*field.value;
+      FLOVER_RETURN_IF_ERROR(ReadString(node, "security", field.key, &path));
+      path = ResolvePath(base_dir_, path);
+    }
     return Status::Ok();
   }
 

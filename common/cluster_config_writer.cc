@@ -89,6 +89,16 @@ std::string ToYaml(const ClusterConfig& config) {
   for (const LimitField& field : kLimitFields) out << YAML::Key << field.key << YAML::Value << config.limits.*field.value;
   out << YAML::EndMap;
 
+  if (config.security.mode != SecurityMode::kNone) {
+    out << YAML::Key << "security" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "mode" << YAML::Value << SecurityModeName(config.security.mode);
+    for (const SecurityPathField& field : kSecurityPathFields) {
+      const std::string& path = config.security.*field.value;
+      if (!path.empty()) out << YAML::Key << field.key << YAML::Value << str(path);
+    }
+    out << YAML::EndMap;
+  }
+
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -32,6 +32,7 @@ enum class StatusCode {
   kFailedPrecondition,  // the system is not in a state that allows this (e.g. no shared memory)
   kInternal,          // a library call failed in a way the caller cannot fix
   kDeadlineExceeded,  // the work did not finish within the time it was given
+  kPermissionDenied,  // the peer or file is not allowed (a refused key, a secret key file others can read)
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -68,6 +69,7 @@ inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::mo
 inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+inline Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
 
 // A T or an error Status. Constructing from an OK Status is an invariant violation.
 template <typename T>

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
+#include "common/curve_socket.h"
 #include "common/protocol.h"
 
 namespace flover {
@@ -49,14 +50,35 @@ std::string Advertised(const std::string& endpoint) {
   return kTcp + HostName() + endpoint.substr(colon);
 }
 
-Result<std::string> Bind(zmq::socket_t& socket, const std::string& endpoint, const char* name) {
-  if (endpoint.empty()) return InvalidArgument(std::string("endpoints.") + name + " is empty");
+// Binds `endpoint`; the address bound, as workers and clients reach it. Without a
+// security section, an address off loopback (a host name that resolved to a LAN address,
+// an interface name) is InvalidArgument: the socket has read nothing yet, and the caller
+// closes it. With `mode: insecure` it is a warning.
+Result<std::string> Bind(zmq::socket_t& socket, const std::string& endpoint, const char* name,
+                         const ClusterConfig& config) {
+  const std::string key = std::string("endpoints.") + name;
+  if (endpoint.empty()) return InvalidArgument(key + " is empty");
+  std::string bound;
   try {
     socket.bind(endpoint);
-    return Advertised(socket.get(zmq::sockopt::last_endpoint));
+    bound = socket.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {
-    return Unavailable(std::string("endpoints.") + name + ": cannot bind " + endpoint + ": " + e.what());
+    return Unavailable(key + ": cannot bind " + endpoint + ": " + e.what());
   }
+  if (!IsLoopbackEndpoint(bound)) {
+    if (config.security.mode == SecurityMode::kNone) {
+      return ConfigError(config.source, key,
+                         "'" + endpoint + "' bound " + bound +
+                             ", which is not a loopback address, and the config has no security section: add a "
+                             "security section (docs/security.md) or bind 127.0.0.1");
+    }
+    if (config.security.mode == SecurityMode::kInsecure) {
+      spdlog::warn("{}: {} is reachable from the network in plain text (security.mode: insecure): whoever reaches it "
+                   "can connect, read and forge messages (docs/security.md)",
+                   key, bound);
+    }
+  }
+  return Advertised(bound);
 }
 
 enum class Sent { kOk, kGone, kFull };
@@ -81,8 +103,15 @@ Sent SendRouted(zmq::socket_t& router, const std::string& identity, const std::s
 
 Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, Clock::duration drain_timeout) {
   FLOVER_RETURN_IF_ERROR(config.Validate());  // before its limits configure the sockets
-  std::unique_ptr<Coordinator> coordinator(new Coordinator());
-  FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config.endpoints, config.limits));
+  FLOVER_RETURN_IF_ERROR(CheckEndpointExposure(config));
+  std::unique_ptr<Coordinator> coordinator;
+  try {
+    coordinator.reset(new Coordinator());
+  } catch (const zmq::error_t& e) {
+    return Internal(std::string("cannot start the ZAP handler: ") + e.what());
+  }
+  FLOVER_RETURN_IF_ERROR(coordinator->Secure(config));
+  FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config));
   FLOVER_ASSIGN_OR_RETURN(coordinator->core_, CoordinatorCore::Create(std::move(config), coordinator->endpoints_,
                                                                       drain_timeout, Clock::now()));
   return coordinator;
@@ -90,6 +119,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, C
 
 Coordinator::Coordinator()
     : context_(1),
+      zap_(context_),
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
       plans_(context_, zmq::socket_type::pub),
@@ -98,7 +128,36 @@ Coordinator::Coordinator()
 
 Coordinator::~Coordinator() { CloseSockets(); }
 
-Status Coordinator::BindAll(const EndpointsConfig& wanted, const LimitsSettings& limits) {
+Status Coordinator::Secure(const ClusterConfig& config) {
+  security_ = config.security;
+  max_client_connections_ = config.limits.max_client_connections;
+  if (security_.mode != SecurityMode::kCurve) return Status::Ok();
+  const std::string prefix = config.source.empty() ? "" : config.source + ": ";
+  Result<CurveKeyPair> own = LoadCurveKeyPair(security_.coordinator_key);
+  if (!own.ok()) return own.status().WithContext(prefix + "security.coordinator_key");
+  Result<CurvePublicKey> pinned = LoadCurvePublicKey(security_.coordinator_public_key);
+  if (!pinned.ok()) return pinned.status().WithContext(prefix + "security.coordinator_public_key");
+  if (*pinned != own->public_key) {
+    return InvalidArgument(prefix + "security.coordinator_public_key: " + security_.coordinator_public_key +
+                           " is not the public key of security.coordinator_key " + security_.coordinator_key +
+                           ": the workers and clients that pin it would be refused");
+  }
+  Result<AccessList> keys = AccessList::Load(security_);
+  if (!keys.ok()) return keys.status().WithContext(config.source);
+  keys_ = std::move(keys).value();
+  own_key_ = std::move(own).value();
+  return Status::Ok();
+}
+
+Status Coordinator::BindAll(const ClusterConfig& config) {
+  const EndpointsConfig& wanted = config.endpoints;
+  const LimitsSettings& limits = config.limits;
+  // Who may connect: the ZAP handler (bound already) admits each connection of these
+  // three, in their domain; with CURVE only after the peer proved its key.
+  const std::pair<zmq::socket_t*, const char*> admitted[] = {
+      {&client_, kClientDomain}, {&control_, kWorkerDomain}, {&plans_, kWorkerDomain}};
+  for (const auto& [socket, domain] : admitted)
+    FLOVER_RETURN_IF_ERROR(own_key_ ? ApplyCurveServer(*socket, *own_key_, domain) : ApplyZapDomain(*socket, domain));
   try {
     for (zmq::socket_t* s : {&client_, &control_, &plans_}) s->set(zmq::sockopt::linger, 0);
     // Larger messages drop their connection; a client that leaves this many replies
@@ -111,15 +170,15 @@ Status Coordinator::BindAll(const EndpointsConfig& wanted, const LimitsSettings&
     client_.set(zmq::sockopt::router_mandatory, true);
     control_.set(zmq::sockopt::router_mandatory, true);
     control_monitor_.Watch(control_, "control");
-    client_monitor_.Watch(client_, "client");
+    client_monitor_.Watch(client_, "client", ZMQ_EVENT_ACCEPTED);  // open connections are counted
     plans_.set(zmq::sockopt::sndhwm, 100000);
     plans_.set(zmq::sockopt::maxmsgsize, kMaxSubscriptionBytes);
   } catch (const zmq::error_t& e) {
     return Internal(std::string("cannot configure sockets: ") + e.what());
   }
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.client, Bind(client_, wanted.client, "client"));
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.control, Bind(control_, wanted.control, "control"));
-  FLOVER_ASSIGN_OR_RETURN(endpoints_.plans, Bind(plans_, wanted.plans, "plans"));
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.client, Bind(client_, wanted.client, "client", config));
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.control, Bind(control_, wanted.control, "control", config));
+  FLOVER_ASSIGN_OR_RETURN(endpoints_.plans, Bind(plans_, wanted.plans, "plans", config));
   return Status::Ok();
 }
 
@@ -129,6 +188,7 @@ void Coordinator::CloseSockets() {
     client_monitor_.Close();
     for (zmq::socket_t* s : {&client_, &control_, &plans_})
       if (s->handle() != nullptr) s->close();
+    zap_.Close();
     context_.close();
   } catch (const zmq::error_t& e) {
     spdlog::error("closing sockets: {}", e.what());
@@ -141,8 +201,23 @@ void Coordinator::Run() {
   const ClusterConfig& config = core_->config();
   spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}; {} replica(s) x tensor {}", config.name,
                endpoints_.client, endpoints_.control, endpoints_.plans, config.replicas, config.tensor_parallel);
+  switch (security_.mode) {
+    case SecurityMode::kNone:
+      spdlog::info("security: none (plain text on loopback; every local peer is an admin)");
+      break;
+    case SecurityMode::kInsecure: spdlog::warn("security: insecure (plain text; nobody is an admin)"); break;
+    case SecurityMode::kCurve:
+      spdlog::info("security: curve, public key {}; admitted: {} worker key(s), {} client key(s), {} admin key(s)",
+                   own_key_->public_key.Z85(), keys_.Count(PeerRole::kWorker), keys_.Count(PeerRole::kClient),
+                   keys_.Count(PeerRole::kAdmin));
+      break;
+  }
   for (;;) {
     const Clock::time_point now = Clock::now();
+    if (const int reloads = reloads_.load(std::memory_order_relaxed); reloads_seen_ < reloads) {
+      reloads_seen_ = reloads;
+      Reload();
+    }
     for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_)
       core_->RequestStop(now);
     if (core_->stopped(now)) break;
@@ -171,25 +246,72 @@ void Coordinator::Run() {
 }
 
 void Coordinator::PollOnce() {
-  std::array<zmq::pollitem_t, 4> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
+  std::array<zmq::pollitem_t, 5> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_monitor_.handle(), 0, ZMQ_POLLIN, 0},
-                                           {client_monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
+                                           {client_monitor_.handle(), 0, ZMQ_POLLIN, 0},
+                                           {zap_.handle(), 0, ZMQ_POLLIN, 0}}};
   const Clock::time_point before = Clock::now();
   const Clock::duration until_wake = core_->NextWake(before) - before;
   // Round up so that a wake-up 0.4 ms away does not spin.
   zmq::poll(items, std::chrono::ceil<std::chrono::milliseconds>(std::min<Clock::duration>(until_wake, kMaxPoll)));
-  // Workers first: their step results free blocks and finish requests that new
+  // Handshakes wait for their ZAP answer: give it first.
+  if (items[4].revents & ZMQ_POLLIN) AnswerZap();
+  // Workers next: their step results free blocks and finish requests that new
   // submissions may need.
   if (items[1].revents & ZMQ_POLLIN) DrainControl(Clock::now());
   if (items[0].revents & ZMQ_POLLIN) DrainClient(Clock::now());
   if ((items[2].revents & ZMQ_POLLIN) && control_monitor_.Drain()) core_->OnWorkerConnectionClosed(Clock::now());
-  if ((items[3].revents & ZMQ_POLLIN) && client_monitor_.Drain()) core_->OnClientConnectionClosed(Clock::now());
+  if (items[3].revents & ZMQ_POLLIN) DrainClientMonitor(Clock::now());
   // Replies first, so that the peers they find gone are known before the next plans.
   Flush(Clock::now());
   const Clock::time_point now = Clock::now();
   core_->Tick(now);
   Flush(now);
+}
+
+void Coordinator::DrainClientMonitor(Clock::time_point now) {
+  bool closed = false;
+  for (const DisconnectMonitor::Event& e : client_monitor_.DrainEvents()) {
+    if (e.event == ZMQ_EVENT_ACCEPTED) client_connections_.insert(e.value);
+    if (e.event == ZMQ_EVENT_DISCONNECTED) {
+      client_connections_.erase(e.value);
+      closed = true;
+    }
+  }
+  if (closed) core_->OnClientConnectionClosed(now);
+}
+
+void Coordinator::AnswerZap() {
+  // Every connection accepted before these requests were made is counted, each of them
+  // included (the monitor's event came before the peer's handshake).
+  DrainClientMonitor(Clock::now());
+  const ZapPolicy policy{.mode = security_.mode,
+                         .keys = &keys_,
+                         .client_connections = static_cast<int>(client_connections_.size()),
+                         .max_client_connections = max_client_connections_};
+  for (const ZapDecision& d : zap_.Drain([&](const ZapRequest& r) { return DecideZap(r, policy); })) {
+    if (d.admitted) {
+      spdlog::debug("connection admitted: {}", d.user_id);
+    } else if (const auto more = refused_log_.Allow(Clock::now())) {
+      spdlog::warn("connection refused (ZAP {}): {}{}", d.status_code, d.status_text, SuppressedSuffix(*more));
+    }
+  }
+}
+
+void Coordinator::Reload() {
+  if (security_.mode != SecurityMode::kCurve) {
+    spdlog::info("reload: no keys to read again (security.mode is not curve)");
+    return;
+  }
+  Result<AccessList> keys = AccessList::Load(security_);
+  if (!keys.ok()) {
+    spdlog::error("reload: {}; the keys loaded before stay in force", keys.status().ToString());
+    return;
+  }
+  keys_ = std::move(keys).value();
+  spdlog::info("reload: admitted {} worker key(s), {} client key(s), {} admin key(s)", keys_.Count(PeerRole::kWorker),
+               keys_.Count(PeerRole::kClient), keys_.Count(PeerRole::kAdmin));
 }
 
 void Coordinator::DrainClient(Clock::time_point now) {
@@ -203,9 +325,21 @@ void Coordinator::DrainClient(Clock::time_point now) {
                        SuppressedSuffix(*more));
         continue;
       }
+      // The connection's ZAP user id, on every frame it sent; checked against the keys of
+      // now, which may have been reloaded since its handshake.
+      const std::optional<ClientRole> role =
+          ClientRoleOf(zmq_msg_gets(parts[1].handle(), "User-Id"), security_.mode, keys_);
+      if (!role) {
+        if (const auto more = revoked_log_.Allow(now))
+          spdlog::warn("client socket: a message from a key that is no longer admitted; refused{}",
+                       SuppressedSuffix(*more));
+        (void)SendRouted(client_, parts.front().to_string(),
+                         Serialize(ErrorReply("", PermissionDenied("this connection's key is no longer admitted"))));
+        continue;
+      }
       std::vector<std::string_view> frames;
       for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
-      core_->OnClientMessage(parts.front().to_string(), frames, now);
+      core_->OnClientMessage(parts.front().to_string(), *role, frames, now);
     } catch (const std::exception& e) {
       if (auto more = client_log_.Allow(now)) spdlog::error("client message: {}{}", e.what(), SuppressedSuffix(*more));
     }
@@ -218,6 +352,13 @@ void Coordinator::DrainControl(Clock::time_point now) {
     if (!zmq::recv_multipart(control_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
     try {
       if (parts.empty()) continue;
+      // A key revoked by a reload keeps its open connection: drop what it sends.
+      if (parts.size() >= 2 && !IsAdmittedWorker(zmq_msg_gets(parts[1].handle(), "User-Id"), security_.mode, keys_)) {
+        if (const auto more = revoked_log_.Allow(now))
+          spdlog::warn("control socket: a message from a key that is no longer admitted; dropped{}",
+                       SuppressedSuffix(*more));
+        continue;
+      }
       std::vector<std::string_view> frames;
       for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
       core_->OnWorkerMessage(parts.front().to_string(), frames, now);

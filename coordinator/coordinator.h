@@ -22,29 +22,49 @@
 // No exception escapes the loop: ZeroMQ errors are logged. Log lines that peers
 // trigger are rate-limited (log_limiter.h).
 //
+// Security (docs/security.md): every connection of the client, control and plans
+// sockets is admitted by the ZAP handler (zap_handler.h), polled in the same loop: in
+// domain "client" the client socket, in domain "worker" the others. With `security.mode:
+// curve` they are CURVE servers with the coordinator's key pair, and only the keys of
+// security.*_keys get in, each on its side; without a security section every endpoint
+// must be on loopback (Create fails otherwise). The client socket's open connections are
+// counted (its monitor's accepted and closed connections), and a client handshake beyond
+// limits.max_client_connections is refused. Each client message goes to the core with
+// the role of its connection's key (ClientRole); a message whose key is no longer
+// admitted (keys reloaded) is answered with PermissionDenied (client) or dropped
+// (worker). ReloadKeys() (SIGHUP) reads the admitted keys again; until they read
+// without error the old ones stay.
+//
 // Thread-safety: Create() on any thread, then Run() on exactly one thread (the handover
 // of the sockets is ordered by the thread start). Stop() from any thread or a signal
 // handler. endpoints() is constant after Create().
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <set>
 
 #include <zmq.hpp>
 
 #include "common/cluster_config.h"
+#include "common/curve_keys.h"
 #include "common/disconnect_monitor.h"
 #include "common/log_limiter.h"
 #include "common/status.h"
 #include "coordinator/coordinator_core.h"
+#include "coordinator/zap_handler.h"
 
 namespace flover {
 
 class Coordinator {
  public:
   // Binds every endpoint of config.endpoints and makes the core (CoordinatorCore::Create
-  // errors). InvalidArgument for an empty endpoint, Unavailable when an endpoint cannot
-  // be bound (address in use, ...).
+  // errors). InvalidArgument for an empty endpoint, for a non-loopback endpoint without a
+  // security section (CheckEndpointExposure; for a host name, the address it bound), and
+  // for key files that are missing or malformed (PermissionDenied for a key pair others
+  // may read); Unavailable when an endpoint cannot be bound (address in use, ...).
   static Result<std::unique_ptr<Coordinator>> Create(ClusterConfig config,
                                                      Clock::duration drain_timeout = Clock::duration::zero());
   ~Coordinator();
@@ -66,10 +86,20 @@ class Coordinator {
   // and async-signal-safe.
   void Stop() { stops_.fetch_add(1, std::memory_order_relaxed); }
 
+  // Asks Run() to read the admitted keys (security.worker_keys, client_keys, admin_keys)
+  // again. Thread-safe and async-signal-safe.
+  void ReloadKeys() { reloads_.fetch_add(1, std::memory_order_relaxed); }
+
  private:
   Coordinator();
-  Status BindAll(const EndpointsConfig& wanted, const LimitsSettings& limits);
+  Status Secure(const ClusterConfig& config);
+  Status BindAll(const ClusterConfig& config);
   void PollOnce();
+  void AnswerZap();
+  // Reads the client monitor: counts the open client connections, and tells the core
+  // when one closed.
+  void DrainClientMonitor(Clock::time_point now);
+  void Reload();
   void DrainClient(Clock::time_point now);
   void DrainControl(Clock::time_point now);
   // Sends the core's outbox, then tells it which peers were gone, until it has nothing
@@ -80,12 +110,23 @@ class Coordinator {
   // Constant after Create().
   EndpointsConfig endpoints_;
 
+  SecuritySettings security_;
+  int max_client_connections_ = 0;
+
   std::atomic<int> stops_{0};  // Stop() calls
+  std::atomic<int> reloads_{0};  // ReloadKeys() calls
   static_assert(std::atomic<int>::is_always_lock_free);
 
   // Owned by the Run() thread.
   int stops_seen_ = 0;  // Stop() calls passed on to the core
+  int reloads_seen_ = 0;
+  AccessList keys_;                        // mode curve: who is admitted
+  std::optional<CurveKeyPair> own_key_;    // mode curve
+  std::set<uint32_t> client_connections_;  // file descriptors of the open client connections
+  LogLimiter refused_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};  // refused handshakes
+  LogLimiter revoked_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};  // revoked worker keys
   zmq::context_t context_;
+  ZapHandler zap_;  // before the sockets: bound before they bind, closed after them
   zmq::socket_t client_;
   zmq::socket_t control_;
   zmq::socket_t plans_;

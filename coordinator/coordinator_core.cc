@@ -51,8 +51,8 @@ CoordinatorCore::CoordinatorCore(ClusterConfig config, EndpointsConfig bound, st
 
 // ---------------------------------------------------------------- events
 
-void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<const std::string_view> frames,
-                                      Clock::time_point now) {
+void CoordinatorCore::OnClientMessage(const std::string& identity, ClientRole role,
+                                      std::span<const std::string_view> frames, Clock::time_point now) {
   if (frames.size() != 1) {
     SendToClient(identity, ErrorReply("", InvalidArgument(fmt::format("a client message is one frame; got {}",
                                                                       frames.size()))));
@@ -78,7 +78,7 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<con
   switch (message->body_case()) {
     case proto::ClientMessage::kSubmit: HandleSubmit(identity, message->submit(), now); break;
     case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
-    case proto::ClientMessage::kStatus: HandleStatus(identity, now); break;
+    case proto::ClientMessage::kStatus: HandleStatus(identity, role, now); break;
     case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
   }
 }
@@ -189,7 +189,8 @@ void CoordinatorCore::SendToWorker(const std::string& identity, proto::Coordinat
   outbox_.workers.push_back({identity, std::move(message)});
 }
 
-proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now) const {
+proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now, ClientRole role) const {
+  const bool admin = role == ClientRole::kAdmin;
   proto::ClusterStatus s;
   s.set_name(config_.name);
   if (model_) *s.mutable_model() = *model_;
@@ -202,8 +203,10 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now) const {
       ws->set_replica(w.replica);
       ws->set_rank(w.rank);
       ws->set_state(WorkerStateName(w.state));
-      ws->set_host(w.host);
-      ws->set_pid(w.pid);
+      if (admin) {
+        ws->set_host(w.host);
+        ws->set_pid(w.pid);
+      }
       ws->set_device(w.device);
       if (w.state != WorkerState::kAbsent) ws->set_last_heartbeat_age_s(Seconds(now - w.last_seen));
     }
@@ -218,7 +221,12 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now) const {
     rs->set_steps(r.steps());
     rs->set_tokens_generated(r.tokens_generated());
     rs->set_step_compute_seconds(r.step_compute_seconds());
-    rs->set_error(r.error());
+    if (admin || r.error().empty()) {
+      rs->set_error(r.error());
+    } else {
+      rs->set_error(
+          fmt::format("replica {} failed (the reason, which names its workers, is shown to admins)", r.index()));
+    }
   }
   s.set_queued(NQueued());
   s.set_completed(completed_);

@@ -75,8 +75,10 @@
 //    at no cost), and the ClusterStatus is built at most once per kStatusEvery: a
 //    request that comes sooner waits for the next build, which answers every request
 //    waiting, so a status is never older than its request and a flood of them costs
-//    one build per kStatusEvery. Log lines that peers trigger are rate-limited
+//    one build per kStatusEvery (one per role waiting: see Roles). Log lines that peers trigger are rate-limited
 //    (log_limiter.h): kPeerLogLines per second of each kind.
+//  * Roles: a client's status shows the workers' hosts and pids, and the replicas'
+//    failure reasons, only to admins (ClientRole).
 //  * Stop: the first RequestStop() starts a drain of up to `drain_timeout`: new
 //    submissions get Error{Unavailable, "the coordinator is shutting down"} while the
 //    requests in flight run to their end; stopped() turns true once none is left, at
@@ -109,6 +111,7 @@
 #include "common/status.h"
 #include "common/tokenizer.h"
 #include "coordinator/client_limiter.h"
+#include "coordinator/client_role.h"
 #include "coordinator/latency_window.h"
 #include "coordinator/outbox.h"
 #include "coordinator/rendezvous_store.h"
@@ -140,8 +143,10 @@ class CoordinatorCore {
 
   // ---- events
   // `frames`: the frames of one message on the client socket after the identity (one:
-  // a serialized ClientMessage).
-  void OnClientMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
+  // a serialized ClientMessage). `role`: what the connection's key may see (the shell
+  // takes it from the ZAP user id; client_role.h).
+  void OnClientMessage(const std::string& identity, ClientRole role, std::span<const std::string_view> frames,
+                       Clock::time_point now);
   // A message on the control socket from the connection `identity`: `frames` after the
   // identity (one: a serialized WorkerMessage, step results included).
   void OnWorkerMessage(const std::string& identity, std::span<const std::string_view> frames, Clock::time_point now);
@@ -175,7 +180,10 @@ class CoordinatorCore {
   // ---- output and observation
   // What was decided since the last call, in order.
   Outbox TakeOutbox();
-  proto::ClusterStatus BuildStatus(Clock::time_point now) const;
+  // The status as `role` may see it: for kClient without the workers' hosts and pids
+  // and without failure reasons (which name them); a replica's error then only says
+  // that the reason is shown to admins.
+  proto::ClusterStatus BuildStatus(Clock::time_point now, ClientRole role) const;
   int n_requests() const { return requests_.size(); }
   uint64_t n_status_builds() const { return n_status_builds_; }  // BuildStatus calls for status requests
   const EndpointsConfig& endpoints() const { return endpoints_; }
@@ -190,7 +198,7 @@ class CoordinatorCore {
   void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
   // A status request: refused beyond the client's rate, else answered with the next
   // build (at once when none was made within kStatusEvery).
-  void HandleStatus(const std::string& identity, Clock::time_point now);
+  void HandleStatus(const std::string& identity, ClientRole role, Clock::time_point now);
   // Builds the status once and sends it to every client waiting for one.
   void SendStatus(Clock::time_point now);
   // Sends the request to the least-loaded ready replica (Accepted, the first time), or
@@ -316,7 +324,11 @@ class CoordinatorCore {
   ClientLimiter client_limiter_;
   Clock::time_point next_client_prune_{};
   uint64_t clients_cut_off_ = 0;
-  std::vector<std::string> status_waiting_;  // clients whose status goes out with the next build
+  struct StatusWait {
+    std::string identity;
+    ClientRole role;
+  };
+  std::vector<StatusWait> status_waiting_;  // clients whose status goes out with the next build
   Clock::time_point next_status_build_{};    // the earliest time of the next build
   uint64_t n_status_builds_ = 0;
   // Log lines that peers trigger, kPeerLogLines per second of each kind: refused client

@@ -177,7 +177,7 @@ void CoordinatorCore::HandleCancel(const std::string& identity, const proto::Can
   Cancel(t->id, now);
 }
 
-void CoordinatorCore::HandleStatus(const std::string& identity, Clock::time_point now) {
+void CoordinatorCore::HandleStatus(const std::string& identity, ClientRole role, Clock::time_point now) {
   if (!client_limiter_.AllowStatus(identity, now)) {
     SendToClient(identity,
                  ErrorReply("", ResourceExhausted(fmt::format("status: at most {} per second per connection "
@@ -185,16 +185,23 @@ void CoordinatorCore::HandleStatus(const std::string& identity, Clock::time_poin
                                                               config_.limits.status_per_client_per_second))));
     return;
   }
-  status_waiting_.push_back(identity);
+  status_waiting_.push_back({identity, role});
   if (now >= next_status_build_) SendStatus(now);
 }
 
 void CoordinatorCore::SendStatus(Clock::time_point now) {
-  proto::ServerMessage reply;
-  *reply.mutable_status() = BuildStatus(now);
-  ++n_status_builds_;
+  // One build per role that someone waits for: an admin's status shows what a client's
+  // must not (client_role.h).
+  for (const ClientRole role : {ClientRole::kClient, ClientRole::kAdmin}) {
+    auto waits = [role](const StatusWait& w) { return w.role == role; };
+    if (std::ranges::none_of(status_waiting_, waits)) continue;
+    proto::ServerMessage reply;
+    *reply.mutable_status() = BuildStatus(now, role);
+    ++n_status_builds_;
+    for (const StatusWait& w : status_waiting_)
+      if (waits(w)) SendToClient(w.identity, reply);
+  }
   next_status_build_ = now + kStatusEvery;
-  for (const std::string& identity : status_waiting_) SendToClient(identity, reply);
   status_waiting_.clear();
 }
 
@@ -246,7 +253,7 @@ int CoordinatorCore::ForgetClient(const std::string& identity, Clock::time_point
     ++n;
   }
   std::erase_if(outbox_.clients, [&](const Outbox::ToClient& m) { return m.identity == identity; });
-  std::erase(status_waiting_, identity);
+  std::erase_if(status_waiting_, [&](const StatusWait& w) { return w.identity == identity; });
   return n;
 }
 

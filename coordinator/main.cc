@@ -5,9 +5,11 @@
 // SIGINT/SIGTERM: new requests are refused while those in flight finish, for up to
 // --drain-timeout seconds (10 by default); a second signal stops at once. The open-file
 // limit is raised at start-up (file_limit.h).
-// Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag or
-// config (message on stderr), 1 when an endpoint cannot be bound or the endpoints file
-// cannot be written.
+// SIGHUP: reads the admitted keys (security.worker_keys, client_keys, admin_keys) again,
+// for key rotation without a restart (docs/security.md); a bad key file keeps the old ones.
+// Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag,
+// config or key file, or a non-loopback endpoint without a security section (message on
+// stderr), 1 when an endpoint cannot be bound or the endpoints file cannot be written.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -33,6 +35,10 @@ extern "C" void OnSignal(int) {
   if (flover::Coordinator* c = g_coordinator.load()) c->Stop();
 }
 
+extern "C" void OnReload(int) {
+  if (flover::Coordinator* c = g_coordinator.load()) c->ReloadKeys();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,6 +62,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+
+  // SIGHUP reloads keys; one that comes while starting (before there is a coordinator,
+  // whose start reads the keys anyway) must not stop the process.
+  struct sigaction reload = {};
+  reload.sa_handler = OnReload;
+  sigemptyset(&reload.sa_mask);
+  sigaction(SIGHUP, &reload, nullptr);
 
   auto logger = spdlog::stderr_color_mt("flover-coordinator");
   spdlog::set_default_logger(logger);

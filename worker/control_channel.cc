@@ -8,11 +8,27 @@ namespace flover {
 
 using Clock = std::chrono::steady_clock;
 
-ControlChannel::ControlChannel(zmq::context_t& context, const std::string& endpoint, int64_t max_message_bytes)
-    : socket_(context, zmq::socket_type::dealer), last_heard_(Clock::now()) {
-  socket_.set(zmq::sockopt::linger, 1000);
-  socket_.set(zmq::sockopt::maxmsgsize, max_message_bytes);
-  socket_.connect(endpoint);
+ControlChannel::ControlChannel(zmq::context_t& context)
+    : socket_(context, zmq::socket_type::dealer), monitor_(context), last_heard_(Clock::now()) {}
+
+Result<std::unique_ptr<ControlChannel>> ControlChannel::Connect(zmq::context_t& context, const std::string& endpoint,
+                                                                const CurveClientKeys* curve, int64_t max_message_bytes) {
+  std::unique_ptr<ControlChannel> channel(new ControlChannel(context));
+  if (curve) FLOVER_RETURN_IF_ERROR(ApplyCurveClient(channel->socket_, *curve));
+  try {
+    channel->socket_.set(zmq::sockopt::linger, 1000);
+    channel->socket_.set(zmq::sockopt::maxmsgsize, max_message_bytes);
+    channel->monitor_.Watch(channel->socket_, "control",
+                            {.endpoint = endpoint,
+                             .curve = curve != nullptr,
+                             .who = "worker",
+                             .key_flags = "--key and --coordinator-public-key, or security.worker_key and "
+                                          "coordinator_public_key with --config"});
+    channel->socket_.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return InvalidArgument("cannot connect to coordinator " + endpoint + ": " + e.what());
+  }
+  return channel;
 }
 
 void ControlChannel::SetMaxMessageBytes(int64_t max_message_bytes) {
@@ -32,13 +48,22 @@ Status ControlChannel::SendSerialized(std::string_view message) {
 
 Result<std::optional<proto::CoordinatorMessage>> ControlChannel::Receive(std::chrono::milliseconds timeout) {
   try {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
-    if (zmq::poll(items, 1, timeout) == 0) return std::optional<proto::CoordinatorMessage>();
-    zmq::message_t frame;
-    if (!socket_.recv(frame, zmq::recv_flags::dontwait)) return std::optional<proto::CoordinatorMessage>();
-    last_heard_ = Clock::now();
-    FLOVER_ASSIGN_OR_RETURN(proto::CoordinatorMessage m, Parse<proto::CoordinatorMessage>(frame.to_string_view()));
-    return std::optional<proto::CoordinatorMessage>(std::move(m));
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      // A closed connection is not an error here: the socket reconnects, and the
+      // coordinator's silence is judged by the heartbeats.
+      FLOVER_RETURN_IF_ERROR(monitor_.Drain().status());
+      zmq::message_t frame;
+      if (socket_.recv(frame, zmq::recv_flags::dontwait)) {
+        last_heard_ = Clock::now();
+        FLOVER_ASSIGN_OR_RETURN(proto::CoordinatorMessage m, Parse<proto::CoordinatorMessage>(frame.to_string_view()));
+        return std::optional<proto::CoordinatorMessage>(std::move(m));
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left <= std::chrono::milliseconds(0)) return std::optional<proto::CoordinatorMessage>();
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, left);
+    }
   } catch (const zmq::error_t& e) {
     if (e.num() == EINTR) return std::optional<proto::CoordinatorMessage>();  // a signal
     return Unavailable(std::string("control receive failed: ") + e.what());

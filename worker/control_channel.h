@@ -17,11 +17,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <zmq.hpp>
 
+#include "common/curve_socket.h"
+#include "common/handshake_monitor.h"
 #include "common/status.h"
 #include "flover.pb.h"
 #include "worker/comm/kv_store.h"
@@ -30,8 +33,11 @@ namespace flover {
 
 class ControlChannel final : public KvStore {
  public:
-  // `max_message_bytes`: the bound of the connection made now.
-  ControlChannel(zmq::context_t& context, const std::string& endpoint, int64_t max_message_bytes);
+  // Connects to `endpoint`, as a CURVE client with `curve` when given, with
+  // `max_message_bytes` the bound of the connection made now. InvalidArgument when the
+  // endpoint or the keys are refused by libzmq.
+  static Result<std::unique_ptr<ControlChannel>> Connect(zmq::context_t& context, const std::string& endpoint,
+                                                         const CurveClientKeys* curve, int64_t max_message_bytes);
 
   // The bound of the connections made from now on (reconnects).
   void SetMaxMessageBytes(int64_t max_message_bytes);
@@ -39,7 +45,9 @@ class ControlChannel final : public KvStore {
   Status Send(const proto::WorkerMessage& message);
   // A WorkerMessage serialized already (a step result from the compute thread).
   Status SendSerialized(std::string_view message);
-  // The next message within `timeout`, nullopt if none. Malformed messages are errors.
+  // The next message within `timeout`, nullopt if none. Malformed messages are errors,
+  // and so is a refused handshake (HandshakeMonitor: a key the coordinator does not
+  // admit, a mismatch of CURVE and plain text), reported at once.
   Result<std::optional<proto::CoordinatorMessage>> Receive(std::chrono::milliseconds timeout);
 
   std::chrono::steady_clock::time_point last_heard() const { return last_heard_; }
@@ -53,7 +61,10 @@ class ControlChannel final : public KvStore {
   bool shutdown_requested() const { return shutdown_requested_; }
 
  private:
+  explicit ControlChannel(zmq::context_t& context);
+
   zmq::socket_t socket_;
+  HandshakeMonitor monitor_;
   std::chrono::steady_clock::time_point last_heard_;
   bool shutdown_requested_ = false;
 };

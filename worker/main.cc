@@ -5,6 +5,10 @@
 //
 //   flover-worker --coordinator tcp://127.0.0.1:5556 --replica 0 --rank 1
 //   flover-worker --config configs/local.yaml --replica 0 --rank 1   (control endpoint from the file)
+//
+// CURVE (docs/security.md): --key FILE (this worker's key pair, NAME.key) and
+// --coordinator-public-key FILE (the coordinator's NAME.pub), or, with --config and
+// `security.mode: curve`, security.worker_key and security.coordinator_public_key.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +16,7 @@
 #include <csignal>
 
 #include "common/cluster_config_reader.h"
+#include "common/curve_socket.h"
 #include "common/file_limit.h"
 #include "worker/worker_daemon.h"
 
@@ -30,6 +35,12 @@ int main(int argc, char** argv) {
   app.add_option("--rank", options.rank, "Tensor-parallel rank")->required()->check(CLI::NonNegativeNumber);
   app.add_option("--threads", options.threads, "Compute threads (default: config, else all cores)");
   app.add_option("--host", options.host, "Address the collectives listen on")->capture_default_str();
+  std::string key_file, server_key_file;
+  auto* key = app.add_option("--key", key_file, "This worker's CURVE key pair (flover keygen's NAME.key)");
+  auto* server_key = app.add_option("--coordinator-public-key", server_key_file,
+                                    "The coordinator's CURVE public key (NAME.pub), which this worker pins");
+  key->needs(server_key);
+  server_key->needs(key);
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
@@ -41,6 +52,16 @@ int main(int argc, char** argv) {
     }
     options.coordinator = config->endpoints.control;
     options.max_message_bytes = config->limits.max_worker_message_bytes;
+    if (config->security.mode == flover::SecurityMode::kCurve && key_file.empty()) {
+      if (config->security.worker_key.empty()) {
+        spdlog::error("{}: security.mode is curve but security.worker_key is not set: set it, or give this worker "
+                      "--key FILE --coordinator-public-key FILE",
+                      config_path);
+        return flover::kExitStartup;
+      }
+      key_file = config->security.worker_key;
+      server_key_file = config->security.coordinator_public_key;
+    }
     for (const char* wildcard : {"tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"}) {
       if (options.coordinator.rfind(wildcard, 0) == 0) {
         spdlog::error("{}: endpoints.control {} binds every interface, which a worker cannot connect to: name the "
@@ -53,6 +74,14 @@ int main(int argc, char** argv) {
   if (options.coordinator.empty() || options.coordinator.find(":*") != std::string::npos) {
     spdlog::error("flover-worker needs the coordinator's control endpoint: --coordinator tcp://HOST:PORT");
     return flover::kExitStartup;
+  }
+  if (!key_file.empty()) {
+    flover::Result<flover::CurveClientKeys> keys = flover::LoadCurveClientKeys(key_file, server_key_file);
+    if (!keys.ok()) {
+      spdlog::error("worker {}/{}: {}", options.replica, options.rank, keys.status().ToString());
+      return flover::kExitStartup;
+    }
+    options.curve = std::move(keys).value();
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);

@@ -38,11 +38,9 @@ std::string WorkerDaemon::Name() const {
 Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options, const std::atomic<bool>* stop) {
   std::unique_ptr<WorkerDaemon> w(new WorkerDaemon(options));
   w->stop_ = stop;
-  try {
-    w->control_ = std::make_unique<ControlChannel>(w->context_, options.coordinator, options.max_message_bytes);
-  } catch (const zmq::error_t& e) {
-    return InvalidArgument("cannot connect to coordinator " + options.coordinator + ": " + e.what());
-  }
+  FLOVER_ASSIGN_OR_RETURN(w->control_, ControlChannel::Connect(w->context_, options.coordinator,
+                                                               options.curve ? &*options.curve : nullptr,
+                                                               options.max_message_bytes));
   try {
     FLOVER_RETURN_IF_ERROR(w->Register());
     if (Status s = w->Load(); !s.ok()) {
@@ -108,6 +106,7 @@ Status WorkerDaemon::Register() {
   plans_->set(zmq::sockopt::rcvhwm, 0);  // never drop plans on our side
   plans_->set(zmq::sockopt::maxmsgsize, max_message_bytes);
   plans_->set(zmq::sockopt::subscribe, plan_topic_);
+  if (options_.curve) FLOVER_RETURN_IF_ERROR(ApplyCurveClient(*plans_, *options_.curve));
   plans_->connect(reply.plans_endpoint());
   plans_endpoint_ = reply.plans_endpoint();
   spdlog::info("{}: registered with {} (cluster '{}', TP {})", Name(), options_.coordinator, config_.name,

@@ -37,6 +37,7 @@
 #include <zmq.hpp>
 
 #include "common/cluster_config.h"
+#include "common/curve_socket.h"
 #include "common/protocol.h"
 #include "common/status.h"
 #include "worker/control_channel.h"
@@ -48,6 +49,9 @@ namespace flover {
 
 struct WorkerOptions {
   std::string coordinator;  // control endpoint
+  // CURVE (the cluster's security.mode is curve): this worker's key pair and the
+  // coordinator's public key, for the control connection and the plans subscription.
+  std::optional<CurveClientKeys> curve;
   int replica = 0;
   int rank = 0;
   int threads = 0;          // 0: the config's, else OpenMP's default

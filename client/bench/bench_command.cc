@@ -131,8 +131,9 @@ BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::strin
     failed.error = cluster.status().ToString();
     return failed;
   }
-  BenchRun run = RunBenchmark((*cluster)->client_endpoint(),
-                              RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300), interrupt));
+  BenchRunOptions run_options = RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300), interrupt);
+  run_options.curve = (*cluster)->client_keys();
+  BenchRun run = RunBenchmark((*cluster)->client_endpoint(), run_options);
   if (run.error.empty()) {
     if (std::optional<std::string> exit = (*cluster)->CoordinatorExit()) run.error = "Unavailable: " + *exit;
   }
@@ -149,6 +150,8 @@ int BenchCommand(const BenchOptions& o) {
   if (o.config.empty()) {
     if (!o.policies.empty()) return Usage("--policies needs --config (a running cluster has its own policy)");
     if (!o.model.empty() || !o.tokenizer.empty()) return Usage("--model and --tokenizer need --config");
+  } else if (!o.keys.key.empty() || !o.keys.server_key.empty()) {
+    return Usage("--key and --server-key are for --endpoint; with --config the keys come from its security section");
   }
   std::optional<ClusterConfig> base;
   std::vector<std::string> policies = o.policies;
@@ -184,7 +187,11 @@ int BenchCommand(const BenchOptions& o) {
     fs::remove_all(dir, ec);
   } else {
     const std::string endpoint = o.endpoint.empty() ? kDefaultEndpoint : o.endpoint;
-    runs.push_back(RunBenchmark(endpoint, RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30), interrupt)));
+    Result<std::optional<CurveClientKeys>> keys = LoadClientKeys(o.keys);
+    if (!keys.ok()) return Usage(keys.status().ToString());
+    BenchRunOptions run_options = RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30), interrupt);
+    run_options.curve = *keys;
+    runs.push_back(RunBenchmark(endpoint, run_options));
     if (!runs.back().error.empty())
       std::fprintf(stderr, "flover bench [%s]: FAILED: %s\n", o.label.c_str(), runs.back().error.c_str());
   }

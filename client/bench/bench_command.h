@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "client/client.h"
+
 namespace flover {
 
 struct BenchOptions {
@@ -30,6 +32,7 @@ struct BenchOptions {
   std::string tokenizer;  // replaces model.tokenizer
   std::vector<std::string> policies;  // default: the config's own policy
   std::string label = "cluster";      // the run's name with --endpoint
+  ClientKeyFiles keys;                // CURVE credentials with --endpoint (--key / --server-key)
   std::string bin_dir;
   std::optional<double> ready_timeout_s;  // default: 300 s with --config (models load), 30 s with --endpoint
   double timeout_s = 60;  // a run fails requests after this many silent seconds

@@ -185,6 +185,7 @@ Result<proto::ClusterStatus> WaitReady(Client& client, const std::string& endpoi
     if (interrupted && interrupted()) return Cancelled("interrupted");
     Result<proto::ClusterStatus> status = client.FetchStatus(1000ms);
     if (status.ok() && AllReplicasReady(*status)) return status;
+    if (!status.ok() && IsHandshakeRefusal(status.status())) return status.status();
     last = status.ok() ? Unavailable("not every replica is ready") : status.status();
     if (Clock::now() > deadline)
       return Unavailable(endpoint + ": the cluster is not ready after " +
@@ -195,7 +196,7 @@ Result<proto::ClusterStatus> WaitReady(Client& client, const std::string& endpoi
 }
 
 Status Run(const std::string& endpoint, const BenchRunOptions& o, BenchRun* run) {
-  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(endpoint));
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(endpoint, o.curve));
   FLOVER_ASSIGN_OR_RETURN(proto::ClusterStatus status, WaitReady(*client, endpoint, o.ready_timeout_s, o.interrupted));
   run->model = status.model().description();
   run->workload.vocab_size = status.model().vocab_size();

@@ -17,11 +17,13 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client/bench/bench_metrics.h"
 #include "client/bench/bench_workload.h"
+#include "common/curve_socket.h"
 #include "common/status.h"
 
 namespace flover {
@@ -34,6 +36,7 @@ struct BenchRunOptions {
   double silence_timeout_s = 60;  // no reply this long fails what is still in flight
   bool progress = true;
   std::function<bool()> interrupted;  // polled; may be empty
+  std::optional<CurveClientKeys> curve;  // the client's CURVE credentials (security.mode: curve)
 };
 
 // Everything one run measured; error non-empty when the run itself failed (cluster did

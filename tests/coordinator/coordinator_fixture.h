@@ -23,6 +23,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/cluster_config_reader.h"
+#include "common/curve_socket.h"
 #include "common/protocol.h"
 #include "coordinator/coordinator.h"
 #include "tests/coordinator/coordinator_test_config.h"
@@ -55,9 +56,17 @@ std::optional<M> RecvOn(zmq::socket_t& socket, milliseconds timeout) {
 // A scripted worker: control DEALER (which carries its step results too), plans SUB.
 class FakeWorker {
  public:
-  FakeWorker(zmq::context_t& context, const EndpointsConfig& endpoints, int replica, int rank)
-      : context_(context), replica_(replica), rank_(rank), control_(context, zmq::socket_type::dealer) {
+  // `curve`: the worker's CURVE key pair and the coordinator's public key, for the
+  // control and plans sockets.
+  FakeWorker(zmq::context_t& context, const EndpointsConfig& endpoints, int replica, int rank,
+             std::optional<CurveClientKeys> curve = std::nullopt)
+      : context_(context),
+        replica_(replica),
+        rank_(rank),
+        control_(context, zmq::socket_type::dealer),
+        curve_(std::move(curve)) {
     control_.set(zmq::sockopt::linger, 0);
+    if (curve_) EXPECT_TRUE(ApplyCurveClient(control_, *curve_).ok());
     control_.connect(endpoints.control);
   }
 
@@ -118,6 +127,7 @@ class FakeWorker {
     sub_ = zmq::socket_t(context_, zmq::socket_type::sub);
     sub_.set(zmq::sockopt::linger, 0);
     sub_.set(zmq::sockopt::subscribe, reply.plan_topic());
+    if (curve_) EXPECT_TRUE(ApplyCurveClient(sub_, *curve_).ok());
     sub_.connect(reply.plans_endpoint());
     // As a real worker: ready only once a probe of the topic shows the subscription is in
     // place (the coordinator probes a starting replica's topic every 10 ms).
@@ -166,14 +176,18 @@ class FakeWorker {
   const int rank_;
   zmq::socket_t control_;
   zmq::socket_t sub_;
+  std::optional<CurveClientKeys> curve_;
   int heartbeats_received_ = 0;
   bool registered_ = false;
 };
 
 class FakeClient {
  public:
-  FakeClient(zmq::context_t& context, const EndpointsConfig& endpoints) : socket_(context, zmq::socket_type::dealer) {
+  FakeClient(zmq::context_t& context, const EndpointsConfig& endpoints,
+             const std::optional<CurveClientKeys>& curve = std::nullopt)
+      : socket_(context, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
+    if (curve) EXPECT_TRUE(ApplyCurveClient(socket_, *curve).ok());
     socket_.connect(endpoints.client);
   }
 
@@ -228,13 +242,13 @@ class CoordinatorTest : public ::testing::Test {
     thread_.join();
   }
 
-  FakeWorker& AddWorker(int replica = 0, int rank = 0) {
-    workers_.push_back(std::make_unique<FakeWorker>(context_, endpoints_, replica, rank));
+  FakeWorker& AddWorker(int replica = 0, int rank = 0, std::optional<CurveClientKeys> curve = std::nullopt) {
+    workers_.push_back(std::make_unique<FakeWorker>(context_, endpoints_, replica, rank, std::move(curve)));
     alive_.push_back(workers_.back().get());
     return *workers_.back();
   }
-  FakeClient& AddClient() {
-    clients_.push_back(std::make_unique<FakeClient>(context_, endpoints_));
+  FakeClient& AddClient(const std::optional<CurveClientKeys>& curve = std::nullopt) {
+    clients_.push_back(std::make_unique<FakeClient>(context_, endpoints_, curve));
     return *clients_.back();
   }
   void Silence(FakeWorker& w) { std::erase(alive_, &w); }

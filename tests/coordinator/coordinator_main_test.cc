@@ -133,6 +133,43 @@ TEST(CoordinatorMainTest, BadConfigExitsTwoWithTheReason) {
   EXPECT_NE(ReadFile(err).find("not found"), std::string::npos) << ReadFile(err);
 }
 
+// The start-up rule: plain text only on loopback, unless the config says otherwise.
+TEST(CoordinatorMainTest, NonLoopbackEndpointWithoutSecurityExitsTwoNamingTheFix) {
+  const std::string config = TempPath("exposed.yaml");
+  const std::string err = TempPath("exposed_stderr.txt");
+  std::ofstream(config)
+      << "endpoints: {client: 'tcp://*:*', control: 'tcp://127.0.0.1:*'}\nmodel: {path: 'dummy:test'}\n";
+  Daemon daemon({"--config", config}, err);
+  EXPECT_EQ(daemon.Wait(30s), 2);
+  EXPECT_NE(ReadFile(err).find("endpoints.client: 'tcp://*:*' binds a non-loopback address and the config has no "
+                               "security section: add a security section (docs/security.md) or bind 127.0.0.1"),
+            std::string::npos)
+      << ReadFile(err);
+}
+
+// SIGHUP reloads keys (docs/security.md): it never stops the daemon, whatever the mode.
+TEST(CoordinatorMainTest, SighupDoesNotStopIt) {
+  const std::string config = TempPath("hup.yaml");
+  const std::string endpoints_file = TempPath("hup_endpoints.json");
+  const std::string err = TempPath("hup_stderr.txt");
+  std::filesystem::remove(endpoints_file);
+  std::ofstream(config) << "endpoints: {control: 'tcp://127.0.0.1:*'}\nmodel: {path: 'dummy:test'}\n";
+  Daemon daemon({"--config", config, "--endpoints-file", endpoints_file}, err);
+  ASSERT_GT(daemon.pid(), 0);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!std::filesystem::exists(endpoints_file) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(std::filesystem::exists(endpoints_file)) << ReadFile(err);
+  ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0);
+  for (auto until = std::chrono::steady_clock::now() + 30s; ReadFile(err).find("reload:") == std::string::npos;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "no reload logged: " << ReadFile(err);
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(ReadFile(err).find("no keys to read again"), std::string::npos) << ReadFile(err);
+  ASSERT_EQ(::kill(daemon.pid(), SIGTERM), 0);
+  EXPECT_EQ(daemon.Wait(30s), 0) << ReadFile(err);
+}
+
 TEST(EndpointsFileTest, RoundTripsAndLeavesNoTemporaryFile) {
   const std::string path = TempPath("roundtrip.json");
   EndpointsConfig e;

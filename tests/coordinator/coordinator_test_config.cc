@@ -32,6 +32,8 @@ ClusterConfig TestConfig(const Options& o) {
   yaml += "limits: {" + limits + "}\n";
   Result<ClusterConfig> config = ParseClusterConfig(yaml, "test.yaml", "");
   FLOVER_CHECK(config.ok()) << config.status().ToString();
+  config->security = o.security;
+  FLOVER_CHECK(config->Validate().ok()) << config->Validate().ToString();
   return std::move(config).value();
 }
 

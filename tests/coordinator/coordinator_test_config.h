@@ -36,6 +36,7 @@ struct Options {
     l.status_per_client_per_second = 1000;
     return l;
   }();
+  SecuritySettings security;  // none: plain text on loopback
 };
 
 ClusterConfig TestConfig(const Options& o);

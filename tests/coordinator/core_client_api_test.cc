@@ -343,7 +343,7 @@ TEST_F(CoreTest, StatusReportsTheLatencyOfFinishedRequests) {
   SimClient& watcher = AddClient();
   // (Asked of the core: a status request this soon after the last would wait for the
   // next build, kStatusEvery, and move the clock.)
-  EXPECT_EQ(sim().core().BuildStatus(sim().now()).latency().requests(), 0u);
+  EXPECT_EQ(sim().core().BuildStatus(sim().now(), ClientRole::kAdmin).latency().requests(), 0u);
   Advance(20ms);
   r.worker.Answer(*r.plan, {{r.id, 7, proto::FINISH_NONE}});
   std::optional<proto::StepPlan> plan = ExpectPlan(r.worker);
@@ -382,7 +382,7 @@ TEST_F(CoreTest, StatusDescribesReplicasWorkersAndLoad) {
   ExpectAccepted(c, "s");
   ASSERT_TRUE(ExpectPlan(w).has_value());  // in flight, unanswered
   // Built now (a status request this soon after the last would wait for the next build).
-  const proto::ClusterStatus s = sim().core().BuildStatus(sim().now());
+  const proto::ClusterStatus s = sim().core().BuildStatus(sim().now(), ClientRole::kAdmin);
   EXPECT_EQ(s.name(), "coordinator-test");
   EXPECT_EQ(s.model().vocab_size(), 512);
   ASSERT_EQ(s.replicas_size(), 1);
@@ -401,6 +401,37 @@ TEST_F(CoreTest, StatusDescribesReplicasWorkersAndLoad) {
   const proto::ClusterStatus later = GetStatus(c);
   EXPECT_NEAR(later.replicas(0).workers(0).last_heartbeat_age_s(), 0.0, 0.041) << "it heartbeats every 40 ms";
   EXPECT_NEAR(later.uptime_seconds() - s.uptime_seconds(), 0.1, 1e-9);
+}
+
+// Where the workers run (hosts, pids) and why a replica failed (which names them) is for
+// admins; a client key sees the rest of the status.
+TEST_F(CoreTest, StatusShowsWorkerHostsPidsAndFailureReasonsOnlyToAdmins) {
+  Start();
+  SimClient& admin = AddClient(ClientRole::kAdmin);
+  SimClient& client = AddClient(ClientRole::kClient);
+  SimWorker& w = AddWorker();
+  w.Start();
+  ASSERT_EQ(ReplicaState(admin, 0), "ready");
+  const proto::WorkerStatus as_admin = GetStatus(admin).replicas(0).workers(0);
+  EXPECT_EQ(as_admin.pid(), w.pid());
+  EXPECT_EQ(as_admin.host(), "127.0.0.1");
+  const proto::ClusterStatus s = GetStatus(client);
+  ASSERT_EQ(s.replicas(0).workers_size(), 1);
+  const proto::WorkerStatus& as_client = s.replicas(0).workers(0);
+  EXPECT_EQ(as_client.pid(), 0);
+  EXPECT_EQ(as_client.host(), "");
+  EXPECT_EQ(as_client.state(), "ready") << "the rest is there";
+  EXPECT_EQ(as_client.device(), "cpu");
+
+  w.Disconnect();
+  Advance(1ms);
+  const proto::ReplicaStatus failed_for_admin = GetStatus(admin).replicas(0);
+  ASSERT_EQ(failed_for_admin.state(), "unhealthy");
+  EXPECT_NE(failed_for_admin.error().find("(pid " + std::to_string(w.pid()) + ")"), std::string::npos)
+      << failed_for_admin.error();
+  const proto::ReplicaStatus failed_for_client = GetStatus(client).replicas(0);
+  EXPECT_EQ(failed_for_client.state(), "unhealthy");
+  EXPECT_EQ(failed_for_client.error(), "replica 0 failed (the reason, which names its workers, is shown to admins)");
 }
 
 TEST_F(CoreTest, CancelSendsDoneAndTheNextPlanCarriesTheLeave) {

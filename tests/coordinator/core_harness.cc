@@ -91,7 +91,7 @@ void SimWorker::Answer(const proto::StepPlan& plan, const Outputs& outs) { Push(
 void SimClient::SendFrames(const std::vector<std::string>& frames) {
   if (gone_) return;
   std::vector<std::string_view> views(frames.begin(), frames.end());
-  sim_.core().OnClientMessage(identity_, views, sim_.now());
+  sim_.core().OnClientMessage(identity_, role_, views, sim_.now());
   sim_.AfterEvent();
 }
 
@@ -140,9 +140,9 @@ SimWorker& SimCoordinator::AddWorker(int replica, int rank) {
   return *workers_.back();
 }
 
-SimClient& SimCoordinator::AddClient() {
+SimClient& SimCoordinator::AddClient(ClientRole role) {
   const std::string identity = "client-" + std::to_string(clients_.size());
-  clients_.push_back(std::make_unique<SimClient>(*this, identity));
+  clients_.push_back(std::make_unique<SimClient>(*this, identity, role));
   return *clients_.back();
 }
 

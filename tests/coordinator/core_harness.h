@@ -107,7 +107,8 @@ class SimWorker {
 
 class SimClient {
  public:
-  SimClient(SimCoordinator& sim, std::string identity) : sim_(sim), identity_(std::move(identity)) {}
+  SimClient(SimCoordinator& sim, std::string identity, ClientRole role)
+      : sim_(sim), identity_(std::move(identity)), role_(role) {}
 
   const std::string& identity() const { return identity_; }
   void Send(proto::ClientMessage m) { SendRaw(Serialize(std::move(m))); }
@@ -129,6 +130,7 @@ class SimClient {
   friend class SimCoordinator;
   SimCoordinator& sim_;
   const std::string identity_;
+  const ClientRole role_;  // what its key may see, as the shell's ZAP user id says
   std::deque<proto::ServerMessage> inbox_;
   int keepalives_received_ = 0;
   bool gone_ = false;
@@ -143,7 +145,9 @@ class SimCoordinator {
   Clock::time_point now() const { return now_; }
 
   SimWorker& AddWorker(int replica = 0, int rank = 0);
-  SimClient& AddClient();
+  // A client connection; an admin's by default (as every local peer is without a
+  // security section).
+  SimClient& AddClient(ClientRole role = ClientRole::kAdmin);
   // The worker stops heartbeating (a hung process).
   void Silence(SimWorker& w) { w.beating_ = false; }
 
@@ -178,7 +182,7 @@ class CoreTest : public ::testing::Test {
 
   SimCoordinator& sim() { return *sim_; }
   SimWorker& AddWorker(int replica = 0, int rank = 0) { return sim_->AddWorker(replica, rank); }
-  SimClient& AddClient() { return sim_->AddClient(); }
+  SimClient& AddClient(ClientRole role = ClientRole::kAdmin) { return sim_->AddClient(role); }
   void Advance(Clock::duration d) { sim_->Advance(d); }
 
   // The plan waiting for `w`, if any.

@@ -232,6 +232,31 @@ TEST_F(CoreTest, AStatusFloodIsAnsweredFromOneBuildPerInterval) {
   EXPECT_EQ(sim().core().n_status_builds(), builds + 2);
 }
 
+// Admins and clients waiting for the same build each get the status of their role: one
+// build per role, never an admin's status for a client.
+TEST_F(CoreTest, ACoalescedStatusIsBuiltForEachRoleWaiting) {
+  Start();
+  SimWorker& w = AddWorker();
+  w.Start();
+  SimClient& first = AddClient(ClientRole::kAdmin);
+  SimClient& admin = AddClient(ClientRole::kAdmin);
+  SimClient& client = AddClient(ClientRole::kClient);
+  first.Send(StatusMessage());
+  ASSERT_TRUE(first.TryRecv().has_value()) << "the first is answered at once";
+  const uint64_t builds = sim().core().n_status_builds();
+  admin.Send(StatusMessage());
+  client.Send(StatusMessage());
+  Advance(CoordinatorCore::kStatusEvery);
+  std::optional<proto::ServerMessage> to_admin = admin.TryRecv();
+  std::optional<proto::ServerMessage> to_client = client.TryRecv();
+  ASSERT_TRUE(to_admin && to_admin->has_status());
+  ASSERT_TRUE(to_client && to_client->has_status());
+  EXPECT_EQ(to_admin->status().replicas(0).workers(0).pid(), w.pid());
+  EXPECT_EQ(to_client->status().replicas(0).workers(0).pid(), 0);
+  EXPECT_EQ(to_client->status().replicas(0).workers(0).host(), "");
+  EXPECT_EQ(sim().core().n_status_builds(), builds + 2);
+}
+
 // 10,000 bad messages of each kind a peer can send, all at once: at most kPeerLogLines
 // log lines of each kind; a second later the next line says how many were held back.
 TEST_F(CoreTest, BadMessagesInAFloodLogABoundedNumberOfLines) {

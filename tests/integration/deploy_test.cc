@@ -1,11 +1,13 @@
 // The deployment files run the real daemons: the ExecStart lines of deploy/systemd and
 // the container commands of deploy/kubernetes/flover.yaml are read from the shipped
-// files, pointed at the binaries of this build, a test config and free ports, and run
-// as the service manager would. Checked: the cluster becomes ready and serves run.c's
-// text; when a worker dies, the other worker of its replica exits non-zero (so that
-// systemd's Restart=on-failure restarts it), and the restarted workers bring the
-// replica back; stopping the coordinator with the units' signal shuts everything down
-// with exit 0 within the units' stop timeouts.
+// files, pointed at the binaries of this build, the shipped secured cluster files (keys
+// made here, given to each daemon as systemd's LoadCredential= and Kubernetes' Secret and
+// ConfigMap volumes would) and free ports, and run as the service manager would.
+// Checked: the cluster becomes ready and serves run.c's text to a client key; when a
+// worker dies, the other worker of its replica exits non-zero (so that systemd's
+// Restart=on-failure restarts it), and the restarted workers bring the replica back; the
+// units' ExecReload admits a new key; stopping the coordinator with the units' signal
+// shuts everything down with exit 0 within the units' stop timeouts.
 #include <gtest/gtest.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -13,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -25,6 +29,7 @@
 #include "client/child_process.h"
 #include "client/client.h"
 #include "common/cluster_config_reader.h"
+#include "common/curve_keys.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/test_paths.h"
 
@@ -135,8 +140,8 @@ void UseBuiltBinaries(std::string& command) {
 }
 
 // Waits until every replica is ready; false after `timeout`.
-bool WaitReady(const std::string& client_endpoint, std::chrono::seconds timeout) {
-  Result<std::unique_ptr<Client>> client = Client::Connect(client_endpoint);
+bool WaitReady(const std::string& client_endpoint, const CurveClientKeys& keys, std::chrono::seconds timeout) {
+  Result<std::unique_ptr<Client>> client = Client::Connect(client_endpoint, keys);
   if (!client.ok()) return false;
   for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;) {
     Result<proto::ClusterStatus> status = (*client)->FetchStatus(1000ms);
@@ -146,9 +151,15 @@ bool WaitReady(const std::string& client_endpoint, std::chrono::seconds timeout)
   return false;
 }
 
-// `flover generate` against the cluster: run.c's greedy story for "Sara".
-void ExpectServes(const std::string& client_endpoint) {
-  const ShellRun run = RunShell(testing::FloverBinary() + " generate --endpoint " + client_endpoint +
+// The flags of a client with the key pair `key` that pins the coordinator's `server_key`.
+std::string KeyFlags(const std::string& key, const std::string& server_key) {
+  return " --key " + key + " --server-key " + server_key;
+}
+
+// `flover generate` against the cluster: run.c's greedy story for "Sara". `key_flags`:
+// KeyFlags of an admitted client.
+void ExpectServes(const std::string& client_endpoint, const std::string& key_flags) {
+  const ShellRun run = RunShell(testing::FloverBinary() + " generate --endpoint " + client_endpoint + key_flags +
                                 " --prompt Sara --max-tokens 61 --json");
   EXPECT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find(kExpectedText), std::string::npos) << run.output;
@@ -195,6 +206,41 @@ bool Resolves(const std::string& host) {
   return true;
 }
 
+// Every value of `key=` in a unit file's lines.
+std::vector<std::string> UnitSettings(const std::string& unit, const std::string& key) {
+  std::vector<std::string> values;
+  std::istringstream in(unit);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + "=", 0) == 0) values.push_back(line.substr(key.size() + 1));
+  return values;
+}
+
+// Key files made here: DIR/NAME.key and DIR/NAME.pub for each name.
+void MakeKeys(const std::string& dir, const std::vector<std::string>& names) {
+  const Status made = testing::MakeKeys(dir, names);
+  ASSERT_TRUE(made.ok()) << made.ToString();
+}
+
+// What systemd does for a unit's LoadCredential=ID:PATH lines: copies each PATH (with
+// `from` replaced by `to`) into a folder of the service's own as ID, readable by the
+// service only, and names that folder in $CREDENTIALS_DIRECTORY. The argv prefix that
+// sets it.
+std::vector<std::string> LoadCredentials(const std::string& unit, const std::string& dir, const std::string& from,
+                                         const std::string& to) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (std::string credential : UnitSettings(unit, "LoadCredential")) {
+    const size_t colon = credential.find(':');
+    EXPECT_NE(colon, std::string::npos) << credential;
+    std::string source = credential.substr(colon + 1);
+    ReplaceAll(source, from, to);
+    const std::string target = dir + "/" + credential.substr(0, colon);
+    EXPECT_TRUE(std::filesystem::copy_file(source, target)) << source;
+    std::filesystem::permissions(target, std::filesystem::perms::owner_read);
+  }
+  return {"/usr/bin/env", "CREDENTIALS_DIRECTORY=" + dir};
+}
+
 std::chrono::milliseconds StopTimeout(const std::string& unit) {
   const std::string value = UnitSetting(unit, "TimeoutStopSec");
   return std::chrono::seconds(value.empty() ? 90 : std::stoi(value));  // systemd's default
@@ -235,26 +281,46 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   EXPECT_EQ(UnitSetting(worker_unit, "SuccessExitStatus"), "") << "the test assumes only exit 0 is success";
   const std::string kill_signal = UnitSetting(coordinator_unit, "KillSignal");
   EXPECT_TRUE(kill_signal.empty() || kill_signal == "SIGTERM") << kill_signal;
+  for (const std::string* unit : {&coordinator_unit, &worker_unit})
+    EXPECT_EQ(UnitSetting(*unit, "LimitNOFILE"), "65536") << "a descriptor per client connection";
 
-  // /etc/flover/cluster.yaml: the deploy README asks for a fixed control port.
-  const std::string dir = ::testing::TempDir();
-  const std::string config = dir + "/systemd-cluster.yaml", endpoints_file = dir + "/systemd-endpoints.json";
-  std::remove(endpoints_file.c_str());
+  // /etc/flover/cluster.yaml as deploy/systemd ships it, secured, on this host: its
+  // addresses on loopback (the control port fixed, as workers read it from the file),
+  // the model files of the tests, its keys made here (/etc/flover/keys), heartbeats
+  // that a loaded machine cannot miss, one thread per worker.
+  const std::string dir = ::testing::TempDir() + "/systemd";
+  std::filesystem::remove_all(dir);
+  const std::string keys = dir + "/keys";
+  MakeKeys(keys, {"coordinator", "workers/host-a", "clients/alice", "admins/root"});
+  std::filesystem::copy_file(keys + "/workers/host-a.key", keys + "/worker.key");  // this host's worker key pair
+  const std::string config = dir + "/cluster.yaml", endpoints_file = dir + "/endpoints.json";
   const int control_port = FreePort();
   ASSERT_GT(control_port, 0);
-  std::ofstream(config) << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:" << control_port
-                        << "\n  plans: tcp://127.0.0.1:*\n"
-                        << "model:\n  path: " << testing::Stories260kBin() << "\n  tokenizer: " << testing::Tok512Bin()
-                        << "\nparallel: {replicas: 1, tensor: 2}\n"
-                        << "heartbeat: {interval_ms: 100, timeout_ms: 30000}\n"
-                        << "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n"
-                        << "kv_cache: {memory_mib: 16}\n";
+  std::string cluster_yaml = ReadFile(kSourceDir + "/deploy/systemd/cluster.yaml");
+  ASSERT_NE(cluster_yaml.find("mode: curve"), std::string::npos) << "the shipped cluster file is secured";
+  ReplaceAll(cluster_yaml, "tcp://10.0.0.1:5556", "tcp://127.0.0.1:" + std::to_string(control_port));
+  for (const char* port : {"5555", "5557"})
+    ReplaceAll(cluster_yaml, std::string("tcp://10.0.0.1:") + port, "tcp://127.0.0.1:*");
+  ReplaceAll(cluster_yaml, "/var/lib/flover/models/", testing::ModelsDir() + "/");
+  ReplaceAll(cluster_yaml, "/etc/flover/keys", keys);
+  ReplaceAll(cluster_yaml, "heartbeat: {interval_ms: 500, timeout_ms: 5000}",
+             "heartbeat: {interval_ms: 100, timeout_ms: 30000}");
+  ReplaceAll(cluster_yaml, "memory_mib: 256", "memory_mib: 16");
+  cluster_yaml += "workers:\n  - {replica: 0, rank: 0, threads: 1}\n  - {replica: 0, rank: 1, threads: 1}\n";
+  std::ofstream(config) << cluster_yaml;
+  const CurveClientKeys root = testing::ClusterKeys(keys, "admins/root");
+  const std::string alice = KeyFlags(keys + "/clients/alice.key", keys + "/coordinator.pub");
+
+  // A unit's command as systemd runs it, its credentials loaded.
   auto command = [&](const std::string& unit, const std::string& instance) {
     std::string line = ExpandSpecifiers(UnitSetting(unit, "ExecStart"), instance);
     UseBuiltBinaries(line);
     ReplaceAll(line, "/etc/flover/cluster.yaml", config);
     ReplaceAll(line, "/run/flover/endpoints.json", endpoints_file);
-    return SplitCommandLine(line);
+    std::vector<std::string> argv = LoadCredentials(
+        unit, dir + "/credentials-" + (instance.empty() ? "coordinator" : instance), "/etc/flover/keys", keys);
+    for (std::string& word : SplitCommandLine(line)) argv.push_back(std::move(word));
+    return argv;
   };
   auto start_worker = [&](int rank) {
     const std::string instance = "0-" + std::to_string(rank);
@@ -285,8 +351,25 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   std::vector<ChildProcess> workers;
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));
-  ASSERT_TRUE(WaitReady(client_endpoint, 60s));
-  ExpectServes(client_endpoint);
+  ASSERT_TRUE(WaitReady(client_endpoint, root, 60s));
+  ExpectServes(client_endpoint, alice);
+  // The cluster is CURVE: a plain-text client is turned away.
+  const ShellRun plain = RunShell(testing::FloverBinary() + " status --endpoint " + client_endpoint);
+  EXPECT_EQ(plain.exit_code, 1) << plain.output;
+  EXPECT_NE(plain.output.find("requires CURVE"), std::string::npos) << plain.output;
+
+  // systemctl reload: a key added to clients/ is admitted once the unit's ExecReload ran.
+  MakeKeys(keys, {"clients/bob"});
+  const std::string bob = KeyFlags(keys + "/clients/bob.key", keys + "/coordinator.pub");
+  std::string reload = UnitSetting(coordinator_unit, "ExecReload");
+  ASSERT_NE(reload.find("$MAINPID"), std::string::npos) << reload;
+  ReplaceAll(reload, "$MAINPID", std::to_string(coordinator->pid()));
+  ASSERT_EQ(RunShell(reload).exit_code, 0) << reload;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;; std::this_thread::sleep_for(50ms)) {
+    const ShellRun status = RunShell(testing::FloverBinary() + " status --endpoint " + client_endpoint + bob);
+    if (status.exit_code == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the reload did not admit the new key: " << status.output;
+  }
 
   // A worker dies: the coordinator shuts the replica's other worker down, and it exits
   // non-zero, so that Restart=on-failure starts it again too.
@@ -297,8 +380,8 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   workers.clear();
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));
-  ASSERT_TRUE(WaitReady(client_endpoint, 60s)) << "the restarted workers did not bring the replica back";
-  ExpectServes(client_endpoint);
+  ASSERT_TRUE(WaitReady(client_endpoint, root, 60s)) << "the restarted workers did not bring the replica back";
+  ExpectServes(client_endpoint, alice);
 
   // The coordinator crashes and systemd starts it again: the new one does not know the
   // workers, which reconnect to it, and tells them at their first heartbeat to start
@@ -314,18 +397,18 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   workers.clear();
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));
-  ASSERT_TRUE(WaitReady(client_endpoint, 60s)) << "the workers did not come back to the restarted coordinator";
-  ExpectServes(client_endpoint);
+  ASSERT_TRUE(WaitReady(client_endpoint, root, 60s)) << "the workers did not come back to the restarted coordinator";
+  ExpectServes(client_endpoint, alice);
 
   // systemctl stop flover-coordinator: SIGTERM. The coordinator drains (the unit keeps
   // the default --drain-timeout of 10 s, within TimeoutStopSec): the request in flight
   // finishes whole; then the workers are told to stop and exit 0.
   const std::string story_file = dir + "/systemd-story.txt";
   std::ofstream(story_file).close();
-  Result<ChildProcess> story =
-      ChildProcess::Spawn({testing::FloverBinary(), "generate", "--endpoint", client_endpoint, "--prompt", "Sara",
-                           "--max-tokens", "400", "--ignore-eos"},
-                          "flover generate", story_file);
+  Result<ChildProcess> story = ChildProcess::Spawn(
+      {testing::FloverBinary(), "generate", "--endpoint", client_endpoint, "--key", keys + "/clients/alice.key",
+       "--server-key", keys + "/coordinator.pub", "--prompt", "Sara", "--max-tokens", "400", "--ignore-eos"},
+      "flover generate", story_file);
   ASSERT_TRUE(story.ok()) << story.status().ToString();
   for (auto deadline = std::chrono::steady_clock::now() + 30s; ReadFile(story_file).empty();) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no token";
@@ -381,7 +464,106 @@ TEST(DeployTest, WorkerTakingTheControlEndpointFromTheClusterFileNeedsAHost) {
   }
 }
 
+// A pod's files, as Kubernetes mounts its volumes: each mount of its first container
+// under `root` (a path P in the pod is root + P). ConfigMaps come from the manifest or
+// from `provided` (name -> file -> content), Secrets from `provided` with their
+// defaultMode, the models volume is this build's model folder.
+class PodFiles {
+ public:
+  PodFiles(const YAML::Node& pod, const std::string& root, const std::map<std::string, YAML::Node>& manifest,
+           const std::map<std::string, std::map<std::string, std::string>>& provided)
+      : root_(root) {
+    std::map<std::string, YAML::Node> volumes;
+    for (const YAML::Node& v : pod["volumes"]) volumes[v["name"].as<std::string>()] = v;
+    for (const YAML::Node& mount : pod["containers"][0]["volumeMounts"]) {
+      const std::string mount_path = mount["mountPath"].as<std::string>();
+      const YAML::Node volume = volumes[mount["name"].as<std::string>()];
+      if (!volume.IsDefined()) {
+        ADD_FAILURE() << "no volume " << mount["name"];
+        return;
+      }
+      mounts_.push_back(mount_path);
+      const std::string dir = root + mount_path;
+      std::filesystem::create_directories(std::filesystem::path(dir).parent_path());
+      if (volume["persistentVolumeClaim"]) {
+        std::filesystem::create_directory_symlink(testing::ModelsDir(), dir);
+        continue;
+      }
+      std::filesystem::create_directories(dir);
+      std::map<std::string, std::string> files;
+      int mode = 0644;
+      if (const YAML::Node secret = volume["secret"]) {
+        const std::string name = secret["secretName"].as<std::string>();
+        if (!provided.count(name)) {
+          ADD_FAILURE() << "the test makes no Secret " << name;
+          return;
+        }
+        files = provided.at(name);
+        const std::string text = secret["defaultMode"].as<std::string>("0644");
+        mode = std::stoi(text, nullptr, text.size() > 1 && text[0] == '0' ? 8 : 10);
+        secrets_.push_back(name);
+      } else {
+        const std::string name = volume["configMap"]["name"].as<std::string>();
+        if (manifest.count("ConfigMap/" + name)) {
+          for (const auto& entry : manifest.at("ConfigMap/" + name)["data"])
+            files[entry.first.as<std::string>()] = entry.second.as<std::string>();
+        } else {
+          if (!provided.count(name)) {
+            ADD_FAILURE() << "the test makes no ConfigMap " << name;
+            return;
+          }
+          files = provided.at(name);
+          config_maps_.push_back(name);
+        }
+      }
+      for (const auto& [file, content] : files) {
+        const std::string path = dir + "/" + file;
+        std::ofstream(path) << content;
+        std::filesystem::permissions(path, static_cast<std::filesystem::perms>(mode));
+      }
+    }
+  }
+
+  // `text` with every path under a mount turned into this machine's.
+  std::string Local(const std::string& text) const {
+    std::string out;
+    for (size_t i = 0; i < text.size();) {
+      const bool starts_word = i == 0 || std::string(" '\"=:\n\t").find(text[i - 1]) != std::string::npos;
+      bool replaced = false;
+      for (const std::string& m : mounts_) {
+        const size_t end = i + m.size();
+        const bool ends_name = end == text.size() || !(std::isalnum(static_cast<unsigned char>(text[end])) ||
+                                                       text[end] == '-' || text[end] == '_' || text[end] == '.');
+        if (starts_word && text.compare(i, m.size(), m) == 0 && ends_name) {
+          out += root_ + m;
+          i = end;
+          replaced = true;
+          break;
+        }
+      }
+      if (!replaced) out += text[i++];
+    }
+    return out;
+  }
+  const std::vector<std::string>& secrets() const { return secrets_; }
+  const std::vector<std::string>& config_maps() const { return config_maps_; }
+
+ private:
+  std::string root_;
+  std::vector<std::string> mounts_;
+  std::vector<std::string> secrets_, config_maps_;  // the ones the operator creates
+};
+
+// `env` of a container as NAME=value words (the values' pod paths made local).
+std::vector<std::string> ContainerEnv(const YAML::Node& container, const PodFiles& files) {
+  std::vector<std::string> words;
+  for (const YAML::Node& e : container["env"])
+    if (e["value"]) words.push_back(e["name"].as<std::string>() + "=" + files.Local(e["value"].as<std::string>()));
+  return words;
+}
+
 TEST(DeployTest, KubernetesManifestCommandsServe) {
+  const std::string manifest_text = ReadFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
   const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
   std::map<std::string, YAML::Node> by_kind_name;
   for (const YAML::Node& d : docs)
@@ -390,11 +572,23 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   ASSERT_TRUE(by_kind_name.count("Deployment/flover-coordinator"));
   ASSERT_TRUE(by_kind_name.count("StatefulSet/flover-replica-0"));
   ASSERT_TRUE(by_kind_name.count("Service/flover-coordinator"));
+  for (const auto& [kind_name, doc] : by_kind_name)
+    EXPECT_NE(kind_name.rfind("Secret/", 0), 0u) << "key material has no place in the manifest";
+  // The data plane (Gloo between the ranks) is open only to the replica's own pods.
+  ASSERT_TRUE(by_kind_name.count("NetworkPolicy/flover-replica-0-data-plane"));
+  const YAML::Node policy = by_kind_name["NetworkPolicy/flover-replica-0-data-plane"]["spec"];
+  const YAML::Node worker_labels =
+      by_kind_name["StatefulSet/flover-replica-0"]["spec"]["template"]["metadata"]["labels"];
+  EXPECT_EQ(YAML::Dump(policy["podSelector"]["matchLabels"]), YAML::Dump(worker_labels));
+  ASSERT_EQ(policy["ingress"].size(), 1u);
+  ASSERT_EQ(policy["ingress"][0]["from"].size(), 1u);
+  EXPECT_EQ(YAML::Dump(policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]), YAML::Dump(worker_labels));
 
-  // The shipped cluster file is valid as it is, and the StatefulSet has one pod per rank.
+  // The shipped cluster file is valid and secured, and the StatefulSet has one pod per rank.
   std::string cluster_yaml = by_kind_name["ConfigMap/flover-config"]["data"]["cluster.yaml"].as<std::string>();
   Result<ClusterConfig> shipped = ParseClusterConfig(cluster_yaml, "ConfigMap flover-config", "/etc/flover");
   ASSERT_TRUE(shipped.ok()) << shipped.status().ToString();
+  EXPECT_EQ(shipped->security.mode, SecurityMode::kCurve);
   const YAML::Node workers_set = by_kind_name["StatefulSet/flover-replica-0"];
   EXPECT_EQ(workers_set["spec"]["replicas"].as<int>(), shipped->tensor_parallel);
   for (const YAML::Node& port : by_kind_name["Service/flover-coordinator"]["spec"]["ports"]) {
@@ -406,6 +600,21 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
                                                       : shipped->endpoints.plans;
     EXPECT_EQ(endpoint, "tcp://*:" + std::to_string(number)) << "Service port " << name;
   }
+
+  // The keys, made as the manifest's header says, and the Secrets and ConfigMaps made of them.
+  const std::string dir = ::testing::TempDir() + "/k8s";
+  std::filesystem::remove_all(dir);
+  const std::string keys = dir + "/keys";
+  MakeKeys(keys, {"coordinator", "worker", "probe", "alice", "root"});
+  auto content = [&](const std::string& file) { return ReadFile(keys + "/" + file); };
+  const std::map<std::string, std::map<std::string, std::string>> provided = {
+      {"flover-coordinator-keys",
+       {{"coordinator.key", content("coordinator.key")}, {"probe.key", content("probe.key")}}},
+      {"flover-worker-key", {{"worker.key", content("worker.key")}}},
+      {"flover-public-keys", {{"coordinator.pub", content("coordinator.pub")}}},
+      {"flover-worker-keys", {{"worker.pub", content("worker.pub")}}},
+      {"flover-client-keys", {{"probe.pub", content("probe.pub")}, {"alice.pub", content("alice.pub")}}},
+      {"flover-admin-keys", {{"root.pub", content("root.pub")}}}};
 
   // The coordinator binds every interface and advertises its host name to the workers.
   // The manifest names the pod after the Service, whose name the cluster's DNS resolves
@@ -426,34 +635,45 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
                                 << ") and this machine's name " << host << " does not resolve";
   }
 
-  // The pods' files and ports: the model volume, and free ports for the three endpoints.
-  ReplaceAll(cluster_yaml, "/models/", testing::ModelsDir() + "/");
+  // The pods' files (each pod its own), and free ports for the three endpoints.
+  const PodFiles coordinator_files(coordinator_pod, dir + "/coordinator-pod", by_kind_name, provided);
+  const PodFiles worker_files(workers_set["spec"]["template"]["spec"], dir + "/worker-pod", by_kind_name, provided);
+  for (const PodFiles* files : {&coordinator_files, &worker_files}) {
+    for (const std::string& name : files->secrets())
+      EXPECT_NE(manifest_text.find("kubectl create secret generic " + name), std::string::npos) << name;
+    for (const std::string& name : files->config_maps())
+      EXPECT_NE(manifest_text.find("kubectl create configmap " + name), std::string::npos) << name;
+  }
   std::map<std::string, int> port_of;  // "5556" -> a free port
   for (const std::string p : {"5555", "5556", "5557"}) {
     port_of[p] = FreePort();
     ASSERT_GT(port_of[p], 0);
     ReplaceAll(cluster_yaml, "tcp://*:" + p, "tcp://*:" + std::to_string(port_of[p]));
   }
-  const std::string config = ::testing::TempDir() + "/k8s-cluster.yaml";
-  std::ofstream(config) << cluster_yaml;
+  const std::string config = coordinator_files.Local("/etc/flover/cluster.yaml");
+  std::ofstream(config) << coordinator_files.Local(cluster_yaml);
 
-  const YAML::Node coordinator_container =
-      by_kind_name["Deployment/flover-coordinator"]["spec"]["template"]["spec"]["containers"][0];
+  const YAML::Node coordinator_container = coordinator_pod["containers"][0];
   std::vector<std::string> coordinator_command = coordinator_container["command"].as<std::vector<std::string>>();
   ASSERT_FALSE(coordinator_command.empty());
   EXPECT_EQ(coordinator_command[0], "flover-coordinator");
   coordinator_command[0] = testing::CoordinatorBinary();
-  for (std::string& a : coordinator_command)
-    if (a == "/etc/flover/cluster.yaml") a = config;
+  for (std::string& a : coordinator_command) a = coordinator_files.Local(a);
+  const std::vector<std::string> coordinator_env = ContainerEnv(coordinator_container, coordinator_files);
+  coordinator_argv.push_back("/usr/bin/env");
+  coordinator_argv.insert(coordinator_argv.end(), coordinator_env.begin(), coordinator_env.end());
   coordinator_argv.insert(coordinator_argv.end(), coordinator_command.begin(), coordinator_command.end());
   Result<ChildProcess> coordinator = ChildProcess::Spawn(coordinator_argv, "coordinator pod");
   ASSERT_TRUE(coordinator.ok()) << coordinator.status().ToString();
 
-  // The coordinator's probes, as the kubelet runs them (in the pod: the client port).
+  // The coordinator's probes, as the kubelet runs them: in the pod (the client port), in
+  // the container's environment (its probe key).
   auto probe = [&](const char* which) {
     std::vector<std::string> argv = coordinator_container[which]["exec"]["command"].as<std::vector<std::string>>();
     EXPECT_EQ(argv.at(0), "flover");
-    std::string line = testing::FloverBinary();
+    std::string line = "env";
+    for (const std::string& word : coordinator_env) line += " '" + word + "'";
+    line += " " + testing::FloverBinary();
     for (size_t i = 1; i < argv.size(); ++i) {
       ReplaceAll(argv[i], "tcp://127.0.0.1:5555", "tcp://127.0.0.1:" + std::to_string(port_of["5555"]));
       line += " '" + argv[i] + "'";
@@ -475,7 +695,7 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   std::vector<std::string> worker_command = worker_container["command"].as<std::vector<std::string>>();
   const std::vector<std::string> worker_args = worker_container["args"].as<std::vector<std::string>>();
   ASSERT_EQ(worker_args.size(), 1u);
-  std::string script = worker_args[0];
+  std::string script = worker_files.Local(worker_args[0]);
   // The Service's DNS name and port, and the image's PATH.
   ReplaceAll(script, "tcp://" + service + ":5556", "tcp://" + service_address + ":" + std::to_string(port_of["5556"]));
   ReplaceAll(script, "exec flover-worker ", "exec " + testing::WorkerBinary() + " ");
@@ -491,11 +711,11 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
     pods.push_back(std::move(pod).value());
   }
   const std::string client_endpoint = "tcp://127.0.0.1:" + std::to_string(port_of["5555"]);
-  ASSERT_TRUE(WaitReady(client_endpoint, 60s));
+  ASSERT_TRUE(WaitReady(client_endpoint, testing::ClusterKeys(keys, "root"), 60s));
   const ShellRun ready = probe("readinessProbe");
   EXPECT_EQ(ready.exit_code, 0) << ready.output;
   EXPECT_NE(ready.output.find("ready: 1 of 1 replicas ready"), std::string::npos) << ready.output;
-  ExpectServes(client_endpoint);
+  ExpectServes(client_endpoint, KeyFlags(keys + "/alice.key", keys + "/coordinator.pub"));
 
   coordinator->Signal(SIGTERM);  // a pod's termination
   EXPECT_EQ(WaitExit(*coordinator, 15s), "exit 0");

@@ -42,7 +42,32 @@ std::string ClusterYaml(const TestClusterOptions& o) {
        << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
        << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n"
        << "limits:\n  status_per_client_per_second: " << o.status_per_second << "\n";
+  if (!o.keys_dir.empty()) {
+    const std::string& k = o.keys_dir;
+    yaml << "security:\n  mode: curve\n  coordinator_key: " << k << "/coordinator.key\n"
+         << "  coordinator_public_key: " << k << "/coordinator.pub\n  worker_key: " << k << "/workers/worker.key\n"
+         << "  client_key: " << k << "/admins/up.key\n  worker_keys: " << k << "/workers\n"
+         << "  client_keys: " << k << "/clients\n  admin_keys: " << k << "/admins\n";
+  }
   return yaml.str();
+}
+
+Status MakeKeys(const std::string& dir, const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    FLOVER_ASSIGN_OR_RETURN(CurveKeyPair pair, GenerateCurveKeyPair());
+    FLOVER_RETURN_IF_ERROR(WriteCurveKeyFiles(dir + "/" + name, pair));
+  }
+  return Status::Ok();
+}
+
+Status MakeClusterKeys(const std::string& dir) {
+  return MakeKeys(dir, {"coordinator", "workers/worker", "admins/up", "clients/alice", "other/eve"});
+}
+
+CurveClientKeys ClusterKeys(const std::string& dir, const std::string& name) {
+  Result<CurveClientKeys> keys = LoadCurveClientKeys(dir + "/" + name + ".key", dir + "/coordinator.pub");
+  FLOVER_CHECK(keys.ok()) << keys.status().ToString();
+  return std::move(keys).value();
 }
 
 Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions& o,

@@ -51,10 +51,24 @@ struct TestClusterOptions {
   // limits.status_per_client_per_second: tests watch the cluster through status, some
   // every few milliseconds.
   int status_per_second = 1000;
+  // Not empty: a secured cluster (security.mode curve) with the keys MakeClusterKeys
+  // wrote into this folder.
+  std::string keys_dir;
 };
 
+// DIR/NAME.key and DIR/NAME.pub for each name, by flover keygen's writer.
+Status MakeKeys(const std::string& dir, const std::vector<std::string>& names);
+// The keys of a secured test cluster, written into `dir` by MakeKeys:
+// coordinator.{key,pub}; workers/worker.{key,pub} (the key pair its workers use);
+// admins/up.{key,pub} (security.client_key: flover up's own client, an admin);
+// clients/alice.{key,pub} (a client); other/eve.{key,pub} (admitted nowhere).
+Status MakeClusterKeys(const std::string& dir);
+// The credentials of `name` ("clients/alice", "admins/up", ...) of the keys in `dir`,
+// pinning the coordinator's public key.
+CurveClientKeys ClusterKeys(const std::string& dir, const std::string& name);
+
 // The cluster file of `options`: random free ports on 127.0.0.1, one single-threaded
-// worker per (replica, rank).
+// worker per (replica, rank), and a security section when options.keys_dir is set.
 std::string ClusterYaml(const TestClusterOptions& options);
 
 class TestCluster {
