@@ -1,0 +1,51 @@
+// Fuzzes what clients send to the coordinator: CoordinatorCore::OnClientMessage, from
+// the frames of a message to the decisions (admission, tokenization, scheduling, stop
+// strings, cancellation, status) and what goes back. The cluster: FuzzCluster with two
+// ready replicas, whose scripted workers answer every plan.
+//
+// Input: records (fuzz_records.h), each one message from one of four clients. The op
+// byte: bits 0-1 the client; bits 2-3 how it is sent: 0 one frame (the payload), 1 two
+// frames (the payload cut in half), 2 no frame, 3 one frame and then the client's
+// connection closes; bits 4-7 simulated milliseconds to let pass afterwards (x16).
+// After each record the workers answer up to 8 plans per replica; at the end of the
+// input the requests left run to their end, a client asks for the status, and the
+// coordinator stops (drain, then shutdown).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tests/fuzz/core_fuzz_cluster.h"
+#include "tests/fuzz/fuzz_records.h"
+
+using namespace flover;
+using namespace flover::fuzzing;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  FuzzCluster cluster(FuzzCluster::Shape{.replicas = 2, .tensor = 1});
+  TokenSource tokens("", cluster.vocab_size());
+  RecordReader reader(data, size);
+  for (Record r; reader.Next(&r);) {
+    SimClient& client = cluster.client(r.op & 3);
+    const int mode = (r.op >> 2) & 3;
+    std::vector<std::string> frames;
+    if (mode == 0 || mode == 3) frames = {std::string(r.payload)};
+    if (mode == 1) {
+      const size_t half = r.payload.size() / 2;
+      frames = {std::string(r.payload.substr(0, half)), std::string(r.payload.substr(half))};
+    }
+    client.SendFrames(frames);
+    if (mode == 3) client.Disconnect();
+    cluster.AnswerPlans(tokens, 8);
+    if (const int wait_ms = (r.op >> 4) * 16; wait_ms > 0) cluster.sim().Advance(std::chrono::milliseconds(wait_ms));
+  }
+  cluster.Drain(tokens, 200);
+  proto::ClientMessage status;
+  status.mutable_status();
+  cluster.client(0).Send(status);
+  cluster.sim().RequestStop();
+  cluster.Drain(tokens, 20);
+  cluster.sim().Shutdown("the fuzz input ended");
+  return 0;
+}
