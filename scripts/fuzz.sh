@@ -35,6 +35,10 @@ all_targets=(
 )
 # Dictionaries (tests/fuzz/*.dict) of the harnesses that have one.
 declare -A dicts=([fuzz_cluster_config]=cluster_config.dict [fuzz_gguf]=gguf.dict)
+# Options of single harnesses. The coordinator's harnesses build a cluster per input and
+# cover ~20k features: libFuzzer's entropic schedule then spends most of the time in its
+# own bookkeeping (twice fewer executions), so they run with the plain one.
+declare -A options=([fuzz_client_messages]=-entropic=0 [fuzz_worker_messages]=-entropic=0)
 
 seconds=60
 if (($#)) && [[ $1 =~ ^[0-9]+$ ]]; then
@@ -65,7 +69,7 @@ rm -rf "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
 models=${FLOVER_MODELS_DIR:-}
 [ -n "$models" ] || for dir in "$root/../shared/models" "$root/models"; do
-  [ -d "$dir/stories260K" ] && models=$dir && break
+  [ -d "$dir/stories260K" ] && models=$(cd "$dir" && pwd) && break
 done
 if [ -n "$models" ] && [ -f "$models/stories260K/tok512.bin" ]; then
   cp "$models/stories260K/tok512.bin" "$build/seeds/fuzz_tokenizer_file/"
@@ -73,19 +77,22 @@ if [ -n "$models" ] && [ -f "$models/stories260K/tok512.bin" ]; then
   echo "fuzz.sh: seeds from $models/stories260K too"
 fi
 
-export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:symbolize=1"
+# A smaller quarantine and allocation stacks than the defaults: a fifth more executions
+# (fewer page faults), freed memory still poisoned for 32 MiB of later allocations.
+export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:symbolize=1:quarantine_size_mb=32:malloc_context_size=10"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 command -v llvm-symbolizer-14 > /dev/null && export ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer-14)
 
 # run TARGET: one harness for $seconds seconds; its status file says how it ended.
 run() {
-  local t=$1 dict=()
+  local t=$1 dict=() extra=()
   rm -rf "$build/findings/$t"
   mkdir -p "$build/corpus/$t" "$build/findings/$t" "$build/logs"
   [ -n "${dicts[$t]:-}" ] && dict=(-dict="$root/tests/fuzz/${dicts[$t]}")
+  [ -n "${options[$t]:-}" ] && extra=(${options[$t]})
   local status=0
   "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=512 \
-    -print_final_stats=1 -artifact_prefix="$build/findings/$t/" "${dict[@]}" \
+    -print_final_stats=1 -artifact_prefix="$build/findings/$t/" "${dict[@]}" "${extra[@]}" \
     "$build/corpus/$t" "$build/seeds/$t" > "$build/logs/$t.log" 2>&1 || status=$?
   echo "$status" > "$build/logs/$t.status"
 }
@@ -105,7 +112,7 @@ for t in "${targets[@]}"; do
   log=$build/logs/$t.log
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  last=$(grep -E '^#[0-9]+ .*cov: ' "$log" | tail -1 || true)
+  last=$(grep -E '^#[0-9]+[[:space:]].*cov: ' "$log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<< "$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<< "$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<< "$last")

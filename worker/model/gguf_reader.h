@@ -92,7 +92,7 @@ class GgufReader {
   // Parses the stream `file` (positioned anywhere; its size is found by seeking to its
   // end): a file, or bytes in memory through fmemopen(). Takes ownership of `file`, also
   // on error. `name` stands for the path in messages and in path(). Errors as Open's,
-  // but never NotFound.
+  // but never NotFound. REQUIRES: file is not null.
   static Result<std::unique_ptr<GgufReader>> FromStream(std::FILE* file, std::string name);
 
   ~GgufReader();
