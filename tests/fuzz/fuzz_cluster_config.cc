@@ -2,8 +2,8 @@
 // the key checks, integer and number parsing, ${VAR} expansion, path resolution,
 // ClusterConfig::Validate). A config it accepts must come back equal through both of
 // its other forms, as their headers promise: the YAML the writer makes of it
-// (ParseClusterConfig(ToYaml(c)) == c) and the wire form the workers get
-// (FromProto(ToProto(c)) == c); a difference aborts, as a finding.
+// (ParseClusterConfig(ToYaml(c)) == c) and the wire form the workers get, serialized
+// and parsed (FromProto(ToProto(c)) == c); a difference aborts, as a finding.
 //
 // Input: the file's text. Dictionary: cluster_config.dict (keys and enum values).
 #include <cstddef>
@@ -30,7 +30,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  reread.ok() ? "a different config" : reread.status().ToString().c_str(), yaml.c_str());
     std::abort();
   }
-  Result<ClusterConfig> from_wire = FromProto(ToProto(*config));
+  // As a worker receives it: serialized, parsed (string fields must be UTF-8), checked.
+  proto::ClusterConfig wire;
+  if (!wire.ParseFromString(ToProto(*config).SerializeAsString())) {
+    std::fprintf(stderr, "the wire form does not parse\n");
+    std::abort();
+  }
+  Result<ClusterConfig> from_wire = FromProto(wire);
   if (!from_wire.ok() || !(*from_wire == *config)) {
     std::fprintf(stderr, "the wire form does not read back equal: %s\n",
                  from_wire.ok() ? "a different config" : from_wire.status().ToString().c_str());
