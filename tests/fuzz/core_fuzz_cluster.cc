@@ -145,4 +145,13 @@ void FuzzCluster::Drain(TokenSource& tokens, int rounds) {
   }
 }
 
+void FuzzCluster::LogSummary() {
+  const proto::ClusterStatus status = sim_->core().BuildStatus(sim_->now());
+  spdlog::info("fuzz input done: {} completed, {} moved, {} abandoned, {} queued, {} in flight", status.completed(),
+               status.moved(), status.abandoned(), status.queued(), sim_->core().n_requests());
+  for (const proto::ReplicaStatus& r : status.replicas())
+    spdlog::info("replica {}: {}, {} steps, {} tokens {}", r.replica(), r.state(), r.steps(), r.tokens_generated(),
+                 r.error());
+}
+
 }  // namespace flover::fuzzing

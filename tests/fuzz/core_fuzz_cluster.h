@@ -72,6 +72,10 @@ class FuzzCluster {
   // rounds so that the cluster's timers run too.
   void Drain(TokenSource& tokens, int rounds);
 
+  // Logs (at info) what the input did: requests completed, moved, abandoned, queued,
+  // and each replica's state and steps. Seen with FLOVER_FUZZ_LOG=info.
+  void LogSummary();
+
   // Worker `i` (of a live replica) closes its connection, or, when it is gone, a new
   // process of its rank registers with a new identity and reports ready (which succeeds
   // once the coordinator knows the old one is gone).

@@ -6,10 +6,10 @@
 // Input: records (fuzz_records.h), each one message from one of four clients. The op
 // byte: bits 0-1 the client; bits 2-3 how it is sent: 0 one frame (the payload), 1 two
 // frames (the payload cut in half), 2 no frame, 3 one frame and then the client's
-// connection closes; bits 4-7 simulated milliseconds to let pass afterwards (x16).
-// After each record the workers answer up to 8 plans per replica; at the end of the
-// input the requests left run to their end, a client asks for the status, and the
-// coordinator stops (drain, then shutdown).
+// connection closes; bits 4-5 how many plans per replica the workers answer afterwards
+// (0, 1, 3, 8); bits 6-7 the simulated time to let pass then (0, 10, 60, 500 ms). At the
+// end of the input the requests left run to their end, a client asks for the status,
+// and the coordinator stops (drain, then shutdown).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -37,13 +37,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     client.SendFrames(frames);
     if (mode == 3) client.Disconnect();
-    cluster.AnswerPlans(tokens, 8);
-    if (const int wait_ms = (r.op >> 4) * 16; wait_ms > 0) cluster.sim().Advance(std::chrono::milliseconds(wait_ms));
+    static constexpr int kAnswers[] = {0, 1, 3, 8};
+    static constexpr int kWaitMs[] = {0, 10, 60, 500};
+    cluster.AnswerPlans(tokens, kAnswers[(r.op >> 4) & 3]);
+    if (const int wait_ms = kWaitMs[r.op >> 6]; wait_ms > 0) cluster.sim().Advance(std::chrono::milliseconds(wait_ms));
   }
   cluster.Drain(tokens, 200);
   proto::ClientMessage status;
   status.mutable_status();
   cluster.client(0).Send(status);
+  cluster.LogSummary();
   cluster.sim().RequestStop();
   cluster.Drain(tokens, 20);
   cluster.sim().Shutdown("the fuzz input ended");

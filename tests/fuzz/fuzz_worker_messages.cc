@@ -69,6 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   TokenSource tokens(token_bytes, cluster.vocab_size());
   cluster.Drain(tokens, 100);
+  cluster.LogSummary();
   cluster.sim().RequestStop();
   cluster.Drain(tokens, 20);
   cluster.sim().Shutdown("the fuzz input ended");

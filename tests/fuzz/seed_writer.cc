@@ -42,8 +42,11 @@ class SeedDir {
   fs::path dir_;
 };
 
-// Op bytes of the client harness (fuzz_client_messages.cc): client, mode, wait.
-uint8_t ClientOp(int client, int mode = 0, int wait = 0) { return static_cast<uint8_t>(client | mode << 2 | wait << 4); }
+// Op bytes of the client harness (fuzz_client_messages.cc): client, mode, answers
+// (0, 1, 3, 8 plans), wait (0, 10, 60, 500 ms).
+uint8_t ClientOp(int client, int mode = 0, int answers = 3, int wait = 0) {
+  return static_cast<uint8_t>(client | mode << 2 | answers << 4 | wait << 6);
+}
 
 void ClientSeeds(const fs::path& root) {
   SeedDir d(root, "fuzz_client_messages");
@@ -66,17 +69,18 @@ void ClientSeeds(const fs::path& root) {
   s->mutable_stop()->add_stop_strings("the");
   s->mutable_stop()->add_stop_strings("\xC3\xA9");
   s->mutable_stop()->add_stop_token_ids(44);
-  d.Write("submit-text-stop", EncodeRecord(ClientOp(2, 0, 3), Serialize(text)));
+  d.Write("submit-text-stop", EncodeRecord(ClientOp(2, 0, 3, 1), Serialize(text)));
 
   proto::ClientMessage status;
   status.mutable_status();
   d.Write("status", EncodeRecord(ClientOp(3), Serialize(status)));
-  d.Write("submit-cancel-status", EncodeRecord(ClientOp(0), submit) +
+  d.Write("submit-cancel-status", EncodeRecord(ClientOp(0, 0, 1), submit) +
                                       EncodeRecord(ClientOp(0), Serialize(ct::CancelMessage("a"))) +
                                       EncodeRecord(ClientOp(1), Serialize(status)));
-  d.Write("submit-twice-leave", EncodeRecord(ClientOp(0), submit) + EncodeRecord(ClientOp(0, 3), submit));
+  d.Write("submit-twice-leave", EncodeRecord(ClientOp(0, 0, 0), submit) + EncodeRecord(ClientOp(0, 3), submit));
   d.Write("two-frames", EncodeRecord(ClientOp(0, 1), submit));
-  d.Write("wait-for-deadline", EncodeRecord(ClientOp(2), Serialize(text)) + EncodeRecord(ClientOp(1, 0, 15), Serialize(status)));
+  d.Write("wait-for-deadline",
+          EncodeRecord(ClientOp(2, 0, 1), Serialize(text)) + EncodeRecord(ClientOp(1, 0, 0, 2), Serialize(status)));
   proto::ClientMessage old = ct::SubmitMessage("old", {1, 2}, 3, false);
   old.set_protocol_version(1);
   d.Write("old-version", EncodeRecord(ClientOp(0), old.SerializeAsString()));
