@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/check.h"
+#include "common/protocol.h"
 #include "common/request_params.h"
 #include "common/tokenizer.h"
 #include "tests/fuzz/fuzz_vocabulary.h"
@@ -14,6 +15,23 @@
 namespace flover::fuzzing {
 
 using namespace std::chrono_literals;
+
+namespace {
+
+template <typename M>
+void CheckParsesBack(const M& message, const std::string& receiver) {
+  Result<M> back = Parse<M>(Serialize(message), /*reject_unknown_fields=*/true);
+  FLOVER_CHECK(back.ok()) << receiver << " cannot read what the coordinator sent: " << back.status().ToString() << "\n"
+                          << message.DebugString();
+}
+
+void CheckParsesBack(const proto::StepPlan& plan, const std::string& receiver) {
+  proto::CoordinatorMessage m;
+  *m.mutable_plan() = plan;
+  CheckParsesBack(m, receiver);
+}
+
+}  // namespace
 
 int TokenSource::Next() {
   ++n_;
@@ -62,6 +80,12 @@ void FuzzCluster::StartWorker(SimWorker& w) {
   // A real worker reports ready once a probe of its plan topic reached it.
   for (int i = 0; i < 100 && w.probes_received() == 0; ++i) sim_->Advance(1ms);
   w.Ready(coordinator_testing::TestModel(vocab_size_), shape_.kv_blocks);
+}
+
+SimWorker& FuzzCluster::stranger(int i) {
+  SimWorker*& s = strangers_[i];
+  if (s == nullptr) s = &sim_->AddWorker(0, 0);
+  return *s;
 }
 
 void FuzzCluster::KillOrRestart(int i) {
@@ -121,11 +145,11 @@ int FuzzCluster::AnswerPlans(TokenSource& tokens, int rounds) {
     for (SimWorker* w : workers_) {
       if (w->gone()) continue;
       if (w->rank() != 0) {  // the other ranks compute along and report nothing
-        while (w->TryPlan()) {
-        }
+        while (std::optional<proto::StepPlan> plan = w->TryPlan()) CheckParsesBack(*plan, w->identity());
         continue;
       }
       if (std::optional<proto::StepPlan> plan = w->TryPlan()) {
+        CheckParsesBack(*plan, w->identity());
         Answer(*w, *plan, tokens);
         any = true;
         ++answered;
@@ -142,6 +166,20 @@ void FuzzCluster::Drain(TokenSource& tokens, int rounds) {
       if (sim_->core().n_requests() == 0) return;
       sim_->Advance(50ms);
     }
+  }
+}
+
+void FuzzCluster::CheckReceived() {
+  for (SimClient* c : clients_)
+    while (std::optional<proto::ServerMessage> m = c->TryRecv()) CheckParsesBack(*m, c->identity());
+  for (SimWorker* s : strangers_) {
+    if (s == nullptr) continue;
+    while (std::optional<proto::CoordinatorMessage> m = s->RecvControl()) CheckParsesBack(*m, s->identity());
+  }
+  for (SimWorker* w : workers_) {
+    while (std::optional<proto::CoordinatorMessage> m = w->RecvControl()) CheckParsesBack(*m, w->identity());
+    if (w->rank() != 0)  // rank 0's plans are answered (AnswerPlans)
+      while (std::optional<proto::StepPlan> plan = w->TryPlan()) CheckParsesBack(*plan, w->identity());
   }
 }
 

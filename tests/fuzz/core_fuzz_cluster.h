@@ -63,6 +63,9 @@ class FuzzCluster {
   // restarted one replaces its predecessor.
   int n_workers() const { return static_cast<int>(workers_.size()); }
   SimWorker& worker(int i) { return *workers_[i]; }
+  // Connection `i` (0-3) of a peer that never registered (unless it does so itself).
+  static constexpr int kStrangers = 4;
+  SimWorker& stranger(int i);
 
   // Every rank 0 answers the plans it holds, one plan each per round, for at most
   // `rounds` rounds (an answer may bring the next plan at once). Returns the plans
@@ -71,6 +74,11 @@ class FuzzCluster {
   // Answers until no plan is waiting or `rounds` rounds passed, advancing time between
   // rounds so that the cluster's timers run too.
   void Drain(TokenSource& tokens, int rounds);
+
+  // Takes every message the clients and the scripted workers received and checks that
+  // it survives the wire: its bytes parse back (protobuf string fields must be UTF-8, or
+  // a receiver refuses the whole message). A message that does not aborts, as a finding.
+  void CheckReceived();
 
   // Logs (at info) what the input did: requests completed, moved, abandoned, queued,
   // and each replica's state and steps. Seen with FLOVER_FUZZ_LOG=info.
@@ -98,6 +106,7 @@ class FuzzCluster {
   std::unique_ptr<SimCoordinator> sim_;
   std::vector<SimClient*> clients_;
   std::vector<SimWorker*> workers_;
+  SimWorker* strangers_[kStrangers] = {};  // created at first use
   std::map<int, std::map<uint64_t, Known>> known_;  // replica -> request id -> state
   int n_restarts_ = 0;
 };

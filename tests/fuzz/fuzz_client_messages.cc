@@ -41,6 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static constexpr int kWaitMs[] = {0, 10, 60, 500};
     cluster.AnswerPlans(tokens, kAnswers[(r.op >> 4) & 3]);
     if (const int wait_ms = kWaitMs[r.op >> 6]; wait_ms > 0) cluster.sim().Advance(std::chrono::milliseconds(wait_ms));
+    cluster.CheckReceived();
   }
   cluster.Drain(tokens, 200);
   proto::ClientMessage status;
@@ -50,5 +51,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cluster.sim().RequestStop();
   cluster.Drain(tokens, 20);
   cluster.sim().Shutdown("the fuzz input ended");
+  cluster.CheckReceived();
   return 0;
 }

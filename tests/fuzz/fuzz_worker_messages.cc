@@ -41,13 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   client.Send(text);
   cluster.client(1).Submit("quiet", {1, 2, 3}, 4, /*stream=*/false);
 
-  // Connections that never registered (until the fuzzer registers them).
-  SimWorker* strangers[4] = {};
   auto sender = [&](int who) -> SimWorker& {
-    if (who < cluster.n_workers()) return cluster.worker(who);
-    SimWorker*& s = strangers[who % 4];
-    if (s == nullptr) s = &cluster.sim().AddWorker(0, 0);
-    return *s;
+    return who < cluster.n_workers() ? cluster.worker(who) : cluster.stranger(who % FuzzCluster::kStrangers);
   };
 
   std::string token_bytes;
@@ -66,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 3: cluster.KillOrRestart(who % cluster.n_workers()); break;
     }
     if (const int wait_ms = (r.op >> 5) * 40; wait_ms > 0) cluster.sim().Advance(std::chrono::milliseconds(wait_ms));
+    cluster.CheckReceived();
   }
   TokenSource tokens(token_bytes, cluster.vocab_size());
   cluster.Drain(tokens, 100);
@@ -73,5 +69,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cluster.sim().RequestStop();
   cluster.Drain(tokens, 20);
   cluster.sim().Shutdown("the fuzz input ended");
+  cluster.CheckReceived();
   return 0;
 }
