@@ -112,7 +112,7 @@ for t in "${targets[@]}"; do
   log=$build/logs/$t.log
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  last=$(grep -E '^#[0-9]+[[:space:]].*cov: ' "$log" | tail -1 || true)
+  last=$(grep -aE '^#[0-9]+[[:space:]].*cov: ' "$log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<< "$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<< "$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<< "$last")
@@ -128,7 +128,7 @@ if ((found)); then
   for t in "${targets[@]}"; do
     if [ "$(cat "$build/logs/$t.status")" != 0 ]; then
       echo "==== $t: the end of $build/logs/$t.log"
-      grep -v '^"' "$build/logs/$t.log" | tail -60
+      grep -av '^"' "$build/logs/$t.log" | tail -60
     fi
   done
   echo "fuzz.sh: findings above; reproduce one with $build/tests/fuzz/TARGET FILE" >&2
