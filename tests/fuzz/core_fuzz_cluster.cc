@@ -183,6 +183,18 @@ void FuzzCluster::CheckReceived() {
   }
 }
 
+void FuzzCluster::Finish(TokenSource& tokens, int rounds) {
+  Drain(tokens, rounds);
+  proto::ClientMessage status;
+  status.mutable_status();
+  client(0).Send(status);
+  LogSummary();
+  sim_->RequestStop();
+  Drain(tokens, 20);
+  sim_->Shutdown("the fuzz input ended");
+  CheckReceived();
+}
+
 void FuzzCluster::LogSummary() {
   const proto::ClusterStatus status = sim_->core().BuildStatus(sim_->now());
   spdlog::info("fuzz input done: {} completed, {} moved, {} abandoned, {} queued, {} in flight", status.completed(),

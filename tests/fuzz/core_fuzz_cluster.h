@@ -75,6 +75,11 @@ class FuzzCluster {
   // rounds so that the cluster's timers run too.
   void Drain(TokenSource& tokens, int rounds);
 
+  // The end of an input: the requests left run to their end (at most `rounds` rounds),
+  // client 0 asks for the status, the coordinator drains and shuts down, and what was
+  // received is checked.
+  void Finish(TokenSource& tokens, int rounds);
+
   // Takes every message the clients and the scripted workers received and checks that
   // it survives the wire: its bytes parse back (protobuf string fields must be UTF-8, or
   // a receiver refuses the whole message). A message that does not aborts, as a finding.

@@ -43,14 +43,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (const int wait_ms = kWaitMs[r.op >> 6]; wait_ms > 0) cluster.sim().Advance(std::chrono::milliseconds(wait_ms));
     cluster.CheckReceived();
   }
-  cluster.Drain(tokens, 200);
-  proto::ClientMessage status;
-  status.mutable_status();
-  cluster.client(0).Send(status);
-  cluster.LogSummary();
-  cluster.sim().RequestStop();
-  cluster.Drain(tokens, 20);
-  cluster.sim().Shutdown("the fuzz input ended");
-  cluster.CheckReceived();
+  cluster.Finish(tokens, 200);
   return 0;
 }

@@ -6,20 +6,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <vector>
 
 #include "common/check.h"
 
 namespace flover::fuzzing {
 namespace {
-
-template <typename T>
-void Put(std::string& out, T v) {
-  char buf[sizeof(T)];
-  std::memcpy(buf, &v, sizeof(T));
-  out.append(buf, sizeof(T));
-}
 
 std::string BuildVocabulary() {
   struct Piece {
@@ -43,14 +35,15 @@ std::string BuildVocabulary() {
     pieces.push_back({merge, score});
     score -= 0.5f;
   }
-  std::string out;
-  size_t longest = 0;
-  for (const Piece& p : pieces) longest = std::max(longest, p.text.size());
-  Put(out, static_cast<int32_t>(longest));
+  // tok512.bin's layout (little-endian, as the reader requires of its host): int32 the
+  // longest piece, then per piece float32 score, int32 length, bytes.
+  int32_t longest = 0;
+  for (const Piece& p : pieces) longest = std::max(longest, static_cast<int32_t>(p.text.size()));
+  std::string out(reinterpret_cast<const char*>(&longest), sizeof(longest));
   for (const Piece& p : pieces) {
-    Put(out, p.score);
-    Put(out, static_cast<int32_t>(p.text.size()));
-    out += p.text;
+    const int32_t length = static_cast<int32_t>(p.text.size());
+    out.append(reinterpret_cast<const char*>(&p.score), sizeof(p.score));
+    out.append(reinterpret_cast<const char*>(&length), sizeof(length)).append(p.text);
   }
   return out;
 }

@@ -142,17 +142,10 @@ void ConfigSeeds(const fs::path& root) {
   d.Write("test-2x2.yaml", ToYaml(ct::TestConfig(o)));
 }
 
+// The smallest model with everything (2 heads, tensor parallelism of 2 possible).
 ModelSpec TinySpec(bool shared_classifier) {
-  ModelSpec s;
-  s.dim = 8;
-  s.hidden_dim = 8;
-  s.n_layers = 1;
-  s.n_heads = 2;
-  s.n_kv_heads = 2;
-  s.vocab_size = 6;
-  s.max_seq_len = 4;
-  s.shared_classifier = shared_classifier;
-  return s;
+  return ModelSpec{.dim = 8, .hidden_dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .vocab_size = 6,
+                   .max_seq_len = 4, .shared_classifier = shared_classifier};
 }
 
 void ModelSeeds(const fs::path& root) {
