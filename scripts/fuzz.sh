@@ -84,6 +84,8 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 command -v llvm-symbolizer-14 > /dev/null && export ASAN_SYMBOLIZER_PATH=$(command -v llvm-symbolizer-14)
 
 # run TARGET: one harness for $seconds seconds; its status file says how it ended.
+# Inputs are at most a few KiB (libFuzzer's -max_len: 4096 or the largest seed), so a
+# single allocation of 64 MiB is a finding, as are 2 GiB in all.
 run() {
   local t=$1 dict=() extra=()
   rm -rf "$build/findings/$t"
@@ -91,7 +93,7 @@ run() {
   [ -n "${dicts[$t]:-}" ] && dict=(-dict="$root/tests/fuzz/${dicts[$t]}")
   [ -n "${options[$t]:-}" ] && extra=(${options[$t]})
   local status=0
-  "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+  "$build/tests/fuzz/$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=64 \
     -print_final_stats=1 -artifact_prefix="$build/findings/$t/" "${dict[@]}" "${extra[@]}" \
     "$build/corpus/$t" "$build/seeds/$t" > "$build/logs/$t.log" 2>&1 || status=$?
   echo "$status" > "$build/logs/$t.status"

@@ -169,9 +169,61 @@ void FuzzCluster::Drain(TokenSource& tokens, int rounds) {
   }
 }
 
-void FuzzCluster::CheckReceived() {
-  for (SimClient* c : clients_)
-    while (std::optional<proto::ServerMessage> m = c->TryRecv()) CheckParsesBack(*m, c->identity());
+void FuzzCluster::DisconnectClient(int i) {
+  clients_[i]->Disconnect();
+  client_gone_[i] = true;
+}
+
+void FuzzCluster::CheckClientMessage(int client, const proto::ServerMessage& m) {
+  CheckParsesBack(m, clients_[client]->identity());
+  std::map<std::string, Open>& open = open_[client];
+  const std::string who = clients_[client]->identity() + ": ";
+  switch (m.body_case()) {
+    case proto::ServerMessage::kAccepted: {
+      const bool fresh = open.emplace(m.accepted().client_request_id(), Open{}).second;
+      FLOVER_CHECK(fresh) << who << "a second Accepted for '" << m.accepted().client_request_id() << "' in flight";
+      break;
+    }
+    case proto::ServerMessage::kToken: {
+      auto it = open.find(m.token().client_request_id());
+      FLOVER_CHECK(it != open.end()) << who << "a TokenEvent for '" << m.token().client_request_id()
+                                     << "', which is not in flight";
+      it->second.streamed = true;
+      it->second.tokens.insert(it->second.tokens.end(), m.token().tokens().begin(), m.token().tokens().end());
+      it->second.text += m.token().text();
+      break;
+    }
+    case proto::ServerMessage::kDone: {
+      auto it = open.find(m.done().client_request_id());
+      FLOVER_CHECK(it != open.end()) << who << "a Done for '" << m.done().client_request_id()
+                                     << "', which is not in flight";
+      if (it->second.streamed) {
+        const std::vector<int> done_tokens(m.done().tokens().begin(), m.done().tokens().end());
+        FLOVER_CHECK(done_tokens == it->second.tokens)
+            << who << "Done of '" << it->first << "' has " << done_tokens.size() << " tokens, its events "
+            << it->second.tokens.size();
+        FLOVER_CHECK(m.done().text() == it->second.text)
+            << who << "Done of '" << it->first << "' has the text '" << m.done().text() << "', its events '"
+            << it->second.text << "'";
+      }
+      open.erase(it);
+      break;
+    }
+    case proto::ServerMessage::kError:  // also for submissions never accepted
+      open.erase(m.error().client_request_id());
+      break;
+    default: break;
+  }
+}
+
+void FuzzCluster::CheckReceived(bool at_end) {
+  for (int i = 0; i < kClients; ++i) {
+    while (std::optional<proto::ServerMessage> m = clients_[i]->TryRecv()) CheckClientMessage(i, *m);
+    if (client_gone_[i]) open_[i].clear();
+    if (at_end)
+      FLOVER_CHECK(open_[i].empty()) << clients_[i]->identity() << ": " << open_[i].size()
+                                     << " accepted request(s) never ended, '" << open_[i].begin()->first << "' first";
+  }
   for (SimWorker* s : strangers_) {
     if (s == nullptr) continue;
     while (std::optional<proto::CoordinatorMessage> m = s->RecvControl()) CheckParsesBack(*m, s->identity());
@@ -192,7 +244,7 @@ void FuzzCluster::Finish(TokenSource& tokens, int rounds) {
   sim_->RequestStop();
   Drain(tokens, 20);
   sim_->Shutdown("the fuzz input ended");
-  CheckReceived();
+  CheckReceived(/*at_end=*/true);
 }
 
 void FuzzCluster::LogSummary() {

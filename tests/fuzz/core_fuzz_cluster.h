@@ -59,6 +59,8 @@ class FuzzCluster {
   SimCoordinator& sim() { return *sim_; }
   int vocab_size() const { return vocab_size_; }
   SimClient& client(int i) { return *clients_[i]; }
+  // Client `i` closes its connection (and expects nothing more).
+  void DisconnectClient(int i);
   // The scripted workers, replica-major (replica r rank k is index r * tensor + k); a
   // restarted one replaces its predecessor.
   int n_workers() const { return static_cast<int>(workers_.size()); }
@@ -80,10 +82,17 @@ class FuzzCluster {
   // received is checked.
   void Finish(TokenSource& tokens, int rounds);
 
-  // Takes every message the clients and the scripted workers received and checks that
-  // it survives the wire: its bytes parse back (protobuf string fields must be UTF-8, or
-  // a receiver refuses the whole message). A message that does not aborts, as a finding.
-  void CheckReceived();
+  // Takes every message the clients and the scripted workers received and checks it,
+  // aborting (a finding) on what breaks the protocol (common/proto/flover.proto):
+  //  * every message survives the wire: its bytes parse back (protobuf string fields
+  //    must be UTF-8, or a receiver refuses the whole message);
+  //  * a client hears of its accepted requests only while they are in flight: TokenEvent
+  //    and Done only between Accepted and the request's end (Done or Error), never a
+  //    second Accepted for an id in flight;
+  //  * a streamed request's Done has the tokens and the text of its events, joined.
+  // At the end of the input (`at_end`), after Shutdown, every request a client that is
+  // still connected had accepted must have ended.
+  void CheckReceived(bool at_end = false);
 
   // Logs (at info) what the input did: requests completed, moved, abandoned, queued,
   // and each replica's state and steps. Seen with FLOVER_FUZZ_LOG=info.
@@ -103,6 +112,13 @@ class FuzzCluster {
     bool ignore_eos = false;
     std::vector<int> stop_ids;
   };
+  // What a client was told of one accepted request so far.
+  struct Open {
+    bool streamed = false;  // some TokenEvent came
+    std::vector<int> tokens;
+    std::string text;
+  };
+  void CheckClientMessage(int client, const proto::ServerMessage& m);
   void StartWorker(SimWorker& w);
   void Answer(SimWorker& w, const proto::StepPlan& plan, TokenSource& tokens);
 
@@ -112,6 +128,8 @@ class FuzzCluster {
   std::vector<SimClient*> clients_;
   std::vector<SimWorker*> workers_;
   SimWorker* strangers_[kStrangers] = {};  // created at first use
+  std::map<std::string, Open> open_[kClients];  // client request id -> what was told
+  bool client_gone_[kClients] = {};
   std::map<int, std::map<uint64_t, Known>> known_;  // replica -> request id -> state
   int n_restarts_ = 0;
 };

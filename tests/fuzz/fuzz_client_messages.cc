@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       frames = {std::string(r.payload.substr(0, half)), std::string(r.payload.substr(half))};
     }
     client.SendFrames(frames);
-    if (mode == 3) client.Disconnect();
+    if (mode == 3) cluster.DisconnectClient(r.op & 3);
     static constexpr int kAnswers[] = {0, 1, 3, 8};
     static constexpr int kWaitMs[] = {0, 10, 60, 500};
     cluster.AnswerPlans(tokens, kAnswers[(r.op >> 4) & 3]);
