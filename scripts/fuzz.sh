@@ -68,9 +68,14 @@ rm -rf "$build/seeds"
 "$build/tests/fuzz/flover_fuzz_seeds" "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
 models=${FLOVER_MODELS_DIR:-}
-[ -n "$models" ] || for dir in "$root/../shared/models" "$root/models"; do
-  [ -d "$dir/stories260K" ] && models=$(cd "$dir" && pwd) && break
-done
+if [ -z "$models" ]; then
+  for dir in "$root/../shared/models" "$root/models"; do
+    if [ -d "$dir/stories260K" ]; then
+      models=$(cd "$dir" && pwd)
+      break
+    fi
+  done
+fi
 if [ -n "$models" ] && [ -f "$models/stories260K/tok512.bin" ]; then
   cp "$models/stories260K/tok512.bin" "$build/seeds/fuzz_tokenizer_file/"
   head -c 16384 "$models/stories260K/stories260K.gguf" > "$build/seeds/fuzz_gguf/stories260K-head.gguf"
