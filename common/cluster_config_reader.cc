@@ -13,8 +13,8 @@
 #include <optional>
 #include <set>
 #include <span>
-#include <string_view>
 #include <sstream>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <utility>

@@ -120,13 +120,11 @@ Result<Tokenizer> Tokenizer::ParseLlama2c(std::string_view data, const std::stri
     const int32_t length = ReadScalar<int32_t>(data, offset + sizeof(float));
     offset += kEntryHeader;
     if (length < 0) {
-      return Corruption(name + ": entry " + std::to_string(id) + " has negative length " +
-                        std::to_string(length));
+      return Corruption(name + ": entry " + std::to_string(id) + " has negative length " + std::to_string(length));
     }
     if (static_cast<size_t>(length) > data.size() - offset) {
-      return Corruption(name + ": truncated: entry " + std::to_string(id) + " has length " +
-                        std::to_string(length) + " but only " +
-                        std::to_string(data.size() - offset) + " bytes are left");
+      return Corruption(name + ": truncated: entry " + std::to_string(id) + " has length " + std::to_string(length) +
+                        " but only " + std::to_string(data.size() - offset) + " bytes are left");
     }
     tok.pieces_.emplace_back(data.substr(offset, static_cast<size_t>(length)));
     tok.scores_.push_back(score);

@@ -67,7 +67,7 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, std::span<con
       if (lenient.has_submit()) id = lenient.submit().client_request_id();
       if (lenient.has_cancel()) id = lenient.cancel().client_request_id();
     }
-    SendToClient(identity, ErrorReply(id, message.status()));
+    Refuse(identity, id, message.status());
     return;
   }
   switch (message->body_case()) {

@@ -150,6 +150,11 @@ class CoordinatorCore {
   // ---- client API
   void HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit, Clock::time_point now);
   void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
+  // An Error for a refused message about request `cid` of this connection. An Error
+  // that names a request ends it for its client, so when `cid` is in flight there (a
+  // second submission of its id, an unreadable cancel) the Error leaves the id empty,
+  // its message names it, and the request goes on.
+  void Refuse(const std::string& identity, const std::string& cid, const Status& status);
   // Sends the request to the least-loaded ready replica (Accepted, the first time), or
   // fails it. `generated`: tokens it generated on a replica that failed (Scheduler::Add).
   // REQUIRES: the request is in requests_ and some replica is ready.

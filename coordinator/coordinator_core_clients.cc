@@ -18,7 +18,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
                                Clock::time_point now) {
   const std::string& cid = submit.client_request_id();
   if (draining()) {
-    SendToClient(identity, ErrorReply(cid, Unavailable("the coordinator is shutting down; no new requests")));
+    Refuse(identity, cid, Unavailable("the coordinator is shutting down; no new requests"));
     return;
   }
   AdmissionContext context;
@@ -31,13 +31,13 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   Result<RequestParams> params = Admit(submit, context);
   if (!params.ok()) {
     spdlog::debug("request '{}' rejected: {}", cid, params.status().ToString());
-    SendToClient(identity, ErrorReply(cid, params.status()));
+    Refuse(identity, cid, params.status());
     return;
   }
   const bool ready = AnyReady();
   const bool starting = AnyStarting();
   if (!ready && !starting && now >= recovery_until_) {
-    SendToClient(identity, ErrorReply(cid, Unavailable("no healthy replica: " + UnhealthySummary())));
+    Refuse(identity, cid, Unavailable("no healthy replica: " + UnhealthySummary()));
     return;
   }
 
@@ -75,6 +75,15 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   queued_.push_back(id);
   spdlog::debug("request {} ('{}') queued: no replica is ready {}", id, cid,
                 starting ? "yet" : "while the failed ones may come back");
+}
+
+void CoordinatorCore::Refuse(const std::string& identity, const std::string& cid, const Status& status) {
+  if (!cid.empty() && requests_.FindByClient(identity, cid) != nullptr) {
+    SendToClient(identity, ErrorReply("", Status(status.code(), status.message() + " (a message about request '" + cid +
+                                                                    "', which is in flight and goes on)")));
+    return;
+  }
+  SendToClient(identity, ErrorReply(cid, status));
 }
 
 void CoordinatorCore::Assign(uint64_t id, RequestParams params, std::vector<int> generated) {

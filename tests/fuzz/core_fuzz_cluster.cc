@@ -37,7 +37,8 @@ int TokenSource::Next() {
   ++n_;
   if (bytes_.size() < 2) return static_cast<int>((n_ * 7 + 40) % static_cast<uint64_t>(modulus_));
   if (pos_ + 2 > bytes_.size()) pos_ = 0;
-  const unsigned value = static_cast<uint8_t>(bytes_[pos_]) | (static_cast<unsigned>(static_cast<uint8_t>(bytes_[pos_ + 1])) << 8);
+  const unsigned value =
+      static_cast<uint8_t>(bytes_[pos_]) | (static_cast<unsigned>(static_cast<uint8_t>(bytes_[pos_ + 1])) << 8);
   pos_ += 2;
   return static_cast<int>(value % static_cast<unsigned>(modulus_));
 }
@@ -128,7 +129,8 @@ void FuzzCluster::Answer(SimWorker& w, const proto::StepPlan& plan, TokenSource&
       continue;
     }
     ++k.n_generated;
-    if (k.n_prompt >= 1 && k.max_tokens >= 1 && StopsByLength(k.n_prompt, k.n_generated, k.max_tokens, model.max_seq_len())) {
+    if (k.n_prompt >= 1 && k.max_tokens >= 1 &&
+        StopsByLength(k.n_prompt, k.n_generated, k.max_tokens, model.max_seq_len())) {
       outs.emplace_back(e.request_id(), token, proto::FINISH_LENGTH);
       known.erase(it);
     } else {

@@ -127,7 +127,7 @@ class FuzzCluster {
   std::unique_ptr<SimCoordinator> sim_;
   std::vector<SimClient*> clients_;
   std::vector<SimWorker*> workers_;
-  SimWorker* strangers_[kStrangers] = {};  // created at first use
+  SimWorker* strangers_[kStrangers] = {};       // created at first use
   std::map<std::string, Open> open_[kClients];  // client request id -> what was told
   bool client_gone_[kClients] = {};
   std::map<int, std::map<uint64_t, Known>> known_;  // replica -> request id -> state

@@ -29,9 +29,10 @@ std::string BuildVocabulary() {
     pieces.push_back({ch, -1.0f});
   // Merges, in descending score: a higher score merges first, as in SentencePiece's BPE.
   float score = 10.0f;
-  for (const char* merge : {" t", "th", "he", " th", " the", "in", "ing", " a", "er", "an", "on", " s", "st",
-                            "re", " o", " on", "ce", " once", "up", "upon", " upon", "ti", "me", "time",
-                            " time", "\xC3\xA9t", "\xE6\x97\xA5\xE6\x97\xA5"}) {
+  for (const char* merge :
+       {" t", "th",   "he",    " th", " the", "in",   "ing",   " a",        "er",
+        "an", "on",   " s",    "st",  "re",   " o",   " on",   "ce",        " once",
+        "up", "upon", " upon", "ti",  "me",   "time", " time", "\xC3\xA9t", "\xE6\x97\xA5\xE6\x97\xA5"}) {
     pieces.push_back({merge, score});
     score -= 0.5f;
   }

@@ -144,8 +144,14 @@ void ConfigSeeds(const fs::path& root) {
 
 // The smallest model with everything (2 heads, tensor parallelism of 2 possible).
 ModelSpec TinySpec(bool shared_classifier) {
-  return ModelSpec{.dim = 8, .hidden_dim = 8, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .vocab_size = 6,
-                   .max_seq_len = 4, .shared_classifier = shared_classifier};
+  return ModelSpec{.dim = 8,
+                   .hidden_dim = 8,
+                   .n_layers = 1,
+                   .n_heads = 2,
+                   .n_kv_heads = 2,
+                   .vocab_size = 6,
+                   .max_seq_len = 4,
+                   .shared_classifier = shared_classifier};
 }
 
 void ModelSeeds(const fs::path& root) {
