@@ -67,16 +67,9 @@ cmake --build "$build" --parallel "$(nproc)" --target flover_fuzz
 rm -rf "$build/seeds"
 "$build/tests/fuzz/flover_fuzz_seeds" "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
-models=${FLOVER_MODELS_DIR:-}
-if [ -z "$models" ]; then
-  for dir in "$root/../shared/models" "$root/models"; do
-    if [ -d "$dir/stories260K" ]; then
-      models=$(cd "$dir" && pwd)
-      break
-    fi
-  done
-fi
-if [ -n "$models" ] && [ -f "$models/stories260K/tok512.bin" ]; then
+FLOVER_MODELS_OPTIONAL=1 source scripts/models-dir.sh  # no download: they are only seeds
+models=$FLOVER_MODELS_DIR
+if [ -f "$models/stories260K/tok512.bin" ] && [ -f "$models/stories260K/stories260K.gguf" ]; then
   cp "$models/stories260K/tok512.bin" "$build/seeds/fuzz_tokenizer_file/"
   head -c 16384 "$models/stories260K/stories260K.gguf" > "$build/seeds/fuzz_gguf/stories260K-head.gguf"
   echo "fuzz.sh: seeds from $models/stories260K too"
@@ -126,6 +119,7 @@ for t in "${targets[@]}"; do
   findings=("$build/findings/$t"/*)
   result=ok
   if [ -e "${findings[0]}" ] || [ "$(cat "$build/logs/$t.status")" != 0 ]; then
+    [ -e "${findings[0]}" ] || findings=("no input saved")
     result="FOUND (exit $(cat "$build/logs/$t.status")): ${findings[*]}"
     found=1
   fi
