@@ -59,6 +59,10 @@ class LocalCluster {
   const ClusterConfig& config() const { return config_; }
   const std::string& client_endpoint() const { return client_endpoint_; }    // ports resolved
   const std::string& control_endpoint() const { return control_endpoint_; }  // ports resolved
+  const std::string& plans_endpoint() const { return plans_endpoint_; }      // ports resolved
+  // The coordinator's process, and the file its output goes to ("" without capture_logs).
+  ChildProcess* coordinator() { return coordinator_ ? &*coordinator_ : nullptr; }
+  std::string coordinator_log() const { return LogFile("flover-coordinator"); }
   // The client credentials of a secured cluster (security.client_key and the
   // coordinator's public key); nullopt without CURVE.
   const std::optional<CurveClientKeys>& client_keys() const { return client_keys_; }
@@ -92,6 +96,7 @@ class LocalCluster {
   bool capture_logs_ = false;
   std::string client_endpoint_;
   std::string control_endpoint_;
+  std::string plans_endpoint_;
   std::optional<CurveClientKeys> client_keys_;
   std::optional<ChildProcess> coordinator_;
   using Clock = std::chrono::steady_clock;

@@ -9,6 +9,7 @@
 #include "client/run_command.h"
 #include "client/status_command.h"
 #include "client/up_command.h"
+#include "common/protobuf_log.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Flover: temporal-fusion LLM serving runtime"};
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
       ->required();
 
   CLI11_PARSE(app, argc, argv);
+  flover::RouteProtobufLogs();
   if (run_cmd->parsed()) return flover::RunCommand(run);
   if (up_cmd->parsed()) return flover::UpCommand(up);
   if (gen_cmd->parsed()) return flover::GenerateCommand(gen);

@@ -14,11 +14,13 @@
 #include <set>
 #include <span>
 #include <sstream>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <utility>
 
 #include "common/config_env.h"
+#include "common/utf8.h"
 
 namespace flover {
 namespace {
@@ -33,6 +35,8 @@ std::string Join(const std::vector<std::string>& items) {
   for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
   return out;
 }
+
+bool IsValidUtf8(std::string_view text) { return ToValidUtf8(text) == text; }
 
 std::string Child(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
@@ -143,8 +147,12 @@ class ConfigReader {
     const YAML::Node node = map[key];
     if (!node.IsDefined()) return std::optional<std::string>();
     if (!node.IsScalar()) return Error(key_path, "expected a value, got " + KindName(node));
+    // YAML is Unicode text, and every string of the config goes out in protobuf string
+    // fields (to the workers, in the status), which must be UTF-8.
+    if (!IsValidUtf8(node.Scalar())) return Error(key_path, "the value is not valid UTF-8 text");
     Result<std::string> expanded = ExpandEnv(node.Scalar());
     if (!expanded.ok()) return Error(key_path, expanded.status().message());
+    if (!IsValidUtf8(*expanded)) return Error(key_path, "the value is not valid UTF-8 text after ${VAR} expansion");
     return std::optional<std::string>(std::move(expanded).value());
   }
 

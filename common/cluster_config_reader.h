@@ -7,7 +7,8 @@
 //    Unknown and duplicate keys are errors. A missing file is NotFound, everything else
 //    InvalidArgument. No exception escapes this module.
 //  * Every scalar value gets environment expansion (config_env.h) before it is
-//    interpreted.
+//    interpreted, and must then be valid UTF-8 (YAML is Unicode text, and the config's
+//    strings travel in protobuf string fields).
 //  * Enum values (scheduler.policy, parallel.cpu_transport, model.dtype) are read by
 //    their names; every other rule is ClusterConfig::Validate's, which the reader calls.
 //  * A relative model.path / model.tokenizer (after expansion; "dummy:<preset>" is not

@@ -81,7 +81,7 @@ Result<std::string> ReadWholeFile(const std::string& path) {
 }
 
 template <typename T>
-T ReadScalar(const std::string& data, size_t offset) {
+T ReadScalar(std::string_view data, size_t offset) {
   T value;
   std::memcpy(&value, data.data() + offset, sizeof(T));
   return value;
@@ -91,14 +91,17 @@ T ReadScalar(const std::string& data, size_t offset) {
 
 Result<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path) {
   FLOVER_ASSIGN_OR_RETURN(const std::string data, ReadWholeFile(path));
+  return ParseLlama2c(data, path);
+}
 
+Result<Tokenizer> Tokenizer::ParseLlama2c(std::string_view data, const std::string& name) {
   if (data.size() < sizeof(int32_t)) {
-    return Corruption(path + ": " + std::to_string(data.size()) +
+    return Corruption(name + ": " + std::to_string(data.size()) +
                       " bytes is too short for a llama2.c tokenizer (int32 max_token_length)");
   }
   const int32_t max_token_length = ReadScalar<int32_t>(data, 0);
   if (max_token_length < 0) {
-    return Corruption(path + ": negative max_token_length " + std::to_string(max_token_length) +
+    return Corruption(name + ": negative max_token_length " + std::to_string(max_token_length) +
                       "; not a llama2.c tokenizer file");
   }
 
@@ -109,7 +112,7 @@ Result<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path) {
     const size_t left = data.size() - offset;
     constexpr size_t kEntryHeader = sizeof(float) + sizeof(int32_t);
     if (left < kEntryHeader) {
-      return Corruption(path + ": truncated: entry " + std::to_string(id) + " at byte offset " +
+      return Corruption(name + ": truncated: entry " + std::to_string(id) + " at byte offset " +
                         std::to_string(offset) + " needs " + std::to_string(kEntryHeader) +
                         " bytes for its score and length, " + std::to_string(left) + " left");
     }
@@ -117,20 +120,18 @@ Result<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path) {
     const int32_t length = ReadScalar<int32_t>(data, offset + sizeof(float));
     offset += kEntryHeader;
     if (length < 0) {
-      return Corruption(path + ": entry " + std::to_string(id) + " has negative length " +
-                        std::to_string(length));
+      return Corruption(name + ": entry " + std::to_string(id) + " has negative length " + std::to_string(length));
     }
     if (static_cast<size_t>(length) > data.size() - offset) {
-      return Corruption(path + ": truncated: entry " + std::to_string(id) + " has length " +
-                        std::to_string(length) + " but only " +
-                        std::to_string(data.size() - offset) + " bytes are left");
+      return Corruption(name + ": truncated: entry " + std::to_string(id) + " has length " + std::to_string(length) +
+                        " but only " + std::to_string(data.size() - offset) + " bytes are left");
     }
-    tok.pieces_.emplace_back(data, offset, static_cast<size_t>(length));
+    tok.pieces_.emplace_back(data.substr(offset, static_cast<size_t>(length)));
     tok.scores_.push_back(score);
     offset += static_cast<size_t>(length);
   }
   if (tok.pieces_.size() < 3) {
-    return Corruption(path + ": has " + std::to_string(tok.pieces_.size()) +
+    return Corruption(name + ": has " + std::to_string(tok.pieces_.size()) +
                       " entries; a llama2.c tokenizer needs at least 3 (unk, BOS = 1, EOS = 2)");
   }
   tok.BuildIndex();

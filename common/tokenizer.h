@@ -29,6 +29,9 @@ class Tokenizer {
   // when it cannot be read, Corruption when it is truncated (including a partial last
   // entry), has a negative length, or has fewer than 3 entries (unk, BOS = 1, EOS = 2).
   static Result<Tokenizer> LoadLlama2c(const std::string& path);
+  // The same format from bytes already in memory; `name` (a path, or what the bytes
+  // are) starts every error message. Corruption as LoadLlama2c.
+  static Result<Tokenizer> ParseLlama2c(std::string_view data, const std::string& name);
 
   // Builds from pieces and scores (e.g. a GGUF file's tokenizer.ggml.tokens/scores).
   // SentencePiece's "▁" (U+2581) in pieces is turned into a space. InvalidArgument when

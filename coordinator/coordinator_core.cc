@@ -72,7 +72,7 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, ClientRole ro
       if (lenient.has_submit()) id = lenient.submit().client_request_id();
       if (lenient.has_cancel()) id = lenient.cancel().client_request_id();
     }
-    SendToClient(identity, ErrorReply(Echoed(id), message.status()));
+    Refuse(identity, id, message.status());
     return;
   }
   switch (message->body_case()) {

@@ -201,6 +201,11 @@ class CoordinatorCore {
   void HandleStatus(const std::string& identity, ClientRole role, Clock::time_point now);
   // Builds the status once and sends it to every client waiting for one.
   void SendStatus(Clock::time_point now);
+  // An Error for a refused message about request `cid` of this connection. An Error
+  // that names a request ends it for its client, so when `cid` is in flight there (a
+  // second submission of its id, an unreadable cancel) the Error leaves the id empty,
+  // its message names it, and the request goes on.
+  void Refuse(const std::string& identity, const std::string& cid, const Status& status);
   // Sends the request to the least-loaded ready replica (Accepted, the first time), or
   // fails it. `generated`: tokens it generated on a replica that failed (Scheduler::Add).
   // REQUIRES: the request is in requests_ and some replica is ready.

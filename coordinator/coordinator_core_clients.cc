@@ -19,7 +19,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   // Valid once admitted; until then only its start is echoed.
   const std::string& cid = submit.client_request_id();
   if (draining()) {
-    SendToClient(identity, ErrorReply(Echoed(cid), Unavailable("the coordinator is shutting down; no new requests")));
+    Refuse(identity, cid, Unavailable("the coordinator is shutting down; no new requests"));
     return;
   }
   AdmissionContext context;
@@ -36,13 +36,13 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
     if (spdlog::should_log(spdlog::level::debug))
       if (auto more = client_log_.Allow(now))
         spdlog::debug("request '{}' rejected: {}{}", Echoed(cid), params.status().ToString(), SuppressedSuffix(*more));
-    SendToClient(identity, ErrorReply(Echoed(cid), params.status()));
+    Refuse(identity, cid, params.status());
     return;
   }
   const bool ready = AnyReady();
   const bool starting = AnyStarting();
   if (!ready && !starting && now >= recovery_until_) {
-    SendToClient(identity, ErrorReply(cid, Unavailable("no healthy replica: " + UnhealthySummary())));
+    Refuse(identity, cid, Unavailable("no healthy replica: " + UnhealthySummary()));
     return;
   }
 
@@ -80,6 +80,15 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   queued_.push_back(id);
   spdlog::debug("request {} ('{}') queued: no replica is ready {}", id, cid,
                 starting ? "yet" : "while the failed ones may come back");
+}
+
+void CoordinatorCore::Refuse(const std::string& identity, const std::string& cid, const Status& status) {
+  if (!cid.empty() && requests_.FindByClient(identity, cid) != nullptr) {
+    SendToClient(identity, ErrorReply("", Status(status.code(), status.message() + " (a message about request '" +
+                                                                    Echoed(cid) + "', which is in flight and goes on)")));
+    return;
+  }
+  SendToClient(identity, ErrorReply(Echoed(cid), status));
 }
 
 void CoordinatorCore::Assign(uint64_t id, RequestParams params, std::vector<int> generated) {

@@ -22,6 +22,7 @@
 
 #include "common/cluster_config_reader.h"
 #include "common/file_limit.h"
+#include "common/protobuf_log.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/endpoints_file.h"
 
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("flover-coordinator");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
+  flover::RouteProtobufLogs();  // a peer's bad bytes: rate-limited lines, not one per message
 
   flover::Result<flover::ClusterConfig> config = flover::LoadClusterConfig(config_path);
   if (!config.ok()) {

@@ -18,6 +18,7 @@
 #include "common/cluster_config_reader.h"
 #include "common/curve_socket.h"
 #include "common/file_limit.h"
+#include "common/protobuf_log.h"
 #include "worker/worker_daemon.h"
 
 namespace {
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  flover::RouteProtobufLogs();  // a peer's bad bytes: rate-limited lines, not one per message
   if (!config_path.empty()) {
     flover::Result<flover::ClusterConfig> config = flover::LoadClusterConfig(config_path);
     if (!config.ok()) {

@@ -389,6 +389,22 @@ TEST(ClusterConfigErrors, YamlSyntaxHasLineAndColumn) {
   EXPECT_THAT(result.status().message(), HasSubstr("x.yaml: "));
 }
 
+// Found by fuzz_cluster_config (docs/fuzzing.md): bytes that are not UTF-8 in a value
+// were read as they were, and the writer's YAML (and the workers' protobuf string
+// fields) could not carry them.
+TEST(ClusterConfigErrors, ValuesMustBeUtf8) {
+  ExpectError("endpoints: {control: tcp://127.0.0.1:5556}\nmodel: {path: /models/m\x8e\xa0.bin}\n",
+              {"x.yaml: model.path: the value is not valid UTF-8 text"});
+  ExpectError(With("cluster: {name: \"a\xc3\"}\n"), {"x.yaml: cluster.name: the value is not valid UTF-8 text"});
+  ScopedEnv bad("FLOVER_TEST_NOT_UTF8", "\xff\xfe");
+  ExpectError(With("workers:\n  - {replica: 0, rank: 0, host: 'node-${FLOVER_TEST_NOT_UTF8}'}\n"),
+              {"x.yaml: workers[0].host: the value is not valid UTF-8 text after ${VAR} expansion"});
+  // Text in other scripts is fine.
+  Result<ClusterConfig> config = Parse(With("cluster: {name: \"\xe6\x97\xa5\xe6\x9c\xac \xc3\xa9t\xc3\xa9\"}\n"));
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->name, "\xe6\x97\xa5\xe6\x9c\xac \xc3\xa9t\xc3\xa9");
+}
+
 TEST(ClusterConfigErrors, LoadNamesTheFile) {
   const fs::path dir = fs::temp_directory_path() / ("flover_cluster_config_test_" + std::to_string(getpid()));
   fs::create_directories(dir);

@@ -346,6 +346,15 @@ TEST_F(TokenizerLoadTest, VocabularyIsEveryEntryUpToEof) {
   EXPECT_EQ(tok->piece(2), "\n</s>\n");
 }
 
+TEST(TokenizerParseTest, BytesInMemoryReadAsTheFile) {
+  Result<Tokenizer> tok = Tokenizer::ParseLlama2c(ThreeEntries(), "three entries");
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ(tok->vocab_size(), 3);
+  EXPECT_EQ(tok->piece(1), "\n<s>\n");
+  ExpectError(Tokenizer::ParseLlama2c(ThreeEntries() + "x", "three entries and a byte"), StatusCode::kCorruption,
+              "three entries and a byte", "entry 3");
+}
+
 TEST_F(TokenizerLoadTest, MissingFileIsNotFound) {
   const std::string path = (dir_ / "no_such_tok.bin").string();
   ExpectError(Tokenizer::LoadLlama2c(path), StatusCode::kNotFound, path, "does not exist");

@@ -489,6 +489,50 @@ TEST_F(CoreTest, DuplicateClientRequestIdInFlightIsRejected) {
   ExpectAccepted(other, "same");
 }
 
+// Found by fuzz_client_messages (docs/fuzzing.md): an Error that names a request ends
+// it for its client (client/request_session.cc), but a refused second submission of an
+// id in flight, or an unreadable cancel of it, got an Error with that id while the
+// request went on streaming. Such an Error now leaves the id empty and names it in its
+// message.
+TEST_F(CoreTest, ARefusedMessageAboutARequestInFlightLeavesItRunning) {
+  OneRequest r = StartWithOneRequest(Options(), {1, 2}, 2);
+  ASSERT_TRUE(r.plan.has_value());
+  r.client.Submit("r", {1, 2}, 5);
+  proto::ServerMessage m = Reply(r.client);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "");
+  EXPECT_NE(m.error().message().find("'r' is already in flight"), std::string::npos) << m.error().message();
+  EXPECT_NE(m.error().message().find("request 'r', which is in flight and goes on"), std::string::npos)
+      << m.error().message();
+  proto::ClientMessage cancel = CancelMessage("r");
+  cancel.set_protocol_version(kProtocolVersion + 21);
+  r.client.SendRaw(cancel.SerializeAsString());
+  m = Reply(r.client);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "");
+  EXPECT_NE(m.error().message().find("protocol version"), std::string::npos) << m.error().message();
+  // A cancel of an id that is not in flight is refused with its id, as before.
+  cancel.mutable_cancel()->set_client_request_id("other");
+  r.client.SendRaw(cancel.SerializeAsString());
+  m = Reply(r.client);
+  ASSERT_TRUE(m.has_error()) << m.DebugString();
+  EXPECT_EQ(m.error().client_request_id(), "other");
+
+  // "r" goes on to its end.
+  r.worker.Answer(*r.plan, {{r.id, 40, proto::FINISH_NONE}});
+  m = Reply(r.client);
+  ASSERT_TRUE(m.has_token()) << m.DebugString();
+  EXPECT_EQ(m.token().client_request_id(), "r");
+  std::optional<proto::StepPlan> p2 = ExpectPlan(r.worker);
+  ASSERT_TRUE(p2.has_value());
+  r.worker.Answer(*p2, {{r.id, 41, proto::FINISH_LENGTH}});
+  ASSERT_TRUE(Reply(r.client).has_token());
+  m = Reply(r.client);
+  ASSERT_TRUE(m.has_done()) << m.DebugString();
+  EXPECT_EQ(m.done().client_request_id(), "r");
+  EXPECT_EQ(m.done().completion_tokens(), 2);
+}
+
 TEST_F(CoreTest, SubmissionsBeforeAnyReplicaIsReadyWaitThenRun) {
   Start();
   SimClient& c = AddClient();

@@ -42,6 +42,7 @@ std::string ClusterYaml(const TestClusterOptions& o) {
        << "heartbeat:\n  interval_ms: " << o.heartbeat_interval_ms << "\n  timeout_ms: " << o.heartbeat_timeout_ms
        << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n"
        << "limits:\n  status_per_client_per_second: " << o.status_per_second << "\n";
+  for (const auto& [key, value] : o.limits) yaml << "  " << key << ": " << value << "\n";
   if (!o.keys_dir.empty()) {
     const std::string& k = o.keys_dir;
     yaml << "security:\n  mode: curve\n  coordinator_key: " << k << "/coordinator.key\n"
@@ -82,6 +83,7 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   options.coordinator_bin = CoordinatorBinary();
   options.worker_bin = WorkerBinary();
   options.ready_timeout_s = static_cast<double>(ready_timeout.count());
+  options.capture_logs = o.capture_logs;
   FLOVER_ASSIGN_OR_RETURN(c->cluster_, LocalCluster::Start(config_path, options));
   return c;
 }

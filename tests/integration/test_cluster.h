@@ -11,8 +11,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "client/child_process.h"
@@ -51,6 +53,10 @@ struct TestClusterOptions {
   // limits.status_per_client_per_second: tests watch the cluster through status, some
   // every few milliseconds.
   int status_per_second = 1000;
+  // More limits: (key, value) under `limits:` ("max_client_connections", 16).
+  std::vector<std::pair<std::string, int64_t>> limits;
+  // The daemons' output goes to files (coordinator_log()) instead of this process's.
+  bool capture_logs = false;
   // Not empty: a secured cluster (security.mode curve) with the keys MakeClusterKeys
   // wrote into this folder.
   std::string keys_dir;
@@ -80,6 +86,10 @@ class TestCluster {
   const std::string& client_endpoint() const { return cluster_->client_endpoint(); }
   // Worker (replica, rank); nullptr if absent.
   ChildProcess* worker(int replica, int rank) { return cluster_->worker(replica, rank); }
+  ChildProcess* coordinator() { return cluster_->coordinator(); }
+  std::string coordinator_log() const { return cluster_->coordinator_log(); }  // "" without capture_logs
+  const std::string& control_endpoint() const { return cluster_->control_endpoint(); }
+  const std::string& plans_endpoint() const { return cluster_->plans_endpoint(); }
 
   Result<std::unique_ptr<Client>> Connect() const { return Client::Connect(client_endpoint()); }
 

@@ -5,6 +5,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -219,6 +220,25 @@ TEST(GgufLoaderTest, RopeThetaAndEpsilonComeFromMetadata) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->weights.spec.rope_theta, 500000.0f);
   EXPECT_EQ(m->weights.spec.norm_eps, 1e-6f);
+}
+
+TEST(GgufLoaderTest, LoadsFromAStreamInMemory) {
+  const ModelWeights expected = RandomWeights(SmallSpec(false), 5);
+  std::string bytes = LlamaGguf(expected).Serialize();
+  Result<std::unique_ptr<GgufReader>> reader =
+      GgufReader::FromStream(fmemopen(bytes.data(), bytes.size(), "rb"), "in memory");
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->path(), "in memory");
+  EXPECT_EQ((*reader)->file_size(), bytes.size());
+  Result<GgufModel> m = LoadGgufModel(**reader);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ExpectSameWeights(expected, m->weights);
+
+  bytes[0] = 'X';
+  reader = GgufReader::FromStream(fmemopen(bytes.data(), bytes.size(), "rb"), "not gguf in memory");
+  ASSERT_FALSE(reader.ok());
+  EXPECT_EQ(reader.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(reader.status().message(), HasSubstr("not gguf in memory: not a GGUF file"));
 }
 
 TEST(GgufLoaderTest, MissingFileIsNotFound) {

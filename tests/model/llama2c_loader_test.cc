@@ -5,6 +5,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -216,6 +217,26 @@ TEST(ModelLoaderTest, DispatchesBinToLlama2c) {
   EXPECT_FALSE(m->tokenizer.has_value());
   EXPECT_THAT(m->description, HasSubstr("llama2.c"));
   EXPECT_THAT(m->description, HasSubstr("stories260K.bin"));
+}
+
+TEST(Llama2cLoaderTest, LoadsFromAStreamInMemory) {
+  const ModelWeights expected = RandomWeights(SmallSpec(false), 3);
+  std::string bytes = Llama2cBytes(expected);
+  std::FILE* file = fmemopen(bytes.data(), bytes.size(), "rb");
+  ASSERT_NE(file, nullptr);
+  Result<ModelWeights> w = LoadLlama2cCheckpoint(file, "in memory");
+  std::fclose(file);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  ::flover::testing::ExpectSameWeights(expected, *w);
+
+  std::string cut = bytes.substr(0, bytes.size() - 4);
+  file = fmemopen(cut.data(), cut.size(), "rb");
+  ASSERT_NE(file, nullptr);
+  w = LoadLlama2cCheckpoint(file, "cut in memory");
+  std::fclose(file);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(w.status().message(), HasSubstr("cut in memory: file has"));
 }
 
 TEST(ModelLoaderTest, MissingFileNamesThePath) {

@@ -241,8 +241,12 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
 
 Result<GgufModel> LoadGgufModel(const std::string& path, const LoadTarget& target) {
   FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> reader, GgufReader::Open(path));
-  Result<GgufModel> model = Load(*reader, target);
-  if (!model.ok()) return model.status().WithContext(path);
+  return LoadGgufModel(*reader, target);
+}
+
+Result<GgufModel> LoadGgufModel(GgufReader& reader, const LoadTarget& target) {
+  Result<GgufModel> model = Load(reader, target);
+  if (!model.ok()) return model.status().WithContext(reader.path());
   return model;
 }
 

@@ -26,6 +26,7 @@
 
 #include "common/status.h"
 #include "common/tokenizer.h"
+#include "worker/model/gguf_reader.h"
 #include "worker/model/model_weights.h"
 #include "worker/model/shard.h"
 
@@ -37,5 +38,8 @@ struct GgufModel {
 };
 
 Result<GgufModel> LoadGgufModel(const std::string& path, const LoadTarget& target = {});
+// The same from a reader already open (GgufReader::FromStream for bytes in memory); the
+// messages name reader.path().
+Result<GgufModel> LoadGgufModel(GgufReader& reader, const LoadTarget& target = {});
 
 }  // namespace flover

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -262,15 +263,22 @@ Result<std::unique_ptr<GgufReader>> GgufReader::Open(const std::string& path) {
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) return NotFound(path + ": no such file");
   if (std::filesystem::is_directory(status)) return InvalidArgument(path + ": is a directory, not a GGUF file");
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return IoError(path + ": cannot open: " + std::strerror(errno));
+  return FromStream(file, path);
+}
+
+Result<std::unique_ptr<GgufReader>> GgufReader::FromStream(std::FILE* file, std::string name) {
   std::unique_ptr<GgufReader> r(new GgufReader());
-  r->path_ = path;
-  r->file_ = std::fopen(path.c_str(), "rb");
-  if (r->file_ == nullptr) return IoError(path + ": cannot open: " + std::strerror(errno));
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return IoError(path + ": cannot get the file size: " + ec.message());
-  r->file_size_ = size;
+  r->path_ = std::move(name);
+  r->file_ = file;
+  if (fseeko(file, 0, SEEK_END) != 0) return IoError(r->path_ + ": cannot seek to the end: " + std::strerror(errno));
+  const off_t size = ftello(file);
+  if (size < 0 || fseeko(file, 0, SEEK_SET) != 0)
+    return IoError(r->path_ + ": cannot get the file size: " + std::strerror(errno));
+  r->file_size_ = static_cast<uint64_t>(size);
   Status s = r->Parse();
-  if (!s.ok()) return s.WithContext(path);
+  if (!s.ok()) return s.WithContext(r->path_);
   return r;
 }
 
@@ -473,8 +481,12 @@ __attribute__((target("avx,f16c"))) void ConvertHalfToFloatF16c(const uint16_t* 
   for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
 }
 
+// CPUID directly: clang 14's __builtin_cpu_supports does not know "f16c".
 bool HasF16c() {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool has = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  }();
   return has;
 }
 #endif

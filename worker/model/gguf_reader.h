@@ -89,6 +89,11 @@ class GgufReader {
   // (not GGUF, unsupported version or big-endian), Corruption (anything malformed). The
   // messages name `path`.
   static Result<std::unique_ptr<GgufReader>> Open(const std::string& path);
+  // Parses the stream `file` (positioned anywhere; its size is found by seeking to its
+  // end): a file, or bytes in memory through fmemopen(). Takes ownership of `file`, also
+  // on error. `name` stands for the path in messages and in path(). Errors as Open's,
+  // but never NotFound. REQUIRES: file is not null.
+  static Result<std::unique_ptr<GgufReader>> FromStream(std::FILE* file, std::string name);
 
   ~GgufReader();
   GgufReader(const GgufReader&) = delete;
@@ -120,7 +125,7 @@ class GgufReader {
   GgufReader() = default;
   Status Parse();
 
-  // Constant after Open():
+  // Constant after Open() / FromStream():
   std::string path_;
   std::FILE* file_ = nullptr;
   uint64_t file_size_ = 0;

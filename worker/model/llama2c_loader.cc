@@ -57,16 +57,23 @@ Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path, const LoadTa
   if (!std::filesystem::exists(fs_status)) return NotFound(path + ": no such file");
   if (std::filesystem::is_directory(fs_status))
     return InvalidArgument(path + ": is a directory, not a llama2.c checkpoint");
-  const uintmax_t file_size = std::filesystem::file_size(path, ec);
-  if (ec) return IoError(path + ": cannot get the file size: " + ec.message());
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file) return IoError(path + ": cannot open: " + std::strerror(errno));
+  return LoadLlama2cCheckpoint(file.get(), path, target);
+}
+
+Result<ModelWeights> LoadLlama2cCheckpoint(std::FILE* file, const std::string& path, const LoadTarget& target) {
+  if (fseeko(file, 0, SEEK_END) != 0) return IoError(path + ": cannot seek to the end: " + std::strerror(errno));
+  const off_t end = ftello(file);
+  if (end < 0 || fseeko(file, 0, SEEK_SET) != 0)
+    return IoError(path + ": cannot get the file size: " + std::strerror(errno));
+  const auto file_size = static_cast<uintmax_t>(end);
 
   if (file_size < static_cast<uintmax_t>(kHeaderBytes))
     return Corruption(path + ": file has " + std::to_string(file_size) +
                       " bytes, too few for the 28-byte llama2.c header");
   int32_t header[7];
-  if (std::fread(header, sizeof(header), 1, file.get()) != 1)
+  if (std::fread(header, sizeof(header), 1, file) != 1)
     return IoError(path + ": cannot read the header: " + std::strerror(errno));
   if (header[0] == kLlama2cV1Magic)
     return InvalidArgument(path + ": is a llama2.c version 1/2 export (magic \"ak42\"); only the legacy version-0 "
@@ -108,7 +115,7 @@ Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path, const LoadTa
   auto read = [&](std::vector<float>& dst, int64_t n, TensorSplit split, const char* name) {
     if (failed != nullptr) return;
     std::vector<float> full(n);
-    if (std::fread(full.data(), sizeof(float), full.size(), file.get()) != full.size()) {
+    if (std::fread(full.data(), sizeof(float), full.size(), file) != full.size()) {
       failed = name;
       return;
     }
@@ -131,11 +138,11 @@ Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path, const LoadTa
   if (!spec.shared_classifier && failed == nullptr) {
     // Skip freq_cis_real and freq_cis_imag: [seq_len * head_dim / 2] floats each.
     const int64_t skip = int64_t{spec.max_seq_len} * spec.head_dim() * static_cast<int64_t>(sizeof(float));
-    if (std::fseek(file.get(), static_cast<long>(skip), SEEK_CUR) != 0) failed = "freq_cis";
+    if (std::fseek(file, static_cast<long>(skip), SEEK_CUR) != 0) failed = "freq_cis";
     read(w.classifier, v * d, TensorSplit::kVocabRows, "wcls");
   }
   if (failed != nullptr) {
-    if (std::feof(file.get()))
+    if (std::feof(file))
       return Corruption(path + ": file ended while reading " + failed + " (did it change while loading?)");
     return IoError(path + ": cannot read " + failed + ": " + std::strerror(errno));
   }

@@ -12,6 +12,7 @@
 // cut as it is read; target.check_spec runs after the header, before any tensor.
 #pragma once
 
+#include <cstdio>
 #include <string>
 
 #include "common/status.h"
@@ -21,5 +22,9 @@
 namespace flover {
 
 Result<ModelWeights> LoadLlama2cCheckpoint(const std::string& path, const LoadTarget& target = {});
+// The same from the stream `file` (a file, or bytes in memory through fmemopen()), read
+// from its start; its size is found by seeking to its end. `name` stands for the path in
+// messages. The caller keeps ownership of `file`.
+Result<ModelWeights> LoadLlama2cCheckpoint(std::FILE* file, const std::string& name, const LoadTarget& target = {});
 
 }  // namespace flover
