@@ -194,7 +194,8 @@ class CoordinatorCore {
                   Clock::duration drain_timeout, Clock::time_point now);
 
   // ---- client API
-  void HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit, Clock::time_point now);
+  void HandleSubmit(const std::string& identity, ClientRole role, const proto::SubmitRequest& submit,
+                    Clock::time_point now);
   void HandleCancel(const std::string& identity, const proto::CancelRequest& cancel, Clock::time_point now);
   // A status request: refused beyond the client's rate, else answered with the next
   // build (at once when none was made within kStatusEvery).
@@ -214,7 +215,7 @@ class CoordinatorCore {
   void ExpireQueued(Clock::time_point now);
   // Fails the queued requests, except those moved from a failed replica (their own
   // deadline fails them).
-  void FailQueued(const Status& status);
+  void FailQueued(const Status& status, std::string_view for_clients = {});
   // The queued requests not moved from a failed replica wait until recovery_until_ at
   // most, and then fail with `why`.
   void HoldQueued(const std::string& why);
@@ -224,7 +225,9 @@ class CoordinatorCore {
   void SendTokenEvent(const TrackedRequest& t, std::optional<int> token, std::string text);
   // Sends Done / Error for a request and removes it from requests_.
   void Finish(uint64_t id, FinishReason reason, Clock::time_point now);
-  void Fail(uint64_t id, const Status& status);
+  // `for_clients`, when given, replaces the message for a client that is no admin: the
+  // message names workers (pids, failure reasons), which only admins may see.
+  void Fail(uint64_t id, const Status& status, std::string_view for_clients = {});
   // Takes the request out of its queue or scheduler (its workers drop it at the next
   // plan); the caller then finishes or fails it.
   void Withdraw(uint64_t id);
@@ -279,6 +282,9 @@ class CoordinatorCore {
   // is ready: the last known one).
   void RefreshKvCapacity();
   std::string UnhealthySummary() const;
+  // What a client that is no admin reads instead of UnhealthySummary().
+  static constexpr std::string_view kNoHealthyReplicaForClients =
+      "no healthy replica (the reasons, which name the workers, are shown to admins)";
   void SendToClient(const std::string& identity, proto::ServerMessage message);
   void SendToWorker(const std::string& identity, proto::CoordinatorMessage message);
   const Tokenizer* tokenizer() const { return tokenizer_ ? &*tokenizer_ : nullptr; }

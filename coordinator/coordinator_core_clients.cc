@@ -14,8 +14,8 @@
 
 namespace flover {
 
-void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::SubmitRequest& submit,
-                               Clock::time_point now) {
+void CoordinatorCore::HandleSubmit(const std::string& identity, ClientRole role, const proto::SubmitRequest& submit,
+                                   Clock::time_point now) {
   // Valid once admitted; until then only its start is echoed.
   const std::string& cid = submit.client_request_id();
   if (draining()) {
@@ -42,7 +42,9 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   const bool ready = AnyReady();
   const bool starting = AnyStarting();
   if (!ready && !starting && now >= recovery_until_) {
-    Refuse(identity, cid, Unavailable("no healthy replica: " + UnhealthySummary()));
+    Refuse(identity, cid,
+           Unavailable(role == ClientRole::kAdmin ? "no healthy replica: " + UnhealthySummary()
+                                                  : std::string(kNoHealthyReplicaForClients)));
     return;
   }
 
@@ -50,6 +52,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, const proto::Sub
   t.id = next_request_id_++;
   t.client = identity;
   t.client_request_id = cid;
+  t.role = role;
   t.stream = submit.stream();
   t.priority = submit.priority();
   t.prompt_tokens = static_cast<int>(params->prompt.size());
@@ -147,8 +150,11 @@ void CoordinatorCore::ExpireQueued(Clock::time_point now) {
     it = queued_.erase(it);
     if (!t) continue;
     if (!t->failure.empty())
-      Fail(t->id, Unavailable(fmt::format("{}; no replica became ready within {:.1f} s", t->failure,
-                                          config_.scheduler.failover_wait_ms / 1000.0)));
+      Fail(t->id,
+           Unavailable(fmt::format("{}; no replica became ready within {:.1f} s", t->failure,
+                                   config_.scheduler.failover_wait_ms / 1000.0)),
+           fmt::format("{}; no replica became ready within {:.1f} s", kNoHealthyReplicaForClients,
+                       config_.scheduler.failover_wait_ms / 1000.0));
     else
       Fail(t->id, Unavailable(fmt::format("no replica became ready within {:.1f} s", Seconds(startup_timeout_))));
   }
@@ -163,7 +169,7 @@ void CoordinatorCore::HoldQueued(const std::string& why) {
   }
 }
 
-void CoordinatorCore::FailQueued(const Status& status) {
+void CoordinatorCore::FailQueued(const Status& status, std::string_view for_clients) {
   for (auto it = queued_.begin(); it != queued_.end();) {
     TrackedRequest* t = requests_.Find(*it);
     if (t && !t->failure.empty()) {  // moved from a failed replica: waits for its deadline
@@ -171,7 +177,7 @@ void CoordinatorCore::FailQueued(const Status& status) {
       continue;
     }
     it = queued_.erase(it);
-    if (t) Fail(t->id, status);
+    if (t) Fail(t->id, status, for_clients);
   }
 }
 
@@ -362,10 +368,12 @@ void CoordinatorCore::Finish(uint64_t id, FinishReason reason, Clock::time_point
   ++completed_;
 }
 
-void CoordinatorCore::Fail(uint64_t id, const Status& status) {
+void CoordinatorCore::Fail(uint64_t id, const Status& status, std::string_view for_clients) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
-  SendToClient(t->client, ErrorReply(t->client_request_id, status));
+  const bool redacted = t->role != ClientRole::kAdmin && !for_clients.empty();
+  SendToClient(t->client,
+               ErrorReply(t->client_request_id, redacted ? Status(status.code(), std::string(for_clients)) : status));
   requests_.Remove(id);
 }
 

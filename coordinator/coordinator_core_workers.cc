@@ -294,9 +294,11 @@ void CoordinatorCore::MarkUnhealthy(Replica& replica, const std::string& reason,
     worker_by_identity_.erase(w.identity);
   }
   const Status status = Unavailable(message);
+  const std::string for_clients =
+      fmt::format("replica {} is unhealthy (the reason, which names its workers, is shown to admins)", replica.index());
   std::vector<uint64_t> waiting;
   for (TakenRequest& taken : replica.MakeUnhealthy(message))
-    if (requests_.Find(taken.id) && !Failover(taken, message, &waiting)) Fail(taken.id, status);
+    if (requests_.Find(taken.id) && !Failover(taken, message, &waiting)) Fail(taken.id, status, for_clients);
   queued_.insert(queued_.begin(), waiting.begin(), waiting.end());  // oldest first, ahead of new ones
   store_.Clear(replica.index());
   RefreshKvCapacity();
@@ -305,7 +307,7 @@ void CoordinatorCore::MarkUnhealthy(Replica& replica, const std::string& reason,
   if (config_.scheduler.failover_wait_ms > 0)
     HoldQueued(why);
   else
-    FailQueued(Unavailable(why));
+    FailQueued(Unavailable(why), kNoHealthyReplicaForClients);
 }
 
 bool CoordinatorCore::Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting) {

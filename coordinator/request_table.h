@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/request_params.h"
+#include "coordinator/client_role.h"
 #include "common/utf8.h"
 #include "coordinator/stop_strings.h"
 
@@ -29,6 +30,7 @@ struct TrackedRequest {
   uint64_t id = 0;                // cluster-wide
   std::string client;             // ROUTER identity of the client connection
   std::string client_request_id;  // chosen by the client
+  ClientRole role = ClientRole::kAdmin;  // of the client's key: what its errors may say
   bool stream = false;
   int priority = 0;
   int replica = -1;  // -1: queued until a replica is ready

@@ -75,6 +75,43 @@ TEST_F(CoreTest, RequestsOfAFailedReplicaFailWhenNoOtherIsReady) {
   EXPECT_NE(m.error().message().find("replica 0 is unhealthy: worker 0/0"), std::string::npos) << m.error().message();
 }
 
+// A failure's reason names the workers (pids, what they reported): a client key reads
+// that its replica failed, an admin key why; so with a new submission while none is
+// healthy, and with a request that waited for a replica in vain.
+TEST_F(CoreTest, ErrorsOfAFailedReplicaNameTheWorkersOnlyToAdmins) {
+  Start();
+  SimClient& admin = AddClient(ClientRole::kAdmin);
+  SimClient& client = AddClient(ClientRole::kClient);
+  SimWorker& w0 = AddWorker(0, 0);
+  w0.Start();
+  ASSERT_EQ(ReplicaState(admin, 0), "ready");
+  admin.Submit("a", {1, 2}, 10);
+  ExpectAccepted(admin, "a", /*replica=*/0);
+  client.Submit("c", {1, 2}, 10);
+  ExpectAccepted(client, "c", /*replica=*/0);
+  ASSERT_TRUE(ExpectPlan(w0).has_value());
+  ReportFailure(w0, "GPU fell off the bus at host-17");
+  const proto::ServerMessage to_admin = Reply(admin);
+  ASSERT_TRUE(to_admin.has_error()) << to_admin.DebugString();
+  EXPECT_NE(to_admin.error().message().find("(pid " + std::to_string(w0.pid()) + ")"), std::string::npos)
+      << to_admin.error().message();
+  const proto::ServerMessage to_client = Reply(client);
+  ASSERT_TRUE(to_client.has_error()) << to_client.DebugString();
+  EXPECT_EQ(to_client.error().client_request_id(), "c");
+  EXPECT_EQ(to_client.error().code(), "Unavailable");
+  EXPECT_EQ(to_client.error().message(),
+            "replica 0 is unhealthy (the reason, which names its workers, is shown to admins)");
+
+  client.Submit("later", {1, 2}, 10);
+  const proto::ServerMessage refused = Reply(client);
+  ASSERT_TRUE(refused.has_error()) << refused.DebugString();
+  EXPECT_EQ(refused.error().message(), "no healthy replica (the reasons, which name the workers, are shown to admins)");
+  admin.Submit("later", {1, 2}, 10);
+  const proto::ServerMessage refused_admin = Reply(admin);
+  ASSERT_TRUE(refused_admin.has_error()) << refused_admin.DebugString();
+  EXPECT_NE(refused_admin.error().message().find("host-17"), std::string::npos) << refused_admin.error().message();
+}
+
 TEST_F(CoreTest, RequestsOfAFailedReplicaWaitForItToComeBack) {
   // One replica and failover_wait_ms: its request waits (the client sees nothing), the
   // restarted worker brings the replica back, and the request goes on from its token.
