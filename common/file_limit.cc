@@ -3,6 +3,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -12,7 +13,7 @@ namespace flover {
 namespace {
 
 constexpr int64_t kReservedFiles = 64;
-constexpr int kFilesPerWorker = 3;
+constexpr int kFilesPerWorker = 2;  // its control and plans connections
 
 std::string LimitName(uint64_t limit) { return limit == RLIM_INFINITY ? "unlimited" : std::to_string(limit); }
 
@@ -37,11 +38,19 @@ int64_t CoordinatorFilesNeeded(const ClusterConfig& config) {
          int64_t{kFilesPerWorker} * config.replicas * config.tensor_parallel + kReservedFiles;
 }
 
-void RaiseFileLimitAndLog(const std::string& who, int64_t needed, const std::string& need_why) {
+int ClientConnectionsThatFit(const ClusterConfig& config, uint64_t soft_limit) {
+  const int wanted = config.limits.max_client_connections;
+  if (soft_limit == RLIM_INFINITY) return wanted;
+  const int64_t others = CoordinatorFilesNeeded(config) - wanted;
+  const int64_t left = static_cast<int64_t>(soft_limit) - others;
+  return static_cast<int>(std::clamp<int64_t>(left, 1, wanted));
+}
+
+std::optional<FileLimit> RaiseFileLimitAndLog(const std::string& who, int64_t needed, const std::string& need_why) {
   Result<FileLimit> limit = RaiseFileLimit();
   if (!limit.ok()) {
     spdlog::warn("{}: open files: {}", who, limit.status().ToString());
-    return;
+    return std::nullopt;
   }
   if (limit->soft == limit->soft_before)
     spdlog::info("{}: open files (RLIMIT_NOFILE): soft limit {} (the hard limit {})", who, LimitName(limit->soft),
@@ -53,6 +62,7 @@ void RaiseFileLimitAndLog(const std::string& who, int64_t needed, const std::str
     spdlog::warn("{}: the open-file hard limit {} is below the {} descriptors that {} need: connections beyond it "
                  "fail; raise it (LimitNOFILE= in the systemd unit, ulimit -Hn, the container's nofile limit)",
                  who, LimitName(limit->hard), needed, need_why);
+  return *limit;
 }
 
 }  // namespace flover

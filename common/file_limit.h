@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/cluster_config.h"
@@ -29,13 +30,22 @@ struct FileLimit {
 Result<FileLimit> RaiseFileLimit();
 
 // The descriptors the coordinator of `config` may need: each client connection
-// (limits.max_client_connections), three per worker (control, plans, results), and a
-// reserve for its listening sockets, ZeroMQ's internals and files.
+// (limits.max_client_connections), two per worker (control, plans), and a reserve for
+// its listening sockets, ZeroMQ's internals and files.
 int64_t CoordinatorFilesNeeded(const ClusterConfig& config);
+
+// The client connections the coordinator of `config` can hold under a soft open-file
+// limit of `soft_limit` with the workers' descriptors and the reserve kept free:
+// limits.max_client_connections when it fits (or the limit is RLIM_INFINITY), else what
+// is left, at least 1. The coordinator refuses client connections beyond it (ZAP), so a
+// client flood cannot take the descriptors a (restarted) worker needs.
+int ClientConnectionsThatFit(const ClusterConfig& config, uint64_t soft_limit);
 
 // RaiseFileLimit, logged: "<who>: open files (RLIMIT_NOFILE): soft limit 1024 raised to
 // 524288, hard limit 524288" at info; at warning, a limit that cannot be raised, and a
 // hard limit below `needed` (0: no check; `need_why` says what needs them).
-void RaiseFileLimitAndLog(const std::string& who, int64_t needed = 0, const std::string& need_why = "");
+// Returns the limit (nullopt when it could not be read).
+std::optional<FileLimit> RaiseFileLimitAndLog(const std::string& who, int64_t needed = 0,
+                                              const std::string& need_why = "");
 
 }  // namespace flover

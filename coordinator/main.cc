@@ -81,10 +81,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flover-coordinator: %s\n", config.status().ToString().c_str());
     return 2;
   }
-  flover::RaiseFileLimitAndLog("flover-coordinator", flover::CoordinatorFilesNeeded(*config),
-                               "limits.max_client_connections (" +
-                                   std::to_string(config->limits.max_client_connections) + ") and " +
-                                   std::to_string(config->replicas * config->tensor_parallel) + " worker(s)");
+  const std::optional<flover::FileLimit> files = flover::RaiseFileLimitAndLog(
+      "flover-coordinator", flover::CoordinatorFilesNeeded(*config),
+      "limits.max_client_connections (" + std::to_string(config->limits.max_client_connections) + ") and " +
+          std::to_string(config->replicas * config->tensor_parallel) + " worker(s)");
+  // Clients beyond what the descriptors allow are refused, so the workers keep theirs.
+  if (const int fit = files ? flover::ClientConnectionsThatFit(*config, files->soft) : 0;
+      files && fit < config->limits.max_client_connections) {
+    spdlog::warn("flover-coordinator: limits.max_client_connections lowered from {} to {} to fit the open-file "
+                 "limit {}: the workers' connections and a reserve keep their descriptors",
+                 config->limits.max_client_connections, fit, files->soft);
+    config->limits.max_client_connections = fit;
+  }
   flover::Result<std::unique_ptr<flover::Coordinator>> coordinator =
       flover::Coordinator::Create(std::move(config).value(),
                                   std::chrono::duration_cast<flover::Clock::duration>(

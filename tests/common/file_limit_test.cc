@@ -24,12 +24,26 @@ TEST(FileLimitTest, RaisesTheSoftLimitToTheHardLimit) {
   EXPECT_EQ(now.rlim_cur, now.rlim_max);
 }
 
-TEST(FileLimitTest, TheCoordinatorNeedsADescriptorPerConnectionAndThreePerWorker) {
+TEST(FileLimitTest, TheCoordinatorNeedsADescriptorPerConnectionAndTwoPerWorker) {
   ClusterConfig config;
   config.replicas = 2;
   config.tensor_parallel = 4;
   config.limits.max_client_connections = 1000;
-  EXPECT_EQ(CoordinatorFilesNeeded(config), 1000 + 3 * 8 + 64);
+  EXPECT_EQ(CoordinatorFilesNeeded(config), 1000 + 2 * 8 + 64);
+}
+
+// Under a limit too low for max_client_connections, clients get what is left once the
+// workers and the reserve have theirs.
+TEST(FileLimitTest, ClientConnectionsAreLoweredToWhatTheLimitLeavesAfterTheWorkers) {
+  ClusterConfig config;
+  config.replicas = 2;
+  config.tensor_parallel = 4;
+  config.limits.max_client_connections = 1000;
+  EXPECT_EQ(ClientConnectionsThatFit(config, RLIM_INFINITY), 1000);
+  EXPECT_EQ(ClientConnectionsThatFit(config, 1000 + 16 + 64), 1000);
+  EXPECT_EQ(ClientConnectionsThatFit(config, 524288), 1000);
+  EXPECT_EQ(ClientConnectionsThatFit(config, 1024), 1024 - 16 - 64);
+  EXPECT_EQ(ClientConnectionsThatFit(config, 50), 1) << "at least one";
 }
 
 std::string Logged(int64_t needed) {

@@ -532,6 +532,7 @@ class PodFiles {
       bool replaced = false;
       for (const std::string& m : mounts_) {
         const size_t end = i + m.size();
+        if (end > text.size()) continue;
         const bool ends_name = end == text.size() || !(std::isalnum(static_cast<unsigned char>(text[end])) ||
                                                        text[end] == '-' || text[end] == '_' || text[end] == '.');
         if (starts_word && text.compare(i, m.size(), m) == 0 && ends_name) {
