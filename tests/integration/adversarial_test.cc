@@ -27,7 +27,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <string>
@@ -48,7 +47,6 @@
 namespace flover {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::ClusterKeys;
 using testing::TestCluster;
@@ -188,6 +186,25 @@ class TcpRelay {
 
 int PortOf(const std::string& endpoint) { return std::stoi(endpoint.substr(endpoint.rfind(':') + 1)); }
 
+// `n` TCP connections to `endpoint` that never begin a ZeroMQ handshake (descriptors;
+// fewer when a connect fails, which the caller's count then shows).
+std::vector<int> IdleConnections(const std::string& endpoint, int n) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(PortOf(endpoint)));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd);
+      break;
+    }
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
 // Resident memory of `pid` in MiB, from /proc.
 double ResidentMib(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -200,26 +217,8 @@ std::string Serialized(proto::WorkerMessage m) { return Serialize(m); }
 
 const std::string kSaraStory = " and Ben were playing in the park.";
 
-class AdversarialTest : public ::testing::Test {
+class AdversarialTest : public testing::SecuredClusterFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/flover-adversarial-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    keys_ = dir_ + "/keys";
-    const Status made = testing::MakeClusterKeys(keys_);
-    ASSERT_TRUE(made.ok()) << made.ToString();
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  TestClusterOptions Secured() const {
-    TestClusterOptions o;
-    o.model = testing::Stories260kBin();
-    o.tokenizer = testing::Tok512Bin();
-    o.tensor_parallel = 2;
-    o.keys_dir = keys_;
-    return o;
-  }
   std::unique_ptr<TestCluster> Start(const TestClusterOptions& o) {
     Result<std::unique_ptr<TestCluster>> cluster = TestCluster::Start(o);
     EXPECT_TRUE(cluster.ok()) << cluster.status().ToString();
@@ -252,9 +251,6 @@ class AdversarialTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? *s : proto::ClusterStatus();
   }
-
-  std::string dir_;
-  std::string keys_;
 };
 
 // What the relay sees of one text request ("Sara", whose story is known) and its reply.
@@ -275,7 +271,7 @@ std::string WireOfOneRequest(const std::string& coordinator_endpoint, const std:
 
 TEST_F(AdversarialTest, AnEavesdropperOnTheWireReadsNeitherPromptNorCompletion) {
   // The relay's check: in plain text (no security section, loopback) it sees both.
-  TestClusterOptions plain = Secured();
+  TestClusterOptions plain = Options();
   plain.keys_dir.clear();
   plain.tensor_parallel = 1;
   {
@@ -287,7 +283,7 @@ TEST_F(AdversarialTest, AnEavesdropperOnTheWireReadsNeitherPromptNorCompletion) 
     EXPECT_NE(wire.find("Sara"), std::string::npos);
     EXPECT_NE(wire.find(" Ben"), std::string::npos) << "the streamed tokens' text";
   }
-  std::unique_ptr<TestCluster> cluster = Start(Secured());
+  std::unique_ptr<TestCluster> cluster = Start(Options());
   ASSERT_NE(cluster, nullptr);
   std::string completion;
   const std::string wire = WireOfOneRequest(cluster->client_endpoint(), Keys("clients/alice"), &completion);
@@ -300,7 +296,7 @@ TEST_F(AdversarialTest, AnEavesdropperOnTheWireReadsNeitherPromptNorCompletion) 
 }
 
 TEST_F(AdversarialTest, StrangersCannotReadPlansRegisterOrForgeResults) {
-  std::unique_ptr<TestCluster> cluster = Start(Secured());
+  std::unique_ptr<TestCluster> cluster = Start(Options());
   ASSERT_NE(cluster, nullptr);
   const proto::ClusterStatus before = AdminStatus(*cluster);
   ASSERT_EQ(before.replicas(0).state(), "ready");
@@ -349,7 +345,7 @@ TEST_F(AdversarialTest, StrangersCannotReadPlansRegisterOrForgeResults) {
 }
 
 TEST_F(AdversarialTest, AWorkerKeyThatNeverRegisteredCannotForgeResultsOrFailAReplica) {
-  std::unique_ptr<TestCluster> cluster = Start(Secured());
+  std::unique_ptr<TestCluster> cluster = Start(Options());
   ASSERT_NE(cluster, nullptr);
   // A worker key's holder gets in (the key is admitted) but is no registered rank.
   Attacker mallory(zmq::socket_type::dealer, cluster->control_endpoint(), Keys("workers/worker"));
@@ -380,7 +376,7 @@ TEST_F(AdversarialTest, AWorkerKeyThatNeverRegisteredCannotForgeResultsOrFailARe
 }
 
 TEST_F(AdversarialTest, AnAdmittedClientCannotExhaustMemoryOrTheLogOrStarveOthers) {
-  TestClusterOptions o = Secured();
+  TestClusterOptions o = Options();
   o.capture_logs = true;
   o.status_per_second = 10;  // the default
 #if defined(__SANITIZE_ADDRESS__)
@@ -455,23 +451,15 @@ TEST_F(AdversarialTest, AnAdmittedClientCannotExhaustMemoryOrTheLogOrStarveOther
 }
 
 TEST_F(AdversarialTest, AConnectionFloodIsRefusedBeyondTheLimitAndWorkersStillGetIn) {
-  TestClusterOptions o = Secured();
+  TestClusterOptions o = Options();
   o.limits.push_back({"max_client_connections", 16});
   std::unique_ptr<TestCluster> cluster = Start(o);
   ASSERT_NE(cluster, nullptr);
   ExpectServedExactly(cluster->client_endpoint());
 
   // 16 plain TCP connections that never handshake hold every client slot.
-  std::vector<int> idle;
-  for (int i = 0; i < 16; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(PortOf(cluster->client_endpoint())));
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    idle.push_back(fd);
-  }
+  std::vector<int> idle = IdleConnections(cluster->client_endpoint(), 16);
+  ASSERT_EQ(idle.size(), 16u);
   Attacker late(zmq::socket_type::dealer, cluster->client_endpoint(), Keys("clients/alice"));
   const Status refused = late.WaitRefused();
   EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused.ToString();
@@ -484,16 +472,8 @@ TEST_F(AdversarialTest, AConnectionFloodIsRefusedBeyondTheLimitAndWorkersStillGe
     idle.clear();
     return AdminStatus(*cluster).rejected_messages();
   }();
-  std::vector<int> again;
-  for (int i = 0; i < 15; ++i) {  // one slot left for the normal client below
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(PortOf(cluster->client_endpoint())));
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    again.push_back(fd);
-  }
+  const std::vector<int> again = IdleConnections(cluster->client_endpoint(), 15);  // one slot left for the client below
+  ASSERT_EQ(again.size(), 15u);
   Attacker worker(zmq::socket_type::dealer, cluster->control_endpoint(), Keys("workers/worker"));
   proto::WorkerMessage result;
   result.mutable_step_result()->set_replica(0);

@@ -27,34 +27,13 @@ using testing::TestClusterOptions;
 
 const std::string kSaraStory = " and Ben were playing in the park.";
 
-class SecuredClusterTest : public ::testing::Test {
+class SecuredClusterTest : public testing::SecuredClusterFixture {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/flover-secured-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    keys_ = dir_ + "/keys";
-    const Status made = testing::MakeClusterKeys(keys_);
-    ASSERT_TRUE(made.ok()) << made.ToString();
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  TestClusterOptions Options() const {
-    TestClusterOptions o;
-    o.model = testing::Stories260kBin();
-    o.tokenizer = testing::Tok512Bin();
-    o.tensor_parallel = 2;
-    o.keys_dir = keys_;
-    return o;
-  }
   std::string WriteConfig(const TestClusterOptions& o) const {
     const std::string path = dir_ + "/cluster.yaml";
     std::ofstream(path) << testing::ClusterYaml(o);
     return path;
   }
-
-  std::string dir_;
-  std::string keys_;
 };
 
 TEST_F(SecuredClusterTest, ServesExactTokensToAdmittedKeysOnly) {

@@ -88,6 +88,26 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   return c;
 }
 
+void SecuredClusterFixture::SetUp() {
+  char tmpl[] = "/tmp/flover-secured-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  dir_ = tmpl;
+  keys_ = dir_ + "/keys";
+  const Status made = MakeClusterKeys(keys_);
+  ASSERT_TRUE(made.ok()) << made.ToString();
+}
+
+void SecuredClusterFixture::TearDown() { std::filesystem::remove_all(dir_); }
+
+TestClusterOptions SecuredClusterFixture::Options() const {
+  TestClusterOptions o;
+  o.model = Stories260kBin();
+  o.tokenizer = Tok512Bin();
+  o.tensor_parallel = 2;
+  o.keys_dir = keys_;
+  return o;
+}
+
 SessionRequest TextRequest(const std::string& id, const std::string& text, const StopParams& stop, bool stream) {
   SessionRequest q;
   q.id = id;

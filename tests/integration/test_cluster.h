@@ -10,6 +10,8 @@
 // (TP 1) running each request alone.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -76,6 +78,18 @@ CurveClientKeys ClusterKeys(const std::string& dir, const std::string& name);
 // The cluster file of `options`: random free ports on 127.0.0.1, one single-threaded
 // worker per (replica, rank), and a security section when options.keys_dir is set.
 std::string ClusterYaml(const TestClusterOptions& options);
+
+// A test with the keys of a secured cluster (MakeClusterKeys) in a temporary folder,
+// removed after it; Options() is a secured TP-2 stories260K cluster with those keys.
+class SecuredClusterFixture : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  TestClusterOptions Options() const;
+
+  std::string dir_;
+  std::string keys_;  // dir_/keys
+};
 
 class TestCluster {
  public:
