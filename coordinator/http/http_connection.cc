@@ -42,13 +42,20 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
     error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
-    hub_.live.erase(this);
+    hub_.live.erase(this);  // may drop the last reference: nothing of *this after it
   }
 
   void OnReply(size_t index, const proto::ServerMessage& reply, bool final) override {
     if (closed_ || !exchange_) return;
     if (final && index < finished_.size()) finished_[index] = true;
-    Apply(exchange_->OnReply(index, reply));
+    openai::Output out;
+    try {
+      out = exchange_->OnReply(index, reply);
+    } catch (const std::exception& e) {
+      spdlog::error("http: the API layer failed on a reply: {}", e.what());
+      return Close();  // a response cut short is all the client can be told now
+    }
+    Apply(std::move(out));
   }
 
  private:
@@ -172,7 +179,13 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
                         false);
     }
     const std::string path = *resolved.route == Route::kCompletions ? "/v1/completions" : "/v1/chat/completions";
-    openai::Started started = o.start_exchange(path, request.body());
+    openai::Started started = openai::ApiError{.status = 500, .type = "server_error", .message = "internal error",
+                                               .param = {}, .code = {}};
+    try {
+      started = o.start_exchange(path, request.body());
+    } catch (const std::exception& e) {
+      spdlog::error("http: the API layer failed on a request: {}", e.what());
+    }
     if (auto* error = std::get_if<openai::ApiError>(&started))
       return FinishWith(ErrorResponse(*error, keep_alive_, http10_), keep_alive_);
     BeginExchange(std::move(std::get<std::unique_ptr<openai::Exchange>>(started)));
@@ -361,8 +374,7 @@ void Serve(ConnectionHub& hub, asio::ip::tcp::socket socket) {
 
 void CloseAll(ConnectionHub& hub) {
   std::vector<std::shared_ptr<Connection>> open;
-  for (auto& [key, weak] : hub.live)
-    if (auto c = weak.lock()) open.push_back(std::move(c));
+  for (auto& [key, c] : hub.live) open.push_back(c);
   for (const auto& c : open) c->Close();
   hub.live.clear();
 }

@@ -23,7 +23,9 @@ struct ConnectionHub {
   GatewaySocket* gateway = nullptr;
   ReplyRouter replies;
   bool draining = false;
-  std::unordered_map<const Connection*, std::weak_ptr<Connection>> live;  // open connections
+  // The open connections: this owns each until it closes (an exchange waiting for the
+  // cluster has no I/O in progress to hold it).
+  std::unordered_map<const Connection*, std::shared_ptr<Connection>> live;
 };
 
 // Serves `socket` until it closes; it counts in hub.live meanwhile.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "common/utf8.h"
+
 namespace flover::http {
 namespace {
 
@@ -46,11 +48,15 @@ bool KeyMatches(std::string_view presented, const std::vector<std::string>& keys
 Resolution Resolve(std::string_view method, std::string_view target, std::string_view authorization,
                    const std::vector<std::string>& api_keys) {
   const std::string_view path = target.substr(0, std::min(target.find('?'), target.size()));
+  // How messages name the path: valid UTF-8 (JSON needs it), at most kShownPathBytes.
+  constexpr size_t kShownPathBytes = 200;
+  const std::string shown = ToValidUtf8(path.substr(0, kShownPathBytes)) + (path.size() > kShownPathBytes ? "..." : "");
+  const std::string shown_method = ToValidUtf8(method.substr(0, 32));
   Resolution r;
   const auto same_path = [&](const RouteEntry& e) { return e.path == path; };
   const auto it = std::find_if(kRoutes.begin(), kRoutes.end(), same_path);
   if (it == kRoutes.end()) {
-    r.error = Error(404, "invalid_request_error", "no route " + std::string(path) +
+    r.error = Error(404, "invalid_request_error", "no route " + shown +
                                                       " (routes: POST /v1/completions, POST /v1/chat/completions, "
                                                       "GET /v1/models, GET /health, GET /metrics)",
                     "not_found");
@@ -59,7 +65,7 @@ Resolution Resolve(std::string_view method, std::string_view target, std::string
   if (it->method != method) {
     r.allow = std::string(it->method);
     r.error = Error(405, "invalid_request_error",
-                    std::string(path) + " takes " + r.allow + ", not " + std::string(method), "method_not_allowed");
+                    shown + " takes " + r.allow + ", not " + shown_method, "method_not_allowed");
     return r;
   }
   if (it->needs_key && !api_keys.empty()) {
