@@ -227,6 +227,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
       self->reading_ = false;
       if (self->closed_) return;
       if (ec) return self->Close();
+      if (self->lingering_) return self->LingerClose();
       self->buffer_.commit(n);
       if (!self->exchange_ && !self->writing_ && !self->response_done_) self->ReadRequest();  // idle: a new request
     });
@@ -324,11 +325,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
 
   void AfterResponse() {
     response_done_ = false;
-    if (!keep_alive_ || hub_.draining) {
-      error_code ignored;
-      socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-      return Close();
-    }
+    if (!keep_alive_ || hub_.draining) return LingerClose();
     if (buffer_.size() > 0) {
       if (!reading_) ReadRequest();
       return;
@@ -336,6 +333,33 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
     Arm(settings_.idle_timeout_ms);  // until the next request starts
     if (!reading_) WatchPeer();
   }
+
+  // Ends the response with a FIN, then reads and drops what the client still sends (a
+  // body refused unread, say) until it closes, for at most header_timeout_ms and
+  // kMaxLingerBytes: closing with unread bytes would reset the connection, and the
+  // client could lose the response.
+  void LingerClose() {
+    error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    buffer_.clear();
+    if (!lingering_) {
+      lingering_ = true;
+      Arm(settings_.header_timeout_ms);
+    }
+    if (reading_) return;  // WatchPeer's read is still out: its end closes
+    reading_ = true;
+    socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](const error_code& ec, size_t n) {
+      self->reading_ = false;
+      if (self->closed_) return;
+      self->lingered_ += n;
+      if (ec || self->lingered_ > kMaxLingerBytes) return self->Close();
+      self->LingerClose();
+    });
+  }
+
+  static constexpr size_t kMaxLingerBytes = 1 << 20;
+  bool lingering_ = false;
+  size_t lingered_ = 0;
 
   ConnectionHub& hub_;
   const HttpSettings& settings_;
