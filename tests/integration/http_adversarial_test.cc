@@ -46,8 +46,8 @@ class HttpAdversarialTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     TestClusterOptions o;
-    o.model = Stories260kBin();
-    o.tokenizer = Tok512Bin();
+    o.model = testing::Stories260kBin();
+    o.tokenizer = testing::Tok512Bin();
     o.http = true;
     o.http_settings = {{"max_connections", kMaxConnections}, {"max_body_bytes", 4096}, {"header_timeout_ms", 1000}};
     Result<std::unique_ptr<TestCluster>> cluster = TestCluster::Start(o);
