@@ -160,6 +160,7 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   control_endpoint_ = endpoints["control"];
   client_endpoint_ = endpoints["client"];
   plans_endpoint_ = endpoints.value("plans", "");
+  http_endpoint_ = endpoints.value("http", "");
 
   for (const WorkerConfig& w : config_.workers) {
     const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);

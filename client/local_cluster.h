@@ -60,6 +60,7 @@ class LocalCluster {
   const std::string& client_endpoint() const { return client_endpoint_; }    // ports resolved
   const std::string& control_endpoint() const { return control_endpoint_; }  // ports resolved
   const std::string& plans_endpoint() const { return plans_endpoint_; }      // ports resolved
+  const std::string& http_endpoint() const { return http_endpoint_; }        // "" without endpoints.http
   // The coordinator's process, and the file its output goes to ("" without capture_logs).
   ChildProcess* coordinator() { return coordinator_ ? &*coordinator_ : nullptr; }
   std::string coordinator_log() const { return LogFile("flover-coordinator"); }
@@ -97,6 +98,7 @@ class LocalCluster {
   std::string client_endpoint_;
   std::string control_endpoint_;
   std::string plans_endpoint_;
+  std::string http_endpoint_;
   std::optional<CurveClientKeys> client_keys_;
   std::optional<ChildProcess> coordinator_;
   using Clock = std::chrono::steady_clock;

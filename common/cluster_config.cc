@@ -66,6 +66,7 @@ class Validator {
     FLOVER_RETURN_IF_ERROR(Scheduler());
     FLOVER_RETURN_IF_ERROR(Heartbeat());
     FLOVER_RETURN_IF_ERROR(Limits());
+    FLOVER_RETURN_IF_ERROR(Http());
     return Security();
   }
 
@@ -100,6 +101,17 @@ class Validator {
       const auto [it, inserted] = bound.emplace(*value, path);
       if (!inserted) return Error(path, "'" + *value + "' is also " + it->second + "; each endpoint needs its own address");
     }
+    if (!e.http.empty() && !ParseHttpEndpoint(e.http))
+      return Error("endpoints.http", "'" + e.http + "' is not http://host:port (port 0..65535; 0 = any free port)");
+    return Status::Ok();
+  }
+
+  Status Http() const {
+    const HttpSettings& h = c_.http;
+    for (size_t i = 0; i < h.api_keys.size(); ++i)
+      if (h.api_keys[i].empty()) return Error(Item("http.api_keys", i), "is empty (after ${VAR} expansion)");
+    for (const HttpField& field : kHttpFields)
+      FLOVER_RETURN_IF_ERROR(AtLeast(std::string("http.") + field.key, h.*field.value, field.min));
     return Status::Ok();
   }
 
@@ -276,7 +288,7 @@ namespace {
 // The host of a tcp:// endpoint ("*", "0.0.0.0", "::1" without brackets, a name);
 // nullopt for other transports.
 std::optional<std::string> TcpHost(const std::string& endpoint) {
-  static const std::string kTcp = "tcp://";
+  const std::string kTcp = endpoint.rfind("http://", 0) == 0 ? "http://" : "tcp://";
   if (endpoint.rfind(kTcp, 0) != 0) return std::nullopt;
   const size_t colon = endpoint.rfind(':');
   std::string host = colon == std::string::npos || colon < kTcp.size()
@@ -308,7 +320,25 @@ bool IsLoopbackEndpoint(const std::string& endpoint) {
   return LiteralIsLoopback(*host).value_or(false);
 }
 
+namespace {
+
+// endpoints.http off loopback needs API keys: neither CURVE nor the ZAP handler covers it.
+Status CheckHttpExposure(const ClusterConfig& config) {
+  const std::string& http = config.endpoints.http;
+  if (http.empty() || !config.http.api_keys.empty()) return Status::Ok();
+  const std::optional<std::string> host = TcpHost(http);
+  const bool wildcard = host && (*host == "*" || *host == "0.0.0.0" || *host == "::");
+  if (!host || *host == "localhost" || (!wildcard && LiteralIsLoopback(*host).value_or(true))) return Status::Ok();
+  return ConfigError(config.source, "endpoints.http",
+                     "'" + http +
+                         "' binds a non-loopback address and http.api_keys is empty: anyone who reaches it could "
+                         "use the cluster; set http.api_keys (docs/http.md) or bind 127.0.0.1");
+}
+
+}  // namespace
+
 Status CheckEndpointExposure(const ClusterConfig& config) {
+  FLOVER_RETURN_IF_ERROR(CheckHttpExposure(config));
   if (config.security.mode != SecurityMode::kNone) return Status::Ok();
   const EndpointsConfig& e = config.endpoints;
   const std::pair<const char*, const std::string*> fields[] = {
@@ -325,6 +355,40 @@ Status CheckEndpointExposure(const ClusterConfig& config) {
                            "section (docs/security.md) or bind 127.0.0.1");
   }
   return Status::Ok();
+}
+
+std::optional<HttpAddress> ParseHttpEndpoint(const std::string& endpoint) {
+  static const std::string kHttp = "http://";
+  if (endpoint.rfind(kHttp, 0) != 0) return std::nullopt;
+  const std::string rest = endpoint.substr(kHttp.size());
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  HttpAddress address;
+  address.host = rest.substr(0, colon);
+  if (address.host.front() == '[') {
+    if (address.host.size() < 3 || address.host.back() != ']') return std::nullopt;
+    address.host = address.host.substr(1, address.host.size() - 2);
+  } else if (address.host.find(':') != std::string::npos) {
+    return std::nullopt;  // an IPv6 address needs brackets
+  }
+  if (address.host.find_first_of("/?#@ ") != std::string::npos) return std::nullopt;
+  const std::string port = rest.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), address.port);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || port[0] == '-' || address.port < 0 ||
+      address.port > 65535)
+    return std::nullopt;
+  return address;
+}
+
+std::string ServedModelName(const ModelConfig& model) {
+  if (!model.name.empty()) return model.name;
+  static const std::string kDummy = "dummy:";
+  if (model.path.rfind(kDummy, 0) == 0) return "dummy-" + model.path.substr(kDummy.size());
+  std::string stem = model.path;
+  while (stem.size() > 1 && stem.back() == '/') stem.pop_back();  // a model folder
+  if (const size_t slash = stem.rfind('/'); slash != std::string::npos) stem = stem.substr(slash + 1);
+  if (const size_t dot = stem.rfind('.'); dot != std::string::npos && dot > 0) stem = stem.substr(0, dot);
+  return stem.empty() ? "model" : stem;
 }
 
 const char* ModelDTypeName(const std::optional<DType>& dtype) { return dtype ? DTypeName(*dtype) : "auto"; }

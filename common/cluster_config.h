@@ -6,8 +6,9 @@
 // behind (no key material or key path goes over the wire).
 //
 //   cluster:   {name}
-//   endpoints: {client, control, plans}      ZeroMQ endpoints the coordinator binds
-//   model:     {path, tokenizer, dummy_seed, dtype}
+//   endpoints: {client, control, plans, http}  ZeroMQ endpoints the coordinator binds, and
+//                                             its HTTP (OpenAI API) listener
+//   model:     {path, tokenizer, dummy_seed, dtype, name, chat_template}
 //   parallel:  {replicas, tensor, cpu_transport}
 //   workers:   [{replica, rank, host, device, threads}, ...]   (optional in YAML)
 //   kv_cache:  {block_size, memory_mib}
@@ -19,6 +20,8 @@
 //               max_stop_string_bytes, max_requests_per_client,
 //               max_undelivered_per_client, status_per_client_per_second,
 //               max_client_connections}
+//   http:      {api_keys, max_connections, max_body_bytes, header_timeout_ms,
+//               idle_timeout_ms, write_timeout_ms, request_timeout_ms, max_n}  (docs/http.md)
 //   security:  {mode, coordinator_key, coordinator_public_key, worker_key, client_key,
 //               worker_keys, client_keys, admin_keys}        (optional; docs/security.md)
 //
@@ -50,6 +53,9 @@ struct EndpointsConfig {
   std::string client = "tcp://127.0.0.1:*";   // ROUTER: generate, status, bench
   std::string control;                        // ROUTER: register, rendezvous, heartbeat, step results (required)
   std::string plans = "tcp://127.0.0.1:*";    // PUB: step plans
+  // The HTTP server (OpenAI API, /health, /metrics): http://host:port, port 0 = any free
+  // port; "" = none. Bound by the coordinator itself (docs/http.md).
+  std::string http;
 
   bool operator==(const EndpointsConfig&) const = default;
 };
@@ -72,6 +78,12 @@ struct ModelConfig {
   // Storage type of weights and KV cache. nullopt is "auto": fp32 on CPU workers, fp16
   // on CUDA workers. fp16 and bf16 need CUDA workers (the CPU backend is fp32).
   std::optional<DType> dtype;
+  // The model id the HTTP API serves (/v1/models, the requests' "model"); "" = derived
+  // from path (ServedModelName).
+  std::string name;
+  // The chat template of /v1/chat/completions: a family name (chatml, llama3, ...) or a
+  // Jinja text; "" = the model file's own, if any (docs/openai-api.md).
+  std::string chat_template;
 
   bool operator==(const ModelConfig&) const = default;
 };
@@ -155,6 +167,40 @@ inline constexpr LimitField kLimitFields[] = {
     {"max_client_connections", &LimitsSettings::max_client_connections},
 };
 
+// The HTTP server of the coordinator (docs/http.md): who may call it and what one
+// connection may cost.
+struct HttpSettings {
+  // Bearer keys (Authorization: Bearer <key>); empty = no key needed, and then
+  // endpoints.http must be on loopback. Each not empty. Never on the wire.
+  std::vector<std::string> api_keys;
+  int max_connections = 1024;        // open HTTP connections; more are closed at once; >= 1
+  int max_body_bytes = 1 << 20;      // a request body; larger ones get 413; >= 1
+  int header_timeout_ms = 10000;     // a request (head and body) must arrive within this; >= 1
+  int idle_timeout_ms = 60000;       // a keep-alive connection idle this long is closed; >= 1
+  int write_timeout_ms = 30000;      // a response write stalled this long closes the connection; >= 1
+  int request_timeout_ms = 600000;   // SubmitRequest.timeout_ms of each request; 0 = none; >= 0
+  int max_n = 16;                    // choices one request may ask for (n); >= 1
+
+  bool operator==(const HttpSettings&) const = default;
+};
+
+// Each integer of HttpSettings under its YAML key (and protobuf field name), in file
+// order, with its smallest valid value.
+struct HttpField {
+  const char* key;
+  int HttpSettings::*value;
+  int min;
+};
+inline constexpr HttpField kHttpFields[] = {
+    {"max_connections", &HttpSettings::max_connections, 1},
+    {"max_body_bytes", &HttpSettings::max_body_bytes, 1},
+    {"header_timeout_ms", &HttpSettings::header_timeout_ms, 1},
+    {"idle_timeout_ms", &HttpSettings::idle_timeout_ms, 1},
+    {"write_timeout_ms", &HttpSettings::write_timeout_ms, 1},
+    {"request_timeout_ms", &HttpSettings::request_timeout_ms, 0},
+    {"max_n", &HttpSettings::max_n, 1},
+};
+
 // security.mode. Without a security section every endpoint must be on loopback.
 enum class SecurityMode {
   kNone,      // no security section: plain text, loopback only (every local peer is an admin)
@@ -215,6 +261,7 @@ struct ClusterConfig {
   SchedulerSettings scheduler;
   HeartbeatSettings heartbeat;
   LimitsSettings limits;
+  HttpSettings http;          // api_keys never on the wire
   SecuritySettings security;  // never on the wire
 
   // nullptr when no worker has this (replica, rank).
@@ -243,11 +290,26 @@ const char* ModelDTypeName(const std::optional<DType>& dtype);
 // non-loopback address and the config has no security section: add a security section
 // (docs/security.md) or bind 127.0.0.1". A name (libzmq binds interface names, not DNS
 // names) needs resolving: the coordinator checks the address it bound (IsLoopbackEndpoint).
+// endpoints.http off loopback needs http.api_keys, whatever the security section (CURVE
+// does not cover HTTP): "endpoints.http: 'http://0.0.0.0:8000' binds a non-loopback
+// address and http.api_keys is empty: ...".
 [[nodiscard]] Status CheckEndpointExposure(const ClusterConfig& config);
 
-// True for an endpoint that only this machine can reach: tcp:// on 127.0.0.0/8, ::1 or
-// localhost; ipc:// and inproc://. False for any other tcp:// host.
+// True for an endpoint that only this machine can reach: tcp:// (or http://) on
+// 127.0.0.0/8, ::1 or localhost; ipc:// and inproc://. False for any other tcp:// host.
 bool IsLoopbackEndpoint(const std::string& endpoint);
+
+// The HTTP endpoint "http://host:port" split: host without IPv6 brackets, port 0..65535
+// (0: any free port). nullopt when it is not of that form.
+struct HttpAddress {
+  std::string host;
+  int port = 0;
+};
+std::optional<HttpAddress> ParseHttpEndpoint(const std::string& endpoint);
+
+// The model id the HTTP API serves: model.name, else the file name of model.path without
+// its extension ("stories260K"), "dummy-<preset>" for dummy:<preset>.
+std::string ServedModelName(const ModelConfig& model);
 
 // Checks that need the model: query heads and kv heads divisible by tensor_parallel.
 // "configs/x.yaml: parallel.tensor: 3 does not divide heads=8".

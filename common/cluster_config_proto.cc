@@ -56,16 +56,27 @@ Status FromWire(const std::array<std::pair<Value, Wire>, N>& table, Wire wire, c
                                     : std::to_string(static_cast<int>(wire)) + " is not a value this build knows");
 }
 
-// Calls fn(field, member) for each limit: its protobuf field (named as its YAML key) and
-// its LimitsSettings member.
-template <typename Message, typename Fn>
-void ForEachLimit(Message* limits, Fn fn) {
-  const google::protobuf::Descriptor* descriptor = limits->GetDescriptor();
-  for (const LimitField& limit : kLimitFields) {
-    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(limit.key);
-    FLOVER_CHECK(field != nullptr && field->type() == google::protobuf::FieldDescriptor::TYPE_INT32);
-    fn(field, limit.value);
+// Calls fn(field, member) for each entry of `table` (kLimitFields, kHttpFields): its
+// protobuf field of `message` (named as its YAML key) and its member.
+template <typename Message, typename Table, typename Fn>
+void ForEachIntField(Message* message, const Table& table, Fn fn) {
+  const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
+  for (const auto& entry : table) {
+    const google::protobuf::FieldDescriptor* field = descriptor->FindFieldByName(entry.key);
+    FLOVER_CHECK(field != nullptr && field->type() == google::protobuf::FieldDescriptor::TYPE_INT32) << entry.key;
+    fn(field, entry.value);
   }
+}
+
+// Copies every int of `table` between `settings` and `message`, in the direction `to_wire` says.
+template <typename Settings, typename Message, typename Table>
+void CopyIntFields(const Table& table, Settings* settings, Message* message, bool to_wire) {
+  ForEachIntField(message, table, [&](const google::protobuf::FieldDescriptor* field, auto member) {
+    if (to_wire)
+      message->GetReflection()->SetInt32(message, field, settings->*member);
+    else
+      settings->*member = message->GetReflection()->GetInt32(*message, field);
+  });
 }
 
 }  // namespace
@@ -78,11 +89,14 @@ proto::ClusterConfig ToProto(const ClusterConfig& c) {
   e->set_client(c.endpoints.client);
   e->set_control(c.endpoints.control);
   e->set_plans(c.endpoints.plans);
+  e->set_http(c.endpoints.http);
   proto::ModelConfig* model = m.mutable_model();
   model->set_path(c.model.path);
   model->set_tokenizer(c.model.tokenizer);
   model->set_dummy_seed(c.model.dummy_seed);
   model->set_dtype(ToWire(kDTypes, c.model.dtype));
+  model->set_name(c.model.name);
+  model->set_chat_template(c.model.chat_template);
   m.set_replicas(c.replicas);
   m.set_tensor_parallel(c.tensor_parallel);
   m.set_cpu_transport(ToWire(kTransports, c.cpu_transport));
@@ -109,9 +123,10 @@ proto::ClusterConfig ToProto(const ClusterConfig& c) {
   m.mutable_heartbeat()->set_interval_ms(c.heartbeat.interval_ms);
   m.mutable_heartbeat()->set_timeout_ms(c.heartbeat.timeout_ms);
   m.mutable_heartbeat()->set_step_timeout_ms(c.heartbeat.step_timeout_ms);
-  ForEachLimit(m.mutable_limits(), [&](const google::protobuf::FieldDescriptor* field, int LimitsSettings::*value) {
-    m.mutable_limits()->GetReflection()->SetInt32(m.mutable_limits(), field, c.limits.*value);
-  });
+  LimitsSettings limits = c.limits;
+  CopyIntFields(kLimitFields, &limits, m.mutable_limits(), /*to_wire=*/true);
+  HttpSettings http = c.http;
+  CopyIntFields(kHttpFields, &http, m.mutable_http(), /*to_wire=*/true);
   return m;
 }
 
@@ -119,10 +134,15 @@ Result<ClusterConfig> FromProto(const proto::ClusterConfig& m) {
   ClusterConfig c;
   c.source = m.source();
   c.name = m.name();
-  c.endpoints = {.client = m.endpoints().client(), .control = m.endpoints().control(), .plans = m.endpoints().plans()};
+  c.endpoints = {.client = m.endpoints().client(),
+                 .control = m.endpoints().control(),
+                 .plans = m.endpoints().plans(),
+                 .http = m.endpoints().http()};
   c.model.path = m.model().path();
   c.model.tokenizer = m.model().tokenizer();
   c.model.dummy_seed = m.model().dummy_seed();
+  c.model.name = m.model().name();
+  c.model.chat_template = m.model().chat_template();
   FLOVER_RETURN_IF_ERROR(FromWire(kDTypes, m.model().dtype(), c.source, "model.dtype", &c.model.dtype));
   c.replicas = m.replicas();
   c.tensor_parallel = m.tensor_parallel();
@@ -146,9 +166,10 @@ Result<ClusterConfig> FromProto(const proto::ClusterConfig& m) {
   c.heartbeat = {.interval_ms = m.heartbeat().interval_ms(),
                  .timeout_ms = m.heartbeat().timeout_ms(),
                  .step_timeout_ms = m.heartbeat().step_timeout_ms()};
-  ForEachLimit(&m.limits(), [&](const google::protobuf::FieldDescriptor* field, int LimitsSettings::*value) {
-    c.limits.*value = m.limits().GetReflection()->GetInt32(m.limits(), field);
-  });
+  proto::LimitsSettings limits = m.limits();
+  CopyIntFields(kLimitFields, &c.limits, &limits, /*to_wire=*/false);
+  proto::HttpSettings http = m.http();
+  CopyIntFields(kHttpFields, &c.http, &http, /*to_wire=*/false);
   FLOVER_RETURN_IF_ERROR(c.Validate());
   return c;
 }

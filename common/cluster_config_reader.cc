@@ -81,7 +81,7 @@ class ConfigReader {
     }
     FLOVER_RETURN_IF_ERROR(CheckKeys(root, "",
                                      {"cluster", "endpoints", "model", "parallel", "workers", "kv_cache", "scheduler",
-                                      "heartbeat", "limits", "security"}));
+                                      "heartbeat", "limits", "http", "security"}));
     FLOVER_RETURN_IF_ERROR(ReadCluster(root, &config));
     FLOVER_RETURN_IF_ERROR(ReadEndpoints(root, &config.endpoints));
     FLOVER_RETURN_IF_ERROR(ReadModel(root, &config.model));
@@ -91,6 +91,7 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadScheduler(root, &config.scheduler));
     FLOVER_RETURN_IF_ERROR(ReadHeartbeat(root, &config.heartbeat));
     FLOVER_RETURN_IF_ERROR(ReadLimits(root, &config.limits));
+    FLOVER_RETURN_IF_ERROR(ReadHttp(root, &config.http));
     FLOVER_RETURN_IF_ERROR(ReadSecurity(root, &config.security));
     // Validate names workers[i] as the file lists them; sort only afterwards.
     FLOVER_RETURN_IF_ERROR(config.Validate());
@@ -147,13 +148,19 @@ class ConfigReader {
     const YAML::Node node = map[key];
     if (!node.IsDefined()) return std::optional<std::string>();
     if (!node.IsScalar()) return Error(key_path, "expected a value, got " + KindName(node));
+    FLOVER_ASSIGN_OR_RETURN(std::string text, Expanded(node, key_path));
+    return std::optional<std::string>(std::move(text));
+  }
+
+  // The text of the scalar `node` (at `key_path`), ${VAR}-expanded.
+  Result<std::string> Expanded(const YAML::Node& node, const std::string& key_path) {
     // YAML is Unicode text, and every string of the config goes out in protobuf string
     // fields (to the workers, in the status), which must be UTF-8.
     if (!IsValidUtf8(node.Scalar())) return Error(key_path, "the value is not valid UTF-8 text");
     Result<std::string> expanded = ExpandEnv(node.Scalar());
     if (!expanded.ok()) return Error(key_path, expanded.status().message());
     if (!IsValidUtf8(*expanded)) return Error(key_path, "the value is not valid UTF-8 text after ${VAR} expansion");
-    return std::optional<std::string>(std::move(expanded).value());
+    return std::move(expanded).value();
   }
 
   Status Required(const YAML::Node& map, const std::string& path, const std::string& key) {
@@ -238,19 +245,22 @@ class ConfigReader {
       return Error("endpoints.results",
                    "step results now travel on the control connection (endpoints.control); there is no results "
                    "socket any more: delete this key");
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "endpoints", {"client", "control", "plans"}));
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "endpoints", {"client", "control", "plans", "http"}));
     FLOVER_RETURN_IF_ERROR(Required(node, "endpoints", "control"));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "endpoints", "client", &endpoints->client));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "endpoints", "control", &endpoints->control));
-    return ReadString(node, "endpoints", "plans", &endpoints->plans);
+    FLOVER_RETURN_IF_ERROR(ReadString(node, "endpoints", "plans", &endpoints->plans));
+    return ReadString(node, "endpoints", "http", &endpoints->http);
   }
 
   Status ReadModel(const YAML::Node& root, ModelConfig* model) {
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "model", {"path", "tokenizer", "dummy_seed", "dtype"}));
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "model", {"path", "tokenizer", "dummy_seed", "dtype", "name", "chat_template"}));
     FLOVER_RETURN_IF_ERROR(Required(node, "model", "path"));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "path", &model->path));
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "tokenizer", &model->tokenizer));
     FLOVER_RETURN_IF_ERROR(ReadUint64(node, "model", "dummy_seed", &model->dummy_seed));
+    FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "name", &model->name));
+    FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "chat_template", &model->chat_template));
     std::string dtype = ModelDTypeName(model->dtype);
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "dtype", &dtype));
     if (dtype == "auto") {
@@ -344,6 +354,25 @@ class ConfigReader {
     for (const LimitField& field : kLimitFields) keys.push_back(field.key);
     FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "limits", keys));
     for (const LimitField& field : kLimitFields) FLOVER_RETURN_IF_ERROR(ReadInt(node, "limits", field.key, &(l->*field.value)));
+    return Status::Ok();
+  }
+
+  // api_keys: a list of strings (each ${VAR}-expanded: keys come from the environment,
+  // e.g. a systemd EnvironmentFile); the integers as in kHttpFields.
+  Status ReadHttp(const YAML::Node& root, HttpSettings* h) {
+    std::vector<const char*> keys = {"api_keys"};
+    for (const HttpField& field : kHttpFields) keys.push_back(field.key);
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "http", keys));
+    for (const HttpField& field : kHttpFields) FLOVER_RETURN_IF_ERROR(ReadInt(node, "http", field.key, &(h->*field.value)));
+    const YAML::Node list = node.IsMap() ? node["api_keys"] : YAML::Node();
+    if (!list.IsDefined() || list.IsNull()) return Status::Ok();
+    if (!list.IsSequence()) return Error("http.api_keys", "expected a list of keys, got " + KindName(list));
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string path = Item("http.api_keys", i);
+      if (!list[i].IsScalar()) return Error(path, "expected a key, got " + KindName(list[i]));
+      FLOVER_ASSIGN_OR_RETURN(std::string key, Expanded(list[i], path));
+      h->api_keys.push_back(std::move(key));
+    }
     return Status::Ok();
   }
 

@@ -35,6 +35,7 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "client" << YAML::Value << str(config.endpoints.client);
   out << YAML::Key << "control" << YAML::Value << str(config.endpoints.control);
   out << YAML::Key << "plans" << YAML::Value << str(config.endpoints.plans);
+  if (!config.endpoints.http.empty()) out << YAML::Key << "http" << YAML::Value << str(config.endpoints.http);
   out << YAML::EndMap;
 
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
@@ -42,6 +43,9 @@ std::string ToYaml(const ClusterConfig& config) {
   if (!config.model.tokenizer.empty()) out << YAML::Key << "tokenizer" << YAML::Value << str(config.model.tokenizer);
   out << YAML::Key << "dummy_seed" << YAML::Value << std::to_string(config.model.dummy_seed);
   out << YAML::Key << "dtype" << YAML::Value << ModelDTypeName(config.model.dtype);
+  if (!config.model.name.empty()) out << YAML::Key << "name" << YAML::Value << str(config.model.name);
+  if (!config.model.chat_template.empty())
+    out << YAML::Key << "chat_template" << YAML::Value << str(config.model.chat_template);
   out << YAML::EndMap;
 
   out << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;
@@ -87,6 +91,15 @@ std::string ToYaml(const ClusterConfig& config) {
 
   out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
   for (const LimitField& field : kLimitFields) out << YAML::Key << field.key << YAML::Value << config.limits.*field.value;
+  out << YAML::EndMap;
+
+  out << YAML::Key << "http" << YAML::Value << YAML::BeginMap;
+  if (!config.http.api_keys.empty()) {
+    out << YAML::Key << "api_keys" << YAML::Value << YAML::BeginSeq;
+    for (const std::string& key : config.http.api_keys) out << str(key);
+    out << YAML::EndSeq;
+  }
+  for (const HttpField& field : kHttpFields) out << YAML::Key << field.key << YAML::Value << config.http.*field.value;
   out << YAML::EndMap;
 
   if (config.security.mode != SecurityMode::kNone) {

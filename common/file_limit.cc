@@ -34,7 +34,8 @@ Result<FileLimit> RaiseFileLimit() {
 }
 
 int64_t CoordinatorFilesNeeded(const ClusterConfig& config) {
-  return int64_t{config.limits.max_client_connections} +
+  const int64_t http = config.endpoints.http.empty() ? 0 : int64_t{config.http.max_connections};
+  return int64_t{config.limits.max_client_connections} + http +
          int64_t{kFilesPerWorker} * config.replicas * config.tensor_parallel + kReservedFiles;
 }
 

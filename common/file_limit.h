@@ -30,8 +30,9 @@ struct FileLimit {
 Result<FileLimit> RaiseFileLimit();
 
 // The descriptors the coordinator of `config` may need: each client connection
-// (limits.max_client_connections), two per worker (control, plans), and a reserve for
-// its listening sockets, ZeroMQ's internals and files.
+// (limits.max_client_connections), each HTTP connection (http.max_connections, when
+// endpoints.http is set), two per worker (control, plans), and a reserve for its
+// listening sockets, ZeroMQ's internals and files.
 int64_t CoordinatorFilesNeeded(const ClusterConfig& config);
 
 // The client connections the coordinator of `config` can hold under a soft open-file

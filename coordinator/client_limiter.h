@@ -15,9 +15,18 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace flover {
+
+// The peer id of the coordinator's own HTTP server: this prefix and the routing id of
+// its in-process DEALER (TCP clients' ids cannot start with a 0 byte, so they never
+// collide). The HTTP server holds its connections to limits of its own (http.*), so such
+// a peer is exempt from the per-connection ones (max_requests_per_client, the status
+// rate, max_undelivered_per_client); the global ones (max_queued) still apply.
+inline constexpr std::string_view kHttpPeerPrefix{"\0http:", 6};
+inline bool IsHttpPeer(std::string_view identity) { return identity.substr(0, kHttpPeerPrefix.size()) == kHttpPeerPrefix; }
 
 class ClientLimiter {
  public:

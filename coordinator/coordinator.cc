@@ -18,6 +18,7 @@
 
 #include "common/curve_socket.h"
 #include "common/protocol.h"
+#include "coordinator/openai/exchange.h"
 
 namespace flover {
 namespace {
@@ -112,6 +113,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, C
   }
   FLOVER_RETURN_IF_ERROR(coordinator->Secure(config));
   FLOVER_RETURN_IF_ERROR(coordinator->BindAll(config));
+  FLOVER_RETURN_IF_ERROR(coordinator->StartHttp(config));
   FLOVER_ASSIGN_OR_RETURN(coordinator->core_, CoordinatorCore::Create(std::move(config), coordinator->endpoints_,
                                                                       drain_timeout, Clock::now()));
   return coordinator;
@@ -123,6 +125,7 @@ Coordinator::Coordinator()
       client_(context_, zmq::socket_type::router),
       control_(context_, zmq::socket_type::router),
       plans_(context_, zmq::socket_type::pub),
+      http_(context_, zmq::socket_type::router),
       control_monitor_(context_),
       client_monitor_(context_) {}
 
@@ -179,14 +182,68 @@ Status Coordinator::BindAll(const ClusterConfig& config) {
   FLOVER_ASSIGN_OR_RETURN(endpoints_.client, Bind(client_, wanted.client, "client", config));
   FLOVER_ASSIGN_OR_RETURN(endpoints_.control, Bind(control_, wanted.control, "control", config));
   FLOVER_ASSIGN_OR_RETURN(endpoints_.plans, Bind(plans_, wanted.plans, "plans", config));
+  try {
+    // The HTTP server's queue is never full (it drains it at once and bounds its
+    // connections itself): a full queue would cut every HTTP client off together.
+    http_.set(zmq::sockopt::linger, 0);
+    http_.set(zmq::sockopt::sndhwm, 0);
+    http_.set(zmq::sockopt::rcvhwm, 0);
+    http_.set(zmq::sockopt::maxmsgsize, int64_t{limits.max_client_message_bytes});
+    http_.set(zmq::sockopt::router_mandatory, true);
+    http_.bind(kHttpGateway);
+  } catch (const zmq::error_t& e) {
+    return Internal(std::string("cannot bind the HTTP server's in-process socket: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+Status Coordinator::StartHttp(const ClusterConfig& config) {
+  if (config.endpoints.http.empty()) return Status::Ok();
+  const std::optional<HttpAddress> address = ParseHttpEndpoint(config.endpoints.http);
+  if (!address) return ConfigError(config.source, "endpoints.http", "'" + config.endpoints.http + "' is not http://host:port");
+  if (!config.model.tokenizer.empty()) {
+    Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(config.model.tokenizer);
+    if (!tokenizer.ok()) return tokenizer.status().WithContext(config.source + ": model.tokenizer");
+    http_tokenizer_ = std::move(tokenizer).value();
+  }
+  const openai::ServedModel model{.id = ServedModelName(config.model),
+                                  .tokenizer = http_tokenizer_ ? &*http_tokenizer_ : nullptr,
+                                  .chat_template = config.model.chat_template,
+                                  .request_timeout_ms = static_cast<uint32_t>(config.http.request_timeout_ms),
+                                  .max_n = config.http.max_n};
+  const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  http::HttpServerOptions options;
+  options.host = address->host;
+  options.port = address->port;
+  options.settings = config.http;
+  options.context = &context_;
+  options.gateway_endpoint = kHttpGateway;
+  options.start_exchange = [model](std::string_view path, std::string_view body) {
+    return path == "/v1/chat/completions" ? openai::StartChatCompletions(body, model)
+                                          : openai::StartCompletions(body, model);
+  };
+  options.models_body = [model, created] { return openai::ModelsBody(model, created); };
+  options.health = [this]() -> std::pair<bool, std::string> {
+    if (draining_.load(std::memory_order_relaxed)) return {false, "the coordinator is shutting down"};
+    if (!some_replica_ready_.load(std::memory_order_relaxed)) return {false, "no replica is ready"};
+    return {true, ""};
+  };
+  options.metrics_text = [] { return std::string(); };  // the coordinator's metrics: not wired yet
+  Result<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Start(std::move(options));
+  if (!server.ok()) return config.source.empty() ? server.status() : server.status().WithContext(config.source);
+  http_server_ = std::move(server).value();
+  endpoints_.http = http_server_->endpoint();
   return Status::Ok();
 }
 
 void Coordinator::CloseSockets() {
+  http_server_.reset();  // its socket is in context_
   try {
     control_monitor_.Close();
     client_monitor_.Close();
-    for (zmq::socket_t* s : {&client_, &control_, &plans_})
+    for (zmq::socket_t* s : {&client_, &control_, &plans_, &http_})
       if (s->handle() != nullptr) s->close();
     zap_.Close();
     context_.close();
@@ -199,8 +256,9 @@ void Coordinator::CloseSockets() {
 
 void Coordinator::Run() {
   const ClusterConfig& config = core_->config();
-  spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}; {} replica(s) x tensor {}", config.name,
-               endpoints_.client, endpoints_.control, endpoints_.plans, config.replicas, config.tensor_parallel);
+  spdlog::info("flover-coordinator '{}': client {}, control {}, plans {}{}; {} replica(s) x tensor {}", config.name,
+               endpoints_.client, endpoints_.control, endpoints_.plans,
+               endpoints_.http.empty() ? "" : ", http " + endpoints_.http, config.replicas, config.tensor_parallel);
   switch (security_.mode) {
     case SecurityMode::kNone:
       spdlog::info("security: none (plain text on loopback; every local peer is an admin)");
@@ -218,8 +276,11 @@ void Coordinator::Run() {
       reloads_seen_ = reloads;
       Reload();
     }
-    for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_)
+    for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_) {
       core_->RequestStop(now);
+      draining_.store(true, std::memory_order_relaxed);
+      if (http_server_) http_server_->BeginDrain();
+    }
     if (core_->stopped(now)) break;
     try {
       PollOnce();
@@ -242,15 +303,17 @@ void Coordinator::Run() {
   } catch (const std::exception& e) {
     spdlog::error("shutdown: {}", e.what());
   }
+  if (http_server_) http_server_->Stop();
   CloseSockets();
 }
 
 void Coordinator::PollOnce() {
-  std::array<zmq::pollitem_t, 5> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
+  std::array<zmq::pollitem_t, 6> items = {{{client_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_.handle(), 0, ZMQ_POLLIN, 0},
                                            {control_monitor_.handle(), 0, ZMQ_POLLIN, 0},
                                            {client_monitor_.handle(), 0, ZMQ_POLLIN, 0},
-                                           {zap_.handle(), 0, ZMQ_POLLIN, 0}}};
+                                           {zap_.handle(), 0, ZMQ_POLLIN, 0},
+                                           {http_.handle(), 0, ZMQ_POLLIN, 0}}};
   const Clock::time_point before = Clock::now();
   const Clock::duration until_wake = core_->NextWake(before) - before;
   // Round up so that a wake-up 0.4 ms away does not spin.
@@ -261,6 +324,7 @@ void Coordinator::PollOnce() {
   // submissions may need.
   if (items[1].revents & ZMQ_POLLIN) DrainControl(Clock::now());
   if (items[0].revents & ZMQ_POLLIN) DrainClient(Clock::now());
+  if (items[5].revents & ZMQ_POLLIN) DrainHttp(Clock::now());
   if ((items[2].revents & ZMQ_POLLIN) && control_monitor_.Drain()) core_->OnWorkerConnectionClosed(Clock::now());
   if (items[3].revents & ZMQ_POLLIN) DrainClientMonitor(Clock::now());
   // Replies first, so that the peers they find gone are known before the next plans.
@@ -268,6 +332,7 @@ void Coordinator::PollOnce() {
   const Clock::time_point now = Clock::now();
   core_->Tick(now);
   Flush(now);
+  some_replica_ready_.store(core_->any_replica_ready(), std::memory_order_relaxed);
 }
 
 void Coordinator::DrainClientMonitor(Clock::time_point now) {
@@ -346,6 +411,21 @@ void Coordinator::DrainClient(Clock::time_point now) {
   }
 }
 
+void Coordinator::DrainHttp(Clock::time_point now) {
+  for (int i = 0; i < kMaxDrain; ++i) {
+    std::vector<zmq::message_t> parts;
+    if (!zmq::recv_multipart(http_, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    try {
+      if (parts.size() < 2) continue;  // our own server sends [payload]: never
+      std::vector<std::string_view> frames;
+      for (size_t f = 1; f < parts.size(); ++f) frames.push_back(parts[f].to_string_view());
+      core_->OnClientMessage(std::string(kHttpPeerPrefix) + parts.front().to_string(), ClientRole::kClient, frames, now);
+    } catch (const std::exception& e) {
+      if (auto more = client_log_.Allow(now)) spdlog::error("http message: {}{}", e.what(), SuppressedSuffix(*more));
+    }
+  }
+}
+
 void Coordinator::DrainControl(Clock::time_point now) {
   for (int i = 0; i < kMaxDrain; ++i) {
     std::vector<zmq::message_t> parts;
@@ -398,7 +478,11 @@ void Coordinator::Flush(Clock::time_point now) {
     for (const Outbox::ToClient& m : out.clients) {
       if (std::find(gone_clients.begin(), gone_clients.end(), m.identity) != gone_clients.end()) continue;
       if (std::find(full_clients.begin(), full_clients.end(), m.identity) != full_clients.end()) continue;
-      const Sent sent = SendRouted(client_, m.identity, Serialize(m.message));
+      // The HTTP server's replies go back over its in-process socket; its queue has no
+      // bound (BindAll), so it is never full.
+      const bool http = IsHttpPeer(m.identity);
+      const Sent sent = http ? SendRouted(http_, m.identity.substr(kHttpPeerPrefix.size()), Serialize(m.message))
+                             : SendRouted(client_, m.identity, Serialize(m.message));
       if (sent == Sent::kGone) gone_clients.push_back(m.identity);
       if (sent == Sent::kFull) full_clients.push_back(m.identity);
     }

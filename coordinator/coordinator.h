@@ -7,6 +7,10 @@
 //                   heartbeats, failures, and the step results of each replica's rank 0)
 //   plans   PUB     [replica/<i>/][CoordinatorMessage{plan}], and [replica/<i>/] alone
 //                   (a probe of a starting replica's topic)
+//   http_   ROUTER  in-process (kHttpGateway): the coordinator's own HTTP server
+//                   (coordinator/http, on its own thread, when endpoints.http is set)
+//                   is a client over it; its messages reach the core as from the peer
+//                   kHttpPeerPrefix + its routing id, with ClientRole::kClient
 // The loop polls them (and socket monitors that report closed connections) until the
 // core's NextWake(), at most kMaxPoll so that Stop() is noticed; hands every message
 // to the core with the time; calls Tick(); and sends the core's outbox. Both ROUTERs
@@ -54,12 +58,16 @@
 #include "common/log_limiter.h"
 #include "common/status.h"
 #include "coordinator/coordinator_core.h"
+#include "coordinator/http/http_server.h"
 #include "coordinator/zap_handler.h"
 
 namespace flover {
 
 class Coordinator {
  public:
+  // The in-process endpoint of the HTTP server's client socket (in the coordinator's context).
+  static constexpr const char* kHttpGateway = "inproc://flover-http";
+
   // Binds every endpoint of config.endpoints and makes the core (CoordinatorCore::Create
   // errors). InvalidArgument for an empty endpoint, for a non-loopback endpoint without a
   // security section (CheckEndpointExposure; for a host name, the address it bound), and
@@ -72,7 +80,7 @@ class Coordinator {
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
-  // The endpoints as bound: "*" ports resolved (ZMQ_LAST_ENDPOINT), a wildcard host
+  // The endpoints as bound: "*" ports (and endpoints.http's port 0) resolved (ZMQ_LAST_ENDPOINT), a wildcard host
   // ("tcp://*:5555", bound as 0.0.0.0) replaced by this machine's host name. These are
   // what clients and workers connect to, what RegisterReply carries, and what the
   // endpoints file holds.
@@ -94,6 +102,8 @@ class Coordinator {
   Coordinator();
   Status Secure(const ClusterConfig& config);
   Status BindAll(const ClusterConfig& config);
+  // Starts the HTTP server of endpoints.http (none when it is empty).
+  Status StartHttp(const ClusterConfig& config);
   void PollOnce();
   void AnswerZap();
   // Reads the client monitor: counts the open client connections, and tells the core
@@ -102,6 +112,7 @@ class Coordinator {
   void Reload();
   void DrainClient(Clock::time_point now);
   void DrainControl(Clock::time_point now);
+  void DrainHttp(Clock::time_point now);
   // Sends the core's outbox, then tells it which peers were gone, until it has nothing
   // more to say.
   void Flush(Clock::time_point now);
@@ -116,6 +127,9 @@ class Coordinator {
   std::atomic<int> stops_{0};  // Stop() calls
   std::atomic<int> reloads_{0};  // ReloadKeys() calls
   static_assert(std::atomic<int>::is_always_lock_free);
+  // What GET /health reports, written by the Run() thread after each loop turn.
+  std::atomic<bool> some_replica_ready_{false};
+  std::atomic<bool> draining_{false};
 
   // Owned by the Run() thread.
   int stops_seen_ = 0;  // Stop() calls passed on to the core
@@ -130,9 +144,12 @@ class Coordinator {
   zmq::socket_t client_;
   zmq::socket_t control_;
   zmq::socket_t plans_;
+  zmq::socket_t http_;  // in-process ROUTER of the HTTP server's requests
   DisconnectMonitor control_monitor_;
   DisconnectMonitor client_monitor_;
   std::unique_ptr<CoordinatorCore> core_;
+  std::optional<Tokenizer> http_tokenizer_;          // the HTTP API's (model.tokenizer)
+  std::unique_ptr<http::HttpServer> http_server_;    // stopped before the sockets close
   // Log lines that peers trigger: CoordinatorCore::kPeerLogLines per second of each kind.
   LogLimiter client_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};   // bad client frames
   LogLimiter control_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};  // bad worker frames

@@ -185,6 +185,7 @@ class CoordinatorCore {
   // that the reason is shown to admins.
   proto::ClusterStatus BuildStatus(Clock::time_point now, ClientRole role) const;
   int n_requests() const { return requests_.size(); }
+  bool any_replica_ready() const { return AnyReady(); }  // GET /health
   uint64_t n_status_builds() const { return n_status_builds_; }  // BuildStatus calls for status requests
   const EndpointsConfig& endpoints() const { return endpoints_; }
   const ClusterConfig& config() const { return config_; }

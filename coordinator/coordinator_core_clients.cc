@@ -29,7 +29,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, ClientRole role,
   context.id_in_flight = requests_.FindByClient(identity, cid) != nullptr;
   context.n_queued = NQueued();
   context.max_queued = config_.scheduler.max_queued;
-  context.client_in_flight = requests_.CountOf(identity);
+  context.client_in_flight = IsHttpPeer(identity) ? 0 : requests_.CountOf(identity);  // http.* bounds it
   context.limits = config_.limits;
   Result<RequestParams> params = Admit(submit, context);
   if (!params.ok()) {
@@ -193,7 +193,7 @@ void CoordinatorCore::HandleCancel(const std::string& identity, const proto::Can
 }
 
 void CoordinatorCore::HandleStatus(const std::string& identity, ClientRole role, Clock::time_point now) {
-  if (!client_limiter_.AllowStatus(identity, now)) {
+  if (!IsHttpPeer(identity) && !client_limiter_.AllowStatus(identity, now)) {
     SendToClient(identity,
                  ErrorReply("", ResourceExhausted(fmt::format("status: at most {} per second per connection "
                                                               "(limits.status_per_client_per_second); ask less often",

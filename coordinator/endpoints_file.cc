@@ -13,7 +13,8 @@
 namespace flover {
 
 std::string EndpointsJson(const EndpointsConfig& endpoints) {
-  const nlohmann::json j = {{"client", endpoints.client}, {"control", endpoints.control}, {"plans", endpoints.plans}};
+  nlohmann::json j = {{"client", endpoints.client}, {"control", endpoints.control}, {"plans", endpoints.plans}};
+  if (!endpoints.http.empty()) j["http"] = endpoints.http;
   return j.dump() + "\n";
 }
 
@@ -50,6 +51,11 @@ Result<EndpointsConfig> ReadEndpointsFile(const std::string& path) {
     auto it = j.find(key);
     if (it == j.end() || !it->is_string()) return Corruption(path + ": \"" + key + "\" is missing or not a string");
     *field = it->get<std::string>();
+  }
+  // Optional: only a coordinator with an HTTP server writes it.
+  if (auto it = j.find("http"); it != j.end()) {
+    if (!it->is_string()) return Corruption(path + ": \"http\" is not a string");
+    endpoints.http = it->get<std::string>();
   }
   return endpoints;
 }

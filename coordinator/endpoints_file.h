@@ -3,7 +3,9 @@
 // ports read back) endpoints:
 //
 //   {"client": "tcp://127.0.0.1:40123", "control": "tcp://127.0.0.1:40124",
-//    "plans": "tcp://127.0.0.1:40125"}
+//    "plans": "tcp://127.0.0.1:40125", "http": "http://127.0.0.1:40126"}
+//
+// "http" only when the coordinator serves HTTP (endpoints.http).
 //
 // Written atomically (a temporary file in the same folder, then rename), so a reader
 // never sees a partial file.

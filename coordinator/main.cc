@@ -83,7 +83,10 @@ int main(int argc, char** argv) {
   }
   const std::optional<flover::FileLimit> files = flover::RaiseFileLimitAndLog(
       "flover-coordinator", flover::CoordinatorFilesNeeded(*config),
-      "limits.max_client_connections (" + std::to_string(config->limits.max_client_connections) + ") and " +
+      "limits.max_client_connections (" + std::to_string(config->limits.max_client_connections) + "), " +
+          (config->endpoints.http.empty() ? std::string()
+                                          : "http.max_connections (" + std::to_string(config->http.max_connections) +
+                                                "), ") +
           std::to_string(config->replicas * config->tensor_parallel) + " worker(s)");
   // Clients beyond what the descriptors allow are refused, so the workers keep theirs.
   if (const int fit = files ? flover::ClientConnectionsThatFit(*config, files->soft) : 0;

@@ -22,8 +22,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 # Every harness, in tests/fuzz/CMakeLists.txt too. Parsers of untrusted bytes that do
-# not exist yet get theirs when they come: fuzz_http_request (the HTTP request parser)
-# and fuzz_safetensors (a safetensors reader).
+# not exist yet get theirs when they come: fuzz_safetensors (a safetensors reader).
 all_targets=(
   fuzz_client_messages  # client messages through the coordinator core
   fuzz_worker_messages  # worker messages (step results included) through the core
@@ -32,6 +31,7 @@ all_targets=(
   fuzz_gguf             # GGUF files
   fuzz_tokenizer_file   # llama2.c tokenizer files
   fuzz_tokenizer_text   # the tokenizer's encode/decode
+  fuzz_http_request     # HTTP requests through the parser and the routes
 )
 # Dictionaries (tests/fuzz/*.dict) of the harnesses that have one.
 declare -A dicts=([fuzz_cluster_config]=cluster_config.dict [fuzz_gguf]=gguf.dict)
@@ -67,6 +67,12 @@ cmake --build "$build" --parallel "$(nproc)" --target flover_fuzz
 rm -rf "$build/seeds"
 "$build/tests/fuzz/flover_fuzz_seeds" "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
+mkdir -p "$build/seeds/fuzz_http_request"
+printf 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-fuzz\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n' \
+  > "$build/seeds/fuzz_http_request/pipelined"
+printf 'POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n' \
+  > "$build/seeds/fuzz_http_request/chunked"
+printf 'GET /v1/models?x=1 HTTP/1.0\r\nAuthorization: Bearer nope\r\n\r\n' > "$build/seeds/fuzz_http_request/http10"
 FLOVER_MODELS_OPTIONAL=1 source scripts/models-dir.sh  # no download: they are only seeds
 models=$FLOVER_MODELS_DIR
 if [ -f "$models/stories260K/tok512.bin" ] && [ -f "$models/stories260K/stories260K.gguf" ]; then

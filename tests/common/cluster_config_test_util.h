@@ -42,9 +42,14 @@ inline ClusterConfig EveryFieldSet() {
   ClusterConfig config;
   config.source = "derived.yaml";
   config.name = "odd: name # with $HOME and ${X} and 'quotes'";
-  config.endpoints = {.client = "ipc:///tmp/c", .control = "tcp://*:7000", .plans = "tcp://[::1]:7001"};
-  config.model = {.path = "/models/a b/m.gguf", .tokenizer = "/models/tok.bin", .dummy_seed = 18446744073709551615ull,
-                  .dtype = DType::kF32};
+  config.endpoints = {
+      .client = "ipc:///tmp/c", .control = "tcp://*:7000", .plans = "tcp://[::1]:7001", .http = "http://[::1]:0"};
+  config.model = {.path = "/models/a b/m.gguf",
+                  .tokenizer = "/models/tok.bin",
+                  .dummy_seed = 18446744073709551615ull,
+                  .dtype = DType::kF32,
+                  .name = "odd: model ${X}",
+                  .chat_template = "{% for m in messages %}<|im_start|>{{ m.content }}\n{% endfor %}"};
   config.replicas = 2;
   config.tensor_parallel = 2;
   config.cpu_transport = CpuTransport::kShm;
@@ -58,6 +63,7 @@ inline ClusterConfig EveryFieldSet() {
   config.heartbeat = {.interval_ms = 20, .timeout_ms = 21, .step_timeout_ms = 22};
   int limit = 100;  // each limit a different value, so that a swapped pair shows
   for (const LimitField& field : kLimitFields) config.limits.*field.value = ++limit;
+  for (const HttpField& field : kHttpFields) config.http.*field.value = ++limit;  // api_keys: never on the wire
   return config;
 }
 

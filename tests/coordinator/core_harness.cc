@@ -140,8 +140,8 @@ SimWorker& SimCoordinator::AddWorker(int replica, int rank) {
   return *workers_.back();
 }
 
-SimClient& SimCoordinator::AddClient(ClientRole role) {
-  const std::string identity = "client-" + std::to_string(clients_.size());
+SimClient& SimCoordinator::AddClient(ClientRole role, std::string identity) {
+  if (identity.empty()) identity = "client-" + std::to_string(clients_.size());
   clients_.push_back(std::make_unique<SimClient>(*this, identity, role));
   return *clients_.back();
 }

@@ -146,8 +146,8 @@ class SimCoordinator {
 
   SimWorker& AddWorker(int replica = 0, int rank = 0);
   // A client connection; an admin's by default (as every local peer is without a
-  // security section).
-  SimClient& AddClient(ClientRole role = ClientRole::kAdmin);
+  // security section). `identity`: its peer id ("" = "client-<n>").
+  SimClient& AddClient(ClientRole role = ClientRole::kAdmin, std::string identity = "");
   // The worker stops heartbeating (a hung process).
   void Silence(SimWorker& w) { w.beating_ = false; }
 
@@ -182,7 +182,9 @@ class CoreTest : public ::testing::Test {
 
   SimCoordinator& sim() { return *sim_; }
   SimWorker& AddWorker(int replica = 0, int rank = 0) { return sim_->AddWorker(replica, rank); }
-  SimClient& AddClient(ClientRole role = ClientRole::kAdmin) { return sim_->AddClient(role); }
+  SimClient& AddClient(ClientRole role = ClientRole::kAdmin, std::string identity = "") {
+    return sim_->AddClient(role, std::move(identity));
+  }
   void Advance(Clock::duration d) { sim_->Advance(d); }
 
   // The plan waiting for `w`, if any.

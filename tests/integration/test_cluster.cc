@@ -26,7 +26,7 @@ std::string ClusterYaml(const TestClusterOptions& o) {
   std::ostringstream yaml;
   yaml << "cluster:\n  name: test\n"
        << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
-       << "  plans: tcp://127.0.0.1:*\n"
+       << "  plans: tcp://127.0.0.1:*\n" << (o.http ? "  http: http://127.0.0.1:0\n" : "")
        << "model:\n  path: " << o.model << "\n";
   if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
   yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel
@@ -43,6 +43,8 @@ std::string ClusterYaml(const TestClusterOptions& o) {
        << "\n  step_timeout_ms: " << o.step_timeout_ms << "\n"
        << "limits:\n  status_per_client_per_second: " << o.status_per_second << "\n";
   for (const auto& [key, value] : o.limits) yaml << "  " << key << ": " << value << "\n";
+  if (!o.http_settings.empty()) yaml << "http:\n";
+  for (const auto& [key, value] : o.http_settings) yaml << "  " << key << ": " << value << "\n";
   if (!o.keys_dir.empty()) {
     const std::string& k = o.keys_dir;
     yaml << "security:\n  mode: curve\n  coordinator_key: " << k << "/coordinator.key\n"

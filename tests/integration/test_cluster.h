@@ -57,6 +57,10 @@ struct TestClusterOptions {
   int status_per_second = 1000;
   // More limits: (key, value) under `limits:` ("max_client_connections", 16).
   std::vector<std::pair<std::string, int64_t>> limits;
+  // Serve HTTP too (endpoints.http on 127.0.0.1, port 0), with these `http:` settings
+  // ("header_timeout_ms", 500).
+  bool http = false;
+  std::vector<std::pair<std::string, int64_t>> http_settings;
   // The daemons' output goes to files (coordinator_log()) instead of this process's.
   bool capture_logs = false;
   // Not empty: a secured cluster (security.mode curve) with the keys MakeClusterKeys
@@ -104,6 +108,7 @@ class TestCluster {
   std::string coordinator_log() const { return cluster_->coordinator_log(); }  // "" without capture_logs
   const std::string& control_endpoint() const { return cluster_->control_endpoint(); }
   const std::string& plans_endpoint() const { return cluster_->plans_endpoint(); }
+  const std::string& http_endpoint() const { return cluster_->http_endpoint(); }  // "" without options.http
 
   Result<std::unique_ptr<Client>> Connect() const { return Client::Connect(client_endpoint()); }
 
