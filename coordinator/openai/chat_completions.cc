@@ -87,12 +87,11 @@ bool IsTextFormat(const nlohmann::json& v) { return v.is_object() && v.value("ty
 }  // namespace
 
 Started StartChatCompletions(std::string_view body_text, const ServedModel& model) {
-  std::variant<nlohmann::json, ApiError> parsed = ParseRequestBody(body_text);
-  if (ApiError* error = std::get_if<ApiError>(&parsed)) return std::move(*error);
-  const nlohmann::json& body = std::get<nlohmann::json>(parsed);
+  std::variant<GenerationRequest, ApiError> request = ReadGenerationRequest(body_text, model);
+  if (ApiError* error = std::get_if<ApiError>(&request)) return std::move(*error);
+  const nlohmann::json& body = std::get<GenerationRequest>(request).body;
+  GenerationOptions& options = std::get<GenerationRequest>(request).options;
   FieldReader fields(body);
-  GenerationOptions options;
-  if (std::optional<ApiError> error = ReadGenerationOptions(fields, model, &options)) return *error;
   constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
   std::optional<int64_t> max_tokens = fields.Integer("max_completion_tokens", 1, kMaxInt);
   if (!max_tokens) max_tokens = fields.Integer("max_tokens", 1, kMaxInt);
@@ -128,14 +127,10 @@ Started StartChatCompletions(std::string_view body_text, const ServedModel& mode
 
   proto::SubmitRequest prompt;
   prompt.set_text(RenderChat(chat, messages, add_generation_prompt));
-  ExchangeSetup setup;
+  ExchangeSetup setup = ExchangeSetupOf(options, model);
   setup.submits = ExpandSubmits({prompt}, options, model);
   setup.choices.assign(setup.submits.size(), ChoiceSetup{});
-  setup.stream = options.stream;
-  setup.include_usage = options.include_usage;
   setup.logprobs = logprobs;
-  setup.model_id = model.id;
-  setup.tokenizer = model.tokenizer;
   setup.format = ChatFormat();
   return MakeChoiceExchange(std::move(setup));
 }

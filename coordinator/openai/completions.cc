@@ -114,12 +114,11 @@ std::optional<ApiError> ReadPrompts(const nlohmann::json& body, const ServedMode
 }  // namespace
 
 Started StartCompletions(std::string_view body_text, const ServedModel& model) {
-  std::variant<nlohmann::json, ApiError> parsed = ParseRequestBody(body_text);
-  if (ApiError* error = std::get_if<ApiError>(&parsed)) return std::move(*error);
-  const nlohmann::json& body = std::get<nlohmann::json>(parsed);
+  std::variant<GenerationRequest, ApiError> request = ReadGenerationRequest(body_text, model);
+  if (ApiError* error = std::get_if<ApiError>(&request)) return std::move(*error);
+  const nlohmann::json& body = std::get<GenerationRequest>(request).body;
+  GenerationOptions& options = std::get<GenerationRequest>(request).options;
   FieldReader fields(body);
-  GenerationOptions options;
-  if (std::optional<ApiError> error = ReadGenerationOptions(fields, model, &options)) return *error;
   options.stop.set_max_tokens(static_cast<int32_t>(
       fields.Integer("max_tokens", 1, std::numeric_limits<int32_t>::max()).value_or(kDefaultMaxTokens)));
   const std::optional<int64_t> logprobs = fields.Integer("logprobs", 0, kMaxLogprobs);
@@ -141,7 +140,7 @@ Started StartCompletions(std::string_view body_text, const ServedModel& model) {
   if (std::optional<ApiError> error = ReadPrompts(body, model, echo, &prompts)) return *error;
   if (std::optional<ApiError> error = CheckChoiceCount(prompts.size(), options.n, model)) return *error;
 
-  ExchangeSetup setup;
+  ExchangeSetup setup = ExchangeSetupOf(options, model);
   std::vector<proto::SubmitRequest> prompt_submits;
   for (size_t p = 0; p < prompts.size(); ++p) {
     prompt_submits.push_back(prompts[p].submit);
@@ -152,11 +151,7 @@ Started StartCompletions(std::string_view body_text, const ServedModel& model) {
   }
   setup.submits = ExpandSubmits(prompt_submits, options, model);
   setup.n_prompts = prompts.size();
-  setup.stream = options.stream;
-  setup.include_usage = options.include_usage;
   setup.logprobs = logprobs.has_value();
-  setup.model_id = model.id;
-  setup.tokenizer = model.tokenizer;
   setup.format = CompletionFormat();
   return MakeChoiceExchange(std::move(setup));
 }

@@ -93,6 +93,15 @@ std::optional<ApiError> CheckChoiceCount(size_t n_prompts, int n, const ServedMo
                                        n_prompts, n, n_prompts * static_cast<size_t>(n), model.max_n));
 }
 
+ExchangeSetup ExchangeSetupOf(const GenerationOptions& options, const ServedModel& model) {
+  ExchangeSetup setup;
+  setup.stream = options.stream;
+  setup.include_usage = options.include_usage;
+  setup.model_id = model.id;
+  setup.tokenizer = model.tokenizer;
+  return setup;
+}
+
 std::vector<proto::SubmitRequest> ExpandSubmits(const std::vector<proto::SubmitRequest>& prompts,
                                                 const GenerationOptions& options, const ServedModel& model) {
   thread_local std::mt19937_64 rng{std::random_device{}()};

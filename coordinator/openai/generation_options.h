@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/proto/flover.pb.h"
+#include "coordinator/openai/choice_exchange.h"
 #include "coordinator/openai/exchange.h"
 #include "coordinator/openai/json_fields.h"
 
@@ -44,6 +45,9 @@ bool IsEmptyValue(const nlohmann::json& value);  // "", [], {}
 // The submits of `prompts` (each with only its prompt set), n each, prompt-major:
 // index = prompt_index * n + i. 400 naming `n` when prompts * n is over model.max_n.
 std::optional<ApiError> CheckChoiceCount(size_t n_prompts, int n, const ServedModel& model);
+// What the options say of the exchange: stream, include_usage, the model's id and tokenizer.
+ExchangeSetup ExchangeSetupOf(const GenerationOptions& options, const ServedModel& model);
+
 std::vector<proto::SubmitRequest> ExpandSubmits(const std::vector<proto::SubmitRequest>& prompts,
                                                 const GenerationOptions& options, const ServedModel& model);
 

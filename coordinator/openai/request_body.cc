@@ -14,4 +14,13 @@ std::variant<nlohmann::json, ApiError> ParseRequestBody(std::string_view body) {
   return parsed;
 }
 
+std::variant<GenerationRequest, ApiError> ReadGenerationRequest(std::string_view body, const ServedModel& model) {
+  std::variant<nlohmann::json, ApiError> parsed = ParseRequestBody(body);
+  if (ApiError* error = std::get_if<ApiError>(&parsed)) return std::move(*error);
+  GenerationRequest request{.body = std::move(std::get<nlohmann::json>(parsed)), .options = {}};
+  FieldReader fields(request.body);
+  if (std::optional<ApiError> error = ReadGenerationOptions(fields, model, &request.options)) return *error;
+  return request;
+}
+
 }  // namespace flover::openai

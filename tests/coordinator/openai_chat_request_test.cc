@@ -7,12 +7,10 @@ namespace flover::openai {
 namespace {
 
 using testing::ErrorOf;
-using testing::ExchangeOf;
 using testing::Model;
 
 std::vector<proto::SubmitRequest> Submits(const std::string& body, const ServedModel& model = Model()) {
-  std::unique_ptr<Exchange> exchange = ExchangeOf(StartChatCompletions(body, model));
-  return exchange ? exchange->TakeSubmits() : std::vector<proto::SubmitRequest>{};
+  return testing::SubmitsOf(StartChatCompletions(body, model));
 }
 
 constexpr const char* kUser = R"("messages":[{"role":"user","content":"Hi"}])";
@@ -72,10 +70,7 @@ TEST(OpenAiChat, BadMessagesNameTheField) {
        "not supported"},
   };
   for (const auto& [body, param, part] : cases) {
-    const ApiError e = ErrorOf(StartChatCompletions(body, Model()));
-    EXPECT_EQ(e.status, 400) << body;
-    EXPECT_EQ(e.param, param) << body;
-    EXPECT_NE(e.message.find(part), std::string::npos) << body << " -> " << e.message;
+    testing::ExpectRefused(StartChatCompletions(body, Model()), body, param, part);
   }
 }
 
@@ -94,10 +89,7 @@ TEST(OpenAiChat, BadFieldsNameTheField) {
   };
   for (const auto& [fields, param, part] : cases) {
     const std::string body = std::string("{") + kUser + "," + fields + "}";
-    const ApiError e = ErrorOf(StartChatCompletions(body, Model()));
-    EXPECT_EQ(e.status, 400) << body;
-    EXPECT_EQ(e.param, param) << body;
-    EXPECT_NE(e.message.find(part), std::string::npos) << body << " -> " << e.message;
+    testing::ExpectRefused(StartChatCompletions(body, Model()), body, param, part);
   }
   EXPECT_EQ(ErrorOf(StartChatCompletions(std::string(R"({"model":"x",)") + kUser + "}", Model())).status, 404);
 }

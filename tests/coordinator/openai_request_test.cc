@@ -11,12 +11,10 @@ namespace {
 
 using nlohmann::json;
 using testing::ErrorOf;
-using testing::ExchangeOf;
 using testing::Model;
 
 std::vector<proto::SubmitRequest> Submits(const std::string& body, const ServedModel& model = Model()) {
-  std::unique_ptr<Exchange> exchange = ExchangeOf(StartCompletions(body, model));
-  return exchange ? exchange->TakeSubmits() : std::vector<proto::SubmitRequest>{};
+  return testing::SubmitsOf(StartCompletions(body, model));
 }
 
 TEST(OpenAiErrors, ErrorBodyHasOpenAiShapeWithNulls) {
@@ -116,11 +114,7 @@ TEST(OpenAiCompletions, WrongTypesAndRangesNameTheField) {
   };
   for (const BadField& c : cases) {
     const std::string body = std::string(R"({"prompt":"x",)") + c.fields + "}";
-    const ApiError e = ErrorOf(StartCompletions(body, Model()));
-    EXPECT_EQ(e.status, 400) << body;
-    EXPECT_EQ(e.type, "invalid_request_error") << body;
-    EXPECT_EQ(e.param, c.param) << body;
-    EXPECT_NE(e.message.find(c.message_part), std::string::npos) << body << " -> " << e.message;
+    testing::ExpectRefused(StartCompletions(body, Model()), body, c.param, c.message_part);
   }
 }
 
@@ -138,10 +132,7 @@ TEST(OpenAiCompletions, PromptFormsAndTheirErrors) {
   };
   for (const BadField& c : cases) {
     const std::string body = std::string("{") + c.fields + "}";
-    const ApiError e = ErrorOf(StartCompletions(body, Model()));
-    EXPECT_EQ(e.status, 400) << body;
-    EXPECT_EQ(e.param, c.param) << body;
-    EXPECT_NE(e.message.find(c.message_part), std::string::npos) << body << " -> " << e.message;
+    testing::ExpectRefused(StartCompletions(body, Model()), body, c.param, c.message_part);
   }
   std::vector<proto::SubmitRequest> s = Submits(R"({"prompt":"Once upon"})");
   ASSERT_EQ(s.size(), 1u);

@@ -38,6 +38,17 @@ inline ApiError ErrorOf(Started started) {
   return {};
 }
 
+// Expects `started` to be a 400 invalid_request_error naming `param`, whose message
+// holds `part`; `body` is what was sent, for the failure message.
+inline void ExpectRefused(Started started, const std::string& body, const std::string& param,
+                          const std::string& part) {
+  const ApiError e = ErrorOf(std::move(started));
+  EXPECT_EQ(e.status, 400) << body;
+  EXPECT_EQ(e.type, "invalid_request_error") << body;
+  EXPECT_EQ(e.param, param) << body;
+  EXPECT_NE(e.message.find(part), std::string::npos) << body << " -> " << e.message;
+}
+
 // The exchange a start made; fails the test (and returns null) when it answered an error.
 inline std::unique_ptr<Exchange> ExchangeOf(Started started) {
   if (auto* error = std::get_if<ApiError>(&started)) {
@@ -45,6 +56,12 @@ inline std::unique_ptr<Exchange> ExchangeOf(Started started) {
     return nullptr;
   }
   return std::move(std::get<std::unique_ptr<Exchange>>(started));
+}
+
+// The submits of a started exchange (none, and a failure, when it was refused).
+inline std::vector<proto::SubmitRequest> SubmitsOf(Started started) {
+  std::unique_ptr<Exchange> exchange = ExchangeOf(std::move(started));
+  return exchange ? exchange->TakeSubmits() : std::vector<proto::SubmitRequest>{};
 }
 
 inline proto::ServerMessage Accepted(int prompt_tokens) {
