@@ -18,6 +18,7 @@
 
 #include "common/curve_socket.h"
 #include "common/protocol.h"
+#include "coordinator/service_notifier.h"
 
 namespace flover {
 namespace {
@@ -212,7 +213,9 @@ void Coordinator::Run() {
                    keys_.Count(PeerRole::kAdmin));
       break;
   }
+  ServiceNotifier notifier(core_->metrics());  // systemd's Type=notify: READY=1 once a replica is ready
   for (;;) {
+    notifier.Update();
     const Clock::time_point now = Clock::now();
     if (const int reloads = reloads_.load(std::memory_order_relaxed); reloads_seen_ < reloads) {
       reloads_seen_ = reloads;

@@ -78,6 +78,10 @@ class Coordinator {
   // endpoints file holds.
   const EndpointsConfig& endpoints() const { return endpoints_; }
 
+  // The core's metrics and health (metrics.h), readable from any thread while this
+  // Coordinator lives (/metrics and /health).
+  const Metrics& metrics() const { return core_->metrics(); }
+
   // Runs the event loop until the core says it stopped, then shuts down (the core's
   // Shutdown, sent with a linger). Call at most once.
   void Run();
