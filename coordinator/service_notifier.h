@@ -4,6 +4,9 @@
 // ready)", `systemctl status` shows it), and READY=1 the first time some replica is
 // ready to serve, so that units ordered After= the coordinator start once it can serve.
 // Without NOTIFY_SOCKET in the environment (not started by systemd) it does nothing.
+// A notification is sent only when the health changes (a few per start or failure);
+// sd_notify waits while the socket's queue is full, which systemd, reading it at once,
+// never lets happen.
 //
 // Thread-safety: none; one thread (the coordinator's loop) calls Update().
 #pragma once

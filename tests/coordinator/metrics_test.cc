@@ -101,35 +101,39 @@ TEST(MetricsTest, RecordsRequestsStepsAndGauges) {
   m.RequestRefused(StatusCode::kInvalidArgument);
   m.StepPlanned(3, 1);
   const std::string text = m.RenderPrometheus();
-  EXPECT_EQ(SampleValue(text, "flover:request_success_total{finished_reason=\"stop\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:request_success_total{finished_reason=\"length\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:request_success_total{finished_reason=\"abort\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:request_success_total{finished_reason=\"error\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:requests_failed_total{code=\"DeadlineExceeded\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:requests_rejected_total{reason=\"InvalidArgument\"}"), 2);
-  EXPECT_EQ(SampleValue(text, "flover:requests_moved_total"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:num_requests_running"), 3);
-  EXPECT_EQ(SampleValue(text, "flover:num_requests_waiting"), 3) << "queued + waiting in the schedulers";
-  EXPECT_EQ(SampleValue(text, "flover:num_preemptions_total"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:prompt_tokens_total"), 5);
-  EXPECT_EQ(SampleValue(text, "flover:generation_tokens_total"), 12);
-  EXPECT_EQ(SampleValue(text, "flover:kv_blocks_used{replica=\"0\"}"), 4);
-  EXPECT_EQ(SampleValue(text, "flover:kv_blocks_total{replica=\"0\"}"), 16);
-  EXPECT_EQ(SampleValue(text, "flover:kv_cache_usage_perc{replica=\"0\"}"), 0.25);
-  EXPECT_EQ(SampleValue(text, "flover:kv_cache_usage_perc{replica=\"1\"}"), 0);
-  EXPECT_EQ(SampleValue(text, "flover:replica_ready{replica=\"0\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:replica_ready{replica=\"1\"}"), 0);
-  EXPECT_EQ(SampleValue(text, "flover:steps_total{replica=\"0\"}"), 7);
-  EXPECT_EQ(SampleValue(text, "flover:time_to_first_token_seconds_count"), 2) << "the cancelled request had no token";
-  EXPECT_EQ(SampleValue(text, "flover:time_to_first_token_seconds_bucket{le=\"0.04\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:time_to_first_token_seconds_bucket{le=\"0.5\"}"), 2);
+  // Series and value; the comments say why.
+  const std::pair<std::string, double> expected[] = {
+      {"flover:request_success_total{finished_reason=\"stop\"}", 1},
+      {"flover:request_success_total{finished_reason=\"length\"}", 1},
+      {"flover:request_success_total{finished_reason=\"abort\"}", 1},
+      {"flover:request_success_total{finished_reason=\"error\"}", 1},
+      {"flover:requests_failed_total{code=\"DeadlineExceeded\"}", 1},
+      {"flover:requests_rejected_total{reason=\"InvalidArgument\"}", 2},
+      {"flover:requests_moved_total", 1},
+      {"flover:num_requests_running", 3},
+      {"flover:num_requests_waiting", 3},  // queued + waiting in the schedulers
+      {"flover:num_preemptions_total", 1},
+      {"flover:prompt_tokens_total", 5},
+      {"flover:generation_tokens_total", 12},
+      {"flover:kv_blocks_used{replica=\"0\"}", 4},
+      {"flover:kv_blocks_total{replica=\"0\"}", 16},
+      {"flover:kv_cache_usage_perc{replica=\"0\"}", 0.25},
+      {"flover:kv_cache_usage_perc{replica=\"1\"}", 0},
+      {"flover:replica_ready{replica=\"0\"}", 1},
+      {"flover:replica_ready{replica=\"1\"}", 0},
+      {"flover:steps_total{replica=\"0\"}", 7},
+      {"flover:time_to_first_token_seconds_count", 2},  // the cancelled request had no token
+      {"flover:time_to_first_token_seconds_bucket{le=\"0.04\"}", 1},
+      {"flover:time_to_first_token_seconds_bucket{le=\"0.5\"}", 2},
+      {"flover:time_per_output_token_seconds_count", 1},
+      {"flover:time_per_output_token_seconds_bucket{le=\"0.005\"}", 1},
+      {"flover:e2e_request_latency_seconds_count", 3},
+      {"flover:request_queue_time_seconds_count", 1},
+      {"flover:requests_per_step_bucket{le=\"2\"}", 0},
+      {"flover:requests_per_step_bucket{le=\"4\"}", 1},
+  };
+  for (const auto& [series, value] : expected) EXPECT_EQ(SampleValue(text, series), value) << series;
   EXPECT_DOUBLE_EQ(SampleValue(text, "flover:time_to_first_token_seconds_sum"), 0.53);
-  EXPECT_EQ(SampleValue(text, "flover:time_per_output_token_seconds_count"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:time_per_output_token_seconds_bucket{le=\"0.005\"}"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:e2e_request_latency_seconds_count"), 3);
-  EXPECT_EQ(SampleValue(text, "flover:request_queue_time_seconds_count"), 1);
-  EXPECT_EQ(SampleValue(text, "flover:requests_per_step_bucket{le=\"2\"}"), 0);
-  EXPECT_EQ(SampleValue(text, "flover:requests_per_step_bucket{le=\"4\"}"), 1);
   EXPECT_TRUE(std::isnan(SampleValue(text, "flover:requests_failed_total{code=\"Internal\"}"))) << "only codes seen";
 }
 

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -265,7 +267,8 @@ std::vector<std::string> EnvironmentFiles(const std::string& unit, const std::st
 }
 
 // systemd's side of sd_notify: a unix datagram socket bound at `path`, the
-// NOTIFY_SOCKET of a Type=notify service.
+// NOTIFY_SOCKET of a Type=notify service, read all the time as systemd does (a sender
+// blocks when the socket's queue is full).
 class NotifySocket {
  public:
   explicit NotifySocket(std::string path) : path_(std::move(path)) {
@@ -276,28 +279,35 @@ class NotifySocket {
     EXPECT_LT(path_.size(), sizeof(addr.sun_path)) << path_;
     path_.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
     EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << path_ << ": " << strerror(errno);
+    reader_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
+        if (poll(&p, 1, 50) != 1) continue;
+        char buf[4096];
+        const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+        if (n <= 0) continue;
+        std::lock_guard lock(mu_);
+        received_.emplace_back(buf, n);
+      }
+    });
   }
   ~NotifySocket() {
+    stop_ = true;
+    reader_.join();
     close(fd_);
     std::remove(path_.c_str());
   }
   const std::string& path() const { return path_; }
-  // The next notification, or "" when none came within `timeout`.
-  std::string Receive(std::chrono::milliseconds timeout) {
-    pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
-    if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) return "";
-    char buf[4096];
-    const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-    return n > 0 ? std::string(buf, n) : std::string();
-  }
-  // Notifications until one contains `wanted` (returned), for up to `timeout`; "" if none
-  // did. `seen` collects every one.
+  // The first notification not returned before that contains `wanted`, waiting up to
+  // `timeout`; "" if none came. `seen` collects the notifications looked at.
   std::string WaitFor(const std::string& wanted, std::chrono::seconds timeout, std::string& seen) {
-    for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;) {
-      const std::string m = Receive(100ms);
-      if (m.empty()) continue;
-      seen += m + "\n---\n";
-      if (m.find(wanted) != std::string::npos) return m;
+    for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(20ms)) {
+      std::lock_guard lock(mu_);
+      for (; next_ < received_.size(); ++next_) {
+        seen += received_[next_] + "\n---\n";
+        if (received_[next_].find(wanted) != std::string::npos) return received_[next_++];
+      }
     }
     return "";
   }
@@ -305,6 +315,11 @@ class NotifySocket {
  private:
   std::string path_;
   int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> received_;  // guarded by mu_
+  size_t next_ = 0;                    // guarded by mu_: received_[next_..] not looked at yet
+  std::thread reader_;
 };
 
 std::chrono::milliseconds StopTimeout(const std::string& unit) {
