@@ -62,12 +62,9 @@ std::string StatusJson(const proto::ClusterStatus& s) {
   j["rejected_messages"] = s.rejected_messages();
   j["clients_cut_off"] = s.clients_cut_off();
   const proto::LatencySummary& l = s.latency();
-  j["latency"] = {{"window_s", l.window_seconds()},
-                  {"requests", l.requests()},
-                  {"queue_s", PercentilesJson(l.queue())},
-                  {"ttft_s", PercentilesJson(l.first_token())},
-                  {"tpot_s", PercentilesJson(l.per_token())},
-                  {"e2e_s", PercentilesJson(l.total())}};
+  j["latency"] = {{"window_s", l.window_seconds()},           {"requests", l.requests()},
+                  {"queue_s", PercentilesJson(l.queue())},    {"ttft_s", PercentilesJson(l.first_token())},
+                  {"tpot_s", PercentilesJson(l.per_token())}, {"e2e_s", PercentilesJson(l.total())}};
   j["replicas"] = std::move(replicas);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

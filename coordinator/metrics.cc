@@ -43,21 +43,20 @@ void HistogramCounts::Observe(double value) {
 }
 
 const std::vector<double>& Metrics::FirstTokenBuckets() {
-  static const std::vector<double> b = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,   0.75,  1.0,
-                                        2.5,   5.0,   7.5,  10.0, 20.0, 40.0, 80.0, 160., 640., 2560.};
+  static const std::vector<double> b = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,  0.75,
+                                        1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160., 640., 2560.};
   return b;
 }
 
 const std::vector<double>& Metrics::PerTokenBuckets() {
-  static const std::vector<double> b = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
-                                        0.3,    0.4,   0.5,    0.75,  1.0,  2.5,   5.0,  7.5,   10.,  20.,  40., 80.};
+  static const std::vector<double> b = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+                                        0.4,    0.5,   0.75,   1.0,   2.5,  5.0,   7.5,  10.,   20., 40.,  80.};
   return b;
 }
 
 const std::vector<double>& Metrics::LatencyBuckets() {
-  static const std::vector<double> b = {0.01, 0.025, 0.05, 0.1,  0.3,  0.5,  0.8,   1.0,   1.5,   2.0,    2.5,   5.0,
-                                        10.,  15.,   20.,  30.,  40.,  50.,  60.,   120.,  240.,  480.,   960.,  1920.,
-                                        7680.};
+  static const std::vector<double> b = {0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8,  1.0,  1.5,  2.0,  2.5,   5.0,  10.,
+                                        15.,  20.,   30.,  40., 50., 60., 120., 240., 480., 960., 1920., 7680.};
   return b;
 }
 
@@ -136,8 +135,8 @@ std::pair<bool, std::string> Metrics::HealthOf(const State& s) {
   if (!s.published) return {false, "the coordinator is starting"};
   const Gauges& g = s.gauges;
   if (g.draining) return {false, "the coordinator is shutting down"};
-  const auto n_ready = std::count_if(g.replicas.begin(), g.replicas.end(),
-                                     [](const ReplicaGauges& r) { return r.state == "ready"; });
+  const auto n_ready =
+      std::count_if(g.replicas.begin(), g.replicas.end(), [](const ReplicaGauges& r) { return r.state == "ready"; });
   if (n_ready > 0) return {true, fmt::format("{} of {} replica(s) ready", n_ready, g.replicas.size())};
   std::string why = "no replica is ready";
   for (size_t i = 0; i < g.replicas.size(); ++i) {
@@ -213,7 +212,8 @@ std::string Metrics::RenderPrometheus() const {
        &ReplicaGauges::kv_blocks_total}};
   for (const auto& [name, help, field] : per_replica) {
     out.Family(name, "gauge", help);
-    for (size_t i = 0; i < g.replicas.size(); ++i) out.Sample(name, {{"replica", replica_names[i]}}, g.replicas[i].*field);
+    for (size_t i = 0; i < g.replicas.size(); ++i)
+      out.Sample(name, {{"replica", replica_names[i]}}, g.replicas[i].*field);
   }
   out.Family("flover:kv_cache_usage_perc", "gauge",
              "Fraction of the replica's KV cache blocks in use, 0 to 1 (0 while it is not ready)");

@@ -6,8 +6,8 @@
 // Written by the thread that drives the CoordinatorCore, which records events where it
 // already computes them (a request done, failed or refused, a plan published) and
 // publishes its gauges (replicas, workers, requests, KV blocks, steps) after every
-// Tick(); read by any other thread (the HTTP server's, the systemd notifier's):
-// RenderPrometheus() and Health().
+// Tick(); read by any thread (the HTTP server's for /metrics and /health; the systemd
+// notifier's, service_notifier.h, on the core's own): RenderPrometheus() and Health().
 //
 // Thread-safety: every method may be called from any thread. One mutex guards the
 // state; a writer holds it for a few additions, a reader only to copy the state (the
@@ -50,8 +50,8 @@ class Metrics {
 
   // What the core publishes after every Tick(): its state now.
   struct ReplicaGauges {
-    std::string_view state;  // "starting", "ready", "unhealthy": static strings (Replica::StateName)
-    int workers_total = 0;   // tensor_parallel
+    std::string_view state;      // "starting", "ready", "unhealthy": static strings (Replica::StateName)
+    int workers_total = 0;       // tensor_parallel
     int workers_registered = 0;  // live: registered or ready
     int workers_ready = 0;
     int running = 0;
@@ -63,7 +63,7 @@ class Metrics {
   };
   struct Gauges {
     std::vector<ReplicaGauges> replicas;
-    int queued = 0;  // waiting for a ready replica (not in any replica's scheduler)
+    int queued = 0;      // waiting for a ready replica (not in any replica's scheduler)
     uint64_t moved = 0;  // requests moved on from a failed replica
     bool draining = false;
   };

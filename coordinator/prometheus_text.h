@@ -32,8 +32,8 @@ class PrometheusText {
   // `bounds`: the buckets' upper bounds, ascending, without +Inf. `counts`: the
   // observations of each bucket, NOT cumulative, [bounds.size() + 1] (the last: above
   // every bound).
-  void Histogram(std::string_view name, Labels labels, std::span<const double> bounds,
-                 std::span<const uint64_t> counts, double sum);
+  void Histogram(std::string_view name, Labels labels, std::span<const double> bounds, std::span<const uint64_t> counts,
+                 double sum);
 
   const std::string& text() const { return out_; }
   std::string Take() { return std::move(out_); }

@@ -30,17 +30,16 @@ TEST(PrometheusTextTest, WritesFamiliesSamplesAndEscapes) {
   out.Sample("flover:level", {}, -std::numeric_limits<double>::infinity());
   out.Sample("flover:level", {}, std::numeric_limits<double>::quiet_NaN());
   out.Sample("flover:level", {}, 1e-5);
-  EXPECT_EQ(out.text(),
-            "# HELP flover:things_total Things, counted\\nwith a \\\\ and \"quotes\"\n"
-            "# TYPE flover:things_total counter\n"
-            "flover:things_total{kind=\"a\\\"b\\\\c\\nd\",replica=\"0\"} 3\n"
-            "flover:things_total 0.25\n"
-            "# HELP flover:level A level\n"
-            "# TYPE flover:level gauge\n"
-            "flover:level +Inf\n"
-            "flover:level -Inf\n"
-            "flover:level NaN\n"
-            "flover:level 1e-05\n");
+  EXPECT_EQ(out.text(), "# HELP flover:things_total Things, counted\\nwith a \\\\ and \"quotes\"\n"
+                        "# TYPE flover:things_total counter\n"
+                        "flover:things_total{kind=\"a\\\"b\\\\c\\nd\",replica=\"0\"} 3\n"
+                        "flover:things_total 0.25\n"
+                        "# HELP flover:level A level\n"
+                        "# TYPE flover:level gauge\n"
+                        "flover:level +Inf\n"
+                        "flover:level -Inf\n"
+                        "flover:level NaN\n"
+                        "flover:level 1e-05\n");
 }
 
 TEST(PrometheusTextTest, HistogramBucketsAreCumulativeAndEndWithInf) {
@@ -49,15 +48,14 @@ TEST(PrometheusTextTest, HistogramBucketsAreCumulativeAndEndWithInf) {
   const std::vector<uint64_t> counts = {2, 0, 1, 3};  // per bucket; the last above 2.5
   out.Family("flover:latency_seconds", "histogram", "Latency");
   out.Histogram("flover:latency_seconds", {{"replica", "1"}}, bounds, counts, 42.5);
-  EXPECT_EQ(out.text(),
-            "# HELP flover:latency_seconds Latency\n"
-            "# TYPE flover:latency_seconds histogram\n"
-            "flover:latency_seconds_bucket{replica=\"1\",le=\"0.1\"} 2\n"
-            "flover:latency_seconds_bucket{replica=\"1\",le=\"1\"} 2\n"
-            "flover:latency_seconds_bucket{replica=\"1\",le=\"2.5\"} 3\n"
-            "flover:latency_seconds_bucket{replica=\"1\",le=\"+Inf\"} 6\n"
-            "flover:latency_seconds_sum{replica=\"1\"} 42.5\n"
-            "flover:latency_seconds_count{replica=\"1\"} 6\n");
+  EXPECT_EQ(out.text(), "# HELP flover:latency_seconds Latency\n"
+                        "# TYPE flover:latency_seconds histogram\n"
+                        "flover:latency_seconds_bucket{replica=\"1\",le=\"0.1\"} 2\n"
+                        "flover:latency_seconds_bucket{replica=\"1\",le=\"1\"} 2\n"
+                        "flover:latency_seconds_bucket{replica=\"1\",le=\"2.5\"} 3\n"
+                        "flover:latency_seconds_bucket{replica=\"1\",le=\"+Inf\"} 6\n"
+                        "flover:latency_seconds_sum{replica=\"1\"} 42.5\n"
+                        "flover:latency_seconds_count{replica=\"1\"} 6\n");
 }
 
 TEST(PrometheusTextTest, AnInvalidNameIsAProgrammingError) {
@@ -209,23 +207,31 @@ TEST(MetricsTest, PrometheusClientParsesTheText) {
   std::string output;
   char buf[4096];
   for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) output.append(buf, n);
-  ASSERT_EQ(pclose(p), 0) << command << " (python3-prometheus-client is needed: scripts/install-deps.sh): "
-                          << output;
+  ASSERT_EQ(pclose(p), 0) << command << " (python3-prometheus-client is needed: scripts/install-deps.sh): " << output;
   const nlohmann::json families = nlohmann::json::parse(output);
   std::map<std::string, nlohmann::json> by_name;
   for (const nlohmann::json& f : families) by_name[f["name"]] = f;
   // The parser names a counter's family without its _total suffix.
-  const std::map<std::string, std::string> expected_types = {
-      {"flover:request_success", "counter"},         {"flover:requests_failed", "counter"},
-      {"flover:requests_rejected", "counter"},       {"flover:requests_moved", "counter"},
-      {"flover:num_requests_running", "gauge"},      {"flover:num_requests_waiting", "gauge"},
-      {"flover:num_preemptions", "counter"},         {"flover:prompt_tokens", "counter"},
-      {"flover:generation_tokens", "counter"},       {"flover:kv_blocks_used", "gauge"},
-      {"flover:kv_blocks_total", "gauge"},           {"flover:kv_cache_usage_perc", "gauge"},
-      {"flover:replica_ready", "gauge"},             {"flover:steps", "counter"},
-      {"flover:time_to_first_token_seconds", "histogram"}, {"flover:time_per_output_token_seconds", "histogram"},
-      {"flover:e2e_request_latency_seconds", "histogram"}, {"flover:request_queue_time_seconds", "histogram"},
-      {"flover:requests_per_step", "histogram"},     {"flover:escapes", "gauge"}};
+  const std::map<std::string, std::string> expected_types = {{"flover:request_success", "counter"},
+                                                             {"flover:requests_failed", "counter"},
+                                                             {"flover:requests_rejected", "counter"},
+                                                             {"flover:requests_moved", "counter"},
+                                                             {"flover:num_requests_running", "gauge"},
+                                                             {"flover:num_requests_waiting", "gauge"},
+                                                             {"flover:num_preemptions", "counter"},
+                                                             {"flover:prompt_tokens", "counter"},
+                                                             {"flover:generation_tokens", "counter"},
+                                                             {"flover:kv_blocks_used", "gauge"},
+                                                             {"flover:kv_blocks_total", "gauge"},
+                                                             {"flover:kv_cache_usage_perc", "gauge"},
+                                                             {"flover:replica_ready", "gauge"},
+                                                             {"flover:steps", "counter"},
+                                                             {"flover:time_to_first_token_seconds", "histogram"},
+                                                             {"flover:time_per_output_token_seconds", "histogram"},
+                                                             {"flover:e2e_request_latency_seconds", "histogram"},
+                                                             {"flover:request_queue_time_seconds", "histogram"},
+                                                             {"flover:requests_per_step", "histogram"},
+                                                             {"flover:escapes", "gauge"}};
   for (const auto& [name, type] : expected_types) {
     ASSERT_TRUE(by_name.count(name)) << name << " not parsed: " << output;
     EXPECT_EQ(by_name[name]["type"], type) << name;

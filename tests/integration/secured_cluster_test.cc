@@ -110,8 +110,7 @@ TEST_F(SecuredClusterTest, FloverUpGivesItsCommandTheKeysAndPlainClientsAreTurne
   EXPECT_EQ(status["replicas_ready"], 1) << status.dump();
   EXPECT_GE(status["completed"].get<uint64_t>(), 1u) << status.dump();
   ASSERT_EQ(status["replicas"].size(), 1u) << status.dump();
-  for (const nlohmann::json& w : status["replicas"][0]["workers"])
-    EXPECT_GT(w["pid"].get<int>(), 0) << status.dump();
+  for (const nlohmann::json& w : status["replicas"][0]["workers"]) EXPECT_GT(w["pid"].get<int>(), 0) << status.dump();
 }
 
 TEST_F(SecuredClusterTest, FloverBenchStartsSecuredClusters) {
