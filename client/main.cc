@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--endpoint", status.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
       ->capture_default_str();
   flover::AddKeyFlags(status_cmd, &status.keys);
-  status_cmd->add_flag("--json", status.json, "Print the status as JSON");
+  status_cmd->add_flag("--json", status.json, "Print the status as one JSON object (snake_case, numbers as numbers)");
   status_cmd->add_option("--wait-ready", status.wait_ready_s, "Wait up to S seconds for every replica to be ready");
   status_cmd->add_flag("--probe", status.probe,
                        "Health check (Kubernetes readinessProbe): exit 0 if some replica is ready to serve, else 1");

@@ -1,13 +1,12 @@
 #include "client/status_command.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
 
 #include "client/client.h"
+#include "client/status_json.h"
 
 namespace flover {
 namespace {
@@ -82,11 +81,7 @@ int StatusCommand(const StatusOptions& o) {
     const bool waiting = o.wait_ready_s > 0;
     if (status.ok() && (!waiting || AllReplicasReady(*status))) {
       if (o.json) {
-        std::string out;
-        google::protobuf::util::JsonPrintOptions options;
-        options.always_print_primitive_fields = true;
-        (void)google::protobuf::util::MessageToJsonString(*status, &out, options);
-        std::printf("%s\n", out.c_str());
+        std::printf("%s\n", StatusJson(*status).c_str());
       } else {
         Print(*status);
       }

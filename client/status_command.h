@@ -1,6 +1,6 @@
 // `flover status`: prints a cluster's replicas, workers, in-flight requests, KV-block
-// use and step rate (or the ClusterStatus as JSON). With --wait-ready S it polls until
-// every replica is ready (exit 0) or S seconds pass (exit 1). With --probe it is a
+// use and step rate (or, with --json, one JSON object: status_json.h). With
+// --wait-ready S it polls until every replica is ready (exit 0) or S seconds pass (exit 1). With --probe it is a
 // health check: one line, exit 0 when the coordinator answers and some replica is
 // ready to serve, 1 otherwise.
 #pragma once

@@ -19,6 +19,7 @@
 #include "common/curve_socket.h"
 #include "common/protocol.h"
 #include "coordinator/openai/exchange.h"
+#include "coordinator/service_notifier.h"
 
 namespace flover {
 namespace {
@@ -116,6 +117,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::Create(ClusterConfig config, C
   FLOVER_RETURN_IF_ERROR(coordinator->StartHttp(config));
   FLOVER_ASSIGN_OR_RETURN(coordinator->core_, CoordinatorCore::Create(std::move(config), coordinator->endpoints_,
                                                                       drain_timeout, Clock::now()));
+  coordinator->published_metrics_.store(&coordinator->core_->metrics(), std::memory_order_release);
   return coordinator;
 }
 
@@ -225,12 +227,16 @@ Status Coordinator::StartHttp(const ClusterConfig& config) {
                                           : openai::StartCompletions(body, model);
   };
   options.models_body = [model, created] { return openai::ModelsBody(model, created); };
+  // The core is made after the server (it needs the bound endpoints): until it is,
+  // /health says so and /metrics is empty.
   options.health = [this]() -> std::pair<bool, std::string> {
-    if (draining_.load(std::memory_order_relaxed)) return {false, "the coordinator is shutting down"};
-    if (!some_replica_ready_.load(std::memory_order_relaxed)) return {false, "no replica is ready"};
-    return {true, ""};
+    const Metrics* metrics = published_metrics_.load(std::memory_order_acquire);
+    return metrics ? metrics->Health() : std::pair<bool, std::string>{false, "the coordinator is starting"};
   };
-  options.metrics_text = [] { return std::string(); };  // the coordinator's metrics: not wired yet
+  options.metrics_text = [this] {
+    const Metrics* metrics = published_metrics_.load(std::memory_order_acquire);
+    return metrics ? metrics->RenderPrometheus() : std::string();
+  };
   Result<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Start(std::move(options));
   if (!server.ok()) return config.source.empty() ? server.status() : server.status().WithContext(config.source);
   http_server_ = std::move(server).value();
@@ -270,7 +276,9 @@ void Coordinator::Run() {
                    keys_.Count(PeerRole::kAdmin));
       break;
   }
+  ServiceNotifier notifier(core_->metrics());  // systemd's Type=notify: READY=1 once a replica is ready
   for (;;) {
+    notifier.Update();
     const Clock::time_point now = Clock::now();
     if (const int reloads = reloads_.load(std::memory_order_relaxed); reloads_seen_ < reloads) {
       reloads_seen_ = reloads;
@@ -278,7 +286,6 @@ void Coordinator::Run() {
     }
     for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_) {
       core_->RequestStop(now);
-      draining_.store(true, std::memory_order_relaxed);
       if (http_server_) http_server_->BeginDrain();
     }
     if (core_->stopped(now)) break;
@@ -332,7 +339,6 @@ void Coordinator::PollOnce() {
   const Clock::time_point now = Clock::now();
   core_->Tick(now);
   Flush(now);
-  some_replica_ready_.store(core_->any_replica_ready(), std::memory_order_relaxed);
 }
 
 void Coordinator::DrainClientMonitor(Clock::time_point now) {

@@ -86,6 +86,10 @@ class Coordinator {
   // endpoints file holds.
   const EndpointsConfig& endpoints() const { return endpoints_; }
 
+  // The core's metrics and health (metrics.h), readable from any thread while this
+  // Coordinator lives (/metrics and /health).
+  const Metrics& metrics() const { return core_->metrics(); }
+
   // Runs the event loop until the core says it stopped, then shuts down (the core's
   // Shutdown, sent with a linger). Call at most once.
   void Run();
@@ -127,9 +131,9 @@ class Coordinator {
   std::atomic<int> stops_{0};  // Stop() calls
   std::atomic<int> reloads_{0};  // ReloadKeys() calls
   static_assert(std::atomic<int>::is_always_lock_free);
-  // What GET /health reports, written by the Run() thread after each loop turn.
-  std::atomic<bool> some_replica_ready_{false};
-  std::atomic<bool> draining_{false};
+  // The core's metrics once it exists, for the HTTP thread (GET /health, /metrics); the
+  // HTTP server starts before the core, which needs its bound endpoint.
+  std::atomic<const Metrics*> published_metrics_{nullptr};
 
   // Owned by the Run() thread.
   int stops_seen_ = 0;  // Stop() calls passed on to the core

@@ -127,6 +127,7 @@ void CoordinatorCore::Tick(Clock::time_point now) {
   ExpireDeadlines(now);
   RunSteps(now);
   ProbePlanTopics(now);
+  PublishMetrics();
 }
 
 Clock::time_point CoordinatorCore::NextWake(Clock::time_point now) const {
@@ -251,6 +252,32 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now, ClientR
   }
   s.set_uptime_seconds(Seconds(now - started_));
   return s;
+}
+
+void CoordinatorCore::PublishMetrics() {
+  gauges_.replicas.resize(replicas_.size());
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    const Replica& r = replicas_[i];
+    Metrics::ReplicaGauges& g = gauges_.replicas[i];
+    g = Metrics::ReplicaGauges{.state = Replica::StateName(r.state()),
+                               .workers_total = static_cast<int>(r.workers().size()),
+                               .steps = r.steps(),
+                               .tokens_generated = r.tokens_generated()};
+    for (const WorkerSlot& w : r.workers()) {
+      g.workers_registered += w.live();
+      g.workers_ready += w.state == WorkerState::kReady;
+    }
+    if (const Scheduler* s = r.scheduler()) {
+      g.running = s->n_running();
+      g.waiting = s->n_waiting();
+      g.kv_blocks_used = s->n_used_blocks();
+      g.kv_blocks_total = s->n_blocks();
+    }
+  }
+  gauges_.queued = static_cast<int>(queued_.size());
+  gauges_.moved = moved_;
+  gauges_.draining = draining();
+  metrics_.Publish(gauges_);
 }
 
 // ---------------------------------------------------------------- helpers

@@ -91,7 +91,12 @@
 // stop, status), coordinator_core_clients.cc (the client API) and
 // coordinator_core_workers.cc (workers, health, steps).
 //
-// Thread-safety: none; one thread drives a core.
+// Metrics (metrics.h, docs/metrics.md): requests ended, failed and refused, first steps
+// and plans are recorded where the core handles them, and its gauges (replicas,
+// workers, requests, KV blocks, steps) are published after every Tick().
+//
+// Thread-safety: none; one thread drives a core. Only metrics() may be read from other
+// threads (its Metrics is thread-safe).
 #pragma once
 
 #include <chrono>
@@ -113,6 +118,7 @@
 #include "coordinator/client_limiter.h"
 #include "coordinator/client_role.h"
 #include "coordinator/latency_window.h"
+#include "coordinator/metrics.h"
 #include "coordinator/outbox.h"
 #include "coordinator/rendezvous_store.h"
 #include "coordinator/replica.h"
@@ -185,10 +191,11 @@ class CoordinatorCore {
   // that the reason is shown to admins.
   proto::ClusterStatus BuildStatus(Clock::time_point now, ClientRole role) const;
   int n_requests() const { return requests_.size(); }
-  bool any_replica_ready() const { return AnyReady(); }  // GET /health
   uint64_t n_status_builds() const { return n_status_builds_; }  // BuildStatus calls for status requests
   const EndpointsConfig& endpoints() const { return endpoints_; }
   const ClusterConfig& config() const { return config_; }
+  // Updated by this core's thread, readable from any (metrics.h).
+  const Metrics& metrics() const { return metrics_; }
 
  private:
   CoordinatorCore(ClusterConfig config, EndpointsConfig bound, std::optional<Tokenizer> tokenizer,
@@ -283,6 +290,8 @@ class CoordinatorCore {
   // is ready: the last known one).
   void RefreshKvCapacity();
   std::string UnhealthySummary() const;
+  // The gauges of metrics_ (after every Tick).
+  void PublishMetrics();
   // What a client that is no admin reads instead of UnhealthySummary().
   static constexpr std::string_view kNoHealthyReplicaForClients =
       "no healthy replica (the reasons, which name the workers, are shown to admins)";
@@ -323,6 +332,8 @@ class CoordinatorCore {
   LogLimiter rejected_log_{kPeerLogLines, std::chrono::seconds(1)};
   LogLimiter refused_log_{kPeerLogLines, std::chrono::seconds(1)};  // registrations refused or repeated
   LatencyWindow latency_;   // of the requests that finished recently
+  Metrics metrics_;
+  Metrics::Gauges gauges_;  // PublishMetrics()'s, kept to reuse its storage
   Clock::time_point next_heartbeat_{};
   std::multimap<Clock::time_point, uint64_t> deadlines_;  // of requests with timeout_ms; stale entries skipped
   Clock::time_point recovery_until_{};  // the last failure + failover_wait_ms

@@ -86,6 +86,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, ClientRole role,
 }
 
 void CoordinatorCore::Refuse(const std::string& identity, const std::string& cid, const Status& status) {
+  metrics_.RequestRefused(status.code());
   if (!cid.empty() && requests_.FindByClient(identity, cid) != nullptr) {
     SendToClient(identity, ErrorReply("", Status(status.code(), status.message() + " (a message about request '" +
                                                                     Echoed(cid) + "', which is in flight and goes on)")));
@@ -353,16 +354,19 @@ void CoordinatorCore::Finish(uint64_t id, FinishReason reason, Clock::time_point
   done->set_queue_seconds(Seconds(t->first_step.value_or(now) - t->submitted));
   done->set_first_token_seconds(t->first_token ? Seconds(*t->first_token - t->submitted) : 0.0);
   done->set_total_seconds(Seconds(now - t->submitted));
-  if ((reason == FinishReason::kStop || reason == FinishReason::kLength) && t->first_token) {
-    LatencyWindow::Sample sample{.done = now,
-                                 .queue_s = done->queue_seconds(),
-                                 .first_token_s = done->first_token_seconds(),
-                                 .per_token_s = std::nullopt,
-                                 .total_s = done->total_seconds()};
-    if (t->tokens.size() >= 2)
-      sample.per_token_s = Seconds(now - *t->first_token) / static_cast<double>(t->tokens.size() - 1);
-    latency_.Add(sample);
-  }
+  std::optional<double> per_token_s;
+  if (t->first_token && t->tokens.size() >= 2)
+    per_token_s = Seconds(now - *t->first_token) / static_cast<double>(t->tokens.size() - 1);
+  if ((reason == FinishReason::kStop || reason == FinishReason::kLength) && t->first_token)
+    latency_.Add({.done = now,
+                  .queue_s = done->queue_seconds(),
+                  .first_token_s = done->first_token_seconds(),
+                  .per_token_s = per_token_s,
+                  .total_s = done->total_seconds()});
+  metrics_.RequestDone({.reason = reason,
+                        .first_token_s = t->first_token ? std::optional(done->first_token_seconds()) : std::nullopt,
+                        .per_token_s = per_token_s,
+                        .total_s = done->total_seconds()});
   SendToClient(t->client, std::move(m));
   requests_.Remove(id);
   ++completed_;
@@ -372,6 +376,7 @@ void CoordinatorCore::Fail(uint64_t id, const Status& status, std::string_view f
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
   const bool redacted = t->role != ClientRole::kAdmin && !for_clients.empty();
+  metrics_.RequestFailed(status.code());
   SendToClient(t->client,
                ErrorReply(t->client_request_id, redacted ? Status(status.code(), std::string(for_clients)) : status));
   requests_.Remove(id);

@@ -434,7 +434,11 @@ void CoordinatorCore::RunSteps(Clock::time_point now) {
       std::optional<proto::StepPlan> plan = scheduler->Schedule(now);
       if (!plan) break;
       for (const proto::PlanEntry& entry : plan->entries())
-        if (TrackedRequest* t = requests_.Find(entry.request_id()); t && !t->first_step) t->first_step = now;
+        if (TrackedRequest* t = requests_.Find(entry.request_id()); t && !t->first_step) {
+          t->first_step = now;
+          metrics_.RequestStarted(t->prompt_tokens, Seconds(now - t->submitted));
+        }
+      metrics_.StepPlanned(plan->entries_size(), plan->resets_size());
       replica.OnPlanPublished(plan->seq(), now);
       Outbox::Plan& published = outbox_.plans.emplace_back();
       published.replica = replica.index();

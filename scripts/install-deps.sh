@@ -12,6 +12,8 @@ packages=(
   libyaml-cpp-dev libboost-dev libgloo-dev                   # config, HTTP, CPU collectives
   gnuplot-nox                                                # flover bench --plot
   systemd                                                    # systemd-analyze checks deploy/systemd (tests)
+  libsystemd-dev                                             # sd_notify: the coordinator unit is Type=notify
+  python3-prometheus-client                                  # tests: parses /metrics as Prometheus does
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14          # scripts/fuzz.sh: libFuzzer, OpenMP, llvm-symbolizer
 )
 

@@ -7,19 +7,27 @@
 // worker dies, the other worker of its replica exits non-zero (so that systemd's
 // Restart=on-failure restarts it), and the restarted workers bring the replica back; the
 // units' ExecReload admits a new key; stopping the coordinator with the units' signal
-// shuts everything down with exit 0 within the units' stop timeouts.
+// shuts everything down with exit 0 within the units' stop timeouts. The coordinator
+// unit is Type=notify: the coordinator tells the NOTIFY_SOCKET its progress, and READY=1
+// once a replica is ready.
 #include <gtest/gtest.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -241,6 +249,79 @@ std::vector<std::string> LoadCredentials(const std::string& unit, const std::str
   return {"/usr/bin/env", "CREDENTIALS_DIRECTORY=" + dir};
 }
 
+// What systemd does for a unit's EnvironmentFile=[-]PATH lines: the VAR=value lines of
+// each file (PATH with `from` replaced by `to`; one with "-" may be missing) as
+// environment assignments.
+std::vector<std::string> EnvironmentFiles(const std::string& unit, const std::string& from, const std::string& to) {
+  std::vector<std::string> assignments;
+  for (std::string path : UnitSettings(unit, "EnvironmentFile")) {
+    const bool optional = path.rfind('-', 0) == 0;
+    if (optional) path.erase(0, 1);
+    ReplaceAll(path, from, to);
+    std::ifstream in(path);
+    EXPECT_TRUE(in || optional) << path;
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty() && line[0] != '#' && line.find('=') != std::string::npos) assignments.push_back(line);
+  }
+  return assignments;
+}
+
+// systemd's side of sd_notify: a unix datagram socket bound at `path`, the
+// NOTIFY_SOCKET of a Type=notify service, read all the time as systemd does (a sender
+// blocks when the socket's queue is full).
+class NotifySocket {
+ public:
+  explicit NotifySocket(std::string path) : path_(std::move(path)) {
+    std::remove(path_.c_str());
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    EXPECT_LT(path_.size(), sizeof(addr.sun_path)) << path_;
+    path_.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << path_ << ": " << strerror(errno);
+    reader_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
+        if (poll(&p, 1, 50) != 1) continue;
+        char buf[4096];
+        const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+        if (n <= 0) continue;
+        std::lock_guard lock(mu_);
+        received_.emplace_back(buf, n);
+      }
+    });
+  }
+  ~NotifySocket() {
+    stop_ = true;
+    reader_.join();
+    close(fd_);
+    std::remove(path_.c_str());
+  }
+  const std::string& path() const { return path_; }
+  // The first notification not returned before that contains `wanted`, waiting up to
+  // `timeout`; "" if none came. `seen` collects the notifications looked at.
+  std::string WaitFor(const std::string& wanted, std::chrono::seconds timeout, std::string& seen) {
+    for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;
+         std::this_thread::sleep_for(20ms)) {
+      std::lock_guard lock(mu_);
+      for (; next_ < received_.size(); ++next_) {
+        seen += received_[next_] + "\n---\n";
+        if (received_[next_].find(wanted) != std::string::npos) return received_[next_++];
+      }
+    }
+    return "";
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> received_;  // guarded by mu_
+  size_t next_ = 0;                    // guarded by mu_: received_[next_..] not looked at yet
+  std::thread reader_;
+};
+
 std::chrono::milliseconds StopTimeout(const std::string& unit) {
   const std::string value = UnitSetting(unit, "TimeoutStopSec");
   return std::chrono::seconds(value.empty() ? 90 : std::stoi(value));  // systemd's default
@@ -281,8 +362,17 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   EXPECT_EQ(UnitSetting(worker_unit, "SuccessExitStatus"), "") << "the test assumes only exit 0 is success";
   const std::string kill_signal = UnitSetting(coordinator_unit, "KillSignal");
   EXPECT_TRUE(kill_signal.empty() || kill_signal == "SIGTERM") << kill_signal;
-  for (const std::string* unit : {&coordinator_unit, &worker_unit})
+  for (const std::string* unit : {&coordinator_unit, &worker_unit}) {
     EXPECT_EQ(UnitSetting(*unit, "LimitNOFILE"), "65536") << "a descriptor per client connection";
+    EXPECT_EQ(UnitSetting(*unit, "EnvironmentFile"), "-/etc/flover/flover.env");
+  }
+  // The coordinator is ready (READY=1, checked below) once a replica is; its workers
+  // therefore must not wait for it, or neither would start.
+  EXPECT_EQ(UnitSetting(coordinator_unit, "Type"), "notify");
+  EXPECT_EQ(UnitSetting(worker_unit, "After").find("flover-coordinator"), std::string::npos)
+      << UnitSetting(worker_unit, "After");
+  EXPECT_EQ(UnitSetting(worker_unit, "Requires"), "");
+  EXPECT_EQ(UnitSetting(worker_unit, "BindsTo"), "");
 
   // /etc/flover/cluster.yaml as deploy/systemd ships it, secured, on this host: its
   // addresses on loopback (the control port fixed, as workers read it from the file),
@@ -310,8 +400,15 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   std::ofstream(config) << cluster_yaml;
   const CurveClientKeys root = testing::ClusterKeys(keys, "admins/root");
   const std::string alice = KeyFlags(keys + "/clients/alice.key", keys + "/coordinator.pub");
+  // /etc/flover/flover.env: the shipped example, with this host's address for the workers.
+  std::string env = ReadFile(kSourceDir + "/deploy/systemd/flover.env");
+  ASSERT_NE(env.find("#FLOVER_WORKER_HOST="), std::string::npos);
+  std::ofstream(dir + "/flover.env") << env << "FLOVER_WORKER_HOST=localhost\n";
+  // systemd's notification socket for the Type=notify coordinator.
+  NotifySocket notify(dir + "/notify.sock");
 
-  // A unit's command as systemd runs it, its credentials loaded.
+  // A unit's command as systemd runs it, its credentials loaded, its environment file read
+  // (and the coordinator's NOTIFY_SOCKET set).
   auto command = [&](const std::string& unit, const std::string& instance) {
     std::string line = ExpandSpecifiers(UnitSetting(unit, "ExecStart"), instance);
     UseBuiltBinaries(line);
@@ -319,6 +416,8 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
     ReplaceAll(line, "/run/flover/endpoints.json", endpoints_file);
     std::vector<std::string> argv = LoadCredentials(
         unit, dir + "/credentials-" + (instance.empty() ? "coordinator" : instance), "/etc/flover/keys", keys);
+    for (std::string& assignment : EnvironmentFiles(unit, "/etc/flover", dir)) argv.push_back(std::move(assignment));
+    if (UnitSetting(unit, "Type") == "notify") argv.push_back("NOTIFY_SOCKET=" + notify.path());
     for (std::string& word : SplitCommandLine(line)) argv.push_back(std::move(word));
     return argv;
   };
@@ -348,10 +447,27 @@ TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) 
   };
   std::string client_endpoint = start_coordinator();
   ASSERT_FALSE(client_endpoint.empty());
+  // Before any worker: its progress, and not ready.
+  std::string notified;
+  const std::string waiting = notify.WaitFor("STATUS=no replica is ready", 30s, notified);
+  EXPECT_NE(waiting.find("STATUS=no replica is ready: replica 0 starting (0 of 2 workers registered, 0 ready)"),
+            std::string::npos)
+      << notified;
+  EXPECT_EQ(notified.find("READY=1"), std::string::npos) << notified;
   std::vector<ChildProcess> workers;
   workers.push_back(start_worker(0));
   workers.push_back(start_worker(1));
+  const std::string ready = notify.WaitFor("READY=1", 60s, notified);
+  EXPECT_NE(ready.find("STATUS=1 of 1 replica(s) ready"), std::string::npos) << notified;
   ASSERT_TRUE(WaitReady(client_endpoint, root, 60s));
+  // The workers' host came from the environment file (the coordinator shows it to admins).
+  {
+    Result<std::unique_ptr<Client>> admin = Client::Connect(client_endpoint, root);
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    Result<proto::ClusterStatus> status = (*admin)->FetchStatus(10s);
+    ASSERT_TRUE(status.ok()) << status.status().ToString();
+    for (const proto::WorkerStatus& w : status->replicas(0).workers()) EXPECT_EQ(w.host(), "localhost");
+  }
   ExpectServes(client_endpoint, alice);
   // The cluster is CURVE: a plain-text client is turned away.
   const ShellRun plain = RunShell(testing::FloverBinary() + " status --endpoint " + client_endpoint);

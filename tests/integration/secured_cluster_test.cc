@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "common/tokenizer.h"
 #include "tests/integration/test_cluster.h"
 #include "tests/test_paths.h"
@@ -101,7 +103,14 @@ TEST_F(SecuredClusterTest, FloverUpGivesItsCommandTheKeysAndPlainClientsAreTurne
   EXPECT_NE(read("keyed.json").find(kSaraStory), std::string::npos) << read("keyed.json") << up.output;
   EXPECT_EQ(read("plain_exit.txt"), "1\n") << read("plain.txt");
   EXPECT_NE(read("plain.txt").find("requires CURVE"), std::string::npos) << read("plain.txt");
-  EXPECT_NE(read("status.json").find("\"pid\""), std::string::npos) << "flover up's client key is an admin's";
+  // flover status --json: one object, numbers as numbers; the workers' pids, as flover
+  // up's client key is an admin's.
+  const nlohmann::json status = nlohmann::json::parse(read("status.json"), nullptr, false);
+  ASSERT_TRUE(status.is_object()) << read("status.json");
+  EXPECT_EQ(status["replicas_ready"], 1) << status.dump();
+  EXPECT_GE(status["completed"].get<uint64_t>(), 1u) << status.dump();
+  ASSERT_EQ(status["replicas"].size(), 1u) << status.dump();
+  for (const nlohmann::json& w : status["replicas"][0]["workers"]) EXPECT_GT(w["pid"].get<int>(), 0) << status.dump();
 }
 
 TEST_F(SecuredClusterTest, FloverBenchStartsSecuredClusters) {
