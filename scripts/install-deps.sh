@@ -13,6 +13,7 @@ packages=(
   gnuplot-nox                                                # flover bench --plot
   systemd                                                    # systemd-analyze checks deploy/systemd (tests)
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14          # scripts/fuzz.sh: libFuzzer, OpenMP, llvm-symbolizer
+  python3-zmq python3-protobuf                               # clients/python (flover_client) and its tests
 )
 
 missing=()
