@@ -44,12 +44,14 @@ TEST(ClientTest, AConnectionThatClosesIsUnavailableAtOnceAfterTheRepliesBeforeIt
   EXPECT_FALSE(m->has_value());
 }
 
+// A port that nothing listens on any more.
+std::string GoneEndpoint() {
+  ScriptedCoordinator gone;
+  return gone.endpoint();
+}
+
 TEST(ClientTest, NoCoordinatorIsSilenceNotAnError) {
-  std::string endpoint;
-  {
-    ScriptedCoordinator gone;  // a port that nothing listens on any more
-    endpoint = gone.endpoint();
-  }
+  const std::string endpoint = GoneEndpoint();
   Result<std::unique_ptr<Client>> client = Client::Connect(endpoint);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   ASSERT_TRUE((*client)->RequestStatus().ok());
@@ -67,11 +69,7 @@ TEST(ClientTest, WaitConnectedReturnsOnceTheCoordinatorAnswers) {
 }
 
 TEST(ClientTest, WaitConnectedToNothingIsUnavailableNamingTheEndpoint) {
-  std::string endpoint;
-  {
-    ScriptedCoordinator gone;  // a port that nothing listens on any more
-    endpoint = gone.endpoint();
-  }
+  const std::string endpoint = GoneEndpoint();
   Result<std::unique_ptr<Client>> client = Client::Connect(endpoint);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   const Status s = (*client)->WaitConnected(200ms);

@@ -43,5 +43,6 @@ __all__ = [
     "Timings",
     "TokenEvent",
     "Usage",
+    "__version__",
     "load_client_keys",
 ]

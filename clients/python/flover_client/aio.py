@@ -20,45 +20,30 @@ request at the coordinator. Thread-safety: one event loop; create the client in 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from typing import Any, Dict, Optional, Union
 
 import zmq
 import zmq.asyncio
 
-from .connection import ConnectionState, closed_error, connect_timeout_error, open_socket, silence_error
-from .dispatch import STATUS_RETRY_AFTER_S, Dispatcher, Item, Progress, status_answer
+from .base import ClientBase
+from .connection import closed_error, connect_timeout_error, silence_error
+from .dispatch import STATUS_RETRY_AFTER_S, Item, Progress, status_answer
 from .errors import ConnectionError, FloverError
-from .keys import load_client_keys
 from .request import Prompt, Request
 from .results import Completion, TokenEvent
 from .wire import cancel_message, status_message, submit_message
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """A connection to a coordinator for asyncio. Arguments as :class:`Client`'s; the
     connection is made by ``connect()`` (or ``async with``, or the first call), which
     raises ConnectionError when nothing answers within `connect_timeout` seconds."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        server_key: Optional[str] = None,
-        client_key: Optional[str] = None,
-        connect_timeout: float = 5.0,
-        reply_timeout: float = 60.0,
-    ) -> None:
-        keys = load_client_keys(client_key, server_key)
-        self.endpoint = endpoint
-        self.connect_timeout = connect_timeout
-        self.reply_timeout = reply_timeout
-        self._context = zmq.asyncio.Context()
-        self._socket, self._monitor = open_socket(self._context, endpoint, keys)
-        self._state = ConnectionState(endpoint, keys is not None)
-        self._dispatcher = Dispatcher()
-        self._ids = itertools.count()
+    def _new_context(self) -> zmq.Context:
+        return zmq.asyncio.Context()
+
+    def _opened(self) -> None:
         self._reader: Optional[asyncio.Task] = None
         self._established: Optional[asyncio.Future] = None
 
@@ -129,10 +114,7 @@ class AsyncClient:
             except BaseException:
                 pass
             self._reader = None
-        if not self._context.closed:
-            self._monitor.close(linger=0)
-            self._socket.close(linger=0)
-            self._context.term()
+        self._close_sockets()
 
     async def __aenter__(self) -> "AsyncClient":
         await self.connect()
@@ -144,7 +126,7 @@ class AsyncClient:
     # ------------------------------------------------------------------ internals
 
     def _open(self, request: Request, stream: bool) -> "AsyncStream":
-        request_id = request.request_id if request.request_id is not None else f"py-{next(self._ids)}"
+        request_id = self._request_id(request)
         return AsyncStream(self, request_id, submit_message(request, request_id, stream))
 
     async def _submit(self, request_id: str, message: bytes, queue: "asyncio.Queue[Item]") -> None:

@@ -13,33 +13,24 @@ AsyncClient for many requests at once.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import deque
 from typing import Any, Deque, Dict, Iterator, Optional, Union
 
 import zmq
 
-from .connection import ConnectionState, closed_error, connect_timeout_error, open_socket, silence_error
-from .dispatch import STATUS_RETRY_AFTER_S, Dispatcher, Item, Progress, status_answer
+from .base import ClientBase
+from .connection import closed_error, connect_timeout_error, silence_error
+from .dispatch import STATUS_RETRY_AFTER_S, Item, Progress, status_answer
 from .errors import ConnectionError, FloverError
-from .keys import load_client_keys
 from .request import Prompt, Request
 from .results import Completion, TokenEvent
 from .wire import cancel_message, status_message, submit_message
 
-class Client:
-    """A connection to a coordinator.
-
-    Args:
-        endpoint: the coordinator's client endpoint, e.g. ``tcp://127.0.0.1:5555``.
-        server_key: with ``security.mode: curve``, the coordinator's public key file
-            (``NAME.pub`` of ``flover keygen``), which the client pins.
-        client_key: and this client's key pair file (``NAME.key``, mode 0600).
-        connect_timeout: seconds to wait for the coordinator to answer the connection;
-            ConnectionError after it.
-        reply_timeout: seconds a call waits without any reply from the coordinator
-            before it gives up with ConnectionError (the request is cancelled).
+class Client(ClientBase):
+    """A blocking connection to a coordinator. Arguments: see :class:`ClientBase`
+    (endpoint, server_key, client_key, connect_timeout, reply_timeout); the constructor
+    waits for the connection.
 
     Raises:
         ConnectionError: nothing answered within connect_timeout.
@@ -48,28 +39,15 @@ class Client:
             FailedPrecondition).
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        server_key: Optional[str] = None,
-        client_key: Optional[str] = None,
-        connect_timeout: float = 5.0,
-        reply_timeout: float = 60.0,
-    ) -> None:
-        keys = load_client_keys(client_key, server_key)
-        self.endpoint = endpoint
-        self.reply_timeout = reply_timeout
-        self._context = zmq.Context()
-        self._socket, self._monitor = open_socket(self._context, endpoint, keys)
-        self._state = ConnectionState(endpoint, keys is not None)
-        self._dispatcher = Dispatcher()
-        self._ids = itertools.count()
+    def _new_context(self) -> zmq.Context:
+        return zmq.Context()
+
+    def _opened(self) -> None:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
         try:
-            self._wait_connected(connect_timeout)
+            self._wait_connected(self.connect_timeout)
         except BaseException:
             self.close()
             raise
@@ -129,10 +107,7 @@ class Client:
 
     def close(self) -> None:
         """Closes the connection; requests in flight are cancelled by the coordinator."""
-        if not self._context.closed:
-            self._monitor.close(linger=0)
-            self._socket.close(linger=0)
-            self._context.term()
+        self._close_sockets()
 
     def __enter__(self) -> "Client":
         return self
@@ -143,7 +118,7 @@ class Client:
     # ------------------------------------------------------------------ internals
 
     def _open(self, request: Request, stream: bool) -> "Stream":
-        request_id = request.request_id if request.request_id is not None else f"py-{next(self._ids)}"
+        request_id = self._request_id(request)
         message = submit_message(request, request_id, stream)
         inbox: Deque[Item] = deque()
         self._dispatcher.follow(request_id, inbox.append)
