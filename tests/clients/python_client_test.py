@@ -302,6 +302,56 @@ class SecuredClusterTest(unittest.TestCase):
         self.assertIn("requires CURVE", raised.exception.message)
 
 
+def child_pids(pid: int) -> List[int]:
+    children: List[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(c) for c in f.read().split()]
+    return children
+
+
+def command_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")[0].decode(errors="replace")
+
+
+class CoordinatorLossTest(unittest.TestCase):
+    """A coordinator that dies ends the requests in flight with ConnectionError at
+    once, not after the reply timeout."""
+
+    def test_requests_in_flight_end_with_connection_error(self) -> None:
+        _check_environment()
+        cluster = UpCluster(cluster_yaml(tensor=1))
+        children = {command_of(p).rsplit("/", 1)[-1]: p for p in child_pids(cluster.process.pid)}
+        self.assertEqual(set(children), {"flover-coordinator", "flover-worker"})
+        # The worker stopped: the requests stay in flight, whatever the machine's speed.
+        os.kill(children["flover-worker"], signal.SIGSTOP)
+        try:
+            client = Client(cluster.endpoint, connect_timeout=60, reply_timeout=3600)
+            stream = client.stream("Ben", max_tokens=8)
+            client.status()  # the coordinator answers in order: the submit has arrived
+
+            async def run() -> None:
+                async with AsyncClient(cluster.endpoint, connect_timeout=60, reply_timeout=3600) as other:
+                    task = asyncio.create_task(other.generate("Sara", max_tokens=8))
+                    await asyncio.sleep(0)  # the task submits
+                    await other.status()
+                    os.kill(children["flover-coordinator"], signal.SIGKILL)
+                    with self.assertRaises(ConnectionError) as raised:
+                        await task
+                    self.assertIn("closed", str(raised.exception))
+
+            asyncio.run(run())
+            with self.assertRaises(ConnectionError) as raised:
+                for _ in stream:
+                    pass
+            self.assertIn(f"the connection to the coordinator at {cluster.endpoint} closed", str(raised.exception))
+            client.close()
+        finally:
+            os.kill(children["flover-worker"], signal.SIGCONT)
+            cluster.stop()
+
+
 class OfflineTest(unittest.TestCase):
     """What needs no cluster: a closed endpoint, key files, the versions."""
 
