@@ -65,7 +65,7 @@ class AsyncClient(ClientBase):
 
     async def generate(self, prompt: Prompt, **params: Any) -> Completion:
         """Runs one request to its end; as Client.generate."""
-        async with self._open(Request(prompt, **params), stream=False) as stream:
+        async with self._open(Request(prompt, **params)) as stream:
             async for _ in stream:
                 pass
         assert stream.completion is not None
@@ -75,7 +75,7 @@ class AsyncClient(ClientBase):
         """One request with streaming: ``async with client.stream(...) as s`` submits it,
         ``async for event in s`` yields TokenEvents then the Completion (iterating
         without ``async with`` submits at the first step). `params` as for generate()."""
-        return self._open(Request(prompt, **params), stream=True)
+        return self._open(Request(prompt, **params))
 
     async def cancel(self, request_id: str) -> bool:
         """As Client.cancel: False when no such request is in flight here."""
@@ -125,9 +125,9 @@ class AsyncClient(ClientBase):
 
     # ------------------------------------------------------------------ internals
 
-    def _open(self, request: Request, stream: bool) -> "AsyncStream":
+    def _open(self, request: Request) -> "AsyncStream":
         request_id = self._request_id(request)
-        return AsyncStream(self, request_id, submit_message(request, request_id, stream))
+        return AsyncStream(self, request_id, submit_message(request, request_id, stream=True))
 
     async def _submit(self, request_id: str, message: bytes, queue: "asyncio.Queue[Item]") -> None:
         await self.connect()

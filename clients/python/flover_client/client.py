@@ -62,8 +62,9 @@ class Client(ClientBase):
         Raises FloverError with the coordinator's code and message (InvalidArgument,
         ResourceExhausted, DeadlineExceeded, Unavailable, ...), ConnectionError when the
         connection closed or the coordinator went silent. Interrupted (Ctrl-C), the
-        request is cancelled at the coordinator."""
-        with self._open(Request(prompt, **params), stream=False) as stream:
+        request is cancelled at the coordinator. The request streams (its token events
+        are dropped here), so that a long generation is not silence to reply_timeout."""
+        with self._open(Request(prompt, **params)) as stream:
             for _ in stream:
                 pass
             assert stream.completion is not None
@@ -72,7 +73,7 @@ class Client(ClientBase):
     def stream(self, prompt: Prompt, **params: Any) -> "Stream":
         """Submits one request with streaming and returns its :class:`Stream`: iterate it
         for TokenEvents, then the final Completion. `params` as for generate()."""
-        return self._open(Request(prompt, **params), stream=True)
+        return self._open(Request(prompt, **params))
 
     def cancel(self, request_id: str) -> bool:
         """Asks the coordinator to cancel a request in flight; its stream then ends with
@@ -117,9 +118,9 @@ class Client(ClientBase):
 
     # ------------------------------------------------------------------ internals
 
-    def _open(self, request: Request, stream: bool) -> "Stream":
+    def _open(self, request: Request) -> "Stream":
         request_id = self._request_id(request)
-        message = submit_message(request, request_id, stream)
+        message = submit_message(request, request_id, stream=True)
         inbox: Deque[Item] = deque()
         self._dispatcher.follow(request_id, inbox.append)
         try:

@@ -110,6 +110,14 @@ class Progress:
         raise error_of(item)
 
 
+def _as_dict(message: Any) -> Dict[str, Any]:
+    """Every field present, names as in the .proto (protobuf 26 renamed the option)."""
+    try:
+        return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    except TypeError:
+        return MessageToDict(message, preserving_proto_field_name=True, including_default_value_fields=True)
+
+
 def status_answer(item: Item, may_retry: bool) -> Optional[Dict[str, Any]]:
     """The answer to a status request: the ClusterStatus as a dict (every field present,
     names as in flover.proto), or None when the coordinator refused it for coming too
@@ -118,7 +126,7 @@ def status_answer(item: Item, may_retry: bool) -> Optional[Dict[str, Any]]:
     if isinstance(item, FloverError):
         raise item
     if item.WhichOneof("body") == "status":
-        return MessageToDict(item.status, preserving_proto_field_name=True, including_default_value_fields=True)
+        return _as_dict(item.status)
     error = item.error
     if error.code == "ResourceExhausted" and may_retry:
         return None
