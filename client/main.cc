@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--stop", gen.stop.stop_strings,
                       "Text that ends a completion where it appears (repeatable); not part of the output");
   gen_cmd->add_flag("--stream", gen.stream, "Stream tokens as they are generated");
-  gen_cmd->add_flag("--json", gen.json, "One JSON object per prompt on stdout");
+  gen_cmd->add_flag("--json", gen.json,
+                    "One JSON object per prompt on stdout; with --stream, one per event as they come (NDJSON)");
   gen_cmd->add_option("--timeout", gen.timeout_s, "Give up after this many silent seconds")->capture_default_str();
   gen_cmd->add_option("--connect-timeout", gen.connect_timeout_s,
                       "Give up when nothing answers at the endpoint within this many seconds")
