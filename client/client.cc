@@ -17,10 +17,11 @@ constexpr int kMaxUnreadReplies = 100000;
 // How long FetchStatus waits before it asks again when the coordinator refused a status
 // request for coming too often (limits.status_per_client_per_second).
 constexpr auto kStatusRetryAfter = std::chrono::milliseconds(200);
+
 // InvalidArgument naming `what` when `text` is not valid UTF-8.
 Status CheckUtf8(const std::string& text, const std::string& what) {
   if (ToValidUtf8(text) == text) return Status::Ok();
-  return InvalidArgument(what + " is not valid UTF-8 text (a proto3 string must be); send token ids instead");
+  return InvalidArgument(what + " is not valid UTF-8 text, as the protocol's strings must be");
 }
 
 }  // namespace
