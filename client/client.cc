@@ -4,9 +4,11 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <thread>
 
 #include "common/protocol.h"
+#include "common/utf8.h"
 
 namespace flover {
 namespace {
@@ -15,6 +17,13 @@ constexpr int kMaxUnreadReplies = 100000;
 // How long FetchStatus waits before it asks again when the coordinator refused a status
 // request for coming too often (limits.status_per_client_per_second).
 constexpr auto kStatusRetryAfter = std::chrono::milliseconds(200);
+
+// InvalidArgument naming `what` when `text` is not valid UTF-8.
+Status CheckUtf8(const std::string& text, const std::string& what) {
+  if (ToValidUtf8(text) == text) return Status::Ok();
+  return InvalidArgument(what + " is not valid UTF-8 text, as the protocol's strings must be");
+}
+
 }  // namespace
 
 Result<std::optional<CurveClientKeys>> LoadClientKeys(const ClientKeyFiles& files) {
@@ -97,6 +106,10 @@ Status Client::Submit(const std::string& client_request_id, const std::string& t
 }
 
 Status Client::Submit(const proto::SubmitRequest& request) {
+  FLOVER_RETURN_IF_ERROR(CheckUtf8(request.client_request_id(), "the request id"));
+  FLOVER_RETURN_IF_ERROR(CheckUtf8(request.text(), "the prompt"));
+  for (int i = 0; i < request.stop().stop_strings_size(); ++i)
+    FLOVER_RETURN_IF_ERROR(CheckUtf8(request.stop().stop_strings(i), "stop string " + std::to_string(i)));
   proto::ClientMessage m;
   *m.mutable_submit() = request;
   return Send(m);
@@ -112,6 +125,28 @@ Status Client::RequestStatus() {
   proto::ClientMessage m;
   m.mutable_status();
   return Send(m);
+}
+
+Status Client::WaitConnected(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::array<zmq::pollitem_t, 1> items = {{{monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
+  try {
+    for (;;) {
+      FLOVER_RETURN_IF_ERROR(monitor_.Drain().status());
+      if (monitor_.established()) return Status::Ok();
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds(0)) {
+        char seconds[32];
+        std::snprintf(seconds, sizeof(seconds), "%g", timeout.count() / 1000.0);
+        return Unavailable("nothing answered at " + endpoint_ + " within " + seconds +
+                           " s: is the coordinator running, and is this its client endpoint (endpoints.client)?");
+      }
+      zmq::poll(items, left);
+    }
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return Cancelled("interrupted while connecting to " + endpoint_);
+    return Unavailable("connecting to " + endpoint_ + " failed: " + e.what());
+  }
 }
 
 Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::milliseconds timeout) {

@@ -17,6 +17,12 @@
 // key pair and accepts only the coordinator whose public key it pins; a refused handshake
 // (a key the coordinator does not admit, its client-connection limit, a wrong server key,
 // CURVE on one side only) is an error from Receive at once (HandshakeMonitor).
+// Connect returns at once (the socket connects in the background, and a request sent
+// before the coordinator is up waits for it); WaitConnected waits until something
+// answers, so that a command can say at once that nothing listens at the endpoint.
+// Text in a submit (prompt, stop strings, request id) must be valid UTF-8, as proto3
+// strings must: Submit refuses other text (InvalidArgument) instead of sending a message
+// the coordinator cannot read.
 // Thread-safety: none; a Client belongs to one thread (its socket does).
 #pragma once
 
@@ -69,7 +75,8 @@ class Client {
   Status Submit(const std::string& client_request_id, const std::string& text, const std::vector<int>& token_ids,
                 const SamplingParams& sampling, const StopParams& stop, bool stream,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
-  // The request as it is (tests send ones with any field).
+  // The request as it is (tests send ones with any field). InvalidArgument, nothing
+  // sent, when its text is not valid UTF-8.
   Status Submit(const proto::SubmitRequest& request);
   Status Cancel(const std::string& client_request_id);
   Status RequestStatus();
@@ -77,6 +84,12 @@ class Client {
   // for an unreadable reply, Unavailable when the connection closed since the last call,
   // HandshakeMonitor::Drain's errors for a refused handshake.
   Result<std::optional<proto::ServerMessage>> Receive(std::chrono::milliseconds timeout);
+
+  // Waits until a handshake with the coordinator succeeded (at once if one did).
+  // Unavailable "nothing answered at <endpoint> within N s..." at the timeout;
+  // HandshakeMonitor::Drain's errors for a refused handshake; Cancelled when a signal
+  // interrupts the wait.
+  Status WaitConnected(std::chrono::milliseconds timeout);
 
   // Sends raw bytes (tests use it to send malformed messages).
   Status SendRaw(const std::string& bytes);

@@ -3,12 +3,14 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "client/client.h"
 #include "client/completion_output.h"
 #include "client/interrupt_flag.h"
 #include "client/request_session.h"
 #include "common/protocol.h"
+#include "common/utf8.h"
 
 namespace flover {
 namespace {
@@ -17,35 +19,90 @@ using namespace std::chrono_literals;
 
 // How often the loop looks at the interrupt flag when no reply comes.
 constexpr std::chrono::milliseconds kPollInterval = 200ms;
+// Characters of a bad flag value quoted in its error.
+constexpr size_t kQuotedChars = 40;
 
 struct Prompt {
   std::string text;
   std::vector<int> ids;
 };
 
+// The prompts of the flags, or the exit status of a bad flag (its message printed).
+std::optional<int> ReadPrompts(const GenerateOptions& o, std::vector<Prompt>* prompts) {
+  // The protocol carries text as proto3 strings, which must be valid UTF-8.
+  auto bad_text = [](const char* flag, const std::string& value) {
+    std::fprintf(stderr,
+                 "flover generate: %s '%s' is not valid UTF-8 text (shown with U+FFFD); the cluster takes UTF-8 "
+                 "only%s\n",
+                 flag, ToValidUtf8(value.substr(0, kQuotedChars)).c_str(),
+                 std::string(flag) == "--prompt" ? ": pass token ids with --prompt-ids instead" : "");
+    return 2;
+  };
+  for (const std::string& p : o.prompts) {
+    if (ToValidUtf8(p) != p) return bad_text("--prompt", p);
+    prompts->push_back({p, {}});
+  }
+  for (const std::string& s : o.stop.stop_strings) {
+    if (ToValidUtf8(s) != s) return bad_text("--stop", s);
+  }
+  for (const std::string& ids : o.prompt_ids) {
+    Prompt p;
+    if (!ParseTokenIds(ids, &p.ids)) {
+      std::fprintf(stderr, "flover generate: --prompt-ids: '%s' is not a list of token ids\n",
+                   ToValidUtf8(ids.substr(0, kQuotedChars)).c_str());
+      return 2;
+    }
+    prompts->push_back(std::move(p));
+  }
+  if (prompts->empty()) {
+    std::fprintf(stderr, "flover generate: no prompts: use --prompt or --prompt-ids\n");
+    return 2;
+  }
+  return std::nullopt;
+}
+
+// The --json object of a request that ended.
+nlohmann::json EndObject(const RequestRecord& r, const std::string& prompt) {
+  nlohmann::json j = CompletionObject(prompt, r.text, r.tokens, r.finish, static_cast<size_t>(r.prompt_tokens));
+  if (r.failed()) j["error"] = r.ErrorString();
+  return j;
+}
+
+// One NDJSON line of --stream --json.
+void PrintEvent(const SessionEvent& e, const std::string& prompt) {
+  const RequestRecord& r = e.request;
+  nlohmann::json j;
+  if (e.kind == SessionEventKind::kTokens) {
+    j["event"] = "token";
+    j["index"] = r.index;
+    j["tokens"] = std::vector<int>(r.streamed.end() - e.n_tokens, r.streamed.end());
+    j["text"] = e.text;
+  } else {
+    j = EndObject(r, prompt);
+    j["event"] = "done";
+    j["index"] = r.index;
+  }
+  std::cout << JsonLine(j) << "\n" << std::flush;
+}
+
 }  // namespace
 
 int GenerateCommand(const GenerateOptions& o) {
   std::vector<Prompt> prompts;
-  for (const std::string& p : o.prompts) prompts.push_back({p, {}});
-  for (const std::string& ids : o.prompt_ids) {
-    Prompt p;
-    if (!ParseTokenIds(ids, &p.ids)) {
-      std::fprintf(stderr, "flover generate: --prompt-ids: '%s' is not a list of token ids\n", ids.c_str());
-      return 2;
-    }
-    prompts.push_back(std::move(p));
-  }
-  if (prompts.empty()) {
-    std::fprintf(stderr, "flover generate: no prompts: use --prompt or --prompt-ids\n");
-    return 2;
-  }
-  Result<std::unique_ptr<Client>> client = ConnectWithKeys(o.endpoint, o.keys);
-  if (!client.ok()) {
-    std::fprintf(stderr, "flover generate: %s\n", client.status().ToString().c_str());
-    return 1;
-  }
+  if (std::optional<int> bad = ReadPrompts(o, &prompts)) return *bad;
   const InterruptFlag interrupt;  // Ctrl-C: the session cancels what is in flight
+  Result<std::unique_ptr<Client>> client = ConnectWithKeys(o.endpoint, o.keys);
+  if (client.ok()) {
+    const Status connected =
+        (*client)->WaitConnected(std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000)));
+    if (!connected.ok()) client = connected;
+  }
+  if (!client.ok()) {
+    const Status& s = client.status();
+    std::fprintf(stderr, "flover generate: %s%s\n", s.ToString().c_str(),
+                 s.code() == StatusCode::kUnavailable ? " (--connect-timeout S waits longer)" : "");
+    return interrupt.raised() ? 130 : 1;
+  }
   RequestSessionOptions session_options;
   session_options.silence_timeout_s = o.timeout_s;
   session_options.interrupted = interrupt.predicate();
@@ -53,11 +110,16 @@ int GenerateCommand(const GenerateOptions& o) {
 
   // Request i has the id "i" (session index i).
   const bool stream_text = !o.json && prompts.size() == 1;
+  const bool stream_json = o.json && o.stream;
   bool prompt_shown = false;
   session.OnEvent([&](const SessionEvent& e) {
     const RequestRecord& r = e.request;
     const std::string& prompt = prompts[r.index].text;
-    if (e.kind == SessionEventKind::kTokens && stream_text) {
+    if (e.kind == SessionEventKind::kError)
+      std::fprintf(stderr, "flover generate: prompt %zu: %s\n", r.index, r.ErrorString().c_str());
+    if (stream_json) {
+      if (e.kind != SessionEventKind::kAccepted) PrintEvent(e, prompt);
+    } else if (e.kind == SessionEventKind::kTokens && stream_text) {
       if (!prompt_shown) std::fputs(prompt.c_str(), stdout);
       prompt_shown = true;
       std::fwrite(e.text.data(), 1, e.text.size(), stdout);
@@ -65,8 +127,6 @@ int GenerateCommand(const GenerateOptions& o) {
     } else if (e.kind == SessionEventKind::kDone && !o.json && !stream_text) {
       std::printf("--- [%zu] %s\n%s%s\n", r.index, r.finish.c_str(), prompt.c_str(), r.text.c_str());
       std::fflush(stdout);
-    } else if (e.kind == SessionEventKind::kError) {
-      std::fprintf(stderr, "flover generate: prompt %zu: %s\n", r.index, r.ErrorString().c_str());
     }
   });
   session.OnUnmatchedError([](const proto::Error& e) {
@@ -103,10 +163,7 @@ int GenerateCommand(const GenerateOptions& o) {
   int exit_code = 0;
   for (const RequestRecord& r : session.records()) {
     if (r.failed()) exit_code = 1;
-    if (o.json)
-      std::cout << CompletionJson(prompts[r.index].text, r.text, r.tokens, r.finish,
-                                  static_cast<size_t>(r.prompt_tokens))
-                << "\n";
+    if (o.json && !stream_json) std::cout << JsonLine(EndObject(r, prompts[r.index].text)) << "\n";
   }
   std::cout.flush();
   return interrupt.raised() ? 130 : exit_code;

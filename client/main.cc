@@ -10,10 +10,12 @@
 #include "client/status_command.h"
 #include "client/up_command.h"
 #include "common/protobuf_log.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Flover: temporal-fusion LLM serving runtime"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", flover::VersionLine("flover"));
 
   flover::RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "Generate with the in-process engine (no daemons)");
@@ -59,8 +61,13 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--stop", gen.stop.stop_strings,
                       "Text that ends a completion where it appears (repeatable); not part of the output");
   gen_cmd->add_flag("--stream", gen.stream, "Stream tokens as they are generated");
-  gen_cmd->add_flag("--json", gen.json, "One JSON object per prompt on stdout");
+  gen_cmd->add_flag("--json", gen.json,
+                    "One JSON object per prompt on stdout; with --stream, one per event as they come (NDJSON)");
   gen_cmd->add_option("--timeout", gen.timeout_s, "Give up after this many silent seconds")->capture_default_str();
+  gen_cmd->add_option("--connect-timeout", gen.connect_timeout_s,
+                      "Give up when nothing answers at the endpoint within this many seconds")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   gen_cmd->add_option("--deadline", gen.deadline_s,
                       "Seconds each request may take at the cluster (then DeadlineExceeded; 0 = none)")
       ->check(CLI::Range(0.0, 4.0e6));
@@ -124,7 +131,12 @@ int main(int argc, char** argv) {
   keygen_cmd->add_option("--out", keygen.out, "DIR/NAME of the two files; existing files are never overwritten")
       ->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every bad flag (unknown, missing, invalid) exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   flover::RouteProtobufLogs();
   if (run_cmd->parsed()) return flover::RunCommand(run);
   if (up_cmd->parsed()) return flover::UpCommand(up);

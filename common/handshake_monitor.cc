@@ -36,7 +36,10 @@ Result<bool> HandshakeMonitor::ReadEvents() {
   for (const DisconnectMonitor::Event& e : monitor_.DrainEvents()) {
     switch (e.event) {
       case ZMQ_EVENT_CONNECTED: handshaking_ = true; break;
-      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: handshaking_ = false; break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        handshaking_ = false;
+        established_ = true;
+        break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         if (e.value == 500) {
           return ResourceExhausted(coordinator + " refused the connection: it has as many client connections as it " +

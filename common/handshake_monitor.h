@@ -41,6 +41,11 @@ class HandshakeMonitor {
 
   void* handle() { return monitor_.handle(); }
 
+  // True once a handshake succeeded (something answers at the endpoint: with CURVE, the
+  // coordinator whose key is pinned, admitting ours), as of the last Drain; it stays true
+  // when that connection closes later.
+  bool established() const { return established_; }
+
   // Reads the pending events. A refused handshake is an error: PermissionDenied (a key
   // that is not admitted; a CURVE handshake dropped, which a wrong server key causes),
   // ResourceExhausted (the connection limit) or FailedPrecondition (one side uses CURVE,
@@ -58,6 +63,7 @@ class HandshakeMonitor {
   Options options_;
   std::optional<Status> refusal_;  // the first refusal
   bool handshaking_ = false;       // connected, handshake not done yet
+  bool established_ = false;       // a handshake succeeded
 };
 
 // True for the codes of Drain's refusals: waiting longer on that socket will not help.

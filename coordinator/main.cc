@@ -23,6 +23,7 @@
 #include "common/cluster_config_reader.h"
 #include "common/file_limit.h"
 #include "common/protobuf_log.h"
+#include "common/version.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/endpoints_file.h"
 
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   std::string endpoints_file;
   std::string log_level = "info";
   double drain_timeout_s = 10;
+  app.set_version_flag("--version", flover::VersionLine("flover-coordinator"));
   app.add_option("--config", config_path, "cluster YAML file (configs/*.yaml)")->required();
   app.add_option("--endpoints-file", endpoints_file,
                  "write the bound endpoints (ports resolved) here as JSON once listening");

@@ -15,6 +15,7 @@ packages=(
   libsystemd-dev                                             # sd_notify: the coordinator unit is Type=notify
   python3-prometheus-client                                  # tests: parses /metrics as Prometheus does
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14          # scripts/fuzz.sh: libFuzzer, OpenMP, llvm-symbolizer
+  python3-zmq python3-protobuf                               # clients/python (flover_client) and its tests
 )
 
 missing=()

@@ -19,6 +19,7 @@
 #include "common/curve_socket.h"
 #include "common/file_limit.h"
 #include "common/protobuf_log.h"
+#include "common/version.h"
 #include "worker/worker_daemon.h"
 
 namespace {
@@ -28,6 +29,7 @@ void OnSignal(int) { g_stop = true; }
 
 int main(int argc, char** argv) {
   CLI::App app{"flover-worker: one tensor-parallel shard of a Flover replica"};
+  app.set_version_flag("--version", flover::VersionLine("flover-worker"));
   flover::WorkerOptions options;
   std::string config_path;
   auto* coord = app.add_option("--coordinator", options.coordinator, "Coordinator control endpoint");
@@ -42,7 +44,11 @@ int main(int argc, char** argv) {
                                     "The coordinator's CURVE public key (NAME.pub), which this worker pins");
   key->needs(server_key);
   server_key->needs(key);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? flover::kExitOk : flover::kExitStartup;  // a bad flag: 2
+  }
 
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   flover::RouteProtobufLogs();  // a peer's bad bytes: rate-limited lines, not one per message
