@@ -17,7 +17,7 @@ WorkloadSpec Spec() {
   s.n_requests = 10;
   s.interval_ms = 25;
   s.seed = 7;
-  s.prompt_len = 8;
+  s.prompt_min = s.prompt_max = 8;
   s.output_min = s.output_max = 16;
   s.vocab_size = 512;
   return s;
@@ -156,7 +156,7 @@ TEST(BenchWorkloadTest, BadSpecsAreClearErrors) {
               s.interval_ms = 0;
             }).find("--rate"),
             std::string::npos);
-  EXPECT_NE(error([](WorkloadSpec& s) { s.prompt_len = 0; }).find("--prompt-len"), std::string::npos);
+  EXPECT_NE(error([](WorkloadSpec& s) { s.prompt_min = 0; }).find("--prompt-len"), std::string::npos);
   EXPECT_NE(error([](WorkloadSpec& s) { s.output_min = 0; }).find("--output-len"), std::string::npos);
   EXPECT_NE(error([](WorkloadSpec& s) { s.vocab_size = 3; }).find("vocabulary"), std::string::npos);
   EXPECT_NE(error([](WorkloadSpec& s) { s.vocab_size = 0; }).find("vocabulary"), std::string::npos);
