@@ -185,3 +185,46 @@ TEST(BenchWorkloadTest, ParseOutputLen) {
 
 }  // namespace
 }  // namespace flover
+
+namespace flover {
+namespace {
+
+TEST(BenchWorkloadTest, PromptLengthRangesAreUniformSeededAndLeaveTheOtherStreamsAlone) {
+  WorkloadSpec s = Spec();
+  s.n_requests = 400;
+  s.prompt_min = 3;
+  s.prompt_max = 6;
+  const std::vector<BenchRequest> a = Generate(s);
+  std::map<size_t, int> counts;
+  for (const BenchRequest& r : a) ++counts[r.prompt_ids.size()];
+  ASSERT_EQ(counts.size(), 4u) << "every length of [3, 6] occurs, no other";
+  EXPECT_EQ(counts.begin()->first, 3u);
+  EXPECT_EQ(counts.rbegin()->first, 6u);
+  for (const auto& [len, n] : counts) EXPECT_GT(n, 60) << len;  // ~100 each
+  // Same seed, same prompts; the arrivals and output lengths do not depend on the range.
+  const std::vector<BenchRequest> again = Generate(s);
+  WorkloadSpec fixed = s;
+  fixed.prompt_min = fixed.prompt_max = 8;
+  const std::vector<BenchRequest> f = Generate(fixed);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].prompt_ids, again[i].prompt_ids);
+    EXPECT_EQ(a[i].output_len, f[i].output_len);
+    EXPECT_EQ(a[i].arrival_s, f[i].arrival_s);
+  }
+}
+
+TEST(BenchWorkloadTest, ParseLengthRangeNamesItsFlag) {
+  int lo = 0, hi = 0;
+  ASSERT_TRUE(ParseLengthRange("--prompt-len", "32:256", &lo, &hi).ok());
+  EXPECT_EQ(lo, 32);
+  EXPECT_EQ(hi, 256);
+  const Status reversed = ParseLengthRange("--prompt-len", "256:32", &lo, &hi);
+  EXPECT_NE(reversed.message().find("--prompt-len 256:32"), std::string::npos) << reversed.message();
+  WorkloadSpec s = Spec();
+  s.prompt_min = 9;
+  s.prompt_max = 4;
+  EXPECT_NE(ValidateWorkload(s).message().find("--prompt-len"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flover
