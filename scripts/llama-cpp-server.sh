@@ -2,7 +2,7 @@
 # llama.cpp's OpenAI-compatible server (the llama-cpp-python package's), to compare
 # Flover with on the same GGUF file (`flover bench --api openai`, docs/benchmarks.md).
 #
-#   scripts/llama-cpp-server.sh [--install-only] [--port P] [--model FILE.gguf] [--n-ctx N]
+#   scripts/llama-cpp-server.sh [--install-only] [--port P] [--model FILE.gguf] [--n-ctx N] [--threads T]
 #
 # The first run creates a virtual environment ($LLAMA_CPP_VENV, default
 # build/llama-cpp-venv, never tracked) and installs 'llama-cpp-python[server]' from PyPI
@@ -12,13 +12,14 @@
 # foreground until Ctrl-C/SIGTERM; --install-only stops after the install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-install_only=0 port=8080 model="" n_ctx=512
+install_only=0 port=8080 model="" n_ctx=512 threads=2
 while (($#)); do
   case "$1" in
     --install-only) install_only=1; shift ;;
     --port) port=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --n-ctx) n_ctx=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     *) echo "llama-cpp-server: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +35,5 @@ if [ -z "$model" ]; then
   source scripts/models-dir.sh
   model="$FLOVER_MODELS_DIR/stories260K/stories260K.gguf"
 fi
-# One sequence slot per request would need --n_parallel in llama.cpp's own server;
-# llama-cpp-python's server runs one completion at a time (requests queue).
-exec "$venv/bin/python" -m llama_cpp.server --model "$model" --n_ctx "$n_ctx" \
+exec "$venv/bin/python" -m llama_cpp.server --model "$model" --n_ctx "$n_ctx" --n_threads "$threads" \
   --host 127.0.0.1 --port "$port"

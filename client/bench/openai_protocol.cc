@@ -75,7 +75,10 @@ std::string CompletionRequestBody(const CompletionRequest& r) {
   } else {
     body["prompt"] = r.prompt_ids;
   }
-  if (r.ignore_eos) body["ignore_eos"] = true;
+  if (r.ignore_eos) {
+    body["ignore_eos"] = true;             // vLLM, llama.cpp's server, Flover
+    body["min_tokens"] = r.max_tokens;     // vLLM, llama-cpp-python (which has no ignore_eos)
+  }
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -4,10 +4,13 @@
 // /v1/models list and error bodies.
 //
 // Request: {"model", "prompt": [token ids] (or the text), "max_tokens", "temperature": 0,
-// "seed", "stream": true, "stream_options": {"include_usage": true}, and "ignore_eos":
-// true for exact lengths} (ignore_eos is an extension that vLLM's, llama.cpp's and
-// Flover's servers accept). Prompts go as token-id arrays so every server sees the same
-// tokens whatever its tokenizer does to text.
+// "seed", "stream": true, "stream_options": {"include_usage": true}, and for exact
+// lengths "ignore_eos": true with "min_tokens" = max_tokens} (two extensions: vLLM's,
+// llama.cpp's and Flover's servers honour ignore_eos; vLLM and llama-cpp-python honour
+// min_tokens, which keeps EOS away until then; servers ignore fields they do not know).
+// Random prompts go as token-id arrays so every server sees the same tokens whatever its
+// tokenizer does to text (llama-cpp-python's server takes text prompts only: use
+// --prompt TEXT there).
 //
 // Answer, one SSE event at a time:
 //  * "[DONE]": the end of the stream;

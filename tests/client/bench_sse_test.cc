@@ -147,6 +147,7 @@ TEST(OpenAiStreamTest, TheRequestSendsTokenIdsGreedyStreamingWithUsage) {
   EXPECT_EQ(j["stream"], true);
   EXPECT_EQ(j["stream_options"]["include_usage"], true);
   EXPECT_EQ(j["ignore_eos"], true);
+  EXPECT_EQ(j["min_tokens"], 128) << "llama-cpp-python's and vLLM's way to exact lengths";
 
   r.prompt_ids.clear();
   r.prompt_text = "Once upon a time";
@@ -154,6 +155,7 @@ TEST(OpenAiStreamTest, TheRequestSendsTokenIdsGreedyStreamingWithUsage) {
   j = nlohmann::json::parse(CompletionRequestBody(r));
   EXPECT_EQ(j["prompt"], "Once upon a time");
   EXPECT_FALSE(j.contains("ignore_eos"));
+  EXPECT_FALSE(j.contains("min_tokens"));
 }
 
 TEST(OpenAiStreamTest, EndpointUrls) {

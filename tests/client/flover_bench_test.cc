@@ -271,6 +271,7 @@ TEST_F(FloverBenchOpenAiTest, StreamsTokenIdPromptsUnderTheConcurrencyLimitAndRe
     EXPECT_EQ(body["model"], "fake-model");
     EXPECT_EQ(body["max_tokens"], 5);
     EXPECT_EQ(body["ignore_eos"], true);
+    EXPECT_EQ(body["min_tokens"], 5);
     EXPECT_EQ(body["temperature"], 0);
     EXPECT_EQ(body["stream"], true);
     EXPECT_EQ(body["stream_options"]["include_usage"], true);
