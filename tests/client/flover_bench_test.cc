@@ -287,23 +287,20 @@ TEST_F(FloverBenchOpenAiTest, AnErrorEventFailsTheRequestsWithTheServersMessage)
 }
 
 TEST_F(FloverBenchOpenAiTest, BadTargetsAreClearErrors) {
-  CliRun no_endpoint = Flover("bench --api openai");
-  EXPECT_EQ(no_endpoint.exit_code, 2);
-  EXPECT_NE(no_endpoint.err.find("--endpoint http://HOST:PORT"), std::string::npos) << no_endpoint.err;
-  CliRun zmq = Flover("bench --api openai --endpoint tcp://127.0.0.1:5555");
-  EXPECT_EQ(zmq.exit_code, 2);
-  EXPECT_NE(zmq.err.find("http://HOST:PORT"), std::string::npos) << zmq.err;
-  CliRun http_native = Flover("bench --endpoint http://127.0.0.1:8000");
-  EXPECT_EQ(http_native.exit_code, 2);
-  EXPECT_NE(http_native.err.find("--api openai"), std::string::npos) << http_native.err;
-  CliRun config = Flover("bench --api openai --config " + Config());
-  EXPECT_EQ(config.exit_code, 2);
-  CliRun concurrency = Flover("bench --endpoint tcp://127.0.0.1:1 --max-concurrency -1");
-  EXPECT_EQ(concurrency.exit_code, 2);
-  EXPECT_NE(concurrency.err.find("--max-concurrency"), std::string::npos) << concurrency.err;
-  CliRun slo = Flover("bench --endpoint tcp://127.0.0.1:1 --slo-ttft-ms 0");
-  EXPECT_EQ(slo.exit_code, 2);
-  EXPECT_NE(slo.err.find("--slo-ttft-ms"), std::string::npos) << slo.err;
+  // Each: flags, and what the error on stderr says (exit status 2).
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--api openai", "--endpoint http://HOST:PORT"},
+      {"--api openai --endpoint tcp://127.0.0.1:5555", "http://HOST:PORT"},
+      {"--endpoint http://127.0.0.1:8000", "--api openai"},
+      {"--api openai --config " + Config(), "--endpoint http://HOST:PORT, not --config"},
+      {"--endpoint tcp://127.0.0.1:1 --max-concurrency -1", "--max-concurrency"},
+      {"--endpoint tcp://127.0.0.1:1 --slo-ttft-ms 0", "--slo-ttft-ms"},
+  };
+  for (const auto& [flags, error] : cases) {
+    CliRun r = Flover("bench " + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.err;
+    EXPECT_NE(r.err.find(error), std::string::npos) << flags << ": " << r.err;
+  }
   // Nothing listens there: the run fails (exit 1) naming the URL, within --ready-timeout.
   CliRun closed = Flover("bench --api openai --endpoint http://127.0.0.1:1 --ready-timeout 1");
   EXPECT_EQ(closed.exit_code, 1);
