@@ -40,7 +40,7 @@ BenchSubcommand::BenchSubcommand(CLI::App* app) {
                          ->capture_default_str();
   cmd_->add_option("--prompt", o.prompt, "One text prompt for every request (needs a tokenizer)")->excludes(prompt_len);
   cmd_->add_option("--vocab-size", o.vocab_size,
-                   "Random prompt ids are below this (needed with --api openai when the server does not say it)");
+                   "Random prompt ids are below this when the target does not say its vocabulary (some OpenAI servers)");
   cmd_->add_option("--output-len", o.output_len, "Output tokens: N, or A:B drawn uniformly")->capture_default_str();
   cmd_->add_flag("--ignore-eos", o.ignore_eos, "Generate exactly the output length");
   slo_ttft_ = cmd_->add_option("--slo-ttft-ms", slo_ttft_ms_, "Goodput: a good request's time to first token, ms");

@@ -168,7 +168,7 @@ Status RunRequests(BenchBackend& backend, const std::vector<BenchRequest>& reque
 Status Run(BenchBackend& backend, const BenchRunOptions& o, BenchRun* run) {
   FLOVER_ASSIGN_OR_RETURN(TargetInfo target, backend.WaitReady(o.ready_timeout_s, o.interrupted));
   run->model = target.model;
-  if (run->workload.vocab_size == 0) run->workload.vocab_size = target.vocab_size;
+  if (target.vocab_size > 0) run->workload.vocab_size = target.vocab_size;  // else --vocab-size's
   const WorkloadSpec& w = run->workload;
   if (w.prompt_text.empty() && w.vocab_size == 0)
     return InvalidArgument("the server does not say its vocabulary size, which bounds the random prompt token ids: "
