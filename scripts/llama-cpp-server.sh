@@ -35,5 +35,8 @@ if [ -z "$model" ]; then
   source scripts/models-dir.sh
   model="$FLOVER_MODELS_DIR/stories260K/stories260K.gguf"
 fi
+# The server runs one completion at a time, the others wait; by default it would end a
+# running stream (with [DONE], no finish reason) as soon as another request waits:
+# --interrupt_requests False lets every completion run to its end.
 exec "$venv/bin/python" -m llama_cpp.server --model "$model" --n_ctx "$n_ctx" --n_threads "$threads" \
-  --host 127.0.0.1 --port "$port"
+  --interrupt_requests False --host 127.0.0.1 --port "$port"

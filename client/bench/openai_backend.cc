@@ -215,12 +215,15 @@ class OpenAiBackend final : public BenchBackend {
   }
 
   void Complete(const std::shared_ptr<Stream>& s) {
+    if (s->finish_reason.empty())  // llama-cpp-python does this to a stream when another request waits
+      return Fail(s, "Error: the server ended the stream ([DONE]) without a finish reason after " +
+                         std::to_string(s->token_chunks) + " token(s): it cut the completion short");
     BackendEvent done;
     done.kind = BackendEvent::kDone;
     done.slot = s->slot;
     done.prompt_tokens = s->usage_prompt.value_or(s->prompt_size);
     done.completion_tokens = s->usage_completion.value_or(s->token_chunks);
-    done.finish_reason = s->finish_reason.empty() ? "unknown" : s->finish_reason;
+    done.finish_reason = s->finish_reason;
     Emit(done);
     End(s);
   }

@@ -20,7 +20,8 @@
 // A chunk counts as ONE output token when its choice has non-empty text, or empty text
 // and no finish reason (a token whose bytes do not form a whole character yet): servers
 // stream one token per chunk. The request's token count is usage.completion_tokens when
-// the server sends it, else the chunks counted.
+// the server sends it, else the chunks counted. A stream that ends ([DONE], or the end of
+// the body) without any finish reason was cut short by the server: the request fails.
 //
 // Thread-safety: pure functions and value types.
 #pragma once

@@ -8,7 +8,8 @@ as Server-Sent Events in chunked transfer encoding, cut at awkward places (an ev
 across transfer chunks, CRLF line endings, a comment line, a data field split over two
 lines), then a usage chunk and [DONE]. Every request body and the most requests seen in
 flight at once are appended to --log as JSON lines. With --mode error, each stream sends
-one token and then an error event.
+one token and then an error event; with --mode cut, one token and [DONE] without a
+finish reason.
 
 Prints the port it listens on (127.0.0.1, chosen by the system) on stdout, then serves
 until killed.
@@ -85,6 +86,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.leave()
         if args.mode == "error":
             self.chunk(b'data: {"error": {"message": "boom: the fake failed", "type": "server_error"}}\n\n')
+        elif args.mode == "cut":  # as llama-cpp-python ends a stream when another request waits
+            self.chunk(b"data: [DONE]\n\n")
         else:
             usage = {"id": "cmpl-1", "object": "text_completion", "choices": [],
                      "usage": {"prompt_tokens": len(prompt), "completion_tokens": n, "total_tokens": len(prompt) + n}}
@@ -98,7 +101,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--log", required=True)
-parser.add_argument("--mode", choices=["ok", "error"], default="ok")
+parser.add_argument("--mode", choices=["ok", "error", "cut"], default="ok")
 args = parser.parse_args()
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)

@@ -286,6 +286,13 @@ TEST_F(FloverBenchOpenAiTest, AnErrorEventFailsTheRequestsWithTheServersMessage)
   EXPECT_NE(r.out.find("boom: the fake failed"), std::string::npos) << r.out;
 }
 
+TEST_F(FloverBenchOpenAiTest, AStreamCutShortWithoutAFinishReasonFails) {
+  StartServer("cut");
+  CliRun r = Flover("bench --api openai --endpoint " + Endpoint() + " --requests 2 --output-len 3");
+  EXPECT_EQ(r.exit_code, 1) << r.err << r.out;
+  EXPECT_NE(r.out.find("without a finish reason after 1 token(s)"), std::string::npos) << r.out;
+}
+
 TEST_F(FloverBenchOpenAiTest, BadTargetsAreClearErrors) {
   // Each: flags, and what the error on stderr says (exit status 2).
   const std::vector<std::pair<std::string, std::string>> cases = {
