@@ -5,7 +5,7 @@
 # native ZeroMQ API too (`--api native`), so that Flover over HTTP minus Flover over
 # ZeroMQ is what the HTTP layer costs per token. Prints a markdown table.
 #
-#   scripts/bench-side-by-side.sh [--model FILE.gguf] [--concurrency "1 4 16 32"]
+#   scripts/bench-side-by-side.sh [--model FILE.gguf] [--tokenizer tok512.bin] [--concurrency "1 4 16 32"]
 #       [--output-len 128] [--prompt TEXT | --prompt-len N] [--requests-per-stream 4] [--threads 2]
 #       [--targets llama,flover-http,flover-native] [--out DIR]
 #
@@ -24,12 +24,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/models-dir.sh
 model="$FLOVER_MODELS_DIR/stories260K/stories260K.gguf"
+tokenizer="$FLOVER_MODELS_DIR/stories260K/tok512.bin"  # Flover's coordinator tokenizes text prompts with it
 concurrency="1 4 16 32" output_len=128 prompt_len="" prompt="Once upon a time" per_stream=4 threads=2 vocab=${VOCAB:-512}
 targets="llama,flover-http,flover-native" out=bench-results/side-by-side
 flover=${FLOVER:-$PWD/build/client/flover}
 while (($#)); do
   case "$1" in
     --model) model=$2; shift 2 ;;
+    --tokenizer) tokenizer=$2; shift 2 ;;
     --concurrency) concurrency=$2; shift 2 ;;
     --output-len) output_len=$2; shift 2 ;;
     --prompt-len) prompt_len=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while (($#)); do
   esac
 done
 model=$(realpath "$model")
+tokenizer=$(realpath "$tokenizer")
 mkdir -p "$out"
 out=$(realpath "$out")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -69,7 +72,7 @@ endpoints:
   control: tcp://127.0.0.1:*
   plans: tcp://127.0.0.1:*
   http: http://127.0.0.1:$http_port
-model: {path: '$model'}
+model: {path: '$model', tokenizer: '$tokenizer'}
 parallel: {replicas: 1, tensor: 1}
 workers: [{replica: 0, rank: 0, host: 127.0.0.1, device: cpu, threads: $threads}]
 kv_cache: {block_size: 16, memory_mib: 256}
