@@ -2,7 +2,7 @@
 // the work lives in *_command.cc.
 #include <CLI/CLI.hpp>
 
-#include "client/bench/bench_command.h"
+#include "client/bench/bench_flags.h"
 #include "client/flags.h"
 #include "client/generate_command.h"
 #include "client/keygen_command.h"
@@ -85,45 +85,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
-  flover::BenchOptions bench;
-  double interval_ms = 0, rate = 0, mean_interval_ms = 0, bench_ready_timeout_s = 0;
-  CLI::App* bench_cmd = app.add_subcommand(
-      "bench", "Measure a workload: on a running cluster, or under each policy on clusters started from a config");
-  auto* endpoint = bench_cmd->add_option("--endpoint", bench.endpoint,
-                                         "Benchmark a running cluster (default tcp://127.0.0.1:5555)");
-  auto* config = bench_cmd->add_option("--config", bench.config, "Start a cluster from this YAML file per policy");
-  endpoint->excludes(config);
-  bench_cmd->add_option("--model", bench.model, "With --config: replace model.path (path or dummy:<preset>)")
-      ->needs(config);
-  bench_cmd->add_option("--tokenizer", bench.tokenizer, "With --config: replace model.tokenizer")->needs(config);
-  bench_cmd->add_option("--policies", bench.policies, "With --config: policies to run, e.g. fused,sequential")
-      ->delimiter(',')->needs(config);
-  bench_cmd->add_option("--label", bench.label, "With --endpoint: the run's name in the results")
-      ->capture_default_str();
-  flover::AddKeyFlags(bench_cmd, &bench.keys);
-  bench_cmd->add_option("--requests", bench.requests, "Requests in the workload")->capture_default_str();
-  auto* interval = bench_cmd->add_option("--interval-ms", interval_ms,
-                                         "Fixed gap between arrivals (0 = all at once; the default)");
-  auto* poisson_rate = bench_cmd->add_option("--rate", rate, "Poisson arrivals, requests per second");
-  auto* poisson_mean = bench_cmd->add_option("--mean-interval-ms", mean_interval_ms,
-                                             "Poisson arrivals, mean gap in ms");
-  interval->excludes(poisson_rate)->excludes(poisson_mean);
-  poisson_rate->excludes(poisson_mean);
-  bench_cmd->add_option("--seed", bench.seed, "Seed of arrivals, prompts and output lengths")->capture_default_str();
-  auto* prompt_len = bench_cmd->add_option("--prompt-len", bench.prompt_len, "Random prompt token ids per request")
-                         ->capture_default_str();
-  bench_cmd->add_option("--prompt", bench.prompt, "One text prompt for every request (needs a tokenizer)")
-      ->excludes(prompt_len);
-  bench_cmd->add_option("--output-len", bench.output_len, "Output tokens: N, or A:B drawn uniformly")
-      ->capture_default_str();
-  bench_cmd->add_flag("--ignore-eos", bench.ignore_eos, "Generate exactly the output length");
-  bench_cmd->add_option("--json", bench.json, "Write one JSON object per run (an array) to this file");
-  bench_cmd->add_option("--plot", bench.plot, "Draw request timelines and throughput into this PNG (gnuplot)");
-  auto* bench_ready = bench_cmd->add_option("--ready-timeout", bench_ready_timeout_s,
-                                            "Seconds to wait for every replica (default 300 with --config, 30 else)");
-  bench_cmd->add_option("--timeout", bench.timeout_s, "Fail what is in flight after this many silent seconds")
-      ->capture_default_str();
-  bench_cmd->add_option("--bin-dir", bench.bin_dir, "Folder with flover-coordinator and flover-worker");
+  flover::BenchSubcommand bench(&app);
 
   flover::KeygenOptions keygen;
   CLI::App* keygen_cmd = app.add_subcommand(
@@ -143,12 +105,6 @@ int main(int argc, char** argv) {
   if (gen_cmd->parsed()) return flover::GenerateCommand(gen);
   if (status_cmd->parsed()) return flover::StatusCommand(status);
   if (keygen_cmd->parsed()) return flover::KeygenCommand(keygen);
-  if (bench_cmd->parsed()) {
-    if (interval->count()) bench.interval_ms = interval_ms;
-    if (poisson_rate->count()) bench.rate = rate;
-    if (poisson_mean->count()) bench.mean_interval_ms = mean_interval_ms;
-    if (bench_ready->count()) bench.ready_timeout_s = bench_ready_timeout_s;
-    return flover::BenchCommand(bench);
-  }
+  if (bench.parsed()) return bench.Run();
   return 1;
 }

@@ -3,13 +3,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "client/bench/bench_report.h"
 #include "client/bench/bench_runner.h"
+#include "client/bench/native_backend.h"
+#include "client/bench/openai_backend.h"
 #include "client/interrupt_flag.h"
 #include "client/local_cluster.h"
 #include "common/cluster_config.h"
@@ -32,8 +36,9 @@ int Usage(const std::string& message) {
 Status BuildWorkload(const BenchOptions& o, WorkloadSpec* w) {
   w->n_requests = o.requests;
   w->seed = o.seed;
-  w->prompt_len = o.prompt_len;
   w->prompt_text = o.prompt;
+  w->vocab_size = o.vocab_size;
+  FLOVER_RETURN_IF_ERROR(ParseLengthRange("--prompt-len", o.prompt_len, &w->prompt_min, &w->prompt_max));
   FLOVER_RETURN_IF_ERROR(ParseOutputLen(o.output_len, &w->output_min, &w->output_max));
   if (int(o.interval_ms.has_value()) + int(o.rate.has_value()) + int(o.mean_interval_ms.has_value()) > 1)
     return InvalidArgument("give one of --interval-ms, --rate and --mean-interval-ms");
@@ -51,6 +56,30 @@ Status BuildWorkload(const BenchOptions& o, WorkloadSpec* w) {
     w->interval_ms = o.interval_ms.value_or(0);
   }
   return ValidateWorkload(*w);  // vocab_size 0: checked once the cluster says
+}
+
+Status CheckRunFlags(const BenchOptions& o) {
+  if (o.max_concurrency < 0)
+    return InvalidArgument("--max-concurrency: " + std::to_string(o.max_concurrency) + " must be >= 0 (0 = no limit)");
+  if (o.vocab_size < 0) return InvalidArgument("--vocab-size: " + std::to_string(o.vocab_size) + " must be > 0");
+  for (const auto& [flag, value] : {std::pair{"--slo-ttft-ms", o.slo_ttft_ms}, std::pair{"--slo-tpot-ms", o.slo_tpot_ms}})
+    if (value && !(*value > 0 && std::isfinite(*value)))
+      return InvalidArgument(std::string(flag) + ": " + std::to_string(*value) + " ms must be > 0");
+  if (o.api != "native" && o.api != "openai") return InvalidArgument("--api " + o.api + ": native or openai");
+  if (o.api == "openai") {
+    if (!o.config.empty())
+      return InvalidArgument("--api openai measures a running server: give --endpoint http://HOST:PORT, not --config");
+    if (o.endpoint.empty()) return InvalidArgument("--api openai needs --endpoint http://HOST:PORT");
+    if (!o.keys.key.empty() || !o.keys.server_key.empty())
+      return InvalidArgument("--key and --server-key are CURVE keys of the native API; an OpenAI server's key "
+                             "goes in $OPENAI_API_KEY");
+    if (!o.tokenizer.empty()) return InvalidArgument("--tokenizer needs --config");
+    if (Result<HttpEndpoint> e = ParseHttpEndpoint(o.endpoint); !e.ok()) return e.status();
+  } else if (o.endpoint.rfind("http", 0) == 0) {
+    return InvalidArgument("--endpoint " + o.endpoint + " is an HTTP server: add --api openai (the native API is "
+                           "the coordinator's tcp:// client endpoint)");
+  }
+  return Status::Ok();
 }
 
 // "tcp://host:5555" -> "tcp://host:*"; other transports unchanged.
@@ -93,12 +122,41 @@ BenchRunOptions RunOptions(const BenchOptions& o, const WorkloadSpec& workload, 
                            double ready_timeout_s, const InterruptFlag& interrupt) {
   BenchRunOptions r;
   r.label = label;
+  r.api = o.api;
   r.workload = workload;
   r.ignore_eos = o.ignore_eos;
+  r.max_concurrency = o.max_concurrency;
+  if (o.slo_ttft_ms) r.slo.ttft_s = *o.slo_ttft_ms / 1e3;
+  if (o.slo_tpot_ms) r.slo.tpot_s = *o.slo_tpot_ms / 1e3;
   r.ready_timeout_s = ready_timeout_s;
-  r.silence_timeout_s = o.timeout_s;
   r.interrupted = interrupt.predicate();
   return r;
+}
+
+// Connects the run's backend to `endpoint` and runs the workload through it.
+BenchRun RunOn(const BenchOptions& o, const std::string& endpoint, const std::optional<CurveClientKeys>& curve,
+               const BenchRunOptions& run_options, const InterruptFlag& interrupt) {
+  Result<std::unique_ptr<BenchBackend>> backend = Unavailable("no backend");
+  if (o.api == "openai") {
+    Result<HttpEndpoint> http = ParseHttpEndpoint(endpoint);
+    if (!http.ok()) return FailedRun(run_options, http.status().ToString());
+    OpenAiBackendOptions b;
+    b.endpoint = *http;
+    b.model = o.model;
+    if (const char* key = std::getenv("OPENAI_API_KEY")) b.api_key = key;
+    b.silence_timeout_s = o.timeout_s;
+    backend = CreateOpenAiBackend(b);
+  } else {
+    NativeBackendOptions b;
+    b.endpoint = endpoint;
+    b.curve = curve;
+    b.silence_timeout_s = o.timeout_s;
+    b.interrupted = interrupt.predicate();
+    b.label = run_options.label;
+    backend = ConnectNativeBackend(b);
+  }
+  if (!backend.ok()) return FailedRun(run_options, backend.status().ToString());
+  return RunBenchmark(**backend, run_options);
 }
 
 // Starts a cluster from `config` under `policy`, runs the workload on it, stops it.
@@ -107,10 +165,7 @@ BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::strin
   const std::string prefix = "flover bench [" + policy + "]: ";
   config.scheduler.policy = *SchedulerPolicyFromName(policy);  // checked by BenchCommand
   const fs::path config_path = dir / (policy + ".yaml");
-  BenchRun failed;
-  failed.policy = policy;
-  failed.workload = workload;
-  failed.ignore_eos = o.ignore_eos;
+  BenchRun failed = FailedRun(RunOptions(o, workload, policy, 0, interrupt), "");
   {
     std::ofstream out(config_path);
     out << ToYaml(config);
@@ -131,9 +186,8 @@ BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::strin
     failed.error = cluster.status().ToString();
     return failed;
   }
-  BenchRunOptions run_options = RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300), interrupt);
-  run_options.curve = (*cluster)->client_keys();
-  BenchRun run = RunBenchmark((*cluster)->client_endpoint(), run_options);
+  const BenchRunOptions run_options = RunOptions(o, workload, policy, o.ready_timeout_s.value_or(300), interrupt);
+  BenchRun run = RunOn(o, (*cluster)->client_endpoint(), (*cluster)->client_keys(), run_options, interrupt);
   if (run.error.empty()) {
     if (std::optional<std::string> exit = (*cluster)->CoordinatorExit()) run.error = "Unavailable: " + *exit;
   }
@@ -145,11 +199,13 @@ BenchRun RunPolicy(const BenchOptions& o, ClusterConfig config, const std::strin
 
 int BenchCommand(const BenchOptions& o) {
   if (!o.endpoint.empty() && !o.config.empty()) return Usage("give --endpoint or --config, not both");
+  if (Status s = CheckRunFlags(o); !s.ok()) return Usage(s.message());
   WorkloadSpec workload;
   if (Status s = BuildWorkload(o, &workload); !s.ok()) return Usage(s.message());
   if (o.config.empty()) {
     if (!o.policies.empty()) return Usage("--policies needs --config (a running cluster has its own policy)");
-    if (!o.model.empty() || !o.tokenizer.empty()) return Usage("--model and --tokenizer need --config");
+    if ((!o.model.empty() && o.api != "openai") || !o.tokenizer.empty())
+      return Usage("--model and --tokenizer need --config (with --api openai, --model is the model id to request)");
   } else if (!o.keys.key.empty() || !o.keys.server_key.empty()) {
     return Usage("--key and --server-key are for --endpoint; with --config the keys come from its security section");
   }
@@ -189,9 +245,8 @@ int BenchCommand(const BenchOptions& o) {
     const std::string endpoint = o.endpoint.empty() ? kDefaultEndpoint : o.endpoint;
     Result<std::optional<CurveClientKeys>> keys = LoadClientKeys(o.keys);
     if (!keys.ok()) return Usage(keys.status().ToString());
-    BenchRunOptions run_options = RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30), interrupt);
-    run_options.curve = *keys;
-    runs.push_back(RunBenchmark(endpoint, run_options));
+    const BenchRunOptions run_options = RunOptions(o, workload, o.label, o.ready_timeout_s.value_or(30), interrupt);
+    runs.push_back(RunOn(o, endpoint, *keys, run_options, interrupt));
     if (!runs.back().error.empty())
       std::fprintf(stderr, "flover bench [%s]: FAILED: %s\n", o.label.c_str(), runs.back().error.c_str());
   }

@@ -1,8 +1,11 @@
 // `flover bench`: reproduces the Flover paper's experiments. It runs one workload (N
-// requests with fixed-interval, Poisson or simultaneous arrivals, random or text
-// prompts, fixed or uniform output lengths; bench_workload.h) and measures it
-// (bench_metrics.h):
-//  * against a running cluster (--endpoint E), once; or
+// requests with fixed-interval, Poisson or simultaneous arrivals, at most
+// --max-concurrency in flight, random prompts of fixed or uniform lengths or a text,
+// fixed or uniform output lengths; bench_workload.h) and measures it (bench_metrics.h,
+// goodput under --slo-ttft-ms / --slo-tpot-ms):
+//  * against a running cluster (--endpoint E), once, over the native ZeroMQ API or, with
+//    --api openai, against ANY OpenAI-compatible HTTP server (--endpoint http://H:P:
+//    Flover's own, llama.cpp's, vLLM; --model picks the model id); or
 //  * under each of --policies on clusters it starts itself from --config FILE (one
 //    fresh LocalCluster per policy, with scheduler.policy set, every tcp port "*", and
 //    the model replaced by --model when given), one after the other. A policy whose
@@ -27,8 +30,10 @@ namespace flover {
 struct BenchOptions {
   // Target: a running cluster, or a config to start one per policy.
   std::string endpoint;
+  std::string api = "native";  // "native" (ZeroMQ) or "openai" (HTTP, with --endpoint)
   std::string config;
-  std::string model;      // replaces model.path (and drops the config's tokenizer unless --tokenizer)
+  std::string model;      // --config: replaces model.path (and drops the config's tokenizer unless
+                          // --tokenizer); --api openai: the model id to request
   std::string tokenizer;  // replaces model.tokenizer
   std::vector<std::string> policies;  // default: the config's own policy
   std::string label = "cluster";      // the run's name with --endpoint
@@ -43,10 +48,14 @@ struct BenchOptions {
   std::optional<double> rate;              // Poisson, requests per second
   std::optional<double> mean_interval_ms;  // Poisson, mean gap
   uint64_t seed = 0;
-  int prompt_len = 8;
+  std::string prompt_len = "8";            // "N" or "A:B"
   std::string prompt;                      // text instead of random ids
   std::string output_len = "128";          // "N" or "A:B"
   bool ignore_eos = false;
+  int max_concurrency = 0;                 // requests in flight at most; 0 = no limit
+  int vocab_size = 0;                      // bounds random prompt ids when the target does not say
+  std::optional<double> slo_ttft_ms;       // goodput's SLOs
+  std::optional<double> slo_tpot_ms;
 
   // Outputs.
   std::string json;

@@ -8,8 +8,29 @@
 
 namespace flover {
 
+double TimeToFirstToken(const RequestTimeline& r) { return r.first_token_s().value_or(*r.done_s) - r.submit_s; }
+
+std::optional<double> TimePerOutputToken(const RequestTimeline& r) {
+  if (r.output_tokens < 2) return std::nullopt;
+  return (*r.done_s - r.submit_s - TimeToFirstToken(r)) / (r.output_tokens - 1);
+}
+
+Goodput ComputeGoodput(const std::vector<RequestTimeline>& requests, const Slo& slo, double overall_latency_s) {
+  Goodput g;
+  for (const RequestTimeline& r : requests) {
+    if (!r.completed()) continue;
+    if (slo.ttft_s && TimeToFirstToken(r) > *slo.ttft_s) continue;
+    const std::optional<double> tpot = TimePerOutputToken(r);
+    if (slo.tpot_s && tpot && *tpot > *slo.tpot_s) continue;
+    ++g.n_good;
+  }
+  if (!requests.empty()) g.share = static_cast<double>(g.n_good) / static_cast<double>(requests.size());
+  if (overall_latency_s > 0) g.rate = g.n_good / overall_latency_s;
+  return g;
+}
+
 BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double single_latency_s,
-                            const StepCounters& before, const StepCounters& after) {
+                            const StepCounters& before, const StepCounters& after, const Slo& slo) {
   BenchMetrics m;
   m.n_requests = static_cast<int>(requests.size());
   m.single_latency_s = single_latency_s;
@@ -26,9 +47,8 @@ BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double
     last_done = std::max(last_done.value_or(*r.done_s), *r.done_s);
     const double latency = *r.done_s - r.submit_s;
     e2e.push_back(latency);
-    const double first_token = r.first_token_s().value_or(*r.done_s) - r.submit_s;
-    ttft.push_back(first_token);
-    if (r.output_tokens >= 2) tpot.push_back((latency - first_token) / (r.output_tokens - 1));
+    ttft.push_back(TimeToFirstToken(r));
+    if (std::optional<double> t = TimePerOutputToken(r)) tpot.push_back(*t);
     for (size_t i = 1; i < r.tokens.size(); ++i) {
       const int k = std::max(1, r.tokens[i].n_tokens);
       const double gap = (r.tokens[i].t_s - r.tokens[i - 1].t_s) / k;
@@ -52,6 +72,7 @@ BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double
   if (after.steps > before.steps && after.step_compute_seconds >= before.step_compute_seconds)
     m.avg_step_compute_s = (after.step_compute_seconds - before.step_compute_seconds) /
                            static_cast<double>(after.steps - before.steps);
+  if (slo.any()) m.goodput = ComputeGoodput(requests, slo, m.overall_latency_s);
   return m;
 }
 

@@ -15,7 +15,12 @@
 //    each reported as mean, p50, p90, p99 (percentiles interpolate linearly between
 //    order statistics, as numpy's default);
 //  * average requests per step: delta of the cluster's tokens_generated over delta of
-//    its steps during the run (every request in a step makes at most one token).
+//    its steps during the run (every request in a step makes at most one token);
+//  * goodput (when SLOs are given): the requests that completed with TTFT <= the TTFT
+//    SLO and TPOT <= the TPOT SLO (a request with one output token has no TPOT and meets
+//    that SLO; an SLO not given is met by all), as a share of ALL requests of the
+//    workload (failed ones count against it) and as a rate (good requests / overall
+//    latency), after DistServe's definition and vLLM's benchmark.
 // A request that got an Error instead of Done counts as failed: it is in n_failed and
 // in no latency statistic.
 //
@@ -64,6 +69,19 @@ struct StepCounters {
   double step_compute_seconds = 0;  // the workers' own time for those steps
 };
 
+// Service-level objectives for goodput; either may be absent.
+struct Slo {
+  std::optional<double> ttft_s;
+  std::optional<double> tpot_s;
+  bool any() const { return ttft_s.has_value() || tpot_s.has_value(); }
+};
+
+struct Goodput {
+  int n_good = 0;       // requests within every SLO
+  double share = 0;     // n_good / all requests
+  double rate = 0;      // n_good / overall latency, requests/s; 0 if none completed
+};
+
 struct BenchMetrics {
   int n_requests = 0;
   int n_completed = 0;
@@ -78,10 +96,19 @@ struct BenchMetrics {
   LatencyStats ttft, tpot, itl, e2e;  // seconds
   double avg_requests_per_step = 0;   // 0 when no step ran
   double avg_step_compute_s = 0;      // workers' compute per step (TPOT minus this ~ coordination)
+  std::optional<Goodput> goodput;     // when SLOs were given
 };
 
 BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double single_latency_s,
-                            const StepCounters& before, const StepCounters& after);
+                            const StepCounters& before, const StepCounters& after, const Slo& slo = {});
+
+// Goodput of `requests` under `slo` over a run of `overall_latency_s` (see above).
+Goodput ComputeGoodput(const std::vector<RequestTimeline>& requests, const Slo& slo, double overall_latency_s);
+
+// A completed request's TTFT (submit -> first token, or -> done without tokens) and
+// TPOT ((e2e - TTFT) / (n - 1); nullopt when n < 2). REQUIRES r.completed().
+double TimeToFirstToken(const RequestTimeline& r);
+std::optional<double> TimePerOutputToken(const RequestTimeline& r);
 
 // Output tokens per second over time: bins of `bin_s` from 0 to the last token, each
 // as (bin start, tokens in the bin / bin_s). REQUIRES bin_s > 0.

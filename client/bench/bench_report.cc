@@ -107,6 +107,9 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
                                      "avg s",      "avg/single", "req/s",     "tok/s",     "TTFT p50 ms",
                                      "TTFT p99 ms", "TPOT ms",   "ITL p99 ms", "e2e p99 s", "req/step",
                                      "step ms"};
+  bool goodput = false;
+  for (const BenchRun& r : runs) goodput = goodput || r.slo.any();
+  if (goodput) header.insert(header.end(), {"goodput %", "good req/s"});
   if (speedups) header.insert(header.end(), {"fused speed-up", "fused avg speed-up"});
   std::vector<std::vector<std::string>> rows;
   for (const BenchRun& r : runs) {
@@ -122,8 +125,13 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
                            Fixed(m.single_latency_s, 3), Fixed(m.avg_latency_s, 3), Fixed(m.avg_over_single, 2),
                            Fixed(m.request_throughput, 2), Fixed(m.output_tokens_per_s, 1),
                            Fixed(m.ttft.p50 * 1e3, 1), Fixed(m.ttft.p99 * 1e3, 1), Fixed(m.tpot.mean * 1e3, 2),
-                           Fixed(m.itl.p99 * 1e3, 2), Fixed(m.e2e.p99, 3), Fixed(m.avg_requests_per_step, 2),
-                           Fixed(m.avg_step_compute_s * 1e3, 2)});
+                           Fixed(m.itl.p99 * 1e3, 2), Fixed(m.e2e.p99, 3),
+                           r.has_step_counters ? Fixed(m.avg_requests_per_step, 2) : "-",
+                           r.has_step_counters ? Fixed(m.avg_step_compute_s * 1e3, 2) : "-"});
+    if (goodput) {
+      row.push_back(m.goodput ? Fixed(m.goodput->share * 100, 1) : "-");
+      row.push_back(m.goodput ? Fixed(m.goodput->rate, 2) : "-");
+    }
     if (speedups) {
       const BenchMetrics& f = fused->metrics;
       const bool comparable = m.n_completed > 0;
@@ -157,6 +165,13 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
     out += "fused speed-up: this policy's overall latency (first arrival -> last completion) / fused's; "
            "avg: mean end-to-end latency / fused's\n";
   out += "step ms: the workers' own compute per step; TPOT above it is coordination (plans, results, queueing)\n";
+  for (const BenchRun& r : runs) {
+    if (!r.slo.any()) continue;
+    out += "goodput: requests with TTFT <= " + (r.slo.ttft_s ? Fixed(*r.slo.ttft_s * 1e3, 1) + " ms" : "any") +
+           " and TPOT <= " + (r.slo.tpot_s ? Fixed(*r.slo.tpot_s * 1e3, 1) + " ms" : "any") +
+           ", as a share of all requests and per second of the run\n";
+    break;
+  }
   return out;
 }
 
@@ -165,6 +180,7 @@ nlohmann::json RunToJson(const BenchRun& run) {
   const BenchMetrics& m = run.metrics;
   nlohmann::json j;
   j["policy"] = run.policy;
+  j["api"] = run.api;
   if (!run.error.empty()) j["error"] = run.error;
   j["model"] = run.model;
   nlohmann::json workload = {{"requests", w.n_requests},
@@ -173,10 +189,13 @@ nlohmann::json RunToJson(const BenchRun& run) {
                              {"seed", w.seed},
                              {"output_len_min", w.output_min},
                              {"output_len_max", w.output_max},
-                             {"ignore_eos", run.ignore_eos}};
+                             {"ignore_eos", run.ignore_eos},
+                             {"max_concurrency", run.max_concurrency}};
   if (w.arrival == ArrivalProcess::kPoisson && w.interval_ms > 0) workload["rate"] = 1000.0 / w.interval_ms;
   if (w.prompt_text.empty()) {
-    workload["prompt_len"] = w.prompt_len;
+    if (w.prompt_min == w.prompt_max) workload["prompt_len"] = w.prompt_min;
+    workload["prompt_len_min"] = w.prompt_min;
+    workload["prompt_len_max"] = w.prompt_max;
     workload["vocab_size"] = w.vocab_size;
   } else {
     workload["prompt"] = w.prompt_text;
@@ -196,11 +215,20 @@ nlohmann::json RunToJson(const BenchRun& run) {
   j["tpot_s"] = StatsJson(m.tpot);
   j["itl_s"] = StatsJson(m.itl);
   j["e2e_s"] = StatsJson(m.e2e);
-  j["avg_requests_per_step"] = m.avg_requests_per_step;
-  j["avg_step_compute_s"] = m.avg_step_compute_s;
-  j["steps"] = run.steps_after.steps - std::min(run.steps_after.steps, run.steps_before.steps);
-  j["tokens_generated"] = run.steps_after.tokens_generated -
-                          std::min(run.steps_after.tokens_generated, run.steps_before.tokens_generated);
+  if (m.goodput) {
+    j["goodput"] = {{"slo_ttft_s", OptionalJson(run.slo.ttft_s)},
+                    {"slo_tpot_s", OptionalJson(run.slo.tpot_s)},
+                    {"good_requests", m.goodput->n_good},
+                    {"share", m.goodput->share},
+                    {"request_rate", m.goodput->rate}};
+  }
+  if (run.has_step_counters) {  // the native API's cluster status; an HTTP server has none
+    j["avg_requests_per_step"] = m.avg_requests_per_step;
+    j["avg_step_compute_s"] = m.avg_step_compute_s;
+    j["steps"] = run.steps_after.steps - std::min(run.steps_after.steps, run.steps_before.steps);
+    j["tokens_generated"] = run.steps_after.tokens_generated -
+                            std::min(run.steps_after.tokens_generated, run.steps_before.tokens_generated);
+  }
   j["single"] = run.single.done_s ? TimelineJson(run.single) : nlohmann::json();
   nlohmann::json requests = nlohmann::json::array();
   for (const RequestTimeline& r : run.requests) requests.push_back(TimelineJson(r));

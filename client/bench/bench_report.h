@@ -1,7 +1,8 @@
 // The outputs of `flover bench`: the results table (stdout), the JSON file (--json) and
 // the timeline plot (--plot, drawn by gnuplot).
 //
-// Table: one row per run. When "fused" ran and at least one other policy did too, two
+// Table: one row per run ("-" for step figures a target does not report; goodput columns
+// when SLOs were given). When "fused" ran and at least one other policy did too, two
 // speed-up columns compare them as the paper does: "fused speed-up" = this run's overall
 // latency / fused's, "fused avg speed-up" = this run's mean e2e latency / fused's.
 //
@@ -21,11 +22,13 @@ namespace flover {
 // below the table.
 std::string FormatResultsTable(const std::vector<BenchRun>& runs);
 
-// One run as JSON: "policy", "model", "error" (failed runs), "workload" (the parameters),
-// request counts, "overall_latency_s", "single_latency_s", "avg_latency_s",
+// One run as JSON: "policy", "api", "model", "error" (failed runs), "workload" (the
+// parameters), request counts, "overall_latency_s", "single_latency_s", "avg_latency_s",
 // "avg_over_single", "request_throughput", "output_tokens", "output_tokens_per_s",
-// "ttft_s"/"tpot_s"/"itl_s"/"e2e_s" ({n, mean, p50, p90, p99}), "avg_requests_per_step",
-// "steps", "tokens_generated", "single" and "requests" (per-request timelines).
+// "ttft_s"/"tpot_s"/"itl_s"/"e2e_s" ({n, mean, p50, p90, p99}), "goodput" (with SLOs:
+// {slo_ttft_s, slo_tpot_s, good_requests, share, request_rate}), "avg_requests_per_step",
+// "avg_step_compute_s", "steps", "tokens_generated" (when the target reported steps),
+// "single" and "requests" (per-request timelines).
 nlohmann::json RunToJson(const BenchRun& run);
 
 // Draws every run's request timeline (queued: submit -> first step; prefill: -> first

@@ -12,6 +12,7 @@ namespace {
 constexpr uint64_t kArrivalStream = 0x61727269766c7331ULL;
 constexpr uint64_t kPromptStream = 0x70726f6d70747331ULL;
 constexpr uint64_t kLengthStream = 0x6c656e6774687331ULL;
+constexpr uint64_t kPromptLengthStream = 0x706c656e67746831ULL;
 
 bool ParsePositiveInt(const std::string& text, int* value) {
   if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 9) return false;
@@ -52,7 +53,9 @@ Status ValidateWorkload(const WorkloadSpec& s) {
     return InvalidArgument("--output-len: [" + std::to_string(s.output_min) + ", " + std::to_string(s.output_max) +
                            "] is not a range of lengths >= 1");
   if (s.prompt_text.empty()) {
-    if (s.prompt_len < 1) return InvalidArgument("--prompt-len: " + std::to_string(s.prompt_len) + " must be >= 1");
+    if (s.prompt_min < 1 || s.prompt_max < s.prompt_min)
+      return InvalidArgument("--prompt-len: [" + std::to_string(s.prompt_min) + ", " + std::to_string(s.prompt_max) +
+                             "] is not a range of lengths >= 1");
     if (s.vocab_size != 0 && s.vocab_size <= kFirstRandomToken)
       return InvalidArgument("random prompts need a vocabulary of more than " + std::to_string(kFirstRandomToken) +
                              " tokens; the model has " + std::to_string(s.vocab_size));
@@ -67,6 +70,7 @@ Result<std::vector<BenchRequest>> GenerateWorkload(const WorkloadSpec& s) {
   WorkloadRng arrivals(s.seed ^ kArrivalStream);
   WorkloadRng prompts(s.seed ^ kPromptStream);
   WorkloadRng lengths(s.seed ^ kLengthStream);
+  WorkloadRng prompt_lengths(s.seed ^ kPromptLengthStream);
   std::vector<BenchRequest> requests(static_cast<size_t>(s.n_requests));
   double t_ms = 0;
   for (int i = 0; i < s.n_requests; ++i) {
@@ -75,7 +79,8 @@ Result<std::vector<BenchRequest>> GenerateWorkload(const WorkloadSpec& s) {
     if (i > 0) t_ms += s.arrival == ArrivalProcess::kPoisson ? arrivals.Exponential(s.interval_ms) : s.interval_ms;
     r.arrival_s = t_ms / 1000.0;
     if (s.prompt_text.empty()) {
-      r.prompt_ids.resize(static_cast<size_t>(s.prompt_len));
+      const int len = s.prompt_min == s.prompt_max ? s.prompt_min : prompt_lengths.UniformInt(s.prompt_min, s.prompt_max);
+      r.prompt_ids.resize(static_cast<size_t>(len));
       for (int& id : r.prompt_ids) id = prompts.UniformInt(kFirstRandomToken, s.vocab_size - 1);
     } else {
       r.prompt_text = s.prompt_text;
@@ -85,15 +90,15 @@ Result<std::vector<BenchRequest>> GenerateWorkload(const WorkloadSpec& s) {
   return requests;
 }
 
-Status ParseOutputLen(const std::string& text, int* min, int* max) {
+Status ParseLengthRange(const std::string& flag, const std::string& text, int* min, int* max) {
   const size_t colon = text.find(':');
   const std::string a = text.substr(0, colon);
   const std::string b = colon == std::string::npos ? a : text.substr(colon + 1);
   int lo = 0, hi = 0;
   if (!ParsePositiveInt(a, &lo) || !ParsePositiveInt(b, &hi) || lo < 1 || hi < 1)
-    return InvalidArgument("--output-len " + text + ": expected a token count N >= 1 or a range A:B");
+    return InvalidArgument(flag + " " + text + ": expected a token count N >= 1 or a range A:B");
   if (lo > hi)
-    return InvalidArgument("--output-len " + text + ": the range is empty (" + a + " > " + b +
+    return InvalidArgument(flag + " " + text + ": the range is empty (" + a + " > " + b +
                            "); write the smaller bound first");
   *min = lo;
   *max = hi;

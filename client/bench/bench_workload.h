@@ -5,11 +5,12 @@
 // on different days, see identical work.
 //
 // Arrivals: fixed interval (0 = all at once) or a Poisson process (exponential gaps of
-// the given mean); the first request arrives at 0. Prompts: `prompt_len` token ids drawn
-// uniformly from [kFirstRandomToken, vocab_size) (the paper's random 8-token prompts),
-// or one text for every request. Output lengths: uniform in [output_min, output_max].
-// The three random streams (arrivals, prompts, lengths) are independent: changing the
-// output range does not change the prompts.
+// the given mean); the first request arrives at 0. Prompts: token ids drawn uniformly
+// from [kFirstRandomToken, vocab_size) (the paper's random 8-token prompts), as many as
+// a length uniform in [prompt_min, prompt_max], or one text for every request. Output
+// lengths: uniform in [output_min, output_max]. The four random streams (arrivals,
+// prompt ids, prompt lengths, output lengths) are independent: changing the output
+// range does not change the prompts, and a fixed prompt length draws no length.
 //
 // Thread-safety: pure functions and value types.
 #pragma once
@@ -32,7 +33,8 @@ struct WorkloadSpec {
   ArrivalProcess arrival = ArrivalProcess::kFixedInterval;
   double interval_ms = 0;  // kFixedInterval: the gap (0 = all at once); kPoisson: the mean gap (> 0)
   uint64_t seed = 0;
-  int prompt_len = 8;       // random prompts; ignored when prompt_text is set
+  int prompt_min = 8;       // random prompts' lengths, uniform in [prompt_min, prompt_max];
+  int prompt_max = 8;       //   ignored when prompt_text is set
   std::string prompt_text;  // the same text for every request (tokenized by the coordinator)
   int output_min = 128;     // output tokens, uniform in [output_min, output_max]
   int output_max = 128;
@@ -48,7 +50,7 @@ struct BenchRequest {
 };
 
 // InvalidArgument naming the flag: n_requests < 1, a negative interval, a Poisson mean
-// <= 0, prompt_len < 1, an output range that is empty or starts below 1, a known
+// <= 0, a prompt length range that is empty or starts below 1, an output range that is empty or starts below 1, a known
 // vocabulary too small for random prompts.
 Status ValidateWorkload(const WorkloadSpec& spec);
 
@@ -56,9 +58,12 @@ Status ValidateWorkload(const WorkloadSpec& spec);
 // for random prompts without a vocabulary size.
 Result<std::vector<BenchRequest>> GenerateWorkload(const WorkloadSpec& spec);
 
-// "N" or "A:B" (uniform in [A, B]) into *min, *max. InvalidArgument with the text on
-// anything else, on values < 1 or on A > B ("--output-len 5:2: ...").
-Status ParseOutputLen(const std::string& text, int* min, int* max);
+// "N" or "A:B" (uniform in [A, B]) into *min, *max. InvalidArgument naming the flag and
+// the text on anything else, on values < 1 or on A > B ("--output-len 5:2: ...").
+Status ParseLengthRange(const std::string& flag, const std::string& text, int* min, int* max);
+inline Status ParseOutputLen(const std::string& text, int* min, int* max) {
+  return ParseLengthRange("--output-len", text, min, max);
+}
 
 // The deterministic generator behind the workload (SplitMix64), exposed for tests.
 class WorkloadRng {

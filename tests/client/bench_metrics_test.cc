@@ -135,3 +135,43 @@ TEST(BenchMetricsTest, ThroughputOverTimeCountsTokensPerBin) {
 
 }  // namespace
 }  // namespace flover
+
+namespace flover {
+namespace {
+
+TEST(BenchMetricsTest, GoodputCountsRequestsWithinBothSlosOverAllRequests) {
+  // TTFT / TPOT by hand: a 0.1 / 0.1; b 0.3 / 0.1; c 0.1 / 0.4; d one token (no TPOT)
+  // with TTFT 0.2; e failed.
+  RequestTimeline a = Completed(0, 0.0, {0.1, 0.2, 0.3});
+  RequestTimeline b = Completed(1, 0.0, {0.3, 0.4, 0.5});
+  RequestTimeline c = Completed(2, 0.0, {0.1, 0.5, 0.9});
+  RequestTimeline d = Completed(3, 0.0, {0.2});
+  RequestTimeline e;
+  e.index = 4;
+  e.done_s = 0.5;
+  e.error = "Unavailable: gone";
+  e.finish_reason = "error";
+  const std::vector<RequestTimeline> all = {a, b, c, d, e};
+
+  Slo both;
+  both.ttft_s = 0.25;
+  both.tpot_s = 0.2;
+  const BenchMetrics m = ComputeMetrics(all, 0.3, {}, {}, both);
+  ASSERT_TRUE(m.goodput.has_value());
+  EXPECT_EQ(m.goodput->n_good, 2);  // a and d
+  EXPECT_NEAR(m.goodput->share, 2.0 / 5, kEps);
+  EXPECT_NEAR(m.overall_latency_s, 0.9, kEps);
+  EXPECT_NEAR(m.goodput->rate, 2 / 0.9, kEps);
+
+  Slo ttft_only;
+  ttft_only.ttft_s = 0.25;
+  EXPECT_EQ(ComputeGoodput(all, ttft_only, 0.9).n_good, 3);  // a, c, d
+  Slo tpot_only;
+  tpot_only.tpot_s = 0.1 + kEps;
+  EXPECT_EQ(ComputeGoodput(all, tpot_only, 0.9).n_good, 3);  // a, b, d
+  EXPECT_EQ(ComputeGoodput({}, both, 0).share, 0) << "no requests: 0, not a division by zero";
+  EXPECT_FALSE(ComputeMetrics(all, 0.3, {}, {}).goodput.has_value()) << "no SLO, no goodput";
+}
+
+}  // namespace
+}  // namespace flover

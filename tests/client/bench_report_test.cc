@@ -18,6 +18,7 @@ BenchRun MakeRun(const std::string& policy, double overall_s, double avg_s) {
   r.workload.output_min = r.workload.output_max = 8;
   r.workload.vocab_size = 512;
   r.ignore_eos = true;
+  r.has_step_counters = true;
   r.metrics.n_requests = 4;
   r.metrics.n_completed = 4;
   r.metrics.overall_latency_s = overall_s;

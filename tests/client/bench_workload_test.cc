@@ -17,7 +17,7 @@ WorkloadSpec Spec() {
   s.n_requests = 10;
   s.interval_ms = 25;
   s.seed = 7;
-  s.prompt_len = 8;
+  s.prompt_min = s.prompt_max = 8;
   s.output_min = s.output_max = 16;
   s.vocab_size = 512;
   return s;
@@ -156,7 +156,7 @@ TEST(BenchWorkloadTest, BadSpecsAreClearErrors) {
               s.interval_ms = 0;
             }).find("--rate"),
             std::string::npos);
-  EXPECT_NE(error([](WorkloadSpec& s) { s.prompt_len = 0; }).find("--prompt-len"), std::string::npos);
+  EXPECT_NE(error([](WorkloadSpec& s) { s.prompt_min = 0; }).find("--prompt-len"), std::string::npos);
   EXPECT_NE(error([](WorkloadSpec& s) { s.output_min = 0; }).find("--output-len"), std::string::npos);
   EXPECT_NE(error([](WorkloadSpec& s) { s.vocab_size = 3; }).find("vocabulary"), std::string::npos);
   EXPECT_NE(error([](WorkloadSpec& s) { s.vocab_size = 0; }).find("vocabulary"), std::string::npos);
@@ -181,6 +181,49 @@ TEST(BenchWorkloadTest, ParseOutputLen) {
   for (const char* bad : {"", "0", "x", "3:", ":4", "-1", "1:0", "2:3:4", "1.5", "99999999999"})
     EXPECT_FALSE(ParseOutputLen(bad, &lo, &hi).ok()) << bad;
   EXPECT_EQ(lo, 16);  // untouched on error
+}
+
+}  // namespace
+}  // namespace flover
+
+namespace flover {
+namespace {
+
+TEST(BenchWorkloadTest, PromptLengthRangesAreUniformSeededAndLeaveTheOtherStreamsAlone) {
+  WorkloadSpec s = Spec();
+  s.n_requests = 400;
+  s.prompt_min = 3;
+  s.prompt_max = 6;
+  const std::vector<BenchRequest> a = Generate(s);
+  std::map<size_t, int> counts;
+  for (const BenchRequest& r : a) ++counts[r.prompt_ids.size()];
+  ASSERT_EQ(counts.size(), 4u) << "every length of [3, 6] occurs, no other";
+  EXPECT_EQ(counts.begin()->first, 3u);
+  EXPECT_EQ(counts.rbegin()->first, 6u);
+  for (const auto& [len, n] : counts) EXPECT_GT(n, 60) << len;  // ~100 each
+  // Same seed, same prompts; the arrivals and output lengths do not depend on the range.
+  const std::vector<BenchRequest> again = Generate(s);
+  WorkloadSpec fixed = s;
+  fixed.prompt_min = fixed.prompt_max = 8;
+  const std::vector<BenchRequest> f = Generate(fixed);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].prompt_ids, again[i].prompt_ids);
+    EXPECT_EQ(a[i].output_len, f[i].output_len);
+    EXPECT_EQ(a[i].arrival_s, f[i].arrival_s);
+  }
+}
+
+TEST(BenchWorkloadTest, ParseLengthRangeNamesItsFlag) {
+  int lo = 0, hi = 0;
+  ASSERT_TRUE(ParseLengthRange("--prompt-len", "32:256", &lo, &hi).ok());
+  EXPECT_EQ(lo, 32);
+  EXPECT_EQ(hi, 256);
+  const Status reversed = ParseLengthRange("--prompt-len", "256:32", &lo, &hi);
+  EXPECT_NE(reversed.message().find("--prompt-len 256:32"), std::string::npos) << reversed.message();
+  WorkloadSpec s = Spec();
+  s.prompt_min = 9;
+  s.prompt_max = 4;
+  EXPECT_NE(ValidateWorkload(s).message().find("--prompt-len"), std::string::npos);
 }
 
 }  // namespace

@@ -3,15 +3,21 @@
 // a policy whose coordinator refuses to start fails alone; bad flags are clear errors.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/test_paths.h"
 
@@ -170,6 +176,142 @@ TEST_F(FloverBenchTest, BadFlagsAreClearErrors) {
   CliRun missing = Flover("bench --config " + Path("nope.yaml"));
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("nope.yaml"), std::string::npos) << missing.err;
+}
+
+// The transport of --api openai against a scripted OpenAI-style SSE server (a fake of
+// the server side only; tests/client/bench_openai_fake_server.py says what it sends).
+class FloverBenchOpenAiTest : public FloverBenchTest {
+ protected:
+  void StartServer(const std::string& mode) {
+    const std::string port_file = Path("port.txt");
+    server_ = fork();
+    ASSERT_GE(server_, 0);
+    if (server_ == 0) {
+      FILE* out = freopen(port_file.c_str(), "w", stdout);
+      if (out == nullptr) _exit(127);
+      execlp("python3", "python3", FLOVER_BENCH_FAKE_OPENAI_SERVER, "--log", Log().c_str(), "--mode", mode.c_str(),
+             static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 600 && port_.empty(); ++i) {  // up to 60 s for Python to start
+      std::ifstream in(port_file);
+      std::string line;
+      if (std::getline(in, line) && !line.empty()) port_ = line;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_FALSE(port_.empty()) << "the fake server did not start";
+  }
+  void TearDown() override {
+    if (server_ > 0) {
+      kill(server_, SIGTERM);
+      waitpid(server_, nullptr, 0);
+    }
+    FloverBenchTest::TearDown();
+  }
+  std::string Log() const { return Path("requests.jsonl"); }
+  std::string Endpoint() const { return "http://127.0.0.1:" + port_; }
+  std::vector<nlohmann::json> LoggedRequests() const {
+    std::vector<nlohmann::json> lines;
+    std::ifstream in(Log());
+    for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+  }
+
+  pid_t server_ = -1;
+  std::string port_;
+};
+
+TEST_F(FloverBenchOpenAiTest, StreamsTokenIdPromptsUnderTheConcurrencyLimitAndReportsGoodput) {
+  StartServer("ok");
+  const std::string json = Path("bench.json");
+  CliRun r = Flover("bench --api openai --endpoint " + Endpoint() +
+                    " --requests 6 --max-concurrency 2 --prompt-len 4:12 --output-len 5 --ignore-eos"
+                    " --slo-ttft-ms 60000 --slo-tpot-ms 60000 --label fake --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const nlohmann::json runs = ReadJson(json);
+  ASSERT_EQ(runs.size(), 1u) << runs;
+  const nlohmann::json& run = runs[0];
+  EXPECT_EQ(run["policy"], "fake");
+  EXPECT_EQ(run["api"], "openai");
+  EXPECT_EQ(run["model"], "fake-model");
+  EXPECT_EQ(run["completed"], 6);
+  EXPECT_EQ(run["failed"], 0);
+  EXPECT_EQ(run["output_tokens"], 30);
+  EXPECT_EQ(run["workload"]["vocab_size"], 512) << "from the server's /v1/models";
+  EXPECT_EQ(run["workload"]["max_concurrency"], 2);
+  EXPECT_EQ(run["workload"]["prompt_len_min"], 4);
+  EXPECT_EQ(run["workload"]["prompt_len_max"], 12);
+  EXPECT_FALSE(run.contains("avg_requests_per_step")) << "an HTTP server reports no steps";
+  EXPECT_EQ(run["goodput"]["good_requests"], 6);
+  EXPECT_EQ(run["goodput"]["share"], 1.0);
+  EXPECT_EQ(run["goodput"]["slo_ttft_s"], 60.0);
+  EXPECT_GT(run["goodput"]["request_rate"].get<double>(), 0.0);
+  for (const nlohmann::json& req : run["requests"]) {
+    EXPECT_EQ(req["output_tokens"], 5) << req;
+    EXPECT_EQ(req["finish_reason"], "length") << req;
+    EXPECT_EQ(req["token_times_s"].size(), 5u) << "one token per chunk, every split event counted once: " << req;
+    EXPECT_GE(req["prompt_tokens"].get<int>(), 4) << req;
+    EXPECT_LE(req["prompt_tokens"].get<int>(), 12) << req;
+    EXPECT_LE(req["submit_s"].get<double>(), req["first_token_s"].get<double>()) << req;
+  }
+  EXPECT_NE(r.out.find("goodput %"), std::string::npos) << r.out;
+
+  // What the server received: 2 warm-up/single requests and the 6 of the workload.
+  const std::vector<nlohmann::json> logged = LoggedRequests();
+  ASSERT_EQ(logged.size(), 8u);
+  for (const nlohmann::json& line : logged) {
+    const nlohmann::json& body = line["body"];
+    ASSERT_TRUE(body["prompt"].is_array()) << body;
+    EXPECT_GE(body["prompt"].size(), 4u) << body;
+    EXPECT_LE(body["prompt"].size(), 12u) << body;
+    for (const nlohmann::json& id : body["prompt"]) {
+      EXPECT_GE(id.get<int>(), 3);
+      EXPECT_LT(id.get<int>(), 512);
+    }
+    EXPECT_EQ(body["model"], "fake-model");
+    EXPECT_EQ(body["max_tokens"], 5);
+    EXPECT_EQ(body["ignore_eos"], true);
+    EXPECT_EQ(body["min_tokens"], 5);
+    EXPECT_EQ(body["temperature"], 0);
+    EXPECT_EQ(body["stream"], true);
+    EXPECT_EQ(body["stream_options"]["include_usage"], true);
+    EXPECT_LE(line["max_in_flight"].get<int>(), 2) << "--max-concurrency 2";
+  }
+}
+
+TEST_F(FloverBenchOpenAiTest, AnErrorEventFailsTheRequestsWithTheServersMessage) {
+  StartServer("error");
+  CliRun r = Flover("bench --api openai --endpoint " + Endpoint() + " --requests 2 --output-len 3");
+  EXPECT_EQ(r.exit_code, 1) << r.err << r.out;
+  EXPECT_NE(r.out.find("boom: the fake failed"), std::string::npos) << r.out;
+}
+
+TEST_F(FloverBenchOpenAiTest, AStreamCutShortWithoutAFinishReasonFails) {
+  StartServer("cut");
+  CliRun r = Flover("bench --api openai --endpoint " + Endpoint() + " --requests 2 --output-len 3");
+  EXPECT_EQ(r.exit_code, 1) << r.err << r.out;
+  EXPECT_NE(r.out.find("without a finish reason after 1 token(s)"), std::string::npos) << r.out;
+}
+
+TEST_F(FloverBenchOpenAiTest, BadTargetsAreClearErrors) {
+  // Each: flags, and what the error on stderr says (exit status 2).
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--api openai", "--endpoint http://HOST:PORT"},
+      {"--api openai --endpoint tcp://127.0.0.1:5555", "http://HOST:PORT"},
+      {"--endpoint http://127.0.0.1:8000", "--api openai"},
+      {"--api openai --config " + Config(), "--endpoint http://HOST:PORT, not --config"},
+      {"--endpoint tcp://127.0.0.1:1 --max-concurrency -1", "--max-concurrency"},
+      {"--endpoint tcp://127.0.0.1:1 --slo-ttft-ms 0", "--slo-ttft-ms"},
+  };
+  for (const auto& [flags, error] : cases) {
+    CliRun r = Flover("bench " + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.err;
+    EXPECT_NE(r.err.find(error), std::string::npos) << flags << ": " << r.err;
+  }
+  // Nothing listens there: the run fails (exit 1) naming the URL, within --ready-timeout.
+  CliRun closed = Flover("bench --api openai --endpoint http://127.0.0.1:1 --ready-timeout 1");
+  EXPECT_EQ(closed.exit_code, 1);
+  EXPECT_NE(closed.out.find("http://127.0.0.1:1/v1/models"), std::string::npos) << closed.out;
 }
 
 }  // namespace
