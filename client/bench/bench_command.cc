@@ -74,7 +74,7 @@ Status CheckRunFlags(const BenchOptions& o) {
       return InvalidArgument("--key and --server-key are CURVE keys of the native API; an OpenAI server's key "
                              "goes in $OPENAI_API_KEY");
     if (!o.tokenizer.empty()) return InvalidArgument("--tokenizer needs --config");
-    if (Result<HttpEndpoint> e = ParseHttpEndpoint(o.endpoint); !e.ok()) return e.status();
+    if (Result<HttpEndpoint> e = ParseServerUrl(o.endpoint); !e.ok()) return e.status();
   } else if (o.endpoint.rfind("http", 0) == 0) {
     return InvalidArgument("--endpoint " + o.endpoint + " is an HTTP server: add --api openai (the native API is "
                            "the coordinator's tcp:// client endpoint)");
@@ -138,7 +138,7 @@ BenchRun RunOn(const BenchOptions& o, const std::string& endpoint, const std::op
                const BenchRunOptions& run_options, const InterruptFlag& interrupt) {
   Result<std::unique_ptr<BenchBackend>> backend = Unavailable("no backend");
   if (o.api == "openai") {
-    Result<HttpEndpoint> http = ParseHttpEndpoint(endpoint);
+    Result<HttpEndpoint> http = ParseServerUrl(endpoint);
     if (!http.ok()) return FailedRun(run_options, http.status().ToString());
     OpenAiBackendOptions b;
     b.endpoint = *http;

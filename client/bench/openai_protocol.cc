@@ -24,7 +24,7 @@ std::string ErrorMessageOf(const json& error) {
 
 }  // namespace
 
-Result<HttpEndpoint> ParseHttpEndpoint(const std::string& url) {
+Result<HttpEndpoint> ParseServerUrl(const std::string& url) {
   const std::string scheme = "http://";
   if (url.rfind("https://", 0) == 0)
     return InvalidArgument("--endpoint " + url +

@@ -44,7 +44,7 @@ struct HttpEndpoint {
 
 // "http://HOST[:PORT][/PATH]" (HOST may be [v6]). InvalidArgument naming the URL for
 // anything else; https is refused with what to do instead.
-Result<HttpEndpoint> ParseHttpEndpoint(const std::string& url);
+Result<HttpEndpoint> ParseServerUrl(const std::string& url);
 
 struct CompletionRequest {
   std::string model;

@@ -159,24 +159,24 @@ TEST(OpenAiStreamTest, TheRequestSendsTokenIdsGreedyStreamingWithUsage) {
 }
 
 TEST(OpenAiStreamTest, EndpointUrls) {
-  Result<HttpEndpoint> e = ParseHttpEndpoint("http://127.0.0.1:8080");
+  Result<HttpEndpoint> e = ParseServerUrl("http://127.0.0.1:8080");
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   EXPECT_EQ(e->host, "127.0.0.1");
   EXPECT_EQ(e->port, "8080");
   EXPECT_EQ(e->base_path, "");
-  e = ParseHttpEndpoint("http://localhost/v1/");
+  e = ParseServerUrl("http://localhost/v1/");
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->port, "80");
   EXPECT_EQ(e->base_path, "") << "paths add /v1 themselves";
-  e = ParseHttpEndpoint("http://[::1]:9000/proxy/v1");
+  e = ParseServerUrl("http://[::1]:9000/proxy/v1");
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->host, "::1");
   EXPECT_EQ(e->base_path, "/proxy");
   for (const char* bad : {"tcp://127.0.0.1:5555", "127.0.0.1:8000", "http://:80", "http://h:0", "http://h:99999",
                           "http://h:x", "http://h:80/?q=1", "http://[::1"}) {
-    EXPECT_EQ(ParseHttpEndpoint(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(ParseServerUrl(bad).status().code(), StatusCode::kInvalidArgument) << bad;
   }
-  EXPECT_NE(ParseHttpEndpoint("https://h").status().message().find("https is not supported"), std::string::npos);
+  EXPECT_NE(ParseServerUrl("https://h").status().message().find("https is not supported"), std::string::npos);
 }
 
 TEST(OpenAiStreamTest, ModelListsAndErrorBodies) {
