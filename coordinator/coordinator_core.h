@@ -188,6 +188,9 @@ class CoordinatorCore {
   uint64_t n_status_builds() const { return n_status_builds_; }  // BuildStatus calls for status requests
   const EndpointsConfig& endpoints() const { return endpoints_; }
   const ClusterConfig& config() const { return config_; }
+  // The model the cluster serves, as the first replica that became ready reported it
+  // (its chat_template included); nullptr until one did.
+  const proto::ModelInfo* served_model() const { return model_ ? &*model_ : nullptr; }
 
  private:
   CoordinatorCore(ClusterConfig config, EndpointsConfig bound, std::optional<Tokenizer> tokenizer,
