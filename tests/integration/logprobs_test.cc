@@ -143,7 +143,9 @@ TEST(LogprobsClusterTest, TokensComeWithLogprobsThatAgreeWithTheEngine) {
       double mass = 0;
       for (size_t k = 0; k < l.top.size(); ++k) {
         mass += std::exp(static_cast<double>(l.top[k].logprob));
-        if (k > 0) EXPECT_LE(l.top[k].logprob, l.top[k - 1].logprob) << where << ": sorted, most likely first";
+        if (k > 0) {
+          EXPECT_LE(l.top[k].logprob, l.top[k - 1].logprob) << where << ": sorted, most likely first";
+        }
       }
       EXPECT_LE(mass, 1.0 + 1e-4) << where;
       if (!requests[i].sampling.greedy()) continue;
