@@ -25,6 +25,9 @@ struct ModelSpec {
   bool shared_classifier = true;  // LM head == token embedding
   int bos_id = 1;
   int eos_id = 2;
+  // The chat template of the model file's metadata (GGUF tokenizer.chat_template, a
+  // Jinja text), "" when it has none. Not part of the shape: ToString leaves it out.
+  std::string chat_template{};  // {}: a positional ModelSpec{...} may leave it out
 
   int head_dim() const { return dim / n_heads; }
   int q_dim() const { return n_heads * head_dim(); }

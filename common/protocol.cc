@@ -1,5 +1,8 @@
 #include "common/protocol.h"
 
+#include <cmath>
+#include <vector>
+
 #include <google/protobuf/unknown_field_set.h>
 
 namespace flover {
@@ -69,6 +72,10 @@ SamplingParams FromProto(const proto::SamplingParams& p) {
   s.top_p = p.top_p() == 0.0f ? 1.0f : p.top_p();
   s.repetition_penalty = p.repetition_penalty() == 0.0f ? 1.0f : p.repetition_penalty();
   s.seed = p.seed();
+  s.presence_penalty = p.presence_penalty();
+  s.frequency_penalty = p.frequency_penalty();
+  s.logprobs = p.logprobs();
+  s.top_logprobs = p.top_logprobs();
   return s;
 }
 
@@ -79,6 +86,10 @@ proto::SamplingParams ToProto(const SamplingParams& s) {
   p.set_top_p(s.top_p);
   p.set_repetition_penalty(s.repetition_penalty);
   p.set_seed(s.seed);
+  p.set_presence_penalty(s.presence_penalty);
+  p.set_frequency_penalty(s.frequency_penalty);
+  p.set_logprobs(s.logprobs);
+  p.set_top_logprobs(s.top_logprobs);
   return p;
 }
 
@@ -132,6 +143,7 @@ ModelSpec FromProto(const proto::ModelInfo& m) {
   s.max_seq_len = m.max_seq_len();
   s.bos_id = m.bos_id();
   s.eos_id = m.eos_id();
+  s.chat_template = m.chat_template();
   return s;
 }
 
@@ -147,7 +159,66 @@ proto::ModelInfo ToProto(const ModelSpec& spec, const std::string& description) 
   m.set_bos_id(spec.bos_id);
   m.set_eos_id(spec.eos_id);
   m.set_description(description);
+  m.set_chat_template(spec.chat_template);
   return m;
+}
+
+namespace {
+
+template <typename Repeated>
+std::vector<TokenLogprob> TopOf(const Repeated& top) {
+  std::vector<TokenLogprob> out;
+  out.reserve(top.size());
+  for (const proto::TokenLogprob& t : top) out.push_back(TokenLogprob{t.token(), t.logprob()});
+  return out;
+}
+
+template <typename Repeated>
+void AddTop(const std::vector<TokenLogprob>& top, Repeated* out) {
+  out->Reserve(static_cast<int>(top.size()));
+  for (const TokenLogprob& t : top) {
+    proto::TokenLogprob* p = out->Add();
+    p->set_token(t.token);
+    p->set_logprob(t.logprob);
+  }
+}
+
+bool IsLogprob(float v) { return std::isfinite(v) && v <= 0.0f; }
+
+}  // namespace
+
+TokenLogprobs LogprobsOf(const proto::TokenOutput& out) {
+  return TokenLogprobs{out.logprob(), TopOf(out.top_logprobs())};
+}
+
+void SetLogprobs(const TokenLogprobs& logprobs, proto::TokenOutput* out) {
+  out->set_logprob(logprobs.logprob);
+  AddTop(logprobs.top, out->mutable_top_logprobs());
+}
+
+proto::TokenLogprobs ToProto(const TokenLogprobs& logprobs) {
+  proto::TokenLogprobs p;
+  p.set_logprob(logprobs.logprob);
+  AddTop(logprobs.top, p.mutable_top());
+  return p;
+}
+
+TokenLogprobs FromProto(const proto::TokenLogprobs& p) { return TokenLogprobs{p.logprob(), TopOf(p.top())}; }
+
+Status CheckOutputLogprobs(const proto::TokenOutput& out, int vocab_size) {
+  const std::string who = "request " + std::to_string(out.request_id());
+  if (!IsLogprob(out.logprob()))
+    return InvalidArgument(who + " has log-probability " + std::to_string(out.logprob()) +
+                           " for its token; a log-probability is finite and <= 0");
+  for (const proto::TokenLogprob& t : out.top_logprobs()) {
+    if (t.token() < 0 || t.token() >= vocab_size)
+      return InvalidArgument(who + " has top log-probability token " + std::to_string(t.token()) +
+                             ", outside the vocabulary of " + std::to_string(vocab_size));
+    if (!IsLogprob(t.logprob()))
+      return InvalidArgument(who + " has log-probability " + std::to_string(t.logprob()) + " for top token " +
+                             std::to_string(t.token()) + "; a log-probability is finite and <= 0");
+  }
+  return Status::Ok();
 }
 
 proto::ServerMessage ErrorReply(const std::string& client_request_id, const Status& status) {

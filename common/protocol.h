@@ -72,6 +72,19 @@ proto::FinishReason ToProto(FinishReason r);
 ModelSpec FromProto(const proto::ModelInfo& m);  // norm_eps/rope_theta are not carried
 proto::ModelInfo ToProto(const ModelSpec& spec, const std::string& description);
 
+// Log-probabilities: a TokenOutput's (logprob, top_logprobs) <-> TokenLogprobs, and the
+// client's TokenLogprobs message.
+TokenLogprobs LogprobsOf(const proto::TokenOutput& out);
+void SetLogprobs(const TokenLogprobs& logprobs, proto::TokenOutput* out);
+proto::TokenLogprobs ToProto(const TokenLogprobs& logprobs);
+TokenLogprobs FromProto(const proto::TokenLogprobs& p);
+
+// What an honest worker's TokenOutput holds in its log-probabilities: every logprob
+// finite and <= 0, every top token inside [0, vocab_size). InvalidArgument naming the
+// request and the value otherwise. (Whether the count matches what the request asked
+// is the scheduler's check.)
+Status CheckOutputLogprobs(const proto::TokenOutput& out, int vocab_size);
+
 // An Error reply from a Status.
 proto::ServerMessage ErrorReply(const std::string& client_request_id, const Status& status);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace flover {
 
@@ -36,6 +37,15 @@ Status ValidateRequest(const RequestParams& request, const ModelSpec& spec) {
     return InvalidArgument("top_p must be in (0, 1], got " + std::to_string(s.top_p));
   if (!std::isfinite(s.repetition_penalty) || s.repetition_penalty <= 0.0f)
     return InvalidArgument("repetition_penalty must be > 0, got " + std::to_string(s.repetition_penalty));
+  for (const auto& [name, value] : {std::pair{"presence_penalty", s.presence_penalty},
+                                    std::pair{"frequency_penalty", s.frequency_penalty}})
+    if (!(value >= -kMaxPenalty && value <= kMaxPenalty))  // NaN fails too
+      return InvalidArgument(std::string(name) + " must be in [-2, 2] (0 = off), got " + std::to_string(value));
+  if (s.top_logprobs < 0 || s.top_logprobs > kMaxTopLogprobs)
+    return InvalidArgument("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
+                           std::to_string(s.top_logprobs));
+  if (s.top_logprobs > 0 && !s.logprobs)
+    return InvalidArgument("top_logprobs = " + std::to_string(s.top_logprobs) + " needs logprobs = true");
   const StopParams& stop = request.stop;
   if (stop.max_tokens < 1) return InvalidArgument("max_tokens must be >= 1, got " + std::to_string(stop.max_tokens));
   for (int id : stop.stop_token_ids) {

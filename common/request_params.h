@@ -19,8 +19,43 @@ struct SamplingParams {
   float top_p = 1.0f;               // 1 = off
   float repetition_penalty = 1.0f;  // 1 = off; CTRL-style over prompt + generated tokens
   uint64_t seed = 0;                // the request's own RNG stream
+  // OpenAI's penalties over the tokens GENERATED so far (not the prompt), after the
+  // repetition penalty: logit[t] -= frequency_penalty * count(t) + presence_penalty *
+  // (count(t) > 0). 0 = off; -2..2.
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  // Return each sampled token's log-probability (TokenLogprobs) and the top_logprobs
+  // (0..20) most likely tokens of its step. They are of the model's own distribution:
+  // log_softmax of the raw logits, before temperature, penalties, top-k and top-p.
+  bool logprobs = false;
+  int top_logprobs = 0;
 
   bool greedy() const { return temperature == 0.0f; }
+  bool penalises_generated() const { return presence_penalty != 0.0f || frequency_penalty != 0.0f; }
+  // The token is the argmax of the raw logits: nothing else is needed of them.
+  bool argmax_only() const {
+    return greedy() && repetition_penalty == 1.0f && !penalises_generated() && !logprobs;
+  }
+};
+
+inline constexpr float kMaxPenalty = 2.0f;  // presence/frequency_penalty in [-2, 2]
+inline constexpr int kMaxTopLogprobs = 20;
+
+// A token and its log-probability.
+struct TokenLogprob {
+  int token = -1;
+  float logprob = 0.0f;
+
+  bool operator==(const TokenLogprob&) const = default;
+};
+
+// One sampled token's log-probability and its step's most likely tokens (by logprob
+// descending, ties by lower id).
+struct TokenLogprobs {
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+
+  bool operator==(const TokenLogprobs&) const = default;
 };
 
 struct StopParams {
@@ -42,7 +77,9 @@ struct RequestParams {
 
 // InvalidArgument naming the field: empty prompt, prompt longer than the context, ids
 // outside the vocabulary, max_tokens < 1, temperature < 0 or not finite, top_p outside
-// (0, 1], top_k < 0, repetition_penalty <= 0, stop ids outside the vocabulary.
+// (0, 1], top_k < 0, repetition_penalty <= 0, presence_penalty or frequency_penalty
+// outside [-2, 2], top_logprobs outside [0, 20] or > 0 without logprobs, stop ids
+// outside the vocabulary.
 Status ValidateRequest(const RequestParams& request, const ModelSpec& spec);
 
 // The length rule: how far a request may go. Everything that decides when a request

@@ -196,6 +196,9 @@ class CoordinatorCore {
   const ClusterConfig& config() const { return config_; }
   // Updated by this core's thread, readable from any (metrics.h).
   const Metrics& metrics() const { return metrics_; }
+  // The model the cluster serves, as the first replica that became ready reported it
+  // (its chat_template included); nullptr until one did.
+  const proto::ModelInfo* served_model() const { return model_ ? &*model_ : nullptr; }
 
  private:
   CoordinatorCore(ClusterConfig config, EndpointsConfig bound, std::optional<Tokenizer> tokenizer,

@@ -57,6 +57,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, ClientRole role,
   t.priority = submit.priority();
   t.prompt_tokens = static_cast<int>(params->prompt.size());
   t.last_prompt_token = params->prompt.empty() ? -1 : params->prompt.back();
+  t.want_logprobs = params->sampling.logprobs;
   if (!params->stop.stop_strings.empty()) t.stop_strings.emplace(params->stop.stop_strings);
   t.submitted = now;
   if (submit.timeout_ms() > 0) {
@@ -309,6 +310,10 @@ void CoordinatorCore::Deliver(const RequestEvent& event, Clock::time_point now) 
       stopped = p.stopped;
     }
     t->tokens.push_back(event.token);
+    if (t->want_logprobs) {
+      FLOVER_CHECK(event.logprobs.has_value()) << "request " << t->id << " asked for log-probabilities";
+      t->logprobs.push_back(*event.logprobs);
+    }
     t->text += piece;
     if (!t->first_token) t->first_token = now;
     if (t->stream) SendTokenEvent(*t, event.token, std::move(piece));
@@ -326,7 +331,10 @@ void CoordinatorCore::SendTokenEvent(const TrackedRequest& t, std::optional<int>
   proto::ServerMessage m;
   proto::TokenEvent* event = m.mutable_token();
   event->set_client_request_id(t.client_request_id);
-  if (token) event->add_tokens(*token);
+  if (token) {
+    event->add_tokens(*token);
+    if (t.want_logprobs) *event->add_logprobs() = ToProto(t.logprobs.back());
+  }
   event->set_text(std::move(text));
   SendToClient(t.client, std::move(m));
 }
@@ -347,6 +355,7 @@ void CoordinatorCore::Finish(uint64_t id, FinishReason reason, Clock::time_point
   done->set_client_request_id(t->client_request_id);
   done->set_finish_reason(ToProto(reason));
   done->mutable_tokens()->Add(t->tokens.begin(), t->tokens.end());
+  for (const TokenLogprobs& l : t->logprobs) *done->add_logprobs() = ToProto(l);
   done->set_text(t->text);
   done->set_prompt_tokens(t->prompt_tokens);
   done->set_completion_tokens(static_cast<int>(t->tokens.size()));

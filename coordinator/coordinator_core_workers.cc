@@ -342,12 +342,18 @@ void CoordinatorCore::HandleStepResult(const WorkerSlot& sender, const proto::St
     MarkUnhealthy(replica, fmt::format("step {} failed: {}", result.seq(), result.error()), now);
     return;
   }
-  // A token outside the vocabulary means a broken worker (or device): its replica is not
-  // to be trusted, and the token must not reach a client or another replica.
+  // A token outside the vocabulary (or a log-probability that cannot be one) means a
+  // broken worker (or device): its replica is not to be trusted, and the token must not
+  // reach a client or another replica.
   for (const proto::TokenOutput& out : result.outputs()) {
     if (out.token() < 0 || out.token() >= spec_.vocab_size) {
       MarkUnhealthy(replica, fmt::format("step {} returned token {} for request {}, outside the vocabulary of {}",
                                          result.seq(), out.token(), out.request_id(), spec_.vocab_size), now);
+      return;
+    }
+    if (Status s = CheckOutputLogprobs(out, spec_.vocab_size); !s.ok()) {
+      MarkUnhealthy(replica, fmt::format("step {} returned broken log-probabilities: {}", result.seq(), s.message()),
+                    now);
       return;
     }
   }

@@ -48,6 +48,10 @@ struct TrackedRequest {
   int prompt_tokens = 0;
   int last_prompt_token = -1;  // decodes the first generated token
   std::vector<int> tokens;     // generated so far
+  // With sampling.logprobs (want_logprobs): one per token of `tokens`, kept across
+  // failovers like the tokens.
+  bool want_logprobs = false;
+  std::vector<TokenLogprobs> logprobs;
   std::string text;            // their decoded text (valid UTF-8)
   Utf8Stream utf8;             // holds the start of a character split over tokens
   std::optional<StopStrings> stop_strings;  // holds text that may begin a stop string

@@ -293,6 +293,10 @@ Status Scheduler::Check(const proto::StepResult& result) const {
                              std::to_string(r.generated.size()) + " generated token(s) and was reported finished '" +
                              proto::FinishReason_Name(out.finish()) + "'; by its stop conditions it is '" +
                              FinishReasonName(finish) + "'");
+    const int asked = r.params.sampling.logprobs ? r.params.sampling.top_logprobs : 0;
+    if (out.top_logprobs_size() > asked)
+      return InvalidArgument(who + " has " + std::to_string(out.top_logprobs_size()) + " top log-probabilities; it asked for " +
+                             std::to_string(asked));
   }
   for (const auto& [id, samples] : plan.entries)
     if (samples && !answers.at(id).answered && requests_.contains(id))
@@ -320,7 +324,8 @@ Result<AppliedStep> Scheduler::Apply(const proto::StepResult& result) {
       r->generated.push_back(token);
       ++applied.n_generated;
     }
-    applied.events.push_back({r->id, token, finish});
+    RequestEvent& event = applied.events.emplace_back(RequestEvent{r->id, token, finish, std::nullopt});
+    if (r->params.sampling.logprobs) event.logprobs = LogprobsOf(out);
     if (finish != FinishReason::kNone) {
       Forget(r);
       requests_.erase(it);

@@ -127,6 +127,7 @@ struct RequestEvent {
   uint64_t request_id = 0;
   int token = -1;  // -1: no token (the request stopped on a stop token, which is not output)
   FinishReason finish = FinishReason::kNone;
+  std::optional<TokenLogprobs> logprobs;  // the output's, when the request asked (sampling.logprobs)
 };
 
 struct AppliedStep {
@@ -185,10 +186,13 @@ class Scheduler {
   // answer to that plan (the replica's workers are broken): result.seq is not the oldest
   // plan's; an output for a request the plan did not compute, or whose entry did not
   // reach a sample, or two for one request; an output whose finish differs from the
-  // rule's; or no output for a request that sampled in the plan and is still here.
-  // Outputs for requests no longer here (cancelled, or finished by an earlier result:
-  // pipelining makes such entries stale) are skipped. Does not look at result.error or
-  // check tokens against the vocabulary (the caller does).
+  // rule's; more top log-probabilities than the request asked for; or no output for a
+  // request that sampled in the plan and is still here. An event carries the output's
+  // log-probabilities when its request asked for them. Outputs for requests no longer
+  // here (cancelled, or finished by an earlier result: pipelining makes such entries
+  // stale) are skipped. Does not look at result.error or
+  // check tokens or log-probabilities against the vocabulary (the caller does:
+  // CheckOutputLogprobs).
   Result<AppliedStep> Apply(const proto::StepResult& result);
 
   // Forgets everything (the replica failed) and returns every request, oldest first,

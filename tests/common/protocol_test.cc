@@ -5,6 +5,10 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+#include <string>
+
 namespace flover {
 namespace {
 
@@ -221,6 +225,65 @@ TEST(ProtocolTest, SamplingDefaultsSurviveProto3Zeros) {
   for (FinishReason r : {FinishReason::kNone, FinishReason::kStop, FinishReason::kLength, FinishReason::kCancelled,
                          FinishReason::kError})
     EXPECT_EQ(FromProto(ToProto(r)), r);
+}
+
+TEST(ProtocolTest, OpenAiSamplingFieldsRoundTrip) {
+  SamplingParams s;
+  s.presence_penalty = -1.5f;
+  s.frequency_penalty = 0.75f;
+  s.logprobs = true;
+  s.top_logprobs = 7;
+  const SamplingParams back = FromProto(ToProto(s));
+  EXPECT_EQ(back.presence_penalty, -1.5f);
+  EXPECT_EQ(back.frequency_penalty, 0.75f);
+  EXPECT_TRUE(back.logprobs);
+  EXPECT_EQ(back.top_logprobs, 7);
+  const SamplingParams zero = FromProto(proto::SamplingParams{});
+  EXPECT_EQ(zero.presence_penalty, 0.0f);
+  EXPECT_EQ(zero.frequency_penalty, 0.0f);
+  EXPECT_FALSE(zero.logprobs);
+  EXPECT_EQ(zero.top_logprobs, 0);
+}
+
+TEST(ProtocolTest, LogprobsRoundTripThroughTokenOutputAndTokenLogprobs) {
+  const TokenLogprobs l{-0.25f, {{4, -0.25f}, {9, -1.5f}, {2, -3.0f}}};
+  proto::TokenOutput out;
+  out.set_request_id(3);
+  SetLogprobs(l, &out);
+  EXPECT_EQ(LogprobsOf(out), l);
+  EXPECT_EQ(FromProto(ToProto(l)), l);
+  EXPECT_TRUE(CheckOutputLogprobs(out, 10).ok());
+  EXPECT_TRUE(LogprobsOf(proto::TokenOutput{}).top.empty());
+}
+
+TEST(ProtocolTest, CheckOutputLogprobsRefusesWhatCannotBeALogprob) {
+  auto check = [](float logprob, int top_token, float top_logprob) {
+    proto::TokenOutput out;
+    out.set_request_id(12);
+    out.set_logprob(logprob);
+    proto::TokenLogprob* t = out.add_top_logprobs();
+    t->set_token(top_token);
+    t->set_logprob(top_logprob);
+    const Status s = CheckOutputLogprobs(out, 10);
+    return s.ok() ? std::string() : s.message();
+  };
+  EXPECT_EQ(check(-1.0f, 9, 0.0f), "");
+  EXPECT_EQ(check(0.5f, 1, -1.0f), "request 12 has log-probability 0.500000 for its token; a log-probability is "
+                                   "finite and <= 0");
+  EXPECT_NE(check(std::nanf(""), 1, -1.0f).find("request 12 has log-probability nan"), std::string::npos);
+  EXPECT_NE(check(-std::numeric_limits<float>::infinity(), 1, -1.0f).find("finite"), std::string::npos);
+  EXPECT_EQ(check(-1.0f, 10, -1.0f), "request 12 has top log-probability token 10, outside the vocabulary of 10");
+  EXPECT_EQ(check(-1.0f, -1, -1.0f), "request 12 has top log-probability token -1, outside the vocabulary of 10");
+  EXPECT_NE(check(-1.0f, 3, std::nanf("")).find("for top token 3"), std::string::npos);
+}
+
+TEST(ProtocolTest, ModelInfoCarriesTheChatTemplate) {
+  ModelSpec spec;
+  spec.vocab_size = 5;
+  spec.chat_template = "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}";
+  const proto::ModelInfo info = ToProto(spec, "test");
+  EXPECT_EQ(info.chat_template(), spec.chat_template);
+  EXPECT_EQ(FromProto(info).chat_template, spec.chat_template);
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
 // The length rule of request_params.h: when a request stops by length, and the KV
-// positions that makes it need at most; the finish rule built on it.
+// positions that makes it need at most; the finish rule built on it; the validation of
+// the OpenAI sampling fields.
 #include "common/request_params.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+#include <string>
 #include <vector>
 
 namespace flover {
@@ -96,6 +100,82 @@ TEST(FinishAfterSampleTest, StopTokensFirstThenLength) {
   EXPECT_EQ(stops.max_seq_len, 16);
   EXPECT_EQ(stops.bos_id, 5);
   EXPECT_EQ(stops.eos_id, 6);
+}
+
+RequestParams ValidRequest() {
+  RequestParams r;
+  r.prompt = {1, 5, 9};
+  return r;
+}
+
+ModelSpec SmallModel() {
+  ModelSpec spec;
+  spec.vocab_size = 32;
+  spec.max_seq_len = 16;
+  return spec;
+}
+
+// The error of ValidateRequest after `change`, or "" when it passes.
+template <typename Change>
+std::string ErrorAfter(Change change) {
+  RequestParams r = ValidRequest();
+  change(r.sampling);
+  const Status s = ValidateRequest(r, SmallModel());
+  return s.ok() ? "" : s.message();
+}
+
+TEST(ValidateRequestTest, PenaltiesMustLieInMinusTwoToTwo) {
+  for (float v : {-2.0f, -0.5f, 0.0f, 1.25f, 2.0f}) {
+    EXPECT_EQ(ErrorAfter([&](SamplingParams& s) { s.presence_penalty = v; }), "") << v;
+    EXPECT_EQ(ErrorAfter([&](SamplingParams& s) { s.frequency_penalty = v; }), "") << v;
+  }
+  for (float v : {-2.01f, 2.5f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    EXPECT_NE(ErrorAfter([&](SamplingParams& s) { s.presence_penalty = v; }).find("presence_penalty must be in [-2, 2]"),
+              std::string::npos)
+        << v;
+    EXPECT_NE(
+        ErrorAfter([&](SamplingParams& s) { s.frequency_penalty = v; }).find("frequency_penalty must be in [-2, 2]"),
+        std::string::npos)
+        << v;
+  }
+}
+
+TEST(ValidateRequestTest, TopLogprobsInZeroToTwentyAndNeedsLogprobs) {
+  EXPECT_EQ(ErrorAfter([](SamplingParams& s) { s.logprobs = true; }), "");
+  EXPECT_EQ(ErrorAfter([](SamplingParams& s) {
+              s.logprobs = true;
+              s.top_logprobs = 20;
+            }),
+            "");
+  EXPECT_EQ(ErrorAfter([](SamplingParams& s) {
+              s.logprobs = true;
+              s.top_logprobs = 21;
+            }),
+            "top_logprobs must be in [0, 20], got 21");
+  EXPECT_EQ(ErrorAfter([](SamplingParams& s) {
+              s.logprobs = true;
+              s.top_logprobs = -1;
+            }),
+            "top_logprobs must be in [0, 20], got -1");
+  EXPECT_EQ(ErrorAfter([](SamplingParams& s) { s.top_logprobs = 3; }), "top_logprobs = 3 needs logprobs = true");
+}
+
+TEST(SamplingParamsTest, ArgmaxOnlyWithoutPenaltiesOrLogprobs) {
+  SamplingParams s;
+  EXPECT_TRUE(s.argmax_only());
+  EXPECT_FALSE(s.penalises_generated());
+  s.presence_penalty = 0.1f;
+  EXPECT_TRUE(s.penalises_generated());
+  EXPECT_FALSE(s.argmax_only());
+  s = SamplingParams{};
+  s.frequency_penalty = -0.1f;
+  EXPECT_TRUE(s.penalises_generated());
+  s = SamplingParams{};
+  s.logprobs = true;
+  EXPECT_FALSE(s.argmax_only());
+  s = SamplingParams{};
+  s.temperature = 0.5f;
+  EXPECT_FALSE(s.argmax_only());
 }
 
 }  // namespace

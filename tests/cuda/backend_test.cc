@@ -194,6 +194,7 @@ struct Request {
 
 struct Outcome {
   std::map<uint64_t, std::vector<int>> tokens;  // generated, per request
+  std::map<uint64_t, std::vector<TokenLogprobs>> logprobs;  // per token, of requests that asked
   int steps = 0;
   size_t max_upload_bytes = 0;
 };
@@ -240,6 +241,7 @@ Result<Outcome> Drive(ForwardBackend& backend, const std::vector<Request>& reque
     }
     for (const ExecOutput& o : outputs) {
       if (o.token >= 0) run.tokens[o.request_id].push_back(o.token);
+      if (o.token >= 0 && o.logprobs) run.logprobs[o.request_id].push_back(*o.logprobs);
       if (o.finish != FinishReason::kNone) {
         for (size_t i = 0; i < requests.size(); ++i)
           if (requests[i].id == o.request_id) done[i] = true;
@@ -355,7 +357,8 @@ TEST(CudaBackendGpu, FirstStepLogitsMatchTheCpuDecoder) {
     auto backend = MakeCuda(testing::Stories260kBin(), dtype);
     ASSERT_NE(backend, nullptr);
     std::vector<int> tokens(prompts.size());
-    ASSERT_TRUE(backend->Step(entries, false, rows, tokens).ok());
+    std::vector<TokenLogprobs> logprobs(prompts.size());
+    ASSERT_TRUE(backend->Step(entries, false, rows, tokens, logprobs).ok());
     std::vector<float> got;
     ASSERT_TRUE(backend->CopyLastLogits(&got).ok());
     ASSERT_EQ(got.size(), want.size());
@@ -455,6 +458,60 @@ TEST(CudaBackendGpu, FastPathGreedyStoriesFp32EqualsTheCpuEngine) {
 TEST(CudaBackendGpu, FastPathGreedyStoriesFp16AgreesWithTheCpuEngine) {
   FLOVER_REQUIRE_GPU();
   EndToEnd(DType::kF16, 0.9, /*fast=*/true);
+}
+
+// Rows that ask for log-probabilities or presence/frequency penalties are sampled on
+// the host from the device's raw logits (CudaBackend::Step). At fp32 they give the CPU
+// engine's tokens, and log-probabilities within float rounding of the CPU's, greedy or
+// sampled, on the plain and the fast decode path; rows without them, in the same
+// steps, stay as they were.
+void PenaltiesAndLogprobsEqualTheCpu(bool fast) {
+  constexpr int kTokens = 48;
+  std::unique_ptr<ForwardBackend> cpu = MakeCpu();
+  ASSERT_NE(cpu, nullptr);
+  auto cuda = MakeCuda(testing::Stories260kBin(), DType::kF32, 0, fast);
+  ASSERT_NE(cuda, nullptr);
+  std::vector<Request> requests = GreedyRequests(kTokens);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SamplingParams& s = requests[i].params.sampling;
+    if (i % 3 == 2) continue;  // plain greedy
+    s.presence_penalty = 0.5f;
+    s.frequency_penalty = 0.25f;
+    s.logprobs = i % 2 == 0;
+    s.top_logprobs = s.logprobs ? 5 : 0;
+    if (i % 3 == 1) {
+      s.temperature = 0.8f;
+      s.seed = 11 + i;
+    }
+  }
+  Result<Outcome> want = Drive(*cpu, requests, 16, false);
+  ASSERT_TRUE(want.ok()) << want.status().ToString();
+  Result<Outcome> got = Drive(*cuda, requests, 16, false, cuda.get());
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  for (const Request& r : requests) {
+    SCOPED_TRACE("request " + std::to_string(r.id));
+    EXPECT_EQ(got->tokens[r.id], want->tokens[r.id]);
+    const std::vector<TokenLogprobs>& g = got->logprobs[r.id];
+    const std::vector<TokenLogprobs>& w = want->logprobs[r.id];
+    ASSERT_EQ(g.size(), r.params.sampling.logprobs ? static_cast<size_t>(kTokens) : 0u);
+    ASSERT_EQ(g.size(), w.size());
+    for (size_t t = 0; t < g.size(); ++t) {
+      EXPECT_NEAR(g[t].logprob, w[t].logprob, 1e-4) << "token " << t;
+      ASSERT_EQ(g[t].top.size(), w[t].top.size());
+      for (size_t k = 0; k < g[t].top.size(); ++k)
+        EXPECT_NEAR(g[t].top[k].logprob, w[t].top[k].logprob, 1e-4) << "token " << t << " rank " << k;
+    }
+  }
+}
+
+TEST(CudaBackendGpu, PenaltiesAndLogprobsFp32EqualTheCpuEngine) {
+  FLOVER_REQUIRE_GPU();
+  PenaltiesAndLogprobsEqualTheCpu(/*fast=*/false);
+}
+
+TEST(CudaBackendGpu, FastPathPenaltiesAndLogprobsFp32EqualTheCpuEngine) {
+  FLOVER_REQUIRE_GPU();
+  PenaltiesAndLogprobsEqualTheCpu(/*fast=*/true);
 }
 
 // `flover run --device cuda:0` against `--device cpu`: the in-process engine (the one
@@ -742,11 +799,12 @@ void RunLlama7b(bool fast) {
   std::vector<int> table(2048 / kBlockSize);
   std::iota(table.begin(), table.end(), 0);
   std::vector<int> token(1);
+  std::vector<TokenLogprobs> logprob(1);
   const SampleRow row{&greedy, {}, 0};
   for (int rep = 0; rep < 2; ++rep) {
     const StepEntry e{prompt.data(), 2048, 0, table.data(), true};
     const Clock::time_point t = Clock::now();
-    ASSERT_TRUE(b.Step(std::span<const StepEntry>(&e, 1), false, std::span<const SampleRow>(&row, 1), token).ok());
+    ASSERT_TRUE(b.Step(std::span<const StepEntry>(&e, 1), false, std::span<const SampleRow>(&row, 1), token, logprob).ok());
     std::cout << "[ measure  ] prefill 2048 tokens: " << ms(Clock::now() - t) << " ms (token " << token[0] << ")\n";
   }
   ASSERT_GE(token[0], 0);
@@ -758,6 +816,7 @@ void RunLlama7b(bool fast) {
     std::vector<StepEntry> entries(n);
     std::vector<SampleRow> rows(n, row);
     std::vector<int> out(n);
+    std::vector<TokenLogprobs> out_logprobs(n);
     for (int i = 0; i < n; ++i) {
       tables[i].resize(1024 / kBlockSize);
       std::iota(tables[i].begin(), tables[i].end(), 128 + i * 64);
@@ -768,7 +827,7 @@ void RunLlama7b(bool fast) {
     for (int step = 0; step < kSteps + 2; ++step) {
       for (int i = 0; i < n; ++i) entries[i] = StepEntry{tokens[i].data(), 1, 512 + step, tables[i].data(), true};
       const Clock::time_point t = Clock::now();
-      Status s = b.Step(entries, false, rows, out);
+      Status s = b.Step(entries, false, rows, out, out_logprobs);
       ASSERT_TRUE(s.ok()) << s.ToString();
       if (step >= 2) total += ms(Clock::now() - t);
       for (int i = 0; i < n; ++i) tokens[i][0] = out[i];

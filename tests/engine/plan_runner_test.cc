@@ -128,5 +128,32 @@ TEST_F(PlanRunnerTest, RefusedJoinsAndBadEntriesAreErrors) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
 }
 
+// TokenOutput carries the log-probabilities a request asked for, and none otherwise;
+// asking changes no token.
+TEST_F(PlanRunnerTest, OutputsCarryTheLogprobsTheRequestAskedFor) {
+  proto::StepPlan p1 = Plan(1);
+  Join(&p1, 7, 4);
+  Join(&p1, 8, 4);
+  SamplingParams asking;
+  asking.logprobs = true;
+  asking.top_logprobs = 4;
+  *p1.mutable_joins(1)->mutable_sampling() = ToProto(asking);
+  Entry(&p1, 7, 0, 4, {0});
+  Entry(&p1, 8, 0, 4, {1});
+  proto::StepResult r;
+  ASSERT_TRUE(runner_->Run(p1, &r).ok());
+  ASSERT_EQ(r.outputs_size(), 2);
+  const proto::TokenOutput& plain = r.outputs(0);
+  const proto::TokenOutput& asked = r.outputs(1);
+  EXPECT_EQ(plain.logprob(), 0.0f);
+  EXPECT_EQ(plain.top_logprobs_size(), 0);
+  EXPECT_EQ(asked.token(), plain.token()) << "same prompt, greedy: asking changes no token";
+  ASSERT_EQ(asked.top_logprobs_size(), 4);
+  EXPECT_EQ(asked.top_logprobs(0).token(), asked.token()) << "greedy takes the most likely";
+  EXPECT_EQ(asked.top_logprobs(0).logprob(), asked.logprob());
+  EXPECT_LT(asked.logprob(), 0.0f);
+  EXPECT_TRUE(CheckOutputLogprobs(asked, backend_->spec().vocab_size).ok());
+}
+
 }  // namespace
 }  // namespace flover

@@ -173,6 +173,7 @@ std::vector<EngineResult> EngineGreedy(const std::vector<RequestParams>& request
       FLOVER_CHECK(s.ok()) << s.ToString();
       for (const EngineEvent& e : events) {
         if (e.token >= 0) result.tokens.push_back(e.token);
+        if (e.token >= 0 && e.logprobs) result.logprobs.push_back(*e.logprobs);
         if (e.finish != FinishReason::kNone) result.finish = e.finish;
       }
     }

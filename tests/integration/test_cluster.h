@@ -128,6 +128,7 @@ SessionRequest TokenRequest(const std::string& id, const std::vector<int>& promp
 struct EngineResult {
   std::vector<int> tokens;
   FinishReason finish = FinishReason::kNone;
+  std::vector<TokenLogprobs> logprobs;  // one per token, when the request asked
 };
 
 // The in-process engine's tokens for each request of stories260K (Stories260kBin()),

@@ -222,6 +222,21 @@ TEST(GgufLoaderTest, RopeThetaAndEpsilonComeFromMetadata) {
   EXPECT_EQ(m->weights.spec.norm_eps, 1e-6f);
 }
 
+TEST(GgufLoaderTest, ChatTemplateComesFromMetadata) {
+  ScratchDir dir;
+  GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 7));
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->weights.spec.chat_template, "") << "none in the file";
+  const std::string jinja = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>{% endfor %}";
+  g.SetString("tokenizer.chat_template", jinja);
+  m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->weights.spec.chat_template, jinja);
+  g.SetUint32("tokenizer.chat_template", 3);
+  ExpectError(dir, g, StatusCode::kCorruption, "metadata tokenizer.chat_template must be a string");
+}
+
 TEST(GgufLoaderTest, LoadsFromAStreamInMemory) {
   const ModelWeights expected = RandomWeights(SmallSpec(false), 5);
   std::string bytes = LlamaGguf(expected).Serialize();

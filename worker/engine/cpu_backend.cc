@@ -41,14 +41,14 @@ Status CpuBackend::Forward(std::span<const StepEntry> entries, bool separate_pas
 }
 
 Status CpuBackend::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
-                        std::span<int> tokens) {
-  FLOVER_CHECK(rows.size() == tokens.size());
-  // Greedy rows without a penalty need only each row's argmax: with tensor parallelism
-  // that saves gathering the full logits (world x rows x vocab/world floats per step).
-  const bool argmax_only =
-      decoder_.shard().world > 1 && std::all_of(rows.begin(), rows.end(), [](const SampleRow& r) {
-        return r.params->greedy() && r.params->repetition_penalty == 1.0f;
-      });
+                        std::span<int> tokens, std::span<TokenLogprobs> logprobs) {
+  FLOVER_CHECK(rows.size() == tokens.size() && rows.size() == logprobs.size());
+  // Greedy rows without a penalty or log-probabilities need only each row's argmax:
+  // with tensor parallelism that saves gathering the full logits (world x rows x
+  // vocab/world floats per step).
+  const bool argmax_only = decoder_.shard().world > 1 && std::all_of(rows.begin(), rows.end(), [](const SampleRow& r) {
+                             return r.params->argmax_only();
+                           });
   if (argmax_only) return Forward(entries, separate_passes, tokens.data());
   const int vocab = spec().vocab_size;
   const int n_rows = static_cast<int>(rows.size());
@@ -60,7 +60,7 @@ Status CpuBackend::Step(std::span<const StepEntry> entries, bool separate_passes
   for (int j = 0; j < n_rows; ++j) {
     tokens[j] = samplers_[omp_get_thread_num()].Sample(
         std::span<float>(logits_.data() + static_cast<size_t>(j) * vocab, vocab), *rows[j].params, rows[j].history,
-        rows[j].draw_index);
+        rows[j].draw_index, &logprobs[j]);
   }
   return Status::Ok();
 }

@@ -1,7 +1,7 @@
 // CpuBackend: the ForwardBackend of the CPU: the Decoder over a host KvCache, logits in
 // host memory, sampling with one Sampler per OpenMP thread. A tensor-parallel step whose
-// rows are all greedy (no repetition penalty) gathers only each rank's (max, id) per row
-// (Decoder::ForwardArgmax), not the full logits.
+// rows all need only the argmax (greedy, no penalty, no log-probabilities) gathers only
+// each rank's (max, id) per row (Decoder::ForwardArgmax), not the full logits.
 //
 // It owns what it runs on: the group's communicator (tensor parallelism), the KV cache
 // and the decoder, destroyed in that reverse order (the decoder first, the
@@ -37,7 +37,7 @@ class CpuBackend final : public ForwardBackend {
   int kv_block_size() const override { return kv_->block_size(); }
 
   Status Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
-              std::span<int> tokens) override;
+              std::span<int> tokens, std::span<TokenLogprobs> logprobs) override;
 
   // The parts, for tests that run the decoder directly.
   Decoder& decoder() { return decoder_; }

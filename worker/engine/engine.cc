@@ -63,7 +63,7 @@ Result<uint64_t> Engine::Add(RequestParams request) {
 Status Engine::Cancel(uint64_t request_id) {
   if (!scheduler_.Cancel(request_id))
     return NotFound("request " + std::to_string(request_id) + " is not running or queued");
-  pending_events_.push_back(EngineEvent{request_id, -1, FinishReason::kCancelled});
+  pending_events_.push_back(EngineEvent{request_id, -1, FinishReason::kCancelled, std::nullopt});
   return Status::Ok();
 }
 

@@ -110,7 +110,8 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
   for (Sequence* seq : sampled_)
     rows_.push_back(SampleRow{&seq->sampling, seq->tokens, static_cast<uint64_t>(seq->n_generated())});
   next_tokens_.resize(n_logits);
-  if (Status s = backend_->Step(entries_, separate_passes, rows_, next_tokens_); !s.ok()) {
+  next_logprobs_.resize(n_logits);
+  if (Status s = backend_->Step(entries_, separate_passes, rows_, next_tokens_, next_logprobs_); !s.ok()) {
     for (size_t i = 0; i < entries.size(); ++i)  // undo: the step did not happen
       if (stepping_[i]) stepping_[i]->block_table.resize(stepping_[i]->block_table.size() - entries[i].new_blocks.size());
     return s;
@@ -122,7 +123,8 @@ Status Executor::Run(std::span<const ExecEntry> entries, std::vector<ExecOutput>
     Sequence* seq = sampled_[j];
     const FinishReason reason = seq->Append(next_tokens_[j], spec());
     seq->finish = reason;
-    outputs->push_back(ExecOutput{seq->id, next_tokens_[j], reason});
+    ExecOutput& out = outputs->emplace_back(ExecOutput{seq->id, next_tokens_[j], reason, std::nullopt});
+    if (seq->sampling.logprobs) out.logprobs = next_logprobs_[j];
   }
   return Status::Ok();
 }

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <unordered_map>
 #include <vector>
@@ -37,6 +38,7 @@ struct ExecOutput {
   uint64_t request_id = 0;
   int token = -1;                              // sampled (kStop: the stop token, not output)
   FinishReason finish = FinishReason::kNone;
+  std::optional<TokenLogprobs> logprobs;       // when the request asked (sampling.logprobs)
 };
 
 class Executor {
@@ -87,6 +89,7 @@ class Executor {
   std::vector<Sequence*> sampled_;
   std::vector<SampleRow> rows_;
   std::vector<int> next_tokens_;
+  std::vector<TokenLogprobs> next_logprobs_;
 };
 
 }  // namespace flover

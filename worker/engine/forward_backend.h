@@ -24,8 +24,9 @@ namespace flover {
 // How to sample the token of one entry with want_logits.
 struct SampleRow {
   const SamplingParams* params = nullptr;
-  std::span<const int> history;  // prompt + generated tokens (repetition penalty)
-  uint64_t draw_index = 0;       // tokens generated so far (the counter of the RNG)
+  std::span<const int> history;  // prompt + generated tokens (the penalties)
+  uint64_t draw_index = 0;       // tokens generated so far (the counter of the RNG; the
+                                 // last draw_index tokens of history)
 };
 
 class ForwardBackend {
@@ -37,12 +38,15 @@ class ForwardBackend {
   virtual int kv_block_size() const = 0;      // token slots per block
 
   // Runs `entries` in one fused pass (or, with separate_passes, one pass per entry in
-  // order), then samples tokens[j] for the j-th entry with want_logits using rows[j].
-  // REQUIRES: rows.size() == tokens.size() == number of entries with want_logits; the
-  // Decoder's REQUIRES on entries. Errors: the communicator's or the device's; the KV
-  // slots of the step may then be half written (harmless: rewritten on retry).
+  // order), then samples tokens[j] for the j-th entry with want_logits using rows[j],
+  // with the CPU Sampler's semantics (sampler.h); logprobs[j] gets the token's
+  // log-probabilities when rows[j].params->logprobs (and is untouched otherwise).
+  // REQUIRES: rows.size() == tokens.size() == logprobs.size() == number of entries with
+  // want_logits; the Decoder's REQUIRES on entries. Errors: the communicator's or the
+  // device's; the KV slots of the step may then be half written (harmless: rewritten
+  // on retry).
   virtual Status Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
-                      std::span<int> tokens) = 0;
+                      std::span<int> tokens, std::span<TokenLogprobs> logprobs) = 0;
 };
 
 }  // namespace flover

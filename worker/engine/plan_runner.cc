@@ -35,6 +35,7 @@ Status PlanRunner::Run(const proto::StepPlan& plan, proto::StepResult* result) {
     t->set_request_id(o.request_id);
     t->set_token(o.token);
     t->set_finish(ToProto(o.finish));
+    if (o.logprobs) SetLogprobs(*o.logprobs, t);
   }
   result->set_step_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return Status::Ok();

@@ -26,7 +26,8 @@ class PlanRunner {
   explicit PlanRunner(Executor* executor);
 
   // Applies `plan` to the executor and fills `result`: replica and seq of the plan, one
-  // TokenOutput per entry that sampled or finished, in entry order, and step_seconds.
+  // TokenOutput per entry that sampled or finished, in entry order (with its
+  // log-probabilities when the request asked), and step_seconds.
   // Errors (nothing in `result`): a join the executor refuses (Executor::Join), an
   // entry that does not fit its request, or the device's / communicator's failure
   // (Executor::Run); the executor may then have applied the leaves, resets and joins

@@ -27,11 +27,63 @@ void Sampler::ApplyRepetitionPenalty(std::span<float> logits, float penalty, std
   }
 }
 
+void Sampler::ApplyGeneratedPenalties(std::span<float> logits, const SamplingParams& params,
+                                      std::span<const int> generated) {
+  const int vocab = static_cast<int>(logits.size());
+  if (counts_.size() < logits.size()) counts_.resize(logits.size(), 0);
+  for (int id : generated)
+    if (id >= 0 && id < vocab) ++counts_[id];
+  for (int id : generated) {
+    if (id < 0 || id >= vocab || counts_[id] == 0) continue;  // outside, or done already
+    logits[id] -= params.frequency_penalty * static_cast<float>(counts_[id]) + params.presence_penalty;
+    counts_[id] = 0;
+  }
+}
+
+double LogSumExp(std::span<const float> logits) {
+  FLOVER_CHECK(!logits.empty());
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - max_logit);
+  return max_logit + std::log(sum);
+}
+
+void Sampler::TopLogprobs(int k, double log_sum, std::vector<TokenLogprob>* top) {
+  top->clear();
+  const int vocab = static_cast<int>(raw_.size());
+  k = std::min(k, vocab);
+  if (k <= 0) return;
+  candidates_.clear();
+  for (int id = 0; id < vocab; ++id) candidates_.emplace_back(raw_[id], id);
+  auto more_likely = [](const std::pair<float, int>& a, const std::pair<float, int>& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  std::partial_sort(candidates_.begin(), candidates_.begin() + k, candidates_.end(), more_likely);
+  for (int i = 0; i < k; ++i)
+    top->push_back(TokenLogprob{candidates_[i].second, static_cast<float>(candidates_[i].first - log_sum)});
+}
+
 int Sampler::Sample(std::span<float> logits, const SamplingParams& params, std::span<const int> history,
+                    uint64_t draw_index, TokenLogprobs* logprobs) {
+  if (!params.logprobs) return Choose(logits, params, history, draw_index);
+  FLOVER_CHECK(logprobs != nullptr);
+  raw_.assign(logits.begin(), logits.end());
+  const int token = Choose(logits, params, history, draw_index);
+  const double log_sum = LogSumExp(raw_);
+  logprobs->logprob = static_cast<float>(raw_[token] - log_sum);
+  TopLogprobs(params.top_logprobs, log_sum, &logprobs->top);
+  return token;
+}
+
+int Sampler::Choose(std::span<float> logits, const SamplingParams& params, std::span<const int> history,
                     uint64_t draw_index) {
   const int vocab = static_cast<int>(logits.size());
   FLOVER_CHECK(vocab > 0);
   if (params.repetition_penalty != 1.0f) ApplyRepetitionPenalty(logits, params.repetition_penalty, history);
+  if (params.penalises_generated()) {
+    FLOVER_CHECK(draw_index <= history.size()) << "draw_index " << draw_index << ", history " << history.size();
+    ApplyGeneratedPenalties(logits, params, history.last(static_cast<size_t>(draw_index)));
+  }
 
   if (params.greedy()) {
     return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());

@@ -141,6 +141,12 @@ Result<ModelSpec> ReadSpec(const GgufReader& r) {
   FLOVER_ASSIGN_OR_RETURN(spec.rope_theta, GetFloat(r, "llama.rope.freq_base", 10000.0f));
   FLOVER_ASSIGN_OR_RETURN(spec.bos_id, GetInt(r, "tokenizer.ggml.bos_token_id", 1));
   FLOVER_ASSIGN_OR_RETURN(spec.eos_id, GetInt(r, "tokenizer.ggml.eos_token_id", 2));
+  if (const GgufValue* chat_template = r.Find("tokenizer.chat_template")) {
+    if (chat_template->type != GgufValueType::kString)
+      return Corruption("metadata tokenizer.chat_template must be a string, got " +
+                        std::string(GgufValueTypeName(chat_template->type)));
+    spec.chat_template = chat_template->str;
+  }
 
   // The vocabulary size is the embedding's row count.
   const GgufTensorInfo* emb = r.FindTensor("token_embd.weight");

@@ -5,7 +5,8 @@
 // token_embd's row count), the tensors token_embd, blk.N.{attn_norm, attn_q, attn_k,
 // attn_v, attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up}, output_norm, [output],
 // converting F16 to fp32, and the embedded vocabulary (tokenizer.ggml.tokens/scores,
-// bos/eos ids, which also set spec.bos_id/eos_id) when present. An `output` tensor absent
+// bos/eos ids, which also set spec.bos_id/eos_id) when present, and the chat template
+// (tokenizer.chat_template, a string, into spec.chat_template). An `output` tensor absent
 // or equal in bytes to token_embd gives a shared classifier.
 //
 // Tensors are used as stored: GGUF matrices are ne = [in, out], i.e. row-major

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -73,8 +74,27 @@ Status ValidateCudaBackendConfig(const CudaBackendConfig& c) {
 CudaBackend::~CudaBackend() = default;
 
 Status CudaBackend::Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
-                         std::span<int> tokens) {
-  return decoder_->Step(entries, separate_passes, rows, tokens);
+                         std::span<int> tokens, std::span<TokenLogprobs> logprobs) {
+  if (rows.size() != logprobs.size())
+    return InvalidArgument("step has " + std::to_string(rows.size()) + " sampling rows but room for " +
+                           std::to_string(logprobs.size()) + " log-probabilities");
+  auto on_host = [](const SampleRow& row) {
+    return row.params != nullptr && (row.params->logprobs || row.params->penalises_generated());
+  };
+  if (std::none_of(rows.begin(), rows.end(), on_host)) return decoder_->Step(entries, separate_passes, rows, tokens);
+  // The device takes a plain argmax of the host rows, so that their logits stay raw.
+  static const SamplingParams kArgmax;
+  device_rows_.assign(rows.begin(), rows.end());
+  for (SampleRow& row : device_rows_)
+    if (on_host(row)) row = SampleRow{&kArgmax, {}, 0};
+  FLOVER_RETURN_IF_ERROR(decoder_->Step(entries, separate_passes, device_rows_, tokens));
+  host_logits_.resize(spec().vocab_size);
+  for (size_t j = 0; j < rows.size(); ++j) {
+    if (!on_host(rows[j])) continue;
+    FLOVER_RETURN_IF_ERROR(decoder_->CopyLogitsRow(static_cast<int>(j), host_logits_));
+    tokens[j] = host_sampler_.Sample(host_logits_, *rows[j].params, rows[j].history, rows[j].draw_index, &logprobs[j]);
+  }
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<CudaBackend>> CudaBackend::Build(ShardInfo shard, const DeviceCommunicatorFactory& make_comm,

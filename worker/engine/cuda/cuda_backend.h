@@ -28,6 +28,7 @@
 #include "worker/engine/cuda/cuda_decoder.h"
 #include "worker/engine/cuda/device_kv_cache.h"
 #include "worker/engine/forward_backend.h"
+#include "worker/engine/sampler.h"
 #include "worker/model/model_weights.h"
 #include "worker/model/shard.h"
 
@@ -75,9 +76,13 @@ class CudaBackend final : public ForwardBackend {
   int kv_block_size() const override { return kv_->block_size(); }
 
   // ForwardBackend::Step; InvalidArgument, before anything runs, for a step beyond
-  // max_step_tokens or max_rows (CudaDecoder::Step).
+  // max_step_tokens or max_rows (CudaDecoder::Step). Rows that ask for
+  // log-probabilities or presence/frequency penalties are sampled on the host: the
+  // device takes their argmax (which leaves their logits raw), and the CPU Sampler
+  // samples each from its raw logits row, copied back (one vocab-sized copy per such
+  // row). Other rows are sampled on the device.
   Status Step(std::span<const StepEntry> entries, bool separate_passes, std::span<const SampleRow> rows,
-              std::span<int> tokens) override;
+              std::span<int> tokens, std::span<TokenLogprobs> logprobs) override;
 
   const CudaBackendConfig& config() const { return config_; }
   const ShardInfo& shard() const { return decoder_->shard(); }
@@ -124,6 +129,11 @@ class CudaBackend final : public ForwardBackend {
   std::unique_ptr<DeviceCommunicator> comm_;  // null with world 1
   std::unique_ptr<DeviceKvCache> kv_;
   std::unique_ptr<CudaDecoder> decoder_;
+
+  // Per-step scratch of the rows sampled on the host, reused.
+  std::vector<SampleRow> device_rows_;
+  std::vector<float> host_logits_;  // [vocab]
+  Sampler host_sampler_;
 };
 
 // Creates the backend for `model_path` ("dummy:<preset>", generated on the device with

@@ -543,4 +543,12 @@ Status CudaDecoder::CopyLastLogits(std::vector<float>* logits) const {
   return cuda::CopyToHost(logits->data(), logits_.data(), logits->size() * sizeof(float), stream_);
 }
 
+Status CudaDecoder::CopyLogitsRow(int row, std::span<float> out) const {
+  FLOVER_CHECK(row >= 0 && row < last_n_logits_) << "logits row " << row << " of " << last_n_logits_;
+  FLOVER_CHECK(out.size() == static_cast<size_t>(spec().vocab_size)) << out.size() << " floats for a row";
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  return cuda::CopyToHost(out.data(), logits_.as<float>() + static_cast<size_t>(row) * out.size(),
+                          out.size() * sizeof(float), stream_);
+}
+
 }  // namespace flover

@@ -118,6 +118,10 @@ class CudaDecoder {
   // vocabulary), copied to the host; synchronous, for tests and tools. As SampleTokens
   // leaves them: greedy rows without repetition penalty hold the raw logits.
   Status CopyLastLogits(std::vector<float>* logits) const;
+  // Row `row` of the same into `out` (fp32 [vocab]); synchronous. The CUDA backend
+  // samples rows with log-probabilities or presence/frequency penalties from it.
+  // REQUIRES: 0 <= row < the last step's sampled rows, out.size() == vocab.
+  Status CopyLogitsRow(int row, std::span<float> out) const;
 
   // Host-to-device bytes the last step copied (its descriptor).
   size_t last_step_upload_bytes() const { return last_upload_bytes_; }
