@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
   flover::UpOptions up;
   CLI::App* up_cmd = app.add_subcommand("up", "Start the cluster of a YAML file on this host");
   up_cmd->add_option("--config", up.config, "Cluster YAML file")->required();
-  up_cmd->add_option("--exec", up.exec, "Run this shell command once ready ($FLOVER_ENDPOINT set), then stop");
+  up_cmd->add_option("--exec", up.exec, "Run this shell command once ready ($FLOVER_ENDPOINT, $FLOVER_HTTP_ENDPOINT, $FLOVER_COORDINATOR_PID set), then stop");
   up_cmd->add_option("--ready-timeout", up.ready_timeout_s, "Seconds to wait for every replica")->capture_default_str();
   up_cmd->add_option("--bin-dir", up.bin_dir, "Folder with flover-coordinator and flover-worker");
   up_cmd->add_flag("--no-restart", up.no_restart, "Leave a failed worker stopped (default: restart it)");

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "client/child_process.h"
@@ -34,13 +35,17 @@ int UpCommand(const UpOptions& o) {
   Result<std::unique_ptr<LocalCluster>> started = LocalCluster::Start(o.config, options);
   if (!started.ok()) return Fail(started.status().ToString());
   LocalCluster& cluster = **started;
-  std::fprintf(stderr, "flover up: cluster '%s' ready: client endpoint %s (Ctrl-C to stop)\n",
-               cluster.config().name.c_str(), cluster.client_endpoint().c_str());
+  std::fprintf(stderr, "flover up: cluster '%s' ready: client endpoint %s%s%s (Ctrl-C to stop)\n",
+               cluster.config().name.c_str(), cluster.client_endpoint().c_str(),
+               cluster.http_endpoint().empty() ? "" : ", HTTP ", cluster.http_endpoint().c_str());
   std::fflush(stderr);
 
   std::optional<ChildProcess> exec_child;
   if (!o.exec.empty()) {
     setenv("FLOVER_ENDPOINT", cluster.client_endpoint().c_str(), 1);
+    if (!cluster.http_endpoint().empty()) setenv("FLOVER_HTTP_ENDPOINT", cluster.http_endpoint().c_str(), 1);
+    if (const ChildProcess* coordinator = cluster.coordinator())
+      setenv("FLOVER_COORDINATOR_PID", std::to_string(coordinator->pid()).c_str(), 1);
     const SecuritySettings& security = cluster.config().security;
     if (security.mode == SecurityMode::kCurve) {  // flover generate/status/bench read them
       setenv("FLOVER_KEY", security.client_key.c_str(), 1);

@@ -212,13 +212,13 @@ class Operations(unittest.TestCase):
         self.assertGreaterEqual(sample_value(families, "flover:e2e_request_latency_seconds_count"), 1)
 
     def test_curl_stream_ends_with_done(self):
-        body = json.dumps({"model": MODEL, "prompt": PROMPT, "max_tokens": 8, "stream": True})
+        body = json.dumps({"model": MODEL, "prompt": PROMPT, "max_tokens": 8, "temperature": 0, "stream": True})
         out = curl("-N", "-H", "Content-Type: application/json", "-d", body, HTTP + "/v1/completions")
         events = [line[len("data: "):] for line in out.splitlines() if line.startswith("data: ")]
         self.assertEqual(events[-1], "[DONE]")
         text = "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1] if json.loads(e)["choices"])
         whole = json.loads(curl("-H", "Content-Type: application/json", "-d",
-                                json.dumps({"model": MODEL, "prompt": PROMPT, "max_tokens": 8}),
+                                json.dumps({"model": MODEL, "prompt": PROMPT, "max_tokens": 8, "temperature": 0}),
                                 HTTP + "/v1/completions"))
         self.assertEqual(text, whole["choices"][0]["text"])
 
