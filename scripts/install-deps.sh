@@ -16,6 +16,7 @@ packages=(
   python3-prometheus-client                                  # tests: parses /metrics as Prometheus does
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14          # scripts/fuzz.sh: libFuzzer, OpenMP, llvm-symbolizer
   python3-zmq python3-protobuf                               # clients/python (flover_client) and its tests
+  python3-venv                                               # scripts/python-env.sh: the HTTP tests' venv (openai from PyPI)
 )
 
 missing=()
