@@ -222,9 +222,15 @@ Status Coordinator::StartHttp(const ClusterConfig& config) {
   options.settings = config.http;
   options.context = &context_;
   options.gateway_endpoint = kHttpGateway;
-  options.start_exchange = [model](std::string_view path, std::string_view body) {
-    return path == "/v1/chat/completions" ? openai::StartChatCompletions(body, model)
-                                          : openai::StartCompletions(body, model);
+  options.start_exchange = [this, model](std::string_view path, std::string_view body) {
+    if (path != "/v1/chat/completions") return openai::StartCompletions(body, model);
+    if (!model.chat_template.empty()) return openai::StartChatCompletions(body, model);
+    openai::ServedModel with_template = model;  // the model's own template, once known
+    {
+      const std::lock_guard<std::mutex> lock(chat_template_mu_);
+      with_template.chat_template = model_chat_template_;
+    }
+    return openai::StartChatCompletions(body, with_template);
   };
   options.models_body = [model, created] { return openai::ModelsBody(model, created); };
   // The core is made after the server (it needs the bound endpoints): until it is,
@@ -339,6 +345,16 @@ void Coordinator::PollOnce() {
   const Clock::time_point now = Clock::now();
   core_->Tick(now);
   Flush(now);
+  PublishChatTemplate();
+}
+
+void Coordinator::PublishChatTemplate() {
+  if (chat_template_published_ || !http_server_) return;
+  const proto::ModelInfo* served = core_->served_model();
+  if (served == nullptr) return;
+  chat_template_published_ = true;
+  const std::lock_guard<std::mutex> lock(chat_template_mu_);
+  model_chat_template_ = served->chat_template();
 }
 
 void Coordinator::DrainClientMonitor(Clock::time_point now) {

@@ -47,8 +47,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 
 #include <zmq.hpp>
 
@@ -134,6 +136,13 @@ class Coordinator {
   // The core's metrics once it exists, for the HTTP thread (GET /health, /metrics); the
   // HTTP server starts before the core, which needs its bound endpoint.
   std::atomic<const Metrics*> published_metrics_{nullptr};
+  // The chat template the HTTP API renders when model.chat_template is not set: the
+  // served model's own (GGUF metadata), once a replica reported it. Written by the Run()
+  // thread (PublishChatTemplate), read by the HTTP thread.
+  mutable std::mutex chat_template_mu_;
+  std::string model_chat_template_;  // guarded by chat_template_mu_
+  bool chat_template_published_ = false;  // Run() thread only
+  void PublishChatTemplate();
 
   // Owned by the Run() thread.
   int stops_seen_ = 0;  // Stop() calls passed on to the core
