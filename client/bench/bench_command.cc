@@ -115,6 +115,9 @@ Result<ClusterConfig> BaseConfig(const BenchOptions& o) {
   config.endpoints.client = AnyPort(config.endpoints.client);
   config.endpoints.control = AnyPort(config.endpoints.control);
   config.endpoints.plans = AnyPort(config.endpoints.plans);
+  // The native API measures these clusters; an HTTP port of the file (8000 in
+  // configs/local.yaml) would collide with a cluster the user runs beside.
+  config.endpoints.http.clear();
   return config;
 }
 
