@@ -183,6 +183,39 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual([t for e in events for t in e.tokens], final.tokens)
         self.assertEqual(final.tokens, self.client.generate("Sara", max_tokens=48).tokens)
 
+    def test_logprobs_stream_and_completion_agree_and_greedy_picks_the_top(self) -> None:
+        events: List[TokenEvent] = []
+        final: Optional[Completion] = None
+        for item in self.client.stream("Lily", max_tokens=24, logprobs=True, top_logprobs=3):
+            if isinstance(item, TokenEvent):
+                events.append(item)
+            else:
+                final = item
+        assert final is not None
+        self.assertEqual(len(final.logprobs), len(final.tokens))
+        self.assertEqual([lp for e in events for lp in e.logprobs], final.logprobs)
+        for token, lp in zip(final.tokens, final.logprobs):
+            self.assertEqual(len(lp.top), 3)
+            self.assertEqual(lp.top[0][0], token, "greedy takes the most likely token")
+            self.assertAlmostEqual(lp.top[0][1], lp.logprob, places=5)
+            self.assertLessEqual(lp.logprob, 0.0)
+            self.assertEqual([p for _, p in lp.top], sorted((p for _, p in lp.top), reverse=True))
+        plain = self.client.generate("Lily", max_tokens=24)
+        self.assertEqual(plain.tokens, final.tokens, "asking for logprobs does not change the tokens")
+        self.assertEqual(plain.logprobs, [])
+
+    def test_penalties_change_the_tokens_and_bad_ones_are_refused(self) -> None:
+        plain = self.client.generate("Once upon a time", max_tokens=60, ignore_eos=True)
+        penalized = self.client.generate("Once upon a time", max_tokens=60, ignore_eos=True, frequency_penalty=2.0)
+        self.assertNotEqual(plain.tokens, penalized.tokens)
+        # A token repeated in the output costs 2 per repeat: the penalized text repeats less.
+        self.assertLess(len(penalized.tokens) - len(set(penalized.tokens)), len(plain.tokens) - len(set(plain.tokens)))
+        again = self.client.generate("Once upon a time", max_tokens=60, ignore_eos=True, frequency_penalty=2.0)
+        self.assertEqual(again.tokens, penalized.tokens)
+        with self.assertRaises(FloverError) as raised:
+            self.client.generate("Once", presence_penalty=3.0)
+        self.assertEqual(raised.exception.code, "InvalidArgument")
+
     def test_cancel_ends_with_finish_reason_cancelled(self) -> None:
         with self.client.stream("Ben", max_tokens=500, ignore_eos=True) as stream:
             first = next(stream)

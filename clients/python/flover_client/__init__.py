@@ -26,7 +26,7 @@ from .client import Client, Stream
 from .errors import ConnectionError, FloverError
 from .keys import CurveKeys, load_client_keys
 from .request import Request
-from .results import Completion, Timings, TokenEvent, Usage
+from .results import Completion, Timings, TokenEvent, TokenLogprobs, Usage
 from ._version import PROTOCOL_VERSION, __version__
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Stream",
     "Timings",
     "TokenEvent",
+    "TokenLogprobs",
     "Usage",
     "__version__",
     "load_client_keys",

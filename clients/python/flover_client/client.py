@@ -56,8 +56,9 @@ class Client(ClientBase):
 
     def generate(self, prompt: Prompt, **params: Any) -> Completion:
         """Runs one request to its end. `params`: the fields of :class:`Request`
-        (max_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop,
-        stop_token_ids, ignore_eos, priority, timeout, request_id).
+        (max_tokens, temperature, top_k, top_p, repetition_penalty, presence_penalty,
+        frequency_penalty, logprobs, top_logprobs, seed, stop, stop_token_ids,
+        ignore_eos, priority, timeout, request_id).
 
         Raises FloverError with the coordinator's code and message (InvalidArgument,
         ResourceExhausted, DeadlineExceeded, Unavailable, ...), ConnectionError when the

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List
+from dataclasses import dataclass, field
+from typing import List, Tuple
 
 from ._proto import pb
 
@@ -40,6 +40,17 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class TokenLogprobs:
+    """One generated token's log-probability under the model's own distribution
+    (log_softmax of the raw logits, before temperature and penalties), and the
+    request's top_logprobs most likely tokens of that step as (token, logprob) pairs,
+    most likely first (ties: lower token id first)."""
+
+    logprob: float
+    top: List[Tuple[int, float]]
+
+
+@dataclass(frozen=True)
 class TokenEvent:
     """Tokens generated since the previous event, and their text: whole UTF-8
     characters only (a character split over byte tokens comes with its last byte, so an
@@ -49,6 +60,7 @@ class TokenEvent:
     request_id: str
     tokens: List[int]
     text: str
+    logprobs: List[TokenLogprobs] = field(default_factory=list)  # one per token, when the request asked
 
 
 @dataclass(frozen=True)
@@ -68,14 +80,24 @@ class Completion:
     timings: Timings
     replica: int = -1
     cluster_request_id: int = 0  # the coordinator's own id (Accepted.request_id)
+    logprobs: List[TokenLogprobs] = field(default_factory=list)  # one per token, when the request asked
 
 
 def finish_reason_name(value: int) -> str:
     return _FINISH_NAMES.get(value, "unknown")
 
 
+def _logprobs(messages) -> List[TokenLogprobs]:
+    return [TokenLogprobs(logprob=m.logprob, top=[(t.token, t.logprob) for t in m.top]) for m in messages]
+
+
 def token_event(message: "pb.TokenEvent") -> TokenEvent:
-    return TokenEvent(request_id=message.client_request_id, tokens=list(message.tokens), text=message.text)
+    return TokenEvent(
+        request_id=message.client_request_id,
+        tokens=list(message.tokens),
+        text=message.text,
+        logprobs=_logprobs(message.logprobs),
+    )
 
 
 def completion(done: "pb.Done", accepted: "pb.Accepted | None") -> Completion:
@@ -92,4 +114,5 @@ def completion(done: "pb.Done", accepted: "pb.Accepted | None") -> Completion:
         ),
         replica=accepted.replica if accepted is not None else -1,
         cluster_request_id=accepted.request_id if accepted is not None else 0,
+        logprobs=_logprobs(done.logprobs),
     )

@@ -56,6 +56,8 @@ def submit_message(request: Request, request_id: str, stream: bool) -> bytes:
     sampling = submit.sampling
     sampling.temperature, sampling.top_k, sampling.top_p = q.temperature, q.top_k, q.top_p
     sampling.repetition_penalty, sampling.seed = q.repetition_penalty, q.seed
+    sampling.presence_penalty, sampling.frequency_penalty = q.presence_penalty, q.frequency_penalty
+    sampling.logprobs, sampling.top_logprobs = q.logprobs, q.top_logprobs
     submit.stop.max_tokens = q.max_tokens
     submit.stop.stop_token_ids.extend(q.stop_token_ids)
     submit.stop.ignore_eos = q.ignore_eos
