@@ -73,9 +73,20 @@ int StatusCommand(const StatusOptions& o) {
     std::fprintf(stderr, "flover status: %s\n", client.status().ToString().c_str());
     return 1;
   }
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  if (o.wait_ready_s <= 0) {
+    // Nothing listening is told apart from a coordinator that does not answer.
+    if (Status connected = (*client)->WaitConnected(timeout); !connected.ok()) {
+      if (o.probe) {
+        std::printf("not ready: %s\n", connected.ToString().c_str());
+      } else {
+        std::fprintf(stderr, "flover status: %s\n", connected.ToString().c_str());
+      }
+      return 1;
+    }
+  }
   if (o.probe) return Probe(**client, o);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.wait_ready_s);
-  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   for (;;) {
     Result<proto::ClusterStatus> status = (*client)->FetchStatus(timeout);
     const bool waiting = o.wait_ready_s > 0;

@@ -72,6 +72,17 @@ TEST(FloverGenerateTest, NothingListeningFailsNamingTheEndpoint) {
   EXPECT_EQ(run.output.find("no reply from"), std::string::npos) << run.output;  // not the silence timeout
 }
 
+TEST(FloverGenerateTest, StatusWithNothingListeningSaysSo) {
+  const ClosedPort port;
+  const ShellRun run = RunShell(testing::FloverBinary() + " status --endpoint " + port.endpoint() + " --timeout 1");
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("nothing answered at " + port.endpoint()), std::string::npos) << run.output;
+  const ShellRun probe =
+      RunShell(testing::FloverBinary() + " status --probe --endpoint " + port.endpoint() + " --timeout 1");
+  EXPECT_EQ(probe.exit_code, 1) << probe.output;
+  EXPECT_NE(probe.output.find("not ready: Unavailable: nothing answered"), std::string::npos) << probe.output;
+}
+
 TEST(FloverGenerateTest, UnknownFlagsExit2Everywhere) {
   for (const std::string& command : {"run", "up", "generate", "status", "bench", "keygen"}) {
     const ShellRun run = RunShell(testing::FloverBinary() + " " + command + " --no-such-flag 1");
