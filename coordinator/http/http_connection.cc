@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -88,6 +89,27 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
     if (const auto length = parser_->content_length(); length && *length > uint64_t(settings_.max_body_bytes))
       return RefuseBodySize();
     if (parser_->is_done()) return OnRequest();
+    if (ExpectsContinue()) {
+      // The client waits for this before it sends the body (curl does for large ones).
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      Arm(settings_.write_timeout_ms);
+      return asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                               [self = shared_from_this()](const error_code& ec, size_t) {
+                                 if (self->closed_) return;
+                                 if (ec) return self->Close();
+                                 self->Arm(self->settings_.header_timeout_ms);
+                                 self->ReadBody();
+                               });
+    }
+    ReadBody();
+  }
+
+  bool ExpectsContinue() const {
+    const auto& header = parser_->get();
+    return header.version() >= 11 && boost::beast::iequals(header[bhttp::field::expect], "100-continue");
+  }
+
+  void ReadBody() {
     bhttp::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](const error_code& ec, size_t) {
       if (self->closed_) return;
       if (ec) return self->OnReadError(ec);

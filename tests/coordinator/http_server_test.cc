@@ -262,6 +262,27 @@ TEST_F(HttpServerTest, ErrorsHaveOpenAiShape) {
   EXPECT_TRUE(client.WaitClosed());
 }
 
+TEST_F(HttpServerTest, ExpectContinueGets100BeforeTheBody) {
+  Start({.max_body_bytes = 100});
+  HttpTestClient client(server_->endpoint());
+  ASSERT_TRUE(client.Send("POST /v1/completions HTTP/1.1\r\nHost: t\r\nExpect: 100-Continue\r\n"
+                          "Content-Length: 8\r\n\r\n"));
+  std::optional<HttpReply> interim = client.Read();
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(interim->status, 100);
+  ASSERT_TRUE(client.Send("json 2 a"));
+  std::optional<HttpReply> reply = client.Read();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->body, "{\"choices\":2}");
+  // A body that would be too large is refused at once, never invited.
+  ASSERT_TRUE(client.Send("POST /v1/completions HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                          "Content-Length: 101\r\n\r\n"));
+  reply = client.Read();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 413);
+}
+
 TEST_F(HttpServerTest, MalformedRequestGets400AndClose) {
   Start();
   HttpTestClient client(server_->endpoint());

@@ -97,6 +97,7 @@ class HttpTestClient {
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       reply.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
     }
+    if (reply.status >= 100 && reply.status < 200) return reply;  // interim: no body
     if (auto it = reply.headers.find("content-length"); it != reply.headers.end()) {
       const size_t length = std::stoul(it->second);
       while (pending_.size() < length)
