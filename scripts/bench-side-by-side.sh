@@ -1,32 +1,38 @@
 #!/usr/bin/env bash
-# Side by side on one machine and one model file: llama.cpp's OpenAI server
-# (llama-cpp-python, scripts/llama-cpp-server.sh) and a Flover cluster serving the same
-# GGUF, both measured by `flover bench --api openai`, and the Flover cluster over its
-# native ZeroMQ API too (`--api native`), so that Flover over HTTP minus Flover over
-# ZeroMQ is what the HTTP layer costs per token. Prints a markdown table.
+# Side by side on one machine and one model file: llama.cpp's own OpenAI server
+# (llama-server, continuous batching over parallel slots; built by
+# scripts/llama-cpp-build.sh), the llama-cpp-python package's server
+# (scripts/llama-cpp-server.sh), and a Flover cluster serving the same GGUF, all
+# measured by `flover bench --api openai`; and the Flover cluster over its native
+# ZeroMQ API too (`--api native`), so that Flover over HTTP minus Flover over ZeroMQ is
+# what the HTTP layer costs per token. Prints a markdown table.
 #
 #   scripts/bench-side-by-side.sh [--model FILE.gguf] [--tokenizer tok512.bin] [--concurrency "1 4 16 32"]
 #       [--output-len 128] [--prompt TEXT | --prompt-len N] [--requests-per-stream 4] [--threads 2]
-#       [--targets llama,flover-http,flover-native] [--out DIR]
+#       [--targets llama-server,llama-cpp-python,flover-http,flover-native] [--out DIR]
 #
 # For each concurrency C, every target runs C x requests-per-stream requests arriving
 # at once with at most C in flight (--max-concurrency C): C concurrent streams, the same
 # prompt text for every target (default "Once upon a time": llama-cpp-python's server
 # takes no token-id prompts), or with --prompt-len N random prompts of N token ids (the
 # same ids for every target: same seed), exactly --output-len tokens each
-# (--ignore-eos), greedy. The Flover cluster is one replica of
-# one CPU worker with --threads threads; llama.cpp gets the same threads. JSON of every
-# run and the servers' logs go to --out (default bench-results/side-by-side).
+# (--ignore-eos), greedy. The Flover cluster is one replica of one CPU worker with
+# --threads threads; llama.cpp's servers get the same threads, llama-server as many
+# parallel slots as the largest C (each with the context llama-cpp-python's server has).
+# JSON of every run and the servers' logs go to --out (default
+# bench-results/side-by-side).
 #
 # Needs a build (scripts/build.sh) whose coordinator serves HTTP (endpoints.http); the
-# first run installs llama-cpp-python (compiles llama.cpp; see scripts/llama-cpp-server.sh).
+# first run builds llama-server (scripts/llama-cpp-build.sh; $LLAMA_SERVER names one
+# already built) and installs llama-cpp-python (scripts/llama-cpp-server.sh): each
+# compiles llama.cpp, about half an hour on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/models-dir.sh
 model="$FLOVER_MODELS_DIR/stories260K/stories260K.gguf"
 tokenizer="$FLOVER_MODELS_DIR/stories260K/tok512.bin"  # Flover's coordinator tokenizes text prompts with it
 concurrency="1 4 16 32" output_len=128 prompt_len="" prompt="Once upon a time" per_stream=4 threads=2 vocab=${VOCAB:-512}
-targets="llama,flover-http,flover-native" out=bench-results/side-by-side
+targets="llama-server,llama-cpp-python,flover-http,flover-native" out=bench-results/side-by-side
 flover=${FLOVER:-$PWD/build/client/flover}
 while (($#)); do
   case "$1" in
@@ -54,11 +60,21 @@ trap cleanup EXIT
 
 wants() { [[ ",$targets," == *",$1,"* ]]; }
 
-if wants llama; then
+n_ctx=512  # per sequence, as scripts/llama-cpp-server.sh gives llama-cpp-python's server
+if wants llama-server; then
+  llama_server=${LLAMA_SERVER:-$(bash scripts/llama-cpp-build.sh)/llama-server}
+  slots=$(tr ' ' '\n' <<< "$concurrency" | sort -n | tail -1)
+  server_port=$(free_port)
+  "$llama_server" --model "$model" --host 127.0.0.1 --port "$server_port" --threads "$threads" \
+    --threads-batch "$threads" --parallel "$slots" --ctx-size $((slots * n_ctx)) --cont-batching \
+    >"$out/llama-server.log" 2>&1 &
+  pids+=($!)
+fi
+if wants llama-cpp-python; then
   llama_port=$(free_port)
   bash scripts/llama-cpp-server.sh --install-only
   bash scripts/llama-cpp-server.sh --port "$llama_port" --model "$model" --threads "$threads" \
-    >"$out/llama-server.log" 2>&1 &
+    >"$out/llama-cpp-python.log" 2>&1 &
   pids+=($!)
 fi
 if wants flover-http || wants flover-native; then
@@ -93,8 +109,11 @@ run() {  # run NAME C ARGS...
     --json "$out/$name-c$c.json" "$@" >"$out/$name-c$c.txt" || echo "== $name, $c streams: FAILED (see $out/$name-c$c.txt)" >&2
 }
 for c in $concurrency; do
-  if wants llama; then
-    run llama.cpp "$c" --api openai --endpoint "http://127.0.0.1:$llama_port"
+  if wants llama-server; then
+    run llama-server "$c" --api openai --endpoint "http://127.0.0.1:$server_port"
+  fi
+  if wants llama-cpp-python; then
+    run llama-cpp-python "$c" --api openai --endpoint "http://127.0.0.1:$llama_port"
   fi
   if wants flover-http; then
     run flover-http "$c" --api openai --endpoint "http://127.0.0.1:$http_port"

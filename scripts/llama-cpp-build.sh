@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own C++ tools, to compare Flover with on the same GGUF file:
+# llama-server (its OpenAI-compatible server, continuous batching over parallel slots)
+# and llama-batched-bench. The sources are the llama.cpp that PyPI's llama-cpp-python
+# source distribution carries (pinned below), fetched with pip into a throwaway venv;
+# nothing is tracked by Git.
+#
+#   scripts/llama-cpp-build.sh [DIR]     (default: build/llama.cpp)
+#
+# Leaves DIR/bin/llama-server and DIR/bin/llama-batched-bench, and prints that folder.
+# CPU only, for this machine's instruction set (GGML_NATIVE), static; about 25 minutes
+# on 2 cores (niced, $CMAKE_BUILD_PARALLEL_LEVEL jobs, 2 by default). Idempotent: a
+# finished build is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=$(realpath -m "${1:-build/llama.cpp}")
+version=0.3.36  # llama-cpp-python; its vendor/llama.cpp is what gets built
+tools=(llama-server llama-batched-bench)
+
+if [ -x "$dir/bin/llama-server" ] && [ -x "$dir/bin/llama-batched-bench" ]; then
+  echo "$dir/bin"
+  exit 0
+fi
+mkdir -p "$dir"
+src=$dir/llama_cpp_python-$version/vendor/llama.cpp
+if [ ! -f "$src/CMakeLists.txt" ]; then
+  echo "llama-cpp-build: fetching llama-cpp-python $version's source distribution from PyPI" >&2
+  [ -x "$dir/venv/bin/pip" ] || /usr/bin/python3 -m venv "$dir/venv"
+  "$dir/venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    -d "$dir" "llama-cpp-python==$version"
+  tar -xzf "$dir/llama_cpp_python-$version.tar.gz" -C "$dir"
+fi
+echo "llama-cpp-build: building ${tools[*]} in $dir/build" >&2
+cmake -S "$src" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON \
+  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF > "$dir/cmake.log"
+nice -n 10 cmake --build "$dir/build" --parallel "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" --target "${tools[@]}" >&2
+mkdir -p "$dir/bin"
+for t in "${tools[@]}"; do cp "$dir/build/bin/$t" "$dir/bin/"; done
+echo "$dir/bin"
