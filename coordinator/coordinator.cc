@@ -27,6 +27,8 @@ namespace {
 constexpr auto kMaxPoll = std::chrono::milliseconds(100);
 constexpr int kMaxDrain = 256;  // messages read per socket per loop turn
 constexpr int kShutdownLingerMs = 500;
+// How long HTTP clients get to receive the errors of a shutdown before their connections close.
+constexpr std::chrono::milliseconds kHttpShutdownGrace{2000};
 // Messages queued for one worker that does not read them (clients: the config's
 // limits.max_undelivered_per_client).
 constexpr int kMaxQueuedPerWorker = 100000;
@@ -316,7 +318,7 @@ void Coordinator::Run() {
   } catch (const std::exception& e) {
     spdlog::error("shutdown: {}", e.what());
   }
-  if (http_server_) http_server_->Stop();
+  if (http_server_) http_server_->Stop(kHttpShutdownGrace);
   CloseSockets();
 }
 

@@ -43,10 +43,11 @@ class GatewaySocket {
   void Send(const proto::ClientMessage& message);
   // Stops waiting and closes the socket (its fd stays ZeroMQ's).
   void Close();
+  // Delivers every reply already queued, now.
+  void Drain();
 
  private:
   void Wait();
-  void Drain();
 
   boost::asio::io_context& io_;
   zmq::socket_t socket_;

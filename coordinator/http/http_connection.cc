@@ -33,6 +33,8 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
 
   void Start() { ReadRequest(); }
 
+  bool writing() const { return writing_; }
+
   // Closes the socket; cancels the running submits of the exchange. Idempotent.
   void Close() {
     if (closed_) return;
@@ -416,6 +418,12 @@ void Serve(ConnectionHub& hub, asio::ip::tcp::socket socket) {
   auto connection = std::make_shared<Connection>(hub, std::move(socket));
   hub.live.emplace(connection.get(), connection);
   connection->Start();
+}
+
+bool AnyWriting(const ConnectionHub& hub) {
+  for (const auto& [key, c] : hub.live)
+    if (c->writing()) return true;
+  return false;
 }
 
 void CloseAll(ConnectionHub& hub) {

@@ -34,4 +34,7 @@ void Serve(ConnectionHub& hub, boost::asio::ip::tcp::socket socket);
 // Closes every open connection; their running submits are cancelled.
 void CloseAll(ConnectionHub& hub);
 
+// True while some connection has response bytes not yet written.
+bool AnyWriting(const ConnectionHub& hub);
+
 }  // namespace flover::http

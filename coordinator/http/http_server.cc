@@ -26,7 +26,7 @@ class HttpServer::Impl {
     hub_.options = &options_;
   }
 
-  ~Impl() { Stop(); }
+  ~Impl() { Stop(std::chrono::milliseconds(0)); }
 
   Result<std::string> Bind() {
     error_code ec;
@@ -83,20 +83,32 @@ class HttpServer::Impl {
     asio::post(io_, [this] { hub_.draining = true; });
   }
 
-  void Stop() {
+  void Stop(std::chrono::milliseconds grace) {
     if (!thread_.joinable()) return;
-    asio::post(io_, [this] {
+    asio::post(io_, [this, deadline = std::chrono::steady_clock::now() + grace] {
       error_code ignored;
       acceptor_.close(ignored);
       retry_.cancel();
-      CloseAll(hub_);
-      gateway_->Close();
-      io_.stop();
+      hub_.draining = true;
+      gateway_->Drain();  // what the coordinator sent before it stopped goes to the connections
+      Finish(deadline);
     });
     thread_.join();
   }
 
  private:
+  // Closes everything once no connection has bytes left to write, or at `deadline`.
+  void Finish(std::chrono::steady_clock::time_point deadline) {
+    if (AnyWriting(hub_) && std::chrono::steady_clock::now() < deadline) {
+      retry_.expires_after(std::chrono::milliseconds(5));
+      retry_.async_wait([this, deadline](const error_code&) { Finish(deadline); });
+      return;
+    }
+    CloseAll(hub_);
+    gateway_->Close();
+    io_.stop();
+  }
+
   void Accept() {
     acceptor_.async_accept([this](const error_code& ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
@@ -168,8 +180,8 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::BeginDrain() { impl_->BeginDrain(); }
 
-void HttpServer::Stop() {
-  if (impl_) impl_->Stop();
+void HttpServer::Stop(std::chrono::milliseconds grace) {
+  if (impl_) impl_->Stop(grace);
 }
 
 }  // namespace flover::http

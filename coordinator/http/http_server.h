@@ -25,6 +25,7 @@
 // thread (Stop not concurrently with itself). Callbacks run on the server's thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -78,9 +79,11 @@ class HttpServer {
 
   // API requests get 503 from now on; connections close after their response.
   void BeginDrain();
-  // Closes the listener and every connection (their running submits cancelled) and
-  // joins the thread. Idempotent.
-  void Stop();
+  // Closes the listener, then lets the connections write what the coordinator has
+  // already sent them (the errors of a shutdown, say) for at most `grace`, then closes
+  // every connection (their running submits cancelled) and joins the thread.
+  // Idempotent.
+  void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
  private:
   class Impl;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -53,11 +54,29 @@ class ScriptedCore {
     return held_;
   }
 
+  // Sends Done for every held request, and returns once they are sent.
+  void FinishHeld() {
+    finish_ = true;
+    for (auto deadline = std::chrono::steady_clock::now() + http_testing::kHttpWait;
+         finish_ && std::chrono::steady_clock::now() < deadline;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
  private:
   void Loop() {
     while (!stop_) {
       std::array<zmq::pollitem_t, 1> items = {{{router_.handle(), 0, ZMQ_POLLIN, 0}}};
       zmq::poll(items, 10ms);
+      if (finish_) {
+        std::lock_guard lock(mu_);
+        for (const auto& [id, peer] : held_peers_) {
+          proto::ServerMessage done;
+          done.mutable_done()->set_client_request_id(id);
+          Send(peer, done);
+        }
+        held_peers_.clear();
+        finish_ = false;
+      }
       std::vector<zmq::message_t> parts;
       while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
         Handle(parts[0].to_string(), Parse<proto::ClientMessage>(parts[1].to_string_view()).value());
@@ -85,6 +104,7 @@ class ScriptedCore {
     if (m.submit().text() == "hold") {
       std::lock_guard lock(mu_);
       held_.insert(id);
+      held_peers_[id] = peer;
       return;
     }
     for (int t = 0; t < kTokens; ++t) {
@@ -102,7 +122,9 @@ class ScriptedCore {
 
   zmq::socket_t router_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> finish_{false};
   mutable std::mutex mu_;
+  std::map<std::string, std::string> held_peers_;  // id -> peer
   std::set<std::string> cancelled_;
   std::set<std::string> held_;
   std::thread thread_;
@@ -327,6 +349,25 @@ TEST_F(HttpServerTest, ClientThatLeavesHasItsSubmitsCancelled) {
        core_.cancelled() != core_.held() && std::chrono::steady_clock::now() < deadline;)
     std::this_thread::sleep_for(10ms);
   EXPECT_EQ(core_.cancelled(), core_.held());
+}
+
+TEST_F(HttpServerTest, StopDeliversWhatTheCoordinatorAlreadySent) {
+  Start();
+  HttpTestClient client(server_->endpoint());
+  ASSERT_TRUE(client.Send(HttpTestClient::Request("POST", "/v1/completions", "stream 2 hold")));
+  for (auto deadline = std::chrono::steady_clock::now() + http_testing::kHttpWait;
+       core_.held().size() < 2 && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(core_.held().size(), 2u);
+  // The coordinator's last words (a shutdown's Done or Error), then at once the stop.
+  core_.FinishHeld();
+  server_->Stop(http_testing::kHttpWait);
+  std::optional<HttpReply> reply = client.Read();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 200);
+  ASSERT_FALSE(reply->chunks.empty());
+  EXPECT_EQ(reply->chunks.back(), "data: [DONE]\n\n");
+  EXPECT_TRUE(client.WaitClosed());
 }
 
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefused) {
