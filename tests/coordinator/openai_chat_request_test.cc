@@ -9,14 +9,14 @@ namespace {
 using testing::ErrorOf;
 using testing::Model;
 
-std::vector<proto::SubmitRequest> Submits(const std::string& body, const ServedModel& model = Model()) {
+std::vector<proto::SubmitRequest> ChatSubmits(const std::string& body, const ServedModel& model = Model()) {
   return testing::SubmitsOf(StartChatCompletions(body, model));
 }
 
 constexpr const char* kUser = R"("messages":[{"role":"user","content":"Hi"}])";
 
 TEST(OpenAiChat, MessagesAreRenderedWithTheTemplate) {
-  const std::vector<proto::SubmitRequest> s = Submits(R"({"model":"stories260K","messages":[
+  const std::vector<proto::SubmitRequest> s = ChatSubmits(R"({"model":"stories260K","messages":[
       {"role":"developer","content":"Be brief."},
       {"role":"user","content":[{"type":"text","text":"Hello "},{"type":"text","text":"there"}]},
       {"role":"assistant","content":null},
@@ -32,7 +32,7 @@ TEST(OpenAiChat, MessagesAreRenderedWithTheTemplate) {
 }
 
 TEST(OpenAiChat, FieldsReachTheSubmit) {
-  std::vector<proto::SubmitRequest> s = Submits(std::string("{") + kUser + R"(,"max_completion_tokens":5,
+  std::vector<proto::SubmitRequest> s = ChatSubmits(std::string("{") + kUser + R"(,"max_completion_tokens":5,
       "max_tokens":9,"logprobs":true,"top_logprobs":2,"n":2,"seed":7,"stop":"x","add_generation_prompt":false,
       "tool_choice":"none","response_format":{"type":"text"}})");
   ASSERT_EQ(s.size(), 2u);
@@ -45,7 +45,7 @@ TEST(OpenAiChat, FieldsReachTheSubmit) {
   ASSERT_EQ(s[0].stop().stop_strings_size(), 2);
   EXPECT_EQ(s[0].stop().stop_strings(0), "x");
   EXPECT_EQ(s[0].stop().stop_strings(1), "<|im_end|>");
-  s = Submits(std::string("{") + kUser + R"(,"max_tokens":9,"logprobs":true})");
+  s = ChatSubmits(std::string("{") + kUser + R"(,"max_tokens":9,"logprobs":true})");
   EXPECT_EQ(s[0].stop().max_tokens(), 9);
   EXPECT_EQ(s[0].sampling().top_logprobs(), 0);
 }
@@ -106,7 +106,7 @@ TEST(OpenAiChat, NeedsATemplateAndATokenizer) {
   model.tokenizer = nullptr;
   e = ErrorOf(StartChatCompletions(body, model));
   EXPECT_NE(e.message.find("tokenizer"), std::string::npos) << e.message;
-  const std::vector<proto::SubmitRequest> s = Submits(body, Model("llama3"));
+  const std::vector<proto::SubmitRequest> s = ChatSubmits(body, Model("llama3"));
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].stop().stop_strings(0), "<|eot_id|>");
 }

@@ -62,7 +62,7 @@ class Replica {
   std::vector<int> blocks_;
 };
 
-ModelWeights LoadStories() {
+ModelWeights StoriesWeights() {
   Result<LoadedModel> m = LoadModel(testing::Stories260kBin());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return m.ok() ? std::move(m->weights) : ModelWeights{};
@@ -81,7 +81,7 @@ RequestParams Request(float temperature) {
 }
 
 TEST(ExecutorTest, JoiningWithGeneratedTokensContinuesTheSameTokens) {
-  const ModelWeights weights = LoadStories();
+  const ModelWeights weights = StoriesWeights();
   ASSERT_FALSE(weights.layers.empty());
   for (float temperature : {0.0f, 0.9f}) {
     SCOPED_TRACE("temperature " + std::to_string(temperature));
@@ -101,7 +101,7 @@ TEST(ExecutorTest, JoiningWithGeneratedTokensContinuesTheSameTokens) {
 }
 
 TEST(ExecutorTest, GeneratedTokensThatFillTheRequestOrLeaveTheVocabularyAreRejected) {
-  const ModelWeights weights = LoadStories();
+  const ModelWeights weights = StoriesWeights();
   ASSERT_FALSE(weights.layers.empty());
   Replica replica(weights);
   RequestParams r = Request(0.0f);

@@ -7,16 +7,12 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/random_values.h"
+
 namespace flover::cpu {
 namespace {
 
-std::vector<float> Random(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-8.0f, 8.0f);
-  std::vector<float> v(size);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::Random;
 
 // run.c's SwiGLU on one row (hb = gate, hb2 = up).
 std::vector<float> RunCSiluMul(const float* hb, const float* hb2, int hidden_dim) {
@@ -33,7 +29,7 @@ std::vector<float> RunCSiluMul(const float* hb, const float* hb2, int hidden_dim
 TEST(SiluMulTest, MatchesRunCBitForBit) {
   for (int hidden : {1, 172, 2048}) {
     for (int n_rows : {1, 3, 40}) {  // 40 x 2048 is large enough to run on several threads
-      const auto gate_up = Random(static_cast<size_t>(n_rows) * 2 * hidden, hidden + n_rows);
+      const auto gate_up = Random(static_cast<size_t>(n_rows) * 2 * hidden, hidden + n_rows, -8.0f, 8.0f);
       std::vector<float> out(static_cast<size_t>(n_rows) * hidden);
       SiluMul(gate_up.data(), out.data(), n_rows, hidden);
       for (int r = 0; r < n_rows; ++r) {
@@ -50,7 +46,7 @@ TEST(SiluMulTest, MatchesRunCBitForBit) {
 
 TEST(SiluMulTest, IsGateTimesSigmoidOfGateTimesUp) {
   constexpr int kHidden = 64;
-  const auto gate_up = Random(2 * kHidden, 5);
+  const auto gate_up = Random(2 * kHidden, 5, -8.0f, 8.0f);
   std::vector<float> out(kHidden);
   SiluMul(gate_up.data(), out.data(), 1, kHidden);
   for (int j = 0; j < kHidden; ++j) {
@@ -62,7 +58,7 @@ TEST(SiluMulTest, IsGateTimesSigmoidOfGateTimesUp) {
 
 TEST(SiluMulTest, SameBitsOnOneOrManyThreads) {
   constexpr int kRows = 33, kHidden = 2048;
-  const auto gate_up = Random(static_cast<size_t>(kRows) * 2 * kHidden, 6);
+  const auto gate_up = Random(static_cast<size_t>(kRows) * 2 * kHidden, 6, -8.0f, 8.0f);
   std::vector<float> one(static_cast<size_t>(kRows) * kHidden), two(one.size());
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);

@@ -15,17 +15,14 @@
 #include <utility>
 #include <vector>
 
+#include "tests/kernels/random_values.h"
+
 namespace flover::cpu {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-std::vector<float> Random(size_t size, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(size);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::Random;
 
 struct Shape {
   int n_heads, n_kv_heads, head_dim, block_size;

@@ -16,6 +16,8 @@
 
 #include "kernels/cpu/matmul_internal.h"
 
+#include "tests/kernels/random_values.h"
+
 namespace flover::cpu {
 namespace {
 
@@ -23,13 +25,7 @@ using internal::FindMatmulKernel;
 using internal::MatmulKernel;
 using internal::MatmulWithKernel;
 
-std::vector<float> Random(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(size);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::Random;
 
 // Restores the OpenMP thread count a test changed.
 class ScopedOmpThreads {

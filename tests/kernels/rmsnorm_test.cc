@@ -6,16 +6,12 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/random_values.h"
+
 namespace flover::cpu {
 namespace {
 
-std::vector<float> Random(size_t size, uint32_t seed, float lo = -2.0f, float hi = 2.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(size);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::Random;
 
 // llama2.c run.c's rmsnorm, verbatim but for the eps parameter. The optimize attribute
 // keeps the comparison meaningful if the tests are built with FMA (-march=native).
@@ -32,7 +28,7 @@ __attribute__((optimize("fp-contract=off"))) void RunCRmsNorm(float* o, const fl
 TEST(RmsNormTest, MatchesRunCBitForBit) {
   for (int dim : {1, 7, 64, 288, 768}) {
     constexpr int kRows = 5;
-    const auto x = Random(static_cast<size_t>(kRows) * dim, dim);
+    const auto x = Random(static_cast<size_t>(kRows) * dim, dim, -2.0f, 2.0f);
     const auto weight = Random(dim, dim + 1, 0.5f, 1.5f);
     std::vector<float> out(x.size()), expected(x.size());
     RmsNorm(x.data(), weight.data(), out.data(), kRows, dim, 1e-5f);
@@ -46,7 +42,7 @@ TEST(RmsNormTest, MatchesRunCBitForBit) {
 TEST(RmsNormTest, NormalisesEachRowByItsRootMeanSquare) {
   constexpr int kRows = 3, kDim = 64;
   constexpr float kEps = 1e-5f;
-  auto x = Random(static_cast<size_t>(kRows) * kDim, 1);
+  auto x = Random(static_cast<size_t>(kRows) * kDim, 1, -2.0f, 2.0f);
   for (int j = 0; j < kDim; ++j) x[2 * kDim + j] *= 1000.0f;  // rows are normalised independently
   const auto weight = Random(kDim, 2, 0.5f, 1.5f);
   std::vector<float> out(x.size());
@@ -64,8 +60,8 @@ TEST(RmsNormTest, NormalisesEachRowByItsRootMeanSquare) {
 
 TEST(RmsNormTest, InPlaceEqualsOutOfPlace) {
   constexpr int kRows = 4, kDim = 288;
-  auto x = Random(static_cast<size_t>(kRows) * kDim, 3);
-  const auto weight = Random(kDim, 4);
+  auto x = Random(static_cast<size_t>(kRows) * kDim, 3, -2.0f, 2.0f);
+  const auto weight = Random(kDim, 4, -2.0f, 2.0f);
   std::vector<float> out(x.size());
   RmsNorm(x.data(), weight.data(), out.data(), kRows, kDim, 1e-5f);
   RmsNorm(x.data(), weight.data(), x.data(), kRows, kDim, 1e-5f);

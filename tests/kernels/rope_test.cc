@@ -6,16 +6,12 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/random_values.h"
+
 namespace flover::cpu {
 namespace {
 
-std::vector<float> Random(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(size);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using testing::Random;
 
 // llama2.c run.c's RoPE for one vector of `dim` values (all heads), verbatim but for
 // theta. The optimize attribute keeps it unfused if tests are built with FMA.

@@ -7,15 +7,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "tests/model/raw_bytes.h"
+
 namespace flover::testing {
 namespace {
-
-template <typename T>
-void Put(std::string& out, T v) {
-  char buf[sizeof(T)];
-  std::memcpy(buf, &v, sizeof(T));
-  out.append(buf, sizeof(T));
-}
 
 void PutString(std::string& out, const std::string& s) {
   Put<uint64_t>(out, s.size());

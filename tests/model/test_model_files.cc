@@ -9,15 +9,10 @@
 #include <iterator>
 #include <system_error>
 
+#include "tests/model/raw_bytes.h"
+
 namespace flover::testing {
 namespace {
-
-template <typename T>
-void Put(std::string& out, T v) {
-  char buf[sizeof(T)];
-  std::memcpy(buf, &v, sizeof(T));
-  out.append(buf, sizeof(T));
-}
 
 void PutFloats(std::string& out, const std::vector<float>& v) {
   out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
