@@ -10,8 +10,13 @@
 
 #include "kernels/cpu/matmul_internal.h"
 
+// GCC takes a target pragma; clang applies the same target attribute to every function.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 
 namespace flover::cpu::internal {
 namespace {
@@ -130,4 +135,8 @@ void MatmulRangeAvx2(const float* x, int x_stride, const float* w, float* y, int
 
 }  // namespace flover::cpu::internal
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
