@@ -18,7 +18,7 @@ Json TokenJson(const TopToken& t) {
   return Json{{"token", t.token}, {"logprob", ShownLogprob(t.logprob)}, {"bytes", Bytes(t.token)}};
 }
 
-Json LogprobsJson(const std::vector<LogprobEntry>* entries) {
+Json ChatLogprobsJson(const std::vector<LogprobEntry>* entries) {
   if (!entries) return nullptr;
   Json content = Json::array();
   for (const LogprobEntry& e : *entries) {
@@ -48,7 +48,7 @@ class Chat final : public ResponseFormat {
     return Chunk(index, Json{{"role", "assistant"}, {"content", ""}}, nullptr, nullptr);
   }
   Json DeltaChoice(int index, const std::string& text, const std::vector<LogprobEntry>* logprobs) const override {
-    return Chunk(index, Json{{"content", text}}, LogprobsJson(logprobs), nullptr);
+    return Chunk(index, Json{{"content", text}}, ChatLogprobsJson(logprobs), nullptr);
   }
   Json FinishChoice(int index, const std::string& finish_reason) const override {
     return Chunk(index, Json::object(), nullptr, finish_reason);
@@ -57,7 +57,7 @@ class Chat final : public ResponseFormat {
                    const std::string& finish_reason) const override {
     return Json{{"index", index},
                 {"message", Json{{"role", "assistant"}, {"content", text}}},
-                {"logprobs", LogprobsJson(logprobs)},
+                {"logprobs", ChatLogprobsJson(logprobs)},
                 {"finish_reason", finish_reason}};
   }
 };

@@ -10,7 +10,7 @@ namespace flover::openai {
 
 namespace {
 
-Json LogprobsJson(const std::vector<LogprobEntry>* entries) {
+Json CompletionLogprobsJson(const std::vector<LogprobEntry>* entries) {
   if (!entries) return nullptr;
   Json tokens = Json::array(), token_logprobs = Json::array(), top_logprobs = Json::array(),
        offsets = Json::array();
@@ -45,14 +45,14 @@ class Completion final : public ResponseFormat {
     return Choice(index, echo, nullptr, nullptr);
   }
   Json DeltaChoice(int index, const std::string& text, const std::vector<LogprobEntry>* logprobs) const override {
-    return Choice(index, text, LogprobsJson(logprobs), nullptr);
+    return Choice(index, text, CompletionLogprobsJson(logprobs), nullptr);
   }
   Json FinishChoice(int index, const std::string& finish_reason) const override {
     return Choice(index, "", nullptr, finish_reason);
   }
   Json WholeChoice(int index, const std::string& text, const std::vector<LogprobEntry>* logprobs,
                    const std::string& finish_reason) const override {
-    return Choice(index, text, LogprobsJson(logprobs), finish_reason);
+    return Choice(index, text, CompletionLogprobsJson(logprobs), finish_reason);
   }
 };
 

@@ -379,7 +379,7 @@ TEST_F(AdversarialTest, AnAdmittedClientCannotExhaustMemoryOrTheLogOrStarveOther
   TestClusterOptions o = Options();
   o.capture_logs = true;
   o.status_per_second = 10;  // the default
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(FLOVER_SANITIZE_ADDRESS)
   // AddressSanitizer keeps freed blocks in a quarantine of 256 MiB by default, which
   // the resident size would measure instead of the coordinator: the coordinator this
   // test starts keeps 16 MiB of it.
@@ -431,7 +431,7 @@ TEST_F(AdversarialTest, AnAdmittedClientCannotExhaustMemoryOrTheLogOrStarveOther
   // Before, the same traffic took the coordinator past 600 MB: it is bounded by the
   // limits, not by what the peers send.
   std::printf("coordinator VmRSS %.1f -> %.1f MiB\n", rss_before, rss_after);
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(FLOVER_SANITIZE_ADDRESS)
   constexpr double kMaxGrowthMib = 256;  // ASan's redzones, shadow and quarantine come on top
 #else
   constexpr double kMaxGrowthMib = 128;

@@ -11,12 +11,6 @@
 namespace flover {
 namespace {
 
-std::string Shape(const std::vector<uint64_t>& ne) {
-  std::string s = "[";
-  for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
-  return s + "]";
-}
-
 // An integer metadata value as an int; `fallback` when the key is absent (nullopt: the
 // key is required).
 Result<int> GetInt(const GgufReader& r, const std::string& key, std::optional<int> fallback = std::nullopt) {
@@ -74,7 +68,7 @@ Result<const GgufTensorInfo*> CheckTensor(const GgufReader& r, const std::string
     return InvalidArgument("tensor " + name + " has type " + GgmlTypeName(info->ggml_type) +
                            "; only F32 and F16 tensors are supported (convert the model with --outtype f16 or f32)");
   if (!ShapeMatches(info->ne, expected))
-    return Corruption("tensor " + name + " has shape " + Shape(info->ne) + ", expected " + Shape(expected) + " " +
+    return Corruption("tensor " + name + " has shape " + GgufShapeString(info->ne) + ", expected " + GgufShapeString(expected) + " " +
                       meaning + " (ggml order, ne0 first)");
   FLOVER_CHECK(info->n_bytes.has_value()) << name;  // the reader sizes F32/F16 tensors
   return info;
@@ -153,7 +147,7 @@ Result<ModelSpec> ReadSpec(const GgufReader& r) {
   if (emb == nullptr) return Corruption("tensor token_embd.weight is missing");
   if (emb->ne.size() != 2 || emb->ne[0] != static_cast<uint64_t>(spec.dim) || emb->ne[1] == 0 ||
       emb->ne[1] > static_cast<uint64_t>(INT_MAX))
-    return Corruption("tensor token_embd.weight has shape " + Shape(emb->ne) + ", expected [" +
+    return Corruption("tensor token_embd.weight has shape " + GgufShapeString(emb->ne) + ", expected [" +
                       std::to_string(spec.dim) + ", vocab] (embedding_length " + std::to_string(spec.dim) + ")");
   spec.vocab_size = static_cast<int>(emb->ne[1]);
   FLOVER_ASSIGN_OR_RETURN(int declared_vocab, GetInt(r, "llama.vocab_size", spec.vocab_size));

@@ -211,13 +211,13 @@ Status ReadValue(Cursor& c, GgufValueType t, GgufValue* v, const std::string& ke
   return c.Bytes(v->data.data(), v->data.size(), "an array").WithContext("metadata " + key);
 }
 
-std::string Shape(const std::vector<uint64_t>& ne) {
+}  // namespace
+
+std::string GgufShapeString(const std::vector<uint64_t>& ne) {
   std::string s = "[";
   for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
   return s + "]";
 }
-
-}  // namespace
 
 const char* GgufValueTypeName(GgufValueType type) {
   switch (type) {
@@ -358,7 +358,7 @@ Status GgufReader::Parse() {
       FLOVER_RETURN_IF_ERROR(c.Pod(&info.ne[d], "a tensor dimension"));
       if (info.ne[d] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           (info.ne[d] != 0 && info.n_elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / info.ne[d]))
-        return Corruption("tensor " + info.name + " has absurd dimensions " + Shape(info.ne));
+        return Corruption("tensor " + info.name + " has absurd dimensions " + GgufShapeString(info.ne));
       info.n_elements *= info.ne[d];
     }
     FLOVER_RETURN_IF_ERROR(c.Pod(&info.ggml_type, "a tensor type"));
@@ -374,7 +374,7 @@ Status GgufReader::Parse() {
                           std::to_string(tr.block_size));
       const uint64_t blocks = info.n_elements / tr.block_size;
       if (blocks > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / tr.type_size)
-        return Corruption("tensor " + info.name + " has absurd dimensions " + Shape(info.ne));
+        return Corruption("tensor " + info.name + " has absurd dimensions " + GgufShapeString(info.ne));
       info.n_bytes = blocks * tr.type_size;
     }
     if (!tensor_index_.emplace(info.name, tensors_.size()).second)
@@ -392,7 +392,7 @@ Status GgufReader::Parse() {
     if (!info.n_bytes) continue;
     const uint64_t room = file_size_ - std::min(file_size_, data_offset_);
     if (info.offset > room || *info.n_bytes > room - info.offset)
-      return Corruption("tensor " + info.name + " " + Shape(info.ne) + " " + GgmlTypeName(info.ggml_type) +
+      return Corruption("tensor " + info.name + " " + GgufShapeString(info.ne) + " " + GgmlTypeName(info.ggml_type) +
                         " needs bytes " + std::to_string(data_offset_ + info.offset) + ".." +
                         std::to_string(data_offset_ + info.offset + *info.n_bytes) +
                         " but the file has only " + std::to_string(file_size_) + " bytes (truncated?)");

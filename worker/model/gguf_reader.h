@@ -47,6 +47,8 @@ enum class GgufValueType : uint32_t {
   kFloat64 = 12,
 };
 const char* GgufValueTypeName(GgufValueType type);
+// A tensor's dimensions as "[a, b]", for messages.
+std::string GgufShapeString(const std::vector<uint64_t>& ne);
 
 // ggml tensor types this project can load, plus a name table for messages.
 inline constexpr uint32_t kGgmlTypeF32 = 0;

@@ -35,7 +35,7 @@ std::vector<float> LmHeadRows(const std::vector<float>& lm_head, const ModelSpec
                    d.vocab_per_rank);
 }
 
-Status CheckSize(const std::string& name, const std::vector<float>& t, int64_t expected) {
+Status CheckShardSize(const std::string& name, const std::vector<float>& t, int64_t expected) {
   if (static_cast<int64_t>(t.size()) != expected)
     return Corruption("shard tensor " + name + " has " + std::to_string(t.size()) + " elements, expected " +
                       std::to_string(expected));
@@ -159,25 +159,25 @@ Status ValidateShard(const ModelWeights& weights, const ShardInfo& shard) {
   FLOVER_RETURN_IF_ERROR(spec.Validate());
   const ShardDims d = ShardDimsFor(spec, shard);
   const int64_t dim = spec.dim;
-  FLOVER_RETURN_IF_ERROR(CheckSize("token_embedding", weights.token_embedding, int64_t{spec.vocab_size} * dim));
+  FLOVER_RETURN_IF_ERROR(CheckShardSize("token_embedding", weights.token_embedding, int64_t{spec.vocab_size} * dim));
   if (static_cast<int>(weights.layers.size()) != spec.n_layers)
     return Corruption("shard has " + std::to_string(weights.layers.size()) + " layers, spec says " +
                       std::to_string(spec.n_layers));
   for (size_t i = 0; i < weights.layers.size(); ++i) {
     const LayerWeights& l = weights.layers[i];
     const std::string p = "layers." + std::to_string(i) + ".";
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "attn_norm", l.attn_norm, dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "wq", l.wq, d.q_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "wk", l.wk, d.kv_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "wv", l.wv, d.kv_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "wo", l.wo, dim * d.q_dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "ffn_norm", l.ffn_norm, dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "w1", l.w1, d.hidden_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "w2", l.w2, dim * d.hidden_dim));
-    FLOVER_RETURN_IF_ERROR(CheckSize(p + "w3", l.w3, d.hidden_dim * dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "attn_norm", l.attn_norm, dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wq", l.wq, d.q_dim * dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wk", l.wk, d.kv_dim * dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wv", l.wv, d.kv_dim * dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wo", l.wo, dim * d.q_dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "ffn_norm", l.ffn_norm, dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "w1", l.w1, d.hidden_dim * dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "w2", l.w2, dim * d.hidden_dim));
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "w3", l.w3, d.hidden_dim * dim));
   }
-  FLOVER_RETURN_IF_ERROR(CheckSize("final_norm", weights.final_norm, dim));
-  return CheckSize("classifier (LM head rows)", weights.classifier, d.vocab_per_rank * dim);
+  FLOVER_RETURN_IF_ERROR(CheckShardSize("final_norm", weights.final_norm, dim));
+  return CheckShardSize("classifier (LM head rows)", weights.classifier, d.vocab_per_rank * dim);
 }
 
 }  // namespace flover
