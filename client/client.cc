@@ -17,6 +17,8 @@ constexpr int kMaxUnreadReplies = 100000;
 // How long FetchStatus waits before it asks again when the coordinator refused a status
 // request for coming too often (limits.status_per_client_per_second).
 constexpr auto kStatusRetryAfter = std::chrono::milliseconds(200);
+// After a close, how long Receive waits for replies that came before it to be readable.
+constexpr auto kLastRepliesWait = std::chrono::milliseconds(200);
 
 // InvalidArgument naming `what` when `text` is not valid UTF-8.
 Status CheckUtf8(const std::string& text, const std::string& what) {
@@ -154,17 +156,26 @@ Result<std::optional<proto::ServerMessage>> Client::Receive(std::chrono::millise
   std::array<zmq::pollitem_t, 2> items = {{{socket_.handle(), 0, ZMQ_POLLIN, 0}, {monitor_.handle(), 0, ZMQ_POLLIN, 0}}};
   try {
     for (;;) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (zmq::poll(items, std::max(left, std::chrono::milliseconds(0))) == 0)
-        return std::optional<proto::ServerMessage>();
       zmq::message_t msg;
-      // Replies that arrived before the connection closed come first.
-      if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
-        FLOVER_ASSIGN_OR_RETURN(const bool closed, monitor_.Drain());
-        if (closed)
+      if (close_pending_) {
+        // The connection closed; the replies that came before it are read first. libzmq's
+        // I/O thread hands them to the socket and the disconnect to the monitor
+        // separately, so the close can be seen before the last replies are readable.
+        std::array<zmq::pollitem_t, 1> data = {{{socket_.handle(), 0, ZMQ_POLLIN, 0}}};
+        if (!socket_.recv(msg, zmq::recv_flags::dontwait) &&
+            !(zmq::poll(data, kLastRepliesWait) > 0 && socket_.recv(msg, zmq::recv_flags::dontwait))) {
+          close_pending_ = false;
           return Unavailable("the connection to the coordinator at " + endpoint_ +
                              " closed (it stopped or crashed): no reply will come for the requests in flight");
-        continue;
+        }
+      } else {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (zmq::poll(items, std::max(left, std::chrono::milliseconds(0))) == 0)
+          return std::optional<proto::ServerMessage>();
+        if (!socket_.recv(msg, zmq::recv_flags::dontwait)) {
+          FLOVER_ASSIGN_OR_RETURN(close_pending_, monitor_.Drain());
+          continue;
+        }
       }
       FLOVER_ASSIGN_OR_RETURN(proto::ServerMessage reply, Parse<proto::ServerMessage>(msg.to_string_view()));
       if (reply.has_keepalive()) continue;  // the coordinator checking that this connection is still there

@@ -105,6 +105,7 @@ class Client {
   zmq::socket_t socket_;
   HandshakeMonitor monitor_;
   std::string endpoint_;
+  bool close_pending_ = false;  // the connection closed; Receive reports it once the replies before it are read
 };
 
 }  // namespace flover
