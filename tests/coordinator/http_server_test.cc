@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -54,12 +55,18 @@ class ScriptedCore {
     return held_;
   }
 
+  // Waits (at most kHttpWait) until done(held, cancelled) holds; false if it never does.
+  template <typename Pred>
+  bool WaitFor(Pred done) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, http_testing::kHttpWait, [&] { return done(held_, cancelled_); });
+  }
+
   // Sends Done for every held request, and returns once they are sent.
   void FinishHeld() {
+    std::unique_lock lock(mu_);
     finish_ = true;
-    for (auto deadline = std::chrono::steady_clock::now() + http_testing::kHttpWait;
-         finish_ && std::chrono::steady_clock::now() < deadline;)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    changed_.wait_for(lock, http_testing::kHttpWait, [&] { return !finish_; });
   }
 
  private:
@@ -67,15 +74,18 @@ class ScriptedCore {
     while (!stop_) {
       std::array<zmq::pollitem_t, 1> items = {{{router_.handle(), 0, ZMQ_POLLIN, 0}}};
       zmq::poll(items, 10ms);
-      if (finish_) {
+      {
         std::lock_guard lock(mu_);
-        for (const auto& [id, peer] : held_peers_) {
-          proto::ServerMessage done;
-          done.mutable_done()->set_client_request_id(id);
-          Send(peer, done);
+        if (finish_) {
+          for (const auto& [id, peer] : held_peers_) {
+            proto::ServerMessage done;
+            done.mutable_done()->set_client_request_id(id);
+            Send(peer, done);
+          }
+          held_peers_.clear();
+          finish_ = false;
+          changed_.notify_all();
         }
-        held_peers_.clear();
-        finish_ = false;
       }
       std::vector<zmq::message_t> parts;
       while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
@@ -95,6 +105,7 @@ class ScriptedCore {
     if (m.has_cancel()) {
       std::lock_guard lock(mu_);
       cancelled_.insert(m.cancel().client_request_id());
+      changed_.notify_all();
       return;
     }
     const std::string& id = m.submit().client_request_id();
@@ -105,6 +116,7 @@ class ScriptedCore {
       std::lock_guard lock(mu_);
       held_.insert(id);
       held_peers_[id] = peer;
+      changed_.notify_all();
       return;
     }
     for (int t = 0; t < kTokens; ++t) {
@@ -122,8 +134,9 @@ class ScriptedCore {
 
   zmq::socket_t router_;
   std::atomic<bool> stop_{false};
-  std::atomic<bool> finish_{false};
   mutable std::mutex mu_;
+  std::condition_variable changed_;  // held_, cancelled_ or finish_ changed
+  bool finish_ = false;              // FinishHeld asks; the loop sends and clears it
   std::map<std::string, std::string> held_peers_;  // id -> peer
   std::set<std::string> cancelled_;
   std::set<std::string> held_;
@@ -339,15 +352,10 @@ TEST_F(HttpServerTest, ClientThatLeavesHasItsSubmitsCancelled) {
   {
     HttpTestClient client(server_->endpoint());
     ASSERT_TRUE(client.Send(HttpTestClient::Request("POST", "/v1/completions", "stream 3 hold")));
-    std::optional<HttpReply> none;
-    for (auto deadline = std::chrono::steady_clock::now() + http_testing::kHttpWait;
-         core_.held().size() < 3 && std::chrono::steady_clock::now() < deadline;)
-      std::this_thread::sleep_for(10ms);
+    core_.WaitFor([](const auto& held, const auto&) { return held.size() >= 3; });
     ASSERT_EQ(core_.held().size(), 3u);
   }  // closed
-  for (auto deadline = std::chrono::steady_clock::now() + http_testing::kHttpWait;
-       core_.cancelled() != core_.held() && std::chrono::steady_clock::now() < deadline;)
-    std::this_thread::sleep_for(10ms);
+  core_.WaitFor([](const auto& held, const auto& cancelled) { return cancelled == held; });
   EXPECT_EQ(core_.cancelled(), core_.held());
 }
 
@@ -355,9 +363,7 @@ TEST_F(HttpServerTest, StopDeliversWhatTheCoordinatorAlreadySent) {
   Start();
   HttpTestClient client(server_->endpoint());
   ASSERT_TRUE(client.Send(HttpTestClient::Request("POST", "/v1/completions", "stream 2 hold")));
-  for (auto deadline = std::chrono::steady_clock::now() + http_testing::kHttpWait;
-       core_.held().size() < 2 && std::chrono::steady_clock::now() < deadline;)
-    std::this_thread::sleep_for(10ms);
+  core_.WaitFor([](const auto& held, const auto&) { return held.size() >= 2; });
   ASSERT_EQ(core_.held().size(), 2u);
   // The coordinator's last words (a shutdown's Done or Error), then at once the stop.
   core_.FinishHeld();
