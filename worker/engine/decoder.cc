@@ -42,7 +42,7 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
       token_embedding_(std::move(weights.token_embedding)),
       classifier_(std::move(weights.classifier)),
       final_norm_(std::move(weights.final_norm)),
-      rope_(weights.spec.head_dim(), weights.spec.max_seq_len, weights.spec.rope_theta) {
+      rope_(weights.spec.RopeFrequencies(), weights.spec.max_seq_len) {
   FLOVER_CHECK(spec_.Validate().ok()) << spec_.ToString();
   if (shard_.world > 1) {
     FLOVER_CHECK(comm_ != nullptr) << "tensor parallel size " << shard_.world << " needs a communicator";

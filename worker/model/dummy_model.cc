@@ -156,30 +156,31 @@ Result<ModelWeights> GenerateDummyShard(const ModelSpec& spec_value, uint64_t se
   const ModelSpec* spec = &spec_value;
   ModelWeights w;
   w.spec = *spec;
-  const int64_t d = spec->dim, h = spec->hidden_dim, q = spec->q_dim(), kv = spec->kv_dim(), v = spec->vocab_size;
   // Every tensor is generated whole (its values do not depend on the shard) and cut to
-  // the target's shard at once.
+  // the target's shard at once. Tensors take ids in table order (LayerTensors(),
+  // ModelTensors()), counting only the random ones: matrices uniform with Scale(cols),
+  // the embedding in [-1, 1], biases in [-0.1, 0.1]; norm weights are 1, norm biases 0.
   uint64_t tensor_id = 0;
-  auto random = [&](std::vector<float>& t, TensorSplit split, int64_t n, float scale) {
-    std::vector<float> full(n);
-    FillUniform(full, seed, tensor_id++, scale);
-    t = ShardTensor(split, *spec, shard, std::move(full));
+  auto fill = [&](const auto& t, std::vector<float>& out) {
+    if (!t.present(*spec)) return;
+    const std::string name = t.name;
+    std::vector<float> full(t.size(*spec));
+    if (name.ends_with("norm")) {
+      std::fill(full.begin(), full.end(), 1.0f);
+    } else if (name.ends_with("norm_bias")) {
+      std::fill(full.begin(), full.end(), 0.0f);
+    } else {
+      const float scale = name == "token_embedding" ? 1.0f : t.cols(*spec) == 1 ? 0.1f : Scale(t.cols(*spec));
+      FillUniform(full, seed, tensor_id++, scale);
+    }
+    out = ShardTensor(t.split, *spec, shard, std::move(full));
   };
-  random(w.token_embedding, TensorSplit::kReplicated, v * d, 1.0f);
+  const auto& model_tensors = ModelTensors();
+  fill(model_tensors[0], w.token_embedding);  // id 0, as before the layers
   w.layers.resize(spec->n_layers);
-  for (LayerWeights& l : w.layers) {
-    l.attn_norm.assign(d, 1.0f);
-    random(l.wq, SplitOf(&LayerWeights::wq), q * d, Scale(d));
-    random(l.wk, SplitOf(&LayerWeights::wk), kv * d, Scale(d));
-    random(l.wv, SplitOf(&LayerWeights::wv), kv * d, Scale(d));
-    random(l.wo, SplitOf(&LayerWeights::wo), d * q, Scale(q));
-    l.ffn_norm.assign(d, 1.0f);
-    random(l.w1, SplitOf(&LayerWeights::w1), h * d, Scale(d));
-    random(l.w2, SplitOf(&LayerWeights::w2), d * h, Scale(h));
-    random(l.w3, SplitOf(&LayerWeights::w3), h * d, Scale(d));
-  }
-  w.final_norm.assign(d, 1.0f);
-  if (!spec->shared_classifier) random(w.classifier, TensorSplit::kVocabRows, v * d, Scale(d));
+  for (LayerWeights& l : w.layers)
+    for (const auto& t : LayerTensors()) fill(t, l.*t.member);
+  for (size_t i = 1; i < model_tensors.size(); ++i) fill(model_tensors[i], w.*model_tensors[i].member);
   FinishShard(w, shard);
 
   FLOVER_RETURN_IF_ERROR(ValidateShard(w, shard));
