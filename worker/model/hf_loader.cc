@@ -319,6 +319,7 @@ bool IsHfModelPath(const std::string& path) {
 
 Result<HfModel> LoadHfModel(const std::string& path, const LoadTarget& target) {
   std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return NotFound(path + ": no such folder");
   std::string dir = path;
   if (!std::filesystem::is_directory(path, ec)) {
     if (std::filesystem::path(path).filename() != "config.json")
