@@ -155,7 +155,7 @@ struct Planned {
 // Calls fn(Planned) for every tensor the spec has, layers first, and stops at the first
 // error. dst is nullptr when `w` is; otherwise w->layers has spec.n_layers entries.
 template <typename Fn>
-Status ForEachTensor(const HfConfig& config, ModelWeights* w, Fn&& fn) {
+Status ForEachHfTensor(const HfConfig& config, ModelWeights* w, Fn&& fn) {
   const ModelSpec& spec = config.spec;
   const bool llama = config.layout == HfLayout::kLlama;
   auto plan = [&](const auto& info, const auto& hf, const std::string& prefix, std::vector<float>* dst) {
@@ -190,7 +190,7 @@ bool Convertible(SafetensorsDtype d) {
   return d == SafetensorsDtype::kF32 || d == SafetensorsDtype::kF16 || d == SafetensorsDtype::kBF16;
 }
 
-Status CheckTensor(const std::string& dir, const TensorFiles& files, const HfConfig& config, const Planned& p) {
+Status CheckHfTensor(const std::string& dir, const TensorFiles& files, const HfConfig& config, const Planned& p) {
   const TensorFiles::Where* where = files.Find(p.name);
   if (where == nullptr) {
     std::string why;
@@ -265,7 +265,7 @@ std::string Listing(const std::vector<std::string>& names, size_t max_shown) {
   return s;
 }
 
-Result<HfModel> Load(const std::string& dir, const LoadTarget& target) {
+Result<HfModel> LoadFolder(const std::string& dir, const LoadTarget& target) {
   FLOVER_ASSIGN_OR_RETURN(HfConfig config, ReadHfConfig(dir));
   for (const std::string& note : config.notes) spdlog::info("{}: {}", dir, note);
   FLOVER_ASSIGN_OR_RETURN(TensorFiles files, OpenTensorFiles(dir));
@@ -274,8 +274,8 @@ Result<HfModel> Load(const std::string& dir, const LoadTarget& target) {
   // Every tensor checked before anything is allocated: config.json may claim any shape,
   // but tensors that exist with that shape bound the allocations by the files' sizes.
   std::set<std::string> used;
-  FLOVER_RETURN_IF_ERROR(ForEachTensor(config, nullptr, [&](const Planned& p) {
-    FLOVER_RETURN_IF_ERROR(CheckTensor(dir, files, config, p));
+  FLOVER_RETURN_IF_ERROR(ForEachHfTensor(config, nullptr, [&](const Planned& p) {
+    FLOVER_RETURN_IF_ERROR(CheckHfTensor(dir, files, config, p));
     used.insert(p.name);
     return Status::Ok();
   }));
@@ -294,7 +294,7 @@ Result<HfModel> Load(const std::string& dir, const LoadTarget& target) {
   w.spec = spec;
   w.layers.resize(spec.n_layers);
   const ShardDims local = ShardDimsFor(spec, target.shard);
-  FLOVER_RETURN_IF_ERROR(ForEachTensor(config, &w, [&](const Planned& p) -> Status {
+  FLOVER_RETURN_IF_ERROR(ForEachHfTensor(config, &w, [&](const Planned& p) -> Status {
     const TensorFiles::Where& where = *files.Find(p.name);
     Result<std::vector<float>> slice = ReadSlice(*where.reader, *where.tensor, p.split, spec, target.shard);
     if (!slice.ok()) return slice.status().WithContext(where.reader->path());
@@ -328,7 +328,7 @@ Result<HfModel> LoadHfModel(const std::string& path, const LoadTarget& target) {
     if (dir.empty()) dir = ".";
   }
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  return Load(dir, target);
+  return LoadFolder(dir, target);
 }
 
 }  // namespace flover

@@ -25,7 +25,7 @@ static_assert(std::endian::native == std::endian::little, "safetensors is little
 // A header nests {name: {"shape": [...]}}: 3 levels. Deeper JSON is not a safetensors
 // header; refusing it early bounds the parser's work on hostile input.
 constexpr int kMaxJsonDepth = 8;
-constexpr size_t kMaxDims = 8;
+constexpr size_t kMaxShapeDims = 8;
 constexpr size_t kMaxArrayElements = 1024;
 
 struct DtypeEntry {
@@ -184,7 +184,9 @@ Status SafetensorsReader::Parse() {
   }
   if (!header.is_object()) return Corruption("header is not a JSON object");
 
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();
+    const nlohmann::json& entry = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&name](const std::string& what) { return Corruption("tensor " + name + ": " + what); };
     if (!entry.is_object()) return bad("header entry is not an object");
@@ -199,7 +201,7 @@ Status SafetensorsReader::Parse() {
 
     const auto shape = entry.find("shape");
     if (shape == entry.end() || !shape->is_array()) return bad("shape is missing or not an array");
-    if (shape->size() > kMaxDims) return bad("shape has " + std::to_string(shape->size()) + " dimensions");
+    if (shape->size() > kMaxShapeDims) return bad("shape has " + std::to_string(shape->size()) + " dimensions");
     // Elements of all dims and of all but the first (the 2-D view's columns), each
     // without overflow (a zero first dim must not hide a huge product after it).
     uint64_t n_elements = 1, n_cols = 1;
