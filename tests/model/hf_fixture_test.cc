@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "common/cluster_config_reader.h"
+#include "common/tokenizer.h"
 #include "tests/comm/tp_group.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/kv_cache.h"
@@ -144,6 +146,26 @@ TEST_P(HfFixtureTest, TensorParallelTwoMatchesTransformers) {
     for (const Case& c : cases) runs[rank].push_back(Generate(decoder, c));
   });
   for (int rank = 0; rank < kWorld; ++rank) ExpectMatches(cases, runs[rank], "TP 2, rank " + std::to_string(rank));
+}
+
+// configs/hf-folder.yaml serves the tinyllama fixture folder: the config reads, the
+// folder loads as each of its ranks, fits the config, and its tokenizer has the
+// model's vocabulary.
+TEST(HfFolderConfigTest, ShippedConfigServesTheFolder) {
+  Result<ClusterConfig> config = LoadClusterConfig(std::string(FLOVER_SOURCE_DIR) + "/configs/hf-folder.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  for (int rank = 0; rank < config->tensor_parallel; ++rank) {
+    Result<LoadedModel> model = LoadModel(config->model.path, 0, LoadTarget{ShardInfo{rank, config->tensor_parallel},
+                                                                          [&](const ModelSpec& spec) {
+                                                                            return ValidateAgainstModel(*config, spec);
+                                                                          }});
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    EXPECT_EQ(model->weights.spec.ToString(), "dim=32 hidden=64 layers=2 heads=4 kv_heads=2 vocab=512 seq=256 separate_classifier");
+    if (rank > 0) continue;
+    Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(config->model.tokenizer);
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString() << " (FLOVER_MODELS_DIR)";
+    EXPECT_EQ(tokenizer->vocab_size(), model->weights.spec.vocab_size);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixtureTest,
