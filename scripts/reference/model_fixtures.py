@@ -121,10 +121,9 @@ MODELS = {
 
 def fmt(x):
     """7 significant digits, valid JSON."""
-    s = format(float(x), '.7g')
-    if not math.isfinite(float(x)):
+    if not math.isfinite(x):
         raise ValueError(f'non-finite logit {x}')
-    return s
+    return format(x, '.7g')
 
 
 def vec(v):
@@ -144,10 +143,7 @@ def write_reference(path, ref):
         if isinstance(value, str):
             out.append(f'  {json.dumps(key)}: {json.dumps(value)}{comma}')
             continue
-        kind = key.split('_')[-1]
-        if key == 'step_logits':
-            kind = 'logits'
-        rows = [vec(r) if kind == 'logits' else ids(r) for r in value]
+        rows = [vec(r) if key.endswith('logits') else ids(r) for r in value]
         out.append(f'  {json.dumps(key)}: [')
         out.append(',\n'.join('    ' + r for r in rows))
         out.append(f'  ]{comma}')
