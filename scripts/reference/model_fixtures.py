@@ -192,9 +192,8 @@ def build(name, spec, folder):
 
 
 def load_fp32(spec, folder):
-    model = spec['cls'].from_pretrained(folder, torch_dtype=torch.float32,
-                                        attn_implementation='eager').eval()
-    return model
+    return spec['cls'].from_pretrained(folder, torch_dtype=torch.float32,
+                                       attn_implementation='eager').eval()
 
 
 def check_exact(name, stored, loaded):
