@@ -130,7 +130,7 @@ def quantize_file(src, dst, qtype):
         data = np.asarray(t.data)
         if t.tensor_type == T.F32 and data.ndim == 2 and data.shape[-1] % block_size == 0:
             q = gguf.quants.quantize(data.astype(np.float32), qtype)
-            writer.add_tensor(t.name, q, raw_shape=data.shape, raw_dtype=qtype)
+            writer.add_tensor(t.name, q, raw_dtype=qtype)  # shape from the bytes per row
             n_quantized += 1
             print(f"  {t.name} {list(data.shape)} -> {qtype.name}")
         else:
