@@ -84,6 +84,18 @@ TEST(ShardedLoadTest, Q8_0GgufEveryRankOfTwo) {
   }
 }
 
+// vocab 5 over 4 ranks: 2 LM head rows per rank, so the last rank's rows begin past the
+// vocabulary (all padding) and it reads none.
+TEST(ShardedLoadTest, RankWhoseLmHeadRowsAreAllPadding) {
+  ScratchDir dir;
+  ModelSpec spec = testing::SmallSpec(/*shared_classifier=*/false);
+  spec.n_kv_heads = 4;
+  spec.vocab_size = 5;
+  const ModelWeights w = testing::RandomWeights(spec, 15);
+  ASSERT_TRUE(testing::LlamaGguf(w).WriteFile(dir.Path("m.gguf")));
+  ExpectShardedLoadsMatch(dir.Path("m.gguf"), 4);
+}
+
 TEST(ShardedLoadTest, DummyPresetsShardTheSameValues) {
   ExpectShardedLoadsMatch("dummy:tiny", 2);
   ExpectShardedLoadsMatch("dummy:tiny", 4);

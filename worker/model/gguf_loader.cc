@@ -82,6 +82,7 @@ constexpr uint64_t kChunkFloats = uint64_t{1} << 20;
 Result<std::vector<float>> ReadSlice(GgufReader& r, const GgufTensorInfo& info, const TensorSlice& slice) {
   const uint64_t n_cols = info.layout->n_cols;
   std::vector<float> out(static_cast<size_t>(slice.padded_rows * slice.n_cols), 0.0f);
+  if (slice.n_rows == 0) return out;  // an LM head slice that is all padding
   if (slice.col_begin == 0 && static_cast<uint64_t>(slice.n_cols) == n_cols) {
     FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(info, slice.row_begin, slice.n_rows, out.data()));
     return out;
