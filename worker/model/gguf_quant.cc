@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -175,18 +176,20 @@ void BlockQ6_K(const uint8_t* b, float* y) {
   const float d = LoadHalf(b + 208);
   for (int h = 0; h < 2; ++h) {
     for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        const int i = 128 * h + 32 * c + l;
-        const int lo = (ql[64 * h + 32 * (c % 2) + l] >> (4 * (c / 2))) & 0x0F;
-        const int hi = (qh[32 * h + l] >> (2 * c)) & 0x03;
-        const float ds = d * static_cast<float>(scales[i / 16]);
-        y[i] = ds * static_cast<float>((lo | (hi << 4)) - 32);
+      const uint8_t* lo_bytes = ql + 64 * h + 32 * (c % 2);
+      const int lo_shift = 4 * (c / 2), hi_shift = 2 * c;
+      float* out = y + 128 * h + 32 * c;
+      for (int g = 0; g < 2; ++g) {  // 16 values per scale
+        const float ds = d * static_cast<float>(scales[8 * h + 2 * c + g]);
+        for (int l = 16 * g; l < 16 * g + 16; ++l) {
+          const int lo = (lo_bytes[l] >> lo_shift) & 0x0F;
+          const int hi = (qh[32 * h + l] >> hi_shift) & 0x03;
+          out[l] = ds * static_cast<float>((lo | (hi << 4)) - 32);
+        }
       }
     }
   }
 }
-
-void BlockBF16(const uint8_t* b, float* y) { *y = std::bit_cast<float>(static_cast<uint32_t>(LoadU16(b)) << 16); }
 
 using BlockFn = void (*)(const uint8_t*, float*);
 
@@ -200,7 +203,6 @@ BlockFn BlockFnOf(uint32_t type) {
     case kGgmlTypeQ4_K: return BlockQ4_K;
     case kGgmlTypeQ5_K: return BlockQ5_K;
     case kGgmlTypeQ6_K: return BlockQ6_K;
-    case kGgmlTypeBF16: return BlockBF16;
     default: return nullptr;
   }
 }
@@ -273,8 +275,8 @@ void DequantizeGgml(uint32_t ggml_type, const uint8_t* src, float* dst, size_t n
     return;
   }
   if (ggml_type == kGgmlTypeF16) {
-    // Through an aligned buffer: `src` may be unaligned.
-    constexpr size_t kChunk = 4096;
+    // Through an aligned buffer on the stack: `src` may be unaligned.
+    constexpr size_t kChunk = 16384;
     const int64_t n_chunks = static_cast<int64_t>((n_values + kChunk - 1) / kChunk);
 #pragma omp parallel for schedule(static) if (n_chunks > 16)
     for (int64_t c = 0; c < n_chunks; ++c) {
@@ -282,8 +284,14 @@ void DequantizeGgml(uint32_t ggml_type, const uint8_t* src, float* dst, size_t n
       const size_t begin = static_cast<size_t>(c) * kChunk;
       const size_t len = std::min(kChunk, n_values - begin);
       std::memcpy(halves, src + 2 * begin, 2 * len);
-      ConvertHalfToFloat(halves, dst + begin, len);
+      ConvertHalfToFloatSerial(halves, dst + begin, len);
     }
+    return;
+  }
+  if (ggml_type == kGgmlTypeBF16) {  // the top half of an fp32
+    const int64_t n = static_cast<int64_t>(n_values);
+#pragma omp parallel for schedule(static) if (n > (int64_t{1} << 18))
+    for (int64_t i = 0; i < n; ++i) dst[i] = std::bit_cast<float>(static_cast<uint32_t>(LoadU16(src + 2 * i)) << 16);
     return;
   }
   const BlockFn fn = BlockFnOf(ggml_type);
@@ -341,20 +349,23 @@ bool HasF16c() {
 
 }  // namespace
 
+void ConvertHalfToFloatSerial(const uint16_t* src, float* dst, size_t n) {
+#if defined(__x86_64__)
+  if (HasF16c()) {
+    ConvertHalfToFloatF16c(src, dst, n);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; ++i) dst[i] = HalfToFloat(src[i]);
+}
+
 void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n) {
   constexpr size_t kChunk = size_t{1} << 16;
   const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
 #pragma omp parallel for schedule(static) if (n_chunks > 4)
   for (int64_t c = 0; c < n_chunks; ++c) {
     const size_t begin = static_cast<size_t>(c) * kChunk;
-    const size_t len = std::min(kChunk, n - begin);
-#if defined(__x86_64__)
-    if (HasF16c()) {
-      ConvertHalfToFloatF16c(src + begin, dst + begin, len);
-      continue;
-    }
-#endif
-    for (size_t i = 0; i < len; ++i) dst[begin + i] = HalfToFloat(src[begin + i]);
+    ConvertHalfToFloatSerial(src + begin, dst + begin, std::min(kChunk, n - begin));
   }
 }
 

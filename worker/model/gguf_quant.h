@@ -87,6 +87,9 @@ void DequantizeGgml(uint32_t ggml_type, const uint8_t* src, float* dst, size_t n
 // NaN with their payload).
 float HalfToFloat(uint16_t h);
 // Converts n halves; uses F16C when the CPU has it and the result is identical.
+// ConvertHalfToFloat spreads large arrays over the OpenMP threads; the Serial one stays
+// on the calling thread.
 void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n);
+void ConvertHalfToFloatSerial(const uint16_t* src, float* dst, size_t n);
 
 }  // namespace flover
