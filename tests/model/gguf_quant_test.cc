@@ -18,6 +18,8 @@
 
 #include "tests/model/gguf_writer.h"
 #include "tests/model/raw_bytes.h"
+#include "tests/model/test_model_files.h"
+#include "worker/model/gguf_loader.h"
 #include "worker/model/gguf_reader.h"
 
 namespace flover {
@@ -25,7 +27,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string Fixture(const std::string& name) { return std::string(FLOVER_GGUF_QUANT_FIXTURES) + "/" + name; }
+std::string Fixture(const std::string& name) {
+  return std::string(FLOVER_SOURCE_DIR) + "/tests/fixtures/gguf_quant/" + name;
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -228,6 +232,32 @@ TEST(GgufQuantTest, ReaderReadsRowRangesInChunks) {
       }
     }
   }
+}
+
+// A Q8_0 file written by llama.cpp's converter (tests/fixtures/models/tinyllama, from the
+// same fp16 checkpoint as model-f16.gguf there): every matrix loads to exactly the Q8_0
+// of the f16 file's values as gguf-py quantizes them (checked above to be the test
+// writer's), the norms as they are.
+TEST(GgufQuantTest, LlamaCppQ8_0FileIsTheQ8_0OfItsF16File) {
+  const std::string dir = std::string(FLOVER_SOURCE_DIR) + "/tests/fixtures/models/tinyllama/";
+  Result<GgufModel> f16 = LoadGgufModel(dir + "model-f16.gguf");
+  ASSERT_TRUE(f16.ok()) << f16.status().ToString();
+  Result<GgufModel> q8 = LoadGgufModel(dir + "model-q8_0.gguf");
+  ASSERT_TRUE(q8.ok()) << q8.status().ToString();
+  ModelWeights expected = f16->weights;
+  auto quantize = [](std::vector<float>& t) {
+    std::vector<float> back;
+    testing::QuantizeQ8_0(t, &back);
+    t = std::move(back);
+  };
+  quantize(expected.token_embedding);
+  quantize(expected.classifier);
+  for (LayerWeights& l : expected.layers)
+    for (std::vector<float>* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) quantize(*t);
+  testing::ExpectSameWeights(expected, q8->weights);
+  EXPECT_NE(q8->weights.layers[1].w2, f16->weights.layers[1].w2);
+  ASSERT_TRUE(q8->tokenizer.has_value());
+  EXPECT_EQ(q8->tokenizer->vocab_size(), 512);
 }
 
 }  // namespace
