@@ -1,16 +1,20 @@
 // The decoder on every architecture shape ModelSpec describes (architectures.h), on one
 // rank: its logits equal the independent reference model's up to float rounding, its
 // greedy argmax equals the argmax of its logits, and a sequence's logits are the same
-// bits fused with others as alone. (Tensor parallelism: tests/comm/tensor_parallel_test.cc.)
+// bits fused with others as alone; an engine over it generates the reference's greedy
+// tokens. (Tensor parallelism: tests/comm/tensor_parallel_test.cc.)
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "tests/engine/architectures.h"
 #include "tests/engine/decoder_runs.h"
 #include "tests/engine/reference_model.h"
+#include "worker/engine/cpu_backend.h"
 #include "worker/engine/decoder.h"
+#include "worker/engine/engine.h"
 
 namespace flover {
 namespace {
@@ -90,6 +94,51 @@ TEST_P(ArchitectureTest, FusedLogitsAreTheBitsOfEachSequenceAlone) {
       EXPECT_EQ(std::memcmp(alone[step].data(), fused[step].data() + s * vocab, sizeof(float) * vocab), 0)
           << "sequence " << s << " step " << step;
   }
+}
+
+// The serving path: an engine over a CPU backend, requests joining at successive steps
+// and their prompts split into prefill chunks fused with the others' decodes, generates
+// the reference's greedy tokens.
+TEST_P(ArchitectureTest, EngineGeneratesTheReferenceGreedyTokens) {
+  const ModelWeights w = ArchitectureWeights(GetParam().spec, 25);
+  constexpr int kMaxTokens = 40;
+  std::vector<std::vector<int>> expected;
+  for (const std::vector<int>& prompt : kPrompts) {
+    testing::ReferenceModel ref(w);
+    expected.push_back(ref.Greedy(prompt, static_cast<int>(prompt.size()) - 1 + kMaxTokens));
+  }
+  Result<std::unique_ptr<CpuBackend>> backend =
+      CpuBackend::Create(w, ShardInfo{}, nullptr, KvCacheConfig{16, int64_t{1} << 30, 64});
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  EngineConfig config;
+  config.max_step_tokens = 3;
+  Result<std::unique_ptr<Engine>> engine = Engine::Create(std::move(backend).value(), config);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+
+  std::map<uint64_t, size_t> index;
+  std::vector<std::vector<int>> got(kPrompts.size());
+  std::vector<EngineEvent> events;
+  for (int step = 0; step < 1000 && (step < static_cast<int>(kPrompts.size()) || (*engine)->has_work()); ++step) {
+    if (step < static_cast<int>(kPrompts.size())) {
+      RequestParams r;
+      r.prompt = kPrompts[step];
+      r.stop.max_tokens = kMaxTokens;
+      Result<uint64_t> id = (*engine)->Add(r);
+      ASSERT_TRUE(id.ok()) << id.status().ToString();
+      index[*id] = static_cast<size_t>(step);
+    }
+    events.clear();
+    const Status status = (*engine)->Step(&events);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    for (const EngineEvent& e : events)
+      if (e.token >= 0) got[index.at(e.request_id)].push_back(e.token);
+  }
+  size_t n_generated = 0;
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    EXPECT_EQ(got[i], expected[i]) << "prompt " << i;
+    n_generated += expected[i].size();
+  }
+  EXPECT_GE(n_generated, static_cast<size_t>(kMaxTokens)) << "the sequences ended at once: nothing was compared";
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryShape, ArchitectureTest, ::testing::ValuesIn(testing::SmallArchitectures()),
