@@ -96,7 +96,7 @@ class Decoder {
     std::vector<float> w13;
     std::vector<float> b1;              // [hidden_dim]             ffn_bias
     std::vector<float> w2;              // [dim, hidden_dim]
-    std::vector<float> b2;              // [dim], whole on every rank  ffn_bias
+    std::vector<float> b2;              // [dim] (whole on every rank)  ffn_bias
   };
   // One partial output of a row-split matrix w ([dim, in_dim]) applied to `in` [n, in_dim].
   struct Projection {
