@@ -80,6 +80,9 @@ Status ModelSpec::Validate() const {
   if (!(rope_theta > 0.0f)) return InvalidArgument("rope_theta must be positive");
   if (bos_id < 0 || bos_id >= vocab_size || eos_id < 0 || eos_id >= vocab_size)
     return InvalidArgument("bos_id/eos_id outside the vocabulary of " + std::to_string(vocab_size));
+  if (extra_eos_ids.size() > kMaxExtraEosIds)
+    return InvalidArgument(std::to_string(extra_eos_ids.size()) + " end-of-text ids; at most " +
+                           std::to_string(kMaxExtraEosIds + 1) + " are supported");
   for (int id : extra_eos_ids)
     if (id < 0 || id >= vocab_size)
       return InvalidArgument("eos id " + std::to_string(id) + " outside the vocabulary of " + std::to_string(vocab_size));

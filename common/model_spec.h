@@ -63,7 +63,8 @@ struct ModelSpec {
   int eos_id = 2;
   // Further ids that end a sequence like eos_id (generation_config.json may list several:
   // LLaMA 3's <|eot_id|> and <|eom_id|>). Not part of the shape: ToString leaves them out.
-  std::vector<int> extra_eos_ids{};
+  std::vector<int> extra_eos_ids{};  // at most kMaxExtraEosIds
+  static constexpr int kMaxExtraEosIds = 8;
 
   // Architecture (defaults: LLaMA). `arch` names it in messages ("llama", "mistral",
   // "qwen2", "gptj"); the forward pass reads only the fields after it.

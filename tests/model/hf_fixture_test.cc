@@ -8,16 +8,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/cluster_config_reader.h"
 #include "common/tokenizer.h"
 #include "tests/comm/tp_group.h"
+#include "tests/hf_reference.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/model/model_loader.h"
@@ -29,8 +27,6 @@ namespace {
 constexpr double kTolerance = 1e-4;
 constexpr int kBlockSize = 16;
 
-std::string FixtureDir(const std::string& name) { return std::string(FLOVER_FIXTURES_DIR) + "/" + name; }
-
 // One prompt and what transformers computed for it.
 struct Case {
   std::vector<int> prompt;
@@ -38,34 +34,13 @@ struct Case {
   std::vector<std::vector<float>> step_logits;  // [0]: at the last prompt position; then decode steps
 };
 
-std::vector<Case> ReadCases(const std::string& dir) {
-  std::ifstream in(dir + "/reference.json");
-  EXPECT_TRUE(in.good()) << dir << "/reference.json is missing";
-  if (!in.good()) return {};
-  const nlohmann::json ref = nlohmann::json::parse(in);
+// The prompts of a fixture (its long prompt too), with prompt 0's decode-step logits.
+std::vector<Case> Cases(const testing::HfReference& ref) {
   std::vector<Case> cases;
-  auto add = [&](const char* prompts, const char* greedy, const char* logits) {
-    for (size_t p = 0; p < ref[prompts].size(); ++p) {
-      Case c{ref[prompts][p].get<std::vector<int>>(), ref[greedy][p].get<std::vector<int>>(),
-             {ref[logits][p].get<std::vector<float>>()}};
-      cases.push_back(std::move(c));
-    }
-  };
-  add("prompts", "greedy", "logits");
-  // Prompt 0's logits at each of its first decode steps (step_logits[0] is the prefill).
-  const auto& steps = ref["step_logits"];
-  for (size_t i = 1; i < steps.size(); ++i) cases[0].step_logits.push_back(steps[i].get<std::vector<float>>());
-  if (ref.contains("long_prompts")) add("long_prompts", "long_greedy", "long_logits");
+  for (size_t p = 0; p < ref.prompts.size(); ++p) cases.push_back({ref.prompts[p], ref.greedy[p], {ref.logits[p]}});
+  for (size_t i = 1; i < ref.step_logits.size() && !cases.empty(); ++i)  // step_logits[0] is the prefill
+    cases[0].step_logits.push_back(ref.step_logits[i]);
   return cases;
-}
-
-double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff = std::max(diff, std::fabs(static_cast<double>(got[i]) - want[i]));
-    scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
-  }
-  return diff / std::max(scale, 1e-30);
 }
 
 int Argmax(const std::vector<float>& v) {  // lowest id among equal maxima (the sampler's greedy choice)
@@ -114,16 +89,18 @@ void ExpectMatches(const std::vector<Case>& cases, const std::vector<Generated>&
     EXPECT_EQ(runs[p].tokens, cases[p].greedy);
     for (size_t i = 0; i < cases[p].step_logits.size() && i < runs[p].logits.size(); ++i) {
       ASSERT_EQ(runs[p].logits[i].size(), cases[p].step_logits[i].size());
-      EXPECT_LT(RelativeError(runs[p].logits[i], cases[p].step_logits[i]), kTolerance) << "step " << i;
+      EXPECT_LT(testing::RowRelativeError(runs[p].logits[i].data(), cases[p].step_logits[i]), kTolerance)
+          << "step " << i;
     }
   }
 }
 
-class HfFixtureTest : public ::testing::TestWithParam<const char*> {};
+class HfFixtureTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HfFixtureTest, GreedyTokensAndLogitsMatchTransformers) {
-  const std::string dir = FixtureDir(GetParam());
-  const std::vector<Case> cases = ReadCases(dir);
+  const testing::HfReference ref = testing::LoadHfReference(GetParam());
+  const std::string& dir = ref.folder;
+  const std::vector<Case> cases = Cases(ref);
   ASSERT_FALSE(cases.empty());
   Result<LoadedModel> model = LoadModel(dir);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
@@ -134,8 +111,9 @@ TEST_P(HfFixtureTest, GreedyTokensAndLogitsMatchTransformers) {
 }
 
 TEST_P(HfFixtureTest, TensorParallelTwoMatchesTransformers) {
-  const std::string dir = FixtureDir(GetParam());
-  const std::vector<Case> cases = ReadCases(dir);
+  const testing::HfReference ref = testing::LoadHfReference(GetParam());
+  const std::string& dir = ref.folder;
+  const std::vector<Case> cases = Cases(ref);
   ASSERT_FALSE(cases.empty());
   constexpr int kWorld = 2;
   std::vector<std::vector<Generated>> runs(kWorld);
@@ -168,9 +146,8 @@ TEST(HfFolderConfigTest, ShippedConfigServesTheFolder) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixtureTest,
-                         ::testing::Values("llama2", "tinyllama", "llama3", "mistral", "qwen2", "gptj"),
-                         [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixtureTest, ::testing::ValuesIn(testing::HfFixtureNames()),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace flover

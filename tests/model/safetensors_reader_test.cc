@@ -14,7 +14,7 @@
 #include "tests/model/gguf_writer.h"
 #include "tests/model/raw_bytes.h"
 #include "tests/model/safetensors_writer.h"
-#include "worker/model/gguf_reader.h"
+#include "worker/model/gguf_quant.h"
 #include "tests/model/test_model_files.h"
 
 namespace flover {

@@ -207,38 +207,17 @@ Status CheckHfTensor(const std::string& dir, const TensorFiles& files, const HfC
   return Status::Ok();
 }
 
-// Rank shard.rank's slice of tensor t (shard.h's table), converted to fp32, read from the
-// mapping alone. The LM head's last rank is padded with zero rows.
+// Rank shard.rank's slice of tensor t (SliceOf, shard.h), converted to fp32, read from
+// the mapping alone. The LM head's last rank is padded with zero rows.
 Result<std::vector<float>> ReadSlice(const SafetensorsReader& r, const SafetensorsTensor& t, TensorSplit split,
                                      const ModelSpec& spec, const ShardInfo& shard) {
-  int64_t row_begin = 0, n_rows = t.rows(), col_begin = 0, n_cols = t.cols(), padded_rows = t.rows();
-  if (shard.world > 1 && split != TensorSplit::kReplicated) {
-    const ShardDims d = ShardDimsFor(spec, shard);
-    const int rank = shard.rank;
-    auto rows = [&](int64_t local) {
-      row_begin = rank * local;
-      n_rows = padded_rows = local;
-    };
-    auto cols = [&](int64_t local) {
-      col_begin = rank * local;
-      n_cols = local;
-    };
-    switch (split) {
-      case TensorSplit::kQRows: rows(d.q_dim); break;
-      case TensorSplit::kKvRows: rows(d.kv_dim); break;
-      case TensorSplit::kHiddenRows: rows(d.hidden_dim); break;
-      case TensorSplit::kQCols: cols(d.q_dim); break;
-      case TensorSplit::kHiddenCols: cols(d.hidden_dim); break;
-      case TensorSplit::kVocabRows:
-        row_begin = std::min<int64_t>(d.vocab_begin, spec.vocab_size);
-        n_rows = std::max<int64_t>(0, std::min<int64_t>(d.vocab_per_rank, spec.vocab_size - d.vocab_begin));
-        padded_rows = d.vocab_per_rank;
-        break;
-      case TensorSplit::kReplicated: break;
-    }
-  }
-  std::vector<float> out(static_cast<size_t>(padded_rows * n_cols), 0.0f);
-  FLOVER_RETURN_IF_ERROR(r.ReadFloat(t, row_begin, n_rows, col_begin, n_cols, out.data()));
+  if (shard.world == 1 || split == TensorSplit::kReplicated) return r.ReadFloat(t);
+  const TensorSlice s = SliceOf(split, spec, shard, t.n_elements);
+  FLOVER_CHECK(s.rows == t.rows() && s.cols == t.cols())
+      << t.name << " " << ShapeString(t.shape) << " sliced as [" << s.rows << ", " << s.cols << "]";
+  std::vector<float> out(static_cast<size_t>(s.padded_rows * s.n_cols), 0.0f);
+  if (s.n_rows > 0)  // a last rank of the LM head may hold padding only (vocabulary 5 over 4 ranks)
+    FLOVER_RETURN_IF_ERROR(r.ReadFloat(t, s.row_begin, s.n_rows, s.col_begin, s.n_cols, out.data()));
   return out;
 }
 

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <utility>
 
-#include "worker/model/gguf_reader.h"  // ConvertHalfToFloat
+#include "worker/model/gguf_quant.h"  // ConvertHalfToFloatSerial
 
 namespace flover {
 namespace {
@@ -284,7 +284,7 @@ Status SafetensorsReader::ReadFloat(const SafetensorsTensor& t, int64_t row_begi
     }
     std::memcpy(half.data(), src, half.size() * sizeof(uint16_t));  // the mapping may be unaligned
     if (t.dtype == SafetensorsDtype::kF16) {
-      ConvertHalfToFloat(half.data(), out, half.size());
+      ConvertHalfToFloatSerial(half.data(), out, half.size());
     } else {
       for (size_t i = 0; i < half.size(); ++i) out[i] = BFloat16ToFloat(half[i]);
     }

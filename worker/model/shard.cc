@@ -7,32 +7,13 @@
 namespace flover {
 namespace {
 
-// Rows [row_begin, row_begin + n_rows) of a row-major matrix with `cols` columns,
-// followed by zero rows up to `padded_rows`. Rows past the matrix's end read as zero.
-std::vector<float> SliceRows(const std::vector<float>& m, int cols, int row_begin, int n_rows, int padded_rows) {
-  std::vector<float> out(static_cast<size_t>(padded_rows) * cols, 0.0f);
-  const int total_rows = static_cast<int>(m.size() / cols);
-  const int copy_rows = std::max(0, std::min(n_rows, total_rows - row_begin));
-  if (copy_rows > 0)
-    std::copy_n(m.begin() + static_cast<size_t>(row_begin) * cols, static_cast<size_t>(copy_rows) * cols,
-                out.begin());
+// `slice` of a whole tensor `m` (row-major [slice.rows, slice.cols]).
+std::vector<float> Cut(const std::vector<float>& m, const TensorSlice& slice) {
+  std::vector<float> out(static_cast<size_t>(slice.padded_rows * slice.n_cols), 0.0f);
+  for (int64_t r = 0; r < slice.n_rows; ++r)
+    std::copy_n(m.begin() + (slice.row_begin + r) * slice.cols + slice.col_begin, slice.n_cols,
+                out.begin() + r * slice.n_cols);
   return out;
-}
-
-// Columns [col_begin, col_begin + n_cols) of every row of a [rows, cols] matrix.
-std::vector<float> SliceCols(const std::vector<float>& m, int rows, int cols, int col_begin, int n_cols) {
-  std::vector<float> out(static_cast<size_t>(rows) * n_cols);
-  for (int r = 0; r < rows; ++r)
-    std::copy_n(m.begin() + static_cast<size_t>(r) * cols + col_begin, n_cols,
-                out.begin() + static_cast<size_t>(r) * n_cols);
-  return out;
-}
-
-// Rank's LM head rows [vocab_begin, vocab_begin + vocab_per_rank) of a [vocab, dim] matrix,
-// the last rank's padded with zero rows.
-std::vector<float> LmHeadRows(const std::vector<float>& lm_head, const ModelSpec& spec, const ShardDims& d) {
-  return SliceRows(lm_head, spec.dim, d.vocab_begin, std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin),
-                   d.vocab_per_rank);
 }
 
 Status CheckShardSize(const std::string& name, const std::vector<float>& t, int64_t expected) {
@@ -136,31 +117,30 @@ int64_t LocalSize(const TensorInfo<Owner>& t, const ModelSpec& spec, const Shard
 template int64_t LocalSize(const TensorInfo<LayerWeights>&, const ModelSpec&, const ShardDims&, int);
 template int64_t LocalSize(const TensorInfo<ModelWeights>&, const ModelSpec&, const ShardDims&, int);
 
+TensorSlice SliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, int64_t n_elements) {
+  if (shard.world == 1 || split == TensorSplit::kReplicated) return {1, n_elements, 0, 1, 1, 0, n_elements};
+  const ShardDims d = ShardDimsFor(spec, shard);
+  const int64_t split_size = SplitDimSize(split, spec);
+  const int64_t local = LocalSplitDimSize(split, d);
+  const int64_t other = n_elements / split_size;  // the unsplit dimension
+  const int64_t begin = split == TensorSplit::kVocabRows ? d.vocab_begin : shard.rank * local;
+  if (split == TensorSplit::kQCols || split == TensorSplit::kHiddenCols)
+    return {other, split_size, 0, other, other, begin, local};
+  // Rows; only the LM head's last rank runs past the end (and pads).
+  const int64_t n_rows = std::clamp<int64_t>(split_size - begin, 0, local);
+  return {split_size, other, begin, n_rows, local, 0, other};
+}
+
 std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard,
                                std::vector<float> full) {
   if (shard.world == 1 || split == TensorSplit::kReplicated) return full;
-  const ShardDims d = ShardDimsFor(spec, shard);
-  const int rank = shard.rank;
-  const int split_size = SplitDimSize(split, spec);
-  const int other = static_cast<int>(full.size() / split_size);  // the unsplit dimension
-  switch (split) {
-    case TensorSplit::kQRows: return SliceRows(full, other, rank * d.q_dim, d.q_dim, d.q_dim);
-    case TensorSplit::kKvRows: return SliceRows(full, other, rank * d.kv_dim, d.kv_dim, d.kv_dim);
-    case TensorSplit::kHiddenRows: return SliceRows(full, other, rank * d.hidden_dim, d.hidden_dim, d.hidden_dim);
-    case TensorSplit::kQCols: return SliceCols(full, other, split_size, rank * d.q_dim, d.q_dim);
-    case TensorSplit::kHiddenCols: return SliceCols(full, other, split_size, rank * d.hidden_dim, d.hidden_dim);
-    case TensorSplit::kVocabRows:
-      return SliceRows(full, other, d.vocab_begin, std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin),
-                       d.vocab_per_rank);
-    case TensorSplit::kReplicated: break;
-  }
-  return full;
+  return Cut(full, SliceOf(split, spec, shard, static_cast<int64_t>(full.size())));
 }
 
 void FinishShard(ModelWeights& weights, const ShardInfo& shard) {
   if (shard.world == 1 || !weights.classifier.empty()) return;
-  weights.classifier =
-      LmHeadRows(weights.token_embedding, weights.spec, ShardDimsFor(weights.spec, shard));
+  weights.classifier = Cut(weights.token_embedding, SliceOf(TensorSplit::kVocabRows, weights.spec, shard,
+                                                          static_cast<int64_t>(weights.token_embedding.size())));
 }
 
 int64_t ShardParams(const ModelSpec& spec, int world) {

@@ -17,6 +17,7 @@
 // Thread-safety: free functions without shared state.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -61,8 +62,28 @@ Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world);
 TensorSplit SplitOf(std::vector<float> LayerWeights::*member);
 TensorSplit SplitOf(std::vector<float> ModelWeights::*member);
 
-// Rank shard.rank's part of one whole tensor, for loaders that shard each tensor as
-// soon as it is read (so a rank never holds more than its shard and one whole tensor).
+// The part of one whole tensor of n_elements values that rank shard.rank keeps. The
+// tensor is seen as a row-major [rows, cols] matrix whose split dimension (rows for a row
+// split, cols for a column split) has its full size from the spec and the other
+// dimension the rest (so vectors work too); the rank keeps rows [row_begin, row_begin +
+// n_rows), then zero rows up to padded_rows (only the LM head's last rank pads), and of
+// each the columns [col_begin, col_begin + n_cols). world 1 and kReplicated: all of it,
+// as one row. Lets a loader read only the rows it keeps.
+struct TensorSlice {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_begin = 0;
+  int64_t n_rows = 0;
+  int64_t padded_rows = 0;
+  int64_t col_begin = 0;
+  int64_t n_cols = 0;
+};
+// REQUIRES: as ShardTensor, with n_elements the tensor's full size.
+TensorSlice SliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, int64_t n_elements);
+
+// Rank shard.rank's part of one whole tensor (SliceOf), for loaders that shard each
+// tensor as soon as it is read (so a rank never holds more than its shard and one whole
+// tensor).
 // Works for matrices and vectors alike (the split dimension's full size comes from the
 // spec, the other is the rest). world 1 returns `full` unchanged. REQUIRES:
 // CheckTensorParallel(spec, shard.world) is OK, 0 <= rank < world, and `full` has the
