@@ -6,7 +6,8 @@
 //           from the fused gate/up GEMM's fp32 rows [gate (hidden) | up (hidden)];
 //   GELU:   out[r, j] = T(gelu(h[r, j] + bias[j])), GPT-J's "gelu_new" tanh approximation
 //           gelu(v) = 0.5 * v * (1 + tanh(sqrt(2 / pi) * (v + 0.044715 * v^3))),
-//           from the fc_in GEMM's fp32 rows, its bias added first.
+//           from the fc_in GEMM's fp32 rows, its bias added first (cpu::AddBias, then
+//           cpu::GeluTanh, in one pass).
 // Thread-safety: the launcher is reentrant; it only enqueues work on `stream`.
 #pragma once
 
