@@ -4,7 +4,8 @@
 // with biases + LM head bias, and a shape mixing them), against the CPU Decoder, on
 // weights whose norm weights and biases are random too (ArchitectureWeights).
 //
-// All need a GPU (skipped otherwise, with a message):
+// Without a GPU: DeviceWeightBytes counts every tensor of every shape once, at its local
+// size. The rest needs a GPU (skipped otherwise, with a message):
 //   - dummy weights generated on the device equal host-generated ones uploaded, every
 //     buffer byte for byte, whole and as tensor-parallel shards, in every dtype;
 //   - the first fused prefill step's logits match the CPU Decoder's (normalised error)
@@ -110,6 +111,23 @@ std::vector<DummyCase> DummyCases() {
   std::vector<DummyCase> cases = {{preset, up_to_4}, {odd, up_to_4}};
   for (const Architecture& a : SmallArchitectures()) cases.push_back({a.spec, {{0, 1}, {0, 2}, {1, 2}}});
   return cases;
+}
+
+// At fp32 every tensor takes 4 bytes an element, so the device weights of a shard are
+// ShardParams * 4 bytes (the norms and biases are fp32 in every dtype; fp16 and bf16
+// store the matrices in 2 bytes). Needs no GPU.
+TEST(CudaArchitecturesArgs, DeviceWeightBytesCountEveryTensorOnce) {
+  for (const DummyCase& c : DummyCases()) {
+    for (const ShardInfo& shard : c.shards) {
+      SCOPED_TRACE(c.spec.ToString() + " rank " + std::to_string(shard.rank) + "/" + std::to_string(shard.world));
+      const int64_t fp32 = DeviceWeightBytes(c.spec, shard, DType::kF32);
+      EXPECT_EQ(fp32, ShardParams(c.spec, shard.world) * 4);
+      const int64_t fp16 = DeviceWeightBytes(c.spec, shard, DType::kF16);
+      EXPECT_EQ(fp16, DeviceWeightBytes(c.spec, shard, DType::kBF16));
+      EXPECT_LT(fp16, fp32);
+      EXPECT_GT(fp16, fp32 / 2);  // the fp32 vectors
+    }
+  }
 }
 
 TEST(CudaArchitectures, DeviceDummyShardsEqualShardWeightsOfTheFullModel) {
