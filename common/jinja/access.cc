@@ -37,8 +37,8 @@ std::optional<size_t> PythonIndex(const Sequence& items, int64_t index) {
 
 [[noreturn]] void FailPartlyUsed() {
   Fail(ErrorKind::kUnsupported,
-       "a generator (what map, select, ... return) is used again after |first took an item from it; use |list "
-       "first");
+       "using a generator (what map, select, ... return) again after |first took an item from it is not supported; "
+       "apply |list first");
 }
 
 std::optional<int64_t> SliceBound(const Value& v) {

@@ -140,6 +140,12 @@ class Evaluator {
                                                               namespaces_.push_back(ns);
                                                               return ns;
                                                             }}));
+    for (const char* name : {"cycler", "joiner", "lipsum"}) {
+      const std::string refused = name;
+      globals->vars.Set(name, Value::Callable(Function{refused, [refused](Args&, Budget&) -> Value {
+                                                        Fail(ErrorKind::kUnsupported, refused + "() is not supported");
+                                                      }}));
+    }
     globals->vars.Set("dict", Value::Callable(Function{"dict", [](Args& args, Budget&) {
                                                          return Value::Dict(ObjectOf("dict", args));
                                                        }}));

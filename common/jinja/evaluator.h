@@ -4,7 +4,8 @@
 // Scopes follow jinja2: each for loop iteration and each macro call opens a scope; `set`
 // writes the innermost scope (so a `set` inside a loop is not seen after it, which is
 // what namespace() is for), `if` opens none. Names are looked up from the innermost
-// scope out to the variables, then the globals range(), namespace() and dict().
+// scope out to the variables, then the globals range(), namespace() and dict()
+// (jinja2's cycler(), joiner() and lipsum() are refused as unsupported).
 // Break and continue end loops; `loop` has index, index0, revindex, revindex0, first,
 // last, length, previtem, nextitem, depth, depth0 and cycle().
 //

@@ -21,10 +21,14 @@ constexpr std::string_view kStrMethods[] = {
     "partition",  "removeprefix", "removesuffix", "replace", "rfind",       "rindex",       "rjust",
     "rpartition", "rsplit",     "rstrip",    "split",       "splitlines",   "startswith",   "strip",
     "swapcase",   "title",      "translate", "upper",       "zfill"};
-constexpr std::string_view kDictMethods[] = {"clear", "copy", "fromkeys", "get", "items", "keys",
-                                             "pop", "popitem", "setdefault", "update", "values"};
-constexpr std::string_view kListMethods[] = {"append", "clear", "copy", "count", "extend", "index",
-                                             "insert", "pop", "remove", "reverse", "sort"};
+constexpr std::string_view kDictMethods[] = {"copy", "fromkeys", "get", "items", "keys", "values"};
+constexpr std::string_view kNumberAttributes[] = {"as_integer_ratio", "bit_count", "bit_length", "conjugate",
+                                                  "denominator", "from_bytes", "fromhex", "hex", "imag",
+                                                  "is_integer", "numerator", "real", "to_bytes"};
+constexpr std::string_view kListMethods[] = {"copy", "count", "index"};
+// What the immutable sandbox hides: methods that modify a list or dict.
+constexpr std::string_view kDictModifiers[] = {"clear", "pop", "popitem", "setdefault", "update"};
+constexpr std::string_view kListModifiers[] = {"append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort"};
 
 template <size_t N>
 bool In(const std::string_view (&names)[N], std::string_view name) {
@@ -43,6 +47,11 @@ Value Refused(std::string name) {
   return Value::Callable(Function{name, [name](Args&, Budget&) -> Value {
                                     Fail(ErrorKind::kUnsupported, "the method " + name + "() is not supported");
                                   }});
+}
+
+// jinja2's unsafe_undefined: an undefined that fails when used.
+Value Unsafe(const Value& self, const std::string& name) {
+  return Value::Undefined("access to attribute '" + name + "' of '" + TypeName(self) + "' object is unsafe.");
 }
 
 // `chars` of strip(): absent or none strips whitespace.
@@ -262,11 +271,18 @@ std::optional<Value> FindMethod(const Value& self, const std::string& name) {
     case Value::Kind::kDict:
       if (std::optional<Value> m = Lookup(self, "dict", kDictImplemented, name)) return m;
       if (In(kDictMethods, name)) return Refused("dict." + name);
+      if (In(kDictModifiers, name)) return Unsafe(self, name);
       return std::nullopt;
     case Value::Kind::kList:
       if ((self.shape() == Value::ListShape::kList && In(kListMethods, name)) ||
           (self.shape() == Value::ListShape::kTuple && (name == "count" || name == "index")))
         return Refused(std::string(TypeName(self)) + "." + name);
+      if (self.shape() == Value::ListShape::kList && In(kListModifiers, name)) return Unsafe(self, name);
+      return std::nullopt;
+    case Value::Kind::kBool:
+    case Value::Kind::kInt:
+    case Value::Kind::kFloat:
+      if (In(kNumberAttributes, name)) return Refused(std::string(TypeName(self)) + "." + name);
       return std::nullopt;
     default: return std::nullopt;
   }

@@ -1,9 +1,10 @@
 // The Python methods templates call on strings and dicts ("x".strip(), d.get("k"),
 // d.items(), ...), bound to their object. Supported: str.strip, lstrip, rstrip,
 // startswith, endswith, split, upper, lower, title, capitalize, replace, find, count,
-// join; dict.get, items, keys, values. Other methods Python has on str, dict and list
-// are found too, as functions that throw Unsupported when called, so that a template
-// never silently takes them for undefined.
+// join; dict.get, items, keys, values. Other methods and attributes Python has on str,
+// dict, list and numbers are found too, as functions that throw Unsupported when called
+// or printed, so that a template never silently takes them for undefined; those that
+// modify a list or dict are undefined, as jinja2's immutable sandbox hides them.
 //
 // Thread-safety: pure functions.
 #pragma once

@@ -75,7 +75,7 @@ class Value {
   const std::string& as_string() const { return *std::get<kStringIndex>(v_); }
   const std::vector<Value>& items() const { return std::get<kListIndex>(v_)->items; }
   ListShape shape() const { return std::get<kListIndex>(v_)->shape; }
-  bool is_tuple() const { return shape() == ListShape::kTuple; }
+  bool is_tuple() const { return is_list() && shape() == ListShape::kTuple; }
   // REQUIRES: a kIterator.
   IteratorState iterator_state() const { return std::get<kListIndex>(v_)->state; }
   void set_iterator_state(IteratorState state) const { std::get<kListIndex>(v_)->state = state; }
