@@ -87,6 +87,10 @@ void AddTransformersFunctions(jinja::Object* variables) {
 Result<ChatTemplate> ChatTemplate::Parse(std::string_view source, ChatTokens tokens) {
   if (TrimAscii(source).empty()) return InvalidArgument("the chat template is empty");
   const std::string* builtin = BuiltinChatTemplate(source);
+  const bool jinja = source.find("{{") != std::string_view::npos || source.find("{%") != std::string_view::npos;
+  if (!builtin && !jinja)
+    return InvalidArgument("'" + std::string(TrimAscii(source).substr(0, 64)) +
+                           "' is neither a built-in chat template (" + KnownChatTemplates() + ") nor a Jinja text");
   const std::string_view text = builtin ? std::string_view(*builtin) : source;
   Result<jinja::Template> parsed = jinja::Template::Parse(text);
   if (!parsed.ok())

@@ -58,9 +58,9 @@ void AddTransformersFunctions(jinja::Object* variables);
 
 class ChatTemplate {
  public:
-  // `source`: a built-in name or a Jinja text. InvalidArgument when it is empty, or
-  // (with line and column) when the text does not parse or uses a construct the engine
-  // does not support.
+  // `source`: a built-in name, or a Jinja text (one with a "{{" or "{%"). InvalidArgument
+  // when it is empty or another name, or (with line and column) when the text does not
+  // parse or uses a construct the engine does not support.
   static Result<ChatTemplate> Parse(std::string_view source, ChatTokens tokens);
 
   // The prompt text of `messages`, without a leading bos_token (see above). The

@@ -161,8 +161,8 @@ std::vector<Value> Iterate(const Value& v) {
       return v.items();
     case Value::Kind::kDict: {
       std::vector<Value> keys;
-      keys.reserve(v.dict().entries.size());
-      for (const auto& entry : v.dict().entries) keys.push_back(Value::String(entry.first));
+      keys.reserve(v.dict().entries().size());
+      for (const auto& entry : v.dict().entries()) keys.push_back(Value::String(entry.first));
       return keys;
     }
     case Value::Kind::kString: {
@@ -188,8 +188,8 @@ std::optional<Value> FirstItem(const Value& v) {
       return items[0];
     }
     case Value::Kind::kDict:
-      if (v.dict().entries.empty()) return std::nullopt;
-      return Value::String(v.dict().entries[0].first);
+      if (v.dict().entries().empty()) return std::nullopt;
+      return Value::String(v.dict().entries()[0].first);
     case Value::Kind::kString: {
       if (v.as_string().empty()) return std::nullopt;
       size_t length;
@@ -207,7 +207,7 @@ int64_t Length(const Value& v) {
     case Value::Kind::kList:
       if (v.shape() == Value::ListShape::kIterator) break;
       return static_cast<int64_t>(v.items().size());
-    case Value::Kind::kDict: return static_cast<int64_t>(v.dict().entries.size());
+    case Value::Kind::kDict: return static_cast<int64_t>(v.dict().entries().size());
     default: break;
   }
   Fail(ErrorKind::kRender, "object of type '" + std::string(TypeName(v)) + "' has no len()");
@@ -232,6 +232,15 @@ bool Contains(const Value& container, const Value& item) {
     default: break;
   }
   Fail(ErrorKind::kRender, "argument of type '" + std::string(TypeName(container)) + "' is not iterable");
+}
+
+int64_t ScanCost(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kString: return static_cast<int64_t>(v.as_string().size() / 64) + 1;
+    case Value::Kind::kList: return static_cast<int64_t>(v.items().size()) + 1;
+    case Value::Kind::kDict: return static_cast<int64_t>(v.dict().entries().size()) + 1;
+    default: return 1;
+  }
 }
 
 }  // namespace flover::jinja

@@ -39,4 +39,8 @@ int64_t Length(const Value& v);
 // `item in container`.
 bool Contains(const Value& container, const Value& item);
 
+// The work of reading all of `v`, in budget steps: bytes/64 of a str, the items of a
+// list or dict, 1 otherwise. Operations that scan a value charge it (budget.h).
+int64_t ScanCost(const Value& v);
+
 }  // namespace flover::jinja

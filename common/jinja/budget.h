@@ -31,6 +31,12 @@ class Budget {
   void CheckString(size_t bytes) const;
   // Charges for building a list of `n` items; throws a Limit error above max_items.
   void ChargeItems(size_t n);
+  // Charges, before it starts, for searching a text of `haystack` bytes for one of
+  // `needle` bytes (find, count, replace, split, `in`), at the worst case of a plain
+  // search, so that no pattern can make the search itself the unbounded work.
+  void ChargeSearch(size_t haystack, size_t needle) {
+    Charge(static_cast<int64_t>((haystack / 64 + 1) * (needle / 64 + 1)));
+  }
 
  private:
   const RenderLimits limits_;

@@ -94,8 +94,8 @@ class Evaluator {
 
   ~Evaluator() {
     // Namespaces and scopes holding macros can reach themselves; break the cycles.
-    for (const Value& ns : namespaces_) ns.ns().attributes.entries.clear();
-    for (const ScopePtr& scope : macro_scopes_) scope->vars.entries.clear();
+    for (const Value& ns : namespaces_) ns.ns().attributes.Clear();
+    for (const ScopePtr& scope : macro_scopes_) scope->vars.Clear();
   }
 
   std::string Run(const Body& body, const Object& variables) {
@@ -404,18 +404,32 @@ class Evaluator {
             Fail(ErrorKind::kUnsupported, std::string("dict keys other than strings are not supported, got ") + TypeName(key));
           object.Set(key.as_string(), operand(i + 1));
         }
-        budget_.ChargeItems(object.entries.size());
+        budget_.ChargeItems(object.entries().size());
         return Value::Dict(std::move(object));
       }
       case Expr::Kind::kAttribute: return GetAttribute(operand(0), e.name);
-      case Expr::Kind::kItem: return GetItem(operand(0), operand(1));
+      case Expr::Kind::kItem: {
+        const Value object = operand(0);
+        if (object.is_string()) budget_.Charge(ScanCost(object));  // indexing a str decodes it
+        return GetItem(object, operand(1));
+      }
       case Expr::Kind::kSlice: {
+        const Value object = operand(0);
+        budget_.Charge(ScanCost(object));
         const auto bound = [&](size_t i) { return e.operands[i] ? operand(i) : Value::None(); };
-        return GetSlice(operand(0), bound(1), bound(2), bound(3), budget_);
+        return GetSlice(object, bound(1), bound(2), bound(3), budget_);
       }
       case Expr::Kind::kCall: return Call(e, scope);
       case Expr::Kind::kFilter: return ApplyFilter(e.name, operand(0), ArgsOf(e, scope), budget_);
-      case Expr::Kind::kTest: return Value::Bool(ApplyTest(e.name, operand(0), ArgsOf(e, scope)) != e.negated);
+      case Expr::Kind::kTest: {
+        const Value subject = operand(0);
+        Args args = ArgsOf(e, scope);
+        budget_.Charge(ScanCost(subject));
+        for (const Value& arg : args.positional) budget_.Charge(ScanCost(arg));
+        if (e.name == "in" && subject.is_string() && !args.positional.empty() && args.positional[0].is_string())
+          budget_.ChargeSearch(args.positional[0].as_string().size(), subject.as_string().size());
+        return Value::Bool(ApplyTest(e.name, subject, std::move(args)) != e.negated);
+      }
       case Expr::Kind::kUnary: return Unary(e.name, operand(0));
       case Expr::Kind::kBinary:
         if (e.name == "and") {
@@ -492,7 +506,10 @@ class Evaluator {
       if (a.is_integral() && (b.is_string() || b.is_list())) return Repeat(b, a.as_int());
       if (b.is_integral() && (a.is_string() || a.is_list())) return Repeat(a, b.as_int());
     }
-    if (op == "%" && a.is_string()) return Format(a.as_string(), b);
+    if (op == "%" && a.is_string()) {
+      budget_.Charge(ScanCost(a));
+      return Format(a.as_string(), b);
+    }
     FailOperands(op, a, b);
   }
 
@@ -601,7 +618,12 @@ class Evaluator {
     FailOperands(op, a, b);
   }
 
-  static bool CompareOp(const std::string& op, const Value& a, const Value& b) {
+  bool CompareOp(const std::string& op, const Value& a, const Value& b) {
+    if ((op == "in" || op == "notin") && a.is_string() && b.is_string()) {
+      budget_.ChargeSearch(b.as_string().size(), a.as_string().size());
+    } else {
+      budget_.Charge(ScanCost(a) + ScanCost(b));
+    }
     if (op == "==") return Equal(a, b);
     if (op == "!=") return !Equal(a, b);
     if (op == "in") return Contains(b, a);

@@ -241,7 +241,7 @@ Value DictSortFilter(const Value& input, Args& args, Budget& budget) {
   if (by != "key" && by != "value") Fail(ErrorKind::kRender, "filter 'dictsort': 'by' must be 'key' or 'value'");
   if (!input.is_dict()) Fail(ErrorKind::kRender, std::string("filter 'dictsort' needs a dict, got ") + TypeName(input));
   std::vector<Value> pairs;
-  for (const auto& [key, value] : input.dict().entries)
+  for (const auto& [key, value] : input.dict().entries())
     pairs.push_back(Value::List({Value::String(key), value}, Shape::kTuple));
   const size_t pos = by == "key" ? 0 : 1;
   std::stable_sort(pairs.begin(), pairs.end(), [&](const Value& x, const Value& y) {
@@ -304,7 +304,7 @@ Value ItemsFilter(const Value& input, Args& args, Budget& budget) {
   if (input.is_undefined()) return Generator({}, budget);
   if (!input.is_dict()) Fail(ErrorKind::kRender, "filter 'items': can only get item pairs from a mapping");
   std::vector<Value> pairs;
-  for (const auto& [key, value] : input.dict().entries)
+  for (const auto& [key, value] : input.dict().entries())
     pairs.push_back(Value::List({Value::String(key), value}, Shape::kTuple));
   return Generator(std::move(pairs), budget);
 }
@@ -580,7 +580,7 @@ Value ApplyFilter(std::string_view name, const Value& input, Args args, Budget& 
   if (!filter)
     Fail(ErrorKind::kUnsupported, IsJinjaFilterName(name) ? "the filter '" + std::string(name) + "' is not supported"
                                                           : "no filter named '" + std::string(name) + "'");
-  budget.Charge(1);
+  budget.Charge(ScanCost(input));
   Value out = filter(input, args, budget);
   if (out.is_string()) budget.CheckString(out.as_string().size());
   return out;

@@ -86,7 +86,7 @@ void Write(const Value& v, const JsonFormat& f, int depth, std::string* out) {
     }
     case Value::Kind::kDict: {
       std::vector<const std::pair<std::string, Value>*> entries;
-      for (const auto& entry : v.dict().entries) entries.push_back(&entry);
+      for (const auto& entry : v.dict().entries()) entries.push_back(&entry);
       if (entries.empty()) {
         *out += "{}";
         return;

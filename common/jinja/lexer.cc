@@ -43,10 +43,7 @@ class Lexer {
  public:
   Lexer(std::string_view source, const LexOptions& options) : src_(NormalizeNewlines(source)), options_(options) {
     if (std::optional<size_t> bad = FindInvalidUtf8(src_))
-      Fail(ErrorKind::kSyntax, "the template is not valid UTF-8", PositionOfBytes(*bad));
-    line_starts_.push_back(0);
-    for (size_t i = 0; i < src_.size(); ++i)
-      if (src_[i] == '\n') line_starts_.push_back(i + 1);
+      Fail(ErrorKind::kSyntax, "the template is not valid UTF-8", PositionAt(*bad));
   }
 
   std::vector<Token> Run() {
@@ -80,24 +77,23 @@ class Lexer {
   }
 
  private:
+  // The position of `offset`. Tokens ask in increasing order, so the count goes on
+  // from the last answer (linear in the source, not quadratic).
   Position PositionAt(size_t offset) const {
-    const auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset) - 1;
-    const size_t start = *it;
-    return {static_cast<int>(it - line_starts_.begin()) + 1,
-            static_cast<int>(CharCount(std::string_view(src_).substr(start, offset - start))) + 1};
-  }
-  // Before line_starts_ exists (the UTF-8 check): count lines by hand.
-  Position PositionOfBytes(size_t offset) const {
-    Position p;
-    for (size_t i = 0; i < offset; ++i) {
-      if (src_[i] == '\n') {
-        ++p.line;
-        p.column = 1;
-      } else if ((static_cast<unsigned char>(src_[i]) & 0xC0) != 0x80) {
-        ++p.column;
+    if (offset < cursor_offset_) {
+      cursor_offset_ = 0;
+      cursor_ = Position{};
+    }
+    for (; cursor_offset_ < offset && cursor_offset_ < src_.size(); ++cursor_offset_) {
+      const unsigned char c = static_cast<unsigned char>(src_[cursor_offset_]);
+      if (c == '\n') {
+        ++cursor_.line;
+        cursor_.column = 1;
+      } else if ((c & 0xC0) != 0x80) {
+        ++cursor_.column;
       }
     }
-    return p;
+    return cursor_;
   }
 
   [[noreturn]] void SyntaxError(std::string message, size_t offset) const {
@@ -404,7 +400,8 @@ class Lexer {
 
   const std::string src_;
   const LexOptions options_;
-  std::vector<size_t> line_starts_;  // byte offsets of each line's start
+  mutable size_t cursor_offset_ = 0;  // PositionAt's last answer: the position of this offset
+  mutable Position cursor_;
   std::vector<Token> tokens_;
 };
 

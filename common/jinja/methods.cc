@@ -39,7 +39,10 @@ using Method = Value (*)(const Value& self, Args& args, Budget& budget);
 
 Value Bind(const Value& self, std::string name, Method method) {
   return Value::Callable(
-      Function{std::move(name), [self, method](Args& args, Budget& budget) { return method(self, args, budget); }});
+      Function{std::move(name), [self, method](Args& args, Budget& budget) {
+                 budget.Charge(ScanCost(self));
+                 return method(self, args, budget);
+               }});
 }
 
 // A method Python has and the engine does not: calling it is an error.
@@ -115,6 +118,7 @@ Value StrSplit(const Value& self, Args& args, Budget& budget) {
   std::optional<std::string> sep;
   if (const Value* s = a.Get(0); s && !s->is_none()) sep = a.String(0);
   if (sep && sep->empty()) Fail(ErrorKind::kRender, "str.split: empty separator");
+  if (sep) budget.ChargeSearch(self.as_string().size(), sep->size());
   std::vector<Value> out;
   for (std::string& piece : Split(self.as_string(), sep, a.Integer(1).value_or(-1)))
     out.push_back(Value::String(std::move(piece)));
@@ -148,21 +152,24 @@ Value StrReplace(const Value& self, Args& args, Budget& budget) {
   return Value::String(ReplaceWithin(self.as_string(), old, replacement, a.Integer(2).value_or(-1), budget));
 }
 
-Value StrFind(const Value& self, Args& args, Budget&) {
+Value StrFind(const Value& self, Args& args, Budget& budget) {
   const BoundArgs a("str.find", std::move(args), {"sub", "start", "end"});
   RefuseBounds(a, "str.find");
   (void)a.Required(0);
-  const size_t at = self.as_string().find(*a.String(0));
+  const std::string sub = *a.String(0);
+  budget.ChargeSearch(self.as_string().size(), sub.size());
+  const size_t at = self.as_string().find(sub);
   if (at == std::string::npos) return Value::Int(-1);
   return Value::Int(static_cast<int64_t>(CharCount(std::string_view(self.as_string()).substr(0, at))));
 }
 
-Value StrCount(const Value& self, Args& args, Budget&) {
+Value StrCount(const Value& self, Args& args, Budget& budget) {
   const BoundArgs a("str.count", std::move(args), {"sub", "start", "end"});
   RefuseBounds(a, "str.count");
   (void)a.Required(0);
   const std::string sub = *a.String(0);
   const std::string& s = self.as_string();
+  budget.ChargeSearch(s.size(), sub.size());
   if (sub.empty()) return Value::Int(static_cast<int64_t>(CharCount(s)) + 1);
   int64_t n = 0;
   for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
@@ -197,7 +204,7 @@ Value DictGet(const Value& self, Args& args, Budget&) {
 Value DictItems(const Value& self, Args& args, Budget& budget) {
   const BoundArgs a("dict.items", std::move(args), {});
   std::vector<Value> out;
-  for (const auto& [key, value] : self.dict().entries)
+  for (const auto& [key, value] : self.dict().entries())
     out.push_back(Value::List({Value::String(key), value}, Value::ListShape::kTuple));
   budget.ChargeItems(out.size());
   return Value::List(std::move(out), Value::ListShape::kView);
@@ -206,7 +213,7 @@ Value DictItems(const Value& self, Args& args, Budget& budget) {
 Value DictKeys(const Value& self, Args& args, Budget& budget) {
   const BoundArgs a("dict.keys", std::move(args), {});
   std::vector<Value> out;
-  for (const auto& entry : self.dict().entries) out.push_back(Value::String(entry.first));
+  for (const auto& entry : self.dict().entries()) out.push_back(Value::String(entry.first));
   budget.ChargeItems(out.size());
   return Value::List(std::move(out), Value::ListShape::kView);
 }
@@ -214,7 +221,7 @@ Value DictKeys(const Value& self, Args& args, Budget& budget) {
 Value DictValues(const Value& self, Args& args, Budget& budget) {
   const BoundArgs a("dict.values", std::move(args), {});
   std::vector<Value> out;
-  for (const auto& entry : self.dict().entries) out.push_back(entry.second);
+  for (const auto& entry : self.dict().entries()) out.push_back(entry.second);
   budget.ChargeItems(out.size());
   return Value::List(std::move(out), Value::ListShape::kView);
 }
@@ -245,6 +252,7 @@ std::optional<Value> Lookup(const Value& self, const std::string& type, const Na
 
 std::string ReplaceWithin(std::string_view s, std::string_view old, std::string_view replacement, int64_t count,
                           Budget& budget) {
+  budget.ChargeSearch(s.size(), old.size());
   // The size first: a replacement can multiply the length.
   size_t n = 0;
   const size_t limit = count < 0 ? SIZE_MAX : static_cast<size_t>(count);

@@ -715,7 +715,7 @@ class Parser {
   }
 
   ExprPtr ParseCall(ExprPtr callee) {
-    ExprPtr e = Node(Expr::Kind::kCall, Current().position);
+    ExprPtr e = Node(Expr::Kind::kCall, callee->position);
     Add(e.get(), std::move(callee));
     ParseCallArgs(e.get());
     return e;

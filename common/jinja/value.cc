@@ -38,9 +38,9 @@ std::string ReprItems(const std::vector<Value>& items, int depth, size_t max_byt
 
 std::string ReprObject(const Object& object, int depth, size_t max_bytes) {
   std::string out = "{";
-  for (size_t i = 0; i < object.entries.size(); ++i) {
-    out += (i ? ", " : "") + StringRepr(object.entries[i].first) + ": " +
-           ReprAt(object.entries[i].second, depth, max_bytes);
+  for (size_t i = 0; i < object.entries().size(); ++i) {
+    out += (i ? ", " : "") + StringRepr(object.entries()[i].first) + ": " +
+           ReprAt(object.entries()[i].second, depth, max_bytes);
     CheckLength(out, max_bytes);
   }
   return out + "}";
@@ -76,20 +76,38 @@ std::string ReprAt(const Value& v, int depth, size_t max_bytes) {
 
 }  // namespace
 
+std::optional<size_t> Object::IndexOf(std::string_view key) const {
+  if (!index_.empty()) {
+    const auto it = index_.find(std::string(key));
+    if (it == index_.end()) return std::nullopt;
+    return it->second;
+  }
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (entries_[i].first == key) return i;
+  return std::nullopt;
+}
+
 const Value* Object::Find(std::string_view key) const {
-  for (const auto& [k, v] : entries)
-    if (k == key) return &v;
-  return nullptr;
+  const std::optional<size_t> i = IndexOf(key);
+  return i ? &entries_[*i].second : nullptr;
 }
 
 void Object::Set(std::string key, Value value) {
-  for (auto& [k, v] : entries) {
-    if (k == key) {
-      v = std::move(value);
-      return;
-    }
+  if (const std::optional<size_t> i = IndexOf(key)) {
+    entries_[*i].second = std::move(value);
+    return;
   }
-  entries.emplace_back(std::move(key), std::move(value));
+  entries_.emplace_back(std::move(key), std::move(value));
+  if (!index_.empty()) {
+    index_.emplace(entries_.back().first, entries_.size() - 1);
+  } else if (entries_.size() >= kIndexFrom) {
+    for (size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].first, i);
+  }
+}
+
+void Object::Clear() {
+  entries_.clear();
+  index_.clear();
 }
 
 Value::Value() = default;
@@ -157,7 +175,7 @@ bool Truthy(const Value& v) {
     case Value::Kind::kFloat: return v.as_double() != 0.0;
     case Value::Kind::kString: return !v.as_string().empty();
     case Value::Kind::kList: return v.shape() == Value::ListShape::kIterator || !v.items().empty();
-    case Value::Kind::kDict: return !v.dict().entries.empty();
+    case Value::Kind::kDict: return !v.dict().entries().empty();
     case Value::Kind::kNamespace:
     case Value::Kind::kFunction: return true;
   }
@@ -180,8 +198,8 @@ bool Equal(const Value& v, const Value& w) {
     case Value::Kind::kDict: {
       const Object& a = v.dict();
       const Object& b = w.dict();
-      if (a.entries.size() != b.entries.size()) return false;
-      for (const auto& [key, value] : a.entries) {
+      if (a.entries().size() != b.entries().size()) return false;
+      for (const auto& [key, value] : a.entries()) {
         const Value* other = b.Find(key);
         if (!other || !Equal(value, *other)) return false;
       }

@@ -17,8 +17,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -27,7 +29,7 @@ namespace flover::jinja {
 
 class Value;
 struct Function;
-struct Object;
+class Object;
 struct Namespace;
 
 class Value {
@@ -111,13 +113,24 @@ class Value {
   Storage v_;
 };
 
-// A Python dict with string keys, in insertion order.
-struct Object {
-  std::vector<std::pair<std::string, Value>> entries;
-
+// A Python dict with string keys, in insertion order. Lookups are linear while it is
+// small and go through a hash index once it grows (a template or its variables can
+// hold large dicts).
+class Object {
+ public:
+  const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
   const Value* Find(std::string_view key) const;
   // Sets `key`, keeping its place when it exists.
   void Set(std::string key, Value value);
+  void Clear();
+
+ private:
+  static constexpr size_t kIndexFrom = 16;  // entries from which index_ is kept
+
+  std::optional<size_t> IndexOf(std::string_view key) const;
+
+  std::vector<std::pair<std::string, Value>> entries_;
+  std::unordered_map<std::string, size_t> index_;  // key -> position in entries_; empty while small
 };
 
 // jinja2's namespace(): attributes a template may assign.

@@ -145,6 +145,7 @@ TOOL_CONVERSATIONS = {
                 ],
             },
             {"role": "tool", "tool_call_id": "call12345", "content": '{"temperature": 21.5}'},
+            msg("assistant", "It is 21.5 °C in Paris."),
             msg("user", "Thanks"),
         ],
         [WEATHER_TOOL],
