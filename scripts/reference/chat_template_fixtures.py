@@ -11,14 +11,16 @@ Writes
   tests/fixtures/jinja/expected.json: small templates that pin down the engine's
       semantics (SNIPPETS below).
 The C++ tests (tests/common/jinja_golden_test.cc) compare with these files; they need
-no Python. Rerun after changing a template or a case:
+no Python. Rerun after changing a template or a case, with jinja2 pinned in a venv of
+its own (build/venv is the HTTP tests', scripts/python-env.sh):
 
-  python3 -m venv build/venv && build/venv/bin/pip install jinja2==3.1.4
-  build/venv/bin/python scripts/reference/chat_template_fixtures.py
+  python3 -m venv build/jinja-venv && build/jinja-venv/bin/pip install jinja2==3.1.4
+  build/jinja-venv/bin/python scripts/reference/chat_template_fixtures.py
 """
 
 import json
 import pathlib
+import re
 import sys
 
 import jinja2
@@ -64,9 +66,10 @@ def environment():
 
 
 def render(env, source, variables):
-    """{"output": text} or {"error": "Type: message"}."""
+    """{"output": text} or {"error": "Type: message"}. Object addresses are masked, so
+    that the files are the same on every run."""
     try:
-        return {"output": env.from_string(source).render(**variables)}
+        return {"output": re.sub(r" at 0x[0-9a-f]+", " at 0x...", env.from_string(source).render(**variables))}
     except Exception as e:  # noqa: BLE001 - every failure is an expected outcome to record
         return {"error": f"{type(e).__name__}: {e}"}
 
