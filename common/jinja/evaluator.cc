@@ -132,9 +132,7 @@ class Evaluator {
   // ---------------------------------------------------------------- globals
 
   void AddGlobals(Scope* globals) {
-    globals->vars.Set("range", Value::Callable(Function{"range", [this](Args& args, Budget& budget) {
-                                                          return Range(args, budget);
-                                                        }}));
+    globals->vars.Set("range", Value::Callable(Function{"range", Range}));
     globals->vars.Set("namespace", Value::Callable(Function{"namespace", [this](Args& args, Budget&) {
                                                               Value ns = Value::NewNamespace(ObjectOf("namespace", args));
                                                               namespaces_.push_back(ns);
