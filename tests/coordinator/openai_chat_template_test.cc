@@ -13,7 +13,7 @@ namespace {
 
 using testing::Model;
 
-const std::vector<ChatMessage> kConversation = {
+const std::vector<ChatMessage> kChatConversation = {
     {"system", "S"}, {"user", "U1"}, {"assistant", "A1"}, {"user", "U2"}};
 
 ChatPrompt PromptOf(std::variant<ChatPrompt, ApiError> rendered) {
@@ -24,18 +24,18 @@ ChatPrompt PromptOf(std::variant<ChatPrompt, ApiError> rendered) {
   return std::get<ChatPrompt>(std::move(rendered));
 }
 
-ApiError ErrorOf(std::variant<ChatPrompt, ApiError> rendered) {
+ApiError RenderErrorOf(std::variant<ChatPrompt, ApiError> rendered) {
   if (ApiError* e = std::get_if<ApiError>(&rendered)) return std::move(*e);
   ADD_FAILURE() << "rendered: " << std::get<ChatPrompt>(rendered).text;
   return {};
 }
 
 TEST(OpenAiChatTemplate, BuiltinNamesAndTheirStopStrings) {
-  ChatPrompt p = PromptOf(RenderChatPrompt(Model(" Llama2 "), kConversation, true));
+  ChatPrompt p = PromptOf(RenderChatPrompt(Model(" Llama2 "), kChatConversation, true));
   // The leading BOS is the cluster's to add; the later one is text, as in the family's template.
   EXPECT_EQ(p.text, "[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST] A1 </s><s>[INST] U2 [/INST]");
   EXPECT_EQ(p.end_of_turn, std::vector<std::string>{"</s>"});
-  p = PromptOf(RenderChatPrompt(Model("gemma"), kConversation, false));
+  p = PromptOf(RenderChatPrompt(Model("gemma"), kChatConversation, false));
   EXPECT_EQ(p.text,
             "<start_of_turn>user\nS\n\nU1<end_of_turn>\n<start_of_turn>model\nA1<end_of_turn>\n<start_of_turn>user\n"
             "U2<end_of_turn>\n");
@@ -66,7 +66,7 @@ TEST(OpenAiChatTemplate, FailuresAre400sOnMessages) {
       {"{{ messages[0].name.first }}", "chat template: line 1, column 20: 'dict object' has no attribute 'name'"},
   };
   for (const auto& [source, message] : cases) {
-    const ApiError e = ErrorOf(RenderChatPrompt(Model(source), kConversation, true));
+    const ApiError e = RenderErrorOf(RenderChatPrompt(Model(source), kChatConversation, true));
     EXPECT_EQ(e.status, 400) << source;
     EXPECT_EQ(e.type, "invalid_request_error") << source;
     EXPECT_EQ(e.param, "messages") << source;
