@@ -25,8 +25,6 @@
 
 namespace flover::jinja {
 
-struct Stmt;
-
 struct TemplateOptions {
   bool trim_blocks = true;
   bool lstrip_blocks = true;

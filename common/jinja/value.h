@@ -10,8 +10,8 @@
 // An undefined value remembers why it is undefined ("'x' is undefined"), for the
 // error raised when a template uses it in a way jinja2's default Undefined refuses.
 //
-// Thread-safety: a Value may be read from several threads; a namespace must not be
-// written while another thread reads it.
+// Thread-safety: a Value may be read from several threads, except a namespace or a
+// generator, which its readers change; those are made by one render and stay in it.
 #pragma once
 
 #include <cstddef>
