@@ -27,6 +27,7 @@ std::vector<float> ModelSpec::RopeFrequencies() const {
   std::vector<float> freqs(static_cast<size_t>(rd / 2));
   for (int i = 0; i < rd; i += 2)  // run.c's float arithmetic: 1 / theta^(i / rotary_dim)
     freqs[i / 2] = 1.0f / powf(rope_theta, static_cast<float>(i) / static_cast<float>(rd));
+  for (size_t i = 0; i < rope_freq_factors.size() && i < freqs.size(); ++i) freqs[i] /= rope_freq_factors[i];
   if (rope_scaling.kind != RopeScaling::Kind::kLlama3) return freqs;
   // LLaMA 3.1: long wavelengths slowed down by `factor`, short ones kept, a smooth ramp
   // between (as Hugging Face transformers computes it).
@@ -76,6 +77,13 @@ Status ModelSpec::Validate() const {
     return InvalidArgument("rope_scaling (llama3) needs factor >= 1, 0 < low_freq_factor < high_freq_factor and "
                            "original_max_position_embeddings > 0");
   if (sliding_window < 0) return InvalidArgument("sliding_window must not be negative");
+  if (!rope_freq_factors.empty()) {
+    if (rope_freq_factors.size() != static_cast<size_t>(rotary_dims() / 2))
+      return InvalidArgument("rope_freq_factors has " + std::to_string(rope_freq_factors.size()) +
+                             " values; the rotary dims need " + std::to_string(rotary_dims() / 2));
+    for (float f : rope_freq_factors)
+      if (!(f > 0.0f) || !std::isfinite(f)) return InvalidArgument("rope_freq_factors must be positive and finite");
+  }
   if (!(norm_eps > 0.0f)) return InvalidArgument("norm_eps must be positive");
   if (!(rope_theta > 0.0f)) return InvalidArgument("rope_theta must be positive");
   if (bos_id < 0 || bos_id >= vocab_size || eos_id < 0 || eos_id >= vocab_size)

@@ -74,6 +74,9 @@ struct ModelSpec {
   bool parallel_residual = false;  // x += attn(h) + ffn(h), h = norm(x): one norm per layer
   int rotary_dim = 0;              // leading dims of each head that rotate; 0 = head_dim
   RopeScaling rope_scaling{};
+  // Per-pair divisors of the rotary frequencies [rotary_dims() / 2], as GGUF files of
+  // LLaMA 3.1+ store them (tensor rope_freqs.weight); empty for none.
+  std::vector<float> rope_freq_factors{};
   bool qkv_bias = false;           // biases on Wq, Wk, Wv
   bool ffn_bias = false;           // biases on W1 and W2 (GELU MLP)
   bool classifier_bias = false;    // bias on the LM head
@@ -91,7 +94,8 @@ struct ModelSpec {
   int rotary_dims() const { return rotary_dim > 0 ? rotary_dim : head_dim(); }
 
   // The rotation angle per position of each rotated pair [rotary_dims() / 2]:
-  // 1 / rope_theta^(2i / rotary_dims()), rescaled by rope_scaling.
+  // 1 / rope_theta^(2i / rotary_dims()), rescaled by rope_scaling, divided by
+  // rope_freq_factors.
   std::vector<float> RopeFrequencies() const;
 
   // Parameters held in weights (embedding, layers, norms, separate classifier if any).

@@ -215,6 +215,32 @@ TEST(GgufLoaderTest, RopeThetaAndEpsilonComeFromMetadata) {
   EXPECT_EQ(m->weights.spec.norm_eps, 1e-6f);
 }
 
+// LLaMA 3.1+ GGUF files carry the rescaled rotary frequencies as divisors
+// (rope_freqs.weight, [head_dim / 2]); each frequency is divided by its factor.
+TEST(GgufLoaderTest, RopeFreqsTensorDividesTheFrequencies) {
+  ScratchDir dir;
+  ModelWeights w = RandomWeights(SmallSpec(), 6);
+  const int pairs = w.spec.head_dim() / 2;
+  std::vector<float> factors(pairs);
+  for (int i = 0; i < pairs; ++i) factors[i] = 1.0f + 3.0f * i;
+  const std::vector<float> plain = w.spec.RopeFrequencies();
+  GgufWriter g = LlamaGguf(w);
+  g.AddTensorF32("rope_freqs.weight", {static_cast<uint64_t>(pairs)}, factors);
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->weights.spec.rope_freq_factors, factors);
+  const std::vector<float> scaled = m->weights.spec.RopeFrequencies();
+  ASSERT_EQ(scaled.size(), plain.size());
+  for (int i = 0; i < pairs; ++i) EXPECT_FLOAT_EQ(scaled[i], plain[i] / factors[i]) << i;
+
+  GgufWriter wrong_size = LlamaGguf(w);
+  wrong_size.AddTensorF32("rope_freqs.weight", {static_cast<uint64_t>(pairs + 1)}, std::vector<float>(pairs + 1, 1.0f));
+  ExpectError(dir, wrong_size, StatusCode::kCorruption, "rope_freqs.weight has shape");
+  GgufWriter zero = LlamaGguf(w);
+  zero.AddTensorF32("rope_freqs.weight", {static_cast<uint64_t>(pairs)}, std::vector<float>(pairs, 0.0f));
+  ExpectError(dir, zero, StatusCode::kCorruption, "rope_freq_factors must be positive");
+}
+
 TEST(GgufLoaderTest, ChatTemplateComesFromMetadata) {
   ScratchDir dir;
   GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 7));

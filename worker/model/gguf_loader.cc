@@ -235,6 +235,15 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
       spec, nullptr, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, Destination) {
         return CheckTensor(r, name, ne, meaning).status();
       }));
+  // LLaMA 3.1+ files carry their rescaled rotary frequencies as divisors.
+  if (const GgufTensorInfo* factors = r.FindTensor("rope_freqs.weight")) {
+    const uint64_t pairs = static_cast<uint64_t>(spec.rotary_dims() / 2);
+    FLOVER_ASSIGN_OR_RETURN(factors, CheckTensor(r, "rope_freqs.weight", {pairs}, "[head_dim / 2]"));
+    spec.rope_freq_factors.resize(pairs);
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(*factors, 0, factors->layout->n_rows, spec.rope_freq_factors.data()));
+    const Status valid = spec.Validate();
+    if (!valid.ok()) return Corruption("tensor rope_freqs.weight: " + valid.message());
+  }
   const bool has_output = r.FindTensor("output.weight") != nullptr;
   if (has_output) FLOVER_RETURN_IF_ERROR(CheckTensor(r, "output.weight", {d, v}, "[dim, vocab]").status());
   FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadVocab(r, spec));
