@@ -9,6 +9,7 @@
 // browsers do).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -27,5 +28,21 @@ class Utf8Stream {
 
 // `bytes` as valid UTF-8 (invalid parts replaced by U+FFFD).
 std::string ToValidUtf8(std::string_view bytes);
+bool IsValidUtf8(std::string_view bytes);
+
+// Characters of valid UTF-8 text, for the tokenizers.
+// The length in bytes of the character a lead byte starts (1 for bytes that cannot lead).
+inline size_t Utf8CharLength(unsigned char lead) {
+  if (lead < 0xC0) return 1;
+  if (lead < 0xE0) return 2;
+  if (lead < 0xF0) return 3;
+  return 4;
+}
+// The code point of the character at s[i]; `*length` gets its length in bytes.
+// REQUIRES: s is valid UTF-8 and s[i] starts a character.
+char32_t DecodeUtf8At(std::string_view s, size_t i, size_t* length);
+void AppendUtf8(char32_t code_point, std::string* out);
+// Unicode's White_Space property (what Rust's char::is_whitespace tests).
+bool IsUnicodeWhitespace(char32_t code_point);
 
 }  // namespace flover
