@@ -9,9 +9,9 @@
 //     decoding through the decoder pipeline (token_decoder.h).
 // LoadTokenizer (tokenizer_loader.h) picks the kind from what a user names.
 //
-// In both kinds, text that matches an added (special) token maps to that token's id,
-// and decoding gives special tokens' text (tokenizers' decode with
-// skip_special_tokens=False). Streamed text goes through a TokenStreamDecoder
+// Text that matches an added (special) token (tokenizer.json's added_tokens, GGUF
+// control tokens; a llama2.c file has none) maps to that token's id, and decoding gives
+// special tokens' text (tokenizers' decode with skip_special_tokens=False). Streamed text goes through a TokenStreamDecoder
 // (token_stream_decoder.h), which never splits a UTF-8 character.
 //
 // Thread-safety: immutable after construction; all methods are const, and copies share

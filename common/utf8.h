@@ -2,8 +2,8 @@
 // the vocabulary arrives as several byte tokens (<0xE2><0x9C><0x93>), so the piece of
 // one token can be part of a character, and a sampled byte token can be no valid UTF-8
 // at all. Protocol Buffers `string` fields must be valid UTF-8 (a reader refuses the
-// whole message otherwise), and users expect text, so the coordinator passes each
-// piece through a Utf8Stream: complete characters go out at once, the start of an
+// whole message otherwise), and users expect text, so streamed text passes through a
+// Utf8Stream (inside TokenStreamDecoder): complete characters go out at once, the start of an
 // unfinished one waits for the next piece, and bytes that cannot be UTF-8 become
 // U+FFFD (one per maximal invalid subpart, as the Unicode standard recommends and
 // browsers do).
