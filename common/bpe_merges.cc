@@ -1,5 +1,6 @@
 #include "common/bpe_merges.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 #include <utility>
@@ -33,9 +34,9 @@ Result<BpeModel> BpeModel::Build(std::unordered_map<std::string, int> vocab,
     const std::string where = "merge " + std::to_string(rank) + " (\"" + a + "\", \"" + b + "\")";
     if (a_id < 0) return InvalidArgument(where + ": \"" + a + "\" is not in the vocabulary");
     if (b_id < 0) return InvalidArgument(where + ": \"" + b + "\" is not in the vocabulary");
-    // The right side loses its continuing-subword prefix when it has one.
-    const bool b_has_prefix = prefix_len > 0 && b.compare(0, prefix_len, m.options_.continuing_subword_prefix) == 0;
-    merged.assign(a).append(b, b_has_prefix ? prefix_len : 0, std::string::npos);
+    // The right side loses as many bytes as the continuing-subword prefix has (tokenizers
+    // does not check that they are the prefix).
+    merged.assign(a).append(b, std::min(prefix_len, b.size()), std::string::npos);
     const int merged_id = m.TokenToId(merged);
     if (merged_id < 0) return InvalidArgument(where + ": the merged token \"" + merged + "\" is not in the vocabulary");
     m.merges_[PairKey(a_id, b_id)] = {static_cast<int>(rank), merged_id};

@@ -68,8 +68,10 @@ std::vector<std::pair<size_t, size_t>> UnicodeRegex::FindAll(std::string_view te
   bool have_last_end = false;
   size_t last_end = 0;
   while (start <= text.size()) {
-    const int rc = pcre2_match(code_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data.get(),
-                               code_->context);
+    int rc = pcre2_match(code_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data.get(), code_->context);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)  // the interpreter keeps its backtracking on the heap
+      rc = pcre2_match(code_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, data.get(),
+                       code_->context);
     if (rc < 0) break;  // no match, or a limit: the rest is unmatched
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data.get());
     const size_t begin = ovector[0], end = ovector[1];

@@ -16,6 +16,10 @@ check encode and decode against the reference without Python at test time:
                     byte fallback, Replace / ByteFallback / Fuse / Strip decoder
   llama2-metaspace  the same model converted with legacy=False: the Metaspace
                     pre-tokenizer (prepend_scheme "first")
+  features          the less common parts: NFKC and regex Replace normalizers, Split
+                    behaviours (merged with previous / next, removed, inverted), Digits,
+                    a continuing-subword prefix, single_word / rstrip / normalized added
+                    tokens, Replace and Strip decoders
 
 Each folder gets tokenizer.json, tokenizer_config.json and cases.json:
   {"tokenizers_version", "add_bos", "bos_id", "eos_id",
@@ -176,6 +180,31 @@ def build_gpt2():
     return tok, config, ["<|endoftext|>", "<mask>", "<tool>", "hello world"]
 
 
+def build_features():
+    tok = Tokenizer(models.BPE(continuing_subword_prefix="##"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                           normalizers.Strip(left=False, right=True)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\p{P}"), behavior="merged_with_previous"),
+        pre_tokenizers.Split(Regex(r"[<>]"), behavior="removed"),
+        pre_tokenizers.Split(Regex(r"\p{L}+"), behavior="contiguous", invert=True),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(" ", behavior="merged_with_next"),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False),
+    ])
+    tok.decoder = decoders.Sequence([decoders.Replace("##", ""), decoders.ByteLevel(), decoders.Strip(" ", 2, 0)])
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|sep|>"], show_progress=False,
+                                  continuing_subword_prefix="##", initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS.splitlines(keepends=True), trainer=trainer)
+    tok.add_special_tokens([AddedToken("<|sep|>", rstrip=True, special=True, normalized=False)])
+    tok.add_tokens([AddedToken("[NAME]", single_word=True, normalized=False), AddedToken("ﬁne", normalized=True)])
+    sep = tok.token_to_id("<|sep|>")
+    tok.post_processor = processors.TemplateProcessing(single="<|sep|> $A <|sep|>", pair="<|sep|> $A <|sep|> $B",
+                                                       special_tokens=[("<|sep|>", sep)])
+    config = {"bos_token": "<|sep|>", "eos_token": "<|sep|>"}
+    return tok, config, ["<|sep|>", "[NAME]", "fine", "ﬁne"]
+
+
 def build_llama2(models_dir, legacy):
     from transformers import LlamaTokenizerFast
     path = os.path.join(models_dir, "stories260K", "tok512.model")
@@ -194,6 +223,8 @@ def cases(tok, texts, rng, bos_id, add_bos):
         ids = tok.encode(text, add_special_tokens=False).ids
         with_specials = tok.encode(text, add_special_tokens=True).ids
         expected = ([bos_id] if add_bos else []) + ids
+        if with_specials[len(expected):] == with_specials[-1:] and with_specials[:len(expected)] == expected:
+            with_specials = expected  # a template's token after the text (EOS) is not added by Flover
         if with_specials != expected:
             sys.exit(f"tokenizer_fixtures: encode({text!r}, add_special_tokens=True) = {with_specials}, "
                      f"not {expected}")
@@ -247,6 +278,7 @@ def main():
     write(args.out, "gpt2", *build_gpt2(), rng, merges_as_strings=True)
     write(args.out, "llama2", *build_llama2(args.models_dir, legacy=True), rng, merges_as_strings=True)
     write(args.out, "llama2-metaspace", *build_llama2(args.models_dir, legacy=False), rng)
+    write(args.out, "features", *build_features(), rng)
 
 
 if __name__ == "__main__":

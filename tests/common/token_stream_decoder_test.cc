@@ -106,7 +106,7 @@ TEST(TokenStreamDecoderTest, ByteLevelTokensSplitCharacters) {
 
 // Whatever the ids, every piece is valid UTF-8 and the pieces join to the decoding.
 TEST(TokenStreamDecoderTest, RandomIdsJoinToTheDecoding) {
-  for (const char* name : {"llama3", "qwen2", "gpt2", "llama2", "llama2-metaspace"}) {
+  for (const char* name : {"llama3", "qwen2", "gpt2", "llama2", "llama2-metaspace", "features"}) {
     const Tokenizer tok = Load(Fixture(name));
     uint32_t state = 12345;
     for (int round = 0; round < 200; ++round) {

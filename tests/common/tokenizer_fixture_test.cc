@@ -149,7 +149,7 @@ TEST_P(TokenizerFixtureTest, TheFileLoadsAsTheFolder) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TokenizerFixtureTest,
-                         ::testing::Values("llama3", "qwen2", "gpt2", "llama2", "llama2-metaspace"),
+                         ::testing::Values("llama3", "qwen2", "gpt2", "llama2", "llama2-metaspace", "features"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;
                            for (char& c : name)
