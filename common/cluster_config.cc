@@ -387,7 +387,10 @@ std::string ServedModelName(const ModelConfig& model) {
   std::string stem = model.path;
   while (stem.size() > 1 && stem.back() == '/') stem.pop_back();  // a model folder
   if (const size_t slash = stem.rfind('/'); slash != std::string::npos) stem = stem.substr(slash + 1);
-  if (const size_t dot = stem.rfind('.'); dot != std::string::npos && dot > 0) stem = stem.substr(0, dot);
+  // A model file's extension goes ("stories260K.bin" -> "stories260K"); a folder's name
+  // is kept whole ("Qwen2-0.5B-Instruct").
+  for (std::string_view ext : {".bin", ".gguf", ".safetensors", ".json"})
+    if (stem.size() > ext.size() && stem.ends_with(ext)) stem.resize(stem.size() - ext.size());
   return stem.empty() ? "model" : stem;
 }
 

@@ -143,6 +143,7 @@ ModelSpec FromProto(const proto::ModelInfo& m) {
   s.max_seq_len = m.max_seq_len();
   s.bos_id = m.bos_id();
   s.eos_id = m.eos_id();
+  s.extra_eos_ids.assign(m.extra_eos_ids().begin(), m.extra_eos_ids().end());
   s.chat_template = m.chat_template();
   return s;
 }
@@ -158,6 +159,7 @@ proto::ModelInfo ToProto(const ModelSpec& spec, const std::string& description) 
   m.set_max_seq_len(spec.max_seq_len);
   m.set_bos_id(spec.bos_id);
   m.set_eos_id(spec.eos_id);
+  for (int id : spec.extra_eos_ids) m.add_extra_eos_ids(id);
   m.set_description(description);
   m.set_chat_template(spec.chat_template);
   return m;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "common/check.h"
+
 namespace flover {
 
 const char* FinishReasonName(FinishReason reason) {
@@ -60,13 +62,27 @@ bool StopsByLength(int n_prompt, int n_generated, int max_tokens, int max_seq_le
   return n_generated >= max_tokens || n_prompt + n_generated - 1 >= max_seq_len;
 }
 
+ModelStops ModelStops::Of(int max_seq_len, int bos_id, int eos_id, const std::vector<int>& extra) {
+  FLOVER_CHECK(extra.size() <= ModelSpec::kMaxExtraEosIds) << extra.size() << " extra eos ids";
+  ModelStops stops{.max_seq_len = max_seq_len, .bos_id = bos_id, .eos_id = eos_id};
+  std::copy(extra.begin(), extra.end(), stops.extra_eos_ids.begin());
+  stops.n_extra_eos = static_cast<int>(extra.size());
+  return stops;
+}
+
+bool ModelStops::IsEndOfText(int token) const {
+  if (token == eos_id || token == bos_id) return true;
+  return std::find(extra_eos_ids.begin(), extra_eos_ids.begin() + n_extra_eos, token) !=
+         extra_eos_ids.begin() + n_extra_eos;
+}
+
 ModelStops StopsOf(const ModelSpec& spec) {
-  return ModelStops{.max_seq_len = spec.max_seq_len, .bos_id = spec.bos_id, .eos_id = spec.eos_id};
+  return ModelStops::Of(spec.max_seq_len, spec.bos_id, spec.eos_id, spec.extra_eos_ids);
 }
 
 FinishReason FinishAfterSample(int token, const StopParams& stop, int n_prompt, int n_generated,
                                const ModelStops& model) {
-  const bool end_of_text = token == model.eos_id || token == model.bos_id;
+  const bool end_of_text = model.IsEndOfText(token);
   if ((end_of_text && !stop.ignore_eos) ||
       std::find(stop.stop_token_ids.begin(), stop.stop_token_ids.end(), token) != stop.stop_token_ids.end())
     return FinishReason::kStop;

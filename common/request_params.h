@@ -4,6 +4,7 @@
 // the same message.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -103,6 +104,12 @@ struct ModelStops {
   int max_seq_len = 0;
   int bos_id = 1;
   int eos_id = 2;
+  std::array<int, ModelSpec::kMaxExtraEosIds> extra_eos_ids{};  // the first n_extra_eos count
+  int n_extra_eos = 0;
+
+  // ModelStops with `extra` (ModelSpec::extra_eos_ids; REQUIRES: at most kMaxExtraEosIds).
+  static ModelStops Of(int max_seq_len, int bos_id, int eos_id, const std::vector<int>& extra);
+  bool IsEndOfText(int token) const;  // eos, bos or an extra eos id
 };
 ModelStops StopsOf(const ModelSpec& spec);
 
@@ -110,7 +117,7 @@ ModelStops StopsOf(const ModelSpec& spec);
 // generated n_generated tokens before. Workers (Sequence) and the coordinator
 // (Scheduler::Apply, which checks the workers' reports against it) both ask this
 // function, so they cannot disagree unless a worker is broken:
-//   kStop   - `token` is EOS or BOS (unless stop.ignore_eos; llama2.c models start the
+//   kStop   - `token` is EOS, an extra eos id, or BOS (unless stop.ignore_eos; llama2.c models start the
 //             next document with BOS) or one of stop.stop_token_ids: the request ends
 //             and the token is NOT output;
 //   kLength - otherwise the token is output, and the request stops by length with it:

@@ -21,7 +21,9 @@ namespace {
 bool SameModel(const proto::ModelInfo& a, const proto::ModelInfo& b) {
   return a.dim() == b.dim() && a.hidden_dim() == b.hidden_dim() && a.n_layers() == b.n_layers() &&
          a.n_heads() == b.n_heads() && a.n_kv_heads() == b.n_kv_heads() && a.vocab_size() == b.vocab_size() &&
-         a.max_seq_len() == b.max_seq_len() && a.bos_id() == b.bos_id() && a.eos_id() == b.eos_id();
+         a.max_seq_len() == b.max_seq_len() && a.bos_id() == b.bos_id() && a.eos_id() == b.eos_id() &&
+         std::equal(a.extra_eos_ids().begin(), a.extra_eos_ids().end(), b.extra_eos_ids().begin(),
+                    b.extra_eos_ids().end());
 }
 
 std::string Describe(const proto::ModelInfo& m) {
@@ -262,6 +264,7 @@ void CoordinatorCore::TryMakeReady(Replica& replica, Clock::time_point now) {
   sc.max_seq_len = spec.max_seq_len;
   sc.bos_id = spec.bos_id;
   sc.eos_id = spec.eos_id;
+  sc.extra_eos_ids = spec.extra_eos_ids;
   sc.pipeline_depth = config_.scheduler.pipeline_depth;
   sc.policy = config_.scheduler.policy;
   sc.batch_window = std::chrono::milliseconds(config_.scheduler.batch_window_ms);

@@ -86,6 +86,7 @@ struct SchedulerConfig {
   int max_seq_len = 0;        // the model's context length, >= 1
   int bos_id = 1;             // the model's end-of-text ids (the finish rule: FinishAfterSample)
   int eos_id = 2;
+  std::vector<int> extra_eos_ids;  // ModelSpec::extra_eos_ids
   int pipeline_depth = 1;     // plans in flight ahead of results, >= 1
   SchedulerPolicy policy = SchedulerPolicy::kFused;
   Clock::duration batch_window = std::chrono::milliseconds(10);  // dynamic: >= 0
@@ -94,7 +95,7 @@ struct SchedulerConfig {
   // How many requests may run at once under the policy: 1 (sequential),
   // min(max_running, max_batch) (dynamic) or max_running.
   int running_limit() const;
-  ModelStops stops() const { return ModelStops{.max_seq_len = max_seq_len, .bos_id = bos_id, .eos_id = eos_id}; }
+  ModelStops stops() const { return ModelStops::Of(max_seq_len, bos_id, eos_id, extra_eos_ids); }
 };
 
 // One request as the scheduler sees it.

@@ -25,21 +25,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-# Every harness, in tests/fuzz/CMakeLists.txt too. Parsers of untrusted bytes that do
-# not exist yet get theirs when they come: fuzz_safetensors (a safetensors reader).
+# Every harness, in tests/fuzz/CMakeLists.txt too.
 all_targets=(
   fuzz_client_messages  # client messages through the coordinator core
   fuzz_worker_messages  # worker messages (step results included) through the core
   fuzz_cluster_config   # the YAML cluster config
   fuzz_llama2c          # llama2.c checkpoints
   fuzz_gguf             # GGUF files
+  fuzz_safetensors      # safetensors files (Hugging Face weights)
   fuzz_tokenizer_file   # llama2.c tokenizer files
   fuzz_tokenizer_text   # the tokenizer's encode/decode
   fuzz_tokenizer_json   # tokenizer.json files, then encode / streamed decode
   fuzz_http_request     # HTTP requests through the parser and the routes
 )
 # Dictionaries (tests/fuzz/*.dict) of the harnesses that have one.
-declare -A dicts=([fuzz_cluster_config]=cluster_config.dict [fuzz_gguf]=gguf.dict [fuzz_tokenizer_json]=tokenizer_json.dict)
+declare -A dicts=([fuzz_cluster_config]=cluster_config.dict [fuzz_gguf]=gguf.dict
+                  [fuzz_safetensors]=safetensors.dict [fuzz_tokenizer_json]=tokenizer_json.dict)
 # Options of single harnesses. The coordinator's harnesses build a cluster per input and
 # cover ~20k features: libFuzzer's entropic schedule then spends most of the time in its
 # own bookkeeping (twice fewer executions), so they run with the plain one.

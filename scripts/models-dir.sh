@@ -9,7 +9,7 @@ if [ -z "${FLOVER_MODELS_DIR:-}" ]; then
   else
     FLOVER_MODELS_DIR="$root/models"
     [ -f "$FLOVER_MODELS_DIR/stories260K/stories260K.bin" ] || [ -n "${FLOVER_MODELS_OPTIONAL:-}" ] ||
-      bash "$root/scripts/download-models.sh" "$FLOVER_MODELS_DIR"
+      bash "$root/scripts/download-models.sh" --dest "$FLOVER_MODELS_DIR" stories260k
   fi
 fi
 export FLOVER_MODELS_DIR

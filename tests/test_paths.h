@@ -20,4 +20,8 @@ inline std::string Stories260kBin() { return ModelPath("stories260K/stories260K.
 inline std::string Stories260kGguf() { return ModelPath("stories260K/stories260K.gguf"); }
 inline std::string Tok512Bin() { return ModelPath("stories260K/tok512.bin"); }
 
+// The small committed fixtures (tests/fixtures: tiny Hugging Face checkpoints with
+// transformers' outputs, tokenizers, chat templates), from the source tree.
+inline std::string FixturePath(const std::string& relative) { return std::string(FLOVER_FIXTURES_DIR) + "/" + relative; }
+
 }  // namespace flover::testing

@@ -2,29 +2,28 @@
 
 #include <cmath>
 #include <cstddef>
+#include <utility>
 
 namespace flover::cpu {
 
-RopeTable::RopeTable(int head_dim, int max_positions, float theta)
-    : head_dim_(head_dim),
+RopeTable::RopeTable(std::vector<float> freqs, int max_positions)
+    : freqs_(std::move(freqs)),
       max_positions_(max_positions),
-      cos_(static_cast<size_t>(max_positions) * (head_dim / 2)),
-      sin_(static_cast<size_t>(max_positions) * (head_dim / 2)) {
-  const int half = head_dim / 2;
+      cos_(static_cast<size_t>(max_positions) * freqs_.size()),
+      sin_(static_cast<size_t>(max_positions) * freqs_.size()) {
+  const size_t half = freqs_.size();
   for (int pos = 0; pos < max_positions; ++pos) {
-    for (int i = 0; i < head_dim; i += 2) {
-      // run.c: head_dim_index = i % head_size; freq = 1 / theta^(index / head_size).
-      const float freq = 1.0f / powf(theta, static_cast<float>(i) / static_cast<float>(head_dim));
-      const float val = static_cast<float>(pos) * freq;
-      cos_[static_cast<size_t>(pos) * half + i / 2] = cosf(val);
-      sin_[static_cast<size_t>(pos) * half + i / 2] = sinf(val);
+    for (size_t i = 0; i < half; ++i) {
+      const float val = static_cast<float>(pos) * freqs_[i];
+      cos_[static_cast<size_t>(pos) * half + i] = cosf(val);
+      sin_[static_cast<size_t>(pos) * half + i] = sinf(val);
     }
   }
 }
 
 void ApplyRope(float* x, int n_tokens, int row_stride, int n_heads, int head_dim, const int* positions,
                const RopeTable& table) {
-  const int half = head_dim / 2;
+  const int half = table.rotary_dim() / 2;
   for (int t = 0; t < n_tokens; ++t) {
     const float* fcr = table.cos(positions[t]);
     const float* fci = table.sin(positions[t]);

@@ -36,7 +36,7 @@ __global__ void RopeKernel(float* __restrict__ x, int64_t row_stride, int n_pair
 
 Result<DeviceRopeTable> UploadRopeTable(const cpu::RopeTable& table, cudaStream_t stream) {
   DeviceRopeTable d;
-  d.head_dim = table.head_dim();
+  d.head_dim = table.rotary_dim();
   d.max_positions = table.max_positions();
   const size_t bytes = static_cast<size_t>(d.max_positions) * (d.head_dim / 2) * sizeof(float);
   if (bytes == 0) return InvalidArgument("UploadRopeTable: the table is empty");

@@ -12,6 +12,8 @@
 
 #include "tests/comm/tp_group.h"
 #include "tests/comm/tp_models.h"
+#include "tests/engine/architectures.h"
+#include "tests/engine/decoder_runs.h"
 #include "tests/test_paths.h"
 #include "worker/backend.h"
 #include "worker/engine/cpu_backend.h"
@@ -24,6 +26,9 @@
 namespace flover {
 namespace {
 
+using testing::Argmax;
+using testing::NormalisedError;
+using testing::RunDecoder;
 using testing::RunGroup;
 
 ModelWeights LoadStories() {
@@ -32,63 +37,6 @@ ModelWeights LoadStories() {
                       << "): " << m.status().ToString();
   if (!m.ok()) return {};
   return std::move(m->weights);
-}
-
-double NormalisedError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
-
-int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
-
-// Several sequences decoded together through one decoder: a fused prefill of all
-// prompts, then `n_decode` steps of one token each. With `extend`, each step appends the
-// argmax to its sequence (greedy); otherwise the sequences already hold their tokens.
-// Returns the logits of every step, [n_sequences, vocab] each.
-// With `argmax`, each step also runs ForwardArgmax over the same entries and appends its
-// tokens ([n_sequences] per step).
-std::vector<std::vector<float>> RunDecoder(Decoder& decoder, std::vector<std::vector<int>>& seqs,
-                                           const std::vector<int>& n_prompt, int n_decode, bool extend,
-                                           std::vector<std::vector<int>>* argmax = nullptr) {
-  const ModelSpec& spec = decoder.spec();
-  const int vocab = spec.vocab_size, block_size = 16;
-  const int blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
-  Result<std::unique_ptr<KvCache>> kv = KvCache::Create(
-      spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * static_cast<int>(seqs.size())},
-      decoder.shard().world);
-  EXPECT_TRUE(kv.ok()) << kv.status().ToString();
-  if (!kv.ok()) return {};
-  std::vector<std::vector<int>> tables(seqs.size());
-  for (size_t s = 0; s < seqs.size(); ++s)
-    for (int b = 0; b < blocks_per_seq; ++b) tables[s].push_back(static_cast<int>(s) * blocks_per_seq + b);
-
-  std::vector<std::vector<float>> out;
-  for (int step = 0; step <= n_decode; ++step) {
-    std::vector<StepEntry> entries;
-    for (size_t s = 0; s < seqs.size(); ++s) {
-      const int start = step == 0 ? 0 : n_prompt[s] + step - 1;
-      const int n = step == 0 ? n_prompt[s] : 1;
-      entries.push_back(StepEntry{seqs[s].data() + start, n, start, tables[s].data(), true});
-    }
-    std::vector<float> logits(seqs.size() * vocab, std::nanf(""));
-    const Status status = decoder.Forward(entries, **kv, logits.data());
-    EXPECT_TRUE(status.ok()) << status.ToString();
-    if (!status.ok()) return out;
-    if (argmax) {
-      std::vector<int> tokens(seqs.size(), -1);
-      const Status again = decoder.ForwardArgmax(entries, **kv, tokens.data());  // rewrites the same KV
-      EXPECT_TRUE(again.ok()) << again.ToString();
-      argmax->push_back(std::move(tokens));
-    }
-    if (extend)
-      for (size_t s = 0; s < seqs.size(); ++s) seqs[s].push_back(Argmax(&logits[s * vocab], vocab));
-    out.push_back(std::move(logits));
-  }
-  return out;
 }
 
 // Runs the sequences on one rank (extending them greedily), then on `world` ranks fed
@@ -160,6 +108,44 @@ TEST(TensorParallelDecoderTest, DistributedArgmaxBreaksTiesTowardsTheLowestId) {
       EXPECT_EQ(argmax[step][0], best) << "step " << step;
     }
   });
+}
+
+// Every architecture shape: TP 2 computes one rank's logits (norm biases, q/k/v biases on
+// the split heads, b1 on the split MLP rows, b2 once after the all-reduce, the parallel
+// residual's one all-reduce, the LM head bias on each rank's vocabulary slice).
+class TensorParallelArchitectureTest : public ::testing::TestWithParam<testing::Architecture> {};
+
+TEST_P(TensorParallelArchitectureTest, Tp2LogitsMatchOneRank) {
+  ExpectSameLogits(testing::ArchitectureWeights(GetParam().spec, 31), 2, {{1, 5, 7, 3}, {2, 9}, {6, 8, 1, 2, 3, 36}},
+                   10);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryShape, TensorParallelArchitectureTest, ::testing::ValuesIn(testing::SmallArchitectures()),
+                         [](const ::testing::TestParamInfo<testing::Architecture>& info) { return info.param.name; });
+
+// A large LM head bias on one id decides every greedy token, through the gathered logits
+// and through the distributed argmax, whichever rank's slice holds the id.
+TEST(TensorParallelDecoderTest, ClassifierBiasDecidesTheDistributedArgmax) {
+  const ModelWeights w = testing::ArchitectureWeights(testing::SmallArchitecture("gptj"), 32);
+  const int vocab = w.spec.vocab_size;  // 37 over 2 ranks: ids 0..18 and 19..36
+  for (int favourite : {3, 18, 19, vocab - 1}) {
+    ModelWeights biased = w;
+    biased.classifier_bias[favourite] += 1000.0f;
+    RunGroup(2, [&](int rank, HostCommunicator& comm) {
+      Result<ModelWeights> shard = ShardWeights(biased, rank, 2);
+      ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+      Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &comm);
+      std::vector<std::vector<int>> seqs = {{1, 2, 3}, {4}};
+      std::vector<std::vector<int>> argmax;
+      const auto logits = RunDecoder(decoder, seqs, {3, 1}, 4, /*extend=*/true, &argmax);
+      ASSERT_EQ(argmax.size(), 5u);
+      for (size_t step = 0; step < argmax.size(); ++step)
+        for (size_t s = 0; s < seqs.size(); ++s) {
+          EXPECT_EQ(argmax[step][s], favourite) << "rank " << rank << " step " << step;
+          EXPECT_EQ(Argmax(&logits[step][s * vocab], vocab), favourite) << "rank " << rank << " step " << step;
+        }
+    });
+  }
 }
 
 TEST(TensorParallelDecoderTest, Stories260kTp2LogitsMatchOneRank) {
@@ -338,6 +324,26 @@ class CountingCommunicator final : public HostCommunicator {
  private:
   HostCommunicator* inner_;
 };
+
+// One pass over a parallel-residual model (GPT-J) makes one all-reduce per layer: the
+// attention's and the MLP's partial outputs are summed together. Sequential blocks make two.
+TEST(TensorParallelDecoderTest, ParallelResidualSharesOneAllReducePerLayer) {
+  for (const char* name : {"gptj", "llama"}) {
+    const ModelWeights w = testing::ArchitectureWeights(testing::SmallArchitecture(name), 33);
+    const int per_layer = w.spec.parallel_residual ? 1 : 2;
+    std::vector<int> n_all_reduce(2, 0);
+    RunGroup(2, [&](int rank, HostCommunicator& comm) {
+      Result<ModelWeights> shard = ShardWeights(w, rank, 2);
+      ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+      CountingCommunicator counting(&comm, &n_all_reduce[rank]);
+      Decoder decoder(std::move(shard).value(), ShardInfo{rank, 2}, &counting);
+      std::vector<std::vector<int>> seqs = {{1, 2, 3}, {4}};
+      RunDecoder(decoder, seqs, {3, 1}, /*n_decode=*/0, /*extend=*/false);
+    });
+    for (int rank = 0; rank < 2; ++rank)
+      EXPECT_EQ(n_all_reduce[rank], per_layer * w.spec.n_layers) << name << " rank " << rank;
+  }
+}
 
 struct ExecutorRun {
   std::vector<Outcome> out;

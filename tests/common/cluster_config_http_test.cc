@@ -130,6 +130,8 @@ TEST(ClusterConfigHttp, ServedModelNameDefaultsToTheFileStem) {
   EXPECT_EQ(ServedModelName({.path = "/m/stories260K/stories260K.bin"}), "stories260K");
   EXPECT_EQ(ServedModelName({.path = "dummy:llama-7b"}), "dummy-llama-7b");
   EXPECT_EQ(ServedModelName({.path = "/m/safetensors-folder/"}), "safetensors-folder");
+  EXPECT_EQ(ServedModelName({.path = "/m/Qwen2-0.5B-Instruct"}), "Qwen2-0.5B-Instruct");  // a folder: kept whole
+  EXPECT_EQ(ServedModelName({.path = "/m/qwen2-0_5b-instruct-q8_0.gguf"}), "qwen2-0_5b-instruct-q8_0");
   EXPECT_EQ(ServedModelName({.path = "/m/x.gguf", .name = "chosen"}), "chosen");
 }
 

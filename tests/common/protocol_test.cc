@@ -286,5 +286,12 @@ TEST(ProtocolTest, ModelInfoCarriesTheChatTemplate) {
   EXPECT_EQ(FromProto(info).chat_template, spec.chat_template);
 }
 
+TEST(ProtocolTest, ModelInfoCarriesTheExtraEosIds) {
+  ModelSpec spec;
+  spec.vocab_size = 50;
+  spec.extra_eos_ids = {41, 47};
+  EXPECT_EQ(FromProto(ToProto(spec, "test")).extra_eos_ids, spec.extra_eos_ids);
+}
+
 }  // namespace
 }  // namespace flover

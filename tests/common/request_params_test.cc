@@ -102,6 +102,39 @@ TEST(FinishAfterSampleTest, StopTokensFirstThenLength) {
   EXPECT_EQ(stops.eos_id, 6);
 }
 
+// Models whose generation config lists several end-of-text ids (LLaMA 3's <|eot_id|>)
+// stop on each of them, unless ignore_eos, and on nothing else.
+TEST(FinishAfterSampleTest, EveryExtraEosIdStops) {
+  ModelSpec spec;
+  spec.max_seq_len = 16;
+  spec.vocab_size = 32;
+  spec.extra_eos_ids = {9, 11};
+  const ModelStops model = StopsOf(spec);
+  StopParams stop;
+  stop.max_tokens = 4;
+  for (int token : {2, 9, 11}) EXPECT_EQ(FinishAfterSample(token, stop, 3, 0, model), FinishReason::kStop) << token;
+  for (int token : {0, 3, 10, 12}) EXPECT_EQ(FinishAfterSample(token, stop, 3, 0, model), FinishReason::kNone) << token;
+  stop.ignore_eos = true;
+  EXPECT_EQ(FinishAfterSample(11, stop, 3, 0, model), FinishReason::kNone);
+}
+
+TEST(ModelSpecTest, ExtraEosIdsAreBoundedAndInTheVocabulary) {
+  ModelSpec spec;
+  spec.dim = 8;
+  spec.hidden_dim = 8;
+  spec.n_layers = 1;
+  spec.n_heads = 2;
+  spec.n_kv_heads = 2;
+  spec.vocab_size = 32;
+  spec.max_seq_len = 16;
+  spec.extra_eos_ids = {31};
+  EXPECT_TRUE(spec.Validate().ok());
+  spec.extra_eos_ids = {32};
+  EXPECT_NE(spec.Validate().message().find("eos id 32 outside the vocabulary"), std::string::npos);
+  spec.extra_eos_ids.assign(ModelSpec::kMaxExtraEosIds + 1, 3);
+  EXPECT_NE(spec.Validate().message().find("at most"), std::string::npos);
+}
+
 RequestParams ValidRequest() {
   RequestParams r;
   r.prompt = {1, 5, 9};

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/kernels/rope_frequencies.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -76,7 +78,7 @@ TEST(CudaRope, MatchesCpuReference) {
   FLOVER_ASSERT_OK(stream);
   for (const Case& c : kCases) {
     SCOPED_TRACE(Describe(c));
-    const cpu::RopeTable table(c.head_dim, c.max_positions, c.theta);
+    const cpu::RopeTable table(flover::testing::PlainRopeFrequencies(c.head_dim, c.theta), c.max_positions);
     Result<DeviceRopeTable> d_table = UploadRopeTable(table, stream->get());
     FLOVER_ASSERT_OK(d_table);
     EXPECT_EQ(d_table->head_dim, c.head_dim);
@@ -117,7 +119,7 @@ TEST(CudaRope, OutOfRangePositionsLeaveTheRowUnrotated) {
   Result<Stream> stream = Stream::Create();
   FLOVER_ASSERT_OK(stream);
   const Case c{7, 4, 16, 4 * 16 + 6, 8, 10000.0f};
-  const cpu::RopeTable table(c.head_dim, 16, c.theta);
+  const cpu::RopeTable table(flover::testing::PlainRopeFrequencies(c.head_dim, c.theta), 16);
   Result<DeviceRopeTable> d_table = UploadRopeTable(table, stream->get());
   FLOVER_ASSERT_OK(d_table);
   const std::vector<int> positions = {-1, 8, 15, 2147483647, -2147483647 - 1, 3, 7};
@@ -179,7 +181,8 @@ TEST(CudaRopeChecks, RejectsBadArgumentsBeforeLaunching) {
   wrong.head_dim = 48;  // right head_dim, but the table's buffers are null
   ExpectInvalid(ApplyRope(x, 3, 288, 6, 48, pos, wrong, nullptr), "null");
 
-  ExpectInvalid(UploadRopeTable(cpu::RopeTable(48, 0, 10000.0f), nullptr).status(), "empty");
+  ExpectInvalid(UploadRopeTable(cpu::RopeTable(flover::testing::PlainRopeFrequencies(48, 10000.0f), 0), nullptr).status(),
+                "empty");
 }
 
 TEST(CudaRopeChecks, EmptyIsANoOp) {

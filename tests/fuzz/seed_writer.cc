@@ -2,7 +2,7 @@
 // OUT_DIR/<harness>/, built from the test builders: scripts of client and worker
 // messages (tests/coordinator/coordinator_test_config.h, in the record format of
 // fuzz_records.h), configs (the test config through the writer), small llama2.c and
-// GGUF models (tests/model/), the fuzz vocabulary and texts. scripts/fuzz.sh adds the
+// GGUF models and safetensors files (tests/model/), the fuzz vocabulary and texts. scripts/fuzz.sh adds the
 // configs of configs/ and, when it finds them, stories260K's tokenizer and GGUF header.
 // Nothing here is committed: the seeds follow the protocol and formats of the build.
 #include <cstdio>
@@ -17,6 +17,7 @@
 #include "tests/fuzz/fuzz_records.h"
 #include "tests/fuzz/fuzz_vocabulary.h"
 #include "tests/model/gguf_writer.h"
+#include "tests/model/safetensors_writer.h"
 #include "tests/model/test_model_files.h"
 
 namespace flover::fuzzing {
@@ -166,6 +167,23 @@ void ModelSeeds(const fs::path& root) {
   }
 }
 
+void SafetensorsSeeds(const fs::path& root) {
+  SeedDir d(root, "fuzz_safetensors");
+  const std::vector<float> values = {1.0f, -2.5f, 0.0f, 3.25f, -0.125f, 65504.0f};
+  testing::SafetensorsWriter all;
+  all.SetMetadata({{"format", "pt"}});
+  all.AddF32("model.embed_tokens.weight", {2, 3}, values);
+  all.AddF16("model.layers.0.self_attn.q_proj.weight", {3, 2}, values);
+  all.AddBF16("lm_head.bias", {6}, values);
+  all.AddRaw("position_ids", "I64", {1, 2}, std::string("\1\0\0\0\0\0\0\0\2\0\0\0\0\0\0\0", 16));
+  all.AddRaw("empty", "F32", {0, 4}, "");
+  all.AddRaw("scalar", "F32", {}, std::string("\0\0\x80\x3f", 4));
+  d.Write("mixed.safetensors", all.Serialize());
+  testing::SafetensorsWriter one;
+  one.AddBF16("w", {2, 2}, {1.0f, 2.0f, 3.0f, 4.0f});
+  d.Write("one-bf16.safetensors", one.Serialize());
+}
+
 void TokenizerSeeds(const fs::path& root) {
   SeedDir file(root, "fuzz_tokenizer_file");
   file.Write("fuzz-vocabulary.bin", FuzzVocabularyFile());
@@ -189,6 +207,7 @@ int main(int argc, char** argv) {
   flover::fuzzing::WorkerSeeds(root);
   flover::fuzzing::ConfigSeeds(root);
   flover::fuzzing::ModelSeeds(root);
+  flover::fuzzing::SafetensorsSeeds(root);
   flover::fuzzing::TokenizerSeeds(root);
   return 0;
 }

@@ -69,5 +69,48 @@ TEST(SiluMulTest, SameBitsOnOneOrManyThreads) {
   EXPECT_EQ(one, two);
 }
 
+// GPT-J's gelu_new on one value, written out plainly.
+__attribute__((optimize("fp-contract=off"))) float ScalarGeluTanh(float x) {
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+TEST(GeluTanhTest, MatchesScalarReferenceBitForBit) {
+  for (int n : {1, 96, 4096}) {
+    for (int n_rows : {1, 3, 17}) {  // 17 x 4096 is large enough to run on several threads
+      const auto in = Random(static_cast<size_t>(n_rows) * n, n + n_rows, -10.0f, 10.0f);
+      std::vector<float> out(in.size());
+      GeluTanh(in.data(), out.data(), n_rows, n);
+      for (size_t i = 0; i < in.size(); ++i) ASSERT_EQ(out[i], ScalarGeluTanh(in[i])) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(GeluTanhTest, IsTheTanhApproximationOfGelu) {
+  const auto in = Random(256, 10, -6.0f, 6.0f);
+  std::vector<float> out(in.size());
+  GeluTanh(in.data(), out.data(), 1, static_cast<int>(in.size()));
+  for (size_t i = 0; i < in.size(); ++i) {
+    const double x = in[i];
+    const double ref = 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    EXPECT_NEAR(out[i], ref, 1e-6 * (1.0 + std::fabs(ref))) << x;
+    // Within 1e-3 of the exact GELU, x * Phi(x).
+    EXPECT_NEAR(out[i], 0.5 * x * std::erfc(-x / std::sqrt(2.0)), 1e-3) << x;
+  }
+  const float fixed[] = {0.0f, 1.0f, -1.0f};
+  float fixed_out[3];
+  GeluTanh(fixed, fixed_out, 1, 3);
+  EXPECT_EQ(fixed_out[0], 0.0f);
+  EXPECT_NEAR(fixed_out[1], 0.841192, 1e-6);
+  EXPECT_NEAR(fixed_out[2], -0.158808, 1e-6);
+}
+
+TEST(GeluTanhTest, InPlaceEqualsOutOfPlace) {
+  auto x = Random(3 * 64, 11, -5.0f, 5.0f);
+  std::vector<float> out(x.size());
+  GeluTanh(x.data(), out.data(), 3, 64);
+  GeluTanh(x.data(), x.data(), 3, 64);
+  EXPECT_EQ(x, out);
+}
+
 }  // namespace
 }  // namespace flover::cpu

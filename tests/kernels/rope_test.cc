@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tests/kernels/random_values.h"
+#include "tests/kernels/rope_frequencies.h"
 
 namespace flover::cpu {
 namespace {
@@ -31,8 +32,8 @@ __attribute__((optimize("fp-contract=off"))) void RunCRope(float* vec, int dim, 
 
 TEST(RopeTableTest, HoldsRunCCosSinBitForBit) {
   constexpr int kHeadDim = 64;
-  const RopeTable table(kHeadDim, 1024, 10000.0f);
-  EXPECT_EQ(table.head_dim(), kHeadDim);
+  const RopeTable table(testing::PlainRopeFrequencies(kHeadDim, 10000.0f), 1024);
+  EXPECT_EQ(table.rotary_dim(), kHeadDim);
   EXPECT_EQ(table.max_positions(), 1024);
   for (int pos : {0, 1, 2, 17, 255, 1023}) {
     for (int i = 0; i < kHeadDim; i += 2) {
@@ -52,7 +53,7 @@ TEST(ApplyRopeTest, MatchesRunCBitForBit) {
     const int n_heads = s[0], head_dim = s[1], dim = n_heads * head_dim, stride = dim + 5;
     const std::vector<int> positions = {0, 1, 5, 100, 511, 3};
     const int n_tokens = static_cast<int>(positions.size());
-    const RopeTable table(head_dim, 512, 10000.0f);
+    const RopeTable table(testing::PlainRopeFrequencies(head_dim, 10000.0f), 512);
     auto x = Random(static_cast<size_t>(n_tokens) * stride, head_dim);
     auto expected = x;
     ApplyRope(x.data(), n_tokens, stride, n_heads, head_dim, positions.data(), table);
@@ -67,7 +68,7 @@ TEST(ApplyRopeTest, RotatesPairsByPositionTimesFrequency) {
   // Independent of run.c's float formula: rotation angle pos * theta^(-2i/d) in double.
   constexpr int kHeadDim = 16, kPos = 37;
   constexpr double kTheta = 500000.0;
-  const RopeTable table(kHeadDim, 64, static_cast<float>(kTheta));
+  const RopeTable table(testing::PlainRopeFrequencies(kHeadDim, static_cast<float>(kTheta)), 64);
   auto x = Random(kHeadDim, 9);
   const auto original = x;
   const int pos = kPos;
@@ -81,7 +82,7 @@ TEST(ApplyRopeTest, RotatesPairsByPositionTimesFrequency) {
 }
 
 TEST(ApplyRopeTest, PositionZeroIsTheIdentity) {
-  const RopeTable table(8, 4, 10000.0f);
+  const RopeTable table(testing::PlainRopeFrequencies(8, 10000.0f), 4);
   auto x = Random(2 * 8, 10);
   const auto original = x;
   const int positions[] = {0, 0};

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "worker/model/model_loader.h"
 
@@ -28,6 +30,12 @@ constexpr Expected kPresets[] = {
     {"llama-110m", 768, 2048, 12, 12, 12, 32000, 1024, true},
     {"llama-7b", 4096, 11008, 32, 32, 32, 32000, 4096, false},
     {"llama-13b", 5120, 13824, 40, 40, 40, 32000, 4096, false},
+    {"llama3-1b", 2048, 8192, 16, 32, 8, 128256, 8192, true},
+    {"llama3-8b", 4096, 14336, 32, 32, 8, 128256, 8192, false},
+    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048, false},
+    {"mistral-7b", 4096, 14336, 32, 32, 8, 32000, 8192, false},
+    {"qwen2-0.5b", 896, 4864, 24, 14, 2, 151936, 8192, true},
+    {"gptj-6b", 4096, 16384, 28, 16, 16, 50400, 2048, false},
 };
 
 bool SameBytes(const std::vector<float>& a, const std::vector<float>& b) {
@@ -65,9 +73,69 @@ TEST(DummyModelTest, PresetsHaveTheirShapes) {
     EXPECT_TRUE(s->Validate().ok()) << e.name;
   }
   EXPECT_EQ(DummyPresetNames(), names);
-  // Known parameter counts: LLaMA-7B is 6.74e9 parameters, stories15M 15.2e6.
+  // Known parameter counts: LLaMA-7B is 6.74e9 parameters, stories15M 15.2e6, and the
+  // checkpoints of the other shapes (their Hugging Face model cards' totals).
   EXPECT_EQ(DummyPreset("llama-7b")->n_params(), 6738415616);
   EXPECT_EQ(DummyPreset("stories15m")->n_params(), 15191712);
+  EXPECT_EQ(DummyPreset("llama3-1b")->n_params(), 1235814400);
+  EXPECT_EQ(DummyPreset("llama3-8b")->n_params(), 8030261248);
+  EXPECT_EQ(DummyPreset("tinyllama-1.1b")->n_params(), 1100048384);
+  EXPECT_EQ(DummyPreset("mistral-7b")->n_params(), 7241732096);
+  EXPECT_EQ(DummyPreset("qwen2-0.5b")->n_params(), 494032768);
+}
+
+// The architecture fields of the presets that are not LLaMA 2.
+TEST(DummyModelTest, PresetsHaveTheirArchitectures) {
+  for (const char* name : {"tiny", "llama-7b", "tinyllama-1.1b"}) {
+    const ModelSpec s = *DummyPreset(name);
+    EXPECT_EQ(s.arch, "llama") << name;
+    EXPECT_EQ(s.rope_theta, 10000.0f) << name;
+    EXPECT_EQ(s.rope_scaling.kind, RopeScaling::Kind::kNone) << name;
+  }
+  for (const auto& [name, factor] : {std::pair{"llama3-1b", 32.0f}, std::pair{"llama3-8b", 8.0f}}) {
+    const ModelSpec s = *DummyPreset(name);
+    EXPECT_EQ(s.rope_theta, 500000.0f) << name;
+    EXPECT_EQ(s.rope_scaling.kind, RopeScaling::Kind::kLlama3) << name;
+    EXPECT_EQ(s.rope_scaling.factor, factor) << name;
+    EXPECT_EQ(s.rope_scaling.low_freq_factor, 1.0f) << name;
+    EXPECT_EQ(s.rope_scaling.high_freq_factor, 4.0f) << name;
+    EXPECT_EQ(s.rope_scaling.original_max_position, 8192) << name;
+    EXPECT_EQ(s.eos_id, 128001) << name;
+  }
+  const ModelSpec mistral = *DummyPreset("mistral-7b");
+  EXPECT_EQ(mistral.rope_theta, 1000000.0f);
+  EXPECT_EQ(mistral.sliding_window, 0);
+  const ModelSpec qwen2 = *DummyPreset("qwen2-0.5b");
+  EXPECT_TRUE(qwen2.qkv_bias);
+  EXPECT_FALSE(qwen2.ffn_bias || qwen2.classifier_bias);
+  EXPECT_EQ(qwen2.rope_theta, 1000000.0f);
+  EXPECT_TRUE(CheckTensorParallel(qwen2, 2).ok());
+  const ModelSpec gptj = *DummyPreset("gptj-6b");
+  EXPECT_EQ(gptj.norm, NormKind::kLayer);
+  EXPECT_EQ(gptj.ffn, FfnKind::kGelu);
+  EXPECT_TRUE(gptj.parallel_residual && gptj.ffn_bias && gptj.classifier_bias);
+  EXPECT_FALSE(gptj.qkv_bias);
+  EXPECT_EQ(gptj.rotary_dim, 64);
+  EXPECT_EQ(gptj.head_dim(), 256);
+  EXPECT_EQ(gptj.n_params(), 6050882784);  // 6.05e9, a separate LM head with its bias
+}
+
+// The generator makes every tensor the spec has, biases and norm biases included.
+TEST(DummyModelTest, ArchitectureTensorsArePresentAndScaled) {
+  ModelSpec spec = *DummyPreset("tiny");
+  spec.norm = NormKind::kLayer;
+  spec.qkv_bias = spec.ffn_bias = spec.classifier_bias = true;
+  Result<ModelWeights> w = MakeDummyWeights(spec, 5);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  for (float x : w->final_norm_bias) ASSERT_EQ(x, 0.0f);
+  for (float x : w->layers[0].ffn_norm_bias) ASSERT_EQ(x, 0.0f);
+  for (const std::vector<float>* bias : {&w->layers[0].bq, &w->layers[1].b1, &w->classifier_bias}) {
+    ASSERT_FALSE(bias->empty());
+    float largest = 0.0f;
+    for (float x : *bias) largest = std::max(largest, std::fabs(x));
+    EXPECT_LE(largest, 0.1f);
+    EXPECT_GT(largest, 0.05f);
+  }
 }
 
 TEST(DummyModelTest, TinyWeightsAreCompleteAndScaled) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "tests/model/gguf_writer.h"
 #include "tests/model/test_model_files.h"
@@ -15,6 +16,7 @@
 #include "worker/model/gguf_reader.h"
 #include "worker/model/llama2c_loader.h"
 #include "worker/model/model_loader.h"
+#include "worker/model/shard.h"
 
 namespace flover {
 namespace {
@@ -31,16 +33,7 @@ using ::testing::HasSubstr;
 std::string U32(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
 std::string U64(uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); }
 
-// binary16 -> binary32 straight from the definition, independent of the loader's bit
-// manipulation.
-float ReferenceHalf(uint16_t h) {
-  const int sign = (h & 0x8000) ? -1 : 1;
-  const int exp = (h >> 10) & 0x1F;
-  const int mant = h & 0x3FF;
-  if (exp == 0x1F) return mant ? std::nanf("") : sign * INFINITY;
-  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -24);
-  return sign * std::ldexp(static_cast<float>(mant + 1024), exp - 25);
-}
+float ReferenceHalf(uint16_t h) { return ::flover::testing::ReferenceHalfToFloat(h); }
 
 ModelWeights RoundedToHalf(ModelWeights w) {
   auto round = [](std::vector<float>& t) {
@@ -387,13 +380,175 @@ TEST(GgufLoaderTest, UnsupportedTensorType) {
   ScratchDir dir;
   GgufWriter g = LlamaGguf(RandomWeights(SmallSpec(), 1));
   g.RemoveTensor("blk.0.attn_q.weight");
-  g.AddTensorRaw("blk.0.attn_q.weight", {16, 16}, /*BF16=*/30, std::string(16 * 16 * 2, '\0'));
-  ExpectError(dir, g, StatusCode::kInvalidArgument, "tensor blk.0.attn_q.weight has type BF16 (30)");
+  g.AddTensorRaw("blk.0.attn_q.weight", {16, 16}, /*F64=*/28, std::string(16 * 16 * 8, '\0'));
+  ExpectError(dir, g, StatusCode::kInvalidArgument,
+              "tensor blk.0.attn_q.weight: GGUF type F64 is not supported (supported: F32, F16, BF16, Q8_0, Q6_K, "
+              "Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0)");
+  // A quantized type without a dequantizer here.
+  ModelSpec spec = testing::Q8Spec();
+  spec.dim = 256;
+  g = LlamaGguf(RandomWeights(spec, 1));
+  g.RemoveTensor("blk.1.attn_v.weight");
+  g.AddTensorRaw("blk.1.attn_v.weight", {256, 128}, /*IQ2_XXS=*/16, std::string(128 * 66, '\0'));
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "tensor blk.1.attn_v.weight: GGUF type IQ2_XXS is not supported");
   // A type id ggml does not know.
   g = LlamaGguf(RandomWeights(SmallSpec(), 1));
   g.RemoveTensor("blk.1.ffn_up.weight");
   g.AddTensorRaw("blk.1.ffn_up.weight", {16, 40}, 99, std::string(16, '\0'));
-  ExpectError(dir, g, StatusCode::kInvalidArgument, "tensor blk.1.ffn_up.weight has type unknown (99)");
+  ExpectError(dir, g, StatusCode::kInvalidArgument,
+              "tensor blk.1.ffn_up.weight: GGUF type id 99 (unknown to this version) is not supported (supported: F32");
+}
+
+// Matrices Q8_0 and norms F32, as llama.cpp writes a Q8_0 model: the weights are exactly
+// the Q8_0 values (q * d, computed by the test writer from the bytes it wrote).
+TEST(GgufLoaderTest, Q8_0ModelLoadsToItsDequantizedValues) {
+  ScratchDir dir;
+  for (bool shared : {true, false}) {
+    SCOPED_TRACE(shared ? "shared classifier" : "separate classifier");
+    const ModelWeights w = RandomWeights(testing::Q8Spec(shared), 21);
+    ModelWeights expected;
+    Result<GgufModel> m = WriteAndLoad(dir, testing::LlamaGgufQ8_0(w, &expected));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ExpectSameWeights(expected, m->weights);
+    // Quantization did change values (so the comparison is not vacuous), by at most
+    // half a step of the block's scale.
+    EXPECT_NE(m->weights.layers[0].wq, w.layers[0].wq);
+    EXPECT_EQ(m->weights.layers[1].ffn_norm, w.layers[1].ffn_norm) << "norms stay F32";
+    for (size_t i = 0; i < w.layers[0].w2.size(); ++i)
+      ASSERT_NEAR(m->weights.layers[0].w2[i], w.layers[0].w2[i], 1.0f / 254 + 1e-3f) << i;
+  }
+}
+
+TEST(GgufLoaderTest, Q8_0OutputEqualToTheEmbeddingIsShared) {
+  ScratchDir dir;
+  const ModelWeights w = RandomWeights(testing::Q8Spec(true), 22);
+  ModelWeights expected;
+  GgufWriter g = testing::LlamaGgufQ8_0(w, &expected);
+  g.AddTensorQ8_0("output.weight", {64, 41}, w.token_embedding);
+  Result<GgufModel> m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(m->weights.spec.shared_classifier);
+  EXPECT_TRUE(m->weights.classifier.empty());
+  ExpectSameWeights(expected, m->weights);
+  // One changed block makes it a separate classifier.
+  std::vector<float> output = w.token_embedding;
+  output[40 * 64 + 5] += 0.5f;
+  g.RemoveTensor("output.weight");
+  g.AddTensorQ8_0("output.weight", {64, 41}, output);
+  m = WriteAndLoad(dir, g);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->weights.spec.shared_classifier);
+  std::vector<float> output_read_back;
+  testing::QuantizeQ8_0(output, &output_read_back);
+  EXPECT_EQ(m->weights.classifier, output_read_back);
+}
+
+// dim 256 so that every loadable type fits a row; random blocks (valid scales) of each
+// type in one model, each tensor read back as DequantizeGgml of its bytes (which
+// gguf_quant_test checks against gguf-py), whole and as 2 tensor-parallel shards.
+TEST(GgufLoaderTest, EveryLoadableTypeInOneModelWholeAndSharded) {
+  ModelSpec spec = testing::Q8Spec(/*shared_classifier=*/false);
+  spec.dim = 256;
+  spec.hidden_dim = 256;  // ffn_down rows are one 256-value block; tensor parallel 2 cuts it in half
+  spec.n_layers = 2;
+  const ModelWeights w = RandomWeights(spec, 23);
+  const std::map<std::string, uint32_t> types = {
+      {"token_embd.weight", kGgmlTypeQ6_K},         {"output.weight", kGgmlTypeQ8_0},
+      {"output_norm.weight", kGgmlTypeF32},         {"blk.0.attn_q.weight", kGgmlTypeQ4_K},
+      {"blk.0.attn_k.weight", kGgmlTypeQ5_K},       {"blk.0.attn_v.weight", kGgmlTypeQ6_K},
+      {"blk.0.attn_output.weight", kGgmlTypeQ5_0},  {"blk.0.ffn_gate.weight", kGgmlTypeQ4_1},
+      {"blk.0.ffn_down.weight", kGgmlTypeQ4_K},     {"blk.0.ffn_up.weight", kGgmlTypeBF16},
+      {"blk.0.attn_norm.weight", kGgmlTypeF16},     {"blk.0.ffn_norm.weight", kGgmlTypeBF16},
+      {"blk.1.attn_q.weight", kGgmlTypeQ5_1},       {"blk.1.attn_k.weight", kGgmlTypeQ4_0},
+      {"blk.1.attn_v.weight", kGgmlTypeQ8_0},       {"blk.1.attn_output.weight", kGgmlTypeQ6_K},
+      {"blk.1.ffn_gate.weight", kGgmlTypeF16},      {"blk.1.ffn_down.weight", kGgmlTypeQ5_K},
+      {"blk.1.ffn_up.weight", kGgmlTypeQ4_0},       {"blk.1.attn_norm.weight", kGgmlTypeF32},
+      {"blk.1.ffn_norm.weight", kGgmlTypeF32}};
+  uint64_t seed = 100;
+  ModelWeights expected;
+  const GgufWriter g = testing::LlamaGgufWith(
+      w,
+      [&](GgufWriter& g, const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data) {
+        const uint32_t type = types.at(name);
+        const std::string bytes = testing::RandomGgmlBlocks(type, data.size(), ++seed);
+        g.AddTensorRaw(name, ne, type, bytes);
+        std::vector<float> values(data.size());
+        DequantizeGgml(type, reinterpret_cast<const uint8_t*>(bytes.data()), values.data(), values.size());
+        return values;
+      },
+      &expected);
+  ScratchDir dir;
+  const std::string path = dir.Path("mixed.gguf");
+  ASSERT_TRUE(g.WriteFile(path));
+  Result<GgufModel> whole = LoadGgufModel(path);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  ExpectSameWeights(expected, whole->weights);
+  EXPECT_NE(whole->weights.layers[0].w2, w.layers[0].w2);
+  for (int rank = 0; rank < 2; ++rank) {
+    SCOPED_TRACE("rank " + std::to_string(rank));
+    Result<ModelWeights> expected_shard = ShardWeights(expected, rank, 2);
+    ASSERT_TRUE(expected_shard.ok()) << expected_shard.status().ToString();
+    Result<GgufModel> shard = LoadGgufModel(path, LoadTarget{ShardInfo{rank, 2}, nullptr});
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    ExpectSameWeights(*expected_shard, shard->weights);
+  }
+}
+
+TEST(GgufLoaderTest, TruncatedQuantizedTensorData) {
+  ScratchDir dir;
+  const std::string bytes = testing::LlamaGgufQ8_0(RandomWeights(testing::Q8Spec(), 24)).Serialize();
+  // The last tensor is blk.1.ffn_norm.weight (F32, 64 values); cut into the Q8_0 tensor
+  // before it, blk.1.ffn_up.weight (96 rows of 68 bytes), so its bytes run past the end.
+  ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), bytes.substr(0, bytes.size() - 64 * 4 - 100)));
+  Result<GgufModel> m = LoadGgufModel(dir.Path("m.gguf"));
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(m.status().message(), HasSubstr("tensor blk.1.ffn_up.weight [64, 96] Q8_0 (8) needs bytes"));
+  EXPECT_THAT(m.status().message(), HasSubstr("truncated"));
+  for (size_t len = 0; len < bytes.size(); len += 331) {
+    ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), bytes.substr(0, len)));
+    m = LoadGgufModel(dir.Path("m.gguf"));
+    ASSERT_FALSE(m.ok()) << "length " << len;
+    EXPECT_THAT(m.status().message(), HasSubstr(dir.Path("m.gguf")));
+  }
+}
+
+TEST(GgufLoaderTest, QuantizedRowsMustBeWholeBlocks) {
+  ScratchDir dir;
+  // Q4_K packs 256 values in 144 bytes; attn_q rows have dim = 64 values.
+  GgufWriter g = testing::LlamaGgufQ8_0(RandomWeights(testing::Q8Spec(), 25));
+  g.RemoveTensor("blk.0.attn_q.weight");
+  g.AddTensorRaw("blk.0.attn_q.weight", {64, 64}, /*Q4_K=*/12, std::string(64 * 144 / 4, '\0'));
+  ExpectError(dir, g, StatusCode::kCorruption,
+              "tensor blk.0.attn_q.weight [64, 64] Q4_K (12): row length ne[0]=64 of type Q4_K is not a multiple of "
+              "its block size 256");
+}
+
+// Type ids, dimensions and offsets of a quantized model's tensor infos changed at random:
+// errors, never a crash or an out-of-bounds read.
+TEST(GgufLoaderTest, RandomCorruptionOfAQuantizedModelNeverCrashes) {
+  ScratchDir dir;
+  const std::string good = testing::LlamaGgufQ8_0(RandomWeights(testing::Q8Spec(false), 26)).Serialize();
+  const size_t infos_begin = good.find("token_embd.weight");
+  ASSERT_NE(infos_begin, std::string::npos);
+  uint64_t state = 777;
+  auto next = [&]() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return state >> 33;
+  };
+  int n_failed = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string bytes = good;
+    const int n_flips = 1 + static_cast<int>(next() % 3);
+    for (int f = 0; f < n_flips; ++f) bytes[infos_begin + next() % 1500] = static_cast<char>(next());
+    ASSERT_TRUE(::flover::testing::WriteBytes(dir.Path("m.gguf"), bytes));
+    Result<GgufModel> m = LoadGgufModel(dir.Path("m.gguf"));
+    if (!m.ok()) {
+      ++n_failed;
+      EXPECT_THAT(m.status().message(), HasSubstr(dir.Path("m.gguf")));
+    }
+  }
+  EXPECT_GT(n_failed, 0);
 }
 
 TEST(GgufLoaderTest, QuantizedTensorSizesAreChecked) {

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "tests/model/raw_bytes.h"
+#include "worker/model/gguf_quant.h"
 
 namespace flover::testing {
 namespace {
@@ -37,6 +38,75 @@ uint16_t FloatToHalf(float f) {
   const uint32_t rest = ax & 0x1FFFu;
   if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent (-> inf)
   return sign | static_cast<uint16_t>(h);
+}
+
+float ReferenceHalfToFloat(uint16_t h) {
+  const float sign = (h & 0x8000) ? -1.0f : 1.0f;
+  const int exp = (h >> 10) & 0x1F;
+  const int mant = h & 0x3FF;
+  if (exp == 0x1F) return mant ? std::nanf("") : sign * INFINITY;
+  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant), -24);
+  return sign * std::ldexp(static_cast<float>(mant + 1024), exp - 25);
+}
+
+std::string QuantizeQ8_0(const std::vector<float>& data, std::vector<float>* read_back) {
+  constexpr size_t kBlock = 32;
+  std::string out;
+  if (read_back != nullptr) read_back->assign(data.size(), 0.0f);
+  for (size_t b = 0; b < data.size() / kBlock; ++b) {
+    const float* x = data.data() + b * kBlock;
+    float amax = 0.0f;
+    for (size_t j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d == 0.0f ? 0.0f : 1.0f / d;
+    const uint16_t d_half = FloatToHalf(d);
+    Put<uint16_t>(out, d_half);
+    for (size_t j = 0; j < kBlock; ++j) {
+      const int8_t q = static_cast<int8_t>(std::round(x[j] * id));  // half away from zero
+      Put<int8_t>(out, q);
+      if (read_back != nullptr) (*read_back)[b * kBlock + j] = static_cast<float>(q) * ReferenceHalfToFloat(d_half);
+    }
+  }
+  return out;
+}
+
+std::string RandomGgmlBlocks(uint32_t ggml_type, size_t n_values, uint64_t seed) {
+  const GgmlType* t = FindGgmlType(ggml_type);
+  std::string bytes(n_values / t->block_size * t->block_bytes, '\0');
+  uint64_t state = seed;
+  for (char& c : bytes) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    c = static_cast<char>(state >> 56);
+  }
+  std::vector<size_t> scale_offsets;  // of the fp16 fields in a block
+  switch (ggml_type) {
+    case kGgmlTypeQ4_1:
+    case kGgmlTypeQ5_1:
+    case kGgmlTypeQ4_K:
+    case kGgmlTypeQ5_K: scale_offsets = {0, 2}; break;
+    case kGgmlTypeQ6_K: scale_offsets = {208}; break;
+    case kGgmlTypeQ4_0:
+    case kGgmlTypeQ5_0:
+    case kGgmlTypeQ8_0: scale_offsets = {0}; break;
+    case kGgmlTypeF16: scale_offsets = {0}; break;
+    default: break;
+  }
+  for (size_t b = 0; b < bytes.size(); b += t->block_bytes) {
+    for (size_t off : scale_offsets) {
+      const uint16_t d = FloatToHalf(0.001f * static_cast<float>(static_cast<uint8_t>(bytes[b + off]) + 1));
+      std::memcpy(&bytes[b + off], &d, 2);
+    }
+  }
+  if (ggml_type == kGgmlTypeBF16) {  // finite: no exponent of all ones
+    for (size_t i = 0; i < bytes.size(); i += 2) bytes[i + 1] = static_cast<char>(bytes[i + 1] & 0xBF);
+  }
+  if (ggml_type == kGgmlTypeF32) {  // finite floats
+    for (size_t i = 0; i < bytes.size(); i += 4) {
+      const float f = static_cast<float>(static_cast<int8_t>(bytes[i])) / 64.0f;
+      std::memcpy(&bytes[i], &f, 4);
+    }
+  }
+  return bytes;
 }
 
 void GgufWriter::Set(const std::string& key, uint32_t type, std::string value) {
@@ -138,6 +208,11 @@ void GgufWriter::AddTensorF16(const std::string& name, const std::vector<uint64_
   AddTensorRaw(name, ne, 1, bytes);
 }
 
+void GgufWriter::AddTensorQ8_0(const std::string& name, const std::vector<uint64_t>& ne,
+                               const std::vector<float>& data) {
+  AddTensorRaw(name, ne, /*Q8_0=*/8, QuantizeQ8_0(data));
+}
+
 void GgufWriter::AddTensorRaw(const std::string& name, const std::vector<uint64_t>& ne, uint32_t ggml_type,
                               const std::string& bytes) {
   tensors_.push_back({name, ne, ggml_type, bytes});
@@ -186,7 +261,7 @@ bool GgufWriter::WriteFile(const std::string& path) const {
   return true;
 }
 
-GgufWriter LlamaGguf(const ModelWeights& w, bool f16) {
+GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, ModelWeights* read_back) {
   const ModelSpec& s = w.spec;
   GgufWriter g;
   g.SetString("general.architecture", "llama");
@@ -218,30 +293,63 @@ GgufWriter LlamaGguf(const ModelWeights& w, bool f16) {
   g.SetUint32("tokenizer.ggml.eos_token_id", s.eos_id);
 
   const uint64_t d = s.dim, h = s.hidden_dim, q = s.q_dim(), kv = s.kv_dim(), v = s.vocab_size;
-  auto add = [&](const std::string& name, std::vector<uint64_t> ne, const std::vector<float>& data) {
-    if (f16) {
-      g.AddTensorF16(name, ne, data);
-    } else {
-      g.AddTensorF32(name, ne, data);
-    }
+  if (read_back != nullptr) *read_back = w;
+  // `member` picks the same tensor out of a ModelWeights.
+  auto add = [&](const std::string& name, std::vector<uint64_t> ne, auto member) {
+    std::vector<float> back = encode(g, name, ne, member(w));
+    if (read_back != nullptr) member(*read_back) = std::move(back);
   };
-  add("token_embd.weight", {d, v}, w.token_embedding);
-  add("output_norm.weight", {d}, w.final_norm);
-  if (!s.shared_classifier) add("output.weight", {d, v}, w.classifier);
+  auto model = [](std::vector<float> ModelWeights::*m) {
+    return [m](auto& weights) -> auto& { return weights.*m; };
+  };
+  add("token_embd.weight", {d, v}, model(&ModelWeights::token_embedding));
+  add("output_norm.weight", {d}, model(&ModelWeights::final_norm));
+  if (!s.shared_classifier) add("output.weight", {d, v}, model(&ModelWeights::classifier));
   for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& L = w.layers[l];
+    auto layer = [l](std::vector<float> LayerWeights::*m) {
+      return [l, m](auto& weights) -> auto& { return weights.layers[l].*m; };
+    };
     const std::string p = "blk." + std::to_string(l) + ".";
-    add(p + "attn_q.weight", {d, q}, L.wq);
-    add(p + "attn_k.weight", {d, kv}, L.wk);
-    add(p + "attn_v.weight", {d, kv}, L.wv);
-    add(p + "attn_output.weight", {q, d}, L.wo);
-    add(p + "attn_norm.weight", {d}, L.attn_norm);
-    add(p + "ffn_gate.weight", {d, h}, L.w1);
-    add(p + "ffn_down.weight", {h, d}, L.w2);
-    add(p + "ffn_up.weight", {d, h}, L.w3);
-    add(p + "ffn_norm.weight", {d}, L.ffn_norm);
+    add(p + "attn_q.weight", {d, q}, layer(&LayerWeights::wq));
+    add(p + "attn_k.weight", {d, kv}, layer(&LayerWeights::wk));
+    add(p + "attn_v.weight", {d, kv}, layer(&LayerWeights::wv));
+    add(p + "attn_output.weight", {q, d}, layer(&LayerWeights::wo));
+    add(p + "attn_norm.weight", {d}, layer(&LayerWeights::attn_norm));
+    add(p + "ffn_gate.weight", {d, h}, layer(&LayerWeights::w1));
+    add(p + "ffn_down.weight", {h, d}, layer(&LayerWeights::w2));
+    add(p + "ffn_up.weight", {d, h}, layer(&LayerWeights::w3));
+    add(p + "ffn_norm.weight", {d}, layer(&LayerWeights::ffn_norm));
   }
   return g;
+}
+
+GgufWriter LlamaGguf(const ModelWeights& w, bool f16) {
+  return LlamaGgufWith(w, [f16](GgufWriter& g, const std::string& name, const std::vector<uint64_t>& ne,
+                                const std::vector<float>& data) {
+    if (!f16) {
+      g.AddTensorF32(name, ne, data);
+      return data;
+    }
+    g.AddTensorF16(name, ne, data);
+    std::vector<float> back(data.size());
+    for (size_t i = 0; i < data.size(); ++i) back[i] = ReferenceHalfToFloat(FloatToHalf(data[i]));
+    return back;
+  });
+}
+
+GgufWriter LlamaGgufQ8_0(const ModelWeights& w, ModelWeights* read_back) {
+  return LlamaGgufWith(
+      w,
+      [](GgufWriter& g, const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data) {
+        if (ne.size() == 1) {
+          g.AddTensorF32(name, ne, data);
+          return data;
+        }
+        std::vector<float> back;
+        g.AddTensorRaw(name, ne, /*Q8_0=*/8, QuantizeQ8_0(data, &back));
+        return back;
+      },
+      read_back);
 }
 
 }  // namespace flover::testing

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,20 @@ namespace flover::testing {
 
 // binary32 -> binary16, round to nearest even (overflow to inf, NaN kept).
 uint16_t FloatToHalf(float f);
+// binary16 -> binary32 straight from the definition (independent of the loader's bit
+// manipulation).
+float ReferenceHalfToFloat(uint16_t h);
+
+// Q8_0 blocks for `data` (a multiple of 32 values) as gguf-py's quantize makes them: per
+// block d = max|x| / 127 stored as fp16 and q = x / d rounded half away from zero (all
+// zero when d is 0). `read_back`, when set, receives what a reader dequantizes: q * d
+// with d as stored.
+std::string QuantizeQ8_0(const std::vector<float>& data, std::vector<float>* read_back = nullptr);
+
+// n_values values of a loadable ggml type as random bytes whose fp16 scale fields are
+// finite (0.001 to 0.256): valid blocks of any content. REQUIRES: n_values is a multiple
+// of the type's block size.
+std::string RandomGgmlBlocks(uint32_t ggml_type, size_t n_values, uint64_t seed);
 
 class GgufWriter {
  public:
@@ -50,6 +65,8 @@ class GgufWriter {
   void AddTensorF32(const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data);
   // Stores FloatToHalf(data[i]).
   void AddTensorF16(const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data);
+  // Stores QuantizeQ8_0(data). REQUIRES: ne[0] % 32 == 0.
+  void AddTensorQ8_0(const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data);
   void AddTensorRaw(const std::string& name, const std::vector<uint64_t>& ne, uint32_t ggml_type,
                     const std::string& bytes);
   void RemoveTensor(const std::string& name);
@@ -85,5 +102,16 @@ class GgufWriter {
 // the classifier is separate, and a vocabulary of spec.vocab_size pieces ("<unk>",
 // "<s>", "</s>", then "t3", "t4", ...) with scores -id.
 GgufWriter LlamaGguf(const ModelWeights& w, bool f16 = false);
+
+// Adds one tensor of the model to `g` in an encoding of its choice and returns the fp32
+// values a loader reads back from it. `ne` is in ggml order; `data` row-major.
+using TensorEncoder = std::function<std::vector<float>(GgufWriter& g, const std::string& name,
+                                                       const std::vector<uint64_t>& ne, const std::vector<float>& data)>;
+// LlamaGguf with every tensor written by `encode`; `read_back`, when set, receives `w`
+// with each tensor replaced by what `encode` returned for it.
+GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, ModelWeights* read_back = nullptr);
+// As llama.cpp's Q8_0 files: matrices Q8_0, norms F32. REQUIRES: dim, hidden_dim,
+// q_dim and kv_dim are multiples of 32.
+GgufWriter LlamaGgufQ8_0(const ModelWeights& w, ModelWeights* read_back = nullptr);
 
 }  // namespace flover::testing

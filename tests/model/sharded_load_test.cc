@@ -66,6 +66,36 @@ TEST(ShardedLoadTest, SharedClassifierGguf) {
   ExpectShardedLoadsMatch(dir.Path("m.gguf"), 2);
 }
 
+// Q8_0 matrices: each rank reads and dequantizes only its rows (or, for wo and w2, its
+// columns of every row), and gets exactly the shard of the dequantized model.
+TEST(ShardedLoadTest, Q8_0GgufEveryRankOfTwo) {
+  ScratchDir dir;
+  for (bool shared : {true, false}) {
+    const ModelWeights w = testing::RandomWeights(testing::Q8Spec(shared), 14);
+    ModelWeights dequantized;
+    ASSERT_TRUE(testing::LlamaGgufQ8_0(w, &dequantized).WriteFile(dir.Path("q8.gguf")));
+    ExpectShardedLoadsMatch(dir.Path("q8.gguf"), 2);
+    for (int rank = 0; rank < 2; ++rank) {
+      Result<ModelWeights> expected = ShardWeights(dequantized, rank, 2);
+      Result<LoadedModel> shard = LoadModel(dir.Path("q8.gguf"), 0, LoadTarget{ShardInfo{rank, 2}, nullptr});
+      ASSERT_TRUE(expected.ok() && shard.ok()) << shard.status().ToString();
+      ExpectSameWeights(*expected, shard->weights);
+    }
+  }
+}
+
+// vocab 5 over 4 ranks: 2 LM head rows per rank, so the last rank's rows begin past the
+// vocabulary (all padding) and it reads none.
+TEST(ShardedLoadTest, RankWhoseLmHeadRowsAreAllPadding) {
+  ScratchDir dir;
+  ModelSpec spec = testing::SmallSpec(/*shared_classifier=*/false);
+  spec.n_kv_heads = 4;
+  spec.vocab_size = 5;
+  const ModelWeights w = testing::RandomWeights(spec, 15);
+  ASSERT_TRUE(testing::LlamaGguf(w).WriteFile(dir.Path("m.gguf")));
+  ExpectShardedLoadsMatch(dir.Path("m.gguf"), 4);
+}
+
 TEST(ShardedLoadTest, DummyPresetsShardTheSameValues) {
   ExpectShardedLoadsMatch("dummy:tiny", 2);
   ExpectShardedLoadsMatch("dummy:tiny", 4);

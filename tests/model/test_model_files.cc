@@ -54,6 +54,14 @@ ModelSpec SmallSpec(bool shared_classifier) {
   return s;
 }
 
+ModelSpec Q8Spec(bool shared_classifier) {
+  ModelSpec s = SmallSpec(shared_classifier);
+  s.dim = 64;
+  s.hidden_dim = 96;
+  s.vocab_size = 41;
+  return s;
+}
+
 ModelWeights RandomWeights(const ModelSpec& spec, uint64_t seed) {
   uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
   auto next = [&]() {

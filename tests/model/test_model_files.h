@@ -27,6 +27,10 @@ class ScratchDir {
 // dim 16, hidden 40, 2 layers, 4 heads, 2 kv heads, vocab 40, seq 32: grouped-query
 // attention and every dimension distinct enough to catch a swapped shape.
 ModelSpec SmallSpec(bool shared_classifier = true);
+// dim 64, hidden 96, 2 layers, 4 heads, 2 kv heads, vocab 41, seq 32: every matrix row
+// is whole Q8_0 blocks (ne0 a multiple of 32), tensor parallel 2 splits it, and the
+// vocabulary does not split evenly.
+ModelSpec Q8Spec(bool shared_classifier = true);
 
 // Weights uniform in [-1, 1) from a fixed generator (norms included, so nothing is
 // accidentally 1.0).

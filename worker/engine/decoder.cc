@@ -8,6 +8,8 @@
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/bias.h"
+#include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/rmsnorm.h"
 
@@ -41,8 +43,10 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
       comm_(shard.world > 1 ? comm : nullptr),
       token_embedding_(std::move(weights.token_embedding)),
       classifier_(std::move(weights.classifier)),
+      classifier_bias_(std::move(weights.classifier_bias)),
       final_norm_(std::move(weights.final_norm)),
-      rope_(weights.spec.head_dim(), weights.spec.max_seq_len, weights.spec.rope_theta) {
+      final_norm_bias_(std::move(weights.final_norm_bias)),
+      rope_(weights.spec.RopeFrequencies(), weights.spec.max_seq_len) {
   FLOVER_CHECK(spec_.Validate().ok()) << spec_.ToString();
   if (shard_.world > 1) {
     FLOVER_CHECK(comm_ != nullptr) << "tensor parallel size " << shard_.world << " needs a communicator";
@@ -54,11 +58,16 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
   for (LayerWeights& l : weights.layers) {
     Layer out;
     out.attn_norm = std::move(l.attn_norm);
+    out.attn_norm_bias = std::move(l.attn_norm_bias);
     out.wqkv = StackRows({&l.wq, &l.wk, &l.wv});
+    out.bqkv = StackRows({&l.bq, &l.bk, &l.bv});
     out.wo = std::move(l.wo);
     out.ffn_norm = std::move(l.ffn_norm);
-    out.w13 = StackRows({&l.w1, &l.w3});
+    out.ffn_norm_bias = std::move(l.ffn_norm_bias);
+    out.w13 = StackRows({&l.w1, &l.w3});  // GELU has no w3: w1 alone
+    out.b1 = std::move(l.b1);
     out.w2 = std::move(l.w2);
+    out.b2 = std::move(l.b2);
     layers_.push_back(std::move(out));
   }
 }
@@ -71,7 +80,7 @@ void Decoder::EnsureScratch(int n, int n_logits) {
   GrowTo(xb_, rows * spec_.dim);
   GrowTo(qkv_, rows * (local_.q_dim + 2 * local_.kv_dim));
   GrowTo(att_, rows * local_.q_dim);
-  GrowTo(gate_up_, rows * 2 * local_.hidden_dim);
+  if (spec_.ffn == FfnKind::kSwiGlu) GrowTo(gate_up_, rows * 2 * local_.hidden_dim);
   GrowTo(hidden_, rows * local_.hidden_dim);
   GrowTo(final_, static_cast<size_t>(n_logits) * spec_.dim);
   if (shard_.world > 1) {
@@ -123,9 +132,11 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
     const Layer& layer = layers_[l];
     const cpu::PagedKvLayer kv_layer = kv.layer(l);
 
-    // Attention block: x += Wo · attn(rope(Wq·h), rope(Wk·h), Wv·h), h = rmsnorm(x).
-    cpu::RmsNorm(x_.data(), layer.attn_norm.data(), xb_.data(), n, dim, spec_.norm_eps);
+    // Attention: attn(h) = Wo · attention(rope(Wq·h + bq), rope(Wk·h + bk), Wv·h + bv),
+    // h = norm(x).
+    Norm(x_.data(), layer.attn_norm, layer.attn_norm_bias, xb_.data(), n);
     cpu::Matmul(xb_.data(), layer.wqkv.data(), qkv_.data(), n, dim, qkv_stride);
+    if (!layer.bqkv.empty()) cpu::AddBias(qkv_.data(), qkv_stride, layer.bqkv.data(), n, qkv_stride);
     cpu::ApplyRope(qkv_.data(), n, qkv_stride, local_.n_heads, spec_.head_dim(), positions_.data(), rope_);
     cpu::ApplyRope(qkv_.data() + q_dim, n, qkv_stride, local_.n_kv_heads, spec_.head_dim(), positions_.data(), rope_);
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -134,13 +145,20 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
                    rows + q_dim + kv_dim, qkv_stride);
     }
     Attention(entries, kv_layer);
-    FLOVER_RETURN_IF_ERROR(AddProjection(att_.data(), layer.wo, n, q_dim));
 
-    // Feed-forward block: x += W2 · (silu(W1·h) * W3·h), h = rmsnorm(x).
-    cpu::RmsNorm(x_.data(), layer.ffn_norm.data(), xb_.data(), n, dim, spec_.norm_eps);
-    cpu::Matmul(xb_.data(), layer.w13.data(), gate_up_.data(), n, dim, 2 * hidden);
-    cpu::SiluMul(gate_up_.data(), hidden_.data(), n, hidden);
-    FLOVER_RETURN_IF_ERROR(AddProjection(hidden_.data(), layer.w2, n, hidden));
+    // Feed-forward: ffn(h) = W2 · act(W1·h + b1 [, W3·h]) + b2.
+    if (spec_.parallel_residual) {
+      // x += attn(h) + ffn(h): both read the same h; their partial outputs share one all-reduce.
+      FeedForwardHidden(layer, n);
+      FLOVER_RETURN_IF_ERROR(
+          AddProjections({{att_.data(), &layer.wo, q_dim}, {hidden_.data(), &layer.w2, hidden}}, layer.b2, n));
+    } else {
+      // x += attn(norm(x)); x += ffn(norm(x)).
+      FLOVER_RETURN_IF_ERROR(AddProjections({{att_.data(), &layer.wo, q_dim}}, {}, n));
+      Norm(x_.data(), layer.ffn_norm, layer.ffn_norm_bias, xb_.data(), n);
+      FeedForwardHidden(layer, n);
+      FLOVER_RETURN_IF_ERROR(AddProjections({{hidden_.data(), &layer.w2, hidden}}, layer.b2, n));
+    }
   }
 
   // LM head over the last token of each entry that wants logits.
@@ -148,28 +166,60 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
   for (size_t i = 0; i < entries.size(); ++i) {
     if (!entries[i].want_logits) continue;
     const int row = entry_offset_[i + 1] - 1;
-    cpu::RmsNorm(&x_[static_cast<size_t>(row) * dim], final_norm_.data(), &final_[static_cast<size_t>(j) * dim], 1,
-                 dim, spec_.norm_eps);
+    Norm(&x_[static_cast<size_t>(row) * dim], final_norm_, final_norm_bias_, &final_[static_cast<size_t>(j) * dim], 1);
     ++j;
   }
   if (n_logits == 0) return Status::Ok();
   return tokens ? LmHeadArgmax(n_logits, tokens) : LmHead(n_logits, logits);
 }
 
-Status Decoder::AddProjection(const float* in, const std::vector<float>& w, int n, int in_dim) {
+void Decoder::Norm(const float* x, const std::vector<float>& weight, const std::vector<float>& bias, float* out,
+                   int n) const {
+  if (spec_.norm == NormKind::kRms)
+    cpu::RmsNorm(x, weight.data(), out, n, spec_.dim, spec_.norm_eps);
+  else
+    cpu::LayerNorm(x, weight.data(), bias.data(), out, n, spec_.dim, spec_.norm_eps);
+}
+
+void Decoder::FeedForwardHidden(const Layer& layer, int n) {
+  const int dim = spec_.dim, hidden = local_.hidden_dim;
+  if (spec_.ffn == FfnKind::kSwiGlu) {
+    cpu::Matmul(xb_.data(), layer.w13.data(), gate_up_.data(), n, dim, 2 * hidden);
+    if (!layer.b1.empty()) cpu::AddBias(gate_up_.data(), 2 * hidden, layer.b1.data(), n, hidden);  // the gate's
+    cpu::SiluMul(gate_up_.data(), hidden_.data(), n, hidden);
+  } else {
+    cpu::Matmul(xb_.data(), layer.w13.data(), hidden_.data(), n, dim, hidden);
+    if (!layer.b1.empty()) cpu::AddBias(hidden_.data(), hidden, layer.b1.data(), n, hidden);
+    cpu::GeluTanh(hidden_.data(), hidden_.data(), n, hidden);
+  }
+}
+
+Status Decoder::AddProjections(std::initializer_list<Projection> parts, const std::vector<float>& bias, int n) {
   const int dim = spec_.dim;
   if (shard_.world == 1) {
-    cpu::Matmul(in, w.data(), x_.data(), n, in_dim, dim, /*accumulate=*/true);
-    return Status::Ok();
-  }
-  cpu::Matmul(in, w.data(), proj_.data(), n, in_dim, dim);
-  const size_t count = static_cast<size_t>(n) * dim;
-  FLOVER_RETURN_IF_ERROR(comm_->AllReduceSum(proj_.data(), count));
-  float* x = x_.data();
-  const float* p = proj_.data();
+    for (const Projection& p : parts) cpu::Matmul(p.in, p.w->data(), x_.data(), n, p.in_dim, dim, /*accumulate=*/true);
+  } else {
+    bool first = true;
+    for (const Projection& p : parts) {
+      cpu::Matmul(p.in, p.w->data(), proj_.data(), n, p.in_dim, dim, /*accumulate=*/!first);
+      first = false;
+    }
+    const size_t count = static_cast<size_t>(n) * dim;
+    FLOVER_RETURN_IF_ERROR(comm_->AllReduceSum(proj_.data(), count));
+    float* x = x_.data();
+    const float* p = proj_.data();
 #pragma omp parallel for schedule(static) if (count > (size_t{1} << 16))
-  for (size_t i = 0; i < count; ++i) x[i] += p[i];
+    for (size_t i = 0; i < count; ++i) x[i] += p[i];
+  }
+  if (!bias.empty()) cpu::AddBias(x_.data(), dim, bias.data(), n, dim);
   return Status::Ok();
+}
+
+void Decoder::LocalLogits(int n_logits) {
+  const int per_rank = local_.vocab_per_rank;
+  cpu::Matmul(final_.data(), classifier_.data(), logits_part_.data(), n_logits, spec_.dim, per_rank);
+  if (!classifier_bias_.empty())
+    cpu::AddBias(logits_part_.data(), per_rank, classifier_bias_.data(), n_logits, per_rank);
 }
 
 Status Decoder::LmHead(int n_logits, float* logits) {
@@ -177,12 +227,13 @@ Status Decoder::LmHead(int n_logits, float* logits) {
   if (shard_.world == 1) {
     const float* head = spec_.shared_classifier ? token_embedding_.data() : classifier_.data();
     cpu::Matmul(final_.data(), head, logits, n_logits, dim, vocab);
+    if (!classifier_bias_.empty()) cpu::AddBias(logits, vocab, classifier_bias_.data(), n_logits, vocab);
     return Status::Ok();
   }
   // Each rank's vocabulary slice, gathered rank-major, then re-laid out per row without
   // the last rank's padding.
   const int per_rank = local_.vocab_per_rank;
-  cpu::Matmul(final_.data(), classifier_.data(), logits_part_.data(), n_logits, dim, per_rank);
+  LocalLogits(n_logits);
   const size_t part = static_cast<size_t>(n_logits) * per_rank;
   FLOVER_RETURN_IF_ERROR(comm_->AllGather(logits_part_.data(), part, logits_all_.data()));
   for (int r = 0; r < shard_.world; ++r) {
@@ -211,7 +262,7 @@ Status Decoder::LmHeadArgmax(int n_logits, int* tokens) {
   // narrower: padding), reduced to (max, global id) per row.
   const int per_rank = local_.vocab_per_rank, begin = shard_.rank * per_rank;
   const int width = std::max(0, std::min(per_rank, vocab - begin));
-  cpu::Matmul(final_.data(), classifier_.data(), logits_part_.data(), n_logits, spec_.dim, per_rank);
+  LocalLogits(n_logits);
   GrowTo(best_, static_cast<size_t>(n_logits) * 2);
   GrowTo(best_all_, static_cast<size_t>(shard_.world) * n_logits * 2);
   for (int j = 0; j < n_logits; ++j) {

@@ -1,4 +1,8 @@
-// Decoder: the one forward pass of a LLaMA-family model, parameterised by ModelSpec.
+// Decoder: the one forward pass of every decoder-only model ModelSpec describes (LLaMA
+// 2/3, TinyLlama, Mistral, Qwen2, GPT-J), parameterised by the spec: RMSNorm or LayerNorm
+// with bias, SwiGLU or GELU feed-forward (with biases), sequential or parallel residual
+// (GPT-J: one norm, x += attn(h) + ffn(h)), full or partial rotary with the model's
+// frequencies (LLaMA 3 scaling), optional q/k/v and LM head biases.
 //
 // A step is a list of entries, each a run of consecutive tokens of one sequence at
 // positions [start_pos, start_pos + n_tokens): a prefill chunk or a single decode token.
@@ -7,20 +11,23 @@
 // blocks. The K/V of every token is written into its slot of the paged cache.
 //
 // Each row's arithmetic is independent of which other rows share the step (batch-
-// invariant GEMM, per-row norms, per-sequence attention), so a request's logits are
-// bit-identical whether it runs alone or fused with others.
+// invariant GEMM, per-row norms and biases, per-sequence attention), so a request's
+// logits are bit-identical whether it runs alone or fused with others.
 //
 // Tensor parallelism (Megatron): a decoder may hold one rank's shard (shard.h). It then
 // computes its heads and its slice of the feed-forward width; the partial outputs of
 // the Wo and W2 GEMMs are summed over the group (all-reduce) before they join the
-// residual stream, and each rank's vocabulary slice of the logits is gathered
-// (all-gather), so every rank ends the pass with the same residual stream and the same
-// full logits. Every rank of the group must run Forward with the same entries.
+// residual stream (with a parallel residual both partial outputs share one all-reduce;
+// the replicated b2 is added once, after it), and each rank's vocabulary slice of the
+// logits (with its slice of the LM head bias) is gathered (all-gather), so every rank
+// ends the pass with the same residual stream and the same full logits. Every rank of the
+// group must run Forward with the same entries.
 //
 // Thread-safety: Forward is not reentrant (it uses the decoder's scratch buffers); it
 // parallelises internally with OpenMP.
 #pragma once
 
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -45,7 +52,8 @@ struct StepEntry {
 class Decoder {
  public:
   // Takes the weights (the full model, or rank shard.rank's shard of it), packs Q|K|V
-  // and gate|up into single matrices (one GEMM each) and frees the originals.
+  // (and their biases) and gate|up into single matrices (one GEMM each) and frees the
+  // originals.
   // `comm` is the group's host-memory communicator, not owned; it must outlive the
   // decoder. It may be null when shard.world == 1.
   // REQUIRES: ValidateShard(weights, shard) is OK; when shard.world > 1, comm is not null
@@ -74,22 +82,43 @@ class Decoder {
  private:
   // The pass up to the final norm; then LmHead (logits) or LmHeadArgmax (tokens).
   Status Run(std::span<const StepEntry> entries, const KvCache& kv, float* logits, int* tokens);
-  // Sizes below are local (ShardDims): q_dim, kv_dim, hidden_dim of this rank.
+  // Sizes below are local (ShardDims): q_dim, kv_dim, hidden_dim of this rank. Tensors
+  // the spec does not have are empty.
   struct Layer {
-    std::vector<float> attn_norm;  // [dim]
-    std::vector<float> wqkv;       // [q_dim + 2 * kv_dim, dim]
-    std::vector<float> wo;         // [dim, q_dim]
-    std::vector<float> ffn_norm;   // [dim]
-    std::vector<float> w13;        // [2 * hidden_dim, dim]: gate rows, then up rows
-    std::vector<float> w2;         // [dim, hidden_dim]
+    std::vector<float> attn_norm;       // [dim]
+    std::vector<float> attn_norm_bias;  // [dim]                    LayerNorm
+    std::vector<float> wqkv;            // [q_dim + 2 * kv_dim, dim]
+    std::vector<float> bqkv;            // [q_dim + 2 * kv_dim]     qkv_bias
+    std::vector<float> wo;              // [dim, q_dim]
+    std::vector<float> ffn_norm;        // [dim]                    not parallel_residual
+    std::vector<float> ffn_norm_bias;   // [dim]                    LayerNorm, not parallel_residual
+    // SwiGLU: [2 * hidden_dim, dim], gate (w1) rows then up (w3) rows; GELU: w1 [hidden_dim, dim].
+    std::vector<float> w13;
+    std::vector<float> b1;              // [hidden_dim]             ffn_bias
+    std::vector<float> w2;              // [dim, hidden_dim]
+    std::vector<float> b2;              // [dim] (whole on every rank)  ffn_bias
+  };
+  // One partial output of a row-split matrix w ([dim, in_dim]) applied to `in` [n, in_dim].
+  struct Projection {
+    const float* in;
+    const std::vector<float>* w;
+    int in_dim;
   };
 
   void EnsureScratch(int n_tokens, int n_logits);
+  // out = norm(x) over n rows, RMSNorm or LayerNorm (with `bias`) as the spec says.
+  void Norm(const float* x, const std::vector<float>& weight, const std::vector<float>& bias, float* out,
+            int n) const;
   void Attention(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv);
-  // x += in · wᵀ for a row-split w ([dim, in_dim]): with one rank straight into x_, else
-  // into proj_, summed over the group, then added to x_.
-  Status AddProjection(const float* in, const std::vector<float>& w, int n, int in_dim);
-  // logits = final_ · headᵀ over the full vocabulary (gathered from every rank's slice).
+  // hidden_ = the feed-forward activation of xb_ (before W2).
+  void FeedForwardHidden(const Layer& layer, int n);
+  // x += Σ in · wᵀ over `parts`, then + bias (if not empty). One rank: straight into x_;
+  // several: the partial sums into proj_, summed over the group in ONE all-reduce, then
+  // added to x_, and the (replicated) bias added once after.
+  Status AddProjections(std::initializer_list<Projection> parts, const std::vector<float>& bias, int n);
+  // logits_part_ = this rank's slice of the logits (with its slice of the LM head bias).
+  void LocalLogits(int n_logits);
+  // logits = final_ · headᵀ (+ bias) over the full vocabulary (gathered from every rank's slice).
   Status LmHead(int n_logits, float* logits);
   Status LmHeadArgmax(int n_logits, int* tokens);
 
@@ -102,7 +131,9 @@ class Decoder {
   // One rank: [vocab, dim], empty when shared with the embedding. Several ranks: this
   // rank's rows [vocab_per_rank, dim] (shard.h).
   std::vector<float> classifier_;
+  std::vector<float> classifier_bias_;  // [vocab] or this rank's [vocab_per_rank]; empty without one
   std::vector<float> final_norm_;       // [dim]
+  std::vector<float> final_norm_bias_;  // [dim], LayerNorm only
   std::vector<Layer> layers_;
   cpu::RopeTable rope_;
 
@@ -114,11 +145,11 @@ class Decoder {
   std::vector<float> xb_;         // [n, dim] normed input
   std::vector<float> qkv_;        // [n, q_dim + 2 * kv_dim]
   std::vector<float> att_;        // [n, q_dim]
-  std::vector<float> gate_up_;    // [n, 2 * hidden_dim]
+  std::vector<float> gate_up_;    // [n, 2 * hidden_dim], SwiGLU only
   std::vector<float> hidden_;     // [n, hidden_dim]
   std::vector<float> final_;      // [n_logits, dim]
   // Tensor parallel only.
-  std::vector<float> proj_;          // [n, dim] partial Wo / W2 output of this rank
+  std::vector<float> proj_;          // [n, dim] partial Wo / W2 output(s) of this rank
   std::vector<float> logits_part_;   // [n_logits, vocab_per_rank]
   std::vector<float> logits_all_;    // [world, n_logits, vocab_per_rank]
   std::vector<float> best_;          // [n_logits, 2]: (max, id bits) of this rank's slice

@@ -15,6 +15,7 @@ SchedulerConfig SchedulerConfigFor(const ForwardBackend& backend, const EngineCo
   s.max_seq_len = backend.spec().max_seq_len;
   s.bos_id = backend.spec().bos_id;
   s.eos_id = backend.spec().eos_id;
+  s.extra_eos_ids = backend.spec().extra_eos_ids;
   s.pipeline_depth = config.pipeline_depth;
   s.policy = config.policy;
   s.batch_window = config.batch_window;

@@ -31,11 +31,58 @@ ModelSpec Shape(int dim, int hidden, int layers, int heads, int kv_heads, int vo
   return s;
 }
 
+// Dummy weights serve benchmarks, which need the shapes, not the checkpoints' longest
+// contexts: a KV cache is sized by max_seq_len, and RoPE works at any position, so the
+// context is capped here (the speed per token does not change).
+constexpr int kDummyContextCap = 8192;
+
+// LLaMA 3.1 / 3.2 rotary embeddings: theta 500000, llama3 scaling of an 8192-token
+// original context by `factor`.
+ModelSpec Llama3(ModelSpec s, float factor) {
+  s.rope_theta = 500000.0f;
+  s.rope_scaling = RopeScaling{RopeScaling::Kind::kLlama3, factor, 1.0f, 4.0f, 8192};
+  s.bos_id = 128000;  // <|begin_of_text|>
+  s.eos_id = 128001;  // <|end_of_text|>
+  s.extra_eos_ids = {128008, 128009};  // <|eom_id|>, <|eot_id|>
+  return s;
+}
+
+// Mistral 7B v0.2 and later: theta 1e6, no sliding window (v0.1's 4096-token window
+// would cap the context at 4096).
+ModelSpec Mistral(ModelSpec s) {
+  s.arch = "mistral";
+  s.rope_theta = 1000000.0f;
+  return s;
+}
+
+// Qwen2: biases on q, k and v; theta 1e6; RMSNorm eps 1e-6; <|endoftext|> begins and ends.
+ModelSpec Qwen2(ModelSpec s) {
+  s.arch = "qwen2";
+  s.rope_theta = 1000000.0f;
+  s.norm_eps = 1e-6f;
+  s.qkv_bias = true;
+  s.bos_id = s.eos_id = 151643;
+  return s;
+}
+
+// GPT-J: LayerNorm, attention and MLP in parallel from one norm, rotary on the first
+// `rotary_dim` dims of each head, GELU MLP with biases, LM head with a bias.
+ModelSpec GptJ(ModelSpec s, int rotary_dim) {
+  s.arch = "gptj";
+  s.norm = NormKind::kLayer;
+  s.ffn = FfnKind::kGelu;
+  s.parallel_residual = true;
+  s.rotary_dim = rotary_dim;
+  s.ffn_bias = true;
+  s.classifier_bias = true;
+  s.bos_id = s.eos_id = 50256;  // <|endoftext|>
+  return s;
+}
+
 // The tinyllamas checkpoints tie the classifier to the embedding; LLaMA-7B/13B do not.
-// Context lengths are the real models' except stories15m (256 in the checkpoint): dummy
-// weights serve benchmarks, and the paper's experiments need 8-token prompts with up to
-// 768 generated tokens, so its dummy twin gets 1024 (RoPE works at any position; only
-// the KV capacity changes, not the speed per token).
+// Context lengths are the real models' (capped at kDummyContextCap) except stories15m
+// (256 in the checkpoint): the paper's experiments need 8-token prompts with up to 768
+// generated tokens, so its dummy twin gets 1024.
 const std::vector<Preset>& Presets() {
   static const std::vector<Preset> kPresets = {
       {"tiny", Shape(64, 172, 5, 8, 4, 512, 512, true)},  // stories260K's shape
@@ -45,6 +92,13 @@ const std::vector<Preset>& Presets() {
       {"llama-110m", Shape(768, 2048, 12, 12, 12, 32000, 1024, true)},
       {"llama-7b", Shape(4096, 11008, 32, 32, 32, 32000, 4096, false)},
       {"llama-13b", Shape(5120, 13824, 40, 40, 40, 32000, 4096, false)},
+      // LLaMA 3.2 1B (context 131072) and LLaMA 3.1 8B (131072).
+      {"llama3-1b", Llama3(Shape(2048, 8192, 16, 32, 8, 128256, kDummyContextCap, true), 32.0f)},
+      {"llama3-8b", Llama3(Shape(4096, 14336, 32, 32, 8, 128256, kDummyContextCap, false), 8.0f)},
+      {"tinyllama-1.1b", Shape(2048, 5632, 22, 32, 4, 32000, 2048, false)},
+      {"mistral-7b", Mistral(Shape(4096, 14336, 32, 32, 8, 32000, kDummyContextCap, false))},  // context 32768
+      {"qwen2-0.5b", Qwen2(Shape(896, 4864, 24, 14, 2, 151936, kDummyContextCap, true))},  // context 32768
+      {"gptj-6b", GptJ(Shape(4096, 16384, 28, 16, 16, 50400, 2048, false), 64)},
   };
   return kPresets;
 }
@@ -156,30 +210,31 @@ Result<ModelWeights> GenerateDummyShard(const ModelSpec& spec_value, uint64_t se
   const ModelSpec* spec = &spec_value;
   ModelWeights w;
   w.spec = *spec;
-  const int64_t d = spec->dim, h = spec->hidden_dim, q = spec->q_dim(), kv = spec->kv_dim(), v = spec->vocab_size;
   // Every tensor is generated whole (its values do not depend on the shard) and cut to
-  // the target's shard at once.
+  // the target's shard at once. Tensors take ids in table order (LayerTensors(),
+  // ModelTensors()), counting only the random ones: matrices uniform with Scale(cols),
+  // the embedding in [-1, 1], biases in [-0.1, 0.1]; norm weights are 1, norm biases 0.
   uint64_t tensor_id = 0;
-  auto random = [&](std::vector<float>& t, TensorSplit split, int64_t n, float scale) {
-    std::vector<float> full(n);
-    FillUniform(full, seed, tensor_id++, scale);
-    t = ShardTensor(split, *spec, shard, std::move(full));
+  auto fill = [&](const auto& t, std::vector<float>& out) {
+    if (!t.present(*spec)) return;
+    const std::string name = t.name;
+    std::vector<float> full(t.size(*spec));
+    if (name.ends_with("norm")) {
+      std::fill(full.begin(), full.end(), 1.0f);
+    } else if (name.ends_with("norm_bias")) {
+      std::fill(full.begin(), full.end(), 0.0f);
+    } else {
+      const float scale = name == "token_embedding" ? 1.0f : t.cols(*spec) == 1 ? 0.1f : Scale(t.cols(*spec));
+      FillUniform(full, seed, tensor_id++, scale);
+    }
+    out = ShardTensor(t.split, *spec, shard, std::move(full));
   };
-  random(w.token_embedding, TensorSplit::kReplicated, v * d, 1.0f);
+  const auto& model_tensors = ModelTensors();
+  fill(model_tensors[0], w.token_embedding);  // id 0, as before the layers
   w.layers.resize(spec->n_layers);
-  for (LayerWeights& l : w.layers) {
-    l.attn_norm.assign(d, 1.0f);
-    random(l.wq, SplitOf(&LayerWeights::wq), q * d, Scale(d));
-    random(l.wk, SplitOf(&LayerWeights::wk), kv * d, Scale(d));
-    random(l.wv, SplitOf(&LayerWeights::wv), kv * d, Scale(d));
-    random(l.wo, SplitOf(&LayerWeights::wo), d * q, Scale(q));
-    l.ffn_norm.assign(d, 1.0f);
-    random(l.w1, SplitOf(&LayerWeights::w1), h * d, Scale(d));
-    random(l.w2, SplitOf(&LayerWeights::w2), d * h, Scale(h));
-    random(l.w3, SplitOf(&LayerWeights::w3), h * d, Scale(d));
-  }
-  w.final_norm.assign(d, 1.0f);
-  if (!spec->shared_classifier) random(w.classifier, TensorSplit::kVocabRows, v * d, Scale(d));
+  for (LayerWeights& l : w.layers)
+    for (const auto& t : LayerTensors()) fill(t, l.*t.member);
+  for (size_t i = 1; i < model_tensors.size(); ++i) fill(model_tensors[i], w.*model_tensors[i].member);
   FinishShard(w, shard);
 
   FLOVER_RETURN_IF_ERROR(ValidateShard(w, shard));

@@ -2,11 +2,20 @@
 // with dummy weights). The same preset and seed always give the same weights, whatever
 // the number of OpenMP threads: element i of each tensor is a counter-based hash of
 // (seed, tensor number, i). Matrices are uniform in [-a, a] with a = sqrt(3 / in_features)
-// (unit-variance preserving), the embedding uniform in [-1, 1], norm weights 1.
-// Presets: tiny (= stories260k's shape), stories260k, stories15m, stories110m /
-// llama-110m, llama-7b, llama-13b (and any later additions, listed by
-// DummyPresetNames()). The tinyllamas shapes share the classifier with the embedding;
-// llama-7b/13b have a separate one, like the real checkpoints.
+// (unit-variance preserving), the embedding uniform in [-1, 1], other biases uniform in
+// [-0.1, 0.1], norm weights 1 and norm biases 0.
+// Presets (DummyPresetNames() lists them):
+//   tiny (= stories260k's shape), stories260k, stories15m, stories110m / llama-110m,
+//   llama-7b, llama-13b         LLaMA 2 family
+//   llama3-1b, llama3-8b        LLaMA 3.2 1B, 3.1 8B: GQA, rope theta 500000 with
+//                               llama3 scaling, 128256-token vocabulary
+//   tinyllama-1.1b, mistral-7b  LLaMA-shaped with GQA (Mistral v0.2: theta 1e6)
+//   qwen2-0.5b                  q/k/v biases, 14 heads over 2 kv heads
+//   gptj-6b                     LayerNorm, parallel residual, partial rotary (64 of 256
+//                               dims), GELU MLP with biases, LM head bias
+// The tinyllamas shapes, llama3-1b and qwen2-0.5b share the classifier with the
+// embedding; the others have a separate one, like the real checkpoints. Contexts are the
+// checkpoints', capped at 8192 (dummy_model.cc).
 //
 // Thread-safety: free functions without shared state.
 #pragma once

@@ -59,32 +59,61 @@ bool ShapeMatches(const std::vector<uint64_t>& actual, const std::vector<uint64_
   return true;
 }
 
-// The tensor `name`, checked to exist, to be F32/F16 and to have the shape `expected`
-// (ggml order, ne0 = columns); `meaning` names the dims for the message ("[dim, q_dim]").
+// The tensor `name`, checked to exist, to be of a loadable type (gguf_quant.h) and to
+// have the shape `expected` (ggml order, ne0 = columns); `meaning` names the dims for the
+// message ("[dim, q_dim]").
 Result<const GgufTensorInfo*> CheckTensor(const GgufReader& r, const std::string& name,
                                           const std::vector<uint64_t>& expected, const char* meaning) {
   const GgufTensorInfo* info = r.FindTensor(name);
   if (info == nullptr) return Corruption("tensor " + name + " is missing");
-  if (info->ggml_type != kGgmlTypeF32 && info->ggml_type != kGgmlTypeF16)
-    return InvalidArgument("tensor " + name + " has type " + GgmlTypeName(info->ggml_type) +
-                           "; only F32 and F16 tensors are supported (convert the model with --outtype f16 or f32)");
+  FLOVER_RETURN_IF_ERROR(CheckLoadableGgmlType(info->ggml_type).WithContext("tensor " + name));
   if (!ShapeMatches(info->ne, expected))
     return Corruption("tensor " + name + " has shape " + GgufShapeString(info->ne) + ", expected " + GgufShapeString(expected) + " " +
                       meaning + " (ggml order, ne0 first)");
-  FLOVER_CHECK(info->n_bytes.has_value()) << name;  // the reader sizes F32/F16 tensors
+  FLOVER_CHECK(info->layout.has_value()) << name;  // the reader lays out every known type
   return info;
 }
 
-// Reads tensor `name` into `out` as fp32, after CheckTensor.
-Status LoadTensor(GgufReader& r, const std::string& name, const std::vector<uint64_t>& expected,
-                  const char* meaning, std::vector<float>* out) {
-  FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* info, CheckTensor(r, name, expected, meaning));
-  out->assign(info->n_elements, 0.0f);
-  if (info->ggml_type == kGgmlTypeF32) return r.ReadTensorData(*info, out->data());
-  std::vector<uint16_t> half(info->n_elements);
-  FLOVER_RETURN_IF_ERROR(r.ReadTensorData(*info, half.data()));
-  ConvertHalfToFloat(half.data(), out->data(), half.size());
-  return Status::Ok();
+// About this many fp32 values of a tensor are held at a time besides the result.
+constexpr uint64_t kChunkFloats = uint64_t{1} << 20;
+
+// The part `slice` of a tensor (after CheckTensor) as fp32, where the slice's rows are
+// the file's (slice.cols == ne[0]). Only the rows in the slice are read and dequantized;
+// a column slice goes a chunk of whole rows at a time.
+Result<std::vector<float>> ReadSlice(GgufReader& r, const GgufTensorInfo& info, const TensorSlice& slice) {
+  const uint64_t n_cols = info.layout->n_cols;
+  std::vector<float> out(static_cast<size_t>(slice.padded_rows * slice.n_cols), 0.0f);
+  if (slice.n_rows == 0) return out;  // an LM head slice that is all padding
+  if (slice.col_begin == 0 && static_cast<uint64_t>(slice.n_cols) == n_cols) {
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(info, slice.row_begin, slice.n_rows, out.data()));
+    return out;
+  }
+  const uint64_t rows_per_chunk = std::clamp<uint64_t>(kChunkFloats / std::max<uint64_t>(n_cols, 1), 1,
+                                                       std::max<int64_t>(slice.n_rows, 1));
+  std::vector<float> rows(rows_per_chunk * n_cols);
+  for (uint64_t done = 0; done < static_cast<uint64_t>(slice.n_rows); done += rows_per_chunk) {
+    const uint64_t n = std::min<uint64_t>(rows_per_chunk, slice.n_rows - done);
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(info, slice.row_begin + done, n, rows.data()));
+    for (uint64_t i = 0; i < n; ++i)
+      std::copy_n(rows.begin() + i * n_cols + slice.col_begin, slice.n_cols, out.begin() + (done + i) * slice.n_cols);
+  }
+  return out;
+}
+
+// Whether the tensor (after CheckTensor, with the embedding's shape) holds exactly the
+// values of `embedding`, compared a chunk of rows at a time.
+Result<bool> EqualsEmbedding(GgufReader& r, const GgufTensorInfo& info, const std::vector<float>& embedding) {
+  const GgmlTensorLayout& l = *info.layout;
+  FLOVER_CHECK(l.n_rows * l.n_cols == embedding.size()) << info.name;
+  const uint64_t rows_per_chunk = std::clamp<uint64_t>(kChunkFloats / std::max<uint64_t>(l.n_cols, 1), 1,
+                                                       std::max<uint64_t>(l.n_rows, 1));
+  std::vector<float> rows(rows_per_chunk * l.n_cols);
+  for (uint64_t done = 0; done < l.n_rows; done += rows_per_chunk) {
+    const uint64_t n = std::min(rows_per_chunk, l.n_rows - done);
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(info, done, n, rows.data()));
+    if (std::memcmp(rows.data(), embedding.data() + done * l.n_cols, n * l.n_cols * sizeof(float)) != 0) return false;
+  }
+  return true;
 }
 
 // Where a tensor goes: a ModelWeights member (nullptr in a checking pass), and how a
@@ -186,24 +215,34 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
 
   FLOVER_RETURN_IF_ERROR(target.Check(spec));
 
-  // Each tensor is cut to this rank's shard as soon as it is read.
+  // Only this rank's part of each tensor is read (and dequantized).
+  auto read_shard = [&](const std::string& name, const std::vector<uint64_t>& ne, const char* meaning,
+                        TensorSplit split) -> Result<std::vector<float>> {
+    FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* info, CheckTensor(r, name, ne, meaning));
+    const GgmlTensorLayout& l = *info->layout;
+    const TensorSlice slice = SliceOf(split, spec, target.shard, static_cast<int64_t>(info->n_elements));
+    if (static_cast<uint64_t>(slice.rows) == l.n_rows && static_cast<uint64_t>(slice.cols) == l.n_cols)
+      return ReadSlice(r, *info, slice);
+    // All of it (world 1, a replicated tensor) or a split vector: read it whole.
+    std::vector<float> whole(info->n_elements);
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(*info, 0, l.n_rows, whole.data()));
+    return ShardTensor(split, spec, target.shard, std::move(whole));
+  };
   w.layers.resize(spec.n_layers);
   FLOVER_RETURN_IF_ERROR(ForEachTensor(
       spec, &w, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, Destination dst) {
-        std::vector<float> full;
-        FLOVER_RETURN_IF_ERROR(LoadTensor(r, name, ne, meaning, &full));
-        *dst.tensor = ShardTensor(dst.split, spec, target.shard, std::move(full));
+        FLOVER_ASSIGN_OR_RETURN(*dst.tensor, read_shard(name, ne, meaning, dst.split));
         return Status::Ok();
       }));
   spec.shared_classifier = true;
   if (has_output) {
-    std::vector<float> output;
-    FLOVER_RETURN_IF_ERROR(LoadTensor(r, "output.weight", {d, v}, "[dim, vocab]", &output));
     // Converters often write the tied embedding out again; share it instead of keeping
     // a second copy.
-    if (std::memcmp(output.data(), w.token_embedding.data(), output.size() * sizeof(float)) != 0) {
+    FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* output, CheckTensor(r, "output.weight", {d, v}, "[dim, vocab]"));
+    FLOVER_ASSIGN_OR_RETURN(bool tied, EqualsEmbedding(r, *output, w.token_embedding));
+    if (!tied) {
       spec.shared_classifier = false;
-      w.classifier = ShardTensor(TensorSplit::kVocabRows, spec, target.shard, std::move(output));
+      FLOVER_ASSIGN_OR_RETURN(w.classifier, read_shard("output.weight", {d, v}, "[dim, vocab]", TensorSplit::kVocabRows));
     }
   }
   FinishShard(w, target.shard);

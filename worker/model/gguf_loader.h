@@ -1,13 +1,15 @@
-// GGUF v3 (and v2) files with `general.architecture = llama` and F32 or F16 tensors.
+// GGUF v3 (and v2) files with `general.architecture = llama` and tensors of the types
+// gguf_quant.h loads (F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0),
+// dequantized to fp32 as they are read.
 // Reads metadata (llama.embedding_length, feed_forward_length, block_count,
 // attention.head_count[_kv] (kv defaults to head_count), context_length,
 // attention.layer_norm_rms_epsilon, rope.freq_base (default 10000); the vocabulary size is
 // token_embd's row count), the tensors token_embd, blk.N.{attn_norm, attn_q, attn_k,
 // attn_v, attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up}, output_norm, [output],
-// converting F16 to fp32, and the embedded vocabulary (gguf_vocab.h; its bos/eos ids also
-// set spec.bos_id/eos_id) when present, and the chat template
+// and the embedded vocabulary (gguf_vocab.h; its bos/eos ids also set
+// spec.bos_id/eos_id) when present, and the chat template
 // (tokenizer.chat_template, a string, into spec.chat_template). An `output` tensor absent
-// or equal in bytes to token_embd gives a shared classifier.
+// or with the same fp32 values as token_embd gives a shared classifier.
 //
 // Tensors are used as stored: GGUF matrices are ne = [in, out], i.e. row-major
 // [out, in] as ModelWeights wants, and llama.cpp's converters already permute Q/K so
@@ -17,9 +19,12 @@
 // version, architecture, tensor type, a vocabulary gguf_vocab.h does not read, or partial RoPE),
 // Corruption (malformed, truncated, missing key or tensor, wrong shape). Every tensor is
 // checked (presence, type, shape, bytes inside the file) before any weight memory is
-// allocated, so a hostile file cannot make the loader allocate more than ~2x its size.
-// With a `target` of world > 1, only that rank's shard is kept (shard.h), each tensor
-// cut as it is read; target.check_spec runs once the shape is known, before any tensor.
+// allocated, so a hostile file cannot make the loader allocate more than the fp32 size
+// of its tensors (~1x the file for F32, up to ~7.2x for the 4.5-bit types) plus a few
+// MiB of read buffers. With a `target` of world > 1, only that rank's shard is kept
+// (shard.h): of a row-split tensor only the rank's rows are read and dequantized, of a
+// column-split one a chunk of rows at a time; target.check_spec runs once the shape is
+// known, before any tensor.
 #pragma once
 
 #include <optional>

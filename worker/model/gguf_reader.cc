@@ -1,18 +1,12 @@
 #include "worker/model/gguf_reader.h"
 
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <system_error>
 #include <type_traits>
-
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-#endif
 
 namespace flover {
 namespace {
@@ -46,50 +40,6 @@ uint64_t ScalarSize(GgufValueType t) {
 }
 
 bool ValidValueType(uint32_t t) { return t <= static_cast<uint32_t>(GgufValueType::kFloat64); }
-
-struct GgmlTypeTraits {
-  const char* name;
-  uint64_t block_size;  // elements per block
-  uint64_t type_size;   // bytes per block; 0 = unknown/removed
-};
-
-// From ggml.c's type_traits (ids are stable; 4, 5 and 31-33 were removed).
-GgmlTypeTraits GgmlTraits(uint32_t type) {
-  switch (type) {
-    case 0: return {"F32", 1, 4};
-    case 1: return {"F16", 1, 2};
-    case 2: return {"Q4_0", 32, 18};
-    case 3: return {"Q4_1", 32, 20};
-    case 6: return {"Q5_0", 32, 22};
-    case 7: return {"Q5_1", 32, 24};
-    case 8: return {"Q8_0", 32, 34};
-    case 9: return {"Q8_1", 32, 36};
-    case 10: return {"Q2_K", 256, 84};
-    case 11: return {"Q3_K", 256, 110};
-    case 12: return {"Q4_K", 256, 144};
-    case 13: return {"Q5_K", 256, 176};
-    case 14: return {"Q6_K", 256, 210};
-    case 15: return {"Q8_K", 256, 292};
-    case 16: return {"IQ2_XXS", 256, 66};
-    case 17: return {"IQ2_XS", 256, 74};
-    case 18: return {"IQ3_XXS", 256, 98};
-    case 19: return {"IQ1_S", 256, 50};
-    case 20: return {"IQ4_NL", 32, 18};
-    case 21: return {"IQ3_S", 256, 110};
-    case 22: return {"IQ2_S", 256, 82};
-    case 23: return {"IQ4_XS", 256, 136};
-    case 24: return {"I8", 1, 1};
-    case 25: return {"I16", 1, 2};
-    case 26: return {"I32", 1, 4};
-    case 27: return {"I64", 1, 8};
-    case 28: return {"F64", 1, 8};
-    case 29: return {"IQ1_M", 256, 56};
-    case 30: return {"BF16", 1, 2};
-    case 34: return {"TQ1_0", 256, 54};
-    case 35: return {"TQ2_0", 256, 66};
-    default: return {nullptr, 1, 0};
-  }
-}
 
 // Sequential, bounds-checked reads of the header region. Every read either succeeds or
 // returns a Status; `remaining()` is what a length may claim at most.
@@ -238,12 +188,6 @@ const char* GgufValueTypeName(GgufValueType type) {
   return "unknown";
 }
 
-std::string GgmlTypeName(uint32_t ggml_type) {
-  const GgmlTypeTraits t = GgmlTraits(ggml_type);
-  if (t.name == nullptr) return "unknown (" + std::to_string(ggml_type) + ")";
-  return std::string(t.name) + " (" + std::to_string(ggml_type) + ")";
-}
-
 bool GgufValue::is_integer() const {
   switch (type) {
     case GgufValueType::kUint8:
@@ -366,16 +310,12 @@ Status GgufReader::Parse() {
     if (info.offset % alignment_ != 0)
       return Corruption("tensor " + info.name + " has offset " + std::to_string(info.offset) +
                         ", not a multiple of the alignment " + std::to_string(alignment_));
-    const GgmlTypeTraits tr = GgmlTraits(info.ggml_type);
-    if (tr.type_size != 0) {
-      if (info.ne.empty() ? false : info.ne[0] % tr.block_size != 0)
-        return Corruption("tensor " + info.name + " of type " + GgmlTypeName(info.ggml_type) + " has ne[0]=" +
-                          std::to_string(info.ne[0]) + ", not a multiple of its block size " +
-                          std::to_string(tr.block_size));
-      const uint64_t blocks = info.n_elements / tr.block_size;
-      if (blocks > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / tr.type_size)
-        return Corruption("tensor " + info.name + " has absurd dimensions " + GgufShapeString(info.ne));
-      info.n_bytes = blocks * tr.type_size;
+    if (FindGgmlType(info.ggml_type) != nullptr) {
+      Result<GgmlTensorLayout> layout = GgmlLayout(info.ggml_type, info.ne);
+      if (!layout.ok())
+        return layout.status().WithContext("tensor " + info.name + " " + GgufShapeString(info.ne) + " " +
+                                           GgmlTypeName(info.ggml_type));
+      info.layout = *layout;
     }
     if (!tensor_index_.emplace(info.name, tensors_.size()).second)
       return Corruption("tensor " + info.name + " appears twice");
@@ -389,12 +329,13 @@ Status GgufReader::Parse() {
     return Corruption("file ends (" + std::to_string(file_size_) + " bytes) before the data section at byte " +
                       std::to_string(data_offset_));
   for (const GgufTensorInfo& info : tensors_) {
-    if (!info.n_bytes) continue;
+    if (!info.layout) continue;
+    const uint64_t n_bytes = info.layout->n_bytes;
     const uint64_t room = file_size_ - std::min(file_size_, data_offset_);
-    if (info.offset > room || *info.n_bytes > room - info.offset)
+    if (info.offset > room || n_bytes > room - info.offset)
       return Corruption("tensor " + info.name + " " + GgufShapeString(info.ne) + " " + GgmlTypeName(info.ggml_type) +
                         " needs bytes " + std::to_string(data_offset_ + info.offset) + ".." +
-                        std::to_string(data_offset_ + info.offset + *info.n_bytes) +
+                        std::to_string(data_offset_ + info.offset + n_bytes) +
                         " but the file has only " + std::to_string(file_size_) + " bytes (truncated?)");
   }
   return Status::Ok();
@@ -430,14 +371,17 @@ Result<std::vector<float>> GgufReader::FloatArray(const std::string& key, const 
   return out;
 }
 
-Status GgufReader::ReadTensorData(const GgufTensorInfo& info, void* dst) {
-  FLOVER_CHECK(info.n_bytes.has_value()) << "tensor " << info.name;
-  const uint64_t pos = data_offset_ + info.offset;
-  if (pos > static_cast<uint64_t>(std::numeric_limits<long>::max()) ||
-      std::fseek(file_, static_cast<long>(pos), SEEK_SET) != 0)
+Status GgufReader::ReadTensorRows(const GgufTensorInfo& info, uint64_t row_begin, uint64_t n_rows, void* dst) {
+  FLOVER_CHECK(info.layout.has_value()) << "tensor " << info.name;
+  const GgmlTensorLayout& l = *info.layout;
+  FLOVER_CHECK(row_begin <= l.n_rows && n_rows <= l.n_rows - row_begin)
+      << "tensor " << info.name << ": rows " << row_begin << " + " << n_rows << " of " << l.n_rows;
+  // Inside the file (checked by Parse), so none of this overflows.
+  const uint64_t pos = data_offset_ + info.offset + row_begin * l.row_bytes;
+  if (pos > static_cast<uint64_t>(std::numeric_limits<off_t>::max()) || fseeko(file_, static_cast<off_t>(pos), SEEK_SET) != 0)
     return IoError("cannot seek to tensor " + info.name + " at byte " + std::to_string(pos) + ": " +
                    std::strerror(errno));
-  const size_t n = *info.n_bytes;
+  const size_t n = n_rows * l.row_bytes;
   if (n > 0 && std::fread(dst, 1, n, file_) != n) {
     if (std::feof(file_))
       return Corruption("file ended while reading tensor " + info.name + " (did it shrink?)");
@@ -446,68 +390,26 @@ Status GgufReader::ReadTensorData(const GgufTensorInfo& info, void* dst) {
   return Status::Ok();
 }
 
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1Fu;
-  uint32_t mant = h & 0x3FFu;
-  uint32_t bits;
-  if (exp == 0x1F) {  // inf / NaN: keep the payload, set the quiet bit as hardware does
-    bits = sign | 0x7F800000u | (mant << 13) | (mant != 0 ? 0x00400000u : 0u);
-  } else if (exp != 0) {  // normal: rebias 15 -> 127
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant == 0) {  // ±0
-    bits = sign;
-  } else {  // subnormal: mant * 2^-24, normalise into a float32 normal
-    uint32_t shifts = 0;
-    while ((mant & 0x400u) == 0) {
-      mant <<= 1;
-      ++shifts;
-    }
-    // value = (mant / 2^10) * 2^(-14 - shifts), with mant now in [2^10, 2^11).
-    bits = sign | ((127 - 14 - shifts) << 23) | ((mant & 0x3FFu) << 13);
-  }
-  return std::bit_cast<float>(bits);
+Status GgufReader::ReadTensorData(const GgufTensorInfo& info, void* dst) {
+  FLOVER_CHECK(info.layout.has_value()) << "tensor " << info.name;
+  return ReadTensorRows(info, 0, info.layout->n_rows, dst);
 }
 
-namespace {
-
-#if defined(__x86_64__)
-__attribute__((target("avx,f16c"))) void ConvertHalfToFloatF16c(const uint16_t* src, float* dst, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+Status GgufReader::ReadRowsAsFloat(const GgufTensorInfo& info, uint64_t row_begin, uint64_t n_rows, float* dst,
+                                   size_t chunk_bytes) {
+  FLOVER_CHECK(info.layout.has_value()) << "tensor " << info.name;
+  FLOVER_CHECK(FindGgmlType(info.ggml_type)->loadable) << "tensor " << info.name << " " << GgmlTypeName(info.ggml_type);
+  const GgmlTensorLayout& l = *info.layout;
+  if (info.ggml_type == kGgmlTypeF32) return ReadTensorRows(info, row_begin, n_rows, dst);
+  if (l.row_bytes == 0 || n_rows == 0) return Status::Ok();
+  const uint64_t rows_per_chunk = std::clamp<uint64_t>(chunk_bytes / l.row_bytes, 1, n_rows);
+  std::vector<uint8_t> raw(rows_per_chunk * l.row_bytes);
+  for (uint64_t done = 0; done < n_rows; done += rows_per_chunk) {
+    const uint64_t rows = std::min(rows_per_chunk, n_rows - done);
+    FLOVER_RETURN_IF_ERROR(ReadTensorRows(info, row_begin + done, rows, raw.data()));
+    DequantizeGgml(info.ggml_type, raw.data(), dst + done * l.n_cols, rows * l.n_cols);
   }
-  for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
-}
-
-// CPUID directly: clang 14's __builtin_cpu_supports does not know "f16c".
-bool HasF16c() {
-  static const bool has = [] {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
-  }();
-  return has;
-}
-#endif
-
-}  // namespace
-
-void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n) {
-  constexpr size_t kChunk = size_t{1} << 16;
-  const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static) if (n_chunks > 4)
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    const size_t begin = static_cast<size_t>(c) * kChunk;
-    const size_t len = std::min(kChunk, n - begin);
-#if defined(__x86_64__)
-    if (HasF16c()) {
-      ConvertHalfToFloatF16c(src + begin, dst + begin, len);
-      continue;
-    }
-#endif
-    for (size_t i = 0; i < len; ++i) dst[begin + i] = HalfToFloat(src[begin + i]);
-  }
+  return Status::Ok();
 }
 
 }  // namespace flover

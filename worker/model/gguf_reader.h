@@ -1,7 +1,7 @@
 // GgufReader: the container layer of GGUF (v2 and v3, little-endian), independent of any
 // model architecture. Open() parses the header, every metadata key/value and every
 // tensor info, and checks that each tensor's data lies inside the file; tensor data is
-// read later, one tensor at a time, with ReadTensorData().
+// read later, one tensor (or a range of its rows) at a time, as stored or as fp32.
 //
 // Layout (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md):
 //   "GGUF" u32 version u64 n_tensors u64 n_kv
@@ -12,9 +12,11 @@
 //
 // Hostile input: every count and length read from the file is checked against the bytes
 // left before anything is allocated for it, so a malformed file yields Corruption (never
-// bad_alloc, a crash or a huge allocation). Tensor types other than F32/F16 are parsed
-// (their byte size is known for the common ggml types) but the bytes of a tensor whose
-// type has no known size are not bounds-checked here; the model loader rejects them.
+// bad_alloc, a crash or a huge allocation). Every tensor of a type ggml defines gets its
+// byte layout from its type and shape (gguf_quant.h; overflow-checked, ne[0] a multiple
+// of the block size) and must lie inside the file; a tensor of an unknown type id keeps
+// no layout, its bytes are not bounds-checked and it cannot be read (the model loader
+// rejects it).
 //
 // Thread-safety: a GgufReader owns an open FILE*; use it from one thread at a time.
 #pragma once
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "worker/model/gguf_quant.h"
 
 namespace flover {
 
@@ -49,12 +52,6 @@ enum class GgufValueType : uint32_t {
 const char* GgufValueTypeName(GgufValueType type);
 // A tensor's dimensions as "[a, b]", for messages.
 std::string GgufShapeString(const std::vector<uint64_t>& ne);
-
-// ggml tensor types this project can load, plus a name table for messages.
-inline constexpr uint32_t kGgmlTypeF32 = 0;
-inline constexpr uint32_t kGgmlTypeF16 = 1;
-// "F32 (0)", "Q4_0 (2)", ...; "unknown (99)" for ids ggml does not define.
-std::string GgmlTypeName(uint32_t ggml_type);
 
 // One metadata value. Scalars are widened into `i` (signed and bool), `u` (unsigned) or
 // `f` (floating); strings live in `str`. Arrays keep their element type: string arrays in
@@ -82,7 +79,7 @@ struct GgufTensorInfo {
   uint32_t ggml_type = 0;
   uint64_t offset = 0;       // relative to the data section
   uint64_t n_elements = 0;
-  std::optional<uint64_t> n_bytes;  // unknown for ggml types without a size entry
+  std::optional<GgmlTensorLayout> layout;  // absent for type ids ggml does not define
 };
 
 class GgufReader {
@@ -118,10 +115,21 @@ class GgufReader {
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(const std::string& name) const;  // nullptr when absent
 
-  // Reads the tensor's bytes into `dst`, which must hold *info.n_bytes bytes. The error
-  // messages name the tensor but not the file (the caller adds that).
-  // REQUIRES: info comes from tensors() and info.n_bytes has a value.
+  static constexpr size_t kDefaultChunkBytes = size_t{4} << 20;
+
+  // Reads the tensor's bytes as stored into `dst`, which must hold info.layout->n_bytes
+  // bytes. The error messages name the tensor but not the file (the caller adds that).
+  // REQUIRES: info comes from tensors() and info.layout has a value.
   Status ReadTensorData(const GgufTensorInfo& info, void* dst);
+  // The same for rows [row_begin, row_begin + n_rows) (n_rows * row_bytes bytes).
+  // REQUIRES: as ReadTensorData, and the rows exist.
+  Status ReadTensorRows(const GgufTensorInfo& info, uint64_t row_begin, uint64_t n_rows, void* dst);
+  // Rows [row_begin, row_begin + n_rows) as fp32 into dst[0, n_rows * n_cols), read and
+  // dequantized about `chunk_bytes` of the file at a time (at least one row), so no more
+  // than that is held besides `dst`. REQUIRES: as ReadTensorRows, and the type is
+  // loadable (CheckLoadableGgmlType).
+  Status ReadRowsAsFloat(const GgufTensorInfo& info, uint64_t row_begin, uint64_t n_rows, float* dst,
+                         size_t chunk_bytes = kDefaultChunkBytes);
 
  private:
   GgufReader() = default;
@@ -138,11 +146,5 @@ class GgufReader {
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;  // name -> index into tensors_
 };
-
-// IEEE-754 binary16 -> binary32, exact for every input (subnormals, ±0, ±inf; NaNs stay
-// NaN with their payload).
-float HalfToFloat(uint16_t h);
-// Converts n halves; uses F16C when the CPU has it and the result is identical.
-void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n);
 
 }  // namespace flover

@@ -7,6 +7,7 @@
 
 #include "worker/model/dummy_model.h"
 #include "worker/model/gguf_loader.h"
+#include "worker/model/hf_loader.h"
 #include "worker/model/llama2c_loader.h"
 
 namespace flover {
@@ -42,8 +43,17 @@ Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_se
 
   std::error_code ec;
   if (!std::filesystem::exists(name_or_path, ec))
-    return NotFound(name_or_path + ": no such file (a model is a llama2.c .bin, a .gguf file, or dummy:<preset>)");
-  if (EndsWith(name_or_path, ".gguf") || HasGgufMagic(name_or_path)) {
+    return NotFound(name_or_path +
+                    ": no such file (a model is a llama2.c .bin, a .gguf file, a Hugging Face model folder with "
+                    "config.json and safetensors weights, or dummy:<preset>)");
+  if (IsHfModelPath(name_or_path)) {
+    FLOVER_ASSIGN_OR_RETURN(HfModel hf, LoadHfModel(name_or_path, target));
+    model.weights = std::move(hf.weights);
+    model.description = "Hugging Face " + hf.architecture + " " + name_or_path;
+  } else if (EndsWith(name_or_path, ".safetensors")) {
+    return InvalidArgument(name_or_path + ": a safetensors file holds no model shape; name the Hugging Face model "
+                           "folder that holds it and its config.json");
+  } else if (EndsWith(name_or_path, ".gguf") || HasGgufMagic(name_or_path)) {
     FLOVER_ASSIGN_OR_RETURN(GgufModel gguf, LoadGgufModel(name_or_path, target));
     model.weights = std::move(gguf.weights);
     model.tokenizer = std::move(gguf.tokenizer);

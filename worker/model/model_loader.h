@@ -2,6 +2,10 @@
 //   - "dummy:<preset>"  seeded random weights of a named shape (dummy_model.h);
 //   - "*.gguf", or any file starting with "GGUF"
 //                       GGUF v3, llama architecture, F32/F16 tensors (gguf_loader.h);
+//   - a folder, or a file named config.json
+//                       a Hugging Face model folder: config.json and safetensors
+//                       weights (F32/F16/BF16), Llama 2/3, Mistral, Qwen2, GPT-J
+//                       (hf_loader.h; docs/models.md);
 //   - anything else     a llama2.c checkpoint (llama2c_loader.h).
 // Every failure (missing, truncated, inconsistent, unsupported) is a Status naming the
 // file and what is wrong; a returned model is complete and Validate()d, or with a
@@ -25,7 +29,9 @@ struct LoadedModel {
   ModelWeights weights;
   // A vocabulary embedded in the model file (GGUF), if any.
   std::optional<Tokenizer> tokenizer;
-  std::string description;  // "llama2.c stories260K.bin", "dummy:stories15m (seed 0)"
+  // "llama2.c stories260K.bin", "dummy:stories15m (seed 0)",
+  // "Hugging Face LlamaForCausalLM models/tinyllama"
+  std::string description;
 };
 
 Result<LoadedModel> LoadModel(const std::string& name_or_path, uint64_t dummy_seed = 0,

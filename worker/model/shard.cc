@@ -7,32 +7,13 @@
 namespace flover {
 namespace {
 
-// Rows [row_begin, row_begin + n_rows) of a row-major matrix with `cols` columns,
-// followed by zero rows up to `padded_rows`. Rows past the matrix's end read as zero.
-std::vector<float> SliceRows(const std::vector<float>& m, int cols, int row_begin, int n_rows, int padded_rows) {
-  std::vector<float> out(static_cast<size_t>(padded_rows) * cols, 0.0f);
-  const int total_rows = static_cast<int>(m.size() / cols);
-  const int copy_rows = std::max(0, std::min(n_rows, total_rows - row_begin));
-  if (copy_rows > 0)
-    std::copy_n(m.begin() + static_cast<size_t>(row_begin) * cols, static_cast<size_t>(copy_rows) * cols,
-                out.begin());
+// `slice` of a whole tensor `m` (row-major [slice.rows, slice.cols]).
+std::vector<float> Cut(const std::vector<float>& m, const TensorSlice& slice) {
+  std::vector<float> out(static_cast<size_t>(slice.padded_rows * slice.n_cols), 0.0f);
+  for (int64_t r = 0; r < slice.n_rows; ++r)
+    std::copy_n(m.begin() + (slice.row_begin + r) * slice.cols + slice.col_begin, slice.n_cols,
+                out.begin() + r * slice.n_cols);
   return out;
-}
-
-// Columns [col_begin, col_begin + n_cols) of every row of a [rows, cols] matrix.
-std::vector<float> SliceCols(const std::vector<float>& m, int rows, int cols, int col_begin, int n_cols) {
-  std::vector<float> out(static_cast<size_t>(rows) * n_cols);
-  for (int r = 0; r < rows; ++r)
-    std::copy_n(m.begin() + static_cast<size_t>(r) * cols + col_begin, n_cols,
-                out.begin() + static_cast<size_t>(r) * n_cols);
-  return out;
-}
-
-// Rank's LM head rows [vocab_begin, vocab_begin + vocab_per_rank) of a [vocab, dim] matrix,
-// the last rank's padded with zero rows.
-std::vector<float> LmHeadRows(const std::vector<float>& lm_head, const ModelSpec& spec, const ShardDims& d) {
-  return SliceRows(lm_head, spec.dim, d.vocab_begin, std::min(d.vocab_per_rank, spec.vocab_size - d.vocab_begin),
-                   d.vocab_per_rank);
 }
 
 Status CheckShardSize(const std::string& name, const std::vector<float>& t, int64_t expected) {
@@ -84,48 +65,93 @@ Status CheckTensorParallel(const ModelSpec& spec, int world) {
   return Status::Ok();
 }
 
-TensorSplit SplitOf(std::vector<float> LayerWeights::*member) {
-  if (member == &LayerWeights::wq) return TensorSplit::kQRows;
-  if (member == &LayerWeights::wk || member == &LayerWeights::wv) return TensorSplit::kKvRows;
-  if (member == &LayerWeights::w1 || member == &LayerWeights::w3) return TensorSplit::kHiddenRows;
-  if (member == &LayerWeights::wo) return TensorSplit::kQCols;
-  if (member == &LayerWeights::w2) return TensorSplit::kHiddenCols;
-  return TensorSplit::kReplicated;  // attn_norm, ffn_norm
+namespace {
+
+template <typename Owner>
+TensorSplit SplitIn(const std::vector<TensorInfo<Owner>>& table, std::vector<float> Owner::*member) {
+  for (const auto& t : table)
+    if (t.member == member) return t.split;
+  FLOVER_CHECK(false) << "tensor not in the table";
+  return TensorSplit::kReplicated;
 }
 
-TensorSplit SplitOf(std::vector<float> ModelWeights::*member) {
-  return member == &ModelWeights::classifier ? TensorSplit::kVocabRows : TensorSplit::kReplicated;
+// The full size of the split dimension: rows for row splits, columns for column splits.
+int SplitDimSize(TensorSplit split, const ModelSpec& spec) {
+  switch (split) {
+    case TensorSplit::kQRows:
+    case TensorSplit::kQCols: return spec.q_dim();
+    case TensorSplit::kKvRows: return spec.kv_dim();
+    case TensorSplit::kHiddenRows:
+    case TensorSplit::kHiddenCols: return spec.hidden_dim;
+    case TensorSplit::kVocabRows: return spec.vocab_size;
+    case TensorSplit::kReplicated: break;
+  }
+  return 0;
+}
+
+// This rank's part of the split dimension.
+int LocalSplitDimSize(TensorSplit split, const ShardDims& d) {
+  switch (split) {
+    case TensorSplit::kQRows:
+    case TensorSplit::kQCols: return d.q_dim;
+    case TensorSplit::kKvRows: return d.kv_dim;
+    case TensorSplit::kHiddenRows:
+    case TensorSplit::kHiddenCols: return d.hidden_dim;
+    case TensorSplit::kVocabRows: return d.vocab_per_rank;
+    case TensorSplit::kReplicated: break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TensorSplit SplitOf(std::vector<float> LayerWeights::*member) { return SplitIn(LayerTensors(), member); }
+TensorSplit SplitOf(std::vector<float> ModelWeights::*member) { return SplitIn(ModelTensors(), member); }
+
+template <typename Owner>
+int64_t LocalSize(const TensorInfo<Owner>& t, const ModelSpec& spec, const ShardDims& d, int world) {
+  if (!t.present(spec)) return 0;
+  if (world == 1 || t.split == TensorSplit::kReplicated) return t.size(spec);
+  return t.size(spec) / SplitDimSize(t.split, spec) * LocalSplitDimSize(t.split, d);
+}
+template int64_t LocalSize(const TensorInfo<LayerWeights>&, const ModelSpec&, const ShardDims&, int);
+template int64_t LocalSize(const TensorInfo<ModelWeights>&, const ModelSpec&, const ShardDims&, int);
+
+TensorSlice SliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, int64_t n_elements) {
+  if (shard.world == 1 || split == TensorSplit::kReplicated) return {1, n_elements, 0, 1, 1, 0, n_elements};
+  const ShardDims d = ShardDimsFor(spec, shard);
+  const int64_t split_size = SplitDimSize(split, spec);
+  const int64_t local = LocalSplitDimSize(split, d);
+  const int64_t other = n_elements / split_size;  // the unsplit dimension
+  const int64_t begin = split == TensorSplit::kVocabRows ? d.vocab_begin : shard.rank * local;
+  if (split == TensorSplit::kQCols || split == TensorSplit::kHiddenCols)
+    return {other, split_size, 0, other, other, begin, local};
+  // Rows; only the LM head's last rank runs past the end (and pads).
+  const int64_t n_rows = std::clamp<int64_t>(split_size - begin, 0, local);
+  return {split_size, other, begin, n_rows, local, 0, other};
 }
 
 std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard,
                                std::vector<float> full) {
   if (shard.world == 1 || split == TensorSplit::kReplicated) return full;
-  const ShardDims d = ShardDimsFor(spec, shard);
-  const int dim = spec.dim, rank = shard.rank;
-  switch (split) {
-    case TensorSplit::kQRows: return SliceRows(full, dim, rank * d.q_dim, d.q_dim, d.q_dim);
-    case TensorSplit::kKvRows: return SliceRows(full, dim, rank * d.kv_dim, d.kv_dim, d.kv_dim);
-    case TensorSplit::kHiddenRows: return SliceRows(full, dim, rank * d.hidden_dim, d.hidden_dim, d.hidden_dim);
-    case TensorSplit::kQCols: return SliceCols(full, dim, spec.q_dim(), rank * d.q_dim, d.q_dim);
-    case TensorSplit::kHiddenCols: return SliceCols(full, dim, spec.hidden_dim, rank * d.hidden_dim, d.hidden_dim);
-    case TensorSplit::kVocabRows: return LmHeadRows(full, spec, d);
-    case TensorSplit::kReplicated: break;
-  }
-  return full;
+  return Cut(full, SliceOf(split, spec, shard, static_cast<int64_t>(full.size())));
 }
 
 void FinishShard(ModelWeights& weights, const ShardInfo& shard) {
   if (shard.world == 1 || !weights.classifier.empty()) return;
-  weights.classifier =
-      LmHeadRows(weights.token_embedding, weights.spec, ShardDimsFor(weights.spec, shard));
+  weights.classifier = Cut(weights.token_embedding, SliceOf(TensorSplit::kVocabRows, weights.spec, shard,
+                                                          static_cast<int64_t>(weights.token_embedding.size())));
 }
 
 int64_t ShardParams(const ModelSpec& spec, int world) {
   if (world == 1) return spec.n_params();
   const ShardDims d = ShardDimsFor(spec, ShardInfo{0, world});
-  const int64_t dim = spec.dim;
-  const int64_t per_layer = 2 * dim + dim * (2 * d.q_dim + 2 * d.kv_dim + 3 * d.hidden_dim);
-  return int64_t{spec.vocab_size} * dim + spec.n_layers * per_layer + dim + int64_t{d.vocab_per_rank} * dim;
+  int64_t per_layer = 0;
+  for (const auto& t : LayerTensors()) per_layer += LocalSize(t, spec, d, world);
+  int64_t n = spec.n_layers * per_layer;
+  for (const auto& t : ModelTensors()) n += LocalSize(t, spec, d, world);
+  if (spec.shared_classifier) n += int64_t{d.vocab_per_rank} * spec.dim;  // the LM head rows copied out
+  return n;
 }
 
 Status LoadTarget::Check(const ModelSpec& spec) const {
@@ -140,13 +166,12 @@ Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world) {
   const ShardInfo shard{rank, world};
   FLOVER_RETURN_IF_ERROR(CheckRank(shard));
   if (world == 1) return full;
-  for (LayerWeights& l : full.layers) {
-    for (auto member : {&LayerWeights::wq, &LayerWeights::wk, &LayerWeights::wv, &LayerWeights::wo, &LayerWeights::w1,
-                        &LayerWeights::w2, &LayerWeights::w3})
-      l.*member = ShardTensor(SplitOf(member), full.spec, shard, std::move(l.*member));
-  }
-  if (!full.classifier.empty())
-    full.classifier = ShardTensor(TensorSplit::kVocabRows, full.spec, shard, std::move(full.classifier));
+  for (LayerWeights& l : full.layers)
+    for (const auto& t : LayerTensors())
+      if (t.present(full.spec)) l.*t.member = ShardTensor(t.split, full.spec, shard, std::move(l.*t.member));
+  for (const auto& t : ModelTensors())
+    if (t.present(full.spec) && t.split != TensorSplit::kReplicated)
+      full.*t.member = ShardTensor(t.split, full.spec, shard, std::move(full.*t.member));
   FinishShard(full, shard);
   return full;
 }
@@ -158,26 +183,19 @@ Status ValidateShard(const ModelWeights& weights, const ShardInfo& shard) {
   const ModelSpec& spec = weights.spec;
   FLOVER_RETURN_IF_ERROR(spec.Validate());
   const ShardDims d = ShardDimsFor(spec, shard);
-  const int64_t dim = spec.dim;
-  FLOVER_RETURN_IF_ERROR(CheckShardSize("token_embedding", weights.token_embedding, int64_t{spec.vocab_size} * dim));
   if (static_cast<int>(weights.layers.size()) != spec.n_layers)
     return Corruption("shard has " + std::to_string(weights.layers.size()) + " layers, spec says " +
                       std::to_string(spec.n_layers));
   for (size_t i = 0; i < weights.layers.size(); ++i) {
-    const LayerWeights& l = weights.layers[i];
     const std::string p = "layers." + std::to_string(i) + ".";
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "attn_norm", l.attn_norm, dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wq", l.wq, d.q_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wk", l.wk, d.kv_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wv", l.wv, d.kv_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "wo", l.wo, dim * d.q_dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "ffn_norm", l.ffn_norm, dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "w1", l.w1, d.hidden_dim * dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "w2", l.w2, dim * d.hidden_dim));
-    FLOVER_RETURN_IF_ERROR(CheckShardSize(p + "w3", l.w3, d.hidden_dim * dim));
+    for (const auto& t : LayerTensors())
+      FLOVER_RETURN_IF_ERROR(CheckShardSize(p + t.name, weights.layers[i].*t.member, LocalSize(t, spec, d, shard.world)));
   }
-  FLOVER_RETURN_IF_ERROR(CheckShardSize("final_norm", weights.final_norm, dim));
-  return CheckShardSize("classifier (LM head rows)", weights.classifier, d.vocab_per_rank * dim);
+  for (const auto& t : ModelTensors()) {
+    if (t.member == &ModelWeights::classifier) continue;  // always held by a shard: checked below
+    FLOVER_RETURN_IF_ERROR(CheckShardSize(t.name, weights.*t.member, LocalSize(t, spec, d, shard.world)));
+  }
+  return CheckShardSize("classifier (LM head rows)", weights.classifier, int64_t{d.vocab_per_rank} * spec.dim);
 }
 
 }  // namespace flover

@@ -1,22 +1,23 @@
 // Tensor-parallel (Megatron-style) sharding of a model's weights over `world` ranks.
 //
 // Rank r of T holds:
-//   wq, wk, wv   rows of its heads: query heads [r*H/T, (r+1)*H/T) and kv heads
+//   wq, wk, wv   (and bq, bk, bv) rows of its heads: query heads [r*H/T, (r+1)*H/T) and kv heads
 //                [r*KV/T, (r+1)*KV/T). Both split contiguously with KV % T == 0, so the
 //                query heads of a grouped-query kv group stay on that kv head's rank.
-//   w1, w3       rows [r*F/T, (r+1)*F/T) of the feed-forward width F = hidden_dim
+//   w1, w3, b1   rows [r*F/T, (r+1)*F/T) of the feed-forward width F = hidden_dim
 //   wo, w2       the matching input columns (each rank computes a partial sum of the
-//                full output, completed by an all-reduce)
+//                full output, completed by an all-reduce; b2 is added after it)
 //   LM head      vocabulary rows [r*Vr, (r+1)*Vr), Vr = ceil(vocab/T), in `classifier`
-//                (also when the spec shares it with the embedding), the last rank
-//                padded with zero rows up to Vr (completed by an all-gather)
-//   token_embedding, attn_norm, ffn_norm, final_norm   replicated, in full
+//                (also when the spec shares it with the embedding) and its bias, the
+//                last rank padded with zeros up to Vr (completed by an all-gather)
+//   token_embedding, the norms and their biases, b2   replicated, in full
 // A shard's ModelWeights keeps the FULL model's spec; ShardDims gives the local sizes.
 // With world == 1 a shard is the full model, unchanged.
 //
 // Thread-safety: free functions without shared state.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -56,23 +57,37 @@ Status CheckShard(const ModelSpec& spec, const ShardInfo& shard);
 // rank/world (CheckTensorParallel). Frees `full`'s tensors as it goes.
 Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world);
 
-// How a tensor is split (the table at the top of this file).
-enum class TensorSplit {
-  kReplicated,   // kept whole: token_embedding, the norms
-  kQRows,        // wq
-  kKvRows,       // wk, wv
-  kHiddenRows,   // w1, w3
-  kQCols,        // wo
-  kHiddenCols,   // w2
-  kVocabRows,    // classifier (the LM head), padded on the last rank
-};
+// How a tensor is split (the table at the top of this file; TensorSplit is in
+// model_weights.h with the tensor tables).
 TensorSplit SplitOf(std::vector<float> LayerWeights::*member);
 TensorSplit SplitOf(std::vector<float> ModelWeights::*member);
 
-// Rank shard.rank's part of one whole tensor, for loaders that shard each tensor as
-// soon as it is read (so a rank never holds more than its shard and one whole tensor).
-// world 1 returns `full` unchanged. REQUIRES: CheckTensorParallel(spec, shard.world) is
-// OK, 0 <= rank < world, and `full` has the tensor's full size.
+// The part of one whole tensor of n_elements values that rank shard.rank keeps. The
+// tensor is seen as a row-major [rows, cols] matrix whose split dimension (rows for a row
+// split, cols for a column split) has its full size from the spec and the other
+// dimension the rest (so vectors work too); the rank keeps rows [row_begin, row_begin +
+// n_rows), then zero rows up to padded_rows (only the LM head's last rank pads), and of
+// each the columns [col_begin, col_begin + n_cols). world 1 and kReplicated: all of it,
+// as one row. Lets a loader read only the rows it keeps.
+struct TensorSlice {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_begin = 0;
+  int64_t n_rows = 0;
+  int64_t padded_rows = 0;
+  int64_t col_begin = 0;
+  int64_t n_cols = 0;
+};
+// REQUIRES: as ShardTensor, with n_elements the tensor's full size.
+TensorSlice SliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, int64_t n_elements);
+
+// Rank shard.rank's part of one whole tensor (SliceOf), for loaders that shard each
+// tensor as soon as it is read (so a rank never holds more than its shard and one whole
+// tensor).
+// Works for matrices and vectors alike (the split dimension's full size comes from the
+// spec, the other is the rest). world 1 returns `full` unchanged. REQUIRES:
+// CheckTensorParallel(spec, shard.world) is OK, 0 <= rank < world, and `full` has the
+// tensor's full size.
 std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard,
                                std::vector<float> full);
 
@@ -93,8 +108,13 @@ struct LoadTarget {
   Status Check(const ModelSpec& spec) const;
 };
 
+// The local size of tensor `t` on a rank with local sizes `d` of `world`, 0 when the
+// spec has no such tensor (defined for LayerWeights and ModelWeights).
+template <typename Owner>
+int64_t LocalSize(const TensorInfo<Owner>& t, const ModelSpec& spec, const ShardDims& d, int world);
+
 // Parameters one rank of `world` holds: the replicated embedding and norms, 1/world of
-// the layer matrices, its LM head rows (for world > 1 also when the classifier is shared
+// the layer matrices and split biases, its LM head rows (for world > 1 also when the classifier is shared
 // with the embedding). world 1: spec.n_params(). REQUIRES: CheckTensorParallel is OK.
 int64_t ShardParams(const ModelSpec& spec, int world);
 

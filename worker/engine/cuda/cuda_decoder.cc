@@ -128,7 +128,7 @@ Status CudaDecoder::Allocate() {
   cuda::GemmOptions gemm_options;
   gemm_options.gemv_max_rows = config_.small_step_gemv ? cuda::kGemvMaxRows : 0;
   FLOVER_ASSIGN_OR_RETURN(gemm_, cuda::Gemm::Create(stream_, gemm_options));
-  FLOVER_ASSIGN_OR_RETURN(rope_, cuda::UploadRopeTable(cpu::RopeTable(s.head_dim(), s.max_seq_len, s.rope_theta), stream_));
+  FLOVER_ASSIGN_OR_RETURN(rope_, cuda::UploadRopeTable(cpu::RopeTable(s.RopeFrequencies(), s.max_seq_len), stream_));
   FLOVER_ASSIGN_OR_RETURN(x_, DeviceBuffer::Allocate(n * dim * 4));
   FLOVER_ASSIGN_OR_RETURN(xb_, DeviceBuffer::Allocate(n * dim * es));
   FLOVER_ASSIGN_OR_RETURN(qkv_, DeviceBuffer::Allocate(n * qkv_cols * 4));
