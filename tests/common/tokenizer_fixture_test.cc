@@ -1,5 +1,5 @@
 // Tokenizers against Hugging Face tokenizers: the fixtures of tests/fixtures/tokenizers/
-// (scripts/reference/tokenizer_fixtures.py) hold, for five small tokenizers, the ids
+// (scripts/reference/tokenizer_fixtures.py) hold, for six small tokenizers, the ids
 // and decodings tokenizers 0.20.3 gives for 1,000 texts and 150 random id sequences.
 // Every one must match, and the streaming decoder must give the same text in valid
 // UTF-8 pieces.
