@@ -41,7 +41,8 @@ int Fail(const Status& status) {
 }
 
 // The tokenizer the user named, else one embedded in the model, else the one tokenizer
-// file beside the model (tokenizer.json, tokenizer.bin, or a tok*.bin).
+// file in the model's folder (tokenizer.json, tokenizer.bin, or a tok*.bin): the model
+// folder itself (a Hugging Face folder), or the folder of the model file.
 Result<std::optional<Tokenizer>> ResolveTokenizer(const RunOptions& o, std::optional<Tokenizer> embedded) {
   if (!o.tokenizer.empty()) {
     FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(o.tokenizer));
@@ -49,9 +50,11 @@ Result<std::optional<Tokenizer>> ResolveTokenizer(const RunOptions& o, std::opti
   }
   if (embedded) return embedded;
   if (o.model.rfind("dummy:", 0) == 0) return std::optional<Tokenizer>();
-  const fs::path dir = fs::path(o.model).parent_path().empty() ? fs::path(".") : fs::path(o.model).parent_path();
-  std::vector<fs::path> found;
   std::error_code ec;
+  const fs::path dir = fs::is_directory(o.model, ec)               ? fs::path(o.model)
+                       : fs::path(o.model).parent_path().empty() ? fs::path(".")
+                                                                  : fs::path(o.model).parent_path();
+  std::vector<fs::path> found;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (name == "tokenizer.json" || name == "tokenizer.bin" ||
@@ -130,7 +133,8 @@ int RunCommand(const RunOptions& o) {
   const ModelSpec spec = created->backend->spec();
   Result<std::optional<Tokenizer>> tokenizer = ResolveTokenizer(o, std::move(created->tokenizer));
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  if (*tokenizer && tokenizer->value().vocab_size() != spec.vocab_size)
+  // A model's embedding may have more rows than its tokenizer has ids (Qwen2 pads them).
+  if (*tokenizer && tokenizer->value().vocab_size() > spec.vocab_size)
     return Fail(InvalidArgument("tokenizer has " + std::to_string(tokenizer->value().vocab_size()) +
                                 " tokens but the model's vocabulary has " + std::to_string(spec.vocab_size)));
   Result<std::vector<PromptInput>> prompts = CollectPrompts(o, *tokenizer);

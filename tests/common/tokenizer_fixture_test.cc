@@ -148,6 +148,20 @@ TEST_P(TokenizerFixtureTest, TheFileLoadsAsTheFolder) {
   EXPECT_EQ(file->Encode("Hello <|eot_id|> world"), tok().Encode("Hello <|eot_id|> world"));
 }
 
+// The Hugging Face model fixtures (tests/fixtures/models, tok512 converted by
+// transformers with legacy=False) load from their folders and encode as SentencePiece.
+TEST(ModelFolderTokenizerTest, LoadsFromTheFolder) {
+  for (const char* name : {"llama2", "tinyllama"}) {
+    Result<Tokenizer> t = LoadTokenizer(std::string(FLOVER_SOURCE_DIR) + "/tests/fixtures/models/" + name);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_EQ(t->vocab_size(), 512);
+    EXPECT_EQ(t->bos_id(), 1);
+    EXPECT_EQ(t->eos_id(), 2);
+    EXPECT_EQ(t->Encode("Sara"), (std::vector<int>{1, 301, 295, 412})) << name;
+    EXPECT_EQ(t->Decode({301, 295, 412}, 1), "Sara");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, TokenizerFixtureTest,
                          ::testing::Values("llama3", "qwen2", "gpt2", "llama2", "llama2-metaspace", "features"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
