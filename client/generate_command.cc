@@ -5,6 +5,7 @@
 #include <iostream>
 #include <optional>
 
+#include "client/chat_prompts.h"
 #include "client/client.h"
 #include "client/completion_output.h"
 #include "client/interrupt_flag.h"
@@ -23,8 +24,9 @@ constexpr std::chrono::milliseconds kPollInterval = 200ms;
 constexpr size_t kQuotedChars = 40;
 
 struct Prompt {
-  std::string text;
+  std::string text;  // what is sent
   std::vector<int> ids;
+  std::string shown;  // printed before the completion in text output
 };
 
 // The prompts of the flags, or the exit status of a bad flag (its message printed).
@@ -40,7 +42,16 @@ std::optional<int> ReadPrompts(const GenerateOptions& o, std::vector<Prompt>* pr
   };
   for (const std::string& p : o.prompts) {
     if (ToValidUtf8(p) != p) return bad_text("--prompt", p);
-    prompts->push_back({p, {}});
+    prompts->push_back({p, {}, o.chat ? "" : p});
+  }
+  if (ToValidUtf8(o.system) != o.system) return bad_text("--system", o.system);
+  if (!o.system.empty() && !o.chat) {
+    std::fprintf(stderr, "flover generate: --system needs --chat\n");
+    return 2;
+  }
+  if (o.chat && !o.prompt_ids.empty()) {
+    std::fprintf(stderr, "flover generate: --chat renders --prompt texts; it cannot take --prompt-ids\n");
+    return 2;
   }
   for (const std::string& s : o.stop.stop_strings) {
     if (ToValidUtf8(s) != s) return bad_text("--stop", s);
@@ -87,9 +98,51 @@ void PrintEvent(const SessionEvent& e, const std::string& prompt) {
 
 }  // namespace
 
+// With --chat: each prompt's text rendered as a conversation, and the stop strings
+// that end the assistant's turn; the exit status of a failure (its message printed).
+std::optional<int> RenderChat(const GenerateOptions& o, std::optional<ChatTemplate> chat_template, Client& client,
+                              std::vector<Prompt>* prompts, StopParams* stop) {
+  if (!chat_template) {
+    const Result<proto::ClusterStatus> status =
+        client.FetchStatus(std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+    if (!status.ok()) {
+      std::fprintf(stderr, "flover generate: --chat: the cluster's status: %s\n", status.status().ToString().c_str());
+      return 1;
+    }
+    Result<ChatTemplate> own = ChatTemplateOfModel(status->model());
+    if (!own.ok()) {
+      std::fprintf(stderr, "flover generate: --chat: %s\n", own.status().message().c_str());
+      return 1;
+    }
+    chat_template = std::move(own).value();
+  }
+  std::vector<std::string> texts;
+  for (const Prompt& p : *prompts) texts.push_back(p.text);
+  Result<std::vector<std::string>> rendered = RenderChatPrompts(*chat_template, texts, o.system);
+  if (!rendered.ok()) {
+    std::fprintf(stderr, "flover generate: --chat: %s\n", rendered.status().message().c_str());
+    return 1;
+  }
+  for (size_t i = 0; i < prompts->size(); ++i) (*prompts)[i].text = std::move((*rendered)[i]);
+  for (const std::string& end : chat_template->end_of_turn()) stop->stop_strings.push_back(end);
+  return std::nullopt;
+}
+
 int GenerateCommand(const GenerateOptions& o) {
   std::vector<Prompt> prompts;
   if (std::optional<int> bad = ReadPrompts(o, &prompts)) return *bad;
+  std::optional<ChatTemplate> chat_template;
+  if (o.chat && !o.chat_template.empty()) {
+    Result<ChatTemplate> named = ChatTemplateOfFlag(o.chat_template);
+    if (!named.ok()) {
+      std::fprintf(stderr, "flover generate: %s\n", named.status().message().c_str());
+      return 2;
+    }
+    chat_template = std::move(named).value();
+  } else if (!o.chat_template.empty()) {
+    std::fprintf(stderr, "flover generate: --chat-template needs --chat\n");
+    return 2;
+  }
   const InterruptFlag interrupt;  // Ctrl-C: the session cancels what is in flight
   Result<std::unique_ptr<Client>> client = ConnectWithKeys(o.endpoint, o.keys);
   if (client.ok()) {
@@ -103,6 +156,11 @@ int GenerateCommand(const GenerateOptions& o) {
                  s.code() == StatusCode::kUnavailable ? " (--connect-timeout S waits longer)" : "");
     return interrupt.raised() ? 130 : 1;
   }
+  StopParams stop = o.stop;
+  if (o.chat) {
+    if (std::optional<int> failed = RenderChat(o, std::move(chat_template), **client, &prompts, &stop))
+      return interrupt.raised() ? 130 : *failed;
+  }
   RequestSessionOptions session_options;
   session_options.silence_timeout_s = o.timeout_s;
   session_options.interrupted = interrupt.predicate();
@@ -115,17 +173,18 @@ int GenerateCommand(const GenerateOptions& o) {
   session.OnEvent([&](const SessionEvent& e) {
     const RequestRecord& r = e.request;
     const std::string& prompt = prompts[r.index].text;
+    const std::string& shown = prompts[r.index].shown;
     if (e.kind == SessionEventKind::kError)
       std::fprintf(stderr, "flover generate: prompt %zu: %s\n", r.index, r.ErrorString().c_str());
     if (stream_json) {
       if (e.kind != SessionEventKind::kAccepted) PrintEvent(e, prompt);
     } else if (e.kind == SessionEventKind::kTokens && stream_text) {
-      if (!prompt_shown) std::fputs(prompt.c_str(), stdout);
+      if (!prompt_shown) std::fputs(shown.c_str(), stdout);
       prompt_shown = true;
       std::fwrite(e.text.data(), 1, e.text.size(), stdout);
       std::fflush(stdout);
     } else if (e.kind == SessionEventKind::kDone && !o.json && !stream_text) {
-      std::printf("--- [%zu] %s\n%s%s\n", r.index, r.finish.c_str(), prompt.c_str(), r.text.c_str());
+      std::printf("--- [%zu] %s\n%s%s\n", r.index, r.finish.c_str(), shown.c_str(), r.text.c_str());
       std::fflush(stdout);
     }
   });
@@ -140,7 +199,7 @@ int GenerateCommand(const GenerateOptions& o) {
     q.token_ids = prompts[i].ids;
     q.sampling = o.sampling;
     q.sampling.seed += i;
-    q.stop = o.stop;
+    q.stop = stop;
     q.stream = o.stream || !o.json;
     q.deadline = std::chrono::milliseconds(static_cast<int64_t>(o.deadline_s * 1000));
     if (Status s = session.Submit(q); !s.ok()) {

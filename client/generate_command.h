@@ -10,6 +10,14 @@
 // exits 1. Bad flags exit 2 before anything is sent: a --prompt or --stop that is not
 // valid UTF-8 (the protocol carries UTF-8 text only), bad --prompt-ids. Nothing
 // answering at the endpoint within `connect_timeout_s` exits 1 at once.
+//
+// With --chat each prompt is sent as a chat conversation (client/chat_prompts.h): one
+// user message after the optional --system message, rendered with --chat-template or
+// the model file's template, the template's end-of-turn texts added to the stop
+// strings; the output shows the answers without the rendered prompt (--json's "prompt"
+// is the text sent). A bad --chat-template, --system without --chat, or --chat with
+// --prompt-ids exits 2 before anything is sent; a cluster whose model has no template,
+// or a template that refuses the conversation, exits 1.
 #pragma once
 
 #include <string>
@@ -32,6 +40,9 @@ struct GenerateOptions {
   double timeout_s = 60;  // give up when the coordinator is silent this long
   double connect_timeout_s = 5;  // give up when nothing answers at the endpoint this long
   double deadline_s = 0;  // per request, at the coordinator (SubmitRequest.timeout_ms); 0: none
+  bool chat = false;          // render each prompt with a chat template
+  std::string chat_template;  // --chat-template: a built-in name or a template file; "": the model's own
+  std::string system;         // --system: a system message before each prompt (with --chat)
 };
 
 int GenerateCommand(const GenerateOptions& options);

@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
                       "Give up when nothing answers at the endpoint within this many seconds")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  gen_cmd->add_flag("--chat", gen.chat,
+                    "Send each prompt as a chat: one user message, rendered with the chat template");
+  gen_cmd->add_option("--chat-template", gen.chat_template,
+                      "With --chat: a built-in template (chatml, llama2, llama3, mistral, zephyr, gemma, phi3) or a "
+                      "file holding a Jinja template; default: the model file's own");
+  gen_cmd->add_option("--system", gen.system, "With --chat: a system message before each prompt");
   gen_cmd->add_option("--deadline", gen.deadline_s,
                       "Seconds each request may take at the cluster (then DeadlineExceeded; 0 = none)")
       ->check(CLI::Range(0.0, 4.0e6));

@@ -37,10 +37,12 @@ all_targets=(
   fuzz_tokenizer_text   # the tokenizer's encode/decode
   fuzz_tokenizer_json   # tokenizer.json files, then encode / streamed decode
   fuzz_http_request     # HTTP requests through the parser and the routes
+  fuzz_jinja            # Jinja (chat) templates, parsed and rendered
 )
 # Dictionaries (tests/fuzz/*.dict) of the harnesses that have one.
 declare -A dicts=([fuzz_cluster_config]=cluster_config.dict [fuzz_gguf]=gguf.dict
-                  [fuzz_safetensors]=safetensors.dict [fuzz_tokenizer_json]=tokenizer_json.dict)
+                  [fuzz_safetensors]=safetensors.dict [fuzz_jinja]=jinja.dict
+                  [fuzz_tokenizer_json]=tokenizer_json.dict)
 # Options of single harnesses. The coordinator's harnesses build a cluster per input and
 # cover ~20k features: libFuzzer's entropic schedule then spends most of the time in its
 # own bookkeeping (twice fewer executions), so they run with the plain one.
@@ -76,8 +78,9 @@ fi
 echo "fuzz.sh: building $build"
 cmake --build "$build" --parallel "$(nproc)" --target flover_fuzz
 
-# Seeds: the seed writer's, the shipped configs, and stories260K's tokenizer and the
-# first 16 KiB of its GGUF (header, metadata, tensor table) when the models are here.
+# Seeds: the seed writer's, the shipped configs, the chat templates, and stories260K's
+# tokenizer and the first 16 KiB of its GGUF (header, metadata, tensor table) when the
+# models are here.
 rm -rf "$build/seeds"
 "$build/tests/fuzz/flover_fuzz_seeds" "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
@@ -91,6 +94,10 @@ printf 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-fuz
 printf 'POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n' \
   > "$build/seeds/fuzz_http_request/chunked"
 printf 'GET /v1/models?x=1 HTTP/1.0\r\nAuthorization: Bearer nope\r\n\r\n' > "$build/seeds/fuzz_http_request/http10"
+mkdir -p "$build/seeds/fuzz_jinja"
+for f in tests/fixtures/chat_templates/*.jinja common/chat_templates/*.jinja; do
+  cp "$f" "$build/seeds/fuzz_jinja/$(basename "$(dirname "$f")")-$(basename "$f")"
+done
 FLOVER_MODELS_OPTIONAL=1 source scripts/models-dir.sh  # no download: they are only seeds
 models=$FLOVER_MODELS_DIR
 if [ -f "$models/stories260K/tok512.bin" ] && [ -f "$models/stories260K/stories260K.gguf" ]; then

@@ -1,8 +1,8 @@
 // POST /v1/chat/completions: `messages` (system, developer as system, user, assistant;
-// content a string or text parts) rendered with the model's chat template family,
-// whose end-of-turn text is added to the stop strings; max_completion_tokens (or
-// max_tokens; default: until the context is full), logprobs + top_logprobs,
-// add_generation_prompt (extension, default true); the shared fields in
+// content a string or text parts) rendered with the model's chat template
+// (chat_template.h), whose end-of-turn texts are added to the stop strings;
+// max_completion_tokens (or max_tokens; default: until the context is full), logprobs +
+// top_logprobs, add_generation_prompt (extension, default true); the shared fields in
 // generation_options.h.
 #include <limits>
 
@@ -115,10 +115,10 @@ Started StartChatCompletions(std::string_view body_text, const ServedModel& mode
     return InvalidParam("messages",
                         "chat completions need the cluster's tokenizer (model.tokenizer in the cluster config), and "
                         "this cluster has none; use /v1/completions with token ids");
-  const std::variant<ChatFamily, std::string> family = FindChatFamily(model.chat_template);
-  if (const std::string* why = std::get_if<std::string>(&family)) return InvalidParam("messages", *why);
-  const ChatFamily chat = std::get<ChatFamily>(family);
-  options.stop.add_stop_strings(EndOfTurn(chat));
+  std::variant<ChatPrompt, ApiError> rendered = RenderChatPrompt(model, messages, add_generation_prompt);
+  if (ApiError* error = std::get_if<ApiError>(&rendered)) return std::move(*error);
+  ChatPrompt& chat = std::get<ChatPrompt>(rendered);
+  for (const std::string& end : chat.end_of_turn) options.stop.add_stop_strings(end);
   if (logprobs) {
     options.sampling.set_logprobs(true);
     options.sampling.set_top_logprobs(static_cast<int32_t>(top_logprobs.value_or(0)));
@@ -126,7 +126,7 @@ Started StartChatCompletions(std::string_view body_text, const ServedModel& mode
   if (std::optional<ApiError> error = CheckChoiceCount(1, options.n, model)) return *error;
 
   proto::SubmitRequest prompt;
-  prompt.set_text(RenderChat(chat, messages, add_generation_prompt));
+  prompt.set_text(std::move(chat.text));
   ExchangeSetup setup = ExchangeSetupOf(options, model);
   setup.submits = ExpandSubmits({prompt}, options, model);
   setup.choices.assign(setup.submits.size(), ChoiceSetup{});

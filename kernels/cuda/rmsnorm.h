@@ -1,5 +1,5 @@
-// RMSNorm on the CUDA backend, reading the fp32 residual stream and writing the storage
-// dtype that the following GEMM reads:
+// RMSNorm on the CUDA backend (LayerNorm: layernorm.h), reading the fp32 residual
+// stream and writing the storage dtype that the following GEMM reads:
 //   out[r, j] = T(weight[j] * (x[r, j] * 1 / sqrt(sum_j x[r, j]^2 / dim + eps)))
 // with kernels/cpu/rmsnorm.h's arithmetic (sum of squares in float, divide by dim, add
 // eps, 1/sqrt, weight * (inv * x)); only the order of the sum differs (a block

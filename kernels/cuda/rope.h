@@ -1,6 +1,7 @@
 // Rotary position embedding on the CUDA backend, in place on the fp32 QKV rows, with
-// kernels/cpu/rope.h's interleaved layout: each adjacent pair (v[2i], v[2i+1]) of every
-// head is rotated by the angle of position pos and pair i.
+// kernels/cpu/rope.h's interleaved layout: each adjacent pair (v[2i], v[2i+1]) of the
+// first rotary_dim values of every head is rotated by the angle of position pos and
+// pair i; the rest of each head (partial rotary, GPT-J) is left as it is.
 //
 // The angles are not recomputed on the device: the launcher reads device copies of
 // cpu::RopeTable's cos/sin tables (UploadRopeTable), so they are bit-identical to the
@@ -24,27 +25,31 @@
 
 namespace flover::cuda {
 
-// cpu::RopeTable's tables on the device.
+// cpu::RopeTable's tables on the device (the model's frequencies, LLaMA 3 scaling
+// included, are already in them).
 struct DeviceRopeTable {
-  DeviceBuffer cos;  // fp32 [max_positions, head_dim / 2]
-  DeviceBuffer sin;  // fp32 [max_positions, head_dim / 2]
-  int head_dim = 0;
+  DeviceBuffer cos;  // fp32 [max_positions, rotary_dim / 2]
+  DeviceBuffer sin;  // fp32 [max_positions, rotary_dim / 2]
+  int rotary_dim = 0;
   int max_positions = 0;
 };
 
 // Copies `table` to the device (synchronously on `stream`). Allocates: call at load.
 Result<DeviceRopeTable> UploadRopeTable(const cpu::RopeTable& table, cudaStream_t stream);
 
-// Rotates n_heads heads of head_dim floats, contiguous from the start of each of the
-// n_tokens rows of x (row_stride floats apart), token t at positions[t].
+// Rotates the first rotary_dim floats of each of n_heads heads of head_dim floats,
+// contiguous from the start of each of the n_tokens rows of x (row_stride floats
+// apart), token t at positions[t].
 // x: device fp32 [n_tokens, row_stride]; positions: device int [n_tokens];
-// cos_table, sin_table: device fp32 [max_positions, head_dim / 2].
-// Returns InvalidArgument, before touching the device, for null pointers, an odd or
-// non-positive head_dim, n_heads * head_dim > row_stride, or max_positions <= 0.
-Status ApplyRope(float* x, int n_tokens, int64_t row_stride, int n_heads, int head_dim, const int* positions,
-                 const float* cos_table, const float* sin_table, int max_positions, cudaStream_t stream);
+// cos_table, sin_table: device fp32 [max_positions, rotary_dim / 2].
+// Returns InvalidArgument, before touching the device, for null pointers, a
+// non-positive head_dim, an odd or non-positive rotary_dim or one above head_dim,
+// n_heads * head_dim > row_stride, or max_positions <= 0.
+Status ApplyRope(float* x, int n_tokens, int64_t row_stride, int n_heads, int head_dim, int rotary_dim,
+                 const int* positions, const float* cos_table, const float* sin_table, int max_positions,
+                 cudaStream_t stream);
 
-// The same with an uploaded table. Also InvalidArgument when table.head_dim != head_dim.
+// The same with an uploaded table, rotating its rotary_dim floats of each head.
 Status ApplyRope(float* x, int n_tokens, int64_t row_stride, int n_heads, int head_dim, const int* positions,
                  const DeviceRopeTable& table, cudaStream_t stream);
 

@@ -1,6 +1,7 @@
 // Runs the real `flover generate` (and the daemons' flag handling): text that is not
-// UTF-8, an endpoint where nothing listens, unknown flags, --version, and the NDJSON of
-// --stream --json against a real cluster (tests/integration/test_cluster.h).
+// UTF-8, an endpoint where nothing listens, unknown flags, --version, bad --chat flags,
+// and the NDJSON of --stream --json and --chat's prompts against a real cluster
+// (tests/integration/test_cluster.h).
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -61,6 +62,22 @@ TEST(FloverGenerateTest, TextThatIsNotUtf8FailsAtOnceNamingTheFlag) {
   EXPECT_EQ(stop.exit_code, 2) << stop.output;
   EXPECT_NE(stop.output.find("--stop"), std::string::npos) << stop.output;
   EXPECT_NE(stop.output.find("not valid UTF-8"), std::string::npos) << stop.output;
+}
+
+TEST(FloverGenerateTest, BadChatFlagsFailBeforeAnythingIsSent) {
+  const ClosedPort port;
+  const std::string endpoint = "--endpoint " + port.endpoint() + " ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--chat --prompt-ids 1,2", "--chat renders --prompt texts; it cannot take --prompt-ids"},
+      {"--system S --prompt hi", "--system needs --chat"},
+      {"--chat-template chatml --prompt hi", "--chat-template needs --chat"},
+      {"--chat --chat-template vicuna --prompt hi", "--chat-template 'vicuna' is neither a built-in chat template"},
+  };
+  for (const auto& [args, message] : cases) {
+    const ShellRun run = RunShell(Generate(endpoint + args));
+    EXPECT_EQ(run.exit_code, 2) << args << ": " << run.output;
+    EXPECT_NE(run.output.find(message), std::string::npos) << args << ": " << run.output;
+  }
 }
 
 TEST(FloverGenerateTest, NothingListeningFailsNamingTheEndpoint) {
@@ -160,6 +177,32 @@ TEST(FloverGenerateTest, StreamJsonIsOneObjectPerEvent) {
     EXPECT_EQ(d.at("tokens"), completions[i].at("tokens"));
     EXPECT_EQ(d.at("text"), completions[i].at("text"));
   }
+}
+
+TEST(FloverGenerateTest, ChatRendersEachPromptWithTheTemplate) {
+  testing::TestClusterOptions options;
+  options.model = testing::Stories260kBin();  // a llama2.c file: no chat template of its own
+  options.tokenizer = testing::Tok512Bin();
+  options.tensor_parallel = 1;
+  Result<std::unique_ptr<testing::TestCluster>> cluster = testing::TestCluster::Start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string endpoint = "--endpoint " + (*cluster)->client_endpoint() + " ";
+
+  const ShellRun none = RunShell(Generate(endpoint + "--chat --prompt Hi --max-tokens 4"));
+  EXPECT_EQ(none.exit_code, 1) << none.output;
+  EXPECT_NE(none.output.find("has no chat template"), std::string::npos) << none.output;
+
+  const ShellRun run = RunShell("(" + Generate(endpoint + "--chat --chat-template chatml --system 'Be brief.' "
+                                                          "--prompt Hi --prompt Bye --max-tokens 4 --json") +
+                                " 2>/dev/null)");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::vector<nlohmann::json> completions = JsonLines(run.output);
+  ASSERT_EQ(completions.size(), 2u) << run.output;
+  EXPECT_EQ(completions[0].at("prompt"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(completions[1].at("prompt"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_GT(completions[0].at("prompt_tokens").get<int>(), 20);
 }
 
 }  // namespace

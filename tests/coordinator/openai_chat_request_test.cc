@@ -100,8 +100,6 @@ TEST(OpenAiChat, NeedsATemplateAndATokenizer) {
   EXPECT_EQ(e.status, 400);
   EXPECT_NE(e.message.find("model.chat_template"), std::string::npos) << e.message;
   EXPECT_NE(e.message.find("chatml, llama2, llama3, mistral, zephyr, gemma, phi3"), std::string::npos) << e.message;
-  e = ErrorOf(StartChatCompletions(body, Model("{% for m in messages %}{{ m.content }}{% endfor %}")));
-  EXPECT_NE(e.message.find("not one of the families"), std::string::npos) << e.message;
   ServedModel model = Model();
   model.tokenizer = nullptr;
   e = ErrorOf(StartChatCompletions(body, model));
@@ -109,6 +107,29 @@ TEST(OpenAiChat, NeedsATemplateAndATokenizer) {
   const std::vector<proto::SubmitRequest> s = ChatSubmits(body, Model("llama3"));
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].stop().stop_strings(0), "<|eot_id|>");
+}
+
+TEST(OpenAiChat, AnyJinjaTemplateIsRendered) {
+  const std::string body = std::string("{") + kUser + "}";
+  const std::vector<proto::SubmitRequest> s =
+      ChatSubmits(body, Model("{% for m in messages %}{{ m.content }}{% endfor %}"));
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].text(), "Hi");
+  ASSERT_EQ(s[0].stop().stop_strings_size(), 1);
+  EXPECT_EQ(s[0].stop().stop_strings(0), "</s>");  // no marker in the template: the EOS text
+}
+
+TEST(OpenAiChat, TheTemplatesRefusalReachesTheClient) {
+  const std::string body =
+      R"({"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]})";
+  const ApiError e = ErrorOf(StartChatCompletions(
+      body, Model("{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}"
+                  "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+                  "{% endif %}{% endfor %}")));
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.param, "messages");
+  EXPECT_NE(e.message.find("Conversation roles must alternate user/assistant/user/assistant/..."), std::string::npos)
+      << e.message;
 }
 
 }  // namespace

@@ -9,9 +9,9 @@
 //   - end to end, greedy stories260K through Executor+CudaBackend against
 //     Executor+CpuBackend on the same schedule: requests joining at different steps,
 //     prompts split into prefill chunks fused with other requests' decodes;
-//   - dummy weights generated on the device equal host-generated weights uploaded,
-//     tensor for tensor, also as tensor-parallel shards (ShardWeights), and give
-//     bit-identical logits and tokens;
+//   - dummy weights generated on the device give the bit-identical logits and tokens
+//     of host-generated weights uploaded (tensor for tensor, also as shards, for every
+//     architecture: architectures_test.cc);
 //   - separate passes (policy `instances`) give the fused tokens;
 //   - a step beyond max_step_tokens or max_rows is InvalidArgument and leaves the
 //     executor able to run the next step.
@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kernels/cuda/device.h"
+#include "tests/cuda/backend_fixtures.h"
 #include "tests/cuda/gpu_test.h"
 #include "tests/test_paths.h"
 #include "worker/backend.h"
@@ -50,20 +51,15 @@ namespace flover {
 namespace {
 
 using cuda::testing::NormalisedError;
-
-constexpr int kBlockSize = 16;
-constexpr int kPoolBlocks = 512;
-
-CudaBackendConfig SmallConfig(DType dtype) {
-  CudaBackendConfig c;
-  c.dtype = dtype;
-  c.kv_memory_bytes = int64_t{1} << 30;
-  c.kv_block_size = kBlockSize;
-  c.max_blocks = kPoolBlocks;
-  c.max_step_tokens = 128;
-  c.max_rows = 16;
-  return c;
-}
+using testing::CommonPrefix;
+using testing::Drive;
+using testing::FastConfig;
+using testing::kBlockSize;
+using testing::kPoolBlocks;
+using testing::Outcome;
+using testing::Request;
+using testing::SmallConfig;
+using testing::StatusOf;
 
 // A device communicator that only claims a group (on device 0, on `stream`); never used
 // for a collective.
@@ -99,10 +95,6 @@ void ExpectError(const Status& s, StatusCode code, const std::string& part, cons
   EXPECT_NE(s.message().find(part), std::string::npos) << what << ": " << s.ToString();
 }
 
-template <typename T>
-Status StatusOf(const Result<T>& r) {
-  return r.ok() ? Status::Ok() : r.status();
-}
 
 // ---------------------------------------------------------------------------------
 // Without a GPU (these run in CI).
@@ -182,76 +174,6 @@ TEST(CudaBackendArgs, KvPoolIsSizedLikeTheCpuOneAtTheDtypeSize) {
 }
 
 // ---------------------------------------------------------------------------------
-// The schedule both backends run: requests join at given steps; each step every joined
-// request computes min(chunk, uncomputed) tokens (a prefill chunk, or its one decode
-// token), blocks handed out from a shuffled pool as positions need them.
-
-struct Request {
-  uint64_t id;
-  int join_step;
-  RequestParams params;
-};
-
-struct Outcome {
-  std::map<uint64_t, std::vector<int>> tokens;  // generated, per request
-  std::map<uint64_t, std::vector<TokenLogprobs>> logprobs;  // per token, of requests that asked
-  int steps = 0;
-  size_t max_upload_bytes = 0;
-};
-
-// With `cuda` and `step_logits`: the logits of the last sampling step, after every step.
-Result<Outcome> Drive(ForwardBackend& backend, const std::vector<Request>& requests, int chunk, bool separate_passes,
-                  CudaBackend* cuda = nullptr, std::vector<std::vector<float>>* step_logits = nullptr) {
-  Executor executor(&backend);
-  std::vector<int> pool(backend.kv_blocks());
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), std::mt19937(42));
-  size_t next_block = 0;
-  std::vector<bool> live(requests.size(), false), done(requests.size(), false);
-  Outcome run;
-  for (int step = 0;; ++step) {
-    for (size_t i = 0; i < requests.size(); ++i)
-      if (requests[i].join_step == step) {
-        FLOVER_RETURN_IF_ERROR(executor.Join(requests[i].id, requests[i].params));
-        live[i] = true;
-      }
-    std::vector<std::vector<int>> new_blocks(requests.size());
-    std::vector<ExecEntry> entries;
-    for (size_t i = 0; i < requests.size(); ++i) {
-      if (!live[i] || done[i]) continue;
-      const Sequence* seq = executor.Find(requests[i].id);
-      const int n = std::min(chunk, seq->n_uncomputed());
-      const int need = (seq->n_computed + n + kBlockSize - 1) / kBlockSize - static_cast<int>(seq->block_table.size());
-      for (int b = 0; b < need; ++b) {
-        if (next_block == pool.size()) return ResourceExhausted("test pool too small");
-        new_blocks[i].push_back(pool[next_block++]);
-      }
-      entries.push_back(ExecEntry{requests[i].id, seq->n_computed, n, new_blocks[i]});
-    }
-    const bool all_joined = std::all_of(requests.begin(), requests.end(), [&](const Request& r) {
-      return r.join_step <= step;
-    });
-    if (entries.empty() && all_joined) break;
-    std::vector<ExecOutput> outputs;
-    FLOVER_RETURN_IF_ERROR(executor.Run(entries, &outputs, separate_passes));
-    if (cuda) run.max_upload_bytes = std::max(run.max_upload_bytes, cuda->last_step_upload_bytes());
-    if (cuda && step_logits) {
-      step_logits->emplace_back();
-      FLOVER_RETURN_IF_ERROR(cuda->CopyLastLogits(&step_logits->back()));
-    }
-    for (const ExecOutput& o : outputs) {
-      if (o.token >= 0) run.tokens[o.request_id].push_back(o.token);
-      if (o.token >= 0 && o.logprobs) run.logprobs[o.request_id].push_back(*o.logprobs);
-      if (o.finish != FinishReason::kNone) {
-        for (size_t i = 0; i < requests.size(); ++i)
-          if (requests[i].id == o.request_id) done[i] = true;
-        executor.Leave(o.request_id);
-      }
-    }
-    ++run.steps;
-  }
-  return run;
-}
 
 // Six greedy requests with token-id prompts of 1 to 70 tokens (BOS first), joining at
 // steps 0 to 10, each generating `max_tokens` (ignore_eos: the schedule, and so every
@@ -269,13 +191,6 @@ std::vector<Request> GreedyRequests(int max_tokens) {
     requests.push_back(std::move(r));
   }
   return requests;
-}
-
-// Length of the common prefix of two token sequences.
-size_t CommonPrefix(const std::vector<int>& a, const std::vector<int>& b) {
-  size_t n = 0;
-  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
-  return n;
 }
 
 // The CPU reference backend of stories260K, made as `flover run --device cpu` makes it
@@ -299,14 +214,6 @@ ModelWeights LoadStories() {
   return std::move(m->weights);
 }
 
-// The fast decode path of CudaBackendConfig (off by default): graphs, and Gemv for
-// small steps.
-CudaBackendConfig FastConfig(DType dtype) {
-  CudaBackendConfig c = SmallConfig(dtype);
-  c.cuda_graphs = true;
-  c.small_step_gemv = true;
-  return c;
-}
 
 std::unique_ptr<CudaBackend> MakeCuda(const std::string& model, DType dtype, uint64_t seed = 0, bool fast = false) {
   auto backend = CreateCudaBackend(model, seed, {}, nullptr, fast ? FastConfig(dtype) : SmallConfig(dtype));
@@ -666,63 +573,6 @@ TEST(CudaBackendGpu, DeviceDummyWeightsEqualUploadedHostOnes) {
     ASSERT_FALSE(la.empty());
     EXPECT_EQ(la.size(), lb.size());
     EXPECT_TRUE(la == lb) << DTypeName(dtype) << ": logits differ";
-  }
-}
-
-std::vector<unsigned char> Bytes(const cuda::DeviceBuffer& b) {
-  std::vector<unsigned char> out(b.bytes());
-  if (!out.empty()) {
-    EXPECT_TRUE(cuda::CopyToHost(out.data(), b.data(), out.size(), nullptr).ok());
-  }
-  return out;
-}
-
-void ExpectSameWeights(const DeviceWeights& a, const DeviceWeights& b, const std::string& what) {
-  EXPECT_TRUE(Bytes(a.token_embedding) == Bytes(b.token_embedding)) << what << ": token_embedding";
-  EXPECT_TRUE(Bytes(a.lm_head) == Bytes(b.lm_head)) << what << ": lm_head";
-  EXPECT_TRUE(Bytes(a.final_norm) == Bytes(b.final_norm)) << what << ": final_norm";
-  ASSERT_EQ(a.layers.size(), b.layers.size());
-  for (size_t l = 0; l < a.layers.size(); ++l) {
-    const std::string p = what + ": layer " + std::to_string(l) + " ";
-    EXPECT_TRUE(Bytes(a.layers[l].attn_norm) == Bytes(b.layers[l].attn_norm)) << p << "attn_norm";
-    EXPECT_TRUE(Bytes(a.layers[l].wqkv) == Bytes(b.layers[l].wqkv)) << p << "wqkv";
-    EXPECT_TRUE(Bytes(a.layers[l].wo) == Bytes(b.layers[l].wo)) << p << "wo";
-    EXPECT_TRUE(Bytes(a.layers[l].ffn_norm) == Bytes(b.layers[l].ffn_norm)) << p << "ffn_norm";
-    EXPECT_TRUE(Bytes(a.layers[l].w13) == Bytes(b.layers[l].w13)) << p << "w13";
-    EXPECT_TRUE(Bytes(a.layers[l].w2) == Bytes(b.layers[l].w2)) << p << "w2";
-  }
-}
-
-// Host dummy weights of any spec (MakeDummyWeights' spec overload).
-ModelWeights HostDummy(const ModelSpec& spec, uint64_t seed) {
-  Result<ModelWeights> w = MakeDummyWeights(spec, seed);
-  EXPECT_TRUE(w.ok()) << w.status().ToString();
-  return w.ok() ? std::move(w).value() : ModelWeights{};
-}
-
-TEST(CudaBackendGpu, DeviceDummyShardsEqualShardWeightsOfTheFullModel) {
-  FLOVER_REQUIRE_GPU();
-  Result<cuda::Stream> stream = cuda::Stream::Create();
-  ASSERT_TRUE(stream.ok());
-  const ModelSpec preset = *DummyPreset("stories260k");
-  ModelSpec odd = preset;  // separate classifier; vocabulary 301 splits 151 + 150 (+1 padding row)
-  odd.vocab_size = 301;
-  odd.n_layers = 2;
-  odd.shared_classifier = false;
-  for (const ModelSpec& spec : {preset, odd}) {
-    for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
-      for (ShardInfo shard : {ShardInfo{0, 1}, ShardInfo{0, 2}, ShardInfo{1, 2}, ShardInfo{1, 4}, ShardInfo{3, 4}}) {
-        const std::string what = spec.ToString() + " " + DTypeName(dtype) + " rank " + std::to_string(shard.rank) +
-                                 "/" + std::to_string(shard.world);
-        Result<DeviceWeights> generated = GenerateDummyWeights(spec, 5, shard, dtype, stream->get());
-        ASSERT_TRUE(generated.ok()) << what << ": " << generated.status().ToString();
-        Result<ModelWeights> host = ShardWeights(HostDummy(spec, 5), shard.rank, shard.world);
-        ASSERT_TRUE(host.ok()) << what << ": " << host.status().ToString();
-        Result<DeviceWeights> uploaded = UploadWeights(*host, shard, dtype, stream->get());
-        ASSERT_TRUE(uploaded.ok()) << what << ": " << uploaded.status().ToString();
-        ExpectSameWeights(*generated, *uploaded, what);
-      }
-    }
   }
 }
 

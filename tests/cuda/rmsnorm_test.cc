@@ -16,6 +16,7 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/matrix.h"
 #include "tests/cuda/gpu_test.h"
+#include "tests/cuda/norm_test_data.h"
 
 namespace flover::cuda {
 namespace {
@@ -34,49 +35,14 @@ using testing::NormalisedError;
 using testing::Tolerance;
 
 using testing::kDTypes;
+using testing::CountDifferent;
+using testing::Describe;
+using testing::RandomRows;
+using Shape = testing::NormShape;
+constexpr auto& kShapes = testing::kNormShapes;
 constexpr float kEps = 1e-5f;
 
-struct Shape {
-  int n;
-  int dim;
-  int pad;  // extra elements per row (stride = dim + pad)
-};
-constexpr Shape kShapes[] = {{1, 288, 0}, {37, 288, 0}, {1, 4096, 0}, {37, 4096, 0}, {5, 7, 3}, {37, 288, 5}};
-
-std::string Describe(DType dtype, const Shape& s) {
-  return std::string(DTypeName(dtype)) + " n=" + std::to_string(s.n) + " dim=" + std::to_string(s.dim) +
-         " pad=" + std::to_string(s.pad);
-}
-
-// Rows of different magnitudes (1e-2 .. 1e2), one of them all zeros, so the per-row
-// scale and the eps path are both exercised.
-std::vector<float> RandomRows(int n, int dim, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
-  std::vector<float> v(static_cast<size_t>(n) * dim);
-  for (int r = 0; r < n; ++r) {
-    const float scale = r == 1 ? 0.0f : std::pow(10.0f, static_cast<float>(r % 5) - 2.0f);
-    for (int j = 0; j < dim; ++j) v[static_cast<size_t>(r) * dim + j] = u(rng) * scale;
-  }
-  return v;
-}
-
-std::vector<float> RandomWeight(int dim, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(0.5f, 1.5f);
-  std::vector<float> w(dim);
-  for (float& x : w) x = u(rng);
-  return w;
-}
-
-// Host bytes of a [rows, cols] matrix of `dtype` with row stride `stride`, padding kPad.
-// Number of padding bytes that are no longer kPad.
-int64_t CountDifferent(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  int64_t different = 0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) different += got[i] != want[i];
-  return different;
-}
+std::vector<float> RandomWeight(int dim, uint32_t seed) { return testing::RandomVector(dim, seed, 0.5f, 1.5f); }
 
 TEST(CudaRmsNorm, MatchesCpuReference) {
   FLOVER_REQUIRE_GPU();

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -10,10 +11,12 @@
 #include "kernels/cpu/rope.h"
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/bias.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/layernorm.h"
 #include "kernels/cuda/matrix.h"
 #include "kernels/cuda/rmsnorm.h"
 
@@ -421,7 +424,6 @@ Status CudaDecoder::Forward(const Pass& pass) {
   const MatrixView xb = Matrix(xb_.data(), t, n, dim);
   const MatrixView qkv = Matrix(qkv_.data(), DType::kF32, n, qkv_cols);
   const MatrixView att = Matrix(att_.data(), t, n, q_dim);
-  const MatrixView gate_up = Matrix(gate_up_.data(), DType::kF32, n, 2 * hidden);
   const MatrixView hidden_rows = Matrix(hidden_.data(), t, n, hidden);
   const int* positions = desc_.row_pos + pass.row_begin;
   const cuda::AttentionBatch batch{desc_.row_entry + pass.row_begin,
@@ -436,60 +438,110 @@ Status CudaDecoder::Forward(const Pass& pass) {
 
   FLOVER_RETURN_IF_ERROR(cuda::EmbeddingGather(Matrix(weights_.token_embedding.data(), t, s.vocab_size, dim),
                                                desc_.tokens + pass.row_begin, x, stream_));
-  FLOVER_RETURN_IF_ERROR(cuda::RmsNorm(x, weights_.layers[0].attn_norm.as<float>(), xb, s.norm_eps, stream_));
+  FLOVER_RETURN_IF_ERROR(Norm(x, AttnNorm(0), xb));
   for (int l = 0; l < s.n_layers; ++l) {
     const DeviceLayerWeights& layer = weights_.layers[l];
     const cuda::PagedKvView kv = kv_->layer(l);
     // Attention block.
     FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, Matrix(layer.wqkv.data(), t, qkv_cols, dim), qkv));
-    // The q heads and then the k heads are contiguous in a row: one launch rotates both.
+    if (s.qkv_bias) FLOVER_RETURN_IF_ERROR(cuda::AddBias(qkv, layer.bqkv.as<float>(), stream_));
+    // The q heads and then the k heads are contiguous in a row: one launch rotates the
+    // rotary dims of both.
     FLOVER_RETURN_IF_ERROR(cuda::ApplyRope(qkv_.as<float>(), n, qkv_cols, local_.n_heads + local_.n_kv_heads,
                                            s.head_dim(), positions, rope_, stream_));
     FLOVER_RETURN_IF_ERROR(cuda::WriteKv(kv, batch, qkv, local_.n_heads, stream_));
     FLOVER_RETURN_IF_ERROR(
         cuda::PagedAttention(kv, batch, qkv, local_.n_heads, att, attn_ws_.data(), attn_ws_bytes_, stream_));
-    FLOVER_RETURN_IF_ERROR(Project(att, Matrix(layer.wo.data(), t, dim, q_dim), n, layer.ffn_norm.as<float>(), xb));
-    // Feed-forward block.
-    const MatrixView w13 = Matrix(layer.w13.data(), t, 2 * hidden, dim);
-    if (n <= gemm_.gemv_max_rows() && cuda::GemvSupports(xb, w13, gate_up)) {
-      // Small steps: the product and SiLU·up in one launch (the same bits).
-      FLOVER_RETURN_IF_ERROR(cuda::GemvSiluMul(xb, w13, hidden_rows, stream_));
-    } else {
-      FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, w13, gate_up));
-      FLOVER_RETURN_IF_ERROR(cuda::SiluMul(gate_up, hidden_rows, stream_));
-    }
+    const Product attention{att, Matrix(layer.wo.data(), t, dim, q_dim)};
+    const Product mlp{hidden_rows, Matrix(layer.w2.data(), t, dim, hidden)};
+    const float* b2 = s.ffn_bias ? layer.b2.as<float>() : nullptr;
+
+    // What follows the layer's last residual add: the next layer's attention norm; after
+    // the last layer nothing with one rank (LmHead norms the gathered rows only), and
+    // with tensor parallelism the final norm of every row, fused with the add.
     const bool last = l + 1 == s.n_layers;
-    const MatrixView w2 = Matrix(layer.w2.data(), t, dim, hidden);
-    if (comm_ == nullptr) {
-      // The final norm runs on the gathered rows only (LmHead).
-      FLOVER_RETURN_IF_ERROR(
-          Project(hidden_rows, w2, n, last ? nullptr : weights_.layers[l + 1].attn_norm.as<float>(), xb));
-    } else if (!last) {
-      FLOVER_RETURN_IF_ERROR(Project(hidden_rows, w2, n, weights_.layers[l + 1].attn_norm.as<float>(), xb));
+    const std::optional<NormWeights> next =
+        !last ? std::optional(AttnNorm(l + 1)) : comm_ != nullptr ? std::optional(FinalNorm()) : std::nullopt;
+    const MatrixView next_out = last && comm_ != nullptr ? Matrix(normed_.data(), DType::kF32, n, dim) : xb;
+    if (s.parallel_residual) {
+      // x += attn(h) + mlp(h), h = xb: both products in one residual add (one all-reduce).
+      FLOVER_RETURN_IF_ERROR(FeedForward(layer, n));
+      const Product both[] = {attention, mlp};
+      FLOVER_RETURN_IF_ERROR(Residual(both, b2, next, next_out));
     } else {
-      // The residual add of the last all-reduce fused with the final norm of every row.
-      FLOVER_RETURN_IF_ERROR(Project(hidden_rows, w2, n, weights_.final_norm.as<float>(),
-                                     Matrix(normed_.data(), DType::kF32, n, dim)));
+      FLOVER_RETURN_IF_ERROR(Residual({&attention, 1}, nullptr, FfnNorm(l), xb));
+      FLOVER_RETURN_IF_ERROR(FeedForward(layer, n));
+      FLOVER_RETURN_IF_ERROR(Residual({&mlp, 1}, b2, next, next_out));
     }
   }
   if (pass.n_logits > 0) FLOVER_RETURN_IF_ERROR(LmHead(pass));
   return Status::Ok();
 }
 
-Status CudaDecoder::Project(const MatrixView& in, const MatrixView& w, int n, const float* norm,
-                            const MatrixView& out) {
+Status CudaDecoder::FeedForward(const DeviceLayerWeights& layer, int n) {
   const ModelSpec& s = spec();
+  const DType t = dtype();
+  const int dim = s.dim, hidden = local_.hidden_dim;
+  const MatrixView xb = Matrix(xb_.data(), t, n, dim);
+  const MatrixView hidden_rows = Matrix(hidden_.data(), t, n, hidden);
+  const float* b1 = s.ffn_bias ? layer.b1.as<float>() : nullptr;
+  if (s.ffn == FfnKind::kGelu) {
+    const MatrixView fc_in = Matrix(gate_up_.data(), DType::kF32, n, hidden);
+    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, Matrix(layer.w13.data(), t, hidden, dim), fc_in));
+    return cuda::GeluBias(fc_in, b1, hidden_rows, stream_);
+  }
+  const MatrixView w13 = Matrix(layer.w13.data(), t, 2 * hidden, dim);
+  const MatrixView gate_up = Matrix(gate_up_.data(), DType::kF32, n, 2 * hidden);
+  if (b1 == nullptr && n <= gemm_.gemv_max_rows() && cuda::GemvSupports(xb, w13, gate_up)) {
+    // Small steps: the product and SiLU·up in one launch (the same bits).
+    return cuda::GemvSiluMul(xb, w13, hidden_rows, stream_);
+  }
+  FLOVER_RETURN_IF_ERROR(gemm_.Matmul(xb, w13, gate_up));
+  // A bias of W1 is the gate's (the first `hidden` columns of each row).
+  if (b1 != nullptr)
+    FLOVER_RETURN_IF_ERROR(cuda::AddBias(Matrix(gate_up_.data(), DType::kF32, n, hidden, 2 * hidden), b1, stream_));
+  return cuda::SiluMul(gate_up, hidden_rows, stream_);
+}
+
+Status CudaDecoder::Residual(std::span<const Product> products, const float* bias,
+                             const std::optional<NormWeights>& next, const MatrixView& out) {
+  const ModelSpec& s = spec();
+  const int n = products.front().in.rows;
   const MatrixView x = Matrix(x_.data(), DType::kF32, n, s.dim);
   if (comm_ == nullptr) {
-    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, w, x, /*accumulate=*/true));
-    if (norm != nullptr) FLOVER_RETURN_IF_ERROR(cuda::RmsNorm(x, norm, out, s.norm_eps, stream_));
-    return Status::Ok();
+    for (const Product& p : products) FLOVER_RETURN_IF_ERROR(gemm_.Matmul(p.in, p.w, x, /*accumulate=*/true));
+    if (bias != nullptr) FLOVER_RETURN_IF_ERROR(cuda::AddBias(x, bias, stream_));
+    return next ? Norm(x, *next, out) : Status::Ok();
   }
-  FLOVER_CHECK(norm != nullptr);
+  FLOVER_CHECK(next.has_value()) << "a tensor-parallel residual add is fused with the next norm";
   const MatrixView proj = Matrix(proj_.data(), DType::kF32, n, s.dim);
-  FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, w, proj));
+  for (size_t i = 0; i < products.size(); ++i)
+    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(products[i].in, products[i].w, proj, /*accumulate=*/i > 0));
   FLOVER_RETURN_IF_ERROR(comm_->AllReduceSum(proj_.as<float>(), static_cast<size_t>(n) * s.dim));
-  return cuda::AddRmsNorm(x, proj, norm, out, s.norm_eps, stream_);
+  // The replicated bias once, after the sum of the ranks' partial products.
+  if (bias != nullptr) FLOVER_RETURN_IF_ERROR(cuda::AddBias(proj, bias, stream_));
+  if (s.norm == NormKind::kLayer) return cuda::AddLayerNorm(x, proj, next->weight, next->bias, out, s.norm_eps, stream_);
+  return cuda::AddRmsNorm(x, proj, next->weight, out, s.norm_eps, stream_);
+}
+
+Status CudaDecoder::Norm(const MatrixView& x, const NormWeights& norm, const MatrixView& out) {
+  const ModelSpec& s = spec();
+  if (s.norm == NormKind::kLayer) return cuda::LayerNorm(x, norm.weight, norm.bias, out, s.norm_eps, stream_);
+  return cuda::RmsNorm(x, norm.weight, out, s.norm_eps, stream_);
+}
+
+CudaDecoder::NormWeights CudaDecoder::AttnNorm(int layer) const {
+  const DeviceLayerWeights& l = weights_.layers[layer];
+  return {l.attn_norm.as<float>(), l.attn_norm_bias.as<float>()};
+}
+
+CudaDecoder::NormWeights CudaDecoder::FfnNorm(int layer) const {
+  const DeviceLayerWeights& l = weights_.layers[layer];
+  return {l.ffn_norm.as<float>(), l.ffn_norm_bias.as<float>()};
+}
+
+CudaDecoder::NormWeights CudaDecoder::FinalNorm() const {
+  return {weights_.final_norm.as<float>(), weights_.final_norm_bias.as<float>()};
 }
 
 Status CudaDecoder::LmHead(const Pass& pass) {
@@ -505,9 +557,11 @@ Status CudaDecoder::LmHead(const Pass& pass) {
     // Gather the last rows of the residual stream, then the final norm of those only.
     FLOVER_RETURN_IF_ERROR(
         cuda::EmbeddingGather(Matrix(x_.data(), DType::kF32, pass.n_rows, dim), last_rows, gathered, stream_));
-    FLOVER_RETURN_IF_ERROR(cuda::RmsNorm(gathered, weights_.final_norm.as<float>(), head_in, s.norm_eps, stream_));
+    FLOVER_RETURN_IF_ERROR(Norm(gathered, FinalNorm(), head_in));
     const DeviceBuffer& head = s.shared_classifier ? weights_.token_embedding : weights_.lm_head;
-    return gemm_.Matmul(head_in, Matrix(head.data(), t, vocab, dim), Matrix(logits, DType::kF32, rows, vocab));
+    const MatrixView out = Matrix(logits, DType::kF32, rows, vocab);
+    FLOVER_RETURN_IF_ERROR(gemm_.Matmul(head_in, Matrix(head.data(), t, vocab, dim), out));
+    return s.classifier_bias ? cuda::AddBias(out, weights_.lm_head_bias.as<float>(), stream_) : Status::Ok();
   }
 
   // Tensor parallel: the rows were normed with the last all-reduce (Forward).
@@ -520,8 +574,10 @@ Status CudaDecoder::LmHead(const Pass& pass) {
     in = head_in;
   }
   const int per_rank = local_.vocab_per_rank;
-  FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, Matrix(weights_.lm_head.data(), t, per_rank, dim),
-                                      Matrix(logits_part_.data(), DType::kF32, rows, per_rank)));
+  const MatrixView part_view = Matrix(logits_part_.data(), DType::kF32, rows, per_rank);
+  FLOVER_RETURN_IF_ERROR(gemm_.Matmul(in, Matrix(weights_.lm_head.data(), t, per_rank, dim), part_view));
+  // This rank's entries of the bias (zeros on the padding).
+  if (s.classifier_bias) FLOVER_RETURN_IF_ERROR(cuda::AddBias(part_view, weights_.lm_head_bias.as<float>(), stream_));
   const size_t part = static_cast<size_t>(rows) * per_rank;
   FLOVER_RETURN_IF_ERROR(comm_->AllGather(logits_part_.as<float>(), part, logits_all_.as<float>()));
   // Rank-major [world, rows, per_rank] -> [rows, vocab], without the last rank's padding.

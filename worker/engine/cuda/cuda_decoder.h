@@ -5,17 +5,27 @@
 // entries (prefill chunks and decode tokens of different requests) run in ONE fused
 // pass (or, with separate_passes, one pass per entry in order); the K/V of every token
 // is written to its slot of the paged DeviceKvCache; each entry with want_logits gets
-// one sampled token. Data flow per pass of n rows (T = the storage dtype):
+// one sampled token. The architecture is the spec's (model_spec.h): RMSNorm or
+// LayerNorm, SwiGLU or GELU MLP, sequential or parallel residual, full or partial
+// rotary, optional biases. Data flow per pass of n rows (T = the storage dtype):
 //
 //   x fp32 [n, dim] = embedding[tokens]                              (residual stream)
-//   per layer:  xb T = RmsNorm(x)  ->  qkv fp32 = xb·Wqkvᵀ  ->  RoPE(q, k)
+//   per layer:  xb T = Norm(x)  ->  qkv fp32 = xb·Wqkvᵀ (+ bqkv)  ->  RoPE(q, k)
 //               -> WriteKv(k, v) -> att T = PagedAttention(q)
-//               -> x += att·Woᵀ            (TP: partial, all-reduce, AddRmsNorm)
-//               -> xb T = RmsNorm(x) -> gate_up fp32 = xb·W13ᵀ -> hidden T = SiLU(gate)·up
-//               -> x += hidden·W2ᵀ         (TP: partial, all-reduce, AddRmsNorm)
-//   LM head:    the last row of each want_logits entry, gathered, final RmsNorm,
-//               logits fp32 [rows, vocab] = h·headᵀ (TP: vocabulary slice, all-gather)
+//     sequential: x += att·Woᵀ                 (TP: partial, all-reduce, AddNorm)
+//                 -> xb T = Norm(x) -> hidden T = MLP(xb)
+//                 -> x += hidden·W2ᵀ (+ b2)    (TP: partial, all-reduce, + b2, AddNorm)
+//     parallel:   hidden T = MLP(xb)  (the attention's input)
+//                 -> x += att·Woᵀ + hidden·W2ᵀ (+ b2)   (TP: both products into one
+//                    partial, ONE all-reduce, + b2, AddNorm)
+//     MLP: SwiGLU  gate_up fp32 = xb·W13ᵀ -> hidden = SiLU(gate)·up
+//          GELU    h fp32 = xb·W1ᵀ -> hidden = gelu(h + b1)
+//   LM head:    the last row of each want_logits entry, gathered, final Norm,
+//               logits fp32 [rows, vocab] = h·headᵀ (+ bias) (TP: vocabulary slice and
+//               its bias, all-gather)
 //   SampleTokens over the logits rows -> the tokens, the only device-to-host copy.
+// Norm is RmsNorm or LayerNorm (with its bias); the biases of linear layers are fp32,
+// added to the fp32 products (AddBias) or in the activation (GeluBias).
 //
 // Memory: every buffer (weights, scratch for max_step_tokens rows and max_rows logits
 // rows, attention and sampling workspaces, the step descriptor) is allocated at
@@ -54,6 +64,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -63,6 +74,7 @@
 #include "common/status.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/matrix.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/sampling.h"
 #include "worker/comm/device_communicator.h"
@@ -174,10 +186,28 @@ class CudaDecoder {
   // Replays (capturing first, if new) the graph of this decode bucket.
   Status LaunchDecodeGraph(int bucket);
   Status Forward(const Pass& pass);
-  // x += in·wᵀ; then, if `norm`, out = RmsNorm(x) with it. TP: into proj_, all-reduced,
-  // then AddRmsNorm (norm REQUIRED).
-  Status Project(const cuda::MatrixView& in, const cuda::MatrixView& w, int n, const float* norm,
-                 const cuda::MatrixView& out);
+  // A norm's device weights; bias is null for RMSNorm.
+  struct NormWeights {
+    const float* weight = nullptr;
+    const float* bias = nullptr;
+  };
+  NormWeights AttnNorm(int layer) const;
+  NormWeights FfnNorm(int layer) const;
+  NormWeights FinalNorm() const;
+  // out = Norm(x): RmsNorm or LayerNorm, as the spec says.
+  Status Norm(const cuda::MatrixView& x, const NormWeights& norm, const cuda::MatrixView& out);
+  // hidden_ = the MLP's activation of xb_'s first n rows (the input of the W2 product).
+  Status FeedForward(const DeviceLayerWeights& layer, int n);
+  // One product in·wᵀ added to the residual stream.
+  struct Product {
+    cuda::MatrixView in;
+    cuda::MatrixView w;
+  };
+  // x += Σ in·wᵀ (+ bias); then, if `next`, out = Norm(x) with it. TP: the products are
+  // summed into proj_ and all-reduced once, the (replicated) bias added after, then
+  // AddNorm (`next` REQUIRED).
+  Status Residual(std::span<const Product> products, const float* bias, const std::optional<NormWeights>& next,
+                  const cuda::MatrixView& out);
   Status LmHead(const Pass& pass);
   Status Wait();
 
@@ -204,10 +234,10 @@ class CudaDecoder {
   cuda::DeviceBuffer xb_;        // T [N, dim] normed input of the next GEMM
   cuda::DeviceBuffer qkv_;       // fp32 [N, q_dim + 2 * kv_dim]
   cuda::DeviceBuffer att_;       // T [N, q_dim]
-  cuda::DeviceBuffer gate_up_;   // fp32 [N, 2 * hidden_dim]
+  cuda::DeviceBuffer gate_up_;   // fp32 [N, 2 * hidden_dim] (GELU: the first hidden_dim columns)
   cuda::DeviceBuffer hidden_;    // T [N, hidden_dim]
   cuda::DeviceBuffer proj_;      // TP: fp32 [N, dim] partial Wo / W2 output
-  cuda::DeviceBuffer normed_;    // TP: fp32 [N, dim] final RmsNorm of every row
+  cuda::DeviceBuffer normed_;    // TP: fp32 [N, dim] final norm of every row
   cuda::DeviceBuffer gathered_;  // fp32 [R, dim] last rows of the logits entries
   cuda::DeviceBuffer head_in_;   // T [R, dim] their final norm (LM head input)
   cuda::DeviceBuffer logits_;    // fp32 [R, vocab]

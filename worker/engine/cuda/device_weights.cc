@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <string>
 
+#include "common/check.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_status.h"
 
@@ -14,98 +16,239 @@ namespace {
 
 using cuda::DeviceBuffer;
 
-// dummy_model.cc's scale of a matrix with `in_features` inputs, the same float
-// expression (sqrtf is correctly rounded, so the value is the same everywhere).
-float DummyScale(int64_t in_features) { return std::sqrt(3.0f / static_cast<float>(in_features)); }
+// Where a tensor of the tables (model_weights.h) lives in DeviceWeights: the buffer, the
+// local rows of that buffer before it (wk follows this rank's wq rows), and whether it
+// is stored in fp32 (vectors) rather than the storage dtype (matrices).
+template <typename DeviceOwner>
+struct Placement {
+  DeviceBuffer DeviceOwner::*buffer;
+  int rows_before;
+  bool fp32;
+};
+
+Placement<DeviceLayerWeights> PlaceInLayer(std::vector<float> LayerWeights::*t, const ShardDims& d) {
+  using L = LayerWeights;
+  using D = DeviceLayerWeights;
+  if (t == &L::attn_norm) return {&D::attn_norm, 0, true};
+  if (t == &L::attn_norm_bias) return {&D::attn_norm_bias, 0, true};
+  if (t == &L::wq) return {&D::wqkv, 0, false};
+  if (t == &L::wk) return {&D::wqkv, d.q_dim, false};
+  if (t == &L::wv) return {&D::wqkv, d.q_dim + d.kv_dim, false};
+  if (t == &L::bq) return {&D::bqkv, 0, true};
+  if (t == &L::bk) return {&D::bqkv, d.q_dim, true};
+  if (t == &L::bv) return {&D::bqkv, d.q_dim + d.kv_dim, true};
+  if (t == &L::wo) return {&D::wo, 0, false};
+  if (t == &L::ffn_norm) return {&D::ffn_norm, 0, true};
+  if (t == &L::ffn_norm_bias) return {&D::ffn_norm_bias, 0, true};
+  if (t == &L::w1) return {&D::w13, 0, false};
+  if (t == &L::w3) return {&D::w13, d.hidden_dim, false};
+  if (t == &L::b1) return {&D::b1, 0, true};
+  if (t == &L::w2) return {&D::w2, 0, false};
+  if (t == &L::b2) return {&D::b2, 0, true};
+  FLOVER_CHECK(false) << "a layer tensor of the table has no place on the device";
+  return {};
+}
+
+Placement<DeviceWeights> PlaceInModel(std::vector<float> ModelWeights::*t) {
+  using M = ModelWeights;
+  using D = DeviceWeights;
+  if (t == &M::token_embedding) return {&D::token_embedding, 0, false};
+  if (t == &M::final_norm) return {&D::final_norm, 0, true};
+  if (t == &M::final_norm_bias) return {&D::final_norm_bias, 0, true};
+  if (t == &M::classifier) return {&D::lm_head, 0, false};
+  if (t == &M::classifier_bias) return {&D::lm_head_bias, 0, true};
+  FLOVER_CHECK(false) << "a model tensor of the table has no place on the device";
+  return {};
+}
+
+Placement<DeviceLayerWeights> PlaceOf(const TensorInfo<LayerWeights>& t, const ShardDims& d) {
+  return PlaceInLayer(t.member, d);
+}
+Placement<DeviceWeights> PlaceOf(const TensorInfo<ModelWeights>& t, const ShardDims&) { return PlaceInModel(t.member); }
+
+size_t ElementBytes(bool fp32, DType dtype) { return fp32 ? sizeof(float) : DTypeSize(dtype); }
+
+// The LM head rows a shard holds beyond the table's `classifier`: with world > 1 a
+// classifier shared with the embedding is copied out into lm_head (shard.h).
+bool HeadCopiedFromEmbedding(const ModelSpec& spec, const ShardInfo& shard) {
+  return shard.world > 1 && spec.shared_classifier;
+}
+
+// The bytes of each buffer of one DeviceOwner (member pointers have no order: a list).
+template <typename DeviceOwner>
+using BufferSizes = std::vector<std::pair<DeviceBuffer DeviceOwner::*, size_t>>;
+
+template <typename DeviceOwner>
+size_t& SizeOf(BufferSizes<DeviceOwner>& sizes, DeviceBuffer DeviceOwner::*buffer) {
+  for (auto& [b, n] : sizes)
+    if (b == buffer) return n;
+  return sizes.emplace_back(buffer, 0).second;
+}
+
+// Bytes each buffer of one DeviceOwner needs for the present tensors of `table`.
+template <typename Owner, typename DeviceOwner>
+BufferSizes<DeviceOwner> BufferBytes(const std::vector<TensorInfo<Owner>>& table, const ModelSpec& spec,
+                                     const ShardInfo& shard, DType dtype) {
+  const ShardDims d = ShardDimsFor(spec, shard);
+  BufferSizes<DeviceOwner> sizes;
+  for (const auto& t : table) {
+    if (!t.present(spec)) continue;
+    const Placement<DeviceOwner> p = PlaceOf(t, d);
+    const size_t end = static_cast<size_t>(int64_t{p.rows_before} * t.cols(spec) + LocalSize(t, spec, d, shard.world));
+    size_t& need = SizeOf(sizes, p.buffer);
+    need = std::max(need, end * ElementBytes(p.fp32, dtype));
+  }
+  return sizes;
+}
+
+template <typename DeviceOwner>
+Status AllocateAll(DeviceOwner& owner, const BufferSizes<DeviceOwner>& bytes) {
+  for (const auto& [buffer, n] : bytes) {
+    FLOVER_ASSIGN_OR_RETURN(owner.*buffer, DeviceBuffer::Allocate(n));
+  }
+  return Status::Ok();
+}
 
 // Allocates every buffer of a shard's DeviceWeights (contents undefined).
 Result<DeviceWeights> AllocateWeights(const ModelSpec& spec, const ShardInfo& shard, DType dtype) {
   FLOVER_RETURN_IF_ERROR(CheckShard(spec, shard));
   FLOVER_RETURN_IF_ERROR(cuda::CheckFreeMemory(static_cast<size_t>(DeviceWeightBytes(spec, shard, dtype)),
-                                   std::string("the model's ") + DTypeName(dtype) + " weights (" + spec.ToString() +
-                                       ", tensor parallel " + std::to_string(shard.world) + ")"));
-  const ShardDims d = ShardDimsFor(spec, shard);
-  const size_t es = DTypeSize(dtype), dim = static_cast<size_t>(spec.dim);
+                                               std::string("the model's ") + DTypeName(dtype) + " weights (" +
+                                                   spec.ToString() + ", tensor parallel " +
+                                                   std::to_string(shard.world) + ")"));
   DeviceWeights w;
   w.spec = spec;
   w.shard = shard;
   w.dtype = dtype;
-  FLOVER_ASSIGN_OR_RETURN(w.token_embedding, DeviceBuffer::Allocate(static_cast<size_t>(spec.vocab_size) * dim * es));
-  const size_t head_rows = shard.world > 1 ? d.vocab_per_rank : (spec.shared_classifier ? 0 : spec.vocab_size);
-  FLOVER_ASSIGN_OR_RETURN(w.lm_head, DeviceBuffer::Allocate(head_rows * dim * es));
-  FLOVER_ASSIGN_OR_RETURN(w.final_norm, DeviceBuffer::Allocate(dim * sizeof(float)));
+  auto model_bytes = BufferBytes<ModelWeights, DeviceWeights>(ModelTensors(), spec, shard, dtype);
+  if (HeadCopiedFromEmbedding(spec, shard))
+    SizeOf(model_bytes, &DeviceWeights::lm_head) =
+        static_cast<size_t>(ShardDimsFor(spec, shard).vocab_per_rank) * spec.dim * DTypeSize(dtype);
+  FLOVER_RETURN_IF_ERROR(AllocateAll(w, model_bytes));
+  const auto layer_bytes = BufferBytes<LayerWeights, DeviceLayerWeights>(LayerTensors(), spec, shard, dtype);
   w.layers.resize(spec.n_layers);
-  for (DeviceLayerWeights& l : w.layers) {
-    FLOVER_ASSIGN_OR_RETURN(l.attn_norm, DeviceBuffer::Allocate(dim * sizeof(float)));
-    FLOVER_ASSIGN_OR_RETURN(l.wqkv, DeviceBuffer::Allocate(static_cast<size_t>(d.q_dim + 2 * d.kv_dim) * dim * es));
-    FLOVER_ASSIGN_OR_RETURN(l.wo, DeviceBuffer::Allocate(dim * d.q_dim * es));
-    FLOVER_ASSIGN_OR_RETURN(l.ffn_norm, DeviceBuffer::Allocate(dim * sizeof(float)));
-    FLOVER_ASSIGN_OR_RETURN(l.w13, DeviceBuffer::Allocate(size_t{2} * d.hidden_dim * dim * es));
-    FLOVER_ASSIGN_OR_RETURN(l.w2, DeviceBuffer::Allocate(dim * d.hidden_dim * es));
-  }
+  for (DeviceLayerWeights& l : w.layers) FLOVER_RETURN_IF_ERROR(AllocateAll(l, layer_bytes));
   return w;
 }
 
-char* At(const DeviceBuffer& b, size_t elements, DType dtype) { return b.as<char>() + elements * DTypeSize(dtype); }
+char* At(const DeviceBuffer& b, int64_t elements, size_t element_bytes) {
+  return b.as<char>() + static_cast<size_t>(elements) * element_bytes;
+}
+
+// Calls fn(tensor, device owner) for every present tensor of the model in dummy_model.cc's
+// numbering order: the embedding, every layer's tensors in table order, then the rest
+// of the model's tensors.
+template <typename Fn>
+Status ForEachTensorInDummyOrder(const ModelSpec& spec, DeviceWeights& w, Fn&& fn) {
+  const auto& model = ModelTensors();
+  if (model[0].present(spec)) FLOVER_RETURN_IF_ERROR(fn(model[0], w));
+  for (DeviceLayerWeights& l : w.layers)
+    for (const auto& t : LayerTensors())
+      if (t.present(spec)) FLOVER_RETURN_IF_ERROR(fn(t, l));
+  for (size_t i = 1; i < model.size(); ++i)
+    if (model[i].present(spec)) FLOVER_RETURN_IF_ERROR(fn(model[i], w));
+  return Status::Ok();
+}
+
+// The part of a split tensor's split dimension that rank `rank` holds: rows for row
+// splits, columns for column splits ([begin, begin + count); for the vocabulary, the
+// rows that exist, the rest of the shard being zero padding).
+struct LocalRange {
+  int64_t begin = 0;
+  int64_t count = 0;
+};
+
+LocalRange LocalRangeOf(TensorSplit split, const ModelSpec& spec, const ShardDims& d, int rank) {
+  switch (split) {
+    case TensorSplit::kQRows:
+    case TensorSplit::kQCols: return {int64_t{rank} * d.q_dim, d.q_dim};
+    case TensorSplit::kKvRows: return {int64_t{rank} * d.kv_dim, d.kv_dim};
+    case TensorSplit::kHiddenRows:
+    case TensorSplit::kHiddenCols: return {int64_t{rank} * d.hidden_dim, d.hidden_dim};
+    case TensorSplit::kVocabRows:
+      return {d.vocab_begin, std::max<int64_t>(0, std::min<int64_t>(d.vocab_per_rank, spec.vocab_size - d.vocab_begin))};
+    case TensorSplit::kReplicated: break;
+  }
+  return {};
+}
+
+bool IsColumnSplit(TensorSplit split) { return split == TensorSplit::kQCols || split == TensorSplit::kHiddenCols; }
+
+// dummy_model.cc's scale of a matrix with `in_features` inputs, the same float
+// expression (sqrtf is correctly rounded, so the value is the same everywhere).
+float DummyScale(int64_t in_features) { return std::sqrt(3.0f / static_cast<float>(in_features)); }
 
 }  // namespace
 
+void DeviceWeights::ForEachBuffer(const std::function<void(const std::string&, const DeviceBuffer&)>& fn) const {
+  fn("token_embedding", token_embedding);
+  fn("lm_head", lm_head);
+  fn("lm_head_bias", lm_head_bias);
+  fn("final_norm", final_norm);
+  fn("final_norm_bias", final_norm_bias);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    const DeviceLayerWeights& l = layers[i];
+    fn(p + "attn_norm", l.attn_norm);
+    fn(p + "attn_norm_bias", l.attn_norm_bias);
+    fn(p + "wqkv", l.wqkv);
+    fn(p + "bqkv", l.bqkv);
+    fn(p + "wo", l.wo);
+    fn(p + "ffn_norm", l.ffn_norm);
+    fn(p + "ffn_norm_bias", l.ffn_norm_bias);
+    fn(p + "w13", l.w13);
+    fn(p + "b1", l.b1);
+    fn(p + "w2", l.w2);
+    fn(p + "b2", l.b2);
+  }
+}
+
 int64_t DeviceWeightBytes(const ModelSpec& spec, const ShardInfo& shard, DType dtype) {
   const ShardDims d = ShardDimsFor(spec, shard);
-  const int64_t dim = spec.dim;
-  const int64_t per_layer = int64_t{d.q_dim + 2 * d.kv_dim} * dim + dim * d.q_dim + int64_t{2} * d.hidden_dim * dim +
-                            dim * d.hidden_dim;
-  const int64_t head_rows = shard.world > 1 ? d.vocab_per_rank : (spec.shared_classifier ? 0 : spec.vocab_size);
-  const int64_t stored = int64_t{spec.vocab_size} * dim + spec.n_layers * per_layer + head_rows * dim;
-  return stored * static_cast<int64_t>(DTypeSize(dtype)) +
-         static_cast<int64_t>(sizeof(float)) * dim * (2 * int64_t{spec.n_layers} + 1);
+  int64_t per_layer = 0;
+  for (const auto& t : LayerTensors())
+    per_layer += LocalSize(t, spec, d, shard.world) * ElementBytes(PlaceOf(t, d).fp32, dtype);
+  int64_t total = spec.n_layers * per_layer;
+  for (const auto& t : ModelTensors())
+    total += LocalSize(t, spec, d, shard.world) * ElementBytes(PlaceOf(t, d).fp32, dtype);
+  if (HeadCopiedFromEmbedding(spec, shard)) total += int64_t{d.vocab_per_rank} * spec.dim * DTypeSize(dtype);
+  return total;
 }
 
 Result<DeviceWeights> UploadWeights(const ModelWeights& src, const ShardInfo& shard, DType dtype,
                                     cudaStream_t stream) {
   FLOVER_RETURN_IF_ERROR(ValidateShard(src, shard));
-  FLOVER_ASSIGN_OR_RETURN(DeviceWeights w, AllocateWeights(src.spec, shard, dtype));
-  const ShardDims d = ShardDimsFor(src.spec, shard);
-  const size_t dim = static_cast<size_t>(src.spec.dim);
+  const ModelSpec& spec = src.spec;
+  FLOVER_ASSIGN_OR_RETURN(DeviceWeights w, AllocateWeights(spec, shard, dtype));
+  const ShardDims d = ShardDimsFor(spec, shard);
 
   size_t largest = std::max(src.token_embedding.size(), src.classifier.size());
   for (const LayerWeights& l : src.layers)
-    for (const std::vector<float>* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3})
-      largest = std::max(largest, t->size());
+    for (const auto& t : LayerTensors()) largest = std::max(largest, (l.*t.member).size());
   DeviceBuffer staging;  // fp32 [largest]; not needed when the storage is fp32
   if (dtype != DType::kF32) {
     FLOVER_RETURN_IF_ERROR(cuda::CheckFreeMemory(largest * sizeof(float), "the fp32 upload staging buffer"));
     FLOVER_ASSIGN_OR_RETURN(staging, DeviceBuffer::Allocate(largest * sizeof(float)));
   }
-  // dst + offset (elements of dtype) = dtype(t).
-  auto put = [&](const std::vector<float>& t, const DeviceBuffer& dst, size_t offset) -> Status {
+  // dst + offset elements = t, converted to dtype unless stored in fp32.
+  auto put = [&](const std::vector<float>& t, const DeviceBuffer& dst, int64_t offset, bool fp32) -> Status {
     if (t.empty()) return Status::Ok();
-    if (dtype == DType::kF32) return cuda::CopyToDevice(At(dst, offset, dtype), t.data(), t.size() * sizeof(float), stream);
-    FLOVER_RETURN_IF_ERROR(cuda::CopyToDevice(staging.data(), t.data(), t.size() * sizeof(float), stream));
-    return cuda::ConvertFromF32(staging.as<float>(), At(dst, offset, dtype), dtype, static_cast<int64_t>(t.size()),
-                                stream);
+    const size_t bytes = t.size() * sizeof(float);
+    if (fp32 || dtype == DType::kF32) return cuda::CopyToDevice(At(dst, offset, sizeof(float)), t.data(), bytes, stream);
+    FLOVER_RETURN_IF_ERROR(cuda::CopyToDevice(staging.data(), t.data(), bytes, stream));
+    return cuda::ConvertFromF32(staging.as<float>(), At(dst, offset, DTypeSize(dtype)), dtype,
+                                static_cast<int64_t>(t.size()), stream);
   };
-  auto put_norm = [&](const std::vector<float>& t, const DeviceBuffer& dst) {
-    return cuda::CopyToDevice(dst.data(), t.data(), t.size() * sizeof(float), stream);
+  auto put_tensor = [&](const auto& t, const auto& host, auto& device) -> Status {
+    if (!t.present(spec)) return Status::Ok();
+    const auto p = PlaceOf(t, d);
+    return put(host.*t.member, device.*p.buffer, int64_t{p.rows_before} * t.cols(spec), p.fp32);
   };
 
-  FLOVER_RETURN_IF_ERROR(put(src.token_embedding, w.token_embedding, 0));
-  for (size_t i = 0; i < src.layers.size(); ++i) {
-    const LayerWeights& l = src.layers[i];
-    DeviceLayerWeights& o = w.layers[i];
-    FLOVER_RETURN_IF_ERROR(put_norm(l.attn_norm, o.attn_norm));
-    FLOVER_RETURN_IF_ERROR(put(l.wq, o.wqkv, 0));
-    FLOVER_RETURN_IF_ERROR(put(l.wk, o.wqkv, static_cast<size_t>(d.q_dim) * dim));
-    FLOVER_RETURN_IF_ERROR(put(l.wv, o.wqkv, static_cast<size_t>(d.q_dim + d.kv_dim) * dim));
-    FLOVER_RETURN_IF_ERROR(put(l.wo, o.wo, 0));
-    FLOVER_RETURN_IF_ERROR(put_norm(l.ffn_norm, o.ffn_norm));
-    FLOVER_RETURN_IF_ERROR(put(l.w1, o.w13, 0));
-    FLOVER_RETURN_IF_ERROR(put(l.w3, o.w13, static_cast<size_t>(d.hidden_dim) * dim));
-    FLOVER_RETURN_IF_ERROR(put(l.w2, o.w2, 0));
-  }
-  FLOVER_RETURN_IF_ERROR(put_norm(src.final_norm, w.final_norm));
-  // world 1: the separate classifier (none when shared); world > 1: this rank's rows.
-  if (shard.world > 1 || !src.spec.shared_classifier) FLOVER_RETURN_IF_ERROR(put(src.classifier, w.lm_head, 0));
+  for (const auto& t : ModelTensors()) FLOVER_RETURN_IF_ERROR(put_tensor(t, src, w));
+  for (size_t i = 0; i < src.layers.size(); ++i)
+    for (const auto& t : LayerTensors()) FLOVER_RETURN_IF_ERROR(put_tensor(t, src.layers[i], w.layers[i]));
+  if (HeadCopiedFromEmbedding(spec, shard)) FLOVER_RETURN_IF_ERROR(put(src.classifier, w.lm_head, 0, false));
   FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return w;
 }
@@ -115,77 +258,71 @@ Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed,
   FLOVER_RETURN_IF_ERROR(spec.Validate());
   FLOVER_ASSIGN_OR_RETURN(DeviceWeights w, AllocateWeights(spec, shard, dtype));
   const ShardDims d = ShardDimsFor(spec, shard);
-  const int64_t dim = spec.dim, q = spec.q_dim(), kv = spec.kv_dim(), h = spec.hidden_dim, vocab = spec.vocab_size;
-  const size_t es = DTypeSize(dtype);
-  const int r = shard.rank;
   const bool split = shard.world > 1;
 
-  DeviceBuffer staging;  // T [largest split tensor, in full]; only with tensor parallelism
+  DeviceBuffer staging;  // the largest split tensor, in full, in its element type; only with TP
   if (split) {
-    const int64_t largest = std::max({q * dim, kv * dim, h * dim, spec.shared_classifier ? 0 : vocab * dim});
-    FLOVER_RETURN_IF_ERROR(cuda::CheckFreeMemory(static_cast<size_t>(largest) * es, "the dummy-weight staging buffer"));
-    FLOVER_ASSIGN_OR_RETURN(staging, DeviceBuffer::Allocate(static_cast<size_t>(largest) * es));
+    size_t largest = 0;
+    auto consider = [&](const auto& t) {
+      if (t.present(spec) && t.split != TensorSplit::kReplicated)
+        largest = std::max(largest, static_cast<size_t>(t.size(spec)) * ElementBytes(PlaceOf(t, d).fp32, dtype));
+    };
+    for (const auto& t : LayerTensors()) consider(t);
+    for (const auto& t : ModelTensors()) consider(t);
+    FLOVER_RETURN_IF_ERROR(cuda::CheckFreeMemory(largest, "the dummy-weight staging buffer"));
+    FLOVER_ASSIGN_OR_RETURN(staging, DeviceBuffer::Allocate(largest));
   }
-  auto fill = [&](void* dst, int64_t n, uint64_t tensor, float scale) {
-    return cuda::FillUniform(dst, dtype, n, seed, tensor, scale, stream);
-  };
-  // dst = rows [begin, begin + count) of tensor `tensor`, a [rows, cols] matrix.
-  auto rows_of = [&](void* dst, int64_t rows, int64_t cols, int64_t begin, int64_t count, uint64_t tensor,
-                     float scale) -> Status {
-    if (!split) return fill(dst, rows * cols, tensor, scale);
-    FLOVER_RETURN_IF_ERROR(fill(staging.data(), rows * cols, tensor, scale));
-    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, staging.as<char>() + begin * cols * es, count * cols * es,
-                                                cudaMemcpyDeviceToDevice, stream));
-    return Status::Ok();
-  };
-  // dst = columns [begin, begin + count) of tensor `tensor`, a [rows, cols] matrix.
-  auto cols_of = [&](void* dst, int64_t rows, int64_t cols, int64_t begin, int64_t count, uint64_t tensor,
-                     float scale) -> Status {
-    if (!split) return fill(dst, rows * cols, tensor, scale);
-    FLOVER_RETURN_IF_ERROR(fill(staging.data(), rows * cols, tensor, scale));
-    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(dst, count * es, staging.as<char>() + begin * es, cols * es,
-                                                  count * es, rows, cudaMemcpyDeviceToDevice, stream));
-    return Status::Ok();
-  };
   const std::vector<float> ones(spec.dim, 1.0f);
-  auto put_ones = [&](const DeviceBuffer& dst) {
-    return cuda::CopyToDevice(dst.data(), ones.data(), ones.size() * sizeof(float), stream);
-  };
 
-  // Tensor numbers follow MakeDummyWeights: embedding, then per layer wq, wk, wv, wo,
-  // w1, w2, w3, then the classifier when it is not shared.
+  // As dummy_model.cc: tensors take ids in order, counting only the random ones;
+  // matrices uniform with DummyScale(cols), the embedding in [-1, 1], the other vectors
+  // (biases) in [-0.1, 0.1]; norm weights are 1, norm biases 0.
   uint64_t id = 0;
-  FLOVER_RETURN_IF_ERROR(fill(w.token_embedding.data(), vocab * dim, id++, 1.0f));
-  for (DeviceLayerWeights& l : w.layers) {
-    FLOVER_RETURN_IF_ERROR(put_ones(l.attn_norm));
-    FLOVER_RETURN_IF_ERROR(rows_of(l.wqkv.data(), q, dim, int64_t{r} * d.q_dim, d.q_dim, id++, DummyScale(dim)));
-    FLOVER_RETURN_IF_ERROR(
-        rows_of(At(l.wqkv, size_t(d.q_dim) * dim, dtype), kv, dim, int64_t{r} * d.kv_dim, d.kv_dim, id++, DummyScale(dim)));
-    FLOVER_RETURN_IF_ERROR(rows_of(At(l.wqkv, size_t(d.q_dim + d.kv_dim) * dim, dtype), kv, dim, int64_t{r} * d.kv_dim,
-                                   d.kv_dim, id++, DummyScale(dim)));
-    FLOVER_RETURN_IF_ERROR(cols_of(l.wo.data(), dim, q, int64_t{r} * d.q_dim, d.q_dim, id++, DummyScale(q)));
-    FLOVER_RETURN_IF_ERROR(put_ones(l.ffn_norm));
-    FLOVER_RETURN_IF_ERROR(rows_of(l.w13.data(), h, dim, int64_t{r} * d.hidden_dim, d.hidden_dim, id++, DummyScale(dim)));
-    FLOVER_RETURN_IF_ERROR(cols_of(l.w2.data(), dim, h, int64_t{r} * d.hidden_dim, d.hidden_dim, id++, DummyScale(h)));
-    FLOVER_RETURN_IF_ERROR(rows_of(At(l.w13, size_t(d.hidden_dim) * dim, dtype), h, dim, int64_t{r} * d.hidden_dim,
-                                   d.hidden_dim, id++, DummyScale(dim)));
-  }
-  FLOVER_RETURN_IF_ERROR(put_ones(w.final_norm));
-
-  if (!split) {
-    if (!spec.shared_classifier) FLOVER_RETURN_IF_ERROR(fill(w.lm_head.data(), vocab * dim, id++, DummyScale(dim)));
-  } else {
-    // This rank's vocabulary rows, zero rows past the vocabulary (ShardWeights).
-    const int64_t rows_here = std::max<int64_t>(0, std::min<int64_t>(d.vocab_per_rank, vocab - d.vocab_begin));
-    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.lm_head.data(), 0, w.lm_head.bytes(), stream));
-    const char* source = w.token_embedding.as<char>();
-    if (!spec.shared_classifier) {
-      FLOVER_RETURN_IF_ERROR(fill(staging.data(), vocab * dim, id++, DummyScale(dim)));
-      source = staging.as<char>();
+  auto generate = [&](const auto& t, auto& owner) -> Status {
+    const auto p = PlaceOf(t, d);
+    const DeviceBuffer& buffer = owner.*p.buffer;
+    const size_t es = ElementBytes(p.fp32, dtype);
+    const DType element = p.fp32 ? DType::kF32 : dtype;
+    const int64_t rows = t.rows(spec), cols = t.cols(spec);
+    char* const dst = At(buffer, int64_t{p.rows_before} * cols, es);
+    const std::string name = t.name;
+    if (name.ends_with("norm")) return cuda::CopyToDevice(dst, ones.data(), rows * cols * sizeof(float), stream);
+    if (name.ends_with("norm_bias")) {
+      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, rows * cols * sizeof(float), stream));
+      return Status::Ok();
     }
+    const float scale = name == "token_embedding" ? 1.0f : cols == 1 ? 0.1f : DummyScale(cols);
+    const uint64_t tensor = id++;
+    if (!split || t.split == TensorSplit::kReplicated)
+      return cuda::FillUniform(dst, element, rows * cols, seed, tensor, scale, stream);
+    // The whole tensor into staging, then this rank's rows or columns out of it.
+    FLOVER_RETURN_IF_ERROR(cuda::FillUniform(staging.data(), element, rows * cols, seed, tensor, scale, stream));
+    const LocalRange part = LocalRangeOf(t.split, spec, d, shard.rank);
+    if (IsColumnSplit(t.split)) {
+      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(dst, part.count * es, staging.as<char>() + part.begin * es,
+                                                    cols * es, part.count * es, rows, cudaMemcpyDeviceToDevice,
+                                                    stream));
+      return Status::Ok();
+    }
+    // Rows; the vocabulary's last shard is padded with zero rows (ShardWeights).
+    const int64_t local = LocalSize(t, spec, d, shard.world);
+    if (part.count * cols < local)
+      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, local * es, stream));
+    if (part.count > 0)
+      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, staging.as<char>() + part.begin * cols * es,
+                                                  part.count * cols * es, cudaMemcpyDeviceToDevice, stream));
+    return Status::Ok();
+  };
+  FLOVER_RETURN_IF_ERROR(ForEachTensorInDummyOrder(spec, w, generate));
+
+  if (HeadCopiedFromEmbedding(spec, shard)) {
+    // This rank's vocabulary rows of the embedding, zero rows past the vocabulary.
+    const size_t es = DTypeSize(dtype);
+    const int64_t rows_here = LocalRangeOf(TensorSplit::kVocabRows, spec, d, shard.rank).count;
+    FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.lm_head.data(), 0, w.lm_head.bytes(), stream));
     if (rows_here > 0)
-      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.lm_head.data(), source + int64_t{d.vocab_begin} * dim * es,
-                                                  rows_here * dim * es, cudaMemcpyDeviceToDevice, stream));
+      FLOVER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.lm_head.data(), At(w.token_embedding, int64_t{d.vocab_begin} * spec.dim, es),
+                                                  rows_here * spec.dim * es, cudaMemcpyDeviceToDevice, stream));
   }
   FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return w;

@@ -1,12 +1,19 @@
 // DeviceWeights: one tensor-parallel shard of a model's weights on a CUDA device, in
 // the storage dtype, packed as the CPU Decoder packs them (Q|K|V and gate|up as single
-// matrices): uploaded from host weights, or generated on the device for dummy models.
-// The CudaDecoder (cuda_decoder.h) runs on them.
+// matrices, their biases likewise): uploaded from host weights, or generated on the
+// device for dummy models. The CudaDecoder (cuda_decoder.h) runs on them.
+//
+// Which tensors a model has follows from its spec (model_weights.h's tables,
+// LayerTensors()/ModelTensors()); an absent tensor is an empty buffer (null data()).
+// Matrices are stored in the storage dtype T, vectors (norm weights and biases, and the
+// linear layers' biases) in fp32: they are added to fp32 accumulators.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "common/dtype.h"
@@ -20,16 +27,23 @@ namespace flover {
 
 // One layer of one shard's weights on the device. Sizes are local (ShardDims).
 struct DeviceLayerWeights {
-  cuda::DeviceBuffer attn_norm;  // fp32 [dim]
-  cuda::DeviceBuffer wqkv;       // T [q_dim + 2 * kv_dim, dim]: wq rows, wk rows, wv rows
-  cuda::DeviceBuffer wo;         // T [dim, q_dim]
-  cuda::DeviceBuffer ffn_norm;   // fp32 [dim]
-  cuda::DeviceBuffer w13;        // T [2 * hidden_dim, dim]: gate (w1) rows, then up (w3) rows
-  cuda::DeviceBuffer w2;         // T [dim, hidden_dim]
+  cuda::DeviceBuffer attn_norm;       // fp32 [dim]
+  cuda::DeviceBuffer attn_norm_bias;  // fp32 [dim]                      NormKind::kLayer
+  cuda::DeviceBuffer wqkv;            // T [q_dim + 2 * kv_dim, dim]: wq rows, wk rows, wv rows
+  cuda::DeviceBuffer bqkv;            // fp32 [q_dim + 2 * kv_dim]: bq, bk, bv   qkv_bias
+  cuda::DeviceBuffer wo;              // T [dim, q_dim]
+  cuda::DeviceBuffer ffn_norm;        // fp32 [dim]                      not parallel_residual
+  cuda::DeviceBuffer ffn_norm_bias;   // fp32 [dim]                      kLayer, not parallel_residual
+  // SwiGLU: T [2 * hidden_dim, dim], gate (w1) rows, then up (w3) rows.
+  // GELU:   T [hidden_dim, dim], fc_in (w1).
+  cuda::DeviceBuffer w13;
+  cuda::DeviceBuffer b1;              // fp32 [hidden_dim]               ffn_bias
+  cuda::DeviceBuffer w2;              // T [dim, hidden_dim]
+  cuda::DeviceBuffer b2;              // fp32 [dim], replicated           ffn_bias
 };
 
-// One shard's weights on the device, in storage dtype T (norm weights fp32), packed as
-// the CPU Decoder packs them. The spec is the FULL model's.
+// One shard's weights on the device, in storage dtype T (vectors fp32), packed as the
+// CPU Decoder packs them. The spec is the FULL model's.
 struct DeviceWeights {
   ModelSpec spec;
   ShardInfo shard;
@@ -39,8 +53,15 @@ struct DeviceWeights {
   // embedding is read instead). world > 1: T [vocab_per_rank, dim], this rank's
   // vocabulary rows, zero rows past the vocabulary (shard.h), also when shared.
   cuda::DeviceBuffer lm_head;
-  cuda::DeviceBuffer final_norm;  // fp32 [dim]
+  // Its bias (classifier_bias): fp32 [vocab], or with world > 1 [vocab_per_rank], this
+  // rank's entries, zeros past the vocabulary.
+  cuda::DeviceBuffer lm_head_bias;
+  cuda::DeviceBuffer final_norm;       // fp32 [dim]
+  cuda::DeviceBuffer final_norm_bias;  // fp32 [dim]   NormKind::kLayer
   std::vector<DeviceLayerWeights> layers;
+
+  // Calls fn(name, buffer) for every buffer, absent ones included ("layers.3.wqkv").
+  void ForEachBuffer(const std::function<void(const std::string&, const cuda::DeviceBuffer&)>& fn) const;
 };
 
 // Device bytes of one shard's DeviceWeights (to check them against free memory first).
@@ -54,13 +75,14 @@ int64_t DeviceWeightBytes(const ModelSpec& spec, const ShardInfo& shard, DType d
 Result<DeviceWeights> UploadWeights(const ModelWeights& shard_weights, const ShardInfo& shard, DType dtype,
                                     cudaStream_t stream);
 
-// Generates the seeded dummy weights of `spec` (a DummyPreset's shape) directly on the
-// device, tensor for tensor the values of MakeDummyWeights(preset, seed) rounded to
-// `dtype` (FillUniform, same tensor numbering), without a host copy. For world > 1 the
-// result equals UploadWeights(ShardWeights(MakeDummyWeights(...), rank, world)): each
-// split tensor is generated in full into one staging buffer of dtype T (sized for the
-// largest split tensor) and this rank's rows (a contiguous copy) or columns (a 2-D copy)
-// are copied out; replicated tensors are generated in place. Generating the full tensor
+// Generates the seeded dummy weights of `spec` (a DummyPreset's shape, or any valid
+// spec) directly on the device, tensor for tensor the values of
+// MakeDummyWeights(spec, seed) rounded to `dtype` (FillUniform, the same tensor
+// numbering and scales, norm weights 1 and norm biases 0), without a host copy. For
+// world > 1 the result equals UploadWeights(ShardWeights(MakeDummyWeights(...), rank,
+// world)): each split tensor is generated in full into one staging buffer (sized for
+// the largest split tensor) and this rank's rows (a contiguous copy) or columns (a 2-D
+// copy) are copied out; replicated tensors are generated in place. Generating the full tensor
 // costs a few ms per GB on the device and keeps the values a pure function of
 // (seed, tensor, element) exactly as on the host. Synchronous.
 Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed, const ShardInfo& shard, DType dtype,
