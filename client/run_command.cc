@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "client/completion_output.h"
+#include "common/token_stream_decoder.h"
 #include "common/tokenizer.h"
+#include "common/tokenizer_loader.h"
 #include "worker/backend.h"
 #include "worker/engine/engine.h"
 
@@ -30,6 +32,7 @@ struct Output {
   std::vector<int> generated;
   FinishReason finish = FinishReason::kNone;
   bool streamed_header = false;
+  TokenStreamDecoder text;  // when streaming: the text of `generated`
 };
 
 int Fail(const Status& status) {
@@ -37,25 +40,29 @@ int Fail(const Status& status) {
   return 1;
 }
 
-// The tokenizer the user named, else one embedded in the model, else a llama2.c
-// tokenizer file beside the model (tokenizer.bin, or the only tok*.bin).
+// The tokenizer the user named, else one embedded in the model, else the one tokenizer
+// file in the model's folder (tokenizer.json, tokenizer.bin, or a tok*.bin): the model
+// folder itself (a Hugging Face folder), or the folder of the model file.
 Result<std::optional<Tokenizer>> ResolveTokenizer(const RunOptions& o, std::optional<Tokenizer> embedded) {
   if (!o.tokenizer.empty()) {
-    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(o.tokenizer));
+    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(o.tokenizer));
     return std::optional<Tokenizer>(std::move(t));
   }
   if (embedded) return embedded;
   if (o.model.rfind("dummy:", 0) == 0) return std::optional<Tokenizer>();
-  const fs::path dir = fs::path(o.model).parent_path().empty() ? fs::path(".") : fs::path(o.model).parent_path();
-  std::vector<fs::path> found;
   std::error_code ec;
+  const fs::path dir = fs::is_directory(o.model, ec)               ? fs::path(o.model)
+                       : fs::path(o.model).parent_path().empty() ? fs::path(".")
+                                                                  : fs::path(o.model).parent_path();
+  std::vector<fs::path> found;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name == "tokenizer.bin" || (name.rfind("tok", 0) == 0 && entry.path().extension() == ".bin"))
+    if (name == "tokenizer.json" || name == "tokenizer.bin" ||
+        (name.rfind("tok", 0) == 0 && entry.path().extension() == ".bin"))
       found.push_back(entry.path());
   }
   if (found.size() != 1) return std::optional<Tokenizer>();
-  FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(found[0].string()));
+  FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(found[0].string()));
   return std::optional<Tokenizer>(std::move(t));
 }
 
@@ -126,7 +133,8 @@ int RunCommand(const RunOptions& o) {
   const ModelSpec spec = created->backend->spec();
   Result<std::optional<Tokenizer>> tokenizer = ResolveTokenizer(o, std::move(created->tokenizer));
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  if (*tokenizer && tokenizer->value().vocab_size() != spec.vocab_size)
+  // A model's embedding may have more rows than its tokenizer has ids (Qwen2 pads them).
+  if (*tokenizer && tokenizer->value().vocab_size() > spec.vocab_size)
     return Fail(InvalidArgument("tokenizer has " + std::to_string(tokenizer->value().vocab_size()) +
                                 " tokens but the model's vocabulary has " + std::to_string(spec.vocab_size)));
   Result<std::vector<PromptInput>> prompts = CollectPrompts(o, *tokenizer);
@@ -162,6 +170,7 @@ int RunCommand(const RunOptions& o) {
         ++n_done;
       } else {
         outputs[n_admitted].request_id = *id;
+        if (stream) outputs[n_admitted].text = TokenStreamDecoder(tokenizer->value(), p.tokens.empty() ? -1 : p.tokens.back());
         index_of[*id] = n_admitted;
         n_prompt_tokens += static_cast<int64_t>(p.tokens.size());
       }
@@ -180,15 +189,15 @@ int RunCommand(const RunOptions& o) {
         out.generated.push_back(e.token);
         ++n_generated;
         if (stream) {
-          const int prev = out.generated.size() > 1 ? out.generated[out.generated.size() - 2] : inputs[i].tokens.back();
           if (!out.streamed_header) std::fputs(inputs[i].text.c_str(), stdout), out.streamed_header = true;
-          std::fputs(tokenizer->value().DecodeToken(prev, e.token).c_str(), stdout);
+          std::fputs(out.text.Push(e.token).c_str(), stdout);
           std::fflush(stdout);
         }
       }
       if (e.finish != FinishReason::kNone) {
         out.finish = e.finish;
         ++n_done;
+        if (stream) std::fputs(out.text.Finish().c_str(), stdout);
         if (!o.json && !stream) {
           std::printf("--- [%zu] %s\n%s%s\n", i, FinishReasonName(e.finish), inputs[i].text.c_str(),
                       Decode(*tokenizer, inputs[i], out.generated).c_str());

@@ -12,10 +12,10 @@
 // messages into the next user turn instead of refusing them, and do not insist that
 // turns alternate.
 //
-// BOS: the cluster adds the BOS token when it tokenizes a text prompt, and Flover's
-// tokenizer reads "<s>" in text as three characters, not as BOS. So Render removes a
-// bos_token the template writes at the very start; BOS texts later in the prompt (a
-// llama2 conversation's later turns) stay text, like every other marker.
+// BOS: the cluster adds the BOS token when it tokenizes a text prompt. So Render removes
+// a bos_token the template writes at the very start; BOS texts later in the prompt (a
+// llama2 conversation's later turns) and the other markers map to their special tokens
+// with a tokenizer.json or GGUF vocabulary, and stay text with a llama2.c tokenizer.
 //
 // Thread-safety: ChatTemplate is immutable; Render may run on several threads at once.
 #pragma once

@@ -1,27 +1,53 @@
 #include "common/tokenizer.h"
 
+#include <algorithm>
 #include <bit>
-#include <cerrno>
+#include <climits>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <memory>
-#include <queue>
+#include <optional>
 #include <utility>
 
+#include "common/bpe_merges.h"
+#include "common/byte_level.h"
+#include "common/file_bytes.h"
+#include "common/normalizer.h"
+#include "common/piece_scores.h"
+#include "common/pretokenizer.h"
+#include "common/utf8.h"
+
 namespace flover {
+
+struct Tokenizer::Impl {
+  Kind kind = Kind::kPieceScores;
+  std::vector<std::string> tokens;  // by id; "" where an id has no token
+  std::vector<bool> has_token;      // [vocab_size]
+  int bos_id = -1;
+  int eos_id = -1;
+  bool add_bos = true;
+  int max_piece_bytes = 1;
+  AddedVocabulary added;
+
+  // kPieceScores
+  PieceScoreModel scores;
+
+  // kBpe
+  std::shared_ptr<const BpeModel> bpe;
+  std::shared_ptr<const Normalizer> normalizer;
+  std::shared_ptr<const PreTokenizer> pre_tokenizer;
+  std::vector<DecoderStep> decoder;
+};
+
 namespace {
 
 static_assert(std::endian::native == std::endian::little,
               "tok512.bin is little-endian and is read with memcpy");
 
-// run.c starts its search for the best merge at this score and needs a strictly greater
-// one, so pieces scoring at or below it (and NaN) never merge.
-constexpr float kMinMergeScore = -1e10f;
-// Id of the byte-fallback piece <0xNN> is NN + kByteFallbackOffset (after unk, BOS, EOS).
-constexpr int kByteFallbackOffset = 3;
-
-bool IsUtf8Continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+// A llama2.c tokenizer file is read whole; tok512.bin is 6 KiB, Llama 2's 32k-piece
+// tokenizer.bin 424 KiB.
+constexpr size_t kMaxLlama2cFileBytes = size_t{256} << 20;
+// A max_token_length above this is not a llama2.c tokenizer (its pieces are short).
+constexpr int32_t kMaxLlama2cTokenLength = 1 << 20;
 
 int HexDigit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -39,47 +65,6 @@ int BytePieceValue(std::string_view piece) {
   return hi * 16 + lo;
 }
 
-// A possible merge of the adjacent symbols at positions `left` and `right`, valid while
-// those positions still hold `left_id` and `right_id` and are still neighbours.
-struct MergeCandidate {
-  float score;
-  int left;
-  int right;
-  int left_id;
-  int right_id;
-  int merged_id;
-};
-
-// Orders the queue so that its top is run.c's choice: the highest score, and among equal
-// scores the leftmost pair (positions keep their left-to-right order as pairs merge).
-struct MergeCandidateLess {
-  bool operator()(const MergeCandidate& a, const MergeCandidate& b) const {
-    if (a.score != b.score) return a.score < b.score;
-    return a.left > b.left;
-  }
-};
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-
-Result<std::string> ReadWholeFile(const std::string& path) {
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) {
-    const int err = errno;
-    if (err == ENOENT) return NotFound("tokenizer file " + path + " does not exist");
-    return IoError("cannot open tokenizer file " + path + ": " + std::strerror(err));
-  }
-  std::string data;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) data.append(buffer, n);
-  if (std::ferror(file.get())) {
-    return IoError("cannot read tokenizer file " + path + ": " + std::strerror(errno));
-  }
-  return data;
-}
-
 template <typename T>
 T ReadScalar(std::string_view data, size_t offset) {
   T value;
@@ -87,10 +72,21 @@ T ReadScalar(std::string_view data, size_t offset) {
   return value;
 }
 
+bool LooksLikeJson(std::string_view data) {
+  const size_t i = data.find_first_not_of(" \t\r\n");
+  return i != std::string_view::npos && data[i] == '{';
+}
+
+int SaturatingProduct(int64_t a, int64_t b) {
+  if (a == 0 || b == 0) return INT_MAX;
+  const int64_t p = a * b;
+  return p >= INT_MAX ? INT_MAX : static_cast<int>(p);
+}
+
 }  // namespace
 
 Result<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path) {
-  FLOVER_ASSIGN_OR_RETURN(const std::string data, ReadWholeFile(path));
+  FLOVER_ASSIGN_OR_RETURN(const std::string data, ReadFileBytes(path, kMaxLlama2cFileBytes, "tokenizer file"));
   return ParseLlama2c(data, path);
 }
 
@@ -100,15 +96,20 @@ Result<Tokenizer> Tokenizer::ParseLlama2c(std::string_view data, const std::stri
                       " bytes is too short for a llama2.c tokenizer (int32 max_token_length)");
   }
   const int32_t max_token_length = ReadScalar<int32_t>(data, 0);
+  if (max_token_length > kMaxLlama2cTokenLength && LooksLikeJson(data)) {
+    return Corruption(name + ": this is JSON (a Hugging Face tokenizer.json?), not a llama2.c tokenizer; "
+                             "LoadTokenizer reads both (model.tokenizer / --tokenizer take either)");
+  }
   if (max_token_length < 0) {
     return Corruption(name + ": negative max_token_length " + std::to_string(max_token_length) +
                       "; not a llama2.c tokenizer file");
   }
 
-  Tokenizer tok;
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
   size_t offset = sizeof(int32_t);
   while (offset < data.size()) {
-    const size_t id = tok.pieces_.size();
+    const size_t id = pieces.size();
     const size_t left = data.size() - offset;
     constexpr size_t kEntryHeader = sizeof(float) + sizeof(int32_t);
     if (left < kEntryHeader) {
@@ -126,20 +127,29 @@ Result<Tokenizer> Tokenizer::ParseLlama2c(std::string_view data, const std::stri
       return Corruption(name + ": truncated: entry " + std::to_string(id) + " has length " + std::to_string(length) +
                         " but only " + std::to_string(data.size() - offset) + " bytes are left");
     }
-    tok.pieces_.emplace_back(data.substr(offset, static_cast<size_t>(length)));
-    tok.scores_.push_back(score);
+    pieces.emplace_back(data.substr(offset, static_cast<size_t>(length)));
+    scores.push_back(score);
     offset += static_cast<size_t>(length);
   }
-  if (tok.pieces_.size() < 3) {
-    return Corruption(name + ": has " + std::to_string(tok.pieces_.size()) +
+  if (pieces.size() < 3) {
+    return Corruption(name + ": has " + std::to_string(pieces.size()) +
                       " entries; a llama2.c tokenizer needs at least 3 (unk, BOS = 1, EOS = 2)");
   }
-  tok.BuildIndex();
+  auto impl = std::make_shared<Impl>();
+  impl->kind = Kind::kPieceScores;
+  impl->bos_id = 1;
+  impl->eos_id = 2;
+  for (const std::string& p : pieces) impl->max_piece_bytes = std::max(impl->max_piece_bytes, static_cast<int>(p.size()));
+  impl->tokens = pieces;
+  impl->has_token.assign(pieces.size(), true);
+  impl->scores = PieceScoreModel(std::move(pieces), std::move(scores));
+  Tokenizer tok;
+  tok.impl_ = std::move(impl);
   return tok;
 }
 
-Result<Tokenizer> Tokenizer::FromPieces(std::vector<std::string> pieces, std::vector<float> scores,
-                                        int bos_id, int eos_id) {
+Result<Tokenizer> Tokenizer::FromPieces(std::vector<std::string> pieces, std::vector<float> scores, int bos_id,
+                                        int eos_id, std::vector<AddedToken> added_tokens) {
   if (pieces.size() != scores.size()) {
     return InvalidArgument("tokenizer has " + std::to_string(pieces.size()) + " pieces but " +
                            std::to_string(scores.size()) + " scores");
@@ -149,6 +159,11 @@ Result<Tokenizer> Tokenizer::FromPieces(std::vector<std::string> pieces, std::ve
     return InvalidArgument("tokenizer BOS id " + std::to_string(bos_id) + " / EOS id " +
                            std::to_string(eos_id) + " outside a vocabulary of " +
                            std::to_string(n) + " pieces");
+  }
+  for (const AddedToken& t : added_tokens) {
+    if (t.id < 0 || t.id >= n)
+      return InvalidArgument("added token \"" + t.content + "\" has id " + std::to_string(t.id) +
+                             " outside a vocabulary of " + std::to_string(n) + " pieces");
   }
   static constexpr std::string_view kSentencePieceSpace = "\xE2\x96\x81";  // U+2581 "▁"
   for (std::string& piece : pieces) {
@@ -163,112 +178,187 @@ Result<Tokenizer> Tokenizer::FromPieces(std::vector<std::string> pieces, std::ve
     spaced.append(piece, start);
     piece = std::move(spaced);
   }
+  auto impl = std::make_shared<Impl>();
+  impl->kind = Kind::kPieceScores;
+  impl->bos_id = bos_id;
+  impl->eos_id = eos_id;
+  for (const std::string& p : pieces) impl->max_piece_bytes = std::max(impl->max_piece_bytes, static_cast<int>(p.size()));
+  impl->tokens = pieces;
+  impl->has_token.assign(pieces.size(), true);
+  impl->added = AddedVocabulary(std::move(added_tokens), nullptr);
+  if (impl->added.strips_whitespace()) impl->max_piece_bytes = INT_MAX;
+  impl->scores = PieceScoreModel(std::move(pieces), std::move(scores));
   Tokenizer tok;
-  tok.pieces_ = std::move(pieces);
-  tok.scores_ = std::move(scores);
-  tok.bos_id_ = bos_id;
-  tok.eos_id_ = eos_id;
-  tok.BuildIndex();
+  tok.impl_ = std::move(impl);
   return tok;
 }
 
-void Tokenizer::BuildIndex() {
-  FLOVER_CHECK_EQ(pieces_.size(), scores_.size());
-  ids_.clear();
-  ids_.reserve(pieces_.size());
-  max_piece_bytes_ = 1;
-  for (size_t id = 0; id < pieces_.size(); ++id) {
-    ids_.try_emplace(pieces_[id], static_cast<int>(id));
-    max_piece_bytes_ = std::max(max_piece_bytes_, static_cast<int>(pieces_[id].size()));
+Result<Tokenizer> Tokenizer::FromBpe(BpeTokenizerParts parts) {
+  if (parts.model == nullptr) return InvalidArgument("a BPE tokenizer needs its model");
+  auto impl = std::make_shared<Impl>();
+  impl->kind = Kind::kBpe;
+  const BpeModel& model = *parts.model;
+
+  int max_id = -1;
+  auto check_id = [](const std::string& token, int id) -> Status {
+    if (id < 0 || id >= kMaxTokenizerVocab)
+      return InvalidArgument("token \"" + token + "\" has id " + std::to_string(id) + ", outside 0.." +
+                             std::to_string(kMaxTokenizerVocab - 1));
+    return Status::Ok();
+  };
+  for (const auto& [token, id] : model.vocab()) {
+    FLOVER_RETURN_IF_ERROR(check_id(token, id));
+    max_id = std::max(max_id, id);
   }
+  for (const AddedToken& t : parts.added_tokens) {
+    FLOVER_RETURN_IF_ERROR(check_id(t.content, t.id));
+    max_id = std::max(max_id, t.id);
+  }
+  impl->tokens.assign(static_cast<size_t>(max_id + 1), std::string());
+  impl->has_token.assign(static_cast<size_t>(max_id + 1), false);
+  int longest = 1;
+  for (const auto& [token, id] : model.vocab()) {
+    // The first token of an id wins, as in tokenizers (its reverse map keeps one).
+    if (!impl->has_token[id]) {
+      impl->tokens[id] = token;
+      impl->has_token[id] = true;
+    }
+    longest = std::max(longest, static_cast<int>(token.size()));
+  }
+  for (const AddedToken& t : parts.added_tokens) {  // tokenizers looks up added tokens first
+    impl->tokens[t.id] = t.content;
+    impl->has_token[t.id] = true;
+    longest = std::max(longest, static_cast<int>(t.content.size()));
+  }
+  for (const int id : {parts.bos_id, parts.eos_id}) {
+    if (id >= 0 && (id > max_id || !impl->has_token[id]))
+      return InvalidArgument("BOS / EOS id " + std::to_string(id) + " has no token");
+  }
+
+  // How much text one token can stand for: its own length, times what the normalizer
+  // may shrink; unbounded when text may vanish (dropped by the pre-tokenizer, fused
+  // into one unknown token, left out for want of a token) or whitespace be absorbed.
+  const BpeOptions& o = model.options();
+  const bool bytes_always_encode = o.byte_fallback && model.has_all_byte_tokens();
+  bool all_byte_level_chars = true;
+  for (int b = 0; b < 256 && all_byte_level_chars; ++b) {
+    std::string c;
+    ByteLevelEncode(std::string(1, static_cast<char>(b)), &c);
+    all_byte_level_chars = model.TokenToId(c) >= 0;
+  }
+  const bool byte_level = parts.pre_tokenizer != nullptr && parts.pre_tokenizer->maps_to_byte_alphabet();
+  const bool can_drop = !bytes_always_encode && o.unk_token == std::nullopt && !(byte_level && all_byte_level_chars);
+  const bool unk_fuses = !bytes_always_encode && o.unk_token != std::nullopt && o.fuse_unk;
+  const int shrink = parts.normalizer ? parts.normalizer->max_shrink() : 1;
+  const bool drops = parts.pre_tokenizer != nullptr && parts.pre_tokenizer->drops_text();
+  if (o.unk_token) longest = std::max(longest, 4);  // one character
+  impl->max_piece_bytes = (can_drop || unk_fuses || drops) ? INT_MAX : SaturatingProduct(longest, shrink);
+
+  impl->added = AddedVocabulary(std::move(parts.added_tokens), parts.normalizer.get());
+  if (impl->added.strips_whitespace()) impl->max_piece_bytes = INT_MAX;
+  impl->bos_id = parts.bos_id;
+  impl->eos_id = parts.eos_id;
+  impl->add_bos = parts.add_bos && parts.bos_id >= 0;
+  impl->bpe = std::move(parts.model);
+  impl->normalizer = std::move(parts.normalizer);
+  impl->pre_tokenizer = std::move(parts.pre_tokenizer);
+  impl->decoder = std::move(parts.decoder);
+  Tokenizer tok;
+  tok.impl_ = std::move(impl);
+  return tok;
 }
 
-int Tokenizer::Lookup(std::string_view piece) const {
-  const auto it = ids_.find(piece);
-  return it == ids_.end() ? -1 : it->second;
+Tokenizer::Kind Tokenizer::kind() const { return impl_->kind; }
+int Tokenizer::vocab_size() const { return static_cast<int>(impl_->tokens.size()); }
+int Tokenizer::max_piece_bytes() const { return impl_->max_piece_bytes; }
+int Tokenizer::bos_id() const { return impl_->bos_id; }
+int Tokenizer::eos_id() const { return impl_->eos_id; }
+bool Tokenizer::add_bos() const { return impl_->add_bos; }
+const std::string& Tokenizer::piece(int id) const { return impl_->tokens[id]; }
+
+int Tokenizer::TokenToId(std::string_view text) const {
+  for (const AddedToken& t : impl_->added.tokens())
+    if (t.content == text) return t.id;
+  if (impl_->kind == Kind::kPieceScores) return impl_->scores.Lookup(text);
+  return impl_->bpe->TokenToId(text);
+}
+
+bool Tokenizer::HasToken(int id) const { return id >= 0 && id < vocab_size() && impl_->has_token[id]; }
+
+const std::vector<DecoderStep>& Tokenizer::decoder_steps() const { return impl_->decoder; }
+
+bool Tokenizer::StartsText(int prev_token) const {
+  return prev_token < 0 || (impl_->bos_id >= 0 && prev_token == impl_->bos_id);
 }
 
 std::vector<int> Tokenizer::Encode(std::string_view text, bool add_bos) const {
+  const Impl& m = *impl_;
   std::vector<int> out;
-  if (add_bos) out.push_back(bos_id_);
-  if (text.empty()) return out;
-
-  // One symbol per UTF-8 character (a lead byte and up to 3 continuation bytes, grouped
-  // as run.c does), or one per byte when the character has no piece. The dummy prefix
-  // " " comes first.
-  std::vector<int> symbols;
-  symbols.reserve(text.size() + 1);
-  auto add_character = [&](std::string_view ch) {
-    if (const int id = Lookup(ch); id >= 0) {
-      symbols.push_back(id);
-      return;
+  if (add_bos && m.add_bos) out.push_back(m.bos_id);
+  if (m.kind == Kind::kPieceScores) {
+    if (m.added.empty()) {
+      m.scores.Encode(text, &out);
+      return out;
     }
-    for (const char byte : ch) symbols.push_back(static_cast<unsigned char>(byte) + kByteFallbackOffset);
-  };
-  add_character(" ");
-  for (size_t i = 0; i < text.size();) {
-    size_t length = 1;
-    while (length < 4 && i + length < text.size() && IsUtf8Continuation(text[i + length])) ++length;
-    add_character(text.substr(i, length));
-    i += length;
-  }
-
-  // Merge the best pair until none is left. run.c rescans every pair after each merge
-  // (O(n^2) lookups); a queue of candidates, discarded lazily once stale, picks the same
-  // pair each step in O(log n). Removed positions hold -1.
-  const int n = static_cast<int>(symbols.size());
-  std::vector<int> prev(n), next(n);
-  for (int i = 0; i < n; ++i) {
-    prev[i] = i - 1;
-    next[i] = i + 1 < n ? i + 1 : -1;
-  }
-  std::priority_queue<MergeCandidate, std::vector<MergeCandidate>, MergeCandidateLess> queue;
-  std::string merged;
-  auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const int a = symbols[left];
-    const int b = symbols[right];
-    // Byte-fallback ids may lie outside a vocabulary that lacks byte pieces.
-    if (a >= vocab_size() || b >= vocab_size()) return;
-    merged.assign(pieces_[a]).append(pieces_[b]);
-    const int id = Lookup(merged);
-    if (id < 0 || !(scores_[id] > kMinMergeScore)) return;
-    queue.push({scores_[id], left, right, a, b, id});
-  };
-  for (int i = 0; i + 1 < n; ++i) consider(i, i + 1);
-  while (!queue.empty()) {
-    const MergeCandidate c = queue.top();
-    queue.pop();
-    if (symbols[c.left] != c.left_id || symbols[c.right] != c.right_id || next[c.left] != c.right) {
-      continue;  // stale: one side has merged since
+    for (const TextSegment& s : m.added.Split(text, nullptr)) {
+      if (s.token_id >= 0) {
+        out.push_back(s.token_id);
+      } else {
+        m.scores.Encode(s.text, &out);
+      }
     }
-    symbols[c.left] = c.merged_id;
-    symbols[c.right] = -1;
-    next[c.left] = next[c.right];
-    if (next[c.left] >= 0) prev[next[c.left]] = c.left;
-    consider(prev[c.left], c.left);
-    consider(c.left, next[c.left]);
+    return out;
   }
 
-  for (int i = 0; i >= 0; i = next[i]) out.push_back(symbols[i]);
+  std::string repaired;
+  if (!IsValidUtf8(text)) {
+    repaired = ToValidUtf8(text);
+    text = repaired;
+  }
+  std::vector<PreToken> words;
+  for (TextSegment& s : m.added.Split(text, m.normalizer.get())) {
+    if (s.token_id >= 0) {
+      out.push_back(s.token_id);
+      continue;
+    }
+    words.clear();
+    words.push_back({std::move(s.text), s.at_start});
+    if (m.pre_tokenizer) m.pre_tokenizer->Split(&words);
+    for (const PreToken& w : words) m.bpe->Encode(w.text, &out);
+  }
   return out;
 }
 
 std::string Tokenizer::DecodeToken(int prev_token, int token) const {
-  if (token < 0 || token >= vocab_size()) return "";
-  std::string_view piece = pieces_[token];
-  if (prev_token == bos_id_ && !piece.empty() && piece.front() == ' ') piece.remove_prefix(1);
-  if (const int byte = BytePieceValue(piece); byte >= 0) return std::string(1, static_cast<char>(byte));
-  return std::string(piece);
+  const Impl& m = *impl_;
+  if (!HasToken(token)) return "";
+  std::string_view piece = m.tokens[token];
+  if (m.kind == Kind::kPieceScores) {
+    if (prev_token == m.bos_id && !piece.empty() && piece.front() == ' ') piece.remove_prefix(1);
+    if (const int byte = BytePieceValue(piece); byte >= 0) return std::string(1, static_cast<char>(byte));
+    return std::string(piece);
+  }
+  DecodeChain chain(m.decoder, StartsText(prev_token), /*raw=*/true);
+  chain.Push(piece);
+  chain.Finish();
+  return chain.Take();
 }
 
 std::string Tokenizer::Decode(const std::vector<int>& tokens, int prev_token) const {
-  std::string text;
-  for (const int token : tokens) {
-    text += DecodeToken(prev_token, token);
-    prev_token = token;
+  const Impl& m = *impl_;
+  if (m.kind == Kind::kPieceScores) {
+    std::string text;
+    for (const int token : tokens) {
+      text += DecodeToken(prev_token, token);
+      prev_token = token;
+    }
+    return text;
   }
-  return text;
+  DecodeChain chain(m.decoder, StartsText(prev_token), /*raw=*/false);
+  for (const int token : tokens)
+    if (HasToken(token)) chain.Push(m.tokens[token]);
+  chain.Finish();
+  return chain.Take();
 }
 
 }  // namespace flover

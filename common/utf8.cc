@@ -77,6 +77,49 @@ std::string Utf8Stream::Finish() {
   return out;
 }
 
+bool IsValidUtf8(std::string_view bytes) {
+  for (size_t i = 0; i < bytes.size();) {
+    const Lead lead = LeadOf(static_cast<unsigned char>(bytes[i]));
+    if (lead.length == 0 || ValidPrefix(bytes, i, lead) != lead.length) return false;
+    i += static_cast<size_t>(lead.length);
+  }
+  return true;
+}
+
+char32_t DecodeUtf8At(std::string_view s, size_t i, size_t* length) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  const size_t n = Utf8CharLength(b0);
+  *length = n;
+  if (n == 1) return b0;
+  char32_t cp = b0 & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return cp;
+}
+
+void AppendUtf8(char32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+bool IsUnicodeWhitespace(char32_t c) {
+  // PropList.txt, White_Space.
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
 std::string ToValidUtf8(std::string_view bytes) {
   std::string out, rest;
   Convert(bytes, /*at_end=*/true, &out, &rest);

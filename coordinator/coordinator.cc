@@ -18,6 +18,7 @@
 
 #include "common/curve_socket.h"
 #include "common/protocol.h"
+#include "common/tokenizer_loader.h"
 #include "coordinator/openai/exchange.h"
 #include "coordinator/service_notifier.h"
 
@@ -206,7 +207,7 @@ Status Coordinator::StartHttp(const ClusterConfig& config) {
   const std::optional<HttpAddress> address = ParseHttpEndpoint(config.endpoints.http);
   if (!address) return ConfigError(config.source, "endpoints.http", "'" + config.endpoints.http + "' is not http://host:port");
   if (!config.model.tokenizer.empty()) {
-    Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(config.model.tokenizer);
+    Result<Tokenizer> tokenizer = LoadTokenizer(config.model.tokenizer);
     if (!tokenizer.ok()) return tokenizer.status().WithContext(config.source + ": model.tokenizer");
     http_tokenizer_ = std::move(tokenizer).value();
   }

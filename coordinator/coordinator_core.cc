@@ -10,6 +10,7 @@
 
 #include "common/cluster_config_proto.h"
 #include "common/protocol.h"
+#include "common/tokenizer_loader.h"
 #include "coordinator/admission.h"
 
 namespace flover {
@@ -20,7 +21,7 @@ Result<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(ClusterConfig c
   FLOVER_RETURN_IF_ERROR(config.Validate());
   std::optional<Tokenizer> tokenizer;
   if (!config.model.tokenizer.empty()) {
-    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, Tokenizer::LoadLlama2c(config.model.tokenizer));
+    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(config.model.tokenizer));
     tokenizer.emplace(std::move(t));
   }
   return std::unique_ptr<CoordinatorCore>(new CoordinatorCore(std::move(config), std::move(bound), std::move(tokenizer),

@@ -57,6 +57,7 @@ void CoordinatorCore::HandleSubmit(const std::string& identity, ClientRole role,
   t.priority = submit.priority();
   t.prompt_tokens = static_cast<int>(params->prompt.size());
   t.last_prompt_token = params->prompt.empty() ? -1 : params->prompt.back();
+  if (tokenizer_) t.decoder = TokenStreamDecoder(*tokenizer_, t.last_prompt_token);
   t.want_logprobs = params->sampling.logprobs;
   if (!params->stop.stop_strings.empty()) t.stop_strings.emplace(params->stop.stop_strings);
   t.submitted = now;
@@ -299,10 +300,9 @@ void CoordinatorCore::Deliver(const RequestEvent& event, Clock::time_point now) 
     return;
   }
   if (event.token >= 0) {
-    const int prev = t->tokens.empty() ? t->last_prompt_token : t->tokens.back();
     // Only whole characters: a character split over byte tokens goes out with its last;
     // and nothing of a stop string.
-    std::string piece = tokenizer_ ? t->utf8.Push(tokenizer_->DecodeToken(prev, event.token)) : std::string();
+    std::string piece = t->decoder.Push(event.token);
     bool stopped = false;
     if (t->stop_strings) {
       StopStrings::Piece p = t->stop_strings->Push(piece);
@@ -319,7 +319,7 @@ void CoordinatorCore::Deliver(const RequestEvent& event, Clock::time_point now) 
     if (t->stream) SendTokenEvent(*t, event.token, std::move(piece));
     if (stopped) {  // the text is complete: what follows the stop string is dropped
       t->stop_strings.reset();
-      t->utf8 = Utf8Stream();
+      t->decoder = TokenStreamDecoder();
       Cancel(t->id, now, FinishReason::kStop);
       return;
     }
@@ -342,10 +342,15 @@ void CoordinatorCore::SendTokenEvent(const TrackedRequest& t, std::optional<int>
 void CoordinatorCore::Finish(uint64_t id, FinishReason reason, Clock::time_point now) {
   TrackedRequest* t = requests_.Find(id);
   FLOVER_CHECK(t != nullptr) << "request " << id;
-  // What was held back: text that could have begun a stop string, and an unfinished
-  // character (U+FFFD). A stream gets it in a last event without tokens.
-  std::string tail = t->stop_strings ? t->stop_strings->Flush() : std::string();
-  tail += t->utf8.Finish();
+  // What was held back: what the decoder held (an unfinished character becomes U+FFFD),
+  // then text that could have begun a stop string. A stream gets it in a last event
+  // without tokens.
+  std::string tail = t->decoder.Finish();
+  if (t->stop_strings) {
+    StopStrings::Piece p = t->stop_strings->Push(tail);
+    tail = std::move(p.text);
+    if (!p.stopped) tail += t->stop_strings->Flush();
+  }
   if (!tail.empty()) {
     t->text += tail;
     if (t->stream) SendTokenEvent(*t, std::nullopt, tail);

@@ -19,7 +19,7 @@
 
 #include "common/request_params.h"
 #include "coordinator/client_role.h"
-#include "common/utf8.h"
+#include "common/token_stream_decoder.h"
 #include "coordinator/stop_strings.h"
 
 namespace flover {
@@ -53,7 +53,7 @@ struct TrackedRequest {
   bool want_logprobs = false;
   std::vector<TokenLogprobs> logprobs;
   std::string text;            // their decoded text (valid UTF-8)
-  Utf8Stream utf8;             // holds the start of a character split over tokens
+  TokenStreamDecoder decoder;  // the text of `tokens`; holds a character split over tokens
   std::optional<StopStrings> stop_strings;  // holds text that may begin a stop string
   Clock::time_point submitted{};
   std::optional<Clock::time_point> deadline;  // SubmitRequest.timeout_ms after submitted

@@ -35,12 +35,14 @@ all_targets=(
   fuzz_safetensors      # safetensors files (Hugging Face weights)
   fuzz_tokenizer_file   # llama2.c tokenizer files
   fuzz_tokenizer_text   # the tokenizer's encode/decode
+  fuzz_tokenizer_json   # tokenizer.json files, then encode / streamed decode
   fuzz_http_request     # HTTP requests through the parser and the routes
   fuzz_jinja            # Jinja (chat) templates, parsed and rendered
 )
 # Dictionaries (tests/fuzz/*.dict) of the harnesses that have one.
 declare -A dicts=([fuzz_cluster_config]=cluster_config.dict [fuzz_gguf]=gguf.dict
-                  [fuzz_safetensors]=safetensors.dict [fuzz_jinja]=jinja.dict)
+                  [fuzz_safetensors]=safetensors.dict [fuzz_jinja]=jinja.dict
+                  [fuzz_tokenizer_json]=tokenizer_json.dict)
 # Options of single harnesses. The coordinator's harnesses build a cluster per input and
 # cover ~20k features: libFuzzer's entropic schedule then spends most of the time in its
 # own bookkeeping (twice fewer executions), so they run with the plain one.
@@ -82,6 +84,10 @@ cmake --build "$build" --parallel "$(nproc)" --target flover_fuzz
 rm -rf "$build/seeds"
 "$build/tests/fuzz/flover_fuzz_seeds" "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
+mkdir -p "$build/seeds/fuzz_tokenizer_json"
+for f in tests/fixtures/tokenizers/*/tokenizer.json; do
+  cp "$f" "$build/seeds/fuzz_tokenizer_json/$(basename "$(dirname "$f")").json"
+done
 mkdir -p "$build/seeds/fuzz_http_request"
 printf 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-fuzz\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n' \
   > "$build/seeds/fuzz_http_request/pipelined"

@@ -8,6 +8,7 @@ packages=(
   libopenblas-openmp-dev            # CPU GEMM (OpenMP build: shares one thread pool with our loops)
   libgtest-dev libgmock-dev libbenchmark-dev   # tests and micro-benchmarks
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev   # CLI, JSON output, logging
+  libpcre2-dev libutf8proc-dev                               # tokenizers: pre-tokenizer regexes, Unicode normalization
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler   # daemons and wire format
   libyaml-cpp-dev libboost-dev libgloo-dev                   # config, HTTP, CPU collectives
   gnuplot-nox                                                # flover bench --plot

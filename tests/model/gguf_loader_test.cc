@@ -667,8 +667,8 @@ TEST(GgufLoaderTest, BadVocabulary) {
   g.SetInt32Array("tokenizer.ggml.scores", std::vector<int32_t>(40, 0));
   ExpectError(dir, g, StatusCode::kInvalidArgument, "array of floats");
   g = LlamaGguf(RandomWeights(SmallSpec(), 1));
-  g.SetString("tokenizer.ggml.model", "gpt2");
-  ExpectError(dir, g, StatusCode::kInvalidArgument, "tokenizer.ggml.model is \"gpt2\"");
+  g.SetString("tokenizer.ggml.model", "bert");
+  ExpectError(dir, g, StatusCode::kInvalidArgument, "tokenizer.ggml.model is \"bert\"");
 }
 
 TEST(GgufLoaderTest, DuplicateKeysAndTensorsAreCorruption) {

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "worker/model/gguf_reader.h"
+#include "worker/model/gguf_vocab.h"
 
 namespace flover {
 namespace {
@@ -194,33 +195,6 @@ Result<ModelSpec> ReadSpec(const GgufReader& r) {
   return spec;
 }
 
-Result<std::optional<Tokenizer>> ReadVocab(const GgufReader& r, const ModelSpec& spec) {
-  const GgufValue* tokens = r.Find("tokenizer.ggml.tokens");
-  if (tokens == nullptr) return std::optional<Tokenizer>();
-  if (const GgufValue* model = r.Find("tokenizer.ggml.model")) {
-    if (model->type != GgufValueType::kString)
-      return Corruption("metadata tokenizer.ggml.model must be a string");
-    if (model->str != "llama")
-      return InvalidArgument("tokenizer.ggml.model is \"" + model->str +
-                             "\"; only SentencePiece (\"llama\") vocabularies are supported");
-  }
-  if (tokens->type != GgufValueType::kArray || tokens->array_type != GgufValueType::kString)
-    return Corruption("metadata tokenizer.ggml.tokens must be an array of strings");
-  if (tokens->strings.size() != static_cast<size_t>(spec.vocab_size))
-    return Corruption("tokenizer.ggml.tokens has " + std::to_string(tokens->strings.size()) +
-                      " tokens but token_embd.weight has " + std::to_string(spec.vocab_size) + " rows");
-  std::vector<float> scores(tokens->strings.size(), 0.0f);
-  if (const GgufValue* s = r.Find("tokenizer.ggml.scores")) {
-    FLOVER_ASSIGN_OR_RETURN(scores, r.FloatArray("tokenizer.ggml.scores", *s));
-    if (scores.size() != tokens->strings.size())
-      return Corruption("tokenizer.ggml.scores has " + std::to_string(scores.size()) + " entries for " +
-                        std::to_string(tokens->strings.size()) + " tokens");
-  }
-  Result<Tokenizer> tok = Tokenizer::FromPieces(tokens->strings, std::move(scores), spec.bos_id, spec.eos_id);
-  if (!tok.ok()) return tok.status().WithContext("embedded vocabulary");
-  return std::optional<Tokenizer>(std::move(tok).value());
-}
-
 Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
   GgufModel model;
   ModelWeights& w = model.weights;
@@ -246,7 +220,7 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
   }
   const bool has_output = r.FindTensor("output.weight") != nullptr;
   if (has_output) FLOVER_RETURN_IF_ERROR(CheckTensor(r, "output.weight", {d, v}, "[dim, vocab]").status());
-  FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadVocab(r, spec));
+  FLOVER_ASSIGN_OR_RETURN(model.tokenizer, ReadGgufVocab(r, spec));
 
   FLOVER_RETURN_IF_ERROR(target.Check(spec));
 

@@ -6,8 +6,8 @@
 // attention.layer_norm_rms_epsilon, rope.freq_base (default 10000); the vocabulary size is
 // token_embd's row count), the tensors token_embd, blk.N.{attn_norm, attn_q, attn_k,
 // attn_v, attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up}, output_norm, [output],
-// and the embedded vocabulary (tokenizer.ggml.tokens/scores,
-// bos/eos ids, which also set spec.bos_id/eos_id) when present, and the chat template
+// and the embedded vocabulary (gguf_vocab.h; its bos/eos ids also set
+// spec.bos_id/eos_id) when present, and the chat template
 // (tokenizer.chat_template, a string, into spec.chat_template). An `output` tensor absent
 // or with the same fp32 values as token_embd gives a shared classifier.
 //
@@ -16,7 +16,7 @@
 // that the `llama` architecture rotates adjacent pairs in RoPE, as llama2.c does.
 //
 // Errors name the file: NotFound (missing), InvalidArgument (not GGUF, unsupported
-// version, architecture, tensor type, non-SentencePiece vocabulary or partial RoPE),
+// version, architecture, tensor type, a vocabulary gguf_vocab.h does not read, or partial RoPE),
 // Corruption (malformed, truncated, missing key or tensor, wrong shape). Every tensor is
 // checked (presence, type, shape, bytes inside the file) before any weight memory is
 // allocated, so a hostile file cannot make the loader allocate more than the fp32 size
