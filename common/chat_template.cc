@@ -63,6 +63,7 @@ ChatTokens ChatTokensOf(const Tokenizer& tokenizer) {
   };
   tokens.bos = text(tokenizer.bos_id(), tokens.bos);
   tokens.eos = text(tokenizer.eos_id(), tokens.eos);
+  tokens.tokenizer_adds_bos = tokenizer.add_bos();
   return tokens;
 }
 
@@ -122,7 +123,8 @@ Result<std::string> ChatTemplate::Render(const std::vector<ChatMessage>& message
   AddTransformersFunctions(&variables);
   Result<std::string> text = template_.Render(variables);
   if (!text.ok()) return text.status().WithContext("chat template");
-  if (!tokens_.bos.empty() && text->starts_with(tokens_.bos)) text->erase(0, tokens_.bos.size());
+  if (tokens_.tokenizer_adds_bos && !tokens_.bos.empty() && text->starts_with(tokens_.bos))
+    text->erase(0, tokens_.bos.size());
   return text;
 }
 

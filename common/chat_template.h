@@ -40,6 +40,10 @@ struct ChatMessage {
 struct ChatTokens {
   std::string bos = "<s>";
   std::string eos = "</s>";
+  // The tokenizer adds BOS itself when it encodes the prompt (Tokenizer::add_bos()): a
+  // leading bos_token the template wrote is then removed from the text, so BOS is not
+  // doubled. When false the template's BOS text stays (and encodes to its id).
+  bool tokenizer_adds_bos = true;
 };
 
 // The BOS and EOS texts of `tokenizer`: its pieces without surrounding whitespace

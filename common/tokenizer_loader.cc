@@ -78,4 +78,13 @@ Result<Tokenizer> LoadTokenizer(const std::string& path) {
   return Tokenizer::ParseLlama2c(data, path);
 }
 
+std::string ModelTokenizerPath(const std::string& tokenizer, const std::string& model_path) {
+  if (!tokenizer.empty()) return tokenizer;
+  std::error_code ec;
+  if (std::filesystem::is_directory(model_path, ec) &&
+      std::filesystem::is_regular_file(std::filesystem::path(model_path) / "tokenizer.json", ec))
+    return model_path;
+  return "";
+}
+
 }  // namespace flover

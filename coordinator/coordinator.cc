@@ -206,8 +206,8 @@ Status Coordinator::StartHttp(const ClusterConfig& config) {
   if (config.endpoints.http.empty()) return Status::Ok();
   const std::optional<HttpAddress> address = ParseHttpEndpoint(config.endpoints.http);
   if (!address) return ConfigError(config.source, "endpoints.http", "'" + config.endpoints.http + "' is not http://host:port");
-  if (!config.model.tokenizer.empty()) {
-    Result<Tokenizer> tokenizer = LoadTokenizer(config.model.tokenizer);
+  if (const std::string path = ModelTokenizerPath(config.model.tokenizer, config.model.path); !path.empty()) {
+    Result<Tokenizer> tokenizer = LoadTokenizer(path);
     if (!tokenizer.ok()) return tokenizer.status().WithContext(config.source + ": model.tokenizer");
     http_tokenizer_ = std::move(tokenizer).value();
   }

@@ -20,8 +20,8 @@ Result<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(ClusterConfig c
                                                                  Clock::time_point now) {
   FLOVER_RETURN_IF_ERROR(config.Validate());
   std::optional<Tokenizer> tokenizer;
-  if (!config.model.tokenizer.empty()) {
-    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(config.model.tokenizer));
+  if (const std::string path = ModelTokenizerPath(config.model.tokenizer, config.model.path); !path.empty()) {
+    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(path));
     tokenizer.emplace(std::move(t));
   }
   return std::unique_ptr<CoordinatorCore>(new CoordinatorCore(std::move(config), std::move(bound), std::move(tokenizer),

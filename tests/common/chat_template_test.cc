@@ -95,6 +95,9 @@ TEST(ChatTemplate, AJinjaTextIsRenderedAsIs) {
   // Only a leading BOS: one later in the text stays.
   const ChatTemplate later = MustParse("x{{ bos_token }}", ChatTokens{"<B>", "<E>"});
   EXPECT_EQ(MustRender(later, {}, false), "x<B>");
+  // A tokenizer that does not add BOS itself (GPT-2 style): the template's BOS stays.
+  const ChatTemplate kept = MustParse("{{ bos_token }}x", ChatTokens{"<B>", "<E>", /*tokenizer_adds_bos=*/false});
+  EXPECT_EQ(MustRender(kept, {}, false), "<B>x");
 }
 
 TEST(ChatTemplate, TheVariablesAreTransformers) {

@@ -14,6 +14,7 @@
 
 #include "common/cluster_config_reader.h"
 #include "common/tokenizer.h"
+#include "common/tokenizer_loader.h"
 #include "tests/comm/tp_group.h"
 #include "tests/hf_reference.h"
 #include "worker/engine/decoder.h"
@@ -140,8 +141,11 @@ TEST(HfFolderConfigTest, ShippedConfigServesTheFolder) {
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     EXPECT_EQ(model->weights.spec.ToString(), "dim=32 hidden=64 layers=2 heads=4 kv_heads=2 vocab=512 seq=256 separate_classifier");
     if (rank > 0) continue;
-    Result<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(config->model.tokenizer);
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString() << " (FLOVER_MODELS_DIR)";
+    // No model.tokenizer: the folder's own tokenizer.json serves.
+    const std::string tokenizer_path = ModelTokenizerPath(config->model.tokenizer, config->model.path);
+    EXPECT_EQ(tokenizer_path, config->model.path);
+    Result<Tokenizer> tokenizer = LoadTokenizer(tokenizer_path);
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
     EXPECT_EQ(tokenizer->vocab_size(), model->weights.spec.vocab_size);
   }
 }
