@@ -1,6 +1,8 @@
 // flover: the command-line entry point. Parses flags and dispatches to a subcommand;
 // the work lives in *_command.cc.
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "client/bench/bench_flags.h"
 #include "client/flags.h"
@@ -13,14 +15,17 @@
 #include "common/version.h"
 
 int main(int argc, char** argv) {
+  // Library log lines (a loader's notes, a worker's warnings under `up`) go to stderr:
+  // stdout carries the commands' output (--json lines, generated text).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("flover"));
   CLI::App app{"Flover: temporal-fusion LLM serving runtime"};
   app.require_subcommand(1);
   app.set_version_flag("--version", flover::VersionLine("flover"));
 
   flover::RunOptions run;
   CLI::App* run_cmd = app.add_subcommand("run", "Generate with the in-process engine (no daemons)");
-  run_cmd->add_option("--model", run.model, "Model: llama2.c .bin, .gguf, or dummy:<preset>")->required();
-  run_cmd->add_option("--tokenizer", run.tokenizer, "llama2.c tokenizer (.bin); default: embedded or beside the model");
+  run_cmd->add_option("--model", run.model, "Model: llama2.c .bin, .gguf, a Hugging Face folder, or dummy:<preset>")->required();
+  run_cmd->add_option("--tokenizer", run.tokenizer, "Tokenizer: tokenizer.json, a Hugging Face folder or a llama2.c .bin; default: the model's own");
   auto* prompt = run_cmd->add_option("--prompt", run.prompts, "Prompt text (repeatable)");
   auto* file = run_cmd->add_option("--prompts-file", run.prompts_file, "File with one prompt per line")
                    ->check(CLI::ExistingFile);

@@ -1,6 +1,7 @@
 // Runs the real `flover run` binary and checks its JSON output and its errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <vector>
 
+#include "tests/hf_reference.h"
 #include "tests/test_paths.h"
 
 namespace {
@@ -21,8 +23,9 @@ struct CliRun {
 
 CliRun Flover(const std::string& args) {
   // One file per test: ctest runs the tests of this file in parallel.
-  const std::string err_file = ::testing::TempDir() + "/flover_run_stderr_" +
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".txt";
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::replace(name.begin(), name.end(), '/', '_');  // parameterised tests: "Test/param"
+  const std::string err_file = ::testing::TempDir() + "/flover_run_stderr_" + name + ".txt";
   const std::string cmd = std::string(FLOVER_BIN) + " " + args + " 2>" + err_file;
   CliRun r{-1, "", ""};
   FILE* p = popen(cmd.c_str(), "r");
@@ -69,6 +72,32 @@ TEST(FloverRunTest, TokenIdsInWithoutTokenizer) {
   EXPECT_EQ(j["tokens"].size(), 5u);
   EXPECT_EQ(j["prompt_tokens"], 3);
 }
+
+// `flover run` on each Hugging Face fixture folder (tests/fixtures/models: Llama 2,
+// TinyLlama, Llama 3, Mistral, Qwen2, GPT-J), every prompt in one fused engine: the
+// greedy tokens are those transformers generated.
+class FloverRunHfTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FloverRunHfTest, GreedyTokensEqualTransformers) {
+  const flover::testing::HfReference ref = flover::testing::LoadHfReference(GetParam());
+  std::string args = "run --model " + ref.folder + " --max-tokens 16 --ignore-eos --temperature 0 --json";
+  for (const std::vector<int>& prompt : ref.prompts) {
+    std::string ids;
+    for (int id : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    args += " --prompt-ids " + ids;
+  }
+  CliRun r = Flover(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::vector<nlohmann::json> objs;
+  for (std::string line; std::getline(lines, line);) objs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(objs.size(), ref.prompts.size()) << r.out;
+  for (size_t i = 0; i < objs.size(); ++i)
+    EXPECT_EQ(objs[i]["tokens"].get<std::vector<int>>(), ref.greedy[i]) << GetParam() << " prompt " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, FloverRunHfTest, ::testing::ValuesIn(flover::testing::HfFixtureNames()),
+                         [](const auto& info) { return info.param; });
 
 TEST(FloverRunTest, ClearErrors) {
   CliRun missing = Flover("run --model /nonexistent/model.bin --prompt hi");
