@@ -203,6 +203,13 @@ float DummyWeightValue(uint64_t key, uint64_t i, float scale) {
   return (2.0f * u - 1.0f) * scale;
 }
 
+DummyFill DummyFillOf(std::string_view name, int64_t cols) {
+  if (name.ends_with("norm")) return {.random = false, .value = 1.0f};
+  if (name.ends_with("norm_bias")) return {.random = false, .value = 0.0f};
+  const float scale = name == "token_embedding" ? 1.0f : cols == 1 ? 0.1f : Scale(cols);
+  return {.random = true, .value = scale};
+}
+
 namespace {
 
 // REQUIRES: spec validated, shard checked against it (LoadTarget::Check).
@@ -212,20 +219,16 @@ Result<ModelWeights> GenerateDummyShard(const ModelSpec& spec_value, uint64_t se
   w.spec = *spec;
   // Every tensor is generated whole (its values do not depend on the shard) and cut to
   // the target's shard at once. Tensors take ids in table order (LayerTensors(),
-  // ModelTensors()), counting only the random ones: matrices uniform with Scale(cols),
-  // the embedding in [-1, 1], biases in [-0.1, 0.1]; norm weights are 1, norm biases 0.
+  // ModelTensors()), counting only the random ones (DummyFillOf).
   uint64_t tensor_id = 0;
   auto fill = [&](const auto& t, std::vector<float>& out) {
     if (!t.present(*spec)) return;
-    const std::string name = t.name;
     std::vector<float> full(t.size(*spec));
-    if (name.ends_with("norm")) {
-      std::fill(full.begin(), full.end(), 1.0f);
-    } else if (name.ends_with("norm_bias")) {
-      std::fill(full.begin(), full.end(), 0.0f);
+    const DummyFill how = DummyFillOf(t.name, t.cols(*spec));
+    if (how.random) {
+      FillUniform(full, seed, tensor_id++, how.value);
     } else {
-      const float scale = name == "token_embedding" ? 1.0f : t.cols(*spec) == 1 ? 0.1f : Scale(t.cols(*spec));
-      FillUniform(full, seed, tensor_id++, scale);
+      std::fill(full.begin(), full.end(), how.value);
     }
     out = ShardTensor(t.split, *spec, shard, std::move(full));
   };

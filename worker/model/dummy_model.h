@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/model_spec.h"
@@ -50,6 +51,16 @@ Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed, cons
 // same values on the device (kernels/cuda/convert.h).
 uint64_t DummyWeightKey(uint64_t seed, uint64_t tensor_id);
 float DummyWeightValue(uint64_t key, uint64_t i, float scale);
+
+// How the generator fills one tensor kind (LayerTensors()/ModelTensors() `name`, its
+// column count `cols`): norm weights the constant 1, norm biases 0; every other tensor
+// random (taking the next tensor id) with scale 1 for the embedding, 0.1 for the other
+// vectors (biases) and sqrt(3 / cols) for matrices.
+struct DummyFill {
+  bool random = false;
+  float value = 0.0f;  // the constant, or the random values' scale
+};
+DummyFill DummyFillOf(std::string_view name, int64_t cols);
 
 // Memory this process may still allocate: MemAvailable (or free pages), capped by a
 // cgroup memory limit when one is set.

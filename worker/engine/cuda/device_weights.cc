@@ -10,6 +10,7 @@
 #include "common/check.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_status.h"
+#include "worker/model/dummy_model.h"
 
 namespace flover {
 namespace {
@@ -174,10 +175,6 @@ LocalRange LocalRangeOf(TensorSplit split, const ModelSpec& spec, const ShardDim
 
 bool IsColumnSplit(TensorSplit split) { return split == TensorSplit::kQCols || split == TensorSplit::kHiddenCols; }
 
-// dummy_model.cc's scale of a matrix with `in_features` inputs, the same float
-// expression (sqrtf is correctly rounded, so the value is the same everywhere).
-float DummyScale(int64_t in_features) { return std::sqrt(3.0f / static_cast<float>(in_features)); }
-
 }  // namespace
 
 void DeviceWeights::ForEachBuffer(const std::function<void(const std::string&, const DeviceBuffer&)>& fn) const {
@@ -274,9 +271,8 @@ Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed,
   }
   const std::vector<float> ones(spec.dim, 1.0f);
 
-  // As dummy_model.cc: tensors take ids in order, counting only the random ones;
-  // matrices uniform with DummyScale(cols), the embedding in [-1, 1], the other vectors
-  // (biases) in [-0.1, 0.1]; norm weights are 1, norm biases 0.
+  // As dummy_model.cc: tensors take ids in order, counting only the random ones, each
+  // filled as DummyFillOf says.
   uint64_t id = 0;
   auto generate = [&](const auto& t, auto& owner) -> Status {
     const auto p = PlaceOf(t, d);
@@ -285,13 +281,14 @@ Result<DeviceWeights> GenerateDummyWeights(const ModelSpec& spec, uint64_t seed,
     const DType element = p.fp32 ? DType::kF32 : dtype;
     const int64_t rows = t.rows(spec), cols = t.cols(spec);
     char* const dst = At(buffer, int64_t{p.rows_before} * cols, es);
-    const std::string name = t.name;
-    if (name.ends_with("norm")) return cuda::CopyToDevice(dst, ones.data(), rows * cols * sizeof(float), stream);
-    if (name.ends_with("norm_bias")) {
+    const DummyFill how = DummyFillOf(t.name, cols);
+    if (!how.random && how.value == 1.0f)
+      return cuda::CopyToDevice(dst, ones.data(), rows * cols * sizeof(float), stream);
+    if (!how.random) {  // 0: norm biases
       FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(dst, 0, rows * cols * sizeof(float), stream));
       return Status::Ok();
     }
-    const float scale = name == "token_embedding" ? 1.0f : cols == 1 ? 0.1f : DummyScale(cols);
+    const float scale = how.value;
     const uint64_t tensor = id++;
     if (!split || t.split == TensorSplit::kReplicated)
       return cuda::FillUniform(dst, element, rows * cols, seed, tensor, scale, stream);
