@@ -17,6 +17,7 @@
 #include "common/tokenizer.h"
 #include "common/tokenizer_loader.h"
 #include "tests/comm/tp_group.h"
+#include "tests/engine/decoder_runs.h"
 #include "tests/hf_reference.h"
 #include "worker/engine/decoder.h"
 #include "worker/engine/kv_cache.h"
@@ -43,10 +44,6 @@ std::vector<Case> Cases(const testing::HfReference& ref) {
   for (size_t i = 1; i < ref.step_logits.size() && !cases.empty(); ++i)  // step_logits[0] is the prefill
     cases[0].step_logits.push_back(ref.step_logits[i]);
   return cases;
-}
-
-int Argmax(const std::vector<float>& v) {  // lowest id among equal maxima (the sampler's greedy choice)
-  return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
 // What the decoder produced for one case: the greedy tokens and the logits of each step.
@@ -77,7 +74,7 @@ Generated Generate(Decoder& decoder, const Case& c) {
     const Status s = decoder.Forward({&entry, 1}, **kv, logits.data());
     EXPECT_TRUE(s.ok()) << s.ToString();
     if (!s.ok()) break;
-    run.tokens.push_back(Argmax(logits));
+    run.tokens.push_back(testing::Argmax(logits.data(), spec.vocab_size));
     seq.push_back(run.tokens.back());
     run.logits.push_back(std::move(logits));
   }
