@@ -13,6 +13,7 @@
 #   bench.txt       cuda_bench's numbers
 #   cluster.txt     flover bench on the CUDA worker
 #   logs.tar.gz     the full logs
+# The Hugging Face reference fixtures are read from ./tests/fixtures.
 # Exits 0 when every test binary passed and the cluster gave run.c's text. The binaries run on the GPU machine's own glibc
 # and C++ runtime with bundle/lib first on the library path; the NVIDIA driver and the
 # CUDA libraries in bundle/cuda-libraries (cudart, cuBLAS, NCCL of the CUDA version that
@@ -28,7 +29,10 @@ cublas=$(grep -m1 '^libcublas\.so' "$b/cuda-libraries" 2>/dev/null || echo libcu
 cuda_dir=$(dirname "$(find / -xdev -name "$cublas*" 2>/dev/null | head -1)")
 libs=$b/lib:$cuda_dir:/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu
 run() { LD_LIBRARY_PATH="$libs" "$@"; }
-export FLOVER_MODELS_DIR=$b/models OMP_NUM_THREADS=8 FLOVER_TEST_LARGE_MODELS=1
+export FLOVER_MODELS_DIR=$b/models FLOVER_FIXTURES_DIR=$PWD/tests/fixtures OMP_NUM_THREADS=8 FLOVER_TEST_LARGE_MODELS=1
+# The paper's workload through the daemons, per scheduling policy (the sequential one
+# takes about a minute): GPU_CHECK_POLICIES=fused skips it.
+policies=${GPU_CHECK_POLICIES:-fused,sequential}
 logs=$(mktemp -d)
 (nvidia-smi; echo "cuda libraries: $cuda_dir") > "$out/gpu.txt" 2>&1
 for t in "$b"/bin/*_test; do
@@ -55,7 +59,7 @@ if [ -x "$b/bin/flover" ]; then
   # One request alone first: its TPOT against the workers' own step time ("step ms")
   # splits the per-token cost into compute and coordination.
   timeout 60 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused --requests 1 --output-len 128 --ignore-eos --timeout 50" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee "$out/cluster.txt"
-  timeout 240 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused,sequential --requests 32 --interval-ms 20 --output-len 256 --ignore-eos --timeout 200 --json $logs/paper-target.json" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee -a "$out/cluster.txt"
+  timeout 240 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies $policies --requests 32 --interval-ms 20 --output-len 256 --ignore-eos --timeout 200 --json $logs/paper-target.json" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee -a "$out/cluster.txt"
 fi
 tar -czf "$out/logs.tar.gz" -C "$logs" .
 exit $status

@@ -21,7 +21,13 @@ inline std::string Stories260kGguf() { return ModelPath("stories260K/stories260K
 inline std::string Tok512Bin() { return ModelPath("stories260K/tok512.bin"); }
 
 // The small committed fixtures (tests/fixtures: tiny Hugging Face checkpoints with
-// transformers' outputs, tokenizers, chat templates), from the source tree.
-inline std::string FixturePath(const std::string& relative) { return std::string(FLOVER_FIXTURES_DIR) + "/" + relative; }
+// transformers' outputs, tokenizers, chat templates): $FLOVER_FIXTURES_DIR (test
+// binaries copied to another machine, scripts/gpu-check.sh), else the source tree's.
+inline std::string FixturesDir() {
+  if (const char* env = std::getenv("FLOVER_FIXTURES_DIR"); env && *env) return env;
+  return FLOVER_FIXTURES_DIR;
+}
+
+inline std::string FixturePath(const std::string& relative) { return FixturesDir() + "/" + relative; }
 
 }  // namespace flover::testing
