@@ -6,7 +6,7 @@
 //     prompt's last position (and prompt 0's first decode steps) are within 1e-4 of
 //     the row's largest, as on the CPU (tests/model/hf_fixture_test.cc);
 //   - fp16 and bf16 storage: the prompts' logits stay within the storage type's
-//     rounding (bounds below; the errors are printed);
+//     rounding (bounds and measurements below; the errors are printed);
 //   - the tinyllama fixture's GGUF conversions: f16 gives transformers' tokens, Q8_0
 //     stays within its quantization error.
 // Needs a GPU (skipped otherwise, with a message): scripts/gpu-check.sh.
@@ -138,11 +138,12 @@ TEST_P(CudaHfFixtureTest, Fp32GreedyTokensAndLogitsMatchTransformers) {
 // Storage in fp16 (11 significant bits) or bf16 (8): the weights, the normed
 // activations and the KV cache are rounded, everything accumulates in fp32. These
 // random checkpoints (weights of std 0.3 over 2 layers) amplify the rounding more than
-// trained models do; Q8_0 (about 8 bits) measured up to 0.16 on the CPU.
+// trained models do. Measured on an H200 (2026-12-04), worst over the six fixtures:
+// fp16 0.0033 (tinyllama), bf16 0.059 (llama2); the bounds leave about 3x.
 TEST_P(CudaHfFixtureTest, HalfPrecisionLogitsStayWithinTheirRounding) {
   FLOVER_REQUIRE_GPU();
   const HfReference ref = testing::LoadHfReference(GetParam());
-  for (const auto& [dtype, bound] : {std::pair{DType::kF16, 0.05}, std::pair{DType::kBF16, 0.25}}) {
+  for (const auto& [dtype, bound] : {std::pair{DType::kF16, 0.01}, std::pair{DType::kBF16, 0.15}}) {
     SCOPED_TRACE(DTypeName(dtype));
     std::unique_ptr<CudaBackend> backend = Load(ref.folder, dtype);
     ASSERT_NE(backend, nullptr);
@@ -166,7 +167,8 @@ TEST(CudaHfGgufTest, LlamaCppF16ConversionGivesTransformersOutput) {
   ExpectTransformersOutput(*backend, ref, "tinyllama GGUF f16 as fp32");
 }
 
-// Its Q8_0 quantization, dequantized at load: within the bound the CPU test uses.
+// Its Q8_0 quantization, dequantized at load: within the bound the CPU test uses
+// (measured 0.16 on an H200, as on the CPU: the error is the quantization's).
 TEST(CudaHfGgufTest, Q8_0ConversionStaysWithinItsQuantizationError) {
   FLOVER_REQUIRE_GPU();
   const HfReference ref = testing::LoadHfReference("tinyllama");
