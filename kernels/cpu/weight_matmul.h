@@ -1,0 +1,67 @@
+// Weight matrices kept in the precision they were loaded or quantized to (fp32, fp16,
+// bf16, or the ggml block formats Q8_0, Q4_0 and Q4_K, byte for byte as GGUF stores
+// them), and the weight GEMM over them: y[n, rows] (+)= x[n, cols] · Wᵀ, x and y fp32.
+//
+// Numerics, per format (each one batch-invariant: every element of y is computed by the
+// same operations whatever n is, which rows share the call and how many threads run):
+//   - fp32, fp16, bf16: each weight is widened exactly to fp32 in registers, then the
+//     canonical fp32 arithmetic of Matmul (matmul_internal.h): the result equals
+//     Matmul(x, widened W) bit for bit.
+//   - Q8_0, Q4_0, Q4_K: each row of x is quantized per block (Q8_0 blocks of 32 for
+//     Q8_0/Q4_0 weights, Q8_K blocks of 256 for Q4_K), products summed in int32 (exact),
+//     then scaled and summed in fp32 in a fixed order (weight_matmul_internal.h spells
+//     it out). The error against fp32 is the activations' quantization on top of the
+//     weights'.
+// Every instruction-set variant of a format (portable, AVX2, AVX-512 with VNNI/BF16
+// where the CPU has them) gives the same bits; the one used is chosen once per process
+// from the CPU (FLOVER_MATMUL_KERNEL forces one, as for Matmul).
+//
+// Multi-threaded with OpenMP over the rows of W; call from outside any parallel region.
+// Thread-safety: reentrant.
+#pragma once
+
+#include <cstdint>
+
+namespace flover::cpu {
+
+enum class WeightFormat : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K };
+
+// "fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_k" (model.dtype's spelling).
+const char* WeightFormatName(WeightFormat format);
+// Values per block (1 for fp32/fp16/bf16, 32 for Q8_0/Q4_0, 256 for Q4_K) and bytes
+// per block (4, 2, 2, 34, 18, 144).
+int WeightBlockValues(WeightFormat format);
+int WeightBlockBytes(WeightFormat format);
+// Bytes of one row of `cols` values. REQUIRES: cols % WeightBlockValues(format) == 0.
+int64_t WeightRowBytes(WeightFormat format, int64_t cols);
+
+// A [rows, cols] matrix in `format`, row-major, each row WeightRowBytes(format, cols)
+// bytes from the previous one; no alignment required. Not owning.
+struct WeightView {
+  WeightFormat format = WeightFormat::kF32;
+  const void* data = nullptr;
+  int rows = 0;
+  int cols = 0;
+};
+
+// y[n, w.rows] = x[n, w.cols] · Wᵀ, or y += with accumulate (the residual stream).
+// REQUIRES: n >= 0, w.rows > 0, w.cols > 0 and a multiple of the block; x, W, y do not
+// overlap.
+void MatmulWeights(const float* x, const WeightView& w, float* y, int n, bool accumulate = false);
+
+// Rows [row_begin, row_begin + n_rows) of W as fp32 (embedding lookups, tests): exact
+// for fp16/bf16, the format's dequantization (gguf-py's, bit for bit) otherwise.
+void DequantizeWeightRows(const WeightView& w, int row_begin, int n_rows, float* out);
+
+// Converts n_rows rows of `cols` fp32 values into `format` (n_rows *
+// WeightRowBytes(format, cols) bytes at out): round to nearest even for fp16/bf16; the
+// block quantizations for Q8_0, Q4_0 and Q4_K (scales chosen per block as llama.cpp's
+// reference quantizers do, not necessarily bit-identical to theirs).
+// REQUIRES: cols % WeightBlockValues(format) == 0.
+void QuantizeWeightRows(WeightFormat format, const float* x, int64_t n_rows, int64_t cols, void* out);
+
+// The kernel MatmulWeights uses for `format` in this process ("avx512-vnni", "avx2",
+// "generic", ...), for logs and benchmarks.
+const char* MatmulWeightsKernelName(WeightFormat format);
+
+}  // namespace flover::cpu
