@@ -24,7 +24,8 @@ Usage (the fixtures as committed):
     build/venv/bin/python scripts/reference/model_fixtures.py --out tests/fixtures/models \
         --gguf --llama-cpp build/llama-cpp-src/llama_cpp_python-0.3.36/vendor/llama.cpp
   --only NAME... regenerates some folders; regenerating tinyllama deletes its GGUF files,
-  so give --gguf then too. tok512.model is read from $FLOVER_MODELS_DIR/stories260K,
+  so give --gguf then too. Regenerating qwen2 deletes its tokenizer, GGUF files and text
+  references: run qwen2_text_fixtures.py after it. tok512.model is read from $FLOVER_MODELS_DIR/stories260K,
   found as scripts/models-dir.sh finds it (--models-dir overrides).
 
 Deterministic: seeds are fixed and torch runs on one thread, so a rerun with the same
