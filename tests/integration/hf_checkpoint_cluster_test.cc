@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,7 @@ struct TextServing {
   const char* model;      // under tests/fixtures/models/qwen2
   bool folder_tokenizer;  // model.tokenizer names the folder
 };
+void PrintTo(const TextServing& s, std::ostream* os) { *os << s.name; }
 
 class HfTextClusterTest : public ::testing::TestWithParam<TextServing> {};
 
