@@ -16,7 +16,7 @@
 namespace flover::testing {
 
 struct TextPrompt {
-  std::string kind;         // "ascii", "unicode", "digits", "whitespace", "chat"
+  std::string kind;  // "ascii", "unicode", "digits", "whitespace", "chat"
   std::string text;
   std::vector<int> ids;     // tokenizers' encode(text): no BOS, no EOS
   std::vector<int> greedy;  // transformers' 16 greedy tokens after `ids`

@@ -135,8 +135,9 @@ TEST_P(FloverRunTextTest, TextPromptsGiveTransformersTokensAndText) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Qwen2, FloverRunTextTest, ::testing::Values("", "/model-bf16.gguf"),
-                         [](const auto& info) { return info.param.empty() ? std::string("Folder") : std::string("Gguf"); });
+INSTANTIATE_TEST_SUITE_P(Qwen2, FloverRunTextTest, ::testing::Values("", "/model-bf16.gguf"), [](const auto& info) {
+  return info.param.empty() ? std::string("Folder") : std::string("Gguf");
+});
 
 TEST(FloverRunTest, ClearErrors) {
   CliRun missing = Flover("run --model /nonexistent/model.bin --prompt hi");

@@ -98,12 +98,15 @@ TEST_P(HfTextClusterTest, TextPromptsGiveTransformersTokensAndTextWithTensorPara
     EXPECT_EQ(r.prompt_tokens, static_cast<int>(prompts[i].ids.size()));
     EXPECT_EQ(r.tokens, prompts[i].greedy);
     EXPECT_EQ(r.text, prompts[i].greedy_text);
-    if (i % 2 == 0) EXPECT_EQ(r.streamed_text, prompts[i].greedy_text);
+    if (i % 2 == 0) {
+      EXPECT_EQ(r.streamed_text, prompts[i].greedy_text);
+    }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Qwen2, HfTextClusterTest,
-                         ::testing::Values(TextServing{"Folder", "", false}, TextServing{"Gguf", "/model-bf16.gguf", true}),
+                         ::testing::Values(TextServing{"Folder", "", false},
+                                           TextServing{"Gguf", "/model-bf16.gguf", true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

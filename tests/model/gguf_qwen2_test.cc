@@ -10,10 +10,10 @@
 
 #include <fstream>
 #include <memory>
-#include <stdexcept>
-#include <utility>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/tokenizer.h"
@@ -29,8 +29,8 @@
 namespace flover {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::ExpectSameWeights;
+using ::testing::HasSubstr;
 using testing::ScratchDir;
 
 // SmallSpec (grouped-query attention, 4 heads of 4 dims) as Qwen2: q/k/v biases.
@@ -78,7 +78,9 @@ TEST(GgufQwen2Test, FileHoldsQkRowsInHalfSplitOrder) {
   auto read = [&](const std::string& name) {
     const GgufTensorInfo* info = (*r)->FindTensor(name);
     std::vector<float> out(info == nullptr ? 0 : info->n_elements);
-    if (info != nullptr) EXPECT_TRUE((*r)->ReadRowsAsFloat(*info, 0, info->layout->n_rows, out.data()).ok());
+    if (info != nullptr) {
+      EXPECT_TRUE((*r)->ReadRowsAsFloat(*info, 0, info->layout->n_rows, out.data()).ok());
+    }
     return out;
   };
   const std::vector<float> wk = read("blk.1.attn_k.weight"), bq = read("blk.0.attn_q.bias");
@@ -130,7 +132,8 @@ TEST(GgufQwen2Test, MissingOrMisshapenBiasNamesTheTensor) {
   g = testing::Qwen2Gguf(w);
   g.RemoveTensor("blk.0.attn_q.bias");
   g.AddTensorF32("blk.0.attn_q.bias", {8}, std::vector<float>(8, 0.0f));
-  ExpectError(dir, g, StatusCode::kCorruption, "tensor blk.0.attn_q.bias has shape [8], expected [16] [n_heads*head_dim]");
+  ExpectError(dir, g, StatusCode::kCorruption,
+              "tensor blk.0.attn_q.bias has shape [8], expected [16] [n_heads*head_dim]");
 }
 
 TEST(GgufQwen2Test, MetadataIsReadUnderTheArchitecturesPrefix) {

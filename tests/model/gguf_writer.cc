@@ -322,9 +322,13 @@ GgufWriter ModelGgufWith(const ModelWeights& w, const std::string& arch, const T
   // of each head in half-split order (qwen2's Q/K), read back in pairs order.
   auto add = [&](const std::string& name, std::vector<uint64_t> ne, auto member, bool halves = false) {
     const size_t cols = ne.size() == 1 ? 1 : ne[0];
-    std::vector<float> back = halves ? PermuteRotaryRows(encode(g, name, ne, PermuteRotaryRows(member(w), s.head_dim(), cols, true)),
-                                                         s.head_dim(), cols, false)
-                                     : encode(g, name, ne, member(w));
+    std::vector<float> back;
+    if (halves) {
+      back = encode(g, name, ne, PermuteRotaryRows(member(w), s.head_dim(), cols, /*to_halves=*/true));
+      back = PermuteRotaryRows(back, s.head_dim(), cols, /*to_halves=*/false);
+    } else {
+      back = encode(g, name, ne, member(w));
+    }
     if (read_back != nullptr) member(*read_back) = std::move(back);
   };
   auto model = [](std::vector<float> ModelWeights::*m) {

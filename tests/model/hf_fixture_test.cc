@@ -191,7 +191,8 @@ TEST(HfGgufTest, Qwen2Bf16ConversionGivesTheFolderLogits) {
   const std::vector<Generated> from_gguf = RunAlone(ref.folder + "/model-bf16.gguf", cases, &gguf_spec);
   ExpectSameAsFolder(from_gguf, RunAlone(ref.folder, cases, &folder_spec), cases, "qwen2 GGUF bf16");
   EXPECT_EQ(gguf_spec.ToString(), folder_spec.ToString());
-  EXPECT_EQ(gguf_spec.ToString(), "qwen2 dim=32 hidden=64 layers=2 heads=4 kv_heads=2 vocab=512 seq=256 shared_classifier");
+  EXPECT_EQ(gguf_spec.ToString(),
+            "qwen2 dim=32 hidden=64 layers=2 heads=4 kv_heads=2 vocab=512 seq=256 shared_classifier");
   EXPECT_TRUE(gguf_spec.qkv_bias);
   EXPECT_EQ(gguf_spec.norm_eps, folder_spec.norm_eps);
   EXPECT_EQ(gguf_spec.rope_theta, folder_spec.rope_theta);
