@@ -78,15 +78,19 @@ fi
 echo "fuzz.sh: building $build"
 cmake --build "$build" --parallel "$(nproc)" --target flover_fuzz
 
-# Seeds: the seed writer's, the shipped configs, the chat templates, and stories260K's
-# tokenizer and the first 16 KiB of its GGUF (header, metadata, tensor table) when the
-# models are here.
+# Seeds: the seed writer's, the shipped configs, the chat templates, the first 16 KiB
+# (header, metadata with the vocabulary, tensor table) of the fixtures' GGUF files
+# (llama.cpp's conversions: tinyllama's llama, qwen2's with a gpt2 vocabulary), and
+# stories260K's tokenizer and GGUF header when the models are here.
 rm -rf "$build/seeds"
 "$build/tests/fuzz/flover_fuzz_seeds" "$build/seeds"
 cp configs/*.yaml "$build/seeds/fuzz_cluster_config/"
 mkdir -p "$build/seeds/fuzz_tokenizer_json"
 for f in tests/fixtures/tokenizers/*/tokenizer.json; do
   cp "$f" "$build/seeds/fuzz_tokenizer_json/$(basename "$(dirname "$f")").json"
+done
+for f in tests/fixtures/models/*/*.gguf; do
+  head -c 16384 "$f" > "$build/seeds/fuzz_gguf/$(basename "$(dirname "$f")")-$(basename "$f" .gguf)-head.gguf"
 done
 mkdir -p "$build/seeds/fuzz_http_request"
 printf 'POST /v1/completions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer sk-fuzz\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n' \

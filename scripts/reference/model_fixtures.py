@@ -24,7 +24,8 @@ Usage (the fixtures as committed):
     build/venv/bin/python scripts/reference/model_fixtures.py --out tests/fixtures/models \
         --gguf --llama-cpp build/llama-cpp-src/llama_cpp_python-0.3.36/vendor/llama.cpp
   --only NAME... regenerates some folders; regenerating tinyllama deletes its GGUF files,
-  so give --gguf then too. tok512.model is read from $FLOVER_MODELS_DIR/stories260K,
+  so give --gguf then too. Regenerating qwen2 deletes its tokenizer, GGUF files and text
+  references: run qwen2_text_fixtures.py after it. tok512.model is read from $FLOVER_MODELS_DIR/stories260K,
   found as scripts/models-dir.sh finds it (--models-dir overrides).
 
 Deterministic: seeds are fixed and torch runs on one thread, so a rerun with the same
@@ -366,14 +367,18 @@ def run_gguf(out, llama_cpp):
         check_gguf(folder, dst)
 
 
-def check_gguf(folder, path):
+def check_gguf(folder, path, permuted=True):
+    """Every tensor of GGUF `path` is the folder's, exactly for F32/F16/BF16 ones and
+    within Q8_0's step otherwise, and every tensor of the folder is in it. `permuted`:
+    the converter permuted the attn_q/attn_k rows into adjacent rotary pairs (it does
+    for architecture llama, not for qwen2)."""
     import gguf
     from gguf.quants import dequantize
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file    # numpy has no bfloat16
     cfg = json.loads((folder / 'config.json').read_text())
     st = {}
     for f in sorted(folder.glob('*.safetensors')):
-        st.update({k: v.astype(np.float32) for k, v in load_file(str(f)).items()})
+        st.update({k: v.float().numpy() for k, v in load_file(str(f)).items()})
 
     def permute(w, n_head):   # convert_hf_to_gguf's LlamaModel.permute
         return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
@@ -389,6 +394,9 @@ def check_gguf(folder, path):
     for i in range(cfg['num_hidden_layers']):
         for g, h in per_layer.items():
             names[f'blk.{i}.{g}.weight'] = f'model.layers.{i}.{h}.weight'
+            names[f'blk.{i}.{g}.bias'] = f'model.layers.{i}.{h}.bias'     # qwen2's q/k/v
+    exact = (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32,
+             gguf.GGMLQuantizationType.BF16)
     reader = gguf.GGUFReader(str(path))
     worst = 0.0
     seen = set()
@@ -396,13 +404,13 @@ def check_gguf(folder, path):
         hf = names[t.name]
         seen.add(hf)
         want = st[hf]
-        if t.name.endswith('attn_q.weight'):
+        if permuted and t.name.endswith('attn_q.weight'):
             want = permute(want, cfg['num_attention_heads'])
-        elif t.name.endswith('attn_k.weight'):
+        elif permuted and t.name.endswith('attn_k.weight'):
             want = permute(want, cfg['num_key_value_heads'])
         got = dequantize(t.data, t.tensor_type).reshape(want.shape)
         err = float(np.abs(got - want).max())
-        if t.tensor_type in (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32):
+        if t.tensor_type in exact:
             assert err == 0.0, f'{path.name}: {t.name} not exact ({err})'
         rel = err / max(float(np.abs(want).max()), 1e-30)
         # Q8_0: 8-bit steps of max|block| / 127, rounded to nearest, scale in fp16.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/hf_reference.h"
+#include "tests/hf_text_reference.h"
 #include "tests/test_paths.h"
 
 namespace {
@@ -98,6 +99,45 @@ TEST_P(FloverRunHfTest, GreedyTokensEqualTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Architectures, FloverRunHfTest, ::testing::ValuesIn(flover::testing::HfFixtureNames()),
                          [](const auto& info) { return info.param; });
+
+// `text` as one shell word: in single quotes, each ' as '\''.
+std::string ShellQuoted(const std::string& text) {
+  std::string q = "'";
+  for (char c : text) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// `flover run` from text on the qwen2 fixture: the folder (its tokenizer.json) and its
+// GGUF conversion (the vocabulary embedded in the file), every text prompt of
+// text_reference.json (ASCII, CJK and emoji, digits, runs of whitespace, chat markup
+// with special tokens) in one fused engine, greedy, stopping at EOS: each prompt encodes
+// to tokenizers' ids and continues with transformers' 16 tokens and their text.
+class FloverRunTextTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FloverRunTextTest, TextPromptsGiveTransformersTokensAndText) {
+  const std::vector<flover::testing::TextPrompt> prompts = flover::testing::LoadTextReference("qwen2");
+  std::string args = "run --model " + flover::testing::FixturePath("models/qwen2" + GetParam()) +
+                     " --max-tokens 16 --temperature 0 --json";
+  for (const flover::testing::TextPrompt& p : prompts) args += " --prompt " + ShellQuoted(p.text);
+  CliRun r = Flover(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::vector<nlohmann::json> objs;
+  for (std::string line; std::getline(lines, line);) objs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(objs.size(), prompts.size()) << r.out;
+  for (size_t i = 0; i < objs.size(); ++i) {
+    SCOPED_TRACE(prompts[i].kind + " prompt");
+    EXPECT_EQ(objs[i]["prompt"], prompts[i].text);
+    EXPECT_EQ(objs[i]["prompt_tokens"], prompts[i].ids.size());
+    EXPECT_EQ(objs[i]["finish_reason"], "length");
+    EXPECT_EQ(objs[i]["tokens"].get<std::vector<int>>(), prompts[i].greedy);
+    EXPECT_EQ(objs[i]["text"], prompts[i].greedy_text);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Qwen2, FloverRunTextTest, ::testing::Values("", "/model-bf16.gguf"), [](const auto& info) {
+  return info.param.empty() ? std::string("Folder") : std::string("Gguf");
+});
 
 TEST(FloverRunTest, ClearErrors) {
   CliRun missing = Flover("run --model /nonexistent/model.bin --prompt hi");

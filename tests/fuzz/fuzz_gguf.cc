@@ -5,8 +5,9 @@
 // must Validate(); when its shape allows tensor parallelism of 2, rank 1's shard is
 // loaded too.
 //
-// Input: the GGUF file. Seeds: small GGUF models from the seed writer (F32 and F16),
-// and stories260K.gguf's header when scripts/fuzz.sh finds it. Dictionary: gguf.dict.
+// Input: the GGUF file. Seeds: small GGUF models from the seed writer (llama F32 and F16,
+// qwen2 F32), the headers of the fixtures' GGUF files and stories260K.gguf's header when
+// scripts/fuzz.sh finds it. Dictionary: gguf.dict.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>

@@ -2,8 +2,10 @@
 // OUT_DIR/<harness>/, built from the test builders: scripts of client and worker
 // messages (tests/coordinator/coordinator_test_config.h, in the record format of
 // fuzz_records.h), configs (the test config through the writer), small llama2.c and
-// GGUF models and safetensors files (tests/model/), the fuzz vocabulary and texts. scripts/fuzz.sh adds the
-// configs of configs/ and, when it finds them, stories260K's tokenizer and GGUF header.
+// GGUF models (llama and qwen2) and safetensors files (tests/model/), the fuzz vocabulary
+// and texts. scripts/fuzz.sh adds the configs of configs/, the headers of the GGUF files
+// of tests/fixtures/models and, when it finds them, stories260K's tokenizer and GGUF
+// header.
 // Nothing here is committed: the seeds follow the protocol and formats of the build.
 #include <cstdio>
 #include <filesystem>
@@ -165,6 +167,11 @@ void ModelSeeds(const fs::path& root) {
     gguf.Write("tiny-" + kind + "-f32.gguf", testing::LlamaGguf(w).Serialize());
     gguf.Write("tiny-" + kind + "-f16.gguf", testing::LlamaGguf(w, /*f16=*/true).Serialize());
   }
+  // Architecture qwen2: q/k/v biases, Q/K rows in half-split order.
+  ModelSpec qwen2 = TinySpec(/*shared_classifier=*/true);
+  qwen2.arch = "qwen2";
+  qwen2.qkv_bias = true;
+  gguf.Write("tiny-qwen2-f32.gguf", testing::Qwen2Gguf(testing::RandomWeights(qwen2, 2)).Serialize());
 }
 
 void SafetensorsSeeds(const fs::path& root) {

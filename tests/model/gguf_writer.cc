@@ -21,6 +21,12 @@ void PutString(std::string& out, const std::string& s) {
 // GGUF value type ids.
 enum : uint32_t { kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7, kStr = 8, kArr = 9, kU64 = 10 };
 
+std::vector<float> EncodeF32(GgufWriter& g, const std::string& name, const std::vector<uint64_t>& ne,
+                             const std::vector<float>& data) {
+  g.AddTensorF32(name, ne, data);
+  return data;
+}
+
 }  // namespace
 
 uint16_t FloatToHalf(float f) {
@@ -261,20 +267,38 @@ bool GgufWriter::WriteFile(const std::string& path) const {
   return true;
 }
 
-GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, ModelWeights* read_back) {
+std::vector<float> PermuteRotaryRows(const std::vector<float>& t, int head_dim, size_t cols, bool to_halves) {
+  std::vector<float> out(t.size());
+  const size_t half = static_cast<size_t>(head_dim / 2), head = static_cast<size_t>(head_dim) * cols;
+  for (size_t h = 0; h < t.size(); h += head) {
+    for (size_t i = 0; i < half; ++i) {
+      // Pairs order: rows 2i and 2i + 1 of the head; halves order: rows i and i + half.
+      const size_t pair_a = h + 2 * i * cols, pair_b = h + (2 * i + 1) * cols;
+      const size_t half_a = h + i * cols, half_b = h + (i + half) * cols;
+      std::copy_n(t.begin() + (to_halves ? pair_a : half_a), cols, out.begin() + (to_halves ? half_a : pair_a));
+      std::copy_n(t.begin() + (to_halves ? pair_b : half_b), cols, out.begin() + (to_halves ? half_b : pair_b));
+    }
+  }
+  return out;
+}
+
+GgufWriter ModelGgufWith(const ModelWeights& w, const std::string& arch, const TensorEncoder& encode,
+                         ModelWeights* read_back) {
   const ModelSpec& s = w.spec;
+  const bool qwen2 = arch == "qwen2";
   GgufWriter g;
-  g.SetString("general.architecture", "llama");
+  g.SetString("general.architecture", arch);
   g.SetString("general.name", "test");
-  g.SetUint32("llama.context_length", s.max_seq_len);
-  g.SetUint32("llama.embedding_length", s.dim);
-  g.SetUint32("llama.feed_forward_length", s.hidden_dim);
-  g.SetUint32("llama.block_count", s.n_layers);
-  g.SetUint32("llama.attention.head_count", s.n_heads);
-  g.SetUint32("llama.attention.head_count_kv", s.n_kv_heads);
-  g.SetUint32("llama.rope.dimension_count", s.head_dim());
-  g.SetFloat32("llama.attention.layer_norm_rms_epsilon", s.norm_eps);
-  g.SetFloat32("llama.rope.freq_base", s.rope_theta);
+  const std::string p = arch + ".";
+  g.SetUint32(p + "context_length", s.max_seq_len);
+  g.SetUint32(p + "embedding_length", s.dim);
+  g.SetUint32(p + "feed_forward_length", s.hidden_dim);
+  g.SetUint32(p + "block_count", s.n_layers);
+  g.SetUint32(p + "attention.head_count", s.n_heads);
+  g.SetUint32(p + "attention.head_count_kv", s.n_kv_heads);
+  g.SetUint32(p + "rope.dimension_count", s.head_dim());
+  g.SetFloat32(p + "attention.layer_norm_rms_epsilon", s.norm_eps);
+  g.SetFloat32(p + "rope.freq_base", s.rope_theta);
 
   std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
   std::vector<float> scores = {0.0f, 0.0f, 0.0f};
@@ -294,9 +318,17 @@ GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, Mod
 
   const uint64_t d = s.dim, h = s.hidden_dim, q = s.q_dim(), kv = s.kv_dim(), v = s.vocab_size;
   if (read_back != nullptr) *read_back = w;
-  // `member` picks the same tensor out of a ModelWeights.
-  auto add = [&](const std::string& name, std::vector<uint64_t> ne, auto member) {
-    std::vector<float> back = encode(g, name, ne, member(w));
+  // `member` picks the same tensor out of a ModelWeights. `halves`: stored with the rows
+  // of each head in half-split order (qwen2's Q/K), read back in pairs order.
+  auto add = [&](const std::string& name, std::vector<uint64_t> ne, auto member, bool halves = false) {
+    const size_t cols = ne.size() == 1 ? 1 : ne[0];
+    std::vector<float> back;
+    if (halves) {
+      back = encode(g, name, ne, PermuteRotaryRows(member(w), s.head_dim(), cols, /*to_halves=*/true));
+      back = PermuteRotaryRows(back, s.head_dim(), cols, /*to_halves=*/false);
+    } else {
+      back = encode(g, name, ne, member(w));
+    }
     if (read_back != nullptr) member(*read_back) = std::move(back);
   };
   auto model = [](std::vector<float> ModelWeights::*m) {
@@ -310,9 +342,14 @@ GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, Mod
       return [l, m](auto& weights) -> auto& { return weights.layers[l].*m; };
     };
     const std::string p = "blk." + std::to_string(l) + ".";
-    add(p + "attn_q.weight", {d, q}, layer(&LayerWeights::wq));
-    add(p + "attn_k.weight", {d, kv}, layer(&LayerWeights::wk));
+    add(p + "attn_q.weight", {d, q}, layer(&LayerWeights::wq), qwen2);
+    add(p + "attn_k.weight", {d, kv}, layer(&LayerWeights::wk), qwen2);
     add(p + "attn_v.weight", {d, kv}, layer(&LayerWeights::wv));
+    if (s.qkv_bias) {
+      add(p + "attn_q.bias", {q}, layer(&LayerWeights::bq), qwen2);
+      add(p + "attn_k.bias", {kv}, layer(&LayerWeights::bk), qwen2);
+      add(p + "attn_v.bias", {kv}, layer(&LayerWeights::bv));
+    }
     add(p + "attn_output.weight", {q, d}, layer(&LayerWeights::wo));
     add(p + "attn_norm.weight", {d}, layer(&LayerWeights::attn_norm));
     add(p + "ffn_gate.weight", {d, h}, layer(&LayerWeights::w1));
@@ -322,6 +359,12 @@ GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, Mod
   }
   return g;
 }
+
+GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, ModelWeights* read_back) {
+  return ModelGgufWith(w, "llama", encode, read_back);
+}
+
+GgufWriter Qwen2Gguf(const ModelWeights& w) { return ModelGgufWith(w, "qwen2", EncodeF32); }
 
 GgufWriter LlamaGguf(const ModelWeights& w, bool f16) {
   return LlamaGgufWith(w, [f16](GgufWriter& g, const std::string& name, const std::vector<uint64_t>& ne,

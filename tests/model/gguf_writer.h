@@ -107,9 +107,22 @@ GgufWriter LlamaGguf(const ModelWeights& w, bool f16 = false);
 // values a loader reads back from it. `ne` is in ggml order; `data` row-major.
 using TensorEncoder = std::function<std::vector<float>(GgufWriter& g, const std::string& name,
                                                        const std::vector<uint64_t>& ne, const std::vector<float>& data)>;
-// LlamaGguf with every tensor written by `encode`; `read_back`, when set, receives `w`
-// with each tensor replaced by what `encode` returned for it.
+// A GGUF of architecture `arch` ("llama" or "qwen2") for `w`, its metadata under the
+// architecture's prefix, every tensor written by `encode`; `read_back`, when set,
+// receives `w` with each tensor replaced by what `encode` returned for it. With
+// spec.qkv_bias the q/k/v biases are written (blk.N.attn_{q,k,v}.bias). "qwen2" stores
+// the rows of each head of attn_q/attn_k (and of their biases) in Hugging Face's
+// half-split order, as llama.cpp's converter leaves them; "llama" in pairs order, as
+// ModelWeights holds them.
+GgufWriter ModelGgufWith(const ModelWeights& w, const std::string& arch, const TensorEncoder& encode,
+                         ModelWeights* read_back = nullptr);
 GgufWriter LlamaGgufWith(const ModelWeights& w, const TensorEncoder& encode, ModelWeights* read_back = nullptr);
+// ModelGgufWith(w, "qwen2", ...) with F32 tensors. REQUIRES: w.spec.qkv_bias.
+GgufWriter Qwen2Gguf(const ModelWeights& w);
+
+// Rows of `t` (heads of head_dim rows of `cols` values) from pairs order (2i, 2i+1) to
+// half-split order (i, i + head_dim/2) when to_halves, else back.
+std::vector<float> PermuteRotaryRows(const std::vector<float>& t, int head_dim, size_t cols, bool to_halves);
 // As llama.cpp's Q8_0 files: matrices Q8_0, norms F32. REQUIRES: dim, hidden_dim,
 // q_dim and kv_dim are multiples of 32.
 GgufWriter LlamaGgufQ8_0(const ModelWeights& w, ModelWeights* read_back = nullptr);

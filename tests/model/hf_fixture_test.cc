@@ -125,6 +125,50 @@ TEST_P(HfFixtureTest, TensorParallelTwoMatchesTransformers) {
   for (int rank = 0; rank < kWorld; ++rank) ExpectMatches(cases, runs[rank], "TP 2, rank " + std::to_string(rank));
 }
 
+// Each case run on the model of `path` alone (TP 1).
+std::vector<Generated> RunAlone(const std::string& path, const std::vector<Case>& cases, ModelSpec* spec = nullptr) {
+  Result<LoadedModel> model = LoadModel(path);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return {};
+  if (spec != nullptr) *spec = model->weights.spec;
+  Decoder decoder(std::move(model->weights));
+  std::vector<Generated> runs;
+  for (const Case& c : cases) runs.push_back(Generate(decoder, c));
+  return runs;
+}
+
+// Each case run on the model of `path` split over two ranks; rank 0's runs (rank 1's
+// are checked to be the same).
+std::vector<Generated> RunTensorParallelTwo(const std::string& path, const std::vector<Case>& cases) {
+  constexpr int kWorld = 2;
+  std::vector<std::vector<Generated>> runs(kWorld);
+  testing::RunGroup(kWorld, [&](int rank, HostCommunicator& comm) {
+    Result<LoadedModel> shard = LoadModel(path, 0, LoadTarget{ShardInfo{rank, kWorld}, nullptr});
+    ASSERT_TRUE(shard.ok()) << shard.status().ToString();
+    Decoder decoder(std::move(shard->weights), ShardInfo{rank, kWorld}, &comm);
+    for (const Case& c : cases) runs[rank].push_back(Generate(decoder, c));
+  });
+  EXPECT_EQ(runs[1].size(), runs[0].size());
+  for (size_t i = 0; i < runs[0].size() && i < runs[1].size(); ++i) {
+    EXPECT_EQ(runs[1][i].tokens, runs[0][i].tokens) << path << " case " << i;
+    EXPECT_EQ(runs[1][i].logits, runs[0][i].logits) << path << " case " << i;
+  }
+  return runs[0];
+}
+
+// The GGUF file `gguf` and the fixture folder it was converted from give the same greedy
+// tokens and logits, bit for bit, and transformers' tokens.
+void ExpectSameAsFolder(const std::vector<Generated>& from_gguf, const std::vector<Generated>& from_folder,
+                        const std::vector<Case>& cases, const std::string& what) {
+  ASSERT_EQ(from_gguf.size(), cases.size()) << what;
+  ASSERT_EQ(from_folder.size(), cases.size()) << what;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(from_gguf[i].tokens, from_folder[i].tokens) << what << ", prompt " << i;
+    EXPECT_EQ(from_gguf[i].logits, from_folder[i].logits) << what << ", prompt " << i;
+  }
+  ExpectMatches(cases, from_gguf, what);
+}
+
 // The tinyllama fixture converted by llama.cpp's convert_hf_to_gguf.py (f16, its own
 // storage type): the GGUF file holds the same values, with Q/K rows permuted the same
 // way as the Hugging Face loader permutes them, so both load to the same weights and
@@ -132,34 +176,49 @@ TEST_P(HfFixtureTest, TensorParallelTwoMatchesTransformers) {
 TEST(HfGgufTest, LlamaCppF16ConversionGivesTheFolderLogits) {
   const testing::HfReference ref = testing::LoadHfReference("tinyllama");
   const std::vector<Case> cases = Cases(ref);
-  Result<LoadedModel> folder = LoadModel(ref.folder);
-  ASSERT_TRUE(folder.ok()) << folder.status().ToString();
-  Result<LoadedModel> gguf = LoadModel(ref.folder + "/model-f16.gguf");
-  ASSERT_TRUE(gguf.ok()) << gguf.status().ToString();
-  Decoder from_folder(std::move(folder->weights));
-  Decoder from_gguf(std::move(gguf->weights));
-  std::vector<Generated> runs;
-  for (const Case& c : cases) {
-    runs.push_back(Generate(from_gguf, c));
-    const Generated want = Generate(from_folder, c);
-    EXPECT_EQ(runs.back().tokens, want.tokens);
-    EXPECT_EQ(runs.back().logits, want.logits);
-  }
-  ExpectMatches(cases, runs, "GGUF f16");
+  ExpectSameAsFolder(RunAlone(ref.folder + "/model-f16.gguf", cases), RunAlone(ref.folder, cases), cases, "GGUF f16");
 }
 
-// The same conversion quantized to Q8_0 (every matrix in 32-value blocks of int8 with
-// an fp16 scale: up to 0.4% of a block's largest weight per value). The logits at each
-// prompt's last position stay within kQ8_0Tolerance (row-relative) of transformers'
-// fp32 ones. Measured: 0.012 to 0.16, growing with the prompt (1 to 40 tokens): this
-// random checkpoint's weights (std 0.3) make its attention far more sensitive than a
-// trained model's (stories260K's Q8_0 keeps 319 of 320 greedy tokens, docs/gguf.md).
-// Tokens may differ where the fixture's top logits lead by little (its prompts
-// guarantee only 1e-3), so they are not compared.
-TEST(HfGgufTest, Q8_0ConversionStaysWithinItsQuantizationError) {
-  constexpr double kQ8_0Tolerance = 0.25;
-  const testing::HfReference ref = testing::LoadHfReference("tinyllama");
-  Result<LoadedModel> gguf = LoadModel(ref.folder + "/model-q8_0.gguf");
+// The qwen2 fixture converted by the same converter (bf16, its own storage type;
+// architecture qwen2): q/k/v biases, no output.weight (tied embeddings), and Q/K rows
+// (and biases) left in Hugging Face's half-split order, which the GGUF loader permutes
+// as the folder's loader does. Same weights, same logits bit for bit, transformers'
+// tokens; the same model shape and chat template as the folder.
+TEST(HfGgufTest, Qwen2Bf16ConversionGivesTheFolderLogits) {
+  const testing::HfReference ref = testing::LoadHfReference("qwen2");
+  const std::vector<Case> cases = Cases(ref);
+  ModelSpec gguf_spec, folder_spec;
+  const std::vector<Generated> from_gguf = RunAlone(ref.folder + "/model-bf16.gguf", cases, &gguf_spec);
+  ExpectSameAsFolder(from_gguf, RunAlone(ref.folder, cases, &folder_spec), cases, "qwen2 GGUF bf16");
+  EXPECT_EQ(gguf_spec.ToString(), folder_spec.ToString());
+  EXPECT_EQ(gguf_spec.ToString(),
+            "qwen2 dim=32 hidden=64 layers=2 heads=4 kv_heads=2 vocab=512 seq=256 shared_classifier");
+  EXPECT_TRUE(gguf_spec.qkv_bias);
+  EXPECT_EQ(gguf_spec.norm_eps, folder_spec.norm_eps);
+  EXPECT_EQ(gguf_spec.rope_theta, folder_spec.rope_theta);
+  EXPECT_EQ(gguf_spec.bos_id, folder_spec.bos_id);
+  EXPECT_EQ(gguf_spec.eos_id, folder_spec.eos_id);
+  EXPECT_FALSE(gguf_spec.chat_template.empty());
+  EXPECT_EQ(gguf_spec.chat_template, folder_spec.chat_template);
+}
+
+// The same over two tensor-parallel ranks: each rank reads its heads' rows of the
+// half-split Q/K (and biases) and permutes them; GGUF and folder agree bit for bit.
+TEST(HfGgufTest, Qwen2Bf16ConversionGivesTheFolderLogitsWithTensorParallelTwo) {
+  const testing::HfReference ref = testing::LoadHfReference("qwen2");
+  const std::vector<Case> cases = Cases(ref);
+  ExpectSameAsFolder(RunTensorParallelTwo(ref.folder + "/model-bf16.gguf", cases),
+                     RunTensorParallelTwo(ref.folder, cases), cases, "qwen2 GGUF bf16, TP 2");
+}
+
+// A conversion quantized to Q8_0 (every matrix in 32-value blocks of int8 with an fp16
+// scale: up to 0.4% of a block's largest weight per value): the logits at each prompt's
+// last position stay within `tolerance` (row-relative) of transformers' fp32 ones. Tokens
+// may differ where the fixture's top logits lead by little (its prompts guarantee only
+// 1e-3), so they are not compared.
+void ExpectQ8_0WithinTolerance(const std::string& name, const std::string& file, double tolerance) {
+  const testing::HfReference ref = testing::LoadHfReference(name);
+  Result<LoadedModel> gguf = LoadModel(ref.folder + "/" + file);
   ASSERT_TRUE(gguf.ok()) << gguf.status().ToString();
   Decoder decoder(std::move(gguf->weights));
   double worst = 0.0;
@@ -170,11 +229,24 @@ TEST(HfGgufTest, Q8_0ConversionStaysWithinItsQuantizationError) {
     ASSERT_EQ(run.logits.size(), 1u);
     const double error = testing::RowRelativeError(run.logits[0].data(), c.step_logits[0]);
     EXPECT_GT(error, 0.0) << "quantized logits equal to fp32 ones: was the file quantized?";
-    std::printf("Q8_0 tinyllama fixture, prompt of %zu tokens: row-relative logits error %.4g\n", c.prompt.size(),
-                error);
+    std::printf("Q8_0 %s fixture, prompt of %zu tokens: row-relative logits error %.4g\n", name.c_str(),
+                c.prompt.size(), error);
     worst = std::max(worst, error);
   }
-  EXPECT_LT(worst, kQ8_0Tolerance);
+  EXPECT_LT(worst, tolerance);
+}
+
+// Measured: 0.012 to 0.16, growing with the prompt (1 to 40 tokens): this random
+// checkpoint's weights (std 0.3) make its attention far more sensitive than a trained
+// model's (stories260K's Q8_0 keeps 319 of 320 greedy tokens, docs/gguf.md).
+TEST(HfGgufTest, Q8_0ConversionStaysWithinItsQuantizationError) {
+  ExpectQ8_0WithinTolerance("tinyllama", "model-q8_0.gguf", 0.25);
+}
+
+// qwen2's Q8_0 conversion (its norms and q/k/v biases stay F32; the tied embedding is
+// quantized). Measured: 0.016 to 0.032.
+TEST(HfGgufTest, Qwen2Q8_0ConversionStaysWithinItsQuantizationError) {
+  ExpectQ8_0WithinTolerance("qwen2", "model-q8_0.gguf", 0.1);
 }
 
 // configs/hf-folder.yaml serves the tinyllama fixture folder: the config reads, the

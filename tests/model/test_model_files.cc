@@ -90,6 +90,13 @@ ModelWeights RandomWeights(const ModelSpec& spec, uint64_t seed) {
   }
   fill(w.final_norm, d);
   if (!spec.shared_classifier) fill(w.classifier, v * d);
+  if (spec.qkv_bias) {  // drawn last: the other tensors are those of the same spec without biases
+    for (LayerWeights& l : w.layers) {
+      fill(l.bq, q);
+      fill(l.bk, kv);
+      fill(l.bv, kv);
+    }
+  }
   return w;
 }
 
@@ -128,23 +135,14 @@ void ExpectSameWeights(const ModelWeights& expected, const ModelWeights& actual)
   EXPECT_EQ(e.rope_theta, a.rope_theta);
   EXPECT_EQ(e.bos_id, a.bos_id);
   EXPECT_EQ(e.eos_id, a.eos_id);
-  ExpectSameTensor("token_embedding", expected.token_embedding, actual.token_embedding);
+  for (const TensorInfo<ModelWeights>& t : ModelTensors())
+    ExpectSameTensor(t.name, expected.*t.member, actual.*t.member);
   ASSERT_EQ(expected.layers.size(), actual.layers.size());
   for (size_t i = 0; i < expected.layers.size(); ++i) {
-    const LayerWeights &x = expected.layers[i], &y = actual.layers[i];
-    const std::string p = "layers." + std::to_string(i) + ".";
-    ExpectSameTensor(p + "attn_norm", x.attn_norm, y.attn_norm);
-    ExpectSameTensor(p + "wq", x.wq, y.wq);
-    ExpectSameTensor(p + "wk", x.wk, y.wk);
-    ExpectSameTensor(p + "wv", x.wv, y.wv);
-    ExpectSameTensor(p + "wo", x.wo, y.wo);
-    ExpectSameTensor(p + "ffn_norm", x.ffn_norm, y.ffn_norm);
-    ExpectSameTensor(p + "w1", x.w1, y.w1);
-    ExpectSameTensor(p + "w2", x.w2, y.w2);
-    ExpectSameTensor(p + "w3", x.w3, y.w3);
+    for (const TensorInfo<LayerWeights>& t : LayerTensors())
+      ExpectSameTensor("layers." + std::to_string(i) + "." + t.name, expected.layers[i].*t.member,
+                       actual.layers[i].*t.member);
   }
-  ExpectSameTensor("final_norm", expected.final_norm, actual.final_norm);
-  ExpectSameTensor("classifier", expected.classifier, actual.classifier);
 }
 
 }  // namespace flover::testing

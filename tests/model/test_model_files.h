@@ -33,7 +33,7 @@ ModelSpec SmallSpec(bool shared_classifier = true);
 ModelSpec Q8Spec(bool shared_classifier = true);
 
 // Weights uniform in [-1, 1) from a fixed generator (norms included, so nothing is
-// accidentally 1.0).
+// accidentally 1.0). Only the llama tensors, plus the q/k/v biases when spec.qkv_bias.
 ModelWeights RandomWeights(const ModelSpec& spec, uint64_t seed);
 
 // The llama2.c version-0 file for `w` (negative vocab_size when the classifier is
@@ -43,7 +43,8 @@ std::string Llama2cBytes(const ModelWeights& w);
 bool WriteBytes(const std::string& path, const std::string& bytes);
 std::string ReadBytes(const std::string& path);  // "" when unreadable
 
-// EXPECTs every tensor and the spec of `actual` equal to `expected`, bit for bit.
+// EXPECTs every tensor (model_weights.h's tables, absent ones included) and the spec of
+// `actual` equal to `expected`, bit for bit.
 void ExpectSameWeights(const ModelWeights& expected, const ModelWeights& actual);
 
 }  // namespace flover::testing

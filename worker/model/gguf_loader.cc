@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <utility>
 
+#include "worker/model/gguf_architecture.h"
 #include "worker/model/gguf_reader.h"
 #include "worker/model/gguf_vocab.h"
+#include "worker/model/rotary_layout.h"
 
 namespace flover {
 namespace {
@@ -116,53 +119,117 @@ Result<bool> EqualsEmbedding(GgufReader& r, const GgufTensorInfo& info, const st
   return true;
 }
 
-// Where a tensor goes: a ModelWeights member (nullptr in a checking pass), and how a
-// rank's shard cuts it.
-struct Destination {
-  std::vector<float>* tensor;
-  TensorSplit split;
+// llama.cpp's names of ModelWeights' tensors (common to the architectures of
+// gguf_architecture.h; a layer's follow "blk.N."), and what their ggml dimensions are,
+// for messages. Tensors without a name here are never in a spec ReadSpec makes.
+template <typename Owner>
+struct GgufName {
+  std::vector<float> Owner::*member;
+  const char* name;
+  const char* meaning;  // "[dim, n_heads*head_dim]" (ggml order)
+  bool vector;          // shape [n] rather than [cols, rows]
 };
 
-// Calls fn(name, expected ggml shape, meaning, destination) for every required tensor
-// (all but output.weight), in the order of the ModelWeights members, and stops at the
-// first error. destination.tensor is nullptr when `w` is (a checking pass); otherwise
-// w->layers must already have spec.n_layers entries.
-template <typename Fn>
-Status ForEachTensor(const ModelSpec& spec, ModelWeights* w, Fn&& fn) {
-  const uint64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
-  auto model = [&](std::vector<float> ModelWeights::*m) { return Destination{w ? &(w->*m) : nullptr, SplitOf(m)}; };
-  FLOVER_RETURN_IF_ERROR(fn("token_embd.weight", {d, v}, "[dim, vocab]", model(&ModelWeights::token_embedding)));
-  for (int l = 0; l < spec.n_layers; ++l) {
-    auto layer = [&](std::vector<float> LayerWeights::*m) {
-      return Destination{w ? &(w->layers[l].*m) : nullptr, SplitOf(m)};
-    };
-    const std::string p = "blk." + std::to_string(l) + ".";
-    FLOVER_RETURN_IF_ERROR(fn(p + "attn_norm.weight", {d}, "[dim]", layer(&LayerWeights::attn_norm)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "attn_q.weight", {d, q}, "[dim, n_heads*head_dim]", layer(&LayerWeights::wq)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "attn_k.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", layer(&LayerWeights::wk)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "attn_v.weight", {d, kv}, "[dim, n_kv_heads*head_dim]", layer(&LayerWeights::wv)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "attn_output.weight", {q, d}, "[n_heads*head_dim, dim]", layer(&LayerWeights::wo)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_norm.weight", {d}, "[dim]", layer(&LayerWeights::ffn_norm)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_gate.weight", {d, h}, "[dim, hidden]", layer(&LayerWeights::w1)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_down.weight", {h, d}, "[hidden, dim]", layer(&LayerWeights::w2)));
-    FLOVER_RETURN_IF_ERROR(fn(p + "ffn_up.weight", {d, h}, "[dim, hidden]", layer(&LayerWeights::w3)));
-  }
-  return fn("output_norm.weight", {d}, "[dim]", model(&ModelWeights::final_norm));
+const std::vector<GgufName<LayerWeights>>& LayerNames() {
+  using L = LayerWeights;
+  static const std::vector<GgufName<L>> kNames = {
+      {&L::attn_norm, "attn_norm.weight", "[dim]", true},
+      {&L::wq, "attn_q.weight", "[dim, n_heads*head_dim]", false},
+      {&L::wk, "attn_k.weight", "[dim, n_kv_heads*head_dim]", false},
+      {&L::wv, "attn_v.weight", "[dim, n_kv_heads*head_dim]", false},
+      {&L::bq, "attn_q.bias", "[n_heads*head_dim]", true},
+      {&L::bk, "attn_k.bias", "[n_kv_heads*head_dim]", true},
+      {&L::bv, "attn_v.bias", "[n_kv_heads*head_dim]", true},
+      {&L::wo, "attn_output.weight", "[n_heads*head_dim, dim]", false},
+      {&L::ffn_norm, "ffn_norm.weight", "[dim]", true},
+      {&L::w1, "ffn_gate.weight", "[dim, hidden]", false},
+      {&L::w2, "ffn_down.weight", "[hidden, dim]", false},
+      {&L::w3, "ffn_up.weight", "[dim, hidden]", false},
+  };
+  return kNames;
 }
 
-Result<ModelSpec> ReadSpec(const GgufReader& r) {
-  FLOVER_ASSIGN_OR_RETURN(std::string arch, GetString(r, "general.architecture"));
-  if (arch != "llama")
-    return InvalidArgument("architecture is \"" + arch + "\"; only \"llama\" is supported");
+const std::vector<GgufName<ModelWeights>>& ModelNames() {
+  using M = ModelWeights;
+  static const std::vector<GgufName<M>> kNames = {
+      {&M::token_embedding, "token_embd.weight", "[dim, vocab]", false},
+      {&M::final_norm, "output_norm.weight", "[dim]", true},
+      {&M::classifier, "output.weight", "[dim, vocab]", false},
+  };
+  return kNames;
+}
+
+template <typename Owner>
+const GgufName<Owner>& Find(const std::vector<GgufName<Owner>>& names, const TensorInfo<Owner>& info) {
+  for (const GgufName<Owner>& n : names)
+    if (n.member == info.member) return n;
+  FLOVER_CHECK(false) << "tensor " << info.name << " has no GGUF name";
+  std::abort();
+}
+const GgufName<LayerWeights>& NameOf(const TensorInfo<LayerWeights>& info) { return Find(LayerNames(), info); }
+const GgufName<ModelWeights>& NameOf(const TensorInfo<ModelWeights>& info) { return Find(ModelNames(), info); }
+
+// One tensor to read: its name in the file, expected ggml shape, how a rank's shard cuts
+// it, and where it goes.
+struct Planned {
+  std::string name;
+  std::vector<uint64_t> ne;
+  const char* meaning;
+  TensorSplit split;
+  bool halves_to_pairs;     // rows permuted per head (Q/K of an architecture that rotates halves)
+  std::vector<float>* dst;  // nullptr in a checking pass
+};
+
+// Calls fn(Planned) for every required tensor of the spec (all but output.weight, which
+// is optional: an absent one means a classifier shared with the embedding), model
+// tensors first, and stops at the first error. dst is nullptr when `w` is (a checking
+// pass); otherwise w->layers must already have spec.n_layers entries.
+template <typename Fn>
+Status ForEachTensor(const ModelSpec& spec, const GgufArchitecture& arch, ModelWeights* w, Fn&& fn) {
+  auto plan = [&](const auto& info, const std::string& prefix, std::vector<float>* dst) {
+    const auto& gguf = NameOf(info);
+    const uint64_t rows = info.rows(spec), cols = info.cols(spec);
+    return Planned{prefix + gguf.name, gguf.vector ? std::vector<uint64_t>{rows} : std::vector<uint64_t>{cols, rows},
+                   gguf.meaning, info.split, false, dst};
+  };
+  for (const TensorInfo<ModelWeights>& info : ModelTensors()) {
+    if (!info.present(spec) || info.member == &ModelWeights::classifier) continue;
+    FLOVER_RETURN_IF_ERROR(fn(plan(info, "", w ? &(w->*info.member) : nullptr)));
+  }
+  for (int l = 0; l < spec.n_layers; ++l) {
+    const std::string prefix = "blk." + std::to_string(l) + ".";
+    for (const TensorInfo<LayerWeights>& info : LayerTensors()) {
+      if (!info.present(spec)) continue;
+      Planned p = plan(info, prefix, w ? &(w->layers[l].*info.member) : nullptr);
+      p.halves_to_pairs = arch.rotates_halves && (info.member == &LayerWeights::wq || info.member == &LayerWeights::wk ||
+                                                  info.member == &LayerWeights::bq || info.member == &LayerWeights::bk);
+      FLOVER_RETURN_IF_ERROR(fn(p));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<const GgufArchitecture*> ReadArchitecture(const GgufReader& r) {
+  FLOVER_ASSIGN_OR_RETURN(std::string name, GetString(r, "general.architecture"));
+  const GgufArchitecture* arch = FindGgufArchitecture(name);
+  if (arch == nullptr)
+    return InvalidArgument("architecture is \"" + name + "\"; supported: " + SupportedGgufArchitectures());
+  return arch;
+}
+
+Result<ModelSpec> ReadSpec(const GgufReader& r, const GgufArchitecture& arch) {
+  const std::string p = std::string(arch.name) + ".";
   ModelSpec spec;
-  FLOVER_ASSIGN_OR_RETURN(spec.dim, GetInt(r, "llama.embedding_length"));
-  FLOVER_ASSIGN_OR_RETURN(spec.hidden_dim, GetInt(r, "llama.feed_forward_length"));
-  FLOVER_ASSIGN_OR_RETURN(spec.n_layers, GetInt(r, "llama.block_count"));
-  FLOVER_ASSIGN_OR_RETURN(spec.n_heads, GetInt(r, "llama.attention.head_count"));
-  FLOVER_ASSIGN_OR_RETURN(spec.n_kv_heads, GetInt(r, "llama.attention.head_count_kv", spec.n_heads));
-  FLOVER_ASSIGN_OR_RETURN(spec.max_seq_len, GetInt(r, "llama.context_length"));
-  FLOVER_ASSIGN_OR_RETURN(spec.norm_eps, GetFloat(r, "llama.attention.layer_norm_rms_epsilon"));
-  FLOVER_ASSIGN_OR_RETURN(spec.rope_theta, GetFloat(r, "llama.rope.freq_base", 10000.0f));
+  spec.arch = arch.spec_arch;
+  spec.qkv_bias = arch.qkv_bias;
+  FLOVER_ASSIGN_OR_RETURN(spec.dim, GetInt(r, p + "embedding_length"));
+  FLOVER_ASSIGN_OR_RETURN(spec.hidden_dim, GetInt(r, p + "feed_forward_length"));
+  FLOVER_ASSIGN_OR_RETURN(spec.n_layers, GetInt(r, p + "block_count"));
+  FLOVER_ASSIGN_OR_RETURN(spec.n_heads, GetInt(r, p + "attention.head_count"));
+  FLOVER_ASSIGN_OR_RETURN(spec.n_kv_heads, GetInt(r, p + "attention.head_count_kv", spec.n_heads));
+  FLOVER_ASSIGN_OR_RETURN(spec.max_seq_len, GetInt(r, p + "context_length"));
+  FLOVER_ASSIGN_OR_RETURN(spec.norm_eps, GetFloat(r, p + "attention.layer_norm_rms_epsilon"));
+  FLOVER_ASSIGN_OR_RETURN(spec.rope_theta, GetFloat(r, p + "rope.freq_base", 10000.0f));
   FLOVER_ASSIGN_OR_RETURN(spec.bos_id, GetInt(r, "tokenizer.ggml.bos_token_id", 1));
   FLOVER_ASSIGN_OR_RETURN(spec.eos_id, GetInt(r, "tokenizer.ggml.eos_token_id", 2));
   if (const GgufValue* chat_template = r.Find("tokenizer.chat_template")) {
@@ -180,35 +247,34 @@ Result<ModelSpec> ReadSpec(const GgufReader& r) {
     return Corruption("tensor token_embd.weight has shape " + GgufShapeString(emb->ne) + ", expected [" +
                       std::to_string(spec.dim) + ", vocab] (embedding_length " + std::to_string(spec.dim) + ")");
   spec.vocab_size = static_cast<int>(emb->ne[1]);
-  FLOVER_ASSIGN_OR_RETURN(int declared_vocab, GetInt(r, "llama.vocab_size", spec.vocab_size));
+  FLOVER_ASSIGN_OR_RETURN(int declared_vocab, GetInt(r, p + "vocab_size", spec.vocab_size));
   if (declared_vocab != spec.vocab_size)
-    return Corruption("llama.vocab_size is " + std::to_string(declared_vocab) + " but token_embd.weight has " +
+    return Corruption(p + "vocab_size is " + std::to_string(declared_vocab) + " but token_embd.weight has " +
                       std::to_string(spec.vocab_size) + " rows");
 
   Status valid = spec.Validate();
   if (!valid.ok()) return Corruption("metadata describes an invalid model (" + valid.message() + ")");
-  FLOVER_ASSIGN_OR_RETURN(int rope_dims, GetInt(r, "llama.rope.dimension_count", spec.head_dim()));
+  FLOVER_ASSIGN_OR_RETURN(int rope_dims, GetInt(r, p + "rope.dimension_count", spec.head_dim()));
   if (rope_dims != spec.head_dim())
-    return InvalidArgument("llama.rope.dimension_count is " + std::to_string(rope_dims) +
-                           " but head_dim is " + std::to_string(spec.head_dim()) +
-                           "; partial rotary embeddings are not supported");
+    return InvalidArgument(p + "rope.dimension_count is " + std::to_string(rope_dims) + " but head_dim is " +
+                           std::to_string(spec.head_dim()) + "; partial rotary embeddings are not supported");
   return spec;
 }
 
 Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
   GgufModel model;
   ModelWeights& w = model.weights;
-  FLOVER_ASSIGN_OR_RETURN(w.spec, ReadSpec(r));
+  FLOVER_ASSIGN_OR_RETURN(const GgufArchitecture* arch, ReadArchitecture(r));
+  FLOVER_ASSIGN_OR_RETURN(w.spec, ReadSpec(r, *arch));
   ModelSpec& spec = w.spec;
   const uint64_t d = spec.dim, v = spec.vocab_size;
 
   // Check every tensor before allocating anything: metadata can claim any number of
   // layers, but tensors that exist, have the right shapes and lie inside the file bound
   // what the loading pass allocates by the file size.
-  FLOVER_RETURN_IF_ERROR(ForEachTensor(
-      spec, nullptr, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, Destination) {
-        return CheckTensor(r, name, ne, meaning).status();
-      }));
+  FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, nullptr, [&](const Planned& p) {
+    return CheckTensor(r, p.name, p.ne, p.meaning).status();
+  }));
   // LLaMA 3.1+ files carry their rescaled rotary frequencies as divisors.
   if (const GgufTensorInfo* factors = r.FindTensor("rope_freqs.weight")) {
     const uint64_t pairs = static_cast<uint64_t>(spec.rotary_dims() / 2);
@@ -238,11 +304,16 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
     return ShardTensor(split, spec, target.shard, std::move(whole));
   };
   w.layers.resize(spec.n_layers);
-  FLOVER_RETURN_IF_ERROR(ForEachTensor(
-      spec, &w, [&](const std::string& name, std::vector<uint64_t> ne, const char* meaning, Destination dst) {
-        FLOVER_ASSIGN_OR_RETURN(*dst.tensor, read_shard(name, ne, meaning, dst.split));
-        return Status::Ok();
-      }));
+  const ShardDims local = ShardDimsFor(spec, target.shard);
+  FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, &w, [&](const Planned& p) -> Status {
+    FLOVER_ASSIGN_OR_RETURN(*p.dst, read_shard(p.name, p.ne, p.meaning, p.split));
+    if (p.halves_to_pairs) {
+      // A rank's rows are whole heads (shard.h), so each head is permuted in place.
+      const int64_t rows = p.split == TensorSplit::kQRows ? local.q_dim : local.kv_dim;
+      HalvesToPairs(*p.dst, spec.head_dim(), static_cast<int64_t>(p.dst->size()) / rows);
+    }
+    return Status::Ok();
+  }));
   spec.shared_classifier = true;
   if (has_output) {
     // Converters often write the tied embedding out again; share it instead of keeping

@@ -1,30 +1,34 @@
-// GGUF v3 (and v2) files with `general.architecture = llama` and tensors of the types
-// gguf_quant.h loads (F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0),
-// dequantized to fp32 as they are read.
-// Reads metadata (llama.embedding_length, feed_forward_length, block_count,
-// attention.head_count[_kv] (kv defaults to head_count), context_length,
-// attention.layer_norm_rms_epsilon, rope.freq_base (default 10000); the vocabulary size is
-// token_embd's row count), the tensors token_embd, blk.N.{attn_norm, attn_q, attn_k,
-// attn_v, attn_output, ffn_norm, ffn_gate, ffn_down, ffn_up}, output_norm, [output],
-// and the embedded vocabulary (gguf_vocab.h; its bos/eos ids also set
-// spec.bos_id/eos_id) when present, and the chat template
-// (tokenizer.chat_template, a string, into spec.chat_template). An `output` tensor absent
-// or with the same fp32 values as token_embd gives a shared classifier.
+// GGUF v3 (and v2) files of the architectures gguf_architecture.h describes
+// (`general.architecture` "llama" or "qwen2") with tensors of the types gguf_quant.h
+// loads (F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0), dequantized to
+// fp32 as they are read.
+// Reads metadata under the architecture's prefix (ARCH.embedding_length,
+// feed_forward_length, block_count, attention.head_count[_kv] (kv defaults to
+// head_count), context_length, attention.layer_norm_rms_epsilon, rope.freq_base
+// (default 10000); the vocabulary size is token_embd's row count), the tensors
+// token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
+// ffn_down, ffn_up}, blk.N.attn_{q,k,v}.bias (qwen2), output_norm, [output], and the
+// embedded vocabulary (gguf_vocab.h; its bos/eos ids also set spec.bos_id/eos_id) when
+// present, and the chat template (tokenizer.chat_template, a string, into
+// spec.chat_template). An `output` tensor absent or with the same fp32 values as
+// token_embd gives a shared classifier.
 //
-// Tensors are used as stored: GGUF matrices are ne = [in, out], i.e. row-major
-// [out, in] as ModelWeights wants, and llama.cpp's converters already permute Q/K so
-// that the `llama` architecture rotates adjacent pairs in RoPE, as llama2.c does.
+// GGUF matrices are ne = [in, out], i.e. row-major [out, in] as ModelWeights wants.
+// llama.cpp's converter permutes the Q/K rows of `llama` files into adjacent rotary
+// pairs, Flover's layout, so those are used as stored; `qwen2` files keep Hugging Face's
+// half-split rows, which are permuted at load (rotary_layout.h), biases too.
 //
 // Errors name the file: NotFound (missing), InvalidArgument (not GGUF, unsupported
-// version, architecture, tensor type, a vocabulary gguf_vocab.h does not read, or partial RoPE),
-// Corruption (malformed, truncated, missing key or tensor, wrong shape). Every tensor is
-// checked (presence, type, shape, bytes inside the file) before any weight memory is
-// allocated, so a hostile file cannot make the loader allocate more than the fp32 size
-// of its tensors (~1x the file for F32, up to ~7.2x for the 4.5-bit types) plus a few
-// MiB of read buffers. With a `target` of world > 1, only that rank's shard is kept
-// (shard.h): of a row-split tensor only the rank's rows are read and dequantized, of a
-// column-split one a chunk of rows at a time; target.check_spec runs once the shape is
-// known, before any tensor.
+// version, architecture (the message names the supported ones), tensor type, a
+// vocabulary gguf_vocab.h does not read, or partial RoPE), Corruption (malformed,
+// truncated, missing key or tensor, wrong shape). Every tensor is checked (presence,
+// type, shape, bytes inside the file) before any weight memory is allocated, so a
+// hostile file cannot make the loader allocate more than the fp32 size of its tensors
+// (~1x the file for F32, up to ~7.2x for the 4.5-bit types) plus a few MiB of read
+// buffers. With a `target` of world > 1, only that rank's shard is kept (shard.h): of a
+// row-split tensor only the rank's rows are read and dequantized, of a column-split one
+// a chunk of rows at a time; target.check_spec runs once the shape is known, before any
+// tensor.
 #pragma once
 
 #include <optional>

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "worker/model/rotary_layout.h"
 #include "worker/model/safetensors_reader.h"
 
 namespace flover {
@@ -219,22 +220,6 @@ Result<std::vector<float>> ReadSlice(const SafetensorsReader& r, const Safetenso
   if (s.n_rows > 0)  // a last rank of the LM head may hold padding only (vocabulary 5 over 4 ranks)
     FLOVER_RETURN_IF_ERROR(r.ReadFloat(t, s.row_begin, s.n_rows, s.col_begin, s.n_cols, out.data()));
   return out;
-}
-
-// Within each head of `head_dim` rows (of `cols` values), row i goes to 2i and row
-// i + head_dim/2 to 2i + 1: rotating halves becomes rotating adjacent pairs.
-void HalvesToPairs(std::vector<float>& t, int head_dim, int64_t cols) {
-  const size_t head = static_cast<size_t>(head_dim * cols), row = static_cast<size_t>(cols);
-  const int half = head_dim / 2;
-  std::vector<float> tmp(head);
-  for (size_t h = 0; h + head <= t.size(); h += head) {
-    float* base = t.data() + h;
-    std::copy_n(base, head, tmp.data());
-    for (int i = 0; i < half; ++i) {
-      std::copy_n(tmp.data() + i * row, row, base + (2 * i) * row);
-      std::copy_n(tmp.data() + (half + i) * row, row, base + (2 * i + 1) * row);
-    }
-  }
 }
 
 std::string Listing(const std::vector<std::string>& names, size_t max_shown) {

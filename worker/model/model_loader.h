@@ -1,7 +1,8 @@
 // Loading a model from what a user names on the command line or in a config:
 //   - "dummy:<preset>"  seeded random weights of a named shape (dummy_model.h);
 //   - "*.gguf", or any file starting with "GGUF"
-//                       GGUF v3, llama architecture, F32/F16 tensors (gguf_loader.h);
+//                       GGUF v2/v3, architectures llama and qwen2, float and
+//                       quantized tensors (gguf_loader.h);
 //   - a folder, or a file named config.json
 //                       a Hugging Face model folder: config.json and safetensors
 //                       weights (F32/F16/BF16), Llama 2/3, Mistral, Qwen2, GPT-J
