@@ -24,7 +24,8 @@ Result<Tokenizer> LoadTokenizer(const std::string& path);
 
 // The tokenizer a cluster's model uses: `tokenizer` when set (model.tokenizer), else
 // the model itself when it is a Hugging Face folder holding a tokenizer.json, else ""
-// (none: token ids only, or a vocabulary embedded in a GGUF file, which the workers read).
+// (none: token ids only; or a vocabulary embedded in a GGUF file, which
+// LoadModelTokenizer in worker/model/model_tokenizer.h reads).
 std::string ModelTokenizerPath(const std::string& tokenizer, const std::string& model_path);
 
 }  // namespace flover

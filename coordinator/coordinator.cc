@@ -18,9 +18,9 @@
 
 #include "common/curve_socket.h"
 #include "common/protocol.h"
-#include "common/tokenizer_loader.h"
 #include "coordinator/openai/exchange.h"
 #include "coordinator/service_notifier.h"
+#include "worker/model/model_tokenizer.h"
 
 namespace flover {
 namespace {
@@ -206,11 +206,9 @@ Status Coordinator::StartHttp(const ClusterConfig& config) {
   if (config.endpoints.http.empty()) return Status::Ok();
   const std::optional<HttpAddress> address = ParseHttpEndpoint(config.endpoints.http);
   if (!address) return ConfigError(config.source, "endpoints.http", "'" + config.endpoints.http + "' is not http://host:port");
-  if (const std::string path = ModelTokenizerPath(config.model.tokenizer, config.model.path); !path.empty()) {
-    Result<Tokenizer> tokenizer = LoadTokenizer(path);
-    if (!tokenizer.ok()) return tokenizer.status().WithContext(config.source + ": model.tokenizer");
-    http_tokenizer_ = std::move(tokenizer).value();
-  }
+  Result<std::optional<Tokenizer>> tokenizer = LoadModelTokenizer(config.model.tokenizer, config.model.path);
+  if (!tokenizer.ok()) return tokenizer.status().WithContext(config.source + ": model.tokenizer");
+  http_tokenizer_ = std::move(tokenizer).value();
   const openai::ServedModel model{.id = ServedModelName(config.model),
                                   .tokenizer = http_tokenizer_ ? &*http_tokenizer_ : nullptr,
                                   .chat_template = config.model.chat_template,

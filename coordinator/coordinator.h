@@ -161,7 +161,7 @@ class Coordinator {
   DisconnectMonitor control_monitor_;
   DisconnectMonitor client_monitor_;
   std::unique_ptr<CoordinatorCore> core_;
-  std::optional<Tokenizer> http_tokenizer_;          // the HTTP API's (model.tokenizer)
+  std::optional<Tokenizer> http_tokenizer_;          // the HTTP API's (LoadModelTokenizer)
   std::unique_ptr<http::HttpServer> http_server_;    // stopped before the sockets close
   // Log lines that peers trigger: CoordinatorCore::kPeerLogLines per second of each kind.
   LogLimiter client_log_{CoordinatorCore::kPeerLogLines, std::chrono::seconds(1)};   // bad client frames

@@ -10,8 +10,8 @@
 
 #include "common/cluster_config_proto.h"
 #include "common/protocol.h"
-#include "common/tokenizer_loader.h"
 #include "coordinator/admission.h"
+#include "worker/model/model_tokenizer.h"
 
 namespace flover {
 
@@ -19,11 +19,8 @@ Result<std::unique_ptr<CoordinatorCore>> CoordinatorCore::Create(ClusterConfig c
                                                                  Clock::duration drain_timeout,
                                                                  Clock::time_point now) {
   FLOVER_RETURN_IF_ERROR(config.Validate());
-  std::optional<Tokenizer> tokenizer;
-  if (const std::string path = ModelTokenizerPath(config.model.tokenizer, config.model.path); !path.empty()) {
-    FLOVER_ASSIGN_OR_RETURN(Tokenizer t, LoadTokenizer(path));
-    tokenizer.emplace(std::move(t));
-  }
+  FLOVER_ASSIGN_OR_RETURN(std::optional<Tokenizer> tokenizer,
+                          LoadModelTokenizer(config.model.tokenizer, config.model.path));
   return std::unique_ptr<CoordinatorCore>(new CoordinatorCore(std::move(config), std::move(bound), std::move(tokenizer),
                                                               std::max(drain_timeout, Clock::duration::zero()), now));
 }

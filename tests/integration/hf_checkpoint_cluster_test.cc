@@ -3,8 +3,8 @@
 // architecture: LLaMA 2, TinyLlama, LLaMA 3 with rope scaling and sharded safetensors,
 // Mistral, Qwen2, GPT-J), all its prompts are submitted at once (fused into the same
 // steps), and every request's greedy tokens must equal what transformers generated.
-// Then from text: the qwen2 fixture folder and its GGUF conversion with the text prompts
-// of its text_reference.json.
+// Then from text: the qwen2 fixture folder and its GGUF conversions (bf16, Q8_0), each
+// tokenizing with its own vocabulary, with the text prompts of its text_reference.json.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -14,7 +14,10 @@
 
 #include "tests/hf_reference.h"
 #include "tests/hf_text_reference.h"
+#include "tests/engine/decoder_runs.h"
 #include "tests/integration/test_cluster.h"
+#include "worker/engine/decoder.h"
+#include "worker/model/model_loader.h"
 
 namespace flover {
 namespace {
@@ -57,27 +60,53 @@ INSTANTIATE_TEST_SUITE_P(Architectures, HfCheckpointClusterTest, ::testing::Valu
 
 // Every text prompt (ASCII, CJK and emoji, digits, whitespace runs, chat markup), half
 // of them streamed, greedy, stopping at EOS: each is encoded to tokenizers' ids and
-// continues with transformers' 16 tokens, whose text (streamed and final) is tokenizers'
-// decoding of them. The coordinator tokenizes with a tokenizer.json (model.tokenizer, or
-// the model folder's own): it does not read the vocabulary embedded in a GGUF file
-// (flover run does), so the GGUF is served with the folder's tokenizer, which
-// gguf_qwen2_test shows to encode and decode as the embedded one.
+// continues with 16 tokens. The coordinator tokenizes with the model's own vocabulary:
+// the folder's tokenizer.json, or the vocabulary embedded in the GGUF file (a byte-level
+// BPE "gpt2" one, pre-tokenizer qwen2), which gguf_qwen2_test shows to encode and decode
+// as tokenizers does.
+//   - The folder and its bf16 conversion: transformers' 16 tokens, whose text (streamed
+//     and final) is tokenizers' decoding of them.
+//   - The Q8_0 conversion: its quantization moves the logits (1.6-3.2%), so transformers'
+//     tokens are not the reference; the in-process decoder on the same file is.
 struct TextServing {
   const char* name;
-  const char* model;      // under tests/fixtures/models/qwen2
-  bool folder_tokenizer;  // model.tokenizer names the folder
+  const char* model;          // under tests/fixtures/models/qwen2
+  bool transformers_tokens;   // else: the in-process decoder's greedy tokens
 };
 void PrintTo(const TextServing& s, std::ostream* os) { *os << s.name; }
 
+// The greedy continuations of `prompts` by the in-process decoder on `path` (one rank).
+std::vector<std::vector<int>> InProcessGreedy(const std::string& path, const std::vector<testing::TextPrompt>& prompts) {
+  Result<LoadedModel> model = LoadModel(path);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return {};
+  Decoder decoder(std::move(model->weights));
+  std::vector<std::vector<int>> seqs;
+  std::vector<int> n_prompt;
+  for (const testing::TextPrompt& p : prompts) {
+    seqs.push_back(p.ids);
+    n_prompt.push_back(static_cast<int>(p.ids.size()));
+  }
+  const int n_new = static_cast<int>(prompts.at(0).greedy.size());
+  testing::RunDecoder(decoder, seqs, n_prompt, n_new - 1, /*extend=*/true);
+  std::vector<std::vector<int>> out;
+  for (size_t i = 0; i < seqs.size(); ++i) out.emplace_back(seqs[i].begin() + n_prompt[i], seqs[i].begin() + n_prompt[i] + n_new);
+  return out;
+}
+
 class HfTextClusterTest : public ::testing::TestWithParam<TextServing> {};
 
-TEST_P(HfTextClusterTest, TextPromptsGiveTransformersTokensAndTextWithTensorParallelTwo) {
+TEST_P(HfTextClusterTest, TextPromptsGiveTheReferenceTokensWithTensorParallelTwo) {
   const std::vector<testing::TextPrompt> prompts = testing::LoadTextReference("qwen2");
   TestClusterOptions options;
-  const std::string folder = testing::FixturePath("models/qwen2");
-  options.model = folder + GetParam().model;
-  if (GetParam().folder_tokenizer) options.tokenizer = folder;
+  options.model = testing::FixturePath("models/qwen2") + GetParam().model;
   options.tensor_parallel = 2;
+  std::vector<std::vector<int>> want;
+  for (const testing::TextPrompt& p : prompts) want.push_back(p.greedy);
+  if (!GetParam().transformers_tokens) {
+    want = InProcessGreedy(options.model, prompts);
+    ASSERT_EQ(want.size(), prompts.size());
+  }
   Result<std::unique_ptr<TestCluster>> cluster = TestCluster::Start(options);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   Result<std::unique_ptr<Client>> client = (*cluster)->Connect();
@@ -96,7 +125,8 @@ TEST_P(HfTextClusterTest, TextPromptsGiveTransformersTokensAndTextWithTensorPara
     const RequestRecord& r = records.at(std::to_string(i));
     EXPECT_EQ(r.finish, "length") << r.ErrorString();
     EXPECT_EQ(r.prompt_tokens, static_cast<int>(prompts[i].ids.size()));
-    EXPECT_EQ(r.tokens, prompts[i].greedy);
+    EXPECT_EQ(r.tokens, want[i]);
+    if (!GetParam().transformers_tokens) continue;
     EXPECT_EQ(r.text, prompts[i].greedy_text);
     if (i % 2 == 0) {
       EXPECT_EQ(r.streamed_text, prompts[i].greedy_text);
@@ -105,8 +135,9 @@ TEST_P(HfTextClusterTest, TextPromptsGiveTransformersTokensAndTextWithTensorPara
 }
 
 INSTANTIATE_TEST_SUITE_P(Qwen2, HfTextClusterTest,
-                         ::testing::Values(TextServing{"Folder", "", false},
-                                           TextServing{"Gguf", "/model-bf16.gguf", true}),
+                         ::testing::Values(TextServing{"Folder", "", true},
+                                           TextServing{"GgufBf16", "/model-bf16.gguf", true},
+                                           TextServing{"GgufQ8_0", "/model-q8_0.gguf", false}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -130,7 +130,7 @@ struct GgufName {
   bool vector;          // shape [n] rather than [cols, rows]
 };
 
-const std::vector<GgufName<LayerWeights>>& LayerNames() {
+const std::vector<GgufName<LayerWeights>>& GgufLayerNames() {
   using L = LayerWeights;
   static const std::vector<GgufName<L>> kNames = {
       {&L::attn_norm, "attn_norm.weight", "[dim]", true},
@@ -149,7 +149,7 @@ const std::vector<GgufName<LayerWeights>>& LayerNames() {
   return kNames;
 }
 
-const std::vector<GgufName<ModelWeights>>& ModelNames() {
+const std::vector<GgufName<ModelWeights>>& GgufModelNames() {
   using M = ModelWeights;
   static const std::vector<GgufName<M>> kNames = {
       {&M::token_embedding, "token_embd.weight", "[dim, vocab]", false},
@@ -166,12 +166,12 @@ const GgufName<Owner>& Find(const std::vector<GgufName<Owner>>& names, const Ten
   FLOVER_CHECK(false) << "tensor " << info.name << " has no GGUF name";
   std::abort();
 }
-const GgufName<LayerWeights>& NameOf(const TensorInfo<LayerWeights>& info) { return Find(LayerNames(), info); }
-const GgufName<ModelWeights>& NameOf(const TensorInfo<ModelWeights>& info) { return Find(ModelNames(), info); }
+const GgufName<LayerWeights>& GgufNameOf(const TensorInfo<LayerWeights>& info) { return Find(GgufLayerNames(), info); }
+const GgufName<ModelWeights>& GgufNameOf(const TensorInfo<ModelWeights>& info) { return Find(GgufModelNames(), info); }
 
 // One tensor to read: its name in the file, expected ggml shape, how a rank's shard cuts
 // it, and where it goes.
-struct Planned {
+struct PlannedGgufTensor {
   std::string name;
   std::vector<uint64_t> ne;
   const char* meaning;
@@ -180,16 +180,16 @@ struct Planned {
   std::vector<float>* dst;  // nullptr in a checking pass
 };
 
-// Calls fn(Planned) for every required tensor of the spec (all but output.weight, which
+// Calls fn(PlannedGgufTensor) for every required tensor of the spec (all but output.weight, which
 // is optional: an absent one means a classifier shared with the embedding), model
 // tensors first, and stops at the first error. dst is nullptr when `w` is (a checking
 // pass); otherwise w->layers must already have spec.n_layers entries.
 template <typename Fn>
 Status ForEachTensor(const ModelSpec& spec, const GgufArchitecture& arch, ModelWeights* w, Fn&& fn) {
   auto plan = [&](const auto& info, const std::string& prefix, std::vector<float>* dst) {
-    const auto& gguf = NameOf(info);
+    const auto& gguf = GgufNameOf(info);
     const uint64_t rows = info.rows(spec), cols = info.cols(spec);
-    return Planned{prefix + gguf.name, gguf.vector ? std::vector<uint64_t>{rows} : std::vector<uint64_t>{cols, rows},
+    return PlannedGgufTensor{prefix + gguf.name, gguf.vector ? std::vector<uint64_t>{rows} : std::vector<uint64_t>{cols, rows},
                    gguf.meaning, info.split, false, dst};
   };
   for (const TensorInfo<ModelWeights>& info : ModelTensors()) {
@@ -200,7 +200,7 @@ Status ForEachTensor(const ModelSpec& spec, const GgufArchitecture& arch, ModelW
     const std::string prefix = "blk." + std::to_string(l) + ".";
     for (const TensorInfo<LayerWeights>& info : LayerTensors()) {
       if (!info.present(spec)) continue;
-      Planned p = plan(info, prefix, w ? &(w->layers[l].*info.member) : nullptr);
+      PlannedGgufTensor p = plan(info, prefix, w ? &(w->layers[l].*info.member) : nullptr);
       p.halves_to_pairs = arch.rotates_halves && (info.member == &LayerWeights::wq || info.member == &LayerWeights::wk ||
                                                   info.member == &LayerWeights::bq || info.member == &LayerWeights::bk);
       FLOVER_RETURN_IF_ERROR(fn(p));
@@ -272,7 +272,7 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
   // Check every tensor before allocating anything: metadata can claim any number of
   // layers, but tensors that exist, have the right shapes and lie inside the file bound
   // what the loading pass allocates by the file size.
-  FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, nullptr, [&](const Planned& p) {
+  FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, nullptr, [&](const PlannedGgufTensor& p) {
     return CheckTensor(r, p.name, p.ne, p.meaning).status();
   }));
   // LLaMA 3.1+ files carry their rescaled rotary frequencies as divisors.
@@ -305,7 +305,7 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
   };
   w.layers.resize(spec.n_layers);
   const ShardDims local = ShardDimsFor(spec, target.shard);
-  FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, &w, [&](const Planned& p) -> Status {
+  FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, &w, [&](const PlannedGgufTensor& p) -> Status {
     FLOVER_ASSIGN_OR_RETURN(*p.dst, read_shard(p.name, p.ne, p.meaning, p.split));
     if (p.halves_to_pairs) {
       // A rank's rows are whole heads (shard.h), so each head is permuted in place.
@@ -341,6 +341,17 @@ Result<GgufModel> LoadGgufModel(GgufReader& reader, const LoadTarget& target) {
   Result<GgufModel> model = Load(reader, target);
   if (!model.ok()) return model.status().WithContext(reader.path());
   return model;
+}
+
+Result<std::optional<Tokenizer>> LoadGgufTokenizer(const std::string& path) {
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<GgufReader> reader, GgufReader::Open(path));
+  Result<std::optional<Tokenizer>> tokenizer = [&]() -> Result<std::optional<Tokenizer>> {
+    FLOVER_ASSIGN_OR_RETURN(const GgufArchitecture* arch, ReadArchitecture(*reader));
+    FLOVER_ASSIGN_OR_RETURN(const ModelSpec spec, ReadSpec(*reader, *arch));
+    return ReadGgufVocab(*reader, spec);
+  }();
+  if (!tokenizer.ok()) return tokenizer.status().WithContext(path);
+  return tokenizer;
 }
 
 }  // namespace flover

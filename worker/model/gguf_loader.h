@@ -52,4 +52,9 @@ Result<GgufModel> LoadGgufModel(const std::string& path, const LoadTarget& targe
 // messages name reader.path().
 Result<GgufModel> LoadGgufModel(GgufReader& reader, const LoadTarget& target = {});
 
+// The vocabulary embedded in the GGUF file at `path` (nullopt when it has none), read
+// from its metadata alone (the header is parsed, no tensor is read): what a coordinator
+// serving the file tokenizes text with. Errors as LoadGgufModel's for the metadata.
+Result<std::optional<Tokenizer>> LoadGgufTokenizer(const std::string& path);
+
 }  // namespace flover
