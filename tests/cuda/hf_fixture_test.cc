@@ -7,8 +7,8 @@
 //     the row's largest, as on the CPU (tests/model/hf_fixture_test.cc);
 //   - fp16 and bf16 storage: the prompts' logits stay within the storage type's
 //     rounding (bounds and measurements below; the errors are printed);
-//   - the tinyllama fixture's GGUF conversions: f16 gives transformers' tokens, Q8_0
-//     stays within its quantization error.
+//   - GGUF conversions: tinyllama's f16 and qwen2's bf16 give transformers' tokens,
+//     tinyllama's Q8_0 stays within its quantization error.
 // Needs a GPU (skipped otherwise, with a message): scripts/gpu-check.sh.
 #include <gtest/gtest.h>
 
@@ -165,6 +165,16 @@ TEST(CudaHfGgufTest, LlamaCppF16ConversionGivesTransformersOutput) {
   std::unique_ptr<CudaBackend> backend = Load(ref.folder + "/model-f16.gguf", DType::kF32);
   ASSERT_NE(backend, nullptr);
   ExpectTransformersOutput(*backend, ref, "tinyllama GGUF f16 as fp32");
+}
+
+// The qwen2 fixture's bf16 conversion (architecture qwen2: q/k/v biases, half-split Q/K
+// rows permuted at load, tied output): transformers' tokens and logits.
+TEST(CudaHfGgufTest, Qwen2Bf16ConversionGivesTransformersOutput) {
+  FLOVER_REQUIRE_GPU();
+  const HfReference ref = testing::LoadHfReference("qwen2");
+  std::unique_ptr<CudaBackend> backend = Load(ref.folder + "/model-bf16.gguf", DType::kF32);
+  ASSERT_NE(backend, nullptr);
+  ExpectTransformersOutput(*backend, ref, "qwen2 GGUF bf16 as fp32");
 }
 
 // Its Q8_0 quantization, dequantized at load: within the bound the CPU test uses
