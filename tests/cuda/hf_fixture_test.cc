@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -157,29 +158,34 @@ TEST_P(CudaHfFixtureTest, HalfPrecisionLogitsStayWithinTheirRounding) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaHfFixtureTest, ::testing::ValuesIn(testing::HfFixtureNames()),
                          [](const auto& info) { return info.param; });
 
-// llama.cpp's f16 conversion of the tinyllama fixture, served in fp32: its values are
-// the folder's (fp16 checkpoint), so transformers' tokens and logits.
-TEST(CudaHfGgufTest, LlamaCppF16ConversionGivesTransformersOutput) {
+// GGUF conversions by llama.cpp's converter that hold exactly the folder's values,
+// served in fp32: transformers' tokens and logits. tinyllama's f16 (architecture llama,
+// an fp16 checkpoint) and qwen2's bf16 (architecture qwen2: q/k/v biases, half-split Q/K
+// rows permuted at load, tied output).
+struct ExactConversion {
+  const char* fixture;
+  const char* file;
+};
+void PrintTo(const ExactConversion& c, std::ostream* os) { *os << c.fixture << c.file; }
+
+class CudaHfGgufTest : public ::testing::TestWithParam<ExactConversion> {};
+
+TEST_P(CudaHfGgufTest, ConversionGivesTransformersOutput) {
   FLOVER_REQUIRE_GPU();
-  const HfReference ref = testing::LoadHfReference("tinyllama");
-  std::unique_ptr<CudaBackend> backend = Load(ref.folder + "/model-f16.gguf", DType::kF32);
+  const HfReference ref = testing::LoadHfReference(GetParam().fixture);
+  std::unique_ptr<CudaBackend> backend = Load(ref.folder + GetParam().file, DType::kF32);
   ASSERT_NE(backend, nullptr);
-  ExpectTransformersOutput(*backend, ref, "tinyllama GGUF f16 as fp32");
+  ExpectTransformersOutput(*backend, ref, std::string(GetParam().fixture) + GetParam().file + " as fp32");
 }
 
-// The qwen2 fixture's bf16 conversion (architecture qwen2: q/k/v biases, half-split Q/K
-// rows permuted at load, tied output): transformers' tokens and logits.
-TEST(CudaHfGgufTest, Qwen2Bf16ConversionGivesTransformersOutput) {
-  FLOVER_REQUIRE_GPU();
-  const HfReference ref = testing::LoadHfReference("qwen2");
-  std::unique_ptr<CudaBackend> backend = Load(ref.folder + "/model-bf16.gguf", DType::kF32);
-  ASSERT_NE(backend, nullptr);
-  ExpectTransformersOutput(*backend, ref, "qwen2 GGUF bf16 as fp32");
-}
+INSTANTIATE_TEST_SUITE_P(Exact, CudaHfGgufTest,
+                         ::testing::Values(ExactConversion{"tinyllama", "/model-f16.gguf"},
+                                           ExactConversion{"qwen2", "/model-bf16.gguf"}),
+                         [](const auto& info) { return std::string(info.param.fixture); });
 
 // Its Q8_0 quantization, dequantized at load: within the bound the CPU test uses
 // (measured 0.16 on an H200, as on the CPU: the error is the quantization's).
-TEST(CudaHfGgufTest, Q8_0ConversionStaysWithinItsQuantizationError) {
+TEST(CudaHfGgufQ8_0Test, StaysWithinItsQuantizationError) {
   FLOVER_REQUIRE_GPU();
   const HfReference ref = testing::LoadHfReference("tinyllama");
   std::unique_ptr<CudaBackend> backend = Load(ref.folder + "/model-q8_0.gguf", DType::kF32);
