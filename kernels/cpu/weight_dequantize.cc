@@ -8,6 +8,7 @@
 #include "kernels/cpu/float16.h"
 #include "kernels/cpu/weight_blocks.h"
 #include "kernels/cpu/weight_matmul.h"
+#include "kernels/cpu/weight_matmul_internal.h"
 
 namespace flover::cpu {
 namespace {
@@ -39,8 +40,11 @@ void DequantizeQ4_K(const uint8_t* b, float* y) {
   }
 }
 
-// One row of `cols` values.
-void DequantizeRow(WeightFormat format, const uint8_t* row, int cols, float* y) {
+}  // namespace
+
+namespace internal {
+
+void DequantizeWeightRow(WeightFormat format, const uint8_t* row, int cols, float* y) {
   switch (format) {
     case WeightFormat::kF32: std::memcpy(y, row, sizeof(float) * cols); return;
     case WeightFormat::kF16: ConvertHalfToFloatSerial(row, y, cols); return;
@@ -63,7 +67,7 @@ void DequantizeRow(WeightFormat format, const uint8_t* row, int cols, float* y) 
   }
 }
 
-}  // namespace
+}  // namespace internal
 
 void DequantizeWeightRows(const WeightView& w, int row_begin, int n_rows, float* out) {
   if (w.rows < 0 || w.cols <= 0 || row_begin < 0 || n_rows < 0 || row_begin > w.rows - n_rows ||
@@ -76,7 +80,7 @@ void DequantizeWeightRows(const WeightView& w, int row_begin, int n_rows, float*
   const uint8_t* base = static_cast<const uint8_t*>(w.data) + row_begin * row_bytes;
 #pragma omp parallel for schedule(static) if (static_cast<int64_t>(n_rows) * w.cols > (int64_t{1} << 18))
   for (int r = 0; r < n_rows; ++r)
-    DequantizeRow(w.format, base + r * row_bytes, w.cols, out + static_cast<int64_t>(r) * w.cols);
+    internal::DequantizeWeightRow(w.format, base + r * row_bytes, w.cols, out + static_cast<int64_t>(r) * w.cols);
 }
 
 }  // namespace flover::cpu
