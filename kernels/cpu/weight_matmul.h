@@ -12,9 +12,11 @@
 //     then scaled and summed in fp32 in a fixed order (weight_matmul_internal.h spells
 //     it out). The error against fp32 is the activations' quantization on top of the
 //     weights'.
-// Every instruction-set variant of a format (portable, AVX2, AVX-512 with VNNI/BF16
-// where the CPU has them) gives the same bits; the one used is chosen once per process
-// from the CPU (FLOVER_MATMUL_KERNEL forces one, as for Matmul).
+// Every instruction-set variant of a format (portable, AVX2, AVX-512 with VNNI where
+// the CPU has them) gives the same bits, with one exception that mirrors Matmul's: under
+// FLOVER_MATMUL_KERNEL=generic the fp32/fp16/bf16 path follows Matmul's portable kernel,
+// which rounds differently (no FMA). The variant is chosen once per process from the CPU,
+// at the level of Matmul's kernel (FLOVER_MATMUL_KERNEL=avx2 or generic limits both).
 //
 // Multi-threaded with OpenMP over the rows of W; call from outside any parallel region.
 // Thread-safety: reentrant.
