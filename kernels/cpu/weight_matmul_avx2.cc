@@ -215,23 +215,6 @@ void TileQ4_K(const WeightMatmulArgs& a, int r0, int o0) {
   }
 }
 
-using QuantTileFn = void (*)(const WeightMatmulArgs& a, int r0, int o0);
-
-template <template <int, int> class Tiles>
-void RangeTiled(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  static constexpr QuantTileFn kTiles[kTileRows][kTileCols] = {
-      {Tiles<1, 1>::Run, Tiles<1, 2>::Run},
-      {Tiles<2, 1>::Run, Tiles<2, 2>::Run},
-  };
-  for (int o = o_begin; o < o_end; o += kTileCols) {
-    const int c = o_end - o < kTileCols ? o_end - o : kTileCols;
-    for (int r = 0; r < a.n; r += kTileRows) {
-      const int rr = a.n - r < kTileRows ? a.n - r : kTileRows;
-      kTiles[rr - 1][c - 1](a, r, o);
-    }
-  }
-}
-
 template <int R, int C>
 struct Q8_0Tiles {
   static void Run(const WeightMatmulArgs& a, int r0, int o0) { TileBlocks32<R, C, Q8_0Blocks>(a, r0, o0); }
@@ -257,9 +240,15 @@ void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
                                  o_begin, o_end, a.accumulate);
 }
 
-void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { RangeTiled<Q8_0Tiles>(a, o_begin, o_end); }
-void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { RangeTiled<Q4_0Tiles>(a, o_begin, o_end); }
-void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) { RangeTiled<Q4_KTiles>(a, o_begin, o_end); }
+void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  QuantRangeTiled<kTileRows, kTileCols, Q8_0Tiles>(a, o_begin, o_end);
+}
+void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  QuantRangeTiled<kTileRows, kTileCols, Q4_0Tiles>(a, o_begin, o_end);
+}
+void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  QuantRangeTiled<kTileRows, kTileCols, Q4_KTiles>(a, o_begin, o_end);
+}
 
 }  // namespace flover::cpu::internal
 

@@ -143,6 +143,33 @@ inline float SumLanes(const float (&acc)[16]) {
   return (f[0] + f[2]) + (f[1] + f[3]);
 }
 
+// Runs Tiles<R, C>::Run(a, r0, o0) for the R x C tile at x row r0 and W row o0, where
+// R <= kRows and C <= kCols are the rows and columns left (edge tiles are smaller).
+template <int kRows, int kCols, template <int, int> class Tiles>
+__attribute__((always_inline)) inline void RunQuantTile(int rows, int cols, const WeightMatmulArgs& a, int r0,
+                                                        int o0) {
+  if constexpr (kRows > 1) {
+    if (rows < kRows) return RunQuantTile<kRows - 1, kCols, Tiles>(rows, cols, a, r0, o0);
+  }
+  if constexpr (kCols > 1) {
+    if (cols < kCols) return RunQuantTile<kRows, kCols - 1, Tiles>(rows, cols, a, r0, o0);
+  }
+  Tiles<kRows, kCols>::Run(a, r0, o0);
+}
+
+// The tile loop of the int8 SIMD variants (WeightRangeFn's contract): W rows
+// [o_begin, o_end) kCols at a time, every x row kRows at a time under each. It uses no
+// intrinsics; each variant instantiates it inside its own target region.
+template <int kRows, int kCols, template <int, int> class Tiles>
+__attribute__((always_inline)) inline void QuantRangeTiled(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  for (int o = o_begin; o < o_end; o += kCols) {
+    const int c = o_end - o < kCols ? o_end - o : kCols;
+    for (int r = 0; r < a.n; r += kRows) {
+      RunQuantTile<kRows, kCols, Tiles>(a.n - r < kRows ? a.n - r : kRows, c, a, r, o);
+    }
+  }
+}
+
 // The variants (weight_matmul_generic.cc, weight_matmul_avx2.cc, weight_matmul_avx512.cc,
 // weight_matmul_avx512_vnni.cc). REQUIRES: the CPU features WeightKernelRequirement names.
 void WeightRangeWidened(const WeightMatmulArgs& a, int o_begin, int o_end);
