@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace flover::cpu {
@@ -43,13 +44,6 @@ void MatmulRangeGeneric(const float* x, int x_stride, const float* w, float* y, 
 
 namespace {
 
-bool CpuHasAvx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
-bool CpuHasAvx512() {
-  return CpuHasAvx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-}
-
 MatmulKernel SelectKernel() {
   if (const char* forced = std::getenv("FLOVER_MATMUL_KERNEL"); forced != nullptr && *forced != '\0') {
     const MatmulKernel k = FindMatmulKernel(forced);
@@ -73,8 +67,8 @@ constexpr long kMinMacsPerThread = 1L << 15;
 constexpr int kAliasFloats = 1024;
 constexpr int kPadFloats = 16;
 
-// x with a non-aliasing row stride: x itself, or a copy in a per-thread buffer that is
-// reused across calls.
+}  // namespace
+
 const float* UnaliasedRows(const float* x, int n, int in, int* stride) {
   *stride = in;
   if (n <= 1 || in % kAliasFloats != 0) return x;
@@ -88,8 +82,6 @@ const float* UnaliasedRows(const float* x, int n, int in, int* stride) {
   return buffer.data();
 }
 
-}  // namespace
-
 const MatmulKernel& SelectedMatmulKernel() {
   static const MatmulKernel kernel = SelectKernel();
   return kernel;
@@ -97,7 +89,7 @@ const MatmulKernel& SelectedMatmulKernel() {
 
 MatmulKernel FindMatmulKernel(const char* name) {
   if (std::strcmp(name, "avx512") == 0 && CpuHasAvx512()) return {"avx512", MatmulRangeAvx512, 6};
-  if (std::strcmp(name, "avx2") == 0 && CpuHasAvx2()) return {"avx2", MatmulRangeAvx2, 4};
+  if (std::strcmp(name, "avx2") == 0 && CpuHasAvx2Fma()) return {"avx2", MatmulRangeAvx2, 4};
   if (std::strcmp(name, "generic") == 0) return {"generic", MatmulRangeGeneric, 1};
   return {};
 }

@@ -36,11 +36,15 @@ void MatmulRangeAvx512(const float* x, int x_stride, const float* w, float* y, i
                        int o_end, bool accumulate);
 
 // A register tile of the SIMD kernels: y[r, c] (+)= dot(x[r], w[c]) for the tile's R x
-// rows and C w rows (x rows x_stride floats apart, w rows `in`, y rows `out`). Each full
-// 16-float step over k also prefetches `pf_per_step` cache lines of w, from w + pf_begin
-// on but not at or beyond w + pf_end.
-using MatmulTileFn = void (*)(const float* x, long x_stride, const float* w, float* y, int in, int out,
-                              bool accumulate, long pf_begin, long pf_end, int pf_per_step);
+// rows and C w rows (x rows x_stride floats apart, w rows `in` elements, y rows `out`).
+// W is the weights' element type: float, or uint16_t for fp16/bf16 weights that the
+// tile widens in registers (weight_matmul_internal.h). Each full 16-element step over k
+// also prefetches `pf_per_step` cache lines of w, from w + pf_begin on but not at or
+// beyond w + pf_end (offsets in elements).
+template <typename W>
+using MatmulTileFnOf = void (*)(const float* x, long x_stride, const W* w, float* y, int in, int out,
+                                bool accumulate, long pf_begin, long pf_end, int pf_per_step);
+using MatmulTileFn = MatmulTileFnOf<float>;
 
 // The blocking and prefetching driver of the SIMD kernels (MatmulRangeFn's contract):
 // tiles[R - 1][C - 1] computes an R x C tile, for R <= kTileRows and C <= kTileCols.
@@ -49,15 +53,16 @@ using MatmulTileFn = void (*)(const float* x, long x_stride, const float* w, flo
 // every row tile, and while they run they prefetch the next w tile (contiguous in
 // memory), spread evenly over the block's row tiles: the hardware prefetcher alone
 // restarts on every short w row and leaves bandwidth unused. It uses no intrinsics.
-template <int kTileRows, int kTileCols>
-__attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFn (&tiles)[kTileRows][kTileCols],
+template <int kTileRows, int kTileCols, typename W>
+__attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFnOf<W> (&tiles)[kTileRows][kTileCols],
                                                             long row_block_bytes, const float* x, int x_stride,
-                                                            const float* w, float* y, int n, int in, int out,
+                                                            const W* w, float* y, int n, int in, int out,
                                                             int o_begin, int o_end, bool accumulate) {
+  constexpr long kLineElements = 64 / sizeof(W);
   long row_block = row_block_bytes / (4L * x_stride) / kTileRows * kTileRows;
   if (row_block < kTileRows) row_block = kTileRows;
   const long full_steps = in / 16;  // steps over k that prefetch (not the masked tail)
-  const long tile_lines = (kTileCols * static_cast<long>(in) + 15) / 16;
+  const long tile_lines = (kTileCols * static_cast<long>(in) * static_cast<long>(sizeof(W)) + 63) / 64;
   for (long r0 = 0; r0 < n; r0 += row_block) {
     const long r1 = r0 + row_block < n ? r0 + row_block : n;
     const long row_tiles = (r1 - r0 + kTileRows - 1) / kTileRows;
@@ -66,7 +71,7 @@ __attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFn (
     const int pf_per_step = slots > 0 ? static_cast<int>((tile_lines + slots - 1) / slots) : 0;
     for (long o = o_begin; o < o_end; o += kTileCols) {
       const long c = o_end - o < kTileCols ? o_end - o : kTileCols;
-      const float* wo = w + o * in;
+      const W* wo = w + o * in;
       // Offsets from wo: the next tile starts at c * in; nothing past this range's end.
       long pf = c * in;
       const long pf_end = (o_end - o) * in;
@@ -74,7 +79,7 @@ __attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFn (
         const long rr = r1 - r < kTileRows ? r1 - r : kTileRows;
         tiles[rr - 1][c - 1](x + r * x_stride, x_stride, wo, y + r * out + o, in, out, accumulate, pf, pf_end,
                              pf_per_step);
-        pf += pf_per_step * full_steps * 16;
+        pf += pf_per_step * full_steps * kLineElements;
       }
     }
   }
@@ -93,6 +98,11 @@ MatmulKernel FindMatmulKernel(const char* name);
 // The kernel Matmul uses in this process (chosen once, from the CPU and
 // FLOVER_MATMUL_KERNEL). Other kernels (attention scores) reuse it single-threaded.
 const MatmulKernel& SelectedMatmulKernel();
+
+// x itself with *stride = in, or (when its rows are a multiple of 4 KiB apart, which
+// makes the rows of a register tile evict each other from L1) a copy with rows padded by
+// one cache line, in a buffer of the calling thread that the next call reuses.
+const float* UnaliasedRows(const float* x, int n, int in, int* stride);
 
 // Matmul through a given kernel (Matmul itself uses the one chosen for the process).
 // For tests that compare kernels. REQUIRES: kernel.fn != nullptr.

@@ -1,15 +1,12 @@
 #include "worker/model/gguf_quant.h"
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <limits>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-#endif
+#include "kernels/cpu/weight_blocks.h"
+#include "kernels/cpu/weight_matmul.h"
 
 namespace flover {
 namespace {
@@ -71,27 +68,12 @@ const TypeTable& Types() {
   return table;
 }
 
-uint16_t LoadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);  // files and every supported host are little-endian
-  return v;
-}
-
-float LoadHalf(const uint8_t* p) { return HalfToFloat(LoadU16(p)); }
+using cpu::LoadHalfAt;
 
 // One block of each type: `b` points at its bytes, `y` at its block_size outputs.
 
-void BlockQ4_0(const uint8_t* b, float* y) {
-  const float d = LoadHalf(b);
-  const uint8_t* qs = b + 2;
-  for (int j = 0; j < 16; ++j) {
-    y[j] = d * static_cast<float>((qs[j] & 0x0F) - 8);
-    y[j + 16] = d * static_cast<float>((qs[j] >> 4) - 8);
-  }
-}
-
 void BlockQ4_1(const uint8_t* b, float* y) {
-  const float d = LoadHalf(b), m = LoadHalf(b + 2);
+  const float d = LoadHalfAt(b), m = LoadHalfAt(b + 2);
   const uint8_t* qs = b + 4;
   for (int j = 0; j < 16; ++j) {
     y[j] = d * static_cast<float>(qs[j] & 0x0F) + m;
@@ -111,60 +93,39 @@ void Unpack5Bit(const uint8_t* qh_bytes, const uint8_t* qs, int* q) {
 }
 
 void BlockQ5_0(const uint8_t* b, float* y) {
-  const float d = LoadHalf(b);
+  const float d = LoadHalfAt(b);
   int q[32];
   Unpack5Bit(b + 2, b + 6, q);
   for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(q[j] - 16);
 }
 
 void BlockQ5_1(const uint8_t* b, float* y) {
-  const float d = LoadHalf(b), m = LoadHalf(b + 2);
+  const float d = LoadHalfAt(b), m = LoadHalfAt(b + 2);
   int q[32];
   Unpack5Bit(b + 4, b + 8, q);
   for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(q[j]) + m;
 }
 
-void BlockQ8_0(const uint8_t* b, float* y) {
-  const float d = LoadHalf(b);
-  for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(static_cast<int8_t>(b[2 + j]));
-}
-
-// Scale and min (6 bits each) of sub-block s of a Q4_K/Q5_K block from its 12 packed
-// bytes: bytes 0-3 hold the scales of sub-blocks 0-3 in their low 6 bits, bytes 4-7 the
-// mins; sub-blocks 4-7 take their low 4 bits from bytes 8-11 (scale: low nibble, min:
-// high nibble) and their high 2 bits from the top bits of bytes 0-3 (scale) and 4-7 (min).
-void ScaleMinK4(const uint8_t* sc, int s, int* scale, int* min) {
-  if (s < 4) {
-    *scale = sc[s] & 0x3F;
-    *min = sc[s + 4] & 0x3F;
-  } else {
-    *scale = (sc[s + 4] & 0x0F) | ((sc[s - 4] >> 6) << 4);
-    *min = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
-  }
-}
-
-// Q4_K (qh == nullptr) and Q5_K: 8 sub-blocks of 32; sub-blocks 2k and 2k+1 are the low
-// and high nibbles of qs[32k, 32k + 32).
-void BlockK4Or5(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* y) {
-  const float d = LoadHalf(b), dmin = LoadHalf(b + 2);
-  const uint8_t* scales = b + 4;
+// Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins packed as Q4_K's; sub-blocks 2k
+// and 2k+1 take their low 4 bits from the low and high nibbles of qs[32k, 32k + 32), and
+// sub-block s its 5th bits from bit s of qh[0..31].
+void BlockQ5_K(const uint8_t* b, float* y) {
+  const float d = LoadHalfAt(b), dmin = LoadHalfAt(b + 2);
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + 48;
   for (int s = 0; s < 8; ++s) {
     int scale, min;
-    ScaleMinK4(scales, s, &scale, &min);
+    cpu::UnpackQ4KScaleMin(b + 4, s, &scale, &min);
     const float ds = d * static_cast<float>(scale);
     const float dm = dmin * static_cast<float>(min);
     const uint8_t* q = qs + 32 * (s / 2);
     const int shift = 4 * (s % 2);
     for (int l = 0; l < 32; ++l) {
-      int v = (q[l] >> shift) & 0x0F;
-      if (qh != nullptr) v |= ((qh[l] >> s) & 1) << 4;
+      const int v = ((q[l] >> shift) & 0x0F) | (((qh[l] >> s) & 1) << 4);
       y[32 * s + l] = ds * static_cast<float>(v) - dm;
     }
   }
 }
-
-void BlockQ4_K(const uint8_t* b, float* y) { BlockK4Or5(b, nullptr, b + 16, y); }
-void BlockQ5_K(const uint8_t* b, float* y) { BlockK4Or5(b, b + 16, b + 48, y); }
 
 // Two halves of 128 values; in half h, value 32c + l (c = 0..3) takes its low 4 bits
 // from ql[64h + 32(c % 2) + l] (low nibble for c < 2, high for c >= 2) and its high 2
@@ -173,7 +134,7 @@ void BlockQ6_K(const uint8_t* b, float* y) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const int8_t* scales = reinterpret_cast<const int8_t*>(b + 192);
-  const float d = LoadHalf(b + 208);
+  const float d = LoadHalfAt(b + 208);
   for (int h = 0; h < 2; ++h) {
     for (int c = 0; c < 4; ++c) {
       const uint8_t* lo_bytes = ql + 64 * h + 32 * (c % 2);
@@ -191,16 +152,42 @@ void BlockQ6_K(const uint8_t* b, float* y) {
   }
 }
 
+// The weight kernels' format of a ggml type they convert.
+bool KernelFormatOf(uint32_t type, cpu::WeightFormat* format) {
+  switch (type) {
+    case kGgmlTypeF16: *format = cpu::WeightFormat::kF16; return true;
+    case kGgmlTypeBF16: *format = cpu::WeightFormat::kBF16; return true;
+    case kGgmlTypeQ8_0: *format = cpu::WeightFormat::kQ8_0; return true;
+    case kGgmlTypeQ4_0: *format = cpu::WeightFormat::kQ4_0; return true;
+    case kGgmlTypeQ4_K: *format = cpu::WeightFormat::kQ4_K; return true;
+    default: return false;
+  }
+}
+
+// n_values of `format` through the kernels, as rows of kRowValues values (a multiple of
+// every block) and a shorter last row.
+void DequantizeWithKernels(cpu::WeightFormat format, const uint8_t* src, float* dst, size_t n_values) {
+  constexpr size_t kRowValues = 8192, kMaxRows = size_t{1} << 20;  // views count in int
+  const size_t full_rows = n_values / kRowValues, rest = n_values % kRowValues;
+  const size_t row_bytes = static_cast<size_t>(cpu::WeightRowBytes(format, kRowValues));
+  for (size_t r0 = 0; r0 < full_rows; r0 += kMaxRows) {
+    const int rows = static_cast<int>(std::min(kMaxRows, full_rows - r0));
+    cpu::DequantizeWeightRows(cpu::WeightView{format, src + r0 * row_bytes, rows, static_cast<int>(kRowValues)}, 0,
+                              rows, dst + r0 * kRowValues);
+  }
+  if (rest > 0) {
+    cpu::DequantizeWeightRows(cpu::WeightView{format, src + full_rows * row_bytes, 1, static_cast<int>(rest)}, 0, 1,
+                              dst + full_rows * kRowValues);
+  }
+}
+
 using BlockFn = void (*)(const uint8_t*, float*);
 
 BlockFn BlockFnOf(uint32_t type) {
   switch (type) {
-    case kGgmlTypeQ4_0: return BlockQ4_0;
     case kGgmlTypeQ4_1: return BlockQ4_1;
     case kGgmlTypeQ5_0: return BlockQ5_0;
     case kGgmlTypeQ5_1: return BlockQ5_1;
-    case kGgmlTypeQ8_0: return BlockQ8_0;
-    case kGgmlTypeQ4_K: return BlockQ4_K;
     case kGgmlTypeQ5_K: return BlockQ5_K;
     case kGgmlTypeQ6_K: return BlockQ6_K;
     default: return nullptr;
@@ -274,24 +261,8 @@ void DequantizeGgml(uint32_t ggml_type, const uint8_t* src, float* dst, size_t n
     std::memcpy(dst, src, n_values * sizeof(float));
     return;
   }
-  if (ggml_type == kGgmlTypeF16) {
-    // Through an aligned buffer on the stack: `src` may be unaligned.
-    constexpr size_t kChunk = 16384;
-    const int64_t n_chunks = static_cast<int64_t>((n_values + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static) if (n_chunks > 16)
-    for (int64_t c = 0; c < n_chunks; ++c) {
-      uint16_t halves[kChunk];
-      const size_t begin = static_cast<size_t>(c) * kChunk;
-      const size_t len = std::min(kChunk, n_values - begin);
-      std::memcpy(halves, src + 2 * begin, 2 * len);
-      ConvertHalfToFloatSerial(halves, dst + begin, len);
-    }
-    return;
-  }
-  if (ggml_type == kGgmlTypeBF16) {  // the top half of an fp32
-    const int64_t n = static_cast<int64_t>(n_values);
-#pragma omp parallel for schedule(static) if (n > (int64_t{1} << 18))
-    for (int64_t i = 0; i < n; ++i) dst[i] = std::bit_cast<float>(static_cast<uint32_t>(LoadU16(src + 2 * i)) << 16);
+  if (cpu::WeightFormat format; KernelFormatOf(ggml_type, &format)) {
+    DequantizeWithKernels(format, src, dst, n_values);
     return;
   }
   const BlockFn fn = BlockFnOf(ggml_type);
@@ -300,73 +271,6 @@ void DequantizeGgml(uint32_t ggml_type, const uint8_t* src, float* dst, size_t n
   const size_t bytes = t->block_bytes, size = t->block_size;
 #pragma omp parallel for schedule(static) if (n_blocks > 4096)
   for (int64_t i = 0; i < n_blocks; ++i) fn(src + static_cast<size_t>(i) * bytes, dst + static_cast<size_t>(i) * size);
-}
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1Fu;
-  uint32_t mant = h & 0x3FFu;
-  uint32_t bits;
-  if (exp == 0x1F) {  // inf / NaN: keep the payload, set the quiet bit as hardware does
-    bits = sign | 0x7F800000u | (mant << 13) | (mant != 0 ? 0x00400000u : 0u);
-  } else if (exp != 0) {  // normal: rebias 15 -> 127
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant == 0) {  // ±0
-    bits = sign;
-  } else {  // subnormal: mant * 2^-24, normalise into a float32 normal
-    uint32_t shifts = 0;
-    while ((mant & 0x400u) == 0) {
-      mant <<= 1;
-      ++shifts;
-    }
-    // value = (mant / 2^10) * 2^(-14 - shifts), with mant now in [2^10, 2^11).
-    bits = sign | ((127 - 14 - shifts) << 23) | ((mant & 0x3FFu) << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
-
-namespace {
-
-#if defined(__x86_64__)
-__attribute__((target("avx,f16c"))) void ConvertHalfToFloatF16c(const uint16_t* src, float* dst, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-  }
-  for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
-}
-
-// CPUID directly: clang 14's __builtin_cpu_supports does not know "f16c".
-bool HasF16c() {
-  static const bool has = [] {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
-  }();
-  return has;
-}
-#endif
-
-}  // namespace
-
-void ConvertHalfToFloatSerial(const uint16_t* src, float* dst, size_t n) {
-#if defined(__x86_64__)
-  if (HasF16c()) {
-    ConvertHalfToFloatF16c(src, dst, n);
-    return;
-  }
-#endif
-  for (size_t i = 0; i < n; ++i) dst[i] = HalfToFloat(src[i]);
-}
-
-void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n) {
-  constexpr size_t kChunk = size_t{1} << 16;
-  const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static) if (n_chunks > 4)
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    const size_t begin = static_cast<size_t>(c) * kChunk;
-    ConvertHalfToFloatSerial(src + begin, dst + begin, std::min(kChunk, n - begin));
-  }
 }
 
 }  // namespace flover

@@ -21,7 +21,9 @@
 //   Q6_K 210 B / 256: 128 B low 4 bits, 64 B high 2 bits, 16 x int8 scales (one per 16
 //                     values), fp16 d;             x = (d * scale) * (q - 32)
 // The arithmetic is fp32 in this order and unfused (the library is built with
-// -ffp-contract=off), so results equal gguf-py's numpy dequantization bit for bit.
+// -ffp-contract=off), so results equal gguf-py's numpy dequantization bit for bit. F16,
+// BF16, Q8_0, Q4_0 and Q4_K are the weight kernels' formats and are converted by them
+// (DequantizeWeightRows, kernels/cpu/weight_matmul.h).
 //
 // Thread-safety: free functions without shared state.
 #pragma once
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/cpu/float16.h"
 
 namespace flover {
 
@@ -83,13 +86,10 @@ Result<GgmlTensorLayout> GgmlLayout(uint32_t ggml_type, const std::vector<uint64
 // REQUIRES: FindGgmlType(ggml_type)->loadable, n_values % block_size == 0.
 void DequantizeGgml(uint32_t ggml_type, const uint8_t* src, float* dst, size_t n_values);
 
-// IEEE-754 binary16 -> binary32, exact for every input (subnormals, ±0, ±inf; NaNs stay
-// NaN with their payload).
-float HalfToFloat(uint16_t h);
-// Converts n halves; uses F16C when the CPU has it and the result is identical.
-// ConvertHalfToFloat spreads large arrays over the OpenMP threads; the Serial one stays
-// on the calling thread.
-void ConvertHalfToFloat(const uint16_t* src, float* dst, size_t n);
-void ConvertHalfToFloatSerial(const uint16_t* src, float* dst, size_t n);
+// IEEE-754 binary16 -> binary32 (kernels/cpu/float16.h): HalfToFloat(h), exact for every
+// input; ConvertHalfToFloat(src, dst, n) and ConvertHalfToFloatSerial for arrays.
+using cpu::ConvertHalfToFloat;
+using cpu::ConvertHalfToFloatSerial;
+using cpu::HalfToFloat;
 
 }  // namespace flover
