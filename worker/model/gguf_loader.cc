@@ -149,7 +149,7 @@ Result<WeightTensor> ReadStoredSlice(GgufReader& r, const GgufTensorInfo& info, 
 Result<WeightTensor> ReadConvertedSlice(GgufReader& r, const GgufTensorInfo& info, cpu::WeightFormat format,
                                         const TensorSlice& slice) {
   const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(kChunkFloats) / slice.cols);
-  return WeightTensor::FromF32Rows(
+  Result<WeightTensor> out = WeightTensor::FromF32Rows(
       format, slice.padded_rows, slice.n_cols, [&](int64_t begin, int64_t n, float* dst) -> Status {
         const int64_t real = std::clamp<int64_t>(slice.n_rows - begin, 0, n);  // the rest is padding
         std::fill(dst + real * slice.n_cols, dst + n * slice.n_cols, 0.0f);
@@ -162,6 +162,8 @@ Result<WeightTensor> ReadConvertedSlice(GgufReader& r, const GgufTensorInfo& inf
         }
         return Status::Ok();
       });
+  if (out.ok()) out->ZeroRowsFrom(slice.n_rows, slice.n_cols);  // padding: zero bytes
+  return out;
 }
 
 // Whether two tensors (after CheckTensor, of one shape) hold the same values: the same

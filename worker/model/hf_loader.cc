@@ -249,11 +249,15 @@ Result<WeightTensor> ReadMatrixSlice(const SafetensorsReader& r, const Safetenso
                   static_cast<size_t>(s.n_cols * elem));
     return out;
   }
-  return WeightTensor::FromF32Rows(format, s.padded_rows, s.n_cols, [&](int64_t begin, int64_t n, float* dst) {
+  Result<WeightTensor> out = WeightTensor::FromF32Rows(format, s.padded_rows, s.n_cols, [&](int64_t begin, int64_t n,
+                                                                                          float* dst) {
     const int64_t real = std::clamp<int64_t>(s.n_rows - begin, 0, n);  // the rest is padding
     std::fill(dst + real * s.n_cols, dst + n * s.n_cols, 0.0f);
+    if (real == 0) return Status::Ok();
     return r.ReadFloat(t, s.row_begin + begin, real, s.col_begin, s.n_cols, dst);
   });
+  if (out.ok()) out->ZeroRowsFrom(s.n_rows, s.n_cols);  // padding: zero bytes
+  return out;
 }
 
 std::string Listing(const std::vector<std::string>& names, size_t max_shown) {

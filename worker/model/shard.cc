@@ -227,7 +227,10 @@ Result<WeightTensor> LoadTarget::KeepF32(const TensorInfo<Owner>& t, const Model
   WeightTensor part(ShardTensor(t.split, spec, shard, std::move(full)));
   if (format.format == cpu::WeightFormat::kF32) return part;
   const LocalShape shape = LocalShapeOf(t, spec, ShardDimsFor(spec, shard), shard.world);
-  return part.ConvertTo(format.format, shape.rows, shape.cols);
+  WeightTensor converted = part.ConvertTo(format.format, shape.rows, shape.cols);
+  if (t.split == TensorSplit::kVocabRows)  // the last rank's padding rows: zero bytes
+    converted.ZeroRowsFrom(MatrixSliceOf(t.split, spec, shard, t.rows(spec), t.cols(spec)).n_rows, shape.cols);
+  return converted;
 }
 template Result<WeightTensor> LoadTarget::KeepF32(const TensorInfo<LayerWeights>&, const ModelSpec&, std::vector<float>,
                                                   const std::string&, FormatNotes*) const;

@@ -126,6 +126,13 @@ WeightTensor WeightTensor::ConvertTo(cpu::WeightFormat format, int64_t rows, int
   return std::move(out).value();
 }
 
+void WeightTensor::ZeroRowsFrom(int64_t first_row, int64_t cols) {
+  FLOVER_CHECK(first_row >= 0 && FitsBlocks(format_, cols)) << first_row << ", " << cols;
+  const std::span<uint8_t> b = mutable_bytes();
+  const size_t begin = static_cast<size_t>(first_row * cpu::WeightRowBytes(format_, cols));
+  if (begin < b.size()) std::fill(b.begin() + static_cast<std::ptrdiff_t>(begin), b.end(), 0);
+}
+
 void WeightTensor::Clear() {
   std::vector<float>().swap(f32_);
   std::vector<uint8_t>().swap(packed_);

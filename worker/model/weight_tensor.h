@@ -68,6 +68,11 @@ class WeightTensor {
   // REQUIRES (checked): Holds(rows, cols), cols % cpu::WeightBlockValues(format) == 0.
   WeightTensor ConvertTo(cpu::WeightFormat format, int64_t rows, int64_t cols) const;
 
+  // Sets the bytes of rows [first_row, end) of a [*, cols] tensor to zero: zero values in
+  // every format (padding rows are zero bytes whatever made them). REQUIRES: first_row
+  // >= 0, cols a whole number of blocks.
+  void ZeroRowsFrom(int64_t first_row, int64_t cols);
+
   // Frees the storage; the tensor is then empty fp32.
   void Clear();
 
