@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "common/model_spec.h"
@@ -114,6 +115,11 @@ void FinishShard(ModelWeights& weights, const ShardInfo& shard);
 // is known and before any tensor is read, so a model that does not fit the cluster's
 // config fails before gigabytes are loaded.
 struct LoadTarget {
+  LoadTarget() = default;
+  LoadTarget(ShardInfo shard_info, std::function<Status(const ModelSpec&)> check = nullptr,
+             WeightPolicy policy = {})
+      : shard(shard_info), check_spec(std::move(check)), weights(policy) {}
+
   ShardInfo shard;
   std::function<Status(const ModelSpec&)> check_spec;
   WeightPolicy weights;
