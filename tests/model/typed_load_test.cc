@@ -341,6 +341,11 @@ TEST(TypedLoadTest, DummyWeightsInEveryFormatAndTheirShards) {
   EXPECT_TRUE(s.ok()) << "7B parameters in Q4_K take about 3.8 GB: " << s.ToString();
   s = CheckDummyWeightsFit("llama-7b", *DummyPreset("llama-7b"), int64_t{10'000'000'000}, 1);
   EXPECT_THAT(s.ToString(), HasSubstr("of fp32 weights"));
+  s = CheckDummyWeightsFit("llama-7b", *DummyPreset("llama-7b"), int64_t{10'000'000'000}, 1, WeightPolicy::Auto());
+  EXPECT_THAT(s.ToString(), HasSubstr("of fp32 weights")) << "dummy weights are generated in fp32: auto keeps them";
+  s = CheckDummyWeightsFit("llama-7b", *DummyPreset("llama-7b"), int64_t{1'000'000'000}, 1,
+                           WeightPolicy::Exactly(WeightFormat::kQ4_K));
+  EXPECT_THAT(s.ToString(), HasSubstr("GB of q4_k weights; this machine has 1.0 GB available"));
 }
 
 // A Q8_0 GGUF whose shape two ranks can split: each rank's auto load is the shard of the

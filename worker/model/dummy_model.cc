@@ -201,8 +201,8 @@ Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, in
                             const WeightPolicy& policy) {
   const int64_t bytes = ShardWeightBytes(spec, world, policy);
   if (static_cast<double>(bytes) > 0.9 * static_cast<double>(available_bytes))
-    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of " + policy.ToString() +
-                             " weights" +
+    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of " +
+                             (policy.format ? policy.ToString() : std::string("fp32")) + " weights" +
                              (world > 1 ? " per tensor-parallel rank of " + std::to_string(world) : std::string()) +
                              "; this machine has " + Gigabytes(available_bytes) + " available");
   return Status::Ok();

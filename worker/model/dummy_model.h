@@ -68,7 +68,8 @@ DummyFill DummyFillOf(std::string_view name, int64_t cols);
 // cgroup memory limit when one is set.
 int64_t AvailableMemoryBytes();
 // ResourceExhausted when the weights of one rank of `world` in the formats `policy`
-// chooses for fp32 sources (ShardWeightBytes) exceed 90% of `available_bytes`:
+// chooses for fp32 sources (ShardWeightBytes; auto keeps them fp32) exceed 90% of
+// `available_bytes`:
 // "dummy:llama-13b needs 52.1 GB of fp32 weights; this machine has 23.4 GB available".
 Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world = 1,
                             const WeightPolicy& policy = {});
