@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   run_cmd->add_flag("--json", run.json, "One JSON object per prompt on stdout");
   run_cmd->add_option("--device", run.device, "Backend: cpu or cuda:N")->capture_default_str();
+  run_cmd->add_option("--dtype", run.dtype,
+                      "Weight precision (model.dtype): auto, fp32, fp16, bf16; on cpu also q8_0, q4_0, q4_k")
+      ->capture_default_str();
   run_cmd->add_option("--policy", run.policy, "Scheduling policy: fused, dynamic, instances or sequential")
       ->capture_default_str();
   run_cmd->add_option("--pipeline-depth", run.pipeline_depth, "Plans scheduled ahead of their results")

@@ -40,6 +40,28 @@ int Fail(const Status& status) {
   return 1;
 }
 
+// --dtype into the backend's settings: the CPU's weight formats, or the CUDA storage
+// type (fp16 for auto); the block formats are CPU only.
+Status ApplyDType(const std::string& dtype, BackendConfig* backend) {
+  std::optional<WeightDType> parsed;
+  if (dtype != "auto") {
+    Result<WeightDType> t = ParseWeightDType(dtype);
+    if (!t.ok()) return InvalidArgument("--dtype '" + dtype + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k");
+    parsed = *t;
+  }
+  if (backend->device == "cpu") {
+    backend->cpu_weights = WeightPolicyFor(parsed);
+    return Status::Ok();
+  }
+  if (!parsed) return Status::Ok();  // fp16
+  const std::optional<DType> storage = StorageDType(*parsed);
+  if (!storage)
+    return InvalidArgument("--dtype " + dtype + " is a CPU weight format; " + backend->device +
+                           " stores fp32, fp16 or bf16");
+  backend->cuda_dtype = *storage;
+  return Status::Ok();
+}
+
 // The tokenizer the user named, else one embedded in the model, else the one tokenizer
 // file in the model's folder (tokenizer.json, tokenizer.bin, or a tok*.bin): the model
 // folder itself (a Hugging Face folder), or the folder of the model file.
@@ -128,6 +150,7 @@ int RunCommand(const RunOptions& o) {
   backend.kv_max_sequences = o.max_running;  // a larger pool is never used
   backend.max_step_tokens = o.max_step_tokens;
   backend.max_rows = o.max_running;
+  if (Status s = ApplyDType(o.dtype, &backend); !s.ok()) return Fail(s);
   Result<CreatedBackend> created = CreateBackend(backend);
   if (!created.ok()) return Fail(created.status());
   const ModelSpec spec = created->backend->spec();

@@ -23,6 +23,9 @@ struct RunOptions {
   int stagger = 0;                     // steps between admissions; 0 = all at once
   bool json = false;
   std::string device = "cpu";          // cpu | cuda:N
+  // Weight precision, as model.dtype: auto | fp32 | fp16 | bf16 | q8_0 | q4_0 | q4_k (the
+  // last three on cpu only; auto: cpu keeps the file's formats, cuda stores fp16).
+  std::string dtype = "auto";
   std::string policy = "fused";        // fused | dynamic | instances | sequential
   int pipeline_depth = 1;              // plans scheduled ahead of their results
   int threads = 0;                     // 0 = OpenMP default

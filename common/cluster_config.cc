@@ -119,8 +119,7 @@ class Validator {
     const ModelConfig& m = c_.model;
     if (m.path.empty()) return Error("model.path", "must not be empty");
     if (m.path == "dummy:") return Error("model.path", "'dummy:' names no preset (e.g. dummy:llama-7b)");
-    if (m.dtype && *m.dtype != DType::kF32 && *m.dtype != DType::kF16 && *m.dtype != DType::kBF16)
-      return Error("model.dtype", NotAValue(*m.dtype));
+    if (m.dtype && !IsWeightDType(*m.dtype)) return Error("model.dtype", NotAValue(*m.dtype));
     return Status::Ok();
   }
 
@@ -166,17 +165,19 @@ class Validator {
   // REQUIRES: Workers() passed (every replica has a rank 0).
   Status Devices() const {
     // The ranks of a replica run collectives together: Gloo between CPU ranks, NCCL
-    // between GPUs; they cannot mix. The CPU backend stores fp32 only.
-    const std::optional<DType> dtype = c_.model.dtype;
+    // between GPUs; they cannot mix. CUDA workers store fp32, fp16 or bf16 weights; the
+    // block formats are CPU only.
+    const std::optional<WeightDType> dtype = c_.model.dtype;
     for (const WorkerConfig& w : c_.workers) {
       const WorkerConfig& first = *c_.FindWorker(w.replica, 0);
       if ((w.device == "cpu") != (first.device == "cpu"))
         return Error("workers", "replica " + std::to_string(w.replica) + " mixes devices " + first.device + " and " +
                                     w.device + "; the ranks of a replica are all cpu or all cuda");
-      if (w.device == "cpu" && dtype && *dtype != DType::kF32)
-        return Error("model.dtype", std::string(DTypeName(*dtype)) + " needs CUDA workers; replica " +
-                                        std::to_string(w.replica) + " rank " + std::to_string(w.rank) +
-                                        " runs on cpu, which computes in fp32 (use dtype auto or fp32)");
+      if (w.device != "cpu" && dtype && !StorageDType(*dtype))
+        return Error("model.dtype", std::string(WeightDTypeName(*dtype)) + " is a CPU weight format; replica " +
+                                        std::to_string(w.replica) + " rank " + std::to_string(w.rank) + " runs on " +
+                                        w.device + ", which stores fp32, fp16 or bf16 (use dtype auto, fp32, fp16 "
+                                        "or bf16 with CUDA workers)");
     }
     return Status::Ok();
   }
@@ -394,10 +395,13 @@ std::string ServedModelName(const ModelConfig& model) {
   return stem.empty() ? "model" : stem;
 }
 
-const char* ModelDTypeName(const std::optional<DType>& dtype) { return dtype ? DTypeName(*dtype) : "auto"; }
+const char* ModelDTypeName(const std::optional<WeightDType>& dtype) { return dtype ? WeightDTypeName(*dtype) : "auto"; }
 
-DType WorkerDType(const ModelConfig& model, const std::string& device) {
-  return model.dtype.value_or(device == "cpu" ? DType::kF32 : DType::kF16);
+DType CudaWorkerDType(const ModelConfig& model) {
+  if (!model.dtype) return DType::kF16;
+  const std::optional<DType> storage = StorageDType(*model.dtype);
+  FLOVER_CHECK(storage.has_value()) << "model.dtype " << WeightDTypeName(*model.dtype) << " on a CUDA worker";
+  return *storage;
 }
 
 Status ValidateAgainstModel(const ClusterConfig& config, const ModelSpec& spec) {

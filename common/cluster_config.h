@@ -75,9 +75,13 @@ struct ModelConfig {
   std::string path;       // weights file/folder (absolute after loading) or "dummy:<preset>"; not empty
   std::string tokenizer;  // empty = none (token ids only)
   uint64_t dummy_seed = 0;
-  // Storage type of weights and KV cache. nullopt is "auto": fp32 on CPU workers, fp16
-  // on CUDA workers. fp16 and bf16 need CUDA workers (the CPU backend is fp32).
-  std::optional<DType> dtype;
+  // The precision of the weights. nullopt is "auto": CPU workers keep each weight matrix
+  // in its file's format where they compute it natively (fp32, fp16, bf16, Q8_0, Q4_0,
+  // Q4_K; other GGUF types become Q8_0), CUDA workers store fp16. CPU workers take every
+  // WeightDType (worker/model/weight_policy.h) and compute in fp32 from it; CUDA workers
+  // store fp32, fp16 or bf16 (weights and KV cache), the block formats q8_0, q4_0 and
+  // q4_k are a config error for them.
+  std::optional<WeightDType> dtype;
   // The model id the HTTP API serves (/v1/models, the requests' "model"); "" = derived
   // from path (ServedModelName).
   std::string name;
@@ -281,8 +285,8 @@ struct ClusterConfig {
 // empty): the form of every config error.
 Status ConfigError(const std::string& source, const std::string& key_path, const std::string& what);
 
-// "auto", "fp32", "fp16" or "bf16": the spelling of model.dtype.
-const char* ModelDTypeName(const std::optional<DType>& dtype);
+// "auto", "fp32", "fp16", "bf16", "q8_0", "q4_0" or "q4_k": the spelling of model.dtype.
+const char* ModelDTypeName(const std::optional<WeightDType>& dtype);
 
 // The start-up rule of the coordinator, as far as the config alone tells: without a
 // security section, an endpoint that binds a non-loopback address (tcp://*, 0.0.0.0, a
@@ -315,7 +319,8 @@ std::string ServedModelName(const ModelConfig& model);
 // "configs/x.yaml: parallel.tensor: 3 does not divide heads=8".
 [[nodiscard]] Status ValidateAgainstModel(const ClusterConfig& config, const ModelSpec& spec);
 
-// The storage type a worker on `device` ("cpu" or "cuda:N") uses for model.dtype.
-DType WorkerDType(const ModelConfig& model, const std::string& device);
+// The storage type a CUDA worker uses for model.dtype: fp16 for auto. REQUIRES:
+// model.dtype is auto, fp32, fp16 or bf16 (what Validate allows a CUDA worker).
+DType CudaWorkerDType(const ModelConfig& model);
 
 }  // namespace flover

@@ -26,11 +26,14 @@ constexpr std::array<std::pair<CpuTransport, proto::CpuTransport>, 3> kTransport
     {CpuTransport::kTcp, proto::CPU_TRANSPORT_TCP},
 }};
 
-constexpr std::array<std::pair<std::optional<DType>, proto::ModelDType>, 4> kDTypes = {{
+constexpr std::array<std::pair<std::optional<WeightDType>, proto::ModelDType>, 7> kDTypes = {{
     {std::nullopt, proto::MODEL_DTYPE_AUTO},
-    {DType::kF32, proto::MODEL_DTYPE_FP32},
-    {DType::kF16, proto::MODEL_DTYPE_FP16},
-    {DType::kBF16, proto::MODEL_DTYPE_BF16},
+    {WeightDType::kF32, proto::MODEL_DTYPE_FP32},
+    {WeightDType::kF16, proto::MODEL_DTYPE_FP16},
+    {WeightDType::kBF16, proto::MODEL_DTYPE_BF16},
+    {WeightDType::kQ8_0, proto::MODEL_DTYPE_Q8_0},
+    {WeightDType::kQ4_0, proto::MODEL_DTYPE_Q4_0},
+    {WeightDType::kQ4_K, proto::MODEL_DTYPE_Q4_K},
 }};
 
 template <typename Value, typename Wire, size_t N>

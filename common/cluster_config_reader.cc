@@ -265,10 +265,10 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "dtype", &dtype));
     if (dtype == "auto") {
       model->dtype.reset();
-    } else if (Result<DType> parsed = ParseDType(dtype); parsed.ok()) {
+    } else if (Result<WeightDType> parsed = ParseWeightDType(dtype); parsed.ok()) {
       model->dtype = *parsed;
     } else {
-      return Error("model.dtype", "'" + dtype + "' is not auto, fp32, fp16 or bf16");
+      return Error("model.dtype", "'" + dtype + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k");
     }
     model->path = ResolvePath(base_dir_, model->path);
     model->tokenizer = ResolvePath(base_dir_, model->tokenizer);

@@ -1,8 +1,12 @@
-// DType: the element type of stored tensors (weights, KV cache) on a backend. The CPU
-// backend stores fp32; the CUDA backend fp32, fp16 or bf16, always accumulating in fp32.
+// DType: the element type of stored tensors (weights, KV cache) on a CUDA backend: fp32,
+// fp16 or bf16, always accumulating in fp32.
+// WeightDType: the precision model.dtype asks the weight matrices to be kept in. CPU
+// workers keep any of them (worker/model/weight_policy.h): fp32, fp16, bf16, or ggml's
+// block formats Q8_0, Q4_0 and Q4_K; CUDA workers store the first three (StorageDType).
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 
 #include "common/status.h"
@@ -24,5 +28,17 @@ constexpr const char* DTypeName(DType t) {
 
 // "fp32"/"float32", "fp16"/"float16", "bf16"/"bfloat16"; InvalidArgument otherwise.
 Result<DType> ParseDType(std::string_view name);
+
+enum class WeightDType { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_K };
+
+// "fp32", "fp16", "bf16", "q8_0", "q4_0", "q4_k"; "?" for a value outside the enum.
+const char* WeightDTypeName(WeightDType t);
+// ParseDType's spellings and "q8_0", "q4_0", "q4_k" (any case: "Q4_K" too);
+// InvalidArgument naming the accepted spellings otherwise.
+Result<WeightDType> ParseWeightDType(std::string_view name);
+// The CUDA storage type of fp32, fp16 and bf16; nullopt for the block formats.
+std::optional<DType> StorageDType(WeightDType t);
+// True for a value of the enum (configs built in code may hold any integer).
+bool IsWeightDType(WeightDType t);
 
 }  // namespace flover

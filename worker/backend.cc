@@ -31,7 +31,9 @@ Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const Backe
   // Only this rank's shard is loaded, one tensor at a time; a model that does not fit
   // fails on its shape, before any tensor is read.
   FLOVER_ASSIGN_OR_RETURN(LoadedModel model,
-                          LoadModel(config.model, config.dummy_seed, LoadTarget{shard, config.check_model}));
+                          LoadModel(config.model, config.dummy_seed,
+                                    LoadTarget{shard, config.check_model, config.cpu_weights}));
+  const std::string weights = model.weights.FormatsString();
   CreatedBackend out;
   std::unique_ptr<HostCommunicator> comm;
   std::string transport;
@@ -47,7 +49,8 @@ Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const Backe
   const KvCacheConfig kv{config.kv_block_size, config.kv_memory_bytes,
                          CapKvBlocks(config.kv_max_blocks, config.kv_max_sequences, spec.max_seq_len, config.kv_block_size)};
   FLOVER_ASSIGN_OR_RETURN(out.backend, CpuBackend::Create(std::move(model.weights), shard, std::move(comm), kv));
-  out.description = model.description + ", cpu, " + std::to_string(omp_get_max_threads()) + " threads" + transport;
+  out.description = model.description + ", cpu, weights " + weights + ", " + std::to_string(omp_get_max_threads()) +
+                    " threads" + transport;
   out.tokenizer = std::move(model.tokenizer);
   return out;
 }

@@ -2,7 +2,8 @@
 // name. The one way both the worker daemon and the in-process engine (`flover run`,
 // tests, benchmarks) get a backend, for every device:
 //   "cpu"     CpuBackend (worker/engine/cpu_backend.h): this rank's shard loaded one
-//             tensor at a time, its KV cache, and with tensor parallelism a CPU
+//             tensor at a time, its matrices in the formats cpu_weights chooses
+//             (weight_policy.h), its KV cache, and with tensor parallelism a CPU
 //             communicator over the transport of group.cpu (auto | shm | tcp,
 //             worker/comm/cpu_communicator.h), keys under "<prefix>/tp";
 //   "cuda:N"  CudaBackend (worker/engine/cuda/cuda_backend.h) on GPU N, its stream, KV
@@ -49,7 +50,11 @@ struct BackendConfig {
   int kv_max_sequences = 0;                     // if > 0, at most what this many full
                                                 // contexts use (CapKvBlocks)
 
-  // CUDA only (the CPU backend stores fp32 and sizes its scratch on demand).
+  // CPU only: the formats of the weight matrices (model.dtype; auto keeps the file's
+  // where the CPU computes it natively).
+  WeightPolicy cpu_weights = WeightPolicy::Auto();
+
+  // CUDA only (the CPU backend sizes its scratch on demand).
   DType cuda_dtype = DType::kF16;  // weights and KV cache on the GPU
   int max_step_tokens = 512;       // tokens of the largest step (device scratch)
   int max_rows = 64;               // sampled tokens of the largest step (logits rows)
@@ -66,8 +71,9 @@ struct BackendGroup {
 
 struct CreatedBackend {
   std::unique_ptr<ForwardBackend> backend;
-  // The model and device, for logs and WorkerReady: "llama2.c m.bin, cpu, 2 threads,
-  // tensor parallel over shared memory", "NVIDIA H200 (...), fp16, dummy:llama-7b ...".
+  // The model and device, for logs and WorkerReady: "llama2.c m.bin, cpu, weights fp32
+  // 1.1 MB, 2 threads, tensor parallel over shared memory", "NVIDIA H200 (...), fp16,
+  // dummy:llama-7b ...".
   std::string description;
   std::optional<Tokenizer> tokenizer;  // a vocabulary embedded in the model file, if any
   std::string note;                    // worth logging: why `auto` fell back to TCP; or empty

@@ -145,7 +145,11 @@ Status WorkerDaemon::Load() {
   };
   backend.kv_block_size = config_.kv_cache.block_size;
   backend.kv_memory_bytes = static_cast<int64_t>(config_.kv_cache.memory_mib * 1024 * 1024);
-  backend.cuda_dtype = WorkerDType(config_.model, backend.device);
+  if (backend.device == "cpu") {
+    backend.cpu_weights = WeightPolicyFor(config_.model.dtype);
+  } else {
+    backend.cuda_dtype = CudaWorkerDType(config_.model);
+  }
   backend.max_step_tokens = config_.scheduler.max_step_tokens;
   backend.max_rows = config_.scheduler.max_running;
   BackendGroup group;

@@ -74,6 +74,32 @@ TEST(FloverRunTest, TokenIdsInWithoutTokenizer) {
   EXPECT_EQ(j["prompt_tokens"], 3);
 }
 
+// --dtype: the weights in that format (the first line says what the engine holds:
+// stories260K's w2, 172 values wide, stays fp16) and the story continues as in fp32
+// (typed_decoder_test measures q8_0 keeping every greedy token of stories260K).
+TEST(FloverRunTest, DtypeQ8_0KeepsTheWeightsInQ8_0) {
+  CliRun r = Flover("run --model " + Model() + " --tokenizer " + Tok() +
+                    " --prompt Sara --max-tokens 8 --dtype q8_0 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("weights q8_0 "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" + fp16 "), std::string::npos) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].get<std::vector<int>>(), (std::vector<int>{269, 368, 302, 382, 276, 337, 299, 322}));
+  CliRun plain = Flover("run --model " + Model() + " --prompt-ids 1,5 --max-tokens 1 --json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NE(plain.err.find("weights fp32 "), std::string::npos) << "auto keeps a llama2.c file fp32: " << plain.err;
+}
+
+TEST(FloverRunTest, DtypeErrors) {
+  CliRun r = Flover("run --model dummy:tiny --prompt-ids 1 --dtype q9");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--dtype 'q9' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k"), std::string::npos) << r.err;
+  r = Flover("run --model dummy:tiny --prompt-ids 1 --device cuda:0 --dtype q4_k");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--dtype q4_k is a CPU weight format; cuda:0 stores fp32, fp16 or bf16"), std::string::npos)
+      << r.err;
+}
+
 // `flover run` on each Hugging Face fixture folder (tests/fixtures/models: Llama 2,
 // TinyLlama, Llama 3, Mistral, Qwen2, GPT-J), every prompt in one fused engine: the
 // greedy tokens are those transformers generated.

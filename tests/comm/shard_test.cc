@@ -99,26 +99,26 @@ void ExpectShardsRebuildTheModel(bool shared_classifier, int world) {
     const LayerWeights& f = full.layers[l];
     for (const ModelWeights& s : shards) {
       const LayerWeights& p = s.layers[l];
-      EXPECT_EQ(p.wq.size(), static_cast<size_t>(d.q_dim) * spec.dim);
-      EXPECT_EQ(p.wk.size(), static_cast<size_t>(d.kv_dim) * spec.dim);
-      EXPECT_EQ(p.wo.size(), static_cast<size_t>(spec.dim) * d.q_dim);
-      EXPECT_EQ(p.w1.size(), static_cast<size_t>(d.hidden_dim) * spec.dim);
-      EXPECT_EQ(p.w2.size(), static_cast<size_t>(spec.dim) * d.hidden_dim);
+      EXPECT_EQ(p.wq.f32().size(), static_cast<size_t>(d.q_dim) * spec.dim);
+      EXPECT_EQ(p.wk.f32().size(), static_cast<size_t>(d.kv_dim) * spec.dim);
+      EXPECT_EQ(p.wo.f32().size(), static_cast<size_t>(spec.dim) * d.q_dim);
+      EXPECT_EQ(p.w1.f32().size(), static_cast<size_t>(d.hidden_dim) * spec.dim);
+      EXPECT_EQ(p.w2.f32().size(), static_cast<size_t>(spec.dim) * d.hidden_dim);
       EXPECT_EQ(p.attn_norm, f.attn_norm);
       EXPECT_EQ(p.ffn_norm, f.ffn_norm);
     }
-    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].wq; })), f.wq) << "layer " << l;
-    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].wk; })), f.wk);
-    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].wv; })), f.wv);
-    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].w1; })), f.w1);
-    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].w3; })), f.w3);
-    EXPECT_EQ(JoinColumns(gather([&](const ModelWeights& s) { return s.layers[l].wo; }), spec.dim), f.wo);
-    EXPECT_EQ(JoinColumns(gather([&](const ModelWeights& s) { return s.layers[l].w2; }), spec.dim), f.w2);
+    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].wq.f32(); })), f.wq.f32()) << "layer " << l;
+    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].wk.f32(); })), f.wk.f32());
+    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].wv.f32(); })), f.wv.f32());
+    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].w1.f32(); })), f.w1.f32());
+    EXPECT_EQ(JoinRows(gather([&](const ModelWeights& s) { return s.layers[l].w3.f32(); })), f.w3.f32());
+    EXPECT_EQ(JoinColumns(gather([&](const ModelWeights& s) { return s.layers[l].wo.f32(); }), spec.dim), f.wo.f32());
+    EXPECT_EQ(JoinColumns(gather([&](const ModelWeights& s) { return s.layers[l].w2.f32(); }), spec.dim), f.w2.f32());
   }
   // LM head: rank-major rows, padded with zero rows up to world * vocab_per_rank.
-  std::vector<float> head = JoinRows(gather([](const ModelWeights& s) { return s.classifier; }));
+  std::vector<float> head = JoinRows(gather([](const ModelWeights& s) { return s.classifier.f32(); }));
   ASSERT_EQ(head.size(), static_cast<size_t>(world) * d.vocab_per_rank * spec.dim);
-  EXPECT_EQ(Rows(head, spec.dim, 0, spec.vocab_size), full.lm_head());
+  EXPECT_EQ(Rows(head, spec.dim, 0, spec.vocab_size), full.lm_head().f32());
   for (size_t i = static_cast<size_t>(spec.vocab_size) * spec.dim; i < head.size(); ++i) ASSERT_EQ(head[i], 0.0f);
   for (const ModelWeights& s : shards) {
     EXPECT_EQ(s.token_embedding, full.token_embedding) << "the embedding stays whole for the lookup";
@@ -148,7 +148,7 @@ TEST(ShardWeightsTest, RejectsBadRankOrSize) {
   EXPECT_EQ(ShardWeights(full, 2, 2).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ShardWeights(full, -1, 2).status().code(), StatusCode::kInvalidArgument);
   ModelWeights broken = full;
-  broken.layers[0].wq.pop_back();
+  broken.layers[0].wq.f32().pop_back();
   EXPECT_EQ(ShardWeights(broken, 0, 2).status().code(), StatusCode::kCorruption);
 }
 

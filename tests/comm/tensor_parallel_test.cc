@@ -90,8 +90,8 @@ TEST(TensorParallelDecoderTest, DistributedArgmaxBreaksTiesTowardsTheLowestId) {
   ModelWeights w = testing::RandomWeights(testing::SmallTpSpec(false), 13);
   const int dim = w.spec.dim, vocab = w.spec.vocab_size;  // 11 over 2 ranks: slices of 6 and 5
   for (int v = 6; v < vocab; ++v)  // rows 6..10 (rank 1) = rows 0..4 (rank 0)
-    std::copy_n(w.classifier.begin() + (v - 6) * dim, dim, w.classifier.begin() + v * dim);
-  std::copy_n(w.classifier.begin(), dim, w.classifier.begin() + 5 * dim);  // row 5 = row 0
+    std::copy_n(w.classifier.f32().begin() + (v - 6) * dim, dim, w.classifier.f32().begin() + v * dim);
+  std::copy_n(w.classifier.f32().begin(), dim, w.classifier.f32().begin() + 5 * dim);  // row 5 = row 0
   std::vector<int> prompt = {3, 1, 4, 1, 5};
   std::vector<std::vector<int>> tokens(2);
   RunGroup(2, [&](int rank, HostCommunicator& comm) {
@@ -130,7 +130,7 @@ TEST(TensorParallelDecoderTest, ClassifierBiasDecidesTheDistributedArgmax) {
   const int vocab = w.spec.vocab_size;  // 37 over 2 ranks: ids 0..18 and 19..36
   for (int favourite : {3, 18, 19, vocab - 1}) {
     ModelWeights biased = w;
-    biased.classifier_bias[favourite] += 1000.0f;
+    biased.classifier_bias.f32()[favourite] += 1000.0f;
     RunGroup(2, [&](int rank, HostCommunicator& comm) {
       Result<ModelWeights> shard = ShardWeights(biased, rank, 2);
       ASSERT_TRUE(shard.ok()) << shard.status().ToString();

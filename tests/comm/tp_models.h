@@ -39,22 +39,22 @@ inline ModelWeights RandomWeights(const ModelSpec& spec, uint32_t seed) {
   };
   ModelWeights w;
   w.spec = spec;
-  w.token_embedding = matrix(spec.vocab_size, spec.dim);
+  w.token_embedding = WeightTensor(matrix(spec.vocab_size, spec.dim));
   for (int l = 0; l < spec.n_layers; ++l) {
     LayerWeights layer;
-    layer.attn_norm = norm(spec.dim);
-    layer.wq = matrix(spec.q_dim(), spec.dim);
-    layer.wk = matrix(spec.kv_dim(), spec.dim);
-    layer.wv = matrix(spec.kv_dim(), spec.dim);
-    layer.wo = matrix(spec.dim, spec.q_dim());
-    layer.ffn_norm = norm(spec.dim);
-    layer.w1 = matrix(spec.hidden_dim, spec.dim);
-    layer.w2 = matrix(spec.dim, spec.hidden_dim);
-    layer.w3 = matrix(spec.hidden_dim, spec.dim);
+    layer.attn_norm = WeightTensor(norm(spec.dim));
+    layer.wq = WeightTensor(matrix(spec.q_dim(), spec.dim));
+    layer.wk = WeightTensor(matrix(spec.kv_dim(), spec.dim));
+    layer.wv = WeightTensor(matrix(spec.kv_dim(), spec.dim));
+    layer.wo = WeightTensor(matrix(spec.dim, spec.q_dim()));
+    layer.ffn_norm = WeightTensor(norm(spec.dim));
+    layer.w1 = WeightTensor(matrix(spec.hidden_dim, spec.dim));
+    layer.w2 = WeightTensor(matrix(spec.dim, spec.hidden_dim));
+    layer.w3 = WeightTensor(matrix(spec.hidden_dim, spec.dim));
     w.layers.push_back(std::move(layer));
   }
-  w.final_norm = norm(spec.dim);
-  if (!spec.shared_classifier) w.classifier = matrix(spec.vocab_size, spec.dim);
+  w.final_norm = WeightTensor(norm(spec.dim));
+  if (!spec.shared_classifier) w.classifier = WeightTensor(matrix(spec.vocab_size, spec.dim));
   return w;
 }
 

@@ -43,7 +43,7 @@ TEST(ClusterConfigProto, RoundTripsEveryEnumValue) {
   ClusterConfig gpu = EveryFieldSet();
   for (WorkerConfig& w : gpu.workers) w.device = "cuda:" + std::to_string(w.rank);
   std::vector<ClusterConfig> configs = EveryEnumValue(gpu);
-  ASSERT_EQ(configs.size(), 4u * 3u * 4u);
+  ASSERT_EQ(configs.size(), 4u * 3u * 7u);
   for (const ClusterConfig& config : configs) {
     Result<ClusterConfig> again = ThroughTheWire(config);
     ASSERT_TRUE(again.ok()) << again.status().ToString();
@@ -85,8 +85,8 @@ TEST(ClusterConfigProto, InvalidMessagesAreClearErrors) {
        "derived.yaml: parallel.cpu_transport: -3 is not a value this build knows"},
       {[](proto::ClusterConfig& m) { m.mutable_model()->set_dtype(proto::MODEL_DTYPE_UNSPECIFIED); },
        "derived.yaml: model.dtype: is not set"},
-      {[](proto::ClusterConfig& m) { m.mutable_model()->set_dtype(proto::MODEL_DTYPE_FP16); },
-       "derived.yaml: model.dtype: fp16 needs CUDA workers; replica 1 rank 0 runs on cpu"},
+      {[](proto::ClusterConfig& m) { m.mutable_model()->set_dtype(proto::MODEL_DTYPE_Q8_0); },
+       "derived.yaml: model.dtype: q8_0 is a CPU weight format; replica 0 rank 0 runs on cuda:0"},
       {[](proto::ClusterConfig& m) { m.set_name(""); }, "derived.yaml: cluster.name: must not be empty"},
       {[](proto::ClusterConfig& m) { m.mutable_endpoints()->set_control("nowhere"); },
        "derived.yaml: endpoints.control: 'nowhere' is not a ZeroMQ endpoint"},

@@ -172,10 +172,11 @@ workers:
   EXPECT_EQ(config->workers[3], (WorkerConfig{.replica = 1, .rank = 1, .host = "b", .device = "cuda:1"}));
 }
 
-TEST(ClusterConfigDevices, DTypeNamesAndCpuIsFp32Only) {
-  for (const auto& [name, dtype] : std::vector<std::pair<std::string, std::optional<DType>>>{
-           {"auto", std::nullopt}, {"fp32", DType::kF32}, {"float32", DType::kF32}, {"fp16", DType::kF16},
-           {"float16", DType::kF16}, {"bf16", DType::kBF16}, {"bfloat16", DType::kBF16}}) {
+TEST(ClusterConfigDevices, DTypeNamesAndWhichDevicesTakeThem) {
+  for (const auto& [name, dtype] : std::vector<std::pair<std::string, std::optional<WeightDType>>>{
+           {"auto", std::nullopt}, {"fp32", WeightDType::kF32}, {"float32", WeightDType::kF32},
+           {"fp16", WeightDType::kF16}, {"float16", WeightDType::kF16}, {"bf16", WeightDType::kBF16},
+           {"bfloat16", WeightDType::kBF16}}) {
     Result<ClusterConfig> gpu = Parse(R"(
 endpoints: {control: tcp://127.0.0.1:5556}
 model: {path: dummy:tiny, dtype: )" + name + R"(}
@@ -184,21 +185,30 @@ workers: [{replica: 0, rank: 0, device: cuda:0}]
     ASSERT_TRUE(gpu.ok()) << name << ": " << gpu.status().ToString();
     EXPECT_EQ(gpu->model.dtype, dtype) << name;
   }
-  Result<ClusterConfig> cpu = Parse("endpoints: {control: tcp://127.0.0.1:5556}\nmodel: {path: dummy:tiny, dtype: fp32}\n"
-                                    "parallel: {tensor: 2}\n");
-  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
-  EXPECT_EQ(cpu->model.dtype, DType::kF32);
+  // CPU workers take every dtype, the block formats included.
+  for (const auto& [name, dtype] : std::vector<std::pair<std::string, std::optional<WeightDType>>>{
+           {"auto", std::nullopt}, {"fp32", WeightDType::kF32}, {"fp16", WeightDType::kF16},
+           {"bf16", WeightDType::kBF16}, {"q8_0", WeightDType::kQ8_0}, {"q4_0", WeightDType::kQ4_0},
+           {"q4_k", WeightDType::kQ4_K}, {"Q4_K", WeightDType::kQ4_K}}) {
+    Result<ClusterConfig> cpu = Parse("endpoints: {control: tcp://127.0.0.1:5556}\nmodel: {path: dummy:tiny, dtype: " +
+                                      name + "}\nparallel: {tensor: 2}\n");
+    ASSERT_TRUE(cpu.ok()) << name << ": " << cpu.status().ToString();
+    EXPECT_EQ(cpu->model.dtype, dtype) << name;
+  }
 
+  for (const char* bad : {"fp8", "q4_1", "q6_k", "int4"})
+    ExpectError(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny, dtype: )" + std::string(bad) + R"(}
+)",
+                {"x.yaml: model.dtype: '" + std::string(bad) + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k"});
   ExpectError(R"(
 endpoints: {control: tcp://127.0.0.1:5556}
-model: {path: dummy:tiny, dtype: fp8}
+model: {path: dummy:tiny, dtype: q8_0}
+workers: [{replica: 0, rank: 0, device: cuda:0}]
 )",
-              {"x.yaml: model.dtype: 'fp8' is not auto, fp32, fp16 or bf16"});
-  ExpectError(R"(
-endpoints: {control: tcp://127.0.0.1:5556}
-model: {path: dummy:tiny, dtype: fp16}
-)",
-              {"x.yaml: model.dtype: fp16 needs CUDA workers; replica 0 rank 0 runs on cpu"});
+              {"x.yaml: model.dtype: q8_0 is a CPU weight format; replica 0 rank 0 runs on cuda:0, which stores fp32, "
+               "fp16 or bf16 (use dtype auto, fp32, fp16 or bf16 with CUDA workers)"});
   ExpectError(R"(
 endpoints: {control: tcp://127.0.0.1:5556}
 model: {path: dummy:tiny}

@@ -53,7 +53,7 @@ TEST(ClusterConfigValidate, EveryRuleNamesSourceAndKey) {
        "built.yaml: endpoints.plans: 'tcp://127.0.0.1:5556' is also endpoints.control"},
       {[](ClusterConfig& c) { c.model.path = ""; }, "built.yaml: model.path: must not be empty"},
       {[](ClusterConfig& c) { c.model.path = "dummy:"; }, "built.yaml: model.path: 'dummy:' names no preset"},
-      {[](ClusterConfig& c) { c.model.dtype = static_cast<DType>(9); },
+      {[](ClusterConfig& c) { c.model.dtype = static_cast<WeightDType>(9); },
        "built.yaml: model.dtype: 9 is not a value of the setting"},
       {[](ClusterConfig& c) { c.replicas = 0; }, "built.yaml: parallel.replicas: must be >= 1, got 0"},
       {[](ClusterConfig& c) { c.tensor_parallel = -1; }, "built.yaml: parallel.tensor: must be >= 1, got -1"},
@@ -73,8 +73,12 @@ TEST(ClusterConfigValidate, EveryRuleNamesSourceAndKey) {
          c.workers = {{.rank = 1, .device = "cpu"}, {.rank = 0, .device = "cuda:0"}};
        },
        "built.yaml: workers: replica 0 mixes devices cuda:0 and cpu"},
-      {[](ClusterConfig& c) { c.model.dtype = DType::kBF16; },
-       "built.yaml: model.dtype: bf16 needs CUDA workers; replica 0 rank 0 runs on cpu"},
+      {[](ClusterConfig& c) {
+         c.model.dtype = WeightDType::kQ4_K;
+         c.workers[0].device = "cuda:0";
+       },
+       "built.yaml: model.dtype: q4_k is a CPU weight format; replica 0 rank 0 runs on cuda:0, which stores fp32, "
+       "fp16 or bf16"},
       {[](ClusterConfig& c) { c.kv_cache.block_size = 0; }, "built.yaml: kv_cache.block_size: must be >= 1, got 0"},
       {[](ClusterConfig& c) { c.kv_cache.memory_mib = -1; }, "built.yaml: kv_cache.memory_mib: must be > 0, got -1"},
       {[](ClusterConfig& c) { c.kv_cache.memory_mib = std::numeric_limits<double>::infinity(); },
@@ -112,7 +116,7 @@ TEST(ClusterConfigValidate, EmptySourceHasNoPrefix) {
   EXPECT_EQ(config.Validate().message(), "scheduler.max_batch: must be >= 1, got 0");
 }
 
-// ---- enum names and WorkerDType ------------------------------------------------
+// ---- enum names and the dtypes ---------------------------------------------------
 
 TEST(ConfigEnumNames, NamesRoundTrip) {
   EXPECT_EQ(SchedulerPolicyNames(), (std::vector<std::string>{"fused", "dynamic", "instances", "sequential"}));
@@ -126,17 +130,37 @@ TEST(ConfigEnumNames, NamesRoundTrip) {
   EXPECT_STREQ(SchedulerPolicyName(static_cast<SchedulerPolicy>(4)), "unknown");
   EXPECT_STREQ(CpuTransportName(static_cast<CpuTransport>(-1)), "unknown");
   EXPECT_STREQ(ModelDTypeName(std::nullopt), "auto");
-  EXPECT_STREQ(ModelDTypeName(DType::kBF16), "bf16");
+  EXPECT_STREQ(ModelDTypeName(WeightDType::kBF16), "bf16");
+  EXPECT_STREQ(ModelDTypeName(WeightDType::kQ4_K), "q4_k");
+  EXPECT_STREQ(WeightDTypeName(static_cast<WeightDType>(9)), "?");
 }
 
-TEST(ConfigEnumNames, WorkerDTypeIsAutoPerDevice) {
+TEST(ConfigEnumNames, CudaWorkerDTypeIsFp16ForAuto) {
   ModelConfig model;
-  EXPECT_EQ(WorkerDType(model, "cpu"), DType::kF32);
-  EXPECT_EQ(WorkerDType(model, "cuda:0"), DType::kF16);
-  model.dtype = DType::kBF16;
-  EXPECT_EQ(WorkerDType(model, "cuda:3"), DType::kBF16);
-  model.dtype = DType::kF32;
-  EXPECT_EQ(WorkerDType(model, "cuda:0"), DType::kF32);
+  EXPECT_EQ(CudaWorkerDType(model), DType::kF16);
+  model.dtype = WeightDType::kBF16;
+  EXPECT_EQ(CudaWorkerDType(model), DType::kBF16);
+  model.dtype = WeightDType::kF32;
+  EXPECT_EQ(CudaWorkerDType(model), DType::kF32);
+}
+
+TEST(ConfigEnumNames, WeightDTypesParseAndNameEachOther) {
+  for (WeightDType t : {WeightDType::kF32, WeightDType::kF16, WeightDType::kBF16, WeightDType::kQ8_0,
+                        WeightDType::kQ4_0, WeightDType::kQ4_K}) {
+    Result<WeightDType> parsed = ParseWeightDType(WeightDTypeName(t));
+    ASSERT_TRUE(parsed.ok()) << WeightDTypeName(t);
+    EXPECT_EQ(*parsed, t);
+  }
+  EXPECT_EQ(*ParseWeightDType("Q4_K"), WeightDType::kQ4_K);
+  EXPECT_EQ(*ParseWeightDType("bfloat16"), WeightDType::kBF16);
+  EXPECT_EQ(StorageDType(WeightDType::kF16), DType::kF16);
+  EXPECT_EQ(StorageDType(WeightDType::kQ8_0), std::nullopt);
+  for (const char* bad : {"", "q4", "q4_1", "q6_k", "int8", "auto"}) {
+    Result<WeightDType> parsed = ParseWeightDType(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(parsed.status().message(),
+              "unknown dtype '" + std::string(bad) + "' (expected fp32, fp16, bf16, q8_0, q4_0 or q4_k)");
+  }
 }
 
 // ---- ValidateAgainstModel --------------------------------------------------------

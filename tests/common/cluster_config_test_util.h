@@ -47,7 +47,7 @@ inline ClusterConfig EveryFieldSet() {
   config.model = {.path = "/models/a b/m.gguf",
                   .tokenizer = "/models/tok.bin",
                   .dummy_seed = 18446744073709551615ull,
-                  .dtype = DType::kF32,
+                  .dtype = WeightDType::kF32,
                   .name = "odd: model ${X}",
                   .chat_template = "{% for m in messages %}<|im_start|>{{ m.content }}\n{% endfor %}"};
   config.replicas = 2;
@@ -68,17 +68,23 @@ inline ClusterConfig EveryFieldSet() {
 }
 
 // Every combination of the enum settings (policy, cpu transport, dtype) on `base`, whose
-// workers are all CUDA (so that every dtype is valid).
+// workers are all CUDA; with a CPU-only dtype (q8_0, q4_0, q4_k) every worker becomes
+// cpu, so that every combination is valid.
 inline std::vector<ClusterConfig> EveryEnumValue(const ClusterConfig& base) {
   std::vector<ClusterConfig> configs;
+  std::vector<std::optional<WeightDType>> dtypes = {std::nullopt};
+  for (WeightDType t : {WeightDType::kF32, WeightDType::kF16, WeightDType::kBF16, WeightDType::kQ8_0,
+                        WeightDType::kQ4_0, WeightDType::kQ4_K})
+    dtypes.push_back(t);
   for (const std::string& policy : SchedulerPolicyNames()) {
     for (const std::string& transport : CpuTransportNames()) {
-      for (const std::optional<DType> dtype :
-           {std::optional<DType>(), std::optional(DType::kF32), std::optional(DType::kF16), std::optional(DType::kBF16)}) {
+      for (const std::optional<WeightDType> dtype : dtypes) {
         ClusterConfig c = base;
         c.scheduler.policy = *SchedulerPolicyFromName(policy);
         c.cpu_transport = *CpuTransportFromName(transport);
         c.model.dtype = dtype;
+        if (dtype && !StorageDType(*dtype))
+          for (WorkerConfig& w : c.workers) w.device = "cpu";
         configs.push_back(c);
       }
     }

@@ -169,7 +169,7 @@ TEST(ArchitectureFeatureTest, ClassifierBiasDecidesTheGreedyToken) {
   const int vocab = w.spec.vocab_size;
   for (int favourite : {0, 17, vocab - 1}) {
     ModelWeights biased = w;
-    biased.classifier_bias[favourite] += 1000.0f;
+    biased.classifier_bias.f32()[favourite] += 1000.0f;
     Decoder decoder(std::move(biased));
     std::vector<std::vector<int>> seqs = kPrompts;
     std::vector<std::vector<int>> argmax;

@@ -105,11 +105,11 @@ inline ModelWeights ArchitectureWeights(const ModelSpec& spec, uint32_t seed) {
   }
   ModelWeights w = std::move(made).value();
   std::mt19937 rng(seed);
-  auto randomise = [&](const std::string& name, std::vector<float>& t) {
+  auto randomise = [&](const std::string& name, WeightTensor& t) {
     const bool weight = name.ends_with("norm"), bias = name.ends_with("norm_bias");
     if (!weight && !bias) return;
     std::uniform_real_distribution<float> dist(weight ? 0.5f : -0.5f, weight ? 1.5f : 0.5f);
-    for (float& v : t) v = dist(rng);
+    for (float& v : t.f32()) v = dist(rng);
   };
   for (LayerWeights& l : w.layers)
     for (const auto& t : LayerTensors()) randomise(t.name, l.*t.member);

@@ -128,10 +128,10 @@ void ReferenceModel::Norm(float* o, const float* x, const std::vector<float>& we
 
 void ReferenceModel::FeedForward(const LayerWeights& L, float* out) {
   const ModelSpec& s = w_.spec;
-  MatVec(hb_.data(), xb_.data(), L.w1.data(), s.dim, s.hidden_dim);
-  AddBias(hb_.data(), L.b1);
+  MatVec(hb_.data(), xb_.data(), L.w1.f32().data(), s.dim, s.hidden_dim);
+  AddBias(hb_.data(), L.b1.f32());
   if (s.ffn == FfnKind::kSwiGlu) {
-    MatVec(hb2_.data(), xb_.data(), L.w3.data(), s.dim, s.hidden_dim);
+    MatVec(hb2_.data(), xb_.data(), L.w3.f32().data(), s.dim, s.hidden_dim);
     for (int i = 0; i < s.hidden_dim; i++) {
       float val = hb_[i];
       val *= (1.0f / (1.0f + std::exp(-val)));
@@ -140,23 +140,23 @@ void ReferenceModel::FeedForward(const LayerWeights& L, float* out) {
   } else {
     for (int i = 0; i < s.hidden_dim; i++) hb_[i] = GeluTanh(hb_[i]);
   }
-  MatVec(out, hb_.data(), L.w2.data(), s.hidden_dim, s.dim);
-  AddBias(out, L.b2);
+  MatVec(out, hb_.data(), L.w2.f32().data(), s.hidden_dim, s.dim);
+  AddBias(out, L.b2.f32());
 }
 
 const std::vector<float>& ReferenceModel::Forward(int token, int pos) {
   const ModelSpec& s = w_.spec;
   const int dim = s.dim, kv_dim = s.kv_dim(), head_size = s.head_dim(), kv_mul = s.kv_group();
-  std::memcpy(x_.data(), &w_.token_embedding[static_cast<size_t>(token) * dim], dim * sizeof(float));
+  std::memcpy(x_.data(), &w_.token_embedding.f32()[static_cast<size_t>(token) * dim], dim * sizeof(float));
   for (int l = 0; l < s.n_layers; l++) {
     const LayerWeights& L = w_.layers[l];
-    Norm(xb_.data(), x_.data(), L.attn_norm, L.attn_norm_bias);
-    MatVec(q_.data(), xb_.data(), L.wq.data(), dim, s.q_dim());
-    MatVec(k_.data(), xb_.data(), L.wk.data(), dim, kv_dim);
-    MatVec(v_.data(), xb_.data(), L.wv.data(), dim, kv_dim);
-    AddBias(q_.data(), L.bq);
-    AddBias(k_.data(), L.bk);
-    AddBias(v_.data(), L.bv);
+    Norm(xb_.data(), x_.data(), L.attn_norm.f32(), L.attn_norm_bias.f32());
+    MatVec(q_.data(), xb_.data(), L.wq.f32().data(), dim, s.q_dim());
+    MatVec(k_.data(), xb_.data(), L.wk.f32().data(), dim, kv_dim);
+    MatVec(v_.data(), xb_.data(), L.wv.f32().data(), dim, kv_dim);
+    AddBias(q_.data(), L.bq.f32());
+    AddBias(k_.data(), L.bk.f32());
+    AddBias(v_.data(), L.bv.f32());
     Rotate(q_.data(), s.n_heads, head_size, freqs_, pos);
     Rotate(k_.data(), s.n_kv_heads, head_size, freqs_, pos);
     const size_t loff = static_cast<size_t>(l) * s.max_seq_len * kv_dim;
@@ -179,20 +179,20 @@ const std::vector<float>& ReferenceModel::Forward(int token, int pos) {
         for (int i = 0; i < head_size; i++) out[i] += att[t] * v[i];
       }
     }
-    MatVec(xb2_.data(), att_out_.data(), L.wo.data(), s.q_dim(), dim);
+    MatVec(xb2_.data(), att_out_.data(), L.wo.f32().data(), s.q_dim(), dim);
     if (s.parallel_residual) {  // GPT-J: x + attn(h) + ffn(h), one h = norm(x)
       FeedForward(L, ffn_out_.data());
       for (int i = 0; i < dim; i++) x_[i] += xb2_[i] + ffn_out_[i];
     } else {
       for (int i = 0; i < dim; i++) x_[i] += xb2_[i];
-      Norm(xb_.data(), x_.data(), L.ffn_norm, L.ffn_norm_bias);
+      Norm(xb_.data(), x_.data(), L.ffn_norm.f32(), L.ffn_norm_bias.f32());
       FeedForward(L, ffn_out_.data());
       for (int i = 0; i < dim; i++) x_[i] += ffn_out_[i];
     }
   }
-  Norm(x_.data(), x_.data(), w_.final_norm, w_.final_norm_bias);
-  MatVec(logits_.data(), x_.data(), w_.lm_head().data(), dim, s.vocab_size);
-  AddBias(logits_.data(), w_.classifier_bias);
+  Norm(x_.data(), x_.data(), w_.final_norm.f32(), w_.final_norm_bias.f32());
+  MatVec(logits_.data(), x_.data(), w_.lm_head().f32().data(), dim, s.vocab_size);
+  AddBias(logits_.data(), w_.classifier_bias.f32());
   return logits_;
 }
 

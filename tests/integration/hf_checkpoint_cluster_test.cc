@@ -5,6 +5,7 @@
 // steps), and every request's greedy tokens must equal what transformers generated.
 // Then from text: the qwen2 fixture folder and its GGUF conversions (bf16, Q8_0), each
 // tokenizing with its own vocabulary, with the text prompts of its text_reference.json.
+// And model.dtype: CPU workers serving the weights quantized as the config says.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -58,6 +59,48 @@ TEST_P(HfCheckpointClusterTest, GreedyTokensEqualTransformersWithTensorParallelT
 INSTANTIATE_TEST_SUITE_P(Architectures, HfCheckpointClusterTest, ::testing::ValuesIn(testing::HfFixtureNames()),
                          [](const auto& info) { return info.param; });
 
+// model.dtype travels to the CPU workers: the qwen2 folder (bf16) served as q8_0 and as
+// q4_0 weights (on one rank: its 32-wide rows cannot be split in blocks over two) gives
+// the greedy tokens of the in-process decoder on the folder quantized alike at load.
+TEST(WeightDTypeClusterTest, CpuWorkersServeTheFormatTheConfigNames) {
+  const testing::HfReference ref = testing::LoadHfReference("qwen2");
+  for (const std::string dtype : {"q8_0", "q4_0"}) {
+    SCOPED_TRACE(dtype);
+    Result<LoadedModel> model =
+        LoadModel(ref.folder, 0, LoadTarget{ShardInfo{}, nullptr, WeightPolicyFor(*ParseWeightDType(dtype))});
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    ASSERT_EQ(model->weights.layers[0].wq.format(), dtype == "q8_0" ? cpu::WeightFormat::kQ8_0 : cpu::WeightFormat::kQ4_0);
+    Decoder decoder(std::move(model->weights));
+    std::vector<std::vector<int>> seqs = ref.prompts;
+    std::vector<int> n_prompt;
+    for (const std::vector<int>& p : ref.prompts) n_prompt.push_back(static_cast<int>(p.size()));
+    testing::RunDecoder(decoder, seqs, n_prompt, 15, /*extend=*/true);
+
+    TestClusterOptions options;
+    options.model = ref.folder;
+    options.tensor_parallel = 1;
+    options.dtype = dtype;
+    Result<std::unique_ptr<TestCluster>> cluster = TestCluster::Start(options);
+    ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+    Result<std::unique_ptr<Client>> client = (*cluster)->Connect();
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    RequestSession session(**client);
+    StopParams stop;
+    stop.max_tokens = 16;
+    stop.ignore_eos = true;
+    for (size_t i = 0; i < ref.prompts.size(); ++i)
+      ASSERT_TRUE(session.Submit(TokenRequest(std::to_string(i), ref.prompts[i], stop, false)).ok());
+    const Status waited = session.WaitAll(300s);
+    ASSERT_TRUE(waited.ok()) << waited.ToString();
+    std::map<std::string, RequestRecord> records;
+    for (const RequestRecord& r : session.records()) records[r.id] = r;
+    for (size_t i = 0; i < ref.prompts.size(); ++i) {
+      const RequestRecord& r = records.at(std::to_string(i));
+      EXPECT_EQ(r.tokens, std::vector<int>(seqs[i].begin() + n_prompt[i], seqs[i].end())) << "prompt " << i;
+    }
+  }
+}
+
 // Every text prompt (ASCII, CJK and emoji, digits, whitespace runs, chat markup), half
 // of them streamed, greedy, stopping at EOS: each is encoded to tokenizers' ids and
 // continues with 16 tokens. The coordinator tokenizes with the model's own vocabulary:
@@ -67,11 +110,14 @@ INSTANTIATE_TEST_SUITE_P(Architectures, HfCheckpointClusterTest, ::testing::Valu
 //   - The folder and its bf16 conversion: transformers' 16 tokens, whose text (streamed
 //     and final) is tokenizers' decoding of them.
 //   - The Q8_0 conversion: its quantization moves the logits (1.6-3.2%), so transformers'
-//     tokens are not the reference; the in-process decoder on the same file is.
+//     tokens are not the reference; the in-process decoder on the same file is. Its
+//     32-wide attn_output rows cannot be split in Q8_0 blocks over two ranks, so the
+//     workers load it as fp32 (model.dtype), as the in-process decoder does.
 struct TextServing {
   const char* name;
   const char* model;          // under tests/fixtures/models/qwen2
   bool transformers_tokens;   // else: the in-process decoder's greedy tokens
+  const char* dtype = "auto";  // model.dtype
 };
 void PrintTo(const TextServing& s, std::ostream* os) { *os << s.name; }
 
@@ -101,6 +147,7 @@ TEST_P(HfTextClusterTest, TextPromptsGiveTheReferenceTokensWithTensorParallelTwo
   TestClusterOptions options;
   options.model = testing::FixturePath("models/qwen2") + GetParam().model;
   options.tensor_parallel = 2;
+  options.dtype = GetParam().dtype;
   std::vector<std::vector<int>> want;
   for (const testing::TextPrompt& p : prompts) want.push_back(p.greedy);
   if (!GetParam().transformers_tokens) {
@@ -137,7 +184,7 @@ TEST_P(HfTextClusterTest, TextPromptsGiveTheReferenceTokensWithTensorParallelTwo
 INSTANTIATE_TEST_SUITE_P(Qwen2, HfTextClusterTest,
                          ::testing::Values(TextServing{"Folder", "", true},
                                            TextServing{"GgufBf16", "/model-bf16.gguf", true},
-                                           TextServing{"GgufQ8_0", "/model-q8_0.gguf", false}),
+                                           TextServing{"GgufQ8_0", "/model-q8_0.gguf", false, "fp32"}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -27,7 +27,7 @@ std::string ClusterYaml(const TestClusterOptions& o) {
   yaml << "cluster:\n  name: test\n"
        << "endpoints:\n  client: tcp://127.0.0.1:*\n  control: tcp://127.0.0.1:*\n"
        << "  plans: tcp://127.0.0.1:*\n" << (o.http ? "  http: http://127.0.0.1:0\n" : "")
-       << "model:\n  path: " << o.model << "\n";
+       << "model:\n  path: " << o.model << "\n  dtype: " << o.dtype << "\n";
   if (!o.tokenizer.empty()) yaml << "  tokenizer: " << o.tokenizer << "\n";
   yaml << "parallel:\n  replicas: " << o.replicas << "\n  tensor: " << o.tensor_parallel
        << "\n  cpu_transport: " << o.cpu_transport << "\n"

@@ -35,6 +35,7 @@ inline constexpr std::chrono::seconds kStatusWait{30};
 struct TestClusterOptions {
   std::string model;          // path or dummy:<preset>
   std::string tokenizer;      // optional
+  std::string dtype = "auto";  // model.dtype
   int replicas = 1;
   int tensor_parallel = 2;
   std::string cpu_transport = "auto";  // parallel.cpu_transport

@@ -38,9 +38,7 @@ constexpr Expected kPresets[] = {
     {"gptj-6b", 4096, 16384, 28, 16, 16, 50400, 2048, false},
 };
 
-bool SameBytes(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
+bool SameBytes(const WeightTensor& a, const WeightTensor& b) { return a == b; }
 
 bool SameWeights(const ModelWeights& a, const ModelWeights& b) {
   if (!SameBytes(a.token_embedding, b.token_embedding) || !SameBytes(a.final_norm, b.final_norm) ||
@@ -127,12 +125,12 @@ TEST(DummyModelTest, ArchitectureTensorsArePresentAndScaled) {
   spec.qkv_bias = spec.ffn_bias = spec.classifier_bias = true;
   Result<ModelWeights> w = MakeDummyWeights(spec, 5);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
-  for (float x : w->final_norm_bias) ASSERT_EQ(x, 0.0f);
-  for (float x : w->layers[0].ffn_norm_bias) ASSERT_EQ(x, 0.0f);
-  for (const std::vector<float>* bias : {&w->layers[0].bq, &w->layers[1].b1, &w->classifier_bias}) {
+  for (float x : w->final_norm_bias.f32()) ASSERT_EQ(x, 0.0f);
+  for (float x : w->layers[0].ffn_norm_bias.f32()) ASSERT_EQ(x, 0.0f);
+  for (const WeightTensor* bias : {&w->layers[0].bq, &w->layers[1].b1, &w->classifier_bias}) {
     ASSERT_FALSE(bias->empty());
     float largest = 0.0f;
-    for (float x : *bias) largest = std::max(largest, std::fabs(x));
+    for (float x : bias->f32()) largest = std::max(largest, std::fabs(x));
     EXPECT_LE(largest, 0.1f);
     EXPECT_GT(largest, 0.05f);
   }
@@ -143,10 +141,11 @@ TEST(DummyModelTest, TinyWeightsAreCompleteAndScaled) {
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   EXPECT_TRUE(w->Validate().ok());
   EXPECT_EQ(w->spec.ToString(), DummyPreset("tiny")->ToString());
-  for (float x : w->final_norm) ASSERT_EQ(x, 1.0f);
-  for (float x : w->layers[0].attn_norm) ASSERT_EQ(x, 1.0f);
+  for (float x : w->final_norm.f32()) ASSERT_EQ(x, 1.0f);
+  for (float x : w->layers[0].attn_norm.f32()) ASSERT_EQ(x, 1.0f);
   // Uniform in [-a, a] with a = sqrt(3 / in): variance 1/in.
-  auto check = [](const std::vector<float>& t, float in, const char* name) {
+  auto check = [](const WeightTensor& tensor, float in, const char* name) {
+    const std::vector<float>& t = tensor.f32();
     const float a = std::sqrt(3.0f / in);
     double sum = 0, sum_sq = 0;
     for (float x : t) {
@@ -193,7 +192,7 @@ TEST(DummyModelTest, SeparateClassifierForLlamaShapes) {
   Result<ModelWeights> w = MakeDummyWeights("stories110m", 1);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   EXPECT_TRUE(w->classifier.empty());
-  EXPECT_EQ(w->token_embedding.size(), 32000u * 768u);
+  EXPECT_EQ(w->token_embedding.f32().size(), 32000u * 768u);
 }
 
 TEST(DummyModelTest, UnknownPresetListsThePresets) {

@@ -36,8 +36,8 @@ std::string U64(uint64_t v) { return std::string(reinterpret_cast<const char*>(&
 float ReferenceHalf(uint16_t h) { return ::flover::testing::ReferenceHalfToFloat(h); }
 
 ModelWeights RoundedToHalf(ModelWeights w) {
-  auto round = [](std::vector<float>& t) {
-    for (float& x : t) x = ReferenceHalf(FloatToHalf(x));
+  auto round = [](WeightTensor& t) {
+    for (float& x : t.f32()) x = ReferenceHalf(FloatToHalf(x));
   };
   round(w.token_embedding);
   for (LayerWeights& l : w.layers) {
@@ -166,7 +166,7 @@ TEST(GgufLoaderTest, OutputEqualToEmbeddingIsShared) {
   ScratchDir dir;
   const ModelWeights w = RandomWeights(SmallSpec(true), 5);
   GgufWriter g = LlamaGguf(w);
-  g.AddTensorF32("output.weight", {16, 40}, w.token_embedding);
+  g.AddTensorF32("output.weight", {16, 40}, w.token_embedding.f32());
   Result<GgufModel> m = WriteAndLoad(dir, g);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_TRUE(m->weights.spec.shared_classifier);
@@ -187,15 +187,15 @@ TEST(GgufLoaderTest, VersionTwoAlignment64AndNoVocabLoad) {
   // head_count_kv defaults to head_count: make the file a multi-head-attention model.
   w.spec.n_kv_heads = w.spec.n_heads;
   for (LayerWeights& l : w.layers) {
-    l.wk.resize(w.spec.dim * w.spec.dim, 0.25f);
-    l.wv.resize(w.spec.dim * w.spec.dim, -0.5f);
+    l.wk.f32().resize(w.spec.dim * w.spec.dim, 0.25f);
+    l.wv.f32().resize(w.spec.dim * w.spec.dim, -0.5f);
   }
   for (int l = 0; l < 2; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     g.RemoveTensor(p + "attn_k.weight");
     g.RemoveTensor(p + "attn_v.weight");
-    g.AddTensorF32(p + "attn_k.weight", {16, 16}, w.layers[l].wk);
-    g.AddTensorF32(p + "attn_v.weight", {16, 16}, w.layers[l].wv);
+    g.AddTensorF32(p + "attn_k.weight", {16, 16}, w.layers[l].wk.f32());
+    g.AddTensorF32(p + "attn_v.weight", {16, 16}, w.layers[l].wv.f32());
   }
   Result<GgufModel> m = WriteAndLoad(dir, g);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -440,8 +440,8 @@ TEST(GgufLoaderTest, Q8_0ModelLoadsToItsDequantizedValues) {
     // half a step of the block's scale.
     EXPECT_NE(m->weights.layers[0].wq, w.layers[0].wq);
     EXPECT_EQ(m->weights.layers[1].ffn_norm, w.layers[1].ffn_norm) << "norms stay F32";
-    for (size_t i = 0; i < w.layers[0].w2.size(); ++i)
-      ASSERT_NEAR(m->weights.layers[0].w2[i], w.layers[0].w2[i], 1.0f / 254 + 1e-3f) << i;
+    for (size_t i = 0; i < w.layers[0].w2.f32().size(); ++i)
+      ASSERT_NEAR(m->weights.layers[0].w2.f32()[i], w.layers[0].w2.f32()[i], 1.0f / 254 + 1e-3f) << i;
   }
 }
 
@@ -450,14 +450,14 @@ TEST(GgufLoaderTest, Q8_0OutputEqualToTheEmbeddingIsShared) {
   const ModelWeights w = RandomWeights(testing::Q8Spec(true), 22);
   ModelWeights expected;
   GgufWriter g = testing::LlamaGgufQ8_0(w, &expected);
-  g.AddTensorQ8_0("output.weight", {64, 41}, w.token_embedding);
+  g.AddTensorQ8_0("output.weight", {64, 41}, w.token_embedding.f32());
   Result<GgufModel> m = WriteAndLoad(dir, g);
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_TRUE(m->weights.spec.shared_classifier);
   EXPECT_TRUE(m->weights.classifier.empty());
   ExpectSameWeights(expected, m->weights);
   // One changed block makes it a separate classifier.
-  std::vector<float> output = w.token_embedding;
+  std::vector<float> output = w.token_embedding.f32();
   output[40 * 64 + 5] += 0.5f;
   g.RemoveTensor("output.weight");
   g.AddTensorQ8_0("output.weight", {64, 41}, output);
@@ -466,7 +466,7 @@ TEST(GgufLoaderTest, Q8_0OutputEqualToTheEmbeddingIsShared) {
   EXPECT_FALSE(m->weights.spec.shared_classifier);
   std::vector<float> output_read_back;
   testing::QuantizeQ8_0(output, &output_read_back);
-  EXPECT_EQ(m->weights.classifier, output_read_back);
+  EXPECT_EQ(m->weights.classifier.f32(), output_read_back);
 }
 
 // dim 256 so that every loadable type fits a row; random blocks (valid scales) of each

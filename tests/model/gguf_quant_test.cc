@@ -245,15 +245,15 @@ TEST(GgufQuantTest, LlamaCppQ8_0FileIsTheQ8_0OfItsF16File) {
   Result<GgufModel> q8 = LoadGgufModel(dir + "model-q8_0.gguf");
   ASSERT_TRUE(q8.ok()) << q8.status().ToString();
   ModelWeights expected = f16->weights;
-  auto quantize = [](std::vector<float>& t) {
+  auto quantize = [](WeightTensor& t) {
     std::vector<float> back;
-    testing::QuantizeQ8_0(t, &back);
-    t = std::move(back);
+    testing::QuantizeQ8_0(t.f32(), &back);
+    t = WeightTensor(std::move(back));
   };
   quantize(expected.token_embedding);
   quantize(expected.classifier);
   for (LayerWeights& l : expected.layers)
-    for (std::vector<float>* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) quantize(*t);
+    for (WeightTensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) quantize(*t);
   testing::ExpectSameWeights(expected, q8->weights);
   EXPECT_NE(q8->weights.layers[1].w2, f16->weights.layers[1].w2);
   ASSERT_TRUE(q8->tokenizer.has_value());

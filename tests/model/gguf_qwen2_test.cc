@@ -84,21 +84,21 @@ TEST(GgufQwen2Test, FileHoldsQkRowsInHalfSplitOrder) {
     return out;
   };
   const std::vector<float> wk = read("blk.1.attn_k.weight"), bq = read("blk.0.attn_q.bias");
-  ASSERT_EQ(wk.size(), w.layers[1].wk.size());
-  ASSERT_EQ(bq.size(), w.layers[0].bq.size());
+  ASSERT_EQ(wk.size(), w.layers[1].wk.f32().size());
+  ASSERT_EQ(bq.size(), w.layers[0].bq.f32().size());
   for (int head = 0; head < w.spec.n_kv_heads; ++head) {
     for (int i = 0; i < half; ++i) {
       const int row = head * head_dim;
       for (int c = 0; c < cols; ++c) {
-        EXPECT_EQ(wk[(row + i) * cols + c], w.layers[1].wk[(row + 2 * i) * cols + c]);
-        EXPECT_EQ(wk[(row + half + i) * cols + c], w.layers[1].wk[(row + 2 * i + 1) * cols + c]);
+        EXPECT_EQ(wk[(row + i) * cols + c], w.layers[1].wk.f32()[(row + 2 * i) * cols + c]);
+        EXPECT_EQ(wk[(row + half + i) * cols + c], w.layers[1].wk.f32()[(row + 2 * i + 1) * cols + c]);
       }
     }
   }
   for (int head = 0; head < w.spec.n_heads; ++head) {
     for (int i = 0; i < half; ++i) {
-      EXPECT_EQ(bq[head * head_dim + i], w.layers[0].bq[head * head_dim + 2 * i]);
-      EXPECT_EQ(bq[head * head_dim + half + i], w.layers[0].bq[head * head_dim + 2 * i + 1]);
+      EXPECT_EQ(bq[head * head_dim + i], w.layers[0].bq.f32()[head * head_dim + 2 * i]);
+      EXPECT_EQ(bq[head * head_dim + half + i], w.layers[0].bq.f32()[head * head_dim + 2 * i + 1]);
     }
   }
 }

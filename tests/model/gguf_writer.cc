@@ -331,15 +331,15 @@ GgufWriter ModelGgufWith(const ModelWeights& w, const std::string& arch, const T
     }
     if (read_back != nullptr) member(*read_back) = std::move(back);
   };
-  auto model = [](std::vector<float> ModelWeights::*m) {
-    return [m](auto& weights) -> auto& { return weights.*m; };
+  auto model = [](WeightTensor ModelWeights::*m) {
+    return [m](auto& weights) -> auto& { return (weights.*m).f32(); };
   };
   add("token_embd.weight", {d, v}, model(&ModelWeights::token_embedding));
   add("output_norm.weight", {d}, model(&ModelWeights::final_norm));
   if (!s.shared_classifier) add("output.weight", {d, v}, model(&ModelWeights::classifier));
   for (size_t l = 0; l < w.layers.size(); ++l) {
-    auto layer = [l](std::vector<float> LayerWeights::*m) {
-      return [l, m](auto& weights) -> auto& { return weights.layers[l].*m; };
+    auto layer = [l](WeightTensor LayerWeights::*m) {
+      return [l, m](auto& weights) -> auto& { return (weights.layers[l].*m).f32(); };
     };
     const std::string p = "blk." + std::to_string(l) + ".";
     add(p + "attn_q.weight", {d, q}, layer(&LayerWeights::wq), qwen2);

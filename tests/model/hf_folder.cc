@@ -103,51 +103,51 @@ HfCheckpoint MakeHfCheckpoint(const ModelWeights& w) {
       c.config["sliding_window"] = s.sliding_window > 0 ? nlohmann::ordered_json(s.sliding_window) : nullptr;
     if (s.arch == "qwen2") c.config.update({{"use_sliding_window", false}, {"sliding_window", 4096}});
     const int hd = s.head_dim();
-    Add(c, "model.embed_tokens.weight", {v, d}, w.token_embedding);
+    Add(c, "model.embed_tokens.weight", {v, d}, w.token_embedding.f32());
     for (int l = 0; l < s.n_layers; ++l) {
       const LayerWeights& L = w.layers[l];
       const std::string p = "model.layers." + std::to_string(l) + ".";
-      Add(c, p + "input_layernorm.weight", {d}, L.attn_norm);
-      Add(c, p + "self_attn.q_proj.weight", {q, d}, PairsToHalves(L.wq, hd, d));
-      Add(c, p + "self_attn.k_proj.weight", {kv, d}, PairsToHalves(L.wk, hd, d));
-      Add(c, p + "self_attn.v_proj.weight", {kv, d}, L.wv);
+      Add(c, p + "input_layernorm.weight", {d}, L.attn_norm.f32());
+      Add(c, p + "self_attn.q_proj.weight", {q, d}, PairsToHalves(L.wq.f32(), hd, d));
+      Add(c, p + "self_attn.k_proj.weight", {kv, d}, PairsToHalves(L.wk.f32(), hd, d));
+      Add(c, p + "self_attn.v_proj.weight", {kv, d}, L.wv.f32());
       if (s.qkv_bias) {
-        Add(c, p + "self_attn.q_proj.bias", {q}, PairsToHalves(L.bq, hd, 1));
-        Add(c, p + "self_attn.k_proj.bias", {kv}, PairsToHalves(L.bk, hd, 1));
-        Add(c, p + "self_attn.v_proj.bias", {kv}, L.bv);
+        Add(c, p + "self_attn.q_proj.bias", {q}, PairsToHalves(L.bq.f32(), hd, 1));
+        Add(c, p + "self_attn.k_proj.bias", {kv}, PairsToHalves(L.bk.f32(), hd, 1));
+        Add(c, p + "self_attn.v_proj.bias", {kv}, L.bv.f32());
       }
-      Add(c, p + "self_attn.o_proj.weight", {d, q}, L.wo);
-      Add(c, p + "post_attention_layernorm.weight", {d}, L.ffn_norm);
-      Add(c, p + "mlp.gate_proj.weight", {h, d}, L.w1);
-      Add(c, p + "mlp.up_proj.weight", {h, d}, L.w3);
-      Add(c, p + "mlp.down_proj.weight", {d, h}, L.w2);
+      Add(c, p + "self_attn.o_proj.weight", {d, q}, L.wo.f32());
+      Add(c, p + "post_attention_layernorm.weight", {d}, L.ffn_norm.f32());
+      Add(c, p + "mlp.gate_proj.weight", {h, d}, L.w1.f32());
+      Add(c, p + "mlp.up_proj.weight", {h, d}, L.w3.f32());
+      Add(c, p + "mlp.down_proj.weight", {d, h}, L.w2.f32());
     }
-    Add(c, "model.norm.weight", {d}, w.final_norm);
+    Add(c, "model.norm.weight", {d}, w.final_norm.f32());
   } else {
     c.config.update({{"n_embd", s.dim}, {"n_layer", s.n_layers}, {"n_head", s.n_heads},
                      {"rotary_dim", s.rotary_dim > 0 ? nlohmann::ordered_json(s.rotary_dim) : nullptr},
                      {"n_inner", s.hidden_dim}, {"layer_norm_epsilon", s.norm_eps}, {"n_positions", s.max_seq_len},
                      {"activation_function", "gelu_new"}});
-    Add(c, "transformer.wte.weight", {v, d}, w.token_embedding);
+    Add(c, "transformer.wte.weight", {v, d}, w.token_embedding.f32());
     for (int l = 0; l < s.n_layers; ++l) {
       const LayerWeights& L = w.layers[l];
       const std::string p = "transformer.h." + std::to_string(l) + ".";
-      Add(c, p + "ln_1.weight", {d}, L.attn_norm);
-      Add(c, p + "ln_1.bias", {d}, L.attn_norm_bias);
-      Add(c, p + "attn.q_proj.weight", {q, d}, L.wq);
-      Add(c, p + "attn.k_proj.weight", {kv, d}, L.wk);
-      Add(c, p + "attn.v_proj.weight", {kv, d}, L.wv);
-      Add(c, p + "attn.out_proj.weight", {d, q}, L.wo);
-      Add(c, p + "mlp.fc_in.weight", {h, d}, L.w1);
-      Add(c, p + "mlp.fc_in.bias", {h}, L.b1);
-      Add(c, p + "mlp.fc_out.weight", {d, h}, L.w2);
-      Add(c, p + "mlp.fc_out.bias", {d}, L.b2);
+      Add(c, p + "ln_1.weight", {d}, L.attn_norm.f32());
+      Add(c, p + "ln_1.bias", {d}, L.attn_norm_bias.f32());
+      Add(c, p + "attn.q_proj.weight", {q, d}, L.wq.f32());
+      Add(c, p + "attn.k_proj.weight", {kv, d}, L.wk.f32());
+      Add(c, p + "attn.v_proj.weight", {kv, d}, L.wv.f32());
+      Add(c, p + "attn.out_proj.weight", {d, q}, L.wo.f32());
+      Add(c, p + "mlp.fc_in.weight", {h, d}, L.w1.f32());
+      Add(c, p + "mlp.fc_in.bias", {h}, L.b1.f32());
+      Add(c, p + "mlp.fc_out.weight", {d, h}, L.w2.f32());
+      Add(c, p + "mlp.fc_out.bias", {d}, L.b2.f32());
     }
-    Add(c, "transformer.ln_f.weight", {d}, w.final_norm);
-    Add(c, "transformer.ln_f.bias", {d}, w.final_norm_bias);
+    Add(c, "transformer.ln_f.weight", {d}, w.final_norm.f32());
+    Add(c, "transformer.ln_f.bias", {d}, w.final_norm_bias.f32());
   }
-  if (!s.shared_classifier) Add(c, "lm_head.weight", {v, d}, w.classifier);
-  if (s.classifier_bias) Add(c, "lm_head.bias", {v}, w.classifier_bias);
+  if (!s.shared_classifier) Add(c, "lm_head.weight", {v, d}, w.classifier.f32());
+  if (s.classifier_bias) Add(c, "lm_head.bias", {v}, w.classifier_bias.f32());
   nlohmann::ordered_json eos = s.eos_id;
   if (!s.extra_eos_ids.empty()) {
     eos = nlohmann::ordered_json::array({s.eos_id});
@@ -202,9 +202,9 @@ ModelSpec ArchSpec(const std::string& name) {
 
 ModelWeights ExactWeights(const ModelSpec& spec, uint64_t seed) {
   uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
-  auto fill = [&](std::vector<float>& t, int64_t n) {
-    t.resize(static_cast<size_t>(n));
-    for (float& x : t) {
+  auto fill = [&](WeightTensor& t, int64_t n) {
+    t = WeightTensor(std::vector<float>(static_cast<size_t>(n)));
+    for (float& x : t.f32()) {
       state = state * 6364136223846793005ull + 1442695040888963407ull;
       x = static_cast<float>(static_cast<int>((state >> 33) % 255) - 127) / 128.0f;
     }
@@ -243,7 +243,14 @@ void ExpectSameModel(const ModelWeights& expected, const ModelWeights& actual) {
   EXPECT_EQ(e.classifier_bias, a.classifier_bias);
   EXPECT_EQ(e.sliding_window, a.sliding_window);
   EXPECT_EQ(e.chat_template, a.chat_template);
-  auto same = [](const std::string& name, const std::vector<float>& x, const std::vector<float>& y) {
+  auto same = [](const std::string& name, const WeightTensor& tx, const WeightTensor& ty) {
+    ASSERT_EQ(tx.format(), ty.format()) << name;
+    if (!tx.is_f32()) {
+      EXPECT_TRUE(tx == ty) << name << ": the " << cpu::WeightFormatName(tx.format()) << " bytes differ";
+      return;
+    }
+    const std::vector<float>& x = tx.f32();
+    const std::vector<float>& y = ty.f32();
     ASSERT_EQ(x.size(), y.size()) << name;
     if (!x.empty() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) != 0) {
       size_t i = 0;

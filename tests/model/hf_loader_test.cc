@@ -354,7 +354,8 @@ TEST(HfLoaderTest, QueryAndKeyRowsArePermutedFromHalvesToPairs) {
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     const LayerWeights& l = w->layers[1];
     const bool permuted = std::string(arch) != "gptj";
-    auto expect_rows = [&](const char* what, const std::vector<float>& t, int n_rows, bool permute) {
+    auto expect_rows = [&](const char* what, const WeightTensor& tensor, int n_rows, bool permute) {
+      const std::vector<float>& t = tensor.f32();
       const int cols = static_cast<int>(t.size()) / n_rows;
       for (int r = 0; r < n_rows; ++r) {
         const int head = r / 4, within = r % 4;
@@ -374,10 +375,10 @@ TEST(HfLoaderTest, QueryAndKeyRowsArePermutedFromHalvesToPairs) {
     // Spelled out for head 1 of wq: rows 4, 6, 5, 7.
     if (permuted) {
       const int cols = spec.dim;
-      EXPECT_EQ(l.wq[4 * cols], 4.0f);
-      EXPECT_EQ(l.wq[5 * cols], 6.0f);
-      EXPECT_EQ(l.wq[6 * cols], 5.0f);
-      EXPECT_EQ(l.wq[7 * cols], 7.0f);
+      EXPECT_EQ(l.wq.f32()[4 * cols], 4.0f);
+      EXPECT_EQ(l.wq.f32()[5 * cols], 6.0f);
+      EXPECT_EQ(l.wq.f32()[6 * cols], 5.0f);
+      EXPECT_EQ(l.wq.f32()[7 * cols], 7.0f);
     }
   }
 }
@@ -440,7 +441,7 @@ TEST(HfLoaderTest, TiedEmbeddings) {
   ExpectSameModel(w, *loaded);
 
   // Some exports write the tied head out as well: not read, not warned about.
-  c.tensors.push_back({"lm_head.weight", {spec.vocab_size, spec.dim}, w.token_embedding});
+  c.tensors.push_back({"lm_head.weight", {spec.vocab_size, spec.dim}, w.token_embedding.f32()});
   ASSERT_TRUE(c.Write(dir.Path("tied_written")));
   loaded = Load(dir.Path("tied_written"));
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();

@@ -57,16 +57,16 @@ TEST(Llama2cLoaderTest, Stories260kHasTheReadmeShape) {
   EXPECT_TRUE(w->Validate().ok());
 
   // Read by hand from the file (little-endian float32 at byte offsets 28, 32, ...).
-  EXPECT_EQ(std::bit_cast<uint32_t>(w->token_embedding[0]), 0xbe96e950u);  // -0.29474878
-  EXPECT_EQ(std::bit_cast<uint32_t>(w->token_embedding[1]), 0x3f0fd864u);  // 0.5618956
-  EXPECT_FLOAT_EQ(w->token_embedding[2], 0.1754225343465805f);
-  EXPECT_FLOAT_EQ(w->token_embedding[3], 0.34057360887527466f);
+  EXPECT_EQ(std::bit_cast<uint32_t>(w->token_embedding.f32()[0]), 0xbe96e950u);  // -0.29474878
+  EXPECT_EQ(std::bit_cast<uint32_t>(w->token_embedding.f32()[1]), 0x3f0fd864u);  // 0.5618956
+  EXPECT_FLOAT_EQ(w->token_embedding.f32()[2], 0.1754225343465805f);
+  EXPECT_FLOAT_EQ(w->token_embedding.f32()[3], 0.34057360887527466f);
   // First floats of layer 0's wq (after the embedding and the 5 rms_att rows).
-  EXPECT_FLOAT_EQ(w->layers[0].wq[0], 0.04439278692007065f);
-  EXPECT_FLOAT_EQ(w->layers[0].wq[1], 0.07974770665168762f);
-  EXPECT_FLOAT_EQ(w->layers[0].wq[2], -0.008925346657633781f);
+  EXPECT_FLOAT_EQ(w->layers[0].wq.f32()[0], 0.04439278692007065f);
+  EXPECT_FLOAT_EQ(w->layers[0].wq.f32()[1], 0.07974770665168762f);
+  EXPECT_FLOAT_EQ(w->layers[0].wq.f32()[2], -0.008925346657633781f);
   // The last float before the freq_cis arrays.
-  EXPECT_FLOAT_EQ(w->final_norm[63], 1.7077769041061401f);
+  EXPECT_FLOAT_EQ(w->final_norm.f32()[63], 1.7077769041061401f);
 }
 
 TEST(Llama2cLoaderTest, RoundTripsSharedAndSeparateClassifier) {

@@ -33,11 +33,11 @@ void ExpectShardedLoadsMatch(const std::string& path, int world) {
     ExpectSameWeights(*expected, shard->weights);
     EXPECT_TRUE(ValidateShard(shard->weights, ShardInfo{rank, world}).ok());
 
-    int64_t floats = shard->weights.token_embedding.size() + shard->weights.final_norm.size() +
-                     shard->weights.classifier.size();
+    int64_t floats = shard->weights.token_embedding.f32().size() + shard->weights.final_norm.f32().size() +
+                     shard->weights.classifier.f32().size();
     for (const LayerWeights& l : shard->weights.layers)
-      for (const std::vector<float>* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w1, &l.w2, &l.w3})
-        floats += static_cast<int64_t>(t->size());
+      for (const WeightTensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.w1, &l.w2, &l.w3})
+        floats += static_cast<int64_t>(t->f32().size());
     EXPECT_EQ(floats, ShardParams(whole->weights.spec, world));
   }
 }

@@ -14,11 +14,20 @@
 namespace flover::testing {
 namespace {
 
-void PutFloats(std::string& out, const std::vector<float>& v) {
+void PutFloats(std::string& out, const WeightTensor& t) {
+  const std::vector<float>& v = t.f32();
   out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 
-void ExpectSameTensor(const std::string& name, const std::vector<float>& expected, const std::vector<float>& actual) {
+void ExpectSameTensor(const std::string& name, const WeightTensor& expected_tensor, const WeightTensor& actual_tensor) {
+  ASSERT_EQ(expected_tensor.format(), actual_tensor.format()) << name;
+  if (!expected_tensor.is_f32()) {
+    EXPECT_TRUE(expected_tensor == actual_tensor) << name << ": the " << cpu::WeightFormatName(expected_tensor.format())
+                                                  << " bytes differ";
+    return;
+  }
+  const std::vector<float>& expected = expected_tensor.f32();
+  const std::vector<float>& actual = actual_tensor.f32();
   ASSERT_EQ(expected.size(), actual.size()) << name;
   for (size_t i = 0; i < expected.size(); ++i) {
     if (std::memcmp(&expected[i], &actual[i], sizeof(float)) != 0) {
@@ -68,9 +77,9 @@ ModelWeights RandomWeights(const ModelSpec& spec, uint64_t seed) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     return static_cast<float>(static_cast<int>(state >> 40) - (1 << 23)) / static_cast<float>(1 << 23);
   };
-  auto fill = [&](std::vector<float>& t, int64_t n) {
-    t.resize(n);
-    for (float& x : t) x = next();
+  auto fill = [&](WeightTensor& t, int64_t n) {
+    t = WeightTensor(std::vector<float>(static_cast<size_t>(n)));
+    for (float& x : t.f32()) x = next();
   };
   const int64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
   ModelWeights w;

@@ -10,24 +10,25 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/bias.h"
 #include "kernels/cpu/layernorm.h"
-#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/weight_matmul.h"
 #include "kernels/cpu/rmsnorm.h"
 
 namespace flover {
 namespace {
 
-// Concatenates row-major matrices with the same number of columns, freeing the inputs.
-std::vector<float> StackRows(std::initializer_list<std::vector<float>*> parts) {
-  size_t total = 0;
-  for (auto* p : parts) total += p->size();
+// Concatenates fp32 vectors, freeing the inputs.
+std::vector<float> Concat(std::initializer_list<WeightTensor*> parts) {
   std::vector<float> out;
-  out.reserve(total);
-  for (auto* p : parts) {
-    out.insert(out.end(), p->begin(), p->end());
-    std::vector<float>().swap(*p);
+  for (WeightTensor* p : parts) {
+    if (p->empty()) continue;
+    out.insert(out.end(), p->f32().begin(), p->f32().end());
+    p->Clear();
   }
   return out;
 }
+
+// An fp32 vector's values, taken.
+std::vector<float> Take(WeightTensor& t) { return t.empty() ? std::vector<float>() : std::move(t.f32()); }
 
 template <typename T>
 void GrowTo(std::vector<T>& v, size_t n) {
@@ -43,9 +44,9 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
       comm_(shard.world > 1 ? comm : nullptr),
       token_embedding_(std::move(weights.token_embedding)),
       classifier_(std::move(weights.classifier)),
-      classifier_bias_(std::move(weights.classifier_bias)),
-      final_norm_(std::move(weights.final_norm)),
-      final_norm_bias_(std::move(weights.final_norm_bias)),
+      classifier_bias_(Take(weights.classifier_bias)),
+      final_norm_(Take(weights.final_norm)),
+      final_norm_bias_(Take(weights.final_norm_bias)),
       rope_(weights.spec.RopeFrequencies(), weights.spec.max_seq_len) {
   FLOVER_CHECK(spec_.Validate().ok()) << spec_.ToString();
   if (shard_.world > 1) {
@@ -54,21 +55,61 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
         << "communicator is rank " << comm_->rank() << "/" << comm_->world_size() << ", shard is " << shard_.rank
         << "/" << shard_.world;
   }
+  const int dim = spec_.dim;
   layers_.reserve(weights.layers.size());
   for (LayerWeights& l : weights.layers) {
     Layer out;
-    out.attn_norm = std::move(l.attn_norm);
-    out.attn_norm_bias = std::move(l.attn_norm_bias);
-    out.wqkv = StackRows({&l.wq, &l.wk, &l.wv});
-    out.bqkv = StackRows({&l.bq, &l.bk, &l.bv});
+    out.attn_norm = Take(l.attn_norm);
+    out.attn_norm_bias = Take(l.attn_norm_bias);
+    out.wqkv = StackRows({{&l.wq, local_.q_dim}, {&l.wk, local_.kv_dim}, {&l.wv, local_.kv_dim}}, dim);
+    out.bqkv = Concat({&l.bq, &l.bk, &l.bv});
     out.wo = std::move(l.wo);
-    out.ffn_norm = std::move(l.ffn_norm);
-    out.ffn_norm_bias = std::move(l.ffn_norm_bias);
-    out.w13 = StackRows({&l.w1, &l.w3});  // GELU has no w3: w1 alone
-    out.b1 = std::move(l.b1);
+    out.ffn_norm = Take(l.ffn_norm);
+    out.ffn_norm_bias = Take(l.ffn_norm_bias);
+    out.w13 = StackRows({{&l.w1, local_.hidden_dim}, {&l.w3, local_.hidden_dim}}, dim);  // GELU: w1 alone
+    out.b1 = Take(l.b1);
     out.w2 = std::move(l.w2);
-    out.b2 = std::move(l.b2);
+    out.b2 = Take(l.b2);
     layers_.push_back(std::move(out));
+  }
+}
+
+Decoder::RowStack Decoder::StackRows(std::initializer_list<std::pair<WeightTensor*, int>> parts, int cols) {
+  RowStack s;
+  s.cols = cols;
+  for (const auto& [w, rows] : parts) {
+    if (w->empty()) continue;  // an absent w3
+    FLOVER_CHECK(w->Holds(rows, cols)) << cpu::WeightFormatName(w->format()) << " part of " << w->n_bytes()
+                                       << " bytes is not [" << rows << ", " << cols << "]";
+    s.rows += rows;
+    if (!s.parts.empty() && s.parts.back().w.format() == w->format()) {
+      RowStack::Part& last = s.parts.back();
+      std::vector<uint8_t> bytes(last.w.bytes().begin(), last.w.bytes().end());
+      bytes.insert(bytes.end(), w->bytes().begin(), w->bytes().end());
+      last.w = WeightTensor::FromBytes(w->format(), std::move(bytes));
+      last.rows += rows;
+      w->Clear();
+      continue;
+    }
+    s.parts.push_back({std::move(*w), rows});
+    w->Clear();
+  }
+  return s;
+}
+
+void Decoder::MatmulStack(const float* x, const RowStack& s, float* y, int n) {
+  if (s.parts.size() == 1) {
+    cpu::MatmulWeights(x, s.parts[0].w.view(s.rows, s.cols), y, n);
+    return;
+  }
+  int offset = 0;
+  for (const RowStack::Part& part : s.parts) {
+    GrowTo(part_out_, static_cast<size_t>(n) * part.rows);
+    cpu::MatmulWeights(x, part.w.view(part.rows, s.cols), part_out_.data(), n);
+    for (int i = 0; i < n; ++i)
+      std::memcpy(y + static_cast<size_t>(i) * s.rows + offset, part_out_.data() + static_cast<size_t>(i) * part.rows,
+                  sizeof(float) * part.rows);
+    offset += part.rows;
   }
 }
 
@@ -116,6 +157,7 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
   }
   if (n == 0) return Status::Ok();
   EnsureScratch(n, n_logits);
+  const cpu::WeightView embedding = token_embedding_.view(spec_.vocab_size, dim);
   for (size_t i = 0; i < entries.size(); ++i) {
     const StepEntry& e = entries[i];
     for (int t = 0; t < e.n_tokens; ++t) {
@@ -123,8 +165,7 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
       FLOVER_CHECK(e.tokens[t] >= 0 && e.tokens[t] < spec_.vocab_size) << "token id " << e.tokens[t];
       tokens_[row] = e.tokens[t];
       positions_[row] = e.start_pos + t;
-      std::memcpy(&x_[static_cast<size_t>(row) * dim], &token_embedding_[static_cast<size_t>(e.tokens[t]) * dim],
-                  sizeof(float) * dim);
+      cpu::DequantizeWeightRows(embedding, e.tokens[t], 1, &x_[static_cast<size_t>(row) * dim]);
     }
   }
 
@@ -135,7 +176,7 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
     // Attention: attn(h) = Wo · attention(rope(Wq·h + bq), rope(Wk·h + bk), Wv·h + bv),
     // h = norm(x).
     Norm(x_.data(), layer.attn_norm, layer.attn_norm_bias, xb_.data(), n);
-    cpu::Matmul(xb_.data(), layer.wqkv.data(), qkv_.data(), n, dim, qkv_stride);
+    MatmulStack(xb_.data(), layer.wqkv, qkv_.data(), n);
     if (!layer.bqkv.empty()) cpu::AddBias(qkv_.data(), qkv_stride, layer.bqkv.data(), n, qkv_stride);
     cpu::ApplyRope(qkv_.data(), n, qkv_stride, local_.n_heads, spec_.head_dim(), positions_.data(), rope_);
     cpu::ApplyRope(qkv_.data() + q_dim, n, qkv_stride, local_.n_kv_heads, spec_.head_dim(), positions_.data(), rope_);
@@ -182,13 +223,13 @@ void Decoder::Norm(const float* x, const std::vector<float>& weight, const std::
 }
 
 void Decoder::FeedForwardHidden(const Layer& layer, int n) {
-  const int dim = spec_.dim, hidden = local_.hidden_dim;
+  const int hidden = local_.hidden_dim;
   if (spec_.ffn == FfnKind::kSwiGlu) {
-    cpu::Matmul(xb_.data(), layer.w13.data(), gate_up_.data(), n, dim, 2 * hidden);
+    MatmulStack(xb_.data(), layer.w13, gate_up_.data(), n);
     if (!layer.b1.empty()) cpu::AddBias(gate_up_.data(), 2 * hidden, layer.b1.data(), n, hidden);  // the gate's
     cpu::SiluMul(gate_up_.data(), hidden_.data(), n, hidden);
   } else {
-    cpu::Matmul(xb_.data(), layer.w13.data(), hidden_.data(), n, dim, hidden);
+    MatmulStack(xb_.data(), layer.w13, hidden_.data(), n);
     if (!layer.b1.empty()) cpu::AddBias(hidden_.data(), hidden, layer.b1.data(), n, hidden);
     cpu::GeluTanh(hidden_.data(), hidden_.data(), n, hidden);
   }
@@ -197,11 +238,12 @@ void Decoder::FeedForwardHidden(const Layer& layer, int n) {
 Status Decoder::AddProjections(std::initializer_list<Projection> parts, const std::vector<float>& bias, int n) {
   const int dim = spec_.dim;
   if (shard_.world == 1) {
-    for (const Projection& p : parts) cpu::Matmul(p.in, p.w->data(), x_.data(), n, p.in_dim, dim, /*accumulate=*/true);
+    for (const Projection& p : parts)
+      cpu::MatmulWeights(p.in, p.w->view(dim, p.in_dim), x_.data(), n, /*accumulate=*/true);
   } else {
     bool first = true;
     for (const Projection& p : parts) {
-      cpu::Matmul(p.in, p.w->data(), proj_.data(), n, p.in_dim, dim, /*accumulate=*/!first);
+      cpu::MatmulWeights(p.in, p.w->view(dim, p.in_dim), proj_.data(), n, /*accumulate=*/!first);
       first = false;
     }
     const size_t count = static_cast<size_t>(n) * dim;
@@ -217,7 +259,7 @@ Status Decoder::AddProjections(std::initializer_list<Projection> parts, const st
 
 void Decoder::LocalLogits(int n_logits) {
   const int per_rank = local_.vocab_per_rank;
-  cpu::Matmul(final_.data(), classifier_.data(), logits_part_.data(), n_logits, spec_.dim, per_rank);
+  cpu::MatmulWeights(final_.data(), classifier_.view(per_rank, spec_.dim), logits_part_.data(), n_logits);
   if (!classifier_bias_.empty())
     cpu::AddBias(logits_part_.data(), per_rank, classifier_bias_.data(), n_logits, per_rank);
 }
@@ -225,8 +267,8 @@ void Decoder::LocalLogits(int n_logits) {
 Status Decoder::LmHead(int n_logits, float* logits) {
   const int dim = spec_.dim, vocab = spec_.vocab_size;
   if (shard_.world == 1) {
-    const float* head = spec_.shared_classifier ? token_embedding_.data() : classifier_.data();
-    cpu::Matmul(final_.data(), head, logits, n_logits, dim, vocab);
+    const WeightTensor& head = spec_.shared_classifier ? token_embedding_ : classifier_;
+    cpu::MatmulWeights(final_.data(), head.view(vocab, dim), logits, n_logits);
     if (!classifier_bias_.empty()) cpu::AddBias(logits, vocab, classifier_bias_.data(), n_logits, vocab);
     return Status::Ok();
   }

@@ -10,9 +10,13 @@
 // GEMM runs once over all tokens of the step, attention runs per entry over its own KV
 // blocks. The K/V of every token is written into its slot of the paged cache.
 //
+// Weight matrices stay in the format they were loaded in (weight_tensor.h: fp32, fp16,
+// bf16, Q8_0, Q4_0, Q4_K); every weight GEMM is cpu::MatmulWeights over them, the
+// embedding lookup dequantizes the token's row, and everything else is fp32.
+//
 // Each row's arithmetic is independent of which other rows share the step (batch-
-// invariant GEMM, per-row norms and biases, per-sequence attention), so a request's
-// logits are bit-identical whether it runs alone or fused with others.
+// invariant GEMM in every format, per-row norms and biases, per-sequence attention), so
+// a request's logits are bit-identical whether it runs alone or fused with others.
 //
 // Tensor parallelism (Megatron): a decoder may hold one rank's shard (shard.h). It then
 // computes its heads and its slice of the feed-forward width; the partial outputs of
@@ -52,8 +56,9 @@ struct StepEntry {
 class Decoder {
  public:
   // Takes the weights (the full model, or rank shard.rank's shard of it), packs Q|K|V
-  // (and their biases) and gate|up into single matrices (one GEMM each) and frees the
-  // originals.
+  // (and their biases) and gate|up into single matrices (one GEMM each; a stack whose
+  // parts differ in format, as in mixed GGUF files, keeps one matrix per run of one
+  // format) and frees the originals.
   // `comm` is the group's host-memory communicator, not owned; it must outlive the
   // decoder. It may be null when shard.world == 1.
   // REQUIRES: ValidateShard(weights, shard) is OK; when shard.world > 1, comm is not null
@@ -82,28 +87,46 @@ class Decoder {
  private:
   // The pass up to the final norm; then LmHead (logits) or LmHeadArgmax (tokens).
   Status Run(std::span<const StepEntry> entries, const KvCache& kv, float* logits, int* tokens);
+  // Matrices applied to one input whose outputs are concatenated: [rows, cols] made of
+  // the rows of each part in order. Consecutive parts of one format are stacked into one
+  // matrix, so parts.size() is 1 unless the formats differ.
+  struct RowStack {
+    struct Part {
+      WeightTensor w;  // [rows, cols]
+      int rows = 0;
+    };
+    std::vector<Part> parts;
+    int rows = 0;
+    int cols = 0;
+  };
   // Sizes below are local (ShardDims): q_dim, kv_dim, hidden_dim of this rank. Tensors
   // the spec does not have are empty.
   struct Layer {
     std::vector<float> attn_norm;       // [dim]
     std::vector<float> attn_norm_bias;  // [dim]                    LayerNorm
-    std::vector<float> wqkv;            // [q_dim + 2 * kv_dim, dim]
+    RowStack wqkv;                      // [q_dim + 2 * kv_dim, dim]
     std::vector<float> bqkv;            // [q_dim + 2 * kv_dim]     qkv_bias
-    std::vector<float> wo;              // [dim, q_dim]
+    WeightTensor wo;                    // [dim, q_dim]
     std::vector<float> ffn_norm;        // [dim]                    not parallel_residual
     std::vector<float> ffn_norm_bias;   // [dim]                    LayerNorm, not parallel_residual
     // SwiGLU: [2 * hidden_dim, dim], gate (w1) rows then up (w3) rows; GELU: w1 [hidden_dim, dim].
-    std::vector<float> w13;
+    RowStack w13;
     std::vector<float> b1;              // [hidden_dim]             ffn_bias
-    std::vector<float> w2;              // [dim, hidden_dim]
+    WeightTensor w2;                    // [dim, hidden_dim]
     std::vector<float> b2;              // [dim] (whole on every rank)  ffn_bias
   };
   // One partial output of a row-split matrix w ([dim, in_dim]) applied to `in` [n, in_dim].
   struct Projection {
     const float* in;
-    const std::vector<float>* w;
+    const WeightTensor* w;
     int in_dim;
   };
+
+  // Stacks the parts' rows ([rows_i, cols] each, freed), a matrix per run of one format.
+  static RowStack StackRows(std::initializer_list<std::pair<WeightTensor*, int>> parts, int cols);
+  // y[n, s.rows] = x[n, s.cols] · sᵀ: one MatmulWeights per part, a part's output copied
+  // into its columns of y when there are several.
+  void MatmulStack(const float* x, const RowStack& s, float* y, int n);
 
   void EnsureScratch(int n_tokens, int n_logits);
   // out = norm(x) over n rows, RMSNorm or LayerNorm (with `bias`) as the spec says.
@@ -127,10 +150,10 @@ class Decoder {
   ShardInfo shard_;
   ShardDims local_;
   HostCommunicator* comm_;              // null when shard_.world == 1
-  std::vector<float> token_embedding_;  // [vocab, dim]
+  WeightTensor token_embedding_;        // [vocab, dim]
   // One rank: [vocab, dim], empty when shared with the embedding. Several ranks: this
   // rank's rows [vocab_per_rank, dim] (shard.h).
-  std::vector<float> classifier_;
+  WeightTensor classifier_;
   std::vector<float> classifier_bias_;  // [vocab] or this rank's [vocab_per_rank]; empty without one
   std::vector<float> final_norm_;       // [dim]
   std::vector<float> final_norm_bias_;  // [dim], LayerNorm only
@@ -147,6 +170,7 @@ class Decoder {
   std::vector<float> att_;        // [n, q_dim]
   std::vector<float> gate_up_;    // [n, 2 * hidden_dim], SwiGLU only
   std::vector<float> hidden_;     // [n, hidden_dim]
+  std::vector<float> part_out_;   // [n, rows of a RowStack part], stacks of mixed formats only
   std::vector<float> final_;      // [n_logits, dim]
   // Tensor parallel only.
   std::vector<float> proj_;          // [n, dim] partial Wo / W2 output(s) of this rank

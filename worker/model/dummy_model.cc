@@ -176,10 +176,33 @@ int64_t AvailableMemoryBytes() {
   return available;
 }
 
-Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world) {
-  const int64_t bytes = ShardParams(spec, world) * static_cast<int64_t>(sizeof(float));
+int64_t ShardWeightBytes(const ModelSpec& spec, int world, const WeightPolicy& policy) {
+  const ShardDims d = ShardDimsFor(spec, ShardInfo{0, world});
+  auto bytes = [&](const auto& t) -> int64_t {
+    const LocalShape shape = LocalShapeOf(t, spec, d, world);
+    if (shape.rows == 0) return 0;
+    cpu::WeightFormat format = cpu::WeightFormat::kF32;
+    if (t.matrix) {
+      Result<MatrixFormat> chosen =
+          ChooseMatrixFormat(policy, {cpu::WeightFormat::kF32, "fp32"}, t.name, t.cols(spec), t.split, spec, world);
+      if (chosen.ok()) format = chosen->format;
+    }
+    return shape.rows * cpu::WeightRowBytes(format, shape.cols);
+  };
+  int64_t per_layer = 0;
+  for (const auto& t : LayerTensors()) per_layer += bytes(t);
+  int64_t total = spec.n_layers * per_layer;
+  for (const auto& t : ModelTensors()) total += bytes(t);
+  if (world > 1 && spec.shared_classifier) total += bytes(TensorInfoOf(&ModelWeights::token_embedding)) / spec.vocab_size * d.vocab_per_rank;
+  return total;
+}
+
+Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world,
+                            const WeightPolicy& policy) {
+  const int64_t bytes = ShardWeightBytes(spec, world, policy);
   if (static_cast<double>(bytes) > 0.9 * static_cast<double>(available_bytes))
-    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of fp32 weights" +
+    return ResourceExhausted("dummy:" + preset + " needs " + Gigabytes(bytes) + " of " +
+                             (policy.format ? policy.ToString() : std::string("fp32")) + " weights" +
                              (world > 1 ? " per tensor-parallel rank of " + std::to_string(world) : std::string()) +
                              "; this machine has " + Gigabytes(available_bytes) + " available");
   return Status::Ok();
@@ -212,35 +235,40 @@ DummyFill DummyFillOf(std::string_view name, int64_t cols) {
 
 namespace {
 
-// REQUIRES: spec validated, shard checked against it (LoadTarget::Check).
-Result<ModelWeights> GenerateDummyShard(const ModelSpec& spec_value, uint64_t seed, const ShardInfo& shard) {
-  const ModelSpec* spec = &spec_value;
+// REQUIRES: spec validated, target checked against it (LoadTarget::Check).
+Result<ModelWeights> GenerateDummyShard(const ModelSpec& spec, uint64_t seed, const LoadTarget& target,
+                                        const std::string& where) {
   ModelWeights w;
-  w.spec = *spec;
-  // Every tensor is generated whole (its values do not depend on the shard) and cut to
-  // the target's shard at once. Tensors take ids in table order (LayerTensors(),
+  w.spec = spec;
+  FormatNotes notes;
+  // Every tensor is generated whole (its values do not depend on the shard) and kept as
+  // the target says at once. Tensors take ids in table order (LayerTensors(),
   // ModelTensors()), counting only the random ones (DummyFillOf).
   uint64_t tensor_id = 0;
-  auto fill = [&](const auto& t, std::vector<float>& out) {
-    if (!t.present(*spec)) return;
-    std::vector<float> full(t.size(*spec));
-    const DummyFill how = DummyFillOf(t.name, t.cols(*spec));
+  auto fill = [&](const auto& t, WeightTensor& out, const std::string& name) -> Status {
+    if (!t.present(spec)) return Status::Ok();
+    std::vector<float> full(t.size(spec));
+    const DummyFill how = DummyFillOf(t.name, t.cols(spec));
     if (how.random) {
       FillUniform(full, seed, tensor_id++, how.value);
     } else {
       std::fill(full.begin(), full.end(), how.value);
     }
-    out = ShardTensor(t.split, *spec, shard, std::move(full));
+    FLOVER_ASSIGN_OR_RETURN(out, target.KeepF32(t, spec, std::move(full), name, &notes));
+    return Status::Ok();
   };
   const auto& model_tensors = ModelTensors();
-  fill(model_tensors[0], w.token_embedding);  // id 0, as before the layers
-  w.layers.resize(spec->n_layers);
-  for (LayerWeights& l : w.layers)
-    for (const auto& t : LayerTensors()) fill(t, l.*t.member);
-  for (size_t i = 1; i < model_tensors.size(); ++i) fill(model_tensors[i], w.*model_tensors[i].member);
-  FinishShard(w, shard);
+  FLOVER_RETURN_IF_ERROR(fill(model_tensors[0], w.token_embedding, model_tensors[0].name));  // id 0, before the layers
+  w.layers.resize(spec.n_layers);
+  for (size_t i = 0; i < w.layers.size(); ++i)
+    for (const auto& t : LayerTensors())
+      FLOVER_RETURN_IF_ERROR(fill(t, w.layers[i].*t.member, "layers." + std::to_string(i) + "." + t.name));
+  for (size_t i = 1; i < model_tensors.size(); ++i)
+    FLOVER_RETURN_IF_ERROR(fill(model_tensors[i], w.*model_tensors[i].member, model_tensors[i].name));
+  FinishShard(w, target.shard);
+  notes.Log(where);
 
-  FLOVER_RETURN_IF_ERROR(ValidateShard(w, shard));
+  FLOVER_RETURN_IF_ERROR(ValidateShard(w, target.shard));
   return w;
 }
 
@@ -254,14 +282,17 @@ Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed, 
     return InvalidArgument("dummy:" + preset + ": unknown preset; known presets: " + names);
   }
   FLOVER_RETURN_IF_ERROR(target.Check(*spec));
-  FLOVER_RETURN_IF_ERROR(CheckDummyWeightsFit(preset, *spec, AvailableMemoryBytes(), target.shard.world));
-  return GenerateDummyShard(*spec, seed, target.shard);
+  FLOVER_RETURN_IF_ERROR(
+      CheckDummyWeightsFit(preset, *spec, AvailableMemoryBytes(), target.shard.world, target.weights));
+  Result<ModelWeights> w = GenerateDummyShard(*spec, seed, target, "dummy:" + preset);
+  if (!w.ok()) return w.status().WithContext("dummy:" + preset);
+  return w;
 }
 
 Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed, const LoadTarget& target) {
   FLOVER_RETURN_IF_ERROR(spec.Validate());
   FLOVER_RETURN_IF_ERROR(target.Check(spec));
-  return GenerateDummyShard(spec, seed, target.shard);
+  return GenerateDummyShard(spec, seed, target, "dummy " + spec.ToString());
 }
 
 

@@ -36,11 +36,13 @@ namespace flover {
 std::optional<ModelSpec> DummyPreset(const std::string& preset);
 std::vector<std::string> DummyPresetNames();
 
-// Fails with ResourceExhausted, before allocating, when the fp32 weights (of the
-// target's shard) would not fit in this machine's memory (the message gives the bytes
-// needed and available). The message names the preset ("dummy:<preset>"). With a target
-// of world > 1 only that rank's shard is kept: the same values as ShardWeights of the
-// whole model, one whole tensor at a time.
+// Fails with ResourceExhausted, before allocating, when the weights (of the target's
+// shard, in the formats target.weights chooses) would not fit in this machine's memory
+// (the message gives the bytes needed and available). The message names the preset
+// ("dummy:<preset>"). Each tensor is generated whole in fp32 and kept as
+// LoadTarget::KeepF32 says: with a target of world > 1 only that rank's shard (the same
+// values as ShardWeights of the whole model), each matrix in the target's format (the
+// fp32 values converted), one whole tensor at a time.
 Result<ModelWeights> MakeDummyWeights(const std::string& preset, uint64_t seed, const LoadTarget& target = {});
 // The same generator for any valid spec (tests: shapes no preset has). No memory check.
 Result<ModelWeights> MakeDummyWeights(const ModelSpec& spec, uint64_t seed, const LoadTarget& target = {});
@@ -65,9 +67,15 @@ DummyFill DummyFillOf(std::string_view name, int64_t cols);
 // Memory this process may still allocate: MemAvailable (or free pages), capped by a
 // cgroup memory limit when one is set.
 int64_t AvailableMemoryBytes();
-// ResourceExhausted when the fp32 weights of one rank of `world` (ShardParams) exceed
-// 90% of `available_bytes`:
+// ResourceExhausted when the weights of one rank of `world` in the formats `policy`
+// chooses for fp32 sources (ShardWeightBytes; auto keeps them fp32) exceed 90% of
+// `available_bytes`:
 // "dummy:llama-13b needs 52.1 GB of fp32 weights; this machine has 23.4 GB available".
-Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world = 1);
+Status CheckDummyWeightsFit(const std::string& preset, const ModelSpec& spec, int64_t available_bytes, int world = 1,
+                            const WeightPolicy& policy = {});
+// Bytes of one rank's weights when every tensor comes from fp32 (the formats `policy`
+// chooses for it; a matrix the policy cannot split counts as fp32).
+// REQUIRES: CheckTensorParallel(spec, world) is OK.
+int64_t ShardWeightBytes(const ModelSpec& spec, int world, const WeightPolicy& policy);
 
 }  // namespace flover

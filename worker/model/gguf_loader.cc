@@ -80,9 +80,22 @@ Result<const GgufTensorInfo*> CheckTensor(const GgufReader& r, const std::string
 // About this many fp32 values of a tensor are held at a time besides the result.
 constexpr uint64_t kChunkFloats = uint64_t{1} << 20;
 
-// The part `slice` of a tensor (after CheckTensor) as fp32, where the slice's rows are
-// the file's (slice.cols == ne[0]). Only the rows in the slice are read and dequantized;
-// a column slice goes a chunk of whole rows at a time.
+// The format the CPU computes a ggml type in, if it has one.
+std::optional<cpu::WeightFormat> NativeFormat(uint32_t ggml_type) {
+  switch (ggml_type) {
+    case kGgmlTypeF32: return cpu::WeightFormat::kF32;
+    case kGgmlTypeF16: return cpu::WeightFormat::kF16;
+    case kGgmlTypeBF16: return cpu::WeightFormat::kBF16;
+    case kGgmlTypeQ8_0: return cpu::WeightFormat::kQ8_0;
+    case kGgmlTypeQ4_0: return cpu::WeightFormat::kQ4_0;
+    case kGgmlTypeQ4_K: return cpu::WeightFormat::kQ4_K;
+    default: return std::nullopt;
+  }
+}
+
+// The part `slice` of a vector or matrix (after CheckTensor) as fp32, where the slice's
+// rows are the file's (slice.cols == ne[0]). Only the rows in the slice are read and
+// dequantized; a column slice goes a chunk of whole rows at a time.
 Result<std::vector<float>> ReadSlice(GgufReader& r, const GgufTensorInfo& info, const TensorSlice& slice) {
   const uint64_t n_cols = info.layout->n_cols;
   std::vector<float> out(static_cast<size_t>(slice.padded_rows * slice.n_cols), 0.0f);
@@ -103,18 +116,82 @@ Result<std::vector<float>> ReadSlice(GgufReader& r, const GgufTensorInfo& info, 
   return out;
 }
 
-// Whether the tensor (after CheckTensor, with the embedding's shape) holds exactly the
-// values of `embedding`, compared a chunk of rows at a time.
-Result<bool> EqualsEmbedding(GgufReader& r, const GgufTensorInfo& info, const std::vector<float>& embedding) {
-  const GgmlTensorLayout& l = *info.layout;
-  FLOVER_CHECK(l.n_rows * l.n_cols == embedding.size()) << info.name;
+// The part `slice` of a matrix stored in `format` (its native format), as stored: the
+// slice's rows, or of each row the byte range of its columns (whole blocks: the format
+// choice checked that), read a chunk of rows at a time. No value is converted.
+Result<WeightTensor> ReadStoredSlice(GgufReader& r, const GgufTensorInfo& info, cpu::WeightFormat format,
+                                     const TensorSlice& slice) {
+  const uint64_t file_row = info.layout->row_bytes;
+  const int64_t out_row = cpu::WeightRowBytes(format, slice.n_cols);
+  FLOVER_CHECK(cpu::WeightRowBytes(format, slice.cols) == static_cast<int64_t>(file_row)) << info.name;
+  WeightTensor out = WeightTensor::Zeros(format, slice.padded_rows * out_row);
+  if (slice.n_rows == 0) return out;  // an LM head slice that is all padding
+  uint8_t* dst = out.mutable_bytes().data();
+  if (slice.n_cols == slice.cols) {
+    FLOVER_RETURN_IF_ERROR(r.ReadTensorRows(info, slice.row_begin, slice.n_rows, dst));
+    return out;
+  }
+  const int64_t begin = cpu::WeightRowBytes(format, slice.col_begin);
+  const uint64_t rows_per_chunk =
+      std::clamp<uint64_t>(GgufReader::kDefaultChunkBytes / std::max<uint64_t>(file_row, 1), 1, slice.n_rows);
+  std::vector<uint8_t> rows(rows_per_chunk * file_row);
+  for (uint64_t done = 0; done < static_cast<uint64_t>(slice.n_rows); done += rows_per_chunk) {
+    const uint64_t n = std::min<uint64_t>(rows_per_chunk, slice.n_rows - done);
+    FLOVER_RETURN_IF_ERROR(r.ReadTensorRows(info, slice.row_begin + done, n, rows.data()));
+    for (uint64_t i = 0; i < n; ++i)
+      std::memcpy(dst + (done + i) * out_row, rows.data() + i * file_row + begin, static_cast<size_t>(out_row));
+  }
+  return out;
+}
+
+// The part `slice` of a matrix converted to `format`: dequantized to fp32 a chunk of rows
+// at a time (ReadSlice's arithmetic) and converted chunk by chunk.
+Result<WeightTensor> ReadConvertedSlice(GgufReader& r, const GgufTensorInfo& info, cpu::WeightFormat format,
+                                        const TensorSlice& slice) {
+  const int64_t chunk_rows = std::max<int64_t>(1, static_cast<int64_t>(kChunkFloats) / slice.cols);
+  Result<WeightTensor> out = WeightTensor::FromF32Rows(
+      format, slice.padded_rows, slice.n_cols, [&](int64_t begin, int64_t n, float* dst) -> Status {
+        const int64_t real = std::clamp<int64_t>(slice.n_rows - begin, 0, n);  // the rest is padding
+        std::fill(dst + real * slice.n_cols, dst + n * slice.n_cols, 0.0f);
+        for (int64_t done = 0; done < real; done += chunk_rows) {
+          TensorSlice part = slice;
+          part.row_begin = slice.row_begin + begin + done;
+          part.n_rows = part.padded_rows = std::min(chunk_rows, real - done);
+          FLOVER_ASSIGN_OR_RETURN(std::vector<float> values, ReadSlice(r, info, part));
+          std::copy(values.begin(), values.end(), dst + done * slice.n_cols);
+        }
+        return Status::Ok();
+      });
+  if (out.ok()) out->ZeroRowsFrom(slice.n_rows, slice.n_cols);  // padding: zero bytes
+  return out;
+}
+
+// Whether two tensors (after CheckTensor, of one shape) hold the same values: the same
+// bytes for one type, else the same fp32 values; compared a chunk of rows at a time.
+Result<bool> SameValues(GgufReader& r, const GgufTensorInfo& a, const GgufTensorInfo& b) {
+  const GgmlTensorLayout& l = *a.layout;
+  FLOVER_CHECK(l.n_rows == b.layout->n_rows && l.n_cols == b.layout->n_cols) << a.name << " " << b.name;
+  if (a.ggml_type == b.ggml_type) {
+    const uint64_t rows_per_chunk =
+        std::clamp<uint64_t>(GgufReader::kDefaultChunkBytes / std::max<uint64_t>(l.row_bytes, 1), 1,
+                             std::max<uint64_t>(l.n_rows, 1));
+    std::vector<uint8_t> x(rows_per_chunk * l.row_bytes), y(x.size());
+    for (uint64_t done = 0; done < l.n_rows; done += rows_per_chunk) {
+      const uint64_t n = std::min(rows_per_chunk, l.n_rows - done);
+      FLOVER_RETURN_IF_ERROR(r.ReadTensorRows(a, done, n, x.data()));
+      FLOVER_RETURN_IF_ERROR(r.ReadTensorRows(b, done, n, y.data()));
+      if (std::memcmp(x.data(), y.data(), n * l.row_bytes) != 0) return false;
+    }
+    return true;
+  }
   const uint64_t rows_per_chunk = std::clamp<uint64_t>(kChunkFloats / std::max<uint64_t>(l.n_cols, 1), 1,
                                                        std::max<uint64_t>(l.n_rows, 1));
-  std::vector<float> rows(rows_per_chunk * l.n_cols);
+  std::vector<float> x(rows_per_chunk * l.n_cols), y(x.size());
   for (uint64_t done = 0; done < l.n_rows; done += rows_per_chunk) {
     const uint64_t n = std::min(rows_per_chunk, l.n_rows - done);
-    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(info, done, n, rows.data()));
-    if (std::memcmp(rows.data(), embedding.data() + done * l.n_cols, n * l.n_cols * sizeof(float)) != 0) return false;
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(a, done, n, x.data()));
+    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(b, done, n, y.data()));
+    if (std::memcmp(x.data(), y.data(), n * l.n_cols * sizeof(float)) != 0) return false;
   }
   return true;
 }
@@ -124,7 +201,7 @@ Result<bool> EqualsEmbedding(GgufReader& r, const GgufTensorInfo& info, const st
 // for messages. Tensors without a name here are never in a spec ReadSpec makes.
 template <typename Owner>
 struct GgufName {
-  std::vector<float> Owner::*member;
+  WeightTensor Owner::*member;
   const char* name;
   const char* meaning;  // "[dim, n_heads*head_dim]" (ggml order)
   bool vector;          // shape [n] rather than [cols, rows]
@@ -169,15 +246,17 @@ const GgufName<Owner>& Find(const std::vector<GgufName<Owner>>& names, const Ten
 const GgufName<LayerWeights>& GgufNameOf(const TensorInfo<LayerWeights>& info) { return Find(GgufLayerNames(), info); }
 const GgufName<ModelWeights>& GgufNameOf(const TensorInfo<ModelWeights>& info) { return Find(GgufModelNames(), info); }
 
-// One tensor to read: its name in the file, expected ggml shape, how a rank's shard cuts
-// it, and where it goes.
+// One tensor to read: its name in the file, expected ggml shape, whether it is a matrix
+// (kept in a chosen format) or a vector (fp32), how a rank's shard cuts it, and where it
+// goes.
 struct PlannedGgufTensor {
   std::string name;
   std::vector<uint64_t> ne;
   const char* meaning;
+  bool matrix;
   TensorSplit split;
-  bool halves_to_pairs;     // rows permuted per head (Q/K of an architecture that rotates halves)
-  std::vector<float>* dst;  // nullptr in a checking pass
+  bool halves_to_pairs;  // rows permuted per head (Q/K of an architecture that rotates halves)
+  WeightTensor* dst;     // nullptr in a checking pass
 };
 
 // Calls fn(PlannedGgufTensor) for every required tensor of the spec (all but output.weight, which
@@ -186,11 +265,16 @@ struct PlannedGgufTensor {
 // pass); otherwise w->layers must already have spec.n_layers entries.
 template <typename Fn>
 Status ForEachTensor(const ModelSpec& spec, const GgufArchitecture& arch, ModelWeights* w, Fn&& fn) {
-  auto plan = [&](const auto& info, const std::string& prefix, std::vector<float>* dst) {
+  auto plan = [&](const auto& info, const std::string& prefix, WeightTensor* dst) {
     const auto& gguf = GgufNameOf(info);
     const uint64_t rows = info.rows(spec), cols = info.cols(spec);
-    return PlannedGgufTensor{prefix + gguf.name, gguf.vector ? std::vector<uint64_t>{rows} : std::vector<uint64_t>{cols, rows},
-                   gguf.meaning, info.split, false, dst};
+    return PlannedGgufTensor{prefix + gguf.name,
+                             gguf.vector ? std::vector<uint64_t>{rows} : std::vector<uint64_t>{cols, rows},
+                             gguf.meaning,
+                             info.matrix,
+                             info.split,
+                             false,
+                             dst};
   };
   for (const TensorInfo<ModelWeights>& info : ModelTensors()) {
     if (!info.present(spec) || info.member == &ModelWeights::classifier) continue;
@@ -290,27 +374,42 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
 
   FLOVER_RETURN_IF_ERROR(target.Check(spec));
 
-  // Only this rank's part of each tensor is read (and dequantized).
-  auto read_shard = [&](const std::string& name, const std::vector<uint64_t>& ne, const char* meaning,
-                        TensorSplit split) -> Result<std::vector<float>> {
+  // Only this rank's part of each tensor is read: vectors as fp32, matrices as stored
+  // when the policy keeps their type, else dequantized and converted a chunk at a time.
+  FormatNotes notes;
+  auto read_shard = [&](const std::string& name, const std::vector<uint64_t>& ne, const char* meaning, bool matrix,
+                        TensorSplit split) -> Result<WeightTensor> {
     FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* info, CheckTensor(r, name, ne, meaning));
     const GgmlTensorLayout& l = *info->layout;
-    const TensorSlice slice = SliceOf(split, spec, target.shard, static_cast<int64_t>(info->n_elements));
-    if (static_cast<uint64_t>(slice.rows) == l.n_rows && static_cast<uint64_t>(slice.cols) == l.n_cols)
-      return ReadSlice(r, *info, slice);
-    // All of it (world 1, a replicated tensor) or a split vector: read it whole.
-    std::vector<float> whole(info->n_elements);
-    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(*info, 0, l.n_rows, whole.data()));
-    return ShardTensor(split, spec, target.shard, std::move(whole));
+    if (!matrix) {
+      const TensorSlice slice = SliceOf(split, spec, target.shard, static_cast<int64_t>(info->n_elements));
+      if (static_cast<uint64_t>(slice.rows) == l.n_rows && static_cast<uint64_t>(slice.cols) == l.n_cols) {
+        FLOVER_ASSIGN_OR_RETURN(std::vector<float> part, ReadSlice(r, *info, slice));
+        return WeightTensor(std::move(part));
+      }
+      // All of it (world 1, a replicated vector) or a split vector: read it whole.
+      std::vector<float> whole(info->n_elements);
+      FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(*info, 0, l.n_rows, whole.data()));
+      return WeightTensor(ShardTensor(split, spec, target.shard, std::move(whole)));
+    }
+    const int64_t rows = static_cast<int64_t>(l.n_rows), cols = static_cast<int64_t>(l.n_cols);
+    const std::optional<cpu::WeightFormat> native = NativeFormat(info->ggml_type);
+    FLOVER_ASSIGN_OR_RETURN(const MatrixFormat format,
+                            ChooseMatrixFormat(target.weights, {native, FindGgmlType(info->ggml_type)->name}, name,
+                                               cols, split, spec, target.shard.world));
+    notes.Add(format.note);
+    const TensorSlice slice = MatrixSliceOf(split, spec, target.shard, rows, cols);
+    if (native == format.format) return ReadStoredSlice(r, *info, format.format, slice);
+    return ReadConvertedSlice(r, *info, format.format, slice);
   };
   w.layers.resize(spec.n_layers);
-  const ShardDims local = ShardDimsFor(spec, target.shard);
   FLOVER_RETURN_IF_ERROR(ForEachTensor(spec, *arch, &w, [&](const PlannedGgufTensor& p) -> Status {
-    FLOVER_ASSIGN_OR_RETURN(*p.dst, read_shard(p.name, p.ne, p.meaning, p.split));
+    FLOVER_ASSIGN_OR_RETURN(*p.dst, read_shard(p.name, p.ne, p.meaning, p.matrix, p.split));
     if (p.halves_to_pairs) {
-      // A rank's rows are whole heads (shard.h), so each head is permuted in place.
-      const int64_t rows = p.split == TensorSplit::kQRows ? local.q_dim : local.kv_dim;
-      HalvesToPairs(*p.dst, spec.head_dim(), static_cast<int64_t>(p.dst->size()) / rows);
+      // A rank's rows are whole heads (shard.h), so each head is permuted in place; a
+      // vector (bias) has rows of one value.
+      const int64_t cols = p.matrix ? spec.dim : 1;
+      HalvesToPairs(p.dst->mutable_bytes(), spec.head_dim(), cpu::WeightRowBytes(p.dst->format(), cols));
     }
     return Status::Ok();
   }));
@@ -319,12 +418,15 @@ Result<GgufModel> Load(GgufReader& r, const LoadTarget& target) {
     // Converters often write the tied embedding out again; share it instead of keeping
     // a second copy.
     FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* output, CheckTensor(r, "output.weight", {d, v}, "[dim, vocab]"));
-    FLOVER_ASSIGN_OR_RETURN(bool tied, EqualsEmbedding(r, *output, w.token_embedding));
+    FLOVER_ASSIGN_OR_RETURN(const GgufTensorInfo* embedding, CheckTensor(r, "token_embd.weight", {d, v}, "[dim, vocab]"));
+    FLOVER_ASSIGN_OR_RETURN(bool tied, SameValues(r, *output, *embedding));
     if (!tied) {
       spec.shared_classifier = false;
-      FLOVER_ASSIGN_OR_RETURN(w.classifier, read_shard("output.weight", {d, v}, "[dim, vocab]", TensorSplit::kVocabRows));
+      FLOVER_ASSIGN_OR_RETURN(w.classifier,
+                              read_shard("output.weight", {d, v}, "[dim, vocab]", true, TensorSplit::kVocabRows));
     }
   }
+  notes.Log(r.path());
   FinishShard(w, target.shard);
   FLOVER_RETURN_IF_ERROR(ValidateShard(w, target.shard));
   return model;

@@ -16,7 +16,7 @@
 // attention/MLP biases on Llama, an activation other than the architecture's, head_dim
 // != hidden_size / num_attention_heads) or a missing/mistyped required field is an error
 // naming the file and the field. Optional fields take transformers' defaults.
-// torch_dtype is not read: loaders convert every weight to fp32.
+// torch_dtype is not read: the loader goes by each tensor's own dtype (hf_loader.h).
 //
 // Thread-safety: free functions without shared state.
 #pragma once

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -95,7 +96,7 @@ Result<TensorFiles> OpenTensorFiles(const std::string& dir) {
 // such tensor; the spec never asks for it).
 template <typename Owner>
 struct HfName {
-  std::vector<float> Owner::*member;
+  WeightTensor Owner::*member;
   const char* llama;
   const char* gptj;
   bool vector;  // shape [n] rather than [rows, cols]
@@ -137,20 +138,22 @@ const std::vector<HfName<ModelWeights>>& ModelNames() {
 }
 
 template <typename Owner>
-const HfName<Owner>& NameOf(const std::vector<HfName<Owner>>& names, std::vector<float> Owner::*member) {
+const HfName<Owner>& NameOf(const std::vector<HfName<Owner>>& names, WeightTensor Owner::*member) {
   for (const auto& n : names)
     if (n.member == member) return n;
   FLOVER_CHECK(false) << "tensor without a Hugging Face name";
   return names.front();
 }
 
-// One tensor to read: its name in the checkpoint, full shape, split, and destination.
+// One tensor to read: its name in the checkpoint, full shape, whether it is a matrix
+// (kept in a chosen format) or a vector (fp32), split, and destination.
 struct Planned {
   std::string name;
   std::vector<int64_t> shape;
+  bool matrix;
   TensorSplit split;
-  bool halves_to_pairs;       // rows of each head permuted (q/k of Llama-family checkpoints)
-  std::vector<float>* dst;    // nullptr in the checking pass
+  bool halves_to_pairs;  // rows of each head permuted (q/k of Llama-family checkpoints)
+  WeightTensor* dst;     // nullptr in the checking pass
 };
 
 // Calls fn(Planned) for every tensor the spec has, layers first, and stops at the first
@@ -159,10 +162,10 @@ template <typename Fn>
 Status ForEachHfTensor(const HfConfig& config, ModelWeights* w, Fn&& fn) {
   const ModelSpec& spec = config.spec;
   const bool llama = config.layout == HfLayout::kLlama;
-  auto plan = [&](const auto& info, const auto& hf, const std::string& prefix, std::vector<float>* dst) {
+  auto plan = [&](const auto& info, const auto& hf, const std::string& prefix, WeightTensor* dst) {
     const char* name = llama ? hf.llama : hf.gptj;
     FLOVER_CHECK(name != nullptr) << info.name << " has no name in " << config.architecture;
-    Planned p{prefix + name, {}, info.split, false, dst};
+    Planned p{prefix + name, {}, info.matrix, info.split, false, dst};
     if (hf.vector) {
       p.shape = {info.rows(spec)};
     } else {
@@ -208,10 +211,10 @@ Status CheckHfTensor(const std::string& dir, const TensorFiles& files, const HfC
   return Status::Ok();
 }
 
-// Rank shard.rank's slice of tensor t (SliceOf, shard.h), converted to fp32, read from
-// the mapping alone. The LM head's last rank is padded with zero rows.
-Result<std::vector<float>> ReadSlice(const SafetensorsReader& r, const SafetensorsTensor& t, TensorSplit split,
-                                     const ModelSpec& spec, const ShardInfo& shard) {
+// Rank shard.rank's slice of vector t (SliceOf, shard.h), converted to fp32, read from
+// the mapping alone. The LM head bias's last rank is padded with zeros.
+Result<std::vector<float>> ReadVectorSlice(const SafetensorsReader& r, const SafetensorsTensor& t, TensorSplit split,
+                                           const ModelSpec& spec, const ShardInfo& shard) {
   if (shard.world == 1 || split == TensorSplit::kReplicated) return r.ReadFloat(t);
   const TensorSlice s = SliceOf(split, spec, shard, t.n_elements);
   FLOVER_CHECK(s.rows == t.rows() && s.cols == t.cols())
@@ -219,6 +222,41 @@ Result<std::vector<float>> ReadSlice(const SafetensorsReader& r, const Safetenso
   std::vector<float> out(static_cast<size_t>(s.padded_rows * s.n_cols), 0.0f);
   if (s.n_rows > 0)  // a last rank of the LM head may hold padding only (vocabulary 5 over 4 ranks)
     FLOVER_RETURN_IF_ERROR(r.ReadFloat(t, s.row_begin, s.n_rows, s.col_begin, s.n_cols, out.data()));
+  return out;
+}
+
+cpu::WeightFormat FormatOf(SafetensorsDtype dtype) {
+  switch (dtype) {
+    case SafetensorsDtype::kF16: return cpu::WeightFormat::kF16;
+    case SafetensorsDtype::kBF16: return cpu::WeightFormat::kBF16;
+    default: break;
+  }
+  return cpu::WeightFormat::kF32;
+}
+
+// Rank shard.rank's slice of matrix t in `format`: the bytes of the slice's rows and
+// columns copied from the mapping when t is stored in that format, else converted from
+// fp32 a chunk of rows at a time. The LM head's last rank is padded with zero rows.
+Result<WeightTensor> ReadMatrixSlice(const SafetensorsReader& r, const SafetensorsTensor& t, cpu::WeightFormat format,
+                                     const TensorSlice& s) {
+  if (FormatOf(t.dtype) == format) {
+    const int64_t elem = static_cast<int64_t>(SafetensorsDtypeSize(t.dtype));
+    WeightTensor out = WeightTensor::Zeros(format, s.padded_rows * s.n_cols * elem);
+    const uint8_t* src = r.Data(t).data();
+    uint8_t* dst = out.mutable_bytes().data();
+    for (int64_t row = 0; row < s.n_rows; ++row)
+      std::memcpy(dst + row * s.n_cols * elem, src + ((s.row_begin + row) * s.cols + s.col_begin) * elem,
+                  static_cast<size_t>(s.n_cols * elem));
+    return out;
+  }
+  Result<WeightTensor> out = WeightTensor::FromF32Rows(format, s.padded_rows, s.n_cols, [&](int64_t begin, int64_t n,
+                                                                                          float* dst) {
+    const int64_t real = std::clamp<int64_t>(s.n_rows - begin, 0, n);  // the rest is padding
+    std::fill(dst + real * s.n_cols, dst + n * s.n_cols, 0.0f);
+    if (real == 0) return Status::Ok();
+    return r.ReadFloat(t, s.row_begin + begin, real, s.col_begin, s.n_cols, dst);
+  });
+  if (out.ok()) out->ZeroRowsFrom(s.n_rows, s.n_cols);  // padding: zero bytes
   return out;
 }
 
@@ -257,18 +295,31 @@ Result<HfModel> LoadFolder(const std::string& dir, const LoadTarget& target) {
   ModelWeights& w = model.weights;
   w.spec = spec;
   w.layers.resize(spec.n_layers);
-  const ShardDims local = ShardDimsFor(spec, target.shard);
+  FormatNotes notes;
   FLOVER_RETURN_IF_ERROR(ForEachHfTensor(config, &w, [&](const Planned& p) -> Status {
     const TensorFiles::Where& where = *files.Find(p.name);
-    Result<std::vector<float>> slice = ReadSlice(*where.reader, *where.tensor, p.split, spec, target.shard);
-    if (!slice.ok()) return slice.status().WithContext(where.reader->path());
-    *p.dst = std::move(slice).value();
+    const SafetensorsTensor& t = *where.tensor;
+    if (!p.matrix) {
+      Result<std::vector<float>> slice = ReadVectorSlice(*where.reader, t, p.split, spec, target.shard);
+      if (!slice.ok()) return slice.status().WithContext(where.reader->path());
+      *p.dst = WeightTensor(std::move(slice).value());
+    } else {
+      FLOVER_ASSIGN_OR_RETURN(const MatrixFormat format,
+                              ChooseMatrixFormat(target.weights, {FormatOf(t.dtype), SafetensorsDtypeName(t.dtype)},
+                                                 p.name, t.cols(), p.split, spec, target.shard.world));
+      notes.Add(format.note);
+      const TensorSlice slice = MatrixSliceOf(p.split, spec, target.shard, t.rows(), t.cols());
+      Result<WeightTensor> part = ReadMatrixSlice(*where.reader, t, format.format, slice);
+      if (!part.ok()) return part.status().WithContext(where.reader->path());
+      *p.dst = std::move(part).value();
+    }
     if (p.halves_to_pairs) {
-      const int64_t rows = p.split == TensorSplit::kQRows ? local.q_dim : local.kv_dim;
-      HalvesToPairs(*p.dst, spec.head_dim(), static_cast<int64_t>(p.dst->size()) / rows);
+      const int64_t cols = p.matrix ? spec.dim : 1;
+      HalvesToPairs(p.dst->mutable_bytes(), spec.head_dim(), cpu::WeightRowBytes(p.dst->format(), cols));
     }
     return Status::Ok();
   }));
+  notes.Log(dir);
   FinishShard(w, target.shard);
   FLOVER_RETURN_IF_ERROR(ValidateShard(w, target.shard));
   return model;

@@ -3,7 +3,10 @@
 // named by model.safetensors.index.json ("weight_map": tensor -> file in the folder).
 // pytorch_model.bin checkpoints are not read.
 //
-// Tensors (F32, F16 or BF16, converted to fp32), [out, in] as ModelWeights keeps them:
+// Tensors F32, F16 or BF16, [out, in] as ModelWeights keeps them; vectors as fp32, each
+// matrix in the format target.weights chooses (weight_policy.h: under auto F16/BF16 stay
+// 16-bit, their bytes copied from the mapping; another format converts a chunk of rows
+// at a time):
 //   Llama/Mistral/Qwen2  model.embed_tokens.weight, model.norm.weight, lm_head.weight,
 //     model.layers.N.{input_layernorm, post_attention_layernorm}.weight,
 //     model.layers.N.self_attn.{q,k,v,o}_proj.weight (+ q/k/v_proj.bias for Qwen2),

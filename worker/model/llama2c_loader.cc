@@ -105,47 +105,58 @@ Result<ModelWeights> LoadLlama2cCheckpoint(std::FILE* file, const std::string& p
   FLOVER_RETURN_IF_ERROR(target.Check(spec));
 
   // One sequential pass in the file's order; the per-layer arrays of one kind are
-  // contiguous, layer after layer. Each tensor is cut to this rank's shard as soon as it
-  // is read, so at most one whole tensor is held beside the shard.
+  // contiguous, layer after layer. Each tensor is cut to this rank's shard (and
+  // converted to the target's format) as soon as it is read, so at most one whole fp32
+  // tensor is held beside the shard.
   ModelWeights w;
   w.spec = spec;
   w.layers.resize(spec.n_layers);
-  const int64_t d = spec.dim, h = spec.hidden_dim, q = spec.q_dim(), kv = spec.kv_dim(), v = spec.vocab_size;
+  FormatNotes notes;
   const char* failed = nullptr;
-  auto read = [&](std::vector<float>& dst, int64_t n, TensorSplit split, const char* name) {
-    if (failed != nullptr) return;
-    std::vector<float> full(n);
+  Status kept = Status::Ok();
+  auto read = [&](WeightTensor& dst, const auto& info, const std::string& name, const char* file_name) {
+    if (failed != nullptr || !kept.ok()) return;
+    std::vector<float> full(info.size(spec));
     if (std::fread(full.data(), sizeof(float), full.size(), file) != full.size()) {
-      failed = name;
+      failed = file_name;
       return;
     }
-    dst = ShardTensor(split, spec, target.shard, std::move(full));
+    Result<WeightTensor> t = target.KeepF32(info, spec, std::move(full), name, &notes);
+    if (t.ok()) {
+      dst = std::move(t).value();
+    } else {
+      kept = t.status();
+    }
   };
-  auto read_layers = [&](std::vector<float> LayerWeights::*member, int64_t n, const char* name) {
-    for (LayerWeights& l : w.layers) read(l.*member, n, SplitOf(member), name);
+  auto read_layers = [&](WeightTensor LayerWeights::*member, const char* file_name) {
+    const TensorInfo<LayerWeights>& info = TensorInfoOf(member);
+    for (size_t i = 0; i < w.layers.size(); ++i)
+      read(w.layers[i].*member, info, "layers." + std::to_string(i) + "." + info.name, file_name);
   };
-  read(w.token_embedding, v * d, TensorSplit::kReplicated, "token_embedding_table");
-  read_layers(&LayerWeights::attn_norm, d, "rms_att_weight");
-  read_layers(&LayerWeights::wq, q * d, "wq");
-  read_layers(&LayerWeights::wk, kv * d, "wk");
-  read_layers(&LayerWeights::wv, kv * d, "wv");
-  read_layers(&LayerWeights::wo, d * q, "wo");
-  read_layers(&LayerWeights::ffn_norm, d, "rms_ffn_weight");
-  read_layers(&LayerWeights::w1, h * d, "w1");
-  read_layers(&LayerWeights::w2, d * h, "w2");
-  read_layers(&LayerWeights::w3, h * d, "w3");
-  read(w.final_norm, d, TensorSplit::kReplicated, "rms_final_weight");
-  if (!spec.shared_classifier && failed == nullptr) {
+  read(w.token_embedding, TensorInfoOf(&ModelWeights::token_embedding), "token_embedding", "token_embedding_table");
+  read_layers(&LayerWeights::attn_norm, "rms_att_weight");
+  read_layers(&LayerWeights::wq, "wq");
+  read_layers(&LayerWeights::wk, "wk");
+  read_layers(&LayerWeights::wv, "wv");
+  read_layers(&LayerWeights::wo, "wo");
+  read_layers(&LayerWeights::ffn_norm, "rms_ffn_weight");
+  read_layers(&LayerWeights::w1, "w1");
+  read_layers(&LayerWeights::w2, "w2");
+  read_layers(&LayerWeights::w3, "w3");
+  read(w.final_norm, TensorInfoOf(&ModelWeights::final_norm), "final_norm", "rms_final_weight");
+  if (!spec.shared_classifier && failed == nullptr && kept.ok()) {
     // Skip freq_cis_real and freq_cis_imag: [seq_len * head_dim / 2] floats each.
     const int64_t skip = int64_t{spec.max_seq_len} * spec.head_dim() * static_cast<int64_t>(sizeof(float));
     if (std::fseek(file, static_cast<long>(skip), SEEK_CUR) != 0) failed = "freq_cis";
-    read(w.classifier, v * d, TensorSplit::kVocabRows, "wcls");
+    read(w.classifier, TensorInfoOf(&ModelWeights::classifier), "classifier", "wcls");
   }
   if (failed != nullptr) {
     if (std::feof(file))
       return Corruption(path + ": file ended while reading " + failed + " (did it change while loading?)");
     return IoError(path + ": cannot read " + failed + ": " + std::strerror(errno));
   }
+  if (!kept.ok()) return kept.WithContext(path);
+  notes.Log(path);
 
   FinishShard(w, target.shard);
   if (Status s = ValidateShard(w, target.shard); !s.ok()) return s.WithContext(path);

@@ -8,6 +8,8 @@
 //                       weights (F32/F16/BF16), Llama 2/3, Mistral, Qwen2, GPT-J
 //                       (hf_loader.h; docs/models.md);
 //   - anything else     a llama2.c checkpoint (llama2c_loader.h).
+// Matrices are kept in the formats target.weights chooses (weight_policy.h; fp32 unless
+// told otherwise: a CPU worker passes its model.dtype, auto by default), vectors fp32.
 // Every failure (missing, truncated, inconsistent, unsupported) is a Status naming the
 // file and what is wrong; a returned model is complete and Validate()d, or with a
 // target of world > 1 exactly that rank's ShardWeights, loaded one tensor at a time

@@ -12,18 +12,22 @@
 //                last rank padded with zeros up to Vr (completed by an all-gather)
 //   token_embedding, the norms and their biases, b2   replicated, in full
 // A shard's ModelWeights keeps the FULL model's spec; ShardDims gives the local sizes.
-// With world == 1 a shard is the full model, unchanged.
+// With world == 1 a shard is the full model, unchanged. Matrices keep their format: a
+// row split takes whole rows; a column split of a block format (Q8_0, Q4_0, Q4_K) must
+// cut on block boundaries (weight_policy.h), else sharding fails saying so.
 //
 // Thread-safety: free functions without shared state.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "worker/model/model_weights.h"
+#include "worker/model/weight_policy.h"
 
 namespace flover {
 
@@ -54,13 +58,14 @@ Status CheckTensorParallel(const ModelSpec& spec, int world);
 Status CheckShard(const ModelSpec& spec, const ShardInfo& shard);
 
 // Rank `rank`'s shard of `full` (which must Validate()). InvalidArgument for a bad
-// rank/world (CheckTensorParallel). Frees `full`'s tensors as it goes.
+// rank/world (CheckTensorParallel), or a column split that cuts a block of a matrix's
+// format. Frees `full`'s tensors as it goes.
 Result<ModelWeights> ShardWeights(ModelWeights full, int rank, int world);
 
 // How a tensor is split (the table at the top of this file; TensorSplit is in
 // model_weights.h with the tensor tables).
-TensorSplit SplitOf(std::vector<float> LayerWeights::*member);
-TensorSplit SplitOf(std::vector<float> ModelWeights::*member);
+TensorSplit SplitOf(WeightTensor LayerWeights::*member);
+TensorSplit SplitOf(WeightTensor ModelWeights::*member);
 
 // The part of one whole tensor of n_elements values that rank shard.rank keeps. The
 // tensor is seen as a row-major [rows, cols] matrix whose split dimension (rows for a row
@@ -80,6 +85,9 @@ struct TensorSlice {
 };
 // REQUIRES: as ShardTensor, with n_elements the tensor's full size.
 TensorSlice SliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, int64_t n_elements);
+// The same for a matrix of full shape [rows, cols], as rows of cols values also when it
+// is kept whole (world 1, kReplicated), for readers of row formats.
+TensorSlice MatrixSliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, int64_t rows, int64_t cols);
 
 // Rank shard.rank's part of one whole tensor (SliceOf), for loaders that shard each
 // tensor as soon as it is read (so a rank never holds more than its shard and one whole
@@ -90,36 +98,71 @@ TensorSlice SliceOf(TensorSplit split, const ModelSpec& spec, const ShardInfo& s
 // tensor's full size.
 std::vector<float> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard,
                                std::vector<float> full);
-
+// The same for a tensor of any format whose full shape is [rows, cols] (its table
+// entry's): whole rows of a row split, each row's byte range of a column split.
+// InvalidArgument naming `name` when a column split of a block format does not fall on
+// block boundaries. REQUIRES: as above, and full.Holds(rows, cols).
+Result<WeightTensor> ShardTensor(TensorSplit split, const ModelSpec& spec, const ShardInfo& shard, WeightTensor full,
+                                 int64_t rows, int64_t cols, const std::string& name);
 // Completes a shard built tensor by tensor: with world > 1 and a classifier shared with
 // the embedding (`classifier` empty), copies this rank's LM head rows out of
-// token_embedding into `classifier`, as ShardWeights does.
+// token_embedding into `classifier` (in the embedding's format), as ShardWeights does.
 void FinishShard(ModelWeights& weights, const ShardInfo& shard);
 
-// What a loader keeps of a model: one rank's shard (world 1: all of it). `check_spec`,
-// when set, runs as soon as the model's shape is known and before any tensor is read,
-// so a model that does not fit the cluster's config fails before gigabytes are loaded.
+// What a loader keeps of a model: one rank's shard (world 1: all of it), its matrices in
+// the formats `weights` asks for (weight_policy.h; fp32 unless told otherwise, what the
+// CUDA backend uploads from). `check_spec`, when set, runs as soon as the model's shape
+// is known and before any tensor is read, so a model that does not fit the cluster's
+// config fails before gigabytes are loaded.
 struct LoadTarget {
+  LoadTarget() = default;
+  LoadTarget(ShardInfo shard_info, std::function<Status(const ModelSpec&)> check = nullptr,
+             WeightPolicy policy = {})
+      : shard(shard_info), check_spec(std::move(check)), weights(policy) {}
+
   ShardInfo shard;
   std::function<Status(const ModelSpec&)> check_spec;
+  WeightPolicy weights;
 
   // check_spec (if any), then CheckTensorParallel and the rank: what a loader calls once
   // it knows the spec.
   Status Check(const ModelSpec& spec) const;
+
+  // A whole tensor `t` of the tables read or generated in fp32 (llama2.c files, dummy
+  // weights) as this target keeps it: this rank's part (ShardTensor), a matrix then
+  // converted to the format the policy chooses for an fp32 source (ChooseMatrixFormat;
+  // its note, if any, goes to `notes`). `name` names it in messages ("layers.3.wq").
+  // REQUIRES: Check(spec) is OK; full has t's full size.
+  template <typename Owner>
+  Result<WeightTensor> KeepF32(const TensorInfo<Owner>& t, const ModelSpec& spec, std::vector<float> full,
+                               const std::string& name, FormatNotes* notes) const;
 };
+
+// The table entry of a member (defined for LayerWeights and ModelWeights).
+const TensorInfo<LayerWeights>& TensorInfoOf(WeightTensor LayerWeights::*member);
+const TensorInfo<ModelWeights>& TensorInfoOf(WeightTensor ModelWeights::*member);
 
 // The local size of tensor `t` on a rank with local sizes `d` of `world`, 0 when the
 // spec has no such tensor (defined for LayerWeights and ModelWeights).
 template <typename Owner>
 int64_t LocalSize(const TensorInfo<Owner>& t, const ModelSpec& spec, const ShardDims& d, int world);
+// Its local shape [rows, cols] ({0, 0} when absent): the split dimension's local size,
+// the other dimension whole.
+struct LocalShape {
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+template <typename Owner>
+LocalShape LocalShapeOf(const TensorInfo<Owner>& t, const ModelSpec& spec, const ShardDims& d, int world);
 
 // Parameters one rank of `world` holds: the replicated embedding and norms, 1/world of
 // the layer matrices and split biases, its LM head rows (for world > 1 also when the classifier is shared
 // with the embedding). world 1: spec.n_params(). REQUIRES: CheckTensorParallel is OK.
 int64_t ShardParams(const ModelSpec& spec, int world);
 
-// Checks every tensor of a shard against the local sizes, like ModelWeights::Validate
-// for a full model (which it is when world == 1).
+// Checks every tensor of a shard against the local shapes (vectors fp32, matrices in
+// their formats), like ModelWeights::Validate for a full model (which it is when
+// world == 1).
 Status ValidateShard(const ModelWeights& weights, const ShardInfo& shard);
 
 }  // namespace flover

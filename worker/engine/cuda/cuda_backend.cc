@@ -170,7 +170,11 @@ Result<std::unique_ptr<CudaBackend>> CreateCudaBackend(const std::string& model_
   // shard is read into host memory, one tensor at a time, once the group has met.
   FLOVER_RETURN_IF_ERROR(CheckDevice(config.device));
   auto load = [&](cudaStream_t stream, std::string* what) -> Result<DeviceWeights> {
-    FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(model_path, dummy_seed, LoadTarget{shard, nullptr}));
+    // fp32 host weights (GGUF block formats dequantized), converted to the storage dtype
+    // on the device.
+    FLOVER_ASSIGN_OR_RETURN(LoadedModel loaded,
+                            LoadModel(model_path, dummy_seed,
+                                      LoadTarget{shard, nullptr, WeightPolicy::Exactly(cpu::WeightFormat::kF32)}));
     if (tokenizer) *tokenizer = std::move(loaded.tokenizer);
     *what = loaded.description;
     return UploadWeights(loaded.weights, shard, config.dtype, stream);

@@ -27,7 +27,7 @@ struct Placement {
   bool fp32;
 };
 
-Placement<DeviceLayerWeights> PlaceInLayer(std::vector<float> LayerWeights::*t, const ShardDims& d) {
+Placement<DeviceLayerWeights> PlaceInLayer(WeightTensor LayerWeights::*t, const ShardDims& d) {
   using L = LayerWeights;
   using D = DeviceLayerWeights;
   if (t == &L::attn_norm) return {&D::attn_norm, 0, true};
@@ -50,7 +50,7 @@ Placement<DeviceLayerWeights> PlaceInLayer(std::vector<float> LayerWeights::*t, 
   return {};
 }
 
-Placement<DeviceWeights> PlaceInModel(std::vector<float> ModelWeights::*t) {
+Placement<DeviceWeights> PlaceInModel(WeightTensor ModelWeights::*t) {
   using M = ModelWeights;
   using D = DeviceWeights;
   if (t == &M::token_embedding) return {&D::token_embedding, 0, false};
@@ -216,12 +216,22 @@ Result<DeviceWeights> UploadWeights(const ModelWeights& src, const ShardInfo& sh
                                     cudaStream_t stream) {
   FLOVER_RETURN_IF_ERROR(ValidateShard(src, shard));
   const ModelSpec& spec = src.spec;
+  auto check_f32 = [](const std::string& name, const WeightTensor& t) -> Status {
+    if (t.is_f32()) return Status::Ok();
+    return InvalidArgument("tensor " + name + " is " + cpu::WeightFormatName(t.format()) +
+                           "; the CUDA backend uploads fp32 host weights (load them with weight format fp32)");
+  };
+  for (const auto& t : ModelTensors()) FLOVER_RETURN_IF_ERROR(check_f32(t.name, src.*t.member));
+  for (size_t i = 0; i < src.layers.size(); ++i)
+    for (const auto& t : LayerTensors())
+      FLOVER_RETURN_IF_ERROR(check_f32("layers." + std::to_string(i) + "." + t.name, src.layers[i].*t.member));
   FLOVER_ASSIGN_OR_RETURN(DeviceWeights w, AllocateWeights(spec, shard, dtype));
   const ShardDims d = ShardDimsFor(spec, shard);
 
-  size_t largest = std::max(src.token_embedding.size(), src.classifier.size());
+  // Host weights are fp32 (loaded with the default LoadTarget policy); f32() checks it.
+  size_t largest = std::max(src.token_embedding.f32().size(), src.classifier.f32().size());
   for (const LayerWeights& l : src.layers)
-    for (const auto& t : LayerTensors()) largest = std::max(largest, (l.*t.member).size());
+    for (const auto& t : LayerTensors()) largest = std::max(largest, (l.*t.member).f32().size());
   DeviceBuffer staging;  // fp32 [largest]; not needed when the storage is fp32
   if (dtype != DType::kF32) {
     FLOVER_RETURN_IF_ERROR(cuda::CheckFreeMemory(largest * sizeof(float), "the fp32 upload staging buffer"));
@@ -239,13 +249,13 @@ Result<DeviceWeights> UploadWeights(const ModelWeights& src, const ShardInfo& sh
   auto put_tensor = [&](const auto& t, const auto& host, auto& device) -> Status {
     if (!t.present(spec)) return Status::Ok();
     const auto p = PlaceOf(t, d);
-    return put(host.*t.member, device.*p.buffer, int64_t{p.rows_before} * t.cols(spec), p.fp32);
+    return put((host.*t.member).f32(), device.*p.buffer, int64_t{p.rows_before} * t.cols(spec), p.fp32);
   };
 
   for (const auto& t : ModelTensors()) FLOVER_RETURN_IF_ERROR(put_tensor(t, src, w));
   for (size_t i = 0; i < src.layers.size(); ++i)
     for (const auto& t : LayerTensors()) FLOVER_RETURN_IF_ERROR(put_tensor(t, src.layers[i], w.layers[i]));
-  if (HeadCopiedFromEmbedding(spec, shard)) FLOVER_RETURN_IF_ERROR(put(src.classifier, w.lm_head, 0, false));
+  if (HeadCopiedFromEmbedding(spec, shard)) FLOVER_RETURN_IF_ERROR(put(src.classifier.f32(), w.lm_head, 0, false));
   FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return w;
 }

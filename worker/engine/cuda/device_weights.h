@@ -70,7 +70,8 @@ int64_t DeviceWeightBytes(const ModelSpec& spec, const ShardInfo& shard, DType d
 
 // Uploads a shard's host weights (ShardWeights of the full model, or the full model when
 // world == 1), converting each tensor to `dtype` through one fp32 staging buffer on the
-// device (ConvertFromF32). Synchronous. InvalidArgument when ValidateShard fails,
+// device (ConvertFromF32). Synchronous. InvalidArgument when ValidateShard fails or a
+// tensor is not fp32 (host weights for the device are loaded as fp32),
 // ResourceExhausted when the device has not the memory.
 Result<DeviceWeights> UploadWeights(const ModelWeights& shard_weights, const ShardInfo& shard, DType dtype,
                                     cudaStream_t stream);

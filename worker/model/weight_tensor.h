@@ -1,0 +1,94 @@
+// WeightTensor: one tensor of a model's weights in the format it is kept in
+// (cpu::WeightFormat, kernels/cpu/weight_matmul.h): fp32 values, or the bytes of fp16,
+// bf16, Q8_0, Q4_0 or Q4_K rows, byte for byte as GGUF stores them. The tensor does not
+// know its shape: the tensor tables (model_weights.h) and the shard's sizes (shard.h)
+// give rows and cols, and view()/ConvertTo() take them, checking that the bytes match.
+//
+// Invariant: fp32 keeps its values in a std::vector<float> (f32()), every other format
+// its bytes; the other container is empty. An empty tensor (an absent tensor of the
+// spec) is fp32 with no values.
+//
+// Value type, not thread-safe for writing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "kernels/cpu/weight_matmul.h"
+
+namespace flover {
+
+class WeightTensor {
+ public:
+  WeightTensor() = default;
+  // fp32 values.
+  explicit WeightTensor(std::vector<float> values) : f32_(std::move(values)) {}
+  // Rows of `format` as stored (fp32 too: the bytes of its floats).
+  // REQUIRES: bytes.size() is a multiple of the format's block bytes.
+  static WeightTensor FromBytes(cpu::WeightFormat format, std::vector<uint8_t> bytes);
+  // n_bytes zero bytes of `format` (zero values in every format).
+  static WeightTensor Zeros(cpu::WeightFormat format, int64_t n_bytes);
+
+  // A [rows, cols] tensor in `format` made from fp32 rows that `read(row_begin, n_rows,
+  // dst)` writes into dst[n_rows, cols], asked for about kChunkValues values at a time
+  // (at least one row), so that besides the result at most one chunk is held in fp32.
+  // fp32 rows are read straight into the result. Returns read's first error.
+  // REQUIRES: cols % cpu::WeightBlockValues(format) == 0, rows >= 0, cols > 0.
+  using RowReader = std::function<Status(int64_t row_begin, int64_t n_rows, float* dst)>;
+  static constexpr int64_t kChunkValues = int64_t{1} << 20;
+  static Result<WeightTensor> FromF32Rows(cpu::WeightFormat format, int64_t rows, int64_t cols,
+                                          const RowReader& read);
+
+  cpu::WeightFormat format() const { return format_; }
+  bool is_f32() const { return format_ == cpu::WeightFormat::kF32; }
+  bool empty() const { return f32_.empty() && packed_.empty(); }
+
+  // The values. REQUIRES (checked): format() == kF32.
+  std::vector<float>& f32();
+  const std::vector<float>& f32() const;
+
+  // The stored bytes, whatever the format (fp32: its values' bytes).
+  std::span<const uint8_t> bytes() const;
+  std::span<uint8_t> mutable_bytes();
+  int64_t n_bytes() const { return static_cast<int64_t>(bytes().size()); }
+
+  // True when the bytes are exactly `rows` rows of `cols` values of format() (cols a
+  // multiple of the format's block).
+  bool Holds(int64_t rows, int64_t cols) const;
+  // The tensor as a [rows, cols] matrix for the kernels. REQUIRES (checked): Holds(rows,
+  // cols), both within int.
+  cpu::WeightView view(int64_t rows, int64_t cols) const;
+
+  // The same [rows, cols] matrix in `format`: a copy when the format is the same, else
+  // every row widened to fp32 (exact for fp16/bf16, the block formats' dequantization)
+  // and then converted (QuantizeWeightRows), a chunk of rows at a time.
+  // REQUIRES (checked): Holds(rows, cols), cols % cpu::WeightBlockValues(format) == 0.
+  WeightTensor ConvertTo(cpu::WeightFormat format, int64_t rows, int64_t cols) const;
+
+  // Sets the bytes of rows [first_row, end) of a [*, cols] tensor to zero: zero values in
+  // every format (padding rows are zero bytes whatever made them). REQUIRES: first_row
+  // >= 0, cols a whole number of blocks.
+  void ZeroRowsFrom(int64_t first_row, int64_t cols);
+
+  // Frees the storage; the tensor is then empty fp32.
+  void Clear();
+
+  // Same format and the same bytes.
+  bool operator==(const WeightTensor& other) const;
+
+ private:
+  cpu::WeightFormat format_ = cpu::WeightFormat::kF32;
+  std::vector<float> f32_;       // format_ == kF32
+  std::vector<uint8_t> packed_;  // any other format
+};
+
+// Whether `cols` values per row can be stored in `format` (a whole number of blocks).
+bool FitsBlocks(cpu::WeightFormat format, int64_t cols);
+
+// "1.2 GB", "340.5 MB", "12.0 kB", "512 B": byte counts in messages and logs.
+std::string ByteString(int64_t bytes);
+
+}  // namespace flover
