@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's own C++ tools, to compare Flover with on the same GGUF file:
-# llama-server (its OpenAI-compatible server, continuous batching over parallel slots)
-# and llama-batched-bench. The sources are the llama.cpp that PyPI's llama-cpp-python
-# source distribution carries (pinned below), fetched with pip into a throwaway venv;
-# nothing is tracked by Git.
+# llama-server (its OpenAI-compatible server, continuous batching over parallel slots),
+# llama-batched-bench and llama-quantize (to write each GGUF type from one F32 file).
+# The sources are the llama.cpp that PyPI's llama-cpp-python source distribution
+# carries (pinned below), fetched with pip into a throwaway venv; nothing is tracked
+# by Git.
 #
 #   scripts/llama-cpp-build.sh [DIR]     (default: build/llama.cpp)
 #
-# Leaves DIR/bin/llama-server and DIR/bin/llama-batched-bench, and prints that folder.
+# Leaves llama-server, llama-batched-bench and llama-quantize in DIR/bin, and prints that folder.
 # CPU only, for this machine's instruction set (GGML_NATIVE), static; about 25 minutes
 # on 2 cores (niced, $CMAKE_BUILD_PARALLEL_LEVEL jobs, 2 by default). Idempotent: a
 # finished build is kept.
@@ -15,9 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(realpath -m "${1:-build/llama.cpp}")
 version=0.3.36  # llama-cpp-python; its vendor/llama.cpp is what gets built
-tools=(llama-server llama-batched-bench)
+tools=(llama-server llama-batched-bench llama-quantize)
 
-if [ -x "$dir/bin/llama-server" ] && [ -x "$dir/bin/llama-batched-bench" ]; then
+all_built() {
+  for t in "${tools[@]}"; do [ -x "$dir/bin/$t" ] || return 1; done
+}
+if all_built; then
   echo "$dir/bin"
   exit 0
 fi
