@@ -35,6 +35,8 @@ Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const Backe
                                     LoadTarget{shard, config.check_model, config.cpu_weights}));
   const std::string weights = model.weights.FormatsString();
   CreatedBackend out;
+  for (const auto& [format, n] : model.weights.BytesByFormat()) out.step_weight_bytes += n;
+  if (!model.weights.spec.shared_classifier) out.step_weight_bytes -= model.weights.token_embedding.n_bytes();
   std::unique_ptr<HostCommunicator> comm;
   std::string transport;
   if (shard.world > 1) {

@@ -75,6 +75,10 @@ struct CreatedBackend {
   // 1.1 MB, 2 threads, tensor parallel over shared memory", "NVIDIA H200 (...), fp16,
   // dummy:llama-7b ...".
   std::string description;
+  // CPU: the bytes of weights one decode step reads (every matrix and vector held,
+  // less an embedding table that is not also the LM head: a step reads one row of
+  // it); for bandwidth rooflines. 0 on CUDA.
+  int64_t step_weight_bytes = 0;
   std::optional<Tokenizer> tokenizer;  // a vocabulary embedded in the model file, if any
   std::string note;                    // worth logging: why `auto` fell back to TCP; or empty
 };

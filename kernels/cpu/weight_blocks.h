@@ -14,6 +14,7 @@
 // Thread-safety: free functions without shared state.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -47,6 +48,22 @@ inline void UnpackQ4KScaleMin(const uint8_t* packed, int s, int* scale, int* min
     *scale = (packed[s + 4] & 0x0F) | ((packed[s - 4] >> 6) << 4);
     *min = (packed[s + 4] >> 4) | ((packed[s] >> 6) << 4);
   }
+}
+
+// All eight scales and mins of a Q4_K block at once, UnpackQ4KScaleMin's values as
+// bytes in four little-endian words: scales 0-3, scales 4-7, mins 0-3, mins 4-7 (the
+// SIMD kernels load them into one vector). Word arithmetic on the same bit fields.
+struct Q4KScaleMinWords {
+  uint32_t scales_lo, scales_hi, mins_lo, mins_hi;
+};
+inline Q4KScaleMinWords UnpackQ4KScaleMinWords(const uint8_t* packed) {
+  static_assert(std::endian::native == std::endian::little, "byte order of the packed words");
+  uint32_t a, b, c;  // bytes 0-3, 4-7, 8-11
+  std::memcpy(&a, packed, 4);
+  std::memcpy(&b, packed + 4, 4);
+  std::memcpy(&c, packed + 8, 4);
+  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+  return {a & kLow6, (c & kLow4) | (((a >> 6) & kLow2) << 4), b & kLow6, ((c >> 4) & kLow4) | (((b >> 6) & kLow2) << 4)};
 }
 
 }  // namespace flover::cpu

@@ -60,6 +60,7 @@ struct Bf16Weights {
 
 constexpr int kTileRows = 2;                   // x rows per tile
 constexpr int kTileCols = kAvx2QuantTileCols;  // W rows per tile
+constexpr int kNarrowRows = 1, kNarrowCols = 4;  // the tile when n <= kNarrowRows
 
 inline float HalfAt(const uint8_t* p) {
   uint16_t h;
@@ -131,6 +132,7 @@ void TileBlocks32(const WeightMatmulArgs& a, int r0, int o0) {
   }
   int b = 0;
   for (; b + 2 <= n_blocks; b += 2) {
+    if (r0 == 0) PrefetchNextTileRows<C>(w, a.w_row_bytes, b * Blocks::kBytes);
     AccumulateBlock32<R, C, Blocks>(w, x, dx, b, lo);
     AccumulateBlock32<R, C, Blocks>(w, x, dx, b + 1, hi);
   }
@@ -159,32 +161,37 @@ void TileQ4_K(const WeightMatmulArgs& a, int r0, int o0) {
     for (int c = 0; c < C; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
   }
   for (int b = 0; b < n_blocks; ++b) {
-    int scales[C][8];
+    __m256i scales[C];  // the block's eight scales as int16, in both 128-bit lanes
     __m128i mins[C];
     float d[C], dmin[C];
     for (int c = 0; c < C; ++c) {
       const uint8_t* block = w[c] + b * kQ4_KBytes;
+      if (r0 == 0) PrefetchQ4KBlock(block + C * a.w_row_bytes);
       d[c] = HalfAt(block);
       dmin[c] = HalfAt(block + 2);
-      int m[8];
-      for (int s = 0; s < 8; ++s) UnpackQ4KScaleMin(block + kQ4_KScalesOffset, s, &scales[c][s], &m[s]);
-      mins[c] = _mm_setr_epi16(static_cast<int16_t>(m[0]), static_cast<int16_t>(m[1]), static_cast<int16_t>(m[2]),
-                               static_cast<int16_t>(m[3]), static_cast<int16_t>(m[4]), static_cast<int16_t>(m[5]),
-                               static_cast<int16_t>(m[6]), static_cast<int16_t>(m[7]));
+      const Q4KScaleMinWords v = UnpackQ4KScaleMinWords(block + kQ4_KScalesOffset);
+      const __m256i sm = _mm256_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(v.scales_lo), static_cast<int>(v.scales_hi),
+                                                             static_cast<int>(v.mins_lo), static_cast<int>(v.mins_hi)));
+      scales[c] = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+      mins[c] = _mm256_extracti128_si256(sm, 1);
     }
     __m256i p_lo[R][C], p_hi[R][C];
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) p_lo[r][c] = p_hi[r][c] = _mm256_setzero_si256();
     }
+#pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
+      // vpshufb picks the two bytes of int16 scale 2k (and 2k + 1) into every lane.
+      const __m256i pick_lo = _mm256_set1_epi16(static_cast<int16_t>(((4 * k + 1) << 8) | (4 * k)));
+      const __m256i pick_hi = _mm256_set1_epi16(static_cast<int16_t>(((4 * k + 3) << 8) | (4 * k + 2)));
       __m256i q_lo[C], q_hi[C], sc_lo[C], sc_hi[C];
       for (int c = 0; c < C; ++c) {
         const __m256i qs =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[c] + b * kQ4_KBytes + kQ4_KQsOffset + 32 * k));
         q_lo[c] = _mm256_and_si256(qs, low);
         q_hi[c] = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low);
-        sc_lo[c] = _mm256_set1_epi16(static_cast<int16_t>(scales[c][2 * k]));
-        sc_hi[c] = _mm256_set1_epi16(static_cast<int16_t>(scales[c][2 * k + 1]));
+        sc_lo[c] = _mm256_shuffle_epi8(scales[c], pick_lo);
+        sc_hi[c] = _mm256_shuffle_epi8(scales[c], pick_hi);
       }
       for (int r = 0; r < R; ++r) {
         const int8_t* xk = x[r] + 256 * b + 64 * k;
@@ -241,13 +248,13 @@ void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
 }
 
 void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, Q8_0Tiles>(a, o_begin, o_end);
+  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q8_0Tiles>(a, o_begin, o_end);
 }
 void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, Q4_0Tiles>(a, o_begin, o_end);
+  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q4_0Tiles>(a, o_begin, o_end);
 }
 void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, Q4_KTiles>(a, o_begin, o_end);
+  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q4_KTiles>(a, o_begin, o_end);
 }
 
 }  // namespace flover::cpu::internal

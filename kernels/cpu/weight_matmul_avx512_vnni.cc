@@ -5,8 +5,10 @@
 //
 // vpdpbusd multiplies unsigned bytes by signed bytes and adds each 4 products into an
 // int32 lane without saturation; the operands are made to fit:
-//   Q8_0: sum w * q = sum (q + 128) * w - 128 * sum w: q + 128 in [1, 255] (activations
-//         are never -128), w any int8 including -128; |lane| <= 4 * 255 * 128.
+//   Q8_0: sum w * q = sum (w + 128) * q - 128 * sum q: w + 128 in [0, 255] for any int8
+//         w (-128 from a hostile file included), q in [-127, 127]; |lane| <= 4 * 255 *
+//         127 + 128 * 4 * 127. The correction depends on the activations only, so it is
+//         computed once per x block and shared by every W row of a tile.
 //   Q4_0: sum (n - 8) * q = sum n * q - 8 * sum q, n the unsigned nibble.
 //   Q4_K: vpmaddubsw (nibble n times q, pairs into int16: at most 2 * 15 * 127 = 3810,
 //         no saturation) then vpdpwssd (times the 6-bit scale, pairs into int32).
@@ -44,6 +46,7 @@ namespace {
 
 constexpr int kTileRows = 4;                     // x rows per tile
 constexpr int kTileCols = kAvx512QuantTileCols;  // W rows per tile
+constexpr int kNarrowRows = 1, kNarrowCols = 8;  // the tile when n <= kNarrowRows
 
 inline float HalfAt(const uint8_t* p) {
   uint16_t h;
@@ -64,24 +67,24 @@ inline __m512i Load256(const void* p) {
 struct Q8_0Blocks {
   static constexpr int kBytes = kQ8_0Bytes;
   struct W {
-    __m512i w, minus_128_sum;
+    __m512i biased;  // w + 128 as unsigned bytes
   };
   struct X {
-    __m512i biased;  // q + 128 as unsigned bytes
+    __m512i q, minus_128_sum;
   };
   template <bool kTwo>
   static W LoadW(const uint8_t* block) {
-    W p;
-    p.w = kTwo ? _mm512_inserti64x4(Load256(block + 2), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                                                            block + kBytes + 2)),
-                                    1)
-               : Load256(block + 2);
-    p.minus_128_sum = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), p.w));
-    return p;
+    const __m512i w = kTwo ? _mm512_inserti64x4(Load256(block + 2), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                                                         block + kBytes + 2)),
+                                                 1)
+                           : Load256(block + 2);
+    return {_mm512_xor_si512(w, _mm512_set1_epi8(-128))};
   }
-  static X PrepX(__m512i q) { return {_mm512_xor_si512(q, _mm512_set1_epi8(-128))}; }
-  static __m512i Dot(const W& w, const X& x) { return _mm512_dpbusd_epi32(w.minus_128_sum, x.biased, w.w); }
+  static X PrepX(__m512i q) {
+    const __m512i sum128 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), q);
+    return {q, _mm512_sub_epi32(_mm512_setzero_si512(), sum128)};
+  }
+  static __m512i Dot(const W& w, const X& x) { return _mm512_dpbusd_epi32(x.minus_128_sum, w.biased, x.q); }
 };
 
 struct Q4_0Blocks {
@@ -153,9 +156,22 @@ void TileBlocks32(const WeightMatmulArgs& a, int r0, int o0) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
   int b = 0;
+  if (r0 == 0) {
+    for (; b + 2 <= n_blocks; b += 2) {
+      PrefetchNextTileRows<C>(w, a.w_row_bytes, b * Blocks::kBytes);
+      AccumulateBlocks<R, C, Blocks, true>(w, x, dx, b, acc);
+    }
+  }
   for (; b + 2 <= n_blocks; b += 2) AccumulateBlocks<R, C, Blocks, true>(w, x, dx, b, acc);
   if (b < n_blocks) AccumulateBlocks<R, C, Blocks, false>(w, x, dx, b, acc);
   for (int r = 0; r < R; ++r) avx512_tiles::StoreRow<C>(acc[r], a.y + static_cast<long>(r0 + r) * a.rows + o0, a.accumulate);
+}
+
+// A Q4_K block's eight scales and eight mins as int16 (lanes 0-7 and 8-15 of a vector).
+inline __m256i Q4KScalesMins(const uint8_t* block) {
+  const Q4KScaleMinWords v = UnpackQ4KScaleMinWords(block + kQ4_KScalesOffset);
+  return _mm256_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(v.scales_lo), static_cast<int>(v.scales_hi),
+                                             static_cast<int>(v.mins_lo), static_cast<int>(v.mins_hi)));
 }
 
 template <int R, int C>
@@ -171,38 +187,42 @@ void TileQ4_K(const WeightMatmulArgs& a, int r0, int o0) {
     dx[r] = a.qx.d + static_cast<long>(r0 + r) * n_blocks;
     t[r] = a.qx.sums + static_cast<long>(r0 + r) * 8 * n_blocks;
   }
-  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  // The 32 bytes of a sub-block pair in both halves, shifted right by 4 in the upper:
+  // low nibbles (sub-block 2k) in lanes 0-7, high nibbles (2k + 1) in lanes 8-15.
+  const __m512i nibble_shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
   __m512 acc[R][C];
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
   for (int b = 0; b < n_blocks; ++b) {
-    int scales[C][8];
+    __m512i scales[C];  // the block's scales and mins as int16, in both halves
     __m128i mins[C];
     float d[C], dmin[C];
     for (int c = 0; c < C; ++c) {
       const uint8_t* block = w[c] + b * kQ4_KBytes;
+      if (r0 == 0) PrefetchQ4KBlock(block + C * a.w_row_bytes);
       d[c] = HalfAt(block);
       dmin[c] = HalfAt(block + 2);
-      int m[8];
-      for (int s = 0; s < 8; ++s) UnpackQ4KScaleMin(block + kQ4_KScalesOffset, s, &scales[c][s], &m[s]);
-      mins[c] = _mm_setr_epi16(static_cast<int16_t>(m[0]), static_cast<int16_t>(m[1]), static_cast<int16_t>(m[2]),
-                               static_cast<int16_t>(m[3]), static_cast<int16_t>(m[4]), static_cast<int16_t>(m[5]),
-                               static_cast<int16_t>(m[6]), static_cast<int16_t>(m[7]));
+      const __m256i sm = Q4KScalesMins(block);
+      scales[c] = _mm512_broadcast_i64x4(sm);
+      mins[c] = _mm256_extracti128_si256(sm, 1);
     }
     __m512i p[R][C];
     for (int r = 0; r < R; ++r) {
       for (int c = 0; c < C; ++c) p[r][c] = _mm512_setzero_si512();
     }
+#pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
+      // Scale 2k in the low half, 2k + 1 in the high half.
+      const __m512i pick = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(2 * k)),
+                                              _mm256_set1_epi16(static_cast<int16_t>(2 * k + 1)), 1);
       __m512i q[C], sc[C];
       for (int c = 0; c < C; ++c) {
-        const __m256i qs =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[c] + b * kQ4_KBytes + kQ4_KQsOffset + 32 * k));
-        q[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(qs, low)),
-                                  _mm256_and_si256(_mm256_srli_epi16(qs, 4), low), 1);
-        sc[c] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(scales[c][2 * k]))),
-                                   _mm256_set1_epi16(static_cast<int16_t>(scales[c][2 * k + 1])), 1);
+        const __m512i qs = _mm512_broadcast_i64x4(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[c] + b * kQ4_KBytes + kQ4_KQsOffset + 32 * k)));
+        q[c] = _mm512_and_si512(_mm512_srlv_epi64(qs, nibble_shift), low);
+        sc[c] = _mm512_permutexvar_epi16(pick, scales[c]);
       }
       for (int r = 0; r < R; ++r) {
         const __m512i xv = _mm512_loadu_si512(x[r] + 256 * b + 64 * k);
@@ -240,13 +260,13 @@ struct Q4_KTiles {
 }  // namespace
 
 void WeightRangeQ8_0Avx512Vnni(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, Q8_0Tiles>(a, o_begin, o_end);
+  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q8_0Tiles>(a, o_begin, o_end);
 }
 void WeightRangeQ4_0Avx512Vnni(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, Q4_0Tiles>(a, o_begin, o_end);
+  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q4_0Tiles>(a, o_begin, o_end);
 }
 void WeightRangeQ4_KAvx512Vnni(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, Q4_KTiles>(a, o_begin, o_end);
+  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q4_KTiles>(a, o_begin, o_end);
 }
 
 }  // namespace flover::cpu::internal

@@ -143,6 +143,26 @@ inline float SumLanes(const float (&acc)[16]) {
   return (f[0] + f[2]) + (f[1] + f[3]);
 }
 
+// Software prefetch for the int8 tiles: while a tile reads bytes [offset, offset + 64)
+// of its C weight rows, the same bytes of the next C rows (the next tile's, one tile
+// ahead in memory) are requested into L2. The hardware prefetchers alone leave the
+// int8 kernels latency-bound at small n (rows of a few hundred bytes to a few kB, C of
+// them read side by side). Only the first x-row tile of a W tile prefetches (the others
+// read what it brought in); past the matrix's end the requests fetch nothing useful and
+// never fault.
+template <int C>
+__attribute__((always_inline)) inline void PrefetchNextTileRows(const uint8_t* const (&w)[C], long row_bytes,
+                                                                long offset) {
+  for (int c = 0; c < C; ++c) __builtin_prefetch(w[c] + C * row_bytes + offset, 0, 2);
+}
+
+// The same for one Q4_K block of 144 bytes at p (the next tile's block under this one).
+__attribute__((always_inline)) inline void PrefetchQ4KBlock(const uint8_t* p) {
+  __builtin_prefetch(p, 0, 2);
+  __builtin_prefetch(p + 64, 0, 2);
+  __builtin_prefetch(p + 128, 0, 2);
+}
+
 // Runs Tiles<R, C>::Run(a, r0, o0) for the R x C tile at x row r0 and W row o0, where
 // R <= kRows and C <= kCols are the rows and columns left (edge tiles are smaller).
 template <int kRows, int kCols, template <int, int> class Tiles>
@@ -161,13 +181,23 @@ __attribute__((always_inline)) inline void RunQuantTile(int rows, int cols, cons
 // [o_begin, o_end) kCols at a time, every x row kRows at a time under each. It uses no
 // intrinsics; each variant instantiates it inside its own target region.
 template <int kRows, int kCols, template <int, int> class Tiles>
-__attribute__((always_inline)) inline void QuantRangeTiled(const WeightMatmulArgs& a, int o_begin, int o_end) {
+__attribute__((always_inline)) inline void QuantRangeTiledAs(const WeightMatmulArgs& a, int o_begin, int o_end) {
   for (int o = o_begin; o < o_end; o += kCols) {
     const int c = o_end - o < kCols ? o_end - o : kCols;
     for (int r = 0; r < a.n; r += kRows) {
       RunQuantTile<kRows, kCols, Tiles>(a.n - r < kRows ? a.n - r : kRows, c, a, r, o);
     }
   }
+}
+
+// The same with two tile shapes: kNarrowRows x kNarrowCols when all of x fits one tile
+// row (decode at small batch: many W rows side by side keep enough weight streams in
+// flight to read memory at its bandwidth), kRows x kCols otherwise (reuse of each
+// loaded weight across x rows). The shape never changes how an element is computed.
+template <int kRows, int kCols, int kNarrowRows, int kNarrowCols, template <int, int> class Tiles>
+__attribute__((always_inline)) inline void QuantRangeTiled(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  if (a.n <= kNarrowRows) return QuantRangeTiledAs<kNarrowRows, kNarrowCols, Tiles>(a, o_begin, o_end);
+  QuantRangeTiledAs<kRows, kCols, Tiles>(a, o_begin, o_end);
 }
 
 // The variants (weight_matmul_generic.cc, weight_matmul_avx2.cc, weight_matmul_avx512.cc,

@@ -5,20 +5,29 @@
 //   - compute roofline: 2 * n_params flops per token at the measured GEMM rate.
 // Prints a table; numbers only, nothing is asserted.
 //
+// and, with --prefill N (0: off), the time of one N-token prompt (every token in one
+// step, as one request's prefill runs), best of 5.
+//
 //   engine_bench [--models dummy:stories15m,dummy:llama-110m] [--concurrency 1,2,4,8,16,32,64]
-//                [--steps 64] [--prompt-len 8]
+//                [--steps 64] [--prompt-len 8] [--dtype auto] [--prefill 0]
+//
+// --models takes model files too (GGUF, llama2.c, a Hugging Face folder); --dtype is
+// model.dtype (auto keeps a file's format where the CPU computes it).
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu/matmul.h"
+#include "common/dtype.h"
 #include "worker/backend.h"
+#include "worker/model/weight_policy.h"
 #include "worker/engine/engine.h"
 
 namespace {
@@ -108,21 +117,60 @@ Measurement MeasureDecode(flover::Engine& engine, int concurrency, int prompt_le
   return {1000.0 * s / steps, decoded / s};
 }
 
+// Best of `reps` runs of one prompt of `n_tokens` random tokens through prefill (the
+// step that samples its first token), in ms.
+double MeasurePrefill(flover::Engine& engine, int n_tokens, int reps) {
+  const int vocab = engine.spec().vocab_size;
+  std::vector<flover::EngineEvent> events;
+  flover::StepStats stats;
+  double best = 1e30;
+  for (int rep = 0; rep < reps; ++rep) {
+    flover::RequestParams r;
+    for (int t = 0; t < n_tokens; ++t) r.prompt.push_back(t == 0 ? 1 : 3 + (rep * 31 + t * 104729) % (vocab - 3));
+    r.stop.max_tokens = 1;
+    r.stop.ignore_eos = true;
+    FLOVER_CHECK(engine.Add(r).ok());
+    const auto t0 = Clock::now();
+    while (engine.has_work()) FLOVER_CHECK(engine.Step(&events, &stats).ok());
+    best = std::min(best, 1000.0 * Seconds(t0, Clock::now()));
+  }
+  return best;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string models = "dummy:stories15m,dummy:llama-110m", concurrency = "1,2,4,8,16,32,64";
-  int steps = 64, prompt_len = 8;
+  std::string dtype = "auto";
+  int steps = 64, prompt_len = 8, prefill = 0;
+  const char* usage =
+      "usage: engine_bench [--models M1,M2] [--concurrency 1,2,...] [--steps N] [--prompt-len N] "
+      "[--dtype auto|fp32|fp16|bf16|q8_0|q4_0|q4_k] [--prefill N]\n";
+  if (argc % 2 == 0) {
+    std::fprintf(stderr, "%s", usage);
+    return 2;
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--models") models = value;
     else if (flag == "--concurrency") concurrency = value;
     else if (flag == "--steps") steps = std::stoi(value);
     else if (flag == "--prompt-len") prompt_len = std::stoi(value);
+    else if (flag == "--dtype") dtype = value;
+    else if (flag == "--prefill") prefill = std::stoi(value);
     else {
-      std::fprintf(stderr, "usage: engine_bench [--models M1,M2] [--concurrency 1,2,...] [--steps N] [--prompt-len N]\n");
+      std::fprintf(stderr, "%s", usage);
       return 2;
     }
+  }
+  std::optional<flover::WeightDType> weight_dtype;
+  if (dtype != "auto") {
+    auto parsed = flover::ParseWeightDType(dtype);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "--dtype %s: %s\n%s", dtype.c_str(), parsed.status().ToString().c_str(), usage);
+      return 2;
+    }
+    weight_dtype = *parsed;
   }
   const double bandwidth = MeasureReadBandwidth();
   const double gemm = MeasureGemmFlops();
@@ -134,6 +182,7 @@ int main(int argc, char** argv) {
     const flover::EngineConfig config;
     flover::BackendConfig backend;
     backend.model = name;
+    backend.cpu_weights = flover::WeightPolicyFor(weight_dtype);
     backend.kv_memory_bytes = int64_t{2} << 30;
     backend.kv_max_sequences = config.max_running;
     auto created = flover::CreateBackend(backend);
@@ -142,13 +191,19 @@ int main(int argc, char** argv) {
       return 1;
     }
     const flover::ModelSpec spec = created->backend->spec();
-    const double weight_bytes = static_cast<double>(spec.n_params()) * sizeof(float);
+    const double weight_bytes = static_cast<double>(created->step_weight_bytes);
+    const std::string description = created->description;
     auto engine = flover::Engine::Create(std::move(created->backend), config);
     if (!engine.ok()) {
       std::fprintf(stderr, "%s: %s\n", name.c_str(), engine.status().ToString().c_str());
       return 1;
     }
-    std::printf("%s: %.1fM params, %.0f MB fp32 weights\n", name.c_str(), spec.n_params() / 1e6, weight_bytes / 1e6);
+    std::printf("%s: %.1fM params, %.0f MB of weights read per step\n  %s\n", name.c_str(), spec.n_params() / 1e6,
+                weight_bytes / 1e6, description.c_str());
+    if (prefill > 0) {
+      const double ms = MeasurePrefill(**engine, prefill, 5);
+      std::printf("prefill %d tokens: %.2f ms, %.1f tokens/s\n", prefill, ms, 1000.0 * prefill / ms);
+    }
     std::printf("%11s %10s %12s %16s %16s %10s\n", "concurrency", "step ms", "tokens/s", "mem roofline t/s",
                 "gemm roofline t/s", "% of roof");
     for (const std::string& c : Split(concurrency)) {
