@@ -35,6 +35,7 @@ struct BenchOptions {
   std::string model;      // --config: replaces model.path (and drops the config's tokenizer unless
                           // --tokenizer); --api openai: the model id to request
   std::string tokenizer;  // replaces model.tokenizer
+  std::string dtype;      // --config: replaces model.dtype ("auto", "fp32", ..., "q4_k")
   std::vector<std::string> policies;  // default: the config's own policy
   std::string label = "cluster";      // the run's name with --endpoint
   ClientKeyFiles keys;                // CURVE credentials with --endpoint (--key / --server-key)

@@ -21,6 +21,9 @@ BenchSubcommand::BenchSubcommand(CLI::App* app) {
   cmd_->add_option("--model", o.model,
                    "With --config: replace model.path (path or dummy:<preset>); with --api openai: the model id");
   cmd_->add_option("--tokenizer", o.tokenizer, "With --config: replace model.tokenizer")->needs(config);
+  cmd_->add_option("--dtype", o.dtype,
+                   "With --config: replace model.dtype (auto, fp32, fp16, bf16; on CPU workers also q8_0, q4_0, q4_k)")
+      ->needs(config);
   cmd_->add_option("--policies", o.policies, "With --config: policies to run, e.g. fused,sequential")
       ->delimiter(',')
       ->needs(config);

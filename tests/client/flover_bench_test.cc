@@ -165,6 +165,11 @@ TEST_F(FloverBenchTest, BadFlagsAreClearErrors) {
   EXPECT_EQ(garbage.exit_code, 2);
   EXPECT_NE(garbage.err.find("--output-len many"), std::string::npos) << garbage.err;
 
+  CliRun dtype = Flover("bench --config " + Config() + " --dtype q9_9 --requests 1");
+  EXPECT_EQ(dtype.exit_code, 2);
+  EXPECT_NE(dtype.err.find("--dtype 'q9_9' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k"), std::string::npos)
+      << dtype.err;
+
   CliRun both = Flover("bench --config " + Config() + " --rate 5 --interval-ms 3");
   EXPECT_NE(both.exit_code, 0);
   EXPECT_NE(both.err.find("excludes"), std::string::npos) << both.err;
