@@ -45,7 +45,7 @@ namespace flover::cpu::internal {
 namespace {
 
 constexpr int kTileRows = 4;                     // x rows per tile
-constexpr int kTileCols = kAvx512QuantTileCols;  // W rows per tile
+constexpr int kTileCols = 4;                     // W rows per tile
 constexpr int kNarrowRows = 1, kNarrowCols = 8;  // the tile when n <= kNarrowRows
 
 inline float HalfAt(const uint8_t* p) {
