@@ -6,9 +6,12 @@
 # aggregate decode tokens/s at 1, 4, 16 and 32 streams (8-token prompts, 64 decode
 # steps) and prefill tokens/s of one 128-token prompt, the same threads for both.
 # Prints one markdown table per type with Flover / llama.cpp per row and round.
+# With --daemons, then also the paper's workload through Flover's real daemons on each
+# file (`flover bench`: 32 requests 20 ms apart, 256 output tokens, fused and
+# sequential; one CPU worker with the same threads, config written to --out).
 #
 #   scripts/bench-cpu-dtypes.sh [--preset llama-110m] [--types "F32 F16 Q8_0 Q4_K Q4_K_M"]
-#       [--streams 1,4,16,32] [--rounds 2] [--threads 2] [--out bench-results/cpu-dtypes]
+#       [--streams 1,4,16,32] [--rounds 2] [--threads 2] [--out bench-results/cpu-dtypes] [--daemons]
 #
 # Types are llama-quantize's names; "Q4_K" is Q4_K_M with --pure (every matrix Q4_K,
 # none of the mix's Q6_K). Flover serves each file with model.dtype auto: what it
@@ -23,6 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=llama-110m types="F32 F16 Q8_0 Q4_K Q4_K_M" streams=1,4,16,32 rounds=2 threads=2 out=bench-results/cpu-dtypes
+daemons=0
 while (($#)); do
   case "$1" in
     --preset) preset=$2; shift 2 ;;
@@ -31,6 +35,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --daemons) daemons=1; shift ;;
     *) echo "bench-cpu-dtypes: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -111,3 +116,24 @@ for t in types:
     print('| pp128 | ' + ' / '.join(f'{x:.0f}' for x in f) + ' | ' + ' / '.join(f'{x:.0f}' for x in l) + ' | ' +
           ' / '.join(f'{x / y:.2f}' for x, y in zip(f, l)) + ' |')
 EOF
+
+[ "$daemons" = 1 ] || exit 0
+flover=${FLOVER:-build/client/flover}
+cat >"$out/one-worker.yaml" <<EOF
+cluster: {name: cpu-dtypes}
+endpoints: {client: "tcp://127.0.0.1:5585", control: "tcp://127.0.0.1:5586", plans: "tcp://127.0.0.1:5587"}
+model: {path: unused}
+parallel: {replicas: 1, tensor: 1}
+workers:
+  - {replica: 0, rank: 0, host: 127.0.0.1, device: cpu, threads: $threads}
+kv_cache: {block_size: 16, memory_mib: 512}
+scheduler: {policy: fused, max_step_tokens: 512, max_running: 64, pipeline_depth: 2}
+EOF
+for type in $types; do
+  file=$(realpath "$(file_for "$type")")
+  echo "bench-cpu-dtypes: flover bench through the daemons, $type" >&2
+  "$flover" bench --config "$out/one-worker.yaml" --model "$file" --policies fused,sequential --requests 32 \
+    --interval-ms 20 --output-len 256 --prompt-len 8 --ignore-eos --json "$out/daemons-$type.json" \
+    >"$out/daemons-$type.txt" 2>"$out/daemons-$type.log"
+  echo; echo "$preset $type through the daemons:"; cat "$out/daemons-$type.txt"
+done
