@@ -1,0 +1,60 @@
+// The AVX2 variant of attention over fp16 and bf16 caches (attention_internal.h): the
+// arithmetic of attention_head.h in 256-bit registers, fp16 widened by F16C's vcvtph2ps,
+// bf16 by a shift.
+//
+// Only <immintrin.h> and the headers attention_head.h needs are included before the
+// target pragma, so no inline library function is emitted with AVX2 instructions.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention_internal.h"
+#include "kernels/cpu/weight_matmul_internal.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#pragma GCC diagnostic ignored "-Wpsabi"  // Vec16 never crosses a call (attention_head.h)
+
+#include "kernels/cpu/attention_head.h"
+
+namespace flover::cpu::internal {
+namespace {
+
+using attention_head::Vec16;
+
+struct HalfValues {
+  using Elem = unsigned short;
+  __attribute__((always_inline)) static Vec16 Load16(const unsigned short* p) {
+    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+  static float Load1(const unsigned short* p) { return _cvtsh_ss(*p); }
+};
+
+}  // namespace
+
+void AttendHeadF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
+                       const WeightKernel& score_kernel, float* scores, float* out) {
+  attention_head::AttendHead16<HalfValues>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
+}
+
+void AttendHeadBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
+                        const WeightKernel& score_kernel, float* scores, float* out) {
+  attention_head::AttendHead16<attention_head::Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores,
+                                                           out);
+}
+
+}  // namespace flover::cpu::internal
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
