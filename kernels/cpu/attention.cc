@@ -3,8 +3,10 @@
 // variants (attention_internal.h). The arithmetic is in attention_head.h.
 #include "kernels/cpu/attention.h"
 
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -185,7 +187,16 @@ const char* PagedAttentionKernelName(KvDType dtype) {
 
 namespace {
 
-// Copies or rounds n values of fp32 into the cache's type.
+// FloatToBf16 written without a branch, so that the loop over a row vectorizes: a NaN
+// keeps its top bits and is made quiet, anything else rounds to nearest even.
+inline uint16_t NarrowToBf16(float f) {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t rounded = (x + 0x7FFFu + ((x >> 16) & 1u)) >> 16;
+  const uint32_t nan = (x >> 16) | 0x0040u;
+  return static_cast<uint16_t>((x & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+}
+
+// Copies or rounds n values of fp32 into the cache's type, as float16.h rounds them.
 void StoreValues(KvDType dtype, const float* src, void* dst, size_t index, int n) {
   switch (dtype) {
     case KvDType::kF32:
@@ -193,12 +204,16 @@ void StoreValues(KvDType dtype, const float* src, void* dst, size_t index, int n
       return;
     case KvDType::kF16: {
       uint16_t* d = static_cast<uint16_t*>(dst) + index;
-      for (int i = 0; i < n; ++i) d[i] = FloatToHalf(src[i]);
+      if (CpuHasF16c()) {
+        internal::NarrowToHalfF16c(src, d, n);
+      } else {
+        for (int i = 0; i < n; ++i) d[i] = FloatToHalf(src[i]);
+      }
       return;
     }
     case KvDType::kBF16: {
       uint16_t* d = static_cast<uint16_t*>(dst) + index;
-      for (int i = 0; i < n; ++i) d[i] = FloatToBf16(src[i]);
+      for (int i = 0; i < n; ++i) d[i] = NarrowToBf16(src[i]);
       return;
     }
   }

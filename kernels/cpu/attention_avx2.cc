@@ -1,6 +1,6 @@
 // The AVX2 variant of attention over fp16 and bf16 caches (attention_internal.h): the
 // arithmetic of attention_head.h in 256-bit registers, fp16 widened by F16C's vcvtph2ps,
-// bf16 by a shift.
+// bf16 by a shift; and WriteKv's rounding to fp16 by vcvtps2ph.
 //
 // Only <immintrin.h> and the headers attention_head.h needs are included before the
 // target pragma, so no inline library function is emitted with AVX2 instructions.
@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/attention_internal.h"
@@ -39,6 +40,15 @@ struct HalfValues {
 };
 
 }  // namespace
+
+void NarrowToHalfF16c(const float* src, uint16_t* dst, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = static_cast<uint16_t>(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 
 void AttendHeadF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
                        const WeightKernel& score_kernel, float* scores, float* out) {

@@ -45,6 +45,10 @@ void PagedAttention16WithKernels(const AttentionKernel& kernel, const WeightKern
                                  const float* q, int q_stride, float* out, int out_stride, int n_heads,
                                  int head_begin, int head_end);
 
+// dst[i] = FloatToHalf(src[i]) for i < n, with F16C's vcvtps2ph (the same bits).
+// REQUIRES: the CPU has F16C and AVX.
+void NarrowToHalfF16c(const float* src, uint16_t* dst, int n);
+
 // The variants (attention.cc, attention_avx2.cc, attention_avx512.cc). REQUIRES: the
 // CPU features of the variant: none; AVX2, FMA and F16C; AVX-512 F/VL/BW/DQ and F16C.
 void AttendHeadF16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,

@@ -303,26 +303,37 @@ TEST(KvDTypeTest, NamesAndSizes) {
   EXPECT_EQ(KvDTypeBytes(KvDType::kBF16), 2);
 }
 
-// WriteKv stores float16.h's round-to-nearest-even of every value, the ones beyond
-// fp16's range (inf) and below its normals (subnormals, zero) included.
+// WriteKv stores float16.h's round-to-nearest-even of every value (whichever way it
+// converts: F16C where the CPU has it): random values, and every fp32 exponent with
+// mantissas at and around fp16's and bf16's halfway points, both signs (infinities,
+// NaNs, fp32 and fp16 subnormals, overflow to inf). head_dim 20: the rows' 8-wide
+// conversions and their tails.
 TEST(KvDTypeTest, WriteKvRoundsToNearestEven) {
-  const Shape s{2, 2, 24, 4};
+  std::mt19937 rng(5);
+  std::vector<float> values = Random(4000, rng, -1e5f, 1e5f);
+  for (float x : Random(1000, rng, -1e-4f, 1e-4f)) values.push_back(x);
+  for (uint32_t sign : {0u, 0x80000000u}) {
+    for (uint32_t exponent = 0; exponent < 256; ++exponent) {
+      for (uint32_t mantissa : {0x0u, 0x1u, 0xFFFu, 0x1000u, 0x1001u, 0x3000u, 0x7FFFu, 0x8000u, 0x8001u, 0x18000u,
+                                0x3FFFFFu, 0x400000u, 0x401000u, 0x7FE000u, 0x7FF000u, 0x7FFFFFu})
+        values.push_back(std::bit_cast<float>(sign | exponent << 23 | mantissa));
+    }
+  }
+  const Shape s{2, 2, 20, 4};
+  const int kv_dim = s.n_kv_heads * s.head_dim;
+  values.resize((values.size() + kv_dim - 1) / kv_dim * kv_dim, 1.0f);
+  const int n_tokens = static_cast<int>(values.size()) / kv_dim;
+  std::vector<float> reversed(values.rbegin(), values.rend());
   for (KvDType dtype : k16BitTypes) {
     SCOPED_TRACE(KvDTypeName(dtype));
-    std::mt19937 rng(5);
-    constexpr int kTokens = 9;
-    const int kv_dim = s.n_kv_heads * s.head_dim;
-    PagedSequence seq(s, kTokens, rng, dtype);
-    std::vector<float> k = Random(static_cast<size_t>(kTokens) * kv_dim, rng, -1e5f, 1e5f);
-    std::vector<float> v = Random(k.size(), rng, -1e-4f, 1e-4f);
-    k[0] = 65519.0f, k[1] = 65520.0f, k[2] = -0.0f, v[0] = 0x1p-25f, v[1] = 0x1.8p-25f, v[2] = 1.0f + 0x1p-11f;
-    WriteKv(seq.layer(), seq.table(), 0, kTokens, k.data(), v.data(), kv_dim);
-    for (int p = 0; p < kTokens; ++p) {
+    PagedSequence seq(s, n_tokens, rng, dtype);
+    WriteKv(seq.layer(), seq.table(), 0, n_tokens, values.data(), reversed.data(), kv_dim);
+    for (int p = 0; p < n_tokens; ++p) {
       for (int h = 0; h < s.n_kv_heads; ++h) {
         for (int i = 0; i < s.head_dim; ++i) {
           const size_t j = static_cast<size_t>(p) * kv_dim + h * s.head_dim + i;
-          ASSERT_EQ(seq.k_bits(p, h, i), Narrow(dtype, k[j])) << "K " << k[j];
-          ASSERT_EQ(seq.v_bits(p, h, i), Narrow(dtype, v[j])) << "V " << v[j];
+          ASSERT_EQ(seq.k_bits(p, h, i), Narrow(dtype, values[j])) << "K 0x" << std::hex << std::bit_cast<uint32_t>(values[j]);
+          ASSERT_EQ(seq.v_bits(p, h, i), Narrow(dtype, reversed[j])) << "V 0x" << std::hex << std::bit_cast<uint32_t>(reversed[j]);
         }
       }
     }
