@@ -57,7 +57,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AttendHeadF32(
 // (2^-14 + m * 2^-24) - 2^-14 in fp32, which is exact.
 struct HalfValuesPortable {
   using Elem = unsigned short;
-  __attribute__((always_inline)) static Vec16 Load16(const unsigned short* p) {
+  using Vec = Vec16;
+  __attribute__((always_inline)) static Vec16 Load(const unsigned short* p) {
     const U32x16 x = __builtin_convertvector(*reinterpret_cast<const U16x16Unaligned*>(p), U32x16);
     const U32x16 sign = (x & 0x8000u) << 16;
     const U32x16 em = (x & 0x7FFFu) << 13;

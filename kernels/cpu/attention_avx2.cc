@@ -27,16 +27,26 @@
 namespace flover::cpu::internal {
 namespace {
 
-using attention_head::Vec16;
+// 8 floats: one ymm register.
+typedef float Vec8 __attribute__((vector_size(32)));
 
 struct HalfValues {
   using Elem = unsigned short;
-  __attribute__((always_inline)) static Vec16 Load16(const unsigned short* p) {
-    const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
-    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  using Vec = Vec8;
+  __attribute__((always_inline)) static Vec8 Load(const unsigned short* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
   static float Load1(const unsigned short* p) { return _cvtsh_ss(*p); }
+};
+
+struct Bf16Values {
+  using Elem = unsigned short;
+  using Vec = Vec8;
+  __attribute__((always_inline)) static Vec8 Load(const unsigned short* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static float Load1(const unsigned short* p) { return attention_head::Bf16Values::Load1(p); }
 };
 
 }  // namespace
@@ -57,8 +67,7 @@ void AttendHeadF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_he
 
 void AttendHeadBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
                         const WeightKernel& score_kernel, float* scores, float* out) {
-  attention_head::AttendHead16<attention_head::Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores,
-                                                           out);
+  attention_head::AttendHead16<Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
 }
 
 }  // namespace flover::cpu::internal

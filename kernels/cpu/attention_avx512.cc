@@ -37,10 +37,21 @@ using attention_head::Vec16;
 
 struct HalfValues {
   using Elem = unsigned short;
-  __attribute__((always_inline)) static Vec16 Load16(const unsigned short* p) {
+  using Vec = Vec16;
+  __attribute__((always_inline)) static Vec16 Load(const unsigned short* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static float Load1(const unsigned short* p) { return _cvtsh_ss(*p); }
+};
+
+struct Bf16Values {
+  using Elem = unsigned short;
+  using Vec = Vec16;
+  __attribute__((always_inline)) static Vec16 Load(const unsigned short* p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+  static float Load1(const unsigned short* p) { return attention_head::Bf16Values::Load1(p); }
 };
 
 }  // namespace
@@ -52,8 +63,7 @@ void AttendHeadF16Avx512(const PagedKvLayer& kv, const int* block_table, int kv_
 
 void AttendHeadBf16Avx512(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
                           const WeightKernel& score_kernel, float* scores, float* out) {
-  attention_head::AttendHead16<attention_head::Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores,
-                                                           out);
+  attention_head::AttendHead16<Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
 }
 
 }  // namespace flover::cpu::internal

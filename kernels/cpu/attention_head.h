@@ -8,7 +8,7 @@
 //   3. out[i] = sum over p in position order of scores[p] * V[p][i]: from +0.0f, one
 //      fp32 multiply and one fp32 add per position (the files are built with
 //      -ffp-contract=off, so no variant fuses them).
-// Values::Load16 and Load1 widen stored values exactly to fp32, so 2 and 3 give the same
+// Values::Load and Load1 widen stored values exactly to fp32, so 2 and 3 give the same
 // bits for any way of reading the same values, in every instruction set.
 //
 // Include inside the including file's target region (if any), after including there
@@ -52,23 +52,28 @@ inline void PrefetchBlock(const Elem* base, const PagedKvLayer& kv, int block, i
 }
 
 // GCC vector types: lowered to whatever vector width the including file's target has.
-// The unaligned variants read rows at any element offset.
+// The unaligned variants read rows at any element offset. (A variant whose registers are
+// narrower than its Vec, and which builds a Vec from several registers, makes GCC go
+// through memory: such a variant uses a Vec of its register width.)
 typedef float Vec16 __attribute__((vector_size(64)));
 typedef float Vec16Unaligned __attribute__((vector_size(64), aligned(4), may_alias));
 typedef unsigned short U16x16Unaligned __attribute__((vector_size(32), aligned(2), may_alias));
 typedef unsigned int U32x16 __attribute__((vector_size(64)));
 
-// Values: how 16 (Load16) or one (Load1) stored values are read as fp32.
+// Values: how a Vec of stored values (Load; Vec holds 16 floats, or 8) or one value
+// (Load1) is read as fp32.
 struct F32Values {
   using Elem = float;
-  __attribute__((always_inline)) static Vec16 Load16(const float* p) { return *reinterpret_cast<const Vec16Unaligned*>(p); }
+  using Vec = Vec16;
+  __attribute__((always_inline)) static Vec16 Load(const float* p) { return *reinterpret_cast<const Vec16Unaligned*>(p); }
   static float Load1(const float* p) { return *p; }
 };
 
 // bf16 is the top half of an fp32: widening is a shift, in any instruction set.
 struct Bf16Values {
   using Elem = unsigned short;
-  __attribute__((always_inline)) static Vec16 Load16(const unsigned short* p) {
+  using Vec = Vec16;
+  __attribute__((always_inline)) static Vec16 Load(const unsigned short* p) {
     const U32x16 wide = __builtin_convertvector(*reinterpret_cast<const U16x16Unaligned*>(p), U32x16) << 16;
     return reinterpret_cast<Vec16>(wide);
   }
@@ -109,20 +114,22 @@ __attribute__((always_inline)) inline void WeightedSumV(const PagedKvLayer& kv, 
                                                         int n_pos, const float* __restrict probs, int i0,
                                                         float* __restrict out) {
   using Elem = typename Values::Elem;
+  using Vec = typename Values::Vec;
+  constexpr int kLanes = sizeof(Vec) / sizeof(float), kVecs = 16 * NV / kLanes;
   const Elem* pool = static_cast<const Elem*>(kv.v);
-  Vec16 acc[NV] = {};
+  Vec acc[kVecs] = {};
   for (int p0 = 0, b = 0; p0 < n_pos; p0 += kv.block_size, ++b) {
     const Elem* v = pool + SlotOffset(kv, block_table[b], kv_head, 0) + i0;
     const int count = kv.block_size < n_pos - p0 ? kv.block_size : n_pos - p0;
     if (p0 + kPrefetchBlocks * kv.block_size < n_pos)
       PrefetchBlock(pool, kv, block_table[b + kPrefetchBlocks], kv_head, i0, 16 * NV);
     for (int s = 0; s < count; ++s) {
-      const Vec16 a = Vec16{} + probs[p0 + s];
+      const Vec a = Vec{} + probs[p0 + s];
       const Elem* vs = v + static_cast<size_t>(s) * kv.head_dim;
-      for (int j = 0; j < NV; ++j) acc[j] += a * Values::Load16(vs + 16 * j);
+      for (int j = 0; j < kVecs; ++j) acc[j] += a * Values::Load(vs + kLanes * j);
     }
   }
-  for (int j = 0; j < NV; ++j) *reinterpret_cast<Vec16Unaligned*>(out + 16 * j) = acc[j];
+  for (int j = 0; j < kVecs; ++j) __builtin_memcpy(out + kLanes * j, &acc[j], sizeof(Vec));
 }
 
 // The same for head_dim % 16 trailing values (tiny heads such as stories260K's 8).

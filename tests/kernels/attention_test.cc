@@ -516,7 +516,7 @@ TEST(KvDTypeTest, EveryVariantGivesTheSameBits) {
 }
 
 // Every one of the 65536 fp16 and bf16 values widens exactly (HalfToFloat, Bf16ToFloat),
-// in every attention variant, through the 16-wide loads (head_dim 16) and the tail's
+// in every attention variant, through the vector loads (head_dim 16) and the tail's
 // (head_dim 8): one position, so the output is 0 + 1 * V (which turns -0 into +0 and
 // quiets bf16's signalling NaNs; fp16's come out of HalfToFloat quiet already).
 TEST(KvDTypeTest, EveryStoredValueWidensExactly) {
