@@ -17,8 +17,8 @@
 #include "kernels/cpu/float16.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/weight_matmul_internal.h"
-// After every other header: its copy of the arithmetic is compiled for this file.
 #pragma GCC diagnostic ignored "-Wpsabi"  // Vec16 never crosses a call (attention_head.h)
+// After every other header: its copy of the arithmetic is compiled for this file.
 #include "kernels/cpu/attention_head.h"
 
 namespace flover::cpu {
