@@ -46,6 +46,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--threads", run.threads, "Compute threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   run_cmd->add_option("--block-size", run.block_size, "KV cache block size in tokens")->capture_default_str();
   run_cmd->add_option("--kv-cache-mib", run.kv_cache_mib, "KV cache memory budget (MiB)")->capture_default_str();
+  run_cmd->add_option("--kv-dtype", run.kv_dtype,
+                      "KV cache element type (kv_cache.dtype): fp32, fp16 or bf16; default fp32 on cpu, the weights' "
+                      "type on cuda (the only one it takes)");
   run_cmd->add_option("--max-step-tokens", run.max_step_tokens, "Tokens per fused step")->capture_default_str();
   run_cmd->add_option("--max-running", run.max_running, "Requests per fused step")->capture_default_str();
   run_cmd->add_option("--dummy-seed", run.dummy_seed, "Seed of dummy:<preset> weights")->capture_default_str();

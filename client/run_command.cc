@@ -151,6 +151,11 @@ int RunCommand(const RunOptions& o) {
   backend.max_step_tokens = o.max_step_tokens;
   backend.max_rows = o.max_running;
   if (Status s = ApplyDType(o.dtype, &backend); !s.ok()) return Fail(s);
+  if (!o.kv_dtype.empty()) {
+    Result<DType> kv_dtype = ParseDType(o.kv_dtype);
+    if (!kv_dtype.ok()) return Fail(InvalidArgument("--kv-dtype '" + o.kv_dtype + "' is not fp32, fp16 or bf16"));
+    backend.kv_dtype = *kv_dtype;
+  }
   Result<CreatedBackend> created = CreateBackend(backend);
   if (!created.ok()) return Fail(created.status());
   const ModelSpec spec = created->backend->spec();

@@ -26,6 +26,9 @@ struct RunOptions {
   // Weight precision, as model.dtype: auto | fp32 | fp16 | bf16 | q8_0 | q4_0 | q4_k (the
   // last three on cpu only; auto: cpu keeps the file's formats, cuda stores fp16).
   std::string dtype = "auto";
+  // KV cache element type, as kv_cache.dtype: fp32 | fp16 | bf16; empty: fp32 on cpu, the
+  // weights' type on cuda (which accepts only that).
+  std::string kv_dtype;
   std::string policy = "fused";        // fused | dynamic | instances | sequential
   int pipeline_depth = 1;              // plans scheduled ahead of their results
   int threads = 0;                     // 0 = OpenMP default

@@ -166,7 +166,7 @@ class Validator {
   Status Devices() const {
     // The ranks of a replica run collectives together: Gloo between CPU ranks, NCCL
     // between GPUs; they cannot mix. CUDA workers store fp32, fp16 or bf16 weights; the
-    // block formats are CPU only.
+    // block formats are CPU only. Their KV cache has the weights' type.
     const std::optional<WeightDType> dtype = c_.model.dtype;
     for (const WorkerConfig& w : c_.workers) {
       const WorkerConfig& first = *c_.FindWorker(w.replica, 0);
@@ -178,6 +178,13 @@ class Validator {
                                         std::to_string(w.replica) + " rank " + std::to_string(w.rank) + " runs on " +
                                         w.device + ", which stores fp32, fp16 or bf16 (use dtype auto, fp32, fp16 "
                                         "or bf16 with CUDA workers)");
+      if (w.device != "cpu" && c_.kv_cache.dtype && *c_.kv_cache.dtype != CudaWorkerDType(c_.model))
+        return Error("kv_cache.dtype", std::string(DTypeName(*c_.kv_cache.dtype)) + " on replica " +
+                                           std::to_string(w.replica) + " rank " + std::to_string(w.rank) + " (" +
+                                           w.device + "), whose KV cache has the weights' type, " +
+                                           DTypeName(CudaWorkerDType(c_.model)) + " for model.dtype " +
+                                           ModelDTypeName(c_.model.dtype) + " (leave kv_cache.dtype unset or set it to " +
+                                           DTypeName(CudaWorkerDType(c_.model)) + ")");
     }
     return Status::Ok();
   }
@@ -189,6 +196,8 @@ class Validator {
     value << kv.memory_mib;
     if (!std::isfinite(kv.memory_mib)) return Error("kv_cache.memory_mib", "must be a finite number, got " + value.str());
     if (!(kv.memory_mib > 0)) return Error("kv_cache.memory_mib", "must be > 0, got " + value.str());
+    if (kv.dtype && *kv.dtype != DType::kF32 && *kv.dtype != DType::kF16 && *kv.dtype != DType::kBF16)
+      return Error("kv_cache.dtype", NotAValue(*kv.dtype));
     return Status::Ok();
   }
 

@@ -11,7 +11,7 @@
 //   model:     {path, tokenizer, dummy_seed, dtype, name, chat_template}
 //   parallel:  {replicas, tensor, cpu_transport}
 //   workers:   [{replica, rank, host, device, threads}, ...]   (optional in YAML)
-//   kv_cache:  {block_size, memory_mib}
+//   kv_cache:  {block_size, memory_mib, dtype}
 //   scheduler: {policy, max_step_tokens, max_running, max_queued, pipeline_depth,
 //               batch_window_ms, max_batch, failover_wait_ms}
 //   heartbeat: {interval_ms, timeout_ms, step_timeout_ms}
@@ -95,6 +95,11 @@ struct ModelConfig {
 struct KvCacheSettings {
   int block_size = 16;      // tokens per block, >= 1
   double memory_mib = 256;  // KV memory per worker, finite and > 0
+  // The element type of K and V. nullopt (unset): fp32 on CPU workers, the weights'
+  // type on CUDA workers (CudaWorkerDType). CPU workers store fp32, fp16 or bf16 (a
+  // 16-bit cache holds twice the tokens of memory_mib); CUDA workers only their
+  // weights' type.
+  std::optional<DType> dtype;
 
   bool operator==(const KvCacheSettings&) const = default;
 };

@@ -36,6 +36,15 @@ constexpr std::array<std::pair<std::optional<WeightDType>, proto::ModelDType>, 7
     {WeightDType::kQ4_K, proto::MODEL_DTYPE_Q4_K},
 }};
 
+// Unlike the tables above, 0 has a value: a coordinator from before kv_cache.dtype sends
+// none, which is the default.
+constexpr std::array<std::pair<std::optional<DType>, proto::KvCacheDType>, 4> kKvDTypes = {{
+    {std::nullopt, proto::KV_CACHE_DTYPE_UNSPECIFIED},
+    {DType::kF32, proto::KV_CACHE_DTYPE_FP32},
+    {DType::kF16, proto::KV_CACHE_DTYPE_FP16},
+    {DType::kBF16, proto::KV_CACHE_DTYPE_BF16},
+}};
+
 template <typename Value, typename Wire, size_t N>
 Wire ToWire(const std::array<std::pair<Value, Wire>, N>& table, const Value& value) {
   for (const auto& [v, w] : table)
@@ -113,6 +122,7 @@ proto::ClusterConfig ToProto(const ClusterConfig& c) {
   }
   m.mutable_kv_cache()->set_block_size(c.kv_cache.block_size);
   m.mutable_kv_cache()->set_memory_mib(c.kv_cache.memory_mib);
+  m.mutable_kv_cache()->set_dtype(ToWire(kKvDTypes, c.kv_cache.dtype));
   const SchedulerSettings& s = c.scheduler;
   proto::SchedulerSettings* ps = m.mutable_scheduler();
   ps->set_policy(ToWire(kPolicies, s.policy));
@@ -156,7 +166,9 @@ Result<ClusterConfig> FromProto(const proto::ClusterConfig& m) {
     c.workers.push_back(
         {.replica = w.replica(), .rank = w.rank(), .host = w.host(), .device = w.device(), .threads = w.threads()});
   }
-  c.kv_cache = {.block_size = m.kv_cache().block_size(), .memory_mib = m.kv_cache().memory_mib()};
+  c.kv_cache.block_size = m.kv_cache().block_size();
+  c.kv_cache.memory_mib = m.kv_cache().memory_mib();
+  FLOVER_RETURN_IF_ERROR(FromWire(kKvDTypes, m.kv_cache().dtype(), c.source, "kv_cache.dtype", &c.kv_cache.dtype));
   const proto::SchedulerSettings& s = m.scheduler();
   FLOVER_RETURN_IF_ERROR(FromWire(kPolicies, s.policy(), c.source, "scheduler.policy", &c.scheduler.policy));
   c.scheduler.max_step_tokens = s.max_step_tokens();

@@ -321,9 +321,15 @@ class ConfigReader {
   }
 
   Status ReadKvCache(const YAML::Node& root, KvCacheSettings* kv) {
-    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "kv_cache", {"block_size", "memory_mib"}));
+    FLOVER_ASSIGN_OR_RETURN(YAML::Node node, Section(root, "", "kv_cache", {"block_size", "memory_mib", "dtype"}));
     FLOVER_RETURN_IF_ERROR(ReadInt(node, "kv_cache", "block_size", &kv->block_size));
-    return ReadDouble(node, "kv_cache", "memory_mib", &kv->memory_mib);
+    FLOVER_RETURN_IF_ERROR(ReadDouble(node, "kv_cache", "memory_mib", &kv->memory_mib));
+    auto from_name = [](const std::string& name) -> std::optional<std::optional<DType>> {
+      Result<DType> parsed = ParseDType(name);
+      if (!parsed.ok()) return std::nullopt;
+      return std::optional<DType>(*parsed);
+    };
+    return ReadEnum(node, "kv_cache", "dtype", from_name, "fp32, fp16 or bf16", &kv->dtype);
   }
 
   Status ReadScheduler(const YAML::Node& root, SchedulerSettings* s) {

@@ -69,6 +69,7 @@ std::string ToYaml(const ClusterConfig& config) {
   out << YAML::Key << "kv_cache" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "block_size" << YAML::Value << config.kv_cache.block_size;
   out << YAML::Key << "memory_mib" << YAML::Value << DoubleToString(config.kv_cache.memory_mib);
+  if (config.kv_cache.dtype) out << YAML::Key << "dtype" << YAML::Value << DTypeName(*config.kv_cache.dtype);
   out << YAML::EndMap;
 
   const SchedulerSettings& s = config.scheduler;

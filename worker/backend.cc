@@ -26,6 +26,15 @@ Result<int> CudaIndex(const std::string& device) {
   return InvalidArgument("device '" + device + "' is neither cpu nor cuda:N");
 }
 
+cpu::KvDType CpuKvDType(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return cpu::KvDType::kF32;
+    case DType::kF16: return cpu::KvDType::kF16;
+    case DType::kBF16: return cpu::KvDType::kBF16;
+  }
+  return static_cast<cpu::KvDType>(255);  // a value outside the enum: KvCache::Create rejects it
+}
+
 Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const BackendGroup& group) {
   const ShardInfo shard = group.shard;
   // Only this rank's shard is loaded, one tensor at a time; a model that does not fit
@@ -49,10 +58,12 @@ Result<CreatedBackend> CreateCpuBackend(const BackendConfig& config, const Backe
   }
   const ModelSpec spec = model.weights.spec;
   const KvCacheConfig kv{config.kv_block_size, config.kv_memory_bytes,
-                         CapKvBlocks(config.kv_max_blocks, config.kv_max_sequences, spec.max_seq_len, config.kv_block_size)};
+                         CapKvBlocks(config.kv_max_blocks, config.kv_max_sequences, spec.max_seq_len, config.kv_block_size),
+                         CpuKvDType(config.kv_dtype.value_or(DType::kF32))};
   FLOVER_ASSIGN_OR_RETURN(out.backend, CpuBackend::Create(std::move(model.weights), shard, std::move(comm), kv));
-  out.description = model.description + ", cpu, weights " + weights + ", " + std::to_string(omp_get_max_threads()) +
-                    " threads" + transport;
+  const std::string kv_note = kv.dtype == cpu::KvDType::kF32 ? "" : std::string(", KV ") + cpu::KvDTypeName(kv.dtype);
+  out.description = model.description + ", cpu, weights " + weights + kv_note + ", " +
+                    std::to_string(omp_get_max_threads()) + " threads" + transport;
   out.tokenizer = std::move(model.tokenizer);
   return out;
 }
@@ -69,6 +80,11 @@ Result<CreatedBackend> CreateBackend(const BackendConfig& config, const BackendG
                            " needs a rendezvous store for its communicator");
   if (config.device == "cpu") return CreateCpuBackend(config, group);
   FLOVER_ASSIGN_OR_RETURN(const int index, CudaIndex(config.device));
+  if (config.kv_dtype && *config.kv_dtype != config.cuda_dtype)
+    return InvalidArgument(std::string("KV cache dtype ") + DTypeName(*config.kv_dtype) +
+                           " (kv_cache.dtype, --kv-dtype) is not what " + config.device +
+                           " keeps its KV cache in: the weights' type, " + DTypeName(config.cuda_dtype) +
+                           "; leave the KV dtype unset or set it to " + DTypeName(config.cuda_dtype));
   return CreateCudaDeviceBackend(index, config, group);
 }
 

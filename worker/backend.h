@@ -49,6 +49,10 @@ struct BackendConfig {
   int kv_max_blocks = 0;                        // if > 0, at most this many blocks
   int kv_max_sequences = 0;                     // if > 0, at most what this many full
                                                 // contexts use (CapKvBlocks)
+  // The element type of K and V (kv_cache.dtype). nullopt: fp32 on the CPU, cuda_dtype
+  // on a GPU. The CPU stores any DType; a CUDA backend only cuda_dtype (its KV cache
+  // has the weights' type), anything else is InvalidArgument.
+  std::optional<DType> kv_dtype;
 
   // CPU only: the formats of the weight matrices (model.dtype; auto keeps the file's
   // where the CPU computes it natively).

@@ -145,6 +145,7 @@ Status WorkerDaemon::Load() {
   };
   backend.kv_block_size = config_.kv_cache.block_size;
   backend.kv_memory_bytes = static_cast<int64_t>(config_.kv_cache.memory_mib * 1024 * 1024);
+  backend.kv_dtype = config_.kv_cache.dtype;
   if (backend.device == "cpu") {
     backend.cpu_weights = WeightPolicyFor(config_.model.dtype);
   } else {

@@ -1,157 +1,255 @@
+// PagedAttention and WriteKv: the fp32 path (one function cloned per instruction set),
+// the portable variant of the fp16/bf16 paths and the choice between the 16-bit
+// variants (attention_internal.h). The arithmetic is in attention_head.h.
 #include "kernels/cpu/attention.h"
 
-#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/attention_internal.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/float16.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/weight_matmul_internal.h"
+#pragma GCC diagnostic ignored "-Wpsabi"  // Vec16 never crosses a call (attention_head.h)
+// After every other header: its copy of the arithmetic is compiled for this file.
+#include "kernels/cpu/attention_head.h"
 
 namespace flover::cpu {
+namespace internal {
 namespace {
 
-size_t SlotOffset(const PagedKvLayer& kv, int block, int kv_head, int slot) {
-  return ((static_cast<size_t>(block) * kv.n_kv_heads + kv_head) * kv.block_size + slot) *
-         static_cast<size_t>(kv.head_dim);
+using attention_head::SlotOffset;
+using attention_head::U16x16Unaligned;
+using attention_head::U32x16;
+using attention_head::Vec16;
+
+// Scores of an fp32 K block: the process's Matmul kernel, single-threaded, in place.
+struct MatmulScores {
+  const MatmulKernel& dot;
+  const float* q;
+  int head_dim;
+  void operator()(const float* k_rows, int count, float* scores) const {
+    dot.fn(q, head_dim, k_rows, scores, 1, head_dim, count, 0, count, false);
+  }
+};
+
+// One query head of an fp32 cache. Cloned per ISA for wider vectors; its lane-wise
+// arithmetic gives the same bits in every clone, and the scores are the Matmul kernel's.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AttendHeadF32(const PagedKvLayer& kv,
+                                                                                const int* block_table, int kv_head,
+                                                                                int n_pos, const float* __restrict q,
+                                                                                float* __restrict scores,
+                                                                                float* __restrict out) {
+  const MatmulScores score_block{SelectedMatmulKernel(), q, kv.head_dim};
+  attention_head::AttendHead<attention_head::F32Values>(kv, block_table, kv_head, n_pos, score_block, scores, out);
 }
 
-// Asks for floats [i0, i0 + width) of every slot of `block`'s rows (of `base`: the K or
-// V pool) to be brought into L2 while earlier blocks are being read: blocks lie anywhere
-// in the pool, so the hardware prefetchers only catch on within a block. (Into L2, not
-// L1: prefetches into L1 fill its few miss buffers and stall; measured by
-// kernels_bench's BM_PagedAttentionFusedStep.)
-constexpr int kPrefetchBlocks = 2;  // blocks ahead: reading one takes less time than DRAM takes to answer
+// fp16 widened without F16C, exactly (HalfToFloat's values, NaNs made quiet alike):
+// the exponent and mantissa move to fp32's positions and are rebiased; inf/NaN get the
+// all-ones exponent; zeros and subnormals m * 2^-24 are computed as
+// (2^-14 + m * 2^-24) - 2^-14 in fp32, which is exact.
+struct HalfValuesPortable {
+  using Elem = unsigned short;
+  using Vec = Vec16;
+  __attribute__((always_inline)) static Vec16 Load(const unsigned short* p) {
+    const U32x16 x = __builtin_convertvector(*reinterpret_cast<const U16x16Unaligned*>(p), U32x16);
+    const U32x16 sign = (x & 0x8000u) << 16;
+    const U32x16 em = (x & 0x7FFFu) << 13;
+    const U32x16 exponent = em & 0x0F800000u;
+    const U32x16 is_max = reinterpret_cast<U32x16>(exponent == 0x0F800000u);  // inf or NaN: all ones
+    const U32x16 is_min = reinterpret_cast<U32x16>(exponent == 0u);           // zero or subnormal
+    const U32x16 quiet = reinterpret_cast<U32x16>((em & 0x007FE000u) != 0u) & is_max & 0x00400000u;
+    const U32x16 normal = (em + 0x38000000u + (is_max & 0x38000000u)) | quiet;
+    const Vec16 small = reinterpret_cast<Vec16>(em + 0x38800000u) - 0x1p-14f;
+    const U32x16 bits = (is_min & reinterpret_cast<U32x16>(small)) | (~is_min & normal);
+    return reinterpret_cast<Vec16>(bits | sign);
+  }
+  static float Load1(const unsigned short* p) { return HalfToFloat(*p); }
+};
 
-inline void PrefetchBlock(const float* base, const PagedKvLayer& kv, int block, int kv_head, int i0, int width) {
-  const float* rows = base + SlotOffset(kv, block, kv_head, 0) + i0;
-  for (int s = 0; s < kv.block_size; ++s)
-    for (int c = 0; c < width; c += 16) __builtin_prefetch(rows + static_cast<size_t>(s) * kv.head_dim + c, 0, 2);
+// Scratch for the scores of one head: at least n floats of the calling thread, grown to
+// the longest context seen by the thread, then reused.
+float* ScoresScratch(int n) {
+  thread_local std::vector<float> scores;
+  if (scores.size() < static_cast<size_t>(n)) scores.resize(n);
+  return scores.data();
 }
 
-// GCC vector types: lowered to whatever vector width each AttendHead clone has. The
-// unaligned variant reads K/V rows at any float offset.
-typedef float Vec16 __attribute__((vector_size(64)));
-typedef float Vec16Unaligned __attribute__((vector_size(64), aligned(4), may_alias));
-
-// out[0, 16 * NV) = sum over positions p < n_pos of probs[p] * V[p][i0, i0 + 16 * NV), in
-// position order. The sums stay in registers (through memory, every position would wait
-// for the previous one's store).
-template <int NV>
-__attribute__((always_inline)) inline void WeightedSumV(const PagedKvLayer& kv, const int* block_table, int kv_head,
-                                                        int n_pos, const float* __restrict probs, int i0,
-                                                        float* __restrict out) {
-  Vec16 acc[NV] = {};
-  for (int p0 = 0, b = 0; p0 < n_pos; p0 += kv.block_size, ++b) {
-    const float* v = kv.v + SlotOffset(kv, block_table[b], kv_head, 0) + i0;
-    const int count = std::min(kv.block_size, n_pos - p0);
-    if (p0 + kPrefetchBlocks * kv.block_size < n_pos)
-      PrefetchBlock(kv.v, kv, block_table[b + kPrefetchBlocks], kv_head, i0, 16 * NV);
-    for (int s = 0; s < count; ++s) {
-      const Vec16 a = Vec16{} + probs[p0 + s];
-      const float* vs = v + static_cast<size_t>(s) * kv.head_dim;
-      for (int j = 0; j < NV; ++j) acc[j] += a * *reinterpret_cast<const Vec16Unaligned*>(vs + 16 * j);
+// Calls attend(kv_head, n_pos, q, scores, out) for each (token, head) of the call.
+template <class Attend>
+void ForEachHead(const PagedKvLayer& kv, int start_pos, int n_tokens, const float* q, int q_stride, float* out,
+                 int out_stride, int n_heads, int head_begin, int head_end, const Attend& attend) {
+  if (n_tokens <= 0 || head_begin >= head_end) return;
+  const int group = n_heads / kv.n_kv_heads;
+  float* scores = ScoresScratch(start_pos + n_tokens);
+  for (int t = 0; t < n_tokens; ++t) {
+    const int n_pos = start_pos + t + 1;
+    for (int h = head_begin; h < head_end; ++h) {
+      const size_t head_offset = static_cast<size_t>(h) * kv.head_dim;
+      attend(h / group, n_pos, q + static_cast<size_t>(t) * q_stride + head_offset, scores,
+             out + static_cast<size_t>(t) * out_stride + head_offset);
     }
   }
-  for (int j = 0; j < NV; ++j) *reinterpret_cast<Vec16Unaligned*>(out + 16 * j) = acc[j];
 }
 
-// The same for head_dim % 16 trailing values (tiny heads such as stories260K's 8).
-inline void WeightedSumVTail(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos,
-                             const float* __restrict probs, int i0, float* __restrict out) {
-  const int width = kv.head_dim - i0;
-  for (int l = 0; l < width; ++l) out[l] = 0.0f;
-  for (int p0 = 0, b = 0; p0 < n_pos; p0 += kv.block_size, ++b) {
-    const float* v = kv.v + SlotOffset(kv, block_table[b], kv_head, 0) + i0;
-    const int count = std::min(kv.block_size, n_pos - p0);
-    for (int s = 0; s < count; ++s) {
-      const float a = probs[p0 + s];
-      const float* vs = v + static_cast<size_t>(s) * kv.head_dim;
-      for (int l = 0; l < width; ++l) out[l] += a * vs[l];
+[[noreturn]] void Die(const char* what, const PagedKvLayer& kv) {
+  // flover_kernels_cpu sits below flover_common, so no FLOVER_CHECK here.
+  std::fprintf(stderr, "flover: PagedAttention: %s (KV dtype %d)\n", what, static_cast<int>(kv.dtype));
+  std::abort();
+}
+
+WeightFormat FormatOf(KvDType dtype) { return dtype == KvDType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16; }
+
+bool Always() { return true; }
+bool HasAvx2FmaF16c() { return CpuHasAvx2Fma() && CpuHasF16c(); }
+bool HasAvx512F16c() { return CpuHasAvx512() && CpuHasF16c(); }
+
+struct Variant {
+  AttentionKernel kernel;  // functions set whether or not the CPU can run them
+  bool (*supported)();
+};
+
+constexpr Variant kVariants[] = {
+    {{"avx512", AttendHeadF16Avx512, AttendHeadBf16Avx512}, HasAvx512F16c},
+    {{"avx2", AttendHeadF16Avx2, AttendHeadBf16Avx2}, HasAvx2FmaF16c},
+    {{"generic", AttendHeadF16Generic, AttendHeadBf16Generic}, Always},
+};
+
+AttentionKernel SelectKernel() {
+  // The variants at or below the level of the process's Matmul kernel, best first.
+  const char* level = SelectedMatmulKernel().name;
+  bool reached = false;
+  for (const Variant& v : kVariants) {
+    reached = reached || std::strcmp(v.kernel.name, level) == 0;
+    if (reached && v.supported()) return v.kernel;
+  }
+  return kVariants[2].kernel;  // an unknown level: the portable variant runs anywhere
+}
+
+}  // namespace
+
+void AttendHeadF16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
+                          const WeightKernel& score_kernel, float* scores, float* out) {
+  attention_head::AttendHead16<HalfValuesPortable>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
+}
+
+void AttendHeadBf16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
+                           const WeightKernel& score_kernel, float* scores, float* out) {
+  attention_head::AttendHead16<attention_head::Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores,
+                                                           out);
+}
+
+AttentionKernel FindAttentionKernel(const char* name) {
+  for (const Variant& v : kVariants) {
+    if (std::strcmp(v.kernel.name, name) == 0) return v.supported() ? v.kernel : AttentionKernel{v.kernel.name};
+  }
+  return {};
+}
+
+const AttentionKernel& SelectedAttentionKernel() {
+  static const AttentionKernel kernel = SelectKernel();
+  return kernel;
+}
+
+void PagedAttention16WithKernels(const AttentionKernel& kernel, const WeightKernel& score_kernel,
+                                 const PagedKvLayer& kv, const int* block_table, int start_pos, int n_tokens,
+                                 const float* q, int q_stride, float* out, int out_stride, int n_heads,
+                                 int head_begin, int head_end) {
+  if (kv.dtype != KvDType::kF16 && kv.dtype != KvDType::kBF16) Die("not a 16-bit cache", kv);
+  const AttendHead16Fn attend_head = kv.dtype == KvDType::kF16 ? kernel.f16 : kernel.bf16;
+  if (attend_head == nullptr || score_kernel.fn == nullptr) Die("no kernel for this CPU", kv);
+  ForEachHead(kv, start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin, head_end,
+              [&](int kv_head, int n_pos, const float* q_head, float* scores, float* out_head) {
+                attend_head(kv, block_table, kv_head, n_pos, q_head, score_kernel, scores, out_head);
+              });
+}
+
+}  // namespace internal
+
+const char* KvDTypeName(KvDType dtype) {
+  switch (dtype) {
+    case KvDType::kF32: return "fp32";
+    case KvDType::kF16: return "fp16";
+    case KvDType::kBF16: return "bf16";
+  }
+  return "?";
+}
+
+const char* PagedAttentionKernelName(KvDType dtype) {
+  return dtype == KvDType::kF32 ? internal::SelectedMatmulKernel().name : internal::SelectedAttentionKernel().name;
+}
+
+namespace {
+
+// FloatToBf16 written without a branch, so that the loop over a row vectorizes: a NaN
+// keeps its top bits and is made quiet, anything else rounds to nearest even.
+inline uint16_t NarrowToBf16(float f) {
+  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t rounded = (x + 0x7FFFu + ((x >> 16) & 1u)) >> 16;
+  const uint32_t nan = (x >> 16) | 0x0040u;
+  return static_cast<uint16_t>((x & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+}
+
+// Copies or rounds n values of fp32 into the cache's type, as float16.h rounds them.
+void StoreValues(KvDType dtype, const float* src, void* dst, size_t index, int n) {
+  switch (dtype) {
+    case KvDType::kF32:
+      std::memcpy(static_cast<float*>(dst) + index, src, sizeof(float) * n);
+      return;
+    case KvDType::kF16: {
+      uint16_t* d = static_cast<uint16_t*>(dst) + index;
+      if (CpuHasF16c()) {
+        internal::NarrowToHalfF16c(src, d, n);
+      } else {
+        for (int i = 0; i < n; ++i) d[i] = FloatToHalf(src[i]);
+      }
+      return;
+    }
+    case KvDType::kBF16: {
+      uint16_t* d = static_cast<uint16_t*>(dst) + index;
+      for (int i = 0; i < n; ++i) d[i] = NarrowToBf16(src[i]);
+      return;
     }
   }
-}
-
-// One query head of one token over positions [0, n_pos): scores, softmax as run.c
-// (max subtraction, expf, sum, divide), then the probability-weighted sum of V rows.
-// The scores of a block are a small matrix product q · K_blockᵀ (K rows are contiguous
-// in a block), computed by the process's Matmul kernel. The rest is cloned per ISA for
-// wider vectors; its lane-wise arithmetic gives the same bits in every clone.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AttendHead(const PagedKvLayer& kv,
-                                                                             const int* block_table, int kv_head,
-                                                                             int n_pos, const float* __restrict q,
-                                                                             float* __restrict scores,
-                                                                             float* __restrict out) {
-  const internal::MatmulKernel& dot = internal::SelectedMatmulKernel();
-  const int head_dim = kv.head_dim, block_size = kv.block_size;
-  for (int b = 0; b < kPrefetchBlocks && b * block_size < n_pos; ++b)
-    PrefetchBlock(kv.k, kv, block_table[b], kv_head, 0, head_dim);
-  for (int p0 = 0, b = 0; p0 < n_pos; p0 += block_size, ++b) {
-    const int count = std::min(block_size, n_pos - p0);
-    if (p0 + kPrefetchBlocks * block_size < n_pos)
-      PrefetchBlock(kv.k, kv, block_table[b + kPrefetchBlocks], kv_head, 0, head_dim);
-    dot.fn(q, head_dim, kv.k + SlotOffset(kv, block_table[b], kv_head, 0), scores + p0, 1, head_dim, count, 0, count,
-           false);
-  }
-  for (int b = 0; b < kPrefetchBlocks && b * block_size < n_pos; ++b)
-    PrefetchBlock(kv.v, kv, block_table[b], kv_head, 0, head_dim);  // read once the softmax is done
-  const float scale = sqrtf(static_cast<float>(head_dim));
-  float max_score = -INFINITY;
-  for (int p = 0; p < n_pos; ++p) {
-    scores[p] /= scale;
-    max_score = std::max(max_score, scores[p]);
-  }
-  for (int p = 0; p < n_pos; ++p) scores[p] = expf(scores[p] - max_score);
-  float sum = 0.0f;  // a separate loop, so the running sum is not spilled around expf calls
-  for (int p = 0; p < n_pos; ++p) sum += scores[p];
-  for (int p = 0; p < n_pos; ++p) scores[p] /= sum;
-
-  // Every output value is the same sequence of a * v additions whichever path sums it.
-  // Up to 64 values per pass over the positions (one pass for head_dim 16..64).
-  int i0 = 0;
-  for (; i0 + 64 <= head_dim; i0 += 64) WeightedSumV<4>(kv, block_table, kv_head, n_pos, scores, i0, out + i0);
-  switch ((head_dim - i0) / 16) {
-    case 3: WeightedSumV<3>(kv, block_table, kv_head, n_pos, scores, i0, out + i0); i0 += 48; break;
-    case 2: WeightedSumV<2>(kv, block_table, kv_head, n_pos, scores, i0, out + i0); i0 += 32; break;
-    case 1: WeightedSumV<1>(kv, block_table, kv_head, n_pos, scores, i0, out + i0); i0 += 16; break;
-    default: break;
-  }
-  if (i0 < head_dim) WeightedSumVTail(kv, block_table, kv_head, n_pos, scores, i0, out + i0);
 }
 
 }  // namespace
 
 void WriteKv(const PagedKvLayer& kv, const int* block_table, int start_pos, int n_tokens, const float* k_rows,
              const float* v_rows, int row_stride) {
-  const size_t head_bytes = sizeof(float) * kv.head_dim;
   for (int t = 0; t < n_tokens; ++t) {
     const int pos = start_pos + t;
     const int block = block_table[pos / kv.block_size], slot = pos % kv.block_size;
     const float* k_src = k_rows + static_cast<size_t>(t) * row_stride;
     const float* v_src = v_rows + static_cast<size_t>(t) * row_stride;
     for (int h = 0; h < kv.n_kv_heads; ++h) {
-      const size_t dst = SlotOffset(kv, block, h, slot);
-      std::memcpy(kv.k + dst, k_src + static_cast<size_t>(h) * kv.head_dim, head_bytes);
-      std::memcpy(kv.v + dst, v_src + static_cast<size_t>(h) * kv.head_dim, head_bytes);
+      const size_t dst = internal::SlotOffset(kv, block, h, slot);
+      StoreValues(kv.dtype, k_src + static_cast<size_t>(h) * kv.head_dim, kv.k, dst, kv.head_dim);
+      StoreValues(kv.dtype, v_src + static_cast<size_t>(h) * kv.head_dim, kv.v, dst, kv.head_dim);
     }
   }
 }
 
 void PagedAttention(const PagedKvLayer& kv, const int* block_table, int start_pos, int n_tokens, const float* q,
                     int q_stride, float* out, int out_stride, int n_heads, int head_begin, int head_end) {
-  if (n_tokens <= 0 || head_begin >= head_end) return;
-  const int group = n_heads / kv.n_kv_heads;
-  // Scores of one head; grows to the longest context seen by this thread, then is reused.
-  thread_local std::vector<float> scores;
-  if (scores.size() < static_cast<size_t>(start_pos + n_tokens)) scores.resize(start_pos + n_tokens);
-  for (int t = 0; t < n_tokens; ++t) {
-    const int n_pos = start_pos + t + 1;
-    for (int h = head_begin; h < head_end; ++h) {
-      const size_t head_offset = static_cast<size_t>(h) * kv.head_dim;
-      AttendHead(kv, block_table, h / group, n_pos, q + static_cast<size_t>(t) * q_stride + head_offset, scores.data(),
-                 out + static_cast<size_t>(t) * out_stride + head_offset);
-    }
+  if (kv.dtype == KvDType::kF32) {
+    internal::ForEachHead(kv, start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin, head_end,
+                          [&](int kv_head, int n_pos, const float* q_head, float* scores, float* out_head) {
+                            internal::AttendHeadF32(kv, block_table, kv_head, n_pos, q_head, scores, out_head);
+                          });
+    return;
   }
+  internal::PagedAttention16WithKernels(internal::SelectedAttentionKernel(),
+                                        internal::SelectedWeightKernel(internal::FormatOf(kv.dtype)), kv, block_table,
+                                        start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin,
+                                        head_end);
 }
 
 }  // namespace flover::cpu

@@ -20,6 +20,7 @@
 #include <memory>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/activation.h"
@@ -181,6 +182,43 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
                          benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_PagedAttentionDecode)->ArgName("ctx")->Arg(128)->Arg(1024)->UseRealTime();
+
+// BM_PagedAttentionDecode at long contexts with the KV cache in fp32, fp16 or bf16
+// (kv = 0, 1, 2): random K/V written by WriteKv, blocks shuffled over the pool. At 16K
+// positions the fp32 cache (96 MiB) streams from DRAM; kv_GB/s counts the bytes stored.
+void BM_PagedAttentionDecodeKvDType(benchmark::State& state) {
+  const auto dtype = static_cast<flover::cpu::KvDType>(state.range(0));
+  const int ctx = static_cast<int>(state.range(1));
+  constexpr int kHeads = 12, kHeadDim = 64, kBlock = 16;
+  const int n_blocks = (ctx + kBlock - 1) / kBlock;
+  const size_t bytes = static_cast<size_t>(n_blocks) * kHeads * kBlock * kHeadDim * flover::cpu::KvDTypeBytes(dtype);
+  std::vector<unsigned char> k(bytes), v(bytes);
+  std::vector<int> table(n_blocks);
+  std::mt19937 rng(9);
+  for (int b = 0; b < n_blocks; ++b) table[b] = b;
+  std::shuffle(table.begin(), table.end(), rng);
+  const flover::cpu::PagedKvLayer kv{k.data(), v.data(), n_blocks, kBlock, kHeads, kHeadDim, dtype};
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> rows(static_cast<size_t>(kBlock) * kHeads * kHeadDim);
+  for (int p = 0; p < ctx; p += kBlock) {
+    for (float& x : rows) x = dist(rng);
+    const int n = std::min(kBlock, ctx - p);
+    flover::cpu::WriteKv(kv, table.data(), p, n, rows.data(), rows.data(), kHeads * kHeadDim);
+  }
+  std::vector<float> q(kHeads * kHeadDim), out(kHeads * kHeadDim);
+  for (float& x : q) x = dist(rng);
+  for (auto _ : state) {
+    flover::cpu::PagedAttention(kv, table.data(), ctx - 1, 1, q.data(), kHeads * kHeadDim, out.data(),
+                                kHeads * kHeadDim, kHeads, 0, kHeads);
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string(flover::cpu::KvDTypeName(dtype)) + " " + flover::cpu::PagedAttentionKernelName(dtype));
+  state.counters["kv_GB/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * 2.0 * ctx * kHeads * kHeadDim * flover::cpu::KvDTypeBytes(dtype) * 1e-9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PagedAttentionDecodeKvDType)->ArgNames({"kv", "ctx"})->ArgsProduct({{0, 1, 2}, {4096, 16384}})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // A fused decode step's attention for one stories15M layer (6 heads, head_dim 48,
 // blocks of 16): `seqs` requests of `ctx` positions each, their blocks scattered over

@@ -100,6 +100,40 @@ TEST(FloverRunTest, DtypeErrors) {
       << r.err;
 }
 
+// --kv-dtype: K and V in 16 bits, so the same --kv-cache-mib holds twice the blocks
+// (stories260K: 1280 bytes a token in fp32, 51 blocks of 16 tokens in 1 MiB), and the
+// story goes on as in fp32.
+TEST(FloverRunTest, KvDTypeHoldsTwiceTheBlocks) {
+  const std::string args = "run --model " + Model() + " --tokenizer " + Tok() +
+                           " --prompt Sara --max-tokens 8 --kv-cache-mib 1 --json";
+  CliRun fp32 = Flover(args);
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.err;
+  EXPECT_NE(fp32.err.find(" 51 KV blocks of 16 tokens"), std::string::npos) << fp32.err;
+  EXPECT_EQ(fp32.err.find(", KV "), std::string::npos) << fp32.err;
+  for (const char* dtype : {"fp16", "bf16"}) {
+    CliRun r = Flover(args + " --kv-dtype " + dtype);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find(std::string(", KV ") + dtype + ", "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(" 102 KV blocks of 16 tokens"), std::string::npos) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["tokens"].get<std::vector<int>>(), (std::vector<int>{269, 368, 302, 382, 276, 337, 299, 322})) << dtype;
+  }
+}
+
+TEST(FloverRunTest, KvDTypeErrors) {
+  CliRun r = Flover("run --model dummy:tiny --prompt-ids 1 --kv-dtype fp8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--kv-dtype 'fp8' is not fp32, fp16 or bf16"), std::string::npos) << r.err;
+  // A GPU keeps its KV cache in the weights' type (fp16 for auto): refused before any
+  // device is looked for.
+  r = Flover("run --model dummy:tiny --prompt-ids 1 --device cuda:0 --kv-dtype bf16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("KV cache dtype bf16 (kv_cache.dtype, --kv-dtype) is not what cuda:0 keeps its KV cache in: "
+                       "the weights' type, fp16"),
+            std::string::npos)
+      << r.err;
+}
+
 // `flover run` on each Hugging Face fixture folder (tests/fixtures/models: Llama 2,
 // TinyLlama, Llama 3, Mistral, Qwen2, GPT-J), every prompt in one fused engine: the
 // greedy tokens are those transformers generated.

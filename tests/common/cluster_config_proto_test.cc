@@ -52,6 +52,27 @@ TEST(ClusterConfigProto, RoundTripsEveryEnumValue) {
   }
 }
 
+// kv_cache.dtype: every value, and unset; a message from a sender without the field
+// (it reads as 0) is the default, unset.
+TEST(ClusterConfigProto, RoundTripsEveryKvDType) {
+  ClusterConfig cpu = EveryFieldSet();
+  for (WorkerConfig& w : cpu.workers) w.device = "cpu";
+  for (std::optional<DType> dtype : {std::optional<DType>(), std::optional(DType::kF32), std::optional(DType::kF16),
+                                     std::optional(DType::kBF16)}) {
+    cpu.kv_cache.dtype = dtype;
+    Result<ClusterConfig> again = ThroughTheWire(cpu);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(again->kv_cache.dtype, dtype);
+    EXPECT_EQ(*again, cpu);
+  }
+  EXPECT_EQ(ToProto(cpu).kv_cache().dtype(), proto::KV_CACHE_DTYPE_BF16);
+  proto::ClusterConfig old_sender = ToProto(cpu);
+  old_sender.mutable_kv_cache()->clear_dtype();
+  Result<ClusterConfig> config = FromProto(old_sender);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->kv_cache.dtype, std::nullopt);
+}
+
 TEST(ClusterConfigProto, ShippedConfigsRoundTrip) {
   for (const char* file : {"/configs/local.yaml", "/configs/local-replicas.yaml", "/configs/gpu-cluster.example.yaml"}) {
     Result<ClusterConfig> config = LoadClusterConfig(kSourceDir + file);
@@ -105,6 +126,10 @@ TEST(ClusterConfigProto, InvalidMessagesAreClearErrors) {
        "derived.yaml: kv_cache.memory_mib: must be > 0"},
       {[](proto::ClusterConfig& m) { m.mutable_kv_cache()->set_memory_mib(std::nan("")); },
        "derived.yaml: kv_cache.memory_mib: must be a finite number, got nan"},
+      {[](proto::ClusterConfig& m) { m.mutable_kv_cache()->set_dtype(static_cast<proto::KvCacheDType>(42)); },
+       "derived.yaml: kv_cache.dtype: 42 is not a value this build knows"},
+      {[](proto::ClusterConfig& m) { m.mutable_kv_cache()->set_dtype(proto::KV_CACHE_DTYPE_FP16); },
+       "derived.yaml: kv_cache.dtype: fp16 on replica 0 rank 0 (cuda:0), whose KV cache has the weights' type, fp32"},
       {[](proto::ClusterConfig& m) { m.mutable_scheduler()->set_pipeline_depth(1000); },
        "derived.yaml: scheduler.pipeline_depth: must be in 1..8, got 1000"},
       {[](proto::ClusterConfig& m) { m.mutable_heartbeat()->set_timeout_ms(1); },

@@ -218,6 +218,44 @@ workers: [{replica: 0, rank: 0, device: cuda:0}, {replica: 0, rank: 1}]
               {"x.yaml: workers: replica 0 mixes devices cuda:0 and cpu"});
 }
 
+// kv_cache.dtype: ParseDType's spellings, unset when absent; anything else names the
+// key and the accepted values. CUDA workers take only their weights' type.
+TEST(ClusterConfigDevices, KvDTypeNames) {
+  Result<ClusterConfig> unset = Parse(kMinimal);
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->kv_cache.dtype, std::nullopt);
+  for (const auto& [name, dtype] : std::vector<std::pair<std::string, DType>>{{"fp32", DType::kF32},
+                                                                              {"float32", DType::kF32},
+                                                                              {"fp16", DType::kF16},
+                                                                              {"float16", DType::kF16},
+                                                                              {"bf16", DType::kBF16},
+                                                                              {"bfloat16", DType::kBF16}}) {
+    Result<ClusterConfig> config = Parse(With("kv_cache: {memory_mib: 64, dtype: " + name + "}\n"));
+    ASSERT_TRUE(config.ok()) << name << ": " << config.status().ToString();
+    EXPECT_EQ(config->kv_cache.dtype, dtype) << name;
+    EXPECT_EQ(config->kv_cache.memory_mib, 64);
+  }
+  for (const char* bad : {"fp8", "q8_0", "auto", "int8", "FP16", "\"\""})
+    ExpectError(With("kv_cache: {dtype: " + std::string(bad) + "}\n"),
+                {"x.yaml: kv_cache.dtype: '", "' is not fp32, fp16 or bf16"});
+  ExpectError(With("kv_cache: {dtype: [fp16]}\n"), {"x.yaml: kv_cache.dtype: expected a value"});
+  Result<ClusterConfig> gpu = Parse(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny, dtype: bf16}
+kv_cache: {dtype: bf16}
+workers: [{replica: 0, rank: 0, device: cuda:0}]
+)");
+  ASSERT_TRUE(gpu.ok()) << gpu.status().ToString();
+  ExpectError(R"(
+endpoints: {control: tcp://127.0.0.1:5556}
+model: {path: dummy:tiny}
+kv_cache: {dtype: fp32}
+workers: [{replica: 0, rank: 0, device: cuda:0}]
+)",
+              {"x.yaml: kv_cache.dtype: fp32 on replica 0 rank 0 (cuda:0), whose KV cache has the weights' type, fp16 "
+               "for model.dtype auto (leave kv_cache.dtype unset or set it to fp16)"});
+}
+
 TEST(ClusterConfigDefaults, EmptySectionsKeepDefaults) {
   Result<ClusterConfig> config = Parse(With("cluster:\nkv_cache:\nscheduler: {}\nworkers:\n"));
   ASSERT_TRUE(config.ok()) << config.status().ToString();

@@ -79,6 +79,20 @@ TEST(ClusterConfigValidate, EveryRuleNamesSourceAndKey) {
        },
        "built.yaml: model.dtype: q4_k is a CPU weight format; replica 0 rank 0 runs on cuda:0, which stores fp32, "
        "fp16 or bf16"},
+      {[](ClusterConfig& c) { c.kv_cache.dtype = static_cast<DType>(5); },
+       "built.yaml: kv_cache.dtype: 5 is not a value of the setting"},
+      {[](ClusterConfig& c) {
+         c.kv_cache.dtype = DType::kBF16;  // the weights' type on CUDA is fp16 (model.dtype auto)
+         c.workers[0].device = "cuda:0";
+       },
+       "built.yaml: kv_cache.dtype: bf16 on replica 0 rank 0 (cuda:0), whose KV cache has the weights' type, fp16 "
+       "for model.dtype auto (leave kv_cache.dtype unset or set it to fp16)"},
+      {[](ClusterConfig& c) {
+         c.kv_cache.dtype = DType::kF16;
+         c.model.dtype = WeightDType::kBF16;
+         c.workers[0].device = "cuda:0";
+       },
+       "built.yaml: kv_cache.dtype: fp16 on replica 0 rank 0 (cuda:0), whose KV cache has the weights' type, bf16"},
       {[](ClusterConfig& c) { c.kv_cache.block_size = 0; }, "built.yaml: kv_cache.block_size: must be >= 1, got 0"},
       {[](ClusterConfig& c) { c.kv_cache.memory_mib = -1; }, "built.yaml: kv_cache.memory_mib: must be > 0, got -1"},
       {[](ClusterConfig& c) { c.kv_cache.memory_mib = std::numeric_limits<double>::infinity(); },
@@ -106,6 +120,24 @@ TEST(ClusterConfigValidate, EveryRuleNamesSourceAndKey) {
     const Status status = config.Validate();
     EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << expected;
     EXPECT_THAT(status.message(), ::testing::StartsWith(expected));
+  }
+}
+
+// CPU workers store any KV dtype; CUDA workers only their weights' type (or leave it unset).
+TEST(ClusterConfigValidate, KvDTypeOnEachDevice) {
+  for (std::optional<DType> kv : {std::optional<DType>(), std::optional(DType::kF32), std::optional(DType::kF16),
+                                  std::optional(DType::kBF16)}) {
+    ClusterConfig cpu = Valid();
+    cpu.kv_cache.dtype = kv;
+    EXPECT_TRUE(cpu.Validate().ok()) << cpu.Validate().ToString();
+    for (std::optional<WeightDType> weights : {std::optional<WeightDType>(), std::optional(WeightDType::kF32),
+                                               std::optional(WeightDType::kF16), std::optional(WeightDType::kBF16)}) {
+      ClusterConfig gpu = cpu;
+      gpu.model.dtype = weights;
+      gpu.workers[0].device = "cuda:0";
+      EXPECT_EQ(gpu.Validate().ok(), !kv || *kv == CudaWorkerDType(gpu.model))
+          << DTypeName(kv.value_or(DType::kF32)) << " " << ModelDTypeName(weights) << ": " << gpu.Validate().ToString();
+    }
   }
 }
 

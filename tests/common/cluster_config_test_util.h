@@ -57,7 +57,7 @@ inline ClusterConfig EveryFieldSet() {
                     {.replica = 0, .rank = 1, .host = "node-a", .device = "cuda:1", .threads = 2},
                     {.replica = 1, .rank = 0, .host = "node-b", .device = "cpu", .threads = 3},
                     {.replica = 1, .rank = 1, .host = "node-b", .device = "cpu", .threads = 0}};
-  config.kv_cache = {.block_size = 32, .memory_mib = 0.1};
+  config.kv_cache = {.block_size = 32, .memory_mib = 0.1, .dtype = DType::kF32};
   config.scheduler = {.policy = SchedulerPolicy::kDynamic, .max_step_tokens = 100, .max_running = 7, .max_queued = 9,
                       .pipeline_depth = 3, .batch_window_ms = 0, .max_batch = 5, .failover_wait_ms = 0};
   config.heartbeat = {.interval_ms = 20, .timeout_ms = 21, .step_timeout_ms = 22};
@@ -69,7 +69,8 @@ inline ClusterConfig EveryFieldSet() {
 
 // Every combination of the enum settings (policy, cpu transport, dtype) on `base`, whose
 // workers are all CUDA; with a CPU-only dtype (q8_0, q4_0, q4_k) every worker becomes
-// cpu, so that every combination is valid.
+// cpu, so that every combination is valid. A kv_cache.dtype set on `base` follows the
+// CUDA workers' type.
 inline std::vector<ClusterConfig> EveryEnumValue(const ClusterConfig& base) {
   std::vector<ClusterConfig> configs;
   std::vector<std::optional<WeightDType>> dtypes = {std::nullopt};
@@ -85,6 +86,8 @@ inline std::vector<ClusterConfig> EveryEnumValue(const ClusterConfig& base) {
         c.model.dtype = dtype;
         if (dtype && !StorageDType(*dtype))
           for (WorkerConfig& w : c.workers) w.device = "cpu";
+        else if (c.kv_cache.dtype)
+          c.kv_cache.dtype = CudaWorkerDType(c.model);
         configs.push_back(c);
       }
     }

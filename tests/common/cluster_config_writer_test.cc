@@ -44,6 +44,19 @@ TEST(ClusterConfigToYaml, RoundTripsEveryEnumValue) {
   }
 }
 
+TEST(ClusterConfigToYaml, RoundTripsEveryKvDType) {
+  ClusterConfig cpu = EveryFieldSet();
+  for (WorkerConfig& w : cpu.workers) w.device = "cpu";
+  for (std::optional<DType> dtype : {std::optional<DType>(), std::optional(DType::kF32), std::optional(DType::kF16),
+                                     std::optional(DType::kBF16)}) {
+    cpu.kv_cache.dtype = dtype;
+    const std::string yaml = ToYaml(cpu);
+    Result<ClusterConfig> again = ParseClusterConfig(yaml, "derived.yaml", "");
+    ASSERT_TRUE(again.ok()) << again.status().ToString() << "\n" << yaml;
+    EXPECT_EQ(*again, cpu) << yaml;
+  }
+}
+
 TEST(ClusterConfigToYaml, DefaultsRoundTrip) {
   Result<ClusterConfig> config = Parse(kMinimal);
   ASSERT_TRUE(config.ok());

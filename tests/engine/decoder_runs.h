@@ -33,15 +33,16 @@ inline int Argmax(const float* v, int n) { return static_cast<int>(std::max_elem
 // argmax to its sequence (greedy); otherwise the sequences already hold their tokens.
 // Returns the logits of every step, [n_sequences, vocab] each.
 // With `argmax`, each step also runs ForwardArgmax over the same entries and appends its
-// tokens ([n_sequences] per step).
+// tokens ([n_sequences] per step). The KV cache holds kv_dtype values.
 inline std::vector<std::vector<float>> RunDecoder(Decoder& decoder, std::vector<std::vector<int>>& seqs,
                                                   const std::vector<int>& n_prompt, int n_decode, bool extend,
-                                                  std::vector<std::vector<int>>* argmax = nullptr) {
+                                                  std::vector<std::vector<int>>* argmax = nullptr,
+                                                  cpu::KvDType kv_dtype = cpu::KvDType::kF32) {
   const ModelSpec& spec = decoder.spec();
   const int vocab = spec.vocab_size, block_size = 16;
   const int blocks_per_seq = (spec.max_seq_len + block_size - 1) / block_size;
   Result<std::unique_ptr<KvCache>> kv = KvCache::Create(
-      spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * static_cast<int>(seqs.size())},
+      spec, KvCacheConfig{block_size, int64_t{1} << 40, blocks_per_seq * static_cast<int>(seqs.size()), kv_dtype},
       decoder.shard().world);
   EXPECT_TRUE(kv.ok()) << kv.status().ToString();
   if (!kv.ok()) return {};

@@ -12,9 +12,11 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "common/tokenizer.h"
+#include "tests/engine/decoder_runs.h"
 #include "tests/engine/reference_model.h"
 #include "tests/test_paths.h"
 #include "worker/backend.h"
@@ -45,13 +47,16 @@ std::vector<int> ParseIds(const std::string& s) {
 }
 
 // stories260K on the CPU, with a KV pool of at most max_running full contexts (what
-// `flover run` builds), or the pool of `kv_block_size` and `kv_max_blocks` when given.
-std::unique_ptr<Engine> MakeEngine(const EngineConfig& config = {}, int kv_block_size = 16, int kv_max_blocks = 0) {
+// `flover run` builds), or the pool of `kv_block_size` and `kv_max_blocks` when given;
+// K and V in kv_dtype (fp32 when unset).
+std::unique_ptr<Engine> MakeEngine(const EngineConfig& config = {}, int kv_block_size = 16, int kv_max_blocks = 0,
+                                   std::optional<DType> kv_dtype = std::nullopt) {
   BackendConfig backend;
   backend.model = testing::Stories260kBin();
   backend.kv_block_size = kv_block_size;
   backend.kv_max_blocks = kv_max_blocks;
   backend.kv_max_sequences = config.max_running;
+  backend.kv_dtype = kv_dtype;
   Result<CreatedBackend> created = CreateBackend(backend);
   EXPECT_TRUE(created.ok()) << "stories260K is needed (FLOVER_MODELS_DIR=" << testing::ModelsDir()
                             << "): " << created.status().ToString();
@@ -177,11 +182,11 @@ TEST(EngineTest, GreedyMatchesReferenceForwardPass) {
 
 // Each prompt alone vs fused with 15 others arriving at staggered steps, under several
 // step budgets (small budgets split prompts into prefill chunks fused with decodes).
-void ExpectBatchInvariant(const SamplingParams& sampling) {
+void ExpectBatchInvariant(const SamplingParams& sampling, std::optional<DType> kv_dtype = std::nullopt) {
   Tokenizer tok = LoadTok();
   std::vector<RequestParams> requests = StoryRequests(tok, 120, sampling);
   std::vector<std::vector<int>> alone;
-  auto engine = MakeEngine();
+  auto engine = MakeEngine({}, 16, 0, kv_dtype);
   ASSERT_NE(engine, nullptr);
   for (const RequestParams& r : requests) alone.push_back(RunAll(*engine, {r}, 0)[0].tokens);
   EXPECT_EQ(engine->n_free_blocks(), engine->n_blocks());
@@ -189,7 +194,7 @@ void ExpectBatchInvariant(const SamplingParams& sampling) {
   for (int budget : {512, 7, 3}) {
     EngineConfig config;
     config.max_step_tokens = budget;
-    auto fused_engine = MakeEngine(config);
+    auto fused_engine = MakeEngine(config, 16, 0, kv_dtype);
     ASSERT_NE(fused_engine, nullptr);
     int max_fused = 0;
     std::vector<Outcome> fused = RunAll(*fused_engine, requests, /*stagger=*/3, &max_fused);
@@ -201,6 +206,62 @@ void ExpectBatchInvariant(const SamplingParams& sampling) {
 }
 
 TEST(EngineTest, GreedyIsBatchInvariant) { ExpectBatchInvariant(SamplingParams{}); }
+
+TEST(EngineTest, GreedyIsBatchInvariantWithASixteenBitKvCache) {
+  for (DType kv_dtype : {DType::kF16, DType::kBF16}) {
+    SCOPED_TRACE(DTypeName(kv_dtype));
+    ExpectBatchInvariant(SamplingParams{}, kv_dtype);
+  }
+}
+
+// The KV cache in fp16 or bf16 against fp32: the 16 prompts' 200 greedy tokens each.
+// Rounding K and V moves the logits a little (normalised error ~3e-3 for fp16, ~2e-2
+// for bf16), so a greedy continuation forks where fp32's best two tokens are nearly tied;
+// on this model fp16 keeps 15 of the 16 continuations whole, bf16 10 (the forks: 0.0006
+// to 0.021 apart in logits of about 14). Each fork is checked for being such a near tie,
+// replayed by the decoder on fp32's tokens: fp32 ranks fp32's token first, the 16-bit
+// cache the other one, the two logits less than kNearTie apart.
+TEST(EngineTest, SixteenBitKvCacheForksGreedyOnlyAtNearTies) {
+  constexpr float kNearTie = 0.05f;
+  Tokenizer tok = LoadTok();
+  std::vector<RequestParams> requests = StoryRequests(tok, 200);
+  std::map<std::string, std::vector<Outcome>> out;
+  for (std::optional<DType> kv_dtype : {std::optional<DType>(), std::optional(DType::kF16), std::optional(DType::kBF16)}) {
+    auto engine = MakeEngine({}, 16, 0, kv_dtype);
+    ASSERT_NE(engine, nullptr);
+    out[kv_dtype ? DTypeName(*kv_dtype) : "fp32"] = RunAll(*engine, requests, /*stagger=*/2);
+  }
+  Decoder decoder(LoadStories());
+  for (const auto& [name, kv_dtype] : {std::pair{"fp16", cpu::KvDType::kF16}, std::pair{"bf16", cpu::KvDType::kBF16}}) {
+    SCOPED_TRACE(name);
+    size_t n_kept = 0;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const std::vector<int>& want = out["fp32"][i].tokens;
+      const std::vector<int>& got = out[name][i].tokens;
+      if (got == want) {
+        ++n_kept;
+        continue;
+      }
+      size_t fork = 0;
+      while (fork < want.size() && fork < got.size() && want[fork] == got[fork]) ++fork;
+      ASSERT_LT(fork, want.size()) << kPrompts[i] << ": fp32 stopped where the 16-bit cache went on";
+      ASSERT_LT(fork, got.size()) << kPrompts[i] << ": the 16-bit cache stopped where fp32 went on";
+      // The prompt and fp32's tokens up to the fork; the logits of each step with either cache.
+      std::vector<std::vector<int>> seq = {requests[i].prompt};
+      seq[0].insert(seq[0].end(), want.begin(), want.begin() + fork);
+      const std::vector<int> n_prompt = {static_cast<int>(requests[i].prompt.size())};
+      const int n_steps = static_cast<int>(fork);
+      const std::vector<float> l32 =
+          testing::RunDecoder(decoder, seq, n_prompt, n_steps, false, nullptr, cpu::KvDType::kF32).at(fork);
+      const std::vector<float> l16 = testing::RunDecoder(decoder, seq, n_prompt, n_steps, false, nullptr, kv_dtype).at(fork);
+      const int vocab = static_cast<int>(l32.size());
+      EXPECT_EQ(testing::Argmax(l32.data(), vocab), want[fork]) << kPrompts[i] << " at token " << fork;
+      EXPECT_EQ(testing::Argmax(l16.data(), vocab), got[fork]) << kPrompts[i] << " at token " << fork;
+      EXPECT_LT(l32[want[fork]] - l32[got[fork]], kNearTie) << kPrompts[i] << " at token " << fork;
+    }
+    EXPECT_GE(n_kept, requests.size() / 2);
+  }
+}
 
 TEST(EngineTest, SeededSamplingIsBatchInvariant) {
   SamplingParams s;
