@@ -9,10 +9,11 @@
 // step, as one request's prefill runs), best of 5.
 //
 //   engine_bench [--models dummy:stories15m,dummy:llama-110m] [--concurrency 1,2,4,8,16,32,64]
-//                [--steps 64] [--prompt-len 8] [--dtype auto] [--prefill 0]
+//                [--steps 64] [--prompt-len 8] [--dtype auto] [--kv-dtype fp32] [--prefill 0]
 //
 // --models takes model files too (GGUF, llama2.c, a Hugging Face folder); --dtype is
-// model.dtype (auto keeps a file's format where the CPU computes it).
+// model.dtype (auto keeps a file's format where the CPU computes it), --kv-dtype
+// kv_cache.dtype.
 #include <omp.h>
 
 #include <algorithm>
@@ -141,11 +142,11 @@ double MeasurePrefill(flover::Engine& engine, int n_tokens, int reps) {
 
 int main(int argc, char** argv) {
   std::string models = "dummy:stories15m,dummy:llama-110m", concurrency = "1,2,4,8,16,32,64";
-  std::string dtype = "auto";
+  std::string dtype = "auto", kv_dtype_name = "fp32";
   int steps = 64, prompt_len = 8, prefill = 0;
   const char* usage =
       "usage: engine_bench [--models M1,M2] [--concurrency 1,2,...] [--steps N] [--prompt-len N] "
-      "[--dtype auto|fp32|fp16|bf16|q8_0|q4_0|q4_k] [--prefill N]\n";
+      "[--dtype auto|fp32|fp16|bf16|q8_0|q4_0|q4_k] [--kv-dtype fp32|fp16|bf16] [--prefill N]\n";
   if (argc % 2 == 0) {
     std::fprintf(stderr, "%s", usage);
     return 2;
@@ -157,6 +158,7 @@ int main(int argc, char** argv) {
     else if (flag == "--steps") steps = std::stoi(value);
     else if (flag == "--prompt-len") prompt_len = std::stoi(value);
     else if (flag == "--dtype") dtype = value;
+    else if (flag == "--kv-dtype") kv_dtype_name = value;
     else if (flag == "--prefill") prefill = std::stoi(value);
     else {
       std::fprintf(stderr, "%s", usage);
@@ -172,6 +174,11 @@ int main(int argc, char** argv) {
     }
     weight_dtype = *parsed;
   }
+  auto kv_dtype = flover::ParseDType(kv_dtype_name);
+  if (!kv_dtype.ok()) {
+    std::fprintf(stderr, "--kv-dtype %s: %s\n%s", kv_dtype_name.c_str(), kv_dtype.status().ToString().c_str(), usage);
+    return 2;
+  }
   const double bandwidth = MeasureReadBandwidth();
   const double gemm = MeasureGemmFlops();
   std::printf("threads: %d, matmul kernel: %s\n", omp_get_max_threads(), flover::cpu::MatmulKernelName());
@@ -183,6 +190,7 @@ int main(int argc, char** argv) {
     flover::BackendConfig backend;
     backend.model = name;
     backend.cpu_weights = flover::WeightPolicyFor(weight_dtype);
+    backend.kv_dtype = *kv_dtype;
     backend.kv_memory_bytes = int64_t{2} << 30;
     backend.kv_max_sequences = config.max_running;
     auto created = flover::CreateBackend(backend);
