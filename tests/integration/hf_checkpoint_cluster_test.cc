@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -59,45 +60,79 @@ TEST_P(HfCheckpointClusterTest, GreedyTokensEqualTransformersWithTensorParallelT
 INSTANTIATE_TEST_SUITE_P(Architectures, HfCheckpointClusterTest, ::testing::ValuesIn(testing::HfFixtureNames()),
                          [](const auto& info) { return info.param; });
 
+// A one-rank cluster serving the qwen2 folder with model.dtype `dtype` and
+// kv_cache.dtype `kv_dtype` ("" leaves it unset: fp32), kv_cache.memory_mib
+// `kv_memory_mib`, gives the greedy tokens of the in-process decoder on the folder
+// loaded and cached alike. Returns the KV blocks the replica reports (-1 on failure).
+int ExpectInProcessTokens(const testing::HfReference& ref, const std::string& dtype, const std::string& kv_dtype,
+                          double kv_memory_mib = 16) {
+  SCOPED_TRACE("model.dtype " + dtype + ", kv_cache.dtype " + (kv_dtype.empty() ? "unset" : kv_dtype));
+  const std::optional<WeightDType> weights =
+      dtype == "auto" ? std::nullopt : std::optional<WeightDType>(*ParseWeightDType(dtype));
+  const cpu::KvDType kv = kv_dtype == "fp16"   ? cpu::KvDType::kF16
+                          : kv_dtype == "bf16" ? cpu::KvDType::kBF16
+                                               : cpu::KvDType::kF32;
+  Result<LoadedModel> model = LoadModel(ref.folder, 0, LoadTarget{ShardInfo{}, nullptr, WeightPolicyFor(weights)});
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return -1;
+  if (weights) {
+    EXPECT_EQ(model->weights.layers[0].wq.format(), WeightFormatOf(*weights));
+  }
+  Decoder decoder(std::move(model->weights));
+  std::vector<std::vector<int>> seqs = ref.prompts;
+  std::vector<int> n_prompt;
+  for (const std::vector<int>& p : ref.prompts) n_prompt.push_back(static_cast<int>(p.size()));
+  testing::RunDecoder(decoder, seqs, n_prompt, 15, /*extend=*/true, nullptr, kv);
+
+  TestClusterOptions options;
+  options.model = ref.folder;
+  options.tensor_parallel = 1;
+  options.dtype = dtype;
+  options.kv_dtype = kv_dtype;
+  options.kv_memory_mib = kv_memory_mib;
+  Result<std::unique_ptr<TestCluster>> cluster = TestCluster::Start(options);
+  EXPECT_TRUE(cluster.ok()) << cluster.status().ToString();
+  if (!cluster.ok()) return -1;
+  Result<std::unique_ptr<Client>> client = (*cluster)->Connect();
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  if (!client.ok()) return -1;
+  RequestSession session(**client);
+  StopParams stop;
+  stop.max_tokens = 16;
+  stop.ignore_eos = true;
+  for (size_t i = 0; i < ref.prompts.size(); ++i)
+    EXPECT_TRUE(session.Submit(TokenRequest(std::to_string(i), ref.prompts[i], stop, false)).ok());
+  const Status waited = session.WaitAll(300s);
+  EXPECT_TRUE(waited.ok()) << waited.ToString();
+  if (!waited.ok()) return -1;
+  std::map<std::string, RequestRecord> records;
+  for (const RequestRecord& r : session.records()) records[r.id] = r;
+  for (size_t i = 0; i < ref.prompts.size(); ++i) {
+    const RequestRecord& r = records.at(std::to_string(i));
+    EXPECT_EQ(r.tokens, std::vector<int>(seqs[i].begin() + n_prompt[i], seqs[i].end())) << "prompt " << i;
+  }
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(std::chrono::milliseconds(30000));
+  EXPECT_TRUE(status.ok()) << status.status().ToString();
+  if (!status.ok() || status->replicas_size() != 1) return -1;
+  return status->replicas(0).kv_blocks_total();
+}
+
 // model.dtype travels to the CPU workers: the qwen2 folder (bf16) served as q8_0 and as
-// q4_0 weights (on one rank: its 32-wide rows cannot be split in blocks over two) gives
-// the greedy tokens of the in-process decoder on the folder quantized alike at load.
+// q4_0 weights (on one rank: its 32-wide rows cannot be split in blocks over two).
 TEST(WeightDTypeClusterTest, CpuWorkersServeTheFormatTheConfigNames) {
   const testing::HfReference ref = testing::LoadHfReference("qwen2");
-  for (const std::string dtype : {"q8_0", "q4_0"}) {
-    SCOPED_TRACE(dtype);
-    Result<LoadedModel> model =
-        LoadModel(ref.folder, 0, LoadTarget{ShardInfo{}, nullptr, WeightPolicyFor(*ParseWeightDType(dtype))});
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    ASSERT_EQ(model->weights.layers[0].wq.format(), dtype == "q8_0" ? cpu::WeightFormat::kQ8_0 : cpu::WeightFormat::kQ4_0);
-    Decoder decoder(std::move(model->weights));
-    std::vector<std::vector<int>> seqs = ref.prompts;
-    std::vector<int> n_prompt;
-    for (const std::vector<int>& p : ref.prompts) n_prompt.push_back(static_cast<int>(p.size()));
-    testing::RunDecoder(decoder, seqs, n_prompt, 15, /*extend=*/true);
+  for (const std::string dtype : {"q8_0", "q4_0"}) ExpectInProcessTokens(ref, dtype, "");
+}
 
-    TestClusterOptions options;
-    options.model = ref.folder;
-    options.tensor_parallel = 1;
-    options.dtype = dtype;
-    Result<std::unique_ptr<TestCluster>> cluster = TestCluster::Start(options);
-    ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
-    Result<std::unique_ptr<Client>> client = (*cluster)->Connect();
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    RequestSession session(**client);
-    StopParams stop;
-    stop.max_tokens = 16;
-    stop.ignore_eos = true;
-    for (size_t i = 0; i < ref.prompts.size(); ++i)
-      ASSERT_TRUE(session.Submit(TokenRequest(std::to_string(i), ref.prompts[i], stop, false)).ok());
-    const Status waited = session.WaitAll(300s);
-    ASSERT_TRUE(waited.ok()) << waited.ToString();
-    std::map<std::string, RequestRecord> records;
-    for (const RequestRecord& r : session.records()) records[r.id] = r;
-    for (size_t i = 0; i < ref.prompts.size(); ++i) {
-      const RequestRecord& r = records.at(std::to_string(i));
-      EXPECT_EQ(r.tokens, std::vector<int>(seqs[i].begin() + n_prompt[i], seqs[i].end())) << "prompt " << i;
-    }
+// kv_cache.dtype travels to the CPU workers: K and V kept in fp16 or bf16 give the
+// in-process decoder's tokens with the same cache type, and the same 1 MiB holds twice
+// the blocks of an fp32 cache (256 blocks of 16 tokens of this model's 256 bytes a token).
+TEST(KvDTypeClusterTest, CpuWorkersKeepTheKvCacheInTheConfiguredType) {
+  const testing::HfReference ref = testing::LoadHfReference("qwen2");
+  const int fp32_blocks = ExpectInProcessTokens(ref, "auto", "", 1);
+  EXPECT_EQ(fp32_blocks, 256);
+  for (const std::string kv_dtype : {"fp16", "bf16"}) {
+    EXPECT_EQ(ExpectInProcessTokens(ref, "auto", kv_dtype, 1), 2 * fp32_blocks) << kv_dtype;
   }
 }
 

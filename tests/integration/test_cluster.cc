@@ -34,8 +34,9 @@ std::string ClusterYaml(const TestClusterOptions& o) {
        << "workers:\n";
   for (int r = 0; r < o.replicas; ++r)
     for (int k = 0; k < o.tensor_parallel; ++k) yaml << "  - {replica: " << r << ", rank: " << k << ", threads: 1}\n";
-  yaml << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n"
-       << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
+  yaml << "kv_cache:\n  block_size: " << o.block_size << "\n  memory_mib: " << o.kv_memory_mib << "\n";
+  if (!o.kv_dtype.empty()) yaml << "  dtype: " << o.kv_dtype << "\n";
+  yaml << "scheduler:\n  policy: " << o.policy << "\n  max_step_tokens: " << o.max_step_tokens
        << "\n  max_running: " << o.max_running << "\n  pipeline_depth: " << o.pipeline_depth
        << "\n  batch_window_ms: " << o.batch_window_ms << "\n  max_batch: " << o.max_batch
        << "\n  failover_wait_ms: " << o.failover_wait_ms << "\n"

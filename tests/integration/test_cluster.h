@@ -36,6 +36,7 @@ struct TestClusterOptions {
   std::string model;          // path or dummy:<preset>
   std::string tokenizer;      // optional
   std::string dtype = "auto";  // model.dtype
+  std::string kv_dtype;        // kv_cache.dtype; empty: unset
   int replicas = 1;
   int tensor_parallel = 2;
   std::string cpu_transport = "auto";  // parallel.cpu_transport
