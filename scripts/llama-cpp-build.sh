@@ -9,7 +9,9 @@
 #   scripts/llama-cpp-build.sh [DIR]     (default: build/llama.cpp)
 #
 # Leaves llama-server, llama-batched-bench and llama-quantize in DIR/bin, and prints that folder.
-# CPU only, for this machine's instruction set (GGML_NATIVE), static; about 25 minutes
+# CPU only, for this machine's instruction set (GGML_NATIVE) unless $LLAMA_CPP_CMAKE_ARGS
+# says otherwise (e.g. "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+# for an AVX2-only build on an AVX-512 machine), static; about 25 minutes
 # on 2 cores (niced, $CMAKE_BUILD_PARALLEL_LEVEL jobs, 2 by default). Idempotent: a
 # finished build is kept.
 set -euo pipefail
@@ -36,7 +38,8 @@ if [ ! -f "$src/CMakeLists.txt" ]; then
 fi
 echo "llama-cpp-build: building ${tools[*]} in $dir/build" >&2
 cmake -S "$src" -B "$dir/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON \
-  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF > "$dir/cmake.log"
+  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  ${LLAMA_CPP_CMAKE_ARGS:-} > "$dir/cmake.log"
 nice -n 10 cmake --build "$dir/build" --parallel "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" --target "${tools[@]}" >&2
 mkdir -p "$dir/bin"
 for t in "${tools[@]}"; do cp "$dir/build/bin/$t" "$dir/bin/"; done
