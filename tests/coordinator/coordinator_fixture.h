@@ -66,7 +66,9 @@ class FakeWorker {
         control_(context, zmq::socket_type::dealer),
         curve_(std::move(curve)) {
     control_.set(zmq::sockopt::linger, 0);
-    if (curve_) EXPECT_TRUE(ApplyCurveClient(control_, *curve_).ok());
+    if (curve_) {
+      EXPECT_TRUE(ApplyCurveClient(control_, *curve_).ok());
+    }
     control_.connect(endpoints.control);
   }
 
@@ -127,7 +129,9 @@ class FakeWorker {
     sub_ = zmq::socket_t(context_, zmq::socket_type::sub);
     sub_.set(zmq::sockopt::linger, 0);
     sub_.set(zmq::sockopt::subscribe, reply.plan_topic());
-    if (curve_) EXPECT_TRUE(ApplyCurveClient(sub_, *curve_).ok());
+    if (curve_) {
+      EXPECT_TRUE(ApplyCurveClient(sub_, *curve_).ok());
+    }
     sub_.connect(reply.plans_endpoint());
     // As a real worker: ready only once a probe of the topic shows the subscription is in
     // place (the coordinator probes a starting replica's topic every 10 ms).
@@ -187,7 +191,9 @@ class FakeClient {
              const std::optional<CurveClientKeys>& curve = std::nullopt)
       : socket_(context, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::linger, 0);
-    if (curve) EXPECT_TRUE(ApplyCurveClient(socket_, *curve).ok());
+    if (curve) {
+      EXPECT_TRUE(ApplyCurveClient(socket_, *curve).ok());
+    }
     socket_.connect(endpoints.client);
   }
 

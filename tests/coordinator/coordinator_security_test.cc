@@ -182,7 +182,9 @@ TEST_F(CoordinatorSecurityTest, AClientKeyCanNeitherRegisterNorReadThePlans) {
     auto sub = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
     sub->set(zmq::sockopt::linger, 0);
     sub->set(zmq::sockopt::subscribe, "");
-    if (k) ASSERT_TRUE(ApplyCurveClient(*sub, *k).ok());
+    if (k) {
+      ASSERT_TRUE(ApplyCurveClient(*sub, *k).ok());
+    }
     refusals.push_back(std::make_unique<RefusalWatch>(context_, *sub, "sniffer-" + std::to_string(sniffers.size())));
     sub->connect(endpoints_.plans);
     sniffers.push_back(std::move(sub));

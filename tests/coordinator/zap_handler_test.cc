@@ -61,7 +61,9 @@ TEST_F(ZapDecisionTest, CurveAdmitsEachKeyOnlyInItsDomain) {
     EXPECT_EQ(d.status_code, c.code) << c.domain << " " << c.key->name << ": " << d.status_text;
     EXPECT_EQ(d.admitted, c.code == "200");
     EXPECT_EQ(d.user_id, c.user_id);
-    if (!c.reason.empty()) EXPECT_NE(d.status_text.find(c.reason), std::string::npos) << d.status_text;
+    if (!c.reason.empty()) {
+      EXPECT_NE(d.status_text.find(c.reason), std::string::npos) << d.status_text;
+    }
   }
 }
 

@@ -62,7 +62,9 @@ class Attacker {
   Attacker(zmq::socket_type type, const std::string& endpoint, const std::optional<CurveClientKeys>& keys)
       : socket_(context_, type), monitor_(context_) {
     socket_.set(zmq::sockopt::linger, 0);
-    if (keys) EXPECT_TRUE(ApplyCurveClient(socket_, *keys).ok());
+    if (keys) {
+      EXPECT_TRUE(ApplyCurveClient(socket_, *keys).ok());
+    }
     if (type == zmq::socket_type::sub) socket_.set(zmq::sockopt::subscribe, "");  // every replica's plans
     monitor_.Watch(socket_, "attacker", {.endpoint = endpoint, .curve = keys.has_value(), .who = "attacker"});
     socket_.connect(endpoint);

@@ -312,6 +312,26 @@ TEST(WeightRoundTripTest, Q4_KScaleMinUnpacking) {
   EXPECT_EQ(min, 0);
 }
 
+// The word-at-a-time unpacking the SIMD kernels use gives UnpackQ4KScaleMin's values for
+// every sub-block, on 4096 random 12-byte groups (the first 256 also carry each byte
+// value 0-255 at one position).
+TEST(WeightRoundTripTest, Q4_KScaleMinWordsMatchUnpacking) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 4096; ++trial) {
+    uint8_t packed[12];
+    for (uint8_t& b : packed) b = static_cast<uint8_t>(rng());
+    if (trial < 256) packed[trial % 12] = static_cast<uint8_t>(trial);
+    const Q4KScaleMinWords w = UnpackQ4KScaleMinWords(packed);
+    const uint32_t words[4] = {w.scales_lo, w.scales_hi, w.mins_lo, w.mins_hi};
+    for (int s = 0; s < 8; ++s) {
+      int scale, min;
+      UnpackQ4KScaleMin(packed, s, &scale, &min);
+      ASSERT_EQ(static_cast<int>((words[s / 4] >> (8 * (s % 4))) & 0xFF), scale) << "sub-block " << s;
+      ASSERT_EQ(static_cast<int>((words[2 + s / 4] >> (8 * (s % 4))) & 0xFF), min) << "sub-block " << s;
+    }
+  }
+}
+
 TEST(WeightRoundTripTest, DequantizeRowRangesOnly) {
   for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16, WeightFormat::kQ8_0,
                          WeightFormat::kQ4_0, WeightFormat::kQ4_K}) {
