@@ -166,34 +166,36 @@ Result<WeightTensor> ReadConvertedSlice(GgufReader& r, const GgufTensorInfo& inf
   return out;
 }
 
+// Whether rows [0, n_rows) of row_len T's agree as `read(0, ...)` and `read(1, ...)`
+// give them (read(which, first_row, n, out)), compared about chunk_len values at a time.
+template <class T, class ReadRows>
+Result<bool> SameRows(uint64_t n_rows, uint64_t row_len, uint64_t chunk_len, const ReadRows& read) {
+  const uint64_t rows_per_chunk =
+      std::clamp<uint64_t>(chunk_len / std::max<uint64_t>(row_len, 1), 1, std::max<uint64_t>(n_rows, 1));
+  std::vector<T> x(rows_per_chunk * row_len), y(x.size());
+  for (uint64_t done = 0; done < n_rows; done += rows_per_chunk) {
+    const uint64_t n = std::min(rows_per_chunk, n_rows - done);
+    FLOVER_RETURN_IF_ERROR(read(0, done, n, x.data()));
+    FLOVER_RETURN_IF_ERROR(read(1, done, n, y.data()));
+    if (std::memcmp(x.data(), y.data(), n * row_len * sizeof(T)) != 0) return false;
+  }
+  return true;
+}
+
 // Whether two tensors (after CheckTensor, of one shape) hold the same values: the same
 // bytes for one type, else the same fp32 values; compared a chunk of rows at a time.
 Result<bool> SameValues(GgufReader& r, const GgufTensorInfo& a, const GgufTensorInfo& b) {
   const GgmlTensorLayout& l = *a.layout;
   FLOVER_CHECK(l.n_rows == b.layout->n_rows && l.n_cols == b.layout->n_cols) << a.name << " " << b.name;
   if (a.ggml_type == b.ggml_type) {
-    const uint64_t rows_per_chunk =
-        std::clamp<uint64_t>(GgufReader::kDefaultChunkBytes / std::max<uint64_t>(l.row_bytes, 1), 1,
-                             std::max<uint64_t>(l.n_rows, 1));
-    std::vector<uint8_t> x(rows_per_chunk * l.row_bytes), y(x.size());
-    for (uint64_t done = 0; done < l.n_rows; done += rows_per_chunk) {
-      const uint64_t n = std::min(rows_per_chunk, l.n_rows - done);
-      FLOVER_RETURN_IF_ERROR(r.ReadTensorRows(a, done, n, x.data()));
-      FLOVER_RETURN_IF_ERROR(r.ReadTensorRows(b, done, n, y.data()));
-      if (std::memcmp(x.data(), y.data(), n * l.row_bytes) != 0) return false;
-    }
-    return true;
+    return SameRows<uint8_t>(l.n_rows, l.row_bytes, GgufReader::kDefaultChunkBytes,
+                             [&](int which, uint64_t first, uint64_t n, uint8_t* out) {
+                               return r.ReadTensorRows(which == 0 ? a : b, first, n, out);
+                             });
   }
-  const uint64_t rows_per_chunk = std::clamp<uint64_t>(kChunkFloats / std::max<uint64_t>(l.n_cols, 1), 1,
-                                                       std::max<uint64_t>(l.n_rows, 1));
-  std::vector<float> x(rows_per_chunk * l.n_cols), y(x.size());
-  for (uint64_t done = 0; done < l.n_rows; done += rows_per_chunk) {
-    const uint64_t n = std::min(rows_per_chunk, l.n_rows - done);
-    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(a, done, n, x.data()));
-    FLOVER_RETURN_IF_ERROR(r.ReadRowsAsFloat(b, done, n, y.data()));
-    if (std::memcmp(x.data(), y.data(), n * l.n_cols * sizeof(float)) != 0) return false;
-  }
-  return true;
+  return SameRows<float>(l.n_rows, l.n_cols, kChunkFloats, [&](int which, uint64_t first, uint64_t n, float* out) {
+    return r.ReadRowsAsFloat(which == 0 ? a : b, first, n, out);
+  });
 }
 
 // llama.cpp's names of ModelWeights' tensors (common to the architectures of
