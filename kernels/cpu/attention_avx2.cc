@@ -12,14 +12,10 @@
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/attention_internal.h"
+#include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+FLOVER_ISA_REGION_BEGIN("avx2,fma,f16c")
 #pragma GCC diagnostic ignored "-Wpsabi"  // Vec16 never crosses a call (attention_head.h)
 
 #include "kernels/cpu/attention_head.h"
@@ -72,8 +68,4 @@ void AttendHeadBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_h
 
 }  // namespace flover::cpu::internal
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FLOVER_ISA_REGION_END()

@@ -11,22 +11,10 @@
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/attention_internal.h"
+#include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,f16c"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma,f16c")
-#endif
-// GCC 12 warns about the _mm512_undefined_ps() inside _mm512_cvtph_ps (GCC bug 105593,
-// fixed in GCC 13); nothing here reads an undefined value.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+FLOVER_ISA_REGION_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,fma,f16c")
 
 #include "kernels/cpu/attention_head.h"
 
@@ -68,9 +56,4 @@ void AttendHeadBf16Avx512(const PagedKvLayer& kv, const int* block_table, int kv
 
 }  // namespace flover::cpu::internal
 
-#pragma GCC diagnostic pop
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FLOVER_ISA_REGION_END()

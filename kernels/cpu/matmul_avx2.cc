@@ -4,15 +4,10 @@
 // library function is emitted with AVX2 instructions.
 #include <immintrin.h>
 
+#include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/matmul_internal.h"
 
-// GCC takes a target pragma; clang applies the same target attribute to every function.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+FLOVER_ISA_REGION_BEGIN("avx2,fma")
 
 #include "kernels/cpu/matmul_avx2_tiles.h"
 
@@ -25,8 +20,4 @@ void MatmulRangeAvx2(const float* x, int x_stride, const float* w, float* y, int
 
 }  // namespace flover::cpu::internal
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FLOVER_ISA_REGION_END()

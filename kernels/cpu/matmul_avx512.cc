@@ -7,22 +7,10 @@
 // instructions (which could be picked by the linker for non-AVX-512 callers).
 #include <immintrin.h>
 
+#include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/matmul_internal.h"
 
-// GCC takes a target pragma; clang applies the same target attribute to every function.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma")
-#endif
-// GCC 12 warns about the _mm512_undefined_ps() inside unmasked shuffle intrinsics
-// (GCC bug 105593, fixed in GCC 13); nothing here reads an undefined value.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+FLOVER_ISA_REGION_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,fma")
 
 #include "kernels/cpu/matmul_avx512_tiles.h"
 
@@ -35,9 +23,4 @@ void MatmulRangeAvx512(const float* x, int x_stride, const float* w, float* y, i
 
 }  // namespace flover::cpu::internal
 
-#pragma GCC diagnostic pop
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FLOVER_ISA_REGION_END()

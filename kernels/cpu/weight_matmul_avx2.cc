@@ -17,16 +17,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/weight_blocks.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+FLOVER_ISA_REGION_BEGIN("avx2,fma,f16c")
 
 #include "kernels/cpu/matmul_avx2_tiles.h"
 
@@ -259,8 +255,4 @@ void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
 
 }  // namespace flover::cpu::internal
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FLOVER_ISA_REGION_END()

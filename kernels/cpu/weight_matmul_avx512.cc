@@ -8,22 +8,11 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma")
-#endif
-// GCC 12 warns about the _mm512_undefined_ps() inside unmasked shuffle intrinsics
-// (GCC bug 105593, fixed in GCC 13); nothing here reads an undefined value.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+FLOVER_ISA_REGION_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,fma")
 
 #include "kernels/cpu/matmul_avx512_tiles.h"
 
@@ -58,9 +47,4 @@ void WeightRangeBf16Avx512(const WeightMatmulArgs& a, int o_begin, int o_end) {
 
 }  // namespace flover::cpu::internal
 
-#pragma GCC diagnostic pop
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FLOVER_ISA_REGION_END()
