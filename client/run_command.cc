@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "client/completion_output.h"
+#include "common/cluster_config.h"
 #include "common/token_stream_decoder.h"
 #include "common/tokenizer.h"
 #include "common/tokenizer_loader.h"
@@ -43,12 +44,9 @@ int Fail(const Status& status) {
 // --dtype into the backend's settings: the CPU's weight formats, or the CUDA storage
 // type (fp16 for auto); the block formats are CPU only.
 Status ApplyDType(const std::string& dtype, BackendConfig* backend) {
-  std::optional<WeightDType> parsed;
-  if (dtype != "auto") {
-    Result<WeightDType> t = ParseWeightDType(dtype);
-    if (!t.ok()) return InvalidArgument("--dtype '" + dtype + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k");
-    parsed = *t;
-  }
+  Result<std::optional<WeightDType>> model_dtype = ParseModelDType(dtype);
+  if (!model_dtype.ok()) return InvalidArgument("--dtype " + model_dtype.status().message());
+  const std::optional<WeightDType> parsed = *model_dtype;
   if (backend->device == "cpu") {
     backend->cpu_weights = WeightPolicyFor(parsed);
     return Status::Ok();

@@ -406,6 +406,14 @@ std::string ServedModelName(const ModelConfig& model) {
 
 const char* ModelDTypeName(const std::optional<WeightDType>& dtype) { return dtype ? WeightDTypeName(*dtype) : "auto"; }
 
+Result<std::optional<WeightDType>> ParseModelDType(std::string_view name) {
+  if (name == "auto") return std::optional<WeightDType>();
+  Result<WeightDType> parsed = ParseWeightDType(name);
+  if (!parsed.ok())
+    return InvalidArgument("'" + std::string(name) + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k");
+  return std::optional<WeightDType>(*parsed);
+}
+
 DType CudaWorkerDType(const ModelConfig& model) {
   if (!model.dtype) return DType::kF16;
   const std::optional<DType> storage = StorageDType(*model.dtype);

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/cpu_transport.h"
@@ -292,6 +293,9 @@ Status ConfigError(const std::string& source, const std::string& key_path, const
 
 // "auto", "fp32", "fp16", "bf16", "q8_0", "q4_0" or "q4_k": the spelling of model.dtype.
 const char* ModelDTypeName(const std::optional<WeightDType>& dtype);
+// The inverse: nullopt for "auto"; InvalidArgument "'<name>' is not auto, fp32, ..." for
+// anything else (callers prefix the field or flag).
+Result<std::optional<WeightDType>> ParseModelDType(std::string_view name);
 
 // The start-up rule of the coordinator, as far as the config alone tells: without a
 // security section, an endpoint that binds a non-loopback address (tcp://*, 0.0.0.0, a

@@ -263,13 +263,9 @@ class ConfigReader {
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "chat_template", &model->chat_template));
     std::string dtype = ModelDTypeName(model->dtype);
     FLOVER_RETURN_IF_ERROR(ReadString(node, "model", "dtype", &dtype));
-    if (dtype == "auto") {
-      model->dtype.reset();
-    } else if (Result<WeightDType> parsed = ParseWeightDType(dtype); parsed.ok()) {
-      model->dtype = *parsed;
-    } else {
-      return Error("model.dtype", "'" + dtype + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k");
-    }
+    Result<std::optional<WeightDType>> parsed = ParseModelDType(dtype);
+    if (!parsed.ok()) return Error("model.dtype", parsed.status().message());
+    model->dtype = *parsed;
     model->path = ResolvePath(base_dir_, model->path);
     model->tokenizer = ResolvePath(base_dir_, model->tokenizer);
     return Status::Ok();

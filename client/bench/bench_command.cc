@@ -112,15 +112,12 @@ Result<ClusterConfig> BaseConfig(const BenchOptions& o) {
   } else if (!o.tokenizer.empty()) {
     config.model.tokenizer = AbsolutePath(o.tokenizer);
   }
-  if (o.dtype == "auto") {
-    config.model.dtype.reset();
-  } else if (!o.dtype.empty()) {
-    Result<WeightDType> dtype = ParseWeightDType(o.dtype);
-    if (!dtype.ok())
-      return InvalidArgument("--dtype '" + o.dtype + "' is not auto, fp32, fp16, bf16, q8_0, q4_0 or q4_k");
+  if (!o.dtype.empty()) {
+    Result<std::optional<WeightDType>> dtype = ParseModelDType(o.dtype);
+    if (!dtype.ok()) return InvalidArgument("--dtype " + dtype.status().message());
     config.model.dtype = *dtype;
+    FLOVER_RETURN_IF_ERROR(config.Validate());
   }
-  if (!o.dtype.empty()) FLOVER_RETURN_IF_ERROR(config.Validate());
   config.endpoints.client = AnyPort(config.endpoints.client);
   config.endpoints.control = AnyPort(config.endpoints.control);
   config.endpoints.plans = AnyPort(config.endpoints.plans);
