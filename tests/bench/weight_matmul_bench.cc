@@ -5,7 +5,9 @@
 // Weights are "cold" as in kernels_bench: each call reads the next copy of the matrix
 // from a pool larger than the last-level cache. Counters: GFLOP/s (2·n·rows·cols per
 // call) and weight_GB/s (the matrix's bytes in its format per call; compare with
-// kernels_bench's BM_ReadBandwidth at n = 1). Nothing is asserted.
+// kernels_bench's BM_ReadBandwidth at n = 1). BM_MatmulWeightsHot reads the same copy
+// every call instead (cache-resident: the kernel's own rate, without DRAM). Nothing is
+// asserted.
 //
 //   ./weight_matmul_bench --benchmark_filter='BM_MatmulWeights/'
 #include <benchmark/benchmark.h>
@@ -60,8 +62,9 @@ WeightPool& Pool() {
   return pool;
 }
 
-// Args: format, variant (-1: the process's choice), n, rows, cols.
-void BM_MatmulWeightsCase(benchmark::State& state, bool by_variant) {
+// Args: format, variant (-1: the process's choice), n, rows, cols. `hot`: the same copy
+// of the matrix every call.
+void BM_MatmulWeightsCase(benchmark::State& state, bool by_variant, bool hot = false) {
   const WeightFormat f = kFormats[state.range(0)];
   const int n = static_cast<int>(state.range(2)), rows = static_cast<int>(state.range(3)),
             cols = static_cast<int>(state.range(4));
@@ -85,7 +88,7 @@ void BM_MatmulWeightsCase(benchmark::State& state, bool by_variant) {
   size_t call = 0;
   for (auto _ : state) {
     flover::cpu::internal::MatmulWeightsWithKernel(kernel, x.data(),
-                                                   flover::cpu::WeightView{f, pool.Copy(call++), rows, cols}, y.data(),
+                                                   flover::cpu::WeightView{f, pool.Copy(hot ? 0 : call++), rows, cols}, y.data(),
                                                    n, false);
     benchmark::ClobberMemory();
   }
@@ -99,6 +102,7 @@ void BM_MatmulWeightsCase(benchmark::State& state, bool by_variant) {
 
 void BM_MatmulWeights(benchmark::State& state) { BM_MatmulWeightsCase(state, false); }
 void BM_MatmulWeightsVariant(benchmark::State& state) { BM_MatmulWeightsCase(state, true); }
+void BM_MatmulWeightsHot(benchmark::State& state) { BM_MatmulWeightsCase(state, false, true); }
 
 constexpr int kShapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}};  // {rows, cols}
 
@@ -125,6 +129,17 @@ void VariantShapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MatmulWeights)->Apply(SelectedShapes);
 BENCHMARK(BM_MatmulWeightsVariant)->Apply(VariantShapes);
+
+void HotShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"format", "variant", "n", "rows", "cols"});
+  for (int f = 0; f < 6; ++f) {
+    for (const auto& s : kShapes) {
+      for (int n : {1, 128}) b->Args({f, -1, n, s[0], s[1]});
+    }
+  }
+  b->UseRealTime();
+}
+BENCHMARK(BM_MatmulWeightsHot)->Apply(HotShapes);
 
 }  // namespace
 
