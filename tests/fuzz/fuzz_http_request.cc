@@ -60,22 +60,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     parser.body_limit(64 << 10);
     parser.eager(true);
     boost::system::error_code ec;
-    size_t used = 0;
-    // Fed in pieces, as a socket delivers them.
-    while (!parser.is_done() && used < bytes.size()) {
-      const size_t piece = std::min<size_t>(bytes.size() - used, 1 + (bytes.size() - used) % 97);
-      const size_t n = parser.put(boost::asio::buffer(bytes.data() + used, piece), ec);
+    // Fed as a socket delivers bytes and as Beast's read loop hands them on: a growing
+    // window of delivered bytes, put() again from the first one it has not consumed.
+    size_t used = 0, delivered = 0;
+    while (!parser.is_done()) {
+      const size_t left = bytes.size() - delivered;
+      delivered += std::min<size_t>(left, 1 + left % 97);
+      const size_t n = parser.put(boost::asio::buffer(bytes.data() + used, delivered - used), ec);
+      used += n;
       if (ec == bhttp::error::need_more) {
-        if (used + piece >= bytes.size()) break;
-        // Beast wants the whole head at once: give it everything that is left.
-        const size_t m = parser.put(boost::asio::buffer(bytes.data() + used, bytes.size() - used), ec);
-        if (ec == bhttp::error::need_more) break;
-        used += m;
-      } else {
-        used += n;
+        if (delivered == bytes.size()) break;
+        ec = {};
+        continue;
       }
-      if (ec && ec != bhttp::error::need_more) break;
-      if (n == 0 && !ec && !parser.is_done()) break;
+      if (ec) break;
+      if (n == 0 && delivered == bytes.size()) break;
     }
     if (!parser.is_done()) return 0;
     Route(parser.get());
