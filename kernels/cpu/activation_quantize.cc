@@ -45,7 +45,7 @@ uint8_t* AlignUp64(uint8_t* p) {
 }  // namespace
 
 QuantizedRows QuantizeActivationRows(const float* x, int n, int cols, int block, std::vector<uint8_t>& storage) {
-  const int n_blocks = cols / block, n_sums = block == 256 ? cols / 32 : 0;
+  const int n_blocks = cols / block, n_sums = cols / 32;
   // Rows padded by a cache line: rows a multiple of 4 KiB apart would share L1 sets.
   const long stride = (static_cast<long>(cols) + 63) / 64 * 64 + 64;
   const size_t q_bytes = static_cast<size_t>(n) * stride;
@@ -71,7 +71,7 @@ QuantizedRows QuantizeActivationRows(const float* x, int n, int cols, int block,
   rows.stride = stride;
   rows.q = q;
   rows.d = d;
-  rows.sums = n_sums > 0 ? sums : nullptr;
+  rows.sums = sums;
   return rows;
 }
 

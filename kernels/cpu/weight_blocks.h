@@ -50,6 +50,17 @@ inline void UnpackQ4KScaleMin(const uint8_t* packed, int s, int* scale, int* min
   }
 }
 
+// The inverse of UnpackQ4KScaleMin: the 12 packed bytes of eight 6-bit scales and mins
+// (values in [0, 63]). Every bit of the 12 bytes is a field, so packing the unpacked
+// fields of any 12 bytes gives them back.
+inline void PackQ4KScaleMin(const int (&scale)[8], const int (&min)[8], uint8_t* packed) {
+  for (int s = 0; s < 4; ++s) {
+    packed[s] = static_cast<uint8_t>((scale[s] & 0x3F) | ((scale[s + 4] >> 4) << 6));
+    packed[s + 4] = static_cast<uint8_t>((min[s] & 0x3F) | ((min[s + 4] >> 4) << 6));
+    packed[s + 8] = static_cast<uint8_t>((scale[s + 4] & 0x0F) | ((min[s + 4] & 0x0F) << 4));
+  }
+}
+
 // All eight scales and mins of a Q4_K block at once, UnpackQ4KScaleMin's values as
 // bytes in four little-endian words: scales 0-3, scales 4-7, mins 0-3, mins 4-7 (the
 // SIMD kernels load them into one vector). Word arithmetic on the same bit fields.

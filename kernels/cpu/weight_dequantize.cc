@@ -1,12 +1,15 @@
-// DequantizeWeightRows (weight_matmul.h): the formats' values as fp32. The arithmetic
+// DequantizeWeightRows (weight_matmul.h): the formats' values as fp32 (an interleaved
+// row is first put back into its GGUF bytes). The arithmetic
 // is fp32, unfused (the library is built with -ffp-contract=off) and in gguf-py's order,
 // so the values equal gguf-py's numpy dequantization bit for bit.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/float16.h"
 #include "kernels/cpu/weight_blocks.h"
+#include "kernels/cpu/weight_interleave.h"
 #include "kernels/cpu/weight_matmul.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
@@ -77,7 +80,25 @@ void DequantizeWeightRows(const WeightView& w, int row_begin, int n_rows, float*
     std::abort();
   }
   const int64_t row_bytes = WeightRowBytes(w.format, w.cols);
-  const uint8_t* base = static_cast<const uint8_t*>(w.data) + row_begin * row_bytes;
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  if (w.layout == WeightLayout::kInterleaved) {
+    if (!HasInterleavedLayout(w.format)) {
+      std::fprintf(stderr, "flover: DequantizeWeightRows: %s has no interleaved layout\n", WeightFormatName(w.format));
+      std::abort();
+    }
+#pragma omp parallel if (static_cast<int64_t>(n_rows) * w.cols > (int64_t{1} << 18))
+    {
+      thread_local std::vector<uint8_t> row;
+      row.resize(static_cast<size_t>(row_bytes));
+#pragma omp for schedule(static)
+      for (int r = 0; r < n_rows; ++r) {
+        internal::ExtractInterleavedRow(w.format, data, w.cols, row_begin + r, row.data());
+        internal::DequantizeWeightRow(w.format, row.data(), w.cols, out + static_cast<int64_t>(r) * w.cols);
+      }
+    }
+    return;
+  }
+  const uint8_t* base = data + row_begin * row_bytes;
 #pragma omp parallel for schedule(static) if (static_cast<int64_t>(n_rows) * w.cols > (int64_t{1} << 18))
   for (int r = 0; r < n_rows; ++r)
     internal::DequantizeWeightRow(w.format, base + r * row_bytes, w.cols, out + static_cast<int64_t>(r) * w.cols);

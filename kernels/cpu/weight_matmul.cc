@@ -51,19 +51,19 @@ constexpr Variant kVariants[] = {
     {WeightFormat::kBF16, {"widen+avx2", WeightRangeWidened, 4, 0, MatmulRangeAvx2}, kAvx2Features, CpuHasAvx2Fma},
     {WeightFormat::kBF16, {"widen+generic", WeightRangeWidened, 1, 0, MatmulRangeGeneric}, "", Always},
 
-    {WeightFormat::kQ8_0, {"avx512-vnni", WeightRangeQ8_0Avx512Vnni, kAvx512QuantTileCols, 32}, kVnniFeatures,
+    {WeightFormat::kQ8_0, {"avx512-vnni", WeightRangeQ8_0Avx512Vnni, kInterleaveRows, 32}, kVnniFeatures,
      HasAvx512Vnni},
-    {WeightFormat::kQ8_0, {"avx2", WeightRangeQ8_0Avx2, kAvx2QuantTileCols, 32}, kAvx2F16cFeatures, HasAvx2FmaF16c},
+    {WeightFormat::kQ8_0, {"avx2", WeightRangeQ8_0Avx2, kInterleaveRows, 32}, kAvx2F16cFeatures, HasAvx2FmaF16c},
     {WeightFormat::kQ8_0, {"generic", WeightRangeQ8_0Generic, 1, 32}, "", Always},
 
-    {WeightFormat::kQ4_0, {"avx512-vnni", WeightRangeQ4_0Avx512Vnni, kAvx512QuantTileCols, 32}, kVnniFeatures,
+    {WeightFormat::kQ4_0, {"avx512-vnni", WeightRangeQ4_0Avx512Vnni, kInterleaveRows, 32}, kVnniFeatures,
      HasAvx512Vnni},
-    {WeightFormat::kQ4_0, {"avx2", WeightRangeQ4_0Avx2, kAvx2QuantTileCols, 32}, kAvx2F16cFeatures, HasAvx2FmaF16c},
+    {WeightFormat::kQ4_0, {"avx2", WeightRangeQ4_0Avx2, kInterleaveRows, 32}, kAvx2F16cFeatures, HasAvx2FmaF16c},
     {WeightFormat::kQ4_0, {"generic", WeightRangeQ4_0Generic, 1, 32}, "", Always},
 
-    {WeightFormat::kQ4_K, {"avx512-vnni", WeightRangeQ4_KAvx512Vnni, kAvx512QuantTileCols, 256}, kVnniFeatures,
+    {WeightFormat::kQ4_K, {"avx512-vnni", WeightRangeQ4_KAvx512Vnni, kInterleaveRows, 256}, kVnniFeatures,
      HasAvx512Vnni},
-    {WeightFormat::kQ4_K, {"avx2", WeightRangeQ4_KAvx2, kAvx2QuantTileCols, 256}, kAvx2F16cFeatures, HasAvx2FmaF16c},
+    {WeightFormat::kQ4_K, {"avx2", WeightRangeQ4_KAvx2, kInterleaveRows, 256}, kAvx2F16cFeatures, HasAvx2FmaF16c},
     {WeightFormat::kQ4_K, {"generic", WeightRangeQ4_KGeneric, 1, 256}, "", Always},
 };
 
@@ -140,12 +140,20 @@ const WeightKernel& SelectedWeightKernel(WeightFormat format) {
   return kernels[static_cast<int>(format)];
 }
 
-void MatmulWeightsWithKernel(const WeightKernel& kernel, const float* x, const WeightView& w, float* y, int n,
+void MatmulWeightsWithKernel(const WeightKernel& chosen, const float* x, const WeightView& w, float* y, int n,
                              bool accumulate) {
-  if (n < 0 || w.rows <= 0 || w.cols <= 0 || w.cols % WeightBlockValues(w.format) != 0 || kernel.fn == nullptr) {
+  // The SIMD variants of a format with an interleaved layout read only that layout; the
+  // portable one reads both and gives the same bits.
+  const bool rows_of_interleaved_format = HasInterleavedLayout(w.format) && w.layout == WeightLayout::kRows;
+  const WeightKernel portable = rows_of_interleaved_format ? FindWeightKernel(w.format, "generic") : WeightKernel{};
+  const WeightKernel& kernel = rows_of_interleaved_format ? portable : chosen;
+  if (n < 0 || w.rows <= 0 || w.cols <= 0 || w.cols % WeightBlockValues(w.format) != 0 || kernel.fn == nullptr ||
+      (w.layout == WeightLayout::kInterleaved && !HasInterleavedLayout(w.format))) {
     // flover_kernels_cpu sits below flover_common, so no FLOVER_CHECK here.
-    std::fprintf(stderr, "flover: MatmulWeights: bad call: n=%d, %s matrix of %d x %d, kernel %s\n", n,
-                 WeightFormatName(w.format), w.rows, w.cols, kernel.name != nullptr ? kernel.name : "(none)");
+    std::fprintf(stderr, "flover: MatmulWeights: bad call: n=%d, %s matrix of %d x %d%s, kernel %s\n", n,
+                 WeightFormatName(w.format), w.rows, w.cols,
+                 w.layout == WeightLayout::kInterleaved ? " (interleaved)" : "",
+                 kernel.name != nullptr ? kernel.name : "(none)");
     std::abort();
   }
   if (n == 0) return;
@@ -153,6 +161,7 @@ void MatmulWeightsWithKernel(const WeightKernel& kernel, const float* x, const W
   a.format = w.format;
   a.w = static_cast<const uint8_t*>(w.data);
   a.w_row_bytes = WeightRowBytes(w.format, w.cols);
+  a.layout = w.layout;
   a.y = y;
   a.n = n;
   a.cols = w.cols;

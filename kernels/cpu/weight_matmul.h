@@ -37,22 +37,49 @@ int WeightBlockBytes(WeightFormat format);
 // Bytes of one row of `cols` values. REQUIRES: cols % WeightBlockValues(format) == 0.
 int64_t WeightRowBytes(WeightFormat format, int64_t cols);
 
-// A [rows, cols] matrix in `format`, row-major, each row WeightRowBytes(format, cols)
-// bytes from the previous one; no alignment required. Not owning.
+// How a matrix's bytes are laid out.
+//   kRows: row after row, each WeightRowBytes(format, cols) bytes from the previous one,
+//       as GGUF stores them (every format).
+//   kInterleaved (Q8_0, Q4_0, Q4_K): groups of kInterleaveRows rows, the last one padded
+//       with zero rows, whose blocks are stored side by side (weight_interleave.h): the
+//       layout the SIMD kernels stream at full speed, one vector lane per row.
+//       InterleavedWeightBytes gives its size: the same bytes per block and row as GGUF
+//       for Q8_0 and Q4_0, 148 per 256 values for Q4_K (144 in GGUF: its 6-bit scales
+//       and mins are kept unpacked), plus the padding rows.
+// MatmulWeights gives the same bits for either layout of a matrix; on a kRows matrix of
+// these formats it runs the portable kernel, which is several times slower.
+enum class WeightLayout : uint8_t { kRows, kInterleaved };
+inline constexpr int kInterleaveRows = 16;
+
+// A [rows, cols] matrix in `format` laid out as `layout`; no alignment required. Not
+// owning.
 struct WeightView {
   WeightFormat format = WeightFormat::kF32;
   const void* data = nullptr;
   int rows = 0;
   int cols = 0;
+  WeightLayout layout = WeightLayout::kRows;
 };
 
+// Whether `format` has the kInterleaved layout (Q8_0, Q4_0, Q4_K).
+bool HasInterleavedLayout(WeightFormat format);
+// Bytes of a [rows, cols] matrix of `format` in the kInterleaved layout.
+// REQUIRES: HasInterleavedLayout(format), rows >= 0, cols a multiple of the block.
+int64_t InterleavedWeightBytes(WeightFormat format, int64_t rows, int64_t cols);
+// Writes the kRows matrix w in the kInterleaved layout (InterleavedWeightBytes bytes at
+// out). Exact: every field of every block is kept, hostile bytes included, and
+// DequantizeWeightRows reads the same values from either layout.
+// REQUIRES: w.layout == kRows, HasInterleavedLayout(w.format); out does not overlap w.
+void InterleaveWeightRows(const WeightView& w, void* out);
+
 // y[n, w.rows] = x[n, w.cols] · Wᵀ, or y += with accumulate (the residual stream).
-// REQUIRES: n >= 0, w.rows > 0, w.cols > 0 and a multiple of the block; x, W, y do not
-// overlap.
+// REQUIRES: n >= 0, w.rows > 0, w.cols > 0 and a multiple of the block, w.layout one the
+// format has; x, W, y do not overlap.
 void MatmulWeights(const float* x, const WeightView& w, float* y, int n, bool accumulate = false);
 
 // Rows [row_begin, row_begin + n_rows) of W as fp32 (embedding lookups, tests): exact
-// for fp16/bf16, the format's dequantization (gguf-py's, bit for bit) otherwise.
+// for fp16/bf16, the format's dequantization (gguf-py's, bit for bit) otherwise; either
+// layout.
 void DequantizeWeightRows(const WeightView& w, int row_begin, int n_rows, float* out);
 
 // Converts n_rows rows of `cols` fp32 values into `format` (n_rows *

@@ -1,14 +1,16 @@
 // The AVX2 variants of MatmulWeights (F16C for the fp16 scales and weights): fp16 and
 // bf16 weights widened in Matmul's AVX2 register tiles, and the int8 formats'
-// canonical arithmetic (weight_matmul_internal.h) with one block of 32 per ymm.
+// canonical arithmetic (weight_matmul_internal.h) on the interleaved layout
+// (weight_interleave.h), 8 W rows per ymm, one y element per 32-bit lane.
 //
-// The int8 dot products use the sign trick: sum w * q = sum |w| * (q * sign(w)), with
-// vpmaddubsw (unsigned |w| times signed q, adjacent pairs added into int16, saturating)
-// and vpmaddwd (adjacent int16 pairs added into int32). No saturation can happen: |w|
-// <= 128 (a Q8_0 weight of -128 from any file gives vpabsb's 0x80, read as the unsigned
-// 128 it is) and |q * sign(w)| <= 127 (activations are never -128, step 1), so a pair is
-// at most 2 * 128 * 127 = 32512 < 32767 in magnitude. Q4_K's 4-bit weights are >= 0 and
-// need no trick: a pair is at most 2 * 15 * 127 = 3810, times a 6-bit scale in vpmaddwd.
+// Q8_0 uses the sign trick: sum w * q = sum |w| * (q * sign(w)), with vpmaddubsw
+// (unsigned |w| times signed q, adjacent pairs added into int16, saturating) and vpmaddwd
+// (adjacent int16 pairs added into int32). No saturation can happen: |w| <= 128 (a Q8_0
+// weight of -128 from any file gives vpabsb's 0x80, read as the unsigned 128 it is) and
+// |q * sign(w)| <= 127 (activations are never -128, step 1), so a pair is at most 2 *
+// 128 * 127 = 32512 < 32767 in magnitude. The 4-bit weights of Q4_0 (as n = w + 8) and
+// Q4_K are >= 0 and need no trick: a pair is at most 2 * 15 * 127 = 3810, so the pairs
+// of 16 values can be summed in int16 before vpmaddwd.
 //
 // Only <immintrin.h> and headers without intrinsics are included before the target
 // pragma, so no inline library function is emitted with AVX2 instructions.
@@ -20,6 +22,7 @@
 #include "kernels/cpu/isa_region.h"
 #include "kernels/cpu/matmul_internal.h"
 #include "kernels/cpu/weight_blocks.h"
+#include "kernels/cpu/weight_interleave.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
 FLOVER_ISA_REGION_BEGIN("avx2,fma,f16c")
@@ -54,95 +57,123 @@ struct Bf16Weights {
 
 // ---- int8 formats ----
 
-constexpr int kTileRows = 2;                   // x rows per tile
-constexpr int kTileCols = kAvx2QuantTileCols;  // W rows per tile
-constexpr int kNarrowRows = 1, kNarrowCols = 4;  // the tile when n <= kNarrowRows
-
-inline float HalfAt(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, sizeof h);
-  return _cvtsh_ss(h);
-}
+constexpr int kTileRows = 2;  // x rows per tile, of one half (8 W rows) of a group
 
 inline void Store(const WeightMatmulArgs& a, int r, int o, float sum) {
   float& dst = a.y[static_cast<long>(r) * a.rows + o];
   dst = a.accumulate ? dst + sum : sum;
 }
 
-// A format of blocks of 32: its bytes per block and the 32 integer weights of a block.
-struct Q8_0Blocks {
-  static constexpr int kBytes = kQ8_0Bytes;
-  static __m256i Weights(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)); }
-};
-
-struct Q4_0Blocks {
-  static constexpr int kBytes = kQ4_0Bytes;
-  static __m256i Weights(const uint8_t* b) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-    const __m128i low = _mm_set1_epi8(0x0F);
-    const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), low), _mm_and_si128(v, low));
-    return _mm256_sub_epi8(q, _mm256_set1_epi8(8));
-  }
-};
-
-// acc[r][c] += (the 8 lane sums p of block b) * (dw * dx), for one half of the lanes.
-template <int R, int C, class Blocks>
-__attribute__((always_inline)) inline void AccumulateBlock32(const uint8_t* const (&w)[C], const int8_t* const (&x)[R],
-                                                             const float* const (&dx)[R], int b, __m256 (&acc)[R][C]) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i wv[C], aw[C];
-  float dw[C];
-#pragma GCC unroll 4
-  for (int c = 0; c < C; ++c) {
-    const uint8_t* block = w[c] + b * Blocks::kBytes;
-    wv[c] = Blocks::Weights(block);
-    aw[c] = _mm256_abs_epi8(wv[c]);
-    dw[c] = HalfAt(block);
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r] + 32 * b));
-#pragma GCC unroll 4
-    for (int c = 0; c < C; ++c) {
-      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[c], _mm256_sign_epi8(xv, wv[c])), ones);
-      const __m256 s = _mm256_set1_ps(dw[c] * dx[r][b]);
-      acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r][c]);
-    }
-  }
+inline int32_t LoadInt32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
 }
 
-template <int R, int C, class Blocks>
-void TileBlocks32(const WeightMatmulArgs& a, int r0, int o0) {
+// The 8 lanes of y row r for W rows 16g + 8h + [0, 8), up to o_end (exclusive).
+inline void StoreHalfRow(const WeightMatmulArgs& a, int r, int g, int h, int o_end, __m256 acc) {
+  const int o0 = kInterleaveRows * g + 8 * h;
+  const int valid = o_end - o0 < 8 ? o_end - o0 : 8;
+  alignas(32) float out[8];
+  _mm256_store_ps(out, acc);
+  for (int i = 0; i < valid; ++i) Store(a, r, o0 + i, out[i]);
+}
+
+// Q8_0 or Q4_0: the y elements of x rows [r0, r0 + R) and W rows 16g + 8h + [0, 8) for
+// the H halves h = h0, h0 + 1, ... of group g (weight_interleave.h), one W row per lane.
+//   Q8_0: each 4 values by the sign trick into int16 pairs, then into int32 (vpmaddwd).
+//   Q4_0: nibble n (= w + 8) times q summed in int16 over the whole block (each at most
+//         16 * 15 * 127 = 30480), then into int32, starting from -8 * t_b.
+template <int R, int H, WeightFormat kFormat>
+void TileBlocks32Halves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end) {
+  constexpr bool kQ8 = kFormat == WeightFormat::kQ8_0;
+  constexpr int kBytes = kQ8 ? kQ8_0GroupBlockBytes : kQ4_0GroupBlockBytes;
   const int n_blocks = a.cols / 32;
-  const uint8_t* w[C];
-  for (int c = 0; c < C; ++c) w[c] = a.w + (o0 + c) * a.w_row_bytes;
   const int8_t* x[R];
   const float* dx[R];
+  const int16_t* t[R];
   for (int r = 0; r < R; ++r) {
     x[r] = a.qx.q + (r0 + r) * a.qx.stride;
     dx[r] = a.qx.d + static_cast<long>(r0 + r) * n_blocks;
+    t[r] = a.qx.sums + static_cast<long>(r0 + r) * n_blocks;
   }
-  __m256 lo[R][C], hi[R][C];  // lanes 0-7 (even blocks) and 8-15 (odd blocks)
+  const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(0x0F);
+  __m256 acc[R][H];
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
+    for (int h = 0; h < H; ++h) acc[r][h] = _mm256_setzero_ps();
   }
-  int b = 0;
-  for (; b + 2 <= n_blocks; b += 2) {
-    if (r0 == 0) PrefetchNextTileRows<C>(w, a.w_row_bytes, b * Blocks::kBytes);
-    AccumulateBlock32<R, C, Blocks>(w, x, dx, b, lo);
-    AccumulateBlock32<R, C, Blocks>(w, x, dx, b + 1, hi);
+  for (int b = 0; b < n_blocks; ++b) {
+    const uint8_t* blk = GroupBlock(a.w, kBytes, n_blocks, g, b);
+    __m256i dot[R][H];
+    if constexpr (kQ8) {
+      for (int r = 0; r < R; ++r) {
+        for (int h = 0; h < H; ++h) dot[r][h] = _mm256_setzero_si256();
+      }
+#pragma GCC unroll 8
+      for (int l = 0; l < 8; ++l) {
+        __m256i w[H], aw[H];
+        for (int h = 0; h < H; ++h) {
+          w[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ8_0GroupQs + 64 * l + 32 * (h0 + h)));
+          aw[h] = _mm256_abs_epi8(w[h]);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m256i xv = _mm256_set1_epi32(LoadInt32(x[r] + 32 * b + 4 * l));
+          for (int h = 0; h < H; ++h) {
+            dot[r][h] = _mm256_add_epi32(
+                dot[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(aw[h], _mm256_sign_epi8(xv, w[h])), ones));
+          }
+        }
+      }
+    } else {
+      __m256i sum[R][H];
+      for (int r = 0; r < R; ++r) {
+        for (int h = 0; h < H; ++h) sum[r][h] = _mm256_setzero_si256();
+      }
+#pragma GCC unroll 4
+      for (int l = 0; l < 4; ++l) {
+        __m256i lo[H], hi[H];
+        for (int h = 0; h < H; ++h) {
+          const __m256i v =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kQ4_0GroupQs + 64 * l + 32 * (h0 + h)));
+          lo[h] = _mm256_and_si256(v, low);
+          hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m256i x_lo = _mm256_set1_epi32(LoadInt32(x[r] + 32 * b + 4 * l));
+          const __m256i x_hi = _mm256_set1_epi32(LoadInt32(x[r] + 32 * b + 16 + 4 * l));
+          for (int h = 0; h < H; ++h) {
+            sum[r][h] = _mm256_add_epi16(sum[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], x_lo),
+                                                                     _mm256_maddubs_epi16(hi[h], x_hi)));
+          }
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m256i offset = _mm256_set1_epi32(-8 * t[r][b]);
+        for (int h = 0; h < H; ++h) dot[r][h] = _mm256_add_epi32(offset, _mm256_madd_epi16(sum[r][h], ones));
+      }
+    }
+    for (int h = 0; h < H; ++h) {
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kGroupD + 16 * (h0 + h))));
+      for (int r = 0; r < R; ++r) {
+        acc[r][h] =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[r][h]), _mm256_mul_ps(dw, _mm256_set1_ps(dx[r][b])), acc[r][h]);
+      }
+    }
   }
-  if (b < n_blocks) AccumulateBlock32<R, C, Blocks>(w, x, dx, b, lo);
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) Store(a, r0 + r, o0 + c, avx2_tiles::ReduceLanes(lo[r][c], hi[r][c]));
+  for (int h = 0; h < H; ++h) {
+    for (int r = 0; r < R; ++r) StoreHalfRow(a, r0 + r, g, h0 + h, o_end, acc[r][h]);
   }
 }
 
-template <int R, int C>
-void TileQ4_K(const WeightMatmulArgs& a, int r0, int o0) {
+// The y elements of x rows [r0, r0 + R) and W rows 16g + 8h + [0, 8) for the H halves h
+// = h0, h0 + 1, ... of group g of an interleaved Q4_K matrix (weight_interleave.h), one
+// W row per lane; W rows from o_end on are not stored. Per sub-block, vpmaddubsw's int16
+// pairs are summed over its 32 values in int16 (each at most 16 * 15 * 127 = 30480, no
+// overflow) before vpmaddwd multiplies them by the row's scale into int32.
+template <int R, int H>
+void TileQ4_KHalves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end) {
   const int n_blocks = a.cols / 256;
-  const uint8_t* w[C];
-  for (int c = 0; c < C; ++c) w[c] = a.w + (o0 + c) * a.w_row_bytes;
   const int8_t* x[R];
   const float* dx[R];
   const int16_t* t[R];
@@ -152,84 +183,127 @@ void TileQ4_K(const WeightMatmulArgs& a, int r0, int o0) {
     t[r] = a.qx.sums + static_cast<long>(r0 + r) * 8 * n_blocks;
   }
   const __m256i low = _mm256_set1_epi8(0x0F);
-  __m256 lo[R][C], hi[R][C];  // lanes 0-7 (even sub-blocks) and 8-15 (odd sub-blocks)
+  const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  __m256 acc[R][H];
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
+    for (int h = 0; h < H; ++h) acc[r][h] = _mm256_setzero_ps();
   }
   for (int b = 0; b < n_blocks; ++b) {
-    __m256i scales[C];  // the block's eight scales as int16, in both 128-bit lanes
-    __m128i mins[C];
-    float d[C], dmin[C];
-    for (int c = 0; c < C; ++c) {
-      const uint8_t* block = w[c] + b * kQ4_KBytes;
-      if (r0 == 0) PrefetchQ4KBlock(block + C * a.w_row_bytes);
-      d[c] = HalfAt(block);
-      dmin[c] = HalfAt(block + 2);
-      const Q4KScaleMinWords v = UnpackQ4KScaleMinWords(block + kQ4_KScalesOffset);
-      const __m256i sm = _mm256_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(v.scales_lo), static_cast<int>(v.scales_hi),
-                                                             static_cast<int>(v.mins_lo), static_cast<int>(v.mins_hi)));
-      scales[c] = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
-      mins[c] = _mm256_extracti128_si256(sm, 1);
-    }
-    __m256i p_lo[R][C], p_hi[R][C];
+    const uint8_t* blk = GroupBlock(a.w, kQ4KGroupBlockBytes, n_blocks, g, b);
+    __m256i p[R][H];
     for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) p_lo[r][c] = p_hi[r][c] = _mm256_setzero_si256();
+      for (int h = 0; h < H; ++h) p[r][h] = _mm256_setzero_si256();
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 1
     for (int k = 0; k < 4; ++k) {
-      // vpshufb picks the two bytes of int16 scale 2k (and 2k + 1) into every lane.
-      const __m256i pick_lo = _mm256_set1_epi16(static_cast<int16_t>(((4 * k + 1) << 8) | (4 * k)));
-      const __m256i pick_hi = _mm256_set1_epi16(static_cast<int16_t>(((4 * k + 3) << 8) | (4 * k + 2)));
-      __m256i q_lo[C], q_hi[C], sc_lo[C], sc_hi[C];
-      for (int c = 0; c < C; ++c) {
-        const __m256i qs =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[c] + b * kQ4_KBytes + kQ4_KQsOffset + 32 * k));
-        q_lo[c] = _mm256_and_si256(qs, low);
-        q_hi[c] = _mm256_and_si256(_mm256_srli_epi16(qs, 4), low);
-        sc_lo[c] = _mm256_shuffle_epi8(scales[c], pick_lo);
-        sc_hi[c] = _mm256_shuffle_epi8(scales[c], pick_hi);
-      }
+      __m256i sum_lo[R][H], sum_hi[R][H];  // int16 pairs of sub-blocks 2k and 2k + 1
       for (int r = 0; r < R; ++r) {
-        const int8_t* xk = x[r] + 256 * b + 64 * k;
-        const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xk));
-        const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xk + 32));
-        for (int c = 0; c < C; ++c) {
-          p_lo[r][c] = _mm256_add_epi32(p_lo[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(q_lo[c], x_lo), sc_lo[c]));
-          p_hi[r][c] = _mm256_add_epi32(p_hi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(q_hi[c], x_hi), sc_hi[c]));
+        for (int h = 0; h < H; ++h) sum_lo[r][h] = sum_hi[r][h] = _mm256_setzero_si256();
+      }
+#pragma GCC unroll 8
+      for (int l = 0; l < 8; ++l) {
+        __m256i lo[H], hi[H];
+        for (int h = 0; h < H; ++h) {
+          const __m256i v = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(blk + kQ4KGroupQs + 64 * (8 * k + l) + 32 * (h0 + h)));
+          lo[h] = _mm256_and_si256(v, low);
+          hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        }
+        for (int r = 0; r < R; ++r) {
+          const int8_t* xk = x[r] + 256 * b + 64 * k + 4 * l;
+          const __m256i x_lo = _mm256_set1_epi32(LoadInt32(xk)), x_hi = _mm256_set1_epi32(LoadInt32(xk + 32));
+          for (int h = 0; h < H; ++h) {
+            sum_lo[r][h] = _mm256_add_epi16(sum_lo[r][h], _mm256_maddubs_epi16(lo[h], x_lo));
+            sum_hi[r][h] = _mm256_add_epi16(sum_hi[r][h], _mm256_maddubs_epi16(hi[h], x_hi));
+          }
+        }
+      }
+      for (int h = 0; h < H; ++h) {
+        // Each row's scale in both int16 halves of its lane.
+        const uint8_t* sc = blk + kQ4KGroupScales + 8 * (h0 + h);
+        __m256i sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * k))));
+        __m256i sc_hi =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * k + 1))));
+        sc_lo = _mm256_or_si256(sc_lo, _mm256_slli_epi32(sc_lo, 16));
+        sc_hi = _mm256_or_si256(sc_hi, _mm256_slli_epi32(sc_hi, 16));
+        for (int r = 0; r < R; ++r) {
+          p[r][h] = _mm256_add_epi32(p[r][h], _mm256_add_epi32(_mm256_madd_epi16(sum_lo[r][h], sc_lo),
+                                                               _mm256_madd_epi16(sum_hi[r][h], sc_hi)));
         }
       }
     }
-    for (int r = 0; r < R; ++r) {
-      const __m128i sums = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[r] + 8 * b));
-      for (int c = 0; c < C; ++c) {
-        const __m256 s = _mm256_set1_ps(d[c] * dx[r][b]);
-        const __m128 sm = _mm_set1_ps(-(dmin[c] * dx[r][b]));
-        lo[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_lo[r][c]), s, lo[r][c]);
-        hi[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_hi[r][c]), s, hi[r][c]);
-        // Lanes 0-3 take the mins' term after the block's main term.
-        const __m128 m = _mm_cvtepi32_ps(_mm_madd_epi16(mins[c], sums));
-        const __m128 first4 = _mm_fmadd_ps(m, sm, _mm256_castps256_ps128(lo[r][c]));
-        lo[r][c] = _mm256_blend_ps(lo[r][c], _mm256_castps128_ps256(first4), 0x0F);
+    for (int h = 0; h < H; ++h) {
+      __m256i m[R];
+      for (int r = 0; r < R; ++r) m[r] = _mm256_setzero_si256();
+      for (int i = 0; i < 4; ++i) {
+        const __m256i mins = _mm256_cvtepu8_epi16(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQ4KGroupMins + 32 * i + 16 * (h0 + h))));
+        for (int r = 0; r < R; ++r)
+          m[r] = _mm256_add_epi32(m[r], _mm256_madd_epi16(mins, _mm256_set1_epi32(LoadInt32(t[r] + 8 * b + 2 * i))));
+      }
+      const __m256 d =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kGroupD + 16 * (h0 + h))));
+      const __m256 dmin =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQ4KGroupDmin + 16 * (h0 + h))));
+      for (int r = 0; r < R; ++r) {
+        const __m256 dxv = _mm256_set1_ps(dx[r][b]);
+        const __m256 s = _mm256_mul_ps(d, dxv);
+        const __m256 sm = _mm256_xor_ps(_mm256_mul_ps(dmin, dxv), sign);
+        acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[r][h]), s, acc[r][h]);
+        acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m[r]), sm, acc[r][h]);
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) Store(a, r0 + r, o0 + c, avx2_tiles::ReduceLanes(lo[r][c], hi[r][c]));
+  for (int h = 0; h < H; ++h) {
+    for (int r = 0; r < R; ++r) StoreHalfRow(a, r0 + r, g, h0 + h, o_end, acc[r][h]);
   }
 }
 
-template <int R, int C>
-struct Q8_0Tiles {
-  static void Run(const WeightMatmulArgs& a, int r0, int o0) { TileBlocks32<R, C, Q8_0Blocks>(a, r0, o0); }
+template <int R, int H>
+struct Q8_0Tile {
+  static void Run(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end) {
+    TileBlocks32Halves<R, H, WeightFormat::kQ8_0>(a, r0, g, h0, o_end);
+  }
 };
-template <int R, int C>
-struct Q4_0Tiles {
-  static void Run(const WeightMatmulArgs& a, int r0, int o0) { TileBlocks32<R, C, Q4_0Blocks>(a, r0, o0); }
+template <int R, int H>
+struct Q4_0Tile {
+  static void Run(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end) {
+    TileBlocks32Halves<R, H, WeightFormat::kQ4_0>(a, r0, g, h0, o_end);
+  }
 };
-template <int R, int C>
-struct Q4_KTiles {
-  static void Run(const WeightMatmulArgs& a, int r0, int o0) { TileQ4_K<R, C>(a, r0, o0); }
+template <int R, int H>
+struct Q4_KTile {
+  static void Run(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end) {
+    TileQ4_KHalves<R, H>(a, r0, g, h0, o_end);
+  }
 };
+
+// Runs Tile<R', 1>::Run for the R' = min(rows, R) x rows at r0 and half h of group g.
+template <int R, template <int, int> class Tile>
+__attribute__((always_inline)) inline void RunHalfTile(int rows, const WeightMatmulArgs& a, int r0, int g, int h,
+                                                       int o_end) {
+  if constexpr (R > 1) {
+    if (rows < R) return RunHalfTile<R - 1, Tile>(rows, a, r0, g, h, o_end);
+  }
+  Tile<R, 1>::Run(a, r0, g, h, o_end);
+}
+
+// W rows [o_begin, o_end) (o_begin a multiple of 16) a group at a time: one x row with
+// both halves of the group in one pass over its bytes, else each half under every x
+// row kTileRows at a time.
+template <template <int, int> class Tile>
+void HalvesRange(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  for (int g = o_begin / kInterleaveRows; g * kInterleaveRows < o_end; ++g) {
+    if (a.n == 1) {
+      Tile<1, 2>::Run(a, 0, g, 0, o_end);
+      continue;
+    }
+    for (int h = 0; h < 2; ++h) {
+      for (int r = 0; r < a.n; r += kTileRows)
+        RunHalfTile<kTileRows, Tile>(a.n - r < kTileRows ? a.n - r : kTileRows, a, r, g, h, o_end);
+    }
+  }
+}
 
 }  // namespace
 
@@ -243,15 +317,9 @@ void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
                                  o_begin, o_end, a.accumulate);
 }
 
-void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q8_0Tiles>(a, o_begin, o_end);
-}
-void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q4_0Tiles>(a, o_begin, o_end);
-}
-void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  QuantRangeTiled<kTileRows, kTileCols, kNarrowRows, kNarrowCols, Q4_KTiles>(a, o_begin, o_end);
-}
+void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q8_0Tile>(a, o_begin, o_end); }
+void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_0Tile>(a, o_begin, o_end); }
+void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_KTile>(a, o_begin, o_end); }
 
 }  // namespace flover::cpu::internal
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/cpu/weight_blocks.h"
+#include "kernels/cpu/weight_interleave.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 
 namespace flover::cpu::internal {
@@ -35,30 +36,32 @@ float UnpackQ4_0(const uint8_t* b, int8_t* w) {
 }
 
 // Step 2 for blocks of kBytes bytes that Unpack turns into 32 integers and a scale.
-template <int kBytes, float (*Unpack)(const uint8_t*, int8_t*)>
+template <WeightFormat kFormat, int kBytes, float (*Unpack)(const uint8_t*, int8_t*)>
 void RangeBlocks32(const WeightMatmulArgs& a, int o_begin, int o_end) {
   const int n_blocks = a.cols / 32;
+  thread_local std::vector<uint8_t> gguf_row;
   thread_local std::vector<int8_t> w;
   thread_local std::vector<float> dw;
+  gguf_row.resize(a.w_row_bytes);
   w.resize(a.cols);
   dw.resize(n_blocks);
   for (int o = o_begin; o < o_end; ++o) {
     const uint8_t* row = a.w + o * a.w_row_bytes;
+    if (a.layout == WeightLayout::kInterleaved) {
+      ExtractInterleavedRow(kFormat, a.w, a.cols, o, gguf_row.data());
+      row = gguf_row.data();
+    }
     for (int b = 0; b < n_blocks; ++b) dw[b] = Unpack(row + b * kBytes, w.data() + 32 * b);
     for (int r = 0; r < a.n; ++r) {
       const int8_t* q = a.qx.q + r * a.qx.stride;
       const float* d = a.qx.d + static_cast<long>(r) * n_blocks;
-      float acc[16] = {};
+      float acc = 0.0f;
       for (int b = 0; b < n_blocks; ++b) {
-        const float s = dw[b] * d[b];
-        for (int l = 0; l < 8; ++l) {
-          int p = 0;
-          for (int i = 0; i < 4; ++i) p += w[32 * b + 4 * l + i] * q[32 * b + 4 * l + i];
-          float& lane = acc[8 * (b % 2) + l];
-          lane = std::fma(static_cast<float>(p), s, lane);
-        }
+        int p = 0;
+        for (int j = 0; j < 32; ++j) p += w[32 * b + j] * q[32 * b + j];
+        acc = std::fma(static_cast<float>(p), dw[b] * d[b], acc);
       }
-      Store(a, r, o, SumLanes(acc));
+      Store(a, r, o, acc);
     }
   }
 }
@@ -87,19 +90,21 @@ void WeightRangeF32InPlace(const WeightMatmulArgs& a, int o_begin, int o_end) {
 }
 
 void WeightRangeQ8_0Generic(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  RangeBlocks32<kQ8_0Bytes, UnpackQ8_0>(a, o_begin, o_end);
+  RangeBlocks32<WeightFormat::kQ8_0, kQ8_0Bytes, UnpackQ8_0>(a, o_begin, o_end);
 }
 
 void WeightRangeQ4_0Generic(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  RangeBlocks32<kQ4_0Bytes, UnpackQ4_0>(a, o_begin, o_end);
+  RangeBlocks32<WeightFormat::kQ4_0, kQ4_0Bytes, UnpackQ4_0>(a, o_begin, o_end);
 }
 
 void WeightRangeQ4_KGeneric(const WeightMatmulArgs& a, int o_begin, int o_end) {
   const int n_blocks = a.cols / 256;
-  // One W row unpacked: 4-bit values, and per block d, dmin, 8 scales and 8 mins.
-  thread_local std::vector<uint8_t> w;
+  // One W row: its GGUF bytes (put back from the interleaved layout when it is that),
+  // then unpacked: 4-bit values, and per block d, dmin, 8 scales and 8 mins.
+  thread_local std::vector<uint8_t> gguf_row, w;
   thread_local std::vector<float> d, dmin;
   thread_local std::vector<int> scales, mins;
+  gguf_row.resize(a.w_row_bytes);
   w.resize(a.cols);
   d.resize(n_blocks);
   dmin.resize(n_blocks);
@@ -107,6 +112,10 @@ void WeightRangeQ4_KGeneric(const WeightMatmulArgs& a, int o_begin, int o_end) {
   mins.resize(8 * n_blocks);
   for (int o = o_begin; o < o_end; ++o) {
     const uint8_t* row = a.w + o * a.w_row_bytes;
+    if (a.layout == WeightLayout::kInterleaved) {
+      ExtractInterleavedRow(WeightFormat::kQ4_K, a.w, a.cols, o, gguf_row.data());
+      row = gguf_row.data();
+    }
     for (int b = 0; b < n_blocks; ++b) {
       const uint8_t* block = row + b * kQ4_KBytes;
       d[b] = LoadHalfAt(block);
@@ -121,30 +130,21 @@ void WeightRangeQ4_KGeneric(const WeightMatmulArgs& a, int o_begin, int o_end) {
       const int8_t* q = a.qx.q + r * a.qx.stride;
       const float* dx = a.qx.d + static_cast<long>(r) * n_blocks;
       const int16_t* t = a.qx.sums + static_cast<long>(r) * 8 * n_blocks;
-      float acc[16] = {};
+      float acc = 0.0f;
       for (int b = 0; b < n_blocks; ++b) {
-        const int* sc = &scales[8 * b];
-        const int* mn = &mins[8 * b];
-        int p[16] = {};
-        for (int k = 0; k < 4; ++k) {
-          for (int h = 0; h < 2; ++h) {
-            for (int l = 0; l < 8; ++l) {
-              const int j0 = 256 * b + 64 * k + 32 * h + 4 * l;
-              int dot = 0;
-              for (int i = 0; i < 4; ++i) dot += w[j0 + i] * q[j0 + i];
-              p[8 * h + l] += sc[2 * k + h] * dot;
-            }
-          }
+        int p = 0, m = 0;
+        for (int s = 0; s < 8; ++s) {
+          int dot = 0;
+          for (int i = 0; i < 32; ++i) dot += w[256 * b + 32 * s + i] * q[256 * b + 32 * s + i];
+          p += scales[8 * b + s] * dot;
+          m += mins[8 * b + s] * t[8 * b + s];
         }
         const float s = d[b] * dx[b];
         const float sm = -(dmin[b] * dx[b]);
-        for (int j = 0; j < 16; ++j) acc[j] = std::fma(static_cast<float>(p[j]), s, acc[j]);
-        for (int i = 0; i < 4; ++i) {
-          const int m = mn[2 * i] * t[8 * b + 2 * i] + mn[2 * i + 1] * t[8 * b + 2 * i + 1];
-          acc[i] = std::fma(static_cast<float>(m), sm, acc[i]);
-        }
+        acc = std::fma(static_cast<float>(p), s, acc);
+        acc = std::fma(static_cast<float>(m), sm, acc);
       }
-      Store(a, r, o, SumLanes(acc));
+      Store(a, r, o, acc);
     }
   }
 }

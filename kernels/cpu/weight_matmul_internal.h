@@ -11,8 +11,8 @@
 // differently from the SIMD ones, as for Matmul).
 //
 // INT8 FORMATS (Q8_0, Q4_0, Q4_K). With u = 2^-96 and all arithmetic in fp32 unless it
-// says int (exact: every int sum below is far inside int32 and below 2^24, so its
-// conversion to fp32 is exact too):
+// says int (exact: every int sum below is far inside int32; those of 2. are below 2^24,
+// so their conversion to fp32 is exact too):
 //
 // 1. Activations. Each row of x is cut into blocks of B values (B = 32 for Q8_0 and Q4_0
 //    weights, B = 256 for Q4_K: ggml's Q8_0 and Q8_K) and each block quantized alone:
@@ -23,39 +23,37 @@
 //      if a is inf or NaN:             d = a / 127,    q_j = 0.
 //    rne rounds to nearest, ties to even. |q_j| <= 127, never -128: x_j * (127 / a) <=
 //    127 (1 + 2^-24)^2 < 127.5 after its two roundings. u keeps 127 / a finite and d
-//    normal. A row with an inf or NaN gives NaN outputs (through d). For B = 256 also
-//    the sums of each 32 q's, t_s = sum_{i<32} q_{32s+i} (|t_s| <= 4064).
+//    normal. A row with an inf or NaN gives NaN outputs (through d). Also the sums of
+//    each 32 q's, t_s = sum_{i<32} q_{32s+i} (int, |t_s| <= 4064): the SIMD kernels take
+//    an offset out of the weights with them (2.), and Q4_K's mins need them (3.).
 //
 // 2. Q8_0 and Q4_0 weights: blocks of 32 with an fp16 scale dw_b and integers w_j (Q8_0:
 //    q_j in [-128, 127]; Q4_0: q_j - 8 in [-8, 7]). The y element of x row r and W row
-//    o, from the row's activation blocks (d_b, q):
-//      acc[0..15] = +0.0f
+//    o, from the row's activation blocks (d_b, q), one accumulator:
+//      acc = +0.0f
 //      for each block b = 0, 1, ... in order:
-//        s = dw_b * d_b
-//        for l = 0..7:
-//          p = sum_{i<4} w_{32b+4l+i} * q_{32b+4l+i}                 (int, |p| <= 65024)
-//          acc[8 (b mod 2) + l] = fma(float(p), s, acc[8 (b mod 2) + l])
-//      then Matmul's lane tree: e[i] = acc[i] + acc[i+8], f[i] = e[i] + e[i+4],
-//      g[i] = f[i] + f[i+2], sum = g[0] + g[1]; y = sum, or y = y + sum (accumulate).
-//    A lane holds the 4-value dot products that vpdpbusd (AVX-512 VNNI, two blocks per
-//    zmm) and vpmaddubsw + vpmaddwd (AVX2, one block per ymm) produce in place.
+//        p = sum_{j<32} w_{32b+j} * q_{32b+j}                        (int, |p| <= 520192)
+//        acc = fma(float(p), dw_b * d_b, acc)
+//      y = acc, or y = y + acc (accumulate).
 //
 // 3. Q4_K weights: blocks of 256 with fp16 d and dmin, eight sub-blocks s of 32 with
 //    6-bit scale sc_s and min m_s, 4-bit q_j (weight_blocks.h). With the row's Q8_K
-//    blocks (d_b, q, t):
-//      acc[0..15] = +0.0f
+//    blocks (d_b, q, t), one accumulator per y element:
+//      acc = +0.0f
 //      for each block b in order:
-//        for h = 0, 1 and l = 0..7 (sub-block 2k + h holds values 64k + 32h + [0, 32)):
-//          P[8h + l] = sum_{k<4} sc_{2k+h} * sum_{i<4} q_{64k+32h+4l+i} * x_{same}
-//                                                        (int, |P| <= 1920240 < 2^24)
-//        for i = 0..3:
-//          M[i] = m_{2i} * t_{2i} + m_{2i+1} * t_{2i+1}  (int, |M| <= 512064)
+//        P = sum_{s<8} sc_s * sum_{i<32} q_{32s+i} * x_{32s+i}   (int, |P| <= 30723840)
+//        M = sum_{s<8} m_s * t_s                                 (int, |M| <= 2048256)
 //        s = d * d_b;  sm = -(dmin * d_b)
-//        acc[j] = fma(float(P[j]), s, acc[j])            for j = 0..15
-//        acc[i] = fma(float(M[i]), sm, acc[i])           for i = 0..3, after the above
-//      then the lane tree and the store of 2.
-//    A zmm holds sub-blocks 2k and 2k + 1, the low and high nibbles of the same 32 bytes;
-//    M is vpmaddwd of the 8 mins with the 8 sums.
+//        acc = fma(float(P), s, acc)
+//        acc = fma(float(M), sm, acc)
+//      y = acc, or y = y + acc (accumulate).
+//    float(P) rounds to nearest even where |P| > 2^24 (the same conversion everywhere).
+//
+// The SIMD variants read the kInterleaved layout (weight_interleave.h) with one y
+// element per 32-bit lane: 16 W rows side by side, each lane summing a whole block (Q4_K:
+// sub-block) in int32 before its scales are applied, so the fp32 and scale work is spread
+// over 32 (Q4_K: 256) values per row; the kRows layout, one row per vector, would need it
+// every few values and a reduction across lanes at the end.
 //
 // The int sums may be computed in any way that gives these integers (they are exact);
 // the fp32 operations, their operands and their order are the contract. Only the tiling
@@ -78,7 +76,7 @@ struct QuantizedRows {
   long stride = 0;                // bytes between the rows of q (>= cols, a multiple of 64)
   const int8_t* q = nullptr;      // [n, stride]: the quantized values of row r at q + r * stride
   const float* d = nullptr;       // [n, cols / block]: the blocks' scales
-  const int16_t* sums = nullptr;  // [n, cols / 32]: t_s (B = 256 only, else nullptr)
+  const int16_t* sums = nullptr;  // [n, cols / 32]: t_s
 };
 
 // Quantizes rows [0, n) of x ([n, cols], rows `cols` apart) into `storage` (resized as
@@ -92,7 +90,8 @@ struct WeightMatmulArgs {
   int x_stride = 0;
   QuantizedRows qx;             // int8 formats: x quantized
   const uint8_t* w = nullptr;   // W's bytes, rows w_row_bytes apart, any alignment
-  int64_t w_row_bytes = 0;
+  int64_t w_row_bytes = 0;        // kRows: the bytes of a row; kInterleaved: of its GGUF row
+  WeightLayout layout = WeightLayout::kRows;
   float* y = nullptr;  // [n, rows]
   int n = 0, cols = 0, rows = 0;
   bool accumulate = false;
@@ -143,63 +142,6 @@ inline float SumLanes(const float (&acc)[16]) {
   return (f[0] + f[2]) + (f[1] + f[3]);
 }
 
-// Software prefetch for the int8 tiles: while a tile reads bytes [offset, offset + 64)
-// of its C weight rows, the same bytes of the next C rows (the next tile's, one tile
-// ahead in memory) are requested into L2. The hardware prefetchers alone leave the
-// int8 kernels latency-bound at small n (rows of a few hundred bytes to a few kB, C of
-// them read side by side). Only the first x-row tile of a W tile prefetches (the others
-// read what it brought in); past the matrix's end the requests fetch nothing useful and
-// never fault.
-template <int C>
-__attribute__((always_inline)) inline void PrefetchNextTileRows(const uint8_t* const (&w)[C], long row_bytes,
-                                                                long offset) {
-  for (int c = 0; c < C; ++c) __builtin_prefetch(w[c] + C * row_bytes + offset, 0, 2);
-}
-
-// The same for one Q4_K block of 144 bytes at p (the next tile's block under this one).
-__attribute__((always_inline)) inline void PrefetchQ4KBlock(const uint8_t* p) {
-  __builtin_prefetch(p, 0, 2);
-  __builtin_prefetch(p + 64, 0, 2);
-  __builtin_prefetch(p + 128, 0, 2);
-}
-
-// Runs Tiles<R, C>::Run(a, r0, o0) for the R x C tile at x row r0 and W row o0, where
-// R <= kRows and C <= kCols are the rows and columns left (edge tiles are smaller).
-template <int kRows, int kCols, template <int, int> class Tiles>
-__attribute__((always_inline)) inline void RunQuantTile(int rows, int cols, const WeightMatmulArgs& a, int r0,
-                                                        int o0) {
-  if constexpr (kRows > 1) {
-    if (rows < kRows) return RunQuantTile<kRows - 1, kCols, Tiles>(rows, cols, a, r0, o0);
-  }
-  if constexpr (kCols > 1) {
-    if (cols < kCols) return RunQuantTile<kRows, kCols - 1, Tiles>(rows, cols, a, r0, o0);
-  }
-  Tiles<kRows, kCols>::Run(a, r0, o0);
-}
-
-// The tile loop of the int8 SIMD variants (WeightRangeFn's contract): W rows
-// [o_begin, o_end) kCols at a time, every x row kRows at a time under each. It uses no
-// intrinsics; each variant instantiates it inside its own target region.
-template <int kRows, int kCols, template <int, int> class Tiles>
-__attribute__((always_inline)) inline void QuantRangeTiledAs(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  for (int o = o_begin; o < o_end; o += kCols) {
-    const int c = o_end - o < kCols ? o_end - o : kCols;
-    for (int r = 0; r < a.n; r += kRows) {
-      RunQuantTile<kRows, kCols, Tiles>(a.n - r < kRows ? a.n - r : kRows, c, a, r, o);
-    }
-  }
-}
-
-// The same with two tile shapes: kNarrowRows x kNarrowCols when all of x fits one tile
-// row (decode at small batch: many W rows side by side keep enough weight streams in
-// flight to read memory at its bandwidth), kRows x kCols otherwise (reuse of each
-// loaded weight across x rows). The shape never changes how an element is computed.
-template <int kRows, int kCols, int kNarrowRows, int kNarrowCols, template <int, int> class Tiles>
-__attribute__((always_inline)) inline void QuantRangeTiled(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  if (a.n <= kNarrowRows) return QuantRangeTiledAs<kNarrowRows, kNarrowCols, Tiles>(a, o_begin, o_end);
-  QuantRangeTiledAs<kRows, kCols, Tiles>(a, o_begin, o_end);
-}
-
 // The variants (weight_matmul_generic.cc, weight_matmul_avx2.cc, weight_matmul_avx512.cc,
 // weight_matmul_avx512_vnni.cc). REQUIRES: the CPU features WeightKernelRequirement names.
 void WeightRangeWidened(const WeightMatmulArgs& a, int o_begin, int o_end);
@@ -213,13 +155,11 @@ void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end);
-inline constexpr int kAvx2QuantTileCols = 2;  // W rows per tile of the AVX2 int8 variants
 
 void WeightRangeF16Avx512(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeBf16Avx512(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeQ8_0Avx512Vnni(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeQ4_0Avx512Vnni(const WeightMatmulArgs& a, int o_begin, int o_end);
 void WeightRangeQ4_KAvx512Vnni(const WeightMatmulArgs& a, int o_begin, int o_end);
-inline constexpr int kAvx512QuantTileCols = 2;  // W rows per tile of the AVX-512 int8 variants
 
 }  // namespace flover::cpu::internal

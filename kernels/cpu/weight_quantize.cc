@@ -142,12 +142,7 @@ void QuantizeQ4_K(const float* x, uint8_t* b) {
     sc[s] = d > 0.0f ? RoundClamped(scales[s] / d, 0, 63, 0) : 0;
     mn[s] = dmin > 0.0f ? RoundClamped(mins[s] / dmin, 0, 63, 0) : 0;
   }
-  uint8_t* packed = b + kQ4_KScalesOffset;  // the inverse of UnpackQ4KScaleMin
-  for (int s = 0; s < 4; ++s) {
-    packed[s] = static_cast<uint8_t>((sc[s] & 0x3F) | ((sc[s + 4] >> 4) << 6));
-    packed[s + 4] = static_cast<uint8_t>((mn[s] & 0x3F) | ((mn[s + 4] >> 4) << 6));
-    packed[s + 8] = static_cast<uint8_t>((sc[s + 4] & 0x0F) | ((mn[s + 4] & 0x0F) << 4));
-  }
+  PackQ4KScaleMin(sc, mn, b + kQ4_KScalesOffset);
   uint8_t* qs = b + kQ4_KQsOffset;
   std::memset(qs, 0, 128);
   for (int s = 0; s < 8; ++s) {

@@ -5,7 +5,8 @@
 // Weights are "cold" as in kernels_bench: each call reads the next copy of the matrix
 // from a pool larger than the last-level cache. Counters: GFLOP/s (2·n·rows·cols per
 // call) and weight_GB/s (the matrix's bytes in its format per call; compare with
-// kernels_bench's BM_ReadBandwidth at n = 1). BM_MatmulWeightsHot reads the same copy
+// kernels_bench's BM_ReadBandwidth at n = 1; Q4_K is read interleaved, as the engine
+// keeps it). BM_MatmulWeightsHot reads the same copy
 // every call instead (cache-resident: the kernel's own rate, without DRAM). Nothing is
 // asserted.
 //
@@ -37,6 +38,7 @@ struct WeightPool {
   std::vector<uint8_t> bytes;
   size_t matrix_bytes = 0, n_copies = 0;
   WeightFormat format = WeightFormat::kF32;
+  flover::cpu::WeightLayout layout = flover::cpu::WeightLayout::kRows;
   int rows = 0, cols = 0;
 
   void Fill(WeightFormat f, int r, int c) {
@@ -49,6 +51,14 @@ struct WeightPool {
     for (float& v : values) v = normal(rng);
     std::vector<uint8_t> matrix(matrix_bytes);
     flover::cpu::QuantizeWeightRows(f, values.data(), r, c, matrix.data());
+    layout = flover::cpu::WeightLayout::kRows;
+    if (flover::cpu::HasInterleavedLayout(f)) {  // as the engine keeps it
+      std::vector<uint8_t> interleaved(static_cast<size_t>(flover::cpu::InterleavedWeightBytes(f, r, c)));
+      flover::cpu::InterleaveWeightRows(flover::cpu::WeightView{f, matrix.data(), r, c}, interleaved.data());
+      matrix = std::move(interleaved);
+      matrix_bytes = matrix.size();
+      layout = flover::cpu::WeightLayout::kInterleaved;
+    }
     n_copies = std::max<size_t>(1, kPoolBytes / matrix_bytes);
     bytes.resize(n_copies * matrix_bytes);
 #pragma omp parallel for schedule(static)
@@ -88,7 +98,7 @@ void BM_MatmulWeightsCase(benchmark::State& state, bool by_variant, bool hot = f
   size_t call = 0;
   for (auto _ : state) {
     flover::cpu::internal::MatmulWeightsWithKernel(kernel, x.data(),
-                                                   flover::cpu::WeightView{f, pool.Copy(hot ? 0 : call++), rows, cols}, y.data(),
+                                                   flover::cpu::WeightView{f, pool.Copy(hot ? 0 : call++), rows, cols, pool.layout}, y.data(),
                                                    n, false);
     benchmark::ClobberMemory();
   }

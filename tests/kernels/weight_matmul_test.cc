@@ -25,6 +25,7 @@
 
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_internal.h"
+#include "kernels/cpu/weight_interleave.h"
 #include "kernels/cpu/weight_matmul_internal.h"
 #include "tests/kernels/random_values.h"
 #include "tests/kernels/weight_reference.h"
@@ -83,6 +84,22 @@ std::vector<uint8_t> MakeWeights(WeightFormat f, int rows, int cols, uint32_t se
   return bytes;
 }
 
+// A matrix as MatmulWeights reads it at speed: the kInterleaved layout for a format that
+// has one (the bytes copied), else the kRows bytes themselves.
+struct LaidOut {
+  std::vector<uint8_t> interleaved;
+  WeightView view;
+};
+LaidOut LayOut(WeightFormat f, const uint8_t* w, int rows, int cols) {
+  LaidOut out;
+  out.view = WeightView{f, w, rows, cols};
+  if (!HasInterleavedLayout(f)) return out;
+  out.interleaved.resize(static_cast<size_t>(InterleavedWeightBytes(f, rows, cols)));
+  InterleaveWeightRows(out.view, out.interleaved.data());
+  out.view = WeightView{f, out.interleaved.data(), rows, cols, WeightLayout::kInterleaved};
+  return out;
+}
+
 // Columns to test per format: odd counts, partial 16-wide chunks, odd block counts.
 std::vector<int> ColsFor(WeightFormat f) {
   if (f == WeightFormat::kQ4_K) return {256, 512, 768, 1280};
@@ -126,9 +143,10 @@ class WeightMatmulTest : public ::testing::TestWithParam<Case> {
     }
   }
 
+  // W's kRows bytes at w, read in the layout the variants stream (LayOut).
   void Run(const std::vector<float>& x, const uint8_t* w, std::vector<float>& y, int n, int rows, int cols,
            bool accumulate = false) const {
-    MatmulWeightsWithKernel(kernel_, x.data(), WeightView{format_, w, rows, cols}, y.data(), n, accumulate);
+    MatmulWeightsWithKernel(kernel_, x.data(), LayOut(format_, w, rows, cols).view, y.data(), n, accumulate);
   }
 
   // What the variant must give, bit for bit (NaNs: any NaN).
@@ -171,7 +189,7 @@ class WeightMatmulTest : public ::testing::TestWithParam<Case> {
 
 TEST_P(WeightMatmulTest, MatchesReferenceBitForBit) {
   for (int cols : ColsFor(format_)) {
-    for (int rows : {1, 3, 7, 13}) {
+    for (int rows : {1, 3, 7, 13, 17, 40}) {  // Q4_K: parts of a group of 16, one, several
       for (int n : {1, 2, 5, 9}) {
         for (bool accumulate : {false, true}) {
           const bool raw = (cols + rows + n) % 2 == 0;
@@ -400,7 +418,7 @@ TEST(WeightMatmulVariantsTest, VariantsOfAFormatAgree) {
       const WeightKernel k = FindWeightKernel(f, name);
       if (k.fn == nullptr) continue;
       std::vector<float> y(static_cast<size_t>(kN) * kRows);
-      MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), kRows, cols}, y.data(), kN, false);
+      MatmulWeightsWithKernel(k, x.data(), LayOut(f, w.data(), kRows, cols).view, y.data(), kN, false);
       ++n_run;
       if (first.empty()) {
         first = y;
@@ -430,8 +448,9 @@ TEST(WeightMatmulVariantsTest, DispatchesToTheSelectedVariant) {
     const auto x = Random(static_cast<size_t>(kN) * cols, 100);
     const auto w = MakeWeights(f, kRows, cols, 101, false);
     std::vector<float> a(static_cast<size_t>(kN) * kRows), b(a.size());
-    MatmulWeights(x.data(), WeightView{f, w.data(), kRows, cols}, a.data(), kN);
-    MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), kRows, cols}, b.data(), kN, false);
+    const LaidOut laid_out = LayOut(f, w.data(), kRows, cols);
+    MatmulWeights(x.data(), laid_out.view, a.data(), kN);
+    MatmulWeightsWithKernel(k, x.data(), laid_out.view, b.data(), kN, false);
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * a.size()));
     if (!IsQuantized(f)) {
       std::vector<float> widened(static_cast<size_t>(kRows) * cols), c(a.size());
@@ -449,6 +468,75 @@ TEST(WeightMatmulVariantsTest, DispatchesToTheSelectedVariant) {
     } else if (matmul == "avx2") {
       EXPECT_NE(name, "avx512-vnni");
     }
+  }
+}
+
+constexpr WeightFormat kInterleavedFormats[] = {WeightFormat::kQ8_0, WeightFormat::kQ4_0, WeightFormat::kQ4_K};
+
+// A Q8_0, Q4_0 or Q4_K matrix in the kRows layout gives the interleaved layout's bits
+// through every variant (the SIMD ones hand it to the portable kernel), and through
+// MatmulWeights.
+TEST(WeightMatmulLayoutTest, RowsLayoutGivesTheInterleavedBits) {
+  constexpr int kN = 5, kRows = 21, kCols = 512;
+  for (WeightFormat f : kInterleavedFormats) {
+  SCOPED_TRACE(WeightFormatName(f));
+  const auto x = Random(static_cast<size_t>(kN) * kCols, 110);
+  const auto w = MakeWeights(f, kRows, kCols, 111, /*raw=*/true);
+  const LaidOut laid_out = LayOut(f, w.data(), kRows, kCols);
+  std::vector<float> expected(static_cast<size_t>(kN) * kRows), y(expected.size());
+  MatmulWeights(x.data(), laid_out.view, expected.data(), kN);
+  MatmulWeights(x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN);
+  EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size())) << "MatmulWeights";
+  for (const char* name : WeightKernelNames(f)) {
+    const WeightKernel k = FindWeightKernel(f, name);
+    if (k.fn == nullptr) continue;
+    std::fill(y.begin(), y.end(), 0.0f);
+    MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN, false);
+    EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size())) << name;
+  }
+  }
+}
+
+// The interleaved layout keeps every field of every block: each row read back is its
+// GGUF bytes (random blocks: every scale, min and nibble pattern), DequantizeWeightRows
+// gives the same values from both layouts, and the padding rows are zero bytes.
+TEST(WeightMatmulLayoutTest, InterleavingKeepsEveryByte) {
+  for (WeightFormat other : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16})
+    EXPECT_FALSE(HasInterleavedLayout(other)) << WeightFormatName(other);
+  for (WeightFormat f : kInterleavedFormats) {
+  EXPECT_TRUE(HasInterleavedLayout(f));
+  for (int rows : {1, 15, 16, 17, 50}) {
+    for (int cols : {256, 768}) {
+      SCOPED_TRACE(std::string(WeightFormatName(f)) + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      const auto w = MakeWeights(f, rows, cols, 120 + rows + cols, /*raw=*/true);
+      const LaidOut laid_out = LayOut(f, w.data(), rows, cols);
+      const int64_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
+      const int64_t group_row_bytes = f == WeightFormat::kQ4_K ? 148 : WeightBlockBytes(f);  // per block
+      ASSERT_EQ(laid_out.interleaved.size(),
+                static_cast<size_t>(groups * kInterleaveRows * (cols / WeightBlockValues(f)) * group_row_bytes));
+      const int64_t row_bytes = WeightRowBytes(f, cols);
+      std::vector<uint8_t> back(static_cast<size_t>(row_bytes));
+      for (int o = 0; o < rows; ++o) {
+        internal::ExtractInterleavedRow(f, laid_out.interleaved.data(), cols, o, back.data());
+        ASSERT_EQ(0, std::memcmp(back.data(), w.data() + o * row_bytes, back.size())) << "row " << o;
+      }
+      const std::vector<uint8_t> zero_row(static_cast<size_t>(row_bytes), 0);
+      for (int o = rows; o < groups * kInterleaveRows; ++o) {
+        internal::ExtractInterleavedRow(f, laid_out.interleaved.data(), cols, o, back.data());
+        ASSERT_EQ(back, zero_row) << "padding row " << o;
+      }
+      std::vector<float> from_rows(static_cast<size_t>(rows) * cols), from_groups(from_rows.size());
+      DequantizeWeightRows(WeightView{f, w.data(), rows, cols}, 0, rows, from_rows.data());
+      DequantizeWeightRows(laid_out.view, 0, rows, from_groups.data());
+      ASSERT_EQ(0, std::memcmp(from_rows.data(), from_groups.data(), sizeof(float) * from_rows.size()));
+      if (rows > 2) {  // a single row from the middle, as an embedding lookup reads it
+        std::vector<float> one(cols);
+        DequantizeWeightRows(laid_out.view, rows / 2, 1, one.data());
+        ASSERT_EQ(0, std::memcmp(one.data(), from_rows.data() + static_cast<size_t>(rows / 2) * cols,
+                                 sizeof(float) * cols));
+      }
+    }
+  }
   }
 }
 

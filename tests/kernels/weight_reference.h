@@ -131,53 +131,36 @@ inline RefActivations RefQuantizeActivations(const float* x, int cols, int block
   return r;
 }
 
-inline float RefLaneTree(const float (&a)[16]) {
-  float e[8], f[4], g[2];
-  for (int i = 0; i < 8; ++i) e[i] = a[i] + a[i + 8];
-  for (int i = 0; i < 4; ++i) f[i] = e[i] + e[i + 4];
-  for (int i = 0; i < 2; ++i) g[i] = f[i] + f[i + 2];
-  return g[0] + g[1];
-}
-
 // The canonical dot product of one W row (Q8_0, Q4_0 or Q4_K) with one quantized row.
 inline float RefQuantDot(WeightFormat f, const uint8_t* row, int cols, const RefActivations& x) {
-  float acc[16] = {};
-  if (f == WeightFormat::kQ4_K) {
+  if (f == WeightFormat::kQ4_K) {  // one accumulator, whole sub-blocks in int
+    float sum = 0.0f;
     for (int b = 0; b < cols / 256; ++b) {
       const RefQ4KBlock k = ParseQ4K(row + 144 * b);
-      int p[16] = {}, m[4] = {};
-      for (int lane = 0; lane < 16; ++lane) {
-        const int h = lane / 8, l = lane % 8;
-        for (int kk = 0; kk < 4; ++kk) {
-          const int sub = 2 * kk + h;
-          int dot = 0;
-          for (int i = 0; i < 4; ++i) {
-            const int j = 64 * kk + 32 * h + 4 * l + i;
-            dot += k.q[j] * x.q[256 * b + j];
-          }
-          p[lane] += k.scale[sub] * dot;
-        }
+      int p = 0, m = 0;
+      for (int sub = 0; sub < 8; ++sub) {
+        int dot = 0;
+        for (int i = 0; i < 32; ++i) dot += k.q[32 * sub + i] * x.q[256 * b + 32 * sub + i];
+        p += k.scale[sub] * dot;
+        m += k.min[sub] * x.t[8 * b + sub];
       }
-      for (int i = 0; i < 4; ++i) m[i] = k.min[2 * i] * x.t[8 * b + 2 * i] + k.min[2 * i + 1] * x.t[8 * b + 2 * i + 1];
       const float s = k.d * x.d[b];
       const float sm = -(k.dmin * x.d[b]);
-      for (int lane = 0; lane < 16; ++lane) acc[lane] = std::fma(static_cast<float>(p[lane]), s, acc[lane]);
-      for (int i = 0; i < 4; ++i) acc[i] = std::fma(static_cast<float>(m[i]), sm, acc[i]);
+      sum = std::fma(static_cast<float>(p), s, sum);
+      sum = std::fma(static_cast<float>(m), sm, sum);
     }
-    return RefLaneTree(acc);
+    return sum;
   }
   std::vector<int> w;
   std::vector<float> dw;
   ParseBlocks32(f, row, cols, w, dw);
+  float sum = 0.0f;
   for (int b = 0; b < cols / 32; ++b) {
-    const float s = dw[b] * x.d[b];
-    for (int l = 0; l < 8; ++l) {
-      int p = 0;
-      for (int i = 0; i < 4; ++i) p += w[32 * b + 4 * l + i] * x.q[32 * b + 4 * l + i];
-      acc[8 * (b % 2) + l] = std::fma(static_cast<float>(p), s, acc[8 * (b % 2) + l]);
-    }
+    int p = 0;
+    for (int j = 0; j < 32; ++j) p += w[32 * b + j] * x.q[32 * b + j];
+    sum = std::fma(static_cast<float>(p), dw[b] * x.d[b], sum);
   }
-  return RefLaneTree(acc);
+  return sum;
 }
 
 inline int ActivationBlock(WeightFormat f) { return f == WeightFormat::kQ4_K ? 256 : 32; }
@@ -223,9 +206,9 @@ inline double RefQuantErrorBound(WeightFormat f, const uint8_t* row, int cols, c
   } else {
     for (int j = 0; j < cols; ++j) magnitude += std::fabs(w[j] * xq.d[j / 32] * xq.q[j]);
   }
-  // Per lane: at most 2 fmas per block (Q4_K's lanes 0-3), the product of the scales, 3
-  // tree levels and the final add.
-  const double steps = 2.0 * (cols / ActivationBlock(f)) + 8;
+  // One accumulator: at most 2 fmas per block and the conversion of Q4_K's int sum (which
+  // may exceed 2^24), the product of the scales and the final add.
+  const double steps = 3.0 * (cols / ActivationBlock(f)) + 4;
   return quantization + steps * u * magnitude;
 }
 

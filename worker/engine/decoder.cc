@@ -70,7 +70,20 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
     out.b1 = Take(l.b1);
     out.w2 = std::move(l.w2);
     out.b2 = Take(l.b2);
+    // The SIMD kernels' layout, one matrix at a time (a format without it is left as is).
+    for (RowStack* stack : {&out.wqkv, &out.w13}) {
+      for (RowStack::Part& part : stack->parts) part.w.Interleave(part.rows, stack->cols);
+    }
+    out.wo.Interleave(dim, local_.q_dim);
+    out.w2.Interleave(dim, local_.hidden_dim);
     layers_.push_back(std::move(out));
+  }
+  if (shard_.world > 1) {
+    classifier_.Interleave(local_.vocab_per_rank, dim);
+  } else if (spec_.shared_classifier) {
+    token_embedding_.Interleave(spec_.vocab_size, dim);  // the LM head; lookups read either layout
+  } else {
+    classifier_.Interleave(spec_.vocab_size, dim);
   }
 }
 

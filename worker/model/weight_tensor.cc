@@ -100,14 +100,26 @@ std::span<uint8_t> WeightTensor::mutable_bytes() {
 bool WeightTensor::Holds(int64_t rows, int64_t cols) const {
   if (rows < 0 || cols < 0) return false;
   if (rows == 0 || cols == 0) return empty();
-  return FitsBlocks(format_, cols) && n_bytes() == rows * cpu::WeightRowBytes(format_, cols);
+  if (!FitsBlocks(format_, cols)) return false;
+  if (layout_ == cpu::WeightLayout::kInterleaved) return n_bytes() == cpu::InterleavedWeightBytes(format_, rows, cols);
+  return n_bytes() == rows * cpu::WeightRowBytes(format_, cols);
 }
 
 cpu::WeightView WeightTensor::view(int64_t rows, int64_t cols) const {
   FLOVER_CHECK(Holds(rows, cols) && rows <= INT_MAX && cols <= INT_MAX)
       << cpu::WeightFormatName(format_) << " tensor of " << n_bytes() << " bytes viewed as [" << rows << ", " << cols
       << "]";
-  return cpu::WeightView{format_, bytes().data(), static_cast<int>(rows), static_cast<int>(cols)};
+  return cpu::WeightView{format_, bytes().data(), static_cast<int>(rows), static_cast<int>(cols), layout_};
+}
+
+void WeightTensor::Interleave(int64_t rows, int64_t cols) {
+  FLOVER_CHECK(Holds(rows, cols)) << cpu::WeightFormatName(format_) << " tensor of " << n_bytes()
+                                  << " bytes interleaved as [" << rows << ", " << cols << "]";
+  if (!cpu::HasInterleavedLayout(format_) || empty() || layout_ == cpu::WeightLayout::kInterleaved) return;
+  std::vector<uint8_t> out(static_cast<size_t>(cpu::InterleavedWeightBytes(format_, rows, cols)));
+  cpu::InterleaveWeightRows(view(rows, cols), out.data());
+  packed_ = std::move(out);
+  layout_ = cpu::WeightLayout::kInterleaved;
 }
 
 WeightTensor WeightTensor::ConvertTo(cpu::WeightFormat format, int64_t rows, int64_t cols) const {
@@ -127,7 +139,8 @@ WeightTensor WeightTensor::ConvertTo(cpu::WeightFormat format, int64_t rows, int
 }
 
 void WeightTensor::ZeroRowsFrom(int64_t first_row, int64_t cols) {
-  FLOVER_CHECK(first_row >= 0 && FitsBlocks(format_, cols)) << first_row << ", " << cols;
+  FLOVER_CHECK(first_row >= 0 && FitsBlocks(format_, cols) && layout_ == cpu::WeightLayout::kRows)
+      << first_row << ", " << cols;
   const std::span<uint8_t> b = mutable_bytes();
   const size_t begin = static_cast<size_t>(first_row * cpu::WeightRowBytes(format_, cols));
   if (begin < b.size()) std::fill(b.begin() + static_cast<std::ptrdiff_t>(begin), b.end(), 0);
@@ -137,10 +150,11 @@ void WeightTensor::Clear() {
   std::vector<float>().swap(f32_);
   std::vector<uint8_t>().swap(packed_);
   format_ = cpu::WeightFormat::kF32;
+  layout_ = cpu::WeightLayout::kRows;
 }
 
 bool WeightTensor::operator==(const WeightTensor& other) const {
-  if (format_ != other.format_) return false;
+  if (format_ != other.format_ || layout_ != other.layout_) return false;
   const std::span<const uint8_t> a = bytes(), b = other.bytes();
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
 }

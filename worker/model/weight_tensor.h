@@ -43,6 +43,8 @@ class WeightTensor {
                                           const RowReader& read);
 
   cpu::WeightFormat format() const { return format_; }
+  // kRows unless Interleave() rearranged the bytes.
+  cpu::WeightLayout layout() const { return layout_; }
   bool is_f32() const { return format_ == cpu::WeightFormat::kF32; }
   bool empty() const { return f32_.empty() && packed_.empty(); }
 
@@ -55,12 +57,19 @@ class WeightTensor {
   std::span<uint8_t> mutable_bytes();
   int64_t n_bytes() const { return static_cast<int64_t>(bytes().size()); }
 
-  // True when the bytes are exactly `rows` rows of `cols` values of format() (cols a
-  // multiple of the format's block).
+  // True when the bytes are exactly `rows` rows of `cols` values of format() in layout()
+  // (cols a multiple of the format's block).
   bool Holds(int64_t rows, int64_t cols) const;
   // The tensor as a [rows, cols] matrix for the kernels. REQUIRES (checked): Holds(rows,
   // cols), both within int.
   cpu::WeightView view(int64_t rows, int64_t cols) const;
+
+  // Rearranges a [rows, cols] Q8_0, Q4_0 or Q4_K matrix into the kInterleaved layout the
+  // SIMD kernels stream at full speed (cpu::WeightLayout: the same size but for rows
+  // padding the last group of 16, and Q4_K's 148 bytes per 256 values and row instead of
+  // 144). Nothing happens for fp32/fp16/bf16, an empty tensor, or one interleaved already.
+  // REQUIRES (checked): Holds(rows, cols).
+  void Interleave(int64_t rows, int64_t cols);
 
   // The same [rows, cols] matrix in `format`: a copy when the format is the same, else
   // every row widened to fp32 (exact for fp16/bf16, the block formats' dequantization)
@@ -70,17 +79,18 @@ class WeightTensor {
 
   // Sets the bytes of rows [first_row, end) of a [*, cols] tensor to zero: zero values in
   // every format (padding rows are zero bytes whatever made them). REQUIRES: first_row
-  // >= 0, cols a whole number of blocks.
+  // >= 0, cols a whole number of blocks, layout() kRows.
   void ZeroRowsFrom(int64_t first_row, int64_t cols);
 
   // Frees the storage; the tensor is then empty fp32.
   void Clear();
 
-  // Same format and the same bytes.
+  // Same format, layout and bytes.
   bool operator==(const WeightTensor& other) const;
 
  private:
   cpu::WeightFormat format_ = cpu::WeightFormat::kF32;
+  cpu::WeightLayout layout_ = cpu::WeightLayout::kRows;
   std::vector<float> f32_;       // format_ == kF32
   std::vector<uint8_t> packed_;  // any other format
 };
