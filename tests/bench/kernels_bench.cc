@@ -1,5 +1,6 @@
-// CPU kernel benchmarks: Matmul against OpenBLAS sgemm on LLaMA-shaped weights, and the
-// memory read bandwidth that bounds batch-1 decode.
+// CPU kernel benchmarks: Matmul against OpenBLAS sgemm on LLaMA-shaped weights, the
+// memory read bandwidth that bounds batch-1 decode, and the fp32 FMA roof of a thread
+// that bounds large batches.
 //
 // Weights are "cold": each call reads a different copy, from a pool larger than the
 // last-level cache, so batch-1 numbers show DRAM streaming as in a real forward step
@@ -11,6 +12,7 @@
 //   ./kernels_bench --benchmark_filter='Matmul|Sgemm'
 #include <benchmark/benchmark.h>
 #include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -25,6 +27,7 @@
 
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
 
 namespace {
@@ -146,6 +149,59 @@ void BM_ReadBandwidth(benchmark::State& state) {
   state.counters["threads"] = omp_get_max_threads();
 }
 BENCHMARK(BM_ReadBandwidth)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The fp32 FMA roof of one thread: 12 independent chains of vector FMAs (enough to hide
+// the FMA latency on current x86 cores), 2 flops per lane and FMA. The weight kernels'
+// GFLOP/s (weight_matmul_bench's BM_MatmulWeightsHot) read against it.
+constexpr int kFmaChains = 12;
+
+__attribute__((target("avx2,fma"))) float FmaChainsAvx2(long iterations, float seed) {
+  __m256 acc[kFmaChains];
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_set1_ps(seed * j);
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (long i = 0; i < iterations; ++i) {
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  }
+  float out[8], sum = 0.0f;
+  for (int j = 0; j < kFmaChains; ++j) {
+    _mm256_storeu_ps(out, acc[j]);
+    for (float v : out) sum += v;
+  }
+  return sum;
+}
+
+__attribute__((target("avx512f"))) float FmaChainsAvx512(long iterations, float seed) {
+  __m512 acc[kFmaChains];
+  for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_set1_ps(seed * j);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (long i = 0; i < iterations; ++i) {
+    for (int j = 0; j < kFmaChains; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+  }
+  float sum = 0.0f;
+  for (int j = 0; j < kFmaChains; ++j) sum += _mm512_reduce_add_ps(acc[j]);
+  return sum;
+}
+
+// Arg: 256 (AVX2 + FMA) or 512 (AVX-512) bits per vector.
+void BM_FmaPeak(benchmark::State& state) {
+  const int bits = static_cast<int>(state.range(0));
+  if (bits == 512 ? !flover::cpu::CpuHasAvx512() : !flover::cpu::CpuHasAvx2Fma()) {
+    state.SkipWithError("this CPU lacks the instructions");
+    return;
+  }
+  constexpr long kIterations = 1 << 20;
+  float total = 0.0f;
+  for (auto _ : state) {
+    float seed = 0.001f;
+    benchmark::DoNotOptimize(seed);  // a fresh input every call: no call is hoisted or folded
+    total += bits == 512 ? FmaChainsAvx512(kIterations, seed) : FmaChainsAvx2(kIterations, seed);
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * kIterations * kFmaChains * (bits / 32) * 2 * 1e-9,
+      benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_FmaPeak)->Arg(256)->Arg(512)->UseRealTime();
 
 // SwiGLU over n rows of stories110M's hidden size (expf-bound).
 void BM_SiluMul(benchmark::State& state) {
