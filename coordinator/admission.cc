@@ -44,7 +44,7 @@ Result<proto::ClientMessage> ParseClientMessage(std::string_view bytes) {
   FLOVER_ASSIGN_OR_RETURN(proto::ClientMessage message,
                           Parse<proto::ClientMessage>(bytes, /*reject_unknown_fields=*/true));
   if (message.body_case() == proto::ClientMessage::BODY_NOT_SET)
-    return InvalidArgument("ClientMessage has no body: send submit, cancel or status");
+    return InvalidArgument("ClientMessage has no body: send submit, cancel, status or reload");
   return message;
 }
 

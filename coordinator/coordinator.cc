@@ -16,8 +16,10 @@
 #include <spdlog/spdlog.h>
 #include <zmq_addon.hpp>
 
+#include "common/cluster_config_reader.h"
 #include "common/curve_socket.h"
 #include "common/protocol.h"
+#include "coordinator/config_reload.h"
 #include "coordinator/openai/exchange.h"
 #include "coordinator/service_notifier.h"
 #include "worker/model/model_tokenizer.h"
@@ -289,7 +291,8 @@ void Coordinator::Run() {
     const Clock::time_point now = Clock::now();
     if (const int reloads = reloads_.load(std::memory_order_relaxed); reloads_seen_ < reloads) {
       reloads_seen_ = reloads;
-      Reload();
+      (void)Reload();  // logged
+      Flush(now);
     }
     for (const int stops = stops_.load(std::memory_order_relaxed); stops_seen_ < stops; ++stops_seen_) {
       core_->RequestStop(now);
@@ -387,19 +390,41 @@ void Coordinator::AnswerZap() {
   }
 }
 
-void Coordinator::Reload() {
-  if (security_.mode != SecurityMode::kCurve) {
-    spdlog::info("reload: no keys to read again (security.mode is not curve)");
-    return;
-  }
+void Coordinator::SetConfigFile(std::string path, ClusterConfig as_read) {
+  config_path_ = std::move(path);
+  file_config_ = std::move(as_read);
+}
+
+Status Coordinator::ReloadAdmittedKeys() {
+  if (security_.mode != SecurityMode::kCurve) return Status::Ok();
   Result<AccessList> keys = AccessList::Load(security_);
   if (!keys.ok()) {
     spdlog::error("reload: {}; the keys loaded before stay in force", keys.status().ToString());
-    return;
+    return keys.status();
   }
   keys_ = std::move(keys).value();
   spdlog::info("reload: admitted {} worker key(s), {} client key(s), {} admin key(s)", keys_.Count(PeerRole::kWorker),
                keys_.Count(PeerRole::kClient), keys_.Count(PeerRole::kAdmin));
+  return Status::Ok();
+}
+
+Result<CoordinatorCore::Reconfigured> Coordinator::Reload() {
+  const Status keys = ReloadAdmittedKeys();
+  if (config_path_.empty()) {
+    if (!keys.ok()) return keys;
+    return CoordinatorCore::Reconfigured{core_->config_generation(), "keys only (no cluster file to read)"};
+  }
+  Result<ClusterConfig> next = LoadClusterConfig(config_path_);
+  Status status = next.ok() ? CheckLiveChange(file_config_, *next) : next.status();
+  if (!status.ok()) {
+    status = Status(status.code(), status.message() + " (reload refused: nothing was changed)");
+    spdlog::error("reload: {}", status.ToString());
+    return status;
+  }
+  CoordinatorCore::Reconfigured done = core_->Reconfigure(*next, Clock::now());
+  file_config_ = std::move(next).value();
+  if (!keys.ok()) done.summary += "; the admitted keys did not read (" + keys.message() + "): the old ones stay";
+  return done;
 }
 
 void Coordinator::DrainClient(Clock::time_point now) {
@@ -509,6 +534,7 @@ void Coordinator::Flush(Clock::time_point now) {
       if (sent == Sent::kGone) gone_clients.push_back(m.identity);
       if (sent == Sent::kFull) full_clients.push_back(m.identity);
     }
+    for (const std::string& identity : out.reloads) core_->AnswerReload(identity, Reload());
     for (const std::string& identity : gone_workers) core_->OnWorkerUnreachable(identity, now);
     for (const std::string& identity : gone_clients) core_->OnClientUnreachable(identity, now);
     for (const std::string& identity : full_clients) core_->OnClientNotReading(identity, now);

@@ -37,7 +37,8 @@
 // the role of its connection's key (ClientRole); a message whose key is no longer
 // admitted (keys reloaded) is answered with PermissionDenied (client) or dropped
 // (worker). ReloadKeys() (SIGHUP) reads the admitted keys again; until they read
-// without error the old ones stay.
+// without error the old ones stay. It also reads the cluster file again (SetConfigFile)
+// and applies what may change live (config_reload.h), as a client's `reload` does.
 //
 // Thread-safety: Create() on any thread, then Run() on exactly one thread (the handover
 // of the sockets is ordered by the thread start). Stop() from any thread or a signal
@@ -101,8 +102,14 @@ class Coordinator {
   void Stop() { stops_.fetch_add(1, std::memory_order_relaxed); }
 
   // Asks Run() to read the admitted keys (security.worker_keys, client_keys, admin_keys)
-  // again. Thread-safe and async-signal-safe.
+  // again, and the cluster file when SetConfigFile named one (Reload). Thread-safe and
+  // async-signal-safe.
   void ReloadKeys() { reloads_.fetch_add(1, std::memory_order_relaxed); }
+
+  // The cluster file a reload reads again, and the config as read from it at start
+  // (before the coordinator adjusted anything): what the next version is compared with
+  // (CheckLiveChange). Without it a reload reads the keys only. Call before Run().
+  void SetConfigFile(std::string path, ClusterConfig as_read);
 
  private:
   Coordinator();
@@ -115,7 +122,12 @@ class Coordinator {
   // Reads the client monitor: counts the open client connections, and tells the core
   // when one closed.
   void DrainClientMonitor(Clock::time_point now);
-  void Reload();
+  // SIGHUP and `flover reload`: the keys (mode curve), then the cluster file, whose
+  // live changes go to the core (CoordinatorCore::Reconfigure). Logged; the result
+  // (the file's errors or a change that cannot apply live: nothing changes) for the reply.
+  Result<CoordinatorCore::Reconfigured> Reload();
+  // Reads the admitted keys again; an error keeps the old ones (and is returned).
+  Status ReloadAdmittedKeys();
   void DrainClient(Clock::time_point now);
   void DrainControl(Clock::time_point now);
   void DrainHttp(Clock::time_point now);
@@ -147,6 +159,8 @@ class Coordinator {
   // Owned by the Run() thread.
   int stops_seen_ = 0;  // Stop() calls passed on to the core
   int reloads_seen_ = 0;
+  std::string config_path_;    // SetConfigFile
+  ClusterConfig file_config_;  // the cluster file's config in force, as read
   AccessList keys_;                        // mode curve: who is admitted
   std::optional<CurveKeyPair> own_key_;    // mode curve
   std::set<uint32_t> client_connections_;  // file descriptors of the open client connections

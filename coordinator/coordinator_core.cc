@@ -77,6 +77,7 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, ClientRole ro
     case proto::ClientMessage::kSubmit: HandleSubmit(identity, role, message->submit(), now); break;
     case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
     case proto::ClientMessage::kStatus: HandleStatus(identity, role, now); break;
+    case proto::ClientMessage::kReload: HandleReload(identity, role); break;
     case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
   }
 }
@@ -123,6 +124,7 @@ void CoordinatorCore::Tick(Clock::time_point now) {
   }
   ExpireQueued(now);
   ExpireDeadlines(now);
+  RetireReplicas(now);
   RunSteps(now);
   ProbePlanTopics(now);
   PublishMetrics();
@@ -137,6 +139,7 @@ Clock::time_point CoordinatorCore::NextWake(Clock::time_point now) const {
   if (drain_deadline_) wake = std::min(wake, *drain_deadline_);
   if (probing_topics_) wake = std::min(wake, next_topic_probe_);
   if (!status_waiting_.empty()) wake = std::min(wake, next_status_build_);
+  for (const auto& [replica, deadline] : retire_deadlines_) wake = std::min(wake, deadline);
   // Silences and step timeouts are checked at every heartbeat, which comes often enough.
   // A dynamic batch window (a replica with its pipeline full is woken by the result
   // instead). A window that closed already was served by the last Tick(): at least
@@ -194,9 +197,10 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now, ClientR
   s.set_name(config_.name);
   if (model_) *s.mutable_model() = *model_;
   for (const Replica& r : replicas_) {
+    if (removed_.contains(r.index())) continue;  // gone; only its slot waits for the others
     proto::ReplicaStatus* rs = s.add_replicas();
     rs->set_replica(r.index());
-    rs->set_state(Replica::StateName(r.state()));
+    rs->set_state(Retiring(r) ? "retiring" : Replica::StateName(r.state()));
     for (const WorkerSlot& w : r.workers()) {
       proto::WorkerStatus* ws = rs->add_workers();
       ws->set_replica(w.replica);
@@ -233,6 +237,7 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now, ClientR
   s.set_abandoned(abandoned_);
   s.set_rejected_messages(rejected_);
   s.set_clients_cut_off(clients_cut_off_);
+  s.set_config_generation(config_generation_);
   const LatencyWindow::Summary latency = latency_.Summarize(now);
   proto::LatencySummary* ls = s.mutable_latency();
   ls->set_window_seconds(Seconds(latency_.window()));
@@ -281,13 +286,13 @@ void CoordinatorCore::PublishMetrics() {
 // ---------------------------------------------------------------- helpers
 
 bool CoordinatorCore::AnyReady() const {
-  return std::any_of(replicas_.begin(), replicas_.end(),
-                     [](const Replica& r) { return r.state() == Replica::State::kReady; });
+  return std::any_of(replicas_.begin(), replicas_.end(), [this](const Replica& r) { return Accepting(r); });
 }
 
 bool CoordinatorCore::AnyStarting() const {
-  return std::any_of(replicas_.begin(), replicas_.end(),
-                     [](const Replica& r) { return r.state() == Replica::State::kStarting; });
+  return std::any_of(replicas_.begin(), replicas_.end(), [this](const Replica& r) {
+    return r.state() == Replica::State::kStarting && !Retiring(r);
+  });
 }
 
 int CoordinatorCore::NQueued() const {
@@ -300,7 +305,7 @@ int CoordinatorCore::NQueued() const {
 void CoordinatorCore::RefreshKvCapacity() {
   int64_t smallest = 0;
   for (const Replica& r : replicas_) {
-    if (r.state() != Replica::State::kReady) continue;
+    if (!Accepting(r)) continue;
     const int64_t pool = static_cast<int64_t>(r.n_kv_blocks()) * config_.kv_cache.block_size;
     if (smallest == 0 || pool < smallest) smallest = pool;
   }
@@ -310,7 +315,7 @@ void CoordinatorCore::RefreshKvCapacity() {
 std::string CoordinatorCore::UnhealthySummary() const {
   std::string out;
   for (const Replica& r : replicas_) {
-    if (r.state() != Replica::State::kUnhealthy) continue;
+    if (r.state() != Replica::State::kUnhealthy || Retiring(r)) continue;
     if (!out.empty()) out += "; ";
     out += r.error();
   }

@@ -105,6 +105,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -183,6 +184,26 @@ class CoordinatorCore {
   // sends Shutdown{reason} to every live worker.
   void Shutdown(const std::string& reason);
 
+  // ---- live reconfiguration (config_reload.h says what may change)
+  struct Reconfigured {
+    uint64_t generation = 0;
+    std::string summary;  // DescribeLiveChange's
+  };
+  // Applies `next`, in which CheckLiveChange(config(), next) found nothing that cannot
+  // change live. Replicas added start empty and take their workers' registrations.
+  // Replicas removed (the highest indices) are `retiring`: they take no new requests,
+  // run those they have for up to the drain timeout, then those left move on to other
+  // replicas from their generated tokens (as on a failure, without counting as one;
+  // queued up to failover_wait_ms when none is ready), and their workers are told to
+  // shut down cleanly (Shutdown without replica_failed: they exit 0). Adding a replica
+  // back before it is gone cancels its retirement. scheduler.* applies to every replica
+  // from its next step (Scheduler::UpdateSettings). The generation counts up by one.
+  Reconfigured Reconfigure(const ClusterConfig& next, Clock::time_point now);
+  // Answers a client's reload request (taken from Outbox::reloads) with what the shell
+  // made of it: ReloadReply, or the Error.
+  void AnswerReload(const std::string& identity, const Result<Reconfigured>& result);
+  uint64_t config_generation() const { return config_generation_; }
+
   // ---- output and observation
   // What was decided since the last call, in order.
   Outbox TakeOutbox();
@@ -256,6 +277,9 @@ class CoordinatorCore {
   // the clients of requests that expect no reply soon.
   void ProbeClients(Clock::time_point now);
 
+  // A reload request: admins only (else PermissionDenied); queued for the shell.
+  void HandleReload(const std::string& identity, ClientRole role);
+
   // ---- workers
   void HandleRegister(const std::string& identity, const proto::RegisterWorker& reg, Clock::time_point now);
   void HandleReady(WorkerSlot& slot, const proto::WorkerReady& ready, Clock::time_point now);
@@ -284,8 +308,25 @@ class CoordinatorCore {
   void RunSteps(Clock::time_point now);
   WorkerSlot* FindWorker(const std::string& identity);
 
+  // ---- retiring replicas (Reconfigure)
+  // Removes each retiring replica with nothing left to run, or whose drain time passed;
+  // then drops the removed replicas from the end of replicas_.
+  void RetireReplicas(Clock::time_point now);
+  // Tells the replica's workers to shut down cleanly, moves its requests on, forgets it.
+  void RemoveReplica(Replica& replica, Clock::time_point now);
+  // A request of a removed replica goes on from its generated tokens: on a ready replica,
+  // or queued for one (`waiting`) up to failover_wait_ms. False (the caller fails it)
+  // when it has nothing left to generate.
+  bool MoveOn(TakenRequest& request, Clock::time_point now, std::vector<uint64_t>* waiting);
+  // The SchedulerConfig fields that follow scheduler.* (Scheduler::UpdateSettings's).
+  void ApplySchedulerSettings(SchedulerConfig& sc) const;
+  // Index >= config_.replicas: removed by a reload, until it is gone.
+  bool Retiring(const Replica& r) const { return r.index() >= config_.replicas; }
+  // Ready and not retiring: may take new requests.
+  bool Accepting(const Replica& r) const { return r.state() == Replica::State::kReady && !Retiring(r); }
+
   // ---- helpers
-  bool AnyReady() const;
+  bool AnyReady() const;  // some replica is Accepting
   bool AnyStarting() const;
   bool draining() const { return stop_requests_ > 0; }
   int NQueued() const;  // queued_ + waiting in every ready replica
@@ -304,7 +345,8 @@ class CoordinatorCore {
   // client_request_id as replies echo it (admission.h, EchoedRequestId).
   std::string Echoed(const std::string& client_request_id) const;
 
-  // Constant after construction.
+  // Constant after construction, but for what Reconfigure changes (replicas, workers,
+  // scheduler, config_proto_).
   ClusterConfig config_;
   std::optional<Tokenizer> tokenizer_;
   Clock::duration heartbeat_interval_;
@@ -316,6 +358,9 @@ class CoordinatorCore {
   proto::ClusterConfig config_proto_;  // config_ with endpoints_, sent in RegisterReply
   Clock::time_point started_{};
 
+  uint64_t config_generation_ = 1;
+  std::map<int, Clock::time_point> retire_deadlines_;  // retiring replicas not removed yet
+  std::set<int> removed_;  // retiring replicas removed, until they leave the end of replicas_
   Outbox outbox_;
   int stop_requests_ = 0;
   std::optional<Clock::time_point> drain_deadline_;  // set: draining

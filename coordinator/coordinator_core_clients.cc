@@ -102,7 +102,7 @@ void CoordinatorCore::Assign(uint64_t id, RequestParams params, std::vector<int>
   FLOVER_CHECK(t != nullptr) << "request " << id;
   Replica* best = nullptr;
   for (Replica& r : replicas_)
-    if (r.state() == Replica::State::kReady && (!best || r.load() < best->load())) best = &r;
+    if (Accepting(r) && (!best || r.load() < best->load())) best = &r;
   FLOVER_CHECK(best != nullptr) << "no ready replica for request " << id;
   const int64_t pool = static_cast<int64_t>(best->n_kv_blocks()) * config_.kv_cache.block_size;
   Status status = t->model_checked ? Status::Ok() : CheckAgainstModel(params, spec_, pool);
@@ -119,10 +119,11 @@ void CoordinatorCore::Assign(uint64_t id, RequestParams params, std::vector<int>
   params.stop.stop_strings.clear();  // applied here (t->stop_strings); the workers need none
   best->scheduler()->Add(id, std::move(params), t->priority, t->submitted, std::move(generated));
   t->failure.clear();
-  if (t->failovers > 0) {  // the client got its Accepted the first time
+  if (t->accepted) {  // moved on from another replica: the client got its Accepted the first time
     ++moved_;
     return;
   }
+  t->accepted = true;
   proto::ServerMessage reply;
   proto::Accepted* accepted = reply.mutable_accepted();
   accepted->set_client_request_id(t->client_request_id);

@@ -259,16 +259,11 @@ void CoordinatorCore::TryMakeReady(Replica& replica, Clock::time_point now) {
   SchedulerConfig sc;
   sc.replica = replica.index();
   sc.block_size = config_.kv_cache.block_size;
-  sc.max_step_tokens = config_.scheduler.max_step_tokens;
-  sc.max_running = config_.scheduler.max_running;
   sc.max_seq_len = spec.max_seq_len;
   sc.bos_id = spec.bos_id;
   sc.eos_id = spec.eos_id;
   sc.extra_eos_ids = spec.extra_eos_ids;
-  sc.pipeline_depth = config_.scheduler.pipeline_depth;
-  sc.policy = config_.scheduler.policy;
-  sc.batch_window = std::chrono::milliseconds(config_.scheduler.batch_window_ms);
-  sc.max_batch = config_.scheduler.max_batch;
+  ApplySchedulerSettings(sc);
   // Never more blocks than the requests that may run at once can use (bounds the
   // allocator).
   sc.n_blocks = CapKvBlocks(kv_blocks, sc.running_limit(), spec.max_seq_len, sc.block_size);

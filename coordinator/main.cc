@@ -7,6 +7,9 @@
 // limit is raised at start-up (file_limit.h).
 // SIGHUP: reads the admitted keys (security.worker_keys, client_keys, admin_keys) again,
 // for key rotation without a restart (docs/security.md); a bad key file keeps the old ones.
+// It also reads the cluster file again and applies what may change live (replicas added
+// or removed, scheduler settings; docs/deploy.md), as `flover reload` does; a change
+// that cannot apply live is refused and logged, and nothing changes.
 // Exit status: 0 after SIGINT/SIGTERM (workers told to shut down), 2 for a bad flag,
 // config or key file, or a non-loopback endpoint without a security section (message on
 // stderr), 1 when an endpoint cannot be bound or the endpoints file cannot be written.
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flover-coordinator: %s\n", config.status().ToString().c_str());
     return 2;
   }
+  const flover::ClusterConfig as_read = *config;  // what a reload compares the file with
   const std::optional<flover::FileLimit> files = flover::RaiseFileLimitAndLog(
       "flover-coordinator", flover::CoordinatorFilesNeeded(*config),
       "limits.max_client_connections (" + std::to_string(config->limits.max_client_connections) + "), " +
@@ -106,6 +110,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flover-coordinator: %s\n", coordinator.status().ToString().c_str());
     return coordinator.status().code() == flover::StatusCode::kUnavailable ? 1 : 2;
   }
+  (*coordinator)->SetConfigFile(config_path, as_read);
   // Handlers first: whoever reads the endpoints file may signal us right away.
   g_coordinator = coordinator->get();
   struct sigaction action = {};

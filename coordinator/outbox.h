@@ -34,8 +34,13 @@ struct Outbox {
   // Replicas whose plan topic gets a probe: the single frame [PlanTopic(replica)], which
   // tells a starting worker that its subscription has reached the plans socket.
   std::vector<int> topic_probes;
+  // Clients (ROUTER identities) that asked for the cluster file to be read again: the
+  // shell reads it and answers each with CoordinatorCore::AnswerReload.
+  std::vector<std::string> reloads;
 
-  bool empty() const { return clients.empty() && workers.empty() && plans.empty() && topic_probes.empty(); }
+  bool empty() const {
+    return clients.empty() && workers.empty() && plans.empty() && topic_probes.empty() && reloads.empty();
+  }
 };
 
 // "replica/<i>/": the PUB topic of a replica's plans (workers subscribe to their own).

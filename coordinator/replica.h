@@ -115,8 +115,7 @@ class Replica {
   const StepRate& rate() const { return rate_; }
 
  private:
-  // Constant after construction.
-  const int index_;
+  int index_;  // constant after construction
 
   State state_ = State::kStarting;
   std::string error_;

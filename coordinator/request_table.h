@@ -35,6 +35,7 @@ struct TrackedRequest {
   int priority = 0;
   int replica = -1;  // -1: queued until a replica is ready
   int failovers = 0;  // times it moved on after its replica failed
+  bool accepted = false;  // its client got Accepted (the first assignment)
   // While queued after a failover: the tokens it generated before.
   std::vector<int> generated_before;
   // While queued because a replica failed (moved from it, or submitted while every

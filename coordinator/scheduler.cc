@@ -46,6 +46,31 @@ Scheduler::Scheduler(const SchedulerConfig& config)
   FLOVER_CHECK(config.max_batch >= 1) << "max_batch=" << config.max_batch;
 }
 
+void Scheduler::UpdateSettings(const SchedulerConfig& config) {
+  FLOVER_CHECK(config.replica == config_.replica && config.n_blocks == config_.n_blocks &&
+               config.block_size == config_.block_size && config.max_seq_len == config_.max_seq_len)
+      << "only the scheduling settings may change";
+  FLOVER_CHECK(config.max_step_tokens >= 1 && config.max_running >= 1 && config.pipeline_depth >= 1 &&
+               config.batch_window >= Clock::duration::zero() && config.max_batch >= 1)
+      << "max_step_tokens=" << config.max_step_tokens << " max_running=" << config.max_running
+      << " pipeline_depth=" << config.pipeline_depth << " max_batch=" << config.max_batch;
+  const bool was_dynamic = config_.policy == SchedulerPolicy::kDynamic;
+  const bool dynamic = config.policy == SchedulerPolicy::kDynamic;
+  config_.max_step_tokens = config.max_step_tokens;
+  config_.max_running = config.max_running;
+  config_.pipeline_depth = config.pipeline_depth;
+  config_.policy = config.policy;
+  config_.batch_window = config.batch_window;
+  config_.max_batch = config.max_batch;
+  running_limit_ = config_.running_limit();
+  if (was_dynamic == dynamic) return;
+  for (auto& [id, r] : requests_) r->in_batch = false;
+  n_batch_ = 0;
+  if (!dynamic) return;
+  for (SchedRequest* r : running_) r->in_batch = true;  // what runs is the current batch
+  n_batch_ = n_running();
+}
+
 void Scheduler::Add(uint64_t id, RequestParams params, int priority, Clock::time_point arrived,
                     std::vector<int> generated) {
   FLOVER_CHECK(!requests_.contains(id)) << "request " << id << " added twice";

@@ -48,8 +48,9 @@
 // the entry is stale and the workers skip it. Results must arrive in plan order.
 //
 // Invariants: a request is in exactly one of running_ / waiting_; each block is owned
-// by at most one request; sum of block-table sizes == allocator_.n_used(); at most
-// running_limit() requests run; under dynamic every running request is a member of the
+// by at most one request; sum of block-table sizes == allocator_.n_used(); requests join
+// only while fewer than running_limit() run (more may run for a while after
+// UpdateSettings lowered it); under dynamic every running request is a member of the
 // current batch and n_batch_ counts the members (running or waiting).
 //
 // Thread-safety: none; owned by the coordinator's event loop.
@@ -146,6 +147,15 @@ class Scheduler {
 
   const SchedulerConfig& config() const { return config_; }
 
+  // Takes the settings a running replica may change (a reload of the cluster file):
+  // max_step_tokens, max_running, pipeline_depth, policy, batch_window and max_batch of
+  // `config`, from the next Schedule() on; the other fields must equal this scheduler's.
+  // Nothing running is stopped: with a lower running limit no request joins until fewer
+  // run; with fewer plans allowed in flight none is scheduled until results come back.
+  // Into dynamic, the running requests become the current batch; out of it, the batch
+  // ends. REQUIRES: the new values in their documented ranges.
+  void UpdateSettings(const SchedulerConfig& config);
+
   // Queues a request that arrived at `arrived` (opens or joins the batch window under
   // dynamic); it joins at a later Schedule(). REQUIRES: id not known here, and the
   // request fits the pool: MaxKvPositions(params, max_seq_len) <= n_blocks * block_size
@@ -240,9 +250,9 @@ class Scheduler {
   // REQUIRES: n_batch_ == 0.
   void FormBatch(Clock::time_point now);
 
-  // Constant after construction.
-  const SchedulerConfig config_;
-  const int running_limit_;  // config_.running_limit()
+  // Constant after construction but for UpdateSettings()'s fields.
+  SchedulerConfig config_;
+  int running_limit_;  // config_.running_limit()
 
   BlockAllocator allocator_;
   std::unordered_map<uint64_t, std::unique_ptr<SchedRequest>> requests_;

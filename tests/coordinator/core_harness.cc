@@ -191,6 +191,11 @@ void SimCoordinator::Flush() {
       }
       (*it)->inbox_.push_back(m.message);
     }
+    for (const std::string& identity : out.reloads) {
+      core_->AnswerReload(identity, on_reload ? on_reload()
+                                              : Result<CoordinatorCore::Reconfigured>(
+                                                    FailedPrecondition("no cluster file to read")));
+    }
     for (const std::string& identity : gone_workers) core_->OnWorkerUnreachable(identity, now_);
     for (const std::string& identity : gone_clients) core_->OnClientUnreachable(identity, now_);
     for (const std::string& identity : full_clients) core_->OnClientNotReading(identity, now_);
@@ -308,6 +313,12 @@ CoreTest::OneRequest CoreTest::StartWithOneRequest(const Options& o, std::vector
   std::optional<proto::StepPlan> plan = ExpectPlan(w);
   EXPECT_TRUE(plan.has_value());
   return OneRequest{c, w, id, plan};
+}
+
+CoordinatorCore::Reconfigured SimCoordinator::Reconfigure(const Options& options) {
+  const CoordinatorCore::Reconfigured done = core_->Reconfigure(TestConfig(options), now_);
+  AfterEvent();
+  return done;
 }
 
 CoreTest::TwoReplicas CoreTest::StartTwoReplicas(Options o) {

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -166,6 +167,12 @@ class SimCoordinator {
   bool stopped() const { return core_->stopped(now_); }
   // Plans published so far for replica `replica`.
   int plans_published(int replica) const;
+  // A reload of the cluster file as the shell makes it: the config of `options`
+  // applied (CoordinatorCore::Reconfigure), then an event.
+  CoordinatorCore::Reconfigured Reconfigure(const Options& options);
+  // What the shell answers a client's reload with (Outbox::reloads); by default
+  // FailedPrecondition, as with no cluster file.
+  std::function<Result<CoordinatorCore::Reconfigured>()> on_reload;
 
  private:
   std::unique_ptr<CoordinatorCore> core_;
