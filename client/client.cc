@@ -207,4 +207,24 @@ Result<proto::ClusterStatus> Client::FetchStatus(std::chrono::milliseconds timeo
   return Unavailable("no status reply within " + std::to_string(timeout.count()) + " ms");
 }
 
+Result<proto::ReloadReply> Client::Reload(std::chrono::milliseconds timeout) {
+  proto::ClientMessage request;
+  request.mutable_reload();
+  FLOVER_RETURN_IF_ERROR(Send(request));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    FLOVER_ASSIGN_OR_RETURN(std::optional<proto::ServerMessage> m, Receive(left));
+    if (!m) break;
+    if (m->has_reload()) return m->reload();
+    if (m->has_error()) {
+      StatusCode code = StatusCode::kUnavailable;  // a name this build does not know
+      for (int c = 0; c <= static_cast<int>(StatusCode::kPermissionDenied); ++c)
+        if (m->error().code() == StatusCodeName(static_cast<StatusCode>(c))) code = static_cast<StatusCode>(c);
+      return Status(code, m->error().message());
+    }
+  }
+  return Unavailable("no answer to the reload within " + std::to_string(timeout.count()) + " ms");
+}
+
 }  // namespace flover

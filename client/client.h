@@ -96,6 +96,10 @@ class Client {
 
   // Asks for the status and waits for it.
   Result<proto::ClusterStatus> FetchStatus(std::chrono::milliseconds timeout);
+  // Asks the coordinator to read its cluster file again (an admin's request) and waits
+  // for its answer: the ReloadReply, its Error as a Status of the same code, or
+  // Unavailable when none comes within `timeout`. Other messages are dropped.
+  Result<proto::ReloadReply> Reload(std::chrono::milliseconds timeout);
 
  private:
   Client() : socket_(context_, zmq::socket_type::dealer), monitor_(context_) {}

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -162,21 +163,13 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   plans_endpoint_ = endpoints.value("plans", "");
   http_endpoint_ = endpoints.value("http", "");
 
+  config_path_ = config_path;
+  worker_bin_ = worker_bin;
+  worker_key_flags_ = worker_key_flags;
   for (const WorkerConfig& w : config_.workers) {
-    const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);
-    if (!IsLocalHost(w.host)) {
-      progress(name + " runs on " + w.host + ": start it there with flover-worker --coordinator " + control_endpoint_ +
-               " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank) +
-               (worker_key_flags.empty() ? "" : " --key WORKER.key --coordinator-public-key COORDINATOR.pub"));
-      continue;
-    }
-    std::vector<std::string> argv = {worker_bin, "--coordinator", control_endpoint_, "--replica",
-                                     std::to_string(w.replica), "--rank", std::to_string(w.rank)};
-    if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
-    argv.insert(argv.end(), worker_key_flags.begin(), worker_key_flags.end());
-    FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
-    workers_.push_back(
-        Worker{.replica = w.replica, .rank = w.rank, .argv = std::move(argv), .process = std::move(child)});
+    std::optional<std::string> elsewhere;
+    FLOVER_RETURN_IF_ERROR(StartWorker(w, &elsewhere));
+    if (elsewhere) progress(*elsewhere);
   }
 
   // Wait until every replica is ready, reporting progress.
@@ -205,6 +198,62 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
     if (ready) return Status::Ok();
     std::this_thread::sleep_for(100ms);
   }
+}
+
+Status LocalCluster::StartWorker(const WorkerConfig& w, std::optional<std::string>* elsewhere) {
+  const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);
+  if (!IsLocalHost(w.host)) {
+    *elsewhere = name + " runs on " + w.host + ": start it there with flover-worker --coordinator " +
+                 control_endpoint_ + " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank) +
+                 (worker_key_flags_.empty() ? "" : " --key WORKER.key --coordinator-public-key COORDINATOR.pub");
+    return Status::Ok();
+  }
+  std::vector<std::string> argv = {worker_bin_, "--coordinator", control_endpoint_, "--replica",
+                                   std::to_string(w.replica), "--rank", std::to_string(w.rank)};
+  if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
+  argv.insert(argv.end(), worker_key_flags_.begin(), worker_key_flags_.end());
+  FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
+  std::erase_if(workers_, [&](const Worker& old) { return old.replica == w.replica && old.rank == w.rank; });
+  workers_.push_back(Worker{.replica = w.replica, .rank = w.rank, .argv = std::move(argv), .process = std::move(child)});
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> LocalCluster::FollowConfig() {
+  FLOVER_ASSIGN_OR_RETURN(ClusterConfig next, LoadClusterConfig(config_path_));
+  std::vector<std::string> events;
+  for (const WorkerConfig& w : next.workers) {
+    if (w.replica < config_.replicas) continue;  // not added (or added before: running or restarting)
+    const auto it = std::find_if(workers_.begin(), workers_.end(),
+                                 [&](const Worker& old) { return old.replica == w.replica && old.rank == w.rank; });
+    // A worker of a replica removed earlier has exited 0 (told to); one still running is
+    // of a retiring replica that the reload keeps.
+    if (it != workers_.end() && !it->process.PollExit()) continue;
+    std::optional<std::string> elsewhere;
+    FLOVER_RETURN_IF_ERROR(StartWorker(w, &elsewhere));
+    events.push_back(elsewhere ? *elsewhere
+                               : "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank) +
+                                     " started for replica " + std::to_string(w.replica) + ", added by a reload");
+  }
+  config_ = std::move(next);
+  return events;
+}
+
+Result<proto::ReloadReply> LocalCluster::Reload(std::chrono::milliseconds timeout) {
+  FLOVER_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(client_endpoint_, client_keys_));
+  FLOVER_ASSIGN_OR_RETURN(proto::ReloadReply reply, client->Reload(timeout));
+  generation_seen_ = reply.config_generation();
+  FLOVER_ASSIGN_OR_RETURN(std::vector<std::string> events, FollowConfig());
+  for (const std::string& e : events) reply.set_summary(reply.summary() + "; " + e);
+  return reply;
+}
+
+Result<std::vector<std::string>> LocalCluster::FollowReloads(Client& client) {
+  FLOVER_ASSIGN_OR_RETURN(proto::ClusterStatus status, client.FetchStatus(5000ms));
+  if (status.config_generation() <= generation_seen_) return std::vector<std::string>();
+  generation_seen_ = status.config_generation();
+  FLOVER_ASSIGN_OR_RETURN(std::vector<std::string> events, FollowConfig());
+  events.insert(events.begin(), "the coordinator took config generation " + std::to_string(generation_seen_));
+  return events;
 }
 
 std::optional<std::string> LocalCluster::CoordinatorExit() {

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "client/child_process.h"
+#include "client/client.h"
 #include "common/cluster_config.h"
 #include "common/curve_socket.h"
 #include "common/status.h"
@@ -80,6 +81,21 @@ class LocalCluster {
   // The process of worker (replica, rank) started here; nullptr if it runs elsewhere.
   ChildProcess* worker(int replica, int rank);
 
+  // Live reconfiguration (docs/deploy.md). Reload() asks the coordinator to read the
+  // cluster file again (a reload request, as `flover reload`); once it applied it,
+  // FollowConfig(). The coordinator's answer, with one "; ..." per worker started, or
+  // its error (then nothing was started).
+  Result<proto::ReloadReply> Reload(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // For a reload made by someone else (`flover reload`, SIGHUP to the coordinator): when
+  // `client`'s status shows a config generation this cluster has not followed yet,
+  // FollowConfig(). One line per event; none when nothing changed.
+  Result<std::vector<std::string>> FollowReloads(Client& client);
+  // Reads the cluster file again and starts here the workers of the replicas it adds
+  // (or adds back) whose host is local; for the others, a line saying where to start
+  // them. Workers of removed replicas exit 0 when the coordinator tells them, and are not
+  // restarted.
+  Result<std::vector<std::string>> FollowConfig();
+
   // Stops the coordinator (it sends Shutdown to the workers), then every worker left.
   // Safe to call twice.
   void Stop();
@@ -87,12 +103,19 @@ class LocalCluster {
  private:
   LocalCluster() = default;
   Status StartDaemons(const std::string& config_path, const LocalClusterOptions& options);
+  // Spawns worker `w` here when its host is local (replacing an exited one of the same
+  // replica and rank), else sets *elsewhere to how to start it on its host.
+  Status StartWorker(const WorkerConfig& w, std::optional<std::string>* elsewhere);
   // Where a daemon's output goes ("" = inherited).
   std::string LogFile(const std::string& name) const;
   // "name stopped ... (exit 2)" plus the last lines of its log when captured.
   std::string Describe(ChildProcess& child, const std::string& what, const std::string& exit) const;
 
-  ClusterConfig config_;
+  ClusterConfig config_;    // the cluster file as last followed
+  std::string config_path_;
+  std::string worker_bin_;
+  std::vector<std::string> worker_key_flags_;  // a secured cluster's workers' key flags
+  uint64_t generation_seen_ = 1;  // the coordinator's config generation followed
   std::string run_dir_;  // temporary: endpoints file, logs; removed by Stop()
   bool capture_logs_ = false;
   std::string client_endpoint_;

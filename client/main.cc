@@ -9,6 +9,7 @@
 #include "client/generate_command.h"
 #include "client/keygen_command.h"
 #include "client/run_command.h"
+#include "client/reload_command.h"
 #include "client/status_command.h"
 #include "client/up_command.h"
 #include "common/protobuf_log.h"
@@ -102,6 +103,17 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
+  flover::ReloadOptions reload;
+  CLI::App* reload_cmd = app.add_subcommand(
+      "reload", "Make a running coordinator read its cluster file again and apply what may change live (replicas, "
+                "scheduler settings; needs an admin key on a secured cluster)");
+  reload_cmd->add_option("--endpoint", reload.endpoint, "Coordinator client endpoint")->envname("FLOVER_ENDPOINT")
+      ->capture_default_str();
+  flover::AddKeyFlags(reload_cmd, &reload.keys);
+  reload_cmd->add_option("--timeout", reload.timeout_s, "Seconds to wait for the coordinator's answer")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   flover::BenchSubcommand bench(&app);
 
   flover::KeygenOptions keygen;
@@ -121,6 +133,7 @@ int main(int argc, char** argv) {
   if (up_cmd->parsed()) return flover::UpCommand(up);
   if (gen_cmd->parsed()) return flover::GenerateCommand(gen);
   if (status_cmd->parsed()) return flover::StatusCommand(status);
+  if (reload_cmd->parsed()) return flover::ReloadCommand(reload);
   if (keygen_cmd->parsed()) return flover::KeygenCommand(keygen);
   if (bench.parsed()) return bench.Run();
   return 1;

@@ -12,9 +12,9 @@ namespace flover {
 namespace {
 
 void Print(const proto::ClusterStatus& s) {
-  std::printf("cluster %s: %s, up %.0f s, %d queued, %llu completed", s.name().c_str(),
-              s.model().description().c_str(), s.uptime_seconds(), s.queued(),
-              static_cast<unsigned long long>(s.completed()));
+  std::printf("cluster %s (config generation %llu): %s, up %.0f s, %d queued, %llu completed", s.name().c_str(),
+              static_cast<unsigned long long>(s.config_generation()), s.model().description().c_str(),
+              s.uptime_seconds(), s.queued(), static_cast<unsigned long long>(s.completed()));
   if (s.moved() > 0)
     std::printf(", %llu moved from failed replicas", static_cast<unsigned long long>(s.moved()));
   if (s.abandoned() > 0)

@@ -61,6 +61,7 @@ std::string StatusJson(const proto::ClusterStatus& s) {
   j["abandoned"] = s.abandoned();
   j["rejected_messages"] = s.rejected_messages();
   j["clients_cut_off"] = s.clients_cut_off();
+  j["config_generation"] = s.config_generation();
   const proto::LatencySummary& l = s.latency();
   j["latency"] = {{"window_s", l.window_seconds()},           {"requests", l.requests()},
                   {"queue_s", PercentilesJson(l.queue())},    {"ttft_s", PercentilesJson(l.first_token())},

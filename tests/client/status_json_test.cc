@@ -53,6 +53,7 @@ TEST(StatusJsonTest, NamesAreSnakeCaseAndNumbersAreNumbers) {
   EXPECT_EQ(j["abandoned"], 0) << "zero values are present";
   EXPECT_EQ(j["rejected_messages"], 3);
   EXPECT_EQ(j["clients_cut_off"], 0);
+  EXPECT_EQ(j["config_generation"], 0) << "as in the message: a coordinator sends 1 and up";
   EXPECT_EQ(j["replicas_ready"], 1);
   EXPECT_EQ(j["model"]["description"], "stories260K");
   EXPECT_EQ(j["model"]["vocab_size"], 512);

@@ -91,6 +91,11 @@ Result<std::unique_ptr<TestCluster>> TestCluster::Start(const TestClusterOptions
   return c;
 }
 
+Result<proto::ReloadReply> TestCluster::Reload(const TestClusterOptions& options) {
+  std::ofstream(dir_ + "/cluster.yaml") << ClusterYaml(options);
+  return cluster_->Reload();
+}
+
 void SecuredClusterFixture::SetUp() {
   char tmpl[] = "/tmp/flover-secured-test-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);

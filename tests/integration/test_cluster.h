@@ -114,6 +114,10 @@ class TestCluster {
 
   Result<std::unique_ptr<Client>> Connect() const { return Client::Connect(client_endpoint()); }
 
+  // Writes the cluster file of `options` over this cluster's and has the coordinator read
+  // it again, starting the workers of added replicas (LocalCluster::Reload).
+  Result<proto::ReloadReply> Reload(const TestClusterOptions& options);
+
  private:
   TestCluster() = default;
 
