@@ -1,5 +1,6 @@
 #include "client/up_command.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,39 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+void Log(const std::string& message) {
+  std::fprintf(stderr, "flover up: %s\n", message.c_str());
+  std::fflush(stderr);
+}
+
+// After the first signal: asks the coordinator to drain and waits until it has exited
+// (its requests in flight finished or the drain ran out, and it told the workers to shut
+// down). A second signal ends the wait: the caller then stops everything at once.
+// Returns 0 when the coordinator exited 0 or a second signal came, else 1.
+int Drain(LocalCluster& cluster, const InterruptFlag& stop, double drain_timeout_s) {
+  const std::optional<int> n = cluster.RequestsInFlight(1000ms);
+  char line[160];
+  std::snprintf(line, sizeof(line), "draining: %s requests in flight, up to %g s (a second signal stops at once)",
+                n ? std::to_string(*n).c_str() : "(unknown)", drain_timeout_s);
+  Log(line);
+  cluster.BeginDrain();
+  // The drain, then the coordinator's shutdown (its Shutdown messages linger briefly).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(drain_timeout_s) + 30s;
+  while (stop.count() < 2) {
+    if (std::optional<std::string> exit = cluster.CoordinatorExit()) {
+      Log(*exit);
+      return exit->find("(exit 0)") != std::string::npos ? 0 : 1;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      Log("the coordinator did not stop within 30 s of the drain's end");
+      return 1;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  Log("second signal: stopping at once");
+  return 0;
+}
+
 }  // namespace
 
 int UpCommand(const UpOptions& o) {
@@ -32,6 +66,7 @@ int UpCommand(const UpOptions& o) {
   options.restart_failed_workers = !o.no_restart;
   options.progress = [](const std::string& line) { std::fprintf(stderr, "flover up: %s\n", line.c_str()); };
   options.interrupted = stop.predicate();
+  options.drain_timeout_s = o.drain_timeout_s;
   Result<std::unique_ptr<LocalCluster>> started = LocalCluster::Start(o.config, options);
   if (!started.ok()) return Fail(started.status().ToString());
   LocalCluster& cluster = **started;
@@ -71,6 +106,10 @@ int UpCommand(const UpOptions& o) {
       }
     }
     std::this_thread::sleep_for(50ms);
+  }
+  if (stop.raised() && o.drain_timeout_s > 0 && !cluster.CoordinatorExit()) {
+    // The command (a client, perhaps, whose requests are draining) runs until the end.
+    exit_code = Drain(cluster, stop, o.drain_timeout_s);
   }
   std::fprintf(stderr, "flover up: stopping\n");
   if (exec_child) exec_child->Stop(2000ms);
