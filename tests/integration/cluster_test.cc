@@ -681,15 +681,25 @@ TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
   EXPECT_NE(read("after.json").find(" and Ben were playing in the park."), std::string::npos) << up.output;
 }
 
-// The first SIGTERM to flover up drains, as the coordinator does on its own: the
-// requests in flight (streamed) run to their end, with the in-process engine's tokens,
-// then the workers stop and flover up exits 0. The workers, started without --host,
+// The first SIGTERM to flover up, or a terminal's Ctrl-C (SIGINT to its whole process
+// group), drains, as the coordinator does on its own: the requests in flight (streamed)
+// run to their end, with the in-process engine's tokens, then the workers stop and
+// flover up exits 0. Ctrl-C reaches flover up only: its daemons lead their own groups. The workers, started without --host,
 // show the address of their route to the coordinator (loopback here). A request can end
 // before the signal lands (stories260K is fast): an attempt whose coordinator never
 // said "draining: N request(s) in flight" proves nothing and is repeated, up to 4 times.
-TEST(ClusterTest, SigtermToFloverUpLetsTheRequestsInFlightFinish) {
+struct UpSignal {
+  std::string name;
+  int signo;
+  bool to_group;  // kill(-pgid): what a terminal does
+};
+
+class FloverUpDrainTest : public ::testing::TestWithParam<UpSignal> {};
+
+TEST_P(FloverUpDrainTest, TheFirstSignalLetsTheRequestsInFlightFinish) {
+  const UpSignal& signal = GetParam();
   const std::string dir = ::testing::TempDir();
-  const std::string config = WriteUpConfig("drain", 2, testing::Stories260kBin());
+  const std::string config = WriteUpConfig("drain_" + signal.name, 2, testing::Stories260kBin());
   std::vector<RequestParams> requests(4);
   requests[0].prompt = {1, 403, 407, 261};
   requests[1].prompt = {1, 9, 322, 4};
@@ -707,10 +717,11 @@ TEST(ClusterTest, SigtermToFloverUpLetsTheRequestsInFlightFinish) {
   bool drained = false;
   for (int attempt = 1; attempt <= 4 && !drained; ++attempt) {
     SCOPED_TRACE("attempt " + std::to_string(attempt));
-    const std::string log = dir + "/drain_" + std::to_string(attempt) + ".log";
+    const std::string log = dir + "/drain_" + signal.name + "_" + std::to_string(attempt) + ".log";
     std::remove(log.c_str());
     Result<ChildProcess> up =
-        ChildProcess::Spawn({testing::FloverBinary(), "up", "--config", config}, "flover up", log);
+        ChildProcess::Spawn({testing::FloverBinary(), "up", "--config", config}, "flover up", log,
+                            /*own_process_group=*/signal.to_group);
     ASSERT_TRUE(up.ok()) << up.status().ToString();
     // The client endpoint, from the line that says the cluster is ready.
     const std::string marker = "ready: client endpoint ";
@@ -742,7 +753,11 @@ TEST(ClusterTest, SigtermToFloverUpLetsTheRequestsInFlightFinish) {
         },
         60s);
     ASSERT_TRUE(streaming.ok()) << streaming.ToString();
-    up->Signal(SIGTERM);
+    if (signal.to_group) {
+      ASSERT_EQ(kill(-up->pid(), signal.signo), 0);
+    } else {
+      up->Signal(signal.signo);
+    }
 
     std::map<std::string, RequestRecord> out = Collect(session, 120s);
     for (size_t i = 0; i < requests.size(); ++i) {
@@ -765,6 +780,10 @@ TEST(ClusterTest, SigtermToFloverUpLetsTheRequestsInFlightFinish) {
   }
   EXPECT_TRUE(drained) << "in every attempt, the requests ended before the coordinator got the signal";
 }
+
+INSTANTIATE_TEST_SUITE_P(Signals, FloverUpDrainTest,
+                         ::testing::Values(UpSignal{"sigterm", SIGTERM, false}, UpSignal{"ctrl_c", SIGINT, true}),
+                         [](const ::testing::TestParamInfo<UpSignal>& info) { return info.param.name; });
 
 TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
   // The workers check the model against the config before they read any tensor, and
