@@ -17,14 +17,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "flover up: %s\n", message.c_str());
-  return 1;
-}
-
 void Log(const std::string& message) {
   std::fprintf(stderr, "flover up: %s\n", message.c_str());
   std::fflush(stderr);
+}
+
+int Fail(const std::string& message) {
+  Log(message);
+  return 1;
 }
 
 // After the first signal: asks the coordinator to drain and waits until it has exited

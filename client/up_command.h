@@ -8,7 +8,8 @@
 // behind. With --exec CMD it runs CMD (via /bin/sh, with $FLOVER_ENDPOINT set to
 // the client endpoint, and for a cluster with security mode curve $FLOVER_KEY and
 // $FLOVER_SERVER_KEY set to security.client_key and coordinator_public_key) once the
-// cluster is ready, tears down when CMD ends, and returns CMD's exit code.
+// cluster is ready, tears down when CMD ends, and returns CMD's exit code; a signal's
+// drain lets CMD run on (its requests may be those in flight) and stops it after.
 #pragma once
 
 #include <string>

@@ -693,6 +693,7 @@ struct UpSignal {
   int signo;
   bool to_group;  // kill(-pgid): what a terminal does
 };
+void PrintTo(const UpSignal& signal, std::ostream* os) { *os << signal.name; }
 
 class FloverUpDrainTest : public ::testing::TestWithParam<UpSignal> {};
 
