@@ -21,7 +21,7 @@ std::string DescribeWaitStatus(int status) {
 }  // namespace
 
 Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, const std::string& name,
-                                         const std::string& output_file) {
+                                         const std::string& output_file, bool own_process_group) {
   if (argv.empty()) return InvalidArgument("no program to start for " + name);
   if (access(argv[0].c_str(), X_OK) != 0) return NotFound(name + ": cannot execute " + argv[0]);
   int output_fd = -1;  // opened here: only async-signal-safe calls between fork and exec
@@ -40,6 +40,7 @@ Result<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv, c
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127);  // the parent died before prctl
+    if (own_process_group && setpgid(0, 0) != 0) _exit(127);
     if (output_fd >= 0 && (dup2(output_fd, STDOUT_FILENO) < 0 || dup2(output_fd, STDERR_FILENO) < 0)) _exit(127);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);

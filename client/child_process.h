@@ -18,9 +18,12 @@ namespace flover {
 class ChildProcess {
  public:
   // argv[0] is the program path. The child inherits stdout/stderr, or, when
-  // `output_file` is set, writes both to that file (created, appended to).
+  // `output_file` is set, writes both to that file (created, appended to). With
+  // `own_process_group` it leads a process group of its own, so a terminal's Ctrl-C
+  // (SIGINT to the foreground group) reaches only the parent, which decides what its
+  // children get.
   static Result<ChildProcess> Spawn(const std::vector<std::string>& argv, const std::string& name,
-                                    const std::string& output_file = "");
+                                    const std::string& output_file = "", bool own_process_group = false);
 
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;

@@ -7,17 +7,17 @@
 namespace flover {
 namespace {
 
-std::atomic<bool> g_raised{false};
+std::atomic<int> g_count{0};
 std::atomic<bool> g_alive{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler stores to it");
+static_assert(std::atomic<int>::is_always_lock_free, "the signal handler adds to it");
 
-void OnSignal(int) { g_raised.store(true, std::memory_order_relaxed); }
+void OnSignal(int) { g_count.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace
 
 InterruptFlag::InterruptFlag(std::initializer_list<int> signals) {
   FLOVER_CHECK(!g_alive.exchange(true)) << "one InterruptFlag at a time";
-  g_raised.store(false);
+  g_count.store(0);
   struct sigaction action = {};
   action.sa_handler = OnSignal;
   sigemptyset(&action.sa_mask);
@@ -34,10 +34,12 @@ InterruptFlag::~InterruptFlag() {
   g_alive.store(false);
 }
 
-bool InterruptFlag::raised() const { return g_raised.load(std::memory_order_relaxed); }
+bool InterruptFlag::raised() const { return count() > 0; }
+
+int InterruptFlag::count() const { return g_count.load(std::memory_order_relaxed); }
 
 std::function<bool()> InterruptFlag::predicate() const {
-  return [] { return g_raised.load(std::memory_order_relaxed); };
+  return [] { return g_count.load(std::memory_order_relaxed) > 0; };
 }
 
 }  // namespace flover

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -13,6 +14,7 @@
 
 #include "client/client.h"
 #include "common/cluster_config_reader.h"
+#include "common/local_address.h"
 
 namespace flover {
 namespace {
@@ -70,6 +72,19 @@ std::string ReplicaErrors(Client& client) {
 }
 
 }  // namespace
+
+std::string RemoteWorkerCommand(const std::string& control_endpoint, const WorkerConfig& w,
+                                const std::optional<std::string>& host, bool curve) {
+  std::string command = "flover-worker --coordinator " + control_endpoint + " --replica " +
+                        std::to_string(w.replica) + " --rank " + std::to_string(w.rank);
+  if (host) command += " --host " + *host;
+  if (curve) command += " --key WORKER.key --coordinator-public-key COORDINATOR.pub";
+  if (IsLoopbackEndpoint(control_endpoint))
+    command += " (but the control endpoint " + control_endpoint +
+               " is on loopback, which other hosts cannot reach: set endpoints.control to this host's address, "
+               "with a security section, docs/security.md)";
+  return command;
+}
 
 bool IsLocalHost(const std::string& host) {
   if (host == "127.0.0.1" || host == "localhost" || host == "::1" || host.empty()) return true;
@@ -138,10 +153,10 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
   const std::string endpoints_file = (fs::path(run_dir_) / "endpoints.json").string();
 
   FLOVER_ASSIGN_OR_RETURN(ChildProcess coordinator,
-                          // No drain: Ctrl-C stops a local cluster at once.
                           ChildProcess::Spawn({coordinator_bin, "--config", config_path, "--endpoints-file",
-                                               endpoints_file, "--drain-timeout", "0"},
-                                              "flover-coordinator", LogFile("flover-coordinator")));
+                                               endpoints_file, "--drain-timeout", std::to_string(o.drain_timeout_s)},
+                                              "flover-coordinator", LogFile("flover-coordinator"),
+                                              /*own_process_group=*/true));
   coordinator_.emplace(std::move(coordinator));
 
   // The coordinator writes its bound endpoints (ports of "*" resolved) once listening.
@@ -202,17 +217,21 @@ Status LocalCluster::StartDaemons(const std::string& config_path, const LocalClu
 
 Status LocalCluster::StartWorker(const WorkerConfig& w, std::optional<std::string>* elsewhere) {
   const std::string name = "flover-worker " + std::to_string(w.replica) + "/" + std::to_string(w.rank);
+  // The file's host for the worker's collectives when it names one (not loopback);
+  // else the worker takes its address on the route to the coordinator.
+  const std::optional<std::string> host = ConfiguredWorkerHost("", w.host);
   if (!IsLocalHost(w.host)) {
-    *elsewhere = name + " runs on " + w.host + ": start it there with flover-worker --coordinator " +
-                 control_endpoint_ + " --replica " + std::to_string(w.replica) + " --rank " + std::to_string(w.rank) +
-                 (worker_key_flags_.empty() ? "" : " --key WORKER.key --coordinator-public-key COORDINATOR.pub");
+    *elsewhere = name + " runs on " + w.host + ": start it there with " +
+                 RemoteWorkerCommand(control_endpoint_, w, host, !worker_key_flags_.empty());
     return Status::Ok();
   }
   std::vector<std::string> argv = {worker_bin_, "--coordinator", control_endpoint_, "--replica",
                                    std::to_string(w.replica), "--rank", std::to_string(w.rank)};
+  if (host) argv.insert(argv.end(), {"--host", *host});
   if (w.threads > 0) argv.insert(argv.end(), {"--threads", std::to_string(w.threads)});
   argv.insert(argv.end(), worker_key_flags_.begin(), worker_key_flags_.end());
-  FLOVER_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::Spawn(argv, name, LogFile(name)));
+  FLOVER_ASSIGN_OR_RETURN(ChildProcess child,
+                          ChildProcess::Spawn(argv, name, LogFile(name), /*own_process_group=*/true));
   std::erase_if(workers_, [&](const Worker& old) { return old.replica == w.replica && old.rank == w.rank; });
   workers_.push_back(Worker{.replica = w.replica, .rank = w.rank, .argv = std::move(argv), .process = std::move(child)});
   return Status::Ok();
@@ -285,7 +304,7 @@ std::vector<std::string> LocalCluster::SuperviseWorkers() {
     } else if (w.restart_at && now >= *w.restart_at) {
       w.restart_at.reset();
       const std::string name = w.process.name();
-      Result<ChildProcess> child = ChildProcess::Spawn(w.argv, name, LogFile(name));
+      Result<ChildProcess> child = ChildProcess::Spawn(w.argv, name, LogFile(name), /*own_process_group=*/true);
       if (!child.ok()) {
         events.push_back(name + " not restarting: " + child.status().ToString());
         continue;
@@ -305,8 +324,31 @@ ChildProcess* LocalCluster::worker(int replica, int rank) {
   return nullptr;
 }
 
+std::optional<int> LocalCluster::RequestsInFlight(std::chrono::milliseconds wait) {
+  Result<std::unique_ptr<Client>> client = Client::Connect(client_endpoint_, client_keys_);
+  if (!client.ok()) return std::nullopt;
+  Result<proto::ClusterStatus> status = (*client)->FetchStatus(wait);
+  if (!status.ok()) return std::nullopt;
+  int n = status->queued();
+  for (const auto& r : status->replicas()) n += r.running() + r.waiting();
+  return n;
+}
+
+void LocalCluster::BeginDrain() {
+  if (coordinator_) coordinator_->Signal(SIGTERM);
+}
+
 void LocalCluster::Stop() {
-  if (coordinator_) coordinator_->Stop(5000ms);  // sends Shutdown to the workers
+  if (coordinator_ && coordinator_->running()) {
+    // Each SIGTERM after the first ends a drain at once; signals sent close together may
+    // arrive as one, so they are sent until the coordinator exits (it sends Shutdown to
+    // the workers), for up to 5 s.
+    for (const auto deadline = Clock::now() + 5000ms; !coordinator_->PollExit() && Clock::now() < deadline;) {
+      coordinator_->Signal(SIGTERM);
+      for (int i = 0; i < 5 && !coordinator_->PollExit(); ++i) std::this_thread::sleep_for(20ms);
+    }
+    coordinator_->Stop(0ms);  // SIGKILL if it is still there
+  }
   for (Worker& w : workers_) w.process.Stop(5000ms);
   if (!run_dir_.empty()) {
     std::error_code ec;

@@ -5,8 +5,16 @@
 // Start() returns once every replica reports "ready" (progress lines go to
 // options.progress), or an error naming the daemon that stopped, the timeout or the
 // interruption; on error everything it started is already stopped. Stop() (also run by
-// the destructor) stops the coordinator, which shuts its workers down, then any worker
-// left, so no process survives. Children also get SIGTERM when this process dies.
+// the destructor) stops the coordinator at once (its requests in flight fail), which
+// shuts its workers down, then any worker left, so no process survives. BeginDrain()
+// instead lets the requests in flight finish first (options.drain_timeout_s). Children
+// also get SIGTERM when this process dies, and each leads its own process group, so a
+// terminal's Ctrl-C reaches only this process.
+//
+// A worker's collectives bind the address its workers[].host names unless that is
+// loopback (the default); then the worker takes its address on the route to the
+// coordinator (local_address.h). For a worker of another host, a progress line gives the
+// command that starts it there (RemoteWorkerCommand).
 //
 // A cluster with `security.mode: curve` (docs/security.md) is started secured: each
 // worker gets --key security.worker_key --coordinator-public-key
@@ -47,6 +55,9 @@ struct LocalClusterOptions {
   // doubling after each restart up to 30 s, and at most kMaxRestarts times within
   // kRestartWindow. Restarted workers register again and bring their replica back.
   bool restart_failed_workers = false;
+  // The coordinator's --drain-timeout: how long BeginDrain() lets the requests in flight
+  // run. 0: BeginDrain() stops them at once, as Stop() does.
+  double drain_timeout_s = 0;
 };
 
 class LocalCluster {
@@ -96,8 +107,16 @@ class LocalCluster {
   // restarted.
   Result<std::vector<std::string>> FollowConfig();
 
-  // Stops the coordinator (it sends Shutdown to the workers), then every worker left.
-  // Safe to call twice.
+  // The requests the coordinator has queued or running (its status), or nullopt when it
+  // does not answer within `wait`.
+  std::optional<int> RequestsInFlight(std::chrono::milliseconds wait);
+  // Asks the coordinator to drain (SIGTERM): it refuses new requests, lets those in
+  // flight finish for up to options.drain_timeout_s, then sends Shutdown to the workers
+  // (they exit 0) and exits 0. Returns at once; CoordinatorExit() says when it is done.
+  void BeginDrain();
+
+  // Stops the coordinator at once, ending any drain (it sends Shutdown to the workers),
+  // then every worker left. Safe to call twice.
   void Stop();
 
  private:
@@ -140,5 +159,14 @@ class LocalCluster {
 
 // True for 127.0.0.1, localhost, ::1, "" and this machine's host name.
 bool IsLocalHost(const std::string& host);
+
+// The command that starts worker `w` on its own host, as `flover up` prints it:
+// "flover-worker --coordinator tcp://10.0.0.1:5556 --replica 0 --rank 1 [--host H]
+// [--key WORKER.key --coordinator-public-key COORDINATOR.pub]", with --host when `host`
+// is set (the file names the worker's address; without it the worker takes its address
+// on the route to the coordinator), the key flags for a `curve` cluster, and a warning
+// when `control_endpoint` is on loopback (no other host reaches it).
+std::string RemoteWorkerCommand(const std::string& control_endpoint, const WorkerConfig& w,
+                                const std::optional<std::string>& host, bool curve);
 
 }  // namespace flover

@@ -61,6 +61,11 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--ready-timeout", up.ready_timeout_s, "Seconds to wait for every replica")->capture_default_str();
   up_cmd->add_option("--bin-dir", up.bin_dir, "Folder with flover-coordinator and flover-worker");
   up_cmd->add_flag("--no-restart", up.no_restart, "Leave a failed worker stopped (default: restart it)");
+  up_cmd->add_option("--drain-timeout", up.drain_timeout_s,
+                     "On Ctrl-C/SIGTERM, seconds to let the requests in flight finish (new ones are refused); a "
+                     "second signal stops at once")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
 
   flover::GenerateOptions gen;
   CLI::App* gen_cmd = app.add_subcommand("generate", "Submit prompts to a running cluster");

@@ -6,6 +6,10 @@
 //   flover-worker --coordinator tcp://127.0.0.1:5556 --replica 0 --rank 1
 //   flover-worker --config configs/local.yaml --replica 0 --rank 1   (control endpoint from the file)
 //
+// --host: the address the collectives listen on and the coordinator shows; by default
+// the --config file's workers[].host for this worker when it is not loopback, else this
+// host's address on its route to the coordinator (local_address.h).
+//
 // CURVE (docs/security.md): --key FILE (this worker's key pair, NAME.key) and
 // --coordinator-public-key FILE (the coordinator's NAME.pub), or, with --config and
 // `security.mode: curve`, security.worker_key and security.coordinator_public_key.
@@ -18,6 +22,7 @@
 #include "common/cluster_config_reader.h"
 #include "common/curve_socket.h"
 #include "common/file_limit.h"
+#include "common/local_address.h"
 #include "common/protobuf_log.h"
 #include "common/version.h"
 #include "worker/worker_daemon.h"
@@ -37,7 +42,11 @@ int main(int argc, char** argv) {
   app.add_option("--replica", options.replica, "Replica index")->required()->check(CLI::NonNegativeNumber);
   app.add_option("--rank", options.rank, "Tensor-parallel rank")->required()->check(CLI::NonNegativeNumber);
   app.add_option("--threads", options.threads, "Compute threads (default: config, else all cores)");
-  app.add_option("--host", options.host, "Address the collectives listen on")->capture_default_str();
+  std::string host_flag;
+  app.add_option("--host", host_flag,
+                 "Address the collectives listen on and the coordinator shows (default: the cluster file's "
+                 "workers[].host for this worker when not loopback, else this host's address on its route to the "
+                 "coordinator)");
   std::string key_file, server_key_file;
   auto* key = app.add_option("--key", key_file, "This worker's CURVE key pair (flover keygen's NAME.key)");
   auto* server_key = app.add_option("--coordinator-public-key", server_key_file,
@@ -52,12 +61,15 @@ int main(int argc, char** argv) {
 
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   flover::RouteProtobufLogs();  // a peer's bad bytes: rate-limited lines, not one per message
+  std::string file_host;  // workers[].host of this worker in the --config file
   if (!config_path.empty()) {
     flover::Result<flover::ClusterConfig> config = flover::LoadClusterConfig(config_path);
     if (!config.ok()) {
       spdlog::error("{}", config.status().ToString());
       return flover::kExitStartup;
     }
+    for (const flover::WorkerConfig& w : config->workers)
+      if (w.replica == options.replica && w.rank == options.rank) file_host = w.host;
     options.coordinator = config->endpoints.control;
     options.max_message_bytes = config->limits.max_worker_message_bytes;
     if (config->security.mode == flover::SecurityMode::kCurve && key_file.empty()) {
@@ -83,6 +95,7 @@ int main(int argc, char** argv) {
     spdlog::error("flover-worker needs the coordinator's control endpoint: --coordinator tcp://HOST:PORT");
     return flover::kExitStartup;
   }
+  options.host = flover::ConfiguredWorkerHost(host_flag, file_host).value_or("");  // "": picked at start
   if (!key_file.empty()) {
     flover::Result<flover::CurveClientKeys> keys = flover::LoadCurveClientKeys(key_file, server_key_file);
     if (!keys.ok()) {

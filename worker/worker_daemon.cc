@@ -14,6 +14,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/cluster_config_proto.h"
+#include "common/local_address.h"
 #include "common/log_limiter.h"
 #include "worker/backend.h"
 #include "worker/model/shard.h"
@@ -38,6 +39,18 @@ std::string WorkerDaemon::Name() const {
 Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& options, const std::atomic<bool>* stop) {
   std::unique_ptr<WorkerDaemon> w(new WorkerDaemon(options));
   w->stop_ = stop;
+  if (w->options_.host.empty()) {
+    Result<std::string> local = LocalAddressToward(options.coordinator);
+    if (local.ok()) {
+      w->options_.host = *local;
+      spdlog::info("{}: collectives on {}, this host's address toward the coordinator {} (--host overrides)",
+                   w->Name(), w->options_.host, options.coordinator);
+    } else {
+      w->options_.host = "127.0.0.1";
+      spdlog::warn("{}: collectives on 127.0.0.1, so only ranks on this host reach them: {}; give --host ADDRESS",
+                   w->Name(), local.status().ToString());
+    }
+  }
   FLOVER_ASSIGN_OR_RETURN(w->control_, ControlChannel::Connect(w->context_, options.coordinator,
                                                                options.curve ? &*options.curve : nullptr,
                                                                options.max_message_bytes));

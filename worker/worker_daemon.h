@@ -55,7 +55,9 @@ struct WorkerOptions {
   int replica = 0;
   int rank = 0;
   int threads = 0;          // 0: the config's, else OpenMP's default
-  std::string host = "127.0.0.1";  // address the collectives bind
+  // The address the collectives bind and the coordinator shows. "": Start() takes the
+  // local address of this host's route to `coordinator` (local_address.h), and logs it.
+  std::string host;
   std::chrono::milliseconds register_timeout{30000};
   // The largest message accepted on the control connection until the coordinator's
   // config arrives (then its limits.max_worker_message_bytes holds, for the plans and

@@ -681,6 +681,111 @@ TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
   EXPECT_NE(read("after.json").find(" and Ben were playing in the park."), std::string::npos) << up.output;
 }
 
+// The first SIGTERM to flover up, or a terminal's Ctrl-C (SIGINT to its whole process
+// group), drains, as the coordinator does on its own: the requests in flight (streamed)
+// run to their end, with the in-process engine's tokens, then the workers stop and
+// flover up exits 0. Ctrl-C reaches flover up only: its daemons lead their own groups. The workers, started without --host,
+// show the address of their route to the coordinator (loopback here). A request can end
+// before the signal lands (stories260K is fast): an attempt whose coordinator never
+// said "draining: N request(s) in flight" proves nothing and is repeated, up to 4 times.
+struct UpSignal {
+  std::string name;
+  int signo;
+  bool to_group;  // kill(-pgid): what a terminal does
+};
+void PrintTo(const UpSignal& signal, std::ostream* os) { *os << signal.name; }
+
+class FloverUpDrainTest : public ::testing::TestWithParam<UpSignal> {};
+
+TEST_P(FloverUpDrainTest, TheFirstSignalLetsTheRequestsInFlightFinish) {
+  const UpSignal& signal = GetParam();
+  const std::string dir = ::testing::TempDir();
+  const std::string config = WriteUpConfig("drain_" + signal.name, 2, testing::Stories260kBin());
+  std::vector<RequestParams> requests(4);
+  requests[0].prompt = {1, 403, 407, 261};
+  requests[1].prompt = {1, 9, 322, 4};
+  requests[2].prompt = {1, 261, 403};
+  requests[3].prompt = {1, 9, 407, 322, 4};
+  for (RequestParams& r : requests) {
+    r.stop.max_tokens = 480;
+    r.stop.ignore_eos = true;
+  }
+  const std::vector<testing::EngineResult> expected = EngineGreedy(requests);
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  bool drained = false;
+  for (int attempt = 1; attempt <= 4 && !drained; ++attempt) {
+    SCOPED_TRACE("attempt " + std::to_string(attempt));
+    const std::string log = dir + "/drain_" + signal.name + "_" + std::to_string(attempt) + ".log";
+    std::remove(log.c_str());
+    Result<ChildProcess> up =
+        ChildProcess::Spawn({testing::FloverBinary(), "up", "--config", config}, "flover up", log,
+                            /*own_process_group=*/signal.to_group);
+    ASSERT_TRUE(up.ok()) << up.status().ToString();
+    // The client endpoint, from the line that says the cluster is ready.
+    const std::string marker = "ready: client endpoint ";
+    std::string endpoint;
+    for (const auto deadline = std::chrono::steady_clock::now() + 300s; endpoint.empty();) {
+      ASSERT_FALSE(up->PollExit().has_value()) << read(log);
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << read(log);
+      const std::string text = read(log);
+      const size_t at = text.find(marker);
+      const size_t end = at == std::string::npos ? at : text.find_first_of(", \n", at + marker.size());
+      if (end != std::string::npos) endpoint = text.substr(at + marker.size(), end - at - marker.size());
+      else std::this_thread::sleep_for(20ms);
+    }
+    Result<std::unique_ptr<Client>> client = Client::Connect(endpoint);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    Result<proto::ClusterStatus> status = (*client)->FetchStatus(kStatusWait);
+    ASSERT_TRUE(status.ok()) << status.status().ToString();
+    ASSERT_EQ(status->replicas(0).workers_size(), 2);
+    for (const proto::WorkerStatus& w : status->replicas(0).workers()) EXPECT_EQ(w.host(), "127.0.0.1");
+
+    RequestSession session(**client);
+    for (size_t i = 0; i < requests.size(); ++i)
+      ASSERT_TRUE(session.Submit(TokenRequest("r" + std::to_string(i), requests[i].prompt, requests[i].stop)).ok());
+    const Status streaming = session.WaitUntil(
+        [&] {
+          for (const RequestRecord& r : session.records())
+            if (!r.streamed.empty()) return true;
+          return false;
+        },
+        60s);
+    ASSERT_TRUE(streaming.ok()) << streaming.ToString();
+    if (signal.to_group) {
+      ASSERT_EQ(kill(-up->pid(), signal.signo), 0);
+    } else {
+      up->Signal(signal.signo);
+    }
+
+    std::map<std::string, RequestRecord> out = Collect(session, 120s);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const RequestRecord& o = out["r" + std::to_string(i)];
+      EXPECT_EQ(o.finish, "length") << o.ErrorString();
+      EXPECT_EQ(o.tokens, expected[i].tokens) << "r" << i;
+      EXPECT_EQ(o.streamed, expected[i].tokens) << "r" << i << ": every token streamed once, in order";
+    }
+    std::optional<std::string> exit;
+    for (const auto deadline = std::chrono::steady_clock::now() + 120s; !(exit = up->PollExit());) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "flover up did not stop:\n" << read(log);
+      std::this_thread::sleep_for(20ms);
+    }
+    const std::string text = read(log);
+    EXPECT_EQ(*exit, "exit 0") << text;
+    EXPECT_NE(text.find("flover up: draining: "), std::string::npos) << text;
+    EXPECT_NE(text.find("flover-coordinator stopped (exit 0)"), std::string::npos) << text;
+    EXPECT_EQ(text.find("stopping with "), std::string::npos) << "the coordinator failed requests:\n" << text;
+    drained = text.find(" request(s) in flight, for up to 10.0 s") != std::string::npos;  // the coordinator's line
+  }
+  EXPECT_TRUE(drained) << "in every attempt, the requests ended before the coordinator got the signal";
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, FloverUpDrainTest,
+                         ::testing::Values(UpSignal{"sigterm", SIGTERM, false}, UpSignal{"ctrl_c", SIGINT, true}),
+                         [](const ::testing::TestParamInfo<UpSignal>& info) { return info.param.name; });
+
 TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
   // The workers check the model against the config before they read any tensor, and
   // tell the coordinator why they gave up; flover up's last line carries that reason,

@@ -351,6 +351,39 @@ TEST(DeployTest, SystemdUnitsVerify) {
   }
 }
 
+TEST(DeployTest, SystemdWorkerUnitPassesHostOnlyWhenFloverWorkerHostIsSet) {
+  // The worker unit's command as systemd runs it, flover-worker replaced by a script that
+  // prints its arguments one a line. Without FLOVER_WORKER_HOST the worker gets no --host
+  // (it takes the file's workers[].host, else its address on the route to the
+  // coordinator); with it, --host and the value, one word.
+  const std::string unit = ReadFile(kSourceDir + "/deploy/systemd/flover-worker@.service");
+  ASSERT_FALSE(unit.empty());
+  const std::string dir = ::testing::TempDir() + "/worker-unit";
+  std::filesystem::create_directories(dir);
+  const std::string print_args = dir + "/print-args";
+  std::ofstream(print_args) << "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n";
+  std::filesystem::permissions(print_args, std::filesystem::perms::owner_all);
+  std::string line = ExpandSpecifiers(UnitSetting(unit, "ExecStart"), "1-0");
+  ReplaceAll(line, "/usr/local/bin/flover-worker", print_args);
+  const std::string base = "--config\n/etc/flover/cluster.yaml\n--replica\n1\n--rank\n0\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"/usr/bin/env", "-u", "FLOVER_WORKER_HOST"}, base},
+      {{"/usr/bin/env", "FLOVER_WORKER_HOST="}, base},
+      {{"/usr/bin/env", "FLOVER_WORKER_HOST=10.0.0.2"}, base + "--host\n10.0.0.2\n"},
+  };
+  for (const auto& [prefix, expected] : cases) {
+    SCOPED_TRACE(prefix.back());
+    std::vector<std::string> argv = prefix;
+    for (std::string& word : SplitCommandLine(line)) argv.push_back(std::move(word));
+    const std::string out = dir + "/args.txt";
+    std::remove(out.c_str());
+    Result<ChildProcess> run = ChildProcess::Spawn(argv, "flover-worker@1-0", out);
+    ASSERT_TRUE(run.ok()) << run.status().ToString();
+    EXPECT_EQ(WaitExit(*run, 60s), "exit 0");
+    EXPECT_EQ(ReadFile(out), expected);
+  }
+}
+
 TEST(DeployTest, SystemdUnitCommandsServeRecoverFromAWorkerCrashAndStopCleanly) {
   const std::string coordinator_unit = ReadFile(kSourceDir + "/deploy/systemd/flover-coordinator.service");
   const std::string worker_unit = ReadFile(kSourceDir + "/deploy/systemd/flover-worker@.service");
