@@ -1,6 +1,6 @@
 // The deployment files run the real daemons: the ExecStart lines of deploy/systemd and
-// the container commands of deploy/kubernetes/flover.yaml are read from the shipped
-// files, pointed at the binaries of this build, the shipped secured cluster files (keys
+// the container commands of deploy/kubernetes (the kustomization's resource files) are
+// read from the shipped files, pointed at the binaries of this build, the shipped secured cluster files (keys
 // made here, given to each daemon as systemd's LoadCredential= and Kubernetes' Secret and
 // ConfigMap volumes would) and free ports, and run as the service manager would.
 // Checked: the cluster becomes ready and serves run.c's text to a client key; when a
@@ -712,12 +712,27 @@ std::vector<std::string> ContainerEnv(const YAML::Node& container, const PodFile
   return words;
 }
 
-TEST(DeployTest, KubernetesManifestCommandsServe) {
-  const std::string manifest_text = ReadFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
-  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(kSourceDir + "/deploy/kubernetes/flover.yaml");
+// The objects of a kustomization folder's resource files (`dir`/kustomization.yaml,
+// which lists only files here: tests/deploy renders overlays), by "Kind/name".
+std::map<std::string, YAML::Node> KustomizationObjects(const std::string& dir) {
   std::map<std::string, YAML::Node> by_kind_name;
-  for (const YAML::Node& d : docs)
-    by_kind_name[d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>()] = d;
+  const YAML::Node kustomization = YAML::LoadFile(dir + "/kustomization.yaml");
+  EXPECT_TRUE(kustomization["resources"].IsSequence()) << dir;
+  for (const YAML::Node& resource : kustomization["resources"]) {
+    for (const YAML::Node& d : YAML::LoadAllFromFile(dir + "/" + resource.as<std::string>())) {
+      const std::string kind_name = d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>();
+      EXPECT_FALSE(by_kind_name.count(kind_name)) << kind_name << " twice";
+      by_kind_name[kind_name] = d;
+    }
+  }
+  return by_kind_name;
+}
+
+TEST(DeployTest, KubernetesManifestCommandsServe) {
+  // The kustomization's header holds the commands that make the Secrets and ConfigMaps.
+  const std::string kubernetes_dir = kSourceDir + "/deploy/kubernetes";
+  const std::string manifest_text = ReadFile(kubernetes_dir + "/kustomization.yaml");
+  std::map<std::string, YAML::Node> by_kind_name = KustomizationObjects(kubernetes_dir);
   ASSERT_TRUE(by_kind_name.count("ConfigMap/flover-config"));
   ASSERT_TRUE(by_kind_name.count("Deployment/flover-coordinator"));
   ASSERT_TRUE(by_kind_name.count("StatefulSet/flover-replica-0"));
@@ -852,6 +867,7 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   std::vector<ChildProcess> pods;
   for (int ordinal = 0; ordinal < shipped->tensor_parallel; ++ordinal) {
     // The pod's environment (the downward API of the manifest).
+    // (OMP_NUM_THREADS: the downward API's CPU limit; one thread here.)
     std::vector<std::string> argv = {"/usr/bin/env", "POD_NAME=flover-replica-0-" + std::to_string(ordinal),
                                      "POD_IP=127.0.0.1", "OMP_NUM_THREADS=1"};
     argv.insert(argv.end(), worker_command.begin(), worker_command.end());
@@ -870,6 +886,31 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   coordinator->Signal(SIGTERM);  // a pod's termination
   EXPECT_EQ(WaitExit(*coordinator, 15s), "exit 0");
   for (ChildProcess& pod : pods) EXPECT_EQ(WaitExit(pod, 15s), "exit 0") << pod.name();
+}
+
+TEST(DeployTest, KubernetesGpuClusterFileIsValid) {
+  // gpu/config.yaml replaces the base's cluster file for GPU workers: valid, secured, a
+  // worker on its pod's only GPU for every rank of every replica, ranks as many as each
+  // worker StatefulSet's pods, the base's endpoints and key paths.
+  const std::string kubernetes_dir = kSourceDir + "/deploy/kubernetes";
+  const YAML::Node gpu = YAML::LoadFile(kubernetes_dir + "/gpu/config.yaml");
+  ASSERT_EQ(gpu["metadata"]["name"].as<std::string>(""), "flover-config");
+  Result<ClusterConfig> config =
+      ParseClusterConfig(gpu["data"]["cluster.yaml"].as<std::string>(), "gpu/config.yaml", "/etc/flover");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  std::map<std::string, YAML::Node> base = KustomizationObjects(kubernetes_dir);
+  Result<ClusterConfig> cpu = ParseClusterConfig(base["ConfigMap/flover-config"]["data"]["cluster.yaml"].as<std::string>(),
+                                                 "config.yaml", "/etc/flover");
+  ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
+  EXPECT_EQ(config->security.mode, SecurityMode::kCurve);
+  EXPECT_EQ(config->security.coordinator_key, cpu->security.coordinator_key);
+  EXPECT_EQ(config->security.client_keys, cpu->security.client_keys);
+  EXPECT_EQ(config->endpoints.client, cpu->endpoints.client);
+  EXPECT_EQ(config->endpoints.control, cpu->endpoints.control);
+  EXPECT_EQ(config->endpoints.plans, cpu->endpoints.plans);
+  EXPECT_EQ(config->tensor_parallel, base["StatefulSet/flover-replica-0"]["spec"]["replicas"].as<int>());
+  ASSERT_EQ(config->workers.size(), static_cast<size_t>(config->replicas * config->tensor_parallel));
+  for (const WorkerConfig& w : config->workers) EXPECT_EQ(w.device, "cuda:0") << w.replica << "-" << w.rank;
 }
 
 }  // namespace
