@@ -162,6 +162,14 @@ class RenderedChecks:
 class Base(RenderedChecks, unittest.TestCase):
     directory = KUBERNETES_DIR
 
+    def test_the_guide_makes_the_keys_as_the_header_does(self):
+        guide = (SOURCE_DIR / "docs" / "deploy.md").read_text(encoding="utf-8")
+        commands = [line.lstrip("# ").rstrip() for line in self.header.splitlines()
+                    if re.match(r"#\s+(for k in|kubectl create|--from-file)", line)]
+        self.assertGreaterEqual(len(commands), 7)
+        for command in commands:
+            self.assertIn(command, guide, "docs/deploy.md and kustomization.yaml's header differ")
+
     def test_cpu_workers_have_no_gpu(self):
         for statefulset in by_kind(self.objects, "StatefulSet"):
             container = statefulset["spec"]["template"]["spec"]["containers"][0]
