@@ -6,8 +6,10 @@
 // Checked: the cluster becomes ready and serves run.c's text to a client key; when a
 // worker dies, the other worker of its replica exits non-zero (so that systemd's
 // Restart=on-failure restarts it), and the restarted workers bring the replica back; the
-// units' ExecReload admits a new key; stopping the coordinator with the units' signal
-// shuts everything down with exit 0 within the units' stop timeouts. The coordinator
+// units' ExecReload admits a new key; a replica added to the Kubernetes files as
+// docs/deploy.md says serves after the coordinator's reload; stopping the coordinator
+// with the units' signal shuts everything down with exit 0 within the units' stop
+// timeouts. The coordinator
 // unit is Type=notify: the coordinator tells the NOTIFY_SOCKET its progress, and READY=1
 // once a replica is ready.
 #include <gtest/gtest.h>
@@ -856,31 +858,64 @@ TEST(DeployTest, KubernetesManifestCommandsServe) {
   EXPECT_NE(not_ready.output.find("not ready: 0 of 1 replicas ready; replica 0 starting"), std::string::npos)
       << not_ready.output;
 
-  const YAML::Node worker_container = workers_set["spec"]["template"]["spec"]["containers"][0];
-  std::vector<std::string> worker_command = worker_container["command"].as<std::vector<std::string>>();
-  const std::vector<std::string> worker_args = worker_container["args"].as<std::vector<std::string>>();
-  ASSERT_EQ(worker_args.size(), 1u);
-  std::string script = worker_files.Local(worker_args[0]);
-  // The Service's DNS name and port, and the image's PATH.
-  ReplaceAll(script, "tcp://" + service + ":5556", "tcp://" + service_address + ":" + std::to_string(port_of["5556"]));
-  ReplaceAll(script, "exec flover-worker ", "exec " + testing::WorkerBinary() + " ");
+  // A StatefulSet's pods, one per rank: its container's command, with the pods'
+  // environment (the downward API; OMP_NUM_THREADS: the CPU limit, one thread here), the
+  // Service's DNS name and port, and the image's PATH.
   std::vector<ChildProcess> pods;
-  for (int ordinal = 0; ordinal < shipped->tensor_parallel; ++ordinal) {
-    // The pod's environment (the downward API of the manifest).
-    // (OMP_NUM_THREADS: the downward API's CPU limit; one thread here.)
-    std::vector<std::string> argv = {"/usr/bin/env", "POD_NAME=flover-replica-0-" + std::to_string(ordinal),
-                                     "POD_IP=127.0.0.1", "OMP_NUM_THREADS=1"};
-    argv.insert(argv.end(), worker_command.begin(), worker_command.end());
-    argv.push_back(script);
-    Result<ChildProcess> pod = ChildProcess::Spawn(argv, "worker pod " + std::to_string(ordinal));
-    ASSERT_TRUE(pod.ok()) << pod.status().ToString();
-    pods.push_back(std::move(pod).value());
-  }
+  auto start_pods = [&](const YAML::Node& statefulset) {
+    const std::string name = statefulset["metadata"]["name"].as<std::string>();
+    const YAML::Node container = statefulset["spec"]["template"]["spec"]["containers"][0];
+    const std::vector<std::string> command = container["command"].as<std::vector<std::string>>();
+    const std::vector<std::string> args = container["args"].as<std::vector<std::string>>();
+    ASSERT_EQ(args.size(), 1u) << name;
+    std::string script = worker_files.Local(args[0]);
+    ReplaceAll(script, "tcp://" + service + ":5556",
+               "tcp://" + service_address + ":" + std::to_string(port_of["5556"]));
+    ReplaceAll(script, "exec flover-worker ", "exec " + testing::WorkerBinary() + " ");
+    for (int ordinal = 0; ordinal < statefulset["spec"]["replicas"].as<int>(); ++ordinal) {
+      const std::string pod_name = name + "-" + std::to_string(ordinal);
+      std::vector<std::string> argv = {"/usr/bin/env", "POD_NAME=" + pod_name, "POD_IP=127.0.0.1", "OMP_NUM_THREADS=1"};
+      argv.insert(argv.end(), command.begin(), command.end());
+      argv.push_back(script);
+      Result<ChildProcess> pod = ChildProcess::Spawn(argv, "pod " + pod_name);
+      ASSERT_TRUE(pod.ok()) << pod.status().ToString();
+      pods.push_back(std::move(pod).value());
+    }
+  };
+  start_pods(workers_set);
   const std::string client_endpoint = "tcp://127.0.0.1:" + std::to_string(port_of["5555"]);
   ASSERT_TRUE(WaitReady(client_endpoint, testing::ClusterKeys(keys, "root"), 60s));
   const ShellRun ready = probe("readinessProbe");
   EXPECT_EQ(ready.exit_code, 0) << ready.output;
   EXPECT_NE(ready.output.find("ready: 1 of 1 replicas ready"), std::string::npos) << ready.output;
+  ExpectServes(client_endpoint, KeyFlags(keys + "/alice.key", keys + "/coordinator.pub"));
+
+  // Scaling replicas as docs/deploy.md says: add-replica.sh 1 (on a copy of the files),
+  // parallel.replicas raised in config.yaml, the ConfigMap's new file seen by the pod,
+  // the coordinator told (kill -HUP 1 in its container), the new StatefulSet's pods
+  // started: both replicas serve.
+  const std::string scaled_dir = dir + "/kubernetes-scaled";
+  std::filesystem::copy(kubernetes_dir, scaled_dir, std::filesystem::copy_options::recursive);
+  const ShellRun added = RunShell("bash " + scaled_dir + "/add-replica.sh 1");
+  ASSERT_EQ(added.exit_code, 0) << added.output;
+  std::string scaled_config = ReadFile(scaled_dir + "/config.yaml");
+  ASSERT_NE(scaled_config.find("parallel: {replicas: 1, tensor: 2}"), std::string::npos);
+  ReplaceAll(scaled_config, "parallel: {replicas: 1, tensor: 2}", "parallel: {replicas: 2, tensor: 2}");
+  std::ofstream(scaled_dir + "/config.yaml") << scaled_config;
+  std::map<std::string, YAML::Node> scaled = KustomizationObjects(scaled_dir);
+  ASSERT_TRUE(scaled.count("StatefulSet/flover-replica-1"));
+  ASSERT_TRUE(scaled.count("Service/flover-replica-1"));
+  std::string scaled_yaml = scaled["ConfigMap/flover-config"]["data"]["cluster.yaml"].as<std::string>();
+  for (const auto& [shipped_port, free_port] : port_of)
+    ReplaceAll(scaled_yaml, "tcp://*:" + shipped_port, "tcp://*:" + std::to_string(free_port));
+  std::ofstream(config) << coordinator_files.Local(scaled_yaml);
+  coordinator->Signal(SIGHUP);
+  start_pods(scaled["StatefulSet/flover-replica-1"]);
+  ASSERT_TRUE(WaitReady(client_endpoint, testing::ClusterKeys(keys, "root"), 60s))
+      << "the added replica did not become ready";
+  const ShellRun both = probe("readinessProbe");
+  EXPECT_EQ(both.exit_code, 0) << both.output;
+  EXPECT_NE(both.output.find("ready: 2 of 2 replicas ready"), std::string::npos) << both.output;
   ExpectServes(client_endpoint, KeyFlags(keys + "/alice.key", keys + "/coordinator.pub"));
 
   coordinator->Signal(SIGTERM);  // a pod's termination
