@@ -396,7 +396,10 @@ void Coordinator::SetConfigFile(std::string path, ClusterConfig as_read) {
 }
 
 Status Coordinator::ReloadAdmittedKeys() {
-  if (security_.mode != SecurityMode::kCurve) return Status::Ok();
+  if (security_.mode != SecurityMode::kCurve) {
+    spdlog::info("reload: no keys to read again (security.mode is not curve)");
+    return Status::Ok();
+  }
   Result<AccessList> keys = AccessList::Load(security_);
   if (!keys.ok()) {
     spdlog::error("reload: {}; the keys loaded before stay in force", keys.status().ToString());

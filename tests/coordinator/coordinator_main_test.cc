@@ -147,7 +147,8 @@ TEST(CoordinatorMainTest, NonLoopbackEndpointWithoutSecurityExitsTwoNamingTheFix
       << ReadFile(err);
 }
 
-// SIGHUP reloads keys (docs/security.md): it never stops the daemon, whatever the mode.
+// SIGHUP reloads keys (docs/security.md) and the cluster file (docs/deploy.md): it never
+// stops the daemon, whatever the mode.
 TEST(CoordinatorMainTest, SighupDoesNotStopIt) {
   const std::string config = TempPath("hup.yaml");
   const std::string endpoints_file = TempPath("hup_endpoints.json");
@@ -166,6 +167,13 @@ TEST(CoordinatorMainTest, SighupDoesNotStopIt) {
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_NE(ReadFile(err).find("no keys to read again"), std::string::npos) << ReadFile(err);
+  // The cluster file, read again unchanged, is the next generation.
+  for (auto until = std::chrono::steady_clock::now() + 30s;
+       ReadFile(err).find("config generation 2") == std::string::npos;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "no config reload logged: " << ReadFile(err);
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(ReadFile(err).find("no change"), std::string::npos) << ReadFile(err);
   ASSERT_EQ(::kill(daemon.pid(), SIGTERM), 0);
   EXPECT_EQ(daemon.Wait(30s), 0) << ReadFile(err);
 }
