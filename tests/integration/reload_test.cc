@@ -6,6 +6,11 @@
 // nothing.
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -156,6 +161,30 @@ TEST(ReloadTest, AChangeThatCannotApplyLiveIsRefusedAndNothingChanges) {
   reply = (*cluster)->Reload(o);
   ASSERT_TRUE(reply.ok()) << reply.status().ToString();
   EXPECT_EQ(reply->summary(), "no change");
+}
+
+// Under flover up, `flover reload` (here from its --exec command) adds a replica whose
+// worker flover up starts itself, once the coordinator took the new file.
+TEST(ReloadTest, FloverUpStartsTheWorkersOfAReplicaAddedByFloverReload) {
+  char tmpl[] = "/tmp/flover-reload-up-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::ofstream(dir + "/cluster.yaml") << testing::ClusterYaml(Stories(1));
+  std::ofstream(dir + "/two.yaml") << testing::ClusterYaml(Stories(2));
+  const std::string flover = testing::FloverBinary();
+  const std::string exec = "cp " + dir + "/two.yaml " + dir + "/cluster.yaml && " + flover + " reload && " + flover +
+                           " status --wait-ready 120 && " + flover + " status --json > " + dir + "/status.json";
+  const testing::ShellRun up =
+      testing::RunShell(flover + " up --config " + dir + "/cluster.yaml --exec '" + exec + "'");
+  EXPECT_EQ(up.exit_code, 0) << up.output;
+  EXPECT_NE(up.output.find("config generation 2: replicas 1 -> 2 (added 1)"), std::string::npos) << up.output;
+  EXPECT_NE(up.output.find("flover-worker 1/0 started for replica 1, added by a reload"), std::string::npos)
+      << up.output;
+  std::ifstream in(dir + "/status.json");
+  const std::string status((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(status.find("\"replicas_ready\":2"), std::string::npos) << status;
+  EXPECT_NE(status.find("\"config_generation\":2"), std::string::npos) << status;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
