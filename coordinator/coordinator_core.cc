@@ -77,7 +77,7 @@ void CoordinatorCore::OnClientMessage(const std::string& identity, ClientRole ro
     case proto::ClientMessage::kSubmit: HandleSubmit(identity, role, message->submit(), now); break;
     case proto::ClientMessage::kCancel: HandleCancel(identity, message->cancel(), now); break;
     case proto::ClientMessage::kStatus: HandleStatus(identity, role, now); break;
-    case proto::ClientMessage::kReload: HandleReload(identity, role); break;
+    case proto::ClientMessage::kReload: HandleReload(identity, role, now); break;
     case proto::ClientMessage::BODY_NOT_SET: break;  // rejected by ParseClientMessage
   }
 }

@@ -277,8 +277,9 @@ class CoordinatorCore {
   // the clients of requests that expect no reply soon.
   void ProbeClients(Clock::time_point now);
 
-  // A reload request: admins only (else PermissionDenied); queued for the shell.
-  void HandleReload(const std::string& identity, ClientRole role);
+  // A reload request: admins only (else PermissionDenied), at the status requests' rate
+  // (else ResourceExhausted); queued for the shell.
+  void HandleReload(const std::string& identity, ClientRole role, Clock::time_point now);
 
   // ---- workers
   void HandleRegister(const std::string& identity, const proto::RegisterWorker& reg, Clock::time_point now);

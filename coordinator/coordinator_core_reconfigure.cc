@@ -60,9 +60,17 @@ CoordinatorCore::Reconfigured CoordinatorCore::Reconfigure(const ClusterConfig& 
   return {config_generation_, summary};
 }
 
-void CoordinatorCore::HandleReload(const std::string& identity, ClientRole role) {
+void CoordinatorCore::HandleReload(const std::string& identity, ClientRole role, Clock::time_point now) {
   if (role != ClientRole::kAdmin) {
     SendToClient(identity, ErrorReply("", PermissionDenied("reloading the cluster file is for admin keys only")));
+    return;
+  }
+  // Each reload reads files: it shares the status requests' rate per connection.
+  if (!client_limiter_.AllowStatus(identity, now)) {
+    SendToClient(identity, ErrorReply("", ResourceExhausted(fmt::format(
+                                              "reload: at most {} status or reload requests per second per "
+                                              "connection (limits.status_per_client_per_second)",
+                                              config_.limits.status_per_client_per_second))));
     return;
   }
   outbox_.reloads.push_back(identity);

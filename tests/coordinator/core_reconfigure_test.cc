@@ -222,6 +222,28 @@ TEST_F(CoreTest, OnlyAdminsMayAskForAReload) {
   EXPECT_THAT(r.error().message(), HasSubstr("model.path"));
 }
 
+// Each reload reads files: an admin's connection gets them at the status rate at most.
+TEST_F(CoreTest, ReloadsShareTheStatusRate) {
+  Options o;
+  o.limits.status_per_client_per_second = 2;
+  Start(o);
+  SimClient& admin = AddClient(ClientRole::kAdmin);
+  int reloads = 0;
+  sim().on_reload = [&]() -> Result<CoordinatorCore::Reconfigured> {
+    ++reloads;
+    return CoordinatorCore::Reconfigured{1, "no change"};
+  };
+  proto::ClientMessage m;
+  m.mutable_reload();
+  for (int i = 0; i < 3; ++i) admin.Send(m);
+  EXPECT_TRUE(Reply(admin).has_reload());
+  EXPECT_TRUE(Reply(admin).has_reload());
+  const proto::ServerMessage third = Reply(admin);
+  ASSERT_TRUE(third.has_error()) << third.DebugString();
+  EXPECT_EQ(third.error().code(), "ResourceExhausted");
+  EXPECT_EQ(reloads, 2);
+}
+
 // ---- what may change live
 
 TEST(CheckLiveChangeTest, ReplicasSchedulerAndTheNewReplicasWorkersMayChange) {
