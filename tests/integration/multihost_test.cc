@@ -180,13 +180,13 @@ class MultiHostTest : public ::testing::Test {
   }
 
   // `flover status --json`; a null json when it fails.
-  nlohmann::json Status() const {
+  nlohmann::json ClusterStatus() const {
     const ShellRun run = RunShell(FloverInC("status --json --timeout 30 2>/dev/null"));
     if (run.exit_code != 0) return nullptr;
     return nlohmann::json::parse(run.output, nullptr, false);
   }
   int ReplicasReady() const {
-    const nlohmann::json s = Status();
+    const nlohmann::json s = ClusterStatus();
     return s.is_object() && s.contains("replicas_ready") ? s["replicas_ready"].get<int>() : -1;
   }
   // Polls the status until `done` holds or `limit` passes; the time it took, or nullopt.
@@ -204,7 +204,10 @@ class MultiHostTest : public ::testing::Test {
     std::string args = "generate --json --timeout 300 --connect-timeout 60 --max-tokens " + std::to_string(max_tokens);
     for (const std::vector<int>& p : prompts) {
       std::string ids;
-      for (int id : p) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+      for (int id : p) {
+        if (!ids.empty()) ids += ',';
+        ids += std::to_string(id);
+      }
       args += " --prompt-ids " + ids;
     }
     const std::string err = dir_ + "/generate-" + std::to_string(index) + ".err";
@@ -240,7 +243,7 @@ class MultiHostTest : public ::testing::Test {
 
   void WaitAllReady() {
     const std::optional<double> t = WaitFor([&] { return ReplicasReady() == 2; }, 300s);
-    ASSERT_TRUE(t.has_value()) << "the cluster was not ready after 300 s: " << Status().dump();
+    ASSERT_TRUE(t.has_value()) << "the cluster was not ready after 300 s: " << ClusterStatus().dump();
     std::printf("[timing] cluster ready over the veth network after %.1f s\n", *t);
   }
 
@@ -253,7 +256,7 @@ class MultiHostTest : public ::testing::Test {
 TEST_F(MultiHostTest, ServesExactTokensAcrossHosts) {
   WaitAllReady();
   // Replica 0's ranks are on two hosts: TCP; replica 1's share h2: shared memory.
-  const nlohmann::json status = Status();
+  const nlohmann::json status = ClusterStatus();
   ASSERT_TRUE(status.is_object());
   EXPECT_EQ(status["replicas"][0]["workers"][0]["host"], lab_->Address("h1")) << status.dump();
   EXPECT_EQ(status["replicas"][0]["workers"][1]["host"], lab_->Address("h2")) << status.dump();
@@ -265,7 +268,7 @@ TEST_F(MultiHostTest, ServesExactTokensAcrossHosts) {
   const std::vector<std::vector<int>> prompts = Prompts(8, 1);
   const std::vector<std::vector<int>> expected = testing::EngineGreedy(prompts, 60);
   ExpectExact(Generate(prompts, 60, 0), expected);
-  const nlohmann::json after = Status();
+  const nlohmann::json after = ClusterStatus();
   ASSERT_TRUE(after.is_object());
   // Both replicas served.
   EXPECT_GT(after["replicas"][0]["tokens_generated"].get<uint64_t>(), 0u) << after.dump();

@@ -33,15 +33,25 @@ void DeleteStaleNamespaces() {
   }
 }
 
+// The ip program's path, for exec without a PATH search ("ip" when none is found).
+std::string IpBinary() {
+  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+    if (access(path, X_OK) == 0) return path;
+  return "ip";
+}
+
 }  // namespace
 
 std::string ShellQuote(const std::vector<std::string>& argv) {
   std::string out;
   for (const std::string& a : argv) {
     if (!out.empty()) out += ' ';
-    out += '\'';
-    for (char c : a) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    out += '\'';
+    out.push_back('\'');
+    for (char c : a) {
+      if (c == '\'') out.append("'\\''");
+      else out.push_back(c);
+    }
+    out.push_back('\'');
   }
   return out;
 }
@@ -105,7 +115,7 @@ std::string NetnsLab::Address(const std::string& host) const {
 }
 
 std::vector<std::string> NetnsLab::InHost(const std::string& host, const std::vector<std::string>& argv) const {
-  std::vector<std::string> out = {"ip", "netns", "exec", Namespace(host)};
+  std::vector<std::string> out = {IpBinary(), "netns", "exec", Namespace(host)};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
