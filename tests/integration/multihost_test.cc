@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -273,6 +274,134 @@ TEST_F(MultiHostTest, ServesExactTokensAcrossHosts) {
   // Both replicas served.
   EXPECT_GT(after["replicas"][0]["tokens_generated"].get<uint64_t>(), 0u) << after.dump();
   EXPECT_GT(after["replicas"][1]["tokens_generated"].get<uint64_t>(), 0u) << after.dump();
+}
+
+TEST_F(MultiHostTest, ServesExactTokensUnderOnePercentPacketLoss) {
+  WaitAllReady();
+  for (const char* host : {"h1", "h2"}) {
+    const Status dropping = lab_->DropPackets(host, 0.01);
+    ASSERT_TRUE(dropping.ok()) << dropping.ToString();
+  }
+  const std::vector<std::vector<int>> prompts = Prompts(16, 2);
+  const std::vector<std::vector<int>> expected = testing::EngineGreedy(prompts, 120);
+  const auto start = Clock::now();
+  std::vector<std::future<GenerateRun>> runs;
+  for (int c = 0; c < 4; ++c) {
+    const std::vector<std::vector<int>> part(prompts.begin() + 4 * c, prompts.begin() + 4 * c + 4);
+    runs.push_back(std::async(std::launch::async, [this, part, c] { return Generate(part, 120, c); }));
+  }
+  for (int c = 0; c < 4; ++c)
+    ExpectExact(runs[c].get(), std::vector<std::vector<int>>(expected.begin() + 4 * c, expected.begin() + 4 * c + 4));
+  uint64_t dropped = 0;
+  for (const char* host : {"h1", "h2"}) dropped += lab_->DroppedPackets(host).value_or(0);
+  const nlohmann::json status = ClusterStatus();
+  std::printf("[timing] 16 requests of 120 tokens under 1%% loss: %.1f s; %llu packets dropped; moved %s\n",
+              Seconds(Clock::now() - start), static_cast<unsigned long long>(dropped),
+              status.is_object() ? status["moved"].dump().c_str() : "?");
+}
+
+// Collects the runs of clients that submit batches in a loop until `stop`.
+struct LoadClients {
+  struct Batch {
+    std::vector<std::vector<int>> prompts;
+    GenerateRun run;
+  };
+  std::atomic<bool> stop{false};
+  std::vector<std::future<std::vector<Batch>>> clients;
+};
+
+TEST_F(MultiHostTest, RequestsOfAPartitionedHostMoveAndItsWorkersRejoinAfterHealing) {
+  WaitAllReady();
+  constexpr int kTokens = 200;
+  LoadClients load;
+  for (int c = 0; c < 3; ++c)
+    load.clients.push_back(std::async(std::launch::async, [this, &load, c] {
+      std::vector<LoadClients::Batch> batches;
+      for (int round = 0; !load.stop; ++round) {
+        LoadClients::Batch b;
+        b.prompts = Prompts(6, 100 * c + round);
+        b.run = Generate(b.prompts, kTokens, 100 * c + round);
+        batches.push_back(std::move(b));
+      }
+      return batches;
+    }));
+  // Partition h1 (replica 0's rank 0) while replica 0 has requests running.
+  const std::optional<double> busy = WaitFor(
+      [&] {
+        const nlohmann::json s = ClusterStatus();
+        return s.is_object() && s["replicas"][0]["running"].get<int>() > 0;
+      },
+      300s);
+  EXPECT_TRUE(busy.has_value()) << "replica 0 never ran a request: " << ClusterStatus().dump();
+  const auto cut = Clock::now();
+  const Status down = lab_->SetLinkUp("h1", false);
+  ASSERT_TRUE(down.ok()) << down.ToString();
+  const std::optional<double> detected = WaitFor(
+      [&] {
+        const nlohmann::json s = ClusterStatus();
+        return s.is_object() && s["replicas"][0]["state"] != "ready";
+      },
+      300s);
+  EXPECT_TRUE(detected.has_value()) << "replica 0 still ready 300 s after its host was cut off";
+  std::this_thread::sleep_for(2s);  // requests keep coming while replica 0 is gone
+  load.stop = true;
+  std::vector<LoadClients::Batch> batches;
+  for (auto& client : load.clients)
+    for (LoadClients::Batch& b : client.get()) batches.push_back(std::move(b));
+  size_t requests = 0;
+  for (const LoadClients::Batch& b : batches) {
+    ExpectExact(b.run, testing::EngineGreedy(b.prompts, kTokens));
+    requests += b.prompts.size();
+  }
+  const nlohmann::json moved = ClusterStatus();
+  ASSERT_TRUE(moved.is_object());
+  EXPECT_GE(moved["moved"].get<uint64_t>(), 1u) << "no request was moved off the partitioned replica: " << moved.dump();
+
+  const auto heal = Clock::now();
+  const Status up = lab_->SetLinkUp("h1", true);
+  ASSERT_TRUE(up.ok()) << up.ToString();
+  const std::optional<double> rejoined = WaitFor([&] { return ReplicasReady() == 2; }, 300s);
+  ASSERT_TRUE(rejoined.has_value()) << "h1's worker did not rejoin within 300 s: " << ClusterStatus().dump();
+  std::printf("[timing] partition of h1 under load: replica 0 failed %.1f s after the cut (heartbeat timeout %d ms); "
+              "%zu requests, all exact, %s moved; healed: both replicas ready %.1f s after the link came up "
+              "(%.1f s after the cut)\n",
+              detected.value_or(-1), kHeartbeatTimeoutMs, requests, moved["moved"].dump().c_str(), *rejoined,
+              Seconds(Clock::now() - cut));
+  (void)heal;
+  // The healed replica serves again.
+  const std::vector<std::vector<int>> prompts = Prompts(8, 7);
+  ExpectExact(Generate(prompts, 60, 999), testing::EngineGreedy(prompts, 60));
+  const nlohmann::json after = ClusterStatus();
+  EXPECT_EQ(after["replicas_ready"], 2) << after.dump();
+}
+
+TEST_F(MultiHostTest, ACoordinatorCutOffFromEveryWorkerFailsRequestsClearlyAndServesAfterHealing) {
+  WaitAllReady();
+  const Status cut = lab_->DropPackets("c", 1.0);  // the clients, on c, still reach it
+  ASSERT_TRUE(cut.ok()) << cut.ToString();
+  const auto start = Clock::now();
+  const std::vector<std::vector<int>> prompts = Prompts(4, 3);
+  const GenerateRun failed = Generate(prompts, 40, 0);
+  const double failed_after = Seconds(Clock::now() - start);
+  EXPECT_EQ(failed.exit_code, 1) << failed.errors;
+  ASSERT_EQ(failed.completions.size(), prompts.size()) << failed.errors;
+  for (const nlohmann::json& c : failed.completions) {
+    ASSERT_TRUE(c.contains("error")) << c.dump();
+    EXPECT_FALSE(c["error"].get<std::string>().empty()) << c.dump();
+  }
+  std::printf("[timing] coordinator cut off: requests failed after %.1f s (heartbeat timeout %d ms + failover wait "
+              "%d ms): %s\n",
+              failed_after, kHeartbeatTimeoutMs, kFailoverWaitMs, failed.completions[0]["error"].dump().c_str());
+
+  const auto heal = Clock::now();
+  const Status healed = lab_->ClearDrops("c");
+  ASSERT_TRUE(healed.ok()) << healed.ToString();
+  const std::optional<double> ready = WaitFor([&] { return ReplicasReady() == 2; }, 300s);
+  ASSERT_TRUE(ready.has_value()) << "the workers did not rejoin within 300 s: " << ClusterStatus().dump();
+  std::printf("[timing] coordinator healed: both replicas ready %.1f s after (%.1f s after the cut)\n", *ready,
+              Seconds(Clock::now() - start));
+  (void)heal;
+  ExpectExact(Generate(prompts, 40, 1), testing::EngineGreedy(prompts, 40));
 }
 
 }  // namespace

@@ -129,11 +129,12 @@ Status NetnsLab::SetLinkUp(const std::string& host, bool up) {
 }
 
 Status NetnsLab::DropPackets(const std::string& host, double probability) {
-  const std::string p = std::to_string(probability);
   for (const char* chain : {"INPUT", "OUTPUT"}) {
-    FLOVER_RETURN_IF_ERROR(Run(InHost(host, {"iptables", "-A", chain, std::string(chain) == "INPUT" ? "-i" : "-o",
-                                             kHostLink, "-m", "statistic", "--mode", "random", "--probability", p,
-                                             "-j", "DROP"})));
+    std::vector<std::string> rule = {"iptables", "-A", chain, std::string(chain) == "INPUT" ? "-i" : "-o", kHostLink};
+    if (probability < 1)
+      rule.insert(rule.end(), {"-m", "statistic", "--mode", "random", "--probability", std::to_string(probability)});
+    rule.insert(rule.end(), {"-j", "DROP"});
+    FLOVER_RETURN_IF_ERROR(Run(InHost(host, rule)));
   }
   return Status::Ok();
 }
@@ -141,6 +142,20 @@ Status NetnsLab::DropPackets(const std::string& host, double probability) {
 Status NetnsLab::ClearDrops(const std::string& host) {
   for (const char* chain : {"INPUT", "OUTPUT"}) FLOVER_RETURN_IF_ERROR(Run(InHost(host, {"iptables", "-F", chain})));
   return Status::Ok();
+}
+
+Result<uint64_t> NetnsLab::DroppedPackets(const std::string& host) {
+  const ShellRun run = RunShell(ShellQuote(InHost(host, {"iptables", "-L", "-v", "-n", "-x"})));
+  if (run.exit_code != 0) return Unavailable("iptables -L in " + Namespace(host) + " failed: " + run.output);
+  uint64_t total = 0;
+  std::istringstream lines(run.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    uint64_t packets = 0;
+    std::string bytes, target;
+    if (words >> packets >> bytes >> target && target == "DROP") total += packets;
+  }
+  return total;
 }
 
 bool NetnsLab::NetemAvailable() {

@@ -18,6 +18,7 @@
 // Requires root (CAP_NET_ADMIN and CAP_SYS_ADMIN). Thread-safety: none.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,9 +48,12 @@ class NetnsLab {
   // it) or up again.
   Status SetLinkUp(const std::string& host, bool up);
   // Drops each packet into and out of the host's eth0 with this probability (iptables
-  // statistic match); loopback is left alone. ClearDrops removes the rules.
+  // statistic match; every packet at probability >= 1: the host is cut off, while its
+  // own processes still reach each other over loopback and its own address).
+  // ClearDrops removes the rules; DroppedPackets counts what the rules dropped.
   Status DropPackets(const std::string& host, double probability);
   Status ClearDrops(const std::string& host);
+  Result<uint64_t> DroppedPackets(const std::string& host);
 
   // Whether tc can add a netem qdisc (tried on a dummy link in a namespace of this lab).
   bool NetemAvailable();
