@@ -293,7 +293,11 @@ TEST_F(MultiHostTest, ServesExactTokensUnderOnePercentPacketLoss) {
   for (int c = 0; c < 4; ++c)
     ExpectExact(runs[c].get(), std::vector<std::vector<int>>(expected.begin() + 4 * c, expected.begin() + 4 * c + 4));
   uint64_t dropped = 0;
-  for (const char* host : {"h1", "h2"}) dropped += lab_->DroppedPackets(host).value_or(0);
+  for (const char* host : {"h1", "h2"}) {
+    const Result<uint64_t> n = lab_->DroppedPackets(host);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    if (n.ok()) dropped += *n;
+  }
   const nlohmann::json status = ClusterStatus();
   std::printf("[timing] 16 requests of 120 tokens under 1%% loss: %.1f s; %llu packets dropped; moved %s\n",
               Seconds(Clock::now() - start), static_cast<unsigned long long>(dropped),
