@@ -71,7 +71,8 @@ Result<std::unique_ptr<NetnsLab>> NetnsLab::Create(const std::vector<std::string
   lab->subnet_ = subnet;
   lab->hosts_ = hosts;
   const std::string sw = lab->prefix_ + kSwitch;
-  FLOVER_RETURN_IF_ERROR(lab->Run({"ip", "netns", "add", sw}));
+  if (const Status added = lab->Run({"ip", "netns", "add", sw}); !added.ok())
+    return FailedPrecondition("this machine cannot make network namespaces: " + added.message());
   lab->made_.push_back(sw);
   FLOVER_RETURN_IF_ERROR(lab->Run({"ip", "-n", sw, "link", "set", "lo", "up"}));
   FLOVER_RETURN_IF_ERROR(lab->Run({"ip", "-n", sw, "link", "add", kBridge, "type", "bridge"}));
@@ -158,14 +159,19 @@ Result<uint64_t> NetnsLab::DroppedPackets(const std::string& host) {
   return total;
 }
 
-bool NetnsLab::NetemAvailable() {
-  const std::string ns = Namespace(hosts_.front());
-  if (!Run({"ip", "-n", ns, "link", "add", "netemprobe", "type", "dummy"}).ok()) return false;
-  const bool ok = Run({"ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "netemprobe", "root", "netem",
-                       "delay", "1ms"})
-                      .ok();
-  (void)Run({"ip", "-n", ns, "link", "delete", "netemprobe"});
-  return ok;
+Status NetnsLab::Delay(const std::string& host, int delay_ms) {
+  return Run(InHost(host, {"tc", "qdisc", "replace", "dev", kHostLink, "root", "netem", "delay",
+                           std::to_string(delay_ms) + "ms"}));
+}
+
+Status NetnsLab::ProbeNetem() {
+  const std::vector<std::string> tc = {IpBinary(), "netns", "exec", prefix_ + kSwitch, "tc", "qdisc"};
+  std::vector<std::string> add = tc;
+  add.insert(add.end(), {"add", "dev", "lo", "root", "netem", "delay", "1ms"});
+  FLOVER_RETURN_IF_ERROR(Run(add));
+  std::vector<std::string> del = tc;
+  del.insert(del.end(), {"del", "dev", "lo", "root"});
+  return Run(del);
 }
 
 }  // namespace flover::testing

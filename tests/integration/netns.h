@@ -10,8 +10,8 @@
 // links and firewall rules), also when Create fails half-way; Create first deletes the
 // namespaces of earlier runs whose process is gone.
 //
-// Known limit: tc's netem qdisc (delay, reordering) needs the kernel's sch_netem, which
-// some machines lack ("Specified qdisc kind is unknown"); NetemAvailable() says whether
+// Known limit: tc's netem qdisc (delay, reordering) needs the kernel's sch_netem,
+// which some machines lack ("Specified qdisc kind is unknown"); ProbeNetem() says whether
 // this one has it. Packet loss uses iptables' statistic match instead, which needs no
 // module beyond netfilter.
 //
@@ -30,6 +30,8 @@ namespace flover::testing {
 class NetnsLab {
  public:
   // `hosts`: short names ("c", "h1", "h2"), at most 200; `subnet`: X of 10.77.X.0/24.
+  // FailedPrecondition when `ip netns add` fails (no privilege, no support: a reason to
+  // skip); Unavailable naming the command and its output when a later step fails.
   static Result<std::unique_ptr<NetnsLab>> Create(const std::vector<std::string>& hosts, int subnet);
   ~NetnsLab();
   NetnsLab(const NetnsLab&) = delete;
@@ -55,8 +57,13 @@ class NetnsLab {
   Status ClearDrops(const std::string& host);
   Result<uint64_t> DroppedPackets(const std::string& host);
 
-  // Whether tc can add a netem qdisc (tried on a dummy link in a namespace of this lab).
-  bool NetemAvailable();
+  // Ok when tc can add a netem qdisc (tried on the loopback of the
+  // switch namespace, then removed);
+  // else tc's error ("Specified qdisc kind is unknown" without the kernel's sch_netem).
+  Status ProbeNetem();
+  // Delays every packet out of the host's eth0 by `delay_ms` (tc netem).
+  // REQUIRES: ProbeNetem() is Ok.
+  Status Delay(const std::string& host, int delay_ms);
 
  private:
   NetnsLab() = default;
