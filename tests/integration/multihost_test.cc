@@ -73,6 +73,14 @@ std::string ReadFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// status["replicas"][r][key], or null when the status lacks it.
+nlohmann::json ReplicaField(const nlohmann::json& status, size_t r, const char* key) {
+  if (!status.is_object() || !status.contains("replicas") || !status["replicas"].is_array() ||
+      status["replicas"].size() <= r || !status["replicas"][r].is_object() || !status["replicas"][r].contains(key))
+    return nullptr;
+  return status["replicas"][r][key];
+}
+
 std::string Tail(const std::string& text, size_t n = 4000) { return text.size() > n ? text.substr(text.size() - n) : text; }
 
 class MultiHostTest : public ::testing::Test {
@@ -190,7 +198,9 @@ class MultiHostTest : public ::testing::Test {
   }
   int ReplicasReady() const {
     const nlohmann::json s = ClusterStatus();
-    return s.is_object() && s.contains("replicas_ready") ? s["replicas_ready"].get<int>() : -1;
+    return s.is_object() && s.contains("replicas_ready") && s["replicas_ready"].is_number_integer()
+               ? s["replicas_ready"].get<int>()
+               : -1;
   }
   // Polls the status until `done` holds or `limit` passes; the time it took, or nullopt.
   template <typename Pred>
@@ -271,8 +281,10 @@ TEST_F(MultiHostTest, ServesExactTokensAcrossHosts) {
   // Replica 0's ranks are on two hosts: TCP; replica 1's share h2: shared memory.
   const nlohmann::json status = ClusterStatus();
   ASSERT_TRUE(status.is_object());
-  EXPECT_EQ(status["replicas"][0]["workers"][0]["host"], lab_->Address("h1")) << status.dump();
-  EXPECT_EQ(status["replicas"][0]["workers"][1]["host"], lab_->Address("h2")) << status.dump();
+  const nlohmann::json workers = ReplicaField(status, 0, "workers");
+  ASSERT_TRUE(workers.is_array() && workers.size() == 2) << status.dump();
+  EXPECT_EQ(workers[0]["host"], lab_->Address("h1")) << status.dump();
+  EXPECT_EQ(workers[1]["host"], lab_->Address("h2")) << status.dump();
   EXPECT_NE(ReadFile(WorkerLog(kWorkers[0])).find("tensor parallel over TCP"), std::string::npos)
       << ReadFile(WorkerLog(kWorkers[0]));
   EXPECT_NE(ReadFile(WorkerLog(kWorkers[2])).find("tensor parallel over shared memory"), std::string::npos)
@@ -284,8 +296,8 @@ TEST_F(MultiHostTest, ServesExactTokensAcrossHosts) {
   const nlohmann::json after = ClusterStatus();
   ASSERT_TRUE(after.is_object());
   // Both replicas served.
-  EXPECT_GT(after["replicas"][0]["tokens_generated"].get<uint64_t>(), 0u) << after.dump();
-  EXPECT_GT(after["replicas"][1]["tokens_generated"].get<uint64_t>(), 0u) << after.dump();
+  EXPECT_GT(ReplicaField(after, 0, "tokens_generated"), 0) << after.dump();
+  EXPECT_GT(ReplicaField(after, 1, "tokens_generated"), 0) << after.dump();
 }
 
 TEST_F(MultiHostTest, ServesExactTokensUnderOnePercentPacketLoss) {
@@ -363,7 +375,7 @@ TEST_F(MultiHostTest, RequestsOfAPartitionedHostMoveAndItsWorkersRejoinAfterHeal
   const std::optional<double> busy = WaitFor(
       [&] {
         const nlohmann::json s = ClusterStatus();
-        return s.is_object() && s["replicas"][0]["running"].get<int>() > 0;
+        return ReplicaField(s, 0, "running") > 0;
       },
       300s);
   EXPECT_TRUE(busy.has_value()) << "replica 0 never ran a request: " << ClusterStatus().dump();
@@ -373,7 +385,8 @@ TEST_F(MultiHostTest, RequestsOfAPartitionedHostMoveAndItsWorkersRejoinAfterHeal
   const std::optional<double> detected = WaitFor(
       [&] {
         const nlohmann::json s = ClusterStatus();
-        return s.is_object() && s["replicas"][0]["state"] != "ready";
+        const nlohmann::json state = ReplicaField(s, 0, "state");
+        return state.is_string() && state != "ready";
       },
       300s);
   EXPECT_TRUE(detected.has_value()) << "replica 0 still ready 300 s after its host was cut off";
@@ -389,7 +402,7 @@ TEST_F(MultiHostTest, RequestsOfAPartitionedHostMoveAndItsWorkersRejoinAfterHeal
   }
   const nlohmann::json moved = ClusterStatus();
   ASSERT_TRUE(moved.is_object());
-  EXPECT_GE(moved["moved"].get<uint64_t>(), 1u) << "no request was moved off the partitioned replica: " << moved.dump();
+  EXPECT_GE(moved["moved"], 1) << "no request was moved off the partitioned replica: " << moved.dump();
 
   const Status up = lab_->SetLinkUp("h1", true);
   ASSERT_TRUE(up.ok()) << up.ToString();
