@@ -16,7 +16,7 @@
 // machine has ("Specified qdisc kind is unknown"; this test's first machine lacked it).
 //
 // Needs root (network namespaces, bind mounts, iptables); skipped, with the reason,
-// without it.
+// without it: `sudo ctest -R MultiHost -V` shows the timings.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -433,7 +433,7 @@ TEST_F(MultiHostTest, ACoordinatorCutOffFromEveryWorkerFailsRequestsClearlyAndSe
   ASSERT_EQ(failed.completions.size(), prompts.size()) << failed.errors;
   for (const nlohmann::json& c : failed.completions) {
     ASSERT_TRUE(c.contains("error")) << c.dump();
-    EXPECT_FALSE(c["error"].get<std::string>().empty()) << c.dump();
+    EXPECT_NE(c["error"].get<std::string>().find("Unavailable"), std::string::npos) << c.dump();
   }
   std::printf("[timing] coordinator cut off: requests failed after %.1f s (heartbeat timeout %d ms + failover wait "
               "%d ms): %s\n",
