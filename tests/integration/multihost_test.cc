@@ -356,6 +356,12 @@ struct LoadClients {
   std::vector<std::future<std::vector<Batch>>> clients;
 };
 
+// h1's link goes down under load: replica 0 fails after the heartbeat timeout and its
+// requests move to replica 1. Replica 0's ranks exit only after a second heartbeat
+// timeout (each waits that long for its compute thread, stuck in a TCP collective with
+// the lost peer), then their restart loops start them 1 s later; so the rejoin measured
+// here is about 2 heartbeat timeouts + 1 s after the cut whenever the link comes back
+// before that.
 TEST_F(MultiHostTest, RequestsOfAPartitionedHostMoveAndItsWorkersRejoinAfterHealing) {
   WaitAllReady();
   constexpr int kTokens = 200;
@@ -421,9 +427,14 @@ TEST_F(MultiHostTest, RequestsOfAPartitionedHostMoveAndItsWorkersRejoinAfterHeal
   EXPECT_EQ(after["replicas_ready"], 2) << after.dump();
 }
 
+// The coordinator's eth0 drops every packet (iptables, a silent loss unlike the link
+// down above: the workers' connection attempts time out rather than fail at once). The
+// clients, in the coordinator's namespace, reach it by its local route as before. A
+// request then fails after the heartbeat timeout (the workers are found gone) plus
+// scheduler.failover_wait_ms (no replica came back).
 TEST_F(MultiHostTest, ACoordinatorCutOffFromEveryWorkerFailsRequestsClearlyAndServesAfterHealing) {
   WaitAllReady();
-  const Status cut = lab_->DropPackets("c", 1.0);  // the clients, on c, still reach it
+  const Status cut = lab_->DropPackets("c", 1.0);
   ASSERT_TRUE(cut.ok()) << cut.ToString();
   const auto start = Clock::now();
   const std::vector<std::vector<int>> prompts = Prompts(4, 3);
