@@ -65,7 +65,7 @@ int UpCommand(const UpOptions& o) {
   options.bin_dir = o.bin_dir;
   options.ready_timeout_s = o.ready_timeout_s;
   options.restart_failed_workers = !o.no_restart;
-  options.progress = [](const std::string& line) { std::fprintf(stderr, "flover up: %s\n", line.c_str()); };
+  options.progress = Log;
   options.interrupted = stop.predicate();
   options.drain_timeout_s = o.drain_timeout_s;
   Result<std::unique_ptr<LocalCluster>> started = LocalCluster::Start(o.config, options);
@@ -103,15 +103,12 @@ int UpCommand(const UpOptions& o) {
       exit_code = 1;
       break;
     }
-    for (const std::string& event : cluster.SuperviseWorkers()) std::fprintf(stderr, "flover up: %s\n", event.c_str());
+    for (const std::string& event : cluster.SuperviseWorkers()) Log(event);
     if (watcher.ok() && std::chrono::steady_clock::now() >= next_follow) {
       next_follow = std::chrono::steady_clock::now() + 1s;
       Result<std::vector<std::string>> events = cluster.FollowReloads(**watcher);
-      if (!events.ok()) {
-        std::fprintf(stderr, "flover up: following a reload: %s\n", events.status().ToString().c_str());
-      } else {
-        for (const std::string& event : *events) std::fprintf(stderr, "flover up: %s\n", event.c_str());
-      }
+      if (!events.ok()) Log("following a reload: " + events.status().ToString());
+      for (const std::string& event : events.ok() ? *events : std::vector<std::string>()) Log(event);
     }
     if (exec_child) {
       if (auto exit = exec_child->PollExit()) {

@@ -299,6 +299,14 @@ class CoordinatorCore {
   // caller fails it) when it already moved kMaxFailovers times, or no replica is ready
   // and failover_wait_ms is 0.
   bool Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting);
+  // True when the request has nothing left to generate (its workers never reported the
+  // finish): there is nothing to move.
+  bool NothingLeft(const TakenRequest& request) const;
+  // A request taken from its replica goes on from its generated tokens: on a ready
+  // replica, or queued (its id appended to `waiting`) until `wait_until`, failing then
+  // with `why`.
+  void GoOn(TakenRequest& request, const std::string& why, Clock::time_point wait_until,
+            std::vector<uint64_t>* waiting);
   void CheckHealth(Clock::time_point now);
   // Heartbeats to every live worker, each interval_ms, and every kProbeEvery while
   // probing.

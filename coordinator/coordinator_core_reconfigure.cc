@@ -91,7 +91,7 @@ void CoordinatorCore::RetireReplicas(Clock::time_point now) {
   for (int i = config_.replicas; i < static_cast<int>(replicas_.size()); ++i) {
     if (removed_.contains(i)) continue;
     const Scheduler* s = replicas_[i].scheduler();
-    if (s != nullptr && s->has_work() && now < retire_deadlines_[i]) continue;
+    if (s != nullptr && s->has_work() && now < retire_deadlines_.at(i)) continue;
     RemoveReplica(replicas_[i], now);
   }
   while (static_cast<int>(replicas_.size()) > config_.replicas && removed_.contains(replicas_.size() - 1)) {
@@ -132,23 +132,12 @@ void CoordinatorCore::RemoveReplica(Replica& replica, Clock::time_point now) {
 }
 
 bool CoordinatorCore::MoveOn(TakenRequest& request, Clock::time_point now, std::vector<uint64_t>* waiting) {
-  TrackedRequest* t = requests_.Find(request.id);
-  if (StopsByLength(static_cast<int>(request.params.prompt.size()), static_cast<int>(request.generated.size()),
-                    request.params.stop.max_tokens, spec_.max_seq_len))
-    return false;
-  const int from = t->replica;
+  if (NothingLeft(request)) return false;
+  const TrackedRequest* t = requests_.Find(request.id);
   spdlog::info("request {} ('{}') moves on from retired replica {} with {} generated tokens", request.id,
-               t->client_request_id, from, request.generated.size());
-  if (AnyReady()) {
-    Assign(request.id, std::move(request.params), std::move(request.generated));
-    return true;
-  }
-  t->replica = -1;
-  t->params = std::move(request.params);
-  t->generated_before = std::move(request.generated);
-  t->failure = fmt::format("replica {} was removed from the cluster and no other replica is ready", from);
-  t->queue_deadline = now + std::chrono::milliseconds(config_.scheduler.failover_wait_ms);
-  waiting->push_back(request.id);
+               t->client_request_id, t->replica, request.generated.size());
+  GoOn(request, fmt::format("replica {} was removed from the cluster and no other replica is ready", t->replica),
+       now + std::chrono::milliseconds(config_.scheduler.failover_wait_ms), waiting);
   return true;
 }
 

@@ -308,28 +308,37 @@ void CoordinatorCore::MarkUnhealthy(Replica& replica, const std::string& reason,
     FailQueued(Unavailable(why), kNoHealthyReplicaForClients);
 }
 
+bool CoordinatorCore::NothingLeft(const TakenRequest& request) const {
+  return StopsByLength(static_cast<int>(request.params.prompt.size()), static_cast<int>(request.generated.size()),
+                       request.params.stop.max_tokens, spec_.max_seq_len);
+}
+
+void CoordinatorCore::GoOn(TakenRequest& request, const std::string& why, Clock::time_point wait_until,
+                           std::vector<uint64_t>* waiting) {
+  if (AnyReady()) {
+    Assign(request.id, std::move(request.params), std::move(request.generated));
+    return;
+  }
+  TrackedRequest* t = requests_.Find(request.id);
+  t->replica = -1;
+  t->params = std::move(request.params);
+  t->generated_before = std::move(request.generated);
+  t->failure = why;
+  t->queue_deadline = wait_until;
+  waiting->push_back(request.id);
+}
+
 bool CoordinatorCore::Failover(TakenRequest& request, const std::string& why, std::vector<uint64_t>* waiting) {
   TrackedRequest* t = requests_.Find(request.id);
   const bool ready = AnyReady();
   if (t->failovers >= kMaxFailovers || (!ready && config_.scheduler.failover_wait_ms <= 0)) return false;
   // Nothing left to generate (its workers never reported the finish): nothing to move.
-  if (StopsByLength(static_cast<int>(request.params.prompt.size()), static_cast<int>(request.generated.size()),
-                    request.params.stop.max_tokens, spec_.max_seq_len))
-    return false;
+  if (NothingLeft(request)) return false;
   ++t->failovers;
   spdlog::warn("request {} ('{}') {} from failed replica {} with {} generated tokens (failover {} of at most {})",
                request.id, t->client_request_id, ready ? "moves" : "waits for a ready replica", t->replica,
                request.generated.size(), t->failovers, kMaxFailovers);
-  if (ready) {
-    Assign(request.id, std::move(request.params), std::move(request.generated));
-    return true;
-  }
-  t->replica = -1;
-  t->params = std::move(request.params);
-  t->generated_before = std::move(request.generated);
-  t->failure = why;
-  t->queue_deadline = recovery_until_;
-  waiting->push_back(request.id);
+  GoOn(request, why, recovery_until_, waiting);
   return true;
 }
 
