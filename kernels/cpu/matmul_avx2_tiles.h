@@ -6,7 +6,8 @@
 // (matmul_internal.h) is split into its two independent 8-lane halves (lanes 0-7 and
 // 8-15), computed by two passes over each block of k, so these tiles give the same bits
 // as the AVX-512 ones. Two passes let a register tile hold 3 x 4 elements in 16 ymm
-// registers.
+// registers. For long rows and many x rows, the driver also splits k into blocks that
+// stay in L1 (RangeKBlocked), stopping and resuming the same accumulations.
 //
 // Include only after <immintrin.h> and matmul_internal.h, inside a region compiled for
 // AVX2 and FMA (a target pragma). Everything is in an anonymous namespace so that each
@@ -47,12 +48,12 @@ inline float ReduceLanes(__m256 lo, __m256 hi) {
 // 1: lanes 8-15) of the R x C tile's accumulators `state` over k in [k_begin, k_end).
 // k_begin is a multiple of 16; k_end is too, or equals `in` (then the last chunk is
 // zero-padded). Each full chunk also prefetches `pf_per_step` cache lines from w + pf
-// on, below w + pf_end.
-template <int R, int C, class Weights>
+// on, below w + pf_end (only when kPrefetch).
+template <int R, int C, class Weights, bool kPrefetch>
 __attribute__((always_inline)) inline void AccumulateHalf(const float* __restrict x, long x_stride,
-                                                          const typename Weights::Elem* __restrict w, int in,
-                                                          int half, int k_begin, int k_end, __m256 (&state)[R][C],
-                                                          long& pf, long pf_end, int pf_per_step) {
+                                                          const typename Weights::Elem* __restrict w, int in, int half,
+                                                          int k_begin, int k_end, __m256 (&state)[R][C], long& pf,
+                                                          long pf_end, int pf_per_step) {
   constexpr long kLineElements = 64 / sizeof(typename Weights::Elem);
   // Accumulating in locals: through the reference GCC would keep them in memory.
   __m256 acc[R][C];
@@ -64,8 +65,10 @@ __attribute__((always_inline)) inline void AccumulateHalf(const float* __restric
   const int off = 8 * half;
   int k = k_begin;
   for (; k + 16 <= k_end; k += 16) {
-    for (int j = 0; j < pf_per_step && pf < pf_end; ++j, pf += kLineElements) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + pf), _MM_HINT_T1);
+    if constexpr (kPrefetch) {
+      for (int j = 0; j < pf_per_step && pf < pf_end; ++j, pf += kLineElements) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + pf), _MM_HINT_T1);
+      }
     }
     __m256 xv[R];
 #pragma GCC unroll 8
@@ -99,6 +102,22 @@ __attribute__((always_inline)) inline void AccumulateHalf(const float* __restric
   }
 }
 
+// Step 3 and 4 of the canonical arithmetic for the R x C tile: y[r, c] (+)= the sum of
+// its lanes.
+template <int R, int C>
+__attribute__((always_inline)) inline void StoreTile(const __m256 (&lo)[R][C], const __m256 (&hi)[R][C],
+                                                     float* __restrict y, int out, bool accumulate) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      const float s = ReduceLanes(lo[r][c], hi[r][c]);
+      float& dst = y[static_cast<long>(r) * out + c];
+      dst = accumulate ? dst + s : s;
+    }
+  }
+}
+
 // y[r, c] (+)= dot(x[r], w[c]) for r < R, c < C (strides x_stride for x, `in` for w,
 // `out` for y). Both halves advance block by block over k, so the rows' current block
 // stays in L1 between the two passes.
@@ -114,16 +133,112 @@ void Tile(const float* __restrict x, long x_stride, const typename Weights::Elem
   long no_pf = 0;
   for (int kb = 0; kb < in; kb += kBlockK) {
     const int ke = in - kb > kBlockK ? kb + kBlockK : in;
-    AccumulateHalf<R, C, Weights>(x, x_stride, w, in, 0, kb, ke, lo, pf, pf_end, pf_per_step);
-    AccumulateHalf<R, C, Weights>(x, x_stride, w, in, 1, kb, ke, hi, no_pf, 0, 0);
+    AccumulateHalf<R, C, Weights, true>(x, x_stride, w, in, 0, kb, ke, lo, pf, pf_end, pf_per_step);
+    AccumulateHalf<R, C, Weights, false>(x, x_stride, w, in, 1, kb, ke, hi, no_pf, 0, 0);
   }
+  StoreTile<R, C>(lo, hi, y, out, accumulate);
+}
+
+// One block of k, [k_begin, k_end), of the R x C tile, for the k-blocked driver below:
+// the accumulators start at zero when k_begin == 0 and else come from `state` (the
+// previous block's, R * C * 2 vectors); after the last block (k_end == in) y is written,
+// else the accumulators go back to `state`. The same operations in the same order as
+// Tile, only stopped and resumed between blocks.
+template <int R, int C, class Weights>
+void TileBlock(const float* __restrict x, long x_stride, const typename Weights::Elem* __restrict w,
+               float* __restrict y, int in, int out, bool accumulate, int k_begin, int k_end, __m256* state, long pf,
+               long pf_end, int pf_per_step) {
+  __m256 lo[R][C], hi[R][C];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      const float s = ReduceLanes(lo[r][c], hi[r][c]);
-      float& dst = y[static_cast<long>(r) * out + c];
-      dst = accumulate ? dst + s : s;
+      lo[r][c] =
+          k_begin == 0 ? _mm256_setzero_ps() : _mm256_load_ps(reinterpret_cast<const float*>(&state[2 * (r * C + c)]));
+      hi[r][c] = k_begin == 0 ? _mm256_setzero_ps()
+                              : _mm256_load_ps(reinterpret_cast<const float*>(&state[2 * (r * C + c) + 1]));
+    }
+  }
+  long no_pf = 0;
+  AccumulateHalf<R, C, Weights, true>(x, x_stride, w, in, 0, k_begin, k_end, lo, pf, pf_end, pf_per_step);
+  AccumulateHalf<R, C, Weights, false>(x, x_stride, w, in, 1, k_begin, k_end, hi, no_pf, 0, 0);
+  if (k_end == in) return StoreTile<R, C>(lo, hi, y, out, accumulate);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      _mm256_store_ps(reinterpret_cast<float*>(&state[2 * (r * C + c)]), lo[r][c]);
+      _mm256_store_ps(reinterpret_cast<float*>(&state[2 * (r * C + c) + 1]), hi[r][c]);
+    }
+  }
+}
+
+template <class Elem>
+using TileBlockFn = void (*)(const float* x, long x_stride, const Elem* w, float* y, int in, int out, bool accumulate,
+                             int k_begin, int k_end, __m256* state, long pf, long pf_end, int pf_per_step);
+
+template <class Weights>
+constexpr TileBlockFn<typename Weights::Elem> kBlockTiles[kTileRows][kTileCols] = {
+    {TileBlock<1, 1, Weights>, TileBlock<1, 2, Weights>, TileBlock<1, 3, Weights>, TileBlock<1, 4, Weights>},
+    {TileBlock<2, 1, Weights>, TileBlock<2, 2, Weights>, TileBlock<2, 3, Weights>, TileBlock<2, 4, Weights>},
+    {TileBlock<3, 1, Weights>, TileBlock<3, 2, Weights>, TileBlock<3, 3, Weights>, TileBlock<3, 4, Weights>},
+};
+
+// Bytes of each w row per block of the k-blocked driver: a w tile's block (4 rows x 2
+// KiB) and a row tile's x (3 rows x 2 KiB for fp32 weights, x 4 KiB for 16-bit ones)
+// stay in L1 with the next block being prefetched.
+constexpr int kDriverBlockBytes = 2048;
+// Beyond this many bytes of x and w rows per register tile, Range blocks k in the driver.
+constexpr long kL1TileBytes = 24 * 1024;
+
+// MatmulRangeFn's contract for inputs whose register tiles' rows do not fit in L1
+// together (more than kL1TileBytes) and enough x rows to reuse a w tile: k is split into
+// blocks of kDriverBlockBytes of w, and each w tile's block is read once from L2 and then reused
+// from L1 by every row tile of the row block, whose accumulators wait between blocks in
+// a buffer of the calling thread. Without it the w tile (4 rows x `in`) is evicted by
+// the x rows between row tiles and every row tile reads it again from L2, which the
+// AVX2 tile, loading 7 vectors per 12 FMAs, cannot sustain. While a block runs, row
+// tile t prefetches the next block of w row t % C (or of the next tile's rows).
+template <class Weights>
+void RangeKBlocked(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
+                   int o_begin, int o_end, bool accumulate) {
+  using Elem = typename Weights::Elem;
+  constexpr long kLineElements = 64 / sizeof(Elem);
+  constexpr int kDriverBlockK = kDriverBlockBytes / sizeof(Elem);  // a multiple of 16
+  constexpr int kStateVectors = kTileRows * kTileCols * 2;
+  constexpr long kMaxRowTiles = 64;  // of a row block: 48 KiB of accumulators per thread
+  long row_block = kRowBlockBytes / (4L * x_stride) / kTileRows * kTileRows;
+  if (row_block < kTileRows) row_block = kTileRows;
+  if (row_block > kMaxRowTiles * kTileRows) row_block = kMaxRowTiles * kTileRows;
+  // No std:: templates in here: this code is compiled for AVX2 and their instances would
+  // be shared with code compiled for any x86-64.
+  alignas(32) static thread_local __m256 state[kMaxRowTiles * kStateVectors];
+  for (long r0 = 0; r0 < n; r0 += row_block) {
+    const long r1 = r0 + row_block < n ? r0 + row_block : n;
+    for (long o = o_begin; o < o_end; o += kTileCols) {
+      const int c = o_end - o < kTileCols ? static_cast<int>(o_end - o) : kTileCols;
+      const Elem* wo = w + o * in;
+      const long range_end = (o_end - o) * in;  // nothing is prefetched past this range
+      for (int kb = 0; kb < in; kb += kDriverBlockK) {
+        const int ke = in - kb > kDriverBlockK ? kb + kDriverBlockK : in;
+        // What comes after this block: the next block of this tile, or the next tile's first.
+        const bool last = ke == in;
+        const int next_c = last ? (o_end - o - c < kTileCols ? static_cast<int>(o_end - o - c) : kTileCols) : c;
+        const long next_base = last ? c * static_cast<long>(in) : ke;
+        const long next_room = last ? in : in - ke;
+        const long next_len = next_room < kDriverBlockK ? next_room : kDriverBlockK;
+        const long steps = (ke - kb) / 16 > 0 ? (ke - kb) / 16 : 1;
+        const int pf_per_step = static_cast<int>(((next_len + kLineElements - 1) / kLineElements + steps - 1) / steps);
+        long t = 0;
+        for (long r = r0; r < r1; r += kTileRows, ++t) {
+          const long rr = r1 - r < kTileRows ? r1 - r : kTileRows;
+          const long pf_row = next_c > 0 ? t % next_c : 0;
+          const long pf = next_c > 0 && t < next_c ? next_base + pf_row * in : range_end;
+          const long pf_end = pf + next_len < range_end ? pf + next_len : range_end;
+          kBlockTiles<Weights>[rr - 1][c - 1](x + r * x_stride, x_stride, wo, y + r * out + o, in, out, accumulate, kb,
+                                              ke, &state[t * kStateVectors], pf, pf_end, pf_per_step);
+        }
+      }
     }
   }
 }
@@ -139,8 +254,11 @@ constexpr MatmulTileFnOf<typename Weights::Elem> kTiles[kTileRows][kTileCols] = 
 
 // MatmulRangeFn's contract, for weights read through Weights.
 template <class Weights>
-void Range(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
-           int o_begin, int o_end, bool accumulate) {
+void Range(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out, int o_begin,
+           int o_end, bool accumulate) {
+  const long tile_bytes = static_cast<long>(in) * (kTileCols * sizeof(typename Weights::Elem) + kTileRows * 4);
+  if (tile_bytes > kL1TileBytes && n >= 2 * kTileRows)
+    return RangeKBlocked<Weights>(x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
   MatmulRangeTiled(kTiles<Weights>, kRowBlockBytes, x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
 }
 

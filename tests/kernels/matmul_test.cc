@@ -204,7 +204,8 @@ INSTANTIATE_TEST_SUITE_P(Kernels, MatmulKernelTest, ::testing::Values("generic",
 TEST(MatmulTest, Avx2AndAvx512GiveTheSameBits) {
   const MatmulKernel avx2 = FindMatmulKernel("avx2"), avx512 = FindMatmulKernel("avx512");
   if (avx2.fn == nullptr || avx512.fn == nullptr) GTEST_SKIP() << "needs a CPU with AVX-512";
-  for (int in : {1, 9, 16, 24, 172, 768}) {
+  // in = 1500 and 4099 (with a partial last chunk) run AVX2's k-blocked driver.
+  for (int in : {1, 9, 16, 24, 172, 768, 1500, 4099}) {
     constexpr int kN = 11, kOut = 29;
     const auto x = Random(static_cast<size_t>(kN) * in, 60);
     const auto w = Random(static_cast<size_t>(kOut) * in, 61);

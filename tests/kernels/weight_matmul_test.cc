@@ -104,10 +104,12 @@ LaidOut LayOut(WeightFormat f, const uint8_t* w, int rows, int cols) {
 std::vector<int> ColsFor(WeightFormat f) {
   if (f == WeightFormat::kQ4_K) return {256, 512, 768, 1280};
   if (IsQuantized(f)) return {32, 64, 96, 160, 800, 768};
-  return {1, 15, 17, 64, 100, 300, 768};
+  return {1, 15, 17, 64, 100, 300, 768, 1500, 2100};  // 1500 and 2100: AVX2 blocks k in its driver
 }
 
-int OddCols(WeightFormat f) { return f == WeightFormat::kQ4_K ? 768 : IsQuantized(f) ? 800 : 300; }
+// 1500 for the 16-bit formats: long enough for the AVX2 kernels to block k in the driver
+// from 6 x rows on, with a partial last chunk.
+int OddCols(WeightFormat f) { return f == WeightFormat::kQ4_K ? 768 : IsQuantized(f) ? 800 : 1500; }
 
 struct Case {
   WeightFormat format;
