@@ -26,7 +26,7 @@ constexpr int kTileCols = 4;  // w rows per register tile (12 accumulators + 3 x
 constexpr long kRowBlockBytes = 384 * 1024;
 // Elements of k per block over which both halves run before moving on (a multiple of
 // 16; 7 rows x 1 KiB stay in L1).
-constexpr int kBlockK = 256;
+constexpr int kBlockK = 512;
 
 // Weights: a row of Elem; Load8 gives 8 of them as fp32, LoadTail8 the first `count` of
 // 8 (count may be <= 0; the rest 0.0f), `mask` having lane i set where i < count.

@@ -57,12 +57,21 @@ struct Bf16Weights {
 
 // ---- int8 formats ----
 
-constexpr int kTileRows = 2;  // x rows per tile, of one half (8 W rows) of a group
+// x rows per tile, of one half (8 W rows) of a group: as many as fit in the 16 ymm
+// registers with the int16 sums and the unpacked weights (Q8_0 keeps fewer live values
+// per row but gains nothing from a fourth).
+constexpr int kTileRowsQ8_0 = 3;
+constexpr int kTileRows4Bit = 4;
 
 inline void Store(const WeightMatmulArgs& a, int r, int o, float sum) {
   float& dst = a.y[static_cast<long>(r) * a.rows + o];
   dst = a.accumulate ? dst + sum : sum;
 }
+
+// An empty barrier on v's register: integer adds are associative, and without it GCC
+// turns an unrolled chain of accumulations into a tree whose products it computes first
+// and spills (twice the loads and stores of the arithmetic).
+inline void KeepInRegister(__m256i& v) { asm("" : "+x"(v)); }
 
 inline int32_t LoadInt32(const void* p) {
   int32_t v;
@@ -121,6 +130,7 @@ void TileBlocks32Halves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_
           for (int h = 0; h < H; ++h) {
             dot[r][h] = _mm256_add_epi32(
                 dot[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(aw[h], _mm256_sign_epi8(xv, w[h])), ones));
+            KeepInRegister(dot[r][h]);
           }
         }
       }
@@ -144,6 +154,7 @@ void TileBlocks32Halves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_
           for (int h = 0; h < H; ++h) {
             sum[r][h] = _mm256_add_epi16(sum[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], x_lo),
                                                                      _mm256_maddubs_epi16(hi[h], x_hi)));
+            KeepInRegister(sum[r][h]);
           }
         }
       }
@@ -215,6 +226,8 @@ void TileQ4_KHalves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end)
           for (int h = 0; h < H; ++h) {
             sum_lo[r][h] = _mm256_add_epi16(sum_lo[r][h], _mm256_maddubs_epi16(lo[h], x_lo));
             sum_hi[r][h] = _mm256_add_epi16(sum_hi[r][h], _mm256_maddubs_epi16(hi[h], x_hi));
+            KeepInRegister(sum_lo[r][h]);
+            KeepInRegister(sum_hi[r][h]);
           }
         }
       }
@@ -291,7 +304,7 @@ __attribute__((always_inline)) inline void RunHalfTile(int rows, const WeightMat
 // W rows [o_begin, o_end) (o_begin a multiple of 16) a group at a time: one x row with
 // both halves of the group in one pass over its bytes, else each half under every x
 // row kTileRows at a time.
-template <template <int, int> class Tile>
+template <template <int, int> class Tile, int kTileRows>
 void HalvesRange(const WeightMatmulArgs& a, int o_begin, int o_end) {
   for (int g = o_begin / kInterleaveRows; g * kInterleaveRows < o_end; ++g) {
     if (a.n == 1) {
@@ -317,9 +330,9 @@ void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
                                  o_begin, o_end, a.accumulate);
 }
 
-void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q8_0Tile>(a, o_begin, o_end); }
-void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_0Tile>(a, o_begin, o_end); }
-void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_KTile>(a, o_begin, o_end); }
+void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q8_0Tile, kTileRowsQ8_0>(a, o_begin, o_end); }
+void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_0Tile, kTileRows4Bit>(a, o_begin, o_end); }
+void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_KTile, kTileRows4Bit>(a, o_begin, o_end); }
 
 }  // namespace flover::cpu::internal
 
