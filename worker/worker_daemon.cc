@@ -43,17 +43,17 @@ Result<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(const WorkerOptions& o
     Result<std::string> local = LocalAddressToward(options.coordinator);
     if (local.ok()) {
       w->options_.host = *local;
-      spdlog::info("{}: collectives on {}, this host's address toward the coordinator {} (--host overrides)",
-                   w->Name(), w->options_.host, options.coordinator);
+      spdlog::info("{}: collectives on {}, this host's address toward the coordinator {} (--host overrides)", w->Name(),
+                   w->options_.host, options.coordinator);
     } else {
       w->options_.host = "127.0.0.1";
       spdlog::warn("{}: collectives on 127.0.0.1, so only ranks on this host reach them: {}; give --host ADDRESS",
                    w->Name(), local.status().ToString());
     }
   }
-  FLOVER_ASSIGN_OR_RETURN(w->control_, ControlChannel::Connect(w->context_, options.coordinator,
-                                                               options.curve ? &*options.curve : nullptr,
-                                                               options.max_message_bytes));
+  FLOVER_ASSIGN_OR_RETURN(
+      w->control_, ControlChannel::Connect(w->context_, options.coordinator, options.curve ? &*options.curve : nullptr,
+                                           options.max_message_bytes));
   try {
     FLOVER_RETURN_IF_ERROR(w->Register());
     if (Status s = w->Load(); !s.ok()) {
@@ -87,11 +87,11 @@ Status WorkerDaemon::Register() {
   for (;;) {
     if (stopping()) return Cancelled("stopped by a signal while registering");
     if (Clock::now() > deadline)
-      return Unavailable(reply.retry() ? "the coordinator still refuses " + Name() + " after " +
-                                             std::to_string(options_.register_timeout.count() / 1000) +
-                                             " s: " + reply.error()
-                                       : "no answer from the coordinator at " + options_.coordinator + " within " +
-                                             std::to_string(options_.register_timeout.count() / 1000) + " s");
+      return Unavailable(reply.retry()
+                             ? "the coordinator still refuses " + Name() + " after " +
+                                   std::to_string(options_.register_timeout.count() / 1000) + " s: " + reply.error()
+                             : "no answer from the coordinator at " + options_.coordinator + " within " +
+                                   std::to_string(options_.register_timeout.count() / 1000) + " s");
     if (Clock::now() >= next_retry) {
       FLOVER_RETURN_IF_ERROR(control_->Send(m));
       next_retry = Clock::time_point::max();
@@ -261,19 +261,26 @@ void WorkerDaemon::ComputeLoop(zmq::socket_t pipe) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   omp_set_num_threads(compute_threads_);  // OpenMP's thread count is per calling thread
   std::string result;
+  // After a failure this thread runs no more plans but keeps its end of the pipe open
+  // and drops what comes until "stop": with the end closed, the failure could be lost
+  // and the I/O thread could not hand over the plans already queued behind it.
+  bool failed = false;
   try {
     for (;;) {
       zmq::message_t frame;
       if (!pipe.recv(frame, zmq::recv_flags::none) || frame.size() == 0) break;  // stop
+      if (failed) continue;
       Result<proto::CoordinatorMessage> msg = Parse<proto::CoordinatorMessage>(frame.to_string_view());
       if (!msg.ok() || !msg->has_plan()) {
         send(kPipeFailure, "unreadable plan: " + (msg.ok() ? std::string("not a plan") : msg.status().ToString()));
-        break;
+        failed = true;
+        continue;
       }
       result.clear();
       if (Status s = ExecutePlan(msg->plan(), &result); !s.ok()) {
         send(kPipeFailure, "plan " + std::to_string(msg->plan().seq()) + " failed: " + s.ToString());
-        break;
+        failed = true;
+        continue;
       }
       if (!result.empty()) send(kPipeResult, result);
     }
@@ -376,17 +383,7 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
         spdlog::error("{}: no word from the coordinator for {} ms; exiting", Name(), timeout.count());
         return finish(kExitOrphaned);
       }
-      if (items[1].revents & ZMQ_POLLIN) {
-        std::vector<zmq::message_t> frames;
-        if (zmq::recv_multipart(*plans_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-          // [topic] alone is a probe, sent while the replica was starting: ignored.
-          if (frames.size() != 1 && (frames.size() != 2 || frames[1].size() == 0)) {
-            ReportFailure("plan with " + std::to_string(frames.size()) + " frames (expected topic + body)");
-            return finish(kExitFailure);
-          }
-          if (frames.size() == 2) pipe.send(frames[1], zmq::send_flags::none);
-        }
-      }
+      // The compute thread's news first: after a failure, the plans are not wanted.
       if (items[2].revents & ZMQ_POLLIN) {
         std::vector<zmq::message_t> frames;
         if (zmq::recv_multipart(pipe, std::back_inserter(frames), zmq::recv_flags::dontwait) && frames.size() == 2) {
@@ -398,6 +395,22 @@ int WorkerDaemon::Run(const std::atomic<bool>& stop) {
           // this registered connection only.
           if (Status s = control_->SendSerialized(frames[1].to_string_view()); !s.ok()) {
             ReportFailure("cannot send the result of a step: " + s.ToString());
+            return finish(kExitFailure);
+          }
+        }
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        std::vector<zmq::message_t> frames;
+        if (zmq::recv_multipart(*plans_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+          // [topic] alone is a probe, sent while the replica was starting: ignored.
+          if (frames.size() != 1 && (frames.size() != 2 || frames[1].size() == 0)) {
+            ReportFailure("plan with " + std::to_string(frames.size()) + " frames (expected topic + body)");
+            return finish(kExitFailure);
+          }
+          // Never blocks: the compute thread always reads the pipe, so a full one (as
+          // many plans waiting as its high-water mark, 1000) is a step that never ends.
+          if (frames.size() == 2 && !pipe.send(frames[1], zmq::send_flags::dontwait)) {
+            ReportFailure("the compute thread takes no plans (a step does not end)");
             return finish(kExitFailure);
           }
         }

@@ -176,6 +176,11 @@ class ScriptedCoordinator {
   }
   void Send(proto::CoordinatorMessage m) { SendRaw(Serialize(std::move(m))); }
   void Publish(const std::string& frame) { plans_.send(zmq::buffer(frame), zmq::send_flags::dontwait); }
+  // A [topic][body] plan message.
+  void PublishPlan(const std::string& topic, const std::string& body) {
+    const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(topic), zmq::buffer(body)};
+    (void)zmq::send_multipart(plans_, frames, zmq::send_flags::dontwait);
+  }
 
   // True once a connection to the socket closed (a generous bound); `meanwhile` runs
   // between the looks.
@@ -293,6 +298,37 @@ TEST(WorkerLimitsTest, AFloodOfUnreadableControlMessagesLogsABoundedNumberOfLine
     about_messages += line.find("ignoring control message") != std::string::npos;
   EXPECT_GE(about_messages, 1u);
   EXPECT_LE(about_messages, 10 * (static_cast<size_t>(seconds) + 1)) << "in " << seconds << " s";
+}
+
+// A worker whose step fails while more plans are queued behind it (the coordinator keeps
+// up to pipeline_depth plans in flight, and more if its failure notice is slow) reports
+// the failure and exits 3: the plans after the failed one must never block it. The
+// burst makes the compute thread fail on the first plan while the I/O thread still
+// forwards the others.
+TEST(WorkerStepTest, AFailedStepWithPlansQueuedBehindItEndsTheWorker) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    SCOPED_TRACE("attempt " + std::to_string(attempt));
+    ScriptedCoordinator coordinator;
+    WorkerThread worker(coordinator.Options());
+    proto::ClusterConfig config = ValidConfig();
+    config.mutable_heartbeat()->set_timeout_ms(600000);  // the worker never gives up on the test
+    ASSERT_TRUE(coordinator.AcceptRegistration(config));
+    for (auto deadline = std::chrono::steady_clock::now() + 120s;;) {  // probes until it is ready
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker did not report ready";
+      coordinator.Publish("replica/0/");
+      std::optional<proto::WorkerMessage> ready = coordinator.Receive(10ms);
+      if (ready && ready->has_ready()) break;
+    }
+    // Unreadable plans: the first one fails the step.
+    for (int i = 0; i < 64; ++i) coordinator.PublishPlan("replica/0/", "not a plan \xff");
+    ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kFailure)) << "no WorkerFailure";
+    for (auto deadline = std::chrono::steady_clock::now() + 120s; worker.exit_code() < 0;) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker did not stop";
+      std::this_thread::sleep_for(10ms);
+    }
+    worker.Join();
+    EXPECT_EQ(worker.exit_code(), kExitFailure);
+  }
 }
 
 }  // namespace
