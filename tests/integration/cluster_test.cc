@@ -4,9 +4,11 @@
 // are bounded).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <fstream>
 #include <map>
@@ -23,6 +25,17 @@
 
 namespace flover {
 namespace {
+
+// This process's own folder for the files its flover up commands write: two suites run
+// at once (a developer's and CI's on one machine) must not share them.
+const std::string& ScratchDir() {
+  static const std::string dir = [] {
+    std::string path = ::testing::TempDir() + "/flover-cluster-test-" + std::to_string(::getpid());
+    std::filesystem::create_directories(path);
+    return path;
+  }();
+  return dir;
+}
 
 using namespace std::chrono_literals;
 using testing::EngineGreedy;
@@ -505,7 +518,7 @@ TEST(ClusterTest, CtrlCOfFloverGenerateCancelsItsRequests) {
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   auto client = (*cluster)->Connect();
   ASSERT_TRUE(client.ok());
-  const std::string out = ::testing::TempDir() + "/ctrl-c.json";
+  const std::string out = ScratchDir() + "/ctrl-c.json";
   std::remove(out.c_str());
   Result<ChildProcess> generate = ChildProcess::Spawn(
       {testing::FloverBinary(), "generate", "--endpoint", (*cluster)->client_endpoint(), "--max-tokens", "480",
@@ -594,7 +607,7 @@ std::string WriteUpConfig(const std::string& name, int tensor, const std::string
   o.model = model_path;
   o.pipeline_depth = 2;
   o.failover_wait_ms = 30000;
-  const std::string config = ::testing::TempDir() + "/" + name + ".yaml";
+  const std::string config = ScratchDir() + "/" + name + ".yaml";
   std::ofstream(config) << testing::ClusterYaml(o);
   return config;
 }
@@ -602,7 +615,7 @@ std::string WriteUpConfig(const std::string& name, int tensor, const std::string
 TEST(ClusterTest, FloverUpRunsACommandAndLeavesNoProcess) {
   // flover up with the stories260K cluster (TP 2), a generate command against it, then
   // teardown. The shell command records the cluster's pids (children of flover up).
-  const std::string dir = ::testing::TempDir();
+  const std::string dir = ScratchDir();
   const std::string config = WriteUpConfig("up", 2, testing::Stories260kBin());
   const std::string out_file = dir + "/up_out.json", pid_file = dir + "/up_pids.txt";
   const std::string exec = testing::FloverBinary() +
@@ -637,7 +650,7 @@ TEST(ClusterTest, FloverUpRestartsAKilledWorkerAndNoRequestIsLost) {
   // window). Then the replica serves new requests.
   // The request takes ~0.2 s; on a loaded machine the kill can come after its end. Such
   // an attempt (the status counts no moved request) is repeated, up to 4 times.
-  const std::string dir = ::testing::TempDir();
+  const std::string dir = ScratchDir();
   const std::string config = WriteUpConfig("restart", 2, testing::Stories260kBin());
   const std::string flover = testing::FloverBinary();
   const std::string story = flover + " generate --prompt Sara --max-tokens 400 --ignore-eos";
@@ -699,7 +712,7 @@ class FloverUpDrainTest : public ::testing::TestWithParam<UpSignal> {};
 
 TEST_P(FloverUpDrainTest, TheFirstSignalLetsTheRequestsInFlightFinish) {
   const UpSignal& signal = GetParam();
-  const std::string dir = ::testing::TempDir();
+  const std::string dir = ScratchDir();
   const std::string config = WriteUpConfig("drain_" + signal.name, 2, testing::Stories260kBin());
   std::vector<RequestParams> requests(4);
   requests[0].prompt = {1, 403, 407, 261};
@@ -796,7 +809,7 @@ TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
     std::string model;
     std::string reason;
   };
-  const std::string truncated = ::testing::TempDir() + "/truncated260K.bin";
+  const std::string truncated = ScratchDir() + "/truncated260K.bin";
   {
     std::ifstream in(testing::Stories260kBin(), std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -806,11 +819,11 @@ TEST(ClusterTest, WorkersThatCannotLoadTheModelStopFloverUpWithTheReason) {
   const std::vector<Case> cases = {
       {"tp3", 3, testing::Stories260kBin(), "parallel.tensor: 3 does not divide heads=8"},
       {"truncated", 2, truncated, "Corruption: " + truncated + ": file has "},
-      {"missing", 1, ::testing::TempDir() + "/no-such-model.bin", "no-such-model.bin: no such file"},
+      {"missing", 1, ScratchDir() + "/no-such-model.bin", "no-such-model.bin: no such file"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    const std::string marker = ::testing::TempDir() + "/up_ran_" + c.name;
+    const std::string marker = ScratchDir() + "/up_ran_" + c.name;
     std::remove(marker.c_str());
     const ShellRun up = RunShell(testing::FloverBinary() + " up --config " +
                                      WriteUpConfig("bad_" + c.name, c.tensor, c.model) + " --exec 'touch " + marker +
