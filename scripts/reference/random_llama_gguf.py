@@ -45,33 +45,38 @@ STD = 0.02
 BOS, EOS, UNK = 1, 2, 0
 
 
-def draw_tensors(shape: Shape, seed: int) -> Iterator[tuple[str, np.ndarray]]:
-    """Every tensor as (GGUF name, fp32 array of numpy shape (rows, cols) or (n,)), in
-    the order they are drawn from one generator. The attn_q / attn_k rows are in GGUF's
-    rotary order (adjacent pairs within a head), as a GGUF `llama` file holds them."""
-    rng = np.random.default_rng(seed)
+def tensor_shapes(shape: Shape) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor as (GGUF name, numpy shape): (rows, cols) for matrices (ggml ne =
+    [cols, rows]), (n,) for norm weights; in the order draw_tensors draws them."""
     head_dim = shape.dim // shape.heads
-
-    def matrix(rows, cols):  # ggml ne = [cols, rows]: numpy shape (rows, cols)
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * STD).astype(np.float32)
-
-    def ones():
-        return np.ones(shape.dim, dtype=np.float32)
-
-    yield 'token_embd.weight', matrix(shape.vocab, shape.dim)
+    q_rows, kv_rows = shape.heads * head_dim, shape.kv_heads * head_dim
+    specs = [('token_embd.weight', (shape.vocab, shape.dim))]
     for layer in range(shape.layers):
         p = f'blk.{layer}.'
-        yield p + 'attn_norm.weight', ones()
-        yield p + 'attn_q.weight', matrix(shape.heads * head_dim, shape.dim)
-        yield p + 'attn_k.weight', matrix(shape.kv_heads * head_dim, shape.dim)
-        yield p + 'attn_v.weight', matrix(shape.kv_heads * head_dim, shape.dim)
-        yield p + 'attn_output.weight', matrix(shape.dim, shape.heads * head_dim)
-        yield p + 'ffn_norm.weight', ones()
-        yield p + 'ffn_gate.weight', matrix(shape.hidden, shape.dim)
-        yield p + 'ffn_up.weight', matrix(shape.hidden, shape.dim)
-        yield p + 'ffn_down.weight', matrix(shape.dim, shape.hidden)
-    yield 'output_norm.weight', ones()
-    yield 'output.weight', matrix(shape.vocab, shape.dim)
+        specs += [(p + 'attn_norm.weight', (shape.dim,)),
+                  (p + 'attn_q.weight', (q_rows, shape.dim)),
+                  (p + 'attn_k.weight', (kv_rows, shape.dim)),
+                  (p + 'attn_v.weight', (kv_rows, shape.dim)),
+                  (p + 'attn_output.weight', (shape.dim, q_rows)),
+                  (p + 'ffn_norm.weight', (shape.dim,)),
+                  (p + 'ffn_gate.weight', (shape.hidden, shape.dim)),
+                  (p + 'ffn_up.weight', (shape.hidden, shape.dim)),
+                  (p + 'ffn_down.weight', (shape.dim, shape.hidden))]
+    specs += [('output_norm.weight', (shape.dim,)), ('output.weight', (shape.vocab, shape.dim))]
+    return specs
+
+
+def draw_tensors(shape: Shape, seed: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Every tensor of tensor_shapes as (GGUF name, fp32 array), drawn one after the other
+    from one generator: matrices ~ N(0, STD), norm weights 1. The attn_q / attn_k rows are
+    in GGUF's rotary order (adjacent pairs within a head), as a GGUF `llama` file holds
+    them."""
+    rng = np.random.default_rng(seed)
+    for name, dims in tensor_shapes(shape):
+        if len(dims) == 1:
+            yield name, np.ones(dims, dtype=np.float32)
+        else:
+            yield name, (rng.standard_normal(dims, dtype=np.float32) * STD).astype(np.float32)
 
 
 def vocabulary(size):
