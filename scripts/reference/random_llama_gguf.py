@@ -9,9 +9,8 @@ SentencePiece-style ("llama") one that both engines load: <unk>, <s>, </s>, the 
 byte tokens <0x00>..<0xFF>, then filler pieces; its text is meaningless, benchmarks
 feed token ids or short prompts.
 
-The shapes, the order the tensors are drawn in and the vocabulary are also what
-random_llama_hf.py writes as a Hugging Face folder: the same preset and seed give the
-same model in both formats.
+random_llama_hf.py writes Hugging Face folders of these shapes with this vocabulary
+(its values are drawn differently: one generator per tensor, in parallel).
 
 Usage: python random_llama_gguf.py --out FILE [--preset llama-110m] [--seed 0]
 Needs numpy and gguf-py (llama.cpp's source has it: PYTHONPATH=LLAMA_CPP/gguf-py).

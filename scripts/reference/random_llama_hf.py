@@ -6,29 +6,33 @@ model.safetensors.index.json), and a tokenizer (tokenizer.json, tokenizer_config
 special_tokens_map.json). For side-by-side benchmarks on identical weights
 (scripts/hf-side-by-side.sh).
 
-The model is random_llama_gguf.py's: the same --shape (preset) and --seed draw the same
-values in the same order (std 0.02, norm weights 1), so the folder holds the model of the
-GGUF file that script writes, with q_proj / k_proj rows put back from GGUF's rotary
-order (adjacent pairs) into transformers' (the two halves of each head). Stored as
---dtype (float16 by default: numpy's round to nearest even; bfloat16 likewise).
+The shapes (--shape: random_llama_gguf.py's presets, llama-7b and tiny among them) and
+the vocabulary are random_llama_gguf.py's; the values are drawn here: matrices
+~ N(0, 0.02) (LLaMA's initialisation), each from its own generator seeded by --seed
+and the tensor's position, norm weights 1; stored as --dtype (float16 by default:
+numpy's round to nearest even; bfloat16 likewise). So not the GGUF file's values: that
+script draws every tensor from one generator, too slow for 7B (normal draws run at about
+20 million values/s on a core; 6.7 billion of them take minutes), where --jobs processes
+draw here in parallel.
 
 The tokenizer is the GGUF file's vocabulary as a SentencePiece-style BPE tokenizer.json
 (Metaspace, byte fallback, no merges): <unk>, <s>, </s>, the 256 byte tokens, then
 filler pieces "▁tokN". Text encodes to byte tokens; the filler pieces decode to " tokN".
 Benchmarks feed token ids, so its only job is to load in both engines and decode.
 
-Memory: each tensor is drawn, converted and appended to its file before the next one
-is drawn (the safetensors headers are computed from the shapes first), so writing the
-7B shape (13.5 GB in float16) holds one tensor (the embedding: 0.5 GB in fp32) at a time.
-A file `random_llama.json` (shape, seed, dtype) is written last: a folder that has it
-is complete.
+Memory: the safetensors headers are computed from the shapes and written first; then
+each process draws one tensor at a time, converts it and writes it in place, so writing
+the 7B shape (13.5 GB in float16) holds at most --jobs tensors (the largest, the
+embedding, is 0.5 GB in fp32). A file `random_llama.json` (shape, seed, dtype) is written
+last: a folder that has it is complete (--reuse keeps such a folder).
 
 Usage: python random_llama_hf.py --out DIR [--shape llama-7b|tiny|...] [--seed 0]
-           [--dtype float16|bfloat16|float32] [--max-shard-gib 4]
+           [--dtype float16|bfloat16|float32] [--max-shard-gib 4] [--jobs N] [--reuse]
 Needs numpy only.
 """
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import struct
@@ -38,9 +42,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from random_llama_gguf import BOS, EOS, PRESETS, STD, Shape, draw_tensors, tensor_shapes, vocabulary  # noqa: E402
+from random_llama_gguf import BOS, EOS, PRESETS, STD, Shape, tensor_shapes, vocabulary  # noqa: E402
 
 STAMP = 'random_llama.json'
+WRITER = 'random_llama_hf.py 1'   # changes when the same arguments would write other values
 ST_DTYPE = {'float16': 'F16', 'bfloat16': 'BF16', 'float32': 'F32'}
 ELEMENT_BYTES = {'float16': 2, 'bfloat16': 2, 'float32': 4}
 RMS_NORM_EPS = 1e-5
@@ -58,14 +63,6 @@ def hf_name(gguf_name: str) -> str:
         return top[gguf_name]
     _, layer, part, _ = gguf_name.split('.')
     return f'model.layers.{layer}.{per_layer[part]}.weight'
-
-
-def to_hf_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """GGUF row 2j + t of a head is transformers' row t * head_dim/2 + j (the inverse of
-    llama.cpp's convert_hf_to_gguf permute)."""
-    rows, cols = w.shape
-    head_dim = rows // n_heads
-    return w.reshape(n_heads, head_dim // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
 def convert(w: np.ndarray, dtype: str) -> np.ndarray:
@@ -103,29 +100,51 @@ def safetensors_header(entries, dtype) -> bytes:
     return struct.pack('<Q', len(text)) + text
 
 
-def write_weights(folder: Path, shape: Shape, seed: int, dtype: str, max_shard_bytes: int):
+def draw(job):
+    """One tensor, drawn from its own generator (seeded by the model seed and the tensor's
+    position, so the values do not depend on how many processes draw them), converted
+    and written at its offset in its file."""
+    path, offset, dims, seed, index, dtype = job
+    if len(dims) == 1:
+        w = np.ones(dims, dtype=np.float32)
+    else:
+        rng = np.random.default_rng([seed, index])
+        w = rng.standard_normal(dims, dtype=np.float32)
+        w *= STD
+    data = convert(w, dtype)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data).cast('B')
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+    finally:
+        os.close(fd)
+    return index
+
+
+def write_weights(folder: Path, shape: Shape, seed: int, dtype: str, max_shard_bytes: int, jobs: int):
+    """The safetensors files: headers first, then every tensor written in place by `jobs`
+    processes, each holding one tensor at a time."""
     specs = tensor_shapes(shape)
     shards = plan_shards(specs, dtype, max_shard_bytes)
-    where = {name: (file, begin, end) for file, entries in shards for name, _, begin, end in entries}
-    handles = {}
-    try:
-        for file, entries in shards:
-            handles[file] = open(folder / file, 'wb')
-            handles[file].write(safetensors_header(entries, dtype))
-        for gguf_name, w in draw_tensors(shape, seed):
-            if '.attn_q.' in gguf_name:
-                w = to_hf_rotary(w, shape.heads)
-            elif '.attn_k.' in gguf_name:
-                w = to_hf_rotary(w, shape.kv_heads)
-            data = convert(w, dtype)
-            file, begin, end = where[hf_name(gguf_name)]
-            assert data.nbytes == end - begin, (gguf_name, data.nbytes, end - begin)
-            handles[file].write(memoryview(data).cast('B'))
-    finally:
-        for f in handles.values():
-            f.close()
+    work = []
+    for file, entries in shards:
+        header = safetensors_header(entries, dtype)
+        with open(folder / file, 'wb') as f:
+            f.write(header)
+            f.truncate(len(header) + entries[-1][3])
+        for name, dims, begin, _ in entries:
+            work.append((str(folder / file), len(header) + begin, dims, seed, len(work), dtype))
+    if jobs > 1:
+        with multiprocessing.get_context('fork').Pool(jobs) as pool:
+            for _ in pool.imap_unordered(draw, work):
+                pass
+    else:
+        for job in work:
+            draw(job)
     if len(shards) > 1:
-        total = sum(end for _, entries in shards for _, _, _, end in entries[-1:])
+        total = sum(entries[-1][3] for _, entries in shards)
         index = {'metadata': {'total_size': total},
                  'weight_map': {name: file for file, entries in shards for name, _, _, _ in entries}}
         (folder / 'model.safetensors.index.json').write_text(json.dumps(index, indent=2) + '\n')
@@ -185,7 +204,8 @@ def write_tokenizer(folder: Path, vocab_size: int):
 
 
 def stamp(shape_name: str, seed: int, dtype: str) -> dict:
-    return {'shape': shape_name, 'dims': PRESETS[shape_name]._asdict(), 'seed': seed, 'dtype': dtype}
+    return {'writer': WRITER, 'shape': shape_name, 'dims': PRESETS[shape_name]._asdict(), 'seed': seed,
+            'dtype': dtype}
 
 
 def is_complete(folder: Path, shape_name: str, seed: int, dtype: str) -> bool:
@@ -196,12 +216,12 @@ def is_complete(folder: Path, shape_name: str, seed: int, dtype: str) -> bool:
         return False
 
 
-def write_folder(folder: Path, shape_name: str, seed: int, dtype: str, max_shard_gib: float):
+def write_folder(folder: Path, shape_name: str, seed: int, dtype: str, max_shard_gib: float, jobs: int):
     shape = PRESETS[shape_name]
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    files = write_weights(folder, shape, seed, dtype, int(max_shard_gib * (1 << 30)))
+    files = write_weights(folder, shape, seed, dtype, int(max_shard_gib * (1 << 30)), jobs)
     write_config(folder, shape, dtype)
     write_tokenizer(folder, shape.vocab)
     write_json(folder / STAMP, stamp(shape_name, seed, dtype))
@@ -217,13 +237,15 @@ def main():
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--dtype', default='float16', choices=sorted(ST_DTYPE))
     ap.add_argument('--max-shard-gib', type=float, default=4.0)
+    ap.add_argument('--jobs', type=int, default=min(16, len(os.sched_getaffinity(0))),
+                    help='processes drawing tensors (default: the usable cores, at most 16)')
     ap.add_argument('--reuse', action='store_true',
                     help='keep the folder when it is complete and was written with these arguments')
     args = ap.parse_args()
     if args.reuse and is_complete(args.out, args.shape, args.seed, args.dtype):
         print(f'{args.out}: complete ({args.shape}, seed {args.seed}, {args.dtype}), kept')
         return
-    files = write_folder(args.out, args.shape, args.seed, args.dtype, args.max_shard_gib)
+    files = write_folder(args.out, args.shape, args.seed, args.dtype, args.max_shard_gib, max(1, args.jobs))
     size = sum(os.path.getsize(args.out / f) for f in files)
     print(f'{args.out}: {args.shape} (seed {args.seed}, {args.dtype}), {len(files)} safetensors file(s), '
           f'{size} bytes of weights')

@@ -6,11 +6,14 @@ fp32, on 4 requests of 16 tokens under Poisson and fixed arrivals.
 
 Checks that both engines produced every request's tokens, that they generated the same
 greedy tokens for every request (the same weights in fp32: this is what shows that both
-load the same model; the workload's smallest greedy margin is 4e-4, far above fp32
-rounding, and a q/k rotary layout read wrongly changes 24 of the 64 tokens), that
-Flover's text is transformers' decoding of those tokens (the same tokenizer), and that
-the reports are well formed and describe the same workload and arrival times. No
-duration is asserted.
+load the same model), that Flover's text is transformers' decoding of those tokens (the
+same tokenizer), and that the reports are well formed and describe the same workload
+and arrival times. No duration is asserted.
+
+Seed 2 (weights and workload): its 64 greedy steps have a margin of at least 1.7e-3
+between the best two logits, far above the two engines' fp32 rounding differences
+(seed 0 has a step at 2e-5); q_proj / k_proj rows read in the other rotary layout by one
+engine change 32 of the 64 tokens.
 
 Needs the Python environment of scripts/reference/setup-venv.sh (torch, transformers),
 named by FLOVER_HF_VENV (CTest passes BUILD/venv); without it the test is skipped (exit
@@ -28,7 +31,7 @@ import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "hf-side-by-side.sh")
 SKIP = 77
-REQUESTS, OUTPUT_LEN, ARRIVALS = 4, 16, ("poisson", "fixed")
+REQUESTS, OUTPUT_LEN, ARRIVALS, SEED = 4, 16, ("poisson", "fixed"), 2
 
 
 def venv_python():
@@ -58,7 +61,7 @@ class HfSideBySide(unittest.TestCase):
         env = dict(os.environ, PYTHON=cls.python, OMP_NUM_THREADS="1")
         cls.driver = subprocess.run(
             ["bash", SCRIPT, "--device", "cpu", "--shape", "tiny", "--requests", str(REQUESTS),
-             "--output-len", str(OUTPUT_LEN), "--arrivals", ",".join(ARRIVALS), "--threads", "1",
+             "--output-len", str(OUTPUT_LEN), "--arrivals", ",".join(ARRIVALS), "--threads", "1", "--seed", str(SEED),
              "--model-dir", cls.model, "--out", cls.out],
             env=env, capture_output=True, text=True, timeout=1200)
 
