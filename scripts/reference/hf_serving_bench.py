@@ -141,7 +141,9 @@ class Engine:
         start = time.perf_counter()
         try:   # straight onto the device (needs accelerate in transformers 4)
             model = AutoModelForCausalLM.from_pretrained(args.model, device_map=args.device, **kwargs)
-        except (ImportError, ValueError):
+        except Exception as e:  # noqa: BLE001 - any failure: load on the host, then move
+            print(f'hf_serving_bench: loading with device_map={args.device} failed ({e}); '
+                  f'loading on the host and moving the model', file=sys.stderr)
             model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs).to(self.device)
         self.model = model.eval()
         self.load_s = time.perf_counter() - start
