@@ -42,6 +42,7 @@ policies=${GPU_CHECK_POLICIES:-fused,sequential}
 # (13.5 GB) to $GPU_CHECK_HF_MODEL_DIR (default /tmp/flover-hf-llama-7b-seed0, kept for the
 # next run) and must finish within GPU_CHECK_HF_BUDGET seconds (default 900). A failure of
 # its Flover half fails the check; of its transformers half, only the report says so.
+# GPU_CHECK_HF_ARGS adds arguments of scripts/hf-side-by-side.sh (e.g. "--arrivals poisson").
 hf=${GPU_CHECK_HF:-auto}
 if [ "$hf" = auto ]; then
   if python3 -c 'import numpy, torch, transformers, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
@@ -56,9 +57,9 @@ hf_side_by_side() {
   FLOVER=$b/bin/flover FLOVER_LD_LIBRARY_PATH=$libs PYTHON=python3 timeout "${GPU_CHECK_HF_BUDGET:-900}" \
     bash scripts/hf-side-by-side.sh --device cuda --shape llama-7b \
     --model-dir "${GPU_CHECK_HF_MODEL_DIR:-/tmp/flover-hf-llama-7b-seed0}" --out "$out/hf-side-by-side" \
-    > "$logs/hf-side-by-side.log" 2>&1
+    ${GPU_CHECK_HF_ARGS:-} > "$logs/hf-side-by-side.log" 2>&1
   local rc=$?
-  echo "hf side by side rc=$rc: $(grep -h 'Flover / transformers' "$out/hf-side-by-side/comparison.txt" 2>/dev/null | sed 's/^ *//' | tr '\n' ' ')" |
+  echo "hf side by side rc=$rc: $(sed -n 's/^summary: //p' "$out/hf-side-by-side/comparison.txt" 2>/dev/null)" |
     tee -a "$out/summary.txt"
   cat "$out/hf-side-by-side/comparison.txt" 2>/dev/null
   grep -q '^hf-side-by-side: flover (.*): rc=0 ' "$out/hf-side-by-side/steps.txt" 2>/dev/null

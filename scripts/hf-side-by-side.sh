@@ -202,6 +202,9 @@ if greedy and hf_tokens:
                         'request0_identical': greedy[0] == hf_tokens[0], 'request0_first_difference': first}
 else:
     ok = False
+ratios = ', '.join(f"{a} {r['ratio']:.2f}x" for a, r in result['runs'].items()) or 'none'
+identical = f"{result['greedy']['identical_requests']}/{result['greedy']['requests']}" if 'greedy' in result else 'unknown'
+print(f'summary: Flover / transformers tokens/s: {ratios}; requests with identical greedy tokens: {identical}')
 with open(os.path.join(out, 'comparison.json'), 'w') as fh:
     json.dump(result, fh, indent=1)
 sys.exit(0 if ok else 1)
