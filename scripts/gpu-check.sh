@@ -54,6 +54,7 @@ fi
 logs=$(mktemp -d)
 (nvidia-smi; echo "cuda libraries: $cuda_dir") > "$out/gpu.txt" 2>&1
 hf_side_by_side() {
+  # shellcheck disable=SC2086  # GPU_CHECK_HF_ARGS: arguments, split
   FLOVER=$b/bin/flover FLOVER_LD_LIBRARY_PATH=$libs PYTHON=python3 timeout "${GPU_CHECK_HF_BUDGET:-900}" \
     bash scripts/hf-side-by-side.sh --device cuda --shape llama-7b \
     --model-dir "${GPU_CHECK_HF_MODEL_DIR:-/tmp/flover-hf-llama-7b-seed0}" --out "$out/hf-side-by-side" \

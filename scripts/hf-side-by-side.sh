@@ -29,7 +29,7 @@
 # Flover processes only, so Python's torch keeps its own CUDA libraries).
 # Exit status: 0 when every step ran and both engines completed every request, 1 if not.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 repo=$PWD
 device=cuda shape=llama-7b dtype="" requests=32 output_len=256 prompt_len=8 interval_ms=20
 arrivals=poisson,fixed max_concurrency=32 seed=0 threads=1 model_dir="" out=${OUT:-hf-side-by-side}

@@ -53,6 +53,7 @@ ROPE_THETA = 10000.0
 
 
 def hf_name(gguf_name: str) -> str:
+    """transformers' name of the tensor random_llama_gguf.py names `gguf_name`."""
     per_layer = {'attn_norm': 'input_layernorm', 'ffn_norm': 'post_attention_layernorm',
                  'attn_q': 'self_attn.q_proj', 'attn_k': 'self_attn.k_proj',
                  'attn_v': 'self_attn.v_proj', 'attn_output': 'self_attn.o_proj',
@@ -75,8 +76,9 @@ def convert(w: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def plan_shards(specs, dtype, max_shard_bytes):
-    """[(file name, [(hf name, dims, begin, end)])], tensors in draw order, each shard at
-    most max_shard_bytes (or one tensor if that is larger)."""
+    """[(file name, [(hf name, dims, begin, end)])]: the tensors in tensor_shapes' order,
+    offsets relative to the end of the file's header, each file at most max_shard_bytes
+    of data (or one tensor if that is larger)."""
     shards, current, size = [], [], 0
     for name, dims in specs:
         n = int(np.prod(dims)) * ELEMENT_BYTES[dtype]
