@@ -12,7 +12,10 @@
 #   bundle/models  stories260K, from $FLOVER_MODELS_DIR (see scripts/models-dir.sh)
 #   bundle/cuda-libraries  the CUDA libraries the binaries need, by soname
 # Copy the repository with bundle/ in it to the GPU machine and run scripts/gpu-check.sh
-# there. Usage: scripts/gpu-bundle.sh [build-dir]   (default build-gpu)
+# there. Its side by side with Hugging Face transformers (scripts/hf-side-by-side.sh)
+# needs no more from here than scripts/ (with scripts/reference/) and bundle/bin/flover:
+# it writes its model on the GPU machine and runs that machine's python3 (numpy, torch,
+# transformers). Usage: scripts/gpu-bundle.sh [build-dir]   (default build-gpu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/models-dir.sh

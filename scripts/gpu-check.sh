@@ -12,6 +12,9 @@
 #   failures.txt    every test failure with its context
 #   bench.txt       cuda_bench's numbers
 #   cluster.txt     flover bench on the CUDA worker
+#   hf-side-by-side/  Flover against Hugging Face transformers on the same random LLaMA 7B
+#                   folder and the paper's workload (scripts/hf-side-by-side.sh; its
+#                   comparison.txt holds the result), when GPU_CHECK_HF says so (below)
 #   logs.tar.gz     the full logs
 # The Hugging Face reference fixtures are read from ./tests/fixtures.
 # Exits 0 when every test binary passed and the cluster gave run.c's text. The binaries run on the GPU machine's own glibc
@@ -33,8 +36,41 @@ export FLOVER_MODELS_DIR=$b/models FLOVER_FIXTURES_DIR=$PWD/tests/fixtures OMP_N
 # The paper's workload through the daemons, per scheduling policy (the sequential one
 # takes about a minute): GPU_CHECK_POLICIES=fused skips it.
 policies=${GPU_CHECK_POLICIES:-fused,sequential}
+# Flover against transformers (scripts/hf-side-by-side.sh): GPU_CHECK_HF=1 runs it, 0 skips
+# it, `only` runs nothing else; by default it runs when this machine's python3 imports
+# numpy, torch and transformers and torch sees a GPU. It writes a random LLaMA 7B folder
+# (13.5 GB) to $GPU_CHECK_HF_MODEL_DIR (default /tmp/flover-hf-llama-7b-seed0, kept for the
+# next run) and must finish within GPU_CHECK_HF_BUDGET seconds (default 900). A failure of
+# its Flover half fails the check; of its transformers half, only the report says so.
+# GPU_CHECK_HF_ARGS adds arguments of scripts/hf-side-by-side.sh (e.g. "--arrivals poisson").
+hf=${GPU_CHECK_HF:-auto}
+if [ "$hf" = auto ]; then
+  if python3 -c 'import numpy, torch, transformers, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+    hf=1
+  else
+    hf=0
+  fi
+fi
 logs=$(mktemp -d)
 (nvidia-smi; echo "cuda libraries: $cuda_dir") > "$out/gpu.txt" 2>&1
+hf_side_by_side() {
+  # shellcheck disable=SC2086  # GPU_CHECK_HF_ARGS: arguments, split
+  FLOVER=$b/bin/flover FLOVER_LD_LIBRARY_PATH=$libs PYTHON=python3 timeout "${GPU_CHECK_HF_BUDGET:-900}" \
+    bash scripts/hf-side-by-side.sh --device cuda --shape llama-7b \
+    --model-dir "${GPU_CHECK_HF_MODEL_DIR:-/tmp/flover-hf-llama-7b-seed0}" --out "$out/hf-side-by-side" \
+    ${GPU_CHECK_HF_ARGS:-} > "$logs/hf-side-by-side.log" 2>&1
+  local rc=$?
+  echo "hf side by side rc=$rc: $(sed -n 's/^summary: //p' "$out/hf-side-by-side/comparison.txt" 2>/dev/null)" |
+    tee -a "$out/summary.txt"
+  cat "$out/hf-side-by-side/comparison.txt" 2>/dev/null
+  grep -q '^hf-side-by-side: flover (.*): rc=0 ' "$out/hf-side-by-side/steps.txt" 2>/dev/null
+}
+if [ "$hf" = only ]; then
+  hf_side_by_side
+  rc=$?
+  tar -czf "$out/logs.tar.gz" -C "$logs" .
+  exit $rc
+fi
 for t in "$b"/bin/*_test; do
   name=$(basename "$t")
   start=$(date +%s%N)
@@ -60,6 +96,9 @@ if [ -x "$b/bin/flover" ]; then
   # splits the per-token cost into compute and coordination.
   timeout 60 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused --requests 1 --output-len 128 --ignore-eos --timeout 50" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee "$out/cluster.txt"
   timeout 240 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies $policies --requests 32 --interval-ms 20 --output-len 256 --ignore-eos --timeout 200 --json $logs/paper-target.json" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee -a "$out/cluster.txt"
+fi
+if [ "$hf" = 1 ]; then
+  hf_side_by_side || status=1
 fi
 tar -czf "$out/logs.tar.gz" -C "$logs" .
 exit $status
