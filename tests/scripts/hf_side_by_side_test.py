@@ -16,8 +16,8 @@ between the best two logits, far above the two engines' fp32 rounding difference
 engine change 32 of the 64 tokens.
 
 Needs the Python environment of scripts/reference/setup-venv.sh (torch, transformers),
-named by FLOVER_HF_VENV (CTest passes BUILD/venv); without it the test is skipped (exit
-77), saying why. FLOVER names the flover CLI (CTest passes the build's).
+named by FLOVER_HF_VENV (CTest passes BUILD/hf-venv, made by its hf_venv fixture);
+without it the test is skipped (exit 77), saying why. FLOVER names the flover CLI (CTest passes the build's).
 """
 
 import json
@@ -36,7 +36,7 @@ REQUESTS, OUTPUT_LEN, ARRIVALS, SEED = 4, 16, ("poisson", "fixed"), 2
 
 def venv_python():
     """The venv's python, or exit 77 saying what is missing."""
-    venv = os.environ.get("FLOVER_HF_VENV", os.path.join(ROOT, "build", "venv"))
+    venv = os.environ.get("FLOVER_HF_VENV", os.path.join(ROOT, "build", "hf-venv"))
     python = os.path.join(venv, "bin", "python")
     if not os.access(python, os.X_OK):
         print(f"SKIPPED: no Python environment at {venv} (make it with scripts/reference/setup-venv.sh {venv})")
