@@ -25,7 +25,7 @@ namespace {
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    PrefillKernel(KvArgs<T> kv, const int* __restrict__ row_pos, const int* __restrict__ entry_first_row,
+    PrefillCudaCoreKernel(KvArgs<T> kv, const int* __restrict__ row_pos, const int* __restrict__ entry_first_row,
                   const int* __restrict__ entry_n_rows, const int* __restrict__ entry_table,
                   const int* __restrict__ block_tables, int n_entries, const float* __restrict__ qkv,
                   int64_t qkv_stride, int n_heads, T* __restrict__ out, int64_t out_stride, int rows_per_tile,
@@ -89,16 +89,16 @@ Status LaunchPrefillAttention(const PagedKvView& kv, const AttentionBatch& batch
   cudaError_t attr = cudaSuccess;
   FLOVER_DISPATCH_DTYPE(kv.dtype, [&]<typename T>() {
     if (smem > 48 * 1024) {
-      attr = cudaFuncSetAttribute(PrefillKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      attr = cudaFuncSetAttribute(PrefillCudaCoreKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem));
       if (attr != cudaSuccess) return;
     }
     const KvArgs<T> args{static_cast<T*>(kv.k), static_cast<T*>(kv.v), kv.n_blocks, kv.block_size, kv.n_kv_heads,
                          kv.head_dim};
     const dim3 grid(static_cast<unsigned>(max_tiles), static_cast<unsigned>(kv.n_kv_heads));
-    PrefillKernel<T><<<grid, kThreads, smem, stream>>>(args, batch.row_pos, batch.entry_first_row, batch.entry_n_rows,
-                                                       batch.entry_table, batch.block_tables, batch.n_entries,
-                                                       qkv.as<const float>(), qkv.stride, n_heads, out.as<T>(),
-                                                       out.stride, rows_per_tile, scale);
+    PrefillCudaCoreKernel<T><<<grid, kThreads, smem, stream>>>(
+        args, batch.row_pos, batch.entry_first_row, batch.entry_n_rows, batch.entry_table, batch.block_tables,
+        batch.n_entries, qkv.as<const float>(), qkv.stride, n_heads, out.as<T>(), out.stride, rows_per_tile, scale);
   });
   FLOVER_CUDA_RETURN_IF_ERROR(attr);
   FLOVER_CUDA_RETURN_IF_ERROR(cudaGetLastError());

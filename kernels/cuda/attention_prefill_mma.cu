@@ -63,7 +63,9 @@ __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
 
 // 16 bytes global -> shared, bypassing L1; both addresses 16-byte aligned.
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SharedAddress(smem)), "l"(gmem) : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SharedAddress(smem)),
+               "l"(static_cast<uint64_t>(__cvta_generic_to_global(gmem)))
+               : "memory");
 }
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Waits until at most one committed group of this thread is still in flight.
