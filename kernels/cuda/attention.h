@@ -29,7 +29,8 @@
 // P . V (both products accumulate in fp32; the softmax max, sum and exponentials are
 // fp32). So its scores differ from the CUDA-core path's by the query's rounding (about
 // 2^-11 relative for fp16, 2^-8 for bf16) and the outputs agree within tolerance, not
-// bit for bit.
+// bit for bit. (A query element beyond fp16's range, |q| > 65504, would become inf in
+// an fp16 layer; the cache already holds K and V in that type.)
 //
 // Determinism: a row's output depends only on its own entry (its rows, positions and
 // cached K/V), never on the other entries of the step or on max_context: decode splits

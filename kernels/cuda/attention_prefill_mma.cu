@@ -2,10 +2,10 @@
 // FlashAttention-2 on mma.sync.aligned.m16n8k16 (fp16/bf16 inputs, fp32 accumulators)
 // for fp16/bf16 caches with head_dim 64 or 128 (CheckTensorCorePrefill).
 //
-// Grid (tile bound, n_heads), 128 threads (4 warps). Block (t, h) finds its tile t as
-// the CUDA-core kernel does (FindPrefillTile, tiles of kTensorCorePrefillRows = 64 rows
-// at fixed offsets inside the entry) and computes query head h of those rows, reading
-// kv head h / (n_heads / n_kv_heads):
+// Grid (tile bound, n_heads), 128 threads (4 warps). Block (b, h) finds its tile
+// t = bound - 1 - b as the CUDA-core kernel does (FindPrefillTile, tiles of
+// kTensorCorePrefillRows = 64 rows at fixed offsets inside the entry) and computes
+// query head h of those rows, reading kv head h / (n_heads / n_kv_heads):
 //   - warp w owns rows 16w .. 16w + 15 of the tile; their query vectors stay in
 //     registers for the whole kernel as MMA A fragments, converted from the fp32 qkv
 //     buffer to T when loaded (the documented precision choice, attention.h);
@@ -158,7 +158,10 @@ __global__ void __launch_bounds__(kMmaThreads)
   using Smem = MmaSmem<D>;
   constexpr int kStride = Smem::kStride;
   __shared__ int tile_entry, tile_row0;
-  FindPrefillTile(blockIdx.x, kTensorCorePrefillRows, entry_n_rows, n_entries, &tile_entry, &tile_row0);
+  // Blocks take tiles in reverse order: an entry's last tiles, which read the most
+  // keys, start first and the short ones fill the tail (the bound's spare blocks exit).
+  FindPrefillTile(static_cast<int>(gridDim.x - 1 - blockIdx.x), kTensorCorePrefillRows, entry_n_rows, n_entries,
+                  &tile_entry, &tile_row0);
   const int e = tile_entry;
   if (e < 0) return;
 
@@ -181,8 +184,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   const int pos_hi = valid_hi ? row_pos[first_row + r_hi] : -1;
   // The warp's position range over its valid rows (max -1 / min INT_MAX when none).
   const int warp_max_pos = WarpMaxInt(max(pos_lo, pos_hi));
-  const int warp_min_pos =
-      WarpMinInt(min(valid_lo ? pos_lo : INT32_MAX, valid_hi ? pos_hi : INT32_MAX));
+  const int warp_min_pos = WarpMinInt(min(valid_lo ? pos_lo : INT32_MAX, valid_hi ? pos_hi : INT32_MAX));
 
   // Q as A fragments, one per 16 dims: q[kk] covers dims 16 kk .. 16 kk + 15.
   uint32_t q[D / 16][4];
