@@ -471,11 +471,11 @@ void AttentionParity::RunStep(const std::vector<Chunk>& chunks, uint32_t seed) {
   // The tensor-core prefill kernel also rounds q and the softmax probabilities to dtype
   // (attention.h): relative errors of up to 2^-11 (fp16) / 2^-8 (bf16) per score input
   // and per probability, which average out over the keys. Emulating exactly those
-  // roundings on the CPU (fp32 accumulation, 64-key tiles) over these inputs (unit
-  // normals, head_dim 64 and 128, chunks of 15 to 300 rows at contexts up to 1040) gave
-  // normalised errors of at most 8.0e-4 (fp16) and 7.1e-3 (bf16), against the same
-  // bounds of 2e-3 / 1.6e-2: a margin of 2.2x, where a wrong fragment, mask or
-  // rescale gives errors of order 1.
+  // roundings on the CPU (fp32 accumulation, 64-key tiles) over inputs like these (unit
+  // normals, 8 heads, head_dim 64 and 128, the chunks of kTensorCoreStep,
+  // kTensorCoreLongHistory and kShortStep, three seeds) gave normalised errors of at
+  // most 8.0e-4 (fp16) and 7.4e-3 (bf16), against the same bounds of 2e-3 / 1.6e-2: a
+  // margin of over 2x, where a wrong fragment, mask or rescale gives errors of order 1.
   for (int e = 0; e < n_entries; ++e) {
     const size_t begin = static_cast<size_t>(step.entry_first_row[e]) * q_dim;
     const size_t count = static_cast<size_t>(chunks[e].n_tokens) * q_dim;
