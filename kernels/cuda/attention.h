@@ -118,7 +118,6 @@ inline constexpr int kTensorCorePrefillKeys = 64;
 // OK when the tensor-core prefill kernel can run this layer: kv.dtype fp16 or bf16,
 // kv.head_dim 64 or 128, kv.k and kv.v 16-byte aligned. Otherwise InvalidArgument saying
 // why (PagedAttention then runs the CUDA-core kernel instead). Never touches the device.
-// REQUIRES: kv passed CheckPagedAttentionArgs' checks (positive sizes).
 Status CheckTensorCorePrefill(const PagedKvView& kv);
 
 // The kernel PagedAttention runs for prefill entries of this layer under `options`.

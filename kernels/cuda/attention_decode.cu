@@ -244,13 +244,14 @@ Status CheckPagedAttentionArgs(const PagedKvView& kv, const AttentionBatch& batc
 }
 
 Status CheckTensorCorePrefill(const PagedKvView& kv) {
-  const std::string p = "PagedAttention (tensor-core prefill): ";
+  // Runs on every PagedAttention call that has prefill rows: strings only on failure.
+  auto fail = [](const std::string& why) { return InvalidArgument("PagedAttention (tensor-core prefill): " + why); };
   if (kv.dtype != DType::kF16 && kv.dtype != DType::kBF16)
-    return InvalidArgument(p + "the KV cache is " + DTypeName(kv.dtype) + "; only fp16 and bf16 run on tensor cores");
+    return fail(std::string("the KV cache is ") + DTypeName(kv.dtype) + "; only fp16 and bf16 run on tensor cores");
   if (kv.head_dim != 64 && kv.head_dim != 128)
-    return InvalidArgument(p + "head_dim " + Str(kv.head_dim) + " is not supported (64 or 128)");
+    return fail("head_dim " + Str(kv.head_dim) + " is not supported (64 or 128)");
   if (reinterpret_cast<uintptr_t>(kv.k) % 16 != 0 || reinterpret_cast<uintptr_t>(kv.v) % 16 != 0)
-    return InvalidArgument(p + "KV cache k and v must be 16-byte aligned");
+    return fail("KV cache k and v must be 16-byte aligned");
   return Status::Ok();
 }
 
