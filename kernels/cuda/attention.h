@@ -20,12 +20,25 @@
 // launches, whatever the number of entries: decode + split combine + prefill). Nothing
 // is allocated; the split-K partials go to a caller-owned workspace.
 //
+// Prefill kernels (AttentionOptions::prefill): kCudaCores computes everything in fp32
+// on CUDA cores, for every dtype and head_dim. kTensorCores (FlashAttention-2 on
+// mma.sync m16n8k16, fp32 accumulators) runs fp16/bf16 caches with head_dim 64 or 128
+// (CheckTensorCorePrefill) and falls back to kCudaCores for anything else. Its
+// documented precision choice: the fp32 query is rounded to the storage dtype when it
+// is loaded into the MMA fragments, and so are the softmax probabilities P before
+// P . V (both products accumulate in fp32; the softmax max, sum and exponentials are
+// fp32). So its scores differ from the CUDA-core path's by the query's rounding (about
+// 2^-11 relative for fp16, 2^-8 for bf16) and the outputs agree within tolerance, not
+// bit for bit. (A query element beyond fp16's range, |q| > 65504, would become inf in
+// an fp16 layer; the cache already holds K and V in that type.)
+//
 // Determinism: a row's output depends only on its own entry (its rows, positions and
 // cached K/V), never on the other entries of the step or on max_context: decode splits
 // start at fixed multiples of kDecodePartitionTokens and prefill tiles at fixed row
 // offsets inside the entry. So the batch-invariance contract of DESIGN.md holds for
 // attention bit for bit (a decode row and the same token inside a prefill chunk take
-// different paths and agree only within tolerance).
+// different paths and agree only within tolerance). This holds for both prefill
+// kernels: which one runs depends on the layer and the options, never on the step.
 //
 // Thread-safety: the launchers are reentrant; they only enqueue work on `stream`.
 #pragma once
@@ -33,6 +46,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "common/dtype.h"
 #include "common/status.h"
@@ -83,6 +97,32 @@ inline constexpr int kDecodePartitionTokens = 256;
 // Largest max_context PagedAttention accepts (bounds the splits per row).
 inline constexpr int kMaxAttentionContext = 1 << 21;
 
+// The kernel that runs PagedAttention's prefill entries (entries with more than one row).
+enum class PrefillKernel : uint8_t {
+  kCudaCores,    // fp32 arithmetic on CUDA cores, any dtype and head_dim (verified on an H200)
+  kTensorCores,  // FlashAttention-2 on tensor cores where CheckTensorCorePrefill allows it,
+                 // kCudaCores elsewhere (compiled; awaits its first GPU run)
+};
+
+struct AttentionOptions {
+  // The CUDA-core path stays the default until scripts/gpu-check.sh has verified the
+  // tensor-core one on a GPU; then flip it here (every caller takes the default).
+  PrefillKernel prefill = PrefillKernel::kCudaCores;
+};
+
+// Tensor-core prefill tiles: 64 query rows of one (entry, query head) per thread block
+// (4 warps x 16 rows), K/V streamed in tiles of 64 positions.
+inline constexpr int kTensorCorePrefillRows = 64;
+inline constexpr int kTensorCorePrefillKeys = 64;
+
+// OK when the tensor-core prefill kernel can run this layer: kv.dtype fp16 or bf16,
+// kv.head_dim 64 or 128, kv.k and kv.v 16-byte aligned. Otherwise InvalidArgument saying
+// why (PagedAttention then runs the CUDA-core kernel instead). Never touches the device.
+Status CheckTensorCorePrefill(const PagedKvView& kv);
+
+// The kernel PagedAttention runs for prefill entries of this layer under `options`.
+PrefillKernel SelectPrefillKernel(const PagedKvView& kv, const AttentionOptions& options);
+
 // Bytes of workspace PagedAttention needs for a step of up to `n_entries` entries with
 // positions < `max_context`: 0 when max_context <= kDecodePartitionTokens, else
 // n_entries * n_heads * ceil(max_context / kDecodePartitionTokens) * (head_dim + 2)
@@ -111,7 +151,10 @@ Status WriteKv(const PagedKvView& kv, const AttentionBatch& batch, const MatrixV
 // kv.head_dim, batch.max_context) bytes, 4-byte aligned (may be null when that is 0);
 // it is scratch, overwritten by every call, so one call at a time per workspace.
 // Returns InvalidArgument, before touching the device, for any inconsistent argument.
+// options.prefill picks the prefill entries' kernel (SelectPrefillKernel); decode rows
+// always take the FlashDecoding path.
 Status PagedAttention(const PagedKvView& kv, const AttentionBatch& batch, const MatrixView& qkv, int n_heads,
-                      const MatrixView& out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+                      const MatrixView& out, void* workspace, size_t workspace_bytes, cudaStream_t stream,
+                      const AttentionOptions& options = {});
 
 }  // namespace flover::cuda

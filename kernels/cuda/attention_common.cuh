@@ -19,6 +19,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -225,10 +226,56 @@ __device__ void AttendKeyRange(const KvArgs<T>& kv, const int* __restrict__ tabl
   }
 }
 
-// Launches the prefill kernel for every entry with more than one row (attention_prefill.cu).
-// REQUIRES: arguments passed CheckPagedAttentionArgs, batch.n_rows > batch.n_entries.
+// Which prefill tile thread block `tile` handles: the prefill entries (more than one
+// row) are cut into tiles of rows_per_tile consecutive rows, numbered entry by entry.
+// Sets *entry to the tile's entry (-1 when `tile` is past the last tile) and *row0 to
+// its first row inside the entry. Both point to shared memory; every thread of the
+// block calls this (it synchronises), and warp 0 does the work: an exclusive scan of
+// the entries' tile counts, 32 entries at a time.
+__device__ __forceinline__ void FindPrefillTile(int tile, int rows_per_tile, const int* __restrict__ entry_n_rows,
+                                                int n_entries, int* entry, int* row0) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (threadIdx.x == 0) *entry = -1;
+  __syncthreads();
+  if (warp == 0) {
+    int base = 0;  // tiles of the entries before e0; the same in every lane
+    for (int e0 = 0; e0 < n_entries && base <= tile; e0 += 32) {
+      const int e = e0 + lane;
+      const int n = e < n_entries ? entry_n_rows[e] : 0;
+      const int tiles = n > 1 ? (n + rows_per_tile - 1) / rows_per_tile : 0;
+      int inclusive = tiles;
+      for (int off = 1; off < 32; off <<= 1) {
+        const int before = __shfl_up_sync(0xffffffffu, inclusive, off);
+        if (lane >= off) inclusive += before;
+      }
+      const int begin = base + inclusive - tiles;
+      if (tile >= begin && tile < begin + tiles) {
+        *entry = e;
+        *row0 = (tile - begin) * rows_per_tile;
+      }
+      base += __shfl_sync(0xffffffffu, inclusive, 31);
+    }
+  }
+  __syncthreads();
+}
+
+// Upper bound on the prefill tiles of a step, from host-known sizes only: every prefill
+// entry of n rows has ceil(n / rows_per_tile) tiles, at most n / rows_per_tile + 1, and
+// there are at most min(n_entries, n_rows - n_entries) prefill entries.
+inline int PrefillTileBound(const AttentionBatch& batch, int rows_per_tile) {
+  return (batch.n_rows + rows_per_tile - 1) / rows_per_tile + std::min(batch.n_entries, batch.n_rows - batch.n_entries);
+}
+
+// Launches the CUDA-core prefill kernel for every entry with more than one row
+// (attention_prefill.cu). REQUIRES: arguments passed CheckPagedAttentionArgs,
+// batch.n_rows > batch.n_entries.
 Status LaunchPrefillAttention(const PagedKvView& kv, const AttentionBatch& batch, const MatrixView& qkv, int n_heads,
                               const MatrixView& out, cudaStream_t stream);
+
+// The same on tensor cores (attention_prefill_mma.cu). REQUIRES: as above, and
+// CheckTensorCorePrefill(kv) is OK.
+Status LaunchPrefillAttentionMma(const PagedKvView& kv, const AttentionBatch& batch, const MatrixView& qkv,
+                                 int n_heads, const MatrixView& out, cudaStream_t stream);
 
 // Query vectors (rows x group) per prefill tile: as many whole rows as fit under
 // kPrefillQueryVectors and kMaxSmemBytes, at least one. Depends only on the shape.

@@ -1,4 +1,5 @@
-// WriteKv, the argument checks, PagedAttention's dispatch, and the decode path:
+// WriteKv, the argument checks, PagedAttention's dispatch (decode here, then the
+// prefill kernel SelectPrefillKernel picks), and the decode path:
 // FlashDecoding-style split-K over fixed key partitions plus a combine kernel.
 //
 // Decode kernel: grid (n_entries, n_kv_heads, n_splits), kThreads threads. Block
@@ -242,6 +243,24 @@ Status CheckPagedAttentionArgs(const PagedKvView& kv, const AttentionBatch& batc
   return Status::Ok();
 }
 
+Status CheckTensorCorePrefill(const PagedKvView& kv) {
+  // Runs on every PagedAttention call that has prefill rows: strings only on failure.
+  auto fail = [](const std::string& why) { return InvalidArgument("PagedAttention (tensor-core prefill): " + why); };
+  if (kv.dtype != DType::kF16 && kv.dtype != DType::kBF16)
+    return fail(std::string("the KV cache is ") + DTypeName(kv.dtype) + "; only fp16 and bf16 run on tensor cores");
+  if (kv.head_dim != 64 && kv.head_dim != 128)
+    return fail("head_dim " + Str(kv.head_dim) + " is not supported (64 or 128)");
+  if (reinterpret_cast<uintptr_t>(kv.k) % 16 != 0 || reinterpret_cast<uintptr_t>(kv.v) % 16 != 0)
+    return fail("KV cache k and v must be 16-byte aligned");
+  return Status::Ok();
+}
+
+PrefillKernel SelectPrefillKernel(const PagedKvView& kv, const AttentionOptions& options) {
+  if (options.prefill == PrefillKernel::kTensorCores && CheckTensorCorePrefill(kv).ok())
+    return PrefillKernel::kTensorCores;
+  return PrefillKernel::kCudaCores;
+}
+
 Status WriteKv(const PagedKvView& kv, const AttentionBatch& batch, const MatrixView& qkv, int n_heads,
                cudaStream_t stream) {
   FLOVER_RETURN_IF_ERROR(CheckWriteKvArgs(kv, batch, qkv, n_heads));
@@ -260,7 +279,8 @@ Status WriteKv(const PagedKvView& kv, const AttentionBatch& batch, const MatrixV
 }
 
 Status PagedAttention(const PagedKvView& kv, const AttentionBatch& batch, const MatrixView& qkv, int n_heads,
-                      const MatrixView& out, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+                      const MatrixView& out, void* workspace, size_t workspace_bytes, cudaStream_t stream,
+                      const AttentionOptions& options) {
   FLOVER_RETURN_IF_ERROR(CheckPagedAttentionArgs(kv, batch, qkv, n_heads, out, workspace, workspace_bytes));
   if (batch.n_rows == 0) return Status::Ok();
 
@@ -293,8 +313,11 @@ Status PagedAttention(const PagedKvView& kv, const AttentionBatch& batch, const 
   FLOVER_CUDA_RETURN_IF_ERROR(attr);
   FLOVER_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   // Every entry has at least one row, so more rows than entries means a prefill chunk.
-  if (batch.n_rows > batch.n_entries)
-    FLOVER_RETURN_IF_ERROR(attention_internal::LaunchPrefillAttention(kv, batch, qkv, n_heads, out, stream));
+  if (batch.n_rows > batch.n_entries) {
+    if (SelectPrefillKernel(kv, options) == PrefillKernel::kTensorCores)
+      return attention_internal::LaunchPrefillAttentionMma(kv, batch, qkv, n_heads, out, stream);
+    return attention_internal::LaunchPrefillAttention(kv, batch, qkv, n_heads, out, stream);
+  }
   return Status::Ok();
 }
 

@@ -8,8 +8,9 @@
 // R x G query vectors of kv head kvh in shared memory and streams the entry's keys
 // 0 .. (largest position in the tile) through shared memory in tiles of kKeyTile
 // (AttendKeyRange, attention_common.cuh), masking keys after each row's position.
-// The grid's x size, ceil(n_rows / R) + min(n_entries, n_rows - n_entries), bounds
-// the number of tiles without reading the device arrays on the host.
+// The grid's x size (PrefillTileBound) bounds the number of tiles without reading the
+// device arrays on the host; the tensor-core kernel (attention_prefill_mma.cu) finds
+// its tiles the same way (FindPrefillTile).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,39 +25,14 @@ namespace {
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    PrefillKernel(KvArgs<T> kv, const int* __restrict__ row_pos, const int* __restrict__ entry_first_row,
+    PrefillCudaCoreKernel(KvArgs<T> kv, const int* __restrict__ row_pos, const int* __restrict__ entry_first_row,
                   const int* __restrict__ entry_n_rows, const int* __restrict__ entry_table,
                   const int* __restrict__ block_tables, int n_entries, const float* __restrict__ qkv,
                   int64_t qkv_stride, int n_heads, T* __restrict__ out, int64_t out_stride, int rows_per_tile,
                   float scale) {
   __shared__ int tile_entry, tile_row0, tile_k_end;
   const int tile = blockIdx.x, kv_head = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-
-  // Which entry and rows this tile is: an exclusive scan of the prefill entries' tile
-  // counts, 32 entries at a time.
-  if (threadIdx.x == 0) tile_entry = -1;
-  __syncthreads();
-  if (warp == 0) {
-    int base = 0;  // tiles of the entries before e0; the same in every lane
-    for (int e0 = 0; e0 < n_entries && base <= tile; e0 += 32) {
-      const int e = e0 + lane;
-      const int n = e < n_entries ? entry_n_rows[e] : 0;
-      const int tiles = n > 1 ? (n + rows_per_tile - 1) / rows_per_tile : 0;
-      int inclusive = tiles;
-      for (int off = 1; off < 32; off <<= 1) {
-        const int before = __shfl_up_sync(0xffffffffu, inclusive, off);
-        if (lane >= off) inclusive += before;
-      }
-      const int begin = base + inclusive - tiles;
-      if (tile >= begin && tile < begin + tiles) {
-        tile_entry = e;
-        tile_row0 = (tile - begin) * rows_per_tile;
-      }
-      base += __shfl_sync(0xffffffffu, inclusive, 31);
-    }
-  }
-  __syncthreads();
+  FindPrefillTile(tile, rows_per_tile, entry_n_rows, n_entries, &tile_entry, &tile_row0);
   const int e = tile_entry;
   if (e < 0) return;
 
@@ -108,22 +84,21 @@ Status LaunchPrefillAttention(const PagedKvView& kv, const AttentionBatch& batch
   const int group = n_heads / kv.n_kv_heads;
   const int rows_per_tile = PrefillRowsPerTile(group, kv.head_dim);
   const size_t smem = SmemLayout(rows_per_tile * group, kv.head_dim).bytes;
-  const int max_tiles = (batch.n_rows + rows_per_tile - 1) / rows_per_tile +
-                        std::min(batch.n_entries, batch.n_rows - batch.n_entries);
+  const int max_tiles = PrefillTileBound(batch, rows_per_tile);
   const float scale = 1.0f / sqrtf(static_cast<float>(kv.head_dim));
   cudaError_t attr = cudaSuccess;
   FLOVER_DISPATCH_DTYPE(kv.dtype, [&]<typename T>() {
     if (smem > 48 * 1024) {
-      attr = cudaFuncSetAttribute(PrefillKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      attr = cudaFuncSetAttribute(PrefillCudaCoreKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem));
       if (attr != cudaSuccess) return;
     }
     const KvArgs<T> args{static_cast<T*>(kv.k), static_cast<T*>(kv.v), kv.n_blocks, kv.block_size, kv.n_kv_heads,
                          kv.head_dim};
     const dim3 grid(static_cast<unsigned>(max_tiles), static_cast<unsigned>(kv.n_kv_heads));
-    PrefillKernel<T><<<grid, kThreads, smem, stream>>>(args, batch.row_pos, batch.entry_first_row, batch.entry_n_rows,
-                                                       batch.entry_table, batch.block_tables, batch.n_entries,
-                                                       qkv.as<const float>(), qkv.stride, n_heads, out.as<T>(),
-                                                       out.stride, rows_per_tile, scale);
+    PrefillCudaCoreKernel<T><<<grid, kThreads, smem, stream>>>(
+        args, batch.row_pos, batch.entry_first_row, batch.entry_n_rows, batch.entry_table, batch.block_tables,
+        batch.n_entries, qkv.as<const float>(), qkv.stride, n_heads, out.as<T>(), out.stride, rows_per_tile, scale);
   });
   FLOVER_CUDA_RETURN_IF_ERROR(attr);
   FLOVER_CUDA_RETURN_IF_ERROR(cudaGetLastError());

@@ -5,7 +5,11 @@
 //   2. decode: step time and tokens/s of the CUDA backend at 1..128 concurrent requests
 //      (dummy weights generated on the device), batch 1 against the memory roofline
 //      weight_bytes / bandwidth, and the speed-up over batch 1;
-//   3. prefill: one chunk of --prefill-len tokens, tokens/s.
+//   3. prefill: one chunk of --prefill-len tokens, tokens/s;
+//   4. attention alone (CUDA events around PagedAttention on a synthetic layer of the
+//      model's shape): that prefill chunk on the CUDA-core and the tensor-core prefill
+//      kernels against the step's weight GEMMs, and decode attention for 32 requests x
+//      4096 cached positions as K/V bytes read per second against the copy bandwidth.
 // The decode table is printed twice: the default path, then the fast decode path
 // (CudaBackendConfig::cuda_graphs and small_step_gemv).
 //
@@ -22,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_status.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/gemm.h"
@@ -95,11 +100,13 @@ Result<Ceilings> MeasureCeilings(cudaStream_t stream) {
   return c;
 }
 
-// The weight GEMMs of one decode step alone (n rows; per layer QKV, O, gate|up, down,
-// then the LM head), back to back on one stream: what a step would cost if everything
-// but the GEMMs were free. Compared with the backend's step, it splits GEMM time from
-// the other kernels, launches and the host round trip.
-Result<double> GemmOnlyStep(cuda::Gemm& gemm, cudaStream_t stream, const ModelSpec& spec, DType dtype, int n) {
+// The weight GEMMs of one step alone (n rows; per layer QKV, O, gate|up, down, then the
+// LM head over head_rows rows: n for decode, 1 for a prefill chunk that samples its
+// last row), back to back on one stream: what a step would cost if everything but the
+// GEMMs were free. Compared with the backend's step, it splits GEMM time from the other
+// kernels, launches and the host round trip.
+Result<double> GemmOnlyStep(cuda::Gemm& gemm, cudaStream_t stream, const ModelSpec& spec, DType dtype, int n,
+                            int head_rows) {
   struct Shape {
     int out, in;
   };
@@ -131,9 +138,9 @@ Result<double> GemmOnlyStep(cuda::Gemm& gemm, cudaStream_t stream, const ModelSp
                                            cuda::Matrix(y.data(), DType::kF32, n, layer[i].out)));
       }
     }
-    return gemm.Matmul(cuda::Matrix(x.data(), dtype, n, spec.dim),
+    return gemm.Matmul(cuda::Matrix(x.data(), dtype, head_rows, spec.dim),
                        cuda::Matrix(head.data(), dtype, spec.vocab_size, spec.dim),
-                       cuda::Matrix(y.data(), DType::kF32, n, spec.vocab_size));
+                       cuda::Matrix(y.data(), DType::kF32, head_rows, spec.vocab_size));
   });
 }
 
@@ -145,6 +152,126 @@ struct Options {
   int prefill_len = 2048;
   int device = 0;
 };
+
+// One layer's paged attention on a synthetic KV pool of the model's shape (local
+// heads, head_dim, the backend's block size, dtype), for the attention benchmarks.
+struct SyntheticLayer {
+  cuda::DeviceBuffer k, v, qkv, out, workspace;
+  cuda::DeviceBuffer row_entry, row_pos, entry_first_row, entry_n_rows, entry_table, block_tables;
+  cuda::PagedKvView kv;
+  cuda::AttentionBatch batch;
+  cuda::MatrixView qkv_view, out_view;
+  size_t workspace_bytes = 0;
+  int n_heads = 0;
+
+  Status Attend(cudaStream_t stream, const cuda::AttentionOptions& options) const {
+    return cuda::PagedAttention(kv, batch, qkv_view, n_heads, out_view, workspace.data(), workspace_bytes, stream,
+                                options);
+  }
+};
+
+template <typename V>
+Result<cuda::DeviceBuffer> UploadInts(const std::vector<V>& host, cudaStream_t stream) {
+  FLOVER_ASSIGN_OR_RETURN(cuda::DeviceBuffer buffer, cuda::DeviceBuffer::Allocate(sizeof(V) * host.size()));
+  FLOVER_RETURN_IF_ERROR(cuda::CopyToDevice(buffer.data(), host.data(), sizeof(V) * host.size(), stream));
+  return buffer;
+}
+
+// `n_entries` entries of `rows_per_entry` rows each, the last at position context - 1,
+// each on its own consecutive blocks; the pool holds every position 0 .. context - 1 of
+// every entry. qkv is a constant finite pattern, written into the rows' slots (WriteKv);
+// the earlier positions hold the pool's own constant pattern. Synchronises the stream.
+Result<SyntheticLayer> MakeSyntheticLayer(const ModelSpec& spec, DType dtype, int block_size, int n_entries,
+                                          int rows_per_entry, int context, cudaStream_t stream) {
+  SyntheticLayer l;
+  l.n_heads = spec.n_heads;
+  const int d = spec.head_dim(), blocks_per_entry = (context + block_size - 1) / block_size;
+  const int n_blocks = n_entries * blocks_per_entry, n_rows = n_entries * rows_per_entry;
+  const size_t pool_bytes = DTypeSize(dtype) * n_blocks * spec.n_kv_heads * block_size * d;
+  FLOVER_ASSIGN_OR_RETURN(l.k, cuda::DeviceBuffer::Allocate(pool_bytes));
+  FLOVER_ASSIGN_OR_RETURN(l.v, cuda::DeviceBuffer::Allocate(pool_bytes));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(l.k.data(), 0x2c, pool_bytes, stream));  // fp16 ~0.06, bf16 ~2e-12
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(l.v.data(), 0x2c, pool_bytes, stream));
+  const int cols = spec.q_dim() + 2 * spec.kv_dim();
+  FLOVER_ASSIGN_OR_RETURN(l.qkv, cuda::DeviceBuffer::Allocate(sizeof(float) * n_rows * cols));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(l.qkv.data(), 0x3c, l.qkv.bytes(), stream));  // fp32 ~0.011
+  FLOVER_ASSIGN_OR_RETURN(l.out, cuda::DeviceBuffer::Allocate(DTypeSize(dtype) * n_rows * spec.q_dim()));
+  std::vector<int> row_entry, row_pos, first_row, n_rows_of, table_offset, tables;
+  for (int e = 0; e < n_entries; ++e) {
+    first_row.push_back(e * rows_per_entry);
+    n_rows_of.push_back(rows_per_entry);
+    table_offset.push_back(e * blocks_per_entry);
+    for (int r = 0; r < rows_per_entry; ++r) {
+      row_entry.push_back(e);
+      row_pos.push_back(context - rows_per_entry + r);
+    }
+    for (int b = 0; b < blocks_per_entry; ++b) tables.push_back(e * blocks_per_entry + b);
+  }
+  FLOVER_ASSIGN_OR_RETURN(l.row_entry, UploadInts(row_entry, stream));
+  FLOVER_ASSIGN_OR_RETURN(l.row_pos, UploadInts(row_pos, stream));
+  FLOVER_ASSIGN_OR_RETURN(l.entry_first_row, UploadInts(first_row, stream));
+  FLOVER_ASSIGN_OR_RETURN(l.entry_n_rows, UploadInts(n_rows_of, stream));
+  FLOVER_ASSIGN_OR_RETURN(l.entry_table, UploadInts(table_offset, stream));
+  FLOVER_ASSIGN_OR_RETURN(l.block_tables, UploadInts(tables, stream));
+  l.kv = cuda::PagedKvView{l.k.data(), l.v.data(), dtype, n_blocks, block_size, spec.n_kv_heads, d};
+  l.batch = cuda::AttentionBatch{l.row_entry.as<const int>(),     l.row_pos.as<const int>(),
+                                 l.entry_first_row.as<const int>(), l.entry_n_rows.as<const int>(),
+                                 l.entry_table.as<const int>(),   l.block_tables.as<const int>(),
+                                 n_rows,                          n_entries,
+                                 context};
+  l.qkv_view = cuda::Matrix(l.qkv.data(), DType::kF32, n_rows, cols);
+  l.out_view = cuda::Matrix(l.out.data(), dtype, n_rows, spec.q_dim());
+  l.workspace_bytes = cuda::AttentionWorkspaceBytes(n_entries, spec.n_heads, d, context);
+  FLOVER_ASSIGN_OR_RETURN(l.workspace, cuda::DeviceBuffer::Allocate(std::max<size_t>(l.workspace_bytes, 16)));
+  FLOVER_RETURN_IF_ERROR(cuda::WriteKv(l.kv, l.batch, l.qkv_view, spec.n_heads, stream));
+  FLOVER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return l;
+}
+
+// Attention alone, timed with CUDA events around PagedAttention of one synthetic layer
+// (times the model's layers for a step):
+//   - the prefill chunk of prefill_len tokens at positions 0.., on the CUDA-core and the
+//     tensor-core prefill kernels, against the weight GEMMs of that step;
+//   - decode: 32 requests with 4096 cached positions each, the K/V bytes the step must
+//     read per second against the device-to-device copy bandwidth.
+Status AttentionBench(const Options& o, const ModelSpec& spec, DType dtype, int block_size, const Ceilings& ceilings,
+                      cuda::Gemm& gemm, cudaStream_t stream) {
+  const int layers = spec.n_layers;
+  {
+    FLOVER_ASSIGN_OR_RETURN(SyntheticLayer layer,
+                            MakeSyntheticLayer(spec, dtype, block_size, 1, o.prefill_len, o.prefill_len, stream));
+    FLOVER_ASSIGN_OR_RETURN(double gemm_s, GemmOnlyStep(gemm, stream, spec, dtype, o.prefill_len, 1));
+    // Causal: each query row attends to (position + 1) keys; two products of head_dim.
+    const double flops = 4.0 * spec.n_heads * spec.head_dim() * (0.5 * o.prefill_len * (o.prefill_len + 1.0));
+    std::printf("\nprefill attention, one chunk of %d tokens (%d heads, %d kv heads, head_dim %d, %s KV), "
+                "%d layers; weight GEMMs of the step alone: %.2f ms\n",
+                o.prefill_len, spec.n_heads, spec.n_kv_heads, spec.head_dim(), DTypeName(dtype), layers, gemm_s * 1e3);
+    for (cuda::PrefillKernel kernel : {cuda::PrefillKernel::kCudaCores, cuda::PrefillKernel::kTensorCores}) {
+      const cuda::AttentionOptions options{kernel};
+      const bool tensor = kernel == cuda::PrefillKernel::kTensorCores;
+      if (cuda::SelectPrefillKernel(layer.kv, options) != kernel) {
+        std::printf("  tensor cores: not run (%s)\n", cuda::CheckTensorCorePrefill(layer.kv).ToString().c_str());
+        continue;
+      }
+      FLOVER_ASSIGN_OR_RETURN(double s, TimeOnStream(stream, 10, [&] { return layer.Attend(stream, options); }));
+      std::printf("  %-12s %.3f ms per layer, %.2f ms per step (%.0f%% of the GEMMs), %.0f TFLOP/s\n",
+                  tensor ? "tensor cores" : "CUDA cores", s * 1e3, s * layers * 1e3, 100.0 * s * layers / gemm_s,
+                  flops / s / 1e12);
+      std::fflush(stdout);
+    }
+  }
+  {
+    const int n = 32, context = 4096;
+    FLOVER_ASSIGN_OR_RETURN(SyntheticLayer layer, MakeSyntheticLayer(spec, dtype, block_size, n, 1, context, stream));
+    FLOVER_ASSIGN_OR_RETURN(double s, TimeOnStream(stream, 10, [&] { return layer.Attend(stream, {}); }));
+    const double kv_bytes = 2.0 * n * context * spec.kv_dim() * DTypeSize(dtype);
+    std::printf("decode attention, %d requests x %d cached positions: %.3f ms per layer, K/V read %.0f GB/s "
+                "(%.0f%% of the device-to-device copy's %.0f GB/s read + write)\n",
+                n, context, s * 1e3, kv_bytes / s / 1e9, 100.0 * kv_bytes / s / ceilings.copy_bytes_per_s,
+                ceilings.copy_bytes_per_s / 1e9);
+  }
+  return Status::Ok();
+}
 
 // Decode: `n` requests of 8 random prompt tokens join in one prefill step, then every
 // step decodes one token of each; the mean wall time of `steps` steps after 3 warm-ups
@@ -247,7 +374,7 @@ Status Main(const Options& o) {
     for (int n : o.concurrency) {
       double step_s = 0;
       FLOVER_RETURN_IF_ERROR(Decode(o, spec, n, backend->kv_block_size(), executor, &step_s));
-      FLOVER_ASSIGN_OR_RETURN(double gemm_s, GemmOnlyStep(probe, stream.get(), spec, dtype, n));
+      FLOVER_ASSIGN_OR_RETURN(double gemm_s, GemmOnlyStep(probe, stream.get(), spec, dtype, n, n));
       const double rate = n / step_s;
       if (n == 1) batch1_rate = rate;
       std::printf("| %d | %.3f | %.3f | %.0f | %s | %s |\n", n, step_s * 1e3, gemm_s * 1e3, rate,
@@ -263,6 +390,8 @@ Status Main(const Options& o) {
       std::printf("\nprefill: one chunk of %d tokens in %.1f ms: %.0f tokens/s (%.0f TFLOP/s of weight GEMMs)\n",
                   o.prefill_len, prefill_s * 1e3, o.prefill_len / prefill_s,
                   2.0 * spec.n_params() * o.prefill_len / prefill_s / 1e12);
+      FLOVER_RETURN_IF_ERROR(
+          AttentionBench(o, spec, dtype, backend->kv_block_size(), ceilings, probe, stream.get()));
     }
   }
   return Status::Ok();

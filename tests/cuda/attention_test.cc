@@ -10,7 +10,10 @@
 //   - PagedAttention matches cpu::PagedAttention over those rounded pools, per entry,
 //     and leaves the output's padding columns alone;
 //   - every entry run alone gives bit-identical rows (batch invariance).
-// They skip without a GPU. The argument checks run everywhere, without a device.
+// The same checks run for the tensor-core prefill kernel (PrefillKernel::kTensorCores)
+// on grouped-query fp16/bf16 shapes with head_dim 64 and 128.
+// They skip without a GPU. The argument checks (and which prefill kernel a layer
+// selects) run everywhere, without a device.
 #include "kernels/cuda/attention.h"
 
 #include <gtest/gtest.h>
@@ -56,6 +59,10 @@ struct Args {
 
   Status Check() const { return CheckPagedAttentionArgs(kv, batch, qkv, n_heads, out, workspace, workspace_bytes); }
   Status Launch() const { return PagedAttention(kv, batch, qkv, n_heads, out, workspace, workspace_bytes, nullptr); }
+  Status LaunchTensorCores() const {
+    return PagedAttention(kv, batch, qkv, n_heads, out, workspace, workspace_bytes, nullptr,
+                          AttentionOptions{PrefillKernel::kTensorCores});
+  }
   Status CheckWrite() const { return CheckWriteKvArgs(kv, batch, qkv, n_heads); }
   Status LaunchWrite() const { return WriteKv(kv, batch, qkv, n_heads, nullptr); }
 };
@@ -124,6 +131,42 @@ TEST(AttentionArgs, PagedAttentionRejectsBadArgumentsBeforeTouchingTheDevice) {
     c.mutate(a);
     ExpectInvalid(a.Check(), c.message, c.name);
     ExpectInvalid(a.Launch(), c.message, c.name);
+    ExpectInvalid(a.LaunchTensorCores(), c.message, c.name);
+  }
+}
+
+TEST(AttentionArgs, TensorCorePrefillTakesFp16AndBf16WithHeadDim64Or128) {
+  alignas(16) static unsigned char pool[64];
+  const PagedKvView base{pool, pool + 32, DType::kF16, 64, 16, 2, 128};
+  const AttentionOptions tensor_cores{PrefillKernel::kTensorCores};
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    for (int head_dim : {64, 128}) {
+      PagedKvView kv = base;
+      kv.dtype = dtype;
+      kv.head_dim = head_dim;
+      EXPECT_TRUE(CheckTensorCorePrefill(kv).ok()) << CheckTensorCorePrefill(kv).ToString();
+      EXPECT_EQ(SelectPrefillKernel(kv, tensor_cores), PrefillKernel::kTensorCores) << DTypeName(dtype) << head_dim;
+      // The default stays on CUDA cores until a GPU run has verified the tensor-core path.
+      EXPECT_EQ(SelectPrefillKernel(kv, AttentionOptions{}), PrefillKernel::kCudaCores);
+    }
+  }
+  struct Unsupported {
+    const char* name;
+    PagedKvView kv;
+    const char* message;
+  };
+  const Unsupported cases[] = {
+      {"fp32", {pool, pool + 32, DType::kF32, 64, 16, 2, 128}, "the KV cache is fp32; only fp16 and bf16"},
+      {"head_dim 96", {pool, pool + 32, DType::kF16, 64, 16, 2, 96}, "head_dim 96 is not supported (64 or 128)"},
+      {"head_dim 32", {pool, pool + 32, DType::kBF16, 64, 16, 2, 32}, "head_dim 32 is not supported"},
+      {"head_dim 256", {pool, pool + 32, DType::kF16, 64, 16, 2, 256}, "head_dim 256 is not supported"},
+      {"k unaligned", {pool + 2, pool + 32, DType::kF16, 64, 16, 2, 128}, "16-byte aligned"},
+      {"v unaligned", {pool, pool + 40, DType::kBF16, 64, 16, 2, 64}, "16-byte aligned"},
+  };
+  for (const Unsupported& c : cases) {
+    ExpectInvalid(CheckTensorCorePrefill(c.kv), c.message, c.name);
+    // Unsupported layers fall back to the CUDA-core kernel instead of failing.
+    EXPECT_EQ(SelectPrefillKernel(c.kv, tensor_cores), PrefillKernel::kCudaCores) << c.name;
   }
 }
 
@@ -284,6 +327,9 @@ std::vector<float> Download(const DeviceBuffer& buffer, size_t count, DType dtyp
 class AttentionParity : public ::testing::TestWithParam<ParityParam> {
  protected:
   void RunStep(const std::vector<Chunk>& chunks, uint32_t seed);
+
+  AttentionOptions options_;          // passed to every PagedAttention call
+  bool expect_tensor_cores_ = false;  // assert that options_ selects the tensor-core kernel
 };
 
 void AttentionParity::RunStep(const std::vector<Chunk>& chunks, uint32_t seed) {
@@ -355,6 +401,9 @@ void AttentionParity::RunStep(const std::vector<Chunk>& chunks, uint32_t seed) {
   DeviceBatch step_dev(step, tables_dev, stream);
   ASSERT_FALSE(HasFailure());
   const PagedKvView kv{k_dev.data(), v_dev.data(), dtype, n_blocks, bs, s.n_kv_heads, d};
+  if (expect_tensor_cores_) {
+    ASSERT_EQ(SelectPrefillKernel(kv, options_), PrefillKernel::kTensorCores);
+  }
   const MatrixView history_qkv_view = Matrix(history_qkv_dev.data(), DType::kF32, history.n_rows, cols, qkv_stride);
   const MatrixView step_qkv_view = Matrix(step_qkv_dev.data(), DType::kF32, step.n_rows, cols, qkv_stride);
   FLOVER_ASSERT_OK(WriteKv(kv, history_dev.view, history_qkv_view, s.n_heads, stream));
@@ -402,7 +451,8 @@ void AttentionParity::RunStep(const std::vector<Chunk>& chunks, uint32_t seed) {
   ASSERT_FALSE(HasFailure());
   const MatrixView out = Matrix(out_dev.data(), dtype, step.n_rows, q_dim, out_stride);
   FLOVER_ASSERT_OK(PagedAttention(kv, step_dev.view, step_qkv_view, s.n_heads, out,
-                                  workspace_bytes > 0 ? workspace.data() : nullptr, workspace_bytes, stream));
+                                  workspace_bytes > 0 ? workspace.data() : nullptr, workspace_bytes, stream,
+                                  options_));
   const std::vector<float> got_padded = Download(out_dev, out_size, dtype, stream);
   ASSERT_FALSE(HasFailure());
   std::vector<float> got(want.size());
@@ -418,6 +468,14 @@ void AttentionParity::RunStep(const std::vector<Chunk>& chunks, uint32_t seed) {
   // in summation order and expf (a few ulp over up to 2100 terms, ~1e-6); fp16/bf16
   // outputs are rounded to dtype, at most half an ulp of the value (2^-11 / 2^-8 of the
   // entry's largest value), under Tolerance()'s 2e-3 / 1.6e-2.
+  // The tensor-core prefill kernel also rounds q and the softmax probabilities to dtype
+  // (attention.h): relative errors of up to 2^-11 (fp16) / 2^-8 (bf16) per score input
+  // and per probability, which average out over the keys. Emulating exactly those
+  // roundings on the CPU (fp32 accumulation, 64-key tiles) over inputs like these (unit
+  // normals, 8 heads, head_dim 64 and 128, the chunks of kTensorCoreStep,
+  // kTensorCoreLongHistory and kShortStep, three seeds) gave normalised errors of at
+  // most 8.0e-4 (fp16) and 7.4e-3 (bf16), against the same bounds of 2e-3 / 1.6e-2: a
+  // margin of over 2x, where a wrong fragment, mask or rescale gives errors of order 1.
   for (int e = 0; e < n_entries; ++e) {
     const size_t begin = static_cast<size_t>(step.entry_first_row[e]) * q_dim;
     const size_t count = static_cast<size_t>(chunks[e].n_tokens) * q_dim;
@@ -440,7 +498,8 @@ void AttentionParity::RunStep(const std::vector<Chunk>& chunks, uint32_t seed) {
         Matrix(step_qkv_dev.as<float>() + static_cast<size_t>(first_row) * qkv_stride, DType::kF32, n, cols, qkv_stride);
     FLOVER_ASSERT_OK(PagedAttention(kv, alone_dev.view, alone_qkv, s.n_heads,
                                     Matrix(alone_out_dev.data(), dtype, n, q_dim, out_stride),
-                                    workspace_bytes > 0 ? workspace.data() : nullptr, workspace_bytes, stream));
+                                    workspace_bytes > 0 ? workspace.data() : nullptr, workspace_bytes, stream,
+                                    options_));
     const std::vector<float> alone_got = Download(alone_out_dev, alone_size, dtype, stream);
     ASSERT_FALSE(HasFailure());
     for (size_t i = 0; i < alone_size; ++i) {
@@ -478,6 +537,61 @@ std::vector<ParityParam> AllParams() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionParity, ::testing::ValuesIn(AllParams()), ParamName);
+
+// The short step again with the tensor-core option: the fp16/bf16 shapes with head_dim
+// 64 or 128 take the tensor-core kernel, every other shape falls back to CUDA cores.
+TEST_P(AttentionParity, ShortStepWithTensorCoreOptionMatchesCpu) {
+  FLOVER_REQUIRE_GPU();
+  options_.prefill = PrefillKernel::kTensorCores;
+  RunStep(kShortStep, 99);
+}
+
+// ---------------------------------------------------------------------------------
+// The tensor-core prefill kernel (GPU only): grouped-query heads (8 query heads on 2 kv
+// heads), head_dim 64 and 128, prefill entries of 15, 17, 64, 100 and 300 rows (not
+// multiples of the 64-row tile, one exactly one tile), chunks that start after cached
+// positions (at 130: mid key tile; at 64: on a key tile boundary; at 1) joined in one
+// step with decode rows of other entries (one past the first decode split), blocks in
+// shuffled order. RunStep checks the CPU parity per entry and that every entry alone
+// gives the same bits as in the step (batch invariance).
+const std::vector<Chunk> kTensorCoreStep = {{0, 300}, {412, 1}, {0, 17}, {130, 100}, {7, 1},
+                                            {0, 15},  {64, 64}, {255, 1}, {1, 2}};
+// One long chunk after a long cached history: many key tiles before the diagonal ones.
+const std::vector<Chunk> kTensorCoreLongHistory = {{1000, 150}, {1, 1}};
+
+class TensorCorePrefillParity : public AttentionParity {
+ protected:
+  void SetUp() override {
+    options_.prefill = PrefillKernel::kTensorCores;
+    expect_tensor_cores_ = true;
+  }
+};
+
+TEST_P(TensorCorePrefillParity, MixedStepMatchesCpu) {
+  FLOVER_REQUIRE_GPU();
+  RunStep(kTensorCoreStep, 4242);
+}
+
+TEST_P(TensorCorePrefillParity, ChunkAfterLongHistoryMatchesCpu) {
+  FLOVER_REQUIRE_GPU();
+  RunStep(kTensorCoreLongHistory, 77);
+}
+
+constexpr Shape kTensorCoreShapes[] = {
+    {8, 2, 64, 16},
+    {8, 2, 128, 16},
+    {8, 2, 128, 8},  // blocks smaller than a key tile: 8 block-table lookups per tile
+    {8, 2, 64, 32},
+};
+
+std::vector<ParityParam> TensorCoreParams() {
+  std::vector<ParityParam> params;
+  for (DType dtype : {DType::kF16, DType::kBF16})
+    for (const Shape& shape : kTensorCoreShapes) params.push_back({dtype, shape});
+  return params;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, TensorCorePrefillParity, ::testing::ValuesIn(TensorCoreParams()), ParamName);
 
 }  // namespace
 }  // namespace flover::cuda
