@@ -38,6 +38,7 @@ nlohmann::json ReplicaJson(const proto::ReplicaStatus& r) {
           {"steps", r.steps()},
           {"tokens_generated", r.tokens_generated()},
           {"step_compute_s", r.step_compute_seconds()},
+          {"step_wait_s", r.step_wait_seconds()},
           {"workers", std::move(workers)}};
 }
 

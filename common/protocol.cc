@@ -162,6 +162,7 @@ proto::ModelInfo ToProto(const ModelSpec& spec, const std::string& description) 
   for (int id : spec.extra_eos_ids) m.add_extra_eos_ids(id);
   m.set_description(description);
   m.set_chat_template(spec.chat_template);
+  m.set_shape(spec.ToString());
   return m;
 }
 

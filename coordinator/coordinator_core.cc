@@ -224,6 +224,7 @@ proto::ClusterStatus CoordinatorCore::BuildStatus(Clock::time_point now, ClientR
     rs->set_steps(r.steps());
     rs->set_tokens_generated(r.tokens_generated());
     rs->set_step_compute_seconds(r.step_compute_seconds());
+    rs->set_step_wait_seconds(r.step_wait_seconds());
     if (admin || r.error().empty()) {
       rs->set_error(r.error());
     } else {

@@ -26,8 +26,11 @@ bool SameModel(const proto::ModelInfo& a, const proto::ModelInfo& b) {
                     b.extra_eos_ids().end());
 }
 
+// The worker's own text of its model's shape where it sent one (ModelInfo carries only
+// the fields the coordinator uses, not the architecture's), at most kMaxShapeChars.
 std::string Describe(const proto::ModelInfo& m) {
-  std::string s = FromProto(m).ToString();
+  constexpr size_t kMaxShapeChars = 256;
+  std::string s = m.shape().empty() ? FromProto(m).ToString() : m.shape().substr(0, kMaxShapeChars);
   if (!m.description().empty()) s = m.description() + " (" + s + ")";
   return s;
 }
@@ -372,7 +375,7 @@ void CoordinatorCore::HandleStepResult(const WorkerSlot& sender, const proto::St
                   now);
     return;
   }
-  replica.OnResult(result.seq(), now, applied->n_generated, result.step_seconds());
+  replica.OnResult(result.seq(), now, applied->n_generated, result.step_seconds(), result.wait_seconds());
   if (applied->n_stale > 0)
     spdlog::debug("replica {} step {}: {} stale output(s)", replica.index(), result.seq(), applied->n_stale);
   for (const RequestEvent& event : applied->events) Deliver(event, now);

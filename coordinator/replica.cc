@@ -100,11 +100,13 @@ void Replica::Restart() {
 
 void Replica::OnPlanPublished(uint64_t seq, Clock::time_point now) { published_.emplace_back(seq, now); }
 
-void Replica::OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds) {
+void Replica::OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds,
+                       double wait_seconds) {
   while (!published_.empty() && published_.front().first <= seq) published_.pop_front();
   ++steps_;
   tokens_generated_ += n_generated;
   if (compute_seconds > 0 && compute_seconds < 3600) step_compute_seconds_ += compute_seconds;
+  if (wait_seconds > 0 && wait_seconds < 3600) step_wait_seconds_ += wait_seconds;
   rate_.Add(now, n_generated);
 }
 

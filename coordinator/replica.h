@@ -103,8 +103,11 @@ class Replica {
 
   // Plans in flight, for the step timeout.
   void OnPlanPublished(uint64_t seq, Clock::time_point now);
-  // `compute_seconds`: the worker's own time for the step (StepResult.step_seconds).
-  void OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds);
+  // `compute_seconds`, `wait_seconds`: the worker's own time for the step and its wait
+  // for the plan (StepResult.step_seconds, wait_seconds); values outside [0, 1 h) are
+  // not counted (a worker's clock or a hostile peer).
+  void OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds,
+                double wait_seconds = 0);
   // When the oldest plan in flight was published.
   std::optional<std::pair<uint64_t, Clock::time_point>> oldest_in_flight() const;
   uint64_t last_plan_seq() const { return scheduler_ ? scheduler_->last_seq() : 0; }
@@ -112,6 +115,7 @@ class Replica {
   uint64_t steps() const { return steps_; }
   uint64_t tokens_generated() const { return tokens_generated_; }
   double step_compute_seconds() const { return step_compute_seconds_; }
+  double step_wait_seconds() const { return step_wait_seconds_; }
   const StepRate& rate() const { return rate_; }
 
  private:
@@ -126,6 +130,7 @@ class Replica {
   uint64_t steps_ = 0;  // results applied, over every incarnation
   uint64_t tokens_generated_ = 0;
   double step_compute_seconds_ = 0;
+  double step_wait_seconds_ = 0;
   StepRate rate_;
 };
 

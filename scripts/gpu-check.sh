@@ -92,9 +92,14 @@ if [ -x "$b/bin/flover" ]; then
   FLOVER_DTYPE=fp32 timeout 120 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover up --config configs/gpu-local.yaml --exec '$b/bin/flover generate --prompt Sara --max-tokens 61 --json'" > "$logs/cluster-generate.log" 2>&1
   echo "cluster generate rc=$?: $(grep -o '"text":"[^"]*"' "$logs/cluster-generate.log" | head -1)" | tee -a "$out/summary.txt"
   grep -q 'cluster generate rc=0: "text":" and Ben were playing in the park\.' "$out/summary.txt" || status=1
-  # One request alone first: its TPOT against the workers' own step time ("step ms")
+  # One request alone first, with 1, 2 and 4 plans in flight: its TPOT against the
+  # workers' own step time ("step ms") and their wait for the next plan ("wait ms")
   # splits the per-token cost into compute and coordination.
-  timeout 60 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused --requests 1 --output-len 128 --ignore-eos --timeout 50" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee "$out/cluster.txt"
+  : > "$out/cluster.txt"
+  for depth in 1 2 4; do
+    echo "scheduler.pipeline_depth $depth:" | tee -a "$out/cluster.txt"
+    FLOVER_PIPELINE_DEPTH=$depth timeout 60 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies fused --requests 1 --output-len 128 --ignore-eos --timeout 50" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee -a "$out/cluster.txt"
+  done
   timeout 240 bash -c "$(declare -f run); b=$b libs=$libs run $b/bin/flover bench --config configs/gpu-local.yaml --model dummy:llama-7b --policies $policies --requests 32 --interval-ms 20 --output-len 256 --ignore-eos --timeout 200 --json $logs/paper-target.json" 2>&1 | tr '\r' '\n' | grep -v '^flover bench \[' | tee -a "$out/cluster.txt"
 fi
 if [ "$hf" = 1 ]; then

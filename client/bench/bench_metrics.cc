@@ -72,6 +72,9 @@ BenchMetrics ComputeMetrics(const std::vector<RequestTimeline>& requests, double
   if (after.steps > before.steps && after.step_compute_seconds >= before.step_compute_seconds)
     m.avg_step_compute_s = (after.step_compute_seconds - before.step_compute_seconds) /
                            static_cast<double>(after.steps - before.steps);
+  if (after.steps > before.steps && after.step_wait_seconds >= before.step_wait_seconds)
+    m.avg_step_wait_s = (after.step_wait_seconds - before.step_wait_seconds) /
+                        static_cast<double>(after.steps - before.steps);
   if (slo.any()) m.goodput = ComputeGoodput(requests, slo, m.overall_latency_s);
   return m;
 }

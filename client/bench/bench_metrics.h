@@ -67,6 +67,7 @@ struct StepCounters {
   uint64_t steps = 0;
   uint64_t tokens_generated = 0;
   double step_compute_seconds = 0;  // the workers' own time for those steps
+  double step_wait_seconds = 0;     // the workers' wait for the plans of those steps
 };
 
 // Service-level objectives for goodput; either may be absent.
@@ -96,6 +97,7 @@ struct BenchMetrics {
   LatencyStats ttft, tpot, itl, e2e;  // seconds
   double avg_requests_per_step = 0;   // 0 when no step ran
   double avg_step_compute_s = 0;      // workers' compute per step (TPOT minus this ~ coordination)
+  double avg_step_wait_s = 0;         // workers' wait for the next plan per step (the coordination part)
   std::optional<Goodput> goodput;     // when SLOs were given
 };
 

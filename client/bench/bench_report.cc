@@ -106,7 +106,7 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
   std::vector<std::string> header = {"policy",     "done",      "failed",     "overall s", "single s",
                                      "avg s",      "avg/single", "req/s",     "tok/s",     "TTFT p50 ms",
                                      "TTFT p99 ms", "TPOT ms",   "ITL p99 ms", "e2e p99 s", "req/step",
-                                     "step ms"};
+                                     "step ms",     "wait ms"};
   bool goodput = false;
   for (const BenchRun& r : runs) goodput = goodput || r.slo.any();
   if (goodput) header.insert(header.end(), {"goodput %", "good req/s"});
@@ -127,7 +127,8 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
                            Fixed(m.ttft.p50 * 1e3, 1), Fixed(m.ttft.p99 * 1e3, 1), Fixed(m.tpot.mean * 1e3, 2),
                            Fixed(m.itl.p99 * 1e3, 2), Fixed(m.e2e.p99, 3),
                            r.has_step_counters ? Fixed(m.avg_requests_per_step, 2) : "-",
-                           r.has_step_counters ? Fixed(m.avg_step_compute_s * 1e3, 2) : "-"});
+                           r.has_step_counters ? Fixed(m.avg_step_compute_s * 1e3, 2) : "-",
+                           r.has_step_counters ? Fixed(m.avg_step_wait_s * 1e3, 2) : "-"});
     if (goodput) {
       row.push_back(m.goodput ? Fixed(m.goodput->share * 100, 1) : "-");
       row.push_back(m.goodput ? Fixed(m.goodput->rate, 2) : "-");
@@ -164,7 +165,8 @@ std::string FormatResultsTable(const std::vector<BenchRun>& runs) {
   if (speedups)
     out += "fused speed-up: this policy's overall latency (first arrival -> last completion) / fused's; "
            "avg: mean end-to-end latency / fused's\n";
-  out += "step ms: the workers' own compute per step; TPOT above it is coordination (plans, results, queueing)\n";
+  out += "step ms: the workers' own compute per step; wait ms: their wait for the next plan of a running request "
+         "per step (coordination: plans, results, queueing; TPOT ~ step + wait)\n";
   for (const BenchRun& r : runs) {
     if (!r.slo.any()) continue;
     out += "goodput: requests with TTFT <= " + (r.slo.ttft_s ? Fixed(*r.slo.ttft_s * 1e3, 1) + " ms" : "any") +
@@ -225,6 +227,7 @@ nlohmann::json RunToJson(const BenchRun& run) {
   if (run.has_step_counters) {  // the native API's cluster status; an HTTP server has none
     j["avg_requests_per_step"] = m.avg_requests_per_step;
     j["avg_step_compute_s"] = m.avg_step_compute_s;
+    j["avg_step_wait_s"] = m.avg_step_wait_s;
     j["steps"] = run.steps_after.steps - std::min(run.steps_after.steps, run.steps_before.steps);
     j["tokens_generated"] = run.steps_after.tokens_generated -
                             std::min(run.steps_after.tokens_generated, run.steps_before.tokens_generated);

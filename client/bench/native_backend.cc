@@ -19,6 +19,7 @@ StepCounters Counters(const proto::ClusterStatus& s) {
     c.steps += r.steps();
     c.tokens_generated += r.tokens_generated();
     c.step_compute_seconds += r.step_compute_seconds();
+    c.step_wait_seconds += r.step_wait_seconds();
   }
   return c;
 }

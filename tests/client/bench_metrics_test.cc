@@ -55,7 +55,7 @@ TEST(BenchMetricsTest, HandComputedTimeline) {
   failed.finish_reason = "error";
   runs.push_back(failed);
 
-  const BenchMetrics m = ComputeMetrics(runs, /*single_latency_s=*/0.3, {10, 12, 1.0}, {20, 42, 1.5});
+  const BenchMetrics m = ComputeMetrics(runs, /*single_latency_s=*/0.3, {10, 12, 1.0, 0.25}, {20, 42, 1.5, 0.27});
   EXPECT_EQ(m.n_requests, 3);
   EXPECT_EQ(m.n_completed, 2);
   EXPECT_EQ(m.n_failed, 1);
@@ -79,6 +79,7 @@ TEST(BenchMetricsTest, HandComputedTimeline) {
   EXPECT_NEAR(m.itl.p50, 0.2, kEps);
   EXPECT_NEAR(m.avg_requests_per_step, 3.0, kEps);  // (42 - 12) tokens / (20 - 10) steps
   EXPECT_NEAR(m.avg_step_compute_s, 0.05, kEps);    // (1.5 - 1.0) s / 10 steps
+  EXPECT_NEAR(m.avg_step_wait_s, 0.002, kEps);      // (0.27 - 0.25) s / 10 steps
 }
 
 TEST(BenchMetricsTest, OneTokenRequestsHaveNoTpotAndAnEventOfSeveralTokensSplitsItsGap) {

@@ -104,6 +104,8 @@ TEST_F(FloverBenchTest, RunsTheWorkloadUnderEachPolicyAndWritesJson) {
     EXPECT_GT(run["avg_step_compute_s"].get<double>(), 0.0) << "workers report their compute per step";
     EXPECT_LT(run["avg_step_compute_s"].get<double>(), run["overall_latency_s"].get<double>())
         << "in seconds: every step ran within the run";
+    EXPECT_GE(run["avg_step_wait_s"].get<double>(), 0.0);
+    EXPECT_LT(run["avg_step_wait_s"].get<double>(), run["overall_latency_s"].get<double>());
     EXPECT_EQ(run["output_tokens"], 32);
     EXPECT_EQ(run["workload"]["requests"], 4);
     EXPECT_EQ(run["workload"]["prompt_len"], 8);

@@ -33,6 +33,7 @@ TEST(StatusJsonTest, NamesAreSnakeCaseAndNumbersAreNumbers) {
   r->set_tokens_generated(250);
   r->set_steps_per_second(9.5);
   r->set_step_compute_seconds(0.75);
+  r->set_step_wait_seconds(0.125);
   proto::WorkerStatus* w = r->add_workers();
   w->set_rank(1);
   w->set_state("ready");
@@ -76,6 +77,7 @@ TEST(StatusJsonTest, NamesAreSnakeCaseAndNumbersAreNumbers) {
   EXPECT_EQ(r0["tokens_generated"], 250);
   EXPECT_EQ(r0["steps_per_s"], 9.5);
   EXPECT_EQ(r0["step_compute_s"], 0.75);
+  EXPECT_EQ(r0["step_wait_s"], 0.125);
   ASSERT_EQ(r0["workers"].size(), 1u);
   EXPECT_EQ(r0["workers"][0], nlohmann::json::parse(R"({"rank":1,"state":"ready","device":"cpu",
       "last_heartbeat_age_s":0.1,"host":"node-a","pid":4242})"));

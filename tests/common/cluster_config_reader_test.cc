@@ -100,6 +100,21 @@ TEST(ClusterConfigFiles, GpuClusterExampleYaml) {
   EXPECT_TRUE(ValidateAgainstModel(*config, llama7b).ok());
 }
 
+// The config scripts/gpu-check.sh runs: one CUDA worker; its plans in flight follow
+// FLOVER_PIPELINE_DEPTH (the check's single-request runs at 1, 2 and 4), 2 without it.
+TEST(ClusterConfigFiles, GpuLocalYaml) {
+  ScopedEnv no_depth("FLOVER_PIPELINE_DEPTH", nullptr);
+  Result<ClusterConfig> config = LoadClusterConfig(kSourceDir + "/configs/gpu-local.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  ASSERT_EQ(config->workers.size(), 1u);
+  EXPECT_EQ(config->workers[0].device, "cuda:0");
+  EXPECT_EQ(config->scheduler.pipeline_depth, 2);
+  ScopedEnv depth("FLOVER_PIPELINE_DEPTH", "4");
+  config = LoadClusterConfig(kSourceDir + "/configs/gpu-local.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->scheduler.pipeline_depth, 4);
+}
+
 TEST(ClusterConfigFiles, MissingFileIsNotFound) {
   Result<ClusterConfig> config = LoadClusterConfig("configs/does-not-exist.yaml");
   ASSERT_FALSE(config.ok());

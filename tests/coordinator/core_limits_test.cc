@@ -286,5 +286,29 @@ TEST_F(CoreTest, BadMessagesInAFloodLogABoundedNumberOfLines) {
   EXPECT_NE(after.back().find("(19990 more like this suppressed)"), std::string::npos) << after.back();
 }
 
+// The coordinator says what a replica serves with the worker's own text of the model's
+// shape (the architecture and its classifier, which ModelInfo's fields do not carry),
+// and a worker cannot make that line longer than 256 characters of it.
+TEST_F(CoreTest, AReadyReplicaIsLoggedWithTheWorkersShapeTextBounded) {
+  Options o;
+  o.replicas = 2;
+  Start(o);
+  CapturedLog log;
+  proto::ModelInfo model = TestModel();
+  model.set_description("test model");
+  model.set_shape("qwen2 dim=8 separate_classifier");
+  AddWorker().Start(model);
+  SimWorker& hostile = AddWorker(1, 0);
+  proto::ModelInfo long_shape = model;
+  long_shape.set_shape(std::string(100000, 's'));
+  hostile.Start(long_shape);
+  bool logged = false;
+  for (const std::string& line : log.Lines()) {
+    if (line.find("replica 0 ready: test model (qwen2 dim=8 separate_classifier)") != std::string::npos) logged = true;
+    EXPECT_EQ(line.find(std::string(257, 's')), std::string::npos) << line.size() << " characters";
+  }
+  EXPECT_TRUE(logged);
+}
+
 }  // namespace
 }  // namespace flover

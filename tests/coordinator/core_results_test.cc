@@ -3,6 +3,7 @@
 // (harness: core_harness.h). Each test fails without the defence it names.
 #include "tests/coordinator/core_harness.h"
 
+#include <cmath>
 #include <functional>
 
 namespace flover {
@@ -366,6 +367,32 @@ TEST_F(CoreTest, StaleEntriesOfRetiredRequestsNeedNoOutput) {
   const proto::ClusterStatus s = GetStatus(c);
   EXPECT_EQ(s.replicas(0).state(), "ready");
   EXPECT_EQ(s.replicas(0).steps(), 4u);
+}
+
+// The status sums the workers' own time per step and their wait for each step's plan
+// (StepResult.step_seconds, wait_seconds); a value no clock can give (negative, NaN,
+// an hour or more) is not counted.
+TEST_F(CoreTest, StatusSumsTheWorkersComputeAndWaitPerStep) {
+  Start();
+  SimClient& c = AddClient();
+  SimWorker& w = AddWorker();
+  w.Start();
+  c.Submit("a", {1, 2}, 10);
+  const uint64_t a = ExpectAccepted(c, "a");
+  const double waits[] = {0.0, 0.002, -1.0, std::nan(""), 7200.0, 0.003};
+  for (double wait : waits) {
+    std::optional<proto::StepPlan> plan = ExpectPlan(w);
+    ASSERT_TRUE(plan.has_value());
+    proto::StepResult r = ResultOf(*plan, {{a, 5, proto::FINISH_NONE}});
+    r.set_wait_seconds(wait);
+    w.Push(r);
+    if (wait == 0.003) break;
+  }
+  const proto::ClusterStatus s = GetStatus(AddClient());  // c has its tokens to read
+  ASSERT_EQ(s.replicas_size(), 1);
+  EXPECT_EQ(s.replicas(0).steps(), 6u);
+  EXPECT_DOUBLE_EQ(s.replicas(0).step_compute_seconds(), 0.006);  // ResultOf's 1 ms each
+  EXPECT_DOUBLE_EQ(s.replicas(0).step_wait_seconds(), 0.005);
 }
 
 // Each row: a result the plan cannot have produced.

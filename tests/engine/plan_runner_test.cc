@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -153,6 +154,43 @@ TEST_F(PlanRunnerTest, OutputsCarryTheLogprobsTheRequestAskedFor) {
   EXPECT_EQ(asked.top_logprobs(0).logprob(), asked.logprob());
   EXPECT_LT(asked.logprob(), 0.0f);
   EXPECT_TRUE(CheckOutputLogprobs(asked, backend_->spec().vocab_size).ok());
+}
+
+// wait_seconds: from the end of the previous step to the start of this one, counted only
+// when this plan goes on with a request of the previous one (the worker waited for it);
+// a plan of new requests only, the first plan and the one after a failed step count 0.
+// On a scripted clock: each Run reads it at its start and at its end.
+TEST_F(PlanRunnerTest, WaitIsTheGapBeforeAStepThatGoesOnWithARequest) {
+  std::vector<double> reads_ms = {0, 5, 12, 15, 40, 44, 50, 53};
+  size_t next = 0;
+  PlanRunner runner(executor_.get(), [&] {
+    const double ms = next < reads_ms.size() ? reads_ms[next++] : 1000;
+    return PlanRunner::Clock::time_point(std::chrono::microseconds(static_cast<int64_t>(ms * 1000)));
+  });
+  proto::StepResult r;
+  proto::StepPlan p1 = Plan(1);
+  Join(&p1, 7, 8);
+  Entry(&p1, 7, 0, 4, {0});
+  ASSERT_TRUE(runner.Run(p1, &r).ok());
+  EXPECT_DOUBLE_EQ(r.step_seconds(), 0.005);
+  EXPECT_EQ(r.wait_seconds(), 0.0) << "the first plan";
+
+  proto::StepPlan p2 = Plan(2);
+  Entry(&p2, 7, 4, 1);
+  ASSERT_TRUE(runner.Run(p2, &r).ok());
+  EXPECT_DOUBLE_EQ(r.wait_seconds(), 0.007) << "request 7 waited from 5 ms to 12 ms";
+
+  proto::StepPlan p3 = Plan(3);  // only a new request: the worker was idle, not waiting
+  Join(&p3, 8, 8);
+  Entry(&p3, 8, 0, 4, {1});
+  ASSERT_TRUE(runner.Run(p3, &r).ok());
+  EXPECT_EQ(r.wait_seconds(), 0.0);
+
+  proto::StepPlan p4 = Plan(4);  // request 8 goes on, and 7 again (not in the previous plan)
+  Entry(&p4, 7, 5, 1);
+  Entry(&p4, 8, 4, 1);
+  ASSERT_TRUE(runner.Run(p4, &r).ok());
+  EXPECT_DOUBLE_EQ(r.wait_seconds(), 0.006) << "from 44 ms to 50 ms";
 }
 
 }  // namespace

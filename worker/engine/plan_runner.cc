@@ -1,5 +1,6 @@
 #include "worker/engine/plan_runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <span>
 
@@ -7,10 +8,20 @@
 
 namespace flover {
 
-PlanRunner::PlanRunner(Executor* executor) : executor_(executor) {}
+PlanRunner::PlanRunner(Executor* executor, std::function<Clock::time_point()> clock)
+    : executor_(executor), clock_(clock ? std::move(clock) : [] { return Clock::now(); }) {}
 
 Status PlanRunner::Run(const proto::StepPlan& plan, proto::StepResult* result) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const Clock::time_point t0 = clock_();
+  requests_.clear();
+  for (const proto::PlanEntry& e : plan.entries()) requests_.push_back(e.request_id());
+  std::sort(requests_.begin(), requests_.end());
+  const bool goes_on = last_end_ && std::any_of(requests_.begin(), requests_.end(), [&](uint64_t id) {
+                         return std::binary_search(last_requests_.begin(), last_requests_.end(), id);
+                       });
+  const double wait = goes_on ? std::chrono::duration<double>(t0 - *last_end_).count() : 0.0;
+  last_end_.reset();  // a failed step leaves nothing to measure the next one against
+  last_requests_.swap(requests_);
   for (uint64_t id : plan.leaves()) executor_->Leave(id);
   for (uint64_t id : plan.resets()) executor_->Reset(id);
   for (const proto::JoinRequest& j : plan.joins()) {
@@ -37,7 +48,10 @@ Status PlanRunner::Run(const proto::StepPlan& plan, proto::StepResult* result) {
     t->set_finish(ToProto(o.finish));
     if (o.logprobs) SetLogprobs(*o.logprobs, t);
   }
-  result->set_step_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  const Clock::time_point t1 = clock_();
+  result->set_step_seconds(std::chrono::duration<double>(t1 - t0).count());
+  result->set_wait_seconds(wait > 0 ? wait : 0.0);
+  last_end_ = t1;
   return Status::Ok();
 }
 
