@@ -170,6 +170,17 @@ class ScriptedCoordinator {
     return false;
   }
 
+  // Probes the worker's plan topic until it reports ready (a generous bound); false if
+  // it did not.
+  bool AwaitReady() {
+    for (auto deadline = std::chrono::steady_clock::now() + 120s; std::chrono::steady_clock::now() < deadline;) {
+      Publish("replica/0/");
+      std::optional<proto::WorkerMessage> ready = Receive(10ms);
+      if (ready && ready->has_ready()) return true;
+    }
+    return false;
+  }
+
   void SendRaw(const std::string& payload) {
     const std::array<zmq::const_buffer, 2> frames = {zmq::buffer(worker_), zmq::buffer(payload)};
     ASSERT_TRUE(zmq::send_multipart(control_, frames));
@@ -275,12 +286,7 @@ TEST(WorkerLimitsTest, AFloodOfUnreadableControlMessagesLogsABoundedNumberOfLine
   proto::ClusterConfig config = ValidConfig();
   config.mutable_heartbeat()->set_timeout_ms(600000);  // the worker never gives up on the test
   ASSERT_TRUE(coordinator.AcceptRegistration(config));
-  for (auto deadline = std::chrono::steady_clock::now() + 120s;;) {  // probes until it is ready
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker did not report ready";
-    coordinator.Publish("replica/0/");
-    std::optional<proto::WorkerMessage> ready = coordinator.Receive(10ms);
-    if (ready && ready->has_ready()) break;
-  }
+  ASSERT_TRUE(coordinator.AwaitReady()) << "the worker did not report ready";
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 10000; ++i) coordinator.SendRaw("not a CoordinatorMessage \xff\xff");
   proto::CoordinatorMessage shutdown;
@@ -313,12 +319,7 @@ TEST(WorkerStepTest, AFailedStepWithPlansQueuedBehindItEndsTheWorker) {
     proto::ClusterConfig config = ValidConfig();
     config.mutable_heartbeat()->set_timeout_ms(600000);  // the worker never gives up on the test
     ASSERT_TRUE(coordinator.AcceptRegistration(config));
-    for (auto deadline = std::chrono::steady_clock::now() + 120s;;) {  // probes until it is ready
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker did not report ready";
-      coordinator.Publish("replica/0/");
-      std::optional<proto::WorkerMessage> ready = coordinator.Receive(10ms);
-      if (ready && ready->has_ready()) break;
-    }
+    ASSERT_TRUE(coordinator.AwaitReady()) << "the worker did not report ready";
     // Unreadable plans: the first one fails the step.
     for (int i = 0; i < 64; ++i) coordinator.PublishPlan("replica/0/", "not a plan \xff");
     ASSERT_TRUE(coordinator.Expect(proto::WorkerMessage::kFailure)) << "no WorkerFailure";
