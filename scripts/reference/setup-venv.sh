@@ -19,7 +19,11 @@ venv=${1:-build/venv}
 llama_cpp_python=0.3.36
 
 if ! /usr/bin/python3 -c 'import torch, numpy, google.protobuf, yaml, requests' 2>/dev/null; then
-  apt-get install -y -q python3-torch python3-numpy python3-protobuf python3-yaml python3-requests
+  debian_packages=(python3-torch python3-numpy python3-protobuf python3-yaml python3-requests)
+  export DEBIAN_FRONTEND=noninteractive
+  # On a machine whose package lists are missing or old, the first try fails: read them.
+  apt-get install -y -q "${debian_packages[@]}" ||
+    { apt-get update -qq && apt-get install -y -q "${debian_packages[@]}"; }
 fi
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
 # numpy and protobuf come from Debian (torch 1.13 is built against numpy 1.x); the pins
