@@ -4,8 +4,14 @@
 #include <cstddef>
 
 namespace flover::cpu {
+namespace {
+constexpr int kMinParallelRows = 8;
+}  // namespace
 
 void RmsNorm(const float* x, const float* weight, float* out, int n_rows, int dim, float eps) {
+  // Rows are independent: spread over the threads from a few rows on (a fused step's
+  // rows), each computed exactly as alone.
+#pragma omp parallel for schedule(static) if (n_rows >= kMinParallelRows)
   for (int r = 0; r < n_rows; ++r) {
     const float* xr = x + static_cast<size_t>(r) * dim;
     float* outr = out + static_cast<size_t>(r) * dim;
