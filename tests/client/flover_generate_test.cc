@@ -101,7 +101,7 @@ TEST(FloverGenerateTest, StatusWithNothingListeningSaysSo) {
 }
 
 TEST(FloverGenerateTest, UnknownFlagsExit2Everywhere) {
-  for (const std::string& command : {"run", "up", "generate", "status", "bench", "keygen"}) {
+  for (const char* command : {"run", "up", "generate", "status", "bench", "keygen"}) {
     const ShellRun run = RunShell(testing::FloverBinary() + " " + command + " --no-such-flag 1");
     EXPECT_EQ(run.exit_code, 2) << "flover " << command << ": " << run.output;
   }

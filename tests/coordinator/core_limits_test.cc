@@ -13,13 +13,6 @@ namespace {
 using namespace coordinator_testing;
 using testing::CapturedLog;
 
-// Answers `plan` with token `token` for every request it computes.
-void AnswerAll(SimWorker& w, const proto::StepPlan& plan, int token) {
-  Outputs outs;
-  for (const proto::PlanEntry& e : plan.entries()) outs.emplace_back(e.request_id(), token, proto::FINISH_NONE);
-  w.Answer(plan, outs);
-}
-
 proto::ClientMessage StatusMessage() {
   proto::ClientMessage m;
   m.mutable_status();

@@ -123,7 +123,9 @@ TEST_F(HttpAdversarialTest, BrokenRequestsGetErrorsAndTheServerStaysUp) {
       if (round == 0) {
         ASSERT_TRUE(reply) << ::testing::PrintToString(c.bytes.substr(0, 80));
         EXPECT_EQ(reply->status, c.status) << ::testing::PrintToString(c.bytes.substr(0, 80));
-        if (reply->status >= 400) EXPECT_THAT(reply->body, ::testing::StartsWith("{\"error\":{"));
+        if (reply->status >= 400) {
+          EXPECT_THAT(reply->body, ::testing::StartsWith("{\"error\":{"));
+        }
       }
     }
   }

@@ -13,8 +13,7 @@ namespace {
 using testing::Random;
 
 // One row, written out plainly: mean, biased variance, normalise, scale, shift.
-__attribute__((optimize("fp-contract=off"))) void ScalarLayerNorm(float* o, const float* x, const float* weight,
-                                                                  const float* bias, int size, float eps) {
+void ScalarLayerNorm(float* o, const float* x, const float* weight, const float* bias, int size, float eps) {
   float sum = 0.0f;
   for (int j = 0; j < size; j++) sum += x[j];
   const float mean = sum / size;

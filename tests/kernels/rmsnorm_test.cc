@@ -13,10 +13,8 @@ namespace {
 
 using testing::Random;
 
-// llama2.c run.c's rmsnorm, verbatim but for the eps parameter. The optimize attribute
-// keeps the comparison meaningful if the tests are built with FMA (-march=native).
-__attribute__((optimize("fp-contract=off"))) void RunCRmsNorm(float* o, const float* x, const float* weight, int size,
-                                                              float eps) {
+// llama2.c run.c's rmsnorm, verbatim but for the eps parameter.
+void RunCRmsNorm(float* o, const float* x, const float* weight, int size, float eps) {
   float ss = 0.0f;
   for (int j = 0; j < size; j++) ss += x[j] * x[j];
   ss /= size;

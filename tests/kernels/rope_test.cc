@@ -15,8 +15,8 @@ namespace {
 using testing::Random;
 
 // llama2.c run.c's RoPE for one vector of `dim` values (all heads), verbatim but for
-// theta. The optimize attribute keeps it unfused if tests are built with FMA.
-__attribute__((optimize("fp-contract=off"))) void RunCRope(float* vec, int dim, int head_size, int pos, float theta) {
+// theta.
+void RunCRope(float* vec, int dim, int head_size, int pos, float theta) {
   for (int i = 0; i < dim; i += 2) {
     int head_dim = i % head_size;
     float freq = 1.0f / powf(theta, head_dim / (float)head_size);
