@@ -187,7 +187,7 @@ TEST(CheckDeathTest, ValueOfFailedResultAborts) {
 }
 
 TEST(CheckDeathTest, ResultFromOkStatusAborts) {
-  EXPECT_DEATH(Result<int>{Status::Ok()}, "Result built from an OK Status");
+  EXPECT_DEATH((void)Result<int>{Status::Ok()}, "Result built from an OK Status");
 }
 
 }  // namespace
