@@ -107,8 +107,11 @@ int UpCommand(const UpOptions& o) {
     if (watcher.ok() && std::chrono::steady_clock::now() >= next_follow) {
       next_follow = std::chrono::steady_clock::now() + 1s;
       Result<std::vector<std::string>> events = cluster.FollowReloads(**watcher);
-      if (!events.ok()) Log("following a reload: " + events.status().ToString());
-      for (const std::string& event : events.ok() ? *events : std::vector<std::string>()) Log(event);
+      if (!events.ok()) {
+        Log("following a reload: " + events.status().ToString());
+      } else {
+        for (const std::string& event : *events) Log(event);
+      }
     }
     if (exec_child) {
       if (auto exit = exec_child->PollExit()) {

@@ -106,8 +106,7 @@ class Replica {
   // `compute_seconds`, `wait_seconds`: the worker's own time for the step and its wait
   // for the plan (StepResult.step_seconds, wait_seconds); values outside [0, 1 h) are
   // not counted (a worker's clock or a hostile peer).
-  void OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds,
-                double wait_seconds = 0);
+  void OnResult(uint64_t seq, Clock::time_point now, int n_generated, double compute_seconds, double wait_seconds);
   // When the oldest plan in flight was published.
   std::optional<std::pair<uint64_t, Clock::time_point>> oldest_in_flight() const;
   uint64_t last_plan_seq() const { return scheduler_ ? scheduler_->last_seq() : 0; }
@@ -127,7 +126,7 @@ class Replica {
   std::unique_ptr<Scheduler> scheduler_;
   proto::ModelInfo model_;
   std::deque<std::pair<uint64_t, Clock::time_point>> published_;  // plans in flight: seq, when
-  uint64_t steps_ = 0;  // results applied, over every incarnation
+  uint64_t steps_ = 0;                                            // results applied, over every incarnation
   uint64_t tokens_generated_ = 0;
   double step_compute_seconds_ = 0;
   double step_wait_seconds_ = 0;

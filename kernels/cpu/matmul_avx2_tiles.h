@@ -25,7 +25,7 @@ constexpr int kTileRows = 3;  // x rows per register tile
 constexpr int kTileCols = 4;  // w rows per register tile (12 accumulators + 3 x + 1 w = 16 ymm)
 constexpr long kRowBlockBytes = 384 * 1024;
 // Elements of k per block over which both halves run before moving on (a multiple of
-// 16; 7 rows x 1 KiB stay in L1).
+// 16; 7 rows x 2 KiB stay in L1).
 constexpr int kBlockK = 512;
 
 // Weights: a row of Elem; Load8 gives 8 of them as fp32, LoadTail8 the first `count` of
@@ -102,6 +102,18 @@ __attribute__((always_inline)) inline void AccumulateHalf(const float* __restric
   }
 }
 
+// Both halves of the R x C tile's accumulators over k in [k_begin, k_end); the first
+// half's pass does the prefetching (AccumulateHalf).
+template <int R, int C, class Weights>
+__attribute__((always_inline)) inline void AccumulateBlock(const float* __restrict x, long x_stride,
+                                                           const typename Weights::Elem* __restrict w, int in,
+                                                           int k_begin, int k_end, __m256 (&lo)[R][C],
+                                                           __m256 (&hi)[R][C], long& pf, long pf_end, int pf_per_step) {
+  long no_pf = 0;
+  AccumulateHalf<R, C, Weights, true>(x, x_stride, w, in, 0, k_begin, k_end, lo, pf, pf_end, pf_per_step);
+  AccumulateHalf<R, C, Weights, false>(x, x_stride, w, in, 1, k_begin, k_end, hi, no_pf, 0, 0);
+}
+
 // Step 3 and 4 of the canonical arithmetic for the R x C tile: y[r, c] (+)= the sum of
 // its lanes.
 template <int R, int C>
@@ -130,11 +142,9 @@ void Tile(const float* __restrict x, long x_stride, const typename Weights::Elem
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
   }
-  long no_pf = 0;
   for (int kb = 0; kb < in; kb += kBlockK) {
     const int ke = in - kb > kBlockK ? kb + kBlockK : in;
-    AccumulateHalf<R, C, Weights, true>(x, x_stride, w, in, 0, kb, ke, lo, pf, pf_end, pf_per_step);
-    AccumulateHalf<R, C, Weights, false>(x, x_stride, w, in, 1, kb, ke, hi, no_pf, 0, 0);
+    AccumulateBlock<R, C, Weights>(x, x_stride, w, in, kb, ke, lo, hi, pf, pf_end, pf_per_step);
   }
   StoreTile<R, C>(lo, hi, y, out, accumulate);
 }
@@ -153,22 +163,18 @@ void TileBlock(const float* __restrict x, long x_stride, const typename Weights:
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      lo[r][c] =
-          k_begin == 0 ? _mm256_setzero_ps() : _mm256_load_ps(reinterpret_cast<const float*>(&state[2 * (r * C + c)]));
-      hi[r][c] = k_begin == 0 ? _mm256_setzero_ps()
-                              : _mm256_load_ps(reinterpret_cast<const float*>(&state[2 * (r * C + c) + 1]));
+      lo[r][c] = k_begin == 0 ? _mm256_setzero_ps() : state[2 * (r * C + c)];
+      hi[r][c] = k_begin == 0 ? _mm256_setzero_ps() : state[2 * (r * C + c) + 1];
     }
   }
-  long no_pf = 0;
-  AccumulateHalf<R, C, Weights, true>(x, x_stride, w, in, 0, k_begin, k_end, lo, pf, pf_end, pf_per_step);
-  AccumulateHalf<R, C, Weights, false>(x, x_stride, w, in, 1, k_begin, k_end, hi, no_pf, 0, 0);
+  AccumulateBlock<R, C, Weights>(x, x_stride, w, in, k_begin, k_end, lo, hi, pf, pf_end, pf_per_step);
   if (k_end == in) return StoreTile<R, C>(lo, hi, y, out, accumulate);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      _mm256_store_ps(reinterpret_cast<float*>(&state[2 * (r * C + c)]), lo[r][c]);
-      _mm256_store_ps(reinterpret_cast<float*>(&state[2 * (r * C + c) + 1]), hi[r][c]);
+      state[2 * (r * C + c)] = lo[r][c];
+      state[2 * (r * C + c) + 1] = hi[r][c];
     }
   }
 }
@@ -193,9 +199,9 @@ constexpr long kL1TileBytes = 24 * 1024;
 
 // MatmulRangeFn's contract for inputs whose register tiles' rows do not fit in L1
 // together (more than kL1TileBytes) and enough x rows to reuse a w tile: k is split into
-// blocks of kDriverBlockBytes of w, and each w tile's block is read once from L2 and then reused
-// from L1 by every row tile of the row block, whose accumulators wait between blocks in
-// a buffer of the calling thread. Without it the w tile (4 rows x `in`) is evicted by
+// blocks of kDriverBlockBytes of w, and each w tile's block is read once from L2 and
+// then reused from L1 by every row tile of the row block, whose accumulators wait
+// between blocks in a buffer of the calling thread. Without it the w tile (4 rows x `in`) is evicted by
 // the x rows between row tiles and every row tile reads it again from L2, which the
 // AVX2 tile, loading 7 vectors per 12 FMAs, cannot sustain. While a block runs, row
 // tile t prefetches the next block of w row t % C (or of the next tile's rows).

@@ -43,7 +43,9 @@ inline __m128i LoadFirst16(const uint16_t* p, int count) {
 
 struct F16Weights {
   using Elem = uint16_t;
-  static __m256 Load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static __m256 Load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static __m256 LoadTail8(const uint16_t* p, int count, __m256i) { return _mm256_cvtph_ps(LoadFirst16(p, count)); }
 };
 
@@ -152,8 +154,8 @@ void TileBlocks32Halves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_
           const __m256i x_lo = _mm256_set1_epi32(LoadInt32(x[r] + 32 * b + 4 * l));
           const __m256i x_hi = _mm256_set1_epi32(LoadInt32(x[r] + 32 * b + 16 + 4 * l));
           for (int h = 0; h < H; ++h) {
-            sum[r][h] = _mm256_add_epi16(sum[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], x_lo),
-                                                                     _mm256_maddubs_epi16(hi[h], x_hi)));
+            sum[r][h] = _mm256_add_epi16(
+                sum[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], x_lo), _mm256_maddubs_epi16(hi[h], x_hi)));
             KeepInRegister(sum[r][h]);
           }
         }
@@ -235,8 +237,7 @@ void TileQ4_KHalves(const WeightMatmulArgs& a, int r0, int g, int h0, int o_end)
         // Each row's scale in both int16 halves of its lane.
         const uint8_t* sc = blk + kQ4KGroupScales + 8 * (h0 + h);
         __m256i sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * k))));
-        __m256i sc_hi =
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * k + 1))));
+        __m256i sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * k + 1))));
         sc_lo = _mm256_or_si256(sc_lo, _mm256_slli_epi32(sc_lo, 16));
         sc_hi = _mm256_or_si256(sc_hi, _mm256_slli_epi32(sc_hi, 16));
         for (int r = 0; r < R; ++r) {
@@ -330,9 +331,15 @@ void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
                                  o_begin, o_end, a.accumulate);
 }
 
-void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q8_0Tile, kTileRowsQ8_0>(a, o_begin, o_end); }
-void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_0Tile, kTileRows4Bit>(a, o_begin, o_end); }
-void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) { HalvesRange<Q4_KTile, kTileRows4Bit>(a, o_begin, o_end); }
+void WeightRangeQ8_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  HalvesRange<Q8_0Tile, kTileRowsQ8_0>(a, o_begin, o_end);
+}
+void WeightRangeQ4_0Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  HalvesRange<Q4_0Tile, kTileRows4Bit>(a, o_begin, o_end);
+}
+void WeightRangeQ4_KAvx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  HalvesRange<Q4_KTile, kTileRows4Bit>(a, o_begin, o_end);
+}
 
 }  // namespace flover::cpu::internal
 
