@@ -44,16 +44,43 @@ inline float ReduceLanes(__m256 lo, __m256 hi) {
   return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
 }
 
+// One half of a full 16-element chunk of k: acc[r][c] += x[r] * w[c] on the 8 elements
+// from k on (k is the chunk's start, plus 8 for the second half).
+template <int R, int C, class Weights>
+__attribute__((always_inline)) inline void StepHalf(const float* __restrict x, long x_stride,
+                                                    const typename Weights::Elem* __restrict w, long w_stride, int k,
+                                                    __m256 (&acc)[R][C]) {
+  __m256 xv[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * x_stride + k);
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    const __m256 wv = Weights::Load8(w + c * w_stride + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
+  }
+}
+
+// What the first pass over a block of k prefetches: `per_step` cache lines per full
+// chunk, from base + next on until base + end (offsets in elements).
+template <class Elem>
+struct Prefetch {
+  const Elem* base = nullptr;
+  long next = 0, end = 0;
+  int per_step = 0;
+};
+
 // Continues one 8-lane half (half = 0: lanes 0-7 of every 16-element chunk of k, half =
-// 1: lanes 8-15) of the R x C tile's accumulators `state` over k in [k_begin, k_end).
-// k_begin is a multiple of 16; k_end is too, or equals `in` (then the last chunk is
-// zero-padded). Each full chunk also prefetches `pf_per_step` cache lines from w + pf
-// on, below w + pf_end (only when kPrefetch).
+// 1: lanes 8-15) of the R x C tile's accumulators `state` over k in [k_begin, k_end),
+// the tile's w rows w_stride elements apart. k_begin is a multiple of 16; k_end is too,
+// or it is the end of the rows (then the last chunk is zero-padded). When kPrefetch, the
+// first full chunks also prefetch `pf` (advancing it) until it is done; the chunks after
+// that run without its bookkeeping.
 template <int R, int C, class Weights, bool kPrefetch>
 __attribute__((always_inline)) inline void AccumulateHalf(const float* __restrict x, long x_stride,
-                                                          const typename Weights::Elem* __restrict w, int in, int half,
-                                                          int k_begin, int k_end, __m256 (&state)[R][C], long& pf,
-                                                          long pf_end, int pf_per_step) {
+                                                          const typename Weights::Elem* __restrict w, long w_stride,
+                                                          int half, int k_begin, int k_end, __m256 (&state)[R][C],
+                                                          Prefetch<typename Weights::Elem>& pf) {
   constexpr long kLineElements = 64 / sizeof(typename Weights::Elem);
   // Accumulating in locals: through the reference GCC would keep them in memory.
   __m256 acc[R][C];
@@ -64,33 +91,28 @@ __attribute__((always_inline)) inline void AccumulateHalf(const float* __restric
   }
   const int off = 8 * half;
   int k = k_begin;
-  for (; k + 16 <= k_end; k += 16) {
-    if constexpr (kPrefetch) {
-      for (int j = 0; j < pf_per_step && pf < pf_end; ++j, pf += kLineElements) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + pf), _MM_HINT_T1);
+  if constexpr (kPrefetch) {
+    long next = pf.next;
+    for (; k + 16 <= k_end && next < pf.end; k += 16) {
+      for (int j = 0; j < pf.per_step && next < pf.end; ++j, next += kLineElements) {
+        _mm_prefetch(reinterpret_cast<const char*>(pf.base + next), _MM_HINT_T1);
       }
+      StepHalf<R, C, Weights>(x, x_stride, w, w_stride, k + off, acc);
     }
-    __m256 xv[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * x_stride + k + off);
-#pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) {
-      const __m256 wv = Weights::Load8(w + static_cast<long>(c) * in + k + off);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
-    }
+    pf.next = next;
   }
+  for (; k + 16 <= k_end; k += 16) StepHalf<R, C, Weights>(x, x_stride, w, w_stride, k + off, acc);
   if (k < k_end) {
     // Zero-filled tail lanes, as the AVX-512 kernel's masked loads. A half with no lane
     // left still adds 0 * 0, as the AVX-512 kernel does.
-    const int count = in - k - off;
+    const int count = k_end - k - off;
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256 xv[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) xv[r] = _mm256_maskload_ps(x + r * x_stride + k + off, mask);
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      const __m256 wv = Weights::LoadTail8(w + static_cast<long>(c) * in + k + off, count, mask);
+      const __m256 wv = Weights::LoadTail8(w + c * w_stride + k + off, count, mask);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
     }
@@ -106,12 +128,12 @@ __attribute__((always_inline)) inline void AccumulateHalf(const float* __restric
 // half's pass does the prefetching (AccumulateHalf).
 template <int R, int C, class Weights>
 __attribute__((always_inline)) inline void AccumulateBlock(const float* __restrict x, long x_stride,
-                                                           const typename Weights::Elem* __restrict w, int in,
+                                                           const typename Weights::Elem* __restrict w, long w_stride,
                                                            int k_begin, int k_end, __m256 (&lo)[R][C],
-                                                           __m256 (&hi)[R][C], long& pf, long pf_end, int pf_per_step) {
-  long no_pf = 0;
-  AccumulateHalf<R, C, Weights, true>(x, x_stride, w, in, 0, k_begin, k_end, lo, pf, pf_end, pf_per_step);
-  AccumulateHalf<R, C, Weights, false>(x, x_stride, w, in, 1, k_begin, k_end, hi, no_pf, 0, 0);
+                                                           __m256 (&hi)[R][C], Prefetch<typename Weights::Elem>& pf) {
+  Prefetch<typename Weights::Elem> none;
+  AccumulateHalf<R, C, Weights, true>(x, x_stride, w, w_stride, 0, k_begin, k_end, lo, pf);
+  AccumulateHalf<R, C, Weights, false>(x, x_stride, w, w_stride, 1, k_begin, k_end, hi, none);
 }
 
 // Step 3 and 4 of the canonical arithmetic for the R x C tile: y[r, c] (+)= the sum of
@@ -135,40 +157,42 @@ __attribute__((always_inline)) inline void StoreTile(const __m256 (&lo)[R][C], c
 // stays in L1 between the two passes.
 template <int R, int C, class Weights>
 void Tile(const float* __restrict x, long x_stride, const typename Weights::Elem* __restrict w, float* __restrict y,
-          int in, int out, bool accumulate, long pf, long pf_end, int pf_per_step) {
+          int in, int out, bool accumulate, long pf_begin, long pf_end, int pf_per_step) {
   __m256 lo[R][C], hi[R][C];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
   }
+  Prefetch<typename Weights::Elem> pf{w, pf_begin, pf_end, pf_per_step};
   for (int kb = 0; kb < in; kb += kBlockK) {
     const int ke = in - kb > kBlockK ? kb + kBlockK : in;
-    AccumulateBlock<R, C, Weights>(x, x_stride, w, in, kb, ke, lo, hi, pf, pf_end, pf_per_step);
+    AccumulateBlock<R, C, Weights>(x, x_stride, w, in, kb, ke, lo, hi, pf);
   }
   StoreTile<R, C>(lo, hi, y, out, accumulate);
 }
 
-// One block of k, [k_begin, k_end), of the R x C tile, for the k-blocked driver below:
-// the accumulators start at zero when k_begin == 0 and else come from `state` (the
-// previous block's, R * C * 2 vectors); after the last block (k_end == in) y is written,
+// One block of k of the R x C tile, for the k-blocked driver below: x and w point at the
+// block's first element of the tile's first rows (w rows w_stride elements apart), `len`
+// elements long. The accumulators start at zero for the first block and else come from
+// `state` (the previous block's, R * C * 2 vectors); after the last block y is written,
 // else the accumulators go back to `state`. The same operations in the same order as
 // Tile, only stopped and resumed between blocks.
 template <int R, int C, class Weights>
-void TileBlock(const float* __restrict x, long x_stride, const typename Weights::Elem* __restrict w,
-               float* __restrict y, int in, int out, bool accumulate, int k_begin, int k_end, __m256* state, long pf,
-               long pf_end, int pf_per_step) {
+void TileBlock(const float* __restrict x, long x_stride, const typename Weights::Elem* __restrict w, long w_stride,
+               float* __restrict y, int out, bool accumulate, int len, bool first, bool last, __m256* state,
+               Prefetch<typename Weights::Elem> pf) {
   __m256 lo[R][C], hi[R][C];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      lo[r][c] = k_begin == 0 ? _mm256_setzero_ps() : state[2 * (r * C + c)];
-      hi[r][c] = k_begin == 0 ? _mm256_setzero_ps() : state[2 * (r * C + c) + 1];
+      lo[r][c] = first ? _mm256_setzero_ps() : state[2 * (r * C + c)];
+      hi[r][c] = first ? _mm256_setzero_ps() : state[2 * (r * C + c) + 1];
     }
   }
-  AccumulateBlock<R, C, Weights>(x, x_stride, w, in, k_begin, k_end, lo, hi, pf, pf_end, pf_per_step);
-  if (k_end == in) return StoreTile<R, C>(lo, hi, y, out, accumulate);
+  AccumulateBlock<R, C, Weights>(x, x_stride, w, w_stride, 0, len, lo, hi, pf);
+  if (last) return StoreTile<R, C>(lo, hi, y, out, accumulate);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
@@ -180,8 +204,8 @@ void TileBlock(const float* __restrict x, long x_stride, const typename Weights:
 }
 
 template <class Elem>
-using TileBlockFn = void (*)(const float* x, long x_stride, const Elem* w, float* y, int in, int out, bool accumulate,
-                             int k_begin, int k_end, __m256* state, long pf, long pf_end, int pf_per_step);
+using TileBlockFn = void (*)(const float* x, long x_stride, const Elem* w, long w_stride, float* y, int out,
+                             bool accumulate, int len, bool first, bool last, __m256* state, Prefetch<Elem> pf);
 
 template <class Weights>
 constexpr TileBlockFn<typename Weights::Elem> kBlockTiles[kTileRows][kTileCols] = {
@@ -199,12 +223,15 @@ constexpr long kL1TileBytes = 24 * 1024;
 
 // MatmulRangeFn's contract for inputs whose register tiles' rows do not fit in L1
 // together (more than kL1TileBytes) and enough x rows to reuse a w tile: k is split into
-// blocks of kDriverBlockBytes of w, and each w tile's block is read once from L2 and
-// then reused from L1 by every row tile of the row block, whose accumulators wait
-// between blocks in a buffer of the calling thread. Without it the w tile (4 rows x `in`) is evicted by
-// the x rows between row tiles and every row tile reads it again from L2, which the
-// AVX2 tile, loading 7 vectors per 12 FMAs, cannot sustain. While a block runs, row
-// tile t prefetches the next block of w row t % C (or of the next tile's rows).
+// blocks of kDriverBlockBytes of w, and each w tile's block is copied once into a
+// contiguous buffer of the calling thread, then read from L1 by every row tile of the
+// row block, whose accumulators wait between blocks in another such buffer. Without it
+// the w tile (4 rows x `in`) is evicted by the x rows between row tiles and every row
+// tile reads it again from L2, which the AVX2 tile, loading 7 vectors per 12 FMAs,
+// cannot sustain; copied, its rows no longer share L1's sets with each other when `in`
+// is a multiple of 1024 floats (the rows of a power-of-two `in` map to the same sets).
+// While a block runs, row tile t prefetches the next block of w row t % C (or of the
+// next tile's rows).
 template <class Weights>
 void RangeKBlocked(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
                    int o_begin, int o_end, bool accumulate) {
@@ -219,6 +246,7 @@ void RangeKBlocked(const float* x, int x_stride, const typename Weights::Elem* w
   // No std:: templates in here: this code is compiled for AVX2 and their instances would
   // be shared with code compiled for any x86-64.
   alignas(32) static thread_local __m256 state[kMaxRowTiles * kStateVectors];
+  alignas(64) static thread_local Elem packed[kTileCols * kDriverBlockK];
   for (long r0 = 0; r0 < n; r0 += row_block) {
     const long r1 = r0 + row_block < n ? r0 + row_block : n;
     for (long o = o_begin; o < o_end; o += kTileCols) {
@@ -227,6 +255,9 @@ void RangeKBlocked(const float* x, int x_stride, const typename Weights::Elem* w
       const long range_end = (o_end - o) * in;  // nothing is prefetched past this range
       for (int kb = 0; kb < in; kb += kDriverBlockK) {
         const int ke = in - kb > kDriverBlockK ? kb + kDriverBlockK : in;
+        for (int j = 0; j < c; ++j) {
+          __builtin_memcpy(packed + j * kDriverBlockK, wo + static_cast<long>(j) * in + kb, (ke - kb) * sizeof(Elem));
+        }
         // What comes after this block: the next block of this tile, or the next tile's first.
         const bool last = ke == in;
         const int next_c = last ? (o_end - o - c < kTileCols ? static_cast<int>(o_end - o - c) : kTileCols) : c;
@@ -241,8 +272,9 @@ void RangeKBlocked(const float* x, int x_stride, const typename Weights::Elem* w
           const long pf_row = next_c > 0 ? t % next_c : 0;
           const long pf = next_c > 0 && t < next_c ? next_base + pf_row * in : range_end;
           const long pf_end = pf + next_len < range_end ? pf + next_len : range_end;
-          kBlockTiles<Weights>[rr - 1][c - 1](x + r * x_stride, x_stride, wo, y + r * out + o, in, out, accumulate, kb,
-                                              ke, &state[t * kStateVectors], pf, pf_end, pf_per_step);
+          kBlockTiles<Weights>[rr - 1][c - 1](x + r * x_stride + kb, x_stride, packed, kDriverBlockK, y + r * out + o,
+                                              out, accumulate, ke - kb, kb == 0, last, &state[t * kStateVectors],
+                                              {wo, pf, pf_end, pf_per_step});
         }
       }
     }

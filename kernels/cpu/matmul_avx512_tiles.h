@@ -68,10 +68,26 @@ __attribute__((always_inline)) inline void StoreRow(const __m512 (&acc)[C], floa
   _mm512_mask_storeu_ps(y, row_mask, sums);
 }
 
+// One full 16-element chunk of k at k: acc[r][c] += x[r] * w[c] lane by lane.
+template <int R, int C, class Weights>
+__attribute__((always_inline)) inline void Step(const float* __restrict x, long x_stride,
+                                                const typename Weights::Elem* __restrict w, int in, int k,
+                                                __m512 (&acc)[R][C]) {
+  __m512 xv[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * x_stride + k);
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) {
+    const __m512 wv = Weights::Load(w + static_cast<long>(c) * in + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(xv[r], wv, acc[r][c]);
+  }
+}
+
 // y[r, c] (+)= dot(x[r], w[c]) for r < R, c < C. Rows of x are x_stride floats apart,
-// rows of w `in` elements, rows of y `out` floats. Each full step over k also prefetches
-// `pf_per_step` cache lines, from w + pf_begin on but not beyond w + pf_end (see
-// MatmulRangeTiled).
+// rows of w `in` elements, rows of y `out` floats. The first full steps over k also
+// prefetch `pf_per_step` cache lines each, from w + pf_begin on until w + pf_end (see
+// MatmulRangeTiled); the steps after that run without the prefetch's bookkeeping.
 template <int R, int C, class Weights>
 void Tile(const float* __restrict x, long x_stride, const typename Weights::Elem* __restrict w, float* __restrict y,
           int in, int out, bool accumulate, long pf_begin, long pf_end, int pf_per_step) {
@@ -84,20 +100,13 @@ void Tile(const float* __restrict x, long x_stride, const typename Weights::Elem
   }
   int k = 0;
   long pf = pf_begin;
-  for (; k + 16 <= in; k += 16) {
+  for (; k + 16 <= in && pf < pf_end; k += 16) {
     for (int j = 0; j < pf_per_step && pf < pf_end; ++j, pf += kLineElements) {
       _mm_prefetch(reinterpret_cast<const char*>(w + pf), _MM_HINT_T1);
     }
-    __m512 xv[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * x_stride + k);
-#pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) {
-      const __m512 wv = Weights::Load(w + static_cast<long>(c) * in + k);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][c] = _mm512_fmadd_ps(xv[r], wv, acc[r][c]);
-    }
+    Step<R, C, Weights>(x, x_stride, w, in, k, acc);
   }
+  for (; k + 16 <= in; k += 16) Step<R, C, Weights>(x, x_stride, w, in, k, acc);
   if (k < in) {
     const __mmask16 mask = static_cast<__mmask16>((1u << (in - k)) - 1u);
     __m512 xv[R];

@@ -46,6 +46,12 @@ using MatmulTileFnOf = void (*)(const float* x, long x_stride, const W* w, float
                                 bool accumulate, long pf_begin, long pf_end, int pf_per_step);
 using MatmulTileFn = MatmulTileFnOf<float>;
 
+// How far past the current w tile MatmulRangeTiled's row tiles prefetch: with few x
+// rows (decode) the w rows stream from DRAM and prefetching a few tiles ahead keeps it
+// busy; with many (prefill) the tiles are compute-bound and the prefetch is only
+// overhead once this far ahead.
+constexpr long kPrefetchAheadBytes = 32 * 1024;
+
 // The blocking and prefetching driver of the SIMD kernels (MatmulRangeFn's contract):
 // tiles[R - 1][C - 1] computes an R x C tile, for R <= kTileRows and C <= kTileCols.
 // Rows of x are processed in blocks of about row_block_bytes, which stay in L2. Within a
@@ -59,6 +65,7 @@ __attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFnOf
                                                             const W* w, float* y, int n, int in, int out,
                                                             int o_begin, int o_end, bool accumulate) {
   constexpr long kLineElements = 64 / sizeof(W);
+  constexpr long kPrefetchAhead = kPrefetchAheadBytes / static_cast<long>(sizeof(W));
   long row_block = row_block_bytes / (4L * x_stride) / kTileRows * kTileRows;
   if (row_block < kTileRows) row_block = kTileRows;
   const long full_steps = in / 16;  // steps over k that prefetch (not the masked tail)
@@ -72,9 +79,11 @@ __attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFnOf
     for (long o = o_begin; o < o_end; o += kTileCols) {
       const long c = o_end - o < kTileCols ? o_end - o : kTileCols;
       const W* wo = w + o * in;
-      // Offsets from wo: the next tile starts at c * in; nothing past this range's end.
+      // Offsets from wo: from the next tile's start, c * in, on for kPrefetchAheadBytes,
+      // and nothing past this range's end.
       long pf = c * in;
-      const long pf_end = (o_end - o) * in;
+      const long range_end = (o_end - o) * in;
+      const long pf_end = range_end - pf < kPrefetchAhead ? range_end : pf + kPrefetchAhead;
       for (long r = r0; r < r1; r += kTileRows) {
         const long rr = r1 - r < kTileRows ? r1 - r : kTileRows;
         tiles[rr - 1][c - 1](x + r * x_stride, x_stride, wo, y + r * out + o, in, out, accumulate, pf, pf_end,
