@@ -290,10 +290,86 @@ constexpr MatmulTileFnOf<typename Weights::Elem> kTiles[kTileRows][kTileCols] = 
     {Tile<3, 1, Weights>, Tile<3, 2, Weights>, Tile<3, 3, Weights>, Tile<3, 4, Weights>},
 };
 
+// Step 3 of the canonical arithmetic for four accumulators at once (halves lo[c],
+// hi[c]): their sums in lanes 0-3. Every sum goes through exactly ReduceLanes's
+// additions; the shuffles only decide which sums share a register.
+inline __m128 ReduceLanes4(const __m256 (&lo)[4], const __m256 (&hi)[4]) {
+  __m256 b[4];
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) b[c] = _mm256_add_ps(lo[c], hi[c]);
+  // c01 = [c_0[0:4], c_1[0:4]], c23 = [c_2[0:4], c_3[0:4]]
+  const __m256 c01 = _mm256_add_ps(_mm256_permute2f128_ps(b[0], b[1], 0x20), _mm256_permute2f128_ps(b[0], b[1], 0x31));
+  const __m256 c23 = _mm256_add_ps(_mm256_permute2f128_ps(b[2], b[3], 0x20), _mm256_permute2f128_ps(b[2], b[3], 0x31));
+  // d = [d_0[0], d_0[1], d_2[0], d_2[1], d_1[0], d_1[1], d_3[0], d_3[1]]
+  const __m256 d = _mm256_add_ps(_mm256_shuffle_ps(c01, c23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm256_shuffle_ps(c01, c23, _MM_SHUFFLE(3, 2, 3, 2)));
+  // s_0, s_2, s_1, s_3 in lanes 0, 2, 4, 6
+  const __m256 e = _mm256_add_ps(d, _mm256_movehdup_ps(d));
+  return _mm256_castps256_ps128(_mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0)));
+}
+
+// y[c] (+)= dot(x, w[c]) for c < C <= 4 (w rows `in` elements apart): one x row,
+// both halves of each accumulator in one pass.
+template <int C, class Weights>
+__attribute__((always_inline)) inline void RowDotsTile(const float* __restrict x,
+                                                       const typename Weights::Elem* __restrict w, int in,
+                                                       float* __restrict y, bool accumulate) {
+  __m256 lo[4], hi[4];
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) lo[c] = hi[c] = _mm256_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= in; k += 16) {
+    const __m256 xl = _mm256_loadu_ps(x + k), xh = _mm256_loadu_ps(x + k + 8);
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      lo[c] = _mm256_fmadd_ps(xl, Weights::Load8(w + static_cast<long>(c) * in + k), lo[c]);
+      hi[c] = _mm256_fmadd_ps(xh, Weights::Load8(w + static_cast<long>(c) * in + k + 8), hi[c]);
+    }
+  }
+  if (k < in) {  // zero-filled tail lanes, as in AccumulateHalf
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int count_lo = in - k, count_hi = in - k - 8;
+    const __m256i mask_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(count_lo), lanes);
+    const __m256i mask_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(count_hi), lanes);
+    const __m256 xl = _mm256_maskload_ps(x + k, mask_lo), xh = _mm256_maskload_ps(x + k + 8, mask_hi);
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) {
+      const typename Weights::Elem* wc = w + static_cast<long>(c) * in + k;
+      lo[c] = _mm256_fmadd_ps(xl, Weights::LoadTail8(wc, count_lo, mask_lo), lo[c]);
+      hi[c] = _mm256_fmadd_ps(xh, Weights::LoadTail8(wc + 8, count_hi, mask_hi), hi[c]);
+    }
+  }
+  alignas(16) float s[4];
+  _mm_store_ps(s, ReduceLanes4(lo, hi));
+#pragma GCC unroll 4
+  for (int c = 0; c < C; ++c) y[c] = accumulate ? y[c] + s[c] : s[c];
+}
+
+// One x row against at most kRowDotsBytes of w rows (attention's scores of a KV block):
+// without the blocking and prefetching driver, whose bookkeeping would cost more than
+// these few products.
+constexpr long kRowDotsBytes = 16 * 1024;
+
+template <class Weights>
+void RowDots(const float* x, const typename Weights::Elem* w, float* y, int in, int o_begin, int o_end,
+             bool accumulate) {
+  int o = o_begin;
+  for (; o + 4 <= o_end; o += 4) RowDotsTile<4, Weights>(x, w + static_cast<long>(o) * in, in, y + o, accumulate);
+  switch (o_end - o) {
+    case 3: return RowDotsTile<3, Weights>(x, w + static_cast<long>(o) * in, in, y + o, accumulate);
+    case 2: return RowDotsTile<2, Weights>(x, w + static_cast<long>(o) * in, in, y + o, accumulate);
+    case 1: return RowDotsTile<1, Weights>(x, w + static_cast<long>(o) * in, in, y + o, accumulate);
+    default: return;
+  }
+}
+
 // MatmulRangeFn's contract, for weights read through Weights.
 template <class Weights>
 void Range(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out, int o_begin,
            int o_end, bool accumulate) {
+  if (n == 1 &&
+      static_cast<long>(o_end - o_begin) * in * static_cast<long>(sizeof(typename Weights::Elem)) <= kRowDotsBytes)
+    return RowDots<Weights>(x, w, y, in, o_begin, o_end, accumulate);
   const long tile_bytes = static_cast<long>(in) * (kTileCols * sizeof(typename Weights::Elem) + kTileRows * 4);
   if (tile_bytes > kL1TileBytes && n >= 2 * kTileRows)
     return RangeKBlocked<Weights>(x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);

@@ -137,10 +137,61 @@ constexpr MatmulTileFnOf<typename Weights::Elem> kTiles[kTileRows][kTileCols] = 
      Tile<4, 6, Weights>},
 };
 
+// y[c] (+)= dot(x, w[c]) for c < C <= 8 (w rows `in` elements apart), one x row.
+template <int C, class Weights>
+__attribute__((always_inline)) inline void RowDotsTile(const float* __restrict x,
+                                                       const typename Weights::Elem* __restrict w, int in,
+                                                       float* __restrict y, bool accumulate) {
+  __m512 acc[C];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= in; k += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(xv, Weights::Load(w + static_cast<long>(c) * in + k), acc[c]);
+  }
+  if (k < in) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << (in - k)) - 1u);
+    const __m512 xv = _mm512_maskz_loadu_ps(mask, x + k);
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) {
+      acc[c] = _mm512_fmadd_ps(xv, Weights::LoadFirst(mask, w + static_cast<long>(c) * in + k), acc[c]);
+    }
+  }
+  StoreRow<C>(acc, y, accumulate);
+}
+
+// One x row against at most kRowDotsBytes of w rows (attention's scores of a KV block):
+// without the blocking and prefetching driver, whose bookkeeping would cost more than
+// these few products.
+constexpr long kRowDotsBytes = 16 * 1024;
+
+template <class Weights>
+void RowDots(const float* x, const typename Weights::Elem* w, float* y, int in, int o_begin, int o_end,
+             bool accumulate) {
+  int o = o_begin;
+  for (; o + 8 <= o_end; o += 8) RowDotsTile<8, Weights>(x, w + static_cast<long>(o) * in, in, y + o, accumulate);
+  const typename Weights::Elem* wo = w + static_cast<long>(o) * in;
+  switch (o_end - o) {
+    case 7: return RowDotsTile<7, Weights>(x, wo, in, y + o, accumulate);
+    case 6: return RowDotsTile<6, Weights>(x, wo, in, y + o, accumulate);
+    case 5: return RowDotsTile<5, Weights>(x, wo, in, y + o, accumulate);
+    case 4: return RowDotsTile<4, Weights>(x, wo, in, y + o, accumulate);
+    case 3: return RowDotsTile<3, Weights>(x, wo, in, y + o, accumulate);
+    case 2: return RowDotsTile<2, Weights>(x, wo, in, y + o, accumulate);
+    case 1: return RowDotsTile<1, Weights>(x, wo, in, y + o, accumulate);
+    default: return;
+  }
+}
+
 // MatmulRangeFn's contract, for weights read through Weights.
 template <class Weights>
-void Range(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
-           int o_begin, int o_end, bool accumulate) {
+void Range(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out, int o_begin,
+           int o_end, bool accumulate) {
+  if (n == 1 &&
+      static_cast<long>(o_end - o_begin) * in * static_cast<long>(sizeof(typename Weights::Elem)) <= kRowDotsBytes)
+    return RowDots<Weights>(x, w, y, in, o_begin, o_end, accumulate);
   MatmulRangeTiled(kTiles<Weights>, kRowBlockBytes, x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
 }
 

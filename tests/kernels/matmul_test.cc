@@ -119,8 +119,9 @@ TEST_P(MatmulKernelTest, MatchesReferenceOnModelShapes) {
 TEST_P(MatmulKernelTest, RowsAreBatchInvariant) {
   // in = 4099 makes the kernels split rows into several cache blocks; in = 300 has a
   // partial last chunk of k; out = 100 leaves partial tiles; with in = 2048 batches of
-  // more than one row are first copied to padded rows, a single row is not.
-  const int shapes[][2] = {{300, 100}, {4099, 13}, {768, 64}, {2048, 20}};
+  // more than one row are first copied to padded rows, a single row is not; a single row
+  // with in = 64 or 141 takes the kernels' path for a few dot products.
+  const int shapes[][2] = {{300, 100}, {4099, 13}, {768, 64}, {2048, 20}, {64, 40}, {141, 29}};
   constexpr int kN = 37;
   for (const auto& s : shapes) {
     const int in = s[0], out = s[1];
@@ -204,17 +205,20 @@ INSTANTIATE_TEST_SUITE_P(Kernels, MatmulKernelTest, ::testing::Values("generic",
 TEST(MatmulTest, Avx2AndAvx512GiveTheSameBits) {
   const MatmulKernel avx2 = FindMatmulKernel("avx2"), avx512 = FindMatmulKernel("avx512");
   if (avx2.fn == nullptr || avx512.fn == nullptr) GTEST_SKIP() << "needs a CPU with AVX-512";
-  // in = 1500 and 4099 (with a partial last chunk) run AVX2's k-blocked driver.
-  for (int in : {1, 9, 16, 24, 172, 768, 1500, 4099}) {
-    constexpr int kN = 11, kOut = 29;
-    const auto x = Random(static_cast<size_t>(kN) * in, 60);
-    const auto w = Random(static_cast<size_t>(kOut) * in, 61);
-    const auto y0 = Random(static_cast<size_t>(kN) * kOut, 62);
-    for (bool accumulate : {false, true}) {
-      auto a = y0, b = y0;
-      MatmulWithKernel(avx2, x.data(), w.data(), a.data(), kN, in, kOut, accumulate);
-      MatmulWithKernel(avx512, x.data(), w.data(), b.data(), kN, in, kOut, accumulate);
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * a.size())) << "in=" << in;
+  // in = 1500 and 4099 (with a partial last chunk) run AVX2's k-blocked driver; one x
+  // row with in <= 141 the kernels' path for a few dot products (attention's scores).
+  for (int n : {1, 11}) {
+    for (int in : {1, 9, 16, 24, 64, 141, 172, 768, 1500, 4099}) {
+      constexpr int kOut = 29;
+      const auto x = Random(static_cast<size_t>(n) * in, 60);
+      const auto w = Random(static_cast<size_t>(kOut) * in, 61);
+      const auto y0 = Random(static_cast<size_t>(n) * kOut, 62);
+      for (bool accumulate : {false, true}) {
+        auto a = y0, b = y0;
+        MatmulWithKernel(avx2, x.data(), w.data(), a.data(), n, in, kOut, accumulate);
+        MatmulWithKernel(avx512, x.data(), w.data(), b.data(), n, in, kOut, accumulate);
+        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * a.size())) << "n=" << n << " in=" << in;
+      }
     }
   }
 }
