@@ -347,16 +347,19 @@ Status Decoder::LmHeadArgmax(int n_logits, int* tokens) {
 
 void Decoder::Attention(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv) {
   const int q_dim = local_.q_dim, qkv_stride = q_dim + 2 * local_.kv_dim, n_heads = local_.n_heads;
-  const int n_items = static_cast<int>(entries.size()) * n_heads;
-  // One work item per (entry, head); long prefill chunks and short decodes balance
-  // through dynamic scheduling.
+  // One work item per entry when there are enough of them (a thread then reads an
+  // entry's blocks for all heads, neighbours in the cache), else per (entry, head); long
+  // prefill chunks and short decodes balance through dynamic scheduling.
+  const int heads_per_item = static_cast<int>(entries.size()) >= 4 * omp_get_max_threads() ? n_heads : 1;
+  const int items_per_entry = n_heads / heads_per_item;
+  const int n_items = static_cast<int>(entries.size()) * items_per_entry;
 #pragma omp parallel for schedule(dynamic, 1) if (n_items > 1)
   for (int item = 0; item < n_items; ++item) {
-    const int i = item / n_heads, h = item % n_heads;
+    const int i = item / items_per_entry, h = item % items_per_entry * heads_per_item;
     const StepEntry& e = entries[i];
     const size_t row = static_cast<size_t>(entry_offset_[i]);
     cpu::PagedAttention(kv, e.block_table, e.start_pos, e.n_tokens, qkv_.data() + row * qkv_stride, qkv_stride,
-                        att_.data() + row * q_dim, q_dim, n_heads, h, h + 1);
+                        att_.data() + row * q_dim, q_dim, n_heads, h, h + heads_per_item);
   }
 }
 
