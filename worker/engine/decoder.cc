@@ -10,11 +10,15 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/bias.h"
 #include "kernels/cpu/layernorm.h"
-#include "kernels/cpu/weight_matmul.h"
 #include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/weight_matmul.h"
 
 namespace flover {
 namespace {
+
+// Below this many rows the per-row work of a step (RoPE, storing K/V) stays on one
+// thread.
+constexpr int kMinParallelRows = 8;
 
 // Concatenates fp32 vectors, freeing the inputs.
 std::vector<float> Concat(std::initializer_list<WeightTensor*> parts) {
@@ -52,8 +56,8 @@ Decoder::Decoder(ModelWeights weights, ShardInfo shard, HostCommunicator* comm)
   if (shard_.world > 1) {
     FLOVER_CHECK(comm_ != nullptr) << "tensor parallel size " << shard_.world << " needs a communicator";
     FLOVER_CHECK(comm_->rank() == shard_.rank && comm_->world_size() == shard_.world)
-        << "communicator is rank " << comm_->rank() << "/" << comm_->world_size() << ", shard is " << shard_.rank
-        << "/" << shard_.world;
+        << "communicator is rank " << comm_->rank() << "/" << comm_->world_size() << ", shard is " << shard_.rank << "/"
+        << shard_.world;
   }
   const int dim = spec_.dim;
   layers_.reserve(weights.layers.size());
@@ -130,6 +134,7 @@ void Decoder::EnsureScratch(int n, int n_logits) {
   const size_t rows = static_cast<size_t>(n);
   GrowTo(tokens_, rows);
   GrowTo(positions_, rows);
+  GrowTo(row_entry_, rows);
   GrowTo(x_, rows * spec_.dim);
   GrowTo(xb_, rows * spec_.dim);
   GrowTo(qkv_, rows * (local_.q_dim + 2 * local_.kv_dim));
@@ -178,6 +183,7 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
       FLOVER_CHECK(e.tokens[t] >= 0 && e.tokens[t] < spec_.vocab_size) << "token id " << e.tokens[t];
       tokens_[row] = e.tokens[t];
       positions_[row] = e.start_pos + t;
+      row_entry_[row] = static_cast<int>(i);
       cpu::DequantizeWeightRows(embedding, e.tokens[t], 1, &x_[static_cast<size_t>(row) * dim]);
     }
   }
@@ -191,13 +197,7 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
     Norm(x_.data(), layer.attn_norm, layer.attn_norm_bias, xb_.data(), n);
     MatmulStack(xb_.data(), layer.wqkv, qkv_.data(), n);
     if (!layer.bqkv.empty()) cpu::AddBias(qkv_.data(), qkv_stride, layer.bqkv.data(), n, qkv_stride);
-    cpu::ApplyRope(qkv_.data(), n, qkv_stride, local_.n_heads, spec_.head_dim(), positions_.data(), rope_);
-    cpu::ApplyRope(qkv_.data() + q_dim, n, qkv_stride, local_.n_kv_heads, spec_.head_dim(), positions_.data(), rope_);
-    for (size_t i = 0; i < entries.size(); ++i) {
-      const float* rows = qkv_.data() + static_cast<size_t>(entry_offset_[i]) * qkv_stride;
-      cpu::WriteKv(kv_layer, entries[i].block_table, entries[i].start_pos, entries[i].n_tokens, rows + q_dim,
-                   rows + q_dim + kv_dim, qkv_stride);
-    }
+    RotateAndStoreKv(entries, kv_layer, n);
     Attention(entries, kv_layer);
 
     // Feed-forward: ffn(h) = W2 · act(W1·h + b1 [, W3·h]) + b2.
@@ -229,10 +229,8 @@ Status Decoder::Run(std::span<const StepEntry> entries, const KvCache& kv, float
 
 void Decoder::Norm(const float* x, const std::vector<float>& weight, const std::vector<float>& bias, float* out,
                    int n) const {
-  if (spec_.norm == NormKind::kRms)
-    cpu::RmsNorm(x, weight.data(), out, n, spec_.dim, spec_.norm_eps);
-  else
-    cpu::LayerNorm(x, weight.data(), bias.data(), out, n, spec_.dim, spec_.norm_eps);
+  if (spec_.norm == NormKind::kRms) cpu::RmsNorm(x, weight.data(), out, n, spec_.dim, spec_.norm_eps);
+  else cpu::LayerNorm(x, weight.data(), bias.data(), out, n, spec_.dim, spec_.norm_eps);
 }
 
 void Decoder::FeedForwardHidden(const Layer& layer, int n) {
@@ -343,6 +341,21 @@ Status Decoder::LmHeadArgmax(int n_logits, int* tokens) {
     tokens[j] = id;
   }
   return Status::Ok();
+}
+
+void Decoder::RotateAndStoreKv(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv, int n) {
+  const int q_dim = local_.q_dim, kv_dim = local_.kv_dim, qkv_stride = q_dim + 2 * kv_dim;
+  const int head_dim = spec_.head_dim();
+  // Row by row: a row's rotation and its cache slot are its own, so the split between
+  // threads changes nothing.
+#pragma omp parallel for schedule(static) if (n >= kMinParallelRows)
+  for (int row = 0; row < n; ++row) {
+    float* q = qkv_.data() + static_cast<size_t>(row) * qkv_stride;
+    cpu::ApplyRope(q, 1, qkv_stride, local_.n_heads, head_dim, &positions_[row], rope_);
+    cpu::ApplyRope(q + q_dim, 1, qkv_stride, local_.n_kv_heads, head_dim, &positions_[row], rope_);
+    cpu::WriteKv(kv, entries[row_entry_[row]].block_table, positions_[row], 1, q + q_dim, q + q_dim + kv_dim,
+                 qkv_stride);
+  }
 }
 
 void Decoder::Attention(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv) {

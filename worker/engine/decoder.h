@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "common/model_spec.h"
-#include "kernels/cpu/rope.h"
 #include "common/status.h"
+#include "kernels/cpu/rope.h"
 #include "worker/comm/communicator.h"
 #include "worker/engine/kv_cache.h"
 #include "worker/model/model_weights.h"
@@ -46,11 +46,11 @@
 namespace flover {
 
 struct StepEntry {
-  const int* tokens = nullptr;      // [n_tokens]
+  const int* tokens = nullptr;  // [n_tokens]
   int n_tokens = 0;
-  int start_pos = 0;                // position of tokens[0]
-  const int* block_table = nullptr; // covers positions [0, start_pos + n_tokens)
-  bool want_logits = false;         // logits of the entry's last token
+  int start_pos = 0;                 // position of tokens[0]
+  const int* block_table = nullptr;  // covers positions [0, start_pos + n_tokens)
+  bool want_logits = false;          // logits of the entry's last token
 };
 
 class Decoder {
@@ -65,7 +65,7 @@ class Decoder {
   // and has comm->rank() == shard.rank, comm->world_size() == shard.world.
   explicit Decoder(ModelWeights weights, ShardInfo shard = {}, HostCommunicator* comm = nullptr);
 
-  const ModelSpec& spec() const { return spec_; }    // the FULL model's shape
+  const ModelSpec& spec() const { return spec_; }  // the FULL model's shape
   const ShardInfo& shard() const { return shard_; }
   const ShardDims& local() const { return local_; }  // this rank's sizes
 
@@ -111,9 +111,9 @@ class Decoder {
     std::vector<float> ffn_norm_bias;   // [dim]                    LayerNorm, not parallel_residual
     // SwiGLU: [2 * hidden_dim, dim], gate (w1) rows then up (w3) rows; GELU: w1 [hidden_dim, dim].
     RowStack w13;
-    std::vector<float> b1;              // [hidden_dim]             ffn_bias
-    WeightTensor w2;                    // [dim, hidden_dim]
-    std::vector<float> b2;              // [dim] (whole on every rank)  ffn_bias
+    std::vector<float> b1;  // [hidden_dim]             ffn_bias
+    WeightTensor w2;        // [dim, hidden_dim]
+    std::vector<float> b2;  // [dim] (whole on every rank)  ffn_bias
   };
   // One partial output of a row-split matrix w ([dim, in_dim]) applied to `in` [n, in_dim].
   struct Projection {
@@ -130,8 +130,9 @@ class Decoder {
 
   void EnsureScratch(int n_tokens, int n_logits);
   // out = norm(x) over n rows, RMSNorm or LayerNorm (with `bias`) as the spec says.
-  void Norm(const float* x, const std::vector<float>& weight, const std::vector<float>& bias, float* out,
-            int n) const;
+  void Norm(const float* x, const std::vector<float>& weight, const std::vector<float>& bias, float* out, int n) const;
+  // RoPE on the q and k rows of qkv_ and the k and v rows stored in the cache.
+  void RotateAndStoreKv(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv, int n);
   void Attention(std::span<const StepEntry> entries, const cpu::PagedKvLayer& kv);
   // hidden_ = the feed-forward activation of xb_ (before W2).
   void FeedForwardHidden(const Layer& layer, int n);
@@ -149,8 +150,8 @@ class Decoder {
   ModelSpec spec_;
   ShardInfo shard_;
   ShardDims local_;
-  HostCommunicator* comm_;              // null when shard_.world == 1
-  WeightTensor token_embedding_;        // [vocab, dim]
+  HostCommunicator* comm_;        // null when shard_.world == 1
+  WeightTensor token_embedding_;  // [vocab, dim]
   // One rank: [vocab, dim], empty when shared with the embedding. Several ranks: this
   // rank's rows [vocab_per_rank, dim] (shard.h).
   WeightTensor classifier_;
@@ -161,23 +162,24 @@ class Decoder {
   cpu::RopeTable rope_;
 
   // Scratch, grown on demand and reused across steps (no steady-state allocation).
-  std::vector<int> tokens_;       // [n]
-  std::vector<int> positions_;    // [n]
-  std::vector<int> entry_offset_; // [n_entries + 1]: first row of each entry
-  std::vector<float> x_;          // [n, dim] residual stream
-  std::vector<float> xb_;         // [n, dim] normed input
-  std::vector<float> qkv_;        // [n, q_dim + 2 * kv_dim]
-  std::vector<float> att_;        // [n, q_dim]
-  std::vector<float> gate_up_;    // [n, 2 * hidden_dim], SwiGLU only
-  std::vector<float> hidden_;     // [n, hidden_dim]
-  std::vector<float> part_out_;   // [n, rows of a RowStack part], stacks of mixed formats only
-  std::vector<float> final_;      // [n_logits, dim]
+  std::vector<int> tokens_;        // [n]
+  std::vector<int> positions_;     // [n]
+  std::vector<int> row_entry_;     // [n]: the entry each row belongs to
+  std::vector<int> entry_offset_;  // [n_entries + 1]: first row of each entry
+  std::vector<float> x_;           // [n, dim] residual stream
+  std::vector<float> xb_;          // [n, dim] normed input
+  std::vector<float> qkv_;         // [n, q_dim + 2 * kv_dim]
+  std::vector<float> att_;         // [n, q_dim]
+  std::vector<float> gate_up_;     // [n, 2 * hidden_dim], SwiGLU only
+  std::vector<float> hidden_;      // [n, hidden_dim]
+  std::vector<float> part_out_;    // [n, rows of a RowStack part], stacks of mixed formats only
+  std::vector<float> final_;       // [n_logits, dim]
   // Tensor parallel only.
-  std::vector<float> proj_;          // [n, dim] partial Wo / W2 output(s) of this rank
-  std::vector<float> logits_part_;   // [n_logits, vocab_per_rank]
-  std::vector<float> logits_all_;    // [world, n_logits, vocab_per_rank]
-  std::vector<float> best_;          // [n_logits, 2]: (max, id bits) of this rank's slice
-  std::vector<float> best_all_;      // [world, n_logits, 2]
+  std::vector<float> proj_;         // [n, dim] partial Wo / W2 output(s) of this rank
+  std::vector<float> logits_part_;  // [n_logits, vocab_per_rank]
+  std::vector<float> logits_all_;   // [world, n_logits, vocab_per_rank]
+  std::vector<float> best_;         // [n_logits, 2]: (max, id bits) of this rank's slice
+  std::vector<float> best_all_;     // [world, n_logits, 2]
 };
 
 }  // namespace flover
