@@ -228,8 +228,8 @@ constexpr long kL1TileBytes = 24 * 1024;
 // row block, whose accumulators wait between blocks in another such buffer. Without it
 // the w tile (4 rows x `in`) is evicted by the x rows between row tiles and every row
 // tile reads it again from L2, which the AVX2 tile, loading 7 vectors per 12 FMAs,
-// cannot sustain; copied, its rows no longer share L1's sets with each other when `in`
-// is a multiple of 1024 floats (the rows of a power-of-two `in` map to the same sets).
+// cannot sustain; copied, its rows no longer share L1's sets with each other (rows a
+// multiple of 4 KiB apart, as fp32 rows of `in` 2048 are, map to the same sets).
 // While a block runs, row tile t prefetches the next block of w row t % C (or of the
 // next tile's rows).
 template <class Weights>
