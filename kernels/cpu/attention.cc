@@ -34,21 +34,26 @@ using attention_head::Vec16;
 struct MatmulScores {
   const MatmulKernel& dot;
   const float* q;
+  int q_stride;
   int head_dim;
-  void operator()(const float* k_rows, int count, float* scores) const {
-    dot.fn(q, head_dim, k_rows, scores, 1, head_dim, count, 0, count, false);
+  void operator()(const float* k_rows, int count, int rows, float* scores) const {
+    for (int r = 0; r < rows; ++r)
+      dot.fn(q + static_cast<long>(r) * q_stride, head_dim, k_rows, scores + r * count, 1, head_dim, count, 0, count,
+             false);
   }
 };
 
-// One query head of an fp32 cache. Cloned per ISA for wider vectors; its lane-wise
-// arithmetic gives the same bits in every clone, and the scores are the Matmul kernel's.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AttendHeadF32(const PagedKvLayer& kv,
+// One query head of `rows` tokens of an fp32 cache (AttendRows16Fn's contract without the
+// score kernel). Cloned per ISA for wider vectors; its lane-wise arithmetic gives the
+// same bits in every clone, and the scores are the Matmul kernel's.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AttendRowsF32(const PagedKvLayer& kv,
                                                                                 const int* block_table, int kv_head,
-                                                                                int n_pos, const float* __restrict q,
-                                                                                float* __restrict scores,
-                                                                                float* __restrict out) {
-  const MatmulScores score_block{SelectedMatmulKernel(), q, kv.head_dim};
-  attention_head::AttendHead<attention_head::F32Values>(kv, block_table, kv_head, n_pos, score_block, scores, out);
+                                                                                int n_pos, int rows, const float* q,
+                                                                                int q_stride, float* scratch,
+                                                                                float* out, int out_stride) {
+  const MatmulScores score_block{SelectedMatmulKernel(), q, q_stride, kv.head_dim};
+  attention_head::AttendRowsN<attention_head::F32Values>(kv, block_table, kv_head, n_pos, rows, score_block, scratch,
+                                                         out, out_stride);
 }
 
 // fp16 widened without F16C, exactly (HalfToFloat's values, NaNs made quiet alike):
@@ -76,24 +81,26 @@ struct HalfValuesPortable {
 
 // Scratch for the scores of one head: at least n floats of the calling thread, grown to
 // the longest context seen by the thread, then reused.
-float* ScoresScratch(int n) {
+float* ScoresScratch(long n) {
   thread_local std::vector<float> scores;
   if (scores.size() < static_cast<size_t>(n)) scores.resize(n);
   return scores.data();
 }
 
-// Calls attend(kv_head, n_pos, q, scores, out) for each (token, head) of the call.
+// Calls attend(kv_head, n_pos, rows, q, scratch, out) for each head of the call and each
+// group of up to kMaxQueryRows consecutive tokens, the group's first token at n_pos
+// positions.
 template <class Attend>
 void ForEachHead(const PagedKvLayer& kv, int start_pos, int n_tokens, const float* q, int q_stride, float* out,
                  int out_stride, int n_heads, int head_begin, int head_end, const Attend& attend) {
   if (n_tokens <= 0 || head_begin >= head_end) return;
   const int group = n_heads / kv.n_kv_heads;
-  float* scores = ScoresScratch(start_pos + n_tokens);
-  for (int t = 0; t < n_tokens; ++t) {
-    const int n_pos = start_pos + t + 1;
+  float* scratch = ScoresScratch(AttendRowsScratch(start_pos + n_tokens, kMaxQueryRows, kv.block_size));
+  for (int t = 0; t < n_tokens; t += kMaxQueryRows) {
+    const int rows = n_tokens - t < kMaxQueryRows ? n_tokens - t : kMaxQueryRows;
     for (int h = head_begin; h < head_end; ++h) {
       const size_t head_offset = static_cast<size_t>(h) * kv.head_dim;
-      attend(h / group, n_pos, q + static_cast<size_t>(t) * q_stride + head_offset, scores,
+      attend(h / group, start_pos + t + 1, rows, q + static_cast<size_t>(t) * q_stride + head_offset, scratch,
              out + static_cast<size_t>(t) * out_stride + head_offset);
     }
   }
@@ -117,9 +124,9 @@ struct Variant {
 };
 
 constexpr Variant kVariants[] = {
-    {{"avx512", AttendHeadF16Avx512, AttendHeadBf16Avx512}, HasAvx512F16c},
-    {{"avx2", AttendHeadF16Avx2, AttendHeadBf16Avx2}, HasAvx2FmaF16c},
-    {{"generic", AttendHeadF16Generic, AttendHeadBf16Generic}, Always},
+    {{"avx512", AttendRowsF16Avx512, AttendRowsBf16Avx512}, HasAvx512F16c},
+    {{"avx2", AttendRowsF16Avx2, AttendRowsBf16Avx2}, HasAvx2FmaF16c},
+    {{"generic", AttendRowsF16Generic, AttendRowsBf16Generic}, Always},
 };
 
 AttentionKernel SelectKernel() {
@@ -135,15 +142,18 @@ AttentionKernel SelectKernel() {
 
 }  // namespace
 
-void AttendHeadF16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                          const WeightKernel& score_kernel, float* scores, float* out) {
-  attention_head::AttendHead16<HalfValuesPortable>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
+void AttendRowsF16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                          const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                          int out_stride) {
+  attention_head::AttendRows16<HalfValuesPortable>(kv, block_table, kv_head, n_pos, rows, q, q_stride, score_kernel,
+                                                   scratch, out, out_stride);
 }
 
-void AttendHeadBf16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                           const WeightKernel& score_kernel, float* scores, float* out) {
-  attention_head::AttendHead16<attention_head::Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores,
-                                                           out);
+void AttendRowsBf16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                           const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                           int out_stride) {
+  attention_head::AttendRows16<attention_head::Bf16Values>(kv, block_table, kv_head, n_pos, rows, q, q_stride,
+                                                           score_kernel, scratch, out, out_stride);
 }
 
 AttentionKernel FindAttentionKernel(const char* name) {
@@ -160,14 +170,15 @@ const AttentionKernel& SelectedAttentionKernel() {
 
 void PagedAttention16WithKernels(const AttentionKernel& kernel, const WeightKernel& score_kernel,
                                  const PagedKvLayer& kv, const int* block_table, int start_pos, int n_tokens,
-                                 const float* q, int q_stride, float* out, int out_stride, int n_heads,
-                                 int head_begin, int head_end) {
+                                 const float* q, int q_stride, float* out, int out_stride, int n_heads, int head_begin,
+                                 int head_end) {
   if (kv.dtype != KvDType::kF16 && kv.dtype != KvDType::kBF16) Die("not a 16-bit cache", kv);
-  const AttendHead16Fn attend_head = kv.dtype == KvDType::kF16 ? kernel.f16 : kernel.bf16;
-  if (attend_head == nullptr || score_kernel.fn == nullptr) Die("no kernel for this CPU", kv);
+  const AttendRows16Fn attend_rows = kv.dtype == KvDType::kF16 ? kernel.f16 : kernel.bf16;
+  if (attend_rows == nullptr || score_kernel.fn == nullptr) Die("no kernel for this CPU", kv);
   ForEachHead(kv, start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin, head_end,
-              [&](int kv_head, int n_pos, const float* q_head, float* scores, float* out_head) {
-                attend_head(kv, block_table, kv_head, n_pos, q_head, score_kernel, scores, out_head);
+              [&](int kv_head, int n_pos, int rows, const float* q_head, float* scratch, float* out_head) {
+                attend_rows(kv, block_table, kv_head, n_pos, rows, q_head, q_stride, score_kernel, scratch, out_head,
+                            out_stride);
               });
 }
 
@@ -200,9 +211,7 @@ inline uint16_t NarrowToBf16(float f) {
 // Copies or rounds n values of fp32 into the cache's type, as float16.h rounds them.
 void StoreValues(KvDType dtype, const float* src, void* dst, size_t index, int n) {
   switch (dtype) {
-    case KvDType::kF32:
-      std::memcpy(static_cast<float*>(dst) + index, src, sizeof(float) * n);
-      return;
+    case KvDType::kF32: std::memcpy(static_cast<float*>(dst) + index, src, sizeof(float) * n); return;
     case KvDType::kF16: {
       uint16_t* d = static_cast<uint16_t*>(dst) + index;
       if (CpuHasF16c()) {
@@ -241,15 +250,15 @@ void PagedAttention(const PagedKvLayer& kv, const int* block_table, int start_po
                     int q_stride, float* out, int out_stride, int n_heads, int head_begin, int head_end) {
   if (kv.dtype == KvDType::kF32) {
     internal::ForEachHead(kv, start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin, head_end,
-                          [&](int kv_head, int n_pos, const float* q_head, float* scores, float* out_head) {
-                            internal::AttendHeadF32(kv, block_table, kv_head, n_pos, q_head, scores, out_head);
+                          [&](int kv_head, int n_pos, int rows, const float* q_head, float* scratch, float* out_head) {
+                            internal::AttendRowsF32(kv, block_table, kv_head, n_pos, rows, q_head, q_stride, scratch,
+                                                    out_head, out_stride);
                           });
     return;
   }
-  internal::PagedAttention16WithKernels(internal::SelectedAttentionKernel(),
-                                        internal::SelectedWeightKernel(internal::FormatOf(kv.dtype)), kv, block_table,
-                                        start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin,
-                                        head_end);
+  internal::PagedAttention16WithKernels(
+      internal::SelectedAttentionKernel(), internal::SelectedWeightKernel(internal::FormatOf(kv.dtype)), kv,
+      block_table, start_pos, n_tokens, q, q_stride, out, out_stride, n_heads, head_begin, head_end);
 }
 
 }  // namespace flover::cpu

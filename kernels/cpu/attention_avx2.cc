@@ -56,14 +56,17 @@ void NarrowToHalfF16c(const float* src, uint16_t* dst, int n) {
   for (; i < n; ++i) dst[i] = static_cast<uint16_t>(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-void AttendHeadF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                       const WeightKernel& score_kernel, float* scores, float* out) {
-  attention_head::AttendHead16<HalfValues>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
+void AttendRowsF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows, const float* q,
+                       int q_stride, const WeightKernel& score_kernel, float* scratch, float* out, int out_stride) {
+  attention_head::AttendRows16<HalfValues>(kv, block_table, kv_head, n_pos, rows, q, q_stride, score_kernel, scratch,
+                                           out, out_stride);
 }
 
-void AttendHeadBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                        const WeightKernel& score_kernel, float* scores, float* out) {
-  attention_head::AttendHead16<Bf16Values>(kv, block_table, kv_head, n_pos, q, score_kernel, scores, out);
+void AttendRowsBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                        const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                        int out_stride) {
+  attention_head::AttendRows16<Bf16Values>(kv, block_table, kv_head, n_pos, rows, q, q_stride, score_kernel, scratch,
+                                           out, out_stride);
 }
 
 }  // namespace flover::cpu::internal

@@ -16,17 +16,28 @@
 
 namespace flover::cpu::internal {
 
-// One query head of one token over positions [0, n_pos) of a 16-bit cache: q is the
-// head's head_dim values, scores n_pos floats of scratch, out head_dim floats. The
-// scores come from score_kernel. REQUIRES: score_kernel.fn != nullptr, a variant of
-// kv.dtype's format.
-using AttendHead16Fn = void (*)(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos,
-                                const float* q, const WeightKernel& score_kernel, float* scores, float* out);
+// One query head of `rows` consecutive query tokens (1 <= rows <= kMaxQueryRows) of one
+// sequence over a 16-bit cache: the first token over positions [0, n_pos), token r over
+// [0, n_pos + r). Token r's query is the head's head_dim values at q + r * q_stride, its
+// output at out + r * out_stride. scratch: AttendRowsScratch(n_pos, rows, block_size)
+// floats. The scores come from score_kernel. REQUIRES: score_kernel.fn != nullptr, a
+// variant of kv.dtype's format.
+using AttendRows16Fn = void (*)(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                                const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch,
+                                float* out, int out_stride);
+
+// The most query tokens one call of an AttendRows16Fn takes.
+constexpr int kMaxQueryRows = 4;
+
+// Floats of scratch that attention over `rows` tokens needs, the first at n_pos positions.
+constexpr long AttendRowsScratch(int n_pos, int rows, int block_size) {
+  return static_cast<long>(rows) * (n_pos + rows - 1 + block_size);
+}
 
 struct AttentionKernel {
   const char* name = nullptr;    // "avx512", "avx2", "generic"
-  AttendHead16Fn f16 = nullptr;  // nullptr: this CPU cannot run the variant
-  AttendHead16Fn bf16 = nullptr;
+  AttendRows16Fn f16 = nullptr;  // nullptr: this CPU cannot run the variant
+  AttendRows16Fn bf16 = nullptr;
 };
 
 // The variant `name` if this CPU can run it, else one with nullptr functions.
@@ -42,8 +53,8 @@ const AttentionKernel& SelectedAttentionKernel();
 // score_kernel.fn != nullptr and a variant of kv.dtype's format.
 void PagedAttention16WithKernels(const AttentionKernel& kernel, const WeightKernel& score_kernel,
                                  const PagedKvLayer& kv, const int* block_table, int start_pos, int n_tokens,
-                                 const float* q, int q_stride, float* out, int out_stride, int n_heads,
-                                 int head_begin, int head_end);
+                                 const float* q, int q_stride, float* out, int out_stride, int n_heads, int head_begin,
+                                 int head_end);
 
 // dst[i] = FloatToHalf(src[i]) for i < n, with F16C's vcvtps2ph (the same bits).
 // REQUIRES: the CPU has F16C and AVX.
@@ -51,17 +62,22 @@ void NarrowToHalfF16c(const float* src, uint16_t* dst, int n);
 
 // The variants (attention.cc, attention_avx2.cc, attention_avx512.cc). REQUIRES: the
 // CPU features of the variant: none; AVX2, FMA and F16C; AVX-512 F/VL/BW/DQ and F16C.
-void AttendHeadF16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                          const WeightKernel& score_kernel, float* scores, float* out);
-void AttendHeadBf16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                           const WeightKernel& score_kernel, float* scores, float* out);
-void AttendHeadF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                       const WeightKernel& score_kernel, float* scores, float* out);
-void AttendHeadBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                        const WeightKernel& score_kernel, float* scores, float* out);
-void AttendHeadF16Avx512(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                         const WeightKernel& score_kernel, float* scores, float* out);
-void AttendHeadBf16Avx512(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, const float* q,
-                          const WeightKernel& score_kernel, float* scores, float* out);
+void AttendRowsF16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                          const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                          int out_stride);
+void AttendRowsBf16Generic(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                           const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                           int out_stride);
+void AttendRowsF16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows, const float* q,
+                       int q_stride, const WeightKernel& score_kernel, float* scratch, float* out, int out_stride);
+void AttendRowsBf16Avx2(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                        const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                        int out_stride);
+void AttendRowsF16Avx512(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                         const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                         int out_stride);
+void AttendRowsBf16Avx512(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
+                          const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch, float* out,
+                          int out_stride);
 
 }  // namespace flover::cpu::internal

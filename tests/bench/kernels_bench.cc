@@ -18,9 +18,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
-#include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
@@ -202,9 +202,9 @@ void BM_FmaPeak(benchmark::State& state) {
     total += bits == 512 ? FmaChainsAvx512(kIterations, seed) : FmaChainsAvx2(kIterations, seed);
     benchmark::DoNotOptimize(total);
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kIterations * kFmaChains * (bits / 32) * 2 * 1e-9,
-      benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * kIterations * kFmaChains * (bits / 32) * 2 * 1e-9,
+                         benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_FmaPeak)->Arg(256)->Arg(512)->UseRealTime();
 
@@ -244,6 +244,40 @@ void BM_PagedAttentionDecode(benchmark::State& state) {
 }
 BENCHMARK(BM_PagedAttentionDecode)->ArgName("ctx")->Arg(128)->Arg(1024)->UseRealTime();
 
+// A prefill chunk's attention on one thread: one sequence's `tokens` query tokens at
+// positions 0.. over their own K/V (random, written by WriteKv), 12 heads of 64, blocks
+// of 16, an fp32 cache: every token attends to the positions up to its own.
+void BM_PagedAttentionPrefill(benchmark::State& state) {
+  const int tokens = static_cast<int>(state.range(0));
+  constexpr int kHeads = 12, kHeadDim = 64, kBlock = 16, kDim = kHeads * kHeadDim;
+  const int n_blocks = (tokens + kBlock - 1) / kBlock;
+  const size_t cache_size = static_cast<size_t>(n_blocks) * kHeads * kBlock * kHeadDim;
+  std::vector<float> k(cache_size), v(cache_size);
+  std::vector<int> table(n_blocks);
+  for (int b = 0; b < n_blocks; ++b) table[b] = n_blocks - 1 - b;
+  const flover::cpu::PagedKvLayer kv{k.data(), v.data(), n_blocks, kBlock, kHeads, kHeadDim};
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> rows(static_cast<size_t>(tokens) * kDim), q(static_cast<size_t>(tokens) * kDim), out(q.size());
+  for (float& x : rows) x = dist(rng);
+  for (float& x : q) x = dist(rng);
+  flover::cpu::WriteKv(kv, table.data(), 0, tokens, rows.data(), rows.data(), kDim);
+  for (auto _ : state) {
+    flover::cpu::PagedAttention(kv, table.data(), 0, tokens, q.data(), kDim, out.data(), kDim, kHeads, 0, kHeads);
+    benchmark::ClobberMemory();
+  }
+  // Multiply-adds of the scores and of the weighted sums of V.
+  const double macs = 2.0 * kHeads * kHeadDim * (static_cast<double>(tokens) * (tokens + 1) / 2);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * macs * 1e-9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_PagedAttentionPrefill)
+    ->ArgName("tokens")
+    ->Arg(128)
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
 // BM_PagedAttentionDecode at long contexts with the KV cache in fp32, fp16 or bf16
 // (kv = 0, 1, 2): random K/V written by WriteKv, blocks shuffled over the pool. At 16K
 // positions the fp32 cache (96 MiB) streams from DRAM; kv_GB/s counts the bytes stored.
@@ -278,8 +312,11 @@ void BM_PagedAttentionDecodeKvDType(benchmark::State& state) {
       static_cast<double>(state.iterations()) * 2.0 * ctx * kHeads * kHeadDim * flover::cpu::KvDTypeBytes(dtype) * 1e-9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_PagedAttentionDecodeKvDType)->ArgNames({"kv", "ctx"})->ArgsProduct({{0, 1, 2}, {4096, 16384}})
-    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PagedAttentionDecodeKvDType)
+    ->ArgNames({"kv", "ctx"})
+    ->ArgsProduct({{0, 1, 2}, {4096, 16384}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // A fused decode step's attention for one stories15M layer (6 heads, head_dim 48,
 // blocks of 16): `seqs` requests of `ctx` positions each, their blocks scattered over
@@ -314,9 +351,8 @@ void BM_PagedAttentionFusedStep(benchmark::State& state) {
   for (auto _ : state) {
     for (int s = 0; s < seqs; ++s) {
       const size_t row = static_cast<size_t>(s) * kHeads * kHeadDim;
-      flover::cpu::PagedAttention(kv, pool.data() + static_cast<size_t>(s) * blocks_per_seq, ctx - 1, 1,
-                                  q.data() + row, kHeads * kHeadDim, out.data() + row, kHeads * kHeadDim, kHeads, 0,
-                                  kHeads);
+      flover::cpu::PagedAttention(kv, pool.data() + static_cast<size_t>(s) * blocks_per_seq, ctx - 1, 1, q.data() + row,
+                                  kHeads * kHeadDim, out.data() + row, kHeads * kHeadDim, kHeads, 0, kHeads);
     }
     benchmark::ClobberMemory();
   }
@@ -324,8 +360,12 @@ void BM_PagedAttentionFusedStep(benchmark::State& state) {
       static_cast<double>(state.iterations()) * 2.0 * seqs * ctx * kHeads * kHeadDim * sizeof(float) * 1e-9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_PagedAttentionFusedStep)->ArgNames({"seqs", "ctx", "huge"})->Args({32, 256, 0})->Args({32, 512, 0})
-    ->Args({32, 512, 1})->UseRealTime()
+BENCHMARK(BM_PagedAttentionFusedStep)
+    ->ArgNames({"seqs", "ctx", "huge"})
+    ->Args({32, 256, 0})
+    ->Args({32, 512, 0})
+    ->Args({32, 512, 1})
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

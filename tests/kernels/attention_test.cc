@@ -294,6 +294,32 @@ std::vector<float> Attend(const Shape& s, const PagedSequence& seq, int start_po
   return out;
 }
 
+// A chunk's tokens are attended together (groups of up to four share the K and V rows
+// they read) and each gives the bits it gives alone, as one decode token at its
+// position: prefill chunking and fusing never change a token's output.
+TEST_P(PagedAttentionTest, ChunkTokensEqualEachTokenAlone) {
+  const Shape s = GetParam();
+  const int q_dim = s.n_heads * s.head_dim;
+  for (KvDType dtype : {KvDType::kF32, KvDType::kF16, KvDType::kBF16}) {
+    for (const auto& [start_pos, n_tokens] : {std::pair{0, 11}, {13, 9}, {30, 4}, {47, 6}, {5, 2}}) {
+      SCOPED_TRACE(std::string(KvDTypeName(dtype)) + " start_pos=" + std::to_string(start_pos) +
+                   " n_tokens=" + std::to_string(n_tokens));
+      const int total = start_pos + n_tokens;
+      std::mt19937 rng(21);
+      PagedSequence seq(s, total, rng, dtype);
+      const Tokens tokens = WriteTokens(s, seq, total, n_tokens, 22);
+      const std::vector<float> chunk = Attend(s, seq, start_pos, n_tokens, tokens.q);
+      for (int t = 0; t < n_tokens; ++t) {
+        const std::vector<float> q(tokens.q.begin() + static_cast<ptrdiff_t>(t) * q_dim,
+                                   tokens.q.begin() + static_cast<ptrdiff_t>(t + 1) * q_dim);
+        const std::vector<float> alone = Attend(s, seq, start_pos + t, 1, q);
+        ASSERT_EQ(0, std::memcmp(alone.data(), &chunk[static_cast<size_t>(t) * q_dim], sizeof(float) * q_dim))
+            << "token " << t;
+      }
+    }
+  }
+}
+
 TEST(KvDTypeTest, NamesAndSizes) {
   EXPECT_STREQ(KvDTypeName(KvDType::kF32), "fp32");
   EXPECT_STREQ(KvDTypeName(KvDType::kF16), "fp16");
@@ -332,8 +358,10 @@ TEST(KvDTypeTest, WriteKvRoundsToNearestEven) {
       for (int h = 0; h < s.n_kv_heads; ++h) {
         for (int i = 0; i < s.head_dim; ++i) {
           const size_t j = static_cast<size_t>(p) * kv_dim + h * s.head_dim + i;
-          ASSERT_EQ(seq.k_bits(p, h, i), Narrow(dtype, values[j])) << "K 0x" << std::hex << std::bit_cast<uint32_t>(values[j]);
-          ASSERT_EQ(seq.v_bits(p, h, i), Narrow(dtype, reversed[j])) << "V 0x" << std::hex << std::bit_cast<uint32_t>(reversed[j]);
+          ASSERT_EQ(seq.k_bits(p, h, i), Narrow(dtype, values[j]))
+              << "K 0x" << std::hex << std::bit_cast<uint32_t>(values[j]);
+          ASSERT_EQ(seq.v_bits(p, h, i), Narrow(dtype, reversed[j]))
+              << "V 0x" << std::hex << std::bit_cast<uint32_t>(reversed[j]);
         }
       }
     }
@@ -483,7 +511,7 @@ TEST(KvDTypeTest, EveryVariantGivesTheSameBits) {
     for (KvDType dtype : k16BitTypes) {
       SCOPED_TRACE(Describe(s) + " " + KvDTypeName(dtype));
       const WeightFormat format = dtype == KvDType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16;
-      constexpr int kStart = 67, kTokens = 3;
+      constexpr int kStart = 67, kTokens = 6;  // a group of four tokens and one of two
       const int q_dim = s.n_heads * s.head_dim;
       std::mt19937 rng(31);
       PagedSequence seq(s, kStart + kTokens, rng, dtype);
@@ -534,12 +562,11 @@ TEST(KvDTypeTest, EveryStoredValueWidensExactly) {
         const std::vector<float> q(65536, 1.0f);
         std::vector<float> out(65536, kNaN);
         internal::PagedAttention16WithKernels(
-            kernel,
-            internal::SelectedWeightKernel(dtype == KvDType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16), layer,
-            table, 0, 1, q.data(), 65536, out.data(), 65536, n_heads, 0, n_heads);
+            kernel, internal::SelectedWeightKernel(dtype == KvDType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16),
+            layer, table, 0, 1, q.data(), 65536, out.data(), 65536, n_heads, 0, n_heads);
         for (uint32_t bits = 0; bits < 65536; ++bits) {
           uint32_t want = std::bit_cast<uint32_t>(Widen(dtype, bits));
-          if (want == 0x80000000u) want = 0;                          // -0 + +0 is +0
+          if (want == 0x80000000u) want = 0;                                // -0 + +0 is +0
           if (std::isnan(std::bit_cast<float>(want))) want |= 0x00400000u;  // arithmetic quiets a NaN
           ASSERT_EQ(std::bit_cast<uint32_t>(out[bits]), want) << "stored bits " << bits;
         }
