@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -80,6 +81,14 @@ const float* UnaliasedRows(const float* x, int n, int in, int* stride) {
     std::memcpy(buffer.data() + static_cast<size_t>(r) * *stride, x + static_cast<size_t>(r) * in, sizeof(float) * in);
   }
   return buffer.data();
+}
+
+float* PanelScratch(long floats) {
+  constexpr long kAlignFloats = 16;
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < static_cast<size_t>(floats + kAlignFloats)) buffer.resize(floats + kAlignFloats);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (-(address / sizeof(float)) & (kAlignFloats - 1));
 }
 
 const MatmulKernel& SelectedMatmulKernel() {

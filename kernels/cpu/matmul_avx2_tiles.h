@@ -14,6 +14,7 @@
 // including file gets its own copy, compiled for that file's target.
 #pragma once
 
+#include "kernels/cpu/matmul_avx2_panels.h"
 #include "kernels/cpu/matmul_internal.h"
 
 namespace flover::cpu::internal {
@@ -32,6 +33,7 @@ constexpr int kBlockK = 512;
 // 8 (count may be <= 0; the rest 0.0f), `mask` having lane i set where i < count.
 struct F32Weights {
   using Elem = float;
+  static constexpr int kPanelMinRows = 24;  // x rows from which RangePanels runs
   static __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
   static __m256 LoadTail8(const float* p, int /*count*/, __m256i mask) { return _mm256_maskload_ps(p, mask); }
 };
@@ -363,13 +365,16 @@ void RowDots(const float* x, const typename Weights::Elem* w, float* y, int in, 
   }
 }
 
-// MatmulRangeFn's contract, for weights read through Weights.
+// MatmulRangeFn's contract, for weights read through Weights: from Weights::kPanelMinRows
+// x rows on through panels (matmul_avx2_panels.h), else through these tiles.
 template <class Weights>
 void Range(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out, int o_begin,
            int o_end, bool accumulate) {
   if (n == 1 &&
       static_cast<long>(o_end - o_begin) * in * static_cast<long>(sizeof(typename Weights::Elem)) <= kRowDotsBytes)
     return RowDots<Weights>(x, w, y, in, o_begin, o_end, accumulate);
+  if (n >= Weights::kPanelMinRows)
+    return RangePanels<Weights>(x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
   const long tile_bytes = static_cast<long>(in) * (kTileCols * sizeof(typename Weights::Elem) + kTileRows * 4);
   if (tile_bytes > kL1TileBytes && n >= 2 * kTileRows)
     return RangeKBlocked<Weights>(x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);

@@ -8,8 +8,9 @@
 //   3. fixed pairwise tree: b[i] = a[i] + a[i+8], c[i] = b[i] + b[i+4],
 //      d[i] = c[i] + c[i+2], s = d[0] + d[1];
 //   4. y = s, or y = y + s when accumulating.
-// Only the tiling (how many x rows and w rows share a pass over k) and the thread split
-// differ with n and the thread count; neither changes the operations above.
+// Only the tiling (how many x rows and w rows share a pass over k, or, in AVX2's panels
+// for many x rows, which outputs share the fmas of one lane: matmul_avx2_panels.h) and
+// the thread split differ with n and the thread count; none changes the operations above.
 //
 // The AVX-512 and AVX2 kernels implement exactly these steps (AVX2 runs the two 8-lane
 // halves of each accumulator as separate passes), so they give identical bits, which
@@ -42,8 +43,8 @@ void MatmulRangeAvx512(const float* x, int x_stride, const float* w, float* y, i
 // also prefetches `pf_per_step` cache lines of w, from w + pf_begin on but not at or
 // beyond w + pf_end (offsets in elements).
 template <typename W>
-using MatmulTileFnOf = void (*)(const float* x, long x_stride, const W* w, float* y, int in, int out,
-                                bool accumulate, long pf_begin, long pf_end, int pf_per_step);
+using MatmulTileFnOf = void (*)(const float* x, long x_stride, const W* w, float* y, int in, int out, bool accumulate,
+                                long pf_begin, long pf_end, int pf_per_step);
 using MatmulTileFn = MatmulTileFnOf<float>;
 
 // How far past the current w tile MatmulRangeTiled's row tiles prefetch: with few x
@@ -62,8 +63,8 @@ constexpr long kPrefetchAheadBytes = 32 * 1024;
 template <int kTileRows, int kTileCols, typename W>
 __attribute__((always_inline)) inline void MatmulRangeTiled(const MatmulTileFnOf<W> (&tiles)[kTileRows][kTileCols],
                                                             long row_block_bytes, const float* x, int x_stride,
-                                                            const W* w, float* y, int n, int in, int out,
-                                                            int o_begin, int o_end, bool accumulate) {
+                                                            const W* w, float* y, int n, int in, int out, int o_begin,
+                                                            int o_end, bool accumulate) {
   constexpr long kLineElements = 64 / sizeof(W);
   constexpr long kPrefetchAhead = kPrefetchAheadBytes / static_cast<long>(sizeof(W));
   long row_block = row_block_bytes / (4L * x_stride) / kTileRows * kTileRows;
@@ -112,6 +113,11 @@ const MatmulKernel& SelectedMatmulKernel();
 // makes the rows of a register tile evict each other from L1) a copy with rows padded by
 // one cache line, in a buffer of the calling thread that the next call reuses.
 const float* UnaliasedRows(const float* x, int n, int in, int* stride);
+
+// A buffer of at least `floats` floats, 64-byte aligned, of the calling thread: the next
+// call on the thread may reuse or move it. For the SIMD kernels' packed operands (they are
+// compiled for their instruction set and use no std:: templates).
+float* PanelScratch(long floats);
 
 // Matmul through a given kernel (Matmul itself uses the one chosen for the process).
 // For tests that compare kernels. REQUIRES: kernel.fn != nullptr.

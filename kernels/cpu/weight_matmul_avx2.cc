@@ -43,6 +43,7 @@ inline __m128i LoadFirst16(const uint16_t* p, int count) {
 
 struct F16Weights {
   using Elem = uint16_t;
+  static constexpr int kPanelMinRows = 96;  // x rows from which RangePanels runs
   static __m256 Load8(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
@@ -53,6 +54,7 @@ inline __m256 WidenBf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi3
 
 struct Bf16Weights {
   using Elem = uint16_t;
+  static constexpr int kPanelMinRows = 96;
   static __m256 Load8(const uint16_t* p) { return WidenBf16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static __m256 LoadTail8(const uint16_t* p, int count, __m256i) { return WidenBf16(LoadFirst16(p, count)); }
 };

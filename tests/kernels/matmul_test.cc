@@ -206,8 +206,9 @@ TEST(MatmulTest, Avx2AndAvx512GiveTheSameBits) {
   const MatmulKernel avx2 = FindMatmulKernel("avx2"), avx512 = FindMatmulKernel("avx512");
   if (avx2.fn == nullptr || avx512.fn == nullptr) GTEST_SKIP() << "needs a CPU with AVX-512";
   // in = 1500 and 4099 (with a partial last chunk) run AVX2's k-blocked driver; one x
-  // row with in <= 141 the kernels' path for a few dot products (attention's scores).
-  for (int n : {1, 11}) {
+  // row with in <= 141 the kernels' path for a few dot products (attention's scores);
+  // 40 rows AVX2's panels (two of them, the second partial).
+  for (int n : {1, 11, 40}) {
     for (int in : {1, 9, 16, 24, 64, 141, 172, 768, 1500, 4099}) {
       constexpr int kOut = 29;
       const auto x = Random(static_cast<size_t>(n) * in, 60);

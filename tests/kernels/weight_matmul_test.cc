@@ -178,8 +178,8 @@ class WeightMatmulTest : public ::testing::TestWithParam<Case> {
     int n_diff = 0;
     for (size_t i = 0; i < y.size(); ++i) {
       if (!SameBitsOrBothNaN(expected[i], y[i]) && ++n_diff <= 3) {
-        ADD_FAILURE() << what << ": element " << i << " (row " << i / rows << ", W row " << i % rows << ") is "
-                      << y[i] << ", the reference gives " << expected[i];
+        ADD_FAILURE() << what << ": element " << i << " (row " << i / rows << ", W row " << i % rows << ") is " << y[i]
+                      << ", the reference gives " << expected[i];
       }
     }
     EXPECT_EQ(n_diff, 0) << what;
@@ -231,6 +231,31 @@ TEST_P(WeightMatmulTest, RowsAreBatchInvariant) {
     Run(xs, w.data(), y, n, kRows, cols);
     ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + static_cast<size_t>(start) * kRows, sizeof(float) * y.size()))
         << "rows [" << start << ", " << start + n << ") computed together differ from each alone";
+  }
+}
+
+// Prefill-sized batches (the AVX2 float kernels switch to their outer-product panels
+// from a few dozen rows): the reference's bits, and each row's bits alone.
+TEST_P(WeightMatmulTest, PrefillSizedBatchesGiveTheReferenceAndEachRowsBits) {
+  constexpr int kN = 100, kRows = 40;  // two whole panels of 16 W rows and a part
+  const int cols = OddCols(format_);
+  const auto x = Random(static_cast<size_t>(kN) * cols, 25);
+  const auto w = MakeWeights(format_, kRows, cols, 26, /*raw=*/false);
+  const auto y0 = Random(static_cast<size_t>(kN) * kRows, 27);
+  for (bool accumulate : {false, true}) {
+    auto y = y0;
+    Run(x, w.data(), y, kN, kRows, cols, accumulate);
+    ExpectAsReference(x, w, y0, y, kN, kRows, cols, accumulate, accumulate ? "accumulate" : "");
+    if (HasFailure()) return;
+  }
+  std::vector<float> all(static_cast<size_t>(kN) * kRows);
+  Run(x, w.data(), all, kN, kRows, cols);
+  for (int r = 0; r < kN; r += 11) {
+    const std::vector<float> xr(x.begin() + static_cast<long>(r) * cols, x.begin() + static_cast<long>(r + 1) * cols);
+    std::vector<float> y(kRows);
+    Run(xr, w.data(), y, 1, kRows, cols);
+    ASSERT_EQ(0, std::memcmp(y.data(), all.data() + static_cast<size_t>(r) * kRows, sizeof(float) * kRows))
+        << "row " << r;
   }
 }
 
@@ -322,7 +347,7 @@ TEST_P(WeightMatmulTest, HostileWeightsFollowTheReference) {
   }
   std::vector<float> x = Random(static_cast<size_t>(kN) * cols, 71);
   for (int j = 0; j < cols; ++j) {
-    x[j] = 1.0f;                 // row 0: every q = 127
+    x[j] = 1.0f;                         // row 0: every q = 127
     x[cols + j] = j % 2 ? -1.0f : 1.0f;  // row 1: +-127
   }
   std::vector<float> y(static_cast<size_t>(kN) * kRows);
@@ -391,7 +416,8 @@ TEST_P(QuantizedWeightMatmulTest, ErrorWithinItsBound) {
           exact += x[static_cast<size_t>(r) * cols + j] * wo[j];
           magnitude += std::fabs(x[static_cast<size_t>(r) * cols + j] * wo[j]);
         }
-        const double bound = RefQuantErrorBound(format_, w.data() + o * row_bytes, cols, &x[static_cast<size_t>(r) * cols], 0.0);
+        const double bound =
+            RefQuantErrorBound(format_, w.data() + o * row_bytes, cols, &x[static_cast<size_t>(r) * cols], 0.0);
         const double got = y[static_cast<size_t>(r) * rows + o];
         ASSERT_LE(std::fabs(got - exact), bound) << "row " << r << " W row " << o << (raw ? " raw" : "");
         // Activations uniform in [-1, 1): the bound is about |w| * d / 2 per term.
@@ -416,7 +442,7 @@ TEST(WeightMatmulVariantsTest, VariantsOfAFormatAgree) {
     int n_run = 0;
     for (const char* name : WeightKernelNames(f)) {
       if (std::string(name) == "generic" && !IsQuantized(f)) continue;  // fp32's portable Matmul kernel
-      if (std::string(name) == "widen+generic") continue;              // rounds differently, as Matmul's
+      if (std::string(name) == "widen+generic") continue;               // rounds differently, as Matmul's
       const WeightKernel k = FindWeightKernel(f, name);
       if (k.fn == nullptr) continue;
       std::vector<float> y(static_cast<size_t>(kN) * kRows);
@@ -481,21 +507,21 @@ constexpr WeightFormat kInterleavedFormats[] = {WeightFormat::kQ8_0, WeightForma
 TEST(WeightMatmulLayoutTest, RowsLayoutGivesTheInterleavedBits) {
   constexpr int kN = 5, kRows = 21, kCols = 512;
   for (WeightFormat f : kInterleavedFormats) {
-  SCOPED_TRACE(WeightFormatName(f));
-  const auto x = Random(static_cast<size_t>(kN) * kCols, 110);
-  const auto w = MakeWeights(f, kRows, kCols, 111, /*raw=*/true);
-  const LaidOut laid_out = LayOut(f, w.data(), kRows, kCols);
-  std::vector<float> expected(static_cast<size_t>(kN) * kRows), y(expected.size());
-  MatmulWeights(x.data(), laid_out.view, expected.data(), kN);
-  MatmulWeights(x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN);
-  EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size())) << "MatmulWeights";
-  for (const char* name : WeightKernelNames(f)) {
-    const WeightKernel k = FindWeightKernel(f, name);
-    if (k.fn == nullptr) continue;
-    std::fill(y.begin(), y.end(), 0.0f);
-    MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN, false);
-    EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size())) << name;
-  }
+    SCOPED_TRACE(WeightFormatName(f));
+    const auto x = Random(static_cast<size_t>(kN) * kCols, 110);
+    const auto w = MakeWeights(f, kRows, kCols, 111, /*raw=*/true);
+    const LaidOut laid_out = LayOut(f, w.data(), kRows, kCols);
+    std::vector<float> expected(static_cast<size_t>(kN) * kRows), y(expected.size());
+    MatmulWeights(x.data(), laid_out.view, expected.data(), kN);
+    MatmulWeights(x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN);
+    EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size())) << "MatmulWeights";
+    for (const char* name : WeightKernelNames(f)) {
+      const WeightKernel k = FindWeightKernel(f, name);
+      if (k.fn == nullptr) continue;
+      std::fill(y.begin(), y.end(), 0.0f);
+      MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN, false);
+      EXPECT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size())) << name;
+    }
   }
 }
 
@@ -506,39 +532,40 @@ TEST(WeightMatmulLayoutTest, InterleavingKeepsEveryByte) {
   for (WeightFormat other : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16})
     EXPECT_FALSE(HasInterleavedLayout(other)) << WeightFormatName(other);
   for (WeightFormat f : kInterleavedFormats) {
-  EXPECT_TRUE(HasInterleavedLayout(f));
-  for (int rows : {1, 15, 16, 17, 50}) {
-    for (int cols : {256, 768}) {
-      SCOPED_TRACE(std::string(WeightFormatName(f)) + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
-      const auto w = MakeWeights(f, rows, cols, 120 + rows + cols, /*raw=*/true);
-      const LaidOut laid_out = LayOut(f, w.data(), rows, cols);
-      const int64_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
-      const int64_t group_row_bytes = f == WeightFormat::kQ4_K ? 148 : WeightBlockBytes(f);  // per block
-      ASSERT_EQ(laid_out.interleaved.size(),
-                static_cast<size_t>(groups * kInterleaveRows * (cols / WeightBlockValues(f)) * group_row_bytes));
-      const int64_t row_bytes = WeightRowBytes(f, cols);
-      std::vector<uint8_t> back(static_cast<size_t>(row_bytes));
-      for (int o = 0; o < rows; ++o) {
-        internal::ExtractInterleavedRow(f, laid_out.interleaved.data(), cols, o, back.data());
-        ASSERT_EQ(0, std::memcmp(back.data(), w.data() + o * row_bytes, back.size())) << "row " << o;
-      }
-      const std::vector<uint8_t> zero_row(static_cast<size_t>(row_bytes), 0);
-      for (int o = rows; o < groups * kInterleaveRows; ++o) {
-        internal::ExtractInterleavedRow(f, laid_out.interleaved.data(), cols, o, back.data());
-        ASSERT_EQ(back, zero_row) << "padding row " << o;
-      }
-      std::vector<float> from_rows(static_cast<size_t>(rows) * cols), from_groups(from_rows.size());
-      DequantizeWeightRows(WeightView{f, w.data(), rows, cols}, 0, rows, from_rows.data());
-      DequantizeWeightRows(laid_out.view, 0, rows, from_groups.data());
-      ASSERT_EQ(0, std::memcmp(from_rows.data(), from_groups.data(), sizeof(float) * from_rows.size()));
-      if (rows > 2) {  // a single row from the middle, as an embedding lookup reads it
-        std::vector<float> one(cols);
-        DequantizeWeightRows(laid_out.view, rows / 2, 1, one.data());
-        ASSERT_EQ(0, std::memcmp(one.data(), from_rows.data() + static_cast<size_t>(rows / 2) * cols,
-                                 sizeof(float) * cols));
+    EXPECT_TRUE(HasInterleavedLayout(f));
+    for (int rows : {1, 15, 16, 17, 50}) {
+      for (int cols : {256, 768}) {
+        SCOPED_TRACE(std::string(WeightFormatName(f)) + " rows=" + std::to_string(rows) +
+                     " cols=" + std::to_string(cols));
+        const auto w = MakeWeights(f, rows, cols, 120 + rows + cols, /*raw=*/true);
+        const LaidOut laid_out = LayOut(f, w.data(), rows, cols);
+        const int64_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
+        const int64_t group_row_bytes = f == WeightFormat::kQ4_K ? 148 : WeightBlockBytes(f);  // per block
+        ASSERT_EQ(laid_out.interleaved.size(),
+                  static_cast<size_t>(groups * kInterleaveRows * (cols / WeightBlockValues(f)) * group_row_bytes));
+        const int64_t row_bytes = WeightRowBytes(f, cols);
+        std::vector<uint8_t> back(static_cast<size_t>(row_bytes));
+        for (int o = 0; o < rows; ++o) {
+          internal::ExtractInterleavedRow(f, laid_out.interleaved.data(), cols, o, back.data());
+          ASSERT_EQ(0, std::memcmp(back.data(), w.data() + o * row_bytes, back.size())) << "row " << o;
+        }
+        const std::vector<uint8_t> zero_row(static_cast<size_t>(row_bytes), 0);
+        for (int o = rows; o < groups * kInterleaveRows; ++o) {
+          internal::ExtractInterleavedRow(f, laid_out.interleaved.data(), cols, o, back.data());
+          ASSERT_EQ(back, zero_row) << "padding row " << o;
+        }
+        std::vector<float> from_rows(static_cast<size_t>(rows) * cols), from_groups(from_rows.size());
+        DequantizeWeightRows(WeightView{f, w.data(), rows, cols}, 0, rows, from_rows.data());
+        DequantizeWeightRows(laid_out.view, 0, rows, from_groups.data());
+        ASSERT_EQ(0, std::memcmp(from_rows.data(), from_groups.data(), sizeof(float) * from_rows.size()));
+        if (rows > 2) {  // a single row from the middle, as an embedding lookup reads it
+          std::vector<float> one(cols);
+          DequantizeWeightRows(laid_out.view, rows / 2, 1, one.data());
+          ASSERT_EQ(0, std::memcmp(one.data(), from_rows.data() + static_cast<size_t>(rows / 2) * cols,
+                                   sizeof(float) * cols));
+        }
       }
     }
-  }
   }
 }
 

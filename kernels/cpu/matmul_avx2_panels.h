@@ -1,0 +1,236 @@
+// Private to the AVX2 Matmul kernels: the outer-product form of the canonical
+// arithmetic (matmul_internal.h) for many x rows (a prefill's), where the register tiles
+// of matmul_avx2_tiles.h spend their loads on reading x and w back from L2.
+//
+// The canonical lane l of y[r, o] is a chain of fmas over k = l, l + 16, l + 32, ...;
+// the tiles keep the 16 lanes of a few (r, o) pairs in registers. Here one lane at a
+// time is computed for a tile of kPanelRows x rows and kPanelCols w rows: with w's
+// values of that lane for 16 consecutive o in two ymm and x's broadcast, each fma
+// advances 8 chains of 8 different outputs, and 12 accumulators cover 96 outputs for 8
+// loads per 12 fmas (the tiles: 7 loads per 12 fmas for 12 outputs). The 16 lanes'
+// partial sums are then added with step 3's tree, lane-wise over the tile's outputs:
+// every output gets exactly the operations of the tiles, in the same order.
+//
+// This needs x and w regrouped by lane: x once per call (all rows, [tile][l][r][j] with
+// j the chunk of 16), w once per panel of 16 rows ([j][l][o], widened to fp32), both
+// zero-padded to whole chunks as step 2 pads them. A panel's 16 x in floats are reused
+// by every row tile, so the regrouping costs about in / 16 loads, shuffles and stores
+// per 16 x in products a row tile does; it pays off from a few dozen x rows on.
+//
+// Include only after <immintrin.h>, inside a region compiled for AVX2 and FMA (a target
+// pragma), as matmul_avx2_tiles.h does; everything is in an anonymous namespace, so each
+// including file gets its own copy.
+#pragma once
+
+#include "kernels/cpu/matmul_internal.h"
+
+namespace flover::cpu::internal {
+namespace {
+
+namespace avx2_tiles {
+
+constexpr int kPanelCols = 16;  // w rows per panel: two ymm of outputs
+constexpr int kPanelRows = 6;   // x rows per tile: 12 accumulators + 2 w + 1 broadcast
+
+// In-register transpose of an 8 x 8 block of floats: m[i][j] -> m[j][i].
+inline void Transpose8(__m256 (&m)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(m[0], m[1]), t1 = _mm256_unpackhi_ps(m[0], m[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(m[2], m[3]), t3 = _mm256_unpackhi_ps(m[2], m[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(m[4], m[5]), t5 = _mm256_unpackhi_ps(m[4], m[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(m[6], m[7]), t7 = _mm256_unpackhi_ps(m[6], m[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  m[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  m[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  m[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  m[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  m[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  m[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  m[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  m[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// x rows [0, rows) (rows <= kPanelRows, x_stride apart) into dst[(l * rows + r) * chunks + j]
+// = x[r][16 j + l], 0 past `in`.
+inline void PackPanelX(const float* x, long x_stride, int rows, int in, int chunks, float* __restrict dst) {
+  const int full = in / 16;  // chunks without padding
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + r * x_stride;
+    int j = 0;
+    for (; j + 8 <= full; j += 8) {
+      __m256 lo[8], hi[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        lo[i] = _mm256_loadu_ps(xr + 16 * (j + i));
+        hi[i] = _mm256_loadu_ps(xr + 16 * (j + i) + 8);
+      }
+      Transpose8(lo);
+      Transpose8(hi);
+#pragma GCC unroll 8
+      for (int l = 0; l < 8; ++l) {
+        _mm256_storeu_ps(dst + (static_cast<long>(l) * rows + r) * chunks + j, lo[l]);
+        _mm256_storeu_ps(dst + (static_cast<long>(l + 8) * rows + r) * chunks + j, hi[l]);
+      }
+    }
+    for (; j < chunks; ++j) {
+      for (int l = 0; l < 16; ++l) {
+        const int k = 16 * j + l;
+        dst[(static_cast<long>(l) * rows + r) * chunks + j] = k < in ? xr[k] : 0.0f;
+      }
+    }
+  }
+}
+
+// w rows [0, cols) (cols <= kPanelCols, `in` elements apart) widened into
+// dst[(j * 16 + l) * kPanelCols + c] = w[c][16 j + l], 0 past `in` and for c >= cols.
+template <class Weights>
+void PackPanelW(const typename Weights::Elem* w, int cols, int in, int chunks, float* __restrict dst) {
+  int j = 0;
+  if (cols == kPanelCols) {
+    for (; j < in / 16; ++j) {
+      for (int half_c = 0; half_c < 2; ++half_c) {
+        for (int half_l = 0; half_l < 2; ++half_l) {
+          __m256 m[8];
+#pragma GCC unroll 8
+          for (int c = 0; c < 8; ++c)
+            m[c] = Weights::Load8(w + static_cast<long>(8 * half_c + c) * in + 16 * j + 8 * half_l);
+          Transpose8(m);
+#pragma GCC unroll 8
+          for (int l = 0; l < 8; ++l) _mm256_store_ps(dst + (16L * j + 8 * half_l + l) * kPanelCols + 8 * half_c, m[l]);
+        }
+      }
+    }
+  }
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; j < chunks; ++j) {
+    for (int half_l = 0; half_l < 2; ++half_l) {
+      const int count = in - 16 * j - 8 * half_l;  // values of each row in these 8 lanes
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lanes);
+      for (int half_c = 0; half_c < 2; ++half_c) {
+        __m256 m[8];
+        for (int c = 0; c < 8; ++c) {
+          const long row = 8 * half_c + c;
+          m[c] = row < cols ? Weights::LoadTail8(w + row * in + 16 * j + 8 * half_l, count, mask) : _mm256_setzero_ps();
+        }
+        Transpose8(m);
+        for (int l = 0; l < 8; ++l) _mm256_store_ps(dst + (16L * j + 8 * half_l + l) * kPanelCols + 8 * half_c, m[l]);
+      }
+    }
+  }
+}
+
+// Lane l of the R x kPanelCols outputs of a tile, for every l: part[(l * kPanelRows + r)
+// * kPanelCols + c] = the chain of fmas over the chunks (step 2 of the canonical
+// arithmetic), from +0.0f. xt: the tile's packed x (PackPanelX with R rows), wp: the
+// panel's packed w.
+// Each lane's pass also prefetches pf_per_lane cache lines into L2, from pf on.
+template <int R>
+__attribute__((noinline)) void PanelTile(const float* __restrict xt, const float* __restrict wp, int chunks,
+                                         float* __restrict part, const char* pf, int pf_per_lane) {
+  for (int l = 0; l < 16; ++l) {
+    for (int i = 0; i < pf_per_lane; ++i) __builtin_prefetch(pf + 64L * (l * pf_per_lane + i), 0, 2);
+    const float* xl = xt + static_cast<long>(l) * R * chunks;
+    const float* wl = wp + l * kPanelCols;
+    __m256 acc[R][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int j = 0; j < chunks; ++j) {
+      const __m256 w0 = _mm256_load_ps(wl + 16L * kPanelCols * j), w1 = _mm256_load_ps(wl + 16L * kPanelCols * j + 8);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m256 b = _mm256_broadcast_ss(xl + static_cast<long>(r) * chunks + j);
+        acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm256_store_ps(part + (l * kPanelRows + r) * kPanelCols, acc[r][0]);
+      _mm256_store_ps(part + (l * kPanelRows + r) * kPanelCols + 8, acc[r][1]);
+    }
+  }
+}
+
+// Steps 3 and 4 for a tile's R x cols outputs from PanelTile's lanes, into y (rows `out`
+// apart): the tree of ReduceLanes, lane-wise over 8 outputs at a time.
+inline void StorePanelTile(const float* __restrict part, int rows, int cols, float* __restrict y, long out,
+                           bool accumulate) {
+  for (int r = 0; r < rows; ++r) {
+    for (int h = 0; h < 2 && 8 * h < cols; ++h) {
+      __m256 a[16];
+#pragma GCC unroll 16
+      for (int l = 0; l < 16; ++l) a[l] = _mm256_load_ps(part + (l * kPanelRows + r) * kPanelCols + 8 * h);
+      __m256 b[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) b[i] = _mm256_add_ps(a[i], a[i + 8]);
+      const __m256 c0 = _mm256_add_ps(b[0], b[4]), c1 = _mm256_add_ps(b[1], b[5]);
+      const __m256 c2 = _mm256_add_ps(b[2], b[6]), c3 = _mm256_add_ps(b[3], b[7]);
+      const __m256 s = _mm256_add_ps(_mm256_add_ps(c0, c2), _mm256_add_ps(c1, c3));
+      float* yr = y + r * out + 8 * h;
+      const int count = cols - 8 * h < 8 ? cols - 8 * h : 8;
+      if (count == 8) {
+        _mm256_storeu_ps(yr, accumulate ? _mm256_add_ps(_mm256_loadu_ps(yr), s) : s);
+      } else {
+        alignas(32) float sums[8];
+        _mm256_store_ps(sums, s);
+        for (int i = 0; i < count; ++i) yr[i] = accumulate ? yr[i] + sums[i] : sums[i];
+      }
+    }
+  }
+}
+
+// MatmulRangeFn's contract through panels. Row tiles of 5 or 6 rows (n >= 5): ceil(n / 6)
+// tiles, the first n % tiles of them one row longer.
+template <class Weights>
+void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
+                 int o_begin, int o_end, bool accumulate) {
+  const int chunks = (in + 15) / 16;
+  const int tiles = (n + kPanelRows - 1) / kPanelRows;
+  const int base_rows = n / tiles, longer = n % tiles;  // tiles [0, longer) have base_rows + 1 rows
+  const long x_floats = static_cast<long>(n) * 16 * chunks;
+  const long w_floats = static_cast<long>(kPanelCols) * 16 * chunks;
+  float* const xp = PanelScratch(x_floats + w_floats);
+  float* const wp = xp + x_floats;  // 32-byte aligned: x_floats is a multiple of 16
+  for (int t = 0, r0 = 0; t < tiles; ++t) {
+    const int rows = base_rows + (t < longer ? 1 : 0);
+    PackPanelX(x + static_cast<long>(r0) * x_stride, x_stride, rows, in, chunks,
+               xp + static_cast<long>(r0) * 16 * chunks);
+    r0 += rows;
+  }
+  // The tiles of a panel prefetch the next panel's w rows (contiguous), spread over their
+  // lanes' passes: w streams from DRAM while the tiles compute.
+  using Elem = typename Weights::Elem;
+  const long panel_lines = (static_cast<long>(kPanelCols) * in * static_cast<long>(sizeof(Elem)) + 63) / 64;
+  const int pf_per_lane = static_cast<int>((panel_lines + 16L * tiles - 1) / (16L * tiles));
+  alignas(32) float part[16 * kPanelRows * kPanelCols];
+  for (int o = o_begin; o < o_end; o += kPanelCols) {
+    const int cols = o_end - o < kPanelCols ? o_end - o : kPanelCols;
+    PackPanelW<Weights>(w + static_cast<long>(o) * in, cols, in, chunks, wp);
+    const char* next = reinterpret_cast<const char*>(w + static_cast<long>(o + kPanelCols) * in);
+    const long next_lines = o + kPanelCols < o_end ? panel_lines : 0;  // nothing past the range
+    const char* next_end = next + 64 * next_lines;
+    for (int t = 0, r0 = 0; t < tiles; ++t) {
+      const int rows = base_rows + (t < longer ? 1 : 0);
+      const float* xt = xp + static_cast<long>(r0) * 16 * chunks;
+      const char* pf = next + 64L * 16 * pf_per_lane * t;
+      const int pf_count = pf < next_end ? pf_per_lane : 0;
+      switch (rows) {
+        case 6: PanelTile<6>(xt, wp, chunks, part, pf, pf_count); break;
+        case 5: PanelTile<5>(xt, wp, chunks, part, pf, pf_count); break;
+        case 4: PanelTile<4>(xt, wp, chunks, part, pf, pf_count); break;
+        case 3: PanelTile<3>(xt, wp, chunks, part, pf, pf_count); break;
+        case 2: PanelTile<2>(xt, wp, chunks, part, pf, pf_count); break;
+        default: PanelTile<1>(xt, wp, chunks, part, pf, pf_count); break;
+      }
+      StorePanelTile(part, rows, cols, y + static_cast<long>(r0) * out + o, out, accumulate);
+      r0 += rows;
+    }
+  }
+}
+
+}  // namespace avx2_tiles
+
+}  // namespace
+}  // namespace flover::cpu::internal
