@@ -6,7 +6,8 @@
 // Prints a table; numbers only, nothing is asserted.
 //
 // and, with --prefill N (0: off), the time of one N-token prompt (every token in one
-// step, as one request's prefill runs), best of 5.
+// step, as one request's prefill runs), best of --prefill-reps runs (5; more for
+// profiling the prefill alone).
 //
 //   engine_bench [--models dummy:stories15m,dummy:llama-110m] [--concurrency 1,2,4,8,16,32,64]
 //                [--steps 64] [--prompt-len 8] [--dtype auto] [--kv-dtype fp32] [--prefill 0]
@@ -25,11 +26,11 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/matmul.h"
 #include "common/dtype.h"
+#include "kernels/cpu/matmul.h"
 #include "worker/backend.h"
-#include "worker/model/weight_policy.h"
 #include "worker/engine/engine.h"
+#include "worker/model/weight_policy.h"
 
 namespace {
 
@@ -143,10 +144,10 @@ double MeasurePrefill(flover::Engine& engine, int n_tokens, int reps) {
 int main(int argc, char** argv) {
   std::string models = "dummy:stories15m,dummy:llama-110m", concurrency = "1,2,4,8,16,32,64";
   std::string dtype = "auto", kv_dtype_name = "fp32";
-  int steps = 64, prompt_len = 8, prefill = 0;
-  const char* usage =
-      "usage: engine_bench [--models M1,M2] [--concurrency 1,2,...] [--steps N] [--prompt-len N] "
-      "[--dtype auto|fp32|fp16|bf16|q8_0|q4_0|q4_k] [--kv-dtype fp32|fp16|bf16] [--prefill N]\n";
+  int steps = 64, prompt_len = 8, prefill = 0, prefill_reps = 5;
+  const char* usage = "usage: engine_bench [--models M1,M2] [--concurrency 1,2,...] [--steps N] [--prompt-len N] "
+                      "[--dtype auto|fp32|fp16|bf16|q8_0|q4_0|q4_k] [--kv-dtype fp32|fp16|bf16] [--prefill N] "
+                      "[--prefill-reps 5]\n";
   if (argc % 2 == 0) {
     std::fprintf(stderr, "%s", usage);
     return 2;
@@ -160,6 +161,7 @@ int main(int argc, char** argv) {
     else if (flag == "--dtype") dtype = value;
     else if (flag == "--kv-dtype") kv_dtype_name = value;
     else if (flag == "--prefill") prefill = std::stoi(value);
+    else if (flag == "--prefill-reps") prefill_reps = std::max(1, std::stoi(value));
     else {
       std::fprintf(stderr, "%s", usage);
       return 2;
@@ -209,7 +211,7 @@ int main(int argc, char** argv) {
     std::printf("%s: %.1fM params, %.0f MB of weights read per step\n  %s\n", name.c_str(), spec.n_params() / 1e6,
                 weight_bytes / 1e6, description.c_str());
     if (prefill > 0) {
-      const double ms = MeasurePrefill(**engine, prefill, 5);
+      const double ms = MeasurePrefill(**engine, prefill, prefill_reps);
       std::printf("prefill %d tokens: %.2f ms, %.1f tokens/s\n", prefill, ms, 1000.0 * prefill / ms);
     }
     std::printf("%11s %10s %12s %16s %16s %10s\n", "concurrency", "step ms", "tokens/s", "mem roofline t/s",
