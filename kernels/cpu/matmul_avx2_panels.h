@@ -181,18 +181,20 @@ inline void StorePanelTile(const float* __restrict part, int rows, int cols, flo
   }
 }
 
-// MatmulRangeFn's contract through panels. Row tiles of 5 or 6 rows (n >= 5): ceil(n / 6)
-// tiles, the first n % tiles of them one row longer.
+// Bytes of regrouped x a thread holds at a time: x is taken a block of rows at a time
+// (each panel of w regrouped once per block), so the scratch stays bounded whatever the
+// batch; the prefill chunks of models with rows up to a few thousand values fit in one.
+constexpr long kPanelXBytes = 2L << 20;
+constexpr int kPanelMinBlockRows = 8 * kPanelRows;  // a regrouped panel serves >= 8 tiles
+
+// RangePanels for the n rows of one block, with the scratch given: xp for the block's
+// regrouped rows, wp for one panel.
 template <class Weights>
-void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
-                 int o_begin, int o_end, bool accumulate) {
+void RangePanelsBlock(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
+                      int o_begin, int o_end, bool accumulate, float* __restrict xp, float* __restrict wp) {
   const int chunks = (in + 15) / 16;
   const int tiles = (n + kPanelRows - 1) / kPanelRows;
   const int base_rows = n / tiles, longer = n % tiles;  // tiles [0, longer) have base_rows + 1 rows
-  const long x_floats = static_cast<long>(n) * 16 * chunks;
-  const long w_floats = static_cast<long>(kPanelCols) * 16 * chunks;
-  float* const xp = PanelScratch(x_floats + w_floats);
-  float* const wp = xp + x_floats;  // 32-byte aligned: x_floats is a multiple of 16
   for (int t = 0, r0 = 0; t < tiles; ++t) {
     const int rows = base_rows + (t < longer ? 1 : 0);
     PackPanelX(x + static_cast<long>(r0) * x_stride, x_stride, rows, in, chunks,
@@ -227,6 +229,28 @@ void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, 
       StorePanelTile(part, rows, cols, y + static_cast<long>(r0) * out + o, out, accumulate);
       r0 += rows;
     }
+  }
+}
+
+// MatmulRangeFn's contract through panels: blocks of about kPanelXBytes of regrouped x
+// rows (at least kPanelMinBlockRows), the blocks' sizes as even as they can be; in a
+// block, row tiles of 5 or 6 rows (ceil(rows / 6) tiles, the first rows % tiles of them
+// one row longer; fewer rows only when the block has fewer than 5).
+template <class Weights>
+void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
+                 int o_begin, int o_end, bool accumulate) {
+  const long row_floats = 16L * ((in + 15) / 16);  // regrouped floats per x row
+  long block_rows = kPanelXBytes / (4 * row_floats);
+  if (block_rows < kPanelMinBlockRows) block_rows = kPanelMinBlockRows;
+  const long n_blocks = (n + block_rows - 1) / block_rows;
+  block_rows = (n + n_blocks - 1) / n_blocks;
+  // Both 64-byte aligned: row_floats is a multiple of 16.
+  float* const xp = PanelScratch(block_rows * row_floats + kPanelCols * row_floats);
+  float* const wp = xp + block_rows * row_floats;
+  for (long r0 = 0; r0 < n; r0 += block_rows) {
+    const int rows = static_cast<int>(n - r0 < block_rows ? n - r0 : block_rows);
+    RangePanelsBlock<Weights>(x + r0 * x_stride, x_stride, w, y + r0 * out, rows, in, out, o_begin, o_end, accumulate,
+                              xp, wp);
   }
 }
 

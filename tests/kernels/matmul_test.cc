@@ -160,6 +160,23 @@ TEST_P(MatmulKernelTest, RowsAreBatchInvariant) {
   }
 }
 
+TEST_P(MatmulKernelTest, LongBatchesOfLongRowsAreBatchInvariant) {
+  // 260 rows of 4099: AVX2's panels take them in three blocks of regrouped rows.
+  constexpr int kN = 260, kIn = 4099, kOut = 21;
+  const auto x = Random(static_cast<size_t>(kN) * kIn, 23);
+  const auto w = Random(static_cast<size_t>(kOut) * kIn, 24);
+  std::vector<float> full(static_cast<size_t>(kN) * kOut);
+  Run(x, w, full, kN, kIn, kOut);
+  ExpectNearReference(x, w, full, full, kN, kIn, kOut, false);
+  for (int r = 0; r < kN; r += 7) {
+    std::vector<float> xr(x.begin() + static_cast<long>(r) * kIn, x.begin() + static_cast<long>(r + 1) * kIn);
+    std::vector<float> y(kOut);
+    Run(xr, w, y, 1, kIn, kOut);
+    ExpectRowsBitwise(y.data(), full, r, 1, kOut, "n=1");
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST_P(MatmulKernelTest, ResultDoesNotDependOnThreadCount) {
   constexpr int kN = 37, kIn = 300, kOut = 250;
   const auto x = Random(static_cast<size_t>(kN) * kIn, 30);
