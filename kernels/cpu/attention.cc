@@ -30,16 +30,18 @@ using attention_head::U16x16Unaligned;
 using attention_head::U32x16;
 using attention_head::Vec16;
 
-// Scores of an fp32 K block: the process's Matmul kernel, single-threaded, in place.
+// Scores of an fp32 K block: the process's Matmul kernel, single-threaded, in place, one
+// query row at a time (its path for a few dot products; WeightScores's contract).
 struct MatmulScores {
   const MatmulKernel& dot;
   const float* q;
   int q_stride;
   int head_dim;
-  void operator()(const float* k_rows, int count, int rows, float* scores) const {
-    for (int r = 0; r < rows; ++r)
-      dot.fn(q + static_cast<long>(r) * q_stride, head_dim, k_rows, scores + r * count, 1, head_dim, count, 0, count,
-             false);
+  void operator()(const float* k_rows, int count, int rows, float* scores, int stride) const {
+    for (int r = 0; r < rows; ++r) {
+      dot.fn(q + static_cast<long>(r) * q_stride, head_dim, k_rows, scores + static_cast<long>(r) * stride, 1, head_dim,
+             count, 0, count, false);
+    }
   }
 };
 
@@ -95,7 +97,7 @@ void ForEachHead(const PagedKvLayer& kv, int start_pos, int n_tokens, const floa
                  int out_stride, int n_heads, int head_begin, int head_end, const Attend& attend) {
   if (n_tokens <= 0 || head_begin >= head_end) return;
   const int group = n_heads / kv.n_kv_heads;
-  float* scratch = ScoresScratch(AttendRowsScratch(start_pos + n_tokens, kMaxQueryRows, kv.block_size));
+  float* scratch = ScoresScratch(AttendRowsScratch(start_pos + n_tokens, kMaxQueryRows));
   for (int t = 0; t < n_tokens; t += kMaxQueryRows) {
     const int rows = n_tokens - t < kMaxQueryRows ? n_tokens - t : kMaxQueryRows;
     for (int h = head_begin; h < head_end; ++h) {

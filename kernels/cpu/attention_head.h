@@ -85,29 +85,34 @@ struct Bf16Values {
 };
 
 // Scores of an fp16 or bf16 K block through a MatmulWeights variant, single-threaded on
-// the rows in place: scores[r * count + p] = q_r · K[p] for the `rows` query rows.
+// the rows in place, one query row at a time (the kernels' path for a few dot products):
+// scores[r * stride + p] = q_r · K[p] for the `rows` query rows q_r = q + r * q_stride.
 class WeightScores {
  public:
   WeightScores(const WeightKernel& kernel, KvDType dtype, const float* q, int q_stride, int head_dim)
-      : kernel_(kernel) {
+      : kernel_(kernel), q_(q), q_stride_(q_stride) {
     args_.format = dtype == KvDType::kF16 ? WeightFormat::kF16 : WeightFormat::kBF16;
-    args_.x = q;
-    args_.x_stride = q_stride;
+    args_.x_stride = head_dim;
     args_.w_row_bytes = 2 * static_cast<int64_t>(head_dim);
+    args_.n = 1;
     args_.cols = head_dim;
     args_.widened = kernel.widened;
   }
-  void operator()(const unsigned short* k_rows, int count, int rows, float* scores) const {
+  void operator()(const unsigned short* k_rows, int count, int rows, float* scores, int stride) const {
     WeightMatmulArgs a = args_;
     a.w = reinterpret_cast<const uint8_t*>(k_rows);
-    a.y = scores;
-    a.n = rows;
     a.rows = count;
-    kernel_.fn(a, 0, count);
+    for (int r = 0; r < rows; ++r) {
+      a.x = q_ + static_cast<long>(r) * q_stride_;
+      a.y = scores + static_cast<long>(r) * stride;
+      kernel_.fn(a, 0, count);
+    }
   }
 
  private:
   const WeightKernel& kernel_;
+  const float* q_;
+  int q_stride_;
   WeightMatmulArgs args_;
 };
 
@@ -206,9 +211,9 @@ __attribute__((always_inline)) inline void Softmax(float* __restrict scores, int
 // One query head of R consecutive query tokens of one sequence, the first over positions
 // [0, n_pos), row r over [0, n_pos + r): steps 1-3 of the header, each row's values
 // computed as they would be alone. The scores of a block are a small matrix product
-// Q · K_blockᵀ (K rows are contiguous in a block): score_block(k_rows, count, R, tmp)
-// writes the R x count of them to tmp. q_r = q + r * q_stride is only read by
-// score_block; out_r = out + r * out_stride. scratch: R * (n_pos + R - 1 + block_size)
+// Q · K_blockᵀ (K rows are contiguous in a block): score_block(k_rows, count, R, scores,
+// stride) writes query row r's `count` of them at scores + r * stride. The queries are
+// only read by score_block; out_r = out + r * out_stride. scratch: R * (n_pos + R - 1)
 // floats.
 template <int R, class Values, class Scores>
 __attribute__((always_inline)) inline void AttendRows(const PagedKvLayer& kv, const int* block_table, int kv_head,
@@ -220,21 +225,13 @@ __attribute__((always_inline)) inline void AttendRows(const PagedKvLayer& kv, co
   const int head_dim = kv.head_dim, block_size = kv.block_size;
   const int n_last = n_pos + R - 1;  // positions the last row attends to
   float* scores = scratch;           // row r at scores + r * n_last
-  float* block_scores = scratch + R * n_last;
   for (int b = 0; b < kPrefetchBlocks && b * block_size < n_last; ++b)
     PrefetchBlock(k, kv, block_table[b], kv_head, 0, head_dim);
   for (int p0 = 0, b = 0; p0 < n_last; p0 += block_size, ++b) {
     const int count = block_size < n_last - p0 ? block_size : n_last - p0;
     if (p0 + kPrefetchBlocks * block_size < n_last)
       PrefetchBlock(k, kv, block_table[b + kPrefetchBlocks], kv_head, 0, head_dim);
-    const Elem* k_rows = k + SlotOffset(kv, block_table[b], kv_head, 0);
-    if constexpr (R == 1) {
-      score_block(k_rows, count, 1, scores + p0);
-    } else {
-      score_block(k_rows, count, R, block_scores);
-      for (int r = 0; r < R; ++r)
-        __builtin_memcpy(scores + r * n_last + p0, block_scores + r * count, sizeof(float) * count);
-    }
+    score_block(k + SlotOffset(kv, block_table[b], kv_head, 0), count, R, scores + p0, n_last);
   }
   for (int b = 0; b < kPrefetchBlocks && b * block_size < n_last; ++b)
     PrefetchBlock(v, kv, block_table[b], kv_head, 0, head_dim);  // read once the softmax is done

@@ -19,9 +19,8 @@ namespace flover::cpu::internal {
 // One query head of `rows` consecutive query tokens (1 <= rows <= kMaxQueryRows) of one
 // sequence over a 16-bit cache: the first token over positions [0, n_pos), token r over
 // [0, n_pos + r). Token r's query is the head's head_dim values at q + r * q_stride, its
-// output at out + r * out_stride. scratch: AttendRowsScratch(n_pos, rows, block_size)
-// floats. The scores come from score_kernel. REQUIRES: score_kernel.fn != nullptr, a
-// variant of kv.dtype's format.
+// output at out + r * out_stride. scratch: AttendRowsScratch(n_pos, rows) floats. The scores come from score_kernel.
+// REQUIRES: score_kernel.fn != nullptr, a variant of kv.dtype's format.
 using AttendRows16Fn = void (*)(const PagedKvLayer& kv, const int* block_table, int kv_head, int n_pos, int rows,
                                 const float* q, int q_stride, const WeightKernel& score_kernel, float* scratch,
                                 float* out, int out_stride);
@@ -30,9 +29,7 @@ using AttendRows16Fn = void (*)(const PagedKvLayer& kv, const int* block_table, 
 constexpr int kMaxQueryRows = 4;
 
 // Floats of scratch that attention over `rows` tokens needs, the first at n_pos positions.
-constexpr long AttendRowsScratch(int n_pos, int rows, int block_size) {
-  return static_cast<long>(rows) * (n_pos + rows - 1 + block_size);
-}
+constexpr long AttendRowsScratch(int n_pos, int rows) { return static_cast<long>(rows) * (n_pos + rows - 1); }
 
 struct AttentionKernel {
   const char* name = nullptr;    // "avx512", "avx2", "generic"

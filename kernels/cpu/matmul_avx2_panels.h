@@ -11,11 +11,12 @@
 // partial sums are then added with step 3's tree, lane-wise over the tile's outputs:
 // every output gets exactly the operations of the tiles, in the same order.
 //
-// This needs x and w regrouped by lane: x once per call (all rows, [tile][l][r][j] with
-// j the chunk of 16), w once per panel of 16 rows ([j][l][o], widened to fp32), both
-// zero-padded to whole chunks as step 2 pads them. A panel's 16 x in floats are reused
-// by every row tile, so the regrouping costs about in / 16 loads, shuffles and stores
-// per 16 x in products a row tile does; it pays off from a few dozen x rows on.
+// This needs x and w regrouped by lane: x a block of rows at a time ([tile][l][r][j] with
+// j the chunk of 16), w once per panel of 16 rows and block ([j][l][o], widened to fp32),
+// both zero-padded to whole chunks as step 2 pads them. A panel's 16 x in floats are
+// reused by every row tile of the block, so the regrouping costs about in / 16 loads,
+// shuffles and stores per 16 x in products a row tile does; it pays off from a few dozen
+// x rows on.
 //
 // Include only after <immintrin.h>, inside a region compiled for AVX2 and FMA (a target
 // pragma), as matmul_avx2_tiles.h does; everything is in an anonymous namespace, so each
@@ -87,34 +88,22 @@ inline void PackPanelX(const float* x, long x_stride, int rows, int in, int chun
 // dst[(j * 16 + l) * kPanelCols + c] = w[c][16 j + l], 0 past `in` and for c >= cols.
 template <class Weights>
 void PackPanelW(const typename Weights::Elem* w, int cols, int in, int chunks, float* __restrict dst) {
-  int j = 0;
-  if (cols == kPanelCols) {
-    for (; j < in / 16; ++j) {
-      for (int half_c = 0; half_c < 2; ++half_c) {
-        for (int half_l = 0; half_l < 2; ++half_l) {
-          __m256 m[8];
-#pragma GCC unroll 8
-          for (int c = 0; c < 8; ++c)
-            m[c] = Weights::Load8(w + static_cast<long>(8 * half_c + c) * in + 16 * j + 8 * half_l);
-          Transpose8(m);
-#pragma GCC unroll 8
-          for (int l = 0; l < 8; ++l) _mm256_store_ps(dst + (16L * j + 8 * half_l + l) * kPanelCols + 8 * half_c, m[l]);
-        }
-      }
-    }
-  }
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (; j < chunks; ++j) {
+  for (int j = 0; j < chunks; ++j) {
     for (int half_l = 0; half_l < 2; ++half_l) {
       const int count = in - 16 * j - 8 * half_l;  // values of each row in these 8 lanes
+      const bool whole = count >= 8;
       const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), lanes);
       for (int half_c = 0; half_c < 2; ++half_c) {
         __m256 m[8];
+#pragma GCC unroll 8
         for (int c = 0; c < 8; ++c) {
           const long row = 8 * half_c + c;
-          m[c] = row < cols ? Weights::LoadTail8(w + row * in + 16 * j + 8 * half_l, count, mask) : _mm256_setzero_ps();
+          const typename Weights::Elem* p = w + row * in + 16 * j + 8 * half_l;
+          m[c] = row >= cols ? _mm256_setzero_ps() : whole ? Weights::Load8(p) : Weights::LoadTail8(p, count, mask);
         }
         Transpose8(m);
+#pragma GCC unroll 8
         for (int l = 0; l < 8; ++l) _mm256_store_ps(dst + (16L * j + 8 * half_l + l) * kPanelCols + 8 * half_c, m[l]);
       }
     }

@@ -246,16 +246,18 @@ BENCHMARK(BM_PagedAttentionDecode)->ArgName("ctx")->Arg(128)->Arg(1024)->UseReal
 
 // A prefill chunk's attention on one thread: one sequence's `tokens` query tokens at
 // positions 0.. over their own K/V (random, written by WriteKv), 12 heads of 64, blocks
-// of 16, an fp32 cache: every token attends to the positions up to its own.
+// of 16, a cache of fp32, fp16 or bf16 (kv = 0, 1, 2): every token attends to the
+// positions up to its own.
 void BM_PagedAttentionPrefill(benchmark::State& state) {
-  const int tokens = static_cast<int>(state.range(0));
+  const auto dtype = static_cast<flover::cpu::KvDType>(state.range(0));
+  const int tokens = static_cast<int>(state.range(1));
   constexpr int kHeads = 12, kHeadDim = 64, kBlock = 16, kDim = kHeads * kHeadDim;
   const int n_blocks = (tokens + kBlock - 1) / kBlock;
-  const size_t cache_size = static_cast<size_t>(n_blocks) * kHeads * kBlock * kHeadDim;
-  std::vector<float> k(cache_size), v(cache_size);
+  const size_t bytes = static_cast<size_t>(n_blocks) * kHeads * kBlock * kHeadDim * flover::cpu::KvDTypeBytes(dtype);
+  std::vector<unsigned char> k(bytes), v(bytes);
   std::vector<int> table(n_blocks);
   for (int b = 0; b < n_blocks; ++b) table[b] = n_blocks - 1 - b;
-  const flover::cpu::PagedKvLayer kv{k.data(), v.data(), n_blocks, kBlock, kHeads, kHeadDim};
+  const flover::cpu::PagedKvLayer kv{k.data(), v.data(), n_blocks, kBlock, kHeads, kHeadDim, dtype};
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> rows(static_cast<size_t>(tokens) * kDim), q(static_cast<size_t>(tokens) * kDim), out(q.size());
@@ -268,13 +270,13 @@ void BM_PagedAttentionPrefill(benchmark::State& state) {
   }
   // Multiply-adds of the scores and of the weighted sums of V.
   const double macs = 2.0 * kHeads * kHeadDim * (static_cast<double>(tokens) * (tokens + 1) / 2);
+  state.SetLabel(std::string(flover::cpu::KvDTypeName(dtype)) + " " + flover::cpu::PagedAttentionKernelName(dtype));
   state.counters["GFLOP/s"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 2.0 * macs * 1e-9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_PagedAttentionPrefill)
-    ->ArgName("tokens")
-    ->Arg(128)
-    ->Arg(512)
+    ->ArgNames({"kv", "tokens"})
+    ->ArgsProduct({{0, 1, 2}, {128, 512}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
