@@ -92,7 +92,10 @@ void ExpectShardsRebuildTheModel(bool shared_classifier, int world) {
   const ShardDims d = ShardDimsFor(spec, {0, world});
   auto gather = [&](auto field) {
     std::vector<std::vector<float>> parts;
-    for (const ModelWeights& s : shards) parts.push_back(field(s));
+    for (const ModelWeights& s : shards) {
+      const auto& part = field(s);
+      parts.emplace_back(part.begin(), part.end());
+    }
     return parts;
   };
   for (int l = 0; l < spec.n_layers; ++l) {

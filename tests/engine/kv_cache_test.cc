@@ -27,6 +27,22 @@ TEST(KvCacheTest, SizesThePoolFromTheBudget) {
   EXPECT_EQ((*capped)->n_blocks(), 7);
 }
 
+// Every block of every layer starts on a cache line (the attention kernels load whole
+// rows of a head), for each dtype.
+TEST(KvCacheTest, BlocksStartOnACacheLine) {
+  for (cpu::KvDType dtype : {cpu::KvDType::kF32, cpu::KvDType::kF16, cpu::KvDType::kBF16}) {
+    KvCacheConfig config{16, int64_t{8} << 20, 0};
+    config.dtype = dtype;
+    auto kv = KvCache::Create(Spec(), config);
+    ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+    for (int l = 0; l < Spec().n_layers; ++l) {
+      const cpu::PagedKvLayer layer = (*kv)->layer(l);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(layer.k) % 64, 0u) << "layer " << l;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(layer.v) % 64, 0u) << "layer " << l;
+    }
+  }
+}
+
 TEST(KvCacheTest, RejectsBudgetsWithoutABlock) {
   auto kv = KvCache::Create(Spec(), KvCacheConfig{16, 1000, 0});
   ASSERT_FALSE(kv.ok());

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <span>
 
 namespace flover::testing {
 namespace {
@@ -34,7 +35,7 @@ void MatVec(float* y, const float* x, const float* w, int n, int d) {  // w [d, 
 }
 
 // y += b when the model has the bias (b not empty).
-void AddBias(float* y, const std::vector<float>& b) {
+void AddBias(float* y, std::span<const float> b) {
   for (size_t i = 0; i < b.size(); i++) y[i] += b[i];
 }
 
@@ -117,8 +118,7 @@ ReferenceModel::ReferenceModel(const ModelWeights& weights) : w_(weights), freqs
   logits_.resize(s.vocab_size);
 }
 
-void ReferenceModel::Norm(float* o, const float* x, const std::vector<float>& weight,
-                          const std::vector<float>& bias) const {
+void ReferenceModel::Norm(float* o, const float* x, std::span<const float> weight, std::span<const float> bias) const {
   const ModelSpec& s = w_.spec;
   if (s.norm == NormKind::kRms)
     RmsNorm(o, x, weight.data(), s.dim, s.norm_eps);

@@ -7,6 +7,7 @@
 // against it. For LLaMA models its arithmetic is run.c's.
 #pragma once
 
+#include <span>
 #include <vector>
 
 #include "worker/model/model_weights.h"
@@ -28,7 +29,7 @@ class ReferenceModel {
 
  private:
   // o = norm(x) with this block's weight (and bias, LayerNorm). o may be x.
-  void Norm(float* o, const float* x, const std::vector<float>& weight, const std::vector<float>& bias) const;
+  void Norm(float* o, const float* x, std::span<const float> weight, std::span<const float> bias) const;
   // out [dim] = the feed-forward block of xb_ (biases included).
   void FeedForward(const LayerWeights& L, float* out);
 

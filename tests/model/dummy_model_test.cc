@@ -145,7 +145,7 @@ TEST(DummyModelTest, TinyWeightsAreCompleteAndScaled) {
   for (float x : w->layers[0].attn_norm.f32()) ASSERT_EQ(x, 1.0f);
   // Uniform in [-a, a] with a = sqrt(3 / in): variance 1/in.
   auto check = [](const WeightTensor& tensor, float in, const char* name) {
-    const std::vector<float>& t = tensor.f32();
+    const auto& t = tensor.f32();
     const float a = std::sqrt(3.0f / in);
     double sum = 0, sum_sq = 0;
     for (float x : t) {

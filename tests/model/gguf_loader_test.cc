@@ -457,7 +457,7 @@ TEST(GgufLoaderTest, Q8_0OutputEqualToTheEmbeddingIsShared) {
   EXPECT_TRUE(m->weights.classifier.empty());
   ExpectSameWeights(expected, m->weights);
   // One changed block makes it a separate classifier.
-  std::vector<float> output = w.token_embedding.f32();
+  std::vector<float> output(w.token_embedding.f32().begin(), w.token_embedding.f32().end());
   output[40 * 64 + 5] += 0.5f;
   g.RemoveTensor("output.weight");
   g.AddTensorQ8_0("output.weight", {64, 41}, output);

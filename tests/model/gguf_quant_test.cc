@@ -211,7 +211,7 @@ TEST(GgufQuantTest, ReaderReadsRowRangesInChunks) {
     std::vector<float> all(cols * rows);
     DequantizeGgml(type, reinterpret_cast<const uint8_t*>(raw.data()), all.data(), all.size());
     testing::GgufWriter g;
-    g.AddTensorF32("pad", {3}, {1, 2, 3});  // the tensor does not start the data section
+    g.AddTensorF32("pad", {3}, std::vector<float>{1, 2, 3});  // the tensor does not start the data section
     g.AddTensorRaw("t", {cols, rows}, type, raw);
     std::string file = g.Serialize();
     Result<std::unique_ptr<GgufReader>> r = GgufReader::FromStream(fmemopen(file.data(), file.size(), "rb"), "mem");

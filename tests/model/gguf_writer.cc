@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <span>
 
 #include "tests/model/raw_bytes.h"
 #include "worker/model/gguf_quant.h"
@@ -55,7 +56,7 @@ float ReferenceHalfToFloat(uint16_t h) {
   return sign * std::ldexp(static_cast<float>(mant + 1024), exp - 25);
 }
 
-std::string QuantizeQ8_0(const std::vector<float>& data, std::vector<float>* read_back) {
+std::string QuantizeQ8_0(std::span<const float> data, std::vector<float>* read_back) {
   constexpr size_t kBlock = 32;
   std::string out;
   if (read_back != nullptr) read_back->assign(data.size(), 0.0f);
@@ -199,23 +200,20 @@ void GgufWriter::RemoveKey(const std::string& key) {
   std::erase_if(kvs_, [&](const Kv& kv) { return kv.key == key; });
 }
 
-void GgufWriter::AddTensorF32(const std::string& name, const std::vector<uint64_t>& ne,
-                              const std::vector<float>& data) {
+void GgufWriter::AddTensorF32(const std::string& name, const std::vector<uint64_t>& ne, std::span<const float> data) {
   std::string bytes(data.size() * sizeof(float), '\0');
   std::memcpy(bytes.data(), data.data(), bytes.size());
   AddTensorRaw(name, ne, 0, bytes);
 }
 
-void GgufWriter::AddTensorF16(const std::string& name, const std::vector<uint64_t>& ne,
-                              const std::vector<float>& data) {
+void GgufWriter::AddTensorF16(const std::string& name, const std::vector<uint64_t>& ne, std::span<const float> data) {
   std::string bytes;
   bytes.reserve(data.size() * 2);
   for (float f : data) Put<uint16_t>(bytes, FloatToHalf(f));
   AddTensorRaw(name, ne, 1, bytes);
 }
 
-void GgufWriter::AddTensorQ8_0(const std::string& name, const std::vector<uint64_t>& ne,
-                               const std::vector<float>& data) {
+void GgufWriter::AddTensorQ8_0(const std::string& name, const std::vector<uint64_t>& ne, std::span<const float> data) {
   AddTensorRaw(name, ne, /*Q8_0=*/8, QuantizeQ8_0(data));
 }
 
@@ -267,7 +265,7 @@ bool GgufWriter::WriteFile(const std::string& path) const {
   return true;
 }
 
-std::vector<float> PermuteRotaryRows(const std::vector<float>& t, int head_dim, size_t cols, bool to_halves) {
+std::vector<float> PermuteRotaryRows(std::span<const float> t, int head_dim, size_t cols, bool to_halves) {
   std::vector<float> out(t.size());
   const size_t half = static_cast<size_t>(head_dim / 2), head = static_cast<size_t>(head_dim) * cols;
   for (size_t h = 0; h < t.size(); h += head) {
@@ -327,9 +325,9 @@ GgufWriter ModelGgufWith(const ModelWeights& w, const std::string& arch, const T
       back = encode(g, name, ne, PermuteRotaryRows(member(w), s.head_dim(), cols, /*to_halves=*/true));
       back = PermuteRotaryRows(back, s.head_dim(), cols, /*to_halves=*/false);
     } else {
-      back = encode(g, name, ne, member(w));
+      back = encode(g, name, ne, std::vector<float>(member(w).begin(), member(w).end()));
     }
-    if (read_back != nullptr) member(*read_back) = std::move(back);
+    if (read_back != nullptr) member(*read_back).assign(back.begin(), back.end());
   };
   auto model = [](WeightTensor ModelWeights::*m) {
     return [m](auto& weights) -> auto& { return (weights.*m).f32(); };

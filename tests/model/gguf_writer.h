@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ float ReferenceHalfToFloat(uint16_t h);
 // block d = max|x| / 127 stored as fp16 and q = x / d rounded half away from zero (all
 // zero when d is 0). `read_back`, when set, receives what a reader dequantizes: q * d
 // with d as stored.
-std::string QuantizeQ8_0(const std::vector<float>& data, std::vector<float>* read_back = nullptr);
+std::string QuantizeQ8_0(std::span<const float> data, std::vector<float>* read_back = nullptr);
 
 // n_values values of a loadable ggml type as random bytes whose fp16 scale fields are
 // finite (0.001 to 0.256): valid blocks of any content. REQUIRES: n_values is a multiple
@@ -62,11 +63,11 @@ class GgufWriter {
   void RemoveKey(const std::string& key);
 
   // Tensors. `ne` is in ggml order (ne[0] = columns); data is row-major [ne1, ne0].
-  void AddTensorF32(const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data);
+  void AddTensorF32(const std::string& name, const std::vector<uint64_t>& ne, std::span<const float> data);
   // Stores FloatToHalf(data[i]).
-  void AddTensorF16(const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data);
+  void AddTensorF16(const std::string& name, const std::vector<uint64_t>& ne, std::span<const float> data);
   // Stores QuantizeQ8_0(data). REQUIRES: ne[0] % 32 == 0.
-  void AddTensorQ8_0(const std::string& name, const std::vector<uint64_t>& ne, const std::vector<float>& data);
+  void AddTensorQ8_0(const std::string& name, const std::vector<uint64_t>& ne, std::span<const float> data);
   void AddTensorRaw(const std::string& name, const std::vector<uint64_t>& ne, uint32_t ggml_type,
                     const std::string& bytes);
   void RemoveTensor(const std::string& name);
@@ -122,7 +123,7 @@ GgufWriter Qwen2Gguf(const ModelWeights& w);
 
 // Rows of `t` (heads of head_dim rows of `cols` values) from pairs order (2i, 2i+1) to
 // half-split order (i, i + head_dim/2) when to_halves, else back.
-std::vector<float> PermuteRotaryRows(const std::vector<float>& t, int head_dim, size_t cols, bool to_halves);
+std::vector<float> PermuteRotaryRows(std::span<const float> t, int head_dim, size_t cols, bool to_halves);
 // As llama.cpp's Q8_0 files: matrices Q8_0, norms F32. REQUIRES: dim, hidden_dim,
 // q_dim and kv_dim are multiples of 32.
 GgufWriter LlamaGgufQ8_0(const ModelWeights& w, ModelWeights* read_back = nullptr);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <system_error>
 
 #include "tests/model/safetensors_writer.h"
@@ -16,8 +17,8 @@ namespace {
 
 bool Llama(const std::string& arch) { return arch != "gptj"; }
 
-void Add(HfCheckpoint& c, std::string name, std::vector<int64_t> shape, std::vector<float> data) {
-  c.tensors.push_back({std::move(name), std::move(shape), std::move(data)});
+void Add(HfCheckpoint& c, std::string name, std::vector<int64_t> shape, std::span<const float> data) {
+  c.tensors.push_back({std::move(name), std::move(shape), std::vector<float>(data.begin(), data.end())});
 }
 
 }  // namespace
@@ -69,7 +70,7 @@ std::string HfArchitecture(const std::string& arch) {
   return "LlamaForCausalLM";
 }
 
-std::vector<float> PairsToHalves(const std::vector<float>& t, int head_dim, int64_t cols) {
+std::vector<float> PairsToHalves(std::span<const float> t, int head_dim, int64_t cols) {
   std::vector<float> out(t.size());
   const size_t head = static_cast<size_t>(head_dim * cols), row = static_cast<size_t>(cols);
   for (size_t h = 0; h < t.size(); h += head)
@@ -249,8 +250,8 @@ void ExpectSameModel(const ModelWeights& expected, const ModelWeights& actual) {
       EXPECT_TRUE(tx == ty) << name << ": the " << cpu::WeightFormatName(tx.format()) << " bytes differ";
       return;
     }
-    const std::vector<float>& x = tx.f32();
-    const std::vector<float>& y = ty.f32();
+    const auto& x = tx.f32();
+    const auto& y = ty.f32();
     ASSERT_EQ(x.size(), y.size()) << name;
     if (!x.empty() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) != 0) {
       size_t i = 0;

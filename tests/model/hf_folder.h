@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -56,7 +57,7 @@ ModelWeights ExactWeights(const ModelSpec& spec, uint64_t seed);
 
 // Rows of each head of `head_dim` rows (of `cols` values) from Flover's adjacent pairs
 // back to halves: row 2i -> i, row 2i + 1 -> i + head_dim/2.
-std::vector<float> PairsToHalves(const std::vector<float>& t, int head_dim, int64_t cols);
+std::vector<float> PairsToHalves(std::span<const float> t, int head_dim, int64_t cols);
 
 // EXPECTs every tensor (all of the tables, biases included) and every spec field of
 // `actual` equal to `expected`, bit for bit.

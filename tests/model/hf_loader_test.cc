@@ -355,7 +355,7 @@ TEST(HfLoaderTest, QueryAndKeyRowsArePermutedFromHalvesToPairs) {
     const LayerWeights& l = w->layers[1];
     const bool permuted = std::string(arch) != "gptj";
     auto expect_rows = [&](const char* what, const WeightTensor& tensor, int n_rows, bool permute) {
-      const std::vector<float>& t = tensor.f32();
+      const auto& t = tensor.f32();
       const int cols = static_cast<int>(t.size()) / n_rows;
       for (int r = 0; r < n_rows; ++r) {
         const int head = r / 4, within = r % 4;
@@ -441,7 +441,9 @@ TEST(HfLoaderTest, TiedEmbeddings) {
   ExpectSameModel(w, *loaded);
 
   // Some exports write the tied head out as well: not read, not warned about.
-  c.tensors.push_back({"lm_head.weight", {spec.vocab_size, spec.dim}, w.token_embedding.f32()});
+  c.tensors.push_back({"lm_head.weight",
+                       {spec.vocab_size, spec.dim},
+                       std::vector<float>(w.token_embedding.f32().begin(), w.token_embedding.f32().end())});
   ASSERT_TRUE(c.Write(dir.Path("tied_written")));
   loaded = Load(dir.Path("tied_written"));
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();

@@ -15,7 +15,7 @@ namespace flover::testing {
 namespace {
 
 void PutFloats(std::string& out, const WeightTensor& t) {
-  const std::vector<float>& v = t.f32();
+  const auto& v = t.f32();
   out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 
@@ -26,8 +26,8 @@ void ExpectSameTensor(const std::string& name, const WeightTensor& expected_tens
                                                   << " bytes differ";
     return;
   }
-  const std::vector<float>& expected = expected_tensor.f32();
-  const std::vector<float>& actual = actual_tensor.f32();
+  const auto& expected = expected_tensor.f32();
+  const auto& actual = actual_tensor.f32();
   ASSERT_EQ(expected.size(), actual.size()) << name;
   for (size_t i = 0; i < expected.size(); ++i) {
     if (std::memcmp(&expected[i], &actual[i], sizeof(float)) != 0) {

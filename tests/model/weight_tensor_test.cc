@@ -111,6 +111,27 @@ TEST(WeightTensorTest, InterleaveKeepsTheMatrixOfTheBlockFormats) {
   }
 }
 
+// The kernels' loads of a row stay within cache lines: every way of making a tensor
+// (values, bytes, zeros, conversion, interleaving, copying) keeps its bytes on a 64-byte
+// boundary, at sizes large enough for glibc to map them (where it starts 16 bytes in).
+TEST(WeightTensorTest, BytesStartOnACacheLine) {
+  constexpr int64_t kRows = 64, kCols = 2048;  // 512 kB of fp32
+  const std::vector<float> values = Uniform(kRows * kCols, 9);
+  auto aligned = [](const WeightTensor& t) { return reinterpret_cast<uintptr_t>(t.bytes().data()) % 64 == 0; };
+  EXPECT_TRUE(aligned(WeightTensor(values)));
+  for (WeightFormat f : kEveryFormat) {
+    SCOPED_TRACE(cpu::WeightFormatName(f));
+    const WeightTensor from_bytes = WeightTensor::FromBytes(f, Quantized(f, values, kRows, kCols));
+    EXPECT_TRUE(aligned(from_bytes));
+    EXPECT_TRUE(aligned(WeightTensor::Zeros(f, kRows * cpu::WeightRowBytes(f, kCols))));
+    EXPECT_TRUE(aligned(WeightTensor(values).ConvertTo(f, kRows, kCols)));
+    WeightTensor interleaved = from_bytes;
+    EXPECT_TRUE(aligned(interleaved));
+    interleaved.Interleave(kRows, kCols);
+    EXPECT_TRUE(aligned(interleaved));
+  }
+}
+
 TEST(WeightTensorTest, ReadingAPackedTensorAsFp32IsABrokenInvariant) {
   const WeightTensor q8 = WeightTensor::FromBytes(WeightFormat::kQ8_0, std::vector<uint8_t>(34, 0));
   EXPECT_DEATH((void)q8.f32(), "q8_0 tensor read as fp32");

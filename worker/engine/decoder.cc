@@ -31,11 +31,16 @@ std::vector<float> Concat(std::initializer_list<WeightTensor*> parts) {
   return out;
 }
 
-// An fp32 vector's values, taken.
-std::vector<float> Take(WeightTensor& t) { return t.empty() ? std::vector<float>() : std::move(t.f32()); }
+// An fp32 vector's values, taken (copied out of the tensor, which is freed).
+std::vector<float> Take(WeightTensor& t) {
+  if (t.empty()) return {};
+  std::vector<float> values(t.f32().begin(), t.f32().end());
+  t.Clear();
+  return values;
+}
 
-template <typename T>
-void GrowTo(std::vector<T>& v, size_t n) {
+template <typename Vector>
+void GrowTo(Vector& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
@@ -101,7 +106,7 @@ Decoder::RowStack Decoder::StackRows(std::initializer_list<std::pair<WeightTenso
     s.rows += rows;
     if (!s.parts.empty() && s.parts.back().w.format() == w->format()) {
       RowStack::Part& last = s.parts.back();
-      std::vector<uint8_t> bytes(last.w.bytes().begin(), last.w.bytes().end());
+      WeightTensor::Bytes bytes(last.w.bytes().begin(), last.w.bytes().end());
       bytes.insert(bytes.end(), w->bytes().begin(), w->bytes().end());
       last.w = WeightTensor::FromBytes(w->format(), std::move(bytes));
       last.rows += rows;

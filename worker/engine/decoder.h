@@ -35,6 +35,7 @@
 #include <span>
 #include <vector>
 
+#include "common/cache_aligned.h"
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "kernels/cpu/rope.h"
@@ -166,16 +167,17 @@ class Decoder {
   std::vector<int> positions_;     // [n]
   std::vector<int> row_entry_;     // [n]: the entry each row belongs to
   std::vector<int> entry_offset_;  // [n_entries + 1]: first row of each entry
-  std::vector<float> x_;           // [n, dim] residual stream
-  std::vector<float> xb_;          // [n, dim] normed input
-  std::vector<float> qkv_;         // [n, q_dim + 2 * kv_dim]
-  std::vector<float> att_;         // [n, q_dim]
-  std::vector<float> gate_up_;     // [n, 2 * hidden_dim], SwiGLU only
-  std::vector<float> hidden_;      // [n, hidden_dim]
-  std::vector<float> part_out_;    // [n, rows of a RowStack part], stacks of mixed formats only
-  std::vector<float> final_;       // [n_logits, dim]
+  // The matrices' inputs and outputs start on a cache line (as the weights do).
+  CacheAlignedVector<float> x_;         // [n, dim] residual stream
+  CacheAlignedVector<float> xb_;        // [n, dim] normed input
+  CacheAlignedVector<float> qkv_;       // [n, q_dim + 2 * kv_dim]
+  CacheAlignedVector<float> att_;       // [n, q_dim]
+  CacheAlignedVector<float> gate_up_;   // [n, 2 * hidden_dim], SwiGLU only
+  CacheAlignedVector<float> hidden_;    // [n, hidden_dim]
+  CacheAlignedVector<float> part_out_;  // [n, rows of a RowStack part], stacks of mixed formats only
+  CacheAlignedVector<float> final_;     // [n_logits, dim]
   // Tensor parallel only.
-  std::vector<float> proj_;         // [n, dim] partial Wo / W2 output(s) of this rank
+  CacheAlignedVector<float> proj_;  // [n, dim] partial Wo / W2 output(s) of this rank
   std::vector<float> logits_part_;  // [n_logits, vocab_per_rank]
   std::vector<float> logits_all_;   // [world, n_logits, vocab_per_rank]
   std::vector<float> best_;         // [n_logits, 2]: (max, id bits) of this rank's slice

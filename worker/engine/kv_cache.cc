@@ -46,7 +46,7 @@ KvCache::KvCache(int n_layers, int n_kv_heads, int head_dim, int block_size, int
       bytes_per_block_(int64_t{2} * n_layers * n_kv_heads * head_dim * cpu::KvDTypeBytes(dtype) * block_size),
       bytes_per_pool_(static_cast<int64_t>(n_blocks) * n_kv_heads * block_size * head_dim * cpu::KvDTypeBytes(dtype)),
       // Not zeroed: a slot is always written before it is read, and untouched pages cost nothing.
-      memory_(new std::byte[static_cast<size_t>(bytes_per_pool_) * 2 * n_layers]) {}
+      memory_(AllocateCacheAligned(static_cast<size_t>(bytes_per_pool_) * 2 * n_layers)) {}
 
 cpu::PagedKvLayer KvCache::layer(int layer) const {
   FLOVER_CHECK(layer >= 0 && layer < n_layers_) << "layer " << layer;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "common/cache_aligned.h"
 #include "common/model_spec.h"
 #include "common/status.h"
 #include "kernels/cpu/attention.h"
@@ -56,7 +57,7 @@ class KvCache {
   int n_blocks_;
   int64_t bytes_per_block_;           // K+V of all layers
   int64_t bytes_per_pool_;            // one of K or V for one layer
-  std::unique_ptr<std::byte[]> memory_;  // [n_layers][K|V][n_blocks, n_kv_heads, block_size, head_dim] of dtype_
+  CacheAlignedBytes memory_;  // [n_layers][K|V][n_blocks, n_kv_heads, block_size, head_dim] of dtype_
 };
 
 }  // namespace flover

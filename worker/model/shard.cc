@@ -179,7 +179,6 @@ Result<WeightTensor> ShardTensor(TensorSplit split, const ModelSpec& spec, const
   FLOVER_CHECK(full.Holds(rows, cols)) << name << ": " << cpu::WeightFormatName(full.format()) << " tensor of "
                                        << full.n_bytes() << " bytes is not [" << rows << ", " << cols << "]";
   if (shard.world == 1 || split == TensorSplit::kReplicated) return full;
-  if (full.is_f32()) return WeightTensor(ShardTensor(split, spec, shard, std::move(full.f32())));
   const TensorSlice slice = SliceOf(split, spec, shard, rows * cols);
   if (!FitsBlocks(full.format(), slice.n_cols) || !FitsBlocks(full.format(), slice.col_begin + slice.n_cols)) {
     // The policy's message: which sizes and dtypes would work.

@@ -29,7 +29,7 @@ std::string ByteString(int64_t bytes) {
   return buf;
 }
 
-WeightTensor WeightTensor::FromBytes(cpu::WeightFormat format, std::vector<uint8_t> bytes) {
+WeightTensor WeightTensor::FromBytes(cpu::WeightFormat format, Bytes bytes) {
   FLOVER_CHECK(bytes.size() % static_cast<size_t>(cpu::WeightBlockBytes(format)) == 0)
       << bytes.size() << " bytes are not whole " << cpu::WeightFormatName(format) << " blocks";
   WeightTensor t;
@@ -77,12 +77,12 @@ Result<WeightTensor> WeightTensor::FromF32Rows(cpu::WeightFormat format, int64_t
   return out;
 }
 
-std::vector<float>& WeightTensor::f32() {
+WeightTensor::F32Values& WeightTensor::f32() {
   FLOVER_CHECK(is_f32()) << "a " << cpu::WeightFormatName(format_) << " tensor read as fp32";
   return f32_;
 }
 
-const std::vector<float>& WeightTensor::f32() const {
+const WeightTensor::F32Values& WeightTensor::f32() const {
   FLOVER_CHECK(is_f32()) << "a " << cpu::WeightFormatName(format_) << " tensor read as fp32";
   return f32_;
 }
@@ -116,7 +116,7 @@ void WeightTensor::Interleave(int64_t rows, int64_t cols) {
   FLOVER_CHECK(Holds(rows, cols)) << cpu::WeightFormatName(format_) << " tensor of " << n_bytes()
                                   << " bytes interleaved as [" << rows << ", " << cols << "]";
   if (!cpu::HasInterleavedLayout(format_) || empty() || layout_ == cpu::WeightLayout::kInterleaved) return;
-  std::vector<uint8_t> out(static_cast<size_t>(cpu::InterleavedWeightBytes(format_, rows, cols)));
+  Bytes out(static_cast<size_t>(cpu::InterleavedWeightBytes(format_, rows, cols)));
   cpu::InterleaveWeightRows(view(rows, cols), out.data());
   packed_ = std::move(out);
   layout_ = cpu::WeightLayout::kInterleaved;
@@ -147,8 +147,8 @@ void WeightTensor::ZeroRowsFrom(int64_t first_row, int64_t cols) {
 }
 
 void WeightTensor::Clear() {
-  std::vector<float>().swap(f32_);
-  std::vector<uint8_t>().swap(packed_);
+  F32Values().swap(f32_);
+  Bytes().swap(packed_);
   format_ = cpu::WeightFormat::kF32;
   layout_ = cpu::WeightLayout::kRows;
 }

@@ -4,9 +4,10 @@
 // know its shape: the tensor tables (model_weights.h) and the shard's sizes (shard.h)
 // give rows and cols, and view()/ConvertTo() take them, checking that the bytes match.
 //
-// Invariant: fp32 keeps its values in a std::vector<float> (f32()), every other format
-// its bytes; the other container is empty. An empty tensor (an absent tensor of the
-// spec) is fp32 with no values.
+// Invariant: fp32 keeps its values in f32(), every other format its bytes; the other
+// container is empty. Both start on a cache line (CacheAlignedVector), so the kernels'
+// 32- and 64-byte loads of a row never straddle two lines. An empty tensor (an absent
+// tensor of the spec) is fp32 with no values.
 //
 // Value type, not thread-safe for writing.
 #pragma once
@@ -16,6 +17,7 @@
 #include <span>
 #include <vector>
 
+#include "common/cache_aligned.h"
 #include "common/status.h"
 #include "kernels/cpu/weight_matmul.h"
 
@@ -23,12 +25,19 @@ namespace flover {
 
 class WeightTensor {
  public:
+  using F32Values = CacheAlignedVector<float>;
+  using Bytes = CacheAlignedVector<uint8_t>;
+
   WeightTensor() = default;
-  // fp32 values.
-  explicit WeightTensor(std::vector<float> values) : f32_(std::move(values)) {}
+  // fp32 values (a std::vector's are copied into aligned storage: vectors and small tensors).
+  explicit WeightTensor(F32Values values) : f32_(std::move(values)) {}
+  explicit WeightTensor(const std::vector<float>& values) : f32_(values.begin(), values.end()) {}
   // Rows of `format` as stored (fp32 too: the bytes of its floats).
   // REQUIRES: bytes.size() is a multiple of the format's block bytes.
-  static WeightTensor FromBytes(cpu::WeightFormat format, std::vector<uint8_t> bytes);
+  static WeightTensor FromBytes(cpu::WeightFormat format, Bytes bytes);
+  static WeightTensor FromBytes(cpu::WeightFormat format, std::span<const uint8_t> bytes) {
+    return FromBytes(format, Bytes(bytes.begin(), bytes.end()));
+  }
   // n_bytes zero bytes of `format` (zero values in every format).
   static WeightTensor Zeros(cpu::WeightFormat format, int64_t n_bytes);
 
@@ -49,8 +58,8 @@ class WeightTensor {
   bool empty() const { return f32_.empty() && packed_.empty(); }
 
   // The values. REQUIRES (checked): format() == kF32.
-  std::vector<float>& f32();
-  const std::vector<float>& f32() const;
+  F32Values& f32();
+  const F32Values& f32() const;
 
   // The stored bytes, whatever the format (fp32: its values' bytes).
   std::span<const uint8_t> bytes() const;
@@ -91,8 +100,8 @@ class WeightTensor {
  private:
   cpu::WeightFormat format_ = cpu::WeightFormat::kF32;
   cpu::WeightLayout layout_ = cpu::WeightLayout::kRows;
-  std::vector<float> f32_;       // format_ == kF32
-  std::vector<uint8_t> packed_;  // any other format
+  F32Values f32_;  // format_ == kF32
+  Bytes packed_;   // any other format
 };
 
 // Whether `cols` values per row can be stored in `format` (a whole number of blocks).

@@ -238,7 +238,7 @@ Result<DeviceWeights> UploadWeights(const ModelWeights& src, const ShardInfo& sh
     FLOVER_ASSIGN_OR_RETURN(staging, DeviceBuffer::Allocate(largest * sizeof(float)));
   }
   // dst + offset elements = t, converted to dtype unless stored in fp32.
-  auto put = [&](const std::vector<float>& t, const DeviceBuffer& dst, int64_t offset, bool fp32) -> Status {
+  auto put = [&](std::span<const float> t, const DeviceBuffer& dst, int64_t offset, bool fp32) -> Status {
     if (t.empty()) return Status::Ok();
     const size_t bytes = t.size() * sizeof(float);
     if (fp32 || dtype == DType::kF32) return cuda::CopyToDevice(At(dst, offset, sizeof(float)), t.data(), bytes, stream);
