@@ -64,15 +64,26 @@ file_for() {  # the GGUF of type $1, made once
   echo "$file"
 }
 
+# llama-batched-bench on $file with the rest of the arguments, into $out/llama-$1.txt and .log.
+llama_bench() {
+  local name=$1 rc=0
+  shift
+  "$bin/llama-batched-bench" -m "$file" -t "$threads" -tb "$threads" "$@" >"$out/llama-$name.txt" \
+    2>"$out/llama-$name.log" || rc=$?
+  if ((rc != 0)); then
+    echo "bench-cpu-dtypes: llama-batched-bench failed on $file (exit status $rc; log: $out/llama-$name.log)" >&2
+    echo "  where it crashed in its AMX kernels, build llama.cpp without them (see scripts/llama-cpp-build.sh)" >&2
+    exit 1
+  fi
+}
+
 max_streams=$(tr ',' '\n' <<<"$streams" | sort -n | tail -1)
 for round in $(seq 1 "$rounds"); do
   for type in $types; do
     file=$(file_for "$type")
     echo "bench-cpu-dtypes: round $round, $type" >&2
-    "$bin/llama-batched-bench" -m "$file" -t "$threads" -tb "$threads" -c $((max_streams * 128)) \
-      -npp 8 -ntg 64 -npl "$streams" >"$out/llama-$type-decode-$round.txt" 2>"$out/llama-$type-decode-$round.log"
-    "$bin/llama-batched-bench" -m "$file" -t "$threads" -tb "$threads" -c 512 \
-      -npp 128 -ntg 1 -npl 1 >"$out/llama-$type-prefill-$round.txt" 2>"$out/llama-$type-prefill-$round.log"
+    llama_bench "$type-decode-$round" -c $((max_streams * 128)) -npp 8 -ntg 64 -npl "$streams"
+    llama_bench "$type-prefill-$round" -c 512 -npp 128 -ntg 1 -npl 1
     OMP_NUM_THREADS=$threads "$engine_bench" --models "$file" --dtype auto --concurrency "$streams" \
       --steps 64 --prompt-len 8 --prefill 128 >"$out/flover-$type-$round.txt" 2>"$out/flover-$type-$round.log"
   done

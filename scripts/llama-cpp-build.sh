@@ -11,9 +11,13 @@
 # Leaves llama-server, llama-batched-bench and llama-quantize in DIR/bin, and prints that folder.
 # CPU only, for this machine's instruction set (GGML_NATIVE) unless $LLAMA_CPP_CMAKE_ARGS
 # says otherwise (e.g. "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-# for an AVX2-only build on an AVX-512 machine), static; about 25 minutes
-# on 2 cores (niced, $CMAKE_BUILD_PARALLEL_LEVEL jobs, 2 by default). Idempotent: a
-# finished build is kept.
+# for an AVX2-only build on an AVX-512 machine), static. On a CPU with AMX, GGML_NATIVE
+# also builds llama.cpp's AMX kernels; on one VM (whose kernel's arch_prctl did not list
+# AMX tile data as supported) they crashed (SIGSEGV in ggml_backend_amx_mul_mat, on Q8_0
+# files): there build without them, with
+#   LLAMA_CPP_CMAKE_ARGS="-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8"
+# About 12 to 25 minutes on 2 cores (niced, $CMAKE_BUILD_PARALLEL_LEVEL jobs, 2 by
+# default). Idempotent: a finished build is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(realpath -m "${1:-build/llama.cpp}")
