@@ -68,6 +68,14 @@ constexpr long kMinMacsPerThread = 1L << 15;
 constexpr int kAliasFloats = 1024;
 constexpr int kPadFloats = 16;
 
+// At least `floats` floats of `buffer` (grown as needed), from its first 64-byte boundary.
+float* CacheAligned(std::vector<float>& buffer, long floats) {
+  constexpr long kAlignFloats = 16;
+  if (buffer.size() < static_cast<size_t>(floats + kAlignFloats)) buffer.resize(floats + kAlignFloats);
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (-(address / sizeof(float)) & (kAlignFloats - 1));
+}
+
 }  // namespace
 
 const float* UnaliasedRows(const float* x, int n, int in, int* stride) {
@@ -75,20 +83,16 @@ const float* UnaliasedRows(const float* x, int n, int in, int* stride) {
   if (n <= 1 || in % kAliasFloats != 0) return x;
   thread_local std::vector<float> buffer;
   *stride = in + kPadFloats;
-  const size_t size = static_cast<size_t>(n) * *stride;
-  if (buffer.size() < size) buffer.resize(size);
+  float* rows = CacheAligned(buffer, static_cast<long>(n) * *stride);
   for (int r = 0; r < n; ++r) {
-    std::memcpy(buffer.data() + static_cast<size_t>(r) * *stride, x + static_cast<size_t>(r) * in, sizeof(float) * in);
+    std::memcpy(rows + static_cast<size_t>(r) * *stride, x + static_cast<size_t>(r) * in, sizeof(float) * in);
   }
-  return buffer.data();
+  return rows;
 }
 
 float* PanelScratch(long floats) {
-  constexpr long kAlignFloats = 16;
   thread_local std::vector<float> buffer;
-  if (buffer.size() < static_cast<size_t>(floats + kAlignFloats)) buffer.resize(floats + kAlignFloats);
-  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
-  return buffer.data() + (-(address / sizeof(float)) & (kAlignFloats - 1));
+  return CacheAligned(buffer, floats);
 }
 
 const MatmulKernel& SelectedMatmulKernel() {

@@ -111,7 +111,8 @@ const MatmulKernel& SelectedMatmulKernel();
 
 // x itself with *stride = in, or (when its rows are a multiple of 4 KiB apart, which
 // makes the rows of a register tile evict each other from L1) a copy with rows padded by
-// one cache line, in a buffer of the calling thread that the next call reuses.
+// one cache line, starting on a cache line, in a buffer of the calling thread that the
+// next call reuses.
 const float* UnaliasedRows(const float* x, int n, int in, int* stride);
 
 // A buffer of at least `floats` floats, 64-byte aligned, of the calling thread: the next

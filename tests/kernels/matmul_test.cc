@@ -8,6 +8,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -257,6 +258,23 @@ TEST(MatmulTest, DispatchesToANamedKernel) {
   Matmul(x.data(), w.data(), a.data(), kN, kIn, kOut);
   MatmulWithKernel(kernel, x.data(), w.data(), b.data(), kN, kIn, kOut, false);
   EXPECT_EQ(a, b);
+}
+
+// Rows a multiple of 4 KiB apart are copied with a cache line of padding each, into a
+// buffer that starts on a cache line (so every row does); other rows are used in place.
+TEST(MatmulTest, UnaliasedRowsAreCopiedOntoCacheLines) {
+  for (int n : {2, 5, 64}) {
+    const auto x = Random(n * 2048, 72);
+    int stride = 0;
+    const float* rows = internal::UnaliasedRows(x.data(), n, 2048, &stride);
+    EXPECT_EQ(stride, 2048 + 16);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(rows) % 64, 0u) << n << " rows";
+    for (int r = 0; r < n; ++r) EXPECT_EQ(std::memcmp(rows + r * stride, x.data() + r * 2048, 2048 * 4), 0);
+  }
+  const auto y = Random(3 * 768, 73);
+  int stride = 0;
+  EXPECT_EQ(internal::UnaliasedRows(y.data(), 3, 768, &stride), y.data());
+  EXPECT_EQ(stride, 768);
 }
 
 }  // namespace
