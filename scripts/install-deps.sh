@@ -18,6 +18,7 @@ packages=(
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14          # scripts/fuzz.sh: libFuzzer, OpenMP, llvm-symbolizer
   python3-zmq python3-protobuf                               # clients/python (flover_client) and its tests
   python3-venv                                               # scripts/python-env.sh: the HTTP tests' venv (openai from PyPI)
+  iproute2 iptables                                          # multi-host tests: hosts in network namespaces, packet loss
 )
 
 missing=()
