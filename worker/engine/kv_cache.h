@@ -55,8 +55,8 @@ class KvCache {
   int head_dim_;
   int block_size_;
   int n_blocks_;
-  int64_t bytes_per_block_;           // K+V of all layers
-  int64_t bytes_per_pool_;            // one of K or V for one layer
+  int64_t bytes_per_block_;   // K+V of all layers
+  int64_t bytes_per_pool_;    // one of K or V for one layer
   CacheAlignedBytes memory_;  // [n_layers][K|V][n_blocks, n_kv_heads, block_size, head_dim] of dtype_
 };
 
