@@ -110,30 +110,43 @@ void PackPanelW(const typename Weights::Elem* w, int cols, int in, int chunks, f
   }
 }
 
+// One chunk j of one lane's pass of PanelTile: 16 outputs of each of R x rows.
+template <int R>
+__attribute__((always_inline)) inline void PanelStep(const float* __restrict xl, const float* __restrict wl, int chunks,
+                                                     int j, __m256 (&acc)[R][2]) {
+  const __m256 w0 = _mm256_loadu_ps(wl + 16L * kPanelCols * j), w1 = _mm256_loadu_ps(wl + 16L * kPanelCols * j + 8);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m256 b = _mm256_broadcast_ss(xl + static_cast<long>(r) * chunks + j);
+    acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);
+    acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
+  }
+}
+
 // Lane l of the R x kPanelCols outputs of a tile, for every l: part[(l * kPanelRows + r)
 // * kPanelCols + c] = the chain of fmas over the chunks (step 2 of the canonical
 // arithmetic), from +0.0f. xt: the tile's packed x (PackPanelX with R rows), wp: the
-// panel's packed w.
-// Each lane's pass also prefetches pf_per_lane cache lines into L2, from pf on.
+// panel's packed w (any alignment).
+// Each lane's pass also prefetches pf_per_lane cache lines into L2, from pf on, spread
+// over its first chunks (a burst would fill the core's few outstanding misses and stall).
 template <int R>
 __attribute__((noinline)) void PanelTile(const float* __restrict xt, const float* __restrict wp, int chunks,
                                          float* __restrict part, const char* pf, int pf_per_lane) {
+  const int pf_per_chunk = chunks > 0 ? (pf_per_lane + chunks - 1) / chunks : 0;
   for (int l = 0; l < 16; ++l) {
-    for (int i = 0; i < pf_per_lane; ++i) __builtin_prefetch(pf + 64L * (l * pf_per_lane + i), 0, 2);
     const float* xl = xt + static_cast<long>(l) * R * chunks;
     const float* wl = wp + l * kPanelCols;
+    const char* pf_lane = pf + 64L * l * pf_per_lane;
     __m256 acc[R][2];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int j = 0; j < chunks; ++j) {
-      const __m256 w0 = _mm256_load_ps(wl + 16L * kPanelCols * j), w1 = _mm256_load_ps(wl + 16L * kPanelCols * j + 8);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const __m256 b = _mm256_broadcast_ss(xl + static_cast<long>(r) * chunks + j);
-        acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
-      }
+    int j = 0, issued = 0;
+    for (; j < chunks && issued < pf_per_lane; ++j) {
+      for (int i = 0; i < pf_per_chunk && issued < pf_per_lane; ++i, ++issued)
+        __builtin_prefetch(pf_lane + 64L * issued, 0, 2);
+      PanelStep<R>(xl, wl, chunks, j, acc);
     }
+    for (; j < chunks; ++j) PanelStep<R>(xl, wl, chunks, j, acc);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       _mm256_store_ps(part + (l * kPanelRows + r) * kPanelCols, acc[r][0]);
@@ -176,11 +189,41 @@ inline void StorePanelTile(const float* __restrict part, int rows, int cols, flo
 constexpr long kPanelXBytes = 2L << 20;
 constexpr int kPanelMinBlockRows = 8 * kPanelRows;  // a regrouped panel serves >= 8 tiles
 
-// RangePanels for the n rows of one block, with the scratch given: xp for the block's
-// regrouped rows, wp for one panel.
+// Where RangePanels takes each panel's regrouped w from. Panel(o, cols) gives the panel
+// of w rows [o, o + cols) (o a multiple of kPanelCols), Start(o) the address its bytes
+// start at in the source and kPanelBytes how many there are (for prefetching the next).
+//
+// RowPanels: w in rows (`in` elements of Weights::Elem apart), each panel regrouped by
+// PackPanelW into `scratch` when it is needed.
 template <class Weights>
-void RangePanelsBlock(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
-                      int o_begin, int o_end, bool accumulate, float* __restrict xp, float* __restrict wp) {
+struct RowPanels {
+  using Elem = typename Weights::Elem;
+  const Elem* w;
+  int in, chunks;
+  float* scratch;  // kPanelCols * 16 * chunks floats, 64-byte aligned
+  long PanelBytes() const { return static_cast<long>(kPanelCols) * in * static_cast<long>(sizeof(Elem)); }
+  const char* Start(int o) const { return reinterpret_cast<const char*>(w + static_cast<long>(o) * in); }
+  const float* Panel(int o, int cols) const {
+    PackPanelW<Weights>(w + static_cast<long>(o) * in, cols, in, chunks, scratch);
+    return scratch;
+  }
+};
+
+// InterleavedPanels: an interleaved fp32 matrix (weight_interleave.h), whose groups of
+// kInterleaveRows = kPanelCols rows are PackPanelW's panels already, read in place.
+struct InterleavedPanels {
+  const char* w;
+  int chunks;
+  long PanelBytes() const { return 16L * kPanelCols * 4 * chunks; }
+  const char* Start(int o) const { return w + o / kPanelCols * PanelBytes(); }
+  const float* Panel(int o, int /*cols*/) const { return reinterpret_cast<const float*>(Start(o)); }
+};
+
+// RangePanels for the n rows of one block, with xp the scratch for the block's
+// regrouped rows.
+template <class Panels>
+void RangePanelsBlock(const float* x, int x_stride, const Panels& panels, float* y, int n, int in, int out, int o_begin,
+                      int o_end, bool accumulate, float* __restrict xp) {
   const int chunks = (in + 15) / 16;
   const int tiles = (n + kPanelRows - 1) / kPanelRows;
   const int base_rows = n / tiles, longer = n % tiles;  // tiles [0, longer) have base_rows + 1 rows
@@ -190,16 +233,15 @@ void RangePanelsBlock(const float* x, int x_stride, const typename Weights::Elem
                xp + static_cast<long>(r0) * 16 * chunks);
     r0 += rows;
   }
-  // The tiles of a panel prefetch the next panel's w rows (contiguous), spread over their
+  // The tiles of a panel prefetch the next panel's bytes (contiguous), spread over their
   // lanes' passes: w streams from DRAM while the tiles compute.
-  using Elem = typename Weights::Elem;
-  const long panel_lines = (static_cast<long>(kPanelCols) * in * static_cast<long>(sizeof(Elem)) + 63) / 64;
+  const long panel_lines = (panels.PanelBytes() + 63) / 64;
   const int pf_per_lane = static_cast<int>((panel_lines + 16L * tiles - 1) / (16L * tiles));
   alignas(32) float part[16 * kPanelRows * kPanelCols];
   for (int o = o_begin; o < o_end; o += kPanelCols) {
     const int cols = o_end - o < kPanelCols ? o_end - o : kPanelCols;
-    PackPanelW<Weights>(w + static_cast<long>(o) * in, cols, in, chunks, wp);
-    const char* next = reinterpret_cast<const char*>(w + static_cast<long>(o + kPanelCols) * in);
+    const float* wp = panels.Panel(o, cols);
+    const char* next = panels.Start(o + kPanelCols);
     const long next_lines = o + kPanelCols < o_end ? panel_lines : 0;  // nothing past the range
     const char* next_end = next + 64 * next_lines;
     for (int t = 0, r0 = 0; t < tiles; ++t) {
@@ -224,10 +266,12 @@ void RangePanelsBlock(const float* x, int x_stride, const typename Weights::Elem
 // MatmulRangeFn's contract through panels: blocks of about kPanelXBytes of regrouped x
 // rows (at least kPanelMinBlockRows), the blocks' sizes as even as they can be; in a
 // block, row tiles of 5 or 6 rows (ceil(rows / 6) tiles, the first rows % tiles of them
-// one row longer; fewer rows only when the block has fewer than 5).
-template <class Weights>
-void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
-                 int o_begin, int o_end, bool accumulate) {
+// one row longer; fewer rows only when the block has fewer than 5). make_panels(scratch)
+// gives the Panels, with scratch for one regrouped panel.
+template <class MakePanels>
+__attribute__((always_inline)) inline void RangePanelsWith(const float* x, int x_stride, float* y, int n, int in,
+                                                           int out, int o_begin, int o_end, bool accumulate,
+                                                           const MakePanels& make_panels) {
   const long row_floats = 16L * ((in + 15) / 16);  // regrouped floats per x row
   long block_rows = kPanelXBytes / (4 * row_floats);
   if (block_rows < kPanelMinBlockRows) block_rows = kPanelMinBlockRows;
@@ -235,12 +279,30 @@ void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, 
   block_rows = (n + n_blocks - 1) / n_blocks;
   // Both 64-byte aligned: row_floats is a multiple of 16.
   float* const xp = PanelScratch(block_rows * row_floats + kPanelCols * row_floats);
-  float* const wp = xp + block_rows * row_floats;
+  const auto panels = make_panels(xp + block_rows * row_floats);
   for (long r0 = 0; r0 < n; r0 += block_rows) {
     const int rows = static_cast<int>(n - r0 < block_rows ? n - r0 : block_rows);
-    RangePanelsBlock<Weights>(x + r0 * x_stride, x_stride, w, y + r0 * out, rows, in, out, o_begin, o_end, accumulate,
-                              xp, wp);
+    RangePanelsBlock(x + r0 * x_stride, x_stride, panels, y + r0 * out, rows, in, out, o_begin, o_end, accumulate, xp);
   }
+}
+
+// RangePanelsWith on w in rows of Weights::Elem.
+template <class Weights>
+void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, float* y, int n, int in, int out,
+                 int o_begin, int o_end, bool accumulate) {
+  const int chunks = (in + 15) / 16;
+  RangePanelsWith(x, x_stride, y, n, in, out, o_begin, o_end, accumulate, [&](float* scratch) {
+    return RowPanels<Weights>{w, in, chunks, scratch};
+  });
+}
+
+// RangePanelsWith on an interleaved fp32 matrix. REQUIRES: o_begin % kPanelCols == 0.
+inline void RangeInterleavedPanels(const float* x, int x_stride, const void* w, float* y, int n, int in, int out,
+                                   int o_begin, int o_end, bool accumulate) {
+  const int chunks = (in + 15) / 16;
+  RangePanelsWith(x, x_stride, y, n, in, out, o_begin, o_end, accumulate, [&](float*) {
+    return InterleavedPanels{static_cast<const char*>(w), chunks};
+  });
 }
 
 }  // namespace avx2_tiles

@@ -32,6 +32,11 @@ void MatmulRangeGeneric(const float* x, int x_stride, const float* w, float* y, 
 // REQUIRES: the CPU supports AVX2 and FMA.
 void MatmulRangeAvx2(const float* x, int x_stride, const float* w, float* y, int n, int in, int out, int o_begin,
                      int o_end, bool accumulate);
+// MatmulRangeAvx2's contract and bits, with w an interleaved fp32 matrix ([out, in]
+// in the kInterleaved layout of weight_matmul.h, any alignment) instead of rows.
+// REQUIRES: the CPU supports AVX2 and FMA; o_begin is a multiple of kInterleaveRows.
+void MatmulRangeAvx2Interleaved(const float* x, int x_stride, const void* w, float* y, int n, int in, int out,
+                                int o_begin, int o_end, bool accumulate);
 // REQUIRES: the CPU supports AVX-512 F/VL/BW/DQ and FMA.
 void MatmulRangeAvx512(const float* x, int x_stride, const float* w, float* y, int n, int in, int out, int o_begin,
                        int o_end, bool accumulate);

@@ -1,8 +1,11 @@
-// The kInterleaved layout of Q8_0, Q4_0 and Q4_K matrices (weight_matmul.h): rows in
-// groups of kInterleaveRows = 16, each group's blocks one after another, and in each
+// The kInterleaved layout of fp32, Q8_0, Q4_0 and Q4_K matrices (weight_matmul.h): rows
+// in groups of kInterleaveRows = 16, each group's blocks one after another, and in each
 // (group, block) the fields of the 16 rows' blocks side by side, unpacked, so that one
 // 64-byte load gives the same 4 bytes of all 16 rows, one row per 32-bit lane. Offsets
 // within a (group, block), "row" running over the group's 16 rows:
+//
+//   fp32 (1024 bytes; a block is 16 values, the last one of a row zero-padded)
+//        0   1024  [l = 0..15][row]: value l of the row's block, fp32
 //
 //   Q8_0 (544 bytes = 16 x 34)
 //        0     32  d of rows 0-15, fp16
@@ -20,8 +23,13 @@
 //                  row's 128 bytes of nibbles (low: values 64k + 4l + [0, 4) of
 //                  sub-block 2k, high: values 64k + 32 + 4l + [0, 4) of 2k + 1)
 //
-// Group g, block b sits at (g * n_blocks + b) * GroupBlockBytes for n_blocks = cols /
-// (values per block). Rows past the matrix's end in the last group are zero bytes.
+// Group g, block b sits at (g * n_blocks + b) * GroupBlockBytes for n_blocks =
+// GroupBlocks(format, cols). Rows past the matrix's end in the last group, and fp32
+// values past the end of a row, are zero bytes.
+//
+// For fp32 this is the operand the AVX2 outer-product kernel reads (matmul_avx2_panels.h):
+// block b of group g holds, for each lane l of the canonical arithmetic's chunk b, the
+// group's 16 weights that lane multiplies.
 //
 // Thread-safety: free functions without shared state.
 #pragma once
@@ -42,8 +50,14 @@ inline constexpr int kQ4KGroupDmin = 32;
 inline constexpr int kQ4KGroupScales = 64;
 inline constexpr int kQ4KGroupMins = 192;
 inline constexpr int kQ4KGroupQs = 320;
+inline constexpr int kF32GroupValues = 16;  // values of a row per fp32 block
+inline constexpr int kF32GroupBlockBytes = 1024;
 
-// Bytes of one (group, block): 544, 288 or 2368. REQUIRES: HasInterleavedLayout(format).
+// Values of a row per block: WeightBlockValues(format), 16 for fp32.
+int GroupBlockValues(WeightFormat format);
+// Blocks per row of `cols` values (fp32's last one may be short).
+int GroupBlocks(WeightFormat format, int64_t cols);
+// Bytes of one (group, block): 1024, 544, 288 or 2368. REQUIRES: HasInterleavedLayout(format).
 int GroupBlockBytes(WeightFormat format);
 
 // The bytes of group g, block b of an interleaved matrix at base.

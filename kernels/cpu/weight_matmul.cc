@@ -15,6 +15,11 @@
 
 namespace flover::cpu {
 namespace internal {
+
+bool IsIntFormat(WeightFormat format) {
+  return format == WeightFormat::kQ8_0 || format == WeightFormat::kQ4_0 || format == WeightFormat::kQ4_K;
+}
+
 namespace {
 
 bool Always() { return true; }
@@ -72,10 +77,6 @@ const Variant* FindVariant(WeightFormat format, const char* name) {
     if (v.format == format && std::strcmp(v.kernel.name, name) == 0) return &v;
   }
   return nullptr;
-}
-
-bool IsIntFormat(WeightFormat format) {
-  return format == WeightFormat::kQ8_0 || format == WeightFormat::kQ4_0 || format == WeightFormat::kQ4_K;
 }
 
 // The variants whose arithmetic is that of Matmul kernel `level`, best first.
@@ -142,11 +143,11 @@ const WeightKernel& SelectedWeightKernel(WeightFormat format) {
 
 void MatmulWeightsWithKernel(const WeightKernel& chosen, const float* x, const WeightView& w, float* y, int n,
                              bool accumulate) {
-  // The SIMD variants of a format with an interleaved layout read only that layout; the
-  // portable one reads both and gives the same bits.
-  const bool rows_of_interleaved_format = HasInterleavedLayout(w.format) && w.layout == WeightLayout::kRows;
-  const WeightKernel portable = rows_of_interleaved_format ? FindWeightKernel(w.format, "generic") : WeightKernel{};
-  const WeightKernel& kernel = rows_of_interleaved_format ? portable : chosen;
+  // The int8 formats' SIMD variants read only the interleaved layout; the portable one
+  // reads both and gives the same bits. Every fp32 variant reads both.
+  const bool int8_rows = IsIntFormat(w.format) && w.layout == WeightLayout::kRows;
+  const WeightKernel portable = int8_rows ? FindWeightKernel(w.format, "generic") : WeightKernel{};
+  const WeightKernel& kernel = int8_rows ? portable : chosen;
   if (n < 0 || w.rows <= 0 || w.cols <= 0 || w.cols % WeightBlockValues(w.format) != 0 || kernel.fn == nullptr ||
       (w.layout == WeightLayout::kInterleaved && !HasInterleavedLayout(w.format))) {
     // flover_kernels_cpu sits below flover_common, so no FLOVER_CHECK here.
@@ -176,7 +177,10 @@ void MatmulWeightsWithKernel(const WeightKernel& chosen, const float* x, const W
   }
   // The split of W's rows between threads changes which thread computes an element,
   // never how it is computed, so results do not depend on the thread count.
-  const int n_units = (w.rows + kernel.col_align - 1) / kernel.col_align;
+  // Interleaved matrices split on whole groups of rows.
+  const int col_align =
+      w.layout == WeightLayout::kInterleaved ? std::max(kernel.col_align, kInterleaveRows) : kernel.col_align;
+  const int n_units = (w.rows + col_align - 1) / col_align;
   const long macs = static_cast<long>(n) * w.cols * w.rows;
   const int n_threads = static_cast<int>(std::min<long>({omp_get_max_threads(), macs / kMinMacsPerThread, n_units}));
   if (n_threads <= 1 || omp_in_parallel()) {
@@ -186,9 +190,8 @@ void MatmulWeightsWithKernel(const WeightKernel& chosen, const float* x, const W
 #pragma omp parallel num_threads(n_threads)
   {
     const int t = omp_get_thread_num(), n_team = omp_get_num_threads();
-    const int begin = std::min(w.rows, static_cast<int>(static_cast<long>(n_units) * t / n_team) * kernel.col_align);
-    const int end =
-        std::min(w.rows, static_cast<int>(static_cast<long>(n_units) * (t + 1) / n_team) * kernel.col_align);
+    const int begin = std::min(w.rows, static_cast<int>(static_cast<long>(n_units) * t / n_team) * col_align);
+    const int end = std::min(w.rows, static_cast<int>(static_cast<long>(n_units) * (t + 1) / n_team) * col_align);
     if (begin < end) kernel.fn(a, begin, end);
   }
 }
@@ -200,5 +203,12 @@ void MatmulWeights(const float* x, const WeightView& w, float* y, int n, bool ac
 }
 
 const char* MatmulWeightsKernelName(WeightFormat format) { return internal::SelectedWeightKernel(format).name; }
+
+WeightLayout PreferredWeightLayout(WeightFormat format) {
+  if (internal::IsIntFormat(format)) return WeightLayout::kInterleaved;
+  if (format == WeightFormat::kF32 && internal::SelectedWeightKernel(format).widened == internal::MatmulRangeAvx2)
+    return WeightLayout::kInterleaved;
+  return WeightLayout::kRows;
+}
 
 }  // namespace flover::cpu

@@ -70,19 +70,31 @@ void RangeBlocks32(const WeightMatmulArgs& a, int o_begin, int o_end) {
 
 void WeightRangeWidened(const WeightMatmulArgs& a, int o_begin, int o_end) {
   thread_local std::vector<float> buffer;
+  thread_local std::vector<uint8_t> row_bytes;  // an interleaved row put back together
   buffer.resize(static_cast<size_t>(kWidenRows) * a.cols);
+  if (a.layout == WeightLayout::kInterleaved) row_bytes.resize(static_cast<size_t>(a.w_row_bytes));
   for (int o = o_begin; o < o_end; o += kWidenRows) {
     const int count = o_end - o < kWidenRows ? o_end - o : kWidenRows;
-    for (int i = 0; i < count; ++i)
-      DequantizeWeightRow(a.format, a.w + (o + i) * a.w_row_bytes, a.cols, buffer.data() + static_cast<long>(i) * a.cols);
+    for (int i = 0; i < count; ++i) {
+      const uint8_t* row = a.w + (o + i) * a.w_row_bytes;
+      if (a.layout == WeightLayout::kInterleaved) {
+        ExtractInterleavedRow(a.format, a.w, a.cols, o + i, row_bytes.data());
+        row = row_bytes.data();
+      }
+      DequantizeWeightRow(a.format, row, a.cols, buffer.data() + static_cast<long>(i) * a.cols);
+    }
     // Rows [0, count) of the buffer are rows [o, o + count) of W, written from y + o on.
     a.widened(a.x, a.x_stride, buffer.data(), a.y + o, a.n, a.cols, a.rows, 0, count, a.accumulate);
   }
 }
 
 void WeightRangeF32InPlace(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  if (reinterpret_cast<uintptr_t>(a.w) % alignof(float) != 0) {
-    WeightRangeWidened(a, o_begin, o_end);  // a copy, for kernels that read floats
+  if (a.layout == WeightLayout::kInterleaved && a.widened == MatmulRangeAvx2) {
+    MatmulRangeAvx2Interleaved(a.x, a.x_stride, a.w, a.y, a.n, a.cols, a.rows, o_begin, o_end, a.accumulate);
+    return;
+  }
+  if (a.layout == WeightLayout::kInterleaved || reinterpret_cast<uintptr_t>(a.w) % alignof(float) != 0) {
+    WeightRangeWidened(a, o_begin, o_end);  // a copy of the rows, for kernels that read them
     return;
   }
   a.widened(a.x, a.x_stride, reinterpret_cast<const float*>(a.w), a.y, a.n, a.cols, a.rows, o_begin, o_end,

@@ -83,6 +83,9 @@ struct QuantizedRows {
 // needed) per step 1. REQUIRES: cols % block == 0, block is 32 or 256.
 QuantizedRows QuantizeActivationRows(const float* x, int n, int cols, int block, std::vector<uint8_t>& storage);
 
+// Whether `format` is one of the int8 formats (Q8_0, Q4_0, Q4_K).
+bool IsIntFormat(WeightFormat format);
+
 // Everything a variant needs for one call.
 struct WeightMatmulArgs {
   WeightFormat format = WeightFormat::kF32;
@@ -90,7 +93,7 @@ struct WeightMatmulArgs {
   int x_stride = 0;
   QuantizedRows qx;             // int8 formats: x quantized
   const uint8_t* w = nullptr;   // W's bytes, rows w_row_bytes apart, any alignment
-  int64_t w_row_bytes = 0;        // kRows: the bytes of a row; kInterleaved: of its GGUF row
+  int64_t w_row_bytes = 0;      // kRows: the bytes of a row; kInterleaved: of its GGUF row
   WeightLayout layout = WeightLayout::kRows;
   float* y = nullptr;  // [n, rows]
   int n = 0, cols = 0, rows = 0;

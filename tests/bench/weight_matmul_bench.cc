@@ -52,7 +52,7 @@ struct WeightPool {
     std::vector<uint8_t> matrix(matrix_bytes);
     flover::cpu::QuantizeWeightRows(f, values.data(), r, c, matrix.data());
     layout = flover::cpu::WeightLayout::kRows;
-    if (flover::cpu::HasInterleavedLayout(f)) {  // as the engine keeps it
+    if (flover::cpu::PreferredWeightLayout(f) == flover::cpu::WeightLayout::kInterleaved) {  // as the engine keeps it
       std::vector<uint8_t> interleaved(static_cast<size_t>(flover::cpu::InterleavedWeightBytes(f, r, c)));
       flover::cpu::InterleaveWeightRows(flover::cpu::WeightView{f, matrix.data(), r, c}, interleaved.data());
       matrix = std::move(interleaved);

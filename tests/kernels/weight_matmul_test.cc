@@ -84,16 +84,23 @@ std::vector<uint8_t> MakeWeights(WeightFormat f, int rows, int cols, uint32_t se
   return bytes;
 }
 
-// A matrix as MatmulWeights reads it at speed: the kInterleaved layout for a format that
-// has one (the bytes copied), else the kRows bytes themselves.
+// The layout a variant reads at speed: the int8 formats' and fp32's AVX2 kernel read
+// the interleaved one (fp32's AVX2 kernel reads rows too: matmul_test), the others rows.
+WeightLayout FastLayout(WeightFormat f, const char* variant) {
+  return IsQuantized(f) || (f == WeightFormat::kF32 && std::string(variant) == "avx2") ? WeightLayout::kInterleaved
+                                                                                       : WeightLayout::kRows;
+}
+
+// A matrix in `layout`: the kInterleaved bytes made from W's kRows bytes at w, or those
+// bytes themselves.
 struct LaidOut {
   std::vector<uint8_t> interleaved;
   WeightView view;
 };
-LaidOut LayOut(WeightFormat f, const uint8_t* w, int rows, int cols) {
+LaidOut LayOut(WeightFormat f, const uint8_t* w, int rows, int cols, WeightLayout layout) {
   LaidOut out;
   out.view = WeightView{f, w, rows, cols};
-  if (!HasInterleavedLayout(f)) return out;
+  if (layout == WeightLayout::kRows) return out;
   out.interleaved.resize(static_cast<size_t>(InterleavedWeightBytes(f, rows, cols)));
   InterleaveWeightRows(out.view, out.interleaved.data());
   out.view = WeightView{f, out.interleaved.data(), rows, cols, WeightLayout::kInterleaved};
@@ -148,7 +155,9 @@ class WeightMatmulTest : public ::testing::TestWithParam<Case> {
   // W's kRows bytes at w, read in the layout the variants stream (LayOut).
   void Run(const std::vector<float>& x, const uint8_t* w, std::vector<float>& y, int n, int rows, int cols,
            bool accumulate = false) const {
-    MatmulWeightsWithKernel(kernel_, x.data(), LayOut(format_, w, rows, cols).view, y.data(), n, accumulate);
+    MatmulWeightsWithKernel(kernel_, x.data(),
+                            LayOut(format_, w, rows, cols, FastLayout(format_, GetParam().variant)).view, y.data(), n,
+                            accumulate);
   }
 
   // What the variant must give, bit for bit (NaNs: any NaN).
@@ -446,7 +455,8 @@ TEST(WeightMatmulVariantsTest, VariantsOfAFormatAgree) {
       const WeightKernel k = FindWeightKernel(f, name);
       if (k.fn == nullptr) continue;
       std::vector<float> y(static_cast<size_t>(kN) * kRows);
-      MatmulWeightsWithKernel(k, x.data(), LayOut(f, w.data(), kRows, cols).view, y.data(), kN, false);
+      MatmulWeightsWithKernel(k, x.data(), LayOut(f, w.data(), kRows, cols, FastLayout(f, name)).view, y.data(), kN,
+                              false);
       ++n_run;
       if (first.empty()) {
         first = y;
@@ -476,7 +486,7 @@ TEST(WeightMatmulVariantsTest, DispatchesToTheSelectedVariant) {
     const auto x = Random(static_cast<size_t>(kN) * cols, 100);
     const auto w = MakeWeights(f, kRows, cols, 101, false);
     std::vector<float> a(static_cast<size_t>(kN) * kRows), b(a.size());
-    const LaidOut laid_out = LayOut(f, w.data(), kRows, cols);
+    const LaidOut laid_out = LayOut(f, w.data(), kRows, cols, PreferredWeightLayout(f));
     MatmulWeights(x.data(), laid_out.view, a.data(), kN);
     MatmulWeightsWithKernel(k, x.data(), laid_out.view, b.data(), kN, false);
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * a.size()));
@@ -487,6 +497,8 @@ TEST(WeightMatmulVariantsTest, DispatchesToTheSelectedVariant) {
       EXPECT_EQ(0, std::memcmp(a.data(), c.data(), sizeof(float) * a.size())) << "not Matmul on widened weights";
     }
     const std::string matmul = MatmulKernelName();
+    const bool interleaved = IsQuantized(f) || (f == WeightFormat::kF32 && name == "avx2");
+    EXPECT_EQ(PreferredWeightLayout(f), interleaved ? WeightLayout::kInterleaved : WeightLayout::kRows);
     if (f == WeightFormat::kF32) {
       EXPECT_EQ(name, matmul);
     } else if (!IsQuantized(f)) {
@@ -499,18 +511,19 @@ TEST(WeightMatmulVariantsTest, DispatchesToTheSelectedVariant) {
   }
 }
 
-constexpr WeightFormat kInterleavedFormats[] = {WeightFormat::kQ8_0, WeightFormat::kQ4_0, WeightFormat::kQ4_K};
+constexpr WeightFormat kInterleavedFormats[] = {WeightFormat::kF32, WeightFormat::kQ8_0, WeightFormat::kQ4_0,
+                                                WeightFormat::kQ4_K};
 
 // A Q8_0, Q4_0 or Q4_K matrix in the kRows layout gives the interleaved layout's bits
 // through every variant (the SIMD ones hand it to the portable kernel), and through
 // MatmulWeights.
 TEST(WeightMatmulLayoutTest, RowsLayoutGivesTheInterleavedBits) {
   constexpr int kN = 5, kRows = 21, kCols = 512;
-  for (WeightFormat f : kInterleavedFormats) {
+  for (WeightFormat f : {WeightFormat::kQ8_0, WeightFormat::kQ4_0, WeightFormat::kQ4_K}) {
     SCOPED_TRACE(WeightFormatName(f));
     const auto x = Random(static_cast<size_t>(kN) * kCols, 110);
     const auto w = MakeWeights(f, kRows, kCols, 111, /*raw=*/true);
-    const LaidOut laid_out = LayOut(f, w.data(), kRows, kCols);
+    const LaidOut laid_out = LayOut(f, w.data(), kRows, kCols, WeightLayout::kInterleaved);
     std::vector<float> expected(static_cast<size_t>(kN) * kRows), y(expected.size());
     MatmulWeights(x.data(), laid_out.view, expected.data(), kN);
     MatmulWeights(x.data(), WeightView{f, w.data(), kRows, kCols}, y.data(), kN);
@@ -525,24 +538,60 @@ TEST(WeightMatmulLayoutTest, RowsLayoutGivesTheInterleavedBits) {
   }
 }
 
+// An fp32 matrix gives the same bits in either layout through every variant (the AVX2
+// one reads the interleaved groups as its panels, the others a copy of the rows), for
+// shapes with partial chunks, partial groups, several row tiles and thread counts.
+TEST(WeightMatmulLayoutTest, Fp32LayoutsGiveTheSameBits) {
+  constexpr WeightFormat f = WeightFormat::kF32;
+  for (int cols : {1, 15, 100, 768, 1500}) {
+    for (int rows : {1, 16, 21, 40}) {
+      for (int n : {1, 5, 13, 40}) {
+        SCOPED_TRACE("cols=" + std::to_string(cols) + " rows=" + std::to_string(rows) + " n=" + std::to_string(n));
+        const auto x = Random(static_cast<size_t>(n) * cols, 130 + n);
+        const auto w = MakeWeights(f, rows, cols, 131 + rows + cols, /*raw=*/false);
+        const LaidOut interleaved = LayOut(f, w.data(), rows, cols, WeightLayout::kInterleaved);
+        const auto y0 = Random(static_cast<size_t>(n) * rows, 132);
+        for (const char* name : WeightKernelNames(f)) {
+          const WeightKernel k = FindWeightKernel(f, name);
+          if (k.fn == nullptr) continue;
+          for (bool accumulate : {false, true}) {
+            auto expected = y0;
+            MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), rows, cols}, expected.data(), n, accumulate);
+            for (int n_threads : {1, 2, 3}) {
+              ThreadCountScope threads(n_threads);
+              auto y = y0;
+              MatmulWeightsWithKernel(k, x.data(), interleaved.view, y.data(), n, accumulate);
+              ASSERT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size()))
+                  << name << (accumulate ? " accumulate" : "") << ", " << n_threads << " threads";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // The interleaved layout keeps every field of every block: each row read back is its
 // GGUF bytes (random blocks: every scale, min and nibble pattern), DequantizeWeightRows
 // gives the same values from both layouts, and the padding rows are zero bytes.
 TEST(WeightMatmulLayoutTest, InterleavingKeepsEveryByte) {
-  for (WeightFormat other : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16})
+  for (WeightFormat other : {WeightFormat::kF16, WeightFormat::kBF16})
     EXPECT_FALSE(HasInterleavedLayout(other)) << WeightFormatName(other);
   for (WeightFormat f : kInterleavedFormats) {
     EXPECT_TRUE(HasInterleavedLayout(f));
+    const bool fp32 = f == WeightFormat::kF32;
     for (int rows : {1, 15, 16, 17, 50}) {
-      for (int cols : {256, 768}) {
+      for (int cols : fp32 ? std::vector<int>{1, 100, 768} : std::vector<int>{256, 768}) {
         SCOPED_TRACE(std::string(WeightFormatName(f)) + " rows=" + std::to_string(rows) +
                      " cols=" + std::to_string(cols));
         const auto w = MakeWeights(f, rows, cols, 120 + rows + cols, /*raw=*/true);
-        const LaidOut laid_out = LayOut(f, w.data(), rows, cols);
+        const LaidOut laid_out = LayOut(f, w.data(), rows, cols, WeightLayout::kInterleaved);
         const int64_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
-        const int64_t group_row_bytes = f == WeightFormat::kQ4_K ? 148 : WeightBlockBytes(f);  // per block
+        // Bytes per row and block: fp32's blocks are 16 values, the last one zero-padded.
+        const int64_t group_row_bytes = fp32 ? 64 : f == WeightFormat::kQ4_K ? 148 : WeightBlockBytes(f);
+        const int64_t blocks = fp32 ? (cols + 15) / 16 : cols / WeightBlockValues(f);
         ASSERT_EQ(laid_out.interleaved.size(),
-                  static_cast<size_t>(groups * kInterleaveRows * (cols / WeightBlockValues(f)) * group_row_bytes));
+                  static_cast<size_t>(groups * kInterleaveRows * blocks * group_row_bytes));
         const int64_t row_bytes = WeightRowBytes(f, cols);
         std::vector<uint8_t> back(static_cast<size_t>(row_bytes));
         for (int o = 0; o < rows; ++o) {

@@ -67,47 +67,55 @@ TEST(WeightTensorTest, Fp32KeepsItsValuesAndOtherFormatsTheirBytes) {
   EXPECT_TRUE(WeightTensor().is_f32());
 }
 
-// Interleave() rearranges Q8_0, Q4_0 and Q4_K into the kernels' layout: the same values
-// through DequantizeWeightRows and the same products through MatmulWeights, Holds and
-// view follow the new size, a second call changes nothing, ConvertTo still reads it;
-// fp32, fp16 and bf16 are left as they are.
-TEST(WeightTensorTest, InterleaveKeepsTheMatrixOfTheBlockFormats) {
-  constexpr int64_t kRows = 19, kCols = 512;
+// Interleave() rearranges a matrix into the layout the process's kernel reads fastest
+// (cpu::PreferredWeightLayout: Q8_0, Q4_0 and Q4_K always, fp32 under the AVX2 kernel,
+// which the avx2.-prefixed run of this test chooses): the same values through
+// DequantizeWeightRows and the same products through MatmulWeights, Holds and view
+// follow the new size, a second call changes nothing, ConvertTo still reads it, the
+// values can no longer be read as fp32 rows; other formats are left as they are.
+TEST(WeightTensorTest, InterleaveKeepsTheMatrixInThePreferredLayout) {
+  constexpr int64_t kRows = 19, kCols = 520;  // fp32: a partial group and a partial block of 16 values
   const std::vector<float> values = Uniform(kRows * kCols, 5);
   for (WeightFormat f : kEveryFormat) {
     SCOPED_TRACE(cpu::WeightFormatName(f));
-    const WeightTensor rows = f == WeightFormat::kF32 ? WeightTensor(values)
-                                                       : WeightTensor::FromBytes(f, Quantized(f, values, kRows, kCols));
+    const int64_t cols = f == WeightFormat::kF32 ? kCols : 512;
+    const WeightTensor rows =
+        f == WeightFormat::kF32 ? WeightTensor(values) : WeightTensor::FromBytes(f, Quantized(f, values, kRows, cols));
     WeightTensor t = rows;
-    t.Interleave(kRows, kCols);
-    if (f == WeightFormat::kF32 || f == WeightFormat::kF16 || f == WeightFormat::kBF16) {
+    t.Interleave(kRows, cols);
+    if (cpu::PreferredWeightLayout(f) == cpu::WeightLayout::kRows) {
       EXPECT_EQ(t, rows);
       EXPECT_EQ(t.layout(), cpu::WeightLayout::kRows);
       continue;
     }
     EXPECT_EQ(t.layout(), cpu::WeightLayout::kInterleaved);
     EXPECT_FALSE(t == rows);
-    // Two groups of 16 rows; Q4_K keeps 148 bytes per block and row, the others their 34 or 18.
-    const int64_t block_bytes = f == WeightFormat::kQ4_K ? 148 : cpu::WeightBlockBytes(f);
-    EXPECT_EQ(t.n_bytes(), 2 * 16 * (kCols / cpu::WeightBlockValues(f)) * block_bytes);
-    EXPECT_TRUE(t.Holds(kRows, kCols));
-    EXPECT_FALSE(t.Holds(kRows, 2 * kCols));
+    // Two groups of 16 rows; Q4_K keeps 148 bytes per block and row, the others their 34
+    // or 18, fp32 64 per 16 values (the last block zero-padded).
+    const int64_t block_bytes = f == WeightFormat::kQ4_K  ? 148
+                                : f == WeightFormat::kF32 ? 64
+                                                          : cpu::WeightBlockBytes(f);
+    const int64_t blocks = f == WeightFormat::kF32 ? (cols + 15) / 16 : cols / cpu::WeightBlockValues(f);
+    EXPECT_EQ(t.n_bytes(), 2 * 16 * blocks * block_bytes);
+    if (f == WeightFormat::kF32) EXPECT_DEATH((void)t.f32(), "fp32 tensor \\(interleaved\\) read as fp32");
+    EXPECT_TRUE(t.Holds(kRows, cols));
+    EXPECT_FALSE(t.Holds(kRows, 2 * cols));
     const WeightTensor again = [&] {
       WeightTensor c = t;
-      c.Interleave(kRows, kCols);
+      c.Interleave(kRows, cols);
       return c;
     }();
     EXPECT_EQ(again, t);
-    std::vector<float> a(kRows * kCols), b(a.size());
-    cpu::DequantizeWeightRows(rows.view(kRows, kCols), 0, kRows, a.data());
-    cpu::DequantizeWeightRows(t.view(kRows, kCols), 0, kRows, b.data());
+    std::vector<float> a(kRows * cols), b(a.size());
+    cpu::DequantizeWeightRows(rows.view(kRows, cols), 0, kRows, a.data());
+    cpu::DequantizeWeightRows(t.view(kRows, cols), 0, kRows, b.data());
     EXPECT_EQ(a, b);
-    const std::vector<float> x = Uniform(3 * kCols, 6);
+    const std::vector<float> x = Uniform(3 * cols, 6);
     std::vector<float> ya(3 * kRows), yb(ya.size());
-    cpu::MatmulWeights(x.data(), rows.view(kRows, kCols), ya.data(), 3);
-    cpu::MatmulWeights(x.data(), t.view(kRows, kCols), yb.data(), 3);
+    cpu::MatmulWeights(x.data(), rows.view(kRows, cols), ya.data(), 3);
+    cpu::MatmulWeights(x.data(), t.view(kRows, cols), yb.data(), 3);
     EXPECT_EQ(ya, yb);
-    EXPECT_EQ(t.ConvertTo(WeightFormat::kF16, kRows, kCols), rows.ConvertTo(WeightFormat::kF16, kRows, kCols));
+    EXPECT_EQ(t.ConvertTo(WeightFormat::kF16, kRows, cols), rows.ConvertTo(WeightFormat::kF16, kRows, cols));
   }
 }
 

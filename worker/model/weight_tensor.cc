@@ -78,12 +78,14 @@ Result<WeightTensor> WeightTensor::FromF32Rows(cpu::WeightFormat format, int64_t
 }
 
 WeightTensor::F32Values& WeightTensor::f32() {
-  FLOVER_CHECK(is_f32()) << "a " << cpu::WeightFormatName(format_) << " tensor read as fp32";
+  FLOVER_CHECK(is_f32() && layout_ == cpu::WeightLayout::kRows)
+      << "a " << cpu::WeightFormatName(format_) << " tensor" << (is_f32() ? " (interleaved)" : "") << " read as fp32";
   return f32_;
 }
 
 const WeightTensor::F32Values& WeightTensor::f32() const {
-  FLOVER_CHECK(is_f32()) << "a " << cpu::WeightFormatName(format_) << " tensor read as fp32";
+  FLOVER_CHECK(is_f32() && layout_ == cpu::WeightLayout::kRows)
+      << "a " << cpu::WeightFormatName(format_) << " tensor" << (is_f32() ? " (interleaved)" : "") << " read as fp32";
   return f32_;
 }
 
@@ -115,10 +117,19 @@ cpu::WeightView WeightTensor::view(int64_t rows, int64_t cols) const {
 void WeightTensor::Interleave(int64_t rows, int64_t cols) {
   FLOVER_CHECK(Holds(rows, cols)) << cpu::WeightFormatName(format_) << " tensor of " << n_bytes()
                                   << " bytes interleaved as [" << rows << ", " << cols << "]";
-  if (!cpu::HasInterleavedLayout(format_) || empty() || layout_ == cpu::WeightLayout::kInterleaved) return;
-  Bytes out(static_cast<size_t>(cpu::InterleavedWeightBytes(format_, rows, cols)));
-  cpu::InterleaveWeightRows(view(rows, cols), out.data());
-  packed_ = std::move(out);
+  if (cpu::PreferredWeightLayout(format_) != cpu::WeightLayout::kInterleaved || empty() ||
+      layout_ == cpu::WeightLayout::kInterleaved)
+    return;
+  const int64_t n_out = cpu::InterleavedWeightBytes(format_, rows, cols);
+  if (is_f32()) {
+    F32Values out(static_cast<size_t>(n_out) / sizeof(float));
+    cpu::InterleaveWeightRows(view(rows, cols), out.data());
+    f32_ = std::move(out);
+  } else {
+    Bytes out(static_cast<size_t>(n_out));
+    cpu::InterleaveWeightRows(view(rows, cols), out.data());
+    packed_ = std::move(out);
+  }
   layout_ = cpu::WeightLayout::kInterleaved;
 }
 

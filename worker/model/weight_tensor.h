@@ -57,7 +57,7 @@ class WeightTensor {
   bool is_f32() const { return format_ == cpu::WeightFormat::kF32; }
   bool empty() const { return f32_.empty() && packed_.empty(); }
 
-  // The values. REQUIRES (checked): format() == kF32.
+  // The values, row after row. REQUIRES (checked): format() == kF32, layout() == kRows.
   F32Values& f32();
   const F32Values& f32() const;
 
@@ -73,11 +73,12 @@ class WeightTensor {
   // cols), both within int.
   cpu::WeightView view(int64_t rows, int64_t cols) const;
 
-  // Rearranges a [rows, cols] Q8_0, Q4_0 or Q4_K matrix into the kInterleaved layout the
-  // SIMD kernels stream at full speed (cpu::WeightLayout: the same size but for rows
-  // padding the last group of 16, and Q4_K's 148 bytes per 256 values and row instead of
-  // 144). Nothing happens for fp32/fp16/bf16, an empty tensor, or one interleaved already.
-  // REQUIRES (checked): Holds(rows, cols).
+  // Rearranges a [rows, cols] matrix into the kInterleaved layout when that is the layout
+  // this process's kernel reads its format fastest in (cpu::PreferredWeightLayout: Q8_0,
+  // Q4_0 and Q4_K always, fp32 under the AVX2 kernel). The same size but for rows
+  // padding the last group of 16, fp32 rows padded to a multiple of 16 values, and Q4_K's
+  // 148 bytes per 256 values and row instead of 144. Nothing happens for other formats,
+  // an empty tensor, or one interleaved already. REQUIRES (checked): Holds(rows, cols).
   void Interleave(int64_t rows, int64_t cols);
 
   // The same [rows, cols] matrix in `format`: a copy when the format is the same, else
