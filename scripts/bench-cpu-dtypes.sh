@@ -11,7 +11,12 @@
 # sequential; one CPU worker with the same threads, config written to --out).
 #
 #   scripts/bench-cpu-dtypes.sh [--preset llama-110m] [--types "F32 F16 Q8_0 Q4_K Q4_K_M"]
-#       [--streams 1,4,16,32] [--rounds 2] [--threads 2] [--out bench-results/cpu-dtypes] [--daemons]
+#       [--streams 1,4,16,32] [--rounds 2] [--threads 2] [--kv-dtype fp16]
+#       [--out bench-results/cpu-dtypes] [--daemons]
+#
+# Both engines keep their KV cache in --kv-dtype (fp16, bf16 or fp32; llama.cpp's -ctk
+# and -ctv, Flover's kv_cache.dtype). fp16, the default, is llama.cpp's own default;
+# Flover's is fp32.
 #
 # Types are llama-quantize's names; "Q4_K" is Q4_K_M with --pure (every matrix Q4_K,
 # none of the mix's Q6_K). Flover serves each file with model.dtype auto: what it
@@ -26,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=llama-110m types="F32 F16 Q8_0 Q4_K Q4_K_M" streams=1,4,16,32 rounds=2 threads=2 out=bench-results/cpu-dtypes
-daemons=0
+daemons=0 kv=fp16
 while (($#)); do
   case "$1" in
     --preset) preset=$2; shift 2 ;;
@@ -34,11 +39,18 @@ while (($#)); do
     --streams) streams=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --kv-dtype) kv=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --daemons) daemons=1; shift ;;
     *) echo "bench-cpu-dtypes: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case "$kv" in
+  fp32) llama_kv=f32 ;;
+  fp16) llama_kv=f16 ;;
+  bf16) llama_kv=bf16 ;;
+  *) echo "bench-cpu-dtypes: --kv-dtype is fp16, bf16 or fp32, not $kv" >&2; exit 2 ;;
+esac
 engine_bench=${ENGINE_BENCH:-build/tests/bench/engine_bench}
 [ -x "$engine_bench" ] || { echo "bench-cpu-dtypes: no $engine_bench; build with scripts/build.sh" >&2; exit 1; }
 bin=${LLAMA_CPP_BIN:-$(bash scripts/llama-cpp-build.sh)}
@@ -68,7 +80,8 @@ file_for() {  # the GGUF of type $1, made once
 llama_bench() {
   local name=$1 rc=0
   shift
-  "$bin/llama-batched-bench" -m "$file" -t "$threads" -tb "$threads" "$@" >"$out/llama-$name.txt" \
+  "$bin/llama-batched-bench" -m "$file" -t "$threads" -tb "$threads" -ctk "$llama_kv" -ctv "$llama_kv" "$@" \
+    >"$out/llama-$name.txt" \
     2>"$out/llama-$name.log" || rc=$?
   if ((rc != 0)); then
     echo "bench-cpu-dtypes: llama-batched-bench failed on $file (exit status $rc; log: $out/llama-$name.log)" >&2
@@ -84,14 +97,15 @@ for round in $(seq 1 "$rounds"); do
     echo "bench-cpu-dtypes: round $round, $type" >&2
     llama_bench "$type-decode-$round" -c $((max_streams * 128)) -npp 8 -ntg 64 -npl "$streams"
     llama_bench "$type-prefill-$round" -c 512 -npp 128 -ntg 1 -npl 1
-    OMP_NUM_THREADS=$threads "$engine_bench" --models "$file" --dtype auto --concurrency "$streams" \
-      --steps 64 --prompt-len 8 --prefill 128 >"$out/flover-$type-$round.txt" 2>"$out/flover-$type-$round.log"
+    OMP_NUM_THREADS=$threads "$engine_bench" --models "$file" --dtype auto --kv-dtype "$kv" \
+      --concurrency "$streams" --steps 64 --prompt-len 8 --prefill 128 >"$out/flover-$type-$round.txt" \
+      2>"$out/flover-$type-$round.log"
   done
 done
 
-/usr/bin/python3 - "$out" "$preset" "$rounds" "$types" <<'EOF'
+/usr/bin/python3 - "$out" "$preset" "$rounds" "$types" "$kv" <<'EOF'
 import re, sys
-out, preset, rounds, types = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
+out, preset, rounds, types, kv = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(), sys.argv[5]
 
 def llama(path):  # {B: (S_PP t/s, S_TG t/s)} from llama-batched-bench's table
     rows = {}
@@ -114,7 +128,7 @@ def flover(path):  # ({streams: tokens/s}, prefill tokens/s, weights description
 for t in types:
     runs = [(llama(f'{out}/llama-{t}-decode-{r}.txt'), llama(f'{out}/llama-{t}-prefill-{r}.txt'),
              flover(f'{out}/flover-{t}-{r}.txt')) for r in range(1, rounds + 1)]
-    print(f'\n{preset} {t}: Flover holds {runs[0][2][2]}\n')
+    print(f'\n{preset} {t}: Flover holds {runs[0][2][2]}; both keep the KV cache in {kv}\n')
     print('| streams | Flover tok/s | llama.cpp tok/s | Flover / llama.cpp |')
     print('|---:|---:|---:|---:|')
     for b in sorted(runs[0][0]):
@@ -137,7 +151,7 @@ model: {path: unused}
 parallel: {replicas: 1, tensor: 1}
 workers:
   - {replica: 0, rank: 0, host: 127.0.0.1, device: cpu, threads: $threads}
-kv_cache: {block_size: 16, memory_mib: 512}
+kv_cache: {block_size: 16, memory_mib: 512, dtype: $kv}
 scheduler: {policy: fused, max_step_tokens: 512, max_running: 64, pipeline_depth: 2}
 EOF
 for type in $types; do

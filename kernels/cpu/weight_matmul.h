@@ -49,10 +49,11 @@ int64_t WeightRowBytes(WeightFormat format, int64_t cols);
 //       multiple of 16, plus the padding rows.
 // MatmulWeights gives the same bits for either layout of a matrix. The int8 formats' SIMD
 // kernels read only kInterleaved (on kRows the portable kernel runs, several times
-// slower); fp32's AVX2 kernel reads both, kInterleaved faster from a few dozen x rows on
-// (it would otherwise rearrange each call's weights itself), and the other fp32 kernels
-// read kInterleaved through a copy of a few rows at a time. PreferredWeightLayout says
-// which layout to keep a matrix in.
+// slower); fp32's AVX2 kernel reads both, kInterleaved as fast for one x row and faster
+// from a few on (its outer-product tiles read the groups in place, where from rows they
+// regroup each call's weights, or use dot-product tiles that reload x), and the other
+// fp32 kernels read kInterleaved through a copy of a few rows at a time.
+// PreferredWeightLayout says which layout to keep a matrix in.
 enum class WeightLayout : uint8_t { kRows, kInterleaved };
 inline constexpr int kInterleaveRows = 16;
 
