@@ -21,7 +21,7 @@ void MatmulRangeAvx2(const float* x, int x_stride, const float* w, float* y, int
 
 void MatmulRangeAvx2Interleaved(const float* x, int x_stride, const void* w, float* y, int n, int in, int out,
                                 int o_begin, int o_end, bool accumulate) {
-  avx2_tiles::RangeInterleavedPanels(x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
+  avx2_tiles::RangeInterleavedPanels<avx2_tiles::F32Panel>(x, x_stride, w, y, n, in, out, o_begin, o_end, accumulate);
 }
 
 }  // namespace flover::cpu::internal

@@ -110,47 +110,75 @@ void PackPanelW(const typename Weights::Elem* w, int cols, int in, int chunks, f
   }
 }
 
-// One chunk j of one lane's pass of PanelTile: 16 outputs of each of R x rows.
+// A panel of fp32 values (PackPanelW's, or an interleaved fp32 matrix's), read as
+// PanelTile reads a panel: Load8 gives 8 of its values as fp32. The 16-bit formats' panels
+// are read through their Weights (F16Weights, Bf16Weights), which widen exactly.
+struct F32Panel {
+  using Elem = float;
+  static __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+};
+
+// Lanes PanelTile computes in one pass over the chunks for R x rows: enough chains of
+// fmas in flight (2 * R per lane) to hide their latency, and a whole cache line of a
+// 16-bit panel (two lanes) read in one pass.
 template <int R>
-__attribute__((always_inline)) inline void PanelStep(const float* __restrict xl, const float* __restrict wl, int chunks,
-                                                     int j, __m256 (&acc)[R][2]) {
-  const __m256 w0 = _mm256_loadu_ps(wl + 16L * kPanelCols * j), w1 = _mm256_loadu_ps(wl + 16L * kPanelCols * j + 8);
+constexpr int kPanelPassLanes = R == 1   ? 4
+                                : R == 2 ? 2
+                                         : 1;
+
+// One chunk j of one pass of PanelTile: lanes [l0, l0 + L) of 16 outputs of each of R x rows.
+template <int R, int L, class W>
+__attribute__((always_inline)) inline void PanelStep(const float* __restrict xt, const typename W::Elem* __restrict wp,
+                                                     int chunks, int l0, int j, __m256 (&acc)[L][R][2]) {
+#pragma GCC unroll 4
+  for (int i = 0; i < L; ++i) {
+    const typename W::Elem* wl = wp + (l0 + i) * kPanelCols + 16L * kPanelCols * j;
+    const float* xl = xt + static_cast<long>(l0 + i) * R * chunks + j;
+    const __m256 w0 = W::Load8(wl), w1 = W::Load8(wl + 8);
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const __m256 b = _mm256_broadcast_ss(xl + static_cast<long>(r) * chunks + j);
-    acc[r][0] = _mm256_fmadd_ps(b, w0, acc[r][0]);
-    acc[r][1] = _mm256_fmadd_ps(b, w1, acc[r][1]);
+    for (int r = 0; r < R; ++r) {
+      const __m256 b = _mm256_broadcast_ss(xl + static_cast<long>(r) * chunks);
+      acc[i][r][0] = _mm256_fmadd_ps(b, w0, acc[i][r][0]);
+      acc[i][r][1] = _mm256_fmadd_ps(b, w1, acc[i][r][1]);
+    }
   }
 }
 
 // Lane l of the R x kPanelCols outputs of a tile, for every l: part[(l * kPanelRows + r)
 // * kPanelCols + c] = the chain of fmas over the chunks (step 2 of the canonical
 // arithmetic), from +0.0f. xt: the tile's packed x (PackPanelX with R rows), wp: the
-// panel's packed w (any alignment).
-// Each lane's pass also prefetches pf_per_lane cache lines into L2, from pf on, spread
-// over its first chunks (a burst would fill the core's few outstanding misses and stall).
-template <int R>
-__attribute__((noinline)) void PanelTile(const float* __restrict xt, const float* __restrict wp, int chunks,
+// panel's w (PackPanelW's layout, in W's elements, any alignment).
+// Each pass (kPanelPassLanes<R> lanes) also prefetches that many times pf_per_lane cache
+// lines into L2, from pf on, spread over its first chunks (a burst would fill the core's
+// few outstanding misses and stall).
+template <int R, class W>
+__attribute__((noinline)) void PanelTile(const float* __restrict xt, const typename W::Elem* __restrict wp, int chunks,
                                          float* __restrict part, const char* pf, int pf_per_lane) {
-  const int pf_per_chunk = chunks > 0 ? (pf_per_lane + chunks - 1) / chunks : 0;
-  for (int l = 0; l < 16; ++l) {
-    const float* xl = xt + static_cast<long>(l) * R * chunks;
-    const float* wl = wp + l * kPanelCols;
-    const char* pf_lane = pf + 64L * l * pf_per_lane;
-    __m256 acc[R][2];
+  constexpr int L = kPanelPassLanes<R>;
+  const int pf_per_pass = L * pf_per_lane;
+  const int pf_per_chunk = chunks > 0 ? (pf_per_pass + chunks - 1) / chunks : 0;
+  for (int l0 = 0; l0 < 16; l0 += L) {
+    const char* pf_pass = pf + 64L * l0 * pf_per_lane;
+    __m256 acc[L][R][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < L; ++i) {
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    int j = 0, issued = 0;
-    for (; j < chunks && issued < pf_per_lane; ++j) {
-      for (int i = 0; i < pf_per_chunk && issued < pf_per_lane; ++i, ++issued)
-        __builtin_prefetch(pf_lane + 64L * issued, 0, 2);
-      PanelStep<R>(xl, wl, chunks, j, acc);
+      for (int r = 0; r < R; ++r) acc[i][r][0] = acc[i][r][1] = _mm256_setzero_ps();
     }
-    for (; j < chunks; ++j) PanelStep<R>(xl, wl, chunks, j, acc);
+    int j = 0, issued = 0;
+    for (; j < chunks && issued < pf_per_pass; ++j) {
+      for (int k = 0; k < pf_per_chunk && issued < pf_per_pass; ++k, ++issued)
+        __builtin_prefetch(pf_pass + 64L * issued, 0, 2);
+      PanelStep<R, L, W>(xt, wp, chunks, l0, j, acc);
+    }
+    for (; j < chunks; ++j) PanelStep<R, L, W>(xt, wp, chunks, l0, j, acc);
+#pragma GCC unroll 4
+    for (int i = 0; i < L; ++i) {
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      _mm256_store_ps(part + (l * kPanelRows + r) * kPanelCols, acc[r][0]);
-      _mm256_store_ps(part + (l * kPanelRows + r) * kPanelCols + 8, acc[r][1]);
+      for (int r = 0; r < R; ++r) {
+        _mm256_store_ps(part + ((l0 + i) * kPanelRows + r) * kPanelCols, acc[i][r][0]);
+        _mm256_store_ps(part + ((l0 + i) * kPanelRows + r) * kPanelCols + 8, acc[i][r][1]);
+      }
     }
   }
 }
@@ -190,13 +218,15 @@ constexpr long kPanelXBytes = 2L << 20;
 constexpr int kPanelMinBlockRows = 8 * kPanelRows;  // a regrouped panel serves >= 8 tiles
 
 // Where RangePanels takes each panel's regrouped w from. Panel(o, cols) gives the panel
-// of w rows [o, o + cols) (o a multiple of kPanelCols), Start(o) the address its bytes
-// start at in the source and kPanelBytes how many there are (for prefetching the next).
+// of w rows [o, o + cols) (o a multiple of kPanelCols), in PackPanelW's layout, read
+// through Loads; Start(o) the address its bytes start at in the source and PanelBytes()
+// how many there are (for prefetching the next).
 //
-// RowPanels: w in rows (`in` elements of Weights::Elem apart), each panel regrouped by
-// PackPanelW into `scratch` when it is needed.
+// RowPanels: w in rows (`in` elements of Weights::Elem apart), each panel regrouped and
+// widened by PackPanelW into `scratch` when it is needed.
 template <class Weights>
 struct RowPanels {
+  using Loads = F32Panel;
   using Elem = typename Weights::Elem;
   const Elem* w;
   int in, chunks;
@@ -209,14 +239,19 @@ struct RowPanels {
   }
 };
 
-// InterleavedPanels: an interleaved fp32 matrix (weight_interleave.h), whose groups of
-// kInterleaveRows = kPanelCols rows are PackPanelW's panels already, read in place.
+// InterleavedPanels: an interleaved fp32, fp16 or bf16 matrix (weight_interleave.h),
+// whose groups of kInterleaveRows = kPanelCols rows are PackPanelW's panels already (in
+// W's elements), read in place and widened in registers by W.
+template <class W>
 struct InterleavedPanels {
+  using Loads = W;
   const char* w;
   int chunks;
-  long PanelBytes() const { return 16L * kPanelCols * 4 * chunks; }
+  long PanelBytes() const { return 16L * kPanelCols * static_cast<long>(sizeof(typename W::Elem)) * chunks; }
   const char* Start(int o) const { return w + o / kPanelCols * PanelBytes(); }
-  const float* Panel(int o, int /*cols*/) const { return reinterpret_cast<const float*>(Start(o)); }
+  const typename W::Elem* Panel(int o, int /*cols*/) const {
+    return reinterpret_cast<const typename W::Elem*>(Start(o));
+  }
 };
 
 // RangePanels for the n rows of one block, with xp the scratch for the block's
@@ -240,7 +275,7 @@ void RangePanelsBlock(const float* x, int x_stride, const Panels& panels, float*
   alignas(32) float part[16 * kPanelRows * kPanelCols];
   for (int o = o_begin; o < o_end; o += kPanelCols) {
     const int cols = o_end - o < kPanelCols ? o_end - o : kPanelCols;
-    const float* wp = panels.Panel(o, cols);
+    const auto* wp = panels.Panel(o, cols);
     const char* next = panels.Start(o + kPanelCols);
     const long next_lines = o + kPanelCols < o_end ? panel_lines : 0;  // nothing past the range
     const char* next_end = next + 64 * next_lines;
@@ -250,12 +285,12 @@ void RangePanelsBlock(const float* x, int x_stride, const Panels& panels, float*
       const char* pf = next + 64L * 16 * pf_per_lane * t;
       const int pf_count = pf < next_end ? pf_per_lane : 0;
       switch (rows) {
-        case 6: PanelTile<6>(xt, wp, chunks, part, pf, pf_count); break;
-        case 5: PanelTile<5>(xt, wp, chunks, part, pf, pf_count); break;
-        case 4: PanelTile<4>(xt, wp, chunks, part, pf, pf_count); break;
-        case 3: PanelTile<3>(xt, wp, chunks, part, pf, pf_count); break;
-        case 2: PanelTile<2>(xt, wp, chunks, part, pf, pf_count); break;
-        default: PanelTile<1>(xt, wp, chunks, part, pf, pf_count); break;
+        case 6: PanelTile<6, typename Panels::Loads>(xt, wp, chunks, part, pf, pf_count); break;
+        case 5: PanelTile<5, typename Panels::Loads>(xt, wp, chunks, part, pf, pf_count); break;
+        case 4: PanelTile<4, typename Panels::Loads>(xt, wp, chunks, part, pf, pf_count); break;
+        case 3: PanelTile<3, typename Panels::Loads>(xt, wp, chunks, part, pf, pf_count); break;
+        case 2: PanelTile<2, typename Panels::Loads>(xt, wp, chunks, part, pf, pf_count); break;
+        default: PanelTile<1, typename Panels::Loads>(xt, wp, chunks, part, pf, pf_count); break;
       }
       StorePanelTile(part, rows, cols, y + static_cast<long>(r0) * out + o, out, accumulate);
       r0 += rows;
@@ -296,12 +331,14 @@ void RangePanels(const float* x, int x_stride, const typename Weights::Elem* w, 
   });
 }
 
-// RangePanelsWith on an interleaved fp32 matrix. REQUIRES: o_begin % kPanelCols == 0.
-inline void RangeInterleavedPanels(const float* x, int x_stride, const void* w, float* y, int n, int in, int out,
-                                   int o_begin, int o_end, bool accumulate) {
+// RangePanelsWith on an interleaved matrix of W's elements (fp32: F32Panel).
+// REQUIRES: o_begin % kPanelCols == 0.
+template <class W>
+void RangeInterleavedPanels(const float* x, int x_stride, const void* w, float* y, int n, int in, int out, int o_begin,
+                            int o_end, bool accumulate) {
   const int chunks = (in + 15) / 16;
   RangePanelsWith(x, x_stride, y, n, in, out, o_begin, o_end, accumulate, [&](float*) {
-    return InterleavedPanels{static_cast<const char*>(w), chunks};
+    return InterleavedPanels<W>{static_cast<const char*>(w), chunks};
   });
 }
 

@@ -15,13 +15,16 @@ constexpr int kGroup = kInterleaveRows;
 static_assert(kGroup == 16, "the layout's field sizes assume 16 rows per group");
 static_assert(internal::kQ8_0GroupBlockBytes == kGroup * kQ8_0Bytes &&
               internal::kQ4_0GroupBlockBytes == kGroup * kQ4_0Bytes &&
-              internal::kQ4KGroupBlockBytes == internal::kQ4KGroupQs + kGroup * 128 &&
-              internal::kF32GroupBlockBytes == kGroup * internal::kF32GroupValues * 4);
+              internal::kQ4KGroupBlockBytes == internal::kQ4KGroupQs + kGroup * 128);
+
+bool IsFloat(WeightFormat format) {
+  return format == WeightFormat::kF32 || format == WeightFormat::kF16 || format == WeightFormat::kBF16;
+}
 
 // Where the 4 bytes of chunk `c` of a row's block go within the block (GGUF's) and
-// within the group's block: c = l for Q8_0, Q4_0 and fp32, 8k + l for Q4_K.
+// within the group's block: c = l for Q8_0 and Q4_0, 8k + l for Q4_K.
 struct Chunks {
-  int count;      // 8, 4, 32 or 16
+  int count;      // 8, 4 or 32
   int gguf_qs;    // offset of the values in a GGUF block
   int group_qs;   // offset of the values in a (group, block)
 };
@@ -30,17 +33,17 @@ Chunks ChunksOf(WeightFormat format) {
   switch (format) {
     case WeightFormat::kQ8_0: return {8, 2, internal::kQ8_0GroupQs};
     case WeightFormat::kQ4_0: return {4, 2, internal::kQ4_0GroupQs};
-    case WeightFormat::kF32: return {internal::kF32GroupValues, 0, 0};
     default: return {32, kQ4_KQsOffset, internal::kQ4KGroupQs};
   }
 }
 
 // One row's block (at src) into lane `lane` of the group's block (at dst). `values`:
-// the block's values in the row (fp32's last block may be short: the rest stays 0).
+// the block's values in the row (a float format's last block may be short: the rest
+// stays 0).
 void ScatterBlock(WeightFormat format, const uint8_t* src, int values, int lane, uint8_t* dst) {
-  const Chunks c = ChunksOf(format);
-  if (format == WeightFormat::kF32) {
-    for (int i = 0; i < values; ++i) std::memcpy(dst + 4 * (kGroup * i + lane), src + 4 * i, 4);
+  if (IsFloat(format)) {
+    const int size = WeightBlockBytes(format);
+    for (int i = 0; i < values; ++i) std::memcpy(dst + size * (kGroup * i + lane), src + size * i, size);
     return;
   }
   std::memcpy(dst + internal::kGroupD + 2 * lane, src, 2);
@@ -53,14 +56,15 @@ void ScatterBlock(WeightFormat format, const uint8_t* src, int values, int lane,
       dst[internal::kQ4KGroupMins + 2 * kGroup * (s / 2) + 2 * lane + s % 2] = static_cast<uint8_t>(min);
     }
   }
+  const Chunks c = ChunksOf(format);
   for (int i = 0; i < c.count; ++i) std::memcpy(dst + c.group_qs + 4 * (kGroup * i + lane), src + c.gguf_qs + 4 * i, 4);
 }
 
 // The inverse: lane `lane` of the group's block (at src) as the row's block (at dst).
 void GatherBlock(WeightFormat format, const uint8_t* src, int values, int lane, uint8_t* dst) {
-  const Chunks c = ChunksOf(format);
-  if (format == WeightFormat::kF32) {
-    for (int i = 0; i < values; ++i) std::memcpy(dst + 4 * i, src + 4 * (kGroup * i + lane), 4);
+  if (IsFloat(format)) {
+    const int size = WeightBlockBytes(format);
+    for (int i = 0; i < values; ++i) std::memcpy(dst + size * i, src + size * (kGroup * i + lane), size);
     return;
   }
   std::memcpy(dst, src + internal::kGroupD + 2 * lane, 2);
@@ -73,6 +77,7 @@ void GatherBlock(WeightFormat format, const uint8_t* src, int values, int lane, 
     }
     PackQ4KScaleMin(scale, min, dst + kQ4_KScalesOffset);
   }
+  const Chunks c = ChunksOf(format);
   for (int i = 0; i < c.count; ++i) std::memcpy(dst + c.gguf_qs + 4 * i, src + c.group_qs + 4 * (kGroup * i + lane), 4);
 }
 
@@ -91,7 +96,7 @@ void Fail(const char* what, const WeightView& w) {
 }  // namespace
 
 bool HasInterleavedLayout(WeightFormat format) {
-  return format == WeightFormat::kF32 || format == WeightFormat::kQ8_0 || format == WeightFormat::kQ4_0 ||
+  return IsFloat(format) || format == WeightFormat::kQ8_0 || format == WeightFormat::kQ4_0 ||
          format == WeightFormat::kQ4_K;
 }
 
@@ -129,9 +134,7 @@ void InterleaveWeightRows(const WeightView& w, void* out) {
 
 namespace internal {
 
-int GroupBlockValues(WeightFormat format) {
-  return format == WeightFormat::kF32 ? kF32GroupValues : WeightBlockValues(format);
-}
+int GroupBlockValues(WeightFormat format) { return IsFloat(format) ? kFloatGroupValues : WeightBlockValues(format); }
 
 int GroupBlocks(WeightFormat format, int64_t cols) {
   const int per_block = GroupBlockValues(format);
@@ -140,7 +143,9 @@ int GroupBlocks(WeightFormat format, int64_t cols) {
 
 int GroupBlockBytes(WeightFormat format) {
   switch (format) {
-    case WeightFormat::kF32: return kF32GroupBlockBytes;
+    case WeightFormat::kF32: return kFloatGroupValues * kGroup * 4;
+    case WeightFormat::kF16:
+    case WeightFormat::kBF16: return kFloatGroupValues * kGroup * 2;
     case WeightFormat::kQ8_0: return kQ8_0GroupBlockBytes;
     case WeightFormat::kQ4_0: return kQ4_0GroupBlockBytes;
     case WeightFormat::kQ4_K: return kQ4KGroupBlockBytes;

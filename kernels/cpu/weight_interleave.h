@@ -1,11 +1,13 @@
-// The kInterleaved layout of fp32, Q8_0, Q4_0 and Q4_K matrices (weight_matmul.h): rows
-// in groups of kInterleaveRows = 16, each group's blocks one after another, and in each
-// (group, block) the fields of the 16 rows' blocks side by side, unpacked, so that one
-// 64-byte load gives the same 4 bytes of all 16 rows, one row per 32-bit lane. Offsets
-// within a (group, block), "row" running over the group's 16 rows:
+// The kInterleaved layout of fp32, fp16, bf16, Q8_0, Q4_0 and Q4_K matrices
+// (weight_matmul.h): rows in groups of kInterleaveRows = 16, each group's blocks one after
+// another, and in each (group, block) the fields of the 16 rows' blocks side by side,
+// unpacked, so that one 64-byte load gives the same 4 bytes of all 16 rows, one row per
+// 32-bit lane (fp16/bf16: the same value of all 16 rows in 32 bytes). Offsets within a
+// (group, block), "row" running over the group's 16 rows:
 //
-//   fp32 (1024 bytes; a block is 16 values, the last one of a row zero-padded)
-//        0   1024  [l = 0..15][row]: value l of the row's block, fp32
+//   fp32, fp16, bf16 (1024 or 512 bytes; a block is 16 values, the last one of a row
+//   zero-padded)
+//        0   1024  [l = 0..15][row]: value l of the row's block, as stored (4 or 2 bytes)
 //
 //   Q8_0 (544 bytes = 16 x 34)
 //        0     32  d of rows 0-15, fp16
@@ -27,7 +29,8 @@
 // GroupBlocks(format, cols). Rows past the matrix's end in the last group, and fp32
 // values past the end of a row, are zero bytes.
 //
-// For fp32 this is the operand the AVX2 outer-product kernel reads (matmul_avx2_panels.h):
+// For the float formats this is the operand the AVX2 outer-product kernel reads
+// (matmul_avx2_panels.h):
 // block b of group g holds, for each lane l of the canonical arithmetic's chunk b, the
 // group's 16 weights that lane multiplies.
 //
@@ -43,21 +46,21 @@ namespace flover::cpu::internal {
 inline constexpr int kQ8_0GroupBlockBytes = 544;
 inline constexpr int kQ4_0GroupBlockBytes = 288;
 inline constexpr int kQ4KGroupBlockBytes = 2368;
-inline constexpr int kGroupD = 0;  // every format: the 16 fp16 d first
+inline constexpr int kGroupD = 0;  // every block format: the 16 fp16 d first
 inline constexpr int kQ8_0GroupQs = 32;
 inline constexpr int kQ4_0GroupQs = 32;
 inline constexpr int kQ4KGroupDmin = 32;
 inline constexpr int kQ4KGroupScales = 64;
 inline constexpr int kQ4KGroupMins = 192;
 inline constexpr int kQ4KGroupQs = 320;
-inline constexpr int kF32GroupValues = 16;  // values of a row per fp32 block
-inline constexpr int kF32GroupBlockBytes = 1024;
+inline constexpr int kFloatGroupValues = 16;  // values of a row per fp32, fp16 or bf16 block
 
-// Values of a row per block: WeightBlockValues(format), 16 for fp32.
+// Values of a row per block: WeightBlockValues(format), 16 for the float formats.
 int GroupBlockValues(WeightFormat format);
-// Blocks per row of `cols` values (fp32's last one may be short).
+// Blocks per row of `cols` values (a float format's last one may be short).
 int GroupBlocks(WeightFormat format, int64_t cols);
-// Bytes of one (group, block): 1024, 544, 288 or 2368. REQUIRES: HasInterleavedLayout(format).
+// Bytes of one (group, block): 1024 (fp32), 512 (fp16, bf16), 544, 288 or 2368.
+// REQUIRES: HasInterleavedLayout(format).
 int GroupBlockBytes(WeightFormat format);
 
 // The bytes of group g, block b of an interleaved matrix at base.

@@ -144,7 +144,7 @@ const WeightKernel& SelectedWeightKernel(WeightFormat format) {
 void MatmulWeightsWithKernel(const WeightKernel& chosen, const float* x, const WeightView& w, float* y, int n,
                              bool accumulate) {
   // The int8 formats' SIMD variants read only the interleaved layout; the portable one
-  // reads both and gives the same bits. Every fp32 variant reads both.
+  // reads both and gives the same bits. Every float variant reads both.
   const bool int8_rows = IsIntFormat(w.format) && w.layout == WeightLayout::kRows;
   const WeightKernel portable = int8_rows ? FindWeightKernel(w.format, "generic") : WeightKernel{};
   const WeightKernel& kernel = int8_rows ? portable : chosen;
@@ -205,8 +205,8 @@ void MatmulWeights(const float* x, const WeightView& w, float* y, int n, bool ac
 const char* MatmulWeightsKernelName(WeightFormat format) { return internal::SelectedWeightKernel(format).name; }
 
 WeightLayout PreferredWeightLayout(WeightFormat format) {
-  if (internal::IsIntFormat(format)) return WeightLayout::kInterleaved;
-  if (format == WeightFormat::kF32 && internal::SelectedWeightKernel(format).widened == internal::MatmulRangeAvx2)
+  // The float formats' "avx2" variants (not "widen+avx2") read interleaved groups in place.
+  if (internal::IsIntFormat(format) || std::strcmp(internal::SelectedWeightKernel(format).name, "avx2") == 0)
     return WeightLayout::kInterleaved;
   return WeightLayout::kRows;
 }

@@ -40,19 +40,19 @@ int64_t WeightRowBytes(WeightFormat format, int64_t cols);
 // How a matrix's bytes are laid out.
 //   kRows: row after row, each WeightRowBytes(format, cols) bytes from the previous one,
 //       as GGUF stores them (every format).
-//   kInterleaved (fp32, Q8_0, Q4_0, Q4_K): groups of kInterleaveRows rows, the last one
-//       padded with zero rows, whose blocks are stored side by side (weight_interleave.h):
-//       the layout the SIMD kernels stream at full speed, one vector lane per row.
+//   kInterleaved (every format): groups of kInterleaveRows rows, the last one padded
+//       with zero rows, whose blocks are stored side by side (weight_interleave.h): the
+//       layout the SIMD kernels stream at full speed, one vector lane per row.
 //       InterleavedWeightBytes gives its size: the same bytes per block and row as GGUF
 //       for Q8_0 and Q4_0, 148 per 256 values for Q4_K (144 in GGUF: its 6-bit scales
-//       and mins are kept unpacked), for fp32 the values with each row padded to a
-//       multiple of 16, plus the padding rows.
+//       and mins are kept unpacked), for fp32, fp16 and bf16 the values with each row
+//       padded to a multiple of 16, plus the padding rows.
 // MatmulWeights gives the same bits for either layout of a matrix. The int8 formats' SIMD
 // kernels read only kInterleaved (on kRows the portable kernel runs, several times
-// slower); fp32's AVX2 kernel reads both, kInterleaved as fast for one x row and faster
-// from a few on (its outer-product tiles read the groups in place, where from rows they
-// regroup each call's weights, or use dot-product tiles that reload x), and the other
-// fp32 kernels read kInterleaved through a copy of a few rows at a time.
+// slower). The float formats' AVX2 kernels read both, kInterleaved as fast for one x row
+// and faster from a few on (their outer-product tiles read the groups in place, where
+// from rows they regroup each call's weights, or use dot-product tiles that reload x);
+// the other float kernels read kInterleaved through a copy of a few rows at a time.
 // PreferredWeightLayout says which layout to keep a matrix in.
 enum class WeightLayout : uint8_t { kRows, kInterleaved };
 inline constexpr int kInterleaveRows = 16;
@@ -67,11 +67,11 @@ struct WeightView {
   WeightLayout layout = WeightLayout::kRows;
 };
 
-// Whether `format` has the kInterleaved layout (fp32, Q8_0, Q4_0, Q4_K).
+// Whether `format` has the kInterleaved layout (every format does).
 bool HasInterleavedLayout(WeightFormat format);
 // The layout MatmulWeights reads `format` fastest in, with the kernel this process
-// chose: kInterleaved for the int8 formats, and for fp32 under the AVX2 kernel; kRows
-// otherwise.
+// chose: kInterleaved for the int8 formats, and for fp32, fp16 and bf16 under the AVX2
+// kernels; kRows otherwise.
 WeightLayout PreferredWeightLayout(WeightFormat format);
 // Bytes of a [rows, cols] matrix of `format` in the kInterleaved layout.
 // REQUIRES: HasInterleavedLayout(format), rows >= 0, cols > 0 a multiple of the block.

@@ -1,7 +1,7 @@
 // The AVX2 variants of MatmulWeights (F16C for the fp16 scales and weights): fp16 and
-// bf16 weights widened in Matmul's AVX2 register tiles, and the int8 formats'
-// canonical arithmetic (weight_matmul_internal.h) on the interleaved layout
-// (weight_interleave.h), 8 W rows per ymm, one y element per 32-bit lane.
+// bf16 weights widened in Matmul's AVX2 register tiles (rows) or outer-product panels
+// (interleaved, matmul_avx2_panels.h), and the int8 formats' canonical arithmetic (weight_matmul_internal.h) on the
+// interleaved layout (weight_interleave.h), 8 W rows per ymm, one y element per 32-bit lane.
 //
 // Q8_0 uses the sign trick: sum w * q = sum |w| * (q * sign(w)), with vpmaddubsw
 // (unsigned |w| times signed q, adjacent pairs added into int16, saturating) and vpmaddwd
@@ -324,11 +324,17 @@ void HalvesRange(const WeightMatmulArgs& a, int o_begin, int o_end) {
 }  // namespace
 
 void WeightRangeF16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  if (a.layout == WeightLayout::kInterleaved)
+    return avx2_tiles::RangeInterleavedPanels<F16Weights>(a.x, a.x_stride, a.w, a.y, a.n, a.cols, a.rows, o_begin,
+                                                          o_end, a.accumulate);
   avx2_tiles::Range<F16Weights>(a.x, a.x_stride, reinterpret_cast<const uint16_t*>(a.w), a.y, a.n, a.cols, a.rows,
                                 o_begin, o_end, a.accumulate);
 }
 
 void WeightRangeBf16Avx2(const WeightMatmulArgs& a, int o_begin, int o_end) {
+  if (a.layout == WeightLayout::kInterleaved)
+    return avx2_tiles::RangeInterleavedPanels<Bf16Weights>(a.x, a.x_stride, a.w, a.y, a.n, a.cols, a.rows, o_begin,
+                                                           o_end, a.accumulate);
   avx2_tiles::Range<Bf16Weights>(a.x, a.x_stride, reinterpret_cast<const uint16_t*>(a.w), a.y, a.n, a.cols, a.rows,
                                  o_begin, o_end, a.accumulate);
 }

@@ -84,11 +84,11 @@ std::vector<uint8_t> MakeWeights(WeightFormat f, int rows, int cols, uint32_t se
   return bytes;
 }
 
-// The layout a variant reads at speed: the int8 formats' and fp32's AVX2 kernel read
-// the interleaved one (fp32's AVX2 kernel reads rows too: matmul_test), the others rows.
+// The layout a variant reads at speed: the int8 formats' kernels and the float formats'
+// "avx2" ones read the interleaved one (the latter rows too: FloatLayoutsGiveTheSameBits,
+// matmul_test), the others rows.
 WeightLayout FastLayout(WeightFormat f, const char* variant) {
-  return IsQuantized(f) || (f == WeightFormat::kF32 && std::string(variant) == "avx2") ? WeightLayout::kInterleaved
-                                                                                       : WeightLayout::kRows;
+  return IsQuantized(f) || std::string(variant) == "avx2" ? WeightLayout::kInterleaved : WeightLayout::kRows;
 }
 
 // A matrix in `layout`: the kInterleaved bytes made from W's kRows bytes at w, or those
@@ -497,7 +497,7 @@ TEST(WeightMatmulVariantsTest, DispatchesToTheSelectedVariant) {
       EXPECT_EQ(0, std::memcmp(a.data(), c.data(), sizeof(float) * a.size())) << "not Matmul on widened weights";
     }
     const std::string matmul = MatmulKernelName();
-    const bool interleaved = IsQuantized(f) || (f == WeightFormat::kF32 && name == "avx2");
+    const bool interleaved = IsQuantized(f) || name == "avx2";
     EXPECT_EQ(PreferredWeightLayout(f), interleaved ? WeightLayout::kInterleaved : WeightLayout::kRows);
     if (f == WeightFormat::kF32) {
       EXPECT_EQ(name, matmul);
@@ -538,31 +538,34 @@ TEST(WeightMatmulLayoutTest, RowsLayoutGivesTheInterleavedBits) {
   }
 }
 
-// An fp32 matrix gives the same bits in either layout through every variant (the AVX2
-// one reads the interleaved groups as its panels, the others a copy of the rows), for
-// shapes with partial chunks, partial groups, several row tiles and thread counts.
-TEST(WeightMatmulLayoutTest, Fp32LayoutsGiveTheSameBits) {
-  constexpr WeightFormat f = WeightFormat::kF32;
-  for (int cols : {1, 15, 100, 768, 1500}) {
-    for (int rows : {1, 16, 21, 40}) {
-      for (int n : {1, 5, 13, 40}) {
-        SCOPED_TRACE("cols=" + std::to_string(cols) + " rows=" + std::to_string(rows) + " n=" + std::to_string(n));
-        const auto x = Random(static_cast<size_t>(n) * cols, 130 + n);
-        const auto w = MakeWeights(f, rows, cols, 131 + rows + cols, /*raw=*/false);
-        const LaidOut interleaved = LayOut(f, w.data(), rows, cols, WeightLayout::kInterleaved);
-        const auto y0 = Random(static_cast<size_t>(n) * rows, 132);
-        for (const char* name : WeightKernelNames(f)) {
-          const WeightKernel k = FindWeightKernel(f, name);
-          if (k.fn == nullptr) continue;
-          for (bool accumulate : {false, true}) {
-            auto expected = y0;
-            MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), rows, cols}, expected.data(), n, accumulate);
-            for (int n_threads : {1, 2, 3}) {
-              ThreadCountScope threads(n_threads);
-              auto y = y0;
-              MatmulWeightsWithKernel(k, x.data(), interleaved.view, y.data(), n, accumulate);
-              ASSERT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size()))
-                  << name << (accumulate ? " accumulate" : "") << ", " << n_threads << " threads";
+// An fp32, fp16 or bf16 matrix gives the same bits in either layout through every
+// variant (the "avx2" ones read the interleaved groups as their panels, the others a
+// copy of the rows), for shapes with partial chunks, partial groups, several row tiles
+// and thread counts.
+TEST(WeightMatmulLayoutTest, FloatLayoutsGiveTheSameBits) {
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16}) {
+    for (int cols : {1, 15, 100, 768, 1500}) {
+      for (int rows : {1, 16, 21, 40}) {
+        for (int n : {1, 5, 13, 40}) {
+          SCOPED_TRACE(std::string(WeightFormatName(f)) + " cols=" + std::to_string(cols) +
+                       " rows=" + std::to_string(rows) + " n=" + std::to_string(n));
+          const auto x = Random(static_cast<size_t>(n) * cols, 130 + n);
+          const auto w = MakeWeights(f, rows, cols, 131 + rows + cols, /*raw=*/false);
+          const LaidOut interleaved = LayOut(f, w.data(), rows, cols, WeightLayout::kInterleaved);
+          const auto y0 = Random(static_cast<size_t>(n) * rows, 132);
+          for (const char* name : WeightKernelNames(f)) {
+            const WeightKernel k = FindWeightKernel(f, name);
+            if (k.fn == nullptr) continue;
+            for (bool accumulate : {false, true}) {
+              auto expected = y0;
+              MatmulWeightsWithKernel(k, x.data(), WeightView{f, w.data(), rows, cols}, expected.data(), n, accumulate);
+              for (int n_threads : {1, 2, 3}) {
+                ThreadCountScope threads(n_threads);
+                auto y = y0;
+                MatmulWeightsWithKernel(k, x.data(), interleaved.view, y.data(), n, accumulate);
+                ASSERT_EQ(0, std::memcmp(expected.data(), y.data(), sizeof(float) * y.size()))
+                    << name << (accumulate ? " accumulate" : "") << ", " << n_threads << " threads";
+              }
             }
           }
         }
@@ -575,21 +578,22 @@ TEST(WeightMatmulLayoutTest, Fp32LayoutsGiveTheSameBits) {
 // GGUF bytes (random blocks: every scale, min and nibble pattern), DequantizeWeightRows
 // gives the same values from both layouts, and the padding rows are zero bytes.
 TEST(WeightMatmulLayoutTest, InterleavingKeepsEveryByte) {
-  for (WeightFormat other : {WeightFormat::kF16, WeightFormat::kBF16})
-    EXPECT_FALSE(HasInterleavedLayout(other)) << WeightFormatName(other);
-  for (WeightFormat f : kInterleavedFormats) {
+  for (WeightFormat f : kAllFormats) {
     EXPECT_TRUE(HasInterleavedLayout(f));
-    const bool fp32 = f == WeightFormat::kF32;
+    const bool floats = !IsQuantized(f);
     for (int rows : {1, 15, 16, 17, 50}) {
-      for (int cols : fp32 ? std::vector<int>{1, 100, 768} : std::vector<int>{256, 768}) {
+      for (int cols : floats ? std::vector<int>{1, 100, 768} : std::vector<int>{256, 768}) {
         SCOPED_TRACE(std::string(WeightFormatName(f)) + " rows=" + std::to_string(rows) +
                      " cols=" + std::to_string(cols));
         const auto w = MakeWeights(f, rows, cols, 120 + rows + cols, /*raw=*/true);
         const LaidOut laid_out = LayOut(f, w.data(), rows, cols, WeightLayout::kInterleaved);
         const int64_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
-        // Bytes per row and block: fp32's blocks are 16 values, the last one zero-padded.
-        const int64_t group_row_bytes = fp32 ? 64 : f == WeightFormat::kQ4_K ? 148 : WeightBlockBytes(f);
-        const int64_t blocks = fp32 ? (cols + 15) / 16 : cols / WeightBlockValues(f);
+        // Bytes per row and block: the float formats' blocks are 16 values, the last one
+        // zero-padded.
+        const int64_t group_row_bytes = floats                     ? 16 * WeightBlockBytes(f)
+                                        : f == WeightFormat::kQ4_K ? 148
+                                                                   : WeightBlockBytes(f);
+        const int64_t blocks = floats ? (cols + 15) / 16 : cols / WeightBlockValues(f);
         ASSERT_EQ(laid_out.interleaved.size(),
                   static_cast<size_t>(groups * kInterleaveRows * blocks * group_row_bytes));
         const int64_t row_bytes = WeightRowBytes(f, cols);

@@ -68,17 +68,18 @@ TEST(WeightTensorTest, Fp32KeepsItsValuesAndOtherFormatsTheirBytes) {
 }
 
 // Interleave() rearranges a matrix into the layout the process's kernel reads fastest
-// (cpu::PreferredWeightLayout: Q8_0, Q4_0 and Q4_K always, fp32 under the AVX2 kernel,
-// which the avx2.-prefixed run of this test chooses): the same values through
+// (cpu::PreferredWeightLayout: Q8_0, Q4_0 and Q4_K always, fp32, fp16 and bf16 under the
+// AVX2 kernels, which the avx2.-prefixed run of this test chooses): the same values through
 // DequantizeWeightRows and the same products through MatmulWeights, Holds and view
 // follow the new size, a second call changes nothing, ConvertTo still reads it, the
 // values can no longer be read as fp32 rows; other formats are left as they are.
 TEST(WeightTensorTest, InterleaveKeepsTheMatrixInThePreferredLayout) {
-  constexpr int64_t kRows = 19, kCols = 520;  // fp32: a partial group and a partial block of 16 values
+  constexpr int64_t kRows = 19, kCols = 520;  // floats: a partial group and a partial block of 16 values
   const std::vector<float> values = Uniform(kRows * kCols, 5);
   for (WeightFormat f : kEveryFormat) {
     SCOPED_TRACE(cpu::WeightFormatName(f));
-    const int64_t cols = f == WeightFormat::kF32 ? kCols : 512;
+    const bool floats = f == WeightFormat::kF32 || f == WeightFormat::kF16 || f == WeightFormat::kBF16;
+    const int64_t cols = floats ? kCols : 512;
     const WeightTensor rows =
         f == WeightFormat::kF32 ? WeightTensor(values) : WeightTensor::FromBytes(f, Quantized(f, values, kRows, cols));
     WeightTensor t = rows;
@@ -91,11 +92,11 @@ TEST(WeightTensorTest, InterleaveKeepsTheMatrixInThePreferredLayout) {
     EXPECT_EQ(t.layout(), cpu::WeightLayout::kInterleaved);
     EXPECT_FALSE(t == rows);
     // Two groups of 16 rows; Q4_K keeps 148 bytes per block and row, the others their 34
-    // or 18, fp32 64 per 16 values (the last block zero-padded).
-    const int64_t block_bytes = f == WeightFormat::kQ4_K  ? 148
-                                : f == WeightFormat::kF32 ? 64
-                                                          : cpu::WeightBlockBytes(f);
-    const int64_t blocks = f == WeightFormat::kF32 ? (cols + 15) / 16 : cols / cpu::WeightBlockValues(f);
+    // or 18, the float formats 16 values' bytes (the last block zero-padded).
+    const int64_t block_bytes = f == WeightFormat::kQ4_K ? 148
+                                : floats                 ? 16 * cpu::WeightBlockBytes(f)
+                                                         : cpu::WeightBlockBytes(f);
+    const int64_t blocks = floats ? (cols + 15) / 16 : cols / cpu::WeightBlockValues(f);
     EXPECT_EQ(t.n_bytes(), 2 * 16 * blocks * block_bytes);
     if (f == WeightFormat::kF32) EXPECT_DEATH((void)t.f32(), "fp32 tensor \\(interleaved\\) read as fp32");
     EXPECT_TRUE(t.Holds(kRows, cols));
@@ -115,7 +116,8 @@ TEST(WeightTensorTest, InterleaveKeepsTheMatrixInThePreferredLayout) {
     cpu::MatmulWeights(x.data(), rows.view(kRows, cols), ya.data(), 3);
     cpu::MatmulWeights(x.data(), t.view(kRows, cols), yb.data(), 3);
     EXPECT_EQ(ya, yb);
-    EXPECT_EQ(t.ConvertTo(WeightFormat::kF16, kRows, cols), rows.ConvertTo(WeightFormat::kF16, kRows, cols));
+    const WeightFormat other = f == WeightFormat::kBF16 ? WeightFormat::kF16 : WeightFormat::kBF16;
+    EXPECT_EQ(t.ConvertTo(other, kRows, cols), rows.ConvertTo(other, kRows, cols));
   }
 }
 
