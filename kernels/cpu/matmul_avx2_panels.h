@@ -15,8 +15,10 @@
 // j the chunk of 16), w once per panel of 16 rows and block ([j][l][o], widened to fp32),
 // both zero-padded to whole chunks as step 2 pads them. A panel's 16 x in floats are
 // reused by every row tile of the block, so the regrouping costs about in / 16 loads,
-// shuffles and stores per 16 x in products a row tile does; it pays off from a few dozen
-// x rows on.
+// shuffles and stores per 16 x in products a row tile does; on w in rows it pays off from
+// a few dozen x rows on. An interleaved matrix (weight_interleave.h: fp32, fp16, bf16)
+// is w regrouped already, in its own element type: its groups are read in place, 16-bit
+// values widened in registers, and the panels run at every batch size.
 //
 // Include only after <immintrin.h>, inside a region compiled for AVX2 and FMA (a target
 // pragma), as matmul_avx2_tiles.h does; everything is in an anonymous namespace, so each
