@@ -98,7 +98,9 @@ TEST(WeightTensorTest, InterleaveKeepsTheMatrixInThePreferredLayout) {
                                                          : cpu::WeightBlockBytes(f);
     const int64_t blocks = floats ? (cols + 15) / 16 : cols / cpu::WeightBlockValues(f);
     EXPECT_EQ(t.n_bytes(), 2 * 16 * blocks * block_bytes);
-    if (f == WeightFormat::kF32) EXPECT_DEATH((void)t.f32(), "fp32 tensor \\(interleaved\\) read as fp32");
+    if (f == WeightFormat::kF32) {
+      EXPECT_DEATH((void)t.f32(), "fp32 tensor \\(interleaved\\) read as fp32");
+    }
     EXPECT_TRUE(t.Holds(kRows, cols));
     EXPECT_FALSE(t.Holds(kRows, 2 * cols));
     const WeightTensor again = [&] {
