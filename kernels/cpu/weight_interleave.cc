@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cpu/weight_blocks.h"
+#include "kernels/cpu/weight_matmul_internal.h"
 
 namespace flover::cpu {
 namespace {
@@ -16,10 +17,6 @@ static_assert(kGroup == 16, "the layout's field sizes assume 16 rows per group")
 static_assert(internal::kQ8_0GroupBlockBytes == kGroup * kQ8_0Bytes &&
               internal::kQ4_0GroupBlockBytes == kGroup * kQ4_0Bytes &&
               internal::kQ4KGroupBlockBytes == internal::kQ4KGroupQs + kGroup * 128);
-
-bool IsFloat(WeightFormat format) {
-  return format == WeightFormat::kF32 || format == WeightFormat::kF16 || format == WeightFormat::kBF16;
-}
 
 // Where the 4 bytes of chunk `c` of a row's block go within the block (GGUF's) and
 // within the group's block: c = l for Q8_0 and Q4_0, 8k + l for Q4_K.
@@ -41,7 +38,7 @@ Chunks ChunksOf(WeightFormat format) {
 // the block's values in the row (a float format's last block may be short: the rest
 // stays 0).
 void ScatterBlock(WeightFormat format, const uint8_t* src, int values, int lane, uint8_t* dst) {
-  if (IsFloat(format)) {
+  if (!internal::IsIntFormat(format)) {
     const int size = WeightBlockBytes(format);
     for (int i = 0; i < values; ++i) std::memcpy(dst + size * (kGroup * i + lane), src + size * i, size);
     return;
@@ -62,7 +59,7 @@ void ScatterBlock(WeightFormat format, const uint8_t* src, int values, int lane,
 
 // The inverse: lane `lane` of the group's block (at src) as the row's block (at dst).
 void GatherBlock(WeightFormat format, const uint8_t* src, int values, int lane, uint8_t* dst) {
-  if (IsFloat(format)) {
+  if (!internal::IsIntFormat(format)) {
     const int size = WeightBlockBytes(format);
     for (int i = 0; i < values; ++i) std::memcpy(dst + size * i, src + size * (kGroup * i + lane), size);
     return;
@@ -81,7 +78,7 @@ void GatherBlock(WeightFormat format, const uint8_t* src, int values, int lane, 
   for (int i = 0; i < c.count; ++i) std::memcpy(dst + c.gguf_qs + 4 * i, src + c.group_qs + 4 * (kGroup * i + lane), 4);
 }
 
-// The values of block b of a row of `cols` values (all but fp32's last are whole).
+// The values of block b of a row of `cols` values (all but a float format's last are whole).
 int BlockValues(WeightFormat format, int cols, int b) {
   const int per_block = internal::GroupBlockValues(format);
   return cols - b * per_block < per_block ? cols - b * per_block : per_block;
@@ -96,8 +93,7 @@ void Fail(const char* what, const WeightView& w) {
 }  // namespace
 
 bool HasInterleavedLayout(WeightFormat format) {
-  return IsFloat(format) || format == WeightFormat::kQ8_0 || format == WeightFormat::kQ4_0 ||
-         format == WeightFormat::kQ4_K;
+  return static_cast<unsigned>(format) <= static_cast<unsigned>(WeightFormat::kQ4_K);  // every format
 }
 
 int64_t InterleavedWeightBytes(WeightFormat format, int64_t rows, int64_t cols) {
@@ -134,7 +130,9 @@ void InterleaveWeightRows(const WeightView& w, void* out) {
 
 namespace internal {
 
-int GroupBlockValues(WeightFormat format) { return IsFloat(format) ? kFloatGroupValues : WeightBlockValues(format); }
+int GroupBlockValues(WeightFormat format) {
+  return !IsIntFormat(format) ? kFloatGroupValues : WeightBlockValues(format);
+}
 
 int GroupBlocks(WeightFormat format, int64_t cols) {
   const int per_block = GroupBlockValues(format);

@@ -44,14 +44,14 @@ constexpr Variant kVariants[] = {
     {WeightFormat::kF32, {"avx2", WeightRangeF32InPlace, 4, 0, MatmulRangeAvx2}, kAvx2Features, CpuHasAvx2Fma},
     {WeightFormat::kF32, {"generic", WeightRangeF32InPlace, 1, 0, MatmulRangeGeneric}, "", Always},
 
-    {WeightFormat::kF16, {"avx512", WeightRangeF16Avx512, 6, 0, nullptr}, kAvx512Features, CpuHasAvx512},
-    {WeightFormat::kF16, {"avx2", WeightRangeF16Avx2, 4, 0, nullptr}, kAvx2F16cFeatures, HasAvx2FmaF16c},
+    {WeightFormat::kF16, {"avx512", WeightRangeF16Avx512, 6, 0, MatmulRangeAvx512}, kAvx512Features, CpuHasAvx512},
+    {WeightFormat::kF16, {"avx2", WeightRangeF16Avx2, 4, 0, MatmulRangeAvx2}, kAvx2F16cFeatures, HasAvx2FmaF16c},
     {WeightFormat::kF16, {"widen+avx512", WeightRangeWidened, 6, 0, MatmulRangeAvx512}, kAvx512Features, CpuHasAvx512},
     {WeightFormat::kF16, {"widen+avx2", WeightRangeWidened, 4, 0, MatmulRangeAvx2}, kAvx2Features, CpuHasAvx2Fma},
     {WeightFormat::kF16, {"widen+generic", WeightRangeWidened, 1, 0, MatmulRangeGeneric}, "", Always},
 
-    {WeightFormat::kBF16, {"avx512", WeightRangeBf16Avx512, 6, 0, nullptr}, kAvx512Features, CpuHasAvx512},
-    {WeightFormat::kBF16, {"avx2", WeightRangeBf16Avx2, 4, 0, nullptr}, kAvx2Features, CpuHasAvx2Fma},
+    {WeightFormat::kBF16, {"avx512", WeightRangeBf16Avx512, 6, 0, MatmulRangeAvx512}, kAvx512Features, CpuHasAvx512},
+    {WeightFormat::kBF16, {"avx2", WeightRangeBf16Avx2, 4, 0, MatmulRangeAvx2}, kAvx2Features, CpuHasAvx2Fma},
     {WeightFormat::kBF16, {"widen+avx512", WeightRangeWidened, 6, 0, MatmulRangeAvx512}, kAvx512Features, CpuHasAvx512},
     {WeightFormat::kBF16, {"widen+avx2", WeightRangeWidened, 4, 0, MatmulRangeAvx2}, kAvx2Features, CpuHasAvx2Fma},
     {WeightFormat::kBF16, {"widen+generic", WeightRangeWidened, 1, 0, MatmulRangeGeneric}, "", Always},

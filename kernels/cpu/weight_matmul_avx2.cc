@@ -1,7 +1,8 @@
 // The AVX2 variants of MatmulWeights (F16C for the fp16 scales and weights): fp16 and
 // bf16 weights widened in Matmul's AVX2 register tiles (rows) or outer-product panels
-// (interleaved, matmul_avx2_panels.h), and the int8 formats' canonical arithmetic (weight_matmul_internal.h) on the
-// interleaved layout (weight_interleave.h), 8 W rows per ymm, one y element per 32-bit lane.
+// (interleaved, matmul_avx2_panels.h), and the int8 formats' canonical arithmetic
+// (weight_matmul_internal.h) on the interleaved layout (weight_interleave.h), 8 W rows per
+// ymm, one y element per 32-bit lane.
 //
 // Q8_0 uses the sign trick: sum w * q = sum |w| * (q * sign(w)), with vpmaddubsw
 // (unsigned |w| times signed q, adjacent pairs added into int16, saturating) and vpmaddwd

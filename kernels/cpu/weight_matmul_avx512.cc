@@ -1,7 +1,8 @@
 // The AVX-512 variants of MatmulWeights for fp16 and bf16 weights: Matmul's AVX-512
 // register tiles (matmul_avx512_tiles.h) with each 16 weights widened exactly in a
 // register, so the result is Matmul's on the widened weights, bit for bit. (Interleaved
-// matrices, the AVX2 kernels' layout, are read through a widened copy of a few rows.)
+// matrices, the AVX2 kernels' layout, are read through a widened copy of a few rows and
+// Matmul's AVX-512 kernel, WeightRangeWidened: the same bits.)
 //
 // Only <immintrin.h> and headers without intrinsics are included before the target
 // pragma, so no inline library function is emitted with AVX-512 instructions.
@@ -36,22 +37,14 @@ struct Bf16Weights {
 
 }  // namespace
 
-// An interleaved matrix through a copy of its rows and Matmul's AVX-512 kernel: the
-// same bits as these tiles.
-void RangeInterleavedRows(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  WeightMatmulArgs rows = a;
-  rows.widened = MatmulRangeAvx512;
-  WeightRangeWidened(rows, o_begin, o_end);
-}
-
 void WeightRangeF16Avx512(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  if (a.layout == WeightLayout::kInterleaved) return RangeInterleavedRows(a, o_begin, o_end);
+  if (a.layout == WeightLayout::kInterleaved) return WeightRangeWidened(a, o_begin, o_end);
   avx512_tiles::Range<F16Weights>(a.x, a.x_stride, reinterpret_cast<const uint16_t*>(a.w), a.y, a.n, a.cols, a.rows,
                                   o_begin, o_end, a.accumulate);
 }
 
 void WeightRangeBf16Avx512(const WeightMatmulArgs& a, int o_begin, int o_end) {
-  if (a.layout == WeightLayout::kInterleaved) return RangeInterleavedRows(a, o_begin, o_end);
+  if (a.layout == WeightLayout::kInterleaved) return WeightRangeWidened(a, o_begin, o_end);
   avx512_tiles::Range<Bf16Weights>(a.x, a.x_stride, reinterpret_cast<const uint16_t*>(a.w), a.y, a.n, a.cols, a.rows,
                                    o_begin, o_end, a.accumulate);
 }

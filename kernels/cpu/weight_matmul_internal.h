@@ -110,6 +110,8 @@ struct WeightKernel {
   WeightRangeFn fn = nullptr;  // nullptr: this CPU cannot run the variant
   int col_align = 1;           // thread ranges start at multiples of this
   int activation_block = 0;    // int8 formats: B of step 1; 0 for float formats
+  // Float formats: the Matmul kernel whose bits the variant gives, which it runs on a
+  // widened copy of a few rows ("widen+K" always, the others for a layout they do not read).
   MatmulRangeFn widened = nullptr;
 };
 
